@@ -1,0 +1,5 @@
+import sys
+
+from adamrepro.cli import main
+
+sys.exit(main())

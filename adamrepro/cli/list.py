@@ -1,0 +1,49 @@
+"""`adamrepro list optimizers|experiments|models|datasets`: what can be named in a config."""
+
+from __future__ import annotations
+
+import inspect
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+
+class Listable(str, Enum):
+    optimizers = "optimizers"
+    experiments = "experiments"
+    models = "models"
+    datasets = "datasets"
+
+
+def _defaults(cls) -> str:
+    params = inspect.signature(cls.__init__).parameters.values()
+    return ", ".join(
+        f"{p.name}={p.default!r}" for p in params if p.default is not inspect.Parameter.empty
+    )
+
+
+def list_things(
+    what: Annotated[Listable, typer.Argument(help="What to list.")] = Listable.optimizers,
+) -> None:
+    """List the optimizers (with their defaults), experiments, models or datasets."""
+    if what is Listable.optimizers:
+        from adamrepro.optim import OPTIMIZERS
+
+        for name, cls in OPTIMIZERS.items():
+            typer.echo(f"{name:20s} {_defaults(cls)}")
+    elif what is Listable.experiments:
+        from adamrepro.config import bundled_configs
+
+        for path in bundled_configs():
+            typer.echo(f"{path.stem:20s} {path}")
+    elif what is Listable.models:
+        from adamrepro.models import MODELS
+
+        for name in MODELS:
+            typer.echo(name)
+    else:
+        from adamrepro.data import DATASETS
+
+        for name in DATASETS:
+            typer.echo(name)

@@ -1,0 +1,26 @@
+"""`adamrepro plot [EXPERIMENT ...]`: figures from the results tables alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adamrepro.errors import UserError
+
+
+def plot(
+    experiments: Annotated[list[str] | None, typer.Argument(
+        help="Experiment names (default: every experiment under --out).")] = None,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+) -> None:
+    """Draw each experiment's figure (PNG and PDF) into <out>/<experiment>/."""
+    from adamrepro.figures.curves import draw
+
+    names = experiments or sorted(p.parent.name for p in out.glob("*/curves.csv"))
+    if not names:
+        raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
+    for name in names:
+        for path in draw(out / name):
+            typer.echo(f"wrote {path}")

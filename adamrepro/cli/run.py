@@ -1,0 +1,45 @@
+"""`adamrepro run CONFIG`: the grid search of one experiment, resumable."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adamrepro.config import load_experiment, resolve_config_arg
+from adamrepro.data.download import default_data_dir
+
+
+class Scale(str, Enum):
+    smoke = "smoke"
+    quick = "quick"
+    paper = "paper"
+
+
+class DeviceChoice(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def run(
+    config: Annotated[str, typer.Argument(help="configs/<experiment>.yaml, or its name.")],
+    scale: Annotated[Scale, typer.Option(help="smoke: seconds; quick: minutes on a CPU; "
+                                              "paper: the paper's settings.")] = Scale.paper,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Dataset folder (default: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data).")] = None,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    device: Annotated[DeviceChoice, typer.Option(help="Where to train.")] = DeviceChoice.auto,
+    seeds: Annotated[int | None, typer.Option(
+        min=1, help="Seeds per grid point (default: the config's).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Run one grid search per method; finished runs are skipped on a re-run."""
+    from adamrepro.runner.sweep import resolve_device, run_sweep
+
+    exp = load_experiment(resolve_config_arg(config)).at_scale(scale.value, seeds)
+    target = resolve_device(device.value)
+    folder = run_sweep(exp, scale.value, data_dir or default_data_dir(), out, target, quiet)
+    typer.echo(f"results: {folder}/curves.csv, {folder}/best.csv")

@@ -1,0 +1,12 @@
+"""Datasets by config name. Each entry is a module with `Options`, `options()`, `fetch()`
+(download into the standard layout) and `load(options, data_dir) -> TensorDataset`."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from adamrepro.data import mnist
+
+DATASETS: dict[str, ModuleType] = {
+    "mnist": mnist,
+}

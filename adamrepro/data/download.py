@@ -1,0 +1,117 @@
+"""Fetch official dataset files once, with a progress bar and an MD5 check.
+
+Files land in the standard layouts under the data folder. Offline, or when a checksum does
+not match, the user gets one line saying which file is missing and where to put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from adamrepro.errors import UserError
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_data_dir() -> Path:
+    """$ADAMREPRO_DATA, else the user's cache folder."""
+    if os.environ.get("ADAMREPRO_DATA"):
+        return Path(os.environ["ADAMREPRO_DATA"])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "adamrepro" / "data"
+
+
+def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
+    """Stream `url` to `dest` through a temporary file, so a failure leaves nothing behind."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, transient=True) as progress:
+                task = progress.add_task(f"download {dest.name}", total=total)
+                while block := response.read(1 << 16):
+                    out.write(block)
+                    progress.advance(task, len(block))
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -> Path:
+    """Return folder/name with the right checksum, downloading it from the first working URL.
+
+    `what` names the dataset in messages, e.g. "MNIST". Raises UserError when the file is
+    absent and cannot be fetched, or when what is there (or what came) has the wrong MD5.
+    """
+    path = folder / name
+    if path.exists():
+        if md5sum(path) != md5:
+            raise UserError(
+                f"{what}: {path} is corrupt (MD5 mismatch, expected {md5}); delete it and run "
+                f"again to download it, or replace it with the official file"
+            )
+        return path
+    reasons = []
+    for url in urls:
+        try:
+            _download(url, path)
+        except (urllib.error.URLError, OSError, TimeoutError) as err:
+            reasons.append(f"{url}: {getattr(err, 'reason', err)}")
+            continue
+        if md5sum(path) != md5:
+            path.unlink()
+            raise UserError(
+                f"{what}: the download of {name} from {url} has the wrong MD5 (expected {md5}); "
+                f"put the official {name} in {folder}"
+            )
+        return path
+    raise UserError(
+        f"{what}: {path} is missing and could not be downloaded ({reasons[-1] if reasons else ''}"
+        f"); put the official {name} in {folder} or pass --data-dir to where it is"
+    )
+
+
+def extract_tar(archive: Path, into: Path) -> None:
+    """Unpack a tar archive atomically enough: into a temporary folder, then moved in place."""
+    import tarfile
+
+    tmp = Path(tempfile.mkdtemp(dir=into, prefix=".extract."))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        for child in tmp.iterdir():
+            target = into / child.name
+            if not target.exists():
+                os.replace(child, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,87 @@
+"""MNIST from the four official IDX files in DATA/MNIST/raw/ (downloaded if missing).
+
+Pixels become float32 in [0, 1], flattened to 784 features (the paper's "raw pixels").
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from adamrepro.config import Frozen, options_model
+from adamrepro.data.base import TensorDataset
+from adamrepro.data.download import ensure_file
+from adamrepro.errors import UserError
+
+FILES = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MIRRORS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+]
+
+
+class Options(Frozen):
+    name: str = "mnist"
+    train_size: int | None = None
+    test_size: int | None = None
+    # `flat`: (N, 784) for the logistic regression and the MLPs; `image`: (N, 1, 28, 28).
+    layout: Literal["flat", "image"] = "flat"
+
+
+def options(values: dict, where: str) -> Options:
+    return options_model(Options, values, where)
+
+
+def mirrors() -> list[str]:
+    """$ADAMREPRO_MNIST_MIRROR (a base URL) first, then the public mirrors."""
+    own = os.environ.get("ADAMREPRO_MNIST_MIRROR")
+    return ([own.rstrip("/") + "/"] if own else []) + MIRRORS
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one gzipped IDX file (magic: two zero bytes, a type code, the number of dims)."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise UserError(f"MNIST: {path} is not an IDX file of unsigned bytes; replace it")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    offset = 4 + 4 * ndim
+    if len(raw) - offset != int(np.prod(shape)):
+        raise UserError(f"MNIST: {path} is truncated ({len(raw) - offset} bytes of data)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def fetch(data_dir: Path) -> Path:
+    folder = Path(data_dir) / "MNIST" / "raw"
+    for name, md5 in FILES.items():
+        ensure_file(folder, name, md5, [m + name for m in mirrors()], "MNIST")
+    return folder
+
+
+def load(opts: Options, data_dir: Path) -> TensorDataset:
+    folder = fetch(data_dir)
+    arrays = {name.split(".")[0]: read_idx(folder / name) for name in FILES}
+
+    def images(key: str) -> torch.Tensor:
+        x = torch.from_numpy(arrays[key].copy()).float().div_(255.0)
+        return x.reshape(len(x), -1) if opts.layout == "flat" else x.unsqueeze(1)
+
+    data = TensorDataset(
+        train_x=images("train-images-idx3-ubyte"),
+        train_y=torch.from_numpy(arrays["train-labels-idx1-ubyte"].astype(np.int64)),
+        test_x=images("t10k-images-idx3-ubyte"),
+        test_y=torch.from_numpy(arrays["t10k-labels-idx1-ubyte"].astype(np.int64)),
+        num_classes=10,
+    )
+    return data.subset(opts.train_size, opts.test_size)

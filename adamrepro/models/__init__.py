@@ -1,0 +1,9 @@
+"""Models by config name: batched `BatchedModel` subclasses with an `options()` validator."""
+
+from __future__ import annotations
+
+from adamrepro.models.logreg import LogReg
+
+MODELS: dict[str, type] = {
+    "logreg": LogReg,
+}

@@ -1,0 +1,99 @@
+"""Batched models: one module holds the parameters of G runs, stacked on a leading dimension.
+
+Inputs are (G, B, ...) and outputs (G, B, ...): run g only ever touches slice g, so the sum
+of the G per-run losses back-propagates each run's own gradient. With G = 1 a model is an
+ordinary single run. Every run's initial weights come from its own seed alone, so a run
+starts from the same weights whichever group it is trained in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def seeded_generator(seed: int, stream: int) -> torch.Generator:
+    """A CPU generator for one purpose (`stream`) of one seed, independent of the others."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
+
+
+INIT_STREAM = 1
+
+
+class StackedLinear(nn.Module):
+    """G independent affine maps x·W_g + b_g, computed as one batched matmul."""
+
+    def __init__(self, seeds: Sequence[int], in_features: int, out_features: int,
+                 init: str, init_scale: float, layer_index: int) -> None:
+        super().__init__()
+        weights = []
+        for seed in seeds:
+            generator = seeded_generator(seed, INIT_STREAM + 100 * layer_index)
+            weights.append(init_weight(in_features, out_features, init, init_scale, generator))
+        self.weight = nn.Parameter(torch.stack(weights))
+        self.bias = nn.Parameter(torch.zeros(len(seeds), 1, out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+def init_weight(fan_in: int, fan_out: int, init: str, scale: float,
+                generator: torch.Generator) -> Tensor:
+    """`zeros`; `normal`: N(0, scale²); `glorot`: U(±scale·√(6/(fan_in+fan_out)));
+    `he`: N(0, scale²·2/fan_in)."""
+    shape = (fan_in, fan_out)
+    if init == "zeros":
+        return torch.zeros(shape)
+    if init == "normal":
+        return torch.randn(shape, generator=generator) * scale
+    if init == "glorot":
+        bound = scale * math.sqrt(6.0 / (fan_in + fan_out))
+        return (torch.rand(shape, generator=generator) * 2 - 1) * bound
+    if init == "he":
+        return torch.randn(shape, generator=generator) * scale * math.sqrt(2.0 / fan_in)
+    raise ValueError(f"unknown init {init!r}")
+
+
+def dropout(x: Tensor, rate: float, generator: torch.Generator | None) -> Tensor:
+    """Inverted dropout with an explicit generator, so masks are reproducible per group."""
+    if rate == 0.0:
+        return x
+    keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) >= rate
+    return x * keep / (1.0 - rate)
+
+
+class BatchedModel(nn.Module):
+    """The interface the runner relies on; subclasses set layers in `__init__`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generator: torch.Generator | None = None  # dropout masks; set by the runner
+
+    def forward(self, x: Tensor, train: bool) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        """Mean data loss per run, shape (G,). Default: softmax cross-entropy."""
+        G, B = output.shape[:2]
+        flat = F.cross_entropy(output.reshape(G * B, -1), y.reshape(G * B), reduction="none")
+        return flat.view(G, B).mean(1)
+
+    def penalty(self) -> Tensor | float:
+        """Regularisation added to the training objective, per run (G,), or 0."""
+        return 0.0
+
+    def correct(self, output: Tensor, y: Tensor) -> Tensor:
+        """Number of correct predictions per run, shape (G,)."""
+        return (output.argmax(-1) == y).sum(1)
+
+
+def l2_penalty(weights: Sequence[Tensor], coefficient: float) -> Tensor | float:
+    """(λ/2)·Σ‖W‖² per run; biases are not penalised (ours)."""
+    if coefficient == 0.0:
+        return 0.0
+    total = sum(w.pow(2).flatten(1).sum(1) for w in weights)
+    return 0.5 * coefficient * total

@@ -1,0 +1,34 @@
+"""AdaGrad (Duchi, Hazan & Singer, 2011), as compared against in Kingma & Ba (2015).
+
+    g ← ∇f(θ) + weight_decay·θ;   s ← s + g²;   θ ← θ − α_t·g / (√s + ε)
+
+This is torch.optim.Adagrad's formula with initial_accumulator_value=0; torch's own
+`lr_decay` (α/(1 + (t−1)·decay)) is replaced by ours (`none` or `sqrt`: α_t = α/√t), and the
+accumulator keeps torch's state name `sum`. PAPER.md Sec. 5: AdaGrad is the limit β1=0,
+β2→1 of Adam with α_t = α/√t and bias correction.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adamrepro.optim.base import GridOptimizer, broadcast, check_range
+
+
+class Adagrad(GridOptimizer):
+    def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0, lr_decay: str = "none"):
+        check_range("eps", eps, 0.0)
+        check_range("weight_decay", weight_decay, 0.0)
+        super().__init__(
+            params, dict(lr=lr, eps=eps, weight_decay=weight_decay, lr_decay=lr_decay)
+        )
+
+    def _init_state(self, p, state, group):
+        state["sum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _update(self, p, grad, state, group, lr_t):
+        weight_decay = broadcast(group["weight_decay"], p)
+        if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
+            grad = grad + weight_decay * p
+        state["sum"].add_(grad * grad)
+        p.sub_(lr_t * grad / (state["sum"].sqrt() + broadcast(group["eps"], p)))

@@ -1,0 +1,72 @@
+"""Adam, Algorithm 1 of Kingma & Ba (2015), as written (not the cheaper ε̂ form).
+
+    t ← t + 1;  β1,t = β1·λ^(t−1)                       (λ = beta1_decay, Sec. 4; 1 = off)
+    g ← ∇f(θ) + weight_decay·θ                          (L2 added to the gradient, as torch)
+    m ← β1,t·m + (1 − β1,t)·g;   v ← β2·v + (1 − β2)·g²
+    m̂ ← m / (1 − β1^t);  v̂ ← v / (1 − β2^t)            (bias_correction=False drops both)
+    θ ← θ − α_t·m̂ / (√v̂ + ε),   α_t = α or α/√t        (lr_decay)
+
+With bias_correction=False this is RMSProp with momentum (Sec. 5, 6.4). The bias correction
+uses the constant β1 of Algorithm 1 even when β1 decays: λ is 1 − 1e-8 in the paper, so the
+exact product form differs by less than 1e-8 relative (our choice, documented).
+Reference: D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adamrepro.optim.base import GridOptimizer, broadcast, check_betas, check_range
+
+
+class Adam(GridOptimizer):
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        bias_correction: bool = True,
+        beta1_decay=1.0,
+        lr_decay: str = "none",
+    ) -> None:
+        check_betas(betas)
+        check_range("eps", eps, 0.0)
+        check_range("weight_decay", weight_decay, 0.0)
+        check_range("beta1_decay", beta1_decay, 0.0, 1.0, low_open=True, high_open=False)
+        if not isinstance(bias_correction, bool):
+            raise ValueError(f"bias_correction must be true or false, got {bias_correction!r}")
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            bias_correction=bias_correction,
+            beta1_decay=beta1_decay,
+            lr_decay=lr_decay,
+        )
+        super().__init__(params, defaults)
+
+    def _init_state(self, p, state, group):
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _update(self, p, grad, state, group, lr_t):
+        step = state["step"]
+        beta1 = broadcast(group["betas"][0], p)
+        beta2 = broadcast(group["betas"][1], p)
+        eps = broadcast(group["eps"], p)
+        weight_decay = broadcast(group["weight_decay"], p)
+        if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
+            grad = grad + weight_decay * p
+        beta1_t = beta1 * broadcast(group["beta1_decay"], p) ** (step - 1)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.mul_(beta1_t).add_((1 - beta1_t) * grad)
+        v.mul_(beta2).add_((1 - beta2) * grad * grad)
+        if group["bias_correction"]:
+            m_hat = m / (1 - beta1**step)
+            v_hat = v / (1 - beta2**step)
+        else:
+            m_hat, v_hat = m, v
+        p.sub_(lr_t * m_hat / (v_hat.sqrt() + eps))

@@ -1,0 +1,123 @@
+"""What every adamrepro optimizer shares: per-run hyperparameters, validation, lr decay.
+
+An adamrepro optimizer is a plain `torch.optim.Optimizer` and works in any training loop.
+It also trains a whole *grid* of runs at once: when a numeric hyperparameter is given as a
+1-D tensor of length G instead of a number, every parameter must have a leading dimension of
+size G, and slice g of each parameter is updated with element g of the hyperparameter. The
+updates are therefore written as elementwise tensor code with no Python branching on values
+and no host synchronisation (`step` is kept as a tensor on the parameter's device).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+Number = float | int
+HyperValue = Number | Tensor
+
+LR_DECAYS = ("none", "sqrt")
+
+
+def broadcast(value: HyperValue, like: Tensor) -> HyperValue:
+    """Shape a per-run hyperparameter so that it broadcasts over a stacked parameter.
+
+    A number stays a number; a 1-D tensor of length G becomes shape (G, 1, ..., 1).
+    """
+    if not isinstance(value, Tensor):
+        return value
+    if value.dim() == 0:
+        return value.to(like)
+    if value.shape[0] != like.shape[0]:
+        raise ValueError(
+            f"a per-run hyperparameter of length {value.shape[0]} needs parameters whose "
+            f"leading dimension is {value.shape[0]}, got shape {tuple(like.shape)}"
+        )
+    return value.to(like).view(-1, *([1] * (like.dim() - 1)))
+
+
+def check_range(
+    name: str,
+    value: HyperValue,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = True,
+) -> None:
+    """Raise ValueError naming `name` unless every element of `value` lies in the interval."""
+    values = value.detach().cpu().double().flatten().tolist() if isinstance(value, Tensor) else [
+        value
+    ]
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
+            raise ValueError(f"{name} must be a number, got {v!r}")
+        too_low = v <= low if low_open else v < low
+        too_high = v >= high if high_open else v > high
+        if too_low or too_high:
+            lo = "(" if low_open else "["
+            hi = ")" if high_open else "]"
+            raise ValueError(f"{name} must lie in {lo}{low}, {high}{hi}, got {v}")
+
+
+def check_betas(betas, high_open: bool = True) -> tuple[HyperValue, HyperValue]:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    check_range("betas[0]", betas[0], 0.0, 1.0, high_open=high_open)
+    check_range("betas[1]", betas[1], 0.0, 1.0, high_open=high_open)
+    return betas[0], betas[1]
+
+
+def check_lr_decay(lr_decay: str) -> None:
+    if lr_decay not in LR_DECAYS:
+        raise ValueError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {lr_decay!r}")
+
+
+class GridOptimizer(torch.optim.Optimizer):
+    """Base class: lazy state, a tensor `step`, the α_t = α/√t schedule, and the param loop.
+
+    Subclasses validate their hyperparameters in `__init__` and implement `_init_state` and
+    `_update(p, grad, state, group, lr_t)`; `lr_t` is the already decayed step size.
+    """
+
+    def __init__(self, params: Iterable, defaults: dict) -> None:
+        check_range("lr", defaults["lr"], 0.0, low_open=True)
+        check_lr_decay(defaults.get("lr_decay", "none"))
+        super().__init__(params, defaults)
+
+    def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict, group: dict, lr_t) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _lr(group: dict, p: Tensor, step: Tensor):
+        lr = broadcast(group["lr"], p)
+        if group.get("lr_decay", "none") == "sqrt":
+            return lr / step.sqrt()
+        return lr
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                state = self.state[p]
+                if len(state) == 0:
+                    # step lives on the parameter's device so that bias corrections and the
+                    # lr schedule never force a host sync
+                    state["step"] = torch.zeros((), dtype=p.dtype, device=p.device)
+                    self._init_state(p, state, group)
+                state["step"] += 1
+                self._update(p, p.grad, state, group, self._lr(group, p, state["step"]))
+        return loss

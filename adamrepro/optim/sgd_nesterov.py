@@ -1,0 +1,39 @@
+"""SGD with Nesterov momentum (Sutskever et al., 2013), in torch.optim.SGD's form.
+
+    g ← ∇f(θ) + weight_decay·θ
+    b ← g at the first step, else b ← μ·b + g
+    θ ← θ − α_t·(g + μ·b)
+
+Identical to torch.optim.SGD(nesterov=True, dampening=0) when lr_decay is `none`; the state
+keeps torch's name `momentum_buffer`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adamrepro.optim.base import GridOptimizer, broadcast, check_range
+
+
+class SGDNesterov(GridOptimizer):
+    def __init__(self, params, lr=1e-2, momentum=0.9, weight_decay=0.0, lr_decay: str = "none"):
+        check_range("momentum", momentum, 0.0, 1.0)
+        check_range("weight_decay", weight_decay, 0.0)
+        super().__init__(
+            params,
+            dict(lr=lr, momentum=momentum, weight_decay=weight_decay, lr_decay=lr_decay),
+        )
+
+    def _init_state(self, p, state, group):
+        state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _update(self, p, grad, state, group, lr_t):
+        momentum = broadcast(group["momentum"], p)
+        weight_decay = broadcast(group["weight_decay"], p)
+        if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
+            grad = grad + weight_decay * p
+        buf = state["momentum_buffer"]
+        # torch starts the buffer at g rather than at 0; (step == 1) keeps that without a sync
+        first = (state["step"] == 1).to(p.dtype)
+        buf.mul_(momentum * (1 - first)).add_(grad)
+        p.sub_(lr_t * (grad + momentum * buf))

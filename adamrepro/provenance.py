@@ -1,0 +1,44 @@
+"""Where a result came from: commit, torch version, device, date, command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import torch
+
+
+@cache
+def git_commit() -> str:
+    """The commit of the adamrepro checkout ('+dirty' if it has uncommitted changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+        return commit + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def provenance(device: torch.device) -> dict:
+    return {
+        "commit": git_commit(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": device_name(device),
+        "hostname": platform.node(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["adamrepro", *sys.argv[1:]]),
+    }

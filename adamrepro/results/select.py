@@ -1,0 +1,48 @@
+"""Pick the best grid point of each method from the tidy curves table.
+
+Rule (PAPER.md; the metric is a config value): the lowest mean over seeds of the metric at
+the last pass; a grid point with any diverged seed (NaN or inf) is never selected.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+FINAL_METRICS = ("train_loss", "train_loss_full", "test_loss", "test_acc")
+
+
+def final_rows(curves: pd.DataFrame) -> pd.DataFrame:
+    """The last recorded pass of every run, with whether the run diverged."""
+    last = curves.sort_values("epoch").groupby("run_id", sort=False).tail(1).copy()
+    diverged = curves.groupby("run_id")["diverged"].any()
+    last["diverged"] = last["run_id"].map(diverged)
+    return last
+
+
+def point_summary(curves: pd.DataFrame, hparam_cols: list[str]) -> pd.DataFrame:
+    """One row per (method, grid point): mean and std over seeds of each final metric."""
+    last = final_rows(curves)
+    keys = ["experiment", "method", "optimizer", "point_id"]
+    grouped = last.groupby(keys, sort=False)
+    summary = grouped.agg(
+        n_seeds=("seed", "nunique"),
+        run_ids=("run_id", lambda ids: ";".join(ids)),
+        diverged=("diverged", "any"),
+        epochs=("epoch", "max"),
+        **{f"final_{m}": (m, "mean") for m in FINAL_METRICS},
+        **{f"final_{m}_std": (m, "std") for m in FINAL_METRICS},
+    ).reset_index()
+    hparams = grouped[hparam_cols].first().reset_index() if hparam_cols else None
+    if hparams is not None:
+        summary = summary.merge(hparams, on=keys)
+    return summary
+
+
+def select_best(curves: pd.DataFrame, metric: str, hparam_cols: list[str]) -> pd.DataFrame:
+    """best.csv: the selected grid point per method (methods whose every point diverged are
+    absent)."""
+    summary = point_summary(curves, hparam_cols)
+    ok = summary[~summary["diverged"]].dropna(subset=[f"final_{metric}"])
+    best = ok.loc[ok.groupby("method", sort=False)[f"final_{metric}"].idxmin()]
+    best = best.assign(selected_by=f"lowest mean final {metric} over seeds")
+    return best.reset_index(drop=True)

@@ -1,0 +1,129 @@
+"""The results folder of one experiment, `<out>/<experiment>/`:
+
+    runs/<run_id>.json   one finished run: its spec, provenance and curve (written atomically)
+    curves.csv           tidy: one row per run per pass, for the runs of the last command
+    best.csv             the selected grid point per method (see select.py)
+    config.json          the resolved config that ran, with provenance
+    .lock                held while a command writes here
+
+Every file is written to a temporary name and renamed, so none is ever half-written, and a
+killed sweep resumes from the runs that finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from adamrepro.errors import UserError
+
+HPARAM_COLUMNS = {"betas": ("beta1", "beta2")}
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def hparam_columns(hparams: dict) -> dict:
+    """Flatten hyperparameters into CSV columns (betas -> beta1, beta2)."""
+    out = {}
+    for name, value in hparams.items():
+        if isinstance(value, (list, tuple)):
+            names = HPARAM_COLUMNS.get(name, tuple(f"{name}_{i}" for i in range(len(value))))
+            out.update(dict(zip(names, value)))
+        else:
+            out[name] = value
+    return out
+
+
+class ResultStore:
+    def __init__(self, out: Path, experiment: str) -> None:
+        self.root = Path(out) / experiment
+        self.runs_dir = self.root / "runs"
+
+    def prepare(self) -> None:
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise UserError(
+                f"cannot write results to {self.root} ({err.strerror}); pass --out to a "
+                f"writable folder"
+            ) from None
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold an exclusive lock on the folder; a second command waits for the first."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def run_path(self, run_id: str) -> Path:
+        return self.runs_dir / f"{run_id}.json"
+
+    def is_done(self, run_id: str) -> bool:
+        return self.run_path(run_id).exists()
+
+    def save_run(self, record: dict) -> None:
+        atomic_write(self.run_path(record["run_id"]), json.dumps(record))
+
+    def load_run(self, run_id: str) -> dict:
+        return json.loads(self.run_path(run_id).read_text())
+
+    def write_table(self, name: str, frame: pd.DataFrame) -> Path:
+        path = self.root / name
+        atomic_write(path, frame.to_csv(index=False))
+        return path
+
+    def write_json(self, name: str, payload: dict) -> Path:
+        path = self.root / name
+        atomic_write(path, json.dumps(payload, indent=2, default=str) + "\n")
+        return path
+
+
+def curves_frame(records: list[dict]) -> pd.DataFrame:
+    """The tidy table: one row per run per pass, with hyperparameters and provenance."""
+    rows = []
+    for record in records:
+        fixed = {
+            "experiment": record["experiment"],
+            "scale": record["scale"],
+            "method": record["method"],
+            "optimizer": record["optimizer"],
+            "run_id": record["run_id"],
+            "point_id": record["point_id"],
+            "seed": record["seed"],
+        }
+        extra = {**hparam_columns(record["hparams"]), "commit": record["provenance"]["commit"],
+                 "torch_version": record["provenance"]["torch_version"],
+                 "device": record["provenance"]["device"]}
+        for row in record["rows"]:
+            rows.append({**fixed, **row, **extra})
+    frame = pd.DataFrame(rows)
+    first = ["experiment", "scale", "method", "optimizer", "run_id", "point_id", "seed", "epoch",
+             "train_loss", "train_loss_full", "test_loss", "test_acc", "seconds", "diverged",
+             "group_size"]
+    return frame[first + [c for c in frame.columns if c not in first]]

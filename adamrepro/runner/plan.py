@@ -1,0 +1,93 @@
+"""From an experiment to runs and groups.
+
+A *run* is one grid point of one method with one seed; its id is a hash of everything that
+determines its curve, so re-running a command skips it once finished. A *group* is the runs
+of one method that can train together as one batched computation: same model settings and
+the same non-numeric hyperparameters (numbers vary per run as tensors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from adamrepro.config import Experiment
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _is_numeric(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_is_numeric(v) for v in value)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    experiment: str
+    method: str
+    optimizer: str
+    hparams: dict[str, Any]
+    model: dict[str, Any]
+    seed: int
+    run_id: str
+    point_id: str
+
+
+@dataclass(frozen=True)
+class Group:
+    method: str
+    optimizer: str
+    model: dict[str, Any]
+    runs: tuple[RunSpec, ...]
+    group_id: str = field(default="")
+
+    @property
+    def seeds(self) -> list[int]:
+        return [run.seed for run in self.runs]
+
+    @property
+    def size(self) -> int:
+        return len(self.runs)
+
+
+def seeds_of(exp: Experiment) -> list[int]:
+    return [exp.seed + i for i in range(exp.seeds)]
+
+
+def plan(exp: Experiment) -> list[Group]:
+    """Every run of the experiment, grouped for batched training, in a stable order."""
+    common = {
+        "experiment": exp.name,
+        "dataset": exp.dataset,
+        "training": exp.training.model_dump(),
+    }
+    groups = []
+    for label, method in exp.methods.items():
+        model = {**exp.model, **method.model}
+        by_kind: dict[str, list[RunSpec]] = {}
+        for point in method.points():
+            point_id = _digest({**common, "model": model, "optimizer": method.optimizer,
+                                "hparams": point})
+            kind = _digest({k: v for k, v in point.items() if not _is_numeric(v)})
+            for seed in seeds_of(exp):
+                run_id = _digest({"point": point_id, "seed": seed})
+                by_kind.setdefault(kind, []).append(
+                    RunSpec(exp.name, label, method.optimizer, point, model, seed, run_id,
+                            point_id)
+                )
+        for runs in by_kind.values():
+            group_id = _digest([run.run_id for run in runs])
+            groups.append(Group(label, method.optimizer, model, tuple(runs), group_id))
+    return groups
+
+
+def config_digest(exp: Experiment) -> str:
+    return _digest(exp.model_dump())
