@@ -34,6 +34,8 @@ class TrainingSpec(Frozen):
     # a different 96 each pass since the order is reshuffled).
     drop_last: bool = True
     eval_batch_size: int = Field(10000, gt=0)
+    # float64 exists for exactness tests (batched == one-by-one); experiments use float32.
+    dtype: Literal["float32", "float64"] = "float32"
 
 
 class SelectionSpec(Frozen):

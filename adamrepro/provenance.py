@@ -6,10 +6,15 @@ import datetime as dt
 import platform
 import subprocess
 import sys
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 
 import torch
+
+
+# The arguments of the running `adamrepro` command (set by the CLI's entry point).
+COMMAND_ARGS: ContextVar[list[str] | None] = ContextVar("COMMAND_ARGS", default=None)
 
 
 @cache
@@ -40,5 +45,5 @@ def provenance(device: torch.device) -> dict:
         "device": device_name(device),
         "hostname": platform.node(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["adamrepro", *sys.argv[1:]]),
+        "command": " ".join(["adamrepro", *(COMMAND_ARGS.get() or sys.argv[1:])]),
     }

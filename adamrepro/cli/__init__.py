@@ -16,8 +16,10 @@ try:  # recent typer vendors its own click
 except ImportError:  # older typer depends on click
     from click.exceptions import UsageError
 
-from adamrepro.cli import list as list_cmd
+from adamrepro.cli import fetch as fetch_cmd
+from adamrepro.cli import listing as list_cmd
 from adamrepro.cli import plot as plot_cmd
+from adamrepro.cli import report as report_cmd
 from adamrepro.cli import run as run_cmd
 from adamrepro.errors import UserError
 
@@ -30,11 +32,16 @@ app = typer.Typer(
 )
 app.command("run")(run_cmd.run)
 app.command("plot")(plot_cmd.plot)
+app.command("report")(report_cmd.report)
 app.command("list")(list_cmd.list_things)
+app.command("fetch")(fetch_cmd.fetch)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns every user mistake into one line and exit code 2."""
+    from adamrepro.provenance import COMMAND_ARGS
+
+    COMMAND_ARGS.set(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=argv, standalone_mode=False)
     except UserError as err:

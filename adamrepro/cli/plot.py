@@ -15,12 +15,13 @@ def plot(
         help="Experiment names (default: every experiment under --out).")] = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
 ) -> None:
-    """Draw each experiment's figure (PNG and PDF) into <out>/<experiment>/."""
+    """Draw each experiment's figures (PNG and PDF) into <out>/<experiment>/."""
+    from adamrepro.figures import sensitivity
     from adamrepro.figures.curves import draw
 
     names = experiments or sorted(p.parent.name for p in out.glob("*/curves.csv"))
     if not names:
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
     for name in names:
-        for path in draw(out / name):
+        for path in [*draw(out / name), *sensitivity.draw(out / name)]:
             typer.echo(f"wrote {path}")

@@ -35,11 +35,16 @@ def run(
     seeds: Annotated[int | None, typer.Option(
         min=1, help="Seeds per grid point (default: the config's).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Add to a results folder written by a different version of the config.")] = False,
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
     from adamrepro.runner.sweep import resolve_device, run_sweep
 
-    exp = load_experiment(resolve_config_arg(config)).at_scale(scale.value, seeds)
+    base = load_experiment(resolve_config_arg(config))
     target = resolve_device(device.value)
-    folder = run_sweep(exp, scale.value, data_dir or default_data_dir(), out, target, quiet)
-    typer.echo(f"results: {folder}/curves.csv, {folder}/best.csv")
+    done = run_sweep(base, scale.value, seeds, data_dir or default_data_dir(), out, target,
+                     quiet, force)
+    folder = done["folder"]
+    typer.echo(f"trained {done['trained']} runs, {done['skipped']} already finished; "
+               f"results: {folder}/curves.csv, {folder}/best.csv")

@@ -6,6 +6,7 @@ not match, the user gets one line saying which file is missing and where to put 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -82,6 +83,7 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
             )
         return path
     reasons = []
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     for url in urls:
         try:
             _download(url, path)
@@ -95,6 +97,9 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
                 f"put the official {name} in {folder}"
             )
         return path
+    for made in created:  # leave no empty folders behind a failed download
+        with contextlib.suppress(OSError):
+            made.rmdir()
     raise UserError(
         f"{what}: {path} is missing and could not be downloaded ({reasons[-1] if reasons else ''}"
         f"); put the official {name} in {folder} or pass --data-dir to where it is"

@@ -43,9 +43,9 @@ def options(values: dict, where: str) -> Options:
 
 
 def mirrors() -> list[str]:
-    """$ADAMREPRO_MNIST_MIRROR (a base URL) first, then the public mirrors."""
+    """$ADAMREPRO_MNIST_MIRROR (a base URL) replaces the public mirrors when set."""
     own = os.environ.get("ADAMREPRO_MNIST_MIRROR")
-    return ([own.rstrip("/") + "/"] if own else []) + MIRRORS
+    return [own.rstrip("/") + "/"] if own else MIRRORS
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -52,7 +52,10 @@ def draw(folder: Path) -> list[Path]:
             runs = runs[runs["epoch"] <= plot_cfg["max_epoch"]]
         line = style(chosen["method"], chosen["optimizer"])
         for ax, column in ((ax_cost, y), (ax_acc, "test_acc")):
-            stats = band(runs.dropna(subset=[column]), column, plot_cfg["band"])
+            shown = runs.dropna(subset=[column])
+            if column == "test_acc":  # the untrained epoch-0 accuracy (~chance) squashes the axis
+                shown = shown[shown["epoch"] > 0]
+            stats = band(shown, column, plot_cfg["band"])
             ax.plot(stats.index, stats["mean"], label=chosen["method"], **line)
             if chosen["n_seeds"] > 1:
                 ax.fill_between(stats.index, stats["low"], stats["high"],

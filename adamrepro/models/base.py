@@ -76,6 +76,10 @@ class BatchedModel(nn.Module):
     def forward(self, x: Tensor, train: bool) -> Tensor:
         raise NotImplementedError
 
+    def cast(self, x: Tensor) -> Tensor:
+        """Stored features (uint8 pixels or counts, float32) in the parameters' dtype."""
+        return x.to(next(self.parameters()).dtype)
+
     def loss(self, output: Tensor, y: Tensor) -> Tensor:
         """Mean data loss per run, shape (G,). Default: softmax cross-entropy."""
         G, B = output.shape[:2]

@@ -1,7 +1,9 @@
-"""Multiclass logistic regression (Fig. 1): softmax(x·W + b) with an L2 penalty on W.
+"""Logistic regression (Fig. 1): softmax(x·W + b) with an L2 penalty on W.
 
 The training objective is mean cross-entropy + (l2/2)·‖W‖²; `input_dropout` drops input
-features during training only (Fig. 1 right uses 50%).
+features during training only (Fig. 1 right uses 50%). With `binary: true` (two classes, Fig. 1
+right) the model is the paper's binary logistic regression: one output unit, sigmoid(x·w + b),
+mean binary cross-entropy, predicting class 1 when x·w + b > 0.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
+import torch.nn.functional as F
 from pydantic import Field
 
 from adamrepro.config import Frozen, options_model
+from adamrepro.errors import UserError
 from adamrepro.models.base import BatchedModel, StackedLinear, dropout, l2_penalty
 
 
@@ -22,6 +26,7 @@ class Options(Frozen):
     input_dropout: float = Field(0.0, ge=0, lt=1)
     init: Literal["zeros", "normal", "glorot", "he"] = "normal"
     init_scale: float = Field(0.01, ge=0)
+    binary: bool = False
 
 
 def options(values: dict, where: str) -> Options:
@@ -36,14 +41,30 @@ class LogReg(BatchedModel):
         super().__init__()
         self.opts = opts
         in_features = math.prod(feature_shape)
-        self.linear = StackedLinear(seeds, in_features, num_classes, opts.init,
+        if opts.binary and num_classes != 2:
+            raise UserError(f"model.binary: true needs a two-class dataset, this one has "
+                            f"{num_classes} classes; set binary: false")
+        outputs = 1 if opts.binary else num_classes
+        self.linear = StackedLinear(seeds, in_features, outputs, opts.init,
                                     opts.init_scale, layer_index=0)
 
     def forward(self, x, train):
-        x = x.flatten(2).float()
+        x = self.cast(x.flatten(2))
         if train:
             x = dropout(x, self.opts.input_dropout, self.generator)
         return self.linear(x)
+
+    def loss(self, output, y):
+        if not self.opts.binary:
+            return super().loss(output, y)
+        logits = output.squeeze(-1)
+        return F.binary_cross_entropy_with_logits(
+            logits, y.to(logits.dtype), reduction="none").mean(1)
+
+    def correct(self, output, y):
+        if not self.opts.binary:
+            return super().correct(output, y)
+        return ((output.squeeze(-1) > 0) == (y == 1)).sum(1)
 
     def penalty(self):
         return l2_penalty([self.linear.weight], self.opts.l2)

@@ -45,4 +45,17 @@ def select_best(curves: pd.DataFrame, metric: str, hparam_cols: list[str]) -> pd
     ok = summary[~summary["diverged"]].dropna(subset=[f"final_{metric}"])
     best = ok.loc[ok.groupby("method", sort=False)[f"final_{metric}"].idxmin()]
     best = best.assign(selected_by=f"lowest mean final {metric} over seeds")
+    best["at_grid_edge"] = [_at_edge(summary, row, hparam_cols) for _, row in best.iterrows()]
     return best.reset_index(drop=True)
+
+
+def _at_edge(summary: pd.DataFrame, best: pd.Series, hparam_cols: list[str]) -> str:
+    """Names of the swept hyperparameters whose selected value is the smallest or largest
+    tried: the optimum may lie outside the grid, which a reader must be told."""
+    points = summary[summary["method"] == best["method"]]
+    edges = []
+    for col in hparam_cols:
+        values = points[col].dropna().unique()
+        if len(values) > 1 and best[col] in (values.min(), values.max()):
+            edges.append(col)
+    return ";".join(edges)

@@ -58,12 +58,35 @@ class ResultStore:
         self.root = Path(out) / experiment
         self.runs_dir = self.root / "runs"
 
+    def check_writable(self) -> None:
+        """Fail before anything is written if the folder cannot be made or written."""
+        path = self.root
+        while not path.exists():
+            path = path.parent
+        if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(
+                f"cannot write results to {self.root}: {path} is not a writable folder; pass "
+                f"--out to a writable folder"
+            )
+
+    def check_owner(self, digest: str, force: bool) -> None:
+        """Refuse to mix into a folder written by a different config (unless forced)."""
+        path = self.root / "config.json"
+        if force or not path.exists():
+            return
+        try:
+            previous = json.loads(path.read_text()).get("base_digest")
+        except (OSError, ValueError):
+            previous = None
+        if previous != digest:
+            raise UserError(
+                f"{self.root} holds results of a different {self.root.name} config; pass --out "
+                f"to another folder, or --force to add to it (runs are keyed by their settings)"
+            )
+
     def prepare(self) -> None:
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".write-test"
-            probe.write_text("")
-            probe.unlink()
         except OSError as err:
             raise UserError(
                 f"cannot write results to {self.root} ({err.strerror}); pass --out to a "

@@ -56,7 +56,8 @@ def stacked_hparams(group: Group, device: torch.device) -> dict:
 def build_model(exp: Experiment, group: Group, data: TensorDataset, device: torch.device):
     cls = MODELS[group.model["name"]]
     opts = cls.options({k: v for k, v in group.model.items()}, "model")
-    model = cls(opts, data.feature_shape, data.num_classes, group.seeds).to(device)
+    dtype = getattr(torch, exp.training.dtype)
+    model = cls(opts, data.feature_shape, data.num_classes, group.seeds).to(device, dtype)
     # Dropout masks: one stream per group, seeded by the group's identity, so a re-run of the
     # same group draws the same masks (groups are fixed by the config, see plan.py).
     model.generator = torch.Generator(device=device).manual_seed(int(group.group_id, 16))

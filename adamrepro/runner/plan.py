@@ -91,3 +91,8 @@ def plan(exp: Experiment) -> list[Group]:
 
 def config_digest(exp: Experiment) -> str:
     return _digest(exp.model_dump())
+
+
+def base_digest(base: Experiment) -> str:
+    """Identity of a config file's content, whatever scale or number of seeds runs it."""
+    return _digest(base.model_dump(exclude={"seeds"}))

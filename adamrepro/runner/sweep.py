@@ -22,7 +22,7 @@ from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore, curves_frame, hparam_columns
 from adamrepro.runner.group import train_group
-from adamrepro.runner.plan import Group, config_digest, plan
+from adamrepro.runner.plan import Group, base_digest, config_digest, plan
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,20 +52,31 @@ def _progress() -> Progress:
     )
 
 
-def run_sweep(exp: Experiment, scale: str, data_dir: Path, out: Path,
-              device: torch.device, quiet: bool = False) -> Path:
-    """Run every unfinished run of `exp` (already at `scale`); return the results folder."""
+def run_sweep(base: Experiment, scale: str, seeds: int | None, data_dir: Path, out: Path,
+              device: torch.device, quiet: bool = False, force: bool = False) -> dict:
+    """Run every unfinished run of `base` at `scale`; return what was done and where.
+
+    Nothing is written before the inputs are known good: the output folder is checked, and
+    the data loaded, before the first file is created.
+    """
+    exp = base.at_scale(scale, seeds)
     store = ResultStore(out, exp.name)
-    store.prepare()
+    store.check_writable()
+    store.check_owner(base_digest(base), force)
     groups = plan(exp)
+    todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
+    data = load_data(exp, data_dir, device) if todo else None
+    store.prepare()
     with store.locked():
+        # Another command may have finished some groups while this one waited for the lock.
         todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
         if todo:
-            data = load_data(exp, data_dir, device)
             _train_all(exp, scale, todo, data, store, device, quiet)
         records = [store.load_run(run.run_id) for g in groups for run in g.runs]
-        _write_tables(exp, scale, records, store, device)
-    return store.root
+        _write_tables(base, exp, scale, records, store, device)
+    trained = sum(g.size for g in todo)
+    return {"folder": store.root, "trained": trained,
+            "skipped": sum(g.size for g in groups) - trained}
 
 
 def _train_all(exp, scale, todo: list[Group], data, store, device, quiet) -> None:
@@ -95,7 +106,8 @@ def _train_all(exp, scale, todo: list[Group], data, store, device, quiet) -> Non
             progress.update(task, completed=exp.training.epochs, visible=False)
 
 
-def _write_tables(exp: Experiment, scale: str, records: list[dict], store, device) -> None:
+def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[dict], store,
+                  device) -> None:
     curves = curves_frame(records)
     hparam_cols = sorted({c for r in records for c in hparam_columns(r["hparams"])})
     best = select_best(curves, exp.selection.metric, hparam_cols)
@@ -103,6 +115,7 @@ def _write_tables(exp: Experiment, scale: str, records: list[dict], store, devic
     store.write_table("best.csv", best)
     store.write_json("config.json", {
         "experiment": exp.name, "scale": scale, "config_digest": config_digest(exp),
+        "base_digest": base_digest(base),
         "config": exp.model_dump(), "provenance": provenance(device),
         "hparam_columns": hparam_cols,
     })

@@ -1,0 +1,40 @@
+# Common jobs. Variables: SCALE (smoke|quick|paper), OUT (results folder), DEVICE, DATA.
+PYTHON ?= python
+SCALE ?= paper
+OUT ?= results
+DEVICE ?= auto
+DATA ?= $(or $(ADAMREPRO_DATA),$(HOME)/.cache/adamrepro/data)
+EXPERIMENTS := $(basename $(notdir $(wildcard configs/*.yaml)))
+RUN = $(PYTHON) -m adamrepro run configs/$@.yaml --scale $(SCALE) --out $(OUT) --device $(DEVICE) --data-dir $(DATA)
+
+.PHONY: install test lint data plot report bench clean all $(EXPERIMENTS)
+
+install:  ## editable install with the dev extras into the active environment
+	$(PYTHON) -m pip install -e '.[dev]'
+
+test:  ## the test suite (needs real data: ADAMREPRO_DATA or ./data)
+	$(PYTHON) -m pytest -q
+
+lint:
+	$(PYTHON) -m ruff check adamrepro tests scripts
+
+data:  ## download every dataset into DATA (checksummed)
+	$(PYTHON) -m adamrepro fetch --data-dir $(DATA)
+
+$(EXPERIMENTS):  ## one target per config, e.g. make logreg_mnist SCALE=quick
+	$(RUN)
+
+all: $(EXPERIMENTS) plot
+
+plot:
+	$(PYTHON) -m adamrepro plot --out $(OUT)
+
+report:
+	$(PYTHON) -m adamrepro report --out $(OUT)
+
+bench:
+	$(PYTHON) -m adamrepro bench logreg_mnist --scale quick --device $(DEVICE)
+
+clean:  ## remove caches and uncommitted run records (committed tables and figures stay)
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info $(OUT)/*/runs $(OUT)/*/.lock
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,103 @@
+"""Sensitivity to the learning rate, drawn from a results folder alone: the final training
+cost (the selection metric, mean over seeds) of each grid point against its learning rate,
+one line per method in its fixed style. Where a method's grid also varies other
+hyperparameters, each learning rate shows the best of them. A learning rate at which every
+grid point diverged is an 'x' at the top edge; the selected point is a star."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is ever needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.transforms import blended_transform_factory  # noqa: E402
+
+from adamrepro.figures.curves import read_results  # noqa: E402
+from adamrepro.figures.palette import style  # noqa: E402
+from adamrepro.results.select import point_summary  # noqa: E402
+
+LOG_Y_SPAN = 10.0  # log y-axis once the finite costs span more than this factor
+
+
+def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, dict]:
+    """One row per (method, lr): the best mean final cost over the method's other grid
+    hyperparameters (NaN where every point diverged), and per method the names of those other
+    hyperparameters. Methods without a learning rate are left out."""
+    metric = meta["config"]["selection"]["metric"]
+    cols = list(meta["hparam_columns"])
+    points = point_summary(curves, cols)
+    points["cost"] = points[f"final_{metric}"].where(
+        ~points["diverged"] & np.isfinite(points[f"final_{metric}"]))
+    rows, others = [], {}
+    for method, grid in points.groupby("method", sort=False):
+        if "lr" not in grid or grid["lr"].isna().all():
+            continue
+        others[method] = [c for c in cols if c != "lr" and grid[c].nunique(dropna=True) > 1]
+        for lr, at_lr in grid.groupby("lr"):
+            finite = at_lr.dropna(subset=["cost"])
+            chosen = finite.loc[finite["cost"].idxmin()] if len(finite) else at_lr.iloc[0]
+            rows.append({"method": method, "optimizer": chosen["optimizer"], "lr": lr,
+                         "cost": chosen["cost"] if len(finite) else np.nan,
+                         "point_id": chosen["point_id"],
+                         **{c: chosen[c] for c in others[method]}})
+    return pd.DataFrame(rows), others
+
+
+def caption(meta: dict, others: dict) -> str:
+    metric = meta["config"]["selection"]["metric"]
+    text = (f"Final {metric} (mean over seeds) against the learning rate, one line per method. "
+            f"x at the top edge: every grid point at that learning rate diverged. "
+            f"Star: the selected grid point.")
+    varied = {m: names for m, names in others.items() if names}
+    if varied:
+        text += " Each point is the best over " + "; ".join(
+            f"{', '.join(names)} for {m}" for m, names in varied.items()) + "."
+    return text
+
+
+def draw(folder: Path) -> list[Path]:
+    curves, best, meta = read_results(folder)
+    table, others = sensitivity_table(curves, meta)
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    ax.set_xscale("log")
+    top_edge = blended_transform_factory(ax.transData, ax.transAxes)
+    selected = set(best["point_id"])
+    for method, rows in table.groupby("method", sort=False):
+        line = style(method, rows["optimizer"].iloc[0])
+        rows = rows.sort_values("lr")
+        ok = rows.dropna(subset=["cost"])
+        ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=method, **line)
+        chosen = ok[ok["point_id"].isin(selected)]
+        ax.plot(chosen["lr"], chosen["cost"], linestyle="none", marker="*", markersize=13,
+                color=line["color"])
+        failed = rows[rows["cost"].isna()]
+        ax.plot(failed["lr"], np.ones(len(failed)), linestyle="none", marker="x",
+                markersize=9, markeredgewidth=2, color=line["color"], transform=top_edge,
+                clip_on=False)
+    finite = table["cost"].dropna()
+    finite = finite[finite > 0]
+    if meta["config"]["plot"].get("logy") or (
+            len(finite) and finite.max() > LOG_Y_SPAN * finite.min()):
+        ax.set_yscale("log")
+    metric = meta["config"]["selection"]["metric"]
+    ax.set(xlabel="learning rate (alpha)", ylabel=f"final {metric} (mean over seeds)")
+    ax.legend(frameon=False)
+    seeds = int(best["n_seeds"].max()) if len(best) else 0
+    ax.set_title(f"{meta['config']['title']}: sensitivity\n[{meta['scale']} scale, "
+                 f"{seeds} seed(s), {meta['provenance']['device']}]", fontsize=9)
+    fig.text(0.01, 0.01, textwrap.fill(caption(meta, others), 110), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    written = []
+    for suffix in ("png", "pdf"):
+        path = folder / f"sensitivity.{suffix}"
+        tmp = path.with_name(f".{path.stem}.tmp.{suffix}")
+        fig.savefig(tmp, dpi=130)
+        tmp.replace(path)
+        written.append(path)
+    plt.close(fig)
+    return written

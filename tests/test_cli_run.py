@@ -1,0 +1,185 @@
+"""`adamrepro run` and `plot` end to end on real MNIST at smoke scale: what is recorded,
+what is selected, what is drawn, and that a re-run or a killed run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from adamrepro.figures.palette import COLORS
+
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "logreg_mnist.yaml"
+COLUMNS = ["experiment", "optimizer", "run_id", "seed", "epoch", "train_loss",
+           "train_loss_full", "test_loss", "test_acc", "seconds", "diverged", "lr"]
+# Columns that legitimately differ between two identical sweeps.
+VOLATILE = ["seconds", "commit", "device"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, data_dir):
+    from adamrepro.cli import main
+
+    out = tmp_path_factory.mktemp("results")
+    args = ["run", str(CONFIG), "--scale", "smoke", "--out", str(out), "--quiet",
+            "--data-dir", str(data_dir)]
+    assert main(args) == 0
+    assert main(["plot", "logreg_mnist", "--out", str(out)]) == 0
+    return out / "logreg_mnist"
+
+
+def test_curves_have_every_column_run_and_pass(smoke):
+    curves = pd.read_csv(smoke / "curves.csv")
+    assert set(COLUMNS) <= set(curves.columns)
+    assert set(curves["optimizer"]) == {"adam", "adagrad", "sgd_nesterov"}
+    config = yaml.safe_load(CONFIG.read_text())
+    grid_sizes = {m["optimizer"]: len(m["grid"]["lr"]) for m in config["methods"].values()}
+    epochs = config["scales"]["smoke"]["epochs"]
+    for optimizer, runs in curves.groupby("optimizer"):
+        assert runs["run_id"].nunique() == grid_sizes[optimizer]
+        finished = runs[~runs.groupby("run_id")["diverged"].transform("any")]
+        assert (finished.groupby("run_id")["epoch"].max() == epochs).all()
+    assert curves["test_acc"].between(0, 1).all()
+
+
+def test_training_reduces_the_loss_and_beats_chance(smoke):
+    best = pd.read_csv(smoke / "best.csv")
+    curves = pd.read_csv(smoke / "curves.csv")
+    initial = curves.loc[curves["epoch"] == 0, "train_loss_full"]
+    assert np.allclose(initial, np.log(10), atol=0.05)  # near-uniform softmax at init
+    assert (best["final_train_loss_full"] < 0.7 * np.log(10)).all()
+    assert (best["final_test_acc"] > 0.75).all()
+
+
+def test_best_is_the_lowest_final_training_loss(smoke):
+    curves = pd.read_csv(smoke / "curves.csv")
+    best = pd.read_csv(smoke / "best.csv").set_index("method")
+    last = curves.sort_values("epoch").groupby("run_id").tail(1)
+    ok = last[~last["run_id"].isin(curves.loc[curves["diverged"], "run_id"])]
+    for method, runs in ok.groupby("method"):
+        winner = runs.loc[runs["train_loss"].idxmin()]
+        assert best.loc[method, "run_ids"] == winner["run_id"]
+        assert best.loc[method, "lr"] == winner["lr"]
+
+
+def test_every_run_starts_from_the_same_weights(smoke):
+    curves = pd.read_csv(smoke / "curves.csv")
+    start = curves.loc[curves["epoch"] == 0, ["train_loss_full", "test_loss"]]
+    assert start.nunique().max() == 1
+
+
+def test_provenance_is_recorded(smoke):
+    meta = json.loads((smoke / "config.json").read_text())
+    for key in ("commit", "torch_version", "device", "date", "command"):
+        assert meta["provenance"][key]
+    assert meta["scale"] == "smoke" and meta["config"]["training"]["epochs"] == 2
+    assert "--scale smoke" in meta["provenance"]["command"]
+
+
+def test_plot_draws_each_optimizer_in_its_color(smoke):
+    image = mpimg.imread(smoke / "curves.png")[..., :3]
+    assert (smoke / "curves.pdf").stat().st_size > 0
+    for optimizer in ("adam", "adagrad", "sgd_nesterov"):
+        rgb = np.array([int(COLORS[optimizer][i : i + 2], 16) / 255 for i in (1, 3, 5)])
+        close = np.abs(image - rgb).max(-1) < 0.04
+        assert close.sum() > 200, f"{optimizer}'s color is missing from the figure"
+
+
+def test_rerun_skips_finished_runs(smoke, cli, data_dir):
+    runs = sorted(smoke.joinpath("runs").glob("*.json"))
+    stamps = [p.stat().st_mtime_ns for p in runs]
+    code, out, _ = cli("run", CONFIG, "--scale", "smoke", "--out", smoke.parent, "--quiet",
+                       "--data-dir", data_dir)
+    assert code == 0 and out.startswith(f"trained 0 runs, {len(runs)} already finished")
+    assert [p.stat().st_mtime_ns for p in runs] == stamps
+
+
+def _comparable(folder: Path) -> pd.DataFrame:
+    curves = pd.read_csv(folder / "curves.csv").drop(columns=VOLATILE)
+    return curves.sort_values(["run_id", "epoch"]).reset_index(drop=True)
+
+
+def _slow_config(tmp_path: Path) -> Path:
+    """The smoke config with more passes, so that a kill lands mid-sweep."""
+    config = yaml.safe_load(CONFIG.read_text())
+    config["scales"]["smoke"] = {"epochs": 4, "train_size": 4096, "test_size": 512}
+    path = tmp_path / "logreg_mnist.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_sigkill_then_rerun_equals_an_uninterrupted_sweep(tmp_path, data_dir):
+    config = _slow_config(tmp_path)
+    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
+               "--quiet", "--data-dir", str(data_dir)]
+    subprocess.run(command + ["--out", str(tmp_path / "whole")], check=True,
+                   capture_output=True)
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    runs = out / "logreg_mnist" / "runs"
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the sweep finished before it was killed"
+    finished = len(list(runs.glob("*.json")))
+    assert 0 < finished < 17 and not (out / "logreg_mnist" / "curves.csv").exists()
+
+    subprocess.run(command + ["--out", str(out)], check=True, capture_output=True)
+    pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
+                                  _comparable(tmp_path / "whole" / "logreg_mnist"))
+
+
+def test_a_lost_run_is_redone_identically(tmp_path, cli, data_dir):
+    args = ("run", CONFIG, "--scale", "smoke", "--out", tmp_path, "--quiet",
+            "--data-dir", data_dir)
+    assert cli(*args)[0] == 0
+    before = _comparable(tmp_path / "logreg_mnist")
+    lost = sorted((tmp_path / "logreg_mnist" / "runs").glob("*.json"))[:4]
+    for path in lost:
+        path.unlink()
+    code, out, _ = cli(*args)
+    assert code == 0 and not out.startswith("trained 0 ")
+    pd.testing.assert_frame_equal(_comparable(tmp_path / "logreg_mnist"), before)
+
+
+def test_diverged_runs_are_marked_and_never_selected(tmp_path, cli, data_dir):
+    config = yaml.safe_load(CONFIG.read_text())
+    config["methods"] = {"sgd_nesterov": {
+        "optimizer": "sgd_nesterov", "hparams": {"momentum": 0.9},
+        "grid": {"lr": [0.05, 1.0e6]}}}  # 1e6 overflows float32 within a pass
+    path = tmp_path / "diverge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code, _, _ = cli("run", path, "--scale", "smoke", "--out", tmp_path, "--quiet",
+                     "--data-dir", data_dir)
+    assert code == 0
+    curves = pd.read_csv(tmp_path / "logreg_mnist" / "curves.csv")
+    blown = curves[curves["lr"] == 1.0e6]
+    assert blown["diverged"].iloc[-1] and blown["epoch"].max() == 1
+    best = pd.read_csv(tmp_path / "logreg_mnist" / "best.csv")
+    assert best["lr"].tolist() == [0.05]
+
+
+def test_seeds_share_an_initialisation_across_methods(tmp_path, cli, data_dir):
+    code, _, _ = cli("run", CONFIG, "--scale", "smoke", "--seeds", "2", "--out", tmp_path,
+                     "--quiet", "--data-dir", data_dir)
+    assert code == 0
+    curves = pd.read_csv(tmp_path / "logreg_mnist" / "curves.csv")
+    start = curves[curves["epoch"] == 0].groupby("seed")["train_loss_full"]
+    assert (start.nunique() == 1).all()  # one init per seed, shared by every run
+    assert start.first().nunique() == 2  # and the two seeds differ
+    best = pd.read_csv(tmp_path / "logreg_mnist" / "best.csv")
+    assert (best["n_seeds"] == 2).all() and best["final_train_loss_std"].notna().all()

@@ -1,0 +1,101 @@
+"""The MNIST reader on the real files, and the download path against a local HTTP server."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adamrepro.data import mnist
+from adamrepro.errors import UserError
+
+# Published class frequencies of the official MNIST split.
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_reader_shapes_and_class_counts(data_dir):
+    data = mnist.load(mnist.Options(), data_dir)
+    assert data.train_x.shape == (60000, 784) and data.test_x.shape == (10000, 784)
+    assert data.train_x.dtype == torch.float32
+    assert 0.0 == data.train_x.min() and data.train_x.max() == 1.0
+    assert torch.bincount(data.train_y).tolist() == TRAIN_COUNTS
+    assert torch.bincount(data.test_y).tolist() == TEST_COUNTS
+
+
+def test_idx_header_is_read_not_assumed(data_dir):
+    images = mnist.read_idx(data_dir / "MNIST/raw/t10k-images-idx3-ubyte.gz")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+
+
+def test_subset_is_fixed_and_the_image_layout_works(data_dir):
+    a = mnist.load(mnist.Options(train_size=100, test_size=50), data_dir)
+    b = mnist.load(mnist.Options(train_size=100, test_size=50, layout="image"), data_dir)
+    assert a.train_x.shape == (100, 784) and b.train_x.shape == (100, 1, 28, 28)
+    torch.testing.assert_close(a.train_x, b.train_x.reshape(100, 784))
+
+
+@pytest.fixture
+def http_mirror(tmp_path, monkeypatch):
+    """A folder served over HTTP on 127.0.0.1, set as the MNIST mirror."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("ADAMREPRO_MNIST_MIRROR", f"http://127.0.0.1:{server.server_port}/")
+    yield served
+    server.shutdown()
+
+
+def test_download_checksum_pass(http_mirror, data_dir, tmp_path):
+    for name in mnist.FILES:
+        shutil.copy(data_dir / "MNIST/raw" / name, http_mirror / name)
+    target = tmp_path / "fresh"
+    folder = mnist.fetch(target)
+    assert folder == target / "MNIST/raw"
+    for name, md5 in mnist.FILES.items():
+        assert hashlib.md5((folder / name).read_bytes()).hexdigest() == md5
+    assert not list(folder.glob(".*part"))  # no temporary file left behind
+
+
+def test_download_checksum_fail_leaves_nothing(http_mirror, data_dir, tmp_path):
+    for name in mnist.FILES:
+        shutil.copy(data_dir / "MNIST/raw" / name, http_mirror / name)
+    labels = http_mirror / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-10] + b"corrupted!")
+    target = tmp_path / "fresh"
+    with pytest.raises(UserError, match="wrong MD5"):
+        mnist.fetch(target)
+    assert not (target / "MNIST/raw/train-labels-idx1-ubyte.gz").exists()
+
+
+def test_offline_says_what_is_missing_and_where(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADAMREPRO_MNIST_MIRROR", "http://127.0.0.1:9/")  # nothing listens
+    with pytest.raises(UserError, match=r"missing.*put the official .* in "):
+        mnist.fetch(tmp_path / "empty")
+    assert not (tmp_path / "empty").exists()
+
+
+def test_corrupt_local_file_is_named(data_dir, tmp_path):
+    folder = tmp_path / "MNIST/raw"
+    folder.mkdir(parents=True)
+    for name in mnist.FILES:
+        shutil.copy(data_dir / "MNIST/raw" / name, folder / name)
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.gz is corrupt"):
+        mnist.fetch(tmp_path)
+
+
+def test_fetch_command_reports_the_folder(cli, data_dir):
+    code, out, _ = cli("fetch", "mnist", "--data-dir", data_dir)
+    assert code == 0 and str(Path(data_dir) / "MNIST" / "raw") in out
