@@ -160,7 +160,8 @@ def parse_experiment(raw: Any, where: str) -> Experiment:
     try:
         exp = Experiment.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
+        # An unknown key is usually a typo of a known one: report it before what it left out.
+        first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
         raise UserError(f"{where}: {_location(first)}: {first['msg']}{more}") from None
     _check_registries(exp, where)

@@ -183,3 +183,19 @@ def test_seeds_share_an_initialisation_across_methods(tmp_path, cli, data_dir):
     assert start.first().nunique() == 2  # and the two seeds differ
     best = pd.read_csv(tmp_path / "logreg_mnist" / "best.csv")
     assert (best["n_seeds"] == 2).all() and best["final_train_loss_std"].notna().all()
+
+
+def test_two_commands_on_one_folder_at_once(tmp_path, data_dir):
+    config = _slow_config(tmp_path)
+    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
+               "--quiet", "--data-dir", str(data_dir)]
+    subprocess.run(command + ["--out", str(tmp_path / "alone")], check=True,
+                   capture_output=True)
+    both = [subprocess.Popen(command + ["--out", str(tmp_path / "shared")],
+                             stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate()[0] for p in both]
+    assert [p.returncode for p in both] == [0, 0]
+    # The lock serialises them: one trains everything, the other finds it finished.
+    assert sorted(o.split(" runs,")[0] for o in outputs) == ["trained 0", "trained 17"]
+    pd.testing.assert_frame_equal(_comparable(tmp_path / "shared" / "logreg_mnist"),
+                                  _comparable(tmp_path / "alone" / "logreg_mnist"))

@@ -16,6 +16,7 @@ try:  # recent typer vendors its own click
 except ImportError:  # older typer depends on click
     from click.exceptions import UsageError
 
+from adamrepro.cli import bench as bench_cmd
 from adamrepro.cli import fetch as fetch_cmd
 from adamrepro.cli import listing as list_cmd
 from adamrepro.cli import plot as plot_cmd
@@ -35,6 +36,7 @@ app.command("plot")(plot_cmd.plot)
 app.command("report")(report_cmd.report)
 app.command("list")(list_cmd.list_things)
 app.command("fetch")(fetch_cmd.fetch)
+app.command("bench")(bench_cmd.bench)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adamrepro: error: {err}", file=sys.stderr)
         return 2
     except UsageError as err:
+        if not err.format_message():  # `adamrepro` alone: the help was shown
+            return 0
         hint = f" (see 'adamrepro {err.ctx.info_name} --help')" if err.ctx else ""
         print(f"adamrepro: error: {err.format_message()}{hint}", file=sys.stderr)
         return 2

@@ -1,0 +1,151 @@
+"""Every user mistake: exit code 2, one line naming the problem, no traceback, nothing written.
+
+One table drives the test; each row builds the inputs (a config text and CLI flags) in a
+fresh folder and names a fragment the one-line message must contain.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "logreg_mnist.yaml"
+BASE = yaml.safe_load(CONFIG.read_text())
+
+
+def edit(change):
+    """A config text: the bundled logreg_mnist config with `change` applied to its dict."""
+    def make() -> str:
+        config = json.loads(json.dumps(BASE))
+        change(config)
+        return yaml.safe_dump(config)
+    return make
+
+
+def setitem(path: str, value):
+    def change(config):
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return edit(change)
+
+
+def delitem(path: str):
+    def change(config):
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        del node[last]
+    return edit(change)
+
+
+GOOD = edit(lambda config: None)
+
+# id, config text maker, extra flags, fragment of the message
+CASES = [
+    ("malformed-yaml", lambda: "name: [unclosed\n", [], "not valid YAML at line"),
+    ("not-a-mapping", lambda: "- a\n- b\n", [], "must hold a mapping"),
+    ("unknown-top-key", setitem("learning_rate", 0.1), [], "learning_rate: Extra inputs"),
+    ("unknown-nested-key", setitem("training.bath_size", 64), [], "training.bath_size"),
+    ("wrong-type", setitem("training.epochs", "ten"), [], "training.epochs"),
+    ("zero-epochs", setitem("training.epochs", 0), [], "training.epochs"),
+    ("negative-batch", setitem("training.batch_size", -128), [], "training.batch_size"),
+    ("missing-key", delitem("training"), [], "training: Field required"),
+    ("no-methods", setitem("methods", {}), [], "methods"),
+    ("empty-grid", setitem("methods.adam.grid", {"lr": []}), [], "grid.lr is empty"),
+    ("zero-lr", setitem("methods.adam.grid", {"lr": [0.0, 0.1]}), [], "lr must lie in (0"),
+    ("negative-lr", setitem("methods.adagrad.grid", {"lr": [-1e-3]}), [], "lr must lie in"),
+    ("beta1-is-1", setitem("methods.adam.hparams.betas", [1.0, 0.999]), [], "betas[0]"),
+    ("beta2-negative", setitem("methods.adam.hparams.betas", [0.9, -0.1]), [], "betas[1]"),
+    ("nan-lr", setitem("methods.adam.grid", {"lr": [float("nan")]}), [], "lr must"),
+    ("unknown-lr-decay", setitem("methods.adam.hparams.lr_decay", "cosine"), [], "lr_decay"),
+    ("unknown-hparam", setitem("methods.sgd_nesterov.hparams.momentm", 0.9), [], "momentm"),
+    ("unknown-optimizer", setitem("methods.adam.optimizer", "adamm"), [], "unknown optimizer"),
+    ("unknown-dataset", setitem("dataset.name", "mnist2"), [], "unknown dataset 'mnist2'"),
+    ("unknown-model", setitem("model.name", "resnet"), [], "unknown model 'resnet'"),
+    ("bad-model-option", setitem("model.l2", -1.0), [], "model.l2"),
+    ("unknown-model-option", setitem("model.depth", 3), [], "model.depth"),
+    ("bad-dataset-option", setitem("dataset.layout", "cube"), [], "dataset.layout"),
+    ("bad-scale-key", setitem("scales.smoke.passes", 1), [], "scales.smoke.passes"),
+    ("bad-flag", GOOD, ["--bogus"], "No such option: --bogus"),
+    ("bad-scale-flag", GOOD, ["--scale", "huge"], "--scale"),
+    ("zero-seeds", GOOD, ["--seeds", "0"], "--seeds"),
+    ("missing-config", None, [], "does not exist"),
+    ("missing-data", GOOD, ["@empty-data"], "missing and could not be downloaded"),
+    ("corrupt-data", GOOD, ["@corrupt-data"], "is corrupt (MD5 mismatch"),
+    ("unwritable-out", GOOD, ["@out-under-a-file"], "is not a writable folder"),
+    ("other-config-results", setitem("model.l2", 1e-3), ["@used-out"], "different logreg_mnist"),
+]
+if not torch.cuda.is_available():
+    CASES.append(("no-cuda", GOOD, ["--device", "cuda"], "no CUDA device"))
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.exists() else {}
+
+
+@pytest.fixture(scope="module")
+def used_out(tmp_path_factory, data_dir):
+    """A results folder already holding the bundled config's smoke results."""
+    from adamrepro.cli import main
+
+    out = tmp_path_factory.mktemp("used")
+    assert main(["run", str(CONFIG), "--scale", "smoke", "--out", str(out), "--quiet",
+                 "--data-dir", str(data_dir)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
+    name, make_config, flags, fragment = case
+    config = tmp_path / "logreg_mnist.yaml"
+    if make_config is not None:
+        config.write_text(make_config())
+    out, data = tmp_path / "out", data_dir
+    extra = []
+    for flag in flags:
+        if flag == "@empty-data":
+            data = tmp_path / "no-data"
+            monkeypatch.setenv("ADAMREPRO_MNIST_MIRROR", "http://127.0.0.1:9/")  # offline
+        elif flag == "@corrupt-data":
+            data = tmp_path / "corrupt"
+            shutil.copytree(data_dir / "MNIST", data / "MNIST")
+            (data / "MNIST/raw/train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+        elif flag == "@out-under-a-file":
+            (tmp_path / "a-file").write_text("")
+            out = tmp_path / "a-file" / "results"
+        elif flag == "@used-out":
+            out = used_out
+        else:
+            extra.append(flag)
+    before = snapshot(out), snapshot(data if data != data_dir else tmp_path / "none")
+
+    code, stdout, stderr = cli("run", config, "--scale", "smoke", "--out", out, "--quiet",
+                               "--data-dir", data, *extra)
+
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("adamrepro: error: ") and "Traceback" not in stderr
+    assert fragment in lines[0], lines[0]
+    assert stdout == ""
+    after = snapshot(out), snapshot(data if data != data_dir else tmp_path / "none")
+    assert after == before, "a failed command wrote files"
+
+
+def test_plot_without_results(cli, tmp_path):
+    code, _, stderr = cli("plot", "--out", tmp_path)
+    assert code == 2 and stderr.count("\n") == 1 and "no results under" in stderr
+
+
+def test_unknown_command(cli):
+    code, _, stderr = cli("rn")
+    assert code == 2 and stderr.count("\n") == 1 and "No such command" in stderr
