@@ -5,14 +5,28 @@
 
 from __future__ import annotations
 
+from adamrepro.optim.adadelta import Adadelta
 from adamrepro.optim.adagrad import Adagrad
 from adamrepro.optim.adam import Adam
+from adamrepro.optim.adam_two_horizons import AdamTwoHorizons
+from adamrepro.optim.adamax import Adamax
+from adamrepro.optim.adamw import AdamW
+from adamrepro.optim.amsgrad import AMSGrad
+from adamrepro.optim.nadam import NAdam
+from adamrepro.optim.rmsprop import RMSprop
 from adamrepro.optim.sgd_nesterov import SGDNesterov
 
 OPTIMIZERS: dict[str, type] = {
     "adam": Adam,
     "adagrad": Adagrad,
     "sgd_nesterov": SGDNesterov,
+    "adamax": Adamax,
+    "rmsprop": RMSprop,
+    "adadelta": Adadelta,
+    "amsgrad": AMSGrad,
+    "adamw": AdamW,
+    "nadam": NAdam,
+    "adam_two_horizons": AdamTwoHorizons,
 }
 
 
@@ -20,7 +34,7 @@ def build(name: str, params, **hparams):
     """Make the optimizer called `name`; invalid names or values raise ValueError."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
-    if "betas" in hparams:
+    if isinstance(hparams.get("betas"), list):  # YAML gives lists; torch keeps tuples
         hparams["betas"] = tuple(hparams["betas"])
     try:
         return OPTIMIZERS[name](params, **hparams)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from adamrepro.optim.base import GridOptimizer, broadcast, check_range
+from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range
 
 
 class Adagrad(GridOptimizer):
@@ -27,8 +27,6 @@ class Adagrad(GridOptimizer):
         state["sum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def _update(self, p, grad, state, group, lr_t):
-        weight_decay = broadcast(group["weight_decay"], p)
-        if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
-            grad = grad + weight_decay * p
+        grad = add_l2(grad, p, group["weight_decay"])
         state["sum"].add_(grad * grad)
         p.sub_(lr_t * grad / (state["sum"].sqrt() + broadcast(group["eps"], p)))

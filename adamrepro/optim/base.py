@@ -39,6 +39,19 @@ def broadcast(value: HyperValue, like: Tensor) -> HyperValue:
     return value.to(like).view(-1, *([1] * (like.dim() - 1)))
 
 
+def is_zero(value: HyperValue) -> bool:
+    """True only for the number 0: a per-run tensor never switches a term off, so a grid
+    whose runs mix zero and nonzero values still takes one code path."""
+    return isinstance(value, (int, float)) and value == 0
+
+
+def add_l2(grad: Tensor, p: Tensor, weight_decay: HyperValue) -> Tensor:
+    """g + λ·θ: L2 regularization folded into the gradient (torch's coupled weight_decay)."""
+    if is_zero(weight_decay):
+        return grad
+    return grad + broadcast(weight_decay, p) * p
+
+
 def check_range(
     name: str,
     value: HyperValue,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from adamrepro.optim.base import GridOptimizer, broadcast, check_range
+from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range
 
 
 class SGDNesterov(GridOptimizer):
@@ -29,9 +29,7 @@ class SGDNesterov(GridOptimizer):
 
     def _update(self, p, grad, state, group, lr_t):
         momentum = broadcast(group["momentum"], p)
-        weight_decay = broadcast(group["weight_decay"], p)
-        if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):
-            grad = grad + weight_decay * p
+        grad = add_l2(grad, p, group["weight_decay"])
         buf = state["momentum_buffer"]
         # torch starts the buffer at g rather than at 0; (step == 1) keeps that without a sync
         first = (state["step"] == 1).to(p.dtype)

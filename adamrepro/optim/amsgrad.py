@@ -1,0 +1,53 @@
+"""AMSGrad (Reddi, Kale & Kumar, ICLR 2018) in torch's form, an extra row beyond the paper.
+
+    t ← t + 1;   g ← ∇f(θ) + weight_decay·θ
+    m ← β1·m + (1 − β1)·g;   v ← β2·v + (1 − β2)·g²;   v_max ← max(v_max, v)
+    θ ← θ − α_t·(m / (1 − β1^t)) / (√(v_max / (1 − β2^t)) + ε),   α_t = α or α/√t
+
+This is torch.optim.Adam(amsgrad=True), identical to it when lr_decay is `none`, with torch's
+state names (`max_exp_avg_sq` holds v_max). It differs from Reddi et al.'s Algorithm 2,
+which has no bias correction and takes the max of v̂ rather than of the biased v.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_betas, check_range
+
+
+class AMSGrad(GridOptimizer):
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        lr_decay: str = "none",
+    ) -> None:
+        check_betas(betas)
+        check_range("eps", eps, 0.0)
+        check_range("weight_decay", weight_decay, 0.0)
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, lr_decay=lr_decay
+        )
+        super().__init__(params, defaults)
+
+    def _init_state(self, p, state, group):
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _update(self, p, grad, state, group, lr_t):
+        step = state["step"]
+        beta1 = broadcast(group["betas"][0], p)
+        beta2 = broadcast(group["betas"][1], p)
+        grad = add_l2(grad, p, group["weight_decay"])
+        m, v, v_max = state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"]
+        m.mul_(beta1).add_((1 - beta1) * grad)
+        v.mul_(beta2).add_((1 - beta2) * grad * grad)
+        torch.maximum(v_max, v, out=v_max)
+        m_hat = m / (1 - beta1**step)
+        v_hat = v_max / (1 - beta2**step)
+        p.sub_(lr_t * m_hat / (v_hat.sqrt() + broadcast(group["eps"], p)))
