@@ -18,6 +18,11 @@ class Scale(str, Enum):
     paper = "paper"
 
 
+class ExecutorChoice(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class DeviceChoice(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -35,16 +40,21 @@ def run(
     seeds: Annotated[int | None, typer.Option(
         min=1, help="Seeds per grid point (default: the config's).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    executor: Annotated[ExecutorChoice, typer.Option(
+        help="local: this process; ray: grid groups as Ray tasks.")] = ExecutorChoice.local,
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster address (with --executor ray; default: a local instance).")] = None,
     force: Annotated[bool, typer.Option(
         help="Add to a results folder written by a different version of the config.")] = False,
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
+    from adamrepro.runner.executors import make_executor
     from adamrepro.runner.sweep import resolve_device, run_sweep
 
     base = load_experiment(resolve_config_arg(config))
     target = resolve_device(device.value)
-    done = run_sweep(base, scale.value, seeds, data_dir or default_data_dir(), out, target,
-                     quiet, force)
+    runner = make_executor(executor.value, data_dir or default_data_dir(), target, address)
+    done = run_sweep(base, scale.value, seeds, out, runner, quiet, force)
     folder = done["folder"]
     typer.echo(f"trained {done['trained']} runs, {done['skipped']} already finished; "
                f"results: {folder}/curves.csv, {folder}/best.csv")

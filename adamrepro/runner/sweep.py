@@ -17,11 +17,9 @@ from rich.progress import (
 )
 
 from adamrepro.config import Experiment
-from adamrepro.data import DATASETS
 from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore, curves_frame, hparam_columns
-from adamrepro.runner.group import train_group
 from adamrepro.runner.plan import Group, base_digest, config_digest, plan
 
 
@@ -35,12 +33,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_data(exp: Experiment, data_dir: Path, device: torch.device):
-    module = DATASETS[exp.dataset["name"]]
-    opts = module.options(dict(exp.dataset), "dataset")
-    return module.load(opts, Path(data_dir)).to(device)
-
-
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description:<28}"),
@@ -52,8 +44,8 @@ def _progress() -> Progress:
     )
 
 
-def run_sweep(base: Experiment, scale: str, seeds: int | None, data_dir: Path, out: Path,
-              device: torch.device, quiet: bool = False, force: bool = False) -> dict:
+def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, executor,
+              quiet: bool = False, force: bool = False) -> dict:
     """Run every unfinished run of `base` at `scale`; return what was done and where.
 
     Nothing is written before the inputs are known good: the output folder is checked, and
@@ -65,36 +57,39 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, data_dir: Path, o
     store.check_owner(base_digest(base), force)
     groups = plan(exp)
     todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
-    data = load_data(exp, data_dir, device) if todo else None
+    if todo:
+        executor.prepare(exp)
     store.prepare()
     with store.locked():
         # Another command may have finished some groups while this one waited for the lock.
         todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
         if todo:
-            _train_all(exp, scale, todo, data, store, device, quiet)
+            _train_all(exp, scale, todo, executor, store, quiet)
         records = [store.load_run(run.run_id) for g in groups for run in g.runs]
-        _write_tables(base, exp, scale, records, store, device)
+        _write_tables(base, exp, scale, records, store, executor.device)
     trained = sum(g.size for g in todo)
     return {"folder": store.root, "trained": trained,
             "skipped": sum(g.size for g in groups) - trained}
 
 
-def _train_all(exp, scale, todo: list[Group], data, store, device, quiet) -> None:
-    meta = provenance(device)
-    run_passes = sum(g.size for g in todo) * exp.training.epochs
+def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
+    meta = provenance(executor.device)
     with _progress() as progress:
         progress.disable = quiet
-        overall = progress.add_task(f"{exp.name} ({len(todo)} groups)", total=run_passes)
-        for group in todo:
-            task = progress.add_task(f"  {group.method} x{group.size}",
-                                     total=exp.training.epochs)
+        overall = progress.add_task(f"{exp.name} ({len(todo)} groups)",
+                                    total=sum(g.size for g in todo) * exp.training.epochs)
+        tasks = {g.group_id: progress.add_task(f"  {g.method} x{g.size}",
+                                               total=exp.training.epochs, visible=False)
+                 for g in todo}
+        passes = dict.fromkeys(tasks, 0)
 
-            def on_pass(epoch: int, task=task, size=group.size) -> None:
-                progress.update(task, completed=epoch)
-                progress.advance(overall, size)
+        def on_pass(group: Group, epoch: int) -> None:
+            progress.update(tasks[group.group_id], completed=epoch, visible=True)
+            progress.advance(overall, group.size * (epoch - passes[group.group_id]))
+            passes[group.group_id] = epoch
 
-            curves = train_group(exp, group, data, on_pass)
-            for run, curve in zip(group.runs, curves):
+        for group, curves in executor.run(exp, todo, on_pass):
+            for run, curve in zip(group.runs, curves, strict=True):
                 store.save_run({
                     "experiment": exp.name, "scale": scale, "method": run.method,
                     "optimizer": run.optimizer, "run_id": run.run_id,
@@ -102,8 +97,9 @@ def _train_all(exp, scale, todo: list[Group], data, store, device, quiet) -> Non
                     "model": run.model, "group_id": group.group_id,
                     "diverged": curve.diverged, "provenance": meta, "rows": curve.rows,
                 })
-            # Runs that stopped early (diverged) still count their remaining passes as done.
-            progress.update(task, completed=exp.training.epochs, visible=False)
+            # A group that stopped early (all diverged) still counts its passes as done.
+            on_pass(group, exp.training.epochs)
+            progress.update(tasks[group.group_id], visible=False)
 
 
 def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[dict], store,
