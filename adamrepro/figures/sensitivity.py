@@ -45,7 +45,12 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
                          "cost": chosen["cost"] if len(finite) else np.nan,
                          "point_id": chosen["point_id"],
                          **{c: chosen[c] for c in others[method]}})
-    return pd.DataFrame(rows), others
+    table = pd.DataFrame(rows)
+    if len(table):  # methods in the config's order, the order of every other figure's legend
+        order = list(meta["config"].get("methods", {}))
+        rank = {m: order.index(m) if m in order else len(order) for m in others}
+        table = table.sort_values("method", key=lambda m: m.map(rank), kind="stable")
+    return table, others
 
 
 def caption(meta: dict, others: dict) -> str:

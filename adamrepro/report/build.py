@@ -1,0 +1,166 @@
+"""Assemble the report of a results folder: the verdict on every claim, then per experiment
+its figures, scale, provenance and the selected run of each method."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from adamrepro.errors import UserError
+from adamrepro.report.claims import CLAIMS, EXPERIMENTS, judge
+from adamrepro.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
+from adamrepro.report.measures import Measured
+from adamrepro.report.rules import VERDICTS
+from adamrepro.results.store import atomic_write, hparam_columns
+
+TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"
+# Every PNG in an experiment folder is shown; these first, in this order.
+FIGURES = {"curves.png": "training cost and test accuracy",
+           "sensitivity.png": "learning-rate sensitivity"}
+
+
+def find_experiments(out: Path) -> dict[str, Measured]:
+    """Every experiment folder under `out` with its three tables, in the paper's order."""
+    if not out.is_dir():
+        raise UserError(f"no results folder {out}; run 'adamrepro run CONFIG' first or pass --out")
+    folders = [p.parent for p in out.glob("*/config.json")
+               if (p.parent / "curves.csv").exists() and (p.parent / "best.csv").exists()]
+    if not folders:
+        raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
+    order = list(EXPERIMENTS.values())
+    folders.sort(key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
+    return {folder.name: Measured.load(folder) for folder in folders}
+
+
+def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
+    rows, counts = [], Counter()
+    for claim in CLAIMS:
+        verdict = judge(claim, measured)
+        counts[verdict.status] += 1
+        found = measured.get(claim.experiment)
+        where = f"{claim.figure} ({claim.experiment}" + (f", {found.meta['scale']})"
+                                                        if found else ")")
+        rows.append((claim.id, where, claim.text, verdict.status, verdict.numbers,
+                     claim.rule.describe()))
+    summary = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
+    return [
+        Heading(2, "Claims of the paper"),
+        Paragraph(
+            f"{len(CLAIMS)} claims: {summary}. Each row is decided by its rule (thresholds in "
+            "`adamrepro/report/claims.py`, rules in `adamrepro/report/rules.py`) from the "
+            "experiment's tables alone. The cost is the training cost of the experiment's "
+            "figure (config `plot.y`) of each method's selected grid point, mean over seeds. "
+            "'Mean cost over passes 1-N' is the area under the training curve divided by N. "
+            "A verdict at smoke or quick scale is about that run, not about the paper."),
+        Table(("claim", "figure (experiment, scale)", "the paper says", "verdict",
+               "numbers", "rule"), tuple(rows)),
+    ]
+
+
+def _value(row: pd.Series, metric: str, percent: bool = False) -> str:
+    mean, std = row[f"final_{metric}"], row.get(f"final_{metric}_std")
+    scale, unit = (100.0, "%") if percent else (1.0, "")
+    text = f"{scale * mean:.2f}{unit}" if percent else f"{mean:.4g}"
+    if row["n_seeds"] > 1 and std is not None and math.isfinite(std):
+        text += f" ± {scale * std:.2f}{unit}" if percent else f" ± {std:.2g}"
+    return text
+
+
+def _hparams(values: dict, edges: frozenset = frozenset()) -> str:
+    """`k=v` pairs; a searched value at the end of its grid is flagged (widen the grid)."""
+    return ", ".join((f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
+                     + (" (grid edge)" if k in edges else "")
+                     for k, v in values.items()) or "-"
+
+
+def _grid_edges(found: Measured, method: str, row: pd.Series, cols: list[str]) -> frozenset:
+    """Searched columns whose selected value is the smallest or largest of 3+ grid values."""
+    grid = found.curves[found.curves["method"] == method]
+    return frozenset(c for c in cols if grid[c].nunique() >= 3
+                     and row[c] in (grid[c].min(), grid[c].max()))
+
+
+def results_table(found: Measured) -> Table:
+    config = found.meta["config"]
+    metric = config["selection"]["metric"]
+    rows = []
+    for method, spec in config["methods"].items():
+        searched_cols = [c for key, values in spec["grid"].items()
+                         for c in hparam_columns({key: values[0]})]
+        fixed = {k: v for k, v in spec["hparams"].items() if k not in spec["grid"]}
+        fixed.update({f"model.{k}": v for k, v in spec.get("model", {}).items()})
+        chosen = found.best[found.best["method"] == method]
+        if chosen.empty:
+            ran = method in found.methods
+            rows.append((method, "every grid point diverged" if ran else "not run",
+                         _hparams(fixed), "-", "-", "-", "-"))
+            continue
+        row = chosen.iloc[0]
+        edges = _grid_edges(found, method, row, searched_cols)
+        rows.append((method, _hparams({c: row[c] for c in searched_cols}, edges),
+                     _hparams(fixed),
+                     _value(row, metric), _value(row, "test_loss"),
+                     _value(row, "test_acc", percent=True), str(int(row["n_seeds"]))))
+    return Table(("method", "selected (searched)", "fixed", f"final {metric}", "final test loss",
+                  "final test accuracy", "seeds"), tuple(rows))
+
+
+def experiment_blocks(found: Measured, out: Path) -> list[Block]:
+    from adamrepro.figures.sensitivity import caption, sensitivity_table
+
+    meta, config = found.meta, found.meta["config"]
+    prov = meta["provenance"]
+    folder = out / found.name
+    data = config["dataset"]
+    sizes = ", ".join(f"{k}={v}" for k, v in data.items() if k != "name")
+    commits = sorted(found.curves["commit"].astype(str).unique())
+    blocks: list[Block] = [
+        Heading(2, f"{config['title']} (`{found.name}`)"),
+        Paragraph(f"Scale: {meta['scale']}: {found.passes} passes over {data['name']}"
+                  f"{f' ({sizes})' if sizes else ''}, minibatch {config['training']['batch_size']}"
+                  f", {int(found.curves['seed'].nunique())} seed(s) per grid point; best grid "
+                  f"point by {found.best['selected_by'].iloc[0] if len(found.best) else '-'}."),
+        Paragraph(f"Provenance: commit `{prov['commit']}`, torch {prov['torch_version']}, "
+                  f"device {prov['device']}, date {prov['date']}, command `{prov['command']}`"
+                  + (f"; the runs come from commits {', '.join(commits)}"
+                     if len(commits) > 1 else "") + "."),
+    ]
+    figures = sorted((p.name for p in folder.glob("*.png") if not p.name.startswith(".")),
+                     key=lambda name: (list(FIGURES).index(name) if name in FIGURES
+                                       else len(FIGURES), name))
+    if not figures:
+        blocks.append(Paragraph(f"No figure yet: run `adamrepro plot --out {out}`."))
+    for name in figures:
+        alt = FIGURES.get(name, Path(name).stem.replace("_", " "))
+        blocks.append(Image(f"{found.name}/{name}", f"{found.name}: {alt}"))
+        if name == "sensitivity.png":
+            _, others = sensitivity_table(found.curves, meta)
+            blocks.append(Paragraph(caption(meta, others)))
+    blocks.append(results_table(found))
+    return blocks
+
+
+def build(out: Path) -> list[Block]:
+    measured = find_experiments(out)
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    blocks: list[Block] = [
+        Heading(1, TITLE),
+        Paragraph(f"Generated {now} by `adamrepro report --out {out}` from "
+                  f"{len(measured)} experiment(s): {', '.join(measured)}."),
+        *verdict_blocks(measured),
+    ]
+    for found in measured.values():
+        blocks += experiment_blocks(found, out)
+    return blocks
+
+
+def write_report(out: Path) -> list[Path]:
+    blocks = build(out)
+    md, page = out / "report.md", out / "report.html"
+    atomic_write(md, to_markdown(blocks))
+    atomic_write(page, to_html(blocks, TITLE))
+    return [md, page]

@@ -1,0 +1,135 @@
+"""The paper's claims (PAPER.md, "What the paper reports, in words") as data.
+
+One row per claim: compound sentences are split so that each row is one comparison. The
+rule of a row decides it from the experiment's results alone (rules.py says what each rule
+measures; the thresholds are here, in the open). Method labels are those of the configs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adamrepro.report.measures import Measured
+from adamrepro.report.rules import (
+    NOT_RUN,
+    AllOf,
+    AsFast,
+    Beats,
+    BeatsPerSecond,
+    BestWithCorrection,
+    DoesNotConverge,
+    MarginallyBetter,
+    NeverWorse,
+    NotRecorded,
+    Rule,
+    SlowerPerPass,
+    UnstableWithoutCorrection,
+    Verdict,
+    WorstEarly,
+)
+
+# Figure -> the experiment (config name) that reproduces it.
+EXPERIMENTS = {
+    "Fig. 1 left": "logreg_mnist",
+    "Fig. 1 right": "logreg_imdb",
+    "Fig. 2a": "mlp_dropout",
+    "Fig. 2b": "mlp_sfo",
+    "Fig. 3": "cifar_cnn",
+    "Fig. 4": "vae",
+}
+
+BEATS = 0.05  # "beats", "faster": more than seed-to-seed noise at our scales, yet modest
+WIDE = 0.20  # "by a wide margin", "well below"; its complement is "marginally better"
+SAME = 0.10  # "as fast as", "about as fast as"
+EARLY_PASSES = 3  # Fig. 3 left shows the first 3 epochs
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    figure: str
+    text: str
+    rule: Rule
+
+    @property
+    def experiment(self) -> str:
+        return EXPERIMENTS[self.figure]
+
+
+def _both_variants(rule: type, a: str, b: str, **kwargs) -> AllOf:
+    """Fig. 3 shows every method with and without dropout: the claim must hold for both."""
+    return AllOf((rule(a, b, **kwargs), rule(f"{a}+dropout", f"{b}+dropout", **kwargs)))
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("fig1-left-adam-about-as-fast-as-nesterov", "Fig. 1 left",
+          "Adam converges about as fast as SGD Nesterov.",
+          AsFast("adam", "sgd_nesterov", tol=SAME, two_sided=True)),
+    Claim("fig1-left-adam-beats-adagrad", "Fig. 1 left", "Adam beats AdaGrad.",
+          Beats("adam", "adagrad", margin=BEATS)),
+    Claim("fig1-left-nesterov-beats-adagrad", "Fig. 1 left", "SGD Nesterov beats AdaGrad.",
+          Beats("sgd_nesterov", "adagrad", margin=BEATS)),
+    Claim("fig1-right-adagrad-beats-nesterov-widely", "Fig. 1 right",
+          "AdaGrad beats SGD Nesterov by a wide margin on the sparse bag-of-words problem.",
+          Beats("adagrad+dropout", "sgd_nesterov+dropout", margin=WIDE)),
+    Claim("fig1-right-adam-as-fast-as-adagrad", "Fig. 1 right", "Adam is as fast as AdaGrad.",
+          AsFast("adam+dropout", "adagrad+dropout", tol=SAME)),
+    *(Claim(f"fig2a-adam-faster-than-{other}", "Fig. 2a",
+            f"Adam converges faster than {name} (\"all the other first-order methods\").",
+            Beats("adam", other, margin=BEATS))
+      for other, name in (("adagrad", "AdaGrad"), ("rmsprop", "RMSProp"),
+                          ("sgd_nesterov", "SGD Nesterov"), ("adadelta", "AdaDelta"))),
+    Claim("fig2b-adam-faster-than-sfo-per-pass", "Fig. 2b",
+          "Adam makes faster progress than SFO per pass.",
+          Beats("adam", "sfo", margin=BEATS)),
+    Claim("fig2b-adam-faster-than-sfo-per-second", "Fig. 2b",
+          "Adam makes faster progress than SFO per second of wall-clock time.",
+          BeatsPerSecond("adam", "sfo", margin=BEATS)),
+    Claim("fig2b-sfo-5-10x-slower-per-iteration", "Fig. 2b",
+          "SFO is 5-10x slower per iteration than Adam.",
+          SlowerPerPass("sfo", "adam", low=5.0, high=10.0)),
+    Claim("fig2b-sfo-memory-linear-in-minibatches", "Fig. 2b",
+          "SFO's memory grows linearly with the number of minibatches.",
+          NotRecorded("memory use against the number of minibatches")),
+    Claim("fig2b-sfo-no-convergence-with-dropout", "Fig. 2b",
+          "SFO does not converge with dropout.", DoesNotConverge("sfo+dropout")),
+    Claim("fig3-adam-fast-early", "Fig. 3",
+          "Adam drops fast in the first epochs (compared with SGD Nesterov).",
+          _both_variants(Beats, "adam", "sgd_nesterov", margin=BEATS, passes=EARLY_PASSES)),
+    Claim("fig3-adagrad-fast-early", "Fig. 3",
+          "AdaGrad drops fast in the first epochs (compared with SGD Nesterov).",
+          _both_variants(Beats, "adagrad", "sgd_nesterov", margin=BEATS, passes=EARLY_PASSES)),
+    Claim("fig3-adam-ends-well-below-adagrad", "Fig. 3",
+          "Over 45 epochs Adam ends well below AdaGrad.",
+          _both_variants(Beats, "adam", "adagrad", margin=WIDE, measure="final")),
+    Claim("fig3-nesterov-ends-well-below-adagrad", "Fig. 3",
+          "Over 45 epochs SGD Nesterov ends well below AdaGrad.",
+          _both_variants(Beats, "sgd_nesterov", "adagrad", margin=WIDE, measure="final")),
+    Claim("fig3-adam-marginally-better-than-nesterov", "Fig. 3",
+          "Adam is only marginally better than SGD Nesterov.",
+          _both_variants(MarginallyBetter, "adam", "sgd_nesterov", max_gap=WIDE)),
+    Claim("fig4-no-correction-unstable-at-high-beta2", "Fig. 4",
+          "Without bias correction, beta2 close to 1 is unstable.",
+          UnstableWithoutCorrection(margin=BEATS)),
+    Claim("fig4-no-correction-worst-early", "Fig. 4",
+          "The instability without bias correction is worst early in training.",
+          WorstEarly()),
+    Claim("fig4-best-with-correction-and-high-beta2", "Fig. 4",
+          "The best losses come with beta2 close to 1 and bias correction.",
+          BestWithCorrection(min_beta2=0.999)),
+    Claim("fig4-adam-never-worse-than-rmsprop", "Fig. 4",
+          "Adam (with bias correction) is equal or better than RMSProp (without) everywhere.",
+          NeverWorse(tol=BEATS)),
+)
+
+
+def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:
+    """The verdict on one claim, given the experiments found in the results folder."""
+    found = measured.get(claim.experiment)
+    if found is None:
+        return Verdict(NOT_RUN, f"no results for {claim.experiment}")
+    missing = [m for m in claim.rule.methods if m not in found.methods]
+    if missing:
+        return Verdict(NOT_RUN, f"no runs of {', '.join(missing)} in {claim.experiment} "
+                                f"(it has {', '.join(sorted(found.methods))})")
+    return claim.rule(found)

@@ -1,0 +1,146 @@
+"""What the claim rules look at, computed from one experiment's results folder alone.
+
+The cost is the training cost the experiment's figure shows (config `plot.y`). A method's
+curve is that of its selected grid point (best.csv), averaged over seeds at every pass. A
+method all of whose grid points diverged has no curve; its costs are +inf, so it loses every
+comparison and never wins one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from adamrepro.results.select import select_best
+
+CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)  # fractions of the passes at which curves are compared
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One experiment's tables: curves.csv, best.csv and config.json."""
+
+    name: str
+    curves: pd.DataFrame
+    best: pd.DataFrame
+    meta: dict
+
+    @classmethod
+    def load(cls, folder: Path) -> Measured:
+        from adamrepro.figures.curves import read_results
+
+        curves, best, meta = read_results(folder)
+        return cls(folder.name, curves, best, meta)
+
+    @classmethod
+    def from_curves(cls, curves: pd.DataFrame, cost: str = "train_loss",
+                    name: str = "example") -> Measured:
+        """Select the best grid points the way `adamrepro run` does (for hand-made tables)."""
+        hparam_cols = [c for c in ("lr", "beta1", "beta2") if c in curves.columns]
+        best = select_best(curves, cost, hparam_cols)
+        meta = {"experiment": name, "config": {"plot": {"y": cost}, "selection": {"metric": cost}},
+                "hparam_columns": hparam_cols}
+        return cls(name, curves, best, meta)
+
+    @property
+    def cost(self) -> str:
+        return self.meta["config"]["plot"]["y"]
+
+    @property
+    def methods(self) -> set[str]:
+        return set(self.curves["method"].unique())
+
+    @property
+    def passes(self) -> int:
+        return int(self.curves["epoch"].max())
+
+    def best_runs(self, method: str) -> pd.DataFrame | None:
+        """The rows of the method's selected grid point, or None if every point diverged."""
+        chosen = self.best[self.best["method"] == method]
+        if chosen.empty:
+            return None
+        point = chosen["point_id"].iloc[0]
+        curves = self.curves
+        return curves[(curves["method"] == method) & (curves["point_id"] == point)]
+
+    def curve(self, method: str, column: str | None = None) -> pd.Series | None:
+        """Mean over seeds at every pass (passes without a value dropped)."""
+        runs = self.best_runs(method)
+        if runs is None:
+            return None
+        return runs.groupby("epoch")[column or self.cost].mean().dropna()
+
+
+def checkpoint_passes(passes: int) -> list[int]:
+    """Passes at 25/50/75/100% of the run (rounded up, at least pass 1, no repeats)."""
+    return sorted({max(1, math.ceil(q * passes)) for q in CHECKPOINTS})
+
+
+def final_cost(measured: Measured, method: str) -> float:
+    curve = measured.curve(method)
+    return math.inf if curve is None or curve.empty else float(curve.iloc[-1])
+
+
+def mean_cost(measured: Measured, method: str, last_pass: int | None = None) -> float:
+    """Mean cost over passes 1..last_pass (default: all): the area under the training curve
+    divided by the number of passes, a single number for "converges faster"."""
+    curve = measured.curve(method)
+    if curve is None:
+        return math.inf
+    window = curve[(curve.index >= 1) & (curve.index <= (last_pass or measured.passes))]
+    return float(window.mean()) if len(window) else math.inf
+
+
+def cost_at(measured: Measured, method: str, epoch: int) -> float:
+    curve = measured.curve(method)
+    if curve is None or epoch not in curve.index:
+        return math.inf
+    return float(curve.loc[epoch])
+
+
+def seconds_per_pass(measured: Measured, method: str) -> float:
+    """Wall-clock seconds per pass of one run. Runs of a group train as one batched
+    computation, so a run's share is the group's time divided by the group size."""
+    runs = measured.best_runs(method)
+    if runs is None:
+        return math.nan
+    last = runs.sort_values("epoch").groupby("run_id").tail(1)
+    last = last[last["epoch"] > 0]
+    return float((last["seconds"] / last["group_size"] / last["epoch"]).mean())
+
+
+def cost_by_time(measured: Measured, method: str) -> pd.Series | None:
+    """Cost against a run's share of wall-clock seconds (see `seconds_per_pass`)."""
+    runs = measured.best_runs(method)
+    if runs is None:
+        return None
+    runs = runs.assign(run_seconds=runs["seconds"] / runs["group_size"])
+    per_pass = runs.groupby("epoch")[[measured.cost, "run_seconds"]].mean().dropna()
+    return per_pass.set_index("run_seconds")[measured.cost]
+
+
+def mean_cost_over_time(a: pd.Series, b: pd.Series, points: int = 20) -> tuple[float, float]:
+    """Mean cost of two curves over their common wall-clock span (linear interpolation at
+    `points` evenly spaced times, from the later first pass to the earlier last pass)."""
+    start, stop = max(a.index.min(), b.index.min()), min(a.index.max(), b.index.max())
+    times = np.linspace(start, stop, points)
+    return (float(np.interp(times, a.index, a.values).mean()),
+            float(np.interp(times, b.index, b.values).mean()))
+
+
+def cell_costs(measured: Measured, epoch: int, cells: tuple[str, ...]) -> pd.DataFrame:
+    """One row per (method, grid point): the mean over seeds of the cost at `epoch`, +inf
+    where a seed diverged by then. Columns: method, *cells, cost."""
+    curves = measured.curves
+    upto = curves[curves["epoch"] <= epoch]
+    runs = upto.groupby("run_id").agg(method=("method", "first"), point_id=("point_id", "first"),
+                                      diverged=("diverged", "any"),
+                                      **{c: (c, "first") for c in cells})
+    at = curves[curves["epoch"] == epoch].set_index("run_id")[measured.cost]
+    cost = runs.index.map(at).astype(float)
+    runs["cost"] = np.where(runs["diverged"] | ~np.isfinite(cost), np.inf, cost)
+    return runs.groupby(["method", "point_id", *cells], dropna=False)["cost"].mean().reset_index()

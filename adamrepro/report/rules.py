@@ -1,0 +1,413 @@
+"""Decision rules for the paper's claims. Each rule is a small frozen object: its thresholds
+are arguments, `describe()` says in one line what it checks (the report prints it next to the
+verdict), and calling it on a `Measured` experiment returns a `Verdict` with the numbers.
+
+Vocabulary (fixed here so that every claim uses the same words the same way):
+- "A beats B" / "converges faster": A's mean cost over passes 1..N (area under the training
+  curve / N) is below B's by more than `margin` (relative). "Wide margin": a larger margin.
+- "A is as fast as B": at 25/50/75/100% of the passes A's cost is at most (1 + tol) x B's;
+  "about as fast": within +-tol of B's at each of those passes.
+- "A ends below B": final cost; "marginally better": lower, but by at most `max_gap`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from adamrepro.report.measures import (
+    Measured,
+    checkpoint_passes,
+    cost_at,
+    cost_by_time,
+    final_cost,
+    mean_cost,
+    mean_cost_over_time,
+    seconds_per_pass,
+)
+
+HOLDS, FAILS = "holds", "does not hold"
+NOT_RUN, NOT_MEASURABLE = "not run yet", "not measurable"
+VERDICTS = (HOLDS, FAILS, NOT_RUN, NOT_MEASURABLE)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    numbers: str
+
+
+def judged(ok: bool, numbers: str) -> Verdict:
+    return Verdict(HOLDS if ok else FAILS, numbers)
+
+
+def num(value: float) -> str:
+    """A cost for the table: 4 significant digits, 'diverged' for +inf."""
+    if value == math.inf:
+        return "diverged"
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4g}"
+
+
+def relative(a: float, b: float) -> str:
+    if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
+        return ""
+    return f" ({(a - b) / abs(b):+.1%})"
+
+
+class Rule:
+    """Base class: `methods` are the method labels the rule needs in the experiment."""
+
+    methods: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def __call__(self, measured: Measured) -> Verdict:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Beats(Rule):
+    """A's mean (or final) cost is below B's by more than `margin`, relative to B's."""
+
+    a: str
+    b: str
+    margin: float = 0.05
+    measure: str = "mean"  # "mean": over passes 1..passes (all if None); "final": last pass
+    passes: int | None = None
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.a, self.b)
+
+    def _label(self, last: int | str) -> str:
+        if self.measure == "final":
+            return "final cost"
+        return "cost at pass 1" if last == 1 else f"mean cost over passes 1-{last}"
+
+    def describe(self) -> str:
+        return f"{self._label(self.passes or 'N')}: {self.a} < {1 - self.margin:g} × {self.b}"
+
+    def __call__(self, measured: Measured) -> Verdict:
+        last = min(self.passes or measured.passes, measured.passes)
+        if self.measure == "final":
+            va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
+        else:
+            va, vb = mean_cost(measured, self.a, last), mean_cost(measured, self.b, last)
+        return judged(va < (1 - self.margin) * vb, f"{self._label(last)}: {self.a} {num(va)}, "
+                                                   f"{self.b} {num(vb)}{relative(va, vb)}")
+
+
+@dataclass(frozen=True)
+class AsFast(Rule):
+    """A's cost is at most (1 + tol) x B's (two-sided: within +-tol) at 25/50/75/100% of the
+    passes."""
+
+    a: str
+    b: str
+    tol: float = 0.10
+    two_sided: bool = False
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.a, self.b)
+
+    def describe(self) -> str:
+        bound = f"within ±{self.tol:.0%} of" if self.two_sided else f"≤ {1 + self.tol:g} ×"
+        return f"cost of {self.a} {bound} {self.b}'s at 25/50/75/100% of passes"
+
+    def __call__(self, measured: Measured) -> Verdict:
+        ok, parts = True, []
+        for epoch in checkpoint_passes(measured.passes):
+            va, vb = cost_at(measured, self.a, epoch), cost_at(measured, self.b, epoch)
+            ok &= math.isfinite(va) and va <= (1 + self.tol) * vb
+            if self.two_sided:
+                ok &= va >= (1 - self.tol) * vb
+            parts.append(f"pass {epoch}: {num(va)} vs {num(vb)}{relative(va, vb)}")
+        return judged(bool(ok), f"{self.a} vs {self.b}: " + "; ".join(parts))
+
+
+@dataclass(frozen=True)
+class MarginallyBetter(Rule):
+    """A's final cost is below B's, but by at most `max_gap` relative to B's."""
+
+    a: str
+    b: str
+    max_gap: float = 0.20
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.a, self.b)
+
+    def describe(self) -> str:
+        return f"final cost: {self.a} < {self.b}, lower by at most {self.max_gap:.0%}"
+
+    def __call__(self, measured: Measured) -> Verdict:
+        va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
+        ok = math.isfinite(va) and va < vb and (vb - va) <= self.max_gap * vb
+        return judged(ok, f"final cost: {self.a} {num(va)}, {self.b} {num(vb)}{relative(va, vb)}")
+
+
+@dataclass(frozen=True)
+class BeatsPerSecond(Rule):
+    """A's mean cost over the wall-clock span both runs cover is below B's by > `margin`."""
+
+    a: str
+    b: str
+    margin: float = 0.05
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.a, self.b)
+
+    def describe(self) -> str:
+        return (f"mean cost over the wall-clock span both cover (20 times, linear interpolation;"
+                f" a run's time = group time / group size): {self.a} < {1 - self.margin:g} × "
+                f"{self.b}")
+
+    def __call__(self, measured: Measured) -> Verdict:
+        ca, cb = cost_by_time(measured, self.a), cost_by_time(measured, self.b)
+        if ca is None or cb is None or ca.empty or cb.empty:
+            return judged(ca is not None and not ca.empty,
+                          f"{self.a if ca is None else self.b}: every grid point diverged")
+        va, vb = mean_cost_over_time(ca, cb)
+        span = min(ca.index.max(), cb.index.max())
+        return judged(va < (1 - self.margin) * vb,
+                      f"first {span:.3g} s: {self.a} {num(va)}, {self.b} {num(vb)}"
+                      f"{relative(va, vb)}")
+
+
+@dataclass(frozen=True)
+class SlowerPerPass(Rule):
+    """`slow` takes between `low` and `high` times as long per pass as `fast`."""
+
+    slow: str
+    fast: str
+    low: float = 5.0
+    high: float = 10.0
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.slow, self.fast)
+
+    def describe(self) -> str:
+        return (f"seconds per pass of one run (group time / group size): {self.slow} / "
+                f"{self.fast} between {self.low:g} and {self.high:g}")
+
+    def __call__(self, measured: Measured) -> Verdict:
+        ts, tf = seconds_per_pass(measured, self.slow), seconds_per_pass(measured, self.fast)
+        if not (math.isfinite(ts) and math.isfinite(tf)) or tf <= 0:
+            return Verdict(NOT_MEASURABLE, f"no timed pass: {self.slow} {ts}, {self.fast} {tf}")
+        ratio = ts / tf
+        return judged(self.low <= ratio <= self.high,
+                      f"{self.slow} {ts:.3g} s, {self.fast} {tf:.3g} s per pass: {ratio:.2f}x")
+
+
+@dataclass(frozen=True)
+class DoesNotConverge(Rule):
+    """Every grid point of `method` diverged, or its selected run's final cost is above
+    `fraction` x its cost after the first pass (it made almost no progress after pass 1)."""
+
+    method: str
+    fraction: float = 0.9
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.method,)
+
+    def describe(self) -> str:
+        return (f"every grid point of {self.method} diverged, or its final cost > "
+                f"{self.fraction:g} × its cost after pass 1")
+
+    def __call__(self, measured: Measured) -> Verdict:
+        final = final_cost(measured, self.method)
+        if final == math.inf:
+            return judged(True, f"{self.method}: every grid point diverged")
+        first = cost_at(measured, self.method, 1)
+        return judged(final > self.fraction * first,
+                      f"{self.method}: pass 1 {num(first)}, final {num(final)}"
+                      f"{relative(final, first)}")
+
+
+@dataclass(frozen=True)
+class NotRecorded(Rule):
+    """A claim about something the results tables do not record."""
+
+    what: str
+
+    def describe(self) -> str:
+        return f"needs {self.what}"
+
+    def __call__(self, measured: Measured) -> Verdict:
+        return Verdict(NOT_MEASURABLE, f"curves.csv does not record {self.what}")
+
+
+@dataclass(frozen=True)
+class AllOf(Rule):
+    """Several rules that must all hold (one claim checked on several method pairs)."""
+
+    rules: tuple[Rule, ...]
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m for rule in self.rules for m in rule.methods))
+
+    def describe(self) -> str:
+        return " AND ".join(rule.describe() for rule in self.rules)
+
+    def __call__(self, measured: Measured) -> Verdict:
+        verdicts = [rule(measured) for rule in self.rules]
+        numbers = "; ".join(v.numbers for v in verdicts)
+        for status in (NOT_RUN, NOT_MEASURABLE, FAILS):
+            if any(v.status == status for v in verdicts):
+                return Verdict(status, numbers)
+        return Verdict(HOLDS, numbers)
+
+
+# Fig. 4: Adam with bias correction (`corrected`) against without (`uncorrected`), compared
+# cell by cell over the grid (beta1, beta2, lr), after an early pass and at the end.
+
+CELLS = ("beta1", "beta2", "lr")
+
+
+def early_pass(passes: int, fraction: float) -> int:
+    return max(1, round(fraction * passes))
+
+
+def paired_cells(measured: Measured, epoch: int, corrected: str,
+                 uncorrected: str) -> pd.DataFrame:
+    """One row per grid cell run by both methods: cost_corrected, cost_uncorrected (+inf:
+    diverged by `epoch`)."""
+    from adamrepro.report.measures import cell_costs
+
+    cells = cell_costs(measured, epoch, CELLS)
+    a = cells[cells["method"] == corrected].drop(columns=["method", "point_id"])
+    b = cells[cells["method"] == uncorrected].drop(columns=["method", "point_id"])
+    return a.merge(b, on=list(CELLS), suffixes=("_corrected", "_uncorrected"))
+
+
+@dataclass(frozen=True)
+class _BiasCorrectionRule(Rule):
+    corrected: str = "adam"
+    uncorrected: str = "adam+nobias"
+    early: float = 0.1  # the paper's 10 of 100 epochs
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.corrected, self.uncorrected)
+
+    def checkpoints(self, measured: Measured) -> list[int]:
+        return sorted({early_pass(measured.passes, self.early), measured.passes})
+
+
+@dataclass(frozen=True)
+class UnstableWithoutCorrection(_BiasCorrectionRule):
+    """At the largest beta2, most (beta1, lr) cells are worse without bias correction."""
+
+    margin: float = 0.05
+    share: float = 0.5
+
+    def describe(self) -> str:
+        return (f"largest beta2 of the grid, final pass: in more than {self.share:.0%} of the "
+                f"(beta1, lr) cells {self.uncorrected} diverged or ended above "
+                f"{1 + self.margin:g} × {self.corrected}")
+
+    def __call__(self, measured: Measured) -> Verdict:
+        cells = paired_cells(measured, measured.passes, self.corrected, self.uncorrected)
+        if cells.empty:
+            return Verdict(NOT_MEASURABLE, "no grid cell run by both methods")
+        top = cells[cells["beta2"] == cells["beta2"].max()]
+        worse = top["cost_uncorrected"] > (1 + self.margin) * top["cost_corrected"]
+        worse |= np.isinf(top["cost_uncorrected"]) & np.isfinite(top["cost_corrected"])
+        diverged = int(np.isinf(top["cost_uncorrected"]).sum())
+        return judged(worse.mean() > self.share,
+                      f"beta2={top['beta2'].iloc[0]:g}: {int(worse.sum())}/{len(top)} cells "
+                      f"worse without bias correction ({diverged} diverged)")
+
+
+@dataclass(frozen=True)
+class WorstEarly(_BiasCorrectionRule):
+    """At the largest beta2, the cost ratio uncorrected / corrected (median over the cells
+    where neither diverged) is larger after the early pass than at the end."""
+
+    def describe(self) -> str:
+        return (f"largest beta2: median over (beta1, lr) cells of cost {self.uncorrected} / "
+                f"{self.corrected} after {self.early:.0%} of passes > at the final pass "
+                f"(cells where neither diverged)")
+
+    def __call__(self, measured: Measured) -> Verdict:
+        first, last = early_pass(measured.passes, self.early), measured.passes
+        if first >= last:
+            return Verdict(NOT_MEASURABLE, f"only {last} pass(es): no early pass to compare")
+        ratios = []
+        for epoch in (first, last):
+            cells = paired_cells(measured, epoch, self.corrected, self.uncorrected)
+            top = cells[cells["beta2"] == cells["beta2"].max()]
+            ratios.append((top["cost_uncorrected"] / top["cost_corrected"]).rename(epoch))
+        both = pd.concat(ratios, axis=1).replace(np.inf, np.nan).dropna()
+        if both.empty:
+            return Verdict(NOT_MEASURABLE, "no cell where neither method diverged")
+        early_ratio, final_ratio = both[first].median(), both[last].median()
+        return judged(early_ratio > final_ratio,
+                      f"median ratio after pass {first}: {early_ratio:.3g}, after pass {last}: "
+                      f"{final_ratio:.3g} ({len(both)} cells)")
+
+
+@dataclass(frozen=True)
+class BestWithCorrection(_BiasCorrectionRule):
+    """The lowest cost of the whole grid is a bias-corrected run with beta2 >= min_beta2,
+    both after the early pass and at the end."""
+
+    min_beta2: float = 0.999
+
+    def describe(self) -> str:
+        return (f"after {self.early:.0%} of passes and at the end, the lowest cost of all cells "
+                f"of both methods is one of {self.corrected} with beta2 ≥ {self.min_beta2:g}")
+
+    def __call__(self, measured: Measured) -> Verdict:
+        ok, parts = True, []
+        for epoch in self.checkpoints(measured):
+            cells = paired_cells(measured, epoch, self.corrected, self.uncorrected)
+            if cells.empty:
+                return Verdict(NOT_MEASURABLE, "no grid cell run by both methods")
+            long = pd.concat([
+                cells.assign(method=self.corrected, cost=cells["cost_corrected"]),
+                cells.assign(method=self.uncorrected, cost=cells["cost_uncorrected"]),
+            ], ignore_index=True)
+            best = long.loc[long["cost"].idxmin()] if np.isfinite(long["cost"]).any() else None
+            if best is None:
+                return judged(False, f"pass {epoch}: every cell diverged")
+            ok &= best["method"] == self.corrected and best["beta2"] >= self.min_beta2
+            parts.append(f"pass {epoch}: best {best['method']} beta1={best['beta1']:g} "
+                         f"beta2={best['beta2']:g} lr={best['lr']:g}: {num(best['cost'])}")
+        return judged(bool(ok), "; ".join(parts))
+
+
+@dataclass(frozen=True)
+class NeverWorse(_BiasCorrectionRule):
+    """In every cell, after the early pass and at the end, the corrected cost is at most
+    (1 + tol) x the uncorrected one (an uncorrected divergence counts as worse)."""
+
+    tol: float = 0.05
+
+    def describe(self) -> str:
+        return (f"every (beta1, beta2, lr) cell, after {self.early:.0%} of passes and at the "
+                f"end: {self.corrected} ≤ {1 + self.tol:g} × {self.uncorrected}, or "
+                f"{self.uncorrected} diverged")
+
+    def __call__(self, measured: Measured) -> Verdict:
+        ok, parts = True, []
+        for epoch in self.checkpoints(measured):
+            cells = paired_cells(measured, epoch, self.corrected, self.uncorrected)
+            if cells.empty:
+                return Verdict(NOT_MEASURABLE, "no grid cell run by both methods")
+            a, b = cells["cost_corrected"], cells["cost_uncorrected"]
+            fine = np.isinf(b) | (a <= (1 + self.tol) * b)
+            ok &= bool(fine.all())
+            ratio = (a / b).replace([np.inf, -np.inf], np.nan)
+            worst = f", largest ratio {ratio.max():.3g}" if ratio.notna().any() else ""
+            parts.append(f"pass {epoch}: {int((~fine).sum())}/{len(cells)} cells worse{worst}")
+        return judged(bool(ok), "; ".join(parts))

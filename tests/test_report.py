@@ -1,0 +1,336 @@
+"""The report: claim rules on hand-made tidy tables whose answer is known, the sensitivity
+table, the renderers, and `adamrepro run/plot/report` end to end on real MNIST (smoke)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adamrepro.cli import main
+from adamrepro.figures.sensitivity import caption, sensitivity_table
+from adamrepro.report.claims import CLAIMS, EXPERIMENTS, judge
+from adamrepro.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
+from adamrepro.report.measures import Measured, checkpoint_passes
+from adamrepro.report.rules import (
+    FAILS,
+    HOLDS,
+    NOT_MEASURABLE,
+    NOT_RUN,
+    AllOf,
+    AsFast,
+    Beats,
+    BeatsPerSecond,
+    BestWithCorrection,
+    DoesNotConverge,
+    MarginallyBetter,
+    NeverWorse,
+    SlowerPerPass,
+    UnstableWithoutCorrection,
+    WorstEarly,
+)
+
+
+def runs(method: str, costs, lr: float = 0.01, seeds=(0,), beta1: float = 0.9,
+         beta2: float = 0.999, seconds_per_pass: float = 1.0, group_size: int = 1,
+         diverge_at: int | None = None) -> list[dict]:
+    """Tidy rows of one grid point: `costs` are the training costs of passes 1..N (pass 0 has
+    no minibatch cost, as in curves.csv); `diverge_at` ends the run with a NaN there."""
+    point = f"{method}-{lr:g}-{beta1:g}-{beta2:g}"
+    rows = []
+    for seed in seeds:
+        curve = [math.nan, *costs]
+        last = len(curve) - 1 if diverge_at is None else diverge_at
+        for epoch in range(last + 1):
+            cost = math.nan if epoch == diverge_at else curve[epoch]
+            rows.append({"experiment": "example", "method": method,
+                         "optimizer": method.split("+")[0], "run_id": f"{point}-{seed}",
+                         "point_id": point, "seed": seed, "epoch": epoch, "train_loss": cost,
+                         "train_loss_full": cost, "test_loss": cost, "test_acc": 0.5,
+                         "seconds": epoch * seconds_per_pass * group_size,
+                         "group_size": group_size, "diverged": epoch == diverge_at, "lr": lr,
+                         "beta1": beta1, "beta2": beta2})
+    return rows
+
+
+def measured(*groups: list[dict]) -> Measured:
+    return Measured.from_curves(pd.DataFrame([row for group in groups for row in group]))
+
+
+DECAYING = [1.0, 0.6, 0.4, 0.3]
+
+
+def scaled(factor: float) -> list[float]:
+    return [factor * c for c in DECAYING]
+
+
+# --- rules on hand-made tables ---------------------------------------------------------------
+
+def test_beats_holds_when_a_is_clearly_below_and_not_when_reversed():
+    m = measured(runs("adam", scaled(0.5)), runs("adagrad", scaled(1.0)))
+    verdict = Beats("adam", "adagrad")(m)
+    assert verdict.status == HOLDS
+    assert "adam 0.2875, adagrad 0.575 (-50.0%)" in verdict.numbers
+    assert Beats("adagrad", "adam")(m).status == FAILS
+
+
+def test_beats_needs_more_than_its_margin():
+    m = measured(runs("adam", scaled(0.97)), runs("adagrad", scaled(1.0)))
+    assert Beats("adam", "adagrad", margin=0.05)(m).status == FAILS
+    assert Beats("adam", "adagrad", margin=0.01)(m).status == HOLDS
+
+
+def test_beats_final_and_early_windows_see_different_parts_of_the_curve():
+    # a starts high and ends low: slower early, better at the end
+    m = measured(runs("a", [2.0, 1.5, 0.2, 0.1]), runs("b", [1.0, 0.6, 0.4, 0.3]))
+    assert Beats("a", "b", measure="final")(m).status == HOLDS
+    assert Beats("a", "b", passes=2)(m).status == FAILS
+
+
+def test_rules_use_the_selected_grid_point_and_its_seed_mean():
+    m = measured(runs("a", scaled(3.0), lr=1.0), runs("a", scaled(0.5), lr=0.1, seeds=(0, 1)),
+                 runs("b", scaled(1.0)))
+    assert Beats("a", "b")(m).status == HOLDS
+    assert m.curve("a").iloc[-1] == pytest.approx(0.15)
+
+
+def test_a_method_whose_every_point_diverged_loses_every_comparison():
+    m = measured(runs("a", scaled(0.5), diverge_at=2), runs("b", scaled(1.0)))
+    verdict = Beats("a", "b")(m)
+    assert verdict.status == FAILS and "a diverged" in verdict.numbers
+    assert Beats("b", "a")(m).status == HOLDS
+    assert AsFast("a", "b")(m).status == FAILS
+
+
+def test_as_fast_one_sided_and_two_sided():
+    same = measured(runs("adam", scaled(1.05)), runs("sgd", scaled(1.0)))
+    much_faster = measured(runs("adam", scaled(0.5)), runs("sgd", scaled(1.0)))
+    slower = measured(runs("adam", scaled(1.3)), runs("sgd", scaled(1.0)))
+    assert AsFast("adam", "sgd", two_sided=True)(same).status == HOLDS
+    assert AsFast("adam", "sgd")(much_faster).status == HOLDS
+    assert AsFast("adam", "sgd", two_sided=True)(much_faster).status == FAILS
+    verdict = AsFast("adam", "sgd")(slower)
+    assert verdict.status == FAILS and "pass 4: 0.39 vs 0.3 (+30.0%)" in verdict.numbers
+
+
+def test_as_fast_fails_if_a_is_slower_at_a_single_checkpoint():
+    m = measured(runs("a", [1.0, 0.9, 0.4, 0.3]), runs("b", DECAYING))
+    assert checkpoint_passes(4) == [1, 2, 3, 4]
+    assert AsFast("a", "b")(m).status == FAILS
+
+
+def test_marginally_better():
+    assert MarginallyBetter("a", "b")(measured(runs("a", scaled(0.95)),
+                                               runs("b", scaled(1.0)))).status == HOLDS
+    assert MarginallyBetter("a", "b")(measured(runs("a", scaled(0.5)),
+                                               runs("b", scaled(1.0)))).status == FAILS
+    assert MarginallyBetter("a", "b")(measured(runs("a", scaled(1.02)),
+                                               runs("b", scaled(1.0)))).status == FAILS
+
+
+def test_wall_clock_rules_divide_group_time_by_group_size():
+    # adam: 5 runs batched in 0.5 s per pass -> 0.1 s per run; sfo: 0.7 s per pass alone
+    m = measured(runs("adam", scaled(1.0), seconds_per_pass=0.1, group_size=5),
+                 runs("sfo", scaled(0.9), seconds_per_pass=0.7))
+    verdict = SlowerPerPass("sfo", "adam")(m)
+    assert verdict.status == HOLDS and "7.00x" in verdict.numbers
+    # per pass sfo is ahead, but per second adam has long finished its fast passes
+    assert Beats("adam", "sfo")(m).status == FAILS
+    assert BeatsPerSecond("adam", "sfo")(m).status == HOLDS
+    assert SlowerPerPass("sfo", "adam", low=8.0)(m).status == FAILS
+
+
+def test_does_not_converge():
+    flat = measured(runs("sfo+dropout", [1.0, 0.98, 1.02, 0.97]))
+    assert DoesNotConverge("sfo+dropout")(flat).status == HOLDS
+    assert DoesNotConverge("sfo+dropout")(measured(runs("sfo+dropout", DECAYING))).status == FAILS
+    gone = measured(runs("sfo+dropout", DECAYING, diverge_at=1))
+    assert DoesNotConverge("sfo+dropout")(gone).status == HOLDS
+
+
+def test_all_of_needs_every_part():
+    m = measured(runs("a", scaled(0.5)), runs("b", scaled(1.0)), runs("c", scaled(0.3)))
+    assert AllOf((Beats("a", "b"), Beats("c", "b")))(m).status == HOLDS
+    verdict = AllOf((Beats("a", "b"), Beats("a", "c")))(m)
+    assert verdict.status == FAILS and verdict.numbers.count("mean cost") == 2
+
+
+def vae_grid(uncorrected_factor, diverge_top: bool, early_gap: float = 1.0) -> Measured:
+    """adam vs adam+nobias over (beta1, beta2, lr); the uncorrected cost is `factor` x the
+    corrected one, its extra early gap `early_gap` at pass 1, and optionally it diverges at
+    the largest beta2."""
+    groups = []
+    for beta1 in (0.0, 0.9):
+        for beta2 in (0.99, 0.9999):
+            for lr in (1e-3, 1e-2):
+                base = [c * (1 + beta2 - 0.99) / (1 + lr) for c in (2.0, 1.2, 1.0, 0.9, 0.8)]
+                groups.append(runs("adam", base, lr=lr, beta1=beta1, beta2=beta2))
+                worse = [c * uncorrected_factor for c in base]
+                worse[0] *= early_gap
+                stop = 2 if diverge_top and beta2 == 0.9999 else None
+                groups.append(runs("adam+nobias", worse, lr=lr, beta1=beta1, beta2=beta2,
+                                   diverge_at=stop))
+    return measured(*groups)
+
+
+def test_fig4_rules_on_a_grid_where_bias_correction_wins():
+    m = vae_grid(1.2, diverge_top=True)
+    assert UnstableWithoutCorrection()(m).status == HOLDS
+    assert NeverWorse()(m).status == HOLDS
+    assert "0/8 cells worse" in NeverWorse()(m).numbers
+    verdict = BestWithCorrection(min_beta2=0.99)(m)
+    assert verdict.status == HOLDS and "best adam " in verdict.numbers
+    assert BestWithCorrection(min_beta2=0.999)(m).status == FAILS  # the best has beta2 0.99
+
+
+def test_fig4_rules_on_a_grid_where_bias_correction_loses():
+    m = vae_grid(0.8, diverge_top=False)
+    assert UnstableWithoutCorrection()(m).status == FAILS
+    assert NeverWorse()(m).status == FAILS
+    assert BestWithCorrection(min_beta2=0.99)(m).status == FAILS
+
+
+def test_fig4_worst_early():
+    assert WorstEarly()(vae_grid(1.1, False, early_gap=2.0)).status == HOLDS
+    assert WorstEarly()(vae_grid(1.1, False, early_gap=0.5)).status == FAILS
+    assert WorstEarly()(vae_grid(1.1, True)).status == NOT_MEASURABLE  # only diverged cells
+
+
+def test_judge_says_not_run_yet_for_a_missing_experiment_or_method():
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    assert judge(claim, {}).status == NOT_RUN
+    partial = Measured.from_curves(pd.DataFrame(runs("adam", DECAYING)), name="logreg_mnist")
+    verdict = judge(claim, {"logreg_mnist": partial})
+    assert verdict.status == NOT_RUN and "no runs of adagrad" in verdict.numbers
+
+
+def test_claims_table_is_complete_and_well_formed():
+    ids = [c.id for c in CLAIMS]
+    assert len(ids) == len(set(ids))
+    assert {c.figure for c in CLAIMS} == set(EXPERIMENTS)
+    for claim in CLAIMS:
+        assert claim.rule.describe() and claim.rule.methods or claim.id.startswith("fig2b-sfo-mem")
+
+
+# --- sensitivity table and renderers --------------------------------------------------------
+
+def test_sensitivity_marks_diverged_lrs_and_takes_the_best_other_hyperparameter():
+    curves = pd.DataFrame([
+        *runs("adam", scaled(1.0), lr=1e-3, beta2=0.99), *runs("adam", scaled(0.5), lr=1e-3),
+        *runs("adam", scaled(1.0), lr=1.0, diverge_at=2),
+        *runs("adam", scaled(1.0), lr=1.0, beta2=0.99, diverge_at=1),
+        *runs("sgd", scaled(2.0), lr=0.1, beta2=0.99),
+    ])
+    meta = {"config": {"selection": {"metric": "train_loss"}},
+            "hparam_columns": ["beta1", "beta2", "lr"]}
+    table, others = sensitivity_table(curves, meta)
+    adam = table[table["method"] == "adam"].set_index("lr")
+    assert adam.loc[1e-3, "cost"] == pytest.approx(0.15) and adam.loc[1e-3, "beta2"] == 0.999
+    assert np.isnan(adam.loc[1.0, "cost"])
+    assert others == {"adam": ["beta2"], "sgd": []}
+    assert "best over beta2 for adam" in caption(meta, others)
+
+
+def test_markdown_and_html_render_the_same_blocks():
+    blocks = [Heading(1, "Report"), Paragraph("see `x`"),
+              Table(("a", "b"), (("1|2", "<3>"),)), Image("e/curves.png", "curves")]
+    md = to_markdown(blocks)
+    assert "# Report" in md and "| 1\\|2 | <3> |" in md and "![curves](e/curves.png)" in md
+    page = to_html(blocks, "Report")
+    assert "<code>x</code>" in page and "<td>&lt;3&gt;</td>" in page
+    assert '<img src="e/curves.png"' in page
+
+
+# --- end to end on real data -----------------------------------------------------------------
+
+def run_smoke(out, seeds: int):
+    args = ["run", "configs/logreg_mnist.yaml", "--scale", "smoke", "--out", str(out),
+            "--quiet", "--seeds", str(seeds), "--data-dir", os.environ["ADAMREPRO_DATA"]]
+    assert main(args) == 0
+    assert main(["plot", "--out", str(out)]) == 0
+    assert main(["report", "--out", str(out)]) == 0
+    return (out / "report.md").read_text()
+
+
+needs_data = pytest.mark.skipif("ADAMREPRO_DATA" not in os.environ,
+                                reason="set ADAMREPRO_DATA to the prepared datasets")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    return out, run_smoke(out, seeds=1)
+
+
+def verdict_rows(report: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in report.splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if cells and cells[0] in {c.id for c in CLAIMS}:
+            rows[cells[0]] = cells
+    return rows
+
+
+@needs_data
+def test_report_has_a_verdict_for_every_claim(smoke):
+    out, report = smoke
+    assert (out / "report.html").exists()
+    assert (out / "logreg_mnist" / "sensitivity.png").exists()
+    assert "![logreg_mnist: learning-rate sensitivity](logreg_mnist/sensitivity.png)" in report
+    rows = verdict_rows(report)
+    assert set(rows) == {c.id for c in CLAIMS}
+    for claim in CLAIMS:
+        status, numbers = rows[claim.id][3], rows[claim.id][4]
+        if claim.experiment == "logreg_mnist":
+            assert status in (HOLDS, FAILS)
+            assert re.search(r"\d\.\d", numbers)
+        else:
+            assert status == NOT_RUN
+
+
+@needs_data
+def test_report_states_scale_provenance_and_chosen_hyperparameters(smoke):
+    _, report = smoke
+    assert "Scale: smoke: 2 passes" in report and "Provenance: commit `" in report
+    for method in ("adam", "adagrad", "sgd_nesterov"):
+        assert re.search(rf"^\| {method} \| lr=", report, re.MULTILINE)
+    assert " ± " not in report.split("(`logreg_mnist`)")[1]  # one seed: no spread to show
+
+
+@needs_data
+def test_report_shows_the_spread_over_seeds(tmp_path):
+    report = run_smoke(tmp_path, seeds=2)
+    table = report.split("(`logreg_mnist`)")[1]
+    assert re.search(r"^\| adam \| lr=.*\d ± \d.*\| 2 \|$", table, re.MULTILINE)
+
+
+def test_report_without_results_is_one_line_user_error(tmp_path, capsys):
+    assert main(["report", "--out", str(tmp_path / "nowhere")]) == 2
+    assert main(["report", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("adamrepro: error: no ") for line in err)
+
+
+def test_sensitivity_figure_from_a_hand_made_folder(tmp_path):
+    from adamrepro.figures.sensitivity import draw
+
+    folder = tmp_path / "example"
+    folder.mkdir()
+    m = measured(runs("adam", scaled(0.5), lr=1e-3), runs("adam", scaled(1.0), lr=1e-2),
+                 runs("adam", DECAYING, lr=1e-1, diverge_at=2),
+                 runs("adagrad", scaled(0.8), lr=1e-2), runs("adagrad", DECAYING, lr=1.0,
+                                                             diverge_at=1))
+    m.curves.to_csv(folder / "curves.csv", index=False)
+    m.best.to_csv(folder / "best.csv", index=False)
+    meta = {"scale": "smoke", "provenance": {"device": "cpu"}, "hparam_columns": ["lr"],
+            "config": {"title": "example", "plot": {"y": "train_loss", "logy": False},
+                       "selection": {"metric": "train_loss"}, "methods": {}}}
+    (folder / "config.json").write_text(json.dumps(meta))
+    written = draw(folder)
+    assert [p.name for p in written] == ["sensitivity.png", "sensitivity.pdf"]
+    assert all(p.stat().st_size > 0 for p in written)
