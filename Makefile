@@ -16,7 +16,7 @@ test:  ## the test suite (needs real data: ADAMREPRO_DATA or ./data)
 	$(PYTHON) -m pytest -q
 
 lint:
-	$(PYTHON) -m ruff check adamrepro tests scripts
+	$(PYTHON) -m ruff check adamrepro tests $(wildcard scripts)
 
 data:  ## download every dataset into DATA (checksummed)
 	$(PYTHON) -m adamrepro fetch --data-dir $(DATA)

@@ -76,7 +76,7 @@ class MethodSpec(Frozen):
         """Every grid point, merged over the fixed hyperparameters, in a stable order."""
         keys = sorted(self.grid)
         return [
-            {**self.hparams, **dict(zip(keys, values))}
+            {**self.hparams, **dict(zip(keys, values, strict=True))}
             for values in itertools.product(*(self.grid[k] for k in keys))
         ]
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-
 # The arguments of the running `adamrepro` command (set by the CLI's entry point).
 COMMAND_ARGS: ContextVar[list[str] | None] = ContextVar("COMMAND_ARGS", default=None)
 

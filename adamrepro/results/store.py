@@ -47,7 +47,7 @@ def hparam_columns(hparams: dict) -> dict:
     for name, value in hparams.items():
         if isinstance(value, (list, tuple)):
             names = HPARAM_COLUMNS.get(name, tuple(f"{name}_{i}" for i in range(len(value))))
-            out.update(dict(zip(names, value)))
+            out.update(dict(zip(names, value, strict=True)))
         else:
             out[name] = value
     return out
