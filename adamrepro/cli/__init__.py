@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 
 import typer
-
 from typer import Abort, Exit
 
 try:  # recent typer vendors its own click

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from adamrepro.data import mnist
+from adamrepro.data import imdb, mnist
 
 DATASETS: dict[str, ModuleType] = {
     "mnist": mnist,
+    "imdb": imdb,
 }

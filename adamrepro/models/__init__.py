@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from adamrepro.models.logreg import LogReg
+from adamrepro.models.mlp import MLP
 
 MODELS: dict[str, type] = {
     "logreg": LogReg,
+    "mlp": MLP,
 }

@@ -1,0 +1,299 @@
+"""The straightforward PyTorch loop: the baseline that `adamrepro bench` times the batched
+runner against, and the oracle that the equality tests compare it with.
+
+One run after another, each with a plain `nn.Module`, a `DataLoader`, a `torch.optim`
+optimizer (with `LambdaLR` for α_t = α/√t) and a `.item()` on every step's loss, as a typical
+training script has it. It is written to trace the SAME curve as `runner.group.train_group`:
+
+- initial weights: `seeded_generator(seed, INIT_STREAM + 100·layer)` and `init_weight`, as
+  `StackedLinear` draws them, transposed into `nn.Linear`'s (out, in) layout;
+- minibatch order: a `Sampler` that yields `MinibatchOrder`'s permutation for the run's seed,
+  pass after pass, with the same `drop_last`;
+- objective: the model's data loss (softmax or binary cross-entropy) + its L2 penalty,
+  in `training.dtype`;
+- records: the mean minibatch objective of a pass, then the full training objective and the
+  test loss and accuracy, evaluated in chunks of `eval_batch_size`.
+
+Dropout masks cannot match (one batched draw vs one draw per run), so equality is only
+expected for configs without dropout. An optimizer that torch lacks (or a setting torch's
+class does not have, e.g. Adam without bias correction) falls back to adamrepro's own class
+with scalar hyperparameters, which is an ordinary `torch.optim.Optimizer` too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import TensorDataset as TorchTensorDataset
+
+from adamrepro.config import Experiment
+from adamrepro.data.base import TensorDataset
+from adamrepro.models import MODELS
+from adamrepro.models.base import INIT_STREAM, init_weight, seeded_generator
+from adamrepro.optim import OPTIMIZERS
+from adamrepro.runner.group import METRICS, MinibatchOrder, RunCurve
+from adamrepro.runner.plan import RunSpec
+
+# ---------------------------------------------------------------------------------------------
+# Models: plain nn.Modules, initialized exactly as the batched ones.
+
+
+def seeded_linear(seed: int, in_features: int, out_features: int, init: str,
+                  init_scale: float, layer_index: int) -> nn.Linear:
+    """An `nn.Linear` holding slice `seed` of what `StackedLinear` would draw."""
+    linear = nn.Linear(in_features, out_features)
+    generator = seeded_generator(seed, INIT_STREAM + 100 * layer_index)
+    with torch.no_grad():
+        linear.weight.copy_(init_weight(in_features, out_features, init, init_scale,
+                                        generator).T)
+        linear.bias.zero_()
+    return linear
+
+
+class ReferenceModel(nn.Module):
+    """A plain model: `net` maps (B, ...) to (B, outputs); softmax cross-entropy by default."""
+
+    net: nn.Module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(output, y)
+
+    def correct(self, output: Tensor, y: Tensor) -> Tensor:
+        return (output.argmax(-1) == y).sum()
+
+
+class LogRegReference(ReferenceModel):
+    """softmax(x·W + b), or sigmoid(x·w + b) with `binary`, with (λ/2)·‖W‖² as the penalty,
+    as `models.logreg.LogReg`."""
+
+    def __init__(self, opts, feature_shape: tuple[int, ...], num_classes: int,
+                 seed: int) -> None:
+        super().__init__()
+        self.l2, self.binary = opts.l2, opts.binary
+        outputs = 1 if opts.binary else num_classes
+        self.linear = seeded_linear(seed, math.prod(feature_shape), outputs, opts.init,
+                                    opts.init_scale, layer_index=0)
+        self.net = nn.Sequential(nn.Flatten(), nn.Dropout(opts.input_dropout), self.linear)
+
+    def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        if not self.binary:
+            return super().loss(output, y)
+        logits = output.squeeze(-1)
+        return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+
+    def correct(self, output: Tensor, y: Tensor) -> Tensor:
+        if not self.binary:
+            return super().correct(output, y)
+        return ((output.squeeze(-1) > 0) == (y == 1)).sum()
+
+    def penalty(self) -> Tensor | float:
+        if self.l2 == 0.0:
+            return 0.0
+        return 0.5 * self.l2 * self.linear.weight.pow(2).sum()
+
+
+class MLPReference(ReferenceModel):
+    """Linear-ReLU layers with dropout, as `models.mlp.MLP`; every weight is penalised."""
+
+    def __init__(self, opts, feature_shape: tuple[int, ...], num_classes: int,
+                 seed: int) -> None:
+        super().__init__()
+        self.l2 = opts.l2
+        widths = [math.prod(feature_shape), *opts.hidden, num_classes]
+        self.linears = nn.ModuleList(
+            seeded_linear(seed, fan_in, fan_out, opts.init, opts.init_scale, index)
+            for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+        )
+        layers: list[nn.Module] = [nn.Flatten(), nn.Dropout(opts.input_dropout)]
+        for linear in self.linears[:-1]:
+            layers += [linear, nn.ReLU(), nn.Dropout(opts.hidden_dropout)]
+        self.net = nn.Sequential(*layers, self.linears[-1])
+
+    def penalty(self) -> Tensor | float:
+        if self.l2 == 0.0:
+            return 0.0
+        return 0.5 * self.l2 * sum(linear.weight.pow(2).sum() for linear in self.linears)
+
+
+REFERENCE_MODELS: dict[str, type[ReferenceModel]] = {
+    "logreg": LogRegReference,
+    "mlp": MLPReference,
+}
+
+
+def build_reference_model(run: RunSpec, data: TensorDataset) -> ReferenceModel:
+    name = run.model["name"]
+    if name not in REFERENCE_MODELS or name not in MODELS:
+        raise ValueError(f"no reference loop for model {name!r}; it has: "
+                         f"{', '.join(n for n in REFERENCE_MODELS if n in MODELS)}")
+    opts = MODELS[name].options(dict(run.model), "model")
+    return REFERENCE_MODELS[name](opts, data.feature_shape, data.num_classes, run.seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers: torch.optim where it has the algorithm.
+
+
+def _adam_like(amsgrad: bool = False) -> Callable[..., torch.optim.Optimizer]:
+    return lambda params, **h: torch.optim.Adam(params, amsgrad=amsgrad, **h)
+
+
+# name -> (constructor, hyperparameters it takes, hyperparameters that must keep the value
+# given here, where torch's class has only that behaviour). `lr_decay` is handled by LambdaLR.
+TORCH_OPTIMIZERS: dict[str, tuple[Callable[..., torch.optim.Optimizer], set[str], dict]] = {
+    "adam": (_adam_like(), {"lr", "betas", "eps", "weight_decay"},
+             {"bias_correction": True, "beta1_decay": 1.0, "averaging": None}),
+    "amsgrad": (_adam_like(amsgrad=True), {"lr", "betas", "eps", "weight_decay"}, {}),
+    "adamw": (torch.optim.AdamW, {"lr", "betas", "eps", "weight_decay"}, {}),
+    "nadam": (torch.optim.NAdam, {"lr", "betas", "eps", "weight_decay", "momentum_decay"}, {}),
+    "adagrad": (
+        lambda params, **h: torch.optim.Adagrad(params, lr_decay=0.0,
+                                                initial_accumulator_value=0.0, **h),
+        {"lr", "eps", "weight_decay"}, {}),
+    "sgd_nesterov": (
+        lambda params, **h: torch.optim.SGD(params, nesterov=True, dampening=0.0, **h),
+        {"lr", "momentum", "weight_decay"}, {}),
+    "rmsprop": (torch.optim.RMSprop, {"lr", "alpha", "eps", "momentum", "weight_decay"}, {}),
+    "adadelta": (torch.optim.Adadelta, {"lr", "rho", "eps", "weight_decay"}, {}),
+}
+
+
+def _fixed_value_holds(value, required) -> bool:
+    if required is None:
+        return value is None or value == 0
+    return value == required
+
+
+def build_reference_optimizer(name: str, hparams: dict, params) -> tuple[
+        torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None, bool]:
+    """(optimizer, scheduler or None, whether it is torch's own class).
+
+    Hyperparameters the config leaves out take adamrepro's defaults, not torch's (they can
+    differ: torch's SGD has no momentum by default, ours 0.9).
+    """
+    signature = inspect.signature(OPTIMIZERS[name].__init__).parameters.values()
+    defaults = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
+    hparams = {**defaults, **hparams}
+    lr_decay = hparams.pop("lr_decay", "none")
+    params = list(params)
+    entry = TORCH_OPTIMIZERS.get(name)
+    if entry is not None:
+        make, takes, fixed = entry
+        known = set(hparams) <= takes | set(fixed)
+        if known and all(_fixed_value_holds(hparams.get(k, v), v) for k, v in fixed.items()):
+            kwargs = {k: (tuple(v) if isinstance(v, list) else v)
+                      for k, v in hparams.items() if k in takes}
+            optimizer = make(params, **kwargs)
+            scheduler = None
+            if lr_decay == "sqrt":  # LambdaLR's counter starts at 0 for the first step
+                scheduler = torch.optim.lr_scheduler.LambdaLR(
+                    optimizer, lambda step: 1.0 / math.sqrt(step + 1))
+            elif lr_decay != "none":
+                raise ValueError(f"unknown lr_decay {lr_decay!r}")
+            return optimizer, scheduler, True
+    if "betas" in hparams:
+        hparams["betas"] = tuple(hparams["betas"])
+    return OPTIMIZERS[name](params, lr_decay=lr_decay, **hparams), None, False
+
+
+# ---------------------------------------------------------------------------------------------
+# Data order and the loop.
+
+
+class PermutationSampler(Sampler[int]):
+    """Yields, pass after pass, the permutation `MinibatchOrder` draws for `seed`."""
+
+    def __init__(self, seed: int, n: int) -> None:
+        self.order = MinibatchOrder([seed], n, torch.device("cpu"))
+        self.n = n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order.new_pass()[0].tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@torch.no_grad()
+def evaluate_reference(model: ReferenceModel, x: Tensor, y: Tensor, chunk: int, dtype: torch.dtype,
+                       with_penalty: bool) -> tuple[float, float]:
+    """Mean loss (plus the penalty when asked) and accuracy, in chunks as the runner does."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(x), chunk):
+        xb, yb = x[start : start + chunk].to(dtype), y[start : start + chunk]
+        output = model(xb)
+        loss_sum += model.loss(output, yb).double().item() * len(yb)
+        correct += int(model.correct(output, yb))
+    loss = loss_sum / len(x)
+    if with_penalty:
+        loss += float(model.penalty())
+    return loss, correct / len(x)
+
+
+def train_run(exp: Experiment, run: RunSpec, data: TensorDataset, epochs: int | None = None,
+              on_pass: Callable[[int], None] = lambda epoch: None,
+              host_data: TensorDataset | None = None) -> RunCurve:
+    """Train one run for `epochs` passes (default: the config's) the straightforward way.
+
+    `data` is on the training device (evaluation reads it there); the DataLoader reads
+    `host_data`, the same data in host memory (default: `data` moved to the CPU).
+    """
+    training = exp.training
+    epochs = training.epochs if epochs is None else epochs
+    device, dtype = data.train_x.device, getattr(torch, training.dtype)
+    model = build_reference_model(run, data).to(device, dtype)
+    optimizer, scheduler, _ = build_reference_optimizer(run.optimizer, run.hparams,
+                                                        model.parameters())
+    n = len(data.train_x)
+    # the usual setup: the dataset in host memory, each batch copied to the device
+    host = host_data if host_data is not None else data
+    loader = DataLoader(TorchTensorDataset(host.train_x.cpu(), host.train_y.cpu()),
+                        batch_size=training.batch_size, sampler=PermutationSampler(run.seed, n),
+                        drop_last=training.drop_last and n >= training.batch_size,
+                        num_workers=0)
+
+    rows: list[dict] = []
+    start_time = time.perf_counter()
+
+    def log_pass(epoch: int, train_loss: float) -> bool:
+        full, _ = evaluate_reference(model, data.train_x, data.train_y,
+                                     training.eval_batch_size, dtype, True)
+        test_loss, test_acc = evaluate_reference(model, data.test_x, data.test_y,
+                                                 training.eval_batch_size, dtype, False)
+        values = dict(zip(METRICS, (train_loss, full, test_loss, test_acc), strict=True))
+        diverged = not all(math.isfinite(values[m]) for m in METRICS[:3]) and epoch > 0
+        rows.append({"epoch": epoch, "seconds": time.perf_counter() - start_time,
+                     "group_size": 1, "diverged": diverged, **values})
+        return diverged
+
+    log_pass(0, float("nan"))
+    rows[0]["seconds"] = 0.0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        loss_sum, steps = 0.0, 0
+        for xb, yb in loader:
+            xb, yb = xb.to(device, dtype), yb.to(device)
+            loss = model.loss(model(xb), yb) + model.penalty()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            loss_sum += loss.item()  # a host sync every step, as a typical loop has
+            steps += 1
+        diverged = log_pass(epoch, loss_sum / max(steps, 1))
+        on_pass(epoch)
+        if diverged:
+            return RunCurve(rows, True)
+    return RunCurve(rows, False)

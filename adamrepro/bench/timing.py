@@ -1,0 +1,394 @@
+"""Time the batched runner and the straightforward loop on the same grid, count their FLOPs.
+
+Both train the same runs on the same data, in the same process, one group at a time and
+interleaved (a group batched, then the same group's runs one by one), so that a change in the
+machine's load hits both. Both are timed end to end as a user would wait for them: model and
+optimizer set-up, every step, and the evaluation after every pass (the full training objective
+and the test set). On a GPU every timing ends after `torch.cuda.synchronize()`.
+
+The reference may be timed on a subset: the first `reference_runs` runs of every group and
+the first `reference_passes` passes of each; its speed is then per run-pass, which is what the
+ratio compares (the cost of a pass does not change along training). The curves the reference
+traced are compared with the batched ones at the same passes, so the speed-up is measured on
+the same curves.
+
+FLOPs are matmul FLOPs of the linear layers, counted analytically per run:
+    training step:  forward 2·B·in·out per layer; backward 2·B·in·out for the weight
+                    gradient of every layer plus 2·B·in·out for the input gradient of every
+                    layer but the first (the data needs no gradient)
+    evaluation:     forward only, over the whole training and test sets, once per pass and
+                    once before the first
+Elementwise work (activations, loss, optimizer) is left out: a few percent of these counts.
+The common rule "backward = 2 x forward" would also count the first layer's input gradient,
+which is never computed (1.5x the true count for logistic regression).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from adamrepro.bench.reference import train_run
+from adamrepro.config import Experiment
+from adamrepro.data import DATASETS
+from adamrepro.data.base import TensorDataset
+from adamrepro.models.base import StackedLinear
+from adamrepro.runner.group import METRICS, RunCurve, build_model, train_group
+from adamrepro.runner.plan import Group, RunSpec, plan
+
+# Every pass of every run at the small scales; at paper scale the reference (the slow thing
+# being measured) would take far longer than the batched runs, so it gets the first passes.
+REFERENCE_PASSES = {"smoke": None, "quick": None, "paper": 2}
+
+# Float32 on the curves: the two compute the same arithmetic in different orders, and over
+# thousands of steps the rounding differences grow to ~1e-5 relative (measured on
+# logreg_mnist quick: 1.3e-5). A real difference is far larger: after 2 passes, another
+# minibatch order moves the losses by >= 4e-4 relative, a 1% different lr by >= 8e-4.
+CHECK_RTOL = {"float32": 1e-4, "float64": 1e-9}
+CHECK_ATOL = {"float32": 1e-6, "float64": 1e-12}
+CHECK_METRICS = METRICS[:3]  # the losses; accuracy may flip by one sample in float32
+
+
+def load_data(exp: Experiment, data_dir: Path, device: torch.device) -> TensorDataset:
+    """The experiment's data (at its scale) on `device`, as the runner trains on it."""
+    module = DATASETS[exp.dataset["name"]]
+    opts = module.options(dict(exp.dataset), "dataset")
+    return module.load(opts, Path(data_dir)).to(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs
+
+
+def linear_layers(exp: Experiment, group: Group, data: TensorDataset) -> list[tuple[int, int]]:
+    """(in, out) of each linear layer of one run of `group`, in forward order; a model with
+    other parameterised layers (convolutions) raises ValueError: not counted here."""
+    single = Group(group.method, group.optimizer, group.model, group.runs[:1], "0")
+    model = build_model(exp, single, data, torch.device("cpu"))
+    layers = [m for m in model.modules() if isinstance(m, StackedLinear)]
+    counted = sum(p.numel() for m in layers for p in m.parameters())
+    if not layers or counted != sum(p.numel() for p in model.parameters()):
+        raise ValueError(f"model {group.model['name']!r} has layers other than linear ones; "
+                         "its FLOPs are not counted")
+    return [(m.weight.shape[1], m.weight.shape[2]) for m in layers]
+
+
+def steps_per_pass(exp: Experiment, n: int) -> int:
+    batch = exp.training.batch_size
+    return max(n // batch if exp.training.drop_last else -(-n // batch), 1)
+
+
+def samples_per_pass(exp: Experiment, n: int) -> int:
+    batch = exp.training.batch_size
+    return min(steps_per_pass(exp, n) * batch, n)
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """Matmul FLOPs of one run (see the module docstring for what is counted)."""
+
+    train_step: int
+    train_pass: int
+    eval_pass: int  # once per pass, and once more before the first
+
+    def run(self, passes: int) -> int:
+        return passes * (self.train_pass + self.eval_pass) + self.eval_pass
+
+
+def flop_count(exp: Experiment, group: Group, data: TensorDataset) -> FlopCount:
+    layers = linear_layers(exp, group, data)
+    n_train, n_test = len(data.train_x), len(data.test_x)
+    macs = sum(fan_in * fan_out for fan_in, fan_out in layers)
+    first = layers[0][0] * layers[0][1]
+    batch = samples_per_pass(exp, n_train) / steps_per_pass(exp, n_train)  # mean batch size
+    forward = 2 * macs
+    backward = 2 * macs + 2 * (macs - first)
+    train_step = round(batch * (forward + backward))
+    return FlopCount(train_step, train_step * steps_per_pass(exp, n_train),
+                     (n_train + n_test) * forward)
+
+
+def experiment_flops(exp: Experiment, data: TensorDataset) -> dict:
+    """FLOPs of a whole experiment (every run, every pass, evaluations included), per method
+    and in total; `flops_sentence` puts it in words for the README."""
+    per_method = {}
+    for group in plan(exp):
+        count = flop_count(exp, group, data)
+        entry = per_method.setdefault(group.method, {"runs": 0, "flops": 0, **asdict(count)})
+        entry["runs"] += group.size
+        entry["flops"] += group.size * count.run(exp.training.epochs)
+    return {
+        "experiment": exp.name,
+        "passes": exp.training.epochs,
+        "steps_per_pass": steps_per_pass(exp, len(data.train_x)),
+        "runs": sum(m["runs"] for m in per_method.values()),
+        "total_flops": sum(m["flops"] for m in per_method.values()),
+        "methods": per_method,
+    }
+
+
+def si(value: float, unit: str) -> str:
+    """1.2e12, 'FLOP' -> '1.20 TFLOP'."""
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {prefix}{unit}"
+    return f"{value:.0f} {unit}"
+
+
+def flops_sentence(flops: dict) -> str:
+    """One line for the README, e.g. for logreg_mnist at paper scale."""
+    first = next(iter(flops["methods"].values()))
+    return (f"{flops['experiment']}: {flops['runs']} runs x {flops['passes']} passes x "
+            f"{flops['steps_per_pass']} steps; {si(first['train_step'], 'FLOP')} per "
+            f"training step and {si(first['eval_pass'], 'FLOP')} per evaluation of one run; "
+            f"{si(flops['total_flops'], 'FLOP')} in all (matmuls, evaluations included)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine: peak matmul speed, memory, a description
+
+
+def measure_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> dict:
+    """Best-of-`repeats` speed of one large square matmul in `dtype`: the ceiling that
+    'fraction of peak' divides by (measured, not the datasheet's)."""
+    size = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = math.inf
+    for _ in range(repeats + 1):  # the first is a warm-up
+        synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return {"flops_per_s": 2 * size**3 / best, "matmul": f"{size}x{size} {dtype}".replace(
+        "torch.", "")}
+
+
+def hardware_name(device: torch.device) -> str:
+    """'NVIDIA H100 80GB HBM3' or 'AMD EPYC, 2 cores, 2 threads in use'."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} threads in use"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PeakMemory:
+    """Peak memory of one phase: CUDA's max_memory_allocated on a GPU; on a CPU the process's
+    peak resident set (getrusage), reset before the phase where Linux allows it."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.kind = "cuda_max_memory_allocated" if device.type == "cuda" else "peak_rss"
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:  # "5" resets the peak RSS (Linux >= 4.0); elsewhere the peak is since start
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.kind = "peak_rss_since_start"
+
+    def read(self) -> int:
+        """The peak since `reset` (bytes); right after `reset`, the level it starts from."""
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        scale = 1 if platform.system() == "Darwin" else 1024  # bytes on macOS, KiB on Linux
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bench
+
+
+@dataclass
+class Phase:
+    """What one implementation did and how long it took, summed over the groups."""
+
+    implementation: str
+    runs: int = 0
+    run_passes: int = 0
+    seconds: float = 0.0
+    flops: int = 0
+    samples: int = 0
+    peak_memory_bytes: int = 0
+    added_memory_bytes: int = 0  # the peak above what was in use before (data, libraries)
+    curves: dict[str, RunCurve] = field(default_factory=dict, repr=False)
+
+    def add(self, runs: list[RunSpec], curves: list[RunCurve], seconds: float,
+            passes_computed: list[int], count: FlopCount, samples_per_pass: int,
+            memory: tuple[int, int]) -> None:
+        self.runs += len(runs)
+        self.run_passes += sum(passes_computed)
+        self.seconds += seconds
+        self.flops += sum(count.run(p) for p in passes_computed)
+        self.samples += sum(passes_computed) * samples_per_pass
+        self.peak_memory_bytes = max(self.peak_memory_bytes, memory[0])
+        self.added_memory_bytes = max(self.added_memory_bytes, memory[0] - memory[1])
+        self.curves.update({run.run_id: curve for run, curve in zip(runs, curves, strict=True)})
+
+    def row(self, peak_flops: float) -> dict:
+        flops_per_s = self.flops / self.seconds if self.seconds else math.nan
+        return {
+            "implementation": self.implementation,
+            "runs": self.runs,
+            "run_passes": self.run_passes,
+            "seconds": self.seconds,
+            "run_passes_per_s": self.run_passes / self.seconds if self.seconds else math.nan,
+            "samples_per_s": self.samples / self.seconds if self.seconds else math.nan,
+            "flops": self.flops,
+            "flops_per_s": flops_per_s,
+            "fraction_of_peak": flops_per_s / peak_flops,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "added_memory_bytes": self.added_memory_bytes,
+        }
+
+
+def _timed(device: torch.device, memory: PeakMemory, work: Callable[[], list[RunCurve]]):
+    """(curves, seconds, (peak bytes, bytes already in use when the phase began))."""
+    memory.reset()
+    baseline = memory.read()
+    synchronize(device)
+    start = time.perf_counter()
+    curves = work()
+    synchronize(device)
+    return curves, time.perf_counter() - start, (memory.read(), baseline)
+
+
+def has_dropout(group: Group) -> bool:
+    return any(key.endswith("dropout") and value for key, value in group.model.items())
+
+
+def compare_curves(exp: Experiment, batched: dict[str, RunCurve],
+                   reference: dict[str, RunCurve]) -> dict:
+    """The reference's curves against the batched ones at the passes the reference ran."""
+    dtype = exp.training.dtype
+    rtol, atol = CHECK_RTOL[dtype], CHECK_ATOL[dtype]
+    worst, worst_where, points = 0.0, "", 0
+    mismatches = []
+    for run_id, ref in reference.items():
+        rows = batched[run_id].rows
+        for ref_row in ref.rows:
+            if ref_row["epoch"] >= len(rows):
+                mismatches.append(f"{run_id}: the batched run stopped before pass "
+                                  f"{ref_row['epoch']}")
+                break
+            for metric in CHECK_METRICS:
+                a, b = rows[ref_row["epoch"]][metric], ref_row[metric]
+                if math.isnan(a) and math.isnan(b):
+                    continue
+                points += 1
+                gap = abs(a - b) / max(abs(b), 1e-300)
+                if gap > worst:
+                    worst, worst_where = gap, f"{run_id} pass {ref_row['epoch']} {metric}"
+                if not (abs(a - b) <= atol + rtol * abs(b)):
+                    mismatches.append(f"{run_id} pass {ref_row['epoch']} {metric}: "
+                                      f"batched {a!r} vs reference {b!r}")
+    return {"passed": not mismatches, "rtol": rtol, "atol": atol, "compared_values": points,
+            "max_relative_difference": worst, "where": worst_where,
+            "mismatches": mismatches[:10]}
+
+
+def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.device,
+              reference_runs: int | None = None, reference_passes: int | None = None,
+              on_progress: Callable[[str, int, int], None] = lambda what, n, total: None
+              ) -> dict:
+    """Time both implementations on every group of `exp` (already at `scale`, data already on
+    `device`); `on_progress(implementation, run_passes_done, run_passes_in_all)` reports as
+    they go."""
+    groups = plan(exp)
+    epochs = exp.training.epochs
+    if reference_passes is None:
+        reference_passes = REFERENCE_PASSES.get(scale)
+    ref_passes = min(reference_passes or epochs, epochs)
+    n_train = len(data.train_x)
+    per_pass = samples_per_pass(exp, n_train)
+    dtype = getattr(torch, exp.training.dtype)
+
+    peak = measure_peak_flops(device, dtype)
+    memory = PeakMemory(device)
+    batched, reference = Phase("batched"), Phase("reference")
+    dropout = any(has_dropout(g) for g in groups)
+    host = data.to(torch.device("cpu"))  # the reference's DataLoader reads host memory
+
+    totals = {"batched": sum(g.size for g in groups) * epochs,
+              "reference": sum(min(reference_runs or g.size, g.size) for g in groups)
+              * ref_passes}
+
+    def reference_pass(epoch: int) -> None:
+        on_progress("reference", 1, totals["reference"])
+
+    for group in groups:
+        count = flop_count(exp, group, data)
+
+        def progress(epoch: int, size: int = group.size) -> None:
+            on_progress("batched", size, totals["batched"])
+
+        curves, seconds, peak_bytes = _timed(
+            device, memory, lambda group=group, progress=progress: train_group(
+                exp, group, data, progress))
+        computed = [len(c.rows) - 1 for c in curves]
+        # a diverged run stops being recorded, not being computed: the group goes on
+        computed = [max(computed)] * group.size
+        batched.add(list(group.runs), curves, seconds, computed, count, per_pass, peak_bytes)
+
+        chosen = list(group.runs[: reference_runs or group.size])
+        curves, seconds, peak_bytes = _timed(device, memory, lambda chosen=chosen: [
+            train_run(exp, run, data, ref_passes, reference_pass, host) for run in chosen])
+        computed = [len(c.rows) - 1 for c in curves]  # a diverged run stops here
+        reference.add(chosen, curves, seconds, computed, count, per_pass, peak_bytes)
+
+    rows = [batched.row(peak["flops_per_s"]), reference.row(peak["flops_per_s"])]
+    ratio = rows[0]["run_passes_per_s"] / rows[1]["run_passes_per_s"]
+    if dropout:
+        check = {"passed": None, "skipped": "the config uses dropout: batched and sequential "
+                 "runs cannot draw the same masks, so their curves differ by noise"}
+    else:
+        check = compare_curves(exp, batched.curves, reference.curves)
+    subset = reference.runs < batched.runs or ref_passes < epochs
+    return {
+        "experiment": exp.name,
+        "scale": scale,
+        "device": device.type,
+        "dtype": exp.training.dtype,
+        "threads": torch.get_num_threads(),
+        "grid": {"runs": batched.runs, "groups": [g.size for g in groups], "passes": epochs,
+                 "steps_per_pass": steps_per_pass(exp, n_train),
+                 "batch_size": exp.training.batch_size, "train_size": n_train,
+                 "test_size": len(data.test_x)},
+        "reference_subset": {
+            "runs": reference.runs, "passes_per_run": ref_passes, "extrapolated": subset,
+            "note": (f"the reference ran {reference.runs} of {batched.runs} runs for "
+                     f"{ref_passes} of {epochs} passes; its speed is per run-pass, so the "
+                     f"full grid would take it about "
+                     f"{totals['batched'] / rows[1]['run_passes_per_s']:.0f} s") if subset
+                    else "the reference ran the whole grid",
+        },
+        "ratio": ratio,
+        "results": rows,
+        "peak": peak,
+        "memory_kind": memory.kind,
+        "flops_per_run": {g.method: asdict(flop_count(exp, g, data)) for g in groups},
+        "check": check,
+    }

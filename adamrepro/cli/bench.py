@@ -1,0 +1,169 @@
+"""`adamrepro bench [EXPERIMENT]`: the batched runner against the straightforward loop.
+
+Prints one row per implementation and the ratio of their speeds, and writes
+<out>/bench/<experiment>-<device>-<scale>.json (everything, with provenance) and .csv (the
+rows). Exit status 1 when the two traced different curves: a speed-up on different curves
+means nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adamrepro.cli.run import DeviceChoice, Scale
+from adamrepro.config import load_experiment, resolve_config_arg
+from adamrepro.data.download import default_data_dir
+
+
+def bench(
+    experiment: Annotated[str, typer.Argument(
+        help="configs/<experiment>.yaml, or its name.")] = "logreg_mnist",
+    device: Annotated[DeviceChoice, typer.Option(help="Where to train.")] = DeviceChoice.auto,
+    scale: Annotated[Scale, typer.Option(help="The experiment's scale to time.")] = Scale.quick,
+    out: Annotated[Path, typer.Option(help="Results folder (writes <out>/bench/).")] = Path(
+        "results"),
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Dataset folder (default: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data).")] = None,
+    reference_runs: Annotated[int | None, typer.Option(
+        min=1, help="Time the reference on the first N runs of each group (default: all).")
+    ] = None,
+    reference_passes: Annotated[int | None, typer.Option(
+        min=1, help="Time the reference on the first N passes of each run (default: all, "
+                    "2 at paper scale).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="torch.set_num_threads for both (default: torch's).")] = None,
+    flops_only: Annotated[bool, typer.Option(
+        help="Only print the experiment's FLOP count at this scale (the README's figure).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Time the batched runner and the straightforward PyTorch loop on the same grid."""
+    import torch
+    from rich.console import Console
+
+    from adamrepro.bench.timing import experiment_flops, flops_sentence, load_data
+    from adamrepro.results.store import atomic_write
+    from adamrepro.runner.sweep import resolve_device
+
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        exp = load_experiment(resolve_config_arg(experiment)).at_scale(scale.value)
+        target = resolve_device(device.value)
+        data = load_data(exp, data_dir or default_data_dir(), target)
+        console = Console(width=None if Console().is_terminal else 120)
+        if flops_only:
+            console.print(flops_sentence(experiment_flops(exp, data)))
+            return
+        result = _bench(exp, scale.value, data, target, reference_runs, reference_passes,
+                        console, quiet)
+    finally:  # the thread count is process-wide: leave it as it was (tests run in-process)
+        torch.set_num_threads(threads_before)
+    _report(result, console)
+    stem = Path(out) / "bench" / f"{exp.name}-{target.type}-{scale.value}"
+    atomic_write(stem.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    atomic_write(stem.with_suffix(".csv"), _csv(result))
+    console.print(f"wrote {stem}.json, {stem}.csv")
+    if result["check"]["passed"] is False:
+        raise typer.Exit(1)
+
+
+def _bench(exp, scale: str, data, target, reference_runs, reference_passes, console,
+           quiet: bool) -> dict:
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from adamrepro.bench.timing import experiment_flops, flops_sentence, hardware_name, run_bench
+    from adamrepro.provenance import provenance
+
+    cores = os.cpu_count() or 1
+    load_before = os.getloadavg()[0]
+    console.print(f"bench {exp.name} --scale {scale} on {hardware_name(target)}, torch "
+                  f"{torch.__version__}; load average {load_before:.1f} on {cores} cores")
+    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("run-passes"), TimeElapsedColumn(), console=console,
+                  disable=quiet) as progress:
+        tasks = {}
+
+        def on_progress(what: str, run_passes: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(what, total=total)
+            progress.advance(tasks[what], run_passes)
+
+        result = run_bench(exp, scale, data, target, reference_runs, reference_passes,
+                           on_progress)
+    result["provenance"] = provenance(target)
+    result["hardware"] = hardware_name(target)
+    result["machine_load"] = {"cpu_count": cores, "load_average_before": load_before,
+                              "load_average_after": os.getloadavg()[0]}
+    try:
+        result["experiment_flops"] = experiment_flops(exp, data)
+        result["flops_summary"] = flops_sentence(result["experiment_flops"])
+    except ValueError as err:  # a model whose FLOPs are not counted (convolutions)
+        result["flops_summary"] = str(err)
+    return result
+
+
+def _report(result: dict, console) -> None:
+    console.print(_table(result))
+    console.print(f"ratio batched/reference: {result['ratio']:.1f}x run-passes per second")
+    console.print(result["reference_subset"]["note"])
+    check = result["check"]
+    if check["passed"] is None:
+        console.print(f"curves not compared: {check['skipped']}")
+    else:
+        verdict = "same curves" if check["passed"] else "DIFFERENT CURVES"
+        console.print(f"{verdict}: {check['compared_values']} losses compared, max relative "
+                      f"difference {check['max_relative_difference']:.1e} "
+                      f"(rtol {check['rtol']:g}, atol {check['atol']:g})")
+        for line in check["mismatches"]:
+            console.print(f"  {line}")
+    load = result["machine_load"]
+    if load["load_average_before"] > load["cpu_count"] / 2:
+        # Other processes held cores: with several threads, every parallel op then waits for
+        # a descheduled thread, which slows both loops (and not by the same factor).
+        console.print(f"warning: the machine was busy (load average "
+                      f"{load['load_average_before']:.1f} on {load['cpu_count']} cores); "
+                      "timings are noisy, --threads 1 suffers less from it")
+    console.print(result["flops_summary"])
+
+
+def _table(result: dict):
+    from rich.table import Table
+
+    peak = result["peak"]
+    table = Table(title=f"{result['experiment']} ({result['scale']}, {result['dtype']}, "
+                        f"{result['threads']} threads); peak {peak['flops_per_s'] / 1e9:.1f} "
+                        f"GFLOP/s ({peak['matmul']} matmul)")
+    for name in ("implementation", "runs", "run-passes", "seconds", "run-passes/s",
+                 "samples/s", "GFLOP/s", "% of peak", "peak memory", "added"):
+        table.add_column(name, justify="left" if name == "implementation" else "right")
+    for row in result["results"]:
+        table.add_row(row["implementation"], str(row["runs"]), str(row["run_passes"]),
+                      f"{row['seconds']:.1f}", f"{row['run_passes_per_s']:.2f}",
+                      f"{row['samples_per_s']:,.0f}", f"{row['flops_per_s'] / 1e9:.2f}",
+                      f"{100 * row['fraction_of_peak']:.1f}",
+                      f"{row['peak_memory_bytes'] / 2**20:,.0f} MiB",
+                      f"{row['added_memory_bytes'] / 2**20:,.0f} MiB")
+    return table
+
+
+def _csv(result: dict) -> str:
+    import pandas as pd
+
+    meta = {"experiment": result["experiment"], "scale": result["scale"],
+            "device": result["device"], "hardware": result["hardware"],
+            "dtype": result["dtype"], "threads": result["threads"], "ratio": result["ratio"],
+            "peak_flops_per_s": result["peak"]["flops_per_s"],
+            "memory_kind": result["memory_kind"],
+            "reference_extrapolated": result["reference_subset"]["extrapolated"],
+            "curves_match": result["check"]["passed"],
+            "date": result["provenance"]["date"], "commit": result["provenance"]["commit"],
+            "torch_version": result["provenance"]["torch_version"]}
+    return pd.DataFrame([{**meta, **row} for row in result["results"]]).to_csv(index=False)

@@ -1,0 +1,238 @@
+"""IMDB movie reviews (Maas et al. 2011) as bag-of-words vectors, for Fig. 1 (right).
+
+Reads the official layout DATA/aclImdb/{train,test}/{pos,neg}/ID_RATING.txt (downloaded and
+extracted if missing). Labels: pos = 1 (rating >= 7), neg = 0 (rating <= 4); 25,000 reviews
+per split, balanced.
+
+The dataset's own `labeledBow.feat` files are not used: the vocabulary is rebuilt from the text
+with our tokenizer (ours, the paper does not give one):
+
+1. lower-case the review and replace every `<br />` with a space;
+2. tokens are the matches of `[^\\W_]+(?:'[^\\W_]+)*`: runs of letters and digits (any script),
+   joined by inner apostrophes, so `it's` and `don't` are one token while quotes ('like this')
+   and all other punctuation are dropped.
+
+The vocabulary is the `vocab_size` (10,000 in the paper) tokens with the most occurrences in the
+TRAINING reviews, ties broken alphabetically; test reviews never influence it.
+
+Features (`features`, ours): `counts` (default) is how often each word occurs in a review,
+clipped at 255; `binary` is 1 where it occurs at all. Counts are the default because they are
+what the dataset's own bag-of-words (`labeledBow.feat`, `idx:count`), and hence most likely the
+paper, feeds the logistic regression; `binary` is the common alternative for sentiment.
+
+Tokenizing 50,000 reviews takes tens of seconds, so the per-review counts over the FULL token
+list are built once and cached (compressed-sparse rows, uint8 counts) as
+DATA/aclImdb/.adamrepro-cache/bow-<digest>.pt; `vocab_size` and `features` are applied when
+loading, so changing them costs no re-tokenization. Features are returned dense as uint8 (N, V):
+the runner keeps them on the device and the model casts each minibatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from adamrepro.config import Frozen, options_model
+from adamrepro.data.base import TensorDataset
+from adamrepro.data.download import ensure_file, extract_tar
+from adamrepro.errors import UserError
+
+URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+ARCHIVE = "aclImdb_v1.tar.gz"
+MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
+SPLITS = ("train", "test")
+LABELS = {"neg": 0, "pos": 1}
+WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+FILENAME = re.compile(r"(\d+)_(\d+)\.txt")
+# Bump when anything that changes the cached counts changes (tokenizer, file order, format).
+CACHE_VERSION = 1
+MAX_COUNT = 255  # uint8 storage; no review comes close (the most repeated word is "the")
+
+# How many times the bag-of-words was built from the text in this process (tests read it to
+# check that a second load comes from the cache).
+bow_builds = 0
+
+
+class Options(Frozen):
+    name: str = "imdb"
+    train_size: int | None = None
+    test_size: int | None = None
+    vocab_size: int = Field(10000, gt=0)
+    features: Literal["counts", "binary"] = "counts"
+
+
+def options(values: dict, where: str) -> Options:
+    return options_model(Options, values, where)
+
+
+def tokenize(text: str) -> list[str]:
+    """Our tokenizer (see the module docstring): lower-case words, `<br />` as a space."""
+    return WORD.findall(text.lower().replace("<br />", " "))
+
+
+def url() -> str:
+    """$ADAMREPRO_IMDB_URL (a full URL of the archive) replaces the official one when set."""
+    return os.environ.get("ADAMREPRO_IMDB_URL") or URL
+
+
+def _complete(root: Path) -> bool:
+    return all((root / split / label).is_dir() for split in SPLITS for label in LABELS)
+
+
+def fetch(data_dir: Path) -> Path:
+    """DATA/aclImdb with the train/test review folders, downloading the archive if needed."""
+    data_dir = Path(data_dir)
+    root = data_dir / "aclImdb"
+    if _complete(root):
+        return root
+    hint = (f"; or put the extracted official archive (aclImdb/train/pos/*.txt, ...) in "
+            f"{data_dir}")
+    try:
+        archive = ensure_file(data_dir, ARCHIVE, MD5, [url()], "IMDB")
+    except UserError as err:
+        raise UserError(f"{err}{hint}") from None
+    extract_tar(archive, data_dir)
+    if not _complete(root):
+        raise UserError(
+            f"IMDB: {root} is incomplete (needs train/pos, train/neg, test/pos, test/neg); "
+            f"delete it and run again to extract {archive} afresh{hint}"
+        )
+    return root
+
+
+def _review_files(root: Path) -> dict[str, list[tuple[int, int, int, Path]]]:
+    """Per split: (label, id, rating, path), neg before pos, by numeric id (a stable order)."""
+    out = {}
+    for split in SPLITS:
+        rows = []
+        for label_name, label in LABELS.items():
+            for path in (root / split / label_name).iterdir():
+                match = FILENAME.fullmatch(path.name)
+                if match is None:
+                    continue  # not a review (e.g. an editor's backup file)
+                review_id, rating = int(match[1]), int(match[2])
+                if (label == 1 and rating < 7) or (label == 0 and rating > 4):
+                    raise UserError(f"IMDB: {path} has rating {rating}, impossible in "
+                                    f"{split}/{label_name}; replace aclImdb with the official one")
+                rows.append((label, review_id, rating, path))
+        if not rows:
+            raise UserError(f"IMDB: no reviews (ID_RATING.txt) in {root / split}; "
+                            f"put the official aclImdb folder in {root.parent}")
+        out[split] = sorted(rows, key=lambda row: row[:2])
+    return out
+
+
+def _cache_path(root: Path, files: dict[str, list]) -> Path:
+    settings = {"version": CACHE_VERSION, "pattern": WORD.pattern,
+                "reviews": {split: len(rows) for split, rows in files.items()}}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return root / ".adamrepro-cache" / f"bow-{digest}.pt"
+
+
+def _build(files: dict[str, list]) -> dict:
+    """Tokenize every review: token counts over the full token list as compressed rows."""
+    global bow_builds
+    bow_builds += 1
+    token_id: dict[str, int] = {}
+    train_total: Counter[int] = Counter()
+    splits = {}
+    for split, rows in files.items():
+        indptr, indices, values = [0], [], []
+        for _, _, _, path in rows:
+            counts = Counter(tokenize(path.read_text(encoding="utf-8")))
+            ids = [token_id.setdefault(token, len(token_id)) for token in counts]
+            indices.extend(ids)
+            values.extend(counts.values())
+            indptr.append(len(indices))
+            if split == "train":
+                train_total.update(dict(zip(ids, counts.values(), strict=True)))
+        splits[split] = {
+            "indptr": torch.tensor(indptr, dtype=torch.int64),
+            "indices": torch.tensor(indices, dtype=torch.int32),
+            "values": torch.tensor(values, dtype=torch.int64).clamp_(max=MAX_COUNT)
+            .to(torch.uint8),
+            "labels": torch.tensor([row[0] for row in rows], dtype=torch.int64),
+            "ids": torch.tensor([row[1] for row in rows], dtype=torch.int32),
+            "ratings": torch.tensor([row[2] for row in rows], dtype=torch.uint8),
+        }
+    # Renumber tokens by training frequency, so the vocabulary of size V is simply ids < V.
+    tokens = list(token_id)
+    order = sorted(range(len(tokens)), key=lambda i: (-train_total[i], tokens[i]))
+    new_id = torch.empty(len(tokens), dtype=torch.int32)
+    new_id[torch.tensor(order, dtype=torch.int64)] = torch.arange(len(tokens), dtype=torch.int32)
+    for split in splits.values():
+        split["indices"] = new_id[split["indices"].long()]
+    return {"tokens": [tokens[i] for i in order],
+            "train_counts": [train_total[i] for i in order], "splits": splits}
+
+
+def _save_atomically(bow: dict, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(bow, f)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared data
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as err:  # a read-only data folder still trains, it just re-tokenizes
+        warnings.warn(f"IMDB: could not cache the bag-of-words in {path} ({err}); "
+                      f"it will be rebuilt next time", stacklevel=3)
+
+
+def bag_of_words(data_dir: Path) -> dict:
+    """Token counts of every review (cached): `tokens` ordered by training frequency,
+    `train_counts` (their training occurrences), `splits[split]` with CSR `indptr`, `indices`,
+    `values` (uint8 counts), and `labels`, `ids`, `ratings` per review."""
+    root = fetch(data_dir)
+    files = _review_files(root)
+    path = _cache_path(root, files)
+    if path.exists():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unreadable cache is simply rebuilt
+            warnings.warn(f"IMDB: ignoring the unreadable cache {path} ({err})", stacklevel=2)
+    bow = _build(files)
+    _save_atomically(bow, path)
+    return bow
+
+
+def dense(split: dict, vocab_size: int, binary: bool) -> torch.Tensor:
+    """(N, vocab_size) uint8 features from one split's compressed rows."""
+    indptr, indices = split["indptr"], split["indices"].long()
+    rows = torch.repeat_interleave(torch.arange(len(indptr) - 1), indptr.diff())
+    keep = indices < vocab_size
+    out = torch.zeros(len(indptr) - 1, vocab_size, dtype=torch.uint8)
+    out[rows[keep], indices[keep]] = 1 if binary else split["values"][keep]
+    return out
+
+
+def load(opts: Options, data_dir: Path) -> TensorDataset:
+    bow = bag_of_words(data_dir)
+    known = sum(1 for count in bow["train_counts"] if count > 0)
+    if opts.vocab_size > known:
+        raise UserError(f"IMDB: vocab_size {opts.vocab_size} exceeds the {known} distinct "
+                        f"tokens of the training reviews; choose at most {known}")
+    binary = opts.features == "binary"
+    train, test = bow["splits"]["train"], bow["splits"]["test"]
+    data = TensorDataset(
+        train_x=dense(train, opts.vocab_size, binary),
+        train_y=train["labels"],
+        test_x=dense(test, opts.vocab_size, binary),
+        test_y=test["labels"],
+        num_classes=2,
+    )
+    return data.subset(opts.train_size, opts.test_size)

@@ -1,0 +1,116 @@
+"""`adamrepro bench`: it runs end to end and writes what it promises (no timed assertions:
+speeds depend on the machine and its load)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from adamrepro.bench.timing import FlopCount, experiment_flops, flop_count, flops_sentence
+from adamrepro.cli import main
+from adamrepro.config import load_experiment, resolve_config_arg
+from adamrepro.data.base import TensorDataset
+from adamrepro.runner.plan import plan
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    folder = Path(os.environ.get("ADAMREPRO_DATA") or REPO / "data")
+    if not (folder / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found under {folder}; set ADAMREPRO_DATA")
+    return folder
+
+
+def bench(tmp_path: Path, *options: str) -> dict:
+    """Run the command in-process (one thread: fast and steady on a busy machine)."""
+    threads = torch.get_num_threads()
+    argv = ["bench", "logreg_mnist", "--device", "cpu", "--scale", "smoke",
+            "--out", str(tmp_path), "--data-dir", str(data_dir()), "--quiet", "--threads", "1",
+            *options]
+    assert main(argv) == 0
+    assert torch.get_num_threads() == threads  # the command leaves the process as it was
+    return json.loads((tmp_path / "bench" / "logreg_mnist-cpu-smoke.json").read_text())
+
+
+def test_bench_smoke_writes_json_and_csv(tmp_path):
+    result = bench(tmp_path)
+
+    assert result["experiment"] == "logreg_mnist" and result["scale"] == "smoke"
+    assert result["device"] == "cpu" and result["threads"] == 1
+    assert "cores" in result["hardware"] and result["machine_load"]["cpu_count"] >= 1
+    for key in ("commit", "torch_version", "date", "device"):
+        assert result["provenance"][key]
+    assert result["provenance"]["torch_version"] == torch.__version__
+    rows = {row["implementation"]: row for row in result["results"]}
+    assert set(rows) == {"batched", "reference"}
+    grid_runs = len([run for g in plan(_smoke()) for run in g.runs])
+    for row in rows.values():
+        assert row["runs"] == grid_runs
+        assert row["run_passes"] == grid_runs * result["grid"]["passes"]
+        for key in ("seconds", "run_passes_per_s", "samples_per_s", "flops_per_s",
+                    "fraction_of_peak", "peak_memory_bytes"):
+            assert row[key] > 0 and math.isfinite(row[key]), key
+        assert row["fraction_of_peak"] < 1.5  # measured peak is a ceiling, give or take noise
+    assert rows["batched"]["flops"] == rows["reference"]["flops"]  # the same work
+    assert result["ratio"] == pytest.approx(
+        rows["batched"]["run_passes_per_s"] / rows["reference"]["run_passes_per_s"])
+    assert result["peak"]["flops_per_s"] > 0
+    assert result["memory_kind"].startswith("peak_rss")
+    assert not result["reference_subset"]["extrapolated"]
+    assert result["check"]["passed"] is True and result["check"]["compared_values"] > 0
+    assert "TFLOP" in result["flops_summary"] or "GFLOP" in result["flops_summary"]
+
+    table = pd.read_csv(tmp_path / "bench" / "logreg_mnist-cpu-smoke.csv")
+    assert list(table["implementation"]) == ["batched", "reference"]
+    for column in ("ratio", "run_passes_per_s", "samples_per_s", "flops_per_s",
+                   "peak_flops_per_s", "peak_memory_bytes", "date", "commit", "hardware",
+                   "torch_version"):
+        assert column in table.columns, column
+
+
+def test_bench_reference_subset_is_extrapolated_and_said(tmp_path):
+    result = bench(tmp_path, "--reference-runs", "1", "--reference-passes", "1")
+    groups = len(plan(_smoke()))
+    rows = {row["implementation"]: row for row in result["results"]}
+    assert rows["reference"]["runs"] == groups and rows["reference"]["run_passes"] == groups
+    assert rows["batched"]["run_passes"] == result["grid"]["runs"] * result["grid"]["passes"]
+    subset = result["reference_subset"]
+    assert subset["extrapolated"] and subset["passes_per_run"] == 1
+    assert f"ran {groups} of {result['grid']['runs']} runs for 1 of 2 passes" in subset["note"]
+    assert result["check"]["passed"] is True  # compared where both ran: pass 0 and 1
+    assert result["check"]["compared_values"] == groups * 5  # 2 passes x 3 losses, less NaN
+
+
+def _smoke():
+    return load_experiment(resolve_config_arg("logreg_mnist")).at_scale("smoke")
+
+
+def test_flop_count_by_hand():
+    """784->10 logistic regression, batch 128: forward 2*128*7840, backward weight gradient
+    only (the pixels need none); evaluation forward over train + test."""
+    exp = _smoke()
+    data = TensorDataset(torch.zeros(1000, 784), torch.zeros(1000, dtype=torch.long),
+                         torch.zeros(500, 784), torch.zeros(500, dtype=torch.long), 10)
+    count = flop_count(exp, plan(exp)[0], data)
+    assert count == FlopCount(train_step=4 * 128 * 7840, train_pass=7 * 4 * 128 * 7840,
+                              eval_pass=2 * 1500 * 7840)
+    assert count.run(3) == 3 * (count.train_pass + count.eval_pass) + count.eval_pass
+    flops = experiment_flops(exp, data)
+    assert flops["total_flops"] == flops["runs"] * count.run(exp.training.epochs)
+    assert "MFLOP per training step" in flops_sentence(flops)
+
+
+def test_mlp_flops_count_input_gradients_of_hidden_layers():
+    exp = load_experiment(resolve_config_arg("mlp_dropout")).at_scale("smoke")
+    data = TensorDataset(torch.zeros(256, 784), torch.zeros(256, dtype=torch.long),
+                         torch.zeros(256, 784), torch.zeros(256, dtype=torch.long), 10)
+    count = flop_count(exp, plan(exp)[0], data)
+    macs = 784 * 1000 + 1000 * 1000 + 1000 * 10
+    assert count.train_step == 128 * (2 * macs + 2 * macs + 2 * (macs - 784 * 1000))

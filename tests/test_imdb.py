@@ -1,0 +1,160 @@
+"""The IMDB bag-of-words on the real reviews, its cache, the binary logistic regression, and
+the Fig. 1 (right) config end to end at smoke scale."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from adamrepro.data import imdb
+from adamrepro.errors import UserError
+from adamrepro.models.logreg import LogReg
+from adamrepro.models.logreg import options as logreg_options
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "configs" / "logreg_imdb.yaml"
+
+
+@pytest.fixture(scope="session")
+def imdb_dir() -> Path:
+    """The data folder holding aclImdb/ (CI: $ADAMREPRO_DATA)."""
+    path = Path(os.environ.get("ADAMREPRO_DATA") or REPO / "data")
+    if not (path / "aclImdb" / "train" / "pos").is_dir():
+        pytest.fail(f"real IMDB data missing in {path}/aclImdb: run "
+                    f"'python ../shared/data/prepare.py --out data --only imdb' or set "
+                    f"ADAMREPRO_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bow(imdb_dir) -> dict:
+    """The cached counts; on a fresh data folder this is the one full tokenization."""
+    return imdb.bag_of_words(imdb_dir)
+
+
+@pytest.fixture(scope="session")
+def data(bow, imdb_dir):
+    return imdb.load(imdb.Options(), imdb_dir)
+
+
+def test_tokenizer_keeps_words_digits_and_inner_apostrophes():
+    text = "It's <br /><br />GREAT, isn't it? 'Quoted' rock_n_roll 10/10 -- Café!"
+    assert imdb.tokenize(text) == ["it's", "great", "isn't", "it", "quoted", "rock", "n",
+                                   "roll", "10", "10", "café"]
+
+
+def test_shapes_labels_and_sparsity(data):
+    for x, y in ((data.train_x, data.train_y), (data.test_x, data.test_y)):
+        assert x.shape == (25000, 10000) and x.dtype == torch.uint8
+        assert torch.bincount(y).tolist() == [12500, 12500]
+        # A review of ~230 words uses ~130 distinct vocabulary words: ~1.3% of 10,000.
+        density = torch.count_nonzero(x).item() / x.numel()
+        assert 0.005 < density < 0.03
+        assert x.any(1).all()  # no empty review
+    assert data.num_classes == 2
+
+
+def test_vocabulary_is_the_most_frequent_training_tokens(bow):
+    assert bow["tokens"][:5] == ["the", "and", "a", "of", "to"]
+    counts = torch.tensor(bow["train_counts"][:10001])
+    assert (counts[:-1] >= counts[1:]).all()  # ordered by training frequency
+    assert counts[9999] > 0
+    assert len(set(bow["tokens"])) == len(bow["tokens"])
+
+
+def test_a_row_is_the_review_counted_by_hand(bow, data, imdb_dir):
+    split = bow["splits"]["test"]
+    row = 12345
+    label = "pos" if split["labels"][row] == 1 else "neg"
+    path = (imdb_dir / "aclImdb" / "test" / label /
+            f"{int(split['ids'][row])}_{int(split['ratings'][row])}.txt")
+    counts = Counter(imdb.tokenize(path.read_text(encoding="utf-8")))
+    index = {token: i for i, token in enumerate(bow["tokens"][:10000])}
+    expected = torch.zeros(10000, dtype=torch.uint8)
+    for token, count in counts.items():
+        if token in index:
+            expected[index[token]] = min(count, 255)
+    assert torch.equal(data.test_x[row], expected)
+    binary = imdb.load(imdb.Options(features="binary", vocab_size=100, test_size=None),
+                       imdb_dir)
+    assert torch.equal(binary.test_x[row], (expected[:100] > 0).to(torch.uint8))
+
+
+def test_second_load_reuses_the_cache(bow, imdb_dir):
+    caches = list((imdb_dir / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt"))
+    assert len(caches) == 1
+    mtime, builds = caches[0].stat().st_mtime_ns, imdb.bow_builds
+    again = imdb.bag_of_words(imdb_dir)
+    assert imdb.bow_builds == builds  # not tokenized again
+    assert caches[0].stat().st_mtime_ns == mtime  # not rewritten
+    assert again["tokens"][:100] == bow["tokens"][:100]
+
+
+def test_vocab_size_beyond_the_training_tokens_is_a_user_error(bow, imdb_dir):
+    with pytest.raises(UserError, match="vocab_size .* exceeds"):
+        imdb.load(imdb.Options(vocab_size=10**7), imdb_dir)
+
+
+def test_offline_says_what_is_missing_and_where(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADAMREPRO_IMDB_URL", "http://127.0.0.1:9/aclImdb_v1.tar.gz")
+    with pytest.raises(UserError, match=r"missing.*put the official aclImdb_v1.tar.gz in "):
+        imdb.fetch(tmp_path / "empty")
+    assert not (tmp_path / "empty" / "aclImdb").exists()
+
+
+def test_binary_logreg_is_bce_with_one_output():
+    opts = logreg_options({"binary": True, "init": "normal", "init_scale": 1.0}, "model")
+    model = LogReg(opts, (7,), 2, seeds=[0, 1]).double()
+    x = torch.randint(0, 4, (2, 5, 7), dtype=torch.uint8)
+    y = torch.tensor([[0, 1, 1, 0, 1], [1, 1, 0, 0, 0]])
+    out = model(x, train=False)
+    assert out.shape == (2, 5, 1)
+    logits = out.squeeze(-1)
+    expected = -(y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)).mean(1)
+    torch.testing.assert_close(model.loss(out, y), expected)
+    assert model.correct(out, y).tolist() == ((logits > 0).long() == y).sum(1).tolist()
+
+
+def test_binary_needs_two_classes_and_multiclass_is_unchanged():
+    with pytest.raises(UserError, match="two-class"):
+        LogReg(logreg_options({"binary": True}, "model"), (7,), 10, seeds=[0])
+    model = LogReg(logreg_options({}, "model"), (7,), 10, seeds=[0])
+    out = model(torch.rand(1, 4, 7), train=False)
+    y = torch.tensor([[0, 3, 9, 2]])
+    assert out.shape == (1, 4, 10)
+    torch.testing.assert_close(model.loss(out, y), F.cross_entropy(out[0], y[0]).view(1))
+
+
+def test_shared_inputs_take_one_matmul_with_the_same_result_and_gradient():
+    opts = logreg_options({"binary": True, "init": "normal", "init_scale": 1.0}, "model")
+    model = LogReg(opts, (50,), 2, seeds=[0, 1, 2]).double()
+    x = torch.randint(0, 4, (1, 8, 50), dtype=torch.uint8)
+    y = torch.randint(0, 2, (3, 8))
+    results = []
+    for batch in (x.expand(3, 8, 50), x.expand(3, 8, 50).contiguous()):  # shared, then copies
+        model.zero_grad()
+        out = model(batch, train=False)
+        model.loss(out, y).sum().backward()
+        results.append((out, model.linear.weight.grad.clone(), model.linear.bias.grad.clone()))
+    # float64, two summation orders of 50 terms: agreement to ~1e-15 relative.
+    for shared, copied in zip(*results, strict=True):
+        torch.testing.assert_close(shared, copied, rtol=1e-12, atol=1e-12)
+
+
+def test_config_runs_at_smoke_scale(cli, bow, imdb_dir, tmp_path):
+    code, _, err = cli("run", CONFIG, "--scale", "smoke", "--out", tmp_path, "--quiet",
+                       "--data-dir", imdb_dir)
+    assert code == 0, err
+    best = pd.read_csv(tmp_path / "logreg_imdb" / "best.csv")
+    methods = set(yaml.safe_load(CONFIG.read_text())["methods"])
+    assert methods == {"adagrad+dropout", "rmsprop+dropout", "sgd_nesterov+dropout",
+                       "adam+dropout"}
+    assert set(best["method"]) == methods
+    assert not best["diverged"].any()
