@@ -41,6 +41,19 @@ def band(frame: pd.DataFrame, column: str, kind: str) -> pd.DataFrame:
     return pd.DataFrame({"mean": mean, "low": low, "high": high})
 
 
+def save_figure(fig, folder: Path, stem: str) -> list[Path]:
+    """Write <folder>/<stem>.png and .pdf through temporary names, then close the figure."""
+    written = []
+    for suffix in ("png", "pdf"):
+        path = folder / f"{stem}.{suffix}"
+        tmp = path.with_name(f".{stem}.tmp.{suffix}")
+        fig.savefig(tmp, dpi=130)
+        tmp.replace(path)
+        written.append(path)
+    plt.close(fig)
+    return written
+
+
 def draw(folder: Path) -> list[Path]:
     curves, best, meta = read_results(folder)
     plot_cfg = meta["config"]["plot"]
@@ -69,12 +82,4 @@ def draw(folder: Path) -> list[Path]:
     fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
                  f"{meta['provenance']['device']}]", fontsize=10)
     fig.tight_layout()
-    written = []
-    for suffix in ("png", "pdf"):
-        path = folder / f"curves.{suffix}"
-        tmp = path.with_name(f".{path.stem}.tmp.{suffix}")
-        fig.savefig(tmp, dpi=130)
-        tmp.replace(path)
-        written.append(path)
-    plt.close(fig)
-    return written
+    return save_figure(fig, folder, "curves")

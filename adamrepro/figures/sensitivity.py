@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
-from adamrepro.figures.curves import read_results  # noqa: E402
+from adamrepro.figures.curves import read_results, save_figure  # noqa: E402
 from adamrepro.figures.palette import style  # noqa: E402
 from adamrepro.results.select import point_summary  # noqa: E402
 
@@ -97,12 +97,4 @@ def draw(folder: Path) -> list[Path]:
                  f"{seeds} seed(s), {meta['provenance']['device']}]", fontsize=9)
     fig.text(0.01, 0.01, textwrap.fill(caption(meta, others), 110), fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    written = []
-    for suffix in ("png", "pdf"):
-        path = folder / f"sensitivity.{suffix}"
-        tmp = path.with_name(f".{path.stem}.tmp.{suffix}")
-        fig.savefig(tmp, dpi=130)
-        tmp.replace(path)
-        written.append(path)
-    plt.close(fig)
-    return written
+    return save_figure(fig, folder, "sensitivity")
