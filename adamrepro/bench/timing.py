@@ -329,10 +329,16 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     peak = measure_peak_flops(device, dtype)
     memory = PeakMemory(device)
     batched, reference = Phase("batched"), Phase("reference")
+    # On a GPU the batched loop is also timed with eager kernel launches (no CUDA graphs).
+    eager = Phase("batched, no CUDA graphs") if device.type == "cuda" else None
     dropout = any(has_dropout(g) for g in groups)
     host = data.to(torch.device("cpu"))  # the reference's DataLoader reads host memory
 
-    totals = {"batched": sum(g.size for g in groups) * epochs,
+    grid_passes = sum(g.size for g in groups) * epochs
+    # The eager batched loop gets the reference's passes: its speed is per run-pass too.
+    eager_exp = exp.model_copy(update={"training": exp.training.model_copy(
+        update={"epochs": ref_passes})})
+    totals = {"batched": grid_passes, "eager": sum(g.size for g in groups) * ref_passes,
               "reference": sum(min(reference_runs or g.size, g.size) for g in groups)
               * ref_passes}
 
@@ -342,8 +348,8 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     for group in groups:
         count = flop_count(exp, group, data)
 
-        def progress(epoch: int, size: int = group.size) -> None:
-            on_progress("batched", size, totals["batched"])
+        def progress(epoch: int, size: int = group.size, what: str = "batched") -> None:
+            on_progress(what, size, totals[what])
 
         curves, seconds, peak_bytes = _timed(
             device, memory, lambda group=group, progress=progress: train_group(
@@ -352,6 +358,13 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         # a diverged run stops being recorded, not being computed: the group goes on
         computed = [max(computed)] * group.size
         batched.add(list(group.runs), curves, seconds, computed, count, per_pass, peak_bytes)
+        if eager is not None:  # the same batched loop without CUDA graphs: what graphs buy
+            curves, seconds, peak_bytes = _timed(
+                device, memory, lambda group=group, progress=progress: train_group(
+                    eager_exp, group, data, lambda epoch: progress(epoch, what="eager"),
+                    cuda_graphs=False))
+            eager.add(list(group.runs), curves, seconds, [max(len(c.rows) - 1 for c in curves)]
+                      * group.size, count, per_pass, peak_bytes)
 
         chosen = list(group.runs[: reference_runs or group.size])
         curves, seconds, peak_bytes = _timed(device, memory, lambda chosen=chosen: [
@@ -359,14 +372,20 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         computed = [len(c.rows) - 1 for c in curves]  # a diverged run stops here
         reference.add(chosen, curves, seconds, computed, count, per_pass, peak_bytes)
 
-    rows = [batched.row(peak["flops_per_s"]), reference.row(peak["flops_per_s"])]
-    ratio = rows[0]["run_passes_per_s"] / rows[1]["run_passes_per_s"]
+    phases = [batched, reference] if eager is None else [batched, eager, reference]
+    rows = [phase.row(peak["flops_per_s"]) for phase in phases]
+    ratio = rows[0]["run_passes_per_s"] / rows[-1]["run_passes_per_s"]
     if dropout:
         check = {"passed": None, "skipped": "the config uses dropout: batched and sequential "
                  "runs cannot draw the same masks, so their curves differ by noise"}
     else:
         check = compare_curves(exp, batched.curves, reference.curves)
     subset = reference.runs < batched.runs or ref_passes < epochs
+    graphs = None
+    if eager is not None:
+        graphs = {"speedup": rows[0]["run_passes_per_s"] / rows[1]["run_passes_per_s"],
+                  "check": check if dropout else compare_curves(exp, batched.curves,
+                                                                eager.curves)}
     return {
         "experiment": exp.name,
         "scale": scale,
@@ -382,10 +401,11 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
             "note": (f"the reference ran {reference.runs} of {batched.runs} runs for "
                      f"{ref_passes} of {epochs} passes; its speed is per run-pass, so the "
                      f"full grid would take it about "
-                     f"{totals['batched'] / rows[1]['run_passes_per_s']:.0f} s") if subset
+                     f"{grid_passes / rows[-1]['run_passes_per_s']:.0f} s") if subset
                     else "the reference ran the whole grid",
         },
         "ratio": ratio,
+        "cuda_graphs": graphs,
         "results": rows,
         "peak": peak,
         "memory_kind": memory.kind,

@@ -35,6 +35,9 @@ def bench(
     reference_passes: Annotated[int | None, typer.Option(
         min=1, help="Time the reference on the first N passes of each run (default: all, "
                     "2 at paper scale).")] = None,
+    passes: Annotated[int | None, typer.Option(
+        min=1, help="Time only the first N passes of every run, batched included (default: "
+                    "the scale's all).")] = None,
     threads: Annotated[int | None, typer.Option(
         min=1, help="torch.set_num_threads for both (default: torch's).")] = None,
     flops_only: Annotated[bool, typer.Option(
@@ -55,6 +58,9 @@ def bench(
         torch.set_num_threads(threads)
     try:
         exp = load_experiment(resolve_config_arg(experiment)).at_scale(scale.value)
+        if passes is not None and passes < exp.training.epochs:
+            exp = exp.model_copy(update={"training": exp.training.model_copy(
+                update={"epochs": passes})})
         target = resolve_device(device.value)
         data = load_data(exp, data_dir or default_data_dir(), target)
         console = Console(width=None if Console().is_terminal else 120)
@@ -114,6 +120,12 @@ def _report(result: dict, console) -> None:
     console.print(_table(result))
     console.print(f"ratio batched/reference: {result['ratio']:.1f}x run-passes per second")
     console.print(result["reference_subset"]["note"])
+    graphs = result.get("cuda_graphs")
+    if graphs:
+        check = graphs["check"]
+        same = ("curves not compared (dropout)" if check["passed"] is None else
+                f"max relative difference {check['max_relative_difference']:.1e}")
+        console.print(f"CUDA graphs: {graphs['speedup']:.1f}x the eager batched loop; {same}")
     check = result["check"]
     if check["passed"] is None:
         console.print(f"curves not compared: {check['skipped']}")

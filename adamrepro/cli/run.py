@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -54,7 +55,9 @@ def run(
     base = load_experiment(resolve_config_arg(config))
     target = resolve_device(device.value)
     runner = make_executor(executor.value, data_dir or default_data_dir(), target, address)
+    start = time.perf_counter()
     done = run_sweep(base, scale.value, seeds, out, runner, quiet, force)
     folder = done["folder"]
-    typer.echo(f"trained {done['trained']} runs, {done['skipped']} already finished; "
-               f"results: {folder}/curves.csv, {folder}/best.csv")
+    typer.echo(f"trained {done['trained']} runs, {done['skipped']} already finished, in "
+               f"{time.perf_counter() - start:.1f} s; results: {folder}/curves.csv, "
+               f"{folder}/best.csv")

@@ -7,6 +7,7 @@ minibatch order comes from its own seed; all device-to-host copies happen once p
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,8 +83,8 @@ class MinibatchOrder:
         perms = [torch.randperm(self.n, generator=g) for g in self.generators]
         return torch.stack(perms).to(self.device, non_blocking=True)
 
-    def batch(self, x: Tensor, y: Tensor, perm: Tensor, start: int, stop: int, G: int):
-        index = perm[:, start:stop]
+    def batch(self, x: Tensor, y: Tensor, index: Tensor, G: int):
+        """The minibatch of every run: `index` is (distinct seeds, B) rows of the data."""
         S, B = index.shape
         # index_select on the flat index: the same rows as x[index], ~5x faster on a CPU
         flat = index.reshape(-1)
@@ -92,6 +93,96 @@ class MinibatchOrder:
         if self.shared:  # one order for every run: a stride-0 view, no copy
             return xb.expand(G, *xb.shape[1:]), yb.expand(G, *yb.shape[1:])
         return xb[self.index_of_run], yb[self.index_of_run]
+
+
+class TrainStep:
+    """One optimizer step of every run of the group.
+
+    The step reads its minibatch through a cursor kept on the device and adds its loss to a
+    sum kept on the device, so the call has no Python state that changes from step to step:
+    the same call can be captured once in a CUDA graph and replayed for every step
+    (`GraphedStep`), and eager execution runs exactly the same operations.
+    """
+
+    def __init__(self, model, optimizer, order: MinibatchOrder, data: TensorDataset,
+                 batch_size: int, G: int) -> None:
+        device = data.train_x.device
+        self.model, self.optimizer, self.order, self.data, self.G = (
+            model, optimizer, order, data, G)
+        self.perm = torch.zeros(len(order.unique), len(data.train_x), dtype=torch.long,
+                                device=device)
+        self.cursor = torch.zeros((), dtype=torch.long, device=device)
+        self.offsets = torch.arange(batch_size, device=device)
+        self.loss_sum = torch.zeros(G, dtype=torch.float64, device=device)
+
+    def new_pass(self, perm: Tensor) -> None:
+        self.perm.copy_(perm)
+        self.cursor.zero_()
+        self.loss_sum.zero_()
+
+    def __call__(self, size: int) -> None:
+        index = self.perm.index_select(1, self.cursor + self.offsets[:size])
+        self.cursor += size
+        xb, yb = self.order.batch(self.data.train_x, self.data.train_y, index, self.G)
+        output = self.model(xb, train=True)
+        loss = self.model.loss(output, yb) + self.model.penalty()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        self.optimizer.step()
+        self.loss_sum += loss.detach().double()
+
+
+class GraphedStep:
+    """`TrainStep` captured once in a CUDA graph and replayed: one launch instead of the
+    ~50-150 kernel launches of a step, which is what small models on a GPU wait for.
+
+    The first `WARMUP` steps run eagerly on a side stream, as torch's CUDA graph guide asks:
+    they create the optimizer state and let cuBLAS and autograd initialise lazily, none of
+    which may happen during a capture. Capture records without computing; the graph is then
+    replayed for that step and every later one. The dropout generator is registered with the
+    graph so that every replay draws new masks.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, step: TrainStep, generator: torch.Generator | None) -> None:
+        self.step, self.generator = step, generator
+        self.eager_steps = 0
+        self.graph = None
+
+    def __call__(self, size: int) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+            return
+        if self.eager_steps < self.WARMUP:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.step(size)
+            torch.cuda.current_stream().wait_stream(side)
+            self.eager_steps += 1
+            return
+        graph = torch.cuda.CUDAGraph()
+        if self.generator is not None:
+            graph.register_generator_state(self.generator)
+        with torch.cuda.graph(graph):
+            self.step(size)
+        graph.replay()
+        self.graph = graph
+
+
+def cuda_graphs_default() -> bool:
+    """On unless ADAMREPRO_CUDA_GRAPHS=0 (to time or debug the eager loop)."""
+    return os.environ.get("ADAMREPRO_CUDA_GRAPHS", "1") != "0"
+
+
+def can_graph(device: torch.device, model, sizes: list[int]) -> bool:
+    """A graph replays fixed shapes: every step must have the same batch size (drop_last, or a
+    batch size that divides the training set); dropout needs a generator the graph can
+    register (torch >= 2.5)."""
+    if device.type != "cuda" or len(set(sizes)) != 1:
+        return False
+    return model.generator is None or hasattr(torch.cuda.CUDAGraph, "register_generator_state")
 
 
 @torch.no_grad()
@@ -117,8 +208,12 @@ def train_group(
     group: Group,
     data: TensorDataset,
     on_pass: Callable[[int], None] = lambda epoch: None,
+    cuda_graphs: bool | None = None,
 ) -> list[RunCurve]:
-    """Train every run of `group` for `exp.training.epochs` passes; return their curves."""
+    """Train every run of `group` for `exp.training.epochs` passes; return their curves.
+
+    On a GPU each step is a replayed CUDA graph unless `cuda_graphs` is False (default: on,
+    ADAMREPRO_CUDA_GRAPHS=0 turns it off); the arithmetic is the same either way."""
     device = data.train_x.device
     G, training = group.size, exp.training
     model = build_model(exp, group, data, device)
@@ -126,8 +221,16 @@ def train_group(
                       **stacked_hparams(group, device))
     order = MinibatchOrder(group.seeds, len(data.train_x), device)
     n = len(data.train_x)
-    steps = n // training.batch_size if training.drop_last else -(-n // training.batch_size)
-    steps = max(steps, 1)
+    batch = min(training.batch_size, n)
+    steps = n // batch if training.drop_last else -(-n // batch)
+    sizes = [min(batch, n - i * batch) for i in range(steps)]
+    step = TrainStep(model, optimizer, order, data, batch, G)
+    if cuda_graphs is None:
+        cuda_graphs = cuda_graphs_default()
+    if cuda_graphs and can_graph(device, model, sizes):
+        run_step = GraphedStep(step, model.generator)
+    else:
+        run_step = step
 
     history: list[Tensor] = []  # per pass: (len(METRICS), G), kept on device until the end
     seconds: list[float] = []
@@ -145,19 +248,10 @@ def train_group(
     seconds.append(0.0)
     for epoch in range(1, training.epochs + 1):
         model.train()
-        perm = order.new_pass()
-        loss_sum = torch.zeros(G, device=device, dtype=torch.float64)
-        for step in range(steps):
-            start = step * training.batch_size
-            xb, yb = order.batch(data.train_x, data.train_y, perm, start,
-                                 min(start + training.batch_size, n), G)
-            output = model(xb, train=True)
-            loss = model.loss(output, yb) + model.penalty()
-            optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            optimizer.step()
-            loss_sum += loss.detach().double()
-        log_pass(loss_sum / steps)
+        step.new_pass(order.new_pass())
+        for size in sizes:
+            run_step(size)
+        log_pass(step.loss_sum / steps)
         # The one host sync of a pass: decide divergence and report progress.
         latest = history[-1].cpu()
         seconds.append(time.perf_counter() - start_time)

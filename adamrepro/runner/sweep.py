@@ -113,5 +113,19 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
         "experiment": exp.name, "scale": scale, "config_digest": config_digest(exp),
         "base_digest": base_digest(base),
         "config": exp.model_dump(), "provenance": provenance(device),
-        "hparam_columns": hparam_cols,
+        "hparam_columns": hparam_cols, "timing": training_time(records),
     })
+
+
+def training_time(records: list[dict]) -> dict:
+    """Wall time of the training, from the runs' own records (so a resumed sweep reports the
+    time its runs took, whichever command trained them): each group's last `seconds` (set-up
+    excluded, every pass and evaluation included), summed over groups."""
+    groups: dict[str, dict] = {}
+    for record in records:
+        last = record["rows"][-1]
+        groups[record["group_id"]] = {"seconds": last["seconds"],
+                                      "device": record["provenance"].get("device")}
+    return {"groups": len(groups),
+            "seconds": round(sum(g["seconds"] for g in groups.values()), 3),
+            "devices": sorted({str(g["device"]) for g in groups.values()})}
