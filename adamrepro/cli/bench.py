@@ -63,7 +63,7 @@ def bench(
                 update={"epochs": passes})})
         target = resolve_device(device.value)
         data = load_data(exp, data_dir or default_data_dir(), target)
-        console = Console(width=None if Console().is_terminal else 120)
+        console = Console(width=None if Console().is_terminal else 160)
         if flops_only:
             console.print(flops_sentence(experiment_flops(exp, data)))
             return
@@ -153,12 +153,13 @@ def _table(result: dict):
     table = Table(title=f"{result['experiment']} ({result['scale']}, {result['dtype']}, "
                         f"{result['threads']} threads); peak {peak['flops_per_s'] / 1e9:.1f} "
                         f"GFLOP/s ({peak['matmul']} matmul)")
-    for name in ("implementation", "runs", "run-passes", "seconds", "run-passes/s",
+    for name in ("implementation", "runs", "run-passes", "seconds", "runs/s", "run-passes/s",
                  "samples/s", "GFLOP/s", "% of peak", "peak memory", "added"):
         table.add_column(name, justify="left" if name == "implementation" else "right")
     for row in result["results"]:
         table.add_row(row["implementation"], str(row["runs"]), str(row["run_passes"]),
-                      f"{row['seconds']:.1f}", f"{row['run_passes_per_s']:.2f}",
+                      f"{row['seconds']:.1f}", f"{row['runs_per_s']:.3g}",
+                      f"{row['run_passes_per_s']:.2f}",
                       f"{row['samples_per_s']:,.0f}", f"{row['flops_per_s'] / 1e9:.2f}",
                       f"{100 * row['fraction_of_peak']:.1f}",
                       f"{row['peak_memory_bytes'] / 2**20:,.0f} MiB",
