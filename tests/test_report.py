@@ -334,3 +334,19 @@ def test_sensitivity_figure_from_a_hand_made_folder(tmp_path):
     written = draw(folder)
     assert [p.name for p in written] == ["sensitivity.png", "sensitivity.pdf"]
     assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_a_verdict_resting_on_a_grid_edge_selection_says_so():
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    # adam's best lr (0.1) is the largest it tried; adagrad's (0.1) lies inside its grid
+    inside = Measured.from_curves(pd.DataFrame(
+        runs("adam", scaled(0.9), lr=0.01) + runs("adam", scaled(0.5), lr=0.1)
+        + runs("adagrad", scaled(2.0), lr=0.01) + runs("adagrad", scaled(1.0), lr=0.1)
+        + runs("adagrad", scaled(3.0), lr=1.0)), name="logreg_mnist")
+    verdict = judge(claim, {"logreg_mnist": inside})
+    assert verdict.status == HOLDS
+    assert verdict.numbers.endswith("caution: selected at a grid edge: adam (lr=0.1)")
+    # with adam's grid extended past its best point, the caution goes
+    wider = Measured.from_curves(pd.concat([inside.curves, pd.DataFrame(
+        runs("adam", scaled(0.8), lr=1.0))]), name="logreg_mnist")
+    assert "caution" not in judge(claim, {"logreg_mnist": wider}).numbers

@@ -55,7 +55,9 @@ def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
             "experiment's tables alone. The cost is the training cost of the experiment's "
             "figure (config `plot.y`) of each method's selected grid point, mean over seeds. "
             "'Mean cost over passes 1-N' is the area under the training curve divided by N. "
-            "A verdict at smoke or quick scale is about that run, not about the paper."),
+            "A verdict at smoke or quick scale is about that run, not about the paper. A "
+            "verdict that compares a method selected at the edge of its grid ends with a "
+            "caution: a wider grid might select another point and change it."),
         Table(("claim", "figure (experiment, scale)", "the paper says", "verdict",
                "numbers", "rule"), tuple(rows)),
     ]

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from adamrepro.report.measures import Measured
 from adamrepro.report.rules import (
+    FAILS,
+    HOLDS,
     NOT_RUN,
     AllOf,
     AsFast,
@@ -132,4 +134,35 @@ def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:
     if missing:
         return Verdict(NOT_RUN, f"no runs of {', '.join(missing)} in {claim.experiment} "
                                 f"(it has {', '.join(sorted(found.methods))})")
-    return claim.rule(found)
+    verdict = claim.rule(found)
+    if verdict.status in (HOLDS, FAILS):
+        caveat = grid_edge_caveat(found, claim.rule.methods)
+        if caveat:
+            verdict = Verdict(verdict.status, f"{verdict.numbers}; {caveat}")
+    return verdict
+
+
+def grid_edge_caveat(found: Measured, methods) -> str:
+    """A verdict that rests on a grid point selected at the edge of its grid is weaker: a
+    wider grid might select another point. Name each such method and value."""
+    best = found.best
+    if "at_grid_edge" not in best.columns:
+        return ""
+    parts = []
+    for method in methods:
+        rows = best[best["method"] == method]
+        if rows.empty:
+            continue
+        row = rows.iloc[0]
+        edges = row["at_grid_edge"]
+        if not isinstance(edges, str) or not edges:
+            continue
+        values = ", ".join(f"{name}={_short(row.get(name))}" for name in edges.split(";"))
+        parts.append(f"{method} ({values})")
+    if not parts:
+        return ""
+    return f"caution: selected at a grid edge: {'; '.join(parts)}"
+
+
+def _short(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
