@@ -85,6 +85,12 @@ def test_provenance_is_recorded(smoke):
         assert meta["provenance"][key]
     assert meta["scale"] == "smoke" and meta["config"]["training"]["epochs"] == 2
     assert "--scale smoke" in meta["provenance"]["command"]
+    # the training time: each group's last recorded `seconds`, summed over the 3 groups
+    curves = pd.read_csv(smoke / "curves.csv")
+    per_group = curves.groupby("method")["seconds"].max()
+    assert meta["timing"]["groups"] == 3 == len(per_group)
+    assert meta["timing"]["seconds"] == pytest.approx(per_group.sum(), abs=0.01)
+    assert meta["timing"]["seconds"] > 0
 
 
 def test_plot_draws_each_optimizer_in_its_color(smoke):
