@@ -11,9 +11,7 @@ method has none) only scales the step, never the units of the accumulator.
 
 from __future__ import annotations
 
-import torch
-
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range
+from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range, zeros_state
 
 
 class Adadelta(GridOptimizer):
@@ -28,8 +26,7 @@ class Adadelta(GridOptimizer):
         )
 
     def _init_state(self, p, state, group):
-        state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["acc_delta"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        zeros_state(p, state, "square_avg", "acc_delta")
 
     def _update(self, p, grad, state, group, lr_t):
         rho = broadcast(group["rho"], p)

@@ -10,9 +10,7 @@ accumulator keeps torch's state name `sum`. PAPER.md Sec. 5: AdaGrad is the limi
 
 from __future__ import annotations
 
-import torch
-
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range
+from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range, zeros_state
 
 
 class Adagrad(GridOptimizer):
@@ -24,7 +22,7 @@ class Adagrad(GridOptimizer):
         )
 
     def _init_state(self, p, state, group):
-        state["sum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        zeros_state(p, state, "sum")
 
     def _update(self, p, grad, state, group, lr_t):
         grad = add_l2(grad, p, group["weight_decay"])

@@ -22,10 +22,16 @@ Reference: D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", IC
 
 from __future__ import annotations
 
-import torch
-
 from adamrepro.optim.averaging import TemporalAveraging, check_averaging
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_betas, check_range
+from adamrepro.optim.base import (
+    GridOptimizer,
+    adam_family_defaults,
+    add_l2,
+    betas_like,
+    broadcast,
+    check_range,
+    zeros_state,
+)
 
 
 class Adam(TemporalAveraging, GridOptimizer):
@@ -41,34 +47,21 @@ class Adam(TemporalAveraging, GridOptimizer):
         lr_decay: str = "none",
         averaging=None,
     ) -> None:
-        check_betas(betas)
-        check_range("eps", eps, 0.0)
-        check_range("weight_decay", weight_decay, 0.0)
         check_range("beta1_decay", beta1_decay, 0.0, 1.0, low_open=True, high_open=False)
         check_averaging(averaging)
         if not isinstance(bias_correction, bool):
             raise ValueError(f"bias_correction must be true or false, got {bias_correction!r}")
-        defaults = dict(
-            lr=lr,
-            betas=tuple(betas),
-            eps=eps,
-            weight_decay=weight_decay,
-            bias_correction=bias_correction,
-            beta1_decay=beta1_decay,
-            lr_decay=lr_decay,
-            averaging=averaging,
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, adam_family_defaults(
+            lr, betas, eps, weight_decay, lr_decay, bias_correction=bias_correction,
+            beta1_decay=beta1_decay, averaging=averaging))
 
     def _init_state(self, p, state, group):
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        zeros_state(p, state, "exp_avg", "exp_avg_sq")
         self._init_average(p, state, group)
 
     def _update(self, p, grad, state, group, lr_t):
         step = state["step"]
-        beta1 = broadcast(group["betas"][0], p)
-        beta2 = broadcast(group["betas"][1], p)
+        beta1, beta2 = betas_like(group, p)
         eps = broadcast(group["eps"], p)
         grad = add_l2(grad, p, group["weight_decay"])
         beta1_t = beta1 * broadcast(group["beta1_decay"], p) ** (step - 1)

@@ -15,9 +15,14 @@ State: `exp_avg` (m_fast, as Adam's m) and `exp_avg_slow`. torch has no counterp
 
 from __future__ import annotations
 
-import torch
-
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_betas, check_range
+from adamrepro.optim.base import (
+    GridOptimizer,
+    adam_family_defaults,
+    add_l2,
+    betas_like,
+    broadcast,
+    zeros_state,
+)
 
 
 class AdamTwoHorizons(GridOptimizer):
@@ -30,22 +35,14 @@ class AdamTwoHorizons(GridOptimizer):
         weight_decay=0.0,
         lr_decay: str = "none",
     ) -> None:
-        check_betas(betas)
-        check_range("eps", eps, 0.0)
-        check_range("weight_decay", weight_decay, 0.0)
-        defaults = dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, lr_decay=lr_decay
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, adam_family_defaults(lr, betas, eps, weight_decay, lr_decay))
 
     def _init_state(self, p, state, group):
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_slow"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        zeros_state(p, state, "exp_avg", "exp_avg_slow")
 
     def _update(self, p, grad, state, group, lr_t):
         step = state["step"]
-        beta1 = broadcast(group["betas"][0], p)
-        beta2 = broadcast(group["betas"][1], p)
+        beta1, beta2 = betas_like(group, p)
         grad = add_l2(grad, p, group["weight_decay"])
         m_fast, m_slow = state["exp_avg"], state["exp_avg_slow"]
         m_fast.mul_(beta1).add_((1 - beta1) * grad)

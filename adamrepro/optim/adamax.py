@@ -18,7 +18,14 @@ from __future__ import annotations
 import torch
 
 from adamrepro.optim.averaging import TemporalAveraging, check_averaging
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_betas, check_range
+from adamrepro.optim.base import (
+    GridOptimizer,
+    adam_family_defaults,
+    add_l2,
+    betas_like,
+    broadcast,
+    zeros_state,
+)
 
 
 class Adamax(TemporalAveraging, GridOptimizer):
@@ -32,28 +39,16 @@ class Adamax(TemporalAveraging, GridOptimizer):
         lr_decay: str = "none",
         averaging=None,
     ) -> None:
-        check_betas(betas)
-        check_range("eps", eps, 0.0)
-        check_range("weight_decay", weight_decay, 0.0)
         check_averaging(averaging)
-        defaults = dict(
-            lr=lr,
-            betas=tuple(betas),
-            eps=eps,
-            weight_decay=weight_decay,
-            lr_decay=lr_decay,
-            averaging=averaging,
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, adam_family_defaults(lr, betas, eps, weight_decay, lr_decay,
+                                                      averaging=averaging))
 
     def _init_state(self, p, state, group):
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_inf"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        zeros_state(p, state, "exp_avg", "exp_inf")
         self._init_average(p, state, group)
 
     def _update(self, p, grad, state, group, lr_t):
-        beta1 = broadcast(group["betas"][0], p)
-        beta2 = broadcast(group["betas"][1], p)
+        beta1, beta2 = betas_like(group, p)
         grad = add_l2(grad, p, group["weight_decay"])
         m, u = state["exp_avg"], state["exp_inf"]
         m.mul_(beta1).add_((1 - beta1) * grad)

@@ -11,9 +11,13 @@ scheduler would do); Loshchilov & Hutter scale it by the schedule multiplier alo
 
 from __future__ import annotations
 
-import torch
-
-from adamrepro.optim.base import GridOptimizer, broadcast, check_betas, check_range
+from adamrepro.optim.base import (
+    GridOptimizer,
+    adam_family_defaults,
+    betas_like,
+    broadcast,
+    zeros_state,
+)
 
 
 class AdamW(GridOptimizer):
@@ -26,22 +30,14 @@ class AdamW(GridOptimizer):
         weight_decay=1e-2,
         lr_decay: str = "none",
     ) -> None:
-        check_betas(betas)
-        check_range("eps", eps, 0.0)
-        check_range("weight_decay", weight_decay, 0.0)
-        defaults = dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, lr_decay=lr_decay
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, adam_family_defaults(lr, betas, eps, weight_decay, lr_decay))
 
     def _init_state(self, p, state, group):
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        zeros_state(p, state, "exp_avg", "exp_avg_sq")
 
     def _update(self, p, grad, state, group, lr_t):
         step = state["step"]
-        beta1 = broadcast(group["betas"][0], p)
-        beta2 = broadcast(group["betas"][1], p)
+        beta1, beta2 = betas_like(group, p)
         p.mul_(1 - lr_t * broadcast(group["weight_decay"], p))
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.mul_(beta1).add_((1 - beta1) * grad)

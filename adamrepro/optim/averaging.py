@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from adamrepro.optim.base import HyperValue, broadcast, check_range, is_zero
+from adamrepro.optim.base import HyperValue, broadcast, check_range, is_zero, zeros_state
 
 
 def check_averaging(averaging: HyperValue | None) -> None:
@@ -38,7 +38,7 @@ class TemporalAveraging:
     def _init_average(self, p: Tensor, state: dict, group: dict) -> None:
         averaging = group.get("averaging")
         if averaging is not None and not is_zero(averaging):
-            state["param_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            zeros_state(p, state, "param_avg")
 
     def _update_average(self, p: Tensor, state: dict, group: dict) -> None:
         if "param_avg" in state:

@@ -83,6 +83,27 @@ def check_betas(betas, high_open: bool = True) -> tuple[HyperValue, HyperValue]:
     return betas[0], betas[1]
 
 
+def adam_family_defaults(lr, betas, eps, weight_decay, lr_decay: str, **more) -> dict:
+    """Validate what every Adam variant takes, (β1, β2), ε and an L2 or decoupled decay, and
+    collect it with the variant's own (already validated) settings `more` as its defaults."""
+    check_betas(betas)
+    check_range("eps", eps, 0.0)
+    check_range("weight_decay", weight_decay, 0.0)
+    return dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                lr_decay=lr_decay, **more)
+
+
+def zeros_state(p: Tensor, state: dict, *names: str) -> None:
+    """Buffers shaped like `p`, starting at zero (moment estimates, accumulators)."""
+    for name in names:
+        state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def betas_like(group: dict, p: Tensor) -> tuple[HyperValue, HyperValue]:
+    """(β1, β2) of `group`, each shaped to broadcast over `p`."""
+    return broadcast(group["betas"][0], p), broadcast(group["betas"][1], p)
+
+
 def check_lr_decay(lr_decay: str) -> None:
     if lr_decay not in LR_DECAYS:
         raise ValueError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {lr_decay!r}")

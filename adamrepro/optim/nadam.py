@@ -16,7 +16,15 @@ from __future__ import annotations
 
 import torch
 
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_betas, check_range
+from adamrepro.optim.base import (
+    GridOptimizer,
+    adam_family_defaults,
+    add_l2,
+    betas_like,
+    broadcast,
+    check_range,
+    zeros_state,
+)
 
 
 class NAdam(GridOptimizer):
@@ -30,19 +38,9 @@ class NAdam(GridOptimizer):
         momentum_decay=4e-3,
         lr_decay: str = "none",
     ) -> None:
-        check_betas(betas)
-        check_range("eps", eps, 0.0)
-        check_range("weight_decay", weight_decay, 0.0)
         check_range("momentum_decay", momentum_decay, 0.0)
-        defaults = dict(
-            lr=lr,
-            betas=tuple(betas),
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum_decay=momentum_decay,
-            lr_decay=lr_decay,
-        )
-        super().__init__(params, defaults)
+        super().__init__(params, adam_family_defaults(lr, betas, eps, weight_decay, lr_decay,
+                                                      momentum_decay=momentum_decay))
 
     def _init_state(self, p, state, group):
         per_run = [
@@ -50,13 +48,11 @@ class NAdam(GridOptimizer):
         ]
         shape = torch.broadcast_shapes(*(getattr(value, "shape", ()) for value in per_run))
         state["mu_product"] = torch.ones(shape, dtype=p.dtype, device=p.device)
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        zeros_state(p, state, "exp_avg", "exp_avg_sq")
 
     def _update(self, p, grad, state, group, lr_t):
         step = state["step"]
-        beta1 = broadcast(group["betas"][0], p)
-        beta2 = broadcast(group["betas"][1], p)
+        beta1, beta2 = betas_like(group, p)
         momentum_decay = broadcast(group["momentum_decay"], p)
         grad = add_l2(grad, p, group["weight_decay"])
         mu = beta1 * (1 - 0.5 * 0.96 ** (step * momentum_decay))

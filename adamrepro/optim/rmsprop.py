@@ -13,9 +13,7 @@ Adam without bias correction is the variant with momentum on the raw gradient (S
 
 from __future__ import annotations
 
-import torch
-
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range, is_zero
+from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range, is_zero, zeros_state
 
 
 class RMSprop(GridOptimizer):
@@ -44,9 +42,9 @@ class RMSprop(GridOptimizer):
         super().__init__(params, defaults)
 
     def _init_state(self, p, state, group):
-        state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        zeros_state(p, state, "square_avg")
         if not is_zero(group["momentum"]):
-            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            zeros_state(p, state, "momentum_buffer")
 
     def _update(self, p, grad, state, group, lr_t):
         alpha = broadcast(group["alpha"], p)

@@ -10,9 +10,7 @@ keeps torch's name `momentum_buffer`.
 
 from __future__ import annotations
 
-import torch
-
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range
+from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range, zeros_state
 
 
 class SGDNesterov(GridOptimizer):
@@ -25,7 +23,7 @@ class SGDNesterov(GridOptimizer):
         )
 
     def _init_state(self, p, state, group):
-        state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        zeros_state(p, state, "momentum_buffer")
 
     def _update(self, p, grad, state, group, lr_t):
         momentum = broadcast(group["momentum"], p)
