@@ -1,7 +1,8 @@
 # Common jobs. Variables: SCALE (smoke|quick|paper), OUT (results folder), DEVICE, DATA.
 PYTHON ?= python
 SCALE ?= paper
-OUT ?= results
+# paper-scale results live in results/ (committed); other scales in results/<scale>/
+OUT ?= $(if $(filter paper,$(SCALE)),results,results/$(SCALE))
 DEVICE ?= auto
 DATA ?= $(or $(ADAMREPRO_DATA),$(HOME)/.cache/adamrepro/data)
 EXPERIMENTS := $(basename $(notdir $(wildcard configs/*.yaml)))

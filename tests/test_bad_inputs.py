@@ -83,6 +83,7 @@ CASES = [
     ("corrupt-data", GOOD, ["@corrupt-data"], "is corrupt (MD5 mismatch"),
     ("unwritable-out", GOOD, ["@out-under-a-file"], "is not a writable folder"),
     ("other-config-results", setitem("model.l2", 1e-3), ["@used-out"], "different logreg_mnist"),
+    ("other-scale-results", GOOD, ["@used-out", "--scale", "quick"], "holds smoke-scale results"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("no-cuda", GOOD, ["--device", "cuda"], "no CUDA device"))

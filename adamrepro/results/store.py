@@ -69,19 +69,27 @@ class ResultStore:
                 f"--out to a writable folder"
             )
 
-    def check_owner(self, digest: str, force: bool) -> None:
-        """Refuse to mix into a folder written by a different config (unless forced)."""
+    def check_owner(self, digest: str, scale: str, force: bool) -> None:
+        """Refuse to mix into a folder written by a different config, or to replace its
+        tables with another scale's (unless forced): a quick run must not silently
+        overwrite paper-scale results."""
         path = self.root / "config.json"
         if force or not path.exists():
             return
         try:
-            previous = json.loads(path.read_text()).get("base_digest")
+            previous = json.loads(path.read_text())
         except (OSError, ValueError):
-            previous = None
-        if previous != digest:
+            previous = {}
+        if previous.get("base_digest") != digest:
             raise UserError(
                 f"{self.root} holds results of a different {self.root.name} config; pass --out "
                 f"to another folder, or --force to add to it (runs are keyed by their settings)"
+            )
+        if previous.get("scale", scale) != scale:
+            raise UserError(
+                f"{self.root} holds {previous['scale']}-scale results; write {scale}-scale ones "
+                f"to another folder (e.g. --out results/{scale}), or pass --force to replace "
+                f"its tables with them"
             )
 
     def prepare(self) -> None:

@@ -54,7 +54,7 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     exp = base.at_scale(scale, seeds)
     store = ResultStore(out, exp.name)
     store.check_writable()
-    store.check_owner(base_digest(base), force)
+    store.check_owner(base_digest(base), scale, force)
     groups = plan(exp)
     todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
     if todo:
