@@ -109,6 +109,11 @@ class Experiment(Frozen):
             update["seeds"] = seeds
         return self.model_copy(update=update)
 
+    def with_epochs(self, epochs: int) -> Experiment:
+        """The same experiment trained for `epochs` passes."""
+        return self.model_copy(update={"training": self.training.model_copy(
+            update={"epochs": epochs})})
+
 
 def _location(err: dict) -> str:
     return ".".join(str(part) for part in err["loc"]) or "(top level)"
@@ -147,11 +152,34 @@ def _check_registries(exp: Experiment, where: str) -> None:
                 build(method.optimizer, [torch.zeros(1, requires_grad=True)], **point)
             except (ValueError, TypeError) as err:
                 raise UserError(f"{where}: {key}: {err}") from None
+            # The runner hands every value over in the training dtype: check it as the runner
+            # will see it (in float32, beta2 = 0.99999999 becomes 1.0).
+            dtype = getattr(torch, exp.training.dtype)
+            try:
+                build(method.optimizer, [torch.zeros(1, dtype=dtype, requires_grad=True)],
+                      **_in_dtype(point, dtype))
+            except ValueError as err:
+                raise UserError(f"{where}: {key}: {err} once rounded to training.dtype "
+                                f"{exp.training.dtype}") from None
         MODELS[model].options({**{k: v for k, v in exp.model.items() if k != "name"},
                                **method.model}, f"{where}: {key}.model")
     DATASETS[dataset].options(
         {k: v for k, v in exp.dataset.items() if k != "name"}, f"{where}: dataset"
     )
+
+
+def _in_dtype(point: dict, dtype) -> dict:
+    """Numbers (alone or in pairs) as the one-run tensors of `dtype` the runner makes."""
+    import torch
+
+    def convert(value):
+        if isinstance(value, (list, tuple)):
+            return tuple(convert(v) for v in value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return torch.tensor([float(value)], dtype=dtype)
+        return value
+
+    return {name: convert(value) for name, value in point.items()}
 
 
 def parse_experiment(raw: Any, where: str) -> Experiment:

@@ -83,6 +83,8 @@ CASES = [
     ("corrupt-data", GOOD, ["@corrupt-data"], "is corrupt (MD5 mismatch"),
     ("unwritable-out", GOOD, ["@out-under-a-file"], "is not a writable folder"),
     ("other-config-results", setitem("model.l2", 1e-3), ["@used-out"], "different logreg_mnist"),
+    ("beta2-rounds-to-1", setitem("methods.adam.hparams.betas", [0.9, 0.99999999]), [],
+     "once rounded to training.dtype float32"),
     ("other-scale-results", GOOD, ["@used-out", "--scale", "quick"], "holds smoke-scale results"),
 ]
 if not torch.cuda.is_available():

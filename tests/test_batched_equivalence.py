@@ -25,10 +25,10 @@ from adamrepro.bench.reference import (
     build_reference_optimizer,
     train_run,
 )
-from adamrepro.bench.timing import load_data
 from adamrepro.config import MethodSpec, parse_experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.optim import OPTIMIZERS
+from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import METRICS, train_group
 from adamrepro.runner.plan import Group, plan
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adamrepro.bench.timing import load_data
 from adamrepro.config import parse_experiment
 from adamrepro.optim import OPTIMIZERS, build
+from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import (
     METRICS,
     GraphedStep,
@@ -83,10 +83,11 @@ def test_graphed_steps_never_sync_with_the_host(data_dir):
     data = load_data(exp, data_dir, CUDA)
     (group,) = plan(exp)
     model = build_model(exp, group, data, CUDA)
-    optimizer = build(group.optimizer, list(model.parameters()), **stacked_hparams(group, CUDA))
+    optimizer = build(group.optimizer, list(model.parameters()),
+                      **stacked_hparams(group, CUDA, torch.float32))
     order = MinibatchOrder(group.seeds, len(data.train_x), CUDA)
     step = TrainStep(model, optimizer, order, data, 128, group.size)
-    graphed = GraphedStep(step, model.generator)
+    graphed = GraphedStep(step)
     step.new_pass(order.new_pass())
     for _ in range(GraphedStep.WARMUP + 1):  # warm-up, then the capture
         graphed(128)

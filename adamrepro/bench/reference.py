@@ -37,7 +37,7 @@ from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.models import MODELS
 from adamrepro.models.base import INIT_STREAM, init_weight, seeded_generator
-from adamrepro.optim import OPTIMIZERS
+from adamrepro.optim import OPTIMIZERS, build
 from adamrepro.runner.group import METRICS, MinibatchOrder, RunCurve
 from adamrepro.runner.plan import RunSpec
 
@@ -201,9 +201,7 @@ def build_reference_optimizer(name: str, hparams: dict, params) -> tuple[
             elif lr_decay != "none":
                 raise ValueError(f"unknown lr_decay {lr_decay!r}")
             return optimizer, scheduler, True
-    if "betas" in hparams:
-        hparams["betas"] = tuple(hparams["betas"])
-    return OPTIMIZERS[name](params, lr_decay=lr_decay, **hparams), None, False
+    return build(name, params, lr_decay=lr_decay, **hparams), None, False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,10 +38,9 @@ import torch
 
 from adamrepro.bench.reference import train_run
 from adamrepro.config import Experiment
-from adamrepro.data import DATASETS
 from adamrepro.data.base import TensorDataset
 from adamrepro.models.base import StackedLinear
-from adamrepro.runner.group import METRICS, RunCurve, build_model, train_group
+from adamrepro.runner.group import METRICS, RunCurve, build_model, step_sizes, train_group
 from adamrepro.runner.plan import Group, RunSpec, plan
 
 # Every pass of every run at the small scales; at paper scale the reference (the slow thing
@@ -55,13 +54,6 @@ REFERENCE_PASSES = {"smoke": None, "quick": None, "paper": 2}
 CHECK_RTOL = {"float32": 1e-4, "float64": 1e-9}
 CHECK_ATOL = {"float32": 1e-6, "float64": 1e-12}
 CHECK_METRICS = METRICS[:3]  # the losses; accuracy may flip by one sample in float32
-
-
-def load_data(exp: Experiment, data_dir: Path, device: torch.device) -> TensorDataset:
-    """The experiment's data (at its scale) on `device`, as the runner trains on it."""
-    module = DATASETS[exp.dataset["name"]]
-    opts = module.options(dict(exp.dataset), "dataset")
-    return module.load(opts, Path(data_dir)).to(device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,16 +73,6 @@ def linear_layers(exp: Experiment, group: Group, data: TensorDataset) -> list[tu
     return [(m.weight.shape[1], m.weight.shape[2]) for m in layers]
 
 
-def steps_per_pass(exp: Experiment, n: int) -> int:
-    batch = exp.training.batch_size
-    return max(n // batch if exp.training.drop_last else -(-n // batch), 1)
-
-
-def samples_per_pass(exp: Experiment, n: int) -> int:
-    batch = exp.training.batch_size
-    return min(steps_per_pass(exp, n) * batch, n)
-
-
 @dataclass(frozen=True)
 class FlopCount:
     """Matmul FLOPs of one run (see the module docstring for what is counted)."""
@@ -108,12 +90,12 @@ def flop_count(exp: Experiment, group: Group, data: TensorDataset) -> FlopCount:
     n_train, n_test = len(data.train_x), len(data.test_x)
     macs = sum(fan_in * fan_out for fan_in, fan_out in layers)
     first = layers[0][0] * layers[0][1]
-    batch = samples_per_pass(exp, n_train) / steps_per_pass(exp, n_train)  # mean batch size
+    sizes = step_sizes(exp.training, n_train)
+    batch = sum(sizes) / len(sizes)  # mean batch size
     forward = 2 * macs
     backward = 2 * macs + 2 * (macs - first)
     train_step = round(batch * (forward + backward))
-    return FlopCount(train_step, train_step * steps_per_pass(exp, n_train),
-                     (n_train + n_test) * forward)
+    return FlopCount(train_step, train_step * len(sizes), (n_train + n_test) * forward)
 
 
 def experiment_flops(exp: Experiment, data: TensorDataset) -> dict:
@@ -128,7 +110,7 @@ def experiment_flops(exp: Experiment, data: TensorDataset) -> dict:
     return {
         "experiment": exp.name,
         "passes": exp.training.epochs,
-        "steps_per_pass": steps_per_pass(exp, len(data.train_x)),
+        "steps_per_pass": len(step_sizes(exp.training, len(data.train_x))),
         "runs": sum(m["runs"] for m in per_method.values()),
         "total_flops": sum(m["flops"] for m in per_method.values()),
         "methods": per_method,
@@ -276,6 +258,12 @@ def _timed(device: torch.device, memory: PeakMemory, work: Callable[[], list[Run
     return curves, time.perf_counter() - start, (memory.read(), baseline)
 
 
+def batched_passes(curves: list[RunCurve]) -> list[int]:
+    """The passes each run of a batched group computed: a diverged run stops being recorded,
+    not being computed, so every run computed as many as the group's longest curve."""
+    return [max(len(c.rows) - 1 for c in curves)] * len(curves)
+
+
 def has_dropout(group: Group) -> bool:
     return any(key.endswith("dropout") and value for key, value in group.model.items())
 
@@ -323,7 +311,8 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         reference_passes = REFERENCE_PASSES.get(scale)
     ref_passes = min(reference_passes or epochs, epochs)
     n_train = len(data.train_x)
-    per_pass = samples_per_pass(exp, n_train)
+    sizes = step_sizes(exp.training, n_train)
+    per_pass = sum(sizes)
     dtype = getattr(torch, exp.training.dtype)
 
     peak = measure_peak_flops(device, dtype)
@@ -336,8 +325,7 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
 
     grid_passes = sum(g.size for g in groups) * epochs
     # The eager batched loop gets the reference's passes: its speed is per run-pass too.
-    eager_exp = exp.model_copy(update={"training": exp.training.model_copy(
-        update={"epochs": ref_passes})})
+    eager_exp = exp.with_epochs(ref_passes)
     totals = {"batched": grid_passes, "eager": sum(g.size for g in groups) * ref_passes,
               "reference": sum(min(reference_runs or g.size, g.size) for g in groups)
               * ref_passes}
@@ -345,8 +333,9 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     def reference_pass(epoch: int) -> None:
         on_progress("reference", 1, totals["reference"])
 
+    counts = {g.group_id: flop_count(exp, g, data) for g in groups}
     for group in groups:
-        count = flop_count(exp, group, data)
+        count = counts[group.group_id]
 
         def progress(epoch: int, size: int = group.size, what: str = "batched") -> None:
             on_progress(what, size, totals[what])
@@ -354,17 +343,15 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         curves, seconds, peak_bytes = _timed(
             device, memory, lambda group=group, progress=progress: train_group(
                 exp, group, data, progress))
-        computed = [len(c.rows) - 1 for c in curves]
-        # a diverged run stops being recorded, not being computed: the group goes on
-        computed = [max(computed)] * group.size
-        batched.add(list(group.runs), curves, seconds, computed, count, per_pass, peak_bytes)
+        batched.add(list(group.runs), curves, seconds, batched_passes(curves), count, per_pass,
+                    peak_bytes)
         if eager is not None:  # the same batched loop without CUDA graphs: what graphs buy
             curves, seconds, peak_bytes = _timed(
                 device, memory, lambda group=group, progress=progress: train_group(
                     eager_exp, group, data, lambda epoch: progress(epoch, what="eager"),
                     cuda_graphs=False))
-            eager.add(list(group.runs), curves, seconds, [max(len(c.rows) - 1 for c in curves)]
-                      * group.size, count, per_pass, peak_bytes)
+            eager.add(list(group.runs), curves, seconds, batched_passes(curves), count,
+                      per_pass, peak_bytes)
 
         chosen = list(group.runs[: reference_runs or group.size])
         curves, seconds, peak_bytes = _timed(device, memory, lambda chosen=chosen: [
@@ -395,7 +382,7 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         "dtype": exp.training.dtype,
         "threads": torch.get_num_threads(),
         "grid": {"runs": batched.runs, "groups": [g.size for g in groups], "passes": epochs,
-                 "steps_per_pass": steps_per_pass(exp, n_train),
+                 "steps_per_pass": len(sizes),
                  "batch_size": exp.training.batch_size, "train_size": n_train,
                  "test_size": len(data.test_x)},
         "reference_subset": {
@@ -411,6 +398,6 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         "results": rows,
         "peak": peak,
         "memory_kind": memory.kind,
-        "flops_per_run": {g.method: asdict(flop_count(exp, g, data)) for g in groups},
+        "flops_per_run": {g.method: asdict(counts[g.group_id]) for g in groups},
         "check": check,
     }

@@ -49,8 +49,9 @@ def bench(
     import torch
     from rich.console import Console
 
-    from adamrepro.bench.timing import experiment_flops, flops_sentence, load_data
+    from adamrepro.bench.timing import experiment_flops, flops_sentence
     from adamrepro.results.store import atomic_write
+    from adamrepro.runner.executors import load_data
     from adamrepro.runner.sweep import resolve_device
 
     threads_before = torch.get_num_threads()
@@ -59,8 +60,7 @@ def bench(
     try:
         exp = load_experiment(resolve_config_arg(experiment)).at_scale(scale.value)
         if passes is not None and passes < exp.training.epochs:
-            exp = exp.model_copy(update={"training": exp.training.model_copy(
-                update={"epochs": passes})})
+            exp = exp.with_epochs(passes)
         target = resolve_device(device.value)
         data = load_data(exp, data_dir or default_data_dir(), target)
         console = Console(width=None if Console().is_terminal else 160)

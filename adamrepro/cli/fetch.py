@@ -20,9 +20,11 @@ def fetch(
     from adamrepro.data import DATASETS
     from adamrepro.data.download import default_data_dir
 
+    names = datasets or list(DATASETS)
+    unknown = ", ".join(repr(name) for name in names if name not in DATASETS)
+    if unknown:  # checked before any download: a typo must not wait for the others
+        raise UserError(f"unknown dataset {unknown}; known: {', '.join(DATASETS)}")
     folder = data_dir or default_data_dir()
-    for name in datasets or list(DATASETS):
-        if name not in DATASETS:
-            raise UserError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    for name in names:
         path = DATASETS[name].fetch(folder)
         typer.echo(f"{name:10s} {path}")

@@ -16,12 +16,13 @@ def plot(
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
 ) -> None:
     """Draw each experiment's figures (PNG and PDF) into <out>/<experiment>/."""
-    from adamrepro.figures import sensitivity
-    from adamrepro.figures.curves import draw
+    from adamrepro.figures import curves, sensitivity
+    from adamrepro.results.store import read_results
 
     names = experiments or sorted(p.parent.name for p in out.glob("*/curves.csv"))
     if not names:
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
     for name in names:
-        for path in [*draw(out / name), *sensitivity.draw(out / name)]:
+        tables = read_results(out / name)
+        for path in [*curves.draw(out / name, tables), *sensitivity.draw(out / name, tables)]:
             typer.echo(f"wrote {path}")

@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -46,6 +45,7 @@ from adamrepro.config import Frozen, options_model
 from adamrepro.data.base import TensorDataset
 from adamrepro.data.download import ensure_file, extract_tar
 from adamrepro.errors import UserError
+from adamrepro.results.store import atomic_file
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 ARCHIVE = "aclImdb_v1.tar.gz"
@@ -178,16 +178,8 @@ def _build(files: dict[str, list]) -> dict:
 
 def _save_atomically(bow: dict, path: Path) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(bow, f)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared data
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_file(path, "wb") as f:
+            torch.save(bow, f)
     except OSError as err:  # a read-only data folder still trains, it just re-tokenizes
         warnings.warn(f"IMDB: could not cache the bag-of-words in {path} ({err}); "
                       f"it will be rebuilt next time", stacklevel=3)

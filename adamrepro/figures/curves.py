@@ -4,7 +4,6 @@ and test accuracy beside it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -13,20 +12,11 @@ matplotlib.use("Agg")  # files only; no display is ever needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from adamrepro.errors import UserError  # noqa: E402
 from adamrepro.figures.palette import BAND_ALPHA, style  # noqa: E402
+from adamrepro.results.store import Tables, read_results  # noqa: E402
 
 Y_LABELS = {"train_loss": "training cost (mean minibatch loss of the pass)",
             "train_loss_full": "training cost (full training set)"}
-
-
-def read_results(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    paths = [folder / name for name in ("curves.csv", "best.csv", "config.json")]
-    for path in paths:
-        if not path.exists():
-            raise UserError(f"{path} is missing; run 'adamrepro run {folder.name}' first")
-    curves, best = pd.read_csv(paths[0]), pd.read_csv(paths[1])
-    return curves, best, json.loads(paths[2].read_text())
 
 
 def band(frame: pd.DataFrame, column: str, kind: str) -> pd.DataFrame:
@@ -54,8 +44,9 @@ def save_figure(fig, folder: Path, stem: str) -> list[Path]:
     return written
 
 
-def draw(folder: Path) -> list[Path]:
-    curves, best, meta = read_results(folder)
+def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+    """curves.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
+    curves, best, meta = tables or read_results(folder)
     plot_cfg = meta["config"]["plot"]
     y = plot_cfg["y"]
     fig, (ax_cost, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -17,9 +17,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
-from adamrepro.figures.curves import read_results, save_figure  # noqa: E402
+from adamrepro.figures.curves import save_figure  # noqa: E402
 from adamrepro.figures.palette import style  # noqa: E402
 from adamrepro.results.select import point_summary  # noqa: E402
+from adamrepro.results.store import Tables, read_results  # noqa: E402
 
 LOG_Y_SPAN = 10.0  # log y-axis once the finite costs span more than this factor
 
@@ -42,7 +43,7 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
             finite = at_lr.dropna(subset=["cost"])
             chosen = finite.loc[finite["cost"].idxmin()] if len(finite) else at_lr.iloc[0]
             rows.append({"method": method, "optimizer": chosen["optimizer"], "lr": lr,
-                         "cost": chosen["cost"] if len(finite) else np.nan,
+                         "cost": chosen["cost"],  # NaN where none is finite
                          "point_id": chosen["point_id"],
                          **{c: chosen[c] for c in others[method]}})
     table = pd.DataFrame(rows)
@@ -65,8 +66,9 @@ def caption(meta: dict, others: dict) -> str:
     return text
 
 
-def draw(folder: Path) -> list[Path]:
-    curves, best, meta = read_results(folder)
+def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+    """sensitivity.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
+    curves, best, meta = tables or read_results(folder)
     table, others = sensitivity_table(curves, meta)
     fig, ax = plt.subplots(figsize=(7, 4.8))
     ax.set_xscale("log")

@@ -66,6 +66,12 @@ def dropout(x: Tensor, rate: float, generator: torch.Generator | None) -> Tensor
     return x * keep / (1.0 - rate)
 
 
+def shared_input(x: Tensor) -> bool:
+    """True for G > 1 runs that see the same inputs as a stride-0 view (the runner's
+    `expand` when every run shares a minibatch order, and in evaluation)."""
+    return x.shape[0] > 1 and x.stride(0) == 0
+
+
 class BatchedModel(nn.Module):
     """The interface the runner relies on; subclasses set layers in `__init__`."""
 
@@ -77,8 +83,12 @@ class BatchedModel(nn.Module):
         raise NotImplementedError
 
     def cast(self, x: Tensor) -> Tensor:
-        """Stored features (uint8 pixels or counts, float32) in the parameters' dtype."""
-        return x.to(next(self.parameters()).dtype)
+        """Stored features (uint8 pixels or counts, float32) in the parameters' dtype; one
+        input shared by all G runs is cast once, not G times, and stays a stride-0 view."""
+        dtype = next(self.parameters()).dtype
+        if shared_input(x):
+            return x[:1].to(dtype).expand(x.shape)
+        return x.to(dtype)
 
     def loss(self, output: Tensor, y: Tensor) -> Tensor:
         """Mean data loss per run, shape (G,). Default: softmax cross-entropy."""

@@ -14,11 +14,16 @@ from typing import Literal
 
 import torch.nn.functional as F
 from pydantic import Field
-from torch import Tensor
 
 from adamrepro.config import Frozen, options_model
 from adamrepro.errors import UserError
-from adamrepro.models.base import BatchedModel, StackedLinear, dropout, l2_penalty
+from adamrepro.models.base import (
+    BatchedModel,
+    StackedLinear,
+    dropout,
+    l2_penalty,
+    shared_input,
+)
 
 
 class Options(Frozen):
@@ -32,12 +37,6 @@ class Options(Frozen):
 
 def options(values: dict, where: str) -> Options:
     return options_model(Options, values, where)
-
-
-def _shared(x: Tensor) -> bool:
-    """True for G > 1 runs that see the same inputs as a stride-0 view (the runner's
-    `expand` when every run shares a minibatch order, and in evaluation)."""
-    return x.shape[0] > 1 and x.stride(0) == 0
 
 
 class LogReg(BatchedModel):
@@ -56,14 +55,10 @@ class LogReg(BatchedModel):
                                     opts.init_scale, layer_index=0)
 
     def forward(self, x, train):
-        x = x.flatten(2)
-        if _shared(x):  # one minibatch for all G runs: cast it once, not G times
-            x = self.cast(x[:1]).expand(x.shape)
-        else:
-            x = self.cast(x)
+        x = self.cast(x.flatten(2))
         if train:
             x = dropout(x, self.opts.input_dropout, self.generator)
-        if _shared(x):
+        if shared_input(x):
             # Still one input for every run (evaluation, or no dropout): a single
             # (B, D)·(D, G·outputs) matmul instead of G matmuls over G copies of the input.
             weight = self.linear.weight

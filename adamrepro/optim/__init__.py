@@ -34,8 +34,6 @@ def build(name: str, params, **hparams):
     """Make the optimizer called `name`; invalid names or values raise ValueError."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
-    if isinstance(hparams.get("betas"), list):  # YAML gives lists; torch keeps tuples
-        hparams["betas"] = tuple(hparams["betas"])
     try:
         return OPTIMIZERS[name](params, **hparams)
     except TypeError as err:  # an unexpected keyword is a bad hyperparameter name

@@ -75,12 +75,11 @@ def check_range(
             raise ValueError(f"{name} must lie in {lo}{low}, {high}{hi}, got {v}")
 
 
-def check_betas(betas, high_open: bool = True) -> tuple[HyperValue, HyperValue]:
+def check_betas(betas) -> None:
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    check_range("betas[0]", betas[0], 0.0, 1.0, high_open=high_open)
-    check_range("betas[1]", betas[1], 0.0, 1.0, high_open=high_open)
-    return betas[0], betas[1]
+    check_range("betas[0]", betas[0], 0.0, 1.0)
+    check_range("betas[1]", betas[1], 0.0, 1.0)
 
 
 def adam_family_defaults(lr, betas, eps, weight_decay, lr_decay: str, **more) -> dict:

@@ -79,13 +79,6 @@ def _hparams(values: dict, edges: frozenset = frozenset()) -> str:
                      for k, v in values.items()) or "-"
 
 
-def _grid_edges(found: Measured, method: str, row: pd.Series, cols: list[str]) -> frozenset:
-    """Searched columns whose selected value is the smallest or largest of 3+ grid values."""
-    grid = found.curves[found.curves["method"] == method]
-    return frozenset(c for c in cols if grid[c].nunique() >= 3
-                     and row[c] in (grid[c].min(), grid[c].max()))
-
-
 def results_table(found: Measured) -> Table:
     config = found.meta["config"]
     metric = config["selection"]["metric"]
@@ -102,7 +95,7 @@ def results_table(found: Measured) -> Table:
                          _hparams(fixed), "-", "-", "-", "-"))
             continue
         row = chosen.iloc[0]
-        edges = _grid_edges(found, method, row, searched_cols)
+        edges = frozenset(found.grid_edges(method))
         rows.append((method, _hparams({c: row[c] for c in searched_cols}, edges),
                      _hparams(fixed),
                      _value(row, metric), _value(row, "test_loss"),

@@ -145,19 +145,13 @@ def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:
 def grid_edge_caveat(found: Measured, methods) -> str:
     """A verdict that rests on a grid point selected at the edge of its grid is weaker: a
     wider grid might select another point. Name each such method and value."""
-    best = found.best
-    if "at_grid_edge" not in best.columns:
-        return ""
     parts = []
     for method in methods:
-        rows = best[best["method"] == method]
-        if rows.empty:
+        edges = found.grid_edges(method)
+        if not edges:
             continue
-        row = rows.iloc[0]
-        edges = row["at_grid_edge"]
-        if not isinstance(edges, str) or not edges:
-            continue
-        values = ", ".join(f"{name}={_short(row.get(name))}" for name in edges.split(";"))
+        row = found.best[found.best["method"] == method].iloc[0]
+        values = ", ".join(f"{name}={_short(row.get(name))}" for name in edges)
         parts.append(f"{method} ({values})")
     if not parts:
         return ""

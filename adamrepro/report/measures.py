@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from adamrepro.results.select import select_best
+from adamrepro.results.store import read_results
 
 CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)  # fractions of the passes at which curves are compared
 
@@ -31,8 +32,6 @@ class Measured:
 
     @classmethod
     def load(cls, folder: Path) -> Measured:
-        from adamrepro.figures.curves import read_results
-
         curves, best, meta = read_results(folder)
         return cls(folder.name, curves, best, meta)
 
@@ -67,12 +66,21 @@ class Measured:
         curves = self.curves
         return curves[(curves["method"] == method) & (curves["point_id"] == point)]
 
-    def curve(self, method: str, column: str | None = None) -> pd.Series | None:
+    def curve(self, method: str) -> pd.Series | None:
         """Mean over seeds at every pass (passes without a value dropped)."""
         runs = self.best_runs(method)
         if runs is None:
             return None
-        return runs.groupby("epoch")[column or self.cost].mean().dropna()
+        return runs.groupby("epoch")[self.cost].mean().dropna()
+
+    def grid_edges(self, method: str) -> list[str]:
+        """The searched hyperparameters whose selected value is the smallest or largest of
+        the method's grid (best.csv `at_grid_edge`, written by results/select.py)."""
+        if "at_grid_edge" not in self.best.columns:
+            return []
+        chosen = self.best[self.best["method"] == method]
+        edges = chosen["at_grid_edge"].iloc[0] if len(chosen) else None
+        return edges.split(";") if isinstance(edges, str) and edges else []
 
 
 def checkpoint_passes(passes: int) -> list[int]:

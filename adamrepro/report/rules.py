@@ -20,6 +20,7 @@ import pandas as pd
 
 from adamrepro.report.measures import (
     Measured,
+    cell_costs,
     checkpoint_passes,
     cost_at,
     cost_by_time,
@@ -70,18 +71,27 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Beats(Rule):
-    """A's mean (or final) cost is below B's by more than `margin`, relative to B's."""
+class _Pair(Rule):
+    """A rule comparing method `a` with method `b`."""
 
     a: str
     b: str
-    margin: float = 0.05
-    measure: str = "mean"  # "mean": over passes 1..passes (all if None); "final": last pass
-    passes: int | None = None
 
     @property
     def methods(self) -> tuple[str, ...]:
         return (self.a, self.b)
+
+    def _numbers(self, label: str, va: float, vb: float) -> str:
+        return f"{label}: {self.a} {num(va)}, {self.b} {num(vb)}{relative(va, vb)}"
+
+
+@dataclass(frozen=True)
+class Beats(_Pair):
+    """A's mean (or final) cost is below B's by more than `margin`, relative to B's."""
+
+    margin: float = 0.05
+    measure: str = "mean"  # "mean": over passes 1..passes (all if None); "final": last pass
+    passes: int | None = None
 
     def _label(self, last: int | str) -> str:
         if self.measure == "final":
@@ -97,23 +107,16 @@ class Beats(Rule):
             va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
         else:
             va, vb = mean_cost(measured, self.a, last), mean_cost(measured, self.b, last)
-        return judged(va < (1 - self.margin) * vb, f"{self._label(last)}: {self.a} {num(va)}, "
-                                                   f"{self.b} {num(vb)}{relative(va, vb)}")
+        return judged(va < (1 - self.margin) * vb, self._numbers(self._label(last), va, vb))
 
 
 @dataclass(frozen=True)
-class AsFast(Rule):
+class AsFast(_Pair):
     """A's cost is at most (1 + tol) x B's (two-sided: within +-tol) at 25/50/75/100% of the
     passes."""
 
-    a: str
-    b: str
     tol: float = 0.10
     two_sided: bool = False
-
-    @property
-    def methods(self) -> tuple[str, ...]:
-        return (self.a, self.b)
 
     def describe(self) -> str:
         bound = f"within ±{self.tol:.0%} of" if self.two_sided else f"≤ {1 + self.tol:g} ×"
@@ -131,16 +134,10 @@ class AsFast(Rule):
 
 
 @dataclass(frozen=True)
-class MarginallyBetter(Rule):
+class MarginallyBetter(_Pair):
     """A's final cost is below B's, but by at most `max_gap` relative to B's."""
 
-    a: str
-    b: str
     max_gap: float = 0.20
-
-    @property
-    def methods(self) -> tuple[str, ...]:
-        return (self.a, self.b)
 
     def describe(self) -> str:
         return f"final cost: {self.a} < {self.b}, lower by at most {self.max_gap:.0%}"
@@ -148,20 +145,14 @@ class MarginallyBetter(Rule):
     def __call__(self, measured: Measured) -> Verdict:
         va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
         ok = math.isfinite(va) and va < vb and (vb - va) <= self.max_gap * vb
-        return judged(ok, f"final cost: {self.a} {num(va)}, {self.b} {num(vb)}{relative(va, vb)}")
+        return judged(ok, self._numbers("final cost", va, vb))
 
 
 @dataclass(frozen=True)
-class BeatsPerSecond(Rule):
+class BeatsPerSecond(_Pair):
     """A's mean cost over the wall-clock span both runs cover is below B's by > `margin`."""
 
-    a: str
-    b: str
     margin: float = 0.05
-
-    @property
-    def methods(self) -> tuple[str, ...]:
-        return (self.a, self.b)
 
     def describe(self) -> str:
         return (f"mean cost over the wall-clock span both cover (20 times, linear interpolation;"
@@ -170,14 +161,13 @@ class BeatsPerSecond(Rule):
 
     def __call__(self, measured: Measured) -> Verdict:
         ca, cb = cost_by_time(measured, self.a), cost_by_time(measured, self.b)
-        if ca is None or cb is None or ca.empty or cb.empty:
-            return judged(ca is not None and not ca.empty,
-                          f"{self.a if ca is None else self.b}: every grid point diverged")
+        a_missing = ca is None or ca.empty
+        if a_missing or cb is None or cb.empty:
+            return judged(not a_missing,
+                          f"{self.a if a_missing else self.b}: every grid point diverged")
         va, vb = mean_cost_over_time(ca, cb)
         span = min(ca.index.max(), cb.index.max())
-        return judged(va < (1 - self.margin) * vb,
-                      f"first {span:.3g} s: {self.a} {num(va)}, {self.b} {num(vb)}"
-                      f"{relative(va, vb)}")
+        return judged(va < (1 - self.margin) * vb, self._numbers(f"first {span:.3g} s", va, vb))
 
 
 @dataclass(frozen=True)
@@ -281,8 +271,6 @@ def paired_cells(measured: Measured, epoch: int, corrected: str,
                  uncorrected: str) -> pd.DataFrame:
     """One row per grid cell run by both methods: cost_corrected, cost_uncorrected (+inf:
     diverged by `epoch`)."""
-    from adamrepro.report.measures import cell_costs
-
     cells = cell_costs(measured, epoch, CELLS)
     a = cells[cells["method"] == corrected].drop(columns=["method", "point_id"])
     b = cells[cells["method"] == uncorrected].drop(columns=["method", "point_id"])

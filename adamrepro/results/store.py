@@ -24,21 +24,41 @@ import pandas as pd
 from adamrepro.errors import UserError
 
 HPARAM_COLUMNS = {"betas": ("beta1", "beta2")}
+Tables = tuple[pd.DataFrame, pd.DataFrame, dict]  # curves.csv, best.csv, config.json
 
 
-def atomic_write(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "w"):
+    """Write `path` through a temporary file in its folder (made if missing), renamed into
+    place once complete: readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results and caches are shared data
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: Path, text: str) -> None:
+    with atomic_file(path) as f:
+        f.write(text)
+
+
+def read_results(folder: Path) -> Tables:
+    """The tables of one experiment folder; what figures and the report are drawn from."""
+    paths = [folder / name for name in ("curves.csv", "best.csv", "config.json")]
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{path} is missing; run 'adamrepro run {folder.name}' first")
+    curves, best = pd.read_csv(paths[0]), pd.read_csv(paths[1])
+    return curves, best, json.loads(paths[2].read_text())
 
 
 def hparam_columns(hparams: dict) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from adamrepro.config import Experiment
+from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
 from adamrepro.runner.group import RunCurve, train_group
 from adamrepro.runner.plan import Group
@@ -20,7 +21,8 @@ from adamrepro.runner.plan import Group
 OnPass = Callable[[Group, int], None]
 
 
-def load_data(exp: Experiment, data_dir: Path, device: torch.device):
+def load_data(exp: Experiment, data_dir: Path, device: torch.device) -> TensorDataset:
+    """The experiment's data (at its scale) on `device`, as the runner trains on it."""
     from adamrepro.data import DATASETS
 
     module = DATASETS[exp.dataset["name"]]
@@ -83,17 +85,14 @@ class RayExecutor:
         ray = self.ray
         gpu = self.device.type == "cuda"
         task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0)(_train_remote)
-        pending = {
-            task.remote(exp.model_dump_json(), group, str(Path(self.data_dir).resolve()),
-                        self.device.type): group
-            for group in groups
-        }
+        exp_json, data_dir = exp.model_dump_json(), str(Path(self.data_dir).resolve())
+        pending = {task.remote(exp_json, group, data_dir, self.device.type): group
+                   for group in groups}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             group = pending.pop(done[0])
-            curves = ray.get(done[0])
-            on_pass(group, exp.training.epochs)
-            yield group, curves
+            # The driver reports the group's passes once it has stored them (sweep.py).
+            yield group, ray.get(done[0])
 
 
 def _check_reachable(address: str) -> None:
@@ -106,9 +105,6 @@ def _check_reachable(address: str) -> None:
     except (OSError, ValueError) as err:
         raise UserError(f"--address {address}: no Ray cluster answers there ({err}); start "
                         f"one with 'ray start --head' or drop --address") from None
-
-
-EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
 
 
 def make_executor(name: str, data_dir: Path, device: torch.device, address: str | None):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from adamrepro.config import Experiment
+from adamrepro.config import Experiment, TrainingSpec
 from adamrepro.data.base import TensorDataset
 from adamrepro.models import MODELS
 from adamrepro.models.base import seeded_generator
@@ -34,9 +34,17 @@ class RunCurve:
     diverged: bool
 
 
-def stacked_hparams(group: Group, device: torch.device) -> dict:
-    """Numeric hyperparameters as per-run tensors (float64 keeps the grid values exact);
-    everything else is shared by the group by construction."""
+def step_sizes(training: TrainingSpec, n: int) -> list[int]:
+    """The minibatch size of every step of a pass over `n` samples: the last one is short
+    unless `drop_last`; a batch size above `n` gives one step of `n`."""
+    batch = min(training.batch_size, n)
+    steps = n // batch if training.drop_last else -(-n // batch)
+    return [min(batch, n - i * batch) for i in range(steps)]
+
+
+def stacked_hparams(group: Group, device: torch.device, dtype: torch.dtype) -> dict:
+    """Numeric hyperparameters as per-run tensors in the training dtype (converted once here,
+    not on every step); everything else is shared by the group by construction."""
     first = group.runs[0].hparams
     out = {}
     for name, value in first.items():
@@ -45,12 +53,12 @@ def stacked_hparams(group: Group, device: torch.device) -> dict:
         elif isinstance(value, (list, tuple)):
             out[name] = tuple(
                 torch.tensor([float(run.hparams[name][i]) for run in group.runs],
-                             dtype=torch.float64, device=device)
+                             dtype=dtype, device=device)
                 for i in range(len(value))
             )
         else:
             out[name] = torch.tensor([float(run.hparams[name]) for run in group.runs],
-                                     dtype=torch.float64, device=device)
+                                     dtype=dtype, device=device)
     return out
 
 
@@ -139,14 +147,14 @@ class GraphedStep:
     The first `WARMUP` steps run eagerly on a side stream, as torch's CUDA graph guide asks:
     they create the optimizer state and let cuBLAS and autograd initialise lazily, none of
     which may happen during a capture. Capture records without computing; the graph is then
-    replayed for that step and every later one. The dropout generator is registered with the
-    graph so that every replay draws new masks.
+    replayed for that step and every later one. The model's dropout generator is registered
+    with the graph so that every replay draws new masks.
     """
 
     WARMUP = 3
 
-    def __init__(self, step: TrainStep, generator: torch.Generator | None) -> None:
-        self.step, self.generator = step, generator
+    def __init__(self, step: TrainStep) -> None:
+        self.step = step
         self.eager_steps = 0
         self.graph = None
 
@@ -163,8 +171,7 @@ class GraphedStep:
             self.eager_steps += 1
             return
         graph = torch.cuda.CUDAGraph()
-        if self.generator is not None:
-            graph.register_generator_state(self.generator)
+        graph.register_generator_state(self.step.model.generator)
         with torch.cuda.graph(graph):
             self.step(size)
         graph.replay()
@@ -176,13 +183,12 @@ def cuda_graphs_default() -> bool:
     return os.environ.get("ADAMREPRO_CUDA_GRAPHS", "1") != "0"
 
 
-def can_graph(device: torch.device, model, sizes: list[int]) -> bool:
+def can_graph(device: torch.device, sizes: list[int]) -> bool:
     """A graph replays fixed shapes: every step must have the same batch size (drop_last, or a
-    batch size that divides the training set); dropout needs a generator the graph can
-    register (torch >= 2.5)."""
-    if device.type != "cuda" or len(set(sizes)) != 1:
-        return False
-    return model.generator is None or hasattr(torch.cuda.CUDAGraph, "register_generator_state")
+    batch size that divides the training set); the model's dropout generator must be one the
+    graph can register (torch >= 2.5)."""
+    return (device.type == "cuda" and len(set(sizes)) == 1
+            and hasattr(torch.cuda.CUDAGraph, "register_generator_state"))
 
 
 @torch.no_grad()
@@ -218,17 +224,14 @@ def train_group(
     G, training = group.size, exp.training
     model = build_model(exp, group, data, device)
     optimizer = build(group.optimizer, list(model.parameters()),
-                      **stacked_hparams(group, device))
+                      **stacked_hparams(group, device, getattr(torch, training.dtype)))
     order = MinibatchOrder(group.seeds, len(data.train_x), device)
-    n = len(data.train_x)
-    batch = min(training.batch_size, n)
-    steps = n // batch if training.drop_last else -(-n // batch)
-    sizes = [min(batch, n - i * batch) for i in range(steps)]
-    step = TrainStep(model, optimizer, order, data, batch, G)
+    sizes = step_sizes(training, len(data.train_x))
+    step = TrainStep(model, optimizer, order, data, max(sizes), G)
     if cuda_graphs is None:
         cuda_graphs = cuda_graphs_default()
-    if cuda_graphs and can_graph(device, model, sizes):
-        run_step = GraphedStep(step, model.generator)
+    if cuda_graphs and can_graph(device, sizes):
+        run_step = GraphedStep(step)
     else:
         run_step = step
 
@@ -251,7 +254,7 @@ def train_group(
         step.new_pass(order.new_pass())
         for size in sizes:
             run_step(size)
-        log_pass(step.loss_sum / steps)
+        log_pass(step.loss_sum / len(sizes))
         # The one host sync of a pass: decide divergence and report progress.
         latest = history[-1].cpu()
         seconds.append(time.perf_counter() - start_time)
