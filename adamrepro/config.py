@@ -1,7 +1,9 @@
 """Experiment configs: YAML parsed once into validated, frozen objects.
 
 An experiment names a dataset, a model, the training settings and, per *method* (a label such
-as `adam` or `adam+dropout`), an optimizer with fixed hyperparameters and a grid. Scales
+as `adam` or `adam+dropout`: just a name), an optimizer with fixed hyperparameters, a grid,
+and optionally a `variant` (data such as `dropout` or `nobias`, from which line styles and
+the report's claim pairs are derived) with per-method `model` overrides. Scales
 (`smoke`, `quick`, `paper`) override epochs and data sizes. Unknown keys are errors; every
 error names the file and the key and says what is wrong.
 """
@@ -14,16 +16,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from adamrepro.errors import UserError
+from adamrepro.options import Frozen, location
 
 SCALES = ("smoke", "quick", "paper")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TrainingSpec(Frozen):
@@ -39,13 +38,16 @@ class TrainingSpec(Frozen):
 
 
 class SelectionSpec(Frozen):
-    """Which run of a method's grid is 'best': lowest mean over seeds of `metric` at the end."""
+    """Which run of a method's grid is 'best': the best mean over seeds of `metric` at the
+    end (lowest, or highest for a metric declared higher-is-better). `metric` is a column of
+    the model's declared metrics (metrics.py); the default is the training objective's
+    `train_<objective>`, filled in when the config is loaded."""
 
-    metric: Literal["train_loss", "train_loss_full", "test_loss"] = "train_loss"
+    metric: str | None = None
 
 
 class PlotSpec(Frozen):
-    y: Literal["train_loss", "train_loss_full"] = "train_loss"
+    y: str | None = None  # a column of the model's metrics; default train_<objective>
     logy: bool = False
     band: Literal["std", "minmax"] = "std"
     # Fig. 3 (left) shows the first epochs only; None draws every pass.
@@ -59,7 +61,15 @@ class ScaleSpec(Frozen):
 
 
 class MethodSpec(Frozen):
+    # A built-in name, an import path (`torch.optim.SGD`, `mypkg.module:MyOpt`) or an
+    # entry point of group `adamrepro.optimizers` (optim/resolve.py).
     optimizer: str
+    # What sets this method apart from the plain optimizer (`dropout`, `nobias`, ...): the
+    # figures draw it in the optimizer's color with the variant's line style, and the report
+    # finds a claim's methods by (optimizer, variant), never by parsing the label.
+    variant: str | None = None
+    # For an optimizer from elsewhere whose `step` needs a closure (capabilities.py).
+    closure: bool | None = None
     hparams: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
     model: dict[str, Any] = {}
@@ -115,71 +125,72 @@ class Experiment(Frozen):
             update={"epochs": epochs})})
 
 
-def _location(err: dict) -> str:
-    return ".".join(str(part) for part in err["loc"]) or "(top level)"
-
-
-def _check_registries(exp: Experiment, where: str) -> None:
-    """Names and values that only the registries can judge: fail at load, not mid-sweep."""
+def _check_registries(exp: Experiment, where: str) -> Experiment:
+    """Names and values that only the registries can judge: fail at load, not mid-sweep.
+    Returns the experiment with the metric defaults filled in from the model's declaration."""
     import torch
 
     from adamrepro.data import DATASETS
+    from adamrepro.hparams import plain, stacked
     from adamrepro.models import MODELS
-    from adamrepro.optim import OPTIMIZERS, build
+    from adamrepro.optim import OPTIMIZERS
+    from adamrepro.optim.resolve import resolve
 
     dataset = exp.dataset.get("name")
     if dataset not in DATASETS:
         raise UserError(
             f"{where}: dataset.name: unknown dataset {dataset!r}; known: {', '.join(DATASETS)}"
         )
-    model = exp.model.get("name")
-    if model not in MODELS:
-        raise UserError(
-            f"{where}: model.name: unknown model {model!r}; known: {', '.join(MODELS)}"
-        )
+    DATASETS[dataset].options(
+        {k: v for k, v in exp.dataset.items() if k != "name"}, f"{where}: dataset"
+    )
+    dtype = getattr(torch, exp.training.dtype)
+    declared = {}
     for label, method in exp.methods.items():
         key = f"methods.{label}"
-        if method.optimizer not in OPTIMIZERS:
-            raise UserError(
-                f"{where}: {key}.optimizer: unknown optimizer {method.optimizer!r}; "
-                f"known: {', '.join(OPTIMIZERS)}"
-            )
+        model = {**exp.model, **method.model}.get("name")
+        if model not in MODELS:
+            raise UserError(f"{where}: {key}: model.name: unknown model {model!r}; known: "
+                            f"{', '.join(MODELS)}")
+        MODELS[model].options({**{k: v for k, v in exp.model.items() if k != "name"},
+                               **{k: v for k, v in method.model.items() if k != "name"}},
+                              f"{where}: {key}.model")
+        declared[label] = MODELS[model].METRICS
+        try:
+            found = resolve(method.optimizer, OPTIMIZERS, method.closure)
+        except ValueError as err:
+            raise UserError(f"{where}: {key}.optimizer: {err}") from None
         for point in method.points():
             for name, value in point.items():
                 if isinstance(value, float) and not math.isfinite(value):
                     raise UserError(f"{where}: {key}: {name} must be finite, got {value}")
+            # Built as the runner will build it: a batched optimizer gets its numbers as
+            # one-run tensors of the training dtype (in float32, beta2 = 0.99999999 is 1.0).
+            param = torch.zeros(1, dtype=dtype, requires_grad=True)
+            values = stacked([point], dtype) if found.capabilities.batchable else plain(point)
             try:
-                build(method.optimizer, [torch.zeros(1, requires_grad=True)], **point)
+                found.cls([param], **values)
             except (ValueError, TypeError) as err:
-                raise UserError(f"{where}: {key}: {err}") from None
-            # The runner hands every value over in the training dtype: check it as the runner
-            # will see it (in float32, beta2 = 0.99999999 becomes 1.0).
-            dtype = getattr(torch, exp.training.dtype)
-            try:
-                build(method.optimizer, [torch.zeros(1, dtype=dtype, requires_grad=True)],
-                      **_in_dtype(point, dtype))
-            except ValueError as err:
-                raise UserError(f"{where}: {key}: {err} once rounded to training.dtype "
-                                f"{exp.training.dtype}") from None
-        MODELS[model].options({**{k: v for k, v in exp.model.items() if k != "name"},
-                               **method.model}, f"{where}: {key}.model")
-    DATASETS[dataset].options(
-        {k: v for k, v in exp.dataset.items() if k != "name"}, f"{where}: dataset"
-    )
-
-
-def _in_dtype(point: dict, dtype) -> dict:
-    """Numbers (alone or in pairs) as the one-run tensors of `dtype` the runner makes."""
-    import torch
-
-    def convert(value):
-        if isinstance(value, (list, tuple)):
-            return tuple(convert(v) for v in value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return torch.tensor([float(value)], dtype=dtype)
-        return value
-
-    return {name: convert(value) for name, value in point.items()}
+                raise UserError(f"{where}: {key}: {err}"
+                                + (f" once rounded to training.dtype {exp.training.dtype}"
+                                   if found.capabilities.batchable and "got" in str(err)
+                                   else "")) from None
+    metrics = set(declared.values())
+    if len(metrics) > 1:
+        raise UserError(f"{where}: methods: every method must train a model with the same "
+                        f"metrics; these differ: {', '.join(declared)}")
+    columns = [c.name for c in next(iter(metrics)).columns()]
+    default = next(iter(metrics)).train_column
+    selection = exp.selection.metric or default
+    y = exp.plot.y or default
+    for field, value in (("selection.metric", selection), ("plot.y", y)):
+        if value not in columns:
+            raise UserError(f"{where}: {field}: {value!r} is not a metric of this model; "
+                            f"choose one of {', '.join(columns)}")
+    return exp.model_copy(update={
+        "selection": exp.selection.model_copy(update={"metric": selection}),
+        "plot": exp.plot.model_copy(update={"y": y}),
+    })
 
 
 def parse_experiment(raw: Any, where: str) -> Experiment:
@@ -191,9 +202,8 @@ def parse_experiment(raw: Any, where: str) -> Experiment:
         # An unknown key is usually a typo of a known one: report it before what it left out.
         first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
-        raise UserError(f"{where}: {_location(first)}: {first['msg']}{more}") from None
-    _check_registries(exp, where)
-    return exp
+        raise UserError(f"{where}: {location(first)}: {first['msg']}{more}") from None
+    return _check_registries(exp, where)
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -222,12 +232,3 @@ def resolve_config_arg(name_or_path: str) -> Path:
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
     return CONFIG_DIR / f"{name_or_path}.yaml"
-
-
-def options_model(cls: type[BaseModel], values: dict[str, Any], where: str) -> BaseModel:
-    """Validate a registry entry's own options (dataset or model) into its frozen object."""
-    try:
-        return cls.model_validate(values)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise UserError(f"{where}.{_location(first)}: {first['msg']}") from None

@@ -27,9 +27,10 @@ from adamrepro.bench.reference import (
 )
 from adamrepro.config import MethodSpec, parse_experiment
 from adamrepro.data.base import TensorDataset
+from adamrepro.metrics import CLASSIFIER
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.runner.executors import load_data
-from adamrepro.runner.group import METRICS, train_group
+from adamrepro.runner.group import train_group
 from adamrepro.runner.plan import Group, plan
 
 RTOL, ATOL = 1e-9, 1e-12  # see the module docstring
@@ -82,7 +83,8 @@ def setup():
 
 def table(curve) -> torch.Tensor:
     """(passes, metrics) in float64; epoch 0's train_loss is NaN by definition."""
-    return torch.tensor([[row[m] for m in METRICS] for row in curve.rows], dtype=torch.float64)
+    return torch.tensor([[row[c.name] for c in CLASSIFIER.columns()] for row in curve.rows],
+                        dtype=torch.float64)
 
 
 def assert_same_curve(actual, expected, what: str, rtol: float = RTOL) -> None:
@@ -163,7 +165,7 @@ def test_binary_logreg_batched_equals_reference_loop(setup):
         keep = y < 2
         return x[keep], y[keep]
 
-    data = TensorDataset(*two_digits(full.train_x, full.train_y),
+    data = TensorDataset.labelled(*two_digits(full.train_x, full.train_y),
                          *two_digits(full.test_x, full.test_y), num_classes=2)
     group = next(g for g in plan(exp) if g.method == "adam")
     batched = train_group(exp, group, data)

@@ -96,7 +96,7 @@ def test_flop_count_by_hand():
     """784->10 logistic regression, batch 128: forward 2*128*7840, backward weight gradient
     only (the pixels need none); evaluation forward over train + test."""
     exp = _smoke()
-    data = TensorDataset(torch.zeros(1000, 784), torch.zeros(1000, dtype=torch.long),
+    data = TensorDataset.labelled(torch.zeros(1000, 784), torch.zeros(1000, dtype=torch.long),
                          torch.zeros(500, 784), torch.zeros(500, dtype=torch.long), 10)
     count = flop_count(exp, plan(exp)[0], data)
     assert count == FlopCount(train_step=4 * 128 * 7840, train_pass=7 * 4 * 128 * 7840,
@@ -109,7 +109,7 @@ def test_flop_count_by_hand():
 
 def test_mlp_flops_count_input_gradients_of_hidden_layers():
     exp = load_experiment(resolve_config_arg("mlp_dropout")).at_scale("smoke")
-    data = TensorDataset(torch.zeros(256, 784), torch.zeros(256, dtype=torch.long),
+    data = TensorDataset.labelled(torch.zeros(256, 784), torch.zeros(256, dtype=torch.long),
                          torch.zeros(256, 784), torch.zeros(256, dtype=torch.long), 10)
     count = flop_count(exp, plan(exp)[0], data)
     macs = 784 * 1000 + 1000 * 1000 + 1000 * 10

@@ -7,18 +7,20 @@ import pytest
 import torch
 
 from adamrepro.config import parse_experiment
-from adamrepro.optim import OPTIMIZERS, build
+from adamrepro.metrics import CLASSIFIER
+from adamrepro.optim import OPTIMIZERS
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import (
-    METRICS,
     GraphedStep,
     MinibatchOrder,
     TrainStep,
     build_model,
-    stacked_hparams,
+    build_optimizer,
     train_group,
 )
 from adamrepro.runner.plan import plan
+
+METRICS = [c.name for c in CLASSIFIER.columns()]
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")
@@ -83,8 +85,7 @@ def test_graphed_steps_never_sync_with_the_host(data_dir):
     data = load_data(exp, data_dir, CUDA)
     (group,) = plan(exp)
     model = build_model(exp, group, data, CUDA)
-    optimizer = build(group.optimizer, list(model.parameters()),
-                      **stacked_hparams(group, CUDA, torch.float32))
+    optimizer = build_optimizer(group, list(model.parameters()), torch.float32)
     order = MinibatchOrder(group.seeds, len(data.train_x), CUDA)
     step = TrainStep(model, optimizer, order, data, 128, group.size)
     graphed = GraphedStep(step)

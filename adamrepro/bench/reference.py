@@ -35,11 +35,15 @@ from torch.utils.data import TensorDataset as TorchTensorDataset
 
 from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
+from adamrepro.metrics import CLASSIFIER
 from adamrepro.models import MODELS
-from adamrepro.models.base import INIT_STREAM, init_weight, seeded_generator
+from adamrepro.models.base import init_weight
 from adamrepro.optim import OPTIMIZERS, build
-from adamrepro.runner.group import METRICS, MinibatchOrder, RunCurve
+from adamrepro.runner.group import MinibatchOrder, RunCurve
 from adamrepro.runner.plan import RunSpec
+from adamrepro.seeding import INIT_STREAM, seeded_generator
+
+METRICS = [c.name for c in CLASSIFIER.columns()]  # the reference loop is a classifier's
 
 # ---------------------------------------------------------------------------------------------
 # Models: plain nn.Modules, initialized exactly as the batched ones.
@@ -270,7 +274,7 @@ def train_run(exp: Experiment, run: RunSpec, data: TensorDataset, epochs: int | 
         test_loss, test_acc = evaluate_reference(model, data.test_x, data.test_y,
                                                  training.eval_batch_size, dtype, False)
         values = dict(zip(METRICS, (train_loss, full, test_loss, test_acc), strict=True))
-        diverged = not all(math.isfinite(values[m]) for m in METRICS[:3]) and epoch > 0
+        diverged = not all(math.isfinite(v) for v in values.values()) and epoch > 0
         rows.append({"epoch": epoch, "seconds": time.perf_counter() - start_time,
                      "group_size": 1, "diverged": diverged, **values})
         return diverged

@@ -2,24 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from adamrepro.seeding import subset_generator
 
 
 @dataclass(frozen=True)
 class TensorDataset:
     """A whole train/test split as tensors (CPU when loaded, the device once placed).
 
-    Features may be stored compactly (uint8 pixels, uint8 counts); models cast to float.
+    Each split is a mapping of equally long tensors: `x` (the inputs) always, `y` (labels)
+    when the dataset has them. A minibatch is the same mapping over a subset of the rows, so
+    a workload without labels needs nothing special. Features may be stored compactly
+    (uint8 pixels, uint8 counts); models cast to float.
     """
 
-    train_x: Tensor
-    train_y: Tensor
-    test_x: Tensor
-    test_y: Tensor
-    num_classes: int
+    train: Mapping[str, Tensor]
+    test: Mapping[str, Tensor]
+    num_classes: int | None = None
+
+    @classmethod
+    def labelled(cls, train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
+                 num_classes: int) -> TensorDataset:
+        return cls({"x": train_x, "y": train_y}, {"x": test_x, "y": test_y}, num_classes)
+
+    @property
+    def train_x(self) -> Tensor:
+        return self.train["x"]
+
+    @property
+    def test_x(self) -> Tensor:
+        return self.test["x"]
+
+    @property
+    def train_y(self) -> Tensor | None:
+        return self.train.get("y")
+
+    @property
+    def test_y(self) -> Tensor | None:
+        return self.test.get("y")
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -27,23 +52,22 @@ class TensorDataset:
 
     def subset(self, train_size: int | None, test_size: int | None, seed: int = 0):
         """A fixed random subset (same for every run and method), for the small scales."""
-        generator = torch.Generator().manual_seed(seed)
+        generator = subset_generator(seed)
 
-        def pick(x: Tensor, y: Tensor, size: int | None) -> tuple[Tensor, Tensor]:
-            if size is None or size >= len(x):
-                return x, y
-            index = torch.randperm(len(x), generator=generator)[:size].sort().values
-            return x[index], y[index]
+        def pick(split: Mapping[str, Tensor], size: int | None) -> dict[str, Tensor]:
+            n = len(split["x"])
+            if size is None or size >= n:
+                return dict(split)
+            index = torch.randperm(n, generator=generator)[:size].sort().values
+            return {key: value[index] for key, value in split.items()}
 
-        train_x, train_y = pick(self.train_x, self.train_y, train_size)
-        test_x, test_y = pick(self.test_x, self.test_y, test_size)
-        return TensorDataset(train_x, train_y, test_x, test_y, self.num_classes)
+        return TensorDataset(pick(self.train, train_size), pick(self.test, test_size),
+                             self.num_classes)
+
+    def without_labels(self) -> TensorDataset:
+        return TensorDataset({"x": self.train_x}, {"x": self.test_x}, None)
 
     def to(self, device: torch.device) -> TensorDataset:
-        return TensorDataset(
-            self.train_x.to(device),
-            self.train_y.to(device),
-            self.test_x.to(device),
-            self.test_y.to(device),
-            self.num_classes,
-        )
+        return TensorDataset({k: v.to(device) for k, v in self.train.items()},
+                             {k: v.to(device) for k, v in self.test.items()},
+                             self.num_classes)

@@ -41,10 +41,10 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from adamrepro.config import Frozen, options_model
 from adamrepro.data.base import TensorDataset
 from adamrepro.data.download import ensure_file, extract_tar
 from adamrepro.errors import UserError
+from adamrepro.options import Frozen, options_model
 from adamrepro.results.store import atomic_file
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -220,7 +220,7 @@ def load(opts: Options, data_dir: Path) -> TensorDataset:
                         f"tokens of the training reviews; choose at most {known}")
     binary = opts.features == "binary"
     train, test = bow["splits"]["train"], bow["splits"]["test"]
-    data = TensorDataset(
+    data = TensorDataset.labelled(
         train_x=dense(train, opts.vocab_size, binary),
         train_y=train["labels"],
         test_x=dense(test, opts.vocab_size, binary),

@@ -13,10 +13,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from adamrepro.config import Frozen, options_model
 from adamrepro.data.base import TensorDataset
 from adamrepro.data.download import ensure_file
 from adamrepro.errors import UserError
+from adamrepro.options import Frozen, options_model
 
 FILES = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -77,7 +77,7 @@ def load(opts: Options, data_dir: Path) -> TensorDataset:
         x = torch.from_numpy(arrays[key].copy()).float().div_(255.0)
         return x.reshape(len(x), -1) if opts.layout == "flat" else x.unsqueeze(1)
 
-    data = TensorDataset(
+    data = TensorDataset.labelled(
         train_x=images("train-images-idx3-ubyte"),
         train_y=torch.from_numpy(arrays["train-labels-idx1-ubyte"].astype(np.int64)),
         test_x=images("t10k-images-idx3-ubyte"),

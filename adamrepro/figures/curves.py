@@ -1,6 +1,7 @@
 """The paper's figure for one experiment, drawn from its results folder alone:
 training cost against passes for each method's selected run (mean over seeds with a band),
-and test accuracy beside it."""
+and beside it the first test metric the model declares besides its objective (test accuracy
+for a classifier), or the test objective."""
 
 from __future__ import annotations
 
@@ -12,11 +13,17 @@ matplotlib.use("Agg")  # files only; no display is ever needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from adamrepro.figures.palette import BAND_ALPHA, style  # noqa: E402
-from adamrepro.results.store import Tables, read_results  # noqa: E402
+from adamrepro.figures.palette import BAND_ALPHA, colors, style  # noqa: E402
+from adamrepro.metrics import Column, column_of, metric_set  # noqa: E402
+from adamrepro.results.store import Tables, read_results, variant_of  # noqa: E402
 
-Y_LABELS = {"train_loss": "training cost (mean minibatch loss of the pass)",
-            "train_loss_full": "training cost (full training set)"}
+
+def side_column(meta: dict) -> Column:
+    """The right panel: the first test metric other than the objective, else the test
+    objective."""
+    declared = metric_set(meta)
+    tests = [c for c in declared.columns() if c.split == "test"]
+    return next((c for c in tests if c.metric != declared.objective), tests[0])
 
 
 def band(frame: pd.DataFrame, column: str, kind: str) -> pd.DataFrame:
@@ -48,24 +55,25 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     """curves.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
     curves, best, meta = tables or read_results(folder)
     plot_cfg = meta["config"]["plot"]
-    y = plot_cfg["y"]
-    fig, (ax_cost, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    y, side = column_of(meta, plot_cfg["y"]), side_column(meta)
+    palette = colors(best["optimizer"])
+    fig, (ax_cost, ax_side) = plt.subplots(1, 2, figsize=(11, 4.2))
     for _, chosen in best.iterrows():
         runs = curves[curves["point_id"] == chosen["point_id"]]
         if plot_cfg.get("max_epoch") is not None:
             runs = runs[runs["epoch"] <= plot_cfg["max_epoch"]]
-        line = style(chosen["method"], chosen["optimizer"])
-        for ax, column in ((ax_cost, y), (ax_acc, "test_acc")):
+        line = style(chosen["optimizer"], variant_of(chosen), palette)
+        for ax, column in ((ax_cost, y.name), (ax_side, side.name)):
             shown = runs.dropna(subset=[column])
-            if column == "test_acc":  # the untrained epoch-0 accuracy (~chance) squashes the axis
+            if ax is ax_side:  # the untrained epoch 0 (chance accuracy) squashes the axis
                 shown = shown[shown["epoch"] > 0]
             stats = band(shown, column, plot_cfg["band"])
             ax.plot(stats.index, stats["mean"], label=chosen["method"], **line)
             if chosen["n_seeds"] > 1:
                 ax.fill_between(stats.index, stats["low"], stats["high"],
                                 color=line["color"], alpha=BAND_ALPHA, linewidth=0)
-    ax_cost.set(xlabel="iterations over entire dataset", ylabel=Y_LABELS[y])
-    ax_acc.set(xlabel="iterations over entire dataset", ylabel="test accuracy")
+    ax_cost.set(xlabel="iterations over entire dataset", ylabel=y.label)
+    ax_side.set(xlabel="iterations over entire dataset", ylabel=side.label)
     if plot_cfg["logy"]:
         ax_cost.set_yscale("log")
     ax_cost.legend(frameon=False)

@@ -1,13 +1,17 @@
 """The one place that names colors: one fixed, colorblind-safe color per algorithm.
 
-Okabe & Ito's eight colors first, then Paul Tol's muted scheme for the extra rows. A method
-label is `<optimizer>` or `<optimizer>+<variant>`; a variant keeps its optimizer's color and
-changes the line style (dashed for +dropout), so a reader learns one color per algorithm.
+Okabe & Ito's eight colors first, then Paul Tol's muted scheme for the extra rows. A
+method's color is its optimizer's; its `variant` (a config field, never parsed from the
+label) keeps that color and changes the line style (dashed for dropout), so a reader learns
+one color per algorithm. An optimizer without a color of its own (a user's, named by import
+path) gets one of `EXTRA`, chosen by a hash of its name (stable across figures) and, if two
+in one figure land on the same, moved to the next free one.
 """
 
 from __future__ import annotations
 
-import warnings
+import hashlib
+from collections.abc import Iterable
 
 COLORS: dict[str, str] = {
     "adam": "#D55E00",  # vermillion
@@ -22,19 +26,39 @@ COLORS: dict[str, str] = {
     "nadam": "#332288",  # indigo
     "adam_two_horizons": "#44AA99",  # teal
 }
-UNKNOWN = "#777777"
+# For optimizers from elsewhere: none is a built-in color (tests/test_palette.py checks).
+EXTRA: tuple[str, ...] = (
+    "#6699CC", "#997700", "#EE99AA", "#004488", "#994455", "#117733", "#AA4499",
+    "#DDCC77", "#88CCEE", "#661100", "#5D6D7E", "#B3DE69",
+)
 BAND_ALPHA = 0.2
 LINESTYLES: dict[str, str] = {"": "-", "dropout": "--", "nobias": ":", "avg": "-."}
+OTHER_VARIANT = "-."
 
 
-def color(optimizer: str) -> str:
-    if optimizer not in COLORS:
-        warnings.warn(f"no color assigned to {optimizer!r}; add it to COLORS in palette.py",
-                      stacklevel=2)
-    return COLORS.get(optimizer, UNKNOWN)
+def _hashed(name: str) -> int:
+    return int(hashlib.sha1(name.encode()).hexdigest(), 16) % len(EXTRA)
 
 
-def style(method: str, optimizer: str) -> dict:
-    """Matplotlib line keywords for a method label such as `adam+dropout`."""
-    variant = method.split("+", 1)[1] if "+" in method else ""
-    return {"color": color(optimizer), "linestyle": LINESTYLES.get(variant, "-.")}
+def colors(optimizers: Iterable[str]) -> dict[str, str]:
+    """The color of every optimizer of one figure: built-ins their own, every other one a
+    distinct color of EXTRA (as long as a figure has at most len(EXTRA) of them)."""
+    names = sorted(set(optimizers))
+    chosen = {name: COLORS[name] for name in names if name in COLORS}
+    taken: set[str] = set()
+    for name in (n for n in names if n not in COLORS):
+        index = _hashed(name)
+        for probe in range(len(EXTRA)):
+            candidate = EXTRA[(index + probe) % len(EXTRA)]
+            if candidate not in taken:
+                break
+        chosen[name] = candidate
+        taken.add(candidate)
+    return chosen
+
+
+def style(optimizer: str, variant: str | None, palette: dict[str, str] | None = None) -> dict:
+    """Matplotlib line keywords for a method: its optimizer's color (from `palette`, the
+    figure's `colors(...)`, when given) and its variant's line style."""
+    color = (palette or colors([optimizer]))[optimizer]
+    return {"color": color, "linestyle": LINESTYLES.get(variant or "", OTHER_VARIANT)}

@@ -18,9 +18,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from adamrepro.figures.curves import save_figure  # noqa: E402
-from adamrepro.figures.palette import style  # noqa: E402
+from adamrepro.figures.palette import colors, style  # noqa: E402
+from adamrepro.metrics import column_of, metric_set  # noqa: E402
 from adamrepro.results.select import point_summary  # noqa: E402
-from adamrepro.results.store import Tables, read_results  # noqa: E402
+from adamrepro.results.store import Tables, read_results, variant_of  # noqa: E402
 
 LOG_Y_SPAN = 10.0  # log y-axis once the finite costs span more than this factor
 
@@ -30,8 +31,9 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
     hyperparameters (NaN where every point diverged), and per method the names of those other
     hyperparameters. Methods without a learning rate are left out."""
     metric = meta["config"]["selection"]["metric"]
+    lower = column_of(meta, metric).lower_is_better
     cols = list(meta["hparam_columns"])
-    points = point_summary(curves, cols)
+    points = point_summary(curves, cols, metric_set(meta).columns())
     points["cost"] = points[f"final_{metric}"].where(
         ~points["diverged"] & np.isfinite(points[f"final_{metric}"]))
     rows, others = [], {}
@@ -41,8 +43,13 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
         others[method] = [c for c in cols if c != "lr" and grid[c].nunique(dropna=True) > 1]
         for lr, at_lr in grid.groupby("lr"):
             finite = at_lr.dropna(subset=["cost"])
-            chosen = finite.loc[finite["cost"].idxmin()] if len(finite) else at_lr.iloc[0]
-            rows.append({"method": method, "optimizer": chosen["optimizer"], "lr": lr,
+            if len(finite):
+                chosen = finite.loc[finite["cost"].idxmin() if lower
+                                    else finite["cost"].idxmax()]
+            else:
+                chosen = at_lr.iloc[0]
+            rows.append({"method": method, "optimizer": chosen["optimizer"],
+                         "variant": variant_of(chosen), "lr": lr,
                          "cost": chosen["cost"],  # NaN where none is finite
                          "point_id": chosen["point_id"],
                          **{c: chosen[c] for c in others[method]}})
@@ -74,8 +81,9 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     ax.set_xscale("log")
     top_edge = blended_transform_factory(ax.transData, ax.transAxes)
     selected = set(best["point_id"])
+    palette = colors(table["optimizer"]) if len(table) else {}
     for method, rows in table.groupby("method", sort=False):
-        line = style(method, rows["optimizer"].iloc[0])
+        line = style(rows["optimizer"].iloc[0], rows["variant"].iloc[0], palette)
         rows = rows.sort_values("lr")
         ok = rows.dropna(subset=["cost"])
         ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=method, **line)

@@ -1,11 +1,14 @@
-"""Models by config name: batched `BatchedModel` subclasses with an `options()` validator."""
+"""Models by config name: batched `BatchedModel` subclasses (the workload protocol, see
+base.py) with an `options()` validator and their declared `METRICS`."""
 
 from __future__ import annotations
 
+from adamrepro.models.linear_autoencoder import LinearAutoencoder
 from adamrepro.models.logreg import LogReg
 from adamrepro.models.mlp import MLP
 
 MODELS: dict[str, type] = {
     "logreg": LogReg,
     "mlp": MLP,
+    "linear_autoencoder": LinearAutoencoder,
 }

@@ -1,27 +1,33 @@
-"""Batched models: one module holds the parameters of G runs, stacked on a leading dimension.
+"""The workload protocol: batched models whose parameters hold G runs, stacked on a leading
+dimension.
 
-Inputs are (G, B, ...) and outputs (G, B, ...): run g only ever touches slice g, so the sum
-of the G per-run losses back-propagates each run's own gradient. With G = 1 a model is an
-ordinary single run. Every run's initial weights come from its own seed alone, so a run
-starts from the same weights whichever group it is trained in.
+A model is the whole workload the runner sees besides the data: it declares its metrics
+(`METRICS`: names, which is the training objective, which are lower-is-better), computes
+the training objective of a minibatch (`objective`) and every declared metric of an
+evaluation batch (`evaluate`), and may add a penalty to the objective (`penalty`). A batch
+is a mapping of tensors (`x`, and `y` when the dataset has labels), each (G, B, ...).
+
+Run g only ever touches slice g, so the sum of the G per-run objectives back-propagates each
+run's own gradient. With G = 1 a model is an ordinary single run. Every run's initial weights
+come from its own seed alone, so a run starts from the same weights whichever group it is
+trained in. Noise drawn in training (dropout) comes from `self.generator`, set by the
+runner; noise drawn in evaluation comes from the generator `evaluate` is given.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from adamrepro.metrics import CLASSIFIER, MetricSet
+from adamrepro.seeding import INIT_STREAM, seeded_generator
 
-def seeded_generator(seed: int, stream: int) -> torch.Generator:
-    """A CPU generator for one purpose (`stream`) of one seed, independent of the others."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
-
-
-INIT_STREAM = 1
+Batch = Mapping[str, Tensor]
 
 
 class StackedLinear(nn.Module):
@@ -73,14 +79,27 @@ def shared_input(x: Tensor) -> bool:
 
 
 class BatchedModel(nn.Module):
-    """The interface the runner relies on; subclasses set layers in `__init__`."""
+    """The interface the runner relies on; subclasses set layers in `__init__`, declare
+    `METRICS`, and implement `objective` and `evaluate`."""
+
+    METRICS: ClassVar[MetricSet]
 
     def __init__(self) -> None:
         super().__init__()
-        self.generator: torch.Generator | None = None  # dropout masks; set by the runner
+        self.generator: torch.Generator | None = None  # training noise; set by the runner
 
-    def forward(self, x: Tensor, train: bool) -> Tensor:
+    def objective(self, batch: Batch) -> Tensor:
+        """The data term of the training objective, in training mode: mean over the batch
+        per run, shape (G,). The runner adds `penalty()`."""
         raise NotImplementedError
+
+    def evaluate(self, batch: Batch, generator: torch.Generator | None) -> dict[str, Tensor]:
+        """Every declared metric, in evaluation mode: mean over the batch per run, (G,)."""
+        raise NotImplementedError
+
+    def penalty(self) -> Tensor | float:
+        """Regularisation added to the training objective, per run (G,), or 0."""
+        return 0.0
 
     def cast(self, x: Tensor) -> Tensor:
         """Stored features (uint8 pixels or counts, float32) in the parameters' dtype; one
@@ -90,15 +109,29 @@ class BatchedModel(nn.Module):
             return x[:1].to(dtype).expand(x.shape)
         return x.to(dtype)
 
+
+class Classifier(BatchedModel):
+    """A labelled classifier: `forward(x, train)` gives (G, B, classes) logits; the metrics
+    are the cross-entropy and the accuracy."""
+
+    METRICS = CLASSIFIER
+
+    def forward(self, x: Tensor, train: bool) -> Tensor:
+        raise NotImplementedError
+
+    def objective(self, batch: Batch) -> Tensor:
+        return self.loss(self(batch["x"], train=True), batch["y"])
+
+    def evaluate(self, batch: Batch, generator: torch.Generator | None) -> dict[str, Tensor]:
+        output, y = self(batch["x"], train=False), batch["y"]
+        return {"loss": self.loss(output, y),
+                "acc": self.correct(output, y).double() / y.shape[1]}
+
     def loss(self, output: Tensor, y: Tensor) -> Tensor:
         """Mean data loss per run, shape (G,). Default: softmax cross-entropy."""
         G, B = output.shape[:2]
         flat = F.cross_entropy(output.reshape(G * B, -1), y.reshape(G * B), reduction="none")
         return flat.view(G, B).mean(1)
-
-    def penalty(self) -> Tensor | float:
-        """Regularisation added to the training objective, per run (G,), or 0."""
-        return 0.0
 
     def correct(self, output: Tensor, y: Tensor) -> Tensor:
         """Number of correct predictions per run, shape (G,)."""

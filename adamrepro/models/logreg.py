@@ -15,15 +15,15 @@ from typing import Literal
 import torch.nn.functional as F
 from pydantic import Field
 
-from adamrepro.config import Frozen, options_model
 from adamrepro.errors import UserError
 from adamrepro.models.base import (
-    BatchedModel,
+    Classifier,
     StackedLinear,
     dropout,
     l2_penalty,
     shared_input,
 )
+from adamrepro.options import Frozen, options_model
 
 
 class Options(Frozen):
@@ -39,7 +39,7 @@ def options(values: dict, where: str) -> Options:
     return options_model(Options, values, where)
 
 
-class LogReg(BatchedModel):
+class LogReg(Classifier):
     options = staticmethod(options)
 
     def __init__(self, opts: Options, feature_shape: tuple[int, ...], num_classes: int,

@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from adamrepro.config import Frozen, options_model
-from adamrepro.models.base import BatchedModel, StackedLinear, dropout, l2_penalty
+from adamrepro.models.base import Classifier, StackedLinear, dropout, l2_penalty
+from adamrepro.options import Frozen, options_model
 
 
 class Options(Frozen):
@@ -34,7 +34,7 @@ def options(values: dict, where: str) -> Options:
     return options_model(Options, values, where)
 
 
-class MLP(BatchedModel):
+class MLP(Classifier):
     options = staticmethod(options)
 
     def __init__(self, opts: Options, feature_shape: tuple[int, ...], num_classes: int,

@@ -1,6 +1,10 @@
 """Every optimizer of the paper and beyond, as `torch.optim.Optimizer` subclasses.
 
-`OPTIMIZERS` maps each config name to its class; `build(name, params, **hparams)` makes one.
+`OPTIMIZERS` maps each built-in config name to its class. A config may also name any
+`torch.optim.Optimizer` subclass by import path (`torch.optim.SGD`, `mypkg.module:MyOpt`),
+or a name that an installed package registers under the entry-point group
+`adamrepro.optimizers`; `resolve(name)` finds it, with its declared capabilities
+(capabilities.py). `build(name, params, **hparams)` makes one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from adamrepro.optim.adamax import Adamax
 from adamrepro.optim.adamw import AdamW
 from adamrepro.optim.amsgrad import AMSGrad
 from adamrepro.optim.nadam import NAdam
+from adamrepro.optim.resolve import resolve
 from adamrepro.optim.rmsprop import RMSprop
 from adamrepro.optim.sgd_nesterov import SGDNesterov
 
@@ -32,9 +37,8 @@ OPTIMIZERS: dict[str, type] = {
 
 def build(name: str, params, **hparams):
     """Make the optimizer called `name`; invalid names or values raise ValueError."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
+    cls = resolve(name, OPTIMIZERS).cls
     try:
-        return OPTIMIZERS[name](params, **hparams)
+        return cls(params, **hparams)
     except TypeError as err:  # an unexpected keyword is a bad hyperparameter name
         raise ValueError(f"{name}: {err}") from None

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from adamrepro.optim.capabilities import Capabilities
+
 Number = float | int
 HyperValue = Number | Tensor
 
@@ -114,6 +116,8 @@ class GridOptimizer(torch.optim.Optimizer):
     Subclasses validate their hyperparameters in `__init__` and implement `_init_state` and
     `_update(p, grad, state, group, lr_t)`; `lr_t` is the already decayed step size.
     """
+
+    capabilities = Capabilities(batchable=True, needs_closure=False, graphable=True)
 
     def __init__(self, params: Iterable, defaults: dict) -> None:
         check_range("lr", defaults["lr"], 0.0, low_open=True)

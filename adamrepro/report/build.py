@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from adamrepro.errors import UserError
+from adamrepro.metrics import column_of, metric_set
 from adamrepro.report.claims import CLAIMS, EXPERIMENTS, judge
 from adamrepro.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured
@@ -80,8 +81,12 @@ def _hparams(values: dict, edges: frozenset = frozenset()) -> str:
 
 
 def results_table(found: Measured) -> Table:
+    """One row per method: its selected point, the selection metric and every test metric
+    the model declares (metrics.py)."""
     config = found.meta["config"]
     metric = config["selection"]["metric"]
+    shown = [column_of(found.meta, metric)] + [
+        c for c in metric_set(found.meta).columns() if c.split == "test" and c.name != metric]
     rows = []
     for method, spec in config["methods"].items():
         searched_cols = [c for key, values in spec["grid"].items()
@@ -92,16 +97,17 @@ def results_table(found: Measured) -> Table:
         if chosen.empty:
             ran = method in found.methods
             rows.append((method, "every grid point diverged" if ran else "not run",
-                         _hparams(fixed), "-", "-", "-", "-"))
+                         _hparams(fixed), *("-" for _ in shown), "-"))
             continue
         row = chosen.iloc[0]
         edges = frozenset(found.grid_edges(method))
         rows.append((method, _hparams({c: row[c] for c in searched_cols}, edges),
                      _hparams(fixed),
-                     _value(row, metric), _value(row, "test_loss"),
-                     _value(row, "test_acc", percent=True), str(int(row["n_seeds"]))))
-    return Table(("method", "selected (searched)", "fixed", f"final {metric}", "final test loss",
-                  "final test accuracy", "seeds"), tuple(rows))
+                     *(_value(row, c.name, c.percent) for c in shown),
+                     str(int(row["n_seeds"]))))
+    return Table(("method", "selected (searched)", "fixed",
+                  *(f"final {c.name if c.name == metric else c.label}" for c in shown),
+                  "seeds"), tuple(rows))
 
 
 def experiment_blocks(found: Measured, out: Path) -> list[Block]:

@@ -2,14 +2,15 @@
 
 One row per claim: compound sentences are split so that each row is one comparison. The
 rule of a row decides it from the experiment's results alone (rules.py says what each rule
-measures; the thresholds are here, in the open). Method labels are those of the configs.
+measures; the thresholds are here, in the open). A claim names its methods by optimizer and
+variant (`Method`), which the experiment's tables carry as data: config labels are names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adamrepro.report.measures import Measured
+from adamrepro.report.measures import Measured, Method
 from adamrepro.report.rules import (
     FAILS,
     HOLDS,
@@ -60,41 +61,42 @@ class Claim:
 
 def _both_variants(rule: type, a: str, b: str, **kwargs) -> AllOf:
     """Fig. 3 shows every method with and without dropout: the claim must hold for both."""
-    return AllOf((rule(a, b, **kwargs), rule(f"{a}+dropout", f"{b}+dropout", **kwargs)))
+    return AllOf(tuple(rule(Method(a, variant), Method(b, variant), **kwargs)
+                       for variant in (None, "dropout")))
 
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("fig1-left-adam-about-as-fast-as-nesterov", "Fig. 1 left",
           "Adam converges about as fast as SGD Nesterov.",
-          AsFast("adam", "sgd_nesterov", tol=SAME, two_sided=True)),
+          AsFast(Method("adam"), Method("sgd_nesterov"), tol=SAME, two_sided=True)),
     Claim("fig1-left-adam-beats-adagrad", "Fig. 1 left", "Adam beats AdaGrad.",
-          Beats("adam", "adagrad", margin=BEATS)),
+          Beats(Method("adam"), Method("adagrad"), margin=BEATS)),
     Claim("fig1-left-nesterov-beats-adagrad", "Fig. 1 left", "SGD Nesterov beats AdaGrad.",
-          Beats("sgd_nesterov", "adagrad", margin=BEATS)),
+          Beats(Method("sgd_nesterov"), Method("adagrad"), margin=BEATS)),
     Claim("fig1-right-adagrad-beats-nesterov-widely", "Fig. 1 right",
           "AdaGrad beats SGD Nesterov by a wide margin on the sparse bag-of-words problem.",
-          Beats("adagrad+dropout", "sgd_nesterov+dropout", margin=WIDE)),
+          Beats(Method("adagrad", "dropout"), Method("sgd_nesterov", "dropout"), margin=WIDE)),
     Claim("fig1-right-adam-as-fast-as-adagrad", "Fig. 1 right", "Adam is as fast as AdaGrad.",
-          AsFast("adam+dropout", "adagrad+dropout", tol=SAME)),
+          AsFast(Method("adam", "dropout"), Method("adagrad", "dropout"), tol=SAME)),
     *(Claim(f"fig2a-adam-faster-than-{other}", "Fig. 2a",
             f"Adam converges faster than {name} (\"all the other first-order methods\").",
-            Beats("adam", other, margin=BEATS))
+            Beats(Method("adam"), Method(other), margin=BEATS))
       for other, name in (("adagrad", "AdaGrad"), ("rmsprop", "RMSProp"),
                           ("sgd_nesterov", "SGD Nesterov"), ("adadelta", "AdaDelta"))),
     Claim("fig2b-adam-faster-than-sfo-per-pass", "Fig. 2b",
           "Adam makes faster progress than SFO per pass.",
-          Beats("adam", "sfo", margin=BEATS)),
+          Beats(Method("adam"), Method("sfo"), margin=BEATS)),
     Claim("fig2b-adam-faster-than-sfo-per-second", "Fig. 2b",
           "Adam makes faster progress than SFO per second of wall-clock time.",
-          BeatsPerSecond("adam", "sfo", margin=BEATS)),
+          BeatsPerSecond(Method("adam"), Method("sfo"), margin=BEATS)),
     Claim("fig2b-sfo-5-10x-slower-per-iteration", "Fig. 2b",
           "SFO is 5-10x slower per iteration than Adam.",
-          SlowerPerPass("sfo", "adam", low=5.0, high=10.0)),
+          SlowerPerPass(Method("sfo"), Method("adam"), low=5.0, high=10.0)),
     Claim("fig2b-sfo-memory-linear-in-minibatches", "Fig. 2b",
           "SFO's memory grows linearly with the number of minibatches.",
           NotRecorded("memory use against the number of minibatches")),
     Claim("fig2b-sfo-no-convergence-with-dropout", "Fig. 2b",
-          "SFO does not converge with dropout.", DoesNotConverge("sfo+dropout")),
+          "SFO does not converge with dropout.", DoesNotConverge(Method("sfo", "dropout"))),
     Claim("fig3-adam-fast-early", "Fig. 3",
           "Adam drops fast in the first epochs (compared with SGD Nesterov).",
           _both_variants(Beats, "adam", "sgd_nesterov", margin=BEATS, passes=EARLY_PASSES)),
@@ -130,7 +132,7 @@ def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:
     found = measured.get(claim.experiment)
     if found is None:
         return Verdict(NOT_RUN, f"no results for {claim.experiment}")
-    missing = [m for m in claim.rule.methods if m not in found.methods]
+    missing = [str(m) for m in claim.rule.methods if found.label(m) is None]
     if missing:
         return Verdict(NOT_RUN, f"no runs of {', '.join(missing)} in {claim.experiment} "
                                 f"(it has {', '.join(sorted(found.methods))})")
@@ -150,9 +152,10 @@ def grid_edge_caveat(found: Measured, methods) -> str:
         edges = found.grid_edges(method)
         if not edges:
             continue
-        row = found.best[found.best["method"] == method].iloc[0]
+        label = found.label(method)
+        row = found.best[found.best["method"] == label].iloc[0]
         values = ", ".join(f"{name}={_short(row.get(name))}" for name in edges)
-        parts.append(f"{method} ({values})")
+        parts.append(f"{label} ({values})")
     if not parts:
         return ""
     return f"caution: selected at a grid edge: {'; '.join(parts)}"

@@ -4,6 +4,9 @@ The cost is the training cost the experiment's figure shows (config `plot.y`). A
 curve is that of its selected grid point (best.csv), averaged over seeds at every pass. A
 method all of whose grid points diverged has no curve; its costs are +inf, so it loses every
 comparison and never wins one.
+
+A claim names its methods by what they are, `Method(optimizer, variant)`, read from the
+tables' `optimizer` and `variant` columns; a plain string is a method label.
 """
 
 from __future__ import annotations
@@ -15,10 +18,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adamrepro.metrics import CLASSIFIER
 from adamrepro.results.select import select_best
-from adamrepro.results.store import read_results
+from adamrepro.results.store import read_results, variants
 
 CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)  # fractions of the passes at which curves are compared
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method as a claim names it: an optimizer and, optionally, its variant."""
+
+    optimizer: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        return self.optimizer + (f"+{self.variant}" if self.variant else "")
+
+
+MethodRef = Method | str  # a Method, or a method label as the config spells it
 
 
 @dataclass(frozen=True)
@@ -40,7 +58,7 @@ class Measured:
                     name: str = "example") -> Measured:
         """Select the best grid points the way `adamrepro run` does (for hand-made tables)."""
         hparam_cols = [c for c in ("lr", "beta1", "beta2") if c in curves.columns]
-        best = select_best(curves, cost, hparam_cols)
+        best = select_best(curves, cost, hparam_cols, CLASSIFIER.columns())
         meta = {"experiment": name, "config": {"plot": {"y": cost}, "selection": {"metric": cost}},
                 "hparam_columns": hparam_cols}
         return cls(name, curves, best, meta)
@@ -53,12 +71,21 @@ class Measured:
     def methods(self) -> set[str]:
         return set(self.curves["method"].unique())
 
+    def label(self, method: MethodRef) -> str | None:
+        """The label of the method a claim names, or None if the experiment has none."""
+        if isinstance(method, str):
+            return method if method in self.methods else None
+        rows = self.curves[(self.curves["optimizer"] == method.optimizer)
+                           & (variants(self.curves) == (method.variant or ""))]
+        return str(rows["method"].iloc[0]) if len(rows) else None
+
     @property
     def passes(self) -> int:
         return int(self.curves["epoch"].max())
 
-    def best_runs(self, method: str) -> pd.DataFrame | None:
+    def best_runs(self, method: MethodRef) -> pd.DataFrame | None:
         """The rows of the method's selected grid point, or None if every point diverged."""
+        method = self.label(method)
         chosen = self.best[self.best["method"] == method]
         if chosen.empty:
             return None
@@ -66,19 +93,19 @@ class Measured:
         curves = self.curves
         return curves[(curves["method"] == method) & (curves["point_id"] == point)]
 
-    def curve(self, method: str) -> pd.Series | None:
+    def curve(self, method: MethodRef) -> pd.Series | None:
         """Mean over seeds at every pass (passes without a value dropped)."""
         runs = self.best_runs(method)
         if runs is None:
             return None
         return runs.groupby("epoch")[self.cost].mean().dropna()
 
-    def grid_edges(self, method: str) -> list[str]:
+    def grid_edges(self, method: MethodRef) -> list[str]:
         """The searched hyperparameters whose selected value is the smallest or largest of
         the method's grid (best.csv `at_grid_edge`, written by results/select.py)."""
         if "at_grid_edge" not in self.best.columns:
             return []
-        chosen = self.best[self.best["method"] == method]
+        chosen = self.best[self.best["method"] == self.label(method)]
         edges = chosen["at_grid_edge"].iloc[0] if len(chosen) else None
         return edges.split(";") if isinstance(edges, str) and edges else []
 
@@ -88,12 +115,12 @@ def checkpoint_passes(passes: int) -> list[int]:
     return sorted({max(1, math.ceil(q * passes)) for q in CHECKPOINTS})
 
 
-def final_cost(measured: Measured, method: str) -> float:
+def final_cost(measured: Measured, method: MethodRef) -> float:
     curve = measured.curve(method)
     return math.inf if curve is None or curve.empty else float(curve.iloc[-1])
 
 
-def mean_cost(measured: Measured, method: str, last_pass: int | None = None) -> float:
+def mean_cost(measured: Measured, method: MethodRef, last_pass: int | None = None) -> float:
     """Mean cost over passes 1..last_pass (default: all): the area under the training curve
     divided by the number of passes, a single number for "converges faster"."""
     curve = measured.curve(method)
@@ -103,30 +130,43 @@ def mean_cost(measured: Measured, method: str, last_pass: int | None = None) -> 
     return float(window.mean()) if len(window) else math.inf
 
 
-def cost_at(measured: Measured, method: str, epoch: int) -> float:
+def cost_at(measured: Measured, method: MethodRef, epoch: int) -> float:
     curve = measured.curve(method)
     if curve is None or epoch not in curve.index:
         return math.inf
     return float(curve.loc[epoch])
 
 
-def seconds_per_pass(measured: Measured, method: str) -> float:
-    """Wall-clock seconds per pass of one run. Runs of a group train as one batched
-    computation, so a run's share is the group's time divided by the group size."""
+def run_seconds(runs: pd.DataFrame) -> pd.Series:
+    """A run's training seconds: `train_seconds` (its training passes, evaluation excluded),
+    divided by the group size for runs trained batched, which share their group's time.
+    Tables from before `train_seconds` existed fall back to `seconds` (evaluation included)."""
+    seconds = runs["train_seconds"] if "train_seconds" in runs.columns else runs["seconds"]
+    return seconds / runs["group_size"]
+
+
+def batched(measured: Measured, method: MethodRef) -> bool | None:
+    """Whether the method's selected runs trained batched (in a group of more than one)."""
+    runs = measured.best_runs(method)
+    return None if runs is None else bool((runs["group_size"] > 1).any())
+
+
+def seconds_per_pass(measured: Measured, method: MethodRef) -> float:
+    """Training seconds per pass of one run (`run_seconds`)."""
     runs = measured.best_runs(method)
     if runs is None:
         return math.nan
     last = runs.sort_values("epoch").groupby("run_id").tail(1)
     last = last[last["epoch"] > 0]
-    return float((last["seconds"] / last["group_size"] / last["epoch"]).mean())
+    return float((run_seconds(last) / last["epoch"]).mean())
 
 
-def cost_by_time(measured: Measured, method: str) -> pd.Series | None:
-    """Cost against a run's share of wall-clock seconds (see `seconds_per_pass`)."""
+def cost_by_time(measured: Measured, method: MethodRef) -> pd.Series | None:
+    """Cost against a run's training seconds (`run_seconds`)."""
     runs = measured.best_runs(method)
     if runs is None:
         return None
-    runs = runs.assign(run_seconds=runs["seconds"] / runs["group_size"])
+    runs = runs.assign(run_seconds=run_seconds(runs))
     per_pass = runs.groupby("epoch")[[measured.cost, "run_seconds"]].mean().dropna()
     return per_pass.set_index("run_seconds")[measured.cost]
 

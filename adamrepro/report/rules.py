@@ -20,6 +20,9 @@ import pandas as pd
 
 from adamrepro.report.measures import (
     Measured,
+    Method,
+    MethodRef,
+    batched,
     cell_costs,
     checkpoint_passes,
     cost_at,
@@ -58,10 +61,17 @@ def relative(a: float, b: float) -> str:
     return f" ({(a - b) / abs(b):+.1%})"
 
 
-class Rule:
-    """Base class: `methods` are the method labels the rule needs in the experiment."""
+def timing_note(measured: Measured, methods) -> str:
+    """Whether the runs a per-second comparison reads trained batched or alone."""
+    parts = [f"{m} {'batched' if batched(measured, m) else 'trained alone'}" for m in methods
+             if batched(measured, m) is not None]
+    return f" [{', '.join(parts)}]" if parts else ""
 
-    methods: tuple[str, ...] = ()
+
+class Rule:
+    """Base class: `methods` are the methods the rule needs in the experiment."""
+
+    methods: tuple[MethodRef, ...] = ()
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -74,11 +84,11 @@ class Rule:
 class _Pair(Rule):
     """A rule comparing method `a` with method `b`."""
 
-    a: str
-    b: str
+    a: MethodRef
+    b: MethodRef
 
     @property
-    def methods(self) -> tuple[str, ...]:
+    def methods(self) -> tuple[MethodRef, ...]:
         return (self.a, self.b)
 
     def _numbers(self, label: str, va: float, vb: float) -> str:
@@ -155,9 +165,9 @@ class BeatsPerSecond(_Pair):
     margin: float = 0.05
 
     def describe(self) -> str:
-        return (f"mean cost over the wall-clock span both cover (20 times, linear interpolation;"
-                f" a run's time = group time / group size): {self.a} < {1 - self.margin:g} × "
-                f"{self.b}")
+        return (f"mean cost over the training seconds both cover (20 times, linear "
+                f"interpolation; evaluation excluded; a batched run's time = group time / group "
+                f"size): {self.a} < {1 - self.margin:g} × {self.b}")
 
     def __call__(self, measured: Measured) -> Verdict:
         ca, cb = cost_by_time(measured, self.a), cost_by_time(measured, self.b)
@@ -167,25 +177,28 @@ class BeatsPerSecond(_Pair):
                           f"{self.a if a_missing else self.b}: every grid point diverged")
         va, vb = mean_cost_over_time(ca, cb)
         span = min(ca.index.max(), cb.index.max())
-        return judged(va < (1 - self.margin) * vb, self._numbers(f"first {span:.3g} s", va, vb))
+        return judged(va < (1 - self.margin) * vb,
+                      self._numbers(f"first {span:.3g} s", va, vb) + timing_note(measured,
+                                                                                  self.methods))
 
 
 @dataclass(frozen=True)
 class SlowerPerPass(Rule):
     """`slow` takes between `low` and `high` times as long per pass as `fast`."""
 
-    slow: str
-    fast: str
+    slow: MethodRef
+    fast: MethodRef
     low: float = 5.0
     high: float = 10.0
 
     @property
-    def methods(self) -> tuple[str, ...]:
+    def methods(self) -> tuple[MethodRef, ...]:
         return (self.slow, self.fast)
 
     def describe(self) -> str:
-        return (f"seconds per pass of one run (group time / group size): {self.slow} / "
-                f"{self.fast} between {self.low:g} and {self.high:g}")
+        return (f"training seconds per pass of one run (evaluation excluded; a batched run's "
+                f"time = group time / group size): {self.slow} / {self.fast} between "
+                f"{self.low:g} and {self.high:g}")
 
     def __call__(self, measured: Measured) -> Verdict:
         ts, tf = seconds_per_pass(measured, self.slow), seconds_per_pass(measured, self.fast)
@@ -193,7 +206,8 @@ class SlowerPerPass(Rule):
             return Verdict(NOT_MEASURABLE, f"no timed pass: {self.slow} {ts}, {self.fast} {tf}")
         ratio = ts / tf
         return judged(self.low <= ratio <= self.high,
-                      f"{self.slow} {ts:.3g} s, {self.fast} {tf:.3g} s per pass: {ratio:.2f}x")
+                      f"{self.slow} {ts:.3g} s, {self.fast} {tf:.3g} s per pass: {ratio:.2f}x"
+                      + timing_note(measured, self.methods))
 
 
 @dataclass(frozen=True)
@@ -201,11 +215,11 @@ class DoesNotConverge(Rule):
     """Every grid point of `method` diverged, or its selected run's final cost is above
     `fraction` x its cost after the first pass (it made almost no progress after pass 1)."""
 
-    method: str
+    method: MethodRef
     fraction: float = 0.9
 
     @property
-    def methods(self) -> tuple[str, ...]:
+    def methods(self) -> tuple[MethodRef, ...]:
         return (self.method,)
 
     def describe(self) -> str:
@@ -242,7 +256,7 @@ class AllOf(Rule):
     rules: tuple[Rule, ...]
 
     @property
-    def methods(self) -> tuple[str, ...]:
+    def methods(self) -> tuple[MethodRef, ...]:
         return tuple(dict.fromkeys(m for rule in self.rules for m in rule.methods))
 
     def describe(self) -> str:
@@ -267,24 +281,25 @@ def early_pass(passes: int, fraction: float) -> int:
     return max(1, round(fraction * passes))
 
 
-def paired_cells(measured: Measured, epoch: int, corrected: str,
-                 uncorrected: str) -> pd.DataFrame:
+def paired_cells(measured: Measured, epoch: int, corrected: MethodRef,
+                 uncorrected: MethodRef) -> pd.DataFrame:
     """One row per grid cell run by both methods: cost_corrected, cost_uncorrected (+inf:
     diverged by `epoch`)."""
     cells = cell_costs(measured, epoch, CELLS)
-    a = cells[cells["method"] == corrected].drop(columns=["method", "point_id"])
-    b = cells[cells["method"] == uncorrected].drop(columns=["method", "point_id"])
+    a = cells[cells["method"] == measured.label(corrected)].drop(columns=["method", "point_id"])
+    b = cells[cells["method"] == measured.label(uncorrected)].drop(
+        columns=["method", "point_id"])
     return a.merge(b, on=list(CELLS), suffixes=("_corrected", "_uncorrected"))
 
 
 @dataclass(frozen=True)
 class _BiasCorrectionRule(Rule):
-    corrected: str = "adam"
-    uncorrected: str = "adam+nobias"
+    corrected: MethodRef = Method("adam")
+    uncorrected: MethodRef = Method("adam", "nobias")
     early: float = 0.1  # the paper's 10 of 100 epochs
 
     @property
-    def methods(self) -> tuple[str, ...]:
+    def methods(self) -> tuple[MethodRef, ...]:
         return (self.corrected, self.uncorrected)
 
     def checkpoints(self, measured: Measured) -> list[int]:
@@ -362,13 +377,13 @@ class BestWithCorrection(_BiasCorrectionRule):
             if cells.empty:
                 return Verdict(NOT_MEASURABLE, "no grid cell run by both methods")
             long = pd.concat([
-                cells.assign(method=self.corrected, cost=cells["cost_corrected"]),
-                cells.assign(method=self.uncorrected, cost=cells["cost_uncorrected"]),
+                cells.assign(method=str(self.corrected), cost=cells["cost_corrected"]),
+                cells.assign(method=str(self.uncorrected), cost=cells["cost_uncorrected"]),
             ], ignore_index=True)
             best = long.loc[long["cost"].idxmin()] if np.isfinite(long["cost"]).any() else None
             if best is None:
                 return judged(False, f"pass {epoch}: every cell diverged")
-            ok &= best["method"] == self.corrected and best["beta2"] >= self.min_beta2
+            ok &= best["method"] == str(self.corrected) and best["beta2"] >= self.min_beta2
             parts.append(f"pass {epoch}: best {best['method']} beta1={best['beta1']:g} "
                          f"beta2={best['beta2']:g} lr={best['lr']:g}: {num(best['cost'])}")
         return judged(bool(ok), "; ".join(parts))

@@ -61,6 +61,22 @@ def read_results(folder: Path) -> Tables:
     return curves, best, json.loads(paths[2].read_text())
 
 
+def variants(frame: pd.DataFrame) -> pd.Series:
+    """Every row's variant as text, "" for none (an empty CSV cell, read back as NaN).
+    Tables written before variants were config fields (and hand-made ones) have no
+    `variant` column: their configs spelled a variant only as a label suffix
+    (`adam+dropout`), which is read for them alone."""
+    if "variant" not in frame.columns:
+        return frame["method"].map(lambda label: label.split("+", 1)[1] if "+" in label else "")
+    return frame["variant"].astype(object).where(frame["variant"].notna(), "")
+
+
+def variant_of(row) -> str | None:
+    """A table row's variant: the CSV keeps none as an empty cell (NaN once read)."""
+    value = row.get("variant") if hasattr(row, "get") else None
+    return value if isinstance(value, str) and value else None
+
+
 def hparam_columns(hparams: dict) -> dict:
     """Flatten hyperparameters into CSV columns (betas -> beta1, beta2)."""
     out = {}
@@ -155,8 +171,9 @@ class ResultStore:
         return path
 
 
-def curves_frame(records: list[dict]) -> pd.DataFrame:
-    """The tidy table: one row per run per pass, with hyperparameters and provenance."""
+def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
+    """The tidy table: one row per run per pass, with hyperparameters and provenance;
+    `columns` are the metric columns the model declares (metrics.py)."""
     rows = []
     for record in records:
         fixed = {
@@ -164,6 +181,7 @@ def curves_frame(records: list[dict]) -> pd.DataFrame:
             "scale": record["scale"],
             "method": record["method"],
             "optimizer": record["optimizer"],
+            "variant": record.get("variant") or "",
             "run_id": record["run_id"],
             "point_id": record["point_id"],
             "seed": record["seed"],
@@ -174,7 +192,6 @@ def curves_frame(records: list[dict]) -> pd.DataFrame:
         for row in record["rows"]:
             rows.append({**fixed, **row, **extra})
     frame = pd.DataFrame(rows)
-    first = ["experiment", "scale", "method", "optimizer", "run_id", "point_id", "seed", "epoch",
-             "train_loss", "train_loss_full", "test_loss", "test_acc", "seconds", "diverged",
-             "group_size"]
+    first = ["experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id",
+             "seed", "epoch", *columns, "seconds", "train_seconds", "diverged", "group_size"]
     return frame[first + [c for c in frame.columns if c not in first]]

@@ -2,28 +2,39 @@
 
 This is the training loop of adamrepro, top to bottom. The parameters of the G runs are
 stacked on a leading dimension; per-run hyperparameters are tensors of length G; each run's
-minibatch order comes from its own seed; all device-to-host copies happen once per pass.
+minibatch order comes from its own seed; all device-to-host copies happen once per pass. An
+optimizer that is not batchable trains a group of one run with plain numbers, through the
+same loop; one that needs a closure is handed one (capabilities.py).
+
+What a pass records comes from the model's declared metrics (metrics.py): the training
+objective as trained, the objective on the whole training set, and every metric on the test
+set. Training time is measured per pass, evaluation excluded: on a GPU with CUDA events
+read after the pass's one host sync, on a CPU with the clock (its work is synchronous).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from adamrepro import hparams
 from adamrepro.config import Experiment, TrainingSpec
 from adamrepro.data.base import TensorDataset
+from adamrepro.metrics import MetricSet
 from adamrepro.models import MODELS
-from adamrepro.models.base import seeded_generator
-from adamrepro.optim import build
-from adamrepro.runner.plan import Group, _is_numeric
-
-ORDER_STREAM = 2
-METRICS = ("train_loss", "train_loss_full", "test_loss", "test_acc")
+from adamrepro.runner.plan import Group
+from adamrepro.seeding import (
+    EVAL_NOISE,
+    ORDER_STREAM,
+    TRAIN_NOISE,
+    group_generator,
+    seeded_generator,
+)
 
 
 @dataclass
@@ -42,35 +53,24 @@ def step_sizes(training: TrainingSpec, n: int) -> list[int]:
     return [min(batch, n - i * batch) for i in range(steps)]
 
 
-def stacked_hparams(group: Group, device: torch.device, dtype: torch.dtype) -> dict:
-    """Numeric hyperparameters as per-run tensors in the training dtype (converted once here,
-    not on every step); everything else is shared by the group by construction."""
-    first = group.runs[0].hparams
-    out = {}
-    for name, value in first.items():
-        if not _is_numeric(value):
-            out[name] = value
-        elif isinstance(value, (list, tuple)):
-            out[name] = tuple(
-                torch.tensor([float(run.hparams[name][i]) for run in group.runs],
-                             dtype=dtype, device=device)
-                for i in range(len(value))
-            )
-        else:
-            out[name] = torch.tensor([float(run.hparams[name]) for run in group.runs],
-                                     dtype=dtype, device=device)
-    return out
-
-
 def build_model(exp: Experiment, group: Group, data: TensorDataset, device: torch.device):
     cls = MODELS[group.model["name"]]
-    opts = cls.options({k: v for k, v in group.model.items()}, "model")
+    opts = cls.options(dict(group.model), "model")
     dtype = getattr(torch, exp.training.dtype)
     model = cls(opts, data.feature_shape, data.num_classes, group.seeds).to(device, dtype)
-    # Dropout masks: one stream per group, seeded by the group's identity, so a re-run of the
-    # same group draws the same masks (groups are fixed by the config, see plan.py).
-    model.generator = torch.Generator(device=device).manual_seed(int(group.group_id, 16))
+    model.generator = group_generator(group.group_id, device, TRAIN_NOISE)
     return model
+
+
+def build_optimizer(group: Group, params: list[Tensor], dtype: torch.dtype):
+    """A batchable optimizer gets every numeric hyperparameter as a per-run tensor; any other
+    trains its one run with plain numbers."""
+    found = group.resolved
+    if found.capabilities.batchable:
+        values = hparams.stacked([run.hparams for run in group.runs], dtype, params[0].device)
+    else:
+        values = hparams.plain(group.runs[0].hparams)
+    return found.cls(params, **values)
 
 
 class MinibatchOrder:
@@ -91,16 +91,18 @@ class MinibatchOrder:
         perms = [torch.randperm(self.n, generator=g) for g in self.generators]
         return torch.stack(perms).to(self.device, non_blocking=True)
 
-    def batch(self, x: Tensor, y: Tensor, index: Tensor, G: int):
+    def batch(self, split: Mapping[str, Tensor], index: Tensor, G: int) -> dict[str, Tensor]:
         """The minibatch of every run: `index` is (distinct seeds, B) rows of the data."""
         S, B = index.shape
         # index_select on the flat index: the same rows as x[index], ~5x faster on a CPU
         flat = index.reshape(-1)
-        xb = x.index_select(0, flat).view(S, B, *x.shape[1:])
-        yb = y.index_select(0, flat).view(S, B, *y.shape[1:])
-        if self.shared:  # one order for every run: a stride-0 view, no copy
-            return xb.expand(G, *xb.shape[1:]), yb.expand(G, *yb.shape[1:])
-        return xb[self.index_of_run], yb[self.index_of_run]
+        out = {}
+        for key, values in split.items():
+            rows = values.index_select(0, flat).view(S, B, *values.shape[1:])
+            # one order for every run: a stride-0 view, no copy
+            out[key] = (rows.expand(G, *rows.shape[1:]) if self.shared
+                        else rows[self.index_of_run])
+        return out
 
 
 class TrainStep:
@@ -109,14 +111,17 @@ class TrainStep:
     The step reads its minibatch through a cursor kept on the device and adds its loss to a
     sum kept on the device, so the call has no Python state that changes from step to step:
     the same call can be captured once in a CUDA graph and replayed for every step
-    (`GraphedStep`), and eager execution runs exactly the same operations.
+    (`GraphedStep`), and eager execution runs exactly the same operations. With
+    `closure=True` the optimizer's `step` evaluates the minibatch itself, as often as it
+    needs; the loss recorded is its first evaluation, at the parameters before the step.
     """
 
     def __init__(self, model, optimizer, order: MinibatchOrder, data: TensorDataset,
-                 batch_size: int, G: int) -> None:
+                 batch_size: int, G: int, closure: bool = False) -> None:
         device = data.train_x.device
         self.model, self.optimizer, self.order, self.data, self.G = (
             model, optimizer, order, data, G)
+        self.closure = closure
         self.perm = torch.zeros(len(order.unique), len(data.train_x), dtype=torch.long,
                                 device=device)
         self.cursor = torch.zeros((), dtype=torch.long, device=device)
@@ -131,13 +136,30 @@ class TrainStep:
     def __call__(self, size: int) -> None:
         index = self.perm.index_select(1, self.cursor + self.offsets[:size])
         self.cursor += size
-        xb, yb = self.order.batch(self.data.train_x, self.data.train_y, index, self.G)
-        output = self.model(xb, train=True)
-        loss = self.model.loss(output, yb) + self.model.penalty()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        self.optimizer.step()
+        batch = self.order.batch(self.data.train, index, self.G)
+        if self.closure:
+            loss = self._step_with_closure(batch)
+        else:
+            loss = self.model.objective(batch) + self.model.penalty()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            self.optimizer.step()
         self.loss_sum += loss.detach().double()
+
+    def _step_with_closure(self, batch: dict[str, Tensor]) -> Tensor:
+        first: list[Tensor] = []
+
+        def closure() -> Tensor:
+            with torch.enable_grad():
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self.model.objective(batch) + self.model.penalty()
+                loss.sum().backward()
+            if not first:
+                first.append(loss.detach())
+            return loss.sum().detach()
+
+        self.optimizer.step(closure)
+        return first[0]
 
 
 class GraphedStep:
@@ -183,30 +205,61 @@ def cuda_graphs_default() -> bool:
     return os.environ.get("ADAMREPRO_CUDA_GRAPHS", "1") != "0"
 
 
-def can_graph(device: torch.device, sizes: list[int]) -> bool:
+def can_graph(device: torch.device, sizes: list[int], graphable: bool) -> bool:
     """A graph replays fixed shapes: every step must have the same batch size (drop_last, or a
-    batch size that divides the training set); the model's dropout generator must be one the
-    graph can register (torch >= 2.5)."""
-    return (device.type == "cuda" and len(set(sizes)) == 1
+    batch size that divides the training set); the optimizer must declare itself graphable;
+    the model's dropout generator must be one the graph can register (torch >= 2.5)."""
+    return (device.type == "cuda" and graphable and len(set(sizes)) == 1
             and hasattr(torch.cuda.CUDAGraph, "register_generator_state"))
 
 
 @torch.no_grad()
-def evaluate(model, x: Tensor, y: Tensor, G: int, chunk: int, with_penalty: bool):
-    """Mean loss (plus the penalty when asked) and accuracy per run, noise-free, on device."""
-    loss_sum = torch.zeros(G, device=x.device, dtype=torch.float64)
-    correct = torch.zeros(G, device=x.device, dtype=torch.float64)
-    for start in range(0, len(x), chunk):
-        xb = x[start : start + chunk]
-        xb = xb.unsqueeze(0).expand(G, *xb.shape)
-        yb = y[start : start + chunk].unsqueeze(0).expand(G, -1)
-        out = model(xb, train=False)
-        loss_sum += model.loss(out, yb).double() * len(yb[0])
-        correct += model.correct(out, yb).double()
-    loss = loss_sum / len(x)
+def evaluate(model, split: Mapping[str, Tensor], G: int, chunk: int,
+             generator: torch.Generator | None, with_penalty: bool) -> dict[str, Tensor]:
+    """Every declared metric per run (the objective plus the penalty when asked), float64
+    on the device: chunk means weighted by chunk size."""
+    n = len(split["x"])
+    sums: dict[str, Tensor] = {}
+    for start in range(0, n, chunk):
+        batch = {key: values[start : start + chunk] for key, values in split.items()}
+        size = len(batch["x"])
+        batch = {key: values.unsqueeze(0).expand(G, *values.shape)
+                 for key, values in batch.items()}
+        for name, value in model.evaluate(batch, generator).items():
+            sums[name] = sums.get(name, 0) + value.double() * size
+    means = {name: total / n for name, total in sums.items()}
     if with_penalty:
-        loss = loss + torch.as_tensor(model.penalty()).double()
-    return loss, correct / len(x)
+        objective = model.METRICS.objective
+        means[objective] = means[objective] + torch.as_tensor(model.penalty()).double()
+    return means
+
+
+class PassTimer:
+    """Seconds of training per pass, evaluation excluded, with no host sync of its own: on
+    a GPU two CUDA events, read once the pass's sync has passed them."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def start(self) -> None:
+        if self.cuda:
+            self.begin = torch.cuda.Event(enable_timing=True)
+            self.begin.record()
+        else:
+            self.begin = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.cuda:
+            self.end = torch.cuda.Event(enable_timing=True)
+            self.end.record()
+        else:
+            self.end = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Call after a host sync that follows `stop` (the events have completed)."""
+        if self.cuda:
+            return self.begin.elapsed_time(self.end) / 1000.0
+        return self.end - self.begin
 
 
 def train_group(
@@ -219,46 +272,57 @@ def train_group(
     """Train every run of `group` for `exp.training.epochs` passes; return their curves.
 
     On a GPU each step is a replayed CUDA graph unless `cuda_graphs` is False (default: on,
-    ADAMREPRO_CUDA_GRAPHS=0 turns it off); the arithmetic is the same either way."""
+    ADAMREPRO_CUDA_GRAPHS=0 turns it off) or the optimizer is not graphable; the arithmetic
+    is the same either way."""
     device = data.train_x.device
     G, training = group.size, exp.training
     model = build_model(exp, group, data, device)
-    optimizer = build(group.optimizer, list(model.parameters()),
-                      **stacked_hparams(group, device, getattr(torch, training.dtype)))
+    metrics: MetricSet = model.METRICS
+    columns = [c.name for c in metrics.columns()]
+    capabilities = group.resolved.capabilities
+    optimizer = build_optimizer(group, list(model.parameters()),
+                                getattr(torch, training.dtype))
     order = MinibatchOrder(group.seeds, len(data.train_x), device)
     sizes = step_sizes(training, len(data.train_x))
-    step = TrainStep(model, optimizer, order, data, max(sizes), G)
+    step = TrainStep(model, optimizer, order, data, max(sizes), G, capabilities.needs_closure)
     if cuda_graphs is None:
         cuda_graphs = cuda_graphs_default()
-    if cuda_graphs and can_graph(device, sizes):
+    if cuda_graphs and can_graph(device, sizes, capabilities.graphable):
         run_step = GraphedStep(step)
     else:
         run_step = step
+    eval_noise = group_generator(group.group_id, device, EVAL_NOISE)
 
-    history: list[Tensor] = []  # per pass: (len(METRICS), G), kept on device until the end
-    seconds: list[float] = []
+    history: list[Tensor] = []  # per pass: (len(columns), G), kept on device until the end
+    seconds: list[float] = []  # wall time since the group started, evaluation included
+    train_seconds: list[float] = []  # training passes alone, summed
     alive = torch.ones(G, dtype=torch.bool)
     diverged_at = [None] * G
+    timer = PassTimer(device)
     start_time = time.perf_counter()
 
     def log_pass(train_loss: Tensor) -> None:
-        full, _ = evaluate(model, data.train_x, data.train_y, G, training.eval_batch_size, True)
-        test_loss, test_acc = evaluate(model, data.test_x, data.test_y, G,
-                                       training.eval_batch_size, False)
-        history.append(torch.stack([train_loss, full, test_loss, test_acc]))
+        full = evaluate(model, data.train, G, training.eval_batch_size, eval_noise, True)
+        test = evaluate(model, data.test, G, training.eval_batch_size, eval_noise, False)
+        history.append(torch.stack([train_loss, full[metrics.objective],
+                                    *(test[m.name] for m in metrics.metrics)]))
 
     log_pass(torch.full((G,), float("nan"), dtype=torch.float64, device=device))
     seconds.append(0.0)
+    train_seconds.append(0.0)
     for epoch in range(1, training.epochs + 1):
         model.train()
+        timer.start()
         step.new_pass(order.new_pass())
         for size in sizes:
             run_step(size)
+        timer.stop()
         log_pass(step.loss_sum / len(sizes))
         # The one host sync of a pass: decide divergence and report progress.
         latest = history[-1].cpu()
         seconds.append(time.perf_counter() - start_time)
-        finite = torch.isfinite(latest[:3]).all(0)
+        train_seconds.append(train_seconds[-1] + timer.seconds())
+        finite = torch.isfinite(latest).all(0)
         for g in torch.nonzero(alive & ~finite).flatten().tolist():
             diverged_at[g] = epoch
         alive &= finite
@@ -266,15 +330,16 @@ def train_group(
         if not alive.any():
             break
 
-    table = torch.stack(history).cpu()  # (passes, metrics, G)
+    table = torch.stack(history).cpu()  # (passes, columns, G)
     curves = []
     for g in range(G):
         last = diverged_at[g] if diverged_at[g] is not None else len(history) - 1
         rows = []
         for epoch in range(last + 1):
-            row = {"epoch": epoch, "seconds": seconds[epoch], "group_size": G,
+            row = {"epoch": epoch, "seconds": seconds[epoch],
+                   "train_seconds": train_seconds[epoch], "group_size": G,
                    "diverged": diverged_at[g] is not None and epoch == last}
-            row.update({m: float(table[epoch, i, g]) for i, m in enumerate(METRICS)})
+            row.update({c: float(table[epoch, i, g]) for i, c in enumerate(columns)})
             rows.append(row)
         curves.append(RunCurve(rows, diverged_at[g] is not None))
     return curves

@@ -3,7 +3,8 @@
 A *run* is one grid point of one method with one seed; its id is a hash of everything that
 determines its curve, so re-running a command skips it once finished. A *group* is the runs
 of one method that can train together as one batched computation: same model settings and
-the same non-numeric hyperparameters (numbers vary per run as tensors).
+the same non-numeric hyperparameters (numbers vary per run as tensors). An optimizer that is
+not batchable (capabilities.py) gets a group of its own for every run.
 """
 
 from __future__ import annotations
@@ -14,19 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adamrepro.config import Experiment
+from adamrepro.hparams import is_numeric
+from adamrepro.optim import OPTIMIZERS
+from adamrepro.optim.resolve import Resolved, resolve
 
 
 def _digest(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
-def _is_numeric(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return True
-    return isinstance(value, (list, tuple)) and all(_is_numeric(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -39,6 +35,7 @@ class RunSpec:
     seed: int
     run_id: str
     point_id: str
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,7 @@ class Group:
     model: dict[str, Any]
     runs: tuple[RunSpec, ...]
     group_id: str = field(default="")
+    closure: bool | None = None  # the config's `closure:` (capabilities.py)
 
     @property
     def seeds(self) -> list[int]:
@@ -56,6 +54,11 @@ class Group:
     @property
     def size(self) -> int:
         return len(self.runs)
+
+    @property
+    def resolved(self) -> Resolved:
+        """The optimizer's class and declared capabilities."""
+        return resolve(self.optimizer, OPTIMIZERS, self.closure)
 
 
 def seeds_of(exp: Experiment) -> list[int]:
@@ -72,20 +75,21 @@ def plan(exp: Experiment) -> list[Group]:
     groups = []
     for label, method in exp.methods.items():
         model = {**exp.model, **method.model}
+        capabilities = resolve(method.optimizer, OPTIMIZERS, method.closure).capabilities
         by_kind: dict[str, list[RunSpec]] = {}
         for point in method.points():
             point_id = _digest({**common, "model": model, "optimizer": method.optimizer,
                                 "hparams": point})
-            kind = _digest({k: v for k, v in point.items() if not _is_numeric(v)})
+            kind = _digest({k: v for k, v in point.items() if not is_numeric(v)})
             for seed in seeds_of(exp):
                 run_id = _digest({"point": point_id, "seed": seed})
-                by_kind.setdefault(kind, []).append(
-                    RunSpec(exp.name, label, method.optimizer, point, model, seed, run_id,
-                            point_id)
-                )
+                run = RunSpec(exp.name, label, method.optimizer, point, model, seed, run_id,
+                              point_id, method.variant)
+                by_kind.setdefault(kind if capabilities.batchable else run_id, []).append(run)
         for runs in by_kind.values():
             group_id = _digest([run.run_id for run in runs])
-            groups.append(Group(label, method.optimizer, model, tuple(runs), group_id))
+            groups.append(Group(label, method.optimizer, model, tuple(runs), group_id,
+                                method.closure))
     return groups
 
 

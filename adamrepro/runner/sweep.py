@@ -4,6 +4,7 @@ meet is `train_group`; this module only decides what to run and where results go
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -17,6 +18,8 @@ from rich.progress import (
 )
 
 from adamrepro.config import Experiment
+from adamrepro.metrics import MetricSet
+from adamrepro.models import MODELS
 from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore, curves_frame, hparam_columns
@@ -92,9 +95,10 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
             for run, curve in zip(group.runs, curves, strict=True):
                 store.save_run({
                     "experiment": exp.name, "scale": scale, "method": run.method,
-                    "optimizer": run.optimizer, "run_id": run.run_id,
+                    "optimizer": run.optimizer, "variant": run.variant, "run_id": run.run_id,
                     "point_id": run.point_id, "seed": run.seed, "hparams": run.hparams,
                     "model": run.model, "group_id": group.group_id,
+                    "batched": group.resolved.capabilities.batchable,
                     "diverged": curve.diverged, "provenance": meta, "rows": curve.rows,
                 })
             # A group that stopped early (all diverged) still counts its passes as done.
@@ -104,28 +108,40 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
 
 def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[dict], store,
                   device) -> None:
-    curves = curves_frame(records)
+    metrics = metrics_of(exp)
+    columns = metrics.columns()
+    curves = curves_frame(records, [c.name for c in columns])
     hparam_cols = sorted({c for r in records for c in hparam_columns(r["hparams"])})
-    best = select_best(curves, exp.selection.metric, hparam_cols)
+    best = select_best(curves, exp.selection.metric, hparam_cols, columns)
     store.write_table("curves.csv", curves)
     store.write_table("best.csv", best)
     store.write_json("config.json", {
         "experiment": exp.name, "scale": scale, "config_digest": config_digest(exp),
         "base_digest": base_digest(base),
-        "config": exp.model_dump(), "provenance": provenance(device),
+        "config": exp.model_dump(), "metrics": metrics.to_json(),
+        "provenance": provenance(device),
         "hparam_columns": hparam_cols, "timing": training_time(records),
     })
 
 
+def metrics_of(exp: Experiment) -> MetricSet:
+    """The metrics the experiment's model declares (config loading checked that every
+    method's model declares the same)."""
+    return MODELS[exp.model["name"]].METRICS
+
+
 def training_time(records: list[dict]) -> dict:
     """Wall time of the training, from the runs' own records (so a resumed sweep reports the
-    time its runs took, whichever command trained them): each group's last `seconds` (set-up
-    excluded, every pass and evaluation included), summed over groups."""
+    time its runs took, whichever command trained them), summed over groups: each group's
+    last `seconds` (set-up excluded, every pass and evaluation included) and its last
+    `train_seconds` (the training passes alone)."""
     groups: dict[str, dict] = {}
     for record in records:
         last = record["rows"][-1]
         groups[record["group_id"]] = {"seconds": last["seconds"],
+                                      "train_seconds": last.get("train_seconds", math.nan),
                                       "device": record["provenance"].get("device")}
     return {"groups": len(groups),
             "seconds": round(sum(g["seconds"] for g in groups.values()), 3),
+            "train_seconds": round(sum(g["train_seconds"] for g in groups.values()), 3),
             "devices": sorted({str(g["device"]) for g in groups.values()})}

@@ -1,0 +1,76 @@
+"""From a config's optimizer name to a class and its capabilities.
+
+A name is looked up, in this order, among the built-in optimizers, the entry points that
+installed packages register under `adamrepro.optimizers`, and finally as an import path:
+`package.module:Class` or `package.module.Class`. A name that resolves to anything but a
+`torch.optim.Optimizer` subclass is refused with a ValueError that says what to write.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+
+import torch
+
+from adamrepro.optim.capabilities import Capabilities, capabilities_of
+
+ENTRY_POINT_GROUP = "adamrepro.optimizers"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    name: str
+    cls: type
+    capabilities: Capabilities
+    builtin: bool
+
+
+@cache
+def registered() -> dict[str, object]:
+    """Entry points of installed packages: name -> entry point (loaded on use)."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _import(path: str) -> object:
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"optimizer {path!r} is neither a built-in name nor an import path "
+                         f"like 'torch.optim.SGD' or 'mypkg.module:MyOptimizer'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # any failure while importing a user's module is theirs to fix
+        raise ValueError(f"optimizer {path!r}: cannot import module {module_name!r} "
+                         f"({type(err).__name__}: {err}); install it or put it on PYTHONPATH"
+                         ) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"optimizer {path!r}: module {module_name!r} has no attribute "
+                         f"{attr!r}") from None
+
+
+def resolve(name: str, builtins: dict[str, type], closure: bool | None = None) -> Resolved:
+    if name in builtins:
+        cls = builtins[name]
+        return Resolved(name, cls, capabilities_of(cls, closure), True)
+    if name in registered():
+        try:
+            target = registered()[name].load()
+        except Exception as err:
+            raise ValueError(f"optimizer {name!r}: its entry point in group "
+                             f"{ENTRY_POINT_GROUP!r} fails to load ({err})") from None
+    elif "." in name or ":" in name:
+        target = _import(name)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(builtins))}, "
+                         f"an import path such as 'torch.optim.SGD', or an entry point of "
+                         f"group {ENTRY_POINT_GROUP!r}")
+    if not (isinstance(target, type) and issubclass(target, torch.optim.Optimizer)):
+        raise ValueError(f"optimizer {name!r} names {target!r}, which is not a "
+                         f"torch.optim.Optimizer subclass")
+    return Resolved(name, target, capabilities_of(target, closure), False)
