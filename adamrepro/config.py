@@ -70,6 +70,9 @@ class MethodSpec(Frozen):
     variant: str | None = None
     # For an optimizer from elsewhere whose `step` needs a closure (capabilities.py).
     closure: bool | None = None
+    # At most this many runs train batched together (1: every run alone, as a user's own
+    # script would, for honest per-run seconds). Grouping does not change a run's identity.
+    max_group_size: int | None = Field(None, gt=0)
     hparams: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
     model: dict[str, Any] = {}
@@ -171,7 +174,7 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
             try:
                 found.cls([param], **values)
             except (ValueError, TypeError) as err:
-                raise UserError(f"{where}: {key}: {err}"
+                raise UserError(f"{where}: {key}: {method.optimizer}: {err}"
                                 + (f" once rounded to training.dtype {exp.training.dtype}"
                                    if found.capabilities.batchable and "got" in str(err)
                                    else "")) from None

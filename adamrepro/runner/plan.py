@@ -3,8 +3,9 @@
 A *run* is one grid point of one method with one seed; its id is a hash of everything that
 determines its curve, so re-running a command skips it once finished. A *group* is the runs
 of one method that can train together as one batched computation: same model settings and
-the same non-numeric hyperparameters (numbers vary per run as tensors). An optimizer that is
-not batchable (capabilities.py) gets a group of its own for every run.
+the same non-numeric hyperparameters (numbers vary per run as tensors), at most the
+method's `max_group_size` of them. An optimizer that is not batchable (capabilities.py) gets
+a group of its own for every run.
 """
 
 from __future__ import annotations
@@ -86,10 +87,13 @@ def plan(exp: Experiment) -> list[Group]:
                 run = RunSpec(exp.name, label, method.optimizer, point, model, seed, run_id,
                               point_id, method.variant)
                 by_kind.setdefault(kind if capabilities.batchable else run_id, []).append(run)
-        for runs in by_kind.values():
-            group_id = _digest([run.run_id for run in runs])
-            groups.append(Group(label, method.optimizer, model, tuple(runs), group_id,
-                                method.closure))
+        for kind_runs in by_kind.values():
+            chunk = method.max_group_size or len(kind_runs)
+            for start in range(0, len(kind_runs), chunk):
+                runs = kind_runs[start : start + chunk]
+                group_id = _digest([run.run_id for run in runs])
+                groups.append(Group(label, method.optimizer, model, tuple(runs), group_id,
+                                    method.closure))
     return groups
 
 

@@ -1,0 +1,211 @@
+"""The core's two protocols end to end on real data: a workload without labels, optimizers
+named by import path (torch's, one that needs a closure, one from outside the package),
+entry points, honest training seconds, and capabilities declared as data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from adamrepro.config import load_experiment, parse_experiment
+from adamrepro.figures.palette import COLORS, colors
+from adamrepro.optim import OPTIMIZERS
+from adamrepro.optim.capabilities import Capabilities
+from adamrepro.optim.resolve import registered, resolve
+from adamrepro.report.measures import Measured, seconds_per_pass
+from adamrepro.report.rules import SlowerPerPass
+from adamrepro.runner.executors import LocalExecutor, load_data
+from adamrepro.runner.group import train_group
+from adamrepro.runner.plan import plan
+from adamrepro.runner.sweep import run_sweep
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+OUTSIDE = TESTS / "outside"
+TIMING = ["seconds", "train_seconds", "commit", "device", "torch_version"]
+
+
+def _tables(folder: Path) -> pd.DataFrame:
+    curves = pd.read_csv(folder / "curves.csv").drop(columns=TIMING)
+    return curves.sort_values(["run_id", "epoch"]).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Race your own optimizer
+
+
+def test_race_against_optimizers_named_by_import_path(tmp_path, data_dir, cli, monkeypatch):
+    out = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(OUTSIDE), str(REPO)]),
+           "ADAMREPRO_DATA": str(data_dir)}
+    done = subprocess.run([sys.executable, "-m", "adamrepro", "run",
+                           str(TESTS / "configs" / "race.yaml"), "--scale", "smoke", "--out",
+                           str(out), "--quiet"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    folder = out / "race"
+    best = pd.read_csv(folder / "best.csv")
+    assert set(best["method"]) == {"adam", "sgd", "lbfgs", "signsgd"}
+    curves = pd.read_csv(folder / "curves.csv")
+    sizes = curves.groupby("method")["group_size"].max()
+    assert sizes["adam"] == 2 and sizes[["sgd", "lbfgs", "signsgd"]].tolist() == [1, 1, 1]
+    # every selected run trained: its full training objective fell
+    for _, row in best.iterrows():
+        run = curves[curves["point_id"] == row["point_id"]].sort_values("epoch")
+        assert run["train_loss_full"].iloc[-1] < run["train_loss_full"].iloc[0], row["method"]
+
+    # the figure and the report show them, in distinct colors that no built-in has
+    monkeypatch.syspath_prepend(str(OUTSIDE))
+    assert cli("plot", "race", "--out", out)[0] == 0
+    assert (folder / "curves.png").stat().st_size > 0
+    palette = colors(best["optimizer"])
+    assert len(set(palette.values())) == 4
+    for name in ("torch.optim.SGD", "torch.optim.LBFGS", "my_optimizers:SignSGD"):
+        assert palette[name] not in COLORS.values()
+    assert cli("report", "--out", out)[0] == 0
+    report = (out / "report.md").read_text()
+    for method in ("lbfgs", "signsgd", "sgd"):
+        assert f"| {method} |" in report
+
+    # resume: lose the records of the three non-batched methods, run again, same tables
+    before = _tables(folder)
+    for record in (folder / "runs").glob("*.json"):
+        if json.loads(record.read_text())["method"] != "adam":
+            record.unlink()
+    code, stdout, stderr = cli("run", TESTS / "configs" / "race.yaml", "--scale", "smoke",
+                               "--out", out, "--quiet", "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert "trained 6 runs, 2 already finished" in stdout
+    pd.testing.assert_frame_equal(_tables(folder), before)
+
+
+def test_capabilities_are_declared_not_guessed(monkeypatch):
+    monkeypatch.syspath_prepend(str(OUTSIDE))
+    assert resolve("adam", OPTIMIZERS).capabilities == Capabilities(True, False, True)
+    lbfgs = resolve("torch.optim.LBFGS", OPTIMIZERS)
+    assert lbfgs.cls is torch.optim.LBFGS and lbfgs.capabilities.needs_closure
+    assert not lbfgs.capabilities.batchable and not lbfgs.capabilities.graphable
+    assert resolve("my_optimizers:SignSGD", OPTIMIZERS).capabilities == Capabilities()
+    # a config's `closure: true` declares it for a class that says nothing itself
+    assert resolve("my_optimizers:SignSGD", OPTIMIZERS, closure=True).capabilities.needs_closure
+
+
+def test_an_entry_point_registers_an_optimizer(tmp_path, monkeypatch):
+    """An installed package's `adamrepro.optimizers` entry point: a distribution on sys.path
+    (its .dist-info) names a class in its own module."""
+    dist = tmp_path / "fastopt-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fastopt\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[adamrepro.optimizers]\nsignsgd = my_optimizers:SignSGD\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(OUTSIDE))
+    registered.cache_clear()
+    try:
+        found = resolve("signsgd", OPTIMIZERS)
+        assert found.cls.__name__ == "SignSGD" and not found.builtin
+        exp = parse_experiment({
+            "name": "ep", "title": "ep", "dataset": {"name": "mnist"},
+            "model": {"name": "logreg"}, "training": {"epochs": 1},
+            "methods": {"sign": {"optimizer": "signsgd", "grid": {"lr": [1e-3, 1e-2]}}},
+        }, "test")
+        assert [g.size for g in plan(exp)] == [1, 1]  # not batchable: one run per group
+    finally:
+        registered.cache_clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# A workload without labels
+
+
+def test_a_workload_without_labels_runs_with_its_own_metric_names(tmp_path, data_dir, cli):
+    out = tmp_path / "results"
+    code, _, stderr = cli("run", TESTS / "configs" / "autoencoder.yaml", "--scale", "smoke",
+                          "--out", out, "--quiet", "--data-dir", data_dir)
+    assert code == 0, stderr
+    folder = out / "autoencoder"
+    curves, best = pd.read_csv(folder / "curves.csv"), pd.read_csv(folder / "best.csv")
+    for column in ("train_recon_error", "train_recon_error_full", "test_recon_error"):
+        assert column in curves.columns and f"final_{column}" in best.columns
+    assert not {"train_loss", "test_acc"} & set(curves.columns)
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["config"]["selection"]["metric"] == "train_recon_error"
+    # it learned: the error of every selected run fell below half its start
+    for _, row in best.iterrows():
+        run = curves[curves["point_id"] == row["point_id"]].sort_values("epoch")
+        assert run["test_recon_error"].iloc[-1] < 0.5 * run["test_recon_error"].iloc[0]
+    assert cli("plot", "autoencoder", "--out", out)[0] == 0
+    assert (folder / "curves.png").exists() and (folder / "sensitivity.png").exists()
+    assert cli("report", "--out", out)[0] == 0
+    report = (out / "report.md").read_text()
+    assert "final train_recon_error" in report and "test reconstruction error" in report
+
+
+def test_labels_are_optional_in_the_data(data_dir):
+    exp = load_experiment(TESTS / "configs" / "autoencoder.yaml").at_scale("smoke")
+    data = load_data(exp, data_dir, torch.device("cpu")).without_labels()
+    assert set(data.train) == {"x"}
+    group = plan(exp)[0]
+    curves = train_group(exp, group, data)
+    first, last = curves[0].rows[0], curves[0].rows[-1]
+    assert last["train_recon_error_full"] < first["train_recon_error_full"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest time
+
+
+def _timed_config(max_group_size: int | None) -> dict:
+    method = {"optimizer": "adam", "grid": {"lr": [1e-4, 1e-3, 1e-2, 1e-1]}}
+    if max_group_size:
+        method["max_group_size"] = max_group_size
+    return {"name": "timed", "title": "timed",
+            "dataset": {"name": "mnist", "train_size": 2048, "test_size": 10000},
+            "model": {"name": "logreg"}, "training": {"epochs": 2},
+            "methods": {"adam": method}}
+
+
+def test_training_seconds_per_run_batched_and_alone(tmp_path, data_dir):
+    """The same 4 runs, as one batched group and one by one: each run records its training
+    seconds without the evaluation (10,000 test images after every pass), and the report's
+    per-run seconds divide a batched group's time by its size, and say which it was."""
+    executor = LocalExecutor(data_dir, torch.device("cpu"))
+    folders = {}
+    for kind, size in (("batched", None), ("alone", 1)):
+        exp = parse_experiment(_timed_config(size), "test")
+        run_sweep(exp, "paper", None, tmp_path / kind, executor, quiet=True)
+        folders[kind] = tmp_path / kind / "timed"
+    batched = pd.read_csv(folders["batched"] / "curves.csv")
+    alone = pd.read_csv(folders["alone"] / "curves.csv")
+    assert set(batched["group_size"]) == {4} and set(alone["group_size"]) == {1}
+    # a batched group's runs share its time; runs alone have their own
+    assert batched.groupby("epoch")["train_seconds"].nunique().max() == 1
+    assert alone[alone["epoch"] == 2]["train_seconds"].nunique() == 4
+    for table in (batched, alone):
+        last = table[table["epoch"] == 2]
+        # evaluation is not counted: the wall time of the group, which includes it, is more
+        assert (last["train_seconds"] < last["seconds"]).all()
+        assert (last["train_seconds"] > 0).all()
+    measured = {kind: Measured.load(folder) for kind, folder in folders.items()}
+    chosen = {kind: m.best_runs("adam") for kind, m in measured.items()}
+    expect = {kind: float(runs[runs["epoch"] == 2]["train_seconds"].iloc[0])
+              / runs["group_size"].iloc[0] / 2 for kind, runs in chosen.items()}
+    for kind in folders:
+        assert seconds_per_pass(measured[kind], "adam") == pytest.approx(expect[kind])
+    # both in one experiment: the per-pass comparison says which ran batched
+    both = pd.concat([batched.assign(method="adam_batched"), alone.assign(method="adam_alone")])
+    best = pd.concat([measured["batched"].best.assign(method="adam_batched"),
+                      measured["alone"].best.assign(method="adam_alone")])
+    one = Measured("timed", both, best, measured["batched"].meta)
+    verdict = SlowerPerPass("adam_alone", "adam_batched", low=0.0, high=1e9)(one)
+    ratio = expect["alone"] / expect["batched"]
+    assert f"{ratio:.2f}x" in verdict.numbers
+    assert "adam_alone trained alone" in verdict.numbers
+    assert "adam_batched batched" in verdict.numbers

@@ -1,0 +1,90 @@
+"""The package's layering: no import cycle, and every module imports on its own.
+
+The static check reads every `import` of adamrepro modules, at module level and inside
+functions alike (a cycle hidden in a function is still a cycle), and fails on any cycle.
+The dynamic check imports each module alone in a fresh interpreter (one subprocess that
+forgets every adamrepro module before each import), so an import that only works after
+another module was loaded first is caught.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "adamrepro"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """The adamrepro modules `path` imports (a `from package import name` of a submodule
+    counts as importing the submodule)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module in known:
+                found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names
+                      if f"{node.module}.{a.name}" in known}
+    return found
+
+
+def test_no_import_cycle():
+    found = modules()
+    graph = {name: imports_of(path, set(found)) - {name} for name, path in found.items()}
+    # a package's __init__ imports its submodules; a submodule importing its own package
+    # (`from adamrepro.optim import X` inside adamrepro/optim/) would close a cycle, and so
+    # would any longer loop: search for one
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        stack.append(name)
+        for nxt in sorted(graph[name]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[name] = 2
+        return None
+
+    for name in sorted(graph):
+        if name not in state:
+            cycle = visit(name)
+            assert cycle is None, " -> ".join(cycle)
+
+
+def test_every_module_imports_alone():
+    # __main__ is `python -m adamrepro`: importing it runs the command line
+    names = sorted(name for name in modules() if not name.endswith("__main__"))
+    script = (
+        "import importlib, sys, traceback\n"
+        f"failed = []\n"
+        f"for name in {names!r}:\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] == 'adamrepro']:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception:\n"
+        "        failed.append(name + ': ' + traceback.format_exc().splitlines()[-1])\n"
+        "print('\\n'.join(failed))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", done.stdout
+    assert len(names) > 40  # the whole package was tried
