@@ -29,7 +29,7 @@ of the top m singular values of the least-squares fit Y = Q S to j's m history p
 its largest over hess_max_dev; a subfunction without history gets the median eigenvalue of the
 mean model Hessian of the others (`hessian_init` for the very first).
 
-Active set (Sec. 3.5 of the paper): only `init_active` subfunctions take part at first, since
+Active set (as in the paper): only `init_active` subfunctions take part at first, since
 early on a few minibatches estimate the gradient well; the next one (in index order) joins
 when the standard error of the mean of the active gradients reaches `max_gradient_noise` times
 its length (both in the H⁻¹ norm), after a rejected step, or when no subfunction joined for
@@ -428,7 +428,7 @@ class SFO(torch.optim.Optimizer):
         state["evaluations"] += 1
         grad = self._flat_grad()
         self._add_direction(grad)
-        return float(loss), self._coords(grad)
+        return float(loss.detach()), self._coords(grad)
 
     def _is_bad_step(self, index: int, f: float, grad_coords: Tensor) -> bool:
         state = self._state
