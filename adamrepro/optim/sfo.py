@@ -205,6 +205,17 @@ class SFO(torch.optim.Optimizer):
         state["collapses"] = 0
         state["rejected_steps"] = 0
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        # torch casts floating state to the parameters' dtype (and flags to it too); SFO's
+        # state is float64, long and bool whatever the parameters are: keep it as saved
+        saved = state_dict["state"].get(0, {})
+        super().load_state_dict(state_dict)
+        if saved:
+            device = self._params[0].device
+            self.state[self._params[0]] = {
+                key: value.to(device, copy=True) if isinstance(value, Tensor) else value
+                for key, value in saved.items()}
+
     def memory_bytes(self) -> int:
         """Bytes held by SFO's state tensors (0 before the first step)."""
         return sum(v.numel() * v.element_size() for v in self._state.values()

@@ -277,3 +277,42 @@ def test_interface():
     assert set(seen) == {0, 1, 2}
     for p, t in zip(params, target, strict=True):
         torch.testing.assert_close(p.detach(), t, rtol=0, atol=1e-5)
+
+
+def test_state_dict_resumes_exactly_with_float32_parameters():
+    """SFO's state stays float64 through state_dict/load_state_dict, which would otherwise
+    cast it to the parameters' float32 and make the resumed run drift."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 5), torch.randint(0, 3, (64,))
+    batches = torch.arange(64).chunk(4)
+
+    def make():
+        params = [torch.zeros(5, 3, requires_grad=True), torch.zeros(3, requires_grad=True)]
+
+        def closure(index: int) -> torch.Tensor:
+            for p in params:
+                p.grad = None
+            rows = batches[index]
+            loss = F.cross_entropy(x[rows] @ params[0] + params[1], y[rows])
+            loss.backward()
+            return loss
+
+        return params, closure
+
+    params, closure = make()
+    sfo = SFO(params, 4)
+    for _ in range(10):
+        sfo.step(closure)
+    resumed_params, resumed_closure = make()
+    with torch.no_grad():
+        for p, q in zip(resumed_params, params, strict=True):
+            p.copy_(q)
+    resumed = SFO(resumed_params, 4)
+    resumed.load_state_dict(sfo.state_dict())
+    assert resumed.state[resumed_params[0]]["basis"].dtype == torch.float64
+    for _ in range(10):
+        sfo.step(closure)
+        resumed.step(resumed_closure)
+        assert resumed.last_index == sfo.last_index
+    for p, q in zip(resumed_params, params, strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
