@@ -29,9 +29,18 @@ def list_things(
     """List the optimizers (with their defaults), experiments, models or datasets."""
     if what is Listable.optimizers:
         from adamrepro.optim import OPTIMIZERS
+        from adamrepro.optim.resolve import registered, resolve
 
-        for name, cls in OPTIMIZERS.items():
-            typer.echo(f"{name:20s} {_defaults(cls)}")
+        names = [*OPTIMIZERS, *(n for n in registered() if n not in OPTIMIZERS)]
+        for name in names:
+            found = resolve(name, OPTIMIZERS)
+            kind = "batched" if found.capabilities.batchable else "one run per group"
+            if found.capabilities.needs_closure:
+                kind += ", closure"
+            origin = "" if found.builtin else " (entry point)"
+            typer.echo(f"{name:20s} [{kind}]{origin} {_defaults(found.cls)}")
+        typer.echo("...or any torch.optim.Optimizer by import path: torch.optim.SGD, "
+                   "mypkg.module:MyOptimizer")
     elif what is Listable.experiments:
         from adamrepro.config import bundled_configs
 
@@ -40,8 +49,10 @@ def list_things(
     elif what is Listable.models:
         from adamrepro.models import MODELS
 
-        for name in MODELS:
-            typer.echo(name)
+        for name, cls in MODELS.items():
+            declared = cls.METRICS
+            typer.echo(f"{name:20s} metrics: {', '.join(m.name for m in declared.metrics)} "
+                       f"(objective: {declared.objective})")
     else:
         from adamrepro.data import DATASETS
 
