@@ -46,8 +46,13 @@ class SelectionSpec(Frozen):
     metric: str | None = None
 
 
+DEFAULT_FIGURES = ("curves", "sensitivity")
+
+
 class PlotSpec(Frozen):
     y: str | None = None  # a column of the model's metrics; default train_<objective>
+    # Which figures `adamrepro plot` draws (names of adamrepro.figures.FIGURES).
+    figures: list[str] = list(DEFAULT_FIGURES)
     logy: bool = False
     band: Literal["std", "minmax"] = "std"
     # Fig. 3 (left) shows the first epochs only; None draws every pass.
@@ -178,6 +183,12 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                                 + (f" once rounded to training.dtype {exp.training.dtype}"
                                    if found.capabilities.batchable and "got" in str(err)
                                    else "")) from None
+    from adamrepro.figures import FIGURES
+
+    unknown = [f for f in exp.plot.figures if f not in FIGURES]
+    if unknown:
+        raise UserError(f"{where}: plot.figures: unknown figure {unknown[0]!r}; known: "
+                        f"{', '.join(FIGURES)}")
     metrics = set(declared.values())
     if len(metrics) > 1:
         raise UserError(f"{where}: methods: every method must train a model with the same "

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from adamrepro.config import DEFAULT_FIGURES
 from adamrepro.errors import UserError
 
 
@@ -16,7 +17,7 @@ def plot(
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
 ) -> None:
     """Draw each experiment's figures (PNG and PDF) into <out>/<experiment>/."""
-    from adamrepro.figures import curves, sensitivity
+    from adamrepro.figures import FIGURES
     from adamrepro.results.store import read_results
 
     names = experiments or sorted(p.parent.name for p in out.glob("*/curves.csv"))
@@ -24,5 +25,7 @@ def plot(
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
     for name in names:
         tables = read_results(out / name)
-        for path in [*curves.draw(out / name, tables), *sensitivity.draw(out / name, tables)]:
-            typer.echo(f"wrote {path}")
+        chosen = tables[2]["config"]["plot"].get("figures") or list(DEFAULT_FIGURES)
+        for figure in chosen:
+            for path in FIGURES[figure](out / name, tables):
+                typer.echo(f"wrote {path}")

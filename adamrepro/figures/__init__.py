@@ -1,0 +1,14 @@
+"""Figures by name: each draws from a results folder's tables alone and returns the files it
+wrote. A config's `plot.figures` names which to draw (default: curves and sensitivity)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from adamrepro.figures import curves, sensitivity
+
+FIGURES: dict[str, Callable[..., list[Path]]] = {
+    "curves": curves.draw,
+    "sensitivity": sensitivity.draw,
+}
