@@ -76,7 +76,7 @@ class MethodSpec(Frozen):
     # For an optimizer from elsewhere whose `step` needs a closure (capabilities.py).
     closure: bool | None = None
     # At most this many runs train batched together (1: every run alone, as a user's own
-    # script would, for honest per-run seconds). Grouping does not change a run's identity.
+    # script would, for honest per-run seconds). The curves are the same either way.
     max_group_size: int | None = Field(None, gt=0)
     hparams: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
@@ -160,9 +160,9 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
         if model not in MODELS:
             raise UserError(f"{where}: {key}: model.name: unknown model {model!r}; known: "
                             f"{', '.join(MODELS)}")
-        MODELS[model].options({**{k: v for k, v in exp.model.items() if k != "name"},
-                               **{k: v for k, v in method.model.items() if k != "name"}},
-                              f"{where}: {key}.model")
+        model_opts = MODELS[model].options(
+            {**{k: v for k, v in exp.model.items() if k != "name"},
+             **{k: v for k, v in method.model.items() if k != "name"}}, f"{where}: {key}.model")
         declared[label] = MODELS[model].METRICS
         try:
             found = resolve(method.optimizer, OPTIMIZERS, method.closure)
@@ -176,6 +176,15 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
             # one-run tensors of the training dtype (in float32, beta2 = 0.99999999 is 1.0).
             param = torch.zeros(1, dtype=dtype, requires_grad=True)
             values = stacked([point], dtype) if found.capabilities.batchable else plain(point)
+            if found.capabilities.subfunctions:
+                # the runner passes the number of fixed minibatches (capabilities.py)
+                values.setdefault("num_subfunctions", 1)
+                if (MODELS[model].stochastic(model_opts)
+                        and point.get("allow_stochastic") is not True):
+                    raise UserError(
+                        f"{where}: {key}: {method.optimizer} assumes a deterministic objective, "
+                        f"but this model draws noise (dropout); remove the noise, or set "
+                        f"hparams.allow_stochastic: true to run it anyway")
             try:
                 found.cls([param], **values)
             except (ValueError, TypeError) as err:

@@ -29,6 +29,7 @@ from adamrepro.config import MethodSpec, parse_experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.metrics import CLASSIFIER
 from adamrepro.optim import OPTIMIZERS
+from adamrepro.optim.capabilities import capabilities_of
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import train_group
 from adamrepro.runner.plan import Group, plan
@@ -184,7 +185,8 @@ LOOSER_RTOL = {"nadam": 1e-7}
 FIRST_PASS_ONLY = {"adam_two_horizons"}
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(n for n, c in OPTIMIZERS.items()
+                                         if capabilities_of(c).batchable))
 def test_every_optimizer_batched_equals_reference_loop(setup, name):
     """One table drives it: torch.optim's class where torch has the algorithm (with LambdaLR
     for α/√t), adamrepro's own class otherwise; either way the batched curves."""

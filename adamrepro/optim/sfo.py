@@ -79,6 +79,7 @@ import torch
 from torch import Tensor
 
 from adamrepro.optim.base import check_range
+from adamrepro.optim.capabilities import Capabilities
 
 SELECTIONS = ("distance", "cyclic")
 
@@ -93,6 +94,9 @@ def check_int(name: str, value, low: int) -> None:
 
 
 class SFO(torch.optim.Optimizer):
+    capabilities = Capabilities(batchable=False, needs_closure=True, graphable=False,
+                                subfunctions=True)
+
     def __init__(
         self,
         params,

@@ -193,5 +193,6 @@ def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
             rows.append({**fixed, **row, **extra})
     frame = pd.DataFrame(rows)
     first = ["experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id",
-             "seed", "epoch", *columns, "seconds", "train_seconds", "diverged", "group_size"]
+             "seed", "epoch", *columns, "seconds", "train_seconds", "diverged", "group_size",
+             "state_bytes", "peak_memory_bytes"]
     return frame[first + [c for c in frame.columns if c not in first]]
