@@ -115,6 +115,33 @@ class Experiment(Frozen):
             update={"epochs": epochs})})
 
 
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML would keep the
+    last one silently; a careful user calls that a mistake). Merge keys (`<<`) may still be
+    overridden, as YAML intends."""
+
+
+def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    first: dict[Any, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            mark = first.setdefault(key, key_node.start_mark)
+        except TypeError:  # an unhashable key: construct_mapping says so below
+            continue
+        if mark is not key_node.start_mark:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark,
+                f"duplicate key {key!r} (first given at line {mark.line + 1})",
+                key_node.start_mark)
+    return loader.construct_mapping(node, deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
 def _location(err: dict) -> str:
     return ".".join(str(part) for part in err["loc"]) or "(top level)"
 
@@ -128,12 +155,12 @@ def _check_registries(exp: Experiment, where: str) -> None:
     from adamrepro.optim import OPTIMIZERS, build
 
     dataset = exp.dataset.get("name")
-    if dataset not in DATASETS:
+    if not isinstance(dataset, str) or dataset not in DATASETS:
         raise UserError(
             f"{where}: dataset.name: unknown dataset {dataset!r}; known: {', '.join(DATASETS)}"
         )
     model = exp.model.get("name")
-    if model not in MODELS:
+    if not isinstance(model, str) or model not in MODELS:
         raise UserError(
             f"{where}: model.name: unknown model {model!r}; known: {', '.join(MODELS)}"
         )
@@ -146,11 +173,11 @@ def _check_registries(exp: Experiment, where: str) -> None:
             )
         for point in method.points():
             for name, value in point.items():
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise UserError(f"{where}: {key}: {name} must be finite, got {value}")
+                if isinstance(value, (int, float)) and not _finite(value):
+                    raise UserError(f"{where}: {key}: {name} must be finite, got {value!r:.30}")
             try:
                 build(method.optimizer, [torch.zeros(1, requires_grad=True)], **point)
-            except (ValueError, TypeError) as err:
+            except (ValueError, TypeError, OverflowError) as err:
                 raise UserError(f"{where}: {key}: {err}") from None
             # The runner hands every value over in the training dtype: check it as the runner
             # will see it (in float32, beta2 = 0.99999999 becomes 1.0).
@@ -158,7 +185,7 @@ def _check_registries(exp: Experiment, where: str) -> None:
             try:
                 build(method.optimizer, [torch.zeros(1, dtype=dtype, requires_grad=True)],
                       **_in_dtype(point, dtype))
-            except ValueError as err:
+            except (ValueError, TypeError, OverflowError) as err:
                 raise UserError(f"{where}: {key}: {err} once rounded to training.dtype "
                                 f"{exp.training.dtype}") from None
         MODELS[model].options({**{k: v for k, v in exp.model.items() if k != "name"},
@@ -166,6 +193,13 @@ def _check_registries(exp: Experiment, where: str) -> None:
     DATASETS[dataset].options(
         {k: v for k, v in exp.dataset.items() if k != "name"}, f"{where}: dataset"
     )
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def _in_dtype(point: dict, dtype) -> dict:
@@ -203,12 +237,20 @@ def load_experiment(path: str | Path) -> Experiment:
         hint = f"; bundled configs: {', '.join(p.stem for p in bundled_configs())}"
         raise UserError(f"config file {path} does not exist{hint}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    try:
+        raw = yaml.load(text, Loader=StrictLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "malformed YAML"
         raise UserError(f"{path}: not valid YAML{at}: {problem}") from None
+    except Exception as err:  # PyYAML's constructors raise ValueError, IndexError, ... on a
+        # value its (implied or explicit) tag cannot hold: `2001-13-45`, `!!int ''`
+        raise UserError(f"{path}: not valid YAML: a value its type cannot hold "
+                        f"({type(err).__name__}: {err})") from None
     return parse_experiment(raw, str(path))
 
 
