@@ -133,6 +133,33 @@ class Experiment(Frozen):
             update={"epochs": epochs})})
 
 
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML would keep the
+    last one silently; a careful user calls that a mistake). Merge keys (`<<`) may still be
+    overridden, as YAML intends."""
+
+
+def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    first: dict[Any, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            mark = first.setdefault(key, key_node.start_mark)
+        except TypeError:  # an unhashable key: construct_mapping says so below
+            continue
+        if mark is not key_node.start_mark:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark,
+                f"duplicate key {key!r} (first given at line {mark.line + 1})",
+                key_node.start_mark)
+    return loader.construct_mapping(node, deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
 def _check_registries(exp: Experiment, where: str) -> Experiment:
     """Names and values that only the registries can judge: fail at load, not mid-sweep.
     Returns the experiment with the metric defaults filled in from the model's declaration."""
@@ -145,7 +172,7 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     from adamrepro.optim.resolve import resolve
 
     dataset = exp.dataset.get("name")
-    if dataset not in DATASETS:
+    if not isinstance(dataset, str) or dataset not in DATASETS:
         raise UserError(
             f"{where}: dataset.name: unknown dataset {dataset!r}; known: {', '.join(DATASETS)}"
         )
@@ -157,7 +184,7 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     for label, method in exp.methods.items():
         key = f"methods.{label}"
         model = {**exp.model, **method.model}.get("name")
-        if model not in MODELS:
+        if not isinstance(model, str) or model not in MODELS:
             raise UserError(f"{where}: {key}: model.name: unknown model {model!r}; known: "
                             f"{', '.join(MODELS)}")
         model_opts = MODELS[model].options(
@@ -170,8 +197,8 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
             raise UserError(f"{where}: {key}.optimizer: {err}") from None
         for point in method.points():
             for name, value in point.items():
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise UserError(f"{where}: {key}: {name} must be finite, got {value}")
+                if isinstance(value, (int, float)) and not _finite(value):
+                    raise UserError(f"{where}: {key}: {name} must be finite, got {value!r:.30}")
             # Built as the runner will build it: a batched optimizer gets its numbers as
             # one-run tensors of the training dtype (in float32, beta2 = 0.99999999 is 1.0).
             param = torch.zeros(1, dtype=dtype, requires_grad=True)
@@ -187,7 +214,7 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                         f"hparams.allow_stochastic: true to run it anyway")
             try:
                 found.cls([param], **values)
-            except (ValueError, TypeError) as err:
+            except (ValueError, TypeError, OverflowError) as err:
                 raise UserError(f"{where}: {key}: {method.optimizer}: {err}"
                                 + (f" once rounded to training.dtype {exp.training.dtype}"
                                    if found.capabilities.batchable and "got" in str(err)
@@ -216,6 +243,13 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     })
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
 def parse_experiment(raw: Any, where: str) -> Experiment:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: the file must hold a mapping of keys (name, dataset, ...)")
@@ -236,12 +270,20 @@ def load_experiment(path: str | Path) -> Experiment:
         hint = f"; bundled configs: {', '.join(p.stem for p in bundled_configs())}"
         raise UserError(f"config file {path} does not exist{hint}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    try:
+        raw = yaml.load(text, Loader=StrictLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "malformed YAML"
         raise UserError(f"{path}: not valid YAML{at}: {problem}") from None
+    except Exception as err:  # PyYAML's constructors raise ValueError, IndexError, ... on a
+        # value its (implied or explicit) tag cannot hold: `2001-13-45`, `!!int ''`
+        raise UserError(f"{path}: not valid YAML: a value its type cannot hold "
+                        f"({type(err).__name__}: {err})") from None
     return parse_experiment(raw, str(path))
 
 

@@ -23,7 +23,7 @@ from adamrepro.runner.plan import plan
 
 METRICS = [c.name for c in CLASSIFIER.columns()]
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = pytest.mark.cuda  # skipped, and reported, without a GPU (conftest.py)
 CUDA = torch.device("cuda")
 # The graph replays the kernels eager mode launches, in the same order on the same data, so
 # the curves should agree to the last bit; 1e-6 relative leaves room for a cuBLAS kernel
