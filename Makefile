@@ -42,7 +42,7 @@ bench:  ## the README's CPU row
 bench-gpu:  ## the README's GPU table: every experiment at paper scale (the MLP's first 10 passes)
 	$(PYTHON) -m adamrepro bench logreg_mnist --scale paper --device cuda $(DATA_FLAG)
 	$(PYTHON) -m adamrepro bench logreg_imdb --scale paper --device cuda $(DATA_FLAG)
-	$(PYTHON) -m adamrepro bench mlp_dropout --scale paper --device cuda $(DATA_FLAG) --passes 10
+	$(PYTHON) -m adamrepro bench mlp --scale paper --device cuda $(DATA_FLAG) --passes 10
 
 clean:  ## remove caches and uncommitted run records (committed tables and figures stay)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info $(OUT)/*/runs $(OUT)/*/.lock

@@ -63,6 +63,9 @@ class ScaleSpec(Frozen):
     epochs: int | None = Field(None, gt=0)
     train_size: int | None = Field(None, gt=0)
     test_size: int | None = Field(None, gt=0)
+    # Model options for this scale only (e.g. narrower layers so that a smoke test of a
+    # memory-hungry optimizer stays small); merged over `model`.
+    model: dict[str, Any] = {}
 
 
 class MethodSpec(Frozen):
@@ -123,6 +126,8 @@ class Experiment(Frozen):
             if getattr(over, key) is not None:
                 dataset[key] = getattr(over, key)
         update = {"training": training, "dataset": dataset, "scales": {}}
+        if over.model:
+            update["model"] = {**self.model, **over.model}
         if seeds is not None:
             update["seeds"] = seeds
         return self.model_copy(update=update)
@@ -219,6 +224,14 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                                 + (f" once rounded to training.dtype {exp.training.dtype}"
                                    if found.capabilities.batchable and "got" in str(err)
                                    else "")) from None
+    for scale, over in exp.scales.items():
+        if over.model:
+            merged = {**exp.model, **over.model}
+            name = merged.get("name")
+            if not isinstance(name, str) or name not in MODELS:
+                raise UserError(f"{where}: scales.{scale}.model.name: unknown model {name!r}")
+            MODELS[name].options({k: v for k, v in merged.items() if k != "name"},
+                                 f"{where}: scales.{scale}.model")
     from adamrepro.figures import FIGURES
 
     unknown = [f for f in exp.plot.figures if f not in FIGURES]

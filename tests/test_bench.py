@@ -98,7 +98,7 @@ def test_flop_count_by_hand():
 
 
 def test_mlp_flops_count_input_gradients_of_hidden_layers():
-    exp = load_experiment(resolve_config_arg("mlp_dropout")).at_scale("smoke")
+    exp = load_experiment(resolve_config_arg("mlp")).at_scale("smoke")
     data = TensorDataset.labelled(torch.zeros(256, 784), torch.zeros(256, dtype=torch.long),
                          torch.zeros(256, 784), torch.zeros(256, dtype=torch.long), 10)
     count = flop_count(exp, plan(exp)[0], data)
