@@ -82,3 +82,15 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return call
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny float64 problems: one torch thread is faster on two shared cores (L-BFGS ran 20x
+    slower with two), and immune to a busy machine. Restored after the module."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
