@@ -253,6 +253,26 @@ def evaluate(model, split: Mapping[str, Tensor], G: int, chunk: int,
     return means
 
 
+class MinibatchPass:
+    """A pass over the training set in minibatches reshuffled from each run's seed: every
+    step of `sizes`, eager or replayed from a CUDA graph. Returns the mean minibatch loss of
+    every run."""
+
+    def __init__(self, model, optimizer, data: TensorDataset, seeds: list[int],
+                 sizes: list[int], closure: bool, graphed: bool) -> None:
+        self.order = MinibatchOrder(seeds, len(data.train_x), data.train_x.device)
+        self.step = TrainStep(model, optimizer, self.order, data, max(sizes), len(seeds),
+                              closure)
+        self.run_step = GraphedStep(self.step) if graphed else self.step
+        self.sizes = sizes
+
+    def __call__(self) -> Tensor:
+        self.step.new_pass(self.order.new_pass())
+        for size in self.sizes:
+            self.run_step(size)
+        return self.step.loss_sum / len(self.sizes)
+
+
 class SubfunctionPass:
     """A pass of an optimizer over subfunctions (SFO): steps until it has evaluated as many
     subfunctions as there are, each step evaluating the one it picks through the closure
@@ -326,23 +346,22 @@ def train_group(
     metrics: MetricSet = model.METRICS
     columns = [c.name for c in metrics.columns()]
     capabilities = group.resolved.capabilities
-    order = MinibatchOrder(group.seeds, len(data.train_x), device)
     sizes = step_sizes(training, len(data.train_x))
-    subfunctions = None
     if capabilities.subfunctions:  # default: one subfunction per minibatch of a pass
-        subfunctions = int(group.runs[0].hparams.get("num_subfunctions") or len(sizes))
-    optimizer = build_optimizer(group, list(model.parameters()),
-                                getattr(torch, training.dtype), subfunctions)
-    step = TrainStep(model, optimizer, order, data, max(sizes), G, capabilities.needs_closure)
-    if cuda_graphs is None:
-        cuda_graphs = cuda_graphs_default()
-    if cuda_graphs and can_graph(device, sizes, capabilities.graphable):
-        run_step = GraphedStep(step)
+        count = int(group.runs[0].hparams.get("num_subfunctions") or len(sizes))
+        optimizer = build_optimizer(group, list(model.parameters()),
+                                    getattr(torch, training.dtype), count)
+        train_pass = SubfunctionPass(model, optimizer, data, subfunction_split(
+            group.seeds[0], len(data.train_x), count, device))
     else:
-        run_step = step
-    if subfunctions is not None:
-        over_subfunctions = SubfunctionPass(model, optimizer, data, subfunction_split(
-            group.seeds[0], len(data.train_x), subfunctions, device))
+        optimizer = build_optimizer(group, list(model.parameters()),
+                                    getattr(torch, training.dtype))
+        if cuda_graphs is None:
+            cuda_graphs = cuda_graphs_default()
+        train_pass = MinibatchPass(model, optimizer, data, group.seeds, sizes,
+                                   capabilities.needs_closure,
+                                   cuda_graphs and can_graph(device, sizes,
+                                                             capabilities.graphable))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     eval_noise = group_generator(group.group_id, device, EVAL_NOISE)
@@ -369,13 +388,7 @@ def train_group(
     for epoch in range(1, training.epochs + 1):
         model.train()
         timer.start()
-        if subfunctions is not None:
-            train_loss = over_subfunctions()
-        else:
-            step.new_pass(order.new_pass())
-            for size in sizes:
-                run_step(size)
-            train_loss = step.loss_sum / len(sizes)
+        train_loss = train_pass()
         timer.stop()
         log_pass(train_loss)
         memory.append((state_bytes(optimizer), torch.cuda.max_memory_allocated(device)
