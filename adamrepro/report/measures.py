@@ -54,7 +54,7 @@ class Measured:
         return cls(folder.name, curves, best, meta)
 
     @classmethod
-    def from_curves(cls, curves: pd.DataFrame, cost: str = "train_loss",
+    def from_curves(cls, curves: pd.DataFrame, cost: str = CLASSIFIER.train_column,
                     name: str = "example") -> Measured:
         """Select the best grid points the way `adamrepro run` does (for hand-made tables)."""
         hparam_cols = [c for c in ("lr", "beta1", "beta2") if c in curves.columns]
