@@ -50,3 +50,16 @@ def test_subfunctions_are_a_fixed_partition_of_the_training_set():
     assert torch.cat(parts).sort().values.tolist() == list(range(1000))
     again = subfunction_split(seed=3, n=1000, count=7, device=torch.device("cpu"))
     assert all(torch.equal(a, b) for a, b in zip(parts, again, strict=True))
+
+
+def test_bench_times_the_batchable_methods_and_names_the_others(data_dir):
+    from adamrepro.bench.timing import run_bench
+    from adamrepro.config import load_experiment
+    from adamrepro.runner.executors import load_data
+
+    exp = load_experiment(CONFIG).at_scale("smoke").with_epochs(1)
+    data = load_data(exp, data_dir, torch.device("cpu"))
+    result = run_bench(exp, "smoke", data, torch.device("cpu"))
+    assert result["not_timed"] == ["sfo", "sfo+dropout", "sfo+memory"]
+    assert result["grid"]["runs"] == 8  # adam alone (4) and adam+batched (4)
+    assert result["check"]["passed"]
