@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from adamrepro.runner.group import subfunction_split
@@ -63,3 +64,29 @@ def test_bench_times_the_batchable_methods_and_names_the_others(data_dir):
     assert result["not_timed"] == ["sfo", "sfo+dropout", "sfo+memory"]
     assert result["grid"]["runs"] == 8  # adam alone (4) and adam+batched (4)
     assert result["check"]["passed"]
+
+
+def test_adam_alone_traces_the_same_curves_as_batched(data_dir):
+    """The fair timing of `adam` (max_group_size: 1) costs nothing in faithfulness: in float64
+    its runs trace the curves of the same runs trained batched (`adam+batched`)."""
+    from adamrepro.config import load_experiment
+    from adamrepro.runner.executors import load_data
+    from adamrepro.runner.group import train_group
+    from adamrepro.runner.plan import plan
+
+    exp = load_experiment(CONFIG).at_scale("smoke").with_epochs(1)
+    exp = exp.model_copy(update={"training": exp.training.model_copy(
+        update={"dtype": "float64"})})
+    data = load_data(exp, data_dir, torch.device("cpu"))
+    groups = plan(exp)
+    (batched,) = [g for g in groups if g.method == "adam+batched"]
+    together = dict(zip([r.hparams["lr"] for r in batched.runs],
+                        train_group(exp, batched, data), strict=True))
+    alone = [g for g in groups if g.method == "adam"]
+    assert batched.size == 4 and [g.size for g in alone] == [1, 1, 1, 1]
+    for group in alone:
+        (curve,) = train_group(exp, group, data)
+        twin = together[group.runs[0].hparams["lr"]]
+        for row, other in zip(curve.rows, twin.rows, strict=True):
+            for column in ("train_loss_full", "test_loss"):
+                assert row[column] == pytest.approx(other[column], rel=1e-9, abs=1e-12)
