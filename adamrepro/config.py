@@ -202,8 +202,10 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
             raise UserError(f"{where}: {key}.optimizer: {err}") from None
         for point in method.points():
             for name, value in point.items():
-                if isinstance(value, (int, float)) and not _finite(value):
-                    raise UserError(f"{where}: {key}: {name} must be finite, got {value!r:.30}")
+                for number in value if isinstance(value, (list, tuple)) else [value]:
+                    if isinstance(number, (int, float)) and not _finite(number):
+                        raise UserError(f"{where}: {key}: {name} must be finite, got "
+                                        f"{number!r:.30}")
             # Built as the runner will build it: a batched optimizer gets its numbers as
             # one-run tensors of the training dtype (in float32, beta2 = 0.99999999 is 1.0).
             param = torch.zeros(1, dtype=dtype, requires_grad=True)
