@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -39,10 +39,12 @@ from adamrepro.seeding import (
 
 @dataclass
 class RunCurve:
-    """One run's record: one dict per evaluation point (epoch 0 = the initial weights)."""
+    """One run's record: one dict per evaluation point (epoch 0 = the initial weights), and
+    with `training.log_every` one dict per block of that many steps (`steps`)."""
 
     rows: list[dict]
     diverged: bool
+    steps: list[dict] = field(default_factory=list)
 
 
 def step_sizes(training: TrainingSpec, n: int) -> list[int]:
@@ -114,10 +116,12 @@ class TrainStep:
     (`GraphedStep`), and eager execution runs exactly the same operations. With
     `closure=True` the optimizer's `step` evaluates the minibatch itself, as often as it
     needs; the loss recorded is its first evaluation, at the parameters before the step.
+    With `log_steps` (the steps of a pass), every step's loss is also written to row
+    `step_index` of `step_losses`, a device buffer, through a step counter on the device.
     """
 
     def __init__(self, model, optimizer, order: MinibatchOrder, data: TensorDataset,
-                 batch_size: int, G: int, closure: bool = False) -> None:
+                 batch_size: int, G: int, closure: bool = False, log_steps: int = 0) -> None:
         device = data.train_x.device
         self.model, self.optimizer, self.order, self.data, self.G = (
             model, optimizer, order, data, G)
@@ -127,11 +131,15 @@ class TrainStep:
         self.cursor = torch.zeros((), dtype=torch.long, device=device)
         self.offsets = torch.arange(batch_size, device=device)
         self.loss_sum = torch.zeros(G, dtype=torch.float64, device=device)
+        self.step_losses = (torch.zeros(log_steps, G, dtype=torch.float64, device=device)
+                            if log_steps else None)
+        self.step_index = torch.zeros(1, dtype=torch.long, device=device)
 
     def new_pass(self, perm: Tensor) -> None:
         self.perm.copy_(perm)
         self.cursor.zero_()
         self.loss_sum.zero_()
+        self.step_index.zero_()
 
     def __call__(self, size: int) -> None:
         index = self.perm.index_select(1, self.cursor + self.offsets[:size])
@@ -145,6 +153,9 @@ class TrainStep:
             loss.sum().backward()
             self.optimizer.step()
         self.loss_sum += loss.detach().double()
+        if self.step_losses is not None:
+            self.step_losses.index_copy_(0, self.step_index, loss.detach().double()[None])
+            self.step_index += 1
 
     def _step_with_closure(self, batch: dict[str, Tensor]) -> Tensor:
         first: list[Tensor] = []
@@ -234,6 +245,13 @@ def evaluate(model, split: Mapping[str, Tensor], G: int, chunk: int,
     return means
 
 
+def block_means(step_losses: Tensor, every: int) -> Tensor:
+    """(steps, G) losses of a pass -> (blocks, G) means of each block of `every` steps (the
+    last block may be shorter), on the device."""
+    return torch.stack([step_losses[start : start + every].mean(0)
+                        for start in range(0, len(step_losses), every)])
+
+
 class PassTimer:
     """Seconds of training per pass, evaluation excluded, with no host sync of its own: on
     a GPU two CUDA events, read once the pass's sync has passed them."""
@@ -284,7 +302,9 @@ def train_group(
                                 getattr(torch, training.dtype))
     order = MinibatchOrder(group.seeds, len(data.train_x), device)
     sizes = step_sizes(training, len(data.train_x))
-    step = TrainStep(model, optimizer, order, data, max(sizes), G, capabilities.needs_closure)
+    log_every = training.log_every
+    step = TrainStep(model, optimizer, order, data, max(sizes), G, capabilities.needs_closure,
+                     log_steps=len(sizes) if log_every else 0)
     if cuda_graphs is None:
         cuda_graphs = cuda_graphs_default()
     if cuda_graphs and can_graph(device, sizes, capabilities.graphable):
@@ -294,6 +314,7 @@ def train_group(
     eval_noise = group_generator(group.group_id, device, EVAL_NOISE)
 
     history: list[Tensor] = []  # per pass: (len(columns), G), kept on device until the end
+    step_history: list[Tensor] = []  # per pass with log_every: (blocks, G), on device too
     seconds: list[float] = []  # wall time since the group started, evaluation included
     train_seconds: list[float] = []  # training passes alone, summed
     alive = torch.ones(G, dtype=torch.bool)
@@ -318,6 +339,8 @@ def train_group(
             run_step(size)
         timer.stop()
         log_pass(step.loss_sum / len(sizes))
+        if log_every:
+            step_history.append(block_means(step.step_losses, log_every))
         # The one host sync of a pass: decide divergence and report progress.
         latest = history[-1].cpu()
         seconds.append(time.perf_counter() - start_time)
@@ -331,6 +354,9 @@ def train_group(
             break
 
     table = torch.stack(history).cpu()  # (passes, columns, G)
+    steps_table = torch.stack(step_history).cpu() if step_history else None  # (passes, blocks, G)
+    block_ends = [min(start + log_every, len(sizes)) for start in range(0, len(sizes),
+                                                                          log_every or 1)]
     curves = []
     for g in range(G):
         last = diverged_at[g] if diverged_at[g] is not None else len(history) - 1
@@ -341,5 +367,12 @@ def train_group(
                    "diverged": diverged_at[g] is not None and epoch == last}
             row.update({c: float(table[epoch, i, g]) for i, c in enumerate(columns)})
             rows.append(row)
-        curves.append(RunCurve(rows, diverged_at[g] is not None))
+        steps = []
+        if steps_table is not None:
+            for epoch in range(1, last + 1):
+                for block, end in enumerate(block_ends):
+                    steps.append({"step": (epoch - 1) * len(sizes) + end,
+                                  "epoch_fraction": epoch - 1 + end / len(sizes),
+                                  metrics.train_column: float(steps_table[epoch - 1, block, g])})
+        curves.append(RunCurve(rows, diverged_at[g] is not None, steps))
     return curves
