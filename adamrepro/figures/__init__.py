@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from adamrepro.figures import curves, sensitivity
+from adamrepro.figures import curves, early_and_all, sensitivity
 
 FIGURES: dict[str, Callable[..., list[Path]]] = {
     "curves": curves.draw,
     "sensitivity": sensitivity.draw,
+    "early_and_all": early_and_all.draw,
 }
