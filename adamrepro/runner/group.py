@@ -355,8 +355,9 @@ def train_group(
 
     table = torch.stack(history).cpu()  # (passes, columns, G)
     steps_table = torch.stack(step_history).cpu() if step_history else None  # (passes, blocks, G)
-    block_ends = [min(start + log_every, len(sizes)) for start in range(0, len(sizes),
-                                                                          log_every or 1)]
+    block_ends = ([min(start + log_every, len(sizes)) for start in range(0, len(sizes),
+                                                                           log_every)]
+                  if log_every else [])
     curves = []
     for g in range(G):
         last = diverged_at[g] if diverged_at[g] is not None else len(history) - 1
