@@ -16,6 +16,7 @@ from adamrepro.metrics import column_of
 from adamrepro.results.store import Tables, read_results, variant_of
 
 DEFAULT_EARLY_PASSES = 3
+FEW_POINTS = 5  # curves this short (the small scales) get markers: one point draws no line
 
 
 def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
@@ -41,7 +42,8 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
             panels.append((ax_early, band(runs[runs["epoch"] <= early], y.name,
                                           plot_cfg["band"])))
         for ax, stats in panels:
-            ax.plot(stats.index, stats["mean"], label=chosen["method"], **line)
+            few = {"marker": "o", "markersize": 3} if len(stats) <= FEW_POINTS else {}
+            ax.plot(stats.index, stats["mean"], label=chosen["method"], **line, **few)
             if chosen["n_seeds"] > 1:
                 ax.fill_between(stats.index, stats["low"], stats["high"], color=line["color"],
                                 alpha=BAND_ALPHA, linewidth=0)
