@@ -10,6 +10,7 @@ agree to ~1e-14 relative; rtol 1e-9 as in test_batched_equivalence.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -164,7 +165,7 @@ def test_steps_average_to_the_pass(data):
 
 
 def test_run_ids_of_configs_without_log_every_are_unchanged():
-    exp = load_experiment("configs/logreg_mnist.yaml")
+    exp = load_experiment(Path(__file__).parent.parent / "configs" / "logreg_mnist.yaml")
     with_none = exp.model_copy(update={"training": exp.training.model_copy(
         update={"log_every": None})})
     with_ten = exp.model_copy(update={"training": exp.training.model_copy(
