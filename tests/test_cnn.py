@@ -27,12 +27,7 @@ from adamrepro.runner.plan import Group, plan
 RTOL, ATOL = 1e-9, 1e-12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_output_shape_of_every_stage():
