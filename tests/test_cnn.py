@@ -186,3 +186,16 @@ def test_smoke_run_on_real_data(cli, tmp_path):
     code, out_text, err = cli("plot", "cnn_cifar10", "--out", out)
     assert code == 0, err
     assert (folder / "early_and_all.png").exists() and (folder / "sensitivity.png").exists()
+
+
+def test_runs_stored_before_the_memory_columns_still_make_tables(tmp_path):
+    """Resume reads runs stored by older code: columns they lack are left empty."""
+    from adamrepro.results.store import curves_frame
+
+    record = {"experiment": "e", "scale": "smoke", "method": "adam", "optimizer": "adam",
+              "variant": None, "run_id": "r", "point_id": "p", "seed": 0, "hparams": {},
+              "provenance": {"commit": "c", "torch_version": "t", "device": "cpu"},
+              "rows": [{"epoch": 0, "train_loss": 1.0, "seconds": 0.0, "train_seconds": 0.0,
+                        "diverged": False, "group_size": 1}]}
+    frame = curves_frame([record], ["train_loss"])
+    assert frame["state_bytes"].isna().all() and frame["peak_memory_bytes"].isna().all()

@@ -207,7 +207,8 @@ def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
     first = ["experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id",
              "seed", "epoch", *columns, "seconds", "train_seconds", "diverged", "group_size",
              "state_bytes", "peak_memory_bytes"]
-    return frame[first + [c for c in frame.columns if c not in first]]
+    # a run stored before a column existed (resumed into a newer table) has it empty (NaN)
+    return frame.reindex(columns=first + [c for c in frame.columns if c not in first])
 
 
 STEP_KEYS = ["experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id",
