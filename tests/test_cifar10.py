@@ -77,10 +77,14 @@ def test_wrong_checksum_refused_by_run_in_one_line(cli, tmp_path):
     assert not (tmp_path / "r").exists()  # nothing written
 
 
-def test_flag_refused_for_a_dataset_that_is_always_checked(cli, tmp_path):
-    code, _, err = cli("run", "logreg_mnist", "--scale", "smoke", "--out", tmp_path,
-                       "--unverified-data")
-    assert code == 2 and "always checks" in err and err.count("\n") == 1
+def test_the_flag_leaves_datasets_that_are_always_checked_alone():
+    from adamrepro.cli.run import without_data_check
+    from adamrepro.config import CONFIG_DIR, load_experiment
+
+    mnist = load_experiment(CONFIG_DIR / "logreg_mnist.yaml")
+    assert without_data_check(mnist) == mnist
+    cifar = without_data_check(load_experiment(CONFIG_DIR / "cnn_cifar10.yaml"))
+    assert cifar.dataset["verify"] is False
 
 
 def test_missing_files_offline_name_the_archive_and_where(tmp_path, monkeypatch):
