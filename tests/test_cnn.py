@@ -199,3 +199,28 @@ def test_runs_stored_before_the_memory_columns_still_make_tables(tmp_path):
                         "diverged": False, "group_size": 1}]}
     frame = curves_frame([record], ["train_loss"])
     assert frame["state_bytes"].isna().all() and frame["peak_memory_bytes"].isna().all()
+
+
+@pytest.mark.cuda  # skipped, and reported, without a GPU (conftest.py)
+def test_graphed_cnn_with_dropout_and_step_records_equals_eager(data_dir):
+    """On a GPU: the CNN's step (grouped convolutions, dropout on the input and the hidden
+    layer, the step counter that writes each step's loss) replays from a CUDA graph with the
+    curves and the within-pass records of the eager step (1e-6 relative, as
+    test_cuda_graphs.py)."""
+    exp = parse_experiment({
+        "name": "cnn_graphs", "title": "graphs",
+        "dataset": {"name": "cifar10", "verify": False, "train_size": 1024, "test_size": 256},
+        "model": {"name": "cnn", "input_dropout": 0.2, "hidden_dropout": 0.5},
+        "training": {"batch_size": 128, "epochs": 2, "log_every": 2},
+        "methods": {"adam": {"optimizer": "adam", "grid": {"lr": [1e-4, 3e-4]}}},
+    }, "test")
+    data = load_data(exp, data_dir, torch.device("cuda"))
+    assert data.train_x.is_cuda and data.train_x.dtype == torch.float32  # whitened there
+    (group,) = plan(exp)
+    graphed = train_group(exp, group, data, cuda_graphs=True)
+    eager = train_group(exp, group, data, cuda_graphs=False)
+    for a, b in zip(graphed, eager, strict=True):
+        torch.testing.assert_close(table(a), table(b), rtol=1e-6, atol=1e-9, equal_nan=True)
+        assert len(a.steps) == len(b.steps) == 2 * 4
+        for sa, sb in zip(a.steps, b.steps, strict=True):
+            assert sa["train_loss"] == pytest.approx(sb["train_loss"], rel=1e-6)
