@@ -35,6 +35,9 @@ class TrainingSpec(Frozen):
     eval_batch_size: int = Field(10000, gt=0)
     # float64 exists for exactness tests (batched == one-by-one); experiments use float32.
     dtype: Literal["float32", "float64"] = "float32"
+    # Also record the mean minibatch objective of every block of `log_every` steps (steps.csv),
+    # for figures that show detail within the first passes (Fig. 3 left). None: per pass only.
+    log_every: int | None = Field(None, gt=0)
 
 
 class SelectionSpec(Frozen):
@@ -61,6 +64,8 @@ class PlotSpec(Frozen):
 
 class ScaleSpec(Frozen):
     epochs: int | None = Field(None, gt=0)
+    # Steps per logged block (training.log_every): a pass has fewer steps on a subset.
+    log_every: int | None = Field(None, gt=0)
     train_size: int | None = Field(None, gt=0)
     test_size: int | None = Field(None, gt=0)
     # Model options for this scale only (e.g. narrower layers so that a smoke test of a
@@ -118,9 +123,10 @@ class Experiment(Frozen):
     def at_scale(self, scale: str, seeds: int | None = None) -> Experiment:
         """The experiment with one scale's overrides applied (the config that actually runs)."""
         over = self.scales.get(scale, ScaleSpec())
-        training = self.training.model_copy(
-            update={"epochs": over.epochs} if over.epochs else {}
-        )
+        training = self.training.model_copy(update={
+            **({"epochs": over.epochs} if over.epochs else {}),
+            **({"log_every": over.log_every} if over.log_every else {}),
+        })
         dataset = dict(self.dataset)
         for key in ("train_size", "test_size"):
             if getattr(over, key) is not None:

@@ -6,10 +6,12 @@ without network access:
     python scripts/offline_data.py --from ~/Downloads       # the official archives
 
 `--from DIR` is either a folder holding `prepare.py` (like ../shared/data), which is run to lay
-the data out, or a folder holding the official downloads: the four MNIST `*-ubyte.gz` files and
-`aclImdb_v1.tar.gz`. The data goes to `--out` (default: $ADAMREPRO_DATA, else
-~/.cache/adamrepro/data), and is then checked exactly as `adamrepro fetch` checks it (MD5 of
-every MNIST file and of the IMDB archive, the review folders).
+the data out, or a folder holding the official downloads: the four MNIST `*-ubyte.gz` files,
+`aclImdb_v1.tar.gz` and `cifar-10-python.tar.gz`. The data goes to `--out` (default:
+$ADAMREPRO_DATA, else ~/.cache/adamrepro/data), and is then checked exactly as `adamrepro
+fetch` checks it (MD5 of every MNIST file and of the IMDB archive, the review folders, the
+CIFAR-10 batches' presence: their MD5s are checked when they are read, and ../shared/data's
+CIFAR-10 copy, re-encoded as JPEG, is read only with `--unverified-data`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import sys
 from pathlib import Path
 
 from adamrepro.cli import main as adamrepro
-from adamrepro.data import imdb, mnist
+from adamrepro.data import cifar10, imdb, mnist
 from adamrepro.data.download import default_data_dir
 
 
 def from_prepare_script(source: Path, out: Path) -> None:
     subprocess.run([sys.executable, str(source / "prepare.py"), "--out", str(out),
-                    "--only", "mnist", "--only", "imdb"], check=True)
+                    "--only", "mnist", "--only", "imdb", "--only", "cifar10"], check=True)
 
 
 def from_official_archives(source: Path, out: Path) -> None:
@@ -41,6 +43,9 @@ def from_official_archives(source: Path, out: Path) -> None:
     archive = next(iter(sorted(source.rglob(imdb.ARCHIVE))), None)
     if archive and not (out / imdb.ARCHIVE).exists() and not (out / "aclImdb").is_dir():
         shutil.copyfile(archive, out / imdb.ARCHIVE)  # fetch checks and unpacks it
+    archive = next(iter(sorted(source.rglob(cifar10.ARCHIVE))), None)
+    if archive and not (out / cifar10.ARCHIVE).exists() and not (out / cifar10.FOLDER).is_dir():
+        shutil.copyfile(archive, out / cifar10.ARCHIVE)  # fetch checks and unpacks it
 
 
 def main() -> int:

@@ -22,7 +22,9 @@ NO_CUDA = "needs a CUDA device (none on this machine)"
 # What must be under the data folder for the suite (what `adamrepro fetch` lays out).
 NEEDED = ("MNIST/raw/train-images-idx3-ubyte.gz", "MNIST/raw/train-labels-idx1-ubyte.gz",
           "MNIST/raw/t10k-images-idx3-ubyte.gz", "MNIST/raw/t10k-labels-idx1-ubyte.gz",
-          "aclImdb/train/pos", "aclImdb/train/neg", "aclImdb/test/pos", "aclImdb/test/neg")
+          "aclImdb/train/pos", "aclImdb/train/neg", "aclImdb/test/pos", "aclImdb/test/neg",
+          *(f"cifar-10-batches-py/{name}" for name in ("data_batch_1", "data_batch_2",
+            "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta")))
 
 
 def pytest_configure(config):

@@ -129,9 +129,47 @@ class MLPReference(ReferenceModel):
         return 0.5 * self.l2 * sum(linear.weight.pow(2).sum() for linear in self.linears)
 
 
+class CNNReference(ReferenceModel):
+    """The CNN of Fig. 3 as nn.Conv2d/nn.MaxPool2d/nn.Linear layers, initialised with run
+    `seed`'s slice of what `models.cnn.CNN` draws; every weight is penalised."""
+
+    def __init__(self, opts, feature_shape: tuple[int, ...], num_classes: int,
+                 seed: int) -> None:
+        super().__init__()
+        from adamrepro.models.cnn import conv_weight, flat_features
+
+        self.l2 = opts.l2
+        widths = [feature_shape[0], *opts.conv_channels]
+        layers: list[nn.Module] = [nn.Dropout(opts.input_dropout)]
+        self.weighted: list[nn.Module] = []
+        for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            conv = nn.Conv2d(fan_in, fan_out, opts.kernel_size, padding=opts.padding)
+            with torch.no_grad():
+                conv.weight.copy_(conv_weight(seed, fan_in, fan_out, opts.kernel_size,
+                                              opts.init, opts.init_scale, index))
+                conv.bias.zero_()
+            layers += [conv, nn.ReLU(),
+                       nn.MaxPool2d(opts.pool_size, opts.pool_stride, opts.pool_padding)]
+            self.weighted.append(conv)
+        flat = flat_features(opts, feature_shape)
+        first = len(widths) - 1
+        fc = seeded_linear(seed, flat, opts.hidden, opts.init, opts.init_scale, first)
+        out = seeded_linear(seed, opts.hidden, num_classes, opts.init, opts.init_scale,
+                            first + 1)
+        self.weighted += [fc, out]
+        self.net = nn.Sequential(*layers, nn.Flatten(), fc, nn.ReLU(),
+                                 nn.Dropout(opts.hidden_dropout), out)
+
+    def penalty(self) -> Tensor | float:
+        if self.l2 == 0.0:
+            return 0.0
+        return 0.5 * self.l2 * sum(layer.weight.pow(2).sum() for layer in self.weighted)
+
+
 REFERENCE_MODELS: dict[str, type[ReferenceModel]] = {
     "logreg": LogRegReference,
     "mlp": MLPReference,
+    "cnn": CNNReference,
 }
 
 

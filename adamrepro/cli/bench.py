@@ -44,12 +44,15 @@ def bench(
         help="Only print the experiment's FLOP count at this scale (the README's figure).")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    unverified_data: Annotated[bool, typer.Option(
+        help="Read data files whose checksum differs from the official one.")] = False,
 ) -> None:
     """Time the batched runner and the straightforward PyTorch loop on the same grid."""
     import torch
     from rich.console import Console
 
     from adamrepro.bench.timing import experiment_flops, flops_sentence
+    from adamrepro.cli.run import without_data_check
     from adamrepro.results.store import atomic_write
     from adamrepro.runner.executors import load_data
     from adamrepro.runner.sweep import resolve_device
@@ -58,7 +61,10 @@ def bench(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        exp = load_experiment(resolve_config_arg(experiment)).at_scale(scale.value)
+        exp = load_experiment(resolve_config_arg(experiment))
+        if unverified_data:
+            exp = without_data_check(exp)
+        exp = exp.at_scale(scale.value)
         if passes is not None and passes < exp.training.epochs:
             exp = exp.with_epochs(passes)
         target = resolve_device(device.value)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from adamrepro.data import imdb, mnist
+from adamrepro.data import cifar10, imdb, mnist
 
 DATASETS: dict[str, ModuleType] = {
     "mnist": mnist,
     "imdb": imdb,
+    "cifar10": cifar10,
 }

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from adamrepro.figures import curves, sensitivity, sfo
+from adamrepro.figures import curves, early_and_all, sensitivity, sfo
 
 FIGURES: dict[str, Callable[..., list[Path]]] = {
     "curves": curves.draw,
     "sensitivity": sensitivity.draw,
     "sfo": sfo.draw,
+    "early_and_all": early_and_all.draw,
 }

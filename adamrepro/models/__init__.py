@@ -3,6 +3,7 @@ base.py) with an `options()` validator and their declared `METRICS`."""
 
 from __future__ import annotations
 
+from adamrepro.models.cnn import CNN
 from adamrepro.models.linear_autoencoder import LinearAutoencoder
 from adamrepro.models.logreg import LogReg
 from adamrepro.models.mlp import MLP
@@ -11,4 +12,5 @@ MODELS: dict[str, type] = {
     "logreg": LogReg,
     "mlp": MLP,
     "linear_autoencoder": LinearAutoencoder,
+    "cnn": CNN,
 }

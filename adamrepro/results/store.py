@@ -2,6 +2,8 @@
 
     runs/<run_id>.json   one finished run: its spec, provenance and curve (written atomically)
     curves.csv           tidy: one row per run per pass, for the runs of the last command
+    steps.csv            with `training.log_every`: one row per run per block of that many
+                         steps (the mean minibatch objective of the block)
     best.csv             the selected grid point per method (see select.py)
     config.json          the resolved config that ran, with provenance
     .lock                held while a command writes here
@@ -205,4 +207,23 @@ def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
     first = ["experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id",
              "seed", "epoch", *columns, "seconds", "train_seconds", "diverged", "group_size",
              "state_bytes", "peak_memory_bytes"]
-    return frame[first + [c for c in frame.columns if c not in first]]
+    # a run stored before a column existed (resumed into a newer table) has it empty (NaN)
+    return frame.reindex(columns=first + [c for c in frame.columns if c not in first])
+
+
+STEP_KEYS = ["experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id",
+             "seed"]
+
+
+def steps_frame(records: list[dict], train_column: str) -> pd.DataFrame | None:
+    """The tidy table of the within-pass records (`training.log_every`): one row per run per
+    logged block of steps, `step` (steps since the start, at the block's end),
+    `epoch_fraction` and `train_column`; None when no run has them."""
+    rows = []
+    for record in records:
+        fixed = {key: (record.get(key) or "") if key == "variant" else record[key]
+                 for key in STEP_KEYS}
+        rows.extend({**fixed, **row} for row in record.get("steps", []))
+    if not rows:
+        return None
+    return pd.DataFrame(rows)[[*STEP_KEYS, "step", "epoch_fraction", train_column]]

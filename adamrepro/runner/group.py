@@ -18,7 +18,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -40,10 +40,12 @@ from adamrepro.seeding import (
 
 @dataclass
 class RunCurve:
-    """One run's record: one dict per evaluation point (epoch 0 = the initial weights)."""
+    """One run's record: one dict per evaluation point (epoch 0 = the initial weights), and
+    with `training.log_every` one dict per block of that many steps (`steps`)."""
 
     rows: list[dict]
     diverged: bool
+    steps: list[dict] = field(default_factory=list)
 
 
 def step_sizes(training: TrainingSpec, n: int) -> list[int]:
@@ -133,10 +135,12 @@ class TrainStep:
     (`GraphedStep`), and eager execution runs exactly the same operations. With
     `closure=True` the optimizer's `step` evaluates the minibatch itself, as often as it
     needs; the loss recorded is its first evaluation, at the parameters before the step.
+    With `log_steps` (the steps of a pass), every step's loss is also written to row
+    `step_index` of `step_losses`, a device buffer, through a step counter on the device.
     """
 
     def __init__(self, model, optimizer, order: MinibatchOrder, data: TensorDataset,
-                 batch_size: int, G: int, closure: bool = False) -> None:
+                 batch_size: int, G: int, closure: bool = False, log_steps: int = 0) -> None:
         device = data.train_x.device
         self.model, self.optimizer, self.order, self.data, self.G = (
             model, optimizer, order, data, G)
@@ -146,11 +150,15 @@ class TrainStep:
         self.cursor = torch.zeros((), dtype=torch.long, device=device)
         self.offsets = torch.arange(batch_size, device=device)
         self.loss_sum = torch.zeros(G, dtype=torch.float64, device=device)
+        self.step_losses = (torch.zeros(log_steps, G, dtype=torch.float64, device=device)
+                            if log_steps else None)
+        self.step_index = torch.zeros(1, dtype=torch.long, device=device)
 
     def new_pass(self, perm: Tensor) -> None:
         self.perm.copy_(perm)
         self.cursor.zero_()
         self.loss_sum.zero_()
+        self.step_index.zero_()
 
     def __call__(self, size: int) -> None:
         index = self.perm.index_select(1, self.cursor + self.offsets[:size])
@@ -164,6 +172,9 @@ class TrainStep:
             loss.sum().backward()
             self.optimizer.step()
         self.loss_sum += loss.detach().double()
+        if self.step_losses is not None:
+            self.step_losses.index_copy_(0, self.step_index, loss.detach().double()[None])
+            self.step_index += 1
 
     def _step_with_closure(self, batch: dict[str, Tensor]) -> Tensor:
         first: list[Tensor] = []
@@ -253,24 +264,38 @@ def evaluate(model, split: Mapping[str, Tensor], G: int, chunk: int,
     return means
 
 
+def block_means(step_losses: Tensor, every: int) -> Tensor:
+    """(steps, G) losses of a pass -> (blocks, G) means of each block of `every` steps (the
+    last block may be shorter), on the device."""
+    return torch.stack([step_losses[start : start + every].mean(0)
+                        for start in range(0, len(step_losses), every)])
+
+
 class MinibatchPass:
     """A pass over the training set in minibatches reshuffled from each run's seed: every
     step of `sizes`, eager or replayed from a CUDA graph. Returns the mean minibatch loss of
     every run."""
 
     def __init__(self, model, optimizer, data: TensorDataset, seeds: list[int],
-                 sizes: list[int], closure: bool, graphed: bool) -> None:
+                 sizes: list[int], closure: bool, graphed: bool,
+                 log_every: int | None = None) -> None:
         self.order = MinibatchOrder(seeds, len(data.train_x), data.train_x.device)
         self.step = TrainStep(model, optimizer, self.order, data, max(sizes), len(seeds),
-                              closure)
+                              closure, log_steps=len(sizes) if log_every else 0)
         self.run_step = GraphedStep(self.step) if graphed else self.step
-        self.sizes = sizes
+        self.sizes, self.log_every = sizes, log_every
 
     def __call__(self) -> Tensor:
         self.step.new_pass(self.order.new_pass())
         for size in self.sizes:
             self.run_step(size)
         return self.step.loss_sum / len(self.sizes)
+
+    def blocks(self) -> Tensor | None:
+        """With `log_every`: the last pass's (blocks, G) block means, on the device."""
+        if not self.log_every:
+            return None
+        return block_means(self.step.step_losses, self.log_every)
 
 
 class SubfunctionPass:
@@ -298,6 +323,10 @@ class SubfunctionPass:
         while self.evaluations - start < len(self.split):
             losses.append(torch.as_tensor(self.optimizer.step(self.closure)).double())
         return torch.stack(losses).mean().reshape(1).to(self.data.train_x.device)
+
+    def blocks(self) -> Tensor | None:
+        """No within-pass records: a pass is as many steps as the optimizer takes."""
+        return None
 
 
 class PassTimer:
@@ -347,6 +376,7 @@ def train_group(
     columns = [c.name for c in metrics.columns()]
     capabilities = group.resolved.capabilities
     sizes = step_sizes(training, len(data.train_x))
+    log_every = training.log_every
     if capabilities.subfunctions:  # default: one subfunction per minibatch of a pass
         count = int(group.runs[0].hparams.get("num_subfunctions") or len(sizes))
         optimizer = build_optimizer(group, list(model.parameters()),
@@ -361,12 +391,14 @@ def train_group(
         train_pass = MinibatchPass(model, optimizer, data, group.seeds, sizes,
                                    capabilities.needs_closure,
                                    cuda_graphs and can_graph(device, sizes,
-                                                             capabilities.graphable))
+                                                             capabilities.graphable),
+                                   log_every)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     eval_noise = group_generator(group.group_id, device, EVAL_NOISE)
 
     history: list[Tensor] = []  # per pass: (len(columns), G), kept on device until the end
+    step_history: list[Tensor] = []  # per pass with log_every: (blocks, G), on device too
     seconds: list[float] = []  # wall time since the group started, evaluation included
     train_seconds: list[float] = []  # training passes alone, summed
     # per pass: the optimizer state's bytes, and the group's peak device memory (CUDA only)
@@ -393,6 +425,9 @@ def train_group(
         log_pass(train_loss)
         memory.append((state_bytes(optimizer), torch.cuda.max_memory_allocated(device)
                        if device.type == "cuda" else math.nan))
+        blocks = train_pass.blocks()
+        if blocks is not None:
+            step_history.append(blocks)
         # The one host sync of a pass: decide divergence and report progress.
         latest = history[-1].cpu()
         seconds.append(time.perf_counter() - start_time)
@@ -406,6 +441,10 @@ def train_group(
             break
 
     table = torch.stack(history).cpu()  # (passes, columns, G)
+    steps_table = torch.stack(step_history).cpu() if step_history else None  # (passes, blocks, G)
+    block_ends = ([min(start + log_every, len(sizes)) for start in range(0, len(sizes),
+                                                                           log_every)]
+                  if log_every else [])
     curves = []
     for g in range(G):
         last = diverged_at[g] if diverged_at[g] is not None else len(history) - 1
@@ -417,5 +456,12 @@ def train_group(
                    "state_bytes": memory[epoch][0], "peak_memory_bytes": memory[epoch][1]}
             row.update({c: float(table[epoch, i, g]) for i, c in enumerate(columns)})
             rows.append(row)
-        curves.append(RunCurve(rows, diverged_at[g] is not None))
+        steps = []
+        if steps_table is not None:
+            for epoch in range(1, last + 1):
+                for block, end in enumerate(block_ends):
+                    steps.append({"step": (epoch - 1) * len(sizes) + end,
+                                  "epoch_fraction": epoch - 1 + end / len(sizes),
+                                  metrics.train_column: float(steps_table[epoch - 1, block, g])})
+        curves.append(RunCurve(rows, diverged_at[g] is not None, steps))
     return curves

@@ -22,6 +22,19 @@ from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import Resolved, resolve
 
 
+def training_identity(exp: Experiment) -> dict[str, Any]:
+    """The training settings as they enter run ids: `log_every` only when set, so that the
+    runs of configs written before it existed keep their ids."""
+    training = exp.training.model_dump()
+    if training.get("log_every") is None:
+        training.pop("log_every", None)
+    return training
+
+
+def _config_dump(exp: Experiment, **kwargs) -> dict[str, Any]:
+    return {**exp.model_dump(**kwargs), "training": training_identity(exp)}
+
+
 def _digest(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
@@ -72,7 +85,7 @@ def plan(exp: Experiment) -> list[Group]:
     common = {
         "experiment": exp.name,
         "dataset": exp.dataset,
-        "training": exp.training.model_dump(),
+        "training": training_identity(exp),
     }
     groups = []
     for label, method in exp.methods.items():
@@ -111,9 +124,9 @@ def plan(exp: Experiment) -> list[Group]:
 
 
 def config_digest(exp: Experiment) -> str:
-    return _digest(exp.model_dump())
+    return _digest(_config_dump(exp))
 
 
 def base_digest(base: Experiment) -> str:
     """Identity of a config file's content, whatever scale or number of seeds runs it."""
-    return _digest(base.model_dump(exclude={"seeds"}))
+    return _digest(_config_dump(base, exclude={"seeds"}))

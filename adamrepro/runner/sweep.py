@@ -22,7 +22,7 @@ from adamrepro.metrics import MetricSet
 from adamrepro.models import MODELS
 from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
-from adamrepro.results.store import ResultStore, curves_frame, hparam_columns
+from adamrepro.results.store import ResultStore, curves_frame, hparam_columns, steps_frame
 from adamrepro.runner.plan import Group, base_digest, config_digest, plan
 
 
@@ -75,8 +75,14 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
             "skipped": sum(g.size for g in groups) - trained}
 
 
+def data_verified(exp: Experiment) -> bool:
+    """False when the data was read with its checksum check turned off (`verify: false`,
+    `run --unverified-data`); datasets without that option are always checked."""
+    return exp.dataset.get("verify", True) is not False
+
+
 def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
-    meta = provenance(executor.device)
+    meta = {**provenance(executor.device), "data_verified": data_verified(exp)}
     with _progress() as progress:
         progress.disable = quiet
         overall = progress.add_task(f"{exp.name} ({len(todo)} groups)",
@@ -100,6 +106,7 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
                     "model": run.model, "group_id": group.group_id,
                     "batched": group.resolved.capabilities.batchable,
                     "diverged": curve.diverged, "provenance": meta, "rows": curve.rows,
+                    **({"steps": curve.steps} if curve.steps else {}),
                 })
             # A group that stopped early (all diverged) still counts its passes as done.
             on_pass(group, exp.training.epochs)
@@ -115,11 +122,14 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
     best = select_best(curves, exp.selection.metric, hparam_cols, columns)
     store.write_table("curves.csv", curves)
     store.write_table("best.csv", best)
+    steps = steps_frame(records, metrics.train_column)
+    if steps is not None:
+        store.write_table("steps.csv", steps)
     store.write_json("config.json", {
         "experiment": exp.name, "scale": scale, "config_digest": config_digest(exp),
         "base_digest": base_digest(base),
         "config": exp.model_dump(), "metrics": metrics.to_json(),
-        "provenance": provenance(device),
+        "provenance": {**provenance(device), "data_verified": data_verified(exp)},
         "hparam_columns": hparam_cols, "timing": training_time(records),
     })
 

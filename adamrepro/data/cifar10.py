@@ -1,0 +1,248 @@
+"""CIFAR-10 from the official python batches in DATA/cifar-10-batches-py/, for Fig. 3.
+
+Files: `data_batch_1` .. `data_batch_5` (50,000 training images), `test_batch` (10,000) and
+`batches.meta`, as `cifar-10-python.tar.gz` unpacks (downloaded, checked and unpacked when
+missing). Each batch is a pickle; a pickle can run code when loaded, so a file is unpickled
+only once its MD5 matches the official one (`FILES`). A copy whose pixels were re-encoded
+(e.g. ../shared/data, which went through JPEG q75 once) is real data with other bytes: it
+is refused unless the caller opts out (`verify: false`, or `adamrepro run --unverified-data`),
+and the results then say so (provenance `data_verified: false`). Even then the unpickler
+accepts nothing but numpy arrays, strings and numbers (`SafeUnpickler`).
+
+No per-item work: the (N, 3072) uint8 rows become one (N, 3, 32, 32) uint8 tensor, moved to the
+device as it is. There, `to(device)` turns the images into the model's float32 inputs in one
+batched step:
+
+- `whitening: zca` (default; the paper whitens, ZCA is ours): pixels scaled to [0, 1],
+  centred on the training mean and multiplied by W = U·diag(1/√(λ + ε))·Uᵀ, the ZCA matrix of
+  the training images' covariance U·diag(λ)·Uᵀ, with ε = `zca_epsilon` (ours). The fit
+  uses the training images that are trained on (the subset at the small scales), in float64.
+  It is cached as DATA/cifar-10-batches-py/.adamrepro-cache/zca-<digest>.pt, keyed by the
+  MD5 of those images' bytes and ε, so a scale's whitening is fitted once.
+- `whitening: none`: pixels scaled to [0, 1].
+
+Why whiten once on the device rather than per minibatch in the model: a minibatch costs
+128·3072·3072·2 = 2.4 GFLOP to whiten, as much as ~7% of a training step of one run, and the
+evaluation passes would pay it again; the whitened float32 set is 614 MB (all 50,000 images),
+which a GPU holds easily, and the small scales use subsets on a CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from adamrepro.data.base import TensorDataset
+from adamrepro.data.download import ensure_file, extract_tar, md5sum
+from adamrepro.errors import UserError
+from adamrepro.options import Frozen, options_model
+from adamrepro.results.store import atomic_file
+
+FOLDER = "cifar-10-batches-py"
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE = "cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+# The official MD5s (the dataset's page; torchvision's CIFAR10 lists the same).
+TRAIN_FILES = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+}
+TEST_FILES = {"test_batch": "40351d587109b95175f43aff81a1287e"}
+META = {"batches.meta": "5ff9c542aee3614f3951f8cda6e48888"}
+FILES = {**TRAIN_FILES, **TEST_FILES, **META}
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+           "truck")
+ZCA_CACHE_VERSION = 1  # bump when the fit or the cached format changes
+WHITEN_CHUNK = 4096  # images whitened at once on the device (a 4096x3072 float32 block)
+
+
+class Options(Frozen):
+    name: str = "cifar10"
+    train_size: int | None = None
+    test_size: int | None = None
+    # False reads batches whose MD5 differs from the official one (a re-encoded copy).
+    verify: bool = True
+    whitening: Literal["zca", "none"] = "zca"
+    zca_epsilon: float = Field(0.01, gt=0)
+
+
+def options(values: dict, where: str) -> Options:
+    return options_model(Options, values, where)
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays and plain containers only: any other global is refused, so even
+    an unverified file cannot run code while it is read."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def fetch(data_dir: Path) -> Path:
+    """DATA/cifar-10-batches-py, downloading and unpacking the archive if a file is missing."""
+    root = Path(data_dir)
+    folder = root / FOLDER
+    if all((folder / name).is_file() for name in FILES):
+        return folder
+    archive = ensure_file(root, ARCHIVE, ARCHIVE_MD5, [URL], "CIFAR-10")
+    extract_tar(archive, root)
+    missing = [name for name in FILES if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"CIFAR-10: {archive} has no {FOLDER}/{missing[0]}; delete it and run "
+                        f"again to download it")
+    return folder
+
+
+def read_batch(path: Path, md5: str, verify: bool) -> dict:
+    """One pickled batch, its MD5 checked first (unless `verify` is off)."""
+    if verify:
+        found = md5sum(path)
+        if found != md5:
+            raise UserError(
+                f"CIFAR-10: {path} is not the official file (MD5 {found}, expected {md5}); "
+                f"not unpickling it. Replace it with the official one, or, for a copy you "
+                f"trust, pass --unverified-data (dataset option verify: false)")
+    try:
+        with open(path, "rb") as f:
+            return SafeUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise UserError(f"CIFAR-10: {path} is not a CIFAR-10 batch ({err}); replace it") from None
+
+
+def read_split(folder: Path, files: dict[str, str], verify: bool) -> tuple[Tensor, Tensor]:
+    """(N, 3, 32, 32) uint8 images and (N,) int64 labels of the batches in `files`, in order."""
+    images, labels = [], []
+    for name, md5 in files.items():
+        batch = read_batch(folder / name, md5, verify)
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        if data.ndim != 2 or data.shape[1] != 3072 or len(batch[b"labels"]) != len(data):
+            raise UserError(f"CIFAR-10: {folder / name} has data of shape {data.shape}, not "
+                            f"(N, 3072) with N labels; replace it")
+        images.append(torch.from_numpy(data.copy()).view(-1, 3, 32, 32))
+        labels.append(torch.tensor(batch[b"labels"], dtype=torch.int64))
+    return torch.cat(images), torch.cat(labels)
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """x -> (x/255 - mean) @ matrix on flattened images; float64 as fitted."""
+
+    mean: Tensor  # (3072,)
+    matrix: Tensor  # (3072, 3072), symmetric
+
+    def apply(self, images: Tensor) -> Tensor:
+        """(N, 3, 32, 32) uint8 on any device -> whitened float32 there, in chunks."""
+        mean = self.mean.to(images.device, torch.float32)
+        matrix = self.matrix.to(images.device, torch.float32)
+        out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
+        flat_out = out.view(len(images), -1)
+        for start in range(0, len(images), WHITEN_CHUNK):
+            chunk = images[start : start + WHITEN_CHUNK].reshape(-1, 3072).float() / 255.0
+            torch.mm(chunk - mean, matrix, out=flat_out[start : start + len(chunk)])
+        return out
+
+
+def fit_zca(images: Tensor, epsilon: float) -> Whitening:
+    """ZCA of (N, 3, 32, 32) uint8 images scaled to [0, 1], in float64.
+
+    With the covariance's eigenvectors V and eigenvalues λ, W = V·diag(1/√(λ+ε))·Vᵀ. Fewer
+    images than pixels (the small scales) leave a null space where λ = 0 and W = 1/√ε; the
+    same W then comes from the thin SVD of the centred images, far cheaper than the
+    3072x3072 eigendecomposition: W = I/√ε + V·diag(1/√(λ+ε) − 1/√ε)·Vᵀ.
+    """
+    x = images.reshape(len(images), -1).double() / 255.0
+    mean = x.mean(0)
+    x -= mean
+    n, d = x.shape
+    if n < d:
+        _, singular, vh = torch.linalg.svd(x, full_matrices=False)
+        eigenvalues, eigenvectors = singular.square() / n, vh.T
+        scale = (eigenvalues + epsilon).rsqrt() - epsilon ** -0.5
+        matrix = (eigenvectors * scale) @ eigenvectors.T
+        matrix.diagonal().add_(epsilon ** -0.5)
+        return Whitening(mean, matrix)
+    eigenvalues, eigenvectors = torch.linalg.eigh(x.T @ x / n)
+    scale = (eigenvalues.clamp_min(0) + epsilon).rsqrt()
+    return Whitening(mean, (eigenvectors * scale) @ eigenvectors.T)
+
+
+def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
+    """The ZCA whitening of `images`, from the cache when fitted before."""
+    checksum = hashlib.md5(images.numpy().tobytes()).hexdigest()
+    key = json.dumps({"images_md5": checksum, "epsilon": epsilon,
+                      "version": ZCA_CACHE_VERSION}, sort_keys=True)
+    path = cache_dir / f"zca-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    if path.exists():
+        try:
+            saved = torch.load(path, weights_only=True)
+            if saved.get("key") == key:
+                return Whitening(saved["mean"], saved["matrix"])
+        except Exception as err:  # noqa: BLE001 - an unreadable cache is simply refitted
+            warnings.warn(f"CIFAR-10: ignoring the unreadable cache {path} ({err})", stacklevel=2)
+    whitening = fit_zca(images, epsilon)
+    buffer = io.BytesIO()
+    torch.save({"key": key, "mean": whitening.mean, "matrix": whitening.matrix}, buffer)
+    try:
+        with atomic_file(path, "wb") as f:
+            f.write(buffer.getvalue())
+    except OSError as err:
+        warnings.warn(f"CIFAR-10: could not cache the whitening in {path} ({err}); it will be "
+                      f"fitted again next time", stacklevel=2)
+    return whitening
+
+
+@dataclass(frozen=True)
+class CifarImages(TensorDataset):
+    """uint8 images as read, plus what turns them into the model's inputs: `to(device)`
+    moves the uint8 tensors, then whitens (or scales) them there, returning a plain
+    `TensorDataset` of float32 inputs."""
+
+    whitening: Whitening | None = None
+
+    def to(self, device: torch.device) -> TensorDataset:
+        placed = super().to(device)
+
+        def inputs(split):
+            x = split["x"]
+            x = (self.whitening.apply(x) if self.whitening is not None
+                 else x.float().div_(255.0))
+            return {**split, "x": x}
+
+        return TensorDataset(inputs(placed.train), inputs(placed.test), self.num_classes)
+
+
+def load(opts: Options, data_dir: Path) -> CifarImages:
+    folder = fetch(data_dir)
+    if opts.verify:  # the label names: a cheap check that this is CIFAR-10 at all
+        names = read_batch(folder / "batches.meta", META["batches.meta"], True)
+        if tuple(n.decode() for n in names[b"label_names"]) != CLASSES:
+            raise UserError(f"CIFAR-10: {folder / 'batches.meta'} names other classes")
+    train_x, train_y = read_split(folder, TRAIN_FILES, opts.verify)
+    test_x, test_y = read_split(folder, TEST_FILES, opts.verify)
+    data = TensorDataset.labelled(train_x, train_y, test_x, test_y, num_classes=len(CLASSES))
+    data = data.subset(opts.train_size, opts.test_size)
+    whitening = None
+    if opts.whitening == "zca":
+        whitening = zca(data.train_x, opts.zca_epsilon, folder / ".adamrepro-cache")
+    return CifarImages(data.train, data.test, data.num_classes, whitening)

@@ -1,0 +1,63 @@
+"""Fig. 3's two panels, drawn from a results folder alone: the training cost over the first
+`plot.max_epoch` passes with detail within each pass (steps.csv, recorded every
+`training.log_every` steps; linear axis, as the paper's), and over every pass (curves.csv;
+log axis when `plot.logy`). Each method's selected run (best.csv), mean over seeds; its
+optimizer's color, dashed for dropout (palette.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from adamrepro.figures.curves import band, plt, save_figure
+from adamrepro.figures.palette import BAND_ALPHA, colors, style
+from adamrepro.metrics import column_of
+from adamrepro.results.store import Tables, read_results, variant_of
+
+DEFAULT_EARLY_PASSES = 3
+FEW_POINTS = 5  # curves this short (the small scales) get markers: one point draws no line
+
+
+def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+    """early_and_all.png/.pdf; without steps.csv the left panel uses the per-pass means."""
+    curves, best, meta = tables or read_results(folder)
+    plot_cfg = meta["config"]["plot"]
+    y = column_of(meta, plot_cfg["y"])
+    early = plot_cfg.get("max_epoch") or DEFAULT_EARLY_PASSES
+    steps_path = Path(folder) / "steps.csv"
+    steps = pd.read_csv(steps_path) if steps_path.exists() else None
+    palette = colors(best["optimizer"])
+    fig, (ax_early, ax_all) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for _, chosen in best.iterrows():
+        line = style(chosen["optimizer"], variant_of(chosen), palette)
+        runs = curves[curves["point_id"] == chosen["point_id"]].dropna(subset=[y.name])
+        panels = [(ax_all, band(runs, y.name, plot_cfg["band"]))]
+        if steps is not None and y.name in steps.columns:
+            within = steps[(steps["point_id"] == chosen["point_id"])
+                           & (steps["epoch_fraction"] <= early)]
+            panels.append((ax_early, band(within.rename(columns={"epoch_fraction": "epoch"}),
+                                          y.name, plot_cfg["band"])))
+        else:
+            panels.append((ax_early, band(runs[runs["epoch"] <= early], y.name,
+                                          plot_cfg["band"])))
+        for ax, stats in panels:
+            few = {"marker": "o", "markersize": 3} if len(stats) <= FEW_POINTS else {}
+            ax.plot(stats.index, stats["mean"], label=chosen["method"], **line, **few)
+            if chosen["n_seeds"] > 1:
+                ax.fill_between(stats.index, stats["low"], stats["high"], color=line["color"],
+                                alpha=BAND_ALPHA, linewidth=0)
+    for ax in (ax_early, ax_all):
+        ax.set(xlabel="iterations over entire dataset", ylabel=y.label)
+    ax_early.set_xlim(0, early)
+    ax_early.set_title(f"first {early:g} passes", fontsize=10)
+    ax_all.set_title("every pass", fontsize=10)
+    if plot_cfg["logy"]:
+        ax_all.set_yscale("log")
+    ax_early.legend(frameon=False)
+    seeds = int(best["n_seeds"].max()) if len(best) else 0
+    verified = "" if meta["provenance"].get("data_verified", True) else ", data unverified"
+    fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
+                 f"{meta['provenance']['device']}{verified}]", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, folder, "early_and_all")

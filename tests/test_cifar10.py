@@ -1,0 +1,175 @@
+"""The CIFAR-10 reader on the real (JPEG q75 re-encoded, hence unverified) copy: checksums
+before unpickling, the opt-out, the download path, and the ZCA whitening."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import io
+import pickle
+import tarfile
+import threading
+
+import pytest
+import torch
+
+from adamrepro.data import cifar10
+from adamrepro.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def folder(data_dir):
+    path = data_dir / cifar10.FOLDER
+    if not all((path / name).is_file() for name in cifar10.FILES):
+        pytest.fail(f"real CIFAR-10 missing in {path}: run ../shared/data/prepare.py")
+    return path
+
+
+@pytest.fixture(scope="module")
+def train_images(folder):
+    return cifar10.read_split(folder, cifar10.TRAIN_FILES, verify=False)
+
+
+def test_reader_shapes_labels_and_uint8(folder, train_images):
+    x, y = train_images
+    test_x, test_y = cifar10.read_split(folder, cifar10.TEST_FILES, verify=False)
+    assert x.shape == (50000, 3, 32, 32) and test_x.shape == (10000, 3, 32, 32)
+    assert x.dtype == test_x.dtype == torch.uint8
+    assert torch.bincount(y).tolist() == [5000] * 10  # the official split is balanced
+    assert torch.bincount(test_y).tolist() == [1000] * 10
+
+
+def test_inputs_are_made_on_the_device_from_uint8(data_dir):
+    images = cifar10.load(cifar10.Options(verify=False, whitening="none", train_size=64,
+                                          test_size=32), data_dir)
+    assert images.train_x.dtype == torch.uint8
+    placed = images.to(torch.device("cpu"))
+    assert placed.train_x.dtype == torch.float32 and placed.train_x.shape == (64, 3, 32, 32)
+    torch.testing.assert_close(placed.train_x, images.train_x.float() / 255)
+
+
+def test_a_file_with_the_wrong_checksum_is_never_unpickled(folder, monkeypatch):
+    opened = []
+    monkeypatch.setattr(cifar10.SafeUnpickler, "load", lambda self: opened.append(1))
+    with pytest.raises(UserError, match="not the official file") as err:
+        cifar10.read_batch(folder / "data_batch_1", cifar10.TRAIN_FILES["data_batch_1"], True)
+    assert "\n" not in str(err.value) and "--unverified-data" in str(err.value)
+    assert not opened
+
+
+def test_even_unverified_files_cannot_run_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": Evil()}))
+    with pytest.raises(UserError, match="refusing to load global builtins.print"):
+        cifar10.read_batch(path, "0" * 32, verify=False)
+
+
+def test_wrong_checksum_refused_by_run_in_one_line(cli, tmp_path):
+    code, out, err = cli("run", "cnn_cifar10", "--scale", "smoke", "--out", tmp_path / "r",
+                         "--quiet")
+    assert code == 2
+    assert err.count("\n") == 1 and "not the official file" in err and "MD5" in err
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_the_flag_leaves_datasets_that_are_always_checked_alone():
+    from adamrepro.cli.run import without_data_check
+    from adamrepro.config import CONFIG_DIR, load_experiment
+
+    mnist = load_experiment(CONFIG_DIR / "logreg_mnist.yaml")
+    assert without_data_check(mnist) == mnist
+    cifar = without_data_check(load_experiment(CONFIG_DIR / "cnn_cifar10.yaml"))
+    assert cifar.dataset["verify"] is False
+
+
+def test_missing_files_offline_name_the_archive_and_where(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar10, "URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    with pytest.raises(UserError) as err:
+        cifar10.fetch(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"put the official cifar-10-python.tar.gz in {tmp_path}" in message
+
+
+def test_download_checks_the_archive_and_unpacks_it(tmp_path, monkeypatch):
+    """A local HTTP server serves an archive of the official layout (small stand-in files;
+    its MD5 stands in for the official one)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in cifar10.FILES:
+            payload = name.encode()
+            info = tarfile.TarInfo(f"{cifar10.FOLDER}/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    (served / cifar10.ARCHIVE).write_bytes(buffer.getvalue())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(cifar10, "URL",
+                            f"http://127.0.0.1:{server.server_port}/{cifar10.ARCHIVE}")
+        monkeypatch.setattr(cifar10, "ARCHIVE_MD5", "0" * 32)
+        with pytest.raises(UserError, match="wrong MD5"):
+            cifar10.fetch(tmp_path / "a")
+        assert not (tmp_path / "a" / cifar10.ARCHIVE).exists()
+        monkeypatch.setattr(cifar10, "ARCHIVE_MD5",
+                            hashlib.md5(buffer.getvalue()).hexdigest())
+        found = cifar10.fetch(tmp_path / "b")
+    finally:
+        server.shutdown()
+    assert found == tmp_path / "b" / cifar10.FOLDER
+    assert sorted(p.name for p in found.iterdir()) == sorted(cifar10.FILES)
+
+
+def covariance(x: torch.Tensor) -> torch.Tensor:
+    x = x.reshape(len(x), -1).double()
+    x = x - x.mean(0)
+    return x.T @ x / len(x)
+
+
+def test_whitening_makes_the_covariance_the_identity(train_images):
+    """600 images span 599 directions (after centring): with a tiny ε, the whitened images'
+    covariance is the identity on them: 599 eigenvalues of 1, the rest 0."""
+    sample = train_images[0][:600]
+    whitened = cifar10.fit_zca(sample, epsilon=1e-6).apply(sample).reshape(600, -1).double()
+    whitened -= whitened.mean(0)
+    eigenvalues = torch.linalg.eigvalsh(whitened @ whitened.T / 600)  # = those of the cov
+    assert eigenvalues[0].abs() < 1e-6  # the centring's direction
+    # 1 - λ/(λ+ε) for the smallest λ of the sample; float32 application adds ~1e-6
+    assert eigenvalues[1:].min() > 0.99 and eigenvalues.max() < 1 + 1e-4
+
+
+def test_whitening_decorrelates_held_out_pixels(train_images):
+    """At the config's ε, pixels of images the fit never saw are nearly uncorrelated."""
+    images = train_images[0]
+    whitening = cifar10.fit_zca(images[:1000], epsilon=0.01)
+
+    def mean_abs_correlation(x):  # over the red channel's 1024 pixels, to stay quick
+        cov = covariance(x[:, 0])
+        std = cov.diagonal().sqrt()
+        corr = cov / std[:, None] / std[None]
+        return (corr - torch.diag(corr.diagonal())).abs().mean().item()
+
+    held_out = images[1000:1600]
+    assert mean_abs_correlation(held_out.float()) > 0.2  # measured 0.27
+    assert mean_abs_correlation(whitening.apply(held_out)) < 0.1  # measured 0.046
+
+
+def test_whitening_is_cached_by_checksum_and_epsilon(train_images, tmp_path, monkeypatch):
+    sample = train_images[0][:100]
+    first = cifar10.zca(sample, 0.01, tmp_path)
+    monkeypatch.setattr(cifar10, "fit_zca", lambda *a: pytest.fail("refitted"))
+    again = cifar10.zca(sample, 0.01, tmp_path)
+    torch.testing.assert_close(again.matrix, first.matrix, rtol=0, atol=0)
+    assert again.matrix.dtype == torch.float64
+    for other in ((train_images[0][1:101], 0.01), (sample, 0.1)):  # other data, other ε
+        with pytest.raises(pytest.fail.Exception, match="refitted"):
+            cifar10.zca(*other, tmp_path)
