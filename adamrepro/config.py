@@ -35,6 +35,9 @@ class TrainingSpec(Frozen):
     eval_batch_size: int = Field(10000, gt=0)
     # float64 exists for exactness tests (batched == one-by-one); experiments use float32.
     dtype: Literal["float32", "float64"] = "float32"
+    # Keep each run's final parameters as runs/<run_id>.pt (for pictures such as the VAE's
+    # samples). Not part of a run's identity: it changes no curve.
+    save_params: bool = False
 
 
 class SelectionSpec(Frozen):
@@ -63,6 +66,17 @@ class ScaleSpec(Frozen):
     epochs: int | None = Field(None, gt=0)
     train_size: int | None = Field(None, gt=0)
     test_size: int | None = Field(None, gt=0)
+    # A smaller grid for this scale: replaces the values of these keys in every method
+    # whose grid has them (a method without the key keeps its grid).
+    grid: dict[str, list[Any]] = {}
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_lists_not_empty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if len(values) == 0:
+                raise ValueError(f"grid.{key} is empty: give at least one value")
+        return grid
 
 
 class MethodSpec(Frozen):
@@ -122,7 +136,10 @@ class Experiment(Frozen):
         for key in ("train_size", "test_size"):
             if getattr(over, key) is not None:
                 dataset[key] = getattr(over, key)
-        update = {"training": training, "dataset": dataset, "scales": {}}
+        methods = {label: method.model_copy(update={"grid": {
+            key: over.grid.get(key, values) for key, values in method.grid.items()}})
+            for label, method in self.methods.items()}
+        update = {"training": training, "dataset": dataset, "scales": {}, "methods": methods}
         if seeds is not None:
             update["seeds"] = seeds
         return self.model_copy(update=update)
@@ -164,11 +181,13 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                                **{k: v for k, v in method.model.items() if k != "name"}},
                               f"{where}: {key}.model")
         declared[label] = MODELS[model].METRICS
+        points = method.points() + [point for scale in exp.scales if exp.scales[scale].grid
+                                    for point in exp.at_scale(scale).methods[label].points()]
         try:
             found = resolve(method.optimizer, OPTIMIZERS, method.closure)
         except ValueError as err:
             raise UserError(f"{where}: {key}.optimizer: {err}") from None
-        for point in method.points():
+        for point in points:
             for name, value in point.items():
                 if isinstance(value, float) and not math.isfinite(value):
                     raise UserError(f"{where}: {key}: {name} must be finite, got {value}")

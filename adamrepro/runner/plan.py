@@ -71,7 +71,8 @@ def plan(exp: Experiment) -> list[Group]:
     common = {
         "experiment": exp.name,
         "dataset": exp.dataset,
-        "training": exp.training.model_dump(),
+        # what changes no curve is left out, so that such settings never change a run id
+        "training": exp.training.model_dump(exclude={"save_params"}),
     }
     groups = []
     for label, method in exp.methods.items():
@@ -97,10 +98,22 @@ def plan(exp: Experiment) -> list[Group]:
     return groups
 
 
+def _content(exp: Experiment, exclude: set[str] = frozenset()) -> dict:
+    """The config as data, new settings left out at their defaults (the digests of configs
+    written before them stay the same)."""
+    dumped = exp.model_dump(exclude=set(exclude))
+    if not exp.training.save_params:
+        del dumped["training"]["save_params"]
+    for scale in dumped.get("scales", {}).values():
+        if not scale["grid"]:
+            del scale["grid"]
+    return dumped
+
+
 def config_digest(exp: Experiment) -> str:
-    return _digest(exp.model_dump())
+    return _digest(_content(exp))
 
 
 def base_digest(base: Experiment) -> str:
     """Identity of a config file's content, whatever scale or number of seeds runs it."""
-    return _digest(base.model_dump(exclude={"seeds"}))
+    return _digest(_content(base, {"seeds"}))

@@ -93,6 +93,8 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
 
         for group, curves in executor.run(exp, todo, on_pass):
             for run, curve in zip(group.runs, curves, strict=True):
+                if curve.params is not None:  # before the record that marks the run done
+                    store.save_params(run.run_id, curve.params)
                 store.save_run({
                     "experiment": exp.name, "scale": scale, "method": run.method,
                     "optimizer": run.optimizer, "variant": run.variant, "run_id": run.run_id,
