@@ -6,9 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from adamrepro.figures import curves, sensitivity
+from adamrepro.figures import (
+    bias_correction,
+    curves,
+    sensitivity,
+    vae_samples,
+)
 
 FIGURES: dict[str, Callable[..., list[Path]]] = {
     "curves": curves.draw,
     "sensitivity": sensitivity.draw,
+    "bias_correction": bias_correction.draw,
+    "vae_samples": vae_samples.draw,
 }

@@ -6,9 +6,11 @@ from __future__ import annotations
 from adamrepro.models.linear_autoencoder import LinearAutoencoder
 from adamrepro.models.logreg import LogReg
 from adamrepro.models.mlp import MLP
+from adamrepro.models.vae import VAE
 
 MODELS: dict[str, type] = {
     "logreg": LogReg,
     "mlp": MLP,
     "linear_autoencoder": LinearAutoencoder,
+    "vae": VAE,
 }
