@@ -10,6 +10,7 @@ from adamrepro.figures import (
     bias_correction,
     curves,
     sensitivity,
+    step_bound,
     vae_samples,
 )
 
@@ -18,4 +19,5 @@ FIGURES: dict[str, Callable[..., list[Path]]] = {
     "sensitivity": sensitivity.draw,
     "bias_correction": bias_correction.draw,
     "vae_samples": vae_samples.draw,
+    "step_bound": step_bound.draw,
 }
