@@ -87,20 +87,21 @@ def test_the_step_ratio_uses_the_decayed_step_size():
 def test_averaged_runs_are_evaluated_at_their_averaged_parameters(data_dir):
     """Averaging changes no iterate, so the minibatch losses of the pass (at the iterates)
     are equal with and without it; the evaluated columns differ, and they are those of the
-    bias-corrected average, which is what save_params keeps for an averaged run."""
+    bias-corrected average, which is what save_params keeps for an averaged run. Two runs
+    per group (per-run hyperparameter tensors)."""
     raw = {
         "name": "avg", "title": "avg", "dataset": {"name": "mnist", "train_size": 512,
                                                   "test_size": 256},
         "model": {"name": "mlp", "hidden": [32]},
         "training": {"batch_size": 128, "epochs": 2, "dtype": "float64", "save_params": True},
         "methods": {
-            "adam": {"optimizer": "adam", "grid": {"lr": [3e-3]}},
+            "adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 3e-3]}},
             "adam+avg": {"optimizer": "adam", "variant": "avg",
-                         "hparams": {"averaging": 0.9}, "grid": {"lr": [3e-3]}}},
+                         "hparams": {"averaging": 0.9}, "grid": {"lr": [1e-3, 3e-3]}}},
     }
     exp = parse_experiment(raw, "test")
     data = load_data(exp, data_dir, torch.device("cpu"))
-    (plain,), (averaged,) = (train_group(exp, group, data) for group in plan(exp))
+    (plain, _), (averaged, _) = (train_group(exp, group, data) for group in plan(exp))
     iterates, means = pd.DataFrame(plain.rows), pd.DataFrame(averaged.rows)
     pd.testing.assert_series_equal(iterates["train_loss"], means["train_loss"],
                                    check_exact=True)

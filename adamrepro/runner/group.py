@@ -85,9 +85,8 @@ def build_optimizer(group: Group, params: list[Tensor], dtype: torch.dtype):
 def evaluated_params(optimizer):
     """The context in which the runs are evaluated: at the bias-corrected averaged parameters
     when the optimizer averages them (averaging.py), else at the iterates."""
-    averaging = any(group.get("averaging") not in (None, 0, 0.0)
-                    for group in optimizer.param_groups)
-    if averaging and hasattr(optimizer, "swap_averaged"):
+    averages = getattr(optimizer, "averages", None)
+    if callable(averages) and averages():
         return optimizer.swap_averaged()
     return contextlib.nullcontext()
 
