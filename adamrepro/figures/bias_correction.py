@@ -70,7 +70,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
                     jitter = 0.08 * (i - (len(methods) - 1) / 2)  # both methods' marks show
                     ax.plot(x[mask] + jitter, np.ones(int(mask.sum())), linestyle="none",
                             marker=marker, markersize=8, markeredgewidth=2, color=line["color"],
-                            transform=edge, clip_on=False)
+                            transform=edge, clip_on=False, in_layout=False)
             margin = 0.04 * (top - low) if top > low else 1.0
             ax.set_ylim(low - margin, top + margin)
             if r == 0:
