@@ -33,7 +33,7 @@ from pydantic import Field, PositiveInt
 from torch import Tensor
 
 from adamrepro.metrics import Metric, MetricSet
-from adamrepro.models.base import BatchedModel, StackedLinear
+from adamrepro.models.base import BatchedModel, StackedLinear, shared_input
 from adamrepro.options import Frozen, options_model
 
 
@@ -81,7 +81,10 @@ class VAE(BatchedModel):
 
     def pixels(self, x: Tensor) -> Tensor:
         x = self.cast(x.flatten(2))
-        return (x > 0.5).to(x.dtype) if self.opts.likelihood == "binarized" else x
+        if self.opts.likelihood != "binarized":
+            return x
+        one = x[:1] if shared_input(x) else x  # binarise a shared input once, not G times
+        return (one > 0.5).to(x.dtype).expand(x.shape)
 
     def terms(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
         """−log p(x|z) and KL per run, mean over the images: (G,), (G,). `noise` broadcasts
