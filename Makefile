@@ -4,23 +4,26 @@ SCALE ?= paper
 # paper-scale results live in results/ (committed); other scales in results/<scale>/
 OUT ?= $(if $(filter paper,$(SCALE)),results,results/$(SCALE))
 DEVICE ?= auto
-DATA ?= $(or $(ADAMREPRO_DATA),$(HOME)/.cache/adamrepro/data)
+# Empty: the commands' own default, $ADAMREPRO_DATA else ~/.cache/adamrepro/data (one default
+# for commands, tests and make); DATA=DIR overrides it for every target, tests included.
+DATA ?=
+DATA_FLAG = $(if $(DATA),--data-dir $(DATA))
 EXPERIMENTS := $(basename $(notdir $(wildcard configs/*.yaml)))
-RUN = $(PYTHON) -m adamrepro run configs/$@.yaml --scale $(SCALE) --out $(OUT) --device $(DEVICE) --data-dir $(DATA)
+RUN = $(PYTHON) -m adamrepro run configs/$@.yaml --scale $(SCALE) --out $(OUT) --device $(DEVICE) $(DATA_FLAG)
 
 .PHONY: install test lint data plot report bench bench-gpu clean all $(EXPERIMENTS)
 
 install:  ## editable install with the dev extras into the active environment
 	$(PYTHON) -m pip install -e '.[dev]'
 
-test:  ## the test suite (needs real data: ADAMREPRO_DATA or ./data)
-	$(PYTHON) -m pytest -q
+test: data  ## the test suite, on the real data (fetched first; offline: one line on what to place)
+	$(if $(DATA),ADAMREPRO_DATA=$(DATA)) $(PYTHON) -m pytest -q
 
 lint:
 	$(PYTHON) -m ruff check adamrepro tests $(wildcard scripts)
 
-data:  ## download every dataset into DATA (checksummed)
-	$(PYTHON) -m adamrepro fetch --data-dir $(DATA)
+data:  ## download what is missing of every dataset into the data folder (checksummed)
+	@$(PYTHON) -m adamrepro fetch $(DATA_FLAG)
 
 $(EXPERIMENTS):  ## one target per config, e.g. make logreg_mnist SCALE=quick
 	$(RUN)
@@ -34,12 +37,12 @@ report:
 	$(PYTHON) -m adamrepro report --out $(OUT)
 
 bench:  ## the README's CPU row
-	$(PYTHON) -m adamrepro bench logreg_mnist --scale quick --device $(DEVICE) --data-dir $(DATA)
+	$(PYTHON) -m adamrepro bench logreg_mnist --scale quick --device $(DEVICE) $(DATA_FLAG)
 
 bench-gpu:  ## the README's GPU table: every experiment at paper scale (the MLP's first 10 passes)
-	$(PYTHON) -m adamrepro bench logreg_mnist --scale paper --device cuda --data-dir $(DATA)
-	$(PYTHON) -m adamrepro bench logreg_imdb --scale paper --device cuda --data-dir $(DATA)
-	$(PYTHON) -m adamrepro bench mlp_dropout --scale paper --device cuda --data-dir $(DATA) --passes 10
+	$(PYTHON) -m adamrepro bench logreg_mnist --scale paper --device cuda $(DATA_FLAG)
+	$(PYTHON) -m adamrepro bench logreg_imdb --scale paper --device cuda $(DATA_FLAG)
+	$(PYTHON) -m adamrepro bench mlp --scale paper --device cuda $(DATA_FLAG) --passes 10
 
 clean:  ## remove caches and uncommitted run records (committed tables and figures stay)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info $(OUT)/*/runs $(OUT)/*/.lock

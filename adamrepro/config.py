@@ -66,6 +66,9 @@ class ScaleSpec(Frozen):
     epochs: int | None = Field(None, gt=0)
     train_size: int | None = Field(None, gt=0)
     test_size: int | None = Field(None, gt=0)
+    # Model options for this scale only (e.g. narrower layers so that a smoke test of a
+    # memory-hungry optimizer stays small); merged over `model`.
+    model: dict[str, Any] = {}
     # A smaller grid for this scale: replaces the values of these keys in every method
     # whose grid has them (a method without the key keeps its grid).
     grid: dict[str, list[Any]] = {}
@@ -90,7 +93,7 @@ class MethodSpec(Frozen):
     # For an optimizer from elsewhere whose `step` needs a closure (capabilities.py).
     closure: bool | None = None
     # At most this many runs train batched together (1: every run alone, as a user's own
-    # script would, for honest per-run seconds). Grouping does not change a run's identity.
+    # script would, for honest per-run seconds). The curves are the same either way.
     max_group_size: int | None = Field(None, gt=0)
     hparams: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
@@ -140,6 +143,8 @@ class Experiment(Frozen):
             key: over.grid.get(key, values) for key, values in method.grid.items()}})
             for label, method in self.methods.items()}
         update = {"training": training, "dataset": dataset, "scales": {}, "methods": methods}
+        if over.model:
+            update["model"] = {**self.model, **over.model}
         if seeds is not None:
             update["seeds"] = seeds
         return self.model_copy(update=update)
@@ -148,6 +153,33 @@ class Experiment(Frozen):
         """The same experiment trained for `epochs` passes."""
         return self.model_copy(update={"training": self.training.model_copy(
             update={"epochs": epochs})})
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML would keep the
+    last one silently; a careful user calls that a mistake). Merge keys (`<<`) may still be
+    overridden, as YAML intends."""
+
+
+def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    first: dict[Any, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            mark = first.setdefault(key, key_node.start_mark)
+        except TypeError:  # an unhashable key: construct_mapping says so below
+            continue
+        if mark is not key_node.start_mark:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark,
+                f"duplicate key {key!r} (first given at line {mark.line + 1})",
+                key_node.start_mark)
+    return loader.construct_mapping(node, deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _check_registries(exp: Experiment, where: str) -> Experiment:
@@ -162,7 +194,7 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     from adamrepro.optim.resolve import resolve
 
     dataset = exp.dataset.get("name")
-    if dataset not in DATASETS:
+    if not isinstance(dataset, str) or dataset not in DATASETS:
         raise UserError(
             f"{where}: dataset.name: unknown dataset {dataset!r}; known: {', '.join(DATASETS)}"
         )
@@ -174,12 +206,12 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     for label, method in exp.methods.items():
         key = f"methods.{label}"
         model = {**exp.model, **method.model}.get("name")
-        if model not in MODELS:
+        if not isinstance(model, str) or model not in MODELS:
             raise UserError(f"{where}: {key}: model.name: unknown model {model!r}; known: "
                             f"{', '.join(MODELS)}")
-        MODELS[model].options({**{k: v for k, v in exp.model.items() if k != "name"},
-                               **{k: v for k, v in method.model.items() if k != "name"}},
-                              f"{where}: {key}.model")
+        model_opts = MODELS[model].options(
+            {**{k: v for k, v in exp.model.items() if k != "name"},
+             **{k: v for k, v in method.model.items() if k != "name"}}, f"{where}: {key}.model")
         declared[label] = MODELS[model].METRICS
         points = method.points() + [point for scale in exp.scales if exp.scales[scale].grid
                                     for point in exp.at_scale(scale).methods[label].points()]
@@ -189,19 +221,36 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
             raise UserError(f"{where}: {key}.optimizer: {err}") from None
         for point in points:
             for name, value in point.items():
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise UserError(f"{where}: {key}: {name} must be finite, got {value}")
+                if isinstance(value, (int, float)) and not _finite(value):
+                    raise UserError(f"{where}: {key}: {name} must be finite, got {value!r:.30}")
             # Built as the runner will build it: a batched optimizer gets its numbers as
             # one-run tensors of the training dtype (in float32, beta2 = 0.99999999 is 1.0).
             param = torch.zeros(1, dtype=dtype, requires_grad=True)
             values = stacked([point], dtype) if found.capabilities.batchable else plain(point)
+            if found.capabilities.subfunctions:
+                # the runner passes the number of fixed minibatches (capabilities.py)
+                values.setdefault("num_subfunctions", 1)
+                if (MODELS[model].stochastic(model_opts)
+                        and point.get("allow_stochastic") is not True):
+                    raise UserError(
+                        f"{where}: {key}: {method.optimizer} assumes a deterministic objective, "
+                        f"but this model draws noise (dropout); remove the noise, or set "
+                        f"hparams.allow_stochastic: true to run it anyway")
             try:
                 found.cls([param], **values)
-            except (ValueError, TypeError) as err:
+            except (ValueError, TypeError, OverflowError) as err:
                 raise UserError(f"{where}: {key}: {method.optimizer}: {err}"
                                 + (f" once rounded to training.dtype {exp.training.dtype}"
                                    if found.capabilities.batchable and "got" in str(err)
                                    else "")) from None
+    for scale, over in exp.scales.items():
+        if over.model:
+            merged = {**exp.model, **over.model}
+            name = merged.get("name")
+            if not isinstance(name, str) or name not in MODELS:
+                raise UserError(f"{where}: scales.{scale}.model.name: unknown model {name!r}")
+            MODELS[name].options({k: v for k, v in merged.items() if k != "name"},
+                                 f"{where}: scales.{scale}.model")
     from adamrepro.figures import FIGURES
 
     unknown = [f for f in exp.plot.figures if f not in FIGURES]
@@ -226,6 +275,13 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     })
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
 def parse_experiment(raw: Any, where: str) -> Experiment:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: the file must hold a mapping of keys (name, dataset, ...)")
@@ -246,12 +302,20 @@ def load_experiment(path: str | Path) -> Experiment:
         hint = f"; bundled configs: {', '.join(p.stem for p in bundled_configs())}"
         raise UserError(f"config file {path} does not exist{hint}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    try:
+        raw = yaml.load(text, Loader=StrictLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "malformed YAML"
         raise UserError(f"{path}: not valid YAML{at}: {problem}") from None
+    except Exception as err:  # PyYAML's constructors raise ValueError, IndexError, ... on a
+        # value its (implied or explicit) tag cannot hold: `2001-13-45`, `!!int ''`
+        raise UserError(f"{path}: not valid YAML: a value its type cannot hold "
+                        f"({type(err).__name__}: {err})") from None
     return parse_experiment(raw, str(path))
 
 

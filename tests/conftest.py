@@ -1,24 +1,74 @@
-"""Shared fixtures: the real data folder, and the CLI called in-process."""
+"""Shared fixtures (the real data folder, the CLI called in-process) and the no-skip rule.
+
+No silent skips: a test may skip only when it needs hardware this machine lacks. Such a test
+carries `@pytest.mark.cuda` (or `pytestmark = pytest.mark.cuda`); it is skipped, and reported
+in the summary, when no CUDA device is present. Any other skip (a `pytest.skip` call, a
+`skipif`, an `importorskip`, at collection or in a test) is turned into a failure, so a
+machine without the data or a dev extra cannot pass `make test` without running the tests.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from adamrepro.cli import main
+from adamrepro.data.download import default_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
+NO_CUDA = "needs a CUDA device (none on this machine)"
+# What must be under the data folder for the suite (what `adamrepro fetch` lays out).
+NEEDED = ("MNIST/raw/train-images-idx3-ubyte.gz", "MNIST/raw/train-labels-idx1-ubyte.gz",
+          "MNIST/raw/t10k-images-idx3-ubyte.gz", "MNIST/raw/t10k-labels-idx1-ubyte.gz",
+          "aclImdb/train/pos", "aclImdb/train/neg", "aclImdb/test/pos", "aclImdb/test/neg")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"cuda: {NO_CUDA}; the only tests allowed to skip")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(pytest.mark.skip(reason=NO_CUDA))
+
+
+def _refuse(report, what: str) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+    report.outcome = "failed"
+    report.longrepr = (f"{what} skipped ({reason}), but only tests marked `cuda` may skip "
+                       f"(tests/conftest.py): fix what is missing instead")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if (report.skipped and not hasattr(report, "wasxfail")
+            and item.get_closest_marker("cuda") is None):
+        _refuse(report, item.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    report = (yield).get_result()
+    if report.skipped:  # a module-level skip or importorskip
+        _refuse(report, collector.nodeid)
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """Real data prepared by ../shared/data/prepare.py (CI: $ADAMREPRO_DATA)."""
-    path = Path(os.environ.get("ADAMREPRO_DATA") or REPO / "data")
-    if not (path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists():
-        pytest.fail(f"real data missing in {path}: run "
-                    f"'python ../shared/data/prepare.py --out data' or set ADAMREPRO_DATA")
+    """The real data, where every command looks: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data
+    (`adamrepro fetch` puts it there; `make test` runs it first)."""
+    path = default_data_dir()
+    missing = [name for name in NEEDED if not (path / name).exists()]
+    if missing:
+        pytest.fail(f"real data missing in {path} ({', '.join(missing)}): run 'adamrepro fetch' "
+                    f"(offline: python scripts/offline_data.py --from DIR), or set "
+                    f"ADAMREPRO_DATA to a folder holding it", pytrace=False)
     return path
 
 
@@ -32,3 +82,15 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return call
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny float64 problems: one torch thread is faster on two shared cores (L-BFGS ran 20x
+    slower with two), and immune to a busy machine. Restored after the module."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

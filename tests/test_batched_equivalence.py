@@ -13,9 +13,6 @@ more than 1e-4 relative.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -29,19 +26,12 @@ from adamrepro.config import MethodSpec, parse_experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.metrics import CLASSIFIER
 from adamrepro.optim import OPTIMIZERS
+from adamrepro.optim.capabilities import capabilities_of
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import train_group
 from adamrepro.runner.plan import Group, plan
 
 RTOL, ATOL = 1e-9, 1e-12  # see the module docstring
-REPO = Path(__file__).resolve().parent.parent
-
-
-def data_dir() -> Path:
-    folder = Path(os.environ.get("ADAMREPRO_DATA") or REPO / "data")
-    if not (folder / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST not found under {folder}; set ADAMREPRO_DATA")
-    return folder
 
 
 def experiment(seeds: int = 2, drop_last: bool = True, train_size: int = 512):
@@ -66,19 +56,13 @@ def experiment(seeds: int = 2, drop_last: bool = True, train_size: int = 512):
     }, "test")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny float64 problems: one thread is faster, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(data_dir):
     exp = experiment()
-    return exp, load_data(exp, data_dir(), torch.device("cpu"))
+    return exp, load_data(exp, data_dir, torch.device("cpu"))
 
 
 def table(curve) -> torch.Tensor:
@@ -123,10 +107,10 @@ def test_curves_move_so_the_comparison_can_fail(setup):
     assert len({round(final, 6) for final in finals}) == len(finals)
 
 
-def test_seeds_in_one_group_train_as_they_would_alone(setup):
+def test_seeds_in_one_group_train_as_they_would_alone(setup, data_dir):
     """A group whose runs differ only by seed: distinct inits and orders, each run's own."""
     exp = experiment(seeds=4, drop_last=False, train_size=500)  # a short last batch too
-    data = load_data(exp, data_dir(), torch.device("cpu"))
+    data = load_data(exp, data_dir, torch.device("cpu"))
     group = next(g for g in plan(exp) if g.method == "sgd_nesterov")
     runs = tuple(r for r in group.runs if r.hparams["lr"] == 0.1)
     assert len({r.seed for r in runs}) == 4
@@ -184,7 +168,8 @@ LOOSER_RTOL = {"nadam": 1e-7}
 FIRST_PASS_ONLY = {"adam_two_horizons"}
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(n for n, c in OPTIMIZERS.items()
+                                         if capabilities_of(c).batchable))
 def test_every_optimizer_batched_equals_reference_loop(setup, name):
     """One table drives it: torch.optim's class where torch has the algorithm (with LambdaLR
     for α/√t), adamrepro's own class otherwise; either way the batched curves."""

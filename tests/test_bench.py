@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -18,29 +17,20 @@ from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.base import TensorDataset
 from adamrepro.runner.plan import plan
 
-REPO = Path(__file__).resolve().parent.parent
 
-
-def data_dir() -> Path:
-    folder = Path(os.environ.get("ADAMREPRO_DATA") or REPO / "data")
-    if not (folder / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST not found under {folder}; set ADAMREPRO_DATA")
-    return folder
-
-
-def bench(tmp_path: Path, *options: str) -> dict:
+def bench(tmp_path: Path, data_dir: Path, *options: str) -> dict:
     """Run the command in-process (one thread: fast and steady on a busy machine)."""
     threads = torch.get_num_threads()
     argv = ["bench", "logreg_mnist", "--device", "cpu", "--scale", "smoke",
-            "--out", str(tmp_path), "--data-dir", str(data_dir()), "--quiet", "--threads", "1",
+            "--out", str(tmp_path), "--data-dir", str(data_dir), "--quiet", "--threads", "1",
             *options]
     assert main(argv) == 0
     assert torch.get_num_threads() == threads  # the command leaves the process as it was
     return json.loads((tmp_path / "bench" / "logreg_mnist-cpu-smoke.json").read_text())
 
 
-def test_bench_smoke_writes_json_and_csv(tmp_path):
-    result = bench(tmp_path)
+def test_bench_smoke_writes_json_and_csv(tmp_path, data_dir):
+    result = bench(tmp_path, data_dir)
 
     assert result["experiment"] == "logreg_mnist" and result["scale"] == "smoke"
     assert result["device"] == "cpu" and result["threads"] == 1
@@ -75,8 +65,8 @@ def test_bench_smoke_writes_json_and_csv(tmp_path):
         assert column in table.columns, column
 
 
-def test_bench_reference_subset_is_extrapolated_and_said(tmp_path):
-    result = bench(tmp_path, "--reference-runs", "1", "--reference-passes", "1")
+def test_bench_reference_subset_is_extrapolated_and_said(tmp_path, data_dir):
+    result = bench(tmp_path, data_dir, "--reference-runs", "1", "--reference-passes", "1")
     groups = len(plan(_smoke()))
     rows = {row["implementation"]: row for row in result["results"]}
     assert rows["reference"]["runs"] == groups and rows["reference"]["run_passes"] == groups
@@ -108,7 +98,7 @@ def test_flop_count_by_hand():
 
 
 def test_mlp_flops_count_input_gradients_of_hidden_layers():
-    exp = load_experiment(resolve_config_arg("mlp_dropout")).at_scale("smoke")
+    exp = load_experiment(resolve_config_arg("mlp")).at_scale("smoke")
     data = TensorDataset.labelled(torch.zeros(256, 784), torch.zeros(256, dtype=torch.long),
                          torch.zeros(256, 784), torch.zeros(256, dtype=torch.long), 10)
     count = flop_count(exp, plan(exp)[0], data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import yaml
 
 from adamrepro.figures.palette import COLORS
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "logreg_mnist.yaml"
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "configs" / "logreg_mnist.yaml"
 COLUMNS = ["experiment", "optimizer", "run_id", "seed", "epoch", "train_loss",
            "train_loss_full", "test_loss", "test_acc", "seconds", "diverged", "lr"]
 RUNS = sum(len(m["grid"]["lr"]) for m in yaml.safe_load(CONFIG.read_text())["methods"].values())
@@ -206,3 +208,22 @@ def test_two_commands_on_one_folder_at_once(tmp_path, data_dir):
     assert sorted(o.split(" runs,")[0] for o in outputs) == ["trained 0", f"trained {RUNS}"]
     pd.testing.assert_frame_equal(_comparable(tmp_path / "shared" / "logreg_mnist"),
                                   _comparable(tmp_path / "alone" / "logreg_mnist"))
+
+
+def test_committed_results_stay_writable_by_todays_config(tmp_path):
+    """Options added to the config schema since the committed paper-scale results were made
+    change the config's digest, not its runs: today's config may still write there; a config
+    that no longer trains every run of the folder may not."""
+    from adamrepro.config import load_experiment
+    from adamrepro.errors import UserError
+    from adamrepro.results.store import ResultStore
+    from adamrepro.runner.plan import base_digest, plan
+
+    shutil.copytree(REPO / "results" / "logreg_mnist", tmp_path / "logreg_mnist",
+                    ignore=shutil.ignore_patterns("*.png", "*.pdf"))
+    base = load_experiment(REPO / "configs" / "logreg_mnist.yaml")
+    run_ids = {run.run_id for group in plan(base.at_scale("paper")) for run in group.runs}
+    store = ResultStore(tmp_path, "logreg_mnist")
+    store.check_owner(base_digest(base), "paper", False, run_ids)
+    with pytest.raises(UserError, match="different logreg_mnist config"):
+        store.check_owner(base_digest(base), "paper", False, set(sorted(run_ids)[1:]))

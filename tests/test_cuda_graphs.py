@@ -9,6 +9,7 @@ import torch
 from adamrepro.config import parse_experiment
 from adamrepro.metrics import CLASSIFIER
 from adamrepro.optim import OPTIMIZERS
+from adamrepro.optim.capabilities import capabilities_of
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import (
     GraphedStep,
@@ -22,7 +23,7 @@ from adamrepro.runner.plan import plan
 
 METRICS = [c.name for c in CLASSIFIER.columns()]
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = pytest.mark.cuda  # skipped, and reported, without a GPU (conftest.py)
 CUDA = torch.device("cuda")
 # The graph replays the kernels eager mode launches, in the same order on the same data, so
 # the curves should agree to the last bit; 1e-6 relative leaves room for a cuBLAS kernel
@@ -56,7 +57,8 @@ MLP_DROPOUT = {"name": "mlp", "hidden": [256, 256], "input_dropout": 0.2,
                "hidden_dropout": 0.5}
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(n for n, c in OPTIMIZERS.items()
+                                         if capabilities_of(c).batchable))
 def test_every_optimizer_graphed_equals_eager(data_dir, name):
     exp = experiment(LOGREG, {name: {"optimizer": name, "grid": {"lr": [1e-3, 1e-2]}}})
     data = load_data(exp, data_dir, CUDA)

@@ -13,7 +13,7 @@ import torch
 from adamrepro.models.mlp import MLP
 from adamrepro.models.mlp import options as mlp_options
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mlp_dropout.yaml"
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mlp.yaml"
 
 
 def make(seeds=(0, 1), **values) -> MLP:
@@ -76,6 +76,6 @@ def test_config_runs_at_smoke_scale(cli, data_dir, tmp_path):
     code, _, err = cli("run", CONFIG, "--scale", "smoke", "--out", tmp_path, "--quiet",
                        "--data-dir", data_dir)
     assert code == 0, err
-    best = pd.read_csv(tmp_path / "mlp_dropout" / "best.csv")
+    best = pd.read_csv(tmp_path / "mlp" / "best.csv")
     assert set(best["method"]) == {"adagrad", "rmsprop", "sgd_nesterov", "adadelta", "adam"}
     assert not best["diverged"].any()

@@ -99,3 +99,16 @@ def test_corrupt_local_file_is_named(data_dir, tmp_path):
 def test_fetch_command_reports_the_folder(cli, data_dir):
     code, out, _ = cli("fetch", "mnist", "--data-dir", data_dir)
     assert code == 0 and str(Path(data_dir) / "MNIST" / "raw") in out
+
+
+def test_fetch_offline_is_one_line_naming_every_file_and_where(cli, monkeypatch, tmp_path):
+    """What `make test` shows on a machine without the data and without a network."""
+    monkeypatch.setenv("ADAMREPRO_MNIST_MIRROR", "http://127.0.0.1:9/")  # nothing listens
+    monkeypatch.setenv("ADAMREPRO_IMDB_URL", "http://127.0.0.1:9/aclImdb_v1.tar.gz")
+    code, out, err = cli("fetch", "--data-dir", tmp_path / "data")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    for name in mnist.FILES:
+        assert name in err
+    assert f"in {tmp_path / 'data' / 'MNIST' / 'raw'};" in err
+    assert f"aclImdb_v1.tar.gz (or its extracted aclImdb/) in {tmp_path / 'data'}" in err
+    assert not (tmp_path / "data").exists()

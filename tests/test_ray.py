@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import ray  # noqa: F401  (a dev extra: `make install` installs it)
 import yaml
-
-ray = pytest.importorskip("ray")  # a dev extra: CI installs it, a bare install need not
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "logreg_mnist.yaml"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 
 import numpy as np
@@ -248,23 +247,19 @@ def test_markdown_and_html_render_the_same_blocks():
 
 # --- end to end on real data -----------------------------------------------------------------
 
-def run_smoke(out, seeds: int):
+def run_smoke(out, seeds: int, data_dir):
     args = ["run", "configs/logreg_mnist.yaml", "--scale", "smoke", "--out", str(out),
-            "--quiet", "--seeds", str(seeds), "--data-dir", os.environ["ADAMREPRO_DATA"]]
+            "--quiet", "--seeds", str(seeds), "--data-dir", str(data_dir)]
     assert main(args) == 0
     assert main(["plot", "--out", str(out)]) == 0
     assert main(["report", "--out", str(out)]) == 0
     return (out / "report.md").read_text()
 
 
-needs_data = pytest.mark.skipif("ADAMREPRO_DATA" not in os.environ,
-                                reason="set ADAMREPRO_DATA to the prepared datasets")
-
-
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, data_dir):
     out = tmp_path_factory.mktemp("results")
-    return out, run_smoke(out, seeds=1)
+    return out, run_smoke(out, seeds=1, data_dir=data_dir)
 
 
 def verdict_rows(report: str) -> dict[str, list[str]]:
@@ -276,7 +271,6 @@ def verdict_rows(report: str) -> dict[str, list[str]]:
     return rows
 
 
-@needs_data
 def test_report_has_a_verdict_for_every_claim(smoke):
     out, report = smoke
     assert (out / "report.html").exists()
@@ -293,7 +287,6 @@ def test_report_has_a_verdict_for_every_claim(smoke):
             assert status == NOT_RUN
 
 
-@needs_data
 def test_report_states_scale_provenance_and_chosen_hyperparameters(smoke):
     _, report = smoke
     assert "Scale: smoke: 2 passes" in report and "Provenance: commit `" in report
@@ -302,9 +295,8 @@ def test_report_states_scale_provenance_and_chosen_hyperparameters(smoke):
     assert " ± " not in report.split("(`logreg_mnist`)")[1]  # one seed: no spread to show
 
 
-@needs_data
-def test_report_shows_the_spread_over_seeds(tmp_path):
-    report = run_smoke(tmp_path, seeds=2)
+def test_report_shows_the_spread_over_seeds(tmp_path, data_dir):
+    report = run_smoke(tmp_path, seeds=2, data_dir=data_dir)
     table = report.split("(`logreg_mnist`)")[1]
     assert re.search(r"^\| adam \| lr=.*\d ± \d.*\| 2 \|$", table, re.MULTILINE)
 

@@ -43,6 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from adamrepro.bench.reference import train_run
 from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
+from adamrepro.errors import UserError
 from adamrepro.metrics import CLASSIFIER
 from adamrepro.runner.group import RunCurve, build_model, step_sizes, train_group
 from adamrepro.runner.plan import Group, RunSpec, plan
@@ -319,7 +320,14 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     """Time both implementations on every group of `exp` (already at `scale`, data already on
     `device`); `on_progress(implementation, run_passes_done, run_passes_in_all)` reports as
     they go."""
-    groups = plan(exp)
+    # An optimizer that is not batchable already trains one run at a time, as the reference
+    # loop would: there is nothing to compare, so only batchable methods are timed.
+    every = plan(exp)
+    groups = [g for g in every if g.resolved.capabilities.batchable]
+    not_timed = sorted({g.method for g in every} - {g.method for g in groups})
+    if not groups:
+        raise UserError(f"{exp.name}: no method is batchable ({', '.join(not_timed)}); the "
+                        f"bench compares batched training with the one-run-at-a-time loop")
     epochs = exp.training.epochs
     if reference_passes is None:
         reference_passes = REFERENCE_PASSES.get(scale)
@@ -415,4 +423,5 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         "flops_per_run": {g.method: asdict(counts[g.group_id]) if counts[g.group_id] else None
                           for g in groups},
         "check": check,
+        "not_timed": not_timed,
     }

@@ -18,13 +18,26 @@ def fetch(
 ) -> None:
     """Download what is missing and verify what is there."""
     from adamrepro.data import DATASETS
-    from adamrepro.data.download import default_data_dir
+    from adamrepro.data.download import MissingData, default_data_dir
 
     names = datasets or list(DATASETS)
     unknown = ", ".join(repr(name) for name in names if name not in DATASETS)
     if unknown:  # checked before any download: a typo must not wait for the others
         raise UserError(f"unknown dataset {unknown}; known: {', '.join(DATASETS)}")
     folder = data_dir or default_data_dir()
+    missing = []
     for name in names:
-        path = DATASETS[name].fetch(folder)
+        try:
+            path = DATASETS[name].fetch(folder)
+        except MissingData as err:  # offline: go on, so that one line names every file
+            missing.append(err)
+            continue
         typer.echo(f"{name:10s} {path}")
+    if len(missing) == 1:
+        raise missing[0]
+    if missing:
+        places = "; ".join(f"{', '.join(files)} in {where}"
+                           for err in missing for where, files in err.places.items())
+        raise UserError(f"datasets missing and could not be downloaded ({missing[-1].reason}); "
+                        f"put {places} (scripts/offline_data.py lays out a local copy), or "
+                        f"pass --data-dir to where they are")

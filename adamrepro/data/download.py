@@ -27,6 +27,15 @@ from rich.progress import (
 from adamrepro.errors import UserError
 
 
+class MissingData(UserError):
+    """Files that are absent and could not be downloaded; `places` maps each folder to the
+    names to put there (so `fetch` can name every one of them in one line)."""
+
+    def __init__(self, message: str, places: dict[Path, list[str]], reason: str):
+        super().__init__(message)
+        self.places, self.reason = places, reason
+
+
 def md5sum(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as f:
@@ -100,9 +109,10 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
     for made in created:  # leave no empty folders behind a failed download
         with contextlib.suppress(OSError):
             made.rmdir()
-    raise UserError(
-        f"{what}: {path} is missing and could not be downloaded ({reasons[-1] if reasons else ''}"
-        f"); put the official {name} in {folder} or pass --data-dir to where it is"
+    reason = reasons[-1] if reasons else "no URL"
+    raise MissingData(
+        f"{what}: {path} is missing and could not be downloaded ({reason}); put the official "
+        f"{name} in {folder} or pass --data-dir to where it is", {folder: [name]}, reason
     )
 
 

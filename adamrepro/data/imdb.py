@@ -42,7 +42,7 @@ import torch
 from pydantic import Field
 
 from adamrepro.data.base import TensorDataset
-from adamrepro.data.download import ensure_file, extract_tar
+from adamrepro.data.download import MissingData, ensure_file, extract_tar
 from adamrepro.errors import UserError
 from adamrepro.options import Frozen, options_model
 from adamrepro.results.store import atomic_file
@@ -99,6 +99,9 @@ def fetch(data_dir: Path) -> Path:
             f"{data_dir}")
     try:
         archive = ensure_file(data_dir, ARCHIVE, MD5, [url()], "IMDB")
+    except MissingData as err:
+        raise MissingData(f"{err}{hint}", {data_dir: [f"{ARCHIVE} (or its extracted aclImdb/)"]},
+                          err.reason) from None
     except UserError as err:
         raise UserError(f"{err}{hint}") from None
     extract_tar(archive, data_dir)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from adamrepro.data.base import TensorDataset
-from adamrepro.data.download import ensure_file
+from adamrepro.data.download import MissingData, ensure_file
 from adamrepro.errors import UserError
 from adamrepro.options import Frozen, options_model
 
@@ -64,8 +64,20 @@ def read_idx(path: Path) -> np.ndarray:
 
 def fetch(data_dir: Path) -> Path:
     folder = Path(data_dir) / "MNIST" / "raw"
+    missing = []  # every missing file is named at once, not one per attempt
     for name, md5 in FILES.items():
-        ensure_file(folder, name, md5, [m + name for m in mirrors()], "MNIST")
+        try:
+            ensure_file(folder, name, md5, [m + name for m in mirrors()], "MNIST")
+        except MissingData as err:
+            missing.append(err)
+    if len(missing) == 1:
+        raise missing[0]
+    if missing:
+        names = [name for err in missing for name in err.places[folder]]
+        raise MissingData(
+            f"MNIST: {', '.join(names)} are missing and could not be downloaded "
+            f"({missing[-1].reason}); put the official files in {folder} or pass --data-dir "
+            f"to where they are", {folder: names}, missing[-1].reason)
     return folder
 
 

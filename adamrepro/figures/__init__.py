@@ -10,6 +10,7 @@ from adamrepro.figures import (
     bias_correction,
     curves,
     sensitivity,
+    sfo,
     step_bound,
     vae_samples,
 )
@@ -17,6 +18,7 @@ from adamrepro.figures import (
 FIGURES: dict[str, Callable[..., list[Path]]] = {
     "curves": curves.draw,
     "sensitivity": sensitivity.draw,
+    "sfo": sfo.draw,
     "bias_correction": bias_correction.draw,
     "vae_samples": vae_samples.draw,
     "step_bound": step_bound.draw,

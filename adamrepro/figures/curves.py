@@ -38,13 +38,19 @@ def band(frame: pd.DataFrame, column: str, kind: str) -> pd.DataFrame:
     return pd.DataFrame({"mean": mean, "low": low, "high": high})
 
 
+# No date and no version in the files: re-drawing unchanged results gives the same bytes, so
+# `adamrepro plot` on committed results leaves `git status` clean (no SOURCE_DATE_EPOCH needed).
+METADATA = {"png": {"Software": None},
+            "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
+
+
 def save_figure(fig, folder: Path, stem: str) -> list[Path]:
     """Write <folder>/<stem>.png and .pdf through temporary names, then close the figure."""
     written = []
     for suffix in ("png", "pdf"):
         path = folder / f"{stem}.{suffix}"
         tmp = path.with_name(f".{stem}.tmp.{suffix}")
-        fig.savefig(tmp, dpi=130)
+        fig.savefig(tmp, dpi=130, metadata=METADATA[suffix])
         tmp.replace(path)
         written.append(path)
     plt.close(fig)

@@ -84,6 +84,12 @@ class BatchedModel(nn.Module):
 
     METRICS: ClassVar[MetricSet]
 
+    @staticmethod
+    def stochastic(opts) -> bool:
+        """Whether the training objective draws noise (dropout, sampling): an optimizer that
+        assumes a deterministic objective (SFO) refuses such a model."""
+        return False
+
     def __init__(self) -> None:
         super().__init__()
         self.generator: torch.Generator | None = None  # training noise; set by the runner

@@ -19,6 +19,7 @@ from adamrepro.optim.amsgrad import AMSGrad
 from adamrepro.optim.nadam import NAdam
 from adamrepro.optim.resolve import resolve
 from adamrepro.optim.rmsprop import RMSprop
+from adamrepro.optim.sfo import SFO
 from adamrepro.optim.sgd_nesterov import SGDNesterov
 
 OPTIMIZERS: dict[str, type] = {
@@ -32,6 +33,7 @@ OPTIMIZERS: dict[str, type] = {
     "adamw": AdamW,
     "nadam": NAdam,
     "adam_two_horizons": AdamTwoHorizons,
+    "sfo": SFO,
 }
 
 

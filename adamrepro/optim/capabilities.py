@@ -8,6 +8,12 @@
   objective and gradients (L-BFGS); the runner then lets `step` evaluate the minibatch.
 - `graphable`: its step may be captured in a CUDA graph (no host syncs, no data-dependent
   control flow, state created in the first steps).
+- `subfunctions`: it minimises a sum of subfunctions, one per fixed minibatch (SFO): its
+  `step` takes a closure over a subfunction's index and picks the index itself; the runner
+  splits the training set once into `num_subfunctions` fixed minibatches (default: the
+  minibatches of a pass) and passes that number to the optimizer. Such an optimizer's models
+  assume a deterministic objective, so a stochastic model (dropout) is refused unless its
+  `allow_stochastic` hyperparameter is true.
 
 adamrepro's own optimizers declare theirs as a class attribute (`GridOptimizer`). A class
 from elsewhere may declare `capabilities` the same way; torch's classes are described in
@@ -27,6 +33,7 @@ class Capabilities:
     batchable: bool = False
     needs_closure: bool = False
     graphable: bool = False
+    subfunctions: bool = False
 
 
 PLAIN = Capabilities()
@@ -44,5 +51,6 @@ def capabilities_of(cls: type, closure: bool | None = None) -> Capabilities:
     if not isinstance(declared, Capabilities):
         declared = DECLARED.get(cls, PLAIN)
     if closure is not None:
-        declared = Capabilities(declared.batchable, closure, declared.graphable and not closure)
+        declared = Capabilities(declared.batchable, closure, declared.graphable and not closure,
+                                declared.subfunctions)
     return declared

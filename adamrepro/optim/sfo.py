@@ -79,6 +79,7 @@ import torch
 from torch import Tensor
 
 from adamrepro.optim.base import check_range
+from adamrepro.optim.capabilities import Capabilities
 
 SELECTIONS = ("distance", "cyclic")
 
@@ -93,6 +94,9 @@ def check_int(name: str, value, low: int) -> None:
 
 
 class SFO(torch.optim.Optimizer):
+    capabilities = Capabilities(batchable=False, needs_closure=True, graphable=False,
+                                subfunctions=True)
+
     def __init__(
         self,
         params,
@@ -226,7 +230,12 @@ class SFO(torch.optim.Optimizer):
     def _coords(self, vector: Tensor) -> Tensor:
         """Coordinates (length K_max, zero past the current rank) of a full-space vector."""
         state = self._state
-        return state["basis"].T @ vector
+        basis, rank = state["basis"], state["rank"]
+        # the columns past the rank are zero: skip them (the basis is the memory traffic of
+        # every projection, dim·K float64)
+        out = torch.zeros(basis.shape[1], dtype=basis.dtype, device=basis.device)
+        out[:rank] = basis[:, :rank].T @ vector
+        return out
 
     def _add_direction(self, vector: Tensor) -> None:
         """Grow the subspace by the part of `vector` outside it; collapse it when full."""
@@ -528,7 +537,8 @@ class SFO(torch.optim.Optimizer):
                 delta *= longest / length
         state["predicted_improvement"] = float(0.5 * delta @ total @ delta)
         state["prior_theta"] = state["theta"].clone()
-        state["theta"] = state["theta"] + state["basis"] @ delta
+        rank = state["rank"]
+        state["theta"] = state["theta"] + state["basis"][:, :rank] @ delta[:rank]
         self._write_params(state["theta"])
         self._grow_active_set(h_inv, failed)
         state["step"] += 1

@@ -54,7 +54,7 @@ class Measured:
         return cls(folder.name, curves, best, meta)
 
     @classmethod
-    def from_curves(cls, curves: pd.DataFrame, cost: str = "train_loss",
+    def from_curves(cls, curves: pd.DataFrame, cost: str = CLASSIFIER.train_column,
                     name: str = "example") -> Measured:
         """Select the best grid points the way `adamrepro run` does (for hand-made tables)."""
         hparam_cols = [c for c in ("lr", "beta1", "beta2") if c in curves.columns]
@@ -159,6 +159,32 @@ def seconds_per_pass(measured: Measured, method: MethodRef) -> float:
     last = runs.sort_values("epoch").groupby("run_id").tail(1)
     last = last[last["epoch"] > 0]
     return float((run_seconds(last) / last["epoch"]).mean())
+
+
+def method_costs(curves: pd.DataFrame, chosen: pd.Series, cost: str) -> pd.DataFrame:
+    """The selected grid point `chosen` (a best.csv row) per pass, mean over seeds: the cost,
+    a run's training seconds (`run_seconds`), the group size, and a run's share of the
+    optimizer state bytes and the group's peak device memory."""
+    runs = curves[curves["point_id"] == chosen["point_id"]]
+    share = runs.assign(run_seconds=run_seconds(runs),
+                        state_bytes=runs["state_bytes"] / runs["group_size"])
+    columns = [cost, "run_seconds", "group_size", "state_bytes", "peak_memory_bytes"]
+    return share.groupby("epoch")[columns].mean()
+
+
+def memory_by_subfunctions(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per grid point of every method that sets `num_subfunctions`: its optimizer
+    state bytes after the last pass (mean over seeds). Columns: method, optimizer, variant,
+    num_subfunctions, state_bytes."""
+    if "num_subfunctions" not in curves.columns or "state_bytes" not in curves.columns:
+        return pd.DataFrame(columns=["method", "optimizer", "variant", "num_subfunctions",
+                                     "state_bytes"])
+    runs = curves.dropna(subset=["num_subfunctions"])
+    last = runs.sort_values("epoch").groupby("run_id").tail(1)
+    last = last.assign(variant=variants(last))
+    keys = ["method", "optimizer", "variant", "num_subfunctions"]
+    return last.groupby(keys, sort=False)["state_bytes"].mean().reset_index().sort_values(
+        ["method", "num_subfunctions"])
 
 
 def cost_by_time(measured: Measured, method: MethodRef) -> pd.Series | None:

@@ -30,6 +30,7 @@ from adamrepro.report.measures import (
     final_cost,
     mean_cost,
     mean_cost_over_time,
+    memory_by_subfunctions,
     seconds_per_pass,
     step_ratios,
 )
@@ -238,16 +239,36 @@ class DoesNotConverge(Rule):
 
 
 @dataclass(frozen=True)
-class NotRecorded(Rule):
-    """A claim about something the results tables do not record."""
+class MemoryGrowsLinearly(Rule):
+    """The optimizer state of `method`'s runs after the last pass, against their number of
+    subfunctions (minibatches): a least-squares line explains at least `min_r2` of its
+    variance and rises (slope > 0). Needs three or more values of num_subfunctions."""
 
-    what: str
+    method: MethodRef
+    min_r2: float = 0.99
+
+    @property
+    def methods(self) -> tuple[MethodRef, ...]:
+        return (self.method,)
 
     def describe(self) -> str:
-        return f"needs {self.what}"
+        return (f"optimizer state bytes of {self.method} against num_subfunctions N: linear "
+                f"fit R² ≥ {self.min_r2:g} and slope > 0 (3 or more N)")
 
     def __call__(self, measured: Measured) -> Verdict:
-        return Verdict(NOT_MEASURABLE, f"curves.csv does not record {self.what}")
+        points = memory_by_subfunctions(measured.curves)
+        points = points[points["method"] == measured.label(self.method)]
+        if points["num_subfunctions"].nunique() < 3:
+            return Verdict(NOT_MEASURABLE, f"{self.method}: needs runs at 3 or more values of "
+                                           f"num_subfunctions, has {len(points)}")
+        x, y = points["num_subfunctions"].to_numpy(float), points["state_bytes"].to_numpy(float)
+        slope, intercept = np.polyfit(x, y, 1)
+        residual = y - (intercept + slope * x)
+        r2 = 1 - float((residual**2).sum() / ((y - y.mean()) ** 2).sum())
+        sizes = ", ".join(f"N={int(n)}: {b / 2**20:.1f} MiB" for n, b in zip(x, y, strict=True))
+        return judged(slope > 0 and r2 >= self.min_r2,
+                      f"{sizes}; fit {intercept / 2**20:.2f} + {slope / 2**20:.3f}·N MiB, "
+                      f"R² = {r2:.4f}")
 
 
 @dataclass(frozen=True)

@@ -106,10 +106,12 @@ class ResultStore:
                 f"--out to a writable folder"
             )
 
-    def check_owner(self, digest: str, scale: str, force: bool) -> None:
+    def check_owner(self, digest: str, scale: str, force: bool, run_ids: set[str]) -> None:
         """Refuse to mix into a folder written by a different config, or to replace its
         tables with another scale's (unless forced): a quick run must not silently
-        overwrite paper-scale results."""
+        overwrite paper-scale results. A config that differs only in what does not change
+        any run (a title, a variant label, options added to adamrepro since) and still trains
+        every run of the folder's tables (`run_ids`) may write there."""
         path = self.root / "config.json"
         if force or not path.exists():
             return
@@ -117,7 +119,7 @@ class ResultStore:
             previous = json.loads(path.read_text())
         except (OSError, ValueError):
             previous = {}
-        if previous.get("base_digest") != digest:
+        if previous.get("base_digest") != digest and not self._runs_within(run_ids):
             raise UserError(
                 f"{self.root} holds results of a different {self.root.name} config; pass --out "
                 f"to another folder, or --force to add to it (runs are keyed by their settings)"
@@ -128,6 +130,14 @@ class ResultStore:
                 f"to another folder (e.g. --out results/{scale}), or pass --force to replace "
                 f"its tables with them"
             )
+
+    def _runs_within(self, run_ids: set[str]) -> bool:
+        """Whether every run in the folder's curves.csv is one of `run_ids`."""
+        try:
+            stored = set(pd.read_csv(self.root / "curves.csv", usecols=["run_id"])["run_id"])
+        except (OSError, ValueError):
+            return False
+        return bool(stored) and stored <= run_ids
 
     def prepare(self) -> None:
         try:
@@ -205,5 +215,6 @@ def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
             rows.append({**fixed, **row, **extra})
     frame = pd.DataFrame(rows)
     first = ["experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id",
-             "seed", "epoch", *columns, "seconds", "train_seconds", "diverged", "group_size"]
+             "seed", "epoch", *columns, "seconds", "train_seconds", "diverged", "group_size",
+             "state_bytes", "peak_memory_bytes"]
     return frame[first + [c for c in frame.columns if c not in first]]

@@ -21,6 +21,7 @@ stays that of the iterates, as trained); one with `pass_statistics()` has what i
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -71,14 +72,17 @@ def build_model(exp: Experiment, group: Group, data: TensorDataset, device: torc
     return model
 
 
-def build_optimizer(group: Group, params: list[Tensor], dtype: torch.dtype):
+def build_optimizer(group: Group, params: list[Tensor], dtype: torch.dtype,
+                    subfunctions: int | None = None):
     """A batchable optimizer gets every numeric hyperparameter as a per-run tensor; any other
-    trains its one run with plain numbers."""
+    trains its one run with plain numbers; one over subfunctions also gets their number."""
     found = group.resolved
     if found.capabilities.batchable:
         values = hparams.stacked([run.hparams for run in group.runs], dtype, params[0].device)
     else:
         values = hparams.plain(group.runs[0].hparams)
+    if found.capabilities.subfunctions:
+        values["num_subfunctions"] = subfunctions
     return found.cls(params, **values)
 
 
@@ -95,6 +99,21 @@ def pass_statistics(optimizer) -> dict[str, Tensor]:
     """What the optimizer measured since the last call ({} for most); it resets itself."""
     read = getattr(optimizer, "pass_statistics", None)
     return read() if callable(read) else {}
+
+
+def subfunction_split(seed: int, n: int, count: int, device: torch.device) -> list[Tensor]:
+    """The fixed minibatches of an optimizer over subfunctions: the run's first minibatch
+    order (the same permutation its first pass would use), cut into `count` near-equal
+    parts."""
+    perm = torch.randperm(n, generator=seeded_generator(seed, ORDER_STREAM))
+    return [part.to(device) for part in perm.tensor_split(count)]
+
+
+def state_bytes(optimizer) -> int:
+    """Bytes of the optimizer's state tensors (moments, accumulators, SFO's subspace): the
+    memory that differs between optimizers. Metadata only: no host sync."""
+    return sum(value.numel() * value.element_size() for state in optimizer.state.values()
+               for value in state.values() if isinstance(value, Tensor))
 
 
 class MinibatchOrder:
@@ -258,6 +277,53 @@ def evaluate(model, split: Mapping[str, Tensor], G: int, chunk: int,
     return means
 
 
+class MinibatchPass:
+    """A pass over the training set in minibatches reshuffled from each run's seed: every
+    step of `sizes`, eager or replayed from a CUDA graph. Returns the mean minibatch loss of
+    every run."""
+
+    def __init__(self, model, optimizer, data: TensorDataset, seeds: list[int],
+                 sizes: list[int], closure: bool, graphed: bool) -> None:
+        self.order = MinibatchOrder(seeds, len(data.train_x), data.train_x.device)
+        self.step = TrainStep(model, optimizer, self.order, data, max(sizes), len(seeds),
+                              closure)
+        self.run_step = GraphedStep(self.step) if graphed else self.step
+        self.sizes = sizes
+
+    def __call__(self) -> Tensor:
+        self.step.new_pass(self.order.new_pass())
+        for size in self.sizes:
+            self.run_step(size)
+        return self.step.loss_sum / len(self.sizes)
+
+
+class SubfunctionPass:
+    """A pass of an optimizer over subfunctions (SFO): steps until it has evaluated as many
+    subfunctions as there are, each step evaluating the one it picks through the closure
+    (twice when it rejects a step). Returns the mean over steps of the loss each step
+    reports. One run (G = 1), host-side by nature: not batched, not graphed."""
+
+    def __init__(self, model, optimizer, data: TensorDataset, split: list[Tensor]) -> None:
+        self.model, self.optimizer, self.data, self.split = model, optimizer, data, split
+        self.evaluations = 0
+
+    def closure(self, index: int) -> Tensor:
+        rows = self.split[index]
+        batch = {key: values.index_select(0, rows).unsqueeze(0)
+                 for key, values in self.data.train.items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = (self.model.objective(batch) + self.model.penalty()).sum()
+        loss.backward()
+        self.evaluations += 1
+        return loss.detach()
+
+    def __call__(self) -> Tensor:
+        start, losses = self.evaluations, []
+        while self.evaluations - start < len(self.split):
+            losses.append(torch.as_tensor(self.optimizer.step(self.closure)).double())
+        return torch.stack(losses).mean().reshape(1).to(self.data.train_x.device)
+
+
 class PassTimer:
     """Seconds of training per pass, evaluation excluded, with no host sync of its own: on
     a GPU two CUDA events, read once the pass's sync has passed them."""
@@ -304,17 +370,24 @@ def train_group(
     metrics: MetricSet = model.METRICS
     columns = [c.name for c in metrics.columns()]
     capabilities = group.resolved.capabilities
-    optimizer = build_optimizer(group, list(model.parameters()),
-                                getattr(torch, training.dtype))
-    order = MinibatchOrder(group.seeds, len(data.train_x), device)
     sizes = step_sizes(training, len(data.train_x))
-    step = TrainStep(model, optimizer, order, data, max(sizes), G, capabilities.needs_closure)
-    if cuda_graphs is None:
-        cuda_graphs = cuda_graphs_default()
-    if cuda_graphs and can_graph(device, sizes, capabilities.graphable):
-        run_step = GraphedStep(step)
+    if capabilities.subfunctions:  # default: one subfunction per minibatch of a pass
+        count = int(group.runs[0].hparams.get("num_subfunctions") or len(sizes))
+        optimizer = build_optimizer(group, list(model.parameters()),
+                                    getattr(torch, training.dtype), count)
+        train_pass = SubfunctionPass(model, optimizer, data, subfunction_split(
+            group.seeds[0], len(data.train_x), count, device))
     else:
-        run_step = step
+        optimizer = build_optimizer(group, list(model.parameters()),
+                                    getattr(torch, training.dtype))
+        if cuda_graphs is None:
+            cuda_graphs = cuda_graphs_default()
+        train_pass = MinibatchPass(model, optimizer, data, group.seeds, sizes,
+                                   capabilities.needs_closure,
+                                   cuda_graphs and can_graph(device, sizes,
+                                                             capabilities.graphable))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     eval_noise = group_generator(model.noise_identity(group.group_id), device, EVAL_NOISE)
     statistics = list(pass_statistics(optimizer))  # column names; nothing measured yet
     columns += statistics
@@ -322,6 +395,8 @@ def train_group(
     history: list[Tensor] = []  # per pass: (len(columns), G), kept on device until the end
     seconds: list[float] = []  # wall time since the group started, evaluation included
     train_seconds: list[float] = []  # training passes alone, summed
+    # per pass: the optimizer state's bytes, and the group's peak device memory (CUDA only)
+    memory: list[tuple[int, float]] = [(0, math.nan)]
     alive = torch.ones(G, dtype=torch.bool)
     diverged_at = [None] * G
     timer = PassTimer(device)
@@ -343,11 +418,11 @@ def train_group(
     for epoch in range(1, training.epochs + 1):
         model.train()
         timer.start()
-        step.new_pass(order.new_pass())
-        for size in sizes:
-            run_step(size)
+        train_loss = train_pass()
         timer.stop()
-        log_pass(step.loss_sum / len(sizes), pass_statistics(optimizer))
+        log_pass(train_loss, pass_statistics(optimizer))
+        memory.append((state_bytes(optimizer), torch.cuda.max_memory_allocated(device)
+                       if device.type == "cuda" else math.nan))
         # The one host sync of a pass: decide divergence and report progress.
         latest = history[-1].cpu()
         seconds.append(time.perf_counter() - start_time)
@@ -368,7 +443,8 @@ def train_group(
         for epoch in range(last + 1):
             row = {"epoch": epoch, "seconds": seconds[epoch],
                    "train_seconds": train_seconds[epoch], "group_size": G,
-                   "diverged": diverged_at[g] is not None and epoch == last}
+                   "diverged": diverged_at[g] is not None and epoch == last,
+                   "state_bytes": memory[epoch][0], "peak_memory_bytes": memory[epoch][1]}
             row.update({c: float(table[epoch, i, g]) for i, c in enumerate(columns)})
             rows.append(row)
         curves.append(RunCurve(rows, diverged_at[g] is not None))

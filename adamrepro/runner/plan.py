@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adamrepro.config import Experiment
+from adamrepro.errors import UserError
 from adamrepro.hparams import is_numeric
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import Resolved, resolve
@@ -80,8 +81,12 @@ def plan(exp: Experiment) -> list[Group]:
         capabilities = resolve(method.optimizer, OPTIMIZERS, method.closure).capabilities
         by_kind: dict[str, list[RunSpec]] = {}
         for point in method.points():
+            # Grouping never changes a curve, but it does change the time a run records: a
+            # method that trains its runs apart is a different run (only when set, so that
+            # configs without it keep their ids).
+            apart = {"max_group_size": method.max_group_size} if method.max_group_size else {}
             point_id = _digest({**common, "model": model, "optimizer": method.optimizer,
-                                "hparams": point})
+                                "hparams": point, **apart})
             kind = _digest({k: v for k, v in point.items() if not is_numeric(v)})
             for seed in seeds_of(exp):
                 run_id = _digest({"point": point_id, "seed": seed})
@@ -95,6 +100,14 @@ def plan(exp: Experiment) -> list[Group]:
                 group_id = _digest([run.run_id for run in runs])
                 groups.append(Group(label, method.optimizer, model, tuple(runs), group_id,
                                     method.closure))
+    seen: dict[str, str] = {}
+    for group in groups:
+        for run in group.runs:
+            other = seen.setdefault(run.run_id, run.method)
+            if other != run.method:
+                raise UserError(f"methods {other!r} and {run.method!r} train identical runs "
+                                f"(same optimizer, hyperparameters and model): make them "
+                                f"differ or drop one")
     return groups
 
 

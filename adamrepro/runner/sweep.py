@@ -57,8 +57,8 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     exp = base.at_scale(scale, seeds)
     store = ResultStore(out, exp.name)
     store.check_writable()
-    store.check_owner(base_digest(base), scale, force)
     groups = plan(exp)
+    store.check_owner(base_digest(base), scale, force, {r.run_id for g in groups for r in g.runs})
     todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
     if todo:
         executor.prepare(exp)

@@ -15,6 +15,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from adamrepro.optim import OPTIMIZERS
+from adamrepro.optim.capabilities import capabilities_of
+
+# The optimizers this table covers: those that train a grid at once with elementwise updates
+# (SFO, which is not batched, has its own tests in test_sfo.py).
+GRID_OPTIMIZERS = {name: cls for name, cls in OPTIMIZERS.items()
+                   if capabilities_of(cls).batchable}
+
 
 @dataclass(frozen=True)
 class Case:

@@ -12,6 +12,7 @@ import torch
 from optim_table import (
     CASES,
     CONVERGE_STEPS,
+    GRID_OPTIMIZERS,
     fresh_params,
     ill_conditioned_quadratic,
     make_problem,
@@ -20,14 +21,14 @@ from optim_table import (
     run_steps,
 )
 
-from adamrepro.optim import OPTIMIZERS, build
+from adamrepro.optim import build
 from adamrepro.optim.adam import Adam
 
 ids = dict(ids=lambda case: case.id)
 
 
 def test_table_has_a_row_for_every_optimizer():
-    assert {case.name for case in CASES} == set(OPTIMIZERS)
+    assert {case.name for case in CASES} == set(GRID_OPTIMIZERS)
 
 
 # ---------------------------------------------------------------- convergence
@@ -137,7 +138,7 @@ BAD_VALUES = {
 }
 INVALID = [
     pytest.param(name, hparam, value, id=f"{name}-{hparam}-{i}")
-    for name, optimizer_class in OPTIMIZERS.items()
+    for name, optimizer_class in GRID_OPTIMIZERS.items()
     for hparam in inspect.signature(optimizer_class).parameters
     for i, value in enumerate(BAD_VALUES.get(hparam, []))
 ]
@@ -151,7 +152,7 @@ def test_invalid_hyperparameter_raises_naming_it(name, hparam, value):
 
 
 def test_every_hyperparameter_has_bad_values_to_try():
-    names = {h for cls in OPTIMIZERS.values() for h in inspect.signature(cls).parameters}
+    names = {h for cls in GRID_OPTIMIZERS.values() for h in inspect.signature(cls).parameters}
     assert names - {"params"} <= set(BAD_VALUES)
 
 
@@ -179,7 +180,7 @@ def _defaults(cls) -> dict:
 @pytest.mark.parametrize("case", [c for c in CASES if c.torch_twin and c.name != "sgd_nesterov"],
                          **ids)
 def test_defaults_follow_torch(case):
-    ours, theirs = _defaults(OPTIMIZERS[case.name]), _defaults(case.torch_twin[0])
+    ours, theirs = _defaults(GRID_OPTIMIZERS[case.name]), _defaults(case.torch_twin[0])
     shared = (set(ours) & set(theirs)) - TORCH_DEFAULTS_SKIP
     assert shared
     assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
@@ -187,7 +188,7 @@ def test_defaults_follow_torch(case):
 
 @pytest.mark.parametrize("name", PAPER_DEFAULTS)
 def test_defaults_follow_the_paper(name):
-    defaults = _defaults(OPTIMIZERS[name])
+    defaults = _defaults(GRID_OPTIMIZERS[name])
     assert {k: defaults[k] for k in PAPER_DEFAULTS[name]} == PAPER_DEFAULTS[name]
     assert defaults["averaging"] is None
 

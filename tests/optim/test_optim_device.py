@@ -9,7 +9,7 @@ from optim_table import CASES, make_problem, per_run
 
 from adamrepro.optim import build
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = pytest.mark.cuda  # skipped, and reported, without a GPU (conftest.py)
 
 
 def _to(value, device):

@@ -64,13 +64,7 @@ class Problem:
         return Problem(self.x[:, :count], self.y, self.batches)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These matrices are small: on two shared cores, two threads ran L-BFGS 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

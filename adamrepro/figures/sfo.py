@@ -1,0 +1,92 @@
+"""Fig. 2b, drawn from a results folder alone: Adam against SFO on the deterministic MLP.
+
+Three panels: the training cost of each method's selected run against passes, and against
+its training seconds (evaluation excluded; a batched run's share of its group's time), and
+SFO's optimizer-state memory against its number of subfunctions (the `num_subfunctions`
+points of any SFO method that varies it), with a least-squares line. Below them, a table of
+seconds per pass and memory for every method.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is ever needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from adamrepro.figures.curves import save_figure  # noqa: E402
+from adamrepro.figures.palette import colors, style  # noqa: E402
+from adamrepro.metrics import column_of  # noqa: E402
+from adamrepro.report.measures import memory_by_subfunctions, method_costs  # noqa: E402
+from adamrepro.results.store import Tables, read_results, variant_of  # noqa: E402
+
+MB = 2.0**20
+
+
+def _mb(value: float) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value / MB:,.1f}"
+
+
+def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+    """sfo.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
+    curves, best, meta = tables or read_results(folder)
+    y = column_of(meta, meta["config"]["plot"]["y"])
+    palette = colors(best["optimizer"])
+    fig = plt.figure(figsize=(15, 7.2))
+    grid = fig.add_gridspec(2, 3, height_ratios=(3, 1.3))
+    ax_pass, ax_time, ax_memory = (fig.add_subplot(grid[0, i]) for i in range(3))
+    rows = []
+    for _, chosen in best.iterrows():
+        line = style(chosen["optimizer"], variant_of(chosen), palette)
+        costs = method_costs(curves, chosen, y.name)
+        ax_pass.plot(costs.index, costs[y.name], label=chosen["method"], **line)
+        timed = costs[costs.index > 0]
+        ax_time.plot(timed["run_seconds"], timed[y.name], label=chosen["method"], **line)
+        last = costs.iloc[-1]
+        passes = max(int(costs.index.max()), 1)
+        rows.append((chosen["method"], "batched" if last["group_size"] > 1 else "alone",
+                     f"{last['run_seconds'] / passes:.3g}", _mb(last["state_bytes"]),
+                     _mb(last["peak_memory_bytes"])))
+    for ax in (ax_pass, ax_time):
+        ax.set_yscale("log")
+        ax.set_ylabel(y.label)
+    ax_pass.set_xlabel("iterations over entire dataset")
+    ax_time.set_xlabel("training seconds of one run (evaluation excluded)")
+    ax_pass.legend(frameon=False, fontsize=8)
+
+    memory = memory_by_subfunctions(curves)
+    for (method, optimizer, variant), points in memory.groupby(
+            ["method", "optimizer", "variant"], sort=False):
+        line = style(optimizer, variant or None, palette)
+        ax_memory.plot(points["num_subfunctions"], points["state_bytes"] / MB, marker="o",
+                       linestyle="none", color=line["color"], label=method)
+        if len(points) > 1:
+            slope, intercept = np.polyfit(points["num_subfunctions"], points["state_bytes"], 1)
+            xs = np.linspace(0, points["num_subfunctions"].max(), 20)
+            ax_memory.plot(xs, (intercept + slope * xs) / MB, color=line["color"],
+                           linewidth=1, linestyle=":",
+                           label=f"fit: {intercept / MB:.1f} + {slope / MB:.2f}·N MiB")
+    ax_memory.set(xlabel="number of subfunctions N (minibatches)",
+                  ylabel="optimizer state (MiB)")
+    if len(memory):
+        ax_memory.legend(frameon=False, fontsize=8)
+    else:
+        ax_memory.text(0.5, 0.5, "no SFO run varies num_subfunctions", ha="center",
+                       transform=ax_memory.transAxes)
+
+    ax_table = fig.add_subplot(grid[1, :])
+    ax_table.axis("off")
+    table = ax_table.table(
+        cellText=rows, loc="center", cellLoc="center",
+        colLabels=("method", "trained", "seconds per pass (one run)",
+                   "optimizer state (MiB)", "peak device memory of its group (MiB)"))
+    table.scale(1, 1.3)
+    seeds = int(best["n_seeds"].max()) if len(best) else 0
+    fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
+                 f"{meta['provenance']['device']}]", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, folder, "sfo")

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Lay out an offline copy of the datasets where `adamrepro` looks for them, for a machine
+without network access:
+
+    python scripts/offline_data.py --from ../shared/data    # a folder with prepare.py
+    python scripts/offline_data.py --from ~/Downloads       # the official archives
+
+`--from DIR` is either a folder holding `prepare.py` (like ../shared/data), which is run to lay
+the data out, or a folder holding the official downloads: the four MNIST `*-ubyte.gz` files and
+`aclImdb_v1.tar.gz`. The data goes to `--out` (default: $ADAMREPRO_DATA, else
+~/.cache/adamrepro/data), and is then checked exactly as `adamrepro fetch` checks it (MD5 of
+every MNIST file and of the IMDB archive, the review folders).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from adamrepro.cli import main as adamrepro
+from adamrepro.data import imdb, mnist
+from adamrepro.data.download import default_data_dir
+
+
+def from_prepare_script(source: Path, out: Path) -> None:
+    subprocess.run([sys.executable, str(source / "prepare.py"), "--out", str(out),
+                    "--only", "mnist", "--only", "imdb"], check=True)
+
+
+def from_official_archives(source: Path, out: Path) -> None:
+    """Copy what is there into the layout `adamrepro fetch` would have downloaded into."""
+    mnist_dir = out / "MNIST" / "raw"
+    mnist_dir.mkdir(parents=True, exist_ok=True)
+    for name in mnist.FILES:
+        found = next(iter(sorted(source.rglob(name))), None)
+        if found and not (mnist_dir / name).exists():
+            shutil.copyfile(found, mnist_dir / name)
+    archive = next(iter(sorted(source.rglob(imdb.ARCHIVE))), None)
+    if archive and not (out / imdb.ARCHIVE).exists() and not (out / "aclImdb").is_dir():
+        shutil.copyfile(archive, out / imdb.ARCHIVE)  # fetch checks and unpacks it
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--from", dest="source", type=Path, required=True,
+                        help="a folder with prepare.py, or with the official downloads")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the data folder (default: $ADAMREPRO_DATA, else "
+                             "~/.cache/adamrepro/data)")
+    args = parser.parse_args()
+    out = (args.out or default_data_dir()).expanduser()
+    source = args.source.expanduser()
+    if not source.is_dir():
+        parser.error(f"{source} is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if (source / "prepare.py").is_file():
+        from_prepare_script(source, out)
+    else:
+        from_official_archives(source, out)
+    # `adamrepro fetch` checks it all, and names in one line whatever is still missing.
+    return adamrepro(["fetch", "--data-dir", str(out)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Every pair of built-in colors can be told apart, by readers with normal color vision and by
+readers with each common form of color blindness, and every line shows on the white page.
+
+Distances are CIEDE2000 (ΔE00) in CIELAB, computed here from sRGB in a few lines of numpy;
+color blindness is simulated with Machado, Oliveira & Fernandes (2009)'s matrices at full
+severity (dichromacy: protanopia, deuteranopia, tritanopia), applied to linear RGB.
+
+Why ΔE00 >= 15 for every pair: a ΔE00 of about 1-2 is a just-noticeable difference between two
+large patches side by side; plot lines are thin, drawn apart, and matched to a legend, which
+takes several times more. 11 colors cannot be spread much further under all four visions at
+once: a max-min search over an 18-level sRGB grid (black fixed, every color >= 30 from white)
+found 15.8 at best, the palette's own worst pair. The old palette failed it: its Adam and
+AdaDelta (two oranges) were 12.5 apart under deuteranopia, and its worst pair 3.5.
+Why >= 30 from white: a color nearer the page (a pale yellow, say) makes a line that fades.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from adamrepro.figures.palette import COLORS
+from adamrepro.optim import OPTIMIZERS
+
+MIN_PAIR = 15.0  # ΔE00 between any two built-in colors, in every vision (see the docstring)
+MIN_PAGE = 30.0  # ΔE00 between any built-in color and the white page, in every vision
+
+# Machado et al. 2009, severity 1.0, on linear RGB.
+MACHADO = {
+    "protanopia": [[0.152286, 1.052583, -0.204868],
+                   [0.114503, 0.786281, 0.099216],
+                   [-0.003882, -0.048116, 1.051998]],
+    "deuteranopia": [[0.367322, 0.860646, -0.227968],
+                     [0.280085, 0.672501, 0.047413],
+                     [-0.011820, 0.042940, 0.968881]],
+    "tritanopia": [[1.255528, -0.076749, -0.178779],
+                   [-0.078411, 0.930809, 0.147602],
+                   [0.004733, 0.691367, 0.303900]],
+}
+VISIONS = ("normal", *MACHADO)
+SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],  # D65
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+
+
+def linear_rgb(hex_color: str) -> np.ndarray:
+    srgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+
+
+def lab(linear: np.ndarray) -> np.ndarray:
+    xyz = SRGB_TO_XYZ @ linear / SRGB_TO_XYZ.sum(axis=1)  # relative to the D65 white
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def seen(hex_color: str, vision: str) -> np.ndarray:
+    """The CIELAB color a reader with `vision` sees."""
+    linear = linear_rgb(hex_color)
+    if vision != "normal":
+        linear = np.clip(np.array(MACHADO[vision]) @ linear, 0.0, 1.0)
+    return lab(linear)
+
+
+def delta_e2000(lab1: np.ndarray, lab2: np.ndarray) -> float:
+    """CIEDE2000 (Sharma, Wu & Dalal 2005, whose test data checks it below)."""
+    (l1, a1, b1), (l2, a2, b2) = lab1, lab2
+    c_mean = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - np.sqrt(c_mean**7 / (c_mean**7 + 25.0**7)))
+    a1, a2 = (1 + g) * a1, (1 + g) * a2
+    c1, c2 = np.hypot(a1, b1), np.hypot(a2, b2)
+    h1, h2 = np.degrees(np.arctan2(b1, a1)) % 360, np.degrees(np.arctan2(b2, a2)) % 360
+    dh = 0.0 if c1 * c2 == 0 else (h2 - h1 + 180) % 360 - 180
+    d_hue = 2 * np.sqrt(c1 * c2) * np.sin(np.radians(dh) / 2)
+    l_mean, c_mean = (l1 + l2) / 2, (c1 + c2) / 2
+    if c1 * c2 == 0:
+        h_mean = h1 + h2
+    elif abs(h1 - h2) <= 180:
+        h_mean = (h1 + h2) / 2
+    else:
+        h_mean = (h1 + h2 + 360) / 2 if h1 + h2 < 360 else (h1 + h2 - 360) / 2
+    t = (1 - 0.17 * np.cos(np.radians(h_mean - 30)) + 0.24 * np.cos(np.radians(2 * h_mean))
+         + 0.32 * np.cos(np.radians(3 * h_mean + 6)) - 0.20 * np.cos(np.radians(4 * h_mean - 63)))
+    s_l = 1 + 0.015 * (l_mean - 50) ** 2 / np.sqrt(20 + (l_mean - 50) ** 2)
+    s_c, s_h = 1 + 0.045 * c_mean, 1 + 0.015 * c_mean * t
+    r_t = (-2 * np.sqrt(c_mean**7 / (c_mean**7 + 25.0**7))
+           * np.sin(np.radians(60 * np.exp(-(((h_mean - 275) / 25) ** 2)))))
+    dl, dc, dh_ = (l2 - l1) / s_l, (c2 - c1) / s_c, d_hue / s_h
+    return float(np.sqrt(dl**2 + dc**2 + dh_**2 + r_t * dc * dh_))
+
+
+def test_the_color_science_is_right():
+    assert lab(linear_rgb("#FF0000")) == pytest.approx([53.24, 80.09, 67.20], abs=0.01)
+    assert lab(linear_rgb("#FFFFFF")) == pytest.approx([100, 0, 0], abs=1e-6)
+    # Sharma et al. (2005), table 1, pairs 1, 7 and 17
+    assert delta_e2000(np.array([50, 2.6772, -79.7751]),
+                       np.array([50, 0, -82.7485])) == pytest.approx(2.0425, abs=1e-4)
+    assert delta_e2000(np.array([50, 0, 0]),
+                       np.array([50, -1, 2])) == pytest.approx(2.3669, abs=1e-4)
+    assert delta_e2000(np.array([50, 2.5, 0]),
+                       np.array([73, 25, -18])) == pytest.approx(27.1492, abs=1e-4)
+    for vision, matrix in MACHADO.items():  # white stays white, so the page is the same
+        assert np.sum(matrix, axis=1) == pytest.approx([1, 1, 1], abs=1e-5), vision
+
+
+def test_every_built_in_optimizer_has_a_color():
+    assert set(OPTIMIZERS) <= set(COLORS)
+
+
+@pytest.mark.parametrize("vision", VISIONS)
+def test_every_pair_is_distinguishable(vision):
+    too_close = []
+    for (name1, hex1), (name2, hex2) in combinations(COLORS.items(), 2):
+        distance = delta_e2000(seen(hex1, vision), seen(hex2, vision))
+        if distance < MIN_PAIR:
+            too_close.append(f"{name1}/{name2}: {distance:.1f}")
+    assert not too_close, f"ΔE00 < {MIN_PAIR} under {vision}: {', '.join(too_close)}"
+
+
+@pytest.mark.parametrize("vision", VISIONS)
+def test_adam_is_the_most_salient_and_every_line_shows(vision):
+    """Salience = distance from the white page: Adam's line stands out most, for everyone."""
+    page = seen("#FFFFFF", vision)
+    contrast = {name: delta_e2000(seen(hex_color, vision), page)
+                for name, hex_color in COLORS.items()}
+    assert max(contrast, key=contrast.get) == "adam"
+    faint = {name: round(value, 1) for name, value in contrast.items() if value < MIN_PAGE}
+    assert not faint, f"too near the white page under {vision}: {faint}"
