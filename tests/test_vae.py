@@ -122,6 +122,11 @@ def test_the_smoke_run_on_real_data(tmp_path, data_dir, cli, monkeypatch):
     untrained = curves[curves["epoch"] == 0]["test_neg_elbo"]
     assert untrained.nunique() == 1  # one initialization and one evaluation noise for all
     assert HALF_EVERYWHERE < untrained.iloc[0] < HALF_EVERYWHERE + 10
+    # a group's time is its longest run's, though some of its runs diverged early
+    assert curves["diverged"].any()
+    timing = json.loads((folder / "config.json").read_text())["timing"]
+    longest = curves.groupby(["method", "epoch"])["seconds"].max().groupby("method").max()
+    assert timing["seconds"] == pytest.approx(longest.sum(), abs=2e-3)
     best = pd.read_csv(folder / "best.csv")
     assert (best["final_train_neg_elbo"] < untrained.iloc[0] - 100).all()  # it learned
     # every run kept its final parameters, loadable without unpickling code

@@ -136,10 +136,14 @@ def training_time(records: list[dict]) -> dict:
     """Wall time of the training, from the runs' own records (so a resumed sweep reports the
     time its runs took, whichever command trained them), summed over groups: each group's
     last `seconds` (set-up excluded, every pass and evaluation included) and its last
-    `train_seconds` (the training passes alone)."""
+    `train_seconds` (the training passes alone). A run that diverged stopped recording early,
+    so a group's time is that of its longest run."""
     groups: dict[str, dict] = {}
     for record in records:
         last = record["rows"][-1]
+        seen = groups.get(record["group_id"])
+        if seen is not None and seen["seconds"] >= last["seconds"]:
+            continue
         groups[record["group_id"]] = {"seconds": last["seconds"],
                                       "train_seconds": last.get("train_seconds", math.nan),
                                       "device": record["provenance"].get("device")}
