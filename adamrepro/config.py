@@ -38,6 +38,9 @@ class TrainingSpec(Frozen):
     # Also record the mean minibatch objective of every block of `log_every` steps (steps.csv),
     # for figures that show detail within the first passes (Fig. 3 left). None: per pass only.
     log_every: int | None = Field(None, gt=0)
+    # Keep each run's final parameters as runs/<run_id>.pt (for pictures such as the VAE's
+    # samples). Not part of a run's identity: it changes no curve.
+    save_params: bool = False
 
 
 class SelectionSpec(Frozen):
@@ -71,6 +74,17 @@ class ScaleSpec(Frozen):
     # Model options for this scale only (e.g. narrower layers so that a smoke test of a
     # memory-hungry optimizer stays small); merged over `model`.
     model: dict[str, Any] = {}
+    # A smaller grid for this scale: replaces the values of these keys in every method
+    # whose grid has them (a method without the key keeps its grid).
+    grid: dict[str, list[Any]] = {}
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_lists_not_empty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if len(values) == 0:
+                raise ValueError(f"grid.{key} is empty: give at least one value")
+        return grid
 
 
 class MethodSpec(Frozen):
@@ -131,7 +145,10 @@ class Experiment(Frozen):
         for key in ("train_size", "test_size"):
             if getattr(over, key) is not None:
                 dataset[key] = getattr(over, key)
-        update = {"training": training, "dataset": dataset, "scales": {}}
+        methods = {label: method.model_copy(update={"grid": {
+            key: over.grid.get(key, values) for key, values in method.grid.items()}})
+            for label, method in self.methods.items()}
+        update = {"training": training, "dataset": dataset, "scales": {}, "methods": methods}
         if over.model:
             update["model"] = {**self.model, **over.model}
         if seeds is not None:
@@ -202,11 +219,13 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
             {**{k: v for k, v in exp.model.items() if k != "name"},
              **{k: v for k, v in method.model.items() if k != "name"}}, f"{where}: {key}.model")
         declared[label] = MODELS[model].METRICS
+        points = method.points() + [point for scale in exp.scales if exp.scales[scale].grid
+                                    for point in exp.at_scale(scale).methods[label].points()]
         try:
             found = resolve(method.optimizer, OPTIMIZERS, method.closure)
         except ValueError as err:
             raise UserError(f"{where}: {key}.optimizer: {err}") from None
-        for point in method.points():
+        for point in points:
             for name, value in point.items():
                 for number in value if isinstance(value, (list, tuple)) else [value]:
                     if isinstance(number, (int, float)) and not _finite(number):

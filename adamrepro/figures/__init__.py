@@ -6,11 +6,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from adamrepro.figures import curves, early_and_all, sensitivity, sfo
+from adamrepro.figures import (
+    bias_correction,
+    curves,
+    early_and_all,
+    sensitivity,
+    sfo,
+    step_bound,
+    vae_samples,
+)
 
 FIGURES: dict[str, Callable[..., list[Path]]] = {
     "curves": curves.draw,
     "sensitivity": sensitivity.draw,
     "sfo": sfo.draw,
     "early_and_all": early_and_all.draw,
+    "bias_correction": bias_correction.draw,
+    "vae_samples": vae_samples.draw,
+    "step_bound": step_bound.draw,
 }

@@ -36,6 +36,8 @@ EXTRA: tuple[str, ...] = (
     "#6699CC", "#997700", "#EE99AA", "#004488", "#994455", "#117733", "#AA4499",
     "#DDCC77", "#88CCEE", "#661100", "#5D6D7E", "#B3DE69",
 )
+# Not an algorithm: reference lines (a bound) and the generic markers of a legend.
+REFERENCE = "#555555"
 BAND_ALPHA = 0.2
 LINESTYLES: dict[str, str] = {"": "-", "dropout": "--", "nobias": ":", "avg": "-."}
 OTHER_VARIANT = "-."
@@ -62,8 +64,15 @@ def colors(optimizers: Iterable[str]) -> dict[str, str]:
     return chosen
 
 
+# A variant that *is* another algorithm of the paper is drawn in that algorithm's color:
+# Adam without bias correction is RMSProp with momentum (Sec. 5, 6.4).
+DRAWN_AS: dict[tuple[str, str], str] = {("adam", "nobias"): "rmsprop"}
+
+
 def style(optimizer: str, variant: str | None, palette: dict[str, str] | None = None) -> dict:
     """Matplotlib line keywords for a method: its optimizer's color (from `palette`, the
-    figure's `colors(...)`, when given) and its variant's line style."""
-    color = (palette or colors([optimizer]))[optimizer]
+    figure's `colors(...)`, when given; DRAWN_AS for a variant that is another algorithm) and
+    its variant's line style."""
+    other = DRAWN_AS.get((optimizer, variant or ""))
+    color = COLORS[other] if other else (palette or colors([optimizer]))[optimizer]
     return {"color": color, "linestyle": LINESTYLES.get(variant or "", OTHER_VARIANT)}

@@ -103,6 +103,11 @@ class BatchedModel(nn.Module):
         """Every declared metric, in evaluation mode: mean over the batch per run, (G,)."""
         raise NotImplementedError
 
+    def noise_identity(self, group_id: str) -> str:
+        """The hex digest that seeds this group's noise generators (seeding.py): the group's
+        own identity, unless a model needs groups that share seeds to share noise (the VAE)."""
+        return group_id
+
     def penalty(self) -> Tensor | float:
         """Regularisation added to the training objective, per run (G,), or 0."""
         return 0.0

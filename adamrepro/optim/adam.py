@@ -14,13 +14,20 @@ where this is exactly RMSprop(alpha=β2, momentum=0).
 The bias correction uses the constant β1^t of Algorithm 1 even when β1 decays (ours): the
 weights of m then sum to 1 − Π β1,i instead, but with the paper's λ = 1 − 1e-8 the two differ
 by at most 3e-7 relative for β1 = 0.9 (3e-5 for β1 = 0.99; largest at t ≈ 16 and 160).
-`averaging` adds the temporal average of Sec. 7.2 (see averaging.py). Identical to
+`averaging` adds the temporal average of Sec. 7.2 (see averaging.py). `track_step_ratio`
+(not part of the update) keeps the largest |Δθ| / α_t of every run over all elements and
+steps since the last `pass_statistics()`, as a device tensor (no host sync), to measure the
+step bound of Sec. 2.1: |Δθ| ≤ α·(1 − β1)/√(1 − β2) when (1 − β1) > √(1 − β2), else α.
+Δθ is the step as computed, α_t·m̂/(√v̂ + ε), before it is rounded into θ. Identical to
 torch.optim.Adam (amsgrad=False) when bias_correction is on, beta1_decay = 1, lr_decay is
 `none` and averaging is off.
 Reference: D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
 """
 
 from __future__ import annotations
+
+import torch
+from torch import Tensor
 
 from adamrepro.optim.averaging import TemporalAveraging, check_averaging
 from adamrepro.optim.base import (
@@ -46,6 +53,7 @@ class Adam(TemporalAveraging, GridOptimizer):
         beta1_decay=1.0,
         lr_decay: str = "none",
         averaging=None,
+        track_step_ratio: bool = False,
     ) -> None:
         check_range("beta1_decay", beta1_decay, 0.0, 1.0, low_open=True, high_open=False)
         check_averaging(averaging)
@@ -54,6 +62,15 @@ class Adam(TemporalAveraging, GridOptimizer):
         super().__init__(params, adam_family_defaults(
             lr, betas, eps, weight_decay, lr_decay, bias_correction=bias_correction,
             beta1_decay=beta1_decay, averaging=averaging))
+        if not isinstance(track_step_ratio, bool):
+            raise ValueError(f"track_step_ratio must be true or false, got {track_step_ratio!r}")
+        self.max_step_ratio = None
+        if track_step_ratio:
+            # One entry per run when lr is a per-run tensor, else one number; made here, not
+            # lazily, so that a CUDA graph captures in-place updates of one fixed tensor.
+            lr_runs = lr.shape if isinstance(lr, torch.Tensor) else ()
+            first = self.param_groups[0]["params"][0]
+            self.max_step_ratio = torch.zeros(lr_runs, dtype=first.dtype, device=first.device)
 
     def _init_state(self, p, state, group):
         zeros_state(p, state, "exp_avg", "exp_avg_sq")
@@ -74,4 +91,23 @@ class Adam(TemporalAveraging, GridOptimizer):
         else:
             m_hat, v_hat = m, v
         p.sub_(lr_t * m_hat / (v_hat.sqrt() + eps))
+        if self.max_step_ratio is not None:
+            self._track((m_hat / (v_hat.sqrt() + eps)).abs())
         self._update_average(p, state, group)
+
+    def _track(self, ratio: Tensor) -> None:
+        """max_step_ratio ← max(max_step_ratio, max |Δθ|/α_t): |Δθ|/α_t = |m̂/(√v̂ + ε)|."""
+        if self.max_step_ratio.dim() == 1:
+            largest = ratio.flatten(1).amax(1)
+        else:
+            largest = ratio.amax()
+        torch.maximum(self.max_step_ratio, largest, out=self.max_step_ratio)
+
+    def pass_statistics(self) -> dict[str, Tensor]:
+        """What the runner records once per pass (runner/group.py), then resets: the largest
+        |Δθ| / α_t since the last call, per run. Empty unless `track_step_ratio`."""
+        if self.max_step_ratio is None:
+            return {}
+        value = self.max_step_ratio.clone()
+        self.max_step_ratio.zero_()
+        return {"max_step_ratio": value}

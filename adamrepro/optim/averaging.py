@@ -45,6 +45,11 @@ class TemporalAveraging:
             beta = broadcast(group["averaging"], p)
             state["param_avg"].mul_(beta).add_((1 - beta) * p)
 
+    def averages(self) -> bool:
+        """Whether any parameter group averages (`averaging` set and not 0)."""
+        return any(group.get("averaging") is not None and not is_zero(group["averaging"])
+                   for group in self.param_groups)
+
     @torch.no_grad()
     def averaged_params(self) -> list[Tensor]:
         """θ̂ for every parameter of every group, in order; new tensors, never views.

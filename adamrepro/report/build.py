@@ -21,7 +21,11 @@ from adamrepro.results.store import atomic_write, hparam_columns
 TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"
 # Every PNG in an experiment folder is shown; these first, in this order.
 FIGURES = {"curves.png": "training cost and test accuracy",
-           "sensitivity.png": "learning-rate sensitivity"}
+           "sensitivity.png": "learning-rate sensitivity",
+           "bias_correction.png": "loss after 10% and 100% of the passes per (beta1, beta2) "
+                                  "against log10 alpha, with and without bias correction",
+           "vae_samples.png": "samples and reconstructions of the best run",
+           "step_bound.png": "Adam's largest |Δθ|/α per pass against the bound of Sec. 2.1"}
 
 
 def find_experiments(out: Path) -> dict[str, Measured]:

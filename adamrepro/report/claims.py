@@ -28,6 +28,7 @@ from adamrepro.report.rules import (
     SlowerPerPass,
     UnstableWithoutCorrection,
     Verdict,
+    WithinStepBound,
     WorstEarly,
 )
 
@@ -39,6 +40,7 @@ EXPERIMENTS = {
     "Fig. 2b": "mlp_sfo",
     "Fig. 3": "cnn_cifar10",
     "Fig. 4": "vae_bias_correction",
+    "Sec. 7": "extensions",
 }
 
 BEATS = 0.05  # "beats", "faster": more than seed-to-seed noise at our scales, yet modest
@@ -124,6 +126,10 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("fig4-adam-never-worse-than-rmsprop", "Fig. 4",
           "Adam (with bias correction) is equal or better than RMSProp (without) everywhere.",
           NeverWorse(tol=BEATS)),
+    Claim("sec2.1-step-never-exceeds-bound", "Sec. 7",
+          "Adam's step |Δθ| never exceeds α·(1−β1)/√(1−β2) when (1−β1) > √(1−β2), else α "
+          "(Sec. 2.1; measured on every Adam run of the Sec. 7 experiment).",
+          WithinStepBound(Method("adam"))),
 )
 
 

@@ -206,6 +206,29 @@ def mean_cost_over_time(a: pd.Series, b: pd.Series, points: int = 20) -> tuple[f
             float(np.interp(times, b.index, b.values).mean()))
 
 
+STEP_RATIO = "max_step_ratio"  # curves.csv: the largest |Δθ|/α_t of a pass (optim/adam.py)
+
+
+def step_bound(beta1: float, beta2: float) -> float:
+    """Sec. 2.1's bound on Adam's |Δθ|/α (ε = 0): (1 − β1)/√(1 − β2) when (1 − β1) >
+    √(1 − β2), else 1."""
+    return (1 - beta1) / math.sqrt(1 - beta2) if (1 - beta1) > math.sqrt(1 - beta2) else 1.0
+
+
+def step_ratios(measured: Measured, optimizer: str) -> pd.DataFrame | None:
+    """Every pass of every run of `optimizer` (all variants and grid points) that recorded
+    its step ratio, with `bound` and `of_bound` (ratio / bound); None if none recorded it."""
+    if STEP_RATIO not in measured.curves.columns:
+        return None
+    curves = measured.curves
+    rows = curves[(curves["optimizer"] == optimizer) & (curves["epoch"] > 0)
+                  & curves[STEP_RATIO].notna()]
+    if rows.empty:
+        return None
+    bound = [step_bound(b1, b2) for b1, b2 in zip(rows["beta1"], rows["beta2"], strict=True)]
+    return rows.assign(bound=bound, of_bound=rows[STEP_RATIO] / np.asarray(bound))
+
+
 def cell_costs(measured: Measured, epoch: int, cells: tuple[str, ...]) -> pd.DataFrame:
     """One row per (method, grid point): the mean over seeds of the cost at `epoch`, +inf
     where a seed diverged by then. Columns: method, *cells, cost."""

@@ -32,6 +32,7 @@ from adamrepro.report.measures import (
     mean_cost_over_time,
     memory_by_subfunctions,
     seconds_per_pass,
+    step_ratios,
 )
 
 HOLDS, FAILS = "holds", "does not hold"
@@ -290,6 +291,39 @@ class AllOf(Rule):
             if any(v.status == status for v in verdicts):
                 return Verdict(status, numbers)
         return Verdict(HOLDS, numbers)
+
+
+@dataclass(frozen=True)
+class WithinStepBound(Rule):
+    """Every recorded pass of every run of the optimizer (all variants and grid points): the
+    largest |Δθ|/α_t is at most Sec. 2.1's bound, up to float rounding (`rounding`,
+    relative). Reads `max_step_ratio`, `beta1`, `beta2` from the tables."""
+
+    method: Method = Method("adam")
+    rounding: float = 1e-6  # float32 rounding of m̂/(√v̂ + ε), a few ulps
+
+    @property
+    def methods(self) -> tuple[MethodRef, ...]:
+        return (self.method,)
+
+    def describe(self) -> str:
+        return (f"every pass of every {self.method.optimizer} run (all variants, every grid "
+                f"point): largest |Δθ|/α ≤ (1−β1)/√(1−β2) if (1−β1) > √(1−β2), else 1 "
+                f"(up to a relative {self.rounding:g} of float rounding)")
+
+    def __call__(self, measured: Measured) -> Verdict:
+        rows = step_ratios(measured, self.method.optimizer)
+        if rows is None:
+            return Verdict(NOT_MEASURABLE, "no run recorded max_step_ratio "
+                                           "(track_step_ratio: true)")
+        worst = rows.loc[rows["of_bound"].idxmax()]
+        over = rows[rows["of_bound"] > 1 + self.rounding]
+        return judged(over.empty,
+                      f"{over['run_id'].nunique()} of {rows['run_id'].nunique()} runs "
+                      f"exceeded it, in {len(over)} of {len(rows)} passes; largest "
+                      f"|Δθ|/α {worst['max_step_ratio']:.4g} against a bound of "
+                      f"{worst['bound']:.4g} ({worst['of_bound']:.1%} of it), {worst['method']} "
+                      f"lr={worst['lr']:g} pass {int(worst['epoch'])}")
 
 
 # Fig. 4: Adam with bias correction (`corrected`) against without (`uncorrected`), compared

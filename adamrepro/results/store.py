@@ -1,6 +1,7 @@
 """The results folder of one experiment, `<out>/<experiment>/`:
 
     runs/<run_id>.json   one finished run: its spec, provenance and curve (written atomically)
+    runs/<run_id>.pt     its final parameters, for configs with training.save_params
     curves.csv           tidy: one row per run per pass, for the runs of the last command
     steps.csv            with `training.log_every`: one row per run per block of that many
                          steps (the mean minibatch objective of the block)
@@ -168,6 +169,17 @@ class ResultStore:
 
     def save_run(self, record: dict) -> None:
         atomic_write(self.run_path(record["run_id"]), json.dumps(record))
+
+    def params_path(self, run_id: str) -> Path:
+        return self.runs_dir / f"{run_id}.pt"
+
+    def save_params(self, run_id: str, params: dict) -> None:
+        """A run's final parameters (training.save_params): a dict of tensors, read back
+        with torch.load(path, weights_only=True)."""
+        import torch
+
+        with atomic_file(self.params_path(run_id), "wb") as f:
+            torch.save(params, f)
 
     def load_run(self, run_id: str) -> dict:
         return json.loads(self.run_path(run_id).read_text())

@@ -10,10 +10,17 @@ What a pass records comes from the model's declared metrics (metrics.py): the tr
 objective as trained, the objective on the whole training set, and every metric on the test
 set. Training time is measured per pass, evaluation excluded: on a GPU with CUDA events
 read after the pass's one host sync, on a CPU with the clock (its work is synchronous).
+
+Two optional hooks of the optimizer: one that averages its parameters (`swap_averaged`, Sec.
+7.2, with `averaging` on) is evaluated at its averaged parameters (the pass's minibatch loss
+stays that of the iterates, as trained); one with `pass_statistics()` has what it returns
+({column: per-run tensor}) recorded after every pass, beside the metrics. With
+`training.save_params` each run's final parameters (those it was evaluated at) come back too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -46,6 +53,7 @@ class RunCurve:
     rows: list[dict]
     diverged: bool
     steps: list[dict] = field(default_factory=list)
+    params: dict[str, Tensor] | None = None  # final parameters, with training.save_params
 
 
 def step_sizes(training: TrainingSpec, n: int) -> list[int]:
@@ -61,7 +69,8 @@ def build_model(exp: Experiment, group: Group, data: TensorDataset, device: torc
     opts = cls.options(dict(group.model), "model")
     dtype = getattr(torch, exp.training.dtype)
     model = cls(opts, data.feature_shape, data.num_classes, group.seeds).to(device, dtype)
-    model.generator = group_generator(group.group_id, device, TRAIN_NOISE)
+    model.generator = group_generator(model.noise_identity(group.group_id), device,
+                                      TRAIN_NOISE)
     return model
 
 
@@ -77,6 +86,21 @@ def build_optimizer(group: Group, params: list[Tensor], dtype: torch.dtype,
     if found.capabilities.subfunctions:
         values["num_subfunctions"] = subfunctions
     return found.cls(params, **values)
+
+
+def evaluated_params(optimizer):
+    """The context in which the runs are evaluated: at the bias-corrected averaged parameters
+    when the optimizer averages them (averaging.py), else at the iterates."""
+    averages = getattr(optimizer, "averages", None)
+    if callable(averages) and averages():
+        return optimizer.swap_averaged()
+    return contextlib.nullcontext()
+
+
+def pass_statistics(optimizer) -> dict[str, Tensor]:
+    """What the optimizer measured since the last call ({} for most); it resets itself."""
+    read = getattr(optimizer, "pass_statistics", None)
+    return read() if callable(read) else {}
 
 
 def subfunction_split(seed: int, n: int, count: int, device: torch.device) -> list[Tensor]:
@@ -395,7 +419,9 @@ def train_group(
                                    log_every)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    eval_noise = group_generator(group.group_id, device, EVAL_NOISE)
+    eval_noise = group_generator(model.noise_identity(group.group_id), device, EVAL_NOISE)
+    statistics = list(pass_statistics(optimizer))  # column names; nothing measured yet
+    columns += statistics
 
     history: list[Tensor] = []  # per pass: (len(columns), G), kept on device until the end
     step_history: list[Tensor] = []  # per pass with log_every: (blocks, G), on device too
@@ -408,13 +434,17 @@ def train_group(
     timer = PassTimer(device)
     start_time = time.perf_counter()
 
-    def log_pass(train_loss: Tensor) -> None:
-        full = evaluate(model, data.train, G, training.eval_batch_size, eval_noise, True)
-        test = evaluate(model, data.test, G, training.eval_batch_size, eval_noise, False)
-        history.append(torch.stack([train_loss, full[metrics.objective],
-                                    *(test[m.name] for m in metrics.metrics)]))
+    def log_pass(train_loss: Tensor, measured: dict[str, Tensor]) -> None:
+        with evaluated_params(optimizer):
+            full = evaluate(model, data.train, G, training.eval_batch_size, eval_noise, True)
+            test = evaluate(model, data.test, G, training.eval_batch_size, eval_noise, False)
+        history.append(torch.stack([
+            train_loss, full[metrics.objective], *(test[m.name] for m in metrics.metrics),
+            *(torch.as_tensor(measured[name], device=device).double().expand(G)
+              for name in statistics)]))
 
-    log_pass(torch.full((G,), float("nan"), dtype=torch.float64, device=device))
+    nothing = torch.full((G,), float("nan"), dtype=torch.float64, device=device)
+    log_pass(nothing, dict.fromkeys(statistics, nothing))
     seconds.append(0.0)
     train_seconds.append(0.0)
     for epoch in range(1, training.epochs + 1):
@@ -422,7 +452,7 @@ def train_group(
         timer.start()
         train_loss = train_pass()
         timer.stop()
-        log_pass(train_loss)
+        log_pass(train_loss, pass_statistics(optimizer))
         memory.append((state_bytes(optimizer), torch.cuda.max_memory_allocated(device)
                        if device.type == "cuda" else math.nan))
         blocks = train_pass.blocks()
@@ -432,7 +462,7 @@ def train_group(
         latest = history[-1].cpu()
         seconds.append(time.perf_counter() - start_time)
         train_seconds.append(train_seconds[-1] + timer.seconds())
-        finite = torch.isfinite(latest).all(0)
+        finite = torch.isfinite(latest[: len(columns) - len(statistics)]).all(0)
         for g in torch.nonzero(alive & ~finite).flatten().tolist():
             diverged_at[g] = epoch
         alive &= finite
@@ -464,4 +494,9 @@ def train_group(
                                   "epoch_fraction": epoch - 1 + end / len(sizes),
                                   metrics.train_column: float(steps_table[epoch - 1, block, g])})
         curves.append(RunCurve(rows, diverged_at[g] is not None, steps))
+    if training.save_params:
+        with evaluated_params(optimizer), torch.no_grad():
+            for g, curve in enumerate(curves):
+                curve.params = {name: p[g].detach().cpu().clone()
+                                for name, p in model.named_parameters()}
     return curves

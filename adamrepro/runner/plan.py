@@ -24,15 +24,26 @@ from adamrepro.optim.resolve import Resolved, resolve
 
 def training_identity(exp: Experiment) -> dict[str, Any]:
     """The training settings as they enter run ids: `log_every` only when set, so that the
-    runs of configs written before it existed keep their ids."""
-    training = exp.training.model_dump()
+    runs of configs written before it existed keep their ids; `save_params` never (it
+    changes no curve)."""
+    training = exp.training.model_dump(exclude={"save_params"})
     if training.get("log_every") is None:
         training.pop("log_every", None)
     return training
 
 
+# Scale settings added since results were first committed, left out at their defaults so
+# that the digests of configs written before them stay the same.
+NEW_SCALE_KEYS = ("model", "grid", "log_every")
+
+
 def _config_dump(exp: Experiment, **kwargs) -> dict[str, Any]:
-    return {**exp.model_dump(**kwargs), "training": training_identity(exp)}
+    dumped = {**exp.model_dump(**kwargs), "training": training_identity(exp)}
+    for scale in dumped.get("scales", {}).values():
+        for key in NEW_SCALE_KEYS:
+            if key in scale and not scale[key]:
+                del scale[key]
+    return dumped
 
 
 def _digest(payload: Any) -> str:

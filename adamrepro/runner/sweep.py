@@ -99,6 +99,8 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
 
         for group, curves in executor.run(exp, todo, on_pass):
             for run, curve in zip(group.runs, curves, strict=True):
+                if curve.params is not None:  # before the record that marks the run done
+                    store.save_params(run.run_id, curve.params)
                 store.save_run({
                     "experiment": exp.name, "scale": scale, "method": run.method,
                     "optimizer": run.optimizer, "variant": run.variant, "run_id": run.run_id,
@@ -144,10 +146,14 @@ def training_time(records: list[dict]) -> dict:
     """Wall time of the training, from the runs' own records (so a resumed sweep reports the
     time its runs took, whichever command trained them), summed over groups: each group's
     last `seconds` (set-up excluded, every pass and evaluation included) and its last
-    `train_seconds` (the training passes alone)."""
+    `train_seconds` (the training passes alone). A run that diverged stopped recording early,
+    so a group's time is that of its longest run."""
     groups: dict[str, dict] = {}
     for record in records:
         last = record["rows"][-1]
+        seen = groups.get(record["group_id"])
+        if seen is not None and seen["seconds"] >= last["seconds"]:
+            continue
         groups[record["group_id"]] = {"seconds": last["seconds"],
                                       "train_seconds": last.get("train_seconds", math.nan),
                                       "device": record["provenance"].get("device")}

@@ -36,7 +36,7 @@ def averaged(theta, state, t, averaging) -> np.ndarray:
 
 
 def adam(theta, g, state, t, *, lr, betas, eps, weight_decay, bias_correction=True,
-         beta1_decay=1.0, lr_decay="none", averaging=None):
+         beta1_decay=1.0, lr_decay="none", averaging=None, track_step_ratio=False):
     beta1, beta2 = betas
     zeros(state, theta, "exp_avg", "exp_avg_sq")
     g = g + weight_decay * theta

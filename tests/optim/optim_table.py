@@ -55,6 +55,15 @@ CASES = [
         dict(lr=5e-2, bias_correction=False),
     ),
     Case(
+        # recording the step ratio (Sec. 7's measurement) leaves the update Algorithm 1's
+        "adam_track_step_ratio",
+        "adam",
+        dict(lr=2e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=1e-2, track_step_ratio=True),
+        None,
+        dict(lr=[2e-2, 5e-3, 1e-1], betas=BETAS_GRID),
+        dict(lr=5e-2, track_step_ratio=True),
+    ),
+    Case(
         "adam_beta1_decay",
         "adam",
         # λ far from the paper's 1 − 1e-8 so that the decay is visible within 120 steps

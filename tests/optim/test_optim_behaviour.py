@@ -134,6 +134,7 @@ BAD_VALUES = {
     "averaging": [1.0, -0.5, torch.tensor([0.9, 1.0])],
     "momentum_decay": [-1e-3],
     "bias_correction": ["yes", 1],
+    "track_step_ratio": ["yes", 1],
 }
 INVALID = [
     pytest.param(name, hparam, value, id=f"{name}-{hparam}-{i}")

@@ -1,0 +1,92 @@
+"""Fig. 4 of the paper, drawn from a results folder alone: the training cost after 10% of the
+passes (top row; the paper's 10 of 100 epochs) and at the end (bottom row), one panel per
+(beta1, beta2), x = log10 of the step size, one line per method in its fixed style (Adam in
+its color; without bias correction, the `nobias` variant, in RMSProp's color, dotted: it is
+RMSProp with momentum).
+
+Each point is the mean over seeds of the cost at that pass of one grid cell. A cell that
+diverged by then is an 'x' at the top edge, never dropped; a cost above the top of the axis
+(the untrained model's cost) is a '^' there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is ever needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.transforms import blended_transform_factory  # noqa: E402
+
+from adamrepro.figures.curves import save_figure  # noqa: E402
+from adamrepro.figures.palette import REFERENCE, colors, style  # noqa: E402
+from adamrepro.metrics import column_of, metric_set  # noqa: E402
+from adamrepro.report.measures import Measured, cell_costs  # noqa: E402
+from adamrepro.report.rules import CELLS, early_pass  # noqa: E402
+from adamrepro.results.store import Tables, read_results, variant_of  # noqa: E402
+
+EARLY = 0.1  # the top row: 10% of the passes, the paper's 10 of 100 epochs
+
+
+def checkpoints(passes: int) -> list[int]:
+    """The passes of the two rows: 10% of the passes (at least 1) and the last."""
+    return [early_pass(passes, EARLY), passes]
+
+
+def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+    """bias_correction.png/.pdf; `tables` saves reading the folder again."""
+    curves, best, meta = tables or read_results(folder)
+    measured = Measured(folder.name, curves, best, meta)
+    y = column_of(meta, meta["config"]["plot"]["y"])
+    full = f"train_{metric_set(meta).objective}_full"
+    untrained = curves.loc[curves["epoch"] == 0, full].max()  # the same init for every run
+    order = list(meta["config"]["methods"])
+    methods = curves.drop_duplicates("method").set_index("method")
+    methods = methods.loc[[m for m in order if m in methods.index]]
+    palette = colors(methods["optimizer"])
+    panels = sorted(curves[["beta1", "beta2"]].drop_duplicates().itertuples(index=False))
+    rows = checkpoints(measured.passes)
+    fig, axes = plt.subplots(len(rows), len(panels), figsize=(2.9 * len(panels) + 1, 6.2),
+                             sharex=True, squeeze=False, layout="constrained")
+    for r, epoch in enumerate(rows):
+        cells = cell_costs(measured, epoch, CELLS)
+        finite = cells["cost"][np.isfinite(cells["cost"])]
+        top = min(finite.max(), untrained) if len(finite) else untrained
+        low = finite.min() if len(finite) else 0.0
+        for c, (beta1, beta2) in enumerate(panels):
+            ax = axes[r, c]
+            edge = blended_transform_factory(ax.transData, ax.transAxes)
+            here = cells[(cells["beta1"] == beta1) & (cells["beta2"] == beta2)]
+            for i, (method, row) in enumerate(methods.iterrows()):
+                line = style(row["optimizer"], variant_of(row), palette)
+                points = here[here["method"] == method].sort_values("lr")
+                x, cost = np.log10(points["lr"]), points["cost"]
+                shown = np.isfinite(cost) & (cost <= top)
+                ax.plot(x[shown], cost[shown], marker="o", markersize=4, **line)
+                for mask, marker in ((~np.isfinite(cost), "x"),
+                                     (np.isfinite(cost) & (cost > top), "^")):
+                    jitter = 0.08 * (i - (len(methods) - 1) / 2)  # both methods' marks show
+                    ax.plot(x[mask] + jitter, np.ones(int(mask.sum())), linestyle="none",
+                            marker=marker, markersize=8, markeredgewidth=2, color=line["color"],
+                            transform=edge, clip_on=False, in_layout=False)
+            margin = 0.04 * (top - low) if top > low else 1.0
+            ax.set_ylim(low - margin, top + margin)
+            if r == 0:
+                ax.set_title(f"β1={beta1:g}, β2={beta2:g}", fontsize=9)
+            if r == len(rows) - 1:
+                ax.set_xlabel("log10(α)")
+            if c == 0:
+                ax.set_ylabel(f"{y.metric}, pass {epoch}")
+    handles = [Line2D([], [], marker="o", markersize=4, label=method,
+                      **style(row["optimizer"], variant_of(row), palette))
+               for method, row in methods.iterrows()]
+    handles += [Line2D([], [], linestyle="none", marker="x", color=REFERENCE, label="diverged"),
+                Line2D([], [], linestyle="none", marker="^", color=REFERENCE,
+                       label="above the untrained cost")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    seeds = int(curves["seed"].nunique())
+    fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
+                 f"{meta['provenance']['device']}]", fontsize=10)
+    return save_figure(fig, folder, "bias_correction")

@@ -1,0 +1,57 @@
+"""The step bound of Sec. 2.1, measured: for every run that recorded `max_step_ratio` (Adam
+with `track_step_ratio`), the largest |Δθ|/α_t over all parameters and steps of each pass,
+against the bound α·(1 − β1)/√(1 − β2) when (1 − β1) > √(1 − β2), else α (ε = 0; a dashed
+line). One panel per method, one line per step size, in the method's fixed color."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is ever needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from adamrepro.figures.curves import save_figure  # noqa: E402
+from adamrepro.figures.palette import REFERENCE, colors, style  # noqa: E402
+from adamrepro.report.measures import STEP_RATIO as COLUMN  # noqa: E402
+from adamrepro.report.measures import step_bound  # noqa: E402
+from adamrepro.results.store import Tables, read_results, variant_of  # noqa: E402
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per step size within a panel
+
+
+def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+    """step_bound.png/.pdf (nothing when no run recorded the ratio)."""
+    curves, _, meta = tables or read_results(folder)
+    if COLUMN not in curves.columns:
+        return []
+    tracked = curves[curves[COLUMN].notna() & (curves["epoch"] > 0)]
+    order = [m for m in meta["config"]["methods"] if m in set(tracked["method"])]
+    if not order:
+        return []
+    palette = colors(tracked["optimizer"])
+    fig, axes = plt.subplots(1, len(order), figsize=(4.6 * len(order), 4.0), squeeze=False,
+                             sharey=True, layout="constrained")
+    for ax, method in zip(axes[0], order, strict=True):
+        runs = tracked[tracked["method"] == method]
+        first = runs.iloc[0]
+        line = style(first["optimizer"], variant_of(first), palette)
+        bounds = set()
+        for i, (lr, run) in enumerate(runs.groupby("lr")):
+            per_pass = run.groupby("epoch")[COLUMN].max()
+            ax.plot(per_pass.index, per_pass.values, marker=MARKERS[i % len(MARKERS)],
+                    markersize=4, label=f"α={lr:g}", **line)
+            bounds |= {step_bound(b1, b2) for b1, b2 in
+                       run[["beta1", "beta2"]].drop_duplicates().itertuples(index=False)}
+        for bound in sorted(bounds):
+            ax.axhline(bound, color=REFERENCE, linestyle="--", linewidth=1,
+                       label=f"Sec. 2.1 bound: {bound:.3g}·α")
+        ax.set(title=method, xlabel="iterations over entire dataset",
+               ylabel="largest |Δθ| / α in the pass")
+        ax.set_ylim(bottom=0)
+        ax.legend(frameon=False, fontsize=8)
+    fig.suptitle(f"{meta['experiment']}: the largest step of each pass against the bound "
+                 f"of Sec. 2.1  [{meta['scale']} scale, {meta['provenance']['device']}]",
+                 fontsize=10)
+    return save_figure(fig, folder, "step_bound")

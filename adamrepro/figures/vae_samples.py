@@ -1,0 +1,115 @@
+"""Samples and reconstructions of the best run of a VAE experiment (Fig. 4's companion
+picture): the decoder's Bernoulli means at 64 draws z ~ N(0, I), and 32 test images above
+their reconstructions (the decoder's means at z = μ(x)).
+
+The best run is the grid point selected over every method (lowest mean final selection
+metric); its parameters are the ones `training.save_params` kept in runs/<run_id>.pt. The
+test images come from the dataset folder ($ADAMREPRO_DATA, else the default cache); without
+it the picture shows the samples alone. An image grid is a reshape: (rows·cols, 28·28) ->
+(rows·28, cols·28)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is ever needed
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from adamrepro.errors import UserError  # noqa: E402
+from adamrepro.figures.curves import save_figure  # noqa: E402
+from adamrepro.metrics import column_of  # noqa: E402
+from adamrepro.results.store import Tables, read_results  # noqa: E402
+
+SAMPLES, RECONSTRUCTED, COLUMNS = 64, 32, 8
+PICTURE_SEED = 0  # the latent draws of the samples: the same picture on every redraw
+
+
+def image_grid(images: Tensor, columns: int, side: int = 28, pad: int = 1) -> Tensor:
+    """(n, side·side) images in [0, 1] as one (rows·(side+pad), columns·(side+pad)) picture,
+    row by row, separated by `pad` white pixels."""
+    rows = math.ceil(len(images) / columns)
+    tiles = torch.ones(rows * columns, side + pad, side + pad)
+    tiles[: len(images), :side, :side] = images.reshape(-1, side, side)
+    return tiles.view(rows, columns, side + pad, side + pad).permute(0, 2, 1, 3).reshape(
+        rows * (side + pad), columns * (side + pad))
+
+
+def best_run(best, meta) -> dict | None:
+    """The selected grid point of all methods together, or None if every one diverged."""
+    if best.empty:
+        return None
+    metric = meta["config"]["selection"]["metric"]
+    lower = column_of(meta, metric).lower_is_better
+    ordered = best.sort_values(f"final_{metric}", ascending=lower)
+    return ordered.iloc[0].to_dict()
+
+
+def load_model(folder: Path, meta: dict, chosen: dict):
+    """The chosen run's VAE (one run, G = 1) with its saved final parameters."""
+    from adamrepro.models import MODELS
+
+    config = meta["config"]
+    spec = {**config["model"], **config["methods"][chosen["method"]].get("model", {})}
+    cls = MODELS[spec["name"]]
+    run_id = str(chosen["run_ids"]).split(";")[0]
+    path = folder / "runs" / f"{run_id}.pt"
+    if not path.exists():
+        return None, path
+    params = torch.load(path, weights_only=True)
+    pixels = params["dec_out.bias"].shape[-1]
+    model = cls(cls.options(spec, "model"), (pixels,), None, [0])
+    model.load_state_dict({name: value.unsqueeze(0) for name, value in params.items()})
+    return model.eval(), path
+
+
+def test_images(meta: dict, n: int) -> Tensor | None:
+    from adamrepro.data import DATASETS
+    from adamrepro.data.download import default_data_dir
+
+    dataset = meta["config"]["dataset"]
+    module = DATASETS[dataset["name"]]
+    try:
+        data = module.load(module.options(dict(dataset), "dataset"), default_data_dir())
+    except (UserError, OSError):
+        return None
+    return data.test_x[:n].flatten(1).float()
+
+
+def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+    """vae_samples.png/.pdf (nothing when no run has saved parameters)."""
+    curves, best, meta = tables or read_results(folder)
+    chosen = best_run(best, meta)
+    if chosen is None:
+        return []
+    model, path = load_model(folder, meta, chosen)
+    if model is None:
+        print(f"vae_samples: {path} is missing (training.save_params); no picture drawn")
+        return []
+    samples = model.sample(SAMPLES, torch.Generator().manual_seed(PICTURE_SEED))[0]
+    originals = test_images(meta, RECONSTRUCTED)
+    panels = [("samples: decoder means at z ~ N(0, I)", image_grid(samples, COLUMNS))]
+    if originals is not None:
+        if model.opts.likelihood == "binarized":
+            originals = (originals > 0.5).float()
+        recon = model.reconstruct(originals.unsqueeze(0))[0]
+        pairs = torch.stack([originals.view(-1, COLUMNS, originals.shape[-1]),
+                             recon.view(-1, COLUMNS, recon.shape[-1])], 1)
+        panels.append(("test images (odd rows) and their reconstructions (even rows)",
+                       image_grid(pairs.reshape(-1, originals.shape[-1]), COLUMNS)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.8), squeeze=False)
+    for ax, (title, picture) in zip(axes[0], panels, strict=True):
+        ax.imshow(picture.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    metric = meta["config"]["selection"]["metric"]
+    hp = ", ".join(f"{k}={chosen[k]:g}" for k in ("beta1", "beta2", "lr") if k in chosen)
+    fig.suptitle(f"{meta['config']['title']}: best run ({chosen['method']}, {hp}; final "
+                 f"{metric} {chosen[f'final_{metric}']:.2f})\n[{meta['scale']} scale, "
+                 f"{meta['provenance']['device']}]", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, folder, "vae_samples")
