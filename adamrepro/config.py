@@ -13,10 +13,10 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError
 
 from adamrepro.errors import UserError
 from adamrepro.options import Frozen, location
@@ -65,6 +65,17 @@ class PlotSpec(Frozen):
     max_epoch: float | None = None
 
 
+def _grid_lists_not_empty(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    for key, values in grid.items():
+        if len(values) == 0:
+            raise ValueError(f"grid.{key} is empty: give at least one value")
+    return grid
+
+
+# A grid: hyperparameter -> the values to try (at least one each).
+Grid = Annotated[dict[str, list[Any]], AfterValidator(_grid_lists_not_empty)]
+
+
 class ScaleSpec(Frozen):
     epochs: int | None = Field(None, gt=0)
     # Steps per logged block (training.log_every): a pass has fewer steps on a subset.
@@ -76,15 +87,8 @@ class ScaleSpec(Frozen):
     model: dict[str, Any] = {}
     # A smaller grid for this scale: replaces the values of these keys in every method
     # whose grid has them (a method without the key keeps its grid).
-    grid: dict[str, list[Any]] = {}
+    grid: Grid = {}
 
-    @field_validator("grid")
-    @classmethod
-    def _grid_lists_not_empty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for key, values in grid.items():
-            if len(values) == 0:
-                raise ValueError(f"grid.{key} is empty: give at least one value")
-        return grid
 
 
 class MethodSpec(Frozen):
@@ -101,16 +105,9 @@ class MethodSpec(Frozen):
     # script would, for honest per-run seconds). The curves are the same either way.
     max_group_size: int | None = Field(None, gt=0)
     hparams: dict[str, Any] = {}
-    grid: dict[str, list[Any]] = {}
+    grid: Grid = {}
     model: dict[str, Any] = {}
 
-    @field_validator("grid")
-    @classmethod
-    def _grid_lists_not_empty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for key, values in grid.items():
-            if len(values) == 0:
-                raise ValueError(f"grid.{key} is empty: give at least one value")
-        return grid
 
     def points(self) -> list[dict[str, Any]]:
         """Every grid point, merged over the fixed hyperparameters, in a stable order."""
@@ -251,6 +248,7 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                                 + (f" once rounded to training.dtype {exp.training.dtype}"
                                    if found.capabilities.batchable and "got" in str(err)
                                    else "")) from None
+    _check_distinct_runs(exp, where)
     for scale, over in exp.scales.items():
         if over.model:
             merged = {**exp.model, **over.model}
@@ -281,6 +279,24 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
         "selection": exp.selection.model_copy(update={"metric": selection}),
         "plot": exp.plot.model_copy(update={"y": y}),
     })
+
+
+def _check_distinct_runs(exp: Experiment, where: str) -> None:
+    """Two methods that train the same runs (same optimizer, model and grid point, grouped
+    alike) would share their run ids, and so their records: refuse them."""
+    import json
+
+    seen: dict[str, str] = {}
+    for label, method in exp.methods.items():
+        model = {**exp.model, **method.model}
+        for point in method.points():
+            key = json.dumps([method.optimizer, model, point, method.max_group_size],
+                             sort_keys=True, default=str)
+            other = seen.setdefault(key, label)
+            if other != label:
+                raise UserError(f"{where}: methods {other!r} and {label!r} train identical "
+                                f"runs (same optimizer, hyperparameters and model): make them "
+                                f"differ or drop one")
 
 
 def _finite(value: float) -> bool:

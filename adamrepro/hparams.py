@@ -11,13 +11,16 @@ from typing import Any
 import torch
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def is_numeric(value: Any) -> bool:
-    """A number, or a list/tuple of numbers (booleans are switches, not numbers)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return True
-    return isinstance(value, (list, tuple)) and all(is_numeric(v) for v in value)
+    """A number, or a flat list/tuple of numbers such as `betas` (booleans are switches, not
+    numbers; anything else goes to the optimizer as it is, for it to judge)."""
+    if isinstance(value, (list, tuple)):
+        return all(_number(v) for v in value)
+    return _number(value)
 
 
 def stacked(points: Sequence[dict], dtype: torch.dtype, device: torch.device | str = "cpu"

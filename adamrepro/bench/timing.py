@@ -45,6 +45,7 @@ from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
 from adamrepro.metrics import CLASSIFIER
+from adamrepro.models import MODELS
 from adamrepro.runner.group import RunCurve, build_model, step_sizes, train_group
 from adamrepro.runner.plan import Group, RunSpec, plan
 
@@ -280,7 +281,9 @@ def batched_passes(curves: list[RunCurve]) -> list[int]:
 
 
 def has_dropout(group: Group) -> bool:
-    return any(key.endswith("dropout") and value for key, value in group.model.items())
+    """Whether the group's model draws noise in training (its declaration)."""
+    cls = MODELS[group.model["name"]]
+    return cls.stochastic(cls.options(dict(group.model), "model"))
 
 
 def compare_curves(exp: Experiment, batched: dict[str, RunCurve],

@@ -123,9 +123,14 @@ class BatchedModel(nn.Module):
 
 class Classifier(BatchedModel):
     """A labelled classifier: `forward(x, train)` gives (G, B, classes) logits; the metrics
-    are the cross-entropy and the accuracy."""
+    are the cross-entropy and the accuracy. Its only noise is dropout: it is stochastic when
+    any of its `*_dropout` rates is positive."""
 
     METRICS = CLASSIFIER
+
+    @staticmethod
+    def stochastic(opts) -> bool:
+        return any(rate > 0 for name, rate in opts if name.endswith("_dropout"))
 
     def forward(self, x: Tensor, train: bool) -> Tensor:
         raise NotImplementedError

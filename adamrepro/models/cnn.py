@@ -114,9 +114,6 @@ class StackedConv2d(nn.Module):
 class CNN(Classifier):
     options = staticmethod(options)
 
-    @staticmethod
-    def stochastic(opts: Options) -> bool:
-        return opts.input_dropout > 0 or opts.hidden_dropout > 0
 
     def __init__(self, opts: Options, feature_shape: tuple[int, ...], num_classes: int,
                  seeds: Sequence[int]) -> None:

@@ -42,9 +42,6 @@ def options(values: dict, where: str) -> Options:
 class LogReg(Classifier):
     options = staticmethod(options)
 
-    @staticmethod
-    def stochastic(opts: Options) -> bool:
-        return opts.input_dropout > 0
 
     def __init__(self, opts: Options, feature_shape: tuple[int, ...], num_classes: int,
                  seeds: Sequence[int]) -> None:

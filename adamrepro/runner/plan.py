@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adamrepro.config import Experiment
-from adamrepro.errors import UserError
 from adamrepro.hparams import is_numeric
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import Resolved, resolve
@@ -123,14 +122,6 @@ def plan(exp: Experiment) -> list[Group]:
                 group_id = _digest([run.run_id for run in runs])
                 groups.append(Group(label, method.optimizer, model, tuple(runs), group_id,
                                     method.closure))
-    seen: dict[str, str] = {}
-    for group in groups:
-        for run in group.runs:
-            other = seen.setdefault(run.run_id, run.method)
-            if other != run.method:
-                raise UserError(f"methods {other!r} and {run.method!r} train identical runs "
-                                f"(same optimizer, hyperparameters and model): make them "
-                                f"differ or drop one")
     return groups
 
 
