@@ -44,12 +44,15 @@ class TrainingSpec(Frozen):
 
 
 class SelectionSpec(Frozen):
-    """Which run of a method's grid is 'best': the best mean over seeds of `metric` at the
-    end (lowest, or highest for a metric declared higher-is-better). `metric` is a column of
-    the model's declared metrics (metrics.py); the default is the training objective's
-    `train_<objective>`, filled in when the config is loaded."""
+    """Which run of a method's grid is 'best': the best mean over seeds of `metric` (lowest,
+    or highest for a metric declared higher-is-better), a run's value being the metric at the
+    last pass (`rule: final`) or its mean over passes 1..N (`rule: mean`, the area under the
+    curve / N). `metric` is a column of the model's declared metrics (metrics.py); the
+    default is the training objective's `train_<objective>`, filled in when the config is
+    loaded. The report judges every claim under both rules (results/select.py)."""
 
     metric: str | None = None
+    rule: Literal["final", "mean"] = "final"
 
 
 DEFAULT_FIGURES = ("curves", "sensitivity")

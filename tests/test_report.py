@@ -17,6 +17,7 @@ from adamrepro.report.claims import CLAIMS, EXPERIMENTS, judge
 from adamrepro.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured, checkpoint_passes
 from adamrepro.report.rules import (
+    DEPENDS,
     FAILS,
     HOLDS,
     NOT_MEASURABLE,
@@ -342,3 +343,47 @@ def test_a_verdict_resting_on_a_grid_edge_selection_says_so():
     wider = Measured.from_curves(pd.concat([inside.curves, pd.DataFrame(
         runs("adam", scaled(0.8), lr=1.0))]), name="logreg_mnist")
     assert "caution" not in judge(claim, {"logreg_mnist": wider}).numbers
+
+
+# --- selection rules: the last pass, or the mean over passes ---------------------------------
+
+def slow_and_fast_adam() -> pd.DataFrame:
+    """adam at lr=0.01 ends lowest but gets there late; at lr=0.1 it is fast but ends a bit
+    higher. adagrad lies between them in speed."""
+    return pd.DataFrame(runs("adam", [2.0, 1.5, 1.0, 0.1], lr=0.01)
+                        + runs("adam", [0.5, 0.3, 0.2, 0.15], lr=0.1)
+                        + runs("adagrad", DECAYING, lr=0.1))
+
+
+def test_selection_by_final_or_mean_cost_picks_different_points():
+    curves = slow_and_fast_adam()
+    final = Measured.from_curves(curves)
+    mean = Measured.from_curves(curves, rule="mean")
+    adam = final.best.set_index("method").loc["adam"]
+    assert adam["lr"] == 0.01 and adam["selection_rule"] == "final"
+    assert adam["mean_train_loss"] == pytest.approx(1.15)
+    assert adam["final_train_loss"] == pytest.approx(0.1)
+    assert mean.best.set_index("method").loc["adam", "lr"] == 0.1
+    assert "averaged over passes 1-N" in mean.best["selected_by"].iloc[0]
+    assert final.under("mean").best.equals(mean.best)
+    assert final.under("final") is final
+
+
+def test_a_claim_holding_under_one_selection_rule_only_depends_on_the_rule():
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    for rule in ("final", "mean"):
+        found = Measured.from_curves(slow_and_fast_adam(), name="logreg_mnist", rule=rule)
+        verdict = judge(claim, {"logreg_mnist": found})
+        assert verdict.status == DEPENDS
+        by_final, by_mean = (part for part in sorted(verdict.numbers.split(" | ")))
+        assert by_final.startswith("selected by final (cost at the last pass): does not hold")
+        assert by_mean.startswith("selected by mean (mean cost over passes): holds")
+        assert "adam 1.15, adagrad 0.575" in by_final and "adam 0.2875" in by_mean
+
+
+def test_a_claim_holding_under_both_rules_is_not_reported_twice():
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    found = Measured.from_curves(pd.DataFrame(runs("adam", scaled(0.5), lr=0.1)
+                                              + runs("adagrad", DECAYING)), name="logreg_mnist")
+    verdict = judge(claim, {"logreg_mnist": found})
+    assert verdict.status == HOLDS and " | " not in verdict.numbers

@@ -15,7 +15,7 @@ from adamrepro.metrics import column_of, metric_set
 from adamrepro.report.claims import CLAIMS, EXPERIMENTS, judge
 from adamrepro.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured
-from adamrepro.report.rules import VERDICTS
+from adamrepro.report.rules import DEPENDS, VERDICTS
 from adamrepro.results.store import atomic_write, hparam_columns
 
 TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"
@@ -60,6 +60,10 @@ def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
             "experiment's tables alone. The cost is the training cost of the experiment's "
             "figure (config `plot.y`) of each method's selected grid point, mean over seeds. "
             "'Mean cost over passes 1-N' is the area under the training curve divided by N. "
+            "Every claim is judged twice, with each method's grid point selected by its cost at "
+            "the last pass and by its mean cost over passes (config `selection.rule` says "
+            "which best.csv holds); where the two disagree the verdict is "
+            f"'{DEPENDS}' and both are shown. "
             "A verdict at smoke or quick scale is about that run, not about the paper. A "
             "verdict that compares a method selected at the edge of its grid ends with a "
             "caution: a wider grid might select another point and change it."),

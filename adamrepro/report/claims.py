@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from adamrepro.report.measures import Measured, Method
 from adamrepro.report.rules import (
+    DEPENDS,
     FAILS,
     HOLDS,
     NOT_RUN,
@@ -142,11 +143,26 @@ def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:
     if missing:
         return Verdict(NOT_RUN, f"no runs of {', '.join(missing)} in {claim.experiment} "
                                 f"(it has {', '.join(sorted(found.methods))})")
-    verdict = claim.rule(found)
+    verdict = _with_caveat(claim.rule(found), found, claim.rule.methods)
+    others = {rule: _with_caveat(claim.rule(found.under(rule)), found.under(rule),
+                                 claim.rule.methods) for rule in found.other_rules()}
+    decided = {v.status for v in (verdict, *others.values())}
+    if verdict.status in (HOLDS, FAILS) and decided <= {HOLDS, FAILS} and len(decided) > 1:
+        parts = [f"selected by {rule} {SELECTED_BY[rule]}: {v.status}: {v.numbers}"
+                 for rule, v in ((found.rule, verdict), *others.items())]
+        return Verdict(DEPENDS, " | ".join(parts))
+    return verdict
+
+
+# The selection rules (results/select.py) in words, for a verdict that depends on them.
+SELECTED_BY = {"final": "(cost at the last pass)", "mean": "(mean cost over passes)"}
+
+
+def _with_caveat(verdict: Verdict, found: Measured, methods) -> Verdict:
     if verdict.status in (HOLDS, FAILS):
-        caveat = grid_edge_caveat(found, claim.rule.methods)
+        caveat = grid_edge_caveat(found, methods)
         if caveat:
-            verdict = Verdict(verdict.status, f"{verdict.numbers}; {caveat}")
+            return Verdict(verdict.status, f"{verdict.numbers}; {caveat}")
     return verdict
 
 

@@ -12,14 +12,14 @@ tables' `optimizer` and `variant` columns; a plain string is a method label.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from adamrepro.metrics import CLASSIFIER
-from adamrepro.results.select import select_best
+from adamrepro.metrics import CLASSIFIER, metric_set
+from adamrepro.results.select import RULES, select_best
 from adamrepro.results.store import read_results, variants
 
 CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)  # fractions of the passes at which curves are compared
@@ -47,6 +47,8 @@ class Measured:
     curves: pd.DataFrame
     best: pd.DataFrame
     meta: dict
+    # The same tables with best.csv re-selected under another rule (`under`), made once.
+    _under: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def load(cls, folder: Path) -> Measured:
@@ -55,13 +57,33 @@ class Measured:
 
     @classmethod
     def from_curves(cls, curves: pd.DataFrame, cost: str = CLASSIFIER.train_column,
-                    name: str = "example") -> Measured:
+                    name: str = "example", rule: str = "final") -> Measured:
         """Select the best grid points the way `adamrepro run` does (for hand-made tables)."""
         hparam_cols = [c for c in ("lr", "beta1", "beta2") if c in curves.columns]
-        best = select_best(curves, cost, hparam_cols, CLASSIFIER.columns())
-        meta = {"experiment": name, "config": {"plot": {"y": cost}, "selection": {"metric": cost}},
+        best = select_best(curves, cost, hparam_cols, CLASSIFIER.columns(), rule)
+        meta = {"experiment": name, "config": {"plot": {"y": cost},
+                                               "selection": {"metric": cost, "rule": rule}},
                 "hparam_columns": hparam_cols}
         return cls(name, curves, best, meta)
+
+    @property
+    def rule(self) -> str:
+        """The selection rule best.csv was written with (folders from before rules: final)."""
+        return self.meta["config"].get("selection", {}).get("rule", "final")
+
+    def under(self, rule: str) -> Measured:
+        """These tables with each method's best grid point selected by `rule` (RULES)."""
+        if rule == self.rule:
+            return self
+        if rule not in self._under:
+            metric = self.meta["config"]["selection"]["metric"]
+            best = select_best(self.curves, metric, list(self.meta.get("hparam_columns", [])),
+                               metric_set(self.meta).columns(), rule)
+            self._under[rule] = Measured(self.name, self.curves, best, self.meta)
+        return self._under[rule]
+
+    def other_rules(self) -> tuple[str, ...]:
+        return tuple(r for r in RULES if r != self.rule)
 
     @property
     def cost(self) -> str:

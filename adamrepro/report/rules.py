@@ -36,8 +36,9 @@ from adamrepro.report.measures import (
 )
 
 HOLDS, FAILS = "holds", "does not hold"
+DEPENDS = "depends on the selection rule"  # holds under one selection rule, not the other
 NOT_RUN, NOT_MEASURABLE = "not run yet", "not measurable"
-VERDICTS = (HOLDS, FAILS, NOT_RUN, NOT_MEASURABLE)
+VERDICTS = (HOLDS, FAILS, DEPENDS, NOT_RUN, NOT_MEASURABLE)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ def training_identity(exp: Experiment) -> dict[str, Any]:
 # Scale settings added since results were first committed, left out at their defaults so
 # that the digests of configs written before them stay the same.
 NEW_SCALE_KEYS = ("model", "grid", "log_every")
+# Selection settings added since, left out at their defaults for the same reason.
+NEW_SELECTION_DEFAULTS = {"rule": "final", "extend_edges": 0}
 
 
 def _config_dump(exp: Experiment, **kwargs) -> dict[str, Any]:
@@ -42,6 +44,10 @@ def _config_dump(exp: Experiment, **kwargs) -> dict[str, Any]:
         for key in NEW_SCALE_KEYS:
             if key in scale and not scale[key]:
                 del scale[key]
+    selection = dumped.get("selection", {})
+    for key, default in NEW_SELECTION_DEFAULTS.items():
+        if key in selection and selection[key] == default:
+            del selection[key]
     return dumped
 
 

@@ -121,7 +121,7 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
     columns = metrics.columns()
     curves = curves_frame(records, [c.name for c in columns])
     hparam_cols = sorted({c for r in records for c in hparam_columns(r["hparams"])})
-    best = select_best(curves, exp.selection.metric, hparam_cols, columns)
+    best = select_best(curves, exp.selection.metric, hparam_cols, columns, exp.selection.rule)
     store.write_table("curves.csv", curves)
     store.write_table("best.csv", best)
     steps = steps_frame(records, metrics.train_column)
