@@ -53,6 +53,11 @@ class SelectionSpec(Frozen):
 
     metric: str | None = None
     rule: Literal["final", "mean"] = "final"
+    # When a method's selected point sits at the smallest or largest value of a positive,
+    # real-valued grid axis (a step size), the sweep trains the next point beyond it (the
+    # same log step as the grid's last one there), and again while the selection stays at
+    # the new edge: at most this many points per edge (runner/sweep.py). 0: off.
+    extend_edges: int = Field(0, ge=0, le=20)
 
 
 DEFAULT_FIGURES = ("curves", "sensitivity")
@@ -194,7 +199,6 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     import torch
 
     from adamrepro.data import DATASETS
-    from adamrepro.hparams import plain, stacked
     from adamrepro.models import MODELS
     from adamrepro.optim import OPTIMIZERS
     from adamrepro.optim.resolve import resolve
@@ -231,21 +235,14 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                     if isinstance(number, (int, float)) and not _finite(number):
                         raise UserError(f"{where}: {key}: {name} must be finite, got "
                                         f"{number!r:.30}")
-            # Built as the runner will build it: a batched optimizer gets its numbers as
-            # one-run tensors of the training dtype (in float32, beta2 = 0.99999999 is 1.0).
-            param = torch.zeros(1, dtype=dtype, requires_grad=True)
-            values = stacked([point], dtype) if found.capabilities.batchable else plain(point)
-            if found.capabilities.subfunctions:
-                # the runner passes the number of fixed minibatches (capabilities.py)
-                values.setdefault("num_subfunctions", 1)
-                if (MODELS[model].stochastic(model_opts)
-                        and point.get("allow_stochastic") is not True):
-                    raise UserError(
-                        f"{where}: {key}: {method.optimizer} assumes a deterministic objective, "
-                        f"but this model draws noise (dropout); remove the noise, or set "
-                        f"hparams.allow_stochastic: true to run it anyway")
+            if (found.capabilities.subfunctions and MODELS[model].stochastic(model_opts)
+                    and point.get("allow_stochastic") is not True):
+                raise UserError(
+                    f"{where}: {key}: {method.optimizer} assumes a deterministic objective, "
+                    f"but this model draws noise (dropout); remove the noise, or set "
+                    f"hparams.allow_stochastic: true to run it anyway")
             try:
-                found.cls([param], **values)
+                _build_optimizer(found, point, dtype)
             except (ValueError, TypeError, OverflowError) as err:
                 raise UserError(f"{where}: {key}: {method.optimizer}: {err}"
                                 + (f" once rounded to training.dtype {exp.training.dtype}"
@@ -282,6 +279,43 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
         "selection": exp.selection.model_copy(update={"metric": selection}),
         "plot": exp.plot.model_copy(update={"y": y}),
     })
+
+
+def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
+    """Build the optimizer of one grid point on a one-number parameter, as the runner will
+    build it: a batched optimizer gets its numbers as one-run tensors of the training dtype
+    (in float32, beta2 = 0.99999999 is 1.0). Raises what the optimizer raises."""
+    import torch
+
+    from adamrepro.hparams import plain, stacked
+
+    param = torch.zeros(1, dtype=dtype, requires_grad=True)
+    values = stacked([point], dtype) if found.capabilities.batchable else plain(point)
+    if found.capabilities.subfunctions:
+        # the runner passes the number of fixed minibatches (capabilities.py)
+        values.setdefault("num_subfunctions", 1)
+    found.cls([param], **values)
+
+
+def accepts(exp: Experiment, label: str, point: dict[str, Any]) -> bool:
+    """Whether method `label`'s optimizer accepts the grid point `point`, judged as config
+    validation judges the grid's own points (finite numbers; the optimizer builds)."""
+    import torch
+
+    from adamrepro.optim import OPTIMIZERS
+    from adamrepro.optim.resolve import resolve
+
+    method = exp.methods[label]
+    for value in point.values():
+        for number in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(number, (int, float)) and not _finite(number):
+                return False
+    found = resolve(method.optimizer, OPTIMIZERS, method.closure)
+    try:
+        _build_optimizer(found, point, getattr(torch, exp.training.dtype))
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
 
 
 def _check_distinct_runs(exp: Experiment, where: str) -> None:
