@@ -96,7 +96,10 @@ class ScaleSpec(Frozen):
     # A smaller grid for this scale: replaces the values of these keys in every method
     # whose grid has them (a method without the key keeps its grid).
     grid: Grid = {}
-
+    # Seeds per grid point at this scale (the command line's --seeds still wins).
+    seeds: int | None = Field(None, gt=0)
+    # selection.extend_edges at this scale (e.g. 0 for smoke runs that test the plumbing).
+    extend_edges: int | None = Field(None, ge=0, le=20)
 
 
 class MethodSpec(Frozen):
@@ -156,8 +159,11 @@ class Experiment(Frozen):
         update = {"training": training, "dataset": dataset, "scales": {}, "methods": methods}
         if over.model:
             update["model"] = {**self.model, **over.model}
-        if seeds is not None:
-            update["seeds"] = seeds
+        if seeds is not None or over.seeds is not None:
+            update["seeds"] = seeds if seeds is not None else over.seeds
+        if over.extend_edges is not None:
+            update["selection"] = self.selection.model_copy(
+                update={"extend_edges": over.extend_edges})
         return self.model_copy(update=update)
 
     def with_epochs(self, epochs: int) -> Experiment:

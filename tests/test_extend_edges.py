@@ -90,7 +90,7 @@ def wrong_edge(extend: int):
     """Adam on logistic regression with a grid far below its best step size."""
     base = experiment({"adam": {"grid": {"lr": [1e-4, 1e-3]}}}, extend=extend)
     return base.model_copy(update={"scales": {"smoke": base.scales["smoke"].model_copy(
-        update={"train_size": 512, "test_size": 256})}})
+        update={"train_size": 512, "test_size": 256, "extend_edges": None})}})
 
 
 def tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -147,3 +147,12 @@ def test_a_resumed_sweep_with_extensions_equals_an_uninterrupted_one(extended, t
     for resumed, whole in zip(tables(tmp_path / "logreg_mnist"),
                               tables(extended[0] / "logreg_mnist"), strict=True):
         pd.testing.assert_frame_equal(resumed, whole)
+
+
+def test_bundled_configs_extend_and_train_three_seeds_at_paper_scale_only():
+    for name in ("logreg_mnist", "logreg_imdb", "mlp", "cnn_cifar10"):
+        base = load_experiment(CONFIGS / f"{name}.yaml")
+        smoke, quick, paper = (base.at_scale(s) for s in ("smoke", "quick", "paper"))
+        assert (smoke.selection.extend_edges, quick.selection.extend_edges) == (0, 2)
+        assert (smoke.seeds, quick.seeds, paper.seeds) == (1, 1, 3)
+        assert base.at_scale("paper", seeds=1).seeds == 1  # --seeds wins

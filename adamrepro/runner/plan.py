@@ -44,6 +44,9 @@ def _config_dump(exp: Experiment, **kwargs) -> dict[str, Any]:
         for key in NEW_SCALE_KEYS:
             if key in scale and not scale[key]:
                 del scale[key]
+        for key in ("seeds", "extend_edges"):  # added later still; None: not set
+            if key in scale and scale[key] is None:
+                del scale[key]
     selection = dumped.get("selection", {})
     for key, default in NEW_SELECTION_DEFAULTS.items():
         if key in selection and selection[key] == default:
@@ -145,4 +148,7 @@ def config_digest(exp: Experiment) -> str:
 
 def base_digest(base: Experiment) -> str:
     """Identity of a config file's content, whatever scale or number of seeds runs it."""
-    return _digest(_config_dump(base, exclude={"seeds"}))
+    dumped = _config_dump(base, exclude={"seeds"})
+    for scale in dumped.get("scales", {}).values():
+        scale.pop("seeds", None)
+    return _digest(dumped)
