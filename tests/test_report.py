@@ -387,3 +387,23 @@ def test_a_claim_holding_under_both_rules_is_not_reported_twice():
                                               + runs("adagrad", DECAYING)), name="logreg_mnist")
     verdict = judge(claim, {"logreg_mnist": found})
     assert verdict.status == HOLDS and " | " not in verdict.numbers
+
+
+# --- seeds: does the verdict hold in each seed alone? --------------------------------------
+
+def test_a_verdict_that_changes_between_seeds_says_so_with_the_spread():
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    adagrad = runs("adagrad", DECAYING, seeds=(0, 1, 2))
+    mixed = pd.DataFrame(runs("adam", scaled(0.5), seeds=(0,)) + runs("adam", scaled(0.6),
+                                                                        seeds=(1,))
+                         + runs("adam", scaled(1.2), seeds=(2,)) + adagrad)
+    verdict = judge(claim, {"logreg_mnist": Measured.from_curves(mixed, name="logreg_mnist")})
+    assert verdict.status == HOLDS  # the mean over seeds: 0.44 against 0.575
+    assert ("seeds: changes between seeds: holds in 2/3 (seeds 0, 1); gap over seeds -50.0% "
+            "to +20.0%") in verdict.numbers
+    steady = pd.DataFrame(runs("adam", scaled(0.5), seeds=(0, 1, 2)) + adagrad)
+    verdict = judge(claim, {"logreg_mnist": Measured.from_curves(steady, name="logreg_mnist")})
+    assert "seeds: holds in every seed (3/3); gap over seeds -50.0% to -50.0%" in verdict.numbers
+    one = judge(claim, {"logreg_mnist": Measured.from_curves(
+        pd.DataFrame(runs("adam", scaled(0.5)) + runs("adagrad", DECAYING)), name="logreg_mnist")})
+    assert "seeds:" not in one.numbers

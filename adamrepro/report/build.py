@@ -63,7 +63,8 @@ def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
             "Every claim is judged twice, with each method's grid point selected by its cost at "
             "the last pass and by its mean cost over passes (config `selection.rule` says "
             "which best.csv holds); where the two disagree the verdict is "
-            f"'{DEPENDS}' and both are shown. "
+            f"'{DEPENDS}' and both are shown. With several seeds a verdict says whether it "
+            "holds in every seed alone, and the spread over seeds of the gap it compares. "
             "A verdict at smoke or quick scale is about that run, not about the paper. A "
             "verdict that compares a method selected at the edge of its grid ends with a "
             "caution: a wider grid might select another point and change it."),

@@ -143,9 +143,8 @@ def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:
     if missing:
         return Verdict(NOT_RUN, f"no runs of {', '.join(missing)} in {claim.experiment} "
                                 f"(it has {', '.join(sorted(found.methods))})")
-    verdict = _with_caveat(claim.rule(found), found, claim.rule.methods)
-    others = {rule: _with_caveat(claim.rule(found.under(rule)), found.under(rule),
-                                 claim.rule.methods) for rule in found.other_rules()}
+    verdict = _judged(claim.rule, found)
+    others = {rule: _judged(claim.rule, found.under(rule)) for rule in found.other_rules()}
     decided = {v.status for v in (verdict, *others.values())}
     if verdict.status in (HOLDS, FAILS) and decided <= {HOLDS, FAILS} and len(decided) > 1:
         parts = [f"selected by {rule} {SELECTED_BY[rule]}: {v.status}: {v.numbers}"
@@ -156,6 +155,32 @@ def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:
 
 # The selection rules (results/select.py) in words, for a verdict that depends on them.
 SELECTED_BY = {"final": "(cost at the last pass)", "mean": "(mean cost over passes)"}
+
+
+def _judged(rule: Rule, found: Measured) -> Verdict:
+    """The rule's verdict on the selected runs (mean over seeds), with the grid-edge caution
+    and, with several seeds, whether it holds in each."""
+    verdict = _with_caveat(rule(found), found, rule.methods)
+    if verdict.status in (HOLDS, FAILS) and len(found.seeds) > 1:
+        verdict = Verdict(verdict.status, f"{verdict.numbers}; {seed_note(rule, found)}")
+    return verdict
+
+
+def seed_note(rule: Rule, found: Measured) -> str:
+    """Whether the verdict is the same in every seed alone (at the grid points selected over
+    all seeds), and the spread of the compared gap over seeds where the rule has one."""
+    per_seed = {seed: rule(found.for_seed(seed)) for seed in found.seeds}
+    holds = [seed for seed, v in per_seed.items() if v.status == HOLDS]
+    n = len(per_seed)
+    if len(holds) in (0, n):
+        note = f"{'holds' if holds else 'does not hold'} in every seed ({n}/{n})"
+    else:
+        note = (f"changes between seeds: holds in {len(holds)}/{n} (seeds "
+                f"{', '.join(map(str, holds))})")
+    gaps = [g for g in (rule.gap(found.for_seed(seed)) for seed in per_seed) if g is not None]
+    if len(gaps) > 1:
+        note += f"; gap over seeds {min(gaps):+.1%} to {max(gaps):+.1%}"
+    return f"seeds: {note}"
 
 
 def _with_caveat(verdict: Verdict, found: Measured, methods) -> Verdict:

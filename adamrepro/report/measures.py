@@ -82,6 +82,15 @@ class Measured:
             self._under[rule] = Measured(self.name, self.curves, best, self.meta)
         return self._under[rule]
 
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(s) for s in self.curves["seed"].unique())
+
+    def for_seed(self, seed: int) -> Measured:
+        """The runs of one seed alone, at the grid points selected over all seeds."""
+        return Measured(self.name, self.curves[self.curves["seed"] == seed], self.best,
+                        self.meta)
+
     def other_rules(self) -> tuple[str, ...]:
         return tuple(r for r in RULES if r != self.rule)
 

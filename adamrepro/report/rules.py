@@ -82,6 +82,11 @@ class Rule:
     def __call__(self, measured: Measured) -> Verdict:
         raise NotImplementedError
 
+    def gap(self, measured: Measured) -> float | None:
+        """The relative difference the rule compares, (A - B) / |B|, where it has one
+        (for the spread over seeds); None otherwise."""
+        return None
+
 
 @dataclass(frozen=True)
 class _Pair(Rule):
@@ -114,13 +119,19 @@ class Beats(_Pair):
     def describe(self) -> str:
         return f"{self._label(self.passes or 'N')}: {self.a} < {1 - self.margin:g} × {self.b}"
 
-    def __call__(self, measured: Measured) -> Verdict:
+    def _values(self, measured: Measured) -> tuple[int, float, float]:
         last = min(self.passes or measured.passes, measured.passes)
         if self.measure == "final":
-            va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
-        else:
-            va, vb = mean_cost(measured, self.a, last), mean_cost(measured, self.b, last)
+            return last, final_cost(measured, self.a), final_cost(measured, self.b)
+        return last, mean_cost(measured, self.a, last), mean_cost(measured, self.b, last)
+
+    def __call__(self, measured: Measured) -> Verdict:
+        last, va, vb = self._values(measured)
         return judged(va < (1 - self.margin) * vb, self._numbers(self._label(last), va, vb))
+
+    def gap(self, measured: Measured) -> float | None:
+        _, va, vb = self._values(measured)
+        return (va - vb) / abs(vb) if math.isfinite(va) and math.isfinite(vb) and vb else None
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,10 @@ class MarginallyBetter(_Pair):
         va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
         ok = math.isfinite(va) and va < vb and (vb - va) <= self.max_gap * vb
         return judged(ok, self._numbers("final cost", va, vb))
+
+    def gap(self, measured: Measured) -> float | None:
+        va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
+        return (va - vb) / abs(vb) if math.isfinite(va) and math.isfinite(vb) and vb else None
 
 
 @dataclass(frozen=True)
