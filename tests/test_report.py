@@ -13,7 +13,7 @@ import pytest
 
 from adamrepro.cli import main
 from adamrepro.figures.sensitivity import caption, sensitivity_table
-from adamrepro.report.claims import CLAIMS, EXPERIMENTS, judge
+from adamrepro.report.claims import CLAIMS, EXPERIMENTS, REVIEWER_CLAIMS, judge
 from adamrepro.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured, checkpoint_passes
 from adamrepro.report.rules import (
@@ -267,7 +267,7 @@ def verdict_rows(report: str) -> dict[str, list[str]]:
     rows = {}
     for line in report.splitlines():
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        if cells and cells[0] in {c.id for c in CLAIMS}:
+        if cells and cells[0] in {c.id for c in CLAIMS + REVIEWER_CLAIMS}:
             rows[cells[0]] = cells
     return rows
 
@@ -278,11 +278,11 @@ def test_report_has_a_verdict_for_every_claim(smoke):
     assert (out / "logreg_mnist" / "sensitivity.png").exists()
     assert "![logreg_mnist: learning-rate sensitivity](logreg_mnist/sensitivity.png)" in report
     rows = verdict_rows(report)
-    assert set(rows) == {c.id for c in CLAIMS}
-    for claim in CLAIMS:
+    assert set(rows) == {c.id for c in CLAIMS + REVIEWER_CLAIMS}
+    for claim in CLAIMS + REVIEWER_CLAIMS:
         status, numbers = rows[claim.id][3], rows[claim.id][4]
         if claim.experiment == "logreg_mnist":
-            assert status in (HOLDS, FAILS)
+            assert status in (HOLDS, FAILS, DEPENDS)
             assert re.search(r"\d\.\d", numbers)
         else:
             assert status == NOT_RUN
@@ -407,3 +407,38 @@ def test_a_verdict_that_changes_between_seeds_says_so_with_the_spread():
     one = judge(claim, {"logreg_mnist": Measured.from_curves(
         pd.DataFrame(runs("adam", scaled(0.5)) + runs("adagrad", DECAYING)), name="logreg_mnist")})
     assert "seeds:" not in one.numbers
+
+
+# --- the reviewer's claims -------------------------------------------------------------------
+
+def test_the_reviewers_claims_have_their_own_section_with_numbers(smoke):
+    _, report = smoke
+    section = report.split("## Claims of the reviewer")[1].split("\n## ")[0]
+    rows = verdict_rows(section)
+    mnist = {c.id for c in REVIEWER_CLAIMS if c.experiment == "logreg_mnist"}
+    assert mnist <= set(rows) and len(mnist) == 4
+    accuracy = rows["reviewer-logreg-mnist-nesterov-slightly-higher-test-accuracy"][4]
+    assert re.search(r"final test_acc: sgd_nesterov 0\.\d+, adam 0\.\d+; ", accuracy)
+    decay = rows["reviewer-logreg-mnist-adam-benefits-from-decay"][4]
+    assert re.search(r"final cost: adam \d\.\d+, adam\+constant_lr \d\.\d+", decay)
+    assert "test_loss: mean cost over passes" in rows[
+        "reviewer-logreg-mnist-adam-faster-in-test-loss"][4]
+
+
+def test_slightly_higher_test_accuracy_and_rules_on_the_test_loss():
+    from adamrepro.report.rules import OnColumn, SlightlyHigher
+
+    frame = pd.DataFrame(runs("adam", scaled(0.5), seeds=(0, 1)) + runs("sgd", DECAYING,
+                                                                         seeds=(0, 1)))
+    frame.loc[frame["method"] == "sgd", "test_acc"] = 0.51
+    frame.loc[frame["method"] == "sgd", "test_loss"] = 0.1
+    m = Measured.from_curves(frame)
+    verdict = SlightlyHigher("sgd", "adam", max_gap=0.02)(m)
+    assert verdict.status == HOLDS
+    assert verdict.numbers == "final test_acc: sgd 0.51 ± 0, adam 0.5 ± 0; sgd − adam +0.01"
+    assert SlightlyHigher("sgd", "adam", max_gap=0.005)(m).status == FAILS
+    assert SlightlyHigher("adam", "sgd")(m).status == FAILS
+    # adam is far ahead in training cost, behind in test loss
+    assert Beats("adam", "sgd")(m).status == HOLDS
+    on_test = OnColumn(Beats("adam", "sgd"), "test_loss")(m)
+    assert on_test.status == FAILS and on_test.numbers.startswith("test_loss: mean cost")

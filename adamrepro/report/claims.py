@@ -25,7 +25,9 @@ from adamrepro.report.rules import (
     MarginallyBetter,
     MemoryGrowsLinearly,
     NeverWorse,
+    OnColumn,
     Rule,
+    SlightlyHigher,
     SlowerPerPass,
     UnstableWithoutCorrection,
     Verdict,
@@ -132,6 +134,64 @@ CLAIMS: tuple[Claim, ...] = (
           "(Sec. 2.1; measured on every Adam run of the Sec. 7 experiment).",
           WithinStepBound(Method("adam"))),
 )
+
+
+# The reviewer's claims (issue #15), checked like the paper's, in a section of their own.
+SLIGHT = 0.02  # "a slight advantage" in test accuracy: at most 2 percentage points
+
+# Per figure, the Adam and SGD Nesterov methods the reviewer's comparisons read (Fig. 1 right
+# trains with dropout; Fig. 3 shows both variants, and the claim must hold for both).
+_ADAM_SGD = {
+    "Fig. 1 left": ((None,), "logreg-mnist"),
+    "Fig. 1 right": (("dropout",), "logreg-imdb"),
+    "Fig. 2a": ((None,), "mlp"),
+    "Fig. 3": ((None, "dropout"), "cnn"),
+}
+
+
+def _adam(variant: str | None) -> Method:
+    return Method("adam", variant)
+
+
+def _sgd(variant: str | None) -> Method:
+    return Method("sgd_nesterov", variant)
+
+
+def _per_variant(make, variants: tuple) -> Rule:
+    rules = tuple(make(variant) for variant in variants)
+    return rules[0] if len(rules) == 1 else AllOf(rules)
+
+
+def _reviewer_claims() -> tuple[Claim, ...]:
+    claims = []
+    for figure, (variants, short) in _ADAM_SGD.items():
+        claims += [
+            Claim(f"reviewer-{short}-adam-faster-than-nesterov", figure,
+                  "Adam converges faster than SGD Nesterov (training cost).",
+                  _per_variant(lambda v: Beats(_adam(v), _sgd(v), margin=BEATS), variants)),
+            Claim(f"reviewer-{short}-nesterov-slightly-higher-test-accuracy", figure,
+                  "SGD Nesterov keeps a slight advantage in final test accuracy.",
+                  _per_variant(lambda v: SlightlyHigher(_sgd(v), _adam(v), column="test_acc",
+                                                        max_gap=SLIGHT), variants)),
+            Claim(f"reviewer-{short}-adam-faster-in-test-loss", figure,
+                  "The paper looks at training loss only: Adam converges faster than SGD "
+                  "Nesterov in test loss too.",
+                  _per_variant(lambda v: OnColumn(Beats(_adam(v), _sgd(v), margin=BEATS),
+                                                  "test_loss"), variants)),
+        ]
+    decay = "Adam still benefits from a learning-rate decay: α/√t ends below constant α."
+    claims += [
+        Claim("reviewer-logreg-mnist-adam-benefits-from-decay", "Fig. 1 left", decay,
+              Beats(Method("adam"), Method("adam", "constant_lr"), margin=BEATS,
+                    measure="final")),
+        Claim("reviewer-mlp-adam-benefits-from-decay", "Fig. 2a", decay,
+              Beats(Method("adam", "sqrt_decay"), Method("adam"), margin=BEATS,
+                    measure="final")),
+    ]
+    return tuple(claims)
+
+
+REVIEWER_CLAIMS: tuple[Claim, ...] = _reviewer_claims()
 
 
 def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:

@@ -82,6 +82,12 @@ class Measured:
             self._under[rule] = Measured(self.name, self.curves, best, self.meta)
         return self._under[rule]
 
+    def on_column(self, column: str) -> Measured:
+        """These tables with `column` (e.g. test_loss) as the cost the rules compare."""
+        config = self.meta["config"]
+        meta = {**self.meta, "config": {**config, "plot": {**config["plot"], "y": column}}}
+        return Measured(self.name, self.curves, self.best, meta)
+
     @property
     def seeds(self) -> list[int]:
         return sorted(int(s) for s in self.curves["seed"].unique())
@@ -149,6 +155,16 @@ def checkpoint_passes(passes: int) -> list[int]:
 def final_cost(measured: Measured, method: MethodRef) -> float:
     curve = measured.curve(method)
     return math.inf if curve is None or curve.empty else float(curve.iloc[-1])
+
+
+def final_values(measured: Measured, method: MethodRef, column: str) -> pd.Series | None:
+    """`column` at the last pass of each seed's run of the method's selected grid point (NaN
+    for a run that diverged); None if every grid point diverged."""
+    runs = measured.best_runs(method)
+    if runs is None:
+        return None
+    last = runs.sort_values("epoch").groupby("run_id").tail(1)
+    return last.set_index("seed")[column].where(~last.set_index("seed")["diverged"])
 
 
 def mean_cost(measured: Measured, method: MethodRef, last_pass: int | None = None) -> float:
