@@ -156,3 +156,11 @@ def test_bundled_configs_extend_and_train_three_seeds_at_paper_scale_only():
         assert (smoke.selection.extend_edges, quick.selection.extend_edges) == (0, 2)
         assert (smoke.seeds, quick.seeds, paper.seeds) == (1, 1, 3)
         assert base.at_scale("paper", seeds=1).seeds == 1  # --seeds wins
+
+
+def test_the_report_says_how_far_a_grid_was_extended(extended):
+    from adamrepro.report.build import write_report
+
+    out, _ = extended
+    report = write_report(out)[0].read_text()
+    assert "(grid extended: lr+" in report

@@ -127,7 +127,9 @@ def results_table(found: Measured) -> Table:
             continue
         row = chosen.iloc[0]
         edges = frozenset(found.grid_edges(method))
-        rows.append((method, _hparams({c: row[c] for c in searched_cols}, edges),
+        extended = row.get("extended")
+        extended = f" (grid extended: {extended})" if isinstance(extended, str) and extended else ""
+        rows.append((method, _hparams({c: row[c] for c in searched_cols}, edges) + extended,
                      _hparams(fixed),
                      *(_value(row, c.name, c.percent) for c in shown),
                      str(int(row["n_seeds"]))))
