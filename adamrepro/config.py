@@ -44,12 +44,20 @@ class TrainingSpec(Frozen):
 
 
 class SelectionSpec(Frozen):
-    """Which run of a method's grid is 'best': the best mean over seeds of `metric` at the
-    end (lowest, or highest for a metric declared higher-is-better). `metric` is a column of
-    the model's declared metrics (metrics.py); the default is the training objective's
-    `train_<objective>`, filled in when the config is loaded."""
+    """Which run of a method's grid is 'best': the best mean over seeds of `metric` (lowest,
+    or highest for a metric declared higher-is-better), a run's value being the metric at the
+    last pass (`rule: final`) or its mean over passes 1..N (`rule: mean`, the area under the
+    curve / N). `metric` is a column of the model's declared metrics (metrics.py); the
+    default is the training objective's `train_<objective>`, filled in when the config is
+    loaded. The report judges every claim under both rules (results/select.py)."""
 
     metric: str | None = None
+    rule: Literal["final", "mean"] = "final"
+    # When a method's selected point sits at the smallest or largest value of a positive,
+    # real-valued grid axis (a step size), the sweep trains the next point beyond it (the
+    # same log step as the grid's last one there), and again while the selection stays at
+    # the new edge: at most this many points per edge (runner/sweep.py). 0: off.
+    extend_edges: int = Field(0, ge=0, le=20)
 
 
 DEFAULT_FIGURES = ("curves", "sensitivity")
@@ -88,7 +96,10 @@ class ScaleSpec(Frozen):
     # A smaller grid for this scale: replaces the values of these keys in every method
     # whose grid has them (a method without the key keeps its grid).
     grid: Grid = {}
-
+    # Seeds per grid point at this scale (the command line's --seeds still wins).
+    seeds: int | None = Field(None, gt=0)
+    # selection.extend_edges at this scale (e.g. 0 for smoke runs that test the plumbing).
+    extend_edges: int | None = Field(None, ge=0, le=20)
 
 
 class MethodSpec(Frozen):
@@ -148,8 +159,11 @@ class Experiment(Frozen):
         update = {"training": training, "dataset": dataset, "scales": {}, "methods": methods}
         if over.model:
             update["model"] = {**self.model, **over.model}
-        if seeds is not None:
-            update["seeds"] = seeds
+        if seeds is not None or over.seeds is not None:
+            update["seeds"] = seeds if seeds is not None else over.seeds
+        if over.extend_edges is not None:
+            update["selection"] = self.selection.model_copy(
+                update={"extend_edges": over.extend_edges})
         return self.model_copy(update=update)
 
     def with_epochs(self, epochs: int) -> Experiment:
@@ -191,7 +205,6 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     import torch
 
     from adamrepro.data import DATASETS
-    from adamrepro.hparams import plain, stacked
     from adamrepro.models import MODELS
     from adamrepro.optim import OPTIMIZERS
     from adamrepro.optim.resolve import resolve
@@ -228,21 +241,14 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                     if isinstance(number, (int, float)) and not _finite(number):
                         raise UserError(f"{where}: {key}: {name} must be finite, got "
                                         f"{number!r:.30}")
-            # Built as the runner will build it: a batched optimizer gets its numbers as
-            # one-run tensors of the training dtype (in float32, beta2 = 0.99999999 is 1.0).
-            param = torch.zeros(1, dtype=dtype, requires_grad=True)
-            values = stacked([point], dtype) if found.capabilities.batchable else plain(point)
-            if found.capabilities.subfunctions:
-                # the runner passes the number of fixed minibatches (capabilities.py)
-                values.setdefault("num_subfunctions", 1)
-                if (MODELS[model].stochastic(model_opts)
-                        and point.get("allow_stochastic") is not True):
-                    raise UserError(
-                        f"{where}: {key}: {method.optimizer} assumes a deterministic objective, "
-                        f"but this model draws noise (dropout); remove the noise, or set "
-                        f"hparams.allow_stochastic: true to run it anyway")
+            if (found.capabilities.subfunctions and MODELS[model].stochastic(model_opts)
+                    and point.get("allow_stochastic") is not True):
+                raise UserError(
+                    f"{where}: {key}: {method.optimizer} assumes a deterministic objective, "
+                    f"but this model draws noise (dropout); remove the noise, or set "
+                    f"hparams.allow_stochastic: true to run it anyway")
             try:
-                found.cls([param], **values)
+                _build_optimizer(found, point, dtype)
             except (ValueError, TypeError, OverflowError) as err:
                 raise UserError(f"{where}: {key}: {method.optimizer}: {err}"
                                 + (f" once rounded to training.dtype {exp.training.dtype}"
@@ -279,6 +285,43 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
         "selection": exp.selection.model_copy(update={"metric": selection}),
         "plot": exp.plot.model_copy(update={"y": y}),
     })
+
+
+def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
+    """Build the optimizer of one grid point on a one-number parameter, as the runner will
+    build it: a batched optimizer gets its numbers as one-run tensors of the training dtype
+    (in float32, beta2 = 0.99999999 is 1.0). Raises what the optimizer raises."""
+    import torch
+
+    from adamrepro.hparams import plain, stacked
+
+    param = torch.zeros(1, dtype=dtype, requires_grad=True)
+    values = stacked([point], dtype) if found.capabilities.batchable else plain(point)
+    if found.capabilities.subfunctions:
+        # the runner passes the number of fixed minibatches (capabilities.py)
+        values.setdefault("num_subfunctions", 1)
+    found.cls([param], **values)
+
+
+def accepts(exp: Experiment, label: str, point: dict[str, Any]) -> bool:
+    """Whether method `label`'s optimizer accepts the grid point `point`, judged as config
+    validation judges the grid's own points (finite numbers; the optimizer builds)."""
+    import torch
+
+    from adamrepro.optim import OPTIMIZERS
+    from adamrepro.optim.resolve import resolve
+
+    method = exp.methods[label]
+    for value in point.values():
+        for number in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(number, (int, float)) and not _finite(number):
+                return False
+    found = resolve(method.optimizer, OPTIMIZERS, method.closure)
+    try:
+        _build_optimizer(found, point, getattr(torch, exp.training.dtype))
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
 
 
 def _check_distinct_runs(exp: Experiment, where: str) -> None:

@@ -31,8 +31,12 @@ CONFIG_OF = {"logreg_mnist": "logreg_mnist", "logreg_imdb": "logreg_imdb", "mlp_
 @pytest.mark.parametrize("name", sorted(CONFIG_OF))
 def test_tables_match_the_tables_from_before_the_core_change(name, tmp_path, data_dir):
     base = load_experiment(CONFIGS / f"{CONFIG_OF[name]}.yaml")
+    # Methods added to the config since the fixture was made (the reviewer's Adam with and
+    # without a decay) are left out: the test is about the tables of the methods it has.
+    had = set(pd.read_csv(FIXTURE / f"{name}-best.csv")["method"])
     base = base.model_copy(update={"name": name, "training": base.training.model_copy(
-        update={"dtype": "float64"})})
+        update={"dtype": "float64"}), "methods": {
+            label: spec for label, spec in base.methods.items() if label in had}})
     run_sweep(base, "smoke", None, tmp_path, LocalExecutor(data_dir, torch.device("cpu")),
               quiet=True)
     for table in ("curves.csv", "best.csv"):

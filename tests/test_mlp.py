@@ -77,5 +77,6 @@ def test_config_runs_at_smoke_scale(cli, data_dir, tmp_path):
                        "--data-dir", data_dir)
     assert code == 0, err
     best = pd.read_csv(tmp_path / "mlp" / "best.csv")
-    assert set(best["method"]) == {"adagrad", "rmsprop", "sgd_nesterov", "adadelta", "adam"}
+    assert set(best["method"]) == {"adagrad", "rmsprop", "sgd_nesterov", "adadelta", "adam",
+                                   "adam_decay"}
     assert not best["diverged"].any()

@@ -13,10 +13,11 @@ import pytest
 
 from adamrepro.cli import main
 from adamrepro.figures.sensitivity import caption, sensitivity_table
-from adamrepro.report.claims import CLAIMS, EXPERIMENTS, judge
+from adamrepro.report.claims import CLAIMS, EXPERIMENTS, REVIEWER_CLAIMS, judge
 from adamrepro.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured, checkpoint_passes
 from adamrepro.report.rules import (
+    DEPENDS,
     FAILS,
     HOLDS,
     NOT_MEASURABLE,
@@ -266,7 +267,7 @@ def verdict_rows(report: str) -> dict[str, list[str]]:
     rows = {}
     for line in report.splitlines():
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        if cells and cells[0] in {c.id for c in CLAIMS}:
+        if cells and cells[0] in {c.id for c in CLAIMS + REVIEWER_CLAIMS}:
             rows[cells[0]] = cells
     return rows
 
@@ -277,11 +278,11 @@ def test_report_has_a_verdict_for_every_claim(smoke):
     assert (out / "logreg_mnist" / "sensitivity.png").exists()
     assert "![logreg_mnist: learning-rate sensitivity](logreg_mnist/sensitivity.png)" in report
     rows = verdict_rows(report)
-    assert set(rows) == {c.id for c in CLAIMS}
-    for claim in CLAIMS:
+    assert set(rows) == {c.id for c in CLAIMS + REVIEWER_CLAIMS}
+    for claim in CLAIMS + REVIEWER_CLAIMS:
         status, numbers = rows[claim.id][3], rows[claim.id][4]
         if claim.experiment == "logreg_mnist":
-            assert status in (HOLDS, FAILS)
+            assert status in (HOLDS, FAILS, DEPENDS)
             assert re.search(r"\d\.\d", numbers)
         else:
             assert status == NOT_RUN
@@ -342,3 +343,102 @@ def test_a_verdict_resting_on_a_grid_edge_selection_says_so():
     wider = Measured.from_curves(pd.concat([inside.curves, pd.DataFrame(
         runs("adam", scaled(0.8), lr=1.0))]), name="logreg_mnist")
     assert "caution" not in judge(claim, {"logreg_mnist": wider}).numbers
+
+
+# --- selection rules: the last pass, or the mean over passes ---------------------------------
+
+def slow_and_fast_adam() -> pd.DataFrame:
+    """adam at lr=0.01 ends lowest but gets there late; at lr=0.1 it is fast but ends a bit
+    higher. adagrad lies between them in speed."""
+    return pd.DataFrame(runs("adam", [2.0, 1.5, 1.0, 0.1], lr=0.01)
+                        + runs("adam", [0.5, 0.3, 0.2, 0.15], lr=0.1)
+                        + runs("adagrad", DECAYING, lr=0.1))
+
+
+def test_selection_by_final_or_mean_cost_picks_different_points():
+    curves = slow_and_fast_adam()
+    final = Measured.from_curves(curves)
+    mean = Measured.from_curves(curves, rule="mean")
+    adam = final.best.set_index("method").loc["adam"]
+    assert adam["lr"] == 0.01 and adam["selection_rule"] == "final"
+    assert adam["mean_train_loss"] == pytest.approx(1.15)
+    assert adam["final_train_loss"] == pytest.approx(0.1)
+    assert mean.best.set_index("method").loc["adam", "lr"] == 0.1
+    assert "averaged over passes 1-N" in mean.best["selected_by"].iloc[0]
+    assert final.under("mean").best.equals(mean.best)
+    assert final.under("final") is final
+
+
+def test_a_claim_holding_under_one_selection_rule_only_depends_on_the_rule():
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    for rule in ("final", "mean"):
+        found = Measured.from_curves(slow_and_fast_adam(), name="logreg_mnist", rule=rule)
+        verdict = judge(claim, {"logreg_mnist": found})
+        assert verdict.status == DEPENDS
+        by_final, by_mean = (part for part in sorted(verdict.numbers.split(" | ")))
+        assert by_final.startswith("selected by final (cost at the last pass): does not hold")
+        assert by_mean.startswith("selected by mean (mean cost over passes): holds")
+        assert "adam 1.15, adagrad 0.575" in by_final and "adam 0.2875" in by_mean
+
+
+def test_a_claim_holding_under_both_rules_is_not_reported_twice():
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    found = Measured.from_curves(pd.DataFrame(runs("adam", scaled(0.5), lr=0.1)
+                                              + runs("adagrad", DECAYING)), name="logreg_mnist")
+    verdict = judge(claim, {"logreg_mnist": found})
+    assert verdict.status == HOLDS and " | " not in verdict.numbers
+
+
+# --- seeds: does the verdict hold in each seed alone? --------------------------------------
+
+def test_a_verdict_that_changes_between_seeds_says_so_with_the_spread():
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    adagrad = runs("adagrad", DECAYING, seeds=(0, 1, 2))
+    mixed = pd.DataFrame(runs("adam", scaled(0.5), seeds=(0,)) + runs("adam", scaled(0.6),
+                                                                        seeds=(1,))
+                         + runs("adam", scaled(1.2), seeds=(2,)) + adagrad)
+    verdict = judge(claim, {"logreg_mnist": Measured.from_curves(mixed, name="logreg_mnist")})
+    assert verdict.status == HOLDS  # the mean over seeds: 0.44 against 0.575
+    assert ("seeds: changes between seeds: holds in 2/3 (seeds 0, 1); gap over seeds -50.0% "
+            "to +20.0%") in verdict.numbers
+    steady = pd.DataFrame(runs("adam", scaled(0.5), seeds=(0, 1, 2)) + adagrad)
+    verdict = judge(claim, {"logreg_mnist": Measured.from_curves(steady, name="logreg_mnist")})
+    assert "seeds: holds in every seed (3/3); gap over seeds -50.0% to -50.0%" in verdict.numbers
+    one = judge(claim, {"logreg_mnist": Measured.from_curves(
+        pd.DataFrame(runs("adam", scaled(0.5)) + runs("adagrad", DECAYING)), name="logreg_mnist")})
+    assert "seeds:" not in one.numbers
+
+
+# --- the reviewer's claims -------------------------------------------------------------------
+
+def test_the_reviewers_claims_have_their_own_section_with_numbers(smoke):
+    _, report = smoke
+    section = report.split("## Claims of the reviewer")[1].split("\n## ")[0]
+    rows = verdict_rows(section)
+    mnist = {c.id for c in REVIEWER_CLAIMS if c.experiment == "logreg_mnist"}
+    assert mnist <= set(rows) and len(mnist) == 4
+    accuracy = rows["reviewer-logreg-mnist-nesterov-slightly-higher-test-accuracy"][4]
+    assert re.search(r"final test_acc: sgd_nesterov 0\.\d+, adam 0\.\d+; ", accuracy)
+    decay = rows["reviewer-logreg-mnist-adam-benefits-from-decay"][4]
+    assert re.search(r"final cost: adam \d\.\d+, adam\+constant_lr \d\.\d+", decay)
+    assert "test_loss: mean cost over passes" in rows[
+        "reviewer-logreg-mnist-adam-faster-in-test-loss"][4]
+
+
+def test_slightly_higher_test_accuracy_and_rules_on_the_test_loss():
+    from adamrepro.report.rules import OnColumn, SlightlyHigher
+
+    frame = pd.DataFrame(runs("adam", scaled(0.5), seeds=(0, 1)) + runs("sgd", DECAYING,
+                                                                         seeds=(0, 1)))
+    frame.loc[frame["method"] == "sgd", "test_acc"] = 0.51
+    frame.loc[frame["method"] == "sgd", "test_loss"] = 0.1
+    m = Measured.from_curves(frame)
+    verdict = SlightlyHigher("sgd", "adam", max_gap=0.02)(m)
+    assert verdict.status == HOLDS
+    assert verdict.numbers == "final test_acc: sgd 0.51 ± 0, adam 0.5 ± 0; sgd − adam +0.01"
+    assert SlightlyHigher("sgd", "adam", max_gap=0.005)(m).status == FAILS
+    assert SlightlyHigher("adam", "sgd")(m).status == FAILS
+    # adam is far ahead in training cost, behind in test loss
+    assert Beats("adam", "sgd")(m).status == HOLDS
+    on_test = OnColumn(Beats("adam", "sgd"), "test_loss")(m)
+    assert on_test.status == FAILS and on_test.numbers.startswith("test_loss: mean cost")

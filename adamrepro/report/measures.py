@@ -12,14 +12,14 @@ tables' `optimizer` and `variant` columns; a plain string is a method label.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from adamrepro.metrics import CLASSIFIER
-from adamrepro.results.select import select_best
+from adamrepro.metrics import CLASSIFIER, metric_set
+from adamrepro.results.select import RULES, select_best
 from adamrepro.results.store import read_results, variants
 
 CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)  # fractions of the passes at which curves are compared
@@ -47,6 +47,8 @@ class Measured:
     curves: pd.DataFrame
     best: pd.DataFrame
     meta: dict
+    # The same tables with best.csv re-selected under another rule (`under`), made once.
+    _under: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def load(cls, folder: Path) -> Measured:
@@ -55,13 +57,48 @@ class Measured:
 
     @classmethod
     def from_curves(cls, curves: pd.DataFrame, cost: str = CLASSIFIER.train_column,
-                    name: str = "example") -> Measured:
+                    name: str = "example", rule: str = "final") -> Measured:
         """Select the best grid points the way `adamrepro run` does (for hand-made tables)."""
         hparam_cols = [c for c in ("lr", "beta1", "beta2") if c in curves.columns]
-        best = select_best(curves, cost, hparam_cols, CLASSIFIER.columns())
-        meta = {"experiment": name, "config": {"plot": {"y": cost}, "selection": {"metric": cost}},
+        best = select_best(curves, cost, hparam_cols, CLASSIFIER.columns(), rule)
+        meta = {"experiment": name, "config": {"plot": {"y": cost},
+                                               "selection": {"metric": cost, "rule": rule}},
                 "hparam_columns": hparam_cols}
         return cls(name, curves, best, meta)
+
+    @property
+    def rule(self) -> str:
+        """The selection rule best.csv was written with (folders from before rules: final)."""
+        return self.meta["config"].get("selection", {}).get("rule", "final")
+
+    def under(self, rule: str) -> Measured:
+        """These tables with each method's best grid point selected by `rule` (RULES)."""
+        if rule == self.rule:
+            return self
+        if rule not in self._under:
+            metric = self.meta["config"]["selection"]["metric"]
+            best = select_best(self.curves, metric, list(self.meta.get("hparam_columns", [])),
+                               metric_set(self.meta).columns(), rule)
+            self._under[rule] = Measured(self.name, self.curves, best, self.meta)
+        return self._under[rule]
+
+    def on_column(self, column: str) -> Measured:
+        """These tables with `column` (e.g. test_loss) as the cost the rules compare."""
+        config = self.meta["config"]
+        meta = {**self.meta, "config": {**config, "plot": {**config["plot"], "y": column}}}
+        return Measured(self.name, self.curves, self.best, meta)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(s) for s in self.curves["seed"].unique())
+
+    def for_seed(self, seed: int) -> Measured:
+        """The runs of one seed alone, at the grid points selected over all seeds."""
+        return Measured(self.name, self.curves[self.curves["seed"] == seed], self.best,
+                        self.meta)
+
+    def other_rules(self) -> tuple[str, ...]:
+        return tuple(r for r in RULES if r != self.rule)
 
     @property
     def cost(self) -> str:
@@ -118,6 +155,16 @@ def checkpoint_passes(passes: int) -> list[int]:
 def final_cost(measured: Measured, method: MethodRef) -> float:
     curve = measured.curve(method)
     return math.inf if curve is None or curve.empty else float(curve.iloc[-1])
+
+
+def final_values(measured: Measured, method: MethodRef, column: str) -> pd.Series | None:
+    """`column` at the last pass of each seed's run of the method's selected grid point (NaN
+    for a run that diverged); None if every grid point diverged."""
+    runs = measured.best_runs(method)
+    if runs is None:
+        return None
+    last = runs.sort_values("epoch").groupby("run_id").tail(1)
+    return last.set_index("seed")[column].where(~last.set_index("seed")["diverged"])
 
 
 def mean_cost(measured: Measured, method: MethodRef, last_pass: int | None = None) -> float:

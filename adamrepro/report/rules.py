@@ -28,6 +28,7 @@ from adamrepro.report.measures import (
     cost_at,
     cost_by_time,
     final_cost,
+    final_values,
     mean_cost,
     mean_cost_over_time,
     memory_by_subfunctions,
@@ -36,8 +37,9 @@ from adamrepro.report.measures import (
 )
 
 HOLDS, FAILS = "holds", "does not hold"
+DEPENDS = "depends on the selection rule"  # holds under one selection rule, not the other
 NOT_RUN, NOT_MEASURABLE = "not run yet", "not measurable"
-VERDICTS = (HOLDS, FAILS, NOT_RUN, NOT_MEASURABLE)
+VERDICTS = (HOLDS, FAILS, DEPENDS, NOT_RUN, NOT_MEASURABLE)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class Rule:
     def __call__(self, measured: Measured) -> Verdict:
         raise NotImplementedError
 
+    def gap(self, measured: Measured) -> float | None:
+        """The relative difference the rule compares, (A - B) / |B|, where it has one
+        (for the spread over seeds); None otherwise."""
+        return None
+
 
 @dataclass(frozen=True)
 class _Pair(Rule):
@@ -113,13 +120,19 @@ class Beats(_Pair):
     def describe(self) -> str:
         return f"{self._label(self.passes or 'N')}: {self.a} < {1 - self.margin:g} × {self.b}"
 
-    def __call__(self, measured: Measured) -> Verdict:
+    def _values(self, measured: Measured) -> tuple[int, float, float]:
         last = min(self.passes or measured.passes, measured.passes)
         if self.measure == "final":
-            va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
-        else:
-            va, vb = mean_cost(measured, self.a, last), mean_cost(measured, self.b, last)
+            return last, final_cost(measured, self.a), final_cost(measured, self.b)
+        return last, mean_cost(measured, self.a, last), mean_cost(measured, self.b, last)
+
+    def __call__(self, measured: Measured) -> Verdict:
+        last, va, vb = self._values(measured)
         return judged(va < (1 - self.margin) * vb, self._numbers(self._label(last), va, vb))
+
+    def gap(self, measured: Measured) -> float | None:
+        _, va, vb = self._values(measured)
+        return (va - vb) / abs(vb) if math.isfinite(va) and math.isfinite(vb) and vb else None
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,74 @@ class MarginallyBetter(_Pair):
         va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
         ok = math.isfinite(va) and va < vb and (vb - va) <= self.max_gap * vb
         return judged(ok, self._numbers("final cost", va, vb))
+
+    def gap(self, measured: Measured) -> float | None:
+        va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
+        return (va - vb) / abs(vb) if math.isfinite(va) and math.isfinite(vb) and vb else None
+
+
+@dataclass(frozen=True)
+class SlightlyHigher(_Pair):
+    """A's final `column` (a higher-is-better metric such as test accuracy; mean over seeds
+    of the selected runs) is above B's, by at most `max_gap` (absolute)."""
+
+    column: str = "test_acc"
+    max_gap: float = 0.02
+
+    def describe(self) -> str:
+        return (f"final {self.column} of the selected runs (mean over seeds): {self.a} > "
+                f"{self.b}, higher by at most {self.max_gap:g}")
+
+    def _values(self, measured: Measured):
+        return (final_values(measured, self.a, self.column),
+                final_values(measured, self.b, self.column))
+
+    def __call__(self, measured: Measured) -> Verdict:
+        if self.column not in measured.curves.columns:
+            return Verdict(NOT_MEASURABLE, f"no {self.column} in the tables")
+        va, vb = self._values(measured)
+        parts, means = [], []
+        for method, values in ((self.a, va), (self.b, vb)):
+            mean = math.nan if values is None else float(values.mean(skipna=False))
+            spread = (f" ± {values.std():.2g}" if values is not None and len(values) > 1
+                      and math.isfinite(mean) else "")
+            parts.append(f"{method} {num(mean)}{spread}")
+            means.append(mean)
+        ok = all(math.isfinite(m) for m in means) and 0 < means[0] - means[1] <= self.max_gap
+        gap = f"; {self.a} − {self.b} {means[0] - means[1]:+.4g}" if all(
+            math.isfinite(m) for m in means) else ""
+        return judged(ok, f"final {self.column}: {', '.join(parts)}{gap}")
+
+    def gap(self, measured: Measured) -> float | None:
+        va, vb = self._values(measured)
+        if va is None or vb is None:
+            return None
+        diff = float(va.mean(skipna=False)) - float(vb.mean(skipna=False))
+        return diff if math.isfinite(diff) else None
+
+
+@dataclass(frozen=True)
+class OnColumn(Rule):
+    """Another rule, judged on `column` (e.g. test_loss) instead of the training cost."""
+
+    rule: Rule
+    column: str
+
+    @property
+    def methods(self) -> tuple[MethodRef, ...]:
+        return self.rule.methods
+
+    def describe(self) -> str:
+        return f"on {self.column} instead of the training cost: {self.rule.describe()}"
+
+    def __call__(self, measured: Measured) -> Verdict:
+        if self.column not in measured.curves.columns:
+            return Verdict(NOT_MEASURABLE, f"no {self.column} in the tables")
+        verdict = self.rule(measured.on_column(self.column))
+        return Verdict(verdict.status, f"{self.column}: {verdict.numbers}")
+
+    def gap(self, measured: Measured) -> float | None:
+        return self.rule.gap(measured.on_column(self.column))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """Pick the best grid point of each method from the tidy curves table.
 
-Rule (PAPER.md; the metric is a config value): the best mean over seeds of the metric at
-the last pass (lowest, or highest for a metric its model declares higher-is-better); a grid
-point with any diverged seed (NaN or inf) is never selected.
+Rule (PAPER.md; the metric and the rule are config values, `selection.metric` and
+`selection.rule`): the best mean over seeds of the metric (lowest, or highest for a metric
+its model declares higher-is-better), where a run's value is
+- `final`: the metric at the last pass (the default), or
+- `mean`: the metric's mean over passes 1..N (the area under the curve / N: how fast the
+  run gets there, the measure the report's "converges faster" claims are judged by).
+A grid point with any diverged seed (NaN or inf) is never selected.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import pandas as pd
 
 from adamrepro.metrics import Column
 from adamrepro.results.store import variants
+
+RULES = ("final", "mean")  # selection.rule: the metric at the last pass, or over all passes
 
 
 def final_rows(curves: pd.DataFrame) -> pd.DataFrame:
@@ -23,9 +29,13 @@ def final_rows(curves: pd.DataFrame) -> pd.DataFrame:
 
 def point_summary(curves: pd.DataFrame, hparam_cols: list[str],
                   columns: tuple[Column, ...]) -> pd.DataFrame:
-    """One row per (method, grid point): mean and std over seeds of each final metric."""
+    """One row per (method, grid point): mean and std over seeds of each metric at the last
+    pass (`final_<m>`) and of each run's mean over passes 1..N (`mean_<m>`)."""
     last = final_rows(curves)
     names = [c.name for c in columns]
+    over_passes = curves[curves["epoch"] >= 1].groupby("run_id")[names].mean()
+    for m in names:
+        last[f"__mean_{m}"] = last["run_id"].map(over_passes[m])
     keys = ["experiment", "method", "optimizer", "point_id"]
     if "variant" in last.columns:
         keys.insert(3, "variant")
@@ -38,6 +48,8 @@ def point_summary(curves: pd.DataFrame, hparam_cols: list[str],
         epochs=("epoch", "max"),
         **{f"final_{m}": (m, "mean") for m in names},
         **{f"final_{m}_std": (m, "std") for m in names},
+        **{f"mean_{m}": (f"__mean_{m}", "mean") for m in names},
+        **{f"mean_{m}_std": (f"__mean_{m}", "std") for m in names},
     ).reset_index()
     hparams = grouped[hparam_cols].first().reset_index() if hparam_cols else None
     if hparams is not None:
@@ -45,17 +57,27 @@ def point_summary(curves: pd.DataFrame, hparam_cols: list[str],
     return summary
 
 
+def selected_by(metric: str, lower: bool, rule: str = "final") -> str:
+    """best.csv `selected_by`: the rule in words."""
+    which = "lowest" if lower else "highest"
+    if rule == "final":
+        return f"{which} mean final {metric} over seeds"
+    return f"{which} mean over seeds of {metric} averaged over passes 1-N"
+
+
 def select_best(curves: pd.DataFrame, metric: str, hparam_cols: list[str],
-                columns: tuple[Column, ...]) -> pd.DataFrame:
+                columns: tuple[Column, ...], rule: str = "final") -> pd.DataFrame:
     """best.csv: the selected grid point per method (methods whose every point diverged are
     absent)."""
+    if rule not in RULES:
+        raise ValueError(f"selection rule must be one of {RULES}, got {rule!r}")
     summary = point_summary(curves, hparam_cols, columns)
     lower = next(c.lower_is_better for c in columns if c.name == metric)
-    ok = summary[~summary["diverged"]].dropna(subset=[f"final_{metric}"])
-    by_method = ok.groupby("method", sort=False)[f"final_{metric}"]
+    value = f"{rule}_{metric}"
+    ok = summary[~summary["diverged"]].dropna(subset=[value])
+    by_method = ok.groupby("method", sort=False)[value]
     best = ok.loc[by_method.idxmin() if lower else by_method.idxmax()]
-    best = best.assign(selected_by=f"{'lowest' if lower else 'highest'} mean final {metric} "
-                                   f"over seeds")
+    best = best.assign(selected_by=selected_by(metric, lower, rule), selection_rule=rule)
     best["at_grid_edge"] = [_at_edge(summary, row, hparam_cols) for _, row in best.iterrows()]
     return best.reset_index(drop=True)
 

@@ -34,6 +34,8 @@ def training_identity(exp: Experiment) -> dict[str, Any]:
 # Scale settings added since results were first committed, left out at their defaults so
 # that the digests of configs written before them stay the same.
 NEW_SCALE_KEYS = ("model", "grid", "log_every")
+# Selection settings added since, left out at their defaults for the same reason.
+NEW_SELECTION_DEFAULTS = {"rule": "final", "extend_edges": 0}
 
 
 def _config_dump(exp: Experiment, **kwargs) -> dict[str, Any]:
@@ -42,6 +44,13 @@ def _config_dump(exp: Experiment, **kwargs) -> dict[str, Any]:
         for key in NEW_SCALE_KEYS:
             if key in scale and not scale[key]:
                 del scale[key]
+        for key in ("seeds", "extend_edges"):  # added later still; None: not set
+            if key in scale and scale[key] is None:
+                del scale[key]
+    selection = dumped.get("selection", {})
+    for key, default in NEW_SELECTION_DEFAULTS.items():
+        if key in selection and selection[key] == default:
+            del selection[key]
     return dumped
 
 
@@ -92,36 +101,44 @@ def seeds_of(exp: Experiment) -> list[int]:
 
 def plan(exp: Experiment) -> list[Group]:
     """Every run of the experiment, grouped for batched training, in a stable order."""
+    return [group for label, method in exp.methods.items()
+            for group in method_groups(exp, label, method.points())]
+
+
+def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> list[Group]:
+    """The runs of `points` (grid points of method `label`, e.g. the grid's, or those that
+    a grid-edge extension adds) with every seed, grouped for batched training. A run's id
+    depends on its point alone, never on which list it came in."""
+    method = exp.methods[label]
     common = {
         "experiment": exp.name,
         "dataset": exp.dataset,
         "training": training_identity(exp),
     }
     groups = []
-    for label, method in exp.methods.items():
-        model = {**exp.model, **method.model}
-        capabilities = resolve(method.optimizer, OPTIMIZERS, method.closure).capabilities
-        by_kind: dict[str, list[RunSpec]] = {}
-        for point in method.points():
-            # Grouping never changes a curve, but it does change the time a run records: a
-            # method that trains its runs apart is a different run (only when set, so that
-            # configs without it keep their ids).
-            apart = {"max_group_size": method.max_group_size} if method.max_group_size else {}
-            point_id = _digest({**common, "model": model, "optimizer": method.optimizer,
-                                "hparams": point, **apart})
-            kind = _digest({k: v for k, v in point.items() if not is_numeric(v)})
-            for seed in seeds_of(exp):
-                run_id = _digest({"point": point_id, "seed": seed})
-                run = RunSpec(exp.name, label, method.optimizer, point, model, seed, run_id,
-                              point_id, method.variant)
-                by_kind.setdefault(kind if capabilities.batchable else run_id, []).append(run)
-        for kind_runs in by_kind.values():
-            chunk = method.max_group_size or len(kind_runs)
-            for start in range(0, len(kind_runs), chunk):
-                runs = kind_runs[start : start + chunk]
-                group_id = _digest([run.run_id for run in runs])
-                groups.append(Group(label, method.optimizer, model, tuple(runs), group_id,
-                                    method.closure))
+    model = {**exp.model, **method.model}
+    capabilities = resolve(method.optimizer, OPTIMIZERS, method.closure).capabilities
+    by_kind: dict[str, list[RunSpec]] = {}
+    for point in points:
+        # Grouping never changes a curve, but it does change the time a run records: a
+        # method that trains its runs apart is a different run (only when set, so that
+        # configs without it keep their ids).
+        apart = {"max_group_size": method.max_group_size} if method.max_group_size else {}
+        point_id = _digest({**common, "model": model, "optimizer": method.optimizer,
+                            "hparams": point, **apart})
+        kind = _digest({k: v for k, v in point.items() if not is_numeric(v)})
+        for seed in seeds_of(exp):
+            run_id = _digest({"point": point_id, "seed": seed})
+            run = RunSpec(exp.name, label, method.optimizer, point, model, seed, run_id,
+                          point_id, method.variant)
+            by_kind.setdefault(kind if capabilities.batchable else run_id, []).append(run)
+    for kind_runs in by_kind.values():
+        chunk = method.max_group_size or len(kind_runs)
+        for start in range(0, len(kind_runs), chunk):
+            runs = kind_runs[start : start + chunk]
+            group_id = _digest([run.run_id for run in runs])
+            groups.append(Group(label, method.optimizer, model, tuple(runs), group_id,
+                                method.closure))
     return groups
 
 
@@ -131,4 +148,7 @@ def config_digest(exp: Experiment) -> str:
 
 def base_digest(base: Experiment) -> str:
     """Identity of a config file's content, whatever scale or number of seeds runs it."""
-    return _digest(_config_dump(base, exclude={"seeds"}))
+    dumped = _config_dump(base, exclude={"seeds"})
+    for scale in dumped.get("scales", {}).values():
+        scale.pop("seeds", None)
+    return _digest(dumped)

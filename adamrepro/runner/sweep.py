@@ -5,8 +5,10 @@ meet is `train_group`; this module only decides what to run and where results go
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import torch
 from rich.progress import (
     BarColumn,
@@ -23,7 +25,8 @@ from adamrepro.models import MODELS
 from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore, curves_frame, hparam_columns, steps_frame
-from adamrepro.runner.plan import Group, base_digest, config_digest, plan
+from adamrepro.runner.extend import extended_text, next_points
+from adamrepro.runner.plan import Group, base_digest, config_digest, method_groups, plan
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,6 +63,7 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     groups = plan(exp)
     store.check_owner(base_digest(base), scale, force, {r.run_id for g in groups for r in g.runs})
     todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
+    prepared = bool(todo)
     if todo:
         executor.prepare(exp)
     store.prepare()
@@ -68,11 +72,52 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
         todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
         if todo:
             _train_all(exp, scale, todo, executor, store, quiet)
+        trained = sum(g.size for g in todo)
+        steps: Counter = Counter()
+        if exp.selection.extend_edges:
+            added, more = _extend_edges(exp, scale, groups, executor, store, quiet, prepared,
+                                        steps)
+            groups, trained = groups + added, trained + more
         records = [store.load_run(run.run_id) for g in groups for run in g.runs]
-        _write_tables(base, exp, scale, records, store, executor.device)
-    trained = sum(g.size for g in todo)
+        _write_tables(base, exp, scale, records, store, executor.device,
+                      steps if exp.selection.extend_edges else None)
     return {"folder": store.root, "trained": trained,
             "skipped": sum(g.size for g in groups) - trained}
+
+
+def _select(exp: Experiment, records: list[dict]) -> pd.DataFrame:
+    columns = metrics_of(exp).columns()
+    curves = curves_frame(records, [c.name for c in columns])
+    hparam_cols = sorted({c for r in records for c in hparam_columns(r["hparams"])})
+    return select_best(curves, exp.selection.metric, hparam_cols, columns, exp.selection.rule)
+
+
+def _extend_edges(exp: Experiment, scale: str, groups: list[Group], executor, store,
+                  quiet: bool, prepared: bool, steps: Counter) -> tuple[list[Group], int]:
+    """Rounds of grid-edge extension (runner/extend.py) until no edge adds a point: returns
+    the groups of the added points and how many runs this command trained for them. The
+    rounds are recomputed from the stored runs, so a resumed sweep retraces them."""
+    points = {label: method.points() for label, method in exp.methods.items()}
+    added: list[Group] = []
+    trained, closed = 0, set()
+    while True:
+        records = [store.load_run(run.run_id) for g in groups + added for run in g.runs]
+        hparams_of = {r["point_id"]: r["hparams"] for r in records}
+        new = next_points(exp, _select(exp, records), hparams_of, points, steps, closed)
+        if not new:
+            return added, trained
+        round_groups = [g for label, pts in new.items()
+                        for g in method_groups(exp, label, pts)]
+        for label, pts in new.items():
+            points[label] = points[label] + pts
+        todo = [g for g in round_groups if not all(store.is_done(r.run_id) for r in g.runs)]
+        if todo:
+            if not prepared:
+                executor.prepare(exp)
+                prepared = True
+            _train_all(exp, scale, todo, executor, store, quiet)
+            trained += sum(g.size for g in todo)
+        added += round_groups
 
 
 def data_verified(exp: Experiment) -> bool:
@@ -116,12 +161,14 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
 
 
 def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[dict], store,
-                  device) -> None:
+                  device, steps: Counter | None = None) -> None:
     metrics = metrics_of(exp)
     columns = metrics.columns()
     curves = curves_frame(records, [c.name for c in columns])
     hparam_cols = sorted({c for r in records for c in hparam_columns(r["hparams"])})
-    best = select_best(curves, exp.selection.metric, hparam_cols, columns)
+    best = select_best(curves, exp.selection.metric, hparam_cols, columns, exp.selection.rule)
+    if steps is not None:  # only with selection.extend_edges (older tables keep their columns)
+        best["extended"] = [extended_text(steps, label) for label in best["method"]]
     store.write_table("curves.csv", curves)
     store.write_table("best.csv", best)
     steps = steps_frame(records, metrics.train_column)

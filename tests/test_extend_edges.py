@@ -1,0 +1,166 @@
+"""Grid-edge extension (`selection.extend_edges`): the next point per edge and round on
+hand-made tables, the optimizer's bounds, and real sweeps on a small MNIST subset (the
+selection ends inside the extended grid; a resumed sweep equals an uninterrupted one)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from adamrepro.config import load_experiment
+from adamrepro.runner.executors import LocalExecutor
+from adamrepro.runner.extend import extended_text, log_axes, next_points
+from adamrepro.runner.sweep import run_sweep
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def experiment(methods: dict, extend: int = 2, **scale):
+    """logreg_mnist with other methods and grids, `extend_edges` set."""
+    base = load_experiment(CONFIGS / "logreg_mnist.yaml")
+    specs = {label: base.methods["adam"].model_copy(update=spec) for label, spec in
+             methods.items()}
+    exp = base.model_copy(update={
+        "methods": specs,
+        "selection": base.selection.model_copy(update={"extend_edges": extend})})
+    return exp
+
+
+def best_at(label: str, point: dict) -> tuple[pd.DataFrame, dict]:
+    return pd.DataFrame([{"method": label, "point_id": "p"}]), {"p": point}
+
+
+def test_only_positive_real_axes_with_two_values_extend():
+    axes = log_axes({"lr": [1e-3, 1e-2, 3e-2], "one": [0.5], "n": [1, 2, 4],
+                     "beta1": [0.0, 0.9], "flag": [True, False]})
+    assert list(axes) == ["lr"] and axes["lr"] == pytest.approx((10.0, 3.0))
+
+
+def test_an_edge_point_adds_one_point_per_round_and_stops_after_k():
+    exp = experiment({"adam": {"grid": {"lr": [1e-3, 3e-3, 1e-2]}}}, extend=2)
+    points = {"adam": exp.methods["adam"].points()}
+    fixed = exp.methods["adam"].hparams
+    steps: Counter = Counter()
+    chosen = {**fixed, "lr": 1e-3}
+    added = []
+    for _ in range(4):  # the selection stays at the low edge every round
+        lowest = min(p["lr"] for p in points["adam"])
+        best, hparams_of = best_at("adam", {**chosen, "lr": lowest})
+        new = next_points(exp, best, hparams_of, points, steps)
+        assert len(new.get("adam", [])) <= 1
+        for point in new.get("adam", []):
+            points["adam"].append(point)
+            added.append(point["lr"])
+    assert added == [pytest.approx(3.33333e-4), pytest.approx(1.11111e-4)]
+    assert extended_text(steps, "adam") == "lr-2"
+    # the selection inside the grid adds nothing
+    best, hparams_of = best_at("adam", {**chosen, "lr": 3e-3})
+    assert next_points(exp, best, hparams_of, {"adam": exp.methods["adam"].points()},
+                       Counter()) == {}
+
+
+def test_the_high_edge_uses_the_grid_step_there():
+    exp = experiment({"adam": {"grid": {"lr": [1e-3, 3e-3, 1e-2]}}}, extend=1)
+    points = {"adam": exp.methods["adam"].points()}
+    best, hparams_of = best_at("adam", {**exp.methods["adam"].hparams, "lr": 1e-2})
+    new = next_points(exp, best, hparams_of, points, Counter())
+    assert [p["lr"] for p in new["adam"]] == [pytest.approx(3.33333e-2)]
+
+
+def test_a_point_the_optimizer_refuses_is_never_added():
+    # RMSProp's alpha must stay below 1: 0.99 x (0.99 / 0.9) = 1.089 is refused
+    exp = experiment({"rmsprop": {"optimizer": "rmsprop", "hparams": {"eps": 1e-8},
+                                  "grid": {"lr": [1e-3, 1e-2], "alpha": [0.9, 0.99]}}})
+    points = {"rmsprop": exp.methods["rmsprop"].points()}
+    steps, closed = Counter(), set()
+    best, hparams_of = best_at("rmsprop", {"eps": 1e-8, "lr": 1e-3, "alpha": 0.99})
+    new = next_points(exp, best, hparams_of, points, steps, closed)
+    assert new == {"rmsprop": [{"eps": 1e-8, "lr": 1e-4, "alpha": 0.99}]}
+    assert closed == {("rmsprop", "alpha", "+")}
+    assert extended_text(steps, "rmsprop") == "lr-1"
+
+
+# --- real sweeps on a small MNIST subset ----------------------------------------------------
+
+def wrong_edge(extend: int):
+    """Adam on logistic regression with a grid far below its best step size."""
+    base = experiment({"adam": {"grid": {"lr": [1e-4, 1e-3]}}}, extend=extend)
+    return base.model_copy(update={"scales": {"smoke": base.scales["smoke"].model_copy(
+        update={"train_size": 512, "test_size": 256, "extend_edges": None})}})
+
+
+def tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    timing = ["seconds", "train_seconds", "peak_memory_bytes", "commit", "torch_version",
+              "device", "group_id", "group_size"]
+    curves = pd.read_csv(folder / "curves.csv").sort_values(["run_id", "epoch"])
+    best = pd.read_csv(folder / "best.csv").sort_values("method")
+    return (curves.drop(columns=[c for c in timing if c in curves.columns]).reset_index(drop=True),
+            best.reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("extended")
+    done = run_sweep(wrong_edge(3), "smoke", None, out,
+                     LocalExecutor(data_dir, torch.device("cpu")), quiet=True)
+    return out, done
+
+
+def test_a_grid_starting_at_the_wrong_edge_ends_with_the_selection_inside(extended):
+    out, done = extended
+    curves, best = tables(out / "logreg_mnist")
+    row = best.set_index("method").loc["adam"]
+    lrs = sorted(curves[curves["method"] == "adam"]["lr"].unique())
+    assert lrs[:2] == [1e-4, 1e-3] and len(lrs) > 2 and done["trained"] == len(lrs)
+    assert row["extended"].startswith("lr+")
+    assert lrs[0] < row["lr"] < lrs[-1]
+    assert pd.isna(row["at_grid_edge"])
+
+
+class Interrupted(LocalExecutor):
+    """Trains `budget` groups, then stops the command as a crash would."""
+
+    def __init__(self, data_dir, budget: int) -> None:
+        super().__init__(data_dir, torch.device("cpu"))
+        self.budget = budget
+
+    def run(self, exp, groups, on_pass):
+        for item in super().run(exp, groups, on_pass):
+            if self.budget == 0:
+                raise KeyboardInterrupt
+            self.budget -= 1
+            yield item
+
+
+def test_a_resumed_sweep_with_extensions_equals_an_uninterrupted_one(extended, tmp_path,
+                                                                     data_dir):
+    # two groups: the grid, then the first extension round's point; then it stops
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(wrong_edge(3), "smoke", None, tmp_path, Interrupted(data_dir, 2), quiet=True)
+    again = run_sweep(wrong_edge(3), "smoke", None, tmp_path,
+                      LocalExecutor(data_dir, torch.device("cpu")), quiet=True)
+    assert again["trained"] < extended[1]["trained"]
+    for resumed, whole in zip(tables(tmp_path / "logreg_mnist"),
+                              tables(extended[0] / "logreg_mnist"), strict=True):
+        pd.testing.assert_frame_equal(resumed, whole)
+
+
+def test_bundled_configs_extend_and_train_three_seeds_at_paper_scale_only():
+    for name in ("logreg_mnist", "logreg_imdb", "mlp", "cnn_cifar10"):
+        base = load_experiment(CONFIGS / f"{name}.yaml")
+        smoke, quick, paper = (base.at_scale(s) for s in ("smoke", "quick", "paper"))
+        assert (smoke.selection.extend_edges, quick.selection.extend_edges) == (0, 2)
+        assert (smoke.seeds, quick.seeds, paper.seeds) == (1, 1, 3)
+        assert base.at_scale("paper", seeds=1).seeds == 1  # --seeds wins
+
+
+def test_the_report_says_how_far_a_grid_was_extended(extended):
+    from adamrepro.report.build import write_report
+
+    out, _ = extended
+    report = write_report(out)[0].read_text()
+    assert "(grid extended: lr+" in report
