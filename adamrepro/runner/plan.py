@@ -4,7 +4,8 @@ A *run* is one grid point of one method with one seed; its id is a hash of every
 determines its curve, so re-running a command skips it once finished. A *group* is the runs
 of one method that can train together as one batched computation: same model settings and
 the same non-numeric hyperparameters (numbers vary per run as tensors), at most the
-method's `max_group_size` of them. An optimizer that is not batchable (capabilities.py) gets
+method's `max_group_size` and `training.max_group_size` of them (a group that does not fit in
+device memory is halved by the executor). An optimizer that is not batchable (capabilities.py) gets
 a group of its own for every run.
 """
 
