@@ -41,6 +41,16 @@ class TrainingSpec(Frozen):
     # Keep each run's final parameters as runs/<run_id>.pt (for pictures such as the VAE's
     # samples). Not part of a run's identity: it changes no curve.
     save_params: bool = False
+    # Save the state of a group every `checkpoint_every` passes (runs/<group_id>.ckpt.pt), so
+    # that a group cut off mid-way goes on from there (runner/checkpoint.py). None: no
+    # checkpoints (`run --time-budget` then checkpoints every pass). Not part of a run's
+    # identity: it changes no curve.
+    checkpoint_every: int | None = Field(None, gt=0)
+    # At most this many runs per group, for every method (a memory cap; a method's own
+    # `max_group_size` also applies). Not part of a run's identity: like the automatic split
+    # of a group that does not fit in device memory, it changes how runs are grouped (and
+    # so the dropout masks a run draws, and the time it records), not which runs they are.
+    max_group_size: int | None = Field(None, gt=0)
 
 
 class SelectionSpec(Frozen):

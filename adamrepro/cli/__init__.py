@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
     COMMAND_ARGS.set(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int):  # a command's `typer.Exit(code)` comes back as its value
+            return code
     except UserError as err:
         print(f"adamrepro: error: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import typer
 
 from adamrepro.config import Experiment, load_experiment, resolve_config_arg
 from adamrepro.data.download import default_data_dir
+from adamrepro.errors import UserError
 
 
 def without_data_check(base: Experiment) -> Experiment:
@@ -42,6 +43,9 @@ class DeviceChoice(str, Enum):
     cuda = "cuda"
 
 
+BUDGET_SPENT = 3  # exit code: --time-budget stopped the sweep with work left
+
+
 def run(
     config: Annotated[str, typer.Argument(help="configs/<experiment>.yaml, or its name.")],
     scale: Annotated[Scale, typer.Option(help="smoke: seconds; quick: minutes on a CPU; "
@@ -62,6 +66,11 @@ def run(
     unverified_data: Annotated[bool, typer.Option(
         help="Read data files whose checksum differs from the official one (a re-encoded "
              "copy you trust); the results say so.")] = False,
+    time_budget: Annotated[float | None, typer.Option(
+        min=0, metavar="MINUTES",
+        help="Stop at the first group checkpoint after this many minutes (exit code 3; "
+             "run the same command again to go on). Groups then checkpoint every pass "
+             "unless training.checkpoint_every is set. Local executor only.")] = None,
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
     from adamrepro.runner.executors import make_executor
@@ -72,9 +81,21 @@ def run(
         base = without_data_check(base)
     target = resolve_device(device.value)
     runner = make_executor(executor.value, data_dir or default_data_dir(), target, address)
+    if time_budget is not None and executor is ExecutorChoice.ray:
+        raise UserError("--time-budget goes with the local executor (checkpoints are saved "
+                        "by the process that trains); drop --executor ray or --time-budget")
     start = time.perf_counter()
-    done = run_sweep(base, scale.value, seeds, out, runner, quiet, force)
+    done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, time_budget)
     folder = done["folder"]
+    stopped = done.get("stopped")
+    if stopped is not None:
+        where = (f"; group {stopped['group_id']} is checkpointed after pass "
+                 f"{stopped['epoch']} of {stopped['epochs']}" if stopped["epoch"] else "")
+        typer.echo(f"time budget spent: trained {done['trained']} runs in "
+                   f"{time.perf_counter() - start:.1f} s; {stopped['runs_left']} runs in "
+                   f"{stopped['groups_left']} groups remain ({stopped['run_passes_left']} "
+                   f"run-passes){where}; run the same command again to go on")
+        raise typer.Exit(BUDGET_SPENT)
     typer.echo(f"trained {done['trained']} runs, {done['skipped']} already finished, in "
                f"{time.perf_counter() - start:.1f} s; results: {folder}/curves.csv, "
                f"{folder}/best.csv")

@@ -2,6 +2,9 @@
 
     runs/<run_id>.json   one finished run: its spec, provenance and curve (written atomically)
     runs/<run_id>.pt     its final parameters, for configs with training.save_params
+    runs/<group_id>.ckpt.pt  a group's state mid-way (training.checkpoint_every, run
+                         --time-budget; runner/checkpoint.py), removed once its runs are
+                         stored
     curves.csv           tidy: one row per run per pass, for the runs of the last command
     steps.csv            with `training.log_every`: one row per run per block of that many
                          steps (the mean minibatch objective of the block)

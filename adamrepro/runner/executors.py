@@ -7,6 +7,7 @@ whichever executor ran the work.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import torch
 from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
+from adamrepro.runner.checkpoint import BudgetSpent, CheckpointPolicy
 from adamrepro.runner.group import RunCurve, train_group
-from adamrepro.runner.plan import Group
+from adamrepro.runner.plan import Group, halves
 
 OnPass = Callable[[Group, int], None]
 
@@ -41,10 +43,59 @@ class LocalExecutor:
         """Load the data now, so missing data fails before anything is written."""
         self.data = load_data(exp, self.data_dir, self.device)
 
-    def run(self, exp: Experiment, groups: list[Group], on_pass: OnPass
+    def run(self, exp: Experiment, groups: list[Group], on_pass: OnPass,
+            checkpoints: CheckpointPolicy | None = None
             ) -> Iterator[tuple[Group, list[RunCurve]]]:
-        for group in groups:
-            yield group, train_group(exp, group, self.data, lambda e, g=group: on_pass(g, e))
+        """Train each group in turn; yield it with its curves. A group that does not fit in
+        device memory is cut in two and each half trained instead (again, until one fits;
+        the halves are what is yielded). With `checkpoints`, each group saves and resumes
+        from its checkpoint, and `BudgetSpent` stops the sweep once the budget is spent
+        (at a group's checkpoint, or before the next group starts)."""
+        queue, started = list(groups), False
+        while queue:
+            group = queue.pop(0)
+            # a command always trains something, so that a budget too short still advances
+            if started and checkpoints is not None and checkpoints.budget.spent():
+                raise BudgetSpent(group.group_id, 0, exp.training.epochs)
+            started = True
+            checkpoint = checkpoints.for_group(group.group_id) if checkpoints else None
+            try:
+                curves = train_group(exp, group, self.data, lambda e, g=group: on_pass(g, e),
+                                     checkpoint=checkpoint)
+            except RuntimeError as err:
+                if not out_of_memory(err):
+                    raise
+                curves = None
+            if curves is None:  # out of the except block: its frames hold the group's tensors
+                queue[:0] = split_after_oom(group, self.device, checkpoints)
+                continue
+            yield group, curves
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """A device (or host) allocation failure, as opposed to any other error."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err)
+    return "out of memory" in text or "can't allocate memory" in text
+
+
+def split_after_oom(group: Group, device: torch.device,
+                    checkpoints: CheckpointPolicy | None) -> list[Group]:
+    """The two halves of a group that did not fit; a single run that does not fit is a
+    user error (a smaller model, batch or device setting is needed), not a crash."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if checkpoints is not None:  # the halves are other groups: this checkpoint is dead
+        checkpoints.path(group.group_id).unlink(missing_ok=True)
+    if group.size == 1:
+        raise UserError(f"one run of {group.method} does not fit in {device} memory; use a "
+                        f"smaller model or eval_batch_size, or a larger device")
+    parts = halves(group)
+    print(f"adamrepro: {group.method}: a group of {group.size} runs does not fit in "
+          f"{device} memory; training it as {parts[0].size} + {parts[1].size}",
+          file=sys.stderr)
+    return parts
 
 
 def _train_remote(exp_json: str, group: Group, data_dir: str, device: str) -> list[RunCurve]:
@@ -80,8 +131,11 @@ class RayExecutor:
                 raise UserError(f"--address {self.address}: no Ray cluster there ({err}); "
                                 f"start one with 'ray start --head' or drop --address") from None
 
-    def run(self, exp: Experiment, groups: list[Group], on_pass: OnPass
+    def run(self, exp: Experiment, groups: list[Group], on_pass: OnPass,
+            checkpoints: CheckpointPolicy | None = None
             ) -> Iterator[tuple[Group, list[RunCurve]]]:
+        """Every group at once, as Ray tasks. Checkpoints, the time budget and the automatic
+        split are the local executor's: `checkpoints` is not used here."""
         ray = self.ray
         gpu = self.device.type == "cuda"
         task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0)(_train_remote)

@@ -35,6 +35,14 @@ from adamrepro.config import Experiment, TrainingSpec
 from adamrepro.data.base import TensorDataset
 from adamrepro.metrics import MetricSet
 from adamrepro.models import MODELS
+from adamrepro.runner.checkpoint import (
+    BudgetSpent,
+    GroupCheckpoint,
+    generator_state,
+    load_optimizer_state,
+    optimizer_state,
+    set_generator_state,
+)
 from adamrepro.runner.plan import Group
 from adamrepro.seeding import (
     EVAL_NOISE,
@@ -353,6 +361,19 @@ class SubfunctionPass:
         return None
 
 
+FAKE_MEMORY_LIMIT = "ADAMREPRO_FAKE_MEMORY_LIMIT_RUNS"
+
+
+def check_fake_memory_limit(G: int) -> None:
+    """For tests of the automatic split (executors.py) on machines without a GPU: with
+    ADAMREPRO_FAKE_MEMORY_LIMIT_RUNS=N, a group of more than N runs raises the error a GPU
+    raises when the group does not fit, once its model and optimizer are built."""
+    limit = os.environ.get(FAKE_MEMORY_LIMIT)
+    if limit and G > int(limit):
+        raise torch.OutOfMemoryError(
+            f"{FAKE_MEMORY_LIMIT}={limit}: a group of {G} runs does not fit (simulated)")
+
+
 class PassTimer:
     """Seconds of training per pass, evaluation excluded, with no host sync of its own: on
     a GPU two CUDA events, read once the pass's sync has passed them."""
@@ -387,12 +408,15 @@ def train_group(
     data: TensorDataset,
     on_pass: Callable[[int], None] = lambda epoch: None,
     cuda_graphs: bool | None = None,
+    checkpoint: GroupCheckpoint | None = None,
 ) -> list[RunCurve]:
     """Train every run of `group` for `exp.training.epochs` passes; return their curves.
 
     On a GPU each step is a replayed CUDA graph unless `cuda_graphs` is False (default: on,
     ADAMREPRO_CUDA_GRAPHS=0 turns it off) or the optimizer is not graphable; the arithmetic
-    is the same either way."""
+    is the same either way. With a `checkpoint` (checkpoint.py) the group goes on from the
+    one saved, if any, saves one every `checkpoint.every` passes, and raises `BudgetSpent`
+    after saving one once its time budget is spent."""
     device = data.train_x.device
     G, training = group.size, exp.training
     model = build_model(exp, group, data, device)
@@ -417,6 +441,7 @@ def train_group(
                                    cuda_graphs and can_graph(device, sizes,
                                                              capabilities.graphable),
                                    log_every)
+    check_fake_memory_limit(G)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     eval_noise = group_generator(model.noise_identity(group.group_id), device, EVAL_NOISE)
@@ -443,11 +468,54 @@ def train_group(
             *(torch.as_tensor(measured[name], device=device).double().expand(G)
               for name in statistics)]))
 
-    nothing = torch.full((G,), float("nan"), dtype=torch.float64, device=device)
-    log_pass(nothing, dict.fromkeys(statistics, nothing))
-    seconds.append(0.0)
-    train_seconds.append(0.0)
-    for epoch in range(1, training.epochs + 1):
+    key = {"group_id": group.group_id, "device": device.type, "dtype": training.dtype,
+           "epochs": training.epochs}
+    order_generators = (train_pass.order.generators if isinstance(train_pass, MinibatchPass)
+                        else [])
+
+    def save_checkpoint(epoch: int) -> None:
+        checkpoint.save({
+            "key": key, "epoch": epoch,
+            "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "optimizer": optimizer_state(optimizer),
+            "order_generators": [generator_state(g) for g in order_generators],
+            "train_noise": generator_state(model.generator),
+            "eval_noise": generator_state(eval_noise),
+            "evaluations": getattr(train_pass, "evaluations", 0),
+            "history": torch.stack(history).cpu(),
+            "step_history": torch.stack(step_history).cpu() if step_history else None,
+            "seconds": list(seconds), "train_seconds": list(train_seconds),
+            "memory": [list(m) for m in memory], "alive": alive.clone(),
+            "diverged_at": [-1 if d is None else d for d in diverged_at]})
+
+    saved = checkpoint.load(key) if checkpoint is not None else None
+    if saved is None:
+        first = 1
+        nothing = torch.full((G,), float("nan"), dtype=torch.float64, device=device)
+        log_pass(nothing, dict.fromkeys(statistics, nothing))
+        seconds.append(0.0)
+        train_seconds.append(0.0)
+    else:  # go on from the checkpoint: everything the next pass depends on comes back
+        first = saved["epoch"] + 1
+        model.load_state_dict(saved["model"])
+        load_optimizer_state(optimizer, saved["optimizer"], device)
+        for generator, state in zip(order_generators, saved["order_generators"], strict=True):
+            set_generator_state(generator, state)
+        set_generator_state(model.generator, saved["train_noise"])
+        set_generator_state(eval_noise, saved["eval_noise"])
+        if isinstance(train_pass, SubfunctionPass):
+            train_pass.evaluations = saved["evaluations"]
+        history.extend(row.to(device) for row in saved["history"])
+        if saved["step_history"] is not None:
+            step_history.extend(row.to(device) for row in saved["step_history"])
+        seconds.extend(saved["seconds"])
+        train_seconds.extend(saved["train_seconds"])
+        memory[:] = [tuple(m) for m in saved["memory"]]
+        alive = saved["alive"].clone()
+        diverged_at = [None if d < 0 else d for d in saved["diverged_at"]]
+        start_time -= seconds[-1]  # `seconds` goes on from where the group stopped
+        on_pass(saved["epoch"])
+    for epoch in range(first, training.epochs + 1):
         model.train()
         timer.start()
         train_loss = train_pass()
@@ -469,6 +537,10 @@ def train_group(
         on_pass(epoch)
         if not alive.any():
             break
+        if checkpoint is not None and checkpoint.due(epoch, training.epochs):
+            save_checkpoint(epoch)
+            if checkpoint.budget.spent():
+                raise BudgetSpent(group.group_id, epoch, training.epochs)
 
     table = torch.stack(history).cpu()  # (passes, columns, G)
     steps_table = torch.stack(step_history).cpu() if step_history else None  # (passes, blocks, G)

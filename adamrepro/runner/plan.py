@@ -4,7 +4,8 @@ A *run* is one grid point of one method with one seed; its id is a hash of every
 determines its curve, so re-running a command skips it once finished. A *group* is the runs
 of one method that can train together as one batched computation: same model settings and
 the same non-numeric hyperparameters (numbers vary per run as tensors), at most the
-method's `max_group_size` of them. An optimizer that is not batchable (capabilities.py) gets
+method's `max_group_size` and `training.max_group_size` of them (a group that does not fit in
+device memory is halved by the executor). An optimizer that is not batchable (capabilities.py) gets
 a group of its own for every run.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from adamrepro.config import Experiment
@@ -20,12 +21,16 @@ from adamrepro.hparams import is_numeric
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import Resolved, resolve
 
+# Training settings that never enter run ids: they change no curve (`save_params`,
+# `checkpoint_every`) or only how runs are grouped (`max_group_size`, a memory cap).
+NOT_IDENTITY = {"save_params", "checkpoint_every", "max_group_size"}
+
 
 def training_identity(exp: Experiment) -> dict[str, Any]:
     """The training settings as they enter run ids: `log_every` only when set, so that the
-    runs of configs written before it existed keep their ids; `save_params` never (it
-    changes no curve)."""
-    training = exp.training.model_dump(exclude={"save_params"})
+    runs of configs written before it existed keep their ids; those of `NOT_IDENTITY`
+    never."""
+    training = exp.training.model_dump(exclude=NOT_IDENTITY)
     if training.get("log_every") is None:
         training.pop("log_every", None)
     return training
@@ -133,13 +138,25 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
                           point_id, method.variant)
             by_kind.setdefault(kind if capabilities.batchable else run_id, []).append(run)
     for kind_runs in by_kind.values():
-        chunk = method.max_group_size or len(kind_runs)
+        caps = [c for c in (method.max_group_size, exp.training.max_group_size) if c]
+        chunk = min(caps, default=len(kind_runs))
         for start in range(0, len(kind_runs), chunk):
             runs = kind_runs[start : start + chunk]
-            group_id = _digest([run.run_id for run in runs])
-            groups.append(Group(label, method.optimizer, model, tuple(runs), group_id,
-                                method.closure))
+            groups.append(Group(label, method.optimizer, model, tuple(runs),
+                                group_id_of(runs), method.closure))
     return groups
+
+
+def group_id_of(runs) -> str:
+    return _digest([run.run_id for run in runs])
+
+
+def halves(group: Group) -> list[Group]:
+    """A group cut in two (the first half the larger), each with its own identity: what
+    the executor trains instead of a group that does not fit in device memory."""
+    middle = -(-group.size // 2)
+    return [replace(group, runs=part, group_id=group_id_of(part))
+            for part in (group.runs[:middle], group.runs[middle:])]
 
 
 def config_digest(exp: Experiment) -> str:

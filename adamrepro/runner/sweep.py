@@ -25,6 +25,7 @@ from adamrepro.models import MODELS
 from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore, curves_frame, hparam_columns, steps_frame
+from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy
 from adamrepro.runner.extend import extended_text, next_points
 from adamrepro.runner.plan import Group, base_digest, config_digest, method_groups, plan
 
@@ -51,11 +52,15 @@ def _progress() -> Progress:
 
 
 def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, executor,
-              quiet: bool = False, force: bool = False) -> dict:
+              quiet: bool = False, force: bool = False,
+              time_budget: float | None = None) -> dict:
     """Run every unfinished run of `base` at `scale`; return what was done and where.
 
     Nothing is written before the inputs are known good: the output folder is checked, and
-    the data loaded, before the first file is created.
+    the data loaded, before the first file is created. With `time_budget` (minutes), groups
+    checkpoint (every pass unless `training.checkpoint_every` says otherwise) and the sweep
+    stops at the first checkpoint after the budget is spent, or before the next group:
+    `stopped` then says what remains, and no tables are written.
     """
     exp = base.at_scale(scale, seeds)
     store = ResultStore(out, exp.name)
@@ -67,16 +72,28 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     if todo:
         executor.prepare(exp)
     store.prepare()
+    every = exp.training.checkpoint_every or (1 if time_budget is not None else None)
+    checkpoints = CheckpointPolicy(store.runs_dir, every, Budget.minutes(time_budget))
     with store.locked():
         # Another command may have finished some groups while this one waited for the lock.
         todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
+        for group in groups:  # a finished group's checkpoint left by a kill at the end
+            if group not in todo:
+                checkpoints.path(group.group_id).unlink(missing_ok=True)
         if todo:
-            _train_all(exp, scale, todo, executor, store, quiet)
+            stopped = _train_all(exp, scale, todo, executor, store, quiet, checkpoints)
+            if stopped is not None:
+                return {"folder": store.root, "stopped": stopped,
+                        "trained": stopped["trained"],
+                        "skipped": sum(g.size for g in groups) - sum(g.size for g in todo)}
         trained = sum(g.size for g in todo)
         steps: Counter = Counter()
         if exp.selection.extend_edges:
-            added, more = _extend_edges(exp, scale, groups, executor, store, quiet, prepared,
-                                        steps)
+            added, more, stopped = _extend_edges(exp, scale, groups, executor, store, quiet,
+                                                 prepared, steps, checkpoints)
+            if stopped is not None:
+                return {"folder": store.root, "stopped": stopped,
+                        "trained": trained + stopped["trained"], "skipped": 0}
             groups, trained = groups + added, trained + more
         records = [store.load_run(run.run_id) for g in groups for run in g.runs]
         _write_tables(base, exp, scale, records, store, executor.device,
@@ -93,10 +110,12 @@ def _select(exp: Experiment, records: list[dict]) -> pd.DataFrame:
 
 
 def _extend_edges(exp: Experiment, scale: str, groups: list[Group], executor, store,
-                  quiet: bool, prepared: bool, steps: Counter) -> tuple[list[Group], int]:
+                  quiet: bool, prepared: bool, steps: Counter, checkpoints: CheckpointPolicy
+                  ) -> tuple[list[Group], int, dict | None]:
     """Rounds of grid-edge extension (runner/extend.py) until no edge adds a point: returns
-    the groups of the added points and how many runs this command trained for them. The
-    rounds are recomputed from the stored runs, so a resumed sweep retraces them."""
+    the groups of the added points, how many runs this command trained for them, and what
+    remains if the time budget stopped it. The rounds are recomputed from the stored runs,
+    so a resumed sweep retraces them."""
     points = {label: method.points() for label, method in exp.methods.items()}
     added: list[Group] = []
     trained, closed = 0, set()
@@ -105,7 +124,7 @@ def _extend_edges(exp: Experiment, scale: str, groups: list[Group], executor, st
         hparams_of = {r["point_id"]: r["hparams"] for r in records}
         new = next_points(exp, _select(exp, records), hparams_of, points, steps, closed)
         if not new:
-            return added, trained
+            return added, trained, None
         round_groups = [g for label, pts in new.items()
                         for g in method_groups(exp, label, pts)]
         for label, pts in new.items():
@@ -115,7 +134,9 @@ def _extend_edges(exp: Experiment, scale: str, groups: list[Group], executor, st
             if not prepared:
                 executor.prepare(exp)
                 prepared = True
-            _train_all(exp, scale, todo, executor, store, quiet)
+            stopped = _train_all(exp, scale, todo, executor, store, quiet, checkpoints)
+            if stopped is not None:
+                return added, trained, stopped
             trained += sum(g.size for g in todo)
         added += round_groups
 
@@ -126,7 +147,10 @@ def data_verified(exp: Experiment) -> bool:
     return exp.dataset.get("verify", True) is not False
 
 
-def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
+def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
+               checkpoints: CheckpointPolicy) -> dict | None:
+    """Train and store every group of `todo`; None when all are done, else (the time
+    budget was spent) what was trained and what remains."""
     meta = {**provenance(executor.device), "data_verified": data_verified(exp)}
     with _progress() as progress:
         progress.disable = quiet
@@ -136,13 +160,25 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
                                                total=exp.training.epochs, visible=False)
                  for g in todo}
         passes = dict.fromkeys(tasks, 0)
+        stored: set[str] = set()  # run ids
 
         def on_pass(group: Group, epoch: int) -> None:
+            if group.group_id not in tasks:  # half of a group that did not fit in memory
+                tasks[group.group_id] = progress.add_task(
+                    f"  {group.method} x{group.size}", total=exp.training.epochs)
+                passes[group.group_id] = 0
             progress.update(tasks[group.group_id], completed=epoch, visible=True)
             progress.advance(overall, group.size * (epoch - passes[group.group_id]))
             passes[group.group_id] = epoch
 
-        for group, curves in executor.run(exp, todo, on_pass):
+        results = executor.run(exp, todo, on_pass, checkpoints)
+        while True:
+            try:
+                group, curves = next(results)
+            except StopIteration:
+                return None
+            except BudgetSpent as stop:
+                return _remaining(todo, stored, stop, exp.training.epochs)
             for run, curve in zip(group.runs, curves, strict=True):
                 if curve.params is not None:  # before the record that marks the run done
                     store.save_params(run.run_id, curve.params)
@@ -155,9 +191,25 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet) -> None:
                     "diverged": curve.diverged, "provenance": meta, "rows": curve.rows,
                     **({"steps": curve.steps} if curve.steps else {}),
                 })
+                stored.add(run.run_id)
+            checkpoints.path(group.group_id).unlink(missing_ok=True)  # its records are written
             # A group that stopped early (all diverged) still counts its passes as done.
             on_pass(group, exp.training.epochs)
             progress.update(tasks[group.group_id], visible=False)
+
+
+def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: int) -> dict:
+    """What a sweep stopped by its time budget leaves: the runs not stored, and their
+    passes (those of the group that stopped at a checkpoint count from there)."""
+    left = [run for group in todo for run in group.runs if run.run_id not in stored]
+    stopped = next((g for g in todo if g.group_id == stop.group_id), None)
+    at = stop.epoch if stopped is not None else 0
+    passes = len(left) * epochs - (stopped.size * at if stopped is not None else 0)
+    return {"trained": sum(g.size for g in todo) - len(left), "runs_left": len(left),
+            "groups_left": len({g.group_id for g in todo
+                                for run in g.runs if run.run_id not in stored}),
+            "run_passes_left": passes, "group_id": stop.group_id, "epoch": stop.epoch,
+            "epochs": epochs}
 
 
 def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[dict], store,

@@ -1,0 +1,151 @@
+"""Checkpoints inside a group, and the time budget that stops a sweep at one.
+
+A group that trains with a `GroupCheckpoint` saves everything its next pass depends on after
+every `every` passes: the model's parameters and buffers, the optimizer's state, every
+generator (the CPU minibatch-order generators, the device dropout and evaluation
+generators), the pass reached and the history so far (metrics, within-pass blocks,
+seconds, train_seconds, memory, divergence). A group started again with the same
+checkpoint goes on from there and traces exactly the curves of an uninterrupted run.
+
+The file is `<out>/<experiment>/runs/<group_id>.ckpt.pt`, written atomically (a temporary
+name, renamed), plain tensors, dicts, lists and numbers only (read back with
+`torch.load(..., weights_only=True)`); the driver removes it once the group's run records
+are written. A checkpoint of another group, another device type or another dtype is ignored
+(the group starts over) rather than trusted.
+
+With a deadline (`adamrepro run --time-budget`), a group whose checkpoint is written after
+the deadline stops there (`BudgetSpent`); the next command resumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+FORMAT = 1
+
+
+class BudgetSpent(Exception):  # noqa: N818 (a stop, not an error)
+    """The time budget ran out; the group stopped at its checkpoint after `epoch` passes."""
+
+    def __init__(self, group_id: str, epoch: int, epochs: int) -> None:
+        super().__init__(f"group {group_id} stopped after pass {epoch} of {epochs}")
+        self.group_id, self.epoch, self.epochs = group_id, epoch, epochs
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A deadline on `time.monotonic()`; None: no limit."""
+
+    deadline: float | None = None
+
+    @classmethod
+    def minutes(cls, minutes: float | None) -> Budget:
+        return cls(None if minutes is None else time.monotonic() + 60.0 * minutes)
+
+    def spent(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+@dataclass(frozen=True)
+class GroupCheckpoint:
+    """Where one group's checkpoint lives, how often it is written, and the budget."""
+
+    path: Path
+    every: int
+    budget: Budget = Budget()
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        """After pass `epoch`: every `every` passes, never after the last one (the records
+        follow at once)."""
+        return epoch < epochs and epoch % self.every == 0
+
+    def save(self, state: dict) -> None:
+        from adamrepro.results.store import atomic_file
+
+        with atomic_file(self.path, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+
+    def load(self, key: dict) -> dict | None:
+        """The saved state, or None when there is none or it belongs to something else
+        (`key`: the group, the device type, the dtype)."""
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception:  # a checkpoint from another torch or a damaged file: start over
+            return None
+        if state.get("format") != FORMAT or state.get("key") != key:
+            return None
+        return state
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def generator_state(generator: torch.Generator | None) -> torch.Tensor | None:
+    return None if generator is None else generator.get_state().clone()
+
+
+def set_generator_state(generator: torch.Generator | None, state: torch.Tensor | None) -> None:
+    if generator is not None and state is not None:
+        generator.set_state(state)
+
+
+def optimizer_state(optimizer) -> dict:
+    """The optimizer's per-parameter state (by index, as in its state_dict), every tensor
+    copied to the CPU. Its hyperparameters are not saved: they come from the config."""
+    return to_cpu(optimizer.state_dict()["state"])
+
+
+def load_optimizer_state(optimizer, saved: dict, device: torch.device) -> None:
+    """Put the saved state back, every tensor on `device` with its saved dtype (torch's
+    `load_state_dict` would cast floating state, and flags, to the parameters' dtype)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, values in saved.items():
+        optimizer.state[params[index]] = {key: to_device(value, device)
+                                          for key, value in values.items()}
+
+
+def to_cpu(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_cpu(v) for v in value)
+    return value
+
+
+def to_device(value, device: torch.device):
+    """A copy of `value` with every tensor on `device` (dtypes kept)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, copy=True)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """The sweep's checkpoint settings: the folder (`runs/`), passes between checkpoints
+    (None: none) and the time budget."""
+
+    folder: Path
+    every: int | None
+    budget: Budget = Budget()
+
+    def path(self, group_id: str) -> Path:
+        return Path(self.folder) / f"{group_id}.ckpt.pt"
+
+    def for_group(self, group_id: str) -> GroupCheckpoint | None:
+        if self.every is None:
+            return None
+        return GroupCheckpoint(self.path(group_id), self.every, self.budget)

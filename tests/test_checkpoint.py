@@ -1,0 +1,217 @@
+"""Checkpoints inside a group, the time budget, and groups split when they do not fit.
+
+On the CPU, on real MNIST: a group stopped at its checkpoint after pass k (by a spent time
+budget, the real mechanism) and started again traces exactly the curves of an uninterrupted
+one, dropout masks included; `run --time-budget 0` advances a sweep one pass per command and
+ends with the tables of an uninterrupted sweep; a group too large for the (simulated) device
+memory is halved and its runs trace the curves they trace unsplit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from adamrepro.config import parse_experiment
+from adamrepro.runner.checkpoint import Budget, BudgetSpent, GroupCheckpoint
+from adamrepro.runner.executors import load_data
+from adamrepro.runner.group import FAKE_MEMORY_LIMIT, train_group
+from adamrepro.runner.plan import plan
+
+REPO = Path(__file__).resolve().parent.parent
+TIMING = ["seconds", "train_seconds"]
+
+
+def experiment(model: dict, methods: dict, **training):
+    return parse_experiment({
+        "name": "checkpoint", "title": "resume == uninterrupted",
+        "dataset": {"name": "mnist", "train_size": 512, "test_size": 256},
+        "model": model,
+        "training": {"batch_size": 128, "epochs": 4, "dtype": "float64", "log_every": 2,
+                     **training},
+        "seeds": 2, "seed": 3, "methods": methods,
+    }, "test")
+
+
+CASES = {
+    # input dropout: masks from the group's generator, whose state the checkpoint restores;
+    # Adam with temporal averaging (evaluated at the average) and its per-pass statistic
+    "logreg-dropout": ({"name": "logreg", "input_dropout": 0.5},
+                       {"adam": {"optimizer": "adam",
+                                 "hparams": {"averaging": 0.99, "track_step_ratio": True},
+                                 "grid": {"lr": [1e-3, 1e-2]}},
+                        "sgd": {"optimizer": "sgd_nesterov", "hparams": {"momentum": 0.9},
+                                "grid": {"lr": [0.1]}}}),
+    "mlp-dropout": ({"name": "mlp", "hidden": [32, 32], "input_dropout": 0.2,
+                     "hidden_dropout": 0.5},
+                    {"adagrad": {"optimizer": "adagrad", "grid": {"lr": [1e-2]}}}),
+    # a closure optimizer with Python numbers in its state, and SFO's subfunction passes
+    "lbfgs-sfo": ({"name": "logreg"},
+                  {"lbfgs": {"optimizer": "torch.optim.LBFGS", "hparams": {"max_iter": 2},
+                             "grid": {"lr": [0.5]}},
+                   "sfo": {"optimizer": "sfo", "grid": {"max_history": [5]}}}),
+}
+
+
+def rows(curve) -> pd.DataFrame:
+    return pd.DataFrame(curve.rows).drop(columns=TIMING)
+
+
+@pytest.mark.parametrize("case,device", [
+    *((case, "cpu") for case in CASES),
+    # on a GPU: the dropout generator registered with a CUDA graph (not run without one)
+    pytest.param("logreg-dropout", "cuda", marks=pytest.mark.cuda),
+])
+def test_a_group_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
+        case, device, tmp_path, data_dir, one_thread):
+    model, methods = CASES[case]
+    exp = experiment(model, methods)
+    data = load_data(exp, data_dir, torch.device(device))
+    for group in plan(exp):
+        whole = train_group(exp, group, data)
+        path = tmp_path / f"{group.group_id}.ckpt.pt"
+        spent = GroupCheckpoint(path, every=2, budget=Budget(deadline=0.0))
+        with pytest.raises(BudgetSpent) as stop:
+            train_group(exp, group, data, checkpoint=spent)
+        assert stop.value.epoch == 2 and path.exists()
+        seen = []
+        resumed = train_group(exp, group, data, on_pass=seen.append,
+                              checkpoint=GroupCheckpoint(path, every=2))
+        assert seen == [2, 3, 4], "the group did not go on from its checkpoint"
+        for run, (a, b) in enumerate(zip(resumed, whole, strict=True)):
+            what = f"{case} {group.method} run {run}"
+            pd.testing.assert_frame_equal(rows(a), rows(b), check_exact=True, obj=what)
+            assert a.steps == b.steps and a.diverged == b.diverged, what
+            # `seconds` and `train_seconds` go on from the checkpoint's
+            assert [r["train_seconds"] for r in a.rows] == sorted(
+                r["train_seconds"] for r in a.rows), what
+
+
+def test_a_checkpoint_of_another_setting_is_not_trusted(tmp_path, data_dir, one_thread):
+    exp = experiment(*CASES["mlp-dropout"])
+    data = load_data(exp, data_dir, torch.device("cpu"))
+    group = plan(exp)[0]
+    path = tmp_path / "group.ckpt.pt"
+    with pytest.raises(BudgetSpent):
+        train_group(exp, group, data, checkpoint=GroupCheckpoint(path, 1, Budget(0.0)))
+    longer = experiment(*CASES["mlp-dropout"], epochs=5)  # another group id, too
+    seen = []
+    train_group(longer, plan(longer)[0], data, on_pass=seen.append,
+                checkpoint=GroupCheckpoint(path, 10))
+    assert seen[0] == 1  # started over
+
+
+def test_training_max_group_size_caps_every_method_and_keeps_run_ids():
+    model, methods = CASES["logreg-dropout"]
+    exp = experiment(model, methods)
+    capped = experiment(model, methods, max_group_size=1, checkpoint_every=3)
+    assert {g.size for g in plan(exp)} == {4, 2}
+    assert {g.size for g in plan(capped)} == {1}
+    assert ({r.run_id for g in plan(exp) for r in g.runs}
+            == {r.run_id for g in plan(capped) for r in g.runs})
+
+
+CONFIG = REPO / "configs" / "logreg_mnist.yaml"
+
+
+def _config(tmp_path: Path, **training) -> Path:
+    config = yaml.safe_load(CONFIG.read_text())
+    config["scales"]["smoke"] = {"epochs": 3, "train_size": 1024, "test_size": 256}
+    config["training"].update(training)
+    path = tmp_path / "logreg_mnist.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _comparable(folder: Path, drop=()) -> pd.DataFrame:
+    curves = pd.read_csv(folder / "curves.csv").drop(columns=[*TIMING, "commit", *drop])
+    return curves.sort_values(["run_id", "epoch"]).reset_index(drop=True)
+
+
+def test_time_budget_carries_a_sweep_across_commands(tmp_path, cli, data_dir):
+    config = _config(tmp_path)
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir)
+    assert cli(*args, "--out", tmp_path / "whole")[0] == 0
+    out = tmp_path / "budget"
+    runs = out / "logreg_mnist" / "runs"
+    commands = 0
+    while True:  # a spent budget: one pass (one checkpoint) per command
+        code, text, _ = cli(*args, "--out", out, "--time-budget", "0")
+        commands += 1
+        if code == 0:
+            break
+        assert code == 3 and "time budget spent" in text and "remain" in text, text
+        assert len(list(runs.glob("*.ckpt.pt"))) <= 1
+        assert not (out / "logreg_mnist" / "curves.csv").exists()
+        assert commands < 20
+    # 3 groups of 3 passes: passes 1 and 2 of each stop at a checkpoint, pass 3 finishes it
+    # (and the command stops before the next group)
+    assert commands == 9
+    assert not list(runs.glob("*.ckpt.pt"))  # removed once the records are written
+    pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
+                                  _comparable(tmp_path / "whole" / "logreg_mnist"))
+
+
+def test_a_group_that_does_not_fit_is_halved(tmp_path, cli, data_dir, monkeypatch):
+    """In float64 without dropout a run's curve does not depend on its group: the halves
+    trace the curves the whole group traces (to rounding: another matmul width); only the
+    group's own columns (its size, its optimizer state's bytes) differ."""
+    config = _config(tmp_path, dtype="float64")
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir)
+    assert cli(*args, "--out", tmp_path / "whole")[0] == 0
+    monkeypatch.setenv(FAKE_MEMORY_LIMIT, "2")
+    code, _, err = cli(*args, "--out", tmp_path / "split")
+    assert code == 0, err
+    assert "does not fit" in err
+    split = pd.read_csv(tmp_path / "split" / "logreg_mnist" / "curves.csv")
+    assert split["group_size"].max() <= 2
+    a = _comparable(tmp_path / "split" / "logreg_mnist", drop=["group_size", "state_bytes"])
+    b = _comparable(tmp_path / "whole" / "logreg_mnist", drop=["group_size", "state_bytes"])
+    pd.testing.assert_frame_equal(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_a_single_run_that_does_not_fit_is_a_user_error(tmp_path, cli, data_dir,
+                                                        monkeypatch):
+    config = _config(tmp_path)
+    monkeypatch.setenv(FAKE_MEMORY_LIMIT, "0")
+    code, _, err = cli("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir,
+                       "--out", tmp_path)
+    assert code == 2 and "does not fit" in err and "Traceback" not in err
+
+
+def test_sigkill_mid_group_then_rerun_equals_an_uninterrupted_sweep(tmp_path, data_dir):
+    """A sweep killed (SIGKILL) after its first checkpoint goes on from it: the tables equal
+    an uninterrupted sweep's and no checkpoint is left behind."""
+    config = _config(tmp_path, checkpoint_every=1)
+    text = yaml.safe_load(config.read_text())
+    text["scales"]["smoke"] = {"epochs": 6, "train_size": 4096, "test_size": 256}
+    config.write_text(yaml.safe_dump(text))
+    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
+               "--quiet", "--data-dir", str(data_dir)]
+    subprocess.run(command + ["--out", str(tmp_path / "whole")], check=True,
+                   capture_output=True)
+    out = tmp_path / "killed"
+    runs = out / "logreg_mnist" / "runs"
+    process = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*.ckpt.pt")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the sweep finished before it was killed"
+    assert list(runs.glob("*.ckpt.pt")) and not list(runs.glob("*.json"))  # mid-group
+
+    subprocess.run(command + ["--out", str(out)], check=True, capture_output=True)
+    assert not list(runs.glob("*.ckpt.pt"))
+    pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
+                                  _comparable(tmp_path / "whole" / "logreg_mnist"))

@@ -1,0 +1,97 @@
+"""`model.sparse_input`: logistic regression trained on the non-zero inputs alone (IMDB's bag
+of words is ~1.3% non-zero). With the same masks it computes what the dense path computes
+(float64, outputs and gradients, rtol 1e-12), its masks keep each non-zero with probability
+1 - rate, and a sweep with it trains like the dense one, on real IMDB reviews."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adamrepro.config import parse_experiment
+from adamrepro.models.base import dropout
+from adamrepro.models.logreg import sparse_input_linear
+from adamrepro.runner.executors import load_data
+from adamrepro.runner.group import train_group
+from adamrepro.runner.plan import plan
+
+RATE = 0.5
+
+
+def experiment(sparse: bool, epochs: int = 3):
+    return parse_experiment({
+        "name": "sparse", "title": "sparse == dense",
+        "dataset": {"name": "imdb", "vocab_size": 10000, "train_size": 512, "test_size": 256},
+        "model": {"name": "logreg", "binary": True, "input_dropout": RATE, "l2": 0.0,
+                  **({"sparse_input": True} if sparse else {})},
+        "training": {"batch_size": 128, "epochs": epochs, "dtype": "float64",
+                     "eval_batch_size": 256},
+        "seeds": 1, "seed": 0,
+        "methods": {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 1e-2]}}},
+    }, "test")
+
+
+@pytest.fixture(scope="module")
+def data(data_dir):
+    return load_data(experiment(False), data_dir, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_with_the_same_masks_sparse_equals_dense(data, shared):
+    G, B = 3, 64
+    x = data.train_x[:B].flatten(1)
+    if shared:
+        x = x.unsqueeze(0).expand(G, *x.shape)
+    else:
+        x = torch.stack([data.train_x[g * B : (g + 1) * B].flatten(1) for g in range(G)])
+    assert 0 < x[0].count_nonzero() < 0.05 * x[0].numel()
+    torch.manual_seed(0)
+    weight = torch.randn(G, x.shape[-1], 1, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(G, 1, 1, dtype=torch.float64, requires_grad=True)
+    keep = torch.rand(x.shape, generator=torch.Generator().manual_seed(1),
+                      dtype=torch.float64) >= RATE
+
+    def keep_at(run, rows, cols):
+        return keep[:, rows, cols] if run is None else keep[run, rows, cols]
+
+    sparse = sparse_input_linear(x, weight, bias, RATE, keep_at)
+    dense = torch.baddbmm(bias, x.double() * keep / (1 - RATE), weight)
+    torch.testing.assert_close(sparse, dense, rtol=1e-12, atol=1e-12)
+    grads = [torch.autograd.grad(out.square().sum(), (weight, bias)) for out in (sparse, dense)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_masks_keep_each_nonzero_with_probability_one_minus_rate(data):
+    x = data.train_x[:128].flatten(1).unsqueeze(0).expand(8, -1, -1)
+    generator = torch.Generator().manual_seed(0)
+    kept = []
+
+    def keep_at(run, rows, cols):
+        mask = torch.rand((8, len(rows)), generator=generator, dtype=torch.float64) >= RATE
+        kept.append(mask)
+        return mask
+
+    sparse_input_linear(x, torch.ones(8, x.shape[-1], 1, dtype=torch.float64),
+                        torch.zeros(8, 1, 1, dtype=torch.float64), RATE, keep_at)
+    mask = kept[0].double()
+    n = mask.numel()
+    assert n > 10_000
+    assert abs(mask.mean().item() - (1 - RATE)) < 4 * (RATE * (1 - RATE) / n) ** 0.5
+    # the dense path's masks, for comparison: the same Bernoulli(1 - rate)
+    dense = dropout(torch.ones(8, 1000, dtype=torch.float64), RATE,
+                    torch.Generator().manual_seed(0)) != 0
+    assert abs(dense.double().mean().item() - (1 - RATE)) < 0.01
+
+
+def test_a_sparse_sweep_trains_like_the_dense_one(data, one_thread):
+    finals = {}
+    for sparse in (False, True):
+        exp = experiment(sparse)
+        (group,) = plan(exp)
+        curves = train_group(exp, group, data)
+        finals[sparse] = torch.tensor([c.rows[-1]["train_loss_full"] for c in curves])
+        assert torch.isfinite(finals[sparse]).all()
+    # other mask draws, the same process: the final full-batch losses agree closely (measured
+    # 0.1% and 1%; at lr 0.1 on 512 reviews the draws alone move them by 30%)
+    torch.testing.assert_close(finals[True], finals[False], rtol=0.05, atol=0)
