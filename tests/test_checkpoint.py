@@ -125,7 +125,8 @@ CONFIG = REPO / "configs" / "logreg_mnist.yaml"
 
 def _config(tmp_path: Path, **training) -> Path:
     config = yaml.safe_load(CONFIG.read_text())
-    config["scales"]["smoke"] = {"epochs": 3, "train_size": 1024, "test_size": 256}
+    config["scales"]["smoke"] = {"epochs": 3, "train_size": 1024, "test_size": 256,
+                                 "extend_edges": 0}
     config["training"].update(training)
     path = tmp_path / "logreg_mnist.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -153,9 +154,12 @@ def test_time_budget_carries_a_sweep_across_commands(tmp_path, cli, data_dir):
         assert len(list(runs.glob("*.ckpt.pt"))) <= 1
         assert not (out / "logreg_mnist" / "curves.csv").exists()
         assert commands < 20
-    # 3 groups of 3 passes: passes 1 and 2 of each stop at a checkpoint, pass 3 finishes it
+    # G groups of 3 passes: passes 1 and 2 of each stop at a checkpoint, pass 3 finishes it
     # (and the command stops before the next group)
-    assert commands == 9
+    from adamrepro.config import load_experiment
+    from adamrepro.runner.plan import plan
+
+    assert commands == 3 * len(plan(load_experiment(config).at_scale("smoke")))
     assert not list(runs.glob("*.ckpt.pt"))  # removed once the records are written
     pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
                                   _comparable(tmp_path / "whole" / "logreg_mnist"))

@@ -128,8 +128,8 @@ class Interrupted(LocalExecutor):
         super().__init__(data_dir, torch.device("cpu"))
         self.budget = budget
 
-    def run(self, exp, groups, on_pass):
-        for item in super().run(exp, groups, on_pass):
+    def run(self, exp, groups, on_pass, checkpoints=None):
+        for item in super().run(exp, groups, on_pass, checkpoints):
             if self.budget == 0:
                 raise KeyboardInterrupt
             self.budget -= 1
