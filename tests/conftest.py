@@ -96,3 +96,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def sigkill_once():
+    """Start `command` (an `adamrepro run`), SIGKILL it as soon as a file matching `pattern`
+    appears in `folder`, and assert it was still running then."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    def run(command: list[str], folder: Path, pattern: str) -> None:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not list(folder.glob(pattern)) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL, "the sweep finished before it was killed"
+
+    return run

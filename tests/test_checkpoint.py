@@ -9,11 +9,8 @@ memory is halved and its runs trace the curves they trace unsplit.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -192,7 +189,8 @@ def test_a_single_run_that_does_not_fit_is_a_user_error(tmp_path, cli, data_dir,
     assert code == 2 and "does not fit" in err and "Traceback" not in err
 
 
-def test_sigkill_mid_group_then_rerun_equals_an_uninterrupted_sweep(tmp_path, data_dir):
+def test_sigkill_mid_group_then_rerun_equals_an_uninterrupted_sweep(tmp_path, data_dir,
+                                                                     sigkill_once):
     """A sweep killed (SIGKILL) after its first checkpoint goes on from it: the tables equal
     an uninterrupted sweep's and no checkpoint is left behind."""
     config = _config(tmp_path, checkpoint_every=1)
@@ -205,14 +203,7 @@ def test_sigkill_mid_group_then_rerun_equals_an_uninterrupted_sweep(tmp_path, da
                    capture_output=True)
     out = tmp_path / "killed"
     runs = out / "logreg_mnist" / "runs"
-    process = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list(runs.glob("*.ckpt.pt")) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the sweep finished before it was killed"
+    sigkill_once(command + ["--out", str(out)], runs, "*.ckpt.pt")
     assert list(runs.glob("*.ckpt.pt")) and not list(runs.glob("*.json"))  # mid-group
 
     subprocess.run(command + ["--out", str(out)], check=True, capture_output=True)

@@ -4,12 +4,9 @@ what is selected, what is drawn, and that a re-run or a killed run resumes exact
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -129,7 +126,7 @@ def _slow_config(tmp_path: Path) -> Path:
     return path
 
 
-def test_sigkill_then_rerun_equals_an_uninterrupted_sweep(tmp_path, data_dir):
+def test_sigkill_then_rerun_equals_an_uninterrupted_sweep(tmp_path, data_dir, sigkill_once):
     config = _slow_config(tmp_path)
     command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
                "--quiet", "--data-dir", str(data_dir)]
@@ -137,15 +134,8 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_sweep(tmp_path, data_dir):
                    capture_output=True)
 
     out = tmp_path / "killed"
-    process = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
     runs = out / "logreg_mnist" / "runs"
-    deadline = time.monotonic() + 120
-    while not list(runs.glob("*.json")) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the sweep finished before it was killed"
+    sigkill_once(command + ["--out", str(out)], runs, "*.json")
     finished = len(list(runs.glob("*.json")))
     assert 0 < finished < RUNS and not (out / "logreg_mnist" / "curves.csv").exists()
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from adamrepro.metrics import CLASSIFIER, MetricSet
+from adamrepro.options import Frozen
 from adamrepro.seeding import INIT_STREAM, seeded_generator
 
 Batch = Mapping[str, Tensor]
@@ -119,6 +121,20 @@ class BatchedModel(nn.Module):
         if shared_input(x):
             return x[:1].to(dtype).expand(x.shape)
         return x.to(dtype)
+
+
+Init = Literal["zeros", "normal", "glorot", "he"]
+
+
+class NetworkOptions(Frozen):
+    """What the networks with hidden layers share (the MLP, the CNN): an L2 penalty on the
+    weights, dropout on the input and after the hidden layers, and the initialisation."""
+
+    l2: float = Field(0.0, ge=0)
+    input_dropout: float = Field(0.0, ge=0, lt=1)
+    hidden_dropout: float = Field(0.0, ge=0, lt=1)
+    init: Init = "he"
+    init_scale: float = Field(1.0, ge=0)
 
 
 class Classifier(BatchedModel):

@@ -24,7 +24,6 @@ measures this against `torch.func.vmap` over a plain module (see the README's Fi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,17 +32,18 @@ from torch import Tensor, nn
 
 from adamrepro.models.base import (
     Classifier,
+    NetworkOptions,
     StackedLinear,
     dropout,
     init_weight,
     l2_penalty,
     shared_input,
 )
-from adamrepro.options import Frozen, options_model
+from adamrepro.options import options_model
 from adamrepro.seeding import INIT_STREAM, seeded_generator
 
 
-class Options(Frozen):
+class Options(NetworkOptions):
     name: str = "cnn"
     conv_channels: list[PositiveInt] = Field([64, 64, 128], min_length=1)
     kernel_size: PositiveInt = 5
@@ -52,11 +52,6 @@ class Options(Frozen):
     pool_stride: PositiveInt = 2
     pool_padding: int = Field(1, ge=0)
     hidden: PositiveInt = 1000
-    l2: float = Field(0.0, ge=0)
-    input_dropout: float = Field(0.0, ge=0, lt=1)
-    hidden_dropout: float = Field(0.0, ge=0, lt=1)
-    init: Literal["zeros", "normal", "glorot", "he"] = "he"
-    init_scale: float = Field(1.0, ge=0)
 
 
 def options(values: dict, where: str) -> Options:

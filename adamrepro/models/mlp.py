@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from adamrepro.models.base import Classifier, StackedLinear, dropout, l2_penalty
-from adamrepro.options import Frozen, options_model
+from adamrepro.models.base import (
+    Classifier,
+    NetworkOptions,
+    StackedLinear,
+    dropout,
+    l2_penalty,
+)
+from adamrepro.options import options_model
 
 
-class Options(Frozen):
+class Options(NetworkOptions):
     name: str = "mlp"
     hidden: list[PositiveInt] = Field([1000, 1000], min_length=1)
-    l2: float = Field(0.0, ge=0)
-    input_dropout: float = Field(0.0, ge=0, lt=1)
-    hidden_dropout: float = Field(0.0, ge=0, lt=1)
-    init: Literal["zeros", "normal", "glorot", "he"] = "he"
-    init_scale: float = Field(1.0, ge=0)
 
 
 def options(values: dict, where: str) -> Options:
