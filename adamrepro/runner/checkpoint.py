@@ -19,7 +19,6 @@ the deadline stops there (`BudgetSpent`); the next command resumes it.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +81,6 @@ class GroupCheckpoint:
         if state.get("format") != FORMAT or state.get("key") != key:
             return None
         return state
-
-    def remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
 
 
 def generator_state(generator: torch.Generator | None) -> torch.Tensor | None:
