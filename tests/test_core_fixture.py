@@ -34,8 +34,14 @@ def test_tables_match_the_tables_from_before_the_core_change(name, tmp_path, dat
     # Methods added to the config since the fixture was made (the reviewer's Adam with and
     # without a decay) are left out: the test is about the tables of the methods it has.
     had = set(pd.read_csv(FIXTURE / f"{name}-best.csv")["method"])
-    base = base.model_copy(update={"name": name, "training": base.training.model_copy(
-        update={"dtype": "float64"}), "methods": {
+    # The fixture's masks were drawn by the dense input path; on a CPU IMDB now takes the
+    # sparse one (logreg.py), which draws other masks from the same distribution.
+    model = base.model
+    if model["name"] == "logreg":
+        model = {**model, "sparse_input": False}
+    base = base.model_copy(update={
+        "name": name, "model": model,
+        "training": base.training.model_copy(update={"dtype": "float64"}), "methods": {
             label: spec for label, spec in base.methods.items() if label in had}})
     run_sweep(base, "smoke", None, tmp_path, LocalExecutor(data_dir, torch.device("cpu")),
               quiet=True)

@@ -18,12 +18,12 @@ from adamrepro.runner.plan import plan
 RATE = 0.5
 
 
-def experiment(sparse: bool, epochs: int = 3):
+def experiment(sparse: bool | str, epochs: int = 3):
     return parse_experiment({
         "name": "sparse", "title": "sparse == dense",
         "dataset": {"name": "imdb", "vocab_size": 10000, "train_size": 512, "test_size": 256},
         "model": {"name": "logreg", "binary": True, "input_dropout": RATE, "l2": 0.0,
-                  **({"sparse_input": True} if sparse else {})},
+                  "sparse_input": sparse},
         "training": {"batch_size": 128, "epochs": epochs, "dtype": "float64",
                      "eval_batch_size": 256},
         "seeds": 1, "seed": 0,
@@ -95,3 +95,17 @@ def test_a_sparse_sweep_trains_like_the_dense_one(data, one_thread):
     # other mask draws, the same process: the final full-batch losses agree closely (measured
     # 0.1% and 1%; at lr 0.1 on 512 reviews the draws alone move them by 30%)
     torch.testing.assert_close(finals[True], finals[False], rtol=0.05, atol=0)
+
+
+def test_auto_takes_the_sparse_path_on_a_cpu_and_no_option_changes_a_run_id(data):
+    curves = {}
+    for sparse in ("auto", True, False):
+        exp = experiment(sparse, epochs=1)
+        (group,) = plan(exp)
+        curves[sparse] = (group, train_group(exp, group, data))
+    ids = {sparse: [run.run_id for run in group.runs] for sparse, (group, _) in curves.items()}
+    assert ids["auto"] == ids[True] == ids[False]
+    losses = {sparse: [row["train_loss_full"] for c in run_curves for row in c.rows]
+              for sparse, (_, run_curves) in curves.items()}
+    assert losses["auto"] == losses[True]  # the same path, the same draws
+    assert losses["auto"] != losses[False]  # other draws: the dense path's masks

@@ -85,6 +85,9 @@ class BatchedModel(nn.Module):
     `METRICS`, and implement `objective` and `evaluate`."""
 
     METRICS: ClassVar[MetricSet]
+    # Options that choose how, not what, is computed (plan.py leaves them out of run ids),
+    # like the device: a run's id names the experiment, not the kernels that realised it.
+    IMPLEMENTATION_OPTIONS: ClassVar[frozenset[str]] = frozenset()
 
     @staticmethod
     def stochastic(opts) -> bool:

@@ -38,8 +38,10 @@ class Options(Frozen):
     # Train on the non-zero inputs alone (ours, for sparse inputs such as IMDB's bag of
     # words, ~1.3% non-zero): dropout masks are drawn for the non-zeros only, with the same
     # distribution as the dense path's (a zero input stays zero whatever its mask), but not
-    # the same draws, so the curves are other samples of the same process. CPU only.
-    sparse_input: bool = False
+    # the same draws, so the curves are other samples of the same process. CPU only: finding
+    # the non-zeros is a host sync every step, which a GPU (and its CUDA graphs) cannot
+    # afford. `auto`: on a CPU whenever there is input dropout, the dense path on a GPU.
+    sparse_input: Literal["auto"] | bool = "auto"
 
 
 def options(values: dict, where: str) -> Options:
@@ -71,7 +73,9 @@ def sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor, rate: float,
 
 class LogReg(Classifier):
     options = staticmethod(options)
-
+    # Both paths draw masks from one distribution, just as a CPU and a GPU draw other masks
+    # for the same run: which one ran follows from the run's recorded device.
+    IMPLEMENTATION_OPTIONS = frozenset({"sparse_input"})
 
     def __init__(self, opts: Options, feature_shape: tuple[int, ...], num_classes: int,
                  seeds: Sequence[int]) -> None:
@@ -86,10 +90,7 @@ class LogReg(Classifier):
                                     opts.init_scale, layer_index=0)
 
     def forward(self, x, train):
-        if train and self.opts.sparse_input and self.opts.input_dropout > 0:
-            if x.device.type != "cpu":
-                raise UserError("model.sparse_input is for the CPU (its non-zeros are found "
-                                 "with a host sync every step); set it to false on a GPU")
+        if train and self.opts.input_dropout > 0 and self._sparse_on(x.device):
             rate = self.opts.input_dropout
             generator, dtype = self.generator, self.linear.weight.dtype
 
@@ -110,6 +111,13 @@ class LogReg(Classifier):
             out = x[0] @ weight.permute(1, 0, 2).reshape(D, G * outputs)
             return out.view(-1, G, outputs).transpose(0, 1) + self.linear.bias
         return self.linear(x)
+
+    def _sparse_on(self, device: torch.device) -> bool:
+        if self.opts.sparse_input is True and device.type != "cpu":
+            raise UserError("model.sparse_input is for the CPU (its non-zeros are found "
+                            "with a host sync every step); set it to auto or false on a GPU")
+        return self.opts.sparse_input is True or (
+            self.opts.sparse_input == "auto" and device.type == "cpu")
 
     def loss(self, output, y):
         if not self.opts.binary:

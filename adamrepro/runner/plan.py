@@ -18,6 +18,7 @@ from typing import Any
 
 from adamrepro.config import Experiment
 from adamrepro.hparams import is_numeric
+from adamrepro.models import MODELS
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import Resolved, resolve
 
@@ -122,6 +123,8 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
     }
     groups = []
     model = {**exp.model, **method.model}
+    how = MODELS[model["name"]].IMPLEMENTATION_OPTIONS  # the name was checked at load
+    what = {key: value for key, value in model.items() if key not in how}
     capabilities = resolve(method.optimizer, OPTIMIZERS, method.closure).capabilities
     by_kind: dict[str, list[RunSpec]] = {}
     for point in points:
@@ -129,7 +132,7 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
         # method that trains its runs apart is a different run (only when set, so that
         # configs without it keep their ids).
         apart = {"max_group_size": method.max_group_size} if method.max_group_size else {}
-        point_id = _digest({**common, "model": model, "optimizer": method.optimizer,
+        point_id = _digest({**common, "model": what, "optimizer": method.optimizer,
                             "hparams": point, **apart})
         kind = _digest({k: v for k, v in point.items() if not is_numeric(v)})
         for seed in seeds_of(exp):
