@@ -18,12 +18,20 @@ COMMAND_ARGS: ContextVar[list[str] | None] = ContextVar("COMMAND_ARGS", default=
 
 @cache
 def git_commit() -> str:
-    """The commit of the adamrepro checkout ('+dirty' if it has uncommitted changes)."""
-    root = Path(__file__).resolve().parent.parent
+    """The commit of the adamrepro checkout ('+dirty' if its code has uncommitted changes)."""
+    return commit_of(Path(__file__).resolve().parent.parent)
+
+
+def commit_of(root: Path) -> str:
+    """The commit checked out at `root`, '+dirty' if anything tracked outside results/ has
+    uncommitted changes; 'unknown' outside a git checkout."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # Code, not outputs: the committed results/ are rewritten by the very runs being
+        # recorded, and a copy of the tree to another machine may lose executable bits.
+        dirty = subprocess.run(["git", "-c", "core.fileMode=false", "status", "--porcelain",
+                                "--untracked-files=no", "--", ".", ":(exclude)results"],
                                cwd=root, capture_output=True, text=True, timeout=10).stdout
         return commit + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):

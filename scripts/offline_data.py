@@ -27,9 +27,12 @@ from adamrepro.data import cifar10, imdb, mnist
 from adamrepro.data.download import default_data_dir
 
 
-def from_prepare_script(source: Path, out: Path) -> None:
+DATASETS = ("mnist", "imdb", "cifar10")
+
+
+def from_prepare_script(source: Path, out: Path, only: list[str]) -> None:
     subprocess.run([sys.executable, str(source / "prepare.py"), "--out", str(out),
-                    "--only", "mnist", "--only", "imdb", "--only", "cifar10"], check=True)
+                    *(arg for name in only for arg in ("--only", name))], check=True)
 
 
 def from_official_archives(source: Path, out: Path) -> None:
@@ -52,6 +55,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--from", dest="source", type=Path, required=True,
                         help="a folder with prepare.py, or with the official downloads")
+    parser.add_argument("--only", choices=DATASETS, action="append",
+                        help="lay out and check only these datasets (repeatable; default: all)")
     parser.add_argument("--out", type=Path, default=None,
                         help="the data folder (default: $ADAMREPRO_DATA, else "
                              "~/.cache/adamrepro/data)")
@@ -61,12 +66,13 @@ def main() -> int:
     if not source.is_dir():
         parser.error(f"{source} is not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    only = args.only or list(DATASETS)
     if (source / "prepare.py").is_file():
-        from_prepare_script(source, out)
+        from_prepare_script(source, out, only)
     else:
         from_official_archives(source, out)
     # `adamrepro fetch` checks it all, and names in one line whatever is still missing.
-    return adamrepro(["fetch", "--data-dir", str(out)])
+    return adamrepro(["fetch", *only, "--data-dir", str(out)])
 
 
 if __name__ == "__main__":

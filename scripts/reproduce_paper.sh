@@ -2,25 +2,63 @@
 # Reproduce the whole paper on a GPU: every experiment config at paper scale, then the figures
 # and the report, into results/ (the committed paper-scale folder; OUT=DIR to write elsewhere).
 #
-#     scripts/reproduce_paper.sh              # about 7.5 minutes on an H100 for the three built
+#     scripts/reproduce_paper.sh                          # every config, as long as it takes
+#     BUDGET_MINUTES=8 scripts/reproduce_paper.sh         # stop cleanly after 8 minutes
+#     CONFIGS="configs/logreg_mnist.yaml configs/mlp.yaml" scripts/reproduce_paper.sh
 #
-# Resumable: `adamrepro run` skips every run already finished (runs/<run_id>.json), so after an
-# interruption (a crash, a kill, a lost node) running the script again does only what is left.
+# Resumable: `adamrepro run` skips every run already finished (runs/<run_id>.json) and resumes
+# a group from its last checkpoint, so after an interruption (a crash, a kill, a lost node, a
+# spent budget) running the script again does only what is left. BUDGET_MINUTES is for the
+# whole script: each experiment gets what is left of it as `--time-budget`, and once it is
+# spent the script draws the figures and the report of what exists and exits with code 3
+# (work left), as `adamrepro run` does.
 # Data: the default folder ($ADAMREPRO_DATA, else ~/.cache/adamrepro/data), fetched if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-results}"
 DEVICE="${DEVICE:-cuda}"
 ADAMREPRO="${ADAMREPRO:-python -m adamrepro}"
+SCALE="${SCALE:-paper}"  # smoke or quick to try the script on a CPU
+# The cheap experiments first, so that a short budget finishes whole figures; then any other.
+FIRST="logreg_mnist logreg_imdb mlp_sfo vae_bias_correction extensions mlp cnn_cifar10"
+if [ -z "${CONFIGS:-}" ]; then
+    CONFIGS=""
+    for name in $FIRST; do [ -f "configs/$name.yaml" ] && CONFIGS="$CONFIGS configs/$name.yaml"; done
+    for config in configs/*.yaml; do
+        case " $FIRST " in *" $(basename "$config" .yaml) "*) ;; *) CONFIGS="$CONFIGS $config" ;; esac
+    done
+fi
 # Extra `run` flags, e.g. RUN_FLAGS=--unverified-data where CIFAR-10 is ../shared/data's
 # re-encoded copy (the readers that always check their files ignore it).
 RUN_FLAGS="${RUN_FLAGS:-}"
+BUDGET_MINUTES="${BUDGET_MINUTES:-}"
+BUDGET_SPENT=3  # adamrepro run's exit code when --time-budget stopped it with work left
 
+start=$(date +%s)
+status=0
 $ADAMREPRO fetch
-for config in configs/*.yaml; do
+for config in $CONFIGS; do
+    budget=()
+    if [ -n "$BUDGET_MINUTES" ]; then
+        left=$(python -c "print(max(0.0, $BUDGET_MINUTES - ($(date +%s) - $start) / 60))")
+        if python -c "import sys; sys.exit(0 if $left > 0 else 1)"; then
+            budget=(--time-budget "$left")
+        else
+            echo "== $config: the budget of $BUDGET_MINUTES minutes is spent; run again to go on"
+            status=$BUDGET_SPENT
+            break
+        fi
+    fi
     echo "== $config"
     # shellcheck disable=SC2086  # RUN_FLAGS holds separate words
-    $ADAMREPRO run "$config" --scale paper --device "$DEVICE" --out "$OUT" $RUN_FLAGS
+    $ADAMREPRO run "$config" --scale "$SCALE" --device "$DEVICE" --out "$OUT" "${budget[@]}" \
+        $RUN_FLAGS || status=$?
+    if [ "$status" -ne 0 ]; then
+        [ "$status" -eq "$BUDGET_SPENT" ] && break
+        exit "$status"
+    fi
 done
+echo "== training took $(( $(date +%s) - start )) s"
 $ADAMREPRO plot --out "$OUT"
 $ADAMREPRO report --out "$OUT"
+exit "$status"

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# One job on an offline GPU machine: set up from .bundle/ (scripts/offline_bundle.sh), run the
+# stages named, and pack what they wrote into one archive, even when a stage fails or the
+# budget runs out. Made for lent or preemptible machines with a short time limit and a cap on
+# what comes back; every stage resumes where the last job stopped.
+#
+#     scripts/gpu_session.sh tests bench paper     # stages run in the order given
+#
+# Stages:
+#   tests   the CUDA tests (pytest -m cuda: CUDA graphs equal eager, every optimizer on the GPU)
+#   bench   `adamrepro bench` of every config at paper scale, a few passes each
+#   paper   scripts/reproduce_paper.sh (BUDGET_MINUTES for the stage, CONFIGS to choose)
+# Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes), PYTHON (default
+# python3), BUDGET_MINUTES, CONFIGS, OUT (results folder, default results), BENCH_PASSES
+# (default 3), ADAMREPRO_DATA (default ./data); DEVICE=cpu SCALE=smoke try it on a CPU.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+ARCHIVE="${ARCHIVE:-gpu-session.tar.gz}"
+OUT="${OUT:-results}"
+export DEVICE="${DEVICE:-cuda}" SCALE="${SCALE:-paper}"
+export ADAMREPRO_DATA="${ADAMREPRO_DATA:-$PWD/data}"
+export PYTHONUNBUFFERED=1
+LOG="$OUT/gpu-session.log"
+mkdir -p "$OUT"
+exec > >(tee -a "$LOG") 2>&1
+started=$(date +%s)
+
+pack() {
+    # Tables, figures, reports, run records (what resume skips by), bench and logs; not the
+    # checkpoints or saved parameters, which can be hundreds of MiB: a later job resumes from
+    # the run records, a group cut off mid-way starts again.
+    echo "== $(( $(date +%s) - started )) s in all; packing $OUT into $ARCHIVE"
+    tar czf "$ARCHIVE" --exclude='*/checkpoints' --exclude='*.pt' --exclude='.lock' "$OUT"
+    ls -l "$ARCHIVE"
+}
+trap pack EXIT
+
+# Python packages the machine lacks travel as wheels; the repo itself needs no install.
+site=/tmp/adamrepro-site
+if ! $PYTHON -c "import pydantic, typer, rich, yaml, pandas, matplotlib, torch" 2>/dev/null; then
+    $PYTHON -m pip install -q --no-index --no-deps --no-compile --target "$site" \
+        .bundle/wheels/*.whl || exit 2
+    export PYTHONPATH="$site"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+ADAMREPRO="$PYTHON -m adamrepro"
+$PYTHON - <<'EOF'
+import torch
+from adamrepro.provenance import git_commit
+print("torch", torch.__version__, "| cuda", torch.version.cuda, "|",
+      torch.cuda.get_device_name() if torch.cuda.is_available() else "NO CUDA DEVICE",
+      "| commit", git_commit())
+EOF
+
+datasets=$(cat .bundle/datasets 2>/dev/null || echo "mnist imdb cifar10")
+# shellcheck disable=SC2086  # one word per dataset
+if ! $ADAMREPRO fetch $datasets >/dev/null 2>&1; then
+    only=$(for name in $datasets; do printf -- "--only %s " "$name"; done)
+    $PYTHON scripts/offline_data.py --from .bundle/data $only --out "$ADAMREPRO_DATA" || exit 2
+fi
+# ../shared/data's CIFAR-10 went through JPEG: its batches are not the official bytes.
+RUN_FLAGS="${RUN_FLAGS:-}"
+if [ -e .bundle/data/cifar10_jpeg_q75.tar.gz ]; then RUN_FLAGS="$RUN_FLAGS --unverified-data"; fi
+echo "== set up in $(( $(date +%s) - started )) s"
+
+status=0
+for stage in "${@:-paper}"; do
+    echo "== stage $stage at $(( $(date +%s) - started )) s"
+    case "$stage" in
+        tests)
+            $PYTHON -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tail -25
+            [ "${PIPESTATUS[0]}" -eq 0 ] || status=1 ;;
+        bench)
+            for config in configs/*.yaml; do
+                # shellcheck disable=SC2086
+                $ADAMREPRO bench "$config" --device "$DEVICE" --scale "$SCALE" \
+                    --passes "${BENCH_PASSES:-3}" --reference-passes 1 --out "$OUT" \
+                    $RUN_FLAGS || status=1
+            done ;;
+        paper)
+            OUT="$OUT" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
+                scripts/reproduce_paper.sh || status=$? ;;
+        *)
+            echo "gpu_session: unknown stage $stage; known: tests bench paper" >&2
+            exit 2 ;;
+    esac
+done
+exit "$status"

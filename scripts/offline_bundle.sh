@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Pack what an offline GPU machine needs beside a copy of this repo into .bundle/ (ignored by
+# git), for scripts/gpu_session.sh to use there:
+#   .bundle/wheels/  the wheels of the Python packages such a machine often lacks (pydantic and
+#                    its needs), at the versions installed here, built for ITS Python
+#   .bundle/data/    the data source: a folder with prepare.py (like ../shared/data) or the
+#                    official archives, copied for the datasets named
+#
+#     scripts/offline_bundle.sh --data ../shared/data                      # every dataset
+#     scripts/offline_bundle.sh --data ../shared/data --datasets "mnist imdb" --python 3.12
+#
+# Shared clusters and lent GPU machines limit what travels with a job (64 MiB here), so the
+# script prints the bundle's size with the repo's and fails (exit 2) above --max-mib.
+# Needs pip with access to an index here; the GPU machine needs none.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA="" DATASETS="mnist imdb cifar10" PY="3.12" MAX_MIB=64
+PACKAGES="pydantic pydantic-core annotated-types typing-inspection typing-extensions"
+usage() { echo "usage: $0 --data DIR [--datasets \"mnist imdb cifar10\"] [--python 3.12]" \
+               "[--max-mib 64]" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --data) DATA="$2"; shift 2 ;;
+        --datasets) DATASETS="$2"; shift 2 ;;
+        --python) PY="$2"; shift 2 ;;
+        --max-mib) MAX_MIB="$2"; shift 2 ;;
+        *) usage ;;
+    esac
+done
+[ -n "$DATA" ] || usage
+[ -d "$DATA" ] || { echo "offline_bundle: --data $DATA is not a folder" >&2; exit 2; }
+
+rm -rf .bundle && mkdir -p .bundle/wheels .bundle/data
+# The versions the tests passed with here, so the GPU machine runs what was tested.
+pins=$(python - "$PACKAGES" <<'EOF'
+import sys
+from importlib.metadata import version
+print(" ".join(f"{name}=={version(name)}" for name in sys.argv[1].split()))
+EOF
+)
+# shellcheck disable=SC2086  # one word per pin
+python -m pip download -q --no-deps --only-binary=:all: --python-version "$PY" \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .bundle/wheels $pins
+
+# What each dataset needs of a prepare.py folder (../shared/data's names) or of the official
+# downloads; prepare.py itself goes along when there is one.
+declare -A FILES=(
+    [mnist]="MNIST train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
+    [imdb]="aclImdb_labelled_text.tar.gz aclImdb_v1.tar.gz"
+    [cifar10]="cifar10_jpeg_q75.tar.gz cifar-10-python.tar.gz"
+)
+[ -f "$DATA/prepare.py" ] && cp "$DATA/prepare.py" .bundle/data/
+for name in $DATASETS; do
+    [ -n "${FILES[$name]:-}" ] || { echo "offline_bundle: unknown dataset $name;" \
+                                         "known: ${!FILES[*]}" >&2; exit 2; }
+    found=0
+    for file in ${FILES[$name]}; do
+        if [ -e "$DATA/$file" ]; then cp -r "$DATA/$file" .bundle/data/; found=1; fi
+    done
+    [ "$found" = 1 ] || { echo "offline_bundle: $DATA has no $name files (${FILES[$name]})" >&2
+                          exit 2; }
+done
+echo "$DATASETS" > .bundle/datasets
+
+bundle=$(du -sb .bundle | cut -f1)
+repo=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+echo "bundle: $(ls .bundle/wheels | wc -l) wheels, data for: $DATASETS"
+echo "size: bundle $((bundle / 1048576)) MiB + repo $((repo / 1048576)) MiB" \
+     "= $(((bundle + repo) / 1048576)) MiB (limit $MAX_MIB MiB)"
+if [ $((bundle + repo)) -gt $((MAX_MIB * 1048576)) ]; then
+    echo "offline_bundle: over $MAX_MIB MiB; name fewer --datasets and bundle the rest for" \
+         "a later job" >&2
+    exit 2
+fi
