@@ -26,7 +26,6 @@ from adamrepro.cli import main as adamrepro
 from adamrepro.data import cifar10, imdb, mnist
 from adamrepro.data.download import default_data_dir
 
-
 DATASETS = ("mnist", "imdb", "cifar10")
 
 
