@@ -79,7 +79,7 @@ def test_a_group_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
         spent = GroupCheckpoint(path, every=2, budget=Budget(deadline=0.0))
         with pytest.raises(BudgetSpent) as stop:
             train_group(exp, group, data, checkpoint=spent)
-        assert stop.value.epoch == 2 and path.exists()
+        assert stop.value.checkpointed == {group.group_id: (group.size, 2)} and path.exists()
         seen = []
         resumed = train_group(exp, group, data, on_pass=seen.append,
                               checkpoint=GroupCheckpoint(path, every=2))

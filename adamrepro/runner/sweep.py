@@ -200,15 +200,16 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
 
 def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: int) -> dict:
     """What a sweep stopped by its time budget leaves: the runs not stored, and their
-    passes (those of the group that stopped at a checkpoint count from there)."""
+    passes (those of a group that stopped at a checkpoint count from there; it may be the
+    half of a group that did not fit in memory, hence the sizes from `stop`)."""
     left = [run for group in todo for run in group.runs if run.run_id not in stored]
-    stopped = next((g for g in todo if g.group_id == stop.group_id), None)
-    at = stop.epoch if stopped is not None else 0
-    passes = len(left) * epochs - (stopped.size * at if stopped is not None else 0)
+    done = sum(size * epoch for size, epoch in stop.checkpointed.values())
     return {"trained": sum(g.size for g in todo) - len(left), "runs_left": len(left),
             "groups_left": len({g.group_id for g in todo
                                 for run in g.runs if run.run_id not in stored}),
-            "run_passes_left": passes, "group_id": stop.group_id, "epoch": stop.epoch,
+            "run_passes_left": len(left) * epochs - done,
+            "checkpointed": {group_id: epoch
+                             for group_id, (_, epoch) in stop.checkpointed.items()},
             "epochs": epochs}
 
 
