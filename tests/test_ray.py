@@ -135,7 +135,9 @@ def test_ray_time_budget_stops_at_a_checkpoint_and_the_next_command_goes_on(
         ray_head, tmp_path, data_dir):
     """A spent budget trains one pass of the first group on a worker, which checkpoints it
     into the results folder; the next command's worker goes on from there (pass 2, not 1
-    again), and the command after that finishes with the uninterrupted sweep's tables."""
+    again), and the command after that finishes with the uninterrupted sweep's tables. The
+    driver runs elsewhere than the workers and is given a relative --out (the default's
+    kind): workers must write where the driver looks."""
     config = _small_config(tmp_path)
     subprocess.run(_command(config, data_dir, tmp_path / "whole"), check=True,
                    capture_output=True)
@@ -143,8 +145,9 @@ def test_ray_time_budget_stops_at_a_checkpoint_and_the_next_command_goes_on(
     out = tmp_path / "budget"
     runs = out / "logreg_mnist" / "runs"
     for epoch in (1, 2):
-        done = subprocess.run(_command(config, data_dir, out, *on_ray, "--time-budget", "0"),
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(_command(config, data_dir, Path("budget"), *on_ray,
+                                       "--time-budget", "0"),
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
         assert done.returncode == 3, done.stderr[-2000:]
         assert done.stdout.startswith("time budget spent: trained 0 runs"), done.stdout
         [checkpoint] = runs.glob("*.ckpt.pt")
@@ -152,8 +155,8 @@ def test_ray_time_budget_stops_at_a_checkpoint_and_the_next_command_goes_on(
         assert (f"6 runs in 2 groups remain ({6 * 3 - 3 * epoch} run-passes); group "
                 f"{group_id} is checkpointed after pass {epoch} of 3") in done.stdout
         assert not (out / "logreg_mnist" / "curves.csv").exists()
-    done = subprocess.run(_command(config, data_dir, out, *on_ray), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(_command(config, data_dir, Path("budget"), *on_ray),
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not list(runs.glob("*.ckpt.pt"))
     pd.testing.assert_frame_equal(_table(out), _table(tmp_path / "whole"))
