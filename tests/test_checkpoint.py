@@ -79,7 +79,7 @@ def test_a_group_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
         spent = GroupCheckpoint(path, every=2, budget=Budget(deadline=0.0))
         with pytest.raises(BudgetSpent) as stop:
             train_group(exp, group, data, checkpoint=spent)
-        assert stop.value.epoch == 2 and path.exists()
+        assert stop.value.checkpointed == {group.group_id: (group.size, 2)} and path.exists()
         seen = []
         resumed = train_group(exp, group, data, on_pass=seen.append,
                               checkpoint=GroupCheckpoint(path, every=2))
@@ -210,3 +210,34 @@ def test_sigkill_mid_group_then_rerun_equals_an_uninterrupted_sweep(tmp_path, da
     assert not list(runs.glob("*.ckpt.pt"))
     pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
                                   _comparable(tmp_path / "whole" / "logreg_mnist"))
+
+
+def test_a_finished_sweep_removes_the_checkpoints_of_groups_not_in_its_plan(
+        tmp_path, cli, data_dir, monkeypatch):
+    """With a group too large for memory and a spent budget, each command trains a pass of
+    a half of it (a command always trains something, even when its first try did not fit)
+    and keeps that checkpoint, though the half is no group of the plan: the sweep is not
+    done. With the memory back, the whole group trains instead; the finished sweep then
+    removes the half's checkpoint, now stale, and says so on one line."""
+    from adamrepro.config import load_experiment
+
+    config = _config(tmp_path)
+    planned = {g.group_id for g in plan(load_experiment(config).at_scale("smoke"))}
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir,
+            "--out", tmp_path / "out")
+    runs = tmp_path / "out" / "logreg_mnist" / "runs"
+    monkeypatch.setenv(FAKE_MEMORY_LIMIT, "2")
+    for epoch in (1, 2):
+        code, text, err = cli(*args, "--time-budget", "0")
+        assert code == 3 and "does not fit" in err, err
+        [checkpoint] = runs.glob("*.ckpt.pt")
+        half = checkpoint.name.removesuffix(".ckpt.pt")
+        assert half not in planned
+        assert f"group {half} is checkpointed after pass {epoch} of 3" in text, text
+    monkeypatch.delenv(FAKE_MEMORY_LIMIT)
+    code, _, err = cli(*args)
+    assert code == 0, err
+    assert not list(runs.glob("*.ckpt.pt"))
+    assert [line for line in err.splitlines() if "stale" in line] == [
+        f"adamrepro: removed 1 stale checkpoint(s) from {runs} (of groups not in this "
+        f"sweep's plan)"]

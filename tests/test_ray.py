@@ -1,4 +1,7 @@
-"""`--executor ray` against a local Ray instance started here: the same results as local."""
+"""`--executor ray` against a local Ray instance started here: the same results as local,
+with the local executor's safety: a group too large for memory is halved (the simulated
+limit of group.py reaches the workers), `--time-budget` stops the sweep at the workers'
+checkpoints, and the next command's workers go on from them."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import pandas as pd
 import pytest
 import ray  # noqa: F401  (a dev extra: `make install` installs it)
 import yaml
+
+from adamrepro.runner.group import FAKE_MEMORY_LIMIT
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "logreg_mnist.yaml"
 
@@ -80,3 +85,78 @@ def test_address_needs_the_ray_executor(cli, tmp_path, data_dir):
     code, _, stderr = cli("run", CONFIG, "--scale", "smoke", "--out", tmp_path,
                           "--data-dir", data_dir, "--address", "127.0.0.1:6379")
     assert code == 2 and "--address goes with --executor ray" in stderr
+
+
+def _small_config(tmp_path: Path) -> Path:
+    """logreg_mnist cut to two methods of three grid points (a group of 3 runs each) and 3
+    passes: enough for a split (3 -> 2 + 1) and a checkpoint between passes, few Ray tasks."""
+    config = yaml.safe_load(CONFIG.read_text())
+    config["methods"] = {label: {**config["methods"][label],
+                                 "grid": {"lr": config["methods"][label]["grid"]["lr"][:3]}}
+                         for label in ("adam", "sgd_nesterov")}
+    config["scales"]["smoke"] = {"epochs": 3, "train_size": 1024, "test_size": 256,
+                                 "extend_edges": 0}
+    path = tmp_path / "logreg_mnist.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _command(config: Path, data_dir: Path, out: Path, *more: str) -> list[str]:
+    return [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
+            "--quiet", "--data-dir", str(data_dir), "--out", str(out), *more]
+
+
+def test_ray_halves_a_group_that_does_not_fit_as_locally(ray_head, tmp_path, data_dir):
+    config = _small_config(tmp_path)
+    limited = {**os.environ, FAKE_MEMORY_LIMIT: "2"}
+    subprocess.run(_command(config, data_dir, tmp_path / "local"), check=True,
+                   capture_output=True, env=limited)
+    done = subprocess.run(_command(config, data_dir, tmp_path / "ray", "--executor", "ray",
+                                   "--address", ray_head),
+                          capture_output=True, text=True, timeout=600, env=limited)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("a group of 3 runs does not fit in cpu memory; training it as "
+                             "2 + 1") == 2, done.stderr
+    ray_table = _table(tmp_path / "ray")
+    assert ray_table["group_size"].max() == 2
+    pd.testing.assert_frame_equal(ray_table, _table(tmp_path / "local"))
+    # A single run that does not fit: the local executor's one-line error, not a crash.
+    alone = subprocess.run(_command(config, data_dir, tmp_path / "alone", "--executor", "ray",
+                                    "--address", ray_head),
+                           capture_output=True, text=True, timeout=600,
+                           env={**os.environ, FAKE_MEMORY_LIMIT: "0"})
+    assert alone.returncode == 2, alone.stderr[-2000:]
+    assert "Traceback" not in alone.stderr
+    last = alone.stderr.strip().splitlines()[-1]  # either method's group may get there first
+    assert last.startswith("adamrepro: error: one run of ") and "does not fit" in last, last
+
+
+def test_ray_time_budget_stops_at_a_checkpoint_and_the_next_command_goes_on(
+        ray_head, tmp_path, data_dir):
+    """A spent budget trains one pass of the first group on a worker, which checkpoints it
+    into the results folder; the next command's worker goes on from there (pass 2, not 1
+    again), and the command after that finishes with the uninterrupted sweep's tables. The
+    driver runs elsewhere than the workers and is given a relative --out (the default's
+    kind): workers must write where the driver looks."""
+    config = _small_config(tmp_path)
+    subprocess.run(_command(config, data_dir, tmp_path / "whole"), check=True,
+                   capture_output=True)
+    on_ray = ("--executor", "ray", "--address", ray_head)
+    out = tmp_path / "budget"
+    runs = out / "logreg_mnist" / "runs"
+    for epoch in (1, 2):
+        done = subprocess.run(_command(config, data_dir, Path("budget"), *on_ray,
+                                       "--time-budget", "0"),
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert done.returncode == 3, done.stderr[-2000:]
+        assert done.stdout.startswith("time budget spent: trained 0 runs"), done.stdout
+        [checkpoint] = runs.glob("*.ckpt.pt")
+        group_id = checkpoint.name.removesuffix(".ckpt.pt")
+        assert (f"6 runs in 2 groups remain ({6 * 3 - 3 * epoch} run-passes); group "
+                f"{group_id} is checkpointed after pass {epoch} of 3") in done.stdout
+        assert not (out / "logreg_mnist" / "curves.csv").exists()
+    done = subprocess.run(_command(config, data_dir, Path("budget"), *on_ray),
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(runs.glob("*.ckpt.pt"))
+    pd.testing.assert_frame_equal(_table(out), _table(tmp_path / "whole"))

@@ -11,7 +11,6 @@ import typer
 
 from adamrepro.config import Experiment, load_experiment, resolve_config_arg
 from adamrepro.data.download import default_data_dir
-from adamrepro.errors import UserError
 
 
 def without_data_check(base: Experiment) -> Experiment:
@@ -70,7 +69,7 @@ def run(
         min=0, metavar="MINUTES",
         help="Stop at the first group checkpoint after this many minutes (exit code 3; "
              "run the same command again to go on). Groups then checkpoint every pass "
-             "unless training.checkpoint_every is set. Local executor only.")] = None,
+             "unless training.checkpoint_every is set.")] = None,
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
     from adamrepro.runner.executors import make_executor
@@ -81,16 +80,18 @@ def run(
         base = without_data_check(base)
     target = resolve_device(device.value)
     runner = make_executor(executor.value, data_dir or default_data_dir(), target, address)
-    if time_budget is not None and executor is ExecutorChoice.ray:
-        raise UserError("--time-budget goes with the local executor (checkpoints are saved "
-                        "by the process that trains); drop --executor ray or --time-budget")
     start = time.perf_counter()
     done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, time_budget)
     folder = done["folder"]
     stopped = done.get("stopped")
     if stopped is not None:
-        where = (f"; group {stopped['group_id']} is checkpointed after pass "
-                 f"{stopped['epoch']} of {stopped['epochs']}" if stopped["epoch"] else "")
+        checkpointed = stopped["checkpointed"]
+        if len(checkpointed) == 1:
+            [(group_id, epoch)] = checkpointed.items()
+            where = f"; group {group_id} is checkpointed after pass {epoch} of {stopped['epochs']}"
+        else:  # Ray: every group that was training stopped at its own checkpoint
+            where = (f"; {len(checkpointed)} groups are checkpointed mid-way"
+                     if checkpointed else "")
         typer.echo(f"time budget spent: trained {done['trained']} runs in "
                    f"{time.perf_counter() - start:.1f} s; {stopped['runs_left']} runs in "
                    f"{stopped['groups_left']} groups remain ({stopped['run_passes_left']} "

@@ -4,7 +4,8 @@
     runs/<run_id>.pt     its final parameters, for configs with training.save_params
     runs/<group_id>.ckpt.pt  a group's state mid-way (training.checkpoint_every, run
                          --time-budget; runner/checkpoint.py), removed once its runs are
-                         stored
+                         stored, or once a sweep completes if its group is not in the plan
+                         (sweep.remove_stale_checkpoints)
     curves.csv           tidy: one row per run per pass, for the runs of the last command
     steps.csv            with `training.log_every`: one row per run per block of that many
                          steps (the mean minibatch objective of the block)

@@ -14,7 +14,9 @@ are written. A checkpoint of another group, another device type or another dtype
 (the group starts over) rather than trusted.
 
 With a deadline (`adamrepro run --time-budget`), a group whose checkpoint is written after
-the deadline stops there (`BudgetSpent`); the next command resumes it.
+the deadline stops there (`BudgetSpent`); the next command resumes it. The policy, the
+budget and the checkpoint are plain frozen data, so that a Ray task (executors.py) receives
+them as they are and writes to the path the driver chose.
 """
 
 from __future__ import annotations
@@ -29,25 +31,32 @@ FORMAT = 1
 
 
 class BudgetSpent(Exception):  # noqa: N818 (a stop, not an error)
-    """The time budget ran out; the group stopped at its checkpoint after `epoch` passes."""
+    """The time budget ran out. `checkpointed`: every group left at its checkpoint, by id,
+    with its number of runs and the pass it stopped after. A group raises it with itself
+    alone; an executor, for the whole sweep, with none (it stopped before a group began),
+    one, or several (Ray trains groups at once and each stops at its own checkpoint)."""
 
-    def __init__(self, group_id: str, epoch: int, epochs: int) -> None:
-        super().__init__(f"group {group_id} stopped after pass {epoch} of {epochs}")
-        self.group_id, self.epoch, self.epochs = group_id, epoch, epochs
+    def __init__(self, epochs: int, checkpointed: dict[str, tuple[int, int]]) -> None:
+        where = ", ".join(f"group {group_id} after pass {epoch}"
+                          for group_id, (_, epoch) in checkpointed.items())
+        super().__init__(f"time budget spent; checkpointed: {where or 'none'} (of {epochs})")
+        self.epochs, self.checkpointed = epochs, dict(checkpointed)
 
 
 @dataclass(frozen=True)
 class Budget:
-    """A deadline on `time.monotonic()`; None: no limit."""
+    """A deadline in seconds since the epoch (`time.time()`); None: no limit. Wall-clock
+    rather than monotonic time: a Ray worker on another machine checks the driver's deadline
+    on its own clock (a cluster's clocks agree to NTP's precision, far below a pass)."""
 
     deadline: float | None = None
 
     @classmethod
     def minutes(cls, minutes: float | None) -> Budget:
-        return cls(None if minutes is None else time.monotonic() + 60.0 * minutes)
+        return cls(None if minutes is None else time.time() + 60.0 * minutes)
 
     def spent(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+        return self.deadline is not None and time.time() >= self.deadline
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,19 @@
 
 An executor takes the unfinished groups and yields `(group, curves)` as each finishes; the
 driver (sweep.py) alone writes results, so resume and the results layout are the same
-whichever executor ran the work.
+whichever executor ran the work. Both executors share what is done with one group
+(`attempt`: train it from its checkpoint, and say so when it does not fit in memory or the
+time budget stopped it) and what the driver does with each outcome (`schedule`: halve a
+group that did not fit, start no group once the budget is spent, then raise `BudgetSpent`);
+they differ only in where `attempt` runs and how many groups run at once.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -16,8 +22,8 @@ import torch
 from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
-from adamrepro.runner.checkpoint import BudgetSpent, CheckpointPolicy
-from adamrepro.runner.group import RunCurve, train_group
+from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy
+from adamrepro.runner.group import FAKE_MEMORY_LIMIT, RunCurve, train_group
 from adamrepro.runner.plan import Group, halves
 
 OnPass = Callable[[Group, int], None]
@@ -30,6 +36,81 @@ def load_data(exp: Experiment, data_dir: Path, device: torch.device) -> TensorDa
     module = DATASETS[exp.dataset["name"]]
     opts = module.options(dict(exp.dataset), "dataset")
     return module.load(opts, Path(data_dir)).to(device)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one attempt at a group: its curves (it finished), or the pass after
+    which the time budget stopped it at its checkpoint (`stopped`; 0: it did not start, the
+    budget was spent first), or neither: it did not fit in memory. Plain data, so that a Ray
+    task hands it back to the driver as it is."""
+
+    curves: list[RunCurve] | None = None
+    stopped: int | None = None
+
+    @property
+    def out_of_memory(self) -> bool:
+        return self.curves is None and self.stopped is None
+
+
+def attempt(exp: Experiment, group: Group, data: TensorDataset,
+            checkpoints: CheckpointPolicy | None,
+            on_pass: Callable[[int], None] = lambda epoch: None) -> Outcome:
+    """Train `group` on `data`, going on from its checkpoint if `checkpoints` keeps one, on
+    whichever process holds the data (the driver's, or a Ray worker's)."""
+    checkpoint = checkpoints.for_group(group.group_id) if checkpoints is not None else None
+    try:
+        return Outcome(curves=train_group(exp, group, data, on_pass, checkpoint=checkpoint))
+    except BudgetSpent as stop:
+        return Outcome(stopped=stop.checkpointed[group.group_id][1])
+    except RuntimeError as err:
+        if not out_of_memory(err):
+            raise
+    # Out of the except block: the traceback's frames hold the group's tensors. The cache is
+    # emptied by the process that trained, so that the halves can use the memory.
+    if data.train_x.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return Outcome()
+
+
+def schedule(groups: list[Group], epochs: int, device: torch.device,
+             checkpoints: CheckpointPolicy | None, start: Callable[[Group, bool], None],
+             finished: Callable[[], tuple[Group, Outcome]], capacity: int | None
+             ) -> Iterator[tuple[Group, list[RunCurve]]]:
+    """The driver's side of either executor. `start(group, must_start)` sets a group going
+    (at most `capacity` at once; None: all), `finished()` waits for one and returns its
+    outcome; the curves of each group that finished are yielded. A group that did not fit is
+    replaced by its halves (at the front of the queue). Once the time budget is spent no
+    group starts, those running stop at their next checkpoint, and when the last has
+    returned `BudgetSpent` says which groups are checkpointed where. A command always trains
+    something (a budget too short must still advance the sweep): while no group has trained
+    a pass, the next starts whatever the budget, and is told so (`must_start`)."""
+    budget = checkpoints.budget if checkpoints is not None else Budget()
+    queue, running = list(groups), 0
+    trained, left_over = False, False  # a pass trained; a group stopped before its end
+    checkpointed: dict[str, tuple[int, int]] = {}
+    while True:
+        while queue and (capacity is None or running < capacity):
+            if budget.spent() and (trained or running):
+                break
+            start(queue.pop(0), not trained and not running)
+            running += 1
+        if not running:
+            break
+        group, outcome = finished()
+        running -= 1
+        if outcome.out_of_memory:
+            queue[:0] = split_after_oom(group, device, checkpoints)
+        elif outcome.curves is None:
+            left_over = True
+            if outcome.stopped:
+                trained = True
+                checkpointed[group.group_id] = (group.size, outcome.stopped)
+        else:
+            trained = True
+            yield group, outcome.curves
+    if queue or left_over:
+        raise BudgetSpent(epochs, checkpointed)
 
 
 class LocalExecutor:
@@ -51,25 +132,17 @@ class LocalExecutor:
         the halves are what is yielded). With `checkpoints`, each group saves and resumes
         from its checkpoint, and `BudgetSpent` stops the sweep once the budget is spent
         (at a group's checkpoint, or before the next group starts)."""
-        queue, started = list(groups), False
-        while queue:
-            group = queue.pop(0)
-            # a command always trains something, so that a budget too short still advances
-            if started and checkpoints is not None and checkpoints.budget.spent():
-                raise BudgetSpent(group.group_id, 0, exp.training.epochs)
-            started = True
-            checkpoint = checkpoints.for_group(group.group_id) if checkpoints else None
-            try:
-                curves = train_group(exp, group, self.data, lambda e, g=group: on_pass(g, e),
-                                     checkpoint=checkpoint)
-            except RuntimeError as err:
-                if not out_of_memory(err):
-                    raise
-                curves = None
-            if curves is None:  # out of the except block: its frames hold the group's tensors
-                queue[:0] = split_after_oom(group, self.device, checkpoints)
-                continue
-            yield group, curves
+        started: list[Group] = []
+
+        # One at a time: a group trains when its outcome is asked for, right after it
+        # started, so `schedule`'s budget check just before is the one that counts.
+        def finished() -> tuple[Group, Outcome]:
+            group = started.pop()
+            return group, attempt(exp, group, self.data, checkpoints,
+                                  lambda epoch: on_pass(group, epoch))
+
+        yield from schedule(groups, exp.training.epochs, self.device, checkpoints,
+                            lambda group, must_start: started.append(group), finished, 1)
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -84,8 +157,6 @@ def split_after_oom(group: Group, device: torch.device,
                     checkpoints: CheckpointPolicy | None) -> list[Group]:
     """The two halves of a group that did not fit; a single run that does not fit is a
     user error (a smaller model, batch or device setting is needed), not a crash."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     if checkpoints is not None:  # the halves are other groups: this checkpoint is dead
         checkpoints.path(group.group_id).unlink(missing_ok=True)
     if group.size == 1:
@@ -98,17 +169,24 @@ def split_after_oom(group: Group, device: torch.device,
     return parts
 
 
-def _train_remote(exp_json: str, group: Group, data_dir: str, device: str) -> list[RunCurve]:
-    """A Ray task: load the data on the worker and train one group there."""
+def _attempt_remote(exp_json: str, group: Group, data_dir: str, device: str,
+                    checkpoints: CheckpointPolicy | None, must_start: bool) -> Outcome:
+    """A Ray task: load the data on the worker and attempt one group there. A task may wait
+    in Ray's queue long after the driver submitted it: one that starts once the budget is
+    spent trains nothing, unless it is the one the command must train."""
+    if not must_start and checkpoints is not None and checkpoints.budget.spent():
+        return Outcome(stopped=0)
     exp = Experiment.model_validate_json(exp_json)
     target = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
-    return train_group(exp, group, load_data(exp, Path(data_dir), target))
+    return attempt(exp, group, load_data(exp, Path(data_dir), target), checkpoints)
 
 
 class RayExecutor:
     """Each group is a Ray task on an existing cluster (or a local instance when no address
-    is given). Workers need adamrepro installed and the data folder at the same path (a
-    shared filesystem), or network access to download it."""
+    is given), with the local executor's checkpoints, time budget and automatic split.
+    Workers need adamrepro installed, and the data folder and the results folder at the
+    same paths as the driver (a shared filesystem): they read the data there and write each
+    group's checkpoint where the driver looks for it."""
 
     def __init__(self, data_dir: Path, device: torch.device, address: str | None) -> None:
         try:
@@ -124,9 +202,13 @@ class RayExecutor:
         if self.address and self.address != "auto":
             _check_reachable(self.address)
         if not self.ray.is_initialized():
+            # The simulated out-of-memory limit (a test hook, group.py) reaches the workers.
+            limit = os.environ.get(FAKE_MEMORY_LIMIT)
+            runtime_env = {"env_vars": {FAKE_MEMORY_LIMIT: limit}} if limit else None
             try:
                 self.ray.init(address=self.address, include_dashboard=False,
-                              log_to_driver=False, logging_level="ERROR")
+                              log_to_driver=False, logging_level="ERROR",
+                              runtime_env=runtime_env)
             except ConnectionError as err:
                 raise UserError(f"--address {self.address}: no Ray cluster there ({err}); "
                                 f"start one with 'ray start --head' or drop --address") from None
@@ -134,19 +216,29 @@ class RayExecutor:
     def run(self, exp: Experiment, groups: list[Group], on_pass: OnPass,
             checkpoints: CheckpointPolicy | None = None
             ) -> Iterator[tuple[Group, list[RunCurve]]]:
-        """Every group at once, as Ray tasks. Checkpoints, the time budget and the automatic
-        split are the local executor's: `checkpoints` is not used here."""
+        """Every group at once, as Ray tasks (Ray queues what the cluster cannot run yet, and
+        an autoscaler sees the whole demand); the halves of a group that did not fit, as
+        soon as it says so. The driver reports a group's passes once it has stored them
+        (sweep.py), not while a worker trains it."""
         ray = self.ray
         gpu = self.device.type == "cuda"
-        task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0)(_train_remote)
+        task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0)(_attempt_remote)
         exp_json, data_dir = exp.model_dump_json(), str(Path(self.data_dir).resolve())
-        pending = {task.remote(exp_json, group, data_dir, self.device.type): group
-                   for group in groups}
-        while pending:
+        if checkpoints is not None:  # a worker's working folder is not the driver's
+            checkpoints = replace(checkpoints, folder=Path(checkpoints.folder).resolve())
+        pending = {}
+
+        def start(group: Group, must_start: bool) -> None:
+            ref = task.remote(exp_json, group, data_dir, self.device.type, checkpoints,
+                              must_start)
+            pending[ref] = group
+
+        def finished() -> tuple[Group, Outcome]:
             done, _ = ray.wait(list(pending), num_returns=1)
-            group = pending.pop(done[0])
-            # The driver reports the group's passes once it has stored them (sweep.py).
-            yield group, ray.get(done[0])
+            return pending.pop(done[0]), ray.get(done[0])
+
+        yield from schedule(groups, exp.training.epochs, self.device, checkpoints, start,
+                            finished, None)
 
 
 def _check_reachable(address: str) -> None:

@@ -540,7 +540,7 @@ def train_group(
         if checkpoint is not None and checkpoint.due(epoch, training.epochs):
             save_checkpoint(epoch)
             if checkpoint.budget.spent():
-                raise BudgetSpent(group.group_id, epoch, training.epochs)
+                raise BudgetSpent(training.epochs, {group.group_id: (G, epoch)})
 
     table = torch.stack(history).cpu()  # (passes, columns, G)
     steps_table = torch.stack(step_history).cpu() if step_history else None  # (passes, blocks, G)

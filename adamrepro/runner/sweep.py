@@ -5,6 +5,7 @@ meet is `train_group`; this module only decides what to run and where results go
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -98,8 +99,33 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
         records = [store.load_run(run.run_id) for g in groups for run in g.runs]
         _write_tables(base, exp, scale, records, store, executor.device,
                       steps if exp.selection.extend_edges else None)
+        remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
     return {"folder": store.root, "trained": trained,
             "skipped": sum(g.size for g in groups) - trained}
+
+
+def remove_stale_checkpoints(folder: Path, planned: set[str]) -> int:
+    """Remove the checkpoints in `folder` (a results folder's `runs/`) of groups not in
+    `planned`, and say how many on one line of stderr; return that number.
+
+    Called once a sweep is complete, under the folder's lock: every group of the plan
+    (grid-edge extension rounds included) is then stored and its checkpoint removed, so
+    what is left belongs to no group this config will train (a group since regrouped or
+    split, a config edited since, one added with --force). Not when a sweep starts: the
+    halves of a group that did not fit, and the groups of extension rounds, are not known
+    then, and their checkpoints are what the next command resumes. The lock keeps every
+    other command out of this folder meanwhile, so no running sweep owns one of them.
+    """
+    stale = [path for path in folder.glob("*.ckpt.pt")
+             if path.name.removesuffix(".ckpt.pt") not in planned]
+    # A checkpoint cut off mid-write by a kill (a temporary name never renamed) is stale too.
+    stale += folder.glob(".*.ckpt.pt.*.tmp")
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        print(f"adamrepro: removed {len(stale)} stale checkpoint(s) from {folder} (of groups "
+              f"not in this sweep's plan)", file=sys.stderr)
+    return len(stale)
 
 
 def _select(exp: Experiment, records: list[dict]) -> pd.DataFrame:
@@ -200,15 +226,16 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
 
 def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: int) -> dict:
     """What a sweep stopped by its time budget leaves: the runs not stored, and their
-    passes (those of the group that stopped at a checkpoint count from there)."""
+    passes (those of a group that stopped at a checkpoint count from there; it may be the
+    half of a group that did not fit in memory, hence the sizes from `stop`)."""
     left = [run for group in todo for run in group.runs if run.run_id not in stored]
-    stopped = next((g for g in todo if g.group_id == stop.group_id), None)
-    at = stop.epoch if stopped is not None else 0
-    passes = len(left) * epochs - (stopped.size * at if stopped is not None else 0)
+    done = sum(size * epoch for size, epoch in stop.checkpointed.values())
     return {"trained": sum(g.size for g in todo) - len(left), "runs_left": len(left),
             "groups_left": len({g.group_id for g in todo
                                 for run in g.runs if run.run_id not in stored}),
-            "run_passes_left": passes, "group_id": stop.group_id, "epoch": stop.epoch,
+            "run_passes_left": len(left) * epochs - done,
+            "checkpointed": {group_id: epoch
+                             for group_id, (_, epoch) in stop.checkpointed.items()},
             "epochs": epochs}
 
 
