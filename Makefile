@@ -9,7 +9,9 @@ DEVICE ?= auto
 DATA ?=
 DATA_FLAG = $(if $(DATA),--data-dir $(DATA))
 EXPERIMENTS := $(basename $(notdir $(wildcard configs/*.yaml)))
-RUN = $(PYTHON) -m adamrepro run configs/$@.yaml --scale $(SCALE) --out $(OUT) --device $(DEVICE) $(DATA_FLAG)
+# Empty: the config's training.precision; PRECISION=bf16 (or tf32) runs it so (own OUT then)
+PRECISION ?=
+RUN = $(PYTHON) -m adamrepro run configs/$@.yaml --scale $(SCALE) --out $(OUT) --device $(DEVICE) $(DATA_FLAG) $(if $(PRECISION),--precision $(PRECISION))
 
 .PHONY: install test lint data plot report bench bench-gpu clean all $(EXPERIMENTS)
 

@@ -35,6 +35,13 @@ class TrainingSpec(Frozen):
     eval_batch_size: int = Field(10000, gt=0)
     # float64 exists for exactness tests (batched == one-by-one); experiments use float32.
     dtype: Literal["float32", "float64"] = "float32"
+    # How float32 training computes (runner/precision.py): fp32, IEEE float32 throughout;
+    # tf32, TF32 matmuls and convolutions on CUDA (as fp32 on a CPU, which has no TF32
+    # units); bf16, bfloat16 autocast around each step's forward pass and loss, parameters,
+    # gradients and optimizer state in float32. Evaluation is float32 at every precision.
+    # fp32 until each experiment's curves are measured at the others (scripts/
+    # measure_precision.sh); only tf32 and bf16 enter run ids (plan.py).
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     # Also record the mean minibatch objective of every block of `log_every` steps (steps.csv),
     # for figures that show detail within the first passes (Fig. 3 left). None: per pass only.
     log_every: int | None = Field(None, gt=0)
@@ -359,6 +366,23 @@ def _finite(value: float) -> bool:
         return False
 
 
+def check_precision(training: TrainingSpec, where: str) -> None:
+    """TF32 and bf16 are float32 arithmetic made cheaper: with float64 parameters they would
+    either do nothing or silently round float64 runs; refuse the pair."""
+    if training.precision != "fp32" and training.dtype != "float32":
+        raise UserError(f"{where}: training.precision: {training.precision} is reduced "
+                        f"float32 arithmetic and contradicts training.dtype: "
+                        f"{training.dtype}; set precision fp32 or dtype float32")
+
+
+def with_precision(base: Experiment, precision: str, where: str) -> Experiment:
+    """The experiment with `training.precision` replaced (`run --precision`): written into
+    the config that runs, so its run ids and config.json record it; checked as on load."""
+    training = base.training.model_copy(update={"precision": precision})
+    check_precision(training, where)
+    return base.model_copy(update={"training": training})
+
+
 def parse_experiment(raw: Any, where: str) -> Experiment:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: the file must hold a mapping of keys (name, dataset, ...)")
@@ -369,6 +393,7 @@ def parse_experiment(raw: Any, where: str) -> Experiment:
         first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
         raise UserError(f"{where}: {location(first)}: {first['msg']}{more}") from None
+    check_precision(exp.training, where)
     return _check_registries(exp, where)
 
 

@@ -5,6 +5,8 @@ the CPU, so a run is the same whatever group or device it trains in. Noise drawn
 training step (dropout masks) and during evaluation (a VAE's latent samples) comes from one
 generator per group and purpose, on the device, seeded by the group's identity: a re-run of
 the same group draws the same noise (groups are fixed by the config, see runner/plan.py).
+That identity leaves `training.precision` out (`Group.noise_id`), so a run draws the same
+noise at fp32, tf32 and bf16.
 """
 
 from __future__ import annotations

@@ -107,6 +107,14 @@ CASES = [
     ("beta2-rounds-to-1", setitem("methods.adam.hparams.betas", [0.9, 0.99999999]), [],
      "once rounded to training.dtype float32"),
     ("other-scale-results", GOOD, ["@used-out", "--scale", "quick"], "holds smoke-scale results"),
+    ("unknown-precision", setitem("training.precision", "fp16"), [],
+     "training.precision: Input should be 'fp32', 'tf32' or 'bf16'"),
+    ("bf16-with-float64", edit(lambda c: c["training"].update(dtype="float64",
+                                                              precision="bf16")), [],
+     "training.precision: bf16 is reduced float32 arithmetic and contradicts training.dtype"),
+    ("precision-flag-with-float64", setitem("training.dtype", "float64"),
+     ["--precision", "tf32"], "--precision: training.precision: tf32 is reduced float32"),
+    ("unknown-precision-flag", GOOD, ["--precision", "fp16"], "--precision"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("no-cuda", GOOD, ["--device", "cuda"], "no CUDA device"))

@@ -413,6 +413,7 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         "scale": scale,
         "device": device.type,
         "dtype": exp.training.dtype,
+        "precision": exp.training.precision,  # the reference loop is always fp32
         "threads": torch.get_num_threads(),
         "grid": {"runs": batched.runs, "groups": [g.size for g in groups], "passes": epochs,
                  "steps_per_pass": len(sizes),

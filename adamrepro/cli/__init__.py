@@ -16,6 +16,7 @@ except ImportError:  # older typer depends on click
     from click.exceptions import UsageError
 
 from adamrepro.cli import bench as bench_cmd
+from adamrepro.cli import compare as compare_cmd
 from adamrepro.cli import fetch as fetch_cmd
 from adamrepro.cli import listing as list_cmd
 from adamrepro.cli import plot as plot_cmd
@@ -36,6 +37,7 @@ app.command("report")(report_cmd.report)
 app.command("list")(list_cmd.list_things)
 app.command("fetch")(fetch_cmd.fetch)
 app.command("bench")(bench_cmd.bench)
+app.command("compare")(compare_cmd.compare)
 
 
 def main(argv: list[str] | None = None) -> int:

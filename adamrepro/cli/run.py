@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from adamrepro.config import Experiment, load_experiment, resolve_config_arg
+from adamrepro.config import Experiment, load_experiment, resolve_config_arg, with_precision
 from adamrepro.data.download import default_data_dir
 
 
@@ -42,6 +42,12 @@ class DeviceChoice(str, Enum):
     cuda = "cuda"
 
 
+class PrecisionChoice(str, Enum):
+    fp32 = "fp32"
+    tf32 = "tf32"
+    bf16 = "bf16"
+
+
 BUDGET_SPENT = 3  # exit code: --time-budget stopped the sweep with work left
 
 
@@ -65,6 +71,10 @@ def run(
     unverified_data: Annotated[bool, typer.Option(
         help="Read data files whose checksum differs from the official one (a re-encoded "
              "copy you trust); the results say so.")] = False,
+    precision: Annotated[PrecisionChoice | None, typer.Option(
+        help="training.precision for this run (default: the config's, fp32 unless set): "
+             "written into the config that runs, so tf32 and bf16 runs have their own run "
+             "ids; give them their own --out.")] = None,
     time_budget: Annotated[float | None, typer.Option(
         min=0, metavar="MINUTES",
         help="Stop at the first group checkpoint after this many minutes (exit code 3; "
@@ -78,7 +88,12 @@ def run(
     base = load_experiment(resolve_config_arg(config))
     if unverified_data:
         base = without_data_check(base)
+    if precision is not None:
+        base = with_precision(base, precision.value, "--precision")
     target = resolve_device(device.value)
+    if base.training.precision == "tf32" and target.type != "cuda":
+        typer.echo(f"note: training.precision tf32 runs as fp32 on {target.type} (no TF32 "
+                   f"units there); the runs record precision fp32")
     runner = make_executor(executor.value, data_dir or default_data_dir(), target, address)
     start = time.perf_counter()
     done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, time_budget)

@@ -67,10 +67,14 @@ def init_weight(fan_in: int, fan_out: int, init: str, scale: float,
 
 
 def dropout(x: Tensor, rate: float, generator: torch.Generator | None) -> Tensor:
-    """Inverted dropout with an explicit generator, so masks are reproducible per group."""
+    """Inverted dropout with an explicit generator, so masks are reproducible per group. The
+    uniforms are drawn in at least float32, so that a bf16-autocast run (bfloat16
+    activations) draws the same masks as its float32 twin and its curves differ by the
+    arithmetic alone."""
     if rate == 0.0:
         return x
-    keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) >= rate
+    draw = torch.promote_types(x.dtype, torch.float32)
+    keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=draw) >= rate
     return x * keep / (1.0 - rate)
 
 
@@ -110,7 +114,8 @@ class BatchedModel(nn.Module):
 
     def noise_identity(self, group_id: str) -> str:
         """The hex digest that seeds this group's noise generators (seeding.py): the group's
-        own identity, unless a model needs groups that share seeds to share noise (the VAE)."""
+        own identity at fp32 (`Group.noise_id`), unless a model needs groups that share seeds
+        to share noise (the VAE)."""
         return group_id
 
     def penalty(self) -> Tensor | float:

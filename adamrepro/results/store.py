@@ -214,9 +214,12 @@ def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
             "point_id": record["point_id"],
             "seed": record["seed"],
         }
-        extra = {**hparam_columns(record["hparams"]), "commit": record["provenance"]["commit"],
-                 "torch_version": record["provenance"]["torch_version"],
-                 "device": record["provenance"]["device"]}
+        meta = record["provenance"]
+        extra = {**hparam_columns(record["hparams"]), "commit": meta["commit"],
+                 "torch_version": meta["torch_version"], "device": meta["device"],
+                 # the arithmetic the run trained in (runner/precision.py); runs stored
+                 # before it was recorded leave the cell empty
+                 **({"precision": meta["precision"]} if "precision" in meta else {})}
         for row in record["rows"]:
             rows.append({**fixed, **row, **extra})
     frame = pd.DataFrame(rows)

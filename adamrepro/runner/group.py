@@ -10,6 +10,8 @@ What a pass records comes from the model's declared metrics (metrics.py): the tr
 objective as trained, the objective on the whole training set, and every metric on the test
 set. Training time is measured per pass, evaluation excluded: on a GPU with CUDA events
 read after the pass's one host sync, on a CPU with the clock (its work is synchronous).
+`training.precision` (precision.py) sets how a pass computes (TF32 or full float32 math on
+CUDA, bfloat16 autocast around each step's forward pass); evaluation is float32 always.
 
 Two optional hooks of the optimizer: one that averages its parameters (`swap_averaged`, Sec.
 7.2, with `averaging` on) is evaluated at its averaged parameters (the pass's minibatch loss
@@ -44,6 +46,7 @@ from adamrepro.runner.checkpoint import (
     set_generator_state,
 )
 from adamrepro.runner.plan import Group
+from adamrepro.runner.precision import FP32, Precision, precision_of
 from adamrepro.seeding import (
     EVAL_NOISE,
     ORDER_STREAM,
@@ -77,7 +80,7 @@ def build_model(exp: Experiment, group: Group, data: TensorDataset, device: torc
     opts = cls.options(dict(group.model), "model")
     dtype = getattr(torch, exp.training.dtype)
     model = cls(opts, data.feature_shape, data.num_classes, group.seeds).to(device, dtype)
-    model.generator = group_generator(model.noise_identity(group.group_id), device,
+    model.generator = group_generator(model.noise_identity(group.noise_id), device,
                                       TRAIN_NOISE)
     return model
 
@@ -169,14 +172,17 @@ class TrainStep:
     needs; the loss recorded is its first evaluation, at the parameters before the step.
     With `log_steps` (the steps of a pass), every step's loss is also written to row
     `step_index` of `step_losses`, a device buffer, through a step counter on the device.
+    Every forward pass and loss, with or without a closure, runs in `precision.forward()`
+    (bf16 autocast; precision.py).
     """
 
     def __init__(self, model, optimizer, order: MinibatchOrder, data: TensorDataset,
-                 batch_size: int, G: int, closure: bool = False, log_steps: int = 0) -> None:
+                 batch_size: int, G: int, closure: bool = False, log_steps: int = 0,
+                 precision: Precision = FP32) -> None:
         device = data.train_x.device
         self.model, self.optimizer, self.order, self.data, self.G = (
             model, optimizer, order, data, G)
-        self.closure = closure
+        self.closure, self.precision = closure, precision
         self.perm = torch.zeros(len(order.unique), len(data.train_x), dtype=torch.long,
                                 device=device)
         self.cursor = torch.zeros((), dtype=torch.long, device=device)
@@ -199,7 +205,8 @@ class TrainStep:
         if self.closure:
             loss = self._step_with_closure(batch)
         else:
-            loss = self.model.objective(batch) + self.model.penalty()
+            with self.precision.forward():
+                loss = self.model.objective(batch) + self.model.penalty()
             self.optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             self.optimizer.step()
@@ -214,7 +221,8 @@ class TrainStep:
         def closure() -> Tensor:
             with torch.enable_grad():
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self.model.objective(batch) + self.model.penalty()
+                with self.precision.forward():
+                    loss = self.model.objective(batch) + self.model.penalty()
                 loss.sum().backward()
             if not first:
                 first.append(loss.detach())
@@ -310,10 +318,11 @@ class MinibatchPass:
 
     def __init__(self, model, optimizer, data: TensorDataset, seeds: list[int],
                  sizes: list[int], closure: bool, graphed: bool,
-                 log_every: int | None = None) -> None:
+                 log_every: int | None = None, precision: Precision = FP32) -> None:
         self.order = MinibatchOrder(seeds, len(data.train_x), data.train_x.device)
         self.step = TrainStep(model, optimizer, self.order, data, max(sizes), len(seeds),
-                              closure, log_steps=len(sizes) if log_every else 0)
+                              closure, log_steps=len(sizes) if log_every else 0,
+                              precision=precision)
         self.run_step = GraphedStep(self.step) if graphed else self.step
         self.sizes, self.log_every = sizes, log_every
 
@@ -336,8 +345,10 @@ class SubfunctionPass:
     (twice when it rejects a step). Returns the mean over steps of the loss each step
     reports. One run (G = 1), host-side by nature: not batched, not graphed."""
 
-    def __init__(self, model, optimizer, data: TensorDataset, split: list[Tensor]) -> None:
+    def __init__(self, model, optimizer, data: TensorDataset, split: list[Tensor],
+                 precision: Precision = FP32) -> None:
         self.model, self.optimizer, self.data, self.split = model, optimizer, data, split
+        self.precision = precision
         self.evaluations = 0
 
     def closure(self, index: int) -> Tensor:
@@ -345,7 +356,8 @@ class SubfunctionPass:
         batch = {key: values.index_select(0, rows).unsqueeze(0)
                  for key, values in self.data.train.items()}
         self.optimizer.zero_grad(set_to_none=True)
-        loss = (self.model.objective(batch) + self.model.penalty()).sum()
+        with self.precision.forward():
+            loss = (self.model.objective(batch) + self.model.penalty()).sum()
         loss.backward()
         self.evaluations += 1
         return loss.detach()
@@ -419,6 +431,7 @@ def train_group(
     after saving one once its time budget is spent."""
     device = data.train_x.device
     G, training = group.size, exp.training
+    precision = precision_of(training, device)
     model = build_model(exp, group, data, device)
     metrics: MetricSet = model.METRICS
     columns = [c.name for c in metrics.columns()]
@@ -430,7 +443,7 @@ def train_group(
         optimizer = build_optimizer(group, list(model.parameters()),
                                     getattr(torch, training.dtype), count)
         train_pass = SubfunctionPass(model, optimizer, data, subfunction_split(
-            group.seeds[0], len(data.train_x), count, device))
+            group.seeds[0], len(data.train_x), count, device), precision)
     else:
         optimizer = build_optimizer(group, list(model.parameters()),
                                     getattr(torch, training.dtype))
@@ -440,11 +453,11 @@ def train_group(
                                    capabilities.needs_closure,
                                    cuda_graphs and can_graph(device, sizes,
                                                              capabilities.graphable),
-                                   log_every)
+                                   log_every, precision)
     check_fake_memory_limit(G)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    eval_noise = group_generator(model.noise_identity(group.group_id), device, EVAL_NOISE)
+    eval_noise = group_generator(model.noise_identity(group.noise_id), device, EVAL_NOISE)
     statistics = list(pass_statistics(optimizer))  # column names; nothing measured yet
     columns += statistics
 
@@ -460,7 +473,8 @@ def train_group(
     start_time = time.perf_counter()
 
     def log_pass(train_loss: Tensor, measured: dict[str, Tensor]) -> None:
-        with evaluated_params(optimizer):
+        # float32 at every precision: every curve measures the same function (precision.py)
+        with evaluated_params(optimizer), precision.evaluation():
             full = evaluate(model, data.train, G, training.eval_batch_size, eval_noise, True)
             test = evaluate(model, data.test, G, training.eval_batch_size, eval_noise, False)
         history.append(torch.stack([
@@ -518,7 +532,8 @@ def train_group(
     for epoch in range(first, training.epochs + 1):
         model.train()
         timer.start()
-        train_loss = train_pass()
+        with precision.training():  # a CUDA graph is captured, and replayed, inside it
+            train_loss = train_pass()
         timer.stop()
         log_pass(train_loss, pass_statistics(optimizer))
         memory.append((state_bytes(optimizer), torch.cuda.max_memory_allocated(device)

@@ -28,12 +28,14 @@ NOT_IDENTITY = {"save_params", "checkpoint_every", "max_group_size"}
 
 
 def training_identity(exp: Experiment) -> dict[str, Any]:
-    """The training settings as they enter run ids: `log_every` only when set, so that the
-    runs of configs written before it existed keep their ids; those of `NOT_IDENTITY`
-    never."""
+    """The training settings as they enter run ids: `log_every` only when set, and
+    `precision` only when not fp32 (tf32 and bf16 trace other curves), so that the runs of
+    configs written before they existed keep their ids; those of `NOT_IDENTITY` never."""
     training = exp.training.model_dump(exclude=NOT_IDENTITY)
     if training.get("log_every") is None:
         training.pop("log_every", None)
+    if training.get("precision") == "fp32":
+        training.pop("precision")
     return training
 
 
@@ -76,6 +78,10 @@ class RunSpec:
     run_id: str
     point_id: str
     variant: str | None = None
+    # The run's id with `training.precision` left out: the run id of its fp32 twin (its own
+    # at fp32). Dropout masks are seeded from it, so that a tf32 or bf16 run draws the masks
+    # of its fp32 twin and the two differ by their arithmetic alone.
+    noise_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,12 @@ class Group:
     @property
     def seeds(self) -> list[int]:
         return [run.seed for run in self.runs]
+
+    @property
+    def noise_id(self) -> str:
+        """What seeds the group's noise (models/base.py `noise_identity`): its group id at
+        fp32, so the same at every precision, and equal to `group_id` at fp32."""
+        return _digest([run.noise_id or run.run_id for run in self.runs])
 
     @property
     def size(self) -> int:
@@ -121,6 +133,9 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
         "dataset": exp.dataset,
         "training": training_identity(exp),
     }
+    # the same at fp32: what the noise of the runs is seeded from (RunSpec.noise_id)
+    at_fp32 = {**common, "training": {k: v for k, v in common["training"].items()
+                                      if k != "precision"}}
     groups = []
     model = {**exp.model, **method.model}
     how = MODELS[model["name"]].IMPLEMENTATION_OPTIONS  # the name was checked at load
@@ -132,13 +147,15 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
         # method that trains its runs apart is a different run (only when set, so that
         # configs without it keep their ids).
         apart = {"max_group_size": method.max_group_size} if method.max_group_size else {}
-        point_id = _digest({**common, "model": what, "optimizer": method.optimizer,
-                            "hparams": point, **apart})
+        settings = {"model": what, "optimizer": method.optimizer, "hparams": point, **apart}
+        point_id = _digest({**common, **settings})
+        fp32_point_id = _digest({**at_fp32, **settings})
         kind = _digest({k: v for k, v in point.items() if not is_numeric(v)})
         for seed in seeds_of(exp):
             run_id = _digest({"point": point_id, "seed": seed})
             run = RunSpec(exp.name, label, method.optimizer, point, model, seed, run_id,
-                          point_id, method.variant)
+                          point_id, method.variant,
+                          _digest({"point": fp32_point_id, "seed": seed}))
             by_kind.setdefault(kind if capabilities.batchable else run_id, []).append(run)
     for kind_runs in by_kind.values():
         caps = [c for c in (method.max_group_size, exp.training.max_group_size) if c]

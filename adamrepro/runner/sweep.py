@@ -29,6 +29,7 @@ from adamrepro.results.store import ResultStore, curves_frame, hparam_columns, s
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy
 from adamrepro.runner.extend import extended_text, next_points
 from adamrepro.runner.plan import Group, base_digest, config_digest, method_groups, plan
+from adamrepro.runner.precision import precision_of
 
 
 def resolve_device(name: str) -> torch.device:
@@ -177,7 +178,8 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
                checkpoints: CheckpointPolicy) -> dict | None:
     """Train and store every group of `todo`; None when all are done, else (the time
     budget was spent) what was trained and what remains."""
-    meta = {**provenance(executor.device), "data_verified": data_verified(exp)}
+    meta = {**provenance(executor.device), "data_verified": data_verified(exp),
+            "precision": precision_of(exp.training, executor.device).applied}
     with _progress() as progress:
         progress.disable = quiet
         overall = progress.add_task(f"{exp.name} ({len(todo)} groups)",
@@ -257,7 +259,8 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
         "experiment": exp.name, "scale": scale, "config_digest": config_digest(exp),
         "base_digest": base_digest(base),
         "config": exp.model_dump(), "metrics": metrics.to_json(),
-        "provenance": {**provenance(device), "data_verified": data_verified(exp)},
+        "provenance": {**provenance(device), "data_verified": data_verified(exp),
+                       "precision": precision_of(exp.training, device).applied},
         "hparam_columns": hparam_cols, "timing": training_time(records),
     })
 

@@ -1,0 +1,61 @@
+"""`adamrepro compare BASE OTHER`: how far OTHER's curves move from BASE's, against the
+spread between BASE's seeds (e.g. bf16 against fp32; results/compare.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}" if value == value else "-"
+
+
+def compare(
+    base: Annotated[Path, typer.Argument(
+        help="Results folder of the reference runs (e.g. fp32), as given to run --out.")],
+    other: Annotated[Path, typer.Argument(
+        help="Results folder of the same config in another setting (e.g. bf16).")],
+    experiment: Annotated[list[str] | None, typer.Option(
+        "--experiment", "-e",
+        help="Only this experiment (repeatable; default: every experiment in both).")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="The curve compared (default: each experiment's selection metric, its "
+             "training cost).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for <experiment>.csv (default: OTHER/compare).")] = None,
+) -> None:
+    """Compare the runs BASE selected with the same method, hyperparameters and seed in
+    OTHER: the largest relative difference of their curves against the seed spread."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from adamrepro.results.compare import compare_folders, comparison_frame
+    from adamrepro.results.store import atomic_write
+
+    comparisons, skipped = compare_folders(base, other, experiment, metric)
+    folder = out if out is not None else Path(other) / "compare"
+    console = Console(width=140)
+    for note in skipped:
+        typer.echo(f"note: {note}")
+    for comparison in comparisons:
+        rows = comparison.rows
+        table = Table(title=f"{comparison.experiment}: {comparison.metric}, "
+                            f"{comparison.other_precision} against {comparison.base_precision}")
+        for column in ("method", "point", "seeds", "passes", "deviation (pass)",
+                       "seed spread (pass)", "verdict"):
+            table.add_column(column, justify="right" if column in ("seeds", "passes")
+                             else "left")
+        for _, row in rows.iterrows():
+            table.add_row(row["method"], row["point"], str(row["seeds"]), str(row["passes"]),
+                          f"{_number(row['deviation'])} ({row['deviation_pass']})",
+                          f"{_number(row['seed_spread'])} ({row['spread_pass']})",
+                          row["verdict"])
+        console.print(table)
+        within = int((rows["verdict"] == "within").sum())
+        path = folder / f"{comparison.experiment}.csv"
+        atomic_write(path, comparison_frame(comparison).to_csv(index=False))
+        typer.echo(f"{comparison.experiment}: {comparison.other_precision} within the seed "
+                   f"spread for {within} of {len(rows)} methods; wrote {path}")

@@ -1,0 +1,261 @@
+"""How far one results folder's curves move from another's, against the spread between seeds.
+
+Made to measure `training.precision` (the same config at fp32 and at tf32 or bf16), but it
+compares any two folders written by one config (two devices, two torch versions). For each
+experiment present in both BASE and OTHER:
+
+- the runs compared are those BASE selected (best.csv: every seed of each method's selected
+  grid point), each matched in OTHER by method, hyperparameters and seed (run ids differ
+  across precisions, so they cannot be matched by id);
+- the curve compared is one metric's, by default the experiment's selection metric (for the
+  bundled configs the training cost `train_loss` or `train_neg_elbo`), at every pass both
+  recorded (a pass where the metric has no value in either, such as the minibatch cost
+  before the first pass, is left out);
+- `deviation`: the largest |other − base| / |base| over those runs and passes;
+- `seed_spread`: the largest |a − b| / |b| between two seeds of the same selected point in
+  BASE at the same pass, over every ordered pair of seeds (so the smaller of two values is
+  the denominator) and every pass;
+- `verdict`: `within` when the deviation is below the seed spread (the other setting moves
+  the curve less than another seed does), else `beyond`. A run that diverged in OTHER (it has
+  no finite value where BASE has one) has an infinite deviation.
+
+A method's row names its selected point, the number of seeds and passes, and where each
+maximum was found (pass and seed). One row per method; `adamrepro compare` prints the rows
+and writes them per experiment as CSV.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from adamrepro.errors import UserError
+from adamrepro.results.store import read_results, variant_of
+
+VERDICTS = ("within", "beyond")
+# Config keys that may differ between the two folders: what is being compared, the number
+# of seeds (OTHER may hold more), and the title.
+MAY_DIFFER = (("training", "precision"), ("seeds",), ("title",))
+
+
+@dataclass
+class Comparison:
+    """The rows of one experiment, and the settings the two folders ran."""
+
+    experiment: str
+    metric: str
+    rows: pd.DataFrame
+    base_precision: str
+    other_precision: str
+    notes: list[str] = field(default_factory=list)
+
+
+def experiments_in(folder: Path) -> list[str]:
+    """The experiments with results under `folder` (subfolders holding curves.csv)."""
+    return sorted(p.parent.name for p in Path(folder).glob("*/curves.csv"))
+
+
+def compare_folders(base: Path, other: Path, experiments: list[str] | None = None,
+                    metric: str | None = None) -> tuple[list[Comparison], list[str]]:
+    """One `Comparison` per experiment in both folders (or per named experiment), and a line
+    for each experiment present in only one of them (skipped). User mistakes (a missing
+    folder, a named experiment without results, nothing in common) raise UserError."""
+    base, other = Path(base), Path(other)
+    for name, folder in (("BASE", base), ("OTHER", other)):
+        if not folder.is_dir():
+            raise UserError(f"{name} {folder} is not a folder; give the --out folder of an "
+                            f"'adamrepro run'")
+    in_base, in_other = experiments_in(base), experiments_in(other)
+    for name, folder, found in (("BASE", base, in_base), ("OTHER", other, in_other)):
+        if not found:
+            raise UserError(f"{name} {folder} holds no results (no <experiment>/curves.csv); "
+                            f"give the --out folder of an 'adamrepro run'")
+    skipped = []
+    if experiments:
+        for experiment in experiments:
+            for name, folder, found in (("BASE", base, in_base), ("OTHER", other, in_other)):
+                if experiment not in found:
+                    raise UserError(f"{name} {folder} has no results of {experiment!r} "
+                                    f"(it has {', '.join(found)})")
+        names = list(dict.fromkeys(experiments))
+    else:
+        names = [e for e in in_base if e in in_other]
+        if not names:
+            raise UserError(f"BASE {base} ({', '.join(in_base)}) and OTHER {other} "
+                            f"({', '.join(in_other)}) have no experiment in common")
+        skipped = [f"{e}: only in {'BASE' if e in in_base else 'OTHER'}, not compared"
+                   for e in sorted(set(in_base) ^ set(in_other))]
+    return [compare_experiment(base / e, other / e, metric) for e in names], skipped
+
+
+def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Comparison:
+    """The rows of one experiment: BASE's selected runs against their twins in OTHER."""
+    base_curves, best, base_meta = read_results(base)
+    other_curves, _, other_meta = read_results(other)
+    _check_same_config(base, other, base_meta, other_meta)
+    config = base_meta["config"]
+    metric = metric or config["selection"]["metric"]
+    for folder, curves in ((base, base_curves), (other, other_curves)):
+        if metric not in curves.columns:
+            raise UserError(f"{folder}/curves.csv has no column {metric!r}; choose --metric "
+                            f"among the metric columns of its model")
+    hparams = list(base_meta.get("hparam_columns", []))
+    other_by_key: dict[tuple, str] = {}
+    for run_id, key in _run_keys(other_curves, hparams).items():
+        other_by_key.setdefault(key, run_id)
+    base_keys = _run_keys(base_curves, hparams)
+    base_series = _series(base_curves, metric)
+    other_series = _series(other_curves, metric)
+    rows = []
+    for _, chosen in best.iterrows():
+        run_ids = str(chosen["run_ids"]).split(";")
+        if len(run_ids) < 2:
+            raise UserError(f"{base}/best.csv: method {chosen['method']}'s selected point has "
+                            f"1 seed: no seed spread to measure against; run BASE with "
+                            f"--seeds 2 or more")
+        pairs = []
+        for run_id in run_ids:
+            twin = other_by_key.get(base_keys[run_id])
+            if twin is None:
+                method, seed = base_keys[run_id][0], base_keys[run_id][1]
+                raise UserError(f"{other}: no run of method {method} at "
+                                f"{_point_text(base_keys[run_id])}, seed {seed} (selected in "
+                                f"BASE); run OTHER with the same config, scale and seeds")
+            pairs.append((base_keys[run_id][1], base_series[run_id], other_series[twin]))
+        rows.append(_row(chosen, metric, pairs, base_keys[run_ids[0]]))
+    frame = pd.DataFrame(rows)
+    return Comparison(base.name, metric, frame, _precision(base_curves, config),
+                      _precision(other_curves, other_meta["config"]))
+
+
+def _row(chosen: pd.Series, metric: str, pairs: list[tuple[int, pd.Series, pd.Series]],
+         key: tuple) -> dict:
+    deviation, deviation_at, passes = 0.0, (None, None), set()
+    diverged = False
+    for seed, base_values, other_values in pairs:
+        for epoch, value in base_values.items():
+            twin = other_values.get(epoch, math.nan)
+            if not math.isfinite(value):
+                continue
+            passes.add(epoch)
+            if not math.isfinite(twin):
+                diverged = True
+                change = math.inf
+            else:
+                change = relative_difference(twin, value)
+            if change > deviation or deviation_at[0] is None:
+                deviation, deviation_at = change, (epoch, seed)
+    table = pd.DataFrame({seed: values for seed, values, _ in pairs})
+    spread, spread_at = seed_spread(table)
+    return {
+        "experiment": chosen["experiment"], "method": chosen["method"],
+        "optimizer": chosen["optimizer"], "variant": variant_of(chosen) or "",
+        "point": _point_text(key), "metric": metric, "seeds": len(pairs),
+        "passes": len(passes), "deviation": deviation, "deviation_pass": deviation_at[0],
+        "deviation_seed": deviation_at[1], "other_diverged": diverged,
+        "seed_spread": spread, "spread_pass": spread_at,
+        "verdict": "within" if deviation < spread else "beyond",
+    }
+
+
+def relative_difference(value: float, reference: float) -> float:
+    """|value − reference| / |reference|; 0 when both are 0, inf when only the reference
+    is."""
+    if value == reference:
+        return 0.0
+    if reference == 0:
+        return math.inf
+    return abs(value - reference) / abs(reference)
+
+
+def seed_spread(table: pd.DataFrame) -> tuple[float, int | None]:
+    """The largest |a − b| / |b| between two seeds (columns) at one pass (index), over every
+    ordered pair and every pass where all seeds have a finite value; and that pass."""
+    best, at = -1.0, None
+    for epoch, row in table.iterrows():
+        values = row.to_numpy(dtype=float)
+        if len(values) < 2 or not np.isfinite(values).all():
+            continue
+        largest = max(relative_difference(a, b) for i, a in enumerate(values)
+                      for j, b in enumerate(values) if i != j)
+        if largest > best:
+            best, at = largest, int(epoch)
+    return (best, at) if at is not None else (math.nan, None)
+
+
+def _series(curves: pd.DataFrame, metric: str) -> dict[str, pd.Series]:
+    """Each run's metric by pass."""
+    return {run_id: frame.set_index("epoch")[metric].astype(float)
+            for run_id, frame in curves.groupby("run_id", sort=False)}
+
+
+def _run_keys(curves: pd.DataFrame, hparams: list[str]) -> dict[str, tuple]:
+    """Each run's (method, seed, ((hyperparameter, value), ...)): what a run is across
+    folders whose run ids differ. Values are compared as text, so 0.001 read from two CSVs
+    matches and a hyperparameter a method does not have (an empty cell) is left out."""
+    first = curves.drop_duplicates("run_id")
+    keys = {}
+    for _, row in first.iterrows():
+        point = tuple((name, _text(row[name])) for name in hparams
+                      if name in row.index and not _missing(row[name]))
+        keys[row["run_id"]] = (row["method"], int(row["seed"]), point)
+    return keys
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _text(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
+def _point_text(key: tuple) -> str:
+    return ", ".join(f"{name}={value}" for name, value in key[2]) or "(no hyperparameters)"
+
+
+def _precision(curves: pd.DataFrame, config: dict) -> str:
+    """The config's precision, and what the runs recorded when that differs (`tf32 (as
+    fp32)` on a CPU); configs written before the setting existed ran fp32."""
+    configured = str(config.get("training", {}).get("precision", "fp32"))
+    recorded = (sorted(str(v) for v in curves["precision"].dropna().unique())
+                if "precision" in curves.columns else [])
+    if recorded and recorded != [configured]:
+        return f"{configured} (as {'/'.join(recorded)})"
+    return configured
+
+
+def _check_same_config(base: Path, other: Path, base_meta: dict, other_meta: dict) -> None:
+    if base_meta.get("scale") != other_meta.get("scale"):
+        raise UserError(f"{base} holds {base_meta.get('scale')}-scale results and {other} "
+                        f"{other_meta.get('scale')}-scale ones; compare one scale")
+    differ = [key for key in _differences(base_meta["config"], other_meta["config"])
+              if not any(tuple(key.split("."))[:len(allowed)] == allowed
+                         for allowed in MAY_DIFFER)]
+    if differ:
+        raise UserError(f"{base} and {other} ran different configs ({', '.join(differ[:3])} "
+                        f"differ); compare results of one config")
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    """Dotted keys where two JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for key in sorted(set(a) | set(b), key=str)
+                for d in _differences(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True) else [
+        prefix.rstrip(".")]
+
+
+def comparison_frame(comparison: Comparison) -> pd.DataFrame:
+    """The tidy table of one experiment: one row per method, with both precisions."""
+    return comparison.rows.assign(base_precision=comparison.base_precision,
+                                  other_precision=comparison.other_precision)

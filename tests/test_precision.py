@@ -1,0 +1,373 @@
+"""`training.precision` (runner/precision.py) and `adamrepro compare` (results/compare.py), on
+real MNIST on the CPU: bf16 reaches every training path and moves the curves a little; tf32
+runs as fp32 where there are no TF32 units and says so; fp32 keeps every run id; the CUDA
+flags never leak out of a group; the comparison's numbers are those of the tables.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from adamrepro.cli import main
+from adamrepro.config import load_experiment, parse_experiment, with_precision
+from adamrepro.errors import UserError
+from adamrepro.models.base import dropout
+from adamrepro.runner.executors import load_data
+from adamrepro.runner.group import (
+    MinibatchOrder,
+    TrainStep,
+    build_model,
+    build_optimizer,
+    train_group,
+)
+from adamrepro.runner.plan import plan
+from adamrepro.runner.precision import Precision, float32_math
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+CPU = torch.device("cpu")
+# bf16 rounds every matmul input to 8 significant bits (relative error up to 2^-9 ≈ 0.2%);
+# a pass's mean loss moved by 1% would be more than a few such roundings, while another seed
+# moves these curves by 5% to 185% (measured: 3e-4 for Adam, 2.4e-3 for SGD at lr 1).
+BF16_BOUND = 1e-2
+
+
+def flags() -> tuple[bool, bool]:
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+def experiment(model: dict, methods: dict, precision: str = "fp32", layout: str = "flat",
+               epochs: int = 2, train_size: int = 512):
+    return parse_experiment({
+        "name": "precision", "title": "precision",
+        "dataset": {"name": "mnist", "train_size": train_size, "test_size": 256,
+                    "layout": layout},
+        "model": model,
+        "training": {"batch_size": 128, "epochs": epochs, "precision": precision},
+        "seed": 1, "methods": methods,
+    }, "test")
+
+
+def train(exp, data_dir) -> list[list[dict]]:
+    data = load_data(exp, data_dir, CPU)
+    return [curve.rows for group in plan(exp) for curve in train_group(exp, group, data)]
+
+
+def largest_change(a: list[list[dict]], b: list[list[dict]], column: str) -> float:
+    """max |b − a| / |a| over runs and passes where `a` has a value."""
+    return max(abs(rb[column] - ra[column]) / abs(ra[column])
+               for runs_a, runs_b in zip(a, b, strict=True)
+               for ra, rb in zip(runs_a, runs_b, strict=True) if math.isfinite(ra[column]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The setting
+
+
+def test_precision_is_checked_on_load():
+    good = {"name": "p", "title": "p", "dataset": {"name": "mnist"},
+            "model": {"name": "logreg"}, "training": {"epochs": 1},
+            "methods": {"adam": {"optimizer": "adam"}}}
+    assert parse_experiment(good, "t").training.precision == "fp32"
+    bad = json.loads(json.dumps(good))
+    bad["training"]["precision"] = "fp16"
+    with pytest.raises(UserError, match=r"t: training.precision: Input should be 'fp32'"):
+        parse_experiment(bad, "t")
+    for precision in ("tf32", "bf16"):
+        both = json.loads(json.dumps(good))
+        both["training"].update(precision=precision, dtype="float64")
+        with pytest.raises(UserError, match=f"{precision} is reduced float32 arithmetic and "
+                                            f"contradicts training.dtype: float64"):
+            parse_experiment(both, "t")
+        float64 = parse_experiment({**good, "training": {"epochs": 1, "dtype": "float64"}},
+                                   "t")
+        with pytest.raises(UserError, match="--precision: training.precision"):
+            with_precision(float64, precision, "--precision")
+
+
+def test_fp32_keeps_every_run_id_and_tf32_bf16_have_their_own():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        base = load_experiment(path)
+        for scale in ("smoke", "paper"):
+            exp = base.at_scale(scale)
+            runs = {name: [r for g in plan(with_precision(exp, name, "t")) for r in g.runs]
+                    for name in ("fp32", "tf32", "bf16")}
+            default = [r for g in plan(exp) for r in g.runs]
+            assert [r.run_id for r in runs["fp32"]] == [r.run_id for r in default], path
+            ids = {name: {r.run_id for r in found} for name, found in runs.items()}
+            for a, b in itertools.combinations(ids, 2):
+                assert not ids[a] & ids[b], (path, a, b)
+            # every precision draws the noise of the fp32 run
+            assert ({r.noise_id for r in runs["bf16"]} == {r.noise_id for r in runs["tf32"]}
+                    == ids["fp32"]), path
+    # the committed paper-scale tables are still those of their configs' runs
+    for name in ("logreg_mnist", "logreg_imdb"):
+        stored = set(pd.read_csv(REPO / "results" / name / "curves.csv")["run_id"])
+        exp = load_experiment(CONFIGS / f"{name}.yaml").at_scale("paper")
+        assert stored <= {r.run_id for g in plan(exp) for r in g.runs}, name
+
+
+def test_float32_math_sets_the_cuda_flags_and_restores_them():
+    before = flags()
+    for tf32 in (True, False):
+        with float32_math(tf32):
+            assert flags() == (tf32, tf32)
+        assert flags() == before
+    with pytest.raises(RuntimeError, match="inside"), float32_math(True):
+        raise RuntimeError("inside")
+    assert flags() == before
+    # on a CPU nothing is touched (no TF32 units); tf32 is recorded as what ran, fp32
+    assert Precision("tf32", "cpu").applied == "fp32"
+    assert Precision("tf32", "cuda").applied == "tf32"
+    assert Precision("fp32", "cpu", torch.float64).applied == "fp64"
+
+
+def test_tf32_on_a_cpu_is_fp32_to_the_last_bit(data_dir, one_thread):
+    model = {"name": "mlp", "hidden": [32], "input_dropout": 0.2, "hidden_dropout": 0.5}
+    methods = {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 1e-2]}}}
+    before = flags()
+    fp32 = train(experiment(model, methods), data_dir)
+    tf32 = train(experiment(model, methods, "tf32"), data_dir)
+    assert flags() == before
+    for run_tf32, run_fp32 in zip(tf32, fp32, strict=True):
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(run_tf32).drop(columns=["seconds", "train_seconds"]),
+            pd.DataFrame(run_fp32).drop(columns=["seconds", "train_seconds"]),
+            check_exact=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# bf16 reaches every training path
+
+
+LOGREG = {"name": "logreg"}
+PATHS = {
+    # eager minibatch steps, one input shared by the runs (a single matmul)
+    "logreg": (LOGREG, {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 1e-2]}}}, "flat"),
+    # dropout masks drawn in float32 from bfloat16 activations
+    "mlp-dropout": ({"name": "mlp", "hidden": [64, 64], "input_dropout": 0.2,
+                     "hidden_dropout": 0.5},
+                    {"rmsprop": {"optimizer": "rmsprop", "grid": {"lr": [1e-3]}}}, "flat"),
+    # an optimizer's closure
+    "lbfgs-closure": (LOGREG, {"lbfgs": {"optimizer": "torch.optim.LBFGS",
+                                         "hparams": {"max_iter": 2}, "grid": {"lr": [0.5]}}},
+                      "flat"),
+    # convolutions (grouped and shared), pooling, hidden dropout
+    "cnn": ({"name": "cnn", "conv_channels": [4, 8], "hidden": 16, "hidden_dropout": 0.5},
+            {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3]}}}, "image"),
+    # the latent noise of the VAE (drawn in the parameters' float32)
+    "vae": ({"name": "vae", "hidden": 64, "latent": 8},
+            {"adam": {"optimizer": "adam", "grid": {"lr": [3e-3]}}}, "flat"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PATHS))
+def test_bf16_moves_every_training_path_a_little(case, data_dir, one_thread):
+    model, methods, layout = PATHS[case]
+    fp32 = train(experiment(model, methods, layout=layout), data_dir)
+    bf16 = train(experiment(model, methods, "bf16", layout=layout), data_dir)
+    objective = "train_neg_elbo" if case == "vae" else "train_loss"
+    change = largest_change(fp32, bf16, objective)
+    # the VAE barely leaves its N(0, 0.01²) start in 2 passes: its logits, and so their
+    # rounding, are tiny; it still moves
+    assert (1e-7 if case == "vae" else 1e-5) < change < BF16_BOUND, change
+    # evaluation is float32: at the initial weights every evaluated metric is the same
+    for run_fp32, run_bf16 in zip(fp32, bf16, strict=True):
+        start = {k: v for k, v in run_fp32[0].items() if k.endswith("_full") or
+                 k.startswith("test_")}
+        assert start == {k: run_bf16[0][k] for k in start}
+
+
+def test_bf16_through_sfo_subfunction_passes(data_dir, one_thread):
+    """SFO's closure runs under autocast too. Its quasi-Newton model is built from gradient
+    differences, which bfloat16 rounding swamps: the first pass overshoots by 10-100x
+    (measured on this data), so only the change, not its size, is asserted."""
+    methods = {"sfo": {"optimizer": "sfo", "grid": {"max_history": [5]}}}
+    fp32 = train(experiment(LOGREG, methods), data_dir)
+    bf16 = train(experiment(LOGREG, methods, "bf16"), data_dir)
+    assert largest_change(fp32, bf16, "train_loss") > 1e-3
+
+
+def test_bf16_keeps_parameters_gradients_and_state_in_float32(data_dir):
+    exp = experiment(PATHS["mlp-dropout"][0], PATHS["mlp-dropout"][1], "bf16")
+    data = load_data(exp, data_dir, CPU)
+    (group,) = plan(exp)
+    model = build_model(exp, group, data, CPU)
+    optimizer = build_optimizer(group, list(model.parameters()), torch.float32)
+    order = MinibatchOrder(group.seeds, len(data.train_x), CPU)
+    step = TrainStep(model, optimizer, order, data, 128, group.size,
+                     precision=Precision("bf16", "cpu"))
+    step.new_pass(order.new_pass())
+    seen = []
+    hook = model.layers[0].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    step(128)
+    hook.remove()
+    assert seen == [torch.bfloat16]  # the matmul ran in bfloat16...
+    for p in model.parameters():  # ...and everything that persists is float32
+        assert p.dtype == p.grad.dtype == torch.float32
+        assert all(v.dtype == torch.float32 for v in optimizer.state[p].values()
+                   if torch.is_tensor(v) and v.is_floating_point())
+    assert not torch.is_autocast_enabled("cpu")  # and the autocast ended with the step
+
+
+def test_dropout_draws_the_same_masks_from_bfloat16_activations():
+    x = torch.rand(3, 64, 100) + 0.5  # no zeros: a dropped unit is exactly a zero
+    masks = [dropout(x.to(dtype), 0.5, torch.Generator().manual_seed(7)) == 0
+             for dtype in (torch.float32, torch.bfloat16)]
+    assert torch.equal(*masks) and 0.4 < masks[0].float().mean() < 0.6
+
+
+@pytest.mark.cuda
+def test_on_a_gpu_graphs_tf32_and_bf16(data_dir):
+    """A graphed bf16 step replays what the eager one computes; tf32 moves the MLP's curves
+    (a TF32 matmul rounds its inputs to 10 bits) and leaves the flags as they were."""
+    cuda = torch.device("cuda")
+    model, methods, _ = PATHS["mlp-dropout"]
+    curves = {}
+    before = flags()
+    for name in ("fp32", "tf32", "bf16"):
+        exp = experiment(model, methods, name, train_size=2048)
+        data = load_data(exp, data_dir, cuda)
+        (group,) = plan(exp)
+        curves[name] = [c.rows for c in train_group(exp, group, data, cuda_graphs=True)]
+        if name == "bf16":
+            eager = [c.rows for c in train_group(exp, group, data, cuda_graphs=False)]
+            assert largest_change(eager, curves[name], "train_loss") < 1e-6
+        assert flags() == before
+    assert 0 < largest_change(curves["fp32"], curves["tf32"], "train_loss") < BF16_BOUND
+    assert 0 < largest_change(curves["fp32"], curves["bf16"], "train_loss") < BF16_BOUND
+
+
+# ---------------------------------------------------------------------------------------------
+# `run --precision` and `adamrepro compare` on a 2-seed smoke run of logreg_mnist
+
+
+def smoke_config(folder: Path) -> Path:
+    """The bundled logreg_mnist at smoke scale (2 passes over 2,048 digits), two methods of
+    two step sizes each, to keep the CPU time small."""
+    config = yaml.safe_load((CONFIGS / "logreg_mnist.yaml").read_text())
+    config["methods"] = {"adam": config["methods"]["adam"],
+                         "sgd_nesterov": config["methods"]["sgd_nesterov"]}
+    config["methods"]["adam"]["grid"]["lr"] = [1e-3, 1e-2]
+    config["methods"]["sgd_nesterov"]["grid"]["lr"] = [1e-1, 1.0]
+    path = folder / "logreg_mnist.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, data_dir):
+    """fp32 and bf16 (2 seeds), tf32 on this CPU (2 seeds), fp32 with 1 seed."""
+    root = tmp_path_factory.mktemp("precision")
+    config = smoke_config(root)
+    for name, precision, seeds in (("fp32", "fp32", 2), ("bf16", "bf16", 2),
+                                   ("tf32", "tf32", 2), ("one-seed", "fp32", 1)):
+        assert main(["run", str(config), "--scale", "smoke", "--seeds", str(seeds),
+                     "--precision", precision, "--out", str(root / name), "--quiet",
+                     "--data-dir", str(data_dir)]) == 0
+    return root
+
+
+def runs_by_point(folder: Path) -> pd.DataFrame:
+    curves = pd.read_csv(folder / "logreg_mnist" / "curves.csv")
+    return curves.set_index(["method", "lr", "seed", "epoch"]).sort_index()
+
+
+def test_run_precision_is_recorded_and_bf16_curves_stay_close(results, cli):
+    fp32, bf16, tf32 = (runs_by_point(results / n) for n in ("fp32", "bf16", "tf32"))
+    assert set(fp32["precision"]) == {"fp32"} and set(bf16["precision"]) == {"bf16"}
+    # tf32 on a CPU ran as fp32, and its table says so; its curves are fp32's
+    assert set(tf32["precision"]) == {"fp32"}
+    pd.testing.assert_series_equal(tf32["train_loss"], fp32["train_loss"])
+    for folder, name in ((results / "bf16", "bf16"), (results / "tf32", "tf32")):
+        meta = json.loads((folder / "logreg_mnist" / "config.json").read_text())
+        assert meta["config"]["training"]["precision"] == name
+        assert meta["provenance"]["precision"] == ("fp32" if name == "tf32" else name)
+    assert not set(fp32["run_id"]) & set(bf16["run_id"])
+    assert len(fp32) == len(bf16) == 8 * 3  # 4 points x 2 seeds, passes 0-2
+    trained = fp32["train_loss"].notna()
+    change = ((bf16["train_loss"] - fp32["train_loss"]).abs() / fp32["train_loss"])[trained]
+    assert 1e-5 < change.max() < BF16_BOUND, change.max()
+    # bf16 runs may not be mixed into the fp32 folder: their config differs
+    code, _, err = cli("run", smoke_config(results), "--scale", "smoke", "--seeds", "2",
+                       "--precision", "bf16", "--out", results / "fp32", "--quiet")
+    assert code == 2 and "different logreg_mnist config" in err
+
+
+def test_compare_measures_deviation_and_seed_spread(results, cli):
+    code, out, err = cli("compare", results / "fp32", results / "bf16")
+    assert code == 0, err
+    assert "bf16 against fp32" in out and "within the seed spread for" in out
+    table = pd.read_csv(results / "bf16" / "compare" / "logreg_mnist.csv")
+    best = pd.read_csv(results / "fp32" / "logreg_mnist" / "best.csv")
+    assert sorted(table["method"]) == sorted(best["method"])
+    fp32, bf16 = runs_by_point(results / "fp32"), runs_by_point(results / "bf16")
+    for _, row in table.iterrows():
+        lr = best.set_index("method").loc[row["method"], "lr"]
+        base = fp32.loc[(row["method"], lr)]["train_loss"].unstack("seed")  # epoch x seed
+        other = bf16.loc[(row["method"], lr)]["train_loss"].unstack("seed")
+        deviation = ((other - base).abs() / base.abs()).max().max()
+        spread = max(((base[a] - base[b]).abs() / base[b].abs()).max()
+                     for a, b in itertools.permutations(base.columns, 2))
+        assert row["deviation"] == pytest.approx(deviation, rel=1e-12)
+        assert row["seed_spread"] == pytest.approx(spread, rel=1e-12)
+        assert row["verdict"] == ("within" if deviation < spread else "beyond")
+        assert (row["seeds"], row["passes"], row["metric"]) == (2, 2, "train_loss")
+        assert (row["base_precision"], row["other_precision"]) == ("fp32", "bf16")
+        assert f"lr={float(lr)!r}" in row["point"]
+    # a folder against itself: nothing moves
+    code, _, err = cli("compare", results / "fp32", results / "fp32", "--out",
+                       results / "self")
+    assert code == 0, err
+    itself = pd.read_csv(results / "self" / "logreg_mnist.csv")
+    assert (itself["deviation"] == 0).all() and (itself["verdict"] == "within").all()
+
+
+def test_compare_on_the_cpu_names_tf32_as_it_ran(results, cli):
+    code, out, err = cli("compare", results / "fp32", results / "tf32", "-e", "logreg_mnist")
+    assert code == 0, err
+    table = pd.read_csv(results / "tf32" / "compare" / "logreg_mnist.csv")
+    assert set(table["other_precision"]) == {"tf32 (as fp32)"}
+    assert (table["deviation"] == 0).all()
+
+
+@pytest.mark.parametrize("case", ["missing-base", "empty-other", "unknown-experiment",
+                                  "one-seed", "unmatched-seed", "other-config",
+                                  "unknown-metric"])
+def test_compare_bad_inputs(case, results, cli, tmp_path):
+    base, other, extra = results / "fp32", results / "bf16", []
+    if case == "missing-base":
+        base, fragment = tmp_path / "nowhere", "is not a folder"
+    elif case == "empty-other":
+        other, fragment = tmp_path, "holds no results"
+    elif case == "unknown-experiment":
+        extra, fragment = ["-e", "mlp"], "has no results of 'mlp'"
+    elif case == "one-seed":
+        base, fragment = results / "one-seed", "no seed spread to measure against"
+    elif case == "unmatched-seed":
+        other, fragment = results / "one-seed", "seed 1 (selected in BASE)"
+    elif case == "other-config":
+        other = tmp_path / "edited"
+        shutil.copytree(results / "bf16" / "logreg_mnist", other / "logreg_mnist")
+        path = other / "logreg_mnist" / "config.json"
+        meta = json.loads(path.read_text())
+        meta["config"]["training"]["epochs"] = 3
+        path.write_text(json.dumps(meta))
+        fragment = "ran different configs (training.epochs differ)"
+    else:
+        extra, fragment = ["--metric", "train_lost"], "has no column 'train_lost'"
+    code, out, err = cli("compare", base, other, *extra)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("adamrepro: error: "), err
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in err
