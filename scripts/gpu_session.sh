@@ -9,6 +9,9 @@
 # Stages:
 #   tests   the CUDA tests (pytest -m cuda: CUDA graphs equal eager, every optimizer on the GPU)
 #   bench   `adamrepro bench` of every config at paper scale, a few passes each
+#   precision  scripts/measure_precision.sh on PRECISION_EXPERIMENTS (default: mlp
+#              cnn_cifar10, where the arithmetic is the time; PRECISION_SCALE, default quick)
+#              into OUT/precision-<scale>/
 #   paper   scripts/reproduce_paper.sh (BUDGET_MINUTES for the stage, CONFIGS to choose)
 # Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes), PYTHON (default
 # python3), BUDGET_MINUTES, CONFIGS, OUT (results folder, default results), BENCH_PASSES
@@ -78,11 +81,17 @@ for stage in "${@:-paper}"; do
                     --passes "${BENCH_PASSES:-3}" --reference-passes 1 --out "$OUT" \
                     $RUN_FLAGS || status=1
             done ;;
+        precision)
+            # shellcheck disable=SC2086  # one word per experiment
+            SCALE="${PRECISION_SCALE:-quick}" OUT="$OUT/precision-${PRECISION_SCALE:-quick}" \
+                RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
+                scripts/measure_precision.sh ${PRECISION_EXPERIMENTS:-mlp cnn_cifar10} \
+                || status=1 ;;
         paper)
             OUT="$OUT" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
                 scripts/reproduce_paper.sh || status=$? ;;
         *)
-            echo "gpu_session: unknown stage $stage; known: tests bench paper" >&2
+            echo "gpu_session: unknown stage $stage; known: tests bench precision paper" >&2
             exit 2 ;;
     esac
 done
