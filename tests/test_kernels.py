@@ -1,0 +1,204 @@
+"""The kernel switches of `training` on real data: `compile_optimizer` and `compile_model`
+(MNIST, an MLP with dropout, so the compiled step must draw the eager step's masks) and
+`channels_last` (CIFAR-10, the CNN, with shared and with per-run inputs) each trace the
+default's curves up to float rounding; none changes a run id; a checkpoint written without
+them resumes with them. On a GPU (skipped without one): the same under CUDA graphs, in float32.
+
+CPU tests run in float64: the switches compute the same arithmetic in another order (fused
+loops, NHWC convolutions), so they agree to ~1e-15 relative; rtol 1e-10 as STYLE.md asks,
+while any real difference (another mask, lr or minibatch) moves a loss by more than 1e-4.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from adamrepro.config import parse_experiment
+from adamrepro.metrics import CLASSIFIER
+from adamrepro.models.cnn import CNN, Options
+from adamrepro.runner.checkpoint import Budget, BudgetSpent, GroupCheckpoint
+from adamrepro.runner.executors import load_data
+from adamrepro.runner.group import train_group
+from adamrepro.runner.plan import config_digest, plan
+
+REPO = Path(__file__).resolve().parent.parent
+RTOL, ATOL = 1e-10, 1e-12  # see the module docstring
+COLUMNS = [c.name for c in CLASSIFIER.columns()] + ["max_step_ratio"]
+SWITCHES = ("compile_optimizer", "compile_model", "channels_last")
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def mlp_experiment(dtype: str = "float64", **switches):
+    return parse_experiment({
+        "name": "kernels", "title": "switches == default",
+        "dataset": {"name": "mnist", "train_size": 1024, "test_size": 256},
+        "model": {"name": "mlp", "hidden": [64, 32], "input_dropout": 0.2,
+                  "hidden_dropout": 0.5, "l2": 1e-3},
+        "training": {"batch_size": 64, "epochs": 3, "dtype": dtype, "log_every": 4,
+                     **switches},
+        "seed": 5,
+        "methods": {
+            "adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 1e-2]},
+                     "hparams": {"averaging": 0.99, "track_step_ratio": True,
+                                 "lr_decay": "sqrt"}},
+            "sgd": {"optimizer": "sgd_nesterov", "hparams": {"momentum": 0.9},
+                    "grid": {"lr": [0.1]}},
+        },
+    }, "test")
+
+
+def cnn_experiment(seeds: int, input_dropout: float, dtype: str = "float64", **switches):
+    return parse_experiment({
+        "name": "kernels_cnn", "title": "channels-last == default",
+        "dataset": {"name": "cifar10", "verify": False, "train_size": 256, "test_size": 64},
+        "model": {"name": "cnn", "conv_channels": [4, 4, 8], "hidden": 16,
+                  "input_dropout": input_dropout},
+        "training": {"batch_size": 64, "epochs": 2, "dtype": dtype, **switches},
+        "seeds": seeds,
+        "methods": {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 1e-2]}}},
+    }, "test")
+
+
+def table(curve) -> torch.Tensor:
+    return torch.tensor([[row.get(c, float("nan")) for c in COLUMNS] for row in curve.rows],
+                        dtype=torch.float64)
+
+
+def assert_same_curves(actual, expected, what: str, rtol: float = RTOL,
+                       atol: float = ATOL) -> None:
+    assert len(actual) == len(expected)
+    for run, (a, b) in enumerate(zip(actual, expected, strict=True)):
+        assert a.diverged == b.diverged, what
+        torch.testing.assert_close(table(a), table(b), rtol=rtol, atol=atol, equal_nan=True,
+                                   msg=lambda m, run=run: f"{what}, run {run}: {m}")
+        steps_a = torch.tensor([list(row.values()) for row in a.steps], dtype=torch.float64)
+        steps_b = torch.tensor([list(row.values()) for row in b.steps], dtype=torch.float64)
+        torch.testing.assert_close(steps_a, steps_b, rtol=rtol, atol=atol)
+
+
+def compiled_graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+@pytest.fixture(scope="module")
+def mnist(data_dir):
+    return load_data(mlp_experiment(), data_dir, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def cifar(data_dir):
+    return load_data(cnn_experiment(1, 0.0), data_dir, torch.device("cpu"))
+
+
+def test_compiled_step_traces_the_eager_curves(mnist):
+    eager, compiled = mlp_experiment(), mlp_experiment(compile_optimizer=True,
+                                                       compile_model=True)
+    for group in plan(eager):
+        expected = train_group(eager, group, mnist)
+        before = compiled_graphs()
+        actual = train_group(compiled, group, mnist)
+        assert compiled_graphs() > before, "nothing was compiled"
+        assert_same_curves(actual, expected, f"compiled {group.method}")
+        # not vacuous: it learns, and the two step sizes trace different curves
+        finals = [curve.rows[-1]["train_loss_full"] for curve in expected]
+        assert max(finals) < expected[0].rows[0]["train_loss_full"]
+        assert len({round(f, 6) for f in finals}) == len(finals)
+
+
+def test_compiled_model_alone_traces_the_eager_curves(mnist):
+    """The objective compiled, the optimizer not (each switch works without the other)."""
+    eager, compiled = mlp_experiment(), mlp_experiment(compile_model=True)
+    group = next(g for g in plan(eager) if g.method == "sgd")
+    assert_same_curves(train_group(compiled, group, mnist), train_group(eager, group, mnist),
+                       "compiled model")
+
+
+@pytest.mark.parametrize("seeds,input_dropout", [(1, 0.0), (2, 0.2)],
+                         ids=["shared-input", "own-inputs-dropout"])
+def test_channels_last_traces_the_default_curves(cifar, seeds, input_dropout):
+    """One seed: every run sees the same images (the first convolution is a dense one);
+    two seeds and input dropout: each run its own (grouped convolutions throughout)."""
+    default = cnn_experiment(seeds, input_dropout)
+    nhwc = cnn_experiment(seeds, input_dropout, channels_last=True)
+    (group,) = plan(default)
+    expected = train_group(default, group, cifar)
+    assert_same_curves(train_group(nhwc, group, cifar), expected, "channels_last")
+    assert expected[0].rows[-1]["train_loss_full"] < expected[0].rows[0]["train_loss_full"]
+
+
+def test_channels_last_puts_every_convolution_on_nhwc_activations():
+    opts = Options(conv_channels=[4, 4, 8], hidden=16)
+    model = CNN(opts, (3, 32, 32), 10, seeds=[0, 1]).double()
+    seen = []
+    for conv in model.convs:
+        conv.register_forward_pre_hook(lambda module, args: seen.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(2, 3, 3, 32, 32, dtype=torch.float64)
+    default = model(x, train=False)
+    model.channels_last = True
+    torch.testing.assert_close(model(x, train=False), default, rtol=RTOL, atol=ATOL)
+    assert seen == [False] * 3 + [True] * 3
+
+
+def test_switches_change_no_run_id():
+    """Run ids name what a run computes; these switches change how, as the device does (which
+    is no part of a run id either). A run trained with them is the run trained without."""
+    base = mlp_experiment()
+    switched = mlp_experiment(**dict.fromkeys(SWITCHES, True))
+    assert [r.run_id for g in plan(switched) for r in g.runs] == [
+        r.run_id for g in plan(base) for r in g.runs]
+    assert [g.group_id for g in plan(switched)] == [g.group_id for g in plan(base)]
+    assert config_digest(switched) == config_digest(base)
+    # while a setting that changes the curves does change them
+    other = mlp_experiment(dtype="float32")
+    assert plan(other)[0].runs[0].run_id != plan(base)[0].runs[0].run_id
+
+
+def test_a_checkpoint_written_eagerly_resumes_compiled(mnist, tmp_path):
+    eager = mlp_experiment()
+    compiled = mlp_experiment(compile_optimizer=True, compile_model=True)
+    group = plan(eager)[0]
+    whole = train_group(eager, group, mnist)
+    path = tmp_path / "group.ckpt.pt"
+    with pytest.raises(BudgetSpent):
+        train_group(eager, group, mnist, checkpoint=GroupCheckpoint(path, 1, Budget(0.0)))
+    seen = []
+    resumed = train_group(compiled, group, mnist, on_pass=seen.append,
+                          checkpoint=GroupCheckpoint(path, 10))
+    assert seen == [1, 2, 3], "the group did not go on from its checkpoint"
+    assert_same_curves(resumed, whole, "resumed compiled")
+
+
+CUDA = torch.device("cuda")
+# Float32 on a GPU: fused (Triton) and eager kernels round differently, ~1e-6 relative
+# after these few steps; 1e-4 (bench/timing.py's CHECK_RTOL) is still 4x below what
+# another minibatch order moves after 2 passes.
+CUDA_RTOL, CUDA_ATOL = 1e-4, 1e-6
+
+
+@pytest.mark.cuda
+def test_compiled_step_under_cuda_graphs_traces_the_eager_curves(data_dir):
+    eager = mlp_experiment("float32")
+    compiled = mlp_experiment("float32", compile_optimizer=True, compile_model=True)
+    data = load_data(eager, data_dir, CUDA)
+    for group in plan(eager):
+        expected = train_group(eager, group, data, cuda_graphs=True)
+        for graphs in (True, False):
+            assert_same_curves(train_group(compiled, group, data, cuda_graphs=graphs),
+                               expected, f"compiled, graphs {graphs}", CUDA_RTOL, CUDA_ATOL)
+
+
+@pytest.mark.cuda
+def test_channels_last_on_a_gpu_traces_the_default_curves(data_dir):
+    default = cnn_experiment(2, 0.2, "float32")
+    data = load_data(default, data_dir, CUDA)
+    (group,) = plan(default)
+    expected = train_group(default, group, data)
+    for switches in ({"channels_last": True}, dict.fromkeys(SWITCHES, True)):
+        switched = cnn_experiment(2, 0.2, "float32", **switches)
+        assert_same_curves(train_group(switched, group, data), expected, str(switches),
+                           CUDA_RTOL, CUDA_ATOL)
