@@ -2,7 +2,8 @@
 (MNIST, an MLP with dropout, so the compiled step must draw the eager step's masks) and
 `channels_last` (CIFAR-10, the CNN, with shared and with per-run inputs) each trace the
 default's curves up to float rounding; none changes a run id; a checkpoint written without
-them resumes with them. On a GPU (skipped without one): the same under CUDA graphs, in float32.
+them resumes with them; scripts/bench_kernels.py runs end to end and its loss check can
+fail. On a GPU (skipped without one): the same under CUDA graphs, in float32.
 
 CPU tests run in float64: the switches compute the same arithmetic in another order (fused
 loops, NHWC convolutions), so they agree to ~1e-15 relative; rtol 1e-10 as STYLE.md asks,
@@ -11,11 +12,17 @@ while any real difference (another mask, lr or minibatch) moves a loss by more t
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
+import yaml
 
+from adamrepro.bench.kernels import compare
 from adamrepro.config import parse_experiment
 from adamrepro.metrics import CLASSIFIER
 from adamrepro.models.cnn import CNN, Options
@@ -171,6 +178,57 @@ def test_a_checkpoint_written_eagerly_resumes_compiled(mnist, tmp_path):
                           checkpoint=GroupCheckpoint(path, 10))
     assert seen == [1, 2, 3], "the group did not go on from its checkpoint"
     assert_same_curves(resumed, whole, "resumed compiled")
+
+
+def test_the_loss_check_tells_rounding_from_a_difference():
+    losses = torch.rand(20, 4, dtype=torch.float64) + 1.0
+    quiet = losses * (1 + 1e-9)  # a control whose rounding differences stay tiny
+    assert compare(losses * (1 + 1e-7), losses, quiet, "float32")["same_losses"]
+    assert not compare(losses * (1 + 1e-3), losses, quiet, "float32")["same_losses"]
+    assert not compare(torch.where(losses > 1.5, torch.nan, losses), losses, quiet,
+                       "float32")["same_losses"]
+    # where rounding alone grows (the control drifts by 1e-3 from step 10), so may the
+    # variant from then on, and not before
+    drifting = losses.clone()
+    drifting[10:] *= 1 + 1e-3
+    late = losses.clone()
+    late[15:] *= 1 + 5e-3
+    assert compare(late, losses, drifting, "float32")["same_losses"]
+    early = losses.clone()
+    early[5] *= 1 + 5e-3
+    assert not compare(early, losses, drifting, "float32")["same_losses"]
+
+
+def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):
+    """On the CPU at smoke scale, a few steps: the rows, the machine and the loss check. The
+    CNN is Fig. 3's config with narrow layers (any config serves; the full one takes ~3 s a
+    step here)."""
+    config = yaml.safe_load((REPO / "configs" / "cnn_cifar10.yaml").read_text())
+    config["model"].update(conv_channels=[8, 8, 16], hidden=32)
+    narrow = tmp_path / "cnn_narrow.yaml"
+    narrow.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_kernels.py"), "logreg_mnist",
+         str(narrow), "--device", "cpu", "--scale", "smoke", "--steps", "2", "--repeats", "2",
+         "--threads", "1", "--out", str(tmp_path), "--data-dir", str(data_dir),
+         "--unverified-data", "--variants", "compile_optimizer", "channels_last"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "load average" in done.stdout and torch.__version__ in done.stdout
+    logreg = pd.read_csv(tmp_path / "kernels" / "logreg_mnist-cpu-smoke.csv")
+    cnn = pd.read_csv(tmp_path / "kernels" / "cnn_cifar10-cpu-smoke.csv")
+    # channels_last only where there are convolutions; no CUDA-graph row on a CPU
+    assert list(logreg["variant"]) == ["default", "compile_optimizer"]
+    assert list(cnn["variant"]) == ["default", "compile_optimizer", "channels_last"]
+    for frame in (logreg, cnn):
+        assert frame["same_losses"].all()
+        assert (frame["step_ms"] > 0).all() and (frame["warmup_seconds"] > 0).all()
+        assert (frame["threads"] == 1).all() and (frame["device"] == "cpu").all()
+        for column in ("hardware", "torch_version", "load_average_before", "commit", "date",
+                       "rounding_floor"):
+            assert frame[column].notna().all(), column
+    assert (logreg["method"] == "adam").all() and (logreg["group_size"] == 7).all()
 
 
 CUDA = torch.device("cuda")
