@@ -8,12 +8,17 @@ eagerly, with a warning and no error: in a sweep, the ninth group would silently
 eager speed. `compile_method` compiles a private copy of the method's code instead, so
 every object has its own cache, freed with it.
 
-The options every compiled step of adamrepro uses (`STEP_OPTIONS`): static shapes (every
-step of a group has the same shapes; a short last minibatch compiles once more), and
-inductor's default mode, which fuses but does not capture CUDA graphs: the runner captures
-the whole step in its own graph (runner/group.py, `GraphedStep`), and the compiled kernels
-are replayed inside it. `mode="reduce-overhead"` would capture graphs of its own inside
-ours, which CUDA does not allow.
+The options every compiled step of adamrepro uses (`STEP_OPTIONS`):
+- static shapes: every step of a group has the same shapes (a short last minibatch
+  compiles once more);
+- inductor's default mode, which fuses but does not capture CUDA graphs: the runner captures
+  the whole step in its own graph (runner/group.py, `GraphedStep`), and the compiled kernels
+  are replayed inside it. `mode="reduce-overhead"` would capture graphs of its own inside
+  ours, which CUDA does not allow;
+- no automatic channels-last layout (`layout_optimization`): with it, torch 2.13.0's
+  inductor gave every convolution of the full-width Fig. 3 CNN a zero gradient in float32
+  on the CPU (not in float64, not at narrow widths; tests/test_kernels.py); the layout is
+  `training.channels_last`'s to choose.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-STEP_OPTIONS = {"dynamic": False}
+STEP_OPTIONS = {"dynamic": False, "options": {"layout_optimization": False}}
 
 
 def compile_method(method: types.MethodType, **options) -> Callable:

@@ -28,7 +28,7 @@ from adamrepro.metrics import CLASSIFIER
 from adamrepro.models.cnn import CNN, Options
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, GroupCheckpoint
 from adamrepro.runner.executors import load_data
-from adamrepro.runner.group import train_group
+from adamrepro.runner.group import build_model, minibatch_training, train_group
 from adamrepro.runner.plan import config_digest, plan
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,6 +122,34 @@ def test_compiled_model_alone_traces_the_eager_curves(mnist):
     group = next(g for g in plan(eager) if g.method == "sgd")
     assert_same_curves(train_group(compiled, group, mnist), train_group(eager, group, mnist),
                        "compiled model")
+
+
+def test_compiled_full_width_cnn_has_the_eager_gradients(cifar):
+    """Fig. 3's CNN as its adam group trains it (4 runs, minibatch 128, every width) in
+    float32, one step. With inductor's automatic channels-last layout (its default), torch
+    2.13.0 gave every convolution of this group a zero gradient, and other shapes wrong ones
+    (1e-3 relative at 2 runs and 16 hidden units, none at minibatch 8); compile_model turns
+    that layout off (compiling.py). One backward in float32 rounds to ~1e-6 relative: rtol
+    1e-4 is loose enough for rounding and fails on either error."""
+    gradients = []
+    for switches in ({}, {"compile_model": True}):
+        exp = cnn_experiment(1, 0.0, "float32", **switches)
+        exp = exp.model_copy(update={
+            "model": {"name": "cnn"},
+            "methods": {"adam": exp.methods["adam"].model_copy(update={
+                "grid": {"lr": [3e-5, 1e-4, 3e-4, 1e-3]}})},
+            "training": exp.training.model_copy(update={"batch_size": 128})})
+        (group,) = plan(exp)
+        model = build_model(exp, group, cifar, torch.device("cpu"))
+        _, train_pass = minibatch_training(exp, group, cifar, model)
+        train_pass.step.new_pass(train_pass.order.new_pass())
+        train_pass.run_step(exp.training.batch_size)
+        gradients.append({name: p.grad for name, p in model.named_parameters()})
+    eager, compiled = gradients
+    assert all(g.abs().max() > 0 for g in eager.values())
+    for name in eager:
+        torch.testing.assert_close(compiled[name], eager[name], rtol=1e-4,
+                                   atol=1e-4 * float(eager[name].abs().max()), msg=name)
 
 
 @pytest.mark.parametrize("seeds,input_dropout", [(1, 0.0), (2, 0.2)],
