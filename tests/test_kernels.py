@@ -225,6 +225,13 @@ def test_the_loss_check_tells_rounding_from_a_difference():
     early = losses.clone()
     early[5] *= 1 + 5e-3
     assert not compare(early, losses, drifting, "float32")["same_losses"]
+    # and run by run: a run whose rounding stays small is held to it
+    one_drifts = losses.clone()
+    one_drifts[10:, 0] *= 1 + 1e-3
+    assert compare(late, losses, one_drifts, "float32")["same_losses"] is False
+    late_in_run_0 = losses.clone()
+    late_in_run_0[15:, 0] *= 1 + 5e-3
+    assert compare(late_in_run_0, losses, one_drifts, "float32")["same_losses"]
 
 
 def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):

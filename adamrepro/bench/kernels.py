@@ -155,16 +155,18 @@ def relative_gap(losses: Tensor, default: Tensor) -> Tensor:
 
 def compare(losses: Tensor, default: Tensor, control: Tensor, dtype: str) -> dict:
     """A variant's (steps, G) step losses against the default's: the largest relative
-    difference, and whether every step lies within max(CHECK_RTOL, NUDGE_FACTOR x the
-    largest relative difference of the rounding `control` up to that step), + CHECK_ATOL."""
+    difference, and whether every run's every step lies within max(CHECK_RTOL,
+    NUDGE_FACTOR x the largest relative difference of that run in the rounding `control` up
+    to that step), + CHECK_ATOL. Per run: in a grid, the largest step size is often the one
+    whose rounding grows (Fig. 2a at lr 3e-3: 7e-2 after 100 steps, 1e-4 at lr 1e-3)."""
     rtol, atol = CHECK_RTOL[dtype], CHECK_ATOL[dtype]
     gap = relative_gap(losses, default)
-    floor = torch.cummax(relative_gap(control, default).amax(1), 0).values
-    allowed = torch.clamp(NUDGE_FACTOR * floor, min=rtol)[:, None]
+    floor = torch.cummax(relative_gap(control, default), 0).values
+    allowed = torch.clamp(NUDGE_FACTOR * floor, min=rtol)
     within = (losses - default).abs() <= atol + allowed * default.abs()
     within |= gap == 0  # both not finite
     return {"max_relative_difference": float(gap.max()) if gap.numel() else 0.0,
-            "rounding_floor": float(floor[-1]) if floor.numel() else 0.0,
+            "rounding_floor": float(floor[-1].max()) if floor.numel() else 0.0,
             "same_losses": bool(within.all()), "rtol": rtol, "atol": atol}
 
 
