@@ -12,6 +12,7 @@ while any real difference (another mask, lr or minibatch) moves a loss by more t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from adamrepro.models.cnn import CNN, Options
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, GroupCheckpoint
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import build_model, minibatch_training, train_group
-from adamrepro.runner.plan import config_digest, plan
+from adamrepro.runner.plan import _config_dump, config_digest, plan
 
 REPO = Path(__file__).resolve().parent.parent
 RTOL, ATOL = 1e-10, 1e-12  # see the module docstring
@@ -188,6 +189,9 @@ def test_switches_change_no_run_id():
         r.run_id for g in plan(base) for r in g.runs]
     assert [g.group_id for g in plan(switched)] == [g.group_id for g in plan(base)]
     assert config_digest(switched) == config_digest(base)
+    # nor the digest of a config that never names them (the committed results' configs)
+    dumped = json.dumps(_config_dump(base))
+    assert not [name for name in SWITCHES if name in dumped]
     # while a setting that changes the curves does change them
     other = mlp_experiment(dtype="float32")
     assert plan(other)[0].runs[0].run_id != plan(base)[0].runs[0].run_id
