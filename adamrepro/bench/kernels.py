@@ -53,8 +53,7 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def applicable(names: list[str], exp: Experiment, group: Group,
-               device: torch.device) -> list[str]:
+def applicable(names: list[str], group: Group, device: torch.device) -> list[str]:
     """The variants that change something for this group on this device."""
     convolutional = MODELS[group.model["name"]].CONVOLUTIONAL
     keep = []
@@ -76,10 +75,10 @@ NUDGE_FACTOR = 10.0
 
 
 def variant_experiment(exp: Experiment, name: str) -> Experiment:
-    switches = dict(VARIANTS[name])
-    if name == "all_switches" and not MODELS[exp.model["name"]].CONVOLUTIONAL:
-        switches.pop("channels_last")
-    return exp.model_copy(update={"training": exp.training.model_copy(update=switches)})
+    """`exp` with the variant's switches set (channels_last does nothing without
+    convolutions, so `all_switches` sets it everywhere)."""
+    return exp.model_copy(update={"training": exp.training.model_copy(
+        update=VARIANTS[name])})
 
 
 @dataclass
@@ -204,8 +203,7 @@ def bench_kernels(exp: Experiment, data: TensorDataset, device: torch.device,
     group = pick_group(exp, method)
     # the CUDA graph is captured after its eager warm-up steps: all of it before the timing
     warmup = max(warmup, GraphedStep.WARMUP + 1)
-    names = applicable(["default", *(n for n in names if n != "default")], exp, group,
-                       device)
+    names = applicable(["default", *(n for n in names if n != "default")], group, device)
     load_before = os.getloadavg()[0]
     steppers, warmup_seconds, failed = {}, {}, {}
     for name in names:
