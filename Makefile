@@ -13,7 +13,7 @@ EXPERIMENTS := $(basename $(notdir $(wildcard configs/*.yaml)))
 PRECISION ?=
 RUN = $(PYTHON) -m adamrepro run configs/$@.yaml --scale $(SCALE) --out $(OUT) --device $(DEVICE) $(DATA_FLAG) $(if $(PRECISION),--precision $(PRECISION))
 
-.PHONY: install test lint data plot report bench bench-gpu clean all $(EXPERIMENTS)
+.PHONY: install test lint data plot report bench bench-gpu bench-kernels clean all $(EXPERIMENTS)
 
 install:  ## editable install with the dev extras into the active environment
 	$(PYTHON) -m pip install -e '.[dev]'
@@ -45,6 +45,12 @@ bench-gpu:  ## the README's GPU table: every experiment at paper scale (the MLP'
 	$(PYTHON) -m adamrepro bench logreg_mnist --scale paper --device cuda $(DATA_FLAG)
 	$(PYTHON) -m adamrepro bench logreg_imdb --scale paper --device cuda $(DATA_FLAG)
 	$(PYTHON) -m adamrepro bench mlp --scale paper --device cuda $(DATA_FLAG) --passes 10
+
+bench-kernels:  ## the README's "Kernels" tables: each kernel switch against the default loop
+	$(PYTHON) scripts/bench_kernels.py logreg_mnist mlp --scale $(SCALE) --device $(DEVICE) \
+		--out $(OUT) $(DATA_FLAG)
+	$(PYTHON) scripts/bench_kernels.py cnn_cifar10 --scale $(SCALE) --device $(DEVICE) \
+		--out $(OUT) $(DATA_FLAG) --unverified-data --steps 20
 
 clean:  ## remove caches and uncommitted run records (committed tables and figures stay)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info $(OUT)/*/runs $(OUT)/*/.lock

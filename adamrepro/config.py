@@ -58,6 +58,16 @@ class TrainingSpec(Frozen):
     # of a group that does not fit in device memory, it changes how runs are grouped (and
     # so the dropout masks a run draws, and the time it records), not which runs they are.
     max_group_size: int | None = Field(None, gt=0)
+    # How a step is computed, never what: each switch changes the curves by float rounding
+    # alone, so none is part of a run's identity (runner/plan.py). Measured in the README's
+    # "Kernels" (scripts/bench_kernels.py); off until a measurement says they pay.
+    # The optimizer's update as one torch.compile'd function (optimizers that declare
+    # themselves graphable: no host sync, no data-dependent control flow).
+    compile_optimizer: bool = False
+    # The training step's objective (forward and backward) through torch.compile.
+    compile_model: bool = False
+    # Convolutions on channels-last (NHWC) activations; no effect on a model without any.
+    channels_last: bool = False
 
 
 class SelectionSpec(Frozen):

@@ -92,6 +92,8 @@ class BatchedModel(nn.Module):
     # Options that choose how, not what, is computed (plan.py leaves them out of run ids),
     # like the device: a run's id names the experiment, not the kernels that realised it.
     IMPLEMENTATION_OPTIONS: ClassVar[frozenset[str]] = frozenset()
+    # Whether `channels_last` changes anything (scripts/bench_kernels.py times it only then).
+    CONVOLUTIONAL: ClassVar[bool] = False
 
     @staticmethod
     def stochastic(opts) -> bool:
@@ -102,6 +104,9 @@ class BatchedModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.generator: torch.Generator | None = None  # training noise; set by the runner
+        # Convolutions on channels-last (NHWC) activations; set by the runner
+        # (training.channels_last); a model without convolutions ignores it.
+        self.channels_last = False
 
     def objective(self, batch: Batch) -> Tensor:
         """The data term of the training objective, in training mode: mean over the batch

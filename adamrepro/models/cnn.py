@@ -108,6 +108,7 @@ class StackedConv2d(nn.Module):
 
 class CNN(Classifier):
     options = staticmethod(options)
+    CONVOLUTIONAL = True
 
 
     def __init__(self, opts: Options, feature_shape: tuple[int, ...], num_classes: int,
@@ -137,6 +138,10 @@ class CNN(Classifier):
             if train:
                 x = dropout(x, self.opts.input_dropout, self.generator)
             h = x.transpose(0, 1).reshape(B, G * x.shape[2], *x.shape[3:])
+        if self.channels_last:
+            # the convolutions and poolings keep the input's layout, and so does autograd:
+            # one conversion here; the final reshape reads it back in (C, H, W) order
+            h = h.contiguous(memory_format=torch.channels_last)
         for index, conv in enumerate(self.convs):
             h = conv(h, shared=shared and index == 0).relu()
             h = F.max_pool2d(h, self.opts.pool_size, self.opts.pool_stride,

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from adamrepro.compiling import compile_method
 from adamrepro.optim.capabilities import Capabilities
 
 Number = float | int
@@ -123,6 +124,7 @@ class GridOptimizer(torch.optim.Optimizer):
         check_range("lr", defaults["lr"], 0.0, low_open=True)
         check_lr_decay(defaults.get("lr_decay", "none"))
         super().__init__(params, defaults)
+        self._compiled_updates = None  # set by `compile`
 
     def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         raise NotImplementedError
@@ -137,12 +139,32 @@ class GridOptimizer(torch.optim.Optimizer):
             return lr / step.sqrt()
         return lr
 
+    def compile(self, **options) -> None:
+        """Run the updates of every later step as one `torch.compile`d function (options as
+        torch.compile's), as `nn.Module.compile` does for `forward`: a few fused kernels per
+        parameter instead of a dozen elementwise passes over its memory. The arithmetic is
+        the same up to float rounding. A step that still has state to create runs eagerly,
+        so one graph is compiled, not two (the state-creating step's would be another)."""
+        self._compiled_updates = compile_method(self._updates, **options)
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self._compiled_updates is not None and self._has_state():
+            self._compiled_updates()
+        else:
+            self._updates()
+        return loss
+
+    def _has_state(self) -> bool:
+        return all(len(self.state[p]) > 0 for group in self.param_groups
+                   for p in group["params"] if p.grad is not None)
+
+    def _updates(self) -> None:
+        """Every parameter's update: the body of `step`, without the closure."""
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -157,4 +179,3 @@ class GridOptimizer(torch.optim.Optimizer):
                     self._init_state(p, state, group)
                 state["step"] += 1
                 self._update(p, p.grad, state, group, self._lr(group, p, state["step"]))
-        return loss

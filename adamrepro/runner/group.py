@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from adamrepro import hparams
+from adamrepro.compiling import STEP_OPTIONS, compile_method
 from adamrepro.config import Experiment, TrainingSpec
 from adamrepro.data.base import TensorDataset
 from adamrepro.metrics import MetricSet
@@ -82,6 +83,7 @@ def build_model(exp: Experiment, group: Group, data: TensorDataset, device: torc
     model = cls(opts, data.feature_shape, data.num_classes, group.seeds).to(device, dtype)
     model.generator = group_generator(model.noise_identity(group.noise_id), device,
                                       TRAIN_NOISE)
+    model.channels_last = exp.training.channels_last
     return model
 
 
@@ -174,15 +176,20 @@ class TrainStep:
     `step_index` of `step_losses`, a device buffer, through a step counter on the device.
     Every forward pass and loss, with or without a closure, runs in `precision.forward()`
     (bf16 autocast; precision.py).
+    With `compiled`, the minibatch's objective (forward, and its backward) runs through
+    torch.compile; dropout still draws from the model's generator, eagerly (torch.compile
+    cannot trace a generator argument, so it breaks the graph there), so the masks are the
+    eager step's.
     """
 
     def __init__(self, model, optimizer, order: MinibatchOrder, data: TensorDataset,
                  batch_size: int, G: int, closure: bool = False, log_steps: int = 0,
-                 precision: Precision = FP32) -> None:
+                 precision: Precision = FP32, compiled: bool = False) -> None:
         device = data.train_x.device
         self.model, self.optimizer, self.order, self.data, self.G = (
             model, optimizer, order, data, G)
         self.closure, self.precision = closure, precision
+        self.loss = compile_method(self._loss, **STEP_OPTIONS) if compiled else self._loss
         self.perm = torch.zeros(len(order.unique), len(data.train_x), dtype=torch.long,
                                 device=device)
         self.cursor = torch.zeros((), dtype=torch.long, device=device)
@@ -205,8 +212,7 @@ class TrainStep:
         if self.closure:
             loss = self._step_with_closure(batch)
         else:
-            with self.precision.forward():
-                loss = self.model.objective(batch) + self.model.penalty()
+            loss = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             self.optimizer.step()
@@ -215,14 +221,18 @@ class TrainStep:
             self.step_losses.index_copy_(0, self.step_index, loss.detach().double()[None])
             self.step_index += 1
 
+    def _loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """The training objective of the minibatch, per run, at the training precision."""
+        with self.precision.forward():
+            return self.model.objective(batch) + self.model.penalty()
+
     def _step_with_closure(self, batch: dict[str, Tensor]) -> Tensor:
         first: list[Tensor] = []
 
         def closure() -> Tensor:
             with torch.enable_grad():
                 self.optimizer.zero_grad(set_to_none=True)
-                with self.precision.forward():
-                    loss = self.model.objective(batch) + self.model.penalty()
+                loss = self.loss(batch)
                 loss.sum().backward()
             if not first:
                 first.append(loss.detach())
@@ -268,6 +278,13 @@ class GraphedStep:
             self.step(size)
         graph.replay()
         self.graph = graph
+
+
+def can_compile_optimizer(optimizer, graphable: bool) -> bool:
+    """An optimizer compiles when it has a `compile` method (GridOptimizer) and declares
+    itself graphable: what a CUDA graph needs (no host syncs, no data-dependent control
+    flow) is what lets torch.compile trace its step in one graph."""
+    return graphable and callable(getattr(optimizer, "compile", None))
 
 
 def cuda_graphs_default() -> bool:
@@ -318,11 +335,12 @@ class MinibatchPass:
 
     def __init__(self, model, optimizer, data: TensorDataset, seeds: list[int],
                  sizes: list[int], closure: bool, graphed: bool,
-                 log_every: int | None = None, precision: Precision = FP32) -> None:
+                 log_every: int | None = None, precision: Precision = FP32,
+                 compiled: bool = False) -> None:
         self.order = MinibatchOrder(seeds, len(data.train_x), data.train_x.device)
         self.step = TrainStep(model, optimizer, self.order, data, max(sizes), len(seeds),
                               closure, log_steps=len(sizes) if log_every else 0,
-                              precision=precision)
+                              precision=precision, compiled=compiled)
         self.run_step = GraphedStep(self.step) if graphed else self.step
         self.sizes, self.log_every = sizes, log_every
 
@@ -371,6 +389,30 @@ class SubfunctionPass:
     def blocks(self) -> Tensor | None:
         """No within-pass records: a pass is as many steps as the optimizer takes."""
         return None
+
+
+def minibatch_training(exp: Experiment, group: Group, data: TensorDataset, model,
+                       cuda_graphs: bool | None = None, log_every: int | None = None,
+                       precision: Precision | None = None):
+    """The optimizer and the `MinibatchPass` of a group that trains in minibatches, with
+    the kernel switches of `exp.training` applied: the optimizer's update compiled
+    (`compile_optimizer`, where `can_compile_optimizer`), the step's objective compiled
+    (`compile_model`). CUDA graphs as `train_group` says; `precision` by default the
+    config's (precision.py)."""
+    training, capabilities = exp.training, group.resolved.capabilities
+    sizes = step_sizes(training, len(data.train_x))
+    optimizer = build_optimizer(group, list(model.parameters()), getattr(torch, training.dtype))
+    if training.compile_optimizer and can_compile_optimizer(optimizer, capabilities.graphable):
+        optimizer.compile(**STEP_OPTIONS)
+    if cuda_graphs is None:
+        cuda_graphs = cuda_graphs_default()
+    graphed = cuda_graphs and can_graph(data.train_x.device, sizes, capabilities.graphable)
+    if precision is None:
+        precision = precision_of(training, data.train_x.device)
+    train_pass = MinibatchPass(model, optimizer, data, group.seeds, sizes,
+                               capabilities.needs_closure, graphed, log_every, precision,
+                               compiled=training.compile_model)
+    return optimizer, train_pass
 
 
 FAKE_MEMORY_LIMIT = "ADAMREPRO_FAKE_MEMORY_LIMIT_RUNS"
@@ -426,9 +468,12 @@ def train_group(
 
     On a GPU each step is a replayed CUDA graph unless `cuda_graphs` is False (default: on,
     ADAMREPRO_CUDA_GRAPHS=0 turns it off) or the optimizer is not graphable; the arithmetic
-    is the same either way. With a `checkpoint` (checkpoint.py) the group goes on from the
-    one saved, if any, saves one every `checkpoint.every` passes, and raises `BudgetSpent`
-    after saving one once its time budget is spent."""
+    is the same either way, and the kernel switches of `exp.training` (`compile_optimizer`,
+    `compile_model`, `channels_last`) change it by float rounding alone. With a
+    `checkpoint` (checkpoint.py) the group goes on from the one saved, if any, saves one
+    every `checkpoint.every` passes, and raises `BudgetSpent` after saving one once its
+    time budget is spent; a checkpoint serves with any kernel switches (the state is the
+    same)."""
     device = data.train_x.device
     G, training = group.size, exp.training
     precision = precision_of(training, device)
@@ -445,15 +490,8 @@ def train_group(
         train_pass = SubfunctionPass(model, optimizer, data, subfunction_split(
             group.seeds[0], len(data.train_x), count, device), precision)
     else:
-        optimizer = build_optimizer(group, list(model.parameters()),
-                                    getattr(torch, training.dtype))
-        if cuda_graphs is None:
-            cuda_graphs = cuda_graphs_default()
-        train_pass = MinibatchPass(model, optimizer, data, group.seeds, sizes,
-                                   capabilities.needs_closure,
-                                   cuda_graphs and can_graph(device, sizes,
-                                                             capabilities.graphable),
-                                   log_every, precision)
+        optimizer, train_pass = minibatch_training(exp, group, data, model, cuda_graphs,
+                                                   log_every, precision)
     check_fake_memory_limit(G)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -23,8 +23,11 @@ from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import Resolved, resolve
 
 # Training settings that never enter run ids: they change no curve (`save_params`,
-# `checkpoint_every`) or only how runs are grouped (`max_group_size`, a memory cap).
-NOT_IDENTITY = {"save_params", "checkpoint_every", "max_group_size"}
+# `checkpoint_every`), only how runs are grouped (`max_group_size`, a memory cap), or how a
+# step is computed (the kernel switches: float rounding alone, as the device does, which
+# does not enter run ids either; tests/test_kernels.py bounds the difference).
+NOT_IDENTITY = {"save_params", "checkpoint_every", "max_group_size", "compile_optimizer",
+                "compile_model", "channels_last"}
 
 
 def training_identity(exp: Experiment) -> dict[str, Any]:

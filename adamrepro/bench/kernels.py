@@ -1,0 +1,262 @@
+"""Time the kernel switches of `training` on one batched group (scripts/bench_kernels.py).
+
+Every variant trains the same group (one method's first group at the chosen scale) on the
+same data from the same initial weights, minibatch order and dropout draws, with one set
+of switches (`VARIANTS`) on; the first is the default loop (CUDA graphs on a GPU, as
+`adamrepro run` trains). Each variant first takes `warmup` steps, timed apart: they hold
+torch.compile's compilation, the CUDA graph's capture and the allocator's first requests.
+Then, `repeats` times in turn, every variant takes `steps` steps, timed alone (after
+`torch.cuda.synchronize()` on a GPU, with CUDA events), so that a change in the machine's
+load hits every variant alike; a variant's step time is the median over its blocks.
+
+Every step's minibatch loss of every run is kept on the device and compared with the
+default's at the end: a switch that changes more than float rounding would show. How far
+rounding alone moves the losses depends on the training: Adam's first steps move every
+weight by about ±lr whatever the size of its gradient, so a gradient that rounding moves
+across zero moves its weight by a whole step, and in float32 a CNN's losses drift apart by
+1e-4 within ten steps. So the check is calibrated on this very group: a control
+(`nudged`), the default loop with every weight moved one float step (one ulp) up or down
+before every step, shows what rounding differences at every step grow to in each run; a
+variant passes when each run stays within max(CHECK_RTOL, NUDGE_FACTOR x that run's
+control difference so far).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from adamrepro.bench.timing import CHECK_ATOL, CHECK_RTOL, hardware_name, synchronize
+from adamrepro.config import Experiment
+from adamrepro.data.base import TensorDataset
+from adamrepro.errors import UserError
+from adamrepro.models import MODELS
+from adamrepro.runner.group import GraphedStep, build_model, minibatch_training, step_sizes
+from adamrepro.runner.plan import Group, plan
+
+# name -> the training settings it sets (the default first); "no_cuda_graphs" is the
+# default loop with CUDA graphs off (GPU only), to show what the graphs already buy.
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "no_cuda_graphs": {},
+    "compile_optimizer": {"compile_optimizer": True},
+    "compile_model": {"compile_model": True},
+    "channels_last": {"channels_last": True},
+    "all_switches": {"compile_optimizer": True, "compile_model": True,
+                     "channels_last": True},
+}
+
+
+def applicable(names: list[str], group: Group, device: torch.device) -> list[str]:
+    """The variants that change something for this group on this device."""
+    convolutional = MODELS[group.model["name"]].CONVOLUTIONAL
+    keep = []
+    for name in names:
+        if name == "no_cuda_graphs" and device.type != "cuda":
+            continue  # no graphs off a GPU: the same as the default
+        if name == "channels_last" and not convolutional:
+            continue
+        keep.append(name)
+    return keep
+
+
+# The control moves each weight by a whole float step before every step, more than a switch's
+# rounding moves one; 10x its difference still leaves a real difference (another mask, lr or
+# minibatch: >1e-3 from the first steps, where the control's differences are <1e-6) far
+# outside. Measured on the CPU: no switch used more than 0.29 of this allowance (README,
+# "Kernels").
+NUDGE_FACTOR = 10.0
+
+
+def variant_experiment(exp: Experiment, name: str) -> Experiment:
+    """`exp` with the variant's switches set (channels_last does nothing without
+    convolutions, so `all_switches` sets it everywhere)."""
+    return exp.model_copy(update={"training": exp.training.model_copy(
+        update=VARIANTS[name])})
+
+
+@dataclass
+class Stepper:
+    """One variant's copy of the group, taking steps through as many passes as it needs;
+    every step's (G,) minibatch loss is kept on the device."""
+
+    exp: Experiment
+    group: Group
+    data: TensorDataset
+    cuda_graphs: bool
+    nudged: bool = False  # the rounding control: every weight one float step off, every step
+    losses: list[Tensor] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        device = self.data.train_x.device
+        self.model = build_model(self.exp, self.group, self.data, device)
+        self.model.train()
+        self.signs = torch.Generator(device).manual_seed(0) if self.nudged else None
+        self.sizes = step_sizes(self.exp.training, len(self.data.train_x))
+        # log_every=1: the pass writes every step's loss to a device buffer, no host sync
+        _, self.train_pass = minibatch_training(self.exp, self.group, self.data, self.model,
+                                                self.cuda_graphs, log_every=1)
+        self.index: int | None = None  # steps taken in the current pass; None: no pass yet
+
+    def run(self, steps: int) -> None:
+        step = self.train_pass.step
+        # the config's float32 math (precision.py), as train_group sets it around its passes
+        with step.precision.training():
+            self._run(steps)
+
+    def _run(self, steps: int) -> None:
+        step = self.train_pass.step
+        for _ in range(steps):
+            if self.index is None or self.index == len(self.sizes):
+                self._keep_losses()
+                step.new_pass(self.train_pass.order.new_pass())
+                self.index = 0
+            if self.signs is not None:
+                self._nudge()
+            self.train_pass.run_step(self.sizes[self.index])
+            self.index += 1
+
+    @torch.no_grad()
+    def _nudge(self) -> None:
+        """Move every weight one float step up or down (a random sign per element)."""
+        for p in self.model.parameters():
+            up = torch.randint(0, 2, p.shape, generator=self.signs, device=p.device) == 1
+            p.copy_(torch.nextafter(p, torch.where(up, math.inf, -math.inf).to(p.dtype)))
+
+    def _keep_losses(self) -> None:
+        buffer = self.train_pass.step.step_losses
+        if self.index and buffer is not None:
+            self.losses.append(buffer[: self.index].clone())
+
+    def all_losses(self) -> Tensor:
+        """(steps taken, G) minibatch losses, float64, on the host."""
+        self._keep_losses()
+        self.index = None  # the next step starts a new pass
+        return torch.cat(self.losses).cpu()
+
+
+def timed(device: torch.device, work: Callable[[], None]) -> float:
+    """Seconds of `work`: CUDA events on a GPU (read after a synchronize), else the clock."""
+    synchronize(device)
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        work()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000.0
+    begin = time.perf_counter()
+    work()
+    return time.perf_counter() - begin
+
+
+def relative_gap(losses: Tensor, default: Tensor) -> Tensor:
+    """(steps, G) |losses − default| / |default|; 0 where both are not finite, inf where
+    only one is."""
+    gap = (losses - default).abs() / default.abs().clamp_min(1e-300)
+    finite = torch.isfinite(losses), torch.isfinite(default)
+    gap = torch.where(finite[0] & finite[1], gap, torch.inf)
+    return torch.where(~finite[0] & ~finite[1], 0.0, gap)
+
+
+def compare(losses: Tensor, default: Tensor, control: Tensor, dtype: str) -> dict:
+    """A variant's (steps, G) step losses against the default's: the largest relative
+    difference, and whether every run's every step lies within max(CHECK_RTOL,
+    NUDGE_FACTOR x the largest relative difference of that run in the rounding `control` up
+    to that step), + CHECK_ATOL. Per run: in a grid, the largest step size is often the one
+    whose rounding grows (Fig. 2a at lr 3e-3: 7e-2 after 100 steps, 1e-4 at lr 1e-3)."""
+    rtol, atol = CHECK_RTOL[dtype], CHECK_ATOL[dtype]
+    gap = relative_gap(losses, default)
+    floor = torch.cummax(relative_gap(control, default), 0).values
+    allowed = torch.clamp(NUDGE_FACTOR * floor, min=rtol)
+    # each difference as a fraction of what it is allowed: <= 1 passes
+    used = (losses - default).abs() / (atol + allowed * default.abs())
+    used = torch.where(gap == 0, 0.0, torch.nan_to_num(used, nan=torch.inf))
+    return {"max_relative_difference": float(gap.max()) if gap.numel() else 0.0,
+            "rounding_floor": float(floor[-1].max()) if floor.numel() else 0.0,
+            "of_allowed": float(used.max()) if used.numel() else 0.0,
+            "same_losses": bool((used <= 1).all()), "rtol": rtol, "atol": atol}
+
+
+def pick_group(exp: Experiment, method: str | None) -> Group:
+    """The first group of `method` (default: `adam` if the experiment has it, else its first
+    batchable method)."""
+    groups = [g for g in plan(exp) if g.resolved.capabilities.batchable]
+    if not groups:
+        raise UserError(f"{exp.name}: no batchable method to time")
+    if method is None:
+        names = [g.method for g in groups]
+        method = "adam" if "adam" in names else names[0]
+    for group in groups:
+        if group.method == method:
+            return group
+    raise UserError(f"{exp.name}: no batchable method {method!r}; choose one of "
+                    f"{', '.join(dict.fromkeys(g.method for g in groups))}")
+
+
+def bench_kernels(exp: Experiment, data: TensorDataset, device: torch.device,
+                  names: list[str], method: str | None = None, steps: int = 50,
+                  warmup: int = 5, repeats: int = 3,
+                  on_variant: Callable[[str], None] = lambda name: None) -> dict:
+    """Time every variant in `names` (those that apply) on one group of `exp` (already at
+    its scale, data on `device`); returns the rows and the machine."""
+    group = pick_group(exp, method)
+    # the CUDA graph is captured after its eager warm-up steps: all of it before the timing
+    warmup = max(warmup, GraphedStep.WARMUP + 1)
+    names = applicable(["default", *(n for n in names if n != "default")], group, device)
+    load_before = os.getloadavg()[0]
+    steppers, warmup_seconds, failed = {}, {}, {}
+    for name in names:
+        on_variant(name)
+        try:
+            stepper = Stepper(variant_experiment(exp, name), group, data,
+                              cuda_graphs=name != "no_cuda_graphs")
+            warmup_seconds[name] = timed(device, lambda s=stepper: s.run(warmup))
+        except Exception as err:  # a switch that fails here: say so and time the others
+            if name == "default":
+                raise
+            failed[name] = f"{type(err).__name__}: {err}"[:500]
+            continue
+        steppers[name] = stepper
+    names = [name for name in names if name in steppers]
+    blocks: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            blocks[name].append(timed(device, lambda s=steppers[name]: s.run(steps)))
+    losses = {name: stepper.all_losses() for name, stepper in steppers.items()}
+    on_variant("rounding control")
+    control = Stepper(exp, group, data, cuda_graphs=True, nudged=True)
+    control.run(warmup + repeats * steps)
+    control_losses = control.all_losses()
+    default_ms = 1e3 * _median(blocks["default"]) / steps
+    rows = []
+    for name in names:
+        step_ms = 1e3 * _median(blocks[name]) / steps
+        rows.append({
+            "variant": name, "warmup_seconds": warmup_seconds[name], "step_ms": step_ms,
+            "step_ms_min": 1e3 * min(blocks[name]) / steps,
+            "step_ms_max": 1e3 * max(blocks[name]) / steps,
+            "speedup": default_ms / step_ms,
+            **compare(losses[name], losses["default"], control_losses, exp.training.dtype)})
+    return {
+        "experiment": exp.name, "method": group.method, "group_size": group.size,
+        "device": device.type, "hardware": hardware_name(device),
+        "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+        "dtype": exp.training.dtype, "batch_size": exp.training.batch_size,
+        "train_size": len(data.train_x), "steps": steps, "warmup_steps": warmup,
+        "repeats": repeats, "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0], "cpu_count": os.cpu_count(),
+        "rows": rows, "failed": failed,
+    }
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
