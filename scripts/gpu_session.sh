@@ -4,7 +4,7 @@
 # budget runs out. Made for lent or preemptible machines with a short time limit and a cap on
 # what comes back; every stage resumes where the last job stopped.
 #
-#     scripts/gpu_session.sh tests bench paper     # stages run in the order given
+#     scripts/gpu_session.sh tests kernels precision paper   # stages run in the order given
 #
 # Stages:
 #   tests   the CUDA tests (pytest -m cuda: CUDA graphs equal eager, every optimizer on the GPU)
@@ -12,6 +12,8 @@
 #   precision  scripts/measure_precision.sh on PRECISION_EXPERIMENTS (default: mlp
 #              cnn_cifar10, where the arithmetic is the time; PRECISION_SCALE, default quick)
 #              into OUT/precision-<scale>/
+#   kernels    scripts/bench_kernels.py: the kernel switches on logreg_mnist, mlp (KERNEL_STEPS,
+#              default 100) and cnn_cifar10 (30 steps) into OUT/kernels/
 #   paper   scripts/reproduce_paper.sh (BUDGET_MINUTES for the stage, CONFIGS to choose)
 # Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes), PYTHON (default
 # python3), BUDGET_MINUTES, CONFIGS, OUT (results folder, default results), BENCH_PASSES
@@ -63,8 +65,9 @@ if ! $ADAMREPRO fetch $datasets >/dev/null 2>&1; then
     $PYTHON scripts/offline_data.py --from .bundle/data $only --out "$ADAMREPRO_DATA" || exit 2
 fi
 # ../shared/data's CIFAR-10 went through JPEG: its batches are not the official bytes.
-RUN_FLAGS="${RUN_FLAGS:-}"
-if [ -e .bundle/data/cifar10_jpeg_q75.tar.gz ]; then RUN_FLAGS="$RUN_FLAGS --unverified-data"; fi
+UNVERIFIED=""
+if [ -e .bundle/data/cifar10_jpeg_q75.tar.gz ]; then UNVERIFIED="--unverified-data"; fi
+RUN_FLAGS="${RUN_FLAGS:-} $UNVERIFIED"
 echo "== set up in $(( $(date +%s) - started )) s"
 
 status=0
@@ -79,7 +82,7 @@ for stage in "${@:-paper}"; do
                 # shellcheck disable=SC2086
                 $ADAMREPRO bench "$config" --device "$DEVICE" --scale "$SCALE" \
                     --passes "${BENCH_PASSES:-3}" --reference-passes 1 --out "$OUT" \
-                    $RUN_FLAGS || status=1
+                    $UNVERIFIED || status=1
             done ;;
         precision)
             # shellcheck disable=SC2086  # one word per experiment
@@ -87,11 +90,18 @@ for stage in "${@:-paper}"; do
                 RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
                 scripts/measure_precision.sh ${PRECISION_EXPERIMENTS:-mlp cnn_cifar10} \
                 || status=1 ;;
+        kernels)
+            # shellcheck disable=SC2086
+            $PYTHON scripts/bench_kernels.py logreg_mnist mlp --device "$DEVICE" \
+                --scale "$SCALE" --steps "${KERNEL_STEPS:-100}" --out "$OUT" || status=1
+            # shellcheck disable=SC2086
+            $PYTHON scripts/bench_kernels.py cnn_cifar10 --device "$DEVICE" --scale "$SCALE" \
+                --steps "${KERNEL_STEPS_CNN:-30}" --out "$OUT" $UNVERIFIED || status=1 ;;
         paper)
             OUT="$OUT" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
                 scripts/reproduce_paper.sh || status=$? ;;
         *)
-            echo "gpu_session: unknown stage $stage; known: tests bench precision paper" >&2
+            echo "gpu_session: unknown stage $stage; known: tests bench precision kernels paper" >&2
             exit 2 ;;
     esac
 done
