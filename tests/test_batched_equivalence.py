@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from same_curves import RTOL, alone, assert_same_curve, table  # RTOL: the module docstring
 
 from adamrepro.bench.reference import (
     TORCH_OPTIMIZERS,
@@ -24,14 +25,11 @@ from adamrepro.bench.reference import (
 )
 from adamrepro.config import MethodSpec, parse_experiment
 from adamrepro.data.base import TensorDataset
-from adamrepro.metrics import CLASSIFIER
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.capabilities import capabilities_of
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import train_group
 from adamrepro.runner.plan import Group, plan
-
-RTOL, ATOL = 1e-9, 1e-12  # see the module docstring
 
 
 def experiment(seeds: int = 2, drop_last: bool = True, train_size: int = 512):
@@ -63,23 +61,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def setup(data_dir):
     exp = experiment()
     return exp, load_data(exp, data_dir, torch.device("cpu"))
-
-
-def table(curve) -> torch.Tensor:
-    """(passes, metrics) in float64; epoch 0's train_loss is NaN by definition."""
-    return torch.tensor([[row[c.name] for c in CLASSIFIER.columns()] for row in curve.rows],
-                        dtype=torch.float64)
-
-
-def assert_same_curve(actual, expected, what: str, rtol: float = RTOL) -> None:
-    assert actual.diverged == expected.diverged, what
-    torch.testing.assert_close(table(actual), table(expected), rtol=rtol, atol=ATOL,
-                               equal_nan=True, msg=lambda m: f"{what}: {m}")
-
-
-def alone(group: Group, index: int) -> Group:
-    run = group.runs[index]
-    return Group(group.method, group.optimizer, group.model, (run,), run.run_id)
 
 
 def test_batched_equals_reference_loop_and_single_runs(setup):

@@ -15,17 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from same_curves import alone, assert_same_curve, table
 
 from adamrepro.bench.reference import CNNReference, train_run
 from adamrepro.config import load_experiment, parse_experiment
-from adamrepro.metrics import CLASSIFIER
 from adamrepro.models.cnn import CNN, Options
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import train_group
-from adamrepro.runner.plan import Group, plan
-
-RTOL, ATOL = 1e-9, 1e-12
-
+from adamrepro.runner.plan import plan
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -92,22 +89,6 @@ def experiment(seeds: int, methods: dict | None = None, log_every: int | None = 
 @pytest.fixture(scope="module")
 def data(data_dir):
     return load_data(experiment(1), data_dir, torch.device("cpu"))
-
-
-def table(curve) -> torch.Tensor:
-    return torch.tensor([[row[c.name] for c in CLASSIFIER.columns()] for row in curve.rows],
-                        dtype=torch.float64)
-
-
-def assert_same_curve(actual, expected, what: str) -> None:
-    assert actual.diverged == expected.diverged, what
-    torch.testing.assert_close(table(actual), table(expected), rtol=RTOL, atol=ATOL,
-                               equal_nan=True, msg=lambda m: f"{what}: {m}")
-
-
-def alone(group: Group, index: int) -> Group:
-    run = group.runs[index]
-    return Group(group.method, group.optimizer, group.model, (run,), run.run_id)
 
 
 def test_batched_equals_one_by_one_and_the_plain_loop(data):
