@@ -310,6 +310,11 @@ def test_compare_measures_deviation_and_seed_spread(results, cli):
     table = pd.read_csv(results / "bf16" / "compare" / "logreg_mnist.csv")
     best = pd.read_csv(results / "fp32" / "logreg_mnist" / "best.csv")
     assert sorted(table["method"]) == sorted(best["method"])
+    # every row says where both sides' curves came from, as their curves.csv recorded it
+    for side in ("fp32", "bf16"):
+        recorded = pd.read_csv(results / side / "logreg_mnist" / "curves.csv")
+        column = "base_commit" if side == "fp32" else "other_commit"
+        assert set(table[column]) == set(recorded["commit"])
     fp32, bf16 = runs_by_point(results / "fp32"), runs_by_point(results / "bf16")
     for _, row in table.iterrows():
         lr = best.set_index("method").loc[row["method"], "lr"]

@@ -53,6 +53,8 @@ class Comparison:
     base_precision: str
     other_precision: str
     notes: list[str] = field(default_factory=list)
+    # where each side's curves came from: commit, torch version, device (curves.csv's columns)
+    provenance: dict[str, str] = field(default_factory=dict)
 
 
 def experiments_in(folder: Path) -> list[str]:
@@ -130,7 +132,18 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
         rows.append(_row(chosen, metric, pairs, base_keys[run_ids[0]]))
     frame = pd.DataFrame(rows)
     return Comparison(base.name, metric, frame, _precision(base_curves, config),
-                      _precision(other_curves, other_meta["config"]))
+                      _precision(other_curves, other_meta["config"]),
+                      provenance={**_provenance(base_curves, "base"),
+                                  **_provenance(other_curves, "other")})
+
+
+PROVENANCE_COLUMNS = ("commit", "torch_version", "device")
+
+
+def _provenance(curves: pd.DataFrame, side: str) -> dict[str, str]:
+    """`<side>_commit` etc.: the values the side's runs recorded, joined when several."""
+    return {f"{side}_{column}": ";".join(sorted(str(v) for v in curves[column].dropna().unique()))
+            for column in PROVENANCE_COLUMNS if column in curves.columns}
 
 
 def _row(chosen: pd.Series, metric: str, pairs: list[tuple[int, pd.Series, pd.Series]],
@@ -256,6 +269,8 @@ def _differences(a, b, prefix: str = "") -> list[str]:
 
 
 def comparison_frame(comparison: Comparison) -> pd.DataFrame:
-    """The tidy table of one experiment: one row per method, with both precisions."""
+    """The tidy table of one experiment: one row per method, with both precisions and where
+    both sides' curves came from."""
     return comparison.rows.assign(base_precision=comparison.base_precision,
-                                  other_precision=comparison.other_precision)
+                                  other_precision=comparison.other_precision,
+                                  **comparison.provenance)
