@@ -178,8 +178,7 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
                checkpoints: CheckpointPolicy) -> dict | None:
     """Train and store every group of `todo`; None when all are done, else (the time
     budget was spent) what was trained and what remains."""
-    meta = {**provenance(executor.device), "data_verified": data_verified(exp),
-            "precision": precision_of(exp.training, executor.device).applied}
+    meta = _provenance(exp, executor.device)
     with _progress() as progress:
         progress.disable = quiet
         overall = progress.add_task(f"{exp.name} ({len(todo)} groups)",
@@ -226,6 +225,12 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
             progress.update(tasks[group.group_id], visible=False)
 
 
+def _provenance(exp: Experiment, device: torch.device) -> dict:
+    """What every run record and config.json say of where and how the curves were made."""
+    return {**provenance(device), "data_verified": data_verified(exp),
+            "precision": precision_of(exp.training, device).applied}
+
+
 def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: int) -> dict:
     """What a sweep stopped by its time budget leaves: the runs not stored, and their
     passes (those of a group that stopped at a checkpoint count from there; it may be the
@@ -259,8 +264,7 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
         "experiment": exp.name, "scale": scale, "config_digest": config_digest(exp),
         "base_digest": base_digest(base),
         "config": exp.model_dump(), "metrics": metrics.to_json(),
-        "provenance": {**provenance(device), "data_verified": data_verified(exp),
-                       "precision": precision_of(exp.training, device).applied},
+        "provenance": _provenance(exp, device),
         "hparam_columns": hparam_cols, "timing": training_time(records),
     })
 
