@@ -24,6 +24,7 @@ from adamrepro.bench.kernels import VARIANTS, bench_kernels
 from adamrepro.cli.run import without_data_check
 from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.download import default_data_dir
+from adamrepro.errors import UserError
 from adamrepro.provenance import provenance
 from adamrepro.results.store import atomic_write
 from adamrepro.runner.executors import load_data
@@ -81,10 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+        # every config checked before any is timed: a typo costs nothing, writes nothing
+        experiments = [load_experiment(resolve_config_arg(name)) for name in args.experiments]
+        return run(args, device, experiments)
+    except UserError as err:
+        print(f"adamrepro: error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, device: torch.device, experiments: list) -> int:
     same = True
-    for name in args.experiments:
-        exp = load_experiment(resolve_config_arg(name))
+    for exp in experiments:
         if args.unverified_data:
             exp = without_data_check(exp)
         exp = exp.at_scale(args.scale)
