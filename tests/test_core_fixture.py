@@ -1,5 +1,9 @@
 """The three original experiments give the same tables after the core was generalised
-(workload and method protocols): smoke scale, float64, every number to 1e-12.
+(workload and method protocols): smoke scale, float64, every number to 1e-10.
+
+The tolerance was 1e-12 until the optimizers' updates were rewritten with fused ops (lerp_,
+addcmul_, addcdiv_; optim/base.py): the same arithmetic rounded differently, which a run
+the MLP's largest step sizes blow up (train loss 13 after 2 passes) amplified to 4.7e-12.
 
 The fixture (tests/fixtures/before_core/) was written by the code of commit dce821d; see its
 README. Timing and provenance columns are excluded: they differ on every run.
@@ -58,7 +62,7 @@ def test_tables_match_the_tables_from_before_the_core_change(name, tmp_path, dat
             assert column in after.columns, f"{table}: column {column} is gone"
             old, new = before[column], after[column]
             if pd.api.types.is_float_dtype(old):
-                pd.testing.assert_series_equal(new.astype(float), old, rtol=1e-12, atol=1e-12,
+                pd.testing.assert_series_equal(new.astype(float), old, rtol=1e-10, atol=1e-12,
                                                check_names=False, obj=f"{table}:{column}")
             else:
                 assert new.astype(str).tolist() == old.astype(str).tolist(), f"{table}:{column}"

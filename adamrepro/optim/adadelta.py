@@ -11,7 +11,14 @@ method has none) only scales the step, never the units of the accumulator.
 
 from __future__ import annotations
 
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range, zeros_state
+from adamrepro.optim.base import (
+    GridOptimizer,
+    add_l2,
+    broadcast,
+    check_range,
+    sub_scaled_,
+    zeros_state,
+)
 
 
 class Adadelta(GridOptimizer):
@@ -33,7 +40,7 @@ class Adadelta(GridOptimizer):
         eps = broadcast(group["eps"], p)
         grad = add_l2(grad, p, group["weight_decay"])
         square_avg, acc_delta = state["square_avg"], state["acc_delta"]
-        square_avg.mul_(rho).add_((1 - rho) * grad * grad)
-        delta = (acc_delta + eps).sqrt() / (square_avg + eps).sqrt() * grad
-        acc_delta.mul_(rho).add_((1 - rho) * delta * delta)
-        p.sub_(lr_t * delta)
+        square_avg.lerp_(grad.square(), 1 - rho)
+        delta = (acc_delta + eps).sqrt_().div_((square_avg + eps).sqrt_()).mul_(grad)
+        acc_delta.lerp_(delta.square(), 1 - rho)
+        sub_scaled_(p, delta, lr_t)

@@ -26,5 +26,6 @@ class Adagrad(GridOptimizer):
 
     def _update(self, p, grad, state, group, lr_t):
         grad = add_l2(grad, p, group["weight_decay"])
-        state["sum"].add_(grad * grad)
-        p.sub_(lr_t * grad / (state["sum"].sqrt() + broadcast(group["eps"], p)))
+        state["sum"].addcmul_(grad, grad)
+        std = state["sum"].sqrt().add_(broadcast(group["eps"], p))
+        p.addcdiv_(grad * lr_t, std, value=-1)

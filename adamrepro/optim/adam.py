@@ -37,6 +37,8 @@ from adamrepro.optim.base import (
     betas_like,
     broadcast,
     check_range,
+    is_one,
+    sub_scaled_,
     zeros_state,
 )
 
@@ -81,18 +83,24 @@ class Adam(TemporalAveraging, GridOptimizer):
         beta1, beta2 = betas_like(group, p)
         eps = broadcast(group["eps"], p)
         grad = add_l2(grad, p, group["weight_decay"])
-        beta1_t = beta1 * broadcast(group["beta1_decay"], p) ** (step - 1)
+        decay = group["beta1_decay"]
+        beta1_t = beta1 if is_one(decay) else beta1 * broadcast(decay, p) ** (step - 1)
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.mul_(beta1_t).add_((1 - beta1_t) * grad)
-        v.mul_(beta2).add_((1 - beta2) * grad * grad)
+        m.lerp_(grad, 1 - beta1_t)  # m + (1 − β1,t)·(g − m) = β1,t·m + (1 − β1,t)·g
+        v.lerp_(grad.square(), 1 - beta2)
+        # m̂/(√v̂ + ε) with the corrections on the per-run vectors: √v̂ = √v / √(1 − β2^t)
+        # and m̂ = m / (1 − β1^t) (bias_correction=False drops both)
         if group["bias_correction"]:
-            m_hat = m / (1 - beta1**step)
-            v_hat = v / (1 - beta2**step)
+            denom = v.sqrt().mul_((1 - beta2**step).rsqrt()).add_(eps)
+            correction1 = 1 - beta1**step
         else:
-            m_hat, v_hat = m, v
-        p.sub_(lr_t * m_hat / (v_hat.sqrt() + eps))
-        if self.max_step_ratio is not None:
-            self._track((m_hat / (v_hat.sqrt() + eps)).abs())
+            denom, correction1 = v.sqrt().add_(eps), 1.0
+        if self.max_step_ratio is None:
+            p.addcdiv_(m * (lr_t / correction1), denom, value=-1)
+        else:
+            ratio = m.div(denom).div_(correction1)  # |Δθ|/α_t, the step before rounding
+            self._track(ratio.abs())
+            sub_scaled_(p, ratio, lr_t)
         self._update_average(p, state, group)
 
     def _track(self, ratio: Tensor) -> None:

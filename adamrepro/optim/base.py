@@ -22,6 +22,11 @@ from adamrepro.optim.capabilities import Capabilities
 Number = float | int
 HyperValue = Number | Tensor
 
+# On a CPU each elementwise op over a parameter costs a few microseconds however small the
+# parameter, so the updates are written with fused ops (lerp_, addcmul_, addcdiv_) and
+# compute per-run factors (bias corrections, step sizes) on the (G, 1, ..., 1) vectors, not
+# on every element: the same arithmetic up to float rounding in fewer passes over memory.
+
 LR_DECAYS = ("none", "sqrt")
 
 
@@ -46,6 +51,18 @@ def is_zero(value: HyperValue) -> bool:
     """True only for the number 0: a per-run tensor never switches a term off, so a grid
     whose runs mix zero and nonzero values still takes one code path."""
     return isinstance(value, (int, float)) and value == 0
+
+
+def is_one(value: HyperValue) -> bool:
+    """True only for the number 1 (a β1 decay that is off); see `is_zero`."""
+    return isinstance(value, (int, float)) and value == 1
+
+
+def sub_scaled_(p: Tensor, x: Tensor, scale: HyperValue) -> Tensor:
+    """p ← p − scale·x in one pass, scale a number or per-run (G, 1, ..., 1) factors."""
+    if isinstance(scale, Tensor):
+        return p.addcmul_(x, scale, value=-1)
+    return p.add_(x, alpha=-scale)
 
 
 def add_l2(grad: Tensor, p: Tensor, weight_decay: HyperValue) -> Tensor:

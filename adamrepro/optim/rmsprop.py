@@ -13,7 +13,15 @@ Adam without bias correction is the variant with momentum on the raw gradient (S
 
 from __future__ import annotations
 
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range, is_zero, zeros_state
+from adamrepro.optim.base import (
+    GridOptimizer,
+    add_l2,
+    broadcast,
+    check_range,
+    is_zero,
+    sub_scaled_,
+    zeros_state,
+)
 
 
 class RMSprop(GridOptimizer):
@@ -50,11 +58,11 @@ class RMSprop(GridOptimizer):
         alpha = broadcast(group["alpha"], p)
         grad = add_l2(grad, p, group["weight_decay"])
         square_avg = state["square_avg"]
-        square_avg.mul_(alpha).add_((1 - alpha) * grad * grad)
-        rescaled = grad / (square_avg.sqrt() + broadcast(group["eps"], p))
+        square_avg.lerp_(grad.square(), 1 - alpha)
+        std = square_avg.sqrt().add_(broadcast(group["eps"], p))
         if "momentum_buffer" in state:
             buf = state["momentum_buffer"]
-            buf.mul_(broadcast(group["momentum"], p)).add_(rescaled)
-            p.sub_(lr_t * buf)
+            buf.mul_(broadcast(group["momentum"], p)).addcdiv_(grad, std)
+            sub_scaled_(p, buf, lr_t)
         else:
-            p.sub_(lr_t * rescaled)
+            p.addcdiv_(grad * lr_t, std, value=-1)

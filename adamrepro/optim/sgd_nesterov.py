@@ -10,7 +10,14 @@ keeps torch's name `momentum_buffer`.
 
 from __future__ import annotations
 
-from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range, zeros_state
+from adamrepro.optim.base import (
+    GridOptimizer,
+    add_l2,
+    broadcast,
+    check_range,
+    sub_scaled_,
+    zeros_state,
+)
 
 
 class SGDNesterov(GridOptimizer):
@@ -32,4 +39,5 @@ class SGDNesterov(GridOptimizer):
         # torch starts the buffer at g rather than at 0; (step == 1) keeps that without a sync
         first = (state["step"] == 1).to(p.dtype)
         buf.mul_(momentum * (1 - first)).add_(grad)
-        p.sub_(lr_t * (grad + momentum * buf))
+        # θ − α_t·(g + μ·b) as two fused steps, the per-run α_t·μ on the (G, 1, ...) vector
+        sub_scaled_(sub_scaled_(p, grad, lr_t), buf, lr_t * momentum)
