@@ -2,9 +2,12 @@
 
 Both train the same runs on the same data, in the same process, one group at a time and
 interleaved (a group batched, then the same group's runs one by one), so that a change in the
-machine's load hits both. Both are timed end to end as a user would wait for them: model and
-optimizer set-up, every step, and the evaluation after every pass (the full training objective
-and the test set). On a GPU every timing ends after `torch.cuda.synchronize()`.
+machine's load hits both. On a CPU the batched runner trains as `adamrepro run` does: with
+more than one worker (runner/executors.py; `workers`, auto by default) its groups train at
+once in worker processes of one thread, all timed together before the reference runs. Both
+are timed end to end as a user would wait for them: model and optimizer set-up, every step,
+and the evaluation after every pass (the full training objective and the test set). On a
+GPU every timing ends after `torch.cuda.synchronize()`.
 
 The reference may be timed on a subset: the first `reference_runs` runs of every group and
 the first `reference_passes` passes of each; its speed is then per run-pass, which is what the
@@ -46,6 +49,7 @@ from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
 from adamrepro.metrics import CLASSIFIER
 from adamrepro.models import MODELS
+from adamrepro.runner.executors import LocalExecutor
 from adamrepro.runner.group import RunCurve, build_model, step_sizes, train_group
 from adamrepro.runner.plan import Group, RunSpec, plan
 
@@ -263,6 +267,12 @@ class Phase:
         }
 
 
+def children_peak_rss() -> int:
+    """The largest peak resident set of this process's finished children (bytes)."""
+    scale = 1 if platform.system() == "Darwin" else 1024
+    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale)
+
+
 def _timed(device: torch.device, memory: PeakMemory, work: Callable[[], list[RunCurve]]):
     """(curves, seconds, (peak bytes, bytes already in use when the phase began))."""
     memory.reset()
@@ -318,8 +328,8 @@ def compare_curves(exp: Experiment, batched: dict[str, RunCurve],
 
 def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.device,
               reference_runs: int | None = None, reference_passes: int | None = None,
-              on_progress: Callable[[str, int, int], None] = lambda what, n, total: None
-              ) -> dict:
+              on_progress: Callable[[str, int, int], None] = lambda what, n, total: None,
+              workers: int | str = 1) -> dict:
     """Time both implementations on every group of `exp` (already at `scale`, data already on
     `device`); `on_progress(implementation, run_passes_done, run_passes_in_all)` reports as
     they go."""
@@ -362,17 +372,37 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         on_progress("reference", 1, totals["reference"])
 
     counts = {g.group_id: flop_count(exp, g, data) for g in groups}
+    executor = LocalExecutor(Path(), device, workers)
+    executor.data = data
+    processes = executor.processes(len(groups))
+    worker_memory = None
+    if processes > 1:  # every group at once in the workers, timed together
+        reported: dict[str, int] = {}
+
+        def worker_pass(group: Group, epoch: int) -> None:
+            on_progress("batched", group.size * (epoch - reported.get(group.group_id, 0)),
+                        totals["batched"])
+            reported[group.group_id] = epoch
+
+        finished, seconds, peak_bytes = _timed(device, memory, lambda: list(
+            executor.run(exp, groups, worker_pass)))
+        for group, curves in finished:
+            batched.add(list(group.runs), curves, 0.0, batched_passes(curves),
+                        counts[group.group_id], per_pass, peak_bytes)
+        batched.seconds = seconds
+        worker_memory = children_peak_rss()
     for group in groups:
         count = counts[group.group_id]
 
         def progress(epoch: int, size: int = group.size, what: str = "batched") -> None:
             on_progress(what, size, totals[what])
 
-        curves, seconds, peak_bytes = _timed(
-            device, memory, lambda group=group, progress=progress: train_group(
-                exp, group, data, progress))
-        batched.add(list(group.runs), curves, seconds, batched_passes(curves), count, per_pass,
-                    peak_bytes)
+        if processes == 1:
+            curves, seconds, peak_bytes = _timed(
+                device, memory, lambda group=group, progress=progress: train_group(
+                    exp, group, data, progress))
+            batched.add(list(group.runs), curves, seconds, batched_passes(curves), count,
+                        per_pass, peak_bytes)
         if eager is not None:  # the same batched loop without CUDA graphs: what graphs buy
             curves, seconds, peak_bytes = _timed(
                 device, memory, lambda group=group, progress=progress: train_group(
@@ -415,6 +445,10 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         "dtype": exp.training.dtype,
         "precision": exp.training.precision,  # the reference loop is always fp32
         "threads": torch.get_num_threads(),
+        # the batched runner's processes (1: this one, with `threads` threads; more: that
+        # many workers of one thread each, and the largest one's peak resident memory)
+        "batched_workers": processes,
+        "worker_peak_memory_bytes": worker_memory,
         "grid": {"runs": batched.runs, "groups": [g.size for g in groups], "passes": epochs,
                  "steps_per_pass": len(sizes),
                  "batch_size": exp.training.batch_size, "train_size": n_train,

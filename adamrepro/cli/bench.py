@@ -38,6 +38,10 @@ def bench(
     passes: Annotated[int | None, typer.Option(
         min=1, help="Time only the first N passes of every run, batched included (default: "
                     "the scale's all).")] = None,
+    workers: Annotated[str, typer.Option(
+        help="The batched runner's worker processes on a CPU, as `run --workers` (auto: "
+             "one per thread; 1: this process with every thread). The reference is always "
+             "one process.")] = "auto",
     threads: Annotated[int | None, typer.Option(
         min=1, help="torch.set_num_threads for both (default: torch's).")] = None,
     flops_only: Annotated[bool, typer.Option(
@@ -54,7 +58,7 @@ def bench(
     from adamrepro.bench.timing import experiment_flops, flops_sentence
     from adamrepro.cli.run import without_data_check
     from adamrepro.results.store import atomic_write
-    from adamrepro.runner.executors import load_data
+    from adamrepro.runner.executors import load_data, parse_workers
     from adamrepro.runner.sweep import resolve_device
 
     threads_before = torch.get_num_threads()
@@ -74,7 +78,7 @@ def bench(
             console.print(flops_sentence(experiment_flops(exp, data)))
             return
         result = _bench(exp, scale.value, data, target, reference_runs, reference_passes,
-                        console, quiet)
+                        console, quiet, parse_workers(workers))
     finally:  # the thread count is process-wide: leave it as it was (tests run in-process)
         torch.set_num_threads(threads_before)
     _report(result, console)
@@ -87,7 +91,7 @@ def bench(
 
 
 def _bench(exp, scale: str, data, target, reference_runs, reference_passes, console,
-           quiet: bool) -> dict:
+           quiet: bool, workers: int | str) -> dict:
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -109,7 +113,7 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
             progress.advance(tasks[what], run_passes)
 
         result = run_bench(exp, scale, data, target, reference_runs, reference_passes,
-                           on_progress)
+                           on_progress, workers)
     result["provenance"] = provenance(target)
     result["hardware"] = hardware_name(target)
     result["machine_load"] = {"cpu_count": cores, "load_average_before": load_before,
@@ -121,6 +125,9 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
 
 def _report(result: dict, console) -> None:
     console.print(_table(result))
+    if result["batched_workers"] > 1:
+        console.print(f"batched: {result['batched_workers']} worker processes of 1 thread "
+                      f"(--workers); reference: one process of {result['threads']} threads")
     console.print(f"ratio batched/reference: {result['ratio']:.1f}x run-passes per second")
     console.print(result["reference_subset"]["note"])
     if result.get("not_timed"):

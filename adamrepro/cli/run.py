@@ -75,6 +75,11 @@ def run(
         help="training.precision for this run (default: the config's, fp32 unless set): "
              "written into the config that runs, so tf32 and bf16 runs have their own run "
              "ids; give them their own --out.")] = None,
+    workers: Annotated[str, typer.Option(
+        help="On a CPU, train this many groups at once, each in a process of one thread "
+             "(auto: one per thread torch may use, e.g. OMP_NUM_THREADS); 1: one group "
+             "after another in this process, with every thread. A GPU trains one group at "
+             "a time.")] = "auto",
     time_budget: Annotated[float | None, typer.Option(
         min=0, metavar="MINUTES",
         help="Stop at the first group checkpoint after this many minutes (exit code 3; "
@@ -82,7 +87,7 @@ def run(
              "unless training.checkpoint_every is set.")] = None,
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
-    from adamrepro.runner.executors import make_executor
+    from adamrepro.runner.executors import make_executor, parse_workers
     from adamrepro.runner.sweep import resolve_device, run_sweep
 
     base = load_experiment(resolve_config_arg(config))
@@ -94,7 +99,8 @@ def run(
     if base.training.precision == "tf32" and target.type != "cuda":
         typer.echo(f"note: training.precision tf32 runs as fp32 on {target.type} (no TF32 "
                    f"units there); the runs record precision fp32")
-    runner = make_executor(executor.value, data_dir or default_data_dir(), target, address)
+    runner = make_executor(executor.value, data_dir or default_data_dir(), target, address,
+                           parse_workers(workers))
     start = time.perf_counter()
     done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, time_budget)
     folder = done["folder"]

@@ -1,0 +1,127 @@
+"""Groups trained at once in worker processes on a CPU (`run --workers`, executors.py).
+
+On real MNIST: workers trace the curves one process traces (float64, to the rounding of
+another thread count), report every pass of every group as it happens, and die with their
+driver when it is killed (kill -9), so no orphan trains on beside a resumed sweep (Linux:
+the workers are forked, and the processes are read from /proc).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from adamrepro.config import load_experiment
+from adamrepro.errors import UserError
+from adamrepro.runner.executors import LocalExecutor
+from adamrepro.runner.plan import plan
+
+REPO = Path(__file__).resolve().parent.parent
+TIMING = ["seconds", "train_seconds"]
+
+
+def _config(tmp_path: Path, epochs: int = 3, train_size: int = 1024, **training) -> Path:
+    config = yaml.safe_load((REPO / "configs" / "logreg_mnist.yaml").read_text())
+    config["scales"]["smoke"] = {"epochs": epochs, "train_size": train_size,
+                                 "test_size": 256, "extend_edges": 0}
+    config["training"].update(training)
+    path = tmp_path / "logreg_mnist.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _curves(folder: Path) -> pd.DataFrame:
+    curves = pd.read_csv(folder / "logreg_mnist" / "curves.csv")
+    return (curves.drop(columns=[*TIMING, "commit"]).sort_values(["run_id", "epoch"])
+            .reset_index(drop=True))
+
+
+def test_workers_trace_the_curves_of_one_process(tmp_path, cli, data_dir):
+    config = _config(tmp_path, dtype="float64")
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir)
+    assert cli(*args, "--out", tmp_path / "one", "--workers", "1")[0] == 0
+    code, _, err = cli(*args, "--out", tmp_path / "two", "--workers", "2")
+    assert code == 0, err
+    one, two = _curves(tmp_path / "one"), _curves(tmp_path / "two")
+    assert len(two) == len(one) > 0
+    pd.testing.assert_frame_equal(two, one, rtol=1e-9, atol=1e-12)
+
+
+def test_workers_report_every_pass_of_every_group(tmp_path, data_dir):
+    exp = load_experiment(_config(tmp_path)).at_scale("smoke")
+    groups = plan(exp)
+    executor = LocalExecutor(data_dir, torch.device("cpu"), workers=2)
+    assert executor.processes(len(groups)) == 2
+    executor.prepare(exp)
+    seen: dict[str, list[int]] = {}
+    finished = list(executor.run(
+        exp, groups, lambda group, epoch: seen.setdefault(group.group_id, []).append(epoch)))
+    assert sorted(g.group_id for g, _ in finished) == sorted(g.group_id for g in groups)
+    assert all(len(curves) == group.size for group, curves in finished)
+    # reported from the workers, in order, before each group's curves came back
+    assert seen == {g.group_id: [1, 2, 3] for g in groups}
+
+
+def test_workers_are_for_a_cpu(tmp_path, cli, data_dir):
+    with pytest.raises(UserError, match="on cuda use --workers 1"):
+        LocalExecutor(data_dir, torch.device("cuda"), workers=2)
+    auto = LocalExecutor(data_dir, torch.device("cuda"), workers="auto")
+    assert auto.processes(8) == 1  # one device trains one group at a time
+    assert LocalExecutor(data_dir, torch.device("cpu"), workers=4).processes(1) == 1
+    config = _config(tmp_path)
+    for bad in ("0", "two"):
+        code, out, err = cli("run", config, "--scale", "smoke", "--quiet", "--data-dir",
+                             data_dir, "--out", tmp_path / "out", "--workers", bad)
+        assert code == 2 and f"--workers {bad}:" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has stopped; only its parent's wait is left
+
+
+def test_killing_the_driver_kills_its_workers(tmp_path, data_dir):
+    config = _config(tmp_path, epochs=40, train_size=4096, checkpoint_every=1)
+    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
+               "--quiet", "--data-dir", str(data_dir), "--out", str(tmp_path / "out"),
+               "--workers", "2"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = tmp_path / "out" / "logreg_mnist" / "runs"
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*.ckpt.pt")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers = [pid for pid in _children(driver.pid) if _alive(pid)]
+    assert driver.poll() is None and len(workers) >= 2, "the workers were not training"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived its driver"
