@@ -442,3 +442,23 @@ def test_slightly_higher_test_accuracy_and_rules_on_the_test_loss():
     assert Beats("adam", "sgd")(m).status == HOLDS
     on_test = OnColumn(Beats("adam", "sgd"), "test_loss")(m)
     assert on_test.status == FAILS and on_test.numbers.startswith("test_loss: mean cost")
+
+
+def test_a_folder_of_a_former_name_stands_for_its_experiment(smoke, tmp_path):
+    """configs/mlp.yaml was configs/mlp_dropout.yaml: results written under the old name
+    are judged as the experiment's, and say so, unless results under the new name exist."""
+    import shutil
+
+    from adamrepro.report.build import find_experiments
+
+    out, _ = smoke
+    folder = tmp_path / "results"
+    shutil.copytree(out / "logreg_mnist", folder / "mlp_dropout")
+    found = find_experiments(folder)
+    assert list(found) == ["mlp"] and found["mlp"].name == "mlp_dropout"
+    assert main(["report", "--out", str(folder)]) == 0
+    row = verdict_rows((folder / "report.md").read_text())["fig2a-adam-faster-than-adagrad"]
+    assert "results of mlp_dropout, its former name" in row[1]
+    assert row[3] in (HOLDS, FAILS, DEPENDS)
+    shutil.copytree(out / "logreg_mnist", folder / "mlp")
+    assert {name: m.name for name, m in find_experiments(folder).items()} == {"mlp": "mlp"}

@@ -12,7 +12,7 @@ import pandas as pd
 
 from adamrepro.errors import UserError
 from adamrepro.metrics import column_of, metric_set
-from adamrepro.report.claims import CLAIMS, EXPERIMENTS, REVIEWER_CLAIMS, judge
+from adamrepro.report.claims import CLAIMS, EXPERIMENTS, FORMER_NAMES, REVIEWER_CLAIMS, judge
 from adamrepro.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured
 from adamrepro.report.rules import DEPENDS, VERDICTS
@@ -29,16 +29,25 @@ FIGURES = {"curves.png": "training cost and test accuracy",
 
 
 def find_experiments(out: Path) -> dict[str, Measured]:
-    """Every experiment folder under `out` with its three tables, in the paper's order."""
+    """Every experiment folder under `out` with its three tables, in the paper's order, by
+    experiment name: a folder of a former name (FORMER_NAMES) stands for its experiment
+    when the folder of the current name is missing."""
     if not out.is_dir():
         raise UserError(f"no results folder {out}; run 'adamrepro run CONFIG' first or pass --out")
     folders = [p.parent for p in out.glob("*/config.json")
                if (p.parent / "curves.csv").exists() and (p.parent / "best.csv").exists()]
     if not folders:
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
+    names = {p.name for p in folders}
+    folders = [p for p in folders if FORMER_NAMES.get(p.name) not in names]
+
+    def experiment(folder: Path) -> str:
+        return FORMER_NAMES.get(folder.name, folder.name)
+
     order = list(EXPERIMENTS.values())
-    folders.sort(key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
-    return {folder.name: Measured.load(folder) for folder in folders}
+    folders.sort(key=lambda p: (order.index(experiment(p)) if experiment(p) in order
+                                else len(order), p.name))
+    return {experiment(folder): Measured.load(folder) for folder in folders}
 
 
 def _claim_rows(claims, measured: dict[str, Measured]) -> tuple[list[tuple], str]:
@@ -47,8 +56,10 @@ def _claim_rows(claims, measured: dict[str, Measured]) -> tuple[list[tuple], str
         verdict = judge(claim, measured)
         counts[verdict.status] += 1
         found = measured.get(claim.experiment)
-        where = f"{claim.figure} ({claim.experiment}" + (f", {found.meta['scale']})"
-                                                        if found else ")")
+        where = f"{claim.figure} ({claim.experiment}"
+        if found is not None and found.name != claim.experiment:
+            where += f", results of {found.name}, its former name"
+        where += f", {found.meta['scale']})" if found else ")"
         rows.append((claim.id, where, claim.text, verdict.status, verdict.numbers,
                      claim.rule.describe()))
     return rows, ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
@@ -179,7 +190,8 @@ def build(out: Path) -> list[Block]:
     blocks: list[Block] = [
         Heading(1, TITLE),
         Paragraph(f"Generated {now} by `adamrepro report --out {out}` from "
-                  f"{len(measured)} experiment(s): {', '.join(measured)}."),
+                  f"{len(measured)} experiment(s): "
+                  f"{', '.join(found.name for found in measured.values())}."),
         *verdict_blocks(measured),
     ]
     for found in measured.values():

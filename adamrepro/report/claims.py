@@ -46,6 +46,10 @@ EXPERIMENTS = {
     "Sec. 7": "extensions",
 }
 
+# An experiment renamed since: results written under its former name are judged as its own
+# when none exist under the current one (configs/mlp.yaml was configs/mlp_dropout.yaml).
+FORMER_NAMES = {"mlp_dropout": "mlp"}
+
 BEATS = 0.05  # "beats", "faster": more than seed-to-seed noise at our scales, yet modest
 WIDE = 0.20  # "by a wide margin", "well below"; its complement is "marginally better"
 SAME = 0.10  # "as fast as", "about as fast as"
