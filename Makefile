@@ -38,8 +38,9 @@ plot:
 report:
 	$(PYTHON) -m adamrepro report --out $(OUT)
 
-bench:  ## the README's CPU row
+bench:  ## the README's CPU rows: the two latency-bound experiments at quick scale
 	$(PYTHON) -m adamrepro bench logreg_mnist --scale quick --device $(DEVICE) $(DATA_FLAG)
+	$(PYTHON) -m adamrepro bench logreg_imdb --scale quick --device $(DEVICE) $(DATA_FLAG)
 
 bench-gpu:  ## the README's GPU table: every experiment at paper scale (the MLP's first 10 passes)
 	$(PYTHON) -m adamrepro bench logreg_mnist --scale paper --device cuda $(DATA_FLAG)
