@@ -204,19 +204,28 @@ def test_two_commands_on_one_folder_at_once(tmp_path, data_dir):
 
 def test_committed_results_stay_writable_by_todays_config(tmp_path):
     """Options added to the config schema since the committed paper-scale results were made
-    change the config's digest, not its runs: today's config may still write there; a config
-    that no longer trains every run of the folder may not."""
+    change the config's digest, not its runs: a config of another digest may still write
+    there while it trains every run of the folder, the points its grid-edge extension added
+    included (logreg_imdb's SGD went beyond lr 1.0); one that no longer does may not."""
     from adamrepro.config import load_experiment
     from adamrepro.errors import UserError
     from adamrepro.results.store import ResultStore
-    from adamrepro.runner.plan import base_digest, plan
+    from adamrepro.runner.extend import stored_extensions
+    from adamrepro.runner.plan import plan
 
-    shutil.copytree(REPO / "results" / "logreg_mnist", tmp_path / "logreg_mnist",
-                    ignore=shutil.ignore_patterns("*.png", "*.pdf"))
-    base = load_experiment(REPO / "configs" / "logreg_mnist.yaml")
-    run_ids = {run.run_id for group in plan(base.at_scale("paper")) for run in group.runs}
-    store = ResultStore(tmp_path, "logreg_mnist")
-    store.check_owner(base_digest(base), "paper", False, run_ids)
-    stored = set(pd.read_csv(tmp_path / "logreg_mnist" / "curves.csv")["run_id"])
-    with pytest.raises(UserError, match="different logreg_mnist config"):
-        store.check_owner(base_digest(base), "paper", False, run_ids - {min(stored)})
+    other_digest = "0" * 12  # what an option added to the schema since would make of it
+    for name in ("logreg_mnist", "logreg_imdb"):
+        shutil.copytree(REPO / "results" / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("*.png", "*.pdf"))
+        exp = load_experiment(REPO / "configs" / f"{name}.yaml").at_scale("paper")
+        run_ids = {run.run_id for group in plan(exp) for run in group.runs}
+        store = ResultStore(tmp_path, name)
+        store.check_owner(other_digest, "paper", False, run_ids,
+                          lambda curves, exp=exp: stored_extensions(exp, curves))
+        stored = set(pd.read_csv(tmp_path / name / "curves.csv")["run_id"])
+        with pytest.raises(UserError, match=f"different {name} config"):
+            store.check_owner(other_digest, "paper", False, run_ids - {min(stored)},
+                              lambda curves, exp=exp: stored_extensions(exp, curves))
+        if stored - run_ids:  # without the extension's points it would refuse
+            with pytest.raises(UserError, match=f"different {name} config"):
+                store.check_owner(other_digest, "paper", False, run_ids)

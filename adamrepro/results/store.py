@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -112,12 +113,15 @@ class ResultStore:
                 f"--out to a writable folder"
             )
 
-    def check_owner(self, digest: str, scale: str, force: bool, run_ids: set[str]) -> None:
+    def check_owner(self, digest: str, scale: str, force: bool, run_ids: set[str],
+                    extensions: Callable[[pd.DataFrame], set[str]] = lambda curves: set()
+                    ) -> None:
         """Refuse to mix into a folder written by a different config, or to replace its
         tables with another scale's (unless forced): a quick run must not silently
         overwrite paper-scale results. A config that differs only in what does not change
         any run (a title, a variant label, options added to adamrepro since) and still trains
-        every run of the folder's tables (`run_ids`) may write there."""
+        every run of the folder's tables (`run_ids`, and the ids `extensions(curves)` gives
+        the stored runs its grid-edge extension added) may write there."""
         path = self.root / "config.json"
         if force or not path.exists():
             return
@@ -125,7 +129,8 @@ class ResultStore:
             previous = json.loads(path.read_text())
         except (OSError, ValueError):
             previous = {}
-        if previous.get("base_digest") != digest and not self._runs_within(run_ids):
+        if previous.get("base_digest") != digest and not self._runs_within(run_ids,
+                                                                             extensions):
             raise UserError(
                 f"{self.root} holds results of a different {self.root.name} config; pass --out "
                 f"to another folder, or --force to add to it (runs are keyed by their settings)"
@@ -137,13 +142,16 @@ class ResultStore:
                 f"its tables with them"
             )
 
-    def _runs_within(self, run_ids: set[str]) -> bool:
-        """Whether every run in the folder's curves.csv is one of `run_ids`."""
+    def _runs_within(self, run_ids: set[str],
+                     extensions: Callable[[pd.DataFrame], set[str]]) -> bool:
+        """Whether every run in the folder's curves.csv is one of `run_ids` or of
+        `extensions(curves)`."""
         try:
-            stored = set(pd.read_csv(self.root / "curves.csv", usecols=["run_id"])["run_id"])
+            curves = pd.read_csv(self.root / "curves.csv")
         except (OSError, ValueError):
             return False
-        return bool(stored) and stored <= run_ids
+        stored = set(curves["run_id"]) if "run_id" in curves else set()
+        return bool(stored) and stored <= run_ids | extensions(curves)
 
     def prepare(self) -> None:
         try:

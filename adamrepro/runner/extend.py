@@ -87,3 +87,30 @@ def extended_text(steps: Counter, label: str) -> str:
     return ";".join(f"{axis}{direction}{count}"
                     for (method, axis, direction), count in sorted(steps.items())
                     if method == label and count > 0)
+
+
+def stored_extensions(exp: Experiment, curves: pd.DataFrame) -> set[str]:
+    """The run ids that `exp` gives the runs of `curves` (a results folder's table) that
+    lie beyond its grid on an extendable axis, inside it on every other: the points an
+    extension added, which the plan alone does not list. A run whose settings `exp` would
+    not give the same id (a changed model, method or training) is not among them."""
+    from adamrepro.runner.plan import method_groups
+
+    if not exp.selection.extend_edges:
+        return set()
+    ids: set[str] = set()
+    for label, method in exp.methods.items():
+        axes, names = log_axes(method.grid), sorted(method.grid)
+        rows = curves[curves["method"] == label] if "method" in curves else curves.iloc[:0]
+        if not axes or rows.empty or not all(name in rows for name in names):
+            continue
+        for values in rows[names].drop_duplicates().itertuples(index=False):
+            point = {name: float(value) for name, value in zip(names, values, strict=True)}
+            beyond = {name for name in axes
+                      if not min(method.grid[name]) <= point[name] <= max(method.grid[name])}
+            if beyond and all(point[name] in method.grid[name] for name in names
+                              if name not in beyond):
+                ids |= {run.run_id for group in method_groups(
+                    exp, label, [{**method.hparams, **point}]) for run in group.runs}
+    return ids
+

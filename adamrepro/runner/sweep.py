@@ -27,7 +27,7 @@ from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore, curves_frame, hparam_columns, steps_frame
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy
-from adamrepro.runner.extend import extended_text, next_points
+from adamrepro.runner.extend import extended_text, next_points, stored_extensions
 from adamrepro.runner.plan import Group, base_digest, config_digest, method_groups, plan
 from adamrepro.runner.precision import precision_of
 
@@ -68,7 +68,8 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     store = ResultStore(out, exp.name)
     store.check_writable()
     groups = plan(exp)
-    store.check_owner(base_digest(base), scale, force, {r.run_id for g in groups for r in g.runs})
+    store.check_owner(base_digest(base), scale, force, {r.run_id for g in groups for r in g.runs},
+                      lambda curves: stored_extensions(exp, curves))
     todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
     prepared = bool(todo)
     if todo:
