@@ -38,18 +38,23 @@ def commit_of(root: Path) -> str:
         return "unknown"
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device, workers: int = 1) -> str:
+    """The GPU's name; on a CPU its architecture and how the groups trained: this process's
+    threads, or `workers` worker processes of one thread each (runner/executors.py)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    cpu = platform.processor() or platform.machine()
+    if workers > 1:
+        return f"cpu: {cpu} x{workers} worker processes of 1 thread"
+    return f"cpu: {cpu} x{torch.get_num_threads()} threads"
 
 
-def provenance(device: torch.device) -> dict:
+def provenance(device: torch.device, workers: int = 1) -> dict:
     return {
         "commit": git_commit(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "device": device_name(device),
+        "device": device_name(device, workers),
         "hostname": platform.node(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["adamrepro", *(COMMAND_ARGS.get() or sys.argv[1:])]),

@@ -9,6 +9,7 @@ the workers are forked, and the processes are read from /proc).
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -53,6 +54,11 @@ def test_workers_trace_the_curves_of_one_process(tmp_path, cli, data_dir):
     assert code == 0, err
     one, two = _curves(tmp_path / "one"), _curves(tmp_path / "two")
     assert len(two) == len(one) > 0
+    # the provenance says how each trained
+    assert set(two.pop("device")) == {f"cpu: {platform.processor() or platform.machine()} "
+                                      f"x2 worker processes of 1 thread"}
+    assert set(one.pop("device")) == {f"cpu: {platform.processor() or platform.machine()} "
+                                      f"x{torch.get_num_threads()} threads"}
     pd.testing.assert_frame_equal(two, one, rtol=1e-9, atol=1e-12)
 
 

@@ -100,7 +100,8 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
             groups, trained = groups + added, trained + more
         records = [store.load_run(run.run_id) for g in groups for run in g.runs]
         _write_tables(base, exp, scale, records, store, executor.device,
-                      steps if exp.selection.extend_edges else None)
+                      steps if exp.selection.extend_edges else None,
+                      workers_of(executor, len(groups)))
         remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
     return {"folder": store.root, "trained": trained,
             "skipped": sum(g.size for g in groups) - trained}
@@ -179,7 +180,7 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
                checkpoints: CheckpointPolicy) -> dict | None:
     """Train and store every group of `todo`; None when all are done, else (the time
     budget was spent) what was trained and what remains."""
-    meta = _provenance(exp, executor.device)
+    meta = _provenance(exp, executor.device, workers_of(executor, len(todo)))
     with _progress() as progress:
         progress.disable = quiet
         overall = progress.add_task(f"{exp.name} ({len(todo)} groups)",
@@ -226,10 +227,17 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
             progress.update(tasks[group.group_id], visible=False)
 
 
-def _provenance(exp: Experiment, device: torch.device) -> dict:
+def _provenance(exp: Experiment, device: torch.device, workers: int = 1) -> dict:
     """What every run record and config.json say of where and how the curves were made."""
-    return {**provenance(device), "data_verified": data_verified(exp),
+    return {**provenance(device, workers), "data_verified": data_verified(exp),
             "precision": precision_of(exp.training, device).applied}
+
+
+def workers_of(executor, groups: int) -> int:
+    """The worker processes the local executor trains `groups` groups in (1: itself; Ray's
+    tasks run wherever the cluster puts them, and are not counted)."""
+    processes = getattr(executor, "processes", None)
+    return processes(groups) if callable(processes) else 1
 
 
 def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: int) -> dict:
@@ -248,7 +256,7 @@ def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: i
 
 
 def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[dict], store,
-                  device, steps: Counter | None = None) -> None:
+                  device, steps: Counter | None = None, workers: int = 1) -> None:
     metrics = metrics_of(exp)
     columns = metrics.columns()
     curves = curves_frame(records, [c.name for c in columns])
@@ -265,7 +273,7 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
         "experiment": exp.name, "scale": scale, "config_digest": config_digest(exp),
         "base_digest": base_digest(base),
         "config": exp.model_dump(), "metrics": metrics.to_json(),
-        "provenance": _provenance(exp, device),
+        "provenance": _provenance(exp, device, workers),
         "hparam_columns": hparam_cols, "timing": training_time(records),
     })
 
