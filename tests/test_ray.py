@@ -6,6 +6,7 @@ checkpoints, and the next command's workers go on from them."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,6 +46,9 @@ def ray_head(tmp_path_factory):
     yield f"127.0.0.1:{port}"
     subprocess.run([command, "stop", "--force"], capture_output=True, timeout=120)
     del os.environ["RAY_AUTH_MODE"]
+
+
+RAY_CORE_LOG = re.compile(r"\[\d{4}-\d\d-\d\d [\d:,]+ [DIWEF] \d+ \d+\] ")
 
 
 def _table(folder: Path) -> pd.DataFrame:
@@ -128,7 +132,12 @@ def test_ray_halves_a_group_that_does_not_fit_as_locally(ray_head, tmp_path, dat
                            env={**os.environ, FAKE_MEMORY_LIMIT: "0"})
     assert alone.returncode == 2, alone.stderr[-2000:]
     assert "Traceback" not in alone.stderr
-    last = alone.stderr.strip().splitlines()[-1]  # either method's group may get there first
+    # Ray's C++ core may log a shutdown race of its own after our line ("[2026-12-01
+    # 21:31:55,079 E 15738 15757] task_manager.cc:1545: Failed to push error to driver",
+    # seen once in CI): only adamrepro's lines are ours to judge.
+    ours = [line for line in alone.stderr.strip().splitlines()
+            if not RAY_CORE_LOG.match(line)]
+    last = ours[-1]  # either method's group may get there first
     assert last.startswith("adamrepro: error: one run of ") and "does not fit" in last, last
 
 
