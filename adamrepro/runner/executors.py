@@ -130,9 +130,7 @@ class LocalExecutor:
     at most one per group), that many at once in forked worker processes of one thread."""
 
     def __init__(self, data_dir: Path, device: torch.device, workers: int | str = 1) -> None:
-        if workers != "auto" and (not isinstance(workers, int) or workers < 1):
-            raise UserError(f"--workers {workers}: give a number of processes (1 or more) "
-                            f"or auto")
+        workers = parse_workers(str(workers))  # the one check, for the CLI and for callers
         if device.type != "cpu" and workers not in (1, "auto"):
             raise UserError(f"--workers {workers} trains groups in processes of their own "
                             f"on a CPU; on {device.type} use --workers 1 (one device trains "
