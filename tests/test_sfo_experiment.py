@@ -4,6 +4,10 @@ report's verdicts."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +16,8 @@ import torch
 
 from adamrepro.runner.group import subfunction_split
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mlp_sfo.yaml"
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "configs" / "mlp_sfo.yaml"
 
 
 def test_fig2b_smoke_run_plot_and_report(cli, data_dir, tmp_path):
@@ -90,3 +95,29 @@ def test_adam_alone_traces_the_same_curves_as_batched(data_dir):
         for row, other in zip(curve.rows, twin.rows, strict=True):
             for column in ("train_loss_full", "test_loss"):
                 assert row[column] == pytest.approx(other[column], rel=1e-9, abs=1e-12)
+
+
+def test_bench_sfo_script_times_steps_past_a_collapse(tmp_path, data_dir):
+    """scripts/bench_sfo.py on a small MLP: its warm-up fills the subspace, so the timed steps
+    include a collapse; the record has the machine and the state's size. A bad flag is one
+    line, exit 2, and writes nothing."""
+    script = [sys.executable, str(REPO / "scripts" / "bench_sfo.py"), "--device", "cpu",
+              "--out", str(tmp_path), "--data-dir", str(data_dir)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([*script, "--hidden", "16", "--subfunctions", "4", "--steps", "20"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((tmp_path / "bench" / "sfo-cpu-h16-n4.json").read_text())
+    assert record["dim"] == 784 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
+    assert (record["k_min"], record["k_max"]) == (11, 17)
+    assert record["collapses"] >= 1 and record["k_min"] <= record["mean_rank"] <= 17
+    assert record["step_ms"] > 0 and record["evaluations_per_step"] >= 1
+    assert record["basis_mib"] == pytest.approx(17 * record["dim"] * 8 / 2**20)
+    assert record["state_mib"] > record["basis_mib"]
+    assert record["device"].startswith("cpu") and record["torch_version"] == torch.__version__
+    assert record["commit"] in done.stdout
+    bad = subprocess.run([*script, "--subfunctions", "1000", "--out", str(tmp_path / "bad")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "at most 468" in bad.stderr
+    assert not (tmp_path / "bad").exists()

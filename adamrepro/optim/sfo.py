@@ -42,8 +42,9 @@ orthonormal basis P (dim × K) spanned by the subfunctions' last points and grad
 gradient adds one direction; when K reaches K_max = ⌈1.5·K_min⌉ the subspace collapses to
 K_min = 2N + 3 directions holding every last point and gradient, the current and previous
 point and the new gradient, so that all models stay exact where they were last evaluated.
-The state is O(dim·K) for P and O(N·K·max_history) for the subfunctions, never O(N·dim²);
-`memory_bytes()` reports it. With K_max ≥ dim the basis is the identity and never changes.
+The state is O(dim·K) for P, O(N·K·max_history) for the subfunctions and K² for their summed
+model, never O(N·dim²); `memory_bytes()` reports it. With K_max ≥ dim the basis is the
+identity and never changes.
 
 Hyperparameters (defaults are those of the authors' reference code):
     max_history=10            curvature pairs kept per subfunction
@@ -59,8 +60,14 @@ Hyperparameters (defaults are those of the authors' reference code):
                               time it is evaluated, so the runner refuses stochastic models
                               (dropout) unless this is True
 
-The subspace linear algebra is done in float64 whatever the parameters' dtype: it costs
-O(dim·K) per step and keeps the basis orthonormal over many collapses.
+The subspace linear algebra is done in float64 whatever the parameters' dtype: it keeps the
+basis orthonormal over many collapses. A step's cost is then mostly memory traffic, reads of
+the dim × K float64 basis: five per step (Gram-Schmidt of the new gradient, twice, which also
+gives its coordinates; the move to the new point). θ's coordinates are kept, not projected;
+the summed model Σ H_i is updated as each H_i changes, its gradient summed in batched products,
+and the Newton system solved by Cholesky; nothing else costs O(dim·K), O(N·K²) or a Python
+loop over the subfunctions. Pᵀ is stored, one direction per row, so that the first `rank`
+directions are one contiguous block.
 
 Unlike the reference, which picks new active subfunctions and collapse padding at random,
 this one is deterministic: subfunctions join in index order, and the collapse pads the
@@ -178,13 +185,21 @@ class SFO(torch.optim.Optimizer):
             # the subspace would be the whole space: use it as is
             state["basis"] = torch.eye(dim, **f64)
             state["rank"] = dim
+            x_theta = theta.clone()
         else:
-            state["basis"] = torch.zeros(dim, k_max, **f64)
+            state["basis"] = torch.zeros(k_max, dim, **f64)  # Pᵀ
             norm = theta.norm()
             state["rank"] = 0
+            x_theta = torch.zeros(k_max, **f64)
             if norm > 0:
-                state["basis"][:, 0] = theta / norm
+                state["basis"][0] = theta / norm
                 state["rank"] = 1
+                x_theta[0] = norm
+        # θ and the previous point stay inside the subspace (a collapse keeps both): their
+        # coordinates are kept up to date instead of projecting θ, a read of the whole
+        # basis, each time they are needed
+        state["x_theta"] = x_theta
+        state["x_prior"] = x_theta.clone()
         state["k_min"], state["k_max"] = k_min, k_max
         state["last_x"] = torch.zeros(n, k_max, **f64)
         state["last_g"] = torch.zeros(n, k_max, **f64)
@@ -196,6 +211,9 @@ class SFO(torch.optim.Optimizer):
         state["beta"] = torch.zeros(n, **f64)
         state["hess_w"] = torch.zeros(n, k_max, 2 * history, **f64)
         state["hess_d"] = torch.zeros(n, 2 * history, **f64)
+        # Σ H_i over the evaluated subfunctions, kept up to date as each H_i changes: summing
+        # N models of K² each step would cost more than the rest of the step at N = 468
+        state["hess_sum"] = torch.zeros(k_max, k_max, **f64)
         state["active"] = torch.zeros(n, dtype=torch.bool)
         state["active"][: group["init_active"]] = True
         state["eval_count"] = torch.zeros(n, dtype=torch.long)
@@ -233,43 +251,53 @@ class SFO(torch.optim.Optimizer):
         basis, rank = state["basis"], state["rank"]
         # the columns past the rank are zero: skip them (the basis is the memory traffic of
         # every projection, dim·K float64)
-        out = torch.zeros(basis.shape[1], dtype=basis.dtype, device=basis.device)
-        out[:rank] = basis[:, :rank].T @ vector
+        out = torch.zeros(basis.shape[0], dtype=basis.dtype, device=basis.device)
+        out[:rank] = basis[:rank] @ vector
         return out
 
-    def _add_direction(self, vector: Tensor) -> None:
-        """Grow the subspace by the part of `vector` outside it; collapse it when full."""
+    def _add_direction(self, vector: Tensor) -> Tensor:
+        """Grow the subspace by the part of `vector` outside it, collapse it when full, and
+        return vector's coordinates in the basis that results."""
         state = self._state
         basis, rank = state["basis"], state["rank"]
-        if rank >= basis.shape[0] or not torch.isfinite(vector).all():
-            return
         length = vector.norm()
-        if length < TINY:
-            return
-        new = vector / length
-        # Gram-Schmidt twice: once loses orthogonality when `vector` lies nearly inside
-        for _ in range(2):
-            new = new - basis[:, :rank] @ (basis[:, :rank].T @ new)
-            outside = new.norm()
-            if outside < TINY:
-                return
-            new = new / outside
-        basis[:, rank] = new
+        if rank >= basis.shape[1] or not torch.isfinite(vector).all() or length < TINY:
+            return self._coords(vector)
+        # Gram-Schmidt twice: once loses orthogonality when `vector` lies nearly inside,
+        # and it mostly does (the part outside is typically a tenth of a new gradient). The
+        # first projection is vector's coordinates: each pass reads the basis twice, and
+        # every read of it is the cost of a step
+        coords = torch.zeros(basis.shape[0], dtype=basis.dtype, device=basis.device)
+        coords[:rank] = basis[:rank] @ vector
+        new = torch.addmv(vector, basis[:rank].T, coords[:rank], alpha=-1) / length
+        outside = new.norm()
+        if outside < TINY:
+            return coords
+        new = new / outside
+        new = torch.addmv(new, basis[:rank].T, basis[:rank] @ new, alpha=-1)
+        outside = new.norm()
+        if outside < TINY:
+            return coords
+        new = new / outside
+        basis[rank] = new
+        coords[rank] = new @ vector
         state["rank"] = rank + 1
         if state["rank"] == state["k_max"]:
-            self._collapse(self._coords(vector))
+            coords = self._collapse(coords)
+        return coords
 
-    def _collapse(self, new_direction: Tensor) -> None:
+    def _collapse(self, new_direction: Tensor) -> Tensor:
         """Shrink the subspace to K_min directions that keep every model exact where it was
         last evaluated: the last points and gradients, the current and previous points, and
-        the gradient just added (not yet in any history)."""
+        the gradient just added (not yet in any history), whose coordinates in the new basis
+        it returns."""
         state = self._state
         k_min = state["k_min"]
         seen = state["eval_count"] > 0
         keep = torch.cat([
             new_direction[:, None],
-            self._coords(state["theta"])[:, None],
-            self._coords(state["prior_theta"])[:, None],
+            state["x_theta"][:, None],
+            state["x_prior"][:, None],
             state["last_g"][seen].T,
             state["last_x"][seen].T,
         ], dim=1)
@@ -278,20 +306,23 @@ class SFO(torch.optim.Optimizer):
         # the kept vectors come first and the old directions only pad the basis to K_min
         padded = torch.cat([keep[:k], torch.eye(k, dtype=keep.dtype, device=keep.device)], 1)
         rotation = torch.linalg.qr(padded)[0][:, :k_min]
-        self._change_basis(state["basis"][:, :k] @ rotation, rotation)
+        new_direction = self._change_basis(rotation.T @ state["basis"][:k], rotation,
+                                           new_direction)
         state["collapses"] += 1
         # the basis is a product of many rotations: restore orthonormality lost to round-off
-        basis = state["basis"][:, :k_min]
-        gram = basis.T @ basis
+        basis = state["basis"][:k_min]
+        gram = basis @ basis.T
         if (gram - torch.eye(k_min, dtype=gram.dtype, device=gram.device)).abs().max() > 1e-10:
-            q, r = torch.linalg.qr(basis)
-            # basis = Q·R: coordinates c in the old basis are R·c in the new one
-            self._change_basis(q, r.T)
+            q, r = torch.linalg.qr(basis.T)
+            # P = Q·R: coordinates c in the old basis are R·c in the new one
+            new_direction = self._change_basis(q.T, r.T, new_direction)
+        return new_direction
 
-    def _change_basis(self, new_basis: Tensor, coord_map: Tensor) -> None:
-        """Replace the first k basis columns by the c columns of `new_basis`; every stored
-        coordinate vector v (length k) becomes v·coord_map (k × c). For an orthonormal
-        rotation R (new basis P·R) coord_map is R itself: exact inside the span of P·R."""
+    def _change_basis(self, new_basis: Tensor, coord_map: Tensor, vector: Tensor) -> Tensor:
+        """Replace the first k basis directions by the c rows of `new_basis`; every stored
+        coordinate vector v (length k) becomes v·coord_map (k × c), and so does `vector`,
+        returned. For an orthonormal rotation R (new basis P·R) coord_map is R itself: exact
+        inside the span of P·R."""
         state = self._state
         k, c = coord_map.shape
         k_max = state["k_max"]
@@ -302,12 +333,16 @@ class SFO(torch.optim.Optimizer):
             return out
 
         basis = state["basis"]
-        basis.zero_()
-        basis[:, :c] = new_basis
+        basis[:c] = new_basis
+        basis[c:].zero_()
         state["rank"] = c
-        for name in ("last_x", "last_g", "hist_s", "hist_y"):
+        for name in ("last_x", "last_g", "hist_s", "hist_y", "x_theta", "x_prior"):
             state[name] = pad(state[name])
         state["hess_w"] = pad(state["hess_w"].transpose(1, 2)).transpose(1, 2).contiguous()
+        # summed afresh in the new coordinates, which also drops the round-off that the
+        # updates since the last change of basis accumulated
+        state["hess_sum"] = self._summed_hessian()
+        return pad(vector)
 
     # ------------------------------------------------------------ models
 
@@ -316,38 +351,46 @@ class SFO(torch.optim.Optimizer):
         w = state["hess_w"][index]
         return state["beta"][index] * delta + w @ (state["hess_d"][index] * (w.T @ delta))
 
-    def _summed_hessian(self, exclude: int | None = None) -> tuple[Tensor, int]:
-        """Σ H_i over the evaluated active subfunctions (K_max × K_max), and their count."""
+    def _summed_hessian(self) -> Tensor:
+        """Σ H_i over all subfunctions (K_max × K_max). H_i is zero until subfunction i is
+        evaluated, so this is the sum over the evaluated ones."""
         state = self._state
-        members = (state["eval_count"] > 0) & state["active"]
-        if exclude is not None:
-            members[exclude] = False
-        w, d = state["hess_w"][members], state["hess_d"][members]
-        k_max = state["k_max"]
-        eye = torch.eye(k_max, dtype=torch.float64, device=w.device)
-        total = state["beta"][members].sum() * eye + torch.einsum("nkh,nh,nlh->kl", w, d, w)
-        return total, int(members.sum())
+        w, d = state["hess_w"], state["hess_d"]
+        total = torch.einsum("nkh,nh,nlh->kl", w, d, w)
+        total.diagonal().add_(state["beta"].sum())
+        return total
+
+    def _add_to_sum(self, index: int, sign: float) -> None:
+        """hess_sum ± H_index (as stored now)."""
+        state = self._state
+        w = state["hess_w"][index]
+        state["hess_sum"].addmm_(w * state["hess_d"][index], w.T, alpha=sign)
+        state["hess_sum"].diagonal().add_(sign * state["beta"][index])
+
+    def _model(self, index: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Value and gradient (coordinates) of subfunction `index`'s model at coordinates x."""
+        state = self._state
+        delta = x - state["last_x"][index]
+        h_delta = self._hessian_times(index, delta)
+        value = state["last_f"][index] + state["last_g"][index] @ delta + 0.5 * delta @ h_delta
+        return value, state["last_g"][index] + h_delta
 
     def predict(self, index: int, theta: Tensor) -> tuple[float, Tensor]:
         """Value and full-space gradient of subfunction `index`'s quadratic model at the flat
         parameter vector `theta` (the model sees only theta's part inside the subspace)."""
-        state = self._state
-        x = self._coords(theta.double())
-        delta = x - state["last_x"][index]
-        h_delta = self._hessian_times(index, delta)
-        value = state["last_f"][index] + state["last_g"][index] @ delta + 0.5 * delta @ h_delta
-        return float(value), state["basis"] @ (state["last_g"][index] + h_delta)
+        value, gradient = self._model(index, self._coords(theta.double()))
+        return float(value), gradient @ self._state["basis"]
 
     def last_point(self, index: int) -> Tensor:
         """The flat parameter vector where subfunction `index` was last evaluated."""
         state = self._state
-        return state["basis"] @ state["last_x"][index]
+        return state["last_x"][index] @ state["basis"]
 
     def _record(self, index: int, f: float, grad_coords: Tensor) -> None:
         """Make the current point subfunction `index`'s last evaluation; keep the curvature
         pair (s, y) unless it is round-off."""
         state = self._state
-        x = self._coords(state["theta"])
+        x = state["x_theta"]
         if state["eval_count"][index] > 0:
             s = x - state["last_x"][index]
             y = grad_coords - state["last_g"][index]
@@ -369,15 +412,24 @@ class SFO(torch.optim.Optimizer):
         state = self._state
         max_dev = self.param_groups[0]["hess_max_dev"]
         m = int(state["hist_len"][index])
+        self._add_to_sum(index, -1.0)
+        state["beta"][index] = 0.0
         state["hess_w"][index].zero_()
         state["hess_d"][index].zero_()
         if m == 0:
             # no curvature pair yet: the median curvature of the mean model of the others
-            total, count = self._summed_hessian(exclude=index)
-            if count == 0:
+            others = int(((state["eval_count"] > 0) & state["active"]).sum()) - 1
+            if others == 0:
                 state["beta"][index] = self.param_groups[0]["hessian_init"]
             else:
-                state["beta"][index] = torch.linalg.eigvalsh(total / count).median()
+                # the summed model is block diagonal: its rank × rank block, and Σβ·I past
+                # the rank; the eigenvalues of the block and K_max − rank copies of Σβ
+                rank, k_max = state["rank"], state["k_max"]
+                mean = state["hess_sum"][:rank, :rank] / others
+                outside = state["hess_sum"][k_max - 1, k_max - 1] / others
+                eigvals = torch.cat([torch.linalg.eigvalsh(mean), outside.expand(k_max - rank)])
+                state["beta"][index] = eigvals.median()
+            self._add_to_sum(index, 1.0)
             return
         s = state["hist_s"][index, :m].T  # K_max × m, newest first
         y = state["hist_y"][index, :m].T
@@ -415,6 +467,31 @@ class SFO(torch.optim.Optimizer):
         state["beta"][index] = beta
         state["hess_w"][index, :, :width] = q @ eigvecs
         state["hess_d"][index, :width] = eigvals - beta
+        self._add_to_sum(index, 1.0)
+
+    def _summed_gradient(self, x: Tensor) -> Tensor:
+        """Σ_i ∇q_i(x) in coordinates, over all subfunctions at once (batched matrix
+        products; one not yet evaluated has g_i, x_i and H_i zero and adds nothing)."""
+        state = self._state
+        rank = state["rank"]
+        delta = x[None, :rank] - state["last_x"][:, :rank]
+        w = state["hess_w"][:, :rank]
+        along = torch.matmul(delta[:, None, :], w) * state["hess_d"][:, None, :]  # N × 1 × 2m
+        low_rank = torch.matmul(w, along.transpose(1, 2)).sum(0)[:, 0]
+        gradient = torch.zeros_like(x)
+        gradient[:rank] = state["last_g"][:, :rank].sum(0) + state["beta"] @ delta + low_rank
+        return gradient
+
+    @staticmethod
+    def _solver(total: Tensor) -> Callable[[Tensor], Tensor]:
+        """B ↦ total⁻¹ B. Each H_i is positive definite, so their sum has a Cholesky factor,
+        a few times cheaper than the eigendecomposition it replaces (on a GPU, tens of
+        times); should round-off make it indefinite, the eigendecomposition takes over."""
+        factor, info = torch.linalg.cholesky_ex(total)
+        if int(info) == 0:
+            return lambda rhs: torch.cholesky_solve(rhs, factor)
+        eigvals, eigvecs = torch.linalg.eigh(total)
+        return lambda rhs: (eigvecs / eigvals) @ (eigvecs.T @ rhs)
 
     # ------------------------------------------------------------ the step
 
@@ -429,9 +506,10 @@ class SFO(torch.optim.Optimizer):
         if self.param_groups[0]["selection"] == "cyclic":
             oldest = torch.where(active, state["last_eval_step"], state["step"] + 1)
             return int(oldest.argmin())
-        total, _ = self._summed_hessian()
-        delta = self._coords(state["theta"])[None, :] - state["last_x"]
-        distance = ((delta @ total) * delta).sum(1)
+        rank = state["rank"]
+        # coordinates past the rank are zero for every point
+        delta = state["x_theta"][None, :rank] - state["last_x"][:, :rank]
+        distance = ((delta @ state["hess_sum"][:rank, :rank]) * delta).sum(1)
         distance[~active] = -1.0
         index = int(distance.argmax())
         if distance[index] < TINY and not active.all():
@@ -446,9 +524,7 @@ class SFO(torch.optim.Optimizer):
         with torch.enable_grad():
             loss = closure(index)
         state["evaluations"] += 1
-        grad = self._flat_grad()
-        self._add_direction(grad)
-        return float(loss.detach()), self._coords(grad)
+        return float(loss.detach()), self._add_direction(self._flat_grad())
 
     def _is_bad_step(self, index: int, f: float, grad_coords: Tensor) -> bool:
         state = self._state
@@ -461,23 +537,23 @@ class SFO(torch.optim.Optimizer):
         last_f = float(state["last_f"][index])
         if f <= last_f:
             return False
-        predicted, _ = self.predict(index, state["theta"])
+        predicted = float(self._model(index, state["x_theta"])[0])
         others_gain = state["predicted_improvement"] - (last_f - predicted)
         return f - predicted > others_gain
 
-    def _grow_active_set(self, h_inv: Tensor, failed: bool) -> None:
+    def _grow_active_set(self, h_solve: Callable[[Tensor], Tensor], failed: bool) -> None:
         state = self._state
         group = self.param_groups[0]
         active = state["active"]
         state["steps_since_growth"] += 1
         if active.all() or bool((state["eval_count"][active] < 2).any()):
             return
-        grads = state["last_g"][active]
+        grads = state["last_g"][active, :state["rank"]]
         n_active = grads.shape[0]
         mean = grads.mean(0)
-        power_mean = mean @ h_inv @ mean
-        spread = grads - mean
-        power_error = torch.einsum("nk,kl,nl->", spread, h_inv, spread)
+        power_mean = mean @ h_solve(mean[:, None])[:, 0]
+        spread = (grads - mean).T
+        power_error = (spread * h_solve(spread)).sum()
         power_error = power_error / n_active / max(n_active - 1, 1)
         if (power_error >= group["max_gradient_noise"] * power_mean or failed
                 or state["steps_since_growth"] > n_active):
@@ -507,6 +583,7 @@ class SFO(torch.optim.Optimizer):
                 # the bad point still tells the model about the curvature
                 self._record(index, f, grad_coords)
             state["theta"] = state["prior_theta"].clone()
+            state["x_theta"] = state["x_prior"].clone()
             f, grad_coords = self._evaluate(closure, index)
         else:
             state["step_scale"] = 1 / n + state["step_scale"] * (1 - 1 / n)
@@ -514,18 +591,17 @@ class SFO(torch.optim.Optimizer):
         state["step_scale"] = max(state["step_scale"], 1e-5)
         self._record(index, f, grad_coords)
         self._update_hessian(index)
-        state["total_distance"] += float((state["theta"] - state["prior_theta"]).norm())
+        # the basis is orthonormal: lengths in coordinates are lengths in parameters
+        state["total_distance"] += float((state["x_theta"] - state["x_prior"]).norm())
 
-        # Newton step on the sum of the models
-        x = self._coords(state["theta"])
-        members = (state["eval_count"] > 0) & state["active"]
-        total, _ = self._summed_hessian()
-        gradient = torch.zeros_like(x)
-        for i in torch.nonzero(members).flatten().tolist():
-            gradient += state["last_g"][i] + self._hessian_times(i, x - state["last_x"][i])
-        eigvals, eigvecs = torch.linalg.eigh(total)
-        h_inv = (eigvecs / eigvals) @ eigvecs.T
-        delta = -state["step_scale"] * (h_inv @ gradient)
+        # Newton step on the sum of the models, inside the rank (past it every gradient and
+        # point is zero and the summed model is diagonal: the step is zero there)
+        x, rank = state["x_theta"], state["rank"]
+        total = state["hess_sum"][:rank, :rank]
+        gradient = self._summed_gradient(x)[:rank]
+        h_solve = self._solver(total)
+        delta = torch.zeros_like(x)
+        delta[:rank] = -state["step_scale"] * h_solve(gradient[:, None])[:, 0]
         length = float(delta.norm())
         if 0 < length < group["minimum_step_length"]:
             delta *= group["minimum_step_length"] / length
@@ -535,11 +611,12 @@ class SFO(torch.optim.Optimizer):
                 "evaluations"]
             if length > longest:
                 delta *= longest / length
-        state["predicted_improvement"] = float(0.5 * delta @ total @ delta)
+        state["predicted_improvement"] = float(0.5 * delta[:rank] @ total @ delta[:rank])
         state["prior_theta"] = state["theta"].clone()
-        rank = state["rank"]
-        state["theta"] = state["theta"] + state["basis"][:, :rank] @ delta[:rank]
+        state["x_prior"] = x.clone()
+        state["theta"] = torch.addmv(state["theta"], state["basis"][:rank].T, delta[:rank])
+        state["x_theta"] = x + delta
         self._write_params(state["theta"])
-        self._grow_active_set(h_inv, failed)
+        self._grow_active_set(h_solve, failed)
         state["step"] += 1
         return torch.tensor(f)

@@ -1,0 +1,147 @@
+"""What does one SFO step cost? Times `SFO.step` on Fig. 2b's problem (an MLP 784-H-H-10,
+ReLU, cross-entropy + L2 1e-4, on real MNIST split into N fixed minibatches of 128) at any
+width and number of subfunctions, after enough warm-up steps for the subspace to fill
+(K_max = 1.5·(2N + 3) directions). Prints the time per step, the subspace and the state's
+size with the machine, and writes <out>/bench/sfo-<device>-h<H>-n<N>.json.
+
+    PYTHONPATH=. python scripts/bench_sfo.py --hidden 256 --subfunctions 23     # quick scale
+    PYTHONPATH=. python scripts/bench_sfo.py --hidden 1000 --subfunctions 468 \\
+        --device cuda --warmup 1500 --steps 200                                 # paper scale
+
+A step's cost is mostly reads of the dim × K float64 basis (Gram-Schmidt of the new
+gradient: four; the move to the new point: one) and, at large N, the K × K algebra of the
+summed model (a Cholesky solve, and an eigendecomposition for each subfunction's first
+evaluation). The MLP here is a plain torch module, not the runner's batched model: it times
+the optimizer, not the runner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adamrepro.data import mnist
+from adamrepro.data.download import default_data_dir
+from adamrepro.errors import UserError
+from adamrepro.optim.sfo import SFO
+from adamrepro.provenance import provenance
+from adamrepro.results.store import atomic_write
+from adamrepro.runner.sweep import resolve_device
+
+BATCH = 128
+L2 = 1e-4
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench(hidden: int, n: int, warmup: int, steps: int, device: torch.device,
+          data_dir: Path) -> dict:
+    data = mnist.load(mnist.Options(), data_dir)
+    if n * BATCH > len(data.train_y):
+        raise UserError(f"--subfunctions {n}: {n} minibatches of {BATCH} need {n * BATCH:,} "
+                        f"digits, MNIST has {len(data.train_y):,}; use at most "
+                        f"{len(data.train_y) // BATCH}")
+    x = data.train_x[: n * BATCH].float().to(device)
+    y = data.train_y[: n * BATCH].to(device)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                          nn.ReLU(), nn.Linear(hidden, 10)).to(device)
+    batches = list(torch.arange(len(y), device=device).chunk(n))
+    sfo = SFO(model.parameters(), num_subfunctions=n)
+
+    def closure(index: int) -> torch.Tensor:
+        sfo.zero_grad(set_to_none=True)
+        rows = batches[index]
+        loss = F.cross_entropy(model(x[rows]), y[rows])
+        loss = loss + 0.5 * L2 * sum(p.square().sum() for p in model.parameters())
+        loss.backward()
+        return loss
+
+    started = time.perf_counter()
+    for _ in range(warmup):
+        sfo.step(closure)
+    synchronize(device)
+    warmup_seconds = time.perf_counter() - started
+    state = sfo.state[next(iter(model.parameters()))]
+    evaluations, collapses = state["evaluations"], state["collapses"]
+    ranks = []
+    started = time.perf_counter()
+    for _ in range(steps):
+        sfo.step(closure)
+        ranks.append(state["rank"])
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    dim = sum(p.numel() for p in model.parameters())
+    return {
+        "hidden": hidden, "subfunctions": n, "dim": dim, "k_min": state["k_min"],
+        "k_max": state["k_max"], "mean_rank": sum(ranks) / len(ranks),
+        "warmup_steps": warmup, "warmup_seconds": warmup_seconds, "steps": steps,
+        "step_ms": 1e3 * seconds / steps,
+        "evaluations_per_step": (state["evaluations"] - evaluations) / steps,
+        "collapses": state["collapses"] - collapses,
+        "active": int(state["active"].sum()),
+        "basis_mib": state["basis"].numel() * 8 / 2**20,
+        "state_mib": sfo.memory_bytes() / 2**20,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", type=int, default=256, help="width of both hidden layers")
+    parser.add_argument("--subfunctions", type=int, default=23, help="N (minibatches of 128)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps first (default: until the subspace first fills)")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="results folder (writes <out>/bench/)")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        for name in ("hidden", "subfunctions", "steps"):
+            if getattr(args, name) < 1:
+                raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+        if args.warmup is not None and args.warmup < 0:
+            raise UserError(f"--warmup must be at least 0, got {args.warmup}")
+        device = resolve_device(args.device)
+        warmup = args.warmup if args.warmup is not None else \
+            math.ceil(1.5 * (2 * args.subfunctions + 3))
+        result = bench(args.hidden, args.subfunctions, warmup, args.steps, device,
+                       args.data_dir or default_data_dir())
+    except UserError as err:
+        print(f"bench_sfo: error: {err}", file=sys.stderr)
+        return 2
+    origin = provenance(device)
+    result = {**result, "device": origin["device"], "torch_version": origin["torch_version"],
+              "commit": origin["commit"], "date": origin["date"],
+              "command": " ".join(["scripts/bench_sfo.py", *(argv or sys.argv[1:])])}
+    print(f"SFO on MLP 784-{args.hidden}-{args.hidden}-10 (dim {result['dim']:,}), "
+          f"N = {args.subfunctions}: {result['step_ms']:.1f} ms/step over {args.steps} steps "
+          f"after {warmup} ({result['warmup_seconds']:.1f} s); mean rank "
+          f"{result['mean_rank']:.0f} of K_max {result['k_max']}, "
+          f"{result['collapses']} collapses, {result['evaluations_per_step']:.2f} "
+          f"evaluations/step; basis {result['basis_mib']:,.0f} MiB, state "
+          f"{result['state_mib']:,.0f} MiB")
+    print(f"{result['device']}, torch {result['torch_version']} ({result['threads']} threads), "
+          f"commit {result['commit']}")
+    path = args.out / "bench" / (f"sfo-{torch.device(device).type}-h{args.hidden}"
+                                 f"-n{args.subfunctions}.json")
+    atomic_write(path, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
