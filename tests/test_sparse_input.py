@@ -62,6 +62,35 @@ def test_with_the_same_masks_sparse_equals_dense(data, shared):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_runs_that_share_a_seed_read_its_minibatch_once_with_the_same_masks(data):
+    """A group of several seeds hands the model one minibatch per seed and each run's seed
+    (`run_input`, runner/group.py): the non-zeros are those of the per-run copies, in the same
+    order, so the same draws give the same masks and exactly the same outputs."""
+    B = 64
+    distinct = torch.stack([data.train_x[s * B : (s + 1) * B].flatten(1) for s in range(3)])
+    run_input = torch.tensor([2, 0, 0, 1, 2, 2, 1])
+    G = len(run_input)
+    torch.manual_seed(0)
+    weight = torch.randn(G, distinct.shape[-1], 1, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(G, 1, 1, dtype=torch.float64, requires_grad=True)
+    drawn = {}
+
+    def keep_from(name):
+        generator = torch.Generator().manual_seed(1)
+
+        def keep_at(run, rows, cols):
+            drawn[name] = (run, rows, cols)
+            return torch.rand(len(rows), generator=generator, dtype=torch.float64) >= RATE
+        return keep_at
+
+    once = sparse_input_linear(distinct, weight, bias, RATE, keep_from("once"), run_input)
+    copies = sparse_input_linear(distinct[run_input], weight, bias, RATE, keep_from("copies"))
+    for a, b in zip(drawn["once"], drawn["copies"], strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(once, copies)
+    assert len(drawn["once"][0]) == sum(int(distinct[s].count_nonzero()) for s in run_input)
+
+
 def test_masks_keep_each_nonzero_with_probability_one_minus_rate(data):
     x = data.train_x[:128].flatten(1).unsqueeze(0).expand(8, -1, -1)
     generator = torch.Generator().manual_seed(0)

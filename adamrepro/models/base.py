@@ -116,6 +116,12 @@ class BatchedModel(nn.Module):
         """Every declared metric, in evaluation mode: mean over the batch per run, (G,)."""
         raise NotImplementedError
 
+    def distinct_inputs(self, device: torch.device) -> tuple[str, ...]:
+        """Batch keys the model takes as the group's distinct minibatches, (S, B, ...) for S
+        distinct seeds, with run g's at batch["run_input"][g], instead of one copy per run,
+        (G, B, ...). Default: none."""
+        return ()
+
     def noise_identity(self, group_id: str) -> str:
         """The hex digest that seeds this group's noise generators (seeding.py): the group's
         own identity at fp32 (`Group.noise_id`), unless a model needs groups that share seeds

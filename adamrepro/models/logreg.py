@@ -49,12 +49,14 @@ def options(values: dict, where: str) -> Options:
 
 
 def sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor, rate: float,
-                        keep_at: Callable) -> Tensor:
-    """(G, B, D) inputs -> (G, B, outputs): dropout(x)·W + b computed on the non-zeros of x
-    alone. `keep_at(run, rows, cols)` gives the kept mask at those non-zeros: (G, nnz) when
-    every run shares the input (`run` None), else (nnz,) at runs `run`."""
-    G, B, _ = x.shape
-    outputs = weight.shape[-1]
+                        keep_at: Callable, run_input: Tensor | None = None) -> Tensor:
+    """(S, B, D) inputs -> (G, B, outputs): dropout(x)·W + b computed on the non-zeros of x
+    alone. Run g reads input `run_input[g]` (default: its own, S = G). `keep_at(run, rows,
+    cols)` gives the kept mask at those non-zeros: (G, nnz) when every run shares the input
+    (`run` None), else (nnz,) at runs `run`, run after run, as x[run_input].nonzero() would
+    order them."""
+    G, outputs = weight.shape[0], weight.shape[-1]
+    B = x.shape[1]
     if shared_input(x):
         rows, cols = x[0].nonzero(as_tuple=True)
         values = x[0][rows, cols].to(weight.dtype)
@@ -64,6 +66,17 @@ def sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor, rate: float,
     else:
         runs, rows, cols = x.nonzero(as_tuple=True)
         values = x[runs, rows, cols].to(weight.dtype)
+        if run_input is not None:
+            # runs that share a seed share a minibatch: find its non-zeros once and repeat
+            # them per run, rather than copy and scan the dense input once per run
+            counts = torch.bincount(runs, minlength=x.shape[0])
+            per_run = counts[run_input]
+            input_start = (counts.cumsum(0) - counts)[run_input]
+            block_start = per_run.cumsum(0) - per_run
+            runs = torch.repeat_interleave(torch.arange(G, device=x.device), per_run)
+            pick = torch.arange(len(runs), device=x.device) - block_start[runs] + \
+                input_start[runs]
+            rows, cols, values = rows[pick], cols[pick], values[pick]
         scaled = values * keep_at(runs, rows, cols) / (1.0 - rate)  # (nnz,)
         terms = scaled.unsqueeze(-1) * weight[runs, cols]  # (nnz, outputs)
         out = weight.new_zeros(G * B, outputs).index_add(0, runs * B + rows, terms)
@@ -91,15 +104,7 @@ class LogReg(Classifier):
 
     def forward(self, x, train):
         if train and self.opts.input_dropout > 0 and self._sparse_on(x.device):
-            rate = self.opts.input_dropout
-            generator, dtype = self.generator, self.linear.weight.dtype
-
-            def keep_at(run, rows, cols):
-                shape = (x.shape[0], len(rows)) if run is None else (len(rows),)
-                return torch.rand(shape, generator=generator, dtype=dtype) >= rate
-
-            return sparse_input_linear(x.flatten(2), self.linear.weight, self.linear.bias,
-                                       rate, keep_at)
+            return self._sparse_forward(x, None)
         x = self.cast(x.flatten(2))
         if train:
             x = dropout(x, self.opts.input_dropout, self.generator)
@@ -111,6 +116,29 @@ class LogReg(Classifier):
             out = x[0] @ weight.permute(1, 0, 2).reshape(D, G * outputs)
             return out.view(-1, G, outputs).transpose(0, 1) + self.linear.bias
         return self.linear(x)
+
+    def _sparse_forward(self, x: Tensor, run_input: Tensor | None) -> Tensor:
+        rate = self.opts.input_dropout
+        generator, dtype = self.generator, self.linear.weight.dtype
+        runs = self.linear.weight.shape[0]
+
+        def keep_at(run, rows, cols):
+            shape = (runs, len(rows)) if run is None else (len(rows),)
+            return torch.rand(shape, generator=generator, dtype=dtype) >= rate
+
+        return sparse_input_linear(x.flatten(2), self.linear.weight, self.linear.bias,
+                                   rate, keep_at, run_input)
+
+    def distinct_inputs(self, device: torch.device) -> tuple[str, ...]:
+        # the sparse path finds the non-zeros of each seed's minibatch once (runner/group.py)
+        if self.opts.input_dropout > 0 and self._sparse_on(device):
+            return ("x",)
+        return ()
+
+    def objective(self, batch):
+        if "run_input" in batch:
+            return self.loss(self._sparse_forward(batch["x"], batch["run_input"]), batch["y"])
+        return super().objective(batch)
 
     def _sparse_on(self, device: torch.device) -> bool:
         if self.opts.sparse_input is True and device.type != "cpu":

@@ -149,17 +149,25 @@ class MinibatchOrder:
         perms = [torch.randperm(self.n, generator=g) for g in self.generators]
         return torch.stack(perms).to(self.device, non_blocking=True)
 
-    def batch(self, split: Mapping[str, Tensor], index: Tensor, G: int) -> dict[str, Tensor]:
-        """The minibatch of every run: `index` is (distinct seeds, B) rows of the data."""
+    def batch(self, split: Mapping[str, Tensor], index: Tensor, G: int,
+              distinct: tuple[str, ...] = ()) -> dict[str, Tensor]:
+        """The minibatch of every run: `index` is (distinct seeds, B) rows of the data. Keys
+        in `distinct` stay one per seed, (S, B, ...), with run g's at out["run_input"][g]
+        (`BatchedModel.distinct_inputs`), when the runs do not all share one."""
         S, B = index.shape
         # index_select on the flat index: the same rows as x[index], ~5x faster on a CPU
         flat = index.reshape(-1)
         out = {}
         for key, values in split.items():
             rows = values.index_select(0, flat).view(S, B, *values.shape[1:])
-            # one order for every run: a stride-0 view, no copy
-            out[key] = (rows.expand(G, *rows.shape[1:]) if self.shared
-                        else rows[self.index_of_run])
+            if self.shared:
+                # one order for every run: a stride-0 view, no copy
+                out[key] = rows.expand(G, *rows.shape[1:])
+            elif key in distinct:
+                out[key] = rows
+                out["run_input"] = self.index_of_run
+            else:
+                out[key] = rows[self.index_of_run]
         return out
 
 
@@ -189,6 +197,7 @@ class TrainStep:
         self.model, self.optimizer, self.order, self.data, self.G = (
             model, optimizer, order, data, G)
         self.closure, self.precision = closure, precision
+        self.distinct = model.distinct_inputs(device)
         self.loss = compile_method(self._loss, **STEP_OPTIONS) if compiled else self._loss
         self.perm = torch.zeros(len(order.unique), len(data.train_x), dtype=torch.long,
                                 device=device)
@@ -208,7 +217,7 @@ class TrainStep:
     def __call__(self, size: int) -> None:
         index = self.perm.index_select(1, self.cursor + self.offsets[:size])
         self.cursor += size
-        batch = self.order.batch(self.data.train, index, self.G)
+        batch = self.order.batch(self.data.train, index, self.G, self.distinct)
         if self.closure:
             loss = self._step_with_closure(batch)
         else:
