@@ -14,6 +14,9 @@
 #              into OUT/precision-<scale>/
 #   kernels    scripts/bench_kernels.py: the kernel switches on logreg_mnist, mlp (KERNEL_STEPS,
 #              default 100) and cnn_cifar10 (30 steps) into OUT/kernels/
+#   sfo     scripts/bench_sfo.py: one SFO step at the paper's size (MLP 1000-1000, N = 468;
+#           at SCALE=smoke 16-16 and N = 4), SFO_STEPS timed steps (default 100) after the
+#           subspace first fills, into OUT/bench/
 #   paper   scripts/reproduce_paper.sh (BUDGET_MINUTES for the stage, CONFIGS to choose)
 # Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes), PYTHON (default
 # python3), BUDGET_MINUTES, CONFIGS, OUT (results folder, default results), BENCH_PASSES
@@ -97,11 +100,17 @@ for stage in "${@:-paper}"; do
             # shellcheck disable=SC2086
             $PYTHON scripts/bench_kernels.py cnn_cifar10 --device "$DEVICE" --scale "$SCALE" \
                 --steps "${KERNEL_STEPS_CNN:-30}" --out "$OUT" $UNVERIFIED || status=1 ;;
+        sfo)
+            if [ "$SCALE" = smoke ]; then sfo_size="--hidden 16 --subfunctions 4"
+            else sfo_size="--hidden 1000 --subfunctions 468"; fi
+            # shellcheck disable=SC2086  # two flags
+            $PYTHON scripts/bench_sfo.py --device "$DEVICE" $sfo_size \
+                --steps "${SFO_STEPS:-100}" --out "$OUT" || status=1 ;;
         paper)
             OUT="$OUT" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
                 scripts/reproduce_paper.sh || status=$? ;;
         *)
-            echo "gpu_session: unknown stage $stage; known: tests bench precision kernels paper" >&2
+            echo "gpu_session: unknown stage $stage; known: tests bench precision kernels sfo paper" >&2
             exit 2 ;;
     esac
 done
