@@ -91,6 +91,41 @@ def test_runs_that_share_a_seed_read_its_minibatch_once_with_the_same_masks(data
     assert len(drawn["once"][0]) == sum(int(distinct[s].count_nonzero()) for s in run_input)
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_gradients_are_the_same_whatever_the_threads(data, shared):
+    """Frequent words sum many terms into one weight's gradient; with advanced indexing's
+    backward two CPU threads summed them in a varying order, which changed a paper-scale
+    run at a large step size from one call to the next. The gradients must be bitwise the
+    same on every call and with one thread."""
+    B, G = 128, 3
+    inputs = torch.stack([data.train_x[s * B : (s + 1) * B].flatten(1) for s in range(G)])
+    x = inputs[0].expand(G, *inputs[0].shape) if shared else inputs
+    torch.manual_seed(0)
+    weight = torch.randn(G, x.shape[-1], 1, requires_grad=True)
+    bias = torch.zeros(G, 1, 1, requires_grad=True)
+    threads = torch.get_num_threads()
+
+    def gradient() -> torch.Tensor:
+        generator = torch.Generator().manual_seed(1)
+
+        def keep_at(run, rows, cols):
+            shape = (G, len(rows)) if run is None else (len(rows),)
+            return torch.rand(shape, generator=generator) >= RATE
+
+        out = sparse_input_linear(x, weight, bias, RATE, keep_at)
+        return torch.autograd.grad(out.sin().sum(), weight)[0]
+
+    try:
+        torch.set_num_threads(2)
+        two = [gradient() for _ in range(6)]
+        torch.set_num_threads(1)
+        one = gradient()
+    finally:
+        torch.set_num_threads(threads)
+    for other in [*two[1:], one]:
+        assert torch.equal(other, two[0])
+
+
 def test_masks_keep_each_nonzero_with_probability_one_minus_rate(data):
     x = data.train_x[:128].flatten(1).unsqueeze(0).expand(8, -1, -1)
     generator = torch.Generator().manual_seed(0)

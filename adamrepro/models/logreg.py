@@ -61,7 +61,11 @@ def sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor, rate: float,
         rows, cols = x[0].nonzero(as_tuple=True)
         values = x[0][rows, cols].to(weight.dtype)
         scaled = values * keep_at(None, rows, cols) / (1.0 - rate)  # (G, nnz)
-        terms = scaled.unsqueeze(-1) * weight[:, cols]  # (G, nnz, outputs)
+        # index_select, not weight[:, cols]: the backward of advanced indexing accumulates
+        # in a thread-dependent order on a CPU (torch.use_deterministic_algorithms lists
+        # it), enough to change a run at a large step size from one call to the next;
+        # index_select's (index_add) adds in index order
+        terms = scaled.unsqueeze(-1) * weight.index_select(1, cols)  # (G, nnz, outputs)
         out = weight.new_zeros(G, B, outputs).index_add(1, rows, terms)
     else:
         runs, rows, cols = x.nonzero(as_tuple=True)
@@ -78,7 +82,8 @@ def sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor, rate: float,
                 input_start[runs]
             rows, cols, values = rows[pick], cols[pick], values[pick]
         scaled = values * keep_at(runs, rows, cols) / (1.0 - rate)  # (nnz,)
-        terms = scaled.unsqueeze(-1) * weight[runs, cols]  # (nnz, outputs)
+        terms = scaled.unsqueeze(-1) * weight.flatten(0, 1).index_select(
+            0, runs * weight.shape[1] + cols)  # (nnz, outputs), as the shared path
         out = weight.new_zeros(G * B, outputs).index_add(0, runs * B + rows, terms)
         out = out.view(G, B, outputs)
     return out + bias
