@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -28,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adamrepro.bench.timing import synchronize
 from adamrepro.data import mnist
 from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError
-from adamrepro.optim.sfo import SFO
+from adamrepro.optim.sfo import SFO, subspace_size
 from adamrepro.provenance import provenance
 from adamrepro.results.store import atomic_write
 from adamrepro.runner.sweep import resolve_device
@@ -40,13 +40,9 @@ BATCH = 128
 L2 = 1e-4
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def bench(hidden: int, n: int, warmup: int, steps: int, device: torch.device,
+def bench(hidden: int, n: int, warmup: int | None, steps: int, device: torch.device,
           data_dir: Path) -> dict:
+    """Time `steps` SFO steps after `warmup` (None: K_max, when the subspace first fills)."""
     data = mnist.load(mnist.Options(), data_dir)
     if n * BATCH > len(data.train_y):
         raise UserError(f"--subfunctions {n}: {n} minibatches of {BATCH} need {n * BATCH:,} "
@@ -59,6 +55,9 @@ def bench(hidden: int, n: int, warmup: int, steps: int, device: torch.device,
                           nn.ReLU(), nn.Linear(hidden, 10)).to(device)
     batches = list(torch.arange(len(y), device=device).chunk(n))
     sfo = SFO(model.parameters(), num_subfunctions=n)
+    dim = sum(p.numel() for p in model.parameters())
+    if warmup is None:
+        warmup = subspace_size(n, dim)[1]
 
     def closure(index: int) -> torch.Tensor:
         sfo.zero_grad(set_to_none=True)
@@ -82,7 +81,6 @@ def bench(hidden: int, n: int, warmup: int, steps: int, device: torch.device,
         ranks.append(state["rank"])
     synchronize(device)
     seconds = time.perf_counter() - started
-    dim = sum(p.numel() for p in model.parameters())
     return {
         "hidden": hidden, "subfunctions": n, "dim": dim, "k_min": state["k_min"],
         "k_max": state["k_max"], "mean_rank": sum(ranks) / len(ranks),
@@ -116,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.warmup is not None and args.warmup < 0:
             raise UserError(f"--warmup must be at least 0, got {args.warmup}")
         device = resolve_device(args.device)
-        warmup = args.warmup if args.warmup is not None else \
-            math.ceil(1.5 * (2 * args.subfunctions + 3))
-        result = bench(args.hidden, args.subfunctions, warmup, args.steps, device,
+        result = bench(args.hidden, args.subfunctions, args.warmup, args.steps, device,
                        args.data_dir or default_data_dir())
     except UserError as err:
         print(f"bench_sfo: error: {err}", file=sys.stderr)
@@ -129,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
               "command": " ".join(["scripts/bench_sfo.py", *(argv or sys.argv[1:])])}
     print(f"SFO on MLP 784-{args.hidden}-{args.hidden}-10 (dim {result['dim']:,}), "
           f"N = {args.subfunctions}: {result['step_ms']:.1f} ms/step over {args.steps} steps "
-          f"after {warmup} ({result['warmup_seconds']:.1f} s); mean rank "
+          f"after {result['warmup_steps']} ({result['warmup_seconds']:.1f} s); mean rank "
           f"{result['mean_rank']:.0f} of K_max {result['k_max']}, "
           f"{result['collapses']} collapses, {result['evaluations_per_step']:.2f} "
           f"evaluations/step; basis {result['basis_mib']:,.0f} MiB, state "

@@ -95,6 +95,12 @@ SELECTIONS = ("distance", "cyclic")
 TINY = 1e-12
 
 
+def subspace_size(num_subfunctions: int, dim: int) -> tuple[int, int]:
+    """(K_min, K_max): the directions a collapse keeps, and the count that triggers one."""
+    k_min = min(2 * num_subfunctions + 3, dim)
+    return k_min, min(math.ceil(1.5 * k_min), dim)
+
+
 def check_int(name: str, value, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -175,8 +181,7 @@ class SFO(torch.optim.Optimizer):
         n, history = self.num_subfunctions, group["max_history"]
         theta = self._flat_params()
         dim = theta.numel()
-        k_min = min(2 * n + 3, dim)
-        k_max = min(math.ceil(1.5 * k_min), dim)
+        k_min, k_max = subspace_size(n, dim)
         f64 = dict(dtype=torch.float64, device=theta.device)
         state = self._state
         state["theta"] = theta
@@ -413,7 +418,6 @@ class SFO(torch.optim.Optimizer):
         max_dev = self.param_groups[0]["hess_max_dev"]
         m = int(state["hist_len"][index])
         self._add_to_sum(index, -1.0)
-        state["beta"][index] = 0.0
         state["hess_w"][index].zero_()
         state["hess_d"][index].zero_()
         if m == 0:
