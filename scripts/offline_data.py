@@ -7,7 +7,10 @@ without network access:
 
 `--from DIR` is either a folder holding `prepare.py` (like ../shared/data), which is run to lay
 the data out, or a folder holding the official downloads: the four MNIST `*-ubyte.gz` files,
-`aclImdb_v1.tar.gz` and `cifar-10-python.tar.gz`. The data goes to `--out` (default:
+`aclImdb_v1.tar.gz` and `cifar-10-python.tar.gz`. In a prepare.py folder an archive `X.tar.gz`
+may travel as `X.tar.xz` (scripts/offline_bundle.sh recompresses IMDB's text so that the whole
+paper fits a 64 MiB job); it is turned back into `X.tar.gz` in a staging folder for prepare.py,
+which is left as it is. The data goes to `--out` (default:
 $ADAMREPRO_DATA, else ~/.cache/adamrepro/data), and is then checked exactly as `adamrepro
 fetch` checks it (MD5 of every MNIST file and of the IMDB archive, the review folders, the
 CIFAR-10 batches' presence: their MD5s are checked when they are read, and ../shared/data's
@@ -17,9 +20,12 @@ CIFAR-10 copy, re-encoded as JPEG, is read only with `--unverified-data`).
 from __future__ import annotations
 
 import argparse
+import gzip
+import lzma
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from adamrepro.cli import main as adamrepro
@@ -29,9 +35,31 @@ from adamrepro.data.download import default_data_dir
 DATASETS = ("mnist", "imdb", "cifar10")
 
 
+def staged(source: Path, stage: Path) -> Path:
+    """`source` itself, or, where it holds an `X.tar.xz` without its `X.tar.gz`, a copy of it
+    in `stage`: prepare.py copied (it finds its archives beside its own resolved path), every
+    other entry linked, and each such archive written back as gzip (level 1: it is read once)."""
+    recompressed = [xz for xz in sorted(source.glob("*.tar.xz"))
+                    if not (source / xz.name.replace(".tar.xz", ".tar.gz")).exists()]
+    if not recompressed:
+        return source
+    for entry in source.iterdir():
+        if entry.name == "prepare.py":
+            shutil.copyfile(entry, stage / entry.name)
+        elif entry not in recompressed:
+            (stage / entry.name).symlink_to(entry.resolve())
+    for xz in recompressed:
+        with lzma.open(xz) as src, \
+                gzip.open(stage / xz.name.replace(".tar.xz", ".tar.gz"), "wb", 1) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    return stage
+
+
 def from_prepare_script(source: Path, out: Path, only: list[str]) -> None:
-    subprocess.run([sys.executable, str(source / "prepare.py"), "--out", str(out),
-                    *(arg for name in only for arg in ("--only", name))], check=True)
+    with tempfile.TemporaryDirectory(prefix=".offline-data-", dir=out) as stage:
+        folder = staged(source, Path(stage))
+        subprocess.run([sys.executable, str(folder / "prepare.py"), "--out", str(out),
+                        *(arg for name in only for arg in ("--only", name))], check=True)
 
 
 def from_official_archives(source: Path, out: Path) -> None:

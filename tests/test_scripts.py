@@ -1,11 +1,16 @@
 """scripts/reproduce_paper.sh: with BUDGET_MINUTES it stops cleanly (exit 3) after advancing
-the first experiment, and run again it finishes what is left, skipping what is done."""
+the first experiment, and run again it finishes what is left, skipping what is done.
+scripts/offline_data.py: a prepare.py folder whose archive travels as .tar.xz (as
+scripts/offline_bundle.sh packs IMDB) lays out the same files, and the folder is not written."""
 
 from __future__ import annotations
 
+import lzma
 import os
+import stat
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pandas as pd
@@ -38,3 +43,47 @@ def test_a_spent_budget_stops_cleanly_and_the_next_call_finishes(tmp_path, data_
         assert len(best) >= 4 and best["final_train_loss"].notna().all()
     third = reproduce(tmp_path, data_dir)  # nothing left: every run is skipped
     assert third.returncode == 0 and "trained 0 runs" in third.stdout
+
+
+# A stand-in for ../shared/data/prepare.py's IMDB step: it reads the gzip archive beside its own
+# resolved path, strictly as gzip ("r:gz"), so an xz or plain tar under that name fails.
+PREPARE = """
+import argparse, tarfile
+from pathlib import Path
+HERE = Path(__file__).resolve().parent
+parser = argparse.ArgumentParser()
+parser.add_argument("--out", type=Path)
+parser.add_argument("--only", action="append")
+args = parser.parse_args()
+assert args.only == ["imdb"], args.only
+with tarfile.open(HERE / "aclImdb_labelled_text.tar.gz", "r:gz") as tar:
+    tar.extractall(args.out, filter="data")
+"""
+
+
+def test_offline_data_reads_a_prepare_folder_whose_archive_travels_as_xz(tmp_path, data_dir):
+    root = data_dir / "aclImdb"
+    reviews = [path for split in ("train", "test") for label in ("pos", "neg")
+               for path in sorted((root / split / label).iterdir())[:5]]
+    source = tmp_path / "bundle"
+    source.mkdir()
+    (source / "prepare.py").write_text(PREPARE)
+    with lzma.open(source / "aclImdb_labelled_text.tar.xz", "wb", preset=0) as raw, \
+            tarfile.open(fileobj=raw, mode="w") as tar:
+        for path in reviews:
+            tar.add(path, arcname=str(path.relative_to(data_dir)))
+    before = sorted(p.name for p in source.iterdir())
+    source.chmod(stat.S_IRUSR | stat.S_IXUSR)  # read-only, as a mounted copy may be
+    out = tmp_path / "data"
+    try:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "offline_data.py"), "--from", str(source),
+             "--only", "imdb", "--out", str(out)], capture_output=True, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        source.chmod(stat.S_IRWXU)
+    assert done.returncode == 0, done.stderr
+    for path in reviews:
+        assert (out / path.relative_to(data_dir)).read_bytes() == path.read_bytes()
+    assert sorted(p.name for p in source.iterdir()) == before
+    assert sorted(p.name for p in out.iterdir()) == ["aclImdb"]  # no staging folder left
