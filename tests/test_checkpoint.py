@@ -2,7 +2,8 @@
 
 On the CPU, on real MNIST: a group stopped at its checkpoint after pass k (by a spent time
 budget, the real mechanism) and started again traces exactly the curves of an uninterrupted
-one, dropout masks included; `run --time-budget 0` advances a sweep one pass per command and
+one, dropout masks included; a budget that lasts writes no checkpoint, and one that would
+run out within the next pass stops the group before it; `run --time-budget 0` advances a sweep one pass per command and
 ends with the tables of an uninterrupted sweep; a group too large for the (simulated) device
 memory is halved and its runs trace the curves they trace unsplit.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +21,8 @@ import torch
 import yaml
 
 from adamrepro.config import parse_experiment
-from adamrepro.runner.checkpoint import Budget, BudgetSpent, GroupCheckpoint
+from adamrepro.runner.checkpoint import (Budget, BudgetSpent, CheckpointPolicy,
+                                         GroupCheckpoint)
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, train_group
 from adamrepro.runner.plan import plan
@@ -76,10 +79,12 @@ def test_a_group_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
     for group in plan(exp):
         whole = train_group(exp, group, data)
         path = tmp_path / f"{group.group_id}.ckpt.pt"
-        spent = GroupCheckpoint(path, every=2, budget=Budget(deadline=0.0))
-        with pytest.raises(BudgetSpent) as stop:
-            train_group(exp, group, data, checkpoint=spent)
-        assert stop.value.checkpointed == {group.group_id: (group.size, 2)} and path.exists()
+        spent = GroupCheckpoint(path, every=None, budget=Budget(deadline=0.0))
+        for stopped_after in (1, 2):  # a spent budget: one pass a call, then a checkpoint
+            with pytest.raises(BudgetSpent) as stop:
+                train_group(exp, group, data, checkpoint=spent)
+            assert stop.value.checkpointed == {group.group_id: (group.size, stopped_after)}
+            assert path.exists()
         seen = []
         resumed = train_group(exp, group, data, on_pass=seen.append,
                               checkpoint=GroupCheckpoint(path, every=2))
@@ -91,6 +96,33 @@ def test_a_group_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
             # `seconds` and `train_seconds` go on from the checkpoint's
             assert [r["train_seconds"] for r in a.rows] == sorted(
                 r["train_seconds"] for r in a.rows), what
+
+
+def test_a_budget_that_lasts_writes_no_checkpoint_and_a_period_does(tmp_path, data_dir,
+                                                                     one_thread):
+    """A checkpoint is the group's whole state written and synced (20 GB for SFO at paper
+    scale): under a budget alone a group saves only when the budget stops it; periodic saves,
+    which survive a kill, are `training.checkpoint_every`'s."""
+    exp = experiment(*CASES["mlp-dropout"])
+    data = load_data(exp, data_dir, torch.device("cpu"))
+    group = plan(exp)[0]
+    for every, expected in ((None, [False] * 4), (1, [False, True, True, True])):
+        checkpoint = CheckpointPolicy(tmp_path / str(every), every,
+                                      Budget.minutes(60)).for_group(group.group_id)
+        existed = []  # after each pass, before that pass's checkpoint is due
+        train_group(exp, group, data, checkpoint=checkpoint,
+                    on_pass=lambda epoch, path=checkpoint.path: existed.append(path.exists()))
+        assert existed == expected, every
+    assert CheckpointPolicy(tmp_path, None).for_group(group.group_id) is None
+
+
+def test_a_budget_stops_a_group_before_a_pass_that_would_overrun_it(tmp_path):
+    budget = Budget(deadline=time.time() + 60)
+    checkpoint = GroupCheckpoint(tmp_path / "g.ckpt.pt", None, budget)
+    assert not checkpoint.stop(1, 4, last_pass_seconds=1.0)
+    assert checkpoint.stop(1, 4, last_pass_seconds=120.0)
+    assert not checkpoint.stop(4, 4, last_pass_seconds=120.0)  # the last: its records follow
+    assert not GroupCheckpoint(tmp_path / "g.ckpt.pt", 1).stop(1, 4, last_pass_seconds=1e9)
 
 
 def test_a_checkpoint_of_another_setting_is_not_trusted(tmp_path, data_dir, one_thread):

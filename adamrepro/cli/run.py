@@ -82,9 +82,10 @@ def run(
              "a time.")] = "auto",
     time_budget: Annotated[float | None, typer.Option(
         min=0, metavar="MINUTES",
-        help="Stop at the first group checkpoint after this many minutes (exit code 3; "
-             "run the same command again to go on). Groups then checkpoint every pass "
-             "unless training.checkpoint_every is set.")] = None,
+        help="Stop after this many minutes (exit code 3; run the same command again to go "
+             "on): a group saves a checkpoint and stops at the first pass after which the "
+             "budget is spent or would be before another pass; no group starts after it. "
+             "Periodic checkpoints are training.checkpoint_every's.")] = None,
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
     from adamrepro.runner.executors import make_executor, parse_workers

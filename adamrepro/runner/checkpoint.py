@@ -13,10 +13,16 @@ name, renamed), plain tensors, dicts, lists and numbers only (read back with
 are written. A checkpoint of another group, another device type or another dtype is ignored
 (the group starts over) rather than trusted.
 
-With a deadline (`adamrepro run --time-budget`), a group whose checkpoint is written after
-the deadline stops there (`BudgetSpent`); the next command resumes it. The policy, the
-budget and the checkpoint are plain frozen data, so that a Ray task (executors.py) receives
-them as they are and writes to the path the driver chose.
+With a deadline (`adamrepro run --time-budget`), a group saves a checkpoint and stops
+(`BudgetSpent`) after the first pass at which the deadline has passed, or would pass before
+another pass as long as the last one ended; the next command resumes it. It does not save
+after every pass: a checkpoint is the whole state copied to the host, written and synced,
+from 0.26 GB (a paper-scale group of Fig. 2a's MLP: about a second on this project's disk,
+as long as its pass on an H100) to 20 GB (SFO's basis at paper scale: over a minute), so a
+budget alone costs one save per group and command.
+Periodic saves, which survive a kill, are `training.checkpoint_every`'s, with or without a
+budget. The policy, the budget and the checkpoint are plain frozen data, so that a Ray task
+(executors.py) receives them as they are and writes to the path the driver chose.
 """
 
 from __future__ import annotations
@@ -55,22 +61,29 @@ class Budget:
     def minutes(cls, minutes: float | None) -> Budget:
         return cls(None if minutes is None else time.time() + 60.0 * minutes)
 
-    def spent(self) -> bool:
-        return self.deadline is not None and time.time() >= self.deadline
+    def spent(self, ahead: float = 0.0) -> bool:
+        """Whether the deadline has passed, or will have `ahead` seconds from now."""
+        return self.deadline is not None and time.time() + ahead >= self.deadline
 
 
 @dataclass(frozen=True)
 class GroupCheckpoint:
-    """Where one group's checkpoint lives, how often it is written, and the budget."""
+    """Where one group's checkpoint lives, how often it is written (`every` passes; None:
+    only when the budget stops the group), and the budget."""
 
     path: Path
-    every: int
+    every: int | None
     budget: Budget = Budget()
 
     def due(self, epoch: int, epochs: int) -> bool:
-        """After pass `epoch`: every `every` passes, never after the last one (the records
-        follow at once)."""
-        return epoch < epochs and epoch % self.every == 0
+        """A periodic save after pass `epoch`: every `every` passes, never after the last one
+        (the records follow at once)."""
+        return self.every is not None and epoch < epochs and epoch % self.every == 0
+
+    def stop(self, epoch: int, epochs: int, last_pass_seconds: float) -> bool:
+        """Save and stop after pass `epoch`: the budget is spent, or would be before another
+        pass as long as the last one ended. Never after the last pass."""
+        return epoch < epochs and self.budget.spent(ahead=last_pass_seconds)
 
     def save(self, state: dict) -> None:
         from adamrepro.results.store import atomic_file
@@ -139,8 +152,8 @@ def to_device(value, device: torch.device):
 
 @dataclass(frozen=True)
 class CheckpointPolicy:
-    """The sweep's checkpoint settings: the folder (`runs/`), passes between checkpoints
-    (None: none) and the time budget."""
+    """The sweep's checkpoint settings: the folder (`runs/`), passes between periodic
+    checkpoints (None: none) and the time budget (with none and no period, no checkpoints)."""
 
     folder: Path
     every: int | None
@@ -150,6 +163,6 @@ class CheckpointPolicy:
         return Path(self.folder) / f"{group_id}.ckpt.pt"
 
     def for_group(self, group_id: str) -> GroupCheckpoint | None:
-        if self.every is None:
+        if self.every is None and self.budget.deadline is None:
             return None
         return GroupCheckpoint(self.path(group_id), self.every, self.budget)

@@ -92,7 +92,8 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
     (at most `capacity` at once; None: all), `finished()` waits for one and returns its
     outcome; the curves of each group that finished are yielded. A group that did not fit is
     replaced by its halves (at the front of the queue). Once the time budget is spent no
-    group starts, those running stop at their next checkpoint, and when the last has
+    group starts, those running save a checkpoint and stop after their pass in progress (or
+    earlier, when the budget would run out within their next pass), and when the last has
     returned `BudgetSpent` says which groups are checkpointed where. A command always trains
     something (a budget too short must still advance the sweep): while no group has trained
     a pass, the next starts whatever the budget, and is told so (`must_start`)."""

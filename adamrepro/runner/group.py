@@ -599,9 +599,11 @@ def train_group(
         on_pass(epoch)
         if not alive.any():
             break
-        if checkpoint is not None and checkpoint.due(epoch, training.epochs):
-            save_checkpoint(epoch)
-            if checkpoint.budget.spent():
+        if checkpoint is not None:
+            stop = checkpoint.stop(epoch, training.epochs, seconds[-1] - seconds[-2])
+            if stop or checkpoint.due(epoch, training.epochs):
+                save_checkpoint(epoch)
+            if stop:
                 raise BudgetSpent(training.epochs, {group.group_id: (G, epoch)})
 
     table = torch.stack(history).cpu()  # (passes, columns, G)

@@ -59,9 +59,9 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     """Run every unfinished run of `base` at `scale`; return what was done and where.
 
     Nothing is written before the inputs are known good: the output folder is checked, and
-    the data loaded, before the first file is created. With `time_budget` (minutes), groups
-    checkpoint (every pass unless `training.checkpoint_every` says otherwise) and the sweep
-    stops at the first checkpoint after the budget is spent, or before the next group:
+    the data loaded, before the first file is created. With `time_budget` (minutes), a group
+    saves a checkpoint and stops once the budget is spent or would be within another pass
+    (runner/checkpoint.py), and no group starts after it is spent:
     `stopped` then says what remains, and no tables are written.
     """
     exp = base.at_scale(scale, seeds)
@@ -75,8 +75,8 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     if todo:
         executor.prepare(exp)
     store.prepare()
-    every = exp.training.checkpoint_every or (1 if time_budget is not None else None)
-    checkpoints = CheckpointPolicy(store.runs_dir, every, Budget.minutes(time_budget))
+    checkpoints = CheckpointPolicy(store.runs_dir, exp.training.checkpoint_every,
+                                   Budget.minutes(time_budget))
     with store.locked():
         # Another command may have finished some groups while this one waited for the lock.
         todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
