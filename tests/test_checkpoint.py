@@ -3,9 +3,10 @@
 On the CPU, on real MNIST: a group stopped at its checkpoint after pass k (by a spent time
 budget, the real mechanism) and started again traces exactly the curves of an uninterrupted
 one, dropout masks included; a budget that lasts writes no checkpoint, and one that would
-run out within the next pass stops the group before it; `run --time-budget 0` advances a sweep one pass per command and
-ends with the tables of an uninterrupted sweep; a group too large for the (simulated) device
-memory is halved and its runs trace the curves they trace unsplit.
+run out within the next pass stops the group before it; `run --time-budget 0` advances a
+sweep one pass per command and ends with the tables of an uninterrupted sweep; a group too
+large for the (simulated) device memory is halved and its runs trace the curves they trace
+unsplit.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import torch
 import yaml
 
 from adamrepro.config import parse_experiment
-from adamrepro.runner.checkpoint import (Budget, BudgetSpent, CheckpointPolicy,
-                                         GroupCheckpoint)
+from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, GroupCheckpoint
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, train_group
 from adamrepro.runner.plan import plan
@@ -109,9 +109,10 @@ def test_a_budget_that_lasts_writes_no_checkpoint_and_a_period_does(tmp_path, da
     for every, expected in ((None, [False] * 4), (1, [False, True, True, True])):
         checkpoint = CheckpointPolicy(tmp_path / str(every), every,
                                       Budget.minutes(60)).for_group(group.group_id)
-        existed = []  # after each pass, before that pass's checkpoint is due
+        existed: list[bool] = []  # after each pass, before that pass's checkpoint is due
         train_group(exp, group, data, checkpoint=checkpoint,
-                    on_pass=lambda epoch, path=checkpoint.path: existed.append(path.exists()))
+                    on_pass=lambda epoch, path=checkpoint.path, seen=existed:
+                    seen.append(path.exists()))
         assert existed == expected, every
     assert CheckpointPolicy(tmp_path, None).for_group(group.group_id) is None
 
