@@ -21,6 +21,11 @@
 # Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes), PYTHON (default
 # python3), BUDGET_MINUTES, CONFIGS, OUT (results folder, default results), BENCH_PASSES
 # (default 3), ADAMREPRO_DATA (default ./data); DEVICE=cpu SCALE=smoke try it on a CPU.
+# SESSION_MINUTES: the job's own limit (a lent machine's per-command limit, a queue's wall
+# time). Each stage then runs under `timeout` with what is left of it less PACK_SECONDS
+# (default 45) for packing, a stage that would get less than a minute is skipped, and the
+# paper stage's budget is at most what is left less the figures and report (90 s), so the
+# archive is always written before the job is killed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -73,17 +78,40 @@ if [ -e .bundle/data/cifar10_jpeg_q75.tar.gz ]; then UNVERIFIED="--unverified-da
 RUN_FLAGS="${RUN_FLAGS:-} $UNVERIFIED"
 echo "== set up in $(( $(date +%s) - started )) s"
 
+# With SESSION_MINUTES, every stage command runs through `limited` (the seconds left before
+# packing, under `timeout`); without it, as it is.
+end=""
+if [ -n "${SESSION_MINUTES:-}" ]; then
+    end=$(awk -v s="$started" -v m="$SESSION_MINUTES" -v p="${PACK_SECONDS:-45}" \
+              'BEGIN { printf "%d", s + m * 60 - p }')
+fi
+left() { echo $(( end - $(date +%s) )); }
+limited() {
+    [ -n "$end" ] || { "$@"; return; }
+    local seconds
+    seconds=$(left)
+    # `timeout 0` would mean no limit at all
+    if [ "$seconds" -le 0 ]; then echo "== no time left for: $*"; return 124; fi
+    timeout --kill-after=10 "$seconds" "$@"
+}
+
 status=0
 for stage in "${@:-paper}"; do
     echo "== stage $stage at $(( $(date +%s) - started )) s"
+    if [ -n "$end" ] && [ "$(left)" -lt 60 ]; then
+        echo "== stage $stage skipped: $(left) s left of SESSION_MINUTES=$SESSION_MINUTES" \
+             "before packing"
+        status=1
+        continue
+    fi
     case "$stage" in
         tests)
-            $PYTHON -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tail -25
+            limited $PYTHON -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tail -25
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1 ;;
         bench)
             for config in configs/*.yaml; do
                 # shellcheck disable=SC2086
-                $ADAMREPRO bench "$config" --device "$DEVICE" --scale "$SCALE" \
+                limited $ADAMREPRO bench "$config" --device "$DEVICE" --scale "$SCALE" \
                     --passes "${BENCH_PASSES:-3}" --reference-passes 1 --out "$OUT" \
                     $UNVERIFIED || status=1
             done ;;
@@ -91,24 +119,31 @@ for stage in "${@:-paper}"; do
             # shellcheck disable=SC2086  # one word per experiment
             SCALE="${PRECISION_SCALE:-quick}" OUT="$OUT/precision-${PRECISION_SCALE:-quick}" \
                 RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
-                scripts/measure_precision.sh ${PRECISION_EXPERIMENTS:-mlp cnn_cifar10} \
+                limited scripts/measure_precision.sh ${PRECISION_EXPERIMENTS:-mlp cnn_cifar10} \
                 || status=1 ;;
         kernels)
             # shellcheck disable=SC2086
-            $PYTHON scripts/bench_kernels.py logreg_mnist mlp --device "$DEVICE" \
+            limited $PYTHON scripts/bench_kernels.py logreg_mnist mlp --device "$DEVICE" \
                 --scale "$SCALE" --steps "${KERNEL_STEPS:-100}" --out "$OUT" || status=1
             # shellcheck disable=SC2086
-            $PYTHON scripts/bench_kernels.py cnn_cifar10 --device "$DEVICE" --scale "$SCALE" \
+            limited $PYTHON scripts/bench_kernels.py cnn_cifar10 --device "$DEVICE" \
+                --scale "$SCALE" \
                 --steps "${KERNEL_STEPS_CNN:-30}" --out "$OUT" $UNVERIFIED || status=1 ;;
         sfo)
             if [ "$SCALE" = smoke ]; then sfo_size="--hidden 16 --subfunctions 4"
             else sfo_size="--hidden 1000 --subfunctions 468"; fi
             # shellcheck disable=SC2086  # two flags
-            $PYTHON scripts/bench_sfo.py --device "$DEVICE" $sfo_size \
+            limited $PYTHON scripts/bench_sfo.py --device "$DEVICE" $sfo_size \
                 --steps "${SFO_STEPS:-100}" --out "$OUT" || status=1 ;;
         paper)
+            budget="${BUDGET_MINUTES:-}"
+            if [ -n "$end" ]; then  # what is left, less the figures and the report
+                budget=$(awk -v l="$(left)" -v b="$budget" \
+                             'BEGIN { m = (l - 90) / 60; if (b != "" && b < m) m = b;
+                                      printf "%.2f", (m > 0.01 ? m : 0.01) }')
+            fi
             OUT="$OUT" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
-                scripts/reproduce_paper.sh || status=$? ;;
+                BUDGET_MINUTES="$budget" limited scripts/reproduce_paper.sh || status=$? ;;
         *)
             echo "gpu_session: unknown stage $stage; known: tests bench precision kernels sfo paper" >&2
             exit 2 ;;

@@ -87,3 +87,22 @@ def test_offline_data_reads_a_prepare_folder_whose_archive_travels_as_xz(tmp_pat
         assert (out / path.relative_to(data_dir)).read_bytes() == path.read_bytes()
     assert sorted(p.name for p in source.iterdir()) == before
     assert sorted(p.name for p in out.iterdir()) == ["aclImdb"]  # no staging folder left
+
+
+def test_gpu_session_skips_what_its_time_limit_leaves_no_room_for_and_still_packs(
+        tmp_path, data_dir):
+    """SESSION_MINUTES is the job's own limit: a stage that would get less than a minute
+    before packing is skipped, said so, and the archive is written all the same."""
+    archive = tmp_path / "session.tar.gz"
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_session.sh"), "sfo", "paper"],
+        capture_output=True, text=True,
+        env={**os.environ, "DEVICE": "cpu", "SCALE": "smoke", "PYTHON": sys.executable,
+             "ADAMREPRO_DATA": str(data_dir), "OUT": str(tmp_path / "results"),
+             "ARCHIVE": str(archive), "SESSION_MINUTES": "0.5", "PACK_SECONDS": "0"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    for stage in ("sfo", "paper"):
+        assert f"== stage {stage} skipped: " in done.stdout, done.stdout
+    assert not (tmp_path / "results" / "bench").exists()  # nothing of either stage ran
+    with tarfile.open(archive) as tar:
+        assert any(name.endswith("gpu-session.log") for name in tar.getnames())
