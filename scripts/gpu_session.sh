@@ -5,6 +5,7 @@
 # what comes back; every stage resumes where the last job stopped.
 #
 #     scripts/gpu_session.sh tests kernels precision paper   # stages run in the order given
+#     SESSION_MINUTES=9.5 scripts/gpu_session.sh tests sfo paper   # a job killed at 10 minutes
 #
 # Stages:
 #   tests   the CUDA tests (pytest -m cuda: CUDA graphs equal eager, every optimizer on the GPU)
