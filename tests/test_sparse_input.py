@@ -1,7 +1,8 @@
 """`model.sparse_input`: logistic regression trained on the non-zero inputs alone (IMDB's bag
 of words is ~1.3% non-zero). With the same masks it computes what the dense path computes
-(float64, outputs and gradients, rtol 1e-12), its masks keep each non-zero with probability
-1 - rate, and a sweep with it trains like the dense one, on real IMDB reviews."""
+(float64, outputs and gradients, rtol 1e-12) and, under bfloat16 autocast, what the dense
+matmul computes in bfloat16; its masks keep each non-zero with probability 1 - rate, and a
+sweep with it trains like the dense one, on real IMDB reviews."""
 
 from __future__ import annotations
 
@@ -60,6 +61,39 @@ def test_with_the_same_masks_sparse_equals_dense(data, shared):
     grads = [torch.autograd.grad(out.square().sum(), (weight, bias)) for out in (sparse, dense)]
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_under_bf16_autocast_sparse_computes_what_the_dense_matmul_does(data, shared):
+    """Gathers and index_add are no autocast ops: the sparse path rounds as autocast's
+    baddbmm does, so `bf16` is bf16 on it too (outputs and gradients within one bfloat16
+    rounding of the dense path's, and far from float32's)."""
+    G, B = 3, 64
+    x = torch.stack([data.train_x[g * B : (g + 1) * B].flatten(1) for g in range(G)]).float()
+    if shared:
+        x = x[:1].expand(G, *x.shape[1:])
+    torch.manual_seed(0)
+    weight = torch.randn(G, x.shape[-1], 1, requires_grad=True)
+    bias = torch.randn(G, 1, 1, requires_grad=True)
+    keep = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) >= RATE
+
+    def keep_at(run, rows, cols):
+        return keep[:, rows, cols] if run is None else keep[run, rows, cols]
+
+    def outputs(bf16: bool, sparse: bool):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = (sparse_input_linear(x, weight, bias, RATE, keep_at) if sparse else
+                   torch.baddbmm(bias, x * keep / (1 - RATE), weight))
+        return (out, *torch.autograd.grad(out.float().square().sum(), (weight, bias)))
+
+    sparse, dense, full = outputs(True, True), outputs(True, False), outputs(False, True)
+    assert sparse[0].dtype == dense[0].dtype == torch.bfloat16
+    for a, b, f in zip(sparse, dense, full, strict=True):
+        scale = b.float().abs().max()
+        # one bfloat16 rounding apart (2^-8 relative): only the order of float32 sums differs
+        assert (a.float() - b.float()).abs().max() <= 2 ** -7 * scale
+        # and bfloat16 is not float32: rounding 8-bit mantissas moves values by ~2^-9
+        assert (a.float() - f.float()).abs().max() > 2 ** -12 * scale
 
 
 def test_runs_that_share_a_seed_read_its_minibatch_once_with_the_same_masks(data):
