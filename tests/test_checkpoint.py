@@ -22,7 +22,13 @@ import torch
 import yaml
 
 from adamrepro.config import parse_experiment
-from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, GroupCheckpoint
+from adamrepro.runner.checkpoint import (
+    Budget,
+    BudgetSpent,
+    CheckpointPolicy,
+    GroupCheckpoint,
+    save_seconds,
+)
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, train_group
 from adamrepro.runner.plan import plan
@@ -124,6 +130,9 @@ def test_a_budget_stops_a_group_before_a_pass_that_would_overrun_it(tmp_path):
     assert checkpoint.stop(1, 4, last_pass_seconds=120.0)
     assert not checkpoint.stop(4, 4, last_pass_seconds=120.0)  # the last: its records follow
     assert not GroupCheckpoint(tmp_path / "g.ckpt.pt", 1).stop(1, 4, last_pass_seconds=1e9)
+    # a pass that fits, and the save after it that would not (SFO's 20 GB basis)
+    assert checkpoint.stop(1, 4, last_pass_seconds=1.0, save_seconds=save_seconds(20e9, None))
+    assert save_seconds(20e9, measured=2.5) == 2.5  # a timed save is the better estimate
 
 
 def test_a_checkpoint_of_another_setting_is_not_trusted(tmp_path, data_dir, one_thread):

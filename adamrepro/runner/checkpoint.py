@@ -15,7 +15,8 @@ are written. A checkpoint of another group, another device type or another dtype
 
 With a deadline (`adamrepro run --time-budget`), a group saves a checkpoint and stops
 (`BudgetSpent`) after the first pass at which the deadline has passed, or would pass before
-another pass as long as the last one ended; the next command resumes it. It does not save
+another pass as long as the last one, and the save after it, ended; the next command resumes
+it. It does not save
 after every pass: a checkpoint is the whole state copied to the host, written and synced,
 from 0.26 GB (a paper-scale group of Fig. 2a's MLP: about a second on this project's disk,
 as long as its pass on an H100) to 20 GB (SFO's basis at paper scale: over a minute), so a
@@ -80,10 +81,11 @@ class GroupCheckpoint:
         (the records follow at once)."""
         return self.every is not None and epoch < epochs and epoch % self.every == 0
 
-    def stop(self, epoch: int, epochs: int, last_pass_seconds: float) -> bool:
+    def stop(self, epoch: int, epochs: int, last_pass_seconds: float,
+             save_seconds: float = 0.0) -> bool:
         """Save and stop after pass `epoch`: the budget is spent, or would be before another
-        pass as long as the last one ended. Never after the last pass."""
-        return epoch < epochs and self.budget.spent(ahead=last_pass_seconds)
+        pass as long as the last one and the save after it ended. Never after the last pass."""
+        return epoch < epochs and self.budget.spent(ahead=last_pass_seconds + save_seconds)
 
     def save(self, state: dict) -> None:
         from adamrepro.results.store import atomic_file
@@ -103,6 +105,18 @@ class GroupCheckpoint:
         if state.get("format") != FORMAT or state.get("key") != key:
             return None
         return state
+
+
+# How fast a checkpoint is written before one has been timed (bytes/s): this project's disk,
+# torch.save through atomic_file with its fsync, 2.7-4.1 s per GB (2026-12-02). It only makes
+# a budget stop a group a little early; SFO's 20 GB at paper scale is 80 s at this rate.
+ASSUMED_WRITE_RATE = 250e6
+
+
+def save_seconds(state_bytes: int, measured: float | None) -> float:
+    """What the next save will take: the last one's time if any was timed, else the bytes
+    at ASSUMED_WRITE_RATE."""
+    return measured if measured is not None else state_bytes / ASSUMED_WRITE_RATE
 
 
 def generator_state(generator: torch.Generator | None) -> torch.Tensor | None:

@@ -44,6 +44,7 @@ from adamrepro.runner.checkpoint import (
     generator_state,
     load_optimizer_state,
     optimizer_state,
+    save_seconds,
     set_generator_state,
 )
 from adamrepro.runner.plan import Group
@@ -550,6 +551,9 @@ def train_group(
             "diverged_at": [-1 if d is None else d for d in diverged_at]})
 
     saved = checkpoint.load(key) if checkpoint is not None else None
+    # what a save writes besides the optimizer's state, and how long the last save took
+    model_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    saved_in: float | None = None
     if saved is None:
         first = 1
         nothing = torch.full((G,), float("nan"), dtype=torch.float64, device=device)
@@ -600,9 +604,12 @@ def train_group(
         if not alive.any():
             break
         if checkpoint is not None:
-            stop = checkpoint.stop(epoch, training.epochs, seconds[-1] - seconds[-2])
+            stop = checkpoint.stop(epoch, training.epochs, seconds[-1] - seconds[-2],
+                                   save_seconds(model_bytes + memory[-1][0], saved_in))
             if stop or checkpoint.due(epoch, training.epochs):
+                began = time.perf_counter()
                 save_checkpoint(epoch)
+                saved_in = time.perf_counter() - began
             if stop:
                 raise BudgetSpent(training.epochs, {group.group_id: (G, epoch)})
 
