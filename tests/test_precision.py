@@ -379,3 +379,18 @@ def test_compare_bad_inputs(case, results, cli, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("adamrepro: error: "), err
     assert fragment in lines[0], lines[0]
     assert "Traceback" not in err
+
+
+def test_run_warns_that_sfo_under_bf16_measures_bfloat16_not_sfo(tmp_path, cli, data_dir):
+    config = tmp_path / "sfo_bf16.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "sfo_bf16", "title": "SFO in bf16",
+        "dataset": {"name": "mnist", "train_size": 256, "test_size": 128},
+        "model": {"name": "logreg"}, "training": {"batch_size": 128, "epochs": 1},
+        "methods": {"sfo": {"optimizer": "sfo"}}}))
+    args = ("run", config, "--device", "cpu", "--quiet", "--data-dir", data_dir)
+    code, out, err = cli(*args, "--precision", "bf16", "--out", tmp_path / "bf16")
+    assert code == 0, err
+    assert "note: SFO under bf16 overshoots" in out, out
+    code, out, err = cli(*args, "--out", tmp_path / "fp32")
+    assert code == 0 and "SFO" not in out, out + err

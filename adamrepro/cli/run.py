@@ -100,6 +100,11 @@ def run(
     if base.training.precision == "tf32" and target.type != "cuda":
         typer.echo(f"note: training.precision tf32 runs as fp32 on {target.type} (no TF32 "
                    f"units there); the runs record precision fp32")
+    if base.training.precision == "bf16" and any(
+            method.optimizer == "sfo" for method in base.methods.values()):
+        typer.echo("note: SFO under bf16 overshoots: its curvature pairs are gradient "
+                   "differences, which bfloat16 rounding swamps (10-100x its fp32 cost in its "
+                   "first pass on MNIST; README, Precision). Its runs measure that, not SFO")
     runner = make_executor(executor.value, data_dir or default_data_dir(), target, address,
                            parse_workers(workers))
     start = time.perf_counter()
