@@ -16,7 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA="" DATASETS="mnist imdb cifar10" PY="3.12" MAX_MIB=64
-PACKAGES="pydantic pydantic-core annotated-types typing-inspection typing-extensions"
+# pydantic and its needs; pytest and its needs for gpu_session.sh's `tests` stage
+PACKAGES="pydantic pydantic-core annotated-types typing-inspection typing-extensions
+          pytest pluggy iniconfig packaging pygments"
 usage() { echo "usage: $0 --data DIR [--datasets \"mnist imdb cifar10\"] [--python 3.12]" \
                "[--max-mib 64]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
