@@ -20,7 +20,8 @@ it. It does not save after every pass: a checkpoint is the whole state copied to
 written and synced, from 0.26 GB (a paper-scale group of Fig. 2a's MLP: about a second on
 this project's disk, as long as its pass on an H100) to 20 GB (SFO's basis at paper scale:
 over a minute), so a budget alone costs one save per group and command. Periodic saves,
-which survive a kill, are `training.checkpoint_every`'s, with or without a budget. The policy, the budget and the checkpoint are plain frozen data, so that a Ray task
+which survive a kill, are `training.checkpoint_every`'s, with or without a budget. The
+policy, the budget and the checkpoint are plain frozen data, so that a Ray task
 (executors.py) receives them as they are and writes to the path the driver chose.
 """
 
