@@ -20,8 +20,8 @@ CIFAR-10 copy, re-encoded as JPEG, is read only with `--unverified-data`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
-import lzma
 import shutil
 import subprocess
 import sys
@@ -49,10 +49,29 @@ def staged(source: Path, stage: Path) -> Path:
         elif entry not in recompressed:
             (stage / entry.name).symlink_to(entry.resolve())
     for xz in recompressed:
-        with lzma.open(xz) as src, \
+        with xz_reader(xz) as src, \
                 gzip.open(stage / xz.name.replace(".tar.xz", ".tar.gz"), "wb", 1) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
     return stage
+
+
+@contextlib.contextmanager
+def xz_reader(path: Path):
+    """The decompressed bytes of `path`: Python's lzma, or, in a Python built without it (a
+    lent machine's may be), the `xz` command."""
+    try:
+        import lzma
+    except ImportError:
+        if shutil.which("xz") is None:
+            sys.exit(f"offline_data: {path} is xz-compressed, and this Python has no lzma "
+                     f"module and there is no xz command; install xz, or bundle the .tar.gz")
+        with subprocess.Popen(["xz", "-dc", str(path)], stdout=subprocess.PIPE) as xz:
+            yield xz.stdout
+        if xz.returncode != 0:
+            sys.exit(f"offline_data: xz -dc {path} failed (exit {xz.returncode})")
+        return
+    with lzma.open(path) as src:
+        yield src
 
 
 def from_prepare_script(source: Path, out: Path, only: list[str]) -> None:

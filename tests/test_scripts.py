@@ -106,3 +106,21 @@ def test_gpu_session_skips_what_its_time_limit_leaves_no_room_for_and_still_pack
     assert not (tmp_path / "results" / "bench").exists()  # nothing of either stage ran
     with tarfile.open(archive) as tar:
         assert any(name.endswith("gpu-session.log") for name in tar.getnames())
+
+
+def test_an_xz_archive_reads_without_pythons_lzma_through_the_xz_command(tmp_path,
+                                                                         monkeypatch):
+    """A lent machine's Python may be built without lzma: the xz command reads it then."""
+    import importlib.util
+
+    payload = os.urandom(1 << 16) * 8
+    path = tmp_path / "a.tar.xz"
+    path.write_bytes(lzma.compress(payload))
+    spec = importlib.util.spec_from_file_location("offline_data",
+                                                  ROOT / "scripts" / "offline_data.py")
+    offline_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(offline_data)
+    monkeypatch.setitem(sys.modules, "lzma", None)  # `import lzma` now fails
+    with offline_data.xz_reader(path) as stream:
+        assert type(stream).__module__ != "lzma"
+        assert stream.read() == payload
