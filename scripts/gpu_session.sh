@@ -12,16 +12,18 @@
 #   bench   `adamrepro bench` of every config at paper scale, a few passes each
 #   precision  scripts/measure_precision.sh on PRECISION_EXPERIMENTS (default: mlp
 #              cnn_cifar10, where the arithmetic is the time; PRECISION_SCALE, default quick)
-#              into OUT/precision-<scale>/
+#              into RESULTS/precision-<scale>/
 #   kernels    scripts/bench_kernels.py: the kernel switches on logreg_mnist, mlp (KERNEL_STEPS,
-#              default 100) and cnn_cifar10 (30 steps) into OUT/kernels/
+#              default 100) and cnn_cifar10 (30 steps) into RESULTS/kernels/
 #   sfo     scripts/bench_sfo.py: one SFO step at the paper's size (MLP 1000-1000, N = 468;
 #           at SCALE=smoke 16-16 and N = 4), SFO_STEPS timed steps (default 100) after the
-#           subspace first fills, into OUT/bench/
+#           subspace first fills, into RESULTS/bench/
 #   paper   scripts/reproduce_paper.sh (BUDGET_MINUTES for the stage, CONFIGS to choose)
-# Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes), PYTHON (default
-# python3), BUDGET_MINUTES, CONFIGS, OUT (results folder, default results), BENCH_PASSES
-# (default 3), ADAMREPRO_DATA (default ./data); DEVICE=cpu SCALE=smoke try it on a CPU.
+# Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes, outside RESULTS),
+# PYTHON (default python3), BUDGET_MINUTES, CONFIGS, RESULTS (the results folder, default
+# results; not OUT, which a lent machine may set to the folder that comes back: the
+# archive goes there, e.g. ARCHIVE=$OUT/gpu.tar.gz), BENCH_PASSES (default 3), ADAMREPRO_DATA
+# (default ./data); DEVICE=cpu SCALE=smoke try it on a CPU.
 # SESSION_MINUTES: the job's own limit (a lent machine's per-command limit, a queue's wall
 # time). Each stage then runs under `timeout` with what is left of it less PACK_SECONDS
 # (default 45) for packing, a stage that would get less than a minute is skipped, and the
@@ -31,12 +33,18 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 ARCHIVE="${ARCHIVE:-gpu-session.tar.gz}"
-OUT="${OUT:-results}"
+RESULTS="${RESULTS:-results}"
 export DEVICE="${DEVICE:-cuda}" SCALE="${SCALE:-paper}"
 export ADAMREPRO_DATA="${ADAMREPRO_DATA:-$PWD/data}"
 export PYTHONUNBUFFERED=1
-LOG="$OUT/gpu-session.log"
-mkdir -p "$OUT"
+case "$(realpath -m "$ARCHIVE")/" in
+    "$(realpath -m "$RESULTS")"/*)
+        echo "gpu_session: ARCHIVE=$ARCHIVE lies inside RESULTS=$RESULTS, which it packs;" \
+             "put it elsewhere (e.g. ARCHIVE=\$OUT/gpu.tar.gz on a lent machine)" >&2
+        exit 2 ;;
+esac
+LOG="$RESULTS/gpu-session.log"
+mkdir -p "$RESULTS"
 exec > >(tee -a "$LOG") 2>&1
 started=$(date +%s)
 
@@ -44,8 +52,8 @@ pack() {
     # Tables, figures, reports, run records (what resume skips by), bench and logs; not the
     # checkpoints or saved parameters, which can be hundreds of MiB: a later job resumes from
     # the run records, a group cut off mid-way starts again.
-    echo "== $(( $(date +%s) - started )) s in all; packing $OUT into $ARCHIVE"
-    tar czf "$ARCHIVE" --exclude='*/checkpoints' --exclude='*.pt' --exclude='.lock' "$OUT"
+    echo "== $(( $(date +%s) - started )) s in all; packing $RESULTS into $ARCHIVE"
+    tar czf "$ARCHIVE" --exclude='*/checkpoints' --exclude='*.pt' --exclude='.lock' "$RESULTS"
     ls -l "$ARCHIVE"
 }
 trap pack EXIT
@@ -118,29 +126,29 @@ for stage in "${@:-paper}"; do
             for config in configs/*.yaml; do
                 # shellcheck disable=SC2086
                 limited $ADAMREPRO bench "$config" --device "$DEVICE" --scale "$SCALE" \
-                    --passes "${BENCH_PASSES:-3}" --reference-passes 1 --out "$OUT" \
+                    --passes "${BENCH_PASSES:-3}" --reference-passes 1 --out "$RESULTS" \
                     $UNVERIFIED || status=1
             done ;;
         precision)
             # shellcheck disable=SC2086  # one word per experiment
-            SCALE="${PRECISION_SCALE:-quick}" OUT="$OUT/precision-${PRECISION_SCALE:-quick}" \
+            SCALE="${PRECISION_SCALE:-quick}" OUT="$RESULTS/precision-${PRECISION_SCALE:-quick}" \
                 RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
                 limited scripts/measure_precision.sh ${PRECISION_EXPERIMENTS:-mlp cnn_cifar10} \
                 || status=1 ;;
         kernels)
             # shellcheck disable=SC2086
             limited $PYTHON scripts/bench_kernels.py logreg_mnist mlp --device "$DEVICE" \
-                --scale "$SCALE" --steps "${KERNEL_STEPS:-100}" --out "$OUT" || status=1
+                --scale "$SCALE" --steps "${KERNEL_STEPS:-100}" --out "$RESULTS" || status=1
             # shellcheck disable=SC2086
             limited $PYTHON scripts/bench_kernels.py cnn_cifar10 --device "$DEVICE" \
                 --scale "$SCALE" \
-                --steps "${KERNEL_STEPS_CNN:-30}" --out "$OUT" $UNVERIFIED || status=1 ;;
+                --steps "${KERNEL_STEPS_CNN:-30}" --out "$RESULTS" $UNVERIFIED || status=1 ;;
         sfo)
             if [ "$SCALE" = smoke ]; then sfo_size="--hidden 16 --subfunctions 4"
             else sfo_size="--hidden 1000 --subfunctions 468"; fi
             # shellcheck disable=SC2086  # two flags
             limited $PYTHON scripts/bench_sfo.py --device "$DEVICE" $sfo_size \
-                --steps "${SFO_STEPS:-100}" --out "$OUT" || status=1 ;;
+                --steps "${SFO_STEPS:-100}" --out "$RESULTS" || status=1 ;;
         paper)
             budget="${BUDGET_MINUTES:-}"
             if [ -n "$end" ]; then  # what is left, less the figures and the report
@@ -148,7 +156,7 @@ for stage in "${@:-paper}"; do
                              'BEGIN { m = (l - 90) / 60; if (b != "" && b < m) m = b;
                                       printf "%.2f", (m > 0.01 ? m : 0.01) }')
             fi
-            OUT="$OUT" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
+            OUT="$RESULTS" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
                 BUDGET_MINUTES="$budget" limited scripts/reproduce_paper.sh || status=$? ;;
         *)
             echo "gpu_session: unknown stage $stage; known: tests bench precision kernels sfo paper" >&2

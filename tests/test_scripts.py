@@ -98,7 +98,9 @@ def test_gpu_session_skips_what_its_time_limit_leaves_no_room_for_and_still_pack
         ["bash", str(ROOT / "scripts" / "gpu_session.sh"), "sfo", "paper"],
         capture_output=True, text=True,
         env={**os.environ, "DEVICE": "cpu", "SCALE": "smoke", "PYTHON": sys.executable,
-             "ADAMREPRO_DATA": str(data_dir), "OUT": str(tmp_path / "results"),
+             "ADAMREPRO_DATA": str(data_dir), "RESULTS": str(tmp_path / "results"),
+             # a lent machine's OUT, the folder that comes back: not the results folder
+             "OUT": str(tmp_path / "back"),
              "ARCHIVE": str(archive), "SESSION_MINUTES": "0.5", "PACK_SECONDS": "0"})
     assert done.returncode == 1, done.stdout + done.stderr
     for stage in ("sfo", "paper"):
@@ -106,6 +108,18 @@ def test_gpu_session_skips_what_its_time_limit_leaves_no_room_for_and_still_pack
     assert not (tmp_path / "results" / "bench").exists()  # nothing of either stage ran
     with tarfile.open(archive) as tar:
         assert any(name.endswith("gpu-session.log") for name in tar.getnames())
+    assert not (tmp_path / "back").exists()
+
+
+def test_gpu_session_refuses_an_archive_inside_the_folder_it_packs(tmp_path):
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_session.sh"), "sfo"], capture_output=True,
+        text=True, env={**os.environ, "RESULTS": str(tmp_path / "results"),
+                        "ARCHIVE": str(tmp_path / "results" / "a.tar.gz")})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "lies inside RESULTS" in lines[0], done.stderr
+    assert not (tmp_path / "results").exists()  # nothing written
 
 
 def test_an_xz_archive_reads_without_pythons_lzma_through_the_xz_command(tmp_path,
