@@ -19,7 +19,8 @@
 #           at SCALE=smoke 16-16 and N = 4), SFO_STEPS timed steps (default 100) after the
 #           subspace first fills, into RESULTS/bench/
 #   paper   scripts/reproduce_paper.sh (BUDGET_MINUTES for the stage, CONFIGS to choose)
-# Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes, outside RESULTS),
+# Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes, outside RESULTS;
+# split into ARCHIVE.partNN of PART_KIB, default 15360, when larger),
 # PYTHON (default python3), BUDGET_MINUTES, CONFIGS, RESULTS (the results folder, default
 # results; not OUT, which a lent machine may set to the folder that comes back: the
 # archive goes there, e.g. ARCHIVE=$OUT/gpu.tar.gz), BENCH_PASSES (default 3), ADAMREPRO_DATA
@@ -54,7 +55,12 @@ pack() {
     # the run records, a group cut off mid-way starts again.
     echo "== $(( $(date +%s) - started )) s in all; packing $RESULTS into $ARCHIVE"
     tar czf "$ARCHIVE" --exclude='*/checkpoints' --exclude='*.pt' --exclude='.lock' "$RESULTS"
-    ls -l "$ARCHIVE"
+    # A lent machine returns files of at most 16 MiB: a larger archive comes back in parts,
+    # ARCHIVE.part00, .part01, ... (`cat ARCHIVE.part* | tar xz` joins them).
+    if [ "$(stat -c %s "$ARCHIVE")" -gt $(( ${PART_KIB:-15360} * 1024 )) ]; then
+        split -b "${PART_KIB:-15360}k" -d "$ARCHIVE" "$ARCHIVE.part" && rm "$ARCHIVE"
+    fi
+    ls -l "$ARCHIVE"*
 }
 trap pack EXIT
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import lzma
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -138,3 +139,26 @@ def test_an_xz_archive_reads_without_pythons_lzma_through_the_xz_command(tmp_pat
     with offline_data.xz_reader(path) as stream:
         assert type(stream).__module__ != "lzma"
         assert stream.read() == payload
+
+
+def test_gpu_session_splits_an_archive_too_large_to_come_back(tmp_path, data_dir):
+    """A lent machine returns files of at most 16 MiB: a larger archive comes in parts that
+    `cat` joins (here parts of 16 KiB, of an archive of the committed results)."""
+    archive = tmp_path / "session.tar.gz"
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "logreg_mnist", results / "logreg_mnist")
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_session.sh"), "sfo"], capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable, "ADAMREPRO_DATA": str(data_dir),
+             "RESULTS": str(results), "ARCHIVE": str(archive), "PART_KIB": "16",
+             "SESSION_MINUTES": "0.5", "PACK_SECONDS": "0"})
+    assert done.returncode == 1, done.stdout + done.stderr  # the stage had no time left
+    parts = sorted(tmp_path.glob("session.tar.gz.part*"))
+    assert len(parts) > 1 and not archive.exists()
+    assert all(part.stat().st_size <= 16 * 1024 for part in parts)
+    joined = tmp_path / "joined.tar.gz"
+    joined.write_bytes(b"".join(part.read_bytes() for part in parts))
+    with tarfile.open(joined) as tar:
+        names = tar.getnames()
+    assert any(name.endswith("logreg_mnist/curves.csv") for name in names), names
