@@ -90,19 +90,27 @@ def test_offline_data_reads_a_prepare_folder_whose_archive_travels_as_xz(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["aclImdb"]  # no staging folder left
 
 
+def gpu_session(tmp_path: Path, data_dir: Path, *stages: str,
+                **env: str) -> subprocess.CompletedProcess:
+    """scripts/gpu_session.sh on the CPU at smoke scale, its results in tmp_path/results and
+    its archive at tmp_path/session.tar.gz unless `env` says otherwise, with no time left
+    for any stage (SESSION_MINUTES 0.5, nothing kept for packing)."""
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_session.sh"), *stages],
+        capture_output=True, text=True,
+        env={**os.environ, "DEVICE": "cpu", "SCALE": "smoke", "PYTHON": sys.executable,
+             "ADAMREPRO_DATA": str(data_dir), "RESULTS": str(tmp_path / "results"),
+             "ARCHIVE": str(tmp_path / "session.tar.gz"), "SESSION_MINUTES": "0.5",
+             "PACK_SECONDS": "0", **env})
+
+
 def test_gpu_session_skips_what_its_time_limit_leaves_no_room_for_and_still_packs(
         tmp_path, data_dir):
     """SESSION_MINUTES is the job's own limit: a stage that would get less than a minute
     before packing is skipped, said so, and the archive is written all the same."""
     archive = tmp_path / "session.tar.gz"
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gpu_session.sh"), "sfo", "paper"],
-        capture_output=True, text=True,
-        env={**os.environ, "DEVICE": "cpu", "SCALE": "smoke", "PYTHON": sys.executable,
-             "ADAMREPRO_DATA": str(data_dir), "RESULTS": str(tmp_path / "results"),
-             # a lent machine's OUT, the folder that comes back: not the results folder
-             "OUT": str(tmp_path / "back"),
-             "ARCHIVE": str(archive), "SESSION_MINUTES": "0.5", "PACK_SECONDS": "0"})
+    # a lent machine's OUT, the folder that comes back: not the results folder
+    done = gpu_session(tmp_path, data_dir, "sfo", "paper", OUT=str(tmp_path / "back"))
     assert done.returncode == 1, done.stdout + done.stderr
     for stage in ("sfo", "paper"):
         assert f"== stage {stage} skipped: " in done.stdout, done.stdout
@@ -112,11 +120,9 @@ def test_gpu_session_skips_what_its_time_limit_leaves_no_room_for_and_still_pack
     assert not (tmp_path / "back").exists()
 
 
-def test_gpu_session_refuses_an_archive_inside_the_folder_it_packs(tmp_path):
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gpu_session.sh"), "sfo"], capture_output=True,
-        text=True, env={**os.environ, "RESULTS": str(tmp_path / "results"),
-                        "ARCHIVE": str(tmp_path / "results" / "a.tar.gz")})
+def test_gpu_session_refuses_an_archive_inside_the_folder_it_packs(tmp_path, data_dir):
+    done = gpu_session(tmp_path, data_dir, "sfo",
+                       ARCHIVE=str(tmp_path / "results" / "a.tar.gz"))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "lies inside RESULTS" in lines[0], done.stderr
@@ -145,14 +151,8 @@ def test_gpu_session_splits_an_archive_too_large_to_come_back(tmp_path, data_dir
     """A lent machine returns files of at most 16 MiB: a larger archive comes in parts that
     `cat` joins (here parts of 16 KiB, of an archive of the committed results)."""
     archive = tmp_path / "session.tar.gz"
-    results = tmp_path / "results"
-    shutil.copytree(ROOT / "results" / "logreg_mnist", results / "logreg_mnist")
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gpu_session.sh"), "sfo"], capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHON": sys.executable, "ADAMREPRO_DATA": str(data_dir),
-             "RESULTS": str(results), "ARCHIVE": str(archive), "PART_KIB": "16",
-             "SESSION_MINUTES": "0.5", "PACK_SECONDS": "0"})
+    shutil.copytree(ROOT / "results" / "logreg_mnist", tmp_path / "results" / "logreg_mnist")
+    done = gpu_session(tmp_path, data_dir, "sfo", PART_KIB="16")
     assert done.returncode == 1, done.stdout + done.stderr  # the stage had no time left
     parts = sorted(tmp_path.glob("session.tar.gz.part*"))
     assert len(parts) > 1 and not archive.exists()
