@@ -35,6 +35,12 @@ from adamrepro.data.download import default_data_dir
 DATASETS = ("mnist", "imdb", "cifar10")
 
 
+def fail(message: str) -> None:
+    """One line on stderr and exit code 2, as `adamrepro` does for what the user can fix."""
+    print(f"offline_data: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def staged(source: Path, stage: Path) -> Path:
     """`source` itself, or, where it holds an `X.tar.xz` without its `X.tar.gz`, a copy of it
     in `stage`: prepare.py copied (it finds its archives beside its own resolved path), every
@@ -63,12 +69,12 @@ def xz_reader(path: Path):
         import lzma
     except ImportError:
         if shutil.which("xz") is None:
-            sys.exit(f"offline_data: {path} is xz-compressed, and this Python has no lzma "
-                     f"module and there is no xz command; install xz, or bundle the .tar.gz")
+            fail(f"{path} is xz-compressed, and this Python has no lzma module and there "
+                 f"is no xz command; install xz, or bundle the .tar.gz")
         with subprocess.Popen(["xz", "-dc", str(path)], stdout=subprocess.PIPE) as xz:
             yield xz.stdout
         if xz.returncode != 0:
-            sys.exit(f"offline_data: xz -dc {path} failed (exit {xz.returncode})")
+            fail(f"xz -dc {path} failed (exit {xz.returncode}); is the file whole?")
         return
     with lzma.open(path) as src:
         yield src
@@ -77,8 +83,11 @@ def xz_reader(path: Path):
 def from_prepare_script(source: Path, out: Path, only: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix=".offline-data-", dir=out) as stage:
         folder = staged(source, Path(stage))
-        subprocess.run([sys.executable, str(folder / "prepare.py"), "--out", str(out),
-                        *(arg for name in only for arg in ("--only", name))], check=True)
+        done = subprocess.run([sys.executable, str(folder / "prepare.py"), "--out", str(out),
+                               *(arg for name in only for arg in ("--only", name))])
+    if done.returncode != 0:  # prepare.py said why, above
+        fail(f"{source / 'prepare.py'} failed (exit {done.returncode}); fix what it names "
+             f"and run this again")
 
 
 def from_official_archives(source: Path, out: Path) -> None:
