@@ -18,7 +18,9 @@
 #   sfo     scripts/bench_sfo.py: one SFO step at the paper's size (MLP 1000-1000, N = 468;
 #           at SCALE=smoke 16-16 and N = 4), SFO_STEPS timed steps (default 100) after the
 #           subspace first fills, into RESULTS/bench/
-#   paper   scripts/reproduce_paper.sh (BUDGET_MINUTES for the stage, CONFIGS to choose)
+#   paper   scripts/reproduce_paper.sh (BUDGET_MINUTES for the stage, CONFIGS to choose);
+#           with a budget, `run --split-to-fit`: the checkpoints are not packed, so a group
+#           that would not finish within the job is halved rather than cut off and lost
 # Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes, outside RESULTS;
 # split into ARCHIVE.partNN of PART_KIB, default 15360, when larger),
 # PYTHON (default python3), BUDGET_MINUTES, CONFIGS, RESULTS (the results folder, default
@@ -162,7 +164,9 @@ for stage in "${@:-paper}"; do
                              'BEGIN { m = (l - 90) / 60; if (b != "" && b < m) m = b;
                                       printf "%.2f", (m > 0.01 ? m : 0.01) }')
             fi
-            OUT="$RESULTS" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
+            split=""
+            if [ -n "$budget" ]; then split="--split-to-fit"; fi
+            OUT="$RESULTS" RUN_FLAGS="$RUN_FLAGS --quiet $split" ADAMREPRO="$ADAMREPRO" \
                 BUDGET_MINUTES="$budget" limited scripts/reproduce_paper.sh || status=$? ;;
         *)
             echo "gpu_session: unknown stage $stage; known: tests bench precision kernels sfo paper" >&2

@@ -135,6 +135,19 @@ def test_a_budget_stops_a_group_before_a_pass_that_would_overrun_it(tmp_path):
     assert save_seconds(20e9, measured=2.5) == 2.5  # a timed save is the better estimate
 
 
+def test_split_to_fit_halves_a_group_whose_passes_left_would_overrun_the_budget(tmp_path):
+    fits = GroupCheckpoint(tmp_path / "g.ckpt.pt", None, Budget(time.time() + 60, True))
+    assert fits.too_slow(2, 10, pass_seconds=1.0, size=4, attempt_passes=2) is False
+    assert fits.too_slow(2, 10, pass_seconds=10.0, size=4, attempt_passes=2)  # 80 s > 60 s
+    assert not fits.too_slow(2, 10, pass_seconds=10.0, size=1, attempt_passes=2)  # one run
+    assert not fits.too_slow(1, 10, pass_seconds=10.0, size=4, attempt_passes=1)  # warm-up
+    assert not fits.too_slow(10, 10, pass_seconds=10.0, size=4, attempt_passes=10)  # done
+    resumed = fits.too_slow(7, 10, pass_seconds=30.0, size=4, attempt_passes=2)  # 90 s
+    assert resumed
+    unasked = GroupCheckpoint(tmp_path / "g.ckpt.pt", None, Budget(time.time() + 60))
+    assert not unasked.too_slow(2, 10, pass_seconds=10.0, size=4, attempt_passes=2)
+
+
 def test_a_checkpoint_of_another_setting_is_not_trusted(tmp_path, data_dir, one_thread):
     exp = experiment(*CASES["mlp-dropout"])
     data = load_data(exp, data_dir, torch.device("cpu"))
@@ -283,3 +296,87 @@ def test_a_finished_sweep_removes_the_checkpoints_of_groups_not_in_its_plan(
     assert [line for line in err.splitlines() if "stale" in line] == [
         f"adamrepro: removed 1 stale checkpoint(s) from {runs} (of groups not in this "
         f"sweep's plan)"]
+
+
+def test_split_to_fit_trains_groups_that_finish_within_the_budget(tmp_path, cli, data_dir):
+    """With passes far beyond any budget (a million), `--split-to-fit` halves each group
+    from its second pass on until a single run is left, which the budget then stops at its
+    checkpoint: every checkpoint left is a one-run group's, and every split is said."""
+    from adamrepro.config import load_experiment
+    from adamrepro.runner.plan import group_id_of
+
+    config = _config(tmp_path)
+    text = yaml.safe_load(config.read_text())
+    text["scales"]["smoke"]["epochs"] = 1_000_000
+    config.write_text(yaml.safe_dump(text))
+    groups = plan(load_experiment(config).at_scale("smoke"))
+    single = {group_id_of([run]) for g in groups for run in g.runs}
+    code, out, err = cli("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir,
+                         "--out", tmp_path / "out", "--time-budget", "0.1", "--split-to-fit")
+    assert code == 3, err
+    splits = [line for line in err.splitlines() if "would not finish within the time" in line]
+    assert splits and all("passes of" in line and "training it as" in line for line in splits)
+    assert any(line.endswith("training it as 1 + 1") for line in splits), err
+    left = [p.name.removesuffix(".ckpt.pt")
+            for p in (tmp_path / "out" / "logreg_mnist" / "runs").glob("*.ckpt.pt")]
+    assert left and set(left) <= single, (left, err)
+
+
+def test_split_to_fit_needs_a_budget(tmp_path, cli, data_dir):
+    code, _, err = cli("run", _config(tmp_path), "--scale", "smoke", "--data-dir", data_dir,
+                       "--out", tmp_path / "out", "--split-to-fit")
+    assert code == 2 and "--time-budget" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def _records(folder: Path) -> dict[str, dict]:
+    import json
+
+    return {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
+
+
+def test_a_split_group_partly_finished_trains_only_its_halves_left(tmp_path, cli, data_dir,
+                                                                   monkeypatch):
+    """A group split in halves (here: out of memory) of which one half finished trains
+    that half's runs left as that half, not the whole group again: with dropout, the half's
+    identity seeds its masks, so they retrace exactly the curves they traced. A group
+    trained whole of which a record is missing (a kill while the records were written)
+    trains again whole, and retraces the same curves too."""
+    config = yaml.safe_load((REPO / "configs" / "mlp.yaml").read_text())
+    config["scales"]["smoke"] = {"epochs": 2, "train_size": 256, "test_size": 128,
+                                 "extend_edges": 0}
+    path = tmp_path / "mlp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ("run", path, "--scale", "smoke", "--quiet", "--data-dir", data_dir)
+    for name, limit in (("split", "2"), ("whole", None)):
+        if limit:
+            monkeypatch.setenv(FAKE_MEMORY_LIMIT, limit)
+        else:
+            monkeypatch.delenv(FAKE_MEMORY_LIMIT, raising=False)
+        out = tmp_path / name
+        assert cli(*args, "--out", out)[0] == 0
+        runs = out / "mlp" / "runs"
+        before, curves = _records(runs), _comparable(out / "mlp")
+        by_group: dict[str, list[str]] = {}
+        for run_id, record in sorted(before.items()):
+            by_group.setdefault(record["group_id"], []).append(run_id)
+        # one run of a group of several, and every run of another group
+        first = min((ids for ids in by_group.values() if len(ids) > 1), key=len)
+        second = next(ids for ids in by_group.values() if ids != first)
+        removed = [first[0], *second]
+        for run_id in removed:
+            (runs / f"{run_id}.json").unlink()
+        monkeypatch.delenv(FAKE_MEMORY_LIMIT, raising=False)
+        code, text, err = cli(*args, "--out", out)
+        assert code == 0, err
+        after = _records(runs)
+        retrained = {run_id for run_id in after
+                     if after[run_id]["provenance"] != before[run_id]["provenance"]
+                     or after[run_id]["rows"][-1]["seconds"]
+                     != before[run_id]["rows"][-1]["seconds"]}
+        expected = {r for g in by_group.values() if set(g) & set(removed) for r in g}
+        assert retrained == expected, (name, retrained, expected)
+        assert f"trained {len(expected)} runs" in text, text
+        assert {r: after[r]["group_id"] for r in after} == {
+            r: before[r]["group_id"] for r in before}
+        pd.testing.assert_frame_equal(_comparable(out / "mlp"), curves)

@@ -11,6 +11,7 @@ import typer
 
 from adamrepro.config import Experiment, load_experiment, resolve_config_arg, with_precision
 from adamrepro.data.download import default_data_dir
+from adamrepro.errors import UserError
 
 
 def without_data_check(base: Experiment) -> Experiment:
@@ -86,11 +87,19 @@ def run(
              "on): a group saves a checkpoint and stops at the first pass after which the "
              "budget is spent or would be before another pass; no group starts after it. "
              "Periodic checkpoints are training.checkpoint_every's.")] = None,
+    split_to_fit: Annotated[bool, typer.Option(
+        help="With --time-budget, on a machine whose disk (and checkpoints) are lost when "
+             "the command ends (a lent or preemptible one): from its second pass on, a "
+             "group that would not finish within the budget is halved and its halves "
+             "trained instead, so that the time is spent on runs that finish.")] = False,
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
     from adamrepro.runner.executors import make_executor, parse_workers
     from adamrepro.runner.sweep import resolve_device, run_sweep
 
+    if split_to_fit and time_budget is None:
+        raise UserError("--split-to-fit halves the groups that would not finish within "
+                        "--time-budget; give --time-budget MINUTES too, or drop it")
     base = load_experiment(resolve_config_arg(config))
     if unverified_data:
         base = without_data_check(base)
@@ -108,7 +117,8 @@ def run(
     runner = make_executor(executor.value, data_dir or default_data_dir(), target, address,
                            parse_workers(workers))
     start = time.perf_counter()
-    done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, time_budget)
+    done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, time_budget,
+                     split_to_fit)
     folder = done["folder"]
     stopped = done.get("stopped")
     if stopped is not None:

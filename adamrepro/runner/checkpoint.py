@@ -23,10 +23,22 @@ over a minute), so a budget alone costs one save per group and command. Periodic
 which survive a kill, are `training.checkpoint_every`'s, with or without a budget. The
 policy, the budget and the checkpoint are plain frozen data, so that a Ray task
 (executors.py) receives them as they are and writes to the path the driver chose.
+
+A checkpoint carries a group across commands only where the disk outlives the command. A
+lent or preemptible machine loses it (scripts/gpu_session.sh packs no checkpoint: a paper-
+scale group's is 0.26-20 GB), so there a group cut off by the budget is trained again from
+its start by the next job, and every pass it trained was spent for nothing. With
+`split_to_fit` (`run --split-to-fit`) a group whose passes so far show it cannot finish
+before the deadline raises `TooSlow` instead, from its second pass on (the first holds the
+warm-up: a CUDA graph's capture, a compilation), and the executor trains its halves in its
+place, as it does with a group that does not fit in memory: on a GPU a group of 12 CNN runs
+is arithmetic-bound, so a half finishes in about half the time. A single run is never
+halved; the budget stops it as it stops any group.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +61,16 @@ class BudgetSpent(Exception):  # noqa: N818 (a stop, not an error)
         self.epochs, self.checkpointed = epochs, dict(checkpointed)
 
 
+class TooSlow(Exception):  # noqa: N818 (a decision, not an error)
+    """A group that would not finish before the deadline (`split_to_fit`), after pass
+    `epoch`, whose passes take `pass_seconds`: the executor trains its halves instead."""
+
+    def __init__(self, epoch: int, epochs: int, pass_seconds: float, left: float) -> None:
+        super().__init__(f"{epochs - epoch} passes of {pass_seconds:.2f} s left, "
+                         f"{max(left, 0.0):.0f} s of the time budget")
+        self.epoch, self.epochs, self.pass_seconds, self.left = epoch, epochs, pass_seconds, left
+
+
 @dataclass(frozen=True)
 class Budget:
     """A deadline in seconds since the epoch (`time.time()`); None: no limit. Wall-clock
@@ -56,14 +78,20 @@ class Budget:
     on its own clock (a cluster's clocks agree to NTP's precision, far below a pass)."""
 
     deadline: float | None = None
+    # Halve a group that would not finish before the deadline (the module's docstring).
+    split_to_fit: bool = False
 
     @classmethod
-    def minutes(cls, minutes: float | None) -> Budget:
-        return cls(None if minutes is None else time.time() + 60.0 * minutes)
+    def minutes(cls, minutes: float | None, split_to_fit: bool = False) -> Budget:
+        return cls(None if minutes is None else time.time() + 60.0 * minutes, split_to_fit)
 
     def spent(self, ahead: float = 0.0) -> bool:
         """Whether the deadline has passed, or will have `ahead` seconds from now."""
         return self.deadline is not None and time.time() + ahead >= self.deadline
+
+    def left(self) -> float:
+        """Seconds to the deadline (negative once passed; inf without one)."""
+        return math.inf if self.deadline is None else self.deadline - time.time()
 
 
 @dataclass(frozen=True)
@@ -85,6 +113,16 @@ class GroupCheckpoint:
         """Save and stop after pass `epoch`: the budget is spent, or would be before another
         pass as long as the last one and the save after it ended. Never after the last pass."""
         return epoch < epochs and self.budget.spent(ahead=last_pass_seconds + save_seconds)
+
+    def too_slow(self, epoch: int, epochs: int, pass_seconds: float, size: int,
+                 attempt_passes: int) -> bool:
+        """Halve the group rather than go on (`Budget.split_to_fit`): it holds more than one
+        run, has trained `attempt_passes` >= 2 passes in this attempt (the first holds the
+        warm-up), and the passes left, each as long as `pass_seconds`, would end after the
+        deadline."""
+        return (self.budget.split_to_fit and size > 1 and attempt_passes >= 2
+                and epoch < epochs
+                and self.budget.spent(ahead=pass_seconds * (epochs - epoch)))
 
     def save(self, state: dict) -> None:
         from adamrepro.results.store import atomic_file

@@ -3,9 +3,10 @@
 An executor takes the unfinished groups and yields `(group, curves)` as each finishes; the
 driver (sweep.py) alone writes results, so resume and the results layout are the same
 whichever executor ran the work. Both executors share what is done with one group
-(`attempt`: train it from its checkpoint, and say so when it does not fit in memory or the
-time budget stopped it) and what the driver does with each outcome (`schedule`: halve a
-group that did not fit, start no group once the budget is spent, then raise `BudgetSpent`);
+(`attempt`: train it from its checkpoint, and say so when it does not fit in memory, would
+not finish within the time budget (`run --split-to-fit`), or the time budget stopped it) and
+what the driver does with each outcome (`schedule`: halve a group that did not fit in memory
+or in time, start no group once the budget is spent, then raise `BudgetSpent`);
 they differ only in where `attempt` runs and how many groups run at once.
 
 On a CPU the local executor trains several groups at once, each in a worker process with
@@ -33,7 +34,7 @@ import torch
 from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
-from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy
+from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, TooSlow
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, RunCurve, train_group
 from adamrepro.runner.plan import Group, halves
 
@@ -53,15 +54,17 @@ def load_data(exp: Experiment, data_dir: Path, device: torch.device) -> TensorDa
 class Outcome:
     """What became of one attempt at a group: its curves (it finished), or the pass after
     which the time budget stopped it at its checkpoint (`stopped`; 0: it did not start, the
-    budget was spent first), or neither: it did not fit in memory. Plain data, so that a Ray
-    task hands it back to the driver as it is."""
+    budget was spent first), or why it is to be halved: it would not finish within the
+    budget (`too_slow`, the reason), or it did not fit in memory (none of these). Plain
+    data, so that a Ray task hands it back to the driver as it is."""
 
     curves: list[RunCurve] | None = None
     stopped: int | None = None
+    too_slow: str | None = None
 
     @property
     def out_of_memory(self) -> bool:
-        return self.curves is None and self.stopped is None
+        return self.curves is None and self.stopped is None and self.too_slow is None
 
 
 def attempt(exp: Experiment, group: Group, data: TensorDataset,
@@ -74,6 +77,8 @@ def attempt(exp: Experiment, group: Group, data: TensorDataset,
         return Outcome(curves=train_group(exp, group, data, on_pass, checkpoint=checkpoint))
     except BudgetSpent as stop:
         return Outcome(stopped=stop.checkpointed[group.group_id][1])
+    except TooSlow as slow:
+        return Outcome(too_slow=str(slow))
     except RuntimeError as err:
         if not out_of_memory(err):
             raise
@@ -90,8 +95,9 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
              ) -> Iterator[tuple[Group, list[RunCurve]]]:
     """The driver's side of either executor. `start(group, must_start)` sets a group going
     (at most `capacity` at once; None: all), `finished()` waits for one and returns its
-    outcome; the curves of each group that finished are yielded. A group that did not fit is
-    replaced by its halves (at the front of the queue). Once the time budget is spent no
+    outcome; the curves of each group that finished are yielded. A group that did not fit in
+    memory, or in time, is replaced by its halves (at the front of the queue). Once the time
+    budget is spent no
     group starts, those running save a checkpoint and stop after their pass in progress (or
     earlier, when the budget would run out within their next pass), and when the last has
     returned `BudgetSpent` says which groups are checkpointed where. A command always trains
@@ -113,6 +119,9 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
         running -= 1
         if outcome.out_of_memory:
             queue[:0] = split_after_oom(group, device, checkpoints)
+        elif outcome.too_slow is not None:
+            queue[:0] = split(group, checkpoints, f"would not finish within the time budget "
+                                                  f"({outcome.too_slow})")
         elif outcome.curves is None:
             left_over = True
             if outcome.stopped:
@@ -273,15 +282,21 @@ def split_after_oom(group: Group, device: torch.device,
                     checkpoints: CheckpointPolicy | None) -> list[Group]:
     """The two halves of a group that did not fit; a single run that does not fit is a
     user error (a smaller model, batch or device setting is needed), not a crash."""
-    if checkpoints is not None:  # the halves are other groups: this checkpoint is dead
-        checkpoints.path(group.group_id).unlink(missing_ok=True)
     if group.size == 1:
+        if checkpoints is not None:
+            checkpoints.path(group.group_id).unlink(missing_ok=True)
         raise UserError(f"one run of {group.method} does not fit in {device} memory; use a "
                         f"smaller model or eval_batch_size, or a larger device")
+    return split(group, checkpoints, f"does not fit in {device} memory")
+
+
+def split(group: Group, checkpoints: CheckpointPolicy | None, why: str) -> list[Group]:
+    """The two halves of `group`, said on one line of stderr with `why`."""
+    if checkpoints is not None:  # the halves are other groups: this checkpoint is dead
+        checkpoints.path(group.group_id).unlink(missing_ok=True)
     parts = halves(group)
-    print(f"adamrepro: {group.method}: a group of {group.size} runs does not fit in "
-          f"{device} memory; training it as {parts[0].size} + {parts[1].size}",
-          file=sys.stderr)
+    print(f"adamrepro: {group.method}: a group of {group.size} runs {why}; training it as "
+          f"{parts[0].size} + {parts[1].size}", file=sys.stderr)
     return parts
 
 

@@ -41,6 +41,7 @@ from adamrepro.models import MODELS
 from adamrepro.runner.checkpoint import (
     BudgetSpent,
     GroupCheckpoint,
+    TooSlow,
     generator_state,
     load_optimizer_state,
     optimizer_state,
@@ -482,8 +483,9 @@ def train_group(
     `compile_model`, `channels_last`) change it by float rounding alone. With a
     `checkpoint` (checkpoint.py) the group goes on from the one saved, if any, saves one
     every `checkpoint.every` passes, and raises `BudgetSpent` after saving one once its
-    time budget is spent; a checkpoint serves with any kernel switches (the state is the
-    same)."""
+    time budget is spent, or `TooSlow` when the budget splits groups to fit and this one
+    would not finish in time; a checkpoint serves with any kernel switches (the state is
+    the same)."""
     device = data.train_x.device
     G, training = group.size, exp.training
     precision = precision_of(training, device)
@@ -612,6 +614,10 @@ def train_group(
                 saved_in = time.perf_counter() - began
             if stop:
                 raise BudgetSpent(training.epochs, {group.group_id: (G, epoch)})
+            if checkpoint.too_slow(epoch, training.epochs, seconds[-1] - seconds[-2], G,
+                                   epoch - first + 1):
+                raise TooSlow(epoch, training.epochs, seconds[-1] - seconds[-2],
+                              checkpoint.budget.left())
 
     table = torch.stack(history).cpu()  # (passes, columns, G)
     steps_table = torch.stack(step_history).cpu() if step_history else None  # (passes, blocks, G)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -180,6 +181,30 @@ def halves(group: Group) -> list[Group]:
     middle = -(-group.size // 2)
     return [replace(group, runs=part, group_id=group_id_of(part))
             for part in (group.runs[:middle], group.runs[middle:])]
+
+
+def unfinished(group: Group, done: Callable[[str], bool],
+               trained_in: Callable[[str], str]) -> list[Group]:
+    """What is left to train of `group`, given which runs are finished (`done(run_id)`) and
+    the group each finished run was trained in (`trained_in(run_id)`: its record's group
+    id, asked only of a group partly finished).
+
+    Nothing, when every run is finished; the group itself, when none is, or when a finished
+    run was trained in this very group (a command killed while it wrote the group's records:
+    trained again whole, its runs retrace the same curves, since a group's noise is seeded
+    from its identity). Otherwise the group was split (it did not fit in memory, or in the
+    time budget) and part of it finished: what is left of each of its halves, so that the
+    runs left train as the half they belonged to, with its identity, its noise, and its
+    checkpoint if it left one, instead of the whole group training again.
+    """
+    finished = [run.run_id for run in group.runs if done(run.run_id)]
+    if not finished:
+        return [group]
+    if len(finished) == group.size:
+        return []
+    if group.size == 1 or any(trained_in(run_id) == group.group_id for run_id in finished):
+        return [group]
+    return [part for half in halves(group) for part in unfinished(half, done, trained_in)]
 
 
 def config_digest(exp: Experiment) -> str:

@@ -28,7 +28,14 @@ from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore, curves_frame, hparam_columns, steps_frame
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy
 from adamrepro.runner.extend import extended_text, next_points, stored_extensions
-from adamrepro.runner.plan import Group, base_digest, config_digest, method_groups, plan
+from adamrepro.runner.plan import (
+    Group,
+    base_digest,
+    config_digest,
+    method_groups,
+    plan,
+    unfinished,
+)
 from adamrepro.runner.precision import precision_of
 
 
@@ -55,14 +62,16 @@ def _progress() -> Progress:
 
 def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, executor,
               quiet: bool = False, force: bool = False,
-              time_budget: float | None = None) -> dict:
+              time_budget: float | None = None, split_to_fit: bool = False) -> dict:
     """Run every unfinished run of `base` at `scale`; return what was done and where.
 
     Nothing is written before the inputs are known good: the output folder is checked, and
     the data loaded, before the first file is created. With `time_budget` (minutes), a group
     saves a checkpoint and stops once the budget is spent or would be within another pass
     (runner/checkpoint.py), and no group starts after it is spent:
-    `stopped` then says what remains, and no tables are written.
+    `stopped` then says what remains, and no tables are written. With `split_to_fit` as
+    well, a group that would not finish within the budget is halved instead (for a machine
+    whose checkpoints are lost with it; runner/checkpoint.py).
     """
     exp = base.at_scale(scale, seeds)
     store = ResultStore(out, exp.name)
@@ -70,18 +79,18 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     groups = plan(exp)
     store.check_owner(base_digest(base), scale, force, {r.run_id for g in groups for r in g.runs},
                       lambda curves: stored_extensions(exp, curves))
-    todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
+    todo = left_to_train(groups, store)
     prepared = bool(todo)
     if todo:
         executor.prepare(exp)
     store.prepare()
     checkpoints = CheckpointPolicy(store.runs_dir, exp.training.checkpoint_every,
-                                   Budget.minutes(time_budget))
+                                   Budget.minutes(time_budget, split_to_fit))
     with store.locked():
         # Another command may have finished some groups while this one waited for the lock.
-        todo = [g for g in groups if not all(store.is_done(r.run_id) for r in g.runs)]
+        todo = left_to_train(groups, store)
         for group in groups:  # a finished group's checkpoint left by a kill at the end
-            if group not in todo:
+            if all(store.is_done(r.run_id) for r in group.runs):
                 checkpoints.path(group.group_id).unlink(missing_ok=True)
         if todo:
             stopped = _train_all(exp, scale, todo, executor, store, quiet, checkpoints)
@@ -158,7 +167,7 @@ def _extend_edges(exp: Experiment, scale: str, groups: list[Group], executor, st
                         for g in method_groups(exp, label, pts)]
         for label, pts in new.items():
             points[label] = points[label] + pts
-        todo = [g for g in round_groups if not all(store.is_done(r.run_id) for r in g.runs)]
+        todo = left_to_train(round_groups, store)
         if todo:
             if not prepared:
                 executor.prepare(exp)
@@ -168,6 +177,14 @@ def _extend_edges(exp: Experiment, scale: str, groups: list[Group], executor, st
                 return added, trained, stopped
             trained += sum(g.size for g in todo)
         added += round_groups
+
+
+def left_to_train(groups: list[Group], store: ResultStore) -> list[Group]:
+    """The groups, or the parts of groups (plan.py `unfinished`), that have runs left."""
+    def trained_in(run_id: str) -> str:  # "" for a record that does not say
+        return store.load_run(run_id).get("group_id", "")
+
+    return [part for group in groups for part in unfinished(group, store.is_done, trained_in)]
 
 
 def data_verified(exp: Experiment) -> bool:
