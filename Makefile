@@ -11,7 +11,10 @@ DATA_FLAG = $(if $(DATA),--data-dir $(DATA))
 EXPERIMENTS := $(basename $(notdir $(wildcard configs/*.yaml)))
 # Empty: the config's training.precision; PRECISION=bf16 (or tf32) runs it so (own OUT then)
 PRECISION ?=
-RUN = $(PYTHON) -m adamrepro run configs/$@.yaml --scale $(SCALE) --out $(OUT) --device $(DEVICE) $(DATA_FLAG) $(if $(PRECISION),--precision $(PRECISION))
+# More `adamrepro run` flags, e.g. RUN_FLAGS=--unverified-data for a re-encoded CIFAR-10
+# copy you trust (../shared/data's), or RUN_FLAGS="--time-budget 8"
+RUN_FLAGS ?=
+RUN = $(PYTHON) -m adamrepro run configs/$@.yaml --scale $(SCALE) --out $(OUT) --device $(DEVICE) $(DATA_FLAG) $(if $(PRECISION),--precision $(PRECISION)) $(RUN_FLAGS)
 
 .PHONY: install test lint data plot report bench bench-gpu bench-kernels clean all $(EXPERIMENTS)
 
