@@ -322,6 +322,22 @@ def test_split_to_fit_trains_groups_that_finish_within_the_budget(tmp_path, cli,
     assert left and set(left) <= single, (left, err)
 
 
+def test_the_overall_count_takes_back_the_passes_of_a_group_its_halves_replace():
+    from adamrepro.runner.plan import halves
+    from adamrepro.runner.sweep import PassCount
+
+    model, methods = CASES["logreg-dropout"]
+    group = next(g for g in plan(experiment(model, methods)) if g.size == 4)
+    count = PassCount()
+    assert [count.record(group, epoch) for epoch in (1, 2, 3)] == [(4, set())] * 3
+    first, second = halves(group)  # split after pass 3: each half starts again
+    assert count.record(first, 1) == (2 * (1 - 3), {group.group_id})
+    assert count.record(second, 1) == (2 * (1 - 3), {group.group_id})
+    assert count.record(first, 2) == (2, set())
+    # what the bar shows: 12 - 8 + 2 = 6 run-passes, those the halves trained
+    assert sum(count.passes.values()) == 2 * 2 + 2 * 1
+
+
 def test_split_to_fit_needs_a_budget(tmp_path, cli, data_dir):
     code, _, err = cli("run", _config(tmp_path), "--scale", "smoke", "--data-dir", data_dir,
                        "--out", tmp_path / "out", "--split-to-fit")

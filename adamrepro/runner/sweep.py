@@ -205,17 +205,18 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
         tasks = {g.group_id: progress.add_task(f"  {g.method} x{g.size}",
                                                total=exp.training.epochs, visible=False)
                  for g in todo}
-        passes = dict.fromkeys(tasks, 0)
+        count = PassCount()
         stored: set[str] = set()  # run ids
 
         def on_pass(group: Group, epoch: int) -> None:
-            if group.group_id not in tasks:  # half of a group that did not fit in memory
+            if group.group_id not in tasks:  # a half of a group that did not fit
                 tasks[group.group_id] = progress.add_task(
                     f"  {group.method} x{group.size}", total=exp.training.epochs)
-                passes[group.group_id] = 0
+            added, replaced = count.record(group, epoch)
+            for group_id in replaced:
+                progress.update(tasks[group_id], visible=False)
             progress.update(tasks[group.group_id], completed=epoch, visible=True)
-            progress.advance(overall, group.size * (epoch - passes[group.group_id]))
-            passes[group.group_id] = epoch
+            progress.advance(overall, added)
 
         results = executor.run(exp, todo, on_pass, checkpoints)
         while True:
@@ -242,6 +243,27 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
             # A group that stopped early (all diverged) still counts its passes as done.
             on_pass(group, exp.training.epochs)
             progress.update(tasks[group.group_id], visible=False)
+
+
+class PassCount:
+    """The run-passes a sweep's overall progress bar counts. A half (of a group that did not
+    fit in memory, or in the time budget after some passes) takes its runs over from the
+    group it replaces and starts them again: the passes that group had counted for them are
+    taken back, so that the bar and its ETA count what is left, never past its total."""
+
+    def __init__(self) -> None:
+        self.passes: dict[str, int] = {}  # run id -> passes counted
+        self.owner: dict[str, str] = {}  # run id -> the group training it
+
+    def record(self, group: Group, epoch: int) -> tuple[int, set[str]]:
+        """`group` has trained `epoch` passes: the run-passes to add to the count (negative
+        when a half starts again what its group had trained), and the groups it replaces."""
+        added = sum(epoch - self.passes.get(run.run_id, 0) for run in group.runs)
+        replaced = {self.owner[run.run_id] for run in group.runs
+                    if self.owner.get(run.run_id, group.group_id) != group.group_id}
+        for run in group.runs:
+            self.passes[run.run_id], self.owner[run.run_id] = epoch, group.group_id
+        return added, replaced
 
 
 def _provenance(exp: Experiment, device: torch.device, workers: int = 1) -> dict:
