@@ -97,12 +97,12 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
     (at most `capacity` at once; None: all), `finished()` waits for one and returns its
     outcome; the curves of each group that finished are yielded. A group that did not fit in
     memory, or in time, is replaced by its halves (at the front of the queue). Once the time
-    budget is spent no
-    group starts, those running save a checkpoint and stop after their pass in progress (or
-    earlier, when the budget would run out within their next pass), and when the last has
-    returned `BudgetSpent` says which groups are checkpointed where. A command always trains
-    something (a budget too short must still advance the sweep): while no group has trained
-    a pass, the next starts whatever the budget, and is told so (`must_start`)."""
+    budget is spent no group starts, those running save a checkpoint and stop after their
+    pass in progress (or earlier, when the budget would run out within their next pass), and
+    when the last has returned `BudgetSpent` says which groups are checkpointed where. A
+    command always trains something (a budget too short must still advance the sweep):
+    while no group has trained a pass, the next starts whatever the budget, and is told so
+    (`must_start`)."""
     budget = checkpoints.budget if checkpoints is not None else Budget()
     queue, running = list(groups), 0
     trained, left_over = False, False  # a pass trained; a group stopped before its end
