@@ -12,7 +12,9 @@
 #   bench   `adamrepro bench` of every config at paper scale, a few passes each
 #   precision  scripts/measure_precision.sh on PRECISION_EXPERIMENTS (default: mlp
 #              cnn_cifar10, where the arithmetic is the time; PRECISION_SCALE, default quick)
-#              into RESULTS/precision-<scale>/
+#              into RESULTS/precision-<scale>/; PRECISION_BASE=results (with
+#              PRECISION_SCALE=paper) measures on the selected points of the paper results
+#              there instead of a sweep of its own
 #   kernels    scripts/bench_kernels.py: the kernel switches on logreg_mnist, mlp (KERNEL_STEPS,
 #              default 100) and cnn_cifar10 (30 steps) into RESULTS/kernels/
 #   sfo     scripts/bench_sfo.py: one SFO step at the paper's size (MLP 1000-1000, N = 468;
@@ -140,7 +142,7 @@ for stage in "${@:-paper}"; do
         precision)
             # shellcheck disable=SC2086  # one word per experiment
             SCALE="${PRECISION_SCALE:-quick}" OUT="$RESULTS/precision-${PRECISION_SCALE:-quick}" \
-                RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
+                BASE="${PRECISION_BASE:-}" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
                 limited scripts/measure_precision.sh ${PRECISION_EXPERIMENTS:-mlp cnn_cifar10} \
                 || status=1 ;;
         kernels)

@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
 # Measure how far TF32 and bf16 move each experiment's curves from float32: run every named
-# experiment (default: every config) at fp32 and at each other precision, each into its own
-# folder, then `adamrepro compare` each against fp32 (the largest relative change of the
-# selected runs' training cost, against the spread between seeds; README "Precision").
+# experiment (default: every config) at fp32, then each method's selected point at fp32 and
+# at each other precision, each into its own folder, and `adamrepro compare` each against
+# fp32 (the largest relative change of the selected runs' training cost, against the spread
+# between seeds; README "Precision").
 #
 #     scripts/measure_precision.sh                        # paper scale on the GPU, every config
 #     scripts/measure_precision.sh logreg_mnist mlp       # these experiments only
 #     SCALE=quick DEVICE=cpu scripts/measure_precision.sh logreg_mnist   # bf16 on a CPU
+#     BASE=results scripts/measure_precision.sh logreg_mnist   # select from existing fp32 results
+#
+# The comparison reads the selected runs alone, so with SELECTED=1 (the default) only they
+# are trained at the other precisions (`run --only-selected`): at paper scale 18 of the CNN's
+# 72 runs per precision. They are trained at fp32 once more too, into OUT/fp32-selected, the
+# side they are compared with: with dropout a run's masks come from its group, so both sides
+# must train the same groups for the masks to be equal and the difference to be the
+# arithmetic alone. SELECTED=0 trains the whole grid at every precision (for a look at every
+# point, e.g. Fig. 4's grid) and compares with the fp32 sweep itself.
 #
 # Variables: SCALE (paper), DEVICE (cuda), OUT (results/precision-<scale>: runs go to
-# OUT/fp32, OUT/tf32, OUT/bf16; the comparisons to OUT/<precision>/compare/<experiment>.csv),
-# PRECISIONS (tf32 bf16; bf16 alone on a CPU, where tf32 is fp32), SEEDS (the config's at
-# paper scale, else 2: the seed spread needs two), RUN_FLAGS (extra `run` flags, e.g.
-# --unverified-data for ../shared/data's CIFAR-10, or --time-budget 8 to work in chunks).
+# OUT/fp32, OUT/fp32-selected, OUT/tf32, OUT/bf16; the comparisons to
+# OUT/<precision>/compare/<experiment>.csv), BASE (a folder of fp32 results of the same
+# configs and scale to select from, e.g. results at paper scale, instead of training
+# OUT/fp32), SELECTED (1), PRECISIONS (tf32 bf16; bf16 alone on a CPU, where tf32 is fp32),
+# SEEDS (the config's at paper scale, else 2: the seed spread needs two), RUN_FLAGS (extra
+# `run` flags, e.g. --unverified-data for ../shared/data's CIFAR-10, or --time-budget 8 to
+# work in chunks).
 # Resumable like `adamrepro run`: run it again to finish what an interruption left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,18 +53,41 @@ else
     for config in configs/*.yaml; do EXPERIMENTS+=("$(basename "$config" .yaml)"); done
 fi
 
+SELECTED="${SELECTED:-1}"
+BASE="${BASE:-}"
 uptime
 for experiment in "${EXPERIMENTS[@]}"; do
-    for precision in fp32 $PRECISIONS; do
-        echo "== $experiment at $precision"
+    base="${BASE:-$OUT/fp32}"
+    if [ -z "$BASE" ]; then
+        echo "== $experiment at fp32"
         # shellcheck disable=SC2086  # SEED_FLAG and RUN_FLAGS hold separate words
-        $ADAMREPRO run "$experiment" --scale "$SCALE" --device "$DEVICE" \
-            --precision "$precision" --out "$OUT/$precision" --quiet $SEED_FLAG $RUN_FLAGS
-    done
+        $ADAMREPRO run "$experiment" --scale "$SCALE" --device "$DEVICE" --precision fp32 \
+            --out "$OUT/fp32" --quiet $SEED_FLAG $RUN_FLAGS
+    fi
+    if [ "$SELECTED" = 1 ]; then
+        for precision in fp32 $PRECISIONS; do
+            folder="$OUT/$precision"
+            if [ "$precision" = fp32 ]; then folder="$OUT/fp32-selected"; fi
+            echo "== $experiment at $precision, the points selected in $base"
+            # shellcheck disable=SC2086
+            $ADAMREPRO run "$experiment" --scale "$SCALE" --device "$DEVICE" \
+                --precision "$precision" --only-selected "$base" --out "$folder" --quiet \
+                $SEED_FLAG $RUN_FLAGS
+        done
+    else
+        for precision in $PRECISIONS; do
+            echo "== $experiment at $precision"
+            # shellcheck disable=SC2086
+            $ADAMREPRO run "$experiment" --scale "$SCALE" --device "$DEVICE" \
+                --precision "$precision" --out "$OUT/$precision" --quiet $SEED_FLAG $RUN_FLAGS
+        done
+    fi
 done
+reference="${BASE:-$OUT/fp32}"
+if [ "$SELECTED" = 1 ]; then reference="$OUT/fp32-selected"; fi
 experiment_flags=()
 for experiment in "${EXPERIMENTS[@]}"; do experiment_flags+=(-e "$experiment"); done
 for precision in $PRECISIONS; do
-    $ADAMREPRO compare "$OUT/fp32" "$OUT/$precision" "${experiment_flags[@]}"
+    $ADAMREPRO compare "$reference" "$OUT/$precision" "${experiment_flags[@]}"
 done
 uptime

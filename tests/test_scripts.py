@@ -162,3 +162,40 @@ def test_gpu_session_splits_an_archive_too_large_to_come_back(tmp_path, data_dir
     with tarfile.open(joined) as tar:
         names = tar.getnames()
     assert any(name.endswith("logreg_mnist/curves.csv") for name in names), names
+
+
+def test_measure_precision_trains_the_selected_points_alone_with_fp32_s_masks(tmp_path,
+                                                                               data_dir):
+    """SELECTED (the default): after the fp32 sweep, only each method's selected point is
+    trained, at fp32 again and at bf16, in the same groups, so the MLP's dropout masks are
+    equal and bf16 moves the cost by its rounding alone, far less than a second seed does.
+    `compare` refuses the whole sweep against those points (other groups, other masks)."""
+    out = tmp_path / "precision"
+    command = f"{sys.executable} -m adamrepro"
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "measure_precision.sh"), "mlp"], capture_output=True,
+        text=True, env={**os.environ, "SCALE": "smoke", "DEVICE": "cpu", "OUT": str(out),
+                        "ADAMREPRO": command, "ADAMREPRO_DATA": str(data_dir)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    best = pd.read_csv(out / "fp32" / "mlp" / "best.csv")
+    whole = pd.read_csv(out / "fp32" / "mlp" / "curves.csv")
+    for side in ("fp32-selected", "bf16"):
+        curves = pd.read_csv(out / side / "mlp" / "curves.csv")
+        assert curves["run_id"].nunique() == 2 * len(best) < whole["run_id"].nunique()
+    again = pd.read_csv(out / "fp32-selected" / "mlp" / "best.csv")
+    assert sorted(again["point_id"]) == sorted(best["point_id"])
+    rows = pd.read_csv(out / "bf16" / "compare" / "mlp.csv")
+    assert sorted(rows["method"]) == sorted(best["method"])
+    assert (rows["deviation"] > 0).all()
+    assert (rows["deviation"] < rows["seed_spread"] / 10).all(), rows
+    refused = subprocess.run([*command.split(), "compare", str(out / "fp32"), str(out / "bf16")],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "--only-selected" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # selected at smoke scale, asked at quick: one line, nothing written
+    wrong = subprocess.run([*command.split(), "run", "mlp", "--scale", "quick", "--device", "cpu",
+                            "--only-selected", str(out / "fp32"), "--out", str(tmp_path / "x")],
+                           capture_output=True, text=True,
+                           env={**os.environ, "ADAMREPRO_DATA": str(data_dir)})
+    assert wrong.returncode == 2 and "at smoke scale" in wrong.stderr, wrong.stderr
+    assert not (tmp_path / "x").exists()

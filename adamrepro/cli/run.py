@@ -92,6 +92,12 @@ def run(
              "the command ends (a lent or preemptible one): from its second pass on, a "
              "group that would not finish within the budget is halved and its halves "
              "trained instead, so that the time is spent on runs that finish.")] = False,
+    only_selected: Annotated[Path | None, typer.Option(
+        metavar="FOLDER",
+        help="Train only each method's point that FOLDER's results of this config (same "
+             "scale) selected, every seed, with no grid-edge extension: what "
+             "'adamrepro compare FOLDER OUT' judges another setting (--precision, a device) "
+             "on.")] = None,
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
     from adamrepro.runner.executors import make_executor, parse_workers
@@ -118,7 +124,7 @@ def run(
                            parse_workers(workers))
     start = time.perf_counter()
     done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, time_budget,
-                     split_to_fit)
+                     split_to_fit, only_selected)
     folder = done["folder"]
     stopped = done.get("stopped")
     if stopped is not None:

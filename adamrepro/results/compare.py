@@ -100,6 +100,7 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
     base_curves, best, base_meta = read_results(base)
     other_curves, _, other_meta = read_results(other)
     _check_same_config(base, other, base_meta, other_meta)
+    _check_same_groups(base, other, base_meta, other_meta)
     config = base_meta["config"]
     metric = metric or config["selection"]["metric"]
     for folder, curves in ((base, base_curves), (other, other_curves)):
@@ -257,6 +258,22 @@ def _check_same_config(base: Path, other: Path, base_meta: dict, other_meta: dic
     if differ:
         raise UserError(f"{base} and {other} ran different configs ({', '.join(differ[:3])} "
                         f"differ); compare results of one config")
+
+
+def _check_same_groups(base: Path, other: Path, base_meta: dict, other_meta: dict) -> None:
+    """A side that trained only the selected points (`run --only-selected`) trained them in
+    other groups than a whole sweep: with dropout a run's masks come from its group, so its
+    curves differ from the sweep's by other masks, not by the setting compared."""
+    selected = {name: meta.get("points_selected_in")
+                for name, meta in (("BASE", base_meta), ("OTHER", other_meta))}
+    if bool(selected["BASE"]) != bool(selected["OTHER"]):
+        name = "BASE" if selected["BASE"] else "OTHER"
+        folder, whole = (base, other) if selected["BASE"] else (other, base)
+        raise UserError(f"{name} {folder} trained only the points selected in "
+                        f"{selected[name]} (run --only-selected), {whole} the whole grid: "
+                        f"their runs trained in other groups (with dropout, other masks); "
+                        f"compare it with an --only-selected run of the same points at the "
+                        f"reference setting (scripts/measure_precision.sh does)")
 
 
 def _differences(a, b, prefix: str = "") -> list[str]:

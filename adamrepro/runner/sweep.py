@@ -37,6 +37,7 @@ from adamrepro.runner.plan import (
     unfinished,
 )
 from adamrepro.runner.precision import precision_of
+from adamrepro.runner.selected import selected_points
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,7 +63,8 @@ def _progress() -> Progress:
 
 def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, executor,
               quiet: bool = False, force: bool = False,
-              time_budget: float | None = None, split_to_fit: bool = False) -> dict:
+              time_budget: float | None = None, split_to_fit: bool = False,
+              only_selected: Path | None = None) -> dict:
     """Run every unfinished run of `base` at `scale`; return what was done and where.
 
     Nothing is written before the inputs are known good: the output folder is checked, and
@@ -71,12 +73,18 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     (runner/checkpoint.py), and no group starts after it is spent:
     `stopped` then says what remains, and no tables are written. With `split_to_fit` as
     well, a group that would not finish within the budget is halved instead (for a machine
-    whose checkpoints are lost with it; runner/checkpoint.py).
+    whose checkpoints are lost with it; runner/checkpoint.py). With `only_selected` (a
+    results folder of the same config and scale), only each method's point selected there is
+    trained, every seed, with no grid-edge extension (runner/selected.py).
     """
     exp = base.at_scale(scale, seeds)
     store = ResultStore(out, exp.name)
     store.check_writable()
-    groups = plan(exp)
+    if only_selected is None:
+        groups = plan(exp)
+    else:
+        groups = [group for label, points in selected_points(exp, scale, only_selected).items()
+                  for group in method_groups(exp, label, points)]
     store.check_owner(base_digest(base), scale, force, {r.run_id for g in groups for r in g.runs},
                       lambda curves: stored_extensions(exp, curves))
     todo = left_to_train(groups, store)
@@ -100,7 +108,8 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
                         "skipped": sum(g.size for g in groups) - sum(g.size for g in todo)}
         trained = sum(g.size for g in todo)
         steps: Counter = Counter()
-        if exp.selection.extend_edges:
+        extend = bool(exp.selection.extend_edges) and only_selected is None
+        if extend:
             added, more, stopped = _extend_edges(exp, scale, groups, executor, store, quiet,
                                                  prepared, steps, checkpoints)
             if stopped is not None:
@@ -109,8 +118,8 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
             groups, trained = groups + added, trained + more
         records = [store.load_run(run.run_id) for g in groups for run in g.runs]
         _write_tables(base, exp, scale, records, store, executor.device,
-                      steps if exp.selection.extend_edges else None,
-                      workers_of(executor, len(groups)))
+                      steps if extend else None, workers_of(executor, len(groups)),
+                      only_selected)
         remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
     return {"folder": store.root, "trained": trained,
             "skipped": sum(g.size for g in groups) - trained}
@@ -295,7 +304,8 @@ def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: i
 
 
 def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[dict], store,
-                  device, steps: Counter | None = None, workers: int = 1) -> None:
+                  device, steps: Counter | None = None, workers: int = 1,
+                  only_selected: Path | None = None) -> None:
     metrics = metrics_of(exp)
     columns = metrics.columns()
     curves = curves_frame(records, [c.name for c in columns])
@@ -314,6 +324,8 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
         "config": exp.model_dump(), "metrics": metrics.to_json(),
         "provenance": _provenance(exp, device, workers),
         "hparam_columns": hparam_cols, "timing": training_time(records),
+        # the folder whose selected points alone were trained (`run --only-selected`)
+        **({"points_selected_in": str(only_selected)} if only_selected is not None else {}),
     })
 
 

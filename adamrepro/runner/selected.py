@@ -1,0 +1,93 @@
+"""Training only the points another results folder selected (`run --only-selected FOLDER`).
+
+A setting that changes how runs compute but not which runs exist (`training.precision`, a
+device, a torch version) is judged on the runs the base folder selected
+(`results/compare.py`): every seed of each method's selected point, and nothing else. So
+the other side need not train the whole grid: at paper scale Fig. 3's CNN selects 6 of its
+24 points (18 of 72 runs), Fig. 2a's MLP 6 of 25, which makes a precision measurement about
+a quarter of a sweep per precision instead of a whole one.
+
+The points are rebuilt from FOLDER's best.csv (its hyperparameter columns, as the grid's
+own values where one matches, else the number: a point an edge extension added beyond the
+grid) and each is checked against the point id best.csv recorded, computed at the base's
+precision, so a point is trained only when it is exactly the one the base selected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from adamrepro.config import Experiment
+from adamrepro.errors import UserError
+from adamrepro.results.store import hparam_columns, read_results
+from adamrepro.runner.plan import method_groups
+
+
+def selected_points(exp: Experiment, scale: str, folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each method's point that `folder`'s results of `exp` selected, as the hyperparameters
+    `exp` trains it with. User mistakes (no such results, another scale, another config, a
+    point this config does not train) raise UserError."""
+    where = Path(folder) / exp.name
+    if not (where / "best.csv").exists():
+        raise UserError(f"--only-selected {folder}: no results of {exp.name} there "
+                        f"({where / 'best.csv'} is missing); give the --out folder of a "
+                        f"finished 'adamrepro run {exp.name}'")
+    _, best, meta = read_results(where)
+    if meta.get("scale") != scale:
+        raise UserError(f"--only-selected {folder}: its {exp.name} results are at "
+                        f"{meta.get('scale')} scale, this run at {scale}; give --scale "
+                        f"{meta.get('scale')} or another folder")
+    precision = meta.get("config", {}).get("training", {}).get("precision", "fp32")
+    return points_of(exp, best, precision, f"--only-selected {folder}")
+
+
+def points_of(exp: Experiment, best: pd.DataFrame, precision: str,
+              where: str) -> dict[str, list[dict[str, Any]]]:
+    """The points of `best` (a best.csv of `exp`, trained at `precision`), each checked
+    against the point id it recorded; `where` names the source in errors."""
+    # point ids are computed at the base's precision (it enters ids unless fp32)
+    probe = exp.model_copy(update={
+        "training": exp.training.model_copy(update={"precision": precision})})
+    points: dict[str, list[dict[str, Any]]] = {}
+    for _, row in best.iterrows():
+        label = row["method"]
+        if label not in exp.methods:
+            raise UserError(f"{where}: method {label!r} of its best.csv is not in this "
+                            f"config ({', '.join(exp.methods)})")
+        method = exp.methods[label]
+        point = {**method.hparams,
+                 **{name: _value(name, values, row, where) for name, values in
+                    method.grid.items()}}
+        [group, *_] = method_groups(probe, label, [point])
+        if group.runs[0].point_id != row["point_id"]:
+            raise UserError(f"{where}: the point {label} selected there ({row['point_id']}) "
+                            f"is not one this config trains (the config changed since?); run "
+                            f"the whole grid instead")
+        points[label] = [point]
+    return points
+
+
+def _value(name: str, values: list[Any], row: pd.Series, where: str) -> Any:
+    """The value of grid axis `name` at the selected point: the grid's own value (its type
+    kept: an int stays an int) when one matches the row's columns, else the row's number."""
+    for value in values:
+        columns = hparam_columns({name: value})
+        if all(column in row and _same(row[column], wanted)
+               for column, wanted in columns.items()):
+            return value
+    if name not in row or pd.isna(row[name]):
+        raise UserError(f"{where}: its best.csv has no value of {name!r} for method "
+                        f"{row['method']}; run the whole grid instead")
+    return float(row[name])
+
+
+def _same(found: Any, wanted: Any) -> bool:
+    if isinstance(wanted, bool) or not isinstance(wanted, (int, float)):
+        return str(found) == str(wanted)
+    try:
+        return float(found) == float(wanted)
+    except (TypeError, ValueError):
+        return False
