@@ -199,3 +199,11 @@ def test_measure_precision_trains_the_selected_points_alone_with_fp32_s_masks(tm
                            env={**os.environ, "ADAMREPRO_DATA": str(data_dir)})
     assert wrong.returncode == 2 and "at smoke scale" in wrong.stderr, wrong.stderr
     assert not (tmp_path / "x").exists()
+    # into the folder of the whole sweep: its tables would shrink to the selected points
+    tables = (out / "fp32" / "mlp" / "curves.csv").read_bytes()
+    into = subprocess.run([*command.split(), "run", "mlp", "--scale", "smoke", "--device", "cpu",
+                           "--only-selected", str(out / "fp32"), "--out", str(out / "fp32")],
+                          capture_output=True, text=True,
+                          env={**os.environ, "ADAMREPRO_DATA": str(data_dir)})
+    assert into.returncode == 2 and "holds a whole sweep" in into.stderr, into.stderr
+    assert (out / "fp32" / "mlp" / "curves.csv").read_bytes() == tables
