@@ -32,8 +32,10 @@ its start by the next job, and every pass it trained was spent for nothing. With
 before the deadline raises `TooSlow` instead, from its second pass on (the first holds the
 warm-up: a CUDA graph's capture, a compilation), and the executor trains its halves in its
 place, as it does with a group that does not fit in memory: on a GPU a group of 12 CNN runs
-is arithmetic-bound, so a half finishes in about half the time. A single run is never
-halved; the budget stops it as it stops any group.
+is arithmetic-bound, so a half finishes in about half the time. A single run that would
+not finish is left for the next command (whose budget starts afresh), and this one goes on
+with the groups after it, which may fit: an SFO run of Fig. 2b (25 passes of ~10 s) started
+with two minutes left would otherwise hold the job to its end for nothing.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ class BudgetSpent(Exception):  # noqa: N818 (a stop, not an error)
 
 class TooSlow(Exception):  # noqa: N818 (a decision, not an error)
     """A group that would not finish before the deadline (`split_to_fit`), after pass
-    `epoch`, whose passes take `pass_seconds`: the executor trains its halves instead."""
+    `epoch`, whose passes take `pass_seconds`: the executor trains its halves instead, or
+    leaves a single run for the next command."""
 
     def __init__(self, epoch: int, epochs: int, pass_seconds: float, left: float) -> None:
         super().__init__(f"{epochs - epoch} passes of {pass_seconds:.2f} s left, "
@@ -114,14 +117,13 @@ class GroupCheckpoint:
         pass as long as the last one and the save after it ended. Never after the last pass."""
         return epoch < epochs and self.budget.spent(ahead=last_pass_seconds + save_seconds)
 
-    def too_slow(self, epoch: int, epochs: int, pass_seconds: float, size: int,
+    def too_slow(self, epoch: int, epochs: int, pass_seconds: float,
                  attempt_passes: int) -> bool:
-        """Halve the group rather than go on (`Budget.split_to_fit`): it holds more than one
-        run, has trained `attempt_passes` >= 2 passes in this attempt (the first holds the
-        warm-up), and the passes left, each as long as `pass_seconds`, would end after the
-        deadline."""
-        return (self.budget.split_to_fit and size > 1 and attempt_passes >= 2
-                and epoch < epochs
+        """Stop the group to halve it, or to leave a single run for the next command
+        (`Budget.split_to_fit`): it has trained `attempt_passes` >= 2 passes in this attempt
+        (the first holds the warm-up), and the passes left, each as long as `pass_seconds`,
+        would end after the deadline."""
+        return (self.budget.split_to_fit and attempt_passes >= 2 and epoch < epochs
                 and self.budget.spent(ahead=pass_seconds * (epochs - epoch)))
 
     def save(self, state: dict) -> None:

@@ -96,12 +96,13 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
     """The driver's side of either executor. `start(group, must_start)` sets a group going
     (at most `capacity` at once; None: all), `finished()` waits for one and returns its
     outcome; the curves of each group that finished are yielded. A group that did not fit in
-    memory, or in time, is replaced by its halves (at the front of the queue). Once the time
-    budget is spent no group starts, those running save a checkpoint and stop after their
-    pass in progress (or earlier, when the budget would run out within their next pass), and
-    when the last has returned `BudgetSpent` says which groups are checkpointed where. A
-    command always trains something (a budget too short must still advance the sweep):
-    while no group has trained a pass, the next starts whatever the budget, and is told so
+    memory, or in time, is replaced by its halves (at the front of the queue); a single run
+    that would not finish in time is left for the next command. Once the time budget is
+    spent no group starts, those running save a checkpoint and stop after their pass in
+    progress (or earlier, when the budget would run out within their next pass), and when
+    the last has returned `BudgetSpent` says which groups are checkpointed where. A command
+    always trains something (a budget too short must still advance the sweep): while no
+    group has trained a pass, the next starts whatever the budget, and is told so
     (`must_start`)."""
     budget = checkpoints.budget if checkpoints is not None else Budget()
     queue, running = list(groups), 0
@@ -120,8 +121,13 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
         if outcome.out_of_memory:
             queue[:0] = split_after_oom(group, device, checkpoints)
         elif outcome.too_slow is not None:
-            queue[:0] = split(group, checkpoints, f"would not finish within the time budget "
-                                                  f"({outcome.too_slow})")
+            why = f"would not finish within the time budget ({outcome.too_slow})"
+            if group.size > 1:
+                queue[:0] = split(group, checkpoints, why)
+            else:  # the groups after it may fit; the next command's budget starts afresh
+                left_over = True
+                print(f"adamrepro: {group.method}: a run {why}; left for the next command",
+                      file=sys.stderr)
         elif outcome.curves is None:
             left_over = True
             if outcome.stopped:

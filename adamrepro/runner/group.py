@@ -614,7 +614,7 @@ def train_group(
                 saved_in = time.perf_counter() - began
             if stop:
                 raise BudgetSpent(training.epochs, {group.group_id: (G, epoch)})
-            if checkpoint.too_slow(epoch, training.epochs, seconds[-1] - seconds[-2], G,
+            if checkpoint.too_slow(epoch, training.epochs, seconds[-1] - seconds[-2],
                                    epoch - first + 1):
                 raise TooSlow(epoch, training.epochs, seconds[-1] - seconds[-2],
                               checkpoint.budget.left())
