@@ -11,7 +11,9 @@
 # spent budget) running the script again does only what is left. BUDGET_MINUTES is for the
 # whole script: each experiment gets what is left of it as `--time-budget`, and once it is
 # spent the script draws the figures and the report of what exists and exits with code 3
-# (work left), as `adamrepro run` does.
+# (work left), as `adamrepro run` does. An experiment that exits 3 with a minute or more of
+# the budget left (`run --split-to-fit` left runs that would not finish) does not stop the
+# script: the next experiment gets what is left.
 # Data: the default folder ($ADAMREPRO_DATA, else ~/.cache/adamrepro/data), fetched if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,8 +60,12 @@ for config in $CONFIGS; do
     $ADAMREPRO run "$config" --scale "$SCALE" --device "$DEVICE" --out "$OUT" "${budget[@]}" \
         $RUN_FLAGS || status=$?
     if [ "$status" -ne 0 ]; then
-        [ "$status" -eq "$BUDGET_SPENT" ] && break
-        exit "$status"
+        [ "$status" -eq "$BUDGET_SPENT" ] || exit "$status"
+        # Work left, yet a minute or more of the budget: `run --split-to-fit` (in RUN_FLAGS)
+        # left runs that would not finish for the next command; the next experiment's
+        # groups may fit. Less than that: the budget stopped it; stop here.
+        awk -v b="$BUDGET_MINUTES" -v s="$(( $(date +%s) - start ))" \
+            'BEGIN { exit !(b != "" && b - s / 60 >= 1) }' || break
     fi
 done
 echo "== training took $(( $(date +%s) - start )) s"

@@ -46,6 +46,27 @@ def test_a_spent_budget_stops_cleanly_and_the_next_call_finishes(tmp_path, data_
     assert third.returncode == 0 and "trained 0 runs" in third.stdout
 
 
+def test_runs_left_by_split_to_fit_do_not_stop_the_next_experiment(tmp_path, data_dir):
+    """An experiment that exits 3 with most of the budget left (`--split-to-fit` left every
+    run of it, a million passes each, for the next command) does not end the script: the
+    next experiment trains with what is left, and the script still says work is left."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "logreg_mnist.yaml").read_text())
+    config["scales"]["smoke"] = {"epochs": 1_000_000, "train_size": 512, "test_size": 256,
+                                 "extend_edges": 0}
+    endless = tmp_path / "logreg_mnist.yaml"
+    endless.write_text(yaml.safe_dump(config))
+    done = reproduce(tmp_path / "out", data_dir, BUDGET_MINUTES="10",
+                     RUN_FLAGS="--quiet --split-to-fit",
+                     CONFIGS=f"{endless} configs/logreg_imdb.yaml")
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "left for the next command" in done.stderr
+    assert not (tmp_path / "out" / "logreg_mnist" / "curves.csv").exists()
+    best = pd.read_csv(tmp_path / "out" / "logreg_imdb" / "best.csv")
+    assert best["final_train_loss"].notna().all()
+
+
 # A stand-in for ../shared/data/prepare.py's IMDB step: it reads the gzip archive beside its own
 # resolved path, strictly as gzip ("r:gz"), so an xz or plain tar under that name fails.
 PREPARE = """
