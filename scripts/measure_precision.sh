@@ -55,31 +55,29 @@ fi
 
 SELECTED="${SELECTED:-1}"
 BASE="${BASE:-}"
+train() {  # EXPERIMENT PRECISION OUT-FOLDER [more run flags]
+    # shellcheck disable=SC2086  # SEED_FLAG and RUN_FLAGS hold separate words
+    $ADAMREPRO run "$1" --scale "$SCALE" --device "$DEVICE" --precision "$2" --out "$3" \
+        --quiet $SEED_FLAG $RUN_FLAGS "${@:4}"
+}
 uptime
 for experiment in "${EXPERIMENTS[@]}"; do
     base="${BASE:-$OUT/fp32}"
     if [ -z "$BASE" ]; then
         echo "== $experiment at fp32"
-        # shellcheck disable=SC2086  # SEED_FLAG and RUN_FLAGS hold separate words
-        $ADAMREPRO run "$experiment" --scale "$SCALE" --device "$DEVICE" --precision fp32 \
-            --out "$OUT/fp32" --quiet $SEED_FLAG $RUN_FLAGS
+        train "$experiment" fp32 "$OUT/fp32"
     fi
     if [ "$SELECTED" = 1 ]; then
         for precision in fp32 $PRECISIONS; do
             folder="$OUT/$precision"
             if [ "$precision" = fp32 ]; then folder="$OUT/fp32-selected"; fi
             echo "== $experiment at $precision, the points selected in $base"
-            # shellcheck disable=SC2086
-            $ADAMREPRO run "$experiment" --scale "$SCALE" --device "$DEVICE" \
-                --precision "$precision" --only-selected "$base" --out "$folder" --quiet \
-                $SEED_FLAG $RUN_FLAGS
+            train "$experiment" "$precision" "$folder" --only-selected "$base"
         done
     else
         for precision in $PRECISIONS; do
             echo "== $experiment at $precision"
-            # shellcheck disable=SC2086
-            $ADAMREPRO run "$experiment" --scale "$SCALE" --device "$DEVICE" \
-                --precision "$precision" --out "$OUT/$precision" --quiet $SEED_FLAG $RUN_FLAGS
+            train "$experiment" "$precision" "$OUT/$precision"
         done
     fi
 done

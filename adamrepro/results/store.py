@@ -114,21 +114,29 @@ class ResultStore:
             )
 
     def check_owner(self, digest: str, scale: str, force: bool, run_ids: set[str],
-                    extensions: Callable[[pd.DataFrame], set[str]] = lambda curves: set()
-                    ) -> None:
+                    extensions: Callable[[pd.DataFrame], set[str]] = lambda curves: set(),
+                    only_selected: Path | None = None) -> None:
         """Refuse to mix into a folder written by a different config, or to replace its
         tables with another scale's (unless forced): a quick run must not silently
         overwrite paper-scale results. A config that differs only in what does not change
         any run (a title, a variant label, options added to adamrepro since) and still trains
         every run of the folder's tables (`run_ids`, and the ids `extensions(curves)` gives
-        the stored runs its grid-edge extension added) may write there."""
+        the stored runs its grid-edge extension added) may write there. A run of the points
+        `only_selected` selected (`run --only-selected`) may not write over a whole sweep's
+        tables: they would hold the selected points alone."""
         path = self.root / "config.json"
-        if force or not path.exists():
+        if not path.exists():
             return
         try:
             previous = json.loads(path.read_text())
         except (OSError, ValueError):
             previous = {}
+        if only_selected is not None and previous and "points_selected_in" not in previous:
+            raise UserError(f"{self.root} holds a whole sweep of {self.root.name}; "
+                            f"--only-selected {only_selected} would rewrite its tables with "
+                            f"the selected points alone: give another --out")
+        if force:
+            return
         if previous.get("base_digest") != digest and not self._runs_within(run_ids,
                                                                              extensions):
             raise UserError(

@@ -64,14 +64,13 @@ class BudgetSpent(Exception):  # noqa: N818 (a stop, not an error)
 
 
 class TooSlow(Exception):  # noqa: N818 (a decision, not an error)
-    """A group that would not finish before the deadline (`split_to_fit`), after pass
-    `epoch`, whose passes take `pass_seconds`: the executor trains its halves instead, or
-    leaves a single run for the next command."""
+    """A group that would not finish before the deadline (`split_to_fit`): `passes` left of
+    `pass_seconds` each, `left` seconds to go. The executor trains its halves instead, or
+    leaves a single run for the next command; the message says why."""
 
-    def __init__(self, epoch: int, epochs: int, pass_seconds: float, left: float) -> None:
-        super().__init__(f"{epochs - epoch} passes of {pass_seconds:.2f} s left, "
+    def __init__(self, passes: int, pass_seconds: float, left: float) -> None:
+        super().__init__(f"{passes} passes of {pass_seconds:.2f} s left, "
                          f"{max(left, 0.0):.0f} s of the time budget")
-        self.epoch, self.epochs, self.pass_seconds, self.left = epoch, epochs, pass_seconds, left
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,9 @@ def load_data(exp: Experiment, data_dir: Path, device: torch.device) -> TensorDa
 class Outcome:
     """What became of one attempt at a group: its curves (it finished), or the pass after
     which the time budget stopped it at its checkpoint (`stopped`; 0: it did not start, the
-    budget was spent first), or why it is to be halved: it would not finish within the
-    budget (`too_slow`, the reason), or it did not fit in memory (none of these). Plain
-    data, so that a Ray task hands it back to the driver as it is."""
+    budget was spent first), or that it would not finish within the budget (`too_slow`, why:
+    halve it, or leave a single run for the next command), or none of these: it did not fit
+    in memory. Plain data, so that a Ray task hands it back to the driver as it is."""
 
     curves: list[RunCurve] | None = None
     stopped: int | None = None

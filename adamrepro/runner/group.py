@@ -606,7 +606,8 @@ def train_group(
         if not alive.any():
             break
         if checkpoint is not None:
-            stop = checkpoint.stop(epoch, training.epochs, seconds[-1] - seconds[-2],
+            last_pass = seconds[-1] - seconds[-2]
+            stop = checkpoint.stop(epoch, training.epochs, last_pass,
                                    save_seconds(model_bytes + memory[-1][0], saved_in))
             if stop or checkpoint.due(epoch, training.epochs):
                 began = time.perf_counter()
@@ -614,10 +615,8 @@ def train_group(
                 saved_in = time.perf_counter() - began
             if stop:
                 raise BudgetSpent(training.epochs, {group.group_id: (G, epoch)})
-            if checkpoint.too_slow(epoch, training.epochs, seconds[-1] - seconds[-2],
-                                   epoch - first + 1):
-                raise TooSlow(epoch, training.epochs, seconds[-1] - seconds[-2],
-                              checkpoint.budget.left())
+            if checkpoint.too_slow(epoch, training.epochs, last_pass, epoch - first + 1):
+                raise TooSlow(training.epochs - epoch, last_pass, checkpoint.budget.left())
 
     table = torch.stack(history).cpu()  # (passes, columns, G)
     steps_table = torch.stack(step_history).cpu() if step_history else None  # (passes, blocks, G)

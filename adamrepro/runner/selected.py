@@ -15,6 +15,7 @@ precision, so a point is trained only when it is exactly the one the base select
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pandas as pd
 
 from adamrepro.config import Experiment
 from adamrepro.errors import UserError
-from adamrepro.results.store import hparam_columns, read_results
+from adamrepro.results.store import hparam_columns
 from adamrepro.runner.plan import method_groups
 
 
@@ -31,11 +32,13 @@ def selected_points(exp: Experiment, scale: str, folder: Path) -> dict[str, list
     `exp` trains it with. User mistakes (no such results, another scale, another config, a
     point this config does not train) raise UserError."""
     where = Path(folder) / exp.name
-    if not (where / "best.csv").exists():
-        raise UserError(f"--only-selected {folder}: no results of {exp.name} there "
-                        f"({where / 'best.csv'} is missing); give the --out folder of a "
-                        f"finished 'adamrepro run {exp.name}'")
-    _, best, meta = read_results(where)
+    for name in ("best.csv", "config.json"):  # the curves are not needed
+        if not (where / name).exists():
+            raise UserError(f"--only-selected {folder}: no results of {exp.name} there "
+                            f"({where / name} is missing); give the --out folder of a "
+                            f"finished 'adamrepro run {exp.name}'")
+    best = pd.read_csv(where / "best.csv")
+    meta = json.loads((where / "config.json").read_text())
     if meta.get("scale") != scale:
         raise UserError(f"--only-selected {folder}: its {exp.name} results are at "
                         f"{meta.get('scale')} scale, this run at {scale}; give --scale "

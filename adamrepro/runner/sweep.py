@@ -4,7 +4,6 @@ meet is `train_group`; this module only decides what to run and where results go
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections import Counter
@@ -43,8 +42,6 @@ from adamrepro.runner.selected import selected_points
 
 
 def resolve_device(name: str) -> torch.device:
-    from adamrepro.errors import UserError
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -85,11 +82,10 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     if only_selected is None:
         groups = plan(exp)
     else:
-        whole_sweep(store, only_selected)
         groups = [group for label, points in selected_points(exp, scale, only_selected).items()
                   for group in method_groups(exp, label, points)]
     store.check_owner(base_digest(base), scale, force, {r.run_id for g in groups for r in g.runs},
-                      lambda curves: stored_extensions(exp, curves))
+                      lambda curves: stored_extensions(exp, curves), only_selected)
     todo = left_to_train(groups, store)
     prepared = bool(todo)
     if todo:
@@ -126,19 +122,6 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
         remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
     return {"folder": store.root, "trained": trained,
             "skipped": sum(g.size for g in groups) - trained}
-
-
-def whole_sweep(store: ResultStore, only_selected: Path) -> None:
-    """Refuse `--only-selected` into a folder whose tables hold a whole sweep: they would be
-    rewritten with the selected points alone."""
-    try:
-        previous = json.loads((store.root / "config.json").read_text())
-    except (OSError, ValueError):  # none yet (or unreadable: check_owner's to judge)
-        return
-    if "points_selected_in" not in previous:
-        raise UserError(f"{store.root} holds a whole sweep of {store.root.name}; --only-selected "
-                        f"{only_selected} would rewrite its tables with the selected points "
-                        f"alone: give another --out")
 
 
 def remove_stale_checkpoints(folder: Path, planned: set[str]) -> int:
