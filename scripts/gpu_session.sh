@@ -130,7 +130,8 @@ for stage in "${@:-paper}"; do
             # ray) that such a machine lacks, and one failed import stops pytest's collection.
             # shellcheck disable=SC2046  # one word per file
             limited $PYTHON -m pytest -q -m cuda -p no:cacheprovider \
-                $(grep -l "mark\.cuda" tests/test_*.py | grep -v test_no_skips) 2>&1 | tail -25
+                $(grep -rl --include='test_*.py' "mark\.cuda" tests | grep -v test_no_skips) \
+                2>&1 | tail -25
             [ "${PIPESTATUS[0]}" -eq 0 ] || status=1 ;;
         bench)
             for config in configs/*.yaml; do

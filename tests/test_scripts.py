@@ -141,6 +141,21 @@ def test_gpu_session_skips_what_its_time_limit_leaves_no_room_for_and_still_pack
     assert not (tmp_path / "back").exists()
 
 
+def test_gpu_session_s_tests_stage_runs_every_cuda_test_of_the_suite(tmp_path, data_dir):
+    """The tests stage picks the modules holding CUDA tests (the others may import dev extras
+    a GPU machine lacks); it once missed those in tests/optim/. On a CPU each one skips, so
+    the stage's count of skipped tests is the count of CUDA tests it found."""
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "cuda",
+         "-p", "no:cacheprovider", "tests"], cwd=ROOT, capture_output=True, text=True)
+    counts = collected.stdout.strip().splitlines()[-1]  # "34/685 tests collected (...)"
+    cuda_tests = int(counts.split("/")[0])
+    assert cuda_tests > 0, collected.stdout
+    done = gpu_session(tmp_path, data_dir, "tests", SESSION_MINUTES="")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{cuda_tests} skipped" in done.stdout, done.stdout
+
+
 def test_gpu_session_refuses_an_archive_inside_the_folder_it_packs(tmp_path, data_dir):
     done = gpu_session(tmp_path, data_dir, "sfo",
                        ARCHIVE=str(tmp_path / "results" / "a.tar.gz"))
