@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -156,8 +157,20 @@ class MethodSpec(Frozen):
         ]
 
 
+def _folder_name(name: str) -> str:
+    """An experiment's name is the folder its results go to (OUT/<name>): one plain path
+    component, never `..`, a separator or empty."""
+    if not FOLDER_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a folder name: use letters, digits and _ - . +, "
+                         f"starting with a letter or digit (e.g. my_experiment)")
+    return name
+
+
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
 class Experiment(Frozen):
-    name: str
+    name: Annotated[str, AfterValidator(_folder_name)]
     title: str
     dataset: dict[str, Any]
     model: dict[str, Any]
@@ -197,6 +210,9 @@ class Experiment(Frozen):
         """The same experiment trained for `epochs` passes."""
         return self.model_copy(update={"training": self.training.model_copy(
             update={"epochs": epochs})})
+
+
+REQUIRED = tuple(name for name, field in Experiment.model_fields.items() if field.is_required())
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -276,11 +292,13 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                     f"hparams.allow_stochastic: true to run it anyway")
             try:
                 _build_optimizer(found, point, dtype)
-            except (ValueError, TypeError, OverflowError) as err:
-                raise UserError(f"{where}: {key}: {method.optimizer}: {err}"
-                                + (f" once rounded to training.dtype {exp.training.dtype}"
-                                   if found.capabilities.batchable and "got" in str(err)
-                                   else "")) from None
+            except _refusals(found) as err:
+                rounded = dtype != torch.float64 and _accepted(found, point, torch.float64)
+                raise UserError(
+                    f"{where}: {key}: {method.optimizer}: "
+                    + (str(err) if found.builtin else f"{type(err).__name__}: {err}")
+                    + (f" once rounded to training.dtype {exp.training.dtype} (unrounded "
+                       f"it is accepted)" if rounded else "")) from None
     _check_distinct_runs(exp, where)
     for scale, over in exp.scales.items():
         if over.model:
@@ -330,6 +348,22 @@ def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
     found.cls([param], **values)
 
 
+def _refusals(found) -> tuple[type[BaseException], ...]:
+    """What building an optimizer may raise for a bad grid point. A user's optimizer may say
+    so with any exception: whatever its __init__ raises is a config problem to name in one
+    line. A built-in raises ValueError (TypeError for a wrong keyword); anything else from
+    it is a bug of ours, whose traceback must show."""
+    return (ValueError, TypeError, OverflowError) if found.builtin else (Exception,)
+
+
+def _accepted(found, point: dict[str, Any], dtype) -> bool:
+    try:
+        _build_optimizer(found, point, dtype)
+    except _refusals(found):
+        return False
+    return True
+
+
 def accepts(exp: Experiment, label: str, point: dict[str, Any]) -> bool:
     """Whether method `label`'s optimizer accepts the grid point `point`, judged as config
     validation judges the grid's own points (finite numbers; the optimizer builds)."""
@@ -344,11 +378,7 @@ def accepts(exp: Experiment, label: str, point: dict[str, Any]) -> bool:
             if isinstance(number, (int, float)) and not _finite(number):
                 return False
     found = resolve(method.optimizer, OPTIMIZERS, method.closure)
-    try:
-        _build_optimizer(found, point, getattr(torch, exp.training.dtype))
-    except (ValueError, TypeError, OverflowError):
-        return False
-    return True
+    return _accepted(found, point, getattr(torch, exp.training.dtype))
 
 
 def _check_distinct_runs(exp: Experiment, where: str) -> None:
@@ -402,7 +432,11 @@ def parse_experiment(raw: Any, where: str) -> Experiment:
         # An unknown key is usually a typo of a known one: report it before what it left out.
         first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
-        raise UserError(f"{where}: {location(first)}: {first['msg']}{more}") from None
+        fix = ""
+        if first["type"] == "missing" and len(first["loc"]) == 1:
+            fix = (f"; add it (every config has {', '.join(REQUIRED)}; "
+                   f"configs/logreg_mnist.yaml is an example)")
+        raise UserError(f"{where}: {location(first)}: {first['msg']}{fix}{more}") from None
     check_precision(exp.training, where)
     return _check_registries(exp, where)
 

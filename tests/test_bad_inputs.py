@@ -105,7 +105,17 @@ CASES = [
     ("unwritable-out", GOOD, ["@out-under-a-file"], "is not a writable folder"),
     ("other-config-results", setitem("model.l2", 1e-3), ["@used-out"], "different logreg_mnist"),
     ("beta2-rounds-to-1", setitem("methods.adam.hparams.betas", [0.9, 0.99999999]), [],
-     "once rounded to training.dtype float32"),
+     "once rounded to training.dtype float32 (unrounded it is accepted)"),
+    ("unknown-hparam", setitem("methods.adam.hparams.beta", 0.9), [],
+     "unexpected keyword argument 'beta'"),
+    ("user-optimizer-init-raises", setitem("methods.adam", {
+        "optimizer": "my_optimizers:Faulty", "hparams": {"fails": "init"}}), [],
+     "methods.adam: my_optimizers:Faulty: KeyError: 'a bug'"),
+    ("optimizer-typo", setitem("methods.adam.optimizer", "adma"), [],
+     "unknown optimizer 'adma'; did you mean "),
+    ("name-not-a-folder", setitem("name", "../elsewhere"), [],
+     "name: Value error, '../elsewhere' is not a folder name"),
+    ("missing-title", delitem("title"), [], "title: Field required; add it"),
     ("other-scale-results", GOOD, ["@used-out", "--scale", "quick"], "holds smoke-scale results"),
     ("unknown-precision", setitem("training.precision", "fp16"), [],
      "training.precision: Input should be 'fp32', 'tf32' or 'bf16'"),
@@ -138,6 +148,7 @@ def used_out(tmp_path_factory, data_dir):
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
     name, make_config, flags, fragment = case
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "outside"))  # my_optimizers
     config = tmp_path / "logreg_mnist.yaml"
     if make_config is not None:
         config.write_text(make_config())
@@ -168,6 +179,8 @@ def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
     assert len(lines) == 1, stderr
     assert lines[0].startswith("adamrepro: error: ") and "Traceback" not in stderr
     assert fragment in lines[0], lines[0]
+    if name == "unknown-hparam":  # not a value that float32 rounding changed
+        assert "rounded" not in lines[0], lines[0]
     assert stdout == ""
     after = snapshot(out), snapshot(data if data != data_dir else tmp_path / "none")
     assert after == before, "a failed command wrote files"

@@ -86,6 +86,75 @@ def test_race_against_optimizers_named_by_import_path(tmp_path, data_dir, cli, m
     pd.testing.assert_frame_equal(_tables(folder), before)
 
 
+def _race(tmp_path: Path, methods: dict, name: str = "faulty") -> Path:
+    """A config racing `methods` on logreg_mnist at smoke scale, written in tmp_path."""
+    config = {"name": name, "title": "a user's optimizer", "dataset": {"name": "mnist"},
+              "model": {"name": "logreg", "l2": 1.0e-4, "init": "normal", "init_scale": 0.01},
+              "training": {"batch_size": 128, "epochs": 2}, "methods": methods,
+              "scales": {"smoke": {"train_size": 1024, "test_size": 512}}}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
+@pytest.mark.parametrize("fails, raised", [
+    ("step", "RuntimeError: a bug in step (in step, "),
+    ("params", "ValueError: a bug on real parameters (in __init__, "),
+])
+def test_a_user_optimizer_that_raises_in_training_is_one_line_and_keeps_what_finished(
+        fails, raised, tmp_path, data_dir, cli, monkeypatch):
+    """Its error (where in its own file, the fix) in one line with exit code 2, not a
+    traceback; the runs finished before it are kept, and a folder it would leave holding
+    nothing is not left at all. Fixed, the next command trains only what is left."""
+    monkeypatch.syspath_prepend(str(OUTSIDE))
+    faulty = {"optimizer": "my_optimizers:Faulty", "hparams": {"fails": fails},
+              "grid": {"lr": [1.0e-3]}}
+    args = ["--scale", "smoke", "--quiet", "--data-dir", data_dir, "--workers", "1"]
+    alone = tmp_path / "alone"
+    code, stdout, stderr = cli("run", _race(tmp_path, {"faulty": faulty}), "--out", alone,
+                               *args)
+    assert code == 2 and stdout == "", stderr
+    [line] = stderr.strip().splitlines()
+    assert line.startswith("adamrepro: error: method 'faulty': optimizer "
+                           "'my_optimizers:Faulty' raised " + raised), line
+    assert f"{OUTSIDE / 'my_optimizers.py'}:" in line and "Traceback" not in stderr
+    assert not alone.exists()  # nothing recorded: nothing left
+
+    out = tmp_path / "beside"
+    race = {"adam": {"optimizer": "adam", "grid": {"lr": [1.0e-3, 1.0e-2]}}, "faulty": faulty}
+    code, _, stderr = cli("run", _race(tmp_path, race), "--out", out, *args)
+    assert code == 2 and raised in stderr
+    assert len(list((out / "faulty" / "runs").glob("*.json"))) == 2  # adam's, trained first
+    race["faulty"]["hparams"]["fails"] = "never"  # fixed
+    code, stdout, stderr = cli("run", _race(tmp_path, race), "--out", out, *args)
+    assert code == 0, stderr
+    assert "trained 1 runs, 2 already finished" in stdout
+
+
+def test_every_point_diverged_is_said(tmp_path, data_dir, cli):
+    race = {"adam": {"optimizer": "adam", "grid": {"lr": [1.0e-3]}},
+            "sgd": {"optimizer": "sgd_nesterov", "grid": {"lr": [1.0e12, 1.0e14]}}}
+    code, _, stderr = cli("run", _race(tmp_path, race), "--out", tmp_path / "out", "--scale",
+                          "smoke", "--quiet", "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert "warning: every grid point of sgd diverged (NaN or inf)" in stderr
+    assert "of adam" not in stderr and "adam," not in stderr
+
+
+def test_names_pandas_would_read_as_missing_stay_names(tmp_path, data_dir, cli):
+    """An experiment called `nan` with a method called `NA`: their tables, figures and
+    report, as any other's."""
+    race = {"NA": {"optimizer": "adam", "grid": {"lr": [1.0e-3, 1.0e-2]}}}
+    out = tmp_path / "out"
+    code, _, stderr = cli("run", _race(tmp_path, race, name="nan"), "--out", out, "--scale",
+                          "smoke", "--quiet", "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert cli("plot", "nan", "--out", out)[0] == 0
+    assert (out / "nan" / "sensitivity.png").stat().st_size > 0
+    assert cli("report", "--out", out)[0] == 0
+    assert "| NA |" in (out / "report.md").read_text()
+
+
 def test_capabilities_are_declared_not_guessed(monkeypatch):
     monkeypatch.syspath_prepend(str(OUTSIDE))
     assert resolve("adam", OPTIMIZERS).capabilities == Capabilities(True, False, True)
@@ -97,14 +166,15 @@ def test_capabilities_are_declared_not_guessed(monkeypatch):
     assert resolve("my_optimizers:SignSGD", OPTIMIZERS, closure=True).capabilities.needs_closure
 
 
-def test_an_entry_point_registers_an_optimizer(tmp_path, monkeypatch):
+def test_an_entry_point_registers_an_optimizer(tmp_path, monkeypatch, cli):
     """An installed package's `adamrepro.optimizers` entry point: a distribution on sys.path
     (its .dist-info) names a class in its own module."""
     dist = tmp_path / "fastopt-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fastopt\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
-        "[adamrepro.optimizers]\nsignsgd = my_optimizers:SignSGD\n")
+        "[adamrepro.optimizers]\nsignsgd = my_optimizers:SignSGD\n"
+        "broken = my_optimizers:NoSuchClass\nadam = my_optimizers:SignSGD\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(OUTSIDE))
     registered.cache_clear()
@@ -117,6 +187,17 @@ def test_an_entry_point_registers_an_optimizer(tmp_path, monkeypatch):
             "methods": {"sign": {"optimizer": "signsgd", "grid": {"lr": [1e-3, 1e-2]}}},
         }, "test")
         assert [g.size for g in plan(exp)] == [1, 1]  # not batchable: one run per group
+        with pytest.raises(ValueError, match="unknown optimizer 'signsg'; did you mean "
+                                             "'signsgd'.*known: .*signsgd"):
+            resolve("signsg", OPTIMIZERS)
+        # a broken package is listed as such, beside the others; a built-in's name wins
+        code, stdout, stderr = cli("list", "optimizers")
+        assert code == 0, stderr
+        lines = {line.split()[0]: line for line in stdout.splitlines()}
+        assert "(entry point)" in lines["signsgd"]
+        assert "[cannot be used]" in lines["broken"] and "fails to load" in lines["broken"]
+        assert "[ignored]" in stdout and "my_optimizers:SignSGD) has a built-in's name" in stdout
+        assert resolve("adam", OPTIMIZERS).builtin
     finally:
         registered.cache_clear()
 

@@ -29,16 +29,24 @@ def list_things(
     """List the optimizers (with their defaults), experiments, models or datasets."""
     if what is Listable.optimizers:
         from adamrepro.optim import OPTIMIZERS
-        from adamrepro.optim.resolve import registered, resolve
+        from adamrepro.optim.resolve import ENTRY_POINT_GROUP, registered, resolve
 
         names = [*OPTIMIZERS, *(n for n in registered() if n not in OPTIMIZERS)]
         for name in names:
-            found = resolve(name, OPTIMIZERS)
+            try:
+                found = resolve(name, OPTIMIZERS)
+            except ValueError as err:  # one broken package must not hide the others
+                typer.echo(f"{name:20s} [cannot be used] {err}")
+                continue
             kind = "batched" if found.capabilities.batchable else "one run per group"
             if found.capabilities.needs_closure:
                 kind += ", closure"
             origin = "" if found.builtin else " (entry point)"
             typer.echo(f"{name:20s} [{kind}]{origin} {_defaults(found.cls)}")
+        for name in sorted(set(registered()) & set(OPTIMIZERS)):
+            typer.echo(f"{name:20s} [ignored] an entry point of group {ENTRY_POINT_GROUP!r} "
+                       f"({registered()[name].value}) has a built-in's name, which wins; "
+                       f"register it under another name")
         typer.echo("...or any torch.optim.Optimizer by import path: torch.optim.SGD, "
                    "mypkg.module:MyOptimizer")
     elif what is Listable.experiments:

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from adamrepro.figures.curves import band, plt, save_figure
 from adamrepro.figures.palette import BAND_ALPHA, colors, style
 from adamrepro.metrics import column_of
-from adamrepro.results.store import Tables, read_results, variant_of
+from adamrepro.results.store import Tables, read_results, read_table, variant_of
 
 DEFAULT_EARLY_PASSES = 3
 FEW_POINTS = 5  # curves this short (the small scales) get markers: one point draws no line
@@ -26,7 +24,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     y = column_of(meta, plot_cfg["y"])
     early = plot_cfg.get("max_epoch") or DEFAULT_EARLY_PASSES
     steps_path = Path(folder) / "steps.csv"
-    steps = pd.read_csv(steps_path) if steps_path.exists() else None
+    steps = read_table(steps_path) if steps_path.exists() else None
     palette = colors(best["optimizer"])
     fig, (ax_early, ax_all) = plt.subplots(1, 2, figsize=(11, 4.2))
     for _, chosen in best.iterrows():

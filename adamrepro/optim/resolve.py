@@ -8,6 +8,7 @@ installed packages register under `adamrepro.optimizers`, and finally as an impo
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass
 from functools import cache
@@ -67,7 +68,11 @@ def resolve(name: str, builtins: dict[str, type], closure: bool | None = None) -
     elif "." in name or ":" in name:
         target = _import(name)
     else:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(builtins))}, "
+        known = sorted({*builtins, *registered()})
+        close = [repr(match) for match in difflib.get_close_matches(name, known, n=3)]
+        hint = (f"did you mean {', '.join(close[:-1])}{' or ' if close[1:] else ''}"
+                f"{close[-1]}? " if close else "")
+        raise ValueError(f"unknown optimizer {name!r}; {hint}known: {', '.join(known)}, "
                          f"an import path such as 'torch.optim.SGD', or an entry point of "
                          f"group {ENTRY_POINT_GROUP!r}")
     if not (isinstance(target, type) and issubclass(target, torch.optim.Optimizer)):

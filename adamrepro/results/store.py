@@ -59,13 +59,19 @@ def atomic_write(path: Path, text: str) -> None:
         f.write(text)
 
 
+def read_table(path: Path) -> pd.DataFrame:
+    """A table this package wrote. Only an empty cell is missing (pandas writes NaN so): a
+    name such as `nan`, `NA` or `null` (an experiment, a method) stays the string it is."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
 def read_results(folder: Path) -> Tables:
     """The tables of one experiment folder; what figures and the report are drawn from."""
     paths = [folder / name for name in ("curves.csv", "best.csv", "config.json")]
     for path in paths:
         if not path.exists():
             raise UserError(f"{path} is missing; run 'adamrepro run {folder.name}' first")
-    curves, best = pd.read_csv(paths[0]), pd.read_csv(paths[1])
+    curves, best = read_table(paths[0]), read_table(paths[1])
     return curves, best, json.loads(paths[2].read_text())
 
 
@@ -155,7 +161,7 @@ class ResultStore:
         """Whether every run in the folder's curves.csv is one of `run_ids` or of
         `extensions(curves)`."""
         try:
-            curves = pd.read_csv(self.root / "curves.csv")
+            curves = read_table(self.root / "curves.csv")
         except (OSError, ValueError):
             return False
         stored = set(curves["run_id"]) if "run_id" in curves else set()
@@ -169,6 +175,36 @@ class ResultStore:
                 f"cannot write results to {self.root} ({err.strerror}); pass --out to a "
                 f"writable folder"
             ) from None
+
+    @contextlib.contextmanager
+    def removed_if_left_empty(self):
+        """A command that fails before it records anything (a user's optimizer that raises,
+        Ctrl-C in the first group) leaves no folder it created: nothing half-written. A
+        folder that existed before, or holds a record or a checkpoint, stays as it is."""
+        created = next((p for p in (*reversed(self.root.parents), self.root)
+                        if not p.exists()), None)
+        try:
+            yield
+        except BaseException:
+            if created is not None:
+                self._remove_empty(created)
+            raise
+
+    def _remove_empty(self, created: Path) -> None:
+        try:
+            self.runs_dir.rmdir()  # fails when it holds anything
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        (self.root / ".lock").unlink(missing_ok=True)
+        for folder in (self.root, *self.root.parents):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            if folder == created:
+                return
 
     @contextlib.contextmanager
     def locked(self):

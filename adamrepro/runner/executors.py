@@ -20,10 +20,12 @@ OpenMP does not survive a fork: a forked child that starts a second OpenMP threa
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -34,6 +36,8 @@ import torch
 from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
+from adamrepro.optim import OPTIMIZERS
+from adamrepro.optim.resolve import resolve
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, TooSlow
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, RunCurve, train_group
 from adamrepro.runner.plan import Group, halves
@@ -79,9 +83,12 @@ def attempt(exp: Experiment, group: Group, data: TensorDataset,
         return Outcome(stopped=stop.checkpointed[group.group_id][1])
     except TooSlow as slow:
         return Outcome(too_slow=str(slow))
-    except RuntimeError as err:
+    except Exception as err:
         if not out_of_memory(err):
-            raise
+            blamed = blame_optimizer(exp, group, err)
+            if blamed is None:
+                raise
+            raise UserError(blamed) from None
     # Out of the except block: the traceback's frames hold the group's tensors. The cache is
     # emptied by the process that trained, so that the halves can use the memory.
     if data.train_x.device.type == "cuda":
@@ -282,6 +289,33 @@ def out_of_memory(err: BaseException) -> bool:
         return True
     text = str(err)
     return "out of memory" in text or "can't allocate memory" in text
+
+
+def blame_optimizer(exp: Experiment, group: Group, err: BaseException) -> str | None:
+    """The one line that says a user's optimizer (not a built-in) raised `err` while its
+    group trained, where, and what to do; None when the error is not its own: raised
+    outside its module, or inside our code that it called (the closure that evaluates the
+    model), whose traceback must show. It runs where the group trained, which alone holds
+    the traceback (a worker process sends only the exception)."""
+    name = exp.methods[group.method].optimizer
+    found = resolve(name, OPTIMIZERS)
+    if found.builtin:
+        return None
+    try:
+        source = Path(inspect.getsourcefile(found.cls) or "").resolve()
+    except TypeError:  # a class with no source file
+        return None
+    ours = Path(__file__).resolve().parent.parent
+    frames = traceback.extract_tb(err.__traceback__)
+    where = [i for i, frame in enumerate(frames) if Path(frame.filename).resolve() == source]
+    if not where or any(Path(frame.filename).resolve().is_relative_to(ours)
+                        for frame in frames[where[-1]:]):
+        return None
+    frame = frames[where[-1]]
+    return (f"method {group.method!r}: optimizer {name!r} raised {type(err).__name__}: {err} "
+            f"(in {frame.name}, {frame.filename}:{frame.lineno}) while training {group.size} "
+            f"run(s); the runs that finished before are kept: fix the optimizer and run the "
+            f"same command again")
 
 
 def split_after_oom(group: Group, device: torch.device,

@@ -23,7 +23,7 @@ import pandas as pd
 
 from adamrepro.config import Experiment
 from adamrepro.errors import UserError
-from adamrepro.results.store import hparam_columns
+from adamrepro.results.store import hparam_columns, read_table
 from adamrepro.runner.plan import method_groups
 
 
@@ -37,7 +37,7 @@ def selected_points(exp: Experiment, scale: str, folder: Path) -> dict[str, list
             raise UserError(f"--only-selected {folder}: no results of {exp.name} there "
                             f"({where / name} is missing); give the --out folder of a "
                             f"finished 'adamrepro run {exp.name}'")
-    best = pd.read_csv(where / "best.csv")
+    best = read_table(where / "best.csv")
     meta = json.loads((where / "config.json").read_text())
     if meta.get("scale") != scale:
         raise UserError(f"--only-selected {folder}: its {exp.name} results are at "

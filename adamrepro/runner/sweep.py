@@ -90,38 +90,39 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     prepared = bool(todo)
     if todo:
         executor.prepare(exp)
-    store.prepare()
-    checkpoints = CheckpointPolicy(store.runs_dir, exp.training.checkpoint_every,
-                                   Budget.minutes(time_budget, split_to_fit))
-    with store.locked():
-        # Another command may have finished some groups while this one waited for the lock.
-        todo = left_to_train(groups, store)
-        for group in groups:  # a finished group's checkpoint left by a kill at the end
-            if all(store.is_done(r.run_id) for r in group.runs):
-                checkpoints.path(group.group_id).unlink(missing_ok=True)
-        if todo:
-            stopped = _train_all(exp, scale, todo, executor, store, quiet, checkpoints)
-            if stopped is not None:
-                return {"folder": store.root, "stopped": stopped,
-                        "trained": stopped["trained"],
-                        "skipped": sum(g.size for g in groups) - sum(g.size for g in todo)}
-        trained = sum(g.size for g in todo)
-        steps: Counter = Counter()
-        extend = bool(exp.selection.extend_edges) and only_selected is None
-        if extend:
-            added, more, stopped = _extend_edges(exp, scale, groups, executor, store, quiet,
-                                                 prepared, steps, checkpoints)
-            if stopped is not None:
-                return {"folder": store.root, "stopped": stopped,
-                        "trained": trained + stopped["trained"], "skipped": 0}
-            groups, trained = groups + added, trained + more
-        records = [store.load_run(run.run_id) for g in groups for run in g.runs]
-        _write_tables(base, exp, scale, records, store, executor.device,
-                      steps if extend else None, workers_of(executor, len(groups)),
-                      only_selected)
-        remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
-    return {"folder": store.root, "trained": trained,
-            "skipped": sum(g.size for g in groups) - trained}
+    with store.removed_if_left_empty():
+        store.prepare()
+        checkpoints = CheckpointPolicy(store.runs_dir, exp.training.checkpoint_every,
+                                       Budget.minutes(time_budget, split_to_fit))
+        with store.locked():
+            # Another command may have finished some groups while this one waited for the lock.
+            todo = left_to_train(groups, store)
+            for group in groups:  # a finished group's checkpoint left by a kill at the end
+                if all(store.is_done(r.run_id) for r in group.runs):
+                    checkpoints.path(group.group_id).unlink(missing_ok=True)
+            if todo:
+                stopped = _train_all(exp, scale, todo, executor, store, quiet, checkpoints)
+                if stopped is not None:
+                    return {"folder": store.root, "stopped": stopped,
+                            "trained": stopped["trained"],
+                            "skipped": sum(g.size for g in groups) - sum(g.size for g in todo)}
+            trained = sum(g.size for g in todo)
+            steps: Counter = Counter()
+            extend = bool(exp.selection.extend_edges) and only_selected is None
+            if extend:
+                added, more, stopped = _extend_edges(exp, scale, groups, executor, store, quiet,
+                                                     prepared, steps, checkpoints)
+                if stopped is not None:
+                    return {"folder": store.root, "stopped": stopped,
+                            "trained": trained + stopped["trained"], "skipped": 0}
+                groups, trained = groups + added, trained + more
+            records = [store.load_run(run.run_id) for g in groups for run in g.runs]
+            _write_tables(base, exp, scale, records, store, executor.device,
+                          steps if extend else None, workers_of(executor, len(groups)),
+                          only_selected)
+            remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
+        return {"folder": store.root, "trained": trained,
+                "skipped": sum(g.size for g in groups) - trained}
 
 
 def remove_stale_checkpoints(folder: Path, planned: set[str]) -> int:

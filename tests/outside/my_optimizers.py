@@ -25,3 +25,24 @@ class SignSGD(torch.optim.Optimizer):
                 if p.grad is not None:
                     p.add_(p.grad.sign(), alpha=-group["lr"])
         return loss
+
+
+class Faulty(SignSGD):
+    """SignSGD with a bug where `fails` says, for the tests of how a user's optimizer that
+    raises is reported (one line, exit code 2): `init` (a KeyError in __init__, at config
+    validation), `params` (a ValueError on the model's parameters, after the validation's one
+    number passed) or `step` (a RuntimeError in its first step); `never` has no bug."""
+
+    def __init__(self, params, lr: float = 1e-3, fails: str = "step") -> None:
+        params = list(params)
+        if fails == "init":
+            raise KeyError("a bug")
+        if fails == "params" and sum(p.numel() for p in params) > 1:
+            raise ValueError("a bug on real parameters")
+        super().__init__(params, lr)
+        self.fails = fails
+
+    def step(self, closure=None):
+        if self.fails == "step":
+            raise RuntimeError("a bug in step")
+        return super().step(closure)
