@@ -21,6 +21,7 @@ import yaml
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "logreg_mnist.yaml"
+OUTSIDE = Path(__file__).resolve().parent / "outside"
 
 
 def _free_port() -> int:
@@ -39,10 +40,14 @@ def ray_head(tmp_path_factory):
     command = str(ray_bin) if ray_bin.exists() else shutil.which("ray")
     port = _free_port()
     temp = tmp_path_factory.mktemp("ray")
+    # its workers can import the optimizer of tests/outside, as a user's cluster would have
+    # their package installed
+    path = os.pathsep.join([str(OUTSIDE), os.environ.get("PYTHONPATH", "")])
     subprocess.run([command, "start", "--head", "--node-ip-address=127.0.0.1",
                     f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
                     f"--temp-dir={temp}", "--disable-usage-stats"],
-                   check=True, capture_output=True, timeout=180)
+                   check=True, capture_output=True, timeout=180,
+                   env={**os.environ, "PYTHONPATH": path})
     yield f"127.0.0.1:{port}"
     subprocess.run([command, "stop", "--force"], capture_output=True, timeout=120)
     del os.environ["RAY_AUTH_MODE"]
@@ -191,3 +196,27 @@ def test_ray_splits_a_group_that_would_not_finish_in_time_as_locally(ray_head, t
     assert done.stderr.count("left for the next command") == 6, done.stderr
     assert not list((out / "logreg_mnist" / "runs").glob("*.ckpt.pt"))
     assert done.stdout.startswith("time budget spent: trained 0 runs"), done.stdout
+
+
+@pytest.mark.parametrize("module", ["my_optimizers", "only_on_the_driver"])
+def test_a_user_optimizer_that_raises_in_a_ray_task_is_one_line(module, ray_head, tmp_path,
+                                                                  data_dir):
+    """The task's error comes back wrapped by Ray, its text a remote traceback: the driver
+    says it in the one line a local run gives. So when the workers cannot import the
+    optimizer that the driver found."""
+    config = yaml.safe_load(_small_config(tmp_path).read_text())
+    config["methods"]["faulty"] = {"optimizer": f"{module}:Faulty", "grid": {"lr": [1.0e-3]}}
+    (tmp_path / "logreg_mnist.yaml").write_text(yaml.safe_dump(config))
+    shutil.copy(OUTSIDE / "my_optimizers.py", tmp_path / "only_on_the_driver.py")
+    path = os.pathsep.join([str(OUTSIDE), str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(_command(tmp_path / "logreg_mnist.yaml", data_dir, tmp_path / "ray",
+                                   "--executor", "ray", "--address", ray_head),
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": path})
+    assert done.returncode == 2, done.stderr[-2000:]
+    ours = [line for line in done.stderr.strip().splitlines() if not RAY_CORE_LOG.match(line)]
+    assert len(ours) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    expected = ("raised RuntimeError: a bug in step" if module == "my_optimizers" else
+                "cannot import module 'only_on_the_driver'")
+    assert ours[0].startswith(f"adamrepro: error: method 'faulty': optimizer '{module}:Faulty'"
+                              ) and expected in ours[0], ours

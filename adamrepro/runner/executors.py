@@ -298,7 +298,11 @@ def blame_optimizer(exp: Experiment, group: Group, err: BaseException) -> str | 
     model), whose traceback must show. It runs where the group trained, which alone holds
     the traceback (a worker process sends only the exception)."""
     name = exp.methods[group.method].optimizer
-    found = resolve(name, OPTIMIZERS)
+    try:
+        found = resolve(name, OPTIMIZERS)
+    except ValueError as missing:  # found where the config was read, not where it trained
+        return (f"method {group.method!r}: {missing}, on the machine that trained it (a Ray "
+                f"worker needs every package the config names)")
     if found.builtin:
         return None
     try:
@@ -404,7 +408,10 @@ class RayExecutor:
 
         def finished() -> tuple[Group, Outcome]:
             done, _ = ray.wait(list(pending), num_returns=1)
-            return pending.pop(done[0]), ray.get(done[0])
+            try:
+                return pending.pop(done[0]), ray.get(done[0])
+            except UserError as err:  # Ray's wrapper around it, whose text is a traceback
+                raise UserError(str(getattr(err, "cause", err))) from None
 
         yield from schedule(groups, exp.training.epochs, self.device, checkpoints, start,
                             finished, None)
