@@ -60,7 +60,7 @@ train() {  # EXPERIMENT PRECISION OUT-FOLDER [more run flags]
     $ADAMREPRO run "$1" --scale "$SCALE" --device "$DEVICE" --precision "$2" --out "$3" \
         --quiet $SEED_FLAG $RUN_FLAGS "${@:4}"
 }
-uptime
+cat /proc/loadavg  # the load averages (uptime is missing from some bare images)
 for experiment in "${EXPERIMENTS[@]}"; do
     base="${BASE:-$OUT/fp32}"
     if [ -z "$BASE" ]; then
@@ -88,4 +88,4 @@ for experiment in "${EXPERIMENTS[@]}"; do experiment_flags+=(-e "$experiment"); 
 for precision in $PRECISIONS; do
     $ADAMREPRO compare "$reference" "$OUT/$precision" "${experiment_flags[@]}"
 done
-uptime
+cat /proc/loadavg  # the load averages (uptime is missing from some bare images)

@@ -71,17 +71,18 @@ def cnn_experiment(seeds: int, input_dropout: float, dtype: str = "float64", **s
     }, "test")
 
 
-def table(curve) -> torch.Tensor:
-    return torch.tensor([[row.get(c, float("nan")) for c in COLUMNS] for row in curve.rows],
+def table(curve, columns: list[str] = COLUMNS) -> torch.Tensor:
+    return torch.tensor([[row.get(c, float("nan")) for c in columns] for row in curve.rows],
                         dtype=torch.float64)
 
 
 def assert_same_curves(actual, expected, what: str, rtol: float = RTOL,
-                       atol: float = ATOL) -> None:
+                       atol: float = ATOL, columns: list[str] = COLUMNS) -> None:
     assert len(actual) == len(expected)
     for run, (a, b) in enumerate(zip(actual, expected, strict=True)):
         assert a.diverged == b.diverged, what
-        torch.testing.assert_close(table(a), table(b), rtol=rtol, atol=atol, equal_nan=True,
+        torch.testing.assert_close(table(a, columns), table(b, columns), rtol=rtol, atol=atol,
+                                   equal_nan=True,
                                    msg=lambda m, run=run: f"{what}, run {run}: {m}")
         steps_a = torch.tensor([list(row.values()) for row in a.steps], dtype=torch.float64)
         steps_b = torch.tensor([list(row.values()) for row in b.steps], dtype=torch.float64)
@@ -275,6 +276,9 @@ CUDA = torch.device("cuda")
 # after these few steps; 1e-4 (bench/timing.py's CHECK_RTOL) is still 4x below what
 # another minibatch order moves after 2 passes.
 CUDA_RTOL, CUDA_ATOL = 1e-4, 1e-6
+# Not the accuracies: one test image whose logits are that close flips a whole percent
+# (as bench/timing.py's CHECK_METRICS leaves them out).
+CUDA_COLUMNS = [c.name for c in CLASSIFIER.columns() if not c.percent] + ["max_step_ratio"]
 
 
 @pytest.mark.cuda
@@ -286,7 +290,8 @@ def test_compiled_step_under_cuda_graphs_traces_the_eager_curves(data_dir):
         expected = train_group(eager, group, data, cuda_graphs=True)
         for graphs in (True, False):
             assert_same_curves(train_group(compiled, group, data, cuda_graphs=graphs),
-                               expected, f"compiled, graphs {graphs}", CUDA_RTOL, CUDA_ATOL)
+                               expected, f"compiled, graphs {graphs}", CUDA_RTOL, CUDA_ATOL,
+                               CUDA_COLUMNS)
 
 
 @pytest.mark.cuda
@@ -304,6 +309,6 @@ def test_channels_last_on_a_gpu_traces_the_default_curves(data_dir):
         for switches in ({"channels_last": True}, dict.fromkeys(SWITCHES, True)):
             switched = cnn_experiment(2, 0.2, "float32", **switches)
             assert_same_curves(train_group(switched, group, data), expected, str(switches),
-                               CUDA_RTOL, CUDA_ATOL)
+                               CUDA_RTOL, CUDA_ATOL, CUDA_COLUMNS)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32

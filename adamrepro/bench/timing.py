@@ -95,10 +95,11 @@ def flop_count(exp: Experiment, group: Group, data: TensorDataset) -> FlopCount 
     sizes = step_sizes(exp.training, len(data.train_x))
     try:
         model = build_model(exp, single, data, torch.device("cpu"))
-        batch = {k: v[: max(sizes)].unsqueeze(0) for k, v in data.train.items()}
+        # the data may be on a GPU; the model built here is on the CPU
+        batch = {k: v[: max(sizes)].unsqueeze(0).cpu() for k, v in data.train.items()}
         step = _counted(lambda: (model.objective(batch) + model.penalty()).sum().backward())
         chunk = min(exp.training.eval_batch_size, len(data.train_x))
-        evaluation = {k: v[:chunk].unsqueeze(0) for k, v in data.train.items()}
+        evaluation = {k: v[:chunk].unsqueeze(0).cpu() for k, v in data.train.items()}
         with torch.no_grad():
             forward = _counted(lambda: model.evaluate(evaluation, None))
     except Exception:  # any model at all: a failure to count must never stop the bench

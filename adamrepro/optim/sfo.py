@@ -445,7 +445,9 @@ class SFO(torch.optim.Optimizer):
         fit = y_q @ torch.linalg.pinv(s_q)
         singular = torch.linalg.svdvals(fit)[:m]
         if not torch.isfinite(singular).all() or singular.min() <= 0:
-            positive = state["beta"][(state["eval_count"] > 0) & (state["beta"] > 0)]
+            # the counts live on the host (bookkeeping), β beside the parameters
+            evaluated = (state["eval_count"] > 0).to(state["beta"].device)
+            positive = state["beta"][evaluated & (state["beta"] > 0)]
             singular = positive.max().expand(1) if positive.numel() else \
                 torch.full((1,), self.param_groups[0]["hessian_init"], dtype=torch.float64)
         beta = max(float(singular.min()), float(singular.max()) / max_dev)
