@@ -101,15 +101,16 @@ class PlotSpec(Frozen):
     max_epoch: float | None = None
 
 
-def _grid_lists_not_empty(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+def _grid_lists_valid(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
     for key, values in grid.items():
         if len(values) == 0:
             raise ValueError(f"grid.{key} is empty: give at least one value")
+        _grid_values_distinct(values, key)
     return grid
 
 
 # A grid: hyperparameter -> the values to try (at least one each).
-Grid = Annotated[dict[str, list[Any]], AfterValidator(_grid_lists_not_empty)]
+Grid = Annotated[dict[str, list[Any]], AfterValidator(_grid_lists_valid)]
 
 
 class ScaleSpec(Frozen):
@@ -163,10 +164,25 @@ def _folder_name(name: str) -> str:
     if not FOLDER_NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a folder name: use letters, digits and _ - . +, "
                          f"starting with a letter or digit (e.g. my_experiment)")
+    if name in OTHER_FOLDERS:
+        raise ValueError(f"{name!r} is the folder of {OTHER_FOLDERS[name]} in a results "
+                         f"folder; name the experiment otherwise")
     return name
 
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+# Folders that other commands write beside the experiments' in a results folder.
+OTHER_FOLDERS = {"bench": "adamrepro bench", "compare": "adamrepro compare",
+                 "kernels": "scripts/bench_kernels.py",
+                 "precision": "the precision tables (scripts/measure_precision.sh)"}
+
+
+def _grid_values_distinct(values: list[Any], key: str) -> None:
+    seen = []
+    for value in values:
+        if value in seen:
+            raise ValueError(f"grid.{key} lists {value!r} twice: each value once")
+        seen.append(value)
 
 
 class Experiment(Frozen):
@@ -446,7 +462,8 @@ def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_file():
         hint = f"; bundled configs: {', '.join(p.stem for p in bundled_configs())}"
-        raise UserError(f"config file {path} does not exist{hint}")
+        what = "is a folder, not a config file" if path.is_dir() else "does not exist"
+        raise UserError(f"config file {path} {what}{hint}")
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:

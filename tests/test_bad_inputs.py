@@ -116,6 +116,11 @@ CASES = [
     ("name-not-a-folder", setitem("name", "../elsewhere"), [],
      "name: Value error, '../elsewhere' is not a folder name"),
     ("missing-title", delitem("title"), [], "title: Field required; add it"),
+    ("name-of-another-folder", setitem("name", "bench"), [],
+     "'bench' is the folder of adamrepro bench in a results folder"),
+    ("grid-value-twice", setitem("methods.adam.grid.lr", [1e-3, 1e-2, 1e-3]), [],
+     "grid.lr lists 0.001 twice"),
+    ("config-is-a-folder", None, ["@config-folder"], "is a folder, not a config file"),
     ("other-scale-results", GOOD, ["@used-out", "--scale", "quick"], "holds smoke-scale results"),
     ("unknown-precision", setitem("training.precision", "fp16"), [],
      "training.precision: Input should be 'fp32', 'tf32' or 'bf16'"),
@@ -167,6 +172,8 @@ def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
             out = tmp_path / "a-file" / "results"
         elif flag == "@used-out":
             out = used_out
+        elif flag == "@config-folder":
+            config.mkdir()
         else:
             extra.append(flag)
     before = snapshot(out), snapshot(data if data != data_dir else tmp_path / "none")
@@ -194,3 +201,43 @@ def test_plot_without_results(cli, tmp_path):
 def test_unknown_command(cli):
     code, _, stderr = cli("rn")
     assert code == 2 and stderr.count("\n") == 1 and "No such command" in stderr
+
+
+@pytest.mark.parametrize("command, blocked", [
+    (("plot", "logreg_mnist"), "logreg_mnist/curves.png"),
+    (("report",), "report.md"),
+])
+def test_a_figure_or_report_it_cannot_write_is_one_line(command, blocked, cli, tmp_path,
+                                                         used_out):
+    """The filesystem refuses (here a folder where the file goes; a read-only or full disk
+    alike): one line naming the file and the fix, exit 2, and no temporary file left."""
+    out = tmp_path / "results"
+    shutil.copytree(used_out, out)
+    (out / blocked).mkdir()
+    before = snapshot(out)
+    code, _, stderr = cli(*command, "--out", out)
+    assert code == 2, stderr
+    [line] = [line for line in stderr.splitlines() if not line.startswith("wrote ")]
+    assert line == (f"adamrepro: error: {out / blocked}: Is a directory; give a folder you "
+                    f"can write to (--out), or change its permissions"), line
+    assert not [p for p in out.rglob(".*.tmp*")], "a temporary file was left"
+    assert {p for p in snapshot(out) if p not in before} <= {
+        str(p) for p in out.rglob("*.p*")}  # at most the figures drawn before it
+
+
+def test_tables_are_replaced_as_one_set(tmp_path):
+    """A failure while the set is written (here the third file cannot be made) leaves every
+    old file as it was and no temporary file."""
+    from adamrepro.results.store import atomic_set
+
+    old = {tmp_path / "curves.csv": "old curves", tmp_path / "best.csv": "old best"}
+    for path, text in old.items():
+        path.write_text(text)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(FileExistsError):  # its folder would be a file
+        atomic_set({tmp_path / "curves.csv": "new", tmp_path / "best.csv": "new",
+                    tmp_path / "a-file" / "config.json": "new"})
+    assert {p: p.read_text() for p in old} == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "best.csv", "curves.csv"]
+    atomic_set({tmp_path / "curves.csv": "new", tmp_path / "best.csv": "new"})
+    assert [p.read_text() for p in old] == ["new", "new"]

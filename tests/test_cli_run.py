@@ -4,6 +4,7 @@ what is selected, what is drawn, and that a re-run or a killed run resumes exact
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -229,3 +230,23 @@ def test_committed_results_stay_writable_by_todays_config(tmp_path):
         if stored - run_ids:  # without the extension's points it would refuse
             with pytest.raises(UserError, match=f"different {name} config"):
                 store.check_owner(other_digest, "paper", False, run_ids)
+
+
+def test_a_second_command_on_a_folder_says_it_waits_then_goes_on(tmp_path, data_dir):
+    """Two commands on one results folder serialise on its lock: the one that waits says so
+    (rather than sit silent), and trains once the other is done."""
+    from adamrepro.results.store import ResultStore
+
+    out = tmp_path / "out"
+    with ResultStore(out, "logreg_mnist").locked():  # another command, writing there
+        second = subprocess.Popen(
+            [sys.executable, "-m", "adamrepro", "run", str(CONFIG), "--scale", "smoke",
+             "--quiet", "--data-dir", str(data_dir), "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first_line = second.stderr.readline()
+        assert first_line.startswith(f"adamrepro: another command is writing to "
+                                     f"{out / 'logreg_mnist'}; waiting"), first_line
+        assert second.poll() is None  # it waits
+    stdout, stderr = second.communicate(timeout=600)
+    assert second.returncode == 0, stderr
+    assert re.search(r"trained \d+ runs, 0 already finished", stdout), stdout

@@ -131,3 +131,29 @@ def test_killing_the_driver_kills_its_workers(tmp_path, data_dir):
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in workers), "a worker outlived its driver"
+
+
+def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir):
+    """Ctrl-C (SIGINT to the terminal's process group: the driver and its workers) in the
+    first groups: exit code 130, one line saying what is kept and how to go on, and no
+    folder left holding nothing (no run had finished, no checkpoint is kept)."""
+    config = _config(tmp_path, epochs=40, train_size=4096)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
+               "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers", "2"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    runs = out / "logreg_mnist" / "runs"
+    deadline = time.monotonic() + 120
+    while not runs.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1.0)  # into the first groups
+    assert driver.poll() is None, "the sweep ended before Ctrl-C"
+    os.killpg(driver.pid, signal.SIGINT)
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith(
+        "adamrepro: interrupted; what finished is kept"), stderr
+    assert not list(runs.glob("*.json")), "a run finished before Ctrl-C"
+    assert not out.exists(), list(out.rglob("*"))

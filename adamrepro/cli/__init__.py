@@ -5,7 +5,11 @@ Every user mistake surfaces as `UserError`; `main` prints it as one line and exi
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import signal
 import sys
+import threading
 
 import typer
 from typer import Abort, Exit
@@ -46,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
     COMMAND_ARGS.set(list(sys.argv[1:] if argv is None else argv))
     try:
-        code = app(args=argv, standalone_mode=False)
+        with interrupts_said():
+            code = app(args=argv, standalone_mode=False)
         if isinstance(code, int):  # a command's `typer.Exit(code)` comes back as its value
             return code
     except UserError as err:
@@ -55,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         if not err.format_message():  # `adamrepro` alone: the help was shown
             return 0
-        hint = f" (see 'adamrepro {err.ctx.info_name} --help')" if err.ctx else ""
+        # a subcommand's own help, or the app's (whose context has no parent)
+        command = f" {err.ctx.info_name}" if err.ctx and err.ctx.parent else ""
+        hint = f" (see 'adamrepro{command} --help')"
         print(f"adamrepro: error: {err.format_message()}{hint}", file=sys.stderr)
         return 2
     except Abort:
@@ -63,4 +70,49 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exit as err:
         return err.exit_code
+    except OSError as err:
+        if err.errno not in FILESYSTEM_ERRORS:
+            raise
+        print(f"adamrepro: error: {filesystem_problem(err)}", file=sys.stderr)
+        return 2
     return 0
+
+
+@contextlib.contextmanager
+def interrupts_said():
+    """Ctrl-C: typer turns it into exit code 130 without a word; say what is kept and how
+    to go on (the runs finished, and the checkpoints of groups cut off)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = []
+
+    def on_interrupt(signum, frame):
+        interrupted.append(signum)
+        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if interrupted:
+            print("adamrepro: interrupted; what finished is kept (runs, and checkpoints of "
+                  "groups cut off): run the same command again to go on", file=sys.stderr)
+
+
+# What the filesystem refuses (permissions, a read-only or full disk, a file where a folder
+# should be): the user's to fix, named in one line; other OSErrors are bugs and show.
+FILESYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                     errno.ENOTDIR, errno.EEXIST, errno.EISDIR}
+
+
+def filesystem_problem(err: OSError) -> str:
+    path = err.filename2 or err.filename  # a rename's destination, else the file itself
+    where = f"{path}: " if path else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = ("free some space, or pass --out to another disk, and run the same command "
+               "again (each file is replaced whole: nothing half-written stays)")
+    else:
+        fix = "give a folder you can write to (--out), or change its permissions"
+    return f"{where}{err.strerror}; {fix}"

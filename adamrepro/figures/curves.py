@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 
 from adamrepro.figures.palette import BAND_ALPHA, colors, style  # noqa: E402
 from adamrepro.metrics import Column, column_of, metric_set  # noqa: E402
-from adamrepro.results.store import Tables, read_results, variant_of  # noqa: E402
+from adamrepro.results.store import Tables, atomic_file, read_results, variant_of  # noqa: E402
 
 
 def side_column(meta: dict) -> Column:
@@ -47,13 +47,14 @@ METADATA = {"png": {"Software": None},
 def save_figure(fig, folder: Path, stem: str) -> list[Path]:
     """Write <folder>/<stem>.png and .pdf through temporary names, then close the figure."""
     written = []
-    for suffix in ("png", "pdf"):
-        path = folder / f"{stem}.{suffix}"
-        tmp = path.with_name(f".{stem}.tmp.{suffix}")
-        fig.savefig(tmp, dpi=130, metadata=METADATA[suffix])
-        tmp.replace(path)
-        written.append(path)
-    plt.close(fig)
+    try:
+        for suffix in ("png", "pdf"):
+            path = folder / f"{stem}.{suffix}"
+            with atomic_file(path, "wb") as f:
+                fig.savefig(f, format=suffix, dpi=130, metadata=METADATA[suffix])
+            written.append(path)
+    finally:
+        plt.close(fig)
     return written
 
 

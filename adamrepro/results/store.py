@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,36 @@ Tables = tuple[pd.DataFrame, pd.DataFrame, dict]  # curves.csv, best.csv, config
 def atomic_file(path: Path, mode: str = "w"):
     """Write `path` through a temporary file in its folder (made if missing), renamed into
     place once complete: readers see the old file or the new one, never half of one."""
+    renames: list[tuple[str, Path]] = []
+    with _renamed_later(path, renames, mode) as f:
+        yield f
+    _rename(renames)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    with atomic_file(path) as f:
+        f.write(text)
+
+
+def atomic_set(texts: dict[Path, str]) -> None:
+    """Several files as one set (an experiment's tables): every one is written complete
+    to its temporary file before any is renamed into place, so a failure midway (a full
+    disk) leaves the old set whole, never new curves beside an old best.csv."""
+    renames: list[tuple[str, Path]] = []
+    try:
+        with contextlib.ExitStack() as staged:
+            for path, text in texts.items():
+                staged.enter_context(_renamed_later(path, renames)).write(text)
+    except BaseException:  # those completed before the failure are not renamed either
+        _remove(renames)
+        raise
+    _rename(renames)  # only once every one is complete
+
+
+@contextlib.contextmanager
+def _renamed_later(path: Path, renames: list[tuple[str, Path]], mode: str = "w"):
+    """A temporary file beside `path` (its folder made if missing), written, synced and
+    made readable, then added to `renames`; removed if anything fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -47,16 +78,26 @@ def atomic_file(path: Path, mode: str = "w"):
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; results and caches are shared data
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    renames.append((tmp, path))
 
 
-def atomic_write(path: Path, text: str) -> None:
-    with atomic_file(path) as f:
-        f.write(text)
+def _rename(renames: list[tuple[str, Path]]) -> None:
+    for index, (tmp, path) in enumerate(renames):
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            _remove(renames[index:])
+            raise
+
+
+def _remove(renames: list[tuple[str, Path]]) -> None:
+    for tmp, _ in renames:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -211,7 +252,12 @@ class ResultStore:
         """Hold an exclusive lock on the folder; a second command waits for the first."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # say why nothing moves, then wait
+                print(f"adamrepro: another command is writing to {self.root}; waiting for it "
+                      f"to finish (its finished runs are then skipped)", file=sys.stderr)
+                fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -240,15 +286,11 @@ class ResultStore:
     def load_run(self, run_id: str) -> dict:
         return json.loads(self.run_path(run_id).read_text())
 
-    def write_table(self, name: str, frame: pd.DataFrame) -> Path:
-        path = self.root / name
-        atomic_write(path, frame.to_csv(index=False))
-        return path
-
-    def write_json(self, name: str, payload: dict) -> Path:
-        path = self.root / name
-        atomic_write(path, json.dumps(payload, indent=2, default=str) + "\n")
-        return path
+    def write_tables(self, tables: dict[str, pd.DataFrame], meta: dict) -> None:
+        """The experiment's tables and its config.json, as one set (atomic_set)."""
+        atomic_set({**{self.root / name: frame.to_csv(index=False)
+                       for name, frame in tables.items()},
+                    self.root / "config.json": json.dumps(meta, indent=2, default=str) + "\n"})
 
 
 def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:

@@ -313,12 +313,11 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
     best = select_best(curves, exp.selection.metric, hparam_cols, columns, exp.selection.rule)
     if steps is not None:  # only with selection.extend_edges (older tables keep their columns)
         best["extended"] = [extended_text(steps, label) for label in best["method"]]
-    store.write_table("curves.csv", curves)
-    store.write_table("best.csv", best)
+    tables = {"curves.csv": curves, "best.csv": best}
     steps = steps_frame(records, metrics.train_column)
     if steps is not None:
-        store.write_table("steps.csv", steps)
-    store.write_json("config.json", {
+        tables["steps.csv"] = steps
+    store.write_tables(tables, {
         "experiment": exp.name, "scale": scale, "config_digest": config_digest(exp),
         "base_digest": base_digest(base),
         "config": exp.model_dump(), "metrics": metrics.to_json(),
