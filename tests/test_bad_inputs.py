@@ -241,3 +241,40 @@ def test_tables_are_replaced_as_one_set(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "best.csv", "curves.csv"]
     atomic_set({tmp_path / "curves.csv": "new", tmp_path / "best.csv": "new"})
     assert [p.read_text() for p in old] == ["new", "new"]
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("curves.csv", b"\xff\xfe\x00 not text"),
+    ("curves.csv", b""),
+    ("best.csv", b"a,b\n1,2\n"),  # a CSV, but not best.csv
+    ("config.json", b"{"),
+])
+def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damage, cli,
+                                                                     tmp_path, used_out,
+                                                                     data_dir):
+    out = tmp_path / "results"
+    shutil.copytree(used_out, out)
+    (out / "logreg_mnist" / name).write_bytes(damage)
+    for command in (("plot", "logreg_mnist"), ("report",)):
+        code, _, stderr = cli(*command, "--out", out)
+        assert code == 2 and stderr.count("\n") == 1, stderr
+        assert f"{out / 'logreg_mnist' / name} is damaged (" in stderr and "--force" in stderr
+    # what the line says to do
+    code, stdout, stderr = cli("run", CONFIG, "--scale", "smoke", "--out", out, "--quiet",
+                               "--data-dir", data_dir, "--force")
+    assert code == 0 and "trained 0 runs" in stdout, stderr
+    assert cli("report", "--out", out)[0] == 0
+
+
+def test_a_damaged_run_record_is_one_line(cli, tmp_path, used_out, data_dir):
+    out = tmp_path / "results"
+    shutil.copytree(used_out, out)
+    record = sorted((out / "logreg_mnist" / "runs").glob("*.json"))[0]
+    record.write_text(record.read_text()[:100])
+    args = ("run", CONFIG, "--scale", "smoke", "--out", out, "--quiet", "--data-dir", data_dir)
+    code, _, stderr = cli(*args)
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert f"{record} is damaged (JSONDecodeError); delete it" in stderr
+    record.unlink()  # as it says
+    code, stdout, stderr = cli(*args)
+    assert code == 0 and "trained " in stdout, stderr

@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import pickle
+import re
 import tarfile
 import threading
 
@@ -67,6 +68,21 @@ def test_even_unverified_files_cannot_run_code(tmp_path):
     path.write_bytes(pickle.dumps({b"data": Evil()}))
     with pytest.raises(UserError, match="refusing to load global builtins.print"):
         cifar10.read_batch(path, "0" * 32, verify=False)
+
+
+@pytest.mark.parametrize("content, said", [
+    ([1, 2, 3], "no data and labels in it"),
+    ({b"labels": [0]}, "no data and labels in it"),
+    ({b"data": [[0] * 100], b"labels": [0]}, "not (N, 3072) with N labels"),
+    ({b"data": [[0] * 3072], b"labels": ["cat"]}, "is not a CIFAR-10 batch ("),
+    ({b"data": [[0] * 3072] * 2, b"labels": [3, 99]}, "a label outside 0-9"),
+])
+def test_an_unverified_file_of_another_shape_is_one_line(content, said, tmp_path):
+    """Unverified, a file may unpickle to anything safe: what it holds is checked before
+    it is used (a label of 99 would index past the ten classes mid-training)."""
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps(content))
+    with pytest.raises(UserError, match=f"data_batch_1 .*{re.escape(said)}"):
+        cifar10.read_split(tmp_path, {"data_batch_1": "0" * 32}, verify=False)
 
 
 def test_wrong_checksum_refused_by_run_in_one_line(cli, tmp_path):

@@ -135,12 +135,22 @@ def read_split(folder: Path, files: dict[str, str], verify: bool) -> tuple[Tenso
     images, labels = [], []
     for name, md5 in files.items():
         batch = read_batch(folder / name, md5, verify)
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3072 or len(batch[b"labels"]) != len(data):
+        # An unverified file may unpickle to anything: check what is read before using it.
+        wrong = f"CIFAR-10: {folder / name} is not a CIFAR-10 batch"
+        if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+            raise UserError(f"{wrong} (no data and labels in it); replace it")
+        try:
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            label = torch.tensor(batch[b"labels"], dtype=torch.int64)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise UserError(f"{wrong} ({err}); replace it") from None
+        if data.ndim != 2 or data.shape[1] != 3072 or label.shape != (len(data),):
             raise UserError(f"CIFAR-10: {folder / name} has data of shape {data.shape}, not "
                             f"(N, 3072) with N labels; replace it")
+        if len(label) and not 0 <= int(label.min()) <= int(label.max()) < len(CLASSES):
+            raise UserError(f"{wrong} (a label outside 0-{len(CLASSES) - 1}); replace it")
         images.append(torch.from_numpy(data.copy()).view(-1, 3, 32, 32))
-        labels.append(torch.tensor(batch[b"labels"], dtype=torch.int64))
+        labels.append(label)
     return torch.cat(images), torch.cat(labels)
 
 

@@ -112,8 +112,26 @@ def read_results(folder: Path) -> Tables:
     for path in paths:
         if not path.exists():
             raise UserError(f"{path} is missing; run 'adamrepro run {folder.name}' first")
-    curves, best = read_table(paths[0]), read_table(paths[1])
-    return curves, best, json.loads(paths[2].read_text())
+    fix = (f"run 'adamrepro run' on its config with --out {folder.parent} and --force: "
+           f"the tables are written again from the records in {folder / 'runs'}")
+    tables = []
+    for path, needed in zip(paths, (CURVES_NEEDED, BEST_NEEDED, META_NEEDED), strict=True):
+        try:
+            table = read_table(path) if path.suffix == ".csv" else json.loads(path.read_text())
+        except ValueError as err:  # not text, not CSV, not JSON, or empty
+            raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
+        missing = [key for key in needed if key not in table]
+        if missing:
+            raise UserError(f"{path} is damaged (no {missing[0]!r}); {fix}")
+        tables.append(table)
+    curves, best, meta = tables
+    return curves, best, meta
+
+
+# What every reader of an experiment's tables relies on.
+CURVES_NEEDED = ("experiment", "method", "optimizer", "run_id", "point_id", "epoch")
+BEST_NEEDED = ("method", "optimizer", "point_id", "run_ids")
+META_NEEDED = ("experiment", "scale", "config", "metrics", "provenance")
 
 
 def variants(frame: pd.DataFrame) -> pd.Series:
@@ -284,7 +302,12 @@ class ResultStore:
             torch.save(params, f)
 
     def load_run(self, run_id: str) -> dict:
-        return json.loads(self.run_path(run_id).read_text())
+        path = self.run_path(run_id)
+        try:
+            return json.loads(path.read_text())
+        except ValueError as err:  # written whole (atomic_file): damaged since
+            raise UserError(f"{path} is damaged ({type(err).__name__}); delete it and run "
+                            f"the same command again, which trains that run again") from None
 
     def write_tables(self, tables: dict[str, pd.DataFrame], meta: dict) -> None:
         """The experiment's tables and its config.json, as one set (atomic_set)."""
