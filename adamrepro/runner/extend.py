@@ -49,6 +49,21 @@ def _rounded(value: float) -> float:
     return float(f"{value:.6g}")
 
 
+def beyond_edges(values: list[Any], limit: int) -> list[float]:
+    """Every value an extension of at most `limit` points per edge can add to a grid axis
+    of `values` (none for an axis that does not extend), as next_points computes them."""
+    axes = log_axes({"axis": values})
+    if not axes:
+        return []
+    low, high = axes["axis"]
+    added = []
+    for value, factor in ((min(values), 1 / low), (max(values), high)):
+        for _ in range(limit):
+            value = _rounded(value * factor)
+            added.append(value)
+    return added
+
+
 def next_points(exp: Experiment, best: pd.DataFrame, hparams_of: dict[str, dict],
                 points: dict[str, list[dict]], steps: Counter,
                 closed: set | None = None) -> dict[str, list[dict]]:

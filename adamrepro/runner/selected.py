@@ -24,6 +24,7 @@ import pandas as pd
 from adamrepro.config import Experiment
 from adamrepro.errors import UserError
 from adamrepro.results.store import hparam_columns, read_table
+from adamrepro.runner.extend import beyond_edges
 from adamrepro.runner.plan import method_groups
 
 
@@ -62,8 +63,8 @@ def points_of(exp: Experiment, best: pd.DataFrame, precision: str,
                             f"config ({', '.join(exp.methods)})")
         method = exp.methods[label]
         point = {**method.hparams,
-                 **{name: _value(name, values, row, where) for name, values in
-                    method.grid.items()}}
+                 **{name: _value(name, values, row, where, exp.selection.extend_edges)
+                    for name, values in method.grid.items()}}
         [group, *_] = method_groups(probe, label, [point])
         if group.runs[0].point_id != row["point_id"]:
             raise UserError(f"{where}: the point {label} selected there ({row['point_id']}) "
@@ -73,9 +74,11 @@ def points_of(exp: Experiment, best: pd.DataFrame, precision: str,
     return points
 
 
-def _value(name: str, values: list[Any], row: pd.Series, where: str) -> Any:
+def _value(name: str, values: list[Any], row: pd.Series, where: str, limit: int) -> Any:
     """The value of grid axis `name` at the selected point: the grid's own value (its type
-    kept: an int stays an int) when one matches the row's columns, else the row's number."""
+    kept: an int stays an int) when one matches the row's columns, else the row's number if
+    this config's grid-edge extension (at most `limit` points an edge) could have added
+    it."""
     for value in values:
         columns = hparam_columns({name: value})
         if all(column in row and _same(row[column], wanted)
@@ -84,7 +87,13 @@ def _value(name: str, values: list[Any], row: pd.Series, where: str) -> Any:
     if name not in row or pd.isna(row[name]):
         raise UserError(f"{where}: its best.csv has no value of {name!r} for method "
                         f"{row['method']}; run the whole grid instead")
-    return float(row[name])
+    number = float(row[name])
+    if number not in beyond_edges(values, limit):
+        raise UserError(f"{where}: method {row['method']} selected {name} = {number:g} there, "
+                        f"which this config's grid ({', '.join(f'{v:g}' for v in values)}) "
+                        f"does not train (the config changed since?); run the whole grid "
+                        f"instead")
+    return number
 
 
 def _same(found: Any, wanted: Any) -> bool:
