@@ -189,3 +189,12 @@ def test_whitening_is_cached_by_checksum_and_epsilon(train_images, tmp_path, mon
     for other in ((train_images[0][1:101], 0.01), (sample, 0.1)):  # other data, other ε
         with pytest.raises(pytest.fail.Exception, match="refitted"):
             cifar10.zca(*other, tmp_path)
+
+
+def test_fetch_says_which_files_are_not_the_official_bytes(cli, data_dir):
+    """This project's copy went through JPEG: every batch differs, the label names do not."""
+    code, stdout, stderr = cli("fetch", "cifar10", "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert (f"cifar10    {data_dir / cifar10.FOLDER} (not the official bytes: the MD5 of "
+            f"data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5, "
+            f"test_batch differs; runs read it only with --unverified-data") in stdout

@@ -32,7 +32,15 @@ def fetch(
         except MissingData as err:  # offline: go on, so that one line names every file
             missing.append(err)
             continue
-        typer.echo(f"{name:10s} {path}")
+        note = ""
+        if name == "cifar10":  # the other datasets' files are checked by fetch itself
+            from adamrepro.data.cifar10 import unofficial
+
+            wrong = unofficial(path)
+            if wrong:
+                note = (f" (not the official bytes: the MD5 of {', '.join(wrong)} differs; "
+                        f"runs read it only with --unverified-data, for a copy you trust)")
+        typer.echo(f"{name:10s} {path}{note}")
     if len(missing) == 1:
         raise missing[0]
     if missing:

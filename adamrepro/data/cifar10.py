@@ -114,6 +114,12 @@ def fetch(data_dir: Path) -> Path:
     return folder
 
 
+def unofficial(folder: Path) -> list[str]:
+    """The files of `folder` (a fetched cifar-10-batches-py) whose MD5 is not the official
+    one: a re-encoded copy, or damage. Reading them needs the opt-out (`verify: false`)."""
+    return [name for name, md5 in FILES.items() if md5sum(folder / name) != md5]
+
+
 def read_batch(path: Path, md5: str, verify: bool) -> dict:
     """One pickled batch, its MD5 checked first (unless `verify` is off)."""
     if verify:
