@@ -33,7 +33,7 @@ import hashlib
 import io
 import json
 import pickle
-import warnings
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -203,6 +203,11 @@ def fit_zca(images: Tensor, epsilon: float) -> Whitening:
     return Whitening(mean, (eigenvectors * scale) @ eigenvectors.T)
 
 
+def _note(text: str) -> None:
+    """One line on stderr: the run goes on (a Python warning would add its source line)."""
+    print(f"adamrepro: note: CIFAR-10: {text}", file=sys.stderr)
+
+
 def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
     """The ZCA whitening of `images`, from the cache when fitted before."""
     checksum = hashlib.md5(images.numpy().tobytes()).hexdigest()
@@ -215,7 +220,8 @@ def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
             if saved.get("key") == key:
                 return Whitening(saved["mean"], saved["matrix"])
         except Exception as err:  # noqa: BLE001 - an unreadable cache is simply refitted
-            warnings.warn(f"CIFAR-10: ignoring the unreadable cache {path} ({err})", stacklevel=2)
+            _note(f"ignoring the unreadable cache {path} ({type(err).__name__}); fitting it "
+                  f"again")
     whitening = fit_zca(images, epsilon)
     buffer = io.BytesIO()
     torch.save({"key": key, "mean": whitening.mean, "matrix": whitening.matrix}, buffer)
@@ -223,8 +229,8 @@ def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
         with atomic_file(path, "wb") as f:
             f.write(buffer.getvalue())
     except OSError as err:
-        warnings.warn(f"CIFAR-10: could not cache the whitening in {path} ({err}); it will be "
-                      f"fitted again next time", stacklevel=2)
+        _note(f"could not cache the whitening in {path} ({err.strerror}); it will be fitted "
+              f"again next time")
     return whitening
 
 

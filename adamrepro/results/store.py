@@ -111,7 +111,8 @@ def read_results(folder: Path) -> Tables:
     paths = [folder / name for name in ("curves.csv", "best.csv", "config.json")]
     for path in paths:
         if not path.exists():
-            raise UserError(f"{path} is missing; run 'adamrepro run {folder.name}' first")
+            raise UserError(f"{path} is missing; run 'adamrepro run' on the config of "
+                            f"{folder.name} with --out {folder.parent} first")
     fix = (f"run 'adamrepro run' on its config with --out {folder.parent} and --force: "
            f"the tables are written again from the records in {folder / 'runs'}")
     tables = []
@@ -131,7 +132,7 @@ def read_results(folder: Path) -> Tables:
 # What every reader of an experiment's tables relies on.
 CURVES_NEEDED = ("experiment", "method", "optimizer", "run_id", "point_id", "epoch")
 BEST_NEEDED = ("method", "optimizer", "point_id", "run_ids")
-META_NEEDED = ("experiment", "scale", "config", "metrics", "provenance")
+META_NEEDED = ("config",)  # older tables lack "metrics"
 
 
 def variants(frame: pd.DataFrame) -> pd.Series:
