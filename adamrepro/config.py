@@ -300,6 +300,11 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                     if isinstance(number, (int, float)) and not _finite(number):
                         raise UserError(f"{where}: {key}: {name} must be finite, got "
                                         f"{number!r:.30}")
+                    if isinstance(number, str) and _number_as_text(number):
+                        raise UserError(
+                            f"{where}: {key}: {name}: {number!r} is text to YAML, not a "
+                            f"number (YAML 1.1 reads an exponent without a dot as text); "
+                            f"write {float(number)!r}")
             if (found.capabilities.subfunctions and MODELS[model].stochastic(model_opts)
                     and point.get("allow_stochastic") is not True):
                 raise UserError(
@@ -413,6 +418,15 @@ def _check_distinct_runs(exp: Experiment, where: str) -> None:
                 raise UserError(f"{where}: methods {other!r} and {label!r} train identical "
                                 f"runs (same optimizer, hyperparameters and model): make them "
                                 f"differ or drop one")
+
+
+def _number_as_text(text: str) -> bool:
+    """`1e-3`: a number YAML 1.1 (PyYAML) reads as a string."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return any(c.isdigit() for c in text)  # not "nan" or "inf"
 
 
 def _finite(value: float) -> bool:

@@ -118,6 +118,8 @@ CASES = [
     ("missing-title", delitem("title"), [], "title: Field required; add it"),
     ("name-of-another-folder", setitem("name", "bench"), [],
      "'bench' is the folder of adamrepro bench in a results folder"),
+    ("exponent-without-a-dot", setitem("methods.adam.grid.lr", ["1e-3", 1.0e-2]), [],
+     "methods.adam: lr: '1e-3' is text to YAML, not a number"),
     ("grid-value-twice", setitem("methods.adam.grid.lr", [1e-3, 1e-2, 1e-3]), [],
      "grid.lr lists 0.001 twice"),
     ("config-is-a-folder", None, ["@config-folder"], "is a folder, not a config file"),
