@@ -69,6 +69,13 @@ HEADER = ("claim", "figure (experiment, scale)", "the paper says", "verdict", "n
 
 
 def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
+    judged = sorted({claim.experiment for claim in (*CLAIMS, *REVIEWER_CLAIMS)})
+    if not any(name in measured for name in judged):  # a folder of the user's own races
+        return [Heading(2, "Claims"), Paragraph(
+            f"None of the experiments whose claims this report judges ({', '.join(judged)}) "
+            f"is in this folder, so the paper's {len(CLAIMS)} claims and the reviewer's "
+            f"{len(REVIEWER_CLAIMS)} are left out. A config that keeps a bundled "
+            f"experiment's name has them judged on its runs.")]
     rows, summary = _claim_rows(CLAIMS, measured)
     reviewer, reviewer_summary = _claim_rows(REVIEWER_CLAIMS, measured)
     return [
