@@ -171,10 +171,8 @@ def _folder_name(name: str) -> str:
 
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-# Folders that other commands write beside the experiments' in a results folder.
-OTHER_FOLDERS = {"bench": "adamrepro bench", "compare": "adamrepro compare",
-                 "kernels": "scripts/bench_kernels.py",
-                 "precision": "the precision tables (scripts/measure_precision.sh)"}
+# Folders that the other commands write beside the experiments' in a results folder.
+OTHER_FOLDERS = {"bench": "adamrepro bench", "compare": "adamrepro compare"}
 
 
 def _grid_values_distinct(values: list[Any], key: str) -> None:
