@@ -250,13 +250,17 @@ def test_tables_are_replaced_as_one_set(tmp_path):
     ("curves.csv", b""),
     ("best.csv", b"a,b\n1,2\n"),  # a CSV, but not best.csv
     ("config.json", b"{"),
+    ("curves.csv", "cut"),  # cut short in the middle of a row
 ])
 def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damage, cli,
                                                                      tmp_path, used_out,
                                                                      data_dir):
     out = tmp_path / "results"
     shutil.copytree(used_out, out)
-    (out / "logreg_mnist" / name).write_bytes(damage)
+    path = out / "logreg_mnist" / name
+    if damage == "cut":  # at half its length, inside a line
+        damage = path.read_bytes()[: path.stat().st_size // 2].removesuffix(b"\n")
+    path.write_bytes(damage)
     for command in (("plot", "logreg_mnist"), ("report",)):
         code, _, stderr = cli(*command, "--out", out)
         assert code == 2 and stderr.count("\n") == 1, stderr

@@ -124,9 +124,22 @@ def read_results(folder: Path) -> Tables:
         missing = [key for key in needed if key not in table]
         if missing:
             raise UserError(f"{path} is damaged (no {missing[0]!r}); {fix}")
+        if path.suffix == ".csv" and not _ends_a_line(path):  # pandas reads it all the same
+            raise UserError(f"{path} is damaged (cut short: its last line is unfinished); "
+                            f"{fix}")
         tables.append(table)
     curves, best, meta = tables
     return curves, best, meta
+
+
+def _ends_a_line(path: Path) -> bool:
+    """Whether the file ends with a line break, as every table written here does."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 # What every reader of an experiment's tables relies on.
