@@ -130,8 +130,12 @@ def test_a_budget_stops_a_group_before_a_pass_that_would_overrun_it(tmp_path):
     assert checkpoint.stop(1, 4, last_pass_seconds=120.0)
     assert not checkpoint.stop(4, 4, last_pass_seconds=120.0)  # the last: its records follow
     assert not GroupCheckpoint(tmp_path / "g.ckpt.pt", 1).stop(1, 4, last_pass_seconds=1e9)
-    # a pass that fits, and the save after it that would not (SFO's 20 GB basis)
-    assert checkpoint.stop(1, 4, last_pass_seconds=1.0, save_seconds=save_seconds(20e9, None))
+    # a pass that fits, and the save after it that would not (SFO's 20 GB basis): stop,
+    # unless the passes left end before the deadline (3 s to finish against a long save)
+    sfo_save = save_seconds(20e9, None)
+    assert sfo_save > 60
+    assert checkpoint.stop(1, 100, last_pass_seconds=1.0, save_seconds=sfo_save)
+    assert not checkpoint.stop(1, 4, last_pass_seconds=1.0, save_seconds=sfo_save)
     assert save_seconds(20e9, measured=2.5) == 2.5  # a timed save is the better estimate
 
 

@@ -113,8 +113,11 @@ class GroupCheckpoint:
     def stop(self, epoch: int, epochs: int, last_pass_seconds: float,
              save_seconds: float = 0.0) -> bool:
         """Save and stop after pass `epoch`: the budget is spent, or would be before another
-        pass as long as the last one and the save after it ended. Never after the last pass."""
-        return epoch < epochs and self.budget.spent(ahead=last_pass_seconds + save_seconds)
+        pass as long as the last one and the save after it ended; unless the passes left,
+        each as long as the last, end before the deadline (finishing then costs less than
+        the save: SFO's is over a minute). Never after the last pass."""
+        return (epoch < epochs and self.budget.spent(ahead=last_pass_seconds + save_seconds)
+                and self.budget.spent(ahead=last_pass_seconds * (epochs - epoch)))
 
     def too_slow(self, epoch: int, epochs: int, pass_seconds: float,
                  attempt_passes: int) -> bool:

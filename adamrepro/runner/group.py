@@ -607,6 +607,9 @@ def train_group(
             break
         if checkpoint is not None:
             last_pass = seconds[-1] - seconds[-2]
+            # first: a group to be halved (or left) needs no checkpoint, its halves are others
+            if checkpoint.too_slow(epoch, training.epochs, last_pass, epoch - first + 1):
+                raise TooSlow(training.epochs - epoch, last_pass, checkpoint.budget.left())
             stop = checkpoint.stop(epoch, training.epochs, last_pass,
                                    save_seconds(model_bytes + memory[-1][0], saved_in))
             if stop or checkpoint.due(epoch, training.epochs):
@@ -615,8 +618,6 @@ def train_group(
                 saved_in = time.perf_counter() - began
             if stop:
                 raise BudgetSpent(training.epochs, {group.group_id: (G, epoch)})
-            if checkpoint.too_slow(epoch, training.epochs, last_pass, epoch - first + 1):
-                raise TooSlow(training.epochs - epoch, last_pass, checkpoint.budget.left())
 
     table = torch.stack(history).cpu()  # (passes, columns, G)
     steps_table = torch.stack(step_history).cpu() if step_history else None  # (passes, blocks, G)
