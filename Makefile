@@ -24,8 +24,10 @@ install:  ## editable install with the dev extras into the active environment
 test: data  ## the test suite, on the real data (fetched first; offline: one line on what to place)
 	$(if $(DATA),ADAMREPRO_DATA=$(DATA)) $(PYTHON) -m pytest -q
 
-lint:
+lint:  ## ruff on the Python, shellcheck (from the dev extras, beside PYTHON) on the shell scripts
 	$(PYTHON) -m ruff check adamrepro tests $(wildcard scripts)
+	"$$($(PYTHON) -c 'import os, sys; print(os.path.join(os.path.dirname(sys.executable), "shellcheck"))')" \
+		-S warning scripts/*.sh .ci/run
 
 data:  ## download what is missing of every dataset into the data folder (checksummed)
 	@$(PYTHON) -m adamrepro fetch $(DATA_FLAG)

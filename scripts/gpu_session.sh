@@ -35,7 +35,7 @@
 # paper stage's budget is at most what is left less the figures and report (90 s), so the
 # archive is always written before the job is killed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 PYTHON="${PYTHON:-python3}"
 ARCHIVE="${ARCHIVE:-gpu-session.tar.gz}"
 RESULTS="${RESULTS:-results}"
@@ -135,7 +135,7 @@ for stage in "${@:-paper}"; do
             # ray) that such a machine lacks, and one failed import stops pytest's collection.
             # No plugin of the machine's own: the bundle's pytest may not be the one they
             # were built for, and these tests need none.
-            # shellcheck disable=SC2046  # one word per file
+            # shellcheck disable=SC2046,SC2086  # one word per file; PYTHON may hold flags
             PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 limited $PYTHON -m pytest -q -m cuda \
                 -p no:cacheprovider \
                 $(grep -rl --include='test_*.py' "mark\.cuda" tests | grep -v test_no_skips) \
