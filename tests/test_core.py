@@ -294,3 +294,12 @@ def test_training_seconds_per_run_batched_and_alone(tmp_path, data_dir):
     assert f"{ratio:.2f}x" in verdict.numbers
     assert "adam_alone trained alone" in verdict.numbers
     assert "adam_batched batched" in verdict.numbers
+
+
+def test_list_models_says_each_metric_s_direction_and_the_objective(cli):
+    code, stdout, stderr = cli("list", "models")
+    assert code == 0, stderr
+    lines = {line.split()[0]: line for line in stdout.splitlines()}
+    assert lines["logreg"].endswith("metrics: loss (lower is better), acc (higher is better); "
+                                    "objective: loss")
+    assert "objective: neg_elbo" in lines["vae"]

@@ -303,7 +303,8 @@ def test_run_precision_is_recorded_and_bf16_curves_stay_close(results, cli):
     # bf16 runs may not be mixed into the fp32 folder: their config differs
     code, _, err = cli("run", smoke_config(results), "--scale", "smoke", "--seeds", "2",
                        "--precision", "bf16", "--out", results / "fp32", "--quiet")
-    assert code == 2 and "different logreg_mnist config" in err
+    assert code == 2 and "holds fp32 results of logreg_mnist, and this run is bf16" in err
+    assert "its own --out, then 'adamrepro compare'" in err
 
 
 def test_compare_measures_deviation_and_seed_spread(results, cli):

@@ -59,8 +59,9 @@ def list_things(
 
         for name, cls in MODELS.items():
             declared = cls.METRICS
-            typer.echo(f"{name:20s} metrics: {', '.join(m.name for m in declared.metrics)} "
-                       f"(objective: {declared.objective})")
+            metrics = ", ".join(f"{m.name} ({'lower' if m.lower_is_better else 'higher'} is "
+                                f"better)" for m in declared.metrics)
+            typer.echo(f"{name:20s} metrics: {metrics}; objective: {declared.objective}")
     else:
         from adamrepro.data import DATASETS
 

@@ -5,6 +5,7 @@ for a classifier), or the test objective."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display is ever needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from adamrepro.figures.palette import BAND_ALPHA, colors, style  # noqa: E402
 from adamrepro.metrics import Column, column_of, metric_set  # noqa: E402
@@ -44,6 +46,30 @@ METADATA = {"png": {"Software": None},
             "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
 
 
+# Legend handles long enough to show a variant's dash pattern (matplotlib's 2.0 shows a
+# dash-dot as a dash).
+HANDLE_LENGTH = 3.5
+
+
+def in_config_order(best: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """best.csv's rows in the config's order of methods: every figure's legend alike, not in
+    whichever order selection found them."""
+    order = list(meta["config"].get("methods", {}))
+    rank = {m: order.index(m) if m in order else len(order) for m in best["method"]}
+    return best.sort_values("method", key=lambda m: m.map(rank), kind="stable")
+
+
+def axis_label(text: str) -> str:
+    """A long label on two lines rather than cut off at the figure's edges."""
+    return textwrap.fill(text, 42)
+
+
+def few_points(count: int) -> dict:
+    """Markers for a curve of a few passes (one pass is a single point, which a line alone
+    does not show)."""
+    return {"marker": "o", "markersize": 4} if count <= 3 else {}
+
+
 def save_figure(fig, folder: Path, stem: str) -> list[Path]:
     """Write <folder>/<stem>.png and .pdf through temporary names, then close the figure."""
     written = []
@@ -65,7 +91,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     y, side = column_of(meta, plot_cfg["y"]), side_column(meta)
     palette = colors(best["optimizer"])
     fig, (ax_cost, ax_side) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for _, chosen in best.iterrows():
+    for _, chosen in in_config_order(best, meta).iterrows():
         runs = curves[curves["point_id"] == chosen["point_id"]]
         if plot_cfg.get("max_epoch") is not None:
             runs = runs[runs["epoch"] <= plot_cfg["max_epoch"]]
@@ -75,15 +101,22 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
             if ax is ax_side:  # the untrained epoch 0 (chance accuracy) squashes the axis
                 shown = shown[shown["epoch"] > 0]
             stats = band(shown, column, plot_cfg["band"])
-            ax.plot(stats.index, stats["mean"], label=chosen["method"], **line)
+            ax.plot(stats.index, stats["mean"], label=chosen["method"],
+                    **few_points(len(stats)), **line)
             if chosen["n_seeds"] > 1:
                 ax.fill_between(stats.index, stats["low"], stats["high"],
                                 color=line["color"], alpha=BAND_ALPHA, linewidth=0)
-    ax_cost.set(xlabel="iterations over entire dataset", ylabel=y.label)
-    ax_side.set(xlabel="iterations over entire dataset", ylabel=side.label)
+    for ax in (ax_cost, ax_side):  # passes are whole numbers
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        low, high = ax.get_xlim()
+        if high - low < 1:  # one pass: a range around it, not fractions of it
+            middle = round((low + high) / 2)
+            ax.set_xlim(middle - 1, middle + 1)
+    ax_cost.set(xlabel="iterations over entire dataset", ylabel=axis_label(y.label))
+    ax_side.set(xlabel="iterations over entire dataset", ylabel=axis_label(side.label))
     if plot_cfg["logy"]:
         ax_cost.set_yscale("log")
-    ax_cost.legend(frameon=False)
+    ax_cost.legend(frameon=False, handlelength=HANDLE_LENGTH)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
                  f"{meta['provenance']['device']}]", fontsize=10)

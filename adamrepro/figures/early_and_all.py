@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adamrepro.figures.curves import band, plt, save_figure
+from adamrepro.figures.curves import (
+    HANDLE_LENGTH,
+    axis_label,
+    band,
+    in_config_order,
+    plt,
+    save_figure,
+)
 from adamrepro.figures.palette import BAND_ALPHA, colors, style
 from adamrepro.metrics import column_of
 from adamrepro.results.store import Tables, read_results, read_table, variant_of
@@ -27,7 +34,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     steps = read_table(steps_path) if steps_path.exists() else None
     palette = colors(best["optimizer"])
     fig, (ax_early, ax_all) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for _, chosen in best.iterrows():
+    for _, chosen in in_config_order(best, meta).iterrows():
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         runs = curves[curves["point_id"] == chosen["point_id"]].dropna(subset=[y.name])
         panels = [(ax_all, band(runs, y.name, plot_cfg["band"]))]
@@ -46,13 +53,13 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
                 ax.fill_between(stats.index, stats["low"], stats["high"], color=line["color"],
                                 alpha=BAND_ALPHA, linewidth=0)
     for ax in (ax_early, ax_all):
-        ax.set(xlabel="iterations over entire dataset", ylabel=y.label)
+        ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(y.label))
     ax_early.set_xlim(0, early)
     ax_early.set_title(f"first {early:g} passes", fontsize=10)
     ax_all.set_title("every pass", fontsize=10)
     if plot_cfg["logy"]:
         ax_all.set_yscale("log")
-    ax_early.legend(frameon=False)
+    ax_early.legend(frameon=False, handlelength=HANDLE_LENGTH)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     verified = "" if meta["provenance"].get("data_verified", True) else ", data unverified"
     fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "

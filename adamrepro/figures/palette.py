@@ -73,6 +73,8 @@ def style(optimizer: str, variant: str | None, palette: dict[str, str] | None = 
     """Matplotlib line keywords for a method: its optimizer's color (from `palette`, the
     figure's `colors(...)`, when given; DRAWN_AS for a variant that is another algorithm) and
     its variant's line style."""
-    other = DRAWN_AS.get((optimizer, variant or ""))
+    if not isinstance(variant, str):  # None, or a table's empty cell (NaN)
+        variant = ""
+    other = DRAWN_AS.get((optimizer, variant))
     color = COLORS[other] if other else (palette or colors([optimizer]))[optimizer]
-    return {"color": color, "linestyle": LINESTYLES.get(variant or "", OTHER_VARIANT)}
+    return {"color": color, "linestyle": LINESTYLES.get(variant, OTHER_VARIANT)}

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
-from adamrepro.figures.curves import save_figure  # noqa: E402
+from adamrepro.figures.curves import HANDLE_LENGTH, save_figure  # noqa: E402
 from adamrepro.figures.palette import colors, style  # noqa: E402
 from adamrepro.metrics import column_of, metric_set  # noqa: E402
 from adamrepro.results.select import point_summary  # noqa: E402
@@ -77,7 +77,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     """sensitivity.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
     curves, best, meta = tables or read_results(folder)
     table, others = sensitivity_table(curves, meta)
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
     ax.set_xscale("log")
     top_edge = blended_transform_factory(ax.transData, ax.transAxes)
     selected = set(best["point_id"])
@@ -101,7 +101,9 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
         ax.set_yscale("log")
     metric = meta["config"]["selection"]["metric"]
     ax.set(xlabel="learning rate (alpha)", ylabel=f"final {metric} (mean over seeds)")
-    ax.legend(frameon=False)
+    # beside the axes: inside, it may hide a star or an x (a selected or diverged point)
+    ax.legend(frameon=False, handlelength=HANDLE_LENGTH, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), fontsize=8)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     ax.set_title(f"{meta['config']['title']}: sensitivity\n[{meta['scale']} scale, "
                  f"{seeds} seed(s), {meta['provenance']['device']}]", fontsize=9)

@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # files only; no display is ever needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from adamrepro.figures.curves import save_figure  # noqa: E402
+from adamrepro.figures.curves import HANDLE_LENGTH, axis_label, in_config_order, save_figure  # noqa: E402
 from adamrepro.figures.palette import colors, style  # noqa: E402
 from adamrepro.metrics import column_of  # noqa: E402
 from adamrepro.report.measures import memory_by_subfunctions, method_costs  # noqa: E402
@@ -40,7 +40,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     grid = fig.add_gridspec(2, 3, height_ratios=(3, 1.3))
     ax_pass, ax_time, ax_memory = (fig.add_subplot(grid[0, i]) for i in range(3))
     rows = []
-    for _, chosen in best.iterrows():
+    for _, chosen in in_config_order(best, meta).iterrows():
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         costs = method_costs(curves, chosen, y.name)
         ax_pass.plot(costs.index, costs[y.name], label=chosen["method"], **line)
@@ -53,10 +53,10 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
                      _mb(last["peak_memory_bytes"])))
     for ax in (ax_pass, ax_time):
         ax.set_yscale("log")
-        ax.set_ylabel(y.label)
+        ax.set_ylabel(axis_label(y.label))
     ax_pass.set_xlabel("iterations over entire dataset")
     ax_time.set_xlabel("training seconds of one run (evaluation excluded)")
-    ax_pass.legend(frameon=False, fontsize=8)
+    ax_pass.legend(frameon=False, fontsize=8, handlelength=HANDLE_LENGTH)
 
     memory = memory_by_subfunctions(curves)
     for (method, optimizer, variant), points in memory.groupby(

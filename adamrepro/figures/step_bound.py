@@ -51,7 +51,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
                ylabel="largest |Δθ| / α in the pass")
         ax.set_ylim(bottom=0)
         ax.legend(frameon=False, fontsize=8)
-    fig.suptitle(f"{meta['experiment']}: the largest step of each pass against the bound "
+    fig.suptitle(f"{meta['config']['title']}: the largest step of each pass against the bound "
                  f"of Sec. 2.1  [{meta['scale']} scale, {meta['provenance']['device']}]",
                  fontsize=10)
     return save_figure(fig, folder, "step_bound")

@@ -194,7 +194,7 @@ class ResultStore:
 
     def check_owner(self, digest: str, scale: str, force: bool, run_ids: set[str],
                     extensions: Callable[[pd.DataFrame], set[str]] = lambda curves: set(),
-                    only_selected: Path | None = None) -> None:
+                    only_selected: Path | None = None, precision: str = "fp32") -> None:
         """Refuse to mix into a folder written by a different config, or to replace its
         tables with another scale's (unless forced): a quick run must not silently
         overwrite paper-scale results. A config that differs only in what does not change
@@ -218,6 +218,12 @@ class ResultStore:
             return
         if previous.get("base_digest") != digest and not self._runs_within(run_ids,
                                                                              extensions):
+            before = previous.get("config", {}).get("training", {}).get("precision", "fp32")
+            if before != precision:  # the usual case: `run --precision` into the fp32 folder
+                raise UserError(
+                    f"{self.root} holds {before} results of {self.root.name}, and this run is "
+                    f"{precision}: give it its own --out, then 'adamrepro compare' the two "
+                    f"folders")
             raise UserError(
                 f"{self.root} holds results of a different {self.root.name} config; pass --out "
                 f"to another folder, or --force to add to it (runs are keyed by their settings)"

@@ -85,7 +85,8 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
         groups = [group for label, points in selected_points(exp, scale, only_selected).items()
                   for group in method_groups(exp, label, points)]
     store.check_owner(base_digest(base), scale, force, {r.run_id for g in groups for r in g.runs},
-                      lambda curves: stored_extensions(exp, curves), only_selected)
+                      lambda curves: stored_extensions(exp, curves), only_selected,
+                      exp.training.precision)
     todo = left_to_train(groups, store)
     prepared = bool(todo)
     if todo:
