@@ -33,13 +33,12 @@ def fetch(
             missing.append(err)
             continue
         note = ""
-        if name == "cifar10":  # the other datasets' files are checked by fetch itself
-            from adamrepro.data.cifar10 import unofficial
-
-            wrong = unofficial(path)
-            if wrong:
-                note = (f" (not the official bytes: the MD5 of {', '.join(wrong)} differs; "
-                        f"runs read it only with --unverified-data, for a copy you trust)")
+        # a dataset whose fetch checks presence alone says which files are not official
+        unofficial = getattr(DATASETS[name], "unofficial", None)
+        wrong = unofficial(path) if unofficial is not None else []
+        if wrong:
+            note = (f" (not the official bytes: the MD5 of {', '.join(wrong)} differs; "
+                    f"runs read it only with --unverified-data, for a copy you trust)")
         typer.echo(f"{name:10s} {path}{note}")
     if len(missing) == 1:
         raise missing[0]

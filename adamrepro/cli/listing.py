@@ -29,7 +29,7 @@ def list_things(
     """List the optimizers (with their defaults), experiments, models or datasets."""
     if what is Listable.optimizers:
         from adamrepro.optim import OPTIMIZERS
-        from adamrepro.optim.resolve import ENTRY_POINT_GROUP, registered, resolve
+        from adamrepro.optim.resolve import ENTRY_POINT_GROUP, registered, resolve, shadowed
 
         names = [*OPTIMIZERS, *(n for n in registered() if n not in OPTIMIZERS)]
         for name in names:
@@ -43,7 +43,7 @@ def list_things(
                 kind += ", closure"
             origin = "" if found.builtin else " (entry point)"
             typer.echo(f"{name:20s} [{kind}]{origin} {_defaults(found.cls)}")
-        for name in sorted(set(registered()) & set(OPTIMIZERS)):
+        for name in shadowed(OPTIMIZERS):
             typer.echo(f"{name:20s} [ignored] an entry point of group {ENTRY_POINT_GROUP!r} "
                        f"({registered()[name].value}) has a built-in's name, which wins; "
                        f"register it under another name")

@@ -101,8 +101,7 @@ def run(
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
     from adamrepro.optim import OPTIMIZERS
-    from adamrepro.optim.resolve import ENTRY_POINT_GROUP, registered
-    from adamrepro.results.store import read_table
+    from adamrepro.optim.resolve import ENTRY_POINT_GROUP, shadowed
     from adamrepro.runner.executors import make_executor, parse_workers
     from adamrepro.runner.sweep import resolve_device, run_sweep
 
@@ -114,10 +113,9 @@ def run(
         base = without_data_check(base)
     if precision is not None:
         base = with_precision(base, precision.value, "--precision")
-    shadowed = sorted({m.optimizer for m in base.methods.values()} & set(registered())
-                      & set(OPTIMIZERS))
-    if shadowed:
-        typer.echo(f"note: {', '.join(shadowed)}: built-in optimizer(s), not the entry point(s) "
+    unused = sorted({m.optimizer for m in base.methods.values()} & set(shadowed(OPTIMIZERS)))
+    if unused:
+        typer.echo(f"note: {', '.join(unused)}: built-in optimizer(s), not the entry point(s) "
                    f"of that name in group {ENTRY_POINT_GROUP!r}; register yours under "
                    f"another name")
     target = resolve_device(device.value)
@@ -152,8 +150,7 @@ def run(
     typer.echo(f"trained {done['trained']} runs, {done['skipped']} already finished, in "
                f"{time.perf_counter() - start:.1f} s; results: {folder}/curves.csv, "
                f"{folder}/best.csv")
-    selected = set(read_table(folder / "best.csv")["method"])
-    lost = [label for label in base.methods if label not in selected]
+    lost = [label for label in base.methods if label not in done["selected"]]
     if lost:
         typer.echo(f"warning: every grid point of {', '.join(lost)} diverged (NaN or inf), so "
                    f"none is selected and the figures and report leave it out; try smaller "

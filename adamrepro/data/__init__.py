@@ -1,5 +1,7 @@
 """Datasets by config name. Each entry is a module with `Options`, `options()`, `fetch()`
-(download into the standard layout) and `load(options, data_dir) -> TensorDataset`."""
+(download into the standard layout) and `load(options, data_dir) -> TensorDataset`; one
+whose `fetch` checks the files' presence alone may add `unofficial(folder)`, the files whose
+checksum is not the official one (`adamrepro fetch` names them)."""
 
 from __future__ import annotations
 

@@ -51,12 +51,12 @@ METADATA = {"png": {"Software": None},
 HANDLE_LENGTH = 3.5
 
 
-def in_config_order(best: pd.DataFrame, meta: dict) -> pd.DataFrame:
-    """best.csv's rows in the config's order of methods: every figure's legend alike, not in
-    whichever order selection found them."""
+def in_config_order(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """A table's rows (best.csv's, a figure's) in the config's order of methods: every
+    figure's legend alike, not in whichever order selection found them."""
     order = list(meta["config"].get("methods", {}))
-    rank = {m: order.index(m) if m in order else len(order) for m in best["method"]}
-    return best.sort_values("method", key=lambda m: m.map(rank), kind="stable")
+    rank = {m: order.index(m) if m in order else len(order) for m in table["method"]}
+    return table.sort_values("method", key=lambda m: m.map(rank), kind="stable")
 
 
 def axis_label(text: str) -> str:
@@ -64,10 +64,10 @@ def axis_label(text: str) -> str:
     return textwrap.fill(text, 42)
 
 
-def few_points(count: int) -> dict:
-    """Markers for a curve of a few passes (one pass is a single point, which a line alone
-    does not show)."""
-    return {"marker": "o", "markersize": 4} if count <= 3 else {}
+def few_points(count: int, most: int = 3, size: float = 4) -> dict:
+    """Markers for a curve of at most `most` points (one pass is a single point, which a
+    line alone does not show)."""
+    return {"marker": "o", "markersize": size} if count <= most else {}
 
 
 def save_figure(fig, folder: Path, stem: str) -> list[Path]:

@@ -12,6 +12,7 @@ from adamrepro.figures.curves import (
     HANDLE_LENGTH,
     axis_label,
     band,
+    few_points,
     in_config_order,
     plt,
     save_figure,
@@ -47,8 +48,8 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
             panels.append((ax_early, band(runs[runs["epoch"] <= early], y.name,
                                           plot_cfg["band"])))
         for ax, stats in panels:
-            few = {"marker": "o", "markersize": 3} if len(stats) <= FEW_POINTS else {}
-            ax.plot(stats.index, stats["mean"], label=chosen["method"], **line, **few)
+            ax.plot(stats.index, stats["mean"], label=chosen["method"], **line,
+                    **few_points(len(stats), FEW_POINTS, 3))
             if chosen["n_seeds"] > 1:
                 ax.fill_between(stats.index, stats["low"], stats["high"], color=line["color"],
                                 alpha=BAND_ALPHA, linewidth=0)

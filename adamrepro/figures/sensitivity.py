@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
-from adamrepro.figures.curves import HANDLE_LENGTH, save_figure  # noqa: E402
+from adamrepro.figures.curves import HANDLE_LENGTH, in_config_order, save_figure  # noqa: E402
 from adamrepro.figures.palette import colors, style  # noqa: E402
 from adamrepro.metrics import column_of, metric_set  # noqa: E402
 from adamrepro.results.select import point_summary  # noqa: E402
@@ -55,9 +55,7 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
                          **{c: chosen[c] for c in others[method]}})
     table = pd.DataFrame(rows)
     if len(table):  # methods in the config's order, the order of every other figure's legend
-        order = list(meta["config"].get("methods", {}))
-        rank = {m: order.index(m) if m in order else len(order) for m in others}
-        table = table.sort_values("method", key=lambda m: m.map(rank), kind="stable")
+        table = in_config_order(table, meta)
     return table, others
 
 

@@ -35,6 +35,11 @@ def registered() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def shadowed(builtins: dict[str, type]) -> list[str]:
+    """Entry points named like a built-in optimizer, which wins: they are never used."""
+    return sorted(set(registered()) & set(builtins))
+
+
 def _import(path: str) -> object:
     module_name, sep, attr = path.partition(":")
     if not sep:

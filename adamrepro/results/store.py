@@ -100,6 +100,11 @@ def _remove(renames: list[tuple[str, Path]]) -> None:
             os.unlink(tmp)
 
 
+def recorded_precision(meta: dict) -> str:
+    """The training precision a config.json records (fp32 for tables older than it)."""
+    return meta.get("config", {}).get("training", {}).get("precision", "fp32")
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """A table this package wrote. Only an empty cell is missing (pandas writes NaN so): a
     name such as `nan`, `NA` or `null` (an experiment, a method) stays the string it is."""
@@ -218,7 +223,7 @@ class ResultStore:
             return
         if previous.get("base_digest") != digest and not self._runs_within(run_ids,
                                                                              extensions):
-            before = previous.get("config", {}).get("training", {}).get("precision", "fp32")
+            before = recorded_precision(previous)
             if before != precision:  # the usual case: `run --precision` into the fp32 folder
                 raise UserError(
                     f"{self.root} holds {before} results of {self.root.name}, and this run is "

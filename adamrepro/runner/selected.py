@@ -23,7 +23,7 @@ import pandas as pd
 
 from adamrepro.config import Experiment
 from adamrepro.errors import UserError
-from adamrepro.results.store import hparam_columns, read_table
+from adamrepro.results.store import hparam_columns, read_table, recorded_precision
 from adamrepro.runner.extend import beyond_edges
 from adamrepro.runner.plan import method_groups
 
@@ -44,8 +44,7 @@ def selected_points(exp: Experiment, scale: str, folder: Path) -> dict[str, list
         raise UserError(f"--only-selected {folder}: its {exp.name} results are at "
                         f"{meta.get('scale')} scale, this run at {scale}; give --scale "
                         f"{meta.get('scale')} or another folder")
-    precision = meta.get("config", {}).get("training", {}).get("precision", "fp32")
-    return points_of(exp, best, precision, f"--only-selected {folder}")
+    return points_of(exp, best, recorded_precision(meta), f"--only-selected {folder}")
 
 
 def points_of(exp: Experiment, best: pd.DataFrame, precision: str,

@@ -118,11 +118,11 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
                             "trained": trained + stopped["trained"], "skipped": 0}
                 groups, trained = groups + added, trained + more
             records = [store.load_run(run.run_id) for g in groups for run in g.runs]
-            _write_tables(base, exp, scale, records, store, executor.device,
-                          steps if extend else None, workers_of(executor, len(groups)),
-                          only_selected)
+            best = _write_tables(base, exp, scale, records, store, executor.device,
+                                 steps if extend else None, workers_of(executor, len(groups)),
+                                 only_selected)
             remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
-        return {"folder": store.root, "trained": trained,
+        return {"folder": store.root, "trained": trained, "selected": set(best["method"]),
                 "skipped": sum(g.size for g in groups) - trained}
 
 
@@ -306,7 +306,8 @@ def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: i
 
 def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[dict], store,
                   device, steps: Counter | None = None, workers: int = 1,
-                  only_selected: Path | None = None) -> None:
+                  only_selected: Path | None = None) -> pd.DataFrame:
+    """Write the experiment's tables and config.json; return best.csv's frame."""
     metrics = metrics_of(exp)
     columns = metrics.columns()
     curves = curves_frame(records, [c.name for c in columns])
@@ -327,6 +328,7 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
         # the folder whose selected points alone were trained (`run --only-selected`)
         **({"points_selected_in": str(only_selected)} if only_selected is not None else {}),
     })
+    return best
 
 
 def metrics_of(exp: Experiment) -> MetricSet:
