@@ -93,7 +93,10 @@ def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
             "holds in every seed alone, and the spread over seeds of the gap it compares. "
             "A verdict at smoke or quick scale is about that run, not about the paper. A "
             "verdict that compares a method selected at the edge of its grid ends with a "
-            "caution: a wider grid might select another point and change it."),
+            "caution: a wider grid might select another point and change it. A rule names "
+            "a method by its optimizer and variant (`adam+constant_lr`); the numbers call it "
+            "by its label in the experiment's config (`adam_constant`), as the figures and "
+            "the tables of methods do."),
         Table(HEADER, tuple(rows)),
         Heading(2, "Claims of the reviewer"),
         Paragraph(

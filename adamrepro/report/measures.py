@@ -116,6 +116,12 @@ class Measured:
                            & (variants(self.curves) == (method.variant or ""))]
         return str(rows["method"].iloc[0]) if len(rows) else None
 
+    def called(self, method: MethodRef) -> str:
+        """What a verdict's numbers call the method: its label in this experiment's config,
+        as the figures and the report's tables of methods call it; how the claim names it
+        where the experiment has no such method."""
+        return self.label(method) or str(method)
+
     @property
     def passes(self) -> int:
         return int(self.curves["epoch"].max())

@@ -67,7 +67,8 @@ def relative(a: float, b: float) -> str:
 
 def timing_note(measured: Measured, methods) -> str:
     """Whether the runs a per-second comparison reads trained batched or alone."""
-    parts = [f"{m} {'batched' if batched(measured, m) else 'trained alone'}" for m in methods
+    parts = [f"{measured.called(m)} {'batched' if batched(measured, m) else 'trained alone'}"
+             for m in methods
              if batched(measured, m) is not None]
     return f" [{', '.join(parts)}]" if parts else ""
 
@@ -100,8 +101,9 @@ class _Pair(Rule):
     def methods(self) -> tuple[MethodRef, ...]:
         return (self.a, self.b)
 
-    def _numbers(self, label: str, va: float, vb: float) -> str:
-        return f"{label}: {self.a} {num(va)}, {self.b} {num(vb)}{relative(va, vb)}"
+    def _numbers(self, measured: Measured, label: str, va: float, vb: float) -> str:
+        a, b = measured.called(self.a), measured.called(self.b)
+        return f"{label}: {a} {num(va)}, {b} {num(vb)}{relative(va, vb)}"
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ class Beats(_Pair):
 
     def __call__(self, measured: Measured) -> Verdict:
         last, va, vb = self._values(measured)
-        return judged(va < (1 - self.margin) * vb, self._numbers(self._label(last), va, vb))
+        return judged(va < (1 - self.margin) * vb,
+                      self._numbers(measured, self._label(last), va, vb))
 
     def gap(self, measured: Measured) -> float | None:
         _, va, vb = self._values(measured)
@@ -155,7 +158,8 @@ class AsFast(_Pair):
             if self.two_sided:
                 ok &= va >= (1 - self.tol) * vb
             parts.append(f"pass {epoch}: {num(va)} vs {num(vb)}{relative(va, vb)}")
-        return judged(bool(ok), f"{self.a} vs {self.b}: " + "; ".join(parts))
+        return judged(bool(ok), f"{measured.called(self.a)} vs {measured.called(self.b)}: "
+                      + "; ".join(parts))
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,7 @@ class MarginallyBetter(_Pair):
     def __call__(self, measured: Measured) -> Verdict:
         va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
         ok = math.isfinite(va) and va < vb and (vb - va) <= self.max_gap * vb
-        return judged(ok, self._numbers("final cost", va, vb))
+        return judged(ok, self._numbers(measured, "final cost", va, vb))
 
     def gap(self, measured: Measured) -> float | None:
         va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
@@ -202,11 +206,11 @@ class SlightlyHigher(_Pair):
             mean = math.nan if values is None else float(values.mean(skipna=False))
             spread = (f" ± {values.std():.2g}" if values is not None and len(values) > 1
                       and math.isfinite(mean) else "")
-            parts.append(f"{method} {num(mean)}{spread}")
+            parts.append(f"{measured.called(method)} {num(mean)}{spread}")
             means.append(mean)
         ok = all(math.isfinite(m) for m in means) and 0 < means[0] - means[1] <= self.max_gap
-        gap = f"; {self.a} − {self.b} {means[0] - means[1]:+.4g}" if all(
-            math.isfinite(m) for m in means) else ""
+        gap = (f"; {measured.called(self.a)} − {measured.called(self.b)} "
+               f"{means[0] - means[1]:+.4g}" if all(math.isfinite(m) for m in means) else "")
         return judged(ok, f"final {self.column}: {', '.join(parts)}{gap}")
 
     def gap(self, measured: Measured) -> float | None:
@@ -257,12 +261,13 @@ class BeatsPerSecond(_Pair):
         a_missing = ca is None or ca.empty
         if a_missing or cb is None or cb.empty:
             return judged(not a_missing,
-                          f"{self.a if a_missing else self.b}: every grid point diverged")
+                          f"{measured.called(self.a if a_missing else self.b)}: every grid "
+                          f"point diverged")
         va, vb = mean_cost_over_time(ca, cb)
         span = min(ca.index.max(), cb.index.max())
         return judged(va < (1 - self.margin) * vb,
-                      self._numbers(f"first {span:.3g} s", va, vb) + timing_note(measured,
-                                                                                  self.methods))
+                      self._numbers(measured, f"first {span:.3g} s", va, vb)
+                      + timing_note(measured, self.methods))
 
 
 @dataclass(frozen=True)
@@ -285,11 +290,12 @@ class SlowerPerPass(Rule):
 
     def __call__(self, measured: Measured) -> Verdict:
         ts, tf = seconds_per_pass(measured, self.slow), seconds_per_pass(measured, self.fast)
+        slow, fast = measured.called(self.slow), measured.called(self.fast)
         if not (math.isfinite(ts) and math.isfinite(tf)) or tf <= 0:
-            return Verdict(NOT_MEASURABLE, f"no timed pass: {self.slow} {ts}, {self.fast} {tf}")
+            return Verdict(NOT_MEASURABLE, f"no timed pass: {slow} {ts}, {fast} {tf}")
         ratio = ts / tf
         return judged(self.low <= ratio <= self.high,
-                      f"{self.slow} {ts:.3g} s, {self.fast} {tf:.3g} s per pass: {ratio:.2f}x"
+                      f"{slow} {ts:.3g} s, {fast} {tf:.3g} s per pass: {ratio:.2f}x"
                       + timing_note(measured, self.methods))
 
 
@@ -312,10 +318,10 @@ class DoesNotConverge(Rule):
     def __call__(self, measured: Measured) -> Verdict:
         final = final_cost(measured, self.method)
         if final == math.inf:
-            return judged(True, f"{self.method}: every grid point diverged")
+            return judged(True, f"{measured.called(self.method)}: every grid point diverged")
         first = cost_at(measured, self.method, 1)
         return judged(final > self.fraction * first,
-                      f"{self.method}: pass 1 {num(first)}, final {num(final)}"
+                      f"{measured.called(self.method)}: pass 1 {num(first)}, final {num(final)}"
                       f"{relative(final, first)}")
 
 
@@ -340,8 +346,8 @@ class MemoryGrowsLinearly(Rule):
         points = memory_by_subfunctions(measured.curves)
         points = points[points["method"] == measured.label(self.method)]
         if points["num_subfunctions"].nunique() < 3:
-            return Verdict(NOT_MEASURABLE, f"{self.method}: needs runs at 3 or more values of "
-                                           f"num_subfunctions, has {len(points)}")
+            return Verdict(NOT_MEASURABLE, f"{measured.called(self.method)}: needs runs at 3 or "
+                                           f"more values of num_subfunctions, has {len(points)}")
         x, y = points["num_subfunctions"].to_numpy(float), points["state_bytes"].to_numpy(float)
         slope, intercept = np.polyfit(x, y, 1)
         residual = y - (intercept + slope * x)
@@ -513,13 +519,15 @@ class BestWithCorrection(_BiasCorrectionRule):
             if cells.empty:
                 return Verdict(NOT_MEASURABLE, "no grid cell run by both methods")
             long = pd.concat([
-                cells.assign(method=str(self.corrected), cost=cells["cost_corrected"]),
-                cells.assign(method=str(self.uncorrected), cost=cells["cost_uncorrected"]),
+                cells.assign(method=measured.called(self.corrected), cost=cells["cost_corrected"]),
+                cells.assign(method=measured.called(self.uncorrected),
+                             cost=cells["cost_uncorrected"]),
             ], ignore_index=True)
             best = long.loc[long["cost"].idxmin()] if np.isfinite(long["cost"]).any() else None
             if best is None:
                 return judged(False, f"pass {epoch}: every cell diverged")
-            ok &= best["method"] == str(self.corrected) and best["beta2"] >= self.min_beta2
+            corrected = measured.called(self.corrected)
+            ok &= best["method"] == corrected and best["beta2"] >= self.min_beta2
             parts.append(f"pass {epoch}: best {best['method']} beta1={best['beta1']:g} "
                          f"beta2={best['beta2']:g} lr={best['lr']:g}: {num(best['cost'])}")
         return judged(bool(ok), "; ".join(parts))
