@@ -194,7 +194,7 @@ def _adam_like(amsgrad: bool = False) -> Callable[..., torch.optim.Optimizer]:
 # given here, where torch's class has only that behaviour). `lr_decay` is handled by LambdaLR.
 TORCH_OPTIMIZERS: dict[str, tuple[Callable[..., torch.optim.Optimizer], set[str], dict]] = {
     "adam": (_adam_like(), {"lr", "betas", "eps", "weight_decay"},
-             {"bias_correction": True, "beta1_decay": 1.0, "averaging": None,
+             {"bias_correction": True, "beta1_decay_rate": 0.0, "averaging": None,
               "track_step_ratio": False}),
     "amsgrad": (_adam_like(amsgrad=True), {"lr", "betas", "eps", "weight_decay"}, {}),
     "adamw": (torch.optim.AdamW, {"lr", "betas", "eps", "weight_decay"}, {}),

@@ -1,6 +1,6 @@
 """Adam, Algorithm 1 of Kingma & Ba (2015), as written (not the cheaper ε̂ form).
 
-    t ← t + 1;  β1,t = β1·λ^(t−1)                       (λ = beta1_decay, Sec. 4; 1 = off)
+    t ← t + 1;  β1,t = β1·λ^(t−1)          (λ = 1 − beta1_decay_rate, Sec. 4; rate 0 = off)
     g ← ∇f(θ) + weight_decay·θ                          (L2 added to the gradient, as torch)
     m ← β1,t·m + (1 − β1,t)·g;   v ← β2·v + (1 − β2)·g²
     m̂ ← m / (1 − β1^t);  v̂ ← v / (1 − β2^t)            (bias_correction=False drops both)
@@ -11,6 +11,10 @@ on the raw gradient: θ ← θ − α·(1 − β1)·b / (√v + ε) with b ← �
 puts its momentum on the rescaled gradient g / (√v + ε) instead; the two agree for β1 = 0,
 where this is exactly RMSprop(alpha=β2, momentum=0).
 
+The knob is 1 − λ, not λ: the paper's λ = 1 − 1e-8 is 1.0 in float32 (whose spacing near 1
+is 6e-8), so a per-run tensor of λ in the training dtype would switch the decay off without
+a word; 1e-8 is exact enough in any dtype, and λ^(t−1) is computed as exp((t−1)·log1p(−rate)).
+
 The bias correction uses the constant β1^t of Algorithm 1 even when β1 decays (ours): the
 weights of m then sum to 1 − Π β1,i instead, but with the paper's λ = 1 − 1e-8 the two differ
 by at most 3e-7 relative for β1 = 0.9 (3e-5 for β1 = 0.99; largest at t ≈ 16 and 160).
@@ -19,12 +23,14 @@ by at most 3e-7 relative for β1 = 0.9 (3e-5 for β1 = 0.99; largest at t ≈ 16
 steps since the last `pass_statistics()`, as a device tensor (no host sync), to measure the
 step bound of Sec. 2.1: |Δθ| ≤ α·(1 − β1)/√(1 − β2) when (1 − β1) > √(1 − β2), else α.
 Δθ is the step as computed, α_t·m̂/(√v̂ + ε), before it is rounded into θ. Identical to
-torch.optim.Adam (amsgrad=False) when bias_correction is on, beta1_decay = 1, lr_decay is
+torch.optim.Adam (amsgrad=False) when bias_correction is on, beta1_decay_rate = 0, lr_decay is
 `none` and averaging is off.
 Reference: D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -37,7 +43,7 @@ from adamrepro.optim.base import (
     betas_like,
     broadcast,
     check_range,
-    is_one,
+    is_zero,
     sub_scaled_,
     zeros_state,
 )
@@ -52,18 +58,18 @@ class Adam(TemporalAveraging, GridOptimizer):
         eps=1e-8,
         weight_decay=0.0,
         bias_correction: bool = True,
-        beta1_decay=1.0,
+        beta1_decay_rate=0.0,
         lr_decay: str = "none",
         averaging=None,
         track_step_ratio: bool = False,
     ) -> None:
-        check_range("beta1_decay", beta1_decay, 0.0, 1.0, low_open=True, high_open=False)
+        check_range("beta1_decay_rate", beta1_decay_rate, 0.0, 1.0)
         check_averaging(averaging)
         if not isinstance(bias_correction, bool):
             raise ValueError(f"bias_correction must be true or false, got {bias_correction!r}")
         super().__init__(params, adam_family_defaults(
             lr, betas, eps, weight_decay, lr_decay, bias_correction=bias_correction,
-            beta1_decay=beta1_decay, averaging=averaging))
+            beta1_decay_rate=beta1_decay_rate, averaging=averaging))
         if not isinstance(track_step_ratio, bool):
             raise ValueError(f"track_step_ratio must be true or false, got {track_step_ratio!r}")
         self.max_step_ratio = None
@@ -83,8 +89,8 @@ class Adam(TemporalAveraging, GridOptimizer):
         beta1, beta2 = betas_like(group, p)
         eps = broadcast(group["eps"], p)
         grad = add_l2(grad, p, group["weight_decay"])
-        decay = group["beta1_decay"]
-        beta1_t = beta1 if is_one(decay) else beta1 * broadcast(decay, p) ** (step - 1)
+        rate = group["beta1_decay_rate"]
+        beta1_t = beta1 if is_zero(rate) else beta1 * torch.exp((step - 1) * _log1p_neg(rate, p))
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.lerp_(grad, 1 - beta1_t)  # m + (1 − β1,t)·(g − m) = β1,t·m + (1 − β1,t)·g
         v.lerp_(grad.square(), 1 - beta2)
@@ -119,3 +125,11 @@ class Adam(TemporalAveraging, GridOptimizer):
         value = self.max_step_ratio.clone()
         self.max_step_ratio.zero_()
         return {"max_step_ratio": value}
+
+
+def _log1p_neg(rate, like: Tensor):
+    """log λ = log(1 − rate), which keeps a rate of 1e-8 in float32 (1 − rate itself would
+    round to 1): a number in float64, a per-run tensor with log1p in the parameters' dtype."""
+    if isinstance(rate, Tensor):
+        return torch.log1p(-broadcast(rate, like))
+    return math.log1p(-rate)

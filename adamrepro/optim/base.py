@@ -53,11 +53,6 @@ def is_zero(value: HyperValue) -> bool:
     return isinstance(value, (int, float)) and value == 0
 
 
-def is_one(value: HyperValue) -> bool:
-    """True only for the number 1 (a β1 decay that is off); see `is_zero`."""
-    return isinstance(value, (int, float)) and value == 1
-
-
 def sub_scaled_(p: Tensor, x: Tensor, scale: HyperValue) -> Tensor:
     """p ← p − scale·x in one pass, scale a number or per-run (G, 1, ..., 1) factors."""
     if isinstance(scale, Tensor):

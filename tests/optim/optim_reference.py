@@ -36,11 +36,11 @@ def averaged(theta, state, t, averaging) -> np.ndarray:
 
 
 def adam(theta, g, state, t, *, lr, betas, eps, weight_decay, bias_correction=True,
-         beta1_decay=1.0, lr_decay="none", averaging=None, track_step_ratio=False):
+         beta1_decay_rate=0.0, lr_decay="none", averaging=None, track_step_ratio=False):
     beta1, beta2 = betas
     zeros(state, theta, "exp_avg", "exp_avg_sq")
     g = g + weight_decay * theta
-    beta1_t = beta1 * beta1_decay ** (t - 1)
+    beta1_t = beta1 * (1 - beta1_decay_rate) ** (t - 1)
     state["exp_avg"] = beta1_t * state["exp_avg"] + (1 - beta1_t) * g
     state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * g**2
     m, v = state["exp_avg"], state["exp_avg_sq"]

@@ -66,11 +66,11 @@ CASES = [
     Case(
         "adam_beta1_decay",
         "adam",
-        # λ far from the paper's 1 − 1e-8 so that the decay is visible within 120 steps
-        dict(lr=2e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.0, beta1_decay=0.99),
+        # λ = 1 − rate far from the paper's 1 − 1e-8 so that the decay is visible in 120 steps
+        dict(lr=2e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.0, beta1_decay_rate=0.01),
         None,
-        dict(beta1_decay=[0.99, 1.0, 0.9], betas=BETAS_GRID),
-        dict(lr=5e-2, beta1_decay=1 - 1e-8),
+        dict(beta1_decay_rate=[0.01, 0.0, 0.1], betas=BETAS_GRID),
+        dict(lr=5e-2, beta1_decay_rate=1e-8),
     ),
     Case(
         "adam_averaging",

@@ -130,7 +130,7 @@ BAD_VALUES = {
     "alpha": [-0.1, 1.0],
     "rho": [-0.1, 1.0],
     "lr_decay": ["cosine", None],
-    "beta1_decay": [0.0, 1.5],
+    "beta1_decay_rate": [-1e-8, 1.0],
     "averaging": [1.0, -0.5, torch.tensor([0.9, 1.0])],
     "momentum_decay": [-1e-3],
     "bias_correction": ["yes", 1],
@@ -247,3 +247,32 @@ def test_swap_averaged_swaps_in_and_restores_even_on_error():
     assert all(p.requires_grad and p.is_leaf for p in params)
     for p, q in zip(params, [state["state"][i] for i in range(len(params))], strict=True):
         assert all(torch.equal(optimizer.state[p][k], q[k]) for k in q)
+
+
+# ---------------------------------------------------------------- the paper's λ in float32
+
+def test_the_papers_first_moment_decay_survives_float32_in_a_batched_grid():
+    """λ = 1 − 1e-8 rounds to 1 in float32; the knob is its rate, and a grid's float32
+    per-run tensor of rates must still decay β1 (before, the decay was silently off)."""
+    import math
+
+    from adamrepro.hparams import stacked
+
+    rates = (1e-8, 0.0)
+    hparams = stacked([{"lr": 1e-3, "betas": [0.9, 0.999], "beta1_decay_rate": r}
+                       for r in rates], torch.float32)
+    assert hparams["beta1_decay_rate"].dtype == torch.float32
+    p = torch.zeros(2, 3, dtype=torch.float32, requires_grad=True)
+    opt = Adam([p], **hparams)
+    p.grad = torch.ones_like(p)
+    opt.step()
+    t = 1_000_000
+    state = opt.state[p]
+    state["step"].fill_(t - 1)
+    state["exp_avg"].zero_()
+    opt.step()  # step t: m = (1 − β1,t)·g with β1,t = β1·λ^(t−1)
+    for run, rate in enumerate(rates):
+        beta1_t = 0.9 * math.exp((t - 1) * math.log1p(-rate))
+        expected = torch.full((3,), 1 - beta1_t)
+        torch.testing.assert_close(state["exp_avg"][run], expected, rtol=1e-5, atol=0)
+    assert not torch.equal(state["exp_avg"][0], state["exp_avg"][1])
