@@ -148,7 +148,7 @@ def test_config_runs_at_smoke_scale(cli, bow, imdb_dir, tmp_path):
     assert code == 0, err
     best = pd.read_csv(tmp_path / "logreg_imdb" / "best.csv")
     methods = set(yaml.safe_load(CONFIG.read_text())["methods"])
-    assert methods == {"adagrad+dropout", "rmsprop+dropout", "sgd_nesterov+dropout",
-                       "adam+dropout"}
+    assert methods == {"adagrad+dropout", "adagrad_constant+dropout", "rmsprop+dropout",
+                       "sgd_nesterov+dropout", "adam+dropout"}
     assert set(best["method"]) == methods
     assert not best["diverged"].any()

@@ -416,7 +416,12 @@ def test_the_reviewers_claims_have_their_own_section_with_numbers(smoke):
     section = report.split("## Claims of the reviewer")[1].split("\n## ")[0]
     rows = verdict_rows(section)
     mnist = {c.id for c in REVIEWER_CLAIMS if c.experiment == "logreg_mnist"}
-    assert mnist <= set(rows) and len(mnist) == 4
+    assert mnist <= set(rows) and len(mnist) == 6
+    # Fig. 1's AdaGrad claims judged again with AdaGrad at a constant α, called by its label
+    for claim in ("adam-beats-adagrad", "nesterov-beats-adagrad"):
+        row = rows[f"reviewer-fig1-left-{claim}-at-constant-lr"]
+        assert row[3] in ("holds", "does not hold", "depends on the selection rule"), row
+        assert re.search(r"adagrad_constant \d\.\d+", row[4]), row
     accuracy = rows["reviewer-logreg-mnist-nesterov-slightly-higher-test-accuracy"][4]
     assert re.search(r"final test_acc: sgd_nesterov 0\.\d+, adam 0\.\d+; ", accuracy)
     decay = rows["reviewer-logreg-mnist-adam-benefits-from-decay"][4]

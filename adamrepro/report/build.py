@@ -104,8 +104,11 @@ def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
             f"{reviewer_summary}. Judged like the paper's, by the same rules and thresholds "
             "(`REVIEWER_CLAIMS` in `adamrepro/report/claims.py`): whether Adam's lead over "
             "SGD Nesterov holds in training cost, in final test accuracy (each method's "
-            "selected runs, mean ± std over seeds) and in test loss, and whether Adam gains "
-            "from the step-size decay α/√t over a constant α where both are run."),
+            "selected runs, mean ± std over seeds) and in test loss; whether Adam gains "
+            "from the step-size decay α/√t over a constant α where both are run; and each "
+            "Fig. 1 claim about AdaGrad again with AdaGrad at a constant α (Fig. 1 decays "
+            "every method's α as α/√t, as the paper says, AdaGrad's too, whose accumulator "
+            "already anneals its step)."),
         Table(("claim", "figure (experiment, scale)", "the reviewer says", *HEADER[3:]),
               tuple(reviewer)),
     ]

@@ -8,6 +8,7 @@ variant (`Method`), which the experiment's tables carry as data: config labels a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from adamrepro.report.measures import Measured, Method
@@ -183,6 +184,7 @@ def _reviewer_claims() -> tuple[Claim, ...]:
                   _per_variant(lambda v: OnColumn(Beats(_adam(v), _sgd(v), margin=BEATS),
                                                   "test_loss"), variants)),
         ]
+    claims += _adagrad_at_constant_lr()
     decay = "Adam still benefits from a learning-rate decay: α/√t ends below constant α."
     claims += [
         Claim("reviewer-logreg-mnist-adam-benefits-from-decay", "Fig. 1 left", decay,
@@ -193,6 +195,47 @@ def _reviewer_claims() -> tuple[Claim, ...]:
                     measure="final")),
     ]
     return tuple(claims)
+
+
+# Fig. 1 decays every method's step size as α/√t (PAPER.md gives α_t = α/√t for both
+# problems), AdaGrad's too, which its accumulator already anneals about as 1/√t (Sec. 5:
+# AdaGrad is Adam with β1 = 0, β2 → 1 AND α_t = α/√t), so that its step decays about as
+# 1/t. The skeptic's reading: AdaGrad at a constant α. Each Fig. 1 claim about AdaGrad is
+# judged again with that AdaGrad (variant `constant_lr`, on IMDB `dropout+constant_lr`).
+_ADAGRAD_AT_CONSTANT_LR = {
+    Method("adagrad"): Method("adagrad", "constant_lr"),
+    Method("adagrad", "dropout"): Method("adagrad", "dropout+constant_lr"),
+}
+
+
+def _adagrad_at_constant_lr() -> list[Claim]:
+    claims = []
+    for claim in CLAIMS:
+        if not claim.figure.startswith("Fig. 1"):
+            continue
+        for decayed, constant in _ADAGRAD_AT_CONSTANT_LR.items():
+            if decayed in claim.rule.methods:
+                claims.append(Claim(
+                    f"reviewer-{claim.id}-at-constant-lr", claim.figure,
+                    f"With AdaGrad at a constant α (its accumulator already anneals its step; "
+                    f"α/√t on top decays it about as 1/t), still: {claim.text}",
+                    substituted(claim.rule, decayed, constant)))
+    return claims
+
+
+def substituted(rule: Rule, old: Method, new: Method) -> Rule:
+    """The same rule with method `old` replaced by `new` wherever it names it (also inside
+    the rules it combines)."""
+    changes = {}
+    for field in dataclasses.fields(rule):
+        value = getattr(rule, field.name)
+        if isinstance(value, Method) and value == old:
+            changes[field.name] = new
+        elif isinstance(value, Rule):
+            changes[field.name] = substituted(value, old, new)
+        elif isinstance(value, tuple) and value and all(isinstance(v, Rule) for v in value):
+            changes[field.name] = tuple(substituted(v, old, new) for v in value)
+    return dataclasses.replace(rule, **changes)
 
 
 REVIEWER_CLAIMS: tuple[Claim, ...] = _reviewer_claims()
