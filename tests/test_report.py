@@ -188,6 +188,17 @@ def test_fig4_rules_on_a_grid_where_bias_correction_wins():
     assert BestWithCorrection(min_beta2=0.999)(m).status == FAILS  # the best has beta2 0.99
 
 
+def test_fig4_unstable_needs_the_instability_to_come_with_beta2_close_to_1():
+    """Worse without correction by the same 1.2x at every beta2: beta2 is not the cause."""
+    verdict = UnstableWithoutCorrection()(vae_grid(1.2, diverge_top=False))
+    assert verdict.status == FAILS
+    assert "beta2=0.9999: 4/4 cells worse" in verdict.numbers
+    assert "beta2=0.99: 4/4 cells worse" in verdict.numbers
+    assert "median ratio 1.2" in verdict.numbers
+    held = UnstableWithoutCorrection()(vae_grid(1.2, diverge_top=True))
+    assert held.status == HOLDS and "(4 diverged), median ratio inf" in held.numbers
+
+
 def test_fig4_rules_on_a_grid_where_bias_correction_loses():
     m = vae_grid(0.8, diverge_top=False)
     assert UnstableWithoutCorrection()(m).status == FAILS
@@ -468,3 +479,26 @@ def test_a_folder_of_a_former_name_stands_for_its_experiment(smoke, tmp_path):
     assert row[3] in (HOLDS, FAILS, DEPENDS)
     shutil.copytree(out / "logreg_mnist", folder / "mlp")
     assert {name: m.name for name, m in find_experiments(folder).items()} == {"mlp": "mlp"}
+
+
+def test_memory_grows_linearly_reads_the_gpu_peak_where_one_was_measured():
+    """State bytes linear in N hold the claim alone on a CPU (no peak measured); a GPU's peak
+    memory that grows faster than linearly makes it fail, one that grows linearly keeps it."""
+    from adamrepro.report.measures import Method
+    from adamrepro.report.rules import MemoryGrowsLinearly
+
+    def measured(peak) -> Measured:
+        rows = [{"method": "sfo+memory", "optimizer": "sfo", "variant": "memory",
+                 "run_id": f"r{n}", "point_id": f"p{n}", "seed": 0, "epoch": 1,
+                 "num_subfunctions": n, "state_bytes": 1e6 + 2e5 * n,
+                 "peak_memory_bytes": peak(n)} for n in (8, 16, 32, 64)]
+        curves = pd.DataFrame(rows)
+        return Measured("mlp_sfo", curves, curves.head(0), {})
+
+    rule = MemoryGrowsLinearly(Method("sfo", "memory"))
+    on_cpu = rule(measured(lambda n: math.nan))
+    assert on_cpu.status == HOLDS and "no peak device memory" in on_cpu.numbers
+    linear = rule(measured(lambda n: 5e8 + 3e6 * n))
+    assert linear.status == HOLDS and "peak device memory: N=8" in linear.numbers
+    cubic = rule(measured(lambda n: 5e8 + 3e3 * n**3))
+    assert cubic.status == FAILS and "peak device memory" in cubic.numbers

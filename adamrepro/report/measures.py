@@ -227,16 +227,20 @@ def method_costs(curves: pd.DataFrame, chosen: pd.Series, cost: str) -> pd.DataF
 
 def memory_by_subfunctions(curves: pd.DataFrame) -> pd.DataFrame:
     """One row per grid point of every method that sets `num_subfunctions`: its optimizer
-    state bytes after the last pass (mean over seeds). Columns: method, optimizer, variant,
-    num_subfunctions, state_bytes."""
+    state bytes after the last pass and its group's peak device memory (a GPU's; empty on a
+    CPU), mean over seeds. Columns: method, optimizer, variant, num_subfunctions,
+    state_bytes, peak_memory_bytes."""
+    keys = ["method", "optimizer", "variant", "num_subfunctions"]
+    measured = ["state_bytes", "peak_memory_bytes"]
     if "num_subfunctions" not in curves.columns or "state_bytes" not in curves.columns:
-        return pd.DataFrame(columns=["method", "optimizer", "variant", "num_subfunctions",
-                                     "state_bytes"])
+        return pd.DataFrame(columns=keys + measured)
     runs = curves.dropna(subset=["num_subfunctions"])
     last = runs.sort_values("epoch").groupby("run_id").tail(1)
     last = last.assign(variant=variants(last))
-    keys = ["method", "optimizer", "variant", "num_subfunctions"]
-    return last.groupby(keys, sort=False)["state_bytes"].mean().reset_index().sort_values(
+    if "peak_memory_bytes" not in last.columns:
+        last = last.assign(peak_memory_bytes=math.nan)
+    last = last.assign(peak_memory_bytes=pd.to_numeric(last["peak_memory_bytes"]))
+    return last.groupby(keys, sort=False)[measured].mean().reset_index().sort_values(
         ["method", "num_subfunctions"])
 
 
