@@ -112,6 +112,33 @@ def test_rerun_skips_finished_runs(smoke, cli, data_dir):
     assert [p.stat().st_mtime_ns for p in runs] == stamps
 
 
+def test_a_run_reused_under_another_label_is_shown_under_todays(smoke, cli, data_dir,
+                                                                tmp_path):
+    """A run is its settings: a config that gives adagrad's settings another label (and a
+    variant) reuses its runs, and the tables call them by the new label alone (they had
+    kept the old one, beside the method that now has that name)."""
+    out = tmp_path / "results"
+    shutil.copytree(smoke, out / "logreg_mnist")
+    config = yaml.safe_load(CONFIG.read_text())
+    config["methods"]["adagrad_renamed"] = {**config["methods"].pop("adagrad"),
+                                            "variant": "renamed"}
+    path = tmp_path / "logreg_mnist.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code, said, err = cli("run", path, "--scale", "smoke", "--out", out, "--quiet",
+                          "--data-dir", data_dir)
+    assert code == 0, err
+    assert said.startswith(f"trained 0 runs, {RUNS} already finished")
+    curves = pd.read_csv(out / "logreg_mnist" / "curves.csv")
+    before = pd.read_csv(smoke / "curves.csv")
+    was = before[before["method"] == "adagrad"]
+    renamed = curves[curves["run_id"].isin(was["run_id"])]
+    assert set(renamed["method"]) == {"adagrad_renamed"}
+    assert set(renamed["variant"]) == {"renamed"}
+    assert "adagrad" not in set(curves["method"])
+    assert "adagrad" not in set(pd.read_csv(out / "logreg_mnist" / "best.csv")["method"])
+    assert renamed["train_loss"].fillna(-1).tolist() == was["train_loss"].fillna(-1).tolist()
+
+
 def _comparable(folder: Path) -> pd.DataFrame:
     curves = pd.read_csv(folder / "curves.csv").drop(columns=VOLATILE)
     return curves.sort_values(["run_id", "epoch"]).reset_index(drop=True)

@@ -117,13 +117,23 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
                     return {"folder": store.root, "stopped": stopped,
                             "trained": trained + stopped["trained"], "skipped": 0}
                 groups, trained = groups + added, trained + more
-            records = [store.load_run(run.run_id) for g in groups for run in g.runs]
+            records = planned_records(store, groups)
             best = _write_tables(base, exp, scale, records, store, executor.device,
                                  steps if extend else None, workers_of(executor, len(groups)),
                                  only_selected)
             remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
         return {"folder": store.root, "trained": trained, "selected": set(best["method"]),
                 "skipped": sum(g.size for g in groups) - trained}
+
+
+def planned_records(store: ResultStore, groups: list[Group]) -> list[dict]:
+    """The stored records of the groups' runs, each named as this config names it. A run is
+    its settings (its id), so a record made under another method label (a method renamed,
+    or whose settings an earlier config gave another method, as Fig. 1's AdaGrad at a
+    constant α) is reused: the tables must show it under today's label and variant, never
+    under the old one beside the method that now has that name."""
+    return [{**store.load_run(run.run_id), "method": run.method, "variant": run.variant}
+            for group in groups for run in group.runs]
 
 
 def remove_stale_checkpoints(folder: Path, planned: set[str]) -> int:
@@ -168,7 +178,7 @@ def _extend_edges(exp: Experiment, scale: str, groups: list[Group], executor, st
     added: list[Group] = []
     trained, closed = 0, set()
     while True:
-        records = [store.load_run(run.run_id) for g in groups + added for run in g.runs]
+        records = planned_records(store, groups + added)
         hparams_of = {r["point_id"]: r["hparams"] for r in records}
         new = next_points(exp, _select(exp, records), hparams_of, points, steps, closed)
         if not new:
