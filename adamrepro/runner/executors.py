@@ -28,6 +28,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -147,6 +148,17 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
         raise BudgetSpent(epochs, checkpointed)
 
 
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to `count` inside, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class LocalExecutor:
     """Groups on this machine's device; the data is loaded once. One group after another in
     this process, or on a CPU with `workers` > 1 (or "auto": one per thread torch may use,
@@ -165,12 +177,19 @@ class LocalExecutor:
         """Load the data now, so missing data fails before anything is written."""
         self.data = load_data(exp, self.data_dir, self.device)
 
-    def processes(self, groups: int) -> int:
-        """How many worker processes train `groups` groups: 1 means this process."""
-        if self.device.type != "cpu" or groups < 2 or sys.platform != "linux":
+    def width(self) -> int:
+        """How many groups train at once, one thread each (1: one after another in this
+        process, with its threads). Fixed by the settings, never by how many groups are
+        left: the thread count changes a CPU's rounding, so the last group of a resumed
+        sweep must train with the one thread it had in a worker."""
+        if self.device.type != "cpu" or sys.platform != "linux":
             return 1
-        wanted = torch.get_num_threads() if self.workers == "auto" else self.workers
-        return max(1, min(wanted, groups))
+        return max(1, torch.get_num_threads() if self.workers == "auto" else self.workers)
+
+    def processes(self, groups: int) -> int:
+        """How many worker processes train `groups` groups: 1 means this process (with one
+        thread where the width is more than 1: see `width`)."""
+        return 1 if groups < 2 else min(self.width(), groups)
 
     def run(self, exp: Experiment, groups: list[Group], on_pass: OnPass,
             checkpoints: CheckpointPolicy | None = None
@@ -193,8 +212,9 @@ class LocalExecutor:
             return group, attempt(exp, group, self.data, checkpoints,
                                   lambda epoch: on_pass(group, epoch))
 
-        yield from schedule(groups, exp.training.epochs, self.device, checkpoints,
-                            lambda group, must_start: started.append(group), finished, 1)
+        with _threads(1 if self.width() > 1 else torch.get_num_threads()):
+            yield from schedule(groups, exp.training.epochs, self.device, checkpoints,
+                                lambda group, must_start: started.append(group), finished, 1)
 
     def _run_in_workers(self, exp: Experiment, groups: list[Group], on_pass: OnPass,
                         checkpoints: CheckpointPolicy | None, processes: int

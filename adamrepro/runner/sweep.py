@@ -293,10 +293,12 @@ def _provenance(exp: Experiment, device: torch.device, workers: int = 1) -> dict
 
 
 def workers_of(executor, groups: int) -> int:
-    """The worker processes the local executor trains `groups` groups in (1: itself; Ray's
-    tasks run wherever the cluster puts them, and are not counted)."""
-    processes = getattr(executor, "processes", None)
-    return processes(groups) if callable(processes) else 1
+    """How many groups the local executor trains at once, one thread each (1: itself, with
+    its threads; Ray's tasks run wherever the cluster puts them, and are not counted). The
+    same for every command of a sweep, however many groups are left: a last group trained
+    in this process has its one thread too (`LocalExecutor.width`)."""
+    width = getattr(executor, "width", None)
+    return width() if callable(width) else 1
 
 
 def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: int) -> dict:
