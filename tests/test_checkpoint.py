@@ -399,3 +399,36 @@ def test_a_split_group_partly_finished_trains_only_its_halves_left(tmp_path, cli
         assert {r: after[r]["group_id"] for r in after} == {
             r: before[r]["group_id"] for r in before}
         pd.testing.assert_frame_equal(_comparable(out / "mlp"), curves)
+
+
+def test_a_sweep_cut_off_before_its_tables_still_owns_its_folder(tmp_path, cli, data_dir):
+    """A first command stopped by its budget has written no config.json: a command of
+    another scale or config into that folder is refused all the same (it had found nothing
+    to check, taken the checkpoints for stale and removed them), and the same command goes
+    on. Temporary files a kill left behind (a record, a table) are removed under the lock."""
+    config = _config(tmp_path)
+    args = ("run", config, "--quiet", "--data-dir", data_dir, "--out", tmp_path / "out")
+    code, text, _ = cli(*args, "--scale", "smoke", "--time-budget", "0")
+    assert code == 3, text
+    folder = tmp_path / "out" / "logreg_mnist"
+    checkpoints = sorted(folder.joinpath("runs").glob("*.ckpt.pt"))
+    assert checkpoints and not (folder / "config.json").exists()
+    code, _, err = cli(*args, "--scale", "quick")
+    assert code == 2 and "holds smoke-scale results" in err, err
+    changed = yaml.safe_load(config.read_text())
+    changed["model"]["l2"] = 1.0e-3
+    other = tmp_path / "other" / "logreg_mnist.yaml"
+    other.parent.mkdir()
+    other.write_text(yaml.safe_dump(changed))
+    code, _, err = cli("run", other, "--quiet", "--data-dir", data_dir, "--out",
+                       tmp_path / "out", "--scale", "smoke")
+    assert code == 2 and "different logreg_mnist config" in err, err
+    assert sorted(folder.joinpath("runs").glob("*.ckpt.pt")) == checkpoints
+    left = [folder / ".curves.csv.x1y2z3.tmp", folder / "runs" / ".0123456789ab.json.q9.tmp"]
+    for path in left:
+        path.write_text("cut off")
+    while (code := cli(*args, "--scale", "smoke", "--time-budget", "0")[0]) == 3:
+        pass
+    assert code == 0
+    assert not any(path.exists() for path in left)
+    assert not (folder / ".sweep-owner.json").exists()  # config.json says it now

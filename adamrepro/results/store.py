@@ -100,6 +100,10 @@ def _remove(renames: list[tuple[str, Path]]) -> None:
             os.unlink(tmp)
 
 
+# The owner of a folder where no sweep has finished yet (ResultStore.claim).
+OWNER = ".sweep-owner.json"
+
+
 def recorded_precision(meta: dict) -> str:
     """The training precision a config.json records (fp32 for tables older than it)."""
     return meta.get("config", {}).get("training", {}).get("precision", "fp32")
@@ -209,6 +213,8 @@ class ResultStore:
         `only_selected` selected (`run --only-selected`) may not write over a whole sweep's
         tables: they would hold the selected points alone."""
         path = self.root / "config.json"
+        if not path.exists():  # no sweep finished here: the one that started here, if any
+            path = self.root / OWNER
         if not path.exists():
             return
         try:
@@ -240,10 +246,39 @@ class ResultStore:
                 f"its tables with them"
             )
 
+    def claim(self, digest: str, scale: str, precision: str,
+              only_selected: Path | None = None) -> None:
+        """Say which config and scale this folder's runs belong to before its first table
+        exists (`OWNER`): a sweep cut off before it wrote config.json (a kill, a time budget)
+        still refuses a command of another scale or config, which would otherwise find no
+        config.json and take its checkpoints for stale."""
+        if (self.root / "config.json").exists():
+            return
+        owner = {"base_digest": digest, "scale": scale,
+                 "config": {"training": {"precision": precision}},
+                 **({"points_selected_in": str(only_selected)} if only_selected else {})}
+        with atomic_file(self.root / OWNER) as f:
+            f.write(json.dumps(owner) + "\n")
+
+    def remove_temporary_files(self) -> int:
+        """Remove the temporary files of writes a kill cut off (atomic_file's `.NAME.*.tmp`:
+        tables, run records, parameters, checkpoints); only under the lock, which no writer
+        of this folder lacks, so none is another command's work in progress."""
+        stale = [*self.root.glob(".*.tmp"), *self.runs_dir.glob(".*.tmp")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def _runs_within(self, run_ids: set[str],
                      extensions: Callable[[pd.DataFrame], set[str]]) -> bool:
         """Whether every run in the folder's curves.csv is one of `run_ids` or of
-        `extensions(curves)`."""
+        `extensions(curves)`; before any table (a sweep cut off), whether every stored run
+        record is one of `run_ids` and no group is checkpointed mid-way (its runs are not
+        known here, and a config that lost them would take the checkpoint for stale)."""
+        if not (self.root / "config.json").exists():
+            records = {path.stem for path in self.runs_dir.glob("*.json")}
+            return (bool(records) and records <= run_ids
+                    and not any(self.runs_dir.glob("*.ckpt.pt")))
         try:
             curves = read_table(self.root / "curves.csv")
         except (OSError, ValueError):
@@ -282,6 +317,7 @@ class ResultStore:
         except OSError:
             return
         (self.root / ".lock").unlink(missing_ok=True)
+        (self.root / OWNER).unlink(missing_ok=True)
         for folder in (self.root, *self.root.parents):
             try:
                 folder.rmdir()
@@ -335,10 +371,12 @@ class ResultStore:
                             f"the same command again, which trains that run again") from None
 
     def write_tables(self, tables: dict[str, pd.DataFrame], meta: dict) -> None:
-        """The experiment's tables and its config.json, as one set (atomic_set)."""
+        """The experiment's tables and its config.json, as one set (atomic_set); config.json
+        then says who owns the folder, not `OWNER`."""
         atomic_set({**{self.root / name: frame.to_csv(index=False)
                        for name, frame in tables.items()},
                     self.root / "config.json": json.dumps(meta, indent=2, default=str) + "\n"})
+        (self.root / OWNER).unlink(missing_ok=True)
 
 
 def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:

@@ -84,9 +84,13 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     else:
         groups = [group for label, points in selected_points(exp, scale, only_selected).items()
                   for group in method_groups(exp, label, points)]
-    store.check_owner(base_digest(base), scale, force, {r.run_id for g in groups for r in g.runs},
-                      lambda curves: stored_extensions(exp, curves), only_selected,
-                      exp.training.precision)
+    def check_owner() -> None:
+        store.check_owner(base_digest(base), scale, force,
+                          {r.run_id for g in groups for r in g.runs},
+                          lambda curves: stored_extensions(exp, curves), only_selected,
+                          exp.training.precision)
+
+    check_owner()
     todo = left_to_train(groups, store)
     prepared = bool(todo)
     if todo:
@@ -96,7 +100,11 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
         checkpoints = CheckpointPolicy(store.runs_dir, exp.training.checkpoint_every,
                                        Budget.minutes(time_budget, split_to_fit))
         with store.locked():
-            # Another command may have finished some groups while this one waited for the lock.
+            # Another command may have written here while this one waited for the lock: its
+            # scale or config decides again, and it may have finished some groups.
+            check_owner()
+            store.claim(base_digest(base), scale, exp.training.precision, only_selected)
+            store.remove_temporary_files()
             todo = left_to_train(groups, store)
             for group in groups:  # a finished group's checkpoint left by a kill at the end
                 if all(store.is_done(r.run_id) for r in group.runs):
