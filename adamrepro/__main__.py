@@ -1,5 +1,5 @@
 import sys
 
-from adamrepro.cli import main
+from adamrepro.entry import main
 
 sys.exit(main())
