@@ -52,19 +52,15 @@ def bench(
         help="Read data files whose checksum differs from the official one.")] = False,
 ) -> None:
     """Time the batched runner and the straightforward PyTorch loop on the same grid."""
-    import torch
     from rich.console import Console
 
     from adamrepro.bench.timing import experiment_flops, flops_sentence
     from adamrepro.cli.run import without_data_check
     from adamrepro.results.store import atomic_write
-    from adamrepro.runner.executors import load_data, parse_workers
+    from adamrepro.runner.executors import load_data, parse_workers, torch_threads
     from adamrepro.runner.sweep import resolve_device
 
-    threads_before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         exp = load_experiment(resolve_config_arg(experiment))
         if unverified_data:
             exp = without_data_check(exp)
@@ -79,8 +75,6 @@ def bench(
             return
         result = _bench(exp, scale.value, data, target, reference_runs, reference_passes,
                         console, quiet, parse_workers(workers))
-    finally:  # the thread count is process-wide: leave it as it was (tests run in-process)
-        torch.set_num_threads(threads_before)
     _report(result, console)
     stem = Path(out) / "bench" / f"{exp.name}-{target.type}-{scale.value}"
     atomic_write(stem.with_suffix(".json"), json.dumps(result, indent=2) + "\n")

@@ -149,10 +149,12 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
 
 
 @contextmanager
-def _threads(count: int) -> Iterator[None]:
-    """torch's intra-op threads set to `count` inside, restored after."""
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `count` (None: left as they are) inside, restored
+    after: the count is process-wide, and tests run commands in-process."""
     before = torch.get_num_threads()
-    torch.set_num_threads(count)
+    if count is not None:
+        torch.set_num_threads(count)
     try:
         yield
     finally:
@@ -212,7 +214,7 @@ class LocalExecutor:
             return group, attempt(exp, group, self.data, checkpoints,
                                   lambda epoch: on_pass(group, epoch))
 
-        with _threads(1 if self.width() > 1 else torch.get_num_threads()):
+        with torch_threads(1 if self.width() > 1 else torch.get_num_threads()):
             yield from schedule(groups, exp.training.epochs, self.device, checkpoints,
                                 lambda group, must_start: started.append(group), finished, 1)
 
