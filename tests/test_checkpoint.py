@@ -424,7 +424,8 @@ def test_a_sweep_cut_off_before_its_tables_still_owns_its_folder(tmp_path, cli, 
                        tmp_path / "out", "--scale", "smoke")
     assert code == 2 and "different logreg_mnist config" in err, err
     assert sorted(folder.joinpath("runs").glob("*.ckpt.pt")) == checkpoints
-    left = [folder / ".curves.csv.x1y2z3.tmp", folder / "runs" / ".0123456789ab.json.q9.tmp"]
+    left = [folder / ".curves.csv.x1y2z3.tmp", folder / "runs" / ".0123456789ab.json.q9.tmp",
+            folder / "runs" / ".0123456789ab.ckpt.pt.k7.tmp"]
     for path in left:
         path.write_text("cut off")
     while (code := cli(*args, "--scale", "smoke", "--time-budget", "0")[0]) == 3:

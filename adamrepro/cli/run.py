@@ -83,10 +83,11 @@ def run(
              "a time.")] = "auto",
     time_budget: Annotated[float | None, typer.Option(
         min=0, metavar="MINUTES",
-        help="Stop after this many minutes (exit code 3; run the same command again to go "
-             "on): a group saves a checkpoint and stops at the first pass after which the "
-             "budget is spent or would be before another pass; no group starts after it. "
-             "Periodic checkpoints are training.checkpoint_every's.")] = None,
+        help="Stop after this many minutes, counted from the command's start, loading the "
+             "data included (exit code 3; run the same command again to go on): a group "
+             "saves a checkpoint and stops at the first pass after which the budget is "
+             "spent or would be before another pass; no group starts after it. Periodic "
+             "checkpoints are training.checkpoint_every's.")] = None,
     split_to_fit: Annotated[bool, typer.Option(
         help="With --time-budget, on a machine whose disk (and checkpoints) are lost when "
              "the command ends (a lent or preemptible one): from its second pass on, a "
@@ -100,8 +101,10 @@ def run(
              "on.")] = None,
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
+    started = time.time()  # the budget counts from here: loading the data takes part of it
     from adamrepro.optim import OPTIMIZERS
     from adamrepro.optim.resolve import ENTRY_POINT_GROUP, shadowed
+    from adamrepro.runner.checkpoint import Budget
     from adamrepro.runner.executors import make_executor, parse_workers
     from adamrepro.runner.sweep import resolve_device, run_sweep
 
@@ -130,8 +133,9 @@ def run(
     runner = make_executor(executor.value, data_dir or default_data_dir(), target, address,
                            parse_workers(workers))
     start = time.perf_counter()
-    done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, time_budget,
-                     split_to_fit, only_selected)
+    budget = Budget.minutes(time_budget, split_to_fit, start=started)
+    done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, budget,
+                     only_selected)
     folder = done["folder"]
     stopped = done.get("stopped")
     if stopped is not None:

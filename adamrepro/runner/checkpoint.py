@@ -84,8 +84,11 @@ class Budget:
     split_to_fit: bool = False
 
     @classmethod
-    def minutes(cls, minutes: float | None, split_to_fit: bool = False) -> Budget:
-        return cls(None if minutes is None else time.time() + 60.0 * minutes, split_to_fit)
+    def minutes(cls, minutes: float | None, split_to_fit: bool = False,
+                start: float | None = None) -> Budget:
+        """`minutes` from `start` (a `time.time()`; None: now)."""
+        start = time.time() if start is None else start
+        return cls(None if minutes is None else start + 60.0 * minutes, split_to_fit)
 
     def spent(self, ahead: float = 0.0) -> bool:
         """Whether the deadline has passed, or will have `ahead` seconds from now."""

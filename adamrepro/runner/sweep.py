@@ -62,17 +62,17 @@ def _progress() -> Progress:
 
 def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, executor,
               quiet: bool = False, force: bool = False,
-              time_budget: float | None = None, split_to_fit: bool = False,
-              only_selected: Path | None = None) -> dict:
+              budget: Budget | None = None, only_selected: Path | None = None) -> dict:
     """Run every unfinished run of `base` at `scale`; return what was done and where.
 
     Nothing is written before the inputs are known good: the output folder is checked, and
-    the data loaded, before the first file is created. With `time_budget` (minutes), a group
-    saves a checkpoint and stops once the budget is spent or would be within another pass
-    (runner/checkpoint.py), and no group starts after it is spent:
-    `stopped` then says what remains, and no tables are written. With `split_to_fit` as
-    well, a group that would not finish within the budget is halved instead (for a machine
-    whose checkpoints are lost with it; runner/checkpoint.py). With `only_selected` (a
+    the data loaded, before the first file is created. With a `budget` (a deadline the caller
+    set when its command began, so loading the data counts against it), a group saves a
+    checkpoint and stops once the budget is spent or would be within another pass
+    (runner/checkpoint.py), and no group starts after it is spent: `stopped` then says what
+    remains, and no tables are written. With the budget's `split_to_fit`, a group that would
+    not finish within it is halved instead (for a machine whose checkpoints are lost with
+    it; runner/checkpoint.py). With `only_selected` (a
     results folder of the same config and scale), only each method's point selected there is
     trained, every seed, with no grid-edge extension (runner/selected.py).
     """
@@ -98,7 +98,7 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     with store.removed_if_left_empty():
         store.prepare()
         checkpoints = CheckpointPolicy(store.runs_dir, exp.training.checkpoint_every,
-                                       Budget.minutes(time_budget, split_to_fit))
+                                       budget or Budget())
         with store.locked():
             # Another command may have written here while this one waited for the lock: its
             # scale or config decides again, and it may have finished some groups.
@@ -156,10 +156,10 @@ def remove_stale_checkpoints(folder: Path, planned: set[str]) -> int:
     then, and their checkpoints are what the next command resumes. The lock keeps every
     other command out of this folder meanwhile, so no running sweep owns one of them.
     """
+    # (A checkpoint cut off mid-write by a kill, a temporary name never renamed, is not
+    # counted here: `ResultStore.remove_temporary_files` removed it when this command began.)
     stale = [path for path in folder.glob("*.ckpt.pt")
              if path.name.removesuffix(".ckpt.pt") not in planned]
-    # A checkpoint cut off mid-write by a kill (a temporary name never renamed) is stale too.
-    stale += folder.glob(".*.ckpt.pt.*.tmp")
     for path in stale:
         path.unlink(missing_ok=True)
     if stale:
