@@ -152,6 +152,36 @@ def test_killing_the_driver_kills_its_workers(tmp_path, data_dir):
     assert not any(_alive(pid) for pid in workers), "a worker outlived its driver"
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT's default action. A shell's background job (CI run
+    with `&` or nohup) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt
+    handler at all, so a Ctrl-C during the imports would be swallowed, unlike at a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_while_starting_is_one_line(tmp_path, data_dir):
+    """Ctrl-C during the imports (torch and the rest take a second or more): exit code 130
+    and one line, not a KeyboardInterrupt traceback, and nothing written. The SIGINT is sent
+    once the process has mapped libtorch (read from /proc), not after a fixed sleep: the
+    interpreter is then surely running and the CLI (2-3 s of imports here) surely not yet
+    imported, on a slow machine or a fast one."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "adamrepro", "run", str(_config(tmp_path)), "--scale",
+               "smoke", "--quiet", "--data-dir", str(data_dir), "--out", str(out)]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True, preexec_fn=_default_sigint)
+    maps = Path(f"/proc/{driver.pid}/maps")
+    deadline = time.monotonic() + 60
+    while "libtorch" not in maps.read_text() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.killpg(driver.pid, signal.SIGINT)
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 130, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("adamrepro: interrupted while starting"), stderr
+    assert not out.exists()
+
+
 def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir):
     """Ctrl-C (SIGINT to the terminal's process group: the driver and its workers) in the
     first groups: exit code 130, one line saying what is kept and how to go on, and no
