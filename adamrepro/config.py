@@ -271,20 +271,14 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
         raise UserError(
             f"{where}: dataset.name: unknown dataset {dataset!r}; known: {', '.join(DATASETS)}"
         )
-    DATASETS[dataset].options(
-        {k: v for k, v in exp.dataset.items() if k != "name"}, f"{where}: dataset"
-    )
+    shape = DATASETS[dataset].feature_shape(DATASETS[dataset].options(
+        {k: v for k, v in exp.dataset.items() if k != "name"}, f"{where}: dataset"))
     dtype = getattr(torch, exp.training.dtype)
     declared = {}
     for label, method in exp.methods.items():
         key = f"methods.{label}"
-        model = {**exp.model, **method.model}.get("name")
-        if not isinstance(model, str) or model not in MODELS:
-            raise UserError(f"{where}: {key}: model.name: unknown model {model!r}; known: "
-                            f"{', '.join(MODELS)}")
-        model_opts = MODELS[model].options(
-            {**{k: v for k, v in exp.model.items() if k != "name"},
-             **{k: v for k, v in method.model.items() if k != "name"}}, f"{where}: {key}.model")
+        model, model_opts = _method_model(exp.model, method.model, shape,
+                                          f"{where}: {key}.model")
         declared[label] = MODELS[model].METRICS
         points = method.points() + [point for scale in exp.scales if exp.scales[scale].grid
                                     for point in exp.at_scale(scale).methods[label].points()]
@@ -320,13 +314,11 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                        f"it is accepted)" if rounded else "")) from None
     _check_distinct_runs(exp, where)
     for scale, over in exp.scales.items():
-        if over.model:
-            merged = {**exp.model, **over.model}
-            name = merged.get("name")
-            if not isinstance(name, str) or name not in MODELS:
-                raise UserError(f"{where}: scales.{scale}.model.name: unknown model {name!r}")
-            MODELS[name].options({k: v for k, v in merged.items() if k != "name"},
-                                 f"{where}: scales.{scale}.model")
+        # What trains at that scale: the scale's model over the experiment's, and each
+        # method's over both (as at_scale and the runner merge them).
+        for label, method in exp.methods.items() if over.model else ():
+            _method_model({**exp.model, **over.model}, method.model, shape,
+                          f"{where}: scales.{scale}.model (methods.{label})")
     from adamrepro.figures import FIGURES
 
     unknown = [f for f in exp.plot.figures if f not in FIGURES]
@@ -349,6 +341,24 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
         "selection": exp.selection.model_copy(update={"metric": selection}),
         "plot": exp.plot.model_copy(update={"y": y}),
     })
+
+
+def _method_model(model: dict[str, Any], method_model: dict[str, Any],
+                  feature_shape: tuple[int, ...], where: str) -> tuple[str, Any]:
+    """The name and checked options of the model a method trains: its own `model` keys over
+    the experiment's (or a scale's), for the dataset's examples of `feature_shape`. Raises
+    UserError naming `where`."""
+    from adamrepro.models import MODELS
+
+    merged = {**model, **method_model}
+    name = merged.get("name")
+    if not isinstance(name, str) or name not in MODELS:
+        raise UserError(f"{where}.name: unknown model {name!r}; known: {', '.join(MODELS)}")
+    opts = MODELS[name].options({k: v for k, v in merged.items() if k != "name"}, where)
+    problem = MODELS[name].input_problem(opts, feature_shape)
+    if problem is not None:
+        raise UserError(f"{where}: {name} {problem}")
+    return name, opts
 
 
 def _build_optimizer(found, point: dict[str, Any], dtype) -> None:

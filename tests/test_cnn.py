@@ -52,6 +52,42 @@ def test_output_shape_of_every_stage():
     assert CNN(without_padding, (3, 32, 32), 10, [0]).flat_features == 128 * 3 * 3
 
 
+def _cnn_config(**model) -> dict:
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" /
+                          "cnn_cifar10.yaml").read_text())
+    raw["model"].update(model)
+    return raw
+
+
+def test_a_cnn_its_images_cannot_feed_is_refused_when_the_config_loads():
+    """Not mid-sweep with a traceback, after the data is loaded and the folder made."""
+    from adamrepro.errors import UserError
+
+    with pytest.raises(UserError, match="images vanish before the last of the 4 convolution"):
+        parse_experiment(_cnn_config(conv_channels=[8, 8, 8, 8], padding=0, pool_padding=0),
+                         "test")
+    flat = _cnn_config()
+    flat["dataset"] = {"name": "mnist"}
+    with pytest.raises(UserError, match="for MNIST set dataset.layout: image"):
+        parse_experiment(flat, "test")
+    flat["dataset"]["layout"] = "image"
+    assert parse_experiment(flat, "test").dataset["layout"] == "image"
+
+
+def test_each_dataset_says_its_example_shape_without_the_data(data_dir):
+    """`feature_shape` (what config validation checks a model against) is what `load`
+    gives, on the real data."""
+    from adamrepro.data import DATASETS
+
+    for name, values in [("mnist", {"layout": "flat"}), ("mnist", {"layout": "image"}),
+                         ("cifar10", {"verify": False, "whitening": "none"}), ("imdb", {})]:
+        module = DATASETS[name]
+        opts = module.options({**values, "train_size": 64, "test_size": 64}, "test")
+        assert module.load(opts, data_dir).feature_shape == module.feature_shape(opts), name
+
+
 def test_each_run_is_its_seeds_plain_module():
     """Run g of a stacked model computes what the plain twin initialised from seed g does,
     with its own input (grouped convolutions) or a shared one (one dense convolution)."""

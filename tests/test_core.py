@@ -13,8 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from adamrepro.config import load_experiment, parse_experiment
+from adamrepro.errors import UserError
 from adamrepro.figures.palette import COLORS, colors
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.capabilities import Capabilities
@@ -303,3 +305,18 @@ def test_list_models_says_each_metric_s_direction_and_the_objective(cli):
     assert lines["logreg"].endswith("metrics: loss (lower is better), acc (higher is better); "
                                     "objective: loss")
     assert "objective: neg_elbo" in lines["vae"]
+
+
+def test_a_scale_s_model_is_checked_against_the_model_each_method_trains():
+    """A scale's `model` keys merge into the experiment's, and each method's own keys over
+    both (at_scale, the runner): config validation checks that combination. Every method
+    here trains an MLP on a logistic-regression experiment, so `hidden` is an MLP option."""
+    raw = yaml.safe_load((REPO / "configs" / "logreg_mnist.yaml").read_text())
+    for method in raw["methods"].values():
+        method["model"] = {**method.get("model", {}), "name": "mlp"}
+    raw["scales"]["smoke"]["model"] = {"hidden": [8]}
+    exp = parse_experiment(raw, "test")
+    assert exp.at_scale("smoke").model["hidden"] == [8]
+    raw["scales"]["smoke"]["model"] = {"hidden": [0]}
+    with pytest.raises(UserError, match=r"scales\.smoke\.model \(methods\.\w+\)"):
+        parse_experiment(raw, "test")

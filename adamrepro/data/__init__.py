@@ -1,5 +1,7 @@
 """Datasets by config name. Each entry is a module with `Options`, `options()`, `fetch()`
-(download into the standard layout) and `load(options, data_dir) -> TensorDataset`; one
+(download into the standard layout), `load(options, data_dir) -> TensorDataset` and
+`feature_shape(options)` (one example's shape as `load` gives it, known without the data, so
+a config whose model cannot take that input fails when it is loaded); one
 whose `fetch` checks the files' presence alone may add `unofficial(folder)`, the files whose
 checksum is not the official one (`adamrepro fetch` names them)."""
 

@@ -84,6 +84,10 @@ def options(values: dict, where: str) -> Options:
     return options_model(Options, values, where)
 
 
+def feature_shape(opts: Options) -> tuple[int, ...]:
+    return (3, 32, 32)
+
+
 class SafeUnpickler(pickle.Unpickler):
     """Rebuilds numpy arrays and plain containers only: any other global is refused, so even
     an unverified file cannot run code while it is read."""

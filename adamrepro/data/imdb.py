@@ -75,6 +75,10 @@ def options(values: dict, where: str) -> Options:
     return options_model(Options, values, where)
 
 
+def feature_shape(opts: Options) -> tuple[int, ...]:
+    return (opts.vocab_size,)
+
+
 def tokenize(text: str) -> list[str]:
     """Our tokenizer (see the module docstring): lower-case words, `<br />` as a space."""
     return WORD.findall(text.lower().replace("<br />", " "))

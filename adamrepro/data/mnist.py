@@ -42,6 +42,10 @@ def options(values: dict, where: str) -> Options:
     return options_model(Options, values, where)
 
 
+def feature_shape(opts: Options) -> tuple[int, ...]:
+    return (28 * 28,) if opts.layout == "flat" else (1, 28, 28)
+
+
 def mirrors() -> list[str]:
     """$ADAMREPRO_MNIST_MIRROR (a base URL) replaces the public mirrors when set."""
     own = os.environ.get("ADAMREPRO_MNIST_MIRROR")

@@ -100,6 +100,12 @@ class BatchedModel(nn.Module):
         assumes a deterministic objective (SFO) refuses such a model."""
         return False
 
+    @staticmethod
+    def input_problem(opts, feature_shape: tuple[int, ...]) -> str | None:
+        """Why this model cannot take examples of `feature_shape`, or None: config
+        validation asks, so that such a config fails when loaded, not mid-sweep."""
+        return None
+
     def __init__(self) -> None:
         super().__init__()
         self.generator: torch.Generator | None = None  # training noise; set by the runner

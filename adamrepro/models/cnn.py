@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
+from adamrepro.errors import UserError
 from adamrepro.models.base import (
     Classifier,
     NetworkOptions,
@@ -57,8 +58,6 @@ class Options(NetworkOptions):
 def options(values: dict, where: str) -> Options:
     opts = options_model(Options, values, where)
     if 2 * opts.pool_padding > opts.pool_size:
-        from adamrepro.errors import UserError
-
         raise UserError(f"{where}.pool_padding: at most half of pool_size "
                         f"({opts.pool_size}), got {opts.pool_padding}")
     return opts
@@ -75,14 +74,26 @@ def conv_weight(seed: int, in_channels: int, out_channels: int, kernel: int, ini
 
 
 def flat_features(opts: Options, feature_shape: tuple[int, ...]) -> int:
-    """Features entering the fully connected layer: channels x side² after the stages."""
+    """Features entering the fully connected layer: channels x side² after the stages (0:
+    the images vanish on the way)."""
     size = feature_shape[-1]
     for _ in opts.conv_channels:
         size = size + 2 * opts.padding - opts.kernel_size + 1
         size = (size + 2 * opts.pool_padding - opts.pool_size) // opts.pool_stride + 1
         if size < 1:
-            raise ValueError(f"cnn: the images vanish after the pooling ({feature_shape})")
+            return 0
     return opts.conv_channels[-1] * size * size
+
+
+def input_problem(opts: Options, feature_shape: tuple[int, ...]) -> str | None:
+    if len(feature_shape) != 3:
+        return (f"takes images (channels, height, width), and the dataset gives examples of "
+                f"shape {feature_shape}; for MNIST set dataset.layout: image")
+    if flat_features(opts, feature_shape) == 0:
+        return (f"the {feature_shape[-1]}-pixel images vanish before the last of the "
+                f"{len(opts.conv_channels)} convolution stages (kernel_size, padding and the "
+                f"pooling shrink them each stage); use fewer stages or more padding")
+    return None
 
 
 class StackedConv2d(nn.Module):
@@ -108,6 +119,7 @@ class StackedConv2d(nn.Module):
 
 class CNN(Classifier):
     options = staticmethod(options)
+    input_problem = staticmethod(input_problem)
     CONVOLUTIONAL = True
 
 
