@@ -442,6 +442,26 @@ def test_the_reviewers_claims_have_their_own_section_with_numbers(smoke):
         "reviewer-logreg-mnist-adam-faster-in-test-loss"][4]
 
 
+def test_a_paper_claim_another_reading_decides_otherwise_says_so_in_its_row():
+    """Fig. 1 left's AdaGrad claims are judged again with AdaGrad at a constant α; where
+    that verdict differs, the paper's own row names it, and where it agrees, it does not."""
+    from adamrepro.report.build import verdict_blocks
+
+    constant = [{**row, "method": "adagrad_constant", "variant": "constant_lr"}
+                for row in runs("adagrad", scaled(0.5), lr=0.02)]
+    rows = (runs("adam", scaled(0.5)) + runs("sgd_nesterov", scaled(0.45))
+            + runs("adagrad", DECAYING) + constant)
+    found = Measured.from_curves(pd.DataFrame(rows), name="logreg_mnist")
+    found.meta["scale"] = "smoke"
+    paper = {row[0]: row for row in verdict_blocks({"logreg_mnist": found})[2].rows}
+    adam = paper["fig1-left-adam-beats-adagrad"]
+    assert adam[3] == HOLDS and adam[4].endswith(
+        "; with AdaGrad at a constant α: does not hold "
+        "(reviewer-fig1-left-adam-beats-adagrad-at-constant-lr)"), adam
+    nesterov = paper["fig1-left-nesterov-beats-adagrad"]  # 0.45 against 0.5 too: both hold
+    assert nesterov[3] == HOLDS and "constant α" not in nesterov[4], nesterov
+
+
 def test_slightly_higher_test_accuracy_and_rules_on_the_test_loss():
     from adamrepro.report.rules import OnColumn, SlightlyHigher
 

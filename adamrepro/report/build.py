@@ -12,10 +12,17 @@ import pandas as pd
 
 from adamrepro.errors import UserError
 from adamrepro.metrics import column_of, metric_set
-from adamrepro.report.claims import CLAIMS, EXPERIMENTS, FORMER_NAMES, REVIEWER_CLAIMS, judge
+from adamrepro.report.claims import (
+    CLAIMS,
+    EXPERIMENTS,
+    FORMER_NAMES,
+    REVIEWER_CLAIMS,
+    Claim,
+    judge,
+)
 from adamrepro.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured
-from adamrepro.report.rules import DEPENDS, VERDICTS
+from adamrepro.report.rules import DEPENDS, NOT_RUN, VERDICTS, Verdict
 from adamrepro.results.store import atomic_write, hparam_columns
 
 TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"
@@ -50,11 +57,20 @@ def find_experiments(out: Path) -> dict[str, Measured]:
     return {experiment(folder): Measured.load(folder) for folder in folders}
 
 
-def _claim_rows(claims, measured: dict[str, Measured]) -> tuple[list[tuple], str]:
+def _claim_rows(claims, measured: dict[str, Measured],
+                rereadings: dict[str, list[tuple[Claim, Verdict]]] | None = None
+                ) -> tuple[list[tuple], str]:
+    """The table rows of `claims` and the count of each verdict. `rereadings`: by paper
+    claim id, the reviewer claims judging it again under another reading of the protocol,
+    with their verdicts; a row whose verdict differs from one of them says so."""
     rows, counts = [], Counter()
     for claim in claims:
         verdict = judge(claim, measured)
         counts[verdict.status] += 1
+        for other, other_verdict in (rereadings or {}).get(claim.id, []):
+            if other_verdict.status != verdict.status and other_verdict.status != NOT_RUN:
+                verdict = Verdict(verdict.status, f"{verdict.numbers}; {other.reading}: "
+                                                  f"{other_verdict.status} ({other.id})")
         found = measured.get(claim.experiment)
         where = f"{claim.figure} ({claim.experiment}"
         if found is not None and found.name != claim.experiment:
@@ -76,7 +92,11 @@ def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
             f"is in this folder, so the paper's {len(CLAIMS)} claims and the reviewer's "
             f"{len(REVIEWER_CLAIMS)} are left out. A config that keeps a bundled "
             f"experiment's name has them judged on its runs.")]
-    rows, summary = _claim_rows(CLAIMS, measured)
+    rereadings: dict[str, list[tuple[Claim, Verdict]]] = {}
+    for claim in REVIEWER_CLAIMS:
+        if claim.rereads is not None:
+            rereadings.setdefault(claim.rereads, []).append((claim, judge(claim, measured)))
+    rows, summary = _claim_rows(CLAIMS, measured, rereadings)
     reviewer, reviewer_summary = _claim_rows(REVIEWER_CLAIMS, measured)
     return [
         Heading(2, "Claims of the paper"),
@@ -96,7 +116,9 @@ def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
             "caution: a wider grid might select another point and change it. A rule names "
             "a method by its optimizer and variant (`adam+constant_lr`); the numbers call it "
             "by its label in the experiment's config (`adam_constant`), as the figures and "
-            "the tables of methods do."),
+            "the tables of methods do. Where a claim judged again under another reading "
+            "of the paper's protocol (a reviewer claim below, such as AdaGrad at a constant "
+            "α in Fig. 1) gets another verdict, the row says so."),
         Table(HEADER, tuple(rows)),
         Heading(2, "Claims of the reviewer"),
         Paragraph(

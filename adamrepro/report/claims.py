@@ -63,6 +63,11 @@ class Claim:
     figure: str
     text: str
     rule: Rule
+    # A reviewer claim that judges a paper claim again under another reading of the protocol:
+    # that claim's id and the reading in a few words (the paper's row then names it where
+    # the verdicts differ, so the table of the paper's claims alone does not mislead).
+    rereads: str | None = None
+    reading: str = ""
 
     @property
     def experiment(self) -> str:
@@ -219,7 +224,8 @@ def _adagrad_at_constant_lr() -> list[Claim]:
                     f"reviewer-{claim.id}-at-constant-lr", claim.figure,
                     f"With AdaGrad at a constant α (its accumulator already anneals its step; "
                     f"α/√t on top decays it about as 1/t), still: {claim.text}",
-                    substituted(claim.rule, decayed, constant)))
+                    substituted(claim.rule, decayed, constant), rereads=claim.id,
+                    reading="with AdaGrad at a constant α"))
     return claims
 
 
@@ -280,7 +286,8 @@ def seed_note(rule: Rule, found: Measured) -> str:
     holds = [seed for seed, v in per_seed.items() if v.status == HOLDS]
     n = len(per_seed)
     if len(holds) in (0, n):
-        note = f"{'holds' if holds else 'does not hold'} in every seed ({n}/{n})"
+        # "fails in n/n", not "does not hold in every seed", which reads as "in some".
+        note = f"holds in every seed ({n}/{n})" if holds else f"fails in every seed ({n}/{n})"
     else:
         note = (f"changes between seeds: holds in {len(holds)}/{n} (seeds "
                 f"{', '.join(map(str, holds))})")
