@@ -3,7 +3,10 @@ with no date or version in their metadata."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,3 +32,21 @@ def test_plot_twice_gives_identical_files(tmp_path, monkeypatch):
         assert b"CreationDate" not in data and b"ModDate" not in data  # PDF info dictionary
         assert b"tIME" not in data and b"Software" not in data  # PNG chunks
         assert b"Matplotlib" not in data  # no version: a matplotlib upgrade alone adds no churn
+
+
+def test_figures_leave_the_matplotlib_backend_alone(tmp_path):
+    """Loading a config (which checks plot.figures against the figures' registry) and drawing
+    use matplotlib's Figure objects, not pyplot: a user's MPLBACKEND stays what it was, and
+    the files are still written."""
+    shutil.copytree(RESULTS / "logreg_mnist", tmp_path / "logreg_mnist",
+                    ignore=shutil.ignore_patterns("*.png", "*.pdf", "runs"))
+    script = ("import matplotlib; from adamrepro.config import load_experiment, "
+              "resolve_config_arg; from adamrepro.cli import main; "
+              "load_experiment(resolve_config_arg('logreg_mnist')); "
+              f"assert main(['plot', '--out', {str(tmp_path)!r}]) == 0; "
+              "print(matplotlib.get_backend())")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "MPLBACKEND": "svg"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "svg", done.stdout
+    assert (tmp_path / "logreg_mnist" / "curves.png").stat().st_size > 10_000

@@ -17,6 +17,7 @@ Why >= 30 from white: a color nearer the page (a pale yellow, say) makes a line 
 from __future__ import annotations
 
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,33 @@ def test_adam_is_the_most_salient_and_every_line_shows(vision):
     assert max(contrast, key=contrast.get) == "adam"
     faint = {name: round(value, 1) for name, value in contrast.items() if value < MIN_PAGE}
     assert not faint, f"too near the white page under {vision}: {faint}"
+
+
+def test_every_variant_of_the_bundled_configs_has_its_own_line_style():
+    """A line style means one variant in every figure: the variants the configs use each have
+    an entry of their own, no two alike, and one from elsewhere still gets a valid style."""
+    from matplotlib.lines import Line2D
+
+    from adamrepro.config import CONFIG_DIR, load_experiment
+    from adamrepro.figures.palette import LINESTYLES, style
+
+    used = {method.variant or "" for path in CONFIG_DIR.glob("*.yaml")
+            for method in load_experiment(path).methods.values()}
+    assert used <= set(LINESTYLES), sorted(used - set(LINESTYLES))
+    patterns = [str(linestyle) for linestyle in LINESTYLES.values()]
+    assert len(set(patterns)) == len(patterns)
+    Line2D([], [], **style("adam", "a_variant_of_mine"))  # matplotlib accepts it
+
+
+def test_no_module_but_the_palette_names_a_color():
+    """STYLE: one palette module decides every color. A hex color, a named color keyword or
+    a colormap written anywhere else in the package is a second source of colors."""
+    import re
+
+    package = Path(__file__).resolve().parent.parent / "adamrepro"
+    naming = re.compile(r"""["']#[0-9A-Fa-f]{6}["']|\b(?:color|cmap|facecolor|edgecolor)=["']""")
+    found = [f"{path.relative_to(package)}:{number}: {line.strip()}"
+             for path in package.rglob("*.py") if path.name != "palette.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if naming.search(line)]
+    assert not found, "\n".join(found)

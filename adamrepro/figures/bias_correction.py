@@ -12,20 +12,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; no display is ever needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.transforms import blended_transform_factory  # noqa: E402
+# The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
+# user's MPLBACKEND included) and no global figure state.
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
 
-from adamrepro.figures.curves import save_figure  # noqa: E402
-from adamrepro.figures.palette import REFERENCE, colors, style  # noqa: E402
-from adamrepro.metrics import column_of, metric_set  # noqa: E402
-from adamrepro.report.measures import Measured, cell_costs  # noqa: E402
-from adamrepro.report.rules import CELLS, early_pass  # noqa: E402
-from adamrepro.results.store import Tables, read_results, variant_of  # noqa: E402
+from adamrepro.figures.curves import save_figure
+from adamrepro.figures.palette import REFERENCE, colors, style
+from adamrepro.metrics import column_of, metric_set
+from adamrepro.report.measures import Measured, cell_costs
+from adamrepro.report.rules import CELLS, early_pass
+from adamrepro.results.store import Tables, read_results, variant_of
 
 EARLY = 0.1  # the top row: 10% of the passes, the paper's 10 of 100 epochs
 
@@ -40,6 +40,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     curves, best, meta = tables or read_results(folder)
     measured = Measured(folder.name, curves, best, meta)
     y = column_of(meta, meta["config"]["plot"]["y"])
+    words = next(m.label or m.name for m in metric_set(meta).metrics if m.name == y.metric)
     full = f"train_{metric_set(meta).objective}_full"
     untrained = curves.loc[curves["epoch"] == 0, full].max()  # the same init for every run
     order = list(meta["config"]["methods"])
@@ -48,8 +49,8 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     palette = colors(methods["optimizer"])
     panels = sorted(curves[["beta1", "beta2"]].drop_duplicates().itertuples(index=False))
     rows = checkpoints(measured.passes)
-    fig, axes = plt.subplots(len(rows), len(panels), figsize=(2.9 * len(panels) + 1, 6.2),
-                             sharex=True, squeeze=False, layout="constrained")
+    fig = Figure(figsize=(2.9 * len(panels) + 1, 6.2), layout="constrained")
+    axes = fig.subplots(len(rows), len(panels), sharex=True, squeeze=False)
     for r, epoch in enumerate(rows):
         cells = cell_costs(measured, epoch, CELLS)
         finite = cells["cost"][np.isfinite(cells["cost"])]
@@ -78,7 +79,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
             if r == len(rows) - 1:
                 ax.set_xlabel("log10(α)")
             if c == 0:
-                ax.set_ylabel(f"{y.metric}, pass {epoch}")
+                ax.set_ylabel(f"training {words}\nafter pass {epoch}", fontsize=9)
     handles = [Line2D([], [], marker="o", markersize=4, label=method,
                       **style(row["optimizer"], variant_of(row), palette))
                for method, row in methods.iterrows()]

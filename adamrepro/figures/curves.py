@@ -5,19 +5,20 @@ for a classifier), or the test objective."""
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; no display is ever needed
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+# The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
+# user's MPLBACKEND included) and no global figure state.
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from adamrepro.figures.palette import BAND_ALPHA, colors, style  # noqa: E402
-from adamrepro.metrics import Column, column_of, metric_set  # noqa: E402
-from adamrepro.results.store import Tables, atomic_file, read_results, variant_of  # noqa: E402
+from adamrepro.figures.palette import BAND_ALPHA, colors, style
+from adamrepro.metrics import Column, column_of, metric_set
+from adamrepro.results.store import Tables, atomic_file, read_results, variant_of
 
 
 def side_column(meta: dict) -> Column:
@@ -59,6 +60,52 @@ def in_config_order(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
     return table.sort_values("method", key=lambda m: m.map(rank), kind="stable")
 
 
+# How the hyperparameters a grid searches are named in a legend (the paper's symbols).
+SYMBOLS = {"lr": "α", "beta1": "β1", "beta2": "β2", "eps": "ε"}
+
+
+def searched(meta: dict, method: str) -> list[str]:
+    """The hyperparameters method `method`'s grid searched (config order)."""
+    return list(meta["config"].get("methods", {}).get(method, {}).get("grid", {}))
+
+
+def legend_label(chosen: pd.Series, meta: dict) -> str:
+    """A method's label with the grid point it was selected at, e.g. `adam (α=0.1/√t)`: a
+    reader sees which step size each curve is, and that a decaying one decays."""
+    values = []
+    for name in searched(meta, chosen["method"]):
+        value = chosen.get(name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        text = f"{SYMBOLS.get(name, name)}={value:g}" if isinstance(value, float) else \
+            f"{SYMBOLS.get(name, name)}={value}"
+        if name == "lr" and chosen.get("lr_decay") == "sqrt":
+            text += "/√t"
+        values.append(text)
+    return f"{chosen['method']} ({', '.join(values)})" if values else chosen["method"]
+
+
+def how_chosen(best: pd.DataFrame, band_kind: str) -> str:
+    """One line under a figure's title: which run of each method is drawn, and the band."""
+    rules = sorted(set(best["selected_by"].dropna())) if "selected_by" in best else []
+    seeds = int(best["n_seeds"].max()) if len(best) else 0
+    line = f"each method at its grid point of {rules[0]}" if len(rules) == 1 else \
+        "each method at its selected grid point (best.csv)"
+    if seeds > 1:
+        line += "; band: " + ("min to max" if band_kind == "minmax" else "±1 std") + \
+            f" over {seeds} seeds"
+    return line
+
+
+def whole_passes(ax) -> None:
+    """Passes are whole numbers; one pass gets a range around it, not fractions of it."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    low, high = ax.get_xlim()
+    if high - low < 1:
+        middle = round((low + high) / 2)
+        ax.set_xlim(middle - 1, middle + 1)
+
+
 def axis_label(text: str) -> str:
     """A long label on two lines rather than cut off at the figure's edges."""
     return textwrap.fill(text, 42)
@@ -71,16 +118,14 @@ def few_points(count: int, most: int = 3, size: float = 4) -> dict:
 
 
 def save_figure(fig, folder: Path, stem: str) -> list[Path]:
-    """Write <folder>/<stem>.png and .pdf through temporary names, then close the figure."""
+    """Write <folder>/<stem>.png and .pdf through temporary names. (A `Figure` made without
+    pyplot belongs to no figure manager: nothing to close, and garbage collected.)"""
     written = []
-    try:
-        for suffix in ("png", "pdf"):
-            path = folder / f"{stem}.{suffix}"
-            with atomic_file(path, "wb") as f:
-                fig.savefig(f, format=suffix, dpi=130, metadata=METADATA[suffix])
-            written.append(path)
-    finally:
-        plt.close(fig)
+    for suffix in ("png", "pdf"):
+        path = folder / f"{stem}.{suffix}"
+        with atomic_file(path, "wb") as f:
+            fig.savefig(f, format=suffix, dpi=130, metadata=METADATA[suffix])
+        written.append(path)
     return written
 
 
@@ -90,7 +135,8 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     plot_cfg = meta["config"]["plot"]
     y, side = column_of(meta, plot_cfg["y"]), side_column(meta)
     palette = colors(best["optimizer"])
-    fig, (ax_cost, ax_side) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    ax_cost, ax_side = fig.subplots(1, 2)
     for _, chosen in in_config_order(best, meta).iterrows():
         runs = curves[curves["point_id"] == chosen["point_id"]]
         if plot_cfg.get("max_epoch") is not None:
@@ -101,17 +147,13 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
             if ax is ax_side:  # the untrained epoch 0 (chance accuracy) squashes the axis
                 shown = shown[shown["epoch"] > 0]
             stats = band(shown, column, plot_cfg["band"])
-            ax.plot(stats.index, stats["mean"], label=chosen["method"],
+            ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta),
                     **few_points(len(stats)), **line)
             if chosen["n_seeds"] > 1:
                 ax.fill_between(stats.index, stats["low"], stats["high"],
                                 color=line["color"], alpha=BAND_ALPHA, linewidth=0)
-    for ax in (ax_cost, ax_side):  # passes are whole numbers
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        low, high = ax.get_xlim()
-        if high - low < 1:  # one pass: a range around it, not fractions of it
-            middle = round((low + high) / 2)
-            ax.set_xlim(middle - 1, middle + 1)
+    for ax in (ax_cost, ax_side):
+        whole_passes(ax)
     ax_cost.set(xlabel="iterations over entire dataset", ylabel=axis_label(y.label))
     ax_side.set(xlabel="iterations over entire dataset", ylabel=axis_label(side.label))
     if plot_cfg["logy"]:
@@ -119,6 +161,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     ax_cost.legend(frameon=False, handlelength=HANDLE_LENGTH)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
-                 f"{meta['provenance']['device']}]", fontsize=10)
+                 f"{meta['provenance']['device']}]\n{how_chosen(best, plot_cfg['band'])}",
+                 fontsize=10)
     fig.tight_layout()
     return save_figure(fig, folder, "curves")

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from adamrepro.figures.curves import (
     HANDLE_LENGTH,
     axis_label,
     band,
     few_points,
+    how_chosen,
     in_config_order,
-    plt,
+    legend_label,
     save_figure,
+    whole_passes,
 )
 from adamrepro.figures.palette import BAND_ALPHA, colors, style
 from adamrepro.metrics import column_of
@@ -34,7 +38,8 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     steps_path = Path(folder) / "steps.csv"
     steps = read_table(steps_path) if steps_path.exists() else None
     palette = colors(best["optimizer"])
-    fig, (ax_early, ax_all) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    ax_early, ax_all = fig.subplots(1, 2)
     for _, chosen in in_config_order(best, meta).iterrows():
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         runs = curves[curves["point_id"] == chosen["point_id"]].dropna(subset=[y.name])
@@ -48,7 +53,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
             panels.append((ax_early, band(runs[runs["epoch"] <= early], y.name,
                                           plot_cfg["band"])))
         for ax, stats in panels:
-            ax.plot(stats.index, stats["mean"], label=chosen["method"], **line,
+            ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta), **line,
                     **few_points(len(stats), FEW_POINTS, 3))
             if chosen["n_seeds"] > 1:
                 ax.fill_between(stats.index, stats["low"], stats["high"], color=line["color"],
@@ -56,6 +61,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     for ax in (ax_early, ax_all):
         ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(y.label))
     ax_early.set_xlim(0, early)
+    whole_passes(ax_all)
     ax_early.set_title(f"first {early:g} passes", fontsize=10)
     ax_all.set_title("every pass", fontsize=10)
     if plot_cfg["logy"]:
@@ -64,6 +70,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     verified = "" if meta["provenance"].get("data_verified", True) else ", data unverified"
     fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
-                 f"{meta['provenance']['device']}{verified}]", fontsize=10)
+                 f"{meta['provenance']['device']}{verified}]\n"
+                 f"{how_chosen(best, plot_cfg['band'])}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, folder, "early_and_all")

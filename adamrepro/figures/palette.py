@@ -7,10 +7,11 @@ protanopia, deuteranopia and tritanopia, and every color stays at least 30 units
 white page; tests/test_palette.py checks both and says why 15.
 
 A method's color is its optimizer's; its `variant` (a config field, never parsed from the
-label) keeps that color and changes the line style (dashed for dropout), so a reader learns
-one color per algorithm. An optimizer without a color of its own (a user's, named by import
-path) gets one of `EXTRA`, chosen by a hash of its name (stable across figures) and, if two
-in one figure land on the same, moved to the next free one.
+label) keeps that color and changes the line style (dashed for dropout; each variant its own,
+the same in every figure), so a reader learns one color per algorithm. An optimizer without
+a color of its own (a user's, named by import path) gets one of `EXTRA`, chosen by a hash of
+its name (stable across figures) and, if two in one figure land on the same, moved to the
+next free one.
 """
 
 from __future__ import annotations
@@ -38,13 +39,33 @@ EXTRA: tuple[str, ...] = (
 )
 # Not an algorithm: reference lines (a bound) and the generic markers of a legend.
 REFERENCE = "#555555"
+# Pictures of digits (the VAE's samples and reconstructions): ink on paper, as MNIST is.
+IMAGE_CMAP = "gray"
 BAND_ALPHA = 0.2
-LINESTYLES: dict[str, str] = {"": "-", "dropout": "--", "nobias": ":", "avg": "-."}
-OTHER_VARIANT = "-."
+# One line style per variant, the same in every figure (dash-dot is "averaged" wherever it
+# appears): each variant of the bundled configs has its own (tests/test_palette.py), and a
+# variant that adds to dropout keeps dropout's long dashes in its pattern. Matplotlib dash
+# patterns: (offset, (on, off, ...)) in points.
+LINESTYLES: dict[str, str | tuple] = {
+    "": "-",
+    "dropout": "--",
+    "nobias": ":",
+    "avg": "-.",
+    "constant_lr": (0, (1, 1, 1, 1, 4, 1)),  # dot-dot-dash
+    "dropout+constant_lr": (0, (5, 2, 1, 2, 1, 2)),  # dropout's dash, then dot-dot
+    "sqrt_decay": (0, (3, 1, 1, 1, 1, 1)),  # dash-dot-dot
+    "batched": (0, (8, 2)),  # long dashes
+    "memory": (0, (1, 3)),  # sparse dots
+}
+# For variants from elsewhere (a user's config): chosen by a hash of the name, as EXTRA.
+EXTRA_LINESTYLES: tuple[tuple, ...] = (
+    (0, (3, 3)), (0, (6, 1, 1, 1)), (0, (2, 1)), (0, (4, 2, 1, 2)), (0, (10, 2, 2, 2)),
+    (0, (1, 2, 1, 2, 6, 2)),
+)
 
 
-def _hashed(name: str) -> int:
-    return int(hashlib.sha1(name.encode()).hexdigest(), 16) % len(EXTRA)
+def _hashed(name: str, choices: int = len(EXTRA)) -> int:
+    return int(hashlib.sha1(name.encode()).hexdigest(), 16) % choices
 
 
 def colors(optimizers: Iterable[str]) -> dict[str, str]:
@@ -77,4 +98,7 @@ def style(optimizer: str, variant: str | None, palette: dict[str, str] | None = 
         variant = ""
     other = DRAWN_AS.get((optimizer, variant))
     color = COLORS[other] if other else (palette or colors([optimizer]))[optimizer]
-    return {"color": color, "linestyle": LINESTYLES.get(variant, OTHER_VARIANT)}
+    linestyle = LINESTYLES.get(variant)
+    if linestyle is None:
+        linestyle = EXTRA_LINESTYLES[_hashed(variant, len(EXTRA_LINESTYLES))]
+    return {"color": color, "linestyle": linestyle}

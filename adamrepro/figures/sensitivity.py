@@ -9,19 +9,19 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; no display is ever needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.transforms import blended_transform_factory  # noqa: E402
+# The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
+# user's MPLBACKEND included) and no global figure state.
+from matplotlib.figure import Figure
+from matplotlib.transforms import blended_transform_factory
 
-from adamrepro.figures.curves import HANDLE_LENGTH, in_config_order, save_figure  # noqa: E402
-from adamrepro.figures.palette import colors, style  # noqa: E402
-from adamrepro.metrics import column_of, metric_set  # noqa: E402
-from adamrepro.results.select import point_summary  # noqa: E402
-from adamrepro.results.store import Tables, read_results, variant_of  # noqa: E402
+from adamrepro.figures.curves import HANDLE_LENGTH, in_config_order, save_figure
+from adamrepro.figures.palette import colors, style
+from adamrepro.metrics import column_of, metric_set
+from adamrepro.results.select import point_summary
+from adamrepro.results.store import Tables, read_results, variant_of
 
 LOG_Y_SPAN = 10.0  # log y-axis once the finite costs span more than this factor
 
@@ -75,7 +75,8 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     """sensitivity.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
     curves, best, meta = tables or read_results(folder)
     table, others = sensitivity_table(curves, meta)
-    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    fig = Figure(figsize=(8.5, 4.8))
+    ax = fig.subplots()
     ax.set_xscale("log")
     top_edge = blended_transform_factory(ax.transData, ax.transAxes)
     selected = set(best["point_id"])

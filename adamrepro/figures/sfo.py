@@ -12,17 +12,23 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; no display is ever needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+# The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
+# user's MPLBACKEND included) and no global figure state.
+from matplotlib.figure import Figure
 
-from adamrepro.figures.curves import HANDLE_LENGTH, axis_label, in_config_order, save_figure  # noqa: E402
-from adamrepro.figures.palette import colors, style  # noqa: E402
-from adamrepro.metrics import column_of  # noqa: E402
-from adamrepro.report.measures import memory_by_subfunctions, method_costs  # noqa: E402
-from adamrepro.results.store import Tables, read_results, variant_of  # noqa: E402
+from adamrepro.figures.curves import (
+    HANDLE_LENGTH,
+    axis_label,
+    in_config_order,
+    legend_label,
+    save_figure,
+)
+from adamrepro.figures.palette import colors, style
+from adamrepro.metrics import column_of
+from adamrepro.report.measures import memory_by_subfunctions, method_costs
+from adamrepro.results.store import Tables, read_results, variant_of
 
 MB = 2.0**20
 
@@ -36,16 +42,20 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     curves, best, meta = tables or read_results(folder)
     y = column_of(meta, meta["config"]["plot"]["y"])
     palette = colors(best["optimizer"])
-    fig = plt.figure(figsize=(15, 7.2))
+    fig = Figure(figsize=(15, 7.2))
     grid = fig.add_gridspec(2, 3, height_ratios=(3, 1.3))
     ax_pass, ax_time, ax_memory = (fig.add_subplot(grid[0, i]) for i in range(3))
     rows = []
+    memory = memory_by_subfunctions(curves)
+    # A method sweeping N is the memory panel's: its best N among the curves would race
+    # Adam with other minibatches than SFO's own (at small scales it wins by that alone).
+    sweeps = set(memory["method"]) if len(memory) else set()
     for _, chosen in in_config_order(best, meta).iterrows():
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         costs = method_costs(curves, chosen, y.name)
-        ax_pass.plot(costs.index, costs[y.name], label=chosen["method"], **line)
-        timed = costs[costs.index > 0]
-        ax_time.plot(timed["run_seconds"], timed[y.name], label=chosen["method"], **line)
+        if chosen["method"] not in sweeps:
+            ax_pass.plot(costs.index, costs[y.name], label=legend_label(chosen, meta), **line)
+            ax_time.plot(costs["run_seconds"], costs[y.name], label=chosen["method"], **line)
         last = costs.iloc[-1]
         passes = max(int(costs.index.max()), 1)
         rows.append((chosen["method"], "batched" if last["group_size"] > 1 else "alone",
@@ -58,7 +68,6 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     ax_time.set_xlabel("training seconds of one run (evaluation excluded)")
     ax_pass.legend(frameon=False, fontsize=8, handlelength=HANDLE_LENGTH)
 
-    memory = memory_by_subfunctions(curves)
     for (method, optimizer, variant), points in memory.groupby(
             ["method", "optimizer", "variant"], sort=False):
         line = style(optimizer, variant or None, palette)

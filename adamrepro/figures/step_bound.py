@@ -5,18 +5,18 @@ line). One panel per method, one line per step size, in the method's fixed color
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
-import matplotlib
+# The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
+# user's MPLBACKEND included) and no global figure state.
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display is ever needed
-import matplotlib.pyplot as plt  # noqa: E402
-
-from adamrepro.figures.curves import save_figure  # noqa: E402
-from adamrepro.figures.palette import REFERENCE, colors, style  # noqa: E402
-from adamrepro.report.measures import STEP_RATIO as COLUMN  # noqa: E402
-from adamrepro.report.measures import step_bound  # noqa: E402
-from adamrepro.results.store import Tables, read_results, variant_of  # noqa: E402
+from adamrepro.figures.curves import save_figure
+from adamrepro.figures.palette import REFERENCE, colors, style
+from adamrepro.report.measures import STEP_RATIO as COLUMN
+from adamrepro.report.measures import step_bound
+from adamrepro.results.store import Tables, read_results, variant_of
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per step size within a panel
 
@@ -31,8 +31,8 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
     if not order:
         return []
     palette = colors(tracked["optimizer"])
-    fig, axes = plt.subplots(1, len(order), figsize=(4.6 * len(order), 4.0), squeeze=False,
-                             sharey=True, layout="constrained")
+    fig = Figure(figsize=(4.6 * len(order), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(order), squeeze=False, sharey=True)
     for ax, method in zip(axes[0], order, strict=True):
         runs = tracked[tracked["method"] == method]
         first = runs.iloc[0]
@@ -51,7 +51,8 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
                ylabel="largest |Δθ| / α in the pass")
         ax.set_ylim(bottom=0)
         ax.legend(frameon=False, fontsize=8)
-    fig.suptitle(f"{meta['config']['title']}: the largest step of each pass against the bound "
-                 f"of Sec. 2.1  [{meta['scale']} scale, {meta['provenance']['device']}]",
-                 fontsize=10)
+    title = (f"{meta['config']['title']}: the largest step of each pass against the bound "
+             f"of Sec. 2.1  [{meta['scale']} scale, {meta['provenance']['device']}]")
+    # About 14 characters of 10-point text per inch: wrapped to the figure, never clipped.
+    fig.suptitle(textwrap.fill(title, int(14 * fig.get_figwidth())), fontsize=10)
     return save_figure(fig, folder, "step_bound")

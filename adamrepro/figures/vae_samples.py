@@ -13,17 +13,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")  # files only; no display is ever needed
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+# The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
+# user's MPLBACKEND included) and no global figure state.
+from matplotlib.figure import Figure
+from torch import Tensor
 
-from adamrepro.errors import UserError  # noqa: E402
-from adamrepro.figures.curves import save_figure  # noqa: E402
-from adamrepro.metrics import column_of  # noqa: E402
-from adamrepro.results.store import Tables, read_results  # noqa: E402
+from adamrepro.errors import UserError
+from adamrepro.figures.curves import save_figure
+from adamrepro.figures.palette import IMAGE_CMAP
+from adamrepro.metrics import column_of
+from adamrepro.results.store import Tables, read_results
 
 SAMPLES, RECONSTRUCTED, COLUMNS = 64, 32, 8
 PICTURE_SEED = 0  # the latent draws of the samples: the same picture on every redraw
@@ -101,9 +102,10 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
                              recon.view(-1, COLUMNS, recon.shape[-1])], 1)
         panels.append(("test images (odd rows) and their reconstructions (even rows)",
                        image_grid(pairs.reshape(-1, originals.shape[-1]), COLUMNS)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.8), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(panels), 4.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, picture) in zip(axes[0], panels, strict=True):
-        ax.imshow(picture.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        ax.imshow(picture.numpy(), cmap=IMAGE_CMAP, vmin=0.0, vmax=1.0)
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     metric = meta["config"]["selection"]["metric"]
