@@ -143,6 +143,10 @@ def test_the_smoke_run_on_real_data(tmp_path, data_dir, cli, monkeypatch):
     assert cli("plot", "vae_bias_correction", "--out", out)[0] == 0
     for name in ("bias_correction.png", "vae_samples.png", "curves.png"):
         assert (folder / name).stat().st_size > 0, name
+    # the test images come from plot's --data-dir; where they are missing, it says so
+    code, said, _ = cli("plot", "vae_bias_correction", "--out", out, "--data-dir",
+                        tmp_path / "empty")
+    assert code == 0 and "no reconstructions drawn" in said and "--data-dir" in said, said
     assert cli("report", "--out", out)[0] == 0
     report = (out / "report.md").read_text()
     assert "vae_bias_correction/vae_samples.png" in report
@@ -162,3 +166,10 @@ def test_the_smoke_run_on_real_data(tmp_path, data_dir, cli, monkeypatch):
         for label, was in (("rmsprop_momentum", "adam+nobias"), ("sgd_plain", "adam")):
             called = called.replace(label, was)
         assert called == original.numbers
+
+    # a damaged parameters file is one line naming it and the way out, not a traceback
+    for saved in (folder / "runs").glob("*.pt"):
+        saved.write_bytes(b"not a torch file")
+    code, _, err = cli("plot", "vae_bias_correction", "--out", out)
+    assert code == 2 and "Traceback" not in err, err
+    assert ".pt: not the saved parameters of run" in err and "the file is damaged" in err, err

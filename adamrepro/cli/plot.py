@@ -15,6 +15,9 @@ def plot(
     experiments: Annotated[list[str] | None, typer.Argument(
         help="Experiment names (default: every experiment under --out).")] = None,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Data folder, as for run (default: $ADAMREPRO_DATA, else "
+             "~/.cache/adamrepro/data): the VAE's figure shows test images.")] = None,
 ) -> None:
     """Draw each experiment's figures (PNG and PDF) into <out>/<experiment>/."""
     from adamrepro.figures import FIGURES
@@ -27,5 +30,5 @@ def plot(
         tables = read_results(out / name)
         chosen = tables[2]["config"]["plot"].get("figures") or list(DEFAULT_FIGURES)
         for figure in chosen:
-            for path in FIGURES[figure](out / name, tables):
+            for path in FIGURES[figure](out / name, tables, data_dir=data_dir):
                 typer.echo(f"wrote {path}")

@@ -1,5 +1,7 @@
 """Figures by name: each draws from a results folder's tables alone and returns the files it
-wrote. A config's `plot.figures` names which to draw (default: curves and sensitivity)."""
+wrote: `draw(folder, tables=None, data_dir=None)`, where `data_dir` (the data folder, as
+`run --data-dir`) serves a figure that shows examples of the data (the VAE's test images).
+A config's `plot.figures` names which to draw (default: curves and sensitivity)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ def checkpoints(passes: int) -> list[int]:
     return [early_pass(passes, EARLY), passes]
 
 
-def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+def draw(folder: Path, tables: Tables | None = None,
+         data_dir: Path | None = None) -> list[Path]:
     """bias_correction.png/.pdf; `tables` saves reading the folder again."""
     curves, best, meta = tables or read_results(folder)
     measured = Measured(folder.name, curves, best, meta)

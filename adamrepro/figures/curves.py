@@ -129,7 +129,8 @@ def save_figure(fig, folder: Path, stem: str) -> list[Path]:
     return written
 
 
-def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+def draw(folder: Path, tables: Tables | None = None,
+         data_dir: Path | None = None) -> list[Path]:
     """curves.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
     curves, best, meta = tables or read_results(folder)
     plot_cfg = meta["config"]["plot"]

@@ -29,7 +29,8 @@ DEFAULT_EARLY_PASSES = 3
 FEW_POINTS = 5  # curves this short (the small scales) get markers: one point draws no line
 
 
-def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+def draw(folder: Path, tables: Tables | None = None,
+         data_dir: Path | None = None) -> list[Path]:
     """early_and_all.png/.pdf; without steps.csv the left panel uses the per-pass means."""
     curves, best, meta = tables or read_results(folder)
     plot_cfg = meta["config"]["plot"]

@@ -71,7 +71,8 @@ def caption(meta: dict, others: dict) -> str:
     return text
 
 
-def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+def draw(folder: Path, tables: Tables | None = None,
+         data_dir: Path | None = None) -> list[Path]:
     """sensitivity.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
     curves, best, meta = tables or read_results(folder)
     table, others = sensitivity_table(curves, meta)

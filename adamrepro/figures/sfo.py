@@ -37,7 +37,8 @@ def _mb(value: float) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value / MB:,.1f}"
 
 
-def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+def draw(folder: Path, tables: Tables | None = None,
+         data_dir: Path | None = None) -> list[Path]:
     """sfo.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
     curves, best, meta = tables or read_results(folder)
     y = column_of(meta, meta["config"]["plot"]["y"])

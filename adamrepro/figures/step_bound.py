@@ -21,7 +21,8 @@ from adamrepro.results.store import Tables, read_results, variant_of
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per step size within a panel
 
 
-def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+def draw(folder: Path, tables: Tables | None = None,
+         data_dir: Path | None = None) -> list[Path]:
     """step_bound.png/.pdf (nothing when no run recorded the ratio)."""
     curves, _, meta = tables or read_results(folder)
     if COLUMN not in curves.columns:

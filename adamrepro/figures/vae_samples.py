@@ -11,6 +11,7 @@ it the picture shows the samples alone. An image grid is a reshape: (rows·cols,
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import torch
@@ -51,7 +52,8 @@ def best_run(best, meta) -> dict | None:
 
 
 def load_model(folder: Path, meta: dict, chosen: dict):
-    """The chosen run's VAE (one run, G = 1) with its saved final parameters."""
+    """The chosen run's VAE (one run, G = 1) with its saved final parameters (None if the
+    file is missing); UserError if the file is damaged."""
     from adamrepro.models import MODELS
 
     config = meta["config"]
@@ -61,27 +63,39 @@ def load_model(folder: Path, meta: dict, chosen: dict):
     path = folder / "runs" / f"{run_id}.pt"
     if not path.exists():
         return None, path
-    params = torch.load(path, weights_only=True)
-    pixels = params["dec_out.bias"].shape[-1]
-    model = cls(cls.options(spec, "model"), (pixels,), None, [0])
-    model.load_state_dict({name: value.unsqueeze(0) for name, value in params.items()})
+    try:
+        params = torch.load(path, weights_only=True)
+        pixels = params["dec_out.bias"].shape[-1]
+        model = cls(cls.options(spec, "model"), (pixels,), None, [0])
+        model.load_state_dict({name: value.unsqueeze(0) for name, value in params.items()})
+    except (OSError, RuntimeError, KeyError, AttributeError, TypeError,
+            pickle.UnpicklingError) as err:
+        raise UserError(f"{path}: not the saved parameters of run {run_id} ({err}); the file "
+                        f"is damaged: remove it and runs/{run_id}.json, then run the "
+                        f"experiment again to train that run anew") from None
     return model.eval(), path
 
 
-def test_images(meta: dict, n: int) -> Tensor | None:
+def test_images(meta: dict, n: int, data_dir: Path | None) -> Tensor | None:
+    """The first `n` test images of the experiment's dataset, or None (said on one line)
+    where the data folder does not hold them: the samples are drawn all the same."""
     from adamrepro.data import DATASETS
     from adamrepro.data.download import default_data_dir
 
     dataset = meta["config"]["dataset"]
     module = DATASETS[dataset["name"]]
+    folder = data_dir or default_data_dir()
     try:
-        data = module.load(module.options(dict(dataset), "dataset"), default_data_dir())
-    except (UserError, OSError):
+        data = module.load(module.options(dict(dataset), "dataset"), folder)
+    except (UserError, OSError) as err:
+        print(f"vae_samples: no reconstructions drawn: the test images are not in {folder} "
+              f"({err}); pass plot --data-dir")
         return None
     return data.test_x[:n].flatten(1).float()
 
 
-def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
+def draw(folder: Path, tables: Tables | None = None,
+         data_dir: Path | None = None) -> list[Path]:
     """vae_samples.png/.pdf (nothing when no run has saved parameters)."""
     curves, best, meta = tables or read_results(folder)
     chosen = best_run(best, meta)
@@ -92,7 +106,7 @@ def draw(folder: Path, tables: Tables | None = None) -> list[Path]:
         print(f"vae_samples: {path} is missing (training.save_params); no picture drawn")
         return []
     samples = model.sample(SAMPLES, torch.Generator().manual_seed(PICTURE_SEED))[0]
-    originals = test_images(meta, RECONSTRUCTED)
+    originals = test_images(meta, RECONSTRUCTED, data_dir)
     panels = [("samples: decoder means at z ~ N(0, I)", image_grid(samples, COLUMNS))]
     if originals is not None:
         if model.opts.likelihood == "binarized":
