@@ -217,7 +217,9 @@ def left_to_train(groups: list[Group], store: ResultStore) -> list[Group]:
 
 def data_verified(exp: Experiment) -> bool:
     """False when the data was read with its checksum check turned off (`verify: false`,
-    `run --unverified-data`); datasets without that option are always checked."""
+    `run --unverified-data`). True otherwise: MNIST's files are always checksummed, and
+    IMDB's archive when extracted here (an extracted aclImdb/ found in place is checked for
+    its layout and ratings, not checksummed: data/imdb.py, README "Set up and test")."""
     return exp.dataset.get("verify", True) is not False
 
 
