@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,19 @@ from adamrepro.errors import UserError
 from adamrepro.options import Frozen, location
 
 SCALES = ("smoke", "quick", "paper")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def bundled_config_dir(package: Path | None = None, prefix: Path | None = None) -> Path:
+    """The bundled experiments' folder: the checkout's `configs/` beside the package (a clone,
+    an editable install), else where a wheel installs them (pyproject's data-files:
+    <prefix>/share/adamrepro/configs), so `pip install adamrepro` still runs them by name."""
+    package = package or Path(__file__).resolve().parent
+    beside = package.parent / "configs"
+    installed = (prefix or Path(sys.prefix)) / "share" / "adamrepro" / "configs"
+    return beside if beside.is_dir() or not installed.is_dir() else installed
+
+
+CONFIG_DIR = bundled_config_dir()
 
 
 class TrainingSpec(Frozen):

@@ -88,3 +88,25 @@ def test_every_module_imports_alone():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", done.stdout
     assert len(names) > 40  # the whole package was tried
+
+
+def test_a_wheel_carries_the_bundled_configs_and_the_package_finds_them(tmp_path):
+    """`pip install adamrepro` (no checkout beside it) still runs the bundled experiments by
+    name: the wheel carries configs/*.yaml as data files (pyproject), installed under
+    <prefix>/share/adamrepro/configs, which `bundled_config_dir` finds when no `configs/`
+    lies beside the package; a checkout's own folder wins where there is one."""
+    import tomllib
+
+    from adamrepro.config import bundled_config_dir
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    data_files = pyproject["tool"]["setuptools"]["data-files"]
+    assert data_files == {"share/adamrepro/configs": ["configs/*.yaml"]}
+    site, prefix = tmp_path / "site" / "adamrepro", tmp_path / "prefix"
+    site.mkdir(parents=True)
+    installed = prefix / "share" / "adamrepro" / "configs"
+    installed.mkdir(parents=True)
+    assert bundled_config_dir(site, prefix) == installed
+    (site.parent / "configs").mkdir()
+    assert bundled_config_dir(site, prefix) == site.parent / "configs"
+    assert bundled_config_dir() == PACKAGE.parent / "configs"

@@ -29,6 +29,7 @@ from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore, curves_frame, hparam_columns, steps_frame
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy
 from adamrepro.runner.extend import extended_text, next_points, stored_extensions
+from adamrepro.runner.only_selected import selected_points
 from adamrepro.runner.plan import (
     Group,
     base_digest,
@@ -38,7 +39,6 @@ from adamrepro.runner.plan import (
     unfinished,
 )
 from adamrepro.runner.precision import precision_of
-from adamrepro.runner.selected import selected_points
 
 
 def resolve_device(name: str) -> torch.device:
@@ -74,7 +74,7 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     not finish within it is halved instead (for a machine whose checkpoints are lost with
     it; runner/checkpoint.py). With `only_selected` (a
     results folder of the same config and scale), only each method's point selected there is
-    trained, every seed, with no grid-edge extension (runner/selected.py).
+    trained, every seed, with no grid-edge extension (runner/only_selected.py).
     """
     exp = base.at_scale(scale, seeds)
     store = ResultStore(out, exp.name)
