@@ -26,7 +26,7 @@
 # Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes, outside RESULTS;
 # split into ARCHIVE.partNN of PART_KIB, default 15360, when larger),
 # PYTHON (default python3), BUDGET_MINUTES, CONFIGS, RESULTS (the results folder, default
-# results; not OUT, which a lent machine may set to the folder that comes back: the
+# results, or results/<scale> at another SCALE; not OUT, which a lent machine may set to the folder that comes back: the
 # archive goes there, e.g. ARCHIVE=$OUT/gpu.tar.gz), BENCH_PASSES (default 3), ADAMREPRO_DATA
 # (default ./data); DEVICE=cpu SCALE=smoke try it on a CPU.
 # SESSION_MINUTES: the job's own limit (a lent machine's per-command limit, a queue's wall
@@ -38,8 +38,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 PYTHON="${PYTHON:-python3}"
 ARCHIVE="${ARCHIVE:-gpu-session.tar.gz}"
-RESULTS="${RESULTS:-results}"
 export DEVICE="${DEVICE:-cuda}" SCALE="${SCALE:-paper}"
+# results/ holds the committed paper-scale folders: a smaller SCALE writes results/<scale>.
+if [ "$SCALE" = paper ]; then RESULTS="${RESULTS:-results}"; else RESULTS="${RESULTS:-results/$SCALE}"; fi
 export ADAMREPRO_DATA="${ADAMREPRO_DATA:-$PWD/data}"
 export PYTHONUNBUFFERED=1
 case "$(realpath -m "$ARCHIVE")/" in

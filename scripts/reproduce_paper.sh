@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the whole paper on a GPU: every experiment config at paper scale, then the figures
-# and the report, into results/ (the committed paper-scale folder; OUT=DIR to write elsewhere).
+# and the report, into results/ (the committed paper-scale folder; results/<scale> at another
+# SCALE; OUT=DIR to write elsewhere).
 #
 #     scripts/reproduce_paper.sh                          # every config, as long as it takes
 #     BUDGET_MINUTES=8 scripts/reproduce_paper.sh         # stop cleanly after 8 minutes
@@ -17,10 +18,12 @@
 # Data: the default folder ($ADAMREPRO_DATA, else ~/.cache/adamrepro/data), fetched if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-results}"
 DEVICE="${DEVICE:-cuda}"
 ADAMREPRO="${ADAMREPRO:-python -m adamrepro}"
 SCALE="${SCALE:-paper}"  # smoke or quick to try the script on a CPU
+# As the Makefile: results/ holds the committed paper-scale folders, so a smaller scale goes
+# to results/<scale> (run refuses to replace one scale's tables with another's).
+if [ "$SCALE" = paper ]; then OUT="${OUT:-results}"; else OUT="${OUT:-results/$SCALE}"; fi
 # The cheap experiments first, so that a short budget finishes whole figures; then any other.
 FIRST="logreg_mnist logreg_imdb mlp_sfo vae_bias_correction extensions mlp cnn_cifar10"
 if [ -z "${CONFIGS:-}" ]; then
