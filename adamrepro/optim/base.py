@@ -23,9 +23,12 @@ Number = float | int
 HyperValue = Number | Tensor
 
 # On a CPU each elementwise op over a parameter costs a few microseconds however small the
-# parameter, so the updates are written with fused ops (lerp_, addcmul_, addcdiv_) and
-# compute per-run factors (bias corrections, step sizes) on the (G, 1, ..., 1) vectors, not
-# on every element: the same arithmetic up to float rounding in fewer passes over memory.
+# parameter, so the updates of the paper's methods (adam, adagrad, rmsprop, adadelta; SGD is
+# torch's) are written with fused ops (lerp_, addcmul_, addcdiv_) and compute per-run factors
+# (bias corrections, step sizes) on the (G, 1, ..., 1) vectors, not on every element: the
+# same arithmetic up to float rounding in fewer passes over memory. The rows beyond the paper
+# (adamw, amsgrad, adamax, nadam, adam_two_horizons) keep the plain form of their equations,
+# easier to check against their docstrings; they run in Sec. 7's config alone.
 
 LR_DECAYS = ("none", "sqrt")
 
