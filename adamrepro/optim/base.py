@@ -28,7 +28,8 @@ HyperValue = Number | Tensor
 # (bias corrections, step sizes) on the (G, 1, ..., 1) vectors, not on every element: the
 # same arithmetic up to float rounding in fewer passes over memory. The rows beyond the paper
 # (adamw, amsgrad, adamax, nadam, adam_two_horizons) keep the plain form of their equations,
-# easier to check against their docstrings; they run in Sec. 7's config alone.
+# easier to check against their docstrings; adamax, nadam and the two horizons run in Sec. 7's
+# config, adamw and amsgrad in none (rows to race, beyond the paper).
 
 LR_DECAYS = ("none", "sqrt")
 
