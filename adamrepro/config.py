@@ -10,6 +10,7 @@ error names the file and the key and says what is wrong.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import re
@@ -331,7 +332,7 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
         # method's over both (as at_scale and the runner merge them).
         for label, method in exp.methods.items() if over.model else ():
             _method_model({**exp.model, **over.model}, method.model, shape,
-                          f"{where}: scales.{scale}.model (methods.{label})")
+                          f"{where}: methods.{label} at scale {scale}: scales.{scale}.model")
     from adamrepro.figures import FIGURES
 
     unknown = [f for f in exp.plot.figures if f not in FIGURES]
@@ -387,15 +388,20 @@ def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
     if found.capabilities.subfunctions:
         # the runner passes the number of fixed minibatches (capabilities.py)
         values.setdefault("num_subfunctions", 1)
+    try:  # a keyword the optimizer does not take: a config mistake, not a TypeError inside
+        inspect.signature(found.cls).bind([param], **values)
+    except TypeError as err:
+        raise ValueError(str(err)) from None
     found.cls([param], **values)
 
 
 def _refusals(found) -> tuple[type[BaseException], ...]:
     """What building an optimizer may raise for a bad grid point. A user's optimizer may say
     so with any exception: whatever its __init__ raises is a config problem to name in one
-    line. A built-in raises ValueError (TypeError for a wrong keyword); anything else from
-    it is a bug of ours, whose traceback must show."""
-    return (ValueError, TypeError, OverflowError) if found.builtin else (Exception,)
+    line. A built-in raises ValueError (`_build_optimizer` turns a keyword it does not take
+    into one too); anything else from it, a TypeError included, is a bug of ours, whose
+    traceback must show."""
+    return (ValueError, OverflowError) if found.builtin else (Exception,)
 
 
 def _accepted(found, point: dict[str, Any], dtype) -> bool:

@@ -318,5 +318,5 @@ def test_a_scale_s_model_is_checked_against_the_model_each_method_trains():
     exp = parse_experiment(raw, "test")
     assert exp.at_scale("smoke").model["hidden"] == [8]
     raw["scales"]["smoke"]["model"] = {"hidden": [0]}
-    with pytest.raises(UserError, match=r"scales\.smoke\.model \(methods\.\w+\)"):
+    with pytest.raises(UserError, match=r"methods\.\w+ at scale smoke: scales\.smoke\.model"):
         parse_experiment(raw, "test")

@@ -9,6 +9,8 @@ or a name that an installed package registers under the entry-point group
 
 from __future__ import annotations
 
+import inspect
+
 from adamrepro.optim.adadelta import Adadelta
 from adamrepro.optim.adagrad import Adagrad
 from adamrepro.optim.adam import Adam
@@ -40,7 +42,8 @@ OPTIMIZERS: dict[str, type] = {
 def build(name: str, params, **hparams):
     """Make the optimizer called `name`; invalid names or values raise ValueError."""
     cls = resolve(name, OPTIMIZERS).cls
-    try:
-        return cls(params, **hparams)
-    except TypeError as err:  # an unexpected keyword is a bad hyperparameter name
+    try:  # an unexpected keyword is a bad hyperparameter name; a TypeError inside is a bug
+        inspect.signature(cls).bind(params, **hparams)
+    except TypeError as err:
         raise ValueError(f"{name}: {err}") from None
+    return cls(params, **hparams)
