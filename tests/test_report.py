@@ -13,9 +13,9 @@ import pytest
 
 from adamrepro.cli import main
 from adamrepro.figures.sensitivity import caption, sensitivity_table
-from adamrepro.report.claims import CLAIMS, EXPERIMENTS, REVIEWER_CLAIMS, judge
+from adamrepro.report.claims import CLAIMS, EXPERIMENTS, REVIEWER_CLAIMS, Claim, judge
 from adamrepro.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
-from adamrepro.report.measures import Measured, checkpoint_passes
+from adamrepro.report.measures import Measured, Method, checkpoint_passes
 from adamrepro.report.rules import (
     DEPENDS,
     FAILS,
@@ -354,6 +354,22 @@ def test_a_verdict_resting_on_a_grid_edge_selection_says_so():
     wider = Measured.from_curves(pd.concat([inside.curves, pd.DataFrame(
         runs("adam", scaled(0.8), lr=1.0))]), name="logreg_mnist")
     assert "caution" not in judge(claim, {"logreg_mnist": wider}).numbers
+    # a rule that reads a quantity the same at every grid point (seconds per pass) carries no
+    # caution, though adam is selected at its grid's edge
+    per_pass = SlowerPerPass(Method("adagrad"), Method("adam"), low=0.5, high=2.0)
+    timed = Claim("timed", claim.figure, "same speed", per_pass)
+    verdict = judge(timed, {"logreg_mnist": inside})
+    assert verdict.status == HOLDS and "caution" not in verdict.numbers, verdict
+
+
+def test_rules_over_every_grid_point_carry_no_grid_edge_caution():
+    """Fig. 4's rules read every (β1, β2, α) cell, SFO's memory fit every run, the step bound
+    every pass: which point was selected does not enter them."""
+    for claim in CLAIMS:
+        if claim.experiment in ("vae_bias_correction",) or "memory" in claim.id:
+            assert claim.rule.selected_methods == (), claim.id
+        if claim.id == "fig1-left-adam-beats-adagrad":
+            assert claim.rule.selected_methods == claim.rule.methods
 
 
 # --- selection rules: the last pass, or the mean over passes ---------------------------------

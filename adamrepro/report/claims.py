@@ -273,7 +273,7 @@ SELECTED_BY = {"final": "(cost at the last pass)", "mean": "(mean cost over pass
 def _judged(rule: Rule, found: Measured) -> Verdict:
     """The rule's verdict on the selected runs (mean over seeds), with the grid-edge caution
     and, with several seeds, whether it holds in each."""
-    verdict = _with_caveat(rule(found), found, rule.methods)
+    verdict = _with_caveat(rule(found), found, rule.selected_methods)
     if verdict.status in (HOLDS, FAILS) and len(found.seeds) > 1:
         verdict = Verdict(verdict.status, f"{verdict.numbers}; {seed_note(rule, found)}")
     return verdict

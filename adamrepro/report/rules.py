@@ -78,6 +78,13 @@ class Rule:
 
     methods: tuple[MethodRef, ...] = ()
 
+    @property
+    def selected_methods(self) -> tuple[MethodRef, ...]:
+        """The methods whose selected grid point the verdict rests on (a grid-edge selection
+        of one of them weakens it); none for a rule that reads every grid point, or a
+        quantity (seconds, bytes) that does not depend on the point."""
+        return self.methods
+
     def describe(self) -> str:
         raise NotImplementedError
 
@@ -280,6 +287,10 @@ class SlowerPerPass(Rule):
     high: float = 10.0
 
     @property
+    def selected_methods(self) -> tuple[MethodRef, ...]:
+        return ()  # seconds per pass: the same at every grid point
+
+    @property
     def methods(self) -> tuple[MethodRef, ...]:
         return (self.slow, self.fast)
 
@@ -335,6 +346,10 @@ class MemoryGrowsLinearly(Rule):
     min_r2: float = 0.99
 
     @property
+    def selected_methods(self) -> tuple[MethodRef, ...]:
+        return ()  # every run's state, not a selected one
+
+    @property
     def methods(self) -> tuple[MethodRef, ...]:
         return (self.method,)
 
@@ -379,6 +394,10 @@ class AllOf(Rule):
     def methods(self) -> tuple[MethodRef, ...]:
         return tuple(dict.fromkeys(m for rule in self.rules for m in rule.methods))
 
+    @property
+    def selected_methods(self) -> tuple[MethodRef, ...]:
+        return tuple(dict.fromkeys(m for rule in self.rules for m in rule.selected_methods))
+
     def describe(self) -> str:
         return " AND ".join(rule.describe() for rule in self.rules)
 
@@ -399,6 +418,10 @@ class WithinStepBound(Rule):
 
     method: Method = Method("adam")
     rounding: float = 1e-6  # float32 rounding of m̂/(√v̂ + ε), a few ulps
+
+    @property
+    def selected_methods(self) -> tuple[MethodRef, ...]:
+        return ()  # every pass of every run
 
     @property
     def methods(self) -> tuple[MethodRef, ...]:
@@ -450,6 +473,10 @@ class _BiasCorrectionRule(Rule):
     corrected: MethodRef = Method("adam")
     uncorrected: MethodRef = Method("adam", "nobias")
     early: float = 0.1  # the paper's 10 of 100 epochs
+
+    @property
+    def selected_methods(self) -> tuple[MethodRef, ...]:
+        return ()  # every (beta1, beta2, lr) cell of the grid
 
     @property
     def methods(self) -> tuple[MethodRef, ...]:
