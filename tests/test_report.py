@@ -538,3 +538,20 @@ def test_memory_grows_linearly_reads_the_gpu_peak_where_one_was_measured():
     assert linear.status == HOLDS and "peak device memory: N=8" in linear.numbers
     cubic = rule(measured(lambda n: 5e8 + 3e3 * n**3))
     assert cubic.status == FAILS and "peak device memory" in cubic.numbers
+
+
+def test_a_folder_of_runs_from_several_commits_says_which_method_each_trained(tmp_path):
+    """The committed Fig. 1 left mixes runs of two commits (runs whose settings did not change
+    were reused): the provenance names each commit with the methods it trained."""
+    import shutil
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parent.parent / "results" / "logreg_mnist"
+    shutil.copytree(source, tmp_path / "logreg_mnist", ignore=shutil.ignore_patterns("runs"))
+    assert main(["report", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    curves = pd.read_csv(tmp_path / "logreg_mnist" / "curves.csv")
+    commits = curves.groupby("commit")["method"].unique()
+    assert len(commits) > 1
+    for commit, methods in commits.items():
+        assert f"{commit[:12]} ({', '.join(methods)})" in report, commit

@@ -193,6 +193,10 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
     data = config["dataset"]
     sizes = ", ".join(f"{k}={v}" for k, v in data.items() if k != "name")
     commits = sorted(found.curves["commit"].astype(str).unique())
+    # Which method's runs each commit trained: a figure that mixes code versions says where.
+    by_commit = {commit: ", ".join(dict.fromkeys(found.curves.loc[
+        found.curves["commit"].astype(str) == commit, "method"]))
+        for commit in commits}
     blocks: list[Block] = [
         Heading(2, f"{config['title']} (`{found.name}`)"),
         Paragraph(f"Scale: {meta['scale']}: {found.passes} passes over {data['name']}"
@@ -201,7 +205,8 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
                   f"point by {found.best['selected_by'].iloc[0] if len(found.best) else '-'}."),
         Paragraph(f"Provenance: commit `{prov['commit']}`, torch {prov['torch_version']}, "
                   f"device {prov['device']}, date {prov['date']}, command `{prov['command']}`"
-                  + (f"; the runs come from commits {', '.join(commits)}"
+                  + ("; the runs come from commits " + "; ".join(
+                      f"{commit[:12]} ({by_commit[commit]})" for commit in commits)
                      if len(commits) > 1 else "") + "."),
     ]
     figures = sorted((p.name for p in folder.glob("*.png") if not p.name.startswith(".")),
