@@ -443,7 +443,12 @@ def test_the_reviewers_claims_have_their_own_section_with_numbers(smoke):
     section = report.split("## Claims of the reviewer")[1].split("\n## ")[0]
     rows = verdict_rows(section)
     mnist = {c.id for c in REVIEWER_CLAIMS if c.experiment == "logreg_mnist"}
-    assert mnist <= set(rows) and len(mnist) == 6
+    assert mnist <= set(rows) and len(mnist) == 11
+    # Fig. 1 left's claims again on the full-set cost, numbers read from train_loss_full
+    for claim in ("fig1-left-adam-beats-adagrad", "logreg-mnist-adam-faster-than-nesterov"):
+        row = rows[f"reviewer-{claim}-on-full-cost"]
+        assert row[3] in ("holds", "does not hold", "depends on the selection rule"), row
+        assert row[4].startswith("train_loss_full: ") or "train_loss_full: " in row[4], row
     # Fig. 1's AdaGrad claims judged again with AdaGrad at a constant α, called by its label
     for claim in ("adam-beats-adagrad", "nesterov-beats-adagrad"):
         row = rows[f"reviewer-fig1-left-{claim}-at-constant-lr"]
