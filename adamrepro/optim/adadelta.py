@@ -1,12 +1,6 @@
 """AdaDelta (Zeiler, 2012), as compared against in Kingma & Ba (2015), torch's form.
 
-    g ← ∇f(θ) + weight_decay·θ;   s ← ρ·s + (1 − ρ)·g²
-    Δ ← √(d + ε) / √(s + ε) · g;   d ← ρ·d + (1 − ρ)·Δ²
-    θ ← θ − α_t·Δ,   α_t = α or α/√t                               (lr_decay)
-
-Identical to torch.optim.Adadelta when lr_decay is `none`, state names `square_avg` (s) and
-`acc_delta` (d). As in torch, d accumulates the unscaled Δ, so lr (default 1, Zeiler's
-method has none) only scales the step, never the units of the accumulator.
+The update rule, its symbols and the reference: the docstring of `Adadelta`.
 """
 
 from __future__ import annotations
@@ -22,6 +16,17 @@ from adamrepro.optim.base import (
 
 
 class Adadelta(GridOptimizer):
+    """AdaDelta (Zeiler, 2012), as compared against in Kingma & Ba (2015), torch's form.
+
+        g ← ∇f(θ) + weight_decay·θ;   s ← ρ·s + (1 − ρ)·g²
+        Δ ← √(d + ε) / √(s + ε) · g;   d ← ρ·d + (1 − ρ)·Δ²
+        θ ← θ − α_t·Δ,   α_t = α or α/√t                               (lr_decay)
+
+    Identical to torch.optim.Adadelta when lr_decay is `none`, state names `square_avg` (s) and
+    `acc_delta` (d). As in torch, d accumulates the unscaled Δ, so lr (default 1, Zeiler's
+    method has none) only scales the step, never the units of the accumulator.
+    """
+
     def __init__(
         self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, lr_decay: str = "none"
     ) -> None:

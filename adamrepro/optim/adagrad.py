@@ -1,11 +1,6 @@
 """AdaGrad (Duchi, Hazan & Singer, 2011), as compared against in Kingma & Ba (2015).
 
-    g ← ∇f(θ) + weight_decay·θ;   s ← s + g²;   θ ← θ − α_t·g / (√s + ε)
-
-This is torch.optim.Adagrad's formula with initial_accumulator_value=0; torch's own
-`lr_decay` (α/(1 + (t−1)·decay)) is replaced by ours (`none` or `sqrt`: α_t = α/√t), and the
-accumulator keeps torch's state name `sum`. PAPER.md Sec. 5: AdaGrad is the limit β1=0,
-β2→1 of Adam with α_t = α/√t and bias correction.
+The update rule, its symbols and the reference: the docstring of `Adagrad`.
 """
 
 from __future__ import annotations
@@ -14,6 +9,16 @@ from adamrepro.optim.base import GridOptimizer, add_l2, broadcast, check_range, 
 
 
 class Adagrad(GridOptimizer):
+    """AdaGrad (Duchi, Hazan & Singer, 2011), as compared against in Kingma & Ba (2015).
+
+        g ← ∇f(θ) + weight_decay·θ;   s ← s + g²;   θ ← θ − α_t·g / (√s + ε)
+
+    This is torch.optim.Adagrad's formula with initial_accumulator_value=0; torch's own
+    `lr_decay` (α/(1 + (t−1)·decay)) is replaced by ours (`none` or `sqrt`: α_t = α/√t), and the
+    accumulator keeps torch's state name `sum`. PAPER.md Sec. 5: AdaGrad is the limit β1=0,
+    β2→1 of Adam with α_t = α/√t and bias correction.
+    """
+
     def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0, lr_decay: str = "none"):
         check_range("eps", eps, 0.0)
         check_range("weight_decay", weight_decay, 0.0)

@@ -1,31 +1,6 @@
 """Adam, Algorithm 1 of Kingma & Ba (2015), as written (not the cheaper ε̂ form).
 
-    t ← t + 1;  β1,t = β1·λ^(t−1)          (λ = 1 − beta1_decay_rate, Sec. 4; rate 0 = off)
-    g ← ∇f(θ) + weight_decay·θ                          (L2 added to the gradient, as torch)
-    m ← β1,t·m + (1 − β1,t)·g;   v ← β2·v + (1 − β2)·g²
-    m̂ ← m / (1 − β1^t);  v̂ ← v / (1 − β2^t)            (bias_correction=False drops both)
-    θ ← θ − α_t·m̂ / (√v̂ + ε),   α_t = α or α/√t        (lr_decay)
-
-With bias_correction=False this is RMSProp with momentum (Sec. 5, 6.4), the momentum acting
-on the raw gradient: θ ← θ − α·(1 − β1)·b / (√v + ε) with b ← β1·b + g. torch.optim.RMSprop
-puts its momentum on the rescaled gradient g / (√v + ε) instead; the two agree for β1 = 0,
-where this is exactly RMSprop(alpha=β2, momentum=0).
-
-The knob is 1 − λ, not λ: the paper's λ = 1 − 1e-8 is 1.0 in float32 (whose spacing near 1
-is 6e-8), so a per-run tensor of λ in the training dtype would switch the decay off without
-a word; 1e-8 is exact enough in any dtype, and λ^(t−1) is computed as exp((t−1)·log1p(−rate)).
-
-The bias correction uses the constant β1^t of Algorithm 1 even when β1 decays (ours): the
-weights of m then sum to 1 − Π β1,i instead, but with the paper's λ = 1 − 1e-8 the two differ
-by at most 3e-7 relative for β1 = 0.9 (3e-5 for β1 = 0.99; largest at t ≈ 16 and 160).
-`averaging` adds the temporal average of Sec. 7.2 (see averaging.py). `track_step_ratio`
-(not part of the update) keeps the largest |Δθ| / α_t of every run over all elements and
-steps since the last `pass_statistics()`, as a device tensor (no host sync), to measure the
-step bound of Sec. 2.1: |Δθ| ≤ α·(1 − β1)/√(1 − β2) when (1 − β1) > √(1 − β2), else α.
-Δθ is the step as computed, α_t·m̂/(√v̂ + ε), before it is rounded into θ. Identical to
-torch.optim.Adam (amsgrad=False) when bias_correction is on, beta1_decay_rate = 0, lr_decay is
-`none` and averaging is off.
-Reference: D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+The update rule, its symbols and the reference: the docstring of `Adam`.
 """
 
 from __future__ import annotations
@@ -50,6 +25,36 @@ from adamrepro.optim.base import (
 
 
 class Adam(TemporalAveraging, GridOptimizer):
+    """Adam, Algorithm 1 of Kingma & Ba (2015), as written (not the cheaper ε̂ form).
+
+        t ← t + 1;  β1,t = β1·λ^(t−1)          (λ = 1 − beta1_decay_rate, Sec. 4; rate 0 = off)
+        g ← ∇f(θ) + weight_decay·θ                          (L2 added to the gradient, as torch)
+        m ← β1,t·m + (1 − β1,t)·g;   v ← β2·v + (1 − β2)·g²
+        m̂ ← m / (1 − β1^t);  v̂ ← v / (1 − β2^t)            (bias_correction=False drops both)
+        θ ← θ − α_t·m̂ / (√v̂ + ε),   α_t = α or α/√t        (lr_decay)
+
+    With bias_correction=False this is RMSProp with momentum (Sec. 5, 6.4), the momentum acting
+    on the raw gradient: θ ← θ − α·(1 − β1)·b / (√v + ε) with b ← β1·b + g. torch.optim.RMSprop
+    puts its momentum on the rescaled gradient g / (√v + ε) instead; the two agree for β1 = 0,
+    where this is exactly RMSprop(alpha=β2, momentum=0).
+
+    The knob is 1 − λ, not λ: the paper's λ = 1 − 1e-8 is 1.0 in float32 (whose spacing near 1
+    is 6e-8), so a per-run tensor of λ in the training dtype would switch the decay off without
+    a word; 1e-8 is exact enough in any dtype, and λ^(t−1) is computed as exp((t−1)·log1p(−rate)).
+
+    The bias correction uses the constant β1^t of Algorithm 1 even when β1 decays (ours): the
+    weights of m then sum to 1 − Π β1,i instead, but with the paper's λ = 1 − 1e-8 the two differ
+    by at most 3e-7 relative for β1 = 0.9 (3e-5 for β1 = 0.99; largest at t ≈ 16 and 160).
+    `averaging` adds the temporal average of Sec. 7.2 (see averaging.py). `track_step_ratio`
+    (not part of the update) keeps the largest |Δθ| / α_t of every run over all elements and
+    steps since the last `pass_statistics()`, as a device tensor (no host sync), to measure the
+    step bound of Sec. 2.1: |Δθ| ≤ α·(1 − β1)/√(1 − β2) when (1 − β1) > √(1 − β2), else α.
+    Δθ is the step as computed, α_t·m̂/(√v̂ + ε), before it is rounded into θ. Identical to
+    torch.optim.Adam (amsgrad=False) when bias_correction is on, beta1_decay_rate = 0, lr_decay is
+    `none` and averaging is off.
+    Reference: D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+    """
+
     def __init__(
         self,
         params,

@@ -1,16 +1,6 @@
-"""Adam with two horizons: a "Beyond the paper" variant that asks whether Adam's power comes
-from dividing a fast average of g by a slow one, rather than from the second moment.
+"""Adam with two horizons: a "Beyond the paper" variant that asks whether Adam's power comes ...
 
-    t ← t + 1;   g ← ∇f(θ) + weight_decay·θ
-    m_fast ← β1·m_fast + (1 − β1)·g;   m_slow ← β2·m_slow + (1 − β2)·g
-    m̂_fast = m_fast / (1 − β1^t);      m̂_slow = m_slow / (1 − β2^t)
-    θ ← θ − α_t·m̂_fast / (|m̂_slow| + ε),   α_t = α or α/√t                 (lr_decay)
-
-Adam with v replaced by a second first moment: the same bias corrections, and |m̂_slow| in the
-place of √v̂ (ours, PAPER.md fixes only "divide m_fast by |m_slow| plus ε"). β2 > β1 makes
-m_slow the slower horizon; it is not enforced, so a grid may cross them. Unlike Adam's, the
-step is not bounded by α: |m̂_slow| can be far smaller than |m̂_fast| when g changes sign.
-State: `exp_avg` (m_fast, as Adam's m) and `exp_avg_slow`. torch has no counterpart.
+The update rule, its symbols and the reference: the docstring of `AdamTwoHorizons`.
 """
 
 from __future__ import annotations
@@ -26,6 +16,21 @@ from adamrepro.optim.base import (
 
 
 class AdamTwoHorizons(GridOptimizer):
+    """Adam with two horizons: a "Beyond the paper" variant that asks whether Adam's power comes
+    from dividing a fast average of g by a slow one, rather than from the second moment.
+
+        t ← t + 1;   g ← ∇f(θ) + weight_decay·θ
+        m_fast ← β1·m_fast + (1 − β1)·g;   m_slow ← β2·m_slow + (1 − β2)·g
+        m̂_fast = m_fast / (1 − β1^t);      m̂_slow = m_slow / (1 − β2^t)
+        θ ← θ − α_t·m̂_fast / (|m̂_slow| + ε),   α_t = α or α/√t                 (lr_decay)
+
+    Adam with v replaced by a second first moment: the same bias corrections, and |m̂_slow| in the
+    place of √v̂ (ours, PAPER.md fixes only "divide m_fast by |m_slow| plus ε"). β2 > β1 makes
+    m_slow the slower horizon; it is not enforced, so a grid may cross them. Unlike Adam's, the
+    step is not bounded by α: |m̂_slow| can be far smaller than |m̂_fast| when g changes sign.
+    State: `exp_avg` (m_fast, as Adam's m) and `exp_avg_slow`. torch has no counterpart.
+    """
+
     def __init__(
         self,
         params,

@@ -1,16 +1,6 @@
 """AdaMax, Algorithm 2 (Sec. 7.1) of Kingma & Ba (2015): Adam with the infinity norm.
 
-    t ← t + 1;   g ← ∇f(θ) + weight_decay·θ
-    m ← β1·m + (1 − β1)·g;   u ← max(β2·u, |g|)
-    θ ← θ − (α_t / (1 − β1^t))·m / (u + ε),   α_t = α or α/√t        (lr_decay)
-
-u is the paper's u exactly (no bias correction, none is needed). ε only guards u = 0, which
-happens while a coordinate has seen nothing but zero gradients (ours: Algorithm 2 has no ε).
-We add it to the denominator, as Adam does; torch.optim.Adamax folds it into the state
-instead, u ← max(β2·u, |g| + ε). That placement is the only difference between the two: with
-eps = 0 and nonzero gradients they are identical, and otherwise torch's `exp_inf` exceeds
-ours by at most ε. `averaging` adds the temporal average of Sec. 7.2 (see averaging.py).
-Reference: D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+The update rule, its symbols and the reference: the docstring of `Adamax`.
 """
 
 from __future__ import annotations
@@ -29,6 +19,21 @@ from adamrepro.optim.base import (
 
 
 class Adamax(TemporalAveraging, GridOptimizer):
+    """AdaMax, Algorithm 2 (Sec. 7.1) of Kingma & Ba (2015): Adam with the infinity norm.
+
+        t ← t + 1;   g ← ∇f(θ) + weight_decay·θ
+        m ← β1·m + (1 − β1)·g;   u ← max(β2·u, |g|)
+        θ ← θ − (α_t / (1 − β1^t))·m / (u + ε),   α_t = α or α/√t        (lr_decay)
+
+    u is the paper's u exactly (no bias correction, none is needed). ε only guards u = 0, which
+    happens while a coordinate has seen nothing but zero gradients (ours: Algorithm 2 has no ε).
+    We add it to the denominator, as Adam does; torch.optim.Adamax folds it into the state
+    instead, u ← max(β2·u, |g| + ε). That placement is the only difference between the two: with
+    eps = 0 and nonzero gradients they are identical, and otherwise torch's `exp_inf` exceeds
+    ours by at most ε. `averaging` adds the temporal average of Sec. 7.2 (see averaging.py).
+    Reference: D. P. Kingma, J. Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+    """
+
     def __init__(
         self,
         params,

@@ -1,12 +1,6 @@
 """AdamW (Loshchilov & Hutter, ICLR 2019) in torch's form, an extra row beyond the paper.
 
-    t ← t + 1;   θ ← θ·(1 − α_t·λ)                         (decoupled decay, λ = weight_decay)
-    m ← β1·m + (1 − β1)·g;   v ← β2·v + (1 − β2)·g²        (g = ∇f(θ), no L2 term)
-    θ ← θ − α_t·(m / (1 − β1^t)) / (√(v / (1 − β2^t)) + ε),   α_t = α or α/√t
-
-Identical to torch.optim.AdamW (amsgrad=False) when lr_decay is `none`. As in torch the decay
-is scaled by the step size α_t, so with lr_decay `sqrt` it decays too (what a torch lr
-scheduler would do); Loshchilov & Hutter scale it by the schedule multiplier alone.
+The update rule, its symbols and the reference: the docstring of `AdamW`.
 """
 
 from __future__ import annotations
@@ -21,6 +15,17 @@ from adamrepro.optim.base import (
 
 
 class AdamW(GridOptimizer):
+    """AdamW (Loshchilov & Hutter, ICLR 2019) in torch's form, an extra row beyond the paper.
+
+        t ← t + 1;   θ ← θ·(1 − α_t·λ)                         (decoupled decay, λ = weight_decay)
+        m ← β1·m + (1 − β1)·g;   v ← β2·v + (1 − β2)·g²        (g = ∇f(θ), no L2 term)
+        θ ← θ − α_t·(m / (1 − β1^t)) / (√(v / (1 − β2^t)) + ε),   α_t = α or α/√t
+
+    Identical to torch.optim.AdamW (amsgrad=False) when lr_decay is `none`. As in torch the decay
+    is scaled by the step size α_t, so with lr_decay `sqrt` it decays too (what a torch lr
+    scheduler would do); Loshchilov & Hutter scale it by the schedule multiplier alone.
+    """
+
     def __init__(
         self,
         params,

@@ -1,12 +1,6 @@
 """AMSGrad (Reddi, Kale & Kumar, ICLR 2018) in torch's form, an extra row beyond the paper.
 
-    t ← t + 1;   g ← ∇f(θ) + weight_decay·θ
-    m ← β1·m + (1 − β1)·g;   v ← β2·v + (1 − β2)·g²;   v_max ← max(v_max, v)
-    θ ← θ − α_t·(m / (1 − β1^t)) / (√(v_max / (1 − β2^t)) + ε),   α_t = α or α/√t
-
-This is torch.optim.Adam(amsgrad=True), identical to it when lr_decay is `none`, with torch's
-state names (`max_exp_avg_sq` holds v_max). It differs from Reddi et al.'s Algorithm 2,
-which has no bias correction and takes the max of v̂ rather than of the biased v.
+The update rule, its symbols and the reference: the docstring of `AMSGrad`.
 """
 
 from __future__ import annotations
@@ -24,6 +18,17 @@ from adamrepro.optim.base import (
 
 
 class AMSGrad(GridOptimizer):
+    """AMSGrad (Reddi, Kale & Kumar, ICLR 2018) in torch's form, an extra row beyond the paper.
+
+        t ← t + 1;   g ← ∇f(θ) + weight_decay·θ
+        m ← β1·m + (1 − β1)·g;   v ← β2·v + (1 − β2)·g²;   v_max ← max(v_max, v)
+        θ ← θ − α_t·(m / (1 − β1^t)) / (√(v_max / (1 − β2^t)) + ε),   α_t = α or α/√t
+
+    This is torch.optim.Adam(amsgrad=True), identical to it when lr_decay is `none`, with torch's
+    state names (`max_exp_avg_sq` holds v_max). It differs from Reddi et al.'s Algorithm 2,
+    which has no bias correction and takes the max of v̂ rather than of the biased v.
+    """
+
     def __init__(
         self,
         params,

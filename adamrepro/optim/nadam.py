@@ -1,15 +1,6 @@
 """NAdam (Dozat, ICLR 2016 workshop) in torch's form: Adam with Nesterov momentum.
 
-    t ← t + 1;   g ← ∇f(θ) + weight_decay·θ
-    μ_t = β1·(1 − ½·0.96^(t·ψ));   μ_{t+1} = β1·(1 − ½·0.96^((t+1)·ψ))   (ψ = momentum_decay)
-    Π_t = Π_{t−1}·μ_t   (Π_0 = 1, state `mu_product`)
-    m ← β1·m + (1 − β1)·g;   v ← β2·v + (1 − β2)·g²;   d = √(v / (1 − β2^t)) + ε
-    θ ← θ − α_t·(1 − μ_t)/(1 − Π_t)·g/d − α_t·μ_{t+1}/(1 − Π_t·μ_{t+1})·m/d
-
-Identical to torch.optim.NAdam (decoupled_weight_decay=False) when lr_decay is `none`, with
-torch's state names. torch keeps `mu_product` as a float32 number unless the default dtype
-is float64; ours has the parameter's dtype and one entry per run, (G, 1, ..., 1), when β1 or
-ψ is a per-run tensor.
+The update rule, its symbols and the reference: the docstring of `NAdam`.
 """
 
 from __future__ import annotations
@@ -28,6 +19,20 @@ from adamrepro.optim.base import (
 
 
 class NAdam(GridOptimizer):
+    """NAdam (Dozat, ICLR 2016 workshop) in torch's form: Adam with Nesterov momentum.
+
+        t ← t + 1;   g ← ∇f(θ) + weight_decay·θ
+        μ_t = β1·(1 − ½·0.96^(t·ψ));   μ_{t+1} = β1·(1 − ½·0.96^((t+1)·ψ))   (ψ = momentum_decay)
+        Π_t = Π_{t−1}·μ_t   (Π_0 = 1, state `mu_product`)
+        m ← β1·m + (1 − β1)·g;   v ← β2·v + (1 − β2)·g²;   d = √(v / (1 − β2^t)) + ε
+        θ ← θ − α_t·(1 − μ_t)/(1 − Π_t)·g/d − α_t·μ_{t+1}/(1 − Π_t·μ_{t+1})·m/d
+
+    Identical to torch.optim.NAdam (decoupled_weight_decay=False) when lr_decay is `none`, with
+    torch's state names. torch keeps `mu_product` as a float32 number unless the default dtype
+    is float64; ours has the parameter's dtype and one entry per run, (G, 1, ..., 1), when β1 or
+    ψ is a per-run tensor.
+    """
+
     def __init__(
         self,
         params,

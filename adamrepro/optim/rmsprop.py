@@ -1,14 +1,6 @@
 """RMSProp (Tieleman & Hinton, 2012), as compared against in Kingma & Ba (2015), torch's form.
 
-    g ← ∇f(θ) + weight_decay·θ;   s ← α·s + (1 − α)·g²
-    without momentum:  θ ← θ − α_t·g / (√s + ε)
-    with momentum μ:   b ← μ·b + g / (√s + ε);   θ ← θ − α_t·b        (b0 = 0)
-
-(α here is the decay `alpha`, α_t the step size `lr`, decayed by `lr_decay`.) Identical to
-torch.optim.RMSprop(centered=False) when lr_decay is `none`; the state keeps torch's names
-`square_avg` and `momentum_buffer` (the buffer exists only when momentum is not the number 0,
-as in torch; a per-run tensor always has one). The momentum acts on the rescaled gradient;
-Adam without bias correction is the variant with momentum on the raw gradient (Sec. 5).
+The update rule, its symbols and the reference: the docstring of `RMSprop`.
 """
 
 from __future__ import annotations
@@ -25,6 +17,19 @@ from adamrepro.optim.base import (
 
 
 class RMSprop(GridOptimizer):
+    """RMSProp (Tieleman & Hinton, 2012), as compared against in Kingma & Ba (2015), torch's form.
+
+        g ← ∇f(θ) + weight_decay·θ;   s ← α·s + (1 − α)·g²
+        without momentum:  θ ← θ − α_t·g / (√s + ε)
+        with momentum μ:   b ← μ·b + g / (√s + ε);   θ ← θ − α_t·b        (b0 = 0)
+
+    (α here is the decay `alpha`, α_t the step size `lr`, decayed by `lr_decay`.) Identical to
+    torch.optim.RMSprop(centered=False) when lr_decay is `none`; the state keeps torch's names
+    `square_avg` and `momentum_buffer` (the buffer exists only when momentum is not the number 0,
+    as in torch; a per-run tensor always has one). The momentum acts on the rescaled gradient;
+    Adam without bias correction is the variant with momentum on the raw gradient (Sec. 5).
+    """
+
     def __init__(
         self,
         params,

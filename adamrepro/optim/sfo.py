@@ -1,80 +1,6 @@
 """SFO, the Sum-of-Functions Optimizer of Sohl-Dickstein, Poole & Ganguli (2014).
 
-The objective is a sum of N subfunctions F(θ) = Σ_i f_i(θ), one per fixed minibatch. SFO
-keeps, for every subfunction i, the point x_i where it was last evaluated, its value f_i and
-gradient g_i there, and a positive definite Hessian approximation H_i, i.e. the quadratic model
-
-    q_i(x) = f_i + g_iᵀ(x − x_i) + ½ (x − x_i)ᵀ H_i (x − x_i).
-
-One step (one call of the closure, two when a step is rejected):
-
-    j ← argmax_i (x − x_i)ᵀ H (x − x_i),  H = Σ_i H_i    (the model evaluated farthest away)
-    f_j, g_j ← closure(j) at the current x;  add g_j to the subspace
-    if the step to x was bad: step_scale ← step_scale / 2, store the bad point in j's history,
-        go back to the previous point and evaluate f_j there
-    else: step_scale ← 1/N + (1 − 1/N)·step_scale
-    (s, y) ← (x − x_j, g_j − g_j,old) joins j's history (the last `max_history` pairs)
-    H_j ← BFGS through j's history from β_j·I; eigenvalues below λ_max/hess_max_dev are
-        replaced by the median positive one
-    x ← x − step_scale · H⁻¹ Σ_i ∇q_i(x)                 (Newton step on the summed model)
-
-A step is bad when f_j or g_j is not finite; when j is evaluated for the first time and
-f_j exceeds the mean of the other subfunctions' last values by 3 standard deviations; or
-when f_j rose since x_j and exceeds its model's prediction q_j(x) by more than the summed
-model predicted the other subfunctions would gain (½ΔᵀHΔ of the last step minus j's share).
-Steps shorter than `minimum_step_length` are lengthened to it (so that y stays above round-
-off); after the first pass a step longer than `max_step_length_ratio` times the mean step so
-far is shortened to that length. β_j, the scale of BFGS's initial identity, is the smallest
-of the top m singular values of the least-squares fit Y = Q S to j's m history pairs, at least
-its largest over hess_max_dev; a subfunction without history gets the median eigenvalue of the
-mean model Hessian of the others (`hessian_init` for the very first).
-
-Active set (as in the paper): only `init_active` subfunctions take part at first, since
-early on a few minibatches estimate the gradient well; the next one (in index order) joins
-when the standard error of the mean of the active gradients reaches `max_gradient_noise` times
-its length (both in the H⁻¹ norm), after a rejected step, or when no subfunction joined for
-a number of steps equal to the active count; only once every active subfunction has two
-evaluations. A subfunction with fewer than two evaluations is evaluated first, so that it
-has a curvature pair.
-
-Memory: everything about the subfunctions lives in coordinates of one shared subspace, an
-orthonormal basis P (dim × K) spanned by the subfunctions' last points and gradients. Each new
-gradient adds one direction; when K reaches K_max = ⌈1.5·K_min⌉ the subspace collapses to
-K_min = 2N + 3 directions holding every last point and gradient, the current and previous
-point and the new gradient, so that all models stay exact where they were last evaluated.
-The state is O(dim·K) for P, O(N·K·max_history) for the subfunctions and K² for their summed
-model, never O(N·dim²); `memory_bytes()` reports it. With K_max ≥ dim the basis is the
-identity and never changes.
-
-Hyperparameters (defaults are those of the authors' reference code):
-    max_history=10            curvature pairs kept per subfunction
-    hessian_init=1e5          β of the first subfunction (a large value: a short first step)
-    init_active=2             subfunctions active at the start
-    max_gradient_noise=1.0    standard error / length of the mean gradient that grows the set
-    hess_max_dev=1e8          largest allowed eigenvalue ratio of each H_i
-    max_step_length_ratio=10  longest step relative to the mean step length
-    minimum_step_length=1e-8  shortest step (in parameter units)
-    selection="distance"      "distance" (the paper's rule above) or "cyclic" (the active
-                              subfunction whose last evaluation is the oldest)
-    allow_stochastic=False    stored only: SFO's models assume that f_i(θ) is the same every
-                              time it is evaluated, so the runner refuses stochastic models
-                              (dropout) unless this is True
-
-The subspace linear algebra is done in float64 whatever the parameters' dtype: it keeps the
-basis orthonormal over many collapses. A step's cost is then mostly memory traffic, reads of
-the dim × K float64 basis: five per step (Gram-Schmidt of the new gradient, twice, which also
-gives its coordinates; the move to the new point). θ's coordinates are kept, not projected;
-the summed model Σ H_i is updated as each H_i changes, its gradient summed in batched products,
-and the Newton system solved by Cholesky; nothing else costs O(dim·K), O(N·K²) or a Python
-loop over the subfunctions. Pᵀ is stored, one direction per row, so that the first `rank`
-directions are one contiguous block.
-
-Unlike the reference, which picks new active subfunctions and collapse padding at random,
-this one is deterministic: subfunctions join in index order, and the collapse pads the
-basis with the old basis directions.
-
-Reference: J. Sohl-Dickstein, B. Poole, S. Ganguli, "Fast large-scale optimization by unifying
-stochastic gradient and quasi-Newton methods", ICML 2014 (arXiv:1311.2115).
+The update rule, its symbols and the reference: the docstring of `SFO`.
 """
 
 from __future__ import annotations
@@ -107,6 +33,85 @@ def check_int(name: str, value, low: int) -> None:
 
 
 class SFO(torch.optim.Optimizer):
+    """SFO, the Sum-of-Functions Optimizer of Sohl-Dickstein, Poole & Ganguli (2014).
+
+    The objective is a sum of N subfunctions F(θ) = Σ_i f_i(θ), one per fixed minibatch. SFO
+    keeps, for every subfunction i, the point x_i where it was last evaluated, its value f_i and
+    gradient g_i there, and a positive definite Hessian approximation H_i, i.e. the quadratic model
+
+        q_i(x) = f_i + g_iᵀ(x − x_i) + ½ (x − x_i)ᵀ H_i (x − x_i).
+
+    One step (one call of the closure, two when a step is rejected):
+
+        j ← argmax_i (x − x_i)ᵀ H (x − x_i),  H = Σ_i H_i    (the model evaluated farthest away)
+        f_j, g_j ← closure(j) at the current x;  add g_j to the subspace
+        if the step to x was bad: step_scale ← step_scale / 2, store the bad point in j's history,
+            go back to the previous point and evaluate f_j there
+        else: step_scale ← 1/N + (1 − 1/N)·step_scale
+        (s, y) ← (x − x_j, g_j − g_j,old) joins j's history (the last `max_history` pairs)
+        H_j ← BFGS through j's history from β_j·I; eigenvalues below λ_max/hess_max_dev are
+            replaced by the median positive one
+        x ← x − step_scale · H⁻¹ Σ_i ∇q_i(x)                 (Newton step on the summed model)
+
+    A step is bad when f_j or g_j is not finite; when j is evaluated for the first time and
+    f_j exceeds the mean of the other subfunctions' last values by 3 standard deviations; or
+    when f_j rose since x_j and exceeds its model's prediction q_j(x) by more than the summed
+    model predicted the other subfunctions would gain (½ΔᵀHΔ of the last step minus j's share).
+    Steps shorter than `minimum_step_length` are lengthened to it (so that y stays above round-
+    off); after the first pass a step longer than `max_step_length_ratio` times the mean step so
+    far is shortened to that length. β_j, the scale of BFGS's initial identity, is the smallest
+    of the top m singular values of the least-squares fit Y = Q S to j's m history pairs, at least
+    its largest over hess_max_dev; a subfunction without history gets the median eigenvalue of the
+    mean model Hessian of the others (`hessian_init` for the very first).
+
+    Active set (as in the paper): only `init_active` subfunctions take part at first, since
+    early on a few minibatches estimate the gradient well; the next one (in index order) joins
+    when the standard error of the mean of the active gradients reaches `max_gradient_noise` times
+    its length (both in the H⁻¹ norm), after a rejected step, or when no subfunction joined for
+    a number of steps equal to the active count; only once every active subfunction has two
+    evaluations. A subfunction with fewer than two evaluations is evaluated first, so that it
+    has a curvature pair.
+
+    Memory: everything about the subfunctions lives in coordinates of one shared subspace, an
+    orthonormal basis P (dim × K) spanned by the subfunctions' last points and gradients. Each new
+    gradient adds one direction; when K reaches K_max = ⌈1.5·K_min⌉ the subspace collapses to
+    K_min = 2N + 3 directions holding every last point and gradient, the current and previous
+    point and the new gradient, so that all models stay exact where they were last evaluated.
+    The state is O(dim·K) for P, O(N·K·max_history) for the subfunctions and K² for their summed
+    model, never O(N·dim²); `memory_bytes()` reports it. With K_max ≥ dim the basis is the
+    identity and never changes.
+
+    Hyperparameters (defaults are those of the authors' reference code):
+        max_history=10            curvature pairs kept per subfunction
+        hessian_init=1e5          β of the first subfunction (a large value: a short first step)
+        init_active=2             subfunctions active at the start
+        max_gradient_noise=1.0    standard error / length of the mean gradient that grows the set
+        hess_max_dev=1e8          largest allowed eigenvalue ratio of each H_i
+        max_step_length_ratio=10  longest step relative to the mean step length
+        minimum_step_length=1e-8  shortest step (in parameter units)
+        selection="distance"      "distance" (the paper's rule above) or "cyclic" (the active
+                                  subfunction whose last evaluation is the oldest)
+        allow_stochastic=False    stored only: SFO's models assume that f_i(θ) is the same every
+                                  time it is evaluated, so the runner refuses stochastic models
+                                  (dropout) unless this is True
+
+    The subspace linear algebra is done in float64 whatever the parameters' dtype: it keeps the
+    basis orthonormal over many collapses. A step's cost is then mostly memory traffic, reads of
+    the dim × K float64 basis: five per step (Gram-Schmidt of the new gradient, twice, which also
+    gives its coordinates; the move to the new point). θ's coordinates are kept, not projected;
+    the summed model Σ H_i is updated as each H_i changes, its gradient summed in batched products,
+    and the Newton system solved by Cholesky; nothing else costs O(dim·K), O(N·K²) or a Python
+    loop over the subfunctions. Pᵀ is stored, one direction per row, so that the first `rank`
+    directions are one contiguous block.
+
+    Unlike the reference, which picks new active subfunctions and collapse padding at random,
+    this one is deterministic: subfunctions join in index order, and the collapse pads the
+    basis with the old basis directions.
+
+    Reference: J. Sohl-Dickstein, B. Poole, S. Ganguli, "Fast large-scale optimization by unifying
+    stochastic gradient and quasi-Newton methods", ICML 2014 (arXiv:1311.2115).
+    """
+
     capabilities = Capabilities(batchable=False, needs_closure=True, graphable=False,
                                 subfunctions=True)
 

@@ -1,11 +1,6 @@
 """SGD with Nesterov momentum (Sutskever et al., 2013), in torch.optim.SGD's form.
 
-    g ← ∇f(θ) + weight_decay·θ
-    b ← g at the first step, else b ← μ·b + g
-    θ ← θ − α_t·(g + μ·b)
-
-Identical to torch.optim.SGD(nesterov=True, dampening=0) when lr_decay is `none`; the state
-keeps torch's name `momentum_buffer`.
+The update rule, its symbols and the reference: the docstring of `SGDNesterov`.
 """
 
 from __future__ import annotations
@@ -21,6 +16,16 @@ from adamrepro.optim.base import (
 
 
 class SGDNesterov(GridOptimizer):
+    """SGD with Nesterov momentum (Sutskever et al., 2013), in torch.optim.SGD's form.
+
+        g ← ∇f(θ) + weight_decay·θ
+        b ← g at the first step, else b ← μ·b + g
+        θ ← θ − α_t·(g + μ·b)
+
+    Identical to torch.optim.SGD(nesterov=True, dampening=0) when lr_decay is `none`; the state
+    keeps torch's name `momentum_buffer`.
+    """
+
     def __init__(self, params, lr=1e-2, momentum=0.9, weight_decay=0.0, lr_decay: str = "none"):
         check_range("momentum", momentum, 0.0, 1.0)
         check_range("weight_decay", weight_decay, 0.0)
