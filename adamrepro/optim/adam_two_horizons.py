@@ -24,10 +24,11 @@ class AdamTwoHorizons(GridOptimizer):
         m̂_fast = m_fast / (1 − β1^t);      m̂_slow = m_slow / (1 − β2^t)
         θ ← θ − α_t·m̂_fast / (|m̂_slow| + ε),   α_t = α or α/√t                 (lr_decay)
 
-    Adam with v replaced by a second first moment: the same bias corrections, and |m̂_slow| in the
-    place of √v̂ (ours, PAPER.md fixes only "divide m_fast by |m_slow| plus ε"). β2 > β1 makes
-    m_slow the slower horizon; it is not enforced, so a grid may cross them. Unlike Adam's, the
-    step is not bounded by α: |m̂_slow| can be far smaller than |m̂_fast| when g changes sign.
+    Adam (Kingma & Ba, 2015, Algorithm 1) with v replaced by a second first moment: the same
+    bias corrections, and |m̂_slow| in the place of √v̂ (ours, PAPER.md fixes only "divide
+    m_fast by |m_slow| plus ε"). β2 > β1 makes m_slow the slower horizon; it is not enforced,
+    so a grid may cross them. Unlike Adam's, the step is not bounded by α: |m̂_slow| can be far
+    smaller than |m̂_fast| when g changes sign.
     State: `exp_avg` (m_fast, as Adam's m) and `exp_avg_slow`. torch has no counterpart.
     """
 

@@ -21,7 +21,7 @@ from optim_table import (
     run_steps,
 )
 
-from adamrepro.optim import build
+from adamrepro.optim import OPTIMIZERS, build
 from adamrepro.optim.adam import Adam
 
 ids = dict(ids=lambda case: case.id)
@@ -276,3 +276,12 @@ def test_the_papers_first_moment_decay_survives_float32_in_a_batched_grid():
         expected = torch.full((3,), 1 - beta1_t)
         torch.testing.assert_close(state["exp_avg"][run], expected, rtol=1e-5, atol=0)
     assert not torch.equal(state["exp_avg"][0], state["exp_avg"][1])
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_each_optimizer_s_docstring_carries_its_update_rule_and_reference(name):
+    """STYLE (optax): `help(cls)` shows the update rule in the paper's symbols and where it
+    comes from (authors and year)."""
+    doc = OPTIMIZERS[name].__doc__ or ""
+    assert "←" in doc, f"{name}: no update rule (θ ← ...) in its docstring"
+    assert re.search(r"\b(19|20)\d\d\b", doc), f"{name}: no reference (a year) in its docstring"
