@@ -140,3 +140,8 @@ def test_the_smoke_run_on_real_data(tmp_path, data_dir, cli):
     row = next(line for line in report.splitlines()
                if line.startswith("| sec2.1-step-never-exceeds-bound"))
     assert "runs exceeded it" in row and ("| holds |" in row or "| does not hold |" in row)
+    # the question PAPER.md asks of the two horizons gets a verdict with its numbers
+    row = next(line for line in report.splitlines()
+               if line.startswith("| reviewer-sec7-two-horizons-as-fast-as-adam"))
+    assert "| holds |" in row or "| does not hold |" in row, row
+    assert "adam_two_horizons vs adam: pass" in row, row

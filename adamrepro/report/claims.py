@@ -199,6 +199,13 @@ def _reviewer_claims() -> tuple[Claim, ...]:
               Beats(Method("adam", "sqrt_decay"), Method("adam"), margin=BEATS,
                     measure="final")),
     ]
+    # PAPER.md, "Beyond the paper": the two-horizons variant tests "whether Adam's power comes
+    # from two horizons"; it does if dividing a fast average of g by a slow one does as well.
+    claims.append(Claim(
+        "reviewer-sec7-two-horizons-as-fast-as-adam", "Sec. 7",
+        "Adam's power comes from its two horizons: Adam with |m̂_slow| (a slower first moment) "
+        "in place of √v̂ converges as fast as Adam.",
+        AsFast(Method("adam_two_horizons"), Method("adam"), tol=SAME)))
     claims += _on_full_cost(claims)
     return tuple(claims)
 
