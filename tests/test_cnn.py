@@ -203,6 +203,7 @@ def test_smoke_run_on_real_data(cli, tmp_path):
     code, out_text, err = cli("plot", "cnn_cifar10", "--out", out)
     assert code == 0, err
     assert (folder / "early_and_all.png").exists() and (folder / "sensitivity.png").exists()
+    assert (folder / "curves.png").exists()  # test loss and accuracy beside the training cost
 
 
 def test_runs_stored_before_the_memory_columns_still_make_tables(tmp_path):

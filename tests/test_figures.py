@@ -50,3 +50,18 @@ def test_figures_leave_the_matplotlib_backend_alone(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "svg", done.stdout
     assert (tmp_path / "logreg_mnist" / "curves.png").stat().st_size > 10_000
+
+
+def test_every_training_curve_has_the_test_loss_and_accuracy_beside_it():
+    """PAPER.md, beyond the paper: test loss and test accuracy next to every training curve:
+    a classifier's curves figure has the training cost, the test objective and the test
+    accuracy; a model without accuracy (the VAE) its test objective and next metric."""
+    from adamrepro.figures.curves import test_columns
+    from adamrepro.metrics import metric_set
+    from adamrepro.models import MODELS
+    from adamrepro.results.store import read_results
+
+    meta = read_results(RESULTS / "logreg_mnist")[2]
+    assert [c.name for c in test_columns(meta)] == ["test_loss", "test_acc"]
+    vae = {"metrics": MODELS["vae"].METRICS.to_json()}
+    assert [c.name for c in test_columns(vae)][0] == f"test_{metric_set(vae).objective}"

@@ -1,7 +1,7 @@
 """The paper's figure for one experiment, drawn from its results folder alone:
 training cost against passes for each method's selected run (mean over seeds with a band),
-and beside it the first test metric the model declares besides its objective (test accuracy
-for a classifier), or the test objective."""
+and beside it the test objective (test loss) and the first other test metric the model
+declares (test accuracy for a classifier), as PAPER.md asks beyond the paper."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ from adamrepro.metrics import Column, column_of, metric_set
 from adamrepro.results.store import Tables, atomic_file, read_results, variant_of
 
 
-def side_column(meta: dict) -> Column:
-    """The right panel: the first test metric other than the objective, else the test
-    objective."""
+def test_columns(meta: dict) -> list[Column]:
+    """The panels beside the training cost (PAPER.md, beyond the paper: test loss and test
+    accuracy next to every training curve): the test objective, then the first other test
+    metric the model declares (a classifier's accuracy), if any."""
     declared = metric_set(meta)
     tests = [c for c in declared.columns() if c.split == "test"]
-    return next((c for c in tests if c.metric != declared.objective), tests[0])
+    objective = [c for c in tests if c.metric == declared.objective]
+    return objective + [c for c in tests if c.metric != declared.objective][:1]
 
 
 def band(frame: pd.DataFrame, column: str, kind: str) -> pd.DataFrame:
@@ -134,31 +136,33 @@ def draw(folder: Path, tables: Tables | None = None,
     """curves.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
     curves, best, meta = tables or read_results(folder)
     plot_cfg = meta["config"]["plot"]
-    y, side = column_of(meta, plot_cfg["y"]), side_column(meta)
+    y, tests = column_of(meta, plot_cfg["y"]), test_columns(meta)
     palette = colors(best["optimizer"])
-    fig = Figure(figsize=(11, 4.2))
-    ax_cost, ax_side = fig.subplots(1, 2)
+    fig = Figure(figsize=(5.2 * (1 + len(tests)), 4.2))
+    ax_cost, *ax_tests = fig.subplots(1, 1 + len(tests))
+    panels = [(ax_cost, y), *zip(ax_tests, tests, strict=True)]
     for _, chosen in in_config_order(best, meta).iterrows():
         runs = curves[curves["point_id"] == chosen["point_id"]]
         if plot_cfg.get("max_epoch") is not None:
             runs = runs[runs["epoch"] <= plot_cfg["max_epoch"]]
         line = style(chosen["optimizer"], variant_of(chosen), palette)
-        for ax, column in ((ax_cost, y.name), (ax_side, side.name)):
-            shown = runs.dropna(subset=[column])
-            if ax is ax_side:  # the untrained epoch 0 (chance accuracy) squashes the axis
+        for ax, column in panels:
+            shown = runs.dropna(subset=[column.name])
+            if ax is not ax_cost:  # the untrained epoch 0 (chance accuracy) squashes the axis
                 shown = shown[shown["epoch"] > 0]
-            stats = band(shown, column, plot_cfg["band"])
+            stats = band(shown, column.name, plot_cfg["band"])
             ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta),
                     **few_points(len(stats)), **line)
             if chosen["n_seeds"] > 1:
                 ax.fill_between(stats.index, stats["low"], stats["high"],
                                 color=line["color"], alpha=BAND_ALPHA, linewidth=0)
-    for ax in (ax_cost, ax_side):
+    for ax, column in panels:
         whole_passes(ax)
-    ax_cost.set(xlabel="iterations over entire dataset", ylabel=axis_label(y.label))
-    ax_side.set(xlabel="iterations over entire dataset", ylabel=axis_label(side.label))
-    if plot_cfg["logy"]:
-        ax_cost.set_yscale("log")
+        ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(column.label))
+    if plot_cfg["logy"]:  # the test objective too: it is on the training cost's scale
+        for ax, column in panels:
+            if column.metric == y.metric:
+                ax.set_yscale("log")
     ax_cost.legend(frameon=False, handlelength=HANDLE_LENGTH)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
