@@ -82,14 +82,17 @@ def draw(folder: Path, tables: Tables | None = None,
     top_edge = blended_transform_factory(ax.transData, ax.transAxes)
     selected = set(best["point_id"])
     palette = colors(table["optimizer"]) if len(table) else {}
-    for method, rows in table.groupby("method", sort=False):
+    for rank, (method, rows) in enumerate(table.groupby("method", sort=False)):
         line = style(rows["optimizer"].iloc[0], rows["variant"].iloc[0], palette)
         rows = rows.sort_values("lr")
         ok = rows.dropna(subset=["cost"])
         ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=method, **line)
         chosen = ok[ok["point_id"].isin(selected)]
-        ax.plot(chosen["lr"], chosen["cost"], linestyle="none", marker="*", markersize=13,
-                color=line["color"])
+        # Each method's star smaller than the one before, drawn over it: two methods selected
+        # at the same point show as nested stars, not as one hiding the other.
+        ax.plot(chosen["lr"], chosen["cost"], linestyle="none", marker="*",
+                markersize=max(15 - 2.5 * rank, 6), color=line["color"],
+                markeredgecolor=line["color"], zorder=3 + rank)
         failed = rows[rows["cost"].isna()]
         ax.plot(failed["lr"], np.ones(len(failed)), linestyle="none", marker="x",
                 markersize=9, markeredgewidth=2, color=line["color"], transform=top_edge,
@@ -100,11 +103,12 @@ def draw(folder: Path, tables: Tables | None = None,
             len(finite) and finite.max() > LOG_Y_SPAN * finite.min()):
         ax.set_yscale("log")
     metric = meta["config"]["selection"]["metric"]
-    ax.set(xlabel="learning rate (alpha)", ylabel=f"final {metric} (mean over seeds)")
+    seeds = int(best["n_seeds"].max()) if len(best) else 0
+    over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
+    ax.set(xlabel="learning rate (alpha)", ylabel=f"final {metric}{over}")
     # beside the axes: inside, it may hide a star or an x (a selected or diverged point)
     ax.legend(frameon=False, handlelength=HANDLE_LENGTH, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    seeds = int(best["n_seeds"].max()) if len(best) else 0
     ax.set_title(f"{meta['config']['title']}: sensitivity\n[{meta['scale']} scale, "
                  f"{seeds} seed(s), {meta['provenance']['device']}]", fontsize=9)
     fig.text(0.01, 0.01, textwrap.fill(caption(meta, others), 110), fontsize=7, va="bottom")
