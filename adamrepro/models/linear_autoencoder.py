@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from pydantic import Field, PositiveInt
 
 from adamrepro.metrics import Metric, MetricSet
-from adamrepro.models.base import BatchedModel, StackedLinear, l2_penalty
+from adamrepro.models.base import BatchedModel, Init, StackedLinear, l2_penalty
 from adamrepro.options import Frozen, options_model
 
 
@@ -25,7 +24,7 @@ class Options(Frozen):
     name: str = "linear_autoencoder"
     code_size: PositiveInt = 32
     l2: float = Field(0.0, ge=0)
-    init: Literal["zeros", "normal", "glorot", "he"] = "glorot"
+    init: Init = "glorot"
     init_scale: float = Field(1.0, ge=0)
 
 

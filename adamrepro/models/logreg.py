@@ -20,6 +20,7 @@ from torch import Tensor
 from adamrepro.errors import UserError
 from adamrepro.models.base import (
     Classifier,
+    Init,
     StackedLinear,
     dropout,
     l2_penalty,
@@ -32,7 +33,7 @@ class Options(Frozen):
     name: str = "logreg"
     l2: float = Field(1e-4, ge=0)
     input_dropout: float = Field(0.0, ge=0, lt=1)
-    init: Literal["zeros", "normal", "glorot", "he"] = "normal"
+    init: Init = "normal"
     init_scale: float = Field(0.01, ge=0)
     binary: bool = False
     # Train on the non-zero inputs alone (ours, for sparse inputs such as IMDB's bag of

@@ -33,7 +33,7 @@ from pydantic import Field, PositiveInt
 from torch import Tensor
 
 from adamrepro.metrics import Metric, MetricSet
-from adamrepro.models.base import BatchedModel, StackedLinear, shared_input
+from adamrepro.models.base import BatchedModel, Init, StackedLinear, shared_input
 from adamrepro.options import Frozen, options_model
 
 
@@ -43,7 +43,7 @@ class Options(Frozen):
     latent: PositiveInt = 50
     likelihood: Literal["bernoulli", "binarized"] = "bernoulli"
     # Kingma & Welling initialise every weight from N(0, 0.01²); biases start at zero.
-    init: Literal["zeros", "normal", "glorot", "he"] = "normal"
+    init: Init = "normal"
     init_scale: float = Field(0.01, ge=0)
 
 
