@@ -14,6 +14,7 @@ import inspect
 import itertools
 import math
 import re
+import site
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,8 +34,14 @@ def bundled_config_dir(package: Path | None = None, prefix: Path | None = None) 
     <prefix>/share/adamrepro/configs), so `pip install adamrepro` still runs them by name."""
     package = package or Path(__file__).resolve().parent
     beside = package.parent / "configs"
-    installed = (prefix or Path(sys.prefix)) / "share" / "adamrepro" / "configs"
-    return beside if beside.is_dir() or not installed.is_dir() else installed
+    if beside.is_dir():
+        return beside
+    share = Path("share") / "adamrepro" / "configs"
+    # pip puts a wheel's data files under the scheme's prefix: this interpreter's (a venv),
+    # or the one site-packages lies in (pip --prefix, --user, a system /usr/local install):
+    # <prefix>/lib/pythonX.Y/site-packages, or <prefix>/Lib/site-packages on Windows.
+    roots = [prefix or Path(sys.prefix), *package.parents[2:4], Path(site.getuserbase())]
+    return next((root / share for root in roots if (root / share).is_dir()), beside)
 
 
 CONFIG_DIR = bundled_config_dir()
@@ -371,7 +378,7 @@ def _method_model(model: dict[str, Any], method_model: dict[str, Any],
     opts = MODELS[name].options({k: v for k, v in merged.items() if k != "name"}, where)
     problem = MODELS[name].input_problem(opts, feature_shape)
     if problem is not None:
-        raise UserError(f"{where}: {name} {problem}")
+        raise UserError(f"{where}: model {name}: {problem}")
     return name, opts
 
 

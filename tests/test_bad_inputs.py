@@ -65,6 +65,8 @@ CASES = [
     ("negative-lr", setitem("methods.adagrad.grid", {"lr": [-1e-3]}), [], "lr must lie in"),
     ("beta1-is-1", setitem("methods.adam.hparams.betas", [1.0, 0.999]), [], "betas[0]"),
     ("beta2-negative", setitem("methods.adam.hparams.betas", [0.9, -0.1]), [], "betas[1]"),
+    ("betas-not-a-pair", setitem("methods.adam.hparams.betas", 0.9), [],
+     "betas must be a pair [beta1, beta2], got 0.9"),  # the number, not a tensor's repr
     ("nan-lr", setitem("methods.adam.grid", {"lr": [float("nan")]}), [], "lr must"),
     ("unknown-lr-decay", setitem("methods.adam.hparams.lr_decay", "cosine"), [], "lr_decay"),
     ("unknown-hparam", setitem("methods.sgd_nesterov.hparams.momentm", 0.9), [], "momentm"),

@@ -70,7 +70,8 @@ def test_a_cnn_its_images_cannot_feed_is_refused_when_the_config_loads():
                          "test")
     flat = _cnn_config()
     flat["dataset"] = {"name": "mnist"}
-    with pytest.raises(UserError, match="for MNIST set dataset.layout: image"):
+    with pytest.raises(UserError,
+                       match=r"model cnn: takes images .*\(MNIST: set dataset.layout: image\)"):
         parse_experiment(flat, "test")
     flat["dataset"]["layout"] = "image"
     assert parse_experiment(flat, "test").dataset["layout"] == "image"

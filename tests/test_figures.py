@@ -65,3 +65,12 @@ def test_every_training_curve_has_the_test_loss_and_accuracy_beside_it():
     assert [c.name for c in test_columns(meta)] == ["test_loss", "test_acc"]
     vae = {"metrics": MODELS["vae"].METRICS.to_json()}
     assert [c.name for c in test_columns(vae)][0] == f"test_{metric_set(vae).objective}"
+
+
+def test_every_figure_title_says_when_the_data_was_unverified():
+    from adamrepro.figures.curves import run_tag
+
+    meta = {"scale": "smoke", "provenance": {"device": "cpu", "data_verified": False}}
+    assert run_tag(meta, 2) == "[smoke scale, 2 seed(s), cpu, data unverified]"
+    meta["provenance"]["data_verified"] = True
+    assert run_tag(meta) == "[smoke scale, cpu]"

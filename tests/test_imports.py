@@ -107,6 +107,13 @@ def test_a_wheel_carries_the_bundled_configs_and_the_package_finds_them(tmp_path
     installed = prefix / "share" / "adamrepro" / "configs"
     installed.mkdir(parents=True)
     assert bundled_config_dir(site, prefix) == installed
+    # pip install --prefix (or --user): the data files lie under site-packages' prefix, not
+    # this interpreter's
+    elsewhere = tmp_path / "pfx"
+    package = elsewhere / "lib" / "python3.11" / "site-packages" / "adamrepro"
+    package.mkdir(parents=True)
+    (elsewhere / "share" / "adamrepro" / "configs").mkdir(parents=True)
+    assert bundled_config_dir(package, tmp_path / "venv") == elsewhere / "share/adamrepro/configs"
     (site.parent / "configs").mkdir()
     assert bundled_config_dir(site, prefix) == site.parent / "configs"
     assert bundled_config_dir() == PACKAGE.parent / "configs"

@@ -244,7 +244,7 @@ def test_sensitivity_marks_diverged_lrs_and_takes_the_best_other_hyperparameter(
     assert adam.loc[1e-3, "cost"] == pytest.approx(0.15) and adam.loc[1e-3, "beta2"] == 0.999
     assert np.isnan(adam.loc[1.0, "cost"])
     assert others == {"adam": ["beta2"], "sgd": []}
-    assert "best over beta2 for adam" in caption(meta, others)
+    assert "best over beta2 for adam" in caption(meta, others, 1)
 
 
 def test_markdown_and_html_render_the_same_blocks():
@@ -560,3 +560,27 @@ def test_a_folder_of_runs_from_several_commits_says_which_method_each_trained(tm
     assert len(commits) > 1
     for commit, methods in commits.items():
         assert f"{commit[:12]} ({', '.join(methods)})" in report, commit
+
+
+def test_a_reading_on_a_column_the_tables_lack_is_not_measurable_and_makes_no_note():
+    """Fig. 1 left's full-set rereadings on tables whose train_loss_full is empty (an older
+    model's): not measurable, not 'diverged', and no note in the paper's rows."""
+    from adamrepro.report.build import verdict_blocks
+
+    rows = runs("adam", scaled(0.5)) + runs("sgd_nesterov", scaled(0.45)) + runs(
+        "adagrad", DECAYING)
+    found = Measured.from_curves(pd.DataFrame(rows).assign(train_loss_full=math.nan),
+                                 name="logreg_mnist")
+    found.meta["scale"] = "smoke"
+    claim = next(c for c in REVIEWER_CLAIMS if c.id.endswith("adam-beats-adagrad-on-full-cost"))
+    assert judge(claim, {"logreg_mnist": found}).status == NOT_MEASURABLE
+    paper = {row[0]: row for row in verdict_blocks({"logreg_mnist": found})[2].rows}
+    assert "full-set" not in paper["fig1-left-adam-beats-adagrad"][4]
+
+
+def test_a_dirty_commit_keeps_its_mark_when_shortened():
+    from adamrepro.report.build import _short_commit
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert _short_commit(sha) == sha[:12]
+    assert _short_commit(sha + "+dirty") == sha[:12] + "+dirty"

@@ -28,6 +28,10 @@ def without_data_check(base: Experiment) -> Experiment:
     return base.model_copy(update={"dataset": {**base.dataset, "verify": False}})
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 class Scale(str, Enum):
     smoke = "smoke"
     quick = "quick"
@@ -149,8 +153,11 @@ def run(
             where = (f"; {len(checkpointed)} groups are checkpointed mid-way"
                      if checkpointed else "")
         typer.echo(f"time budget spent: trained {done['trained']} runs in "
-                   f"{time.perf_counter() - start:.1f} s; {stopped['runs_left']} runs in "
-                   f"{stopped['groups_left']} groups remain ({stopped['run_passes_left']} "
+                   f"{time.perf_counter() - start:.1f} s; "
+                   f"{_count(stopped['runs_left'], 'run')} in "
+                   f"{_count(stopped['groups_left'], 'group')} "
+                   f"remain{'s' if stopped['runs_left'] == 1 else ''} "
+                   f"({stopped['run_passes_left']} "
                    f"run-passes){where}; run the same command again to go on")
         raise typer.Exit(BUDGET_SPENT)
     typer.echo(f"trained {done['trained']} runs, {done['skipped']} already finished, in "

@@ -99,6 +99,15 @@ def how_chosen(best: pd.DataFrame, band_kind: str) -> str:
     return line
 
 
+def run_tag(meta: dict, seeds: int | None = None) -> str:
+    """What every figure's title says of its runs: the scale, the seeds, the device, and
+    whether the data was read unverified (`run --unverified-data`)."""
+    prov = meta["provenance"]
+    parts = [f"{meta['scale']} scale", *([f"{seeds} seed(s)"] if seeds is not None else []),
+             prov["device"], *([] if prov.get("data_verified", True) else ["data unverified"])]
+    return f"[{', '.join(parts)}]"
+
+
 def whole_passes(ax) -> None:
     """Passes are whole numbers; one pass gets a range around it, not fractions of it."""
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -165,8 +174,7 @@ def draw(folder: Path, tables: Tables | None = None,
                 ax.set_yscale("log")
     ax_cost.legend(frameon=False, handlelength=HANDLE_LENGTH)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
-    fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
-                 f"{meta['provenance']['device']}]\n{how_chosen(best, plot_cfg['band'])}",
-                 fontsize=10)
+    fig.suptitle(f"{meta['config']['title']}  {run_tag(meta, seeds)}\n"
+                 f"{how_chosen(best, plot_cfg['band'])}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, folder, "curves")

@@ -18,6 +18,7 @@ from adamrepro.figures.curves import (
     how_chosen,
     in_config_order,
     legend_label,
+    run_tag,
     save_figure,
     whole_passes,
 )
@@ -69,9 +70,7 @@ def draw(folder: Path, tables: Tables | None = None,
         ax_all.set_yscale("log")
     ax_early.legend(frameon=False, handlelength=HANDLE_LENGTH)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
-    verified = "" if meta["provenance"].get("data_verified", True) else ", data unverified"
-    fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
-                 f"{meta['provenance']['device']}{verified}]\n"
+    fig.suptitle(f"{meta['config']['title']}  {run_tag(meta, seeds)}\n"
                  f"{how_chosen(best, plot_cfg['band'])}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, folder, "early_and_all")

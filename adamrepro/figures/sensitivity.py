@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from adamrepro.figures.curves import HANDLE_LENGTH, in_config_order, save_figure
+from adamrepro.figures.curves import HANDLE_LENGTH, in_config_order, run_tag, save_figure
 from adamrepro.figures.palette import colors, style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.results.select import point_summary
@@ -59,9 +59,10 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
     return table, others
 
 
-def caption(meta: dict, others: dict) -> str:
+def caption(meta: dict, others: dict, seeds: int) -> str:
     metric = meta["config"]["selection"]["metric"]
-    text = (f"Final {metric} (mean over seeds) against the learning rate, one line per method. "
+    over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
+    text = (f"Final {metric}{over} against the learning rate, one line per method. "
             f"x at the top edge: every grid point at that learning rate diverged. "
             f"Star: the selected grid point.")
     varied = {m: names for m, names in others.items() if names}
@@ -109,8 +110,8 @@ def draw(folder: Path, tables: Tables | None = None,
     # beside the axes: inside, it may hide a star or an x (a selected or diverged point)
     ax.legend(frameon=False, handlelength=HANDLE_LENGTH, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax.set_title(f"{meta['config']['title']}: sensitivity\n[{meta['scale']} scale, "
-                 f"{seeds} seed(s), {meta['provenance']['device']}]", fontsize=9)
-    fig.text(0.01, 0.01, textwrap.fill(caption(meta, others), 110), fontsize=7, va="bottom")
+    ax.set_title(f"{meta['config']['title']}: sensitivity\n{run_tag(meta, seeds)}",
+                 fontsize=9)
+    fig.text(0.01, 0.01, textwrap.fill(caption(meta, others, seeds), 110), fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return save_figure(fig, folder, "sensitivity")

@@ -21,8 +21,10 @@ from matplotlib.figure import Figure
 from adamrepro.figures.curves import (
     HANDLE_LENGTH,
     axis_label,
+    how_chosen,
     in_config_order,
     legend_label,
+    run_tag,
     save_figure,
 )
 from adamrepro.figures.palette import colors, style
@@ -96,7 +98,7 @@ def draw(folder: Path, tables: Tables | None = None,
                    "optimizer state (MiB)", "peak device memory of its group (MiB)"))
     table.scale(1, 1.3)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
-    fig.suptitle(f"{meta['config']['title']}  [{meta['scale']} scale, {seeds} seed(s), "
-                 f"{meta['provenance']['device']}]", fontsize=10)
+    fig.suptitle(f"{meta['config']['title']}  {run_tag(meta, seeds)}\n"
+                 f"{how_chosen(best, meta['config']['plot']['band'])}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, folder, "sfo")

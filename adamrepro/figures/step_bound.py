@@ -12,7 +12,7 @@ from pathlib import Path
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 
-from adamrepro.figures.curves import save_figure
+from adamrepro.figures.curves import run_tag, save_figure
 from adamrepro.figures.palette import REFERENCE, colors, style
 from adamrepro.report.measures import STEP_RATIO as COLUMN
 from adamrepro.report.measures import step_bound
@@ -53,7 +53,7 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.set_ylim(bottom=0)
         ax.legend(frameon=False, fontsize=8)
     title = (f"{meta['config']['title']}: the largest step of each pass against the bound "
-             f"of Sec. 2.1  [{meta['scale']} scale, {meta['provenance']['device']}]")
+             f"of Sec. 2.1  {run_tag(meta)}")
     # About 14 characters of 10-point text per inch: wrapped to the figure, never clipped.
     fig.suptitle(textwrap.fill(title, int(14 * fig.get_figwidth())), fontsize=10)
     return save_figure(fig, folder, "step_bound")

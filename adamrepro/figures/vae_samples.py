@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from adamrepro.errors import UserError
-from adamrepro.figures.curves import save_figure
+from adamrepro.figures.curves import run_tag, save_figure
 from adamrepro.figures.palette import IMAGE_CMAP
 from adamrepro.metrics import column_of
 from adamrepro.results.store import Tables, read_results
@@ -68,11 +68,13 @@ def load_model(folder: Path, meta: dict, chosen: dict):
         pixels = params["dec_out.bias"].shape[-1]
         model = cls(cls.options(spec, "model"), (pixels,), None, [0])
         model.load_state_dict({name: value.unsqueeze(0) for name, value in params.items()})
-    except (OSError, RuntimeError, KeyError, AttributeError, TypeError,
-            pickle.UnpicklingError) as err:
-        raise UserError(f"{path}: not the saved parameters of run {run_id} ({err}); the file "
-                        f"is damaged: remove it and runs/{run_id}.json, then run the "
-                        f"experiment again to train that run anew") from None
+    except (OSError, EOFError, RuntimeError, KeyError, IndexError, AttributeError, TypeError,
+            ValueError, pickle.UnpicklingError) as err:
+        # torch's own text would suggest weights_only=False: never, for a file this damaged
+        raise UserError(f"{path}: not the saved parameters of run {run_id} "
+                        f"({type(err).__name__}); the file is damaged: remove it and "
+                        f"runs/{run_id}.json, then run the experiment again to train that "
+                        f"run anew") from None
     return model.eval(), path
 
 
@@ -88,8 +90,8 @@ def test_images(meta: dict, n: int, data_dir: Path | None) -> Tensor | None:
     try:
         data = module.load(module.options(dict(dataset), "dataset"), folder)
     except (UserError, OSError) as err:
-        print(f"vae_samples: no reconstructions drawn: the test images are not in {folder} "
-              f"({err}); pass plot --data-dir")
+        print(f"vae_samples: no reconstructions drawn: no test images in {folder} "
+              f"({type(err).__name__}); pass plot --data-dir with the data folder")
         return None
     return data.test_x[:n].flatten(1).float()
 
@@ -125,7 +127,6 @@ def draw(folder: Path, tables: Tables | None = None,
     metric = meta["config"]["selection"]["metric"]
     hp = ", ".join(f"{k}={chosen[k]:g}" for k in ("beta1", "beta2", "lr") if k in chosen)
     fig.suptitle(f"{meta['config']['title']}: best run ({chosen['method']}, {hp}; final "
-                 f"{metric} {chosen[f'final_{metric}']:.2f})\n[{meta['scale']} scale, "
-                 f"{meta['provenance']['device']}]", fontsize=9)
+                 f"{metric} {chosen[f'final_{metric}']:.2f})\n{run_tag(meta)}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, folder, "vae_samples")

@@ -88,7 +88,7 @@ def flat_features(opts: Options, feature_shape: tuple[int, ...]) -> int:
 def input_problem(opts: Options, feature_shape: tuple[int, ...]) -> str | None:
     if len(feature_shape) != 3:
         return (f"takes images (channels, height, width), and the dataset gives examples of "
-                f"shape {feature_shape}; for MNIST set dataset.layout: image")
+                f"shape {feature_shape} (MNIST: set dataset.layout: image)")
     if flat_features(opts, feature_shape) == 0:
         return (f"the {feature_shape[-1]}-pixel images vanish before the last of the "
                 f"{len(opts.conv_channels)} convolution stages (kernel_size, padding and the "

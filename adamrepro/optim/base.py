@@ -96,7 +96,13 @@ def check_range(
 
 def check_betas(betas) -> None:
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        # as the config wrote it: a grid hands its numbers over as one-run float32 tensors
+        def shown(b) -> str:
+            return f"{b.flatten()[0].item():.6g}" if isinstance(b, Tensor) and b.numel() == 1 \
+                else repr(b)
+        got = (f"[{', '.join(shown(b) for b in betas)}]" if isinstance(betas, (tuple, list))
+               else shown(betas))
+        raise ValueError(f"betas must be a pair [beta1, beta2], got {got}")
     check_range("betas[0]", betas[0], 0.0, 1.0)
     check_range("betas[1]", betas[1], 0.0, 1.0)
 

@@ -22,7 +22,7 @@ from adamrepro.report.claims import (
 )
 from adamrepro.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured
-from adamrepro.report.rules import DEPENDS, NOT_RUN, VERDICTS, Verdict
+from adamrepro.report.rules import DEPENDS, NOT_MEASURABLE, NOT_RUN, VERDICTS, Verdict
 from adamrepro.results.store import atomic_write, hparam_columns
 
 TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"
@@ -57,6 +57,12 @@ def find_experiments(out: Path) -> dict[str, Measured]:
     return {experiment(folder): Measured.load(folder) for folder in folders}
 
 
+def _short_commit(commit: str) -> str:
+    """A commit's first 12 hex digits, keeping a `+dirty` mark (code differing from it)."""
+    sha, plus, mark = commit.partition("+")
+    return sha[:12] + plus + mark
+
+
 def _claim_rows(claims, measured: dict[str, Measured],
                 rereadings: dict[str, list[tuple[Claim, Verdict]]] | None = None
                 ) -> tuple[list[tuple], str]:
@@ -68,7 +74,7 @@ def _claim_rows(claims, measured: dict[str, Measured],
         verdict = judge(claim, measured)
         counts[verdict.status] += 1
         for other, other_verdict in (rereadings or {}).get(claim.id, []):
-            if other_verdict.status != verdict.status and other_verdict.status != NOT_RUN:
+            if other_verdict.status not in (verdict.status, NOT_RUN, NOT_MEASURABLE):
                 verdict = Verdict(verdict.status, f"{verdict.numbers}; {other.reading}: "
                                                   f"{other_verdict.status} ({other.id})")
         found = measured.get(claim.experiment)
@@ -209,7 +215,7 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
         Paragraph(f"Provenance: commit `{prov['commit']}`, torch {prov['torch_version']}, "
                   f"device {prov['device']}, date {prov['date']}, command `{prov['command']}`"
                   + ("; the runs come from commits " + "; ".join(
-                      f"{commit[:12]} ({by_commit[commit]})" for commit in commits)
+                      f"{_short_commit(commit)} ({by_commit[commit]})" for commit in commits)
                      if len(commits) > 1 else "") + "."),
     ]
     figures = sorted((p.name for p in folder.glob("*.png") if not p.name.startswith(".")),
@@ -222,7 +228,7 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
         blocks.append(Image(f"{found.name}/{name}", f"{found.name}: {alt}"))
         if name == "sensitivity.png":
             _, others = sensitivity_table(found.curves, meta)
-            blocks.append(Paragraph(caption(meta, others)))
+            blocks.append(Paragraph(caption(meta, others, int(found.curves['seed'].nunique()))))
     blocks.append(results_table(found))
     return blocks
 

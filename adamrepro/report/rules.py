@@ -243,7 +243,8 @@ class OnColumn(Rule):
         return f"on {self.column} instead of the training cost: {self.rule.describe()}"
 
     def __call__(self, measured: Measured) -> Verdict:
-        if self.column not in measured.curves.columns:
+        if (self.column not in measured.curves.columns
+                or measured.curves[self.column].isna().all()):
             return Verdict(NOT_MEASURABLE, f"no {self.column} in the tables")
         verdict = self.rule(measured.on_column(self.column))
         return Verdict(verdict.status, f"{self.column}: {verdict.numbers}")
