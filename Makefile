@@ -22,7 +22,7 @@ install:  ## editable install with the dev extras into the active environment
 	$(PYTHON) -m pip install -e '.[dev]'
 
 test: data  ## the test suite, on the real data (fetched first; offline: one line on what to place)
-	$(if $(DATA),ADAMREPRO_DATA=$(DATA)) $(PYTHON) -m pytest -q
+	$(if $(DATA),ADAMREPRO_DATA=$(DATA)) $(PYTHON) -m pytest -q --durations=25
 
 lint:  ## ruff on the Python, shellcheck (from the dev extras, beside PYTHON) on the shell scripts
 	$(PYTHON) -m ruff check adamrepro tests $(wildcard scripts)
