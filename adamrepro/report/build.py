@@ -63,17 +63,18 @@ def _short_commit(commit: str) -> str:
     return sha[:12] + plus + mark
 
 
-def _claim_rows(claims, measured: dict[str, Measured],
-                rereadings: dict[str, list[tuple[Claim, Verdict]]] | None = None
-                ) -> tuple[list[tuple], str]:
-    """The table rows of `claims` and the count of each verdict. `rereadings`: by paper
-    claim id, the reviewer claims judging it again under another reading of the protocol,
-    with their verdicts; a row whose verdict differs from one of them says so."""
+def _claim_rows(claims, measured: dict[str, Measured], judged: dict[str, Verdict],
+                rereadings: dict[str, list[Claim]]) -> tuple[list[tuple], str]:
+    """The table rows of `claims` and the count of each verdict, from `judged` (every
+    claim's verdict by id, judged once). `rereadings`: by claim id, the reviewer claims
+    judging it again under another reading of the protocol; a row whose verdict differs
+    from one of theirs says so."""
     rows, counts = [], Counter()
     for claim in claims:
-        verdict = judge(claim, measured)
+        verdict = judged[claim.id]
         counts[verdict.status] += 1
-        for other, other_verdict in (rereadings or {}).get(claim.id, []):
+        for other in rereadings.get(claim.id, []):
+            other_verdict = judged[other.id]
             if other_verdict.status not in (verdict.status, NOT_RUN, NOT_MEASURABLE):
                 verdict = Verdict(verdict.status, f"{verdict.numbers}; {other.reading}: "
                                                   f"{other_verdict.status} ({other.id})")
@@ -98,12 +99,13 @@ def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
             f"is in this folder, so the paper's {len(CLAIMS)} claims and the reviewer's "
             f"{len(REVIEWER_CLAIMS)} are left out. A config that keeps a bundled "
             f"experiment's name has them judged on its runs.")]
-    rereadings: dict[str, list[tuple[Claim, Verdict]]] = {}
+    judged = {claim.id: judge(claim, measured) for claim in (*CLAIMS, *REVIEWER_CLAIMS)}
+    rereadings: dict[str, list[Claim]] = {}
     for claim in REVIEWER_CLAIMS:
         if claim.rereads is not None:
-            rereadings.setdefault(claim.rereads, []).append((claim, judge(claim, measured)))
-    rows, summary = _claim_rows(CLAIMS, measured, rereadings)
-    reviewer, reviewer_summary = _claim_rows(REVIEWER_CLAIMS, measured, rereadings)
+            rereadings.setdefault(claim.rereads, []).append(claim)
+    rows, summary = _claim_rows(CLAIMS, measured, judged, rereadings)
+    reviewer, reviewer_summary = _claim_rows(REVIEWER_CLAIMS, measured, judged, rereadings)
     return [
         Heading(2, "Claims of the paper"),
         Paragraph(
