@@ -91,6 +91,44 @@ def test_second_load_reuses_the_cache(bow, imdb_dir):
     assert again["tokens"][:100] == bow["tokens"][:100]
 
 
+def _tiny_imdb(root: Path, reviews: dict[str, str]) -> Path:
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            (root / "aclImdb" / split / label).mkdir(parents=True)
+    for name, text in reviews.items():
+        (root / "aclImdb" / name).write_text(text, encoding="utf-8")
+    return root
+
+
+def test_only_review_names_are_read_and_the_cache_gives_back_what_was_built(tmp_path):
+    root = _tiny_imdb(tmp_path, {
+        "train/pos/3_9.txt": "Great great film", "train/neg/12_1.txt": "Bad, café",
+        "test/pos/7_10.txt": "great", "test/neg/2_4.txt": "bad film",
+        # not reviews: an editor's backup, notes, a name with no rating
+        "train/pos/3_9.txt~": "ignored", "train/pos/notes.md": "ignored",
+        "train/neg/5.txt": "ignored"})
+    builds = imdb.bow_builds
+    built = imdb.bag_of_words(root)
+    assert imdb.bow_builds == builds + 1
+    assert built["tokens"][:2] == ["great", "bad"] and built["train_counts"][:2] == [2, 1]
+    assert built["splits"]["train"]["ids"].tolist() == [12, 3]  # neg before pos
+    assert built["splits"]["test"]["ratings"].tolist() == [4, 10]
+    cached = imdb.bag_of_words(root)
+    assert imdb.bow_builds == builds + 1
+    assert cached["tokens"] == built["tokens"] and "café" in cached["tokens"]
+    assert cached["train_counts"] == built["train_counts"]
+    for split in ("train", "test"):
+        for key, tensor in built["splits"][split].items():
+            assert torch.equal(cached["splits"][split][key], tensor), (split, key)
+
+
+def test_a_rating_impossible_for_its_label_is_a_user_error(tmp_path):
+    root = _tiny_imdb(tmp_path, {"train/pos/3_2.txt": "a", "train/neg/1_1.txt": "b",
+                                 "test/pos/2_8.txt": "c", "test/neg/4_3.txt": "d"})
+    with pytest.raises(UserError, match=r"3_2\.txt has rating 2, impossible in train/pos"):
+        imdb.bag_of_words(root)
+
+
 def test_vocab_size_beyond_the_training_tokens_is_a_user_error(bow, imdb_dir):
     with pytest.raises(UserError, match="vocab_size .* exceeds"):
         imdb.load(imdb.Options(vocab_size=10**7), imdb_dir)
