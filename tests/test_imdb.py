@@ -122,6 +122,20 @@ def test_only_review_names_are_read_and_the_cache_gives_back_what_was_built(tmp_
             assert torch.equal(cached["splits"][split][key], tensor), (split, key)
 
 
+def test_fetch_builds_the_cache_once_and_says_so(tmp_path, cli):
+    """`adamrepro fetch` (which `make test` runs first) tokenizes now, not a run later."""
+    root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
+                                 "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
+    code, said, _ = cli("fetch", "imdb", "--data-dir", root)
+    assert code == 0 and "tokenizing 4 reviews once" in said, said
+    assert len(list((root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt"))) == 1
+    builds = imdb.bow_builds
+    code, said, _ = cli("fetch", "imdb", "--data-dir", root)
+    assert code == 0 and "tokenizing" not in said and said.startswith("imdb "), said
+    imdb.bag_of_words(root)
+    assert imdb.bow_builds == builds  # the runs read what fetch built
+
+
 def test_a_rating_impossible_for_its_label_is_a_user_error(tmp_path):
     root = _tiny_imdb(tmp_path, {"train/pos/3_2.txt": "a", "train/neg/1_1.txt": "b",
                                  "test/pos/2_8.txt": "c", "test/neg/4_3.txt": "d"})

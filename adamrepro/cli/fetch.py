@@ -39,6 +39,9 @@ def fetch(
         if wrong:
             note = (f" (not the official bytes: the MD5 of {', '.join(wrong)} differs; "
                     f"runs read it only with --unverified-data, for a copy you trust)")
+        prepare = getattr(DATASETS[name], "prepare", None)
+        if prepare is not None:
+            prepare(folder, typer.echo)
         typer.echo(f"{name:10s} {path}{note}")
     if len(missing) == 1:
         raise missing[0]

@@ -3,7 +3,9 @@
 `feature_shape(options)` (one example's shape as `load` gives it, known without the data, so
 a config whose model cannot take that input fails when it is loaded); one
 whose `fetch` checks the files' presence alone may add `unofficial(folder)`, the files whose
-checksum is not the official one (`adamrepro fetch` names them)."""
+checksum is not the official one (`adamrepro fetch` names them); one whose `load` builds a
+cache on first use may add `prepare(data_dir, announce)`, which builds it now (`adamrepro
+fetch` calls it, so no run, and no test process, pays for it unannounced)."""
 
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ import os
 import re
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -235,6 +236,17 @@ def bag_of_words(data_dir: Path) -> dict:
     bow = _build(files)
     _save_atomically(bow, path)
     return bow
+
+
+def prepare(data_dir: Path, announce: Callable[[str], None]) -> None:
+    """Build the bag-of-words cache now if it is missing, saying so first (it takes half a
+    minute on a laptop)."""
+    root = fetch(data_dir)
+    files = _review_files(root)
+    if not _cache_path(root, files).exists():
+        announce(f"imdb: tokenizing {sum(map(len, files.values())):,} reviews once (about "
+                 f"half a minute); every run reads the cache in {root / '.adamrepro-cache'}")
+        _save_atomically(_build(files), _cache_path(root, files))
 
 
 def dense(split: dict, vocab_size: int, binary: bool) -> torch.Tensor:
