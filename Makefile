@@ -21,8 +21,12 @@ RUN = $(PYTHON) -m adamrepro run configs/$@.yaml --scale $(SCALE) --out $(OUT) -
 install:  ## editable install with the dev extras into the active environment
 	$(PYTHON) -m pip install -e '.[dev]'
 
+# Test processes: one per core, at most 4 (tests/conftest.py shares the cores among them).
+# TEST_WORKERS=0 runs the suite in this process alone.
+TEST_WORKERS ?= auto
 test: data  ## the test suite, on the real data (fetched first; offline: one line on what to place)
-	$(if $(DATA),ADAMREPRO_DATA=$(DATA)) $(PYTHON) -m pytest -q --durations=25
+	$(if $(DATA),ADAMREPRO_DATA=$(DATA)) $(PYTHON) -m pytest -q --durations=25 \
+		-n $(TEST_WORKERS) --maxprocesses 4 --dist loadscope
 
 lint:  ## ruff on the Python, shellcheck (from the dev extras, beside PYTHON) on the shell scripts
 	$(PYTHON) -m ruff check adamrepro tests $(wildcard scripts)

@@ -9,6 +9,7 @@ machine without the data or a dev extra cannot pass `make test` without running 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,19 @@ NEEDED = ("MNIST/raw/train-images-idx3-ubyte.gz", "MNIST/raw/train-labels-idx1-u
 
 def pytest_configure(config):
     config.addinivalue_line("markers", f"cuda: {NO_CUDA}; the only tests allowed to skip")
+    _share_the_cores()
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist (`make test`), each test process gets its share of the cores, and
+    so do the commands its tests start (OMP_NUM_THREADS, which torch reads at start): two
+    processes of two threads each would fight over two cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -42,8 +42,6 @@ def test_a_spent_budget_stops_cleanly_and_the_next_call_finishes(tmp_path, data_
     for name in ("logreg_mnist", "logreg_imdb"):
         best = pd.read_csv(tmp_path / name / "best.csv")
         assert len(best) >= 4 and best["final_train_loss"].notna().all()
-    third = reproduce(tmp_path, data_dir)  # nothing left: every run is skipped
-    assert third.returncode == 0 and "trained 0 runs" in third.stdout
 
 
 def test_runs_left_by_split_to_fit_do_not_stop_the_next_experiment(tmp_path, data_dir):
@@ -201,7 +199,7 @@ def test_gpu_session_splits_an_archive_too_large_to_come_back(tmp_path, data_dir
 
 
 def test_measure_precision_trains_the_selected_points_alone_with_fp32_s_masks(tmp_path,
-                                                                               data_dir):
+                                                                               data_dir, cli):
     """SELECTED (the default): after the fp32 sweep, only each method's selected point is
     trained, at fp32 again and at bf16, in the same groups, so the MLP's dropout masks are
     equal and bf16 moves the cost by its rounding alone, far less than a second seed does.
@@ -224,22 +222,17 @@ def test_measure_precision_trains_the_selected_points_alone_with_fp32_s_masks(tm
     assert sorted(rows["method"]) == sorted(best["method"])
     assert (rows["deviation"] > 0).all()
     assert (rows["deviation"] < rows["seed_spread"] / 10).all(), rows
-    refused = subprocess.run([*command.split(), "compare", str(out / "fp32"), str(out / "bf16")],
-                             capture_output=True, text=True)
-    assert refused.returncode == 2 and "--only-selected" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    # The refusals, in this process (the script's commands above are the subprocesses).
+    code, _, said = cli("compare", out / "fp32", out / "bf16")
+    assert code == 2 and "--only-selected" in said and "Traceback" not in said
     # selected at smoke scale, asked at quick: one line, nothing written
-    wrong = subprocess.run([*command.split(), "run", "mlp", "--scale", "quick", "--device", "cpu",
-                            "--only-selected", str(out / "fp32"), "--out", str(tmp_path / "x")],
-                           capture_output=True, text=True,
-                           env={**os.environ, "ADAMREPRO_DATA": str(data_dir)})
-    assert wrong.returncode == 2 and "at smoke scale" in wrong.stderr, wrong.stderr
+    code, _, said = cli("run", "mlp", "--scale", "quick", "--device", "cpu", "--only-selected",
+                        out / "fp32", "--out", tmp_path / "x", "--data-dir", data_dir)
+    assert code == 2 and "at smoke scale" in said, said
     assert not (tmp_path / "x").exists()
     # into the folder of the whole sweep: its tables would shrink to the selected points
     tables = (out / "fp32" / "mlp" / "curves.csv").read_bytes()
-    into = subprocess.run([*command.split(), "run", "mlp", "--scale", "smoke", "--device", "cpu",
-                           "--only-selected", str(out / "fp32"), "--out", str(out / "fp32")],
-                          capture_output=True, text=True,
-                          env={**os.environ, "ADAMREPRO_DATA": str(data_dir)})
-    assert into.returncode == 2 and "holds a whole sweep" in into.stderr, into.stderr
+    code, _, said = cli("run", "mlp", "--scale", "smoke", "--device", "cpu", "--only-selected",
+                        out / "fp32", "--out", out / "fp32", "--data-dir", data_dir)
+    assert code == 2 and "holds a whole sweep" in said, said
     assert (out / "fp32" / "mlp" / "curves.csv").read_bytes() == tables
