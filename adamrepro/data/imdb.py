@@ -221,10 +221,11 @@ def _save_atomically(bow: dict, path: Path) -> None:
                       f"it will be rebuilt next time", stacklevel=3)
 
 
-def bag_of_words(data_dir: Path) -> dict:
+def bag_of_words(data_dir: Path, announce: Callable[[str], None] | None = None) -> dict:
     """Token counts of every review (cached): `tokens` ordered by training frequency,
     `train_counts` (their training occurrences), `splits[split]` with CSR `indptr`, `indices`,
-    `values` (uint8 counts), and `labels`, `ids`, `ratings` per review."""
+    `values` (uint8 counts), and `labels`, `ids`, `ratings` per review. `announce` is told
+    before the reviews are tokenized (half a minute on a laptop)."""
     root = fetch(data_dir)
     files = _review_files(root)
     path = _cache_path(root, files)
@@ -233,20 +234,17 @@ def bag_of_words(data_dir: Path) -> dict:
             return _from_file(torch.load(path, weights_only=True))
         except Exception as err:  # noqa: BLE001 - any unreadable cache is simply rebuilt
             warnings.warn(f"IMDB: ignoring the unreadable cache {path} ({err})", stacklevel=2)
+    if announce is not None:
+        announce(f"imdb: tokenizing {sum(map(len, files.values())):,} reviews once (about "
+                 f"half a minute); every run reads the cache in {path.parent}")
     bow = _build(files)
     _save_atomically(bow, path)
     return bow
 
 
 def prepare(data_dir: Path, announce: Callable[[str], None]) -> None:
-    """Build the bag-of-words cache now if it is missing, saying so first (it takes half a
-    minute on a laptop)."""
-    root = fetch(data_dir)
-    files = _review_files(root)
-    if not _cache_path(root, files).exists():
-        announce(f"imdb: tokenizing {sum(map(len, files.values())):,} reviews once (about "
-                 f"half a minute); every run reads the cache in {root / '.adamrepro-cache'}")
-        _save_atomically(_build(files), _cache_path(root, files))
+    """Build the bag-of-words cache now if it is missing (`adamrepro fetch`)."""
+    bag_of_words(data_dir, announce)
 
 
 def dense(split: dict, vocab_size: int, binary: bool) -> torch.Tensor:
