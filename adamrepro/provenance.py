@@ -9,8 +9,10 @@ import sys
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: `adamrepro --help` needs none
+    import torch
 
 # The arguments of the running `adamrepro` command (set by the CLI's entry point).
 COMMAND_ARGS: ContextVar[list[str] | None] = ContextVar("COMMAND_ARGS", default=None)
@@ -41,6 +43,8 @@ def commit_of(root: Path) -> str:
 def device_name(device: torch.device, workers: int = 1) -> str:
     """The GPU's name; on a CPU its architecture and how the groups trained: this process's
     threads, or `workers` worker processes of one thread each (runner/executors.py)."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpu = platform.processor() or platform.machine()
@@ -50,6 +54,8 @@ def device_name(device: torch.device, workers: int = 1) -> str:
 
 
 def provenance(device: torch.device, workers: int = 1) -> dict:
+    import torch
+
     return {
         "commit": git_commit(),
         "torch_version": torch.__version__,

@@ -117,3 +117,16 @@ def test_a_wheel_carries_the_bundled_configs_and_the_package_finds_them(tmp_path
     (site.parent / "configs").mkdir()
     assert bundled_config_dir(site, prefix) == site.parent / "configs"
     assert bundled_config_dir() == PACKAGE.parent / "configs"
+
+
+def test_help_and_usage_mistakes_answer_without_importing_torch():
+    """`adamrepro --help`, a subcommand's help and a mistyped flag answer in under a second:
+    torch (3 s to import here) is imported by the commands that use it, not by the CLI."""
+    probe = ("import sys\n"
+             "from adamrepro.cli import main\n"
+             "codes = [main(['--help']), main(['run', '--help']), main(['run', '--bogus'])]\n"
+             "assert codes == [0, 0, 2], codes\n"
+             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-500:]

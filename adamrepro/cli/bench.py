@@ -17,7 +17,6 @@ import typer
 
 from adamrepro.cli.run import DeviceChoice, Scale
 from adamrepro.config import load_experiment, resolve_config_arg
-from adamrepro.data.download import default_data_dir
 
 
 def bench(
@@ -56,6 +55,7 @@ def bench(
 
     from adamrepro.bench.timing import experiment_flops, flops_sentence
     from adamrepro.cli.run import without_data_check
+    from adamrepro.data.download import default_data_dir
     from adamrepro.results.store import atomic_write
     from adamrepro.runner.executors import load_data, parse_workers, torch_threads
     from adamrepro.runner.sweep import resolve_device

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from adamrepro.config import Experiment, load_experiment, resolve_config_arg, with_precision
-from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError
 
 
@@ -108,6 +107,7 @@ def run(
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
     started = time.time()  # the budget counts from here: loading the data takes part of it
+    from adamrepro.data.download import default_data_dir  # the data package imports torch
     from adamrepro.optim import OPTIMIZERS
     from adamrepro.optim.resolve import ENTRY_POINT_GROUP, shadowed
     from adamrepro.runner.checkpoint import Budget

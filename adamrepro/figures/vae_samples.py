@@ -13,19 +13,20 @@ from __future__ import annotations
 import math
 import pickle
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 # The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
-from torch import Tensor
 
 from adamrepro.errors import UserError
 from adamrepro.figures.curves import run_tag, save_figure
 from adamrepro.figures.palette import IMAGE_CMAP
 from adamrepro.metrics import column_of
 from adamrepro.results.store import Tables, read_results
+
+if TYPE_CHECKING:  # torch is imported where used: `report` lists the figures, needs no torch
+    from torch import Tensor
 
 SAMPLES, RECONSTRUCTED, COLUMNS = 64, 32, 8
 PICTURE_SEED = 0  # the latent draws of the samples: the same picture on every redraw
@@ -34,6 +35,8 @@ PICTURE_SEED = 0  # the latent draws of the samples: the same picture on every r
 def image_grid(images: Tensor, columns: int, side: int = 28, pad: int = 1) -> Tensor:
     """(n, side·side) images in [0, 1] as one (rows·(side+pad), columns·(side+pad)) picture,
     row by row, separated by `pad` white pixels."""
+    import torch
+
     rows = math.ceil(len(images) / columns)
     tiles = torch.ones(rows * columns, side + pad, side + pad)
     tiles[: len(images), :side, :side] = images.reshape(-1, side, side)
@@ -54,6 +57,8 @@ def best_run(best, meta) -> dict | None:
 def load_model(folder: Path, meta: dict, chosen: dict):
     """The chosen run's VAE (one run, G = 1) with its saved final parameters (None if the
     file is missing); UserError if the file is damaged."""
+    import torch
+
     from adamrepro.models import MODELS
 
     config = meta["config"]
@@ -99,6 +104,8 @@ def test_images(meta: dict, n: int, data_dir: Path | None) -> Tensor | None:
 def draw(folder: Path, tables: Tables | None = None,
          data_dir: Path | None = None) -> list[Path]:
     """vae_samples.png/.pdf (nothing when no run has saved parameters)."""
+    import torch
+
     curves, best, meta = tables or read_results(folder)
     chosen = best_run(best, meta)
     if chosen is None:
