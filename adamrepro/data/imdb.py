@@ -160,8 +160,11 @@ def _cache_path(root: Path, files: dict[str, list]) -> Path:
     return root / ".adamrepro-cache" / f"bow-{digest}.pt"
 
 
-def _build(files: dict[str, list]) -> dict:
-    """Tokenize every review: token counts over the full token list as compressed rows."""
+def _build(files: dict[str, list], show_progress: bool = False) -> dict:
+    """Tokenize every review: token counts over the full token list as compressed rows.
+    `show_progress`: a progress bar with its time remaining (`adamrepro fetch`)."""
+    from rich.progress import track
+
     global bow_builds
     bow_builds += 1
     token_id: dict[str, int] = {}
@@ -169,7 +172,8 @@ def _build(files: dict[str, list]) -> dict:
     splits = {}
     for split, rows in files.items():
         indptr, indices, values = [0], [], []
-        for _, _, _, path in rows:
+        for _, _, _, path in track(rows, f"tokenize {split}", transient=True,
+                                   disable=not show_progress):
             counts = Counter(tokenize(Path(path).read_text(encoding="utf-8")))
             ids = [token_id.setdefault(token, len(token_id)) for token in counts]
             indices.extend(ids)
@@ -225,7 +229,8 @@ def bag_of_words(data_dir: Path, announce: Callable[[str], None] | None = None) 
     """Token counts of every review (cached): `tokens` ordered by training frequency,
     `train_counts` (their training occurrences), `splits[split]` with CSR `indptr`, `indices`,
     `values` (uint8 counts), and `labels`, `ids`, `ratings` per review. `announce` is told
-    before the reviews are tokenized (half a minute on a laptop)."""
+    before the reviews are tokenized (half a minute on a laptop), which then show a progress
+    bar."""
     root = fetch(data_dir)
     files = _review_files(root)
     path = _cache_path(root, files)
@@ -237,7 +242,7 @@ def bag_of_words(data_dir: Path, announce: Callable[[str], None] | None = None) 
     if announce is not None:
         announce(f"imdb: tokenizing {sum(map(len, files.values())):,} reviews once (about "
                  f"half a minute); every run reads the cache in {path.parent}")
-    bow = _build(files)
+    bow = _build(files, show_progress=announce is not None)
     _save_atomically(bow, path)
     return bow
 
