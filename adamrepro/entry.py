@@ -1,6 +1,7 @@
-"""The `adamrepro` command's entry point: the CLI's imports (torch among them) take a second
-or two, and a Ctrl-C then would end in a KeyboardInterrupt traceback before the CLI could say
-anything. Nothing has been read or written yet at that point."""
+"""The `adamrepro` command's entry point: the CLI's imports take most of a second (torch
+comes later, with the command that needs it), and a Ctrl-C then would end in a
+KeyboardInterrupt traceback before the CLI could say anything. Nothing has been read or
+written yet at that point."""
 
 from __future__ import annotations
 
