@@ -222,23 +222,20 @@ def _save_atomically(bow: dict, path: Path) -> None:
             torch.save(_to_file(bow), f)
     except OSError as err:  # a read-only data folder still trains, it just re-tokenizes
         warnings.warn(f"IMDB: could not cache the bag-of-words in {path} ({err}); "
-                      f"it will be rebuilt next time", stacklevel=3)
+                      f"it will be rebuilt next time", stacklevel=4)
 
 
-def bag_of_words(data_dir: Path, announce: Callable[[str], None] | None = None) -> dict:
-    """Token counts of every review (cached): `tokens` ordered by training frequency,
-    `train_counts` (their training occurrences), `splits[split]` with CSR `indptr`, `indices`,
-    `values` (uint8 counts), and `labels`, `ids`, `ratings` per review. `announce` is told
-    before the reviews are tokenized (half a minute on a laptop), which then show a progress
-    bar."""
+def _reviews_and_cache(data_dir: Path) -> tuple[dict[str, list], Path]:
+    """The review files (fetched if missing) and where their bag-of-words is cached."""
     root = fetch(data_dir)
     files = _review_files(root)
-    path = _cache_path(root, files)
-    if path.exists():
-        try:
-            return _from_file(torch.load(path, weights_only=True))
-        except Exception as err:  # noqa: BLE001 - any unreadable cache is simply rebuilt
-            warnings.warn(f"IMDB: ignoring the unreadable cache {path} ({err})", stacklevel=2)
+    return files, _cache_path(root, files)
+
+
+def _build_and_cache(files: dict[str, list], path: Path,
+                     announce: Callable[[str], None] | None = None) -> dict:
+    """Tokenize every review and cache the counts. `announce` (`adamrepro fetch`) is told
+    first, as tokenizing takes half a minute on a laptop, and a progress bar shows."""
     if announce is not None:
         announce(f"imdb: tokenizing {sum(map(len, files.values())):,} reviews once (about "
                  f"half a minute); every run reads the cache in {path.parent}")
@@ -247,9 +244,26 @@ def bag_of_words(data_dir: Path, announce: Callable[[str], None] | None = None) 
     return bow
 
 
+def bag_of_words(data_dir: Path) -> dict:
+    """Token counts of every review (cached): `tokens` ordered by training frequency,
+    `train_counts` (their training occurrences), `splits[split]` with CSR `indptr`, `indices`,
+    `values` (uint8 counts), and `labels`, `ids`, `ratings` per review."""
+    files, path = _reviews_and_cache(data_dir)
+    if path.exists():
+        try:
+            return _from_file(torch.load(path, weights_only=True))
+        except Exception as err:  # noqa: BLE001 - any unreadable cache is simply rebuilt
+            warnings.warn(f"IMDB: ignoring the unreadable cache {path} ({err})", stacklevel=2)
+    return _build_and_cache(files, path)
+
+
 def prepare(data_dir: Path, announce: Callable[[str], None]) -> None:
-    """Build the bag-of-words cache now if it is missing (`adamrepro fetch`)."""
-    bag_of_words(data_dir, announce)
+    """Build the bag-of-words cache now if it is missing (`adamrepro fetch`); a cache that
+    is there is not read (a damaged one is rebuilt, with a warning, by the run that reads
+    it)."""
+    files, path = _reviews_and_cache(data_dir)
+    if not path.exists():
+        _build_and_cache(files, path, announce)
 
 
 def dense(split: dict, vocab_size: int, binary: bool) -> torch.Tensor:
