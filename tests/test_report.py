@@ -584,3 +584,26 @@ def test_a_dirty_commit_keeps_its_mark_when_shortened():
     sha = "0123456789abcdef0123456789abcdef01234567"
     assert _short_commit(sha) == sha[:12]
     assert _short_commit(sha + "+dirty") == sha[:12] + "+dirty"
+
+
+@pytest.mark.parametrize("folder", ["", "quick-cpu"])
+def test_a_committed_report_is_what_its_committed_tables_give(tmp_path, folder):
+    """The committed reports (paper scale in results/, every experiment at quick scale in
+    results/quick-cpu/) are regenerated from their own tables by today's code, byte for byte
+    apart from the line saying when and where: a change of a rule or a threshold that leaves
+    a committed verdict stale fails here until the report is written again."""
+    import shutil
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parent.parent / "results" / folder
+    shutil.copytree(source, tmp_path / "copy", ignore=shutil.ignore_patterns(
+        "runs", "*.pdf", "report.*", "bench", "precision", "quick-cpu"))
+    assert main(["report", "--out", str(tmp_path / "copy")]) == 0
+
+    def body(path: Path) -> list[str]:
+        return [line for line in path.read_text().splitlines()
+                if not line.startswith("Generated ")]
+
+    committed, again = body(source / "report.md"), body(tmp_path / "copy" / "report.md")
+    assert len(committed) > 50
+    assert again == committed
