@@ -1,7 +1,8 @@
 """The step bound of Sec. 2.1, measured: for every run that recorded `max_step_ratio` (Adam
 with `track_step_ratio`), the largest |Δθ|/α_t over all parameters and steps of each pass,
 against the bound α·(1 − β1)/√(1 − β2) when (1 − β1) > √(1 − β2), else α (ε = 0; a dashed
-line). One panel per method, one line per step size, in the method's fixed color."""
+line). One panel per method, one line per step size (the largest over its seeds), in the
+method's fixed color."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def draw(folder: Path, tables: Tables | None = None,
     if not order:
         return []
     palette = colors(tracked["optimizer"])
+    # A bound holds for every run: each point is the largest over the seeds, not their mean.
+    seeds = tracked["seed"].nunique()
     fig = Figure(figsize=(4.6 * len(order), 4.0), layout="constrained")
     axes = fig.subplots(1, len(order), squeeze=False, sharey=True)
     for ax, method in zip(axes[0], order, strict=True):
@@ -49,11 +52,11 @@ def draw(folder: Path, tables: Tables | None = None,
             ax.axhline(bound, color=REFERENCE, linestyle="--", linewidth=1,
                        label=f"Sec. 2.1 bound: {bound:.3g}·α")
         ax.set(title=method, xlabel="iterations over entire dataset",
-               ylabel="largest |Δθ| / α in the pass")
+               ylabel="largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))
         ax.set_ylim(bottom=0)
         ax.legend(frameon=False, fontsize=8)
     title = (f"{meta['config']['title']}: the largest step of each pass against the bound "
-             f"of Sec. 2.1  {run_tag(meta)}")
+             f"of Sec. 2.1  {run_tag(meta, seeds)}")
     # About 14 characters of 10-point text per inch: wrapped to the figure, never clipped.
     fig.suptitle(textwrap.fill(title, int(14 * fig.get_figwidth())), fontsize=10)
     return save_figure(fig, folder, "step_bound")
