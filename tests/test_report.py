@@ -428,12 +428,35 @@ def test_a_verdict_that_changes_between_seeds_says_so_with_the_spread():
     assert verdict.status == HOLDS  # the mean over seeds: 0.44 against 0.575
     assert ("seeds: changes between seeds: holds in 2/3 (seeds 0, 1); gap over seeds -50.0% "
             "to +20.0%") in verdict.numbers
+    assert verdict.seeds_disagree
     steady = pd.DataFrame(runs("adam", scaled(0.5), seeds=(0, 1, 2)) + adagrad)
     verdict = judge(claim, {"logreg_mnist": Measured.from_curves(steady, name="logreg_mnist")})
     assert "seeds: holds in every seed (3/3); gap over seeds -50.0% to -50.0%" in verdict.numbers
+    assert not verdict.seeds_disagree
     one = judge(claim, {"logreg_mnist": Measured.from_curves(
         pd.DataFrame(runs("adam", scaled(0.5)) + runs("adagrad", DECAYING)), name="logreg_mnist")})
     assert "seeds:" not in one.numbers
+
+
+def test_the_summary_counts_the_verdicts_some_seed_alone_contradicts():
+    """'12 holds' alone would hide that a verdict on the mean over seeds fails in some seed:
+    the summary line counts those, the steady ones not."""
+    from adamrepro.report.build import verdict_blocks
+
+    adagrad = runs("adagrad", DECAYING, seeds=(0, 1, 2))
+
+    def summary(adam: list[dict]) -> str:
+        found = Measured.from_curves(pd.DataFrame(adam + adagrad), name="logreg_mnist")
+        found.meta["scale"] = "smoke"
+        paragraph = verdict_blocks({"logreg_mnist": found})[1]
+        return paragraph.text.split(". ")[0]
+
+    mixed = summary(runs("adam", scaled(0.5), seeds=(0,)) + runs("adam", scaled(0.6), seeds=(1,))
+                    + runs("adam", scaled(1.2), seeds=(2,)))
+    assert re.search(r"; [1-9]\d* of the \d+ that hold or do not are not the same in every seed "
+                     r"alone \('changes between seeds' in the row\)$", mixed), mixed
+    steady = summary(runs("adam", scaled(0.5), seeds=(0, 1, 2)))
+    assert "not the same in every seed" not in steady, steady
 
 
 # --- the reviewer's claims -------------------------------------------------------------------

@@ -22,7 +22,15 @@ from adamrepro.report.claims import (
 )
 from adamrepro.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured
-from adamrepro.report.rules import DEPENDS, NOT_MEASURABLE, NOT_RUN, VERDICTS, Verdict
+from adamrepro.report.rules import (
+    DEPENDS,
+    FAILS,
+    HOLDS,
+    NOT_MEASURABLE,
+    NOT_RUN,
+    VERDICTS,
+    Verdict,
+)
 from adamrepro.results.store import atomic_write, hparam_columns
 
 TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"
@@ -69,10 +77,11 @@ def _claim_rows(claims, measured: dict[str, Measured], judged: dict[str, Verdict
     claim's verdict by id, judged once). `rereadings`: by claim id, the reviewer claims
     judging it again under another reading of the protocol; a row whose verdict differs
     from one of theirs says so."""
-    rows, counts = [], Counter()
+    rows, counts, disagree = [], Counter(), 0
     for claim in claims:
         verdict = judged[claim.id]
         counts[verdict.status] += 1
+        disagree += verdict.seeds_disagree
         for other in rereadings.get(claim.id, []):
             other_verdict = judged[other.id]
             if other_verdict.status not in (verdict.status, NOT_RUN, NOT_MEASURABLE):
@@ -85,7 +94,11 @@ def _claim_rows(claims, measured: dict[str, Measured], judged: dict[str, Verdict
         where += f", {found.meta['scale']})" if found else ")"
         rows.append((claim.id, where, claim.text, verdict.status, verdict.numbers,
                      claim.rule.describe()))
-    return rows, ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
+    summary = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
+    if disagree:  # a verdict on the mean over seeds that some seed alone contradicts
+        summary += (f"; {disagree} of the {counts[HOLDS] + counts[FAILS]} that hold or do not "
+                    "are not the same in every seed alone ('changes between seeds' in the row)")
+    return rows, summary
 
 
 HEADER = ("claim", "figure (experiment, scale)", "the paper says", "verdict", "numbers", "rule")

@@ -306,17 +306,20 @@ def _judged(rule: Rule, found: Measured) -> Verdict:
     and, with several seeds, whether it holds in each."""
     verdict = _with_caveat(rule(found), found, rule.selected_methods)
     if verdict.status in (HOLDS, FAILS) and len(found.seeds) > 1:
-        verdict = Verdict(verdict.status, f"{verdict.numbers}; {seed_note(rule, found)}")
+        note, disagree = seed_note(rule, found)
+        verdict = Verdict(verdict.status, f"{verdict.numbers}; {note}", disagree)
     return verdict
 
 
-def seed_note(rule: Rule, found: Measured) -> str:
+def seed_note(rule: Rule, found: Measured) -> tuple[str, bool]:
     """Whether the verdict is the same in every seed alone (at the grid points selected over
-    all seeds), and the spread of the compared gap over seeds where the rule has one."""
+    all seeds), and the spread of the compared gap over seeds where the rule has one; and
+    whether the seeds disagree."""
     per_seed = {seed: rule(found.for_seed(seed)) for seed in found.seeds}
     holds = [seed for seed, v in per_seed.items() if v.status == HOLDS]
     n = len(per_seed)
-    if len(holds) in (0, n):
+    agree = len(holds) in (0, n)
+    if agree:
         # "fails in n/n", not "does not hold in every seed", which reads as "in some".
         note = f"holds in every seed ({n}/{n})" if holds else f"fails in every seed ({n}/{n})"
     else:
@@ -325,7 +328,7 @@ def seed_note(rule: Rule, found: Measured) -> str:
     gaps = [g for g in (rule.gap(found.for_seed(seed)) for seed in per_seed) if g is not None]
     if len(gaps) > 1:
         note += f"; gap over seeds {min(gaps):+.1%} to {max(gaps):+.1%}"
-    return f"seeds: {note}"
+    return f"seeds: {note}", not agree
 
 
 def _with_caveat(verdict: Verdict, found: Measured, methods) -> Verdict:

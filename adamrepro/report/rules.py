@@ -46,6 +46,9 @@ VERDICTS = (HOLDS, FAILS, DEPENDS, NOT_RUN, NOT_MEASURABLE)
 class Verdict:
     status: str
     numbers: str
+    # With several seeds: the verdict on the mean over seeds is not the verdict in every seed
+    # alone (the numbers say in which it holds); the report counts these in its summary.
+    seeds_disagree: bool = False
 
 
 def judged(ok: bool, numbers: str) -> Verdict:
