@@ -97,7 +97,8 @@ def _claim_rows(claims, measured: dict[str, Measured], judged: dict[str, Verdict
     summary = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
     if disagree:  # a verdict on the mean over seeds that some seed alone contradicts
         summary += (f"; {disagree} of the {counts[HOLDS] + counts[FAILS]} that hold or do not "
-                    "are not the same in every seed alone ('changes between seeds' in the row)")
+                    f"{'is' if disagree == 1 else 'are'} not the same in every seed alone "
+                    "('changes between seeds' in the row)")
     return rows, summary
 
 
