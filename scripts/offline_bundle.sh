@@ -2,12 +2,15 @@
 # Pack what an offline GPU machine needs beside a copy of this repo into .bundle/ (ignored by
 # git), for scripts/gpu_session.sh to use there:
 #   .bundle/wheels/  the wheels of the Python packages such a machine often lacks (pydantic and
-#                    its needs), at the versions installed here, built for ITS Python
+#                    its needs; with --with-pytest, pytest and its needs too, for the `tests`
+#                    stage on a machine without pytest), at the versions installed here, built
+#                    for ITS Python
 #   .bundle/data/    the data source: a folder with prepare.py (like ../shared/data) or the
 #                    official archives, copied for the datasets named
 #
 #     scripts/offline_bundle.sh --data ../shared/data                      # every dataset
 #     scripts/offline_bundle.sh --data ../shared/data --datasets "mnist imdb" --python 3.12
+#     scripts/offline_bundle.sh --data ../shared/data --with-pytest        # + pytest's 1.8 MB
 #
 # Shared clusters and lent GPU machines limit what travels with a job (64 MiB here), so the
 # script prints the bundle's size with the repo's and fails (exit 2) above --max-mib.
@@ -16,17 +19,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA="" DATASETS="mnist imdb cifar10" PY="3.12" MAX_MIB=64
-# pydantic and its needs; pytest and its needs for gpu_session.sh's `tests` stage
-PACKAGES="pydantic pydantic-core annotated-types typing-inspection typing-extensions
-          pytest pluggy iniconfig packaging pygments"
+# pydantic and its needs. The GPU machine lent here has pytest (the device tool's KINDS.md), so
+# its 1.8 MB of wheels stay home unless --with-pytest: every MiB counts against the limit.
+PACKAGES="pydantic pydantic-core annotated-types typing-inspection typing-extensions"
+PYTEST_PACKAGES="pytest pluggy iniconfig packaging pygments"
 usage() { echo "usage: $0 --data DIR [--datasets \"mnist imdb cifar10\"] [--python 3.12]" \
-               "[--max-mib 64]" >&2; exit 2; }
+               "[--max-mib 64] [--with-pytest]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --data) DATA="$2"; shift 2 ;;
         --datasets) DATASETS="$2"; shift 2 ;;
         --python) PY="$2"; shift 2 ;;
         --max-mib) MAX_MIB="$2"; shift 2 ;;
+        --with-pytest) PACKAGES="$PACKAGES $PYTEST_PACKAGES"; shift ;;
         *) usage ;;
     esac
 done
