@@ -35,7 +35,7 @@ from adamrepro.results.store import atomic_write, hparam_columns
 
 TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"
 # Every PNG in an experiment folder is shown; these first, in this order.
-FIGURES = {"curves.png": "training cost and test accuracy",
+FIGURES = {"curves.png": "training cost beside the test metrics",
            "sensitivity.png": "learning-rate sensitivity",
            "bias_correction.png": "loss after 10% and 100% of the passes per (beta1, beta2) "
                                   "against log10 alpha, with and without bias correction",
