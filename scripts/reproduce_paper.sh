@@ -15,7 +15,8 @@
 # (work left), as `adamrepro run` does. An experiment that exits 3 with a minute or more of
 # the budget left (`run --split-to-fit` left runs that would not finish) does not stop the
 # script: the next experiment gets what is left.
-# Data: the default folder ($ADAMREPRO_DATA, else ~/.cache/adamrepro/data), fetched if missing.
+# Data: the default folder ($ADAMREPRO_DATA, else ~/.cache/adamrepro/data); the datasets the
+# configs read are fetched if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE="${DEVICE:-cuda}"
@@ -42,7 +43,9 @@ BUDGET_SPENT=3  # adamrepro run's exit code when --time-budget stopped it with w
 start=$(date +%s)
 status=0
 first=$(echo "$CONFIGS" | awk '{ print $1 }')
-$ADAMREPRO fetch
+# The datasets of these configs alone: a machine sent some datasets runs the experiments on them.
+# shellcheck disable=SC2086  # one word per config
+$ADAMREPRO fetch $CONFIGS
 for config in $CONFIGS; do
     budget=()
     if [ -n "$BUDGET_MINUTES" ]; then

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from adamrepro.config import CONFIG_DIR
 from adamrepro.data import mnist
 from adamrepro.errors import UserError
 
@@ -112,3 +113,27 @@ def test_fetch_offline_is_one_line_naming_every_file_and_where(cli, monkeypatch,
     assert f"in {tmp_path / 'data' / 'MNIST' / 'raw'};" in err
     assert f"aclImdb_v1.tar.gz (or its extracted aclImdb/) in {tmp_path / 'data'}" in err
     assert not (tmp_path / "data").exists()
+
+
+def test_fetch_for_experiments_fetches_their_datasets_alone(cli, data_dir, monkeypatch, tmp_path):
+    """`fetch EXPERIMENT ...` (a bundled name or a config file) fetches the datasets those
+    experiments read, each once: scripts/reproduce_paper.sh relies on it on a machine that was
+    sent MNIST alone, where fetching IMDB or CIFAR-10 too would fail offline."""
+    monkeypatch.setenv("ADAMREPRO_IMDB_URL", "http://127.0.0.1:9/aclImdb_v1.tar.gz")
+    only_mnist = tmp_path / "data"
+    only_mnist.mkdir()
+    (only_mnist / "MNIST").symlink_to(Path(data_dir) / "MNIST")
+    code, out, err = cli("fetch", "mlp_sfo", str(CONFIG_DIR / "vae_bias_correction.yaml"),
+                         "--data-dir", only_mnist)
+    assert code == 0, err
+    assert out.splitlines() == [f"{'mnist':10s} {only_mnist / 'MNIST' / 'raw'}"]
+    code, _, err = cli("fetch", "logreg_imdb", "--data-dir", only_mnist)
+    assert code == 2 and "aclImdb_v1.tar.gz" in err  # IMDB's experiment wants IMDB
+
+
+def test_fetch_of_an_unknown_name_is_one_line_naming_datasets_and_experiments(cli, tmp_path):
+    code, out, err = cli("fetch", "mnist", "mnsit", "--data-dir", tmp_path / "data")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "unknown dataset or experiment 'mnsit'" in err
+    assert "mnist, imdb, cifar10" in err and "logreg_mnist" in err
+    assert not (tmp_path / "data").exists()  # checked before anything is fetched

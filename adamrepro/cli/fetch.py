@@ -1,4 +1,5 @@
-"""`adamrepro fetch [DATASET ...]`: download datasets into the standard layouts, checksummed."""
+"""`adamrepro fetch [DATASET|EXPERIMENT ...]`: download datasets into the standard layouts,
+checksummed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from adamrepro.errors import UserError
 
 def fetch(
     datasets: Annotated[list[str] | None, typer.Argument(
-        help="Dataset names (default: all).")] = None,
+        help="Dataset names, or experiments (a bundled name or a config file) for the datasets "
+             "they read (default: every dataset).")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         help="Dataset folder (default: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data).")] = None,
 ) -> None:
@@ -20,10 +22,9 @@ def fetch(
     from adamrepro.data import DATASETS
     from adamrepro.data.download import MissingData, default_data_dir
 
-    names = datasets or list(DATASETS)
-    unknown = ", ".join(repr(name) for name in names if name not in DATASETS)
-    if unknown:  # checked before any download: a typo must not wait for the others
-        raise UserError(f"unknown dataset {unknown}; known: {', '.join(DATASETS)}")
+    # Checked before any download: a typo must not wait for the others.
+    names = (list(dict.fromkeys(_dataset_of(name) for name in datasets)) if datasets
+             else list(DATASETS))
     folder = data_dir or default_data_dir()
     missing = []
     for name in names:
@@ -51,3 +52,20 @@ def fetch(
         raise UserError(f"datasets missing and could not be downloaded ({missing[-1].reason}); "
                         f"put {places} (scripts/offline_data.py lays out a local copy), or "
                         f"pass --data-dir to where they are")
+
+
+def _dataset_of(name: str) -> str:
+    """A dataset's own name, or the dataset an experiment reads (a bundled experiment's name or
+    a config file): `scripts/reproduce_paper.sh` fetches what its configs need, no more, so a
+    machine that was sent some datasets alone runs the experiments on them."""
+    from adamrepro.config import bundled_configs, load_experiment, resolve_config_arg
+    from adamrepro.data import DATASETS
+
+    if name in DATASETS:
+        return name
+    path = resolve_config_arg(name)
+    if not path.is_file():
+        raise UserError(f"unknown dataset or experiment {name!r}; datasets: "
+                        f"{', '.join(DATASETS)}; experiments: "
+                        f"{', '.join(p.stem for p in bundled_configs())}, or a config file")
+    return load_experiment(path).dataset["name"]
