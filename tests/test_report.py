@@ -611,10 +611,11 @@ def test_a_dirty_commit_keeps_its_mark_when_shortened():
 
 @pytest.mark.parametrize("folder", ["", "quick-cpu"])
 def test_a_committed_report_is_what_its_committed_tables_give(tmp_path, folder):
-    """The committed reports (paper scale in results/, every experiment at quick scale in
-    results/quick-cpu/) are regenerated from their own tables by today's code, byte for byte
-    apart from the line saying when and where: a change of a rule or a threshold that leaves
-    a committed verdict stale fails here until the report is written again."""
+    """The committed reports (paper scale in results/; the experiments still to run at paper
+    scale, at quick scale, in results/quick-cpu/) are regenerated from their own tables by
+    today's code, byte for byte apart from the line saying when and where: a change of a rule
+    or a threshold that leaves a committed verdict stale fails here until the report is
+    written again."""
     import shutil
     from pathlib import Path
 
