@@ -322,7 +322,8 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                     and point.get("allow_stochastic") is not True):
                 raise UserError(
                     f"{where}: {key}: {method.optimizer} assumes a deterministic objective, "
-                    f"but this model draws noise (dropout); remove the noise, or set "
+                    f"but this model draws noise in training (dropout, sampling); remove the "
+                    f"noise, or set "
                     f"hparams.allow_stochastic: true to run it anyway")
             try:
                 _build_optimizer(found, point, dtype)

@@ -176,3 +176,21 @@ def test_the_smoke_run_on_real_data(tmp_path, data_dir, cli, monkeypatch):
         code, _, err = cli("plot", "vae_bias_correction", "--out", out)
         assert code == 2 and "Traceback" not in err and "weights_only" not in err, err
         assert ".pt: not the saved parameters of run" in err and "is damaged" in err, err
+
+
+def test_sfo_refuses_the_vae_whose_objective_samples_noise():
+    """SFO assumes f_i(θ) is the same at every evaluation; the VAE draws ε at every step, so a
+    config racing SFO on it is one line naming the noise, as one with dropout is."""
+    from adamrepro.errors import UserError
+
+    raw = {
+        "name": "sfo-vae", "title": "SFO on the VAE", "dataset": {"name": "mnist"},
+        "model": {"name": "vae", "hidden": 16, "latent": 4},
+        "training": {"batch_size": 128, "epochs": 1},
+        "methods": {"sfo": {"optimizer": "sfo", "grid": {}}},
+    }
+    with pytest.raises(UserError, match="sfo assumes a deterministic objective, but this model "
+                                        "draws noise in training"):
+        parse_experiment(raw, "test")
+    raw["methods"]["sfo"]["hparams"] = {"allow_stochastic": True}  # the documented way out
+    assert parse_experiment(raw, "test").methods["sfo"].optimizer == "sfo"
