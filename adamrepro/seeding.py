@@ -16,15 +16,18 @@ import torch
 # Streams of one run's seed.
 INIT_STREAM = 1  # initial weights: layer i draws from stream INIT_STREAM + 100·i
 ORDER_STREAM = 2  # the minibatch order of every pass
+REFERENCE_NOISE_STREAM = 3  # the noise of bench/reference.py's VAE (on the training device)
 
 # Offsets of a group's device generators from its identity.
 TRAIN_NOISE = 0  # dropout masks during training
 EVAL_NOISE = 0x5EED  # noise a model draws while it is evaluated
 
 
-def seeded_generator(seed: int, stream: int) -> torch.Generator:
-    """A CPU generator for one purpose (`stream`) of one seed, independent of the others."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
+def seeded_generator(seed: int, stream: int,
+                     device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator for one purpose (`stream`) of one seed, independent of the others (on the
+    CPU unless a device is named)."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + stream)
 
 
 def group_generator(group_id: str, device: torch.device, purpose: int) -> torch.Generator:

@@ -11,11 +11,13 @@ training script has it. It is written to trace the SAME curve as `runner.group.t
   pass after pass, with the same `drop_last`;
 - objective: the model's data loss (softmax or binary cross-entropy) + its L2 penalty,
   in `training.dtype`;
-- records: the mean minibatch objective of a pass, then the full training objective and the
-  test loss and accuracy, evaluated in chunks of `eval_batch_size`.
+- records: the mean minibatch objective of a pass, then the full training objective and
+  every metric the batched model declares on the test set (a classifier's loss and accuracy,
+  the VAE's negative ELBO and its two terms), evaluated in chunks of `eval_batch_size`.
 
-Dropout masks cannot match (one batched draw vs one draw per run), so equality is only
-expected for configs without dropout. An optimizer that torch lacks (or a setting torch's
+Dropout masks and the VAE's ε cannot match (one batched draw vs one draw per run), so
+equality is only expected for models that draw no noise (logistic regression, the MLP and
+the CNN without dropout). An optimizer that torch lacks (or a setting torch's
 class does not have, e.g. Adam without bias correction) falls back to adamrepro's own class
 with scalar hyperparameters, which is an ordinary `torch.optim.Optimizer` too.
 """
@@ -35,15 +37,14 @@ from torch.utils.data import TensorDataset as TorchTensorDataset
 
 from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
-from adamrepro.metrics import CLASSIFIER
+from adamrepro.metrics import CLASSIFIER, MetricSet
 from adamrepro.models import MODELS
 from adamrepro.models.base import init_weight
+from adamrepro.models.vae import VAE
 from adamrepro.optim import OPTIMIZERS, build
 from adamrepro.runner.group import MinibatchOrder, RunCurve
 from adamrepro.runner.plan import RunSpec
-from adamrepro.seeding import INIT_STREAM, seeded_generator
-
-METRICS = [c.name for c in CLASSIFIER.columns()]  # the reference loop is a classifier's
+from adamrepro.seeding import INIT_STREAM, REFERENCE_NOISE_STREAM, seeded_generator
 
 # ---------------------------------------------------------------------------------------------
 # Models: plain nn.Modules, initialized exactly as the batched ones.
@@ -62,8 +63,10 @@ def seeded_linear(seed: int, in_features: int, out_features: int, init: str,
 
 
 class ReferenceModel(nn.Module):
-    """A plain model: `net` maps (B, ...) to (B, outputs); softmax cross-entropy by default."""
+    """A plain classifier: `net` maps (B, ...) to (B, outputs); softmax cross-entropy by
+    default. `METRICS` is what the batched model declares, so both record the same columns."""
 
+    METRICS: MetricSet = CLASSIFIER
     net: nn.Module
 
     def forward(self, x: Tensor) -> Tensor:
@@ -74,6 +77,19 @@ class ReferenceModel(nn.Module):
 
     def correct(self, output: Tensor, y: Tensor) -> Tensor:
         return (output.argmax(-1) == y).sum()
+
+    def penalty(self) -> Tensor | float:
+        return 0.0
+
+    def objective(self, x: Tensor, y: Tensor) -> Tensor:
+        """The minibatch's mean data loss as trained (the penalty is added by the loop)."""
+        return self.loss(self(x), y)
+
+    def metric_sums(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Every declared metric, summed over the chunk's examples (a host sync: evaluation)."""
+        output = self(x)
+        return {"loss": self.loss(output, y).double().item() * len(y),
+                "acc": float(self.correct(output, y))}
 
 
 class LogRegReference(ReferenceModel):
@@ -166,10 +182,57 @@ class CNNReference(ReferenceModel):
         return 0.5 * self.l2 * sum(layer.weight.pow(2).sum() for layer in self.weighted)
 
 
+class VAEReference(ReferenceModel):
+    """The VAE of Fig. 4 (`models.vae.VAE`) as four nn.Linear layers initialised with run
+    `seed`'s slice of what the batched model draws. Its ε comes from a generator of the run's
+    own seed (`REFERENCE_NOISE_STREAM`), on the training device: not the batched group's
+    draws, so its curves match the batched ones in distribution only, as dropout's do."""
+
+    METRICS = VAE.METRICS
+
+    def __init__(self, opts, feature_shape: tuple[int, ...], num_classes: int | None,
+                 seed: int) -> None:
+        super().__init__()
+        self.opts, self.seed = opts, seed
+        pixels = math.prod(feature_shape)
+        widths = ((pixels, opts.hidden), (opts.hidden, 2 * opts.latent),
+                  (opts.latent, opts.hidden), (opts.hidden, pixels))
+        self.enc_hidden, self.enc_out, self.dec_hidden, self.dec_out = (
+            seeded_linear(seed, fan_in, fan_out, opts.init, opts.init_scale, index)
+            for index, (fan_in, fan_out) in enumerate(widths))
+        self.generator: torch.Generator | None = None  # made on the device of the first draw
+
+    def terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """−log p(x|z) and KL per image, at one ε per image: (B,), (B,)."""
+        x = x.flatten(1)
+        if self.opts.likelihood == "binarized":
+            x = (x > 0.5).to(x.dtype)
+        mu, log_var = self.enc_out(F.softplus(self.enc_hidden(x))).chunk(2, dim=-1)
+        if self.generator is None:
+            self.generator = seeded_generator(self.seed, REFERENCE_NOISE_STREAM, mu.device)
+        noise = torch.randn(mu.shape, generator=self.generator, device=mu.device,
+                            dtype=mu.dtype)
+        z = mu + (0.5 * log_var).exp() * noise
+        logits = self.dec_out(F.softplus(self.dec_hidden(z)))
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+        kl = 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(-1)
+        return recon, kl
+
+    def objective(self, x: Tensor, y: Tensor) -> Tensor:
+        recon, kl = self.terms(x)
+        return (recon + kl).mean()
+
+    def metric_sums(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        recon, kl = (t.double() for t in self.terms(x))
+        return {"neg_elbo": (recon + kl).sum().item(), "recon": recon.sum().item(),
+                "kl": kl.sum().item()}
+
+
 REFERENCE_MODELS: dict[str, type[ReferenceModel]] = {
     "logreg": LogRegReference,
     "mlp": MLPReference,
     "cnn": CNNReference,
+    "vae": VAEReference,
 }
 
 
@@ -267,19 +330,19 @@ class PermutationSampler(Sampler[int]):
 
 @torch.no_grad()
 def evaluate_reference(model: ReferenceModel, x: Tensor, y: Tensor, chunk: int, dtype: torch.dtype,
-                       with_penalty: bool) -> tuple[float, float]:
-    """Mean loss (plus the penalty when asked) and accuracy, in chunks as the runner does."""
+                       with_penalty: bool) -> dict[str, float]:
+    """Every declared metric's mean (the objective plus the penalty when asked), in chunks
+    as the runner evaluates."""
     model.eval()
-    loss_sum, correct = 0.0, 0
+    sums: dict[str, float] = {}
     for start in range(0, len(x), chunk):
         xb, yb = x[start : start + chunk].to(dtype), y[start : start + chunk]
-        output = model(xb)
-        loss_sum += model.loss(output, yb).double().item() * len(yb)
-        correct += int(model.correct(output, yb))
-    loss = loss_sum / len(x)
+        for name, value in model.metric_sums(xb, yb).items():
+            sums[name] = sums.get(name, 0.0) + value
+    means = {name: value / len(x) for name, value in sums.items()}
     if with_penalty:
-        loss += float(model.penalty())
-    return loss, correct / len(x)
+        means[model.METRICS.objective] += float(model.penalty())
+    return means
 
 
 def train_run(exp: Experiment, run: RunSpec, data: TensorDataset, epochs: int | None = None,
@@ -306,13 +369,17 @@ def train_run(exp: Experiment, run: RunSpec, data: TensorDataset, epochs: int | 
 
     rows: list[dict] = []
     start_time = time.perf_counter()
+    objective = model.METRICS.objective
 
     def log_pass(epoch: int, train_loss: float) -> bool:
-        full, _ = evaluate_reference(model, data.train_x, data.train_y,
-                                     training.eval_batch_size, dtype, True)
-        test_loss, test_acc = evaluate_reference(model, data.test_x, data.test_y,
-                                                 training.eval_batch_size, dtype, False)
-        values = dict(zip(METRICS, (train_loss, full, test_loss, test_acc), strict=True))
+        found = {
+            "train": {objective: train_loss},
+            "train_full": evaluate_reference(model, data.train_x, data.train_y,
+                                             training.eval_batch_size, dtype, True),
+            "test": evaluate_reference(model, data.test_x, data.test_y,
+                                       training.eval_batch_size, dtype, False),
+        }
+        values = {c.name: found[c.split][c.metric] for c in model.METRICS.columns()}
         diverged = not all(math.isfinite(v) for v in values.values()) and epoch > 0
         rows.append({"epoch": epoch, "seconds": time.perf_counter() - start_time,
                      "group_size": 1, "diverged": diverged, **values})
@@ -325,7 +392,7 @@ def train_run(exp: Experiment, run: RunSpec, data: TensorDataset, epochs: int | 
         loss_sum, steps = 0.0, 0
         for xb, yb in loader:
             xb, yb = xb.to(device, dtype), yb.to(device)
-            loss = model.loss(model(xb), yb) + model.penalty()
+            loss = model.objective(xb, yb) + model.penalty()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

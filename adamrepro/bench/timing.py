@@ -291,8 +291,9 @@ def batched_passes(curves: list[RunCurve]) -> list[int]:
     return [max(len(c.rows) - 1 for c in curves)] * len(curves)
 
 
-def has_dropout(group: Group) -> bool:
-    """Whether the group's model draws noise in training (its declaration)."""
+def draws_noise(group: Group) -> bool:
+    """Whether the group's model draws noise in training (its declaration: dropout, a VAE's
+    sampling)."""
     cls = MODELS[group.model["name"]]
     return cls.stochastic(cls.options(dict(group.model), "model"))
 
@@ -358,7 +359,7 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     eager = Phase("batched, no CUDA graphs") if device.type == "cuda" else None
     # Batched and sequential runs cannot draw the same dropout masks: only the runs of the
     # methods without dropout are compared (Fig. 3 has both).
-    clean = {run.run_id for g in groups if not has_dropout(g) for run in g.runs}
+    clean = {run.run_id for g in groups if not draws_noise(g) for run in g.runs}
     dropout = not clean
     host = data.to(torch.device("cpu"))  # the reference's DataLoader reads host memory
 
@@ -424,14 +425,15 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         row["runs_per_s"] = row["run_passes_per_s"] / epochs
     ratio = rows[0]["run_passes_per_s"] / rows[-1]["run_passes_per_s"]
     if dropout:
-        check = {"passed": None, "skipped": "the config uses dropout: batched and sequential "
-                 "runs cannot draw the same masks, so their curves differ by noise"}
+        check = {"passed": None, "skipped": "the model draws noise in training (dropout "
+                 "masks, a VAE's ε): batched and sequential runs cannot draw the same noise, "
+                 "so their curves differ by it"}
     else:
         check = compare_curves(exp, batched.curves, {
             run_id: curve for run_id, curve in reference.curves.items() if run_id in clean})
         if len(clean) < batched.runs:
-            check["note"] = (f"the {batched.runs - len(clean)} runs with dropout are not "
-                             f"compared (masks differ)")
+            check["note"] = (f"the {batched.runs - len(clean)} runs that draw noise "
+                             f"(dropout) are not compared (their noise differs)")
     subset = reference.runs < batched.runs or ref_passes < epochs
     graphs = None
     if eager is not None:

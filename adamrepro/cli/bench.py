@@ -17,6 +17,7 @@ import typer
 
 from adamrepro.cli.run import DeviceChoice, Scale
 from adamrepro.config import load_experiment, resolve_config_arg
+from adamrepro.errors import UserError
 
 
 def bench(
@@ -65,6 +66,7 @@ def bench(
         if unverified_data:
             exp = without_data_check(exp)
         exp = exp.at_scale(scale.value)
+        _check_reference(exp)
         if passes is not None and passes < exp.training.epochs:
             exp = exp.with_epochs(passes)
         target = resolve_device(device.value)
@@ -82,6 +84,19 @@ def bench(
     console.print(f"wrote {stem}.json, {stem}.csv")
     if result["check"]["passed"] is False:
         raise typer.Exit(1)
+
+
+def _check_reference(exp) -> None:
+    """Before the data loads and the batched side is timed: every model of the grid has a
+    straightforward loop to be timed against (bench/reference.py)."""
+    from adamrepro.bench.reference import REFERENCE_MODELS
+    from adamrepro.runner.plan import plan
+
+    lacking = sorted({group.model["name"] for group in plan(exp)} - set(REFERENCE_MODELS))
+    if lacking:
+        raise UserError(f"bench: no straightforward reference loop for model "
+                        f"{', '.join(map(repr, lacking))} (bench/reference.py has one for "
+                        f"{', '.join(REFERENCE_MODELS)}); `adamrepro run` trains it all the same")
 
 
 def _bench(exp, scale: str, data, target, reference_runs, reference_passes, console,
@@ -130,7 +145,7 @@ def _report(result: dict, console) -> None:
     graphs = result.get("cuda_graphs")
     if graphs:
         check = graphs["check"]
-        same = ("curves not compared (dropout)" if check["passed"] is None else
+        same = ("curves not compared (noise)" if check["passed"] is None else
                 f"max relative difference {check['max_relative_difference']:.1e}")
         console.print(f"CUDA graphs: {graphs['speedup']:.1f}x the eager batched loop; {same}")
     check = result["check"]
