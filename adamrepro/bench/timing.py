@@ -357,10 +357,10 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     batched, reference = Phase("batched"), Phase("reference")
     # On a GPU the batched loop is also timed with eager kernel launches (no CUDA graphs).
     eager = Phase("batched, no CUDA graphs") if device.type == "cuda" else None
-    # Batched and sequential runs cannot draw the same dropout masks: only the runs of the
-    # methods without dropout are compared (Fig. 3 has both).
+    # Batched and sequential runs cannot draw the same noise (dropout masks, a VAE's ε): only
+    # the runs of the methods that draw none are compared (Fig. 3 has both kinds).
     clean = {run.run_id for g in groups if not draws_noise(g) for run in g.runs}
-    dropout = not clean
+    all_noisy = not clean
     host = data.to(torch.device("cpu"))  # the reference's DataLoader reads host memory
 
     grid_passes = sum(g.size for g in groups) * epochs
@@ -424,7 +424,7 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     for row in rows:  # whole runs of `epochs` passes per second, at the measured pass rate
         row["runs_per_s"] = row["run_passes_per_s"] / epochs
     ratio = rows[0]["run_passes_per_s"] / rows[-1]["run_passes_per_s"]
-    if dropout:
+    if all_noisy:
         check = {"passed": None, "skipped": "the model draws noise in training (dropout "
                  "masks, a VAE's ε): batched and sequential runs cannot draw the same noise, "
                  "so their curves differ by it"}
@@ -438,7 +438,7 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     graphs = None
     if eager is not None:
         graphs = {"speedup": rows[0]["run_passes_per_s"] / rows[1]["run_passes_per_s"],
-                  "check": check if dropout else compare_curves(exp, batched.curves, {
+                  "check": check if all_noisy else compare_curves(exp, batched.curves, {
                       run_id: curve for run_id, curve in eager.curves.items()
                       if run_id in clean})}
     return {
