@@ -150,6 +150,9 @@ class ScaleSpec(Frozen):
     seeds: int | None = Field(None, gt=0)
     # selection.extend_edges at this scale (e.g. 0 for smoke runs that test the plumbing).
     extend_edges: int | None = Field(None, ge=0, le=20)
+    # The title at this scale, where its overrides change what the title names (e.g. the
+    # layer widths of a narrower network): every figure and the report print it.
+    title: str | None = None
 
 
 class MethodSpec(Frozen):
@@ -236,6 +239,8 @@ class Experiment(Frozen):
             update["model"] = {**self.model, **over.model}
         if seeds is not None or over.seeds is not None:
             update["seeds"] = seeds if seeds is not None else over.seeds
+        if over.title is not None:
+            update["title"] = over.title
         if over.extend_edges is not None:
             update["selection"] = self.selection.model_copy(
                 update={"extend_edges": over.extend_edges})

@@ -25,7 +25,7 @@ from adamrepro.report.measures import Measured, seconds_per_pass
 from adamrepro.report.rules import SlowerPerPass
 from adamrepro.runner.executors import LocalExecutor, load_data
 from adamrepro.runner.group import train_group
-from adamrepro.runner.plan import plan
+from adamrepro.runner.plan import base_digest, config_digest, plan
 from adamrepro.runner.sweep import run_sweep
 
 TESTS = Path(__file__).resolve().parent
@@ -305,6 +305,30 @@ def test_list_models_says_each_metric_s_direction_and_the_objective(cli):
     assert lines["logreg"].endswith("metrics: loss (lower is better), acc (higher is better); "
                                     "objective: loss")
     assert "objective: neg_elbo" in lines["vae"]
+
+
+def test_a_scale_s_title_names_the_network_that_scale_trains():
+    """Fig. 3's CPU scales train narrower layers than the paper's: their figures and report
+    must not print the paper's widths. A scale without a title keeps the config's."""
+    exp = load_experiment(REPO / "configs" / "cnn_cifar10.yaml")
+    for scale in ("smoke", "quick", "paper"):
+        resolved = exp.at_scale(scale)
+        channels = resolved.model["conv_channels"]
+        assert f"c{channels[0]}-c{channels[1]}-c{channels[2]}-{resolved.model['hidden']}" \
+            in resolved.title, scale
+    assert exp.at_scale("paper").title == exp.title
+
+
+def test_committed_results_are_still_owned_by_their_configs():
+    """`run` resumes into a results folder only when the config's base digest is the one
+    the folder recorded (store.check_owner): a key added to the schema since, such as a
+    scale's `title`, must leave the digest of a config that does not use it unchanged."""
+    for name in ("logreg_mnist", "logreg_imdb"):
+        recorded = json.loads((REPO / "results" / name / "config.json").read_text())
+        assert recorded["scale"] == "paper"
+        exp = load_experiment(REPO / "configs" / f"{name}.yaml")
+        assert base_digest(exp) == recorded["base_digest"], name
+        assert config_digest(exp.at_scale("paper")) == recorded["config_digest"], name
 
 
 def test_a_scale_s_model_is_checked_against_the_model_each_method_trains():

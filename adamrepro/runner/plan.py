@@ -56,7 +56,7 @@ def _config_dump(exp: Experiment, **kwargs) -> dict[str, Any]:
         for key in NEW_SCALE_KEYS:
             if key in scale and not scale[key]:
                 del scale[key]
-        for key in ("seeds", "extend_edges"):  # added later still; None: not set
+        for key in ("seeds", "extend_edges", "title"):  # added later still; None: not set
             if key in scale and scale[key] is None:
                 del scale[key]
     selection = dumped.get("selection", {})
