@@ -27,7 +27,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -48,6 +47,7 @@ from adamrepro.runner.checkpoint import (
     save_seconds,
     set_generator_state,
 )
+from adamrepro.runner.history import GroupHistory, RunCurve
 from adamrepro.runner.plan import Group
 from adamrepro.runner.precision import FP32, Precision, precision_of
 from adamrepro.seeding import (
@@ -57,17 +57,6 @@ from adamrepro.seeding import (
     group_generator,
     seeded_generator,
 )
-
-
-@dataclass
-class RunCurve:
-    """One run's record: one dict per evaluation point (epoch 0 = the initial weights), and
-    with `training.log_every` one dict per block of that many steps (`steps`)."""
-
-    rows: list[dict]
-    diverged: bool
-    steps: list[dict] = field(default_factory=list)
-    params: dict[str, Tensor] | None = None  # final parameters, with training.save_params
 
 
 def step_sizes(training: TrainingSpec, n: int) -> list[int]:
@@ -467,6 +456,41 @@ class PassTimer:
         return self.end - self.begin
 
 
+class TrainingState:
+    """Everything the next pass depends on besides the measurements (`GroupHistory`): the
+    parameters, the optimizer's state, the minibatch orders' and the noise's generators, and
+    SFO's count of evaluations. What a checkpoint saves, and restores exactly."""
+
+    def __init__(self, model, optimizer, train_pass, eval_noise: torch.Generator) -> None:
+        self.model, self.optimizer, self.train_pass = model, optimizer, train_pass
+        self.eval_noise = eval_noise
+        self.order_generators = (train_pass.order.generators
+                                 if isinstance(train_pass, MinibatchPass) else [])
+
+    def state(self) -> dict:
+        return {
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": optimizer_state(self.optimizer),
+            "order_generators": [generator_state(g) for g in self.order_generators],
+            "train_noise": generator_state(self.model.generator),
+            "eval_noise": generator_state(self.eval_noise),
+            "evaluations": getattr(self.train_pass, "evaluations", 0)}
+
+    def restore(self, saved: dict, device: torch.device) -> None:
+        self.model.load_state_dict(saved["model"])
+        load_optimizer_state(self.optimizer, saved["optimizer"], device)
+        for generator, state in zip(self.order_generators, saved["order_generators"],
+                                    strict=True):
+            set_generator_state(generator, state)
+        set_generator_state(self.model.generator, saved["train_noise"])
+        set_generator_state(self.eval_noise, saved["eval_noise"])
+        if isinstance(self.train_pass, SubfunctionPass):
+            self.train_pass.evaluations = saved["evaluations"]
+
+    def model_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+
+
 def train_group(
     exp: Experiment,
     group: Group,
@@ -491,10 +515,8 @@ def train_group(
     precision = precision_of(training, device)
     model = build_model(exp, group, data, device)
     metrics: MetricSet = model.METRICS
-    columns = [c.name for c in metrics.columns()]
     capabilities = group.resolved.capabilities
     sizes = step_sizes(training, len(data.train_x))
-    log_every = training.log_every
     if capabilities.subfunctions:  # default: one subfunction per minibatch of a pass
         count = int(group.runs[0].hparams.get("num_subfunctions") or len(sizes))
         optimizer = build_optimizer(group, list(model.parameters()),
@@ -503,84 +525,40 @@ def train_group(
             group.seeds[0], len(data.train_x), count, device), precision)
     else:
         optimizer, train_pass = minibatch_training(exp, group, data, model, cuda_graphs,
-                                                   log_every, precision)
+                                                   training.log_every, precision)
     check_fake_memory_limit(G)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     eval_noise = group_generator(model.noise_identity(group.noise_id), device, EVAL_NOISE)
+    state = TrainingState(model, optimizer, train_pass, eval_noise)
     statistics = list(pass_statistics(optimizer))  # column names; nothing measured yet
-    columns += statistics
-
-    history: list[Tensor] = []  # per pass: (len(columns), G), kept on device until the end
-    step_history: list[Tensor] = []  # per pass with log_every: (blocks, G), on device too
-    seconds: list[float] = []  # wall time since the group started, evaluation included
-    train_seconds: list[float] = []  # training passes alone, summed
-    # per pass: the optimizer state's bytes, and the group's peak device memory (CUDA only)
-    memory: list[tuple[int, float]] = [(0, math.nan)]
-    alive = torch.ones(G, dtype=torch.bool)
-    diverged_at = [None] * G
+    metric_columns = [c.name for c in metrics.columns()]
+    history = GroupHistory(G, metric_columns + statistics, len(metric_columns))
     timer = PassTimer(device)
-    start_time = time.perf_counter()
 
-    def log_pass(train_loss: Tensor, measured: dict[str, Tensor]) -> None:
+    def evaluated(train_loss: Tensor, measured: dict[str, Tensor]) -> Tensor:
+        """The pass's row of every column, (columns, G), on the device."""
         # float32 at every precision: every curve measures the same function (precision.py)
         with evaluated_params(optimizer), precision.evaluation():
             full = evaluate(model, data.train, G, training.eval_batch_size, eval_noise, True)
             test = evaluate(model, data.test, G, training.eval_batch_size, eval_noise, False)
-        history.append(torch.stack([
+        return torch.stack([
             train_loss, full[metrics.objective], *(test[m.name] for m in metrics.metrics),
             *(torch.as_tensor(measured[name], device=device).double().expand(G)
-              for name in statistics)]))
+              for name in statistics)])
 
     key = {"group_id": group.group_id, "device": device.type, "dtype": training.dtype,
            "epochs": training.epochs}
-    order_generators = (train_pass.order.generators if isinstance(train_pass, MinibatchPass)
-                        else [])
-
-    def save_checkpoint(epoch: int) -> None:
-        checkpoint.save({
-            "key": key, "epoch": epoch,
-            "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "optimizer": optimizer_state(optimizer),
-            "order_generators": [generator_state(g) for g in order_generators],
-            "train_noise": generator_state(model.generator),
-            "eval_noise": generator_state(eval_noise),
-            "evaluations": getattr(train_pass, "evaluations", 0),
-            "history": torch.stack(history).cpu(),
-            "step_history": torch.stack(step_history).cpu() if step_history else None,
-            "seconds": list(seconds), "train_seconds": list(train_seconds),
-            "memory": [list(m) for m in memory], "alive": alive.clone(),
-            "diverged_at": [-1 if d is None else d for d in diverged_at]})
-
     saved = checkpoint.load(key) if checkpoint is not None else None
-    # what a save writes besides the optimizer's state, and how long the last save took
-    model_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    saved_in: float | None = None
+    saved_in: float | None = None  # how long the last save took
     if saved is None:
         first = 1
         nothing = torch.full((G,), float("nan"), dtype=torch.float64, device=device)
-        log_pass(nothing, dict.fromkeys(statistics, nothing))
-        seconds.append(0.0)
-        train_seconds.append(0.0)
+        history.begin(evaluated(nothing, dict.fromkeys(statistics, nothing)))
     else:  # go on from the checkpoint: everything the next pass depends on comes back
         first = saved["epoch"] + 1
-        model.load_state_dict(saved["model"])
-        load_optimizer_state(optimizer, saved["optimizer"], device)
-        for generator, state in zip(order_generators, saved["order_generators"], strict=True):
-            set_generator_state(generator, state)
-        set_generator_state(model.generator, saved["train_noise"])
-        set_generator_state(eval_noise, saved["eval_noise"])
-        if isinstance(train_pass, SubfunctionPass):
-            train_pass.evaluations = saved["evaluations"]
-        history.extend(row.to(device) for row in saved["history"])
-        if saved["step_history"] is not None:
-            step_history.extend(row.to(device) for row in saved["step_history"])
-        seconds.extend(saved["seconds"])
-        train_seconds.extend(saved["train_seconds"])
-        memory[:] = [tuple(m) for m in saved["memory"]]
-        alive = saved["alive"].clone()
-        diverged_at = [None if d < 0 else d for d in saved["diverged_at"]]
-        start_time -= seconds[-1]  # `seconds` goes on from where the group stopped
+        state.restore(saved, device)
+        history.restore(saved, device)
         on_pass(saved["epoch"])
     for epoch in range(first, training.epochs + 1):
         model.train()
@@ -588,61 +566,30 @@ def train_group(
         with precision.training():  # a CUDA graph is captured, and replayed, inside it
             train_loss = train_pass()
         timer.stop()
-        log_pass(train_loss, pass_statistics(optimizer))
-        memory.append((state_bytes(optimizer), torch.cuda.max_memory_allocated(device)
-                       if device.type == "cuda" else math.nan))
-        blocks = train_pass.blocks()
-        if blocks is not None:
-            step_history.append(blocks)
+        row = evaluated(train_loss, pass_statistics(optimizer))
+        memory = (state_bytes(optimizer), torch.cuda.max_memory_allocated(device)
+                  if device.type == "cuda" else math.nan)  # the peak includes evaluation
         # The one host sync of a pass: decide divergence and report progress.
-        latest = history[-1].cpu()
-        seconds.append(time.perf_counter() - start_time)
-        train_seconds.append(train_seconds[-1] + timer.seconds())
-        finite = torch.isfinite(latest[: len(columns) - len(statistics)]).all(0)
-        for g in torch.nonzero(alive & ~finite).flatten().tolist():
-            diverged_at[g] = epoch
-        alive &= finite
+        alive = history.end_pass(epoch, row, train_pass.blocks(), memory, timer.seconds)
         on_pass(epoch)
-        if not alive.any():
+        if not alive:
             break
         if checkpoint is not None:
-            last_pass = seconds[-1] - seconds[-2]
+            last_pass = history.last_pass_seconds()
             # first: a group to be halved (or left) needs no checkpoint, its halves are others
             if checkpoint.too_slow(epoch, training.epochs, last_pass, epoch - first + 1):
                 raise TooSlow(training.epochs - epoch, last_pass, checkpoint.budget.left())
             stop = checkpoint.stop(epoch, training.epochs, last_pass,
-                                   save_seconds(model_bytes + memory[-1][0], saved_in))
+                                   save_seconds(state.model_bytes() + memory[0], saved_in))
             if stop or checkpoint.due(epoch, training.epochs):
                 began = time.perf_counter()
-                save_checkpoint(epoch)
+                checkpoint.save({"key": key, "epoch": epoch, **state.state(),
+                                 **history.state()})
                 saved_in = time.perf_counter() - began
             if stop:
                 raise BudgetSpent(training.epochs, {group.group_id: (G, epoch)})
 
-    table = torch.stack(history).cpu()  # (passes, columns, G)
-    steps_table = torch.stack(step_history).cpu() if step_history else None  # (passes, blocks, G)
-    block_ends = ([min(start + log_every, len(sizes)) for start in range(0, len(sizes),
-                                                                           log_every)]
-                  if log_every else [])
-    curves = []
-    for g in range(G):
-        last = diverged_at[g] if diverged_at[g] is not None else len(history) - 1
-        rows = []
-        for epoch in range(last + 1):
-            row = {"epoch": epoch, "seconds": seconds[epoch],
-                   "train_seconds": train_seconds[epoch], "group_size": G,
-                   "diverged": diverged_at[g] is not None and epoch == last,
-                   "state_bytes": memory[epoch][0], "peak_memory_bytes": memory[epoch][1]}
-            row.update({c: float(table[epoch, i, g]) for i, c in enumerate(columns)})
-            rows.append(row)
-        steps = []
-        if steps_table is not None:
-            for epoch in range(1, last + 1):
-                for block, end in enumerate(block_ends):
-                    steps.append({"step": (epoch - 1) * len(sizes) + end,
-                                  "epoch_fraction": epoch - 1 + end / len(sizes),
-                                  metrics.train_column: float(steps_table[epoch - 1, block, g])})
-        curves.append(RunCurve(rows, diverged_at[g] is not None, steps))
+    curves = history.curves(sizes, training.log_every, metrics.train_column)
     if training.save_params:
         with evaluated_params(optimizer), torch.no_grad():
             for g, curve in enumerate(curves):
