@@ -74,3 +74,28 @@ def test_every_figure_title_says_when_the_data_was_unverified():
     assert run_tag(meta, 2) == "[smoke scale, 2 seed(s), cpu, data unverified]"
     meta["provenance"]["data_verified"] = True
     assert run_tag(meta) == "[smoke scale, cpu]"
+
+
+def test_a_long_title_is_wrapped_inside_the_figure_not_cut_off(tmp_path):
+    """A figure's title names the network, the scale, the device and whether the data was
+    verified: at a CPU scale of Fig. 3 with a long device name it ran off both edges of the
+    PNG. Every figure wraps it to its width: no title pixel touches the image's sides."""
+    import json
+
+    from matplotlib.image import imread
+
+    folder = tmp_path / "cnn_cifar10"
+    shutil.copytree(RESULTS / "quick-cpu" / "cnn_cifar10", folder,
+                    ignore=shutil.ignore_patterns("*.png", "*.pdf", "runs"))
+    config = json.loads((folder / "config.json").read_text())
+    config["config"]["title"] = "Fig. 3: " + "a network of a long and descriptive name " * 4
+    (folder / "config.json").write_text(json.dumps(config))
+    assert main(["plot", "--out", str(tmp_path)]) == 0
+    drawn = sorted(folder.glob("*.png"))
+    assert [p.stem for p in drawn] == ["curves", "early_and_all", "sensitivity"]
+    for path in drawn:
+        pixels = imread(path)[..., :3]  # RGB in [0, 1]; the background is white
+        top = pixels[: pixels.shape[0] // 5]  # the title's band
+        assert top.min() < 0.5, f"{path.name}: no title drawn"
+        for side in (top[:, :3], top[:, -3:]):
+            assert side.min() > 0.9, f"{path.name}: the title touches the image's side"

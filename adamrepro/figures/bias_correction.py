@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from adamrepro.figures.curves import run_tag, save_figure
+from adamrepro.figures.curves import figure_title, run_tag, save_figure
 from adamrepro.figures.palette import REFERENCE, colors, style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.report.measures import Measured, cell_costs
@@ -89,5 +89,5 @@ def draw(folder: Path, tables: Tables | None = None,
                        label="above the untrained cost")]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     seeds = int(curves["seed"].nunique())
-    fig.suptitle(f"{meta['config']['title']}  {run_tag(meta, seeds)}", fontsize=10)
+    figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}")
     return save_figure(fig, folder, "bias_correction")

@@ -128,6 +128,19 @@ def few_points(count: int, most: int = 3, size: float = 4) -> dict:
     return {"marker": "o", "markersize": size} if count <= most else {}
 
 
+def fitted(inches: float, *lines: str, fontsize: float = 10) -> str:
+    """Lines of a title, each wrapped to `inches` of width: a long one (a narrowed network's
+    name, a device's, "data unverified") is never cut off at a figure's edges."""
+    # About 13 characters of 10-point DejaVu Sans per inch; fewer of a larger size.
+    width = int(13 * inches * 10 / fontsize)
+    return "\n".join(textwrap.fill(line, width) for line in lines)
+
+
+def figure_title(fig, *lines: str, fontsize: float = 10) -> None:
+    """The figure's title, `fitted` to its width."""
+    fig.suptitle(fitted(fig.get_figwidth(), *lines, fontsize=fontsize), fontsize=fontsize)
+
+
 def save_figure(fig, folder: Path, stem: str) -> list[Path]:
     """Write <folder>/<stem>.png and .pdf through temporary names. (A `Figure` made without
     pyplot belongs to no figure manager: nothing to close, and garbage collected.)"""
@@ -174,7 +187,7 @@ def draw(folder: Path, tables: Tables | None = None,
                 ax.set_yscale("log")
     ax_cost.legend(frameon=False, handlelength=HANDLE_LENGTH)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
-    fig.suptitle(f"{meta['config']['title']}  {run_tag(meta, seeds)}\n"
-                 f"{how_chosen(best, plot_cfg['band'])}", fontsize=10)
+    figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
+                 how_chosen(best, plot_cfg["band"]))
     fig.tight_layout()
     return save_figure(fig, folder, "curves")

@@ -15,6 +15,7 @@ from adamrepro.figures.curves import (
     axis_label,
     band,
     few_points,
+    figure_title,
     how_chosen,
     in_config_order,
     legend_label,
@@ -70,7 +71,7 @@ def draw(folder: Path, tables: Tables | None = None,
         ax_all.set_yscale("log")
     ax_early.legend(frameon=False, handlelength=HANDLE_LENGTH)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
-    fig.suptitle(f"{meta['config']['title']}  {run_tag(meta, seeds)}\n"
-                 f"{how_chosen(best, plot_cfg['band'])}", fontsize=10)
+    figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
+                 how_chosen(best, plot_cfg["band"]))
     fig.tight_layout()
     return save_figure(fig, folder, "early_and_all")

@@ -17,7 +17,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from adamrepro.figures.curves import HANDLE_LENGTH, in_config_order, run_tag, save_figure
+from adamrepro.figures.curves import (
+    HANDLE_LENGTH,
+    fitted,
+    in_config_order,
+    run_tag,
+    save_figure,
+)
 from adamrepro.figures.palette import colors, style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.results.select import point_summary
@@ -110,8 +116,9 @@ def draw(folder: Path, tables: Tables | None = None,
     # beside the axes: inside, it may hide a star or an x (a selected or diverged point)
     ax.legend(frameon=False, handlelength=HANDLE_LENGTH, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax.set_title(f"{meta['config']['title']}: sensitivity\n{run_tag(meta, seeds)}",
-                 fontsize=9)
+    # over the axes alone, about 60% of the figure's width (the legend is to their right)
+    ax.set_title(fitted(0.6 * fig.get_figwidth(), f"{meta['config']['title']}: sensitivity",
+                        run_tag(meta, seeds), fontsize=9), fontsize=9)
     fig.text(0.01, 0.01, textwrap.fill(caption(meta, others, seeds), 110), fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return save_figure(fig, folder, "sensitivity")

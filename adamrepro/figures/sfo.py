@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from adamrepro.figures.curves import (
     HANDLE_LENGTH,
     axis_label,
+    figure_title,
     how_chosen,
     in_config_order,
     legend_label,
@@ -98,7 +99,7 @@ def draw(folder: Path, tables: Tables | None = None,
                    "optimizer state (MiB)", "peak device memory of its group (MiB)"))
     table.scale(1, 1.3)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
-    fig.suptitle(f"{meta['config']['title']}  {run_tag(meta, seeds)}\n"
-                 f"{how_chosen(best, meta['config']['plot']['band'])}", fontsize=10)
+    figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
+                 how_chosen(best, meta["config"]["plot"]["band"]))
     fig.tight_layout()
     return save_figure(fig, folder, "sfo")

@@ -6,14 +6,13 @@ method's fixed color."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 # The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 
-from adamrepro.figures.curves import run_tag, save_figure
+from adamrepro.figures.curves import figure_title, run_tag, save_figure
 from adamrepro.figures.palette import REFERENCE, colors, style
 from adamrepro.report.measures import STEP_RATIO as COLUMN
 from adamrepro.report.measures import step_bound
@@ -57,6 +56,5 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.legend(frameon=False, fontsize=8)
     title = (f"{meta['config']['title']}: the largest step of each pass against the bound "
              f"of Sec. 2.1  {run_tag(meta, seeds)}")
-    # About 14 characters of 10-point text per inch: wrapped to the figure, never clipped.
-    fig.suptitle(textwrap.fill(title, int(14 * fig.get_figwidth())), fontsize=10)
+    figure_title(fig, title)
     return save_figure(fig, folder, "step_bound")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from matplotlib.figure import Figure
 
 from adamrepro.errors import UserError
-from adamrepro.figures.curves import run_tag, save_figure
+from adamrepro.figures.curves import figure_title, run_tag, save_figure
 from adamrepro.figures.palette import IMAGE_CMAP
 from adamrepro.metrics import column_of
 from adamrepro.results.store import Tables, read_results
@@ -133,7 +133,7 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.axis("off")
     metric = meta["config"]["selection"]["metric"]
     hp = ", ".join(f"{k}={chosen[k]:g}" for k in ("beta1", "beta2", "lr") if k in chosen)
-    fig.suptitle(f"{meta['config']['title']}: best run ({chosen['method']}, {hp}; final "
-                 f"{metric} {chosen[f'final_{metric}']:.2f})\n{run_tag(meta)}", fontsize=9)
+    figure_title(fig, f"{meta['config']['title']}: best run ({chosen['method']}, {hp}; final "
+                 f"{metric} {chosen[f'final_{metric}']:.2f})", run_tag(meta), fontsize=9)
     fig.tight_layout()
     return save_figure(fig, folder, "vae_samples")
