@@ -14,7 +14,8 @@
 #              cnn_cifar10, where the arithmetic is the time; PRECISION_SCALE, default quick)
 #              into RESULTS/precision-<scale>/; PRECISION_BASE=results (with
 #              PRECISION_SCALE=paper) measures on the selected points of the paper results
-#              there instead of a sweep of its own
+#              there instead of a sweep of its own (at quick scale Fig. 3's CNN is a quarter
+#              of the paper's width: only this measures the paper's network)
 #   kernels    scripts/bench_kernels.py: the kernel switches on logreg_mnist, mlp (KERNEL_STEPS,
 #              default 100) and cnn_cifar10 (30 steps) into RESULTS/kernels/
 #   sfo     scripts/bench_sfo.py: one SFO step at the paper's size (MLP 1000-1000, N = 468;
