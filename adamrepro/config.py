@@ -118,7 +118,8 @@ class PlotSpec(Frozen):
     figures: list[str] = list(DEFAULT_FIGURES)
     logy: bool = False
     band: Literal["std", "minmax"] = "std"
-    # Fig. 3 (left) shows the first epochs only; None draws every pass.
+    # The passes of early_and_all's left panel (Fig. 3 left shows the first 3; None: 3). Every
+    # other figure draws every pass: the test metrics beside the cost matter most late.
     max_epoch: float | None = None
 
 

@@ -99,3 +99,26 @@ def test_a_long_title_is_wrapped_inside_the_figure_not_cut_off(tmp_path):
         assert top.min() < 0.5, f"{path.name}: no title drawn"
         for side in (top[:, :3], top[:, -3:]):
             assert side.min() > 0.9, f"{path.name}: the title touches the image's side"
+
+
+def test_the_curves_figure_shows_every_pass_where_the_early_panel_shows_the_first(tmp_path):
+    """Fig. 3's `plot.max_epoch: 3` is the left panel of early_and_all (the paper's first 3
+    passes). The curves figure, with the test metrics beside the training cost, must still
+    show every pass: at paper scale its test accuracy would otherwise stop at pass 3 of 45.
+    Drawn from the committed tables (4 passes) and again without their last pass, it
+    differs."""
+    import pandas as pd
+
+    source = RESULTS / "quick-cpu" / "cnn_cifar10"
+    drawn = {}
+    for case in ("all", "cut"):
+        folder = tmp_path / case / "cnn_cifar10"
+        shutil.copytree(source, folder, ignore=shutil.ignore_patterns("*.png", "*.pdf", "runs"))
+        curves = pd.read_csv(folder / "curves.csv")
+        assert curves["epoch"].max() == 4 and (folder / "config.json").read_text().count(
+            '"max_epoch": 3') == 1
+        if case == "cut":
+            curves[curves["epoch"] < 4].to_csv(folder / "curves.csv", index=False)
+        assert main(["plot", "--out", str(folder.parent)]) == 0
+        drawn[case] = hash((folder / "curves.png").read_bytes())
+    assert drawn["all"] != drawn["cut"], "the curves figure stops at plot.max_epoch"

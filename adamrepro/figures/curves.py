@@ -165,8 +165,6 @@ def draw(folder: Path, tables: Tables | None = None,
     panels = [(ax_cost, y), *zip(ax_tests, tests, strict=True)]
     for _, chosen in in_config_order(best, meta).iterrows():
         runs = curves[curves["point_id"] == chosen["point_id"]]
-        if plot_cfg.get("max_epoch") is not None:
-            runs = runs[runs["epoch"] <= plot_cfg["max_epoch"]]
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         for ax, column in panels:
             shown = runs.dropna(subset=[column.name])
