@@ -141,6 +141,15 @@ def figure_title(fig, *lines: str, fontsize: float = 10) -> None:
     fig.suptitle(fitted(fig.get_figwidth(), *lines, fontsize=fontsize), fontsize=fontsize)
 
 
+def legend_below(fig, ax) -> None:
+    """The methods' legend under the panels, in rows of 3, rather than inside one of them,
+    where it hid curves (a figure with `layout="constrained"` makes room for it)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 3),
+                   frameon=False, handlelength=HANDLE_LENGTH)
+
+
 def save_figure(fig, folder: Path, stem: str) -> list[Path]:
     """Write <folder>/<stem>.png and .pdf through temporary names. (A `Figure` made without
     pyplot belongs to no figure manager: nothing to close, and garbage collected.)"""
@@ -160,7 +169,7 @@ def draw(folder: Path, tables: Tables | None = None,
     plot_cfg = meta["config"]["plot"]
     y, tests = column_of(meta, plot_cfg["y"]), test_columns(meta)
     palette = colors(best["optimizer"])
-    fig = Figure(figsize=(5.2 * (1 + len(tests)), 4.2))
+    fig = Figure(figsize=(5.2 * (1 + len(tests)), 4.8), layout="constrained")
     ax_cost, *ax_tests = fig.subplots(1, 1 + len(tests))
     panels = [(ax_cost, y), *zip(ax_tests, tests, strict=True)]
     for _, chosen in in_config_order(best, meta).iterrows():
@@ -183,9 +192,8 @@ def draw(folder: Path, tables: Tables | None = None,
         for ax, column in panels:
             if column.metric == y.metric:
                 ax.set_yscale("log")
-    ax_cost.legend(frameon=False, handlelength=HANDLE_LENGTH)
+    legend_below(fig, ax_cost)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
                  how_chosen(best, plot_cfg["band"]))
-    fig.tight_layout()
     return save_figure(fig, folder, "curves")

@@ -11,13 +11,13 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from adamrepro.figures.curves import (
-    HANDLE_LENGTH,
     axis_label,
     band,
     few_points,
     figure_title,
     how_chosen,
     in_config_order,
+    legend_below,
     legend_label,
     run_tag,
     save_figure,
@@ -41,7 +41,7 @@ def draw(folder: Path, tables: Tables | None = None,
     steps_path = Path(folder) / "steps.csv"
     steps = read_table(steps_path) if steps_path.exists() else None
     palette = colors(best["optimizer"])
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_early, ax_all = fig.subplots(1, 2)
     for _, chosen in in_config_order(best, meta).iterrows():
         line = style(chosen["optimizer"], variant_of(chosen), palette)
@@ -69,9 +69,8 @@ def draw(folder: Path, tables: Tables | None = None,
     ax_all.set_title("every pass", fontsize=10)
     if plot_cfg["logy"]:
         ax_all.set_yscale("log")
-    ax_early.legend(frameon=False, handlelength=HANDLE_LENGTH)
+    legend_below(fig, ax_early)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
                  how_chosen(best, plot_cfg["band"]))
-    fig.tight_layout()
     return save_figure(fig, folder, "early_and_all")
