@@ -466,6 +466,9 @@ class TrainingState:
         self.eval_noise = eval_noise
         self.order_generators = (train_pass.order.generators
                                  if isinstance(train_pass, MinibatchPass) else [])
+        # what a save writes besides the optimizer's state: measured once, not every pass
+        self.model_bytes = sum(t.numel() * t.element_size()
+                               for t in model.state_dict().values())
 
     def state(self) -> dict:
         return {
@@ -486,9 +489,6 @@ class TrainingState:
         set_generator_state(self.eval_noise, saved["eval_noise"])
         if isinstance(self.train_pass, SubfunctionPass):
             self.train_pass.evaluations = saved["evaluations"]
-
-    def model_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
 
 
 def train_group(
@@ -580,7 +580,7 @@ def train_group(
             if checkpoint.too_slow(epoch, training.epochs, last_pass, epoch - first + 1):
                 raise TooSlow(training.epochs - epoch, last_pass, checkpoint.budget.left())
             stop = checkpoint.stop(epoch, training.epochs, last_pass,
-                                   save_seconds(state.model_bytes() + memory[0], saved_in))
+                                   save_seconds(state.model_bytes + memory[0], saved_in))
             if stop or checkpoint.due(epoch, training.epochs):
                 began = time.perf_counter()
                 checkpoint.save({"key": key, "epoch": epoch, **state.state(),
