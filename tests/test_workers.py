@@ -210,7 +210,10 @@ def test_ctrl_c_while_starting_is_one_line(stage, said, tmp_path, data_dir):
                                     None)
     else:
         code, stderr = _interrupted([sys.executable, "-m", "adamrepro", *arguments], stage)
-    assert code == 130, stderr
+    # 130, or death by SIGINT itself, which a shell reports as 130 too: once in a loaded
+    # clean-clone CI (2026-12-02) the process said its line and then died by the signal
+    # (returncode -2), which no rerun here reproduced; what a user sees is the same.
+    assert code in (130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
     assert stderr.startswith(said), stderr
     assert not out.exists()
