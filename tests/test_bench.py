@@ -54,7 +54,14 @@ def test_bench_smoke_writes_json_and_csv(tmp_path, data_dir):
     assert result["peak"]["flops_per_s"] > 0
     assert result["memory_kind"].startswith("peak_rss")
     assert not result["reference_subset"]["extrapolated"]
-    assert result["check"]["passed"] is True and result["check"]["compared_values"] > 0
+    check = result["check"]
+    assert check["passed"] is True and check["timed_curves"]["compared_values"] > 0
+    # logistic regression is convex: its whole float32 curves are judged, beside float64
+    assert check["timed_curves"]["judged"] and check["timed_curves"]["dtype"] == "float32"
+    prefix = check["float64_prefix"]
+    assert prefix["passed"] and prefix["runs"] == grid_runs and prefix["passes"] == 2
+    assert prefix["compared_values"] == grid_runs * 8  # 3 records x 3 losses, less pass 0's
+    assert prefix["max_relative_difference"] < 1e-12
     assert "TFLOP" in result["flops_summary"] or "GFLOP" in result["flops_summary"]
 
     table = pd.read_csv(tmp_path / "bench" / "logreg_mnist-cpu-smoke.csv")
@@ -74,8 +81,29 @@ def test_bench_reference_subset_is_extrapolated_and_said(tmp_path, data_dir):
     subset = result["reference_subset"]
     assert subset["extrapolated"] and subset["passes_per_run"] == 1
     assert f"ran {groups} of {result['grid']['runs']} runs for 1 of 2 passes" in subset["note"]
-    assert result["check"]["passed"] is True  # compared where both ran: pass 0 and 1
-    assert result["check"]["compared_values"] == groups * 5  # 2 passes x 3 losses, less NaN
+    check = result["check"]
+    assert check["passed"] is True  # compared where both ran: pass 0 and 1
+    assert check["timed_curves"]["compared_values"] == groups * 5  # 2 x 3 losses, less NaN
+    assert check["float64_prefix"]["runs"] == groups  # the float64 check follows the subset
+
+
+def test_the_float64_check_sees_a_reference_on_other_minibatches(data_dir):
+    """The check that judges a network: with the reference's copy of the training set moved
+    by one row (each minibatch then differs from the batched one in its examples), the float64
+    curves of Fig. 2b's MLP differ far beyond rounding; with the same copy they are equal."""
+    from adamrepro.bench.timing import identity_check
+    from adamrepro.runner.executors import load_data
+
+    exp = load_experiment(resolve_config_arg("mlp_sfo")).at_scale("smoke")
+    groups = [g for g in plan(exp) if g.resolved.capabilities.batchable and g.size > 1][:1]
+    data = load_data(exp, data_dir, torch.device("cpu"))
+    same = identity_check(exp, groups, data, data, 2)
+    assert same["passed"] and same["runs"] == 2 and same["max_relative_difference"] < 1e-12
+    moved = TensorDataset({k: torch.roll(v, 1, 0) for k, v in data.train.items()},
+                          data.test, data.num_classes)
+    other = identity_check(exp, groups, data, moved, 2)
+    assert not other["passed"] and other["mismatches"]
+    assert other["max_relative_difference"] > 1e-4
 
 
 def _smoke():

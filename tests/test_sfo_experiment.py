@@ -69,6 +69,10 @@ def test_bench_times_the_batchable_methods_and_names_the_others(data_dir):
     assert result["not_timed"] == ["sfo", "sfo+dropout", "sfo+memory"]
     assert result["grid"]["runs"] == 8  # adam alone (4) and adam+batched (4)
     assert result["check"]["passed"]
+    # an MLP is not convex: float64 judges it, its float32 curves are reported alone
+    assert result["check"]["float64_prefix"]["passed"]
+    assert result["check"]["float64_prefix"]["runs"] == 8
+    assert not result["check"]["timed_curves"]["judged"]
 
 
 def test_adam_alone_traces_the_same_curves_as_batched(data_dir):

@@ -2,8 +2,8 @@
 
 Prints one row per implementation and the ratio of their speeds, and writes
 <out>/bench/<experiment>-<device>-<scale>.json (everything, with provenance) and .csv (the
-rows). Exit status 1 when the two traced different curves: a speed-up on different curves
-means nothing.
+rows). Exit status 1 when the two train different curves (`curves_check` in bench/timing.py):
+a speed-up on different curves means nothing.
 """
 
 from __future__ import annotations
@@ -152,12 +152,18 @@ def _report(result: dict, console) -> None:
     if check["passed"] is None:
         console.print(f"curves not compared: {check['skipped']}")
     else:
-        verdict = "same curves" if check["passed"] else "DIFFERENT CURVES"
-        console.print(f"{verdict}: {check['compared_values']} losses compared, max relative "
-                      f"difference {check['max_relative_difference']:.1e} "
-                      f"(rtol {check['rtol']:g}, atol {check['atol']:g})")
-        for line in check["mismatches"]:
-            console.print(f"  {line}")
+        console.print("same curves:" if check["passed"] else "DIFFERENT CURVES:")
+        prefix, timed = check["float64_prefix"], check["timed_curves"]
+        steps = prefix["steps_per_pass"]
+        console.print(f"  float64, {prefix['runs']} run(s) x {prefix['passes']} passes of "
+                      f"{steps} step{'' if steps == 1 else 's'}: {_compared(prefix)}, "
+                      f"{'equal' if prefix['passed'] else 'DIFFERENT'}")
+        judged = ((", equal" if timed["passed"] else ", DIFFERENT") if timed["judged"] else
+                  "; not judged: a network amplifies rounding along training")
+        console.print(f"  the timed {timed['dtype']} curves: {_compared(timed)}{judged}")
+        for part in (prefix, timed) if timed["judged"] else (prefix,):
+            for line in part["mismatches"]:
+                console.print(f"    {line}")
     load = result["machine_load"]
     if load["load_average_before"] > load["cpu_count"] / 2:
         # Other processes held cores: with several threads, every parallel op then waits for
@@ -166,6 +172,12 @@ def _report(result: dict, console) -> None:
                       f"{load['load_average_before']:.1f} on {load['cpu_count']} cores); "
                       "timings are noisy, --threads 1 suffers less from it")
     console.print(result["flops_summary"])
+
+
+def _compared(part: dict) -> str:
+    return (f"{part['compared_values']} losses compared, max relative difference "
+            f"{part['max_relative_difference']:.1e} (rtol {part['rtol']:g}, "
+            f"atol {part['atol']:g})")
 
 
 def _table(result: dict):
