@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adamrepro.bench.timing import synchronize
+from adamrepro.bench.machine import synchronize
 from adamrepro.data import mnist
 from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError

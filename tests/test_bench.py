@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from adamrepro.bench.timing import FlopCount, experiment_flops, flop_count, flops_sentence
+from adamrepro.bench.flops import FlopCount, experiment_flops, flop_count, flops_sentence
 from adamrepro.cli import main
 from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.base import TensorDataset
@@ -91,7 +91,7 @@ def test_the_float64_check_sees_a_reference_on_other_minibatches(data_dir):
     """The check that judges a network: with the reference's copy of the training set moved
     by one row (each minibatch then differs from the batched one in its examples), the float64
     curves of Fig. 2b's MLP differ far beyond rounding; with the same copy they are equal."""
-    from adamrepro.bench.timing import identity_check
+    from adamrepro.bench.same_curves import identity_check
     from adamrepro.runner.executors import load_data
 
     exp = load_experiment(resolve_config_arg("mlp_sfo")).at_scale("smoke")

@@ -273,11 +273,11 @@ def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):
 
 CUDA = torch.device("cuda")
 # Float32 on a GPU: fused (Triton) and eager kernels round differently, ~1e-6 relative
-# after these few steps; 1e-4 (bench/timing.py's CHECK_RTOL) is still 4x below what
+# after these few steps; 1e-4 (bench/same_curves.py's CHECK_RTOL) is still 4x below what
 # another minibatch order moves after 2 passes.
 CUDA_RTOL, CUDA_ATOL = 1e-4, 1e-6
 # Not the accuracies: one test image whose logits are that close flips a whole percent
-# (as bench/timing.py's CHECK_METRICS leaves them out).
+# (as bench/same_curves.py's CHECK_METRICS leaves them out).
 CUDA_COLUMNS = [c.name for c in CLASSIFIER.columns() if not c.percent] + ["max_step_ratio"]
 
 

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from adamrepro.bench.timing import CHECK_ATOL, CHECK_RTOL, hardware_name, synchronize
+from adamrepro.bench.machine import hardware_name, synchronize
+from adamrepro.bench.same_curves import CHECK_ATOL, CHECK_RTOL
 from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError

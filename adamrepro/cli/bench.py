@@ -2,7 +2,7 @@
 
 Prints one row per implementation and the ratio of their speeds, and writes
 <out>/bench/<experiment>-<device>-<scale>.json (everything, with provenance) and .csv (the
-rows). Exit status 1 when the two train different curves (`curves_check` in bench/timing.py):
+rows). Exit status 1 when the two train different curves (bench/same_curves.py):
 a speed-up on different curves means nothing.
 """
 
@@ -54,7 +54,7 @@ def bench(
     """Time the batched runner and the straightforward PyTorch loop on the same grid."""
     from rich.console import Console
 
-    from adamrepro.bench.timing import experiment_flops, flops_sentence
+    from adamrepro.bench.flops import experiment_flops, flops_sentence
     from adamrepro.cli.run import without_data_check
     from adamrepro.data.download import default_data_dir
     from adamrepro.results.store import atomic_write
@@ -104,7 +104,9 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from adamrepro.bench.timing import experiment_flops, flops_sentence, hardware_name, run_bench
+    from adamrepro.bench.flops import experiment_flops, flops_sentence
+    from adamrepro.bench.machine import hardware_name
+    from adamrepro.bench.timing import run_bench
     from adamrepro.provenance import provenance
 
     cores = os.cpu_count() or 1
