@@ -161,7 +161,7 @@ def _report(result: dict, console) -> None:
                       f"{steps} step{'' if steps == 1 else 's'}: {_compared(prefix)}, "
                       f"{'equal' if prefix['passed'] else 'DIFFERENT'}")
         judged = ((", equal" if timed["passed"] else ", DIFFERENT") if timed["judged"] else
-                  "; not judged: a network amplifies rounding along training")
+                  f"; not judged: {timed['not_judged']}")
         console.print(f"  the timed {timed['dtype']} curves: {_compared(timed)}{judged}")
         for part in (prefix, timed) if timed["judged"] else (prefix,):
             for line in part["mismatches"]:
