@@ -106,17 +106,21 @@ def test_the_float64_check_sees_a_reference_on_other_minibatches(data_dir):
     assert other["max_relative_difference"] > 1e-4
 
 
-def test_timed_curves_in_bf16_are_reported_not_judged(data_dir):
-    """The reference loop computes in full float32: against bf16 batched runs the timed curves
-    of a convex model differ by bf16's rounding, so they are reported, and the float64 check
-    (which trains both in float64) decides."""
-    from adamrepro.bench.timing import run_bench
-    from adamrepro.config import with_precision
-    from adamrepro.runner.executors import load_data
-
-    exp = with_precision(_smoke().with_epochs(1), "bf16", "test")
-    data = load_data(exp, data_dir, torch.device("cpu"))
-    check = run_bench(exp, "smoke", data, torch.device("cpu"), reference_runs=1)["check"]
+def test_timed_curves_in_bf16_are_reported_not_judged(tmp_path, data_dir):
+    """`bench --precision bf16`: the reference loop computes in full float32, so against bf16
+    batched runs the timed curves of a convex model differ by bf16's rounding; they are
+    reported, and the float64 check (which trains both in float64) decides. The files are the
+    precision's own, beside the fp32 bench's."""
+    argv = ["bench", "logreg_mnist", "--device", "cpu", "--scale", "smoke", "--out",
+            str(tmp_path), "--data-dir", str(data_dir), "--quiet", "--threads", "1",
+            "--precision", "bf16", "--passes", "1", "--reference-runs", "1"]
+    assert main(argv) == 0
+    assert not (tmp_path / "bench" / "logreg_mnist-cpu-smoke.json").exists()
+    result = json.loads((tmp_path / "bench" / "logreg_mnist-cpu-smoke-bf16.json").read_text())
+    assert result["precision"] == "bf16"
+    table = pd.read_csv(tmp_path / "bench" / "logreg_mnist-cpu-smoke-bf16.csv")
+    assert set(table["precision"]) == {"bf16"}
+    check = result["check"]
     timed = check["timed_curves"]
     assert not timed["judged"] and "bf16" in timed["not_judged"]
     assert not timed["passed"]  # bf16 moves the losses beyond float32's tolerance

@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
-from adamrepro.cli.run import DeviceChoice, Scale
-from adamrepro.config import load_experiment, resolve_config_arg
+from adamrepro.cli.run import DeviceChoice, PrecisionChoice, Scale
+from adamrepro.config import load_experiment, resolve_config_arg, with_precision
 from adamrepro.errors import UserError
 
 
@@ -47,6 +47,10 @@ def bench(
     flops_only: Annotated[bool, typer.Option(
         help="Only print the experiment's FLOP count at this scale (the README's figure).")
     ] = False,
+    precision: Annotated[PrecisionChoice | None, typer.Option(
+        help="training.precision of the batched runs (default: the config's); the reference "
+             "loop computes in fp32. Writes <experiment>-<device>-<scale>-<precision>.*")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     unverified_data: Annotated[bool, typer.Option(
         help="Read data files whose checksum differs from the official one.")] = False,
@@ -66,6 +70,8 @@ def bench(
         if unverified_data:
             exp = without_data_check(exp)
         exp = exp.at_scale(scale.value)
+        if precision is not None:
+            exp = with_precision(exp, precision.value, "--precision")
         _check_reference(exp)
         if passes is not None and passes < exp.training.epochs:
             exp = exp.with_epochs(passes)
@@ -78,7 +84,9 @@ def bench(
         result = _bench(exp, scale.value, data, target, reference_runs, reference_passes,
                         console, quiet, parse_workers(workers))
     _report(result, console)
-    stem = Path(out) / "bench" / f"{exp.name}-{target.type}-{scale.value}"
+    # a reduced precision gets files of its own beside the fp32 bench of the same grid
+    reduced = "" if exp.training.precision == "fp32" else f"-{exp.training.precision}"
+    stem = Path(out) / "bench" / f"{exp.name}-{target.type}-{scale.value}{reduced}"
     atomic_write(stem.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     atomic_write(stem.with_suffix(".csv"), _csv(result))
     console.print(f"wrote {stem}.json, {stem}.csv")
@@ -208,7 +216,8 @@ def _csv(result: dict) -> str:
 
     meta = {"experiment": result["experiment"], "scale": result["scale"],
             "device": result["device"], "hardware": result["hardware"],
-            "dtype": result["dtype"], "threads": result["threads"], "ratio": result["ratio"],
+            "dtype": result["dtype"], "precision": result["precision"],
+            "threads": result["threads"], "ratio": result["ratio"],
             "peak_flops_per_s": result["peak"]["flops_per_s"],
             "memory_kind": result["memory_kind"],
             "reference_extrapolated": result["reference_subset"]["extrapolated"],
