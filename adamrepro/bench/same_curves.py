@@ -82,24 +82,26 @@ def compare_curves(exp: Experiment, batched: dict[str, RunCurve],
             "mismatches": mismatches[:10]}
 
 
-def float64_prefix(exp: Experiment, data: TensorDataset) -> tuple[Experiment, TensorDataset]:
-    """`exp` in float64 for IDENTITY_PASSES passes, and the first IDENTITY_STEPS minibatches
-    of its training set (and as many test examples): the float64 check's workload."""
-    training = exp.training.model_copy(update={
-        "dtype": "float64", "precision": "fp32", "epochs": IDENTITY_PASSES})
-    size = IDENTITY_STEPS * exp.training.batch_size
-    small = TensorDataset({k: v[:size] for k, v in data.train.items()},
-                          {k: v[:size] for k, v in data.test.items()}, data.num_classes)
-    return exp.model_copy(update={"training": training}), small
+def in_float64(exp: Experiment) -> Experiment:
+    """`exp` in float64 for IDENTITY_PASSES passes: the float64 check's training."""
+    return exp.model_copy(update={"training": exp.training.model_copy(update={
+        "dtype": "float64", "precision": "fp32", "epochs": IDENTITY_PASSES})})
+
+
+def head(data: TensorDataset, size: int) -> TensorDataset:
+    """The first `size` examples of each split: the float64 check's data."""
+    return TensorDataset({k: v[:size] for k, v in data.train.items()},
+                         {k: v[:size] for k, v in data.test.items()}, data.num_classes)
 
 
 def identity_check(exp: Experiment, groups: list[Group], data: TensorDataset,
                    host: TensorDataset, reference_runs: int | None) -> dict:
-    """Batched against reference in float64 on a short prefix (IDENTITY_STEPS), for the
-    first `reference_runs` runs of every group in `groups` (those that draw no noise): what
-    decides whether the two compute the same training."""
-    exp64, small = float64_prefix(exp, data)
-    host_small = float64_prefix(exp, host)[1]
+    """Batched against reference in float64 on the first IDENTITY_STEPS minibatches (and as
+    many test examples), for the first `reference_runs` runs of every group in `groups`
+    (those that draw no noise): what decides whether the two compute the same training."""
+    exp64 = in_float64(exp)
+    size = IDENTITY_STEPS * exp.training.batch_size
+    small, host_small = head(data, size), head(host, size)
     batched, reference = {}, {}
     for group in groups:
         curves = train_group(exp64, group, small)
@@ -135,12 +137,12 @@ def curves_check(exp: Experiment, groups: list[Group], data: TensorDataset,
     reads `host`): the float64 check on a short prefix always, and the timed curves where the
     model is convex and both compute in full precision; otherwise their difference is
     reported, not judged."""
-    clean = clean_runs(groups)
-    if not clean:
+    clean_groups = [g for g in groups if not draws_noise(g)]
+    if not clean_groups:
         return {"passed": None, "skipped": "the model draws noise in training (dropout "
                 "masks, a VAE's ε): batched and sequential runs cannot draw the same noise, "
                 "so their curves differ by it"}
-    clean_groups = [g for g in groups if g.runs[0].run_id in clean]
+    clean = clean_runs(clean_groups)
     float64 = identity_check(exp, clean_groups, data, host, reference_runs)
     timed = compare_curves(exp, batched, {
         run_id: curve for run_id, curve in reference.items() if run_id in clean})
