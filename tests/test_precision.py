@@ -311,6 +311,7 @@ def test_compare_measures_deviation_and_seed_spread(results, cli):
     code, out, err = cli("compare", results / "fp32", results / "bf16")
     assert code == 0, err
     assert "bf16 against fp32" in out and "within the seed spread for" in out
+    assert "bit for bit" not in out  # bf16 moves every curve
     table = pd.read_csv(results / "bf16" / "compare" / "logreg_mnist.csv")
     best = pd.read_csv(results / "fp32" / "logreg_mnist" / "best.csv")
     assert sorted(table["method"]) == sorted(best["method"])
@@ -334,11 +335,12 @@ def test_compare_measures_deviation_and_seed_spread(results, cli):
         assert (row["base_precision"], row["other_precision"]) == ("fp32", "bf16")
         assert f"lr={float(lr)!r}" in row["point"]
     # a folder against itself: nothing moves
-    code, _, err = cli("compare", results / "fp32", results / "fp32", "--out",
+    code, out, err = cli("compare", results / "fp32", results / "fp32", "--out",
                        results / "self")
     assert code == 0, err
     itself = pd.read_csv(results / "self" / "logreg_mnist.csv")
     assert (itself["deviation"] == 0).all() and (itself["verdict"] == "within").all()
+    assert f"identical, bit for bit, for {len(itself)};" in out
 
 
 def test_compare_on_the_cpu_names_tf32_as_it_ran(results, cli):
@@ -347,6 +349,8 @@ def test_compare_on_the_cpu_names_tf32_as_it_ran(results, cli):
     table = pd.read_csv(results / "tf32" / "compare" / "logreg_mnist.csv")
     assert set(table["other_precision"]) == {"tf32 (as fp32)"}
     assert (table["deviation"] == 0).all()
+    methods = len(table)
+    assert f"for {methods} of {methods} methods; identical, bit for bit, for {methods};" in out
 
 
 @pytest.mark.parametrize("case", ["missing-base", "empty-other", "unknown-experiment",

@@ -55,7 +55,11 @@ def compare(
                           row["verdict"])
         console.print(table)
         within = int((rows["verdict"] == "within").sum())
+        # A deviation of exactly 0 is worth its own words: re-running committed results to
+        # check them should say "bit for bit", not only "within the seed spread".
+        identical = int((rows["deviation"] == 0).sum())
+        same = (f"; identical, bit for bit, for {identical}" if identical else "")
         path = folder / f"{comparison.experiment}.csv"
         atomic_write(path, comparison_frame(comparison).to_csv(index=False))
         typer.echo(f"{comparison.experiment}: {comparison.other_precision} within the seed "
-                   f"spread for {within} of {len(rows)} methods; wrote {path}")
+                   f"spread for {within} of {len(rows)} methods{same}; wrote {path}")
