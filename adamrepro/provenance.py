@@ -40,14 +40,43 @@ def commit_of(root: Path) -> str:
         return "unknown"
 
 
+@cache
+def cpu_name() -> str:
+    """The CPU as far as its rounding goes: 'AMD EPYC (family 26 model 2, AVX512)'.
+
+    Float32 curves are bitwise the same only on the same kind of CPU: the same code trained
+    logreg_mnist's paper-scale runs on 2026-12-02 and again on 2026-12-03 on two hosts both
+    named 'AMD EPYC', and the curves differed by up to 1e-6 relative from the first
+    evaluation on. The family and model (from /proc/cpuinfo, Linux) tell such hosts apart;
+    torch's CPU capability names the vector kernels it dispatches to. Elsewhere the
+    architecture stands in for the model name."""
+    import torch
+
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+            if not line.strip():  # the first processor's block is enough
+                break
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    details = [f"family {fields['cpu family']} model {fields['model']}"
+               if "cpu family" in fields and "model" in fields else platform.machine(),
+               torch.backends.cpu.get_cpu_capability()]
+    return f"{name} ({', '.join(d for d in details if d)})"
+
+
 def device_name(device: torch.device, workers: int = 1) -> str:
-    """The GPU's name; on a CPU its architecture and how the groups trained: this process's
-    threads, or `workers` worker processes of one thread each (runner/executors.py)."""
+    """The GPU's name; on a CPU its name (`cpu_name`) and how the groups trained: this
+    process's threads, or `workers` worker processes of one thread each
+    (runner/executors.py)."""
     import torch
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_name()
     if workers > 1:
         return f"cpu: {cpu} x{workers} worker processes of 1 thread"
     return f"cpu: {cpu} x{torch.get_num_threads()} threads"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from adamrepro.provenance import cpu_name
+
 
 def measure_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> dict:
     """Best-of-`repeats` speed of one large square matmul in `dtype`: the ceiling that
@@ -30,18 +32,11 @@ def measure_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 
 
 
 def hardware_name(device: torch.device) -> str:
-    """'NVIDIA H100 80GB HBM3' or 'AMD EPYC, 2 cores, 2 threads in use'."""
+    """'NVIDIA H100 80GB HBM3' or 'AMD EPYC (family 26 model 2, AVX512), 2 cores, 2 threads
+    in use'."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} threads in use"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads in use"
 
 
 def synchronize(device: torch.device) -> None:
