@@ -89,7 +89,10 @@ class TrainingSpec(Frozen):
     # The training step's objective (forward and backward) through torch.compile.
     compile_model: bool = False
     # Convolutions on channels-last (NHWC) activations; no effect on a model without any.
-    channels_last: bool = False
+    # auto: on a CPU, where oneDNN's NHWC grouped convolutions are 1.3-2.3x faster than its
+    # NCHW ones (Fig. 3's CNN at quick scale: 247 -> 120 s), off on a GPU until measured
+    # there (README, "Kernels"); runner/group.py's `channels_last_on` resolves it.
+    channels_last: Literal["auto"] | bool = "auto"
 
 
 class SelectionSpec(Frozen):

@@ -1,13 +1,14 @@
 """Do the kernel switches pay? Times `training.compile_optimizer`, `compile_model` and
-`channels_last` (each alone, then all together) against the default loop on one batched
-group of each experiment, and checks that every variant traced the default's step losses
-(adamrepro/bench/kernels.py says how). Prints a table per experiment with the machine and
-writes <out>/kernels/<experiment>-<device>-<scale>.csv (one row per variant).
+`channels_last` (each alone, then all together) against the plain loop (every switch off)
+on one batched group of each experiment, and checks that every variant traced the plain
+loop's step losses (adamrepro/bench/kernels.py says how). Prints a table per experiment
+with the machine and writes <out>/kernels/<experiment>-<device>-<scale>.csv (one row per
+variant).
 
     PYTHONPATH=. python scripts/bench_kernels.py logreg_mnist mlp cnn_cifar10 \\
         --device cuda --scale paper --steps 100 --unverified-data
 
-Exit status 1 when a variant's losses differ from the default's beyond float rounding, or a
+Exit status 1 when a variant's losses differ from the plain loop's beyond float rounding, or a
 variant fails (its error is printed; the others are still timed).
 """
 
@@ -50,8 +51,8 @@ def report(result: dict) -> None:
               f"{spread:>15} {row['speedup']:>8.2f}x {row['max_relative_difference']:>14.1e} "
               f"{row['rounding_floor']:>9.1e} {row['of_allowed']:>10.2f}  "
               f"{'same' if row['same_losses'] else 'DIFFERENT'}")
-    print("max rel. diff: of any step's loss from the default's; rounding: the same for the "
-          "default with every weight one float step off before every step; of allowed: the "
+    print("max rel. diff: of any step's loss from the plain loop's; rounding: the same for "
+          "the plain loop with every weight one float step off before every step; of allowed: the "
           f"largest difference over its allowance, max({result['rows'][0]['rtol']:g}, 10x "
           f"rounding) run by run (<= 1: same)")
     for name, error in result["failed"].items():

@@ -29,7 +29,12 @@ from adamrepro.metrics import CLASSIFIER
 from adamrepro.models.cnn import CNN, Options
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, GroupCheckpoint
 from adamrepro.runner.executors import load_data
-from adamrepro.runner.group import build_model, minibatch_training, train_group
+from adamrepro.runner.group import (
+    build_model,
+    channels_last_on,
+    minibatch_training,
+    train_group,
+)
 from adamrepro.runner.plan import _config_dump, config_digest, plan
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,16 +131,19 @@ def test_compiled_model_alone_traces_the_eager_curves(mnist):
                        "compiled model")
 
 
-def test_compiled_full_width_cnn_has_the_eager_gradients(cifar):
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_compiled_full_width_cnn_has_the_eager_gradients(cifar, channels_last):
     """Fig. 3's CNN as its adam group trains it (4 runs, minibatch 128, every width) in
     float32, one step. With inductor's automatic channels-last layout (its default), torch
-    2.13.0 gave every convolution of this group a zero gradient, and other shapes wrong ones
-    (1e-3 relative at 2 runs and 16 hidden units, none at minibatch 8); compile_model turns
-    that layout off (compiling.py). One backward in float32 rounds to ~1e-6 relative: rtol
-    1e-4 is loose enough for rounding and fails on either error."""
+    2.13.0 gave every convolution of this group a zero gradient on NCHW activations, and
+    other shapes wrong ones (1e-3 relative at 2 runs and 16 hidden units, none at minibatch
+    8); compile_model turns that layout off (compiling.py). On NHWC activations (the CPU's
+    default, `channels_last: auto`) the layout is ours already. One backward in float32
+    rounds to ~1e-6 relative: rtol 1e-4 is loose enough for rounding and fails on either
+    error."""
     gradients = []
     for switches in ({}, {"compile_model": True}):
-        exp = cnn_experiment(1, 0.0, "float32", **switches)
+        exp = cnn_experiment(1, 0.0, "float32", channels_last=channels_last, **switches)
         exp = exp.model_copy(update={
             "model": {"name": "cnn"},
             "methods": {"adam": exp.methods["adam"].model_copy(update={
@@ -156,15 +164,31 @@ def test_compiled_full_width_cnn_has_the_eager_gradients(cifar):
 
 @pytest.mark.parametrize("seeds,input_dropout", [(1, 0.0), (2, 0.2)],
                          ids=["shared-input", "own-inputs-dropout"])
-def test_channels_last_traces_the_default_curves(cifar, seeds, input_dropout):
+def test_channels_last_traces_the_nchw_curves(cifar, seeds, input_dropout):
     """One seed: every run sees the same images (the first convolution is a dense one);
     two seeds and input dropout: each run its own (grouped convolutions throughout)."""
-    default = cnn_experiment(seeds, input_dropout)
+    nchw = cnn_experiment(seeds, input_dropout, channels_last=False)
     nhwc = cnn_experiment(seeds, input_dropout, channels_last=True)
-    (group,) = plan(default)
-    expected = train_group(default, group, cifar)
+    (group,) = plan(nchw)
+    expected = train_group(nchw, group, cifar)
     assert_same_curves(train_group(nhwc, group, cifar), expected, "channels_last")
     assert expected[0].rows[-1]["train_loss_full"] < expected[0].rows[0]["train_loss_full"]
+
+
+def test_channels_last_is_on_by_default_on_a_cpu_only(cifar):
+    """`auto` (the default) is NHWC on a CPU, where it pays, and NCHW on a GPU until a GPU
+    measures it; a config that names true or false gets it on either device."""
+    auto = cnn_experiment(1, 0.0)
+    assert auto.training.channels_last == "auto"
+    (group,) = plan(auto)
+    assert build_model(auto, group, cifar, torch.device("cpu")).channels_last is True
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # a device name needs no GPU
+    assert (channels_last_on(auto.training, cpu), channels_last_on(auto.training, cuda)) == (
+        True, False)
+    for value in (True, False):
+        training = cnn_experiment(1, 0.0, channels_last=value).training
+        assert channels_last_on(training, cpu) is value
+        assert channels_last_on(training, cuda) is value
 
 
 def test_channels_last_puts_every_convolution_on_nhwc_activations():
@@ -259,8 +283,8 @@ def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):
     logreg = pd.read_csv(tmp_path / "kernels" / "logreg_mnist-cpu-smoke.csv")
     cnn = pd.read_csv(tmp_path / "kernels" / "cnn_cifar10-cpu-smoke.csv")
     # channels_last only where there are convolutions; no CUDA-graph row on a CPU
-    assert list(logreg["variant"]) == ["default", "compile_optimizer"]
-    assert list(cnn["variant"]) == ["default", "compile_optimizer", "channels_last"]
+    assert list(logreg["variant"]) == ["plain", "compile_optimizer"]
+    assert list(cnn["variant"]) == ["plain", "compile_optimizer", "channels_last"]
     for frame in (logreg, cnn):
         assert frame["same_losses"].all()
         assert (frame["step_ms"] > 0).all() and (frame["warmup_seconds"] > 0).all()
@@ -295,11 +319,11 @@ def test_compiled_step_under_cuda_graphs_traces_the_eager_curves(data_dir):
 
 
 @pytest.mark.cuda
-def test_channels_last_on_a_gpu_traces_the_default_curves(data_dir):
+def test_channels_last_on_a_gpu_traces_the_nchw_curves(data_dir):
     """cuDNN convolves float32 in TF32 by default (torch.backends.cudnn.allow_tf32), whose
     10-bit mantissa would let NCHW and NHWC algorithms differ by ~1e-3: the comparison is
     made in full float32, where only the layout can differ."""
-    default = cnn_experiment(2, 0.2, "float32")
+    default = cnn_experiment(2, 0.2, "float32", channels_last=False)
     data = load_data(default, data_dir, CUDA)
     (group,) = plan(default)
     tf32 = torch.backends.cudnn.allow_tf32

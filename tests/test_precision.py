@@ -353,6 +353,26 @@ def test_compare_on_the_cpu_names_tf32_as_it_ran(results, cli):
     assert f"for {methods} of {methods} methods; identical, bit for bit, for {methods};" in out
 
 
+def test_compare_accepts_other_kernel_switches_and_names_them(results, cli, tmp_path):
+    """A folder written with a kernel switch set otherwise (the committed results, made
+    before `channels_last: auto`, say false) computes the same runs up to rounding: compare
+    measures them, and says which switch differs."""
+    other = tmp_path / "nchw"
+    shutil.copytree(results / "fp32" / "logreg_mnist", other / "logreg_mnist")
+    path = other / "logreg_mnist" / "config.json"
+    meta = json.loads(path.read_text())
+    assert meta["config"]["training"]["channels_last"] == "auto"
+    meta["config"]["training"]["channels_last"] = False
+    path.write_text(json.dumps(meta))
+    code, out, err = cli("compare", results / "fp32", other)
+    assert code == 0, err
+    assert "fp32, channels_last off within the seed spread" in out
+    table = pd.read_csv(other / "compare" / "logreg_mnist.csv")
+    assert set(table["base_switches"]) == {"channels_last auto"}
+    assert set(table["other_switches"]) == {"channels_last off"}
+    assert (table["deviation"] == 0).all()  # the same curves, copied
+
+
 @pytest.mark.parametrize("case", ["missing-base", "empty-other", "unknown-experiment",
                                   "one-seed", "unmatched-seed", "other-config",
                                   "unknown-metric"])

@@ -2,20 +2,22 @@
 
 Every variant trains the same group (one method's first group at the chosen scale) on the
 same data from the same initial weights, minibatch order and dropout draws, with one set
-of switches (`VARIANTS`) on; the first is the default loop (CUDA graphs on a GPU, as
-`adamrepro run` trains). Each variant first takes `warmup` steps, timed apart: they hold
-torch.compile's compilation, the CUDA graph's capture and the allocator's first requests.
-Then, `repeats` times in turn, every variant takes `steps` steps, timed alone (after
-`torch.cuda.synchronize()` on a GPU, with CUDA events), so that a change in the machine's
-load hits every variant alike; a variant's step time is the median over its blocks.
+of switches (`VARIANTS`) on and the others off; the first, `plain`, has every switch off
+(CUDA graphs on a GPU, as `adamrepro run` trains; on a CPU `run` also takes channels_last
+for a CNN, `training.channels_last: auto`). Each variant first takes `warmup` steps, timed
+apart: they hold torch.compile's compilation, the CUDA graph's capture and the allocator's
+first requests. Then, `repeats` times in turn, every variant takes `steps` steps, timed
+alone (after `torch.cuda.synchronize()` on a GPU, with CUDA events), so that a change in
+the machine's load hits every variant alike; a variant's step time is the median over its
+blocks.
 
 Every step's minibatch loss of every run is kept on the device and compared with the
-default's at the end: a switch that changes more than float rounding would show. How far
+plain loop's at the end: a switch that changes more than float rounding would show. How far
 rounding alone moves the losses depends on the training: Adam's first steps move every
 weight by about ±lr whatever the size of its gradient, so a gradient that rounding moves
 across zero moves its weight by a whole step, and in float32 a CNN's losses drift apart by
 1e-4 within ten steps. So the check is calibrated on this very group: a control
-(`nudged`), the default loop with every weight moved one float step (one ulp) up or down
+(`nudged`), the plain loop with every weight moved one float step (one ulp) up or down
 before every step, shows what rounding differences at every step grow to in each run; a
 variant passes when each run stays within max(CHECK_RTOL, NUDGE_FACTOR x that run's
 control difference so far).
@@ -41,10 +43,12 @@ from adamrepro.models import MODELS
 from adamrepro.runner.group import GraphedStep, build_model, minibatch_training, step_sizes
 from adamrepro.runner.plan import Group, plan
 
-# name -> the training settings it sets (the default first); "no_cuda_graphs" is the
-# default loop with CUDA graphs off (GPU only), to show what the graphs already buy.
+# name -> the switches it turns on, every other one off (the plain loop first);
+# "no_cuda_graphs" is the plain loop with CUDA graphs off (GPU only), to show what the graphs
+# already buy.
+SWITCHES_OFF = {"compile_optimizer": False, "compile_model": False, "channels_last": False}
 VARIANTS: dict[str, dict] = {
-    "default": {},
+    "plain": {},
     "no_cuda_graphs": {},
     "compile_optimizer": {"compile_optimizer": True},
     "compile_model": {"compile_model": True},
@@ -60,7 +64,7 @@ def applicable(names: list[str], group: Group, device: torch.device) -> list[str
     keep = []
     for name in names:
         if name == "no_cuda_graphs" and device.type != "cuda":
-            continue  # no graphs off a GPU: the same as the default
+            continue  # no graphs off a GPU: the same as the plain loop
         if name == "channels_last" and not convolutional:
             continue
         keep.append(name)
@@ -76,10 +80,10 @@ NUDGE_FACTOR = 10.0
 
 
 def variant_experiment(exp: Experiment, name: str) -> Experiment:
-    """`exp` with the variant's switches set (channels_last does nothing without
-    convolutions, so `all_switches` sets it everywhere)."""
+    """`exp` with the variant's switches on and the others off (channels_last does nothing
+    without convolutions, so `all_switches` sets it everywhere)."""
     return exp.model_copy(update={"training": exp.training.model_copy(
-        update=VARIANTS[name])})
+        update={**SWITCHES_OFF, **VARIANTS[name]})})
 
 
 @dataclass
@@ -157,27 +161,27 @@ def timed(device: torch.device, work: Callable[[], None]) -> float:
     return time.perf_counter() - begin
 
 
-def relative_gap(losses: Tensor, default: Tensor) -> Tensor:
-    """(steps, G) |losses − default| / |default|; 0 where both are not finite, inf where
+def relative_gap(losses: Tensor, plain: Tensor) -> Tensor:
+    """(steps, G) |losses − plain| / |plain|; 0 where both are not finite, inf where
     only one is."""
-    gap = (losses - default).abs() / default.abs().clamp_min(1e-300)
-    finite = torch.isfinite(losses), torch.isfinite(default)
+    gap = (losses - plain).abs() / plain.abs().clamp_min(1e-300)
+    finite = torch.isfinite(losses), torch.isfinite(plain)
     gap = torch.where(finite[0] & finite[1], gap, torch.inf)
     return torch.where(~finite[0] & ~finite[1], 0.0, gap)
 
 
-def compare(losses: Tensor, default: Tensor, control: Tensor, dtype: str) -> dict:
-    """A variant's (steps, G) step losses against the default's: the largest relative
+def compare(losses: Tensor, plain: Tensor, control: Tensor, dtype: str) -> dict:
+    """A variant's (steps, G) step losses against the plain loop's: the largest relative
     difference, and whether every run's every step lies within max(CHECK_RTOL,
     NUDGE_FACTOR x the largest relative difference of that run in the rounding `control` up
     to that step), + CHECK_ATOL. Per run: in a grid, the largest step size is often the one
     whose rounding grows (Fig. 2a at lr 3e-3: 7e-2 after 100 steps, 1e-4 at lr 1e-3)."""
     rtol, atol = CHECK_RTOL[dtype], CHECK_ATOL[dtype]
-    gap = relative_gap(losses, default)
-    floor = torch.cummax(relative_gap(control, default), 0).values
+    gap = relative_gap(losses, plain)
+    floor = torch.cummax(relative_gap(control, plain), 0).values
     allowed = torch.clamp(NUDGE_FACTOR * floor, min=rtol)
     # each difference as a fraction of what it is allowed: <= 1 passes
-    used = (losses - default).abs() / (atol + allowed * default.abs())
+    used = (losses - plain).abs() / (atol + allowed * plain.abs())
     used = torch.where(gap == 0, 0.0, torch.nan_to_num(used, nan=torch.inf))
     return {"max_relative_difference": float(gap.max()) if gap.numel() else 0.0,
             "rounding_floor": float(floor[-1].max()) if floor.numel() else 0.0,
@@ -210,7 +214,7 @@ def bench_kernels(exp: Experiment, data: TensorDataset, device: torch.device,
     group = pick_group(exp, method)
     # the CUDA graph is captured after its eager warm-up steps: all of it before the timing
     warmup = max(warmup, GraphedStep.WARMUP + 1)
-    names = applicable(["default", *(n for n in names if n != "default")], group, device)
+    names = applicable(["plain", *(n for n in names if n != "plain")], group, device)
     load_before = os.getloadavg()[0]
     steppers, warmup_seconds, failed = {}, {}, {}
     for name in names:
@@ -220,7 +224,7 @@ def bench_kernels(exp: Experiment, data: TensorDataset, device: torch.device,
                               cuda_graphs=name != "no_cuda_graphs")
             warmup_seconds[name] = timed(device, lambda s=stepper: s.run(warmup))
         except Exception as err:  # a switch that fails here: say so and time the others
-            if name == "default":
+            if name == "plain":
                 raise
             failed[name] = f"{type(err).__name__}: {err}"[:500]
             continue
@@ -232,10 +236,11 @@ def bench_kernels(exp: Experiment, data: TensorDataset, device: torch.device,
             blocks[name].append(timed(device, lambda s=steppers[name]: s.run(steps)))
     losses = {name: stepper.all_losses() for name, stepper in steppers.items()}
     on_variant("rounding control")
-    control = Stepper(exp, group, data, cuda_graphs=True, nudged=True)
+    control = Stepper(variant_experiment(exp, "plain"), group, data, cuda_graphs=True,
+                      nudged=True)
     control.run(warmup + repeats * steps)
     control_losses = control.all_losses()
-    default_ms = 1e3 * _median(blocks["default"]) / steps
+    plain_ms = 1e3 * _median(blocks["plain"]) / steps
     rows = []
     for name in names:
         step_ms = 1e3 * _median(blocks[name]) / steps
@@ -243,8 +248,8 @@ def bench_kernels(exp: Experiment, data: TensorDataset, device: torch.device,
             "variant": name, "warmup_seconds": warmup_seconds[name], "step_ms": step_ms,
             "step_ms_min": 1e3 * min(blocks[name]) / steps,
             "step_ms_max": 1e3 * max(blocks[name]) / steps,
-            "speedup": default_ms / step_ms,
-            **compare(losses[name], losses["default"], control_losses, exp.training.dtype)})
+            "speedup": plain_ms / step_ms,
+            **compare(losses[name], losses["plain"], control_losses, exp.training.dtype)})
     return {
         "experiment": exp.name, "method": group.method, "group_size": group.size,
         "device": device.type, "hardware": hardware_name(device),

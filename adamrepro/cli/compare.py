@@ -42,8 +42,9 @@ def compare(
         typer.echo(f"note: {note}")
     for comparison in comparisons:
         rows = comparison.rows
+        other, base = comparison.setting("other"), comparison.setting("base")
         table = Table(title=f"{comparison.experiment}: {comparison.metric}, "
-                            f"{comparison.other_precision} against {comparison.base_precision}")
+                            f"{other} against {base}")
         for column in ("method", "point", "seeds", "passes", "deviation (pass)",
                        "seed spread (pass)", "verdict"):
             table.add_column(column, justify="right" if column in ("seeds", "passes")
@@ -61,5 +62,5 @@ def compare(
         same = (f"; identical, bit for bit, for {identical}" if identical else "")
         path = folder / f"{comparison.experiment}.csv"
         atomic_write(path, comparison_frame(comparison).to_csv(index=False))
-        typer.echo(f"{comparison.experiment}: {comparison.other_precision} within the seed "
+        typer.echo(f"{comparison.experiment}: {other} within the seed "
                    f"spread for {within} of {len(rows)} methods{same}; wrote {path}")

@@ -1,7 +1,8 @@
 """How far one results folder's curves move from another's, against the spread between seeds.
 
 Made to measure `training.precision` (the same config at fp32 and at tf32 or bf16), but it
-compares any two folders written by one config (two devices, two torch versions). For each
+compares any two folders written by one config (two devices, two torch versions), or by
+one config with its kernel switches set otherwise (`training.channels_last`, ...). For each
 experiment present in both BASE and OTHER:
 
 - the runs compared are those BASE selected (best.csv: every seed of each method's selected
@@ -40,7 +41,12 @@ from adamrepro.results.store import read_results, variant_of
 VERDICTS = ("within", "beyond")
 # Config keys that may differ between the two folders: what is being compared, the number
 # of seeds (OTHER may hold more), and the title.
-MAY_DIFFER = (("training", "precision"), ("seeds",), ("title",))
+# Config keys that may differ between the two folders: what is being compared (the
+# precision, or a kernel switch, which moves the curves by rounding alone: README,
+# "Kernels"), the number of seeds (OTHER may hold more), and the title.
+SWITCHES = ("compile_optimizer", "compile_model", "channels_last")
+MAY_DIFFER = (("training", "precision"), *(("training", name) for name in SWITCHES),
+              ("seeds",), ("title",))
 
 
 @dataclass
@@ -52,9 +58,20 @@ class Comparison:
     rows: pd.DataFrame
     base_precision: str
     other_precision: str
+    # the kernel switches that differ between the two configs, as each side set them
+    # ("channels_last off"), or "" where none does
+    base_switches: str = ""
+    other_switches: str = ""
     notes: list[str] = field(default_factory=list)
     # where each side's curves came from: commit, torch version, device (curves.csv's columns)
     provenance: dict[str, str] = field(default_factory=dict)
+
+    def setting(self, side: str) -> str:
+        """What one side (`base` or `other`) ran: its precision, and the kernel switches
+        that differ from the other side's ("fp32, channels_last off")."""
+        switches = getattr(self, f"{side}_switches")
+        precision = getattr(self, f"{side}_precision")
+        return f"{precision}, {switches}" if switches else precision
 
 
 def experiments_in(folder: Path) -> list[str]:
@@ -134,6 +151,7 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
     frame = pd.DataFrame(rows)
     return Comparison(base.name, metric, frame, _precision(base_curves, config),
                       _precision(other_curves, other_meta["config"]),
+                      *_switches(config, other_meta["config"]),
                       provenance={**_provenance(base_curves, "base"),
                                   **_provenance(other_curves, "other")})
 
@@ -248,6 +266,19 @@ def _precision(curves: pd.DataFrame, config: dict) -> str:
     return configured
 
 
+def _switches(base: dict, other: dict) -> tuple[str, str]:
+    """The kernel switches the two configs set differently, as text for each side
+    ("channels_last off"; `auto` as written, the device column says where it ran)."""
+    def text(value) -> str:
+        return {True: "on", False: "off"}.get(value, str(value))
+
+    training = base.get("training", {}), other.get("training", {})
+    differ = [name for name in SWITCHES
+              if training[0].get(name, False) != training[1].get(name, False)]
+    return tuple(", ".join(f"{name} {text(side.get(name, False))}" for name in differ)
+                 for side in training)
+
+
 def _check_same_config(base: Path, other: Path, base_meta: dict, other_meta: dict) -> None:
     if base_meta.get("scale") != other_meta.get("scale"):
         raise UserError(f"{base} holds {base_meta.get('scale')}-scale results and {other} "
@@ -290,4 +321,6 @@ def comparison_frame(comparison: Comparison) -> pd.DataFrame:
     both sides' curves came from."""
     return comparison.rows.assign(base_precision=comparison.base_precision,
                                   other_precision=comparison.other_precision,
+                                  base_switches=comparison.base_switches,
+                                  other_switches=comparison.other_switches,
                                   **comparison.provenance)

@@ -74,8 +74,16 @@ def build_model(exp: Experiment, group: Group, data: TensorDataset, device: torc
     model = cls(opts, data.feature_shape, data.num_classes, group.seeds).to(device, dtype)
     model.generator = group_generator(model.noise_identity(group.noise_id), device,
                                       TRAIN_NOISE)
-    model.channels_last = exp.training.channels_last
+    model.channels_last = channels_last_on(exp.training, device)
     return model
+
+
+def channels_last_on(training: TrainingSpec, device: torch.device) -> bool:
+    """`training.channels_last` on this device: `auto` is on a CPU only, where NHWC pays
+    (config.py says by how much); a GPU keeps NCHW until measured there."""
+    if training.channels_last == "auto":
+        return device.type == "cpu"
+    return training.channels_last
 
 
 def build_optimizer(group: Group, params: list[Tensor], dtype: torch.dtype,
