@@ -191,6 +191,38 @@ def test_channels_last_is_on_by_default_on_a_cpu_only(cifar):
         assert channels_last_on(training, cuda) is value
 
 
+@pytest.mark.parametrize("runs,widths", [(4, (3, 16)), (4, (16, 32)), (12, (3, 16)),
+                                         (4, (64, 64))], ids=["q1", "q3", "q1x12", "paper2"])
+def test_channels_last_convolutions_are_as_accurate_as_nchw(runs, widths):
+    """`auto` makes NHWC the CPU's default, so its float32 kernels must round as finely as
+    the NCHW ones: a grouped 5x5 convolution (the quick and paper widths), output and both
+    gradients, against float64. Measured here 1.2e-7 to 3.1e-6 NCHW and 1.6e-7 to 8.1e-7
+    NHWC; a kernel that traded accuracy would be far off (one rounding its operands to
+    bfloat16: 2.9e-3)."""
+    generator = torch.Generator().manual_seed(0)
+    cin, cout = widths
+    x = torch.randn(32, runs * cin, 32, 32, dtype=torch.float64, generator=generator)
+    w = torch.randn(runs * cout, cin, 5, 5, dtype=torch.float64, generator=generator)
+    w *= (2 / (cin * 25)) ** 0.5
+    g = torch.randn(32, runs * cout, 32, 32, dtype=torch.float64, generator=generator)
+
+    def convolve(dtype, nhwc):
+        xs = x.to(dtype).clone(memory_format=torch.channels_last if nhwc
+                               else torch.contiguous_format).requires_grad_()
+        ws = w.to(dtype).clone().requires_grad_()
+        y = torch.nn.functional.conv2d(xs, ws, padding=2, groups=runs)
+        y.backward(g.to(dtype))
+        assert y.is_contiguous(memory_format=torch.channels_last) == nhwc
+        return [t.detach().double() for t in (y, xs.grad, ws.grad)]
+
+    exact = convolve(torch.float64, False)
+    errors = {nhwc: [float((a - e).norm() / e.norm()) for a, e in
+                     zip(convolve(torch.float32, nhwc), exact, strict=True)]
+              for nhwc in (False, True)}
+    for nchw_error, nhwc_error in zip(errors[False], errors[True], strict=True):
+        assert nhwc_error < 1e-5 and nhwc_error <= 10 * max(nchw_error, 1e-7), errors
+
+
 def test_channels_last_puts_every_convolution_on_nhwc_activations():
     opts = Options(conv_channels=[4, 4, 8], hidden=16)
     model = CNN(opts, (3, 32, 32), 10, seeds=[0, 1]).double()
