@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 
-from adamrepro.bench.kernels import compare
+from adamrepro.bench.kernels import compare, float64_check, variant_experiment
 from adamrepro.config import parse_experiment
 from adamrepro.metrics import CLASSIFIER
 from adamrepro.models.cnn import CNN, Options
@@ -295,6 +295,23 @@ def test_the_loss_check_tells_rounding_from_a_difference():
     assert compare(late_in_run_0, losses, one_drifts, "float32")["same_losses"]
 
 
+def test_the_float64_check_tells_a_switch_from_other_arithmetic(cifar):
+    """The same arithmetic in another order (channels_last) agrees in float64 over the
+    check's steps; another minibatch size, with dropout masks drawn alike, does not."""
+    exp = cnn_experiment(2, 0.2)
+    (group,) = plan(exp)
+    halved = exp.model_copy(update={"training": exp.training.model_copy(
+        update={"batch_size": 32})})
+    checks = float64_check({"plain": variant_experiment(exp, "plain"),
+                            "channels_last": variant_experiment(exp, "channels_last"),
+                            "halved": halved}, group, cifar)
+    assert checks["plain"]["float64_max_relative_difference"] == 0
+    assert checks["channels_last"]["float64_same"]
+    assert 0 < checks["channels_last"]["float64_max_relative_difference"] < 1e-12
+    assert not checks["halved"]["float64_same"]
+    assert checks["halved"]["float64_max_relative_difference"] > 1e-4
+
+
 def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):
     """On the CPU at smoke scale, a few steps: the rows, the machine and the loss check. The
     CNN is Fig. 3's config with narrow layers (any config serves; the full one takes ~3 s a
@@ -318,7 +335,11 @@ def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):
     assert list(logreg["variant"]) == ["plain", "compile_optimizer"]
     assert list(cnn["variant"]) == ["plain", "compile_optimizer", "channels_last"]
     for frame in (logreg, cnn):
-        assert frame["same_losses"].all()
+        assert frame["same_losses"].all() and (frame["verdict"] == "same").all()
+        assert frame["float64_same"].all() and (frame["float64_steps"] == 8).all()
+        # the float64 check ran: the plain loop against itself is exact, a switch is not
+        assert frame["float64_max_relative_difference"].iloc[0] == 0
+        assert (frame["float64_max_relative_difference"].iloc[1:] < 1e-9).all()
         assert (frame["step_ms"] > 0).all() and (frame["warmup_seconds"] > 0).all()
         assert (frame["threads"] == 1).all() and (frame["device"] == "cpu").all()
         for column in ("hardware", "torch_version", "load_average_before", "commit", "date",
