@@ -39,8 +39,6 @@ from adamrepro.errors import UserError
 from adamrepro.results.store import read_results, variant_of
 
 VERDICTS = ("within", "beyond")
-# Config keys that may differ between the two folders: what is being compared, the number
-# of seeds (OTHER may hold more), and the title.
 # Config keys that may differ between the two folders: what is being compared (the
 # precision, or a kernel switch, which moves the curves by rounding alone: README,
 # "Kernels"), the number of seeds (OTHER may hold more), and the title.
