@@ -63,6 +63,9 @@ def report(result: dict) -> None:
           f"float32 kernel bug: the size tells); DIFFERENT (float64 differs)")
     for name, error in result["failed"].items():
         print(f"{name}: FAILED ({error})")
+    for row in result["rows"]:
+        if row.get("float64_error"):
+            print(f"{row['variant']}: the float64 check FAILED ({row['float64_error']})")
 
 
 def main(argv: list[str] | None = None) -> int:

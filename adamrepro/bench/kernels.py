@@ -291,14 +291,22 @@ def float64_check(variants: dict[str, Experiment], group: Group,
     """Each variant's (name -> its experiment) first FLOAT64_STEPS step losses in float64
     against those of `plain`, one of them (the same weights, minibatches and masks: both draw
     them in float64)."""
-    losses = {}
-    for name, exp in variants.items():
-        stepper = Stepper(in_float64(exp), group, data, cuda_graphs=name != "no_cuda_graphs")
-        stepper.run(FLOAT64_STEPS)
-        losses[name] = stepper.all_losses()
+    losses, checks = {}, {}
     rtol, atol = CHECK_RTOL["float64"], CHECK_ATOL["float64"]
-    checks = {}
-    for name in variants:
+    for name, exp in variants.items():
+        try:
+            stepper = Stepper(in_float64(exp), group, data,
+                              cuda_graphs=name != "no_cuda_graphs")
+            stepper.run(FLOAT64_STEPS)
+        except Exception as err:  # a switch that cannot train in float64: say so, go on
+            if name == "plain":
+                raise
+            checks[name] = {"float64_max_relative_difference": math.nan,
+                            "float64_same": False, "float64_rtol": rtol,
+                            "float64_error": f"{type(err).__name__}: {err}"[:500]}
+            continue
+        losses[name] = stepper.all_losses()
+    for name in losses:
         gap = relative_gap(losses[name], losses["plain"])
         checks[name] = {
             "float64_max_relative_difference": float(gap.max()) if gap.numel() else 0.0,
@@ -309,7 +317,10 @@ def float64_check(variants: dict[str, Experiment], group: Group,
 
 
 def verdict(row: dict) -> str:
-    """`same`, `float32 only` or `DIFFERENT` (the module docstring says what each means)."""
+    """`same`, `float32 only` or `DIFFERENT` (the module docstring says what each means), or
+    `float64 failed` where the variant could not train in float64 (its error is recorded)."""
+    if row.get("float64_error"):
+        return "float64 failed"
     if not row["float64_same"]:
         return "DIFFERENT"
     return "same" if row["same_losses"] else "float32 only"
