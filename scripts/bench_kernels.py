@@ -30,6 +30,7 @@ from adamrepro.errors import UserError
 from adamrepro.provenance import provenance
 from adamrepro.results.store import atomic_write
 from adamrepro.runner.executors import load_data
+from adamrepro.runner.host_memory import keep_freed_memory
 from adamrepro.runner.sweep import resolve_device
 
 
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         device = resolve_device(args.device)
+        keep_freed_memory(device)  # as `adamrepro run` trains on a CPU
         # every config checked before any is timed: a typo costs nothing, writes nothing
         experiments = [load_experiment(resolve_config_arg(name)) for name in args.experiments]
         return run(args, device, experiments)

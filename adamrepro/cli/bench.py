@@ -63,6 +63,7 @@ def bench(
     from adamrepro.data.download import default_data_dir
     from adamrepro.results.store import atomic_write
     from adamrepro.runner.executors import load_data, parse_workers, torch_threads
+    from adamrepro.runner.host_memory import keep_freed_memory
     from adamrepro.runner.sweep import resolve_device
 
     with torch_threads(threads):
@@ -76,6 +77,7 @@ def bench(
         if passes is not None and passes < exp.training.epochs:
             exp = exp.with_epochs(passes)
         target = resolve_device(device.value)
+        keep_freed_memory(target)  # for both sides alike: the batched runs and the loop
         data = load_data(exp, data_dir or default_data_dir(), target)
         console = Console(width=None if Console().is_terminal else 160)
         if flops_only:

@@ -41,6 +41,7 @@ from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import resolve
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, TooSlow
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, RunCurve, train_group
+from adamrepro.runner.host_memory import keep_freed_memory
 from adamrepro.runner.plan import Group, halves
 
 OnPass = Callable[[Group, int], None]
@@ -176,7 +177,9 @@ class LocalExecutor:
         self.data = None
 
     def prepare(self, exp: Experiment) -> None:
-        """Load the data now, so missing data fails before anything is written."""
+        """Load the data now, so missing data fails before anything is written; on a CPU,
+        keep freed memory for the next step (host_memory.py; forked workers inherit it)."""
+        keep_freed_memory(self.device)
         self.data = load_data(exp, self.data_dir, self.device)
 
     def width(self) -> int:
@@ -373,6 +376,7 @@ def _attempt_remote(exp_json: str, group: Group, data_dir: str, device: str,
         return Outcome(stopped=0)
     exp = Experiment.model_validate_json(exp_json)
     target = torch.device("cuda" if device == "cuda" and torch.cuda.is_available() else "cpu")
+    keep_freed_memory(target)
     return attempt(exp, group, load_data(exp, Path(data_dir), target), checkpoints)
 
 
