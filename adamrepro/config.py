@@ -95,6 +95,12 @@ class TrainingSpec(Frozen):
     channels_last: Literal["auto"] | bool = "auto"
 
 
+# The settings above that choose how a step is computed, never what: not part of a run's
+# identity (runner/plan.py), free to differ between folders `compare` measures
+# (results/compare.py), and timed one by one by scripts/bench_kernels.py.
+KERNEL_SWITCHES = ("compile_optimizer", "compile_model", "channels_last")
+
+
 class SelectionSpec(Frozen):
     """Which run of a method's grid is 'best': the best mean over seeds of `metric` (lowest,
     or highest for a metric declared higher-is-better), a run's value being the metric at the

@@ -49,7 +49,7 @@ from torch import Tensor
 
 from adamrepro.bench.machine import hardware_name, synchronize
 from adamrepro.bench.same_curves import CHECK_ATOL, CHECK_RTOL, in_float64
-from adamrepro.config import Experiment
+from adamrepro.config import KERNEL_SWITCHES, Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
 from adamrepro.models import MODELS
@@ -59,7 +59,7 @@ from adamrepro.runner.plan import Group, plan
 # name -> the switches it turns on, every other one off (the plain loop first);
 # "no_cuda_graphs" is the plain loop with CUDA graphs off (GPU only), to show what the graphs
 # already buy.
-SWITCHES_OFF = {"compile_optimizer": False, "compile_model": False, "channels_last": False}
+SWITCHES_OFF = dict.fromkeys(KERNEL_SWITCHES, False)
 VARIANTS: dict[str, dict] = {
     "plain": {},
     "no_cuda_graphs": {},

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adamrepro.config import KERNEL_SWITCHES
 from adamrepro.errors import UserError
 from adamrepro.results.store import read_results, variant_of
 
@@ -42,8 +43,7 @@ VERDICTS = ("within", "beyond")
 # Config keys that may differ between the two folders: what is being compared (the
 # precision, or a kernel switch, which moves the curves by rounding alone: README,
 # "Kernels"), the number of seeds (OTHER may hold more), and the title.
-SWITCHES = ("compile_optimizer", "compile_model", "channels_last")
-MAY_DIFFER = (("training", "precision"), *(("training", name) for name in SWITCHES),
+MAY_DIFFER = (("training", "precision"), *(("training", name) for name in KERNEL_SWITCHES),
               ("seeds",), ("title",))
 
 
@@ -271,7 +271,7 @@ def _switches(base: dict, other: dict) -> tuple[str, str]:
         return {True: "on", False: "off"}.get(value, str(value))
 
     training = base.get("training", {}), other.get("training", {})
-    differ = [name for name in SWITCHES
+    differ = [name for name in KERNEL_SWITCHES
               if training[0].get(name, False) != training[1].get(name, False)]
     return tuple(", ".join(f"{name} {text(side.get(name, False))}" for name in differ)
                  for side in training)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from adamrepro.config import Experiment
+from adamrepro.config import KERNEL_SWITCHES, Experiment
 from adamrepro.hparams import is_numeric
 from adamrepro.models import MODELS
 from adamrepro.optim import OPTIMIZERS
@@ -27,8 +27,7 @@ from adamrepro.optim.resolve import Resolved, resolve
 # `checkpoint_every`), only how runs are grouped (`max_group_size`, a memory cap), or how a
 # step is computed (the kernel switches: float rounding alone, as the device does, which
 # does not enter run ids either; tests/test_kernels.py bounds the difference).
-NOT_IDENTITY = {"save_params", "checkpoint_every", "max_group_size", "compile_optimizer",
-                "compile_model", "channels_last"}
+NOT_IDENTITY = {"save_params", "checkpoint_every", "max_group_size", *KERNEL_SWITCHES}
 
 
 def training_identity(exp: Experiment) -> dict[str, Any]:
