@@ -11,6 +11,7 @@ unsplit.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -433,3 +434,55 @@ def test_a_sweep_cut_off_before_its_tables_still_owns_its_folder(tmp_path, cli, 
     assert code == 0
     assert not any(path.exists() for path in left)
     assert not (folder / ".sweep-owner.json").exists()  # config.json says it now
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def _dry_run_total(text: str) -> dict[str, int]:
+    """The numbers of `run --dry-run`'s total row."""
+    total = next(line.split() for line in text.splitlines() if line.split()[:1] == ["total"])
+    runs, finished, left, groups, run_passes = map(int, total[1:])
+    return {"runs": runs, "finished": finished, "left": left, "groups": groups,
+            "run_passes": run_passes}
+
+
+def test_a_dry_run_says_what_a_budget_left_and_writes_nothing(tmp_path, cli, data_dir):
+    """`run --dry-run` counts what the next command trains as the budget's own message
+    does (the passes a checkpoint holds not counted), writes nothing, and is refused where
+    the command would be."""
+    config = _config(tmp_path)
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir,
+            "--out", tmp_path / "out")
+    folder = tmp_path / "out" / "logreg_mnist"
+    code, text, _ = cli(*args, "--dry-run")
+    assert code == 0 and not (tmp_path / "out").exists(), text
+    groups = len(plan(load_experiment(config).at_scale("smoke")))
+    assert _dry_run_total(text)["groups"] == groups and "nothing left" not in text
+    for _ in range(4):  # one pass a command: a group checkpointed, then one finished
+        code, said, _ = cli(*args, "--time-budget", "0")
+        assert code == 3, said
+        before = _files(folder)
+        code, text, _ = cli(*args, "--dry-run")
+        assert code == 0 and _files(folder) == before, text
+        runs, groups_left, run_passes = map(int, re.search(
+            r"(\d+) runs? in (\d+) groups? remains? \((\d+) run-passes\)", said).groups())
+        total = _dry_run_total(text)
+        assert (total["left"], total["groups"], total["run_passes"]) == (
+            runs, groups_left, run_passes), (said, text)
+        assert total["finished"] == len(list(folder.joinpath("runs").glob("*.json")))
+        assert ("resume from a checkpoint" in text) == any(folder.rglob("*.ckpt.pt"))
+        # a GPU's command (planned here, without one) resumes no checkpoint saved on a CPU
+        code, text, _ = cli(*args, "--dry-run", "--device", "cuda")
+        assert code == 0 and "resume from a checkpoint" not in text, text
+        assert (_dry_run_total(text)["run_passes"] > run_passes) == any(
+            folder.rglob("*.ckpt.pt"))
+    code, _, err = cli(*args[:3], "quick", *args[4:], "--dry-run")
+    assert code == 2 and "holds smoke-scale results" in err and "Traceback" not in err, err
+    while (code := cli(*args, "--time-budget", "0")[0]) == 3:
+        pass
+    code, text, _ = cli(*args, "--dry-run")
+    assert code == 0 and "nothing left to train" in text, text
+    assert _dry_run_total(text)["finished"] == _dry_run_total(text)["runs"]

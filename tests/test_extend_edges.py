@@ -164,3 +164,29 @@ def test_the_report_says_how_far_a_grid_was_extended(extended):
     out, _ = extended
     report = write_report(out)[0].read_text()
     assert "(grid extended: lr+" in report
+
+
+def test_a_dry_run_counts_the_rounds_the_stored_results_decided(extended, tmp_path, data_dir):
+    """Cut off after the grid and the first round, a dry run counts both rounds and the
+    next one's point (decided from the first's results) and says more may follow; on the
+    uninterrupted sweep it counts every run it trained and nothing left."""
+    from adamrepro.runner.preview import preview
+
+    cpu = torch.device("cpu")
+    before = preview(wrong_edge(3), "smoke", None, tmp_path, False, None, cpu)
+    assert before.extension_pending and before.extension_rounds == 0
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(wrong_edge(3), "smoke", None, tmp_path, Interrupted(data_dir, 2), quiet=True)
+    cut = preview(wrong_edge(3), "smoke", None, tmp_path, False, None, cpu)
+    stored = len(list((tmp_path / "logreg_mnist" / "runs").glob("*.json")))
+    [adam] = cut.methods
+    assert cut.extension_pending and cut.extension_rounds == 2
+    assert adam.finished == stored and adam.left == len(adam.groups_left) == 1
+    again = run_sweep(wrong_edge(3), "smoke", None, tmp_path, LocalExecutor(data_dir, cpu),
+                      quiet=True)
+    assert again["trained"] >= adam.left
+    whole = preview(wrong_edge(3), "smoke", None, extended[0], False, None, cpu)
+    [adam] = whole.methods
+    assert not whole.extension_pending and whole.runs_left == 0
+    assert adam.runs == adam.finished == extended[1]["trained"]
+    assert whole.extension_rounds == adam.runs - 2  # one point a round beyond the 2 of the grid

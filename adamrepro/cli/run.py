@@ -104,6 +104,9 @@ def run(
              "scale) selected, every seed, with no grid-edge extension: what "
              "'adamrepro compare FOLDER OUT' judges another setting (--precision, a device) "
              "on.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        help="Say what the command would train (per method: runs, finished, left, groups, "
+             "run-passes), read from --out alone: no data loaded, nothing written.")] = False,
 ) -> None:
     """Run one grid search per method; finished runs are skipped on a re-run."""
     started = time.time()  # the budget counts from here: loading the data takes part of it
@@ -112,7 +115,7 @@ def run(
     from adamrepro.optim.resolve import ENTRY_POINT_GROUP, shadowed
     from adamrepro.runner.checkpoint import Budget
     from adamrepro.runner.executors import make_executor, parse_workers
-    from adamrepro.runner.sweep import resolve_device, run_sweep
+    from adamrepro.runner.sweep import resolve_device, run_sweep, torch_device
 
     if split_to_fit and time_budget is None:
         raise UserError("--split-to-fit halves the groups that would not finish within "
@@ -127,7 +130,8 @@ def run(
         typer.echo(f"note: {', '.join(unused)}: built-in optimizer(s), not the entry point(s) "
                    f"of that name in group {ENTRY_POINT_GROUP!r}; register yours under "
                    f"another name")
-    target = resolve_device(device.value)
+    # a dry run may plan a GPU's command on a machine without one
+    target = torch_device(device.value) if dry_run else resolve_device(device.value)
     if base.training.precision == "tf32" and target.type != "cuda":
         typer.echo(f"note: training.precision tf32 runs as fp32 on {target.type} (no TF32 "
                    f"units there); the runs record precision fp32")
@@ -136,6 +140,12 @@ def run(
         typer.echo("note: SFO under bf16 overshoots: its curvature pairs are gradient "
                    "differences, which bfloat16 rounding swamps (10-100x its fp32 cost in its "
                    "first pass on MNIST; README, Precision). Its runs measure that, not SFO")
+    if dry_run:
+        from adamrepro.runner.preview import describe, preview
+
+        planned = preview(base, scale.value, seeds, out, force, only_selected, target)
+        typer.echo("\n".join(describe(planned)))
+        return
     runner = make_executor(executor.value, data_dir or default_data_dir(), target, address,
                            parse_workers(workers))
     start = time.perf_counter()

@@ -139,16 +139,34 @@ class GroupCheckpoint:
 
     def load(self, key: dict) -> dict | None:
         """The saved state, or None when there is none or it belongs to something else
-        (`key`: the group, the device type, the dtype)."""
-        if not self.path.exists():
-            return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception:  # a checkpoint from another torch or a damaged file: start over
-            return None
-        if state.get("format") != FORMAT or state.get("key") != key:
-            return None
-        return state
+        (`key`, `checkpoint_key`: the group, the device type, the dtype, the passes)."""
+        return _matching(self.path, key)
+
+
+def checkpoint_key(group_id: str, device: torch.device, training) -> dict:
+    """What a group's checkpoint must have been saved for to be resumed: the group, the
+    device type, the dtype and the number of passes (`training`: the config's settings)."""
+    return {"group_id": group_id, "device": device.type, "dtype": training.dtype,
+            "epochs": training.epochs}
+
+
+def _matching(path: Path, key: dict, mmap: bool = False) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception:  # a checkpoint from another torch or a damaged file: start over
+        return None
+    if state.get("format") != FORMAT or state.get("key") != key:
+        return None
+    return state
+
+
+def saved_pass(path: Path, key: dict) -> int | None:
+    """The pass the checkpoint at `path` reached, if the group `key` would resume from it
+    (else None). Memory-mapped: asking of SFO's 20 GB reads only the file's index."""
+    state = _matching(path, key, mmap=True)
+    return None if state is None else int(state["epoch"])
 
 
 # How fast a checkpoint is written before one has been timed (bytes/s): this project's disk,

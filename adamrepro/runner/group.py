@@ -41,6 +41,7 @@ from adamrepro.runner.checkpoint import (
     BudgetSpent,
     GroupCheckpoint,
     TooSlow,
+    checkpoint_key,
     generator_state,
     load_optimizer_state,
     optimizer_state,
@@ -555,8 +556,7 @@ def train_group(
             *(torch.as_tensor(measured[name], device=device).double().expand(G)
               for name in statistics)])
 
-    key = {"group_id": group.group_id, "device": device.type, "dtype": training.dtype,
-           "epochs": training.epochs}
+    key = checkpoint_key(group.group_id, device, training)
     saved = checkpoint.load(key) if checkpoint is not None else None
     saved_in: float | None = None  # how long the last save took
     if saved is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -41,12 +42,18 @@ from adamrepro.runner.plan import (
 from adamrepro.runner.precision import precision_of
 
 
-def resolve_device(name: str) -> torch.device:
+def torch_device(name: str) -> torch.device:
+    """--device as named (auto: CUDA where there is one), whether or not it is here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_device(name: str) -> torch.device:
+    """--device to train on: UserError if it is not here."""
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
-    return torch.device(name)
+    return torch_device(name)
 
 
 def _progress() -> Progress:
@@ -76,21 +83,8 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     results folder of the same config and scale), only each method's point selected there is
     trained, every seed, with no grid-edge extension (runner/only_selected.py).
     """
-    exp = base.at_scale(scale, seeds)
-    store = ResultStore(out, exp.name)
-    store.check_writable()
-    if only_selected is None:
-        groups = plan(exp)
-    else:
-        groups = [group for label, points in selected_points(exp, scale, only_selected).items()
-                  for group in method_groups(exp, label, points)]
-    def check_owner() -> None:
-        store.check_owner(base_digest(base), scale, force,
-                          {r.run_id for g in groups for r in g.runs},
-                          lambda curves: stored_extensions(exp, curves), only_selected,
-                          exp.training.precision)
-
-    check_owner()
+    exp, store, groups, check_owner = checked_plan(base, scale, seeds, out, force,
+                                                   only_selected)
     todo = left_to_train(groups, store)
     prepared = bool(todo)
     if todo:
@@ -132,6 +126,31 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
             remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
         return {"folder": store.root, "trained": trained, "selected": set(best["method"]),
                 "skipped": sum(g.size for g in groups) - trained}
+
+
+def checked_plan(base: Experiment, scale: str, seeds: int | None, out: Path, force: bool,
+                 only_selected: Path | None
+                 ) -> tuple[Experiment, ResultStore, list[Group], Callable[[], None]]:
+    """The experiment at `scale`, its results folder in `out`, the groups of its grid (or of
+    the points `only_selected` selected), and the check that the folder may take them (its
+    config and scale; UserError if not), made once here. Reads, writes nothing."""
+    exp = base.at_scale(scale, seeds)
+    store = ResultStore(out, exp.name)
+    store.check_writable()
+    if only_selected is None:
+        groups = plan(exp)
+    else:
+        groups = [group for label, points in selected_points(exp, scale, only_selected).items()
+                  for group in method_groups(exp, label, points)]
+
+    def check_owner() -> None:
+        store.check_owner(base_digest(base), scale, force,
+                          {r.run_id for g in groups for r in g.runs},
+                          lambda curves: stored_extensions(exp, curves), only_selected,
+                          exp.training.precision)
+
+    check_owner()
+    return exp, store, groups, check_owner
 
 
 def planned_records(store: ResultStore, groups: list[Group]) -> list[dict]:
@@ -182,19 +201,9 @@ def _extend_edges(exp: Experiment, scale: str, groups: list[Group], executor, st
     the groups of the added points, how many runs this command trained for them, and what
     remains if the time budget stopped it. The rounds are recomputed from the stored runs,
     so a resumed sweep retraces them."""
-    points = {label: method.points() for label, method in exp.methods.items()}
     added: list[Group] = []
-    trained, closed = 0, set()
-    while True:
-        records = planned_records(store, groups + added)
-        hparams_of = {r["point_id"]: r["hparams"] for r in records}
-        new = next_points(exp, _select(exp, records), hparams_of, points, steps, closed)
-        if not new:
-            return added, trained, None
-        round_groups = [g for label, pts in new.items()
-                        for g in method_groups(exp, label, pts)]
-        for label, pts in new.items():
-            points[label] = points[label] + pts
+    trained = 0
+    for round_groups in extension_rounds(exp, groups, store, steps):
         todo = left_to_train(round_groups, store)
         if todo:
             if not prepared:
@@ -204,6 +213,30 @@ def _extend_edges(exp: Experiment, scale: str, groups: list[Group], executor, st
             if stopped is not None:
                 return added, trained, stopped
             trained += sum(g.size for g in todo)
+        added += round_groups
+    return added, trained, None
+
+
+def extension_rounds(exp: Experiment, groups: list[Group], store: ResultStore,
+                     steps: Counter) -> Iterator[list[Group]]:
+    """The groups of each round of grid-edge extension, decided from the stored runs of
+    `groups` and of the rounds before (runner/extend.py; `steps` counts the points added
+    per edge). The caller stores a round's runs before it asks for the next: a round is
+    decided from the selection its predecessors' results make."""
+    points = {label: method.points() for label, method in exp.methods.items()}
+    added: list[Group] = []
+    closed: set = set()
+    while True:
+        records = planned_records(store, groups + added)
+        hparams_of = {r["point_id"]: r["hparams"] for r in records}
+        new = next_points(exp, _select(exp, records), hparams_of, points, steps, closed)
+        if not new:
+            return
+        round_groups = [g for label, pts in new.items()
+                        for g in method_groups(exp, label, pts)]
+        for label, pts in new.items():
+            points[label] = points[label] + pts
+        yield round_groups
         added += round_groups
 
 
