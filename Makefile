@@ -14,9 +14,10 @@ PRECISION ?=
 # More `adamrepro run` flags, e.g. RUN_FLAGS=--unverified-data for a re-encoded CIFAR-10
 # copy you trust (../shared/data's), or RUN_FLAGS="--time-budget 8"
 RUN_FLAGS ?=
-RUN = $(PYTHON) -m adamrepro run configs/$@.yaml --scale $(SCALE) --out $(OUT) --device $(DEVICE) $(DATA_FLAG) $(if $(PRECISION),--precision $(PRECISION)) $(RUN_FLAGS)
+RUN_OPTIONS = --scale $(SCALE) --out $(OUT) --device $(DEVICE) $(DATA_FLAG) $(if $(PRECISION),--precision $(PRECISION)) $(RUN_FLAGS)
+RUN = $(PYTHON) -m adamrepro run configs/$@.yaml $(RUN_OPTIONS)
 
-.PHONY: install test lint data plot report bench bench-gpu bench-kernels clean all $(EXPERIMENTS)
+.PHONY: install test lint data plan plot report bench bench-gpu bench-kernels clean all $(EXPERIMENTS)
 
 install:  ## editable install with the dev extras into the active environment
 	$(PYTHON) -m pip install -e '.[dev]'
@@ -40,6 +41,10 @@ $(EXPERIMENTS):  ## one target per config, e.g. make logreg_mnist SCALE=quick
 	$(RUN)
 
 all: $(EXPERIMENTS) plot report  ## every experiment, its figures and the report
+
+plan:  ## what `make all` would train, experiment by experiment (run --dry-run: nothing written)
+	@for name in $(EXPERIMENTS); do \
+		$(PYTHON) -m adamrepro run configs/$$name.yaml $(RUN_OPTIONS) --dry-run || exit $$?; done
 
 plot:
 	$(PYTHON) -m adamrepro plot --out $(OUT)
