@@ -112,6 +112,24 @@ def test_rerun_skips_finished_runs(smoke, cli, data_dir):
     assert [p.stat().st_mtime_ns for p in runs] == stamps
 
 
+def test_fewer_seeds_than_a_folder_holds_are_refused_more_are_added(tmp_path, cli,
+                                                                     data_dir):
+    """Tables written with fewer seeds than a folder holds would drop the others' curves
+    without a word: refused, the folder untouched; more seeds add to it."""
+    args = ("run", CONFIG, "--scale", "smoke", "--out", tmp_path, "--quiet", "--data-dir",
+            data_dir)
+    assert cli(*args, "--seeds", "2")[0] == 0
+    folder = tmp_path / "logreg_mnist"
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    for fewer in ((), ("--seeds", "1"), ("--seeds", "1", "--dry-run")):
+        code, _, err = cli(*args, *fewer)
+        assert code == 2 and "holds 2 seeds per grid point" in err and "--seeds 2" in err, err
+        assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
+    code, out, _ = cli(*args, "--seeds", "3")
+    assert code == 0 and out.startswith(f"trained {RUNS} runs, {2 * RUNS} already finished")
+    assert sorted(pd.read_csv(folder / "curves.csv")["seed"].unique()) == [0, 1, 2]
+
+
 def test_a_run_reused_under_another_label_is_shown_under_todays(smoke, cli, data_dir,
                                                                 tmp_path):
     """A run is its settings: a config that gives adagrad's settings another label (and a

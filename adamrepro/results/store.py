@@ -203,7 +203,8 @@ class ResultStore:
 
     def check_owner(self, digest: str, scale: str, force: bool, run_ids: set[str],
                     extensions: Callable[[pd.DataFrame], set[str]] = lambda curves: set(),
-                    only_selected: Path | None = None, precision: str = "fp32") -> None:
+                    only_selected: Path | None = None, precision: str = "fp32",
+                    seeds: int | None = None) -> None:
         """Refuse to mix into a folder written by a different config, or to replace its
         tables with another scale's (unless forced): a quick run must not silently
         overwrite paper-scale results. A config that differs only in what does not change
@@ -211,7 +212,8 @@ class ResultStore:
         every run of the folder's tables (`run_ids`, and the ids `extensions(curves)` gives
         the stored runs its grid-edge extension added) may write there. A run of the points
         `only_selected` selected (`run --only-selected`) may not write over a whole sweep's
-        tables: they would hold the selected points alone."""
+        tables: they would hold the selected points alone. Nor may a run of fewer `seeds`
+        than the tables hold (its tables would drop the others' curves), same config or not."""
         path = self.root / "config.json"
         if not path.exists():  # no sweep finished here: the one that started here, if any
             path = self.root / OWNER
@@ -227,6 +229,13 @@ class ResultStore:
                             f"the selected points alone: give another --out")
         if force:
             return
+        held = previous.get("config", {}).get("seeds") if path.name == "config.json" else None
+        if (seeds is not None and isinstance(held, int) and held > seeds
+                and not self._runs_within(run_ids, extensions)):
+            raise UserError(
+                f"{self.root} holds {held} seeds per grid point, and this run trains {seeds}: "
+                f"its tables would drop the others; pass --seeds {held}, or --out to another "
+                f"folder")
         if previous.get("base_digest") != digest and not self._runs_within(run_ids,
                                                                              extensions):
             before = recorded_precision(previous)

@@ -147,7 +147,7 @@ def checked_plan(base: Experiment, scale: str, seeds: int | None, out: Path, for
         store.check_owner(base_digest(base), scale, force,
                           {r.run_id for g in groups for r in g.runs},
                           lambda curves: stored_extensions(exp, curves), only_selected,
-                          exp.training.precision)
+                          exp.training.precision, exp.seeds)
 
     check_owner()
     return exp, store, groups, check_owner
