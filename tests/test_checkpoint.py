@@ -481,6 +481,10 @@ def test_a_dry_run_says_what_a_budget_left_and_writes_nothing(tmp_path, cli, dat
             folder.rglob("*.ckpt.pt"))
     code, _, err = cli(*args[:3], "quick", *args[4:], "--dry-run")
     assert code == 2 and "holds smoke-scale results" in err and "Traceback" not in err, err
+    for bad, said in ((("--workers", "none"), "--workers none"),
+                      (("--split-to-fit",), "--time-budget")):
+        code, _, err = cli(*args, *bad, "--dry-run")
+        assert code == 2 and said in err and "Traceback" not in err, err
     while (code := cli(*args, "--time-budget", "0")[0]) == 3:
         pass
     code, text, _ = cli(*args, "--dry-run")

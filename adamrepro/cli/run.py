@@ -117,6 +117,7 @@ def run(
     from adamrepro.runner.executors import make_executor, parse_workers
     from adamrepro.runner.sweep import resolve_device, run_sweep, torch_device
 
+    processes = parse_workers(workers)  # a bad flag is refused by a dry run too
     if split_to_fit and time_budget is None:
         raise UserError("--split-to-fit halves the groups that would not finish within "
                         "--time-budget; give --time-budget MINUTES too, or drop it")
@@ -147,7 +148,7 @@ def run(
         typer.echo("\n".join(describe(planned)))
         return
     runner = make_executor(executor.value, data_dir or default_data_dir(), target, address,
-                           parse_workers(workers))
+                           processes)
     start = time.perf_counter()
     budget = Budget.minutes(time_budget, split_to_fit, start=started)
     done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, budget,
