@@ -146,6 +146,21 @@ def test_flop_count_by_hand():
     assert "MFLOP per training step" in flops_sentence(flops)
 
 
+def test_imdb_s_sparse_input_is_counted_as_the_dense_model_it_computes():
+    """IMDB's logistic regression with input dropout takes the sparse input path on a CPU,
+    whose gathers FlopCounterMode does not see: counted as written (dense) instead, binary
+    output, batch 128: forward 2*128*D and the weight gradient 2*128*D, on any device."""
+    exp = load_experiment(resolve_config_arg("logreg_imdb")).at_scale("smoke")
+    D = 300
+    train = torch.zeros(256, D, dtype=torch.uint8)
+    train[:, :4] = 1  # a few non-zeros, as bag-of-words counts
+    data = TensorDataset.labelled(train, torch.zeros(256, dtype=torch.long),
+                                  train[:64], torch.zeros(64, dtype=torch.long), 2)
+    group = next(g for g in plan(exp) if g.model.get("input_dropout"))
+    assert group.model.get("sparse_input", "auto") == "auto"  # sparse on this CPU
+    assert flop_count(exp, group, data).train_step == 4 * 128 * D
+
+
 def test_mlp_flops_count_input_gradients_of_hidden_layers():
     exp = load_experiment(resolve_config_arg("mlp")).at_scale("smoke")
     data = TensorDataset.labelled(torch.zeros(256, 784), torch.zeros(256, dtype=torch.long),

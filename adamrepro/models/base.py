@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -90,7 +90,9 @@ class BatchedModel(nn.Module):
     METRICS: ClassVar[MetricSet]
     # Options that choose how, not what, is computed (plan.py leaves them out of run ids),
     # like the device: a run's id names the experiment, not the kernels that realised it.
-    IMPLEMENTATION_OPTIONS: ClassVar[frozenset[str]] = frozenset()
+    # Each maps to its value that computes the model as written, with dense matmuls: the
+    # FLOPs `adamrepro bench` counts (bench/flops.py), the same whichever path a device takes.
+    IMPLEMENTATION_OPTIONS: ClassVar[Mapping[str, Any]] = {}
     # Whether `channels_last` changes anything (scripts/bench_kernels.py times it only then).
     CONVOLUTIONAL: ClassVar[bool] = False
     # Whether the objective is convex in the parameters. Then two implementations' float32

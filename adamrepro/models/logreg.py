@@ -110,7 +110,7 @@ class LogReg(Classifier):
     options = staticmethod(options)
     # Both paths draw masks from one distribution, just as a CPU and a GPU draw other masks
     # for the same run: which one ran follows from the run's recorded device.
-    IMPLEMENTATION_OPTIONS = frozenset({"sparse_input"})
+    IMPLEMENTATION_OPTIONS = {"sparse_input": False}
     CONVEX = True  # cross-entropy of an affine map, plus an L2 penalty
 
     def __init__(self, opts: Options, feature_shape: tuple[int, ...], num_classes: int,
