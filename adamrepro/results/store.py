@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import sys
@@ -229,15 +230,14 @@ class ResultStore:
                             f"the selected points alone: give another --out")
         if force:
             return
+        within = functools.cache(lambda: self._runs_within(run_ids, extensions))
         held = previous.get("config", {}).get("seeds") if path.name == "config.json" else None
-        if (seeds is not None and isinstance(held, int) and held > seeds
-                and not self._runs_within(run_ids, extensions)):
+        if seeds is not None and isinstance(held, int) and held > seeds and not within():
             raise UserError(
                 f"{self.root} holds {held} seeds per grid point, and this run trains {seeds}: "
                 f"its tables would drop the others; pass --seeds {held}, or --out to another "
                 f"folder")
-        if previous.get("base_digest") != digest and not self._runs_within(run_ids,
-                                                                             extensions):
+        if previous.get("base_digest") != digest and not within():
             before = recorded_precision(previous)
             if before != precision:  # the usual case: `run --precision` into the fp32 folder
                 raise UserError(

@@ -143,6 +143,14 @@ class GroupCheckpoint:
         return _matching(self.path, key)
 
 
+SUFFIX = ".ckpt.pt"
+
+
+def checkpoint_path(folder: Path, group_id: str) -> Path:
+    """Where a group's checkpoint lives in a results folder's `runs/`."""
+    return Path(folder) / f"{group_id}{SUFFIX}"
+
+
 def checkpoint_key(group_id: str, device: torch.device, training) -> dict:
     """What a group's checkpoint must have been saved for to be resumed: the group, the
     device type, the dtype and the number of passes (`training`: the config's settings)."""
@@ -236,7 +244,7 @@ class CheckpointPolicy:
     budget: Budget = Budget()
 
     def path(self, group_id: str) -> Path:
-        return Path(self.folder) / f"{group_id}.ckpt.pt"
+        return checkpoint_path(self.folder, group_id)
 
     def for_group(self, group_id: str) -> GroupCheckpoint | None:
         if self.every is None and self.budget.deadline is None:

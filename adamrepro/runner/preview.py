@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from adamrepro.config import Experiment
-from adamrepro.runner.checkpoint import checkpoint_key, saved_pass
+from adamrepro.runner.checkpoint import checkpoint_key, checkpoint_path, saved_pass
 from adamrepro.runner.plan import Group
 from adamrepro.runner.sweep import checked_plan, extension_rounds, left_to_train
 
@@ -72,7 +72,7 @@ def preview(base: Experiment, scale: str, seeds: int | None, out: Path, force: b
                     todo, pending = left, True
                     break
     epochs = exp.training.epochs
-    reached = {g.group_id: saved_pass(store.runs_dir / f"{g.group_id}.ckpt.pt",
+    reached = {g.group_id: saved_pass(checkpoint_path(store.runs_dir, g.group_id),
                                       checkpoint_key(g.group_id, device, exp.training))
                for g in todo}
 

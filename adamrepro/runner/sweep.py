@@ -28,7 +28,7 @@ from adamrepro.models import MODELS
 from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore, curves_frame, hparam_columns, steps_frame
-from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy
+from adamrepro.runner.checkpoint import SUFFIX, Budget, BudgetSpent, CheckpointPolicy
 from adamrepro.runner.extend import extended_text, next_points, stored_extensions
 from adamrepro.runner.only_selected import selected_points
 from adamrepro.runner.plan import (
@@ -177,8 +177,8 @@ def remove_stale_checkpoints(folder: Path, planned: set[str]) -> int:
     """
     # (A checkpoint cut off mid-write by a kill, a temporary name never renamed, is not
     # counted here: `ResultStore.remove_temporary_files` removed it when this command began.)
-    stale = [path for path in folder.glob("*.ckpt.pt")
-             if path.name.removesuffix(".ckpt.pt") not in planned]
+    stale = [path for path in folder.glob(f"*{SUFFIX}")
+             if path.name.removesuffix(SUFFIX) not in planned]
     for path in stale:
         path.unlink(missing_ok=True)
     if stale:
