@@ -72,8 +72,8 @@ class TrainingSpec(Frozen):
     save_params: bool = False
     # Save the state of a group every `checkpoint_every` passes (runs/<group_id>.ckpt.pt), so
     # that a group cut off mid-way goes on from there (runner/checkpoint.py). None: no
-    # checkpoints (`run --time-budget` then checkpoints every pass). Not part of a run's
-    # identity: it changes no curve.
+    # periodic checkpoints (`run --time-budget` still saves one where it stops a group). Not
+    # part of a run's identity: it changes no curve.
     checkpoint_every: int | None = Field(None, gt=0)
     # At most this many runs per group, for every method (a memory cap; a method's own
     # `max_group_size` also applies). Not part of a run's identity: like the automatic split

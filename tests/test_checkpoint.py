@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from dry_run import dry_run_total
 
 from adamrepro.config import load_experiment, parse_experiment
 from adamrepro.runner.checkpoint import (
@@ -441,14 +442,6 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(folder.rglob("*"))}
 
 
-def _dry_run_total(text: str) -> dict[str, int]:
-    """The numbers of `run --dry-run`'s total row."""
-    total = next(line.split() for line in text.splitlines() if line.split()[:1] == ["total"])
-    runs, finished, left, groups, run_passes = map(int, total[1:])
-    return {"runs": runs, "finished": finished, "left": left, "groups": groups,
-            "run_passes": run_passes}
-
-
 def test_a_dry_run_says_what_a_budget_left_and_writes_nothing(tmp_path, cli, data_dir):
     """`run --dry-run` counts what the next command trains as the budget's own message
     does (the passes a checkpoint holds not counted), writes nothing, and is refused where
@@ -460,7 +453,7 @@ def test_a_dry_run_says_what_a_budget_left_and_writes_nothing(tmp_path, cli, dat
     code, text, _ = cli(*args, "--dry-run")
     assert code == 0 and not (tmp_path / "out").exists(), text
     groups = len(plan(load_experiment(config).at_scale("smoke")))
-    assert _dry_run_total(text)["groups"] == groups and "nothing left" not in text
+    assert dry_run_total(text)["groups"] == groups and "nothing left" not in text
     for _ in range(4):  # one pass a command: a group checkpointed, then one finished
         code, said, _ = cli(*args, "--time-budget", "0")
         assert code == 3, said
@@ -469,7 +462,7 @@ def test_a_dry_run_says_what_a_budget_left_and_writes_nothing(tmp_path, cli, dat
         assert code == 0 and _files(folder) == before, text
         runs, groups_left, run_passes = map(int, re.search(
             r"(\d+) runs? in (\d+) groups? remains? \((\d+) run-passes\)", said).groups())
-        total = _dry_run_total(text)
+        total = dry_run_total(text)
         assert (total["left"], total["groups"], total["run_passes"]) == (
             runs, groups_left, run_passes), (said, text)
         assert total["finished"] == len(list(folder.joinpath("runs").glob("*.json")))
@@ -477,7 +470,7 @@ def test_a_dry_run_says_what_a_budget_left_and_writes_nothing(tmp_path, cli, dat
         # a GPU's command (planned here, without one) resumes no checkpoint saved on a CPU
         code, text, _ = cli(*args, "--dry-run", "--device", "cuda")
         assert code == 0 and "resume from a checkpoint" not in text, text
-        assert (_dry_run_total(text)["run_passes"] > run_passes) == any(
+        assert (dry_run_total(text)["run_passes"] > run_passes) == any(
             folder.rglob("*.ckpt.pt"))
     code, _, err = cli(*args[:3], "quick", *args[4:], "--dry-run")
     assert code == 2 and "holds smoke-scale results" in err and "Traceback" not in err, err
@@ -489,4 +482,4 @@ def test_a_dry_run_says_what_a_budget_left_and_writes_nothing(tmp_path, cli, dat
         pass
     code, text, _ = cli(*args, "--dry-run")
     assert code == 0 and "nothing left to train" in text, text
-    assert _dry_run_total(text)["finished"] == _dry_run_total(text)["runs"]
+    assert dry_run_total(text)["finished"] == dry_run_total(text)["runs"]

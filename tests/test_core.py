@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from dry_run import dry_run_total
 
 from adamrepro.config import load_experiment, parse_experiment
 from adamrepro.errors import UserError
@@ -305,6 +307,27 @@ def test_list_models_says_each_metric_s_direction_and_the_objective(cli):
     assert lines["logreg"].endswith("metrics: loss (lower is better), acc (higher is better); "
                                     "objective: loss")
     assert "objective: neg_elbo" in lines["vae"]
+
+
+def test_list_experiments_sizes_each_scale_as_a_dry_run_plans_it(cli, tmp_path):
+    """The sizes `list experiments` prints are those `run --dry-run` plans into an empty
+    folder: the runs and passes of each scale with its default seeds."""
+    code, stdout, stderr = cli("list", "experiments")
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    sizes = {lines[i].split()[0]: lines[i + 1] for i in range(0, len(lines), 2)}
+    assert sorted(sizes) == sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
+    for name, line in sizes.items():
+        listed = dict(re.findall(r"(smoke|quick|paper) (\d+ x \d+)", line))
+        for scale in ("quick", "paper"):
+            code, text, err = cli("run", name, "--scale", scale, "--dry-run",
+                                  "--out", tmp_path / name / scale)
+            assert code == 0, err
+            runs = dry_run_total(text)["runs"]
+            passes = int(re.search(r"(\d+) passes", text).group(1))
+            assert listed[scale] == f"{runs} x {passes}", (name, scale, text)
+        assert ("grid-edge points may follow" in line) == bool(
+            load_experiment(REPO / "configs" / f"{name}.yaml").selection.extend_edges)
 
 
 def test_a_scale_s_title_names_the_network_that_scale_trains():

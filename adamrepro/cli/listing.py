@@ -23,6 +23,23 @@ def _defaults(cls) -> str:
     )
 
 
+def _sizes(base) -> str:
+    """Runs x passes at each scale with its default seeds, as `run` plans them; grid-edge
+    points, which the results decide, are named but not counted."""
+    from adamrepro.runner.plan import plan
+
+    sizes, extended = [], []
+    for scale in ("smoke", "quick", "paper"):
+        exp = base.at_scale(scale)
+        runs = sum(len(group.runs) for group in plan(exp))
+        seeds = f" ({exp.seeds} seeds)" if exp.seeds > 1 else ""
+        sizes.append(f"{scale} {runs} x {exp.training.epochs}{seeds}")
+        if exp.selection.extend_edges:
+            extended.append(scale)
+    edges = f"; grid-edge points may follow at {' and '.join(extended)}" if extended else ""
+    return "runs x passes: " + ", ".join(sizes) + edges
+
+
 def list_things(
     what: Annotated[Listable, typer.Argument(help="What to list.")] = Listable.optimizers,
 ) -> None:
@@ -50,10 +67,11 @@ def list_things(
         typer.echo("...or any torch.optim.Optimizer by import path: torch.optim.SGD, "
                    "mypkg.module:MyOptimizer")
     elif what is Listable.experiments:
-        from adamrepro.config import bundled_configs
+        from adamrepro.config import bundled_configs, load_experiment
 
         for path in bundled_configs():
-            typer.echo(f"{path.stem:20s} {path}")
+            base = load_experiment(path)
+            typer.echo(f"{base.name:20s} {base.title or ''} ({path})\n{'':20s} {_sizes(base)}")
     elif what is Listable.models:
         from adamrepro.models import MODELS
 
