@@ -141,8 +141,10 @@ for stage in "${@:-paper}"; do
             PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 limited $PYTHON -m pytest -q -m cuda \
                 -p no:cacheprovider \
                 $(grep -rl --include='test_*.py' "mark\.cuda" tests | grep -v test_no_skips) \
-                2>&1 | tail -25
-            [ "${PIPESTATUS[0]}" -eq 0 ] || status=1 ;;
+                > "$RESULTS/cuda-tests.log" 2>&1 || status=1
+            # the summary here; every traceback in the packed log, so that a failure is
+            # diagnosed from this job's archive, not from another job
+            tail -25 "$RESULTS/cuda-tests.log" ;;
         bench)
             for config in configs/*.yaml; do
                 # shellcheck disable=SC2086

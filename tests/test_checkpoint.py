@@ -31,7 +31,7 @@ from adamrepro.runner.checkpoint import (
     GroupCheckpoint,
     save_seconds,
 )
-from adamrepro.runner.executors import load_data
+from adamrepro.runner.executors import load_data, out_of_memory
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, train_group
 from adamrepro.runner.plan import plan
 
@@ -237,6 +237,60 @@ def test_a_group_that_does_not_fit_is_halved(tmp_path, cli, data_dir, monkeypatc
     a = _comparable(tmp_path / "split" / "logreg_mnist", drop=["group_size", "state_bytes"])
     b = _comparable(tmp_path / "whole" / "logreg_mnist", drop=["group_size", "state_bytes"])
     pd.testing.assert_frame_equal(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_an_allocation_failure_behind_another_error_still_splits_the_group():
+    """What a GPU raises when a group does not fit is not always torch's OutOfMemoryError:
+    an allocation that fails while a CUDA graph is captured invalidates the capture, whose
+    end raises that instead (the allocation's error as its context), and cuBLAS and cuDNN
+    say so in their own words. Each is a group to halve; any other error is not."""
+    def during(inner: BaseException, outer: BaseException) -> BaseException:
+        try:
+            try:
+                raise inner
+            except type(inner):
+                raise outer  # noqa: B904  # as torch.cuda.graph's __exit__ does
+        except type(outer) as err:
+            return err
+
+    captured = during(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+                      RuntimeError("CUDA error: operation not permitted when stream is "
+                                   "capturing"))
+    assert out_of_memory(captured)
+    assert out_of_memory(RuntimeError(
+        "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
+    assert out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied "
+                                          "(128x10 and 784x10)"))
+    assert not out_of_memory(during(ValueError("lr must be positive"),
+                                    RuntimeError("the step failed")))
+
+
+def test_a_group_leaves_nothing_to_the_cycle_collector(data_dir):
+    """Once `train_group` returns, every tensor of the group (its model, optimizer state,
+    and on a GPU the memory pool of its CUDA graph) is freed by reference counting alone:
+    none is left in a reference cycle for the collector, which would hold it, on a GPU
+    while the next group (or the halves of one that did not fit) allocates."""
+    import gc
+
+    cases = {**CASES, "vae": ({"name": "vae", "hidden": 32, "latent": 4},
+                              {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3]}}})}
+    for case, (model, methods) in cases.items():
+        exp = experiment(model, methods, epochs=2)
+        data = load_data(exp, data_dir, torch.device("cpu"))
+        for group in plan(exp):
+            gc.collect()
+            gc.disable()
+            try:
+                train_group(exp, group, data)
+                gc.set_debug(gc.DEBUG_SAVEALL)
+                gc.collect()
+                left = [o for o in gc.garbage if isinstance(o, torch.Tensor)]
+            finally:
+                gc.garbage.clear()
+                gc.set_debug(0)
+                gc.enable()
+            assert not left, (case, group.method, [tuple(t.shape) for t in left])
 
 
 def test_a_single_run_that_does_not_fit_is_a_user_error(tmp_path, cli, data_dir,

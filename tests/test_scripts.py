@@ -152,6 +152,10 @@ def test_gpu_session_s_tests_stage_runs_every_cuda_test_of_the_suite(tmp_path, d
     done = gpu_session(tmp_path, data_dir, "tests", SESSION_MINUTES="")
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{cuda_tests} skipped" in done.stdout, done.stdout
+    # pytest's whole output travels back in the archive, tracebacks included
+    with tarfile.open(tmp_path / "session.tar.gz") as tar:
+        [log] = [m for m in tar.getmembers() if m.name.endswith("cuda-tests.log")]
+        assert f"{cuda_tests} skipped" in tar.extractfile(log).read().decode()
 
 
 def test_gpu_session_refuses_an_archive_inside_the_folder_it_packs(tmp_path, data_dir):

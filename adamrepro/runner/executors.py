@@ -20,6 +20,7 @@ OpenMP does not survive a fork: a forked child that starts a second OpenMP threa
 
 from __future__ import annotations
 
+import gc
 import inspect
 import multiprocessing
 import os
@@ -91,8 +92,10 @@ def attempt(exp: Experiment, group: Group, data: TensorDataset,
             if blamed is None:
                 raise
             raise UserError(blamed) from None
-    # Out of the except block: the traceback's frames hold the group's tensors. The cache is
-    # emptied by the process that trained, so that the halves can use the memory.
+    # Out of the except block: the traceback's frames hold the group's tensors. What they
+    # leave to the cycle collector is freed, and the cache emptied, by the process that
+    # trained, so that the halves can use the memory.
+    gc.collect()
     if data.train_x.device.type == "cuda":
         torch.cuda.empty_cache()
     return Outcome()
@@ -308,12 +311,23 @@ def budget_spent_before_start(checkpoints: CheckpointPolicy | None, must_start: 
     return not must_start and checkpoints is not None and checkpoints.budget.spent()
 
 
+ALLOCATION_FAILED = ("out of memory", "can't allocate memory",
+                     # cuBLAS's and cuDNN's own failures to allocate a workspace
+                     "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+
+
 def out_of_memory(err: BaseException) -> bool:
-    """A device (or host) allocation failure, as opposed to any other error."""
-    if isinstance(err, torch.OutOfMemoryError):
-        return True
-    text = str(err)
-    return "out of memory" in text or "can't allocate memory" in text
+    """A device (or host) allocation failure, as opposed to any other error; also where it
+    is the cause or context of the error raised (an allocation that fails while a CUDA graph
+    is captured invalidates the capture, and the capture's end raises that instead)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, torch.OutOfMemoryError) or any(
+                text in str(err) for text in ALLOCATION_FAILED):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def blame_optimizer(exp: Experiment, group: Group, err: BaseException) -> str | None:
