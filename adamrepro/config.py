@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, StrictInt, ValidationError
 
 from adamrepro.errors import UserError
 from adamrepro.options import Frozen, location
@@ -48,13 +48,13 @@ CONFIG_DIR = bundled_config_dir()
 
 
 class TrainingSpec(Frozen):
-    batch_size: int = Field(128, gt=0)
-    epochs: int = Field(gt=0)
+    batch_size: StrictInt = Field(128, gt=0)
+    epochs: StrictInt = Field(gt=0)
     # The last, incomplete minibatch of a pass is dropped so that every step of every run in a
     # batched group has the same shape (ours; 60000 = 468·128 + 96 drops 96 samples a pass,
     # a different 96 each pass since the order is reshuffled).
     drop_last: bool = True
-    eval_batch_size: int = Field(10000, gt=0)
+    eval_batch_size: StrictInt = Field(10000, gt=0)
     # float64 exists for exactness tests (batched == one-by-one); experiments use float32.
     dtype: Literal["float32", "float64"] = "float32"
     # How float32 training computes (runner/precision.py): fp32, IEEE float32 throughout;
@@ -66,7 +66,7 @@ class TrainingSpec(Frozen):
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     # Also record the mean minibatch objective of every block of `log_every` steps (steps.csv),
     # for figures that show detail within the first passes (Fig. 3 left). None: per pass only.
-    log_every: int | None = Field(None, gt=0)
+    log_every: StrictInt | None = Field(None, gt=0)
     # Keep each run's final parameters as runs/<run_id>.pt (for pictures such as the VAE's
     # samples). Not part of a run's identity: it changes no curve.
     save_params: bool = False
@@ -74,12 +74,12 @@ class TrainingSpec(Frozen):
     # that a group cut off mid-way goes on from there (runner/checkpoint.py). None: no
     # periodic checkpoints (`run --time-budget` still saves one where it stops a group). Not
     # part of a run's identity: it changes no curve.
-    checkpoint_every: int | None = Field(None, gt=0)
+    checkpoint_every: StrictInt | None = Field(None, gt=0)
     # At most this many runs per group, for every method (a memory cap; a method's own
     # `max_group_size` also applies). Not part of a run's identity: like the automatic split
     # of a group that does not fit in device memory, it changes how runs are grouped (and
     # so the dropout masks a run draws, and the time it records), not which runs they are.
-    max_group_size: int | None = Field(None, gt=0)
+    max_group_size: StrictInt | None = Field(None, gt=0)
     # How a step is computed, never what: each switch changes the curves by float rounding
     # alone, so none is part of a run's identity (runner/plan.py). Measured in the README's
     # "Kernels" (scripts/bench_kernels.py); off until a measurement says they pay.
@@ -115,7 +115,7 @@ class SelectionSpec(Frozen):
     # real-valued grid axis (a step size), the sweep trains the next point beyond it (the
     # same log step as the grid's last one there), and again while the selection stays at
     # the new edge: at most this many points per edge (runner/sweep.py). 0: off.
-    extend_edges: int = Field(0, ge=0, le=20)
+    extend_edges: StrictInt = Field(0, ge=0, le=20)
 
 
 DEFAULT_FIGURES = ("curves", "sensitivity")
@@ -145,11 +145,11 @@ Grid = Annotated[dict[str, list[Any]], AfterValidator(_grid_lists_valid)]
 
 
 class ScaleSpec(Frozen):
-    epochs: int | None = Field(None, gt=0)
+    epochs: StrictInt | None = Field(None, gt=0)
     # Steps per logged block (training.log_every): a pass has fewer steps on a subset.
-    log_every: int | None = Field(None, gt=0)
-    train_size: int | None = Field(None, gt=0)
-    test_size: int | None = Field(None, gt=0)
+    log_every: StrictInt | None = Field(None, gt=0)
+    train_size: StrictInt | None = Field(None, gt=0)
+    test_size: StrictInt | None = Field(None, gt=0)
     # Model options for this scale only (e.g. narrower layers so that a smoke test of a
     # memory-hungry optimizer stays small); merged over `model`.
     model: dict[str, Any] = {}
@@ -157,9 +157,9 @@ class ScaleSpec(Frozen):
     # whose grid has them (a method without the key keeps its grid).
     grid: Grid = {}
     # Seeds per grid point at this scale (the command line's --seeds still wins).
-    seeds: int | None = Field(None, gt=0)
+    seeds: StrictInt | None = Field(None, gt=0)
     # selection.extend_edges at this scale (e.g. 0 for smoke runs that test the plumbing).
-    extend_edges: int | None = Field(None, ge=0, le=20)
+    extend_edges: StrictInt | None = Field(None, ge=0, le=20)
     # The title at this scale, where its overrides change what the title names (e.g. the
     # layer widths of a narrower network): every figure and the report print it.
     title: str | None = None
@@ -177,7 +177,7 @@ class MethodSpec(Frozen):
     closure: bool | None = None
     # At most this many runs train batched together (1: every run alone, as a user's own
     # script would, for honest per-run seconds). The curves are the same either way.
-    max_group_size: int | None = Field(None, gt=0)
+    max_group_size: StrictInt | None = Field(None, gt=0)
     hparams: dict[str, Any] = {}
     grid: Grid = {}
     model: dict[str, Any] = {}
@@ -226,8 +226,8 @@ class Experiment(Frozen):
     methods: dict[str, MethodSpec] = Field(min_length=1)
     selection: SelectionSpec = SelectionSpec()
     plot: PlotSpec = PlotSpec()
-    seed: int = 0
-    seeds: int = Field(1, gt=0)
+    seed: StrictInt = 0
+    seeds: StrictInt = Field(1, gt=0)
     scales: dict[Literal["smoke", "quick", "paper"], ScaleSpec] = {}
 
     def at_scale(self, scale: str, seeds: int | None = None) -> Experiment:
@@ -351,6 +351,12 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                        f"it is accepted)" if rounded else "")) from None
     _check_distinct_runs(exp, where)
     for scale, over in exp.scales.items():
+        keys = {key for method in exp.methods.values() for key in method.grid}
+        unused = sorted(set(over.grid) - keys)
+        if unused:  # it would replace nothing: a misspelt key trains the whole grid
+            raise UserError(f"{where}: scales.{scale}.grid: {unused[0]!r} is in no method's "
+                            f"grid (the grids have {', '.join(sorted(keys)) or 'no keys'}); "
+                            f"spell it as a method's grid does, or remove it")
         # What trains at that scale: the scale's model over the experiment's, and each
         # method's over both (as at_scale and the runner merge them).
         for label, method in exp.methods.items() if over.model else ():

@@ -5,6 +5,7 @@ written yet at that point."""
 
 from __future__ import annotations
 
+import signal
 import sys
 
 
@@ -14,4 +15,9 @@ def main() -> int:
     except KeyboardInterrupt:
         print("adamrepro: interrupted while starting; nothing was written", file=sys.stderr)
         return 130
-    return cli_main()
+    code = cli_main()
+    # The command is over (its files written or refused): a Ctrl-C from here to the exit
+    # would raise KeyboardInterrupt in the interpreter's shutdown (a traceback, and an exit
+    # code that no longer says how the command ended), so it is ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code

@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -134,6 +135,19 @@ CASES = [
     ("precision-flag-with-float64", setitem("training.dtype", "float64"),
      ["--precision", "tf32"], "--precision: training.precision: tf32 is reduced float32"),
     ("unknown-precision-flag", GOOD, ["--precision", "fp16"], "--precision"),
+    # a scale's grid key that is in no method's grid would replace nothing: the whole grid
+    ("scale-grid-key-in-no-grid", setitem("scales.smoke.grid", {"lrr": [1.0]}), [],
+     "scales.smoke.grid: 'lrr' is in no method's grid (the grids have lr)"),
+    # YAML's true and "128" are not counts (pydantic's lax mode took them for 1 and 128)
+    ("epochs-true", setitem("training.epochs", True), [],
+     "training.epochs: Input should be a valid integer"),
+    ("batch-size-text", setitem("training.batch_size", "128"), [],
+     "training.batch_size: Input should be a valid integer"),
+    # not clipped to the data: config.json would record a size that never trained
+    ("train-size-beyond-the-data", setitem("scales.smoke.train_size", 10_000_000), [],
+     "dataset.train_size 10000000 is more than the 60,000 examples of that split"),
+    ("address-without-ray", GOOD, ["--address", "ray://x:10001", "--dry-run"],
+     "--address goes with --executor ray"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("no-cuda", GOOD, ["--device", "cuda"], "no CUDA device"))
@@ -202,6 +216,68 @@ def test_plot_without_results(cli, tmp_path):
     assert code == 2 and stderr.count("\n") == 1 and "no results under" in stderr
 
 
+def test_plot_checks_every_name_before_it_draws_any(cli, tmp_path, used_out):
+    out = tmp_path / "results"
+    shutil.copytree(used_out, out)
+    before = snapshot(out)
+    code, _, stderr = cli("plot", "logreg_mnist", "logreg_mnist_x", "--out", out)
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert f"{out / 'logreg_mnist_x' / 'curves.csv'} is missing" in stderr
+    assert snapshot(out) == before
+
+
+def test_a_folder_without_its_config_json_is_named_not_skipped(cli, tmp_path, used_out):
+    """The report finds an experiment by any of its tables: one whose config.json is gone
+    is named, not left out of the report as 'not run yet' (nor 'no results')."""
+    out = tmp_path / "results"
+    shutil.copytree(used_out, out)
+    (out / "logreg_mnist" / "config.json").unlink()
+    code, _, stderr = cli("report", "--out", out)
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert f"{out / 'logreg_mnist' / 'config.json'} is missing" in stderr
+    assert not (out / "report.md").exists()
+
+
+def test_a_damaged_owner_file_is_one_line_and_force_goes_on(cli, tmp_path, data_dir):
+    """A folder's `.sweep-owner.json` (a sweep cut off before its tables) that is not what
+    this package writes: one line naming it, not an AttributeError, nor "a different
+    config"; --force, as the line says, trains."""
+    folder = tmp_path / "out" / "logreg_mnist"
+    folder.mkdir(parents=True)
+    args = ("run", CONFIG, "--scale", "smoke", "--out", tmp_path / "out", "--quiet",
+            "--data-dir", data_dir)
+    for damage in ("[]", "{\"base_dig"):
+        (folder / ".sweep-owner.json").write_text(damage)
+        code, _, stderr = cli(*args)
+        assert code == 2 and stderr.count("\n") == 1, stderr
+        assert f"{folder / '.sweep-owner.json'} is damaged (" in stderr
+        assert "--force" in stderr and "different" not in stderr
+    code, stdout, stderr = cli(*args, "--force")
+    assert code == 0 and (folder / "curves.csv").exists(), stderr
+
+
+def test_another_scale_is_named_before_fewer_seeds(cli, tmp_path, data_dir):
+    """A folder of 2 seeds at smoke scale, and a quick-scale command of 1 seed: the scale is
+    the mistake (its fix another --out), not the seeds (whose fix, --seeds 2, would then be
+    refused for the scale)."""
+    out = tmp_path / "out"
+    base = ("run", CONFIG, "--out", out, "--quiet", "--data-dir", data_dir)
+    assert cli(*base, "--scale", "smoke", "--seeds", "2")[0] == 0
+    code, _, stderr = cli(*base, "--scale", "quick", "--dry-run")
+    assert code == 2 and "holds smoke-scale results" in stderr and "--seeds" not in stderr
+    code, _, stderr = cli(*base, "--scale", "smoke", "--dry-run")
+    assert code == 2 and "pass --seeds 2" in stderr
+
+
+def test_bench_refuses_an_out_it_cannot_write_before_it_times(cli, tmp_path):
+    """Before minutes of timing, not after them: nothing of the bench is done."""
+    (tmp_path / "a-file").write_text("")
+    code, stdout, stderr = cli("bench", "logreg_mnist", "--scale", "smoke", "--quiet",
+                               "--out", tmp_path / "a-file")
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "is not a writable folder" in stderr and stdout == ""
+
+
 def test_unknown_command(cli):
     code, _, stderr = cli("rn")
     assert code == 2 and stderr.count("\n") == 1 and "No such command" in stderr
@@ -247,12 +323,27 @@ def test_tables_are_replaced_as_one_set(tmp_path):
     assert [p.read_text() for p in old] == ["new", "new"]
 
 
+def _damaged_curves(path: Path, damage: str) -> bytes:
+    """curves.csv damaged in a way pandas still reads: a table, but not one to draw from."""
+    curves = pd.read_csv(path)
+    if damage == "header":
+        return (",".join(curves.columns) + "\n").encode()
+    if damage == "no-column":
+        return curves.drop(columns="train_loss").to_csv(index=False).encode()
+    curves["train_loss"] = curves["train_loss"].astype(object)
+    curves.loc[3, "train_loss"] = "oops"  # "text"
+    return curves.to_csv(index=False).encode()
+
+
 @pytest.mark.parametrize("name, damage", [
     ("curves.csv", b"\xff\xfe\x00 not text"),
     ("curves.csv", b""),
     ("best.csv", b"a,b\n1,2\n"),  # a CSV, but not best.csv
     ("config.json", b"{"),
     ("curves.csv", "cut"),  # cut short in the middle of a row
+    ("curves.csv", "header"),  # its header alone: no run
+    ("curves.csv", "no-column"),  # without the figure's cost
+    ("curves.csv", "text"),  # text in a column of numbers
 ])
 def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damage, cli,
                                                                      tmp_path, used_out,
@@ -262,11 +353,16 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     path = out / "logreg_mnist" / name
     if damage == "cut":  # at half its length, inside a line
         damage = path.read_bytes()[: path.stat().st_size // 2].removesuffix(b"\n")
+    elif isinstance(damage, str):
+        damage = _damaged_curves(path, damage)
     path.write_bytes(damage)
-    for command in (("plot", "logreg_mnist"), ("report",)):
-        code, _, stderr = cli(*command, "--out", out)
-        assert code == 2 and stderr.count("\n") == 1, stderr
+    before = snapshot(out)
+    for command in (("plot", "logreg_mnist"), ("report",), ("compare", out)):
+        code, _, stderr = cli(*command, "--out", out) if command[0] != "compare" else cli(
+            "compare", used_out, out, "--out", tmp_path / "compared")
+        assert code == 2 and stderr.count("\n") == 1, (command, stderr)
         assert f"{out / 'logreg_mnist' / name} is damaged (" in stderr and "--force" in stderr
+    assert snapshot(out) == before and not (tmp_path / "compared").exists()
     # what the line says to do
     code, stdout, stderr = cli("run", CONFIG, "--scale", "smoke", "--out", out, "--quiet",
                                "--data-dir", data_dir, "--force")
@@ -274,15 +370,23 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     assert cli("report", "--out", out)[0] == 0
 
 
-def test_a_damaged_run_record_is_one_line(cli, tmp_path, used_out, data_dir):
+@pytest.mark.parametrize("damage, said", [
+    ("cut", "JSONDecodeError"),
+    ("{}", "not a run record"),  # JSON, but not a record
+    ("[1, 2]", "not a run record"),
+    ("rows", "not a run record"),  # a record whose rows are not rows
+])
+def test_a_damaged_run_record_is_one_line(damage, said, cli, tmp_path, used_out, data_dir):
     out = tmp_path / "results"
     shutil.copytree(used_out, out)
     record = sorted((out / "logreg_mnist" / "runs").glob("*.json"))[0]
-    record.write_text(record.read_text()[:100])
+    text = record.read_text()
+    damaged = {"cut": text[:100], "rows": json.dumps({**json.loads(text), "rows": "x"})}
+    record.write_text(damaged.get(damage, damage))
     args = ("run", CONFIG, "--scale", "smoke", "--out", out, "--quiet", "--data-dir", data_dir)
     code, _, stderr = cli(*args)
     assert code == 2 and stderr.count("\n") == 1, stderr
-    assert f"{record} is damaged (JSONDecodeError); delete it" in stderr
+    assert f"{record} is damaged ({said}); delete it" in stderr
     record.unlink()  # as it says
     code, stdout, stderr = cli(*args)
     assert code == 0 and "trained " in stdout, stderr

@@ -225,6 +225,27 @@ def test_ctrl_c_while_starting_is_one_line(stage, said, tmp_path, data_dir):
     assert not out.exists()
 
 
+# A Ctrl-C that lands once the command is over, on the way out (an exit handler sends it).
+INTERRUPTED_EXIT = """
+import atexit, os, signal, sys, time
+atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))
+from adamrepro.entry import main
+sys.argv[0] = "adamrepro"
+sys.exit(main())
+"""
+
+
+def test_ctrl_c_after_the_command_is_over_changes_nothing(tmp_path, data_dir):
+    """The command's files are written and its exit code decided: a Ctrl-C now has nothing
+    to stop, and must neither print a KeyboardInterrupt traceback nor change the code."""
+    out = tmp_path / "out"
+    code, stderr = _interrupted(
+        [sys.executable, "-c", INTERRUPTED_EXIT, "run", str(_config(tmp_path)), "--scale",
+         "smoke", "--quiet", "--data-dir", str(data_dir), "--out", str(out)], None)
+    assert code == 0 and stderr == "", stderr
+    assert (out / "logreg_mnist" / "curves.csv").exists()
+
+
 def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir):
     """Ctrl-C (SIGINT to the terminal's process group: the driver and its workers) in the
     first groups: exit code 130, one line saying what is kept and how to go on, and no

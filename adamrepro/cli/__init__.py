@@ -85,16 +85,18 @@ def interrupts_said():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    interrupted = []
+    interrupted, working = [], [True]
 
     def on_interrupt(signum, frame):
-        interrupted.append(signum)
-        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
+        if working[0]:  # once the command is over, a Ctrl-C has nothing left to stop
+            interrupted.append(signum)
+            signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         yield
     finally:
+        working[0] = False
         signal.signal(signal.SIGINT, previous)
         if interrupted:
             print("adamrepro: interrupted; what finished is kept (runs, and checkpoints of "

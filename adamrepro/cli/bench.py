@@ -61,13 +61,15 @@ def bench(
     from adamrepro.bench.flops import experiment_flops, flops_sentence
     from adamrepro.cli.run import without_data_check
     from adamrepro.data.download import default_data_dir
-    from adamrepro.results.store import atomic_write
+    from adamrepro.results.store import atomic_write, check_writable
     from adamrepro.runner.executors import load_data, parse_workers, torch_threads
     from adamrepro.runner.host_memory import keep_freed_memory
     from adamrepro.runner.sweep import resolve_device
 
     with torch_threads(threads):
         exp = load_experiment(resolve_config_arg(experiment))
+        if not flops_only:  # before minutes of timing, not after
+            check_writable(Path(out) / "bench")
         if unverified_data:
             exp = without_data_check(exp)
         exp = exp.at_scale(scale.value)

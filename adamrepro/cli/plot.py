@@ -26,8 +26,10 @@ def plot(
     names = experiments or sorted(p.parent.name for p in out.glob("*/curves.csv"))
     if not names:
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
-    for name in names:
-        tables = read_results(out / name)
+    # every folder's tables read (and checked) before any figure is drawn: a mistake in the
+    # last name must not leave the first ones' figures redrawn and the command failed
+    read = {name: read_results(out / name) for name in names}
+    for name, tables in read.items():
         chosen = tables[2]["config"]["plot"].get("figures") or list(DEFAULT_FIGURES)
         for figure in chosen:
             for path in FIGURES[figure](out / name, tables, data_dir=data_dir):

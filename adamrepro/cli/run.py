@@ -114,10 +114,11 @@ def run(
     from adamrepro.optim import OPTIMIZERS
     from adamrepro.optim.resolve import ENTRY_POINT_GROUP, shadowed
     from adamrepro.runner.checkpoint import Budget
-    from adamrepro.runner.executors import make_executor, parse_workers
+    from adamrepro.runner.executors import check_executor_flags, make_executor, parse_workers
     from adamrepro.runner.sweep import resolve_device, run_sweep, torch_device
 
     processes = parse_workers(workers)  # a bad flag is refused by a dry run too
+    check_executor_flags(executor.value, address, processes)
     if split_to_fit and time_budget is None:
         raise UserError("--split-to-fit halves the groups that would not finish within "
                         "--time-budget; give --time-budget MINUTES too, or drop it")

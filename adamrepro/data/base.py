@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from adamrepro.errors import UserError
 from adamrepro.seeding import subset_generator
 
 
@@ -54,14 +55,18 @@ class TensorDataset:
         """A fixed random subset (same for every run and method), for the small scales."""
         generator = subset_generator(seed)
 
-        def pick(split: Mapping[str, Tensor], size: int | None) -> dict[str, Tensor]:
+        def pick(split: Mapping[str, Tensor], size: int | None, key: str) -> dict[str, Tensor]:
             n = len(split["x"])
-            if size is None or size >= n:
+            if size is not None and size > n:  # not clipped: config.json would record it
+                raise UserError(f"dataset.{key} {size} is more than the {n:,} examples of "
+                                f"that split; give at most {n}, or leave it out for all")
+            if size is None or size == n:
                 return dict(split)
             index = torch.randperm(n, generator=generator)[:size].sort().values
             return {key: value[index] for key, value in split.items()}
 
-        return TensorDataset(pick(self.train, train_size), pick(self.test, test_size),
+        return TensorDataset(pick(self.train, train_size, "train_size"),
+                             pick(self.test, test_size, "test_size"),
                              self.num_classes)
 
     def without_labels(self) -> TensorDataset:

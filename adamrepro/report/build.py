@@ -49,8 +49,9 @@ def find_experiments(out: Path) -> dict[str, Measured]:
     when the folder of the current name is missing."""
     if not out.is_dir():
         raise UserError(f"no results folder {out}; run 'adamrepro run CONFIG' first or pass --out")
-    folders = [p.parent for p in out.glob("*/config.json")
-               if (p.parent / "curves.csv").exists() and (p.parent / "best.csv").exists()]
+    # a folder with any of an experiment's tables is one: read_results names what is missing
+    folders = sorted({p.parent for name in ("curves.csv", "best.csv", "config.json")
+                      for p in out.glob(f"*/{name}")})
     if not folders:
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
     names = {p.name for p in folders}

@@ -105,6 +105,18 @@ def _remove(renames: list[tuple[str, Path]]) -> None:
 OWNER = ".sweep-owner.json"
 
 
+def check_writable(folder: Path) -> None:
+    """Fail before any work is done if `folder` (given by --out) cannot be made or written."""
+    path = folder
+    while not path.exists():
+        path = path.parent
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(
+            f"cannot write results to {folder}: {path} is not a writable folder; pass "
+            f"--out to a writable folder"
+        )
+
+
 def recorded_precision(meta: dict) -> str:
     """The training precision a config.json records (fp32 for tables older than it)."""
     return meta.get("config", {}).get("training", {}).get("precision", "fp32")
@@ -139,7 +151,28 @@ def read_results(folder: Path) -> Tables:
                             f"{fix}")
         tables.append(table)
     curves, best, meta = tables
+    _check_curves(paths[0], curves, meta, fix)
     return curves, best, meta
+
+
+def _check_curves(path: Path, curves: pd.DataFrame, meta: dict, fix: str) -> None:
+    """What the figures and the report compute with: at least one run's rows, the columns the
+    config names (its figure's cost, its selection metric), and numbers in every column of a
+    measurement, so that a damaged cell is one line here, not a traceback in a figure."""
+    if curves.empty:
+        raise UserError(f"{path} is damaged (no runs, only its header); {fix}")
+    config = meta["config"] if isinstance(meta.get("config"), dict) else {}
+    named = ("epoch", config.get("plot", {}).get("y"), config.get("selection", {}).get("metric"))
+    for column in dict.fromkeys(c for c in named if isinstance(c, str)):
+        if column not in curves:
+            raise UserError(f"{path} is damaged (no {column!r}); {fix}")
+    measured = [c for c in curves.columns
+                if c.startswith(("train_", "test_")) or c in MEASURED_COLUMNS]
+    for column in measured:
+        if not (pd.api.types.is_numeric_dtype(curves[column])
+                or pd.api.types.is_bool_dtype(curves[column])):
+            raise UserError(f"{path} is damaged (text in {column!r}, a column of numbers); "
+                            f"{fix}")
 
 
 def _ends_a_line(path: Path) -> bool:
@@ -156,6 +189,9 @@ def _ends_a_line(path: Path) -> bool:
 CURVES_NEEDED = ("experiment", "method", "optimizer", "run_id", "point_id", "epoch")
 BEST_NEEDED = ("method", "optimizer", "point_id", "run_ids")
 META_NEEDED = ("config",)  # older tables lack "metrics"
+# Columns of numbers besides the measured metrics (train_*, test_*)
+MEASURED_COLUMNS = ("epoch", "seconds", "train_seconds", "group_size", "state_bytes",
+                    "peak_memory_bytes", "seed")
 
 
 def variants(frame: pd.DataFrame) -> pd.Series:
@@ -193,14 +229,7 @@ class ResultStore:
 
     def check_writable(self) -> None:
         """Fail before anything is written if the folder cannot be made or written."""
-        path = self.root
-        while not path.exists():
-            path = path.parent
-        if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
-            raise UserError(
-                f"cannot write results to {self.root}: {path} is not a writable folder; pass "
-                f"--out to a writable folder"
-            )
+        check_writable(self.root)
 
     def check_owner(self, digest: str, scale: str, force: bool, run_ids: set[str],
                     extensions: Callable[[pd.DataFrame], set[str]] = lambda curves: set(),
@@ -223,6 +252,12 @@ class ResultStore:
         try:
             previous = json.loads(path.read_text())
         except (OSError, ValueError):
+            previous = None
+        if not isinstance(previous, dict):  # damaged since: written whole (atomic_file)
+            if not force:
+                raise UserError(
+                    f"{path} is damaged (not the JSON object this package writes); pass "
+                    f"--force to write the folder's tables again from its run records")
             previous = {}
         if only_selected is not None and previous and "points_selected_in" not in previous:
             raise UserError(f"{self.root} holds a whole sweep of {self.root.name}; "
@@ -231,12 +266,6 @@ class ResultStore:
         if force:
             return
         within = functools.cache(lambda: self._runs_within(run_ids, extensions))
-        held = previous.get("config", {}).get("seeds") if path.name == "config.json" else None
-        if seeds is not None and isinstance(held, int) and held > seeds and not within():
-            raise UserError(
-                f"{self.root} holds {held} seeds per grid point, and this run trains {seeds}: "
-                f"its tables would drop the others; pass --seeds {held}, or --out to another "
-                f"folder")
         if previous.get("base_digest") != digest and not within():
             before = recorded_precision(previous)
             if before != precision:  # the usual case: `run --precision` into the fp32 folder
@@ -254,6 +283,14 @@ class ResultStore:
                 f"to another folder (e.g. --out results/{scale}), or pass --force to replace "
                 f"its tables with them"
             )
+        # last: another config or scale is the mistake to name first, whose fix is not
+        # --seeds
+        held = previous.get("config", {}).get("seeds") if path.name == "config.json" else None
+        if seeds is not None and isinstance(held, int) and held > seeds and not within():
+            raise UserError(
+                f"{self.root} holds {held} seeds per grid point, and this run trains {seeds}: "
+                f"its tables would drop the others; pass --seeds {held}, or --out to another "
+                f"folder")
 
     def claim(self, digest: str, scale: str, precision: str,
               only_selected: Path | None = None) -> None:
@@ -373,11 +410,14 @@ class ResultStore:
 
     def load_run(self, run_id: str) -> dict:
         path = self.run_path(run_id)
+        fix = "delete it and run the same command again, which trains that run again"
         try:
-            return json.loads(path.read_text())
+            record = json.loads(path.read_text())
         except ValueError as err:  # written whole (atomic_file): damaged since
-            raise UserError(f"{path} is damaged ({type(err).__name__}); delete it and run "
-                            f"the same command again, which trains that run again") from None
+            raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
+        if not is_run_record(record):  # JSON, but not what a run writes
+            raise UserError(f"{path} is damaged (not a run record); {fix}")
+        return record
 
     def write_tables(self, tables: dict[str, pd.DataFrame], meta: dict) -> None:
         """The experiment's tables and its config.json, as one set (atomic_set); config.json
@@ -386,6 +426,19 @@ class ResultStore:
                        for name, frame in tables.items()},
                     self.root / "config.json": json.dumps(meta, indent=2, default=str) + "\n"})
         (self.root / OWNER).unlink(missing_ok=True)
+
+
+RECORD_NEEDED = ("experiment", "scale", "method", "optimizer", "run_id", "point_id", "seed")
+
+
+def is_run_record(record) -> bool:
+    """Whether `record` has what the tables are made of (`curves_frame`)."""
+    return (isinstance(record, dict) and all(key in record for key in RECORD_NEEDED)
+            and isinstance(record.get("hparams"), dict)
+            and isinstance(record.get("provenance"), dict)
+            and all(key in record["provenance"] for key in ("commit", "torch_version", "device"))
+            and isinstance(record.get("rows"), list)
+            and all(isinstance(row, dict) for row in record["rows"]))
 
 
 def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:

@@ -469,15 +469,20 @@ def _check_reachable(address: str) -> None:
                         f"one with 'ray start --head' or drop --address") from None
 
 
+def check_executor_flags(name: str, address: str | None, workers: int | str) -> None:
+    """The flags that go with one executor only (a dry run refuses them as the run does)."""
+    if name == "ray" and workers not in (1, "auto"):
+        raise UserError("--workers is for --executor local; Ray runs as many groups at "
+                        "once as its cluster has CPUs or GPUs")
+    if name != "ray" and address is not None:
+        raise UserError("--address goes with --executor ray")
+
+
 def make_executor(name: str, data_dir: Path, device: torch.device, address: str | None,
                   workers: int | str = 1):
+    check_executor_flags(name, address, workers)
     if name == "ray":
-        if workers not in (1, "auto"):
-            raise UserError("--workers is for --executor local; Ray runs as many groups at "
-                            "once as its cluster has CPUs or GPUs")
         return RayExecutor(data_dir, device, address)
-    if address is not None:
-        raise UserError("--address goes with --executor ray")
     return LocalExecutor(data_dir, device, workers)
 
 
