@@ -313,8 +313,10 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     declared = {}
     for label, method in exp.methods.items():
         key = f"methods.{label}"
+        # a method without model keys of its own trains the top-level `model`: name that
         model, model_opts = _method_model(exp.model, method.model, shape,
-                                          f"{where}: {key}.model")
+                                          f"{where}: {key}.model" if method.model
+                                          else f"{where}: model")
         declared[label] = MODELS[model].METRICS
         points = method.points() + [point for scale in exp.scales if exp.scales[scale].grid
                                     for point in exp.at_scale(scale).methods[label].points()]

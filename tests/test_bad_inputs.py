@@ -95,8 +95,8 @@ CASES = [
     ("bad-scale-model", setitem("scales.smoke.model", {"l2": -1}), [], "scales.smoke.model.l2"),
     ("unknown-dataset", setitem("dataset.name", "mnist2"), [], "unknown dataset 'mnist2'"),
     ("unknown-model", setitem("model.name", "resnet"), [], "unknown model 'resnet'"),
-    ("bad-model-option", setitem("model.l2", -1.0), [], "model.l2"),
-    ("unknown-model-option", setitem("model.depth", 3), [], "model.depth"),
+    ("bad-model-option", setitem("model.l2", -1.0), [], "yaml: model.l2"),  # not methods.*
+    ("unknown-model-option", setitem("model.depth", 3), [], "yaml: model.depth"),
     ("bad-dataset-option", setitem("dataset.layout", "cube"), [], "dataset.layout"),
     ("bad-scale-key", setitem("scales.smoke.passes", 1), [], "scales.smoke.passes"),
     ("bad-flag", GOOD, ["--bogus"], "No such option: --bogus"),
@@ -146,6 +146,9 @@ CASES = [
     # not clipped to the data: config.json would record a size that never trained
     ("train-size-beyond-the-data", setitem("scales.smoke.train_size", 10_000_000), [],
      "dataset.train_size 10000000 is more than the 60,000 examples of that split"),
+    # refused before training, not after it with the other tables already replaced
+    ("a-folder-where-a-table-goes", GOOD, ["@folder-for-a-table"],
+     "curves.csv is a folder where a table goes; move it away"),
     ("address-without-ray", GOOD, ["--address", "ray://x:10001", "--dry-run"],
      "--address goes with --executor ray"),
 ]
@@ -192,6 +195,8 @@ def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
             out = used_out
         elif flag == "@config-folder":
             config.mkdir()
+        elif flag == "@folder-for-a-table":
+            (out / "logreg_mnist" / "curves.csv").mkdir(parents=True)
         else:
             extra.append(flag)
     before = snapshot(out), snapshot(data if data != data_dir else tmp_path / "none")
@@ -319,6 +324,14 @@ def test_tables_are_replaced_as_one_set(tmp_path):
                     tmp_path / "a-file" / "config.json": "new"})
     assert {p: p.read_text() for p in old} == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "best.csv", "curves.csv"]
+    # a folder where the last file goes: refused before any file of the set is renamed
+    (tmp_path / "steps.csv").mkdir()
+    with pytest.raises(IsADirectoryError):
+        atomic_set({tmp_path / "curves.csv": "new", tmp_path / "best.csv": "new",
+                    tmp_path / "steps.csv": "new"})
+    assert {p: p.read_text() for p in old} == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "best.csv", "curves.csv",
+                                                          "steps.csv"]
     atomic_set({tmp_path / "curves.csv": "new", tmp_path / "best.csv": "new"})
     assert [p.read_text() for p in old] == ["new", "new"]
 

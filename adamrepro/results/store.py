@@ -20,6 +20,7 @@ killed sweep resumes from the runs that finished.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -64,6 +65,10 @@ def atomic_set(texts: dict[Path, str]) -> None:
     except BaseException:  # those completed before the failure are not renamed either
         _remove(renames)
         raise
+    blocked = [path for path in texts if path.is_dir()]  # a rename onto it would fail midway
+    if blocked:
+        _remove(renames)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(blocked[0]))
     _rename(renames)  # only once every one is complete
 
 
@@ -100,6 +105,9 @@ def _remove(renames: list[tuple[str, Path]]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 
+
+# The files of an experiment's folder that `write_tables` writes as one set.
+TABLES = ("curves.csv", "best.csv", "steps.csv", "config.json")
 
 # The owner of a folder where no sweep has finished yet (ResultStore.claim).
 OWNER = ".sweep-owner.json"
@@ -228,8 +236,14 @@ class ResultStore:
         self.runs_dir = self.root / "runs"
 
     def check_writable(self) -> None:
-        """Fail before anything is written if the folder cannot be made or written."""
+        """Fail before anything is written (or trained) if the folder, or one of its tables,
+        cannot be written."""
         check_writable(self.root)
+        for name in TABLES:
+            if (self.root / name).is_dir():
+                raise UserError(f"cannot write results to {self.root}: {self.root / name} is "
+                                f"a folder where a table goes; move it away, or pass --out "
+                                f"to another folder")
 
     def check_owner(self, digest: str, scale: str, force: bool, run_ids: set[str],
                     extensions: Callable[[pd.DataFrame], set[str]] = lambda curves: set(),
