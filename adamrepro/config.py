@@ -534,7 +534,9 @@ def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_file():
         hint = f"; bundled configs: {', '.join(p.stem for p in bundled_configs())}"
-        what = "is a folder, not a config file" if path.is_dir() else "does not exist"
+        what = ("is a folder, not a config file" if path.is_dir() else
+                "is not a regular file (a device, a pipe, a socket)" if path.exists()
+                else "does not exist")
         raise UserError(f"config file {path} {what}{hint}")
     try:
         text = path.read_bytes().decode("utf-8")

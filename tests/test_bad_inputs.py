@@ -283,6 +283,16 @@ def test_bench_refuses_an_out_it_cannot_write_before_it_times(cli, tmp_path):
     assert "is not a writable folder" in stderr and stdout == ""
 
 
+def test_a_config_or_data_folder_of_the_wrong_kind_is_named(cli, tmp_path):
+    code, _, stderr = cli("run", "/dev/null", "--dry-run", "--out", tmp_path / "out")
+    assert code == 2 and "config file /dev/null is not a regular file" in stderr, stderr
+    (tmp_path / "a-file").write_text("")
+    code, _, stderr = cli("fetch", "mnist", "--data-dir", tmp_path / "a-file")
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert f"data folder {tmp_path / 'a-file'} is a file" in stderr
+    assert (tmp_path / "a-file").read_text() == "" and not (tmp_path / "out").exists()
+
+
 def test_unknown_command(cli):
     code, _, stderr = cli("rn")
     assert code == 2 and stderr.count("\n") == 1 and "No such command" in stderr

@@ -26,6 +26,9 @@ def fetch(
     names = (list(dict.fromkeys(_dataset_of(name) for name in datasets)) if datasets
              else list(DATASETS))
     folder = data_dir or default_data_dir()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"data folder {folder} is a file; give --data-dir (or $ADAMREPRO_DATA) "
+                        f"a folder, new or holding the datasets")
     missing = []
     for name in names:
         try:
