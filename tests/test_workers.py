@@ -225,6 +225,19 @@ def test_ctrl_c_while_starting_is_one_line(stage, said, tmp_path, data_dir):
     assert not out.exists()
 
 
+def test_ctrl_c_in_another_command_says_what_that_command_keeps(tmp_path, data_dir):
+    """`bench` keeps no runs nor checkpoints: its line says its files are whole, not what
+    `run`'s says."""
+    out = tmp_path / "out"
+    code, stderr = _interrupted(
+        [sys.executable, "-m", "adamrepro", "bench", "logreg_mnist", "--scale", "smoke",
+         "--quiet", "--data-dir", str(data_dir), "--out", str(out)], "libtorch")
+    assert code in (130, -signal.SIGINT), stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("adamrepro: interrupted; each file it wrote is whole"), stderr
+    assert not out.exists()
+
+
 # A Ctrl-C that lands once the command is over, on the way out (an exit handler sends it).
 INTERRUPTED_EXIT = """
 import atexit, os, signal, sys, time

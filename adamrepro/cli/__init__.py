@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns every user mistake into one line and exit code 2."""
     from adamrepro.provenance import COMMAND_ARGS
 
-    COMMAND_ARGS.set(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    COMMAND_ARGS.set(args)
     try:
-        with interrupts_said():
+        with interrupts_said(INTERRUPTED.get(args[0] if args else "", INTERRUPTED_ELSE)):
             code = app(args=argv, standalone_mode=False)
         if isinstance(code, int):  # a command's `typer.Exit(code)` comes back as its value
             return code
@@ -78,10 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# What a Ctrl-C leaves, by command: `run` keeps its finished runs and the checkpoints of the
+# groups it cut off; every other command's files are written whole or not at all.
+INTERRUPTED = {"run": "what finished is kept (runs, and checkpoints of groups cut off): run "
+                      "the same command again to go on"}
+INTERRUPTED_ELSE = ("each file it wrote is whole (written aside, then renamed): run the same "
+                    "command again to finish")
+
+
 @contextlib.contextmanager
-def interrupts_said():
-    """Ctrl-C: typer turns it into exit code 130 without a word; say what is kept and how
-    to go on (the runs finished, and the checkpoints of groups cut off)."""
+def interrupts_said(kept: str = INTERRUPTED["run"]):
+    """Ctrl-C: typer turns it into exit code 130 without a word; say what is kept (`kept`)
+    and how to go on."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -99,8 +108,7 @@ def interrupts_said():
         working[0] = False
         signal.signal(signal.SIGINT, previous)
         if interrupted:
-            print("adamrepro: interrupted; what finished is kept (runs, and checkpoints of "
-                  "groups cut off): run the same command again to go on", file=sys.stderr)
+            print(f"adamrepro: interrupted; {kept}", file=sys.stderr)
 
 
 # What the filesystem refuses (permissions, a read-only or full disk, a file where a folder
