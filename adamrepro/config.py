@@ -23,7 +23,7 @@ import yaml
 from pydantic import AfterValidator, Field, StrictInt, ValidationError
 
 from adamrepro.errors import UserError
-from adamrepro.options import Frozen, location
+from adamrepro.options import AutoOrBool, Frozen, location, message
 
 SCALES = ("smoke", "quick", "paper")
 
@@ -92,7 +92,7 @@ class TrainingSpec(Frozen):
     # auto: on a CPU, where oneDNN's NHWC grouped convolutions are 1.3-2.3x faster than its
     # NCHW ones (Fig. 3's CNN at quick scale: 247 -> 120 s), off on a GPU until measured
     # there (README, "Kernels"); runner/group.py's `channels_last_on` resolves it.
-    channels_last: Literal["auto"] | bool = "auto"
+    channels_last: AutoOrBool = "auto"
 
 
 # The settings above that choose how a step is computed, never what: not part of a run's
@@ -524,7 +524,7 @@ def parse_experiment(raw: Any, where: str) -> Experiment:
         if first["type"] == "missing" and len(first["loc"]) == 1:
             fix = (f"; add it (every config has {', '.join(REQUIRED)}; "
                    f"configs/logreg_mnist.yaml is an example)")
-        raise UserError(f"{where}: {location(first)}: {first['msg']}{fix}{more}") from None
+        raise UserError(f"{where}: {location(first)}: {message(first)}{fix}{more}") from None
     check_precision(exp.training, where)
     return _check_registries(exp, where)
 

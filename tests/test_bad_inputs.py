@@ -63,7 +63,9 @@ CASES = [
     ("no-methods", setitem("methods", {}), [], "methods"),
     ("empty-grid", setitem("methods.adam.grid", {"lr": []}), [], "grid.lr is empty"),
     ("zero-lr", setitem("methods.adam.grid", {"lr": [0.0, 0.1]}), [], "lr must lie in (0"),
-    ("negative-lr", setitem("methods.adagrad.grid", {"lr": [-1e-3]}), [], "lr must lie in"),
+    # the value as written, not float32's -0.0010000000474974513
+    ("negative-lr", setitem("methods.adagrad.grid", {"lr": [-1e-3]}), [],
+     "lr must lie in (0.0, inf), got -0.001"),
     ("beta1-is-1", setitem("methods.adam.hparams.betas", [1.0, 0.999]), [], "betas[0]"),
     ("beta2-negative", setitem("methods.adam.hparams.betas", [0.9, -0.1]), [], "betas[1]"),
     ("betas-not-a-pair", setitem("methods.adam.hparams.betas", 0.9), [],
@@ -117,7 +119,7 @@ CASES = [
     ("optimizer-typo", setitem("methods.adam.optimizer", "adma"), [],
      "unknown optimizer 'adma'; did you mean "),
     ("name-not-a-folder", setitem("name", "../elsewhere"), [],
-     "name: Value error, '../elsewhere' is not a folder name"),
+     "name: '../elsewhere' is not a folder name"),
     ("missing-title", delitem("title"), [], "title: Field required; add it"),
     ("name-of-another-folder", setitem("name", "bench"), [],
      "'bench' is the folder of adamrepro bench in a results folder"),
@@ -135,6 +137,11 @@ CASES = [
     ("precision-flag-with-float64", setitem("training.dtype", "float64"),
      ["--precision", "tf32"], "--precision: training.precision: tf32 is reduced float32"),
     ("unknown-precision-flag", GOOD, ["--precision", "fp16"], "--precision"),
+    # one message for the union auto | bool, not one per member
+    ("channels-last-maybe", setitem("training.channels_last", "maybe"), [],
+     "training.channels_last: give auto, true or false, not 'maybe'"),
+    ("sparse-input-maybe", setitem("model.sparse_input", "maybe"), [],
+     "model.sparse_input: give auto, true or false, not 'maybe'"),
     # a scale's grid key that is in no method's grid would replace nothing: the whole grid
     ("scale-grid-key-in-no-grid", setitem("scales.smoke.grid", {"lrr": [1.0]}), [],
      "scales.smoke.grid: 'lrr' is in no method's grid (the grids have lr)"),
@@ -211,6 +218,8 @@ def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
     assert fragment in lines[0], lines[0]
     if name == "unknown-hparam":  # not a value that float32 rounding changed
         assert "rounded" not in lines[0], lines[0]
+    if name == "negative-lr":  # no float32 digits after it
+        assert lines[0].endswith("got -0.001"), lines[0]
     assert stdout == ""
     after = snapshot(out), snapshot(data if data != data_dir else tmp_path / "none")
     assert after == before, "a failed command wrote files"

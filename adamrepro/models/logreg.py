@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,7 @@ from adamrepro.models.base import (
     l2_penalty,
     shared_input,
 )
-from adamrepro.options import Frozen, options_model
+from adamrepro.options import AutoOrBool, Frozen, options_model
 
 
 class Options(Frozen):
@@ -42,7 +41,7 @@ class Options(Frozen):
     # the same draws, so the curves are other samples of the same process. CPU only: finding
     # the non-zeros is a host sync every step, which a GPU (and its CUDA graphs) cannot
     # afford. `auto`: on a CPU whenever there is input dropout, the dense path on a GPU.
-    sparse_input: Literal["auto"] | bool = "auto"
+    sparse_input: AutoOrBool = "auto"
 
 
 def options(values: dict, where: str) -> Options:

@@ -83,6 +83,14 @@ def check_range(
     values = value.detach().cpu().double().flatten().tolist() if isinstance(value, Tensor) else [
         value
     ]
+    # a reduced-precision tensor's number with the digits its dtype holds: the config's
+    # -1e-3 as float32 is -0.0010000000474974513 in full, which names no value anyone wrote
+    reduced = (isinstance(value, Tensor) and value.is_floating_point()
+               and torch.finfo(value.dtype).bits < 64)
+
+    def shown(v) -> str:
+        return f"{v:.8g}" if reduced else f"{v}"
+
     for v in values:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
             raise ValueError(f"{name} must be a number, got {v!r}")
@@ -91,7 +99,7 @@ def check_range(
         if too_low or too_high:
             lo = "(" if low_open else "["
             hi = ")" if high_open else "]"
-            raise ValueError(f"{name} must lie in {lo}{low}, {high}{hi}, got {v}")
+            raise ValueError(f"{name} must lie in {lo}{low}, {high}{hi}, got {shown(v)}")
 
 
 def check_betas(betas) -> None:
