@@ -94,18 +94,19 @@ def interrupts_said(kept: str = INTERRUPTED["run"]):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    interrupted, working = [], [True]
+    interrupted, working = False, True
 
     def on_interrupt(signum, frame):
-        if working[0]:  # once the command is over, a Ctrl-C has nothing left to stop
-            interrupted.append(signum)
+        nonlocal interrupted
+        if working:  # once the command is over, a Ctrl-C has nothing left to stop
+            interrupted = True
             signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         yield
     finally:
-        working[0] = False
+        working = False
         signal.signal(signal.SIGINT, previous)
         if interrupted:
             print(f"adamrepro: interrupted; {kept}", file=sys.stderr)

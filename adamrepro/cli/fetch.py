@@ -20,15 +20,13 @@ def fetch(
 ) -> None:
     """Download what is missing and verify what is there."""
     from adamrepro.data import DATASETS
-    from adamrepro.data.download import MissingData, default_data_dir
+    from adamrepro.data.download import MissingData, check_data_folder, default_data_dir
 
     # Checked before any download: a typo must not wait for the others.
     names = (list(dict.fromkeys(_dataset_of(name) for name in datasets)) if datasets
              else list(DATASETS))
     folder = data_dir or default_data_dir()
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"data folder {folder} is a file; give --data-dir (or $ADAMREPRO_DATA) "
-                        f"a folder, new or holding the datasets")
+    check_data_folder(folder)
     missing = []
     for name in names:
         try:

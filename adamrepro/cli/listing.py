@@ -26,10 +26,11 @@ def _defaults(cls) -> str:
 def _sizes(base) -> str:
     """Runs x passes at each scale with its default seeds, as `run` plans them; grid-edge
     points, which the results decide, are named but not counted."""
+    from adamrepro.config import SCALES
     from adamrepro.runner.plan import plan
 
     sizes, extended = [], []
-    for scale in ("smoke", "quick", "paper"):
+    for scale in SCALES:
         exp = base.at_scale(scale)
         runs = sum(len(group.runs) for group in plan(exp))
         seeds = f" ({exp.seeds} seeds)" if exp.seeds > 1 else ""

@@ -44,6 +44,14 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_data_folder(folder: Path) -> None:
+    """A data folder that is a file is named as such, before a dataset is looked for in it
+    (whose message would say to put files under it)."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"data folder {folder} is a file; give --data-dir (or $ADAMREPRO_DATA) "
+                        f"a folder, new or holding the datasets")
+
+
 def default_data_dir() -> Path:
     """$ADAMREPRO_DATA, else the user's cache folder."""
     if os.environ.get("ADAMREPRO_DATA"):

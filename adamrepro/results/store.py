@@ -106,8 +106,10 @@ def _remove(renames: list[tuple[str, Path]]) -> None:
             os.unlink(tmp)
 
 
-# The files of an experiment's folder that `write_tables` writes as one set.
+# The files of an experiment's folder that `write_tables` writes as one set, and those of
+# them every reader needs (read_results).
 TABLES = ("curves.csv", "best.csv", "steps.csv", "config.json")
+NEEDED_FILES = ("curves.csv", "best.csv", "config.json")
 
 # The owner of a folder where no sweep has finished yet (ResultStore.claim).
 OWNER = ".sweep-owner.json"
@@ -138,7 +140,7 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def read_results(folder: Path) -> Tables:
     """The tables of one experiment folder; what figures and the report are drawn from."""
-    paths = [folder / name for name in ("curves.csv", "best.csv", "config.json")]
+    paths = [folder / name for name in NEEDED_FILES]
     for path in paths:
         if not path.exists():
             raise UserError(f"{path} is missing; run 'adamrepro run' on the config of "
@@ -151,6 +153,8 @@ def read_results(folder: Path) -> Tables:
             table = read_table(path) if path.suffix == ".csv" else json.loads(path.read_text())
         except ValueError as err:  # not text, not CSV, not JSON, or empty
             raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
+        if not isinstance(table, (pd.DataFrame, dict)):  # JSON, but no object
+            raise UserError(f"{path} is damaged (not a JSON object); {fix}")
         missing = [key for key in needed if key not in table]
         if missing:
             raise UserError(f"{path} is damaged (no {missing[0]!r}); {fix}")
@@ -169,8 +173,8 @@ def _check_curves(path: Path, curves: pd.DataFrame, meta: dict, fix: str) -> Non
     measurement, so that a damaged cell is one line here, not a traceback in a figure."""
     if curves.empty:
         raise UserError(f"{path} is damaged (no runs, only its header); {fix}")
-    config = meta["config"] if isinstance(meta.get("config"), dict) else {}
-    named = ("epoch", config.get("plot", {}).get("y"), config.get("selection", {}).get("metric"))
+    config = meta["config"] if isinstance(meta["config"], dict) else {}
+    named = (config.get("plot", {}).get("y"), config.get("selection", {}).get("metric"))
     for column in dict.fromkeys(c for c in named if isinstance(c, str)):
         if column not in curves:
             raise UserError(f"{path} is damaged (no {column!r}); {fix}")

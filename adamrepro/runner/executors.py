@@ -51,7 +51,9 @@ OnPass = Callable[[Group, int], None]
 def load_data(exp: Experiment, data_dir: Path, device: torch.device) -> TensorDataset:
     """The experiment's data (at its scale) on `device`, as the runner trains on it."""
     from adamrepro.data import DATASETS
+    from adamrepro.data.download import check_data_folder
 
+    check_data_folder(Path(data_dir))
     module = DATASETS[exp.dataset["name"]]
     opts = module.options(dict(exp.dataset), "dataset")
     return module.load(opts, Path(data_dir)).to(device)

@@ -212,6 +212,10 @@ class TrainStep:
                             if log_steps else None)
         self.step_index = torch.zeros(1, dtype=torch.long, device=device)
 
+    def loss(self, batch) -> Tensor:
+        """The minibatch's objective, compiled or eager."""
+        return (self._compiled or self._loss)(batch)
+
     def new_pass(self, perm: Tensor) -> None:
         self.perm.copy_(perm)
         self.cursor.zero_()
@@ -225,7 +229,7 @@ class TrainStep:
         if self.closure:
             loss = self._step_with_closure(batch)
         else:
-            loss = (self._compiled or self._loss)(batch)
+            loss = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             self.optimizer.step()
@@ -245,7 +249,7 @@ class TrainStep:
         def closure() -> Tensor:
             with torch.enable_grad():
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = (self._compiled or self._loss)(batch)
+                loss = self.loss(batch)
                 loss.sum().backward()
             if not first:
                 first.append(loss.detach())
