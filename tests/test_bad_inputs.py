@@ -355,16 +355,35 @@ def test_tables_are_replaced_as_one_set(tmp_path):
     assert [p.read_text() for p in old] == ["new", "new"]
 
 
-def _damaged_curves(path: Path, damage: str) -> bytes:
-    """curves.csv damaged in a way pandas still reads: a table, but not one to draw from."""
-    curves = pd.read_csv(path)
+def _damaged(path: Path, damage: str) -> bytes:
+    """curves.csv or best.csv damaged in a way pandas still reads: a table, but not one to
+    draw from or judge."""
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    first = table["run_id"].iloc[0] if "run_id" in table else None
     if damage == "header":
-        return (",".join(curves.columns) + "\n").encode()
-    if damage == "no-column":
-        return curves.drop(columns="train_loss").to_csv(index=False).encode()
-    curves["train_loss"] = curves["train_loss"].astype(object)
-    curves.loc[3, "train_loss"] = "oops"  # "text"
-    return curves.to_csv(index=False).encode()
+        return (",".join(table.columns) + "\n").encode()
+    if damage.startswith("no-"):  # without a column the readers need
+        return table.drop(columns=damage.removeprefix("no-")).to_csv(index=False).encode()
+    if damage == "stale":  # best.csv selects a point that curves.csv has no runs of
+        table.loc[0, "point_id"] = "a-point-never-trained"
+    elif damage in ("gap", "short"):  # one run misses a pass, or its last pass
+        passes = table.loc[table["run_id"] == first, "epoch"]
+        drop = passes.index[1] if damage == "gap" else passes.idxmax()
+        table = table.drop(index=drop)
+    else:  # a cell that is blank, or text, where a value (a number, True or False) goes
+        column, value = {"text": ("train_loss", "oops"), "blank-seed": ("seed", None),
+                         "blank-cost": ("train_loss", None),
+                         "text-diverged": ("diverged", "maybe")}[damage]
+        table[column] = table[column].astype(object)
+        table.loc[table.index[table["epoch"] == 1][0], column] = value
+    return table.to_csv(index=False).encode()
+
+
+# What the one line says of each damage (beside "is damaged (" and the --force fix).
+SAID = {"gap": "misses passes between 0 and", "short": "stops at pass",
+        "stale": "has no runs in curves.csv", "blank-cost": "no train_loss at pass 1 of run",
+        "blank-seed": "'seed' holds a value that is no whole number",
+        "text-diverged": "'diverged' holds a value that is neither True nor False"}
 
 
 @pytest.mark.parametrize("name, damage", [
@@ -374,8 +393,23 @@ def _damaged_curves(path: Path, damage: str) -> bytes:
     ("config.json", b"{"),
     ("curves.csv", "cut"),  # cut short in the middle of a row
     ("curves.csv", "header"),  # its header alone: no run
-    ("curves.csv", "no-column"),  # without the figure's cost
+    ("curves.csv", "no-train_loss"),  # without the figure's cost
     ("curves.csv", "text"),  # text in a column of numbers
+    # what the report and the figures read besides the cost
+    ("curves.csv", "no-seed"),
+    ("curves.csv", "no-lr"),  # a hyperparameter column config.json declares
+    ("curves.csv", "no-test_acc"),  # a metric the model declares
+    ("curves.csv", "no-commit"),
+    ("best.csv", "no-final_train_loss"),
+    ("best.csv", "no-n_seeds"),
+    ("curves.csv", "blank-seed"),
+    ("curves.csv", "text-diverged"),
+    # tables that disagree: a selected point without runs, a run without all its passes or
+    # without its cost at one (a wrong mean or final cost, not an error, if read as it is)
+    ("best.csv", "stale"),
+    ("curves.csv", "gap"),
+    ("curves.csv", "short"),
+    ("curves.csv", "blank-cost"),
 ])
 def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damage, cli,
                                                                      tmp_path, used_out,
@@ -383,10 +417,12 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     out = tmp_path / "results"
     shutil.copytree(used_out, out)
     path = out / "logreg_mnist" / name
+    said = SAID.get(damage, f"no {damage.removeprefix('no-')!r}" if isinstance(damage, str)
+                    and damage.startswith("no-") else "")
     if damage == "cut":  # at half its length, inside a line
         damage = path.read_bytes()[: path.stat().st_size // 2].removesuffix(b"\n")
     elif isinstance(damage, str):
-        damage = _damaged_curves(path, damage)
+        damage = _damaged(path, damage)
     path.write_bytes(damage)
     before = snapshot(out)
     for command in (("plot", "logreg_mnist"), ("report",), ("compare", out)):
@@ -394,6 +430,7 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
             "compare", used_out, out, "--out", tmp_path / "compared")
         assert code == 2 and stderr.count("\n") == 1, (command, stderr)
         assert f"{out / 'logreg_mnist' / name} is damaged (" in stderr and "--force" in stderr
+        assert said in stderr, (said, stderr)
     assert snapshot(out) == before and not (tmp_path / "compared").exists()
     # what the line says to do
     code, stdout, stderr = cli("run", CONFIG, "--scale", "smoke", "--out", out, "--quiet",

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from adamrepro.cli import main
 from adamrepro.figures.sensitivity import caption, sensitivity_table
@@ -35,6 +36,9 @@ from adamrepro.report.rules import (
     WorstEarly,
 )
 
+# The provenance columns every curves.csv row carries (results/store.py, curves_frame).
+PROVENANCE = {"commit": "0" * 40, "torch_version": torch.__version__, "device": "cpu"}
+
 
 def runs(method: str, costs, lr: float = 0.01, seeds=(0,), beta1: float = 0.9,
          beta2: float = 0.999, seconds_per_pass: float = 1.0, group_size: int = 1,
@@ -54,7 +58,7 @@ def runs(method: str, costs, lr: float = 0.01, seeds=(0,), beta1: float = 0.9,
                          "train_loss_full": cost, "test_loss": cost, "test_acc": 0.5,
                          "seconds": epoch * seconds_per_pass * group_size,
                          "group_size": group_size, "diverged": epoch == diverge_at, "lr": lr,
-                         "beta1": beta1, "beta2": beta2})
+                         "beta1": beta1, "beta2": beta2, **PROVENANCE})
     return rows
 
 
@@ -131,6 +135,10 @@ def test_marginally_better():
                                                runs("b", scaled(1.0)))).status == FAILS
     assert MarginallyBetter("a", "b")(measured(runs("a", scaled(1.02)),
                                                runs("b", scaled(1.0)))).status == FAILS
+    # beating a method that diverged is no marginal win, however far below it a ends
+    verdict = MarginallyBetter("a", "b")(measured(runs("a", scaled(0.95)),
+                                                  runs("b", scaled(1.0), diverge_at=2)))
+    assert verdict.status == FAILS and "b diverged" in verdict.numbers
 
 
 def test_wall_clock_rules_divide_group_time_by_group_size():
@@ -151,6 +159,9 @@ def test_does_not_converge():
     assert DoesNotConverge("sfo+dropout")(measured(runs("sfo+dropout", DECAYING))).status == FAILS
     gone = measured(runs("sfo+dropout", DECAYING, diverge_at=1))
     assert DoesNotConverge("sfo+dropout")(gone).status == HOLDS
+    # one pass: its final cost is its cost after pass 1, so no progress can be measured
+    verdict = DoesNotConverge("sfo+dropout")(measured(runs("sfo+dropout", [1.0])))
+    assert verdict.status == NOT_MEASURABLE and "only 1 pass" in verdict.numbers
 
 
 def test_all_of_needs_every_part():
@@ -197,6 +208,24 @@ def test_fig4_unstable_needs_the_instability_to_come_with_beta2_close_to_1():
     assert "median ratio 1.2" in verdict.numbers
     held = UnstableWithoutCorrection()(vae_grid(1.2, diverge_top=True))
     assert held.status == HOLDS and "(4 diverged), median ratio inf" in held.numbers
+
+
+def test_fig4_unstable_counts_divergences_where_both_medians_are_infinite():
+    """Every cell diverges without correction at the largest beta2, and 3 of 4 at the
+    smallest: both medians are ∞, and the instability still grows with beta2."""
+    groups = []
+    for index, beta2 in enumerate((0.99, 0.99, 0.99, 0.99, 0.9999, 0.9999, 0.9999, 0.9999)):
+        lr = 10.0 ** -(index % 4)
+        groups.append(runs("adam", DECAYING, lr=lr, beta2=beta2))
+        stable = beta2 == 0.99 and index == 0
+        groups.append(runs("adam+nobias", scaled(1.5), lr=lr, beta2=beta2,
+                           diverge_at=None if stable else 2))
+    verdict = UnstableWithoutCorrection()(measured(*groups))
+    assert "beta2=0.9999: 4/4 cells worse without bias correction (4 diverged)" in verdict.numbers
+    assert "beta2=0.99: 4/4 cells worse without bias correction (3 diverged)" in verdict.numbers
+    assert verdict.status == HOLDS
+    groups[1] = runs("adam+nobias", scaled(1.5), lr=1.0, beta2=0.99, diverge_at=2)
+    assert UnstableWithoutCorrection()(measured(*groups)).status == FAILS  # 4 and 4 diverged
 
 
 def test_fig4_rules_on_a_grid_where_bias_correction_loses():
@@ -349,7 +378,8 @@ def test_a_verdict_resting_on_a_grid_edge_selection_says_so():
         + runs("adagrad", scaled(3.0), lr=1.0)), name="logreg_mnist")
     verdict = judge(claim, {"logreg_mnist": inside})
     assert verdict.status == HOLDS
-    assert verdict.numbers.endswith("caution: selected at a grid edge: adam (lr=0.1)")
+    assert verdict.numbers.endswith("caution: selected at a grid edge: adam (lr=0.1); "
+                                    "one seed: its spread over seeds is not measured")
     # with adam's grid extended past its best point, the caution goes
     wider = Measured.from_curves(pd.concat([inside.curves, pd.DataFrame(
         runs("adam", scaled(0.8), lr=1.0))]), name="logreg_mnist")
@@ -566,6 +596,27 @@ def test_memory_grows_linearly_reads_the_gpu_peak_where_one_was_measured():
     assert linear.status == HOLDS and "peak device memory: N=8" in linear.numbers
     cubic = rule(measured(lambda n: 5e8 + 3e3 * n**3))
     assert cubic.status == FAILS and "peak device memory" in cubic.numbers
+    # tables from before runs recorded their state: the cause named, not "has 0"
+    older = measured(lambda n: math.nan).curves.drop(columns="state_bytes")
+    unmeasured = rule(Measured("mlp_sfo", older, older.head(0), {}))
+    assert unmeasured.status == NOT_MEASURABLE and "no state_bytes" in unmeasured.numbers
+
+
+def test_claims_are_judged_on_the_training_cost_whatever_the_config_plots_or_selects(tmp_path):
+    """A config that plots and selects by test accuracy (adam's lr=0.01 has the best) keeps
+    its own best.csv and figures, but the paper's claims are about the training cost and a
+    choice made on it (adam's lr=0.1): the verdict is the one on those."""
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    curves = pd.DataFrame(runs("adam", scaled(0.5), lr=0.1) + runs("adam", scaled(2.0), lr=0.01)
+                          + runs("adagrad", scaled(1.0), lr=0.1))
+    curves.loc[(curves["method"] == "adam") & (curves["lr"] == 0.01), "test_acc"] = 0.9
+    by_train = Measured.from_curves(curves, name="logreg_mnist")
+    by_test = Measured.from_curves(curves, cost="test_acc", name="logreg_mnist")
+    assert by_test.best.set_index("method").loc["adam", "lr"] == 0.01
+    assert by_test.off_training_cost() == {"plot.y": "test_acc", "selection.metric": "test_acc"}
+    verdict = judge(claim, {"logreg_mnist": by_test})
+    assert verdict == judge(claim, {"logreg_mnist": by_train})
+    assert verdict.status == HOLDS and "adam 0.2875, adagrad 0.575" in verdict.numbers
 
 
 def test_a_folder_of_runs_from_several_commits_says_which_method_each_trained(tmp_path):

@@ -82,6 +82,36 @@ class Measured:
             self._under[rule] = Measured(self.name, self.curves, best, self.meta)
         return self._under[rule]
 
+    def on_training_cost(self) -> Measured:
+        """These tables as the paper's claims read them: the cost is a training cost, and
+        each method's grid point is selected by one (PAPER.md: the curves show the training
+        cost, and no choice is made on the test set). A config may plot or select by a test
+        metric, for its own figures and best.csv; the claims are then judged on the model's
+        training objective (`off_training_cost` says what was replaced)."""
+        replaced = self.off_training_cost()
+        if not replaced:
+            return self
+        if "training" not in self._under:
+            train = metric_set(self.meta).train_column
+            config = self.meta["config"]
+            meta = {**self.meta, "config": {
+                **config, "plot": {**config["plot"], "y": train},
+                "selection": {**config["selection"], "metric": train}}}
+            best = self.best
+            if "selection.metric" in replaced:
+                best = select_best(self.curves, train, list(self.meta.get("hparam_columns", [])),
+                                   metric_set(meta).columns(), self.rule)
+            self._under["training"] = Measured(self.name, self.curves, best, meta)
+        return self._under["training"]
+
+    def off_training_cost(self) -> dict[str, str]:
+        """The config fields (`plot.y`, `selection.metric`) that name a test metric, with it."""
+        config = self.meta["config"]
+        named = {"plot.y": config["plot"]["y"], "selection.metric": config["selection"]["metric"]}
+        splits = {c.name: c.split for c in metric_set(self.meta).columns()}
+        return {field: column for field, column in named.items()
+                if splits.get(column) == "test"}
+
     def on_column(self, column: str) -> Measured:
         """These tables with `column` (e.g. test_loss) as the cost the rules compare."""
         config = self.meta["config"]

@@ -94,6 +94,9 @@ class Rule:
     def __call__(self, measured: Measured) -> Verdict:
         raise NotImplementedError
 
+    # What `gap` returns: a relative difference, or one in the compared column's units.
+    gap_is_relative = True
+
     def gap(self, measured: Measured) -> float | None:
         """The relative difference the rule compares, (A - B) / |B|, where it has one
         (for the spread over seeds); None otherwise."""
@@ -183,7 +186,8 @@ class MarginallyBetter(_Pair):
 
     def __call__(self, measured: Measured) -> Verdict:
         va, vb = final_cost(measured, self.a), final_cost(measured, self.b)
-        ok = math.isfinite(va) and va < vb and (vb - va) <= self.max_gap * vb
+        # beating a method that diverged is not "marginally" better (inf - va <= inf holds)
+        ok = math.isfinite(va) and math.isfinite(vb) and va < vb and vb - va <= self.max_gap * vb
         return judged(ok, self._numbers(measured, "final cost", va, vb))
 
     def gap(self, measured: Measured) -> float | None:
@@ -198,6 +202,7 @@ class SlightlyHigher(_Pair):
 
     column: str = "test_acc"
     max_gap: float = 0.02
+    gap_is_relative = False  # A − B, in the column's units (not a dataclass field)
 
     def describe(self) -> str:
         return (f"final {self.column} of the selected runs (mean over seeds): {self.a} > "
@@ -241,6 +246,10 @@ class OnColumn(Rule):
     @property
     def methods(self) -> tuple[MethodRef, ...]:
         return self.rule.methods
+
+    @property
+    def gap_is_relative(self) -> bool:
+        return self.rule.gap_is_relative
 
     def describe(self) -> str:
         return f"on {self.column} instead of the training cost: {self.rule.describe()}"
@@ -334,6 +343,9 @@ class DoesNotConverge(Rule):
         final = final_cost(measured, self.method)
         if final == math.inf:
             return judged(True, f"{measured.called(self.method)}: every grid point diverged")
+        if measured.passes < 2:  # the final cost is the cost after pass 1
+            return Verdict(NOT_MEASURABLE, f"only {measured.passes} pass: no progress after "
+                                           f"pass 1 to measure")
         first = cost_at(measured, self.method, 1)
         return judged(final > self.fraction * first,
                       f"{measured.called(self.method)}: pass 1 {num(first)}, final {num(final)}"
@@ -363,6 +375,9 @@ class MemoryGrowsLinearly(Rule):
                 f"it: each a linear fit with R² ≥ {self.min_r2:g} and slope > 0 (3 or more N)")
 
     def __call__(self, measured: Measured) -> Verdict:
+        if "state_bytes" not in measured.curves.columns:
+            return Verdict(NOT_MEASURABLE, "no state_bytes in the tables (written before "
+                                           "runs recorded their optimizer state)")
         points = memory_by_subfunctions(measured.curves)
         points = points[points["method"] == measured.label(self.method)]
         if points["num_subfunctions"].nunique() < 3:
@@ -493,7 +508,9 @@ class _BiasCorrectionRule(Rule):
 @dataclass(frozen=True)
 class UnstableWithoutCorrection(_BiasCorrectionRule):
     """At the largest beta2, most (beta1, lr) cells are worse without bias correction, and
-    more so than at the smallest beta2: the instability comes with beta2 close to 1."""
+    more so than at the smallest beta2: the instability comes with beta2 close to 1. "More
+    so": a larger median cost ratio, or, where both medians are ∞ (half the cells or more
+    diverged at both), more cells that diverged."""
 
     margin: float = 0.05
     share: float = 0.5
@@ -503,7 +520,7 @@ class UnstableWithoutCorrection(_BiasCorrectionRule):
                 f"of the (beta1, lr) cells {self.uncorrected} diverged or ended above "
                 f"{1 + self.margin:g} × {self.corrected}; and the median over those cells of "
                 f"cost {self.uncorrected} / {self.corrected} (diverged: ∞) is larger than at "
-                f"the smallest beta2")
+                f"the smallest beta2 (both ∞: more cells diverged)")
 
     def __call__(self, measured: Measured) -> Verdict:
         cells = paired_cells(measured, measured.passes, self.corrected, self.uncorrected)
@@ -511,7 +528,7 @@ class UnstableWithoutCorrection(_BiasCorrectionRule):
             return Verdict(NOT_MEASURABLE, "no grid cell run by both methods")
         if cells["beta2"].nunique() < 2:
             return Verdict(NOT_MEASURABLE, "one beta2 only: nothing to compare it with")
-        parts, medians, shares = [], [], []
+        parts, medians, shares, diverged = [], [], [], []
         for beta2 in (cells["beta2"].max(), cells["beta2"].min()):
             at = cells[cells["beta2"] == beta2]
             a, b = at["cost_corrected"], at["cost_uncorrected"]
@@ -519,11 +536,13 @@ class UnstableWithoutCorrection(_BiasCorrectionRule):
             ratio = (b / a).where(np.isfinite(a))  # a corrected run that diverged: no ratio
             medians.append(float(ratio.median()))
             shares.append(float(worse.mean()))
+            diverged.append(float(np.isinf(b).mean()))
             parts.append(f"beta2={beta2:g}: {int(worse.sum())}/{len(at)} cells worse without "
                          f"bias correction ({int(np.isinf(b).sum())} diverged), median ratio "
                          f"{medians[-1]:.3g}")
-        ok = shares[0] > self.share and medians[0] > medians[1]
-        return judged(bool(ok), "; ".join(parts))
+        more = medians[0] > medians[1] or (medians[0] == medians[1] == math.inf
+                                           and diverged[0] > diverged[1])
+        return judged(bool(shares[0] > self.share and more), "; ".join(parts))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from adamrepro.errors import UserError
+from adamrepro.metrics import metric_set
 
 HPARAM_COLUMNS = {"betas": ("beta1", "beta2")}
 Tables = tuple[pd.DataFrame, pd.DataFrame, dict]  # curves.csv, best.csv, config.json
@@ -148,14 +149,14 @@ def read_results(folder: Path) -> Tables:
     fix = (f"run 'adamrepro run' on its config with --out {folder.parent} and --force: "
            f"the tables are written again from the records in {folder / 'runs'}")
     tables = []
-    for path, needed in zip(paths, (CURVES_NEEDED, BEST_NEEDED, META_NEEDED), strict=True):
+    for path in paths:
         try:
             table = read_table(path) if path.suffix == ".csv" else json.loads(path.read_text())
         except ValueError as err:  # not text, not CSV, not JSON, or empty
             raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
         if not isinstance(table, (pd.DataFrame, dict)):  # JSON, but no object
             raise UserError(f"{path} is damaged (not a JSON object); {fix}")
-        missing = [key for key in needed if key not in table]
+        missing = [key for key in META_NEEDED if isinstance(table, dict) and key not in table]
         if missing:
             raise UserError(f"{path} is damaged (no {missing[0]!r}); {fix}")
         if path.suffix == ".csv" and not _ends_a_line(path):  # pandas reads it all the same
@@ -163,28 +164,90 @@ def read_results(folder: Path) -> Tables:
                             f"{fix}")
         tables.append(table)
     curves, best, meta = tables
-    _check_curves(paths[0], curves, meta, fix)
+    _check_tables(paths, curves, best, meta, fix)
     return curves, best, meta
 
 
-def _check_curves(path: Path, curves: pd.DataFrame, meta: dict, fix: str) -> None:
-    """What the figures and the report compute with: at least one run's rows, the columns the
-    config names (its figure's cost, its selection metric), and numbers in every column of a
-    measurement, so that a damaged cell is one line here, not a traceback in a figure."""
-    if curves.empty:
-        raise UserError(f"{path} is damaged (no runs, only its header); {fix}")
+def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, meta: dict,
+                  fix: str) -> None:
+    """What the figures, the report and `compare` compute with, so that a damaged table is
+    one line here, not a traceback or a wrong number later: the columns this package writes
+    for the folder's metrics and hyperparameters, numbers where numbers go, and tables that
+    agree (every run complete up to the last pass or its divergence, with its cost at every
+    pass; every selected point among the runs)."""
+    curves_path, best_path, meta_path = paths
+
+    def damaged(path: Path, what: str) -> UserError:
+        return UserError(f"{path} is damaged ({what}); {fix}")
+
+    try:
+        metrics = [c.name for c in metric_set(meta).columns()]
+    except (KeyError, TypeError, ValueError):
+        raise damaged(meta_path, "its 'metrics' declares no metrics") from None
+    hparams = meta.get("hparam_columns", [])
+    if not (isinstance(hparams, list) and all(isinstance(c, str) for c in hparams)):
+        raise damaged(meta_path, "its 'hparam_columns' is not a list of column names")
     config = meta["config"] if isinstance(meta["config"], dict) else {}
-    named = (config.get("plot", {}).get("y"), config.get("selection", {}).get("metric"))
-    for column in dict.fromkeys(c for c in named if isinstance(c, str)):
-        if column not in curves:
-            raise UserError(f"{path} is damaged (no {column!r}); {fix}")
+    named = [c for c in (config.get("plot", {}).get("y"),
+                         config.get("selection", {}).get("metric")) if isinstance(c, str)]
+    for path, table, needed in (
+            (curves_path, curves, (*CURVES_NEEDED, *metrics, *named, *hparams)),
+            (best_path, best, (*BEST_NEEDED, *(f"final_{m}" for m in metrics), *hparams))):
+        missing = [column for column in dict.fromkeys(needed) if column not in table]
+        if missing:
+            raise damaged(path, f"no {missing[0]!r}")
+    if curves.empty:
+        raise damaged(curves_path, "no runs, only its header")
     measured = [c for c in curves.columns
                 if c.startswith(("train_", "test_")) or c in MEASURED_COLUMNS]
-    for column in measured:
-        if not (pd.api.types.is_numeric_dtype(curves[column])
-                or pd.api.types.is_bool_dtype(curves[column])):
-            raise UserError(f"{path} is damaged (text in {column!r}, a column of numbers); "
-                            f"{fix}")
+    for path, table, numbers, integers in (
+            (curves_path, curves, measured, ("seed", "epoch")),
+            (best_path, best, [c for c in best.columns if c.startswith(("final_", "mean_"))],
+             ("n_seeds", "epochs"))):
+        for column in numbers:
+            if not (pd.api.types.is_numeric_dtype(table[column])
+                    or pd.api.types.is_bool_dtype(table[column])):
+                raise damaged(path, f"text in {column!r}, a column of numbers")
+        for column in integers:
+            if not pd.api.types.is_integer_dtype(table[column]):
+                raise damaged(path, f"{column!r} holds a value that is no whole number")
+        if not pd.api.types.is_bool_dtype(table["diverged"]):
+            raise damaged(path, "'diverged' holds a value that is neither True nor False")
+    _check_runs_complete(curves, named, lambda what: damaged(curves_path, what))
+    ran = set(zip(curves["method"], curves["point_id"], strict=True))
+    for method, point in zip(best["method"], best["point_id"], strict=True):
+        if (method, point) not in ran:
+            raise damaged(best_path, f"{method}'s selected point {point} has no runs in "
+                                     f"curves.csv")
+
+
+def _check_runs_complete(curves: pd.DataFrame, costs: list[str],
+                         damaged: Callable[[str], UserError]) -> None:
+    """Every run has each pass once, from its first to the last pass of the folder or to the
+    pass it diverged at, and a value of every cost in `costs` at each pass from 1 on until
+    it diverged (a missing pass would shift every mean and final cost read from it)."""
+    twice = curves[curves.duplicated(["run_id", "epoch"])]
+    if len(twice):
+        row = twice.iloc[0]
+        raise damaged(f"run {row['run_id']} has pass {row['epoch']} twice")
+    last = int(curves["epoch"].max())
+    spans = curves.groupby("run_id").agg(first=("epoch", "min"), end=("epoch", "max"),
+                                         passes=("epoch", "size"), diverged=("diverged", "any"))
+    gaps = spans[spans["passes"] != spans["end"] - spans["first"] + 1]
+    if len(gaps):
+        raise damaged(f"run {gaps.index[0]} misses passes between {gaps['first'].iloc[0]} "
+                      f"and {gaps['end'].iloc[0]}")
+    short = spans[(spans["end"] < last) & ~spans["diverged"]]
+    if len(short):
+        raise damaged(f"run {short.index[0]} stops at pass {short['end'].iloc[0]} of {last} "
+                      f"without diverging")
+    trained = curves[(curves["epoch"] >= 1) & ~curves["diverged"]]
+    for cost in dict.fromkeys(costs):
+        blank = trained[trained[cost].isna()]
+        if len(blank):
+            row = blank.iloc[0]
+            raise damaged(f"no {cost} at pass {row['epoch']} of run {row['run_id']}, which "
+                          f"did not diverge")
 
 
 def _ends_a_line(path: Path) -> bool:
@@ -197,9 +260,13 @@ def _ends_a_line(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-# What every reader of an experiment's tables relies on.
-CURVES_NEEDED = ("experiment", "method", "optimizer", "run_id", "point_id", "epoch")
-BEST_NEEDED = ("method", "optimizer", "point_id", "run_ids")
+# What every reader of an experiment's tables relies on, besides the metric and
+# hyperparameter columns its config.json declares (tables written before `variant`,
+# `train_seconds`, `state_bytes` or `precision` existed are read without them).
+CURVES_NEEDED = ("experiment", "method", "optimizer", "run_id", "point_id", "seed", "epoch",
+                 "seconds", "diverged", "group_size", "commit", "torch_version", "device")
+BEST_NEEDED = ("method", "optimizer", "point_id", "run_ids", "n_seeds", "diverged", "epochs",
+               "selected_by")
 META_NEEDED = ("config",)  # older tables lack "metrics"
 # Columns of numbers besides the measured metrics (train_*, test_*)
 MEASURED_COLUMNS = ("epoch", "seconds", "train_seconds", "group_size", "state_bytes",
