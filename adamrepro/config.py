@@ -132,7 +132,31 @@ class PlotSpec(Frozen):
     max_epoch: float | None = None
 
 
+# The columns of the results tables (results/store.py's curves and steps, results/select.py's
+# best.csv) beside a run's hyperparameters, which are columns too: a hyperparameter named
+# like one would overwrite it without a word (a `seed` of 7 in place of the run's seed).
+TABLE_COLUMNS = frozenset({
+    "experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id", "seed",
+    "epoch", "seconds", "train_seconds", "diverged", "group_size", "state_bytes",
+    "peak_memory_bytes", "max_step_ratio", "commit", "torch_version", "device", "precision",
+    "step", "epoch_fraction", "n_seeds", "run_ids", "epochs", "selected_by", "selection_rule",
+    "at_grid_edge", "extended"})
+METRIC_PREFIXES = ("train_", "test_")  # metrics.py's columns
+
+
+def _no_table_column(values: dict[str, Any]) -> dict[str, Any]:
+    for key in values:
+        if key in TABLE_COLUMNS or key.startswith(METRIC_PREFIXES):
+            what = ("a column of the results tables" if key in TABLE_COLUMNS else
+                    f"named like the metrics' columns ({', '.join(METRIC_PREFIXES)}...)")
+            raise ValueError(f"{key!r} is {what}, which a hyperparameter of that name would "
+                             f"overwrite in the tables; name the optimizer's argument "
+                             f"otherwise")
+    return values
+
+
 def _grid_lists_valid(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    _no_table_column(grid)
     for key, values in grid.items():
         if len(values) == 0:
             raise ValueError(f"grid.{key} is empty: give at least one value")
@@ -178,7 +202,7 @@ class MethodSpec(Frozen):
     # At most this many runs train batched together (1: every run alone, as a user's own
     # script would, for honest per-run seconds). The curves are the same either way.
     max_group_size: StrictInt | None = Field(None, gt=0)
-    hparams: dict[str, Any] = {}
+    hparams: Annotated[dict[str, Any], AfterValidator(_no_table_column)] = {}
     grid: Grid = {}
     model: dict[str, Any] = {}
 

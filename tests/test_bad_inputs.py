@@ -62,6 +62,16 @@ CASES = [
     ("missing-key", delitem("training"), [], "training: Field required"),
     ("no-methods", setitem("methods", {}), [], "methods"),
     ("empty-grid", setitem("methods.adam.grid", {"lr": []}), [], "grid.lr is empty"),
+    # a hyperparameter is a column of the tables: one named like another column would
+    # overwrite it in every row (a user's optimizer with a `seed` argument)
+    ("hparam-named-like-a-column", setitem("methods.adam.hparams.seed", 7), [],
+     "methods.adam.hparams: 'seed' is a column of the results tables"),
+    # a user's step that requires a closure the config does not give: refused before training
+    ("closure-not-given", setitem("methods.adam", {"optimizer": "my_optimizers:ClosureOnly",
+                                                   "grid": {"lr": [0.1]}}), [],
+     "methods.adam.optimizer: ClosureOnly.step requires 'closure'"),
+    ("grid-key-named-like-a-metric", setitem("methods.adam.grid.test_acc", [1]), [],
+     "methods.adam.grid: 'test_acc' is named like the metrics' columns"),
     ("zero-lr", setitem("methods.adam.grid", {"lr": [0.0, 0.1]}), [], "lr must lie in (0"),
     # the value as written, not float32's -0.0010000000474974513
     ("negative-lr", setitem("methods.adagrad.grid", {"lr": [-1e-3]}), [],

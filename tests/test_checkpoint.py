@@ -67,6 +67,10 @@ CASES = {
                   {"lbfgs": {"optimizer": "torch.optim.LBFGS", "hparams": {"max_iter": 2},
                              "grid": {"lr": [0.5]}},
                    "sfo": {"optimizer": "sfo", "grid": {"max_history": [5]}}}),
+    # a user's optimizer that keeps its step count in its param group, not in `state`
+    "counter-in-group": ({"name": "logreg"},
+                         {"counted": {"optimizer": "my_optimizers:CountedSGD",
+                                      "grid": {"lr": [0.5]}}}),
 }
 
 
@@ -80,7 +84,8 @@ def rows(curve) -> pd.DataFrame:
     pytest.param("logreg-dropout", "cuda", marks=pytest.mark.cuda),
 ])
 def test_a_group_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
-        case, device, tmp_path, data_dir, one_thread):
+        case, device, tmp_path, data_dir, one_thread, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "outside"))  # my_optimizers
     model, methods = CASES[case]
     exp = experiment(model, methods)
     data = load_data(exp, data_dir, torch.device(device))

@@ -101,26 +101,27 @@ def _race(tmp_path: Path, methods: dict, name: str = "faulty") -> Path:
     return path
 
 
-@pytest.mark.parametrize("fails, raised", [
-    ("step", "RuntimeError: a bug in step (in step, "),
-    ("params", "ValueError: a bug on real parameters (in __init__, "),
+@pytest.mark.parametrize("optimizer, fails, raised", [
+    ("my_optimizers:Faulty", "step", "RuntimeError: a bug in step (in step, "),
+    ("my_optimizers:Faulty", "params", "ValueError: a bug on real parameters (in __init__, "),
+    # its step inherited from a class in another of the user's files: still theirs
+    ("my_subclassed:FaultyChild", "step", "RuntimeError: a bug in step (in step, "),
 ])
 def test_a_user_optimizer_that_raises_in_training_is_one_line_and_keeps_what_finished(
-        fails, raised, tmp_path, data_dir, cli, monkeypatch):
-    """Its error (where in its own file, the fix) in one line with exit code 2, not a
+        optimizer, fails, raised, tmp_path, data_dir, cli, monkeypatch):
+    """Its error (where in its own files, the fix) in one line with exit code 2, not a
     traceback; the runs finished before it are kept, and a folder it would leave holding
     nothing is not left at all. Fixed, the next command trains only what is left."""
     monkeypatch.syspath_prepend(str(OUTSIDE))
-    faulty = {"optimizer": "my_optimizers:Faulty", "hparams": {"fails": fails},
-              "grid": {"lr": [1.0e-3]}}
+    faulty = {"optimizer": optimizer, "hparams": {"fails": fails}, "grid": {"lr": [1.0e-3]}}
     args = ["--scale", "smoke", "--quiet", "--data-dir", data_dir, "--workers", "1"]
     alone = tmp_path / "alone"
     code, stdout, stderr = cli("run", _race(tmp_path, {"faulty": faulty}), "--out", alone,
                                *args)
     assert code == 2 and stdout == "", stderr
     [line] = stderr.strip().splitlines()
-    assert line.startswith("adamrepro: error: method 'faulty': optimizer "
-                           "'my_optimizers:Faulty' raised " + raised), line
+    assert line.startswith(f"adamrepro: error: method 'faulty': optimizer {optimizer!r} "
+                           f"raised {raised}"), line
     assert f"{OUTSIDE / 'my_optimizers.py'}:" in line and "Traceback" not in stderr
     assert not alone.exists()  # nothing recorded: nothing left
 
@@ -172,6 +173,19 @@ def test_capabilities_are_declared_not_guessed(monkeypatch):
     assert resolve("my_optimizers:SignSGD", OPTIMIZERS).capabilities == Capabilities()
     # a config's `closure: true` declares it for a class that says nothing itself
     assert resolve("my_optimizers:SignSGD", OPTIMIZERS, closure=True).capabilities.needs_closure
+    assert resolve("my_optimizers:ClosureOnly", OPTIMIZERS,
+                   closure=True).capabilities.needs_closure
+    # where the config and the class's step disagree, before anything trains
+    for name, closure, said in (
+            ("torch.optim.LBFGS", False, "LBFGS declares that its step needs a closure; "
+                                         "remove `closure: false`"),
+            ("my_optimizers:ClosureOnly", None, "ClosureOnly.step requires 'closure', and an "
+                                                "optimizer that needs no closure is called as "
+                                                "step(); if it is a closure, add `closure: "
+                                                "true`"),
+            ("my_optimizers:ClosureOnly", False, "add `closure: true`")):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            resolve(name, OPTIMIZERS, closure=closure)
 
 
 def test_an_entry_point_registers_an_optimizer(tmp_path, monkeypatch, cli):

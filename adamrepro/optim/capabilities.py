@@ -23,6 +23,7 @@ closure, which a config can change with `closure: true`.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -46,11 +47,36 @@ DECLARED: dict[type, Capabilities] = {
 
 def capabilities_of(cls: type, closure: bool | None = None) -> Capabilities:
     """The declared capabilities of `cls`; `closure` (a config's `closure:`) overrides
-    `needs_closure` for a class that declares nothing itself."""
+    `needs_closure` for a class that declares nothing itself. Raises ValueError, saying what
+    to write, where the config and the class's `step` disagree: `closure: false` for a class
+    that declares it needs one, or a `step` that cannot be called as the runner will call it
+    (`step()`, or `step(closure)` with a closure)."""
     declared = getattr(cls, "capabilities", None)
     if not isinstance(declared, Capabilities):
         declared = DECLARED.get(cls, PLAIN)
+    if closure is False and declared.needs_closure:
+        raise ValueError(f"{cls.__name__} declares that its step needs a closure; remove "
+                         f"`closure: false`")
     if closure is not None:
         declared = Capabilities(declared.batchable, closure, declared.graphable and not closure,
                                 declared.subfunctions)
+    _check_step(cls, declared.needs_closure)
     return declared
+
+
+def _check_step(cls: type, needs_closure: bool) -> None:
+    """Whether `cls.step` can be called as the runner calls it, before any run trains."""
+    try:
+        parameters = list(inspect.signature(cls.step).parameters.values())[1:]  # after self
+    except (TypeError, ValueError):  # a step whose signature cannot be read: trusted
+        return
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in positional if p.default is p.empty]
+    takes_one = bool(positional) or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+    if needs_closure and not takes_one:
+        raise ValueError(f"{cls.__name__}.step takes no closure, which the method is to be "
+                         f"given (`closure: true`); remove `closure: true`")
+    if not needs_closure and required:
+        raise ValueError(f"{cls.__name__}.step requires {required[0]!r}, and an optimizer that "
+                         f"needs no closure is called as step(); if it is a closure, add "
+                         f"`closure: true` to the method")

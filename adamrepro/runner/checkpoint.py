@@ -1,8 +1,8 @@
 """Checkpoints inside a group, and the time budget that stops a sweep at one.
 
 A group that trains with a `GroupCheckpoint` saves everything its next pass depends on after
-every `every` passes: the model's parameters and buffers, the optimizer's state, every
-generator (the CPU minibatch-order generators, the device dropout and evaluation
+every `every` passes: the model's parameters and buffers, the optimizer's state and param
+groups, every generator (the CPU minibatch-order generators, the device dropout and evaluation
 generators), the pass reached and the history so far (metrics, within-pass blocks,
 seconds, train_seconds, memory, divergence). A group started again with the same
 checkpoint goes on from there and traces exactly the curves of an uninterrupted run.
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-FORMAT = 1
+FORMAT = 2  # 2: the optimizer's param groups too (a checkpoint of format 1 starts over)
 
 
 class BudgetSpent(Exception):  # noqa: N818 (a stop, not an error)
@@ -199,18 +199,34 @@ def set_generator_state(generator: torch.Generator | None, state: torch.Tensor |
 
 
 def optimizer_state(optimizer) -> dict:
-    """The optimizer's per-parameter state (by index, as in its state_dict), every tensor
-    copied to the CPU. Its hyperparameters are not saved: they come from the config."""
-    return to_cpu(optimizer.state_dict()["state"])
+    """What torch's `state_dict` holds, every tensor copied to the CPU: the per-parameter
+    state (by index) and every param group's settings but its parameters. An optimizer may
+    change a group's settings as it trains (a schedule's counter, as schedule-free methods
+    keep it; a learning rate a scheduler sets), and a resumed run must go on from them."""
+    saved = optimizer.state_dict()
+    return {"state": to_cpu(saved["state"]),
+            "param_groups": [to_cpu({key: value for key, value in group.items()
+                                     if key != "params"}) for group in saved["param_groups"]]}
 
 
 def load_optimizer_state(optimizer, saved: dict, device: torch.device) -> None:
     """Put the saved state back, every tensor on `device` with its saved dtype (torch's
-    `load_state_dict` would cast floating state, and flags, to the parameters' dtype)."""
+    `load_state_dict` would cast floating state, and flags, to the parameters' dtype). A
+    group's tensor setting is copied into the tensor it holds (a per-run hyperparameter a
+    CUDA graph may have captured), any other setting replaced."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    for index, values in saved.items():
+    for index, values in saved["state"].items():
         optimizer.state[params[index]] = {key: to_device(value, device)
                                           for key, value in values.items()}
+    for group, settings in zip(optimizer.param_groups, saved["param_groups"], strict=True):
+        for key, value in settings.items():
+            held = group.get(key)
+            if (isinstance(held, torch.Tensor) and isinstance(value, torch.Tensor)
+                    and held.shape == value.shape):
+                with torch.no_grad():
+                    held.copy_(value)
+            else:
+                group[key] = to_device(value, device)
 
 
 def to_cpu(value):

@@ -20,6 +20,7 @@ OpenMP does not survive a fork: a forked child that starts a second OpenMP threa
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import multiprocessing
@@ -346,21 +347,38 @@ def blame_optimizer(exp: Experiment, group: Group, err: BaseException) -> str | 
                 f"worker needs every package the config names)")
     if found.builtin:
         return None
-    try:
-        source = Path(inspect.getsourcefile(found.cls) or "").resolve()
-    except TypeError:  # a class with no source file
-        return None
+    theirs = user_code(found.cls)
     ours = Path(__file__).resolve().parent.parent
     frames = traceback.extract_tb(err.__traceback__)
-    where = [i for i, frame in enumerate(frames) if Path(frame.filename).resolve() == source]
-    if not where or any(Path(frame.filename).resolve().is_relative_to(ours)
-                        for frame in frames[where[-1]:]):
+    files = [Path(frame.filename).resolve() for frame in frames]
+    where = [i for i, file in enumerate(files) if theirs(file)]
+    if not where or any(file.is_relative_to(ours) for file in files[where[-1]:]):
         return None
     frame = frames[where[-1]]
     return (f"method {group.method!r}: optimizer {name!r} raised {type(err).__name__}: {err} "
             f"(in {frame.name}, {frame.filename}:{frame.lineno}) while training {group.size} "
             f"run(s); the runs that finished before are kept: fix the optimizer and run the "
             f"same command again")
+
+
+def user_code(cls: type) -> Callable[[Path], bool]:
+    """Whether a file is the code of a user's optimizer class: the package (or the lone
+    module) of the class and of every class it inherits from outside torch and adamrepro, so
+    that a step inherited from another of their files, or a helper module of their package,
+    is theirs too."""
+    roots = set()
+    for klass in cls.__mro__:
+        top = klass.__module__.partition(".")[0]
+        if top in ("torch", "adamrepro", "builtins"):
+            continue
+        with contextlib.suppress(TypeError):  # a class without a source file
+            roots.add(Path(inspect.getsourcefile(klass) or "").resolve())
+        file = getattr(sys.modules.get(top), "__file__", None)  # None: a namespace package
+        if file is not None:
+            path = Path(file).resolve()
+            roots.add(path.parent if path.name == "__init__.py" else path)
+    return lambda file: any(file == root or (root.is_dir() and file.is_relative_to(root))
+                            for root in roots)
 
 
 def split_after_oom(group: Group, device: torch.device,

@@ -46,3 +46,29 @@ class Faulty(SignSGD):
         if self.fails == "step":
             raise RuntimeError("a bug in step")
         return super().step(closure)
+
+
+class CountedSGD(SignSGD):
+    """SGD whose step size decays as lr/√k with its step count k kept in its param group, as
+    schedule-free methods keep theirs (not in `state`): a checkpoint must restore it too."""
+
+    def __init__(self, params, lr: float = 1e-1) -> None:
+        super().__init__(params, lr)
+        for group in self.param_groups:
+            group["k"] = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            group["k"] += 1
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"] / group["k"] ** 0.5)
+
+
+class ClosureOnly(SignSGD):
+    """SignSGD whose step requires its closure (no default), declaring nothing: a config must
+    say `closure: true` for it, or be told to."""
+
+    def step(self, closure):
+        return super().step(closure)
