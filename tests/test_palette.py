@@ -22,11 +22,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adamrepro.figures.palette import COLORS
+from adamrepro.figures.palette import COLORS, EXTRA
 from adamrepro.optim import OPTIMIZERS
 
 MIN_PAIR = 15.0  # ΔE00 between any two built-in colors, in every vision (see the docstring)
 MIN_PAGE = 30.0  # ΔE00 between any built-in color and the white page, in every vision
+# ΔE00 between a color of EXTRA (a user's optimizer) and any other color, built-in or extra,
+# in every vision: what is left beside eleven built-ins 15 apart (palette.py says how).
+MIN_EXTRA = 9.5
 
 # Machado et al. 2009, severity 1.0, on linear RGB.
 MACHADO = {
@@ -129,6 +132,19 @@ def test_adam_is_the_most_salient_and_every_line_shows(vision):
     assert max(contrast, key=contrast.get) == "adam"
     faint = {name: round(value, 1) for name, value in contrast.items() if value < MIN_PAGE}
     assert not faint, f"too near the white page under {vision}: {faint}"
+
+
+@pytest.mark.parametrize("vision", VISIONS)
+def test_a_users_optimizer_gets_a_color_apart_from_every_other(vision):
+    page = seen("#FFFFFF", vision)
+    named = {**COLORS, **{f"extra {color}": color for color in EXTRA}}
+    too_close = []
+    for (name1, hex1), (name2, hex2) in combinations(named.items(), 2):
+        distance = delta_e2000(seen(hex1, vision), seen(hex2, vision))
+        if "extra" in name1 + name2 and distance < MIN_EXTRA:
+            too_close.append(f"{name1}/{name2}: {distance:.1f}")
+    faint = [color for color in EXTRA if delta_e2000(seen(color, vision), page) < MIN_PAGE]
+    assert not too_close and not faint, (too_close, faint)
 
 
 def test_every_variant_of_the_bundled_configs_has_its_own_line_style():
