@@ -164,6 +164,36 @@ def test_names_pandas_would_read_as_missing_stay_names(tmp_path, data_dir, cli):
     assert "not run yet" not in report
 
 
+def test_a_users_optimizer_edited_is_another_run(tmp_path, monkeypatch):
+    """A run's id covers the code of a user's optimizer (the files of its class and its
+    bases outside torch and adamrepro), so an edited optimizer trains again instead of
+    keeping the curves of its old code; a built-in's and torch's ids do not change."""
+    from adamrepro.config import parse_experiment
+    from adamrepro.runner.plan import plan
+
+    module = tmp_path / "edited_optimizers.py"
+    module.write_text((OUTSIDE / "my_optimizers.py").read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exp = parse_experiment({
+        "name": "edited", "title": "t", "dataset": {"name": "mnist"}, "model": {"name": "logreg"},
+        "training": {"batch_size": 128, "epochs": 1},
+        "methods": {"mine": {"optimizer": "edited_optimizers:SignSGD", "grid": {"lr": [0.1]}},
+                    "adam": {"optimizer": "adam", "grid": {"lr": [0.1]}},
+                    "sgd": {"optimizer": "torch.optim.SGD", "grid": {"lr": [0.1]}}}}, "test")
+
+    def ids() -> dict[str, str]:
+        return {group.method: group.runs[0].run_id for group in plan(exp)}
+
+    before = ids()
+    assert ids() == before  # the same code: the same runs (a resumed sweep skips them)
+    text = module.read_text()
+    module.write_text(text.replace('alpha=-group["lr"]', 'alpha=-2 * group["lr"]', 1))
+    after = ids()
+    assert after["mine"] != before["mine"]
+    assert {k: v for k, v in after.items() if k != "mine"} == {
+        k: v for k, v in before.items() if k != "mine"}
+
+
 def test_capabilities_are_declared_not_guessed(monkeypatch):
     monkeypatch.syspath_prepend(str(OUTSIDE))
     assert resolve("adam", OPTIMIZERS).capabilities == Capabilities(True, False, True)

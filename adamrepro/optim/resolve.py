@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import torch
 
@@ -84,3 +86,23 @@ def resolve(name: str, builtins: dict[str, type], closure: bool | None = None) -
         raise ValueError(f"optimizer {name!r} names {target!r}, which is not a "
                          f"torch.optim.Optimizer subclass")
     return Resolved(name, target, capabilities_of(target, closure), False)
+
+
+def outside_classes(cls: type) -> list[type]:
+    """`cls` and the classes it inherits from, but torch's, adamrepro's and Python's own: a
+    user's code, in method resolution order."""
+    return [klass for klass in cls.__mro__
+            if klass.__module__.partition(".")[0] not in ("torch", "adamrepro", "builtins")]
+
+
+def defining_files(cls: type) -> list[Path]:
+    """The source files of `outside_classes(cls)` (those that have one), each once."""
+    files = []
+    for klass in outside_classes(cls):
+        try:
+            source = inspect.getsourcefile(klass)
+        except TypeError:  # a class defined in C, or in an interactive session
+            source = None
+        if source is not None and Path(source).resolve() not in files:
+            files.append(Path(source).resolve())
+    return files

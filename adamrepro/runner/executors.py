@@ -20,9 +20,7 @@ OpenMP does not survive a fork: a forked child that starts a second OpenMP threa
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import inspect
 import multiprocessing
 import os
 import signal
@@ -40,7 +38,7 @@ from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
 from adamrepro.optim import OPTIMIZERS
-from adamrepro.optim.resolve import resolve
+from adamrepro.optim.resolve import defining_files, outside_classes, resolve
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, TooSlow
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, RunCurve, train_group
 from adamrepro.runner.host_memory import keep_freed_memory
@@ -362,21 +360,16 @@ def blame_optimizer(exp: Experiment, group: Group, err: BaseException) -> str | 
 
 
 def user_code(cls: type) -> Callable[[Path], bool]:
-    """Whether a file is the code of a user's optimizer class: the package (or the lone
-    module) of the class and of every class it inherits from outside torch and adamrepro, so
-    that a step inherited from another of their files, or a helper module of their package,
-    is theirs too."""
-    roots = set()
-    for klass in cls.__mro__:
+    """Whether a file is the code of a user's optimizer class: the files that define it and
+    the classes it inherits from outside torch and adamrepro, and their packages, so that a
+    step inherited from another of their files, or a helper module of their package, is
+    theirs too."""
+    roots = set(defining_files(cls))
+    for klass in outside_classes(cls):
         top = klass.__module__.partition(".")[0]
-        if top in ("torch", "adamrepro", "builtins"):
-            continue
-        with contextlib.suppress(TypeError):  # a class without a source file
-            roots.add(Path(inspect.getsourcefile(klass) or "").resolve())
         file = getattr(sys.modules.get(top), "__file__", None)  # None: a namespace package
-        if file is not None:
-            path = Path(file).resolve()
-            roots.add(path.parent if path.name == "__init__.py" else path)
+        if file is not None and Path(file).name == "__init__.py":
+            roots.add(Path(file).resolve().parent)
     return lambda file: any(file == root or (root.is_dir() and file.is_relative_to(root))
                             for root in roots)
 

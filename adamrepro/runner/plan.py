@@ -21,7 +21,7 @@ from adamrepro.config import KERNEL_SWITCHES, Experiment
 from adamrepro.hparams import is_numeric
 from adamrepro.models import MODELS
 from adamrepro.optim import OPTIMIZERS
-from adamrepro.optim.resolve import Resolved, resolve
+from adamrepro.optim.resolve import Resolved, defining_files, resolve
 
 # Training settings that never enter run ids: they change no curve (`save_params`,
 # `checkpoint_every`), only how runs are grouped (`max_group_size`, a memory cap), or how a
@@ -143,14 +143,17 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
     model = {**exp.model, **method.model}
     how = MODELS[model["name"]].IMPLEMENTATION_OPTIONS  # the name was checked at load
     what = {key: value for key, value in model.items() if key not in how}
-    capabilities = resolve(method.optimizer, OPTIMIZERS, method.closure).capabilities
+    found = resolve(method.optimizer, OPTIMIZERS, method.closure)
+    capabilities = found.capabilities
+    code = code_identity(found)
     by_kind: dict[str, list[RunSpec]] = {}
     for point in points:
         # Grouping never changes a curve, but it does change the time a run records: a
         # method that trains its runs apart is a different run (only when set, so that
         # configs without it keep their ids).
         apart = {"max_group_size": method.max_group_size} if method.max_group_size else {}
-        settings = {"model": what, "optimizer": method.optimizer, "hparams": point, **apart}
+        settings = {"model": what, "optimizer": method.optimizer, "hparams": point, **apart,
+                    **code}
         point_id = _digest({**common, **settings})
         fp32_point_id = _digest({**at_fp32, **settings})
         kind = _digest({k: v for k, v in point.items() if not is_numeric(v)})
@@ -168,6 +171,21 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
             groups.append(Group(label, method.optimizer, model, tuple(runs),
                                 group_id_of(runs), method.closure))
     return groups
+
+
+def code_identity(found: Resolved) -> dict[str, str]:
+    """For a user's optimizer, a digest of the source files that define its class and the
+    classes it inherits from outside torch and adamrepro: a run traced by other code is
+    another run, so an edited optimizer trains again rather than keep its old curves. Nothing
+    for adamrepro's and torch's, whose code the provenance names (commit, torch version), so
+    that their run ids stay what they were."""
+    if found.builtin:
+        return {}
+    files = defining_files(found.cls)
+    if not files:
+        return {}
+    return {"optimizer_code": hashlib.sha1(b"".join(
+        hashlib.sha1(file.read_bytes()).digest() for file in files)).hexdigest()[:12]}
 
 
 def group_id_of(runs) -> str:
