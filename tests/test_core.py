@@ -22,7 +22,7 @@ from adamrepro.errors import UserError
 from adamrepro.figures.palette import COLORS, colors
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.capabilities import Capabilities
-from adamrepro.optim.resolve import registered, resolve
+from adamrepro.optim.resolve import ambiguous, registered, resolve
 from adamrepro.report.measures import Measured, seconds_per_pass
 from adamrepro.report.rules import SlowerPerPass
 from adamrepro.runner.executors import LocalExecutor, load_data
@@ -250,8 +250,24 @@ def test_an_entry_point_registers_an_optimizer(tmp_path, monkeypatch, cli):
         assert "[cannot be used]" in lines["broken"] and "fails to load" in lines["broken"]
         assert "[ignored]" in stdout and "my_optimizers:SignSGD) has a built-in's name" in stdout
         assert resolve("adam", OPTIMIZERS).builtin
+        # another package registering `signsgd` for another class: neither is used, by name
+        other = tmp_path / "otheropt-2.0.dist-info"
+        other.mkdir()
+        (other / "METADATA").write_text("Metadata-Version: 2.1\nName: otheropt\nVersion: 2.0\n")
+        (other / "entry_points.txt").write_text(
+            "[adamrepro.optimizers]\nsignsgd = my_optimizers:Faulty\n")
+        registered.cache_clear()
+        ambiguous.cache_clear()
+        said = ("optimizer 'signsgd': installed packages register entry points of that name "
+                "for different classes (fastopt: my_optimizers:SignSGD; otheropt: "
+                "my_optimizers:Faulty); uninstall all but one")
+        with pytest.raises(ValueError, match=re.escape(said)):
+            resolve("signsgd", OPTIMIZERS)
+        code, stdout, _ = cli("list", "optimizers")
+        assert code == 0 and "[cannot be used]" in stdout and said in stdout
     finally:
         registered.cache_clear()
+        ambiguous.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -343,6 +343,19 @@ def test_compare_measures_deviation_and_seed_spread(results, cli):
     assert f"identical, bit for bit, for {len(itself)};" in out
 
 
+def test_compare_names_a_point_as_its_config_spells_it():
+    """An integer hyperparameter of one method (L-BFGS's max_iter) is read as floats when
+    other methods leave its cell empty: a point still shows it as the whole number it is, and
+    values read from two tables still match."""
+    import numpy as np
+
+    from adamrepro.results.compare import _text
+
+    assert [_text(v) for v in (3.0, np.int64(3), 0.001, np.float32(0.5), True, "none")] == [
+        "3", "3", "0.001", "0.5", "True", "none"]
+    assert _text(float("0.1")) == _text(0.1) and _text(1e300) == repr(1e300)
+
+
 def test_compare_on_the_cpu_names_tf32_as_it_ran(results, cli):
     code, out, err = cli("compare", results / "fp32", results / "tf32", "-e", "logreg_mnist")
     assert code == 0, err

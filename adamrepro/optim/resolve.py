@@ -37,6 +37,18 @@ def registered() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+@cache
+def ambiguous() -> dict[str, list[str]]:
+    """Entry-point names that installed packages register for different classes: name ->
+    each registration (`package: module:Class`). Which one is used would depend on the
+    order of sys.path, so none is."""
+    seen: dict[str, dict[str, str]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        package = getattr(getattr(ep, "dist", None), "name", None) or "a package"
+        seen.setdefault(ep.name, {}).setdefault(ep.value, f"{package}: {ep.value}")
+    return {name: list(values.values()) for name, values in seen.items() if len(values) > 1}
+
+
 def shadowed(builtins: dict[str, type]) -> list[str]:
     """Entry points named like a built-in optimizer, which wins: they are never used."""
     return sorted(set(registered()) & set(builtins))
@@ -66,6 +78,10 @@ def resolve(name: str, builtins: dict[str, type], closure: bool | None = None) -
     if name in builtins:
         cls = builtins[name]
         return Resolved(name, cls, capabilities_of(cls, closure), True)
+    if name in ambiguous():
+        raise ValueError(f"optimizer {name!r}: installed packages register entry points of "
+                         f"that name for different classes ({'; '.join(ambiguous()[name])}); "
+                         f"uninstall all but one, or name the class by its import path")
     if name in registered():
         try:
             target = registered()[name].load()

@@ -245,7 +245,10 @@ def _text(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, float, np.integer, np.floating)):
-        return repr(float(value))
+        # a whole number as one (an integer column with an empty cell is read as floats:
+        # max_iter 3 is not shown as 3.0)
+        number = float(value)
+        return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
     return str(value)
 
 
