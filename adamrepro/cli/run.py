@@ -142,6 +142,10 @@ def run(
         typer.echo("note: SFO under bf16 overshoots: its curvature pairs are gradient "
                    "differences, which bfloat16 rounding swamps (10-100x its fp32 cost in its "
                    "first pass on MNIST; README, Precision). Its runs measure that, not SFO")
+    if base.selection.metric.startswith("test_"):  # metrics.py: a test-set column
+        typer.echo(f"note: selection.metric {base.selection.metric} chooses each method's grid "
+                   f"point on the test set; the paper chooses on the training cost, and the "
+                   f"report judges its claims so, whatever best.csv holds")
     if dry_run:
         from adamrepro.runner.preview import describe, preview
 
