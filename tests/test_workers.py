@@ -259,6 +259,57 @@ def test_ctrl_c_after_the_command_is_over_changes_nothing(tmp_path, data_dir):
     assert (out / "logreg_mnist" / "curves.csv").exists()
 
 
+# A Ctrl-C that lands as the command ends, once typer's own handling of one is behind it (a
+# tracer sends it when typer's command `main` returns): before, a KeyboardInterrupt
+# traceback and death by SIGINT, though the command had finished.
+INTERRUPTED_AS_IT_ENDS = """
+import os, signal, sys
+def tracer(frame, event, arg):
+    return on_return if event == "call" and frame.f_code.co_name == "main" else None
+def on_return(frame, event, arg):
+    if event == "return" and "typer" in frame.f_code.co_filename:
+        sys.settrace(None)
+        os.kill(os.getpid(), signal.SIGINT)
+sys.settrace(tracer)
+from adamrepro.entry import main
+sys.argv[0] = "adamrepro"
+sys.exit(main())
+"""
+
+
+def test_ctrl_c_as_the_command_returns_changes_nothing(tmp_path):
+    code, stderr = _interrupted([sys.executable, "-c", INTERRUPTED_AS_IT_ENDS, "list",
+                                 "datasets"], None)
+    assert code == 0 and stderr == "", stderr
+
+
+# A Ctrl-C that lands while the worker processes fork (an at-fork hook sends it): it was
+# raised inside the interpreter's at-fork hooks, which drop it, and the sweep trained to its
+# end and exited 0, under a line saying it was interrupted.
+INTERRUPTED_FORK = """
+import os, signal, sys
+sent = []
+def before_fork():
+    if not sent:
+        sent.append(os.kill(os.getpid(), signal.SIGINT))
+os.register_at_fork(before=before_fork)
+from adamrepro.entry import main
+sys.argv[0] = "adamrepro"
+sys.exit(main())
+"""
+
+
+def test_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path, data_dir):
+    out = tmp_path / "out"
+    code, stderr = _interrupted(
+        [sys.executable, "-c", INTERRUPTED_FORK, "run", str(_config(tmp_path)), "--scale",
+         "smoke", "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers", "2"],
+        None)
+    assert code == 130 and "Traceback" not in stderr and "ignored" not in stderr, stderr
+    assert stderr.startswith("adamrepro: interrupted; what finished is kept"), stderr
+    assert not out.exists()  # stopped before any run finished: no folder left
+
+
 def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir):
     """Ctrl-C (SIGINT to the terminal's process group: the driver and its workers) in the
     first groups: exit code 130, one line saying what is kept and how to go on, and no

@@ -28,12 +28,22 @@ from adamrepro.cli import report as report_cmd
 from adamrepro.cli import run as run_cmd
 from adamrepro.errors import UserError
 
+
+def _over(*_, **__) -> None:
+    """Called by typer as soon as a command has returned: a Ctrl-C from here on has
+    nothing left to stop (its files are written, its exit code decided)."""
+    _COMMAND["over"] = True
+
+
+_COMMAND = {"over": False}
+
 app = typer.Typer(
     name="adamrepro",
     help="Reproduce the experiments of Kingma & Ba, 'Adam' (ICLR 2015).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    result_callback=_over,
 )
 app.command("run")(run_cmd.run)
 app.command("plot")(plot_cmd.plot)
@@ -71,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exit as err:
         return err.exit_code
+    except KeyboardInterrupt:  # raised outside typer's own handling, as a command ended
+        return 130
     except OSError as err:
         if err.errno not in FILESYSTEM_ERRORS:
             raise
@@ -95,10 +107,11 @@ def interrupts_said(kept: str = INTERRUPTED["run"]):
         yield
         return
     interrupted, working = False, True
+    _COMMAND["over"] = False
 
     def on_interrupt(signum, frame):
         nonlocal interrupted
-        if working:  # once the command is over, a Ctrl-C has nothing left to stop
+        if working and not _COMMAND["over"]:  # after it, a Ctrl-C has nothing to stop
             interrupted = True
             signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
 

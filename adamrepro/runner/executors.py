@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -237,10 +238,11 @@ class LocalExecutor:
         known = {group.group_id: group for group in groups}
         _WORKER_DATA = self.data  # inherited by the forked workers, read-only there
         try:
-            pool = ProcessPoolExecutor(processes, mp_context=context,
-                                       initializer=_start_worker, initargs=(passes,))
-            # Start every worker now, while the data is in _WORKER_DATA to inherit.
-            list(pool.map(_started, range(processes)))
+            with interrupts_held():
+                pool = ProcessPoolExecutor(processes, mp_context=context,
+                                           initializer=_start_worker, initargs=(passes,))
+                # Start every worker now, while the data is in _WORKER_DATA to inherit.
+                list(pool.map(_started, range(processes)))
         finally:
             _WORKER_DATA = None
 
@@ -274,6 +276,25 @@ class LocalExecutor:
 
 _WORKER_DATA: TensorDataset | None = None  # the data a forked worker trains on
 _WORKER_PASSES = None  # the queue a worker reports its passes on
+
+
+@contextmanager
+def interrupts_held():
+    """A Ctrl-C while processes fork would raise KeyboardInterrupt inside the interpreter's
+    at-fork hooks, which drop it ("Exception ignored"), and the sweep would go on to its
+    end. It is held back meanwhile, then handed to the handler it was meant for, where it
+    stops the sweep."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held and callable(previous):
+            previous(signal.SIGINT, None)
 
 
 def _start_worker(passes) -> None:
