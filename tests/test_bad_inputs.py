@@ -7,6 +7,8 @@ fresh folder and names a fragment the one-line message must contain.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -337,6 +339,41 @@ def test_a_figure_or_report_it_cannot_write_is_one_line(command, blocked, cli, t
     assert not [p for p in out.rglob(".*.tmp*")], "a temporary file was left"
     assert {p for p in snapshot(out) if p not in before} <= {
         str(p) for p in out.rglob("*.p*")}  # at most the figures drawn before it
+
+
+def test_a_kill_between_the_renames_of_a_set_is_told_not_read(tmp_path, used_out,
+                                                                monkeypatch):
+    """A set is renamed into place file by file, config.json last. A kill in between leaves
+    new tables beside an old config.json: the readers refuse the mix in one line (before,
+    they drew and judged it as one experiment's: a best.csv of 2 seeds beside curves of 1)."""
+    from adamrepro.errors import UserError
+    from adamrepro.results.store import ResultStore, read_results, read_table
+
+    shutil.copytree(used_out, tmp_path / "out")
+    store = ResultStore(tmp_path / "out", "logreg_mnist")
+    curves, best, meta = read_results(store.root)
+    before = (store.root / "config.json").read_text()
+    renamed = []
+
+    def killed_after_the_first(source, destination):
+        if renamed:
+            raise KeyboardInterrupt
+        renamed.append(destination)
+        os.rename(source, destination)
+
+    monkeypatch.setattr(os, "replace", killed_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_tables({"curves.csv": curves.assign(seconds=2 * curves["seconds"]),
+                            "best.csv": best}, meta)
+    monkeypatch.undo()
+    assert [Path(p).name for p in renamed] == ["curves.csv"]
+    assert (store.root / "config.json").read_text() == before  # renamed last
+    assert read_table(store.root / "curves.csv")["seconds"].equals(2 * curves["seconds"])
+    with pytest.raises(UserError, match=re.escape(
+            f"{store.root / 'curves.csv'} is not the curves.csv its config.json lists: the "
+            f"tables are a mix of two commands'")):
+        read_results(store.root)
+    assert not list(store.root.glob(".*.tmp"))
 
 
 def test_tables_are_replaced_as_one_set(tmp_path):

@@ -277,6 +277,42 @@ def test_committed_results_stay_writable_by_todays_config(tmp_path):
                 store.check_owner(other_digest, "paper", False, run_ids)
 
 
+# A command that takes the folder's lock (as `run` does) and holds it until killed.
+HOLDS_THE_LOCK = """
+import sys, time
+from adamrepro.results.store import ResultStore
+with ResultStore(sys.argv[1], "logreg_mnist").locked():
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_command_that_waited_for_a_removed_folder_still_keeps_others_out(tmp_path):
+    """The first command records nothing and removes the folder it created, its lock file
+    included (under the lock). The one that waited must then hold a lock a third command
+    waits for: before, it held its lock on the removed file, and a third trained beside it."""
+    import fcntl
+
+    from adamrepro.results.store import ResultStore
+
+    out = tmp_path / "out"
+    store = ResultStore(out, "logreg_mnist")
+    created = store.first_missing()
+    with pytest.raises(RuntimeError), store.locked(), store.removed_if_left_empty(created):
+        store.prepare()
+        second = subprocess.Popen([sys.executable, "-c", HOLDS_THE_LOCK, str(out)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert "waiting" in second.stderr.readline()
+        raise RuntimeError("the first command failed before it recorded anything")
+    try:
+        assert second.stdout.readline() == "locked\n"
+        with open(store.root / ".lock", "w") as third, pytest.raises(BlockingIOError):
+            fcntl.flock(third, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        second.kill()
+        second.communicate()
+
+
 def test_a_second_command_on_a_folder_says_it_waits_then_goes_on(tmp_path, data_dir):
     """Two commands on one results folder serialise on its lock: the one that waits says so
     (rather than sit silent), and trains once the other is done."""

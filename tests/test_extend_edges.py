@@ -149,6 +149,27 @@ def test_a_resumed_sweep_with_extensions_equals_an_uninterrupted_one(extended, t
         pd.testing.assert_frame_equal(resumed, whole)
 
 
+def test_a_finished_extension_groups_checkpoint_is_removed(extended, tmp_path, data_dir):
+    """A kill between an extension round's last record and the removal of its group's
+    checkpoint leaves the file; that group is never trained again, so the next command
+    removes it once the rounds are known (a paper-scale checkpoint is 0.26-20 GB)."""
+    import json
+    import shutil
+
+    from adamrepro.runner.plan import plan
+
+    shutil.copytree(extended[0], tmp_path / "out")
+    runs = tmp_path / "out" / "logreg_mnist" / "runs"
+    grid = {group.group_id for group in plan(wrong_edge(3).at_scale("smoke"))}
+    rounds = {json.loads(path.read_text())["group_id"] for path in runs.glob("*.json")} - grid
+    assert rounds  # the extension rounds trained groups of their own
+    leftover = runs / f"{sorted(rounds)[0]}.ckpt.pt"
+    leftover.write_bytes(b"the state a kill left behind")
+    done = run_sweep(wrong_edge(3), "smoke", None, tmp_path / "out",
+                     LocalExecutor(data_dir, torch.device("cpu")), quiet=True)
+    assert done["trained"] == 0 and not leftover.exists()
+
+
 def test_bundled_configs_train_three_seeds_at_paper_scale_only_and_extend_where_tuned():
     tuned = ("logreg_mnist", "logreg_imdb", "mlp", "cnn_cifar10")  # the paper tuned α there
     for path in sorted(CONFIGS.glob("*.yaml")):

@@ -333,7 +333,7 @@ def test_compare_measures_deviation_and_seed_spread(results, cli):
         assert row["verdict"] == ("within" if deviation < spread else "beyond")
         assert (row["seeds"], row["passes"], row["metric"]) == (2, 2, "train_loss")
         assert (row["base_precision"], row["other_precision"]) == ("fp32", "bf16")
-        assert f"lr={float(lr)!r}" in row["point"]
+        assert f"lr={float(lr):g}" in row["point"]
     # a folder against itself: nothing moves
     code, out, err = cli("compare", results / "fp32", results / "fp32", "--out",
                        results / "self")

@@ -23,6 +23,8 @@ import contextlib
 import errno
 import fcntl
 import functools
+import hashlib
+import io
 import json
 import os
 import sys
@@ -70,7 +72,8 @@ def atomic_set(texts: dict[Path, str]) -> None:
     if blocked:
         _remove(renames)
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(blocked[0]))
-    _rename(renames)  # only once every one is complete
+    order = list(texts)  # renamed in the order given (the stack above completes them last first)
+    _rename(sorted(renames, key=lambda rename: order.index(rename[1])))
 
 
 @contextlib.contextmanager
@@ -133,7 +136,7 @@ def recorded_precision(meta: dict) -> str:
     return meta.get("config", {}).get("training", {}).get("precision", "fp32")
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path | io.BytesIO) -> pd.DataFrame:
     """A table this package wrote. Only an empty cell is missing (pandas writes NaN so): a
     name such as `nan`, `NA` or `null` (an experiment, a method) stays the string it is."""
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
@@ -148,10 +151,13 @@ def read_results(folder: Path) -> Tables:
                             f"{folder.name} with --out {folder.parent} first")
     fix = (f"run 'adamrepro run' on its config with --out {folder.parent} and --force: "
            f"the tables are written again from the records in {folder / 'runs'}")
-    tables = []
+    tables, digests = [], {}
     for path in paths:
+        data = path.read_bytes()
+        digests[path.name] = hashlib.sha256(data).hexdigest()
         try:
-            table = read_table(path) if path.suffix == ".csv" else json.loads(path.read_text())
+            table = (read_table(io.BytesIO(data)) if path.suffix == ".csv"
+                     else json.loads(data))
         except ValueError as err:  # not text, not CSV, not JSON, or empty
             raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
         if not isinstance(table, (pd.DataFrame, dict)):  # JSON, but no object
@@ -159,13 +165,29 @@ def read_results(folder: Path) -> Tables:
         missing = [key for key in META_NEEDED if isinstance(table, dict) and key not in table]
         if missing:
             raise UserError(f"{path} is damaged (no {missing[0]!r}); {fix}")
-        if path.suffix == ".csv" and not _ends_a_line(path):  # pandas reads it all the same
+        if path.suffix == ".csv" and data and not data.endswith(b"\n"):  # pandas reads it
             raise UserError(f"{path} is damaged (cut short: its last line is unfinished); "
                             f"{fix}")
         tables.append(table)
     curves, best, meta = tables
     _check_tables(paths, curves, best, meta, fix)
+    _check_one_set(folder, meta, digests)
     return curves, best, meta
+
+
+def _check_one_set(folder: Path, meta: dict, digests: dict[str, str]) -> None:
+    """The tables are the ones config.json lists (`write_tables`), not a mix of two
+    commands' (one cut off between renames, or one writing them now). Tables written
+    before config.json listed them are taken as they are."""
+    listed = meta.get("tables")
+    if not isinstance(listed, dict):
+        return
+    for name, digest in digests.items():
+        if name in listed and listed[name] != digest:
+            raise UserError(f"{folder / name} is not the {name} its config.json lists: the "
+                            f"tables are a mix of two commands' (one was cut off while writing "
+                            f"them, or is writing them now); run the same 'adamrepro run' "
+                            f"again, or wait for the one running")
 
 
 def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, meta: dict,
@@ -250,14 +272,12 @@ def _check_runs_complete(curves: pd.DataFrame, costs: list[str],
                           f"did not diverge")
 
 
-def _ends_a_line(path: Path) -> bool:
-    """Whether the file ends with a line break, as every table written here does."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() == 0:
-            return True
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
+def _same_file(handle, path: Path) -> bool:
+    """Whether the open `handle` is still the file at `path` (not removed or replaced)."""
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 # What every reader of an experiment's tables relies on, besides the metric and
@@ -393,9 +413,11 @@ class ResultStore:
 
     def remove_temporary_files(self) -> int:
         """Remove the temporary files of writes a kill cut off (atomic_file's `.NAME.*.tmp`:
-        tables, run records, parameters, checkpoints); only under the lock, which no writer
-        of this folder lacks, so none is another command's work in progress."""
-        stale = [*self.root.glob(".*.tmp"), *self.runs_dir.glob(".*.tmp")]
+        tables, run records, parameters, checkpoints); only under the lock, which every
+        command that writes these holds, so none is another command's work in progress.
+        `plot` writes its figures here without the lock: theirs are left alone."""
+        stale = [*(path for name in (*TABLES, OWNER) for path in self.root.glob(f".{name}.*.tmp")),
+                 *self.runs_dir.glob(".*.tmp")]
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
@@ -426,13 +448,18 @@ class ResultStore:
                 f"writable folder"
             ) from None
 
+    def first_missing(self) -> Path | None:
+        """The outermost folder of the experiment's path that does not exist yet."""
+        return next((p for p in (*reversed(self.root.parents), self.root) if not p.exists()),
+                    None)
+
     @contextlib.contextmanager
-    def removed_if_left_empty(self):
+    def removed_if_left_empty(self, created: Path | None):
         """A command that fails before it records anything (a user's optimizer that raises,
-        Ctrl-C in the first group) leaves no folder it created: nothing half-written. A
-        folder that existed before, or holds a record or a checkpoint, stays as it is."""
-        created = next((p for p in (*reversed(self.root.parents), self.root)
-                        if not p.exists()), None)
+        Ctrl-C in the first group) leaves no folder it created (`created`, its
+        `first_missing()` before it began): nothing half-written. A folder that existed
+        before, or holds a record or a checkpoint, stays as it is. Entered under the lock,
+        which the lock file's removal then leaves to no one (`locked`)."""
         try:
             yield
         except BaseException:
@@ -459,19 +486,33 @@ class ResultStore:
 
     @contextlib.contextmanager
     def locked(self):
-        """Hold an exclusive lock on the folder; a second command waits for the first."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as handle:
+        """Hold an exclusive lock on the folder; a second command waits for the first. The
+        first may remove the folder it created and recorded nothing in, lock file included
+        (`removed_if_left_empty`): a lock then taken on the removed file keeps no one out, so
+        the waiter takes one on a new file instead."""
+        said = False
+        while True:
+            self.root.mkdir(parents=True, exist_ok=True)
+            path = self.root / ".lock"
+            handle = open(path, "w")
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # say why nothing moves, then wait
-                print(f"adamrepro: another command is writing to {self.root}; waiting for it "
-                      f"to finish (its finished runs are then skipped)", file=sys.stderr)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # say why nothing moves, then wait
+                    if not said:
+                        print(f"adamrepro: another command is writing to {self.root}; waiting "
+                              f"for it to finish (its finished runs are then skipped)",
+                              file=sys.stderr)
+                        said = True
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                if _same_file(handle, path):
+                    try:
+                        yield
+                    finally:
+                        fcntl.flock(handle, fcntl.LOCK_UN)
+                    return
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
 
     def run_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
@@ -507,9 +548,13 @@ class ResultStore:
     def write_tables(self, tables: dict[str, pd.DataFrame], meta: dict) -> None:
         """The experiment's tables and its config.json, as one set (atomic_set); config.json
         then says who owns the folder, not `OWNER`."""
-        atomic_set({**{self.root / name: frame.to_csv(index=False)
-                       for name, frame in tables.items()},
-                    self.root / "config.json": json.dumps(meta, indent=2, default=str) + "\n"})
+        texts = {name: frame.to_csv(index=False) for name, frame in tables.items()}
+        # what config.json lists, so that a reader can tell a mix of two sets (a kill
+        # between the renames) from one set (read_results)
+        listed = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in texts.items()}
+        atomic_set({**{self.root / name: text for name, text in texts.items()},
+                    self.root / "config.json": json.dumps({**meta, "tables": listed}, indent=2,
+                                                          default=str) + "\n"})
         (self.root / OWNER).unlink(missing_ok=True)
 
 

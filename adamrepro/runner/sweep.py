@@ -89,41 +89,44 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     prepared = bool(todo)
     if todo:
         executor.prepare(exp)
-    with store.removed_if_left_empty():
+    # The folder this command would create, removed (under the lock, so that a command
+    # waiting for it finds the lock file gone and takes a new one) if it records nothing.
+    created = store.first_missing()
+    with store.locked(), store.removed_if_left_empty(created):
         store.prepare()
         checkpoints = CheckpointPolicy(store.runs_dir, exp.training.checkpoint_every,
                                        budget or Budget())
-        with store.locked():
-            # Another command may have written here while this one waited for the lock: its
-            # scale or config decides again, and it may have finished some groups.
-            check_owner()
-            store.claim(base_digest(base), scale, exp.training.precision, only_selected)
-            store.remove_temporary_files()
-            todo = left_to_train(groups, store)
-            for group in groups:  # a finished group's checkpoint left by a kill at the end
-                if all(store.is_done(r.run_id) for r in group.runs):
-                    checkpoints.path(group.group_id).unlink(missing_ok=True)
-            if todo:
-                stopped = _train_all(exp, scale, todo, executor, store, quiet, checkpoints)
-                if stopped is not None:
-                    return {"folder": store.root, "stopped": stopped,
-                            "trained": stopped["trained"],
-                            "skipped": sum(g.size for g in groups) - sum(g.size for g in todo)}
-            trained = sum(g.size for g in todo)
-            steps: Counter = Counter()
-            extend = bool(exp.selection.extend_edges) and only_selected is None
-            if extend:
-                added, more, stopped = _extend_edges(exp, scale, groups, executor, store, quiet,
-                                                     prepared, steps, checkpoints)
-                if stopped is not None:
-                    return {"folder": store.root, "stopped": stopped,
-                            "trained": trained + stopped["trained"], "skipped": 0}
-                groups, trained = groups + added, trained + more
-            records = planned_records(store, groups)
-            best = _write_tables(base, exp, scale, records, store, executor.device,
-                                 steps if extend else None, workers_of(executor, len(groups)),
-                                 only_selected)
-            remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
+        # Another command may have written here while this one waited for the lock: its
+        # scale or config decides again, and it may have finished some groups.
+        check_owner()
+        store.claim(base_digest(base), scale, exp.training.precision, only_selected)
+        store.remove_temporary_files()
+        todo = left_to_train(groups, store)
+        remove_finished_checkpoints(store, groups, checkpoints)
+        if todo:
+            stopped = _train_all(exp, scale, todo, executor, store, quiet, checkpoints)
+            if stopped is not None:
+                return {"folder": store.root, "stopped": stopped,
+                        "trained": stopped["trained"],
+                        "skipped": sum(g.size for g in groups) - sum(g.size for g in todo)}
+        trained = sum(g.size for g in todo)
+        steps: Counter = Counter()
+        extend = bool(exp.selection.extend_edges) and only_selected is None
+        if extend:
+            added, more, stopped = _extend_edges(exp, scale, groups, executor, store, quiet,
+                                                 prepared, steps, checkpoints)
+            if stopped is not None:
+                return {"folder": store.root, "stopped": stopped,
+                        "trained": trained + stopped["trained"], "skipped": 0}
+            groups, trained = groups + added, trained + more
+        records = planned_records(store, groups)
+        best = _write_tables(base, exp, scale, records, store, executor.device,
+                             steps if extend else None, workers_of(executor, len(groups)),
+                             only_selected)
+        # an extension round's group, stored but not its checkpoint removed (a kill in
+        # between), is never trained again: its checkpoint goes here, once it is known
+        remove_finished_checkpoints(store, groups, checkpoints)
+        remove_stale_checkpoints(store.runs_dir, {g.group_id for g in groups})
         return {"folder": store.root, "trained": trained, "selected": set(best["method"]),
                 "skipped": sum(g.size for g in groups) - trained}
 
@@ -161,6 +164,15 @@ def planned_records(store: ResultStore, groups: list[Group]) -> list[dict]:
     under the old one beside the method that now has that name."""
     return [{**store.load_run(run.run_id), "method": run.method, "variant": run.variant}
             for group in groups for run in group.runs]
+
+
+def remove_finished_checkpoints(store: ResultStore, groups: list[Group],
+                                checkpoints: CheckpointPolicy) -> None:
+    """Remove the checkpoint of every group whose runs are all stored: a kill between the
+    last record and the checkpoint's removal leaves it behind."""
+    for group in groups:
+        if all(store.is_done(run.run_id) for run in group.runs):
+            checkpoints.path(group.group_id).unlink(missing_ok=True)
 
 
 def remove_stale_checkpoints(folder: Path, planned: set[str]) -> int:
