@@ -144,6 +144,40 @@ def test_every_point_diverged_is_said(tmp_path, data_dir, cli):
     assert code == 0, stderr
     assert "warning: every grid point of sgd diverged (NaN or inf)" in stderr
     assert "of adam" not in stderr and "adam," not in stderr
+    # every method diverged: best.csv is a header alone, which the figures and the report
+    # still read (they said it was damaged, and `run --force` wrote the same again)
+    alone = tmp_path / "alone"
+    code, _, stderr = cli("run", _race(tmp_path, {"sgd": race["sgd"]}), "--out", alone,
+                          "--scale", "smoke", "--quiet", "--data-dir", data_dir)
+    assert code == 0 and "every grid point of sgd diverged" in stderr, stderr
+    for command in (("plot", "faulty"), ("report",)):
+        code, _, stderr = cli(*command, "--out", alone)
+        assert code == 0, (command, stderr)
+
+
+def test_a_users_optimizer_keeps_its_color_in_every_figure(tmp_path, data_dir, cli):
+    """torch.optim.ASGD and torch.optim.SGD hash to the same color of EXTRA, so one moves to
+    the next. ASGD diverges here: `curves` draws SGD alone, `sensitivity` both (ASGD as ×).
+    Each figure once resolved the collision over what it drew, and SGD changed color
+    between them; every figure now resolves it over the experiment's optimizers."""
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    from adamrepro.figures.palette import EXTRA, _hashed
+
+    assert _hashed("torch.optim.ASGD") == _hashed("torch.optim.SGD")
+    moved = EXTRA[(_hashed("torch.optim.SGD") + 1) % len(EXTRA)]  # ASGD sorts first
+    race = {"asgd": {"optimizer": "torch.optim.ASGD", "grid": {"lr": [1.0e12]}},
+            "sgd": {"optimizer": "torch.optim.SGD", "grid": {"lr": [0.1, 0.3]}}}
+    out = tmp_path / "out"
+    code, _, stderr = cli("run", _race(tmp_path, race), "--out", out, "--scale", "smoke",
+                          "--quiet", "--data-dir", data_dir)
+    assert code == 0 and "every grid point of asgd diverged" in stderr, stderr
+    assert cli("plot", "faulty", "--out", out)[0] == 0
+    rgb = np.array([int(moved[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    for figure in ("curves.png", "sensitivity.png"):
+        image = mpimg.imread(out / "faulty" / figure)[..., :3]
+        assert (np.abs(image - rgb).max(-1) < 0.02).sum() > 50, f"SGD's color in {figure}"
 
 
 def test_names_pandas_would_read_as_missing_stay_names(tmp_path, data_dir, cli):

@@ -122,3 +122,36 @@ def test_the_curves_figure_shows_every_pass_where_the_early_panel_shows_the_firs
         assert main(["plot", "--out", str(folder.parent)]) == 0
         drawn[case] = hash((folder / "curves.png").read_bytes())
     assert drawn["all"] != drawn["cut"], "the curves figure stops at plot.max_epoch"
+
+
+def test_what_the_figures_say_of_the_committed_quick_tables(tmp_path, cli):
+    """Fig. 4's legend names the β1, β2 each method was selected at (its grid searches the
+    pair `betas`, which the tables hold as two columns); a ±1 std band never reaches below
+    the lowest seed (SFO's first passes: std 3.18 over a mean of 2.93, a band to the edge
+    of a log axis); a figure drawn for a model it does not fit is one line, not a traceback
+    nor advice to delete good files."""
+    import json
+
+    from adamrepro.figures.curves import band, legend_label
+    from adamrepro.results.store import read_results
+
+    curves, best, meta = read_results(RESULTS / "quick-cpu" / "vae_bias_correction")
+    adam = best[best["method"] == "adam"].iloc[0]
+    assert legend_label(adam, meta) == (f"adam (β1={adam['beta1']:g}, β2={adam['beta2']:g}, "
+                                        f"α={adam['lr']:g})")  # the grid's order
+    sfo, _, _ = read_results(RESULTS / "quick-cpu" / "mlp_sfo")
+    runs = sfo[sfo["method"] == "sfo"]
+    point = runs.groupby("point_id")["train_loss_full"].std().idxmax()
+    spread = band(runs[runs["point_id"] == point], "train_loss_full", "std")
+    lowest = runs[runs["point_id"] == point].groupby("epoch")["train_loss_full"].min()
+    assert (spread["low"] >= lowest).all() and (spread["low"] > 0).all()
+    # a figure of another model's experiment: one line (it said the file was damaged)
+    for figure, said in (("vae_samples", "vae_samples draws a VAE's samples"),):
+        folder = tmp_path / figure / "mlp_dropout"
+        shutil.copytree(RESULTS / "mlp_dropout", folder,
+                        ignore=shutil.ignore_patterns("*.png", "*.pdf", "runs"))
+        config = json.loads((folder / "config.json").read_text())
+        config["config"]["plot"]["figures"] = [figure]
+        (folder / "config.json").write_text(json.dumps(config))
+        code, _, stderr = cli("plot", "--out", tmp_path / figure)
+        assert code == 2 and said in stderr and stderr.count("\n") == 1, (figure, _, stderr)

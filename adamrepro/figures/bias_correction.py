@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
+from adamrepro.errors import UserError
 from adamrepro.figures.curves import figure_title, run_tag, save_figure
 from adamrepro.figures.palette import REFERENCE, colors, style
 from adamrepro.metrics import column_of, metric_set
@@ -44,10 +45,17 @@ def draw(folder: Path, tables: Tables | None = None,
     words = next(m.label or m.name for m in metric_set(meta).metrics if m.name == y.metric)
     full = f"train_{metric_set(meta).objective}_full"
     untrained = curves.loc[curves["epoch"] == 0, full].max()  # the same init for every run
+    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
+    # Fig. 4 compares Adam with and without bias correction over a (β1, β2) grid: the
+    # methods with betas are drawn, the others have no panel to be in
+    if not {"beta1", "beta2"} <= set(curves.columns) or curves["beta1"].isna().all():
+        raise UserError(f"{folder}: bias_correction draws methods over a (beta1, beta2) grid, "
+                        f"and no method here has betas; remove bias_correction from "
+                        f"plot.figures")
+    curves = curves.dropna(subset=["beta1", "beta2"])
     order = list(meta["config"]["methods"])
     methods = curves.drop_duplicates("method").set_index("method")
     methods = methods.loc[[m for m in order if m in methods.index]]
-    palette = colors(methods["optimizer"])
     panels = sorted(curves[["beta1", "beta2"]].drop_duplicates().itertuples(index=False))
     rows = checkpoints(measured.passes)
     fig = Figure(figsize=(2.9 * len(panels) + 1, 6.2), layout="constrained")

@@ -18,7 +18,13 @@ from matplotlib.ticker import MaxNLocator
 
 from adamrepro.figures.palette import BAND_ALPHA, colors, style
 from adamrepro.metrics import Column, column_of, metric_set
-from adamrepro.results.store import Tables, atomic_file, read_results, variant_of
+from adamrepro.results.store import (
+    Tables,
+    atomic_file,
+    hparam_columns,
+    read_results,
+    variant_of,
+)
 
 
 def test_columns(meta: dict) -> list[Column]:
@@ -39,7 +45,10 @@ def band(frame: pd.DataFrame, column: str, kind: str) -> pd.DataFrame:
         low, high = by_epoch.min(), by_epoch.max()
     else:
         spread = by_epoch.std().fillna(0.0)
-        low, high = mean - spread, mean + spread
+        # never below the lowest seed's value: with a spread larger than the mean (a method
+        # whose seeds differ a lot), mean − std is below every run, and under zero, which a
+        # log axis cannot show but as a band down to its edge
+        low, high = (mean - spread).clip(lower=by_epoch.min()), mean + spread
     return pd.DataFrame({"mean": mean, "low": low, "high": high})
 
 
@@ -67,8 +76,11 @@ SYMBOLS = {"lr": "α", "beta1": "β1", "beta2": "β2", "eps": "ε"}
 
 
 def searched(meta: dict, method: str) -> list[str]:
-    """The hyperparameters method `method`'s grid searched (config order)."""
-    return list(meta["config"].get("methods", {}).get(method, {}).get("grid", {}))
+    """The table columns of the hyperparameters method `method`'s grid searched (config
+    order; a pair such as `betas` is its two columns, beta1 and beta2)."""
+    grid = meta["config"].get("methods", {}).get(method, {}).get("grid", {})
+    return [column for key, values in grid.items()
+            for column in hparam_columns({key: values[0]})]
 
 
 def legend_label(chosen: pd.Series, meta: dict) -> str:
@@ -87,8 +99,10 @@ def legend_label(chosen: pd.Series, meta: dict) -> str:
     return f"{chosen['method']} ({', '.join(values)})" if values else chosen["method"]
 
 
-def how_chosen(best: pd.DataFrame, band_kind: str) -> str:
-    """One line under a figure's title: which run of each method is drawn, and the band."""
+def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None = None) -> str:
+    """One line under a figure's title: which run of each method is drawn, the band, and
+    the methods of `curves` not drawn because every grid point of theirs diverged (else a
+    reader could not tell them from methods not run)."""
     rules = sorted(set(best["selected_by"].dropna())) if "selected_by" in best else []
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     line = f"each method at its grid point of {rules[0]}" if len(rules) == 1 else \
@@ -96,6 +110,10 @@ def how_chosen(best: pd.DataFrame, band_kind: str) -> str:
     if seeds > 1:
         line += "; band: " + ("min to max" if band_kind == "minmax" else "±1 std") + \
             f" over {seeds} seeds"
+    gone = [] if curves is None else [m for m in dict.fromkeys(curves["method"])
+                                      if m not in set(best["method"])]
+    if gone:
+        line += f"; not drawn, every grid point diverged: {', '.join(gone)}"
     return line
 
 
@@ -168,7 +186,7 @@ def draw(folder: Path, tables: Tables | None = None,
     curves, best, meta = tables or read_results(folder)
     plot_cfg = meta["config"]["plot"]
     y, tests = column_of(meta, plot_cfg["y"]), test_columns(meta)
-    palette = colors(best["optimizer"])
+    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
     fig = Figure(figsize=(5.2 * (1 + len(tests)), 4.8), layout="constrained")
     ax_cost, *ax_tests = fig.subplots(1, 1 + len(tests))
     panels = [(ax_cost, y), *zip(ax_tests, tests, strict=True)]
@@ -195,5 +213,5 @@ def draw(folder: Path, tables: Tables | None = None,
     legend_below(fig, ax_cost)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, plot_cfg["band"]))
+                 how_chosen(best, plot_cfg["band"], curves))
     return save_figure(fig, folder, "curves")

@@ -40,7 +40,7 @@ def draw(folder: Path, tables: Tables | None = None,
     early = plot_cfg.get("max_epoch") or DEFAULT_EARLY_PASSES
     steps_path = Path(folder) / "steps.csv"
     steps = read_table(steps_path) if steps_path.exists() else None
-    palette = colors(best["optimizer"])
+    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_early, ax_all = fig.subplots(1, 2)
     for _, chosen in in_config_order(best, meta).iterrows():
@@ -72,5 +72,5 @@ def draw(folder: Path, tables: Tables | None = None,
     legend_below(fig, ax_early)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, plot_cfg["band"]))
+                 how_chosen(best, plot_cfg["band"], curves))
     return save_figure(fig, folder, "early_and_all")

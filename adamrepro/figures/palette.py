@@ -71,8 +71,10 @@ def _hashed(name: str, choices: int = len(EXTRA)) -> int:
 
 
 def colors(optimizers: Iterable[str]) -> dict[str, str]:
-    """The color of every optimizer of one figure: built-ins their own, every other one a
-    distinct color of EXTRA (as long as a figure has at most len(EXTRA) of them)."""
+    """The color of every optimizer of an experiment: built-ins their own, every other one a
+    distinct color of EXTRA (as long as it has at most len(EXTRA) of them). Every figure of
+    an experiment passes all of its optimizers (its curves.csv's), drawn there or not, so
+    that a collision moves the same one to the same color in each."""
     names = sorted(set(optimizers))
     chosen = {name: COLORS[name] for name in names if name in COLORS}
     taken: set[str] = set()

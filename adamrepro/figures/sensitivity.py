@@ -7,6 +7,7 @@ grid point diverged is an 'x' at the top edge; the selected point is a star."""
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -88,18 +89,23 @@ def draw(folder: Path, tables: Tables | None = None,
     ax.set_xscale("log")
     top_edge = blended_transform_factory(ax.transData, ax.transAxes)
     selected = set(best["point_id"])
-    palette = colors(table["optimizer"]) if len(table) else {}
+    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
+    stars: Counter = Counter()  # stars drawn so far at each (α, cost)
     for rank, (method, rows) in enumerate(table.groupby("method", sort=False)):
         line = style(rows["optimizer"].iloc[0], rows["variant"].iloc[0], palette)
         rows = rows.sort_values("lr")
         ok = rows.dropna(subset=["cost"])
         ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=method, **line)
         chosen = ok[ok["point_id"].isin(selected)]
-        # Each method's star smaller than the one before, drawn over it: two methods selected
-        # at the same point show as nested stars, not as one hiding the other.
-        ax.plot(chosen["lr"], chosen["cost"], linestyle="none", marker="*",
-                markersize=max(15 - 2.5 * rank, 6), color=line["color"],
-                markeredgecolor=line["color"], zorder=3 + rank)
+        # A star smaller than those already drawn at its point, and over them: two methods
+        # selected at the same point show as nested stars, not as one hiding the other;
+        # a star alone at its point is full size, whatever the method's place in the config.
+        for lr, cost in zip(chosen["lr"], chosen["cost"], strict=True):
+            at = (float(lr), round(float(np.log10(cost)) if cost > 0 else float(cost), 2))
+            ax.plot([lr], [cost], linestyle="none", marker="*",
+                    markersize=max(15 - 3 * stars[at], 6), color=line["color"],
+                    markeredgecolor=line["color"], zorder=3 + rank)
+            stars[at] += 1
         failed = rows[rows["cost"].isna()]
         ax.plot(failed["lr"], np.ones(len(failed)), linestyle="none", marker="x",
                 markersize=9, markeredgewidth=2, color=line["color"], transform=top_edge,

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from adamrepro.figures.curves import (
     HANDLE_LENGTH,
     axis_label,
+    band,
     figure_title,
     how_chosen,
     in_config_order,
@@ -28,7 +29,7 @@ from adamrepro.figures.curves import (
     run_tag,
     save_figure,
 )
-from adamrepro.figures.palette import colors, style
+from adamrepro.figures.palette import BAND_ALPHA, colors, style
 from adamrepro.metrics import column_of
 from adamrepro.report.measures import memory_by_subfunctions, method_costs
 from adamrepro.results.store import Tables, read_results, variant_of
@@ -45,7 +46,7 @@ def draw(folder: Path, tables: Tables | None = None,
     """sfo.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
     curves, best, meta = tables or read_results(folder)
     y = column_of(meta, meta["config"]["plot"]["y"])
-    palette = colors(best["optimizer"])
+    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
     fig = Figure(figsize=(15, 7.2))
     grid = fig.add_gridspec(2, 3, height_ratios=(3, 1.3))
     ax_pass, ax_time, ax_memory = (fig.add_subplot(grid[0, i]) for i in range(3))
@@ -60,6 +61,13 @@ def draw(folder: Path, tables: Tables | None = None,
         if chosen["method"] not in sweeps:
             ax_pass.plot(costs.index, costs[y.name], label=legend_label(chosen, meta), **line)
             ax_time.plot(costs["run_seconds"], costs[y.name], label=chosen["method"], **line)
+            if chosen["n_seeds"] > 1:  # the band the line under the title names
+                runs = curves[curves["point_id"] == chosen["point_id"]]
+                spread = band(runs, y.name, meta["config"]["plot"]["band"]).dropna()
+                for ax, x in ((ax_pass, spread.index),
+                              (ax_time, costs["run_seconds"].reindex(spread.index))):
+                    ax.fill_between(x, spread["low"], spread["high"], color=line["color"],
+                                    alpha=BAND_ALPHA, linewidth=0)
         last = costs.iloc[-1]
         passes = max(int(costs.index.max()), 1)
         rows.append((chosen["method"], "batched" if last["group_size"] > 1 else "alone",
@@ -100,6 +108,6 @@ def draw(folder: Path, tables: Tables | None = None,
     table.scale(1, 1.3)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, meta["config"]["plot"]["band"]))
+                 how_chosen(best, meta["config"]["plot"]["band"], curves))
     fig.tight_layout()
     return save_figure(fig, folder, "sfo")

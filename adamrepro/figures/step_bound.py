@@ -31,7 +31,7 @@ def draw(folder: Path, tables: Tables | None = None,
     order = [m for m in meta["config"]["methods"] if m in set(tracked["method"])]
     if not order:
         return []
-    palette = colors(tracked["optimizer"])
+    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
     # A bound holds for every run: each point is the largest over the seeds, not their mean.
     seeds = tracked["seed"].nunique()
     fig = Figure(figsize=(4.6 * len(order), 4.0), layout="constrained")

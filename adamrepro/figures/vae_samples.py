@@ -107,6 +107,13 @@ def draw(folder: Path, tables: Tables | None = None,
     import torch
 
     curves, best, meta = tables or read_results(folder)
+    methods = meta["config"]["methods"].values()
+    models = {meta["config"]["model"]["name"],
+              *(method.get("model", {}).get("name") for method in methods)}
+    if models - {None} != {"vae"}:
+        raise UserError(f"{folder}: vae_samples draws a VAE's samples, and this experiment "
+                        f"trains {', '.join(sorted(models - {None}))}; remove vae_samples "
+                        f"from plot.figures")
     chosen = best_run(best, meta)
     if chosen is None:
         return []

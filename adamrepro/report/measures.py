@@ -249,6 +249,9 @@ def method_costs(curves: pd.DataFrame, chosen: pd.Series, cost: str) -> pd.DataF
     a run's training seconds (`run_seconds`), the group size, and a run's share of the
     optimizer state bytes and the group's peak device memory."""
     runs = curves[curves["point_id"] == chosen["point_id"]]
+    for column in ("state_bytes", "peak_memory_bytes"):  # tables from before they existed
+        if column not in runs.columns:
+            runs = runs.assign(**{column: math.nan})
     share = runs.assign(run_seconds=run_seconds(runs),
                         state_bytes=runs["state_bytes"] / runs["group_size"])
     columns = [cost, "run_seconds", "group_size", "state_bytes", "peak_memory_bytes"]

@@ -226,6 +226,8 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
             (curves_path, curves, measured, ("seed", "epoch")),
             (best_path, best, [c for c in best.columns if c.startswith(("final_", "mean_"))],
              ("n_seeds", "epochs"))):
+        if table.empty:  # best.csv when every grid point diverged: a header, no types
+            continue
         for column in numbers:
             if not (pd.api.types.is_numeric_dtype(table[column])
                     or pd.api.types.is_bool_dtype(table[column])):
