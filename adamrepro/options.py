@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
 
 from adamrepro.errors import UserError
 
@@ -22,6 +22,9 @@ def _auto_or_bool(value: Any) -> Any:
 # `auto` (the runner decides per device) or a switch; checked before the union is, so that
 # a mistake is one message, not one per member of the union
 AutoOrBool = Annotated[Literal["auto"] | bool, BeforeValidator(_auto_or_bool)]
+# A number of examples: a whole YAML number above 0 (not `true`, not "300", not -5, which
+# would slice all but 5 examples).
+Count = Annotated[StrictInt, Field(gt=0)]
 
 
 class Frozen(BaseModel):

@@ -120,6 +120,9 @@ def main() -> int:
     source = args.source.expanduser()
     if not source.is_dir():
         parser.error(f"{source} is not a folder")
+    if out.exists() and not out.is_dir():
+        fail(f"{out} is a file, not a data folder; pass --out (or set ADAMREPRO_DATA) to a "
+             f"folder")
     out.mkdir(parents=True, exist_ok=True)
     only = args.only or list(DATASETS)
     if (source / "prepare.py").is_file():

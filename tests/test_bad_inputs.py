@@ -60,6 +60,11 @@ CASES = [
     ("unknown-nested-key", setitem("training.bath_size", 64), [], "training.bath_size"),
     ("wrong-type", setitem("training.epochs", "ten"), [], "training.epochs"),
     ("zero-epochs", setitem("training.epochs", 0), [], "training.epochs"),
+    # a count of examples: -5 trained on all but 5, `true` on one, 0 divided by zero
+    ("negative-train-size", setitem("dataset.train_size", -5), [],
+     "dataset.train_size: Input should be greater than 0"),
+    ("train-size-true", setitem("dataset.train_size", True), [],
+     "dataset.train_size: Input should be a valid integer"),
     ("negative-batch", setitem("training.batch_size", -128), [], "training.batch_size"),
     ("missing-key", delitem("training"), [], "training: Field required"),
     ("no-methods", setitem("methods", {}), [], "methods"),

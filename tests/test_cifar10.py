@@ -85,6 +85,19 @@ def test_an_unverified_file_of_another_shape_is_one_line(content, said, tmp_path
         cifar10.read_split(tmp_path, {"data_batch_1": "0" * 32}, verify=False)
 
 
+def test_an_unverified_file_that_unpickles_to_an_error_is_one_line(tmp_path):
+    """A damaged batch may fail inside what it unpickles (here numpy, on a dtype whose name
+    a flipped byte changed), with any exception: a TypeError was a traceback."""
+    import numpy as np
+
+    batch = pickle.dumps({b"data": np.zeros((1, 3072), dtype=np.uint8), b"labels": [0]})
+    assert batch.count(b"u1") == 1
+    (tmp_path / "data_batch_1").write_bytes(batch.replace(b"u1", b"q1"))
+    with pytest.raises(UserError,
+                       match=r"data_batch_1 is not a CIFAR-10 batch \(TypeError: data type"):
+        cifar10.read_batch(tmp_path / "data_batch_1", "0" * 32, verify=False)
+
+
 def test_wrong_checksum_refused_by_run_in_one_line(cli, tmp_path):
     code, out, err = cli("run", "cnn_cifar10", "--scale", "smoke", "--out", tmp_path / "r",
                          "--quiet")

@@ -143,6 +143,39 @@ def test_a_rating_impossible_for_its_label_is_a_user_error(tmp_path):
         imdb.bag_of_words(root)
 
 
+def test_a_label_folder_without_reviews_or_a_review_not_utf8_is_a_user_error(tmp_path):
+    """An empty train/pos trained on one class without a word; a review that is not UTF-8
+    gave a UnicodeDecodeError traceback."""
+    root = _tiny_imdb(tmp_path / "empty", {"train/neg/1_1.txt": "bad", "test/pos/2_8.txt": "c",
+                                           "test/neg/4_3.txt": "d"})
+    with pytest.raises(UserError, match=r"no reviews \(ID_RATING.txt\) in .*train/pos"):
+        imdb.bag_of_words(root)
+    root = _tiny_imdb(tmp_path / "latin1", {"train/pos/3_9.txt": "a", "train/neg/1_1.txt": "b",
+                                            "test/pos/2_8.txt": "c", "test/neg/4_3.txt": "d"})
+    (root / "aclImdb" / "train" / "pos" / "3_9.txt").write_bytes(b"good \xff\xfe bad")
+    with pytest.raises(UserError, match=r"3_9\.txt is not UTF-8 text"):
+        imdb.bag_of_words(root)
+
+
+def test_a_review_changed_since_the_cache_was_built_is_read_anew(tmp_path):
+    """The cache is keyed by every review file's name, folder, size and time: a review
+    replaced, or moved to the other label, is not read back stale from it."""
+    root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
+                                 "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
+    imdb.bag_of_words(root)
+    review = root / "aclImdb" / "train" / "neg" / "1_1.txt"
+    review.write_text("awful awful film")
+    built = imdb.bag_of_words(root)
+    assert "awful" in built["tokens"] and "film" in built["tokens"]
+    (root / "aclImdb" / "train" / "pos" / "5_8.txt").write_text("fine")
+    review.rename(root / "aclImdb" / "train" / "neg" / "9_2.txt")
+    moved = imdb.bag_of_words(root)
+    assert moved["splits"]["train"]["ids"].tolist() == [9, 3, 5]
+    assert moved["splits"]["train"]["labels"].tolist() == [0, 1, 1]
+    # the caches of the review files as they were are gone: none would be read again
+    assert len(list((root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt"))) == 1
+
+
 def test_vocab_size_beyond_the_training_tokens_is_a_user_error(bow, imdb_dir):
     with pytest.raises(UserError, match="vocab_size .* exceeds"):
         imdb.load(imdb.Options(vocab_size=10**7), imdb_dir)

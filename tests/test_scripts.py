@@ -81,6 +81,16 @@ with tarfile.open(HERE / "aclImdb_labelled_text.tar.gz", "r:gz") as tar:
 """
 
 
+def test_offline_data_into_a_file_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "offline_data.py"), "--from", str(tmp_path),
+         "--out", str(tmp_path / "a-file")], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "a-file is a file, not a data folder" in done.stderr
+
+
 def test_offline_data_reads_a_prepare_folder_whose_archive_travels_as_xz(tmp_path, data_dir):
     root = data_dir / "aclImdb"
     reviews = [path for split in ("train", "test") for label in ("pos", "neg")

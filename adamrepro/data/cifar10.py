@@ -46,7 +46,7 @@ from torch import Tensor
 from adamrepro.data.base import TensorDataset
 from adamrepro.data.download import ensure_file, extract_tar, md5sum
 from adamrepro.errors import UserError
-from adamrepro.options import Frozen, options_model
+from adamrepro.options import Count, Frozen, options_model
 from adamrepro.results.store import atomic_file
 
 FOLDER = "cifar-10-batches-py"
@@ -72,8 +72,8 @@ WHITEN_CHUNK = 4096  # images whitened at once on the device (a 4096x3072 float3
 
 class Options(Frozen):
     name: str = "cifar10"
-    train_size: int | None = None
-    test_size: int | None = None
+    train_size: Count | None = None
+    test_size: Count | None = None
     # False reads batches whose MD5 differs from the official one (a re-encoded copy).
     verify: bool = True
     whitening: Literal["zca", "none"] = "zca"
@@ -136,8 +136,11 @@ def read_batch(path: Path, md5: str, verify: bool) -> dict:
     try:
         with open(path, "rb") as f:
             return SafeUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise UserError(f"CIFAR-10: {path} is not a CIFAR-10 batch ({err}); replace it") from None
+    except OSError:
+        raise  # a file the filesystem refuses: the CLI names it and the fix
+    except Exception as err:  # noqa: BLE001 (an unverified file's bytes may raise anything)
+        raise UserError(f"CIFAR-10: {path} is not a CIFAR-10 batch ({type(err).__name__}: "
+                        f"{err}); replace it with the official one") from None
 
 
 def read_split(folder: Path, files: dict[str, str], verify: bool) -> tuple[Tensor, Tensor]:

@@ -29,6 +29,7 @@ the runner keeps them on the device and the model casts each minibatch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -45,7 +46,7 @@ from pydantic import Field
 from adamrepro.data.base import TensorDataset
 from adamrepro.data.download import MissingData, ensure_file, extract_tar
 from adamrepro.errors import UserError
-from adamrepro.options import Frozen, options_model
+from adamrepro.options import Count, Frozen, options_model
 from adamrepro.results.store import atomic_file
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -65,8 +66,8 @@ bow_builds = 0
 
 class Options(Frozen):
     name: str = "imdb"
-    train_size: int | None = None
-    test_size: int | None = None
+    train_size: Count | None = None
+    test_size: Count | None = None
     vocab_size: int = Field(10000, gt=0)
     features: Literal["counts", "binary"] = "counts"
 
@@ -146,16 +147,26 @@ def _review_files(root: Path) -> dict[str, list[tuple[int, int, int, str]]]:
                                     f"impossible in {split}/{label_name}; replace aclImdb "
                                     f"with the official one")
                 rows.append((label, review_id, rating, os.path.join(folder, name)))
-        if not rows:
-            raise UserError(f"IMDB: no reviews (ID_RATING.txt) in {root / split}; "
-                            f"put the official aclImdb folder in {root.parent}")
+            if not any(row[0] == label for row in rows):  # else one class alone, no error
+                raise UserError(f"IMDB: no reviews (ID_RATING.txt) in {folder}; put the "
+                                f"official aclImdb folder in {root.parent}")
         out[split] = sorted(rows, key=lambda row: row[:2])
     return out
 
 
 def _cache_path(root: Path, files: dict[str, list]) -> Path:
+    """The cache of these review files: keyed by every file's name, folder (its label),
+    size and modification time, so that a review replaced, moved or edited since is read
+    anew, never from a stale cache (50,000 stats: about 0.3 s)."""
+    listing = hashlib.sha1()
+    for rows in files.values():
+        for _, _, _, path in rows:
+            stat = os.stat(path)
+            listing.update(f"{os.path.relpath(path, root)}\0{stat.st_size}\0"
+                           f"{stat.st_mtime_ns}\n".encode())
     settings = {"version": CACHE_VERSION, "pattern": WORD.pattern,
-                "reviews": {split: len(rows) for split, rows in files.items()}}
+                "reviews": {split: len(rows) for split, rows in files.items()},
+                "files": listing.hexdigest()}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return root / ".adamrepro-cache" / f"bow-{digest}.pt"
 
@@ -174,7 +185,13 @@ def _build(files: dict[str, list], show_progress: bool = False) -> dict:
         indptr, indices, values = [0], [], []
         for _, _, _, path in track(rows, f"tokenize {split}", transient=True,
                                    disable=not show_progress):
-            counts = Counter(tokenize(Path(path).read_text(encoding="utf-8")))
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise UserError(f"IMDB: {path} is not UTF-8 text, as every review of the "
+                                f"official aclImdb is; replace aclImdb with the official "
+                                f"one") from None
+            counts = Counter(tokenize(text))
             ids = [token_id.setdefault(token, len(token_id)) for token in counts]
             indices.extend(ids)
             values.extend(counts.values())
@@ -229,7 +246,14 @@ def _reviews_and_cache(data_dir: Path) -> tuple[dict[str, list], Path]:
     """The review files (fetched if missing) and where their bag-of-words is cached."""
     root = fetch(data_dir)
     files = _review_files(root)
-    return files, _cache_path(root, files)
+    path = _cache_path(root, files)
+    # A cache of another key is of review files since changed (or of an older adamrepro),
+    # which no load will read again: 38 MB each for the whole dataset.
+    for stale in path.parent.glob("bow-*.pt"):
+        if stale != path:
+            with contextlib.suppress(OSError):  # a read-only data folder keeps it
+                stale.unlink()
+    return files, path
 
 
 def _build_and_cache(files: dict[str, list], path: Path,

@@ -16,7 +16,7 @@ import torch
 from adamrepro.data.base import TensorDataset
 from adamrepro.data.download import MissingData, ensure_file
 from adamrepro.errors import UserError
-from adamrepro.options import Frozen, options_model
+from adamrepro.options import Count, Frozen, options_model
 
 FILES = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -32,8 +32,8 @@ MIRRORS = [
 
 class Options(Frozen):
     name: str = "mnist"
-    train_size: int | None = None
-    test_size: int | None = None
+    train_size: Count | None = None
+    test_size: Count | None = None
     # `flat`: (N, 784) for the logistic regression and the MLPs; `image`: (N, 1, 28, 28).
     layout: Literal["flat", "image"] = "flat"
 
