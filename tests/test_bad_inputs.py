@@ -339,8 +339,9 @@ def test_a_figure_or_report_it_cannot_write_is_one_line(command, blocked, cli, t
     code, _, stderr = cli(*command, "--out", out)
     assert code == 2, stderr
     [line] = [line for line in stderr.splitlines() if not line.startswith("wrote ")]
-    assert line == (f"adamrepro: error: {out / blocked}: Is a directory; give a folder you "
-                    f"can write to (--out), or change its permissions"), line
+    assert line == (f"adamrepro: error: {out / blocked}: Is a directory; a folder stands "
+                    f"where a file goes, or a file where a folder goes: move it away, or pass "
+                    f"another --out (results) or --data-dir (data)"), line
     assert not [p for p in out.rglob(".*.tmp*")], "a temporary file was left"
     assert {p for p in snapshot(out) if p not in before} <= {
         str(p) for p in out.rglob("*.p*")}  # at most the figures drawn before it

@@ -137,6 +137,10 @@ def filesystem_problem(err: OSError) -> str:
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         fix = ("free some space, or pass --out to another disk, and run the same command "
                "again (each file is replaced whole: nothing half-written stays)")
+    elif err.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):  # read or written alike
+        fix = ("a folder stands where a file goes, or a file where a folder goes: move it "
+               "away, or pass another --out (results) or --data-dir (data)")
     else:
-        fix = "give a folder you can write to (--out), or change its permissions"
+        fix = ("change its permissions, or pass another --out (results) or --data-dir "
+               "(data)")
     return f"{where}{err.strerror}; {fix}"
