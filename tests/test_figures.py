@@ -130,7 +130,6 @@ def test_what_the_figures_say_of_the_committed_quick_tables(tmp_path, cli):
     the lowest seed (SFO's first passes: std 3.18 over a mean of 2.93, a band to the edge
     of a log axis); a figure drawn for a model it does not fit is one line, not a traceback
     nor advice to delete good files."""
-    import json
 
     from adamrepro.figures.curves import band, legend_label
     from adamrepro.results.store import read_results
@@ -146,32 +145,33 @@ def test_what_the_figures_say_of_the_committed_quick_tables(tmp_path, cli):
     lowest = runs[runs["point_id"] == point].groupby("epoch")["train_loss_full"].min()
     assert (spread["low"] >= lowest).all() and (spread["low"] > 0).all()
     # a figure of another model's experiment: one line (it said the file was damaged)
-    for figure, said in (("vae_samples", "vae_samples draws a VAE's samples"),):
-        folder = tmp_path / figure / "mlp_dropout"
-        shutil.copytree(RESULTS / "mlp_dropout", folder,
-                        ignore=shutil.ignore_patterns("*.png", "*.pdf", "runs"))
-        config = json.loads((folder / "config.json").read_text())
-        config["config"]["plot"]["figures"] = [figure]
-        (folder / "config.json").write_text(json.dumps(config))
-        code, _, stderr = cli("plot", "--out", tmp_path / figure)
-        assert code == 2 and said in stderr and stderr.count("\n") == 1, (figure, _, stderr)
+    _mlp_drawing(tmp_path / "vae_samples", "vae_samples")
+    code, _, stderr = cli("plot", "--out", tmp_path / "vae_samples")
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "vae_samples draws a VAE's samples" in stderr, stderr
+
+
+def _mlp_drawing(out: Path, figure: str) -> Path:
+    """The committed H100 MLP's tables in `out`, their config drawing `figure` alone."""
+    import json
+
+    folder = out / "mlp_dropout"
+    shutil.copytree(RESULTS / "mlp_dropout", folder,
+                    ignore=shutil.ignore_patterns("*.png", "*.pdf", "runs"))
+    config = json.loads((folder / "config.json").read_text())
+    config["config"]["plot"]["figures"] = [figure]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
 
 
 def test_figures_drawn_for_tables_they_do_not_fit(tmp_path, cli):
     """Fig. 2b's figure on tables from before `state_bytes` (the committed H100 MLP's) is
     drawn, the memory left blank; Fig. 4's on methods without betas is one line (it was a
     KeyError traceback)."""
-    import json
-
     import pandas as pd
 
     for figure in ("sfo", "bias_correction"):
-        folder = tmp_path / figure / "mlp_dropout"
-        shutil.copytree(RESULTS / "mlp_dropout", folder,
-                        ignore=shutil.ignore_patterns("*.png", "*.pdf", "runs"))
-        config = json.loads((folder / "config.json").read_text())
-        config["config"]["plot"]["figures"] = [figure]
-        (folder / "config.json").write_text(json.dumps(config))
+        folder = _mlp_drawing(tmp_path / figure, figure)
         if figure == "bias_correction":  # the methods without betas alone
             curves = pd.read_csv(folder / "curves.csv")
             kept = set(curves.loc[curves["beta1"].isna(), "method"])
