@@ -163,6 +163,28 @@ def test_every_variant_of_the_bundled_configs_has_its_own_line_style():
     Line2D([], [], **style("adam", "a_variant_of_mine"))  # matplotlib accepts it
 
 
+def test_two_variants_of_a_users_config_never_share_a_line_style():
+    """Variants from elsewhere are styled by a hash of their name: two that land on the same
+    style (`warmup` and another found here) get two, the same in every figure of the
+    experiment, none a built-in's and none dash-dot (which says "averaged")."""
+    from adamrepro.figures.palette import EXTRA_LINESTYLES, LINESTYLES, _hashed, palette_of
+
+    slots = len(EXTRA_LINESTYLES)
+    twin = next(f"v{i}" for i in range(1000)
+                if _hashed(f"v{i}", slots) == _hashed("warmup", slots))
+    palette = palette_of(["adam"], ["", "dropout", "warmup", twin])
+    assert palette.linestyles["warmup"] != palette.linestyles[twin]
+    assert palette.linestyles["dropout"] == LINESTYLES["dropout"]
+    again = palette_of(["adam"], [twin, "dropout", "warmup", ""]).linestyles  # order-free
+    assert (again["warmup"], again[twin]) == (palette.linestyles["warmup"],
+                                              palette.linestyles[twin])
+    assert not {str(s) for s in EXTRA_LINESTYLES} & {str(s) for s in LINESTYLES.values()}
+    for pattern in EXTRA_LINESTYLES:  # no dash then a lone dot, as "-." draws
+        dashes = pattern[1]
+        assert not any(on > 2 and nxt <= 1 for on, nxt in zip(dashes[::2], dashes[2::2],
+                                                               strict=False)), pattern
+
+
 def test_no_module_but_the_palette_names_a_color():
     """STYLE: one palette module decides every color. A hex color, a named color keyword or
     a colormap written anywhere else in the package is a second source of colors."""

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from adamrepro.figures.palette import BAND_ALPHA, colors, style
+from adamrepro.figures.palette import BAND_ALPHA, palette_of, style
 from adamrepro.metrics import Column, column_of, metric_set
 from adamrepro.results.store import (
     Tables,
@@ -24,6 +24,7 @@ from adamrepro.results.store import (
     hparam_columns,
     read_results,
     variant_of,
+    variants,
 )
 
 
@@ -186,7 +187,7 @@ def draw(folder: Path, tables: Tables | None = None,
     curves, best, meta = tables or read_results(folder)
     plot_cfg = meta["config"]["plot"]
     y, tests = column_of(meta, plot_cfg["y"]), test_columns(meta)
-    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
+    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
     fig = Figure(figsize=(5.2 * (1 + len(tests)), 4.8), layout="constrained")
     ax_cost, *ax_tests = fig.subplots(1, 1 + len(tests))
     panels = [(ax_cost, y), *zip(ax_tests, tests, strict=True)]

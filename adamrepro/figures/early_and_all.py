@@ -23,9 +23,9 @@ from adamrepro.figures.curves import (
     save_figure,
     whole_passes,
 )
-from adamrepro.figures.palette import BAND_ALPHA, colors, style
+from adamrepro.figures.palette import BAND_ALPHA, palette_of, style
 from adamrepro.metrics import column_of
-from adamrepro.results.store import Tables, read_results, read_table, variant_of
+from adamrepro.results.store import Tables, read_results, read_table, variant_of, variants
 
 DEFAULT_EARLY_PASSES = 3
 FEW_POINTS = 5  # curves this short (the small scales) get markers: one point draws no line
@@ -40,7 +40,7 @@ def draw(folder: Path, tables: Tables | None = None,
     early = plot_cfg.get("max_epoch") or DEFAULT_EARLY_PASSES
     steps_path = Path(folder) / "steps.csv"
     steps = read_table(steps_path) if steps_path.exists() else None
-    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
+    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_early, ax_all = fig.subplots(1, 2)
     for _, chosen in in_config_order(best, meta).iterrows():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 COLORS: dict[str, str] = {
     "adam": "#000000",  # black
@@ -59,10 +60,12 @@ LINESTYLES: dict[str, str | tuple] = {
     "batched": (0, (8, 2)),  # long dashes
     "memory": (0, (1, 3)),  # sparse dots
 }
-# For variants from elsewhere (a user's config): chosen by a hash of the name, as EXTRA.
+# For variants from elsewhere (a user's config): chosen by a hash of the name, as EXTRA, and
+# moved to the next free one where two of an experiment land on the same. No dash-dot among
+# them: that is "averaged" wherever it appears.
 EXTRA_LINESTYLES: tuple[tuple, ...] = (
-    (0, (3, 3)), (0, (6, 1, 1, 1)), (0, (2, 1)), (0, (4, 2, 1, 2)), (0, (10, 2, 2, 2)),
-    (0, (1, 2, 1, 2, 6, 2)),
+    (0, (3, 3)), (0, (2, 1)), (0, (10, 2, 2, 2)), (0, (1, 2, 1, 2, 6, 2)), (0, (6, 3, 2, 3)),
+    (0, (12, 2, 12, 6)),
 )
 
 
@@ -70,23 +73,40 @@ def _hashed(name: str, choices: int = len(EXTRA)) -> int:
     return int(hashlib.sha1(name.encode()).hexdigest(), 16) % choices
 
 
+def _spread(names: Iterable[str], fixed: dict, extra: tuple) -> dict:
+    """Every name its `fixed` entry, or one of `extra` chosen by a hash of the name and, if
+    taken by a name before it (sorted), the next free one (while any is free)."""
+    names = sorted(set(names))
+    chosen = {name: fixed[name] for name in names if name in fixed}
+    taken: list = []
+    for name in (n for n in names if n not in fixed):
+        index = _hashed(name, len(extra))
+        free = [extra[(index + probe) % len(extra)] for probe in range(len(extra))
+                if extra[(index + probe) % len(extra)] not in taken]
+        chosen[name] = free[0] if free else extra[index]
+        taken.append(chosen[name])
+    return chosen
+
+
+@dataclass(frozen=True)
+class Palette:
+    """The colors of an experiment's optimizers and the line styles of its variants, from
+    all of them (its curves.csv's), so that every figure of it draws a method alike."""
+
+    colors: dict[str, str]
+    linestyles: dict[str, str | tuple]
+
+
+def palette_of(optimizers: Iterable[str], variants: Iterable[str]) -> Palette:
+    return Palette(colors(optimizers), _spread(variants, LINESTYLES, EXTRA_LINESTYLES))
+
+
 def colors(optimizers: Iterable[str]) -> dict[str, str]:
     """The color of every optimizer of an experiment: built-ins their own, every other one a
     distinct color of EXTRA (as long as it has at most len(EXTRA) of them). Every figure of
     an experiment passes all of its optimizers (its curves.csv's), drawn there or not, so
     that a collision moves the same one to the same color in each."""
-    names = sorted(set(optimizers))
-    chosen = {name: COLORS[name] for name in names if name in COLORS}
-    taken: set[str] = set()
-    for name in (n for n in names if n not in COLORS):
-        index = _hashed(name)
-        for probe in range(len(EXTRA)):
-            candidate = EXTRA[(index + probe) % len(EXTRA)]
-            if candidate not in taken:
-                break
-        chosen[name] = candidate
-        taken.add(candidate)
-    return chosen
+    return _spread(optimizers, COLORS, EXTRA)
 
 
 # A variant that *is* another algorithm of the paper is drawn in that algorithm's color:
@@ -94,15 +114,13 @@ def colors(optimizers: Iterable[str]) -> dict[str, str]:
 DRAWN_AS: dict[tuple[str, str], str] = {("adam", "nobias"): "rmsprop"}
 
 
-def style(optimizer: str, variant: str | None, palette: dict[str, str] | None = None) -> dict:
-    """Matplotlib line keywords for a method: its optimizer's color (from `palette`, the
-    figure's `colors(...)`, when given; DRAWN_AS for a variant that is another algorithm) and
-    its variant's line style."""
+def style(optimizer: str, variant: str | None, palette: Palette | None = None) -> dict:
+    """Matplotlib line keywords for a method: its optimizer's color and its variant's line
+    style (from `palette`, the experiment's `palette_of(...)`, when given; DRAWN_AS for a
+    variant that is another algorithm)."""
     if not isinstance(variant, str):  # None, or a table's empty cell (NaN)
         variant = ""
+    palette = palette or palette_of([optimizer], [variant])
     other = DRAWN_AS.get((optimizer, variant))
-    color = COLORS[other] if other else (palette or colors([optimizer]))[optimizer]
-    linestyle = LINESTYLES.get(variant)
-    if linestyle is None:
-        linestyle = EXTRA_LINESTYLES[_hashed(variant, len(EXTRA_LINESTYLES))]
-    return {"color": color, "linestyle": linestyle}
+    color = COLORS[other] if other else palette.colors[optimizer]
+    return {"color": color, "linestyle": palette.linestyles[variant]}

@@ -25,10 +25,10 @@ from adamrepro.figures.curves import (
     run_tag,
     save_figure,
 )
-from adamrepro.figures.palette import colors, style
+from adamrepro.figures.palette import palette_of, style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.results.select import point_summary
-from adamrepro.results.store import Tables, read_results, variant_of
+from adamrepro.results.store import Tables, read_results, variant_of, variants
 
 LOG_Y_SPAN = 10.0  # log y-axis once the finite costs span more than this factor
 
@@ -89,7 +89,7 @@ def draw(folder: Path, tables: Tables | None = None,
     ax.set_xscale("log")
     top_edge = blended_transform_factory(ax.transData, ax.transAxes)
     selected = set(best["point_id"])
-    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
+    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
     stars: Counter = Counter()  # stars drawn so far at each (α, cost)
     for rank, (method, rows) in enumerate(table.groupby("method", sort=False)):
         line = style(rows["optimizer"].iloc[0], rows["variant"].iloc[0], palette)

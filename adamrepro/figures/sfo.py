@@ -29,10 +29,10 @@ from adamrepro.figures.curves import (
     run_tag,
     save_figure,
 )
-from adamrepro.figures.palette import BAND_ALPHA, colors, style
+from adamrepro.figures.palette import BAND_ALPHA, palette_of, style
 from adamrepro.metrics import column_of
 from adamrepro.report.measures import memory_by_subfunctions, method_costs
-from adamrepro.results.store import Tables, read_results, variant_of
+from adamrepro.results.store import Tables, read_results, variant_of, variants
 
 MB = 2.0**20
 
@@ -46,7 +46,7 @@ def draw(folder: Path, tables: Tables | None = None,
     """sfo.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
     curves, best, meta = tables or read_results(folder)
     y = column_of(meta, meta["config"]["plot"]["y"])
-    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
+    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
     fig = Figure(figsize=(15, 7.2))
     grid = fig.add_gridspec(2, 3, height_ratios=(3, 1.3))
     ax_pass, ax_time, ax_memory = (fig.add_subplot(grid[0, i]) for i in range(3))

@@ -13,10 +13,10 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from adamrepro.figures.curves import figure_title, run_tag, save_figure
-from adamrepro.figures.palette import REFERENCE, colors, style
+from adamrepro.figures.palette import REFERENCE, palette_of, style
 from adamrepro.report.measures import STEP_RATIO as COLUMN
 from adamrepro.report.measures import step_bound
-from adamrepro.results.store import Tables, read_results, variant_of
+from adamrepro.results.store import Tables, read_results, variant_of, variants
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per step size within a panel
 
@@ -31,7 +31,7 @@ def draw(folder: Path, tables: Tables | None = None,
     order = [m for m in meta["config"]["methods"] if m in set(tracked["method"])]
     if not order:
         return []
-    palette = colors(curves["optimizer"])  # every optimizer of the experiment: stable
+    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
     # A bound holds for every run: each point is the largest over the seeds, not their mean.
     seeds = tracked["seed"].nunique()
     fig = Figure(figsize=(4.6 * len(order), 4.0), layout="constrained")
