@@ -204,6 +204,22 @@ def test_whitening_is_cached_by_checksum_and_epsilon(train_images, tmp_path, mon
             cifar10.zca(*other, tmp_path)
 
 
+def test_a_whitening_cache_whose_contents_were_damaged_is_fitted_again(train_images, tmp_path,
+                                                                      capsys):
+    """A value changed inside the cached matrix (a flipped byte loads without a word from
+    torch) no longer whitens every image wrongly: the cache's SHA-256 says so."""
+    sample = train_images[0][:100]
+    first = cifar10.zca(sample, 0.01, tmp_path)
+    [cache] = tmp_path.glob("zca-*.pt")
+    stored = torch.load(cache, weights_only=True)
+    stored["matrix"][0, 0] += 22.6
+    torch.save(stored, cache)
+    again = cifar10.zca(sample, 0.01, tmp_path)
+    torch.testing.assert_close(again.matrix, first.matrix, rtol=0, atol=0)
+    said = capsys.readouterr().err
+    assert f"ignoring the unreadable cache {cache} (ValueError)" in said, said
+
+
 def test_fetch_says_which_files_are_not_the_official_bytes(cli, data_dir):
     """This project's copy went through JPEG: every batch differs, the label names do not."""
     code, stdout, stderr = cli("fetch", "cifar10", "--data-dir", data_dir)

@@ -176,6 +176,23 @@ def test_a_review_changed_since_the_cache_was_built_is_read_anew(tmp_path):
     assert len(list((root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt"))) == 1
 
 
+def test_a_cache_whose_contents_were_damaged_is_rebuilt(tmp_path):
+    """Bytes damaged inside a tensor of the cache load without a word from torch: the cache
+    carries its contents' SHA-256, and one that does not match is built again."""
+    root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good good", "train/neg/1_1.txt": "bad",
+                                 "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
+    built = imdb.bag_of_words(root)
+    [cache] = (root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt")
+    stored = torch.load(cache, weights_only=True)
+    stored["splits"]["train"]["values"][0] = 200  # a count, as a flipped byte would change it
+    torch.save(stored, cache)
+    builds = imdb.bow_builds
+    with pytest.warns(UserWarning, match="contents do not match their checksum"):
+        again = imdb.bag_of_words(root)
+    assert imdb.bow_builds == builds + 1
+    assert torch.equal(again["splits"]["train"]["values"], built["splits"]["train"]["values"])
+
+
 def test_vocab_size_beyond_the_training_tokens_is_a_user_error(bow, imdb_dir):
     with pytest.raises(UserError, match="vocab_size .* exceeds"):
         imdb.load(imdb.Options(vocab_size=10**7), imdb_dir)

@@ -43,7 +43,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from adamrepro.data.base import TensorDataset
+from adamrepro.data.base import TensorDataset, sealed, unsealed
 from adamrepro.data.download import ensure_file, extract_tar, md5sum
 from adamrepro.errors import UserError
 from adamrepro.options import Count, Frozen, options_model
@@ -66,7 +66,7 @@ META = {"batches.meta": "5ff9c542aee3614f3951f8cda6e48888"}
 FILES = {**TRAIN_FILES, **TEST_FILES, **META}
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck")
-ZCA_CACHE_VERSION = 1  # bump when the fit or the cached format changes
+ZCA_CACHE_VERSION = 2  # bump when the fit or the cached format changes (2: sealed)
 WHITEN_CHUNK = 4096  # images whitened at once on the device (a 4096x3072 float32 block)
 
 
@@ -223,7 +223,7 @@ def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
     path = cache_dir / f"zca-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
     if path.exists():
         try:
-            saved = torch.load(path, weights_only=True)
+            saved = unsealed(torch.load(path, weights_only=True))
             if saved.get("key") == key:
                 return Whitening(saved["mean"], saved["matrix"])
         except Exception as err:  # noqa: BLE001 - an unreadable cache is simply refitted
@@ -231,7 +231,8 @@ def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
                   f"again")
     whitening = fit_zca(images, epsilon)
     buffer = io.BytesIO()
-    torch.save({"key": key, "mean": whitening.mean, "matrix": whitening.matrix}, buffer)
+    torch.save(sealed({"key": key, "mean": whitening.mean, "matrix": whitening.matrix}),
+               buffer)
     try:
         with atomic_file(path, "wb") as f:
             f.write(buffer.getvalue())

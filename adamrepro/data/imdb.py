@@ -43,7 +43,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from adamrepro.data.base import TensorDataset
+from adamrepro.data.base import TensorDataset, sealed, unsealed
 from adamrepro.data.download import MissingData, ensure_file, extract_tar
 from adamrepro.errors import UserError
 from adamrepro.options import Count, Frozen, options_model
@@ -56,7 +56,7 @@ SPLITS = ("train", "test")
 LABELS = {"neg": 0, "pos": 1}
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 # Bump when anything that changes the cached counts changes (tokenizer, file order, format).
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 MAX_COUNT = 255  # uint8 storage; no review comes close (the most repeated word is "the")
 
 # How many times the bag-of-words was built from the text in this process (tests read it to
@@ -236,7 +236,7 @@ def _from_file(stored: dict) -> dict:
 def _save_atomically(bow: dict, path: Path) -> None:
     try:
         with atomic_file(path, "wb") as f:
-            torch.save(_to_file(bow), f)
+            torch.save(sealed(_to_file(bow)), f)
     except OSError as err:  # a read-only data folder still trains, it just re-tokenizes
         warnings.warn(f"IMDB: could not cache the bag-of-words in {path} ({err}); "
                       f"it will be rebuilt next time", stacklevel=4)
@@ -275,7 +275,7 @@ def bag_of_words(data_dir: Path) -> dict:
     files, path = _reviews_and_cache(data_dir)
     if path.exists():
         try:
-            return _from_file(torch.load(path, weights_only=True))
+            return _from_file(unsealed(torch.load(path, weights_only=True)))
         except Exception as err:  # noqa: BLE001 - any unreadable cache is simply rebuilt
             warnings.warn(f"IMDB: ignoring the unreadable cache {path} ({err})", stacklevel=2)
     return _build_and_cache(files, path)
