@@ -151,10 +151,9 @@ def read_results(folder: Path) -> Tables:
                             f"{folder.name} with --out {folder.parent} first")
     fix = (f"run 'adamrepro run' on its config with --out {folder.parent} and --force: "
            f"the tables are written again from the records in {folder / 'runs'}")
-    tables, digests = [], {}
+    tables, contents = [], {}
     for path in paths:
-        data = path.read_bytes()
-        digests[path.name] = hashlib.sha256(data).hexdigest()
+        data = contents[path.name] = path.read_bytes()
         try:
             table = (read_table(io.BytesIO(data)) if path.suffix == ".csv"
                      else json.loads(data))
@@ -171,19 +170,19 @@ def read_results(folder: Path) -> Tables:
         tables.append(table)
     curves, best, meta = tables
     _check_tables(paths, curves, best, meta, fix)
-    _check_one_set(folder, meta, digests)
+    _check_one_set(folder, meta, contents)
     return curves, best, meta
 
 
-def _check_one_set(folder: Path, meta: dict, digests: dict[str, str]) -> None:
+def _check_one_set(folder: Path, meta: dict, contents: dict[str, bytes]) -> None:
     """The tables are the ones config.json lists (`write_tables`), not a mix of two
     commands' (one cut off between renames, or one writing them now). Tables written
-    before config.json listed them are taken as they are."""
+    before config.json listed them are taken as they are (and not hashed)."""
     listed = meta.get("tables")
     if not isinstance(listed, dict):
         return
-    for name, digest in digests.items():
-        if name in listed and listed[name] != digest:
+    for name, data in contents.items():
+        if name in listed and listed[name] != hashlib.sha256(data).hexdigest():
             raise UserError(f"{folder / name} is not the {name} its config.json lists: the "
                             f"tables are a mix of two commands' (one was cut off while writing "
                             f"them, or is writing them now); run the same 'adamrepro run' "
@@ -274,14 +273,6 @@ def _check_runs_complete(curves: pd.DataFrame, costs: list[str],
                           f"did not diverge")
 
 
-def _same_file(handle, path: Path) -> bool:
-    """Whether the open `handle` is still the file at `path` (not removed or replaced)."""
-    try:
-        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
-    except FileNotFoundError:
-        return False
-
-
 # What every reader of an experiment's tables relies on, besides the metric and
 # hyperparameter columns its config.json declares (tables written before `variant`,
 # `train_seconds`, `state_bytes` or `precision` existed are read without them).
@@ -321,6 +312,14 @@ def hparam_columns(hparams: dict) -> dict:
         else:
             out[name] = value
     return out
+
+
+def _same_file(handle, path: Path) -> bool:
+    """Whether the open `handle` is still the file at `path` (not removed or replaced)."""
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 class ResultStore:
