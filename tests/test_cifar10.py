@@ -98,6 +98,42 @@ def test_an_unverified_file_that_unpickles_to_an_error_is_one_line(tmp_path):
         cifar10.read_batch(tmp_path / "data_batch_1", "0" * 32, verify=False)
 
 
+def _copy_with(folder, tmp_path, name, content):
+    """A data folder whose cifar-10-batches-py is the real copy but for `name`."""
+    copy = tmp_path / cifar10.FOLDER
+    copy.mkdir()
+    for other in cifar10.FILES:
+        if other != name:
+            (copy / other).symlink_to(folder / other)
+    (copy / name).write_bytes(pickle.dumps(content))
+    return tmp_path
+
+
+@pytest.mark.parametrize("meta, said", [
+    ({b"label_names": [b"cat", b"dog"]}, "names the classes cat, dog, not CIFAR-10's"),
+    ({b"label_names": [n.encode() for n in reversed(cifar10.CLASSES)]},
+     "names the classes truck, ship"),
+    ([b"airplane"], "is not CIFAR-10's batches.meta (no list of label names"),
+    ({b"label_names": "airplane"}, "is not CIFAR-10's batches.meta (no list of label names"),
+])
+def test_an_unverified_copy_must_name_the_ten_classes(folder, tmp_path, meta, said):
+    """Its MD5s say nothing of an unverified copy: the label names, in order (a label is an
+    index into them), are checked as for a verified one, which its checksum covers."""
+    data_dir = _copy_with(folder, tmp_path, "batches.meta", meta)
+    with pytest.raises(UserError, match=f"batches.meta {re.escape(said)}") as err:
+        cifar10.load(cifar10.Options(verify=False, whitening="none"), data_dir)
+    assert "\n" not in str(err.value)
+
+
+def test_an_unverified_copy_with_missing_images_is_refused(folder, tmp_path):
+    """A truncated batch would otherwise train on another set than the paper's silently."""
+    batch = cifar10.read_batch(folder / "data_batch_5", "", verify=False)
+    short = {b"data": batch[b"data"][:100], b"labels": batch[b"labels"][:100]}
+    data_dir = _copy_with(folder, tmp_path, "data_batch_5", short)
+    with pytest.raises(UserError, match="hold 40,100 images, not 50,000; replace them"):
+        cifar10.load(cifar10.Options(verify=False, whitening="none"), data_dir)
+
+
 def test_wrong_checksum_refused_by_run_in_one_line(cli, tmp_path):
     code, out, err = cli("run", "cnn_cifar10", "--scale", "smoke", "--out", tmp_path / "r",
                          "--quiet")

@@ -67,6 +67,7 @@ FILES = {**TRAIN_FILES, **TEST_FILES, **META}
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck")
 ZCA_CACHE_VERSION = 2  # bump when the fit or the cached format changes (2: sealed)
+IMAGES_PER_BATCH = 10_000  # every official batch, training or test
 WHITEN_CHUNK = 4096  # images whitened at once on the device (a 4096x3072 float32 block)
 
 
@@ -262,14 +263,38 @@ class CifarImages(TensorDataset):
         return TensorDataset(inputs(placed.train), inputs(placed.test), self.num_classes)
 
 
+def check_meta(folder: Path, verify: bool) -> None:
+    """The label names of batches.meta: a cheap check that this is CIFAR-10 at all, which an
+    unverified copy needs most (its MD5s say nothing)."""
+    path = folder / "batches.meta"
+    meta = read_batch(path, META["batches.meta"], verify)
+    names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, bytes) for n in names):
+        raise UserError(f"CIFAR-10: {path} is not CIFAR-10's batches.meta (no list of label "
+                        f"names in it); replace it with the official one")
+    found = tuple(n.decode("utf-8", "replace") for n in names)
+    if found != CLASSES:
+        raise UserError(f"CIFAR-10: {path} names the classes {', '.join(found) or 'none'}, "
+                        f"not CIFAR-10's ({', '.join(CLASSES)}); replace it with the official "
+                        f"one")
+
+
+def check_count(images: Tensor, files: dict[str, str], folder: Path) -> None:
+    """Each official batch holds IMAGES_PER_BATCH images: a truncated or merged unverified
+    copy would otherwise train on another set than the paper's without a word."""
+    expected = IMAGES_PER_BATCH * len(files)
+    if len(images) != expected:
+        raise UserError(f"CIFAR-10: {', '.join(files)} in {folder} hold {len(images):,} images, "
+                        f"not {expected:,}; replace them with the official files")
+
+
 def load(opts: Options, data_dir: Path) -> CifarImages:
     folder = fetch(data_dir)
-    if opts.verify:  # the label names: a cheap check that this is CIFAR-10 at all
-        names = read_batch(folder / "batches.meta", META["batches.meta"], True)
-        if tuple(n.decode() for n in names[b"label_names"]) != CLASSES:
-            raise UserError(f"CIFAR-10: {folder / 'batches.meta'} names other classes")
+    check_meta(folder, opts.verify)
     train_x, train_y = read_split(folder, TRAIN_FILES, opts.verify)
     test_x, test_y = read_split(folder, TEST_FILES, opts.verify)
+    check_count(train_x, TRAIN_FILES, folder)
+    check_count(test_x, TEST_FILES, folder)
     data = TensorDataset.labelled(train_x, train_y, test_x, test_y, num_classes=len(CLASSES))
     data = data.subset(opts.train_size, opts.test_size)
     whitening = None
