@@ -429,6 +429,6 @@ def test_run_warns_that_sfo_under_bf16_measures_bfloat16_not_sfo(tmp_path, cli, 
     args = ("run", config, "--device", "cpu", "--quiet", "--data-dir", data_dir)
     code, out, err = cli(*args, "--precision", "bf16", "--out", tmp_path / "bf16")
     assert code == 0, err
-    assert "note: SFO under bf16 overshoots" in out, out
+    assert "adamrepro: note: SFO under bf16 overshoots" in err and "SFO" not in out, out + err
     code, out, err = cli(*args, "--out", tmp_path / "fp32")
-    assert code == 0 and "SFO" not in out, out + err
+    assert code == 0 and "SFO" not in err, out + err

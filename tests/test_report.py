@@ -628,8 +628,9 @@ def test_claims_are_judged_on_the_training_cost_whatever_the_config_plots_or_sel
     code, stdout, stderr = cli("run", tmp_path / "by_test.yaml", "--dry-run", "--out",
                                tmp_path / "out")
     assert code == 0, stderr
-    assert ("note: selection.metric test_acc chooses each method's grid point on the test "
-            "set; the paper chooses on the training cost") in stdout
+    assert ("adamrepro: note: selection.metric test_acc chooses each method's grid point on "
+            "the test set; the paper chooses on the training cost") in stderr
+    assert "note:" not in stdout  # stdout is what the command produces, its plan here
 
 
 def test_a_folder_of_runs_from_several_commits_says_which_method_each_trained(tmp_path):

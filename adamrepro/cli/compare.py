@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from adamrepro.errors import note
+
 
 def _number(value: float) -> str:
     return f"{value:.3g}" if value == value else "-"
@@ -38,8 +40,8 @@ def compare(
     comparisons, skipped = compare_folders(base, other, experiment, metric)
     folder = out if out is not None else Path(other) / "compare"
     console = Console(width=140)
-    for note in skipped:
-        typer.echo(f"note: {note}")
+    for skip in skipped:
+        note(skip)
     for comparison in comparisons:
         rows = comparison.rows
         other, base = comparison.setting("other"), comparison.setting("base")

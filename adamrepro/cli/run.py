@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from adamrepro.config import Experiment, load_experiment, resolve_config_arg, with_precision
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, note
 
 
 def without_data_check(base: Experiment) -> Experiment:
@@ -129,21 +129,21 @@ def run(
         base = with_precision(base, precision.value, "--precision")
     unused = sorted({m.optimizer for m in base.methods.values()} & set(shadowed(OPTIMIZERS)))
     if unused:
-        typer.echo(f"note: {', '.join(unused)}: built-in optimizer(s), not the entry point(s) "
+        note(f"{', '.join(unused)}: built-in optimizer(s), not the entry point(s) "
                    f"of that name in group {ENTRY_POINT_GROUP!r}; register yours under "
                    f"another name")
     # a dry run may plan a GPU's command on a machine without one
     target = torch_device(device.value) if dry_run else resolve_device(device.value)
     if base.training.precision == "tf32" and target.type != "cuda":
-        typer.echo(f"note: training.precision tf32 runs as fp32 on {target.type} (no TF32 "
+        note(f"training.precision tf32 runs as fp32 on {target.type} (no TF32 "
                    f"units there); the runs record precision fp32")
     if base.training.precision == "bf16" and any(
             method.optimizer == "sfo" for method in base.methods.values()):
-        typer.echo("note: SFO under bf16 overshoots: its curvature pairs are gradient "
+        note("SFO under bf16 overshoots: its curvature pairs are gradient "
                    "differences, which bfloat16 rounding swamps (10-100x its fp32 cost in its "
                    "first pass on MNIST; README, Precision). Its runs measure that, not SFO")
     if base.selection.metric.startswith("test_"):  # metrics.py: a test-set column
-        typer.echo(f"note: selection.metric {base.selection.metric} chooses each method's grid "
+        note(f"selection.metric {base.selection.metric} chooses each method's grid "
                    f"point on the test set; the paper chooses on the training cost, and the "
                    f"report judges its claims so, whatever best.csv holds")
     if dry_run:

@@ -33,7 +33,6 @@ import hashlib
 import io
 import json
 import pickle
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,7 +44,7 @@ from torch import Tensor
 
 from adamrepro.data.base import TensorDataset, sealed, unsealed
 from adamrepro.data.download import ensure_file, extract_tar, md5sum
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
 from adamrepro.results.store import atomic_file
 
@@ -211,11 +210,6 @@ def fit_zca(images: Tensor, epsilon: float) -> Whitening:
     return Whitening(mean, (eigenvectors * scale) @ eigenvectors.T)
 
 
-def _note(text: str) -> None:
-    """One line on stderr: the run goes on (a Python warning would add its source line)."""
-    print(f"adamrepro: note: CIFAR-10: {text}", file=sys.stderr)
-
-
 def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
     """The ZCA whitening of `images`, from the cache when fitted before."""
     checksum = hashlib.md5(images.numpy().tobytes()).hexdigest()
@@ -228,8 +222,8 @@ def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
             if saved.get("key") == key:
                 return Whitening(saved["mean"], saved["matrix"])
         except Exception as err:  # noqa: BLE001 - an unreadable cache is simply refitted
-            _note(f"ignoring the unreadable cache {path} ({type(err).__name__}); fitting it "
-                  f"again")
+            note(f"CIFAR-10: ignoring the unreadable cache {path} ({type(err).__name__}); "
+                 f"fitting it again")
     whitening = fit_zca(images, epsilon)
     buffer = io.BytesIO()
     torch.save(sealed({"key": key, "mean": whitening.mean, "matrix": whitening.matrix}),
@@ -238,8 +232,8 @@ def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
         with atomic_file(path, "wb") as f:
             f.write(buffer.getvalue())
     except OSError as err:
-        _note(f"could not cache the whitening in {path} ({err.strerror}); it will be fitted "
-              f"again next time")
+        note(f"CIFAR-10: could not cache the whitening in {path} ({err.strerror}); it will "
+             f"be fitted again next time")
     return whitening
 
 

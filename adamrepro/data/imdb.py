@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import re
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,7 @@ from pydantic import Field
 
 from adamrepro.data.base import TensorDataset, sealed, unsealed
 from adamrepro.data.download import MissingData, ensure_file, extract_tar
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
 from adamrepro.results.store import atomic_file
 
@@ -238,8 +237,8 @@ def _save_atomically(bow: dict, path: Path) -> None:
         with atomic_file(path, "wb") as f:
             torch.save(sealed(_to_file(bow)), f)
     except OSError as err:  # a read-only data folder still trains, it just re-tokenizes
-        warnings.warn(f"IMDB: could not cache the bag-of-words in {path} ({err}); "
-                      f"it will be rebuilt next time", stacklevel=4)
+        note(f"IMDB: could not cache the bag-of-words in {path} ({err}); it will be "
+             f"rebuilt next time")
 
 
 def _reviews_and_cache(data_dir: Path) -> tuple[dict[str, list], Path]:
@@ -277,7 +276,7 @@ def bag_of_words(data_dir: Path) -> dict:
         try:
             return _from_file(unsealed(torch.load(path, weights_only=True)))
         except Exception as err:  # noqa: BLE001 - any unreadable cache is simply rebuilt
-            warnings.warn(f"IMDB: ignoring the unreadable cache {path} ({err})", stacklevel=2)
+            note(f"IMDB: ignoring the unreadable cache {path} ({err}); building it again")
     return _build_and_cache(files, path)
 
 
