@@ -84,6 +84,24 @@ def test_the_step_ratio_uses_the_decayed_step_size():
     assert Adam([torch.zeros(1, requires_grad=True)]).pass_statistics() == {}  # off: nothing
 
 
+def test_the_step_ratio_is_per_run_for_one_number_per_run_and_any_per_run_setting():
+    """A run's parameters may be one number each, stacked as (G,), and only β may be per run
+    (α one number): the ratio is still one per run. Before, (G,) raised an IndexError and a
+    per-run β gave one number for every run."""
+    g = torch.tensor([0.5, -2.0, 1e-3], dtype=torch.float64)
+    p = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    beta1 = torch.tensor([0.0, 0.5, 0.9], dtype=torch.float64)
+    opt = Adam([p], lr=0.1, betas=(beta1, torch.full((3,), 0.99, dtype=torch.float64)),
+               eps=EPS, bias_correction=False, track_step_ratio=True)
+    p.grad = g.clone()
+    opt.step()
+    got = opt.pass_statistics()["max_step_ratio"]
+    # t = 1 without bias correction: (1 − β1)|g| / (√(1 − β2)|g| + ε), run by run
+    a = g.abs()
+    torch.testing.assert_close(got, (1 - beta1) * a / (math.sqrt(1 - 0.99) * a + EPS),
+                               rtol=1e-12, atol=0)
+
+
 def test_averaged_runs_are_evaluated_at_their_averaged_parameters(data_dir):
     """Averaging changes no iterate, so the minibatch losses of the pass (at the iterates)
     are equal with and without it; the evaluated columns differ, and they are those of the

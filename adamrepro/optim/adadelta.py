@@ -31,7 +31,9 @@ class Adadelta(GridOptimizer):
         self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, lr_decay: str = "none"
     ) -> None:
         check_range("rho", rho, 0.0, 1.0)
-        check_range("eps", eps, 0.0)
+        # ε > 0: it is what starts AdaDelta moving (its first step is √ε/√(s + ε)·g;
+        # with ε = 0, Δθ stays 0 forever)
+        check_range("eps", eps, 0.0, low_open=True)
         check_range("weight_decay", weight_decay, 0.0)
         super().__init__(
             params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, lr_decay=lr_decay)

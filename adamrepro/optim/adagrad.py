@@ -32,5 +32,5 @@ class Adagrad(GridOptimizer):
     def _update(self, p, grad, state, group, lr_t):
         grad = add_l2(grad, p, group["weight_decay"])
         state["sum"].addcmul_(grad, grad)
-        std = state["sum"].sqrt().add_(broadcast(group["eps"], p))
+        std = self._nonzero(state["sum"].sqrt().add_(broadcast(group["eps"], p)))
         p.addcdiv_(grad * lr_t, std, value=-1)

@@ -79,11 +79,12 @@ class Adam(TemporalAveraging, GridOptimizer):
             raise ValueError(f"track_step_ratio must be true or false, got {track_step_ratio!r}")
         self.max_step_ratio = None
         if track_step_ratio:
-            # One entry per run when lr is a per-run tensor, else one number; made here, not
-            # lazily, so that a CUDA graph captures in-place updates of one fixed tensor.
-            lr_runs = lr.shape if isinstance(lr, torch.Tensor) else ()
+            # One entry per run when any hyperparameter is per run (the parameters are then
+            # stacked runs), else one number; made here, not lazily, so that a CUDA graph
+            # captures in-place updates of one fixed tensor.
             first = self.param_groups[0]["params"][0]
-            self.max_step_ratio = torch.zeros(lr_runs, dtype=first.dtype, device=first.device)
+            self.max_step_ratio = torch.zeros(_runs(self.defaults), dtype=first.dtype,
+                                              device=first.device)
 
     def _init_state(self, p, state, group):
         zeros_state(p, state, "exp_avg", "exp_avg_sq")
@@ -106,6 +107,7 @@ class Adam(TemporalAveraging, GridOptimizer):
             correction1 = 1 - beta1**step
         else:
             denom, correction1 = v.sqrt().add_(eps), 1.0
+        denom = self._nonzero(denom)
         if self.max_step_ratio is None:
             p.addcdiv_(m * (lr_t / correction1), denom, value=-1)
         else:
@@ -116,8 +118,8 @@ class Adam(TemporalAveraging, GridOptimizer):
 
     def _track(self, ratio: Tensor) -> None:
         """max_step_ratio ← max(max_step_ratio, max |Δθ|/α_t): |Δθ|/α_t = |m̂/(√v̂ + ε)|."""
-        if self.max_step_ratio.dim() == 1:
-            largest = ratio.flatten(1).amax(1)
+        if self.max_step_ratio.dim() == 1:  # per run: a run's parameters may be (G,) alone
+            largest = ratio.reshape(len(ratio), -1).amax(1)
         else:
             largest = ratio.amax()
         torch.maximum(self.max_step_ratio, largest, out=self.max_step_ratio)
@@ -138,3 +140,12 @@ def _log1p_neg(rate, like: Tensor):
     if isinstance(rate, Tensor):
         return torch.log1p(-broadcast(rate, like))
     return math.log1p(-rate)
+
+
+def _runs(defaults: dict) -> tuple[int, ...]:
+    """(G,) when some hyperparameter is a per-run tensor of G values, else ()."""
+    for value in defaults.values():
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, Tensor) and item.dim() == 1:
+                return tuple(item.shape)
+    return ()

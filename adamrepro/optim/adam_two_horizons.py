@@ -55,4 +55,5 @@ class AdamTwoHorizons(GridOptimizer):
         m_slow.mul_(beta2).add_((1 - beta2) * grad)
         m_fast_hat = m_fast / (1 - beta1**step)
         m_slow_hat = m_slow / (1 - beta2**step)
-        p.sub_(lr_t * m_fast_hat / (m_slow_hat.abs() + broadcast(group["eps"], p)))
+        p.sub_(lr_t * m_fast_hat
+               / self._nonzero(m_slow_hat.abs() + broadcast(group["eps"], p)))

@@ -59,5 +59,5 @@ class Adamax(TemporalAveraging, GridOptimizer):
         m.mul_(beta1).add_((1 - beta1) * grad)
         torch.maximum(u.mul_(beta2), grad.abs(), out=u)
         step_size = lr_t / (1 - beta1 ** state["step"])
-        p.sub_(step_size * m / (u + broadcast(group["eps"], p)))
+        p.sub_(step_size * m / self._nonzero(u + broadcast(group["eps"], p)))
         self._update_average(p, state, group)

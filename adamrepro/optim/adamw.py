@@ -49,4 +49,4 @@ class AdamW(GridOptimizer):
         v.mul_(beta2).add_((1 - beta2) * grad * grad)
         m_hat = m / (1 - beta1**step)
         v_hat = v / (1 - beta2**step)
-        p.sub_(lr_t * m_hat / (v_hat.sqrt() + broadcast(group["eps"], p)))
+        p.sub_(lr_t * m_hat / self._nonzero(v_hat.sqrt() + broadcast(group["eps"], p)))

@@ -53,4 +53,4 @@ class AMSGrad(GridOptimizer):
         torch.maximum(v_max, v, out=v_max)
         m_hat = m / (1 - beta1**step)
         v_hat = v_max / (1 - beta2**step)
-        p.sub_(lr_t * m_hat / (v_hat.sqrt() + broadcast(group["eps"], p)))
+        p.sub_(lr_t * m_hat / self._nonzero(v_hat.sqrt() + broadcast(group["eps"], p)))

@@ -10,6 +10,8 @@ and no host synchronisation (`step` is kept as a tensor on the parameter's devic
 
 from __future__ import annotations
 
+import contextvars
+import inspect
 import math
 from collections.abc import Iterable
 
@@ -23,10 +25,11 @@ Number = float | int
 HyperValue = Number | Tensor
 
 # On a CPU each elementwise op over a parameter costs a few microseconds however small the
-# parameter, so the updates of the paper's methods (adam, adagrad, rmsprop, adadelta; SGD is
-# torch's) are written with fused ops (lerp_, addcmul_, addcdiv_) and compute per-run factors
-# (bias corrections, step sizes) on the (G, 1, ..., 1) vectors, not on every element: the
-# same arithmetic up to float rounding in fewer passes over memory. The rows beyond the paper
+# parameter, so the updates of the paper's methods (adam, adagrad, rmsprop, adadelta, and
+# sgd_nesterov in torch.optim.SGD's formula) are written with fused ops (lerp_, addcmul_,
+# addcdiv_) and compute per-run factors (bias corrections, step sizes) on the (G, 1, ..., 1)
+# vectors, not on every element: the same arithmetic up to float rounding in fewer passes
+# over memory. The rows beyond the paper
 # (adamw, amsgrad, adamax, nadam, adam_two_horizons) keep the plain form of their equations,
 # easier to check against their docstrings; adamax, nadam and the two horizons run in Sec. 7's
 # config, adamw and amsgrad in none (rows to race, beyond the paper).
@@ -141,6 +144,20 @@ def check_lr_decay(lr_decay: str) -> None:
         raise ValueError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {lr_decay!r}")
 
 
+# Set while a param group's values are checked by building the class with them, so that the
+# build's own groups (equal to its defaults) are not checked again, endlessly.
+_CHECKING_A_GROUP: contextvars.ContextVar[bool] = contextvars.ContextVar("checking_a_group",
+                                                                        default=False)
+
+
+def _may_be_zero(eps) -> bool:
+    """Whether ε (a number or a per-run tensor) is 0 somewhere; read once per param group,
+    when it is added, never in a step."""
+    if isinstance(eps, Tensor):
+        return bool((eps == 0).any())
+    return isinstance(eps, (int, float)) and eps == 0
+
+
 class GridOptimizer(torch.optim.Optimizer):
     """Base class: lazy state, a tensor `step`, the α_t = α/√t schedule, and the param loop.
 
@@ -153,8 +170,45 @@ class GridOptimizer(torch.optim.Optimizer):
     def __init__(self, params: Iterable, defaults: dict) -> None:
         check_range("lr", defaults["lr"], 0.0, low_open=True)
         check_lr_decay(defaults.get("lr_decay", "none"))
+        self._zero_eps = False  # whether some group's ε may be 0 (`_nonzero`)
         super().__init__(params, defaults)
         self._compiled_updates = None  # set by `compile`
+
+    def add_param_group(self, param_group: dict) -> None:
+        """torch's, plus the checks `__init__` makes, on the values a group sets itself
+        (`[{"params": ..., "lr": -1}]` would otherwise ascend without a word): they are
+        checked by building this class with them, so each class keeps one set of checks."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        own = {name: group[name] for name in self.defaults
+               if group[name] is not self.defaults[name]}
+        if own and not _CHECKING_A_GROUP.get():
+            self._check_group(group)
+        self._zero_eps = self._zero_eps or _may_be_zero(group.get("eps"))
+
+    def _check_group(self, group: dict) -> None:
+        signature = inspect.signature(type(self)).parameters
+        if not set(self.defaults) <= set(signature):  # a subclass with other keywords
+            return  # cannot be rebuilt from its group: its own __init__ checked its defaults
+        token = _CHECKING_A_GROUP.set(True)
+        try:
+            type(self)([torch.zeros(1)], **{name: group[name] for name in self.defaults})
+        finally:
+            _CHECKING_A_GROUP.reset(token)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._zero_eps = any(_may_be_zero(group.get("eps")) for group in self.param_groups)
+
+    def _nonzero(self, denominator: Tensor) -> Tensor:
+        """`denominator` (a fresh tensor, √v̂ + ε or alike) kept at least the dtype's smallest
+        normal number where ε may be 0, as the paper's theory sets it: a coordinate whose
+        gradients were all 0 (MNIST has 67 pixels blank in every training image) would give
+        0/0 = NaN, where its numerator is 0 and its step is 0. With ε > 0 nothing is done
+        (a Python flag, no host sync); with ε = 0 the step is otherwise unchanged."""
+        if self._zero_eps:
+            return denominator.clamp_min_(torch.finfo(denominator.dtype).tiny)
+        return denominator
 
     def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         raise NotImplementedError

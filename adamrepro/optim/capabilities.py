@@ -47,7 +47,9 @@ DECLARED: dict[type, Capabilities] = {
 
 def capabilities_of(cls: type, closure: bool | None = None) -> Capabilities:
     """The declared capabilities of `cls`; `closure` (a config's `closure:`) overrides
-    `needs_closure` for a class that declares nothing itself. Raises ValueError, saying what
+    `needs_closure` for any class: `true` hands `step` a closure (and so turns CUDA graphs
+    off, as a closure re-evaluates the minibatch inside the step), `false` is refused for a
+    class that declares it needs one. Raises ValueError, saying what
     to write, where the config and the class's `step` disagree: `closure: false` for a class
     that declares it needs one, or a `step` that cannot be called as the runner will call it
     (`step()`, or `step(closure)` with a closure)."""

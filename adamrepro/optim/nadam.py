@@ -66,6 +66,6 @@ class NAdam(GridOptimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.mul_(beta1).add_((1 - beta1) * grad)
         v.mul_(beta2).add_((1 - beta2) * grad * grad)
-        denom = (v / (1 - beta2**step)).sqrt() + broadcast(group["eps"], p)
+        denom = self._nonzero((v / (1 - beta2**step)).sqrt() + broadcast(group["eps"], p))
         p.sub_(lr_t * (1 - mu) / (1 - mu_product) * grad / denom)
         p.sub_(lr_t * mu_next / (1 - mu_product * mu_next) * m / denom)

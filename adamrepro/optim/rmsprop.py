@@ -64,7 +64,7 @@ class RMSprop(GridOptimizer):
         grad = add_l2(grad, p, group["weight_decay"])
         square_avg = state["square_avg"]
         square_avg.lerp_(grad.square(), 1 - alpha)
-        std = square_avg.sqrt().add_(broadcast(group["eps"], p))
+        std = self._nonzero(square_avg.sqrt().add_(broadcast(group["eps"], p)))
         if "momentum_buffer" in state:
             buf = state["momentum_buffer"]
             buf.mul_(broadcast(group["momentum"], p)).addcdiv_(grad, std)

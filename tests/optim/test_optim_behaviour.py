@@ -136,11 +136,13 @@ BAD_VALUES = {
     "bias_correction": ["yes", 1],
     "track_step_ratio": ["yes", 1],
 }
+# Bad for one optimizer only: AdaDelta's ε is what starts it moving (0 leaves θ where it is).
+BAD_FOR = {("adadelta", "eps"): [0.0]}
 INVALID = [
     pytest.param(name, hparam, value, id=f"{name}-{hparam}-{i}")
     for name, optimizer_class in GRID_OPTIMIZERS.items()
     for hparam in inspect.signature(optimizer_class).parameters
-    for i, value in enumerate(BAD_VALUES.get(hparam, []))
+    for i, value in enumerate(BAD_VALUES.get(hparam, []) + BAD_FOR.get((name, hparam), []))
 ]
 
 
@@ -149,6 +151,58 @@ def test_invalid_hyperparameter_raises_naming_it(name, hparam, value):
     param = torch.zeros(2, 3, requires_grad=True)
     with pytest.raises(ValueError, match=re.escape(hparam)):
         build(name, [param], **{hparam: value})
+
+
+def _per_group(name: str, hparam: str) -> bool:
+    return hparam in build(name, [torch.zeros(1, requires_grad=True)]).defaults
+
+
+@pytest.mark.parametrize("name, hparam, value", [p for p in INVALID if _per_group(*p.values[:2])])
+def test_a_param_group_s_own_bad_value_raises_naming_it(name, hparam, value):
+    """A value a param group sets itself is checked as the constructor's are, at
+    construction and by `add_param_group` (a group's lr of -1 ascended without a word).
+    Settings that are not per group (track_step_ratio) are the constructor's alone."""
+    first, second = torch.zeros(2, 3, requires_grad=True), torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match=re.escape(hparam)):
+        build(name, [{"params": [first]}, {"params": [second], hparam: value}])
+    optimizer = build(name, [first])
+    with pytest.raises(ValueError, match=re.escape(hparam)):
+        optimizer.add_param_group({"params": [second], hparam: value})
+
+
+@pytest.mark.parametrize("name", [n for n, cls in GRID_OPTIMIZERS.items()
+                                  if "eps" in inspect.signature(cls).parameters
+                                  and n != "adadelta"])
+@pytest.mark.parametrize("eps", [0.0, "per-run"])
+def test_eps_zero_moves_no_coordinate_that_saw_only_zero_gradients(name, eps):
+    """ε = 0, as the paper's theory sets it, on a coordinate whose gradients were all 0 (as
+    MNIST's 67 always-blank pixels are) was 0/0 = NaN; its step is 0, as its numerator is.
+    The other coordinates step exactly as they do alone. Per run, a grid of ε in which one
+    run has 0 (the other run's coordinates have no zero denominator)."""
+    runs = 2 if eps == "per-run" else None
+    shape = (runs, 3) if runs else (3,)
+    gen = torch.Generator().manual_seed(0)
+    gradients = torch.randn(20, *shape, generator=gen, dtype=torch.float64)
+    gradients[..., 2] = 0.0  # the blank coordinate
+    settings = ({"eps": torch.tensor([0.0, 0.0], dtype=torch.float64),
+                 "lr": torch.tensor([1e-2, 1e-2], dtype=torch.float64)}
+                if runs else {"eps": 0.0, "lr": 1e-2})
+    settings["weight_decay"] = 0.0  # a decay would move the blank coordinate too
+
+    def trained(values, grads):
+        theta = torch.ones(grads.shape[1:], dtype=torch.float64, requires_grad=True)
+        optimizer = build(name, [theta], **values)
+        for g in grads:
+            theta.grad = g.clone()
+            optimizer.step()
+        return theta.detach()
+
+    theta = trained(settings, gradients)
+    assert torch.isfinite(theta).all(), theta
+    assert (theta[..., 2] == 1).all()  # never moved
+    assert (theta[..., :2] != 1).all()  # the others did
+    alone = trained(settings, gradients[..., :2])  # no zero denominator anywhere
+    assert torch.equal(theta[..., :2], alone)
 
 
 def test_every_hyperparameter_has_bad_values_to_try():
