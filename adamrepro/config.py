@@ -369,7 +369,8 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
             try:
                 _build_optimizer(found, point, dtype)
             except _refusals(found) as err:
-                rounded = dtype != torch.float64 and _accepted(found, point, torch.float64)
+                rounded = (dtype != torch.float64 and not isinstance(err, _RoundedAway)
+                           and _accepted(found, point, torch.float64))
                 raise UserError(
                     f"{where}: {key}: {method.optimizer}: "
                     + (str(err) if found.builtin else f"{type(err).__name__}: {err}")
@@ -438,6 +439,9 @@ def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
 
     from adamrepro.hparams import plain, stacked
 
+    for name, value in point.items():
+        for number in value if isinstance(value, (list, tuple)) else [value]:
+            _check_horizon(name, number, dtype)
     param = torch.zeros(1, dtype=dtype, requires_grad=True)
     values = stacked([point], dtype) if found.capabilities.batchable else plain(point)
     if found.capabilities.subfunctions:
@@ -448,6 +452,32 @@ def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
     except TypeError as err:
         raise ValueError(str(err)) from None
     found.cls([param], **values)
+
+
+# How far rounding to the training dtype may move 1 − x for a setting x just below 1 (a decay
+# rate: β2, averaging, RMSProp's alpha), whose horizon is 1/(1 − x): 1%. float32 keeps
+# 0.99999 to 0.14%, and makes 0.999999 1.3% off and 0.9999999 19% off.
+HORIZON_TOLERANCE = 0.01
+
+
+class _RoundedAway(ValueError):
+    """A setting the training dtype cannot hold (its message says so whole)."""
+
+
+def _check_horizon(name: str, number: Any, dtype) -> None:
+    """Raise ValueError where the training dtype would round a setting just below 1 so far
+    that 1 − x, the horizon it sets, is not the one written (float32 stores 0.9999999 as
+    0.99999988: a horizon 19% shorter, without a word)."""
+    import torch
+
+    if not isinstance(number, float) or not 0.5 < number < 1 or dtype == torch.float64:
+        return
+    rounded = torch.tensor(number, dtype=dtype).item()
+    off = abs((1 - rounded) - (1 - number)) / (1 - number)
+    if off > HORIZON_TOLERANCE:
+        raise _RoundedAway(f"{name} {number!r} is {rounded:.9g} in {str(dtype).split('.')[-1]}, "
+                         f"which makes 1 − {name} {off:.0%} off what was written; set "
+                         f"training.dtype: float64, or choose a value farther from 1")
 
 
 def _refusals(found) -> tuple[type[BaseException], ...]:

@@ -127,7 +127,13 @@ CASES = [
     ("unwritable-out", GOOD, ["@out-under-a-file"], "is not a writable folder"),
     ("other-config-results", setitem("model.l2", 1e-3), ["@used-out"], "different logreg_mnist"),
     ("beta2-rounds-to-1", setitem("methods.adam.hparams.betas", [0.9, 0.99999999]), [],
-     "once rounded to training.dtype float32 (unrounded it is accepted)"),
+     "betas 0.99999999 is 1 in float32, which makes 1 − betas 100% off what was written; "
+     "set training.dtype: float64"),
+    # float32 keeps it below 1, but with a horizon 1/(1 − β2) 19% shorter than written
+    ("beta2-horizon-rounded", setitem("methods.adam.grid.betas", [[0.9, 0.9999999]]), [],
+     "betas 0.9999999 is 0.999999881 in float32, which makes 1 − betas 19% off"),
+    ("averaging-horizon-rounded", setitem("methods.adam.hparams.averaging", 0.9999999), [],
+     "averaging 0.9999999 is 0.999999881 in float32"),
     ("unknown-hparam", setitem("methods.adam.hparams.beta", 0.9), [],
      "unexpected keyword argument 'beta'"),
     ("user-optimizer-init-raises", setitem("methods.adam", {
