@@ -195,7 +195,7 @@ def _config(tmp_path: Path, **training) -> Path:
 
 
 def _comparable(folder: Path, drop=()) -> pd.DataFrame:
-    curves = pd.read_csv(folder / "curves.csv").drop(columns=[*TIMING, "commit", *drop])
+    curves = pd.read_csv(folder / "curves.csv").drop(columns=[*TIMING, "commit", "date", *drop])
     return curves.sort_values(["run_id", "epoch"]).reset_index(drop=True)
 
 

@@ -24,7 +24,7 @@ COLUMNS = ["experiment", "optimizer", "run_id", "seed", "epoch", "train_loss",
            "train_loss_full", "test_loss", "test_acc", "seconds", "diverged", "lr"]
 RUNS = sum(len(m["grid"]["lr"]) for m in yaml.safe_load(CONFIG.read_text())["methods"].values())
 # Columns that legitimately differ between two identical sweeps.
-VOLATILE = ["seconds", "train_seconds", "commit", "device"]
+VOLATILE = ["seconds", "train_seconds", "commit", "device", "date"]
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from adamrepro.runner.sweep import run_sweep
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 OUTSIDE = TESTS / "outside"
-TIMING = ["seconds", "train_seconds", "commit", "device", "torch_version"]
+TIMING = ["seconds", "train_seconds", "commit", "device", "torch_version", "date"]
 
 
 def _tables(folder: Path) -> pd.DataFrame:

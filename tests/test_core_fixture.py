@@ -23,7 +23,7 @@ from adamrepro.runner.sweep import run_sweep
 
 FIXTURE = Path(__file__).parent / "fixtures" / "before_core"
 CONFIGS = Path(__file__).parent.parent / "configs"
-NOT_COMPARED = {"seconds", "commit", "torch_version", "device"}
+NOT_COMPARED = {"seconds", "commit", "torch_version", "device", "date"}
 
 
 # experiment name -> its config today: configs/mlp_dropout.yaml was renamed configs/mlp.yaml

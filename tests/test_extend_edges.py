@@ -95,7 +95,7 @@ def wrong_edge(extend: int):
 
 def tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     timing = ["seconds", "train_seconds", "peak_memory_bytes", "commit", "torch_version",
-              "device", "group_id", "group_size"]
+              "device", "date", "group_id", "group_size"]
     curves = pd.read_csv(folder / "curves.csv").sort_values(["run_id", "epoch"])
     best = pd.read_csv(folder / "best.csv").sort_values("method")
     return (curves.drop(columns=[c for c in timing if c in curves.columns]).reset_index(drop=True),

@@ -183,3 +183,55 @@ def test_figures_drawn_for_tables_they_do_not_fit(tmp_path, cli):
     assert code == 0 and "sfo.png" in stdout, stderr
     code, _, stderr = cli("plot", "--out", tmp_path / "bias_correction")
     assert code == 2 and stderr.count("\n") == 1 and "no method here has betas" in stderr, stderr
+
+
+def test_steps_csv_belongs_to_the_set_of_tables_it_was_written_with(tmp_path, cli, data_dir):
+    """steps.csv (`training.log_every`) carries each run's provenance, as curves.csv does,
+    and is one of the set config.json lists. A later run of the folder without log_every
+    removes it; one left behind (a kill after config.json was renamed) is not this set's and
+    is not drawn: before, Fig. 3's left panel drew an earlier command's steps, empty for
+    these runs, without a word. A steps.csv that is not the one listed is one line."""
+    import json
+
+    import pandas as pd
+    import yaml
+
+    config = {"name": "steps", "title": "steps", "model": {"name": "logreg"},
+              "dataset": {"name": "mnist", "train_size": 512, "test_size": 128},
+              "training": {"epochs": 2, "log_every": 2},
+              "plot": {"figures": ["early_and_all"]},
+              "methods": {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 1e-2]}}}}
+    path = tmp_path / "steps.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out, folder = tmp_path / "out", tmp_path / "out" / "steps"
+    args = ("--out", out, "--quiet", "--device", "cpu", "--data-dir", data_dir)
+    assert cli("run", path, *args)[0] == 0
+    steps, curves = pd.read_csv(folder / "steps.csv"), pd.read_csv(folder / "curves.csv")
+    record = json.loads(next((folder / "runs").glob("*.json")).read_text())
+    for table in (steps, curves):
+        for column in ("commit", "torch_version", "device", "precision", "date"):
+            assert set(table[column]) == {record["provenance"][column]}, column
+    earlier = (folder / "steps.csv").read_bytes()
+
+    del config["training"]["log_every"]
+    path.write_text(yaml.safe_dump(config))
+    assert cli("run", path, *args, "--force")[0] == 0
+    assert not (folder / "steps.csv").exists()
+    assert "steps.csv" not in json.loads((folder / "config.json").read_text())["tables"]
+    (folder / "steps.csv").write_bytes(earlier)  # as a kill before its removal leaves it
+    from adamrepro.results.store import read_results, read_steps
+
+    assert read_steps(folder, read_results(folder)[2]) is None
+    assert cli("plot", "steps", "--out", out)[0] == 0
+
+    config["training"]["log_every"] = 2
+    path.write_text(yaml.safe_dump(config))
+    assert cli("run", path, *args, "--force")[0] == 0
+    listed = read_steps(folder, read_results(folder)[2])
+    assert listed is not None and set(listed["run_id"]) == set(
+        pd.read_csv(folder / "curves.csv")["run_id"])
+    damaged = steps.assign(train_loss=steps["train_loss"] * 2)
+    damaged.to_csv(folder / "steps.csv", index=False)
+    code, _, err = cli("plot", "steps", "--out", out)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "steps.csv is not the steps.csv its config.json lists" in err

@@ -42,7 +42,7 @@ def _config(tmp_path: Path, epochs: int = 3, train_size: int = 1024, **training)
 
 def _curves(folder: Path) -> pd.DataFrame:
     curves = pd.read_csv(folder / "logreg_mnist" / "curves.csv")
-    return (curves.drop(columns=[*TIMING, "commit"]).sort_values(["run_id", "epoch"])
+    return (curves.drop(columns=[*TIMING, "commit", "date"]).sort_values(["run_id", "epoch"])
             .reset_index(drop=True))
 
 

@@ -25,7 +25,7 @@ from adamrepro.figures.curves import (
 )
 from adamrepro.figures.palette import BAND_ALPHA, palette_of, style
 from adamrepro.metrics import column_of
-from adamrepro.results.store import Tables, read_results, read_table, variant_of, variants
+from adamrepro.results.store import Tables, read_results, read_steps, variant_of, variants
 
 DEFAULT_EARLY_PASSES = 3
 FEW_POINTS = 5  # curves this short (the small scales) get markers: one point draws no line
@@ -38,8 +38,7 @@ def draw(folder: Path, tables: Tables | None = None,
     plot_cfg = meta["config"]["plot"]
     y = column_of(meta, plot_cfg["y"])
     early = plot_cfg.get("max_epoch") or DEFAULT_EARLY_PASSES
-    steps_path = Path(folder) / "steps.csv"
-    steps = read_table(steps_path) if steps_path.exists() else None
+    steps = read_steps(Path(folder), meta)
     palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_early, ax_all = fig.subplots(1, 2)

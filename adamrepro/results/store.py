@@ -149,8 +149,7 @@ def read_results(folder: Path) -> Tables:
         if not path.exists():
             raise UserError(f"{path} is missing; run 'adamrepro run' on the config of "
                             f"{folder.name} with --out {folder.parent} first")
-    fix = (f"run 'adamrepro run' on its config with --out {folder.parent} and --force: "
-           f"the tables are written again from the records in {folder / 'runs'}")
+    fix = _rewrite_fix(folder)
     tables, contents = [], {}
     for path in paths:
         data = contents[path.name] = path.read_bytes()
@@ -172,6 +171,41 @@ def read_results(folder: Path) -> Tables:
     _check_tables(paths, curves, best, meta, fix)
     _check_one_set(folder, meta, contents)
     return curves, best, meta
+
+
+def _rewrite_fix(folder: Path) -> str:
+    return (f"run 'adamrepro run' on its config with --out {folder.parent} and --force: "
+            f"the tables are written again from the records in {folder / 'runs'}")
+
+
+STEPS_NEEDED = ("run_id", "point_id", "seed", "step", "epoch_fraction")
+
+
+def read_steps(folder: Path, meta: dict) -> pd.DataFrame | None:
+    """steps.csv of a folder whose config.json is `meta` (read_results), or None when the
+    folder has none of this set: a steps.csv that config.json does not list is an earlier
+    command's (one with `training.log_every`), not of these runs. Checked as the other
+    tables are: one line for a mix of two sets or a damaged file, never a wrong figure."""
+    path = folder / "steps.csv"
+    listed = meta.get("tables")
+    if not path.exists() or (isinstance(listed, dict) and "steps.csv" not in listed):
+        return None
+    data = path.read_bytes()
+    _check_one_set(folder, meta, {"steps.csv": data})
+    fix = _rewrite_fix(folder)
+    try:
+        steps = read_table(io.BytesIO(data))
+    except ValueError as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
+    missing = [column for column in STEPS_NEEDED if column not in steps]
+    if missing:
+        raise UserError(f"{path} is damaged (no {missing[0]!r}); {fix}")
+    for column in [c for c in steps.columns if c.startswith(("train_", "test_"))] + [
+            "step", "epoch_fraction"]:
+        if not pd.api.types.is_numeric_dtype(steps[column]):
+            raise UserError(f"{path} is damaged (text in {column!r}, a column of numbers); "
+                            f"{fix}")
+    return steps
 
 
 def _check_one_set(folder: Path, meta: dict, contents: dict[str, bytes]) -> None:
@@ -556,6 +590,12 @@ class ResultStore:
         atomic_set({**{self.root / name: text for name, text in texts.items()},
                     self.root / "config.json": json.dumps({**meta, "tables": listed}, indent=2,
                                                           default=str) + "\n"})
+        # a table of an earlier set that this one has not (steps.csv of a run with
+        # `training.log_every`): config.json no longer lists it, so no reader takes it
+        # (read_steps) even if a kill comes first; removed so nobody else does
+        for name in TABLES:
+            if name != "config.json" and name not in texts and (self.root / name).is_file():
+                (self.root / name).unlink(missing_ok=True)
         (self.root / OWNER).unlink(missing_ok=True)
 
 
@@ -570,6 +610,17 @@ def is_run_record(record) -> bool:
             and all(key in record["provenance"] for key in ("commit", "torch_version", "device"))
             and isinstance(record.get("rows"), list)
             and all(isinstance(row, dict) for row in record["rows"]))
+
+
+def provenance_columns(record: dict) -> dict:
+    """Where a run came from, as the columns of each of its rows in curves.csv and steps.csv:
+    commit, torch version, device, and, where the record has them (runs stored before they
+    were recorded leave the cells empty), the arithmetic it trained in
+    (runner/precision.py) and the date it was trained."""
+    meta = record["provenance"]
+    return {"commit": meta["commit"], "torch_version": meta["torch_version"],
+            "device": meta["device"],
+            **{key: meta[key] for key in ("precision", "date") if key in meta}}
 
 
 def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
@@ -587,12 +638,7 @@ def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
             "point_id": record["point_id"],
             "seed": record["seed"],
         }
-        meta = record["provenance"]
-        extra = {**hparam_columns(record["hparams"]), "commit": meta["commit"],
-                 "torch_version": meta["torch_version"], "device": meta["device"],
-                 # the arithmetic the run trained in (runner/precision.py); runs stored
-                 # before it was recorded leave the cell empty
-                 **({"precision": meta["precision"]} if "precision" in meta else {})}
+        extra = {**hparam_columns(record["hparams"]), **provenance_columns(record)}
         for row in record["rows"]:
             rows.append({**fixed, **row, **extra})
     frame = pd.DataFrame(rows)
@@ -603,6 +649,7 @@ def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
     return frame.reindex(columns=first + [c for c in frame.columns if c not in first])
 
 
+PROVENANCE = ("commit", "torch_version", "device", "precision", "date")
 STEP_KEYS = ["experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id",
              "seed"]
 
@@ -615,7 +662,10 @@ def steps_frame(records: list[dict], train_column: str) -> pd.DataFrame | None:
     for record in records:
         fixed = {key: (record.get(key) or "") if key == "variant" else record[key]
                  for key in STEP_KEYS}
-        rows.extend({**fixed, **row} for row in record.get("steps", []))
+        provenance = provenance_columns(record)
+        rows.extend({**fixed, **row, **provenance} for row in record.get("steps", []))
     if not rows:
         return None
-    return pd.DataFrame(rows)[[*STEP_KEYS, "step", "epoch_fraction", train_column]]
+    frame = pd.DataFrame(rows)
+    first = [*STEP_KEYS, "step", "epoch_fraction", train_column]
+    return frame[first + [c for c in frame.columns if c not in first and c in PROVENANCE]]
