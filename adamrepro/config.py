@@ -10,7 +10,6 @@ error names the file and the key and says what is wrong.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 import re
@@ -26,6 +25,8 @@ from adamrepro.errors import UserError
 from adamrepro.options import AutoOrBool, Frozen, location, message
 
 SCALES = ("smoke", "quick", "paper")
+# training.precision (runner/precision.py): what each means is said at TrainingSpec.
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def bundled_config_dir(package: Path | None = None, prefix: Path | None = None) -> Path:
@@ -63,7 +64,7 @@ class TrainingSpec(Frozen):
     # gradients and optimizer state in float32. Evaluation is float32 at every precision.
     # fp32 until each experiment's curves are measured at the others (scripts/
     # measure_precision.sh); only tf32 and bf16 enter run ids (plan.py).
-    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    precision: Literal[PRECISIONS] = "fp32"
     # Also record the mean minibatch objective of every block of `log_every` steps (steps.csv),
     # for figures that show detail within the first passes (Fig. 3 left). None: per pass only.
     log_every: StrictInt | None = Field(None, gt=0)
@@ -139,6 +140,7 @@ TABLE_COLUMNS = frozenset({
     "experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id", "seed",
     "epoch", "seconds", "train_seconds", "diverged", "group_size", "state_bytes",
     "peak_memory_bytes", "max_step_ratio", "commit", "torch_version", "device", "precision",
+    "date",
     "step", "epoch_fraction", "n_seeds", "run_ids", "epochs", "selected_by", "selection_rule",
     "at_grid_edge", "extended"})
 METRIC_PREFIXES = ("train_", "test_")  # metrics.py's columns
@@ -252,7 +254,7 @@ class Experiment(Frozen):
     plot: PlotSpec = PlotSpec()
     seed: StrictInt = 0
     seeds: StrictInt = Field(1, gt=0)
-    scales: dict[Literal["smoke", "quick", "paper"], ScaleSpec] = {}
+    scales: dict[Literal[SCALES], ScaleSpec] = {}
 
     def at_scale(self, scale: str, seeds: int | None = None) -> Experiment:
         """The experiment with one scale's overrides applied (the config that actually runs)."""
@@ -438,6 +440,7 @@ def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
     import torch
 
     from adamrepro.hparams import plain, stacked
+    from adamrepro.optim import check_keywords
 
     for name, value in point.items():
         for number in value if isinstance(value, (list, tuple)) else [value]:
@@ -447,10 +450,7 @@ def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
     if found.capabilities.subfunctions:
         # the runner passes the number of fixed minibatches (capabilities.py)
         values.setdefault("num_subfunctions", 1)
-    try:  # a keyword the optimizer does not take: a config mistake, not a TypeError inside
-        inspect.signature(found.cls).bind([param], **values)
-    except TypeError as err:
-        raise ValueError(str(err)) from None
+    check_keywords(found.cls, [param], values)  # a config mistake, not a TypeError inside
     found.cls([param], **values)
 
 

@@ -197,3 +197,18 @@ def test_no_module_but_the_palette_names_a_color():
              for number, line in enumerate(path.read_text().splitlines(), 1)
              if naming.search(line)]
     assert not found, "\n".join(found)
+
+
+def test_no_module_but_the_palette_names_a_line_style():
+    """A line style means a variant in every figure (dashed is dropout, dotted no bias
+    correction): one written elsewhere, as the Sec. 2.1 bound's dashes were, reads as one.
+    Only "none" (markers alone) may be written outside the palette."""
+    import re
+
+    package = Path(__file__).resolve().parent.parent / "adamrepro"
+    naming = re.compile(r"""\b(?:linestyle|ls)=(?!["']none["'])["'(]""")
+    found = [f"{path.relative_to(package)}:{number}: {line.strip()}"
+             for path in package.rglob("*.py") if path.name != "palette.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if naming.search(line)]
+    assert not found, "\n".join(found)

@@ -194,3 +194,25 @@ def test_sfo_refuses_the_vae_whose_objective_samples_noise():
         parse_experiment(raw, "test")
     raw["methods"]["sfo"]["hparams"] = {"allow_stochastic": True}  # the documented way out
     assert parse_experiment(raw, "test").methods["sfo"].optimizer == "sfo"
+
+
+@pytest.mark.parametrize("rule", ["final", "mean"])
+def test_the_pictured_run_is_chosen_between_methods_by_the_selection_rule(rule):
+    """vae_samples pictures the best of the methods' selected points, each chosen under
+    `selection.rule`: the choice between them must follow the same rule (it took the final
+    cost even where the points were chosen by their mean over passes). The committed quick
+    tables, with the two rules made to disagree."""
+    from adamrepro.figures.vae_samples import best_run
+    from adamrepro.results.store import read_results
+
+    _, best, meta = read_results(Path(__file__).resolve().parent.parent / "results"
+                                 / "quick-cpu" / "vae_bias_correction")
+    metric = meta["config"]["selection"]["metric"]
+    best = best.head(2).copy()
+    assert len(best) == 2
+    best[f"final_{metric}"] = [1.0, 2.0]  # the first is better by its final cost
+    best[f"mean_{metric}"] = [2.0, 1.0]  # the second by its mean over passes
+    meta = {**meta, "config": {**meta["config"],
+                               "selection": {**meta["config"]["selection"], "rule": rule}}}
+    chosen = best_run(best, meta)
+    assert chosen["method"] == best["method"].iloc[0 if rule == "final" else 1]

@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from adamrepro.config import Experiment, load_experiment, resolve_config_arg, with_precision
+from adamrepro.config import (
+    PRECISIONS,
+    SCALES,
+    Experiment,
+    load_experiment,
+    resolve_config_arg,
+    with_precision,
+)
 from adamrepro.errors import UserError, note
 
 
@@ -31,10 +38,9 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-class Scale(str, Enum):
-    smoke = "smoke"
-    quick = "quick"
-    paper = "paper"
+# typer's choices, from the names the config knows (one list each)
+Scale = Enum("Scale", {name: name for name in SCALES}, type=str)
+PrecisionChoice = Enum("PrecisionChoice", {name: name for name in PRECISIONS}, type=str)
 
 
 class ExecutorChoice(str, Enum):
@@ -46,12 +52,6 @@ class DeviceChoice(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
-
-
-class PrecisionChoice(str, Enum):
-    fp32 = "fp32"
-    tf32 = "tf32"
-    bf16 = "bf16"
 
 
 BUDGET_SPENT = 3  # exit code: --time-budget stopped the sweep with work left

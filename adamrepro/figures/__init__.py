@@ -1,7 +1,9 @@
-"""Figures by name: each draws from a results folder's tables alone and returns the files it
-wrote: `draw(folder, tables=None, data_dir=None)`, where `data_dir` (the data folder, as
-`run --data-dir`) serves a figure that shows examples of the data (the VAE's test images).
-A config's `plot.figures` names which to draw (default: curves and sensitivity)."""
+"""Figures by name: each draws from a results folder's tables and returns the files it
+wrote: `draw(folder, tables=None, data_dir=None)`. One figure reads more, as what it shows
+is not a curve: `vae_samples` pictures the selected VAE's samples and reconstructions, from
+the run's saved parameters (runs/<id>.pt, loaded with weights_only) and the test images of
+the data folder `data_dir` (as `run --data-dir`). A config's `plot.figures` names which to
+draw (default: curves and sensitivity)."""
 
 from __future__ import annotations
 

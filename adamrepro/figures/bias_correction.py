@@ -1,8 +1,9 @@
-"""Fig. 4 of the paper, drawn from a results folder alone: the training cost after 10% of the
-passes (top row; the paper's 10 of 100 epochs) and at the end (bottom row), one panel per
-(beta1, beta2), x = log10 of the step size, one line per method in its fixed style (Adam in
-its color; without bias correction, the `nobias` variant, in RMSProp's color, dotted: it is
-RMSProp with momentum).
+"""Fig. 4 of the paper, drawn from a results folder alone, laid out as the paper lays it out:
+the training cost after 10% of the passes (left; the paper's 10 of 100 epochs) and at the end
+(right), each a grid of one panel per (beta1, beta2), beta1 a row and beta2 a column, x =
+log10 of the step size, one line per method in its fixed style (Adam in its color; without
+bias correction, the `nobias` variant, in RMSProp's color, dotted: it is RMSProp with
+momentum).
 
 Each point is the mean over seeds of the cost at that pass of one grid cell. A cell that
 diverged by then is an 'x' at the top edge, never dropped; a cost above the top of the axis
@@ -56,39 +57,35 @@ def draw(folder: Path, tables: Tables | None = None,
     order = list(meta["config"]["methods"])
     methods = curves.drop_duplicates("method").set_index("method")
     methods = methods.loc[[m for m in order if m in methods.index]]
-    panels = sorted(curves[["beta1", "beta2"]].drop_duplicates().itertuples(index=False))
-    rows = checkpoints(measured.passes)
-    fig = Figure(figsize=(2.9 * len(panels) + 1, 6.2), layout="constrained")
-    axes = fig.subplots(len(rows), len(panels), sharex=True, squeeze=False)
-    for r, epoch in enumerate(rows):
+    beta1s, beta2s = sorted(curves["beta1"].unique()), sorted(curves["beta2"].unique())
+    ran = set(curves[["beta1", "beta2"]].drop_duplicates().itertuples(index=False, name=None))
+    checkpoints_drawn = checkpoints(measured.passes)
+    fig = Figure(figsize=(2.6 * len(beta2s) * len(checkpoints_drawn) + 1,
+                          2.6 * len(beta1s) + 1.6), layout="constrained")
+    for half, epoch in zip(fig.subfigures(1, len(checkpoints_drawn), wspace=0.04),
+                           checkpoints_drawn, strict=True):
+        half.suptitle(f"training {words} after pass {epoch}", fontsize=10)
+        axes = half.subplots(len(beta1s), len(beta2s), sharex=True, sharey=True,
+                             squeeze=False)
         cells = cell_costs(measured, epoch, CELLS)
         finite = cells["cost"][np.isfinite(cells["cost"])]
         top = min(finite.max(), untrained) if len(finite) else untrained
         low = finite.min() if len(finite) else 0.0
-        for c, (beta1, beta2) in enumerate(panels):
-            ax = axes[r, c]
-            edge = blended_transform_factory(ax.transData, ax.transAxes)
-            here = cells[(cells["beta1"] == beta1) & (cells["beta2"] == beta2)]
-            for i, (method, row) in enumerate(methods.iterrows()):
-                line = style(row["optimizer"], variant_of(row), palette)
-                points = here[here["method"] == method].sort_values("lr")
-                x, cost = np.log10(points["lr"]), points["cost"]
-                shown = np.isfinite(cost) & (cost <= top)
-                ax.plot(x[shown], cost[shown], marker="o", markersize=4, **line)
-                for mask, marker in ((~np.isfinite(cost), "x"),
-                                     (np.isfinite(cost) & (cost > top), "^")):
-                    jitter = 0.08 * (i - (len(methods) - 1) / 2)  # both methods' marks show
-                    ax.plot(x[mask] + jitter, np.ones(int(mask.sum())), linestyle="none",
-                            marker=marker, markersize=8, markeredgewidth=2, color=line["color"],
-                            transform=edge, clip_on=False, in_layout=False)
-            margin = 0.04 * (top - low) if top > low else 1.0
-            ax.set_ylim(low - margin, top + margin)
-            if r == 0:
+        margin = 0.04 * (top - low) if top > low else 1.0
+        for r, beta1 in enumerate(beta1s):
+            for c, beta2 in enumerate(beta2s):
+                ax = axes[r, c]
                 ax.set_title(f"β1={beta1:g}, β2={beta2:g}", fontsize=9)
-            if r == len(rows) - 1:
-                ax.set_xlabel("log10(α)")
-            if c == 0:
-                ax.set_ylabel(f"training {words}\nafter pass {epoch}", fontsize=9)
+                ax.set_ylim(low - margin, top + margin)
+                if r == len(beta1s) - 1:
+                    ax.set_xlabel("log10(α)")
+                if (beta1, beta2) not in ran:  # a grid that leaves this pair out
+                    ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
+                    continue
+                here = cells[(cells["beta1"] == beta1) & (cells["beta2"] == beta2)]
+                _draw_panel(ax, here, methods, palette, top)
+        for ax in axes[:, 0]:
+            ax.set_ylabel(f"training {words}", fontsize=9)
     handles = [Line2D([], [], marker="o", markersize=4, label=method,
                       **style(row["optimizer"], variant_of(row), palette))
                for method, row in methods.iterrows()]
@@ -99,3 +96,21 @@ def draw(folder: Path, tables: Tables | None = None,
     seeds = int(curves["seed"].nunique())
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}")
     return save_figure(fig, folder, "bias_correction")
+
+
+def _draw_panel(ax, here, methods, palette, top: float) -> None:
+    """One (β1, β2) panel: each method's cost over log10 α, a cell that diverged an 'x' at
+    the top edge and a cost above the axis a '^' there (never dropped)."""
+    edge = blended_transform_factory(ax.transData, ax.transAxes)
+    for i, (method, row) in enumerate(methods.iterrows()):
+        line = style(row["optimizer"], variant_of(row), palette)
+        points = here[here["method"] == method].sort_values("lr")
+        x, cost = np.log10(points["lr"]), points["cost"]
+        shown = np.isfinite(cost) & (cost <= top)
+        ax.plot(x[shown], cost[shown], marker="o", markersize=4, **line)
+        for mask, marker in ((~np.isfinite(cost), "x"),
+                             (np.isfinite(cost) & (cost > top), "^")):
+            jitter = 0.08 * (i - (len(methods) - 1) / 2)  # both methods' marks show
+            ax.plot(x[mask] + jitter, np.ones(int(mask.sum())), linestyle="none",
+                    marker=marker, markersize=8, markeredgewidth=2, color=line["color"],
+                    transform=edge, clip_on=False, in_layout=False)

@@ -45,6 +45,9 @@ REFERENCE = "#555555"
 # Pictures of digits (the VAE's samples and reconstructions): ink on paper, as MNIST is.
 IMAGE_CMAP = "gray"
 BAND_ALPHA = 0.2
+# Lines that are no method's curve (the Sec. 2.1 bound, a fitted line): thin and solid, so
+# that no variant's line style (dashed is dropout, dotted no bias correction) is read into them.
+GUIDE_LINE: dict = {"linestyle": "-", "linewidth": 0.8}
 # One line style per variant, the same in every figure (dash-dot is "averaged" wherever it
 # appears): each variant of the bundled configs has its own (tests/test_palette.py), and a
 # variant that adds to dropout keeps dropout's long dashes in its pattern. Matplotlib dash

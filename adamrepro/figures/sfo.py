@@ -29,7 +29,7 @@ from adamrepro.figures.curves import (
     run_tag,
     save_figure,
 )
-from adamrepro.figures.palette import BAND_ALPHA, palette_of, style
+from adamrepro.figures.palette import BAND_ALPHA, GUIDE_LINE, palette_of, style
 from adamrepro.metrics import column_of
 from adamrepro.report.measures import memory_by_subfunctions, method_costs
 from adamrepro.results.store import Tables, read_results, variant_of, variants
@@ -88,8 +88,7 @@ def draw(folder: Path, tables: Tables | None = None,
         if len(points) > 1:
             slope, intercept = np.polyfit(points["num_subfunctions"], points["state_bytes"], 1)
             xs = np.linspace(0, points["num_subfunctions"].max(), 20)
-            ax_memory.plot(xs, (intercept + slope * xs) / MB, color=line["color"],
-                           linewidth=1, linestyle=":",
+            ax_memory.plot(xs, (intercept + slope * xs) / MB, color=line["color"], **GUIDE_LINE,
                            label=f"fit: {intercept / MB:.1f} + {slope / MB:.2f}·N MiB")
     ax_memory.set(xlabel="number of subfunctions N (minibatches)",
                   ylabel="optimizer state (MiB)")

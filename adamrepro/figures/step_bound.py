@@ -13,7 +13,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from adamrepro.figures.curves import figure_title, run_tag, save_figure
-from adamrepro.figures.palette import REFERENCE, palette_of, style
+from adamrepro.figures.palette import GUIDE_LINE, REFERENCE, palette_of, style
 from adamrepro.report.measures import STEP_RATIO as COLUMN
 from adamrepro.report.measures import step_bound
 from adamrepro.results.store import Tables, read_results, variant_of, variants
@@ -48,7 +48,7 @@ def draw(folder: Path, tables: Tables | None = None,
             bounds |= {step_bound(b1, b2) for b1, b2 in
                        run[["beta1", "beta2"]].drop_duplicates().itertuples(index=False)}
         for bound in sorted(bounds):
-            ax.axhline(bound, color=REFERENCE, linestyle="--", linewidth=1,
+            ax.axhline(bound, color=REFERENCE, **GUIDE_LINE,
                        label=f"Sec. 2.1 bound: {bound:.3g}·α")
         ax.set(title=method, xlabel="iterations over entire dataset",
                ylabel="largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))

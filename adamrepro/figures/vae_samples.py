@@ -45,12 +45,14 @@ def image_grid(images: Tensor, columns: int, side: int = 28, pad: int = 1) -> Te
 
 
 def best_run(best, meta) -> dict | None:
-    """The selected grid point of all methods together, or None if every one diverged."""
+    """The selected grid point of all methods together, or None if every one diverged:
+    chosen between methods as each method's point was chosen (`selection.rule`)."""
     if best.empty:
         return None
-    metric = meta["config"]["selection"]["metric"]
+    selection = meta["config"]["selection"]
+    metric = selection["metric"]
     lower = column_of(meta, metric).lower_is_better
-    ordered = best.sort_values(f"final_{metric}", ascending=lower)
+    ordered = best.sort_values(f"{selection.get('rule', 'final')}_{metric}", ascending=lower)
     return ordered.iloc[0].to_dict()
 
 

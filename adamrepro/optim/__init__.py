@@ -39,11 +39,17 @@ OPTIMIZERS: dict[str, type] = {
 }
 
 
+def check_keywords(cls: type, params, hparams: dict, prefix: str = "") -> None:
+    """ValueError for a keyword `cls` does not take: a bad hyperparameter name, said before
+    building it, where a TypeError raised inside its __init__ is a bug to show whole."""
+    try:
+        inspect.signature(cls).bind(params, **hparams)
+    except TypeError as err:
+        raise ValueError(f"{prefix}{err}") from None
+
+
 def build(name: str, params, **hparams):
     """Make the optimizer called `name`; invalid names or values raise ValueError."""
     cls = resolve(name, OPTIMIZERS).cls
-    try:  # an unexpected keyword is a bad hyperparameter name; a TypeError inside is a bug
-        inspect.signature(cls).bind(params, **hparams)
-    except TypeError as err:
-        raise ValueError(f"{name}: {err}") from None
+    check_keywords(cls, params, hparams, prefix=f"{name}: ")
     return cls(params, **hparams)

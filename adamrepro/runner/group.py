@@ -172,6 +172,13 @@ class MinibatchOrder:
         return out
 
 
+def training_objective(model, batch: dict[str, Tensor], precision) -> Tensor:
+    """The training objective of a minibatch, per run, at the training precision: what every
+    step minimizes (the L2 penalty included), with or without a closure."""
+    with precision.forward():
+        return model.objective(batch) + model.penalty()
+
+
 class TrainStep:
     """One optimizer step of every run of the group.
 
@@ -239,9 +246,7 @@ class TrainStep:
             self.step_index += 1
 
     def _loss(self, batch: dict[str, Tensor]) -> Tensor:
-        """The training objective of the minibatch, per run, at the training precision."""
-        with self.precision.forward():
-            return self.model.objective(batch) + self.model.penalty()
+        return training_objective(self.model, batch, self.precision)
 
     def _step_with_closure(self, batch: dict[str, Tensor]) -> Tensor:
         first: list[Tensor] = []
@@ -391,8 +396,7 @@ class SubfunctionPass:
         batch = {key: values.index_select(0, rows).unsqueeze(0)
                  for key, values in self.data.train.items()}
         self.optimizer.zero_grad(set_to_none=True)
-        with self.precision.forward():
-            loss = (self.model.objective(batch) + self.model.penalty()).sum()
+        loss = training_objective(self.model, batch, self.precision).sum()
         loss.backward()
         self.evaluations += 1
         return loss.detach()

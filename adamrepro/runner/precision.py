@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-PRECISIONS = ("fp32", "tf32", "bf16")
+from adamrepro.config import PRECISIONS
 
 
 @contextlib.contextmanager
