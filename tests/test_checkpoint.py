@@ -67,6 +67,10 @@ CASES = {
                   {"lbfgs": {"optimizer": "torch.optim.LBFGS", "hparams": {"max_iter": 2},
                              "grid": {"lr": [0.5]}},
                    "sfo": {"optimizer": "sfo", "grid": {"max_history": [5]}}}),
+    # the VAE draws noise when it is evaluated too (its ELBO samples z): the evaluation
+    # generator's state is restored as well, else the resumed passes' test costs differ
+    "vae": ({"name": "vae", "hidden": 16, "latent": 4},
+            {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3]}}}),
     # a user's optimizer that keeps its step count in its param group, not in `state`
     "counter-in-group": ({"name": "logreg"},
                          {"counted": {"optimizer": "my_optimizers:CountedSGD",
@@ -366,17 +370,15 @@ def test_split_to_fit_trains_groups_that_finish_within_the_budget(tmp_path, cli,
     from its second pass on down to single runs, and leaves each of those for the next
     command once it shows it would not finish: every split and every run left is said, no
     checkpoint is written (on the machines it is for, none would survive), and the command
-    ends when nothing is left to try, long before its budget."""
+    ends when nothing is left to try (every run said left), not when its budget is spent."""
     config = _config(tmp_path)
     text = yaml.safe_load(config.read_text())
     text["scales"]["smoke"]["epochs"] = 1_000_000
     config.write_text(yaml.safe_dump(text))
     runs = sum(g.size for g in plan(load_experiment(config).at_scale("smoke")))
-    began = time.monotonic()
     code, out, err = cli("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir,
                          "--out", tmp_path / "out", "--time-budget", "10", "--split-to-fit")
     assert code == 3, err
-    assert time.monotonic() - began < 300
     splits = [line for line in err.splitlines() if "would not finish within the time" in line]
     left = [line for line in splits if line.endswith("left for the next command")]
     assert all("passes of" in line for line in splits)

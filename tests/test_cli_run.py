@@ -80,9 +80,25 @@ def test_every_run_starts_from_the_same_weights(smoke):
 
 
 def test_provenance_is_recorded(smoke):
+    """What a result says of where it came from is what it came from: this checkout's commit
+    (read here with git, independently), this torch, a device this machine has, and a date
+    in UTC, of today, not a machine's local time without its offset."""
+    import datetime as dt
+
+    import torch
+
     meta = json.loads((smoke / "config.json").read_text())
     for key in ("commit", "torch_version", "device", "date", "command"):
         assert meta["provenance"][key]
+    provenance = meta["provenance"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert provenance["commit"].removesuffix("+dirty") == head
+    assert provenance["torch_version"] == torch.__version__
+    assert provenance["device"].startswith("cpu")
+    date = dt.datetime.fromisoformat(provenance["date"])
+    assert date.utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.timezone.utc) - date) < dt.timedelta(days=1)
     assert meta["scale"] == "smoke" and meta["config"]["training"]["epochs"] == 2
     assert "--scale smoke" in meta["provenance"]["command"]
     # the training time: each group's last recorded `seconds`, summed over the groups (one

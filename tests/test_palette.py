@@ -212,3 +212,15 @@ def test_no_module_but_the_palette_names_a_line_style():
              for number, line in enumerate(path.read_text().splitlines(), 1)
              if naming.search(line)]
     assert not found, "\n".join(found)
+
+
+def test_each_optimizer_keeps_the_color_the_readme_promises_it():
+    """A reader learns one color per algorithm from the README's table and from earlier
+    figures: a palette edit that swaps two colors (AdaGrad's amber for SGD's sky blue) would
+    still pass every distance test, and silently recolor every figure drawn since. The table
+    and the palette must agree, row for row, on every built-in optimizer."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    promised = dict(re.findall(r"^\| `(\w+)` \| [a-z ]+ \| `(#[0-9A-F]{6})` \|$", readme, re.M))
+    assert promised == COLORS
