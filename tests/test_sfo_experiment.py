@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from adamrepro.runner.group import subfunction_split
+from adamrepro.data.base import TensorDataset
+from adamrepro.optim.sfo import SFO
+from adamrepro.runner.group import SubfunctionPass, subfunction_split
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs" / "mlp_sfo.yaml"
@@ -56,6 +58,51 @@ def test_subfunctions_are_a_fixed_partition_of_the_training_set():
     assert torch.cat(parts).sort().values.tolist() == list(range(1000))
     again = subfunction_split(seed=3, n=1000, count=7, device=torch.device("cpu"))
     assert all(torch.equal(a, b) for a, b in zip(parts, again, strict=True))
+
+
+class Quadratics(torch.nn.Module):
+    """f_i(θ) = ½(θ - x_i)², one parameter: the model interface SubfunctionPass calls,
+    counting its objective's calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+        self.calls = 0
+
+    def objective(self, batch) -> torch.Tensor:
+        self.calls += 1
+        return 0.5 * (self.theta - batch["x"]).square().sum(-1)
+
+    def penalty(self) -> torch.Tensor:
+        return torch.zeros(1, dtype=torch.float64)
+
+
+def test_a_pass_is_n_subfunction_evaluations_rejected_ones_included():
+    """A pass of SFO ends once it has evaluated N subfunctions, a rejected step's second
+    evaluation counted, not after N steps. On f_i = ½(θ - x_i)², x = (1, -1, 0), from 0 with
+    hessian_init 0.01 (worked out in tests/optim/test_sfo.py), step 0 overshoots to 100 and
+    step 1 is rejected (two evaluations, both f_0 = ½ at 0, then θ = ½): the first pass is
+    those two steps. The second is three steps of one evaluation each (f_1 at ½ and at 1/6,
+    f_2 at 1/27), ending at θ = 4/729."""
+    centres = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64)
+    data = TensorDataset({"x": centres}, {"x": centres})
+    model = Quadratics()
+    optimizer = SFO(list(model.parameters()), 3, hessian_init=0.01, init_active=3)
+    split = [torch.tensor([i]) for i in range(3)]
+    train_pass = SubfunctionPass(model, optimizer, data, split)
+
+    first = train_pass()
+    assert (model.calls, train_pass.evaluations) == (3, 3)
+    assert optimizer.state[model.theta]["rejected_steps"] == 1
+    assert float(first) == pytest.approx(0.5, rel=1e-12)
+    assert float(model.theta.detach()) == pytest.approx(0.5, rel=1e-12)
+
+    second = train_pass()
+    assert (model.calls, train_pass.evaluations) == (6, 6)
+    losses = (0.5 * 1.5**2, 0.5 * (7 / 6) ** 2, 0.5 * (1 / 27) ** 2)
+    # SFO.step reports each loss as a float32 tensor
+    assert float(second) == pytest.approx(sum(losses) / 3, rel=1e-6)
+    assert float(model.theta.detach()) == pytest.approx(4 / 729, rel=1e-12)
 
 
 def test_bench_times_the_batchable_methods_and_names_the_others(data_dir):

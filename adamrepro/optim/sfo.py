@@ -1,6 +1,28 @@
 """SFO, the Sum-of-Functions Optimizer of Sohl-Dickstein, Poole & Ganguli (2014).
 
 The update rule, its symbols and the reference: the docstring of `SFO`.
+
+Where this implementation deliberately differs from the authors' reference code (sfo.py in
+github.com/Sohl-Dickstein/Sum-of-Functions-Optimizer), besides being deterministic (see `SFO`):
+
+- A rejected step always goes back to the previous point. The reference backs off toward it
+  up to 10 times and keeps the new point if its value is below the previous point's.
+- A curvature pair is skipped in the BFGS update when sᵀHs or |yᵀs| is at most 1e-12. The
+  reference still applies the exact update when sᵀHs < 0 and skips only non-finite terms.
+- The default `selection` is "distance" (the summed-Hessian distance), the older reference's
+  default. The newer reference defaults to "distance both": each step a coin flip between the
+  summed-Hessian distance and the distance in the subfunction's own Hessian. Every other
+  default is the newer reference's.
+- A subfunction without history starts at β = the median eigenvalue of the mean model Hessian
+  of the other evaluated subfunctions. The reference takes the median eigenvalue of the whole
+  summed Hessian divided by the active count, in which both starting subfunctions carry
+  hessian_init from the start, evaluated or not.
+- The subspace collapses to 2N+3 directions (the reference: 2N+2): it also keeps the previous
+  point, where a rejected step goes back to.
+- Small safeguards: the outlier test on a subfunction's first evaluation uses the unbiased
+  standard deviation and needs at least two known values (the reference: the population one,
+  from a single value too, whose deviation is 0); the active set grows after a stall one step
+  earlier; medians take the lower middle value (numpy's median averages the two).
 """
 
 from __future__ import annotations
@@ -81,7 +103,8 @@ class SFO(torch.optim.Optimizer):
     model, never O(N·dim²); `memory_bytes()` reports it. With K_max ≥ dim the basis is the
     identity and never changes.
 
-    Hyperparameters (defaults are those of the authors' reference code):
+    Hyperparameters (defaults are those of the authors' reference code, except `selection`:
+    see the module docstring):
         max_history=10            curvature pairs kept per subfunction
         hessian_init=1e5          β of the first subfunction (a large value: a short first step)
         init_active=2             subfunctions active at the start

@@ -1,12 +1,15 @@
 """SFO on real MNIST: it reaches the optimum of a convex problem sooner than SGD, its models are
 exact where each subfunction was last evaluated, its memory has the designed shape, and it
-rejects bad hyperparameters."""
+rejects bad hyperparameters. On hand-built problems worked out by hand or by dense numpy: each
+decision of the update rule (bad steps, the step scale, the curvature models, the choice of
+the next subfunction)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -345,3 +348,248 @@ def test_state_dict_resumes_exactly_with_float32_parameters():
         assert resumed.last_index == sfo.last_index
     for p, q in zip(resumed_params, params, strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------ white-box, on hand-built problems
+# Each test below builds a problem small enough to work out by hand (or by a dense numpy
+# computation independent of SFO's subspace algebra) and checks one decision of the algorithm
+# against it. With dim ≤ 2N+3 the subspace is the whole space and its basis the identity, so
+# the state's coordinates are the parameters themselves.
+
+
+def hand_built(dim: int, num_subfunctions: int, **settings) -> SFO:
+    """An SFO over one float64 vector of `dim` zeros, its state initialised, nothing
+    evaluated yet."""
+    sfo = SFO([torch.zeros(dim, dtype=torch.float64, requires_grad=True)], num_subfunctions,
+              **settings)
+    sfo._init_state()
+    assert torch.equal(sfo._state["basis"], torch.eye(dim, dtype=torch.float64))
+    return sfo
+
+
+def model_hessian(sfo: SFO, index: int) -> np.ndarray:
+    """H_i as a dense matrix: H_i applied to each unit vector."""
+    eye = torch.eye(sfo._state["k_max"], dtype=torch.float64)
+    return torch.stack([sfo._hessian_times(index, e) for e in eye], 1).numpy()
+
+
+def dense_sfo_hessian(pairs, max_dev: float) -> tuple[float, np.ndarray]:
+    """(β, H) from curvature pairs (s, y), oldest first, computed densely: β the smallest of
+    the top m singular values of the least-squares fit Y = A S (at least the largest over
+    max_dev); BFGS from β·I through the pairs, oldest first, each scaled to a unit step;
+    eigenvalues below λ_max/max_dev replaced by the lower median positive one."""
+    s_all = np.array([s for s, _ in pairs], dtype=float).T
+    y_all = np.array([y for _, y in pairs], dtype=float).T
+    singular = np.linalg.svd(y_all @ np.linalg.pinv(s_all), compute_uv=False)[:len(pairs)]
+    beta = max(singular.min(), singular.max() / max_dev)
+    h = beta * np.eye(s_all.shape[0])
+    for s, y in pairs:
+        s, y = np.asarray(s, float), np.asarray(y, float)
+        s, y = s / np.linalg.norm(s), y / np.linalg.norm(s)
+        hs = h @ s
+        h = h - np.outer(hs, hs) / (s @ hs) + np.outer(y, y) / (y @ s)
+    eigvals, eigvecs = np.linalg.eigh(h)
+    positive = np.sort(eigvals[eigvals > 0])
+    median = positive[(len(positive) - 1) // 2]
+    eigvals = np.where(eigvals < np.abs(eigvals).max() / max_dev, median, eigvals)
+    return beta, (eigvecs * eigvals) @ eigvecs.T
+
+
+def set_history(sfo: SFO, index: int, pairs) -> None:
+    """Subfunction `index` evaluated len(pairs) + 1 times with these (s, y), oldest first."""
+    state = sfo._state
+    for age, (s, y) in enumerate(reversed(pairs)):  # the state keeps the newest first
+        state["hist_s"][index, age] = torch.tensor(s, dtype=torch.float64)
+        state["hist_y"][index, age] = torch.tensor(y, dtype=torch.float64)
+    state["hist_len"][index] = len(pairs)
+    state["eval_count"][index] = len(pairs) + 1
+
+
+def test_a_rise_is_bad_when_it_exceeds_what_the_others_were_predicted_to_gain():
+    """A re-evaluated subfunction whose value rose is a bad step exactly when it exceeds its
+    model's prediction by more than the rest of the last step's predicted gain, the part the
+    summed model credited to the other subfunctions; a value that fell, or a non-finite value
+    or gradient, decides without it."""
+    sfo = hand_built(2, 2)
+    state = sfo._state
+    state["eval_count"][:] = 2
+    # subfunction 0: last seen at 0 with f = 1, g = (1, 0), H_0 = 2·I; now at x = (-1/2, 0)
+    state["last_f"][0] = 1.0
+    state["last_g"][0] = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    state["beta"][0] = 2.0
+    state["x_theta"] = torch.tensor([-0.5, 0.0], dtype=torch.float64)
+    # the last step was predicted to gain 1 in all; q_0(x) = 1 - 1/2 + 1/4 = 3/4, so 1/4 of
+    # it was subfunction 0's and 3/4 the others': bad iff f - 3/4 > 3/4, i.e. f > 3/2
+    state["predicted_improvement"] = 1.0
+    grad = torch.zeros(2, dtype=torch.float64)
+    assert not sfo._is_bad_step(0, 0.9, grad)  # fell
+    assert not sfo._is_bad_step(0, 1.4, grad)  # rose, but by less than the others' gain
+    assert sfo._is_bad_step(0, 1.6, grad)
+    assert sfo._is_bad_step(0, math.inf, grad)
+    assert sfo._is_bad_step(0, 0.9, torch.tensor([math.nan, 0.0], dtype=torch.float64))
+
+
+def test_a_first_evaluation_is_bad_when_three_deviations_above_the_others():
+    """On its first evaluation a subfunction has no model of its own: its value is bad when it
+    exceeds the mean of the values of the subfunctions evaluated at least twice by 3 (unbiased)
+    standard deviations, and is never judged against fewer than two such values."""
+    sfo = hand_built(2, 5)
+    state = sfo._state
+    grad = torch.zeros(2, dtype=torch.float64)
+    # known values 1, 2, 3: mean 2, unbiased std 1, threshold 5 (population std: 4.45);
+    # subfunction 3, evaluated once, has no say
+    state["eval_count"] = torch.tensor([2, 2, 2, 1, 0])
+    state["last_f"] = torch.tensor([1.0, 2.0, 3.0, 100.0, 0.0], dtype=torch.float64)
+    assert sfo._is_bad_step(4, 5.5, grad)
+    assert not sfo._is_bad_step(4, 4.6, grad)
+    state["eval_count"] = torch.tensor([2, 1, 1, 1, 0])
+    assert not sfo._is_bad_step(4, 1e6, grad)
+
+
+def test_a_subfunction_without_history_starts_at_the_median_curvature_of_the_others():
+    """A subfunction with no curvature pair gets β = the median eigenvalue of the mean model
+    Hessian of the other evaluated subfunctions (hessian_init only for the very first)."""
+    sfo = hand_built(3, 3, init_active=3, hessian_init=123.0)
+    state = sfo._state
+    rotation = torch.linalg.qr(torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0],
+                                             [1.0, 0.0, 1.0]], dtype=torch.float64))[0]
+    # H_0, H_1 with eigenvalues (1, 7, 30) and (5, 3, 2) along the same axes: their mean has
+    # eigenvalues (3, 5, 16), median 5
+    summed = torch.zeros(3, 3, dtype=torch.float64)
+    for index, eigvals in ((0, [1.0, 7.0, 30.0]), (1, [5.0, 3.0, 2.0])):
+        state["hess_w"][index, :, :3] = rotation
+        state["hess_d"][index, :3] = torch.tensor(eigvals, dtype=torch.float64)
+        summed += rotation @ torch.diag(torch.tensor(eigvals, dtype=torch.float64)) @ rotation.T
+    state["hess_sum"] = summed.clone()
+    state["eval_count"] = torch.tensor([2, 2, 1])
+    sfo._update_hessian(2)
+    assert float(state["beta"][2]) == pytest.approx(5.0, rel=1e-12)
+    np.testing.assert_allclose(model_hessian(sfo, 2), 5.0 * np.eye(3), rtol=0, atol=1e-12)
+    torch.testing.assert_close(state["hess_sum"], summed + 5.0 * torch.eye(3, dtype=torch.float64),
+                               rtol=1e-12, atol=1e-12)
+
+    first = hand_built(3, 3, init_active=3, hessian_init=123.0)
+    first._state["eval_count"][0] = 1
+    first._update_hessian(0)
+    assert float(first._state["beta"][0]) == 123.0
+
+
+def test_bfgs_runs_through_the_history_oldest_pair_first():
+    """H_i is BFGS from β·I through the history, oldest pair first (a dense numpy BFGS
+    agrees), so it meets the secant condition H s = y of the newest pair exactly."""
+    older, newer = ([1.0, 0.0, 0.0], [2.0, 1.0, 0.0]), ([0.0, 1.0, 1.0], [1.0, 3.0, 1.0])
+    sfo = hand_built(3, 1)
+    set_history(sfo, 0, [older, newer])
+    sfo._update_hessian(0)
+    beta, expected = dense_sfo_hessian([older, newer], 1e8)
+    hessian = model_hessian(sfo, 0)
+    assert float(sfo._state["beta"][0]) == pytest.approx(beta, rel=1e-12)
+    np.testing.assert_allclose(hessian, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+    np.testing.assert_allclose(hessian @ newer[0], newer[1], rtol=0, atol=1e-10)
+    # the pairs are not consistent with one quadratic: the other order is a different H,
+    # exact for the older pair instead
+    _, reversed_order = dense_sfo_hessian([newer, older], 1e8)
+    assert np.abs(reversed_order - expected).max() > 0.1
+
+
+def test_an_indefinite_bfgs_result_is_made_positive_definite():
+    """A pair with yᵀs < 0 makes BFGS indefinite: the eigenvalue below λ_max/hess_max_dev
+    (here negative) becomes the median positive one. s = (1, 0), y = (-1, 1): β = |y| = √2,
+    BFGS gives [[-1, 1], [1, √2 - 1]] with eigenvalues ((√2 - 2) ± √6)/2, so H becomes
+    ((√2 + √6)/2 - 1)·I."""
+    sfo = hand_built(2, 1)
+    set_history(sfo, 0, [([1.0, 0.0], [-1.0, 1.0])])
+    sfo._update_hessian(0)
+    positive = (math.sqrt(2) + math.sqrt(6)) / 2 - 1
+    np.testing.assert_allclose(model_hessian(sfo, 0), positive * np.eye(2), rtol=0,
+                               atol=1e-12)
+
+
+def test_eigenvalues_below_the_allowed_ratio_become_the_median_positive_one():
+    """With hess_max_dev = 10, a positive eigenvalue of the BFGS result more than 10 times
+    below the largest is replaced by the median positive eigenvalue (a dense numpy
+    computation of the same rule agrees)."""
+    pairs = [([1.0, 0.0, 0.0], [20.0, 0.0, 0.0]), ([0.0, 1.0, 0.0], [0.0, 3.0, 0.0]),
+             ([0.0, 0.0, 1.0], [0.0, 0.0, 40.0])]
+    sfo = hand_built(3, 1, hess_max_dev=10.0)
+    set_history(sfo, 0, pairs)
+    sfo._update_hessian(0)
+    # BFGS through axis-aligned pairs is exact on each axis: eigenvalues 20, 3, 40; 3 is
+    # below 40/10 and becomes the median of (3, 20, 40), 20
+    beta, expected = dense_sfo_hessian(pairs, 10.0)
+    np.testing.assert_allclose(expected, np.diag([20.0, 20.0, 40.0]), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model_hessian(sfo, 0), expected, rtol=0, atol=1e-9)
+
+
+def test_the_next_subfunction_is_the_active_one_farthest_in_the_summed_hessian_metric():
+    """Once every active subfunction has two evaluations, the next is the active one whose
+    last point is farthest from θ in the norm of the summed model Hessian: not the oldest,
+    not the farthest in plain distance, never an inactive one."""
+    sfo = hand_built(2, 4)
+    state = sfo._state
+    state["active"] = torch.tensor([True, True, True, False])
+    state["eval_count"] = torch.tensor([2, 2, 2, 0])
+    state["last_eval_step"] = torch.tensor([5, 3, 1, -1])  # subfunction 2 is the oldest
+    state["step"] = 6
+    state["x_theta"] = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    # θ - x_i: (-0.6, 0), (0, 5), (0.1, 0.1), and (1, 1) for the inactive one
+    state["last_x"] = torch.tensor([[1.6, 1.0], [1.0, -4.0], [0.9, 0.9], [0.0, 0.0]],
+                                   dtype=torch.float64)
+    # metric diag(100, 1): squared distances 36, 25, 1.01 (and 101 for the inactive one)
+    state["hess_sum"] = torch.diag(torch.tensor([100.0, 1.0], dtype=torch.float64))
+    assert sfo._choose() == 0
+    # metric diag(1, 100): 0.36, 2500, 1.01
+    state["hess_sum"] = torch.diag(torch.tensor([1.0, 100.0], dtype=torch.float64))
+    assert sfo._choose() == 1
+    assert state["active"].tolist() == [True, True, True, False]
+
+
+# f_i(θ) = ½(θ - c_i)², one parameter, N = 3, all active, θ₀ = 0, hessian_init = 0.01
+CENTRES = (1.0, -1.0, 0.0)
+
+
+def quadratics_closure(theta: torch.Tensor, calls: list):
+    def closure(index: int) -> torch.Tensor:
+        theta.grad = None
+        calls.append((index, float(theta.detach())))
+        loss = 0.5 * (theta - CENTRES[index]).square().sum()
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def test_a_bad_step_is_rejected_and_the_step_scale_halves_then_recovers():
+    """SFO's first steps on three 1-D quadratics, worked out by hand: where each evaluation
+    happens shows a rejected step going back to the previous point, the step scale halving
+    and recovering as 1/N + (1 - 1/N)·scale, and a subfunction without history starting
+    from its peers' curvature.
+
+    step 0: f_0 at 0 (g = -1), H_0 = 0.01: θ = 100, predicted gain ½·0.01·100² = 50.
+    step 1: f_0 at 100 rose to 4900.5; its model predicted -49.5, a gain of 50, all the
+        predicted gain: bad. Scale 1/2, f_0 again at 0; the pairs (±100, ±100) make H_0 = 1:
+        θ = 0 + ½·1 = 1/2.
+    step 2: f_1 at 1/2, its first evaluation (one other known value: no outlier test). Scale
+        1/3 + 2/3·1/2 = 2/3; H_1 = 1 (the mean of the others); ΣH = 2, Σ∇q = -1/2 + 3/2 = 1:
+        θ = 1/2 - 2/3·1/2 = 1/6.
+    step 3: f_1 at 1/6 fell. Scale 7/9; both models are exact, ΣH = 2, Σ∇q = 2θ:
+        θ = (1 - 7/9)·1/6 = 1/27.
+    step 4: f_2 at 1/27, first evaluation, far below the others. Scale 23/27, H_2 = 1:
+        θ = (1 - 23/27)·1/27 = 4/729.
+    step 5: f_2 at 4/729. (No step is near the cap of 10 times the mean step.)"""
+    theta = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    calls = []
+    sfo = SFO([theta], 3, hessian_init=0.01, init_active=3)
+    closure = quadratics_closure(theta, calls)
+    scales = []
+    for _ in range(6):
+        sfo.step(closure)
+        scales.append(sfo.state[theta]["step_scale"])
+    expected = [(0, 0.0), (0, 100.0), (0, 0.0), (1, 1 / 2), (1, 1 / 6), (2, 1 / 27),
+                (2, 4 / 729)]
+    assert [i for i, _ in calls] == [i for i, _ in expected], calls
+    assert [x for _, x in calls] == pytest.approx([x for _, x in expected], rel=1e-12,
+                                                  abs=1e-12), calls
+    assert scales == pytest.approx([1, 1 / 2, 2 / 3, 7 / 9, 23 / 27, 73 / 81], rel=1e-12)
+    assert sfo.state[theta]["rejected_steps"] == 1
+    assert sfo.state[theta]["evaluations"] == 7
