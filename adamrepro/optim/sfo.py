@@ -653,4 +653,5 @@ class SFO(torch.optim.Optimizer):
         self._write_params(state["theta"])
         self._grow_active_set(h_solve, failed)
         state["step"] += 1
-        return torch.tensor(f)
+        # in the parameters' dtype: a float32 tensor rounded a float64 run's loss
+        return torch.tensor(f, dtype=state["theta"].dtype)
