@@ -16,6 +16,7 @@ import yaml
 
 from adamrepro.cli import main
 from adamrepro.figures.sensitivity import caption, sensitivity_table
+from adamrepro.metrics import CLASSIFIER
 from adamrepro.report.claims import CLAIMS, EXPERIMENTS, REVIEWER_CLAIMS, Claim, judge
 from adamrepro.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured, Method, checkpoint_passes
@@ -35,8 +36,10 @@ from adamrepro.report.rules import (
     NeverWorse,
     SlowerPerPass,
     UnstableWithoutCorrection,
+    WithinStepBound,
     WorstEarly,
 )
+from adamrepro.results.select import point_summary, select_best
 
 # The provenance columns every curves.csv row carries (results/store.py, curves_frame).
 PROVENANCE = {"commit": "0" * 40, "torch_version": torch.__version__, "device": "cpu"}
@@ -155,6 +158,60 @@ def test_wall_clock_rules_divide_group_time_by_group_size():
     assert SlowerPerPass("sfo", "adam", low=8.0)(m).status == FAILS
 
 
+def test_beats_per_second_needs_more_than_its_margin():
+    """a's cost is 0.97 x b's at every pass, both at the same seconds per pass: at every
+    time of their common span (linear interpolation is linear in the costs) a's cost is
+    0.97 x b's, so the mean over time is too, and "beats per second" holds exactly when
+    0.97 < 1 - margin: not at 5%, at 1%. A rule comparing without its margin would say it
+    holds at 5% as well."""
+    ratio = 0.97
+    m = measured(runs("a", scaled(ratio), seconds_per_pass=0.5),
+                 runs("b", scaled(1.0), seconds_per_pass=0.5))
+    for margin in (0.05, 0.04, 0.02, 0.01):
+        verdict = BeatsPerSecond("a", "b", margin=margin)(m)
+        assert verdict.status == (HOLDS if ratio < 1 - margin else FAILS), (margin, verdict)
+        assert "(-3.0%)" in verdict.numbers, verdict.numbers
+    assert BeatsPerSecond("b", "a", margin=0.0)(m).status == FAILS
+
+
+def with_step_ratios(beta1: float, beta2: float, ratios: list[float]) -> list[dict]:
+    """One adam run at (beta1, beta2) whose passes 1..N recorded the largest |Δθ|/α
+    `ratios` (curves.csv `max_step_ratio`; pass 0 takes no step, so records none)."""
+    rows = runs("adam", [1.0] * len(ratios), beta1=beta1, beta2=beta2)
+    for row in rows:
+        row["max_step_ratio"] = ratios[row["epoch"] - 1] if row["epoch"] else math.nan
+    return rows
+
+
+def sec21_bound(beta1: float, beta2: float) -> float:
+    """Sec. 2.1: |Δθ| ≤ α (1 − β1)/√(1 − β2) where (1 − β1) > √(1 − β2), else |Δθ| ≤ α."""
+    return (1 - beta1) / math.sqrt(1 - beta2) if (1 - beta1) > math.sqrt(1 - beta2) else 1.0
+
+
+@pytest.mark.parametrize("beta1, beta2", [
+    (0.9, 0.999),  # (1 − β1) = 0.1 > √(1 − β2) ≈ 0.032: the bound is (1 − β1)/√(1 − β2)
+    (0.99, 0.999),  # (1 − β1) = 0.01 < 0.032: the bound is 1 (|Δθ| ≤ α)
+])
+@pytest.mark.parametrize("factor", [1.00001, 1 + 1e-5 / 2, 1 + 1e-7, 0.999999])
+def test_step_bound_rule_fails_just_above_the_bound_and_holds_just_below(beta1, beta2, factor):
+    """A run inside the bound at every pass but one, where |Δθ|/α is `factor` x Sec. 2.1's
+    bound: the rule allows only float rounding (a relative `rounding`, 1e-6) above it, so
+    1.00001 x fails, 1 + 1e-7 and 0.999999 x hold. A rule that allowed 1% (or anything)
+    above the bound would let the first through. A second run, at the other (β1, β2) and
+    well inside its own bound, shows the bound is each run's own."""
+    rule = WithinStepBound()
+    bound = sec21_bound(beta1, beta2)
+    other = (0.99, 0.999) if beta1 == 0.9 else (0.9, 0.999)
+    m = measured(with_step_ratios(beta1, beta2, [0.5 * bound, factor * bound, 0.9 * bound]),
+                 with_step_ratios(*other, [0.9 * sec21_bound(*other)] * 3))
+    verdict = rule(m)
+    over = factor > 1 + rule.rounding
+    assert verdict.status == (FAILS if over else HOLDS), (factor, verdict)
+    assert verdict.numbers.startswith(f"{int(over)} of 2 runs exceeded it, in {int(over)} of "
+                                      f"6 passes; largest |Δθ|/α {factor * bound:.4g} against "
+                                      f"a bound of {bound:.4g}"), verdict.numbers
+
+
 def test_does_not_converge():
     flat = measured(runs("sfo+dropout", [1.0, 0.98, 1.02, 0.97]))
     assert DoesNotConverge("sfo+dropout")(flat).status == HOLDS
@@ -241,6 +298,27 @@ def test_fig4_worst_early():
     assert WorstEarly()(vae_grid(1.1, False, early_gap=2.0)).status == HOLDS
     assert WorstEarly()(vae_grid(1.1, False, early_gap=0.5)).status == FAILS
     assert WorstEarly()(vae_grid(1.1, True)).status == NOT_MEASURABLE  # only diverged cells
+
+
+def test_fig4_never_worse_allows_its_tolerance_and_no_more():
+    """NeverWorse: in every cell, corrected ≤ (1 + tol) x uncorrected at the early pass and
+    at the end. Corrected 1e-6 (relative) inside that bound in every cell holds; 1e-6
+    beyond it fails in every cell; inside at the end but beyond at the early pass alone
+    fails too (both checkpoints are read). A rule comparing without `tol` would fail the
+    first grid, where corrected is above uncorrected in every cell."""
+    tol = NeverWorse().tol
+    inside, beyond = (1 + tol) * (1 - 1e-6), (1 + tol) * (1 + 1e-6)
+    # vae_grid's factor is uncorrected / corrected; early_gap multiplies the uncorrected
+    # cost at pass 1, the early checkpoint (10% of 5 passes, at least pass 1)
+    held = NeverWorse()(vae_grid(1 / inside, diverge_top=False))
+    assert held.status == HOLDS and held.numbers.count("0/8 cells worse") == 2, held
+    failed = NeverWorse()(vae_grid(1 / beyond, diverge_top=False))
+    assert failed.status == FAILS and failed.numbers.count("8/8 cells worse") == 2, failed
+    early = NeverWorse()(vae_grid(1 / inside, diverge_top=False, early_gap=inside / beyond))
+    assert early.status == FAILS, early
+    assert "pass 1: 8/8 cells worse" in early.numbers and "pass 5: 0/8" in early.numbers
+    # the tolerance is the rule's argument: the grid 1e-6 beyond 5% lies inside 10%
+    assert NeverWorse(tol=2 * tol)(vae_grid(1 / beyond, diverge_top=False)).status == HOLDS
 
 
 def test_judge_says_not_run_yet_for_a_missing_experiment_or_method():
@@ -446,6 +524,73 @@ def test_a_claim_holding_under_both_rules_is_not_reported_twice():
                                               + runs("adagrad", DECAYING)), name="logreg_mnist")
     verdict = judge(claim, {"logreg_mnist": found})
     assert verdict.status == HOLDS and " | " not in verdict.numbers
+
+
+# --- selection: which grid points may win, the mean over passes, the grid-edge flag ----------
+
+def test_a_grid_point_with_a_diverged_seed_is_never_selected():
+    """PAPER.md: a diverged run is never best. adam at lr=0.1 has a seed that diverged at
+    pass 3 (NaN there) and one that did not; the mean over seeds of what its rows hold is
+    finite and the lowest of adam's grid (and its test accuracy the highest), yet the point
+    must lose to lr=0.01, whose seeds both finished, under either rule and either metric's
+    direction. adagrad's only point has a diverged seed: adagrad has no selected point."""
+    curves = pd.DataFrame(
+        runs("adam", scaled(0.5), lr=0.1, seeds=(0,))
+        + runs("adam", scaled(0.5), lr=0.1, seeds=(1,), diverge_at=3)
+        + runs("adam", scaled(1.0), lr=0.01, seeds=(0, 1))
+        + runs("adagrad", scaled(0.5), seeds=(0,))
+        + runs("adagrad", scaled(0.5), seeds=(1,), diverge_at=3))
+    accuracy = {0.1: 0.9, 0.01: 0.6}
+    curves["test_acc"] = curves["lr"].map(accuracy)
+    hparams, columns = ["lr", "beta1", "beta2"], CLASSIFIER.columns()
+    summary = point_summary(curves, hparams, columns).set_index(["method", "lr"])
+    # the diverged point's rows hold finite values that would win, were it allowed to
+    for value in ("final_train_loss", "mean_train_loss"):
+        assert summary.loc[("adam", 0.1), value] < summary.loc[("adam", 0.01), value]
+    assert summary.loc[("adam", 0.1), "final_test_acc"] == accuracy[0.1]
+    assert summary.loc[("adam", 0.1), "diverged"]
+    for rule in ("final", "mean"):
+        for metric in ("train_loss", "test_acc"):
+            best = select_best(curves, metric, hparams, columns, rule)
+            assert list(best["method"]) == ["adam"], (rule, metric)
+            assert best["lr"].iloc[0] == 0.01 and not best["diverged"].iloc[0], (rule, metric)
+
+
+def test_the_mean_rule_averages_passes_1_to_n_and_not_pass_0():
+    """curves.csv has a finite cost at pass 0 (the loss before training, for every model
+    that evaluates it): `mean_<metric>` is the mean of passes 1..N alone (PAPER.md). Here
+    pass 0 would reverse the choice: lr=0.1 starts far higher but is lower at every pass
+    after it, so the mean rule must select it, with its mean of passes 1..N."""
+    fast, slow = [0.5, 0.4, 0.3, 0.2], [0.6, 0.5, 0.4, 0.3]
+    curves = pd.DataFrame(runs("adam", fast, lr=0.1) + runs("adam", slow, lr=0.01))
+    at_zero = curves["epoch"] == 0
+    curves.loc[at_zero, "train_loss"] = curves.loc[at_zero, "lr"].map({0.1: 10.0, 0.01: 1.0})
+    # pass 0 counted, lr=0.01 would win: (1 + 1.8) / 5 < (10 + 1.4) / 5
+    assert (1.0 + sum(slow)) / 5 < (10.0 + sum(fast)) / 5
+    best = select_best(curves, "train_loss", ["lr"], CLASSIFIER.columns(), "mean")
+    assert best["lr"].iloc[0] == 0.1
+    assert best["mean_train_loss"].iloc[0] == pytest.approx(np.mean(fast), rel=1e-12)
+    summary = point_summary(curves, ["lr"], CLASSIFIER.columns()).set_index("lr")
+    assert summary.loc[0.01, "mean_train_loss"] == pytest.approx(np.mean(slow), rel=1e-12)
+
+
+LRS, BETA2S = (1e-3, 1e-2, 1e-1), (0.99, 0.999, 0.9999)
+
+
+@pytest.mark.parametrize("lr", LRS)
+@pytest.mark.parametrize("beta2", BETA2S)
+def test_the_grid_edge_flag_names_each_axis_selected_at_its_smallest_or_largest(lr, beta2):
+    """`at_grid_edge` names the swept hyperparameters whose selected value is the smallest
+    or the largest tried (the optimum may lie beyond the grid): on a 3 x 3 (lr, beta2) grid
+    whose best point is (lr, beta2), an axis is named iff the winner's value is its first
+    or last; a middle value of both names none. beta1, tried at one value, is never named."""
+    groups = [runs("adam", scaled(0.5 if (a, b) == (lr, beta2) else 1.0 + a + b), lr=a,
+                   beta2=b) for a in LRS for b in BETA2S]
+    best = measured(*groups).best.set_index("method").loc["adam"]
+    assert (best["lr"], best["beta2"]) == (lr, beta2)
+    expected = [axis for axis, value, tried in (("lr", lr, LRS), ("beta2", beta2, BETA2S))
+                if value in (min(tried), max(tried))]
+    assert best["at_grid_edge"] == ";".join(expected)
 
 
 # --- seeds: does the verdict hold in each seed alone? --------------------------------------
