@@ -283,9 +283,10 @@ class Experiment(Frozen):
         return self.model_copy(update=update)
 
     def with_epochs(self, epochs: int) -> Experiment:
-        """The same experiment trained for `epochs` passes."""
-        return self.model_copy(update={"training": self.training.model_copy(
-            update={"epochs": epochs})})
+        """The same experiment trained for `epochs` passes, checked as a config's epochs are
+        (model_copy alone would take -3)."""
+        training = TrainingSpec.model_validate({**self.training.model_dump(), "epochs": epochs})
+        return self.model_copy(update={"training": training})
 
 
 REQUIRED = tuple(name for name, field in Experiment.model_fields.items() if field.is_required())

@@ -518,3 +518,17 @@ def test_a_damaged_run_record_is_one_line(damage, said, cli, tmp_path, used_out,
     record.unlink()  # as it says
     code, stdout, stderr = cli(*args)
     assert code == 0 and "trained " in stdout, stderr
+
+
+def test_a_changed_number_of_passes_is_checked_as_a_config_s():
+    """`with_epochs` (bench's --passes, the eager reference's passes) builds a new config:
+    pydantic's model_copy alone checks nothing, and took -3 passes."""
+    import pydantic
+
+    from adamrepro.config import load_experiment
+
+    exp = load_experiment(CONFIG)
+    assert exp.with_epochs(3).training.epochs == 3
+    for bad in (-3, 0):
+        with pytest.raises(pydantic.ValidationError, match="epochs"):
+            exp.with_epochs(bad)
