@@ -58,8 +58,9 @@ RAY_CORE_LOG = re.compile(r"\[\d{4}-\d\d-\d\d [\d:,]+ [DIWEF] \d+ \d+\] ")
 
 def _table(folder: Path) -> pd.DataFrame:
     curves = pd.read_csv(folder / "logreg_mnist" / "curves.csv")
-    # the device column says how the groups trained (Ray tasks, or local worker processes)
-    curves = curves.drop(columns=["seconds", "train_seconds", "device"])
+    # the device column says how the groups trained (Ray tasks, or local worker processes);
+    # the date, when each run did
+    curves = curves.drop(columns=["seconds", "train_seconds", "device", "date"])
     return curves.sort_values(["run_id", "epoch"]).reset_index(drop=True)
 
 
