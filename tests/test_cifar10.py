@@ -32,6 +32,19 @@ def train_images(folder):
     return cifar10.read_split(folder, cifar10.TRAIN_FILES, verify=False)
 
 
+def test_labels_go_with_their_images(folder):
+    """Each label belongs to its own image, from a physical fact of the photographs: sky and
+    sea make airplanes and ships bluer than green (mean blue minus green pixel), grass and
+    forest make frogs and deer greener. On the 10,000 test images the two pairs of classes are
+    ~30 grey levels apart (a class mean's standard error is under one); labels shifted
+    against their images mix the classes and leave them a few levels apart."""
+    images, labels = cifar10.read_split(folder, cifar10.TEST_FILES, verify=False)
+    blue_minus_green = (images[:, 2].double() - images[:, 1].double()).mean((1, 2))
+    mean = {name: blue_minus_green[labels == c].mean().item()
+            for c, name in enumerate(cifar10.CLASSES)}
+    assert min(mean["airplane"], mean["ship"]) - max(mean["frog"], mean["deer"]) > 20, mean
+
+
 def test_reader_shapes_labels_and_uint8(folder, train_images):
     x, y = train_images
     test_x, test_y = cifar10.read_split(folder, cifar10.TEST_FILES, verify=False)
@@ -50,13 +63,20 @@ def test_inputs_are_made_on_the_device_from_uint8(data_dir):
     torch.testing.assert_close(placed.train_x, images.train_x.float() / 255)
 
 
-def test_a_file_with_the_wrong_checksum_is_never_unpickled(folder, monkeypatch):
-    opened = []
-    monkeypatch.setattr(cifar10.SafeUnpickler, "load", lambda self: opened.append(1))
+def test_a_file_with_the_wrong_checksum_is_never_unpickled(folder, tmp_path):
+    """Verified, the MD5 is checked before a byte is unpickled: a file that is no pickle at
+    all is refused as "not the official file", not with the unpickling error that the same
+    bytes give unverified (what reading them first would have said)."""
     with pytest.raises(UserError, match="not the official file") as err:
         cifar10.read_batch(folder / "data_batch_1", cifar10.TRAIN_FILES["data_batch_1"], True)
     assert "\n" not in str(err.value) and "--unverified-data" in str(err.value)
-    assert not opened
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(b"not a pickle at all")
+    with pytest.raises(UserError, match="not the official file") as err:
+        cifar10.read_batch(path, cifar10.TRAIN_FILES["data_batch_1"], verify=True)
+    assert "not a CIFAR-10 batch" not in str(err.value)
+    with pytest.raises(UserError, match="is not a CIFAR-10 batch \\(UnpicklingError"):
+        cifar10.read_batch(path, cifar10.TRAIN_FILES["data_batch_1"], verify=False)
 
 
 def test_even_unverified_files_cannot_run_code(tmp_path):
@@ -98,14 +118,16 @@ def test_an_unverified_file_that_unpickles_to_an_error_is_one_line(tmp_path):
         cifar10.read_batch(tmp_path / "data_batch_1", "0" * 32, verify=False)
 
 
-def _copy_with(folder, tmp_path, name, content):
-    """A data folder whose cifar-10-batches-py is the real copy but for `name`."""
+def _copy_with(folder, tmp_path, name=None, content=None):
+    """A data folder whose cifar-10-batches-py is the real copy (linked) but for `name`,
+    which holds `content` pickled; the real copy itself where `name` is None."""
     copy = tmp_path / cifar10.FOLDER
     copy.mkdir()
     for other in cifar10.FILES:
         if other != name:
             (copy / other).symlink_to(folder / other)
-    (copy / name).write_bytes(pickle.dumps(content))
+    if name is not None:
+        (copy / name).write_bytes(pickle.dumps(content))
     return tmp_path
 
 
@@ -228,16 +250,40 @@ def test_whitening_decorrelates_held_out_pixels(train_images):
     assert mean_abs_correlation(whitening.apply(held_out)) < 0.1  # measured 0.046
 
 
-def test_whitening_is_cached_by_checksum_and_epsilon(train_images, tmp_path, monkeypatch):
+def test_whitening_is_cached_by_checksum_and_epsilon(train_images, tmp_path):
+    """A second read of the same images at the same ε comes from the cache (no fit: the
+    module's count of fits does not move) and gives the same float64 matrix; other images
+    or another ε are fitted anew."""
     sample = train_images[0][:100]
+    fits = cifar10.zca_fits
     first = cifar10.zca(sample, 0.01, tmp_path)
-    monkeypatch.setattr(cifar10, "fit_zca", lambda *a: pytest.fail("refitted"))
+    assert cifar10.zca_fits == fits + 1
     again = cifar10.zca(sample, 0.01, tmp_path)
+    assert cifar10.zca_fits == fits + 1  # read from the cache, not fitted again
     torch.testing.assert_close(again.matrix, first.matrix, rtol=0, atol=0)
     assert again.matrix.dtype == torch.float64
     for other in ((train_images[0][1:101], 0.01), (sample, 0.1)):  # other data, other ε
-        with pytest.raises(pytest.fail.Exception, match="refitted"):
-            cifar10.zca(*other, tmp_path)
+        fits = cifar10.zca_fits
+        cifar10.zca(*other, tmp_path)
+        assert cifar10.zca_fits == fits + 1, other[1]
+
+
+def test_the_whitening_is_fitted_on_the_training_images_alone(folder, tmp_path):
+    """`load` at a small scale: the whitening's mean is that of the 200 training images
+    trained on (scaled to [0, 1], in float64), not of the training and test images
+    together: the test images never shape the inputs."""
+    data_dir = _copy_with(folder, tmp_path)  # its whitening cache goes under tmp_path
+    images = cifar10.load(cifar10.Options(verify=False, whitening="zca", train_size=200,
+                                          test_size=100), data_dir)
+    assert images.train_x.shape == (200, 3, 32, 32) and images.test_x.shape == (100, 3, 32, 32)
+
+    def mean(x):
+        return x.reshape(len(x), -1).double().mean(0) / 255
+
+    assert images.whitening.mean.dtype == torch.float64
+    torch.testing.assert_close(images.whitening.mean, mean(images.train_x), rtol=0, atol=1e-12)
+    both = mean(torch.cat([images.train_x, images.test_x]))
+    assert (images.whitening.mean - both).abs().max() > 0.01
 
 
 def test_a_whitening_cache_whose_contents_were_damaged_is_fitted_again(train_images, tmp_path,

@@ -122,6 +122,28 @@ def test_only_review_names_are_read_and_the_cache_gives_back_what_was_built(tmp_
             assert torch.equal(cached["splits"][split][key], tensor), (split, key)
 
 
+def test_counts_are_clipped_at_what_uint8_holds(tmp_path):
+    """Counts are stored as uint8: a word said 300 times in a review counts the largest uint8,
+    255 (MAX_COUNT), not a wrapped-around 300 mod 256 nor a lower clip; 200 times stays 200,
+    in the cache and in the features."""
+    largest = torch.iinfo(torch.uint8).max
+    assert imdb.MAX_COUNT == largest
+    root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "wow " * 300 + "good " * 200,
+                                 "train/neg/1_1.txt": "bad", "test/pos/2_8.txt": "wow " * 300,
+                                 "test/neg/4_3.txt": "bad"})
+    bow = imdb.bag_of_words(root)
+    assert bow["tokens"][:3] == ["wow", "good", "bad"]
+    assert bow["train_counts"][:2] == [300, 200]  # the vocabulary's counts are not clipped
+    train = bow["splits"]["train"]
+    assert train["values"].dtype == torch.uint8
+    pos = int(train["indptr"][1])  # row 0 is the neg review, row 1 the pos one
+    assert train["indices"][pos:].tolist() == [0, 1]
+    assert train["values"][pos:].tolist() == [largest, 200]
+    data = imdb.load(imdb.Options(vocab_size=3), root)
+    assert data.train_x.tolist() == [[0, 0, 1], [largest, 200, 0]]
+    assert data.test_x.tolist() == [[0, 0, 1], [largest, 0, 0]]
+
+
 def test_fetch_builds_the_cache_once_and_says_so(tmp_path, cli):
     """`adamrepro fetch` (which `make test` runs first) tokenizes now, not a run later."""
     root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",

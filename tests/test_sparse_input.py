@@ -11,7 +11,8 @@ import torch
 
 from adamrepro.config import parse_experiment
 from adamrepro.models.base import dropout
-from adamrepro.models.logreg import sparse_input_linear
+from adamrepro.models.logreg import LogReg, sparse_input_linear
+from adamrepro.models.logreg import options as logreg_options
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import train_group
 from adamrepro.runner.plan import plan
@@ -180,6 +181,36 @@ def test_masks_keep_each_nonzero_with_probability_one_minus_rate(data):
     dense = dropout(torch.ones(8, 1000, dtype=torch.float64), RATE,
                     torch.Generator().manual_seed(0)) != 0
     assert abs(dense.double().mean().item() - (1 - RATE)) < 0.01
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_the_model_keeps_each_nonzero_with_probability_one_minus_rate(shared):
+    """LogReg itself (input_dropout 0.2, sparse_input on a CPU) in training: with weights of
+    ones and no bias, a row's output is (kept inputs)/(1 − 0.2). Inputs of one on 25 known
+    columns of 50: every output is a whole number of kept inputs, each rescaled by exactly
+    1/0.8, at most the 25 non-zeros; 50,000 non-zeros are kept in a fraction 0.8 within 4
+    standard deviations, so the outputs' mean is the undropped 25."""
+    rate, G, B, D = 0.2, 2, 1000, 50
+    opts = logreg_options({"binary": True, "input_dropout": rate, "sparse_input": True},
+                          "model")
+    model = LogReg(opts, (D,), 2, seeds=[0, 1]).double()
+    assert model.distinct_inputs(torch.device("cpu")) == ("x",)  # the sparse path
+    model.generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.linear.weight.fill_(1.0)
+        model.linear.bias.zero_()
+    one = torch.zeros(B, D, dtype=torch.uint8)
+    one[:, ::2] = 1
+    x = one.expand(G, B, D) if shared else one.repeat(G, 1, 1)
+    out = model(x, train=True).squeeze(-1)
+    kept = out * (1 - rate)
+    torch.testing.assert_close(kept, kept.round(), rtol=0, atol=1e-12)
+    assert 0 <= kept.min() and kept.max() <= 25
+    n = G * B * 25
+    fraction = kept.sum().item() / n
+    assert abs(fraction - (1 - rate)) < 4 * (rate * (1 - rate) / n) ** 0.5
+    assert abs(out.mean().item() - 25) < 4 * 25 * (rate / (1 - rate) / n) ** 0.5
+    assert kept.unique().numel() > 5  # masks drawn per input, not per row
 
 
 def test_a_sparse_sweep_trains_like_the_dense_one(data, one_thread):

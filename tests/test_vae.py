@@ -53,6 +53,55 @@ def test_a_decoder_that_says_one_half_scores_784_ln_2(test_images, likelihood):
                                                            dtype=torch.float64))
 
 
+def _known_encoder(mu: list[float], log_var: list[float], **opts) -> VAE:
+    """One run whose encoder says q(z|x) = N(mu, exp(log_var)) for every image: zero weights,
+    the output layer's bias [mu, log_var]."""
+    vae = VAE(options({"latent": len(mu), **opts}, "model"), (1,), None, [0]).double()
+    with torch.no_grad():
+        for layer in (vae.enc_hidden, vae.enc_out):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        vae.enc_out.bias.copy_(torch.tensor(mu + log_var).view(vae.enc_out.bias.shape))
+    return vae
+
+
+def test_the_kl_term_is_the_closed_form_of_two_gaussians():
+    """With q(z|x) = N(μ, σ²) known for every image, the model's KL term is
+    KL(N(μ, σ²) ‖ N(0, I)) = ½·Σ(μ² + σ² − 1 − log σ²), as computed here with math, whatever
+    the image and the noise drawn; and the objective adds it to the reconstruction term."""
+    mu, log_var = [0.5, -1.0, 2.0], [math.log(4.0), -1.0, 0.3]
+    expected = 0.5 * sum(m * m + math.exp(v) - 1.0 - v
+                         for m, v in zip(mu, log_var, strict=True))
+    vae = _known_encoder(mu, log_var, hidden=16)
+    x = torch.rand(1, 64, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    got = vae.evaluate({"x": x}, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(got["kl"], torch.tensor([expected], dtype=torch.float64))
+    vae.generator = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(vae.objective({"x": x}), got["neg_elbo"])
+
+
+def test_the_latent_codes_spread_by_sigma_around_mu():
+    """z = μ + σ·ε with σ = exp(½·log σ²): a decoder whose logit is z itself (one latent, one
+    hidden unit at z + 40, where softplus is the identity, then − 40), and one pixel per
+    image. Then −log p(x|z) = softplus(z) − x·z, whose derivative in the pixel x is −z: the
+    20,000 images' codes, read back by autograd, have mean μ and standard deviation σ = 2
+    for log σ² = ln 4 (within 4 standard errors; σ² = 4 would spread them twice as far)."""
+    mu, sigma, n = 0.5, 2.0, 20_000
+    vae = _known_encoder([mu], [math.log(sigma ** 2)], hidden=1)
+    with torch.no_grad():
+        vae.dec_hidden.weight.fill_(1.0)
+        vae.dec_hidden.bias.fill_(40.0)
+        vae.dec_out.weight.fill_(1.0)
+        vae.dec_out.bias.fill_(-40.0)
+    x = torch.zeros(1, n, 1, dtype=torch.float64, requires_grad=True)
+    recon = vae.evaluate({"x": x}, torch.Generator().manual_seed(0))["recon"]
+    (gradient,) = torch.autograd.grad(recon.sum(), x)
+    z = -gradient.flatten() * n  # recon is the mean over the n images
+    assert z.unique().numel() == n  # one draw per image
+    assert abs(z.std().item() - sigma) < 4 * sigma / (2 * n) ** 0.5
+    assert abs(z.mean().item() - mu) < 4 * sigma / n ** 0.5
+
+
 def test_an_untrained_vae_is_near_784_ln_2_on_real_mnist(test_images):
     """N(0, 0.01²) weights: the logits are small, so p ≈ 0.5 and q ≈ p(z); the -ELBO sits
     just above 543.4 nats (546.9 measured on these 1000 test digits)."""

@@ -69,6 +69,10 @@ ZCA_CACHE_VERSION = 2  # bump when the fit or the cached format changes (2: seal
 IMAGES_PER_BATCH = 10_000  # every official batch, training or test
 WHITEN_CHUNK = 4096  # images whitened at once on the device (a 4096x3072 float32 block)
 
+# How many times a ZCA whitening was fitted in this process (tests read it to check that a
+# second load comes from the cache).
+zca_fits = 0
+
 
 class Options(Frozen):
     name: str = "cifar10"
@@ -194,6 +198,8 @@ def fit_zca(images: Tensor, epsilon: float) -> Whitening:
     same W then comes from the thin SVD of the centred images, far cheaper than the
     3072x3072 eigendecomposition: W = I/√ε + V·diag(1/√(λ+ε) − 1/√ε)·Vᵀ.
     """
+    global zca_fits
+    zca_fits += 1
     x = images.reshape(len(images), -1).double() / 255.0
     mean = x.mean(0)
     x -= mean
