@@ -187,12 +187,15 @@ class GridOptimizer(torch.optim.Optimizer):
         self._zero_eps = self._zero_eps or _may_be_zero(group.get("eps"))
 
     def _check_group(self, group: dict) -> None:
-        signature = inspect.signature(type(self)).parameters
-        if not set(self.defaults) <= set(signature):  # a subclass with other keywords
+        values = {name: group[name] for name in self.defaults}
+        probe = [torch.zeros(1)]
+        try:
+            inspect.signature(type(self)).bind(probe, **values)
+        except TypeError:  # a subclass built from other keywords than its defaults' names
             return  # cannot be rebuilt from its group: its own __init__ checked its defaults
         token = _CHECKING_A_GROUP.set(True)
         try:
-            type(self)([torch.zeros(1)], **{name: group[name] for name in self.defaults})
+            type(self)(probe, **values)
         finally:
             _CHECKING_A_GROUP.reset(token)
 

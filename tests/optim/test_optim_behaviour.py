@@ -339,3 +339,28 @@ def test_each_optimizer_s_docstring_carries_its_update_rule_and_reference(name):
     doc = OPTIMIZERS[name].__doc__ or ""
     assert "←" in doc, f"{name}: no update rule (θ ← ...) in its docstring"
     assert re.search(r"\b(19|20)\d\d\b", doc), f"{name}: no reference (a year) in its docstring"
+
+
+def test_a_subclass_with_other_arguments_still_takes_its_groups_own_values():
+    """A user's GridOptimizer may need arguments its defaults do not hold (here `width`):
+    its groups' values cannot be checked by building it again, and are taken as torch
+    takes them, not refused with a TypeError of the check's own making."""
+    from adamrepro.optim.base import GridOptimizer
+
+    class Widened(GridOptimizer):
+        def __init__(self, params, width, lr=0.1):
+            self.width = width
+            super().__init__(params, dict(lr=lr))
+
+        def _init_state(self, p, state, group):
+            pass
+
+        def _update(self, p, grad, state, group, lr_t):
+            p.sub_(grad * lr_t * self.width)
+
+    first, second = (torch.zeros(2, dtype=torch.float64, requires_grad=True) for _ in "ab")
+    optimizer = Widened([{"params": [first]}, {"params": [second], "lr": 0.5}], width=3)
+    assert [group["lr"] for group in optimizer.param_groups] == [0.1, 0.5]
+    first.grad, second.grad = torch.ones_like(first), torch.ones_like(second)
+    optimizer.step()
+    assert first.tolist() == [-0.1 * 3] * 2 and second.tolist() == [-0.5 * 3] * 2
