@@ -185,17 +185,23 @@ def test_two_variants_of_a_users_config_never_share_a_line_style():
                                                                strict=False)), pattern
 
 
-def test_no_module_but_the_palette_names_a_color():
-    """STYLE: one palette module decides every color. A hex color, a named color keyword or
-    a colormap written anywhere else in the package is a second source of colors."""
+def _lines_outside_the_palette(pattern: str) -> list[str]:
+    """`file:line: text` of every line of the package but palette.py that `pattern` finds."""
     import re
 
     package = Path(__file__).resolve().parent.parent / "adamrepro"
-    naming = re.compile(r"""["']#[0-9A-Fa-f]{6}["']|\b(?:color|cmap|facecolor|edgecolor)=["']""")
-    found = [f"{path.relative_to(package)}:{number}: {line.strip()}"
-             for path in package.rglob("*.py") if path.name != "palette.py"
-             for number, line in enumerate(path.read_text().splitlines(), 1)
-             if naming.search(line)]
+    naming = re.compile(pattern)
+    return [f"{path.relative_to(package)}:{number}: {line.strip()}"
+            for path in package.rglob("*.py") if path.name != "palette.py"
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if naming.search(line)]
+
+
+def test_no_module_but_the_palette_names_a_color():
+    """STYLE: one palette module decides every color. A hex color, a named color keyword or
+    a colormap written anywhere else in the package is a second source of colors."""
+    found = _lines_outside_the_palette(
+        r"""["']#[0-9A-Fa-f]{6}["']|\b(?:color|cmap|facecolor|edgecolor)=["']""")
     assert not found, "\n".join(found)
 
 
@@ -203,14 +209,7 @@ def test_no_module_but_the_palette_names_a_line_style():
     """A line style means a variant in every figure (dashed is dropout, dotted no bias
     correction): one written elsewhere, as the Sec. 2.1 bound's dashes were, reads as one.
     Only "none" (markers alone) may be written outside the palette."""
-    import re
-
-    package = Path(__file__).resolve().parent.parent / "adamrepro"
-    naming = re.compile(r"""\b(?:linestyle|ls)=(?!["']none["'])["'(]""")
-    found = [f"{path.relative_to(package)}:{number}: {line.strip()}"
-             for path in package.rglob("*.py") if path.name != "palette.py"
-             for number, line in enumerate(path.read_text().splitlines(), 1)
-             if naming.search(line)]
+    found = _lines_outside_the_palette(r"""\b(?:linestyle|ls)=(?!["']none["'])["'(]""")
     assert not found, "\n".join(found)
 
 
