@@ -284,6 +284,11 @@ def test_an_entry_point_registers_an_optimizer(tmp_path, monkeypatch, cli):
         assert "[cannot be used]" in lines["broken"] and "fails to load" in lines["broken"]
         assert "[ignored]" in stdout and "my_optimizers:SignSGD) has a built-in's name" in stdout
         assert resolve("adam", OPTIMIZERS).builtin
+        # and a run of a config naming it says so, on stderr, before anything trains
+        code, stdout, stderr = cli("run", "logreg_mnist", "--dry-run", "--out", tmp_path / "o")
+        assert code == 0, stderr
+        assert ("adamrepro: note: adam: built-in optimizer(s), not the entry point(s) of that "
+                "name in group 'adamrepro.optimizers'") in stderr and "note" not in stdout
         # another package registering `signsgd` for another class: neither is used, by name
         other = tmp_path / "otheropt-2.0.dist-info"
         other.mkdir()

@@ -134,6 +134,18 @@ def test_float32_math_sets_the_cuda_flags_and_restores_them():
     assert Precision("fp32", "cpu", torch.float64).applied == "fp64"
 
 
+def test_run_says_that_tf32_runs_as_fp32_off_a_gpu(cli, tmp_path):
+    """A CPU has no TF32 units: a tf32 config trains in fp32 there (and records fp32), which
+    `run` says on stderr before it trains, as it says nothing for fp32."""
+    args = ("run", "logreg_mnist", "--dry-run", "--device", "cpu", "--out", tmp_path / "o")
+    code, out, err = cli(*args, "--precision", "tf32")
+    assert code == 0, err
+    assert ("adamrepro: note: training.precision tf32 runs as fp32 on cpu (no TF32 units "
+            "there); the runs record precision fp32") in err and "note" not in out
+    code, out, err = cli(*args)
+    assert code == 0 and "tf32" not in err, err
+
+
 def test_tf32_on_a_cpu_is_fp32_to_the_last_bit(data_dir, one_thread):
     model = {"name": "mlp", "hidden": [32], "input_dropout": 0.2, "hidden_dropout": 0.5}
     methods = {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 1e-2]}}}

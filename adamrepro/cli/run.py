@@ -111,8 +111,6 @@ def run(
     """Run one grid search per method; finished runs are skipped on a re-run."""
     started = time.time()  # the budget counts from here: loading the data takes part of it
     from adamrepro.data.download import default_data_dir  # the data package imports torch
-    from adamrepro.optim import OPTIMIZERS
-    from adamrepro.optim.resolve import ENTRY_POINT_GROUP, shadowed
     from adamrepro.runner.checkpoint import Budget
     from adamrepro.runner.executors import check_executor_flags, make_executor, parse_workers
     from adamrepro.runner.sweep import resolve_device, run_sweep, torch_device
@@ -127,25 +125,9 @@ def run(
         base = without_data_check(base)
     if precision is not None:
         base = with_precision(base, precision.value, "--precision")
-    unused = sorted({m.optimizer for m in base.methods.values()} & set(shadowed(OPTIMIZERS)))
-    if unused:
-        note(f"{', '.join(unused)}: built-in optimizer(s), not the entry point(s) "
-                   f"of that name in group {ENTRY_POINT_GROUP!r}; register yours under "
-                   f"another name")
     # a dry run may plan a GPU's command on a machine without one
     target = torch_device(device.value) if dry_run else resolve_device(device.value)
-    if base.training.precision == "tf32" and target.type != "cuda":
-        note(f"training.precision tf32 runs as fp32 on {target.type} (no TF32 "
-                   f"units there); the runs record precision fp32")
-    if base.training.precision == "bf16" and any(
-            method.optimizer == "sfo" for method in base.methods.values()):
-        note("SFO under bf16 overshoots: its curvature pairs are gradient "
-                   "differences, which bfloat16 rounding swamps (10-100x its fp32 cost in its "
-                   "first pass on MNIST; README, Precision). Its runs measure that, not SFO")
-    if base.selection.metric.startswith("test_"):  # metrics.py: a test-set column
-        note(f"selection.metric {base.selection.metric} chooses each method's grid "
-                   f"point on the test set; the paper chooses on the training cost, and the "
-                   f"report judges its claims so, whatever best.csv holds")
+    _say_what_runs_otherwise(base, target)
     if dry_run:
         from adamrepro.runner.preview import describe, preview
 
@@ -184,3 +166,28 @@ def run(
         typer.echo(f"warning: every grid point of {', '.join(lost)} diverged (NaN or inf), so "
                    f"none is selected and the figures and report leave it out; try smaller "
                    f"step sizes", err=True)
+
+
+def _say_what_runs_otherwise(base: Experiment, target) -> None:
+    """A note (stderr) for each setting that will not run as a reader of the config would
+    think: a built-in shadowing an entry point, tf32 off a GPU, SFO under bf16, selection on
+    the test set."""
+    from adamrepro.optim import OPTIMIZERS
+    from adamrepro.optim.resolve import ENTRY_POINT_GROUP, shadowed
+
+    unused = sorted({m.optimizer for m in base.methods.values()} & set(shadowed(OPTIMIZERS)))
+    if unused:
+        note(f"{', '.join(unused)}: built-in optimizer(s), not the entry point(s) of that name "
+             f"in group {ENTRY_POINT_GROUP!r}; register yours under another name")
+    if base.training.precision == "tf32" and target.type != "cuda":
+        note(f"training.precision tf32 runs as fp32 on {target.type} (no TF32 units there); "
+             f"the runs record precision fp32")
+    if base.training.precision == "bf16" and any(
+            method.optimizer == "sfo" for method in base.methods.values()):
+        note("SFO under bf16 overshoots: its curvature pairs are gradient differences, which "
+             "bfloat16 rounding swamps (10-100x its fp32 cost in its first pass on MNIST; "
+             "README, Precision). Its runs measure that, not SFO")
+    if base.selection.metric.startswith("test_"):  # metrics.py: a test-set column
+        note(f"selection.metric {base.selection.metric} chooses each method's grid point on "
+             f"the test set; the paper chooses on the training cost, and the report judges "
+             f"its claims so, whatever best.csv holds")
