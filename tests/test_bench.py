@@ -15,6 +15,7 @@ from adamrepro.bench.flops import FlopCount, experiment_flops, flop_count, flops
 from adamrepro.cli import main
 from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.base import TensorDataset
+from adamrepro.runner.history import RunCurve
 from adamrepro.runner.plan import plan
 
 
@@ -206,3 +207,76 @@ def test_the_reference_vae_starts_from_the_batched_weights_and_learns(data_dir):
     assert 500 < first["test_neg_elbo"] < 600  # p = 0.5 everywhere scores 543.4 nats
     assert last["train_neg_elbo_full"] < first["train_neg_elbo_full"]
     assert last["test_neg_elbo"] == pytest.approx(last["test_recon"] + last["test_kl"])
+
+
+def _curve(**values: list[float]) -> RunCurve:
+    """A run's curve from each metric's values, pass 0 first."""
+    passes = len(next(iter(values.values())))
+    return RunCurve([{"epoch": e, **{k: v[e] for k, v in values.items()}}
+                     for e in range(passes)], diverged=False)
+
+
+def test_a_loss_the_batched_run_lacks_or_moves_beyond_the_tolerance_is_a_mismatch():
+    """The curves compared value by value, in float32 (rtol 1e-4): equal curves pass, with
+    pass 0's minibatch cost (NaN on both sides) left out; a batched run that has no value
+    where the reference has one (it diverged) fails, and so does a loss 1% off, while an
+    accuracy off by one example (not compared: it may flip in float32) does not."""
+    from adamrepro.bench.same_curves import compare_curves
+
+    nan = math.nan
+    reference = {"train_loss": [nan, 0.5, 0.4], "train_loss_full": [2.3, 0.45, 0.35],
+                 "test_loss": [2.3, 0.5, 0.42], "test_acc": [0.1, 0.85, 0.875]}
+    exp = _smoke()
+    assert exp.training.dtype == "float32"
+
+    def check(**changed: list[float]) -> dict:
+        return compare_curves(exp, {"r": _curve(**{**reference, **changed})},
+                              {"r": _curve(**reference)})
+
+    same = check()
+    assert same["passed"] and same["compared_values"] == 3 * 3 - 1
+    assert check(test_acc=[0.1, 0.85, 0.875 + 1 / 256])["passed"]
+    lost = check(test_loss=[2.3, 0.5, nan])
+    assert not lost["passed"] and "pass 2 test_loss" in lost["mismatches"][0]
+    off = check(train_loss_full=[2.3, 0.45 * 1.01, 0.35])
+    assert not off["passed"] and "pass 1 train_loss_full" in off["mismatches"][0]
+
+
+def test_timed_curves_of_a_convex_model_in_fp32_decide_the_check(data_dir):
+    """Logistic regression in fp32 on the CPU: the timed curves are judged, so a reference
+    trained on other minibatches (its copy of the training set moved by one row) fails the
+    check even though the float64 prefix, which reads the same data, passes; the same
+    reference on the same data passes it."""
+    from adamrepro.bench.reference import train_run
+    from adamrepro.bench.same_curves import curves_check
+    from adamrepro.runner.executors import load_data
+    from adamrepro.runner.group import train_group
+
+    exp = _smoke()
+    group = plan(exp)[0]
+    data = load_data(exp, data_dir, torch.device("cpu"))
+    moved = TensorDataset({k: torch.roll(v, 1, 0) for k, v in data.train.items()},
+                          data.test, data.num_classes)
+    run = group.runs[0]
+    batched = dict(zip((r.run_id for r in group.runs), train_group(exp, group, data),
+                       strict=True))
+    for reference, passed in ((data, True), (moved, False)):
+        check = curves_check(exp, [group], data, data, 1, batched,
+                             {run.run_id: train_run(exp, run, reference)})
+        timed = check["timed_curves"]
+        assert check["float64_prefix"]["passed"] and timed["judged"]
+        assert timed["passed"] is passed and check["passed"] is passed
+
+
+def test_timed_curves_are_judged_only_when_every_group_trains_a_convex_model():
+    """Groups of logistic regression alone, in fp32: judged. With a group of Fig. 2b's MLP
+    beside them, not judged (the network amplifies float32 rounding along training)."""
+    from adamrepro.bench.same_curves import not_judged
+
+    exp = _smoke()
+    convex = plan(exp)
+    network = plan(load_experiment(resolve_config_arg("mlp_sfo")).at_scale("smoke"))[:1]
+    cpu = torch.device("cpu")
+    assert not_judged(exp, convex, cpu) is None
+    assert "network" in not_judged(exp, [*convex, *network], cpu)
+    assert "network" in not_judged(exp, [*network, *convex], cpu)

@@ -444,3 +444,44 @@ def test_run_warns_that_sfo_under_bf16_measures_bfloat16_not_sfo(tmp_path, cli, 
     assert "adamrepro: note: SFO under bf16 overshoots" in err and "SFO" not in out, out + err
     code, out, err = cli(*args, "--out", tmp_path / "fp32")
     assert code == 0 and "SFO" not in err, out + err
+
+
+def test_compare_says_a_run_that_diverged_in_other_is_infinitely_far(results, cli, tmp_path):
+    """OTHER: BASE's runs with one selected adam run's record gone non-finite at its last
+    pass (a divergence there), its tables written again from the records. adam's row has an
+    infinite deviation at that pass and seed, `other_diverged`, and is beyond the seed
+    spread; the methods untouched are identical."""
+    other = tmp_path / "other"
+    shutil.copytree(results / "fp32", other)
+    best = pd.read_csv(results / "fp32" / "logreg_mnist" / "best.csv").set_index("method")
+    run_id = best.loc["adam", "run_ids"].split(";")[-1]
+    path = other / "logreg_mnist" / "runs" / f"{run_id}.json"
+    record = json.loads(path.read_text())
+    record["diverged"] = True
+    record["rows"][-1].update(train_loss=math.nan, diverged=True)
+    path.write_text(json.dumps(record))
+    code, _, err = cli("run", smoke_config(tmp_path), "--scale", "smoke", "--seeds", "2",
+                       "--out", other, "--force", "--quiet")
+    assert code == 0, err
+    code, out, err = cli("compare", results / "fp32", other, "--out", tmp_path / "compare")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "compare" / "logreg_mnist.csv").set_index("method")
+    adam = table.loc["adam"]
+    assert adam["deviation"] == math.inf and bool(adam["other_diverged"])
+    assert adam["verdict"] == "beyond"
+    assert (adam["deviation_pass"], adam["deviation_seed"]) == (record["rows"][-1]["epoch"],
+                                                                record["seed"])
+    untouched = table.drop(index="adam")
+    assert (untouched["deviation"] == 0).all() and not untouched["other_diverged"].any()
+
+
+def test_the_seed_spread_leaves_out_a_pass_where_a_seed_has_no_finite_value():
+    """Three seeds over three passes: pass 0 (a NaN, the minibatch cost before training) and
+    pass 2 (an infinite value) are left out; at pass 1 the largest ratio of two seeds' gap
+    to the smaller value is |3 - 2| / 2 = 0.5."""
+    from adamrepro.results.compare import seed_spread
+
+    table = pd.DataFrame({0: [math.nan, 2.0, math.inf], 1: [1.0, 3.0, 1.0],
+                          2: [1.0, 2.5, 1.0]}, index=[0, 1, 2])
+    assert seed_spread(table) == (0.5, 1)
+    assert math.isnan(seed_spread(table.loc[[0, 2]])[0])
