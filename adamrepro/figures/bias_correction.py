@@ -22,12 +22,12 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from adamrepro.errors import UserError
-from adamrepro.figures.curves import figure_title, run_tag, save_figure
-from adamrepro.figures.palette import REFERENCE, palette_of, style
+from adamrepro.figures.curves import experiment_palette, figure_title, run_tag, save_figure
+from adamrepro.figures.palette import REFERENCE, style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.report.measures import Measured, cell_costs
 from adamrepro.report.rules import CELLS, early_pass
-from adamrepro.results.store import Tables, read_results, variant_of, variants
+from adamrepro.results.store import Tables, read_results, variant_of
 
 EARLY = 0.1  # the top row: 10% of the passes, the paper's 10 of 100 epochs
 
@@ -46,7 +46,7 @@ def draw(folder: Path, tables: Tables | None = None,
     words = next(m.label or m.name for m in metric_set(meta).metrics if m.name == y.metric)
     full = f"train_{metric_set(meta).objective}_full"
     untrained = curves.loc[curves["epoch"] == 0, full].max()  # the same init for every run
-    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
+    palette = experiment_palette(curves)
     # Fig. 4 compares Adam with and without bias correction over a (β1, β2) grid: the
     # methods with betas are drawn, the others have no panel to be in
     if not {"beta1", "beta2"} <= set(curves.columns) or curves["beta1"].isna().all():

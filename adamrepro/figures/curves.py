@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from adamrepro.figures.palette import BAND_ALPHA, palette_of, style
+from adamrepro.figures.palette import BAND_ALPHA, Palette, palette_of, style
 from adamrepro.metrics import Column, column_of, metric_set
 from adamrepro.results.store import (
     Tables,
@@ -155,6 +155,12 @@ def fitted(inches: float, *lines: str, fontsize: float = 10) -> str:
     return "\n".join(textwrap.fill(line, width) for line in lines)
 
 
+def experiment_palette(curves: pd.DataFrame) -> Palette:
+    """The palette of every optimizer and variant in an experiment's curves.csv, drawn in a
+    figure or not, so that every figure of the experiment draws a method alike."""
+    return palette_of(curves["optimizer"], variants(curves))
+
+
 def figure_title(fig, *lines: str, fontsize: float = 10) -> None:
     """The figure's title, `fitted` to its width."""
     fig.suptitle(fitted(fig.get_figwidth(), *lines, fontsize=fontsize), fontsize=fontsize)
@@ -187,7 +193,7 @@ def draw(folder: Path, tables: Tables | None = None,
     curves, best, meta = tables or read_results(folder)
     plot_cfg = meta["config"]["plot"]
     y, tests = column_of(meta, plot_cfg["y"]), test_columns(meta)
-    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
+    palette = experiment_palette(curves)
     fig = Figure(figsize=(5.2 * (1 + len(tests)), 4.8), layout="constrained")
     ax_cost, *ax_tests = fig.subplots(1, 1 + len(tests))
     panels = [(ax_cost, y), *zip(ax_tests, tests, strict=True)]

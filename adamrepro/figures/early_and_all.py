@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from adamrepro.figures.curves import (
     axis_label,
     band,
+    experiment_palette,
     few_points,
     figure_title,
     how_chosen,
@@ -23,9 +24,9 @@ from adamrepro.figures.curves import (
     save_figure,
     whole_passes,
 )
-from adamrepro.figures.palette import BAND_ALPHA, palette_of, style
+from adamrepro.figures.palette import BAND_ALPHA, style
 from adamrepro.metrics import column_of
-from adamrepro.results.store import Tables, read_results, read_steps, variant_of, variants
+from adamrepro.results.store import Tables, read_results, read_steps, variant_of
 
 DEFAULT_EARLY_PASSES = 3
 FEW_POINTS = 5  # curves this short (the small scales) get markers: one point draws no line
@@ -39,7 +40,7 @@ def draw(folder: Path, tables: Tables | None = None,
     y = column_of(meta, plot_cfg["y"])
     early = plot_cfg.get("max_epoch") or DEFAULT_EARLY_PASSES
     steps = read_steps(Path(folder), meta)
-    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
+    palette = experiment_palette(curves)
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_early, ax_all = fig.subplots(1, 2)
     for _, chosen in in_config_order(best, meta).iterrows():

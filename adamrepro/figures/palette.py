@@ -84,9 +84,8 @@ def _spread(names: Iterable[str], fixed: dict, extra: tuple) -> dict:
     taken: list = []
     for name in (n for n in names if n not in fixed):
         index = _hashed(name, len(extra))
-        free = [extra[(index + probe) % len(extra)] for probe in range(len(extra))
-                if extra[(index + probe) % len(extra)] not in taken]
-        chosen[name] = free[0] if free else extra[index]
+        probes = (extra[(index + probe) % len(extra)] for probe in range(len(extra)))
+        chosen[name] = next((choice for choice in probes if choice not in taken), extra[index])
         taken.append(chosen[name])
     return chosen
 
@@ -101,6 +100,8 @@ class Palette:
 
 
 def palette_of(optimizers: Iterable[str], variants: Iterable[str]) -> Palette:
+    """The palette of these optimizers and variants; a figure passes all of its experiment's
+    (`figures.curves.experiment_palette`), drawn there or not."""
     return Palette(colors(optimizers), _spread(variants, LINESTYLES, EXTRA_LINESTYLES))
 
 

@@ -20,15 +20,16 @@ from matplotlib.transforms import blended_transform_factory
 
 from adamrepro.figures.curves import (
     HANDLE_LENGTH,
+    experiment_palette,
     fitted,
     in_config_order,
     run_tag,
     save_figure,
 )
-from adamrepro.figures.palette import palette_of, style
+from adamrepro.figures.palette import style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.results.select import point_summary
-from adamrepro.results.store import Tables, read_results, variant_of, variants
+from adamrepro.results.store import Tables, read_results, variant_of
 
 LOG_Y_SPAN = 10.0  # log y-axis once the finite costs span more than this factor
 
@@ -89,7 +90,7 @@ def draw(folder: Path, tables: Tables | None = None,
     ax.set_xscale("log")
     top_edge = blended_transform_factory(ax.transData, ax.transAxes)
     selected = set(best["point_id"])
-    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
+    palette = experiment_palette(curves)
     stars: Counter = Counter()  # stars drawn so far at each (α, cost)
     for rank, (method, rows) in enumerate(table.groupby("method", sort=False)):
         line = style(rows["optimizer"].iloc[0], rows["variant"].iloc[0], palette)

@@ -22,6 +22,7 @@ from adamrepro.figures.curves import (
     HANDLE_LENGTH,
     axis_label,
     band,
+    experiment_palette,
     figure_title,
     how_chosen,
     in_config_order,
@@ -29,10 +30,10 @@ from adamrepro.figures.curves import (
     run_tag,
     save_figure,
 )
-from adamrepro.figures.palette import BAND_ALPHA, GUIDE_LINE, palette_of, style
+from adamrepro.figures.palette import BAND_ALPHA, GUIDE_LINE, style
 from adamrepro.metrics import column_of
 from adamrepro.report.measures import memory_by_subfunctions, method_costs
-from adamrepro.results.store import Tables, read_results, variant_of, variants
+from adamrepro.results.store import Tables, read_results, variant_of
 
 MB = 2.0**20
 
@@ -46,7 +47,7 @@ def draw(folder: Path, tables: Tables | None = None,
     """sfo.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
     curves, best, meta = tables or read_results(folder)
     y = column_of(meta, meta["config"]["plot"]["y"])
-    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
+    palette = experiment_palette(curves)
     fig = Figure(figsize=(15, 7.2))
     grid = fig.add_gridspec(2, 3, height_ratios=(3, 1.3))
     ax_pass, ax_time, ax_memory = (fig.add_subplot(grid[0, i]) for i in range(3))

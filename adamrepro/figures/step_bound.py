@@ -12,11 +12,11 @@ from pathlib import Path
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 
-from adamrepro.figures.curves import figure_title, run_tag, save_figure
-from adamrepro.figures.palette import GUIDE_LINE, REFERENCE, palette_of, style
+from adamrepro.figures.curves import experiment_palette, figure_title, run_tag, save_figure
+from adamrepro.figures.palette import GUIDE_LINE, REFERENCE, style
 from adamrepro.report.measures import STEP_RATIO as COLUMN
 from adamrepro.report.measures import step_bound
-from adamrepro.results.store import Tables, read_results, variant_of, variants
+from adamrepro.results.store import Tables, read_results, variant_of
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per step size within a panel
 
@@ -31,7 +31,7 @@ def draw(folder: Path, tables: Tables | None = None,
     order = [m for m in meta["config"]["methods"] if m in set(tracked["method"])]
     if not order:
         return []
-    palette = palette_of(curves["optimizer"], variants(curves))  # alike in every figure
+    palette = experiment_palette(curves)
     # A bound holds for every run: each point is the largest over the seeds, not their mean.
     seeds = tracked["seed"].nunique()
     fig = Figure(figsize=(4.6 * len(order), 4.0), layout="constrained")

@@ -9,8 +9,6 @@ or a name that an installed package registers under the entry-point group
 
 from __future__ import annotations
 
-import inspect
-
 from adamrepro.optim.adadelta import Adadelta
 from adamrepro.optim.adagrad import Adagrad
 from adamrepro.optim.adam import Adam
@@ -18,6 +16,7 @@ from adamrepro.optim.adam_two_horizons import AdamTwoHorizons
 from adamrepro.optim.adamax import Adamax
 from adamrepro.optim.adamw import AdamW
 from adamrepro.optim.amsgrad import AMSGrad
+from adamrepro.optim.base import check_keywords
 from adamrepro.optim.nadam import NAdam
 from adamrepro.optim.resolve import resolve
 from adamrepro.optim.rmsprop import RMSprop
@@ -37,15 +36,6 @@ OPTIMIZERS: dict[str, type] = {
     "adam_two_horizons": AdamTwoHorizons,
     "sfo": SFO,
 }
-
-
-def check_keywords(cls: type, params, hparams: dict, prefix: str = "") -> None:
-    """ValueError for a keyword `cls` does not take: a bad hyperparameter name, said before
-    building it, where a TypeError raised inside its __init__ is a bug to show whole."""
-    try:
-        inspect.signature(cls).bind(params, **hparams)
-    except TypeError as err:
-        raise ValueError(f"{prefix}{err}") from None
 
 
 def build(name: str, params, **hparams):

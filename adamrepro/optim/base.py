@@ -29,10 +29,10 @@ HyperValue = Number | Tensor
 # sgd_nesterov in torch.optim.SGD's formula) are written with fused ops (lerp_, addcmul_,
 # addcdiv_) and compute per-run factors (bias corrections, step sizes) on the (G, 1, ..., 1)
 # vectors, not on every element: the same arithmetic up to float rounding in fewer passes
-# over memory. The rows beyond the paper
-# (adamw, amsgrad, adamax, nadam, adam_two_horizons) keep the plain form of their equations,
-# easier to check against their docstrings; adamax, nadam and the two horizons run in Sec. 7's
-# config, adamw and amsgrad in none (rows to race, beyond the paper).
+# over memory. The rows beyond the paper (adamw, amsgrad, adamax, nadam, adam_two_horizons)
+# keep the plain form of their equations, easier to check against their docstrings; adamax,
+# nadam and the two horizons run in Sec. 7's config, adamw and amsgrad in none (rows to race,
+# beyond the paper).
 
 LR_DECAYS = ("none", "sqrt")
 
@@ -139,6 +139,15 @@ def betas_like(group: dict, p: Tensor) -> tuple[HyperValue, HyperValue]:
     return broadcast(group["betas"][0], p), broadcast(group["betas"][1], p)
 
 
+def check_keywords(cls: type, params, hparams: dict, prefix: str = "") -> None:
+    """ValueError for a keyword `cls` does not take: a bad hyperparameter name, said before
+    building it, where a TypeError raised inside its __init__ is a bug to show whole."""
+    try:
+        inspect.signature(cls).bind(params, **hparams)
+    except TypeError as err:
+        raise ValueError(f"{prefix}{err}") from None
+
+
 def check_lr_decay(lr_decay: str) -> None:
     if lr_decay not in LR_DECAYS:
         raise ValueError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {lr_decay!r}")
@@ -180,9 +189,8 @@ class GridOptimizer(torch.optim.Optimizer):
         checked by building this class with them, so each class keeps one set of checks."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        own = {name: group[name] for name in self.defaults
-               if group[name] is not self.defaults[name]}
-        if own and not _CHECKING_A_GROUP.get():
+        sets_its_own = any(group[name] is not self.defaults[name] for name in self.defaults)
+        if sets_its_own and not _CHECKING_A_GROUP.get():
             self._check_group(group)
         self._zero_eps = self._zero_eps or _may_be_zero(group.get("eps"))
 
@@ -190,8 +198,8 @@ class GridOptimizer(torch.optim.Optimizer):
         values = {name: group[name] for name in self.defaults}
         probe = [torch.zeros(1)]
         try:
-            inspect.signature(type(self)).bind(probe, **values)
-        except TypeError:  # a subclass built from other keywords than its defaults' names
+            check_keywords(type(self), probe, values)
+        except ValueError:  # a subclass built from other keywords than its defaults' names
             return  # cannot be rebuilt from its group: its own __init__ checked its defaults
         token = _CHECKING_A_GROUP.set(True)
         try:

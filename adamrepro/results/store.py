@@ -153,24 +153,36 @@ def read_results(folder: Path) -> Tables:
     tables, contents = [], {}
     for path in paths:
         data = contents[path.name] = path.read_bytes()
-        try:
-            table = (read_table(io.BytesIO(data)) if path.suffix == ".csv"
-                     else json.loads(data))
-        except ValueError as err:  # not text, not CSV, not JSON, or empty
-            raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
-        if not isinstance(table, (pd.DataFrame, dict)):  # JSON, but no object
-            raise UserError(f"{path} is damaged (not a JSON object); {fix}")
+        table = _parsed(path, data, fix)
         missing = [key for key in META_NEEDED if isinstance(table, dict) and key not in table]
         if missing:
             raise UserError(f"{path} is damaged (no {missing[0]!r}); {fix}")
-        if path.suffix == ".csv" and data and not data.endswith(b"\n"):  # pandas reads it
-            raise UserError(f"{path} is damaged (cut short: its last line is unfinished); "
-                            f"{fix}")
         tables.append(table)
     curves, best, meta = tables
     _check_tables(paths, curves, best, meta, fix)
     _check_one_set(folder, meta, contents)
     return curves, best, meta
+
+
+def _parsed(path: Path, data: bytes, fix: str) -> pd.DataFrame | dict:
+    """The table (CSV) or object (JSON) `data` of `path` holds; UserError naming `fix` for
+    bytes that are no such thing, or a CSV cut short (pandas would read its first lines)."""
+    try:
+        table = read_table(io.BytesIO(data)) if path.suffix == ".csv" else json.loads(data)
+    except ValueError as err:  # not text, not CSV, not JSON, or empty
+        raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
+    if not isinstance(table, (pd.DataFrame, dict)):  # JSON, but no object
+        raise UserError(f"{path} is damaged (not a JSON object); {fix}")
+    if path.suffix == ".csv" and data and not data.endswith(b"\n"):
+        raise UserError(f"{path} is damaged (cut short: its last line is unfinished); {fix}")
+    return table
+
+
+def _text_in_numbers(table: pd.DataFrame, columns: list[str]) -> str | None:
+    """The first of `columns` that holds text, not numbers (or True/False), if any."""
+    return next((column for column in columns
+                 if not (pd.api.types.is_numeric_dtype(table[column])
+                         or pd.api.types.is_bool_dtype(table[column]))), None)
 
 
 def _rewrite_fix(folder: Path) -> str:
@@ -193,18 +205,15 @@ def read_steps(folder: Path, meta: dict) -> pd.DataFrame | None:
     data = path.read_bytes()
     _check_one_set(folder, meta, {"steps.csv": data})
     fix = _rewrite_fix(folder)
-    try:
-        steps = read_table(io.BytesIO(data))
-    except ValueError as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
+    steps = _parsed(path, data, fix)
     missing = [column for column in STEPS_NEEDED if column not in steps]
     if missing:
         raise UserError(f"{path} is damaged (no {missing[0]!r}); {fix}")
-    for column in [c for c in steps.columns if c.startswith(("train_", "test_"))] + [
-            "step", "epoch_fraction"]:
-        if not pd.api.types.is_numeric_dtype(steps[column]):
-            raise UserError(f"{path} is damaged (text in {column!r}, a column of numbers); "
-                            f"{fix}")
+    text = _text_in_numbers(steps, [c for c in steps.columns
+                                    if c.startswith(("train_", "test_"))
+                                    or c in ("step", "epoch_fraction")])
+    if text is not None:
+        raise UserError(f"{path} is damaged (text in {text!r}, a column of numbers); {fix}")
     return steps
 
 
@@ -261,10 +270,9 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
              ("n_seeds", "epochs"))):
         if table.empty:  # best.csv when every grid point diverged: a header, no types
             continue
-        for column in numbers:
-            if not (pd.api.types.is_numeric_dtype(table[column])
-                    or pd.api.types.is_bool_dtype(table[column])):
-                raise damaged(path, f"text in {column!r}, a column of numbers")
+        text = _text_in_numbers(table, numbers)
+        if text is not None:
+            raise damaged(path, f"text in {text!r}, a column of numbers")
         for column in integers:
             if not pd.api.types.is_integer_dtype(table[column]):
                 raise damaged(path, f"{column!r} holds a value that is no whole number")
@@ -612,15 +620,16 @@ def is_run_record(record) -> bool:
             and all(isinstance(row, dict) for row in record["rows"]))
 
 
+PROVENANCE = ("commit", "torch_version", "device", "precision", "date")
+
+
 def provenance_columns(record: dict) -> dict:
     """Where a run came from, as the columns of each of its rows in curves.csv and steps.csv:
     commit, torch version, device, and, where the record has them (runs stored before they
     were recorded leave the cells empty), the arithmetic it trained in
     (runner/precision.py) and the date it was trained."""
-    meta = record["provenance"]
-    return {"commit": meta["commit"], "torch_version": meta["torch_version"],
-            "device": meta["device"],
-            **{key: meta[key] for key in ("precision", "date") if key in meta}}
+    return {key: record["provenance"][key] for key in PROVENANCE
+            if key in record["provenance"]}  # commit, torch_version, device: is_run_record
 
 
 def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
@@ -649,7 +658,6 @@ def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
     return frame.reindex(columns=first + [c for c in frame.columns if c not in first])
 
 
-PROVENANCE = ("commit", "torch_version", "device", "precision", "date")
 STEP_KEYS = ["experiment", "scale", "method", "optimizer", "variant", "run_id", "point_id",
              "seed"]
 
@@ -667,5 +675,5 @@ def steps_frame(records: list[dict], train_column: str) -> pd.DataFrame | None:
     if not rows:
         return None
     frame = pd.DataFrame(rows)
-    first = [*STEP_KEYS, "step", "epoch_fraction", train_column]
-    return frame[first + [c for c in frame.columns if c not in first and c in PROVENANCE]]
+    return frame[[*STEP_KEYS, "step", "epoch_fraction", train_column,
+                  *(c for c in PROVENANCE if c in frame.columns)]]
