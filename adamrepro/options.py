@@ -6,9 +6,18 @@ and models/ can all build on it without importing one another.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 from adamrepro.errors import UserError
 
@@ -27,8 +36,66 @@ AutoOrBool = Annotated[Literal["auto"] | bool, BeforeValidator(_auto_or_bool)]
 Count = Annotated[StrictInt, Field(gt=0)]
 
 
+class FrozenDict(dict):
+    """A dict that refuses to change. pydantic's `frozen` guards only a model's own fields, so
+    without this `exp.model["width"] = 10` would edit a config that runs, plans and result
+    folders all share. Still a dict: JSON, pydantic and `{**d}` take it as one."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a config is frozen: build a changed copy, as {**d, key: value}")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):
+        # pickle (Ray, copy) would otherwise refill an empty one through __setitem__
+        return (FrozenDict, (dict(self),))
+
+
+class FrozenList(list):
+    """A list that refuses to change (why: see FrozenDict). Still equal to the list it was."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a config is frozen: build a changed copy, as [*values, value]")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __reduce__(self):
+        return (FrozenList, (list(self),))
+
+
+def frozen(value: Any) -> Any:
+    """`value` with every dict and list in it, however deep, made a FrozenDict or FrozenList."""
+    if isinstance(value, dict):
+        return FrozenDict({key: frozen(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return FrozenList(frozen(item) for item in value)
+    return value
+
+
 class Frozen(BaseModel):
+    """Validated once, then read only: fields cannot be set, and the dicts and lists they
+    hold cannot be changed either, also in a `model_copy(update=...)`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="after")
+    def _freeze_containers(self) -> Frozen:
+        _freeze_fields(self)
+        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False):
+        copied = super().model_copy(update=update, deep=deep)
+        _freeze_fields(copied)
+        return copied
+
+
+def _freeze_fields(model: BaseModel) -> None:
+    for name, value in model.__dict__.items():
+        if isinstance(value, dict | list) and not isinstance(value, FrozenDict | FrozenList):
+            # the one write a frozen model allows itself: its own containers, once, at birth
+            object.__setattr__(model, name, frozen(value))
 
 
 def location(err: dict) -> str:

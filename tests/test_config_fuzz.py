@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from adamrepro.config import SCALES, Experiment, bundled_configs, load_experiment
 from adamrepro.errors import UserError
@@ -125,6 +127,33 @@ def test_bundled_configs_with_random_fields_replaced(config):
 @pytest.mark.parametrize("name", sorted(BUNDLED))
 def test_the_bundled_configs_load(name):
     assert isinstance(outcome(yaml.safe_dump(BUNDLED[name]).encode()), Experiment)
+
+
+def _containers(value, where="") -> list[tuple[str, object]]:
+    """Every dict and list inside a validated config, however deep, with where it lies."""
+    found = [(where, value)] if isinstance(value, dict | list) else []
+    items = (dict(value).items() if isinstance(value, BaseModel) else value.items()
+             if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        found += _containers(item, f"{where}.{key}")
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_a_loaded_config_cannot_be_changed_at_any_depth(name):
+    exp = outcome(yaml.safe_dump(BUNDLED[name]).encode())
+    changed = exp.model_copy(update={"dataset": {**exp.dataset, "extra": [1]}})
+    for config in (exp, changed, pickle.loads(pickle.dumps(exp)), copy.deepcopy(exp)):
+        containers = _containers(config)
+        assert any(where.endswith(".grid") for where, _ in containers)
+        for _where, container in containers:
+            with pytest.raises(TypeError, match="frozen"):
+                if isinstance(container, dict):
+                    container["new key"] = 1
+                else:
+                    container.append(1)
+    assert changed.dataset["extra"] == [1] and "extra" not in exp.dataset
+    assert pickle.loads(pickle.dumps(exp)) == exp
 
 
 DUPLICATES = {
