@@ -19,12 +19,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, StrictInt, ValidationError
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from adamrepro.errors import UserError
-from adamrepro.options import AutoOrBool, Frozen, location, message
+from adamrepro.options import AutoOrBool, Frozen, location, message, number_as_text
 
 SCALES = ("smoke", "quick", "paper")
+# At most this many seeds per grid point, and runs in one experiment at one scale: plans
+# are built whole, in memory, before the first step (a typo of --seeds 10000000000 would
+# otherwise fill the host's memory, even under --dry-run).
+MAX_SEEDS = 10_000
+MAX_RUNS = 100_000
 # training.precision (runner/precision.py): what each means is said at TrainingSpec.
 PRECISIONS = ("fp32", "tf32", "bf16")
 
@@ -130,7 +142,7 @@ class PlotSpec(Frozen):
     band: Literal["std", "minmax"] = "std"
     # The passes of early_and_all's left panel (Fig. 3 left shows the first 3; None: 3). Every
     # other figure draws every pass: the test metrics beside the cost matter most late.
-    max_epoch: float | None = None
+    max_epoch: float | None = Field(None, gt=0)
 
 
 # The columns of the results tables (results/store.py's curves and steps, results/select.py's
@@ -183,7 +195,7 @@ class ScaleSpec(Frozen):
     # whose grid has them (a method without the key keeps its grid).
     grid: Grid = {}
     # Seeds per grid point at this scale (the command line's --seeds still wins).
-    seeds: StrictInt | None = Field(None, gt=0)
+    seeds: StrictInt | None = Field(None, gt=0, le=MAX_SEEDS)
     # selection.extend_edges at this scale (e.g. 0 for smoke runs that test the plumbing).
     extend_edges: StrictInt | None = Field(None, ge=0, le=20)
     # The title at this scale, where its overrides change what the title names (e.g. the
@@ -208,6 +220,14 @@ class MethodSpec(Frozen):
     grid: Grid = {}
     model: dict[str, Any] = {}
 
+
+    @model_validator(mode="after")
+    def _fixed_or_searched(self) -> MethodSpec:
+        both = sorted(set(self.hparams) & set(self.grid))
+        if both:  # the grid's values would win without a word
+            raise ValueError(f"{both[0]!r} is in both hparams and grid; give it in one of "
+                             f"them (hparams: one value, grid: the values to try)")
+        return self
 
     def points(self) -> list[dict[str, Any]]:
         """Every grid point, merged over the fixed hyperparameters, in a stable order."""
@@ -253,8 +273,18 @@ class Experiment(Frozen):
     selection: SelectionSpec = SelectionSpec()
     plot: PlotSpec = PlotSpec()
     seed: StrictInt = 0
-    seeds: StrictInt = Field(1, gt=0)
+    seeds: StrictInt = Field(1, gt=0, le=MAX_SEEDS)
     scales: dict[Literal[SCALES], ScaleSpec] = {}
+
+    @field_validator("methods")
+    @classmethod
+    def _labels_named(cls, methods: dict[str, MethodSpec]) -> dict[str, MethodSpec]:
+        for label in methods:
+            if not label.strip() or label != label.strip():
+                # an empty label is an empty cell of every table, read back as missing
+                raise ValueError(f"{label!r} is not a method label: give a name without "
+                                 f"spaces at its ends (e.g. adam_dropout)")
+        return methods
 
     def at_scale(self, scale: str, seeds: int | None = None) -> Experiment:
         """The experiment with one scale's overrides applied (the config that actually runs)."""
@@ -280,7 +310,20 @@ class Experiment(Frozen):
         if over.extend_edges is not None:
             update["selection"] = self.selection.model_copy(
                 update={"extend_edges": over.extend_edges})
-        return self.model_copy(update=update)
+        scaled = self.model_copy(update=update)
+        scaled.check_size(scale)
+        return scaled
+
+    def check_size(self, scale: str) -> None:
+        """Raise UserError where the plan would hold more than MAX_RUNS runs (counted, not
+        built: the plan of 10^9 runs is what must not be built)."""
+        points = sum(math.prod(len(values) for values in method.grid.values())
+                     for method in self.methods.values())
+        if points * self.seeds > MAX_RUNS:
+            raise UserError(
+                f"{points:,} grid points x {self.seeds:,} seeds at scale {scale} make "
+                f"{points * self.seeds:,} runs, more than one sweep trains ({MAX_RUNS:,}); "
+                f"give fewer seeds (seeds:, --seeds) or a smaller grid")
 
     def with_epochs(self, epochs: int) -> Experiment:
         """The same experiment trained for `epochs` passes, checked as a config's epochs are
@@ -329,6 +372,17 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     from adamrepro.optim import OPTIMIZERS
     from adamrepro.optim.resolve import resolve
 
+    for scale in SCALES:  # before any grid point is built
+        try:
+            scaled = exp.at_scale(scale)
+        except UserError as err:
+            raise UserError(f"{where}: {err}") from None
+        size, batch = scaled.dataset.get("train_size"), scaled.training.batch_size
+        if type(size) is int and 0 < size < batch:  # the dataset's options judge the rest
+            raise UserError(
+                f"{where}: training.batch_size {batch} is more than the {size} training "
+                f"examples at scale {scale} (dataset.train_size): every step would be one "
+                f"full batch; give a batch_size of at most {size}, or more examples")
     dataset = exp.dataset.get("name")
     if not isinstance(dataset, str) or dataset not in DATASETS:
         raise UserError(
@@ -357,7 +411,7 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                     if isinstance(number, (int, float)) and not _finite(number):
                         raise UserError(f"{where}: {key}: {name} must be finite, got "
                                         f"{number!r:.30}")
-                    if isinstance(number, str) and _number_as_text(number):
+                    if isinstance(number, str) and number_as_text(number):
                         raise UserError(
                             f"{where}: {key}: {name}: {number!r} is text to YAML, not a "
                             f"number (YAML 1.1 reads an exponent without a dot as text); "
@@ -531,15 +585,6 @@ def _check_distinct_runs(exp: Experiment, where: str) -> None:
                 raise UserError(f"{where}: methods {other!r} and {label!r} train identical "
                                 f"runs (same optimizer, hyperparameters and model): make them "
                                 f"differ or drop one")
-
-
-def _number_as_text(text: str) -> bool:
-    """`1e-3`: a number YAML 1.1 (PyYAML) reads as a string."""
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return any(c.isdigit() for c in text)  # not "nan" or "inf"
 
 
 def _finite(value: float) -> bool:

@@ -130,7 +130,9 @@ CASES = [
      "betas 0.99999999 is 1 in float32, which makes 1 − betas 100% off what was written; "
      "set training.dtype: float64"),
     # float32 keeps it below 1, but with a horizon 1/(1 − β2) 19% shorter than written
-    ("beta2-horizon-rounded", setitem("methods.adam.grid.betas", [[0.9, 0.9999999]]), [],
+    ("beta2-horizon-rounded", edit(lambda c: c["methods"]["adam"].update(
+        hparams={k: v for k, v in c["methods"]["adam"]["hparams"].items() if k != "betas"},
+        grid={**c["methods"]["adam"]["grid"], "betas": [[0.9, 0.9999999]]})), [],
      "betas 0.9999999 is 0.999999881 in float32, which makes 1 − betas 19% off"),
     ("averaging-horizon-rounded", setitem("methods.adam.hparams.averaging", 0.9999999), [],
      "averaging 0.9999999 is 0.999999881 in float32"),
@@ -179,6 +181,34 @@ CASES = [
     # refused before training, not after it with the other tables already replaced
     ("a-folder-where-a-table-goes", GOOD, ["@folder-for-a-table"],
      "curves.csv is a folder where a table goes; move it away"),
+    # pydantic's lax mode took these for numbers and switches without a word
+    ("exponent-in-an-option", setitem("model.l2", "1e-4"), [],
+     "model.l2: '1e-4' is text to YAML, not a number (YAML 1.1 reads an exponent without a "
+     "dot as text); write 0.0001"),
+    ("l2-true", setitem("model.l2", True), [], "model.l2: Input should be a valid number"),
+    ("init-scale-text", setitem("model.init_scale", "0.01"), [],
+     "model.init_scale: Input should be a valid number"),
+    ("drop-last-yes", setitem("training.drop_last", "yes"), [],
+     "training.drop_last: Input should be a valid boolean"),
+    ("logy-one", setitem("plot.logy", 1), [], "plot.logy: Input should be a valid boolean"),
+    ("closure-yes", setitem("methods.adam.closure", "yes"), [],
+     "methods.adam.closure: Input should be a valid boolean"),
+    ("l2-infinite", setitem("model.l2", float("inf")), [],
+     "model.l2: Input should be a finite number"),
+    ("max-epoch-negative", setitem("plot.max_epoch", -1), [],
+     "plot.max_epoch: Input should be greater than 0"),
+    ("seeds-beyond-the-limit", GOOD, ["--seeds", "10000000000", "--dry-run"], "--seeds"),
+    ("seeds-in-config-beyond-the-limit", setitem("seeds", 10**10), [],
+     "seeds: Input should be less than or equal to"),
+    # counted, not built: the plan of every run would fill the host's memory first
+    ("too-many-runs", GOOD, ["--seeds", "9999", "--dry-run"],
+     "runs, more than one sweep trains"),
+    ("hparam-also-in-the-grid", setitem("methods.adam.hparams.lr", 0.1), [],
+     "methods.adam: 'lr' is in both hparams and grid"),
+    ("empty-method-label", edit(lambda c: c["methods"].update({"": c["methods"]["adam"]})),
+     [], "methods: '' is not a method label"),
+    ("batch-beyond-the-examples", setitem("scales.smoke.train_size", 100), [],
+     "training.batch_size 128 is more than the 100 training examples at scale smoke"),
     ("address-without-ray", GOOD, ["--address", "ray://x:10001", "--dry-run"],
      "--address goes with --executor ray"),
 ]
@@ -246,6 +276,25 @@ def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
     assert stdout == ""
     after = snapshot(out), snapshot(data if data != data_dir else tmp_path / "none")
     assert after == before, "a failed command wrote files"
+
+
+def test_cifar10_checksums_are_skipped_only_by_a_yaml_false(tmp_path):
+    """`verify: "no"` is text, not false: lax pydantic read it as false, and the checksums
+    were skipped while the results said the data was verified."""
+    from adamrepro.config import CONFIG_DIR, load_experiment
+    from adamrepro.errors import UserError
+    from adamrepro.runner.sweep import data_verified
+
+    config = yaml.safe_load((CONFIG_DIR / "cnn_cifar10.yaml").read_text())
+    path = tmp_path / "cnn.yaml"
+    for verify, verified in (("no", None), (0, None), (False, False), (True, True)):
+        path.write_text(yaml.safe_dump({**config, "dataset": {**config["dataset"],
+                                                              "verify": verify}}))
+        if verified is None:
+            with pytest.raises(UserError, match="dataset.verify: Input should be a valid bool"):
+                load_experiment(path)
+        else:
+            assert data_verified(load_experiment(path)) is verified
 
 
 def test_plot_without_results(cli, tmp_path):

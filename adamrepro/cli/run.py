@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from adamrepro.config import (
+    MAX_SEEDS,
     PRECISIONS,
     SCALES,
     Experiment,
@@ -66,7 +67,7 @@ def run(
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
     device: Annotated[DeviceChoice, typer.Option(help="Where to train.")] = DeviceChoice.auto,
     seeds: Annotated[int | None, typer.Option(
-        min=1, help="Seeds per grid point (default: the config's).")] = None,
+        min=1, max=MAX_SEEDS, help="Seeds per grid point (default: the config's).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     executor: Annotated[ExecutorChoice, typer.Option(
         help="local: this process; ray: grid groups as Ray tasks.")] = ExecutorChoice.local,
