@@ -101,7 +101,8 @@ def _freeze_fields(model: BaseModel) -> None:
 
 
 def location(err: dict) -> str:
-    return ".".join(str(part) for part in err["loc"]) or "(top level)"
+    # pydantic's "[key]" marks a key of a mapping that is wrong, not a value
+    return ".".join(str(part) for part in err["loc"] if part != "[key]") or "(top level)"
 
 
 def message(err: dict) -> str:
@@ -112,6 +113,13 @@ def message(err: dict) -> str:
             and "e" in given.lower():
         return (f"{given!r} is text to YAML, not a number (YAML 1.1 reads an exponent "
                 f"without a dot as text); write {float(given)!r}")
+    if err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return "Input should be a mapping of keys (key: value)"  # not "instance of X"
+    if err["type"] == "too_short" and isinstance(given, dict):
+        return "give at least one"
+    if "[key]" in err["loc"]:
+        return "this key is not one of those allowed: " + err["msg"].removeprefix(
+            "Input should be ")
     return err["msg"].removeprefix("Value error, ")
 
 

@@ -67,7 +67,12 @@ CASES = [
      "dataset.train_size: Input should be a valid integer"),
     ("negative-batch", setitem("training.batch_size", -128), [], "training.batch_size"),
     ("missing-key", delitem("training"), [], "training: Field required"),
-    ("no-methods", setitem("methods", {}), [], "methods"),
+    # in our words, not pydantic's ("Dictionary should have at least 1 item", "instance of
+    # PlotSpec", "scales.smok.[key]")
+    ("no-methods", setitem("methods", {}), [], "methods: give at least one"),
+    ("plot-null", setitem("plot", None), [], "plot: Input should be a mapping of keys"),
+    ("scale-name-typo", setitem("scales.smok", {}), [],
+     "scales.smok: this key is not one of those allowed: 'smoke', 'quick' or 'paper'"),
     ("empty-grid", setitem("methods.adam.grid", {"lr": []}), [], "grid.lr is empty"),
     # a hyperparameter is a column of the tables: one named like another column would
     # overwrite it in every row (a user's optimizer with a `seed` argument)
@@ -463,9 +468,28 @@ def test_tables_are_replaced_as_one_set(tmp_path):
     assert [p.read_text() for p in old] == ["new", "new"]
 
 
+# config.json edited by hand into JSON the readers once took and then failed on (a
+# traceback in a figure, or a figure drawn before the failing one)
+CONFIG_EDITS = {
+    "config-empty": lambda meta: {**meta, "config": {}},
+    "config-text": lambda meta: {**meta, "config": "x"},
+    "plot-null": lambda meta: {**meta, "config": {**meta["config"], "plot": None}},
+    "training-null": lambda meta: {**meta, "config": {**meta["config"], "training": None}},
+    "figure-unknown": lambda meta: {**meta, "config": {
+        **meta["config"], "plot": {**meta["config"]["plot"], "figures": ["nope"]}}},
+    "metric-number": lambda meta: {**meta, "config": {
+        **meta["config"], "selection": {**meta["config"]["selection"], "metric": 5}}},
+    "y-unknown": lambda meta: {**meta, "config": {
+        **meta["config"], "plot": {**meta["config"]["plot"], "y": "nope"}}},
+    "no-provenance": lambda meta: {k: v for k, v in meta.items() if k != "provenance"},
+}
+
+
 def _damaged(path: Path, damage: str) -> bytes:
     """curves.csv or best.csv damaged in a way pandas still reads: a table, but not one to
-    draw from or judge."""
+    draw from or judge; or config.json edited into JSON that is no config."""
+    if damage in CONFIG_EDITS:
+        return json.dumps(CONFIG_EDITS[damage](json.loads(path.read_text()))).encode()
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
     first = table["run_id"].iloc[0] if "run_id" in table else None
     if damage == "header":
@@ -491,7 +515,15 @@ def _damaged(path: Path, damage: str) -> bytes:
 SAID = {"gap": "misses passes between 0 and", "short": "stops at pass",
         "stale": "has no runs in curves.csv", "blank-cost": "no train_loss at pass 1 of run",
         "blank-seed": "'seed' holds a value that is no whole number",
-        "text-diverged": "'diverged' holds a value that is neither True nor False"}
+        "text-diverged": "'diverged' holds a value that is neither True nor False",
+        "config-empty": "config.name: Field required",
+        "config-text": "its 'config' is not an object",
+        "plot-null": "config.plot: Input should be a mapping",
+        "training-null": "config.training: Input should be a mapping",
+        "figure-unknown": "config.plot.figures: unknown figure 'nope'",
+        "metric-number": "config.selection.metric: Input should be a valid string",
+        "y-unknown": "config.plot.y: 'nope' is not one of its metrics, train_loss, ",
+        "no-provenance": "no 'provenance'"}
 
 
 @pytest.mark.parametrize("name, damage", [
@@ -518,6 +550,7 @@ SAID = {"gap": "misses passes between 0 and", "short": "stops at pass",
     ("curves.csv", "gap"),
     ("curves.csv", "short"),
     ("curves.csv", "blank-cost"),
+    *(("config.json", edit) for edit in CONFIG_EDITS),
 ])
 def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damage, cli,
                                                                      tmp_path, used_out,
@@ -527,6 +560,7 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     path = out / "logreg_mnist" / name
     said = SAID.get(damage, f"no {damage.removeprefix('no-')!r}" if isinstance(damage, str)
                     and damage.startswith("no-") else "")
+    edited = damage in CONFIG_EDITS
     if damage == "cut":  # at half its length, inside a line
         damage = path.read_bytes()[: path.stat().st_size // 2].removesuffix(b"\n")
     elif isinstance(damage, str):
@@ -539,12 +573,18 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
         assert code == 2 and stderr.count("\n") == 1, (command, stderr)
         assert f"{out / 'logreg_mnist' / name} is damaged (" in stderr and "--force" in stderr
         assert said in stderr, (said, stderr)
+        # the fix keeps the folder's scale and seeds (a bare `run --force` trains the config's
+        # default scale, paper, into it)
+        said_fix = ({"config.json": ", the --scale and --seeds it ran with, and --force"}
+                    .get(name, " --scale smoke --seeds 1 and --force"))  # "{" says neither
+        assert edited or f"--out {out}{said_fix}" in stderr, stderr
     assert snapshot(out) == before and not (tmp_path / "compared").exists()
     # what the line says to do
     code, stdout, stderr = cli("run", CONFIG, "--scale", "smoke", "--out", out, "--quiet",
                                "--data-dir", data_dir, "--force")
     assert code == 0 and "trained 0 runs" in stdout, stderr
     assert cli("report", "--out", out)[0] == 0
+    assert cli("plot", "logreg_mnist", "--out", out)[0] == 0
 
 
 @pytest.mark.parametrize("damage, said", [

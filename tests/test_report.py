@@ -430,6 +430,7 @@ def test_report_without_results_is_one_line_user_error(tmp_path, capsys):
 
 
 def test_sensitivity_figure_from_a_hand_made_folder(tmp_path):
+    from adamrepro.config import CONFIG_DIR, load_experiment
     from adamrepro.figures.sensitivity import draw
 
     folder = tmp_path / "example"
@@ -440,9 +441,11 @@ def test_sensitivity_figure_from_a_hand_made_folder(tmp_path):
                                                              diverge_at=1))
     m.curves.to_csv(folder / "curves.csv", index=False)
     m.best.to_csv(folder / "best.csv", index=False)
+    # a whole config, as config.json records one (the readers validate it)
+    config = load_experiment(CONFIG_DIR / "logreg_mnist.yaml").at_scale("smoke")
     meta = {"scale": "smoke", "provenance": {"device": "cpu"}, "hparam_columns": ["lr"],
-            "config": {"title": "example", "plot": {"y": "train_loss", "logy": False},
-                       "selection": {"metric": "train_loss"}, "methods": {}}}
+            "config": {**config.model_dump(mode="json"), "name": "example",
+                       "title": "example"}}
     (folder / "config.json").write_text(json.dumps(meta))
     written = draw(folder)
     assert [p.name for p in written] == ["sensitivity.png", "sensitivity.pdf"]

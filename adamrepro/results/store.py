@@ -133,7 +133,15 @@ def check_writable(folder: Path) -> None:
 
 def recorded_precision(meta: dict) -> str:
     """The training precision a config.json records (fp32 for tables older than it)."""
-    return meta.get("config", {}).get("training", {}).get("precision", "fp32")
+    training = _recorded_config(meta).get("training")
+    return training.get("precision", "fp32") if isinstance(training, dict) else "fp32"
+
+
+def _recorded_config(meta: dict) -> dict:
+    """The config a config.json (or OWNER) records, {} where a hand edit left no object:
+    read_results judges such a file; the writers only look for what they can find."""
+    config = meta.get("config")
+    return config if isinstance(config, dict) else {}
 
 
 def read_table(path: Path | io.BytesIO) -> pd.DataFrame:
@@ -150,18 +158,58 @@ def read_results(folder: Path) -> Tables:
             raise UserError(f"{path} is missing; run 'adamrepro run' on the config of "
                             f"{folder.name} with --out {folder.parent} first")
     fix = _rewrite_fix(folder)
-    tables, contents = [], {}
-    for path in paths:
-        data = contents[path.name] = path.read_bytes()
-        table = _parsed(path, data, fix)
-        missing = [key for key in META_NEEDED if isinstance(table, dict) and key not in table]
-        if missing:
-            raise UserError(f"{path} is damaged (no {missing[0]!r}); {fix}")
-        tables.append(table)
-    curves, best, meta = tables
+    contents = {path.name: path.read_bytes() for path in paths}
+    curves, best = (_parsed(path, contents[path.name], fix) for path in paths[:2])
+    meta = _checked_meta(paths[2], contents["config.json"], fix)
     _check_tables(paths, curves, best, meta, fix)
     _check_one_set(folder, meta, contents)
     return curves, best, meta
+
+
+def read_meta(folder: Path) -> dict:
+    """An experiment folder's config.json alone, checked as read_results checks it."""
+    path = folder / "config.json"
+    return _checked_meta(path, path.read_bytes(), _rewrite_fix(folder))
+
+
+def _checked_meta(path: Path, data: bytes, fix: str) -> dict:
+    """config.json (the bytes `data` of `path`) with its `config` validated as a config file
+    is (a hand edit that broke it is one line here, not a traceback in a figure), defaults
+    filled in, naming figures that exist and metrics the folder declares."""
+    from pydantic import ValidationError
+
+    from adamrepro.config import Experiment
+    from adamrepro.figures import FIGURES
+    from adamrepro.options import location, message
+
+    def damaged(what: str) -> UserError:
+        return UserError(f"{path} is damaged ({what}); {fix}")
+
+    meta = _parsed(path, data, fix)
+    missing = [key for key in META_NEEDED if key not in meta]
+    if missing:
+        raise damaged(f"no {missing[0]!r}")
+    if not isinstance(meta["config"], dict):
+        raise damaged("its 'config' is not an object")
+    if not isinstance(meta.get("provenance"), dict):
+        raise damaged("its 'provenance' is not an object")
+    try:
+        config = Experiment.model_validate(meta["config"])
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise damaged(f"config.{location(first)}: {message(first)}") from None
+    unknown = [name for name in config.plot.figures if name not in FIGURES]
+    if unknown:
+        raise damaged(f"config.plot.figures: unknown figure {unknown[0]!r}")
+    try:
+        metrics = [c.name for c in metric_set(meta).columns()]
+    except (KeyError, TypeError, ValueError):
+        raise damaged("its 'metrics' declares no metrics") from None
+    for field, name in (("plot.y", config.plot.y), ("selection.metric", config.selection.metric)):
+        if name is not None and name not in metrics:
+            raise damaged(f"config.{field}: {name!r} is not one of its metrics, "
+                          f"{', '.join(metrics)}")
+    return {**meta, "config": config.model_dump(mode="json")}
 
 
 def _parsed(path: Path, data: bytes, fix: str) -> pd.DataFrame | dict:
@@ -186,8 +234,29 @@ def _text_in_numbers(table: pd.DataFrame, columns: list[str]) -> str | None:
 
 
 def _rewrite_fix(folder: Path) -> str:
-    return (f"run 'adamrepro run' on its config with --out {folder.parent} and --force: "
-            f"the tables are written again from the records in {folder / 'runs'}")
+    return (f"run 'adamrepro run' on its config with --out {folder.parent}"
+            f"{_scale_and_seeds(folder)} and --force: the tables are written again from the "
+            f"records in {folder / 'runs'}")
+
+
+def _scale_and_seeds(folder: Path) -> str:
+    """The flags that give the folder's own scale and seeds, as far as its config.json still
+    says them: the fix must not train another scale, or drop seeds, into the folder."""
+    from adamrepro.config import SCALES
+
+    try:
+        meta = json.loads((folder / "config.json").read_bytes())
+        scale, seeds = meta.get("scale"), _recorded_config(meta).get("seeds")
+    except (OSError, ValueError, AttributeError):
+        scale = seeds = None
+    flags, unknown = "", []
+    for flag, value, known in (("--scale", scale, scale in SCALES),
+                               ("--seeds", seeds, type(seeds) is int and seeds > 0)):
+        if known:
+            flags += f" {flag} {value}"
+        else:
+            unknown.append(flag)
+    return flags + (f", the {' and '.join(unknown)} it ran with," if unknown else "")
 
 
 STEPS_NEEDED = ("run_id", "point_id", "seed", "step", "epoch_fraction")
@@ -228,8 +297,9 @@ def _check_one_set(folder: Path, meta: dict, contents: dict[str, bytes]) -> None
         if name in listed and listed[name] != hashlib.sha256(data).hexdigest():
             raise UserError(f"{folder / name} is not the {name} its config.json lists: the "
                             f"tables are a mix of two commands' (one was cut off while writing "
-                            f"them, or is writing them now); run the same 'adamrepro run' "
-                            f"again, or wait for the one running")
+                            f"them, or is writing them now), or it was edited since; run the "
+                            f"same 'adamrepro run' again (with --force if edited), or wait for "
+                            f"the one running")
 
 
 def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, meta: dict,
@@ -244,16 +314,12 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
     def damaged(path: Path, what: str) -> UserError:
         return UserError(f"{path} is damaged ({what}); {fix}")
 
-    try:
-        metrics = [c.name for c in metric_set(meta).columns()]
-    except (KeyError, TypeError, ValueError):
-        raise damaged(meta_path, "its 'metrics' declares no metrics") from None
+    metrics = [c.name for c in metric_set(meta).columns()]  # _checked_meta judged it
     hparams = meta.get("hparam_columns", [])
     if not (isinstance(hparams, list) and all(isinstance(c, str) for c in hparams)):
         raise damaged(meta_path, "its 'hparam_columns' is not a list of column names")
-    config = meta["config"] if isinstance(meta["config"], dict) else {}
-    named = [c for c in (config.get("plot", {}).get("y"),
-                         config.get("selection", {}).get("metric")) if isinstance(c, str)]
+    config = meta["config"]
+    named = [c for c in (config["plot"]["y"], config["selection"]["metric"]) if c is not None]
     for path, table, needed in (
             (curves_path, curves, (*CURVES_NEEDED, *metrics, *named, *hparams)),
             (best_path, best, (*BEST_NEEDED, *(f"final_{m}" for m in metrics), *hparams))):
@@ -322,7 +388,7 @@ CURVES_NEEDED = ("experiment", "method", "optimizer", "run_id", "point_id", "see
                  "seconds", "diverged", "group_size", "commit", "torch_version", "device")
 BEST_NEEDED = ("method", "optimizer", "point_id", "run_ids", "n_seeds", "diverged", "epochs",
                "selected_by")
-META_NEEDED = ("config",)  # older tables lack "metrics"
+META_NEEDED = ("config", "provenance")  # older tables lack "metrics"
 # Columns of numbers besides the measured metrics (train_*, test_*)
 MEASURED_COLUMNS = ("epoch", "seconds", "train_seconds", "group_size", "state_bytes",
                     "peak_memory_bytes", "seed")
@@ -433,7 +499,7 @@ class ResultStore:
             )
         # last: another config or scale is the mistake to name first, whose fix is not
         # --seeds
-        held = previous.get("config", {}).get("seeds") if path.name == "config.json" else None
+        held = _recorded_config(previous).get("seeds") if path.name == "config.json" else None
         if seeds is not None and isinstance(held, int) and held > seeds and not within():
             raise UserError(
                 f"{self.root} holds {held} seeds per grid point, and this run trains {seeds}: "

@@ -15,7 +15,6 @@ precision, so a point is trained only when it is exactly the one the base select
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import pandas as pd
 
 from adamrepro.config import Experiment
 from adamrepro.errors import UserError
-from adamrepro.results.store import hparam_columns, read_table, recorded_precision
+from adamrepro.results.store import hparam_columns, read_meta, read_table, recorded_precision
 from adamrepro.runner.extend import beyond_edges
 from adamrepro.runner.plan import method_groups
 
@@ -39,7 +38,7 @@ def selected_points(exp: Experiment, scale: str, folder: Path) -> dict[str, list
                             f"({where / name} is missing); give the --out folder of a "
                             f"finished 'adamrepro run {exp.name}'")
     best = read_table(where / "best.csv")
-    meta = json.loads((where / "config.json").read_text())
+    meta = read_meta(where)
     if meta.get("scale") != scale:
         raise UserError(f"--only-selected {folder}: its {exp.name} results are at "
                         f"{meta.get('scale')} scale, this run at {scale}; give --scale "
