@@ -592,13 +592,28 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     ("{}", "not a run record"),  # JSON, but not a record
     ("[1, 2]", "not a run record"),
     ("rows", "not a run record"),  # a record whose rows are not rows
+    # a record edited by hand into one that wrote damaged tables (or a traceback), which
+    # `run --force`, the fix the readers give, wrote again: each named here instead
+    ("no-rows", "its rows are not passes 0, 1, 2, ... in order"),
+    ("text-loss", "'train_loss' at pass 1, not a number"),
+    ("last-row-missing", "it ends at pass 1 of 2 without diverging"),
+    ("seed-text", "its seed is no whole number"),
+    ("other-run-id", "its run_id is 'abc', not the one its file name says"),
 ])
 def test_a_damaged_run_record_is_one_line(damage, said, cli, tmp_path, used_out, data_dir):
     out = tmp_path / "results"
     shutil.copytree(used_out, out)
-    record = sorted((out / "logreg_mnist" / "runs").glob("*.json"))[0]
+    record = next(path for path in sorted((out / "logreg_mnist" / "runs").glob("*.json"))
+                  if not json.loads(path.read_text())["diverged"])
     text = record.read_text()
-    damaged = {"cut": text[:100], "rows": json.dumps({**json.loads(text), "rows": "x"})}
+    edits = {"rows": {"rows": "x"}, "no-rows": {"rows": []}, "seed-text": {"seed": "a"},
+             "other-run-id": {"run_id": "abc"}}
+    rows = json.loads(text)["rows"]
+    assert [row["epoch"] for row in rows] == [0, 1, 2]  # the smoke scale's 2 passes
+    edits["text-loss"] = {"rows": [rows[0], {**rows[1], "train_loss": "abc"}, rows[2]]}
+    edits["last-row-missing"] = {"rows": rows[:-1]}
+    damaged = {"cut": text[:100],
+               **{name: json.dumps({**json.loads(text), **edit}) for name, edit in edits.items()}}
     record.write_text(damaged.get(damage, damage))
     args = ("run", CONFIG, "--scale", "smoke", "--out", out, "--quiet", "--data-dir", data_dir)
     code, _, stderr = cli(*args)

@@ -643,15 +643,19 @@ class ResultStore:
         with atomic_file(self.params_path(run_id), "wb") as f:
             torch.save(params, f)
 
-    def load_run(self, run_id: str) -> dict:
+    def load_run(self, run_id: str, epochs: int | None = None) -> dict:
+        """Run `run_id`'s record, checked to be one a run of `epochs` passes writes (when
+        given): a hand edit is one line naming the record, never a table the readers then
+        refuse, which `run --force` would only write again."""
         path = self.run_path(run_id)
         fix = "delete it and run the same command again, which trains that run again"
         try:
             record = json.loads(path.read_text())
         except ValueError as err:  # written whole (atomic_file): damaged since
             raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
-        if not is_run_record(record):  # JSON, but not what a run writes
-            raise UserError(f"{path} is damaged (not a run record); {fix}")
+        problem = record_problem(record, run_id, epochs)
+        if problem is not None:
+            raise UserError(f"{path} is damaged ({problem}); {fix}")
         return record
 
     def write_tables(self, tables: dict[str, pd.DataFrame], meta: dict) -> None:
@@ -684,6 +688,32 @@ def is_run_record(record) -> bool:
             and all(key in record["provenance"] for key in ("commit", "torch_version", "device"))
             and isinstance(record.get("rows"), list)
             and all(isinstance(row, dict) for row in record["rows"]))
+
+
+def record_problem(record, run_id: str, epochs: int | None) -> str | None:
+    """What makes `record` no record of run `run_id` trained for `epochs` passes (None: not
+    checked), or None: its rows are passes 0, 1, ... of numbers, up to the last pass unless
+    the run diverged."""
+    if not is_run_record(record):  # JSON, but not what a run writes
+        return "not a run record"
+    if record["run_id"] != run_id:
+        return f"its run_id is {record['run_id']!r}, not the one its file name says"
+    if type(record["seed"]) is not int:
+        return "its seed is no whole number"
+    if not isinstance(record.get("diverged", False), bool):
+        return "its 'diverged' is neither true nor false"
+    rows = record["rows"]
+    if [row.get("epoch") for row in rows] != list(range(len(rows))) or not rows:
+        return "its rows are not passes 0, 1, 2, ... in order"
+    for row in rows:
+        text = next((key for key, value in row.items()
+                     if not (value is None or isinstance(value, (int, float)))), None)
+        if text is not None or "seconds" not in row:
+            return f"{text or 'no seconds'!r} at pass {row['epoch']}, not a number"
+    last = len(rows) - 1
+    if epochs is not None and (last > epochs or (last < epochs and not record.get("diverged"))):
+        return f"it ends at pass {last} of {epochs} without diverging"
+    return None
 
 
 PROVENANCE = ("commit", "torch_version", "device", "precision", "date")

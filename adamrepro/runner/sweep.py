@@ -119,7 +119,7 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
                 return {"folder": store.root, "stopped": stopped,
                         "trained": trained + stopped["trained"], "skipped": 0}
             groups, trained = groups + added, trained + more
-        records = planned_records(store, groups)
+        records = planned_records(store, groups, exp.training.epochs)
         best = _write_tables(base, exp, scale, records, store, executor.device,
                              steps if extend else None, workers_of(executor, len(groups)),
                              only_selected)
@@ -156,13 +156,13 @@ def checked_plan(base: Experiment, scale: str, seeds: int | None, out: Path, for
     return exp, store, groups, check_owner
 
 
-def planned_records(store: ResultStore, groups: list[Group]) -> list[dict]:
+def planned_records(store: ResultStore, groups: list[Group], epochs: int) -> list[dict]:
     """The stored records of the groups' runs, each named as this config names it. A run is
     its settings (its id), so a record made under another method label (a method renamed,
     or whose settings an earlier config gave another method, as Fig. 1's AdaGrad at a
     constant α) is reused: the tables must show it under today's label and variant, never
     under the old one beside the method that now has that name."""
-    return [{**store.load_run(run.run_id), "method": run.method, "variant": run.variant}
+    return [{**store.load_run(run.run_id, epochs), "method": run.method, "variant": run.variant}
             for group in groups for run in group.runs]
 
 
@@ -239,7 +239,7 @@ def extension_rounds(exp: Experiment, groups: list[Group], store: ResultStore,
     added: list[Group] = []
     closed: set = set()
     while True:
-        records = planned_records(store, groups + added)
+        records = planned_records(store, groups + added, exp.training.epochs)
         hparams_of = {r["point_id"]: r["hparams"] for r in records}
         new = next_points(exp, _select(exp, records), hparams_of, points, steps, closed)
         if not new:
