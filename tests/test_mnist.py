@@ -87,6 +87,21 @@ def test_offline_says_what_is_missing_and_where(monkeypatch, tmp_path):
     assert not (tmp_path / "empty").exists()
 
 
+@pytest.mark.parametrize("variable, value, dataset", [
+    ("ADAMREPRO_MNIST_MIRROR", "not a url", "mnist"),
+    ("ADAMREPRO_MNIST_MIRROR", "mirror.example.org/mnist/", "mnist"),  # no scheme
+    ("ADAMREPRO_IMDB_URL", "::::", "imdb"),
+])
+def test_a_mirror_that_is_no_url_is_one_line(variable, value, dataset, cli, monkeypatch,
+                                             tmp_path):
+    """urllib raised a bare ValueError ("unknown url type") through the whole command."""
+    monkeypatch.setenv(variable, value)
+    code, out, err = cli("fetch", dataset, "--data-dir", tmp_path / "data")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"adamrepro: error: ${variable} is {value!r}, not a URL (http://")
+    assert not (tmp_path / "data").exists()
+
+
 def test_corrupt_local_file_is_named(data_dir, tmp_path):
     folder = tmp_path / "MNIST/raw"
     folder.mkdir(parents=True)

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -58,6 +59,20 @@ def default_data_dir() -> Path:
         return Path(os.environ["ADAMREPRO_DATA"])
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "adamrepro" / "data"
+
+
+def url_from_env(variable: str) -> str | None:
+    """$variable, a URL that replaces the official one(s), or None when unset or empty.
+    UserError for one urllib cannot fetch from (it would raise a bare ValueError)."""
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https", "ftp", "file") or (
+            parts.scheme != "file" and not parts.netloc):
+        raise UserError(f"${variable} is {value!r}, not a URL (http://, https://, ftp:// or "
+                        f"file://...); set it to one, or unset it to use the official one")
+    return value
 
 
 def _download(url: str, dest: Path, timeout: float = 30.0) -> None:

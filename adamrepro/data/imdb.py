@@ -43,7 +43,7 @@ import torch
 from pydantic import Field
 
 from adamrepro.data.base import TensorDataset, sealed, unsealed
-from adamrepro.data.download import MissingData, ensure_file, extract_tar
+from adamrepro.data.download import MissingData, ensure_file, extract_tar, url_from_env
 from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
 from adamrepro.results.store import atomic_file
@@ -86,7 +86,7 @@ def tokenize(text: str) -> list[str]:
 
 def url() -> str:
     """$ADAMREPRO_IMDB_URL (a full URL of the archive) replaces the official one when set."""
-    return os.environ.get("ADAMREPRO_IMDB_URL") or URL
+    return url_from_env("ADAMREPRO_IMDB_URL") or URL
 
 
 def _complete(root: Path) -> bool:

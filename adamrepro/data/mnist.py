@@ -6,7 +6,6 @@ Pixels become float32 in [0, 1], flattened to 784 features (the paper's "raw pix
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from adamrepro.data.base import TensorDataset
-from adamrepro.data.download import MissingData, ensure_file
+from adamrepro.data.download import MissingData, ensure_file, url_from_env
 from adamrepro.errors import UserError
 from adamrepro.options import Count, Frozen, options_model
 
@@ -48,7 +47,7 @@ def feature_shape(opts: Options) -> tuple[int, ...]:
 
 def mirrors() -> list[str]:
     """$ADAMREPRO_MNIST_MIRROR (a base URL) replaces the public mirrors when set."""
-    own = os.environ.get("ADAMREPRO_MNIST_MIRROR")
+    own = url_from_env("ADAMREPRO_MNIST_MIRROR")
     return [own.rstrip("/") + "/"] if own else MIRRORS
 
 
