@@ -214,6 +214,10 @@ CASES = [
      [], "methods: '' is not a method label"),
     ("batch-beyond-the-examples", setitem("scales.smoke.train_size", 100), [],
      "training.batch_size 128 is more than the 100 training examples at scale smoke"),
+    # its results would nest as logreg_mnist/logreg_mnist, where plot and report find none
+    ("out-is-an-experiment-folder", GOOD, ["@experiment-folder"],
+     "logreg_mnist is an experiment's own folder (it holds config.json); pass the results "
+     "folder above it: --out "),
     ("address-without-ray", GOOD, ["--address", "ray://x:10001", "--dry-run"],
      "--address goes with --executor ray"),
 ]
@@ -258,6 +262,8 @@ def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
             out = tmp_path / "a-file" / "results"
         elif flag == "@used-out":
             out = used_out
+        elif flag == "@experiment-folder":  # --out results/logreg_mnist
+            out = used_out / "logreg_mnist"
         elif flag == "@config-folder":
             config.mkdir()
         elif flag == "@folder-for-a-table":
@@ -300,6 +306,15 @@ def test_cifar10_checksums_are_skipped_only_by_a_yaml_false(tmp_path):
                 load_experiment(path)
         else:
             assert data_verified(load_experiment(path)) is verified
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_plot_or_report_of_an_experiment_folder_names_the_one_above(command, cli, used_out):
+    before = snapshot(used_out)
+    code, _, stderr = cli(command, "--out", used_out / "logreg_mnist")
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert stderr.endswith(f"pass the results folder above it: --out {used_out}\n"), stderr
+    assert snapshot(used_out) == before
 
 
 def test_plot_without_results(cli, tmp_path):

@@ -21,8 +21,9 @@ def plot(
 ) -> None:
     """Draw each experiment's figures (PNG and PDF) into <out>/<experiment>/."""
     from adamrepro.figures import FIGURES
-    from adamrepro.results.store import read_results
+    from adamrepro.results.store import check_results_folder, read_results
 
+    check_results_folder(out)
     names = experiments or sorted(p.parent.name for p in out.glob("*/curves.csv"))
     if not names:
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")

@@ -112,10 +112,12 @@ def run(
     """Run one grid search per method; finished runs are skipped on a re-run."""
     started = time.time()  # the budget counts from here: loading the data takes part of it
     from adamrepro.data.download import default_data_dir  # the data package imports torch
+    from adamrepro.results.store import check_results_folder
     from adamrepro.runner.checkpoint import Budget
     from adamrepro.runner.executors import check_executor_flags, make_executor, parse_workers
     from adamrepro.runner.sweep import resolve_device, run_sweep, torch_device
 
+    check_results_folder(out)
     processes = parse_workers(workers)  # a bad flag is refused by a dry run too
     check_executor_flags(executor.value, address, processes)
     if split_to_fit and time_budget is None:

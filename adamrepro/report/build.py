@@ -31,7 +31,12 @@ from adamrepro.report.rules import (
     VERDICTS,
     Verdict,
 )
-from adamrepro.results.store import NEEDED_FILES, atomic_write, hparam_columns
+from adamrepro.results.store import (
+    NEEDED_FILES,
+    atomic_write,
+    check_results_folder,
+    hparam_columns,
+)
 
 TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"
 # Every PNG in an experiment folder is shown; these first, in this order.
@@ -49,6 +54,7 @@ def find_experiments(out: Path) -> dict[str, Measured]:
     when the folder of the current name is missing."""
     if not out.is_dir():
         raise UserError(f"no results folder {out}; run 'adamrepro run CONFIG' first or pass --out")
+    check_results_folder(out)
     # a folder with any of an experiment's tables is one: read_results names what is missing
     folders = sorted({p.parent for name in NEEDED_FILES for p in out.glob(f"*/{name}")})
     if not folders:

@@ -119,6 +119,16 @@ NEEDED_FILES = ("curves.csv", "best.csv", "config.json")
 OWNER = ".sweep-owner.json"
 
 
+def check_results_folder(out: Path) -> None:
+    """`--out` names the folder that holds the experiments' folders. An experiment's own folder
+    (it holds config.json) would nest a run's results one level down, and leave plot and
+    report finding none: refused, naming the folder above it."""
+    for name in ("config.json", OWNER):
+        if (out / name).is_file():
+            raise UserError(f"--out {out} is an experiment's own folder (it holds {name}); "
+                            f"pass the results folder above it: --out {out.parent}")
+
+
 def check_writable(folder: Path) -> None:
     """Fail before any work is done if `folder` (given by --out) cannot be made or written."""
     path = folder
