@@ -470,6 +470,27 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     })
 
 
+def recorded_config(config: dict, metrics: list[str]) -> dict:
+    """The config a results folder's config.json records, validated as a config file is
+    (strict types, defaults filled in), with figures that exist and a plotted and a selection
+    metric among the folder's `metrics`: what plot, report and compare read it through
+    (results/store.py `ConfigCheck`). ValueError "<key>: <problem>" otherwise."""
+    from adamrepro.figures import FIGURES
+
+    try:
+        exp = Experiment.model_validate(config)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ValueError(f"{location(first)}: {message(first)}") from None
+    unknown = [name for name in exp.plot.figures if name not in FIGURES]
+    if unknown:
+        raise ValueError(f"plot.figures: unknown figure {unknown[0]!r}")
+    for field, name in (("plot.y", exp.plot.y), ("selection.metric", exp.selection.metric)):
+        if name is not None and name not in metrics:
+            raise ValueError(f"{field}: {name!r} is not one of its metrics, {', '.join(metrics)}")
+    return exp.model_dump(mode="json")
+
+
 def _method_model(model: dict[str, Any], method_model: dict[str, Any],
                   feature_shape: tuple[int, ...], where: str) -> tuple[str, Any]:
     """The name and checked options of the model a method trains: its own `model` keys over

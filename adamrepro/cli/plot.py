@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from adamrepro.config import DEFAULT_FIGURES
+from adamrepro.config import DEFAULT_FIGURES, recorded_config
 from adamrepro.errors import UserError
 
 
@@ -21,7 +21,8 @@ def plot(
 ) -> None:
     """Draw each experiment's figures (PNG and PDF) into <out>/<experiment>/."""
     from adamrepro.figures import FIGURES
-    from adamrepro.results.store import check_results_folder, read_results
+    from adamrepro.figures.curves import staged_figures
+    from adamrepro.results.store import atomic_set, check_results_folder, read_results
 
     check_results_folder(out)
     names = experiments or sorted(p.parent.name for p in out.glob("*/curves.csv"))
@@ -29,9 +30,13 @@ def plot(
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
     # every folder's tables read (and checked) before any figure is drawn: a mistake in the
     # last name must not leave the first ones' figures redrawn and the command failed
-    read = {name: read_results(out / name) for name in names}
-    for name, tables in read.items():
-        chosen = tables[2]["config"]["plot"].get("figures") or list(DEFAULT_FIGURES)
-        for figure in chosen:
-            for path in FIGURES[figure](out / name, tables, data_dir=data_dir):
-                typer.echo(f"wrote {path}")
+    read = {name: read_results(out / name, recorded_config) for name in names}
+    # and every figure drawn before any file is replaced (figures/curves.py staged_figures)
+    with staged_figures() as staged:
+        for name, tables in read.items():
+            chosen = tables[2]["config"]["plot"].get("figures") or list(DEFAULT_FIGURES)
+            for figure in chosen:
+                FIGURES[figure](out / name, tables, data_dir=data_dir)
+    atomic_set(staged)
+    for path in staged:
+        typer.echo(f"wrote {path}")

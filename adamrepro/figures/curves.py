@@ -5,8 +5,11 @@ declares (test accuracy for a classifier), as PAPER.md asks beyond the paper."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import textwrap
+from contextvars import ContextVar
 from pathlib import Path
 
 import pandas as pd
@@ -175,14 +178,38 @@ def legend_below(fig, ax) -> None:
                    frameon=False, handlelength=HANDLE_LENGTH)
 
 
+# Inside `staged_figures()`, save_figure keeps each file's bytes here rather than write it:
+# `plot` draws every figure of the command before it replaces any file, so a figure that fails
+# (a damaged runs/*.pt) leaves the others as they were, not half of them redrawn.
+_STAGED: ContextVar[dict[Path, bytes] | None] = ContextVar("staged_figures", default=None)
+
+
+@contextlib.contextmanager
+def staged_figures():
+    """The files the figures drawn inside save, path -> bytes, for the caller to write."""
+    staged: dict[Path, bytes] = {}
+    token = _STAGED.set(staged)
+    try:
+        yield staged
+    finally:
+        _STAGED.reset(token)
+
+
 def save_figure(fig, folder: Path, stem: str) -> list[Path]:
-    """Write <folder>/<stem>.png and .pdf through temporary names. (A `Figure` made without
-    pyplot belongs to no figure manager: nothing to close, and garbage collected.)"""
+    """Write <folder>/<stem>.png and .pdf through temporary names, or stage them (above).
+    (A `Figure` made without pyplot belongs to no figure manager: nothing to close, and
+    garbage collected.)"""
+    staged = _STAGED.get()
     written = []
     for suffix in ("png", "pdf"):
         path = folder / f"{stem}.{suffix}"
-        with atomic_file(path, "wb") as f:
-            fig.savefig(f, format=suffix, dpi=130, metadata=METADATA[suffix])
+        if staged is not None:
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=suffix, dpi=130, metadata=METADATA[suffix])
+            staged[path] = buffer.getvalue()
+        else:
+            with atomic_file(path, "wb") as f:
+                fig.savefig(f, format=suffix, dpi=130, metadata=METADATA[suffix])
         written.append(path)
     return written
 

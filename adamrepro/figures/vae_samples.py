@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, note
 from adamrepro.figures.curves import figure_title, run_tag, save_figure
 from adamrepro.figures.palette import IMAGE_CMAP
 from adamrepro.metrics import column_of
@@ -96,9 +96,9 @@ def test_images(meta: dict, n: int, data_dir: Path | None) -> Tensor | None:
     folder = data_dir or default_data_dir()
     try:
         data = module.load(module.options(dict(dataset), "dataset"), folder)
-    except (UserError, OSError) as err:
-        print(f"vae_samples: no reconstructions drawn: no test images in {folder} "
-              f"({type(err).__name__}); pass plot --data-dir with the data folder")
+    except (UserError, OSError):
+        note(f"vae_samples: no reconstructions drawn: the {dataset['name']} test images could "
+             f"not be read from {folder}; pass plot --data-dir with the data folder of the run")
         return None
     return data.test_x[:n].flatten(1).float()
 
@@ -121,7 +121,8 @@ def draw(folder: Path, tables: Tables | None = None,
         return []
     model, path = load_model(folder, meta, chosen)
     if model is None:
-        print(f"vae_samples: {path} is missing (training.save_params); no picture drawn")
+        note(f"vae_samples: no picture drawn: {path} is missing (the run saves its "
+             f"parameters with training.save_params: true)")
         return []
     samples = model.sample(SAMPLES, torch.Generator().manual_seed(PICTURE_SEED))[0]
     originals = test_images(meta, RECONSTRUCTED, data_dir)

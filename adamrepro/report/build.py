@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from adamrepro.config import recorded_config
 from adamrepro.errors import UserError
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.report.claims import (
@@ -68,7 +69,7 @@ def find_experiments(out: Path) -> dict[str, Measured]:
     order = list(EXPERIMENTS.values())
     folders.sort(key=lambda p: (order.index(experiment(p)) if experiment(p) in order
                                 else len(order), p.name))
-    return {experiment(folder): Measured.load(folder) for folder in folders}
+    return {experiment(folder): Measured.load(folder, recorded_config) for folder in folders}
 
 
 def _short_commit(commit: str) -> str:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from adamrepro.metrics import CLASSIFIER, metric_set
 from adamrepro.results.select import RULES, select_best
-from adamrepro.results.store import read_results, variants
+from adamrepro.results.store import ConfigCheck, read_results, variants
 
 CHECKPOINTS = (0.25, 0.5, 0.75, 1.0)  # fractions of the passes at which curves are compared
 
@@ -51,8 +51,9 @@ class Measured:
     _under: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def load(cls, folder: Path) -> Measured:
-        curves, best, meta = read_results(folder)
+    def load(cls, folder: Path, check_config: ConfigCheck | None = None) -> Measured:
+        """The folder's tables (read_results; `check_config` as there)."""
+        curves, best, meta = read_results(folder, check_config)
         return cls(folder.name, curves, best, meta)
 
     @classmethod

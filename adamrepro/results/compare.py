@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adamrepro.config import KERNEL_SWITCHES
+from adamrepro.config import KERNEL_SWITCHES, recorded_config
 from adamrepro.errors import UserError
 from adamrepro.results.store import read_results, variant_of
 
@@ -112,8 +112,8 @@ def compare_folders(base: Path, other: Path, experiments: list[str] | None = Non
 
 def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Comparison:
     """The rows of one experiment: BASE's selected runs against their twins in OTHER."""
-    base_curves, best, base_meta = read_results(base)
-    other_curves, _, other_meta = read_results(other)
+    base_curves, best, base_meta = read_results(base, recorded_config)
+    other_curves, _, other_meta = read_results(other, recorded_config)
     _check_same_config(base, other, base_meta, other_meta)
     _check_same_groups(base, other, base_meta, other_meta)
     config = base_meta["config"]

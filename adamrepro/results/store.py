@@ -56,7 +56,7 @@ def atomic_write(path: Path, text: str) -> None:
         f.write(text)
 
 
-def atomic_set(texts: dict[Path, str]) -> None:
+def atomic_set(texts: dict[Path, str | bytes]) -> None:
     """Several files as one set (an experiment's tables): every one is written complete
     to its temporary file before any is renamed into place, so a failure midway (a full
     disk) leaves the old set whole, never new curves beside an old best.csv."""
@@ -64,7 +64,8 @@ def atomic_set(texts: dict[Path, str]) -> None:
     try:
         with contextlib.ExitStack() as staged:
             for path, text in texts.items():
-                staged.enter_context(_renamed_later(path, renames)).write(text)
+                mode = "wb" if isinstance(text, bytes) else "w"
+                staged.enter_context(_renamed_later(path, renames, mode)).write(text)
     except BaseException:  # those completed before the failure are not renamed either
         _remove(renames)
         raise
@@ -160,8 +161,17 @@ def read_table(path: Path | io.BytesIO) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
-def read_results(folder: Path) -> Tables:
-    """The tables of one experiment folder; what figures and the report are drawn from."""
+# What plot, report and compare give read_results to judge the config a config.json records
+# (config.py `recorded_config`, which this module cannot import: the config imports the data,
+# which write through this module): the config and the folder's metric columns in, the
+# validated config out, defaults filled in; ValueError saying what is wrong.
+ConfigCheck = Callable[[dict, list[str]], dict]
+
+
+def read_results(folder: Path, check_config: ConfigCheck | None = None) -> Tables:
+    """The tables of one experiment folder; what figures and the report are drawn from.
+    With `check_config`, config.json's config is judged by it too (and replaced by what it
+    returns)."""
     paths = [folder / name for name in NEEDED_FILES]
     for path in paths:
         if not path.exists():
@@ -170,28 +180,22 @@ def read_results(folder: Path) -> Tables:
     fix = _rewrite_fix(folder)
     contents = {path.name: path.read_bytes() for path in paths}
     curves, best = (_parsed(path, contents[path.name], fix) for path in paths[:2])
-    meta = _checked_meta(paths[2], contents["config.json"], fix)
+    meta = _checked_meta(paths[2], contents["config.json"], fix, check_config)
     _check_tables(paths, curves, best, meta, fix)
     _check_one_set(folder, meta, contents)
     return curves, best, meta
 
 
-def read_meta(folder: Path) -> dict:
+def read_meta(folder: Path, check_config: ConfigCheck | None = None) -> dict:
     """An experiment folder's config.json alone, checked as read_results checks it."""
     path = folder / "config.json"
-    return _checked_meta(path, path.read_bytes(), _rewrite_fix(folder))
+    return _checked_meta(path, path.read_bytes(), _rewrite_fix(folder), check_config)
 
 
-def _checked_meta(path: Path, data: bytes, fix: str) -> dict:
-    """config.json (the bytes `data` of `path`) with its `config` validated as a config file
-    is (a hand edit that broke it is one line here, not a traceback in a figure), defaults
-    filled in, naming figures that exist and metrics the folder declares."""
-    from pydantic import ValidationError
-
-    from adamrepro.config import Experiment
-    from adamrepro.figures import FIGURES
-    from adamrepro.options import location, message
-
+def _checked_meta(path: Path, data: bytes, fix: str, check_config: ConfigCheck | None) -> dict:
+    """config.json (the bytes `data` of `path`): an object with a config, provenance and
+    metrics, the config judged by `check_config` where given (a hand edit that broke it is
+    one line here, not a traceback in a figure)."""
     def damaged(what: str) -> UserError:
         return UserError(f"{path} is damaged ({what}); {fix}")
 
@@ -199,27 +203,19 @@ def _checked_meta(path: Path, data: bytes, fix: str) -> dict:
     missing = [key for key in META_NEEDED if key not in meta]
     if missing:
         raise damaged(f"no {missing[0]!r}")
-    if not isinstance(meta["config"], dict):
-        raise damaged("its 'config' is not an object")
-    if not isinstance(meta.get("provenance"), dict):
-        raise damaged("its 'provenance' is not an object")
-    try:
-        config = Experiment.model_validate(meta["config"])
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise damaged(f"config.{location(first)}: {message(first)}") from None
-    unknown = [name for name in config.plot.figures if name not in FIGURES]
-    if unknown:
-        raise damaged(f"config.plot.figures: unknown figure {unknown[0]!r}")
+    for key in META_NEEDED:
+        if not isinstance(meta[key], dict):
+            raise damaged(f"its {key!r} is not an object")
     try:
         metrics = [c.name for c in metric_set(meta).columns()]
     except (KeyError, TypeError, ValueError):
         raise damaged("its 'metrics' declares no metrics") from None
-    for field, name in (("plot.y", config.plot.y), ("selection.metric", config.selection.metric)):
-        if name is not None and name not in metrics:
-            raise damaged(f"config.{field}: {name!r} is not one of its metrics, "
-                          f"{', '.join(metrics)}")
-    return {**meta, "config": config.model_dump(mode="json")}
+    if check_config is None:
+        return meta
+    try:
+        return {**meta, "config": check_config(meta["config"], metrics)}
+    except ValueError as err:
+        raise damaged(f"config.{err}") from None
 
 
 def _parsed(path: Path, data: bytes, fix: str) -> pd.DataFrame | dict:
@@ -252,15 +248,13 @@ def _rewrite_fix(folder: Path) -> str:
 def _scale_and_seeds(folder: Path) -> str:
     """The flags that give the folder's own scale and seeds, as far as its config.json still
     says them: the fix must not train another scale, or drop seeds, into the folder."""
-    from adamrepro.config import SCALES
-
     try:
         meta = json.loads((folder / "config.json").read_bytes())
         scale, seeds = meta.get("scale"), _recorded_config(meta).get("seeds")
     except (OSError, ValueError, AttributeError):
         scale = seeds = None
     flags, unknown = "", []
-    for flag, value, known in (("--scale", scale, scale in SCALES),
+    for flag, value, known in (("--scale", scale, isinstance(scale, str) and scale.isalpha()),
                                ("--seeds", seeds, type(seeds) is int and seeds > 0)):
         if known:
             flags += f" {flag} {value}"
@@ -328,8 +322,9 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
     hparams = meta.get("hparam_columns", [])
     if not (isinstance(hparams, list) and all(isinstance(c, str) for c in hparams)):
         raise damaged(meta_path, "its 'hparam_columns' is not a list of column names")
-    config = meta["config"]
-    named = [c for c in (config["plot"]["y"], config["selection"]["metric"]) if c is not None]
+    config = meta["config"]  # an object (_checked_meta); a config if a check judged it
+    named = [c for c in (_setting(config, "plot", "y"), _setting(config, "selection", "metric"))
+             if isinstance(c, str)]
     for path, table, needed in (
             (curves_path, curves, (*CURVES_NEEDED, *metrics, *named, *hparams)),
             (best_path, best, (*BEST_NEEDED, *(f"final_{m}" for m in metrics), *hparams))):
@@ -360,6 +355,12 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
         if (method, point) not in ran:
             raise damaged(best_path, f"{method}'s selected point {point} has no runs in "
                                      f"curves.csv")
+
+
+def _setting(config: dict, section: str, key: str):
+    """config[section][key], or None where a config.json no config check judged lacks it."""
+    part = config.get(section)
+    return part.get(key) if isinstance(part, dict) else None
 
 
 def _check_runs_complete(curves: pd.DataFrame, costs: list[str],

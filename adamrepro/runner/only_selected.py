@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from adamrepro.config import Experiment
+from adamrepro.config import Experiment, recorded_config
 from adamrepro.errors import UserError
 from adamrepro.results.store import hparam_columns, read_meta, read_table, recorded_precision
 from adamrepro.runner.extend import beyond_edges
@@ -38,7 +38,7 @@ def selected_points(exp: Experiment, scale: str, folder: Path) -> dict[str, list
                             f"({where / name} is missing); give the --out folder of a "
                             f"finished 'adamrepro run {exp.name}'")
     best = read_table(where / "best.csv")
-    meta = read_meta(where)
+    meta = read_meta(where, recorded_config)
     if meta.get("scale") != scale:
         raise UserError(f"--only-selected {folder}: its {exp.name} results are at "
                         f"{meta.get('scale')} scale, this run at {scale}; give --scale "
