@@ -45,11 +45,12 @@ def cpu_name() -> str:
     """The CPU as far as its rounding goes: 'AMD EPYC (family 26 model 2, AVX512)'.
 
     Float32 curves are bitwise the same only on the same kind of CPU: the same code trained
-    logreg_mnist's paper-scale runs on 2026-12-02 and again on 2026-12-03 on two hosts both
-    named 'AMD EPYC', and the curves differed by up to 1e-6 relative from the first
-    evaluation on. The family and model (from /proc/cpuinfo, Linux) tell such hosts apart;
-    torch's CPU capability names the vector kernels it dispatches to. Elsewhere the
-    architecture stands in for the model name."""
+    logreg_mnist's paper-scale runs on 2026-12-01 (an Intel Xeon, by the bench files of that
+    evening) and 2026-12-02, and again on 2026-12-03 (an AMD EPYC), and the curves differed
+    by up to 1e-6 relative from the first evaluation on, while the runs' device said only
+    'x86_64'. The model name, family and model (from /proc/cpuinfo, Linux) tell such hosts
+    apart, two of one name too; torch's CPU capability names the vector kernels it
+    dispatches to. Elsewhere the architecture stands in for the model name."""
     import torch
 
     fields: dict[str, str] = {}
