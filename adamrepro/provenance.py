@@ -20,13 +20,14 @@ COMMAND_ARGS: ContextVar[list[str] | None] = ContextVar("COMMAND_ARGS", default=
 
 @cache
 def git_commit() -> str:
-    """The commit of the adamrepro checkout ('+dirty' if its code has uncommitted changes)."""
+    """The commit of the adamrepro checkout ('+dirty' as `commit_of` says)."""
     return commit_of(Path(__file__).resolve().parent.parent)
 
 
 def commit_of(root: Path) -> str:
-    """The commit checked out at `root`, '+dirty' if anything tracked outside results/ has
-    uncommitted changes; 'unknown' outside a git checkout."""
+    """The commit checked out at `root`, '+dirty' if any tracked file outside results/ has
+    uncommitted changes (the README and tests too, not only code; untracked files and file
+    modes do not count); 'unknown' outside a git checkout."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
