@@ -29,11 +29,12 @@ from adamrepro.report.measures import Measured, cell_costs
 from adamrepro.report.rules import CELLS, early_pass
 from adamrepro.results.store import Tables, read_results, variant_of
 
-EARLY = 0.1  # the top row: 10% of the passes, the paper's 10 of 100 epochs
+EARLY = 0.1  # the left block: 10% of the passes, the paper's 10 of 100 epochs
 
 
 def checkpoints(passes: int) -> list[int]:
-    """The passes of the two rows: 10% of the passes (at least 1) and the last."""
+    """The passes of the two blocks, left and right: 10% of the passes (at least 1) and the
+    last."""
     return [early_pass(passes, EARLY), passes]
 
 
