@@ -6,7 +6,9 @@ training step (dropout masks) and during evaluation (a VAE's latent samples) com
 generator per group and purpose, on the device, seeded by the group's identity: a re-run of
 the same group draws the same noise (groups are fixed by the config, see runner/plan.py).
 That identity leaves `training.precision` out (`Group.noise_id`), so a run draws the same
-noise at fp32, tf32 and bf16.
+noise at fp32, tf32 and bf16. A model may seed its noise otherwise (`noise_identity`): the
+VAE seeds it from the group's seeds, so that groups holding the same seeds (Adam with and
+without bias correction) draw the same noise.
 """
 
 from __future__ import annotations

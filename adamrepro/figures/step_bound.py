@@ -1,7 +1,8 @@
 """The step bound of Sec. 2.1, measured: for every run that recorded `max_step_ratio` (Adam
 with `track_step_ratio`), the largest |Δθ|/α_t over all parameters and steps of each pass,
-against the bound α·(1 − β1)/√(1 − β2) when (1 − β1) > √(1 − β2), else α (ε = 0; a dashed
-line). One panel per method, one line per step size (the largest over its seeds), in the
+against the bound α·(1 − β1)/√(1 − β2) when (1 − β1) > √(1 − β2), else α (ε = 0; a thin
+solid grey guide line, `palette.GUIDE_LINE`, so that no variant's line style is read into
+it). One panel per method, one line per step size (the largest over its seeds), in the
 method's fixed color."""
 
 from __future__ import annotations
