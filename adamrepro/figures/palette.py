@@ -8,7 +8,9 @@ white page; tests/test_palette.py checks both and says why 15.
 
 A method's color is its optimizer's; its `variant` (a config field, never parsed from the
 label) keeps that color and changes the line style (dashed for dropout; each variant its own,
-the same in every figure), so a reader learns one color per algorithm. An optimizer without
+the same in every figure), so a reader learns one color per algorithm. The one exception is
+a variant that is another algorithm of the paper (`DRAWN_AS`: Adam's `nobias` is RMSProp with
+momentum), drawn in that algorithm's color. An optimizer without
 a color of its own (a user's, named by import path) gets one of `EXTRA`, chosen by a hash of
 its name (stable across figures) and, if two in one figure land on the same, moved to the
 next free one.
