@@ -9,7 +9,9 @@ DEVICE ?= auto
 DATA ?=
 DATA_FLAG = $(if $(DATA),--data-dir $(DATA))
 EXPERIMENTS := $(basename $(notdir $(wildcard configs/*.yaml)))
-# Empty: the config's training.precision; PRECISION=bf16 (or tf32) runs it so (own OUT then)
+# Empty: the config's training.precision; PRECISION=bf16 (or tf32) runs it so. OUT does not
+# change with it: give it an OUT of its own, since run refuses bf16 or tf32 runs in a folder of
+# fp32 results (the committed ones included)
 PRECISION ?=
 # More `adamrepro run` flags, e.g. RUN_FLAGS=--unverified-data for a re-encoded CIFAR-10
 # copy you trust (../shared/data's), or RUN_FLAGS="--time-budget 8"
