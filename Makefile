@@ -73,6 +73,9 @@ bench-kernels:  ## the README's "Kernels" tables: each kernel switch against the
 	$(PYTHON) scripts/bench_kernels.py cnn_cifar10 --scale $(SCALE) --device $(DEVICE) \
 		--out $(OUT) $(DATA_FLAG) --unverified-data --steps 20
 
-clean:  ## remove caches and uncommitted run records (committed tables and figures stay)
+# OUT's own experiments only (results/ by default, results/<scale> with SCALE): their runs/
+# (run records, checkpoints and saved parameters: what resume, `run --force` and vae_samples
+# read) and locks; other folders' runs/, such as results/quick-cpu/*/runs, stay
+clean:  ## remove caches, build outputs, and OUT/*/runs and locks (tables and figures stay)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info $(OUT)/*/runs $(OUT)/*/.lock
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
