@@ -97,7 +97,16 @@ CASES = [
     ("unknown-hparam", setitem("methods.sgd_nesterov.hparams.momentm", 0.9), [], "momentm"),
     ("unknown-optimizer", setitem("methods.adam.optimizer", "adamm"), [], "unknown optimizer"),
     ("optimizer-module-missing", setitem("methods.adam.optimizer", "no_such_pkg.opt:Fast"), [],
-     "cannot import module 'no_such_pkg.opt'"),
+     "cannot import module 'no_such_pkg.opt' (ModuleNotFoundError: No module named "
+     "'no_such_pkg'); install it or put it on PYTHONPATH"),
+    # found, but its import fails: installing it again would not help
+    ("optimizer-module-raises", setitem("methods.adam.optimizer", "broken_optimizers:Fast"),
+     [], "cannot import module 'broken_optimizers' (RuntimeError: a bug in the module); the "
+         "error is in that module's code: fix it there"),
+    ("optimizer-module-needs-a-package", setitem("methods.adam.optimizer",
+                                                 "broken_optimizers:Fast"),
+     ["@needs-a-package"], "(ModuleNotFoundError: No module named 'no_such_dependency'); "
+                           "install no_such_dependency, which it imports"),
     ("optimizer-class-missing", setitem("methods.adam.optimizer", "torch.optim.Adamm"), [],
      "module 'torch.optim' has no attribute 'Adamm'"),
     ("optimizer-not-an-optimizer", setitem("methods.adam.optimizer", "torch.nn.Linear"), [],
@@ -126,6 +135,10 @@ CASES = [
     ("bad-flag", GOOD, ["--bogus"], "No such option: --bogus"),
     ("bad-scale-flag", GOOD, ["--scale", "huge"], "--scale"),
     ("zero-seeds", GOOD, ["--seeds", "0"], "--seeds"),
+    ("time-budget-nan", GOOD, ["--time-budget", "nan", "--dry-run"],
+     "Invalid value for '--time-budget': give a number of minutes, 0 or more, not nan"),
+    ("time-budget-negative", GOOD, ["--time-budget", "-1", "--dry-run"],
+     "Invalid value for '--time-budget': give a number of minutes, 0 or more, not -1.0"),
     ("missing-config", None, [], "does not exist"),
     ("missing-data", GOOD, ["@empty-data"], "missing and could not be downloaded"),
     ("corrupt-data", GOOD, ["@corrupt-data"], "is corrupt (MD5 mismatch"),
@@ -262,6 +275,8 @@ def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
             out = tmp_path / "a-file" / "results"
         elif flag == "@used-out":
             out = used_out
+        elif flag == "@needs-a-package":
+            monkeypatch.setenv("BROKEN_OPTIMIZERS", "needs-a-package")
         elif flag == "@experiment-folder":  # --out results/logreg_mnist
             out = used_out / "logreg_mnist"
         elif flag == "@config-folder":

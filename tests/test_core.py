@@ -133,7 +133,7 @@ def test_a_user_optimizer_that_raises_in_training_is_one_line_and_keeps_what_fin
     race["faulty"]["hparams"]["fails"] = "never"  # fixed
     code, stdout, stderr = cli("run", _race(tmp_path, race), "--out", out, *args)
     assert code == 0, stderr
-    assert "trained 1 runs, 2 already finished" in stdout
+    assert "trained 1 run, 2 already finished" in stdout  # not "1 runs"
 
 
 def test_every_point_diverged_is_said(tmp_path, data_dir, cli):

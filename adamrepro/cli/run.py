@@ -19,6 +19,7 @@ from adamrepro.config import (
     with_precision,
 )
 from adamrepro.errors import UserError, note
+from adamrepro.wording import count
 
 
 def without_data_check(base: Experiment) -> Experiment:
@@ -35,8 +36,11 @@ def without_data_check(base: Experiment) -> Experiment:
     return base.model_copy(update={"dataset": {**base.dataset, "verify": False}})
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+def _minutes(minutes: float | None) -> float | None:
+    # not typer's `min=0`, whose message for NaN says "greater than or equal to 0"
+    if minutes is not None and not minutes >= 0:
+        raise typer.BadParameter(f"give a number of minutes, 0 or more, not {minutes}")
+    return minutes
 
 
 # typer's choices, from the names the config knows (one list each)
@@ -88,7 +92,7 @@ def run(
              "after another in this process, with every thread. A GPU trains one group at "
              "a time.")] = "auto",
     time_budget: Annotated[float | None, typer.Option(
-        min=0, metavar="MINUTES",
+        metavar="MINUTES", callback=_minutes,
         help="Stop after this many minutes, counted from the command's start, loading the "
              "data included (exit code 3; run the same command again to go on): a group "
              "saves a checkpoint and stops at the first pass after which the budget is "
@@ -151,17 +155,17 @@ def run(
             [(group_id, epoch)] = checkpointed.items()
             where = f"; group {group_id} is checkpointed after pass {epoch} of {stopped['epochs']}"
         else:  # Ray: every group that was training stopped at its own checkpoint
-            where = (f"; {len(checkpointed)} groups are checkpointed mid-way"
+            where = (f"; {count(len(checkpointed), 'group')} checkpointed mid-way"
                      if checkpointed else "")
-        typer.echo(f"time budget spent: trained {done['trained']} runs in "
+        typer.echo(f"time budget spent: trained {count(done['trained'], 'run')} in "
                    f"{time.perf_counter() - start:.1f} s; "
-                   f"{_count(stopped['runs_left'], 'run')} in "
-                   f"{_count(stopped['groups_left'], 'group')} "
+                   f"{count(stopped['runs_left'], 'run')} in "
+                   f"{count(stopped['groups_left'], 'group')} "
                    f"remain{'s' if stopped['runs_left'] == 1 else ''} "
                    f"({stopped['run_passes_left']} "
                    f"run-passes){where}; run the same command again to go on")
         raise typer.Exit(BUDGET_SPENT)
-    typer.echo(f"trained {done['trained']} runs, {done['skipped']} already finished, in "
+    typer.echo(f"trained {count(done['trained'], 'run')}, {done['skipped']} already finished, in "
                f"{time.perf_counter() - start:.1f} s; results: {folder}/curves.csv, "
                f"{folder}/best.csv")
     lost = [label for label in base.methods if label not in done["selected"]]

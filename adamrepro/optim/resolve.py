@@ -54,6 +54,16 @@ def shadowed(builtins: dict[str, type]) -> list[str]:
     return sorted(set(registered()) & set(builtins))
 
 
+def _import_fix(module_name: str, err: Exception) -> str:
+    """What to do when importing `module_name` raised `err`: find it, install what it
+    imports, or fix its code (installing it again would not help)."""
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        if f"{module_name}.".startswith(f"{err.name}."):  # it, or a package above it
+            return "install it or put it on PYTHONPATH"
+        return f"install {err.name}, which it imports"
+    return "the error is in that module's code: fix it there"
+
+
 def _import(path: str) -> object:
     module_name, sep, attr = path.partition(":")
     if not sep:
@@ -65,7 +75,7 @@ def _import(path: str) -> object:
         module = importlib.import_module(module_name)
     except Exception as err:  # any failure while importing a user's module is theirs to fix
         raise ValueError(f"optimizer {path!r}: cannot import module {module_name!r} "
-                         f"({type(err).__name__}: {err}); install it or put it on PYTHONPATH"
+                         f"({type(err).__name__}: {err}); {_import_fix(module_name, err)}"
                          ) from None
     try:
         return getattr(module, attr)

@@ -38,6 +38,7 @@ from adamrepro.results.store import (
     check_results_folder,
     hparam_columns,
 )
+from adamrepro.wording import count
 
 TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"
 # Every PNG in an experiment folder is shown; these first, in this order.
@@ -231,7 +232,8 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
         for commit in commits}
     blocks: list[Block] = [
         Heading(2, f"{config['title']} (`{found.name}`)"),
-        Paragraph(f"Scale: {meta['scale']}: {found.passes} passes over {data['name']}"
+        Paragraph(f"Scale: {meta['scale']}: {count(found.passes, 'pass', 'passes')} over "
+                  f"{data['name']}"
                   f"{f' ({sizes})' if sizes else ''}, minibatch {config['training']['batch_size']}"
                   f", {int(found.curves['seed'].nunique())} seed(s) per grid point; best grid "
                   f"point by {found.best['selected_by'].iloc[0] if len(found.best) else '-'}."),

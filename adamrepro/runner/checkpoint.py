@@ -47,6 +47,8 @@ from pathlib import Path
 
 import torch
 
+from adamrepro.wording import count
+
 FORMAT = 2  # 2: the optimizer's param groups too (a checkpoint of format 1 starts over)
 
 
@@ -69,7 +71,7 @@ class TooSlow(Exception):  # noqa: N818 (a decision, not an error)
     leaves a single run for the next command; the message says why."""
 
     def __init__(self, passes: int, pass_seconds: float, left: float) -> None:
-        super().__init__(f"{passes} passes of {pass_seconds:.2f} s left, "
+        super().__init__(f"{count(passes, 'pass', 'passes')} of {pass_seconds:.2f} s left, "
                          f"{max(left, 0.0):.0f} s of the time budget")
 
 

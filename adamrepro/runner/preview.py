@@ -22,6 +22,7 @@ from adamrepro.config import Experiment
 from adamrepro.runner.checkpoint import checkpoint_key, checkpoint_path, saved_pass
 from adamrepro.runner.plan import Group
 from adamrepro.runner.sweep import checked_plan, extension_rounds, left_to_train
+from adamrepro.wording import count
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,8 @@ def describe(p: Preview) -> list[str]:
                  str(sum(m.run_passes_left for m in p.methods))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"{p.experiment} at {p.scale} scale, {p.seeds} seed{'s' * (p.seeds != 1)}, "
-             f"{p.passes} passes a run, into {p.folder} (--dry-run: nothing trained or "
-             f"written)"]
+             f"{count(p.passes, 'pass', 'passes')} a run, into {p.folder} (--dry-run: nothing "
+             f"trained or written)"]
     lines += ["  " + "  ".join(cell.ljust(w) if i == 0 or i == 4 else cell.rjust(w)
                                for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
               for row in rows]

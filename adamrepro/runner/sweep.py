@@ -21,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from adamrepro import wording
 from adamrepro.config import Experiment
 from adamrepro.errors import UserError
 from adamrepro.metrics import MetricSet
@@ -275,7 +276,7 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
     meta = _provenance(exp, executor.device, workers_of(executor, len(todo)))
     with _progress() as progress:
         progress.disable = quiet
-        overall = progress.add_task(f"{exp.name} ({len(todo)} groups)",
+        overall = progress.add_task(f"{exp.name} ({wording.count(len(todo), 'group')})",
                                     total=sum(g.size for g in todo) * exp.training.epochs)
         tasks = {g.group_id: progress.add_task(f"  {g.method} x{g.size}",
                                                total=exp.training.epochs, visible=False)
