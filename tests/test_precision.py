@@ -400,7 +400,7 @@ def test_compare_accepts_other_kernel_switches_and_names_them(results, cli, tmp_
 
 @pytest.mark.parametrize("case", ["missing-base", "empty-other", "unknown-experiment",
                                   "one-seed", "unmatched-seed", "other-config",
-                                  "unknown-metric"])
+                                  "unknown-metric", "out-is-a-file"])
 def test_compare_bad_inputs(case, results, cli, tmp_path):
     base, other, extra = results / "fp32", results / "bf16", []
     if case == "missing-base":
@@ -421,10 +421,13 @@ def test_compare_bad_inputs(case, results, cli, tmp_path):
         meta["config"]["training"]["epochs"] = 3
         path.write_text(json.dumps(meta))
         fragment = "ran different configs (training.epochs differ)"
+    elif case == "out-is-a-file":  # refused before a table is printed
+        (tmp_path / "a-file").write_text("")
+        extra, fragment = ["--out", tmp_path / "a-file"], "a-file is not a writable folder"
     else:
         extra, fragment = ["--metric", "train_lost"], "has no column 'train_lost'"
     code, out, err = cli("compare", base, other, *extra)
-    assert code == 2, err
+    assert code == 2 and out == "", out + err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("adamrepro: error: "), err
     assert fragment in lines[0], lines[0]

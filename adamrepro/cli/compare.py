@@ -35,10 +35,11 @@ def compare(
     from rich.table import Table
 
     from adamrepro.results.compare import compare_folders, comparison_frame
-    from adamrepro.results.store import atomic_write
+    from adamrepro.results.store import atomic_write, check_writable
 
-    comparisons, skipped = compare_folders(base, other, experiment, metric)
     folder = out if out is not None else Path(other) / "compare"
+    check_writable(folder)  # before a table is printed, not after
+    comparisons, skipped = compare_folders(base, other, experiment, metric)
     console = Console(width=140)
     for skip in skipped:
         note(skip)
