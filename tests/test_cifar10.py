@@ -9,6 +9,7 @@ import http.server
 import io
 import pickle
 import re
+import shutil
 import tarfile
 import threading
 
@@ -181,6 +182,20 @@ def test_missing_files_offline_name_the_archive_and_where(tmp_path, monkeypatch)
     message = str(err.value)
     assert "\n" not in message
     assert f"put the official cifar-10-python.tar.gz in {tmp_path}" in message
+
+
+def test_a_folder_that_lost_a_batch_names_it_offline(folder, tmp_path, monkeypatch):
+    """Not only "the archive is missing": the folder is there, one file of it is not."""
+    monkeypatch.setattr(cifar10, "URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    shutil.copytree(folder, tmp_path / cifar10.FOLDER)
+    (tmp_path / cifar10.FOLDER / "test_batch").unlink()
+    with pytest.raises(UserError) as err:
+        cifar10.fetch(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"CIFAR-10: {tmp_path / cifar10.FOLDER} lacks test_batch (of "
+                              f"its 7 files), and {tmp_path / cifar10.ARCHIVE} to unpack")
+    assert message.endswith(f"put it back in {tmp_path / cifar10.FOLDER}, or the official "
+                            f"cifar-10-python.tar.gz in {tmp_path}")
 
 
 def test_download_checks_the_archive_and_unpacks_it(tmp_path, monkeypatch):

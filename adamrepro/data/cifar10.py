@@ -43,7 +43,7 @@ from pydantic import Field
 from torch import Tensor
 
 from adamrepro.data.base import TensorDataset, sealed, unsealed
-from adamrepro.data.download import ensure_file, extract_tar, md5sum
+from adamrepro.data.download import MissingData, ensure_file, extract_tar, md5sum
 from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
 from adamrepro.results.store import atomic_file
@@ -113,7 +113,18 @@ def fetch(data_dir: Path) -> Path:
     folder = root / FOLDER
     if all((folder / name).is_file() for name in FILES):
         return folder
-    archive = ensure_file(root, ARCHIVE, ARCHIVE_MD5, [URL], "CIFAR-10")
+    try:
+        archive = ensure_file(root, ARCHIVE, ARCHIVE_MD5, [URL], "CIFAR-10")
+    except MissingData as err:
+        missing = [name for name in FILES if not (folder / name).is_file()]
+        if len(missing) == len(FILES):
+            raise
+        # a folder that lost some batches: name those, not only the archive
+        raise MissingData(
+            f"CIFAR-10: {folder} lacks {', '.join(missing)} (of its {len(FILES)} files), and "
+            f"{root / ARCHIVE} to unpack them from is missing and could not be downloaded "
+            f"({err.reason}); put {'it' if len(missing) == 1 else 'them'} back in {folder}, "
+            f"or the official {ARCHIVE} in {root}", {folder: missing}, err.reason) from None
     extract_tar(archive, root)
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:

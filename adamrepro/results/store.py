@@ -482,7 +482,10 @@ class ResultStore:
             if not force:
                 raise UserError(
                     f"{path} is damaged (not the JSON object this package writes); pass "
-                    f"--force to write the folder's tables again from its run records")
+                    + ("--force to write the folder's tables again from its run records"
+                       if path.name == "config.json" else
+                       "--force to go on with this command's config and scale (it says which "
+                       "ones own this unfinished sweep; the run records stay)"))
             previous = {}
         if only_selected is not None and previous and "points_selected_in" not in previous:
             raise UserError(f"{self.root} holds a whole sweep of {self.root.name}; "
