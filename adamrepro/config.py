@@ -241,6 +241,9 @@ class MethodSpec(Frozen):
 def _folder_name(name: str) -> str:
     """An experiment's name is the folder its results go to (OUT/<name>): one plain path
     component, never `..`, a separator or empty."""
+    if len(name) > MAX_NAME:
+        raise ValueError(f"{name[:20]!r}... is {len(name)} characters long: give at most "
+                         f"{MAX_NAME} (it names files, such as compare's .<name>.csv.*.tmp)")
     if not FOLDER_NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a folder name: use letters, digits and _ - . +, "
                          f"starting with a letter or digit (e.g. my_experiment)")
@@ -251,6 +254,7 @@ def _folder_name(name: str) -> str:
 
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+MAX_NAME = 100  # a file name holds 255 bytes, the longest we make of a name ~30 more
 # Folders that the other commands write beside the experiments' in a results folder.
 OTHER_FOLDERS = {"bench": "adamrepro bench", "compare": "adamrepro compare"}
 

@@ -164,6 +164,11 @@ CASES = [
     ("name-not-a-folder", setitem("name", "../elsewhere"), [],
      "name: '../elsewhere' is not a folder name"),
     ("missing-title", delitem("title"), [], "title: Field required; add it"),
+    ("name-too-long", setitem("name", "x" * 300), [],
+     "name: 'xxxxxxxxxxxxxxxxxxxx'... is 300 characters long: give at most 100"),
+    ("out-name-too-long", GOOD, ["--out", "/tmp/" + "o" * 300],
+     "File name too long; the filesystem takes names of at most 255 bytes: pass a shorter "
+     "--out"),
     ("name-of-another-folder", setitem("name", "bench"), [],
      "'bench' is the folder of adamrepro bench in a results folder"),
     ("exponent-without-a-dot", setitem("methods.adam.grid.lr", ["1e-3", 1.0e-2]), [],
@@ -514,6 +519,11 @@ CONFIG_EDITS = {
     "y-unknown": lambda meta: {**meta, "config": {
         **meta["config"], "plot": {**meta["config"]["plot"], "y": "nope"}}},
     "no-provenance": lambda meta: {k: v for k, v in meta.items() if k != "provenance"},
+    # well-formed, but not what the tables are: every verdict would be labelled, or judged,
+    # by it
+    "other-scale": lambda meta: {**meta, "scale": "paper"},
+    "other-rule": lambda meta: {**meta, "config": {
+        **meta["config"], "selection": {**meta["config"]["selection"], "rule": "mean"}}},
 }
 
 
@@ -555,7 +565,9 @@ SAID = {"gap": "misses passes between 0 and", "short": "stops at pass",
         "figure-unknown": "config.plot.figures: unknown figure 'nope'",
         "metric-number": "config.selection.metric: Input should be a valid string",
         "y-unknown": "config.plot.y: 'nope' is not one of its metrics, train_loss, ",
-        "no-provenance": "no 'provenance'"}
+        "no-provenance": "no 'provenance'",
+        "other-scale": "it says scale 'paper', and curves.csv smoke",
+        "other-rule": "it says selection_rule 'mean', and best.csv final"}
 
 
 @pytest.mark.parametrize("name, damage", [
@@ -631,6 +643,10 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     ("last-row-missing", "it ends at pass 1 of 2 without diverging"),
     ("seed-text", "its seed is no whole number"),
     ("other-run-id", "its run_id is 'abc', not the one its file name says"),
+    # edited into another, well-formed curve or point: it went into best.csv and the verdicts
+    ("better-loss", "edited since it was written: its digest does not match"),
+    ("other-lr", "edited since it was written: its digest does not match"),
+    ("other-lr-no-digest", "its hyperparameters, seed or point are not those of run "),  # +id
 ])
 def test_a_damaged_run_record_is_one_line(damage, said, cli, tmp_path, used_out, data_dir):
     out = tmp_path / "results"
@@ -644,13 +660,20 @@ def test_a_damaged_run_record_is_one_line(damage, said, cli, tmp_path, used_out,
     assert [row["epoch"] for row in rows] == [0, 1, 2]  # the smoke scale's 2 passes
     edits["text-loss"] = {"rows": [rows[0], {**rows[1], "train_loss": "abc"}, rows[2]]}
     edits["last-row-missing"] = {"rows": rows[:-1]}
-    damaged = {"cut": text[:100],
-               **{name: json.dumps({**json.loads(text), **edit}) for name, edit in edits.items()}}
+    edits["better-loss"] = {"rows": [*rows[:-1], {**rows[-1], "train_loss": 0.01}]}
+    hparams = {**json.loads(text)["hparams"], "lr": 123.0}
+    edits["other-lr"] = {"hparams": hparams}
+    edits["other-lr-no-digest"] = {"hparams": hparams, "digest": None}
+    damaged = {"cut": text[:100], **{name: json.dumps({
+        key: value for key, value in {**json.loads(text), **edit}.items() if value is not None})
+        for name, edit in edits.items()}}
     record.write_text(damaged.get(damage, damage))
     args = ("run", CONFIG, "--scale", "smoke", "--out", out, "--quiet", "--data-dir", data_dir)
     code, _, stderr = cli(*args)
     assert code == 2 and stderr.count("\n") == 1, stderr
-    assert f"{record} is damaged ({said}); delete it" in stderr
+    if said.endswith("those of run "):
+        said += f"{record.stem}: edited since it was written"
+    assert f"{record} is damaged ({said}); delete it" in stderr, stderr
     record.unlink()  # as it says
     code, stdout, stderr = cli(*args)
     assert code == 0 and "trained " in stdout, stderr

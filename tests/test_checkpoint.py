@@ -175,6 +175,44 @@ def test_a_checkpoint_of_another_setting_is_not_trusted(tmp_path, data_dir, one_
     assert seen[0] == 1  # started over
 
 
+def test_a_damaged_checkpoint_is_trained_again_with_a_note(tmp_path, cli, data_dir):
+    """Cut short (a disk that filled): the group starts over, and says so rather than spend
+    the passes it held again without a word; the curves are an uninterrupted run's."""
+    config = _config(tmp_path)
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir)
+    assert cli(*args, "--out", tmp_path / "whole", "--workers", "1")[0] == 0
+    out = tmp_path / "cut"
+    assert cli(*args, "--out", out, "--time-budget", "0")[0] == 3
+    [saved] = (out / "logreg_mnist" / "runs").glob("*.ckpt.pt")
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    # no --time-budget now: a checkpoint left by one is resumed all the same (--workers 1:
+    # the note of a forked worker goes to the terminal, not to this test's capture)
+    code, _, err = cli(*args, "--out", out, "--workers", "1")
+    assert code == 0 and err == (f"adamrepro: note: {saved} could not be read (RuntimeError): "
+                                 f"its group trains from its first pass again\n"), err
+    pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
+                                  _comparable(tmp_path / "whole" / "logreg_mnist"))
+
+
+def test_a_command_without_a_budget_resumes_a_checkpoint_one_with_a_budget_left(
+        tmp_path, cli, data_dir):
+    """It saves none of its own, but the passes a budgeted command saved are not trained
+    again (they were, from pass 0, without a word)."""
+    config = _config(tmp_path)
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir)
+    out = tmp_path / "out"
+    assert cli(*args, "--out", out, "--time-budget", "0")[0] == 3
+    [saved] = (out / "logreg_mnist" / "runs").glob("*.ckpt.pt")
+    group_id = saved.name.removesuffix(".ckpt.pt")
+    from adamrepro.runner.checkpoint import CheckpointPolicy
+
+    policy = CheckpointPolicy(saved.parent, None)
+    assert policy.for_group(group_id).path == saved
+    assert policy.for_group("another-group") is None
+    assert cli(*args, "--out", out, "--workers", "1")[0] == 0
+    assert not saved.exists()
+
+
 def test_training_max_group_size_caps_every_method_and_keeps_run_ids():
     model, methods = CASES["logreg-dropout"]
     exp = experiment(model, methods)

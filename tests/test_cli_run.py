@@ -341,7 +341,7 @@ def test_a_second_command_on_a_folder_says_it_waits_then_goes_on(tmp_path, data_
              "--quiet", "--data-dir", str(data_dir), "--out", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first_line = second.stderr.readline()
-        assert first_line.startswith(f"adamrepro: another command is writing to "
+        assert first_line.startswith(f"adamrepro: note: another command is writing to "
                                      f"{out / 'logreg_mnist'}; waiting"), first_line
         assert second.poll() is None  # it waits
     stdout, stderr = second.communicate(timeout=600)

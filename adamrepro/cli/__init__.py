@@ -128,7 +128,7 @@ def interrupts_said(kept: str = INTERRUPTED["run"]):
 # What the filesystem refuses (permissions, a read-only or full disk, a file where a folder
 # should be): the user's to fix, named in one line; other OSErrors are bugs and show.
 FILESYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
-                     errno.ENOTDIR, errno.EEXIST, errno.EISDIR}
+                     errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG}
 
 
 def filesystem_problem(err: OSError) -> str:
@@ -137,6 +137,9 @@ def filesystem_problem(err: OSError) -> str:
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         fix = ("free some space, or pass --out to another disk, and run the same command "
                "again (each file is replaced whole: nothing half-written stays)")
+    elif err.errno == errno.ENAMETOOLONG:
+        fix = ("the filesystem takes names of at most 255 bytes: pass a shorter --out "
+               "(results) or --data-dir (data)")
     elif err.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):  # read or written alike
         fix = ("a folder stands where a file goes, or a file where a folder goes: move it "
                "away, or pass another --out (results) or --data-dir (data)")

@@ -17,7 +17,7 @@ import typer
 
 from adamrepro.cli.run import DeviceChoice, PrecisionChoice, Scale
 from adamrepro.config import load_experiment, resolve_config_arg, with_precision
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, note
 
 
 def bench(
@@ -182,9 +182,8 @@ def _report(result: dict, console) -> None:
     if load["load_average_before"] > load["cpu_count"] / 2:
         # Other processes held cores: with several threads, every parallel op then waits for
         # a descheduled thread, which slows both loops (and not by the same factor).
-        console.print(f"warning: the machine was busy (load average "
-                      f"{load['load_average_before']:.1f} on {load['cpu_count']} cores); "
-                      "timings are noisy, --threads 1 suffers less from it")
+        note(f"the machine was busy (load average {load['load_average_before']:.1f} on "
+             f"{load['cpu_count']} cores); timings are noisy, --threads 1 suffers less from it")
     console.print(result["flops_summary"])
 
 

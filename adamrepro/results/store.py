@@ -27,14 +27,13 @@ import hashlib
 import io
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, note
 from adamrepro.metrics import metric_set
 
 HPARAM_COLUMNS = {"betas": ("beta1", "beta2")}
@@ -349,6 +348,15 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
                 raise damaged(path, f"{column!r} holds a value that is no whole number")
         if not pd.api.types.is_bool_dtype(table["diverged"]):
             raise damaged(path, "'diverged' holds a value that is neither True nor False")
+    # what config.json says the tables are, against what they say of themselves (the scale
+    # names every verdict; the rule decides which point best.csv holds)
+    for path, table, column, said in (
+            (curves_path, curves, "scale", meta.get("scale")),
+            (best_path, best, "selection_rule", _setting(config, "selection", "rule"))):
+        found = set(table[column].astype(str)) if column in table and len(table) else set()
+        if said is not None and found and found != {str(said)}:
+            raise damaged(meta_path, f"it says {column} {said!r}, and {path.name} "
+                                     f"{', '.join(sorted(found))}")
     _check_runs_complete(curves, named, lambda what: damaged(curves_path, what))
     ran = set(zip(curves["method"], curves["point_id"], strict=True))
     for method, point in zip(best["method"], best["point_id"], strict=True):
@@ -623,9 +631,8 @@ class ResultStore:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:  # say why nothing moves, then wait
                     if not said:
-                        print(f"adamrepro: another command is writing to {self.root}; waiting "
-                              f"for it to finish (its finished runs are then skipped)",
-                              file=sys.stderr)
+                        note(f"another command is writing to {self.root}; waiting for it to "
+                             f"finish (its finished runs are then skipped)")
                         said = True
                     fcntl.flock(handle, fcntl.LOCK_EX)
                 if _same_file(handle, path):
@@ -644,7 +651,8 @@ class ResultStore:
         return self.run_path(run_id).exists()
 
     def save_run(self, record: dict) -> None:
-        atomic_write(self.run_path(record["run_id"]), json.dumps(record))
+        atomic_write(self.run_path(record["run_id"]),
+                     json.dumps({**record, "digest": record_digest(record)}))
 
     def params_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.pt"
@@ -704,6 +712,13 @@ def is_run_record(record) -> bool:
             and all(isinstance(row, dict) for row in record["rows"]))
 
 
+def record_digest(record: dict) -> str:
+    """SHA-256 of a run record without its `digest`: a record edited by hand (its curve, its
+    hyperparameters) would otherwise go into the tables, and the verdicts, as measured."""
+    body = {key: value for key, value in record.items() if key != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def record_problem(record, run_id: str, epochs: int | None) -> str | None:
     """What makes `record` no record of run `run_id` trained for `epochs` passes (None: not
     checked), or None: its rows are passes 0, 1, ... of numbers, up to the last pass unless
@@ -727,6 +742,8 @@ def record_problem(record, run_id: str, epochs: int | None) -> str | None:
     last = len(rows) - 1
     if epochs is not None and (last > epochs or (last < epochs and not record.get("diverged"))):
         return f"it ends at pass {last} of {epochs} without diverging"
+    if "digest" in record and record["digest"] != record_digest(record):  # older ones lack it
+        return "edited since it was written: its digest does not match"
     return None
 
 

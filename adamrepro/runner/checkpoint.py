@@ -47,6 +47,7 @@ from pathlib import Path
 
 import torch
 
+from adamrepro.errors import note
 from adamrepro.wording import count
 
 FORMAT = 2  # 2: the optimizer's param groups too (a checkpoint of format 1 starts over)
@@ -142,7 +143,7 @@ class GroupCheckpoint:
     def load(self, key: dict) -> dict | None:
         """The saved state, or None when there is none or it belongs to something else
         (`key`, `checkpoint_key`: the group, the device type, the dtype, the passes)."""
-        return _matching(self.path, key)
+        return _matching(self.path, key, say=True)
 
 
 SUFFIX = ".ckpt.pt"
@@ -160,12 +161,15 @@ def checkpoint_key(group_id: str, device: torch.device, training) -> dict:
             "epochs": training.epochs}
 
 
-def _matching(path: Path, key: dict, mmap: bool = False) -> dict | None:
+def _matching(path: Path, key: dict, mmap: bool = False, say: bool = False) -> dict | None:
     if not path.exists():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception:  # a checkpoint from another torch or a damaged file: start over
+    except Exception as err:  # a checkpoint from another torch or a damaged file: start over
+        if say:  # not silently: the passes it held are trained again
+            note(f"{path} could not be read ({type(err).__name__}): its group trains from "
+                 f"its first pass again")
         return None
     if state.get("format") != FORMAT or state.get("key") != key:
         return None
@@ -265,6 +269,9 @@ class CheckpointPolicy:
         return checkpoint_path(self.folder, group_id)
 
     def for_group(self, group_id: str) -> GroupCheckpoint | None:
-        if self.every is None and self.budget.deadline is None:
+        # one a budgeted command left is resumed by a command without a budget too (it
+        # saves none of its own): trained again from pass 0, its passes would be lost
+        if (self.every is None and self.budget.deadline is None
+                and not self.path(group_id).exists()):
             return None
         return GroupCheckpoint(self.path(group_id), self.every, self.budget)

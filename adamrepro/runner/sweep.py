@@ -4,6 +4,7 @@ meet is `train_group`; this module only decides what to run and where results go
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections import Counter
@@ -163,8 +164,19 @@ def planned_records(store: ResultStore, groups: list[Group], epochs: int) -> lis
     or whose settings an earlier config gave another method, as Fig. 1's AdaGrad at a
     constant α) is reused: the tables must show it under today's label and variant, never
     under the old one beside the method that now has that name."""
-    return [{**store.load_run(run.run_id, epochs), "method": run.method, "variant": run.variant}
-            for group in groups for run in group.runs]
+    records = []
+    for group in groups:
+        for run in group.runs:
+            record = store.load_run(run.run_id, epochs)
+            # the settings the run id was made of; a record that says others was edited
+            if (record["hparams"], record["seed"], record["point_id"]) != (
+                    json.loads(json.dumps(run.hparams)), run.seed, run.point_id):
+                raise UserError(
+                    f"{store.run_path(run.run_id)} is damaged (its hyperparameters, seed or "
+                    f"point are not those of run {run.run_id}: edited since it was written); "
+                    f"delete it and run the same command again, which trains that run again")
+            records.append({**record, "method": run.method, "variant": run.variant})
+    return records
 
 
 def remove_finished_checkpoints(store: ResultStore, groups: list[Group],
