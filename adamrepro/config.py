@@ -395,7 +395,7 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     shape = DATASETS[dataset].feature_shape(DATASETS[dataset].options(
         {k: v for k, v in exp.dataset.items() if k != "name"}, f"{where}: dataset"))
     dtype = getattr(torch, exp.training.dtype)
-    declared = {}
+    declared, trained = {}, set()
     for label, method in exp.methods.items():
         key = f"methods.{label}"
         # a method without model keys of its own trains the top-level `model`: name that
@@ -403,6 +403,7 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                                           f"{where}: {key}.model" if method.model
                                           else f"{where}: model")
         declared[label] = MODELS[model].METRICS
+        trained.add(model)
         points = method.points() + [point for scale in exp.scales if exp.scales[scale].grid
                                     for point in exp.at_scale(scale).methods[label].points()]
         try:
@@ -416,10 +417,11 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                         raise UserError(f"{where}: {key}: {name} must be finite, got "
                                         f"{number!r:.30}")
                     if isinstance(number, str) and number_as_text(number):
+                        why = ("YAML 1.1 reads an exponent without a dot as text"
+                               if "e" in number.lower() else "it is quoted")
                         raise UserError(
                             f"{where}: {key}: {name}: {number!r} is text to YAML, not a "
-                            f"number (YAML 1.1 reads an exponent without a dot as text); "
-                            f"write {float(number)!r}")
+                            f"number ({why}); write {float(number)!r}")
             if (found.capabilities.subfunctions and MODELS[model].stochastic(model_opts)
                     and point.get("allow_stochastic") is not True):
                 raise UserError(
@@ -456,6 +458,9 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     if unknown:
         raise UserError(f"{where}: plot.figures: unknown figure {unknown[0]!r}; known: "
                         f"{', '.join(FIGURES)}")
+    if "vae_samples" in exp.plot.figures and trained != {"vae"}:  # else refused after training
+        raise UserError(f"{where}: plot.figures: vae_samples draws a VAE's samples, and this "
+                        f"experiment trains {', '.join(sorted(trained))}; remove it")
     metrics = set(declared.values())
     if len(metrics) > 1:
         raise UserError(f"{where}: methods: every method must train a model with the same "
@@ -690,4 +695,6 @@ def resolve_config_arg(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
+    if len(path.parts) > 1:  # a path without its suffix (`configs/mlp`), not a bundled name
+        return path.with_name(f"{path.name}.yaml")
     return CONFIG_DIR / f"{name_or_path}.yaml"

@@ -101,8 +101,12 @@ def _freeze_fields(model: BaseModel) -> None:
 
 
 def location(err: dict) -> str:
-    # pydantic's "[key]" marks a key of a mapping that is wrong, not a value
-    return ".".join(str(part) for part in err["loc"] if part != "[key]") or "(top level)"
+    # pydantic's "[key]" marks a key of a mapping that is wrong, not a value; it names a
+    # key YAML read as true by its hash, 1
+    loc = list(err["loc"])
+    if loc[-1:] == ["[key]"]:
+        loc = loc[:-2] + [err.get("input", loc[-2])]
+    return ".".join(str(part) for part in loc) or "(top level)"
 
 
 def message(err: dict) -> str:
@@ -113,13 +117,20 @@ def message(err: dict) -> str:
             and "e" in given.lower():
         return (f"{given!r} is text to YAML, not a number (YAML 1.1 reads an exponent "
                 f"without a dot as text); write {float(given)!r}")
+    if "[key]" in err["loc"]:
+        if given is None or isinstance(given, bool):  # `yes:` as a method label
+            return (f"YAML read this key as {given!r} (an unquoted yes, no, on, off, ~ or "
+                    f"null); quote it: 'yes':")
+        return "this key is not one of those allowed: " + err["msg"].removeprefix(
+            "Input should be ")
+    if err["type"] == "string_type" and (given is None or isinstance(given, bool)):
+        # YAML 1.1 reads yes/no/on/off/true/false as switches, ~ and null as nothing
+        return (f"YAML read this as {given!r} (an unquoted yes, no, on, off, ~ or null); "
+                f"quote it to give text: 'no'")
     if err["type"] in ("model_type", "model_attributes_type", "dict_type"):
         return "Input should be a mapping of keys (key: value)"  # not "instance of X"
     if err["type"] == "too_short" and isinstance(given, dict):
         return "give at least one"
-    if "[key]" in err["loc"]:
-        return "this key is not one of those allowed: " + err["msg"].removeprefix(
-            "Input should be ")
     return err["msg"].removeprefix("Value error, ")
 
 

@@ -71,6 +71,19 @@ CASES = [
     # PlotSpec", "scales.smok.[key]")
     ("no-methods", setitem("methods", {}), [], "methods: give at least one"),
     ("plot-null", setitem("plot", None), [], "plot: Input should be a mapping of keys"),
+    # YAML 1.1's yes/no and ~: not the text they look like
+    # refused at load, not by plot after the training
+    ("vae-samples-of-a-logreg", setitem("plot.figures", ["curves", "vae_samples"]), [],
+     "plot.figures: vae_samples draws a VAE's samples, and this experiment trains logreg; "
+     "remove it"),
+    ("label-yes", edit(lambda c: c["methods"].update({True: c["methods"].pop("adam")})), [],
+     "methods.True: YAML read this key as True (an unquoted yes, no, on, off, ~ or null); "
+     "quote it"),
+    ("variant-no", setitem("methods.adam.variant", False), [],
+     "methods.adam.variant: YAML read this as False (an unquoted yes, no, on, off, ~ or "
+     "null); quote it"),
+    ("quoted-number-in-a-grid", setitem("methods.adam.grid.lr", ["0.1"]), [],
+     "methods.adam: lr: '0.1' is text to YAML, not a number (it is quoted); write 0.1"),
     ("scale-name-typo", setitem("scales.smok", {}), [],
      "scales.smok: this key is not one of those allowed: 'smoke', 'quick' or 'paper'"),
     ("empty-grid", setitem("methods.adam.grid", {"lr": []}), [], "grid.lr is empty"),
@@ -335,6 +348,19 @@ def test_plot_or_report_of_an_experiment_folder_names_the_one_above(command, cli
     assert code == 2 and stderr.count("\n") == 1, stderr
     assert stderr.endswith(f"pass the results folder above it: --out {used_out}\n"), stderr
     assert snapshot(used_out) == before
+
+
+def test_a_config_path_without_its_suffix_is_that_file(cli, tmp_path, monkeypatch):
+    """`run configs/logreg_mnist` is the file configs/logreg_mnist.yaml, not a bundled
+    name (it said ".../configs/configs/logreg_mnist.yaml does not exist")."""
+    (tmp_path / "configs").mkdir()
+    shutil.copy(CONFIG, tmp_path / "configs" / "mine.yaml")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("run", "configs/mine", "--scale", "smoke", "--dry-run",
+                         "--out", tmp_path / "out")
+    assert code == 0 and out.startswith("logreg_mnist at smoke scale"), err
+    code, _, err = cli("run", "configs/mnie", "--dry-run")
+    assert code == 2 and "config file configs/mnie.yaml does not exist" in err, err
 
 
 def test_plot_without_results(cli, tmp_path):
