@@ -536,7 +536,21 @@ def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
         # the runner passes the number of fixed minibatches (capabilities.py)
         values.setdefault("num_subfunctions", 1)
     check_keywords(found.cls, [param], values)  # a config mistake, not a TypeError inside
-    found.cls([param], **values)
+    optimizer = found.cls([param], **values)
+    if found.cls.__module__.startswith("torch.optim"):
+        # some refuse only at their first step (SparseAdam's dense gradients, Adam's
+        # differentiable=True on a leaf): one step here, not a traceback mid-sweep
+        def closure():
+            optimizer.zero_grad()
+            loss = (param * param).sum()
+            loss.backward()
+            return loss
+
+        if found.capabilities.needs_closure:
+            optimizer.step(closure)
+        else:
+            closure()
+            optimizer.step()
 
 
 # How far rounding to the training dtype may move 1 − x for a setting x just below 1 (a decay

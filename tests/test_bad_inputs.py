@@ -120,6 +120,11 @@ CASES = [
                                                  "broken_optimizers:Fast"),
      ["@needs-a-package"], "(ModuleNotFoundError: No module named 'no_such_dependency'); "
                            "install no_such_dependency, which it imports"),
+    # built, but refused at the first step: a traceback mid-sweep before
+    ("optimizer-refuses-its-first-step", setitem("methods.adam", {
+        "optimizer": "torch.optim.SparseAdam", "grid": {"lr": [0.1]}}), [],
+     "methods.adam: torch.optim.SparseAdam: RuntimeError: SparseAdam does not support dense "
+     "gradients"),
     ("optimizer-class-missing", setitem("methods.adam.optimizer", "torch.optim.Adamm"), [],
      "module 'torch.optim' has no attribute 'Adamm'"),
     ("optimizer-not-an-optimizer", setitem("methods.adam.optimizer", "torch.nn.Linear"), [],
