@@ -254,6 +254,8 @@ CASES = [
     ("out-is-an-experiment-folder", GOOD, ["@experiment-folder"],
      "logreg_mnist is an experiment's own folder (it holds config.json); pass the results "
      "folder above it: --out "),
+    ("fake-memory-limit-text", GOOD, ["@fake-memory-limit-text"],
+     "$ADAMREPRO_FAKE_MEMORY_LIMIT_RUNS is 'abc': give a whole number of runs"),
     ("address-without-ray", GOOD, ["--address", "ray://x:10001", "--dry-run"],
      "--address goes with --executor ray"),
 ]
@@ -298,6 +300,8 @@ def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
             out = tmp_path / "a-file" / "results"
         elif flag == "@used-out":
             out = used_out
+        elif flag == "@fake-memory-limit-text":
+            monkeypatch.setenv("ADAMREPRO_FAKE_MEMORY_LIMIT_RUNS", "abc")
         elif flag == "@needs-a-package":
             monkeypatch.setenv("BROKEN_OPTIMIZERS", "needs-a-package")
         elif flag == "@experiment-folder":  # --out results/logreg_mnist

@@ -80,8 +80,9 @@ def run(
     force: Annotated[bool, typer.Option(
         help="Add to a results folder written by a different version of the config.")] = False,
     unverified_data: Annotated[bool, typer.Option(
-        help="Read data files whose checksum differs from the official one (a re-encoded "
-             "copy you trust); the results say so.")] = False,
+        help="Read CIFAR-10 batches whose checksum differs from the official one (a "
+             "re-encoded copy you trust); the results say so. MNIST's files and IMDB's "
+             "archive are always checked.")] = False,
     precision: Annotated[PrecisionChoice | None, typer.Option(
         help="training.precision for this run (default: the config's, fp32 unless set): "
              "written into the config that runs, so tf32 and bf16 runs have their own run "

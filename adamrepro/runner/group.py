@@ -36,6 +36,7 @@ from adamrepro import hparams
 from adamrepro.compiling import STEP_OPTIONS, compile_method
 from adamrepro.config import Experiment, TrainingSpec
 from adamrepro.data.base import TensorDataset
+from adamrepro.errors import UserError
 from adamrepro.metrics import MetricSet
 from adamrepro.models import MODELS
 from adamrepro.runner.checkpoint import (
@@ -444,6 +445,9 @@ def check_fake_memory_limit(G: int) -> None:
     ADAMREPRO_FAKE_MEMORY_LIMIT_RUNS=N, a group of more than N runs raises the error a GPU
     raises when the group does not fit, once its model and optimizer are built."""
     limit = os.environ.get(FAKE_MEMORY_LIMIT)
+    if limit and not limit.isdigit():
+        raise UserError(f"${FAKE_MEMORY_LIMIT} is {limit!r}: give a whole number of runs (a "
+                        f"setting for tests), or unset it")
     if limit and G > int(limit):
         raise torch.OutOfMemoryError(
             f"{FAKE_MEMORY_LIMIT}={limit}: a group of {G} runs does not fit (simulated)")
