@@ -419,6 +419,19 @@ def test_a_damaged_owner_file_is_one_line_and_force_goes_on(cli, tmp_path, data_
     assert code == 0 and (folder / "curves.csv").exists(), stderr
 
 
+def test_only_selected_trains_every_seed_of_the_selecting_sweep(cli, tmp_path, data_dir):
+    """`--only-selected A` without --seeds trains A's seeds, as its help says ("every seed"),
+    not the config's one: each selected run of A has its twin in B."""
+    base = ("run", CONFIG, "--scale", "smoke", "--quiet", "--data-dir", data_dir)
+    assert cli(*base, "--seeds", "2", "--out", tmp_path / "a")[0] == 0
+    code, _, err = cli(*base, "--only-selected", tmp_path / "a", "--out", tmp_path / "b")
+    assert code == 0, err
+    curves = pd.read_csv(tmp_path / "b" / "logreg_mnist" / "curves.csv")
+    assert sorted(curves["seed"].unique()) == [0, 1]
+    selected = pd.read_csv(tmp_path / "a" / "logreg_mnist" / "best.csv")["run_ids"]
+    assert {r for ids in selected for r in ids.split(";")} == set(curves["run_id"])
+
+
 def test_another_scale_is_named_before_fewer_seeds(cli, tmp_path, data_dir):
     """A folder of 2 seeds at smoke scale, and a quick-scale command of 1 seed: the scale is
     the mistake (its fix another --out), not the seeds (whose fix, --seeds 2, would then be

@@ -15,6 +15,7 @@ from adamrepro.config import (
     SCALES,
     Experiment,
     load_experiment,
+    recorded_config,
     resolve_config_arg,
     with_precision,
 )
@@ -34,6 +35,19 @@ def without_data_check(base: Experiment) -> Experiment:
     if "verify" not in DATASETS[base.dataset["name"]].Options.model_fields:
         return base
     return base.model_copy(update={"dataset": {**base.dataset, "verify": False}})
+
+
+def _seeds_selected(folder: Path) -> int | None:
+    """The seeds per point of the sweep `run --only-selected` takes its points from: every
+    one of them is trained again (the config's own count left `compare` without the others'
+    twins). None where the folder says none: the selection's own check names the problem."""
+    from adamrepro.results.store import read_meta
+
+    try:
+        seeds = read_meta(folder, recorded_config)["config"]["seeds"]
+    except (UserError, OSError):
+        return None
+    return seeds if isinstance(seeds, int) else None
 
 
 def _minutes(minutes: float | None) -> float | None:
@@ -133,6 +147,8 @@ def run(
         base = without_data_check(base)
     if precision is not None:
         base = with_precision(base, precision.value, "--precision")
+    if only_selected is not None and seeds is None:
+        seeds = _seeds_selected(only_selected / base.name)
     # a dry run may plan a GPU's command on a machine without one
     target = torch_device(device.value) if dry_run else resolve_device(device.value)
     _say_what_runs_otherwise(base, target)
