@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from adamrepro.errors import UserError, note
+from adamrepro.errors import note
 
 
 def _number(value: float) -> str:
@@ -37,10 +37,10 @@ def compare(
     from adamrepro.results.compare import compare_folders, comparison_frame
     from adamrepro.results.store import atomic_write, check_writable
 
-    if Path(base).resolve() == Path(other).resolve():  # every method "within", vacuously
-        raise UserError(f"BASE and OTHER are the same folder, {base}: give the folders of "
-                        f"two runs of the same config (e.g. run --precision bf16 --out "
-                        f"OTHER)")
+    if Path(base).resolve() == Path(other).resolve():  # a check of the comparison itself
+        note(f"BASE and OTHER are the same folder, {base}: every deviation is 0 by "
+             f"construction; to measure a setting, give the folder of another run of the "
+             f"config (e.g. run --precision bf16 --out OTHER)")
     folder = out if out is not None else Path(other) / "compare"
     check_writable(folder)  # before a table is printed, not after
     comparisons, skipped = compare_folders(base, other, experiment, metric)
