@@ -237,12 +237,20 @@ class LocalExecutor:
         pending: dict[Future, Group] = {}
         known = {group.group_id: group for group in groups}
         _WORKER_DATA = self.data  # inherited by the forked workers, read-only there
+        pool = None
         try:
             with interrupts_held():
                 pool = ProcessPoolExecutor(processes, mp_context=context,
                                            initializer=_start_worker, initargs=(passes,))
                 # Start every worker now, while the data is in _WORKER_DATA to inherit.
                 list(pool.map(_started, range(processes)))
+        except BaseException:
+            # the Ctrl-C held back while the workers forked: shut the pool down here, or the
+            # interpreter's exit wakes its manager through a pipe already closed ("Exception
+            # ignored ... Bad file descriptor")
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
         finally:
             _WORKER_DATA = None
 
