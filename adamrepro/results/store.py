@@ -176,8 +176,8 @@ def read_results(folder: Path, check_config: ConfigCheck | None = None) -> Table
         if not path.exists():
             raise UserError(f"{path} is missing; run 'adamrepro run' on the config of "
                             f"{folder.name} with --out {folder.parent} first")
-    fix = _rewrite_fix(folder)
     contents = {path.name: path.read_bytes() for path in paths}
+    fix = _rewrite_fix(folder, contents["config.json"])
     curves, best = (_parsed(path, contents[path.name], fix) for path in paths[:2])
     meta = _checked_meta(paths[2], contents["config.json"], fix, check_config)
     _check_tables(paths, curves, best, meta, fix)
@@ -187,8 +187,8 @@ def read_results(folder: Path, check_config: ConfigCheck | None = None) -> Table
 
 def read_meta(folder: Path, check_config: ConfigCheck | None = None) -> dict:
     """An experiment folder's config.json alone, checked as read_results checks it."""
-    path = folder / "config.json"
-    return _checked_meta(path, path.read_bytes(), _rewrite_fix(folder), check_config)
+    data = (folder / "config.json").read_bytes()
+    return _checked_meta(folder / "config.json", data, _rewrite_fix(folder, data), check_config)
 
 
 def _checked_meta(path: Path, data: bytes, fix: str, check_config: ConfigCheck | None) -> dict:
@@ -238,19 +238,25 @@ def _text_in_numbers(table: pd.DataFrame, columns: list[str]) -> str | None:
                          or pd.api.types.is_bool_dtype(table[column]))), None)
 
 
-def _rewrite_fix(folder: Path) -> str:
+def _rewrite_fix(folder: Path, meta: bytes | None = None) -> str:
+    """What to do about a damaged table of `folder`, whose config.json holds `meta` (None:
+    read it here)."""
+    if meta is None:
+        with contextlib.suppress(OSError):
+            meta = (folder / "config.json").read_bytes()
     return (f"run 'adamrepro run' on its config with --out {folder.parent}"
-            f"{_scale_and_seeds(folder)} and --force: the tables are written again from the "
-            f"records in {folder / 'runs'}")
+            f"{_scale_and_seeds(meta or b'')} and --force: the tables are written again from "
+            f"the records in {folder / 'runs'}")
 
 
-def _scale_and_seeds(folder: Path) -> str:
-    """The flags that give the folder's own scale and seeds, as far as its config.json still
-    says them: the fix must not train another scale, or drop seeds, into the folder."""
+def _scale_and_seeds(data: bytes) -> str:
+    """The flags that give the folder's own scale and seeds, as far as its config.json (the
+    bytes `data`) still says them: the fix must not train another scale, or drop seeds, into
+    the folder."""
     try:
-        meta = json.loads((folder / "config.json").read_bytes())
+        meta = json.loads(data)
         scale, seeds = meta.get("scale"), _recorded_config(meta).get("seeds")
-    except (OSError, ValueError, AttributeError):
+    except (ValueError, AttributeError):
         scale = seeds = None
     flags, unknown = "", []
     for flag, value, known in (("--scale", scale, isinstance(scale, str) and scale.isalpha()),

@@ -109,7 +109,7 @@ def describe(p: Preview) -> list[str]:
                  str(sum(len(m.groups_left) for m in p.methods)),
                  str(sum(m.run_passes_left for m in p.methods))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [f"{p.experiment} at {p.scale} scale, {p.seeds} seed{'s' * (p.seeds != 1)}, "
+    lines = [f"{p.experiment} at {p.scale} scale, {count(p.seeds, 'seed')}, "
              f"{count(p.passes, 'pass', 'passes')} a run, into {p.folder} (--dry-run: nothing "
              f"trained or written)"]
     lines += ["  " + "  ".join(cell.ljust(w) if i == 0 or i == 4 else cell.rjust(w)
