@@ -707,8 +707,13 @@ def bundled_configs() -> list[Path]:
 def resolve_config_arg(name_or_path: str) -> Path:
     """Accept `configs/x.yaml` or just `x` (a bundled experiment's name)."""
     path = Path(name_or_path)
+    bundled = CONFIG_DIR / f"{name_or_path}.yaml"
+    # `run logreg_mnist --out .` leaves a folder `logreg_mnist` here: a folder is no config,
+    # so the bare name still means the bundled one the next time
+    if path.is_dir() and len(path.parts) == 1 and bundled.is_file():
+        return bundled
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
     if len(path.parts) > 1:  # a path without its suffix (`configs/mlp`), not a bundled name
         return path.with_name(f"{path.name}.yaml")
-    return CONFIG_DIR / f"{name_or_path}.yaml"
+    return bundled

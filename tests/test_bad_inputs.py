@@ -372,6 +372,16 @@ def test_a_config_path_without_its_suffix_is_that_file(cli, tmp_path, monkeypatc
     assert code == 2 and "config file configs/mnie.yaml does not exist" in err, err
 
 
+def test_a_bundled_name_is_the_bundled_config_beside_a_folder_of_that_name(cli, tmp_path,
+                                                                         monkeypatch):
+    """`run logreg_mnist --out .` leaves a folder `logreg_mnist` in the working directory;
+    the same command again said "config file logreg_mnist is a folder, not a config file"."""
+    (tmp_path / "logreg_mnist").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("run", "logreg_mnist", "--scale", "smoke", "--dry-run", "--out", ".")
+    assert code == 0 and out.startswith("logreg_mnist at smoke scale"), err
+
+
 def test_plot_without_results(cli, tmp_path):
     code, _, stderr = cli("plot", "--out", tmp_path)
     assert code == 2 and stderr.count("\n") == 1 and "no results under" in stderr
