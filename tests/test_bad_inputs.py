@@ -161,6 +161,9 @@ CASES = [
     ("missing-data", GOOD, ["@empty-data"], "missing and could not be downloaded"),
     ("corrupt-data", GOOD, ["@corrupt-data"], "is corrupt (MD5 mismatch"),
     ("unwritable-out", GOOD, ["@out-under-a-file"], "is not a writable folder"),
+    # access() says yes to root in /proc, and mkdir then raised FileNotFoundError
+    ("out-under-proc", GOOD, ["--out", "/proc/adamrepro-results"],
+     "cannot write results to /proc/adamrepro-results/logreg_mnist: /proc "),
     ("other-config-results", setitem("model.l2", 1e-3), ["@used-out"], "different logreg_mnist"),
     ("beta2-rounds-to-1", setitem("methods.adam.hparams.betas", [0.9, 0.99999999]), [],
      "betas 0.99999999 is 1 in float32, which makes 1 − betas 100% off what was written; "

@@ -139,6 +139,12 @@ def check_writable(folder: Path) -> None:
             f"cannot write results to {folder}: {path} is not a writable folder; pass "
             f"--out to a writable folder"
         )
+    if path != folder:  # to be made: some folders say yes to access() and no to mkdir (/proc)
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".adamrepro-probe-", dir=path))
+        except OSError as err:
+            raise UserError(f"cannot write results to {folder}: {path} takes no new folder "
+                            f"({err.strerror}); pass --out to a writable folder") from None
 
 
 def recorded_precision(meta: dict) -> str:
