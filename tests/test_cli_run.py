@@ -347,3 +347,14 @@ def test_a_second_command_on_a_folder_says_it_waits_then_goes_on(tmp_path, data_
     stdout, stderr = second.communicate(timeout=600)
     assert second.returncode == 0, stderr
     assert re.search(r"trained \d+ runs, 0 already finished", stdout), stdout
+
+
+def test_the_progress_bar_is_on_stderr_and_stdout_says_what_was_done(cli, tmp_path,
+                                                                    data_dir):
+    """`run ... > log` gets the line saying what was trained, not the bar's last frame
+    (rich printed it to stdout when stdout was no terminal)."""
+    code, stdout, stderr = cli("run", CONFIG, "--scale", "smoke", "--out", tmp_path,
+                               "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert stdout.startswith(f"trained {RUNS} runs") and stdout.count("\n") == 1, stdout
+    assert "logreg_mnist (" in stderr and "━" in stderr, stderr

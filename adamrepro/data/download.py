@@ -16,6 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -89,7 +90,7 @@ def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
             )
-            with Progress(*columns, transient=True) as progress:
+            with Progress(*columns, transient=True, console=Console(stderr=True)) as progress:
                 task = progress.add_task(f"download {dest.name}", total=total)
                 while block := response.read(1 << 16):
                     out.write(block)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -59,6 +60,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _progress() -> Progress:
+    # on stderr, beside the notes: stdout holds what the command says it did, and a pipe or
+    # a file gets that line alone, not the bar's last frame
     return Progress(
         TextColumn("{task.description:<28}"),
         BarColumn(),
@@ -66,6 +69,7 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
+        console=Console(stderr=True),
     )
 
 
