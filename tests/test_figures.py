@@ -235,3 +235,46 @@ def test_steps_csv_belongs_to_the_set_of_tables_it_was_written_with(tmp_path, cl
     code, _, err = cli("plot", "steps", "--out", out)
     assert code == 2 and err.count("\n") == 1, err
     assert "steps.csv is not the steps.csv its config.json lists" in err
+
+
+def test_method_names_and_titles_are_drawn_as_written(tmp_path, cli, data_dir, monkeypatch):
+    """A method named `_adam` had no legend entry (matplotlib's mark of a hidden line), one
+    named `$\\x$` made `plot` a ValueError traceback (mathtext), a title `my $race$` lost
+    its dollars; a character the font lacks is one note, not a UserWarning per figure."""
+    import yaml
+    from matplotlib.cbook import is_math_text
+    from matplotlib.figure import Figure
+
+    config = yaml.safe_load((RESULTS.parent / "configs" / "logreg_mnist.yaml").read_text())
+    methods = config["methods"]
+    config["methods"] = {"_adam": methods["adam"], "$\\x$": methods["adagrad"],
+                         "\U0001F680sgd": methods["sgd_nesterov"]}
+    config["title"] = "my $race$"
+    path = tmp_path / "odd.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    out = tmp_path / "out"
+    code, _, stderr = cli("run", path, "--scale", "smoke", "--out", out, "--quiet",
+                          "--data-dir", data_dir)
+    assert code == 0, stderr
+    shown: dict[str, list[str]] = {}
+    savefig = Figure.savefig
+
+    def recording(fig, target, **kwargs):  # what each figure shows, as it is saved
+        texts = [t.get_text() for legend in fig.legends + [a.get_legend() for a in fig.axes]
+                 if legend is not None for t in legend.get_texts()]
+        titles = [fig._suptitle.get_text()] if fig._suptitle else []
+        titles += [a.get_title() for a in fig.axes]
+        for text in texts + titles:  # no mathtext anywhere
+            assert not is_math_text(text), text
+        shown[f"{len(shown)}"] = texts + titles
+        return savefig(fig, target, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording)
+    code, stdout, stderr = cli("plot", "--out", out)
+    assert code == 0 and "sensitivity.png" in stdout, stderr
+    assert stderr.count("\n") == 1 and "has no glyph for \U0001F680" in stderr, stderr
+    for texts in shown.values():  # every legend names the three, as written
+        legend = [t.removeprefix("\u2060").replace("\\$", "$") for t in texts]
+        for name in ("_adam", "$\\x$", "\U0001F680sgd"):
+            assert any(t.startswith(name) for t in legend), (name, texts)
+        assert any("my $race$" in t.replace("\\$", "$") for t in texts), texts

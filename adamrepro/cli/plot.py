@@ -20,7 +20,7 @@ def plot(
              "~/.cache/adamrepro/data): the VAE's figure shows test images.")] = None,
 ) -> None:
     """Draw each experiment's figures (PNG and PDF) into <out>/<experiment>/."""
-    from adamrepro.figures import FIGURES
+    from adamrepro.figures import FIGURES, glyphs_noted
     from adamrepro.figures.curves import staged_figures
     from adamrepro.results.store import atomic_set, check_results_folder, read_results
 
@@ -32,7 +32,7 @@ def plot(
     # last name must not leave the first ones' figures redrawn and the command failed
     read = {name: read_results(out / name, recorded_config) for name in names}
     # and every figure drawn before any file is replaced (figures/curves.py staged_figures)
-    with staged_figures() as staged:
+    with staged_figures() as staged, glyphs_noted():
         for name, tables in read.items():
             chosen = tables[2]["config"]["plot"].get("figures") or list(DEFAULT_FIGURES)
             for figure in chosen:

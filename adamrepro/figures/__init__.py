@@ -7,9 +7,13 @@ draw (default: curves and sensitivity)."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from adamrepro.errors import note
 from adamrepro.figures import (
     bias_correction,
     curves,
@@ -29,3 +33,30 @@ FIGURES: dict[str, Callable[..., list[Path]]] = {
     "vae_samples": vae_samples.draw,
     "step_bound": step_bound.draw,
 }
+
+
+# matplotlib's words for a character its font cannot draw (it draws a box instead)
+MISSING_GLYPH = re.compile(r"Glyph (\d+) .* missing from font\(s\) (.+)\.$")
+
+
+@contextlib.contextmanager
+def glyphs_noted():
+    """Characters the figures' font lacks (emoji, CJK in a method's name or a title) are one
+    note for the command, not a UserWarning with its source line per character per figure."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=MISSING_GLYPH.pattern)  # every figure's
+        yield
+    missing, fonts = {}, set()
+    for warning in caught:
+        found = MISSING_GLYPH.match(str(warning.message))
+        if found is None:  # not ours to judge: shown as it would have been
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+            continue
+        missing[int(found[1])] = None
+        fonts.add(found[2])
+    if missing:
+        characters = " ".join(chr(code) for code in sorted(missing))
+        note(f"the figures' font ({', '.join(sorted(fonts))}) has no glyph for {characters} "
+             f"(in a method's name or the title): each is drawn as a box; install a font that "
+             f"has them and name it in matplotlib's font.family (matplotlibrc)")

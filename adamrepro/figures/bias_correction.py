@@ -22,7 +22,13 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from adamrepro.errors import UserError
-from adamrepro.figures.curves import experiment_palette, figure_title, run_tag, save_figure
+from adamrepro.figures.curves import (
+    as_written,
+    experiment_palette,
+    figure_title,
+    run_tag,
+    save_figure,
+)
 from adamrepro.figures.palette import REFERENCE, style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.report.measures import Measured, cell_costs
@@ -87,7 +93,7 @@ def draw(folder: Path, tables: Tables | None = None,
                 _draw_panel(ax, here, methods, palette, top)
         for ax in axes[:, 0]:
             ax.set_ylabel(f"training {words}", fontsize=9)
-    handles = [Line2D([], [], marker="o", markersize=4, label=method,
+    handles = [Line2D([], [], marker="o", markersize=4, label=as_written(method),
                       **style(row["optimizer"], variant_of(row), palette))
                for method, row in methods.iterrows()]
     handles += [Line2D([], [], linestyle="none", marker="x", color=REFERENCE, label="diverged"),

@@ -87,6 +87,15 @@ def searched(meta: dict, method: str) -> list[str]:
             for column in hparam_columns({key: values[0]})]
 
 
+def as_written(text: str) -> str:
+    """A method's name or a config's title as matplotlib shows it as written. Each `$` is
+    escaped: a pair is mathtext to it (`$x$y` was an italic xy, and `$\\x$` a ValueError as
+    the figure was saved). A leading underscore follows an invisible word joiner (U+2060):
+    matplotlib leaves out of a legend every line whose label starts with one."""
+    text = text.replace("$", "\\$")
+    return "\u2060" + text if text.startswith("_") else text
+
+
 def legend_label(chosen: pd.Series, meta: dict) -> str:
     """A method's label with the grid point it was selected at, e.g. `adam (α=0.1/√t)`: a
     reader sees which step size each curve is, and that a decaying one decays."""
@@ -100,7 +109,7 @@ def legend_label(chosen: pd.Series, meta: dict) -> str:
         if name == "lr" and chosen.get("lr_decay") == "sqrt":
             text += "/√t"
         values.append(text)
-    return f"{chosen['method']} ({', '.join(values)})" if values else chosen["method"]
+    return as_written(f"{chosen['method']} ({', '.join(values)})" if values else chosen["method"])
 
 
 def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None = None) -> str:
@@ -155,7 +164,7 @@ def fitted(inches: float, *lines: str, fontsize: float = 10) -> str:
     name, a device's, "data unverified") is never cut off at a figure's edges."""
     # About 13 characters of 10-point DejaVu Sans per inch; fewer of a larger size.
     width = int(13 * inches * 10 / fontsize)
-    return "\n".join(textwrap.fill(line, width) for line in lines)
+    return "\n".join(as_written(textwrap.fill(line, width)) for line in lines)
 
 
 def experiment_palette(curves: pd.DataFrame) -> Palette:

@@ -20,6 +20,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from adamrepro.figures.curves import (
     HANDLE_LENGTH,
+    as_written,
     experiment_palette,
     fitted,
     in_config_order,
@@ -96,7 +97,7 @@ def draw(folder: Path, tables: Tables | None = None,
         line = style(rows["optimizer"].iloc[0], rows["variant"].iloc[0], palette)
         rows = rows.sort_values("lr")
         ok = rows.dropna(subset=["cost"])
-        ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=method, **line)
+        ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=as_written(method), **line)
         chosen = ok[ok["point_id"].isin(selected)]
         # A star smaller than those already drawn at its point, and over them: two methods
         # selected at the same point show as nested stars, not as one hiding the other;
@@ -126,6 +127,7 @@ def draw(folder: Path, tables: Tables | None = None,
     # over the axes alone, about 60% of the figure's width (the legend is to their right)
     ax.set_title(fitted(0.6 * fig.get_figwidth(), f"{meta['config']['title']}: sensitivity",
                         run_tag(meta, seeds), fontsize=9), fontsize=9)
-    fig.text(0.01, 0.01, textwrap.fill(caption(meta, others, seeds), 110), fontsize=7, va="bottom")
+    fig.text(0.01, 0.01, as_written(textwrap.fill(caption(meta, others, seeds), 110)),
+             fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return save_figure(fig, folder, "sensitivity")

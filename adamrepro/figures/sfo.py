@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from adamrepro.figures.curves import (
     HANDLE_LENGTH,
+    as_written,
     axis_label,
     band,
     experiment_palette,
@@ -61,7 +62,8 @@ def draw(folder: Path, tables: Tables | None = None,
         costs = method_costs(curves, chosen, y.name)
         if chosen["method"] not in sweeps:
             ax_pass.plot(costs.index, costs[y.name], label=legend_label(chosen, meta), **line)
-            ax_time.plot(costs["run_seconds"], costs[y.name], label=chosen["method"], **line)
+            ax_time.plot(costs["run_seconds"], costs[y.name], label=as_written(chosen["method"]),
+                         **line)
             if chosen["n_seeds"] > 1:  # the band the line under the title names
                 runs = curves[curves["point_id"] == chosen["point_id"]]
                 spread = band(runs, y.name, meta["config"]["plot"]["band"]).dropna()
@@ -85,7 +87,7 @@ def draw(folder: Path, tables: Tables | None = None,
             ["method", "optimizer", "variant"], sort=False):
         line = style(optimizer, variant or None, palette)
         ax_memory.plot(points["num_subfunctions"], points["state_bytes"] / MB, marker="o",
-                       linestyle="none", color=line["color"], label=method)
+                       linestyle="none", color=line["color"], label=as_written(method))
         if len(points) > 1:
             slope, intercept = np.polyfit(points["num_subfunctions"], points["state_bytes"], 1)
             xs = np.linspace(0, points["num_subfunctions"].max(), 20)

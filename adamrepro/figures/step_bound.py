@@ -13,7 +13,13 @@ from pathlib import Path
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 
-from adamrepro.figures.curves import experiment_palette, figure_title, run_tag, save_figure
+from adamrepro.figures.curves import (
+    as_written,
+    experiment_palette,
+    figure_title,
+    run_tag,
+    save_figure,
+)
 from adamrepro.figures.palette import GUIDE_LINE, REFERENCE, style
 from adamrepro.report.measures import STEP_RATIO as COLUMN
 from adamrepro.report.measures import step_bound
@@ -51,7 +57,7 @@ def draw(folder: Path, tables: Tables | None = None,
         for bound in sorted(bounds):
             ax.axhline(bound, color=REFERENCE, **GUIDE_LINE,
                        label=f"Sec. 2.1 bound: {bound:.3g}·α")
-        ax.set(title=method, xlabel="iterations over entire dataset",
+        ax.set(title=as_written(method), xlabel="iterations over entire dataset",
                ylabel="largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))
         ax.set_ylim(bottom=0)
         ax.legend(frameon=False, fontsize=8)
