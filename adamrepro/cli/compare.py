@@ -29,8 +29,9 @@ def compare(
     out: Annotated[Path | None, typer.Option(
         help="Folder for <experiment>.csv (default: OTHER/compare).")] = None,
 ) -> None:
-    """Compare the runs BASE selected with the same method, hyperparameters and seed in
-    OTHER: the largest relative difference of their curves against the seed spread."""
+    """Compare BASE's selected runs with their twins in OTHER, against the seed spread.
+
+    Twins share method, hyperparameters and seed; each pair gives its largest difference."""
     from rich.console import Console
     from rich.table import Table
 
