@@ -10,6 +10,7 @@ another module was loaded first is caught.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,23 @@ def test_help_and_usage_mistakes_answer_without_importing_torch():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-500:]
+
+
+def test_every_help_fits_a_terminal_of_80_columns_uncut():
+    """rich's help boxes cut option names and words off at 80 columns (`--reference-pass…`,
+    `training.checkpo…`), and click cuts a command's summary longer than its column to
+    `...` in `adamrepro --help`."""
+    from adamrepro.cli import app
+
+    commands = ["--help"] + [f"{c.name} --help" for c in app.registered_commands]
+    probe = ("import sys\nfrom adamrepro.cli import main\nsys.argv[0] = 'adamrepro'\n"
+             "sys.exit(main(sys.argv[1].split()))\n")
+    for command in commands:
+        done = subprocess.run([sys.executable, "-c", probe, command], capture_output=True,
+                              text=True, env={**os.environ, "COLUMNS": "80"})
+        assert done.returncode == 0 and done.stderr == "", (command, done.stderr)
+        lines = done.stdout.splitlines()
+        assert len(lines) > 3, (command, done.stdout)
+        for line in lines:
+            assert len(line) <= 80 and "…" not in line, (command, line)
+            assert line.startswith("Usage:") or not line.endswith("..."), (command, line)

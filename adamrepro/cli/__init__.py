@@ -18,6 +18,13 @@ try:  # recent typer vendors its own click
     from typer._click.exceptions import UsageError
 except ImportError:  # older typer depends on click
     from click.exceptions import UsageError
+try:  # click 8.2 raises it where `no_args_is_help` shows the help
+    from typer._click.exceptions import NoArgsIsHelpError
+except ImportError:
+    try:
+        from click.exceptions import NoArgsIsHelpError
+    except ImportError:  # older click printed the help and raised a message-less UsageError
+        NoArgsIsHelpError = ()
 
 from adamrepro.cli import bench as bench_cmd
 from adamrepro.cli import compare as compare_cmd
@@ -43,6 +50,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: rich's boxes cut option names and words off with "…" in a terminal
+    # of 80 columns (--reference-pass…, training.checkpo…)
+    rich_markup_mode=None,
     result_callback=_over,
 )
 app.command("run")(run_cmd.run)
@@ -68,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"adamrepro: error: {err}", file=sys.stderr)
         return 2
+    except NoArgsIsHelpError as err:  # `adamrepro` alone: its help, not an error
+        print(err.format_message())
+        return 0
     except UsageError as err:
         if not err.format_message():  # `adamrepro` alone: the help was shown
             return 0

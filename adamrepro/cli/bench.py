@@ -55,7 +55,9 @@ def bench(
     unverified_data: Annotated[bool, typer.Option(
         help="Read data files whose checksum differs from the official one.")] = False,
 ) -> None:
-    """Time the batched runner and the straightforward PyTorch loop on the same grid."""
+    """Time the batched runner against a straightforward PyTorch loop.
+
+    Both train the same grid; the ratio of their speeds is the figure."""
     from rich.console import Console
 
     from adamrepro.bench.flops import experiment_flops, flops_sentence

@@ -29,9 +29,10 @@ def compare(
     out: Annotated[Path | None, typer.Option(
         help="Folder for <experiment>.csv (default: OTHER/compare).")] = None,
 ) -> None:
-    """Compare BASE's selected runs with their twins in OTHER, against the seed spread.
+    """Compare BASE's selected runs with their twins in OTHER.
 
-    Twins share method, hyperparameters and seed; each pair gives its largest difference."""
+    Twins share method, hyperparameters and seed; each pair's largest relative difference
+    of curves is set against the spread between seeds."""
     from rich.console import Console
     from rich.table import Table
 

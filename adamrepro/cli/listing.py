@@ -44,7 +44,7 @@ def _sizes(base) -> str:
 def list_things(
     what: Annotated[Listable, typer.Argument(help="What to list.")] = Listable.optimizers,
 ) -> None:
-    """List the optimizers (with their defaults), experiments, models or datasets."""
+    """List optimizers (with defaults), experiments, models or datasets."""
     if what is Listable.optimizers:
         from adamrepro.optim import OPTIMIZERS
         from adamrepro.optim.resolve import ENTRY_POINT_GROUP, registered, resolve, shadowed

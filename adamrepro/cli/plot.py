@@ -19,7 +19,9 @@ def plot(
         help="Data folder, as for run (default: $ADAMREPRO_DATA, else "
              "~/.cache/adamrepro/data): the VAE's figure shows test images.")] = None,
 ) -> None:
-    """Draw each experiment's figures (PNG and PDF) into <out>/<experiment>/."""
+    """Draw the figures of each experiment (PNG and PDF).
+
+    Into <out>/<experiment>/, from its results tables alone."""
     from adamrepro.figures import FIGURES, glyphs_noted
     from adamrepro.figures.curves import staged_figures
     from adamrepro.results.store import atomic_set, check_results_folder, read_results

@@ -12,7 +12,9 @@ def report(
     out: Annotated[Path, typer.Option(
         help="Results folder; report.md and report.html are written into it.")] = Path("results"),
 ) -> None:
-    """Write <out>/report.md and <out>/report.html from the results tables alone."""
+    """Write the verdicts: <out>/report.md and <out>/report.html.
+
+    From the results tables alone."""
     from adamrepro.report.build import write_report
 
     for path in write_report(out):

@@ -128,7 +128,7 @@ def run(
         help="Say what the command would train (per method: runs, finished, left, groups, "
              "run-passes), read from --out alone: no data loaded, nothing written.")] = False,
 ) -> None:
-    """Run one grid search per method; finished runs are skipped on a re-run."""
+    """Train a grid search per method; a re-run skips the finished runs."""
     started = time.time()  # the budget counts from here: loading the data takes part of it
     from adamrepro.data.download import default_data_dir  # the data package imports torch
     from adamrepro.results.store import check_results_folder
