@@ -369,14 +369,20 @@ StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _co
 def _check_registries(exp: Experiment, where: str) -> Experiment:
     """Names and values that only the registries can judge: fail at load, not mid-sweep.
     Returns the experiment with the metric defaults filled in from the model's declaration."""
-    import torch
+    _check_batch_fits_every_scale(exp, where)  # before any grid point is built
+    shape = _dataset_feature_shape(exp, where)
+    trained = {label: _check_method(exp, label, method, shape, where)
+               for label, method in exp.methods.items()}
+    _check_distinct_runs(exp, where)
+    _check_scale_overrides(exp, shape, where)
+    _check_figures(exp, set(trained.values()), where)
+    return _with_metric_defaults(exp, trained, where)
 
-    from adamrepro.data import DATASETS
-    from adamrepro.models import MODELS
-    from adamrepro.optim import OPTIMIZERS
-    from adamrepro.optim.resolve import resolve
 
-    for scale in SCALES:  # before any grid point is built
+def _check_batch_fits_every_scale(exp: Experiment, where: str) -> None:
+    """Every scale applies to the experiment, and leaves a batch no larger than the training
+    set."""
+    for scale in SCALES:
         try:
             scaled = exp.at_scale(scale)
         except UserError as err:
@@ -387,59 +393,103 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                 f"{where}: training.batch_size {batch} is more than the {size} training "
                 f"examples at scale {scale} (dataset.train_size): every step would be one "
                 f"full batch; give a batch_size of at most {size}, or more examples")
+
+
+def _dataset_feature_shape(exp: Experiment, where: str) -> tuple[int, ...]:
+    """The shape of one example of the experiment's dataset, its name and options checked."""
+    from adamrepro.data import DATASETS
+
     dataset = exp.dataset.get("name")
     if not isinstance(dataset, str) or dataset not in DATASETS:
         raise UserError(
             f"{where}: dataset.name: unknown dataset {dataset!r}; known: {', '.join(DATASETS)}"
         )
-    shape = DATASETS[dataset].feature_shape(DATASETS[dataset].options(
+    return DATASETS[dataset].feature_shape(DATASETS[dataset].options(
         {k: v for k, v in exp.dataset.items() if k != "name"}, f"{where}: dataset"))
-    dtype = getattr(torch, exp.training.dtype)
-    declared, trained = {}, set()
-    for label, method in exp.methods.items():
-        key = f"methods.{label}"
-        # a method without model keys of its own trains the top-level `model`: name that
-        model, model_opts = _method_model(exp.model, method.model, shape,
-                                          f"{where}: {key}.model" if method.model
-                                          else f"{where}: model")
-        declared[label] = MODELS[model].METRICS
-        trained.add(model)
-        points = method.points() + [point for scale in exp.scales if exp.scales[scale].grid
-                                    for point in exp.at_scale(scale).methods[label].points()]
-        try:
-            found = resolve(method.optimizer, OPTIMIZERS, method.closure)
-        except ValueError as err:
-            raise UserError(f"{where}: {key}.optimizer: {err}") from None
-        for point in points:
-            for name, value in point.items():
-                for number in value if isinstance(value, (list, tuple)) else [value]:
-                    if isinstance(number, (int, float)) and not _finite(number):
-                        raise UserError(f"{where}: {key}: {name} must be finite, got "
-                                        f"{number!r:.30}")
-                    if isinstance(number, str) and number_as_text(number):
-                        why = ("YAML 1.1 reads an exponent without a dot as text"
-                               if "e" in number.lower() else "it is quoted")
-                        raise UserError(
-                            f"{where}: {key}: {name}: {number!r} is text to YAML, not a "
-                            f"number ({why}); write {float(number)!r}")
-            if (found.capabilities.subfunctions and MODELS[model].stochastic(model_opts)
-                    and point.get("allow_stochastic") is not True):
+
+
+def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[int, ...],
+                  where: str) -> str:
+    """The name of the model the method trains, once its model and optimizer are known and
+    the optimizer accepts every grid point of every scale."""
+    from adamrepro.models import MODELS
+    from adamrepro.optim import OPTIMIZERS
+    from adamrepro.optim.resolve import resolve
+
+    key = f"methods.{label}"
+    # a method without model keys of its own trains the top-level `model`: name that
+    model, model_opts = _method_model(exp.model, method.model, shape,
+                                      f"{where}: {key}.model" if method.model
+                                      else f"{where}: model")
+    points = _points_at_every_scale(exp, label, method)
+    try:
+        found = resolve(method.optimizer, OPTIMIZERS, method.closure)
+    except ValueError as err:
+        raise UserError(f"{where}: {key}.optimizer: {err}") from None
+    for point in points:
+        _check_point_numbers(point, f"{where}: {key}")
+        _check_noise_allowed(found, MODELS[model], model_opts, point,
+                             f"{where}: {key}: {method.optimizer}")
+        _check_optimizer_accepts(found, point, exp.training.dtype,
+                                 f"{where}: {key}: {method.optimizer}")
+    return model
+
+
+def _points_at_every_scale(exp: Experiment, label: str, method: MethodSpec) -> list[dict]:
+    """The method's grid points, then those of each scale that sets a grid of its own."""
+    return method.points() + [point for scale in exp.scales if exp.scales[scale].grid
+                              for point in exp.at_scale(scale).methods[label].points()]
+
+
+def _check_point_numbers(point: dict[str, Any], where: str) -> None:
+    """Every number of a grid point is finite, and none is text YAML did not read as one."""
+    for name, value in point.items():
+        for number in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(number, (int, float)) and not _finite(number):
+                raise UserError(f"{where}: {name} must be finite, got {number!r:.30}")
+            if isinstance(number, str) and number_as_text(number):
+                why = ("YAML 1.1 reads an exponent without a dot as text"
+                       if "e" in number.lower() else "it is quoted")
                 raise UserError(
-                    f"{where}: {key}: {method.optimizer} assumes a deterministic objective, "
-                    f"but this model draws noise in training (dropout, sampling); remove the "
-                    f"noise, or set "
-                    f"hparams.allow_stochastic: true to run it anyway")
-            try:
-                _build_optimizer(found, point, dtype)
-            except _refusals(found) as err:
-                rounded = (dtype != torch.float64 and not isinstance(err, _RoundedAway)
-                           and _accepted(found, point, torch.float64))
-                raise UserError(
-                    f"{where}: {key}: {method.optimizer}: "
-                    + (str(err) if found.builtin else f"{type(err).__name__}: {err}")
-                    + (f" once rounded to training.dtype {exp.training.dtype} (unrounded "
-                       f"it is accepted)" if rounded else "")) from None
-    _check_distinct_runs(exp, where)
+                    f"{where}: {name}: {number!r} is text to YAML, not a "
+                    f"number ({why}); write {float(number)!r}")
+
+
+def _check_noise_allowed(found, model, model_opts: Any, point: dict[str, Any],
+                         where: str) -> None:
+    """An optimizer that assumes a deterministic objective trains a model that draws noise
+    only where the point says `allow_stochastic: true`."""
+    if (found.capabilities.subfunctions and model.stochastic(model_opts)
+            and point.get("allow_stochastic") is not True):
+        raise UserError(
+            f"{where} assumes a deterministic objective, "
+            f"but this model draws noise in training (dropout, sampling); remove the "
+            f"noise, or set "
+            f"hparams.allow_stochastic: true to run it anyway")
+
+
+def _check_optimizer_accepts(found, point: dict[str, Any], dtype_name: str,
+                             where: str) -> None:
+    """The optimizer builds with the point's settings in the training dtype; a refusal says
+    whether the rounding to that dtype is what it refused."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    try:
+        _build_optimizer(found, point, dtype)
+    except _refusals(found) as err:
+        rounded = (dtype != torch.float64 and not isinstance(err, _RoundedAway)
+                   and _accepted(found, point, torch.float64))
+        raise UserError(
+            f"{where}: "
+            + (str(err) if found.builtin else f"{type(err).__name__}: {err}")
+            + (f" once rounded to training.dtype {dtype_name} (unrounded "
+               f"it is accepted)" if rounded else "")) from None
+
+
+def _check_scale_overrides(exp: Experiment, shape: tuple[int, ...], where: str) -> None:
+    """Each scale's grid replaces keys the methods' grids have, and each scale's model builds
+    under every method."""
     for scale, over in exp.scales.items():
         keys = {key for method in exp.methods.values() for key in method.grid}
         unused = sorted(set(over.grid) - keys)
@@ -452,6 +502,10 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
         for label, method in exp.methods.items() if over.model else ():
             _method_model({**exp.model, **over.model}, method.model, shape,
                           f"{where}: methods.{label} at scale {scale}: scales.{scale}.model")
+
+
+def _check_figures(exp: Experiment, trained: set[str], where: str) -> None:
+    """Every figure asked for exists and can be drawn from the models trained."""
     from adamrepro.figures import FIGURES
 
     unknown = [f for f in exp.plot.figures if f not in FIGURES]
@@ -461,6 +515,15 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
     if "vae_samples" in exp.plot.figures and trained != {"vae"}:  # else refused after training
         raise UserError(f"{where}: plot.figures: vae_samples draws a VAE's samples, and this "
                         f"experiment trains {', '.join(sorted(trained))}; remove it")
+
+
+def _with_metric_defaults(exp: Experiment, trained: dict[str, str], where: str) -> Experiment:
+    """The experiment with selection.metric and plot.y defaulting to the train column of the
+    metrics every method's model (`trained`: model name by method label) declares, and
+    checked against them."""
+    from adamrepro.models import MODELS
+
+    declared = {label: MODELS[model].METRICS for label, model in trained.items()}
     metrics = set(declared.values())
     if len(metrics) > 1:
         raise UserError(f"{where}: methods: every method must train a model with the same "
