@@ -131,32 +131,19 @@ def run(
     """Train a grid search per method; a re-run skips the finished runs."""
     started = time.time()  # the budget counts from here: loading the data takes part of it
     from adamrepro.data.download import default_data_dir  # the data package imports torch
-    from adamrepro.results.store import check_results_folder
     from adamrepro.runner.checkpoint import Budget
-    from adamrepro.runner.executors import check_executor_flags, make_executor, parse_workers
+    from adamrepro.runner.executors import make_executor
     from adamrepro.runner.sweep import resolve_device, run_sweep, torch_device
 
-    check_results_folder(out)
-    processes = parse_workers(workers)  # a bad flag is refused by a dry run too
-    check_executor_flags(executor.value, address, processes)
-    if split_to_fit and time_budget is None:
-        raise UserError("--split-to-fit halves the groups that would not finish within "
-                        "--time-budget; give --time-budget MINUTES too, or drop it")
-    base = load_experiment(resolve_config_arg(config))
-    if unverified_data:
-        base = without_data_check(base)
-    if precision is not None:
-        base = with_precision(base, precision.value, "--precision")
+    processes = _check_flags(out, workers, executor, address, split_to_fit, time_budget)
+    base = _experiment_as_asked(config, unverified_data, precision)
     if only_selected is not None and seeds is None:
         seeds = _seeds_selected(only_selected / base.name)
     # a dry run may plan a GPU's command on a machine without one
     target = torch_device(device.value) if dry_run else resolve_device(device.value)
     _say_what_runs_otherwise(base, target)
     if dry_run:
-        from adamrepro.runner.preview import describe, preview
-
-        planned = preview(base, scale.value, seeds, out, force, only_selected, target)
-        typer.echo("\n".join(describe(planned)))
+        _say_what_would_run(base, scale.value, seeds, out, force, only_selected, target)
         return
     runner = make_executor(executor.value, data_dir or default_data_dir(), target, address,
                            processes)
@@ -164,27 +151,76 @@ def run(
     budget = Budget.minutes(time_budget, split_to_fit, start=started)
     done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, budget,
                      only_selected)
-    folder = done["folder"]
-    stopped = done.get("stopped")
-    if stopped is not None:
-        checkpointed = stopped["checkpointed"]
-        if len(checkpointed) == 1:
-            [(group_id, epoch)] = checkpointed.items()
-            where = f"; group {group_id} is checkpointed after pass {epoch} of {stopped['epochs']}"
-        else:  # Ray: every group that was training stopped at its own checkpoint
-            where = (f"; {count(len(checkpointed), 'group')} checkpointed mid-way"
-                     if checkpointed else "")
-        typer.echo(f"time budget spent: trained {count(done['trained'], 'run')} in "
-                   f"{time.perf_counter() - start:.1f} s; "
-                   f"{count(stopped['runs_left'], 'run')} in "
-                   f"{count(stopped['groups_left'], 'group')} "
-                   f"remain{'s' if stopped['runs_left'] == 1 else ''} "
-                   f"({stopped['run_passes_left']} "
-                   f"run-passes){where}; run the same command again to go on")
+    if done.get("stopped") is not None:
+        _say_budget_spent(done, start)
         raise typer.Exit(BUDGET_SPENT)
+    _say_trained(done, start)
+    _warn_of_methods_all_diverged(base, done)
+
+
+def _check_flags(out: Path, workers: str, executor: ExecutorChoice, address: str | None,
+                 split_to_fit: bool, time_budget: float | None) -> int:
+    """The number of worker processes, once the flags that need no config are checked: a
+    dry run refuses a bad one too."""
+    from adamrepro.results.store import check_results_folder
+    from adamrepro.runner.executors import check_executor_flags, parse_workers
+
+    check_results_folder(out)
+    processes = parse_workers(workers)
+    check_executor_flags(executor.value, address, processes)
+    if split_to_fit and time_budget is None:
+        raise UserError("--split-to-fit halves the groups that would not finish within "
+                        "--time-budget; give --time-budget MINUTES too, or drop it")
+    return processes
+
+
+def _experiment_as_asked(config: str, unverified_data: bool,
+                         precision: PrecisionChoice | None) -> Experiment:
+    """The config's experiment with --unverified-data and --precision applied."""
+    base = load_experiment(resolve_config_arg(config))
+    if unverified_data:
+        base = without_data_check(base)
+    if precision is not None:
+        base = with_precision(base, precision.value, "--precision")
+    return base
+
+
+def _say_what_would_run(base: Experiment, scale: str, seeds: int | None, out: Path,
+                        force: bool, only_selected: Path | None, target) -> None:
+    """--dry-run: the plan per method, read from the results folder alone."""
+    from adamrepro.runner.preview import describe, preview
+
+    planned = preview(base, scale, seeds, out, force, only_selected, target)
+    typer.echo("\n".join(describe(planned)))
+
+
+def _say_budget_spent(done: dict, start: float) -> None:
+    """What --time-budget stopped: what was trained, what is left, and where it resumes."""
+    stopped = done["stopped"]
+    checkpointed = stopped["checkpointed"]
+    if len(checkpointed) == 1:
+        [(group_id, epoch)] = checkpointed.items()
+        where = f"; group {group_id} is checkpointed after pass {epoch} of {stopped['epochs']}"
+    else:  # Ray: every group that was training stopped at its own checkpoint
+        where = (f"; {count(len(checkpointed), 'group')} checkpointed mid-way"
+                 if checkpointed else "")
+    typer.echo(f"time budget spent: trained {count(done['trained'], 'run')} in "
+               f"{time.perf_counter() - start:.1f} s; "
+               f"{count(stopped['runs_left'], 'run')} in "
+               f"{count(stopped['groups_left'], 'group')} "
+               f"remain{'s' if stopped['runs_left'] == 1 else ''} "
+               f"({stopped['run_passes_left']} "
+               f"run-passes){where}; run the same command again to go on")
+
+
+def _say_trained(done: dict, start: float) -> None:
+    folder = done["folder"]
     typer.echo(f"trained {count(done['trained'], 'run')}, {done['skipped']} already finished, in "
                f"{time.perf_counter() - start:.1f} s; results: {folder}/curves.csv, "
                f"{folder}/best.csv")
+
+
+def _warn_of_methods_all_diverged(base: Experiment, done: dict) -> None:
     lost = [label for label in base.methods if label not in done["selected"]]
     if lost:
         typer.echo(f"warning: every grid point of {', '.join(lost)} diverged (NaN or inf), so "
