@@ -151,31 +151,13 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     they go."""
     groups, not_timed = timed_groups(exp)
     epochs = exp.training.epochs
-    if reference_passes is None:
-        reference_passes = REFERENCE_PASSES.get(scale)
-    ref_passes = min(reference_passes or epochs, epochs)
-    n_train = len(data.train_x)
-    sizes = step_sizes(exp.training, n_train)
-    per_pass = sum(sizes)
-    dtype = getattr(torch, exp.training.dtype)
-
-    peak = measure_peak_flops(device, dtype)
-    memory = PeakMemory(device)
-    batched, reference = Phase("batched"), Phase("reference")
-    # On a GPU the batched loop is also timed with eager kernel launches (no CUDA graphs).
-    eager = Phase("batched, no CUDA graphs") if device.type == "cuda" else None
-    host = data.to(torch.device("cpu"))  # the reference's DataLoader reads host memory
-
-    grid_passes = sum(g.size for g in groups) * epochs
-    # The eager batched loop gets the reference's passes: its speed is per run-pass too.
-    eager_exp = exp.with_epochs(ref_passes)
-    totals = {"batched": grid_passes, "eager": sum(g.size for g in groups) * ref_passes,
-              "reference": sum(min(reference_runs or g.size, g.size) for g in groups)
-              * ref_passes}
-
-    def reference_pass(epoch: int) -> None:
-        on_progress("reference", 1, totals["reference"])
-
+    ref_passes = _reference_passes_per_run(scale, reference_passes, epochs)
+    sizes = step_sizes(exp.training, len(data.train_x))
+    peak = measure_peak_flops(device, getattr(torch, exp.training.dtype))
+    bench = _Bench(exp=exp, data=data, device=device, memory=PeakMemory(device),
+                   samples_per_pass=sum(sizes), reference_runs=reference_runs,
+                   reference_passes=ref_passes, on_progress=on_progress,
+                   totals=_run_passes_in_all(groups, epochs, ref_passes, reference_runs))
     counts = {g.group_id: flop_count(exp, g, data) for g in groups}
     executor = LocalExecutor(Path(), device, workers)
     executor.data = data
@@ -183,44 +165,13 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     worker_memory = None
     if processes > 1:
         worker_memory = time_in_workers(
-            exp, groups, executor, memory, batched, counts, per_pass,
-            lambda n: on_progress("batched", n, totals["batched"]))
+            exp, groups, executor, bench.memory, bench.batched, counts, bench.samples_per_pass,
+            lambda n: on_progress("batched", n, bench.totals["batched"]))
     for group in groups:
-        count = counts[group.group_id]
-
-        def progress(epoch: int, size: int = group.size, what: str = "batched") -> None:
-            on_progress(what, size, totals[what])
-
-        if processes == 1:
-            curves, seconds, peak_bytes = _timed(
-                device, memory, lambda group=group, progress=progress: train_group(
-                    exp, group, data, progress))
-            batched.add(list(group.runs), curves, seconds, batched_passes(curves), count,
-                        per_pass, peak_bytes)
-        if eager is not None:  # the same batched loop without CUDA graphs: what graphs buy
-            curves, seconds, peak_bytes = _timed(
-                device, memory, lambda group=group, progress=progress: train_group(
-                    eager_exp, group, data, lambda epoch: progress(epoch, what="eager"),
-                    cuda_graphs=False))
-            eager.add(list(group.runs), curves, seconds, batched_passes(curves), count,
-                      per_pass, peak_bytes)
-
-        chosen = list(group.runs[: reference_runs or group.size])
-        curves, seconds, peak_bytes = _timed(device, memory, lambda chosen=chosen: [
-            train_run(exp, run, data, ref_passes, reference_pass, host) for run in chosen])
-        computed = [len(c.rows) - 1 for c in curves]  # a diverged run stops here
-        reference.add(chosen, curves, seconds, computed, count, per_pass, peak_bytes)
-
-    phases = [batched, reference] if eager is None else [batched, eager, reference]
-    check = curves_check(exp, groups, data, host, reference_runs, batched.curves,
-                         reference.curves)
-    graphs = None
-    if eager is not None:  # CUDA graphs replay the eager kernels: the timed curves alike
-        clean = clean_runs(groups)
-        graphs = {"speedup": batched.run_passes_per_s / eager.run_passes_per_s,
-                  "check": compare_curves(exp, batched.curves, {
-                      run_id: curve for run_id, curve in eager.curves.items()
-                      if run_id in clean}) if clean else check}
+        _time_group(bench, group, counts[group.group_id], batched_here=processes == 1)
+    check = curves_check(exp, groups, data, bench.host, reference_runs, bench.batched.curves,
+                         bench.reference.curves)
+    graphs = _cuda_graphs(exp, groups, bench, check)
     return {
         "experiment": exp.name,
         "scale": scale,
@@ -232,21 +183,123 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         # many workers of one thread each, and the largest one's peak resident memory)
         "batched_workers": processes,
         "worker_peak_memory_bytes": worker_memory,
-        "grid": {"runs": batched.runs, "groups": [g.size for g in groups], "passes": epochs,
-                 "steps_per_pass": len(sizes),
-                 "batch_size": exp.training.batch_size, "train_size": n_train,
-                 "test_size": len(data.test_x)},
-        "reference_subset": reference_subset(batched, reference, ref_passes, epochs),
-        "ratio": batched.run_passes_per_s / reference.run_passes_per_s,
+        "grid": _grid(exp, groups, bench.batched, len(sizes), data),
+        "reference_subset": reference_subset(bench.batched, bench.reference, ref_passes, epochs),
+        "ratio": bench.batched.run_passes_per_s / bench.reference.run_passes_per_s,
         "cuda_graphs": graphs,
-        "results": [phase.row(peak["flops_per_s"], epochs) for phase in phases],
+        "results": [phase.row(peak["flops_per_s"], epochs) for phase in bench.phases],
         "peak": peak,
-        "memory_kind": memory.kind,
+        "memory_kind": bench.memory.kind,
         "flops_per_run": {g.method: asdict(counts[g.group_id]) if counts[g.group_id] else None
                           for g in groups},
         "check": check,
         "not_timed": not_timed,
     }
+
+
+def _reference_passes_per_run(scale: str, reference_passes: int | None, epochs: int) -> int:
+    """The passes of each run the reference trains: those asked for, else the scale's
+    default, and never more than the experiment's."""
+    if reference_passes is None:
+        reference_passes = REFERENCE_PASSES.get(scale)
+    return min(reference_passes or epochs, epochs)
+
+
+def _run_passes_in_all(groups: list[Group], epochs: int, ref_passes: int,
+                       reference_runs: int | None) -> dict[str, int]:
+    """What each implementation's progress counts up to (the eager batched loop trains the
+    reference's passes)."""
+    return {"batched": sum(g.size for g in groups) * epochs,
+            "eager": sum(g.size for g in groups) * ref_passes,
+            "reference": sum(min(reference_runs or g.size, g.size) for g in groups)
+            * ref_passes}
+
+
+@dataclass
+class _Bench:
+    """What timing each group shares: the experiment and its data, how a phase is measured,
+    how much of the grid the reference trains, and the phases the timings add up in."""
+
+    exp: Experiment
+    data: TensorDataset
+    device: torch.device
+    memory: PeakMemory
+    samples_per_pass: int
+    reference_runs: int | None
+    reference_passes: int
+    on_progress: Callable[[str, int, int], None]
+    totals: dict[str, int]
+    batched: Phase = field(default_factory=lambda: Phase("batched"))
+    reference: Phase = field(default_factory=lambda: Phase("reference"))
+    eager: Phase | None = field(init=False)
+    host: TensorDataset = field(init=False)
+    eager_exp: Experiment = field(init=False)
+
+    def __post_init__(self) -> None:
+        # On a GPU the batched loop is also timed with eager kernel launches (no CUDA graphs).
+        self.eager = Phase("batched, no CUDA graphs") if self.device.type == "cuda" else None
+        self.host = self.data.to(torch.device("cpu"))  # the reference's DataLoader reads it
+        # The eager batched loop gets the reference's passes: its speed is per run-pass too.
+        self.eager_exp = self.exp.with_epochs(self.reference_passes)
+
+    @property
+    def phases(self) -> list[Phase]:
+        return ([self.batched, self.reference] if self.eager is None
+                else [self.batched, self.eager, self.reference])
+
+    def time(self, phase: Phase, runs: list[RunSpec], count: FlopCount | None,
+             work: Callable[[], list[RunCurve]],
+             passes_computed: Callable[[list[RunCurve]], list[int]]) -> None:
+        curves, seconds, peak_bytes = _timed(self.device, self.memory, work)
+        phase.add(runs, curves, seconds, passes_computed(curves), count,
+                  self.samples_per_pass, peak_bytes)
+
+    def progress(self, what: str, size: int) -> Callable[[int], None]:
+        """A per-pass callback that reports `size` run-passes of `what` each pass."""
+        return lambda epoch: self.on_progress(what, size, self.totals[what])
+
+
+def _time_group(bench: _Bench, group: Group, count: FlopCount | None,
+                batched_here: bool) -> None:
+    """One group batched (unless worker processes timed it already), then the same loop
+    without CUDA graphs on a GPU, then its runs one by one in the reference loop."""
+    exp, data = bench.exp, bench.data
+    if batched_here:
+        bench.time(bench.batched, list(group.runs), count,
+                   lambda: train_group(exp, group, data, bench.progress("batched", group.size)),
+                   batched_passes)
+    if bench.eager is not None:  # the same batched loop without CUDA graphs: what graphs buy
+        bench.time(bench.eager, list(group.runs), count,
+                   lambda: train_group(bench.eager_exp, group, data,
+                                       bench.progress("eager", group.size), cuda_graphs=False),
+                   batched_passes)
+    chosen = list(group.runs[: bench.reference_runs or group.size])
+    bench.time(bench.reference, chosen, count,
+               lambda: [train_run(exp, run, data, bench.reference_passes,
+                                  bench.progress("reference", 1), bench.host)
+                        for run in chosen],
+               lambda curves: [len(c.rows) - 1 for c in curves])  # a diverged run stops here
+
+
+def _grid(exp: Experiment, groups: list[Group], batched: Phase, steps_per_pass: int,
+          data: TensorDataset) -> dict:
+    return {"runs": batched.runs, "groups": [g.size for g in groups],
+            "passes": exp.training.epochs, "steps_per_pass": steps_per_pass,
+            "batch_size": exp.training.batch_size, "train_size": len(data.train_x),
+            "test_size": len(data.test_x)}
+
+
+def _cuda_graphs(exp: Experiment, groups: list[Group], bench: _Bench, check: dict) -> dict | None:
+    """What CUDA graphs buy over the eager batched loop, and whether their curves agree; None
+    off a GPU."""
+    if bench.eager is None:
+        return None
+    # CUDA graphs replay the eager kernels: the timed curves alike
+    clean = clean_runs(groups)
+    return {"speedup": bench.batched.run_passes_per_s / bench.eager.run_passes_per_s,
+            "check": compare_curves(exp, bench.batched.curves, {
+                run_id: curve for run_id, curve in bench.eager.curves.items()
+                if run_id in clean}) if clean else check}
 
 
 def reference_subset(batched: Phase, reference: Phase, passes: int, epochs: int) -> dict:
