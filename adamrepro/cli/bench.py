@@ -61,9 +61,8 @@ def bench(
     from rich.console import Console
 
     from adamrepro.bench.flops import experiment_flops, flops_sentence
-    from adamrepro.cli.run import without_data_check
     from adamrepro.data.download import default_data_dir
-    from adamrepro.results.store import atomic_write, check_writable
+    from adamrepro.results.store import check_writable
     from adamrepro.runner.executors import load_data, parse_workers, torch_threads
     from adamrepro.runner.host_memory import keep_freed_memory
     from adamrepro.runner.sweep import resolve_device
@@ -72,14 +71,7 @@ def bench(
         exp = load_experiment(resolve_config_arg(experiment))
         if not flops_only:  # before minutes of timing, not after
             check_writable(Path(out) / "bench")
-        if unverified_data:
-            exp = without_data_check(exp)
-        exp = exp.at_scale(scale.value)
-        if precision is not None:
-            exp = with_precision(exp, precision.value, "--precision")
-        _check_reference(exp)
-        if passes is not None and passes < exp.training.epochs:
-            exp = exp.with_epochs(passes)
+        exp = _experiment_to_time(exp, unverified_data, scale.value, precision, passes)
         target = resolve_device(device.value)
         keep_freed_memory(target)  # for both sides alike: the batched runs and the loop
         data = load_data(exp, data_dir or default_data_dir(), target)
@@ -90,14 +82,38 @@ def bench(
         result = _bench(exp, scale.value, data, target, reference_runs, reference_passes,
                         console, quiet, parse_workers(workers))
     _report(result, console)
+    _write(result, out, exp, target, scale.value, console)
+    if result["check"]["passed"] is False:
+        raise typer.Exit(1)
+
+
+def _experiment_to_time(exp, unverified_data: bool, scale: str,
+                        precision: PrecisionChoice | None, passes: int | None):
+    """The experiment at `scale` as the flags ask, once every model of it is known to have a
+    reference loop."""
+    from adamrepro.cli.run import without_data_check
+
+    if unverified_data:
+        exp = without_data_check(exp)
+    exp = exp.at_scale(scale)
+    if precision is not None:
+        exp = with_precision(exp, precision.value, "--precision")
+    _check_reference(exp)
+    if passes is not None and passes < exp.training.epochs:
+        exp = exp.with_epochs(passes)
+    return exp
+
+
+def _write(result: dict, out: Path, exp, target, scale: str, console) -> None:
+    """<out>/bench/<experiment>-<device>-<scale>[-<precision>].json and .csv."""
+    from adamrepro.results.store import atomic_write
+
     # a reduced precision gets files of its own beside the fp32 bench of the same grid
     reduced = "" if exp.training.precision == "fp32" else f"-{exp.training.precision}"
-    stem = Path(out) / "bench" / f"{exp.name}-{target.type}-{scale.value}{reduced}"
+    stem = Path(out) / "bench" / f"{exp.name}-{target.type}-{scale}{reduced}"
     atomic_write(stem.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     atomic_write(stem.with_suffix(".csv"), _csv(result))
     console.print(f"wrote {stem}.json, {stem}.csv")
-    if result["check"]["passed"] is False:
-        raise typer.Exit(1)
 
 
 def _check_reference(exp) -> None:
