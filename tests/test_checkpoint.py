@@ -313,12 +313,15 @@ def test_an_allocation_failure_behind_another_error_still_splits_the_group():
                                     RuntimeError("the step failed")))
 
 
-def test_a_group_leaves_nothing_to_the_cycle_collector(data_dir):
+def test_a_group_leaves_nothing_to_the_cycle_collector(data_dir, monkeypatch):
     """Once `train_group` returns, every tensor of the group (its model, optimizer state,
     and on a GPU the memory pool of its CUDA graph) is freed by reference counting alone:
     none is left in a reference cycle for the collector, which would hold it, on a GPU
     while the next group (or the halves of one that did not fit) allocates."""
     import gc
+
+    # CASES names my_optimizers: found here, not only after another test imported it
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "outside"))
 
     cases = {**CASES, "vae": ({"name": "vae", "hidden": 32, "latent": 4},
                               {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3]}}})}
