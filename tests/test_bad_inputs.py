@@ -161,6 +161,11 @@ CASES = [
     ("missing-data", GOOD, ["@empty-data"], "missing and could not be downloaded"),
     ("corrupt-data", GOOD, ["@corrupt-data"], "is corrupt (MD5 mismatch"),
     ("unwritable-out", GOOD, ["@out-under-a-file"], "is not a writable folder"),
+    # Path("") is the working directory: `--out "$UNSET"` wrote results there without a word
+    ("out-empty", GOOD, ["--out", ""],
+     "Invalid value for '--out': an empty name; name a folder"),
+    ("data-dir-blank", GOOD, ["--data-dir", " "],
+     "Invalid value for '--data-dir': an empty name; name a folder"),
     # access() says yes to root in /proc, and mkdir then raised FileNotFoundError
     ("out-under-proc", GOOD, ["--out", "/proc/adamrepro-results"],
      "cannot write results to /proc/adamrepro-results/logreg_mnist: /proc "),

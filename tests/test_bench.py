@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -280,3 +281,21 @@ def test_timed_curves_are_judged_only_when_every_group_trains_a_convex_model():
     assert not_judged(exp, convex, cpu) is None
     assert "network" in not_judged(exp, [*convex, *network], cpu)
     assert "network" in not_judged(exp, [*network, *convex], cpu)
+
+
+def test_passes_beyond_the_scale_are_said_and_the_progress_is_on_stderr(tmp_path, data_dir,
+                                                                       cli):
+    """`--passes 50` at smoke scale (2 passes) timed 2 without a word; the bars went to
+    stdout, between the lines the bench prints as its figures."""
+    code, stdout, stderr = cli("bench", "logreg_mnist", "--device", "cpu", "--scale", "smoke",
+                               "--out", tmp_path, "--data-dir", data_dir, "--threads", "1",
+                               "--passes", "50", "--reference-passes", "7",
+                               "--reference-runs", "1")
+    assert code == 0, stderr
+    assert "note: --passes 50: the smoke scale has 2 passes; timing them" in stderr, stderr
+    assert "note: --reference-passes 7: the smoke scale has 2 passes" in stderr, stderr
+    assert re.search(r"\d+/\d+ run-passes", stderr), stderr
+    assert not re.search(r"\d+/\d+ run-passes", stdout), stdout
+    assert "cores, 1 thread in use" in stdout and "1 threads" not in stdout, stdout
+    result = json.loads((tmp_path / "bench" / "logreg_mnist-cpu-smoke.json").read_text())
+    assert result["grid"]["passes"] == 2

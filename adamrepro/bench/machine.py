@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from adamrepro.provenance import cpu_name
+from adamrepro.wording import count
 
 
 def measure_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> dict:
@@ -36,7 +37,8 @@ def hardware_name(device: torch.device) -> str:
     in use'."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads in use"
+    return (f"{cpu_name()}, {count(os.cpu_count() or 1, 'core')}, "
+            f"{count(torch.get_num_threads(), 'thread')} in use")
 
 
 def synchronize(device: torch.device) -> None:

@@ -15,9 +15,11 @@ from typing import Annotated
 
 import typer
 
+from adamrepro.cli.params import folder
 from adamrepro.cli.run import DeviceChoice, PrecisionChoice, Scale
 from adamrepro.config import load_experiment, resolve_config_arg, with_precision
 from adamrepro.errors import UserError, note
+from adamrepro.wording import count
 
 
 def bench(
@@ -25,9 +27,11 @@ def bench(
         help="configs/<experiment>.yaml, or its name.")] = "logreg_mnist",
     device: Annotated[DeviceChoice, typer.Option(help="Where to train.")] = DeviceChoice.auto,
     scale: Annotated[Scale, typer.Option(help="The experiment's scale to time.")] = Scale.quick,
-    out: Annotated[Path, typer.Option(help="Results folder (writes <out>/bench/).")] = Path(
-        "results"),
+    out: Annotated[Path, typer.Option(
+        parser=folder, metavar="FOLDER", help="Results folder (writes <out>/bench/).")
+    ] = Path("results"),
     data_dir: Annotated[Path | None, typer.Option(
+        parser=folder, metavar="FOLDER",
         help="Dataset folder (default: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data).")] = None,
     reference_runs: Annotated[int | None, typer.Option(
         min=1, help="Time the reference on the first N runs of each group (default: all).")
@@ -45,14 +49,16 @@ def bench(
     threads: Annotated[int | None, typer.Option(
         min=1, help="torch.set_num_threads for both (default: torch's).")] = None,
     flops_only: Annotated[bool, typer.Option(
+        "--flops-only",
         help="Only print the experiment's FLOP count at this scale (the README's figure).")
     ] = False,
     precision: Annotated[PrecisionChoice | None, typer.Option(
         help="training.precision of the batched runs (default: the config's); the reference "
              "loop computes in fp32. Writes <experiment>-<device>-<scale>-<precision>.*")
     ] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
     unverified_data: Annotated[bool, typer.Option(
+        "--unverified-data",
         help="Read data files whose checksum differs from the official one.")] = False,
 ) -> None:
     """Time the batched runner against a straightforward PyTorch loop.
@@ -71,7 +77,8 @@ def bench(
         exp = load_experiment(resolve_config_arg(experiment))
         if not flops_only:  # before minutes of timing, not after
             check_writable(Path(out) / "bench")
-        exp = _experiment_to_time(exp, unverified_data, scale.value, precision, passes)
+        exp = _experiment_to_time(exp, unverified_data, scale.value, precision, passes,
+                                  reference_passes)
         target = resolve_device(device.value)
         keep_freed_memory(target)  # for both sides alike: the batched runs and the loop
         data = load_data(exp, data_dir or default_data_dir(), target)
@@ -88,7 +95,8 @@ def bench(
 
 
 def _experiment_to_time(exp, unverified_data: bool, scale: str,
-                        precision: PrecisionChoice | None, passes: int | None):
+                        precision: PrecisionChoice | None, passes: int | None,
+                        reference_passes: int | None):
     """The experiment at `scale` as the flags ask, once every model of it is known to have a
     reference loop."""
     from adamrepro.cli.run import without_data_check
@@ -99,9 +107,20 @@ def _experiment_to_time(exp, unverified_data: bool, scale: str,
     if precision is not None:
         exp = with_precision(exp, precision.value, "--precision")
     _check_reference(exp)
+    _note_passes_beyond(exp.training.epochs, scale, passes=passes,
+                        reference_passes=reference_passes)
     if passes is not None and passes < exp.training.epochs:
         exp = exp.with_epochs(passes)
     return exp
+
+
+def _note_passes_beyond(epochs: int, scale: str, **asked: int | None) -> None:
+    """A pass count beyond the scale's is cut to it: said, as the bench then times fewer
+    passes than the command asked for."""
+    for name, passes in asked.items():
+        if passes is not None and passes > epochs:
+            note(f"--{name.replace('_', '-')} {passes}: the {scale} scale has "
+                 f"{count(epochs, 'pass', 'passes')}; timing {'it' if epochs == 1 else 'them'}")
 
 
 def _write(result: dict, out: Path, exp, target, scale: str, console) -> None:
@@ -132,6 +151,7 @@ def _check_reference(exp) -> None:
 def _bench(exp, scale: str, data, target, reference_runs, reference_passes, console,
            quiet: bool, workers: int | str) -> dict:
     import torch
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from adamrepro.bench.flops import experiment_flops, flops_sentence
@@ -144,7 +164,8 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
     console.print(f"bench {exp.name} --scale {scale} on {hardware_name(target)}, torch "
                   f"{torch.__version__}; load average {load_before:.1f} on {cores} cores")
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("run-passes"), TimeElapsedColumn(), console=console,
+                  TextColumn("run-passes"), TimeElapsedColumn(),
+                  console=Console(stderr=True),  # beside the notes, as run's (stdout: the figures)
                   disable=quiet) as progress:
         tasks = {}
 
@@ -167,8 +188,9 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
 def _report(result: dict, console) -> None:
     console.print(_table(result))
     if result["batched_workers"] > 1:
+        threads = count(result["threads"], "thread")
         console.print(f"batched: {result['batched_workers']} worker processes of 1 thread "
-                      f"(--workers); reference: one process of {result['threads']} threads")
+                      f"(--workers); reference: one process of {threads}")
     console.print(f"ratio batched/reference: {result['ratio']:.1f}x run-passes per second")
     console.print(result["reference_subset"]["note"])
     if result.get("not_timed"):
@@ -214,9 +236,9 @@ def _compared(part: dict) -> str:
 def _table(result: dict):
     from rich.table import Table
 
-    peak = result["peak"]
+    peak, threads = result["peak"], count(result["threads"], "thread")
     table = Table(title=f"{result['experiment']} ({result['scale']}, {result['dtype']}, "
-                        f"{result['threads']} threads); peak {peak['flops_per_s'] / 1e9:.1f} "
+                        f"{threads}); peak {peak['flops_per_s'] / 1e9:.1f} "
                         f"GFLOP/s ({peak['matmul']} matmul)")
     for name in ("implementation", "runs", "run-passes", "seconds", "runs/s", "run-passes/s",
                  "samples/s", "GFLOP/s", "% of peak", "peak memory", "added"):

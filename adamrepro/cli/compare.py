@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from adamrepro.cli.params import folder
 from adamrepro.errors import note
 
 
@@ -17,8 +18,10 @@ def _number(value: float) -> str:
 
 def compare(
     base: Annotated[Path, typer.Argument(
+        parser=folder, metavar="BASE",
         help="Results folder of the reference runs (e.g. fp32), as given to run --out.")],
     other: Annotated[Path, typer.Argument(
+        parser=folder, metavar="OTHER",
         help="Results folder of the same config in another setting (e.g. bf16).")],
     experiment: Annotated[list[str] | None, typer.Option(
         "--experiment", "-e",
@@ -27,6 +30,7 @@ def compare(
         help="The curve compared (default: each experiment's selection metric, its "
              "training cost).")] = None,
     out: Annotated[Path | None, typer.Option(
+        parser=folder, metavar="FOLDER",
         help="Folder for <experiment>.csv (default: OTHER/compare).")] = None,
 ) -> None:
     """Compare BASE's selected runs with their twins in OTHER.

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from adamrepro.cli.params import folder
 from adamrepro.errors import UserError
 
 
@@ -16,6 +17,7 @@ def fetch(
         help="Dataset names, or experiments (a bundled name or a config file) for the datasets "
              "they read (default: every dataset).")] = None,
     data_dir: Annotated[Path | None, typer.Option(
+        parser=folder, metavar="FOLDER",
         help="Dataset folder (default: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data).")] = None,
 ) -> None:
     """Download what is missing and verify what is there."""

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from adamrepro.cli.params import folder
 from adamrepro.config import DEFAULT_FIGURES, recorded_config
 from adamrepro.errors import UserError
 
@@ -14,8 +15,10 @@ from adamrepro.errors import UserError
 def plot(
     experiments: Annotated[list[str] | None, typer.Argument(
         help="Experiment names (default: every experiment under --out).")] = None,
-    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    out: Annotated[Path, typer.Option(
+        parser=folder, metavar="FOLDER", help="Results folder.")] = Path("results"),
     data_dir: Annotated[Path | None, typer.Option(
+        parser=folder, metavar="FOLDER",
         help="Data folder, as for run (default: $ADAMREPRO_DATA, else "
              "~/.cache/adamrepro/data): the VAE's figure shows test images.")] = None,
 ) -> None:

@@ -7,9 +7,12 @@ from typing import Annotated
 
 import typer
 
+from adamrepro.cli.params import folder
+
 
 def report(
     out: Annotated[Path, typer.Option(
+        parser=folder, metavar="FOLDER",
         help="Results folder; report.md and report.html are written into it.")] = Path("results"),
 ) -> None:
     """Write the verdicts: <out>/report.md and <out>/report.html.

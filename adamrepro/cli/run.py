@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from adamrepro.cli.params import folder
 from adamrepro.config import (
     MAX_SEEDS,
     PRECISIONS,
@@ -81,19 +82,23 @@ def run(
     scale: Annotated[Scale, typer.Option(help="smoke: seconds; quick: minutes on a CPU; "
                                               "paper: the paper's settings.")] = Scale.paper,
     data_dir: Annotated[Path | None, typer.Option(
+        parser=folder, metavar="FOLDER",
         help="Dataset folder (default: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data).")] = None,
-    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results"),
+    out: Annotated[Path, typer.Option(
+        parser=folder, metavar="FOLDER", help="Results folder.")] = Path("results"),
     device: Annotated[DeviceChoice, typer.Option(help="Where to train.")] = DeviceChoice.auto,
     seeds: Annotated[int | None, typer.Option(
         min=1, max=MAX_SEEDS, help="Seeds per grid point (default: the config's).")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
     executor: Annotated[ExecutorChoice, typer.Option(
         help="local: this process; ray: grid groups as Ray tasks.")] = ExecutorChoice.local,
     address: Annotated[str | None, typer.Option(
         help="Ray cluster address (with --executor ray; default: a local instance).")] = None,
     force: Annotated[bool, typer.Option(
+        "--force",
         help="Add to a results folder written by a different version of the config.")] = False,
     unverified_data: Annotated[bool, typer.Option(
+        "--unverified-data",
         help="Read CIFAR-10 batches whose checksum differs from the official one (a "
              "re-encoded copy you trust); the results say so. MNIST's files and IMDB's "
              "archive are always checked.")] = False,
@@ -114,17 +119,19 @@ def run(
              "spent or would be before another pass; no group starts after it. Periodic "
              "checkpoints are training.checkpoint_every's.")] = None,
     split_to_fit: Annotated[bool, typer.Option(
+        "--split-to-fit",
         help="With --time-budget, on a machine whose disk (and checkpoints) are lost when "
              "the command ends (a lent or preemptible one): from its second pass on, a "
              "group that would not finish within the budget is halved and its halves "
              "trained instead, so that the time is spent on runs that finish.")] = False,
     only_selected: Annotated[Path | None, typer.Option(
-        metavar="FOLDER",
+        parser=folder, metavar="FOLDER",
         help="Train only each method's point that FOLDER's results of this config (same "
              "scale) selected, every seed, with no grid-edge extension: what "
              "'adamrepro compare FOLDER OUT' judges another setting (--precision, a device) "
              "on.")] = None,
     dry_run: Annotated[bool, typer.Option(
+        "--dry-run",
         help="Say what the command would train (per method: runs, finished, left, groups, "
              "run-passes), read from --out alone: no data loaded, nothing written.")] = False,
 ) -> None:
