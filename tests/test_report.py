@@ -358,9 +358,12 @@ def test_sensitivity_marks_diverged_lrs_and_takes_the_best_other_hyperparameter(
 
 def test_markdown_and_html_render_the_same_blocks():
     blocks = [Heading(1, "Report"), Paragraph("see `x`"),
-              Table(("a", "b"), (("1|2", "<3>"),)), Image("e/curves.png", "curves")]
+              Table(("a", "b"), (("1|2", "<3>"), ("*fast* < a<i>b", "</td>"))),
+              Image("e/curves.png", "curves")]
     md = to_markdown(blocks)
     assert "# Report" in md and "| 1\\|2 | <3> |" in md and "![curves](e/curves.png)" in md
+    # methods named so are no emphasis, nor a tag that swallows the rest of the row
+    assert "| \\*fast\\* < a\\<i>b | \\</td> |" in md, md
     page = to_html(blocks, "Report")
     assert "<code>x</code>" in page and "<td>&lt;3&gt;</td>" in page
     assert '<img src="e/curves.png"' in page

@@ -35,7 +35,10 @@ Block = Heading | Paragraph | Table | Image
 
 
 def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A table cell as written: a method's name such as `*fast*` or `a<i>b` would otherwise be
+    emphasis, or an HTML tag that swallows the rest of the row (our own text has neither)."""
+    text = str(text).replace("|", "\\|").replace("\n", " ").replace("*", "\\*")
+    return re.sub(r"<(?=[A-Za-z/!?])", r"\\<", text)
 
 
 def to_markdown(blocks: list[Block]) -> str:
