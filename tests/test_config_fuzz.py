@@ -139,6 +139,21 @@ def _containers(value, where="") -> list[tuple[str, object]]:
     return found
 
 
+# Every way a dict or a list changes in place, not only `d[key] = value` and `append`: a
+# config's `model.update(...)` or `figures[0] = ...` would edit it for everyone sharing it.
+DICT_CHANGES = (lambda d: d.__setitem__("new key", 1), lambda d: d.__delitem__("new key"),
+                lambda d: d.update(new_key=1), lambda d: d.setdefault("new key", 1),
+                lambda d: d.pop("new key", None), lambda d: d.popitem(), lambda d: d.clear(),
+                lambda d: d.__ior__({"new key": 1}))
+LIST_CHANGES = (lambda values: values.append(1), lambda values: values.extend([1]),
+                lambda values: values.insert(0, 1), lambda values: values.__setitem__(
+                    slice(0, 0), [1]), lambda values: values.__delitem__(slice(0, 0)),
+                lambda values: values.__iadd__([1]), lambda values: values.__imul__(2),
+                lambda values: values.pop(), lambda values: values.remove(1),
+                lambda values: values.clear(), lambda values: values.sort(),
+                lambda values: values.reverse())
+
+
 @pytest.mark.parametrize("name", sorted(BUNDLED))
 def test_a_loaded_config_cannot_be_changed_at_any_depth(name):
     exp = outcome(yaml.safe_dump(BUNDLED[name]).encode())
@@ -146,12 +161,11 @@ def test_a_loaded_config_cannot_be_changed_at_any_depth(name):
     for config in (exp, changed, pickle.loads(pickle.dumps(exp)), copy.deepcopy(exp)):
         containers = _containers(config)
         assert any(where.endswith(".grid") for where, _ in containers)
-        for _where, container in containers:
-            with pytest.raises(TypeError, match="frozen"):
-                if isinstance(container, dict):
-                    container["new key"] = 1
-                else:
-                    container.append(1)
+        for where, container in containers:
+            for change in DICT_CHANGES if isinstance(container, dict) else LIST_CHANGES:
+                with pytest.raises(TypeError, match="frozen"):
+                    change(container)
+                    pytest.fail(f"{where} changed")
     assert changed.dataset["extra"] == [1] and "extra" not in exp.dataset
     assert pickle.loads(pickle.dumps(exp)) == exp
 
