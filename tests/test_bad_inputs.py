@@ -246,9 +246,12 @@ CASES = [
      "model.l2: Input should be a finite number"),
     ("max-epoch-negative", setitem("plot.max_epoch", -1), [],
      "plot.max_epoch: Input should be greater than 0"),
-    ("seeds-beyond-the-limit", GOOD, ["--seeds", "10000000000", "--dry-run"], "--seeds"),
+    ("seeds-beyond-the-limit", GOOD, ["--seeds", "10000000000", "--dry-run"],
+     "Invalid value for '--seeds'"),  # its own bound: runs of one grid point would not reach it
     ("seeds-in-config-beyond-the-limit", setitem("seeds", 10**10), [],
      "seeds: Input should be less than or equal to"),
+    ("scale-seeds-beyond-the-limit", setitem("scales.smoke.seeds", 50_000), [],
+     "scales.smoke.seeds: Input should be less than or equal to 10000"),
     # counted, not built: the plan of every run would fill the host's memory first
     ("too-many-runs", GOOD, ["--seeds", "9999", "--dry-run"],
      "runs, more than one sweep trains"),
@@ -256,6 +259,8 @@ CASES = [
      "methods.adam: 'lr' is in both hparams and grid"),
     ("empty-method-label", edit(lambda c: c["methods"].update({"": c["methods"]["adam"]})),
      [], "methods: '' is not a method label"),
+    ("method-label-ends-in-a-space", edit(lambda c: c["methods"].update(
+        {"adam ": c["methods"].pop("adam")})), [], "methods: 'adam ' is not a method label"),
     ("batch-beyond-the-examples", setitem("scales.smoke.train_size", 100), [],
      "training.batch_size 128 is more than the 100 training examples at scale smoke"),
     # its results would nest as logreg_mnist/logreg_mnist, where plot and report find none
@@ -757,3 +762,22 @@ def test_a_changed_number_of_passes_is_checked_as_a_config_s():
     for bad in (-3, 0):
         with pytest.raises(pydantic.ValidationError, match="epochs"):
             exp.with_epochs(bad)
+
+
+def test_each_limit_is_the_largest_value_accepted(tmp_path):
+    """Not the first refused: a name of MAX_NAME characters, MAX_SEEDS seeds of grid points
+    that make MAX_RUNS runs, and a batch of every training example (full-batch steps)."""
+    from adamrepro.config import MAX_NAME, MAX_RUNS, MAX_SEEDS, load_experiment
+
+    config = json.loads(json.dumps(BASE))
+    points = MAX_RUNS // MAX_SEEDS
+    adam = {**config["methods"]["adam"], "grid": {"lr": [1e-3 * 2**k for k in range(points)]}}
+    config.update(name="x" * MAX_NAME, seeds=MAX_SEEDS, methods={"adam": adam})
+    config["scales"]["smoke"]["train_size"] = config["training"]["batch_size"]
+    path = tmp_path / "limits.yaml"
+    path.write_text(yaml.safe_dump(config))
+    exp = load_experiment(path)
+    scaled = exp.at_scale("smoke")
+    assert len(exp.name) == MAX_NAME and scaled.seeds == MAX_SEEDS
+    assert len(scaled.methods["adam"].points()) * scaled.seeds == MAX_RUNS
+    assert scaled.dataset["train_size"] == scaled.training.batch_size
