@@ -714,10 +714,16 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     ("last-row-missing", "it ends at pass 1 of 2 without diverging"),
     ("seed-text", "its seed is no whole number"),
     ("other-run-id", "its run_id is 'abc', not the one its file name says"),
+    # each named for what it is, before the digest (older records have none)
+    ("seed-true", "its seed is no whole number"),  # a bool is an int to Python
+    ("diverged-text", "its 'diverged' is neither true nor false"),
+    ("passes-swapped", "its rows are not passes 0, 1, 2, ... in order"),
+    ("no-seconds", "'no seconds' at pass 1, not a number"),
     # edited into another, well-formed curve or point: it went into best.csv and the verdicts
     ("better-loss", "edited since it was written: its digest does not match"),
     ("other-lr", "edited since it was written: its digest does not match"),
     ("other-lr-no-digest", "its hyperparameters, seed or point are not those of run "),  # +id
+    ("other-seed-no-digest", "its hyperparameters, seed or point are not those of run "),
 ])
 def test_a_damaged_run_record_is_one_line(damage, said, cli, tmp_path, used_out, data_dir):
     out = tmp_path / "results"
@@ -726,11 +732,16 @@ def test_a_damaged_run_record_is_one_line(damage, said, cli, tmp_path, used_out,
                   if not json.loads(path.read_text())["diverged"])
     text = record.read_text()
     edits = {"rows": {"rows": "x"}, "no-rows": {"rows": []}, "seed-text": {"seed": "a"},
-             "other-run-id": {"run_id": "abc"}}
+             "other-run-id": {"run_id": "abc"}, "seed-true": {"seed": True},
+             "diverged-text": {"diverged": "no"}, "other-seed-no-digest": {"seed": 5,
+                                                                           "digest": None}}
     rows = json.loads(text)["rows"]
     assert [row["epoch"] for row in rows] == [0, 1, 2]  # the smoke scale's 2 passes
     edits["text-loss"] = {"rows": [rows[0], {**rows[1], "train_loss": "abc"}, rows[2]]}
     edits["last-row-missing"] = {"rows": rows[:-1]}
+    edits["passes-swapped"] = {"rows": [rows[0], rows[2], rows[1]]}
+    edits["no-seconds"] = {"rows": [rows[0], {k: v for k, v in rows[1].items() if k != "seconds"},
+                                    rows[2]]}
     edits["better-loss"] = {"rows": [*rows[:-1], {**rows[-1], "train_loss": 0.01}]}
     hparams = {**json.loads(text)["hparams"], "lr": 123.0}
     edits["other-lr"] = {"hparams": hparams}
