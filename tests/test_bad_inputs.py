@@ -719,6 +719,7 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     ("diverged-text", "its 'diverged' is neither true nor false"),
     ("passes-swapped", "its rows are not passes 0, 1, 2, ... in order"),
     ("no-seconds", "'no seconds' at pass 1, not a number"),
+    ("extra-pass", "it ends at pass 3, after the last of 2"),  # not "without diverging"
     # edited into another, well-formed curve or point: it went into best.csv and the verdicts
     ("better-loss", "edited since it was written: its digest does not match"),
     ("other-lr", "edited since it was written: its digest does not match"),
@@ -742,6 +743,7 @@ def test_a_damaged_run_record_is_one_line(damage, said, cli, tmp_path, used_out,
     edits["passes-swapped"] = {"rows": [rows[0], rows[2], rows[1]]}
     edits["no-seconds"] = {"rows": [rows[0], {k: v for k, v in rows[1].items() if k != "seconds"},
                                     rows[2]]}
+    edits["extra-pass"] = {"rows": [*rows, {**rows[-1], "epoch": 3}]}
     edits["better-loss"] = {"rows": [*rows[:-1], {**rows[-1], "train_loss": 0.01}]}
     hparams = {**json.loads(text)["hparams"], "lr": 123.0}
     edits["other-lr"] = {"hparams": hparams}

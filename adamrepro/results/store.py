@@ -752,7 +752,9 @@ def record_problem(record, run_id: str, epochs: int | None) -> str | None:
         if text is not None or "seconds" not in row:
             return f"{text or 'no seconds'!r} at pass {row['epoch']}, not a number"
     last = len(rows) - 1
-    if epochs is not None and (last > epochs or (last < epochs and not record.get("diverged"))):
+    if epochs is not None and last > epochs:  # diverging would not explain it
+        return f"it ends at pass {last}, after the last of {epochs}"
+    if epochs is not None and last < epochs and not record.get("diverged"):
         return f"it ends at pass {last} of {epochs} without diverging"
     if "digest" in record and record["digest"] != record_digest(record):  # older ones lack it
         return "edited since it was written: its digest does not match"
