@@ -589,6 +589,8 @@ CONFIG_EDITS = {
         **meta["config"], "selection": {**meta["config"]["selection"], "metric": 5}}},
     "y-unknown": lambda meta: {**meta, "config": {
         **meta["config"], "plot": {**meta["config"]["plot"], "y": "nope"}}},
+    "metric-unknown": lambda meta: {**meta, "config": {
+        **meta["config"], "selection": {**meta["config"]["selection"], "metric": "nope"}}},
     "no-provenance": lambda meta: {k: v for k, v in meta.items() if k != "provenance"},
     # well-formed, but not what the tables are: every verdict would be labelled, or judged,
     # by it
@@ -636,6 +638,7 @@ SAID = {"gap": "misses passes between 0 and", "short": "stops at pass",
         "figure-unknown": "config.plot.figures: unknown figure 'nope'",
         "metric-number": "config.selection.metric: Input should be a valid string",
         "y-unknown": "config.plot.y: 'nope' is not one of its metrics, train_loss, ",
+        "metric-unknown": "config.selection.metric: 'nope' is not one of its metrics, ",
         "no-provenance": "no 'provenance'",
         "other-scale": "it says scale 'paper', and curves.csv smoke",
         "other-rule": "it says selection_rule 'mean', and best.csv final"}
