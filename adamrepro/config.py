@@ -545,8 +545,10 @@ def _with_metric_defaults(exp: Experiment, trained: dict[str, str], where: str) 
 def recorded_config(config: dict, metrics: list[str]) -> dict:
     """The config a results folder's config.json records, validated as a config file is
     (strict types, defaults filled in), with figures that exist and a plotted and a selection
-    metric among the folder's `metrics`: what plot, report and compare read it through
-    (results/store.py `ConfigCheck`). ValueError "<key>: <problem>" otherwise."""
+    metric among the folder's `metrics` (metrics.py's columns, the training objective's
+    first: the metric of each that names none, as a config file's load fills it in): what
+    plot, report and compare read it through (results/store.py `ConfigCheck`). ValueError
+    "<key>: <problem>" otherwise."""
     from adamrepro.figures import FIGURES
 
     try:
@@ -560,6 +562,10 @@ def recorded_config(config: dict, metrics: list[str]) -> dict:
     for field, name in (("plot.y", exp.plot.y), ("selection.metric", exp.selection.metric)):
         if name is not None and name not in metrics:
             raise ValueError(f"{field}: {name!r} is not one of its metrics, {', '.join(metrics)}")
+    exp = exp.model_copy(update={  # a figure or the report would look for a column None
+        "plot": exp.plot.model_copy(update={"y": exp.plot.y or metrics[0]}),
+        "selection": exp.selection.model_copy(
+            update={"metric": exp.selection.metric or metrics[0]})})
     return exp.model_dump(mode="json")
 
 

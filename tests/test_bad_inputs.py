@@ -705,6 +705,28 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     assert cli("plot", "logreg_mnist", "--out", out)[0] == 0
 
 
+def test_a_config_json_is_read_with_the_defaults_its_config_leaves_out(cli, tmp_path,
+                                                                       used_out):
+    """config.json's config is read as a config file is, defaults filled in: one without the
+    sections that have defaults (trimmed by hand) is drawn and reported with those, not a
+    KeyError."""
+    from adamrepro.config import DEFAULT_FIGURES
+
+    out = tmp_path / "results"
+    shutil.copytree(used_out, out)
+    path = out / "logreg_mnist" / "config.json"
+    meta = json.loads(path.read_text())
+    meta["config"] = {key: value for key, value in meta["config"].items()
+                      if key not in ("plot", "selection")}
+    path.write_text(json.dumps(meta))
+    code, stdout, stderr = cli("plot", "logreg_mnist", "--out", out)
+    assert code == 0, stderr
+    drawn = {Path(line.removeprefix("wrote ")).stem for line in stdout.splitlines()}
+    assert drawn == set(DEFAULT_FIGURES), stdout
+    code, _, stderr = cli("report", "--out", out)
+    assert code == 0, stderr
+
+
 @pytest.mark.parametrize("damage, said", [
     ("cut", "JSONDecodeError"),
     ("{}", "not a run record"),  # JSON, but not a record
