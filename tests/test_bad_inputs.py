@@ -453,6 +453,11 @@ def test_only_selected_trains_every_seed_of_the_selecting_sweep(cli, tmp_path, d
     assert sorted(curves["seed"].unique()) == [0, 1]
     selected = pd.read_csv(tmp_path / "a" / "logreg_mnist" / "best.csv")["run_ids"]
     assert {r for ids in selected for r in ids.split(";")} == set(curves["run_id"])
+    # unless --seeds says otherwise
+    code, _, err = cli(*base, "--only-selected", tmp_path / "a", "--seeds", "1",
+                       "--out", tmp_path / "c")
+    assert code == 0, err
+    assert set(pd.read_csv(tmp_path / "c" / "logreg_mnist" / "curves.csv")["seed"]) == {0}
 
 
 def test_another_scale_is_named_before_fewer_seeds(cli, tmp_path, data_dir):
