@@ -10,6 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+import pytest
+
 from adamrepro.cli import main
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -64,7 +67,10 @@ def test_every_training_curve_has_the_test_loss_and_accuracy_beside_it():
     meta = read_results(RESULTS / "logreg_mnist")[2]
     assert [c.name for c in test_columns(meta)] == ["test_loss", "test_acc"]
     vae = {"metrics": MODELS["vae"].METRICS.to_json()}
-    assert [c.name for c in test_columns(vae)][0] == f"test_{metric_set(vae).objective}"
+    declared = metric_set(vae)
+    first_other = next(m.name for m in declared.metrics if m.name != declared.objective)
+    assert [c.name for c in test_columns(vae)] == [f"test_{declared.objective}",
+                                                   f"test_{first_other}"]
 
 
 def test_every_figure_title_says_when_the_data_was_unverified():
@@ -278,3 +284,173 @@ def test_method_names_and_titles_are_drawn_as_written(tmp_path, cli, data_dir, m
         for name in ("_adam", "$\\x$", "\U0001F680sgd"):
             assert any(t.startswith(name) for t in legend), (name, texts)
         assert any("my $race$" in t.replace("\\$", "$") for t in texts), texts
+
+
+# --- what each figure draws, against its tables ----------------------------------------------
+
+def _drawn(monkeypatch, tmp_path, source: str, figure: str, edit=None):
+    """The figure `figure` drawn from a copy of the committed tables `source` (`edit(folder)`
+    changes the copy first), captured as it is saved (and not rendered: the files are the
+    other tests' concern), and the copy's tables as pandas reads them: (figure, curves,
+    best, config)."""
+    import json
+
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from adamrepro.figures import FIGURES
+
+    folder = tmp_path / Path(source).name
+    shutil.copytree(RESULTS / source, folder,
+                    ignore=shutil.ignore_patterns("*.png", "*.pdf", "runs"))
+    if edit is not None:
+        edit(folder)
+    saved = []
+
+    def recording(fig, target, **kwargs):  # once per figure, though saved as PNG and PDF
+        if fig not in saved:
+            saved.append(fig)
+
+    monkeypatch.setattr(Figure, "savefig", recording)
+    FIGURES[figure](folder)
+    assert len(saved) == 1
+    config = json.loads((folder / "config.json").read_text())["config"]
+    return (saved[0], pd.read_csv(folder / "curves.csv"), pd.read_csv(folder / "best.csv"),
+            config)
+
+
+def _in_config_order(best, config):
+    order = [m for m in config["methods"] if m in set(best["method"])]
+    assert len(order) == len(best)
+    return [best.set_index("method").loc[m] for m in order]
+
+
+def _seeds(runs, column: str, x: str = "epoch", kind: str = "std"):
+    """Mean over seeds at each x, and the band: ±1 std (never below the lowest seed) or min
+    to max; computed here from the figures' definition, not by adamrepro."""
+    import numpy as np
+
+    by = runs.dropna(subset=[column]).groupby(x)[column]
+    mean = by.mean()
+    if kind == "minmax":
+        low, high = by.min(), by.max()
+    else:
+        std = by.std().fillna(0.0)
+        low, high = np.maximum(mean - std, by.min()), mean + std
+    return mean, low, high
+
+
+def _assert_band(collection, low, high) -> None:
+    """A fill_between's polygon spans low to high at each x, and nothing else."""
+    import numpy as np
+
+    vertices = np.concatenate([p.vertices for p in collection.get_paths()])
+    for x in low.index:
+        at = vertices[np.isclose(vertices[:, 0], x), 1]
+        assert len(at), f"no band at x={x}"
+        np.testing.assert_allclose([at.min(), at.max()], [low[x], high[x]], rtol=1e-9)
+    assert set(np.round(vertices[:, 0], 9)) <= set(np.round(low.index.to_numpy(float), 9))
+
+
+def _label(row) -> str:
+    """A legend label of an lr-only grid: the method and its α (with /√t when it decays)."""
+    decay = "/√t" if row.get("lr_decay") == "sqrt" else ""
+    return f"{row.name} (α={row['lr']:g}{decay})"
+
+
+@pytest.mark.parametrize(("source", "band"), [("quick-cpu/mlp", "std"),
+                                              ("quick-cpu/cnn_cifar10", "std"),
+                                              ("quick-cpu/extensions", "minmax")])
+def test_the_curves_figure_draws_the_mean_and_band_of_each_selected_run(
+        tmp_path, monkeypatch, source, band):
+    """Each method's line is best.csv's grid point, the mean over its seeds at every pass
+    (the training cost from pass 0 where the table has it, the test panels from pass 1),
+    with its band; its
+    legend says the α it was selected at; a variant keeps its optimizer's color in its own
+    line style; the test objective shares the training cost's log axis."""
+    import json
+
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    from adamrepro.figures.palette import LINESTYLES
+
+    def minmax(folder):
+        meta = json.loads((folder / "config.json").read_text())
+        meta["config"]["plot"]["band"] = "minmax"
+        (folder / "config.json").write_text(json.dumps(meta))
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, source, "curves",
+                                       minmax if band == "minmax" else None)
+    y = config["plot"]["y"]
+    columns = [y, "test_loss", "test_acc"]
+    assert [ax.get_ylabel().replace("\n", " ") for ax in fig.axes][1:] == ["test loss",
+                                                                          "test accuracy"]
+    chosen = _in_config_order(best, config)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [_label(row) for row in chosen]
+    for ax, column in zip(fig.axes, columns, strict=True):
+        assert len(ax.lines) == len(chosen) and len(ax.collections) == len(chosen)
+        for line, collection, row in zip(ax.lines, ax.collections, chosen, strict=True):
+            runs = curves[curves["point_id"] == row["point_id"]]
+            assert runs["seed"].nunique() == row["n_seeds"] > 1
+            if column != y:
+                runs = runs[runs["epoch"] > 0]
+            mean, low, high = _seeds(runs, column, kind=band)
+            has_pass_0 = runs.loc[runs["epoch"] == 0, column].notna().any()
+            assert mean.index[0] == (0 if has_pass_0 else 1), (column, has_pass_0)
+            assert mean.index[-1] == curves["epoch"].max()
+            np.testing.assert_allclose(line.get_xydata(), np.column_stack(
+                [mean.index, mean.to_numpy()]), rtol=1e-9)
+            _assert_band(collection, low, high)
+            variant = row["variant"] if isinstance(row.get("variant"), str) else ""
+            assert line.get_linestyle() == Line2D([], [], linestyle=LINESTYLES[variant]) \
+                .get_linestyle(), (row.name, variant)
+    logy = config["plot"]["logy"]
+    assert [ax.get_yscale() for ax in fig.axes] == (["log", "log", "linear"] if logy
+                                                    else ["linear"] * 3)
+
+
+@pytest.mark.parametrize("y", ["train_loss", "train_loss_full"])
+def test_the_early_panel_ends_at_max_epoch_and_the_other_shows_every_pass(
+        tmp_path, monkeypatch, y):
+    """Fig. 3: left, each selected run's steps.csv up to and including pass `plot.max_epoch`
+    (or its passes, for a cost steps.csv does not record: the full-pass objective, from
+    pass 0), on an x-axis from 0 to it; right, every pass of curves.csv, on a log axis; each
+    the mean over seeds with its band, a dropout variant dashed."""
+    import json
+
+    import numpy as np
+
+    from adamrepro.figures.palette import LINESTYLES
+
+    def plot_y(folder):
+        meta = json.loads((folder / "config.json").read_text())
+        meta["config"]["plot"]["y"] = y
+        (folder / "config.json").write_text(json.dumps(meta))
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/cnn_cifar10",
+                                       "early_and_all", plot_y)
+    early = config["plot"]["max_epoch"]
+    ax_early, ax_all = fig.axes
+    assert ax_early.get_xlim() == (0, early) and ax_all.get_yscale() == "log"
+    chosen = _in_config_order(best, config)
+    steps = pd.read_csv(RESULTS / "quick-cpu" / "cnn_cifar10" / "steps.csv")
+    if y in steps.columns:
+        table = steps[steps["epoch_fraction"] <= early].rename(columns={"epoch_fraction": "x"})
+    else:
+        table = curves[curves["epoch"] <= early].rename(columns={"epoch": "x"})
+    for ax, source in ((ax_early, table), (ax_all, curves.rename(columns={"epoch": "x"}))):
+        assert len(ax.lines) == len(chosen) and len(ax.collections) == len(chosen)
+        for line, collection, row in zip(ax.lines, ax.collections, chosen, strict=True):
+            mean, low, high = _seeds(source[source["point_id"] == row["point_id"]], y, "x")
+            assert mean.index[-1] == (early if ax is ax_early else curves["epoch"].max())
+            assert mean.index[0] == (0 if y == "train_loss_full" else source.loc[
+                source[y].notna(), "x"].min())
+            np.testing.assert_allclose(line.get_xydata(), np.column_stack(
+                [mean.index, mean.to_numpy()]), rtol=1e-9)
+            _assert_band(collection, low, high)
+            variant = row["variant"] if isinstance(row["variant"], str) else ""
+            assert line.get_linestyle() == ("--" if variant == "dropout" else "-") and \
+                LINESTYLES[variant] == line.get_linestyle()
+
