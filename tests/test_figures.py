@@ -454,3 +454,57 @@ def test_the_early_panel_ends_at_max_epoch_and_the_other_shows_every_pass(
             assert line.get_linestyle() == ("--" if variant == "dropout" else "-") and \
                 LINESTYLES[variant] == line.get_linestyle()
 
+
+def test_the_sensitivity_figure_draws_each_lrs_final_cost_mean_over_seeds(tmp_path,
+                                                                          monkeypatch):
+    """Each method's line: per learning rate, the mean over seeds of the selection metric at
+    the last pass; an 'x' at a learning rate whose every point diverged (here adam's largest,
+    marked so in a copy), and the star at best.csv's grid point, whichever that is (here
+    moved to adagrad's second best)."""
+    import json
+
+    import numpy as np
+
+    def edit(folder):
+        curves = pd.read_csv(folder / "curves.csv")
+        adam = curves["method"] == "adam"
+        gone = adam & (curves["lr"] == curves.loc[adam, "lr"].max())
+        curves.loc[gone, "diverged"] = True
+        curves.loc[gone & (curves["epoch"] == curves["epoch"].max()), "train_loss"] = np.nan
+        curves.to_csv(folder / "curves.csv", index=False)
+        best = pd.read_csv(folder / "best.csv")
+        final = curves[curves["epoch"] == curves["epoch"].max()]
+        points = final[final["method"] == "adagrad"].groupby(["point_id", "lr"])[
+            "train_loss"].mean().sort_values()
+        second, lr = points.index[1]
+        best.loc[best["method"] == "adagrad", ["point_id", "lr"]] = [second, lr]
+        best.to_csv(folder / "best.csv", index=False)
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/mlp", "sensitivity",
+                                       edit)
+    (ax,) = fig.axes
+    metric = config["selection"]["metric"]
+    assert json.loads((tmp_path / "mlp" / "config.json").read_text())["config"]["selection"][
+        "metric"] == metric
+    last = curves.sort_values("epoch").groupby("run_id").tail(1)
+    points = last.groupby(["method", "point_id", "lr"]).agg(
+        cost=(metric, "mean"), diverged=("diverged", "any"), seeds=("seed", "nunique"))
+    assert (points["seeds"] > 1).all()
+    methods = [m for m in config["methods"] if m in set(curves["method"])]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == methods
+    starts = [i for i, line in enumerate(ax.lines) if line.get_label() in methods]
+    for method, start, end in zip(methods, starts, [*starts[1:], len(ax.lines)], strict=True):
+        lines = ax.lines[start:end]  # its line, its star, its crosses
+        mine = points.loc[method].reset_index()
+        ok = mine[~mine["diverged"]].sort_values("lr")
+        (curve,) = [line for line in lines if line.get_label() == method]
+        np.testing.assert_allclose(curve.get_xydata(), ok[["lr", "cost"]].to_numpy(),
+                                   rtol=1e-9)
+        (star,) = [line for line in lines if line.get_marker() == "*"]
+        selected = ok[ok["point_id"] == best.set_index("method").loc[method, "point_id"]]
+        np.testing.assert_allclose(star.get_xydata(), selected[["lr", "cost"]].to_numpy(),
+                                   rtol=1e-9)
+        (crosses,) = [line for line in lines if line.get_marker() == "x"]
+        assert list(crosses.get_xdata()) == sorted(mine.loc[mine["diverged"], "lr"])
+        assert len(crosses.get_xdata()) == (method == "adam")
+
