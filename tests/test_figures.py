@@ -508,3 +508,104 @@ def test_the_sensitivity_figure_draws_each_lrs_final_cost_mean_over_seeds(tmp_pa
         assert list(crosses.get_xdata()) == sorted(mine.loc[mine["diverged"], "lr"])
         assert len(crosses.get_xdata()) == (method == "adam")
 
+
+def test_the_sfo_figure_draws_cost_per_pass_and_per_training_second(tmp_path, monkeypatch):
+    """Fig. 2b: each selected run but the num_subfunctions sweep's, mean over seeds, against
+    passes and against a run's training seconds (train_seconds, a batched run's share of its
+    group's), bands on both; the table's seconds per pass; the sweep's state memory."""
+    import numpy as np
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/mlp_sfo", "sfo")
+    ax_pass, ax_time, ax_memory, ax_table = fig.axes
+    y = config["plot"]["y"]
+    sweep = set(curves.loc[curves["num_subfunctions"].notna(), "method"])
+    chosen = _in_config_order(best, config)
+    raced = [row for row in chosen if row.name not in sweep]
+    assert sweep and [t.get_text().split(" (")[0] for t in ax_pass.get_legend().get_texts()] \
+        == [row.name for row in raced]
+    curves = curves.assign(run_seconds=curves["train_seconds"] / curves["group_size"])
+    for i, row in enumerate(raced):
+        runs = curves[curves["point_id"] == row["point_id"]]
+        mean, low, high = _seeds(runs, y)
+        seconds = runs.groupby("epoch")["run_seconds"].mean()
+        for ax, x in ((ax_pass, mean.index), (ax_time, seconds[mean.index])):
+            np.testing.assert_allclose(ax.lines[i].get_xydata(),
+                                       np.column_stack([x, mean.to_numpy()]), rtol=1e-9)
+            _assert_band(ax.collections[i], low.set_axis(x), high.set_axis(x))
+    cells = ax_table.tables[0].get_celld()
+    for r, row in enumerate(chosen, start=1):
+        runs = curves[curves["point_id"] == row["point_id"]]
+        last = runs["epoch"].max()
+        per_pass = runs.loc[runs["epoch"] == last, "run_seconds"].mean() / last
+        assert cells[r, 0].get_text().get_text() == row.name
+        assert cells[r, 2].get_text().get_text() == f"{per_pass:.3g}"
+    final = curves[curves["method"].isin(sweep)].sort_values("epoch").groupby("run_id").tail(1)
+    memory = final.groupby("num_subfunctions")["state_bytes"].mean() / 2**20
+    np.testing.assert_allclose(ax_memory.lines[0].get_xydata(),
+                               np.column_stack([memory.index, memory.to_numpy()]), rtol=1e-9)
+
+
+def test_the_bias_correction_figure_draws_each_cells_mean_cost_at_its_pass(tmp_path,
+                                                                           monkeypatch):
+    """Fig. 4: a block after 10% of the passes and one after the last; in the panel of each
+    (β1, β2), each method's mean cost over seeds at that pass against log10 α, a cell with a
+    seed diverged by then an 'x' at its α; Adam without bias correction in RMSProp's color,
+    dotted."""
+    import re
+
+    import numpy as np
+
+    from adamrepro.figures.palette import COLORS
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/vae_bias_correction",
+                                       "bias_correction")
+    y = config["plot"]["y"]
+    passes = curves["epoch"].max()
+    untrained = curves.loc[curves["epoch"] == 0, "train_neg_elbo_full"].max()
+    assert [half._suptitle.get_text().split("after pass ")[1] for half in fig.subfigs] == \
+        [str(max(1, round(0.1 * passes))), str(passes)]
+    methods = [m for m in config["methods"] if m in set(curves["method"])]
+    drawn_as = {"adam": (COLORS["adam"], "-"), "adam+nobias": (COLORS["rmsprop"], ":")}
+    for half in fig.subfigs:
+        epoch = int(half._suptitle.get_text().split("after pass ")[1])
+        upto = curves[curves["epoch"] <= epoch]
+        gone = upto.groupby("run_id")["diverged"].any()
+        at = curves[curves["epoch"] == epoch].set_index("run_id")[y]
+        runs = curves.drop_duplicates("run_id").set_index("run_id")
+        runs = runs.assign(cost=np.where(gone[runs.index] | ~np.isfinite(at.reindex(runs.index)),
+                                         np.inf, at.reindex(runs.index)))
+        cells = runs.groupby(["method", "beta1", "beta2", "lr"])["cost"].mean()
+        for ax in half.axes:
+            beta1, beta2 = map(float, re.findall(r"=([\d.e-]+)", ax.get_title()))
+            curves_drawn = [line for line in ax.lines if line.get_marker() == "o"]
+            crosses = [line for line in ax.lines if line.get_marker() == "x"]
+            for method, line, cross in zip(methods, curves_drawn, crosses, strict=True):
+                cost = cells.loc[(method, beta1, beta2)]
+                shown = cost[np.isfinite(cost) & (cost <= untrained)]
+                np.testing.assert_allclose(line.get_xydata(), np.column_stack(
+                    [np.log10(shown.index), shown.to_numpy()]), rtol=1e-9)
+                assert (line.get_color(), line.get_linestyle()) == drawn_as[method]
+                diverged = np.log10(cost[~np.isfinite(cost)].index)
+                assert np.allclose(np.round(cross.get_xdata(), 1), np.round(diverged, 1))
+
+
+def test_the_step_bound_figure_draws_the_largest_ratio_over_seeds(tmp_path, monkeypatch):
+    """Sec. 2.1: per method that recorded it, one line per step size (its legend's α): the
+    largest max_step_ratio over the seeds at each pass."""
+    import numpy as np
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/extensions",
+                                       "step_bound")
+    tracked = curves[curves["max_step_ratio"].notna() & (curves["epoch"] > 0)]
+    methods = [m for m in config["methods"] if m in set(tracked["method"])]
+    assert [ax.get_title() for ax in fig.axes] == methods
+    for ax, method in zip(fig.axes, methods, strict=True):
+        runs = tracked[tracked["method"] == method]
+        lines = [line for line in ax.lines if line.get_label().startswith("α=")]
+        assert runs["seed"].nunique() > 1
+        by_lr = list(runs.groupby("lr"))
+        assert [line.get_label() for line in lines] == [f"α={lr:g}" for lr, _ in by_lr]
+        for line, (_, run) in zip(lines, by_lr, strict=True):
+            largest = run.groupby("epoch")["max_step_ratio"].max()
+            np.testing.assert_allclose(line.get_xydata(), np.column_stack(
+                [largest.index, largest.to_numpy()]), rtol=1e-9)
