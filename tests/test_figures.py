@@ -609,3 +609,24 @@ def test_the_step_bound_figure_draws_the_largest_ratio_over_seeds(tmp_path, monk
             largest = run.groupby("epoch")["max_step_ratio"].max()
             np.testing.assert_allclose(line.get_xydata(), np.column_stack(
                 [largest.index, largest.to_numpy()]), rtol=1e-9)
+
+
+def test_the_sensitivity_figure_draws_a_variant_in_its_own_line_style(tmp_path, monkeypatch):
+    """Fig. 3's methods with dropout are dashed beside their base method's solid line, in the
+    color of their optimizer, as in every other figure (the mlp's, which the test above
+    draws, has no variant)."""
+    from matplotlib.lines import Line2D
+
+    from adamrepro.figures.palette import COLORS, LINESTYLES
+
+    fig, curves, _, _ = _drawn(monkeypatch, tmp_path, "quick-cpu/cnn_cifar10", "sensitivity")
+    (ax,) = fig.axes
+    kinds = curves.drop_duplicates("method").set_index("method")
+    named = {line.get_label(): line for line in ax.lines if line.get_label() in kinds.index}
+    assert set(named) == set(kinds.index) and kinds["variant"].notna().any()
+    for method, line in named.items():
+        variant = kinds.loc[method, "variant"]
+        variant = variant if isinstance(variant, str) else ""
+        assert line.get_linestyle() == Line2D([], [], linestyle=LINESTYLES[variant]) \
+            .get_linestyle(), (method, variant)
+        assert line.get_color() == COLORS[kinds.loc[method, "optimizer"]], method
