@@ -174,6 +174,83 @@ def test_beats_per_second_needs_more_than_its_margin():
     assert BeatsPerSecond("b", "a", margin=0.0)(m).status == FAILS
 
 
+def test_an_early_window_longer_than_the_run_names_the_passes_it_has():
+    """Beats over passes 1-3 on a 2-pass table reads passes 1-2, and its numbers say so
+    (not 'passes 1-3', which the table does not have)."""
+    m = measured(runs("a", [1.0, 0.5]), runs("b", [2.0, 1.0]))
+    verdict = Beats("a", "b", passes=3)(m)
+    assert verdict.status == HOLDS
+    assert verdict.numbers == "mean cost over passes 1-2: a 0.75, b 1.5 (-50.0%)"
+    one = Beats("a", "b", passes=3)(measured(runs("a", [1.0]), runs("b", [2.0])))
+    assert one.numbers.startswith("cost at pass 1: a 1, b 2"), one.numbers
+
+
+def test_as_fast_never_holds_for_a_method_that_diverged_even_if_the_other_did_too():
+    """+inf (every grid point diverged) loses every comparison: inf ≤ 1.1 x inf must not
+    make two diverged methods 'as fast' as each other."""
+    m = measured(runs("a", scaled(0.5), diverge_at=2), runs("b", scaled(1.0), diverge_at=2))
+    for two_sided in (False, True):
+        verdict = AsFast("a", "b", two_sided=two_sided)(m)
+        assert verdict.status == FAILS, (two_sided, verdict)
+        assert "pass 1: diverged vs diverged" in verdict.numbers
+
+
+TOL = AsFast("a", "b").tol
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+@pytest.mark.parametrize("nudge", [1 - 1e-6, 1 + 1e-6])
+def test_as_fast_allows_its_tolerance_on_each_side_and_no_more(side, nudge):
+    """a's cost is (1 ± tol) x b's, nudged 1e-6 (relative) inside or beyond: one-sided, a
+    holds iff it is at most (1 + tol) x b's; two-sided ('about as fast'), iff it is also at
+    least (1 - tol) x b's."""
+    factor = (1 + side * TOL) * nudge
+    m = measured(runs("a", scaled(factor)), runs("b", scaled(1.0)))
+    one_sided = factor <= 1 + TOL
+    assert AsFast("a", "b")(m).status == (HOLDS if one_sided else FAILS)
+    two_sided = one_sided and factor >= 1 - TOL
+    assert AsFast("a", "b", two_sided=True)(m).status == (HOLDS if two_sided else FAILS)
+
+
+@pytest.mark.parametrize("nudge", [1 - 1e-6, 1 + 1e-6])
+def test_marginally_better_measures_its_gap_against_b(nudge):
+    """'Lower by at most max_gap' is relative to b's final cost: a at (1 - max_gap) x b's,
+    nudged 1e-6 above (a smaller gap) holds, below fails. A gap taken relative to a's cost
+    would fail the first too (0.2 x b > 0.2 x a)."""
+    max_gap = MarginallyBetter("a", "b").max_gap
+    m = measured(runs("a", scaled((1 - max_gap) * nudge)), runs("b", scaled(1.0)))
+    assert MarginallyBetter("a", "b")(m).status == (HOLDS if nudge > 1 else FAILS)
+
+
+def test_slightly_higher_needs_a_to_be_higher_not_equal():
+    from adamrepro.report.rules import SlightlyHigher
+
+    m = measured(runs("sgd", scaled(1.0)), runs("adam", scaled(0.5)))  # test_acc 0.5 both
+    verdict = SlightlyHigher("sgd", "adam")(m)
+    assert verdict.status == FAILS and verdict.numbers.endswith("sgd − adam +0"), verdict
+
+
+def test_beats_per_second_against_a_method_that_diverged():
+    """A method whose every grid point diverged has no curve against time: it loses the
+    comparison either way round, and the numbers name it."""
+    m = measured(runs("a", scaled(1.0)), runs("b", scaled(0.5), diverge_at=2))
+    won = BeatsPerSecond("a", "b")(m)
+    assert won.status == HOLDS and won.numbers == "b: every grid point diverged"
+    lost = BeatsPerSecond("b", "a")(m)
+    assert lost.status == FAILS and lost.numbers == "b: every grid point diverged"
+
+
+def test_beats_per_second_compares_the_span_both_runs_cover():
+    """a takes 1 s a pass, b 2 s: they both have a cost from 2 s (b's first pass) to 4 s
+    (a's last). a's first pass is far above b's, but it ends at 1 s, before that span;
+    in it a stays at 0.5 and b at 1. Counting a's first second would reverse the verdict."""
+    m = measured(runs("a", [10.0, 0.5, 0.5, 0.5], seconds_per_pass=1.0),
+                 runs("b", [1.0, 1.0, 1.0, 1.0], seconds_per_pass=2.0))
+    verdict = BeatsPerSecond("a", "b")(m)
+    assert verdict.status == HOLDS, verdict
+    assert verdict.numbers.startswith("first 4 s: a 0.5, b 1 (-50.0%)"), verdict.numbers
+
+
 def with_step_ratios(beta1: float, beta2: float, ratios: list[float]) -> list[dict]:
     """One adam run at (beta1, beta2) whose passes 1..N recorded the largest |Δθ|/α
     `ratios` (curves.csv `max_step_ratio`; pass 0 takes no step, so records none)."""
@@ -753,6 +830,27 @@ def test_memory_grows_linearly_reads_the_gpu_peak_where_one_was_measured():
     older = measured(lambda n: math.nan).curves.drop(columns="state_bytes")
     unmeasured = rule(Measured("mlp_sfo", older, older.head(0), {}))
     assert unmeasured.status == NOT_MEASURABLE and "no state_bytes" in unmeasured.numbers
+
+
+def test_memory_grows_linearly_needs_a_rising_line_through_three_or_more_sizes():
+    """A perfect line that falls is no growth; two sizes fit any line exactly, so they
+    cannot show one."""
+    from adamrepro.report.rules import MemoryGrowsLinearly
+
+    def measured(sizes, state) -> Measured:
+        rows = [{"method": "sfo+memory", "optimizer": "sfo", "variant": "memory",
+                 "run_id": f"r{n}", "point_id": f"p{n}", "seed": 0, "epoch": 1,
+                 "num_subfunctions": n, "state_bytes": state(n),
+                 "peak_memory_bytes": math.nan} for n in sizes]
+        curves = pd.DataFrame(rows)
+        return Measured("mlp_sfo", curves, curves.head(0), {})
+
+    rule = MemoryGrowsLinearly(Method("sfo", "memory"))
+    assert rule(measured((8, 16, 32, 64), lambda n: 1e6 + 2e5 * n)).status == HOLDS
+    falling = rule(measured((8, 16, 32, 64), lambda n: 2e7 - 2e5 * n))
+    assert falling.status == FAILS and "R² = 1.0000" in falling.numbers, falling
+    two = rule(measured((8, 16), lambda n: 1e6 + 2e5 * n))
+    assert two.status == NOT_MEASURABLE and "has 2" in two.numbers, two
 
 
 def test_claims_are_judged_on_the_training_cost_whatever_the_config_plots_or_selects(
