@@ -398,6 +398,56 @@ def test_fig4_never_worse_allows_its_tolerance_and_no_more():
     assert NeverWorse(tol=2 * tol)(vae_grid(1 / beyond, diverge_top=False)).status == HOLDS
 
 
+def test_the_early_pass_is_the_pass_nearest_10_percent_of_the_run():
+    """Fig. 4's early checkpoint: the paper's 10 of 100 epochs, i.e. the pass nearest 10%
+    of the run, at least pass 1 (18 passes: pass 2, not 1)."""
+    from adamrepro.report.rules import early_pass
+
+    for passes in range(1, 201):
+        early = early_pass(passes, 0.1)
+        assert early >= 1, passes
+        assert abs(early - 0.1 * passes) <= 0.5 or (early == 1 and 0.1 * passes < 1), passes
+    assert NeverWorse().checkpoints(measured(runs("a", [1.0] * 18))) == [2, 18]
+
+
+def test_fig4_unstable_leaves_cells_where_the_corrected_run_diverged_out_of_the_median():
+    """A cell whose corrected run diverged has no ratio (its ∞ would make it 0 and pull the
+    median down). At the largest beta2, of 5 cells 2 diverged with correction only and 3 are
+    1.3/1.5/1.7 x worse without it: the median is 1.5's, above the 1.4 of the smallest
+    beta2, so the instability grows with beta2 and the claim holds."""
+    groups = []
+    top = [None, None, 1.3, 1.5, 1.7]  # None: the corrected run diverged, the other did not
+    for index, ratio in enumerate(top):
+        lr = 10.0 ** -index
+        groups.append(runs("adam", DECAYING, lr=lr, beta2=0.9999,
+                           diverge_at=2 if ratio is None else None))
+        groups.append(runs("adam+nobias", scaled(ratio or 1.0), lr=lr, beta2=0.9999))
+        groups.append(runs("adam", DECAYING, lr=lr, beta2=0.99))
+        groups.append(runs("adam+nobias", scaled(1.4), lr=lr, beta2=0.99))
+    verdict = UnstableWithoutCorrection()(measured(*groups))
+    median = float(np.median([r for r in top if r is not None]))
+    assert (f"beta2=0.9999: 3/5 cells worse without bias correction (0 diverged), median ratio "
+            f"{median:.3g}") in verdict.numbers, verdict.numbers
+    assert verdict.status == HOLDS
+
+
+def test_a_cell_costs_inf_from_the_pass_its_run_diverged_and_not_before():
+    """cell_costs: the cost at a pass is +inf where a seed had diverged by then, whatever
+    that row holds (a run is flagged diverged when any of its metrics is not finite, its
+    cost may be finite); at an earlier pass it is the cost it had."""
+    from adamrepro.report.measures import cell_costs
+
+    rows = runs("adam", scaled(1.0), diverge_at=3)
+    for row in rows:  # the test loss went non-finite at pass 3, the training cost did not
+        if row["epoch"] == 3:
+            row["train_loss"] = 0.4
+    m = measured(rows, runs("adagrad", scaled(1.0)))
+    for epoch, expected in ((1, 1.0), (2, 0.6), (3, math.inf)):
+        costs = cell_costs(m, epoch, ("lr",)).set_index("method")["cost"]
+        assert costs["adam"] == expected, (epoch, costs)
+        assert costs["adagrad"] == scaled(1.0)[epoch - 1]
+
+
 def test_judge_says_not_run_yet_for_a_missing_experiment_or_method():
     claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
     assert judge(claim, {}).status == NOT_RUN
