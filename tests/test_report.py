@@ -707,6 +707,37 @@ def test_the_mean_rule_averages_passes_1_to_n_and_not_pass_0():
     assert summary.loc[0.01, "mean_train_loss"] == pytest.approx(np.mean(slow), rel=1e-12)
 
 
+def test_selection_does_not_depend_on_the_order_of_the_rows():
+    """curves.csv rows in any order (runs appended as resumed groups finish): the last pass
+    of a run is its largest epoch, not its last row, and a run diverged if any row says so."""
+    # and a point with the lowest costs until it diverged at pass 3: never selected
+    curves = pd.concat([slow_and_fast_adam(),
+                        pd.DataFrame(runs("adam", scaled(0.01), lr=1.0, diverge_at=3))])
+    shuffled = curves.sample(frac=1.0, random_state=0)
+    for rule in ("final", "mean"):
+        best = select_best(shuffled, "train_loss", ["lr"], CLASSIFIER.columns(), rule)
+        expected = select_best(curves, "train_loss", ["lr"], CLASSIFIER.columns(), rule)
+        assert best.set_index("method")["lr"].to_dict() == expected.set_index(
+            "method")["lr"].to_dict(), rule
+        assert best.set_index("method").loc["adam", "lr"] != 1.0
+        assert best["epochs"].tolist() == [4, 4]
+
+
+def test_selection_takes_the_mean_over_seeds_not_the_median():
+    """PAPER.md: the best mean over seeds. lr=0.1 ends at 0.1 in two seeds and 1.0 in the
+    third (mean 0.4); lr=0.01 at 0.3 in all three: the mean selects lr=0.01, though the
+    median (0.1) would select lr=0.1."""
+    lucky = [runs("adam", [1.0, 0.5, 0.1], lr=0.1, seeds=(0, 1)),
+             runs("adam", [1.0, 1.0, 1.0], lr=0.1, seeds=(2,))]
+    steady = runs("adam", [1.0, 0.5, 0.3], lr=0.01, seeds=(0, 1, 2))
+    curves = pd.DataFrame([row for group in (*lucky, steady) for row in group])
+    best = select_best(curves, "train_loss", ["lr"], CLASSIFIER.columns(), "final")
+    assert best["lr"].iloc[0] == 0.01
+    assert best["final_train_loss"].iloc[0] == pytest.approx(0.3)
+    summary = point_summary(curves, ["lr"], CLASSIFIER.columns()).set_index("lr")
+    assert summary.loc[0.1, "final_train_loss"] == pytest.approx(np.mean([0.1, 0.1, 1.0]))
+
+
 LRS, BETA2S = (1e-3, 1e-2, 1e-1), (0.99, 0.999, 0.9999)
 
 
