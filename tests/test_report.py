@@ -800,6 +800,20 @@ def test_the_summary_counts_the_verdicts_some_seed_alone_contradicts():
     assert "not the same in every seed" not in steady, steady
 
 
+def test_two_seeds_are_enough_to_say_whether_the_verdict_holds_in_each():
+    """With two seeds the row says in which the verdict holds and the gap's spread, as with
+    three; only one seed makes it say the spread is not measured."""
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    two = pd.DataFrame(runs("adam", scaled(0.5), seeds=(0,)) + runs("adam", scaled(1.2),
+                                                                      seeds=(1,))
+                       + runs("adagrad", DECAYING, seeds=(0, 1)))
+    verdict = judge(claim, {"logreg_mnist": Measured.from_curves(two, name="logreg_mnist")})
+    assert verdict.status == HOLDS  # the mean over seeds: 0.85 x adagrad's
+    assert ("seeds: changes between seeds: holds in 1/2 (seeds 0); gap over seeds -50.0% "
+            "to +20.0%") in verdict.numbers, verdict.numbers
+    assert verdict.seeds_disagree and "one seed" not in verdict.numbers
+
+
 # --- the reviewer's claims -------------------------------------------------------------------
 
 def test_the_reviewers_claims_have_their_own_section_with_numbers(smoke):
