@@ -289,8 +289,12 @@ def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:
     found = found.on_training_cost()
     missing = [str(m) for m in claim.rule.methods if found.label(m) is None]
     if missing:
-        return Verdict(NOT_RUN, f"no runs of {', '.join(missing)} in {claim.experiment} "
-                                f"(it has {', '.join(sorted(found.methods))})")
+        lacking = (f"no runs of {', '.join(missing)} in {claim.experiment} "
+                   f"(it has {', '.join(sorted(found.methods))})")
+        failed = _failed_part(claim.rule, found)
+        if failed is not None:  # what was run decides: the missing part cannot save it
+            return Verdict(FAILS, f"{failed.numbers}; {lacking}", failed.seeds_disagree)
+        return Verdict(NOT_RUN, lacking)
     verdict = _judged(claim.rule, found)
     others = {rule: _judged(claim.rule, found.under(rule)) for rule in found.other_rules()}
     decided = {v.status for v in (verdict, *others.values())}
@@ -303,6 +307,22 @@ def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:
 
 # The selection rules (results/select.py) in words, for a verdict that depends on them.
 SELECTED_BY = {"final": "(cost at the last pass)", "mean": "(mean cost over passes)"}
+
+
+def _failed_part(rule: Rule, found: Measured) -> Verdict | None:
+    """A part of an AllOf whose methods were all run and that fails under every selection
+    rule, or None: Fig. 3's claim failed without dropout, and read "not run yet" because
+    its dropout runs were missing."""
+    if not isinstance(rule, AllOf):
+        return None
+    for part in rule.rules:
+        if all(found.label(m) is not None for m in part.methods):
+            verdict = _judged(part, found)
+            if verdict.status == FAILS and all(
+                    _judged(part, found.under(other)).status == FAILS
+                    for other in found.other_rules()):
+                return verdict
+    return None
 
 
 def _judged(rule: Rule, found: Measured) -> Verdict:
