@@ -521,8 +521,9 @@ class UnstableWithoutCorrection(_BiasCorrectionRule):
         return (f"final pass: at the largest beta2 of the grid, in more than {self.share:.0%} "
                 f"of the (beta1, lr) cells {self.uncorrected} diverged or ended above "
                 f"{1 + self.margin:g} × {self.corrected}; and the median over those cells of "
-                f"cost {self.uncorrected} / {self.corrected} (diverged: ∞) is larger than at "
-                f"the smallest beta2 (both ∞: more cells diverged)")
+                f"cost {self.uncorrected} / {self.corrected} ({self.uncorrected} diverged: ∞; "
+                f"{self.corrected} diverged: cell left out) is larger than at the smallest "
+                f"beta2 (both ∞: more cells diverged)")
 
     def __call__(self, measured: Measured) -> Verdict:
         cells = paired_cells(measured, measured.passes, self.corrected, self.uncorrected)
