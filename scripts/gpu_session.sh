@@ -7,9 +7,17 @@
 #     scripts/gpu_session.sh tests kernels precision paper   # stages run in the order given
 #     SESSION_MINUTES=9.5 scripts/gpu_session.sh tests sfo paper   # a job killed at 10 minutes
 #
+# A stage is NAME or NAME=ARG (a part of it: precision=mlp, bench=mlp,mlp:bf16, paper=
+# logreg_mnist,mlp); stages joined by '+' run at once, each into RESULTS/stage-<stage>.log,
+# shown when all are done (tests+precision=mlp+precision=cnn_cifar10: what checks
+# correctness or measures curves, not speed, can share a GPU that quick sweeps leave idle).
+# An unknown stage is refused before anything runs.
+#
 # Stages:
 #   tests   the CUDA tests (pytest -m cuda: CUDA graphs equal eager, every optimizer on the GPU)
-#   bench   `adamrepro bench` of every config at paper scale, a few passes each
+#   bench   `adamrepro bench` of every config at paper scale, a few passes each (ARG or
+#           BENCH_CONFIGS: the configs, each NAME or NAME:PRECISION; BENCH_PASSES, default 3;
+#           BENCH_FLAGS: more bench flags, e.g. --reference-runs 1)
 #   precision  scripts/measure_precision.sh on PRECISION_EXPERIMENTS (default: mlp
 #              cnn_cifar10, where the arithmetic is the time; PRECISION_SCALE, default quick)
 #              into RESULTS/precision-<scale>/; PRECISION_BASE=results (with
@@ -50,6 +58,16 @@ case "$(realpath -m "$ARCHIVE")/" in
              "put it elsewhere (e.g. ARCHIVE=\$OUT/gpu.tar.gz on a lent machine)" >&2
         exit 2 ;;
 esac
+known="tests bench precision kernels sfo paper"
+for group in "${@:-paper}"; do  # refused before anything runs: a typo costs no device time
+    for stage in ${group//+/ }; do
+        case " $known " in *" ${stage%%=*} "*) ;; *)
+            echo "gpu_session: unknown stage ${stage%%=*}; known: $known" >&2
+            exit 2 ;;
+        esac
+    done
+done
+
 LOG="$RESULTS/gpu-session.log"
 mkdir -p "$RESULTS"
 exec > >(tee -a "$LOG") 2>&1
@@ -122,15 +140,11 @@ limited() {
     timeout --kill-after=10 "$seconds" "$@"
 }
 
-status=0
-for stage in "${@:-paper}"; do
-    echo "== stage $stage at $(( $(date +%s) - started )) s"
-    if [ -n "$end" ] && [ "$(left)" -lt 60 ]; then
-        echo "== stage $stage skipped: $(left) s left of SESSION_MINUTES=$SESSION_MINUTES" \
-             "before packing"
-        status=1
-        continue
-    fi
+# One stage: NAME, or NAME=ARG for a part of it (precision=mlp: that experiment alone;
+# bench=mlp:tf32: the MLP's bench at TF32). Returns 1 when it failed.
+run_stage() {
+    local stage="${1%%=*}" arg="" rc=0
+    case "$1" in *=*) arg="${1#*=}" ;; esac
     case "$stage" in
         tests)
             # Only the modules that hold CUDA tests: the others import dev extras (hypothesis,
@@ -141,51 +155,88 @@ for stage in "${@:-paper}"; do
             PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 limited $PYTHON -m pytest -q -m cuda \
                 -p no:cacheprovider \
                 $(grep -rl --include='test_*.py' "mark\.cuda" tests | grep -v test_no_skips) \
-                > "$RESULTS/cuda-tests.log" 2>&1 || status=1
+                > "$RESULTS/cuda-tests.log" 2>&1 || rc=1
             # the summary here; every traceback in the packed log, so that a failure is
             # diagnosed from this job's archive, not from another job
             tail -25 "$RESULTS/cuda-tests.log" ;;
         bench)
-            for config in configs/*.yaml; do
-                # shellcheck disable=SC2086
-                limited $ADAMREPRO bench "$config" --device "$DEVICE" --scale "$SCALE" \
+            # ARG or BENCH_CONFIGS (default: every config), each NAME or NAME:PRECISION
+            local item precision configs="${arg:-${BENCH_CONFIGS:-}}"
+            if [ -z "$configs" ]; then
+                configs=$(for config in configs/*.yaml; do basename "$config" .yaml; done)
+            fi
+            for item in ${configs//,/ }; do
+                precision=()
+                case "$item" in *:*) precision=(--precision "${item#*:}") ;; esac
+                # shellcheck disable=SC2086  # BENCH_FLAGS holds separate words
+                limited $ADAMREPRO bench "${item%%:*}" --device "$DEVICE" --scale "$SCALE" \
                     --passes "${BENCH_PASSES:-3}" --reference-passes 1 --out "$RESULTS" \
-                    $UNVERIFIED || status=1
+                    "${precision[@]}" $UNVERIFIED ${BENCH_FLAGS:-} || rc=1
             done ;;
         precision)
             # shellcheck disable=SC2086  # one word per experiment
             SCALE="${PRECISION_SCALE:-quick}" OUT="$RESULTS/precision-${PRECISION_SCALE:-quick}" \
                 BASE="${PRECISION_BASE:-}" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
-                limited bash scripts/measure_precision.sh ${PRECISION_EXPERIMENTS:-mlp cnn_cifar10} \
-                || status=1 ;;
+                limited bash scripts/measure_precision.sh \
+                ${arg:-${PRECISION_EXPERIMENTS:-mlp cnn_cifar10}} || rc=1 ;;
         kernels)
             # shellcheck disable=SC2086
             limited $PYTHON scripts/bench_kernels.py logreg_mnist mlp --device "$DEVICE" \
-                --scale "$SCALE" --steps "${KERNEL_STEPS:-100}" --out "$RESULTS" || status=1
+                --scale "$SCALE" --steps "${KERNEL_STEPS:-100}" --out "$RESULTS" || rc=1
             # shellcheck disable=SC2086
             limited $PYTHON scripts/bench_kernels.py cnn_cifar10 --device "$DEVICE" \
                 --scale "$SCALE" \
-                --steps "${KERNEL_STEPS_CNN:-30}" --out "$RESULTS" $UNVERIFIED || status=1 ;;
+                --steps "${KERNEL_STEPS_CNN:-30}" --out "$RESULTS" $UNVERIFIED || rc=1 ;;
         sfo)
             if [ "$SCALE" = smoke ]; then sfo_size="--hidden 16 --subfunctions 4"
             else sfo_size="--hidden 1000 --subfunctions 468"; fi
             # shellcheck disable=SC2086  # two flags
             limited $PYTHON scripts/bench_sfo.py --device "$DEVICE" $sfo_size \
-                --steps "${SFO_STEPS:-100}" --out "$RESULTS" || status=1 ;;
+                --steps "${SFO_STEPS:-100}" --out "$RESULTS" || rc=1 ;;
         paper)
-            budget="${BUDGET_MINUTES:-}"
+            local budget="${BUDGET_MINUTES:-}" split=""
             if [ -n "$end" ]; then  # what is left, less the figures and the report
                 budget=$(awk -v l="$(left)" -v b="$budget" \
                              'BEGIN { m = (l - 90) / 60; if (b != "" && b < m) m = b;
                                       printf "%.2f", (m > 0.01 ? m : 0.01) }')
             fi
-            split=""
             if [ -n "$budget" ]; then split="--split-to-fit"; fi
+            # ARG (comma-separated config names) or CONFIGS: the experiments to run
+            local configs="${CONFIGS:-}"
+            # shellcheck disable=SC2086  # one word per config
+            if [ -n "$arg" ]; then configs=$(printf "configs/%s.yaml " ${arg//,/ }); fi
             OUT="$RESULTS" RUN_FLAGS="$RUN_FLAGS --quiet $split" ADAMREPRO="$ADAMREPRO" \
-                BUDGET_MINUTES="$budget" limited bash scripts/reproduce_paper.sh || status=$? ;;
-        *)
-            echo "gpu_session: unknown stage $stage; known: tests bench precision kernels sfo paper" >&2
-            exit 2 ;;
+                CONFIGS="$configs" BUDGET_MINUTES="$budget" \
+                limited bash scripts/reproduce_paper.sh || rc=$? ;;
     esac
+    return "$rc"
+}
+
+status=0
+for group in "${@:-paper}"; do
+    echo "== stage $group at $(( $(date +%s) - started )) s"
+    if [ -n "$end" ] && [ "$(left)" -lt 60 ]; then
+        echo "== stage $group skipped: $(left) s left of SESSION_MINUTES=$SESSION_MINUTES" \
+             "before packing"
+        status=1
+        continue
+    fi
+    # Stages joined by '+' run at once (tests+precision=mlp+precision=cnn_cifar10): what
+    # checks correctness or measures curves, not speed, can share a GPU that small sweeps
+    # leave mostly idle. Each then writes its own log, shown when all are done.
+    if [ "$group" = "${group//+/}" ]; then
+        run_stage "$group" || status=$(( status > 1 ? status : $? ))
+        continue
+    fi
+    pids=() logs=()
+    for stage in ${group//+/ }; do
+        logs+=("$RESULTS/stage-${stage//[^a-zA-Z0-9_.-]/_}.log")
+        run_stage "$stage" > "${logs[-1]}" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || status=$(( status > 1 ? status : $? ))
+        echo "== ${logs[$i]}:"; cat "${logs[$i]}"
+    done
 done
 exit "$status"

@@ -168,6 +168,32 @@ def test_gpu_session_s_tests_stage_runs_every_cuda_test_of_the_suite(tmp_path, d
         assert f"{cuda_tests} skipped" in tar.extractfile(log).read().decode()
 
 
+def test_gpu_session_runs_stages_joined_by_plus_at_once_each_with_its_own_log(
+        tmp_path, data_dir):
+    """`tests+sfo=...`: the stages run side by side (correctness checks sharing a GPU with
+    curve measurements); each writes its own log, shown once all are done, and both logs
+    and what the stages wrote travel in the archive."""
+    done = gpu_session(tmp_path, data_dir, "tests+sfo", SESSION_MINUTES="")
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = tmp_path / "results"
+    assert "skipped" in (results / "stage-tests.log").read_text()
+    assert "ms/step" in (results / "stage-sfo.log").read_text()
+    assert list((results / "bench").glob("sfo-cpu-*.json"))
+    with tarfile.open(tmp_path / "session.tar.gz") as tar:
+        names = tar.getnames()
+    for name in ("stage-tests.log", "stage-sfo.log", "cuda-tests.log"):
+        assert any(n.endswith(name) for n in names), names
+
+
+def test_gpu_session_refuses_an_unknown_stage_before_running_any(tmp_path, data_dir):
+    """A typo in the last stage costs no device time: nothing runs, one line says so."""
+    done = gpu_session(tmp_path, data_dir, "sfo", "tests+bench=mlp+sfoo",
+                       SESSION_MINUTES="")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "unknown stage sfoo" in done.stderr.strip().splitlines()[-1], done.stderr
+    assert not (tmp_path / "results" / "bench").exists()
+
+
 def test_gpu_session_refuses_an_archive_inside_the_folder_it_packs(tmp_path, data_dir):
     done = gpu_session(tmp_path, data_dir, "sfo",
                        ARCHIVE=str(tmp_path / "results" / "a.tar.gz"))
