@@ -24,8 +24,10 @@
 #              PRECISION_SCALE=paper) measures on the selected points of the paper results
 #              there instead of a sweep of its own (at quick scale Fig. 3's CNN is a quarter
 #              of the paper's width: only this measures the paper's network)
-#   kernels    scripts/bench_kernels.py: the kernel switches on logreg_mnist, mlp (KERNEL_STEPS,
-#              default 100) and cnn_cifar10 (30 steps) into RESULTS/kernels/
+#   kernels    scripts/bench_kernels.py: the kernel switches and the precisions tf32 and bf16
+#              on logreg_mnist, mlp (KERNEL_STEPS, default 100) and cnn_cifar10 (30 steps)
+#              into RESULTS/kernels/ (ARG: other experiments; KERNEL_VARIANTS: some
+#              variants, e.g. "plain tf32 bf16", which compile nothing)
 #   sfo     scripts/bench_sfo.py: one SFO step at the paper's size (MLP 1000-1000, N = 468;
 #           at SCALE=smoke 16-16 and N = 4), SFO_STEPS timed steps (default 100) after the
 #           subspace first fills, into RESULTS/bench/
@@ -180,13 +182,22 @@ run_stage() {
                 limited bash scripts/measure_precision.sh \
                 ${arg:-${PRECISION_EXPERIMENTS:-mlp cnn_cifar10}} || rc=1 ;;
         kernels)
-            # shellcheck disable=SC2086
-            limited $PYTHON scripts/bench_kernels.py logreg_mnist mlp --device "$DEVICE" \
-                --scale "$SCALE" --steps "${KERNEL_STEPS:-100}" --out "$RESULTS" || rc=1
-            # shellcheck disable=SC2086
-            limited $PYTHON scripts/bench_kernels.py cnn_cifar10 --device "$DEVICE" \
-                --scale "$SCALE" \
-                --steps "${KERNEL_STEPS_CNN:-30}" --out "$RESULTS" $UNVERIFIED || rc=1 ;;
+            # ARG: the experiments (default logreg_mnist,mlp,cnn_cifar10), one command each
+            # (the CNN's steps are KERNEL_STEPS_CNN: a paper-scale step is ~20x the MLP's);
+            # KERNEL_VARIANTS: which (default all; "plain tf32 bf16" skips compilation)
+            local experiment steps variants=()
+            if [ -n "${KERNEL_VARIANTS:-}" ]; then
+                # shellcheck disable=SC2206  # one word per variant
+                variants=(--variants $KERNEL_VARIANTS)
+            fi
+            for experiment in $(echo "${arg:-logreg_mnist,mlp,cnn_cifar10}" | tr , ' '); do
+                steps="${KERNEL_STEPS:-100}"
+                if [ "$experiment" = cnn_cifar10 ]; then steps="${KERNEL_STEPS_CNN:-30}"; fi
+                # shellcheck disable=SC2086  # PYTHON may hold flags
+                limited $PYTHON scripts/bench_kernels.py "$experiment" --device "$DEVICE" \
+                    --scale "$SCALE" --steps "$steps" --out "$RESULTS" "${variants[@]}" \
+                    $UNVERIFIED || rc=1
+            done ;;
         sfo)
             if [ "$SCALE" = smoke ]; then sfo_size="--hidden 16 --subfunctions 4"
             else sfo_size="--hidden 1000 --subfunctions 468"; fi

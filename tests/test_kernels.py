@@ -23,7 +23,13 @@ import pytest
 import torch
 import yaml
 
-from adamrepro.bench.kernels import compare, float64_check, variant_experiment
+from adamrepro.bench.kernels import (
+    bench_kernels,
+    compare,
+    float64_check,
+    passed,
+    variant_experiment,
+)
 from adamrepro.config import parse_experiment
 from adamrepro.metrics import CLASSIFIER
 from adamrepro.models.cnn import CNN, Options
@@ -312,6 +318,30 @@ def test_the_float64_check_tells_a_switch_from_other_arithmetic(cifar):
     assert checks["halved"]["float64_max_relative_difference"] > 1e-4
 
 
+def test_the_precision_variants_time_a_coarser_precision_against_float32(data_dir):
+    """tf32 and bf16 time what a faster `training.precision` buys per step. The plain loop
+    is float32 whatever the config says; bf16 moves the float32 step losses (by design: its
+    verdict is `other precision`, a pass) while its float64 steps are the plain loop's; tf32
+    is left out where there are no TF32 units (a CPU)."""
+    exp = mlp_experiment("float32").model_copy(update={"training": mlp_experiment(
+        "float32").training.model_copy(update={"precision": "bf16"})})
+    assert variant_experiment(exp, "plain").training.precision == "fp32"
+    assert variant_experiment(exp, "compile_model").training.precision == "fp32"
+    assert variant_experiment(exp, "tf32").training.precision == "tf32"
+    data = load_data(exp, data_dir, torch.device("cpu"))
+    result = bench_kernels(exp, data, torch.device("cpu"), ["tf32", "bf16"], steps=3,
+                           repeats=1)
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert list(rows) == ["plain", "bf16"]
+    assert rows["plain"]["verdict"] == "same" and rows["plain"]["max_relative_difference"] == 0
+    bf16 = rows["bf16"]
+    assert bf16["verdict"] == "other precision" and passed(bf16["verdict"])
+    assert bf16["float64_same"] and bf16["float64_max_relative_difference"] == 0
+    # bfloat16's 8-bit mantissa: far beyond float32's rounding from the first steps
+    assert bf16["max_relative_difference"] > 1e-4 and not bf16["same_losses"]
+    assert not passed("float32 only") and not passed("DIFFERENT")
+
+
 def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):
     """On the CPU at smoke scale, a few steps: the rows, the machine and the loss check. The
     CNN is Fig. 3's config with narrow layers (any config serves; the full one takes ~3 s a
@@ -329,6 +359,7 @@ def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):
         env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "load average" in done.stdout and torch.__version__ in done.stdout
+    assert "(1 torch thread)" in done.stdout  # one, not "1 ... threads"
     logreg = pd.read_csv(tmp_path / "kernels" / "logreg_mnist-cpu-smoke.csv")
     cnn = pd.read_csv(tmp_path / "kernels" / "cnn_cifar10-cpu-smoke.csv")
     # channels_last only where there are convolutions; no CUDA-graph row on a CPU

@@ -185,6 +185,21 @@ def test_gpu_session_runs_stages_joined_by_plus_at_once_each_with_its_own_log(
         assert any(n.endswith(name) for n in names), names
 
 
+def test_gpu_session_s_kernels_stage_times_the_experiments_and_variants_named(
+        tmp_path, data_dir):
+    """kernels=EXPERIMENTS with KERNEL_VARIANTS: the per-step speed of a precision on the
+    experiments named alone, none compiled (what a short GPU job can afford)."""
+    done = gpu_session(tmp_path, data_dir, "kernels=logreg_mnist", SESSION_MINUTES="",
+                       KERNEL_VARIANTS="plain bf16", KERNEL_STEPS="2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    tables = sorted((tmp_path / "results" / "kernels").iterdir())
+    assert [t.name for t in tables] == ["logreg_mnist-cpu-smoke.csv"]
+    frame = pd.read_csv(tables[0])
+    assert list(frame["variant"]) == ["plain", "bf16"]
+    assert list(frame["verdict"]) == ["same", "other precision"]
+    assert (frame["steps"] == 2).all()
+
+
 def test_gpu_session_refuses_an_unknown_stage_before_running_any(tmp_path, data_dir):
     """A typo in the last stage costs no device time: nothing runs, one line says so."""
     done = gpu_session(tmp_path, data_dir, "sfo", "tests+bench=mlp+sfoo",

@@ -33,7 +33,10 @@ decides whether the variant computes the same arithmetic. The verdict (`verdict`
 `same` (float64 and float32 agree), `float32 only` (the same arithmetic in float64, its
 float32 losses beyond the control: rounding the control underestimates, or a kernel bug of
 float32 alone, such as the inductor one in compiling.py, which moved the losses 5% at the
-second step; the size tells), `DIFFERENT` (float64 differs).
+second step; the size tells), `DIFFERENT` (float64 differs); for the precision variants
+(tf32, bf16: what a faster `training.precision` buys per step), `other precision` (in
+float64 the plain loop, as `in_float64` trains every precision; their float32 losses
+differ by design, and `max_relative_difference` says how far over these steps).
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ from adamrepro.runner.plan import Group, plan
 # name -> the switches it turns on, every other one off (the plain loop first);
 # "no_cuda_graphs" is the plain loop with CUDA graphs off (GPU only), to show what the graphs
 # already buy.
-SWITCHES_OFF = dict.fromkeys(KERNEL_SWITCHES, False)
+# Every variant but the precision ones computes in full float32 (`precision: fp32`), so the
+# plain loop is float32 whatever the config says.
+SWITCHES_OFF = {**dict.fromkeys(KERNEL_SWITCHES, False), "precision": "fp32"}
 VARIANTS: dict[str, dict] = {
     "plain": {},
     "no_cuda_graphs": {},
@@ -68,7 +73,14 @@ VARIANTS: dict[str, dict] = {
     "channels_last": {"channels_last": True},
     "all_switches": {"compile_optimizer": True, "compile_model": True,
                      "channels_last": True},
+    # What a faster `training.precision` buys per step, beside the switches (a GPU's TF32 or
+    # bf16 tensor cores); its float32 losses differ by the coarser rounding, which
+    # scripts/measure_precision.sh judges over whole runs against the seed spread.
+    "tf32": {"precision": "tf32"},
+    "bf16": {"precision": "bf16"},
 }
+# The variants that round more coarsely by design: their verdict is `other precision`
+PRECISION_VARIANTS = frozenset(name for name, update in VARIANTS.items() if "precision" in update)
 
 
 def applicable(names: list[str], group: Group, device: torch.device) -> list[str]:
@@ -80,6 +92,8 @@ def applicable(names: list[str], group: Group, device: torch.device) -> list[str
             continue  # no graphs off a GPU: the same as the plain loop
         if name == "channels_last" and not convolutional:
             continue
+        if name == "tf32" and device.type != "cuda":
+            continue  # no TF32 units: the same float32 arithmetic as the plain loop
         keep.append(name)
     return keep
 
@@ -318,12 +332,22 @@ def float64_check(variants: dict[str, Experiment], group: Group,
 
 def verdict(row: dict) -> str:
     """`same`, `float32 only` or `DIFFERENT` (the module docstring says what each means), or
-    `float64 failed` where the variant could not train in float64 (its error is recorded)."""
+    `float64 failed` where the variant could not train in float64 (its error is recorded).
+    A precision variant (tf32, bf16) whose float64 steps are the plain loop's is `other
+    precision`: in float64 it is the plain loop, and its float32 losses are meant to differ
+    (`max_relative_difference` says by how much over these steps)."""
     if row.get("float64_error"):
         return "float64 failed"
     if not row["float64_same"]:
         return "DIFFERENT"
+    if row["variant"] in PRECISION_VARIANTS:
+        return "other precision"
     return "same" if row["same_losses"] else "float32 only"
+
+
+def passed(verdict_: str) -> bool:
+    """Whether a verdict is what its variant should give: the kernels' own arithmetic."""
+    return verdict_ in ("same", "other precision")
 
 
 def _median(values: list[float]) -> float:
