@@ -420,3 +420,21 @@ def test_channels_last_on_a_gpu_traces_the_nchw_curves(data_dir):
                                CUDA_RTOL, CUDA_ATOL, CUDA_COLUMNS)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
+
+
+@pytest.mark.cuda
+def test_on_a_gpu_the_kernel_bench_times_tf32_and_bf16_beside_the_graphs(data_dir):
+    """On a GPU both precision variants apply, train under CUDA graphs (bf16's autocast
+    inside the captured step), are the plain loop in float64 and pass; bf16's 8-bit mantissa
+    moves the float32 step losses beyond float32 rounding."""
+    exp = mlp_experiment("float32")
+    data = load_data(exp, data_dir, CUDA)
+    result = bench_kernels(exp, data, CUDA, ["no_cuda_graphs", "tf32", "bf16"], steps=3,
+                           repeats=1)
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert list(rows) == ["plain", "no_cuda_graphs", "tf32", "bf16"], result["failed"]
+    for name in ("tf32", "bf16"):
+        assert rows[name]["verdict"] == "other precision" and rows[name]["float64_same"]
+        assert rows[name]["step_ms"] > 0
+    assert rows["bf16"]["max_relative_difference"] > 1e-4
+    assert rows["no_cuda_graphs"]["verdict"] == "same"
