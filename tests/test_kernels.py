@@ -29,6 +29,7 @@ from adamrepro.bench.kernels import (
     float64_check,
     passed,
     variant_experiment,
+    verdict,
 )
 from adamrepro.config import parse_experiment
 from adamrepro.metrics import CLASSIFIER
@@ -377,6 +378,22 @@ def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):
                        "rounding_floor"):
             assert frame[column].notna().all(), column
     assert (logreg["method"] == "adam").all() and (logreg["group_size"] == 7).all()
+
+
+def test_a_precision_variant_passes_only_where_its_float64_steps_are_the_plain_loops():
+    """`other precision` excuses the coarser rounding of tf32 and bf16 in float32 alone: one
+    whose float64 steps differ from the plain loop's (other arithmetic) is DIFFERENT, one that
+    could not train in float64 is `float64 failed`, and neither passes the bench."""
+    for name in ("tf32", "bf16"):  # tf32 too, which trains on a GPU alone
+        row = {"variant": name, "same_losses": False, "float64_same": True}
+        assert verdict(row) == "other precision" and passed(verdict(row))
+        assert verdict({**row, "float64_same": False}) == "DIFFERENT"
+        failed = {**row, "float64_same": False, "float64_error": "RuntimeError: no kernel"}
+        assert verdict(failed) == "float64 failed"
+    switch = {"variant": "compile_model", "same_losses": False, "float64_same": True}
+    assert verdict(switch) == "float32 only"
+    assert verdict({**switch, "same_losses": True}) == "same"
+    assert not any(passed(v) for v in ("float32 only", "DIFFERENT", "float64 failed"))
 
 
 CUDA = torch.device("cuda")

@@ -5,6 +5,7 @@ scripts/offline_bundle.sh packs IMDB) lays out the same files, and the folder is
 
 from __future__ import annotations
 
+import json
 import lzma
 import os
 import shutil
@@ -291,3 +292,80 @@ def test_measure_precision_trains_the_selected_points_alone_with_fp32_s_masks(tm
                         out / "fp32", "--out", out / "fp32", "--data-dir", data_dir)
     assert code == 2 and "holds a whole sweep" in said, said
     assert (out / "fp32" / "mlp" / "curves.csv").read_bytes() == tables
+
+
+def test_gpu_session_s_bench_stage_times_the_configs_named_at_their_precision(
+        tmp_path, data_dir):
+    """bench=NAME,NAME:PRECISION: each config named, the second at that precision (files of
+    its own beside the fp32 bench), with BENCH_FLAGS passed on to both (--reference-runs 1:
+    the reference times each group's first run alone)."""
+    done = gpu_session(tmp_path, data_dir, "bench=logreg_mnist,logreg_mnist:bf16",
+                       SESSION_MINUTES="", BENCH_PASSES="1", BENCH_FLAGS="--reference-runs 1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    bench = tmp_path / "results" / "bench"
+    assert sorted(p.name for p in bench.glob("*.json")) == [
+        "logreg_mnist-cpu-smoke-bf16.json", "logreg_mnist-cpu-smoke.json"]
+    for stem, precision in (("logreg_mnist-cpu-smoke", "fp32"),
+                            ("logreg_mnist-cpu-smoke-bf16", "bf16")):
+        result = json.loads((bench / f"{stem}.json").read_text())
+        assert result["precision"] == precision
+        runs = {row["implementation"]: row["runs"] for row in result["results"]}
+        # the batched side trains the whole grid, the reference one run of each group
+        assert runs == {"batched": result["grid"]["runs"],
+                        "reference": len(result["grid"]["groups"])}, runs
+
+
+def test_gpu_session_passes_on_a_spent_budget_s_exit_3_alone_or_joined(tmp_path, data_dir):
+    """paper=NAME trains that config alone; its budget spent (work left: exit 3), the session
+    exits 3 as well, whether the stage ran alone (no stage log of its own) or joined to
+    another by '+' (each stage's log shown in the session's output once both are done)."""
+    results = tmp_path / "results"
+    alone = gpu_session(tmp_path, data_dir, "paper=logreg_imdb", SESSION_MINUTES="",
+                        BUDGET_MINUTES="0.0001")
+    assert alone.returncode == 3, alone.stdout + alone.stderr
+    assert "time budget spent" in alone.stdout
+    assert list((results / "logreg_imdb" / "runs").glob("*.json")), alone.stdout
+    assert not (results / "logreg_mnist").exists()  # the first of every config, not named
+    assert not list(results.glob("stage-*.log"))  # a stage alone ran once, into the log
+    joined = gpu_session(tmp_path, data_dir, "paper=logreg_imdb+sfo", SESSION_MINUTES="",
+                         BUDGET_MINUTES="0.0001")
+    assert joined.returncode == 3, joined.stdout + joined.stderr
+    for log, said in (("stage-paper_logreg_imdb.log", "time budget spent"),
+                      ("stage-sfo.log", "ms/step")):
+        shown = joined.stdout.split(f"== {results / log}:\n", 1)
+        assert len(shown) == 2 and said in shown[1], joined.stdout
+        assert said in (results / log).read_text()
+
+
+# PYTHON for gpu_session.sh: the interpreter, except that scripts/bench_sfo.py and
+# scripts/bench_kernels.py each wait (a minute at most) until the other has started, and
+# fail if it has not.
+RENDEZVOUS = """#!/usr/bin/env bash
+case "$1" in
+    scripts/bench_sfo.py) mine=sfo other=kernels ;;
+    scripts/bench_kernels.py) mine=kernels other=sfo ;;
+esac
+if [ -n "${mine:-}" ]; then
+    touch "MARKS/$mine"
+    for _ in $(seq 600); do [ -e "MARKS/$other" ] && break; sleep 0.1; done
+    [ -e "MARKS/$other" ] || { echo "$other had not started beside $mine" >&2; exit 1; }
+fi
+exec PYTHON "$@"
+"""
+
+
+def test_gpu_session_s_stages_joined_by_plus_run_at_the_same_time(tmp_path, data_dir):
+    """`sfo+kernels=...`: each stage's command starts only once the other's has (see
+    RENDEZVOUS), so both pass only if the two run side by side, not one after the other."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    python = tmp_path / "python"
+    python.write_text(RENDEZVOUS.replace("MARKS", str(marks)).replace("PYTHON", sys.executable))
+    python.chmod(0o755)
+    done = gpu_session(tmp_path, data_dir, "sfo+kernels=logreg_mnist", SESSION_MINUTES="",
+                       PYTHON=str(python), KERNEL_VARIANTS="plain", KERNEL_STEPS="2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in marks.iterdir()) == ["kernels", "sfo"]
+    results = tmp_path / "results"
+    assert list((results / "bench").glob("sfo-cpu-*.json"))
+    assert [p.name for p in (results / "kernels").iterdir()] == ["logreg_mnist-cpu-smoke.csv"]
