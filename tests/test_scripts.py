@@ -188,17 +188,22 @@ def test_gpu_session_runs_stages_joined_by_plus_at_once_each_with_its_own_log(
 
 def test_gpu_session_s_kernels_stage_times_the_experiments_and_variants_named(
         tmp_path, data_dir):
-    """kernels=EXPERIMENTS with KERNEL_VARIANTS: the per-step speed of a precision on the
-    experiments named alone, none compiled (what a short GPU job can afford)."""
-    done = gpu_session(tmp_path, data_dir, "kernels=logreg_mnist", SESSION_MINUTES="",
-                       KERNEL_VARIANTS="plain bf16", KERNEL_STEPS="2")
+    """kernels=EXPERIMENTS (comma-separated) with KERNEL_VARIANTS: the per-step speed of a
+    precision on the experiments named alone, one table each, none compiled (what a short
+    GPU job can afford)."""
+    done = gpu_session(tmp_path, data_dir, "kernels=logreg_mnist,logreg_imdb",
+                       SESSION_MINUTES="", KERNEL_VARIANTS="plain bf16", KERNEL_STEPS="2",
+                       OMP_NUM_THREADS="2")
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "(2 torch threads)" in done.stdout  # two, not "2 torch thread"
     tables = sorted((tmp_path / "results" / "kernels").iterdir())
-    assert [t.name for t in tables] == ["logreg_mnist-cpu-smoke.csv"]
-    frame = pd.read_csv(tables[0])
-    assert list(frame["variant"]) == ["plain", "bf16"]
-    assert list(frame["verdict"]) == ["same", "other precision"]
-    assert (frame["steps"] == 2).all()
+    assert [t.name for t in tables] == ["logreg_imdb-cpu-smoke.csv",
+                                        "logreg_mnist-cpu-smoke.csv"]
+    for table in tables:
+        frame = pd.read_csv(table)
+        assert list(frame["variant"]) == ["plain", "bf16"]
+        assert list(frame["verdict"]) == ["same", "other precision"]
+        assert (frame["steps"] == 2).all()
 
 
 def test_gpu_session_refuses_an_unknown_stage_before_running_any(tmp_path, data_dir):
@@ -369,3 +374,16 @@ def test_gpu_session_s_stages_joined_by_plus_run_at_the_same_time(tmp_path, data
     results = tmp_path / "results"
     assert list((results / "bench").glob("sfo-cpu-*.json"))
     assert [p.name for p in (results / "kernels").iterdir()] == ["logreg_mnist-cpu-smoke.csv"]
+
+
+def test_gpu_session_s_precision_stage_measures_the_experiments_named(tmp_path, data_dir):
+    """precision=NAME: scripts/measure_precision.sh on that experiment alone, at
+    PRECISION_SCALE, into RESULTS/precision-<scale>/ (bf16 against fp32 on a CPU)."""
+    done = gpu_session(tmp_path, data_dir, "precision=logreg_mnist", SESSION_MINUTES="",
+                       PRECISION_SCALE="smoke")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "results" / "precision-smoke"
+    for side in ("fp32", "fp32-selected", "bf16"):
+        assert sorted(p.name for p in (out / side).iterdir() if p.name != "compare") == [
+            "logreg_mnist"], side
+    assert [p.name for p in (out / "bf16" / "compare").iterdir()] == ["logreg_mnist.csv"]
