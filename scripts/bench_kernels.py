@@ -33,6 +33,7 @@ from adamrepro.results.store import atomic_write
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.host_memory import keep_freed_memory
 from adamrepro.runner.sweep import resolve_device
+from adamrepro.wording import count
 
 
 def report(result: dict) -> None:
@@ -40,8 +41,7 @@ def report(result: dict) -> None:
           f"batched, batch {result['batch_size']} of {result['train_size']}, "
           f"{result['dtype']}; {result['repeats']} x {result['steps']} timed steps per "
           f"variant after {result['warmup_steps']} warm-up steps")
-    print(f"{result['hardware']} ({result['threads']} torch "
-          f"thread{'s' if result['threads'] != 1 else ''}), torch "
+    print(f"{result['hardware']} ({count(result['threads'], 'torch thread')}), torch "
           f"{result['torch_version']}; load average {result['load_average_before']:.2f} "
           f"before, {result['load_average_after']:.2f} after, on {result['cpu_count']} cores")
     header = (f"{'variant':<18} {'warm-up s':>10} {'ms/step':>9} {'min-max':>15} "

@@ -185,12 +185,12 @@ run_stage() {
             # ARG: the experiments (default logreg_mnist,mlp,cnn_cifar10), one command each
             # (the CNN's steps are KERNEL_STEPS_CNN: a paper-scale step is ~20x the MLP's);
             # KERNEL_VARIANTS: which (default all; "plain tf32 bf16" skips compilation)
-            local experiment steps variants=()
+            local experiment steps variants=() experiments="${arg:-logreg_mnist,mlp,cnn_cifar10}"
             if [ -n "${KERNEL_VARIANTS:-}" ]; then
                 # shellcheck disable=SC2206  # one word per variant
                 variants=(--variants $KERNEL_VARIANTS)
             fi
-            for experiment in $(echo "${arg:-logreg_mnist,mlp,cnn_cifar10}" | tr , ' '); do
+            for experiment in ${experiments//,/ }; do
                 steps="${KERNEL_STEPS:-100}"
                 if [ "$experiment" = cnn_cifar10 ]; then steps="${KERNEL_STEPS_CNN:-30}"; fi
                 # shellcheck disable=SC2086  # PYTHON may hold flags
