@@ -276,7 +276,9 @@ class Experiment(Frozen):
     methods: dict[str, MethodSpec] = Field(min_length=1)
     selection: SelectionSpec = SelectionSpec()
     plot: PlotSpec = PlotSpec()
-    seed: StrictInt = 0
+    # numpy's range of seeds; a run's streams are seed·1,000,003 + stream (seeding.py), and
+    # torch's generators take 64 bits: a larger seed failed mid-sweep, not here
+    seed: StrictInt = Field(0, ge=0, lt=2**32)
     seeds: StrictInt = Field(1, gt=0, le=MAX_SEEDS)
     scales: dict[Literal[SCALES], ScaleSpec] = {}
 
@@ -432,7 +434,26 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
                              f"{where}: {key}: {method.optimizer}")
         _check_optimizer_accepts(found, point, exp.training.dtype,
                                  f"{where}: {key}: {method.optimizer}")
+    if found.capabilities.subfunctions:
+        _check_subfunctions_fit(exp, label, f"{where}: {key}: {method.optimizer}")
     return model
+
+
+def _check_subfunctions_fit(exp: Experiment, label: str, where: str) -> None:
+    """No more subfunctions (fixed minibatches) than training examples at any scale that sets
+    its train_size: a typo of 100000 would otherwise build a state of 100,000 models and take
+    the host's memory (the full sets are judged once loaded, `runner/group.py`)."""
+    for scale in SCALES:
+        scaled = exp.at_scale(scale)
+        size = scaled.dataset.get("train_size")
+        if type(size) is not int:
+            continue
+        for point in scaled.methods[label].points():
+            count = point.get("num_subfunctions")
+            if type(count) is int and count > size:
+                raise UserError(f"{where}: num_subfunctions {count} is more than the {size} "
+                                f"training examples at scale {scale} (dataset.train_size); "
+                                f"give at most {size}")
 
 
 def _points_at_every_scale(exp: Experiment, label: str, method: MethodSpec) -> list[dict]:

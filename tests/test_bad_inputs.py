@@ -271,6 +271,22 @@ CASES = [
      "$ADAMREPRO_FAKE_MEMORY_LIMIT_RUNS is 'abc': give a whole number of runs"),
     ("address-without-ray", GOOD, ["--address", "ray://x:10001", "--dry-run"],
      "--address goes with --executor ray"),
+    # torch's generators take 64 bits, and a run's streams are seed·1,000,003 + stream: a
+    # larger seed failed mid-sweep in a worker, with a traceback
+    ("seed-beyond-the-limit", setitem("seed", 2**63 - 1), [],
+     "seed: Input should be less than 4294967296"),
+    ("seed-negative", setitem("seed", -1), [], "seed: Input should be greater than or equal to 0"),
+    # more fixed minibatches than examples: 100,000 subfunctions took the host's memory
+    ("subfunctions-beyond-the-examples", edit(lambda c: c["methods"].update(
+        sfo={"optimizer": "sfo", "grid": {"num_subfunctions": [8, 100_000]}})), [],
+     "methods.sfo: sfo: num_subfunctions 100000 is more than the 2048 training examples at "
+     "scale smoke (dataset.train_size); give at most 2048"),
+    # a full training set's size is known once it is read: refused before a group trains
+    ("subfunctions-beyond-the-full-set", edit(lambda c: (
+        c["methods"].clear(), c["scales"]["smoke"].pop("train_size"),
+        c["methods"].update(sfo={"optimizer": "sfo", "grid": {"num_subfunctions": [70_000]}}))),
+     [], "methods.sfo: num_subfunctions 70000 is more than the 60,000 training examples; give "
+         "at most 60000"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("no-cuda", GOOD, ["--device", "cuda"], "no CUDA device"))

@@ -549,6 +549,10 @@ def train_group(
     sizes = step_sizes(training, len(data.train_x))
     if capabilities.subfunctions:  # default: one subfunction per minibatch of a pass
         count = int(group.runs[0].hparams.get("num_subfunctions") or len(sizes))
+        if count > len(data.train_x):  # the config check knows only the sizes it sets
+            raise UserError(f"methods.{group.method}: num_subfunctions {count} is more than "
+                            f"the {len(data.train_x):,} training examples; give at most "
+                            f"{len(data.train_x)}")
         optimizer = build_optimizer(group, list(model.parameters()),
                                     getattr(torch, training.dtype), count)
         train_pass = SubfunctionPass(model, optimizer, data, subfunction_split(
