@@ -726,6 +726,64 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     assert cli("plot", "logreg_mnist", "--out", out)[0] == 0
 
 
+def _edit_a_cost(folder: Path) -> None:
+    table = pd.read_csv(folder / "curves.csv")
+    table.loc[table.index[table["epoch"] == 1][0], "train_loss"] *= 2  # a well-formed table
+    (folder / "curves.csv").write_text(table.to_csv(index=False))
+
+
+def _edit_the_scale(folder: Path) -> None:
+    meta = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**meta, "scale": "quick"}))
+
+
+SMOKE_FLAGS = " --scale smoke --seeds 1 and --force"
+
+
+@pytest.mark.parametrize("damage, flags", [
+    # hashed in config.json: the fix said "the same 'adamrepro run'" (paper scale)
+    (_edit_a_cost, SMOKE_FLAGS),
+    (_edit_the_scale, SMOKE_FLAGS),  # it said --scale quick, the damaged file's
+    (lambda folder: (folder / "best.csv").unlink(), SMOKE_FLAGS),  # a bare `run`: refused
+    # it said a bare `run`, which trained the paper's scale into the folder
+    (lambda folder: (folder / "config.json").unlink(),
+     ", the --scale and --seeds it ran with, and --force"),
+], ids=["cost-edited", "scale-edited", "best-deleted", "config-deleted"])
+def test_the_fix_for_damaged_tables_names_the_folder_s_scale(damage, flags, cli, tmp_path,
+                                                             used_out, data_dir):
+    """Every fix the readers give for a folder whose tables were edited or lost rewrites them
+    from its run records at the folder's own scale: followed to the letter, it trains
+    nothing."""
+    out = tmp_path / "results"
+    shutil.copytree(used_out, out)
+    damage(out / "logreg_mnist")
+    code, _, stderr = cli("plot", "logreg_mnist", "--out", out)
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert f"run 'adamrepro run' on its config with --out {out}{flags}" in stderr, stderr
+    code, stdout, stderr = cli("run", CONFIG, "--out", out, "--scale", "smoke", "--seeds", "1",
+                               "--force", "--quiet", "--data-dir", data_dir)
+    assert code == 0 and "trained 0 runs" in stdout, stderr
+    assert cli("plot", "logreg_mnist", "--out", out)[0] == 0
+
+
+def test_a_folder_of_another_experiment_is_refused_naming_what_it_holds(cli, tmp_path,
+                                                                      used_out, data_dir):
+    """logreg_mnist's results copied to a folder named mlp: the report judged Fig. 2a's
+    claims on them (and said they hold), plot drew them as the MLP's, and run said the
+    folder held "a different mlp config"."""
+    out = tmp_path / "results"
+    shutil.copytree(used_out / "logreg_mnist", out / "mlp")
+    before = snapshot(out)
+    said = f"{out / 'mlp'} holds results of logreg_mnist"
+    for command in (("plot", "mlp", "--out", out), ("report", "--out", out),
+                    ("run", CONFIG.parent / "mlp.yaml", "--scale", "smoke", "--out", out,
+                     "--data-dir", data_dir, "--quiet")):
+        code, _, stderr = cli(*command)
+        assert code == 2 and stderr.count("\n") == 1, (command, stderr)
+        assert said in stderr and f"move it back to {out / 'logreg_mnist'}" in stderr, stderr
+    assert snapshot(out) == before
+
+
 def test_a_config_json_is_read_with_the_defaults_its_config_leaves_out(cli, tmp_path,
                                                                        used_out):
     """config.json's config is read as a config file is, defaults filled in: one without the

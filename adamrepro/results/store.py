@@ -181,6 +181,10 @@ def read_results(folder: Path, check_config: ConfigCheck | None = None) -> Table
     paths = [folder / name for name in NEEDED_FILES]
     for path in paths:
         if not path.exists():
+            if any(p.exists() for p in paths) or (folder / "runs").is_dir():
+                # one table of a set lost: the set is written again from the run records,
+                # at the folder's scale (a bare `run` would train the paper's into it)
+                raise UserError(f"{path} is missing; {_rewrite_fix(folder)}")
             raise UserError(f"{path} is missing; run 'adamrepro run' on the config of "
                             f"{folder.name} with --out {folder.parent} first")
     contents = {path.name: path.read_bytes() for path in paths}
@@ -212,6 +216,12 @@ def _checked_meta(path: Path, data: bytes, fix: str, check_config: ConfigCheck |
     for key in META_NEEDED:
         if not isinstance(meta[key], dict):
             raise damaged(f"its {key!r} is not an object")
+    folder, experiment = path.parent, meta.get("experiment")
+    if isinstance(experiment, str) and experiment != folder.name:
+        # a folder copied or renamed: the report would judge one experiment's claims on
+        # another's runs (Fig. 2a's on a logistic regression), and say they hold
+        raise UserError(f"{folder} holds results of {experiment} (its config.json says so), "
+                        f"not of {folder.name}; move it back to {folder.parent / experiment}")
     try:
         metrics = [c.name for c in metric_set(meta).columns()]
     except (KeyError, TypeError, ValueError):
@@ -313,9 +323,8 @@ def _check_one_set(folder: Path, meta: dict, contents: dict[str, bytes]) -> None
         if name in listed and listed[name] != hashlib.sha256(data).hexdigest():
             raise UserError(f"{folder / name} is not the {name} its config.json lists: the "
                             f"tables are a mix of two commands' (one was cut off while writing "
-                            f"them, or is writing them now), or it was edited since; run the "
-                            f"same 'adamrepro run' again (with --force if edited), or wait for "
-                            f"the one running")
+                            f"them, or is writing them now), or it was edited since; "
+                            f"{_rewrite_fix(folder)} (or wait for the one running)")
 
 
 def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, meta: dict,
@@ -368,8 +377,11 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
             (best_path, best, "selection_rule", _setting(config, "selection", "rule"))):
         found = set(table[column].astype(str)) if column in table and len(table) else set()
         if said is not None and found and found != {str(said)}:
-            raise damaged(meta_path, f"it says {column} {said!r}, and {path.name} "
-                                     f"{', '.join(sorted(found))}")
+            what = f"it says {column} {said!r}, and {path.name} {', '.join(sorted(found))}"
+            if column == "scale" and len(found) == 1:  # the fix trains the tables' scale
+                raise UserError(f"{meta_path} is damaged ({what}); " + _rewrite_fix(
+                    meta_path.parent, json.dumps({**meta, "scale": found.pop()}).encode()))
+            raise damaged(meta_path, what)
     _check_runs_complete(curves, named, lambda what: damaged(curves_path, what))
     ran = set(zip(curves["method"], curves["point_id"], strict=True))
     for method, point in zip(best["method"], best["point_id"], strict=True):
@@ -514,6 +526,11 @@ class ResultStore:
                             f"the selected points alone: give another --out")
         if force:
             return
+        held = previous.get("experiment")
+        if isinstance(held, str) and held != self.root.name:  # a folder copied or renamed
+            raise UserError(f"{self.root} holds results of {held}, not of {self.root.name}; "
+                            f"pass --out to another folder, or move it back to "
+                            f"{self.root.parent / held}")
         within = functools.cache(lambda: self._runs_within(run_ids, extensions))
         if previous.get("base_digest") != digest and not within():
             before = recorded_precision(previous)
