@@ -192,12 +192,23 @@ def test_the_smoke_run_on_real_data(tmp_path, data_dir, cli, monkeypatch):
     assert cli("plot", "vae_bias_correction", "--out", out)[0] == 0
     for name in ("bias_correction.png", "vae_samples.png", "curves.png"):
         assert (folder / name).stat().st_size > 0, name
-    # the test images come from plot's --data-dir; where they are missing, it says so
+    # the test images come from plot's --data-dir: one that lacks them is a mistake, refused
+    # before the picture with reconstructions is replaced by one without
+    drawn = {path: path.read_bytes() for path in folder.glob("*.p*")}
     code, _, said = cli("plot", "vae_bias_correction", "--out", out, "--data-dir",
                         tmp_path / "empty")
+    assert code == 2 and said == (f"adamrepro: error: vae_samples: --data-dir "
+                                  f"{tmp_path / 'empty'} does not hold the mnist test images; "
+                                  f"pass --data-dir with the data folder of the run, or leave "
+                                  f"it out to draw the samples without reconstructions\n"), said
+    assert {path: path.read_bytes() for path in folder.glob("*.p*")} == drawn
+    # the default data folder (another machine's copy of the results): drawn without them
+    monkeypatch.setenv("ADAMREPRO_DATA", str(tmp_path / "empty"))
+    code, _, said = cli("plot", "vae_bias_correction", "--out", out)
     assert code == 0 and said.startswith("adamrepro: note: vae_samples: no reconstructions "
                                          "drawn: the mnist test images could not be read "
                                          f"from {tmp_path / 'empty'}; pass plot --data-dir")
+    monkeypatch.setenv("ADAMREPRO_DATA", str(data_dir))
     assert cli("report", "--out", out)[0] == 0
     report = (out / "report.md").read_text()
     assert "vae_bias_correction/vae_samples.png" in report

@@ -87,7 +87,9 @@ def load_model(folder: Path, meta: dict, chosen: dict):
 
 def test_images(meta: dict, n: int, data_dir: Path | None) -> Tensor | None:
     """The first `n` test images of the experiment's dataset, or None (said on one line)
-    where the data folder does not hold them: the samples are drawn all the same."""
+    where the default data folder does not hold them: the samples are drawn all the same. A
+    `data_dir` the user named that does not hold them is a mistake (UserError): the figure
+    would be drawn again without its reconstructions, and the command succeed."""
     from adamrepro.data import DATASETS
     from adamrepro.data.download import default_data_dir
 
@@ -97,6 +99,11 @@ def test_images(meta: dict, n: int, data_dir: Path | None) -> Tensor | None:
     try:
         data = module.load(module.options(dict(dataset), "dataset"), folder)
     except (UserError, OSError):
+        if data_dir is not None:
+            raise UserError(f"vae_samples: --data-dir {data_dir} does not hold the "
+                            f"{dataset['name']} test images; pass --data-dir with the data "
+                            f"folder of the run, or leave it out to draw the samples "
+                            f"without reconstructions") from None
         note(f"vae_samples: no reconstructions drawn: the {dataset['name']} test images could "
              f"not be read from {folder}; pass plot --data-dir with the data folder of the run")
         return None
