@@ -766,6 +766,14 @@ def test_the_fix_for_damaged_tables_names_the_folder_s_scale(damage, flags, cli,
     assert cli("plot", "logreg_mnist", "--out", out)[0] == 0
 
 
+def test_plot_of_a_misspelt_experiment_names_those_there(cli, used_out):
+    """It said to run a config of the misspelt name, which exists nowhere."""
+    code, _, stderr = cli("plot", "logreg_mnst", "--out", used_out)
+    assert code == 2 and stderr == (f"adamrepro: error: no results of 'logreg_mnst' under "
+                                    f"{used_out} (it has logreg_mnist); name one of those, or "
+                                    f"pass the --out it was run with\n"), stderr
+
+
 def test_a_folder_of_another_experiment_is_refused_naming_what_it_holds(cli, tmp_path,
                                                                       used_out, data_dir):
     """logreg_mnist's results copied to a folder named mlp: the report judged Fig. 2a's

@@ -30,9 +30,14 @@ def plot(
     from adamrepro.results.store import atomic_set, check_results_folder, read_results
 
     check_results_folder(out)
-    names = experiments or sorted(p.parent.name for p in out.glob("*/curves.csv"))
+    found = sorted(p.parent.name for p in out.glob("*/curves.csv"))
+    names = experiments or found
     if not names:
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
+    for name in names:
+        if found and not (out / name).exists():  # a typo, or another --out's experiment
+            raise UserError(f"no results of {name!r} under {out} (it has {', '.join(found)}); "
+                            f"name one of those, or pass the --out it was run with")
     # every folder's tables read (and checked) before any figure is drawn: a mistake in the
     # last name must not leave the first ones' figures redrawn and the command failed
     read = {name: read_results(out / name, recorded_config) for name in names}
