@@ -513,11 +513,11 @@ def test_unknown_command(cli):
     assert code == 2 and stderr.count("\n") == 1 and "No such command" in stderr
 
 
-@pytest.mark.parametrize("command, blocked", [
-    (("plot", "logreg_mnist"), "logreg_mnist/curves.png"),
-    (("report",), "report.md"),
+@pytest.mark.parametrize("command, blocked, flags", [
+    (("plot", "logreg_mnist"), "logreg_mnist/curves.png", "--out (results) or --data-dir (data)"),
+    (("report",), "report.md", "--out"),  # report has no --data-dir to offer
 ])
-def test_a_figure_or_report_it_cannot_write_is_one_line(command, blocked, cli, tmp_path,
+def test_a_figure_or_report_it_cannot_write_is_one_line(command, blocked, flags, cli, tmp_path,
                                                          used_out):
     """The filesystem refuses (here a folder where the file goes; a read-only or full disk
     alike): one line naming the file and the fix, exit 2, and no temporary file left."""
@@ -530,10 +530,34 @@ def test_a_figure_or_report_it_cannot_write_is_one_line(command, blocked, cli, t
     [line] = [line for line in stderr.splitlines() if not line.startswith("wrote ")]
     assert line == (f"adamrepro: error: {out / blocked}: Is a directory; a folder stands "
                     f"where a file goes, or a file where a folder goes: move it away, or pass "
-                    f"another --out (results) or --data-dir (data)"), line
+                    f"another {flags}"), line
     assert not [p for p in out.rglob(".*.tmp*")], "a temporary file was left"
     assert {p for p in snapshot(out) if p not in before} <= {
         str(p) for p in out.rglob("*.p*")}  # at most the figures drawn before it
+
+
+def test_a_full_disk_names_the_file_not_our_temporary_one(tmp_path):
+    """A write that the disk refuses says no file (the OSError of f.write has none), and
+    mkstemp's names our temporary file: the line named neither the file nor its folder."""
+    import errno
+
+    from adamrepro.cli import FOLDER_FLAGS, filesystem_problem
+    from adamrepro.results.store import atomic_file
+
+    path = tmp_path / "report.md"
+    with pytest.raises(OSError) as raised, atomic_file(path) as f:
+        f.write("half of it")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as the next write would
+    assert raised.value.filename == str(path) and list(tmp_path.iterdir()) == []
+    assert filesystem_problem(raised.value, FOLDER_FLAGS["report"]) == (
+        f"{path}: No space left on device; free some space, or pass --out on another disk, "
+        f"and run the same command again (each file is replaced whole: nothing half-written "
+        f"stays)")
+    # no permission makes a read-only disk writable; fetch has --data-dir alone
+    read_only = OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+    assert filesystem_problem(read_only, FOLDER_FLAGS["fetch"]) == (
+        f"{path}: Read-only file system; the disk is mounted read-only: pass another "
+        f"--data-dir")
 
 
 def test_a_kill_between_the_renames_of_a_set_is_told_not_read(tmp_path, used_out,

@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         if err.errno not in FILESYSTEM_ERRORS:
             raise
-        print(f"adamrepro: error: {filesystem_problem(err)}", file=sys.stderr)
+        command = args[0] if args else ""
+        print(f"adamrepro: error: {filesystem_problem(err, FOLDER_FLAGS.get(command))}",
+              file=sys.stderr)
         return 2
     return 0
 
@@ -144,19 +146,32 @@ FILESYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno
                      errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG}
 
 
-def filesystem_problem(err: OSError) -> str:
+# The folders each command's flags name: a fix offers only flags the command has.
+FOLDER_FLAGS = {"run": "--out (results) or --data-dir (data)",
+                "plot": "--out (results) or --data-dir (data)",
+                "bench": "--out (results) or --data-dir (data)",
+                "report": "--out", "compare": "--out", "fetch": "--data-dir"}
+
+
+def filesystem_problem(err: OSError,
+                       flags: str | None = "--out (results) or --data-dir (data)") -> str:
+    """One line for what the filesystem refused, with a fix that offers only `flags`, the
+    folder flags the command has (FOLDER_FLAGS; None: it has none)."""
     path = err.filename2 or err.filename  # a rename's destination, else the file itself
     where = f"{path}: " if path else ""
+    other = f", or pass another {flags}" if flags else ""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = ("free some space, or pass --out to another disk, and run the same command "
-               "again (each file is replaced whole: nothing half-written stays)")
+        elsewhere = f", or pass {flags} on another disk" if flags else ""
+        fix = (f"free some space{elsewhere}, and run the same command again (each file is "
+               f"replaced whole: nothing half-written stays)")
     elif err.errno == errno.ENAMETOOLONG:
-        fix = ("the filesystem takes names of at most 255 bytes: pass a shorter --out "
-               "(results) or --data-dir (data)")
+        shorter = f"pass a shorter {flags}" if flags else "give a shorter name"
+        fix = f"the filesystem takes names of at most 255 bytes: {shorter}"
     elif err.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):  # read or written alike
-        fix = ("a folder stands where a file goes, or a file where a folder goes: move it "
-               "away, or pass another --out (results) or --data-dir (data)")
+        fix = (f"a folder stands where a file goes, or a file where a folder goes: move it "
+               f"away{other}")
+    elif err.errno == errno.EROFS:  # no permission makes a read-only disk writable
+        fix = "the disk is mounted read-only" + (f": pass another {flags}" if flags else "")
     else:
-        fix = ("change its permissions, or pass another --out (results) or --data-dir "
-               "(data)")
+        fix = f"change its permissions{other}"
     return f"{where}{err.strerror}; {fix}"

@@ -81,18 +81,30 @@ def _renamed_later(path: Path, renames: list[tuple[str, Path]], mode: str = "w")
     """A temporary file beside `path` (its folder made if missing), written, synced and
     made readable, then added to `renames`; removed if anything fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _naming(err, path) from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; results and caches are shared data
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename in (None, tmp):
+            raise _naming(err, path) from None
         raise
     renames.append((tmp, path))
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """`err` (a full disk, a read-only one) as the file the user knows: a write says no
+    file at all, and the temporary file's name is ours, not theirs (cli `filesystem_problem`
+    words it)."""
+    return OSError(err.errno, err.strerror, str(path))
 
 
 def _rename(renames: list[tuple[str, Path]]) -> None:
