@@ -180,8 +180,11 @@ CASES = [
      "betas 0.9999999 is 0.999999881 in float32, which makes 1 − betas 19% off"),
     ("averaging-horizon-rounded", setitem("methods.adam.hparams.averaging", 0.9999999), [],
      "averaging 0.9999999 is 0.999999881 in float32"),
+    # the names it takes and the nearest one: the fix, not only the problem
     ("unknown-hparam", setitem("methods.adam.hparams.beta", 0.9), [],
-     "unexpected keyword argument 'beta'"),
+     "unexpected keyword argument 'beta' (it takes lr, betas, eps, weight_decay, "
+     "bias_correction, beta1_decay_rate, lr_decay, averaging, track_step_ratio); did you "
+     "mean 'betas'?"),
     ("user-optimizer-init-raises", setitem("methods.adam", {
         "optimizer": "my_optimizers:Faulty", "hparams": {"fails": "init"}}), [],
      "methods.adam: my_optimizers:Faulty: KeyError: 'a bug'"),

@@ -11,6 +11,7 @@ and no host synchronisation (`step` is kept as a tensor on the parameter's devic
 from __future__ import annotations
 
 import contextvars
+import difflib
 import inspect
 import math
 from collections.abc import Iterable
@@ -142,10 +143,19 @@ def betas_like(group: dict, p: Tensor) -> tuple[HyperValue, HyperValue]:
 def check_keywords(cls: type, params, hparams: dict, prefix: str = "") -> None:
     """ValueError for a keyword `cls` does not take: a bad hyperparameter name, said before
     building it, where a TypeError raised inside its __init__ is a bug to show whole."""
+    signature = inspect.signature(cls)
     try:
-        inspect.signature(cls).bind(params, **hparams)
+        signature.bind(params, **hparams)
     except TypeError as err:
-        raise ValueError(f"{prefix}{err}") from None
+        # the names it takes (its first parameter is the parameters themselves), and the
+        # nearest to a misspelt one: the fix, not only the problem
+        names = [name for name, p in list(signature.parameters.items())[1:]
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = [name for name in hparams if name not in names]
+        close = difflib.get_close_matches(unknown[0], names, n=1) if unknown else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        takes = f" (it takes {', '.join(names)})" if unknown and names else ""
+        raise ValueError(f"{prefix}{err}{takes}{hint}") from None
 
 
 def check_lr_decay(lr_decay: str) -> None:
