@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from adamrepro.data import cifar10
+from adamrepro.data.download import extract_tar
 from adamrepro.errors import UserError
 
 
@@ -229,6 +230,22 @@ def test_download_checks_the_archive_and_unpacks_it(tmp_path, monkeypatch):
         server.shutdown()
     assert found == tmp_path / "b" / cifar10.FOLDER
     assert sorted(p.name for p in found.iterdir()) == sorted(cifar10.FILES)
+
+
+def test_an_archive_that_cannot_be_unpacked_there_names_the_folder(tmp_path):
+    """Unpacking into a folder that takes no files (read-only, full, or under a file: the
+    one a test can make as root too) is the data's one line naming it and the fix, not a
+    bare OSError."""
+    archive = tmp_path / cifar10.ARCHIVE
+    with tarfile.open(archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo(f"{cifar10.FOLDER}/batches.meta")
+        tar.addfile(info, io.BytesIO(b""))
+    (tmp_path / "afile").write_text("")
+    into = tmp_path / "afile" / "data"
+    with pytest.raises(UserError) as err:
+        extract_tar(archive, into, "CIFAR-10")
+    assert str(err.value) == (f"CIFAR-10: cannot make {into}: {tmp_path / 'afile'} is a file, "
+                              f"not a folder; pass --data-dir to a writable folder")
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,9 @@ the Fig. 1 (right) config end to end at smoke scale."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -145,17 +148,67 @@ def test_counts_are_clipped_at_what_uint8_holds(tmp_path):
 
 
 def test_fetch_builds_the_cache_once_and_says_so(tmp_path, cli):
-    """`adamrepro fetch` (which `make test` runs first) tokenizes now, not a run later."""
+    """`adamrepro fetch` (which `make test` runs first) tokenizes now, not a run later, and
+    says so in a note on stderr: stdout holds the command's product alone (the note and the
+    bar's line breaks went there)."""
     root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
                                  "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
-    code, said, _ = cli("fetch", "imdb", "--data-dir", root)
-    assert code == 0 and "tokenizing 4 reviews once" in said, said
+    code, out, err = cli("fetch", "imdb", "--data-dir", root)
+    assert code == 0 and out == f"{'imdb':10s} {root / 'aclImdb'}\n", out
+    assert err == (f"adamrepro: note: IMDB: tokenizing 4 reviews once (about half a minute); "
+                   f"every run reads the cache in {root / 'aclImdb' / '.adamrepro-cache'}\n")
     assert len(list((root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt"))) == 1
     builds = imdb.bow_builds
-    code, said, _ = cli("fetch", "imdb", "--data-dir", root)
-    assert code == 0 and "tokenizing" not in said and said.startswith("imdb "), said
+    code, out, err = cli("fetch", "imdb", "--data-dir", root)
+    assert code == 0 and out == f"{'imdb':10s} {root / 'aclImdb'}\n" and err == "", (out, err)
     imdb.bag_of_words(root)
     assert imdb.bow_builds == builds  # the runs read what fetch built
+
+
+def test_a_run_that_tokenizes_says_so_on_stderr(tmp_path, capsys):
+    """A run on data that `fetch` did not prepare tokenizes for half a minute too: it said
+    nothing while it did."""
+    root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
+                                 "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
+    imdb.load(imdb.Options(vocab_size=2), root)
+    said = capsys.readouterr()
+    assert said.out == "" and said.err.startswith(
+        "adamrepro: note: IMDB: tokenizing 4 reviews once") and said.err.count("\n") == 1
+    imdb.load(imdb.Options(vocab_size=2), root)
+    assert capsys.readouterr().err == ""  # read from the cache: nothing to say
+
+
+def test_the_tokenizing_bar_is_drawn_on_a_terminal_stderr(tmp_path):
+    """`adamrepro fetch imdb` with stderr on a terminal (a pseudo-terminal here) and stdout
+    to a pipe: the note and the progress bar go to the terminal, the pipe gets the command's
+    line alone (the bar was drawn on stdout, so not at all where stdout was no terminal)."""
+    import pty
+    import subprocess
+    import sys
+
+    root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
+                                 "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
+    leader, follower = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    process = subprocess.Popen([sys.executable, "-m", "adamrepro", "fetch", "imdb",
+                                "--data-dir", str(root)], stdout=subprocess.PIPE,
+                               stderr=follower, env=env)
+    os.close(follower)
+    terminal = b""
+    while True:  # read as it comes, so that a full terminal buffer cannot block the command
+        try:
+            chunk = os.read(leader, 1 << 16)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(leader)
+    out = process.stdout.read().decode()
+    assert process.wait(timeout=120) == 0, terminal
+    assert out == f"{'imdb':10s} {root / 'aclImdb'}\n"
+    assert b"adamrepro: note: IMDB: tokenizing 4 reviews once" in terminal
+    assert b"tokenize train" in terminal and b"tokenize test" in terminal, terminal
 
 
 def test_a_rating_impossible_for_its_label_is_a_user_error(tmp_path):
@@ -204,6 +257,7 @@ def test_a_cache_whose_contents_were_damaged_is_rebuilt(tmp_path, capsys):
     root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good good", "train/neg/1_1.txt": "bad",
                                  "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
     built = imdb.bag_of_words(root)
+    capsys.readouterr()  # the first build's note
     [cache] = (root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt")
     stored = torch.load(cache, weights_only=True)
     stored["splits"]["train"]["values"][0] = 200  # a count, as a flipped byte would change it
@@ -220,6 +274,52 @@ def test_a_cache_whose_contents_were_damaged_is_rebuilt(tmp_path, capsys):
 def test_vocab_size_beyond_the_training_tokens_is_a_user_error(bow, imdb_dir):
     with pytest.raises(UserError, match="vocab_size .* exceeds"):
         imdb.load(imdb.Options(vocab_size=10**7), imdb_dir)
+
+
+@pytest.mark.parametrize("removed, named", [
+    (["test/neg"], "{root}/test/neg is missing"),
+    (["train", "test/pos"], "{root}/train, {root}/test/pos are missing"),
+])
+def test_a_partial_extracted_folder_names_what_it_lacks(removed, named, monkeypatch, tmp_path):
+    """A label folder deleted from aclImdb/ (which still holds the token cache) was reported
+    as a missing download of the archive; a download would not help either, as the archive
+    is never unpacked over a folder that is there."""
+    monkeypatch.setenv("ADAMREPRO_IMDB_URL", "http://127.0.0.1:9/aclImdb_v1.tar.gz")
+    root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
+                                 "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
+    imdb.bag_of_words(root)  # the cache: aclImdb/ is there whatever is deleted
+    for folder in removed:
+        shutil.rmtree(root / "aclImdb" / folder)
+    back = ", ".join(f"aclImdb/{folder}" for folder in removed)
+    with pytest.raises(UserError) as err:
+        imdb.bag_of_words(root)
+    assert str(err.value) == (
+        f"IMDB: {named.format(root=root / 'aclImdb')}: the extracted archive is incomplete; "
+        f"put the official {back} back, or delete {root / 'aclImdb'} and run again to "
+        f"download and extract aclImdb_v1.tar.gz afresh")
+    archive = root / imdb.ARCHIVE
+    archive.write_bytes(b"stands for the archive")  # there: it would be extracted
+    with pytest.raises(UserError, match=f"run again to extract {re.escape(str(archive))} "
+                                        f"afresh$"):
+        imdb.fetch(root)
+
+
+def test_a_real_copy_without_a_label_folder_is_one_line_naming_it(cli, data_dir, monkeypatch,
+                                                                   tmp_path):
+    """What the audit ran: the real reviews, test/neg missing, and `run` said the archive
+    "is missing and could not be downloaded"."""
+    monkeypatch.setenv("ADAMREPRO_IMDB_URL", "http://127.0.0.1:9/aclImdb_v1.tar.gz")
+    copy = tmp_path / "data" / "aclImdb"
+    (copy / "test").mkdir(parents=True)
+    (copy / "train").symlink_to(data_dir / "aclImdb" / "train")
+    (copy / "test" / "pos").symlink_to(data_dir / "aclImdb" / "test" / "pos")
+    code, out, err = cli("run", CONFIG, "--scale", "smoke", "--out", tmp_path / "out",
+                         "--quiet", "--data-dir", tmp_path / "data")
+    assert code == 2 and out == "", err
+    assert err == (f"adamrepro: error: IMDB: {copy / 'test' / 'neg'} is missing: the "
+                   f"extracted archive is incomplete; put the official aclImdb/test/neg back, "
+                   f"or delete {copy} and run again to download and extract "
+                   f"aclImdb_v1.tar.gz afresh\n")
 
 
 def test_offline_says_what_is_missing_and_where(monkeypatch, tmp_path):

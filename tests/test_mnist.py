@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import http.server
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -14,7 +16,8 @@ import pytest
 import torch
 
 from adamrepro.config import CONFIG_DIR
-from adamrepro.data import mnist
+from adamrepro.data import cifar10, mnist
+from adamrepro.data.download import not_writable
 from adamrepro.errors import UserError
 
 # Published class frequencies of the official MNIST split.
@@ -152,3 +155,63 @@ def test_fetch_of_an_unknown_name_is_one_line_naming_datasets_and_experiments(cl
     assert "unknown dataset or experiment 'mnsit'" in err
     assert "mnist, imdb, cifar10" in err and "logreg_mnist" in err
     assert not (tmp_path / "data").exists()  # checked before anything is fetched
+
+
+@pytest.mark.parametrize("dataset, what, layout", [
+    ("mnist", "MNIST", "MNIST/raw"), ("imdb", "IMDB", ""), ("cifar10", "CIFAR-10", "")])
+def test_a_data_folder_that_cannot_be_made_is_not_blamed_on_the_network(
+        dataset, what, layout, cli, monkeypatch, tmp_path):
+    """A --data-dir under a file (as a read-only or full disk) said the files "could not be
+    downloaded" and to put them there: the fix is another folder, not another mirror."""
+    monkeypatch.setenv("ADAMREPRO_MNIST_MIRROR", "http://127.0.0.1:9/")  # nothing listens
+    monkeypatch.setenv("ADAMREPRO_IMDB_URL", "http://127.0.0.1:9/aclImdb_v1.tar.gz")
+    monkeypatch.setattr(cifar10, "URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    (tmp_path / "afile").write_text("")
+    data = tmp_path / "afile" / "data"
+    code, out, err = cli("fetch", dataset, "--data-dir", data)
+    assert code == 2 and out == "", err
+    assert err == (f"adamrepro: error: {what}: cannot make {data / layout}: "
+                   f"{tmp_path / 'afile'} is a file, not a folder; pass --data-dir to a "
+                   f"writable folder\n")
+
+
+def test_a_write_that_fails_midway_is_not_blamed_on_the_network(data_dir, tmp_path):
+    """A file size limit (RLIMIT_FSIZE, as a full disk: it holds for root too) cuts the
+    copy of the first file from a file:// mirror of the real files after 1 MiB; the line
+    names the folder and the error, not a download that failed, and nothing is left."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(
+            resource.RLIMIT_FSIZE)[1]))
+
+    target = tmp_path / "data"
+    env = {**os.environ, "ADAMREPRO_MNIST_MIRROR": (data_dir / "MNIST" / "raw").as_uri()}
+    done = subprocess.run([sys.executable, "-m", "adamrepro", "fetch", "mnist", "--data-dir",
+                           str(target)], capture_output=True, text=True, env=env,
+                          preexec_fn=limit_file_size, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr == (f"adamrepro: error: MNIST: writing in {target / 'MNIST' / 'raw'} "
+                           f"failed (File too large); pass --data-dir to another folder\n")
+    assert not target.exists()  # no partial file, no folder made for it
+
+
+@pytest.mark.parametrize("code, said", [
+    (errno.EROFS, "{there} is not writable (Read-only file system); pass --data-dir to a "
+                  "writable folder"),
+    (errno.EACCES, "{there} is not writable (Permission denied); pass --data-dir to a "
+                   "writable folder"),
+    (errno.ENOSPC, "{there} is full (No space left on device); free some space there, or "
+                   "pass --data-dir to a folder on another disk"),
+])
+def test_what_the_filesystem_refused_is_worded_by_its_errno(code, said, tmp_path):
+    """The errors a test cannot cause as root (which no permission stops) nor without root
+    (a read-only or full mount): the nearest folder that exists is named, with the fix."""
+    error = OSError(code, os.strerror(code), str(tmp_path / "MNIST"))
+    message = str(not_writable("MNIST", tmp_path / "MNIST" / "raw", error))
+    assert message == f"MNIST: cannot make {tmp_path / 'MNIST' / 'raw'}: " + said.format(
+        there=tmp_path)
+    assert str(not_writable("MNIST", tmp_path, error)) == "MNIST: " + said.format(
+        there=tmp_path)

@@ -45,7 +45,7 @@ def fetch(
                     f"runs read it only with --unverified-data, for a copy you trust)")
         prepare = getattr(DATASETS[name], "prepare", None)
         if prepare is not None:
-            prepare(folder, typer.echo)
+            prepare(folder)
         typer.echo(f"{name:10s} {path}{note}")
     if len(missing) == 1:
         raise missing[0]

@@ -4,8 +4,9 @@
 a config whose model cannot take that input fails when it is loaded); one
 whose `fetch` checks the files' presence alone may add `unofficial(folder)`, the files whose
 checksum is not the official one (`adamrepro fetch` names them); one whose `load` builds a
-cache on first use may add `prepare(data_dir, announce)`, which builds it now (`adamrepro
-fetch` calls it, so no run, and no test process, pays for it unannounced)."""
+cache on first use may add `prepare(data_dir)`, which builds it now (`adamrepro fetch` calls
+it, so no run, and no test process, pays for it unannounced), saying so in a note on stderr
+(errors.note) as a run that builds it does."""
 
 from __future__ import annotations
 

@@ -125,7 +125,7 @@ def fetch(data_dir: Path) -> Path:
             f"{root / ARCHIVE} to unpack them from is missing and could not be downloaded "
             f"({err.reason}); put {'it' if len(missing) == 1 else 'them'} back in {folder}, "
             f"or the official {ARCHIVE} in {root}", {folder: missing}, err.reason) from None
-    extract_tar(archive, root)
+    extract_tar(archive, root, "CIFAR-10")
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
         raise UserError(f"CIFAR-10: {archive} has no {FOLDER}/{missing[0]}; delete it and run "

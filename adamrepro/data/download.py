@@ -7,6 +7,7 @@ not match, the user gets one line saying which file is missing and where to put 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -76,12 +77,58 @@ def url_from_env(variable: str) -> str | None:
     return value
 
 
-def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
-    """Stream `url` to `dest` through a temporary file, so a failure leaves nothing behind."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+class _WriteFailed(Exception):
+    """An OSError on our side of a download (making the folder, writing or renaming the
+    file), told apart from the network's: its fix is another folder, not another mirror."""
+
+    def __init__(self, error: OSError):
+        super().__init__(error)
+        self.error = error
+
+
+@contextlib.contextmanager
+def _writing():
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+        yield
+    except OSError as err:
+        raise _WriteFailed(err) from err
+
+
+class NotWritable(UserError):
+    """A data folder that takes no file: the fix is another --data-dir, whatever else the
+    dataset's own message would suggest."""
+
+
+def not_writable(what: str, folder: Path, error: OSError) -> NotWritable:
+    """The one line for a data folder that takes no file: read-only, not ours, full, or under
+    a file. It names the nearest folder that exists, the one the user can act on (the
+    MNIST/raw that the layout would add under it does not exist yet)."""
+    there = folder
+    while not os.path.exists(there) and there != there.parent:  # (false on any OSError)
+        there = there.parent
+    if os.path.exists(there) and not os.path.isdir(there):
+        problem, fix = f"{there} is a file, not a folder", "pass --data-dir to a writable folder"
+    elif error.errno in (errno.ENOSPC, errno.EDQUOT):
+        problem = f"{there} is full ({error.strerror})"
+        fix = "free some space there, or pass --data-dir to a folder on another disk"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        problem = f"{there} is not writable ({error.strerror})"
+        fix = "pass --data-dir to a writable folder"
+    else:  # a name too long, an I/O error: the folder may be fine, the error says
+        problem = f"writing in {there} failed ({error.strerror or error})"
+        fix = "pass --data-dir to another folder"
+    where = f"{what}: " if there == folder else f"{what}: cannot make {folder}: "
+    return NotWritable(f"{where}{problem}; {fix}")
+
+
+def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
+    """Stream `url` to `dest` through a temporary file, so a failure leaves nothing behind.
+    A local failure raises _WriteFailed; the network's errors pass as they are."""
+    with _writing():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             columns = (
                 TextColumn("{task.description}"),
@@ -90,12 +137,20 @@ def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
             )
-            with Progress(*columns, transient=True, console=Console(stderr=True)) as progress:
+            # on a terminal alone: elsewhere a transient bar still leaves a blank line
+            console = Console(stderr=True)
+            with Progress(*columns, transient=True, console=console,
+                          disable=not console.is_terminal) as progress:
                 task = progress.add_task(f"download {dest.name}", total=total)
                 while block := response.read(1 << 16):
-                    out.write(block)
+                    with _writing():
+                        out.write(block)
                     progress.advance(task, len(block))
-        os.replace(tmp, dest)
+            # a full disk may refuse the last buffered bytes only now
+            with _writing():
+                out.flush()
+        with _writing():
+            os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -120,6 +175,10 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
     for url in urls:
         try:
             _download(url, path)
+        except _WriteFailed as failed:  # another mirror would fail the same way
+            error = not_writable(what, folder, failed.error)  # naming the folders it made
+            _remove_empty(created)
+            raise error from None
         except (urllib.error.URLError, OSError, TimeoutError) as err:
             reasons.append(f"{url}: {getattr(err, 'reason', err)}")
             continue
@@ -130,9 +189,7 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
                 f"put the official {name} in {folder}"
             )
         return path
-    for made in created:  # leave no empty folders behind a failed download
-        with contextlib.suppress(OSError):
-            made.rmdir()
+    _remove_empty(created)
     reason = reasons[-1] if reasons else "no URL"
     raise MissingData(
         f"{what}: {path} is missing and could not be downloaded ({reason}); put the official "
@@ -140,11 +197,23 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
     )
 
 
-def extract_tar(archive: Path, into: Path) -> None:
-    """Unpack a tar archive atomically enough: into a temporary folder, then moved in place."""
+def _remove_empty(created: list[Path]) -> None:
+    """Leave no empty folders behind a failed download (`created`: deepest first)."""
+    for made in created:
+        with contextlib.suppress(OSError):
+            made.rmdir()
+
+
+def extract_tar(archive: Path, into: Path, what: str) -> None:
+    """Unpack a tar archive atomically enough: into a temporary folder, then moved in place.
+    `what` names the dataset in the one line for a folder that takes no files (an archive
+    put in a read-only folder by hand, or a disk that fills up while it is unpacked)."""
     import tarfile
 
-    tmp = Path(tempfile.mkdtemp(dir=into, prefix=".extract."))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=into, prefix=".extract."))
+    except OSError as err:
+        raise not_writable(what, into, err) from None
     try:
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
@@ -152,5 +221,7 @@ def extract_tar(archive: Path, into: Path) -> None:
             target = into / child.name
             if not target.exists():
                 os.replace(child, target)
+    except OSError as err:  # its MD5 matched, so the archive reads: the writing failed
+        raise not_writable(what, into, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

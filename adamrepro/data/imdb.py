@@ -35,7 +35,6 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -43,7 +42,13 @@ import torch
 from pydantic import Field
 
 from adamrepro.data.base import TensorDataset, sealed, unsealed
-from adamrepro.data.download import MissingData, ensure_file, extract_tar, url_from_env
+from adamrepro.data.download import (
+    MissingData,
+    NotWritable,
+    ensure_file,
+    extract_tar,
+    url_from_env,
+)
 from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
 from adamrepro.results.store import atomic_file
@@ -89,16 +94,43 @@ def url() -> str:
     return url_from_env("ADAMREPRO_IMDB_URL") or URL
 
 
-def _complete(root: Path) -> bool:
-    return all((root / split / label).is_dir() for split in SPLITS for label in LABELS)
+def _lacking(root: Path) -> list[Path]:
+    """The folders of the official layout that `root` lacks: a split where it is missing
+    whole, else its label folders."""
+    lacking = []
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            lacking.append(root / split)
+            continue
+        lacking += [root / split / label for label in LABELS if not (root / split / label).is_dir()]
+    return lacking
+
+
+def _incomplete(data_dir: Path, lacking: list[Path]) -> UserError:
+    """The one line for an aclImdb/ that is there but partial (a folder deleted by hand, an
+    extraction cut short). Nothing is downloaded for it: the archive is never unpacked over
+    a folder that is there, so the download would not help."""
+    root, archive = data_dir / "aclImdb", data_dir / ARCHIVE
+    again = f"extract {archive}" if archive.is_file() else f"download and extract {ARCHIVE}"
+    if not root.is_dir():
+        return UserError(f"IMDB: {root} is a file, not the extracted archive's folder; delete "
+                         f"it and run again to {again}")
+    names = ", ".join(map(str, lacking))
+    back = ", ".join(str(path.relative_to(data_dir)) for path in lacking)
+    return UserError(f"IMDB: {names} {'is' if len(lacking) == 1 else 'are'} missing: the "
+                     f"extracted archive is incomplete; put the official {back} back, or "
+                     f"delete {root} and run again to {again} afresh")
 
 
 def fetch(data_dir: Path) -> Path:
     """DATA/aclImdb with the train/test review folders, downloading the archive if needed."""
     data_dir = Path(data_dir)
     root = data_dir / "aclImdb"
-    if _complete(root):
+    lacking = _lacking(root)
+    if not lacking:
         return root
+    if root.exists():  # named, not downloaded over (it may hold our token cache alone)
+        raise _incomplete(data_dir, lacking)
     hint = (f"; or put the extracted official archive (aclImdb/train/pos/*.txt, ...) in "
             f"{data_dir}")
     try:
@@ -106,14 +138,14 @@ def fetch(data_dir: Path) -> Path:
     except MissingData as err:
         raise MissingData(f"{err}{hint}", {data_dir: [f"{ARCHIVE} (or its extracted aclImdb/)"]},
                           err.reason) from None
+    except NotWritable:
+        raise
     except UserError as err:
         raise UserError(f"{err}{hint}") from None
-    extract_tar(archive, data_dir)
-    if not _complete(root):
-        raise UserError(
-            f"IMDB: {root} is incomplete (needs train/pos, train/neg, test/pos, test/neg); "
-            f"delete it and run again to extract {archive} afresh{hint}"
-        )
+    extract_tar(archive, data_dir, "IMDB")
+    lacking = _lacking(root)
+    if lacking:
+        raise _incomplete(data_dir, lacking)
     return root
 
 
@@ -170,9 +202,10 @@ def _cache_path(root: Path, files: dict[str, list]) -> Path:
     return root / ".adamrepro-cache" / f"bow-{digest}.pt"
 
 
-def _build(files: dict[str, list], show_progress: bool = False) -> dict:
-    """Tokenize every review: token counts over the full token list as compressed rows.
-    `show_progress`: a progress bar with its time remaining (`adamrepro fetch`)."""
+def _build(files: dict[str, list]) -> dict:
+    """Tokenize every review: token counts over the full token list as compressed rows,
+    with a progress bar (tens of seconds) on stderr where it is a terminal."""
+    from rich.console import Console
     from rich.progress import track
 
     global bow_builds
@@ -182,8 +215,11 @@ def _build(files: dict[str, list], show_progress: bool = False) -> dict:
     splits = {}
     for split, rows in files.items():
         indptr, indices, values = [0], [], []
-        for _, _, _, path in track(rows, f"tokenize {split}", transient=True,
-                                   disable=not show_progress):
+        # on stderr, beside the notes: stdout holds what the command produces (and a
+        # transient bar still writes a line break where it is no terminal)
+        console = Console(stderr=True)
+        for _, _, _, path in track(rows, f"tokenize {split}", transient=True, console=console,
+                                   disable=not console.is_terminal):
             try:
                 text = Path(path).read_text(encoding="utf-8")
             except UnicodeDecodeError:
@@ -255,14 +291,13 @@ def _reviews_and_cache(data_dir: Path) -> tuple[dict[str, list], Path]:
     return files, path
 
 
-def _build_and_cache(files: dict[str, list], path: Path,
-                     announce: Callable[[str], None] | None = None) -> dict:
-    """Tokenize every review and cache the counts. `announce` (`adamrepro fetch`) is told
-    first, as tokenizing takes half a minute on a laptop, and a progress bar shows."""
-    if announce is not None:
-        announce(f"imdb: tokenizing {sum(map(len, files.values())):,} reviews once (about "
-                 f"half a minute); every run reads the cache in {path.parent}")
-    bow = _build(files, show_progress=announce is not None)
+def _build_and_cache(files: dict[str, list], path: Path, announce: bool = True) -> dict:
+    """Tokenize every review and cache the counts. Said first (`announce`), in a note, as it
+    takes half a minute on a laptop: a run whose data was not fetched pays it too."""
+    if announce:
+        note(f"IMDB: tokenizing {sum(map(len, files.values())):,} reviews once (about half a "
+             f"minute); every run reads the cache in {path.parent}")
+    bow = _build(files)
     _save_atomically(bow, path)
     return bow
 
@@ -272,21 +307,23 @@ def bag_of_words(data_dir: Path) -> dict:
     `train_counts` (their training occurrences), `splits[split]` with CSR `indptr`, `indices`,
     `values` (uint8 counts), and `labels`, `ids`, `ratings` per review."""
     files, path = _reviews_and_cache(data_dir)
+    announce = True
     if path.exists():
         try:
             return _from_file(unsealed(torch.load(path, weights_only=True)))
         except Exception as err:  # noqa: BLE001 - any unreadable cache is simply rebuilt
             note(f"IMDB: ignoring the unreadable cache {path} ({err}); building it again")
-    return _build_and_cache(files, path)
+            announce = False  # that note said so
+    return _build_and_cache(files, path, announce)
 
 
-def prepare(data_dir: Path, announce: Callable[[str], None]) -> None:
+def prepare(data_dir: Path) -> None:
     """Build the bag-of-words cache now if it is missing (`adamrepro fetch`); a cache that
-    is there is not read (a damaged one is rebuilt, with a warning, by the run that reads
-    it)."""
+    is there is not read (a damaged one is rebuilt, with a note, by the run that reads it).
+    The build says so itself, in a note on stderr (stdout holds the command's product)."""
     files, path = _reviews_and_cache(data_dir)
     if not path.exists():
-        _build_and_cache(files, path, announce)
+        _build_and_cache(files, path)
 
 
 def dense(split: dict, vocab_size: int, binary: bool) -> torch.Tensor:
