@@ -787,6 +787,13 @@ def load_experiment(path: str | Path) -> Experiment:
         # value its (implied or explicit) tag cannot hold: `2001-13-45`, `!!int ''`
         raise UserError(f"{path}: not valid YAML: a value its type cannot hold "
                         f"({type(err).__name__}: {err})") from None
+    if isinstance(raw, dict) and {"config", "provenance"} <= raw.keys():
+        # a results folder's config.json (JSON is YAML): the config it ran is one key of it,
+        # at one scale, with the scales gone
+        name = raw["config"].get("name") if isinstance(raw["config"], dict) else None
+        raise UserError(f"{path} is the record of a results folder, not a config; run the "
+                        f"config it was made from ({name or 'its name'}, with --scale "
+                        f"{raw.get('scale', 'SCALE')} and --out {path.parent.parent})")
     return parse_experiment(raw, str(path))
 
 
@@ -796,6 +803,9 @@ def bundled_configs() -> list[Path]:
 
 def resolve_config_arg(name_or_path: str) -> Path:
     """Accept `configs/x.yaml` or just `x` (a bundled experiment's name)."""
+    if not name_or_path.strip():  # Path("") is ".", which would be called a folder
+        raise UserError(f"no config given (an empty name); give a config file or a bundled "
+                        f"config: {', '.join(p.stem for p in bundled_configs())}")
     path = Path(name_or_path)
     bundled = CONFIG_DIR / f"{name_or_path}.yaml"
     # `run logreg_mnist --out .` leaves a folder `logreg_mnist` here: a folder is no config,

@@ -511,6 +511,47 @@ def test_a_config_or_data_folder_of_the_wrong_kind_is_named(cli, tmp_path):
     assert (tmp_path / "a-file").read_text() == "" and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command, said", [
+    # the config.json of a results folder (JSON is YAML): "Extra inputs are not permitted"
+    (("run", "@record", "--dry-run"),
+     "@record is the record of a results folder, not a config; run the config it was made "
+     "from (logreg_mnist, with --scale smoke and --out @used)"),
+    (("run", "", "--dry-run"), "no config given (an empty name); give a config file or a "
+                               "bundled config: "),  # it said "config file . is a folder"
+    (("fetch", "configs/nothere.yaml"), "config file configs/nothere.yaml does not exist"),
+    # said as --out says it (it said results/logreg_mnist/logreg_mnist/best.csv is missing)
+    (("run", CONFIG, "--scale", "smoke", "--only-selected", "@used/logreg_mnist", "--dry-run"),
+     "--only-selected @used/logreg_mnist is an experiment's own folder (it holds "
+     "config.json); pass the results folder above it: --only-selected @used"),
+    # Python's "invalid literal for int() with base 10: 'notahost'"
+    (("run", CONFIG, "--scale", "smoke", "--executor", "ray", "--address", "notahost",
+      "--out", "@tmp/out"),
+     "--address notahost: give HOST:PORT (a port from 1 to 65535)"),
+    (("report", "@used"), "Got unexpected extra argument(s) (@used) (report takes the "
+                          "results folder as --out FOLDER)"),
+    (("compare", "@used", "@tmp/other", "--metric", "test_accc", "--out", "@tmp/compared"),
+     "has no column 'test_accc'; choose --metric among the metric columns of its model: "
+     "train_loss, train_loss_full, test_loss, test_acc"),
+], ids=["results-record", "empty-config", "missing-config-file", "only-selected-own-folder",
+        "ray-address-no-port", "report-positional", "compare-unknown-metric"])
+def test_a_mistake_is_one_line_with_its_fix(command, said, cli, used_out, tmp_path):
+    """Mistakes an audit found worded without their fix, or in Python's words."""
+    places = {"@record": str(used_out / "logreg_mnist" / "config.json"),
+              "@used": str(used_out), "@tmp": str(tmp_path)}
+
+    def placed(text: str) -> str:
+        for mark, place in places.items():
+            text = text.replace(mark, place)
+        return text
+
+    shutil.copytree(used_out, tmp_path / "other")
+    before = snapshot(used_out), snapshot(tmp_path)
+    code, stdout, stderr = cli(*(placed(str(part)) for part in command))
+    assert code == 2 and stderr.count("\n") == 1 and stdout == "", stderr
+    assert placed(said) in stderr, stderr
+    assert (snapshot(used_out), snapshot(tmp_path)) == before
+
+
 def test_unknown_command(cli):
     code, _, stderr = cli("rn")
     assert code == 2 and stderr.count("\n") == 1 and "No such command" in stderr

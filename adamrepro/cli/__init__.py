@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         # a subcommand's own help, or the app's (whose context has no parent)
         command = f" {err.ctx.info_name}" if err.ctx and err.ctx.parent else ""
         hint = f" (see 'adamrepro{command} --help')"
+        if command == " report" and "unexpected extra argument" in err.format_message():
+            # `report results/`: plot takes names, report a folder, and both as --out
+            hint = " (report takes the results folder as --out FOLDER)"
         print(f"adamrepro: error: {err.format_message()}{hint}", file=sys.stderr)
         return 2
     except Abort:

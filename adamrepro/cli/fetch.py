@@ -67,6 +67,10 @@ def _dataset_of(name: str) -> str:
     if name in DATASETS:
         return name
     path = resolve_config_arg(name)
+    if not path.is_file() and Path(name).suffix in (".yaml", ".yml"):  # a file, not a name
+        raise UserError(f"config file {path} does not exist; datasets: "
+                        f"{', '.join(DATASETS)}; experiments: "
+                        f"{', '.join(p.stem for p in bundled_configs())}")
     if not path.is_file():
         raise UserError(f"unknown dataset or experiment {name!r}; datasets: "
                         f"{', '.join(DATASETS)}; experiments: "

@@ -37,6 +37,7 @@ import pandas as pd
 
 from adamrepro.config import KERNEL_SWITCHES, recorded_config
 from adamrepro.errors import UserError
+from adamrepro.metrics import metric_set
 from adamrepro.results.store import read_results, variant_of
 
 VERDICTS = ("within", "beyond")
@@ -118,10 +119,12 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
     _check_same_groups(base, other, base_meta, other_meta)
     config = base_meta["config"]
     metric = metric or config["selection"]["metric"]
-    for folder, curves in ((base, base_curves), (other, other_curves)):
+    for folder, curves, meta in ((base, base_curves, base_meta),
+                                 (other, other_curves, other_meta)):
         if metric not in curves.columns:
+            names = [c.name for c in metric_set(meta).columns() if c.name in curves.columns]
             raise UserError(f"{folder}/curves.csv has no column {metric!r}; choose --metric "
-                            f"among the metric columns of its model")
+                            f"among the metric columns of its model: {', '.join(names)}")
     hparams = list(base_meta.get("hparam_columns", []))
     other_by_key: dict[tuple, str] = {}
     for run_id, key in _run_keys(other_curves, hparams).items():

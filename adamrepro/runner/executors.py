@@ -504,6 +504,9 @@ def _check_reachable(address: str) -> None:
     import socket
 
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:  # Python's int() text said nothing
+        raise UserError(f"--address {address}: give HOST:PORT (a port from 1 to 65535), e.g. "
+                        f"--address 10.0.0.1:6379 or ray://10.0.0.1:10001")
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
     except (OSError, ValueError) as err:

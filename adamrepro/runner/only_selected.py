@@ -32,6 +32,11 @@ def selected_points(exp: Experiment, scale: str, folder: Path) -> dict[str, list
     `exp` trains it with. User mistakes (no such results, another scale, another config, a
     point this config does not train) raise UserError."""
     where = Path(folder) / exp.name
+    if (Path(folder) / "config.json").is_file() and not where.exists():
+        # results/logreg_mnist given for results: said as --out says it
+        raise UserError(f"--only-selected {folder} is an experiment's own folder (it holds "
+                        f"config.json); pass the results folder above it: --only-selected "
+                        f"{Path(folder).parent}")
     for name in ("best.csv", "config.json"):  # the curves are not needed
         if not (where / name).exists():
             raise UserError(f"--only-selected {folder}: no results of {exp.name} there "
