@@ -425,7 +425,7 @@ def test_plot_checks_every_name_before_it_draws_any(cli, tmp_path, used_out):
     before = snapshot(out)
     code, _, stderr = cli("plot", "logreg_mnist", "logreg_mnist_x", "--out", out)
     assert code == 2 and stderr.count("\n") == 1, stderr
-    assert f"{out / 'logreg_mnist_x' / 'curves.csv'} is missing" in stderr
+    assert f"no results of 'logreg_mnist_x' under {out} (it has logreg_mnist)" in stderr
     assert snapshot(out) == before
 
 
