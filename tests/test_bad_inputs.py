@@ -229,7 +229,8 @@ CASES = [
      "training.batch_size: Input should be a valid integer"),
     # not clipped to the data: config.json would record a size that never trained
     ("train-size-beyond-the-data", setitem("scales.smoke.train_size", 10_000_000), [],
-     "dataset.train_size 10000000 is more than the 60,000 examples of that split"),
+     "train_size 10000000 (dataset.train_size, or a scale's under scales:) is more than the "
+     "60,000 examples of that split"),
     # refused before training, not after it with the other tables already replaced
     ("a-folder-where-a-table-goes", GOOD, ["@folder-for-a-table"],
      "curves.csv is a folder where a table goes; move it away"),

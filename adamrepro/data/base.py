@@ -59,8 +59,10 @@ class TensorDataset:
         def pick(split: Mapping[str, Tensor], size: int | None, key: str) -> dict[str, Tensor]:
             n = len(split["x"])
             if size is not None and size > n:  # not clipped: config.json would record it
-                raise UserError(f"dataset.{key} {size} is more than the {n:,} examples of "
-                                f"that split; give at most {n}, or leave it out for all")
+                # known only once read: the config's own or its scale's (scales: ... {key})
+                raise UserError(f"{key} {size} (dataset.{key}, or a scale's under scales:) is "
+                                f"more than the {n:,} examples of that split; give at most "
+                                f"{n}, or leave it out for all")
             if size is None or size == n:
                 return dict(split)
             index = torch.randperm(n, generator=generator)[:size].sort().values
