@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
 
 import torch
@@ -20,7 +21,10 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from adamrepro.bench.reference import CNNReference
+from adamrepro.cli.params import check_counts
+from adamrepro.errors import UserError
 from adamrepro.models.cnn import CNN, Options
+from adamrepro.runner.sweep import resolve_device
 
 
 def timed(step, device, repeats: int) -> float:
@@ -88,22 +92,29 @@ def report(G: int, batch: int, results: dict[str, float]) -> None:
                                  for name, seconds in results.items()))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--groups", type=int, nargs="+", default=[1, 4, 6])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--shared", action=argparse.BooleanOptionalAction, default=True,
                         help="every run sees the same minibatch (one seed), as in Fig. 3")
-    args = parser.parse_args()
-    device = torch.device(args.device)
+    args = parser.parse_args(argv)
+    try:
+        check_counts({"--groups": min(args.groups), "--batch": args.batch,
+                      "--repeats": args.repeats})
+        device = resolve_device(args.device)
+    except UserError as err:
+        print(f"bench_cnn_batching: error: {err}", file=sys.stderr)
+        return 2
     opts = Options()
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, "
           f"batch {args.batch}, shared input: {args.shared}")
     for G in args.groups:
         report(G, args.batch, measure(G, args, device, opts))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -24,12 +24,13 @@ import pandas as pd
 import torch
 
 from adamrepro.bench.kernels import VARIANTS, bench_kernels, passed
+from adamrepro.cli.params import check_counts
 from adamrepro.cli.run import without_data_check
 from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError
 from adamrepro.provenance import provenance
-from adamrepro.results.store import atomic_write
+from adamrepro.results.store import atomic_write, check_writable
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.host_memory import keep_freed_memory
 from adamrepro.runner.sweep import resolve_device
@@ -94,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unverified-data", action="store_true",
                         help="read data files whose checksum differs from the official one")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     try:
+        check_counts({"--steps": args.steps, "--repeats": args.repeats, "--threads": args.threads})
+        # found after the whole bench, a folder it cannot write cost the measurement
+        check_writable(args.out / "kernels")
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
         device = resolve_device(args.device)
         keep_freed_memory(device)  # as `adamrepro run` trains on a CPU
         # every config checked before any is timed: a typo costs nothing, writes nothing

@@ -28,12 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from adamrepro.bench.machine import synchronize
+from adamrepro.cli.params import check_counts
 from adamrepro.data import mnist
 from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError
 from adamrepro.optim.sfo import SFO, subspace_size
 from adamrepro.provenance import provenance
-from adamrepro.results.store import atomic_write
+from adamrepro.results.store import atomic_write, check_writable
 from adamrepro.runner.sweep import resolve_device
 
 BATCH = 128
@@ -108,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
-        for name in ("hidden", "subfunctions", "steps"):
-            if getattr(args, name) < 1:
-                raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
-        if args.warmup is not None and args.warmup < 0:
-            raise UserError(f"--warmup must be at least 0, got {args.warmup}")
+        check_counts({"--hidden": args.hidden, "--subfunctions": args.subfunctions,
+                      "--steps": args.steps})
+        check_counts({"--warmup": args.warmup}, minimum=0)
+        # found after the bench (minutes of a GPU at the paper's size), it cost the number
+        check_writable(args.out / "bench")
         device = resolve_device(args.device)
         result = bench(args.hidden, args.subfunctions, args.warmup, args.steps, device,
                        args.data_dir or default_data_dir())

@@ -90,6 +90,22 @@ def from_prepare_script(source: Path, out: Path, only: list[str]) -> None:
              f"and run this again")
 
 
+def check_official_archives(source: Path, out: Path, only: list[str]) -> None:
+    """A dataset of `only` that neither `source` nor `out` holds, said before anything is
+    made: `fetch` would try the network, which this tool is for doing without, and name its
+    --data-dir."""
+    wanted = {"mnist": (list(mnist.FILES), [out / "MNIST" / "raw" / name for name in mnist.FILES]),
+              "imdb": ([imdb.ARCHIVE], [out / imdb.ARCHIVE, out / "aclImdb"]),
+              "cifar10": ([cifar10.ARCHIVE], [out / cifar10.ARCHIVE, out / cifar10.FOLDER])}
+    for name in only:
+        files, there = wanted[name]
+        if not any(next(source.rglob(file), None) for file in files) and \
+                not any(path.exists() for path in there):
+            fail(f"--from {source} has no {name} files ({', '.join(files)}), nor --out "
+                 f"{out}; pass --from a folder with the official downloads or prepare.py, "
+                 f"or leave {name} out (--only)")
+
+
 def from_official_archives(source: Path, out: Path) -> None:
     """Copy what is there into the layout `adamrepro fetch` would have downloaded into."""
     mnist_dir = out / "MNIST" / "raw"
@@ -123,12 +139,19 @@ def main() -> int:
     if out.exists() and not out.is_dir():
         fail(f"{out} is a file, not a data folder; pass --out (or set ADAMREPRO_DATA) to a "
              f"folder")
-    out.mkdir(parents=True, exist_ok=True)
     only = args.only or list(DATASETS)
-    if (source / "prepare.py").is_file():
-        from_prepare_script(source, out, only)
-    else:
+    official = not (source / "prepare.py").is_file()
+    if official:
+        check_official_archives(source, out, only)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file above it, a read-only disk
+        fail(f"cannot make {out} ({err.strerror}); pass --out (or set ADAMREPRO_DATA) to a "
+             f"writable folder")
+    if official:
         from_official_archives(source, out)
+    else:
+        from_prepare_script(source, out, only)
     # `adamrepro fetch` checks it all, and names in one line whatever is still missing.
     return adamrepro(["fetch", *only, "--data-dir", str(out)])
 

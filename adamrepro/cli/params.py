@@ -16,3 +16,13 @@ def folder(text: str | Path) -> Path:
     if not text.strip():
         raise typer.BadParameter("an empty name; name a folder")
     return Path(text)
+
+
+def check_counts(counts: dict[str, int | None], minimum: int = 1) -> None:
+    """UserError for the first count a command line gives below `minimum` (None: not given):
+    the scripts' `--steps 0` failed as a ZeroDivisionError after the whole benchmark."""
+    from adamrepro.errors import UserError
+
+    for flag, value in counts.items():
+        if value is not None and value < minimum:
+            raise UserError(f"{flag} must be at least {minimum}, got {value}")

@@ -1,0 +1,73 @@
+"""The Python tools under scripts/ (benches, the offline data layout) refuse a mistake in one
+line and exit code 2 before they measure or write anything: an audit found tracebacks after
+the whole measurement (a --steps 0 divided by zero, an --out under a file failed at the
+write), a bench with no error handling at all, and an empty --from folder sent to the
+network with a flag the tool does not have."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tool(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("script, args, said", [
+    ("bench_kernels.py", ["--steps", "0"], "--steps must be at least 1, got 0"),
+    ("bench_kernels.py", ["--repeats", "0"], "--repeats must be at least 1, got 0"),
+    ("bench_kernels.py", ["--threads", "0"], "--threads must be at least 1, got 0"),
+    ("bench_kernels.py", ["--out", "@file"], "cannot write results to @file/kernels: @file is "
+                                             "not a writable folder; pass --out to a writable "
+                                             "folder"),
+    ("bench_sfo.py", ["--out", "@file"], "cannot write results to @file/bench: @file is not a "
+                                         "writable folder"),
+    ("bench_sfo.py", ["--warmup", "-1"], "--warmup must be at least 0, got -1"),
+    ("bench_cnn_batching.py", ["--device", "gpu"], "argument --device: invalid choice: 'gpu'"),
+    ("bench_cnn_batching.py", ["--groups", "1", "0"], "--groups must be at least 1, got 0"),
+    ("bench_cnn_batching.py", ["--batch", "0"], "--batch must be at least 1, got 0"),
+    ("bench_cnn_batching.py", ["--repeats", "0"], "--repeats must be at least 1, got 0"),
+    ("offline_data.py", ["--from", "@empty", "--only", "mnist", "--out", "@tmp/data"],
+     "offline_data: --from @empty has no mnist files (train-images-idx3-ubyte.gz, "),
+    ("offline_data.py", ["--from", "@data", "--only", "mnist", "--out", "@file/data"],
+     "offline_data: cannot make @file/data (Not a directory); pass --out"),
+], ids=["kernels-steps", "kernels-repeats", "kernels-threads", "kernels-out-under-a-file",
+        "sfo-out-under-a-file", "sfo-warmup", "cnn-device", "cnn-groups", "cnn-batch",
+        "cnn-repeats", "offline-empty-from", "offline-out-under-a-file"])
+def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said, tmp_path,
+                                                              data_dir):
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "empty").mkdir()
+    places = {"@file": str(tmp_path / "a-file"), "@empty": str(tmp_path / "empty"),
+              "@tmp": str(tmp_path), "@data": str(data_dir)}
+
+    def placed(text: str) -> str:
+        for mark, place in places.items():
+            text = text.replace(mark, place)
+        return text
+
+    before = sorted(tmp_path.rglob("*"))
+    benches = ["logreg_mnist", "--device", "cpu", "--scale", "smoke", "--data-dir",
+               str(data_dir)] if script == "bench_kernels.py" else []
+    if script == "bench_sfo.py":
+        benches = ["--device", "cpu", "--hidden", "8", "--steps", "1", "--data-dir",
+                   str(data_dir)]
+    if "--out" not in args and script.startswith("bench_") and script != "bench_cnn_batching.py":
+        benches += ["--out", str(tmp_path / "out")]  # never the repository's results/
+    done = tool(script, *benches, *(placed(arg) for arg in args))
+    assert done.returncode == 2, done.stderr
+    # one line (argparse's own refusals come after its usage lines)
+    said_lines = [line for line in done.stderr.splitlines()
+                  if not line.startswith(("usage:", " "))]
+    assert len(said_lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert placed(said) in done.stderr and done.stdout == "", (done.stdout, done.stderr)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing measured into, or made
