@@ -7,6 +7,7 @@ network with a flag the tool does not have."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,34 @@ def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said
     assert len(said_lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert placed(said) in done.stderr and done.stdout == "", (done.stdout, done.stderr)
     assert sorted(tmp_path.rglob("*")) == before  # nothing measured into, or made
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--data"], "offline_bundle: --data needs a value; usage: "),  # "$2: unbound variable"
+    (["--data", "@shared", "--dataset", "mnist"], "unknown argument --dataset; usage: "),
+    (["--data", "@shared", "--datasets", "mnist mnsit"], "unknown dataset mnsit; known: "),
+    (["--data", "@empty", "--datasets", "mnist"], "@empty has no mnist files ("),
+    (["--data", "@shared", "--max-mib", "abc"], "--max-mib abc is not a whole number of MiB"),
+    (["--data", "@shared", "--python", "9.9"], "--python 9.9 is not a Python version such as"),
+    (["--data", "@shared", "--datasets", " "], "--datasets names none; give some of: "),
+], ids=["no-value", "misspelt-flag", "unknown-dataset", "no-files", "max-mib", "python",
+        "no-dataset"])
+def test_offline_bundle_refuses_before_it_touches_the_last_bundle(args, said, tmp_path):
+    """Each was found after `rm -rf .bundle` and the wheels' download (a half-built bundle
+    left that looked ready to carry), or was a bash error with exit 1."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "offline_bundle.sh", repo / "scripts")
+    (repo / ".bundle").mkdir()
+    (repo / ".bundle" / "datasets").write_text("mnist\n")  # the last good bundle
+    (tmp_path / "empty").mkdir()
+    shared = tmp_path / "shared"  # a prepare.py folder's MNIST
+    (shared / "MNIST").mkdir(parents=True)
+    places = {"@shared": str(shared), "@empty": str(tmp_path / "empty")}
+    done = subprocess.run(["bash", str(repo / "scripts" / "offline_bundle.sh"),
+                           *(places.get(arg, arg) for arg in args)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert said.replace("@empty", places["@empty"]) in done.stderr, done.stderr
+    assert sorted(p.name for p in repo.iterdir()) == [".bundle", "scripts"]
+    assert (repo / ".bundle" / "datasets").read_text() == "mnist\n"
