@@ -843,6 +843,23 @@ def test_plot_of_a_misspelt_experiment_names_those_there(cli, used_out):
                                     f"pass the --out it was run with\n"), stderr
 
 
+def test_a_folder_without_config_json_is_owned_by_its_records_scale(cli, tmp_path, used_out,
+                                                                   data_dir):
+    """config.json deleted by hand: the scale check read config.json alone, so a bare `run`
+    (paper scale) went on into a folder of smoke-scale records and would replace its tables."""
+    out = tmp_path / "results"
+    shutil.copytree(used_out, out)
+    (out / "logreg_mnist" / "config.json").unlink()
+    code, _, stderr = cli("run", CONFIG, "--out", out, "--dry-run")
+    assert code == 2 and stderr == (
+        f"adamrepro: error: {out / 'logreg_mnist'} holds smoke-scale run records; write "
+        f"paper-scale ones to another folder (e.g. --out results/paper), or pass --force to "
+        f"replace its tables with them\n"), stderr
+    code, stdout, stderr = cli("run", CONFIG, "--out", out, "--scale", "smoke", "--quiet",
+                               "--data-dir", data_dir)
+    assert code == 0 and "trained 0 runs" in stdout, stderr
+
+
 def test_a_folder_of_another_experiment_is_refused_naming_what_it_holds(cli, tmp_path,
                                                                       used_out, data_dir):
     """logreg_mnist's results copied to a folder named mlp: the report judged Fig. 2a's

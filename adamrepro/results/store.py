@@ -501,6 +501,16 @@ class ResultStore:
                                 f"a folder where a table goes; move it away, or pass --out "
                                 f"to another folder")
 
+    def _records_scale(self) -> str | None:
+        """The scale of the first run record here (None: none, or none readable)."""
+        first = min(self.runs_dir.glob("*.json"), default=None) if self.runs_dir.is_dir() \
+            else None
+        try:
+            record = json.loads(first.read_text()) if first else None
+        except (OSError, ValueError):
+            return None
+        return record.get("scale") if isinstance(record, dict) else None
+
     def check_owner(self, digest: str, scale: str, force: bool, run_ids: set[str],
                     extensions: Callable[[pd.DataFrame], set[str]] = lambda curves: set(),
                     only_selected: Path | None = None, precision: str = "fp32",
@@ -518,6 +528,14 @@ class ResultStore:
         if not path.exists():  # no sweep finished here: the one that started here, if any
             path = self.root / OWNER
         if not path.exists():
+            # config.json deleted by hand: its run records still say their scale, and a run
+            # of another scale would write its tables over theirs
+            held = self._records_scale()
+            if held not in (None, scale) and not force:
+                raise UserError(
+                    f"{self.root} holds {held}-scale run records; write {scale}-scale ones to "
+                    f"another folder (e.g. --out results/{scale}), or pass --force to replace "
+                    f"its tables with them")
             return
         try:
             previous = json.loads(path.read_text())
