@@ -23,22 +23,52 @@ DATA="" DATASETS="mnist imdb cifar10" PY="3.12" MAX_MIB=64
 # its 1.8 MB of wheels stay home unless --with-pytest: every MiB counts against the limit.
 PACKAGES="pydantic pydantic-core annotated-types typing-inspection typing-extensions"
 PYTEST_PACKAGES="pytest pluggy iniconfig packaging pygments"
-usage() { echo "usage: $0 --data DIR [--datasets \"mnist imdb cifar10\"] [--python 3.12]" \
-               "[--max-mib 64] [--with-pytest]" >&2; exit 2; }
+usage() { echo "offline_bundle: ${1:+$1; }usage: $0 --data DIR [--datasets \"mnist imdb" \
+               "cifar10\"] [--python 3.12] [--max-mib 64] [--with-pytest]" >&2; exit 2; }
+fail() { echo "offline_bundle: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --data) DATA="$2"; shift 2 ;;
-        --datasets) DATASETS="$2"; shift 2 ;;
-        --python) PY="$2"; shift 2 ;;
-        --max-mib) MAX_MIB="$2"; shift 2 ;;
+        --data|--datasets|--python|--max-mib)
+            [ $# -ge 2 ] || usage "$1 needs a value"
+            case "$1" in
+                --data) DATA="$2" ;;
+                --datasets) DATASETS="$2" ;;
+                --python) PY="$2" ;;
+                --max-mib) MAX_MIB="$2" ;;
+            esac
+            shift 2 ;;
         --with-pytest) PACKAGES="$PACKAGES $PYTEST_PACKAGES"; shift ;;
-        *) usage ;;
+        *) usage "unknown argument $1" ;;
     esac
 done
-[ -n "$DATA" ] || usage
-[ -d "$DATA" ] || { echo "offline_bundle: --data $DATA is not a folder" >&2; exit 2; }
+[ -n "$DATA" ] || usage "--data is required"
+[ -d "$DATA" ] || fail "--data $DATA is not a folder"
+[[ "$MAX_MIB" =~ ^[1-9][0-9]*$ ]] || fail "--max-mib $MAX_MIB is not a whole number of MiB"
+[[ "$PY" =~ ^3\.[0-9]+$ ]] || fail "--python $PY is not a Python version such as 3.12 (the" \
+                                   "GPU machine's python3 --version)"
+[ -n "${DATASETS// /}" ] || fail "--datasets names none; give some of: mnist imdb cifar10"
 
-rm -rf .bundle && mkdir -p .bundle/wheels .bundle/data
+# What each dataset needs of a prepare.py folder (../shared/data's names) or of the official
+# downloads; prepare.py itself goes along when there is one.
+declare -A FILES=(
+    [mnist]="MNIST train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
+    [imdb]="aclImdb_labelled_text.tar.gz aclImdb_v1.tar.gz"
+    [cifar10]="cifar10_jpeg_q75.tar.gz cifar-10-python.tar.gz"
+)
+# Every mistake is found before the last bundle is touched or a wheel downloaded.
+for name in $DATASETS; do
+    [ -n "${FILES[$name]:-}" ] || fail "unknown dataset $name; known: ${!FILES[*]}"
+    found=0
+    for file in ${FILES[$name]}; do
+        [ -e "$DATA/$file" ] && found=1
+    done
+    [ "$found" = 1 ] || fail "$DATA has no $name files (${FILES[$name]})"
+done
+
+# Built aside and renamed into place once whole and within the limit: a failure leaves the
+# last bundle as it was, never a half-built one that looks ready to carry.
+rm -rf .bundle.partial && mkdir -p .bundle.partial/wheels .bundle.partial/data
+trap 'rm -rf .bundle.partial' EXIT
 # The versions the tests passed with here, so the GPU machine runs what was tested.
 pins=$(python - "$PACKAGES" <<'EOF'
 import sys
@@ -49,16 +79,11 @@ EOF
 # shellcheck disable=SC2086  # one word per pin
 python -m pip download -q --no-deps --only-binary=:all: --python-version "$PY" \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 -d .bundle/wheels $pins
+    --platform manylinux2014_x86_64 -d .bundle.partial/wheels $pins ||
+    fail "pip found no wheels of $pins for Python $PY (above); give --python the GPU" \
+         "machine's version, and let pip reach an index here"
 
-# What each dataset needs of a prepare.py folder (../shared/data's names) or of the official
-# downloads; prepare.py itself goes along when there is one.
-declare -A FILES=(
-    [mnist]="MNIST train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
-    [imdb]="aclImdb_labelled_text.tar.gz aclImdb_v1.tar.gz"
-    [cifar10]="cifar10_jpeg_q75.tar.gz cifar-10-python.tar.gz"
-)
-[ -f "$DATA/prepare.py" ] && cp "$DATA/prepare.py" .bundle/data/
+if [ -f "$DATA/prepare.py" ]; then cp "$DATA/prepare.py" .bundle.partial/data/; fi
 # IMDB's text travels as xz, 28 -> 19 MB, so that all three datasets and the repo fit in 64 MiB;
 # scripts/offline_data.py turns it back into the .tar.gz that prepare.py reads. xz -9e takes
 # about 3 minutes here, so the result is cached under the source archive's MD5. The official
@@ -84,30 +109,24 @@ shutil.copyfile(cached, dest)
 PY
 }
 for name in $DATASETS; do
-    [ -n "${FILES[$name]:-}" ] || { echo "offline_bundle: unknown dataset $name;" \
-                                         "known: ${!FILES[*]}" >&2; exit 2; }
-    found=0
     for file in ${FILES[$name]}; do
         [ -e "$DATA/$file" ] || continue
         if [ -f "$DATA/prepare.py" ] && [ "$file" = "$RECOMPRESS" ]; then
-            recompress "$DATA/$file" ".bundle/data/${file%.tar.gz}.tar.xz"
+            recompress "$DATA/$file" ".bundle.partial/data/${file%.tar.gz}.tar.xz"
         else
-            cp -r "$DATA/$file" .bundle/data/
+            cp -r "$DATA/$file" .bundle.partial/data/
         fi
-        found=1
     done
-    [ "$found" = 1 ] || { echo "offline_bundle: $DATA has no $name files (${FILES[$name]})" >&2
-                          exit 2; }
 done
-echo "$DATASETS" > .bundle/datasets
+echo "$DATASETS" > .bundle.partial/datasets
 
-bundle=$(du -sb .bundle | cut -f1)
+bundle=$(du -sb .bundle.partial | cut -f1)
 repo=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
-echo "bundle: $(ls .bundle/wheels | wc -l) wheels, data for: $DATASETS"
+echo "bundle: $(find .bundle.partial/wheels -name '*.whl' | wc -l) wheels, data for: $DATASETS"
 echo "size: bundle $((bundle / 1048576)) MiB + repo $((repo / 1048576)) MiB" \
      "= $(((bundle + repo) / 1048576)) MiB (limit $MAX_MIB MiB)"
 if [ $((bundle + repo)) -gt $((MAX_MIB * 1048576)) ]; then
-    echo "offline_bundle: over $MAX_MIB MiB; name fewer --datasets and bundle the rest for" \
-         "a later job" >&2
-    exit 2
+    fail "over $MAX_MIB MiB; name fewer --datasets and bundle the rest for a later job (the" \
+         "last bundle, if any, is left as it was)"
 fi
+rm -rf .bundle && mv .bundle.partial .bundle
