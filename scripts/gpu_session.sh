@@ -11,14 +11,18 @@
 # logreg_mnist,mlp); stages joined by '+' run at once, each into RESULTS/stage-<stage>.log,
 # shown when all are done (tests+precision=mlp+precision=cnn_cifar10: what checks
 # correctness or measures curves, not speed, can share a GPU that quick sweeps leave idle).
-# An unknown stage is refused before anything runs.
+# No argument runs the paper stage. A mistake is refused in one line, exit 2, before anything
+# runs or is written: an unknown or empty stage, an ARG to tests or sfo (which take none), an
+# experiment without a configs/NAME.yaml, a precision not fp32, tf32 or bf16, a DEVICE, SCALE,
+# KERNEL_VARIANTS or number that is not one, a RESULTS that is a file, an ARCHIVE whose
+# folder is missing or cannot be written to. A failed pack exits 1.
 #
 # Stages:
 #   tests   the CUDA tests (pytest -m cuda: CUDA graphs equal eager, every optimizer on the GPU)
 #   bench   `adamrepro bench` of every config at paper scale, a few passes each (ARG or
 #           BENCH_CONFIGS: the configs, each NAME or NAME:PRECISION; BENCH_PASSES, default 3;
 #           BENCH_FLAGS: more bench flags, e.g. --reference-runs 1)
-#   precision  scripts/measure_precision.sh on PRECISION_EXPERIMENTS (default: mlp
+#   precision  scripts/measure_precision.sh on ARG or PRECISION_EXPERIMENTS (default: mlp
 #              cnn_cifar10, where the arithmetic is the time; PRECISION_SCALE, default quick)
 #              into RESULTS/precision-<scale>/; PRECISION_BASE=results (with
 #              PRECISION_SCALE=paper) measures on the selected points of the paper results
@@ -34,8 +38,10 @@
 #   paper   scripts/reproduce_paper.sh (BUDGET_MINUTES for the stage, CONFIGS to choose);
 #           with a budget, `run --split-to-fit`: the checkpoints are not packed, so a group
 #           that would not finish within the job is halved rather than cut off and lost
-# Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes, outside RESULTS;
-# split into ARCHIVE.partNN of PART_KIB, default 15360, when larger),
+# Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes, outside RESULTS,
+# in a folder that exists; split into ARCHIVE.partNN of PART_KIB, default 15360, when larger;
+# it holds RESULTS by its path in the repo, e.g. results/smoke/, or, outside the repo, by
+# its own name, so that `cat ARCHIVE.part* | tar xz` in the repo puts it back),
 # PYTHON (default python3), BUDGET_MINUTES, CONFIGS, RESULTS (the results folder, default
 # results, or results/<scale> at another SCALE; not OUT, which a lent machine may set to the folder that comes back: the
 # archive goes there, e.g. ARCHIVE=$OUT/gpu.tar.gz), BENCH_PASSES (default 3), ADAMREPRO_DATA
@@ -47,48 +53,210 @@
 # archive is always written before the job is killed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
+# Every mistake in the command or the environment is refused here, in one line and exit 2,
+# before the setup or any stage runs and before anything is written: on a lent machine a
+# mistake found later costs the device time of the setup and of every stage before it.
+refuse() { echo "gpu_session: $*" >&2; exit 2; }
+whole() {  # NAME MIN EXAMPLE: the variable NAME, when set, is a whole number of at least MIN
+    local value="${!1:-}"
+    [ -z "$value" ] && return 0
+    if [[ "$value" =~ ^[0-9]{1,9}$ ]] && [ $(( 10#$value )) -ge "$2" ]; then return 0; fi
+    refuse "$1=$value is not a whole number of at least $2; give e.g. $1=$3, or leave it unset"
+}
+minutes() {  # NAME: the variable NAME, when set, is a positive number (of minutes)
+    local value="${!1:-}"
+    [ -z "$value" ] && return 0
+    if [[ "$value" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ ]] \
+            && awk -v m="$value" 'BEGIN { exit !(m > 0) }'; then return 0; fi
+    refuse "$1=$value is not a positive number of minutes; give e.g. $1=9.5, or leave it unset"
+}
+one_of() {  # NAME VALUE CHOICES...: VALUE, which NAME gave, is one of CHOICES
+    local name="$1" value="$2" choice
+    shift 2
+    for choice in "$@"; do [ "$value" = "$choice" ] && return 0; done
+    refuse "$name=$value is not one of: $*; give one of these"
+}
+words() {  # LIST [SEPARATORS]: its words, split at white space and SEPARATORS (default ','),
+    local IFS=$' \t\n'"${2-,}"  # into the array `items`
+    read -r -d '' -a items <<< "$1" || true
+}
+configs_known=$(for config in configs/*.yaml; do basename "$config" .yaml; done | xargs)
+experiments() {  # WHERE LIST [precision]: each name in LIST is a bundled config's (with
+    local item   # `precision`, NAME or NAME:PRECISION)
+    words "$2"
+    for item in "${items[@]}"; do
+        if [ "${3:-}" = precision ] && [ "$item" != "${item%%:*}" ]; then
+            case "${item#*:}" in fp32|tf32|bf16) ;; *)
+                refuse "$1: the precision of $item is not fp32, tf32 or bf16;" \
+                       "give e.g. ${item%%:*}:bf16" ;;
+            esac
+            item="${item%%:*}"
+        fi
+        case "$item" in */*|"") ;; *) [ -f "configs/$item.yaml" ] && continue ;; esac
+        refuse "$1: no experiment '$item' (no configs/$item.yaml); the bundled ones:" \
+               "$configs_known"
+    done
+}
 PYTHON="${PYTHON:-python3}"
+command -v "${PYTHON%% *}" > /dev/null \
+    || refuse "PYTHON=$PYTHON is not a command here; give the Python to use, e.g. PYTHON=python3"
 ARCHIVE="${ARCHIVE:-gpu-session.tar.gz}"
 export DEVICE="${DEVICE:-cuda}" SCALE="${SCALE:-paper}"
+one_of DEVICE "$DEVICE" auto cpu cuda
+one_of SCALE "$SCALE" smoke quick paper
+[ -z "${PRECISION_SCALE:-}" ] || one_of PRECISION_SCALE "$PRECISION_SCALE" smoke quick paper
 # results/ holds the committed paper-scale folders: a smaller SCALE writes results/<scale>.
 if [ "$SCALE" = paper ]; then RESULTS="${RESULTS:-results}"; else RESULTS="${RESULTS:-results/$SCALE}"; fi
 export ADAMREPRO_DATA="${ADAMREPRO_DATA:-$PWD/data}"
 export PYTHONUNBUFFERED=1
+minutes SESSION_MINUTES
+minutes BUDGET_MINUTES
+whole PACK_SECONDS 0 45
+whole PART_KIB 1 15360
+whole BENCH_PASSES 1 3
+whole KERNEL_STEPS 1 100
+whole KERNEL_STEPS_CNN 1 30
+whole SFO_STEPS 1 100
+# as PRECISIONS and SELECTED: scripts/measure_precision.sh's, judged as it judges them (the
+# seed spread needs two seeds; fp32 is the side the others are compared with, always trained)
+whole SEEDS 2 2
+PART_KIB=$(( 10#${PART_KIB:-15360} ))
+words "${PRECISIONS:-}" ""
+for item in "${items[@]}"; do one_of PRECISIONS "$item" tf32 bf16; done
+[ -z "${SELECTED:-}" ] || one_of SELECTED "$SELECTED" 0 1
+if [ -n "${KERNEL_VARIANTS:-}" ]; then
+    # the names of adamrepro.bench.kernels.VARIANTS (scripts/bench_kernels.py --variants),
+    # read from its source: importing it needs torch and the bundle's wheels
+    variants=$($PYTHON -c '
+import ast
+for node in ast.parse(open("adamrepro/bench/kernels.py").read()).body:
+    if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "VARIANTS":
+        print(" ".join(key.value for key in node.value.keys))')
+    [ -n "$variants" ] || refuse "found no VARIANTS in adamrepro/bench/kernels.py"
+    words "$KERNEL_VARIANTS"
+    # shellcheck disable=SC2086  # one word per variant
+    for item in "${items[@]}"; do one_of KERNEL_VARIANTS "$item" $variants; done
+fi
+[ -z "${BENCH_CONFIGS:-}" ] || experiments BENCH_CONFIGS "$BENCH_CONFIGS" precision
+[ -z "${PRECISION_EXPERIMENTS:-}" ] || experiments PRECISION_EXPERIMENTS "$PRECISION_EXPERIMENTS"
+words "${CONFIGS:-}" ""
+for item in "${items[@]}"; do
+    [ -f "$item" ] || refuse "CONFIGS names $item, which is not a file; give config files," \
+                             "e.g. CONFIGS=\"configs/logreg_mnist.yaml configs/mlp.yaml\""
+done
+if [ -n "${PRECISION_BASE:-}" ] && [ ! -d "$PRECISION_BASE" ]; then
+    refuse "PRECISION_BASE=$PRECISION_BASE is not a folder; give a folder of fp32 results," \
+           "e.g. PRECISION_BASE=results, or leave it unset"
+fi
+# RESULTS: a folder, or one that can be made (its first existing parent a writable folder)
+if [ -e "$RESULTS" ] && [ ! -d "$RESULTS" ]; then
+    refuse "RESULTS=$RESULTS is a file, not a folder; give a folder, e.g. RESULTS=results/gpu"
+fi
+parent="$RESULTS"
+while [ ! -e "$parent" ]; do parent=$(dirname "$parent"); done
+if [ ! -d "$parent" ] || [ ! -w "$parent" ]; then
+    refuse "RESULTS=$RESULTS cannot be made: $parent is not a writable folder; give another"
+fi
+# ARCHIVE: a file, outside RESULTS, in a folder that exists and can be written to
 case "$(realpath -m "$ARCHIVE")/" in
     "$(realpath -m "$RESULTS")"/*)
-        echo "gpu_session: ARCHIVE=$ARCHIVE lies inside RESULTS=$RESULTS, which it packs;" \
-             "put it elsewhere (e.g. ARCHIVE=\$OUT/gpu.tar.gz on a lent machine)" >&2
-        exit 2 ;;
+        refuse "ARCHIVE=$ARCHIVE lies inside RESULTS=$RESULTS, which it packs;" \
+               "put it elsewhere (e.g. ARCHIVE=\$OUT/gpu.tar.gz on a lent machine)" ;;
 esac
+archive_dir=$(dirname "$ARCHIVE")
+if [ ! -d "$archive_dir" ]; then
+    refuse "ARCHIVE=$ARCHIVE: its folder $archive_dir does not exist; create it first or" \
+           "put the archive in an existing one (e.g. ARCHIVE=\$OUT/gpu.tar.gz on a lent machine)"
+elif ! probe=$(mktemp -p "$archive_dir" .gpu_session.XXXXXX 2> /dev/null) \
+        || ! rm -f "$probe"; then  # (not `-w`: for root, /proc is writable)
+    refuse "ARCHIVE=$ARCHIVE: its folder $archive_dir cannot be written to; put the archive" \
+           "in another (e.g. ARCHIVE=\$OUT/gpu.tar.gz on a lent machine)"
+elif [ -d "$ARCHIVE" ]; then
+    refuse "ARCHIVE=$ARCHIVE is a folder; name the archive's file, e.g." \
+           "ARCHIVE=${ARCHIVE%/}/gpu.tar.gz"
+fi
+# No argument: the paper stage. An argument is a stage, NAME or NAME=ARG, or stages joined by
+# '+'; ARG is names joined by ',' (bench: NAME or NAME:PRECISION).
+if [ "$#" -eq 0 ]; then set -- paper; fi
 known="tests bench precision kernels sfo paper"
-for group in "${@:-paper}"; do  # refused before anything runs: a typo costs no device time
-    for stage in ${group//+/ }; do
-        case " $known " in *" ${stage%%=*} "*) ;; *)
-            echo "gpu_session: unknown stage ${stage%%=*}; known: $known" >&2
-            exit 2 ;;
+for group in "$@"; do  # refused before anything runs: a typo costs no device time
+    case "$group" in
+        "") refuse "an empty stage name; name one of: $known (no argument at all: paper)" ;;
+        *[[:space:]]*) refuse "stage '$group' holds white space; give each stage its own" \
+                              "argument, join stages by '+' and names by ','" ;;
+        +*|*+|*++*) refuse "'$group' joins an empty stage by '+'; join stages as NAME+NAME" ;;
+    esac
+    IFS=+ read -r -a stages <<< "$group"
+    for stage in "${stages[@]}"; do
+        name="${stage%%=*}"
+        case "$name" in
+            tests|sfo)
+                [ "$stage" = "$name" ] || refuse "the $name stage takes no part ('$stage');" \
+                                                 "give it as $name alone" ;;
+            bench|precision|kernels|paper)
+                [ "$stage" = "$name" ] && continue
+                case ",${stage#*=}," in *,,*)
+                    refuse "'$stage' names an empty experiment; give $name=NAME[,NAME...]" \
+                           "(bundled: $configs_known), or $name alone" ;;
+                esac
+                if [ "$name" = bench ]; then experiments "$stage" "${stage#*=}" precision
+                else experiments "$stage" "${stage#*=}"; fi ;;
+            "") refuse "stage '$stage' has no name; known: $known" ;;
+            *) refuse "unknown stage $name; known: $known" ;;
         esac
     done
 done
 
 LOG="$RESULTS/gpu-session.log"
-mkdir -p "$RESULTS"
+mkdir -p "$RESULTS" || refuse "RESULTS=$RESULTS cannot be made; give another folder"
 exec > >(tee -a "$LOG") 2>&1
 started=$(date +%s)
 
+# The archive holds the results folder by its path in the repo (results/..., results/smoke/...:
+# `cat ARCHIVE.part* | tar xz` in the repo puts it back), or, for a RESULTS outside the
+# repo, by its own name, whether RESULTS is given relative or absolute.
+pack_from="$PWD" pack_name=$(realpath -ms --relative-to="$PWD" "$RESULTS")
+case "$pack_name" in ..|../*|/*)
+    pack_name=$(realpath -ms "$RESULTS")
+    pack_from=$(dirname "$pack_name") pack_name=$(basename "$pack_name") ;;
+esac
+archive_path=$(realpath -m "$ARCHIVE")
 pack() {
     # Tables, figures, reports, run records (what resume skips by), bench and logs; not the
     # checkpoints or saved parameters, which can be hundreds of MiB: a later job resumes from
-    # the run records, a group cut off mid-way starts again.
+    # the run records, a group cut off mid-way starts again. Returns 1 when it failed.
+    local rc=0
     echo "== $(( $(date +%s) - started )) s in all; packing $RESULTS into $ARCHIVE"
-    tar czf "$ARCHIVE" --exclude='*/checkpoints' --exclude='*.pt' --exclude='.lock' "$RESULTS"
+    tar czf "$archive_path" -C "$pack_from" --exclude='*/checkpoints' --exclude='*.pt' \
+        --exclude='.lock' "$pack_name" || rc=$?
+    if [ "$rc" -gt 1 ]; then  # (1: a file changed while tar read it; the archive is whole)
+        rm -f "$archive_path"
+        echo "gpu_session: packing $RESULTS into $ARCHIVE failed (tar's exit $rc, above);" \
+             "no archive, the results are in $RESULTS alone" >&2
+        return 1
+    fi
     # A lent machine returns files of at most 16 MiB: a larger archive comes back in parts,
     # ARCHIVE.part00, .part01, ... (`cat ARCHIVE.part* | tar xz` joins them).
-    if [ "$(stat -c %s "$ARCHIVE")" -gt $(( ${PART_KIB:-15360} * 1024 )) ]; then
-        split -b "${PART_KIB:-15360}k" -d "$ARCHIVE" "$ARCHIVE.part" && rm "$ARCHIVE"
+    if [ "$(stat -c %s "$archive_path")" -gt $(( PART_KIB * 1024 )) ]; then
+        if split -b "${PART_KIB}k" -d "$archive_path" "$archive_path.part"; then
+            rm "$archive_path"
+        else
+            for part in "$archive_path".part[0-9][0-9]*; do  # what split wrote
+                if [ -f "$part" ]; then rm -f "$part"; fi
+            done
+            echo "gpu_session: splitting $ARCHIVE into parts of PART_KIB=$PART_KIB KiB" \
+                 "failed (above); the archive is left whole" >&2
+            rc=2
+        fi
     fi
-    ls -l "$ARCHIVE"*
+    ls -l "$archive_path"*
+    if [ "$rc" -eq 1 ]; then
+        echo "gpu_session: packing $RESULTS: a file changed while tar read it (above)" >&2
+    fi
+    return $(( rc > 0 ))
 }
-trap pack EXIT
+# A failed pack brings nothing back (or not all): exit 1 then, whatever the stages did.
+trap 'pack || exit 1' EXIT
 
 # Python packages the machine lacks travel as wheels; the repo itself needs no install.
 site=/tmp/adamrepro-site
@@ -176,11 +344,12 @@ run_stage() {
                     "${precision[@]}" $UNVERIFIED ${BENCH_FLAGS:-} || rc=1
             done ;;
         precision)
+            # ARG (comma-separated) or PRECISION_EXPERIMENTS: the experiments
+            local experiments="${arg:-${PRECISION_EXPERIMENTS:-mlp cnn_cifar10}}"
             # shellcheck disable=SC2086  # one word per experiment
             SCALE="${PRECISION_SCALE:-quick}" OUT="$RESULTS/precision-${PRECISION_SCALE:-quick}" \
                 BASE="${PRECISION_BASE:-}" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
-                limited bash scripts/measure_precision.sh \
-                ${arg:-${PRECISION_EXPERIMENTS:-mlp cnn_cifar10}} || rc=1 ;;
+                limited bash scripts/measure_precision.sh ${experiments//,/ } || rc=1 ;;
         kernels)
             # ARG: the experiments (default logreg_mnist,mlp,cnn_cifar10), one command each
             # (the CNN's steps are KERNEL_STEPS_CNN: a paper-scale step is ~20x the MLP's);
@@ -188,7 +357,7 @@ run_stage() {
             local experiment steps variants=() experiments="${arg:-logreg_mnist,mlp,cnn_cifar10}"
             if [ -n "${KERNEL_VARIANTS:-}" ]; then
                 # shellcheck disable=SC2206  # one word per variant
-                variants=(--variants $KERNEL_VARIANTS)
+                variants=(--variants ${KERNEL_VARIANTS//,/ })
             fi
             for experiment in ${experiments//,/ }; do
                 steps="${KERNEL_STEPS:-100}"
@@ -224,7 +393,7 @@ run_stage() {
 }
 
 status=0
-for group in "${@:-paper}"; do
+for group in "$@"; do
     echo "== stage $group at $(( $(date +%s) - started )) s"
     if [ -n "$end" ] && [ "$(left)" -lt 60 ]; then
         echo "== stage $group skipped: $(left) s left of SESSION_MINUTES=$SESSION_MINUTES" \

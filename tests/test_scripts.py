@@ -16,6 +16,7 @@ import tarfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -222,6 +223,116 @@ def test_gpu_session_refuses_an_archive_inside_the_folder_it_packs(tmp_path, dat
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "lies inside RESULTS" in lines[0], done.stderr
     assert not (tmp_path / "results").exists()  # nothing written
+
+
+# A mistake in gpu_session.sh's command or environment: (stages, environment, what its one
+# line names). Each ran the setup first, some then every stage before theirs, some were
+# silently taken (an empty stage as the paper stage, SESSION_MINUTES=abc as no time left,
+# sfo=huge as sfo); "{tmp}" is the test's folder.
+GPU_SESSION_MISTAKES = [
+    pytest.param([""], {}, "empty stage name", id="empty-stage"),
+    pytest.param(["=sfo"], {}, "'=sfo' has no name", id="nameless-stage"),
+    pytest.param(["sfo+"], {}, "'sfo+'", id="empty-joined-stage"),
+    pytest.param(["sfo tests"], {}, "'sfo tests'", id="stages-in-one-word"),
+    pytest.param(["sfo=huge"], {}, "sfo=huge", id="part-of-sfo"),
+    pytest.param(["tests=mlp"], {}, "tests=mlp", id="part-of-tests"),
+    pytest.param(["sfo", "kernels=nope"], {}, "kernels=nope", id="kernels-unknown"),
+    pytest.param(["paper=nope"], {}, "paper=nope", id="paper-unknown"),
+    pytest.param(["precision=mlp,nope"], {}, "precision=mlp,nope", id="precision-unknown"),
+    pytest.param(["bench=../configs/mlp"], {}, "bench=../configs/mlp", id="bench-path"),
+    pytest.param(["bench=logreg_mnist:fp16"], {}, "fp16", id="bench-precision"),
+    pytest.param(["paper="], {}, "'paper='", id="paper-empty-part"),
+    pytest.param(["sfo"], {"BENCH_CONFIGS": "mlp nope"}, "BENCH_CONFIGS", id="bench-configs"),
+    pytest.param(["sfo"], {"PRECISION_EXPERIMENTS": "nope"}, "PRECISION_EXPERIMENTS",
+                 id="precision-experiments"),
+    pytest.param(["sfo"], {"CONFIGS": "configs/nope.yaml"}, "CONFIGS", id="configs"),
+    pytest.param(["sfo"], {"ARCHIVE": "{tmp}/nodir/a.tar.gz"}, "ARCHIVE=", id="archive-nodir"),
+    pytest.param(["sfo"], {"ARCHIVE": "/proc/a.tar.gz"}, "ARCHIVE=", id="archive-unwritable"),
+    pytest.param(["sfo"], {"ARCHIVE": "{tmp}"}, "ARCHIVE=", id="archive-folder"),
+    pytest.param(["sfo"], {"RESULTS": "{tmp}/afile"}, "RESULTS=", id="results-file"),
+    pytest.param(["sfo"], {"RESULTS": "{tmp}/afile/sub"}, "RESULTS=", id="results-in-file"),
+    pytest.param(["sfo"], {"SESSION_MINUTES": "abc"}, "SESSION_MINUTES", id="minutes-abc"),
+    pytest.param(["sfo"], {"SESSION_MINUTES": "-1"}, "SESSION_MINUTES", id="minutes-neg"),
+    pytest.param(["sfo"], {"SESSION_MINUTES": "0"}, "SESSION_MINUTES", id="minutes-0"),
+    pytest.param(["sfo"], {"BUDGET_MINUTES": "abc"}, "BUDGET_MINUTES", id="budget-abc"),
+    pytest.param(["sfo"], {"PACK_SECONDS": "abc"}, "PACK_SECONDS", id="pack-abc"),
+    pytest.param(["sfo"], {"PACK_SECONDS": "-1"}, "PACK_SECONDS", id="pack-neg"),
+    pytest.param(["sfo"], {"PART_KIB": "abc"}, "PART_KIB", id="part-abc"),
+    pytest.param(["sfo"], {"PART_KIB": "0"}, "PART_KIB", id="part-0"),
+    pytest.param(["sfo"], {"DEVICE": "gpu"}, "DEVICE", id="device"),
+    pytest.param(["sfo"], {"SCALE": "huge"}, "SCALE", id="scale"),
+    pytest.param(["sfo"], {"PRECISION_SCALE": "huge"}, "PRECISION_SCALE", id="precision-scale"),
+    pytest.param(["sfo"], {"BENCH_PASSES": "abc"}, "BENCH_PASSES", id="bench-passes"),
+    pytest.param(["sfo"], {"KERNEL_STEPS": "0"}, "KERNEL_STEPS", id="kernel-steps"),
+    pytest.param(["sfo"], {"KERNEL_STEPS_CNN": "x"}, "KERNEL_STEPS_CNN", id="kernel-steps-cnn"),
+    pytest.param(["sfo"], {"SFO_STEPS": "0"}, "SFO_STEPS", id="sfo-steps"),
+    pytest.param(["sfo"], {"KERNEL_VARIANTS": "plain bogus"}, "KERNEL_VARIANTS",
+                 id="kernel-variants"),
+    pytest.param(["sfo"], {"PRECISIONS": "fp16"}, "PRECISIONS", id="precisions"),
+    pytest.param(["sfo"], {"SELECTED": "yes"}, "SELECTED", id="selected"),
+    pytest.param(["sfo"], {"SEEDS": "0"}, "SEEDS", id="seeds"),
+    # what measure_precision.sh refuses, refused before the setup (not after earlier stages)
+    pytest.param(["sfo"], {"SEEDS": "1"}, "SEEDS=1 is not a whole number of at least 2",
+                 id="one-seed"),
+    pytest.param(["sfo"], {"PRECISIONS": "fp32"}, "PRECISIONS=fp32 is not one of: tf32 bf16",
+                 id="precisions-fp32"),
+    pytest.param(["sfo"], {"PRECISION_BASE": "{tmp}/none"}, "PRECISION_BASE", id="base"),
+    pytest.param(["sfo"], {"PYTHON": "python9"}, "PYTHON", id="python"),
+]
+
+
+@pytest.mark.parametrize(("stages", "env", "named"), GPU_SESSION_MISTAKES)
+def test_gpu_session_refuses_a_mistake_in_one_line_before_any_setup(tmp_path, data_dir,
+                                                                    stages, env, named):
+    """On a lent GPU a mistake found after the setup costs its device time, one found after a
+    stage that stage's too, and a mistake taken silently costs the job: each is refused in
+    one line naming it, exit 2, with nothing set up (the setup prints the torch version) or
+    written (no results folder, no archive)."""
+    (tmp_path / "afile").write_text("")
+    env = {key: value.replace("{tmp}", str(tmp_path)) for key, value in env.items()}
+    done = gpu_session(tmp_path, data_dir, *stages, **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpu_session: "), done.stderr
+    assert named in lines[0], done.stderr
+    assert done.stdout == ""
+    assert not (tmp_path / "results").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no archive, no probe
+
+
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
+def test_gpu_session_s_archive_unpacks_into_the_results_folder_s_name(tmp_path, data_dir,
+                                                                       relative):
+    """An absolute RESULTS was packed with its whole path (`tar xz` put it under ./tmp/...): a
+    RESULTS outside the repo is packed by its own name, given relative (to the repo, where
+    the script runs) or absolute. No stage named runs the paper stage (here skipped: no
+    time left), an empty one ('') being refused."""
+    results = tmp_path / "results"
+    given = os.path.relpath(results, ROOT) if relative else str(results)
+    done = gpu_session(tmp_path, data_dir, RESULTS=given)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "== stage paper skipped: " in done.stdout, done.stdout
+    with tarfile.open(tmp_path / "session.tar.gz") as tar:
+        names = tar.getnames()
+    assert "results/gpu-session.log" in names, names
+    assert all(name == "results" or name.startswith("results/") for name in names), names
+
+
+def test_gpu_session_exits_non_zero_when_packing_fails(tmp_path, data_dir):
+    """The archive is what comes back from a lent machine: when packing fails (here its
+    folder is gone by then, removed by the PYTHON the setup runs first), the job says so and
+    exits 1 though its stage succeeded; it exited 0, its results lost."""
+    folder = tmp_path / "back"
+    folder.mkdir()
+    python = tmp_path / "python"
+    python.write_text(f"#!/usr/bin/env bash\nrm -rf '{folder}'\nexec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    done = gpu_session(tmp_path, data_dir, "sfo", SESSION_MINUTES="", SFO_STEPS="2",
+                       PYTHON=str(python), ARCHIVE=str(folder / "gpu.tar.gz"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert list((tmp_path / "results" / "bench").glob("sfo-cpu-*.json"))  # the stage ran
+    assert "gpu_session: packing" in done.stdout and "failed" in done.stdout, done.stdout
+    assert not folder.exists()
 
 
 def test_an_xz_archive_reads_without_pythons_lzma_through_the_xz_command(tmp_path,
