@@ -39,6 +39,53 @@ if [ "$DEVICE" = cpu ]; then
 else
     PRECISIONS="${PRECISIONS:-tf32 bf16}"
 fi
+SELECTED="${SELECTED:-1}"
+BASE="${BASE:-}"
+
+# Every value checked before the first training: a mistake is one line naming the variable and
+# the fix, exit 2, nothing trained or written (found by `run` alone, PRECISIONS=fp16 or an
+# unknown second experiment came after the whole fp32 sweep: hours at paper scale; a
+# SELECTED=yes trained the whole grid).
+refuse() {
+    echo "measure_precision: $*" >&2
+    exit 2
+}
+case "$SCALE" in smoke | quick | paper) ;; *)
+    refuse "SCALE=$SCALE is not one of smoke|quick|paper; e.g. SCALE=quick" ;;
+esac
+case "$DEVICE" in auto | cpu | cuda) ;; *)
+    refuse "DEVICE=$DEVICE is not one of auto|cpu|cuda; e.g. DEVICE=cpu" ;;
+esac
+[ -n "${PRECISIONS//[[:space:]]/}" ] \
+    || refuse "PRECISIONS names no precision; give tf32, bf16 or both (PRECISIONS=\"tf32 bf16\"), or leave it unset"
+for precision in $PRECISIONS; do
+    case "$precision" in
+        tf32 | bf16) ;;
+        fp32) refuse "PRECISIONS=$PRECISIONS: fp32 is the side every other precision is compared with, trained always; give tf32, bf16 or both" ;;
+        *) refuse "PRECISIONS=$PRECISIONS: $precision is not tf32 or bf16; e.g. PRECISIONS=\"tf32 bf16\"" ;;
+    esac
+done
+case "$SELECTED" in 0 | 1) ;; *)
+    refuse "SELECTED=$SELECTED is not 0 or 1; SELECTED=1 trains the selected points alone at the other precisions, SELECTED=0 the whole grid" ;;
+esac
+if [ -n "${SEEDS:-}" ] && ! [[ "$SEEDS" =~ ^[0-9]+$ && "$SEEDS" -ge 2 ]]; then
+    refuse "SEEDS=$SEEDS is not a number of seeds of at least 2 (the seed spread needs two); e.g. SEEDS=2, or leave it unset"
+fi
+if [ -e "$OUT" ] && [ ! -d "$OUT" ]; then
+    refuse "OUT=$OUT is a file; give OUT a folder (new or holding this script's results), or leave it unset"
+fi
+if [ -n "$BASE" ] && [ ! -d "$BASE" ]; then
+    refuse "BASE=$BASE is not a folder; give BASE the --out folder of fp32 results of these experiments, or leave it unset to train them"
+fi
+if [ "$#" -gt 0 ]; then
+    known=$(for config in configs/*.yaml; do basename "$config" .yaml; done | tr '\n' ' ')
+    for experiment in "$@"; do
+        if [[ ! "$experiment" =~ ^[A-Za-z0-9_.-]+$ ]] || [ ! -f "configs/$experiment.yaml" ]; then
+            refuse "unknown experiment '$experiment'; name experiments of configs/: ${known% }"
+        fi
+    done
+fi
+
 if [ -n "${SEEDS:-}" ]; then
     SEED_FLAG="--seeds $SEEDS"
 elif [ "$SCALE" = paper ]; then
@@ -52,9 +99,14 @@ else
     EXPERIMENTS=()
     for config in configs/*.yaml; do EXPERIMENTS+=("$(basename "$config" .yaml)"); done
 fi
+# Each experiment's fp32 results in BASE, else it would stop there after the ones before it.
+if [ -n "$BASE" ]; then
+    for experiment in "${EXPERIMENTS[@]}"; do
+        [ -f "$BASE/$experiment/best.csv" ] \
+            || refuse "BASE=$BASE has no results of $experiment ($BASE/$experiment/best.csv is missing); give BASE the --out folder of a finished 'adamrepro run $experiment' at SCALE=$SCALE"
+    done
+fi
 
-SELECTED="${SELECTED:-1}"
-BASE="${BASE:-}"
 train() {  # EXPERIMENT PRECISION OUT-FOLDER [more run flags]
     # shellcheck disable=SC2086  # SEED_FLAG and RUN_FLAGS hold separate words
     $ADAMREPRO run "$1" --scale "$SCALE" --device "$DEVICE" --precision "$2" --out "$3" \

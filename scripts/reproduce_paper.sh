@@ -19,12 +19,29 @@
 # configs read are fetched if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+refuse() {  # one line naming the variable and the fix, exit 2, before anything is fetched or run
+    echo "reproduce_paper: $*" >&2
+    exit 2
+}
 DEVICE="${DEVICE:-cuda}"
 ADAMREPRO="${ADAMREPRO:-python -m adamrepro}"
 SCALE="${SCALE:-paper}"  # smoke or quick to try the script on a CPU
 # As the Makefile: results/ holds the committed paper-scale folders, so a smaller scale goes
 # to results/<scale> (run refuses to replace one scale's tables with another's).
 if [ "$SCALE" = paper ]; then OUT="${OUT:-results}"; else OUT="${OUT:-results/$SCALE}"; fi
+case "$SCALE" in smoke | quick | paper) ;; *)
+    refuse "SCALE=$SCALE is not one of smoke|quick|paper; e.g. SCALE=smoke to try the script on a CPU" ;;
+esac
+case "$DEVICE" in auto | cpu | cuda) ;; *)
+    refuse "DEVICE=$DEVICE is not one of auto|cpu|cuda; e.g. DEVICE=cpu" ;;
+esac
+if [ -e "$OUT" ] && [ ! -d "$OUT" ]; then
+    refuse "OUT=$OUT is a file; give OUT a results folder (new or holding results), or leave it unset"
+fi
+# Empty or unset: every config. Set to blanks alone it names none: a mistake, not "every".
+if [ -n "${CONFIGS:-}" ] && [ -z "${CONFIGS//[[:space:]]/}" ]; then
+    refuse "CONFIGS names no config; e.g. CONFIGS=\"configs/logreg_mnist.yaml configs/mlp.yaml\", or leave it unset for every config"
+fi
 # The cheap experiments first, so that a short budget finishes whole figures; then any other.
 FIRST="logreg_mnist logreg_imdb mlp_sfo vae_bias_correction extensions mlp cnn_cifar10"
 if [ -z "${CONFIGS:-}" ]; then
@@ -38,6 +55,11 @@ fi
 # re-encoded copy (the readers that always check their files ignore it).
 RUN_FLAGS="${RUN_FLAGS:-}"
 BUDGET_MINUTES="${BUDGET_MINUTES:-}"
+# A number of minutes above 0 (awk would read abc or -1 as 0: one pass, then "budget spent").
+if [ -n "$BUDGET_MINUTES" ] && ! { [[ "$BUDGET_MINUTES" =~ ^([0-9]+[.]?[0-9]*|[.][0-9]+)$ ]] \
+        && awk -v b="$BUDGET_MINUTES" 'BEGIN { exit !(b + 0 > 0) }'; }; then
+    refuse "BUDGET_MINUTES=$BUDGET_MINUTES is not a number of minutes above 0; e.g. BUDGET_MINUTES=8, or leave it unset for no budget"
+fi
 BUDGET_SPENT=3  # adamrepro run's exit code when --time-budget stopped it with work left
 
 start=$(date +%s)

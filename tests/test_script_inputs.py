@@ -1,0 +1,178 @@
+"""The Makefile, scripts/reproduce_paper.sh and scripts/measure_precision.sh refuse a mistake
+in a variable the user set in one line naming that variable (not the flag it becomes) and the
+fix, exit code 2, before anything is fetched, trained or written. An audit found `make
+logreg_mnist OUT= DEVICE=` training into a folder named `--device`, `make clean OUT=` expanding
+to `rm -rf /*/runs`, BUDGET_MINUTES=abc read as 0, CONFIGS=" " doing nothing with exit 0, and
+PRECISIONS=fp16 or an unknown second experiment refused only after the fp32 sweep had trained.
+
+Nothing here can run a destructive or heavy command if a check regresses: make runs with -n
+alone (it prints its recipes and runs none), and the scripts call a stand-in for adamrepro that
+only records its arguments (the tests assert it was never called)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# What a make or the shell around the test may have set, that the scripts and make read.
+INHERITED = ("OUT", "SCALE", "DEVICE", "DATA", "PRECISION", "PYTHON", "RUN_FLAGS", "BENCH_PASSES",
+             "BENCH_FLAGS", "TEST_WORKERS", "CONFIGS", "BUDGET_MINUTES", "PRECISIONS", "SELECTED",
+             "SEEDS", "BASE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+
+
+def clean_env(**env: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if k not in INHERITED}, **env}
+
+
+def one_line(done: subprocess.CompletedProcess) -> str:
+    """The refusal's single stderr line (asserted single and non-empty)."""
+    assert done.stderr.endswith("\n") and done.stderr.count("\n") == 1, done.stderr
+    return done.stderr.rstrip("\n")
+
+
+def make_preview(*args: str) -> subprocess.CompletedProcess:
+    """`make -n` on the repo: recipes are printed, never run."""
+    return subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), *args],
+                          capture_output=True, text=True, timeout=60, env=clean_env())
+
+
+def paths(tmp_path: Path, text: str) -> str:
+    """@tmp for tmp_path, @file for a plain file in it."""
+    (tmp_path / "a-file").write_text("")
+    return text.replace("@file", str(tmp_path / "a-file")).replace("@tmp", str(tmp_path))
+
+
+OUT_EMPTY = "OUT is empty; give the results folder (e.g. OUT="
+
+
+@pytest.mark.parametrize("args, said", [
+    (["logreg_mnist", "OUT=", "DEVICE="], OUT_EMPTY),  # trained into ./--device
+    (["logreg_mnist", "OUT=@tmp/out", "DEVICE="], "DEVICE is empty; give one of auto|cpu|cuda"),
+    (["plan", "OUT="], OUT_EMPTY),  # was "unexpected extra argument(s) (auto)"
+    (["plan", "OUT= "], OUT_EMPTY),
+    (["plan", "OUT=@tmp/a b"], 'OUT="@tmp/a b" has a space'),
+    (["plan", "OUT=@file"], "OUT=@file is a file"),
+    (["all", "OUT="], OUT_EMPTY),
+    (["plot", "OUT="], OUT_EMPTY),  # was "Option '--out' requires an argument"
+    (["report", "OUT="], OUT_EMPTY),
+    (["bench-kernels", "OUT="], OUT_EMPTY),
+    (["clean", "OUT="], OUT_EMPTY),  # was rm -rf /*/runs /*/.lock
+    (["clean", "OUT=/"], "OUT=/ is the root folder"),
+    (["clean", "OUT=//"], "OUT=// is the root folder"),
+    (["clean", "OUT=/tmp/.."], "OUT=/tmp/.. is the root folder"),
+    (["clean", "OUT=\t"], OUT_EMPTY),
+    (["plan", "OUT=@tmp/out", "SCALE="], "SCALE is empty; give one of smoke|quick|paper"),
+    (["logreg_mnist", "OUT=@tmp/out", "SCALE=huge"],
+     "SCALE=huge is not one of smoke|quick|paper; e.g. SCALE=quick"),
+    (["bench-kernels", "OUT=@tmp/out", "SCALE=huge"], "SCALE=huge is not one of"),
+    (["plan", "OUT=@tmp/out", "DEVICE=gpu"],
+     "DEVICE=gpu is not one of auto|cpu|cuda; e.g. DEVICE=cpu"),
+    (["bench", "DEVICE=gpu"], "DEVICE=gpu is not one of auto|cpu|cuda"),
+    (["plan", "OUT=@tmp/out", "PRECISION=fp16"],
+     "PRECISION=fp16 is not one of fp32|tf32|bf16; e.g. PRECISION=bf16"),
+    (["logreg_mnist", "OUT=@tmp/out", "DATA=@file"], "DATA=@file is a file"),
+    (["bench-gpu", "BENCH_PASSES="], "BENCH_PASSES is empty"),
+    (["bench-gpu", "BENCH_PASSES=0"], "BENCH_PASSES=0 is not a whole number of at least 1"),
+    (["bench-gpu", "BENCH_PASSES=abc"], "BENCH_PASSES=abc is not a whole number of at least 1"),
+    (["test", "TEST_WORKERS="], "TEST_WORKERS is empty"),
+    (["test", "TEST_WORKERS=many"], "TEST_WORKERS=many is not auto or a number"),
+    (["lint", "PYTHON="], "PYTHON is empty"),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
+def test_make_refuses_a_bad_variable_in_one_line_naming_it(tmp_path, args, said):
+    done = make_preview(*(paths(tmp_path, arg) for arg in args))
+    assert done.returncode == 2, done.stdout + done.stderr
+    line = one_line(done)
+    assert line.startswith("Makefile:") and paths(tmp_path, said) in line, line
+    assert done.stdout == ""  # not one recipe line: make stopped before any
+    assert not (tmp_path / "out").exists()
+
+
+def test_make_clean_quotes_out_and_deletes_only_under_it(tmp_path):
+    """A good OUT goes through (quoted), and the checks refuse none of the defaults."""
+    done = make_preview("clean", f"OUT={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    assert f'"{tmp_path}"/*/runs "{tmp_path}"/*/.lock' in done.stdout
+    done = make_preview("plan", "SCALE=smoke", "DEVICE=cpu", f"OUT={tmp_path}/out")
+    assert done.returncode == 0, done.stderr
+    assert f'--out "{tmp_path}/out" --device cpu' in done.stdout
+
+
+@pytest.fixture
+def stand_in(tmp_path) -> tuple[str, Path]:
+    """An ADAMREPRO that records its arguments in calls.log and does nothing else."""
+    script = tmp_path / "adamrepro-stand-in.sh"
+    log = tmp_path / "calls.log"
+    script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
+    return f"sh {script}", log
+
+
+def script(name: str, tmp_path: Path, stand_in: tuple[str, Path], *args: str,
+           **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
+        timeout=60, env=clean_env(**{"SCALE": "smoke", "DEVICE": "cpu",
+                                     "OUT": str(tmp_path / "out"), "ADAMREPRO": stand_in[0],
+                                     **{k: paths(tmp_path, v) for k, v in env.items()}}))
+
+
+@pytest.mark.parametrize("env, said", [
+    ({"BUDGET_MINUTES": "abc"}, "BUDGET_MINUTES=abc is not a number of minutes above 0; "
+                                "e.g. BUDGET_MINUTES=8"),
+    ({"BUDGET_MINUTES": "-1"}, "BUDGET_MINUTES=-1 is not a number of minutes above 0"),
+    ({"BUDGET_MINUTES": "0"}, "BUDGET_MINUTES=0 is not a number of minutes above 0"),
+    ({"BUDGET_MINUTES": "5min"}, "BUDGET_MINUTES=5min is not a number of minutes above 0"),
+    ({"CONFIGS": " "}, "CONFIGS names no config; e.g. CONFIGS="),
+    ({"CONFIGS": "\t \n"}, "CONFIGS names no config"),
+    ({"DEVICE": "gpu"}, "DEVICE=gpu is not one of auto|cpu|cuda; e.g. DEVICE=cpu"),
+    ({"SCALE": "huge"}, "SCALE=huge is not one of smoke|quick|paper"),
+    ({"OUT": "@file"}, "OUT=@file is a file; give OUT a results folder"),
+])
+def test_reproduce_paper_refuses_before_fetching_anything(tmp_path, stand_in, env, said):
+    done = script("reproduce_paper.sh", tmp_path, stand_in,
+                  **{"CONFIGS": "configs/logreg_mnist.yaml", **env})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert one_line(done).startswith("reproduce_paper: " + paths(tmp_path, said)), done.stderr
+    assert done.stdout == ""
+    assert not stand_in[1].exists(), stand_in[1].read_text()  # nothing fetched, nothing run
+    assert not (tmp_path / "out").exists()
+
+
+KNOWN = "cnn_cifar10 extensions logreg_imdb logreg_mnist mlp mlp_sfo vae_bias_correction"
+
+
+@pytest.mark.parametrize("args, env, said", [
+    (["logreg_mnist"], {"PRECISIONS": "fp16"},
+     'PRECISIONS=fp16: fp16 is not tf32 or bf16; e.g. PRECISIONS="tf32 bf16"'),
+    (["logreg_mnist"], {"PRECISIONS": "bf16 fp16"}, "PRECISIONS=bf16 fp16: fp16 is not tf32"),
+    (["logreg_mnist"], {"PRECISIONS": "fp32"},
+     "PRECISIONS=fp32: fp32 is the side every other precision is compared with"),
+    (["logreg_mnist"], {"PRECISIONS": " "}, "PRECISIONS names no precision"),
+    (["logreg_mnist", "nope"], {},
+     f"unknown experiment 'nope'; name experiments of configs/: {KNOWN}"),
+    (["logreg_mnist", ""], {}, "unknown experiment ''"),
+    (["configs/mlp.yaml"], {}, "unknown experiment 'configs/mlp.yaml'"),
+    (["logreg_mnist"], {"SELECTED": "yes"}, "SELECTED=yes is not 0 or 1"),
+    (["logreg_mnist"], {"SELECTED": "2"}, "SELECTED=2 is not 0 or 1"),
+    (["logreg_mnist"], {"SEEDS": "abc"}, "SEEDS=abc is not a number of seeds of at least 2"),
+    (["logreg_mnist"], {"SEEDS": "1"}, "SEEDS=1 is not a number of seeds of at least 2"),
+    (["logreg_mnist"], {"SCALE": "huge"}, "SCALE=huge is not one of smoke|quick|paper"),
+    (["logreg_mnist"], {"DEVICE": "gpu"}, "DEVICE=gpu is not one of auto|cpu|cuda"),
+    (["logreg_mnist"], {"OUT": "@file"}, "OUT=@file is a file"),
+    (["logreg_mnist"], {"BASE": "@tmp/nobase"}, "BASE=@tmp/nobase is not a folder"),
+    (["logreg_mnist", "mlp"], {"BASE": "@tmp/base"},
+     "BASE=@tmp/base has no results of mlp (@tmp/base/mlp/best.csv is missing)"),
+])
+def test_measure_precision_refuses_before_the_first_training(tmp_path, stand_in, args, env,
+                                                             said):
+    (tmp_path / "base" / "logreg_mnist").mkdir(parents=True)
+    (tmp_path / "base" / "logreg_mnist" / "best.csv").write_text("")
+    done = script("measure_precision.sh", tmp_path, stand_in, *args, **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert one_line(done).startswith("measure_precision: " + paths(tmp_path, said)), done.stderr
+    assert done.stdout == ""
+    assert not stand_in[1].exists(), stand_in[1].read_text()  # nothing trained
+    assert not (tmp_path / "out").exists()
