@@ -712,8 +712,8 @@ def _check_distinct_runs(exp: Experiment, where: str) -> None:
     for label, method in exp.methods.items():
         model = {**exp.model, **method.model}
         for point in method.points():
-            key = json.dumps([method.optimizer, model, point, method.max_group_size],
-                             sort_keys=True, default=str)
+            key = json.dumps([method.optimizer, model, point, method.max_group_size,
+                              method.closure], sort_keys=True, default=str)
             other = seen.setdefault(key, label)
             if other != label:
                 raise UserError(f"{where}: methods {other!r} and {label!r} train identical "

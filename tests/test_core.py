@@ -228,6 +228,30 @@ def test_a_users_optimizer_edited_is_another_run(tmp_path, monkeypatch):
         k: v for k, v in before.items() if k != "mine"}
 
 
+def test_a_closure_given_or_not_is_another_run(monkeypatch):
+    """Whether `step` gets a closure can change the curve (an optimizer that re-evaluates
+    with one), so `closure:` enters the run id when set: toggling it reused the old runs
+    without a word, and two methods differing in it alone were refused as identical. A
+    method without it keeps its id."""
+    from adamrepro.config import parse_experiment
+    from adamrepro.runner.plan import plan
+
+    monkeypatch.syspath_prepend(str(OUTSIDE))
+
+    def ids(**methods) -> dict[str, str]:
+        exp = parse_experiment({
+            "name": "closures", "title": "t", "dataset": {"name": "mnist"},
+            "model": {"name": "logreg"}, "training": {"batch_size": 128, "epochs": 1},
+            "methods": {label: {"optimizer": "my_optimizers:SignSGD", "grid": {"lr": [0.1]},
+                                **extra} for label, extra in methods.items()}}, "test")
+        return {group.method: group.runs[0].run_id for group in plan(exp)}
+
+    both = ids(plain={}, told={"closure": True})  # no longer "identical runs"
+    assert both["plain"] != both["told"]
+    assert ids(plain={})["plain"] == both["plain"]  # unset: the id it always had
+    assert ids(told={"closure": False})["told"] not in both.values()
+
+
 def test_capabilities_are_declared_not_guessed(monkeypatch):
     monkeypatch.syspath_prepend(str(OUTSIDE))
     assert resolve("adam", OPTIMIZERS).capabilities == Capabilities(True, False, True)

@@ -149,11 +149,13 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
     by_kind: dict[str, list[RunSpec]] = {}
     for point in points:
         # Grouping never changes a curve, but it does change the time a run records: a
-        # method that trains its runs apart is a different run (only when set, so that
-        # configs without it keep their ids).
+        # method that trains its runs apart is a different run. Whether `step` gets a
+        # closure may change the curve itself (an optimizer that re-evaluates with one).
+        # Both only when set, so that configs without them keep their ids.
         apart = {"max_group_size": method.max_group_size} if method.max_group_size else {}
+        told = {"closure": method.closure} if method.closure is not None else {}
         settings = {"model": what, "optimizer": method.optimizer, "hparams": point, **apart,
-                    **code}
+                    **told, **code}
         point_id = _digest({**common, **settings})
         fp32_point_id = _digest({**at_fp32, **settings})
         kind = _digest({k: v for k, v in point.items() if not is_numeric(v)})
