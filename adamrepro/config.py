@@ -466,6 +466,14 @@ def _check_point_numbers(point: dict[str, Any], where: str) -> None:
     """Every number of a grid point is finite, and none is text YAML did not read as one."""
     for name, value in point.items():
         for number in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(number, (dict, list, tuple)):
+                # a table has one cell per hyperparameter: a mapping went through training
+                # and failed only when the tables were written
+                kind = "mapping" if isinstance(number, dict) else "list"
+                raise UserError(f"{where}: {name}: a {kind} nested in a "
+                                f"hyperparameter is no value the tables can hold; give a "
+                                f"number, a string, a boolean or a list of those, or split it "
+                                f"into hyperparameters of its own")
             if isinstance(number, (int, float)) and not _finite(number):
                 raise UserError(f"{where}: {name} must be finite, got {number!r:.30}")
             if isinstance(number, str) and number_as_text(number):

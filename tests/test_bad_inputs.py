@@ -180,6 +180,10 @@ CASES = [
      "betas 0.9999999 is 0.999999881 in float32, which makes 1 − betas 19% off"),
     ("averaging-horizon-rounded", setitem("methods.adam.hparams.averaging", 0.9999999), [],
      "averaging 0.9999999 is 0.999999881 in float32"),
+    # one cell per hyperparameter: a mapping trained, then failed as the tables were written
+    ("hparam-mapping", setitem("methods.adam.hparams.schedule", {"warmup": 10}), [],
+     "methods.adam: schedule: a mapping nested in a hyperparameter is no value the tables can "
+     "hold"),
     # the names it takes and the nearest one: the fix, not only the problem
     ("unknown-hparam", setitem("methods.adam.hparams.beta", 0.9), [],
      "unexpected keyword argument 'beta' (it takes lr, betas, eps, weight_decay, "

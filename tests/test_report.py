@@ -776,6 +776,17 @@ def test_the_grid_edge_flag_names_each_axis_selected_at_its_smallest_or_largest(
     assert best["at_grid_edge"] == ";".join(expected)
 
 
+def test_a_choice_is_never_at_the_grid_edge():
+    """A string or boolean axis (a mode, a switch) has no value beyond its ends: naming it
+    told the user to widen a grid that cannot be widened. A numeric axis still is named."""
+    rows = [{**row, "mode": mode, "nesterov": flag}
+            for lr, mode, flag, factor in ((0.01, "plain", False, 1.0), (0.1, "sign", True, 0.5))
+            for row in runs("mine", scaled(factor), lr=lr)]
+    best = select_best(pd.DataFrame(rows), "train_loss", ["lr", "mode", "nesterov"],
+                       CLASSIFIER.columns()).iloc[0]
+    assert (best["mode"], best["lr"]) == ("sign", 0.1) and best["at_grid_edge"] == "lr"
+
+
 # --- seeds: does the verdict hold in each seed alone? --------------------------------------
 
 def test_a_verdict_that_changes_between_seeds_says_so_with_the_spread():

@@ -88,7 +88,10 @@ def _at_edge(summary: pd.DataFrame, best: pd.Series, hparam_cols: list[str]) -> 
     points = summary[summary["method"] == best["method"]]
     edges = []
     for col in hparam_cols:
-        values = points[col].dropna().unique()
+        column = points[col].dropna()
+        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            continue  # a choice (a string, a switch): no value lies beyond its ends
+        values = column.unique()
         if len(values) > 1 and best[col] in (values.min(), values.max()):
             edges.append(col)
     return ";".join(edges)
