@@ -127,9 +127,10 @@ def run(
     only_selected: Annotated[Path | None, typer.Option(
         parser=folder, metavar="FOLDER",
         help="Train only each method's point that FOLDER's results of this config (same "
-             "scale) selected, every seed, with no grid-edge extension: what "
-             "'adamrepro compare FOLDER OUT' judges another setting (--precision, a device) "
-             "on.")] = None,
+             "scale) selected, every seed, with no grid-edge extension: run it once at the "
+             "reference setting into OUT1 and once at another (--precision, a device) into "
+             "OUT2, then 'adamrepro compare OUT1 OUT2' judges the setting (FOLDER needs 2 or "
+             "more seeds for the seed spread).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run",
         help="Say what the command would train (per method: runs, finished, left, groups, "
