@@ -126,7 +126,10 @@ CASES = [
      "methods.adam: torch.optim.SparseAdam: RuntimeError: SparseAdam does not support dense "
      "gradients"),
     ("optimizer-class-missing", setitem("methods.adam.optimizer", "torch.optim.Adamm"), [],
-     "module 'torch.optim' has no attribute 'Adamm'"),
+     "module 'torch.optim' has no attribute 'Adamm'; did you mean 'Adam'?"),
+    # the nearest Optimizer class of the module, for a user's misspelt class too
+    ("user-optimizer-class-misspelt", setitem("methods.adam.optimizer", "my_optimizers:SignSDG"),
+     [], "module 'my_optimizers' has no attribute 'SignSDG'; did you mean 'SignSGD'?"),
     ("optimizer-not-an-optimizer", setitem("methods.adam.optimizer", "torch.nn.Linear"), [],
      "not a torch.optim.Optimizer subclass"),
     ("import-path-bad-hparam", setitem("methods.adam.optimizer", "torch.optim.SGD"), [],

@@ -142,7 +142,7 @@ def test_every_point_diverged_is_said(tmp_path, data_dir, cli):
     code, _, stderr = cli("run", _race(tmp_path, race), "--out", tmp_path / "out", "--scale",
                           "smoke", "--quiet", "--data-dir", data_dir)
     assert code == 0, stderr
-    assert "warning: every grid point of sgd diverged (NaN or inf)" in stderr
+    assert "adamrepro: note: every grid point of sgd diverged (NaN or inf)" in stderr
     assert "of adam" not in stderr and "adam," not in stderr
     # every method diverged: best.csv is a header alone, which the figures and the report
     # still read (they said it was damaged, and `run --force` wrote the same again)

@@ -231,9 +231,8 @@ def _say_trained(done: dict, start: float) -> None:
 def _warn_of_methods_all_diverged(base: Experiment, done: dict) -> None:
     lost = [label for label in base.methods if label not in done["selected"]]
     if lost:
-        typer.echo(f"warning: every grid point of {', '.join(lost)} diverged (NaN or inf), so "
-                   f"none is selected and the figures and report leave it out; try smaller "
-                   f"step sizes", err=True)
+        note(f"every grid point of {', '.join(lost)} diverged (NaN or inf), so none is "
+             f"selected and the figures and report leave it out; try smaller step sizes")
 
 
 def _say_what_runs_otherwise(base: Experiment, target) -> None:

@@ -80,8 +80,13 @@ def _import(path: str) -> object:
     try:
         return getattr(module, attr)
     except AttributeError:
+        # the module's Optimizer classes, nearest first: a misspelt class is the usual case
+        classes = [name for name, value in vars(module).items() if isinstance(value, type)
+                   and issubclass(value, torch.optim.Optimizer)]
+        close = difflib.get_close_matches(attr, classes, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"optimizer {path!r}: module {module_name!r} has no attribute "
-                         f"{attr!r}") from None
+                         f"{attr!r}{hint}") from None
 
 
 def resolve(name: str, builtins: dict[str, type], closure: bool | None = None) -> Resolved:
