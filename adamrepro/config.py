@@ -775,7 +775,7 @@ def load_experiment(path: str | Path) -> Experiment:
     """Read and validate a config file; any problem is a UserError naming file and key."""
     path = Path(path)
     if not path.is_file():
-        hint = f"; bundled configs: {', '.join(p.stem for p in bundled_configs())}"
+        hint = f"; bundled configs: {bundled_names()}"
         what = ("is a folder, not a config file" if path.is_dir() else
                 "is not a regular file (a device, a pipe, a socket)" if path.exists()
                 else "does not exist")
@@ -809,11 +809,16 @@ def bundled_configs() -> list[Path]:
     return sorted(CONFIG_DIR.glob("*.yaml"))
 
 
+def bundled_names() -> str:
+    """The bundled configs' names, as a message lists them."""
+    return ", ".join(p.stem for p in bundled_configs())
+
+
 def resolve_config_arg(name_or_path: str) -> Path:
     """Accept `configs/x.yaml` or just `x` (a bundled experiment's name)."""
     if not name_or_path.strip():  # Path("") is ".", which would be called a folder
         raise UserError(f"no config given (an empty name); give a config file or a bundled "
-                        f"config: {', '.join(p.stem for p in bundled_configs())}")
+                        f"config: {bundled_names()}")
     path = Path(name_or_path)
     bundled = CONFIG_DIR / f"{name_or_path}.yaml"
     # `run logreg_mnist --out .` leaves a folder `logreg_mnist` here: a folder is no config,

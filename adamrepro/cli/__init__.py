@@ -150,14 +150,12 @@ FILESYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno
 
 
 # The folders each command's flags name: a fix offers only flags the command has.
-FOLDER_FLAGS = {"run": "--out (results) or --data-dir (data)",
-                "plot": "--out (results) or --data-dir (data)",
-                "bench": "--out (results) or --data-dir (data)",
+BOTH_FOLDERS = "--out (results) or --data-dir (data)"
+FOLDER_FLAGS = {"run": BOTH_FOLDERS, "plot": BOTH_FOLDERS, "bench": BOTH_FOLDERS,
                 "report": "--out", "compare": "--out", "fetch": "--data-dir"}
 
 
-def filesystem_problem(err: OSError,
-                       flags: str | None = "--out (results) or --data-dir (data)") -> str:
+def filesystem_problem(err: OSError, flags: str | None = BOTH_FOLDERS) -> str:
     """One line for what the filesystem refused, with a fix that offers only `flags`, the
     folder flags the command has (FOLDER_FLAGS; None: it has none)."""
     path = err.filename2 or err.filename  # a rename's destination, else the file itself

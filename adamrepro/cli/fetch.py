@@ -61,18 +61,15 @@ def _dataset_of(name: str) -> str:
     """A dataset's own name, or the dataset an experiment reads (a bundled experiment's name or
     a config file): `scripts/reproduce_paper.sh` fetches what its configs need, no more, so a
     machine that was sent some datasets alone runs the experiments on them."""
-    from adamrepro.config import bundled_configs, load_experiment, resolve_config_arg
+    from adamrepro.config import bundled_names, load_experiment, resolve_config_arg
     from adamrepro.data import DATASETS
 
     if name in DATASETS:
         return name
     path = resolve_config_arg(name)
+    known = f"datasets: {', '.join(DATASETS)}; experiments: {bundled_names()}"
     if not path.is_file() and Path(name).suffix in (".yaml", ".yml"):  # a file, not a name
-        raise UserError(f"config file {path} does not exist; datasets: "
-                        f"{', '.join(DATASETS)}; experiments: "
-                        f"{', '.join(p.stem for p in bundled_configs())}")
+        raise UserError(f"config file {path} does not exist; {known}")
     if not path.is_file():
-        raise UserError(f"unknown dataset or experiment {name!r}; datasets: "
-                        f"{', '.join(DATASETS)}; experiments: "
-                        f"{', '.join(p.stem for p in bundled_configs())}, or a config file")
+        raise UserError(f"unknown dataset or experiment {name!r}; {known}, or a config file")
     return load_experiment(path).dataset["name"]

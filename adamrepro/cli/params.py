@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from adamrepro.errors import UserError
+
 
 def folder(text: str | Path) -> Path:
     """A folder named on the command line (or an option's default, a Path). An empty name is
@@ -21,8 +23,6 @@ def folder(text: str | Path) -> Path:
 def check_counts(counts: dict[str, int | None], minimum: int = 1) -> None:
     """UserError for the first count a command line gives below `minimum` (None: not given):
     the scripts' `--steps 0` failed as a ZeroDivisionError after the whole benchmark."""
-    from adamrepro.errors import UserError
-
     for flag, value in counts.items():
         if value is not None and value < minimum:
             raise UserError(f"{flag} must be at least {minimum}, got {value}")

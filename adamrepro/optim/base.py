@@ -11,7 +11,6 @@ and no host synchronisation (`step` is kept as a tensor on the parameter's devic
 from __future__ import annotations
 
 import contextvars
-import difflib
 import inspect
 import math
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ from torch import Tensor
 
 from adamrepro.compiling import compile_method
 from adamrepro.optim.capabilities import Capabilities
+from adamrepro.wording import did_you_mean
 
 Number = float | int
 HyperValue = Number | Tensor
@@ -152,8 +152,8 @@ def check_keywords(cls: type, params, hparams: dict, prefix: str = "") -> None:
         names = [name for name, p in list(signature.parameters.items())[1:]
                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         unknown = [name for name in hparams if name not in names]
-        close = difflib.get_close_matches(unknown[0], names, n=1) if unknown else []
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(unknown[0], names) if unknown else ""
+        hint = f"; {hint}" if hint else ""
         takes = f" (it takes {', '.join(names)})" if unknown and names else ""
         raise ValueError(f"{prefix}{err}{takes}{hint}") from None
 

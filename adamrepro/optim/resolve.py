@@ -8,7 +8,6 @@ installed packages register under `adamrepro.optimizers`, and finally as an impo
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from adamrepro.optim.capabilities import Capabilities, capabilities_of
+from adamrepro.wording import did_you_mean
 
 ENTRY_POINT_GROUP = "adamrepro.optimizers"
 
@@ -83,8 +83,8 @@ def _import(path: str) -> object:
         # the module's Optimizer classes, nearest first: a misspelt class is the usual case
         classes = [name for name, value in vars(module).items() if isinstance(value, type)
                    and issubclass(value, torch.optim.Optimizer)]
-        close = difflib.get_close_matches(attr, classes, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(attr, classes)
+        hint = f"; {hint}" if hint else ""
         raise ValueError(f"optimizer {path!r}: module {module_name!r} has no attribute "
                          f"{attr!r}{hint}") from None
 
@@ -107,9 +107,8 @@ def resolve(name: str, builtins: dict[str, type], closure: bool | None = None) -
         target = _import(name)
     else:
         known = sorted({*builtins, *registered()})
-        close = [repr(match) for match in difflib.get_close_matches(name, known, n=3)]
-        hint = (f"did you mean {', '.join(close[:-1])}{' or ' if close[1:] else ''}"
-                f"{close[-1]}? " if close else "")
+        hint = did_you_mean(name, known, n=3)
+        hint += " " if hint else ""
         raise ValueError(f"unknown optimizer {name!r}; {hint}known: {', '.join(known)}, "
                          f"an import path such as 'torch.optim.SGD', or an entry point of "
                          f"group {ENTRY_POINT_GROUP!r}")
