@@ -77,6 +77,18 @@ def test_race_against_optimizers_named_by_import_path(tmp_path, data_dir, cli, m
     report = (out / "report.md").read_text()
     for method in ("lbfgs", "signsgd", "sgd"):
         assert f"| {method} |" in report
+    # ... and judges each against Adam: unless the two selection rules disagree, the verdict
+    # is what best.csv's final costs give
+    cost = json.loads((folder / "config.json").read_text())["config"]["plot"]["y"]
+    final = best.set_index("method")[f"final_{cost}"]
+    section = report.split("## Other methods against Adam", 1)[1].split("\n## ", 1)[0]
+    for method in ("sgd", "lbfgs", "signsgd"):
+        row = next(line for line in section.splitlines()
+                   if line.startswith(f"| {method} |") and "ends below adam." in line)
+        verdict = row.split(" | ")[3]
+        assert verdict in ("holds", "does not hold", "depends on the selection rule"), row
+        if verdict != "depends on the selection rule":
+            assert (verdict == "holds") == (final[method] < 0.95 * final["adam"]), row
 
     # resume: lose the records of the three non-batched methods, run again, same tables
     before = _tables(folder)

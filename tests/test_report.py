@@ -17,6 +17,7 @@ import yaml
 from adamrepro.cli import main
 from adamrepro.figures.sensitivity import caption, sensitivity_table
 from adamrepro.metrics import CLASSIFIER
+from adamrepro.report.against_adam import blocks as against_adam_blocks
 from adamrepro.report.claims import CLAIMS, EXPERIMENTS, REVIEWER_CLAIMS, Claim, judge
 from adamrepro.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from adamrepro.report.measures import Measured, Method, checkpoint_passes
@@ -1052,6 +1053,80 @@ def test_a_dirty_commit_keeps_its_mark_when_shortened():
     sha = "0123456789abcdef0123456789abcdef01234567"
     assert _short_commit(sha) == sha[:12]
     assert _short_commit(sha + "+dirty") == sha[:12] + "+dirty"
+
+
+# --- other methods against Adam ----------------------------------------------------------------
+
+def as_optimizer(rows: list[dict], optimizer: str) -> list[dict]:
+    """A method's rows trained by `optimizer` (a user's class by import path, say)."""
+    return [{**row, "optimizer": optimizer} for row in rows]
+
+
+def against_adam(*groups: list[dict], name: str = "race") -> list[tuple]:
+    """(method, compared, verdict, numbers) of the report's 'Other methods against Adam'
+    table for one experiment called `name`, or [] where the report has no such section."""
+    found = Measured.from_curves(pd.DataFrame([row for group in groups for row in group]),
+                                 name=name)
+    blocks = against_adam_blocks({name: found})
+    if not blocks:
+        return []
+    heading, _, table = blocks
+    assert heading.text == "Other methods against Adam"
+    return [(row[0], row[2], row[3], row[4]) for row in table.rows]
+
+
+def test_your_optimizer_is_judged_against_adam_by_the_claims_rules():
+    """An optimizer author's question, judged as a claim: 'converges faster' (mean cost over
+    passes, 5% margin) and 'ends below' (final cost, 5% margin), with the numbers either way."""
+    adam = runs("adam", DECAYING)
+    faster = against_adam(adam, as_optimizer(runs("lion", scaled(0.5)), "mypkg.lion:Lion"))
+    assert [(m, c, v) for m, c, v, _ in faster] == [
+        ("lion", "lion converges faster than adam.", HOLDS),
+        ("lion", "lion ends below adam.", HOLDS)]
+    assert "lion 0.15, adam 0.3 (-50.0%)" in faster[1][3]
+    # a cost 3% below Adam's is not "faster" (the margin), and the row says by how much
+    close = against_adam(adam, as_optimizer(runs("lion", scaled(0.97)), "mypkg.lion:Lion"))
+    assert [v for *_, v, _ in close] == [FAILS, FAILS] and "(-3.0%)" in close[1][3]
+    slower = against_adam(adam, as_optimizer(runs("lion", scaled(2.0)), "mypkg.lion:Lion"))
+    assert [v for *_, v, _ in slower] == [FAILS, FAILS] and "(+100.0%)" in slower[1][3]
+    diverged = against_adam(adam, as_optimizer(runs("lion", DECAYING, diverge_at=2),
+                                                "mypkg.lion:Lion"))
+    assert [v for *_, v, _ in diverged] == [FAILS, FAILS] and "lion diverged" in diverged[1][3]
+
+
+def test_against_adam_says_how_each_seed_decides():
+    adam = runs("adam", DECAYING, seeds=(0, 1))
+    lion = [row for seed, factor in ((0, 0.5), (1, 1.2))
+            for row in as_optimizer(runs("lion", scaled(factor), seeds=(seed,)), "my:Lion")]
+    rows = against_adam(adam, lion)
+    assert rows[1][2] == HOLDS and "changes between seeds: holds in 1/2 (seeds 0)" in rows[1][3]
+
+
+def test_each_method_meets_the_adam_of_its_own_variant_else_plain_adam():
+    """IMDB trains every method with dropout: a method added without a variant meets Adam
+    with dropout, its experiment's only Adam; with averaging (Sec. 7) it meets Adam with
+    averaging; with a variant no Adam has, plain Adam."""
+    imdb = against_adam(runs("adam+dropout", DECAYING), runs("sgd_nesterov+dropout", DECAYING),
+                        as_optimizer(runs("lion", DECAYING), "my:Lion"), name="logreg_imdb")
+    assert {c for _, c, _, _ in imdb} == {"lion converges faster than adam+dropout.",
+                                          "lion ends below adam+dropout."}
+    sec7 = against_adam(runs("adam", DECAYING), runs("adam+avg", DECAYING),
+                        runs("adamax+avg", DECAYING), runs("adamax+warmup", DECAYING))
+    assert [c for _, c, _, _ in sec7][::2] == ["adamax+avg converges faster than adam+avg.",
+                                               "adamax+warmup converges faster than adam."]
+
+
+def test_only_methods_beyond_the_paper_that_no_claim_compares_are_judged_against_adam():
+    """The paper's six algorithms are the claims' business; so is a method a claim already
+    compares with Adam (the two-horizons variant, Sec. 7). Without Adam there is no race."""
+    paper = [runs(m, DECAYING) for m in ("adam", "adagrad", "sgd_nesterov", "rmsprop")]
+    assert against_adam(*paper) == []
+    sec7 = against_adam(runs("adam", DECAYING), runs("adam_two_horizons", DECAYING),
+                        runs("nadam", DECAYING), name="extensions")
+    assert {m for m, *_ in sec7} == {"nadam"}
+    alone = against_adam(runs("adagrad", DECAYING), as_optimizer(runs("lion", DECAYING), "x:L"))
+    assert [v for *_, v, _ in alone] == [NOT_RUN, NOT_RUN]
+    assert "no runs of Adam in race to compare with (it has adagrad, lion)" in alone[0][3]
 
 
 @pytest.mark.parametrize("folder", ["", "quick-cpu"])

@@ -13,6 +13,7 @@ import pandas as pd
 from adamrepro.config import recorded_config
 from adamrepro.errors import UserError
 from adamrepro.metrics import column_of, metric_set
+from adamrepro.report import against_adam
 from adamrepro.report.claims import (
     CLAIMS,
     EXPERIMENTS,
@@ -282,6 +283,7 @@ def build(out: Path) -> list[Block]:
                   f"{len(measured)} experiment(s): "
                   f"{', '.join(found.name for found in measured.values())}."),
         *verdict_blocks(measured),
+        *against_adam.blocks(measured),
     ]
     for found in measured.values():
         blocks += experiment_blocks(found, out)

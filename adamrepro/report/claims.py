@@ -286,21 +286,27 @@ def judge(claim: Claim, measured: dict[str, Measured]) -> Verdict:
     found = measured.get(claim.experiment)
     if found is None:
         return Verdict(NOT_RUN, f"no results for {claim.experiment}")
+    return judge_rule(claim.rule, found, claim.experiment)
+
+
+def judge_rule(rule: Rule, found: Measured, experiment: str) -> Verdict:
+    """The verdict of `rule` on one experiment's tables (`experiment`: its name, for the
+    numbers), under both selection rules, on the training cost."""
     found = found.on_training_cost()
-    missing = [str(m) for m in claim.rule.methods if found.label(m) is None]
+    missing = [str(m) for m in rule.methods if found.label(m) is None]
     if missing:
-        lacking = (f"no runs of {', '.join(missing)} in {claim.experiment} "
+        lacking = (f"no runs of {', '.join(missing)} in {experiment} "
                    f"(it has {', '.join(sorted(found.methods))})")
-        failed = _failed_part(claim.rule, found)
+        failed = _failed_part(rule, found)
         if failed is not None:  # what was run decides: the missing part cannot save it
             return Verdict(FAILS, f"{failed.numbers}; {lacking}", failed.seeds_disagree)
         return Verdict(NOT_RUN, lacking)
-    verdict = _judged(claim.rule, found)
-    others = {rule: _judged(claim.rule, found.under(rule)) for rule in found.other_rules()}
+    verdict = _judged(rule, found)
+    others = {name: _judged(rule, found.under(name)) for name in found.other_rules()}
     decided = {v.status for v in (verdict, *others.values())}
     if verdict.status in (HOLDS, FAILS) and decided <= {HOLDS, FAILS} and len(decided) > 1:
-        parts = [f"selected by {rule} {SELECTED_BY[rule]}: {v.status}: {v.numbers}"
-                 for rule, v in ((found.rule, verdict), *others.items())]
+        parts = [f"selected by {name} {SELECTED_BY[name]}: {v.status}: {v.numbers}"
+                 for name, v in ((found.rule, verdict), *others.items())]
         return Verdict(DEPENDS, " | ".join(parts))
     return verdict
 
