@@ -178,21 +178,17 @@ def test_a_run_that_tokenizes_says_so_on_stderr(tmp_path, capsys):
     assert capsys.readouterr().err == ""  # read from the cache: nothing to say
 
 
-def test_the_tokenizing_bar_is_drawn_on_a_terminal_stderr(tmp_path):
-    """`adamrepro fetch imdb` with stderr on a terminal (a pseudo-terminal here) and stdout
-    to a pipe: the note and the progress bar go to the terminal, the pipe gets the command's
-    line alone (the bar was drawn on stdout, so not at all where stdout was no terminal)."""
+def _on_a_terminal(*args: str) -> tuple[int, str, bytes]:
+    """`adamrepro ARGS` with stderr on a terminal (a pseudo-terminal) and stdout to a pipe:
+    its exit code, stdout, and what the terminal got."""
     import pty
     import subprocess
     import sys
 
-    root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
-                                 "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
     leader, follower = pty.openpty()
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
-    process = subprocess.Popen([sys.executable, "-m", "adamrepro", "fetch", "imdb",
-                                "--data-dir", str(root)], stdout=subprocess.PIPE,
-                               stderr=follower, env=env)
+    process = subprocess.Popen([sys.executable, "-m", "adamrepro", *args],
+                               stdout=subprocess.PIPE, stderr=follower, env=env)
     os.close(follower)
     terminal = b""
     while True:  # read as it comes, so that a full terminal buffer cannot block the command
@@ -205,10 +201,43 @@ def test_the_tokenizing_bar_is_drawn_on_a_terminal_stderr(tmp_path):
         terminal += chunk
     os.close(leader)
     out = process.stdout.read().decode()
-    assert process.wait(timeout=120) == 0, terminal
+    return process.wait(timeout=300), out, terminal
+
+
+FOUR_REVIEWS = {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
+                "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"}
+
+
+def test_the_tokenizing_bar_is_drawn_on_a_terminal_stderr(tmp_path):
+    """`adamrepro fetch imdb` with stderr on a terminal: the note and the progress bar go to
+    the terminal, the pipe gets the command's line alone (the bar was drawn on stdout, so
+    not at all where stdout was no terminal)."""
+    root = _tiny_imdb(tmp_path, FOUR_REVIEWS)
+    code, out, terminal = _on_a_terminal("fetch", "imdb", "--data-dir", str(root))
+    assert code == 0, terminal
     assert out == f"{'imdb':10s} {root / 'aclImdb'}\n"
     assert b"adamrepro: note: IMDB: tokenizing 4 reviews once" in terminal
     assert b"tokenize train" in terminal and b"tokenize test" in terminal, terminal
+
+
+def test_run_quiet_draws_no_tokenizing_bar_yet_says_it_tokenizes(tmp_path):
+    """`run --quiet` promises no progress bars: IMDB's tokenizing bar, drawn by a run whose
+    data `fetch` did not prepare, was one (the training's were hidden). The note stays."""
+    root = _tiny_imdb(tmp_path, FOUR_REVIEWS)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "tiny_imdb", "title": "four reviews", "dataset": {"name": "imdb",
+                                                                 "vocab_size": 2},
+        "model": {"name": "logreg", "binary": True}, "training": {"batch_size": 2, "epochs": 1},
+        "methods": {"adam": {"optimizer": "adam", "grid": {"lr": [1.0e-3]}}},
+        "scales": {"smoke": {"epochs": 1}}}))
+    code, out, terminal = _on_a_terminal("run", str(config), "--scale", "smoke", "--quiet",
+                                         "--data-dir", str(root), "--out",
+                                         str(tmp_path / "out"))
+    assert code == 0, terminal
+    assert b"adamrepro: note: IMDB: tokenizing 4 reviews once" in terminal
+    assert b"tokenize" not in terminal.split(b"tokenizing 4 reviews once", 1)[1], terminal
+    assert "trained 1 run" in out
 
 
 def test_a_rating_impossible_for_its_label_is_a_user_error(tmp_path):

@@ -67,7 +67,7 @@ def bench(
     from rich.console import Console
 
     from adamrepro.bench.flops import experiment_flops, flops_sentence
-    from adamrepro.data.download import default_data_dir
+    from adamrepro.data.download import default_data_dir, quiet_bars
     from adamrepro.results.store import check_writable
     from adamrepro.runner.executors import load_data, parse_workers, torch_threads
     from adamrepro.runner.host_memory import keep_freed_memory
@@ -81,7 +81,8 @@ def bench(
                                   reference_passes)
         target = resolve_device(device.value)
         keep_freed_memory(target)  # for both sides alike: the batched runs and the loop
-        data = load_data(exp, data_dir or default_data_dir(), target)
+        with quiet_bars(quiet):
+            data = load_data(exp, data_dir or default_data_dir(), target)
         console = Console(width=None if Console().is_terminal else 160)
         if flops_only:
             console.print(flops_sentence(experiment_flops(exp, data)))

@@ -138,7 +138,10 @@ def run(
 ) -> None:
     """Train a grid search per method; a re-run skips the finished runs."""
     started = time.time()  # the budget counts from here: loading the data takes part of it
-    from adamrepro.data.download import default_data_dir  # the data package imports torch
+    from adamrepro.data.download import (  # the data package imports torch
+        default_data_dir,
+        quiet_bars,
+    )
     from adamrepro.runner.checkpoint import Budget
     from adamrepro.runner.executors import make_executor
     from adamrepro.runner.sweep import resolve_device, run_sweep, torch_device
@@ -157,8 +160,9 @@ def run(
                            processes)
     start = time.perf_counter()
     budget = Budget.minutes(time_budget, split_to_fit, start=started)
-    done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, budget,
-                     only_selected)
+    with quiet_bars(quiet):
+        done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, budget,
+                         only_selected)
     if done.get("stopped") is not None:
         _say_budget_spent(done, start)
         raise typer.Exit(BUDGET_SPENT)

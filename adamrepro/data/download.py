@@ -29,6 +29,28 @@ from rich.progress import (
 
 from adamrepro.errors import UserError
 
+# `--quiet` (run, bench) hides the data layer's bars too, not only the training's: a
+# download's, and IMDB's tokenizing. Set for the command's duration by `quiet_bars`.
+_HIDDEN = {"bars": False}
+
+
+@contextlib.contextmanager
+def quiet_bars(quiet: bool = True):
+    before = _HIDDEN["bars"]
+    _HIDDEN["bars"] = before or quiet
+    try:
+        yield
+    finally:
+        _HIDDEN["bars"] = before
+
+
+def bar_console() -> tuple[Console, bool]:
+    """The console of a data bar (stderr, beside the notes: stdout holds what the command
+    produces) and whether the bar is hidden: under `--quiet`, or where stderr is no terminal
+    (a transient bar still leaves a line break there)."""
+    console = Console(stderr=True)
+    return console, _HIDDEN["bars"] or not console.is_terminal
+
 
 class MissingData(UserError):
     """Files that are absent and could not be downloaded; `places` maps each folder to the
@@ -137,10 +159,9 @@ def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
             )
-            # on a terminal alone: elsewhere a transient bar still leaves a blank line
-            console = Console(stderr=True)
+            console, hidden = bar_console()
             with Progress(*columns, transient=True, console=console,
-                          disable=not console.is_terminal) as progress:
+                          disable=hidden) as progress:
                 task = progress.add_task(f"download {dest.name}", total=total)
                 while block := response.read(1 << 16):
                     with _writing():

@@ -45,6 +45,7 @@ from adamrepro.data.base import TensorDataset, sealed, unsealed
 from adamrepro.data.download import (
     MissingData,
     NotWritable,
+    bar_console,
     ensure_file,
     extract_tar,
     url_from_env,
@@ -204,8 +205,8 @@ def _cache_path(root: Path, files: dict[str, list]) -> Path:
 
 def _build(files: dict[str, list]) -> dict:
     """Tokenize every review: token counts over the full token list as compressed rows,
-    with a progress bar (tens of seconds) on stderr where it is a terminal."""
-    from rich.console import Console
+    with a progress bar (tens of seconds) on stderr where it is a terminal, but under
+    `--quiet`."""
     from rich.progress import track
 
     global bow_builds
@@ -215,11 +216,9 @@ def _build(files: dict[str, list]) -> dict:
     splits = {}
     for split, rows in files.items():
         indptr, indices, values = [0], [], []
-        # on stderr, beside the notes: stdout holds what the command produces (and a
-        # transient bar still writes a line break where it is no terminal)
-        console = Console(stderr=True)
+        console, hidden = bar_console()
         for _, _, _, path in track(rows, f"tokenize {split}", transient=True, console=console,
-                                   disable=not console.is_terminal):
+                                   disable=hidden):
             try:
                 text = Path(path).read_text(encoding="utf-8")
             except UnicodeDecodeError:
