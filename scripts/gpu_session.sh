@@ -39,7 +39,7 @@
 #           with a budget, `run --split-to-fit`: the checkpoints are not packed, so a group
 #           that would not finish within the job is halved rather than cut off and lost
 # Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes, outside RESULTS,
-# in a folder that exists; split into ARCHIVE.partNN of PART_KIB, default 15360, when larger;
+# in a folder that exists; split into ARCHIVE.partNN of PART_KIB, default 15360, when larger, an earlier job's parts removed;
 # it holds RESULTS by its path in the repo, e.g. results/smoke/, or, outside the repo, by
 # its own name, so that `cat ARCHIVE.part* | tar xz` in the repo puts it back),
 # PYTHON (default python3), BUDGET_MINUTES, CONFIGS, RESULTS (the results folder, default
@@ -221,12 +221,19 @@ case "$pack_name" in ..|../*|/*)
     pack_from=$(dirname "$pack_name") pack_name=$(basename "$pack_name") ;;
 esac
 archive_path=$(realpath -m "$ARCHIVE")
+drop_parts() {  # ARCHIVE.partNN, this pack's (a failed split) or an earlier job's
+    for part in "$archive_path".part[0-9][0-9]*; do
+        if [ -f "$part" ]; then rm -f "$part"; fi
+    done
+}
 pack() {
     # Tables, figures, reports, run records (what resume skips by), bench and logs; not the
     # checkpoints or saved parameters, which can be hundreds of MiB: a later job resumes from
     # the run records, a group cut off mid-way starts again. Returns 1 when it failed.
     local rc=0
     echo "== $(( $(date +%s) - started )) s in all; packing $RESULTS into $ARCHIVE"
+    # An earlier job's parts would join this archive's in `cat ARCHIVE.part*`: gone first.
+    drop_parts
     tar czf "$archive_path" -C "$pack_from" --exclude='*/checkpoints' --exclude='*.pt' \
         --exclude='.lock' "$pack_name" || rc=$?
     if [ "$rc" -gt 1 ]; then  # (1: a file changed while tar read it; the archive is whole)
@@ -241,9 +248,7 @@ pack() {
         if split -b "${PART_KIB}k" -d "$archive_path" "$archive_path.part"; then
             rm "$archive_path"
         else
-            for part in "$archive_path".part[0-9][0-9]*; do  # what split wrote
-                if [ -f "$part" ]; then rm -f "$part"; fi
-            done
+            drop_parts
             echo "gpu_session: splitting $ARCHIVE into parts of PART_KIB=$PART_KIB KiB" \
                  "failed (above); the archive is left whole" >&2
             rc=2

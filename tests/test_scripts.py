@@ -355,10 +355,15 @@ def test_an_xz_archive_reads_without_pythons_lzma_through_the_xz_command(tmp_pat
 
 def test_gpu_session_splits_an_archive_too_large_to_come_back(tmp_path, data_dir):
     """A lent machine returns files of at most 16 MiB: a larger archive comes in parts that
-    `cat` joins (here parts of 16 KiB, of an archive of the committed results)."""
+    `cat` joins (here parts of 16 KiB, of an archive of the committed results). An earlier
+    job's part is removed first: `cat ARCHIVE.part*` joined it to this job's, a broken
+    archive."""
     archive = tmp_path / "session.tar.gz"
     shutil.copytree(ROOT / "results" / "logreg_mnist", tmp_path / "results" / "logreg_mnist")
+    stale = tmp_path / "session.tar.gz.part999"
+    stale.write_bytes(b"an earlier job's last part")
     done = gpu_session(tmp_path, data_dir, "sfo", PART_KIB="16")
+    assert not stale.exists()
     assert done.returncode == 1, done.stdout + done.stderr  # the stage had no time left
     parts = sorted(tmp_path.glob("session.tar.gz.part*"))
     assert len(parts) > 1 and not archive.exists()
