@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from same_curves import RTOL, alone, assert_same_curve, table  # RTOL: the module docstring
+from same_curves import (  # RTOL: the module docstring
+    RTOL,
+    alone,
+    assert_same_curve,
+    seeds_together,
+    table,
+)
 
 from adamrepro.bench.reference import (
     TORCH_OPTIMIZERS,
@@ -65,7 +71,7 @@ def setup(data_dir):
 
 def test_batched_equals_reference_loop_and_single_runs(setup):
     exp, data = setup
-    groups = plan(exp)
+    groups = seeds_together(plan(exp))
     assert sorted(g.method for g in groups) == ["adagrad", "adam", "sgd_nesterov"]
     for group in groups:
         assert group.size == 6  # 3 learning rates x 2 seeds in one batched computation
@@ -92,7 +98,7 @@ def test_seeds_in_one_group_train_as_they_would_alone(setup, data_dir):
     """A group whose runs differ only by seed: distinct inits and orders, each run's own."""
     exp = experiment(seeds=4, drop_last=False, train_size=500)  # a short last batch too
     data = load_data(exp, data_dir, torch.device("cpu"))
-    group = next(g for g in plan(exp) if g.method == "sgd_nesterov")
+    group = next(g for g in seeds_together(plan(exp)) if g.method == "sgd_nesterov")
     runs = tuple(r for r in group.runs if r.hparams["lr"] == 0.1)
     assert len({r.seed for r in runs}) == 4
     seeds_group = Group(group.method, group.optimizer, group.model, runs, "5eed5")

@@ -146,6 +146,29 @@ def test_fewer_seeds_than_a_folder_holds_are_refused_more_are_added(tmp_path, cl
     assert sorted(pd.read_csv(folder / "curves.csv")["seed"].unique()) == [0, 1, 2]
 
 
+def test_seeds_added_to_a_folder_batch_and_trace_a_fresh_sweeps_curves(tmp_path, cli,
+                                                                       data_dir):
+    """The MLP with dropout: a group's masks are seeded by its identity. Groups held every
+    seed, so `--seeds 2` gave seed 0 other masks than `--seeds 1` did (one run id, two
+    curves, by the folder's history), and a second seed added to a folder trained one run a
+    group (halves of a group half finished). A group is one seed's now."""
+    args = ("run", "mlp", "--scale", "smoke", "--quiet", "--data-dir", data_dir)
+    assert cli(*args, "--out", tmp_path / "grown")[0] == 0
+    assert cli(*args, "--out", tmp_path / "grown", "--seeds", "2")[0] == 0
+    assert cli(*args, "--out", tmp_path / "fresh", "--seeds", "2")[0] == 0
+    grown, fresh = (pd.read_csv(tmp_path / side / "mlp" / "curves.csv")
+                    for side in ("grown", "fresh"))
+    assert grown.loc[grown["seed"] == 1, "group_size"].max() > 1
+
+    def curves(frame: pd.DataFrame) -> pd.DataFrame:
+        kept = [c for c in frame.columns if c not in VOLATILE
+                and (c.startswith(("train_", "test_")) or c in ("run_id", "epoch", "diverged",
+                                                                 "group_size"))]
+        return frame[kept].sort_values(["run_id", "epoch"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(curves(grown), curves(fresh))
+
+
 def test_a_run_reused_under_another_label_is_shown_under_todays(smoke, cli, data_dir,
                                                                 tmp_path):
     """A run is its settings: a config that gives adagrad's settings another label (and a

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from same_curves import alone, assert_same_curve, table
+from same_curves import alone, assert_same_curve, seeds_together, table
 
 from adamrepro.bench.reference import CNNReference, train_run
 from adamrepro.config import load_experiment, parse_experiment
@@ -147,7 +147,7 @@ def test_batched_equals_one_by_one_and_the_plain_loop(data):
 def test_runs_with_their_own_minibatches_train_as_alone(data):
     """Two seeds: each run its own minibatch order (grouped convolutions throughout)."""
     exp = experiment(2, {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 1e-2]}}})
-    (group,) = plan(exp)
+    (group,) = seeds_together(plan(exp))
     assert len({run.seed for run in group.runs}) == 2
     batched = train_group(exp, group, data)
     for index, run in enumerate(group.runs):

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from same_curves import seeds_together
 
 from adamrepro.bench.kernels import (
     bench_kernels,
@@ -176,7 +177,7 @@ def test_channels_last_traces_the_nchw_curves(cifar, seeds, input_dropout):
     two seeds and input dropout: each run its own (grouped convolutions throughout)."""
     nchw = cnn_experiment(seeds, input_dropout, channels_last=False)
     nhwc = cnn_experiment(seeds, input_dropout, channels_last=True)
-    (group,) = plan(nchw)
+    (group,) = seeds_together(plan(nchw))
     expected = train_group(nchw, group, cifar)
     assert_same_curves(train_group(nhwc, group, cifar), expected, "channels_last")
     assert expected[0].rows[-1]["train_loss_full"] < expected[0].rows[0]["train_loss_full"]
@@ -306,7 +307,7 @@ def test_the_float64_check_tells_a_switch_from_other_arithmetic(cifar):
     """The same arithmetic in another order (channels_last) agrees in float64 over the
     check's steps; another minibatch size, with dropout masks drawn alike, does not."""
     exp = cnn_experiment(2, 0.2)
-    (group,) = plan(exp)
+    (group,) = seeds_together(plan(exp))
     halved = exp.model_copy(update={"training": exp.training.model_copy(
         update={"batch_size": 32})})
     checks = float64_check({"plain": variant_experiment(exp, "plain"),

@@ -2,8 +2,8 @@
 
 A *run* is one grid point of one method with one seed; its id is a hash of everything that
 determines its curve, so re-running a command skips it once finished. A *group* is the runs
-of one method that can train together as one batched computation: same model settings and
-the same non-numeric hyperparameters (numbers vary per run as tensors), at most the
+of one method that can train together as one batched computation: one seed, the same model
+settings and the same non-numeric hyperparameters (numbers vary per run as tensors), at most the
 method's `max_group_size` and `training.max_group_size` of them (a group that does not fit in
 device memory is halved by the executor). An optimizer that is not batchable (capabilities.py) gets
 a group of its own for every run.
@@ -146,7 +146,7 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
     found = resolve(method.optimizer, OPTIMIZERS, method.closure)
     capabilities = found.capabilities
     code = code_identity(found)
-    by_kind: dict[str, list[RunSpec]] = {}
+    by_kind: dict[tuple[str, int] | str, list[RunSpec]] = {}
     for point in points:
         # Grouping never changes a curve, but it does change the time a run records: a
         # method that trains its runs apart is a different run. Whether `step` gets a
@@ -164,7 +164,11 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
             run = RunSpec(exp.name, label, method.optimizer, point, model, seed, run_id,
                           point_id, method.variant,
                           _digest({"point": fp32_point_id, "seed": seed}))
-            by_kind.setdefault(kind if capabilities.batchable else run_id, []).append(run)
+            # One seed a group: a group's noise (dropout masks, the VAE's ε) is seeded by its
+            # identity, so a group of every seed would give a run other masks at `--seeds 3`
+            # than at `--seeds 1`, and seeds added to a folder would train in halves of it.
+            by_kind.setdefault((kind, seed) if capabilities.batchable else run_id,
+                               []).append(run)
     for kind_runs in by_kind.values():
         caps = [c for c in (method.max_group_size, exp.training.max_group_size) if c]
         chunk = min(caps, default=len(kind_runs))
