@@ -137,6 +137,8 @@ def test_what_the_figures_say_of_the_committed_quick_tables(tmp_path, cli):
     of a log axis); a figure drawn for a model it does not fit is one line, not a traceback
     nor advice to delete good files."""
 
+    import numpy as np
+
     from adamrepro.figures.curves import band, legend_label
     from adamrepro.results.store import read_results
 
@@ -147,9 +149,14 @@ def test_what_the_figures_say_of_the_committed_quick_tables(tmp_path, cli):
     sfo, _, _ = read_results(RESULTS / "quick-cpu" / "mlp_sfo")
     runs = sfo[sfo["method"] == "sfo"]
     point = runs.groupby("point_id")["train_loss_full"].std().idxmax()
-    spread = band(runs[runs["point_id"] == point], "train_loss_full", "std")
+    spread = band(runs[runs["point_id"] == point], "train_loss_full", "std", log=True)
     lowest = runs[runs["point_id"] == point].groupby("epoch")["train_loss_full"].min()
     assert (spread["low"] >= lowest).all() and (spread["low"] > 0).all()
+    # on a linear axis the band is ±1 std, as the line under the title says: clipped there
+    # too, it sat above the curve at half the passes of three seeds
+    linear = band(runs[runs["point_id"] == point], "train_loss_full", "std")
+    assert (linear["low"] < lowest).any()
+    assert np.allclose(linear["high"] - linear["mean"], linear["mean"] - linear["low"])
     # a figure of another model's experiment: one line (it said the file was damaged)
     _mlp_drawing(tmp_path / "vae_samples", "vae_samples")
     code, _, stderr = cli("plot", "--out", tmp_path / "vae_samples")
@@ -325,9 +332,10 @@ def _in_config_order(best, config):
     return [best.set_index("method").loc[m] for m in order]
 
 
-def _seeds(runs, column: str, x: str = "epoch", kind: str = "std"):
-    """Mean over seeds at each x, and the band: ±1 std (never below the lowest seed) or min
-    to max; computed here from the figures' definition, not by adamrepro."""
+def _seeds(runs, column: str, x: str = "epoch", kind: str = "std", log: bool = True):
+    """Mean over seeds at each x, and the band: ±1 std (on a log axis, `log`, never below
+    the lowest seed) or min to max; computed here from the figures' definition, not by
+    adamrepro."""
     import numpy as np
 
     by = runs.dropna(subset=[column]).groupby(x)[column]
@@ -336,7 +344,9 @@ def _seeds(runs, column: str, x: str = "epoch", kind: str = "std"):
         low, high = by.min(), by.max()
     else:
         std = by.std().fillna(0.0)
-        low, high = np.maximum(mean - std, by.min()), mean + std
+        low, high = mean - std, mean + std
+        if log:
+            low = np.maximum(low, by.min())
     return mean, low, high
 
 
@@ -396,7 +406,8 @@ def test_the_curves_figure_draws_the_mean_and_band_of_each_selected_run(
             assert runs["seed"].nunique() == row["n_seeds"] > 1
             if column != y:
                 runs = runs[runs["epoch"] > 0]
-            mean, low, high = _seeds(runs, column, kind=band)
+            mean, low, high = _seeds(runs, column, kind=band, log=config["plot"]["logy"]
+                                     and column != "test_acc")
             has_pass_0 = runs.loc[runs["epoch"] == 0, column].notna().any()
             assert mean.index[0] == (0 if has_pass_0 else 1), (column, has_pass_0)
             assert mean.index[-1] == curves["epoch"].max()
@@ -409,6 +420,20 @@ def test_the_curves_figure_draws_the_mean_and_band_of_each_selected_run(
     logy = config["plot"]["logy"]
     assert [ax.get_yscale() for ax in fig.axes] == (["log", "log", "linear"] if logy
                                                     else ["linear"] * 3)
+
+
+def test_the_curves_figure_leaves_sfo_s_subfunction_sweep_to_sfo_png(tmp_path, monkeypatch):
+    """Fig. 2b's sweep of SFO's number of subfunctions races Adam with other minibatches at
+    its best N: sfo.png leaves it out of its cost panels, and curves.png drew it, as if the
+    better SFO. It is left out there too, and the line under the title says so."""
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/mlp_sfo", "curves")
+    sweep = set(curves.loc[curves["num_subfunctions"].notna(), "method"])
+    assert sweep == {"sfo+memory"}
+    drawn = [t.get_text().split(" (")[0] for t in fig.legends[0].get_texts()]
+    assert drawn == [m for m in config["methods"] if m in set(best["method"]) - sweep]
+    assert all(len(ax.lines) == len(drawn) for ax in fig.axes)
+    assert ("not drawn, a sweep of SFO's subfunctions (sfo.png's memory panel): sfo+memory"
+            in " ".join(fig._suptitle.get_text().split()))
 
 
 @pytest.mark.parametrize("y", ["train_loss", "train_loss_full"])
@@ -436,14 +461,19 @@ def test_the_early_panel_ends_at_max_epoch_and_the_other_shows_every_pass(
     assert ax_early.get_xlim() == (0, early) and ax_all.get_yscale() == "log"
     chosen = _in_config_order(best, config)
     steps = pd.read_csv(RESULTS / "quick-cpu" / "cnn_cifar10" / "steps.csv")
+    every = config["training"]["log_every"]
     if y in steps.columns:
         table = steps[steps["epoch_fraction"] <= early].rename(columns={"epoch_fraction": "x"})
+        # what the early panel draws is steps.csv's blocks, and its label says so
+        assert ax_early.get_ylabel().replace("\n", " ").endswith(
+            f"objective of each {every} steps)")
     else:
         table = curves[curves["epoch"] <= early].rename(columns={"epoch": "x"})
     for ax, source in ((ax_early, table), (ax_all, curves.rename(columns={"epoch": "x"}))):
         assert len(ax.lines) == len(chosen) and len(ax.collections) == len(chosen)
         for line, collection, row in zip(ax.lines, ax.collections, chosen, strict=True):
-            mean, low, high = _seeds(source[source["point_id"] == row["point_id"]], y, "x")
+            mean, low, high = _seeds(source[source["point_id"] == row["point_id"]], y, "x",
+                                     log=ax is ax_all)
             assert mean.index[-1] == (early if ax is ax_early else curves["epoch"].max())
             assert mean.index[0] == (0 if y == "train_loss_full" else source.loc[
                 source[y].notna(), "x"].min())
@@ -562,12 +592,23 @@ def test_the_bias_correction_figure_draws_each_cells_mean_cost_at_its_pass(tmp_p
     y = config["plot"]["y"]
     passes = curves["epoch"].max()
     untrained = curves.loc[curves["epoch"] == 0, "train_neg_elbo_full"].max()
-    assert [half._suptitle.get_text().split("after pass ")[1] for half in fig.subfigs] == \
+    def pass_of(half) -> str:  # "training … in pass 2 (mean minibatch objective), …"
+        return re.search(r" in pass (\d+) \(mean minibatch objective\), mean over 3 seeds",
+                         half._suptitle.get_text()).group(1)
+
+    assert [pass_of(half) for half in fig.subfigs] == \
         [str(max(1, round(0.1 * passes))), str(passes)]
+    # the key names what Adam without bias correction is, and only marks a panel shows
+    keys = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert keys[:2] == ["adam", "adam+nobias (RMSProp with momentum)"]
+    shown = {line.get_marker() for half in fig.subfigs for ax in half.axes
+             for line in ax.lines if len(line.get_xdata())}
+    assert ("diverged" in keys) == ("x" in shown)
+    assert ("above the untrained cost" in keys) == ("^" in shown)
     methods = [m for m in config["methods"] if m in set(curves["method"])]
     drawn_as = {"adam": (COLORS["adam"], "-"), "adam+nobias": (COLORS["rmsprop"], ":")}
     for half in fig.subfigs:
-        epoch = int(half._suptitle.get_text().split("after pass ")[1])
+        epoch = int(pass_of(half))
         upto = curves[curves["epoch"] <= epoch]
         gone = upto.groupby("run_id")["diverged"].any()
         at = curves[curves["epoch"] == epoch].set_index("run_id")[y]
@@ -602,6 +643,9 @@ def test_the_step_bound_figure_draws_the_largest_ratio_over_seeds(tmp_path, monk
     for ax, method in zip(fig.axes, methods, strict=True):
         runs = tracked[tracked["method"] == method]
         lines = [line for line in ax.lines if line.get_label().startswith("α=")]
+        # the guide is the bound on |Δθ| in units of α, the axis's (it read "3.16·α" there)
+        (guide,) = [line for line in ax.lines if "bound" in line.get_label()]
+        assert guide.get_label() == f"Sec. 2.1 bound: |Δθ| ≤ {guide.get_ydata()[0]:.3g}·α"
         assert runs["seed"].nunique() > 1
         by_lr = list(runs.groupby("lr"))
         assert [line.get_label() for line in lines] == [f"α={lr:g}" for lr, _ in by_lr]

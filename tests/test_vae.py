@@ -156,6 +156,36 @@ def test_image_grid_is_a_reshape():
     assert grid[0].tolist() == [0, 0, 1, 1, 2, 2] and grid[3].tolist() == [3, 3, 4, 4, 5, 5]
 
 
+def test_the_picture_s_title_tells_the_pictured_run_from_the_mean_over_seeds(
+        tmp_path, data_dir, cli, monkeypatch):
+    """vae_samples pictures one run of the best point, and its title gave the point's mean
+    over seeds as if it were that run's; it names the seed pictured and that run's cost, and
+    writes the hyperparameters as the other figures do (β1, β2, α)."""
+    from matplotlib.figure import Figure
+
+    from adamrepro.figures import FIGURES
+    from adamrepro.figures.vae_samples import best_run
+    from adamrepro.results.store import read_results
+
+    out = tmp_path / "results"
+    assert cli("run", CONFIG, "--scale", "smoke", "--seeds", "2", "--out", out, "--quiet",
+               "--data-dir", data_dir)[0] == 0
+    folder = out / "vae_bias_correction"
+    titles = []
+    monkeypatch.setattr(Figure, "savefig",
+                        lambda fig, *args, **kwargs: titles.append(fig._suptitle.get_text()))
+    FIGURES["vae_samples"](folder, data_dir=data_dir)
+    curves, best, meta = read_results(folder)
+    chosen = best_run(best, meta)
+    run = curves[curves["run_id"] == chosen["run_ids"].split(";")[0]].sort_values("epoch")
+    assert chosen["n_seeds"] == 2
+    titles = [" ".join(title.split()) for title in titles]  # wrapped to the figure's width
+    assert (f"final train_neg_elbo {chosen['final_train_neg_elbo']:.2f}, mean over 2 seeds; "
+            f"pictured: seed {run['seed'].iloc[0]}, {run['train_neg_elbo'].iloc[-1]:.2f})"
+            in titles[0]), titles
+    assert f"α={chosen['lr']:g}" in titles[0] and "β1=" in titles[0], titles
+
+
 def test_the_smoke_run_on_real_data(tmp_path, data_dir, cli, monkeypatch):
     monkeypatch.setenv("ADAMREPRO_DATA", str(data_dir))  # the picture's test images
     out = tmp_path / "results"

@@ -34,6 +34,7 @@ from adamrepro.metrics import column_of, metric_set
 from adamrepro.report.measures import Measured, cell_costs
 from adamrepro.report.rules import CELLS, early_pass
 from adamrepro.results.store import Tables, read_results, variant_of
+from adamrepro.wording import count
 
 EARLY = 0.1  # the left block: 10% of the passes, the paper's 10 of 100 epochs
 
@@ -67,11 +68,15 @@ def draw(folder: Path, tables: Tables | None = None,
     beta1s, beta2s = sorted(curves["beta1"].unique()), sorted(curves["beta2"].unique())
     ran = set(curves[["beta1", "beta2"]].drop_duplicates().itertuples(index=False, name=None))
     checkpoints_drawn = checkpoints(measured.passes)
+    seeds = int(curves["seed"].nunique())
+    marks: set[str] = set()  # the keys of marks no panel shows are left out
     fig = Figure(figsize=(2.6 * len(beta2s) * len(checkpoints_drawn) + 1,
                           2.6 * len(beta1s) + 1.6), layout="constrained")
     for half, epoch in zip(fig.subfigures(1, len(checkpoints_drawn), wspace=0.04),
                            checkpoints_drawn, strict=True):
-        half.suptitle(f"training {words} after pass {epoch}", fontsize=10)
+        # `plot.y` is the mean minibatch objective *of* the pass, not the cost after it
+        half.suptitle(f"training {words} in pass {epoch} (mean minibatch objective), "
+                      f"mean over {count(seeds, 'seed')}", fontsize=10)
         axes = half.subplots(len(beta1s), len(beta2s), sharex=True, sharey=True,
                              squeeze=False)
         cells = cell_costs(measured, epoch, CELLS)
@@ -90,25 +95,28 @@ def draw(folder: Path, tables: Tables | None = None,
                     ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
                     continue
                 here = cells[(cells["beta1"] == beta1) & (cells["beta2"] == beta2)]
-                _draw_panel(ax, here, methods, palette, top)
+                marks |= _draw_panel(ax, here, methods, palette, top)
         for ax in axes[:, 0]:
             ax.set_ylabel(f"training {words}", fontsize=9)
-    handles = [Line2D([], [], marker="o", markersize=4, label=as_written(method),
+    # Adam without bias correction is RMSProp with momentum (PAPER.md, Fig. 4), drawn in
+    # RMSProp's color (palette.py): its key says so
+    handles = [Line2D([], [], marker="o", markersize=4, label=as_written(method) + (
+                   " (RMSProp with momentum)" if variant_of(row) == "nobias" else ""),
                       **style(row["optimizer"], variant_of(row), palette))
                for method, row in methods.iterrows()]
-    handles += [Line2D([], [], linestyle="none", marker="x", color=REFERENCE, label="diverged"),
-                Line2D([], [], linestyle="none", marker="^", color=REFERENCE,
-                       label="above the untrained cost")]
+    handles += [Line2D([], [], linestyle="none", marker=marker, color=REFERENCE, label=label)
+                for marker, label in (("x", "diverged"), ("^", "above the untrained cost"))
+                if marker in marks]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-    seeds = int(curves["seed"].nunique())
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}")
     return save_figure(fig, folder, "bias_correction")
 
 
-def _draw_panel(ax, here, methods, palette, top: float) -> None:
+def _draw_panel(ax, here, methods, palette, top: float) -> set[str]:
     """One (β1, β2) panel: each method's cost over log10 α, a cell that diverged an 'x' at
-    the top edge and a cost above the axis a '^' there (never dropped)."""
+    the top edge and a cost above the axis a '^' there (never dropped). The marks it drew."""
     edge = blended_transform_factory(ax.transData, ax.transAxes)
+    drawn = set()
     for i, (method, row) in enumerate(methods.iterrows()):
         line = style(row["optimizer"], variant_of(row), palette)
         points = here[here["method"] == method].sort_values("lr")
@@ -121,3 +129,6 @@ def _draw_panel(ax, here, methods, palette, top: float) -> None:
             ax.plot(x[mask] + jitter, np.ones(int(mask.sum())), linestyle="none",
                     marker=marker, markersize=8, markeredgewidth=2, color=line["color"],
                     transform=edge, clip_on=False, in_layout=False)
+            if mask.any():
+                drawn.add(marker)
+    return drawn

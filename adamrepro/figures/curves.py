@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from adamrepro.figures.palette import BAND_ALPHA, Palette, palette_of, style
 from adamrepro.metrics import Column, column_of, metric_set
+from adamrepro.report.measures import memory_by_subfunctions
 from adamrepro.results.store import (
     Tables,
     atomic_file,
@@ -41,18 +42,21 @@ def test_columns(meta: dict) -> list[Column]:
     return objective + [c for c in tests if c.metric != declared.objective][:1]
 
 
-def band(frame: pd.DataFrame, column: str, kind: str) -> pd.DataFrame:
-    """Mean and band over seeds at every pass."""
+def band(frame: pd.DataFrame, column: str, kind: str, log: bool = False) -> pd.DataFrame:
+    """Mean and band over seeds at every pass; `log`: for a log axis (how_chosen says so)."""
     by_epoch = frame.groupby("epoch")[column]
     mean = by_epoch.mean()
     if kind == "minmax":
         low, high = by_epoch.min(), by_epoch.max()
     else:
         spread = by_epoch.std().fillna(0.0)
-        # never below the lowest seed's value: with a spread larger than the mean (a method
-        # whose seeds differ a lot), mean − std is below every run, and under zero, which a
-        # log axis cannot show but as a band down to its edge
-        low, high = (mean - spread).clip(lower=by_epoch.min()), mean + spread
+        low, high = mean - spread, mean + spread
+        if log:
+            # never below the lowest seed's value: with a spread larger than the mean (seeds
+            # that differ a lot), mean − std is under zero, which a log axis cannot show but
+            # as a band down to its edge. On a linear axis the band is ±1 std as it says:
+            # clipped there too, it sat above the curve at half the passes of 3 seeds.
+            low = low.clip(lower=by_epoch.min())
     return pd.DataFrame({"mean": mean, "low": low, "high": high})
 
 
@@ -112,10 +116,12 @@ def legend_label(chosen: pd.Series, meta: dict) -> str:
     return as_written(f"{chosen['method']} ({', '.join(values)})" if values else chosen["method"])
 
 
-def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None = None) -> str:
-    """One line under a figure's title: which run of each method is drawn, the band, and
-    the methods of `curves` not drawn because every grid point of theirs diverged (else a
-    reader could not tell them from methods not run)."""
+def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None = None,
+               log: bool = False) -> str:
+    """One line under a figure's title: which run of each method is drawn, the band (`log`:
+    a log axis shows it, band() with log), and the methods of `curves` not drawn because
+    every grid point of theirs diverged (else a reader could not tell them from methods not
+    run)."""
     rules = sorted(set(best["selected_by"].dropna())) if "selected_by" in best else []
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     line = f"each method at its grid point of {rules[0]}" if len(rules) == 1 else \
@@ -123,6 +129,8 @@ def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None =
     if seeds > 1:
         line += "; band: " + ("min to max" if band_kind == "minmax" else "±1 std") + \
             f" over {seeds} seeds"
+        if log and band_kind != "minmax":
+            line += " (on a log axis, not below the lowest seed)"
     gone = [] if curves is None else [m for m in dict.fromkeys(curves["method"])
                                       if m not in set(best["method"])]
     if gone:
@@ -233,14 +241,21 @@ def draw(folder: Path, tables: Tables | None = None,
     fig = Figure(figsize=(5.2 * (1 + len(tests)), 4.8), layout="constrained")
     ax_cost, *ax_tests = fig.subplots(1, 1 + len(tests))
     panels = [(ax_cost, y), *zip(ax_tests, tests, strict=True)]
+    # A sweep of SFO's number of subfunctions is Fig. 2b's memory panel (sfo.py), not a
+    # curve: its best N would race Adam with other minibatches than SFO's own, and looked
+    # like the better SFO here while sfo.png leaves it out.
+    sweeps = set(memory_by_subfunctions(curves)["method"])
     for _, chosen in in_config_order(best, meta).iterrows():
+        if chosen["method"] in sweeps:
+            continue
         runs = curves[curves["point_id"] == chosen["point_id"]]
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         for ax, column in panels:
             shown = runs.dropna(subset=[column.name])
             if ax is not ax_cost:  # the untrained epoch 0 (chance accuracy) squashes the axis
                 shown = shown[shown["epoch"] > 0]
-            stats = band(shown, column.name, plot_cfg["band"])
+            stats = band(shown, column.name, plot_cfg["band"],
+                         plot_cfg["logy"] and column.metric == y.metric)
             ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta),
                     **few_points(len(stats)), **line)
             if chosen["n_seeds"] > 1:
@@ -256,5 +271,7 @@ def draw(folder: Path, tables: Tables | None = None,
     legend_below(fig, ax_cost)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, plot_cfg["band"], curves))
+                 how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"])
+                 + (f"; not drawn, a sweep of SFO's subfunctions (sfo.png's memory panel): "
+                    f"{', '.join(sorted(sweeps))}" if sweeps else ""))
     return save_figure(fig, folder, "curves")

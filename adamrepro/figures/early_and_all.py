@@ -27,6 +27,7 @@ from adamrepro.figures.curves import (
 from adamrepro.figures.palette import BAND_ALPHA, style
 from adamrepro.metrics import column_of
 from adamrepro.results.store import Tables, read_results, read_steps, variant_of
+from adamrepro.wording import count
 
 DEFAULT_EARLY_PASSES = 3
 FEW_POINTS = 5  # curves this short (the small scales) get markers: one point draws no line
@@ -46,7 +47,7 @@ def draw(folder: Path, tables: Tables | None = None,
     for _, chosen in in_config_order(best, meta).iterrows():
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         runs = curves[curves["point_id"] == chosen["point_id"]].dropna(subset=[y.name])
-        panels = [(ax_all, band(runs, y.name, plot_cfg["band"]))]
+        panels = [(ax_all, band(runs, y.name, plot_cfg["band"], plot_cfg["logy"]))]
         if steps is not None and y.name in steps.columns:
             within = steps[(steps["point_id"] == chosen["point_id"])
                            & (steps["epoch_fraction"] <= early)]
@@ -63,6 +64,11 @@ def draw(folder: Path, tables: Tables | None = None,
                                 alpha=BAND_ALPHA, linewidth=0)
     for ax in (ax_early, ax_all):
         ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(y.label))
+    every = meta["config"]["training"].get("log_every")
+    if steps is not None and y.name in steps.columns and every:
+        # steps.csv's blocks of `log_every` steps, not the passes the label names
+        ax_early.set_ylabel(axis_label(y.label.replace(
+            "of the pass)", f"of each {count(every, 'step')})")))
     ax_early.set_xlim(0, early)
     whole_passes(ax_all)
     ax_early.set_title(f"first {early:g} passes", fontsize=10)
@@ -72,5 +78,5 @@ def draw(folder: Path, tables: Tables | None = None,
     legend_below(fig, ax_early)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, plot_cfg["band"], curves))
+                 how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"]))
     return save_figure(fig, folder, "early_and_all")

@@ -66,7 +66,7 @@ def draw(folder: Path, tables: Tables | None = None,
                          **line)
             if chosen["n_seeds"] > 1:  # the band the line under the title names
                 runs = curves[curves["point_id"] == chosen["point_id"]]
-                spread = band(runs, y.name, meta["config"]["plot"]["band"]).dropna()
+                spread = band(runs, y.name, meta["config"]["plot"]["band"], log=True).dropna()
                 for ax, x in ((ax_pass, spread.index),
                               (ax_time, costs["run_seconds"].reindex(spread.index))):
                     ax.fill_between(x, spread["low"], spread["high"], color=line["color"],
@@ -110,6 +110,6 @@ def draw(folder: Path, tables: Tables | None = None,
     table.scale(1, 1.3)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, meta["config"]["plot"]["band"], curves))
+                 how_chosen(best, meta["config"]["plot"]["band"], curves, log=True))
     fig.tight_layout()
     return save_figure(fig, folder, "sfo")

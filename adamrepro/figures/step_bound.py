@@ -56,7 +56,7 @@ def draw(folder: Path, tables: Tables | None = None,
                        run[["beta1", "beta2"]].drop_duplicates().itertuples(index=False)}
         for bound in sorted(bounds):
             ax.axhline(bound, color=REFERENCE, **GUIDE_LINE,
-                       label=f"Sec. 2.1 bound: {bound:.3g}·α")
+                       label=f"Sec. 2.1 bound: |Δθ| ≤ {bound:.3g}·α")
         ax.set(title=as_written(method), xlabel="iterations over entire dataset",
                ylabel="largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))
         ax.set_ylim(bottom=0)

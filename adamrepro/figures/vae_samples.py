@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from matplotlib.figure import Figure
 
 from adamrepro.errors import UserError, note
-from adamrepro.figures.curves import figure_title, run_tag, save_figure
+from adamrepro.figures.curves import SYMBOLS, figure_title, run_tag, save_figure
 from adamrepro.figures.palette import IMAGE_CMAP
 from adamrepro.metrics import column_of
 from adamrepro.results.store import Tables, read_results
@@ -149,8 +149,16 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     metric = meta["config"]["selection"]["metric"]
-    hp = ", ".join(f"{k}={chosen[k]:g}" for k in ("beta1", "beta2", "lr") if k in chosen)
-    figure_title(fig, f"{meta['config']['title']}: best run ({chosen['method']}, {hp}; final "
-                 f"{metric} {chosen[f'final_{metric}']:.2f})", run_tag(meta), fontsize=9)
+    hp = ", ".join(f"{SYMBOLS[k]}={chosen[k]:g}" for k in ("beta1", "beta2", "lr") if k in chosen)
+    # the cost is the point's mean over its seeds; the picture is one run of it (load_model's)
+    run_id = str(chosen["run_ids"]).split(";")[0]
+    pictured = curves.loc[curves["run_id"] == run_id]
+    seeds = int(chosen.get("n_seeds") or 1)
+    mean = f"final {metric} {chosen[f'final_{metric}']:.2f}" + (
+        f", mean over {seeds} seeds; pictured: seed {int(pictured['seed'].iloc[0])}, "
+        f"{pictured.sort_values('epoch')[metric].iloc[-1]:.2f}"
+        if seeds > 1 and len(pictured) else "")
+    figure_title(fig, f"{meta['config']['title']}: best run ({chosen['method']}, {hp}; "
+                 f"{mean})", run_tag(meta), fontsize=9)
     fig.tight_layout()
     return save_figure(fig, folder, "vae_samples")
