@@ -1062,16 +1062,22 @@ def as_optimizer(rows: list[dict], optimizer: str) -> list[dict]:
     return [{**row, "optimizer": optimizer} for row in rows]
 
 
-def against_adam(*groups: list[dict], name: str = "race") -> list[tuple]:
+def against_adam(*groups: list[dict], name: str = "race", models: dict | None = None,
+                 said: list | None = None) -> list[tuple]:
     """(method, compared, verdict, numbers) of the report's 'Other methods against Adam'
-    table for one experiment called `name`, or [] where the report has no such section."""
+    table for one experiment called `name` (`models`: the `model:` of each method's config
+    entry), or [] where the report has no such section; `said` gets its paragraph and the
+    test column."""
     found = Measured.from_curves(pd.DataFrame([row for group in groups for row in group]),
                                  name=name)
+    found.meta["config"]["methods"] = {m: {"model": model} for m, model in (models or {}).items()}
     blocks = against_adam_blocks({name: found})
     if not blocks:
         return []
-    heading, _, table = blocks
+    heading, paragraph, table = blocks
     assert heading.text == "Other methods against Adam"
+    if said is not None:
+        said += [paragraph.text, *(row[5] for row in table.rows)]
     return [(row[0], row[2], row[3], row[4]) for row in table.rows]
 
 
@@ -1114,6 +1120,45 @@ def test_each_method_meets_the_adam_of_its_own_variant_else_plain_adam():
                         runs("adamax+avg", DECAYING), runs("adamax+warmup", DECAYING))
     assert [c for _, c, _, _ in sec7][::2] == ["adamax+avg converges faster than adam+avg.",
                                                "adamax+warmup converges faster than adam."]
+
+
+def test_a_method_meets_the_adam_trained_with_its_model_settings_not_its_label():
+    """Fig. 3's dropout is a method's `model:`: a Lion with dropout but no variant met Adam
+    without dropout, and one labelled `variant: dropout` without dropout met Adam with it
+    (an audit); now the model settings choose, the variant among those. Several Adams with
+    neither the variant nor a plain one: no guess, the row says what to write."""
+    dropout = {"input_dropout": 0.2}
+    lion = as_optimizer(runs("lion+dropout", DECAYING), "my:Lion")
+    labelled = as_optimizer(runs("lion_label+dropout", DECAYING), "my:Lion")
+    rows = against_adam(runs("adam", DECAYING), runs("adam+dropout", scaled(2.0)), lion,
+                        labelled, models={"adam+dropout": dropout, "lion+dropout": dropout})
+    assert [c for _, c, _, _ in rows][::2] == [
+        "lion+dropout converges faster than adam+dropout.",
+        "lion_label+dropout converges faster than adam."]
+    alone = against_adam(runs("adam+dropout", DECAYING), as_optimizer(runs("lion", DECAYING),
+                                                                       "my:Lion"),
+                         models={"adam+dropout": dropout})
+    assert alone[0][2] == NOT_RUN and alone[0][3].startswith(
+        "no Adam in race trained with lion's model settings (the experiment's own); Adam's: "
+        "adam+dropout: model.input_dropout=0.2")
+    several = against_adam(runs("adam+a", DECAYING), runs("adam+b", DECAYING),
+                           as_optimizer(runs("lion", DECAYING), "my:Lion"))
+    assert several[0][2] == NOT_RUN and "several Adams in race (adam+a, adam+b)" in several[0][3]
+
+
+def test_against_adam_gives_the_test_metrics_and_says_what_it_leaves_out():
+    """The claims judge the training cost; an optimizer's author wants its test accuracy
+    beside Adam's too. An Adam with other settings that no claim names is not raced, and the
+    paragraph names it rather than leave it out unsaid; a quick-scale verdict says it is
+    about those runs."""
+    said = []
+    lion = [{**row, "test_acc": 0.25} for row in as_optimizer(runs("lion", DECAYING), "my:L")]
+    against_adam(runs("adam", DECAYING), runs("adam+b099", DECAYING), lion, said=said)
+    paragraph, *tests = said
+    assert tests == ["test loss 0.3 / 0.3; test accuracy 25.00% / 50.00%"] * 2
+    assert ("Not raced here, being one of the paper's optimizers with other settings that "
+            "no claim names: adam+b099 (race).") in paragraph
+    assert "no test of significance" in paragraph and " scale a verdict" not in paragraph
 
 
 def test_only_methods_beyond_the_paper_that_no_claim_compares_are_judged_against_adam():
