@@ -572,6 +572,30 @@ def test_report_shows_the_spread_over_seeds(tmp_path, data_dir):
     assert re.search(r"^\| adam \| lr=.*\d ± \d.*\| 2 \|$", table, re.MULTILINE)
 
 
+def test_a_figure_drawn_from_other_tables_is_named_in_the_report(tmp_path, cli, data_dir):
+    """`run --seeds 2` then `report` without `plot` embedded the one-seed figures under the
+    two-seed tables without a word (an audit). A PNG records the tables it was drawn from;
+    the report names those drawn from others, until `plot` draws them again."""
+    args = ("--out", tmp_path, "--quiet", "--data-dir", data_dir)
+    config = Path(__file__).resolve().parent.parent / "configs" / "logreg_mnist.yaml"
+    assert cli("run", config, "--scale", "smoke", *args)[0] == 0
+    assert cli("plot", "--out", tmp_path)[0] == 0
+
+    def stale() -> list[str]:
+        assert cli("report", "--out", tmp_path)[0] == 0
+        return [line for line in (tmp_path / "report.md").read_text().splitlines()
+                if line.startswith("Drawn from other tables")]
+
+    assert stale() == []
+    assert cli("run", config, "--scale", "smoke", "--seeds", "2", *args)[0] == 0
+    assert stale() == [
+        "Drawn from other tables than these (a run since, without a plot): curves.png, "
+        f"sensitivity.png; run `adamrepro plot logreg_mnist --out {tmp_path}` to draw them "
+        "again, then the report."]
+    assert cli("plot", "--out", tmp_path)[0] == 0
+    assert stale() == []
+
+
 def test_report_without_results_is_one_line_user_error(tmp_path, capsys):
     assert main(["report", "--out", str(tmp_path / "nowhere")]) == 2
     assert main(["report", "--out", str(tmp_path)]) == 2

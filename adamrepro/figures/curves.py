@@ -6,6 +6,7 @@ declares (test accuracy for a classifier), as PAPER.md asks beyond the paper."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import math
 import textwrap
@@ -212,21 +213,53 @@ def staged_figures():
         _STAGED.reset(token)
 
 
+# A PNG's text key naming the tables it was drawn from (tables_digest): `report` tells a
+# figure drawn from other tables (a run since, without `plot`) from one of these.
+TABLES_KEY = "adamrepro-tables"
+
+
+def tables_digest(folder: Path) -> str | None:
+    """A digest of a folder's curves.csv and best.csv, what every figure is drawn from (None
+    where one is missing)."""
+    digest = hashlib.sha256()
+    for name in ("curves.csv", "best.csv"):
+        try:
+            digest.update((folder / name).read_bytes())
+        except OSError:
+            return None
+    return digest.hexdigest()[:16]
+
+
+def drawn_from(png: Path) -> str | None:
+    """The tables digest a PNG of ours records, or None (drawn before figures recorded it,
+    or unreadable: the report then says nothing of it)."""
+    from PIL import Image  # matplotlib's own dependency
+
+    try:
+        with Image.open(png) as image:
+            return image.text.get(TABLES_KEY)
+    except (OSError, ValueError, SyntaxError):  # PIL's errors for a damaged file
+        return None
+
+
 def save_figure(fig, folder: Path, stem: str) -> list[Path]:
     """Write <folder>/<stem>.png and .pdf through temporary names, or stage them (above).
     (A `Figure` made without pyplot belongs to no figure manager: nothing to close, and
     garbage collected.)"""
     staged = _STAGED.get()
+    digest = tables_digest(folder)
+    metadata = {**METADATA, "png": {**METADATA["png"], **({TABLES_KEY: digest} if digest
+                                                           else {})}}
     written = []
     for suffix in ("png", "pdf"):
         path = folder / f"{stem}.{suffix}"
         if staged is not None:
             buffer = io.BytesIO()
-            fig.savefig(buffer, format=suffix, dpi=130, metadata=METADATA[suffix])
+            fig.savefig(buffer, format=suffix, dpi=130, metadata=metadata[suffix])
             staged[path] = buffer.getvalue()
         else:
             with atomic_file(path, "wb") as f:
-                fig.savefig(f, format=suffix, dpi=130, metadata=METADATA[suffix])
+                fig.savefig(f, format=suffix, dpi=130, metadata=metadata[suffix])
         written.append(path)
     return written
 

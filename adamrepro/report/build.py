@@ -250,6 +250,12 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
                                        else len(FIGURES), name))
     if not figures:
         blocks.append(Paragraph(f"No figure yet: run `adamrepro plot --out {out}`."))
+    stale = _drawn_from_other_tables(folder, figures)
+    if stale:
+        blocks.append(Paragraph(
+            f"Drawn from other tables than these (a run since, without a plot): "
+            f"{', '.join(stale)}; run `adamrepro plot {found.name} --out {out}` to draw "
+            f"them again, then the report."))
     for name in figures:
         alt = FIGURES.get(name, Path(name).stem.replace("_", " "))
         blocks.append(Image(f"{found.name}/{name}", f"{found.name}: {alt}"))
@@ -258,6 +264,16 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
             blocks.append(Paragraph(caption(meta, others, int(found.curves['seed'].nunique()))))
     blocks.append(results_table(found))
     return blocks
+
+
+def _drawn_from_other_tables(folder: Path, figures: list[str]) -> list[str]:
+    """The figures whose PNG records tables other than the folder's (figures/curves.py
+    `drawn_from`); one that records none predates the record and is not judged."""
+    from adamrepro.figures.curves import drawn_from, tables_digest
+
+    now = tables_digest(folder)
+    return [name for name in figures
+            if (then := drawn_from(folder / name)) is not None and then != now]
 
 
 def _training_cost_note(found: Measured) -> list[Block]:
