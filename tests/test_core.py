@@ -128,10 +128,12 @@ def test_a_user_optimizer_that_raises_in_training_is_one_line_and_keeps_what_fin
     faulty = {"optimizer": optimizer, "hparams": {"fails": fails}, "grid": {"lr": [1.0e-3]}}
     args = ["--scale", "smoke", "--quiet", "--data-dir", data_dir, "--workers", "1"]
     alone = tmp_path / "alone"
+    # without --quiet too: where stderr is no terminal, the bar's last frame stood above it
     code, stdout, stderr = cli("run", _race(tmp_path, {"faulty": faulty}), "--out", alone,
-                               *args)
+                               *(a for a in args if a != "--quiet"))
     assert code == 2 and stdout == "", stderr
-    [line] = stderr.strip().splitlines()
+    [line] = stderr.splitlines()
+    assert stderr == line + "\n"
     assert line.startswith(f"adamrepro: error: method 'faulty': optimizer {optimizer!r} "
                            f"raised {raised}"), line
     assert f"{OUTSIDE / 'my_optimizers.py'}:" in line and "Traceback" not in stderr

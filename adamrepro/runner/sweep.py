@@ -59,9 +59,11 @@ def resolve_device(name: str) -> torch.device:
     return torch_device(name)
 
 
-def _progress() -> Progress:
-    # on stderr, beside the notes: stdout holds what the command says it did, and a pipe or
-    # a file gets that line alone, not the bar's last frame
+def _progress(quiet: bool) -> Progress:
+    # On stderr, beside the notes: stdout holds what the command says it did, and a pipe or
+    # a file gets that line alone, not the bar's last frame. Where stderr is no terminal the
+    # bar is not drawn at all: its last frame stood there above a user error's one line.
+    console = Console(stderr=True)
     return Progress(
         TextColumn("{task.description:<28}"),
         BarColumn(),
@@ -69,7 +71,8 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=console,
+        disable=quiet or not console.is_terminal,
     )
 
 
@@ -290,8 +293,7 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
     """Train and store every group of `todo`; None when all are done, else (the time
     budget was spent) what was trained and what remains."""
     meta = _provenance(exp, executor.device, workers_of(executor, len(todo)))
-    with _progress() as progress:
-        progress.disable = quiet
+    with _progress(quiet) as progress:
         overall = progress.add_task(f"{exp.name} ({wording.count(len(todo), 'group')})",
                                     total=sum(g.size for g in todo) * exp.training.epochs)
         tasks = {g.group_id: progress.add_task(f"  {g.method} x{g.size}",
