@@ -433,7 +433,8 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
         _check_noise_allowed(found, MODELS[model], model_opts, point,
                              f"{where}: {key}: {method.optimizer}")
         _check_optimizer_accepts(found, point, exp.training.dtype,
-                                 f"{where}: {key}: {method.optimizer}")
+                                 f"{where}: {key}: {method.optimizer}",
+                                 {name: point[name] for name in method.grid if name in point})
     if found.capabilities.subfunctions:
         _check_subfunctions_fit(exp, label, f"{where}: {key}: {method.optimizer}")
     return model
@@ -498,9 +499,10 @@ def _check_noise_allowed(found, model, model_opts: Any, point: dict[str, Any],
 
 
 def _check_optimizer_accepts(found, point: dict[str, Any], dtype_name: str,
-                             where: str) -> None:
+                             where: str, searched: dict[str, Any] | None = None) -> None:
     """The optimizer builds with the point's settings in the training dtype; a refusal says
-    whether the rounding to that dtype is what it refused."""
+    whether the rounding to that dtype is what it refused, and, for a class not ours (whose
+    error may not name the value), at which of the grid's values (`searched`)."""
     import torch
 
     dtype = getattr(torch, dtype_name)
@@ -511,7 +513,9 @@ def _check_optimizer_accepts(found, point: dict[str, Any], dtype_name: str,
                    and _accepted(found, point, torch.float64))
         raise UserError(
             f"{where}: "
-            + (str(err) if found.builtin else f"{type(err).__name__}: {err}")
+            + (str(err) if found.builtin else f"{type(err).__name__}: {err}"
+               + (" (at " + ", ".join(f"{k}={v!r}" for k, v in searched.items()) + ")"
+                  if searched else ""))
             + (f" once rounded to training.dtype {dtype_name} (unrounded "
                f"it is accepted)" if rounded else "")) from None
 

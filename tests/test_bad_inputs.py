@@ -195,6 +195,11 @@ CASES = [
     ("user-optimizer-init-raises", setitem("methods.adam", {
         "optimizer": "my_optimizers:Faulty", "hparams": {"fails": "init"}}), [],
      "methods.adam: my_optimizers:Faulty: KeyError: 'a bug'"),
+    # a class not ours may not name the value it refused: the message names the grid's
+    ("user-optimizer-refuses-a-grid-value", setitem("methods.adam", {
+        "optimizer": "torch.optim.SGD", "grid": {"lr": [0.1, "fast"]}}), [],
+     "methods.adam: torch.optim.SGD: TypeError: '<' not supported between instances of "
+     "'str' and 'float' (at lr='fast')"),
     ("optimizer-typo", setitem("methods.adam.optimizer", "adma"), [],
      "unknown optimizer 'adma'; did you mean "),
     ("name-not-a-folder", setitem("name", "../elsewhere"), [],
