@@ -144,8 +144,11 @@ def test_what_the_figures_say_of_the_committed_quick_tables(tmp_path, cli):
 
     curves, best, meta = read_results(RESULTS / "quick-cpu" / "vae_bias_correction")
     adam = best[best["method"] == "adam"].iloc[0]
+    symbols = {"beta1": "β1", "beta2": "β2", "lr": "α"}
+    edges = [symbols[name] for name in str(adam["at_grid_edge"]).split(";") if name in symbols]
+    assert edges  # the committed tables select Adam at an edge of its (β1, β2) grid
     assert legend_label(adam, meta) == (f"adam (β1={adam['beta1']:g}, β2={adam['beta2']:g}, "
-                                        f"α={adam['lr']:g})")  # the grid's order
+                                        f"α={adam['lr']:g}; grid edge: {', '.join(edges)})")
     sfo, _, _ = read_results(RESULTS / "quick-cpu" / "mlp_sfo")
     runs = sfo[sfo["method"] == "sfo"]
     point = runs.groupby("point_id")["train_loss_full"].std().idxmax()
@@ -363,9 +366,11 @@ def _assert_band(collection, low, high) -> None:
 
 
 def _label(row) -> str:
-    """A legend label of an lr-only grid: the method and its α (with /√t when it decays)."""
+    """A legend label of an lr-only grid: the method and its α (with /√t when it decays),
+    and whether α was selected at the end of its grid."""
     decay = "/√t" if row.get("lr_decay") == "sqrt" else ""
-    return f"{row.name} (α={row['lr']:g}{decay})"
+    edge = "; grid edge: α" if row.get("at_grid_edge") == "lr" else ""
+    return f"{row.name} (α={row['lr']:g}{decay}{edge})"
 
 
 @pytest.mark.parametrize(("source", "band"), [("quick-cpu/mlp", "std"),

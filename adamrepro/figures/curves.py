@@ -103,7 +103,9 @@ def as_written(text: str) -> str:
 
 def legend_label(chosen: pd.Series, meta: dict) -> str:
     """A method's label with the grid point it was selected at, e.g. `adam (α=0.1/√t)`: a
-    reader sees which step size each curve is, and that a decaying one decays."""
+    reader sees which step size each curve is, and that a decaying one decays; and which of
+    them was selected at the end of its grid (`adam (α=0.003; grid edge: α)`), as the
+    report cautions, since a wider grid might select another."""
     values = []
     for name in searched(meta, chosen["method"]):
         value = chosen.get(name)
@@ -114,7 +116,12 @@ def legend_label(chosen: pd.Series, meta: dict) -> str:
         if name == "lr" and chosen.get("lr_decay") == "sqrt":
             text += "/√t"
         values.append(text)
-    return as_written(f"{chosen['method']} ({', '.join(values)})" if values else chosen["method"])
+    edges = chosen.get("at_grid_edge")
+    edges = edges.split(";") if isinstance(edges, str) and edges else []
+    text = ", ".join(values)
+    if edges:
+        text += f"; grid edge: {', '.join(SYMBOLS.get(name, name) for name in edges)}"
+    return as_written(f"{chosen['method']} ({text})" if values else chosen["method"])
 
 
 def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None = None,
