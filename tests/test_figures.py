@@ -490,6 +490,32 @@ def test_the_early_panel_ends_at_max_epoch_and_the_other_shows_every_pass(
                 LINESTYLES[variant] == line.get_linestyle()
 
 
+def test_a_final_cost_above_the_untrained_one_is_a_mark_at_the_sensitivity_top_edge(
+        tmp_path, monkeypatch):
+    """Sec. 7's two horizons at its smallest α ends far above where it started (finite, so
+    not diverged): drawn as a point it stretched the log axis to 10^4 and pressed the other
+    methods into its bottom; it is a '^' at the top edge, as in Fig. 4, and the caption says
+    what that is."""
+    import numpy as np
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/extensions",
+                                       "sensitivity")
+    (ax,) = fig.axes
+    metric = config["selection"]["metric"]
+    untrained = curves.loc[curves["epoch"] == 0, "train_loss_full"].max()
+    last = curves.sort_values("epoch").groupby("run_id").tail(1)
+    costs = last.groupby(["method", "lr"])[metric].mean()
+    blown = costs[costs > untrained]
+    assert len(blown)  # the committed tables have one
+    marks = [line for line in ax.lines if line.get_marker() == "^" and len(line.get_xdata())]
+    assert sorted(x for line in marks for x in line.get_xdata()) == sorted(
+        blown.index.get_level_values("lr"))
+    assert all(np.allclose(line.get_ydata(), 1.0) for line in marks)  # axes fraction: the top
+    assert ax.get_ylim()[1] < blown.min()
+    assert "^ at the top edge: a final cost above the untrained one." in " ".join(
+        " ".join(text.get_text().split()) for text in fig.texts)
+
+
 def test_the_sensitivity_figure_draws_each_lrs_final_cost_mean_over_seeds(tmp_path,
                                                                           monkeypatch):
     """Each method's line: per learning rate, the mean over seeds of the selection metric at

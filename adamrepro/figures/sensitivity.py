@@ -6,6 +6,7 @@ grid point diverged is an 'x' at the top edge; the selected point is a star."""
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -68,12 +69,23 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
     return table, others
 
 
-def caption(meta: dict, others: dict, seeds: int) -> str:
+def untrained_cost(curves: pd.DataFrame, meta: dict) -> float:
+    """The training objective over the whole training set before any step (every run starts
+    from it), or +inf where the tables lack it."""
+    full = f"train_{metric_set(meta).objective}_full"
+    if full not in curves.columns:
+        return math.inf
+    start = curves.loc[curves["epoch"] == 0, full].dropna()
+    return float(start.max()) if len(start) else math.inf
+
+
+def caption(meta: dict, others: dict, seeds: int, above: bool = False) -> str:
     metric = meta["config"]["selection"]["metric"]
     over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
     text = (f"Final {metric}{over} against the learning rate, one line per method. "
             f"x at the top edge: every grid point at that learning rate diverged. "
-            f"Star: the selected grid point.")
+            + ("^ at the top edge: a final cost above the untrained one. " if above else "")
+            + "Star: the selected grid point.")
     varied = {m: names for m, names in others.items() if names}
     if varied:
         text += " Each point is the best over " + "; ".join(
@@ -93,11 +105,21 @@ def draw(folder: Path, tables: Tables | None = None,
     selected = set(best["point_id"])
     palette = experiment_palette(curves)
     stars: Counter = Counter()  # stars drawn so far at each (α, cost)
+    # A final cost above the untrained one (a run that blew up without reaching inf) is a '^'
+    # at the top edge, as in Fig. 4: drawn, it stretched a log axis to 10^4 and pressed every
+    # other method into its bottom (Sec. 7's two horizons at α = 1e-4).
+    untrained = untrained_cost(curves, meta)
+    above_any = False
     for rank, (method, rows) in enumerate(table.groupby("method", sort=False)):
         line = style(rows["optimizer"].iloc[0], rows["variant"].iloc[0], palette)
         rows = rows.sort_values("lr")
         ok = rows.dropna(subset=["cost"])
+        above = ok[ok["cost"] > untrained]
+        ok = ok[ok["cost"] <= untrained]
+        above_any = above_any or len(above) > 0
         ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=as_written(method), **line)
+        ax.plot(above["lr"], np.ones(len(above)), linestyle="none", marker="^",
+                markersize=8, color=line["color"], transform=top_edge, clip_on=False)
         chosen = ok[ok["point_id"].isin(selected)]
         # A star smaller than those already drawn at its point, and over them: two methods
         # selected at the same point show as nested stars, not as one hiding the other;
@@ -113,7 +135,7 @@ def draw(folder: Path, tables: Tables | None = None,
                 markersize=9, markeredgewidth=2, color=line["color"], transform=top_edge,
                 clip_on=False)
     finite = table["cost"].dropna()
-    finite = finite[finite > 0]
+    finite = finite[(finite > 0) & (finite <= untrained)]
     if meta["config"]["plot"].get("logy") or (
             len(finite) and finite.max() > LOG_Y_SPAN * finite.min()):
         ax.set_yscale("log")
@@ -127,7 +149,8 @@ def draw(folder: Path, tables: Tables | None = None,
     # over the axes alone, about 60% of the figure's width (the legend is to their right)
     ax.set_title(fitted(0.6 * fig.get_figwidth(), f"{meta['config']['title']}: sensitivity",
                         run_tag(meta, seeds), fontsize=9), fontsize=9)
-    fig.text(0.01, 0.01, as_written(textwrap.fill(caption(meta, others, seeds), 110)),
+    fig.text(0.01, 0.01, as_written(textwrap.fill(caption(meta, others, seeds, above_any),
+                                                  110)),
              fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return save_figure(fig, folder, "sensitivity")

@@ -219,7 +219,7 @@ def results_table(found: Measured) -> Table:
 
 
 def experiment_blocks(found: Measured, out: Path) -> list[Block]:
-    from adamrepro.figures.sensitivity import caption, sensitivity_table
+    from adamrepro.figures.sensitivity import caption, sensitivity_table, untrained_cost
 
     meta, config = found.meta, found.meta["config"]
     prov = meta["provenance"]
@@ -260,8 +260,11 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
         alt = FIGURES.get(name, Path(name).stem.replace("_", " "))
         blocks.append(Image(f"{found.name}/{name}", f"{found.name}: {alt}"))
         if name == "sensitivity.png":
-            _, others = sensitivity_table(found.curves, meta)
-            blocks.append(Paragraph(caption(meta, others, int(found.curves['seed'].nunique()))))
+            table, others = sensitivity_table(found.curves, meta)
+            above = bool((table["cost"] > untrained_cost(found.curves, meta)).any()) \
+                if len(table) else False
+            blocks.append(Paragraph(caption(meta, others, int(found.curves['seed'].nunique()),
+                                            above)))
     blocks.append(results_table(found))
     return blocks
 
