@@ -237,7 +237,12 @@ def test_run_quiet_draws_no_tokenizing_bar_yet_says_it_tokenizes(tmp_path):
     assert code == 0, terminal
     assert b"adamrepro: note: IMDB: tokenizing 4 reviews once" in terminal
     assert b"tokenize" not in terminal.split(b"tokenizing 4 reviews once", 1)[1], terminal
-    assert "trained 1 run" in out
+    assert b"tiny_imdb (" not in terminal and "trained 1 run" in out
+    # without --quiet, the training's bar is drawn on the terminal (on stderr)
+    code, out, terminal = _on_a_terminal("run", str(config), "--scale", "smoke", "--data-dir",
+                                         str(root), "--out", str(tmp_path / "again"))
+    assert code == 0 and b"tiny_imdb (1 group)" in terminal, terminal
+    assert out.startswith("trained 1 run")
 
 
 def test_a_rating_impossible_for_its_label_is_a_user_error(tmp_path):
