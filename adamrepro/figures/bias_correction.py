@@ -28,6 +28,7 @@ from adamrepro.figures.curves import (
     figure_title,
     run_tag,
     save_figure,
+    untrained_cost,
 )
 from adamrepro.figures.palette import REFERENCE, style
 from adamrepro.metrics import column_of, metric_set
@@ -52,8 +53,7 @@ def draw(folder: Path, tables: Tables | None = None,
     measured = Measured(folder.name, curves, best, meta)
     y = column_of(meta, meta["config"]["plot"]["y"])
     words = next(m.label or m.name for m in metric_set(meta).metrics if m.name == y.metric)
-    full = f"train_{metric_set(meta).objective}_full"
-    untrained = curves.loc[curves["epoch"] == 0, full].max()  # the same init for every run
+    untrained = untrained_cost(curves, meta)  # the same init for every run
     palette = experiment_palette(curves)
     # Fig. 4 compares Adam with and without bias correction over a (β1, β2) grid: the
     # methods with betas are drawn, the others have no panel to be in

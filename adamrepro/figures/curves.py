@@ -43,6 +43,16 @@ def test_columns(meta: dict) -> list[Column]:
     return objective + [c for c in tests if c.metric != declared.objective][:1]
 
 
+def untrained_cost(curves: pd.DataFrame, meta: dict) -> float:
+    """The training objective over the whole training set before any step (every run starts
+    from it), or +inf where the tables lack it."""
+    full = f"train_{metric_set(meta).objective}_full"
+    if full not in curves.columns:
+        return math.inf
+    start = curves.loc[curves["epoch"] == 0, full].dropna()
+    return float(start.max()) if len(start) else math.inf
+
+
 def band(frame: pd.DataFrame, column: str, kind: str, log: bool = False) -> pd.DataFrame:
     """Mean and band over seeds at every pass; `log`: for a log axis (how_chosen says so)."""
     by_epoch = frame.groupby("epoch")[column]

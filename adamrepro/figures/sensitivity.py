@@ -6,7 +6,6 @@ grid point diverged is an 'x' at the top edge; the selected point is a star."""
 
 from __future__ import annotations
 
-import math
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -27,6 +26,7 @@ from adamrepro.figures.curves import (
     in_config_order,
     run_tag,
     save_figure,
+    untrained_cost,
 )
 from adamrepro.figures.palette import style
 from adamrepro.metrics import column_of, metric_set
@@ -67,16 +67,6 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
     if len(table):  # methods in the config's order, the order of every other figure's legend
         table = in_config_order(table, meta)
     return table, others
-
-
-def untrained_cost(curves: pd.DataFrame, meta: dict) -> float:
-    """The training objective over the whole training set before any step (every run starts
-    from it), or +inf where the tables lack it."""
-    full = f"train_{metric_set(meta).objective}_full"
-    if full not in curves.columns:
-        return math.inf
-    start = curves.loc[curves["epoch"] == 0, full].dropna()
-    return float(start.max()) if len(start) else math.inf
 
 
 def caption(meta: dict, others: dict, seeds: int, above: bool = False) -> str:

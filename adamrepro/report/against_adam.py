@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from adamrepro.figures.curves import in_config_order
 from adamrepro.metrics import metric_set
-from adamrepro.report.claims import BEATS, CLAIMS, EXPERIMENTS, REVIEWER_CLAIMS, judge_rule
+from adamrepro.report.claims import BEATS, CLAIMS, REVIEWER_CLAIMS, judge_rule
 from adamrepro.report.document import Block, Heading, Paragraph, Table
 from adamrepro.report.measures import Measured, Method
-from adamrepro.report.rules import NOT_RUN, VERDICTS, Beats, Rule, Verdict
+from adamrepro.report.rules import NOT_RUN, Beats, Rule, Verdict, tally
 from adamrepro.results.store import variants
 from adamrepro.wording import count
 
@@ -51,49 +52,43 @@ def _identities(found: Measured) -> pd.DataFrame:
     frame = found.curves.assign(variant=variants(found.curves))
     frame = frame[["method", "optimizer", "variant"]].drop_duplicates("method")
     methods = found.meta["config"].get("methods", {})
-    order = list(methods)
-    return frame.assign(
-        model=frame["method"].map(lambda m: _settings(methods.get(m, {}).get("model", {}))),
-        at=frame["method"].map(lambda m: order.index(m) if m in order else len(order)),
-    ).sort_values(["at", "method"])
+    frame = frame.assign(model=frame["method"].map(
+        lambda m: _settings(methods.get(m, {}).get("model", {}))))
+    return in_config_order(frame, found.meta)
 
 
 def _settings(model: dict) -> str:
     return ", ".join(f"model.{key}={value}" for key, value in sorted(model.items()))
 
 
-def _adam_for(method, adams: pd.DataFrame) -> str | None:
-    """The Adam a method is compared with: one trained with the same model settings (its
-    config's `model:`, such as Fig. 3's dropout) and, among those, Adam of the method's own
-    variant (a `variant: constant_lr` meets Adam at a constant α), else plain Adam, else
-    the only one. None where no Adam qualifies, or where the choice would be a guess."""
+def _adam_for(found: Measured, method, adams: pd.DataFrame) -> tuple[str | None, str | None]:
+    """The Adam a method is compared with, or None and why: one trained with the same model
+    settings (its config's `model:`, such as Fig. 3's dropout) and, among those, Adam of the
+    method's own variant (a `variant: constant_lr` meets Adam at a constant α), else plain
+    Adam, else the only one; none where no Adam qualifies, or where the choice would be a
+    guess."""
+    if adams.empty:
+        return None, (f"no runs of Adam in {found.name} to compare with (it has "
+                      f"{', '.join(sorted(found.methods))})")
     alike = adams[adams["model"] == method.model]
     for chosen in (alike[alike["variant"] == method.variant], alike[alike["variant"] == ""]):
         if len(chosen):
-            return str(chosen["method"].iloc[0])
-    return str(alike["method"].iloc[0]) if len(alike) == 1 else None
-
-
-def _no_adam(found: Measured, method, adams: pd.DataFrame) -> str:
-    """Why a method has no Adam to race: none trained, or none with its model settings, or
-    several, none of its variant nor plain."""
-    if adams.empty:
-        return (f"no runs of Adam in {found.name} to compare with (it has "
-                f"{', '.join(sorted(found.methods))})")
-    alike = adams[adams["model"] == method.model]
+            return str(chosen["method"].iloc[0]), None
+    if len(alike) == 1:
+        return str(alike["method"].iloc[0]), None
     if alike.empty:
         own = "the experiment's own"
-        return (f"no Adam in {found.name} trained with {method.method}'s model settings "
-                f"({method.model or own}); Adam's: "
-                + "; ".join(f"{a.method}: {a.model or own}" for a in adams.itertuples()))
-    return (f"several Adams in {found.name} ({', '.join(alike['method'])}) and none of "
-            f"{method.method}'s variant nor plain: give it the variant of the one to race")
+        return None, (f"no Adam in {found.name} trained with {method.method}'s model settings "
+                      f"({method.model or own}); Adam's: "
+                      + "; ".join(f"{a.method}: {a.model or own}" for a in adams.itertuples()))
+    return None, (f"several Adams in {found.name} ({', '.join(alike['method'])}) and none of "
+                  f"{method.method}'s variant nor plain: give it the variant of the one to race")
 
 
 def rows_of(found: Measured) -> tuple[list[Row], list[str]]:
     """The extra methods of one experiment, each against its Adam, one row per question;
     and the methods left out, being one of the paper's optimizers that no claim names."""
-    named = _named_by_claims(found.name) if found.name in EXPERIMENTS.values() else set()
+    named = _named_by_claims(found.name)
     methods = _identities(found)
     adams = methods[methods["optimizer"] == ADAM]
     rows, paper = [], []
@@ -103,8 +98,7 @@ def rows_of(found: Measured) -> tuple[list[Row], list[str]]:
         if method.optimizer in PAPER_OPTIMIZERS:
             paper.append(method.method)
             continue
-        adam = _adam_for(method, adams)
-        why = None if adam else _no_adam(found, method, adams)
+        adam, why = _adam_for(found, method, adams)
         for question, kwargs in QUESTIONS:
             rule = Beats(method.method, adam, margin=BEATS, **kwargs) if adam else None
             rows.append(Row(found.name, method.method, adam, question, rule, why))
@@ -148,8 +142,7 @@ def blocks(measured: dict[str, Measured]) -> list[Block]:
     judged, left_out = judged_rows(measured)
     if not judged:
         return []
-    counts = {status: sum(v.status == status for _, v in judged) for status in VERDICTS}
-    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    summary = tally(v.status for _, v in judged)
     names = list(dict.fromkeys(row.method for row, _ in judged))
     scales = sorted({measured[row.experiment].meta["scale"] for row, _ in judged
                      if isinstance(measured[row.experiment].meta.get("scale"), str)})

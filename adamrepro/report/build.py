@@ -30,8 +30,8 @@ from adamrepro.report.rules import (
     HOLDS,
     NOT_MEASURABLE,
     NOT_RUN,
-    VERDICTS,
     Verdict,
+    tally,
 )
 from adamrepro.results.store import (
     NEEDED_FILES,
@@ -103,7 +103,7 @@ def _claim_rows(claims, measured: dict[str, Measured], judged: dict[str, Verdict
         where += f", {found.meta['scale']})" if found else ")"
         rows.append((claim.id, where, claim.text, verdict.status, verdict.numbers,
                      claim.rule.describe()))
-    summary = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v])
+    summary = tally(counts.elements())
     if disagree:  # a verdict on the mean over seeds that some seed alone contradicts
         summary += (f"; {disagree} of the {counts[HOLDS] + counts[FAILS]} that hold or do not "
                     f"{'is' if disagree == 1 else 'are'} not the same in every seed alone "
@@ -219,7 +219,8 @@ def results_table(found: Measured) -> Table:
 
 
 def experiment_blocks(found: Measured, out: Path) -> list[Block]:
-    from adamrepro.figures.sensitivity import caption, sensitivity_table, untrained_cost
+    from adamrepro.figures.curves import untrained_cost
+    from adamrepro.figures.sensitivity import caption, sensitivity_table
 
     meta, config = found.meta, found.meta["config"]
     prov = meta["provenance"]

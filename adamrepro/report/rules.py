@@ -42,6 +42,12 @@ NOT_RUN, NOT_MEASURABLE = "not run yet", "not measurable"
 VERDICTS = (HOLDS, FAILS, DEPENDS, NOT_RUN, NOT_MEASURABLE)
 
 
+def tally(statuses) -> str:
+    """'9 holds, 8 does not hold': how many of each verdict, in VERDICTS' order."""
+    statuses = list(statuses)
+    return ", ".join(f"{statuses.count(v)} {v}" for v in VERDICTS if v in statuses)
+
+
 @dataclass(frozen=True)
 class Verdict:
     status: str
