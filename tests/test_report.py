@@ -224,6 +224,16 @@ def test_marginally_better_measures_its_gap_against_b(nudge):
     assert MarginallyBetter("a", "b")(m).status == (HOLDS if nudge > 1 else FAILS)
 
 
+@pytest.mark.parametrize("factor", [0.9501, 0.9499])
+def test_a_gap_near_the_margin_is_printed_on_its_side_of_it(factor):
+    """A cost 0.9501 x b's is not 5% below it: the verdict fails, and its numbers must not
+    read "-5.0%" (one decimal rounds it onto the margin); 0.9499 x holds and reads -5.01%."""
+    m = measured(runs("a", scaled(factor)), runs("b", scaled(1.0)))
+    verdict = Beats("a", "b", measure="final")(m)
+    assert verdict.status == (HOLDS if factor < 0.95 else FAILS)
+    assert verdict.numbers.endswith("(-4.99%)" if factor > 0.95 else "(-5.01%)"), verdict
+
+
 def test_slightly_higher_needs_a_to_be_higher_not_equal():
     from adamrepro.report.rules import SlightlyHigher
 
@@ -647,6 +657,24 @@ def test_a_verdict_resting_on_a_grid_edge_selection_says_so():
     timed = Claim("timed", claim.figure, "same speed", per_pass)
     verdict = judge(timed, {"logreg_mnist": inside})
     assert verdict.status == HOLDS and "caution" not in verdict.numbers, verdict
+
+
+def test_a_grid_edge_under_the_other_selection_rule_is_named_where_the_rules_agree():
+    """Adam beats AdaGrad whichever rule selects Adam's point, so the verdict shows the
+    default rule's numbers (lr=0.01, inside the grid); selected by the mean over passes,
+    Adam's point is lr=0.1, the largest tried, and the verdict rests on it as much."""
+    claim = next(c for c in CLAIMS if c.id == "fig1-left-adam-beats-adagrad")
+    found = Measured.from_curves(pd.DataFrame(
+        runs("adam", [3.0, 2.9, 2.8, 2.7], lr=0.001) + runs("adam", [2.0, 1.5, 1.0, 0.1])
+        + runs("adam", [0.5, 0.3, 0.2, 0.15], lr=0.1) + runs("adagrad", scaled(9.0), lr=0.01)
+        + runs("adagrad", scaled(8.0), lr=0.1) + runs("adagrad", scaled(9.0), lr=1.0)),
+        name="logreg_mnist")
+    verdict = judge(claim, {"logreg_mnist": found})
+    assert verdict.status == HOLDS, verdict
+    own, _, other = verdict.numbers.partition("; caution")
+    assert own.startswith("mean cost over passes 1-4: adam 1.15, adagrad 4.6"), own
+    assert other == (": selected at a grid edge when selected by mean (mean cost over "
+                     "passes): adam (lr=0.1)"), verdict.numbers
 
 
 def test_rules_over_every_grid_point_carry_no_grid_edge_caution():

@@ -34,6 +34,7 @@ from adamrepro.report.rules import (
     Verdict,
     WithinStepBound,
     WorstEarly,
+    signed_percent,
 )
 
 # Figure -> the experiment (config name) that reproduces it.
@@ -308,7 +309,26 @@ def judge_rule(rule: Rule, found: Measured, experiment: str) -> Verdict:
         parts = [f"selected by {name} {SELECTED_BY[name]}: {v.status}: {v.numbers}"
                  for name, v in ((found.rule, verdict), *others.items())]
         return Verdict(DEPENDS, " | ".join(parts))
-    return verdict
+    return _with_other_rules_caveats(verdict, rule, found)
+
+
+def _with_other_rules_caveats(verdict: Verdict, rule: Rule, found: Measured) -> Verdict:
+    """Where the selection rules agree, the verdict shows the default rule's numbers; a
+    grid-edge selection under another rule weakens it as much, so it is named too."""
+    if verdict.status not in (HOLDS, FAILS):
+        return verdict
+    own = _at_grid_edges(found, rule.selected_methods)
+    notes = []
+    for name in found.other_rules():
+        edges = [e for e in _at_grid_edges(found.under(name), rule.selected_methods)
+                 if e not in own]
+        if edges:
+            notes.append(f"caution: selected at a grid edge when selected by {name} "
+                         f"{SELECTED_BY[name]}: {'; '.join(edges)}")
+    if not notes:
+        return verdict
+    return Verdict(verdict.status, "; ".join([verdict.numbers, *notes]),
+                   verdict.seeds_disagree)
 
 
 # The selection rules (results/select.py) in words, for a verdict that depends on them.
@@ -362,7 +382,8 @@ def seed_note(rule: Rule, found: Measured) -> tuple[str, bool]:
                 f"{', '.join(map(str, holds))})")
     gaps = [g for g in (rule.gap(found.for_seed(seed)) for seed in per_seed) if g is not None]
     if len(gaps) > 1 and rule.gap_is_relative:
-        note += f"; gap over seeds {min(gaps):+.1%} to {max(gaps):+.1%}"
+        note += (f"; gap over seeds {signed_percent(min(gaps), rule.thresholds)} to "
+                 f"{signed_percent(max(gaps), rule.thresholds)}")
     elif len(gaps) > 1:  # a difference in the column's own units (accuracy: a rate)
         note += f"; difference over seeds {min(gaps):+.4g} to {max(gaps):+.4g}"
     return f"seeds: {note}", not agree
@@ -379,6 +400,12 @@ def _with_caveat(verdict: Verdict, found: Measured, methods) -> Verdict:
 def grid_edge_caveat(found: Measured, methods) -> str:
     """A verdict that rests on a grid point selected at the edge of its grid is weaker: a
     wider grid might select another point. Name each such method and value."""
+    edges = _at_grid_edges(found, methods)
+    return f"caution: selected at a grid edge: {'; '.join(edges)}" if edges else ""
+
+
+def _at_grid_edges(found: Measured, methods) -> list[str]:
+    """Each of `methods` selected at an edge of its grid, with the values at the edge."""
     parts = []
     for method in methods:
         edges = found.grid_edges(method)
@@ -388,9 +415,7 @@ def grid_edge_caveat(found: Measured, methods) -> str:
         row = found.best[found.best["method"] == label].iloc[0]
         values = ", ".join(f"{name}={_short(row.get(name))}" for name in edges)
         parts.append(f"{label} ({values})")
-    if not parts:
-        return ""
-    return f"caution: selected at a grid edge: {'; '.join(parts)}"
+    return parts
 
 
 def _short(value) -> str:

@@ -68,10 +68,22 @@ def num(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
-def relative(a: float, b: float) -> str:
+def signed_percent(x: float, thresholds: tuple[float, ...] = ()) -> str:
+    """`x` as a signed percentage to one decimal, with more where that would print one of
+    the rule's `thresholds` that `x` is not: a ratio of 0.9501 (not 5% faster) printed as
+    "-5.0%" reads as a verdict that contradicts its own numbers."""
+    for digits in range(1, 4):
+        text = f"{x:+.{digits}%}"
+        if not any(text == f"{t:+.{digits}%}" and not math.isclose(x, t, abs_tol=1e-12)
+                   for t in thresholds):
+            break
+    return text
+
+
+def relative(a: float, b: float, thresholds: tuple[float, ...] = ()) -> str:
     if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
         return ""
-    return f" ({(a - b) / abs(b):+.1%})"
+    return f" ({signed_percent((a - b) / abs(b), thresholds)})"
 
 
 def timing_note(measured: Measured, methods) -> str:
@@ -108,6 +120,12 @@ class Rule:
         (for the spread over seeds); None otherwise."""
         return None
 
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        """The relative differences at which the verdict changes, which a printed gap must
+        not seem to reach when it does not (`signed_percent`)."""
+        return ()
+
 
 @dataclass(frozen=True)
 class _Pair(Rule):
@@ -122,7 +140,7 @@ class _Pair(Rule):
 
     def _numbers(self, measured: Measured, label: str, va: float, vb: float) -> str:
         a, b = measured.called(self.a), measured.called(self.b)
-        return f"{label}: {a} {num(va)}, {b} {num(vb)}{relative(va, vb)}"
+        return f"{label}: {a} {num(va)}, {b} {num(vb)}{relative(va, vb, self.thresholds)}"
 
 
 @dataclass(frozen=True)
@@ -132,6 +150,10 @@ class Beats(_Pair):
     margin: float = 0.05
     measure: str = "mean"  # "mean": over passes 1..passes (all if None); "final": last pass
     passes: int | None = None
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        return (-self.margin,)
 
     def _label(self, last: int | str) -> str:
         if self.measure == "final":
@@ -165,6 +187,10 @@ class AsFast(_Pair):
     tol: float = 0.10
     two_sided: bool = False
 
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        return (self.tol, -self.tol) if self.two_sided else (self.tol,)
+
     def describe(self) -> str:
         bound = f"within ±{self.tol:.0%} of" if self.two_sided else f"≤ {1 + self.tol:g} ×"
         return f"cost of {self.a} {bound} {self.b}'s at 25/50/75/100% of passes"
@@ -176,7 +202,8 @@ class AsFast(_Pair):
             ok &= math.isfinite(va) and va <= (1 + self.tol) * vb
             if self.two_sided:
                 ok &= va >= (1 - self.tol) * vb
-            parts.append(f"pass {epoch}: {num(va)} vs {num(vb)}{relative(va, vb)}")
+            parts.append(f"pass {epoch}: {num(va)} vs {num(vb)}"
+                         f"{relative(va, vb, self.thresholds)}")
         return judged(bool(ok), f"{measured.called(self.a)} vs {measured.called(self.b)}: "
                       + "; ".join(parts))
 
@@ -186,6 +213,10 @@ class MarginallyBetter(_Pair):
     """A's final cost is below B's, but by at most `max_gap` relative to B's."""
 
     max_gap: float = 0.20
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        return (0.0, -self.max_gap)
 
     def describe(self) -> str:
         return f"final cost: {self.a} < {self.b}, lower by at most {self.max_gap:.0%}"
@@ -270,12 +301,20 @@ class OnColumn(Rule):
     def gap(self, measured: Measured) -> float | None:
         return self.rule.gap(measured.on_column(self.column))
 
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        return self.rule.thresholds
+
 
 @dataclass(frozen=True)
 class BeatsPerSecond(_Pair):
     """A's mean cost over the wall-clock span both runs cover is below B's by > `margin`."""
 
     margin: float = 0.05
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        return (-self.margin,)
 
     def describe(self) -> str:
         return (f"mean cost over the training seconds both cover (20 times, linear "
@@ -355,7 +394,7 @@ class DoesNotConverge(Rule):
         first = cost_at(measured, self.method, 1)
         return judged(final > self.fraction * first,
                       f"{measured.called(self.method)}: pass 1 {num(first)}, final {num(final)}"
-                      f"{relative(final, first)}")
+                      f"{relative(final, first, (self.fraction - 1,))}")
 
 
 @dataclass(frozen=True)
