@@ -430,6 +430,8 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
         raise UserError(f"{where}: {key}.optimizer: {err}") from None
     for point in points:
         _check_point_numbers(point, f"{where}: {key}")
+        if not found.builtin:  # ours say so themselves ("lr must be a number, got True")
+            _check_no_boolean_numbers(found.cls, point, f"{where}: {key}: {method.optimizer}")
         _check_noise_allowed(found, MODELS[model], model_opts, point,
                              f"{where}: {key}: {method.optimizer}")
         _check_optimizer_accepts(found, point, exp.training.dtype,
@@ -483,6 +485,28 @@ def _check_point_numbers(point: dict[str, Any], where: str) -> None:
                 raise UserError(
                     f"{where}: {name}: {number!r} is text to YAML, not a "
                     f"number ({why}); write {float(number)!r}")
+
+
+def _check_no_boolean_numbers(cls: type, point: dict[str, Any], where: str) -> None:
+    """A boolean where a class not ours takes a number (its default, or its annotation, is
+    one) is a slip of YAML's `true`: torch's optimizers take `lr=True` as a step of 1.0."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no signature to read: the class decides alone
+        return
+    for name, value in point.items():
+        taken = parameters.get(name)
+        if not isinstance(value, bool) or taken is None:
+            continue
+        default, annotation = taken.default, taken.annotation
+        numeric = (isinstance(default, (int, float)) and not isinstance(default, bool)
+                   or annotation in (int, float, "int", "float"))
+        if numeric:
+            shown = f" (its default is {default!r})" if default is not taken.empty else ""
+            raise UserError(f"{where}: {name}: {value!r} is a boolean, where {cls.__name__} "
+                            f"takes a number{shown}; write a number")
 
 
 def _check_noise_allowed(found, model, model_opts: Any, point: dict[str, Any],

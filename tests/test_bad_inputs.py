@@ -200,6 +200,11 @@ CASES = [
         "optimizer": "torch.optim.SGD", "grid": {"lr": [0.1, "fast"]}}), [],
      "methods.adam: torch.optim.SGD: TypeError: '<' not supported between instances of "
      "'str' and 'float' (at lr='fast')"),
+    # torch's SGD takes lr=True as a step of 1.0: YAML's `true` where a number belongs
+    ("user-optimizer-boolean-lr", setitem("methods.adam", {
+        "optimizer": "torch.optim.SGD", "grid": {"lr": [True]}}), [],
+     "methods.adam: torch.optim.SGD: lr: True is a boolean, where SGD takes a number (its "
+     "default is 0.001); write a number"),
     ("optimizer-typo", setitem("methods.adam.optimizer", "adma"), [],
      "unknown optimizer 'adma'; did you mean "),
     ("name-not-a-folder", setitem("name", "../elsewhere"), [],
