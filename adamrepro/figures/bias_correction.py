@@ -26,6 +26,7 @@ from adamrepro.figures.curves import (
     as_written,
     experiment_palette,
     figure_title,
+    legend,
     run_tag,
     save_figure,
     untrained_cost,
@@ -107,7 +108,8 @@ def draw(folder: Path, tables: Tables | None = None,
     handles += [Line2D([], [], linestyle="none", marker=marker, color=REFERENCE, label=label)
                 for marker, label in (("x", "diverged"), ("^", "above the untrained cost"))
                 if marker in marks]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    legend(fig, handles, [handle.get_label() for handle in handles], loc="outside lower center",
+           ncol=len(handles), frameon=False)
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}")
     return save_figure(fig, folder, "bias_correction")
 

@@ -13,11 +13,15 @@ import textwrap
 from contextvars import ContextVar
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 # The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
 # user's MPLBACKEND included) and no global figure state.
+from matplotlib import rcParams
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from adamrepro.figures.palette import BAND_ALPHA, Palette, palette_of, style
@@ -77,9 +81,67 @@ METADATA = {"png": {"Software": None},
             "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
 
 
-# Legend handles long enough to show a variant's dash pattern (matplotlib's 2.0 shows a
-# dash-dot as a dash).
+# The shortest legend line, in font sizes (matplotlib's 2.0 shows a dash-dot as a dash).
 HANDLE_LENGTH = 3.5
+MARKERLESS = (None, "", " ", "None", "none")  # a line's marker that draws none
+
+
+def handle_length(handles, fontsize: float | str | None = None) -> float:
+    """A legend's handle length, in font sizes, that shows every handle's whole dash pattern
+    twice, once on each side of a marker in its middle (a fixed 3.5 showed dropout then
+    dot-dot, 19.5 points, as a dash beside a marker), and never under HANDLE_LENGTH."""
+    points = FontProperties(size=rcParams["legend.fontsize"] if fontsize is None
+                            else fontsize).get_size_in_points()
+    longest = 0.0
+    for handle in (h for h in handles if isinstance(h, Line2D)):
+        # Matplotlib has no getter for a line's dash pattern (in points, scaled by its width;
+        # None for a solid line): this attribute is what Line2D draws.
+        period = sum(getattr(handle, "_dash_pattern", (0, None))[1] or ())
+        marker = handle.get_markersize() if handle.get_marker() not in MARKERLESS else 0
+        longest = max(longest, 2 * period + marker)
+    return max(HANDLE_LENGTH, longest / points)
+
+
+def legend(where, handles, labels, **keywords):
+    """`where.legend` (an axes' or a figure's) with handles long enough for their patterns."""
+    return where.legend(handles, labels, **keywords,
+                        handlelength=handle_length(handles, keywords.get("fontsize")))
+
+
+# A linear cost axis is cut to the range after the first pass where the first pass would
+# stretch it more than this factor: Fig. 1's SGD starts at 1.1 and pressed every method into
+# 0.26-0.4 of an axis to 1.35. The paper's own Fig. 1 is cut so.
+FIRST_PASS_STRETCH = 2.0
+CUT_MARGIN = 0.05  # of the range after the first pass, above and below it
+
+
+def cut_first_pass(ax, drawn: list[tuple[str, pd.DataFrame]], panel: str) -> str:
+    """Cut a linear axis (`drawn`: each method's band() frame, x in passes) to the range of
+    the means after the first pass (x > 1), with a margin, where the first pass would
+    stretch it more than FIRST_PASS_STRETCH times. What the line under the title says of it:
+    the methods above the cut and the highest mean of each ("" where not cut)."""
+    if not drawn:
+        return ""
+    every = pd.concat([stats for _, stats in drawn]).replace([np.inf, -np.inf], np.nan)
+    later = every.loc[every.index > 1, "mean"].dropna()
+    if later.empty:
+        return ""
+    low, top = every[["mean", "low"]].min().min(), later.max()
+    stretched = every[["mean", "high"]].max().max() - low > FIRST_PASS_STRETCH * (top - low)
+    if not stretched or top <= low:  # nothing after the first pass spans a range to cut to
+        return ""
+    margin = CUT_MARGIN * (top - low)
+    ax.set_ylim(low - margin, top + margin)
+    highest = {name: stats["mean"].max() for name, stats in drawn}
+    above = {name: value for name, value in highest.items() if value > top + margin}
+    # only first-pass means can be above: every later one is under the cut
+    if len(above) == len(drawn) > 1:  # Fig. 3's first steps: six names said nothing more
+        peak = max(above, key=above.get)
+        said = f"every method (highest: {peak}, {above[peak]:.3g})"
+    else:
+        said = ", ".join(f"{name} ({value:.3g})" for name, value in above.items())
+    return (f"{panel}: axis cut at {top + margin:.3g}, above it in the first pass: "
+            f"{said or 'bands only'}")
 
 
 def in_config_order(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
@@ -209,8 +271,8 @@ def legend_below(fig, ax) -> None:
     where it hid curves (a figure with `layout="constrained"` makes room for it)."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 3),
-                   frameon=False, handlelength=HANDLE_LENGTH)
+        legend(fig, handles, labels, loc="outside lower center", ncol=min(len(handles), 3),
+               frameon=False)
 
 
 # Inside `staged_figures()`, save_figure keeps each file's bytes here rather than write it:
@@ -295,17 +357,19 @@ def draw(folder: Path, tables: Tables | None = None,
     # curve: its best N would race Adam with other minibatches than SFO's own, and looked
     # like the better SFO here while sfo.png leaves it out.
     sweeps = set(memory_by_subfunctions(curves)["method"])
+    drawn: list[list] = [[] for _ in panels]  # each panel's (method, band) for cut_first_pass
     for _, chosen in in_config_order(best, meta).iterrows():
         if chosen["method"] in sweeps:
             continue
         runs = curves[curves["point_id"] == chosen["point_id"]]
         line = style(chosen["optimizer"], variant_of(chosen), palette)
-        for ax, column in panels:
+        for (ax, column), mine in zip(panels, drawn, strict=True):
             shown = runs.dropna(subset=[column.name])
             if ax is not ax_cost:  # the untrained epoch 0 (chance accuracy) squashes the axis
                 shown = shown[shown["epoch"] > 0]
             stats = band(shown, column.name, plot_cfg["band"],
                          plot_cfg["logy"] and column.metric == y.metric)
+            mine.append((chosen["method"], stats))
             ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta),
                     **few_points(len(stats)), **line)
             if chosen["n_seeds"] > 1:
@@ -318,10 +382,14 @@ def draw(folder: Path, tables: Tables | None = None,
         for ax, column in panels:
             if column.metric == y.metric:
                 ax.set_yscale("log")
+    cuts = [cut_first_pass(ax, mine, column.label.split(" (")[0])
+            for (ax, column), mine in zip(panels, drawn, strict=True)
+            if column.metric == y.metric and not plot_cfg["logy"]]
     legend_below(fig, ax_cost)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
                  how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"])
                  + (f"; not drawn, a sweep of SFO's subfunctions (sfo.png's memory panel): "
-                    f"{', '.join(sorted(sweeps))}" if sweeps else ""))
+                    f"{', '.join(sorted(sweeps))}" if sweeps else "")
+                 + "".join(f"; {cut}" for cut in cuts if cut))
     return save_figure(fig, folder, "curves")

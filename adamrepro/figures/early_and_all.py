@@ -1,7 +1,8 @@
 """Fig. 3's two panels, drawn from a results folder alone: the training cost over the first
 `plot.max_epoch` passes with detail within each pass (steps.csv, recorded every
-`training.log_every` steps; linear axis, as the paper's), and over every pass (curves.csv;
-log axis when `plot.logy`). Each method's selected run (best.csv), mean over seeds; its
+`training.log_every` steps; linear axis, as the paper's, cut as Fig. 1's where the first pass
+would squeeze the rest: `curves.cut_first_pass`), and over every pass (curves.csv; log axis
+when `plot.logy`). Each method's selected run (best.csv), mean over seeds; its
 optimizer's color, dashed for dropout (palette.py)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from matplotlib.figure import Figure
 from adamrepro.figures.curves import (
     axis_label,
     band,
+    cut_first_pass,
     experiment_palette,
     few_points,
     figure_title,
@@ -44,19 +46,20 @@ def draw(folder: Path, tables: Tables | None = None,
     palette = experiment_palette(curves)
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_early, ax_all = fig.subplots(1, 2)
+    early_drawn = []  # each method's (method, band) on the early panel, for cut_first_pass
     for _, chosen in in_config_order(best, meta).iterrows():
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         runs = curves[curves["point_id"] == chosen["point_id"]].dropna(subset=[y.name])
-        panels = [(ax_all, band(runs, y.name, plot_cfg["band"], plot_cfg["logy"]))]
         if steps is not None and y.name in steps.columns:
             within = steps[(steps["point_id"] == chosen["point_id"])
                            & (steps["epoch_fraction"] <= early)]
-            panels.append((ax_early, band(within.rename(columns={"epoch_fraction": "epoch"}),
-                                          y.name, plot_cfg["band"])))
+            early_stats = band(within.rename(columns={"epoch_fraction": "epoch"}), y.name,
+                               plot_cfg["band"])
         else:
-            panels.append((ax_early, band(runs[runs["epoch"] <= early], y.name,
-                                          plot_cfg["band"])))
-        for ax, stats in panels:
+            early_stats = band(runs[runs["epoch"] <= early], y.name, plot_cfg["band"])
+        early_drawn.append((chosen["method"], early_stats))
+        for ax, stats in ((ax_all, band(runs, y.name, plot_cfg["band"], plot_cfg["logy"])),
+                          (ax_early, early_stats)):
             ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta), **line,
                     **few_points(len(stats), FEW_POINTS, 3))
             if chosen["n_seeds"] > 1:
@@ -75,8 +78,10 @@ def draw(folder: Path, tables: Tables | None = None,
     ax_all.set_title("every pass", fontsize=10)
     if plot_cfg["logy"]:
         ax_all.set_yscale("log")
+    cut = cut_first_pass(ax_early, early_drawn, f"first {early:g} passes")
     legend_below(fig, ax_early)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"]))
+                 how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"])
+                 + (f"; {cut}" if cut else ""))
     return save_figure(fig, folder, "early_and_all")

@@ -47,6 +47,13 @@ REFERENCE = "#555555"
 # Pictures of digits (the VAE's samples and reconstructions): ink on paper, as MNIST is.
 IMAGE_CMAP = "gray"
 BAND_ALPHA = 0.2
+# Adam, the method every other is compared with, is drawn wider than the others and beneath
+# them (matplotlib's lines are 1.5 points wide, at zorder 2; bands at 1): a method whose curve
+# lies on Adam's shows over it with a black edge, where it was hidden under it (Fig. 1's
+# adagrad_constant+dropout under adam+dropout). Matplotlib scales a dash pattern with the
+# width: Adam's dashes are its variant's pattern, longer.
+REFERENCE_OPTIMIZER = "adam"
+REFERENCE_LINE: dict = {"linewidth": 2.6, "zorder": 1.9}
 # Lines that are no method's curve (the Sec. 2.1 bound, a fitted line): thin and solid, so
 # that no variant's line style (dashed is dropout, dotted no bias correction) is read into them.
 GUIDE_LINE: dict = {"linestyle": "-", "linewidth": 0.8}
@@ -123,10 +130,12 @@ DRAWN_AS: dict[tuple[str, str], str] = {("adam", "nobias"): "rmsprop"}
 def style(optimizer: str, variant: str | None, palette: Palette | None = None) -> dict:
     """Matplotlib line keywords for a method: its optimizer's color and its variant's line
     style (from `palette`, the experiment's `palette_of(...)`, when given; DRAWN_AS for a
-    variant that is another algorithm)."""
+    variant that is another algorithm), and REFERENCE_LINE's width and depth for Adam's."""
     if not isinstance(variant, str):  # None, or a table's empty cell (NaN)
         variant = ""
     palette = palette or palette_of([optimizer], [variant])
     other = DRAWN_AS.get((optimizer, variant))
     color = COLORS[other] if other else palette.colors[optimizer]
-    return {"color": color, "linestyle": palette.linestyles[variant]}
+    reference = optimizer == REFERENCE_OPTIMIZER and not other
+    return {"color": color, "linestyle": palette.linestyles[variant],
+            **(REFERENCE_LINE if reference else {})}

@@ -19,11 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from adamrepro.figures.curves import (
-    HANDLE_LENGTH,
     as_written,
     experiment_palette,
     fitted,
     in_config_order,
+    legend,
     run_tag,
     save_figure,
     untrained_cost,
@@ -134,8 +134,8 @@ def draw(folder: Path, tables: Tables | None = None,
     over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
     ax.set(xlabel="learning rate (alpha)", ylabel=f"final {metric}{over}")
     # beside the axes: inside, it may hide a star or an x (a selected or diverged point)
-    ax.legend(frameon=False, handlelength=HANDLE_LENGTH, loc="upper left",
-              bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    legend(ax, *ax.get_legend_handles_labels(), frameon=False, loc="upper left",
+           bbox_to_anchor=(1.01, 1.0), fontsize=8)
     # over the axes alone, about 60% of the figure's width (the legend is to their right)
     ax.set_title(fitted(0.6 * fig.get_figwidth(), f"{meta['config']['title']}: sensitivity",
                         run_tag(meta, seeds), fontsize=9), fontsize=9)

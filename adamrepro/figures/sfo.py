@@ -19,7 +19,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from adamrepro.figures.curves import (
-    HANDLE_LENGTH,
     as_written,
     axis_label,
     band,
@@ -27,6 +26,7 @@ from adamrepro.figures.curves import (
     figure_title,
     how_chosen,
     in_config_order,
+    legend,
     legend_label,
     run_tag,
     save_figure,
@@ -37,6 +37,7 @@ from adamrepro.report.measures import memory_by_subfunctions, method_costs
 from adamrepro.results.store import Tables, read_results, variant_of
 
 MB = 2.0**20
+TABLE_FONTSIZE = 9  # the axes' tick labels are 10 points: a table of numbers a little less
 
 
 def _mb(value: float) -> str:
@@ -81,7 +82,7 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.set_ylabel(axis_label(y.label))
     ax_pass.set_xlabel("iterations over entire dataset")
     ax_time.set_xlabel("training seconds of one run (evaluation excluded)")
-    ax_pass.legend(frameon=False, fontsize=8, handlelength=HANDLE_LENGTH)
+    legend(ax_pass, *ax_pass.get_legend_handles_labels(), frameon=False, fontsize=8)
 
     for (method, optimizer, variant), points in memory.groupby(
             ["method", "optimizer", "variant"], sort=False):
@@ -96,18 +97,23 @@ def draw(folder: Path, tables: Tables | None = None,
     ax_memory.set(xlabel="number of subfunctions N (minibatches)",
                   ylabel="optimizer state (MiB)")
     if len(memory):
-        ax_memory.legend(frameon=False, fontsize=8)
+        legend(ax_memory, *ax_memory.get_legend_handles_labels(), frameon=False, fontsize=8)
     else:
         ax_memory.text(0.5, 0.5, "no SFO run varies num_subfunctions", ha="center",
                        transform=ax_memory.transAxes)
 
     ax_table = fig.add_subplot(grid[1, :])
     ax_table.axis("off")
-    table = ax_table.table(
-        cellText=rows, loc="center", cellLoc="center",
-        colLabels=("method", "trained", "seconds per pass (one run)",
-                   "optimizer state (MiB)", "peak device memory of its group (MiB)"))
-    table.scale(1, 1.3)
+    labels = ("method", "trained", "seconds per pass (one run)", "optimizer state (MiB)",
+              "peak device memory of its group (MiB)")
+    table = ax_table.table(cellText=rows, loc="center", cellLoc="center", colLabels=labels)
+    # Matplotlib's table spreads its columns over the axes' width and shrinks its font to
+    # fit them (about 6 points in cells of 2.9 inches): a readable font, in columns as wide
+    # as what they hold.
+    table.auto_set_font_size(False)
+    table.set_fontsize(TABLE_FONTSIZE)
+    table.auto_set_column_width(range(len(labels)))
+    table.scale(1, 1.5)
     seeds = int(best["n_seeds"].max()) if len(best) else 0
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
                  how_chosen(best, meta["config"]["plot"]["band"], curves, log=True))

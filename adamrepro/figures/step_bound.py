@@ -17,6 +17,7 @@ from adamrepro.figures.curves import (
     as_written,
     experiment_palette,
     figure_title,
+    legend,
     run_tag,
     save_figure,
 )
@@ -60,7 +61,7 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.set(title=as_written(method), xlabel="iterations over entire dataset",
                ylabel="largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))
         ax.set_ylim(bottom=0)
-        ax.legend(frameon=False, fontsize=8)
+        legend(ax, *ax.get_legend_handles_labels(), frameon=False, fontsize=8)
     title = (f"{meta['config']['title']}: the largest step of each pass against the bound "
              f"of Sec. 2.1  {run_tag(meta, seeds)}")
     figure_title(fig, title)
