@@ -494,9 +494,10 @@ def test_gpu_session_s_stages_joined_by_plus_run_at_the_same_time(tmp_path, data
 
 def test_gpu_session_s_precision_stage_measures_the_experiments_named(tmp_path, data_dir):
     """precision=NAME: scripts/measure_precision.sh on that experiment alone, at
-    PRECISION_SCALE, into RESULTS/precision-<scale>/ (bf16 against fp32 on a CPU)."""
-    done = gpu_session(tmp_path, data_dir, "precision=logreg_mnist", SESSION_MINUTES="",
-                       PRECISION_SCALE="smoke")
+    PRECISION_SCALE, into RESULTS/precision-<scale>/ (bf16 against fp32 on a CPU). Its
+    default is smoke in a try at SCALE=smoke: at quick scale the four arithmetic-bound
+    experiments took a CPU's whole 9.6-minute job."""
+    done = gpu_session(tmp_path, data_dir, "precision=logreg_mnist", SESSION_MINUTES="")
     assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "results" / "precision-smoke"
     for side in ("fp32", "fp32-selected", "bf16"):
