@@ -136,15 +136,19 @@ def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
             "`adamrepro/report/claims.py`, rules in `adamrepro/report/rules.py`) from the "
             "experiment's tables alone. The cost is the training cost of the experiment's "
             "figure (config `plot.y`) of each method's selected grid point, mean over seeds. "
-            "'Mean cost over passes 1-N' is the area under the training curve divided by N. "
+            "'Mean cost over passes 1-N' is the mean of the costs recorded after passes 1 "
+            "to N (the untrained cost of pass 0, where the cost is evaluated on the whole "
+            "training set, is left out). "
             "Every claim is judged twice, with each method's grid point selected by its cost at "
             "the last pass and by its mean cost over passes (config `selection.rule` says "
             "which best.csv holds); where the two disagree the verdict is "
             f"'{DEPENDS}' and both are shown. With several seeds a verdict says whether it "
             "holds in every seed alone, and the spread over seeds of the gap it compares. "
             "A verdict at smoke or quick scale is about that run, not about the paper. A "
-            "verdict that compares a method selected at the edge of its grid ends with a "
-            "caution: a wider grid might select another point and change it. A rule names "
+            "verdict that compares a method selected at the edge of its grid carries a "
+            "caution: a wider grid might select another point and change it. Where the "
+            "other selection rule agrees but selects such a point the first does not, its "
+            "numbers follow the row's, after '|'. A rule names "
             "a method by its optimizer and variant (`adam+constant_lr`); the numbers call it "
             "by its label in the experiment's config (`adam_constant`), as the figures and "
             "the tables of methods do. Where a claim judged again under another reading "
@@ -236,7 +240,8 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
         Heading(2, f"{config['title']} (`{found.name}`)"),
         Paragraph(f"Scale: {meta['scale']}: {count(found.passes, 'pass', 'passes')} over "
                   f"{data['name']}"
-                  f"{f' ({sizes})' if sizes else ''}, minibatch {config['training']['batch_size']}"
+                  f"{f' ({sizes})' if sizes else ''}, {_model_words(config)}, "
+                  f"minibatch {config['training']['batch_size']}"
                   f", {int(found.curves['seed'].nunique())} seed(s) per grid point; best grid "
                   f"point by {found.best['selected_by'].iloc[0] if len(found.best) else '-'}."),
         *_training_cost_note(found),
@@ -278,6 +283,22 @@ def _drawn_from_other_tables(folder: Path, figures: list[str]) -> list[str]:
     now = tables_digest(folder)
     return [name for name in figures
             if (then := drawn_from(folder / name)) is not None and then != now]
+
+
+def _model_words(config: dict) -> str:
+    """The model at this scale, as trained (a scale may narrow it: Fig. 2b's quick MLP is
+    256-256, not the title's 1000-1000), without the options that change how it computes and
+    not what (`IMPLEMENTATION_OPTIONS`)."""
+    from adamrepro.models import MODELS
+
+    model = config["model"]
+    name = model.get("name")
+    how = getattr(MODELS.get(name), "IMPLEMENTATION_OPTIONS", ())
+    what = ", ".join(f"{key}={value}" for key, value in model.items()
+                     if key != "name" and key not in how)
+    own = any(method.get("model") for method in config["methods"].values())
+    return (f"model {name}{f' ({what})' if what else ''}"
+            + (", each method's own `model:` keys over it" if own else ""))
 
 
 def _training_cost_note(found: Measured) -> list[Block]:

@@ -309,26 +309,23 @@ def judge_rule(rule: Rule, found: Measured, experiment: str) -> Verdict:
         parts = [f"selected by {name} {SELECTED_BY[name]}: {v.status}: {v.numbers}"
                  for name, v in ((found.rule, verdict), *others.items())]
         return Verdict(DEPENDS, " | ".join(parts))
-    return _with_other_rules_caveats(verdict, rule, found)
+    return _with_other_rules_at_edges(verdict, others, rule, found)
 
 
-def _with_other_rules_caveats(verdict: Verdict, rule: Rule, found: Measured) -> Verdict:
-    """Where the selection rules agree, the verdict shows the default rule's numbers; a
-    grid-edge selection under another rule weakens it as much, so it is named too."""
+def _with_other_rules_at_edges(verdict: Verdict, others: dict[str, Verdict], rule: Rule,
+                               found: Measured) -> Verdict:
+    """Where the selection rules agree, the verdict shows the table's rule's numbers; where
+    another rule selects a method at a grid edge that the table's does not, the verdict
+    rests on that point as much, so that rule's numbers, with their caution, follow."""
     if verdict.status not in (HOLDS, FAILS):
         return verdict
     own = _at_grid_edges(found, rule.selected_methods)
-    notes = []
-    for name in found.other_rules():
-        edges = [e for e in _at_grid_edges(found.under(name), rule.selected_methods)
-                 if e not in own]
-        if edges:
-            notes.append(f"caution: selected at a grid edge when selected by {name} "
-                         f"{SELECTED_BY[name]}: {'; '.join(edges)}")
-    if not notes:
-        return verdict
-    return Verdict(verdict.status, "; ".join([verdict.numbers, *notes]),
-                   verdict.seeds_disagree)
+    parts = [verdict.numbers]
+    for name, other in others.items():
+        if set(_at_grid_edges(found.under(name), rule.selected_methods)) - set(own):
+            parts.append(f"selected by {name} {SELECTED_BY[name]}, the same verdict: "
+                         f"{other.numbers}")
+    return Verdict(verdict.status, " | ".join(parts), verdict.seeds_disagree)
 
 
 # The selection rules (results/select.py) in words, for a verdict that depends on them.

@@ -205,8 +205,9 @@ def final_values(measured: Measured, method: MethodRef, column: str) -> pd.Serie
 
 
 def mean_cost(measured: Measured, method: MethodRef, last_pass: int | None = None) -> float:
-    """Mean cost over passes 1..last_pass (default: all): the area under the training curve
-    divided by the number of passes, a single number for "converges faster"."""
+    """Mean cost over passes 1..last_pass (default: all): the mean of the costs recorded
+    after each of those passes (pass 0's untrained cost, where a full-set cost records one,
+    left out), a single number for "converges faster"."""
     curve = measured.curve(method)
     if curve is None:
         return math.inf

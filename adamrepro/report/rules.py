@@ -3,8 +3,9 @@ are arguments, `describe()` says in one line what it checks (the report prints i
 verdict), and calling it on a `Measured` experiment returns a `Verdict` with the numbers.
 
 Vocabulary (fixed here so that every claim uses the same words the same way):
-- "A beats B" / "converges faster": A's mean cost over passes 1..N (area under the training
-  curve / N) is below B's by more than `margin` (relative). "Wide margin": a larger margin.
+- "A beats B" / "converges faster": A's mean cost over passes 1..N (the mean of the costs
+  recorded after each of them; pass 0's untrained cost, where recorded, left out) is below
+  B's by more than `margin` (relative). "Wide margin": a larger margin.
 - "A is as fast as B": at 25/50/75/100% of the passes A's cost is at most (1 + tol) x B's;
   "about as fast": within +-tol of B's at each of those passes.
 - "A ends below B": final cost; "marginally better": lower, but by at most `max_gap`.
