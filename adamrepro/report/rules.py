@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from adamrepro.wording import count
+
 from adamrepro.report.measures import (
     Measured,
     Method,
@@ -608,18 +610,33 @@ class WorstEarly(_BiasCorrectionRule):
         first, last = early_pass(measured.passes, self.early), measured.passes
         if first >= last:
             return Verdict(NOT_MEASURABLE, f"only {last} pass(es): no early pass to compare")
-        ratios = []
+        ratios, tops = [], {}
         for epoch in (first, last):
             cells = paired_cells(measured, epoch, self.corrected, self.uncorrected)
-            top = cells[cells["beta2"] == cells["beta2"].max()]
+            tops[epoch] = top = cells[cells["beta2"] == cells["beta2"].max()]
             ratios.append((top["cost_uncorrected"] / top["cost_corrected"]).rename(epoch))
         both = pd.concat(ratios, axis=1).replace(np.inf, np.nan).dropna()
+        left_out = self._diverged_cells(measured, tops, first, last)
         if both.empty:
-            return Verdict(NOT_MEASURABLE, "no cell where neither method diverged")
+            return Verdict(NOT_MEASURABLE, "no cell where neither method diverged" + left_out)
         early_ratio, final_ratio = both[first].median(), both[last].median()
         return judged(early_ratio > final_ratio,
                       f"median ratio after pass {first}: {early_ratio:.3g}, after pass {last}: "
-                      f"{final_ratio:.3g} ({len(both)} cells)")
+                      f"{final_ratio:.3g} ({len(both)} cells){left_out}")
+
+    def _diverged_cells(self, measured: Measured, tops: dict[int, pd.DataFrame], first: int,
+                        last: int) -> str:
+        """The cells the median leaves out, and how many of them had diverged by the early
+        pass: a run without correction that blows up in its first pass is the instability
+        this claim is about, which the ratio cannot weigh."""
+        parts = []
+        for side, method in (("uncorrected", self.uncorrected), ("corrected", self.corrected)):
+            by_end = int(np.isinf(tops[last][f"cost_{side}"]).sum())
+            if by_end:
+                early = int(np.isinf(tops[first][f"cost_{side}"]).sum())
+                parts.append(f"{count(by_end, 'cell')} where {measured.called(method)} "
+                             f"diverged ({early} of them by pass {first})")
+        return f"; left out: {', '.join(parts)}" if parts else ""
 
 
 @dataclass(frozen=True)
