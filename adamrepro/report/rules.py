@@ -19,8 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from adamrepro.wording import count
-
 from adamrepro.report.measures import (
     Measured,
     Method,
@@ -38,6 +36,7 @@ from adamrepro.report.measures import (
     seconds_per_pass,
     step_ratios,
 )
+from adamrepro.wording import count
 
 HOLDS, FAILS = "holds", "does not hold"
 DEPENDS = "depends on the selection rule"  # holds under one selection rule, not the other
