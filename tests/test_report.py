@@ -893,6 +893,14 @@ def test_a_verdict_that_changes_between_seeds_says_so_with_the_spread():
     assert "seeds:" not in one.numbers
 
 
+def test_the_summary_counts_in_grammatical_words():
+    from adamrepro.report.rules import tally
+
+    assert tally([HOLDS] * 9 + [FAILS] + [DEPENDS] * 2 + [NOT_RUN] * 5) == (
+        "9 hold, 1 does not hold, 2 depend on the selection rule, 5 not run yet")
+    assert tally([FAILS] * 6 + [HOLDS]) == "1 holds, 6 do not hold"
+
+
 def test_the_summary_counts_the_verdicts_some_seed_alone_contradicts():
     """'12 holds' alone would hide that a verdict on the mean over seeds fails in some seed:
     the summary line counts those, the steady ones not."""

@@ -44,10 +44,15 @@ NOT_RUN, NOT_MEASURABLE = "not run yet", "not measurable"
 VERDICTS = (HOLDS, FAILS, DEPENDS, NOT_RUN, NOT_MEASURABLE)
 
 
+# A verdict's words after a count of more than one ("8 do not hold", not "8 does not hold").
+PLURALS = {HOLDS: "hold", FAILS: "do not hold", DEPENDS: "depend on the selection rule"}
+
+
 def tally(statuses) -> str:
-    """'9 holds, 8 does not hold': how many of each verdict, in VERDICTS' order."""
+    """'9 hold, 1 does not hold': how many of each verdict, in VERDICTS' order."""
     statuses = list(statuses)
-    return ", ".join(f"{statuses.count(v)} {v}" for v in VERDICTS if v in statuses)
+    counts = {v: statuses.count(v) for v in VERDICTS if v in statuses}
+    return ", ".join(f"{n} {v if n == 1 else PLURALS.get(v, v)}" for v, n in counts.items())
 
 
 @dataclass(frozen=True)
