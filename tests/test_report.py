@@ -634,6 +634,23 @@ def test_a_figure_drawn_from_other_tables_is_named_in_the_report(tmp_path, cli, 
     assert stale() == []
 
 
+def test_the_report_says_which_experiments_read_unverified_data(tmp_path):
+    """The committed quick CNN was trained on the re-encoded CIFAR-10 copy (`--unverified-
+    data`): its provenance line says so in words, not only inside the command; the MLP's,
+    on verified MNIST, says nothing of it."""
+    import shutil
+
+    source = Path(__file__).resolve().parent.parent / "results" / "quick-cpu"
+    for name in ("cnn_cifar10", "mlp"):
+        shutil.copytree(source / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("runs", "*.pdf"))
+    assert main(["report", "--out", str(tmp_path)]) == 0
+    provenance = [line for line in (tmp_path / "report.md").read_text().splitlines()
+                  if line.startswith("Provenance: ")]
+    unverified = ["data unverified (read with `--unverified-data`" in line for line in provenance]
+    assert sorted(unverified) == [False, True], provenance
+
+
 def test_report_without_results_is_one_line_user_error(tmp_path, capsys):
     assert main(["report", "--out", str(tmp_path / "nowhere")]) == 2
     assert main(["report", "--out", str(tmp_path)]) == 2

@@ -247,6 +247,9 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
         *_training_cost_note(found),
         Paragraph(f"Provenance: commit `{prov['commit']}`, torch {prov['torch_version']}, "
                   f"device {prov['device']}, date {prov['date']}, command `{prov['command']}`"
+                  + ("" if prov.get("data_verified", True) else
+                     "; data unverified (read with `--unverified-data`: a copy whose files do "
+                     "not match the official download's checksums)")
                   + ("; the runs come from commits " + "; ".join(
                       f"{_short_commit(commit)} ({by_commit[commit]})" for commit in commits)
                      if len(commits) > 1 else "") + "."),
