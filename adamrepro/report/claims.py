@@ -367,7 +367,9 @@ def seed_note(rule: Rule, found: Measured) -> tuple[str, bool]:
     """Whether the verdict is the same in every seed alone (at the grid points selected over
     all seeds), and the spread of the compared gap over seeds where the rule has one; and
     whether the seeds disagree."""
-    per_seed = {seed: rule(found.for_seed(seed)) for seed in found.seeds}
+    seeds = found.seeds
+    alone = [found.for_seed(seed) for seed in seeds]  # each seed's runs, once
+    per_seed = {seed: rule(runs) for seed, runs in zip(seeds, alone, strict=True)}
     holds = [seed for seed, v in per_seed.items() if v.status == HOLDS]
     n = len(per_seed)
     agree = len(holds) in (0, n)
@@ -380,15 +382,14 @@ def seed_note(rule: Rule, found: Measured) -> tuple[str, bool]:
     # a claim on several pairs (Fig. 3's, with and without dropout): each pair's spread
     parts = rule.rules if isinstance(rule, AllOf) else (rule,)
     for part in parts:
-        note += _gap_spread(part, found, len(parts) > 1)
+        note += _gap_spread(part, found, alone, len(parts) > 1)
     return f"seeds: {note}", not agree
 
 
-def _gap_spread(rule: Rule, found: Measured, name_pair: bool) -> str:
-    """'; gap over seeds -10.5% to -6.8%' for a rule with a gap (`name_pair`: followed by
-    the pair it compares), or ''."""
-    gaps = [g for g in (rule.gap(found.for_seed(seed)) for seed in found.seeds)
-            if g is not None]
+def _gap_spread(rule: Rule, found: Measured, alone: list[Measured], name_pair: bool) -> str:
+    """'; gap over seeds -10.5% to -6.8%' for a rule with a gap, from each seed's runs
+    `alone` (`name_pair`: followed by the pair it compares), or ''."""
+    gaps = [g for g in (rule.gap(runs) for runs in alone) if g is not None]
     if len(gaps) < 2:
         return ""
     pair = (f" ({' vs '.join(found.called(m) for m in rule.methods)})"
