@@ -92,16 +92,29 @@ def test_even_unverified_files_cannot_run_code(tmp_path):
         cifar10.read_batch(path, "0" * 32, verify=False)
 
 
+def _pixels(*shape, dtype="uint8"):
+    import numpy as np
+
+    return np.zeros(shape, dtype=dtype)
+
+
 @pytest.mark.parametrize("content, said", [
     ([1, 2, 3], "no data and labels in it"),
     ({b"labels": [0]}, "no data and labels in it"),
-    ({b"data": [[0] * 100], b"labels": [0]}, "not (N, 3072) with N labels"),
-    ({b"data": [[0] * 3072], b"labels": ["cat"]}, "is not a CIFAR-10 batch ("),
-    ({b"data": [[0] * 3072] * 2, b"labels": [3, 99]}, "a label outside 0-9"),
+    ({b"data": _pixels(1, 100), b"labels": [0]}, "not (N, 3072) with N labels"),
+    ({b"data": _pixels(1, 3072), b"labels": ["cat"]}, "its labels are not a list of integers"),
+    ({b"data": _pixels(2, 3072), b"labels": [3, 99]}, "a label outside 0-9"),
+    # a copy stored as other numbers was cast without a word: [0, 1] floats to 0, 300 to 44
+    ({b"data": _pixels(1, 3072, dtype="float64"), b"labels": [0]},
+     "its data is an array of float64, not the official uint8 pixels"),
+    ({b"data": _pixels(1, 3072, dtype="int64"), b"labels": [0]}, "an array of int64"),
+    ({b"data": [[0] * 3072], b"labels": [0]}, "its data is a list, not the official uint8"),
+    ({b"data": _pixels(1, 3072), b"labels": [0.0]}, "its labels are not a list of integers"),
 ])
 def test_an_unverified_file_of_another_shape_is_one_line(content, said, tmp_path):
     """Unverified, a file may unpickle to anything safe: what it holds is checked before
-    it is used (a label of 99 would index past the ten classes mid-training)."""
+    it is used (a label of 99 would index past the ten classes mid-training, float pixels
+    were cast to uint8)."""
     (tmp_path / "data_batch_1").write_bytes(pickle.dumps(content))
     with pytest.raises(UserError, match=f"data_batch_1 .*{re.escape(said)}"):
         cifar10.read_split(tmp_path, {"data_batch_1": "0" * 32}, verify=False)
@@ -331,13 +344,14 @@ def test_a_whitening_cache_whose_contents_were_damaged_is_fitted_again(train_ima
     again = cifar10.zca(sample, 0.01, tmp_path)
     torch.testing.assert_close(again.matrix, first.matrix, rtol=0, atol=0)
     said = capsys.readouterr().err
-    assert f"ignoring the unreadable cache {cache} (ValueError)" in said, said
+    assert said == (f"adamrepro: note: CIFAR-10: ignoring the unreadable cache {cache} (its "
+                    f"contents do not match their checksum); fitting it again\n"), said
 
 
 def test_fetch_says_which_files_are_not_the_official_bytes(cli, data_dir):
     """This project's copy went through JPEG: every batch differs, the label names do not."""
     code, stdout, stderr = cli("fetch", "cifar10", "--data-dir", data_dir)
     assert code == 0, stderr
-    assert (f"cifar10    {data_dir / cifar10.FOLDER} (not the official bytes: the MD5 of "
+    assert (f"cifar10    {data_dir / cifar10.FOLDER} (not the official data: the MD5 of "
             f"data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5, "
             f"test_batch differs; runs read it only with --unverified-data") in stdout

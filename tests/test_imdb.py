@@ -3,6 +3,7 @@ the Fig. 1 (right) config end to end at smoke scale."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -111,12 +112,12 @@ def test_only_review_names_are_read_and_the_cache_gives_back_what_was_built(tmp_
         "train/pos/3_9.txt~": "ignored", "train/pos/notes.md": "ignored",
         "train/neg/5.txt": "ignored"})
     builds = imdb.bow_builds
-    built = imdb.bag_of_words(root)
+    built = imdb.bag_of_words(root, verify=False)
     assert imdb.bow_builds == builds + 1
     assert built["tokens"][:2] == ["great", "bad"] and built["train_counts"][:2] == [2, 1]
     assert built["splits"]["train"]["ids"].tolist() == [12, 3]  # neg before pos
     assert built["splits"]["test"]["ratings"].tolist() == [4, 10]
-    cached = imdb.bag_of_words(root)
+    cached = imdb.bag_of_words(root, verify=False)
     assert imdb.bow_builds == builds + 1
     assert cached["tokens"] == built["tokens"] and "café" in cached["tokens"]
     assert cached["train_counts"] == built["train_counts"]
@@ -134,7 +135,7 @@ def test_counts_are_clipped_at_what_uint8_holds(tmp_path):
     root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "wow " * 300 + "good " * 200,
                                  "train/neg/1_1.txt": "bad", "test/pos/2_8.txt": "wow " * 300,
                                  "test/neg/4_3.txt": "bad"})
-    bow = imdb.bag_of_words(root)
+    bow = imdb.bag_of_words(root, verify=False)
     assert bow["tokens"][:3] == ["wow", "good", "bad"]
     assert bow["train_counts"][:2] == [300, 200]  # the vocabulary's counts are not clipped
     train = bow["splits"]["train"]
@@ -142,7 +143,7 @@ def test_counts_are_clipped_at_what_uint8_holds(tmp_path):
     pos = int(train["indptr"][1])  # row 0 is the neg review, row 1 the pos one
     assert train["indices"][pos:].tolist() == [0, 1]
     assert train["values"][pos:].tolist() == [largest, 200]
-    data = imdb.load(imdb.Options(vocab_size=3), root)
+    data = imdb.load(imdb.Options(vocab_size=3, verify=False), root)
     assert data.train_x.tolist() == [[0, 0, 1], [largest, 200, 0]]
     assert data.test_x.tolist() == [[0, 0, 1], [largest, 0, 0]]
 
@@ -153,15 +154,20 @@ def test_fetch_builds_the_cache_once_and_says_so(tmp_path, cli):
     bar's line breaks went there)."""
     root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
                                  "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
+    # four reviews are not the official 12,500 a folder: fetch says so, and builds the cache
+    line = (f"{'imdb':10s} {root / 'aclImdb'} (not the official data: train/neg (1 review), "
+            f"train/pos (1 review), test/neg (1 review), test/pos (1 review) where the "
+            f"official folders hold 12,500 reviews each; runs read it only with "
+            f"--unverified-data, for a copy you trust)\n")
     code, out, err = cli("fetch", "imdb", "--data-dir", root)
-    assert code == 0 and out == f"{'imdb':10s} {root / 'aclImdb'}\n", out
+    assert code == 0 and out == line, out
     assert err == (f"adamrepro: note: IMDB: tokenizing 4 reviews once (about half a minute); "
                    f"every run reads the cache in {root / 'aclImdb' / '.adamrepro-cache'}\n")
     assert len(list((root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt"))) == 1
     builds = imdb.bow_builds
     code, out, err = cli("fetch", "imdb", "--data-dir", root)
-    assert code == 0 and out == f"{'imdb':10s} {root / 'aclImdb'}\n" and err == "", (out, err)
-    imdb.bag_of_words(root)
+    assert code == 0 and out == line and err == "", (out, err)
+    imdb.bag_of_words(root, verify=False)
     assert imdb.bow_builds == builds  # the runs read what fetch built
 
 
@@ -170,11 +176,11 @@ def test_a_run_that_tokenizes_says_so_on_stderr(tmp_path, capsys):
     nothing while it did."""
     root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
                                  "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
-    imdb.load(imdb.Options(vocab_size=2), root)
+    imdb.load(imdb.Options(vocab_size=2, verify=False), root)
     said = capsys.readouterr()
     assert said.out == "" and said.err.startswith(
         "adamrepro: note: IMDB: tokenizing 4 reviews once") and said.err.count("\n") == 1
-    imdb.load(imdb.Options(vocab_size=2), root)
+    imdb.load(imdb.Options(vocab_size=2, verify=False), root)
     assert capsys.readouterr().err == ""  # read from the cache: nothing to say
 
 
@@ -215,7 +221,8 @@ def test_the_tokenizing_bar_is_drawn_on_a_terminal_stderr(tmp_path):
     root = _tiny_imdb(tmp_path, FOUR_REVIEWS)
     code, out, terminal = _on_a_terminal("fetch", "imdb", "--data-dir", str(root))
     assert code == 0, terminal
-    assert out == f"{'imdb':10s} {root / 'aclImdb'}\n"
+    assert out.startswith(f"{'imdb':10s} {root / 'aclImdb'} (not the official data: ")
+    assert out.count("\n") == 1
     assert b"adamrepro: note: IMDB: tokenizing 4 reviews once" in terminal
     assert b"tokenize train" in terminal and b"tokenize test" in terminal, terminal
 
@@ -226,8 +233,8 @@ def test_run_quiet_draws_no_tokenizing_bar_yet_says_it_tokenizes(tmp_path):
     root = _tiny_imdb(tmp_path, FOUR_REVIEWS)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({
-        "name": "tiny_imdb", "title": "four reviews", "dataset": {"name": "imdb",
-                                                                 "vocab_size": 2},
+        "name": "tiny_imdb", "title": "four reviews",
+        "dataset": {"name": "imdb", "vocab_size": 2, "verify": False},
         "model": {"name": "logreg", "binary": True}, "training": {"batch_size": 2, "epochs": 1},
         "methods": {"adam": {"optimizer": "adam", "grid": {"lr": [1.0e-3]}}},
         "scales": {"smoke": {"epochs": 1}}}))
@@ -249,7 +256,7 @@ def test_a_rating_impossible_for_its_label_is_a_user_error(tmp_path):
     root = _tiny_imdb(tmp_path, {"train/pos/3_2.txt": "a", "train/neg/1_1.txt": "b",
                                  "test/pos/2_8.txt": "c", "test/neg/4_3.txt": "d"})
     with pytest.raises(UserError, match=r"3_2\.txt has rating 2, impossible in train/pos"):
-        imdb.bag_of_words(root)
+        imdb.bag_of_words(root, verify=False)
 
 
 def test_a_label_folder_without_reviews_or_a_review_not_utf8_is_a_user_error(tmp_path):
@@ -258,12 +265,12 @@ def test_a_label_folder_without_reviews_or_a_review_not_utf8_is_a_user_error(tmp
     root = _tiny_imdb(tmp_path / "empty", {"train/neg/1_1.txt": "bad", "test/pos/2_8.txt": "c",
                                            "test/neg/4_3.txt": "d"})
     with pytest.raises(UserError, match=r"no reviews \(ID_RATING.txt\) in .*train/pos"):
-        imdb.bag_of_words(root)
+        imdb.bag_of_words(root, verify=False)
     root = _tiny_imdb(tmp_path / "latin1", {"train/pos/3_9.txt": "a", "train/neg/1_1.txt": "b",
                                             "test/pos/2_8.txt": "c", "test/neg/4_3.txt": "d"})
     (root / "aclImdb" / "train" / "pos" / "3_9.txt").write_bytes(b"good \xff\xfe bad")
     with pytest.raises(UserError, match=r"3_9\.txt is not UTF-8 text"):
-        imdb.bag_of_words(root)
+        imdb.bag_of_words(root, verify=False)
 
 
 def test_a_review_changed_since_the_cache_was_built_is_read_anew(tmp_path):
@@ -271,18 +278,42 @@ def test_a_review_changed_since_the_cache_was_built_is_read_anew(tmp_path):
     replaced, or moved to the other label, is not read back stale from it."""
     root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
                                  "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
-    imdb.bag_of_words(root)
+    imdb.bag_of_words(root, verify=False)
     review = root / "aclImdb" / "train" / "neg" / "1_1.txt"
     review.write_text("awful awful film")
-    built = imdb.bag_of_words(root)
+    built = imdb.bag_of_words(root, verify=False)
     assert "awful" in built["tokens"] and "film" in built["tokens"]
     (root / "aclImdb" / "train" / "pos" / "5_8.txt").write_text("fine")
     review.rename(root / "aclImdb" / "train" / "neg" / "9_2.txt")
-    moved = imdb.bag_of_words(root)
+    moved = imdb.bag_of_words(root, verify=False)
     assert moved["splits"]["train"]["ids"].tolist() == [9, 3, 5]
     assert moved["splits"]["train"]["labels"].tolist() == [0, 1, 1]
     # the caches of the review files as they were are gone: none would be read again
     assert len(list((root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt"))) == 1
+    # an edit of the same size whose modification time is put back (`cp -p`, `rsync -a`)
+    kept = root / "aclImdb" / "train" / "pos" / "5_8.txt"
+    before = kept.stat()
+    kept.write_text("nice")
+    os.utime(kept, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert "nice" in imdb.bag_of_words(root, verify=False)["tokens"]
+
+
+def test_a_file_in_the_caches_place_that_no_run_wrote_is_one_short_note(tmp_path, capsys):
+    """A pickle of another program where the cache is: never unpickled beyond what
+    torch.load(weights_only=True) allows, and said in one short line (torch's paragraph,
+    which suggests weights_only=False, and its protocol warning were the note)."""
+    import pickle
+
+    root = _tiny_imdb(tmp_path, FOUR_REVIEWS)
+    built = imdb.bag_of_words(root, verify=False)
+    [cache] = (root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt")
+    cache.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    capsys.readouterr()
+    again = imdb.bag_of_words(root, verify=False)
+    assert capsys.readouterr().err == (
+        f"adamrepro: note: IMDB: ignoring the unreadable cache {cache} (not a cache adamrepro "
+        f"wrote: UnpicklingError); building it again\n")
+    assert again["tokens"] == built["tokens"]
 
 
 def test_a_cache_whose_contents_were_damaged_is_rebuilt(tmp_path, capsys):
@@ -290,14 +321,14 @@ def test_a_cache_whose_contents_were_damaged_is_rebuilt(tmp_path, capsys):
     carries its contents' SHA-256, and one that does not match is built again."""
     root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good good", "train/neg/1_1.txt": "bad",
                                  "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
-    built = imdb.bag_of_words(root)
+    built = imdb.bag_of_words(root, verify=False)
     capsys.readouterr()  # the first build's note
     [cache] = (root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt")
     stored = torch.load(cache, weights_only=True)
     stored["splits"]["train"]["values"][0] = 200  # a count, as a flipped byte would change it
     torch.save(stored, cache)
     builds = imdb.bow_builds
-    again = imdb.bag_of_words(root)
+    again = imdb.bag_of_words(root, verify=False)
     said = capsys.readouterr().err
     assert said.startswith("adamrepro: note: IMDB: ignoring the unreadable cache ") and (
         "contents do not match their checksum" in said and said.count("\n") == 1), said
@@ -321,12 +352,12 @@ def test_a_partial_extracted_folder_names_what_it_lacks(removed, named, monkeypa
     monkeypatch.setenv("ADAMREPRO_IMDB_URL", "http://127.0.0.1:9/aclImdb_v1.tar.gz")
     root = _tiny_imdb(tmp_path, {"train/pos/3_9.txt": "good", "train/neg/1_1.txt": "bad",
                                  "test/pos/2_8.txt": "good", "test/neg/4_3.txt": "bad"})
-    imdb.bag_of_words(root)  # the cache: aclImdb/ is there whatever is deleted
+    imdb.bag_of_words(root, verify=False)  # the cache: aclImdb/ is there whatever is deleted
     for folder in removed:
         shutil.rmtree(root / "aclImdb" / folder)
     back = ", ".join(f"aclImdb/{folder}" for folder in removed)
     with pytest.raises(UserError) as err:
-        imdb.bag_of_words(root)
+        imdb.bag_of_words(root, verify=False)
     assert str(err.value) == (
         f"IMDB: {named.format(root=root / 'aclImdb')}: the extracted archive is incomplete; "
         f"put the official {back} back, or delete {root / 'aclImdb'} and run again to "
@@ -412,3 +443,36 @@ def test_config_runs_at_smoke_scale(cli, bow, imdb_dir, tmp_path):
                        "sgd_nesterov+dropout", "adam+dropout"}
     assert set(best["method"]) == methods
     assert not best["diverged"].any()
+
+
+def test_a_label_folder_that_lost_or_gained_a_review_is_refused_unless_trusted(
+        data_dir, tmp_path, cli):
+    """Every review of the real data, linked; train/pos loses one and test/neg gains a copy:
+    a run trained on such a tree and recorded it as verified data. It is one line, exit 2,
+    naming both folders; --unverified-data reads it, and its runs say so."""
+    official = data_dir / "aclImdb"
+    copy = tmp_path / "data" / "aclImdb"
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            (copy / split / label).mkdir(parents=True)
+            for review in os.scandir(official / split / label):
+                (copy / split / label / review.name).symlink_to(review.path)
+    lost = sorted((copy / "train" / "pos").iterdir())[0]
+    lost.unlink()
+    extra = next((copy / "test" / "neg").iterdir())
+    (copy / "test" / "neg" / "99999_1.txt").symlink_to(extra.resolve())
+    args = ["--scale", "smoke", "--quiet", "--data-dir", tmp_path / "data"]
+    code, stdout, stderr = cli("run", "logreg_imdb", "--out", tmp_path / "out", *args)
+    assert code == 2 and stdout == "", stderr
+    assert stderr == (f"adamrepro: error: IMDB: train/pos (12,499 reviews), test/neg (12,501 "
+                      f"reviews) in {copy}, where the official label folders hold 12,500 "
+                      f"reviews each; put the official aclImdb in its place (deleted, it is "
+                      f"downloaded and extracted again), or pass --unverified-data (dataset "
+                      f"option verify: false) for a copy you trust\n")
+    assert not (tmp_path / "out").exists()
+    code, stdout, stderr = cli("run", "logreg_imdb", "--out", tmp_path / "out", *args,
+                               "--unverified-data")
+    assert code == 0, stderr
+    records = [json.loads(path.read_text())
+               for path in (tmp_path / "out" / "logreg_imdb" / "runs").glob("*.json")]
+    assert records and all(r["provenance"]["data_verified"] is False for r in records)

@@ -215,3 +215,23 @@ def test_what_the_filesystem_refused_is_worded_by_its_errno(code, said, tmp_path
         there=tmp_path)
     assert str(not_writable("MNIST", tmp_path, error)) == "MNIST: " + said.format(
         there=tmp_path)
+
+
+def test_a_quoted_tilde_is_the_home_folder(data_dir, tmp_path, monkeypatch, cli):
+    """`ADAMREPRO_DATA='~/data'` and `--data-dir=~/data` (no shell expands either):
+    `scripts/offline_data.py` laid the data out in the home folder, and the runs looked in
+    ./~/data, with a message naming the folder the files were in."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "data").symlink_to(data_dir)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ADAMREPRO_DATA", "~/data")
+    code, stdout, stderr = cli("fetch", "mnist")
+    assert code == 0, stderr
+    assert stdout.startswith(f"mnist      {home / 'data'}")
+    monkeypatch.delenv("ADAMREPRO_DATA")
+    code, stdout, stderr = cli("fetch", "mnist", "--data-dir=~/data")
+    assert code == 0, stderr
+    assert stdout.startswith(f"mnist      {home / 'data'}")
+    assert not (tmp_path / "~").exists()

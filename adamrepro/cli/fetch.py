@@ -37,12 +37,12 @@ def fetch(
             missing.append(err)
             continue
         note = ""
-        # a dataset whose fetch checks presence alone says which files are not official
+        # a dataset whose fetch checks presence alone says what is not official
         unofficial = getattr(DATASETS[name], "unofficial", None)
-        wrong = unofficial(path) if unofficial is not None else []
+        wrong = unofficial(path) if unofficial is not None else ""
         if wrong:
-            note = (f" (not the official bytes: the MD5 of {', '.join(wrong)} differs; "
-                    f"runs read it only with --unverified-data, for a copy you trust)")
+            note = (f" (not the official data: {wrong}; runs read it only with "
+                    f"--unverified-data, for a copy you trust)")
         prepare = getattr(DATASETS[name], "prepare", None)
         if prepare is not None:
             prepare(folder)

@@ -12,12 +12,13 @@ from adamrepro.errors import UserError
 def folder(text: str | Path) -> Path:
     """A folder named on the command line (or an option's default, a Path). An empty name is
     refused: `Path("")` is the working directory, where `--out "$UNSET"` wrote its results
-    without a word."""
+    without a word. A `~` is the home folder, where a quoted `--data-dir '~/data'` (or
+    `--data-dir=~/data`, which no shell expands) looked in ./~/data."""
     if isinstance(text, Path):
         return text
     if not text.strip():
         raise typer.BadParameter("an empty name; name a folder")
-    return Path(text)
+    return Path(text).expanduser()
 
 
 def check_counts(counts: dict[str, int | None], minimum: int = 1) -> None:

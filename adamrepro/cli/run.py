@@ -28,9 +28,9 @@ def without_data_check(base: Experiment) -> Experiment:
     """`--unverified-data`: the dataset option `verify: false`, so the run's config (and its
     run ids, and provenance `data_verified: false`) record that the data was not checked. A
     dataset without that option is unchanged, so one flag can serve a script that runs every
-    config: MNIST (its files' MD5 always checked) and IMDB (its archive's MD5 checked when
-    extracted here; an aclImdb/ folder found extracted is checked for its layout and its
-    ratings against its labels only)."""
+    config: MNIST (its files' MD5 always checked). IMDB's is its label folders' count of
+    reviews (an aclImdb/ folder found extracted has no archive to checksum; its layout and
+    its ratings against its labels are checked either way)."""
     from adamrepro.data import DATASETS
 
     if "verify" not in DATASETS[base.dataset["name"]].Options.model_fields:

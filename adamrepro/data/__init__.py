@@ -2,11 +2,11 @@
 (download into the standard layout), `load(options, data_dir) -> TensorDataset` and
 `feature_shape(options)` (one example's shape as `load` gives it, known without the data, so
 a config whose model cannot take that input fails when it is loaded); one
-whose `fetch` checks the files' presence alone may add `unofficial(folder)`, the files whose
-checksum is not the official one (`adamrepro fetch` names them); one whose `load` builds a
-cache on first use may add `prepare(data_dir)`, which builds it now (`adamrepro fetch` calls
-it, so no run, and no test process, pays for it unannounced), saying so in a note on stderr
-(errors.note) as a run that builds it does."""
+whose `fetch` checks the files' presence alone may add `unofficial(folder)`, what makes
+them not the official data, in words ("" where nothing does; `adamrepro fetch` says it);
+one whose `load` builds a cache on first use may add `prepare(data_dir)`, which builds it
+now (`adamrepro fetch` calls it, so no run, and no test process, pays for it unannounced),
+saying so in a note on stderr (errors.note) as a run that builds it does."""
 
 from __future__ import annotations
 

@@ -97,6 +97,24 @@ def unsealed(stored: dict) -> dict:
     return payload
 
 
+def load_sealed(path) -> dict:
+    """The payload of the `sealed` cache at `path`, read with torch.load(weights_only=True);
+    ValueError, in a few words, for a file that is not one whole (the caller rebuilds it and
+    says why in a note: torch's own message for a foreign pickle is a paragraph that
+    suggests weights_only=False, and its warning about the pickle's protocol a second)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            stored = torch.load(path, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any file that does not load is no cache
+            raise ValueError(f"not a cache adamrepro wrote: {type(err).__name__}") from None
+    if not isinstance(stored, dict):
+        raise ValueError("not a cache adamrepro wrote")
+    return unsealed(stored)
+
+
 def _contents_digest(value) -> str:
     digest = hashlib.sha256()
 

@@ -42,7 +42,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from adamrepro.data.base import TensorDataset, sealed, unsealed
+from adamrepro.data.base import TensorDataset, load_sealed, sealed
 from adamrepro.data.download import MissingData, ensure_file, extract_tar, md5sum
 from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
@@ -133,10 +133,12 @@ def fetch(data_dir: Path) -> Path:
     return folder
 
 
-def unofficial(folder: Path) -> list[str]:
-    """The files of `folder` (a fetched cifar-10-batches-py) whose MD5 is not the official
-    one: a re-encoded copy, or damage. Reading them needs the opt-out (`verify: false`)."""
-    return [name for name, md5 in FILES.items() if md5sum(folder / name) != md5]
+def unofficial(folder: Path) -> str:
+    """What makes `folder` (a fetched cifar-10-batches-py) not the official bytes, in words:
+    the files whose MD5 is not the official one (a re-encoded copy, or damage); "" for none.
+    Reading them needs the opt-out (`verify: false`)."""
+    wrong = [name for name, md5 in FILES.items() if md5sum(folder / name) != md5]
+    return f"the MD5 of {', '.join(wrong)} differs" if wrong else ""
 
 
 def read_batch(path: Path, md5: str, verify: bool) -> dict:
@@ -167,9 +169,21 @@ def read_split(folder: Path, files: dict[str, str], verify: bool) -> tuple[Tenso
         wrong = f"CIFAR-10: {folder / name} is not a CIFAR-10 batch"
         if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
             raise UserError(f"{wrong} (no data and labels in it); replace it")
+        # The official bytes are uint8 pixels and integer labels: anything else is cast
+        # without a word by asarray (floats in [0, 1] to 0, 300 to 44), so it is refused.
+        data = batch[b"data"]
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+            kind = (f"an array of {data.dtype}" if isinstance(data, np.ndarray)
+                    else f"a {type(data).__name__}")
+            raise UserError(f"{wrong} (its data is {kind}, not the official uint8 pixels); "
+                            f"replace it")
+        labels_read = batch[b"labels"]
+        if not isinstance(labels_read, (list, tuple, np.ndarray)) or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                for v in labels_read):
+            raise UserError(f"{wrong} (its labels are not a list of integers); replace it")
         try:
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            label = torch.tensor(batch[b"labels"], dtype=torch.int64)
+            label = torch.tensor(np.asarray(labels_read, dtype=np.int64), dtype=torch.int64)
         except (TypeError, ValueError, OverflowError) as err:
             raise UserError(f"{wrong} ({err}); replace it") from None
         if data.ndim != 2 or data.shape[1] != 3072 or label.shape != (len(data),):
@@ -235,12 +249,11 @@ def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
     path = cache_dir / f"zca-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
     if path.exists():
         try:
-            saved = unsealed(torch.load(path, weights_only=True))
+            saved = load_sealed(path)
             if saved.get("key") == key:
                 return Whitening(saved["mean"], saved["matrix"])
         except Exception as err:  # noqa: BLE001 - an unreadable cache is simply refitted
-            note(f"CIFAR-10: ignoring the unreadable cache {path} ({type(err).__name__}); "
-                 f"fitting it again")
+            note(f"CIFAR-10: ignoring the unreadable cache {path} ({err}); fitting it again")
     whitening = fit_zca(images, epsilon)
     buffer = io.BytesIO()
     torch.save(sealed({"key": key, "mean": whitening.mean, "matrix": whitening.matrix}),

@@ -78,9 +78,11 @@ def check_data_folder(folder: Path) -> None:
 
 
 def default_data_dir() -> Path:
-    """$ADAMREPRO_DATA, else the user's cache folder."""
+    """$ADAMREPRO_DATA, else the user's cache folder. A `~` is the home folder, as the
+    shell would make it had the value not been quoted (`scripts/offline_data.py` reads it
+    so too: data laid out in ~/data was then looked for in ./~/data)."""
     if os.environ.get("ADAMREPRO_DATA"):
-        return Path(os.environ["ADAMREPRO_DATA"])
+        return Path(os.environ["ADAMREPRO_DATA"]).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "adamrepro" / "data"
 

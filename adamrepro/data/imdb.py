@@ -2,7 +2,10 @@
 
 Reads the official layout DATA/aclImdb/{train,test}/{pos,neg}/ID_RATING.txt (downloaded and
 extracted if missing). Labels: pos = 1 (rating >= 7), neg = 0 (rating <= 4); 25,000 reviews
-per split, balanced.
+per split, balanced: 12,500 in each label folder, which every load checks (a folder that lost
+reviews, or gained one, is no longer the paper's data) unless the caller opts out (`verify:
+false`, or `adamrepro run --unverified-data`, for a copy you trust; the runs then record
+`data_verified: false`).
 
 The dataset's own `labeledBow.feat` files are not used: the vocabulary is rebuilt from the text
 with our tokenizer (ours, the paper does not give one):
@@ -41,7 +44,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from adamrepro.data.base import TensorDataset, sealed, unsealed
+from adamrepro.data.base import TensorDataset, load_sealed, sealed
 from adamrepro.data.download import (
     MissingData,
     NotWritable,
@@ -63,6 +66,7 @@ WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 # Bump when anything that changes the cached counts changes (tokenizer, file order, format).
 CACHE_VERSION = 3
 MAX_COUNT = 255  # uint8 storage; no review comes close (the most repeated word is "the")
+REVIEWS_PER_FOLDER = 12_500  # in each of train/pos, train/neg, test/pos, test/neg
 
 # How many times the bag-of-words was built from the text in this process (tests read it to
 # check that a second load comes from the cache).
@@ -75,6 +79,8 @@ class Options(Frozen):
     test_size: Count | None = None
     vocab_size: int = Field(10000, gt=0)
     features: Literal["counts", "binary"] = "counts"
+    # False reads a tree whose label folders do not hold the official 12,500 reviews each
+    verify: bool = True
 
 
 def options(values: dict, where: str) -> Options:
@@ -186,16 +192,45 @@ def _review_files(root: Path) -> dict[str, list[tuple[int, int, int, str]]]:
     return out
 
 
+def _miscounted(files: dict[str, list]) -> list[str]:
+    """The label folders that do not hold the official REVIEWS_PER_FOLDER reviews, each with
+    its count: `train/pos (1 review)`."""
+    return [f"{split}/{name} ({held:,} review{'' if held == 1 else 's'})"
+            for split, rows in files.items() for name, label in LABELS.items()
+            if (held := sum(row[0] == label for row in rows)) != REVIEWS_PER_FOLDER]
+
+
+def unofficial(root: Path) -> str:
+    """What makes a fetched aclImdb/ not the official reviews, in words: its label folders
+    of another count than REVIEWS_PER_FOLDER; "" for none. Reading them needs the opt-out
+    (`verify: false`)."""
+    wrong = _miscounted(_review_files(root))
+    return (f"{', '.join(wrong)} where the official folders hold {REVIEWS_PER_FOLDER:,} "
+            f"reviews each" if wrong else "")
+
+
+def _check_counts(root: Path, files: dict[str, list]) -> None:
+    wrong = _miscounted(files)
+    if wrong:
+        raise UserError(
+            f"IMDB: {', '.join(wrong)} in {root}, where the official label folders hold "
+            f"{REVIEWS_PER_FOLDER:,} reviews each; put the official aclImdb in its place "
+            f"(deleted, it is downloaded and extracted again), or pass --unverified-data "
+            f"(dataset option verify: false) for a copy you trust")
+
+
 def _cache_path(root: Path, files: dict[str, list]) -> Path:
     """The cache of these review files: keyed by every file's name, folder (its label),
-    size and modification time, so that a review replaced, moved or edited since is read
-    anew, never from a stale cache (50,000 stats: about 0.3 s)."""
+    size, modification time and change time, so that a review replaced, moved or edited
+    since is read anew, never from a stale cache (50,000 stats: about 0.3 s). The change
+    time is the one no tool sets back: `cp -p`, `rsync -a` and `tar x` restore an edited
+    review's size-preserving modification time, but any write moves its change time."""
     listing = hashlib.sha1()
     for rows in files.values():
         for _, _, _, path in rows:
             stat = os.stat(path)
             listing.update(f"{os.path.relpath(path, root)}\0{stat.st_size}\0"
-                           f"{stat.st_mtime_ns}\n".encode())
+                           f"{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
     settings = {"version": CACHE_VERSION, "pattern": WORD.pattern,
                 "reviews": {split: len(rows) for split, rows in files.items()},
                 "files": listing.hexdigest()}
@@ -301,15 +336,18 @@ def _build_and_cache(files: dict[str, list], path: Path, announce: bool = True) 
     return bow
 
 
-def bag_of_words(data_dir: Path) -> dict:
+def bag_of_words(data_dir: Path, verify: bool = True) -> dict:
     """Token counts of every review (cached): `tokens` ordered by training frequency,
     `train_counts` (their training occurrences), `splits[split]` with CSR `indptr`, `indices`,
-    `values` (uint8 counts), and `labels`, `ids`, `ratings` per review."""
+    `values` (uint8 counts), and `labels`, `ids`, `ratings` per review. With `verify`, a
+    label folder that does not hold the official number of reviews is a UserError."""
     files, path = _reviews_and_cache(data_dir)
+    if verify:
+        _check_counts(path.parent.parent, files)
     announce = True
     if path.exists():
         try:
-            return _from_file(unsealed(torch.load(path, weights_only=True)))
+            return _from_file(load_sealed(path))
         except Exception as err:  # noqa: BLE001 - any unreadable cache is simply rebuilt
             note(f"IMDB: ignoring the unreadable cache {path} ({err}); building it again")
             announce = False  # that note said so
@@ -336,7 +374,7 @@ def dense(split: dict, vocab_size: int, binary: bool) -> torch.Tensor:
 
 
 def load(opts: Options, data_dir: Path) -> TensorDataset:
-    bow = bag_of_words(data_dir)
+    bow = bag_of_words(data_dir, opts.verify)
     known = sum(1 for count in bow["train_counts"] if count > 0)
     if opts.vocab_size > known:
         raise UserError(f"IMDB: vocab_size {opts.vocab_size} exceeds the {known} distinct "
