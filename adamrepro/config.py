@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from adamrepro import wording
 from adamrepro.errors import UserError
 from adamrepro.options import AutoOrBool, Frozen, location, message, number_as_text
 
@@ -431,7 +432,7 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
     for point in points:
         _check_point_numbers(point, f"{where}: {key}")
         if not found.builtin:  # ours say so themselves ("lr must be a number, got True")
-            _check_no_boolean_numbers(found.cls, point, f"{where}: {key}: {method.optimizer}")
+            _check_types_against_signature(found.cls, point, f"{where}: {key}: {method.optimizer}")
         _check_noise_allowed(found, MODELS[model], model_opts, point,
                              f"{where}: {key}: {method.optimizer}")
         _check_optimizer_accepts(found, point, exp.training.dtype,
@@ -439,6 +440,12 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
                                  {name: point[name] for name in method.grid if name in point})
     if found.capabilities.subfunctions:
         _check_subfunctions_fit(exp, label, f"{where}: {key}: {method.optimizer}")
+    if label in OPTIMIZERS and found.cls is not OPTIMIZERS[label]:
+        # the report names methods by label and the paper's claims by optimizer: a label
+        # that is another optimizer's name makes "no runs of sgd_nesterov (it has
+        # sgd_nesterov)" of it
+        raise UserError(f"{where}: {key}: {label!r} is the name of a built-in optimizer, but "
+                        f"this method trains {method.optimizer}; give it another label")
     return model
 
 
@@ -487,9 +494,11 @@ def _check_point_numbers(point: dict[str, Any], where: str) -> None:
                     f"number ({why}); write {float(number)!r}")
 
 
-def _check_no_boolean_numbers(cls: type, point: dict[str, Any], where: str) -> None:
-    """A boolean where a class not ours takes a number (its default, or its annotation, is
-    one) is a slip of YAML's `true`: torch's optimizers take `lr=True` as a step of 1.0."""
+def _check_types_against_signature(cls: type, point: dict[str, Any], where: str) -> None:
+    """A boolean where a class not ours takes a number, anything but a boolean where it takes
+    a switch, and one number where it takes a list (its default, or its annotation, says
+    which): torch's optimizers take `lr=True` as a step of 1.0 and `amsgrad="no"` as AMSGrad
+    on, without a word, and `betas=0.9` as a TypeError that names neither."""
     import inspect
 
     try:
@@ -498,15 +507,39 @@ def _check_no_boolean_numbers(cls: type, point: dict[str, Any], where: str) -> N
         return
     for name, value in point.items():
         taken = parameters.get(name)
-        if not isinstance(value, bool) or taken is None:
+        if taken is None:
             continue
         default, annotation = taken.default, taken.annotation
-        numeric = (isinstance(default, (int, float)) and not isinstance(default, bool)
-                   or annotation in (int, float, "int", "float"))
-        if numeric:
-            shown = f" (its default is {default!r})" if default is not taken.empty else ""
-            raise UserError(f"{where}: {name}: {value!r} is a boolean, where {cls.__name__} "
-                            f"takes a number{shown}; write a number")
+        shown = f" (its default is {default!r})" if default is not taken.empty else ""
+        if isinstance(value, bool):
+            numeric = (isinstance(default, (int, float)) and not isinstance(default, bool)
+                       or annotation in (int, float, "int", "float"))
+            if numeric:
+                raise UserError(f"{where}: {name}: {value!r} is a boolean, where "
+                                f"{cls.__name__} takes a number{shown}; write a number")
+        elif isinstance(default, (tuple, list)) and not isinstance(value, (tuple, list)):
+            # a grid over a list-valued setting lists lists: `betas: [0.9, 0.99]` is two
+            # points, 0.9 and 0.99
+            raise UserError(f"{where}: {name}: {value!r} is one number, where {cls.__name__} "
+                            f"takes a list{shown}; a grid of them is a list of lists, e.g. "
+                            f"[{list(default)!r}]")
+        elif (value is not None or default is not None) and _is_switch(default, annotation):
+            raise UserError(f"{where}: {name}: {value!r} is not a boolean, where "
+                            f"{cls.__name__} takes a switch{shown}; write true or false "
+                            f"(unquoted)")
+
+
+def _is_switch(default: Any, annotation: Any) -> bool:
+    """Whether a parameter takes only a boolean (or None): `amsgrad: bool = False`,
+    `fused: bool | None = None`."""
+    import typing
+
+    if isinstance(default, bool) or annotation in (bool, "bool"):
+        return True
+    if isinstance(annotation, str):
+        return annotation.replace(" ", "") in ("bool|None", "None|bool", "Optional[bool]")
+    members = typing.get_args(annotation)
+    return bool(members) and bool in members and set(members) <= {bool, type(None)}
 
 
 def _check_noise_allowed(found, model, model_opts: Any, point: dict[str, Any],
@@ -789,14 +822,46 @@ def parse_experiment(raw: Any, where: str) -> Experiment:
     except ValidationError as err:
         # An unknown key is usually a typo of a known one: report it before what it left out.
         first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-        more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
+        more = (f" (and {wording.count(err.error_count() - 1, 'more problem')})"
+                if err.error_count() > 1 else "")
         fix = ""
         if first["type"] == "missing" and len(first["loc"]) == 1:
             fix = (f"; add it (every config has {', '.join(REQUIRED)}; "
                    f"configs/logreg_mnist.yaml is an example)")
+        if first["type"] == "extra_forbidden":
+            known = _keys_at(Experiment, first["loc"][:-1])
+            if known:
+                nearest = wording.did_you_mean(str(first["loc"][-1]), known)
+                fix = f"; {nearest or 'it takes ' + ', '.join(known)}"
         raise UserError(f"{where}: {location(first)}: {message(first)}{fix}{more}") from None
     check_precision(exp.training, where)
     return _check_registries(exp, where)
+
+
+def _keys_at(model: type, loc: tuple) -> list[str]:
+    """The keys a config takes at `loc` (the mapping a pydantic error's location is in):
+    `("methods", "lion")` is a MethodSpec's. Empty where `loc` leads to no model."""
+    import typing
+
+    from pydantic import BaseModel
+
+    def model_in(annotation):  # `MethodSpec | None`, `dict[str, MethodSpec]`'s value
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+        if typing.get_origin(annotation) is dict:
+            return ("dict", typing.get_args(annotation)[1])
+        return next((m for m in map(model_in, typing.get_args(annotation))
+                     if m is not None), None)
+
+    here = model
+    for part in loc:
+        if isinstance(here, tuple):  # a mapping's value, whatever its key
+            here = model_in(here[1])
+        elif here is not None and part in here.model_fields:
+            here = model_in(here.model_fields[part].annotation)
+        else:
+            return []
+    return list(here.model_fields) if isinstance(here, type) else []
 
 
 def load_experiment(path: str | Path) -> Experiment:

@@ -129,6 +129,9 @@ def message(err: dict) -> str:
                 f"quote it to give text: 'no'")
     if err["type"] in ("model_type", "model_attributes_type", "dict_type"):
         return "Input should be a mapping of keys (key: value)"  # not "instance of X"
+    if err["type"] == "list_type" and isinstance(given, (int, float, str)):
+        # `grid: {lr: 1.0e-4}`: one value where a list of them goes
+        return f"give a list, even of one value: [{given!r}]"
     if err["type"] == "too_short" and isinstance(given, dict):
         return "give at least one"
     return err["msg"].removeprefix("Value error, ")

@@ -205,6 +205,37 @@ CASES = [
         "optimizer": "torch.optim.SGD", "grid": {"lr": [True]}}), [],
      "methods.adam: torch.optim.SGD: lr: True is a boolean, where SGD takes a number (its "
      "default is 0.001); write a number"),
+    # and `amsgrad="no"` as AMSGrad on: text or a number where a class not ours takes a switch
+    ("user-optimizer-quoted-switch", setitem("methods.adam", {
+        "optimizer": "torch.optim.Adam", "hparams": {"amsgrad": "no"},
+        "grid": {"lr": [1.0e-3]}}), [],
+     "methods.adam: torch.optim.Adam: amsgrad: 'no' is not a boolean, where Adam takes a "
+     "switch (its default is False); write true or false (unquoted)"),
+    ("user-optimizer-number-switch", setitem("methods.adam", {
+        "optimizer": "torch.optim.SGD", "hparams": {"momentum": 0.9},
+        "grid": {"lr": [1.0e-3], "nesterov": [0, 1]}}), [],
+     "methods.adam: torch.optim.SGD: nesterov: 0 is not a boolean, where SGD takes a switch"),
+    ("user-optimizer-optional-switch", setitem("methods.adam", {
+        "optimizer": "torch.optim.Adam", "hparams": {"foreach": "yes"},
+        "grid": {"lr": [1.0e-3]}}), [],
+     "methods.adam: torch.optim.Adam: foreach: 'yes' is not a boolean, where Adam takes a "
+     "switch (its default is None)"),
+    ("user-optimizer-grid-of-a-pair", setitem("methods.adam", {
+        "optimizer": "torch.optim.AdamW", "grid": {"lr": [1.0e-3], "betas": [0.9, 0.99]}}),
+     [], "methods.adam: torch.optim.AdamW: betas: 0.9 is one number, where AdamW takes a list "
+         "(its default is (0.9, 0.999)); a grid of them is a list of lists, e.g. "
+         "[[0.9, 0.999]]"),
+    ("grid-not-a-list", setitem("methods.adam.grid.lr", 1.0e-3), [],
+     "methods.adam.grid.lr: give a list, even of one value: [0.001]"),
+    ("key-typo", edit(lambda c: c["methods"]["adam"].update(
+        optimiser=c["methods"]["adam"].pop("optimizer"))), [],
+     "methods.adam.optimiser: Extra inputs are not permitted; did you mean 'optimizer'? (and "
+     "1 more problem)"),
+    # the report names methods by label, the paper's claims by optimizer
+    ("label-of-another-optimizer", setitem("methods.adam", {
+        "optimizer": "torch.optim.Adam", "grid": {"lr": [1.0e-3]}}), [],
+     "methods.adam: 'adam' is the name of a built-in optimizer, but this method trains "
+     "torch.optim.Adam; give it another label"),
     ("optimizer-typo", setitem("methods.adam.optimizer", "adma"), [],
      "unknown optimizer 'adma'; did you mean "),
     ("name-not-a-folder", setitem("name", "../elsewhere"), [],

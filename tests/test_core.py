@@ -4,6 +4,7 @@ entry points, honest training seconds, and capabilities declared as data."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -64,6 +65,19 @@ def test_race_against_optimizers_named_by_import_path(tmp_path, data_dir, cli, m
     for _, row in best.iterrows():
         run = curves[curves["point_id"] == row["point_id"]].sort_values("epoch")
         assert run["train_loss_full"].iloc[-1] < run["train_loss_full"].iloc[0], row["method"]
+
+    # a curve of a user's optimizer names the code that drew it: the digest its run id was
+    # traced by, in curves.csv, and the file, in its run record; torch's and ours name none
+    source = (OUTSIDE / "my_optimizers.py").read_bytes()
+    digest = hashlib.sha1(hashlib.sha1(source).digest()).hexdigest()[:12]
+    codes = curves.groupby("method")["optimizer_code"].unique()
+    assert list(codes["signsgd"]) == [digest]
+    assert all(pd.isna(codes[m]).all() for m in ("adam", "sgd", "lbfgs"))
+    for record in (json.loads(p.read_text()) for p in (folder / "runs").glob("*.json")):
+        if record["method"] == "signsgd":
+            assert record["optimizer_source"] == [str((OUTSIDE / "my_optimizers.py").resolve())]
+        else:
+            assert "optimizer_code" not in record and "optimizer_source" not in record
 
     # the figure and the report show them, in distinct colors that no built-in has
     monkeypatch.syspath_prepend(str(OUTSIDE))
@@ -150,6 +164,25 @@ def test_a_user_optimizer_that_raises_in_training_is_one_line_and_keeps_what_fin
     assert "trained 1 run, 2 already finished" in stdout  # not "1 runs"
 
 
+def test_a_step_that_ignores_the_closure_it_is_told_to_take_is_one_line(
+        tmp_path, data_dir, cli, monkeypatch):
+    """`closure: true` on a step that takes one but never calls it (CountedSGD) evaluated
+    no loss: an IndexError traceback, where the fix is the config's."""
+    monkeypatch.syspath_prepend(str(OUTSIDE))
+    race = {"counted": {"optimizer": "my_optimizers:CountedSGD", "closure": True,
+                        "grid": {"lr": [1.0e-1]}}}
+    out = tmp_path / "out"
+    for workers in ("1", "2"):
+        code, stdout, stderr = cli("run", _race(tmp_path, race), "--out", out, "--scale",
+                                   "smoke", "--quiet", "--data-dir", data_dir, "--workers",
+                                   workers)
+        assert code == 2 and stdout == "", stderr
+        assert stderr == ("adamrepro: error: CountedSGD.step did not call the closure it was "
+                          "given (`closure: true`), so no loss was evaluated; remove "
+                          "`closure: true`, or have step call it\n")
+        assert not out.exists()
+
+
 def test_every_point_diverged_is_said(tmp_path, data_dir, cli):
     race = {"adam": {"optimizer": "adam", "grid": {"lr": [1.0e-3]}},
             "sgd": {"optimizer": "sgd_nesterov", "grid": {"lr": [1.0e12, 1.0e14]}}}
@@ -187,7 +220,12 @@ def test_a_users_optimizer_keeps_its_color_in_every_figure(tmp_path, data_dir, c
     code, _, stderr = cli("run", _race(tmp_path, race), "--out", out, "--scale", "smoke",
                           "--quiet", "--data-dir", data_dir)
     assert code == 0 and "every grid point of asgd diverged" in stderr, stderr
-    assert cli("plot", "faulty", "--out", out)[0] == 0
+    code, _, stderr = cli("plot", "faulty", "--out", out)
+    assert code == 0, stderr
+    # the color a user knows it by, from another figure, is not silently another's
+    assert (f"adamrepro: note: faulty: torch.optim.SGD is drawn in another color than its own "
+            f"({EXTRA[_hashed('torch.optim.SGD')]}), which torch.optim.ASGD has in this "
+            f"experiment") in stderr
     rgb = np.array([int(moved[i:i + 2], 16) / 255 for i in (1, 3, 5)])
     for figure in ("curves.png", "sensitivity.png"):
         image = mpimg.imread(out / "faulty" / figure)[..., :3]

@@ -225,3 +225,43 @@ def test_each_optimizer_keeps_the_color_the_readme_promises_it():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     promised = dict(re.findall(r"^\| `(\w+)` \| [a-z ]+ \| `(#[0-9A-F]{6})` \|$", readme, re.M))
     assert promised == COLORS
+
+
+def test_a_color_collision_moves_one_optimizer_and_no_third():
+    """Two user optimizers on one hashed color: the later (sorted) moves, and not onto the
+    color a third one holds by its own hash, which would move that one too; `moved_colors`
+    names the one moved and who holds its color."""
+    from adamrepro.figures.palette import EXTRA, _hashed, colors, moved_colors
+
+    names = [f"pkg.opt{i}:Opt" for i in range(200)]
+    first, second = next((a, b) for a in names for b in names
+                         if a < b and _hashed(a) == _hashed(b))
+    after = EXTRA[(_hashed(first) + 1) % len(EXTRA)]
+    third = next(n for n in names if EXTRA[_hashed(n)] == after and n > second)
+    drawn = colors([first, second, third])
+    assert drawn[first] == EXTRA[_hashed(first)] and drawn[third] == after
+    assert drawn[second] not in (drawn[first], drawn[third])
+    assert moved_colors([first, second, third, "adam"]) == {
+        second: (EXTRA[_hashed(second)], first)}
+    assert moved_colors([first, third, "adam"]) == {}
+
+
+def test_methods_drawn_alike_are_said():
+    """Two methods of one optimizer and variant share color and line style: `adamrepro
+    plot` says so, naming them and the fix. The committed tables have none such."""
+    import pandas as pd
+
+    from adamrepro.figures.curves import palette_notes
+
+    curves = pd.read_csv(Path(__file__).resolve().parent.parent / "results" / "quick-cpu"
+                         / "mlp" / "curves.csv")
+    assert palette_notes(curves) == []
+    adam = curves[curves["method"] == "adam"].assign(method="adam_tuned")
+    assert palette_notes(pd.concat([curves, adam])) == [
+        "methods adam, adam_tuned are all adam, drawn alike; give each a variant of its own "
+        "in the config to tell their lines apart"]
+    decay = curves[curves["variant"] == "sqrt_decay"]
+    assert not decay.empty
+    assert palette_notes(pd.concat([curves, decay.assign(method="again")])) == [
+        "methods adam_decay, again are all adam (sqrt_decay), drawn alike; give each a "
+        "variant of its own in the config to tell their lines apart"]

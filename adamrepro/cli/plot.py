@@ -9,7 +9,7 @@ import typer
 
 from adamrepro.cli.params import folder
 from adamrepro.config import DEFAULT_FIGURES, recorded_config
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, note
 
 
 def plot(
@@ -26,7 +26,7 @@ def plot(
 
     Into <out>/<experiment>/, from its results tables alone."""
     from adamrepro.figures import FIGURES, glyphs_noted
-    from adamrepro.figures.curves import staged_figures
+    from adamrepro.figures.curves import palette_notes, staged_figures
     from adamrepro.results.store import atomic_set, check_results_folder, read_results
 
     check_results_folder(out)
@@ -41,6 +41,9 @@ def plot(
     # every folder's tables read (and checked) before any figure is drawn: a mistake in the
     # last name must not leave the first ones' figures redrawn and the command failed
     read = {name: read_results(out / name, recorded_config) for name in names}
+    for name, tables in read.items():
+        for text in palette_notes(tables[0]):
+            note(f"{name}: {text}")
     # and every figure drawn before any file is replaced (figures/curves.py staged_figures)
     with staged_figures() as staged, glyphs_noted():
         for name, tables in read.items():

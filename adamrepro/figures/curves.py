@@ -24,7 +24,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from adamrepro.figures.palette import BAND_ALPHA, Palette, palette_of, style
+from adamrepro.figures.palette import BAND_ALPHA, Palette, moved_colors, palette_of, style
 from adamrepro.metrics import Column, column_of, metric_set
 from adamrepro.report.measures import memory_by_subfunctions
 from adamrepro.results.store import (
@@ -259,6 +259,24 @@ def experiment_palette(curves: pd.DataFrame) -> Palette:
     """The palette of every optimizer and variant in an experiment's curves.csv, drawn in a
     figure or not, so that every figure of the experiment draws a method alike."""
     return palette_of(curves["optimizer"], variants(curves))
+
+
+def palette_notes(curves: pd.DataFrame) -> list[str]:
+    """What a reader of an experiment's figures could misread from its palette alone: a
+    user's optimizer drawn in another color than its own (another of theirs holds it here),
+    and methods of one optimizer and variant, whose lines only the legend's order tells
+    apart."""
+    notes = [f"{optimizer} is drawn in another color than its own ({own}), which {holder} "
+             f"has in this experiment"
+             for optimizer, (own, holder) in moved_colors(curves["optimizer"]).items()]
+    methods = pd.DataFrame({"method": curves["method"], "optimizer": curves["optimizer"],
+                            "variant": variants(curves)}).drop_duplicates("method")
+    for (optimizer, variant), same in methods.groupby(["optimizer", "variant"], sort=True):
+        if len(same) > 1:
+            notes.append(f"methods {', '.join(sorted(same['method']))} are all {optimizer}"
+                         f"{' (' + variant + ')' if variant else ''}, drawn alike; give each "
+                         f"a variant of its own in the config to tell their lines apart")
+    return notes
 
 
 def figure_title(fig, *lines: str, fontsize: float = 10) -> None:

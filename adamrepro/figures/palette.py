@@ -12,8 +12,8 @@ the same in every figure), so a reader learns one color per algorithm. The one e
 a variant that is another algorithm of the paper (`DRAWN_AS`: Adam's `nobias` is RMSProp with
 momentum), drawn in that algorithm's color. An optimizer without
 a color of its own (a user's, named by import path) gets one of `EXTRA`, chosen by a hash of
-its name (stable across figures) and, if two in one figure land on the same, moved to the
-next free one.
+its name (stable across figures) and, if two in one experiment land on the same, the one
+later in sorted order moved to the next free one (`adamrepro plot` says so).
 """
 
 from __future__ import annotations
@@ -89,17 +89,38 @@ def _hashed(name: str, choices: int = len(EXTRA)) -> int:
 
 
 def _spread(names: Iterable[str], fixed: dict, extra: tuple) -> dict:
-    """Every name its `fixed` entry, or one of `extra` chosen by a hash of the name and, if
-    taken by a name before it (sorted), the next free one (while any is free)."""
+    """Every name its `fixed` entry, or one of `extra` chosen by a hash of the name; where
+    two land on the same, the first (sorted) keeps it and the other takes the next one that
+    no name holds by its own hash (while any is free), so that a name moved off its choice
+    moves no third one off its own."""
     names = sorted(set(names))
     chosen = {name: fixed[name] for name in names if name in fixed}
-    taken: list = []
+    own: dict = {}
     for name in (n for n in names if n not in fixed):
+        pick = extra[_hashed(name, len(extra))]
+        if pick not in own.values():
+            own[name] = pick
+    taken = list(own.values())
+    for name in (n for n in names if n not in fixed):
+        if name in own:
+            chosen[name] = own[name]
+            continue
         index = _hashed(name, len(extra))
         probes = (extra[(index + probe) % len(extra)] for probe in range(len(extra)))
         chosen[name] = next((choice for choice in probes if choice not in taken), extra[index])
         taken.append(chosen[name])
-    return chosen
+    return {name: chosen[name] for name in names}
+
+
+def moved_colors(optimizers: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Each optimizer drawn in another color than its own hash's, with that color and the
+    optimizer that holds it: a user racing a second optimizer of their own sees the first
+    one change color only where `adamrepro plot` says so."""
+    drawn = colors(optimizers)
+    holder = {color: name for name, color in drawn.items()}
+    return {name: (EXTRA[_hashed(name)], holder[EXTRA[_hashed(name)]])
+            for name, color in drawn.items()
+            if name not in COLORS and color != EXTRA[_hashed(name)]}
 
 
 @dataclass(frozen=True)

@@ -836,7 +836,10 @@ def curves_frame(records: list[dict], columns: list[str]) -> pd.DataFrame:
             "point_id": record["point_id"],
             "seed": record["seed"],
         }
-        extra = {**hparam_columns(record["hparams"]), **provenance_columns(record)}
+        extra = {**hparam_columns(record["hparams"]), **provenance_columns(record),
+                 # a user's optimizer's code (runner/plan.py code_provenance)
+                 **({"optimizer_code": record["optimizer_code"]}
+                    if "optimizer_code" in record else {})}
         for row in record["rows"]:
             rows.append({**fixed, **row, **extra})
     frame = pd.DataFrame(rows)

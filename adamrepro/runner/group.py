@@ -262,6 +262,10 @@ class TrainStep:
             return loss.sum().detach()
 
         self.optimizer.step(closure)
+        if not first:  # the step ignored it: nothing was evaluated, nothing trained
+            raise UserError(f"{type(self.optimizer).__name__}.step did not call the closure "
+                            f"it was given (`closure: true`), so no loss was evaluated; "
+                            f"remove `closure: true`, or have step call it")
         return first[0]
 
 

@@ -194,6 +194,16 @@ def code_identity(found: Resolved) -> dict[str, str]:
         hashlib.sha1(file.read_bytes()).digest() for file in files)).hexdigest()[:12]}
 
 
+def code_provenance(found: Resolved) -> dict:
+    """What a run record says of a user's optimizer's code: the digest its run id was traced
+    by (`code_identity`) and the files it was taken from, so that a curve names the version
+    of the optimizer that drew it (the commit names adamrepro's and torch's)."""
+    code = code_identity(found)
+    if not code:
+        return {}
+    return {**code, "optimizer_source": [str(file) for file in defining_files(found.cls)]}
+
+
 def group_id_of(runs) -> str:
     return _digest([run.run_id for run in runs])
 

@@ -37,6 +37,7 @@ from adamrepro.runner.only_selected import selected_points
 from adamrepro.runner.plan import (
     Group,
     base_digest,
+    code_provenance,
     config_digest,
     method_groups,
     plan,
@@ -284,7 +285,8 @@ def data_verified(exp: Experiment) -> bool:
     """False when the data was read with its checksum check turned off (`verify: false`,
     `run --unverified-data`). True otherwise: MNIST's files are always checksummed, and
     IMDB's archive when extracted here (an extracted aclImdb/ found in place is checked for
-    its layout and ratings, not checksummed: data/imdb.py, README "Set up and test")."""
+    its layout, its review counts and ratings, not checksummed: data/imdb.py, README "Set
+    up and test")."""
     return exp.dataset.get("verify", True) is not False
 
 
@@ -330,6 +332,7 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
                     "model": run.model, "group_id": group.group_id,
                     "batched": group.resolved.capabilities.batchable,
                     "diverged": curve.diverged, "provenance": meta, "rows": curve.rows,
+                    **code_provenance(group.resolved),
                     **({"steps": curve.steps} if curve.steps else {}),
                 })
                 stored.add(run.run_id)
