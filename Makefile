@@ -79,7 +79,13 @@ bench-kernels:  ## the README's "Kernels" tables: each kernel switch against the
 # (run records, checkpoints and saved parameters: what resume, `run --force` and vae_samples
 # read) and locks; other folders' runs/, such as results/quick-cpu/*/runs, stay
 clean:  ## remove caches, build outputs, and OUT/*/runs and locks (tables and figures stay)
-	rm -rf .pytest_cache .ruff_cache build dist *.egg-info "$(OUT)"/*/runs "$(OUT)"/*/.lock
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
+	@# only the runs/ of adamrepro's experiment folders (a config.json or a sweep's owner
+	@# file beside it): OUT=~ removed every ~/*/runs, whoever's
+	for runs in "$(OUT)"/*/runs; do \
+		folder=$$(dirname "$$runs"); \
+		if [ -f "$$folder/config.json" ] || [ -f "$$folder/.sweep-owner.json" ]; then \
+			rm -rf "$$runs" "$$folder/.lock"; fi; done
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Checks of the variables the goals given pass on, as make reads this file (here, at its end,
@@ -107,7 +113,7 @@ EXPERIMENT_GOALS := $(EXPERIMENTS) all plan
 OUT_FIX := give the results folder (e.g. OUT=/tmp/adamrepro-out)$(comma) or leave OUT unset for results (results/SCALE at another scale)
 $(if $(call uses,install test lint data $(EXPERIMENT_GOALS) plot report bench bench-gpu bench-kernels),$(call word_of,PYTHON,give the Python to run (e.g. PYTHON=python3) or leave PYTHON unset))
 $(if $(call uses,$(EXPERIMENT_GOALS) plot report bench-kernels clean),$(call folder,OUT,$(OUT_FIX)))
-$(if $(call uses,$(EXPERIMENT_GOALS) bench-kernels),$(call one_of,SCALE,smoke quick paper,quick))
+$(if $(call uses,$(EXPERIMENT_GOALS) plot report clean bench-kernels),$(call one_of,SCALE,smoke quick paper,quick))
 $(if $(call uses,$(EXPERIMENT_GOALS) bench bench-kernels),$(call one_of,DEVICE,auto cpu cuda,cpu))
 $(if $(and $(strip $(DATA)),$(call uses,test data $(EXPERIMENT_GOALS) bench bench-gpu bench-kernels)),$(call folder,DATA,give the data folder (e.g. DATA=~/.cache/adamrepro/data) or leave DATA unset for the default))
 $(if $(and $(strip $(PRECISION)),$(call uses,$(EXPERIMENT_GOALS))),$(call one_of,PRECISION,fp32 tf32 bf16,bf16))

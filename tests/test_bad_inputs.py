@@ -581,8 +581,20 @@ def test_a_config_or_data_folder_of_the_wrong_kind_is_named(cli, tmp_path):
     (("compare", "@used", "@tmp/other", "--metric", "test_accc", "--out", "@tmp/compared"),
      "has no column 'test_accc'; choose --metric among the metric columns of its model: "
      "train_loss, train_loss_full, test_loss, test_acc"),
+    # a column that is no metric gave a verdict ("within the seed spread ... bit for bit")
+    (("compare", "@used", "@tmp/other", "--metric", "seed", "--out", "@tmp/compared"),
+     "curves.csv: 'seed' is no metric of its model; choose --metric among the metric "
+     "columns of its model: train_loss, train_loss_full, test_loss, test_acc"),
+    (("compare", "@used", "@tmp/other", "--metric", "", "--out", "@tmp/compared"),
+     "has no column ''; choose --metric"),
+    # an unset "$RAY_ADDRESS": a traceback from ray.init, after the data had loaded
+    (("run", CONFIG, "--scale", "smoke", "--executor", "ray", "--address", "",
+      "--out", "@tmp/out"), "--address: an empty address; give HOST:PORT, or drop --address"),
+    (("bench", "logreg_mnist", "--scale", "smoke", "--threads", "100000", "--out",
+      "@tmp/out"), "--threads 100000 is more than 4 per core of the"),
 ], ids=["results-record", "empty-config", "missing-config-file", "only-selected-own-folder",
-        "ray-address-no-port", "report-positional", "compare-unknown-metric"])
+        "ray-address-no-port", "report-positional", "compare-unknown-metric",
+        "compare-not-a-metric", "compare-empty-metric", "ray-address-empty", "bench-threads"])
 def test_a_mistake_is_one_line_with_its_fix(command, said, cli, used_out, tmp_path):
     """Mistakes an audit found worded without their fix, or in Python's words."""
     places = {"@record": str(used_out / "logreg_mnist" / "config.json"),
@@ -599,6 +611,17 @@ def test_a_mistake_is_one_line_with_its_fix(command, said, cli, used_out, tmp_pa
     assert code == 2 and stderr.count("\n") == 1 and stdout == "", stderr
     assert placed(said) in stderr, stderr
     assert (snapshot(used_out), snapshot(tmp_path)) == before
+
+
+def test_an_unknown_choice_is_said_without_a_validators_words(cli):
+    """typer's check of a flag's choices said "Value error, 'hugh' is not one of ...", as a
+    pydantic validator words it."""
+    for args, flag in ((("list", "foo"), "'what'"),
+                       (("run", "logreg_mnist", "--scale", "hugh", "--dry-run"), "'--scale'")):
+        code, stdout, stderr = cli(*args)
+        assert code == 2 and stdout == "" and stderr.count("\n") == 1, stderr
+        assert stderr.startswith(f"adamrepro: error: Invalid value for {flag}: '"), stderr
+        assert "Value error" not in stderr and "is not one of" in stderr
 
 
 def test_unknown_command(cli):

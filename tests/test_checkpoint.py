@@ -257,6 +257,12 @@ def test_time_budget_carries_a_sweep_across_commands(tmp_path, cli, data_dir):
         assert len(list(runs.glob("*.ckpt.pt"))) <= 1
         assert not (out / "logreg_mnist" / "curves.csv").exists()
         assert commands < 20
+        if commands == 1:  # the figures of a sweep not finished: the fix is to finish it
+            code, _, err = cli("plot", "logreg_mnist", "--out", out)
+            assert code == 2 and err == (
+                f"adamrepro: error: {out / 'logreg_mnist'} holds no tables yet: its sweep "
+                f"has not finished (a --time-budget or an interruption stopped it); run the "
+                f"same 'adamrepro run' command again to finish it\n"), err
     # G groups of 3 passes: passes 1 and 2 of each stop at a checkpoint, pass 3 finishes it
     # (and the command stops before the next group)
     from adamrepro.config import load_experiment

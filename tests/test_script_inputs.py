@@ -69,6 +69,9 @@ OUT_EMPTY = "OUT is empty; give the results folder (e.g. OUT="
     (["logreg_mnist", "OUT=@tmp/out", "SCALE=huge"],
      "SCALE=huge is not one of smoke|quick|paper; e.g. SCALE=quick"),
     (["bench-kernels", "OUT=@tmp/out", "SCALE=huge"], "SCALE=huge is not one of"),
+    # it named the folder results/huge, which plot then said held no results
+    (["plot", "SCALE=huge"], "SCALE=huge is not one of"),
+    (["report", "SCALE=huge"], "SCALE=huge is not one of"),
     (["plan", "OUT=@tmp/out", "DEVICE=gpu"],
      "DEVICE=gpu is not one of auto|cpu|cuda; e.g. DEVICE=cpu"),
     (["bench", "DEVICE=gpu"], "DEVICE=gpu is not one of auto|cpu|cuda"),
@@ -95,7 +98,32 @@ def test_make_clean_quotes_out_and_deletes_only_under_it(tmp_path):
     """A good OUT goes through (quoted), and the checks refuse none of the defaults."""
     done = make_preview("clean", f"OUT={tmp_path}")
     assert done.returncode == 0, done.stderr
-    assert f'"{tmp_path}"/*/runs "{tmp_path}"/*/.lock' in done.stdout
+    assert f'for runs in "{tmp_path}"/*/runs' in done.stdout
+
+
+def test_make_clean_removes_the_runs_of_experiment_folders_alone(tmp_path):
+    """`make clean OUT=~` removed every ~/*/runs, whoever's: only a folder that adamrepro
+    wrote (its config.json, or a sweep's owner file where none has finished) loses its
+    runs/ and lock; its tables stay. Run from another folder, so that the repository's
+    caches stay."""
+    out = tmp_path / "out"
+    for name, marker in (("finished", "config.json"), ("cut_off", ".sweep-owner.json"),
+                         ("theirs", None)):
+        (out / name / "runs").mkdir(parents=True)
+        (out / name / "runs" / "r.json").write_text("{}")
+        (out / name / ".lock").write_text("")
+        if marker:
+            (out / name / marker).write_text("{}")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "-C", str(work),
+                           "clean", f"OUT={out}"], capture_output=True, text=True, timeout=60,
+                          env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert not (out / "finished" / "runs").exists() and not (out / "finished" / ".lock").exists()
+    assert not (out / "cut_off" / "runs").exists()
+    assert (out / "finished" / "config.json").exists()
+    assert (out / "theirs" / "runs" / "r.json").exists() and (out / "theirs" / ".lock").exists()
     done = make_preview("plan", "SCALE=smoke", "DEVICE=cpu", f"OUT={tmp_path}/out")
     assert done.returncode == 0, done.stderr
     assert f'--out "{tmp_path}/out" --device cpu' in done.stdout

@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == " report" and "unexpected extra argument" in err.format_message():
             # `report results/`: plot takes names, report a folder, and both as --out
             hint = " (report takes the results folder as --out FOLDER)"
-        print(f"adamrepro: error: {err.format_message()}{hint}", file=sys.stderr)
+        # typer's enum check words its refusal as a pydantic validator's ("Value error, ")
+        said = err.format_message().replace(": Value error, ", ": ")
+        print(f"adamrepro: error: {said}{hint}", file=sys.stderr)
         return 2
     except Abort:
         print("adamrepro: aborted", file=sys.stderr)
@@ -109,10 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# What a Ctrl-C leaves, by command: `run` keeps its finished runs and the checkpoints of the
-# groups it cut off; every other command's files are written whole or not at all.
-INTERRUPTED = {"run": "what finished is kept (runs, and checkpoints of groups cut off): run "
-                      "the same command again to go on"}
+# What a Ctrl-C leaves, by command: `run` keeps its finished runs and the checkpoints its
+# groups saved (`training.checkpoint_every`); a Ctrl-C saves none, and a group's passes since
+# its last one are trained again (`--time-budget` stops at a checkpoint instead). Every other
+# command's files are written whole or not at all.
+INTERRUPTED = {"run": "what finished is kept (runs, and the checkpoints saved by "
+                      "training.checkpoint_every; a group's passes since its last are trained "
+                      "again, --time-budget stops at one instead): run the same command "
+                      "again to go on"}
 INTERRUPTED_ELSE = ("each file it wrote is whole (written aside, then renamed): run the same "
                     "command again to finish")
 

@@ -73,6 +73,10 @@ def bench(
     from adamrepro.runner.host_memory import keep_freed_memory
     from adamrepro.runner.sweep import resolve_device
 
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > 4 * cores:  # 100,000 threads crashed the process
+        raise UserError(f"--threads {threads} is more than 4 per core of the {cores} here; "
+                        f"give at most {4 * cores}")
     with torch_threads(threads):
         exp = load_experiment(resolve_config_arg(experiment))
         if not flops_only:  # before minutes of timing, not after

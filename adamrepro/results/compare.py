@@ -118,13 +118,15 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
     _check_same_config(base, other, base_meta, other_meta)
     _check_same_groups(base, other, base_meta, other_meta)
     config = base_meta["config"]
-    metric = metric or config["selection"]["metric"]
+    metric = config["selection"]["metric"] if metric is None else metric
     for folder, curves, meta in ((base, base_curves, base_meta),
                                  (other, other_curves, other_meta)):
-        if metric not in curves.columns:
-            names = [c.name for c in metric_set(meta).columns() if c.name in curves.columns]
-            raise UserError(f"{folder}/curves.csv has no column {metric!r}; choose --metric "
-                            f"among the metric columns of its model: {', '.join(names)}")
+        names = [c.name for c in metric_set(meta).columns() if c.name in curves.columns]
+        if metric not in names:  # `seed`, `lr` or `diverged` is a column, not a curve
+            what = (f": {metric!r} is no metric of its model" if metric in curves.columns
+                    else f" has no column {metric!r}")
+            raise UserError(f"{folder}/curves.csv{what}; choose --metric among the metric "
+                            f"columns of its model: {', '.join(names)}")
     hparams = list(base_meta.get("hparam_columns", []))
     other_by_key: dict[tuple, str] = {}
     for run_id, key in _run_keys(other_curves, hparams).items():

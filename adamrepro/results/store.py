@@ -191,6 +191,12 @@ def read_results(folder: Path, check_config: ConfigCheck | None = None) -> Table
     With `check_config`, config.json's config is judged by it too (and replaced by what it
     returns)."""
     paths = [folder / name for name in NEEDED_FILES]
+    if not any(p.exists() for p in paths) and (folder / OWNER).is_file():
+        # a sweep cut off (a time budget, a kill) before it wrote any table: no table was
+        # lost, and --force would not help
+        raise UserError(f"{folder} holds no tables yet: its sweep has not finished (a "
+                        f"--time-budget or an interruption stopped it); run the same "
+                        f"'adamrepro run' command again to finish it")
     for path in paths:
         if not path.exists():
             if any(p.exists() for p in paths) or (folder / "runs").is_dir():

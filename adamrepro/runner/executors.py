@@ -521,6 +521,9 @@ def check_executor_flags(name: str, address: str | None, workers: int | str) -> 
                         "once as its cluster has CPUs or GPUs")
     if name != "ray" and address is not None:
         raise UserError("--address goes with --executor ray")
+    if address is not None and not address.strip():  # a script's unset "$RAY_ADDRESS"
+        raise UserError("--address: an empty address; give HOST:PORT, or drop --address "
+                        "for a local Ray instance")
 
 
 def make_executor(name: str, data_dir: Path, device: torch.device, address: str | None,

@@ -74,6 +74,9 @@ def _progress(quiet: bool) -> Progress:
         TimeRemainingColumn(),
         console=console,
         disable=quiet or not console.is_terminal,
+        # rich estimates the speed over the last 30 s by default: a group whose passes take
+        # longer (a paper-scale CNN's, a CPU's) had no ETA at all between them
+        speed_estimate_period=3600,
     )
 
 
