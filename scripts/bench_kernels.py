@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from adamrepro.bench.kernels import VARIANTS, bench_kernels, passed
-from adamrepro.cli.params import check_counts
+from adamrepro.cli.params import check_counts, folder_argument
 from adamrepro.cli.run import without_data_check
 from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.download import default_data_dir
@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default=None,
                         help="the method whose first group is timed (default: adam)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--out", type=Path, default=Path("results"),
+    parser.add_argument("--out", type=folder_argument, default=Path("results"),
                         help="results folder (writes <out>/kernels/)")
-    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--data-dir", type=folder_argument, default=None)
     parser.add_argument("--unverified-data", action="store_true",
                         help="read data files whose checksum differs from the official one")
     args = parser.parse_args(argv)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adamrepro.bench.machine import synchronize
-from adamrepro.cli.params import check_counts
+from adamrepro.cli.params import check_counts, folder_argument
 from adamrepro.data import mnist
 from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError
@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="untimed steps first (default: until the subspace first fills)")
     parser.add_argument("--steps", type=int, default=50, help="timed steps")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--out", type=Path, default=Path("results"),
+    parser.add_argument("--out", type=folder_argument, default=Path("results"),
                         help="results folder (writes <out>/bench/)")
-    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--data-dir", type=folder_argument, default=None)
     args = parser.parse_args(argv)
     try:
         check_counts({"--hidden": args.hidden, "--subfunctions": args.subfunctions,

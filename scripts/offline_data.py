@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 from adamrepro.cli import main as adamrepro
+from adamrepro.cli.params import folder_argument
 from adamrepro.data import cifar10, imdb, mnist
 from adamrepro.data.download import default_data_dir
 
@@ -124,11 +125,11 @@ def from_official_archives(source: Path, out: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--from", dest="source", type=Path, required=True,
+    parser.add_argument("--from", dest="source", type=folder_argument, required=True,
                         help="a folder with prepare.py, or with the official downloads")
     parser.add_argument("--only", choices=DATASETS, action="append",
                         help="lay out and check only these datasets (repeatable; default: all)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=folder_argument, default=None,
                         help="the data folder (default: $ADAMREPRO_DATA, else "
                              "~/.cache/adamrepro/data)")
     args = parser.parse_args()

@@ -33,6 +33,9 @@ def tool(script: str, *args: str) -> subprocess.CompletedProcess:
     ("bench_sfo.py", ["--out", "@file"], "cannot write results to @file/bench: @file is not a "
                                          "writable folder"),
     ("bench_sfo.py", ["--warmup", "-1"], "--warmup must be at least 0, got -1"),
+    # an unset "$OUT": written into the working folder (the repository) without a word
+    ("bench_kernels.py", ["--out", ""], "argument --out: an empty name; name a folder"),
+    ("bench_sfo.py", ["--data-dir", " "], "argument --data-dir: an empty name; name a folder"),
     ("bench_cnn_batching.py", ["--device", "gpu"], "argument --device: invalid choice: 'gpu'"),
     ("bench_cnn_batching.py", ["--groups", "1", "0"], "--groups must be at least 1, got 0"),
     ("bench_cnn_batching.py", ["--batch", "0"], "--batch must be at least 1, got 0"),
@@ -42,7 +45,8 @@ def tool(script: str, *args: str) -> subprocess.CompletedProcess:
     ("offline_data.py", ["--from", "@data", "--only", "mnist", "--out", "@file/data"],
      "offline_data: cannot make @file/data (Not a directory); pass --out"),
 ], ids=["kernels-steps", "kernels-repeats", "kernels-threads", "kernels-out-under-a-file",
-        "sfo-out-under-a-file", "sfo-warmup", "cnn-device", "cnn-groups", "cnn-batch",
+        "sfo-out-under-a-file", "sfo-warmup", "kernels-empty-out", "sfo-empty-data-dir",
+        "cnn-device", "cnn-groups", "cnn-batch",
         "cnn-repeats", "offline-empty-from", "offline-out-under-a-file"])
 def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said, tmp_path,
                                                               data_dir):

@@ -12,6 +12,7 @@ unsplit.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -263,6 +264,20 @@ def test_time_budget_carries_a_sweep_across_commands(tmp_path, cli, data_dir):
                 f"adamrepro: error: {out / 'logreg_mnist'} holds no tables yet: its sweep "
                 f"has not finished (a --time-budget or an interruption stopped it); run the "
                 f"same 'adamrepro run' command again to finish it\n"), err
+            code, _, err = cli("report", "--out", out)
+            assert code == 2 and err == (
+                f"adamrepro: error: no finished results under {out}: the sweeps of "
+                f"logreg_mnist have written no tables yet; run the same 'adamrepro run' "
+                f"command again to finish them\n"), err
+            # beside a finished experiment: named, not "no results for" it
+            both = tmp_path / "both"
+            shutil.copytree(tmp_path / "whole" / "logreg_mnist", both / "logreg_mnist")
+            shutil.copytree(out / "logreg_mnist", both / "mlp")
+            code, _, err = cli("report", "--out", both)
+            assert code == 0, err
+            assert ("Not in this report, their sweeps unfinished (no tables yet; run the same "
+                    "`adamrepro run` command again to finish them): mlp.") in (
+                both / "report.md").read_text()
     # G groups of 3 passes: passes 1 and 2 of each stop at a checkpoint, pass 3 finishes it
     # (and the command stops before the next group)
     from adamrepro.config import load_experiment
@@ -525,7 +540,7 @@ def test_a_sweep_cut_off_before_its_tables_still_owns_its_folder(tmp_path, cli, 
     checkpoints = sorted(folder.joinpath("runs").glob("*.ckpt.pt"))
     assert checkpoints and not (folder / "config.json").exists()
     code, _, err = cli(*args, "--scale", "quick")
-    assert code == 2 and "holds smoke-scale results" in err, err
+    assert code == 2 and "holds an unfinished smoke-scale sweep (1 checkpoint)" in err, err
     changed = yaml.safe_load(config.read_text())
     changed["model"]["l2"] = 1.0e-3
     other = tmp_path / "other" / "logreg_mnist.yaml"
@@ -584,7 +599,8 @@ def test_a_dry_run_says_what_a_budget_left_and_writes_nothing(tmp_path, cli, dat
         assert (dry_run_total(text)["run_passes"] > run_passes) == any(
             folder.rglob("*.ckpt.pt"))
     code, _, err = cli(*args[:3], "quick", *args[4:], "--dry-run")
-    assert code == 2 and "holds smoke-scale results" in err and "Traceback" not in err, err
+    assert code == 2 and "holds an unfinished smoke-scale sweep" in err, err
+    assert "Traceback" not in err
     for bad, said in ((("--workers", "none"), "--workers none"),
                       (("--split-to-fit",), "--time-budget")):
         code, _, err = cli(*args, *bad, "--dry-run")
@@ -594,3 +610,69 @@ def test_a_dry_run_says_what_a_budget_left_and_writes_nothing(tmp_path, cli, dat
     code, text, _ = cli(*args, "--dry-run")
     assert code == 0 and "nothing left to train" in text, text
     assert dry_run_total(text)["finished"] == dry_run_total(text)["runs"]
+
+
+def test_a_budgets_count_holds_the_checkpoints_of_groups_it_did_not_reach(
+        tmp_path, cli, data_dir):
+    """Two workers checkpoint two groups; the next command, with one, reaches one of them:
+    its "run-passes remain" counted the other's passes as not trained, more than the
+    command before said, and more than `--dry-run` says."""
+    config = _config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["scales"]["smoke"]["epochs"] = 1000  # no group finishes within the budget
+    config.write_text(yaml.safe_dump(raw))
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir,
+            "--out", tmp_path / "out")
+    runs = tmp_path / "out" / "logreg_mnist" / "runs"
+    # a budget that both workers start their groups within (a spent one starts one group)
+    # (a group that stops before the budget is spent, expecting its next pass to overrun
+    # it, leaves its worker to start another: two checkpoints or more)
+    code, said, _ = cli(*args, "--time-budget", "0.15", "--workers", "2")
+    saved = len(list(runs.glob("*.ckpt.pt")))
+    assert code == 3 and saved >= 2, said
+    first = int(re.search(r"\((\d+) run-passes\)", said).group(1))
+    code, said, _ = cli(*args, "--time-budget", "0", "--workers", "1")  # reaches one group
+    assert code == 3 and len(list(runs.glob("*.ckpt.pt"))) == saved, said
+    left = int(re.search(r"\((\d+) run-passes\)", said).group(1))
+    assert left < first, (first, said)
+    code, text, _ = cli(*args, "--dry-run")
+    assert code == 0 and dry_run_total(text)["run_passes"] == left, (said, text)
+    # another scale into it: its fix named --force, which throws those checkpoints away
+    code, _, err = cli(*args[:3], "quick", *args[4:], "--dry-run")
+    assert code == 2 and err == (
+        f"adamrepro: error: {runs.parent} holds an unfinished smoke-scale sweep ({saved} "
+        f"checkpoints); finish it with --scale smoke, write quick-scale ones to another "
+        f"folder (e.g. --out results/quick), or pass --force to discard it\n"), err
+
+
+@pytest.mark.parametrize("saved, file, workers", [
+    ({"checkpoint_every": 1}, r"\w+\.ckpt\.pt", "1"),
+    ({"checkpoint_every": 1}, r"\w+\.ckpt\.pt", "2"),
+    # (a worker's parameters reach the driver through shared-memory files, which the limit
+    # refuses too: on a full disk they would not be, so the driver's write is tried alone)
+    ({"save_params": True}, r"\w+\.pt", "1")])
+def test_a_tensor_file_the_disk_refuses_is_one_line(tmp_path, data_dir, workers, saved, file):
+    """A file size limit (`ulimit -f`, as a full disk refuses a write) on a checkpoint (a
+    worker writes it) or a run's parameters (the driver does): torch's zip writer turns the
+    write's OSError into a RuntimeError ("unexpected pos"), which was a traceback of 60
+    lines. Now one line naming the file and the fix, exit code 2, and no temporary file
+    left."""
+    import resource
+    import signal
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails, EFBIG, not the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # a record fits
+
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "adamrepro", "run",
+                           str(_config(tmp_path, **saved)), "--scale", "smoke",
+                           "--quiet", "--data-dir", str(data_dir), "--out", str(out),
+                           "--workers", workers],
+                          capture_output=True, text=True, timeout=300, preexec_fn=limited)
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert re.fullmatch(r"adamrepro: error: \S+/logreg_mnist/runs/" + file + r": File too "
+                        r"large; the file is larger than this process may write \(ulimit -f\) "
+                        r"or the filesystem holds: raise the limit, or pass --out \(results\) "
+                        r"or --data-dir \(data\) on another disk\n", done.stderr), done.stderr
+    assert not list(out.rglob("*.tmp"))

@@ -310,10 +310,16 @@ def test_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path, data_dir):
     assert not out.exists()  # stopped before any run finished: no folder left
 
 
-def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir):
-    """Ctrl-C (SIGINT to the terminal's process group: the driver and its workers) in the
-    first groups: exit code 130, one line saying what is kept and how to go on, and no
-    folder left holding nothing (no run had finished, no checkpoint is kept)."""
+@pytest.mark.parametrize("signum, said", [
+    (signal.SIGINT, "adamrepro: interrupted; what finished is kept"),
+    # what a preemptible machine, SLURM or Kubernetes sends: it ended the command without a
+    # word, its lock and owner file left behind
+    (signal.SIGTERM, "adamrepro: terminated (SIGTERM); what finished is kept")])
+def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir, signum, said):
+    """Ctrl-C (SIGINT to the terminal's process group: the driver and its workers), or
+    SIGTERM to it, in the first groups: exit code 128 + the signal, one line saying what is
+    kept and how to go on, and no folder left holding nothing (no run had finished, no
+    checkpoint is kept)."""
     config = _config(tmp_path, epochs=40, train_size=4096)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
@@ -326,11 +332,10 @@ def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir):
         time.sleep(0.01)
     time.sleep(1.0)  # into the first groups
     assert driver.poll() is None, "the sweep ended before Ctrl-C"
-    os.killpg(driver.pid, signal.SIGINT)
+    os.killpg(driver.pid, signum)
     _, stderr = driver.communicate(timeout=60)
-    assert driver.returncode == 130, stderr
+    assert driver.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr, stderr
-    assert stderr.strip().splitlines()[-1].startswith(
-        "adamrepro: interrupted; what finished is kept"), stderr
+    assert stderr.strip().splitlines()[-1].startswith(said), stderr
     assert not list(runs.glob("*.json")), "a run finished before Ctrl-C"
     assert not out.exists(), list(out.rglob("*"))

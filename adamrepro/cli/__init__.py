@@ -42,7 +42,7 @@ def _over(*_, **__) -> None:
     _COMMAND["over"] = True
 
 
-_COMMAND = {"over": False}
+_COMMAND: dict = {"over": False, "stopped_by": None}  # the signal that stopped it
 
 app = typer.Typer(
     name="adamrepro",
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         with interrupts_said(INTERRUPTED.get(args[0] if args else "", INTERRUPTED_ELSE)):
             code = app(args=argv, standalone_mode=False)
         if isinstance(code, int):  # a command's `typer.Exit(code)` comes back as its value
+            if code == 130 and _COMMAND["stopped_by"] is not None:  # typer's for any stop
+                return 128 + _COMMAND["stopped_by"]
             return code
     except UserError as err:
         print(f"adamrepro: error: {err}", file=sys.stderr)
@@ -95,12 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adamrepro: error: {said}{hint}", file=sys.stderr)
         return 2
     except Abort:
-        print("adamrepro: aborted", file=sys.stderr)
-        return 130
+        if _COMMAND["stopped_by"] is None:
+            print("adamrepro: aborted", file=sys.stderr)
+        return 128 + (_COMMAND["stopped_by"] or signal.SIGINT)
     except Exit as err:
         return err.exit_code
     except KeyboardInterrupt:  # raised outside typer's own handling, as a command ended
-        return 130
+        return 128 + (_COMMAND["stopped_by"] or signal.SIGINT)
     except OSError as err:
         if err.errno not in FILESYSTEM_ERRORS:
             raise
@@ -123,36 +126,43 @@ INTERRUPTED_ELSE = ("each file it wrote is whole (written aside, then renamed): 
                     "command again to finish")
 
 
+# The signals that stop a command as a Ctrl-C does: SIGTERM is what a preemptible machine,
+# SLURM or Kubernetes sends before its kill, and it ended the command without a word (exit
+# code 143, the lock and the sweep's owner file left behind).
+STOPPING = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
+
+
 @contextlib.contextmanager
 def interrupts_said(kept: str = INTERRUPTED["run"]):
-    """Ctrl-C: typer turns it into exit code 130 without a word; say what is kept (`kept`)
-    and how to go on."""
+    """Ctrl-C (or SIGTERM): typer turns it into exit code 130 without a word; say what is
+    kept (`kept`) and how to go on, and exit with 128 + the signal's number."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    interrupted, working = False, True
-    _COMMAND["over"] = False
+    working = True
+    _COMMAND["over"], _COMMAND["stopped_by"] = False, None
 
-    def on_interrupt(signum, frame):
-        nonlocal interrupted
+    def on_stop(signum, frame):
         if working and not _COMMAND["over"]:  # after it, a Ctrl-C has nothing to stop
-            interrupted = True
+            _COMMAND["stopped_by"] = signum
             signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {signum: signal.signal(signum, on_stop) for signum in STOPPING}
     try:
         yield
     finally:
         working = False
-        signal.signal(signal.SIGINT, previous)
-        if interrupted:
-            print(f"adamrepro: interrupted; {kept}", file=sys.stderr)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if _COMMAND["stopped_by"] is not None:
+            print(f"adamrepro: {STOPPING[_COMMAND['stopped_by']]}; {kept}", file=sys.stderr)
 
 
 # What the filesystem refuses (permissions, a read-only or full disk, a file where a folder
 # should be): the user's to fix, named in one line; other OSErrors are bugs and show.
 FILESYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
-                     errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG}
+                     errno.EFBIG, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
+                     errno.ENAMETOOLONG}
 
 
 # The folders each command's flags name: a fix offers only flags the command has.
@@ -171,6 +181,10 @@ def filesystem_problem(err: OSError, flags: str | None = BOTH_FOLDERS) -> str:
         elsewhere = f", or pass {flags} on another disk" if flags else ""
         fix = (f"free some space{elsewhere}, and run the same command again (each file is "
                f"replaced whole: nothing half-written stays)")
+    elif err.errno == errno.EFBIG:  # `ulimit -f`, or the filesystem's largest file
+        fix = ("the file is larger than this process may write (ulimit -f) or the "
+               "filesystem holds" + (f": raise the limit, or pass {flags} on another disk"
+                                     if flags else ": raise the limit"))
     elif err.errno == errno.ENAMETOOLONG:
         shorter = f"pass a shorter {flags}" if flags else "give a shorter name"
         fix = f"the filesystem takes names of at most 255 bytes: {shorter}"

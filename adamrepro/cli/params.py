@@ -21,6 +21,16 @@ def folder(text: str | Path) -> Path:
     return Path(text).expanduser()
 
 
+def folder_argument(text: str) -> Path:
+    """`folder` for the scripts' argparse: `--out ""` wrote into the working folder (the
+    repository), `--from ""` read it, without a word."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name; name a folder")
+    return Path(text).expanduser()
+
+
 def check_counts(counts: dict[str, int | None], minimum: int = 1) -> None:
     """UserError for the first count a command line gives below `minimum` (None: not given):
     the scripts' `--steps 0` failed as a ZeroDivisionError after the whole benchmark."""

@@ -55,7 +55,7 @@ from adamrepro.data.download import (
 )
 from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
-from adamrepro.results.store import atomic_file
+from adamrepro.results.store import atomic_torch_save
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 ARCHIVE = "aclImdb_v1.tar.gz"
@@ -304,8 +304,7 @@ def _from_file(stored: dict) -> dict:
 
 def _save_atomically(bow: dict, path: Path) -> None:
     try:
-        with atomic_file(path, "wb") as f:
-            torch.save(sealed(_to_file(bow)), f)
+        atomic_torch_save(sealed(_to_file(bow)), path)
     except OSError as err:  # a read-only data folder still trains, it just re-tokenizes
         note(f"IMDB: could not cache the bag-of-words in {path} ({err}); it will be "
              f"rebuilt next time")

@@ -35,6 +35,7 @@ from adamrepro.report.rules import (
 )
 from adamrepro.results.store import (
     NEEDED_FILES,
+    OWNER,
     atomic_write,
     check_results_folder,
     hparam_columns,
@@ -61,6 +62,11 @@ def find_experiments(out: Path) -> dict[str, Measured]:
     # a folder with any of an experiment's tables is one: read_results names what is missing
     folders = sorted({p.parent for name in NEEDED_FILES for p in out.glob(f"*/{name}")})
     if not folders:
+        cut_off = unfinished(out)
+        if cut_off:
+            raise UserError(f"no finished results under {out}: the sweeps of "
+                            f"{', '.join(cut_off)} have written no tables yet; run the same "
+                            f"'adamrepro run' command again to finish them")
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
     names = {p.name for p in folders}
     folders = [p for p in folders if FORMER_NAMES.get(p.name) not in names]
@@ -72,6 +78,13 @@ def find_experiments(out: Path) -> dict[str, Measured]:
     folders.sort(key=lambda p: (order.index(experiment(p)) if experiment(p) in order
                                 else len(order), p.name))
     return {experiment(folder): Measured.load(folder, recorded_config) for folder in folders}
+
+
+def unfinished(out: Path) -> list[str]:
+    """The experiment folders under `out` whose sweep has written no tables yet (a time
+    budget or an interruption stopped it): named, not taken for experiments never run."""
+    return sorted(p.parent.name for p in out.glob(f"*/{OWNER}")
+                  if not any((p.parent / name).exists() for name in NEEDED_FILES))
 
 
 def _short_commit(commit: str) -> str:
@@ -326,6 +339,9 @@ def build(out: Path) -> list[Block]:
         Paragraph(f"Generated {now} by `adamrepro report --out {out}` from "
                   f"{len(measured)} experiment(s): "
                   f"{', '.join(found.name for found in measured.values())}."),
+        *([Paragraph(f"Not in this report, their sweeps unfinished (no tables yet; run the "
+                     f"same `adamrepro run` command again to finish them): "
+                     f"{', '.join(cut_off)}.")] if (cut_off := unfinished(out)) else []),
         *verdict_blocks(measured),
         *against_adam.blocks(measured),
     ]

@@ -50,6 +50,22 @@ def atomic_file(path: Path, mode: str = "w"):
     _rename(renames)
 
 
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save `obj` to `path` through `atomic_file`. A write the disk refuses (full,
+    over a size limit) is the OSError it raised, naming the file: torch's zip writer puts a
+    RuntimeError ("unexpected pos ...") in its place, which was a traceback."""
+    import torch
+
+    try:
+        with atomic_file(path, "wb") as f:
+            torch.save(obj, f)
+    except RuntimeError as err:
+        refused = err.__cause__ or err.__context__
+        if not isinstance(refused, OSError):
+            raise
+        raise OSError(refused.errno, refused.strerror, str(path)) from None
+
+
 def atomic_write(path: Path, text: str) -> None:
     with atomic_file(path) as f:
         f.write(text)
@@ -580,6 +596,14 @@ class ResultStore:
                 f"to another folder, or --force to add to it (runs are keyed by their settings)"
             )
         if previous.get("scale", scale) != scale:
+            if path.name == OWNER:  # no tables yet: --force would throw its progress away
+                saved = len(list(self.runs_dir.glob("*.ckpt.pt")))
+                raise UserError(
+                    f"{self.root} holds an unfinished {previous['scale']}-scale sweep"
+                    + (f" ({saved} checkpoint{'s' if saved != 1 else ''})" if saved else "")
+                    + f"; finish it with --scale {previous['scale']}, write {scale}-scale ones "
+                    f"to another folder (e.g. --out results/{scale}), or pass --force to "
+                    f"discard it")
             raise UserError(
                 f"{self.root} holds {previous['scale']}-scale results; write {scale}-scale ones "
                 f"to another folder (e.g. --out results/{scale}), or pass --force to replace "
@@ -726,10 +750,7 @@ class ResultStore:
     def save_params(self, run_id: str, params: dict) -> None:
         """A run's final parameters (training.save_params): a dict of tensors, read back
         with torch.load(path, weights_only=True)."""
-        import torch
-
-        with atomic_file(self.params_path(run_id), "wb") as f:
-            torch.save(params, f)
+        atomic_torch_save(params, self.params_path(run_id))
 
     def load_run(self, run_id: str, epochs: int | None = None) -> dict:
         """Run `run_id`'s record, checked to be one a run of `epochs` passes writes (when

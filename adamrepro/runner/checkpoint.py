@@ -135,10 +135,9 @@ class GroupCheckpoint:
                 and self.budget.spent(ahead=pass_seconds * (epochs - epoch)))
 
     def save(self, state: dict) -> None:
-        from adamrepro.results.store import atomic_file
+        from adamrepro.results.store import atomic_torch_save
 
-        with atomic_file(self.path, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+        atomic_torch_save({"format": FORMAT, **state}, self.path)
 
     def load(self, key: dict) -> dict | None:
         """The saved state, or None when there is none or it belongs to something else

@@ -296,13 +296,16 @@ def interrupts_held():
         yield
         return
     held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    stopping = (signal.SIGINT, signal.SIGTERM)  # cli.STOPPING's
+    previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum))
+                for signum in stopping}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if held and callable(previous):
-            previous(signal.SIGINT, None)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held and callable(previous[held[0]]):
+            previous[held[0]](held[0], None)
 
 
 def _start_worker(passes) -> None:
@@ -312,7 +315,10 @@ def _start_worker(passes) -> None:
     global _WORKER_PASSES
     torch.set_num_threads(1)
     _WORKER_PASSES = passes
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    # Ctrl-C and SIGTERM (sent to the process group) are the driver's to handle: it stops
+    # the workers itself, and a worker that ended alone broke the pool first
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import ctypes
 
     pr_set_pdeathsig = 1

@@ -4,6 +4,7 @@ meet is `train_group`; this module only decides what to run and where results go
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -31,7 +32,14 @@ from adamrepro.models import MODELS
 from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore, curves_frame, hparam_columns, steps_frame
-from adamrepro.runner.checkpoint import SUFFIX, Budget, BudgetSpent, CheckpointPolicy
+from adamrepro.runner.checkpoint import (
+    SUFFIX,
+    Budget,
+    BudgetSpent,
+    CheckpointPolicy,
+    checkpoint_key,
+    saved_pass,
+)
 from adamrepro.runner.extend import extended_text, next_points, stored_extensions
 from adamrepro.runner.only_selected import selected_points
 from adamrepro.runner.plan import (
@@ -317,32 +325,39 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
             progress.update(tasks[group.group_id], completed=epoch, visible=True)
             progress.advance(overall, added)
 
-        results = executor.run(exp, todo, on_pass, checkpoints)
-        while True:
-            try:
-                group, curves = next(results)
-            except StopIteration:
-                return None
-            except BudgetSpent as stop:
-                return _remaining(todo, stored, stop, exp.training.epochs)
-            for run, curve in zip(group.runs, curves, strict=True):
-                if curve.params is not None:  # before the record that marks the run done
-                    store.save_params(run.run_id, curve.params)
-                store.save_run({
-                    "experiment": exp.name, "scale": scale, "method": run.method,
-                    "optimizer": run.optimizer, "variant": run.variant, "run_id": run.run_id,
-                    "point_id": run.point_id, "seed": run.seed, "hparams": run.hparams,
-                    "model": run.model, "group_id": group.group_id,
-                    "batched": group.resolved.capabilities.batchable,
-                    "diverged": curve.diverged, "provenance": meta, "rows": curve.rows,
-                    **code_provenance(group.resolved),
-                    **({"steps": curve.steps} if curve.steps else {}),
-                })
-                stored.add(run.run_id)
-            checkpoints.path(group.group_id).unlink(missing_ok=True)  # its records are written
-            # A group that stopped early (all diverged) still counts its passes as done.
-            on_pass(group, exp.training.epochs)
-            progress.update(tasks[group.group_id], visible=False)
+        # closed here, whatever ends the loop: a record that cannot be written (a full
+        # disk) left it to the garbage collector, which may run in the worker pool's
+        # own thread, whose shutdown cannot join itself ("Exception ignored")
+        with contextlib.closing(executor.run(exp, todo, on_pass, checkpoints)) as results:
+            while True:
+                try:
+                    group, curves = next(results)
+                except StopIteration:
+                    return None
+                except BudgetSpent as stop:
+                    return _remaining(todo, stored, stop, exp.training.epochs, lambda g: (
+                        saved_pass(checkpoints.path(g.group_id),
+                                   checkpoint_key(g.group_id, executor.device, exp.training))))
+                for run, curve in zip(group.runs, curves, strict=True):
+                    if curve.params is not None:  # before the record marking the run done
+                        store.save_params(run.run_id, curve.params)
+                    store.save_run({
+                        "experiment": exp.name, "scale": scale, "method": run.method,
+                        "optimizer": run.optimizer, "variant": run.variant,
+                        "run_id": run.run_id, "point_id": run.point_id, "seed": run.seed,
+                        "hparams": run.hparams,
+                        "model": run.model, "group_id": group.group_id,
+                        "batched": group.resolved.capabilities.batchable,
+                        "diverged": curve.diverged, "provenance": meta, "rows": curve.rows,
+                        **code_provenance(group.resolved),
+                        **({"steps": curve.steps} if curve.steps else {}),
+                    })
+                    stored.add(run.run_id)
+                # its records are written: its checkpoint is done with
+                checkpoints.path(group.group_id).unlink(missing_ok=True)
+                # A group that stopped early (all diverged) still counts its passes as done.
+                on_pass(group, exp.training.epochs)
+                progress.update(tasks[group.group_id], visible=False)
 
 
 class PassCount:
@@ -381,12 +396,19 @@ def workers_of(executor, groups: int) -> int:
     return width() if callable(width) else 1
 
 
-def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: int) -> dict:
+def _remaining(todo: list[Group], stored: set[str], stop: BudgetSpent, epochs: int,
+               earlier: Callable[[Group], int | None]) -> dict:
     """What a sweep stopped by its time budget leaves: the runs not stored, and their
     passes (those of a group that stopped at a checkpoint count from there; it may be the
-    half of a group that did not fit in memory, hence the sizes from `stop`)."""
+    half of a group that did not fit in memory, hence the sizes from `stop`). A group this
+    command did not reach counts from the checkpoint an earlier command left it, if any
+    (`earlier`: the pass it holds), as `run --dry-run` counts it: the count went up from
+    one command to the next where fewer groups were reached."""
     left = [run for group in todo for run in group.runs if run.run_id not in stored]
     done = sum(size * epoch for size, epoch in stop.checkpointed.values())
+    done += sum(group.size * (earlier(group) or 0) for group in todo
+                if group.group_id not in stop.checkpointed
+                and not any(run.run_id in stored for run in group.runs))
     return {"trained": sum(g.size for g in todo) - len(left), "runs_left": len(left),
             "groups_left": len({g.group_id for g in todo
                                 for run in g.runs if run.run_id not in stored}),
