@@ -520,8 +520,8 @@ def _check_types_against_signature(cls: type, point: dict[str, Any], where: str)
         elif isinstance(default, (tuple, list)) and not isinstance(value, (tuple, list)):
             # a grid over a list-valued setting lists lists: `betas: [0.9, 0.99]` is two
             # points, 0.9 and 0.99
-            raise UserError(f"{where}: {name}: {value!r} is one number, where {cls.__name__} "
-                            f"takes a list{shown}; a grid of them is a list of lists, e.g. "
+            raise UserError(f"{where}: {name}: {value!r} is not a list, where {cls.__name__} "
+                            f"takes one{shown}; a grid of them is a list of lists, e.g. "
                             f"[{list(default)!r}]")
         elif (value is not None or default is not None) and _is_switch(default, annotation):
             raise UserError(f"{where}: {name}: {value!r} is not a boolean, where "

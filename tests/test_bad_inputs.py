@@ -222,7 +222,7 @@ CASES = [
      "switch (its default is None)"),
     ("user-optimizer-grid-of-a-pair", setitem("methods.adam", {
         "optimizer": "torch.optim.AdamW", "grid": {"lr": [1.0e-3], "betas": [0.9, 0.99]}}),
-     [], "methods.adam: torch.optim.AdamW: betas: 0.9 is one number, where AdamW takes a list "
+     [], "methods.adam: torch.optim.AdamW: betas: 0.9 is not a list, where AdamW takes one "
          "(its default is (0.9, 0.999)); a grid of them is a list of lists, e.g. "
          "[[0.9, 0.999]]"),
     ("grid-not-a-list", setitem("methods.adam.grid.lr", 1.0e-3), [],
