@@ -94,21 +94,18 @@ def _spread(names: Iterable[str], fixed: dict, extra: tuple) -> dict:
     no name holds by its own hash (while any is free), so that a name moved off its choice
     moves no third one off its own."""
     names = sorted(set(names))
-    chosen = {name: fixed[name] for name in names if name in fixed}
+    hashed = {name: _hashed(name, len(extra)) for name in names if name not in fixed}
     own: dict = {}
-    for name in (n for n in names if n not in fixed):
-        pick = extra[_hashed(name, len(extra))]
-        if pick not in own.values():
-            own[name] = pick
+    for name, index in hashed.items():
+        if extra[index] not in own.values():
+            own[name] = extra[index]
+    chosen = {**{name: fixed[name] for name in names if name in fixed}, **own}
     taken = list(own.values())
-    for name in (n for n in names if n not in fixed):
-        if name in own:
-            chosen[name] = own[name]
-            continue
-        index = _hashed(name, len(extra))
-        probes = (extra[(index + probe) % len(extra)] for probe in range(len(extra)))
-        chosen[name] = next((choice for choice in probes if choice not in taken), extra[index])
-        taken.append(chosen[name])
+    for name, index in hashed.items():
+        if name not in own:
+            probes = (extra[(index + probe) % len(extra)] for probe in range(len(extra)))
+            chosen[name] = next((c for c in probes if c not in taken), extra[index])
+            taken.append(chosen[name])
     return {name: chosen[name] for name in names}
 
 
@@ -118,9 +115,9 @@ def moved_colors(optimizers: Iterable[str]) -> dict[str, tuple[str, str]]:
     one change color only where `adamrepro plot` says so."""
     drawn = colors(optimizers)
     holder = {color: name for name, color in drawn.items()}
-    return {name: (EXTRA[_hashed(name)], holder[EXTRA[_hashed(name)]])
-            for name, color in drawn.items()
-            if name not in COLORS and color != EXTRA[_hashed(name)]}
+    own = {name: EXTRA[_hashed(name)] for name in drawn if name not in COLORS}
+    return {name: (color, holder[color]) for name, color in own.items()
+            if drawn[name] != color}
 
 
 @dataclass(frozen=True)

@@ -338,6 +338,7 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
                     return _remaining(todo, stored, stop, exp.training.epochs, lambda g: (
                         saved_pass(checkpoints.path(g.group_id),
                                    checkpoint_key(g.group_id, executor.device, exp.training))))
+                code = code_provenance(group.resolved)  # its files read once a group
                 for run, curve in zip(group.runs, curves, strict=True):
                     if curve.params is not None:  # before the record marking the run done
                         store.save_params(run.run_id, curve.params)
@@ -349,7 +350,7 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
                         "model": run.model, "group_id": group.group_id,
                         "batched": group.resolved.capabilities.batchable,
                         "diverged": curve.diverged, "provenance": meta, "rows": curve.rows,
-                        **code_provenance(group.resolved),
+                        **code,
                         **({"steps": curve.steps} if curve.steps else {}),
                     })
                     stored.add(run.run_id)
