@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, device: torch.device, experiments: list) -> in
     same = True
     for exp in experiments:
         if args.unverified_data:
-            exp = without_data_check(exp)
+            exp = without_data_check(exp, args.data_dir or default_data_dir())
         exp = exp.at_scale(args.scale)
         data = load_data(exp, args.data_dir or default_data_dir(), device)
         result = bench_kernels(exp, data, device, args.variants, args.method, args.steps,

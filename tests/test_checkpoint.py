@@ -396,6 +396,57 @@ def test_sigkill_mid_group_then_rerun_equals_an_uninterrupted_sweep(tmp_path, da
                                   _comparable(tmp_path / "whole" / "logreg_mnist"))
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_mid_group_saves_a_checkpoint_and_the_rerun_equals_an_uninterrupted_sweep(
+        tmp_path, data_dir, workers):
+    """SIGTERM (a preemptible machine's, SLURM's, Kubernetes' warning before its kill) to
+    the command's process group while a group trains, with no checkpoint_every: the groups
+    training save a checkpoint after their pass in progress and the command exits 143 saying
+    what is left; the next command goes on from there, to the tables of an uninterrupted
+    sweep, in one process or in workers."""
+    import os
+    import signal
+
+    config = _config(tmp_path)
+    text = yaml.safe_load(config.read_text())
+    text["scales"]["smoke"] = {"epochs": 20, "train_size": 4096, "test_size": 256,
+                               "extend_edges": 0}
+    config.write_text(yaml.safe_dump(text))
+    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
+               "--quiet", "--data-dir", str(data_dir), "--workers", workers]
+    subprocess.run(command + ["--out", str(tmp_path / "whole")], check=True,
+                   capture_output=True)
+    out = tmp_path / "stopped"
+    runs = out / "logreg_mnist" / "runs"
+    driver = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*.json")) and time.monotonic() < deadline:  # a group is done
+        time.sleep(0.005)
+    # past its records (milliseconds), into the next group (20 passes: 1.4 s, unloaded)
+    time.sleep(0.5)
+    assert driver.poll() is None, "the sweep ended before SIGTERM"
+    os.killpg(driver.pid, signal.SIGTERM)
+    _, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr, stderr
+    assert ("adamrepro: note: SIGTERM: each group training saves a checkpoint after its pass "
+            "in progress") in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("adamrepro: terminated (SIGTERM): trained ") and last.endswith(
+        "; run the same command again to go on"), stderr
+    saved = list(runs.glob("*.ckpt.pt"))
+    assert saved, "no group saved a checkpoint"
+    if workers == "1":
+        assert len(saved) == 1 and "is checkpointed after pass" in last, stderr
+    assert not (out / "logreg_mnist" / "curves.csv").exists()
+
+    subprocess.run(command + ["--out", str(out)], check=True, capture_output=True)
+    assert not list(runs.glob("*.ckpt.pt"))
+    pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
+                                  _comparable(tmp_path / "whole" / "logreg_mnist"))
+
+
 def test_a_finished_sweep_removes_the_checkpoints_of_groups_not_in_its_plan(
         tmp_path, cli, data_dir, monkeypatch):
     """With a group too large for memory and a spent budget, each command trains a pass of

@@ -179,14 +179,26 @@ def test_wrong_checksum_refused_by_run_in_one_line(cli, tmp_path):
     assert not (tmp_path / "r").exists()  # nothing written
 
 
-def test_the_flag_leaves_datasets_that_are_always_checked_alone():
+def test_the_flag_leaves_datasets_that_are_always_checked_or_pass_alone(data_dir, tmp_path):
+    """--unverified-data turns the check off (and the run ids with it) only for a dataset
+    whose copy fails it: on this data folder the re-encoded CIFAR-10, not the intact IMDB,
+    whose committed results it made "a different config" (`make all RUN_FLAGS=...`)."""
     from adamrepro.cli.run import without_data_check
     from adamrepro.config import CONFIG_DIR, load_experiment
+    from adamrepro.runner.plan import plan
 
     mnist = load_experiment(CONFIG_DIR / "logreg_mnist.yaml")
-    assert without_data_check(mnist) == mnist
-    cifar = without_data_check(load_experiment(CONFIG_DIR / "cnn_cifar10.yaml"))
+    assert without_data_check(mnist, data_dir) == without_data_check(mnist) == mnist
+    cifar = without_data_check(load_experiment(CONFIG_DIR / "cnn_cifar10.yaml"), data_dir)
     assert cifar.dataset["verify"] is False
+    imdb = load_experiment(CONFIG_DIR / "logreg_imdb.yaml")
+    assert without_data_check(imdb, data_dir) == imdb
+    ids = [run.run_id for group in plan(imdb.at_scale("paper")) for run in group.runs]
+    assert ids == [run.run_id for group in plan(without_data_check(imdb, data_dir)
+                                                .at_scale("paper")) for run in group.runs]
+    # no copy there (or none known) to pass the check: the flag does what it says
+    for where in (tmp_path, None):
+        assert without_data_check(imdb, where).dataset["verify"] is False
 
 
 def test_missing_files_offline_name_the_archive_and_where(tmp_path, monkeypatch):

@@ -310,17 +310,20 @@ def test_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path, data_dir):
     assert not out.exists()  # stopped before any run finished: no folder left
 
 
-@pytest.mark.parametrize("signum, said", [
-    (signal.SIGINT, "adamrepro: interrupted; what finished is kept"),
+@pytest.mark.parametrize("signum, said, train_size", [
+    (signal.SIGINT, "adamrepro: interrupted; what finished is kept", 4096),
     # what a preemptible machine, SLURM or Kubernetes sends: it ended the command without a
-    # word, its lock and owner file left behind
-    (signal.SIGTERM, "adamrepro: terminated (SIGTERM); what finished is kept")])
-def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir, signum, said):
+    # word, its lock and owner file left behind. The first asks the groups to stop at a
+    # checkpoint (test_checkpoint.py); a second stops the command at once (passes of about
+    # a second: the first does not stop it before the second comes)
+    (signal.SIGTERM, "adamrepro: terminated (SIGTERM); what finished is kept", 30000)])
+def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir, signum, said,
+                                                   train_size):
     """Ctrl-C (SIGINT to the terminal's process group: the driver and its workers), or
-    SIGTERM to it, in the first groups: exit code 128 + the signal, one line saying what is
+    SIGTERM twice, in the first groups: exit code 128 + the signal, one line saying what is
     kept and how to go on, and no folder left holding nothing (no run had finished, no
     checkpoint is kept)."""
-    config = _config(tmp_path, epochs=40, train_size=4096)
+    config = _config(tmp_path, epochs=40, train_size=train_size)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
                "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers", "2"]
@@ -333,7 +336,12 @@ def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir, signum, s
     time.sleep(1.0)  # into the first groups
     assert driver.poll() is None, "the sweep ended before Ctrl-C"
     os.killpg(driver.pid, signum)
+    said_first = []
+    if signum == signal.SIGTERM:  # the second once the first is handled (signals merge)
+        said_first.append(driver.stderr.readline())
+        os.killpg(driver.pid, signum)
     _, stderr = driver.communicate(timeout=60)
+    stderr = "".join(said_first) + stderr
     assert driver.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1].startswith(said), stderr

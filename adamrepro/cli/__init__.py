@@ -33,7 +33,8 @@ from adamrepro.cli import listing as list_cmd
 from adamrepro.cli import plot as plot_cmd
 from adamrepro.cli import report as report_cmd
 from adamrepro.cli import run as run_cmd
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, note
+from adamrepro.runner.stopping import STOP
 
 
 def _over(*_, **__) -> None:
@@ -116,20 +117,24 @@ def main(argv: list[str] | None = None) -> int:
 
 # What a Ctrl-C leaves, by command: `run` keeps its finished runs and the checkpoints its
 # groups saved (`training.checkpoint_every`); a Ctrl-C saves none, and a group's passes since
-# its last one are trained again (`--time-budget` stops at a checkpoint instead). Every other
-# command's files are written whole or not at all.
+# its last one are trained again (`--time-budget`, and a single SIGTERM while groups train,
+# stop at a checkpoint instead). Every other command's files are written whole or not at all.
 INTERRUPTED = {"run": "what finished is kept (runs, and the checkpoints saved by "
                       "training.checkpoint_every; a group's passes since its last are trained "
-                      "again, --time-budget stops at one instead): run the same command "
-                      "again to go on"}
+                      "again, --time-budget or a single SIGTERM stops at one instead): run "
+                      "the same command again to go on"}
 INTERRUPTED_ELSE = ("each file it wrote is whole (written aside, then renamed): run the same "
                     "command again to finish")
 
 
 # The signals that stop a command as a Ctrl-C does: SIGTERM is what a preemptible machine,
 # SLURM or Kubernetes sends before its kill, and it ended the command without a word (exit
-# code 143, the lock and the sweep's owner file left behind).
+# code 143, the lock and the sweep's owner file left behind). While a local sweep trains, a
+# first SIGTERM stops its groups at a checkpoint instead (runner/stopping.py), and `run`
+# says what is left and exits 143 itself.
 STOPPING = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
+STOP_ASKED = ("SIGTERM: each group training saves a checkpoint after its pass in progress, "
+              "then the command stops (another SIGTERM or a Ctrl-C stops it at once)")
 
 
 @contextlib.contextmanager
@@ -141,11 +146,17 @@ def interrupts_said(kept: str = INTERRUPTED["run"]):
         return
     working = True
     _COMMAND["over"], _COMMAND["stopped_by"] = False, None
+    STOP.reset()
 
     def on_stop(signum, frame):
-        if working and not _COMMAND["over"]:  # after it, a Ctrl-C has nothing to stop
-            _COMMAND["stopped_by"] = signum
-            signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
+        if not working or _COMMAND["over"]:  # after it, a Ctrl-C has nothing to stop
+            return
+        if signum == signal.SIGTERM and STOP.accepting and not STOP.requested:
+            STOP.request()  # the groups save, then `run` ends with 143 itself
+            note(STOP_ASKED)
+            return
+        _COMMAND["stopped_by"] = signum
+        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
 
     previous = {signum: signal.signal(signum, on_stop) for signum in STOPPING}
     try:

@@ -59,7 +59,8 @@ def bench(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
     unverified_data: Annotated[bool, typer.Option(
         "--unverified-data",
-        help="Read data files whose checksum differs from the official one.")] = False,
+        help="Read data that fails its check, for a copy you trust (as run's flag: a "
+             "dataset whose copy passes is read as without it).")] = False,
 ) -> None:
     """Time the batched runner against a straightforward PyTorch loop.
 
@@ -82,7 +83,7 @@ def bench(
         if not flops_only:  # before minutes of timing, not after
             check_writable(Path(out) / "bench")
         exp = _experiment_to_time(exp, unverified_data, scale.value, precision, passes,
-                                  reference_passes)
+                                  reference_passes, data_dir or default_data_dir())
         target = resolve_device(device.value)
         keep_freed_memory(target)  # for both sides alike: the batched runs and the loop
         with quiet_bars(quiet):
@@ -101,13 +102,13 @@ def bench(
 
 def _experiment_to_time(exp, unverified_data: bool, scale: str,
                         precision: PrecisionChoice | None, passes: int | None,
-                        reference_passes: int | None):
+                        reference_passes: int | None, data_dir: Path):
     """The experiment at `scale` as the flags ask, once every model of it is known to have a
     reference loop."""
     from adamrepro.cli.run import without_data_check
 
     if unverified_data:
-        exp = without_data_check(exp)
+        exp = without_data_check(exp, data_dir)
     exp = exp.at_scale(scale)
     if precision is not None:
         exp = with_precision(exp, precision.value, "--precision")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from enum import Enum
 from pathlib import Path
@@ -21,19 +22,26 @@ from adamrepro.config import (
     with_precision,
 )
 from adamrepro.errors import UserError, note
+from adamrepro.runner.stopping import STOP
 from adamrepro.wording import count
 
 
-def without_data_check(base: Experiment) -> Experiment:
+def without_data_check(base: Experiment, data_dir: Path | None = None) -> Experiment:
     """`--unverified-data`: the dataset option `verify: false`, so the run's config (and its
     run ids, and provenance `data_verified: false`) record that the data was not checked. A
     dataset without that option is unchanged, so one flag can serve a script that runs every
     config: MNIST (its files' MD5 always checked). IMDB's is its label folders' count of
     reviews (an aclImdb/ folder found extracted has no archive to checksum; its layout and
-    its ratings against its labels are checked either way)."""
+    its ratings against its labels are checked either way). With `data_dir`, a dataset
+    whose copy there passes the check is unchanged too: the flag, given for a re-encoded
+    CIFAR-10, gave the intact IMDB of the same data folder other run ids than its committed
+    results' (`make all RUN_FLAGS=--unverified-data` stopped at Fig. 1 right)."""
     from adamrepro.data import DATASETS
 
-    if "verify" not in DATASETS[base.dataset["name"]].Options.model_fields:
+    module = DATASETS[base.dataset["name"]]
+    if "verify" not in module.Options.model_fields:
+        return base
+    if data_dir is not None and module.official(Path(data_dir)):
         return base
     return base.model_copy(update={"dataset": {**base.dataset, "verify": False}})
 
@@ -99,9 +107,10 @@ def run(
         help="Add to a results folder written by a different version of the config.")] = False,
     unverified_data: Annotated[bool, typer.Option(
         "--unverified-data",
-        help="Read CIFAR-10 batches whose checksum differs from the official one (a "
-             "re-encoded copy you trust); the results say so. MNIST's files and IMDB's "
-             "archive are always checked.")] = False,
+        help="Read data that fails its check, for a copy you trust (CIFAR-10 batches "
+             "whose checksum differs from the official one, an IMDB label folder without "
+             "its 12,500 reviews); the results say so. A dataset whose copy passes is read "
+             "as without the flag; MNIST's files are always checked.")] = False,
     precision: Annotated[PrecisionChoice | None, typer.Option(
         help="training.precision for this run (default: the config's, fp32 unless set): "
              "written into the config that runs, so tf32 and bf16 runs have their own run "
@@ -147,7 +156,8 @@ def run(
     from adamrepro.runner.sweep import resolve_device, run_sweep, torch_device
 
     processes = _check_flags(out, workers, executor, address, split_to_fit, time_budget)
-    base = _experiment_as_asked(config, unverified_data, precision)
+    base = _experiment_as_asked(config, unverified_data, precision,
+                                data_dir or default_data_dir())
     if only_selected is not None and seeds is None:
         seeds = _seeds_selected(only_selected / base.name)
     # a dry run may plan a GPU's command on a machine without one
@@ -164,7 +174,10 @@ def run(
         done = run_sweep(base, scale.value, seeds, out, runner, quiet, force, budget,
                          only_selected)
     if done.get("stopped") is not None:
-        _say_budget_spent(done, start)
+        if STOP.requested:  # a SIGTERM stopped the groups at their checkpoints
+            _say_stopped(done, start, "adamrepro: terminated (SIGTERM)", err=True)
+            raise typer.Exit(128 + signal.SIGTERM)
+        _say_stopped(done, start, "time budget spent")
         raise typer.Exit(BUDGET_SPENT)
     _say_trained(done, start)
     _warn_of_methods_all_diverged(base, done)
@@ -187,11 +200,12 @@ def _check_flags(out: Path, workers: str, executor: ExecutorChoice, address: str
 
 
 def _experiment_as_asked(config: str, unverified_data: bool,
-                         precision: PrecisionChoice | None) -> Experiment:
-    """The config's experiment with --unverified-data and --precision applied."""
+                         precision: PrecisionChoice | None, data_dir: Path) -> Experiment:
+    """The config's experiment with --unverified-data (for the data in `data_dir`) and
+    --precision applied."""
     base = load_experiment(resolve_config_arg(config))
     if unverified_data:
-        base = without_data_check(base)
+        base = without_data_check(base, data_dir)
     if precision is not None:
         base = with_precision(base, precision.value, "--precision")
     return base
@@ -206,23 +220,24 @@ def _say_what_would_run(base: Experiment, scale: str, seeds: int | None, out: Pa
     typer.echo("\n".join(describe(planned)))
 
 
-def _say_budget_spent(done: dict, start: float) -> None:
-    """What --time-budget stopped: what was trained, what is left, and where it resumes."""
+def _say_stopped(done: dict, start: float, why: str, err: bool = False) -> None:
+    """What --time-budget (or a SIGTERM) stopped, after `why`: what was trained, what is
+    left, and where it resumes."""
     stopped = done["stopped"]
     checkpointed = stopped["checkpointed"]
     if len(checkpointed) == 1:
         [(group_id, epoch)] = checkpointed.items()
         where = f"; group {group_id} is checkpointed after pass {epoch} of {stopped['epochs']}"
-    else:  # Ray: every group that was training stopped at its own checkpoint
+    else:  # workers or Ray: every group that was training stopped at its own checkpoint
         where = (f"; {count(len(checkpointed), 'group')} checkpointed mid-way"
                  if checkpointed else "")
-    typer.echo(f"time budget spent: trained {count(done['trained'], 'run')} in "
+    typer.echo(f"{why}: trained {count(done['trained'], 'run')} in "
                f"{time.perf_counter() - start:.1f} s; "
                f"{count(stopped['runs_left'], 'run')} in "
                f"{count(stopped['groups_left'], 'group')} "
                f"remain{'s' if stopped['runs_left'] == 1 else ''} "
                f"({stopped['run_passes_left']} "
-               f"run-passes){where}; run the same command again to go on")
+               f"run-passes){where}; run the same command again to go on", err=err)
 
 
 def _say_trained(done: dict, start: float) -> None:

@@ -3,7 +3,9 @@
 `feature_shape(options)` (one example's shape as `load` gives it, known without the data, so
 a config whose model cannot take that input fails when it is loaded); one
 whose `fetch` checks the files' presence alone may add `unofficial(folder)`, what makes
-them not the official data, in words ("" where nothing does; `adamrepro fetch` says it);
+them not the official data, in words ("" where nothing does; `adamrepro fetch` says it),
+and then has a `verify` option and `official(data_dir)`, whether the copy in the data
+folder passes that check (`--unverified-data` leaves such a dataset's config alone);
 one whose `load` builds a cache on first use may add `prepare(data_dir)`, which builds it
 now (`adamrepro fetch` calls it, so no run, and no test process, pays for it unannounced),
 saying so in a note on stderr (errors.note) as a run that builds it does."""

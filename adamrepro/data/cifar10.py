@@ -141,6 +141,16 @@ def unofficial(folder: Path) -> str:
     return f"the MD5 of {', '.join(wrong)} differs" if wrong else ""
 
 
+def official(data_dir: Path) -> bool:
+    """Whether DATA holds every batch, each the official bytes: `--unverified-data` then
+    leaves the config alone (its runs are a verified run's, with its run ids)."""
+    folder = Path(data_dir) / FOLDER
+    try:
+        return all((folder / name).is_file() for name in FILES) and not unofficial(folder)
+    except OSError:
+        return False
+
+
 def read_batch(path: Path, md5: str, verify: bool) -> dict:
     """One pickled batch, its MD5 checked first (unless `verify` is off)."""
     if verify:

@@ -209,6 +209,17 @@ def unofficial(root: Path) -> str:
             f"reviews each" if wrong else "")
 
 
+def official(data_dir: Path) -> bool:
+    """Whether DATA holds an aclImdb/ that passes the check `verify` turns off (its label
+    folders' counts): `--unverified-data` then leaves the config alone (its runs are a
+    verified run's, with its run ids)."""
+    root = Path(data_dir) / "aclImdb"
+    try:
+        return not _lacking(root) and not unofficial(root)
+    except (OSError, UserError):  # named by the load that follows
+        return False
+
+
 def _check_counts(root: Path, files: dict[str, list]) -> None:
     wrong = _miscounted(files)
     if wrong:

@@ -13,6 +13,9 @@ name, renamed), plain tensors, dicts, lists and numbers only (read back with
 are written. A checkpoint of another group, another device type or another dtype is ignored
 (the group starts over) rather than trusted.
 
+A SIGTERM while a local sweep trains stops it as a spent budget does, at once: each group
+saves a checkpoint after its pass in progress and stops (stopping.py).
+
 With a deadline (`adamrepro run --time-budget`), a group saves a checkpoint and stops
 (`BudgetSpent`) after the first pass at which the deadline has passed, or would pass before
 another pass as long as the last one, and the save after it, ended; the next command resumes
@@ -48,6 +51,7 @@ from pathlib import Path
 import torch
 
 from adamrepro.errors import note
+from adamrepro.runner.stopping import STOP
 from adamrepro.wording import count
 
 FORMAT = 2  # 2: the optimizer's param groups too (a checkpoint of format 1 starts over)
@@ -121,9 +125,11 @@ class GroupCheckpoint:
         """Save and stop after pass `epoch`: the budget is spent, or would be before another
         pass as long as the last one and the save after it ended; unless the passes left,
         each as long as the last, end before the deadline (finishing then costs less than
-        the save: SFO's is over a minute). Never after the last pass."""
-        return (epoch < epochs and self.budget.spent(ahead=last_pass_seconds + save_seconds)
-                and self.budget.spent(ahead=last_pass_seconds * (epochs - epoch)))
+        the save: SFO's is over a minute). Or a signal asked the command to stop
+        (stopping.py). Never after the last pass."""
+        return epoch < epochs and (STOP() or (
+            self.budget.spent(ahead=last_pass_seconds + save_seconds)
+            and self.budget.spent(ahead=last_pass_seconds * (epochs - epoch))))
 
     def too_slow(self, epoch: int, epochs: int, pass_seconds: float,
                  attempt_passes: int) -> bool:
@@ -269,8 +275,9 @@ class CheckpointPolicy:
 
     def for_group(self, group_id: str) -> GroupCheckpoint | None:
         # one a budgeted command left is resumed by a command without a budget too (it
-        # saves none of its own): trained again from pass 0, its passes would be lost
-        if (self.every is None and self.budget.deadline is None
+        # saves none of its own): trained again from pass 0, its passes would be lost; and
+        # where a signal may ask for a stop (stopping.py), a group must be able to save one
+        if (self.every is None and self.budget.deadline is None and not STOP.accepting
                 and not self.path(group_id).exists()):
             return None
         return GroupCheckpoint(self.path(group_id), self.every, self.budget)

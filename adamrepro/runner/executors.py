@@ -44,6 +44,7 @@ from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, T
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, RunCurve, train_group
 from adamrepro.runner.host_memory import keep_freed_memory
 from adamrepro.runner.plan import Group, halves
+from adamrepro.runner.stopping import STOP
 
 OnPass = Callable[[Group, int], None]
 
@@ -117,14 +118,15 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
     the last has returned `BudgetSpent` says which groups are checkpointed where. A command
     always trains something (a budget too short must still advance the sweep): while no
     group has trained a pass, the next starts whatever the budget, and is told so
-    (`must_start`)."""
+    (`must_start`). A stop a signal asked for (stopping.py) is a budget spent at once,
+    without that exception."""
     budget = checkpoints.budget if checkpoints is not None else Budget()
     queue, running = list(groups), 0
     trained, left_over = False, False  # a pass trained; a group stopped before its end
     checkpointed: dict[str, tuple[int, int]] = {}
     while True:
         while queue and (capacity is None or running < capacity):
-            if budget.spent() and (trained or running):
+            if STOP() or (budget.spent() and (trained or running)):
                 break
             start(queue.pop(0), not trained and not running)
             running += 1
@@ -209,6 +211,12 @@ class LocalExecutor:
         one fits; the halves are what is yielded). With `checkpoints`, each group saves and
         resumes from its checkpoint, and `BudgetSpent` stops the sweep once the budget is
         spent (at a group's checkpoint, or before the next group starts)."""
+        with STOP.accepted():  # a SIGTERM stops its groups at their checkpoints
+            yield from self._run(exp, groups, on_pass, checkpoints)
+
+    def _run(self, exp: Experiment, groups: list[Group], on_pass: OnPass,
+             checkpoints: CheckpointPolicy | None
+             ) -> Iterator[tuple[Group, list[RunCurve]]]:
         processes = self.processes(len(groups))
         if processes > 1:
             yield from self._run_in_workers(exp, groups, on_pass, checkpoints, processes)
@@ -234,6 +242,7 @@ class LocalExecutor:
         global _WORKER_DATA
         context = multiprocessing.get_context("fork")
         passes = context.SimpleQueue()
+        stop = context.Event()  # set with a signal's stop request (stopping.py)
         pending: dict[Future, Group] = {}
         known = {group.group_id: group for group in groups}
         _WORKER_DATA = self.data  # inherited by the forked workers, read-only there
@@ -241,7 +250,7 @@ class LocalExecutor:
         try:
             with interrupts_held():
                 pool = ProcessPoolExecutor(processes, mp_context=context,
-                                           initializer=_start_worker, initargs=(passes,))
+                                           initializer=_start_worker, initargs=(passes, stop))
                 # Start every worker now, while the data is in _WORKER_DATA to inherit.
                 list(pool.map(_started, range(processes)))
         except BaseException:
@@ -273,8 +282,9 @@ class LocalExecutor:
                     return pending.pop(future), future.result()
 
         try:
-            yield from schedule(groups, exp.training.epochs, self.device, checkpoints,
-                                start, finished, processes)
+            with STOP.told(stop):
+                yield from schedule(groups, exp.training.epochs, self.device, checkpoints,
+                                    start, finished, processes)
         finally:  # an error or Ctrl-C: stop the workers rather than wait for their groups
             if pending:
                 for process in list(pool._processes.values()):
@@ -308,13 +318,14 @@ def interrupts_held():
             previous[held[0]](held[0], None)
 
 
-def _start_worker(passes) -> None:
-    """A worker's set-up: one thread (see the module's docstring), the driver's queue, and
-    a kill signal when the driver dies (kill -9 included), so that no orphan trains on and
-    writes checkpoints beside a resumed sweep."""
+def _start_worker(passes, stop) -> None:
+    """A worker's set-up: one thread (see the module's docstring), the driver's queue and
+    stop request (stopping.py), and a kill signal when the driver dies (kill -9 included),
+    so that no orphan trains on and writes checkpoints beside a resumed sweep."""
     global _WORKER_PASSES
     torch.set_num_threads(1)
     _WORKER_PASSES = passes
+    STOP.watch(stop)  # the driver's stop request, read after each pass
     # Ctrl-C and SIGTERM (sent to the process group) are the driver's to handle: it stops
     # the workers itself, and a worker that ended alone broke the pool first
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -344,7 +355,8 @@ def budget_spent_before_start(checkpoints: CheckpointPolicy | None, must_start: 
     """A group queued for a worker (or a Ray task) may start long after the driver
     submitted it: one that starts once the budget is spent trains nothing, unless it is the
     one the command must train."""
-    return not must_start and checkpoints is not None and checkpoints.budget.spent()
+    return STOP() or (not must_start and checkpoints is not None
+                      and checkpoints.budget.spent())
 
 
 ALLOCATION_FAILED = ("out of memory", "can't allocate memory",
