@@ -249,11 +249,28 @@ def test_a_claim_on_several_pairs_gives_each_pairs_spread_over_seeds():
                      runs("rmsprop", scaled(0.7), seeds=(1,)), runs("adagrad", scaled(1.0),
                                                                       seeds=(0, 1)))
     both = AllOf((Beats("adam", "adagrad"), Beats("rmsprop", "adagrad")))
-    assert seed_note(both, found) == (
+    assert seed_note(both, found, HOLDS) == (
         "seeds: holds in every seed (2/2); gap over seeds -50.0% to -40.0% (adam vs adagrad); "
         "gap over seeds -30.0% to -20.0% (rmsprop vs adagrad)", False)
-    assert seed_note(Beats("adam", "adagrad"), found)[0].endswith(
+    assert seed_note(Beats("adam", "adagrad"), found, HOLDS)[0].endswith(
         "gap over seeds -50.0% to -40.0%")
+
+
+def test_a_verdict_on_the_mean_that_every_seed_alone_contradicts_is_a_disagreement():
+    """'Lower, but by at most 20%': on the mean over two seeds a is 10% below b, while seed
+    0 alone is 30% below (too much) and seed 1 above. The seeds agree with each other, not
+    with the mean: the row says so and the summary counts it (it read 'fails in every
+    seed' beside 'holds', uncounted)."""
+    from adamrepro.report.claims import judge_rule
+
+    found = measured(runs("a", scaled(0.7), seeds=(0,)), runs("a", scaled(1.1), seeds=(1,)),
+                     runs("b", scaled(1.0), seeds=(0, 1)))
+    verdict = judge_rule(MarginallyBetter("a", "b"), found, "example")
+    assert verdict.status == HOLDS and verdict.seeds_disagree, verdict
+    assert "seeds: fails in every seed (2/2), unlike the mean over seeds" in verdict.numbers
+    agreeing = judge_rule(MarginallyBetter("a", "b"), measured(
+        runs("a", scaled(0.9), seeds=(0, 1)), runs("b", scaled(1.0), seeds=(0, 1))), "example")
+    assert agreeing.status == HOLDS and not agreeing.seeds_disagree, agreeing
 
 
 def test_slightly_higher_needs_a_to_be_higher_not_equal():
@@ -469,9 +486,32 @@ def test_fig4_unstable_leaves_cells_where_the_corrected_run_diverged_out_of_the_
         groups.append(runs("adam+nobias", scaled(1.4), lr=lr, beta2=0.99))
     verdict = UnstableWithoutCorrection()(measured(*groups))
     median = float(np.median([r for r in top if r is not None]))
-    assert (f"beta2=0.9999: 3/5 cells worse without bias correction (0 diverged), median ratio "
-            f"{median:.3g}") in verdict.numbers, verdict.numbers
+    assert (f"beta2=0.9999: 3/3 cells worse without bias correction (0 diverged; 2 left out, "
+            f"adam diverged), median ratio {median:.3g}") in verdict.numbers, verdict.numbers
     assert verdict.status == HOLDS
+
+
+def test_fig4_unstable_leaves_cells_where_both_diverged_out_of_the_share():
+    """Fig. 4's largest rates diverge with and without correction: such a cell says nothing
+    of what correction does. At the largest beta2, 4 cells where both diverged and 6 where
+    the corrected run trained, 4 of them worse without it (2 diverged): 4/6, the claim
+    holds. Counted as "not worse", the 4 made it 4/10 and turned the verdict."""
+    groups = []
+    for index in range(10):
+        lr = 10.0 ** -index
+        both = index < 4
+        worse = {4: None, 5: None, 6: 1.5, 7: 9.7}.get(index, 1.0)  # None: diverged
+        groups.append(runs("adam", DECAYING, lr=lr, beta2=0.9999,
+                           diverge_at=2 if both else None))
+        groups.append(runs("adam+nobias", scaled(worse or 1.0), lr=lr, beta2=0.9999,
+                           diverge_at=2 if both or worse is None else None))
+        groups.append(runs("adam", DECAYING, lr=lr, beta2=0.99))
+        groups.append(runs("adam+nobias", scaled(1.0), lr=lr, beta2=0.99))
+    verdict = UnstableWithoutCorrection()(measured(*groups))
+    assert ("beta2=0.9999: 4/6 cells worse without bias correction (2 diverged; 4 left out, "
+            "adam diverged)") in verdict.numbers, verdict.numbers
+    assert "beta2=0.99: 0/10 cells worse" in verdict.numbers, verdict.numbers
+    assert verdict.status == HOLDS, verdict
 
 
 def test_a_cell_costs_inf_from_the_pass_its_run_diverged_and_not_before():
@@ -1252,6 +1292,40 @@ def test_a_method_meets_the_adam_trained_with_its_model_settings_not_its_label()
     several = against_adam(runs("adam+a", DECAYING), runs("adam+b", DECAYING),
                            as_optimizer(runs("lion", DECAYING), "my:Lion"))
     assert several[0][2] == NOT_RUN and "several Adams in race (adam+a, adam+b)" in several[0][3]
+
+
+def test_a_tuned_adam_beside_the_baseline_is_not_taken_for_it():
+    """A race of a tuned Adam (`adam_tiny`, optimizer adam, no variant) beside the bundled
+    `adam`: the paper's claims and the other methods' rows meet `adam`, where they met
+    whichever came first in the config without a word. With neither labelled `adam`, no
+    guess: the verdict says what to write."""
+    from adamrepro.report.claims import judge_rule
+
+    tuned = as_optimizer(runs("adam_tiny", scaled(3.0)), "adam")
+    claim = Beats(Method("adam"), Method("adagrad"))
+    verdict = judge_rule(claim, measured(tuned, runs("adam", scaled(0.5)),
+                                         runs("adagrad", scaled(1.0))), "example")
+    assert verdict.status == HOLDS and ": adam 0.2875, adagrad 0.575" in verdict.numbers, verdict
+    other = as_optimizer(runs("adam_big", scaled(0.5)), "adam")
+    verdict = judge_rule(claim, measured(tuned, other, runs("adagrad", scaled(1.0))),
+                         "example")
+    assert (verdict.status, verdict.numbers) == (NOT_MEASURABLE, (
+        "several methods in example are adam (adam_tiny, adam_big) and none is labelled "
+        "adam: label the one the paper's claims mean adam, or give the others a variant"))
+    lion = as_optimizer(runs("lion", scaled(0.5)), "my:Lion")
+    rows = against_adam(tuned, runs("adam", DECAYING), lion)
+    assert [c for _, c, _, _ in rows][::2] == ["lion converges faster than adam."], rows
+    rows = against_adam(tuned, other, lion)
+    assert rows[0][2] == NOT_RUN and "several Adams of lion's variant in race (adam_tiny, " \
+        "adam_big) and none labelled adam" in rows[0][3], rows
+
+
+def test_a_diverged_method_reads_diverged_in_the_test_metric_claim():
+    from adamrepro.report.rules import SlightlyHigher
+
+    m = measured(runs("sgd", scaled(1.0), diverge_at=2), runs("adam", scaled(0.5)))
+    verdict = SlightlyHigher("sgd", "adam")(m)
+    assert verdict.status == FAILS and "sgd diverged, adam 0.5" in verdict.numbers, verdict
 
 
 def test_against_adam_gives_the_test_metrics_and_says_what_it_leaves_out():

@@ -71,9 +71,17 @@ def _adam_for(found: Measured, method, adams: pd.DataFrame) -> tuple[str | None,
         return None, (f"no runs of Adam in {found.name} to compare with (it has "
                       f"{', '.join(sorted(found.methods))})")
     alike = adams[adams["model"] == method.model]
-    for chosen in (alike[alike["variant"] == method.variant], alike[alike["variant"] == ""]):
-        if len(chosen):
-            return str(chosen["method"].iloc[0]), None
+    for variant in (method.variant, ""):
+        chosen = list(alike[alike["variant"] == variant]["method"])
+        named = str(Method(ADAM, variant or None))
+        if named in chosen:  # `adam` beside a tuned `adam_tiny`: the one labelled so
+            return named, None
+        if len(chosen) == 1:
+            return chosen[0], None
+        if chosen:
+            return None, (f"several Adams of {method.method}'s variant in {found.name} "
+                          f"({', '.join(chosen)}) and none labelled {named}: label the "
+                          f"one to race {named}, or give the others a variant")
     if len(alike) == 1:
         return str(alike["method"].iloc[0]), None
     if alike.empty:

@@ -16,6 +16,7 @@ from adamrepro.report.rules import (
     DEPENDS,
     FAILS,
     HOLDS,
+    NOT_MEASURABLE,
     NOT_RUN,
     AllOf,
     AsFast,
@@ -294,6 +295,12 @@ def judge_rule(rule: Rule, found: Measured, experiment: str) -> Verdict:
     """The verdict of `rule` on one experiment's tables (`experiment`: its name, for the
     numbers), under both selection rules, on the training cost."""
     found = found.on_training_cost()
+    unclear = {str(m): found.ambiguous(m) for m in rule.methods if found.ambiguous(m)}
+    if unclear:
+        return Verdict(NOT_MEASURABLE, "; ".join(
+            f"several methods in {experiment} are {name} ({', '.join(labels)}) and none is "
+            f"labelled {name}: label the one the paper's claims mean {name}, or give the "
+            f"others a variant" for name, labels in unclear.items()))
     missing = [str(m) for m in rule.methods if found.label(m) is None]
     if missing:
         lacking = (f"no runs of {', '.join(missing)} in {experiment} "
@@ -353,7 +360,7 @@ def _judged(rule: Rule, found: Measured) -> Verdict:
     and, with several seeds, whether it holds in each."""
     verdict = _with_caveat(rule(found), found, rule.selected_methods)
     if verdict.status in (HOLDS, FAILS) and len(found.seeds) > 1:
-        note, disagree = seed_note(rule, found)
+        note, disagree = seed_note(rule, found, verdict.status)
         verdict = Verdict(verdict.status, f"{verdict.numbers}; {note}", disagree)
     elif verdict.status in (HOLDS, FAILS):  # the row says itself how little it rests on
         verdict = Verdict(verdict.status, f"{verdict.numbers}; {ONE_SEED}")
@@ -363,19 +370,23 @@ def _judged(rule: Rule, found: Measured) -> Verdict:
 ONE_SEED = "one seed: its spread over seeds is not measured"
 
 
-def seed_note(rule: Rule, found: Measured) -> tuple[str, bool]:
+def seed_note(rule: Rule, found: Measured, on_mean: str) -> tuple[str, bool]:
     """Whether the verdict is the same in every seed alone (at the grid points selected over
     all seeds), and the spread of the compared gap over seeds where the rule has one; and
-    whether the seeds disagree."""
+    whether some seed alone contradicts `on_mean`, the verdict on the mean over seeds. A rule
+    of several conditions (as fast at every checkpoint; lower, but by little) can hold on
+    the mean while every seed fails a different one: the seeds then agree with each other,
+    not with the mean, and that is a disagreement the summary counts."""
     seeds = found.seeds
     alone = [found.for_seed(seed) for seed in seeds]  # each seed's runs, once
     per_seed = {seed: rule(runs) for seed, runs in zip(seeds, alone, strict=True)}
     holds = [seed for seed, v in per_seed.items() if v.status == HOLDS]
     n = len(per_seed)
-    agree = len(holds) in (0, n)
-    if agree:
+    if len(holds) in (0, n):
         # "fails in n/n", not "does not hold in every seed", which reads as "in some".
         note = f"holds in every seed ({n}/{n})" if holds else f"fails in every seed ({n}/{n})"
+        if bool(holds) != (on_mean == HOLDS):
+            note += ", unlike the mean over seeds"
     else:
         note = (f"changes between seeds: holds in {len(holds)}/{n} (seeds "
                 f"{', '.join(map(str, holds))})")
@@ -383,7 +394,7 @@ def seed_note(rule: Rule, found: Measured) -> tuple[str, bool]:
     parts = rule.rules if isinstance(rule, AllOf) else (rule,)
     for part in parts:
         note += _gap_spread(part, found, alone, len(parts) > 1)
-    return f"seeds: {note}", not agree
+    return f"seeds: {note}", len(holds) != (n if on_mean == HOLDS else 0)
 
 
 def _gap_spread(rule: Rule, found: Measured, alone: list[Measured], name_pair: bool) -> str:

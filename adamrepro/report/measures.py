@@ -140,12 +140,25 @@ class Measured:
         return set(self.curves["method"].unique())
 
     def label(self, method: MethodRef) -> str | None:
-        """The label of the method a claim names, or None if the experiment has none."""
+        """The label of the method a claim names, or None if the experiment has none, or
+        several and none labelled as the claim names it (`ambiguous`)."""
+        labels = self._labels(method)
+        return labels[0] if len(labels) == 1 else None
+
+    def ambiguous(self, method: MethodRef) -> list[str]:
+        """The methods a claim's `method` could be, where it could be several (a tuned
+        Adam beside the baseline, neither labelled `adam`); [] where it is one or none."""
+        labels = self._labels(method)
+        return labels if len(labels) > 1 else []
+
+    def _labels(self, method: MethodRef) -> list[str]:
         if isinstance(method, str):
-            return method if method in self.methods else None
+            return [method] if method in self.methods else []
         rows = self.curves[(self.curves["optimizer"] == method.optimizer)
                            & (variants(self.curves) == (method.variant or ""))]
-        return str(rows["method"].iloc[0]) if len(rows) else None
+        labels = [str(label) for label in rows["method"].unique()]
+        # a method labelled as the claim names it is the one meant (`adam` beside `adam_tiny`)
+        return [str(method)] if str(method) in labels else labels
 
     def called(self, method: MethodRef) -> str:
         """What a verdict's numbers call the method: its label in this experiment's config,
