@@ -383,19 +383,39 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
 
 
 def _check_batch_fits_every_scale(exp: Experiment, where: str) -> None:
-    """Every scale applies to the experiment, and leaves a batch no larger than the training
-    set."""
+    """Every scale applies to the experiment, asks for no more examples than the official
+    splits hold, and leaves a batch no larger than the training set."""
     for scale in SCALES:
         try:
             scaled = exp.at_scale(scale)
         except UserError as err:
             raise UserError(f"{where}: {err}") from None
+        _check_split_sizes(scaled, scale, where)
         size, batch = scaled.dataset.get("train_size"), scaled.training.batch_size
         if type(size) is int and 0 < size < batch:  # the dataset's options judge the rest
             raise UserError(
                 f"{where}: training.batch_size {batch} is more than the {size} training "
                 f"examples at scale {scale} (dataset.train_size): every step would be one "
                 f"full batch; give a batch_size of at most {size}, or more examples")
+
+
+def _check_split_sizes(scaled: Experiment, scale: str, where: str) -> None:
+    """No train_size or test_size above the official split's (`SPLIT_SIZES`): known without
+    the data, so a dry run refuses it too, where it was found only once the data was read. A
+    copy read with `verify: false` may be another size: its load judges it."""
+    from adamrepro.data import DATASETS
+
+    name = scaled.dataset.get("name")
+    if not isinstance(name, str) or name not in DATASETS or scaled.dataset.get("verify") is False:
+        return  # an unknown name is said by _dataset_feature_shape
+    for key, most in DATASETS[name].SPLIT_SIZES.items():
+        asked = scaled.dataset.get(key)
+        if type(asked) is int and asked > most:
+            raise UserError(
+                f"{where}: dataset.{key} {asked} at scale {scale} (the dataset's, or that "
+                f"scale's under scales:) is more than the {most:,} examples of {name}'s "
+                f"{key.removesuffix('_size')} split; give at most {most}, or leave it out "
+                f"for all")
 
 
 def _dataset_feature_shape(exp: Experiment, where: str) -> tuple[int, ...]:

@@ -276,9 +276,14 @@ CASES = [
     ("batch-size-text", setitem("training.batch_size", "128"), [],
      "training.batch_size: Input should be a valid integer"),
     # not clipped to the data: config.json would record a size that never trained
+    # known without the data: refused at load, so a dry run says it too (it was found only
+    # once the data was read)
     ("train-size-beyond-the-data", setitem("scales.smoke.train_size", 10_000_000), [],
-     "train_size 10000000 (dataset.train_size, or a scale's under scales:) is more than the "
-     "60,000 examples of that split"),
+     "dataset.train_size 10000000 at scale smoke (the dataset's, or that scale's under "
+     "scales:) is more than the 60,000 examples of mnist's train split; give at most 60000"),
+    ("test-size-beyond-the-data-in-a-dry-run", setitem("dataset.test_size", 10_001),
+     ["--dry-run"], "dataset.test_size 10001 at scale quick (the dataset's, or that scale's "
+     "under scales:) is more than the 10,000 examples of mnist's test split"),
     # refused before training, not after it with the other tables already replaced
     ("a-folder-where-a-table-goes", GOOD, ["@folder-for-a-table"],
      "curves.csv is a folder where a table goes; move it away"),

@@ -49,6 +49,8 @@ from adamrepro.options import Count, Frozen, options_model
 from adamrepro.results.store import atomic_file
 
 FOLDER = "cifar-10-batches-py"
+# The official splits' sizes: a config asking for more is refused at load (config.py).
+SPLIT_SIZES = {"train_size": 50_000, "test_size": 10_000}
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"

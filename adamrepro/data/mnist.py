@@ -17,6 +17,8 @@ from adamrepro.data.download import MissingData, ensure_file, url_from_env
 from adamrepro.errors import UserError
 from adamrepro.options import Count, Frozen, options_model
 
+# The official splits' sizes: a config asking for more is refused at load (config.py).
+SPLIT_SIZES = {"train_size": 60_000, "test_size": 10_000}
 FILES = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
