@@ -470,20 +470,27 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
 
 
 def _check_subfunctions_fit(exp: Experiment, label: str, where: str) -> None:
-    """No more subfunctions (fixed minibatches) than training examples at any scale that sets
-    its train_size: a typo of 100000 would otherwise build a state of 100,000 models and take
-    the host's memory (the full sets are judged once loaded, `runner/group.py`)."""
+    """No more subfunctions (fixed minibatches) than training examples at any scale: a typo
+    of 100000 would otherwise build a state of 100,000 models and take the host's memory. A
+    scale without a train_size has the official split's (a copy read with `verify: false`
+    is judged once loaded, `runner/group.py`)."""
+    from adamrepro.data import DATASETS
+
     for scale in SCALES:
         scaled = exp.at_scale(scale)
-        size = scaled.dataset.get("train_size")
+        size, which = scaled.dataset.get("train_size"), "dataset.train_size"
+        name = scaled.dataset.get("name")
+        if (size is None and name in DATASETS
+                and scaled.dataset.get("verify") is not False):
+            size, which = DATASETS[name].SPLIT_SIZES["train_size"], "the whole training set"
         if type(size) is not int:
             continue
         for point in scaled.methods[label].points():
             count = point.get("num_subfunctions")
             if type(count) is int and count > size:
-                raise UserError(f"{where}: num_subfunctions {count} is more than the {size} "
-                                f"training examples at scale {scale} (dataset.train_size); "
-                                f"give at most {size}")
+                raise UserError(f"{where}: num_subfunctions {count} is more than the {size:,} "
+                                f"training examples at scale {scale} ({which}); give at most "
+                                f"{size}")
 
 
 def _points_at_every_scale(exp: Experiment, label: str, method: MethodSpec) -> list[dict]:

@@ -336,14 +336,14 @@ CASES = [
     # more fixed minibatches than examples: 100,000 subfunctions took the host's memory
     ("subfunctions-beyond-the-examples", edit(lambda c: c["methods"].update(
         sfo={"optimizer": "sfo", "grid": {"num_subfunctions": [8, 100_000]}})), [],
-     "methods.sfo: sfo: num_subfunctions 100000 is more than the 2048 training examples at "
+     "methods.sfo: sfo: num_subfunctions 100000 is more than the 2,048 training examples at "
      "scale smoke (dataset.train_size); give at most 2048"),
-    # a full training set's size is known once it is read: refused before a group trains
+    # the official training set's size is known without the data: refused at load
     ("subfunctions-beyond-the-full-set", edit(lambda c: (
         c["methods"].clear(), c["scales"]["smoke"].pop("train_size"),
         c["methods"].update(sfo={"optimizer": "sfo", "grid": {"num_subfunctions": [70_000]}}))),
-     [], "methods.sfo: num_subfunctions 70000 is more than the 60,000 training examples; give "
-         "at most 60000"),
+     ["--dry-run"], "methods.sfo: sfo: num_subfunctions 70000 is more than the 60,000 training "
+     "examples at scale smoke (the whole training set); give at most 60000"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("no-cuda", GOOD, ["--device", "cuda"], "no CUDA device"))
