@@ -39,7 +39,8 @@
 #   paper   scripts/reproduce_paper.sh (BUDGET_MINUTES for the stage, CONFIGS to choose);
 #           with a budget, `run --split-to-fit`: the checkpoints are not packed, so a group
 #           that would not finish within the job is halved rather than cut off and lost
-# Environment: ARCHIVE (default gpu-session.tar.gz; where the archive goes, outside RESULTS,
+# Environment: BUNDLE (default .bundle: the wheels, the data and the names of its datasets),
+# ARCHIVE (default gpu-session.tar.gz; where the archive goes, outside RESULTS,
 # in a folder that exists; split into ARCHIVE.partNN of PART_KIB, default 15360, when larger, an earlier job's parts removed;
 # it holds RESULTS by its path in the repo, e.g. results/smoke/, or, outside the repo, by
 # its own name, so that `cat ARCHIVE.part* | tar xz` in the repo puts it back),
@@ -99,6 +100,7 @@ experiments() {  # WHERE LIST [precision]: each name in LIST is a bundled config
     done
 }
 PYTHON="${PYTHON:-python3}"
+BUNDLE="${BUNDLE:-.bundle}"  # what scripts/offline_bundle.sh made (another: a test's)
 command -v "${PYTHON%% *}" > /dev/null \
     || refuse "PYTHON=$PYTHON is not a command here; give the Python to use, e.g. PYTHON=python3"
 ARCHIVE="${ARCHIVE:-gpu-session.tar.gz}"
@@ -211,10 +213,58 @@ for group in "$@"; do  # refused before anything runs: a typo costs no device ti
         esac
     done
 done
+# Each stage's experiments read datasets the bundle holds: one without IMDB (all three and
+# the repo exceed the 64 MiB a lent machine takes) failed the paper stage after the setup,
+# on a download that cannot succeed offline. The dataset of a config is read with the
+# machine's pyyaml, else from the bundled configs' one-line `dataset: {name: ...}`.
+dataset_of() {
+    $PYTHON -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["dataset"]["name"])' \
+        "$1" 2> /dev/null || sed -n 's/^dataset:.*name: *\([A-Za-z0-9_]*\).*/\1/p' "$1"
+}
+needs_bundled() {  # STAGE NAME...: each experiment NAME (or a config file) reads bundled data
+    local where="$1" item file name
+    shift
+    for item in "$@"; do
+        case "$item" in mnist|imdb|cifar10) name="$item" file="" ;; *)  # a dataset itself
+            file="$item"
+            [ -f "$file" ] || file="configs/${item%%:*}.yaml"
+            name=$(dataset_of "$file") ;;
+        esac
+        case " $bundled " in *" $name "*) continue ;; esac
+        refuse "$where: ${file:+$(basename "$file" .yaml) reads }$name, which $BUNDLE/ lacks" \
+               "(it holds: $bundled); name only experiments on those (e.g. $where=NAME)," \
+               "or bundle $name too (scripts/offline_bundle.sh --datasets)"
+    done
+}
+if [ -f "$BUNDLE/datasets" ]; then
+    bundled=$(xargs < "$BUNDLE/datasets")
+    # shellcheck disable=SC2086  # one word per config
+    all_configs=$(printf "configs/%s.yaml " $configs_known)
+    for group in "$@"; do
+        IFS=+ read -r -a stages <<< "$group"
+        for stage in "${stages[@]}"; do
+            name="${stage%%=*}" arg=""
+            case "$stage" in *=*) arg="${stage#*=}" ;; esac
+            case "$name" in
+                tests) list="mnist cifar10" ;;  # what the CUDA tests read
+                sfo) list="mnist" ;;
+                bench) list="${arg:-${BENCH_CONFIGS:-$configs_known}}" ;;
+                precision) list="${arg:-${PRECISION_EXPERIMENTS:-mlp cnn_cifar10}}" ;;
+                kernels) list="${arg:-logreg_mnist,mlp,cnn_cifar10}" ;;
+                paper) list="${arg:-${CONFIGS:-$all_configs}}" ;;
+            esac
+            words "$list"
+            needs_bundled "$name" "${items[@]}"
+        done
+    done
+fi
 
 LOG="$RESULTS/gpu-session.log"
 mkdir -p "$RESULTS" || refuse "RESULTS=$RESULTS cannot be made; give another folder"
-exec > >(tee -a "$LOG") 2>&1
+# tee leaves INT and TERM to this script: sent to the whole process group (`timeout`, a
+# Ctrl-C) it died with the stages, and the pack on exit died writing its first line to it
+exec > >(trap '' INT TERM; exec tee -a "$LOG") 2>&1
+tee_pid=$!
 started=$(date +%s)
 
 # The archive holds the results folder by its path in the repo (results/..., results/smoke/...:
@@ -260,6 +310,14 @@ pack() {
         fi
     fi
     ls -l "$archive_path"*
+    # what a lent machine returns: at most 8 files of 16 MiB (the default parts are 15 MiB)
+    local files
+    files=$(find "$(dirname "$archive_path")" -maxdepth 1 -name "$(basename "$archive_path")*" \
+            | wc -l)
+    if [ "$files" -gt 8 ]; then
+        echo "gpu_session: $ARCHIVE came out as $files files: a lent machine returns at most" \
+             "8 (of 16 MiB); keep fewer results in $RESULTS, or raise PART_KIB up to 16384" >&2
+    fi
     if [ "$rc" -eq 1 ]; then
         echo "gpu_session: packing $RESULTS: a file changed while tar read it (above)" >&2
     fi
@@ -272,8 +330,9 @@ trap 'pack || exit 1' EXIT
 site=/tmp/adamrepro-site
 if ! $PYTHON -c "import pydantic, typer, rich, yaml, pandas, matplotlib, torch, pytest" \
         2>/dev/null; then
+    rm -rf "$site"  # a warm machine's earlier job's: pip keeps those over the bundle's
     $PYTHON -m pip install -q --no-index --no-deps --no-compile --target "$site" \
-        .bundle/wheels/*.whl || exit 2
+        "$BUNDLE"/wheels/*.whl || exit 2
     export PYTHONPATH="$site"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -286,20 +345,20 @@ print("torch", torch.__version__, "| cuda", torch.version.cuda, "|",
       "| commit", git_commit())
 EOF
 
-datasets=$(cat .bundle/datasets 2>/dev/null || echo "mnist imdb cifar10")
+datasets=$(cat "$BUNDLE/datasets" 2>/dev/null || echo "mnist imdb cifar10")
 # The bundle's copy when there is one (it skips what is already laid out: 5 s): a machine
 # without network may take long to fail each download that `fetch` would try first.
-if [ -d .bundle/data ]; then
+if [ -d "$BUNDLE/data" ]; then
     only=$(for name in $datasets; do printf -- "--only %s " "$name"; done)
     # shellcheck disable=SC2086  # one flag per dataset
-    $PYTHON scripts/offline_data.py --from .bundle/data $only --out "$ADAMREPRO_DATA" || exit 2
+    $PYTHON scripts/offline_data.py --from "$BUNDLE/data" $only --out "$ADAMREPRO_DATA" || exit 2
 else
     # shellcheck disable=SC2086  # one word per dataset
     $ADAMREPRO fetch $datasets || exit 2
 fi
 # ../shared/data's CIFAR-10 went through JPEG: its batches are not the official bytes.
 UNVERIFIED=""
-if [ -e .bundle/data/cifar10_jpeg_q75.tar.gz ]; then UNVERIFIED="--unverified-data"; fi
+if [ -e "$BUNDLE/data/cifar10_jpeg_q75.tar.gz" ]; then UNVERIFIED="--unverified-data"; fi
 RUN_FLAGS="${RUN_FLAGS:-} $UNVERIFIED"
 echo "== set up in $(( $(date +%s) - started )) s"
 
@@ -312,13 +371,53 @@ if [ -n "${SESSION_MINUTES:-}" ]; then
 fi
 left() { echo $(( end - $(date +%s) )); }
 limited() {
-    [ -n "$end" ] || { "$@"; return; }
-    local seconds
-    seconds=$(left)
-    # `timeout 0` would mean no limit at all
-    if [ "$seconds" -le 0 ]; then echo "== no time left for: $*"; return 124; fi
-    timeout --kill-after=10 "$seconds" "$@"
+    local seconds="" rc
+    if [ -n "$end" ]; then
+        seconds=$(left)
+        # `timeout 0` would mean no limit at all
+        if [ "$seconds" -le 0 ]; then echo "== no time left for: $*"; return 124; fi
+        timeout --kill-after=10 "$seconds" "$@" &
+    else
+        "$@" &
+    fi
+    # waited for in the background: a SIGTERM or Ctrl-C then reaches `stopping` at once,
+    # where a command in the foreground held it until the command ended
+    wait "$!"
+    rc=$?
+    # said in the log, so that the archive tells a stage cut off from one that failed
+    if [ -n "$seconds" ] && { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; }; then
+        echo "== timed out after $seconds s (exit $rc): $*"
+    fi
+    return "$rc"
 }
+
+# A SIGTERM or Ctrl-C to the job (a `timeout` around it, a preemption, a queue's limit):
+# every stage process gets SIGTERM, and once they have ended (10 s at most) the results
+# are packed on the way out. Untrapped, the signal ended this script before its pack.
+descendants() {  # the processes below this script, less its log's tee and this listing
+    ps -e -o pid=,ppid= | awk -v top=$$ -v skip="$BASHPID $tee_pid" '
+        BEGIN { n = split(skip, s, " "); for (i = 1; i <= n; i++) skipped[s[i]] = 1 }
+        { parent[$1] = $2 }
+        END { for (p in parent) {
+                  q = p
+                  while (q in parent && q != top && !(q in skipped)) q = parent[q]
+                  if (q == top && !(p in skipped)) print p } }'
+}
+stopping() {  # SIGNAL EXIT-CODE
+    trap '' TERM INT
+    echo "== $1 at $(( $(date +%s) - started )) s: stopping the stages, then packing"
+    local pids waited=0
+    pids=$(descendants)
+    # shellcheck disable=SC2086  # one word per process
+    [ -z "$pids" ] || kill -TERM $pids 2> /dev/null
+    while [ "$waited" -lt 20 ] && [ -n "$(descendants)" ]; do
+        sleep 0.5
+        waited=$(( waited + 1 ))
+    done
+    exit "$2"
+}
+trap 'stopping SIGTERM 143' TERM
+trap 'stopping SIGINT 130' INT
 
 # One stage: NAME, or NAME=ARG for a part of it (precision=mlp: that experiment alone;
 # bench=mlp:tf32: the MLP's bench at TF32). Returns 1 when it failed.
@@ -332,7 +431,9 @@ run_stage() {
             # No plugin of the machine's own: the bundle's pytest may not be the one they
             # were built for, and these tests need none.
             # shellcheck disable=SC2046,SC2086  # one word per file; PYTHON may hold flags
-            PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 limited $PYTHON -m pytest -q -m cuda \
+            # ADAMREPRO_TEST_DATASETS: the data folder holds the bundle's datasets alone
+            ADAMREPRO_TEST_DATASETS="$datasets" PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 \
+                limited $PYTHON -m pytest -q -m cuda \
                 -p no:cacheprovider \
                 $(grep -rl --include='test_*.py' "mark\.cuda" tests | grep -v test_no_skips) \
                 > "$RESULTS/cuda-tests.log" 2>&1 || rc=1

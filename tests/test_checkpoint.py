@@ -116,6 +116,34 @@ def test_a_group_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
                 r["train_seconds"] for r in a.rows), what
 
 
+def test_a_signals_stop_saves_after_the_pass_unless_the_save_would_outlast_its_grace(
+        tmp_path, data_dir, one_thread, monkeypatch):
+    """A stop a SIGTERM asked for (stopping.py): the group stops after its pass in progress
+    and saves it; a save expected to outlast what the signal's sender grants before its kill
+    (SFO's 20 GB) is skipped, and the group stops at once, said to be at no checkpoint."""
+    from adamrepro.runner import group as group_module
+    from adamrepro.runner.stopping import STOP
+
+    exp = experiment(*CASES["mlp-dropout"])
+    data = load_data(exp, data_dir, torch.device("cpu"))
+    group = plan(exp)[0]
+    STOP.request()
+    try:
+        saved = GroupCheckpoint(tmp_path / "saved.ckpt.pt", None)
+        with pytest.raises(BudgetSpent) as stop:
+            train_group(exp, group, data, checkpoint=saved)
+        assert stop.value.checkpointed == {group.group_id: (group.size, 1)}
+        assert saved.path.exists()
+        monkeypatch.setattr(group_module, "SIGNAL_SAVE_SECONDS", 0.0)
+        skipped = GroupCheckpoint(tmp_path / "skipped.ckpt.pt", None)
+        with pytest.raises(BudgetSpent) as stop:
+            train_group(exp, group, data, checkpoint=skipped)
+        assert stop.value.checkpointed == {group.group_id: (group.size, 0)}
+        assert not skipped.path.exists()
+    finally:
+        STOP.reset()
+
+
 def test_a_budget_that_lasts_writes_no_checkpoint_and_a_period_does(tmp_path, data_dir,
                                                                      one_thread):
     """A checkpoint is the group's whole state written and synced (20 GB for SFO at paper

@@ -300,6 +300,36 @@ def test_gpu_session_refuses_a_mistake_in_one_line_before_any_setup(tmp_path, da
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no archive, no probe
 
 
+@pytest.mark.parametrize(("stages", "env", "named"), [
+    # all three datasets and the repo exceed the 64 MiB a lent machine takes: a bundle
+    # without IMDB failed the paper stage (every config, Fig. 1 right's too) after the setup
+    (["paper"], {}, "paper: logreg_imdb reads imdb, which {tmp}/bundle/ lacks (it holds: "
+                    "mnist cifar10)"),
+    (["sfo", "bench"], {"BENCH_CONFIGS": "mlp,logreg_imdb:bf16"}, "bench: logreg_imdb reads "
+                                                                   "imdb"),
+    (["tests"], {"DATASETS": "mnist imdb"}, "tests: cifar10, which"),
+    (["precision=mlp+kernels=cnn_cifar10"], {"DATASETS": "mnist"}, "kernels: cnn_cifar10 "
+                                                                   "reads cifar10"),
+], ids=["paper-every-config", "bench-configs", "tests", "joined"])
+def test_gpu_session_refuses_a_stage_whose_data_the_bundle_lacks(tmp_path, data_dir, stages,
+                                                                 env, named):
+    """Refused in one line before the setup, naming the experiment, its dataset and what the
+    bundle holds; stages on the bundled datasets alone are taken."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "datasets").write_text(env.pop("DATASETS", "mnist cifar10") + "\n")
+    done = gpu_session(tmp_path, data_dir, *stages, BUNDLE=str(bundle), **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and done.stdout == "", done.stderr
+    assert done.stderr.startswith("gpu_session: ") and named.replace(
+        "{tmp}", str(tmp_path)) in done.stderr, done.stderr
+    assert not (tmp_path / "results").exists()
+    # the same bundle takes the stages on its datasets (then skipped: no time left to run)
+    taken = gpu_session(tmp_path, data_dir, "paper=mlp", BUNDLE=str(bundle))
+    assert taken.returncode == 1 and "== stage paper=mlp skipped" in taken.stdout, (
+        taken.stdout + taken.stderr)
+
+
 @pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
 def test_gpu_session_s_archive_unpacks_into_the_results_folder_s_name(tmp_path, data_dir,
                                                                        relative):
@@ -316,6 +346,39 @@ def test_gpu_session_s_archive_unpacks_into_the_results_folder_s_name(tmp_path, 
         names = tar.getnames()
     assert "results/gpu-session.log" in names, names
     assert all(name == "results" or name.startswith("results/") for name in names), names
+
+
+def test_gpu_session_packs_when_its_process_group_is_sent_sigterm(tmp_path, data_dir):
+    """What `timeout`, a preemption or a Ctrl-C does: the signal to the whole process group
+    mid-stage. The log's tee died with it and the pack died writing to it, or the script
+    died before packing; now the stages are stopped and the archive is written, exit 143."""
+    import signal
+    import time
+
+    results = tmp_path / "results"
+    job = subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "gpu_session.sh"), "kernels=mlp"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "DEVICE": "cpu", "SCALE": "smoke", "PYTHON": sys.executable,
+             "ADAMREPRO_DATA": str(data_dir), "RESULTS": str(results),
+             "ARCHIVE": str(tmp_path / "session.tar.gz")})
+    log = results / "gpu-session.log"
+    deadline = time.monotonic() + 120
+    while "== stage kernels=mlp" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and job.poll() is None, job.communicate()[0]
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the stage's command
+    os.killpg(job.pid, signal.SIGTERM)
+    said = job.communicate(timeout=60)[0]
+    assert job.returncode == 143, said
+    assert "== SIGTERM at " in said and "packing" in said, said
+    with tarfile.open(tmp_path / "session.tar.gz") as tar:
+        [packed] = [m for m in tar.getmembers() if m.name.endswith("gpu-session.log")]
+        assert "stopping the stages, then packing" in tar.extractfile(packed).read().decode()
+    time.sleep(0.5)
+    stages = subprocess.run(["pgrep", "-f", f"bench_kernels.py .*--out {results}"],
+                            capture_output=True, text=True).stdout.split()
+    assert not stages, "a stage outlived the job"
 
 
 def test_gpu_session_exits_non_zero_when_packing_fails(tmp_path, data_dir):

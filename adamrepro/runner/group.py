@@ -53,6 +53,7 @@ from adamrepro.runner.checkpoint import (
 from adamrepro.runner.history import GroupHistory, RunCurve
 from adamrepro.runner.plan import Group
 from adamrepro.runner.precision import FP32, Precision, precision_of
+from adamrepro.runner.stopping import STOP
 from adamrepro.seeding import (
     EVAL_NOISE,
     ORDER_STREAM,
@@ -442,6 +443,9 @@ def minibatch_training(exp: Experiment, group: Group, data: TensorDataset, model
 
 
 FAKE_MEMORY_LIMIT = "ADAMREPRO_FAKE_MEMORY_LIMIT_RUNS"
+# The longest save a signal's stop waits for: what SIGTERM's senders grant before their kill
+# (30 s for SLURM, Kubernetes, a preemptible VM), less the pass finished first.
+SIGNAL_SAVE_SECONDS = 20.0
 
 
 def check_fake_memory_limit(G: int) -> None:
@@ -616,15 +620,19 @@ def train_group(
             # first: a group to be halved (or left) needs no checkpoint, its halves are others
             if checkpoint.too_slow(epoch, training.epochs, last_pass, epoch - first + 1):
                 raise TooSlow(training.epochs - epoch, last_pass, checkpoint.budget.left())
-            stop = checkpoint.stop(epoch, training.epochs, last_pass,
-                                   save_seconds(state.model_bytes + memory[0], saved_in))
-            if stop or checkpoint.due(epoch, training.epochs):
+            saving_takes = save_seconds(state.model_bytes + memory[0], saved_in)
+            stop = checkpoint.stop(epoch, training.epochs, last_pass, saving_takes)
+            # a signal's stop (stopping.py) skips a save its kill would cut off (SFO's 20 GB
+            # at paper scale): the command ends at once, and the group's passes since its
+            # last checkpoint are trained again
+            unsaved = stop and STOP() and saving_takes > SIGNAL_SAVE_SECONDS
+            if (stop or checkpoint.due(epoch, training.epochs)) and not unsaved:
                 began = time.perf_counter()
                 checkpoint.save({"key": key, "epoch": epoch, **state.state(),
                                  **history.state()})
                 saved_in = time.perf_counter() - began
-            if stop:
-                raise BudgetSpent(training.epochs, {group.group_id: (G, epoch)})
+            if stop:  # pass 0: stopped with no checkpoint of this command's
+                raise BudgetSpent(training.epochs, {group.group_id: (G, 0 if unsaved else epoch)})
 
     curves = history.curves(sizes, training.log_every, metrics.train_column)
     if training.save_params:
