@@ -453,6 +453,28 @@ def test_the_curves_figure_leaves_sfo_s_subfunction_sweep_to_sfo_png(tmp_path, m
             in " ".join(fig._suptitle.get_text().split()))
 
 
+@pytest.mark.parametrize("figure", ["curves", "sfo"])
+def test_an_sfo_that_sets_its_subfunctions_once_is_a_curve_not_a_sweep(tmp_path, monkeypatch,
+                                                                         figure):
+    """`hparams: {num_subfunctions: 4}` (or the default written out) is one SFO, raced as
+    any method: it vanished from both figures' cost panels as a "sweep" while the report
+    judged it. Only a method whose grid varies N is the memory panel's alone."""
+    import pandas as pd
+
+    def fixed(folder):
+        path = folder / "curves.csv"
+        curves = pd.read_csv(path)
+        curves.loc[curves["method"] == "sfo", "num_subfunctions"] = 23.0
+        curves.to_csv(path, index=False)
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/mlp_sfo", figure,
+                                       edit=fixed)
+    assert curves.loc[curves["method"] == "sfo", "num_subfunctions"].eq(23).all()
+    legend = fig.legends[0] if figure == "curves" else fig.axes[0].get_legend()
+    drawn = [t.get_text().split(" (")[0] for t in legend.get_texts()]
+    assert "sfo" in drawn and "sfo+memory" not in drawn, drawn
+
+
 @pytest.mark.parametrize("y", ["train_loss", "train_loss_full"])
 def test_the_early_panel_ends_at_max_epoch_and_the_other_shows_every_pass(
         tmp_path, monkeypatch, y):
@@ -696,6 +718,56 @@ def test_the_step_bound_figure_draws_the_largest_ratio_over_seeds(tmp_path, monk
             largest = run.groupby("epoch")["max_step_ratio"].max()
             np.testing.assert_allclose(line.get_xydata(), np.column_stack(
                 [largest.index, largest.to_numpy()]), rtol=1e-9)
+
+
+def test_under_the_mean_rule_the_sensitivity_figure_draws_and_stars_the_selected_point(
+        tmp_path, data_dir, monkeypatch):
+    """`selection.rule: mean` with a grid over betas too: at each α the figure drew the point
+    of best final cost, so at the selected α it drew another point than best.csv's, and the
+    selected point had no star. Now each α's point is chosen by the rule, and every method's
+    star is its selected point, at its mean final cost."""
+    import numpy as np
+    import yaml
+    from matplotlib.figure import Figure
+
+    from adamrepro.figures import FIGURES
+
+    config = yaml.safe_load((Path(__file__).parent.parent / "configs" /
+                             "logreg_mnist.yaml").read_text())
+    config["selection"] = {**config.get("selection", {}), "rule": "mean", "extend_edges": 0}
+    config["methods"] = {
+        "adam": {"optimizer": "adam", "hparams": {"eps": 1.0e-8, "lr_decay": "sqrt"},
+                 "grid": {"betas": [[0.0, 0.99], [0.5, 0.99], [0.99, 0.999]],
+                          "lr": [0.01, 0.03, 0.1, 0.3]}},
+        "sgd_nesterov": {"optimizer": "sgd_nesterov",
+                         "hparams": {"momentum": 0.9, "lr_decay": "sqrt"},
+                         "grid": {"lr": [0.01, 0.1, 1.0]}}}
+    config["scales"]["smoke"] = {"epochs": 2, "train_size": 2048, "test_size": 1024,
+                                 "extend_edges": 0}
+    path = tmp_path / "logreg_mnist.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--scale", "smoke", "--quiet", "--data-dir", str(data_dir),
+                 "--out", str(out), "--workers", "1"]) == 0
+    folder = out / "logreg_mnist"
+    curves, best = pd.read_csv(folder / "curves.csv"), pd.read_csv(folder / "best.csv")
+    last = curves.sort_values("epoch").groupby("run_id").tail(1)
+    points = last.groupby(["method", "point_id", "lr"])["train_loss"].mean()
+    adam = points.loc["adam"].reset_index()
+    chosen = best.set_index("method").loc["adam"]
+    at_lr = adam[adam["lr"] == chosen["lr"]]
+    # the case this test is for: the final rule would draw another point at that α
+    assert at_lr.loc[at_lr["train_loss"].idxmin(), "point_id"] != chosen["point_id"]
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    FIGURES["sensitivity"](folder)
+    (ax,) = saved[0].axes
+    stars = [line for line in ax.lines if line.get_marker() == "*"]
+    assert len(stars) == len(best), [line.get_label() for line in ax.lines]
+    expected = [[row["lr"], points.loc[(row["method"], row["point_id"], row["lr"])]]
+                for _, row in best.iterrows()]
+    np.testing.assert_allclose(sorted(star.get_xydata()[0].tolist() for star in stars),
+                               sorted(expected), rtol=1e-9)
 
 
 def test_the_sensitivity_figure_draws_a_variant_in_its_own_line_style(tmp_path, monkeypatch):

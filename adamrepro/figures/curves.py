@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from adamrepro.figures.palette import BAND_ALPHA, Palette, moved_colors, palette_of, style
 from adamrepro.metrics import Column, column_of, metric_set
-from adamrepro.report.measures import memory_by_subfunctions
+from adamrepro.report.measures import subfunction_sweeps
 from adamrepro.results.store import (
     Tables,
     atomic_file,
@@ -374,7 +374,7 @@ def draw(folder: Path, tables: Tables | None = None,
     # A sweep of SFO's number of subfunctions is Fig. 2b's memory panel (sfo.py), not a
     # curve: its best N would race Adam with other minibatches than SFO's own, and looked
     # like the better SFO here while sfo.png leaves it out.
-    sweeps = set(memory_by_subfunctions(curves)["method"])
+    sweeps = subfunction_sweeps(curves)
     drawn: list[list] = [[] for _ in panels]  # each panel's (method, band) for cut_first_pass
     for _, chosen in in_config_order(best, meta).iterrows():
         if chosen["method"] in sweeps:

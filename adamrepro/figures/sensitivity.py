@@ -37,25 +37,31 @@ LOG_Y_SPAN = 10.0  # log y-axis once the finite costs span more than this factor
 
 
 def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, dict]:
-    """One row per (method, lr): the best mean final cost over the method's other grid
-    hyperparameters (NaN where every point diverged), and per method the names of those other
-    hyperparameters. Methods without a learning rate are left out."""
+    """One row per (method, lr): the mean final cost of the best point over the method's
+    other grid hyperparameters, best by the selection rule (`selection.rule`: the final cost,
+    or the cost over passes 1-N, as best.csv chose; NaN where every point diverged), and per
+    method the names of those other hyperparameters. Methods without a learning rate are
+    left out."""
     metric = meta["config"]["selection"]["metric"]
+    rule = meta["config"]["selection"].get("rule", "final")
     lower = column_of(meta, metric).lower_is_better
     cols = list(meta["hparam_columns"])
     points = point_summary(curves, cols, metric_set(meta).columns())
-    points["cost"] = points[f"final_{metric}"].where(
-        ~points["diverged"] & np.isfinite(points[f"final_{metric}"]))
+    trained = ~points["diverged"] & np.isfinite(points[f"final_{metric}"])
+    points["cost"] = points[f"final_{metric}"].where(trained)
+    # ranked as best.csv ranks, so the selected point is the one drawn at its α (under the
+    # mean rule the best final cost was drawn there, and the selected point's star was not)
+    points["rank"] = points[f"{rule}_{metric}"].where(trained)
     rows, others = [], {}
     for method, grid in points.groupby("method", sort=False):
         if "lr" not in grid or grid["lr"].isna().all():
             continue
         others[method] = [c for c in cols if c != "lr" and grid[c].nunique(dropna=True) > 1]
         for lr, at_lr in grid.groupby("lr"):
-            finite = at_lr.dropna(subset=["cost"])
+            finite = at_lr.dropna(subset=["rank"])
             if len(finite):
-                chosen = finite.loc[finite["cost"].idxmin() if lower
-                                    else finite["cost"].idxmax()]
+                chosen = finite.loc[finite["rank"].idxmin() if lower
+                                    else finite["rank"].idxmax()]
             else:
                 chosen = at_lr.iloc[0]
             rows.append({"method": method, "optimizer": chosen["optimizer"],
@@ -78,7 +84,9 @@ def caption(meta: dict, others: dict, seeds: int, above: bool = False) -> str:
             + "Star: the selected grid point.")
     varied = {m: names for m, names in others.items() if names}
     if varied:
-        text += " Each point is the best over " + "; ".join(
+        by = (f" (by {metric} over passes 1-N, the selection rule)"
+              if meta["config"]["selection"].get("rule", "final") == "mean" else "")
+        text += f" Each point is the best{by} over " + "; ".join(
             f"{', '.join(names)} for {m}" for m, names in varied.items()) + "."
     return text
 

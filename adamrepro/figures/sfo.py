@@ -33,7 +33,11 @@ from adamrepro.figures.curves import (
 )
 from adamrepro.figures.palette import BAND_ALPHA, GUIDE_LINE, style
 from adamrepro.metrics import column_of
-from adamrepro.report.measures import memory_by_subfunctions, method_costs
+from adamrepro.report.measures import (
+    memory_by_subfunctions,
+    method_costs,
+    subfunction_sweeps,
+)
 from adamrepro.results.store import Tables, read_results, variant_of
 
 MB = 2.0**20
@@ -57,7 +61,7 @@ def draw(folder: Path, tables: Tables | None = None,
     memory = memory_by_subfunctions(curves)
     # A method sweeping N is the memory panel's: its best N among the curves would race
     # Adam with other minibatches than SFO's own (at small scales it wins by that alone).
-    sweeps = set(memory["method"]) if len(memory) else set()
+    sweeps = subfunction_sweeps(curves)
     for _, chosen in in_config_order(best, meta).iterrows():
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         costs = method_costs(curves, chosen, y.name)

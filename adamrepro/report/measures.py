@@ -292,6 +292,16 @@ def memory_by_subfunctions(curves: pd.DataFrame) -> pd.DataFrame:
         ["method", "num_subfunctions"])
 
 
+def subfunction_sweeps(curves: pd.DataFrame) -> set[str]:
+    """The methods whose grid varies `num_subfunctions` (Fig. 2b's memory panel): not one
+    that sets it once, which is a method as any other (it vanished from the curves)."""
+    if "num_subfunctions" not in curves.columns:
+        return set()
+    counts = curves.dropna(subset=["num_subfunctions"]).groupby("method")[
+        "num_subfunctions"].nunique()
+    return set(counts[counts > 1].index)
+
+
 def cost_by_time(measured: Measured, method: MethodRef) -> pd.Series | None:
     """Cost against a run's training seconds (`run_seconds`)."""
     runs = measured.best_runs(method)
