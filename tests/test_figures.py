@@ -720,6 +720,42 @@ def test_the_step_bound_figure_draws_the_largest_ratio_over_seeds(tmp_path, monk
                 [largest.index, largest.to_numpy()]), rtol=1e-9)
 
 
+def test_the_step_bound_figure_draws_each_beta_cell_against_its_own_bound(tmp_path,
+                                                                         monkeypatch):
+    """A grid over (β1, β2) too (here adam's runs at its largest α moved to β2 = 0.99): one
+    line per cell, named, and each bound named with its cells, where the maximum over the
+    cells was drawn against every bound; a diverged run is named in the legend."""
+    import numpy as np
+
+    def edit(folder):
+        curves = pd.read_csv(folder / "curves.csv")
+        adam = curves["method"] == "adam"
+        top = adam & (curves["lr"] == curves.loc[adam, "lr"].max())
+        curves.loc[top, "beta2"] = 0.99
+        low = adam & (curves["lr"] == curves.loc[adam, "lr"].min())
+        curves.loc[low & (curves["seed"] == curves["seed"].min()), "diverged"] = True
+        curves.to_csv(folder / "curves.csv", index=False)
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/extensions",
+                                       "step_bound", edit)
+    ax = fig.axes[[a.get_title() for a in fig.axes].index("adam")]
+    runs = curves[(curves["method"] == "adam") & curves["max_step_ratio"].notna()
+                  & (curves["epoch"] > 0)]
+    cells = list(runs.groupby(["beta1", "beta2", "lr"]))
+    lines = [line for line in ax.lines if line.get_label().startswith("α=")]
+    assert [line.get_label() for line in lines] == [
+        f"α={lr:g}, β1={b1:g}, β2={b2:g}" for (b1, b2, lr), _ in cells]
+    for line, (_, run) in zip(lines, cells, strict=True):
+        largest = run.groupby("epoch")["max_step_ratio"].max()
+        np.testing.assert_allclose(line.get_ydata(), largest.to_numpy(), rtol=1e-9)
+    guides = sorted(line.get_label() for line in ax.lines if "bound" in line.get_label())
+    b1 = runs["beta1"].iloc[0]
+    assert len(guides) == 2 and all(f"β1={b1:g}, β2=" in g for g in guides), guides
+    (lost,) = [line for line in ax.lines if line.get_label().startswith("diverged: ")]
+    assert lost.get_label() == (f"diverged: α={runs['lr'].min():g}, β1={b1:g}, "
+                                f"β2={runs.loc[runs['lr'] == runs['lr'].min(), 'beta2'].iloc[0]:g}")
+
+
 def test_under_the_mean_rule_the_sensitivity_figure_draws_and_stars_the_selected_point(
         tmp_path, data_dir, monkeypatch):
     """`selection.rule: mean` with a grid over betas too: at each α the figure drew the point

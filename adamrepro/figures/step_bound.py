@@ -3,11 +3,16 @@ with `track_step_ratio`), the largest |Δθ|/α_t over all parameters and steps 
 against the bound α·(1 − β1)/√(1 − β2) when (1 − β1) > √(1 − β2), else α (ε = 0; a thin
 solid grey guide line, `palette.GUIDE_LINE`, so that no variant's line style is read into
 it). One panel per method, one line per step size (the largest over its seeds), in the
-method's fixed color."""
+method's fixed color. A grid over (β1, β2) draws one line per cell, each bound said with
+the cells it belongs to (their maximum was drawn against six bounds, and a cell above its
+own hidden); the cells whose runs diverged are named in the legend (they ended unmarked, or
+were absent when they diverged in their first pass)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pandas as pd
 
 # The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
 # user's MPLBACKEND included) and no global figure state.
@@ -48,16 +53,27 @@ def draw(folder: Path, tables: Tables | None = None,
         runs = tracked[tracked["method"] == method]
         first = runs.iloc[0]
         line = style(first["optimizer"], variant_of(first), palette)
-        bounds = set()
-        for i, (lr, run) in enumerate(runs.groupby("lr")):
+        several = len(runs[["beta1", "beta2"]].drop_duplicates()) > 1
+        bounds: dict[str, tuple[float, list[str]]] = {}  # by the value as printed
+        for i, ((b1, b2, lr), run) in enumerate(runs.groupby(["beta1", "beta2", "lr"])):
             per_pass = run.groupby("epoch")[COLUMN].max()
+            cell = f"β1={b1:g}, β2={b2:g}"
             ax.plot(per_pass.index, per_pass.values, marker=MARKERS[i % len(MARKERS)],
-                    markersize=4, label=f"α={lr:g}", **line)
-            bounds |= {step_bound(b1, b2) for b1, b2 in
-                       run[["beta1", "beta2"]].drop_duplicates().itertuples(index=False)}
-        for bound in sorted(bounds):
+                    markersize=4, label=f"α={lr:g}" + (f", {cell}" if several else ""),
+                    **line)
+            bound = step_bound(b1, b2)
+            # 10 from (1 - 0.9)/√(1 - 0.9999) and from 1/√(1 - 0.99): one line, both cells
+            _, cells = bounds.setdefault(f"{bound:.3g}", (bound, []))
+            if cell not in cells:
+                cells.append(cell)
+        for printed, (bound, cells) in sorted(bounds.items(), key=lambda item: item[1][0]):
             ax.axhline(bound, color=REFERENCE, **GUIDE_LINE,
-                       label=f"Sec. 2.1 bound: |Δθ| ≤ {bound:.3g}·α")
+                       label=f"Sec. 2.1 bound: |Δθ| ≤ {printed}·α"
+                       + (f" ({'; '.join(cells)})" if several else ""))
+        lost = diverged_cells(curves[curves["method"] == method], several)
+        if lost:
+            ax.plot([], [], marker="x", linestyle="none", label=f"diverged: {'; '.join(lost)}",
+                    **{key: value for key, value in line.items() if key == "color"})
         ax.set(title=as_written(method), xlabel="iterations over entire dataset",
                ylabel="largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))
         ax.set_ylim(bottom=0)
@@ -66,3 +82,13 @@ def draw(folder: Path, tables: Tables | None = None,
              f"of Sec. 2.1  {run_tag(meta, seeds)}")
     figure_title(fig, title)
     return save_figure(fig, folder, "step_bound")
+
+
+def diverged_cells(runs: pd.DataFrame, several: bool) -> list[str]:
+    """The cells (α, and (β1, β2) where the grid varies them) of the runs that diverged."""
+    gone = runs.groupby("run_id").agg(diverged=("diverged", "any"), lr=("lr", "first"),
+                                      beta1=("beta1", "first"), beta2=("beta2", "first"))
+    cells = gone[gone["diverged"]].drop_duplicates(["beta1", "beta2", "lr"]).sort_values(
+        ["beta1", "beta2", "lr"])
+    return [f"α={row.lr:g}" + (f", β1={row.beta1:g}, β2={row.beta2:g}" if several else "")
+            for row in cells.itertuples()]
