@@ -420,6 +420,33 @@ def test_fig4_unstable_counts_divergences_where_both_medians_are_infinite():
     assert UnstableWithoutCorrection()(measured(*groups)).status == FAILS  # 4 and 4 diverged
 
 
+def test_a_grid_over_more_than_the_cell_pairs_each_cells_best_point():
+    """Fig. 4's grid with an ε too: two points a cell. The figure drew both, one above the
+    other, and the rules paired every point of one method with every point of the other in
+    a cell; each cell is now its best point at that pass, for the figure and the rules."""
+    from adamrepro.report.measures import cell_costs
+    from adamrepro.report.rules import CELLS, paired_cells
+
+    def with_eps(rows, eps, factor):
+        return [{**row, "eps": eps, "point_id": f"{row['point_id']}-{eps:g}",
+                 "run_id": f"{row['run_id']}-{eps:g}",
+                 **{c: row[c] * factor for c in ("train_loss", "train_loss_full",
+                                                  "test_loss")}} for row in rows]
+
+    groups = []
+    for method, factor in (("adam", 1.0), ("adam+nobias", 1.5)):
+        for lr in (1e-3, 1e-2):
+            base = runs(method, scaled(factor), lr=lr, beta2=0.999)
+            groups += [with_eps(base, 1e-8, 1.0), with_eps(base, 1.0, 3.0)]
+    m = measured(*groups)
+    last = m.passes
+    cells = cell_costs(m, last, CELLS)
+    assert len(cells) == 4 and cells["point_id"].str.endswith("-1e-08").all(), cells
+    pairs = paired_cells(m, last, Method("adam"), Method("adam", "nobias"))
+    assert len(pairs) == 2, pairs
+    np.testing.assert_allclose(pairs["cost_uncorrected"] / pairs["cost_corrected"], 1.5)
+
+
 def test_fig4_rules_on_a_grid_where_bias_correction_loses():
     m = vae_grid(0.8, diverge_top=False)
     assert UnstableWithoutCorrection()(m).status == FAILS

@@ -71,7 +71,9 @@ def draw(folder: Path, tables: Tables | None = None,
     checkpoints_drawn = checkpoints(measured.passes)
     seeds = int(curves["seed"].nunique())
     marks: set[str] = set()  # the keys of marks no panel shows are left out
-    fig = Figure(figsize=(2.6 * len(beta2s) * len(checkpoints_drawn) + 1,
+    # at least 9 inches: one β pair left 6.2, where the blocks' titles overprinted each
+    # other and the legend ran off both edges
+    fig = Figure(figsize=(max(2.6 * len(beta2s) * len(checkpoints_drawn) + 1, 9.0),
                           2.6 * len(beta1s) + 1.6), layout="constrained")
     for half, epoch in zip(fig.subfigures(1, len(checkpoints_drawn), wspace=0.04),
                            checkpoints_drawn, strict=True):
@@ -110,7 +112,12 @@ def draw(folder: Path, tables: Tables | None = None,
                 if marker in marks]
     legend(fig, handles, [handle.get_label() for handle in handles], loc="outside lower center",
            ncol=len(handles), frameon=False)
-    figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}")
+    # a grid over more than the cell: each cell is its best point (cell_costs), said so
+    others = [c for c in meta.get("hparam_columns", []) if c not in CELLS and c in curves
+              and curves.groupby(["method", *CELLS])[c].nunique().max() > 1]
+    figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
+                 *([f"each (β1, β2, α) cell: its best point over {', '.join(others)} "
+                    f"at that pass"] if others else []))
     return save_figure(fig, folder, "bias_correction")
 
 

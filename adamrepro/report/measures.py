@@ -345,8 +345,11 @@ def step_ratios(measured: Measured, optimizer: str) -> pd.DataFrame | None:
 
 
 def cell_costs(measured: Measured, epoch: int, cells: tuple[str, ...]) -> pd.DataFrame:
-    """One row per (method, grid point): the mean over seeds of the cost at `epoch`, +inf
-    where a seed diverged by then. Columns: method, *cells, cost."""
+    """One row per (method, cell): the mean over seeds of the cost at `epoch`, +inf where a
+    seed diverged by then, of the cell's best grid point where the grid varies more than the
+    cell (an ε beside (β1, β2, α): two points a cell were drawn one above the other, and the
+    report's pairs of cells became every pair of them). Columns: method, point_id, *cells,
+    cost."""
     curves = measured.curves
     upto = curves[curves["epoch"] <= epoch]
     runs = upto.groupby("run_id").agg(method=("method", "first"), point_id=("point_id", "first"),
@@ -355,4 +358,7 @@ def cell_costs(measured: Measured, epoch: int, cells: tuple[str, ...]) -> pd.Dat
     at = curves[curves["epoch"] == epoch].set_index("run_id")[measured.cost]
     cost = runs.index.map(at).astype(float)
     runs["cost"] = np.where(runs["diverged"] | ~np.isfinite(cost), np.inf, cost)
-    return runs.groupby(["method", "point_id", *cells], dropna=False)["cost"].mean().reset_index()
+    points = runs.groupby(["method", "point_id", *cells], dropna=False)["cost"].mean()
+    points = points.reset_index().sort_values("cost", kind="stable")
+    return points.drop_duplicates(["method", *cells]).sort_values(
+        ["method", *cells]).reset_index(drop=True)
