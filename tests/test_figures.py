@@ -439,6 +439,30 @@ def test_the_curves_figure_draws_the_mean_and_band_of_each_selected_run(
                                                     else ["linear"] * 3)
 
 
+def test_a_method_none_of_whose_points_was_selected_is_named_with_the_seeds_rule(
+        tmp_path, monkeypatch):
+    """A point with a seed that diverged is never selected: with several seeds the line
+    under the title says "in one seed or more" (it read as if every run diverged); and
+    where no method was selected at all, the title still counts the seeds trained (it read
+    "0 seed(s)")."""
+    def drop(methods):
+        def edit(folder):
+            best = pd.read_csv(folder / "best.csv")
+            best[~best["method"].isin(methods)].to_csv(folder / "best.csv", index=False)
+        return edit
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path / "one", "quick-cpu/mlp",
+                                       "curves", drop({"adagrad"}))
+    seeds = curves["seed"].nunique()
+    title = " ".join(fig._suptitle.get_text().split())
+    assert seeds > 1 and ("not drawn, every grid point diverged (in one seed or more): "
+                          "adagrad") in title, title
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path / "all", "quick-cpu/mlp",
+                                       "curves", drop(set(curves["method"])))
+    title = " ".join(fig._suptitle.get_text().split())
+    assert best.empty and f"{seeds} seeds" in title and "0 seed" not in title, title
+
+
 def test_the_curves_figure_leaves_sfo_s_subfunction_sweep_to_sfo_png(tmp_path, monkeypatch):
     """Fig. 2b's sweep of SFO's number of subfunctions races Adam with other minibatches at
     its best N: sfo.png leaves it out of its cost panels, and curves.png drew it, as if the

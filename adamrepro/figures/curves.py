@@ -203,7 +203,7 @@ def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None =
     every grid point of theirs diverged (else a reader could not tell them from methods not
     run)."""
     rules = sorted(set(best["selected_by"].dropna())) if "selected_by" in best else []
-    seeds = int(best["n_seeds"].max()) if len(best) else 0
+    seeds = seeds_of(best, curves)
     line = f"each method at its grid point of {rules[0]}" if len(rules) == 1 else \
         "each method at its selected grid point (best.csv)"
     if seeds > 1:
@@ -213,9 +213,18 @@ def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None =
             line += " (on a log axis, not below the lowest seed)"
     gone = [] if curves is None else [m for m in dict.fromkeys(curves["method"])
                                       if m not in set(best["method"])]
-    if gone:
-        line += f"; not drawn, every grid point diverged: {', '.join(gone)}"
+    if gone:  # a point with a seed that diverged is never selected
+        some = " (in one seed or more)" if seeds > 1 else ""
+        line += f"; not drawn, every grid point diverged{some}: {', '.join(gone)}"
     return line
+
+
+def seeds_of(best: pd.DataFrame, curves: pd.DataFrame | None) -> int:
+    """Seeds a figure's runs had: best.csv's, or, where every method diverged and best.csv
+    is empty, curves.csv's (a title read "0 seed(s)" of runs trained with 2)."""
+    if len(best):
+        return int(best["n_seeds"].max())
+    return 0 if curves is None else int(curves["seed"].nunique())
 
 
 def run_tag(meta: dict, seeds: int | None = None) -> str:
@@ -404,7 +413,7 @@ def draw(folder: Path, tables: Tables | None = None,
             for (ax, column), mine in zip(panels, drawn, strict=True)
             if column.metric == y.metric and not plot_cfg["logy"]]
     legend_below(fig, ax_cost)
-    seeds = int(best["n_seeds"].max()) if len(best) else 0
+    seeds = seeds_of(best, curves)
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
                  how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"])
                  + (f"; not drawn, a sweep of SFO's subfunctions (sfo.png's memory panel): "

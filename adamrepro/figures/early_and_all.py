@@ -24,6 +24,7 @@ from adamrepro.figures.curves import (
     legend_label,
     run_tag,
     save_figure,
+    seeds_of,
     whole_passes,
 )
 from adamrepro.figures.palette import BAND_ALPHA, style
@@ -80,7 +81,7 @@ def draw(folder: Path, tables: Tables | None = None,
         ax_all.set_yscale("log")
     cut = cut_first_pass(ax_early, early_drawn, f"first {early:g} passes")
     legend_below(fig, ax_early)
-    seeds = int(best["n_seeds"].max()) if len(best) else 0
+    seeds = seeds_of(best, curves)
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
                  how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"])
                  + (f"; {cut}" if cut else ""))

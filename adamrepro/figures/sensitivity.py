@@ -26,6 +26,7 @@ from adamrepro.figures.curves import (
     legend,
     run_tag,
     save_figure,
+    seeds_of,
     untrained_cost,
 )
 from adamrepro.figures.palette import style
@@ -79,7 +80,8 @@ def caption(meta: dict, others: dict, seeds: int, above: bool = False) -> str:
     metric = meta["config"]["selection"]["metric"]
     over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
     text = (f"Final {metric}{over} against the learning rate, one line per method. "
-            f"x at the top edge: every grid point at that learning rate diverged. "
+            f"x at the top edge: every grid point at that learning rate diverged"
+            f"{' (in one seed or more)' if seeds > 1 else ''}. "
             + ("^ at the top edge: a final cost above the untrained one. " if above else "")
             + "Star: the selected grid point.")
     varied = {m: names for m, names in others.items() if names}
@@ -138,7 +140,7 @@ def draw(folder: Path, tables: Tables | None = None,
             len(finite) and finite.max() > LOG_Y_SPAN * finite.min()):
         ax.set_yscale("log")
     metric = meta["config"]["selection"]["metric"]
-    seeds = int(best["n_seeds"].max()) if len(best) else 0
+    seeds = seeds_of(best, curves)
     over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
     ax.set(xlabel="learning rate (alpha)", ylabel=f"final {metric}{over}")
     # beside the axes: inside, it may hide a star or an x (a selected or diverged point)

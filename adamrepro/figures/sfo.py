@@ -30,6 +30,8 @@ from adamrepro.figures.curves import (
     legend_label,
     run_tag,
     save_figure,
+    seeds_of,
+    whole_passes,
 )
 from adamrepro.figures.palette import BAND_ALPHA, GUIDE_LINE, style
 from adamrepro.metrics import column_of
@@ -85,6 +87,7 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.set_yscale("log")
         ax.set_ylabel(axis_label(y.label))
     ax_pass.set_xlabel("iterations over entire dataset")
+    whole_passes(ax_pass)  # not 0.25, 0.50, ... at a few passes
     ax_time.set_xlabel("training seconds of one run (evaluation excluded)")
     legend(ax_pass, *ax_pass.get_legend_handles_labels(), frameon=False, fontsize=8)
 
@@ -118,7 +121,7 @@ def draw(folder: Path, tables: Tables | None = None,
     table.set_fontsize(TABLE_FONTSIZE)
     table.auto_set_column_width(range(len(labels)))
     table.scale(1, 1.5)
-    seeds = int(best["n_seeds"].max()) if len(best) else 0
+    seeds = seeds_of(best, curves)
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
                  how_chosen(best, meta["config"]["plot"]["band"], curves, log=True))
     fig.tight_layout()

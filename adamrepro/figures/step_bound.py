@@ -25,6 +25,7 @@ from adamrepro.figures.curves import (
     legend,
     run_tag,
     save_figure,
+    whole_passes,
 )
 from adamrepro.figures.palette import GUIDE_LINE, REFERENCE, style
 from adamrepro.report.measures import STEP_RATIO as COLUMN
@@ -77,6 +78,7 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.set(title=as_written(method), xlabel="iterations over entire dataset",
                ylabel="largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))
         ax.set_ylim(bottom=0)
+        whole_passes(ax)  # not 0.25, 0.50, ... at a few passes
         legend(ax, *ax.get_legend_handles_labels(), frameon=False, fontsize=8)
     title = (f"{meta['config']['title']}: the largest step of each pass against the bound "
              f"of Sec. 2.1  {run_tag(meta, seeds)}")
