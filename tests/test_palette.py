@@ -265,3 +265,17 @@ def test_methods_drawn_alike_are_said():
     assert palette_notes(pd.concat([curves, decay.assign(method="again")])) == [
         "methods adam_decay, again are all adam (sqrt_decay), drawn alike; give each a "
         "variant of its own in the config to tell their lines apart"]
+
+
+def test_a_curve_of_one_pass_tells_variants_apart_by_its_marker():
+    """One pass draws each curve as a single marker, where no line style shows: adam and
+    its variants were the same dot. Every line style has its own marker, and a figure of
+    one pass draws each variant's."""
+    from adamrepro.figures.curves import few_points
+    from adamrepro.figures.palette import EXTRA_LINESTYLES, LINESTYLES, point_marker, style
+
+    styles = [*LINESTYLES.values(), *EXTRA_LINESTYLES]
+    assert len({point_marker(s) for s in styles}) == len(styles)
+    plain, nobias = style("adam", None), style("adam", "nobias")
+    assert few_points(1, plain)["marker"] != few_points(1, nobias)["marker"]
+    assert few_points(10, plain) == {}  # a line of many passes needs none

@@ -24,7 +24,14 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from adamrepro.figures.palette import BAND_ALPHA, Palette, moved_colors, palette_of, style
+from adamrepro.figures.palette import (
+    BAND_ALPHA,
+    Palette,
+    moved_colors,
+    palette_of,
+    point_marker,
+    style,
+)
 from adamrepro.metrics import Column, column_of, metric_set
 from adamrepro.report.measures import subfunction_sweeps
 from adamrepro.results.store import (
@@ -250,10 +257,12 @@ def axis_label(text: str) -> str:
     return textwrap.fill(text, 42)
 
 
-def few_points(count: int, most: int = 3, size: float = 4) -> dict:
+def few_points(count: int, line: dict, most: int = 3, size: float = 4) -> dict:
     """Markers for a curve of at most `most` points (one pass is a single point, which a
-    line alone does not show)."""
-    return {"marker": "o", "markersize": size} if count <= most else {}
+    line alone does not show), one per variant's line style (`line`: `style`'s keywords)."""
+    if count > most:
+        return {}
+    return {"marker": point_marker(line.get("linestyle", "-")), "markersize": size}
 
 
 def fitted(inches: float, *lines: str, fontsize: float = 10) -> str:
@@ -398,7 +407,7 @@ def draw(folder: Path, tables: Tables | None = None,
                          plot_cfg["logy"] and column.metric == y.metric)
             mine.append((chosen["method"], stats))
             ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta),
-                    **few_points(len(stats)), **line)
+                    **few_points(len(stats), line), **line)
             if chosen["n_seeds"] > 1:
                 ax.fill_between(stats.index, stats["low"], stats["high"],
                                 color=line["color"], alpha=BAND_ALPHA, linewidth=0)

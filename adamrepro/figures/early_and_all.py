@@ -62,7 +62,7 @@ def draw(folder: Path, tables: Tables | None = None,
         for ax, stats in ((ax_all, band(runs, y.name, plot_cfg["band"], plot_cfg["logy"])),
                           (ax_early, early_stats)):
             ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta), **line,
-                    **few_points(len(stats), FEW_POINTS, 3))
+                    **few_points(len(stats), line, FEW_POINTS, 3))
             if chosen["n_seeds"] > 1:
                 ax.fill_between(stats.index, stats["low"], stats["high"], color=line["color"],
                                 alpha=BAND_ALPHA, linewidth=0)

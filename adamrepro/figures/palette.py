@@ -84,6 +84,19 @@ EXTRA_LINESTYLES: tuple[tuple, ...] = (
 )
 
 
+# A curve of a point or two shows no line style (one pass: a single marker), so there its
+# marker tells the variants apart, one per line style, in the order above (adam and its
+# variants were the same black dot).
+POINT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "p", "<", ">", "d", "H", "8")
+
+
+def point_marker(linestyle) -> str:
+    """The marker of a curve of few points in this line style (LINESTYLES, EXTRA_LINESTYLES)."""
+    styles = [*LINESTYLES.values(), *EXTRA_LINESTYLES]
+    index = styles.index(linestyle) if linestyle in styles else 0
+    return POINT_MARKERS[index % len(POINT_MARKERS)]
+
+
 def _hashed(name: str, choices: int = len(EXTRA)) -> int:
     return int(hashlib.sha1(name.encode()).hexdigest(), 16) % choices
 
