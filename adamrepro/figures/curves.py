@@ -124,7 +124,7 @@ CUT_MARGIN = 0.05  # of the range after the first pass, above and below it
 
 def cut_first_pass(ax, drawn: list[tuple[str, pd.DataFrame]], panel: str) -> str:
     """Cut a linear axis (`drawn`: each method's band() frame, x in passes) to the range of
-    the means after the first pass (x > 1), with a margin, where the first pass would
+    the means and bands after the first pass (x > 1), with a margin, where the first pass would
     stretch it more than FIRST_PASS_STRETCH times. What the line under the title says of it:
     the methods above the cut and the highest mean of each ("" where not cut)."""
     if not drawn:
@@ -133,7 +133,10 @@ def cut_first_pass(ax, drawn: list[tuple[str, pd.DataFrame]], panel: str) -> str
     later = every.loc[every.index > 1, "mean"].dropna()
     if later.empty:
         return ""
-    low, top = every[["mean", "low"]].min().min(), later.max()
+    # the bands after the first pass too: the line under the title says that only the first
+    # pass is above the cut (a band of Fig. 1's AdaGrad at pass 2 reached above it)
+    low = every[["mean", "low"]].min().min()
+    top = max(later.max(), every.loc[every.index > 1, "high"].max(skipna=True))
     stretched = every[["mean", "high"]].max().max() - low > FIRST_PASS_STRETCH * (top - low)
     if not stretched or top <= low:  # nothing after the first pass spans a range to cut to
         return ""
