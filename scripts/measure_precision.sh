@@ -28,6 +28,10 @@
 # work in chunks).
 # Resumable like `adamrepro run`: run it again to finish what an interruption left.
 set -euo pipefail
+# OUT and BASE as given are read from the folder the script is called from, not from the
+# repo root it works in (BASE=mybase, a folder there, was "not a folder")
+if [ -n "${OUT:-}" ]; then OUT=$(realpath -m -- "$OUT"); fi
+if [ -n "${BASE:-}" ]; then BASE=$(realpath -m -- "$BASE"); fi
 cd "$(dirname "$0")/.."
 SCALE="${SCALE:-paper}"
 DEVICE="${DEVICE:-cuda}"

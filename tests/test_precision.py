@@ -483,6 +483,38 @@ def test_compare_says_a_run_that_diverged_in_other_is_infinitely_far(results, cl
     assert (untouched["deviation"] == 0).all() and not untouched["other_diverged"].any()
 
 
+def test_compare_says_which_methods_trained_in_other_groups_or_were_not_compared(
+        results, cli, tmp_path):
+    """OTHER's adam runs recorded in groups of another size (a group halved to fit memory
+    on one side only: with dropout, other masks), and a method BASE selected no point of
+    (every grid point diverged): each is named in a note, where the table alone hid them."""
+    other = tmp_path / "other"
+    shutil.copytree(results / "fp32", other)
+    folder = other / "logreg_mnist"
+    curves = pd.read_csv(folder / "curves.csv")
+    curves.loc[curves["method"] == "adam", "group_size"] = 1
+    curves.to_csv(folder / "curves.csv", index=False)
+    meta = json.loads((folder / "config.json").read_text())
+    meta.pop("tables", None)  # a test's edit, which the digests would refuse
+    (folder / "config.json").write_text(json.dumps(meta))
+    code, _, err = cli("compare", results / "fp32", other, "--out", tmp_path / "compare")
+    assert code == 0, err
+    assert ("adamrepro: note: logreg_mnist: adam: runs trained in groups of other sizes in "
+            "BASE and OTHER") in err, err
+    base = tmp_path / "base"
+    shutil.copytree(results / "fp32", base)
+    best = pd.read_csv(base / "logreg_mnist" / "best.csv")
+    best[best["method"] != "sgd_nesterov"].to_csv(base / "logreg_mnist" / "best.csv",
+                                                  index=False)
+    meta = json.loads((base / "logreg_mnist" / "config.json").read_text())
+    meta.pop("tables", None)
+    (base / "logreg_mnist" / "config.json").write_text(json.dumps(meta))
+    code, _, err = cli("compare", base, results / "bf16", "--out", tmp_path / "compare2")
+    assert code == 0, err
+    assert ("adamrepro: note: logreg_mnist: sgd_nesterov: no point selected in BASE (every "
+            "grid point diverged in one seed or more): not compared") in err, err
+
+
 def test_the_seed_spread_leaves_out_a_pass_where_a_seed_has_no_finite_value():
     """Three seeds over three passes: pass 0 (a NaN, the minibatch cost before training) and
     pass 2 (an infinite value) are left out; at pass 1 the largest ratio of two seeds' gap

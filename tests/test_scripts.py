@@ -476,6 +476,16 @@ def test_measure_precision_trains_the_selected_points_alone_with_fp32_s_masks(tm
                         out / "fp32", "--out", out / "fp32", "--data-dir", data_dir)
     assert code == 2 and "holds a whole sweep" in said, said
     assert (out / "fp32" / "mlp" / "curves.csv").read_bytes() == tables
+    # the other way round: a whole sweep into the selected points' folder took them for its
+    # own runs (trained in other groups), and compare no longer refused the mix
+    tables = (out / "bf16" / "mlp" / "curves.csv").read_bytes()
+    code, _, said = cli("run", "mlp", "--scale", "smoke", "--device", "cpu", "--precision",
+                        "bf16", "--out", out / "bf16", "--data-dir", data_dir)
+    assert code == 2 and said == (
+        f"adamrepro: error: {out / 'bf16' / 'mlp'} holds only the points selected in "
+        f"{out / 'fp32'} (run --only-selected), trained in groups of their own; a whole sweep "
+        f"would take them for its own runs: give another --out\n"), said
+    assert (out / "bf16" / "mlp" / "curves.csv").read_bytes() == tables
 
 
 def test_gpu_session_s_bench_stage_times_the_configs_named_at_their_precision(
@@ -567,3 +577,19 @@ def test_gpu_session_s_precision_stage_measures_the_experiments_named(tmp_path, 
         assert sorted(p.name for p in (out / side).iterdir() if p.name != "compare") == [
             "logreg_mnist"], side
     assert [p.name for p in (out / "bf16" / "compare").iterdir()] == ["logreg_mnist.csv"]
+
+
+def test_measure_precision_reads_base_and_out_from_the_callers_folder(tmp_path, data_dir):
+    """The script works in the repo root: BASE=mybase, a folder where it was called from,
+    was "not a folder", and a relative OUT landed in the repo. Both are the caller's now."""
+    (tmp_path / "mybase").mkdir()
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "measure_precision.sh"), "mlp"], capture_output=True,
+        text=True, cwd=tmp_path,
+        env={**os.environ, "SCALE": "smoke", "DEVICE": "cpu", "BASE": "mybase",
+             "OUT": "myout", "ADAMREPRO": f"{sys.executable} -m adamrepro",
+             "ADAMREPRO_DATA": str(data_dir)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    # found (not "not a folder"), and named where it is
+    assert f"BASE={tmp_path / 'mybase'} has no results of mlp" in done.stderr, done.stderr
+    assert not (ROOT / "myout").exists()

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from adamrepro.config import KERNEL_SWITCHES, recorded_config
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, note
 from adamrepro.metrics import metric_set
 from adamrepro.results.store import read_results, variant_of
 
@@ -134,7 +134,8 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
     base_keys = _run_keys(base_curves, hparams)
     base_series = _series(base_curves, metric)
     other_series = _series(other_curves, metric)
-    rows = []
+    rows, regrouped = [], []
+    sizes = [_group_sizes(curves) for curves in (base_curves, other_curves)]
     for _, chosen in best.iterrows():
         run_ids = str(chosen["run_ids"]).split(";")
         if len(run_ids) < 2:
@@ -150,7 +151,17 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
                                 f"{_point_text(base_keys[run_id])}, seed {seed} (selected in "
                                 f"BASE); run OTHER with the same config, scale and seeds")
             pairs.append((base_keys[run_id][1], base_series[run_id], other_series[twin]))
+            if sizes[0].get(run_id) != sizes[1].get(twin) and chosen["method"] not in regrouped:
+                regrouped.append(chosen["method"])
         rows.append(_row(chosen, metric, pairs, base_keys[run_ids[0]]))
+    if regrouped:
+        note(f"{base.name}: {', '.join(regrouped)}: runs trained in groups of other sizes in "
+             f"BASE and OTHER (a group halved to fit memory or time on one side): with "
+             f"dropout or sampling their noise differs too, and the deviation includes it")
+    lost = [m for m in config["methods"] if m not in set(best["method"])]
+    if lost:
+        note(f"{base.name}: {', '.join(lost)}: no point selected in BASE (every grid point "
+             f"diverged in one seed or more): not compared")
     frame = pd.DataFrame(rows)
     return Comparison(base.name, metric, frame, _precision(base_curves, config),
                       _precision(other_curves, other_meta["config"]),
@@ -221,6 +232,14 @@ def seed_spread(table: pd.DataFrame) -> tuple[float, int | None]:
         if largest > best:
             best, at = largest, int(epoch)
     return (best, at) if at is not None else (math.nan, None)
+
+
+def _group_sizes(curves: pd.DataFrame) -> dict[str, int]:
+    """Each run's group size (none recorded: {})."""
+    if "group_size" not in curves.columns:
+        return {}
+    first = curves.drop_duplicates("run_id")
+    return dict(zip(first["run_id"], first["group_size"].astype(int), strict=True))
 
 
 def _series(curves: pd.DataFrame, metric: str) -> dict[str, pd.Series]:

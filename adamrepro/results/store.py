@@ -576,6 +576,13 @@ class ResultStore:
             raise UserError(f"{self.root} holds a whole sweep of {self.root.name}; "
                             f"--only-selected {only_selected} would rewrite its tables with "
                             f"the selected points alone: give another --out")
+        if only_selected is None and previous.get("points_selected_in"):
+            # the other way round: the sweep took them for its own runs, trained in other
+            # groups (with dropout, other masks), and `compare` no longer knew
+            raise UserError(f"{self.root} holds only the points selected in "
+                            f"{previous['points_selected_in']} (run --only-selected), trained "
+                            f"in groups of their own; a whole sweep would take them for its "
+                            f"own runs: give another --out")
         if force:
             return
         held = previous.get("experiment")
