@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -299,3 +304,24 @@ def test_passes_beyond_the_scale_are_said_and_the_progress_is_on_stderr(tmp_path
     assert "cores, 1 thread in use" in stdout and "1 threads" not in stdout, stdout
     result = json.loads((tmp_path / "bench" / "logreg_mnist-cpu-smoke.json").read_text())
     assert result["grid"]["passes"] == 2
+
+
+def test_sigterm_stops_the_bench_at_once_without_a_traceback(tmp_path, data_dir):
+    """The bench keeps no checkpoints, so a SIGTERM ends it at once (a sweep's first SIGTERM
+    asks its groups to save one, test_checkpoint.py): a bench group asked that ended the
+    command with a traceback of the runner's `BudgetSpent`."""
+    command = [sys.executable, "-m", "adamrepro", "bench", "logreg_mnist", "--device", "cpu",
+               "--scale", "quick", "--out", str(tmp_path), "--data-dir", str(data_dir),
+               "--quiet", "--threads", "1", "--workers", "2"]
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    assert job.stdout.readline().startswith("bench logreg_mnist --scale quick on ")
+    time.sleep(2.0)  # into the timed groups (the quick scale's take over ten seconds)
+    assert job.poll() is None, "the bench ended before SIGTERM"
+    os.killpg(job.pid, signal.SIGTERM)
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "checkpoint" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith(
+        "adamrepro: terminated (SIGTERM); each file it wrote is whole"), stderr
+    assert not list(tmp_path.rglob("*.json")), list(tmp_path.rglob("*"))

@@ -29,7 +29,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -211,7 +211,9 @@ class LocalExecutor:
         one fits; the halves are what is yielded). With `checkpoints`, each group saves and
         resumes from its checkpoint, and `BudgetSpent` stops the sweep once the budget is
         spent (at a group's checkpoint, or before the next group starts)."""
-        with STOP.accepted():  # a SIGTERM stops its groups at their checkpoints
+        # a SIGTERM stops its groups at their checkpoints; without any (`adamrepro bench`)
+        # it stops the command at once, as before
+        with STOP.accepted() if checkpoints is not None else nullcontext():
             yield from self._run(exp, groups, on_pass, checkpoints)
 
     def _run(self, exp: Experiment, groups: list[Group], on_pass: OnPass,
