@@ -16,6 +16,13 @@ def _number(value: float) -> str:
     return f"{value:.3g}" if value == value else "-"
 
 
+def _at(value) -> str:
+    """A pass (an Int64 cell): blank where none was found."""
+    import pandas as pd  # not at import: `adamrepro --help` stays quick
+
+    return "-" if pd.isna(value) else str(value)
+
+
 def compare(
     base: Annotated[Path, typer.Argument(
         parser=folder, metavar="BASE",
@@ -64,8 +71,8 @@ def compare(
                              else "left")
         for _, row in rows.iterrows():
             table.add_row(row["method"], row["point"], str(row["seeds"]), str(row["passes"]),
-                          f"{_number(row['deviation'])} ({row['deviation_pass']})",
-                          f"{_number(row['seed_spread'])} ({row['spread_pass']})",
+                          f"{_number(row['deviation'])} ({_at(row['deviation_pass'])})",
+                          f"{_number(row['seed_spread'])} ({_at(row['spread_pass'])})",
                           row["verdict"])
         console.print(table)
         within = int((rows["verdict"] == "within").sum())

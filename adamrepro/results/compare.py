@@ -162,7 +162,10 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
     if lost:
         note(f"{base.name}: {', '.join(lost)}: no point selected in BASE (every grid point "
              f"diverged in one seed or more): not compared")
-    frame = pd.DataFrame(rows)
+    # a pass or seed that none was found for (no finite value) stays blank: as floats, one
+    # blank turned every other row's pass into "12.0"
+    frame = pd.DataFrame(rows).astype({column: "Int64" for column in
+                                       ("deviation_pass", "deviation_seed", "spread_pass")})
     return Comparison(base.name, metric, frame, _precision(base_curves, config),
                       _precision(other_curves, other_meta["config"]),
                       *_switches(config, other_meta["config"]),
