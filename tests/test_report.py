@@ -666,6 +666,7 @@ def test_report_states_scale_provenance_and_chosen_hyperparameters(smoke):
     assert "Scale: smoke: 2 passes" in report and "Provenance: commit `" in report
     # the model as trained at this scale, not how it computes (sparse_input)
     assert "model logreg (l2=0.0001, init=normal, init_scale=0.01), minibatch" in report
+    assert ", minibatch 128, 1 seed (0) per grid point; best grid point by" in report
     for method in ("adam", "adagrad", "sgd_nesterov"):
         assert re.search(rf"^\| {method} \| lr=", report, re.MULTILINE)
     assert " ± " not in report.split("(`logreg_mnist`)")[1]  # one seed: no spread to show

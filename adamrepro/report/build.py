@@ -235,6 +235,12 @@ def results_table(found: Measured) -> Table:
                   "seeds"), tuple(rows))
 
 
+def _seeds(curves) -> str:
+    """'3 seeds (0, 1, 2)': which seeds, so that a rerun of one seed can be told apart."""
+    seeds = sorted(int(seed) for seed in curves["seed"].unique())
+    return f"{count(len(seeds), 'seed')} ({', '.join(map(str, seeds))})"
+
+
 def experiment_blocks(found: Measured, out: Path) -> list[Block]:
     from adamrepro.figures.curves import untrained_cost
     from adamrepro.figures.sensitivity import caption, sensitivity_table
@@ -255,7 +261,7 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
                   f"{data['name']}"
                   f"{f' ({sizes})' if sizes else ''}, {_model_words(config)}, "
                   f"minibatch {config['training']['batch_size']}"
-                  f", {int(found.curves['seed'].nunique())} seed(s) per grid point; best grid "
+                  f", {_seeds(found.curves)} per grid point; best grid "
                   f"point by {found.best['selected_by'].iloc[0] if len(found.best) else '-'}."),
         *_training_cost_note(found),
         Paragraph(f"Provenance: commit `{prov['commit']}`, torch {prov['torch_version']}, "
