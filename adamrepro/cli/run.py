@@ -158,8 +158,14 @@ def run(
     processes = _check_flags(out, workers, executor, address, split_to_fit, time_budget)
     base = _experiment_as_asked(config, unverified_data, precision,
                                 data_dir or default_data_dir())
-    if only_selected is not None and seeds is None:
-        seeds = _seeds_selected(only_selected / base.name)
+    if only_selected is not None:
+        held = _seeds_selected(only_selected / base.name)
+        if seeds is None:
+            seeds = held
+        elif held is not None and seeds < held:
+            note(f"--seeds {seeds}: {only_selected} holds {held} seeds of each selected "
+                 f"point, and 'adamrepro compare' needs a twin of each; leave --seeds out to "
+                 f"train all {held}")
     # a dry run may plan a GPU's command on a machine without one
     target = torch_device(device.value) if dry_run else resolve_device(device.value)
     _say_what_runs_otherwise(base, target)
