@@ -402,7 +402,7 @@ def test_compare_accepts_other_kernel_switches_and_names_them(results, cli, tmp_
 
 @pytest.mark.parametrize("case", ["missing-base", "empty-other", "unknown-experiment",
                                   "one-seed", "unmatched-seed", "other-config",
-                                  "unknown-metric", "out-is-a-file"])
+                                  "unknown-metric", "out-is-a-file", "same-folder-one-seed"])
 def test_compare_bad_inputs(case, results, cli, tmp_path):
     base, other, extra = results / "fp32", results / "bf16", []
     if case == "missing-base":
@@ -423,6 +423,9 @@ def test_compare_bad_inputs(case, results, cli, tmp_path):
         meta["config"]["training"]["epochs"] = 3
         path.write_text(json.dumps(meta))
         fragment = "ran different configs (training.epochs differ)"
+    elif case == "same-folder-one-seed":  # the note of the same folder waits for a result
+        base = other = results / "one-seed"
+        fragment = "no seed spread to measure against"
     elif case == "out-is-a-file":  # refused before a table is printed
         (tmp_path / "a-file").write_text("")
         extra, fragment = ["--out", tmp_path / "a-file"], "a-file is not a writable folder"

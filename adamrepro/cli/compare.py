@@ -50,13 +50,14 @@ def compare(
     from adamrepro.results.compare import compare_folders, comparison_frame
     from adamrepro.results.store import atomic_write, check_writable
 
-    if Path(base).resolve() == Path(other).resolve():  # a check of the comparison itself
-        note(f"BASE and OTHER are the same folder, {base}: every deviation is 0 by "
-             f"construction; to measure a setting, give the folder of another run of the "
-             f"config (e.g. run --precision bf16 --out OTHER)")
     folder = out if out is not None else Path(other) / "compare"
     check_writable(folder)  # before a table is printed, not after
     comparisons, skipped = compare_folders(base, other, experiment, metric)
+    if Path(base).resolve() == Path(other).resolve():  # a check of the comparison itself
+        # said once it compares: a mistake's one line is then the only one
+        note(f"BASE and OTHER are the same folder, {base}: every deviation is 0 by "
+             f"construction; to measure a setting, give the folder of another run of the "
+             f"config (e.g. run --precision bf16 --out OTHER)")
     console = Console(width=140)
     for skip in skipped:
         note(skip)
