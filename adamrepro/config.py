@@ -453,6 +453,8 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
         _check_point_numbers(point, f"{where}: {key}")
         if not found.builtin:  # ours say so themselves ("lr must be a number, got True")
             _check_types_against_signature(found.cls, point, f"{where}: {key}: {method.optimizer}")
+        _check_no_list_for_a_number(found.cls, point, set(method.grid),
+                                    f"{where}: {key}: {method.optimizer}")
         _check_noise_allowed(found, MODELS[model], model_opts, point,
                              f"{where}: {key}: {method.optimizer}")
         _check_optimizer_accepts(found, point, exp.training.dtype,
@@ -554,6 +556,30 @@ def _check_types_against_signature(cls: type, point: dict[str, Any], where: str)
             raise UserError(f"{where}: {name}: {value!r} is not a boolean, where "
                             f"{cls.__name__} takes a switch{shown}; write true or false "
                             f"(unquoted)")
+
+
+def _check_no_list_for_a_number(cls: type, point: dict[str, Any], grid: set[str],
+                                where: str) -> None:
+    """A list where the optimizer takes one number (its default says so): `grid: {lr:
+    [[0.1, 0.2]]}` is one point whose lr is a list, and reached our optimizers as a tuple of
+    the batch's tensors, which their message then showed."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no signature to read: the class decides alone
+        return
+    for name, value in point.items():
+        taken = parameters.get(name)
+        default = taken.default if taken is not None else None
+        if (isinstance(value, (list, tuple)) and isinstance(default, (int, float))
+                and not isinstance(default, bool)):
+            fix = (f"a grid lists its numbers once: {name}: {list(value)!r}, not "
+                   f"[{list(value)!r}]" if name in grid else
+                   "give one number in hparams, or the values to try in grid")
+            raise UserError(f"{where}: {name}: {list(value)!r} is a list, where "
+                            f"{cls.__name__} takes one number (its default is {default!r}); "
+                            f"{fix}")
 
 
 def _is_switch(default: Any, annotation: Any) -> bool:
@@ -857,12 +883,22 @@ def parse_experiment(raw: Any, where: str) -> Experiment:
                    f"configs/logreg_mnist.yaml is an example)")
         if first["type"] == "extra_forbidden":
             known = _keys_at(Experiment, first["loc"][:-1])
-            if known:
+            home = _section_of(str(first["loc"][-1]))
+            if home and known:  # `batch_size` under a scale: not "did you mean 'test_size'?"
+                fix = f"; {first['loc'][-1]} belongs under {home} (here: {', '.join(known)})"
+            elif known:
                 nearest = wording.did_you_mean(str(first["loc"][-1]), known)
                 fix = f"; {nearest or 'it takes ' + ', '.join(known)}"
         raise UserError(f"{where}: {location(first)}: {message(first)}{fix}{more}") from None
     check_precision(exp.training, where)
     return _check_registries(exp, where)
+
+
+def _section_of(key: str) -> str | None:
+    """The top-level section whose keys include `key` (`training` for `batch_size`), where
+    one does: a key given in the wrong section."""
+    return next((section for section in ("training", "selection", "plot")
+                 if key in _keys_at(Experiment, (section,))), None)
 
 
 def _keys_at(model: type, loc: tuple) -> list[str]:

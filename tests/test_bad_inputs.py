@@ -225,12 +225,26 @@ CASES = [
      [], "methods.adam: torch.optim.AdamW: betas: 0.9 is not a list, where AdamW takes one "
          "(its default is (0.9, 0.999)); a grid of them is a list of lists, e.g. "
          "[[0.9, 0.999]]"),
+    # the other way round: a list where one number belongs reached our optimizers as the
+    # batch's tensors, which their message showed
+    ("grid-of-a-list-of-numbers", setitem("methods.adam.grid.lr", [[1.0e-3, 1.0e-2]]), [],
+     "methods.adam: adam: lr: [0.001, 0.01] is a list, where Adam takes one number (its "
+     "default is 0.001); a grid lists its numbers once: lr: [0.001, 0.01], not "
+     "[[0.001, 0.01]]"),
+    ("hparam-a-list-of-a-number", setitem("methods.adam.hparams.eps", [1.0e-8]), [],
+     "methods.adam: adam: eps: [1e-08] is a list, where Adam takes one number (its default "
+     "is 1e-08); give one number in hparams, or the values to try in grid"),
     ("grid-not-a-list", setitem("methods.adam.grid.lr", 1.0e-3), [],
      "methods.adam.grid.lr: give a list, even of one value: [0.001]"),
     ("key-typo", edit(lambda c: c["methods"]["adam"].update(
         optimiser=c["methods"]["adam"].pop("optimizer"))), [],
      "methods.adam.optimiser: Extra inputs are not permitted; did you mean 'optimizer'? (and "
      "1 more problem)"),
+    # a key of another section: "did you mean 'test_size'?" pointed the wrong way
+    ("key-in-another-section", edit(lambda c: c.setdefault("scales", {}).setdefault(
+        "smoke", {}).update(batch_size=32)), [],
+     "scales.smoke.batch_size: Extra inputs are not permitted; batch_size belongs under "
+     "training (here: epochs, log_every, "),
     # the report names methods by label, the paper's claims by optimizer
     ("label-of-another-optimizer", setitem("methods.adam", {
         "optimizer": "torch.optim.Adam", "grid": {"lr": [1.0e-3]}}), [],
@@ -566,6 +580,12 @@ def test_a_config_or_data_folder_of_the_wrong_kind_is_named(cli, tmp_path):
     assert code == 2 and stderr.count("\n") == 1, stderr
     assert f"data folder {tmp_path / 'a-file'} is a file" in stderr
     assert (tmp_path / "a-file").read_text() == "" and not (tmp_path / "out").exists()
+    # plot and report said "no results under it" of a file, as of an empty folder
+    for command in (("plot",), ("report",), ("run", CONFIG, "--scale", "smoke", "--dry-run")):
+        code, _, stderr = cli(*command, "--out", tmp_path / "a-file")
+        assert code == 2 and stderr.count("\n") == 1, stderr
+        assert f"--out {tmp_path / 'a-file'} is a file, not a folder; pass a folder" in stderr
+    assert (tmp_path / "a-file").read_text() == ""
 
 
 @pytest.mark.parametrize("command, said", [

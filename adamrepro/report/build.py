@@ -56,9 +56,9 @@ def find_experiments(out: Path) -> dict[str, Measured]:
     """Every experiment folder under `out` with its three tables, in the paper's order, by
     experiment name: a folder of a former name (FORMER_NAMES) stands for its experiment
     when the folder of the current name is missing."""
+    check_results_folder(out)
     if not out.is_dir():
         raise UserError(f"no results folder {out}; run 'adamrepro run CONFIG' first or pass --out")
-    check_results_folder(out)
     # a folder with any of an experiment's tables is one: read_results names what is missing
     folders = sorted({p.parent for name in NEEDED_FILES for p in out.glob(f"*/{name}")})
     if not folders:
