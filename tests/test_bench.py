@@ -290,13 +290,17 @@ def test_timed_curves_are_judged_only_when_every_group_trains_a_convex_model():
 
 def test_passes_beyond_the_scale_are_said_and_the_progress_is_on_stderr(tmp_path, data_dir,
                                                                        cli):
-    """`--passes 50` at smoke scale (2 passes) timed 2 without a word; the bars went to
-    stdout, between the lines the bench prints as its figures."""
+    """`--passes 50` at smoke scale (2 passes) timed 2 without a word, `--reference-runs 99`
+    every run of groups of 7; the bars went to stdout, between the lines the bench prints as
+    its figures."""
     code, stdout, stderr = cli("bench", "logreg_mnist", "--device", "cpu", "--scale", "smoke",
                                "--out", tmp_path, "--data-dir", data_dir, "--threads", "1",
                                "--passes", "50", "--reference-passes", "7",
-                               "--reference-runs", "1")
+                               "--reference-runs", "99")
     assert code == 0, stderr
+    largest = max(group.size for group in plan(_smoke()))
+    assert (f"note: --reference-runs 99: the smoke scale's largest group has {largest} runs; "
+            f"timing every run of each group") in stderr, stderr
     assert "note: --passes 50: the smoke scale has 2 passes; timing them" in stderr, stderr
     assert "note: --reference-passes 7: the smoke scale has 2 passes" in stderr, stderr
     assert re.search(r"\d+/\d+ run-passes", stderr), stderr

@@ -92,6 +92,7 @@ def bench(
         if flops_only:
             console.print(flops_sentence(experiment_flops(exp, data)))
             return
+        _note_runs_beyond(exp, scale.value, reference_runs)
         result = _bench(exp, scale.value, data, target, reference_runs, reference_passes,
                         console, quiet, parse_workers(workers))
     _report(result, console)
@@ -118,6 +119,17 @@ def _experiment_to_time(exp, unverified_data: bool, scale: str,
     if passes is not None and passes < exp.training.epochs:
         exp = exp.with_epochs(passes)
     return exp
+
+
+def _note_runs_beyond(exp, scale: str, reference_runs: int | None) -> None:
+    """--reference-runs beyond every group's size times each group whole: said, as the
+    passes beyond the scale's are."""
+    from adamrepro.runner.plan import plan
+
+    largest = max(group.size for group in plan(exp))
+    if reference_runs is not None and reference_runs > largest:
+        note(f"--reference-runs {reference_runs}: the {scale} scale's largest group has "
+             f"{count(largest, 'run')}; timing every run of each group")
 
 
 def _note_passes_beyond(epochs: int, scale: str, **asked: int | None) -> None:
