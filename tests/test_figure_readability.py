@@ -182,3 +182,50 @@ def test_every_legend_line_shows_its_variants_whole_dash_pattern(tmp_path, monke
             assert length >= needed, (method, length, needed)
             checked += 1
     assert checked >= 3
+
+
+def test_a_log_axis_of_less_than_a_decade_is_labelled_in_plain_numbers():
+    """Fig. 1 right's cost axis read '6×10⁻¹, 4×10⁻¹, 3×10⁻¹', Fig. 3's '2.8×10⁰'; a wide
+    one keeps its powers of ten below 0.001."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from adamrepro.figures.curves import log_y
+
+    def labels(low: float, high: float) -> list[str]:
+        fig = Figure()
+        ax = fig.subplots()
+        ax.plot([1, 2], [low, high])
+        log_y(ax)
+        FigureCanvasAgg(fig).draw()
+        return [t.get_text() for t in [*ax.yaxis.get_majorticklabels(),
+                                       *ax.yaxis.get_minorticklabels()] if t.get_text()]
+
+    narrow = labels(0.22, 0.8)
+    assert {"0.3", "0.4", "0.6"} <= set(narrow) and not any("10" in t for t in narrow), narrow
+    assert {"2.2", "2.5", "2.8"} <= set(labels(2.15, 2.9))
+    wide = labels(1e-5, 1.0)
+    assert "0.01" in wide and "1" in wide and any("10^{-5}" in t for t in wide), wide
+
+
+def test_stars_selected_at_one_point_nest_and_a_star_alone_is_full_size():
+    """Two methods selected at one α with about the same cost (Fig. 1 left's Adam and
+    constant-α AdaGrad at α = 0.1, 0.07% apart): the second star is smaller and edged in
+    white over the first, which stays a visible ring; a third elsewhere is full size."""
+    from matplotlib.figure import Figure
+
+    from adamrepro.figures.sensitivity import STAR_SIZES, _draw_stars
+
+    fig = Figure(figsize=(8.5, 4.8))
+    ax = fig.subplots()
+    ax.set_xscale("log")
+    ax.plot([1e-3, 1e-1, 1.0], [0.26, 0.264, 0.3])
+    _draw_stars(ax, [("adam", 0.1, 0.264017, "black", 0),
+                     ("adagrad_constant", 0.1, 0.264126, "orange", 1),
+                     ("sgd_nesterov", 1.0, 0.3, "blue", 2)])
+    stars = {line.get_label(): line for line in ax.lines if line.get_marker() == "*"}
+    adam, adagrad, sgd = (stars[f"_{m} selected"]
+                          for m in ("adam", "adagrad_constant", "sgd_nesterov"))
+    assert adam.get_markersize() == sgd.get_markersize() == STAR_SIZES[0]
+    assert adagrad.get_markersize() == STAR_SIZES[1] < STAR_SIZES[0] - 4
+    assert adagrad.get_markeredgecolor() == "white" and adagrad.get_zorder() > adam.get_zorder()

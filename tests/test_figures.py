@@ -613,13 +613,14 @@ def test_the_sensitivity_figure_draws_each_lrs_final_cost_mean_over_seeds(tmp_pa
     assert [t.get_text() for t in ax.get_legend().get_texts()] == methods
     starts = [i for i, line in enumerate(ax.lines) if line.get_label() in methods]
     for method, start, end in zip(methods, starts, [*starts[1:], len(ax.lines)], strict=True):
-        lines = ax.lines[start:end]  # its line, its star, its crosses
+        lines = ax.lines[start:end]  # its line and its crosses (the stars are drawn last)
         mine = points.loc[method].reset_index()
         ok = mine[~mine["diverged"]].sort_values("lr")
         (curve,) = [line for line in lines if line.get_label() == method]
         np.testing.assert_allclose(curve.get_xydata(), ok[["lr", "cost"]].to_numpy(),
                                    rtol=1e-9)
-        (star,) = [line for line in lines if line.get_marker() == "*"]
+        (star,) = [line for line in ax.lines if line.get_label() == f"_{method} selected"]
+        assert star.get_marker() == "*"
         selected = ok[ok["point_id"] == best.set_index("method").loc[method, "point_id"]]
         np.testing.assert_allclose(star.get_xydata(), selected[["lr", "cost"]].to_numpy(),
                                    rtol=1e-9)

@@ -22,7 +22,7 @@ from matplotlib import rcParams
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator
 
 from adamrepro.figures.palette import (
     BAND_ALPHA,
@@ -246,6 +246,23 @@ def run_tag(meta: dict, seeds: int | None = None) -> str:
     return f"[{', '.join(parts)}]"
 
 
+class PlainLogFormatter(LogFormatterSciNotation):
+    """A log axis's labels as plain numbers between 0.001 and 10,000 ('0.3', '2.5'), as
+    matplotlib chooses which ticks to label: a cost axis of less than a decade read
+    '6×10⁻¹, 4×10⁻¹, 3×10⁻¹' (Fig. 1 right) or '2.8×10⁰' (Fig. 3)."""
+
+    def __call__(self, x, pos=None):
+        text = super().__call__(x, pos)
+        return f"{x:g}" if text and 1e-3 <= abs(x) < 1e4 else text
+
+
+def log_y(ax) -> None:
+    """A log y axis, labelled in plain numbers where they are short (PlainLogFormatter)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(PlainLogFormatter())
+    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+
+
 def whole_passes(ax) -> None:
     """Passes are whole numbers; one pass gets a range around it, not fractions of it."""
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -420,7 +437,7 @@ def draw(folder: Path, tables: Tables | None = None,
     if plot_cfg["logy"]:  # the test objective too: it is on the training cost's scale
         for ax, column in panels:
             if column.metric == y.metric:
-                ax.set_yscale("log")
+                log_y(ax)
     cuts = [cut_first_pass(ax, mine, column.label.split(" (")[0])
             for (ax, column), mine in zip(panels, drawn, strict=True)
             if column.metric == y.metric and not plot_cfg["logy"]]

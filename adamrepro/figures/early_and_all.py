@@ -22,6 +22,7 @@ from adamrepro.figures.curves import (
     in_config_order,
     legend_below,
     legend_label,
+    log_y,
     run_tag,
     save_figure,
     seeds_of,
@@ -78,7 +79,7 @@ def draw(folder: Path, tables: Tables | None = None,
     ax_early.set_title(f"first {early:g} passes", fontsize=10)
     ax_all.set_title("every pass", fontsize=10)
     if plot_cfg["logy"]:
-        ax_all.set_yscale("log")
+        log_y(ax_all)
     cut = cut_first_pass(ax_early, early_drawn, f"first {early:g} passes")
     legend_below(fig, ax_early)
     seeds = seeds_of(best, curves)

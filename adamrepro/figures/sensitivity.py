@@ -7,7 +7,6 @@ grid point diverged is an 'x' at the top edge; the selected point is a star."""
 from __future__ import annotations
 
 import textwrap
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from adamrepro.figures.curves import (
     fitted,
     in_config_order,
     legend,
+    log_y,
     run_tag,
     save_figure,
     seeds_of,
@@ -104,7 +104,7 @@ def draw(folder: Path, tables: Tables | None = None,
     top_edge = blended_transform_factory(ax.transData, ax.transAxes)
     selected = set(best["point_id"])
     palette = experiment_palette(curves)
-    stars: Counter = Counter()  # stars drawn so far at each (α, cost)
+    stars: list[tuple[str, float, float, str, int]] = []  # (method, α, cost, color, rank)
     # A final cost above the untrained one (a run that blew up without reaching inf) is a '^'
     # at the top edge, as in Fig. 4: drawn, it stretched a log axis to 10^4 and pressed every
     # other method into its bottom (Sec. 7's two horizons at α = 1e-4).
@@ -121,15 +121,8 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.plot(above["lr"], np.ones(len(above)), linestyle="none", marker="^",
                 markersize=8, color=line["color"], transform=top_edge, clip_on=False)
         chosen = ok[ok["point_id"].isin(selected)]
-        # A star smaller than those already drawn at its point, and over them: two methods
-        # selected at the same point show as nested stars, not as one hiding the other;
-        # a star alone at its point is full size, whatever the method's place in the config.
-        for lr, cost in zip(chosen["lr"], chosen["cost"], strict=True):
-            at = (float(lr), round(float(np.log10(cost)) if cost > 0 else float(cost), 2))
-            ax.plot([lr], [cost], linestyle="none", marker="*",
-                    markersize=max(15 - 3 * stars[at], 6), color=line["color"],
-                    markeredgecolor=line["color"], zorder=3 + rank)
-            stars[at] += 1
+        stars += [(method, float(lr), float(cost), line["color"], rank)
+                  for lr, cost in zip(chosen["lr"], chosen["cost"], strict=True)]
         failed = rows[rows["cost"].isna()]
         ax.plot(failed["lr"], np.ones(len(failed)), linestyle="none", marker="x",
                 markersize=9, markeredgewidth=2, color=line["color"], transform=top_edge,
@@ -138,7 +131,7 @@ def draw(folder: Path, tables: Tables | None = None,
     finite = finite[(finite > 0) & (finite <= untrained)]
     if meta["config"]["plot"].get("logy") or (
             len(finite) and finite.max() > LOG_Y_SPAN * finite.min()):
-        ax.set_yscale("log")
+        log_y(ax)
     metric = meta["config"]["selection"]["metric"]
     seeds = seeds_of(best, curves)
     over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
@@ -153,4 +146,28 @@ def draw(folder: Path, tables: Tables | None = None,
                                                   110)),
              fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    _draw_stars(ax, stars)
     return save_figure(fig, folder, "sensitivity")
+
+
+STAR_SIZES = (16, 10, 6)  # points: a star over another shows a wide ring of the one beneath
+
+
+def _draw_stars(ax, stars: list[tuple[str, float, float, str, int]]) -> None:
+    """Each selected point's star, once the axes are final: a star drawn where one is
+    already (within half a star, on the page) is smaller, edged in white and over it, so two
+    methods selected at one α with about the same cost show as nested stars, not as one
+    hiding the other (Fig. 1's Adam and constant-α AdaGrad at α = 0.1: their costs differ by
+    0.07%, and a step of 3 points left Adam a rim too thin to see)."""
+    ax.autoscale(False)  # the stars sit on drawn points: the limits stay as they are
+    to_points = 72 / ax.figure.dpi
+    placed: list[np.ndarray] = []
+    for method, lr, cost, color, rank in stars:
+        at = ax.transData.transform((lr, cost)) * to_points
+        beneath = sum(np.hypot(*(at - other)) < STAR_SIZES[0] / 2 for other in placed)
+        placed.append(at)
+        ax.plot([lr], [cost], linestyle="none", marker="*",
+                markersize=STAR_SIZES[min(beneath, len(STAR_SIZES) - 1)], color=color,
+                markeredgecolor=color if not beneath else "white",
+                markeredgewidth=1.0 if not beneath else 0.8, zorder=3 + rank,
+                label=f"_{method} selected")  # '_': no legend entry

@@ -28,6 +28,7 @@ from adamrepro.figures.curves import (
     in_config_order,
     legend,
     legend_label,
+    log_y,
     run_tag,
     save_figure,
     seeds_of,
@@ -84,7 +85,7 @@ def draw(folder: Path, tables: Tables | None = None,
                      f"{last['run_seconds'] / passes:.3g}", _mb(last["state_bytes"]),
                      _mb(last["peak_memory_bytes"])))
     for ax in (ax_pass, ax_time):
-        ax.set_yscale("log")
+        log_y(ax)
         ax.set_ylabel(axis_label(y.label))
     ax_pass.set_xlabel("iterations over entire dataset")
     whole_passes(ax_pass)  # not 0.25, 0.50, ... at a few passes
