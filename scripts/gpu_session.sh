@@ -100,9 +100,16 @@ experiments() {  # WHERE LIST [precision]: each name in LIST is a bundled config
     done
 }
 PYTHON="${PYTHON:-python3}"
+BUNDLE_GIVEN="${BUNDLE:-}"
 BUNDLE="${BUNDLE:-.bundle}"  # what scripts/offline_bundle.sh made (another: a test's)
 command -v "${PYTHON%% *}" > /dev/null \
     || refuse "PYTHON=$PYTHON is not a command here; give the Python to use, e.g. PYTHON=python3"
+# A BUNDLE named but missing (a typo) was found by pip, in its own words, after RESULTS and
+# an archive were made; where PYTHON has every package it was ignored without a word.
+if [ -n "${BUNDLE_GIVEN:-}" ] && [ ! -d "$BUNDLE" ]; then
+    refuse "BUNDLE=$BUNDLE is not a folder; give the folder scripts/offline_bundle.sh made" \
+           "(default .bundle), or leave it unset"
+fi
 ARCHIVE="${ARCHIVE:-gpu-session.tar.gz}"
 export DEVICE="${DEVICE:-cuda}" SCALE="${SCALE:-paper}"
 one_of DEVICE "$DEVICE" auto cpu cuda
@@ -231,9 +238,14 @@ needs_bundled() {  # STAGE NAME...: each experiment NAME (or a config file) read
             name=$(dataset_of "$file") ;;
         esac
         case " $bundled " in *" $name "*) continue ;; esac
+        # the tests and sfo stages take no experiments: leaving the stage out is the choice
+        case "$where" in
+            tests | sfo) other="leave the $where stage out" ;;
+            *) other="name only experiments on those (e.g. $where=NAME)" ;;
+        esac
         refuse "$where: ${file:+$(basename "$file" .yaml) reads }$name, which $BUNDLE/ lacks" \
-               "(it holds: $bundled); name only experiments on those (e.g. $where=NAME)," \
-               "or bundle $name too (scripts/offline_bundle.sh --datasets)"
+               "(it holds: $bundled); $other, or bundle $name too" \
+               "(scripts/offline_bundle.sh --datasets)"
     done
 }
 if [ -f "$BUNDLE/datasets" ]; then
@@ -260,7 +272,8 @@ if [ -f "$BUNDLE/datasets" ]; then
 fi
 
 LOG="$RESULTS/gpu-session.log"
-mkdir -p "$RESULTS" || refuse "RESULTS=$RESULTS cannot be made; give another folder"
+# mkdir's own error would come before the line (root passes -w above where it may not write)
+mkdir -p "$RESULTS" 2> /dev/null || refuse "RESULTS=$RESULTS cannot be made; give another folder"
 # tee leaves INT and TERM to this script: sent to the whole process group (`timeout`, a
 # Ctrl-C) it died with the stages, and the pack on exit died writing its first line to it
 exec > >(trap '' INT TERM; exec tee -a "$LOG") 2>&1

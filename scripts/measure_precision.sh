@@ -23,7 +23,8 @@
 # OUT/<precision>/compare/<experiment>.csv), BASE (a folder of fp32 results of the same
 # configs and scale to select from, e.g. results at paper scale, instead of training
 # OUT/fp32), SELECTED (1), PRECISIONS (tf32 bf16; bf16 alone on a CPU, where tf32 is fp32),
-# SEEDS (the config's at paper scale, else 2: the seed spread needs two), RUN_FLAGS (extra
+# SEEDS (the config's at paper scale, else 2: the seed spread needs two; the selected points
+# are trained again with the fp32 side's seeds, BASE's or OUT/fp32's, unless SEEDS is set), RUN_FLAGS (extra
 # `run` flags, e.g. --unverified-data for ../shared/data's CIFAR-10, or --time-budget 8 to
 # work in chunks).
 # Resumable like `adamrepro run`: run it again to finish what an interruption left.
@@ -72,9 +73,11 @@ done
 case "$SELECTED" in 0 | 1) ;; *)
     refuse "SELECTED=$SELECTED is not 0 or 1; SELECTED=1 trains the selected points alone at the other precisions, SELECTED=0 the whole grid" ;;
 esac
-if [ -n "${SEEDS:-}" ] && ! [[ "$SEEDS" =~ ^[0-9]+$ && "$SEEDS" -ge 2 ]]; then
+# 10#: bash reads 08 and 09 as octal, and said so in a raw error of its own
+if [ -n "${SEEDS:-}" ] && ! [[ "$SEEDS" =~ ^[0-9]+$ && $((10#$SEEDS)) -ge 2 ]]; then
     refuse "SEEDS=$SEEDS is not a number of seeds of at least 2 (the seed spread needs two); e.g. SEEDS=2, or leave it unset"
 fi
+if [ -n "${SEEDS:-}" ]; then SEEDS=$((10#$SEEDS)); fi
 if [ -e "$OUT" ] && [ ! -d "$OUT" ]; then
     refuse "OUT=$OUT is a file; give OUT a folder (new or holding this script's results), or leave it unset"
 fi
@@ -103,11 +106,16 @@ else
     EXPERIMENTS=()
     for config in configs/*.yaml; do EXPERIMENTS+=("$(basename "$config" .yaml)"); done
 fi
-# Each experiment's fp32 results in BASE, else it would stop there after the ones before it.
+# Each experiment's fp32 results in BASE, at SCALE, else it would stop there after the ones
+# before it (another scale was found by `run` alone)
 if [ -n "$BASE" ]; then
     for experiment in "${EXPERIMENTS[@]}"; do
         [ -f "$BASE/$experiment/best.csv" ] \
             || refuse "BASE=$BASE has no results of $experiment ($BASE/$experiment/best.csv is missing); give BASE the --out folder of a finished 'adamrepro run $experiment' at SCALE=$SCALE"
+        held=$(grep -o '"scale": *"[a-z]*"' "$BASE/$experiment/config.json" 2>/dev/null \
+            | head -n 1 | sed 's/.*"\([a-z]*\)"$/\1/' || true)
+        [ -z "$held" ] || [ "$held" = "$SCALE" ] \
+            || refuse "BASE=$BASE holds $experiment at $held scale, and SCALE=$SCALE; give SCALE=$held, or a BASE of $SCALE-scale results"
     done
 fi
 
@@ -128,7 +136,10 @@ for experiment in "${EXPERIMENTS[@]}"; do
             folder="$OUT/$precision"
             if [ "$precision" = fp32 ]; then folder="$OUT/fp32-selected"; fi
             echo "== $experiment at $precision, the points selected in $base"
-            train "$experiment" "$precision" "$folder" --only-selected "$base"
+            # every seed of the base's points unless SEEDS says otherwise (--only-selected's
+            # own default): a BASE of 3 seeds and the default --seeds 2 left one without a twin
+            SEED_FLAG="${SEEDS:+--seeds $SEEDS}" \
+                train "$experiment" "$precision" "$folder" --only-selected "$base"
         done
     else
         for precision in $PRECISIONS; do

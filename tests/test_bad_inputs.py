@@ -541,7 +541,7 @@ def test_only_selected_trains_every_seed_of_the_selecting_sweep(cli, tmp_path, d
     selected = pd.read_csv(tmp_path / "a" / "logreg_mnist" / "best.csv")["run_ids"]
     assert {r for ids in selected for r in ids.split(";")} == set(curves["run_id"])
     # unless --seeds says otherwise; fewer than A's leave some of A's runs without a twin,
-    # which `compare` would refuse only after the training: said before it
+    # which `compare A C` would refuse only after the training: said before it
     code, _, err = cli(*base, "--only-selected", tmp_path / "a", "--seeds", "1",
                        "--out", tmp_path / "c")
     assert code == 0, err

@@ -11,6 +11,7 @@ only records its arguments (the tests assert it was never called)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -193,14 +194,42 @@ KNOWN = "cnn_cifar10 extensions logreg_imdb logreg_mnist mlp mlp_sfo vae_bias_co
     (["logreg_mnist"], {"BASE": "@tmp/nobase"}, "BASE=@tmp/nobase is not a folder"),
     (["logreg_mnist", "mlp"], {"BASE": "@tmp/base"},
      "BASE=@tmp/base has no results of mlp (@tmp/base/mlp/best.csv is missing)"),
+    # found by `run` alone, after the experiments before it, in two lines
+    (["logreg_mnist"], {"BASE": "@tmp/paper-base"},
+     "BASE=@tmp/paper-base holds logreg_mnist at paper scale, and SCALE=smoke; give "
+     "SCALE=paper"),
+    # bash read 09 as octal: its raw error came before this line
+    (["nope"], {"SEEDS": "09"}, "unknown experiment 'nope'"),
 ])
 def test_measure_precision_refuses_before_the_first_training(tmp_path, stand_in, args, env,
                                                              said):
     (tmp_path / "base" / "logreg_mnist").mkdir(parents=True)
     (tmp_path / "base" / "logreg_mnist" / "best.csv").write_text("")
+    (tmp_path / "paper-base" / "logreg_mnist").mkdir(parents=True)
+    (tmp_path / "paper-base" / "logreg_mnist" / "best.csv").write_text("")
+    (tmp_path / "paper-base" / "logreg_mnist" / "config.json").write_text(
+        json.dumps({"scale": "paper", "config": {"name": "logreg_mnist"}}, indent=1))
     done = script("measure_precision.sh", tmp_path, stand_in, *args, **env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert one_line(done).startswith("measure_precision: " + paths(tmp_path, said)), done.stderr
     assert done.stdout == ""
     assert not stand_in[1].exists(), stand_in[1].read_text()  # nothing trained
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("seeds, flag", [(None, ""), ("04", " --seeds 4")])
+def test_measure_precision_trains_the_selected_points_with_the_base_s_seeds(
+        tmp_path, stand_in, seeds, flag):
+    """SEEDS unset: the selected points are trained with every seed BASE holds (run
+    --only-selected's default), not the default --seeds 2 the sweep of OUT/fp32 gets (a BASE
+    of 3 seeds left one without a twin); SEEDS, as base 10, wins."""
+    (tmp_path / "base" / "logreg_mnist").mkdir(parents=True)
+    (tmp_path / "base" / "logreg_mnist" / "best.csv").write_text("")
+    done = script("measure_precision.sh", tmp_path, stand_in, "logreg_mnist",
+                  BASE="@tmp/base", **({"SEEDS": seeds} if seeds else {}))
+    assert done.returncode == 0, done.stderr
+    calls = stand_in[1].read_text().splitlines()
+    runs = [call for call in calls if call.startswith("run ")]
+    assert len(runs) == 2 and all("--only-selected" in call for call in runs), calls
+    for call in runs:
+        assert call.endswith(f"--quiet{flag} --only-selected {tmp_path / 'base'}"), call

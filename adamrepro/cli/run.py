@@ -164,8 +164,8 @@ def run(
             seeds = held
         elif held is not None and seeds < held:
             note(f"--seeds {seeds}: {only_selected} holds {held} seeds of each selected "
-                 f"point, and 'adamrepro compare' needs a twin of each; leave --seeds out to "
-                 f"train all {held}")
+                 f"point; compared with that folder, the others would have no twin (leave "
+                 f"--seeds out to train all {held})")
     # a dry run may plan a GPU's command on a machine without one
     target = torch_device(device.value) if dry_run else resolve_device(device.value)
     _say_what_runs_otherwise(base, target)
