@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from adamrepro.bench.reference import CNNReference
-from adamrepro.cli.params import check_counts
+from adamrepro.cli.params import ScriptParser, check_counts
 from adamrepro.errors import UserError
 from adamrepro.models.cnn import CNN, Options
 from adamrepro.runner.sweep import resolve_device
@@ -93,7 +93,7 @@ def report(G: int, batch: int, results: dict[str, float]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser()
+    parser = ScriptParser()
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--groups", type=int, nargs="+", default=[1, 4, 6])
     parser.add_argument("--batch", type=int, default=128)

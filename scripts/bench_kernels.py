@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from adamrepro.bench.kernels import VARIANTS, bench_kernels, passed
-from adamrepro.cli.params import check_counts, folder_argument
+from adamrepro.cli.params import ScriptParser, check_counts, folder_argument
 from adamrepro.cli.run import without_data_check
 from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.download import default_data_dir
@@ -32,6 +32,7 @@ from adamrepro.errors import UserError
 from adamrepro.provenance import provenance
 from adamrepro.results.store import atomic_write, check_writable
 from adamrepro.runner.executors import load_data
+from adamrepro.runner.group import GraphedStep
 from adamrepro.runner.host_memory import keep_freed_memory
 from adamrepro.runner.sweep import resolve_device
 from adamrepro.wording import count
@@ -74,7 +75,7 @@ def report(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ScriptParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("experiments", nargs="*", default=["logreg_mnist"],
                         help="configs/<experiment>.yaml, or its name")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_counts({"--steps": args.steps, "--repeats": args.repeats, "--threads": args.threads})
+        # the graph's own warm-up and one step more; a smaller one was raised without a word
+        check_counts({"--warmup": args.warmup}, minimum=GraphedStep.WARMUP + 1)
         # found after the whole bench, a folder it cannot write cost the measurement
         check_writable(args.out / "kernels")
         if args.threads is not None:

@@ -17,7 +17,6 @@ the optimizer, not the runner.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adamrepro.bench.machine import synchronize
-from adamrepro.cli.params import check_counts, folder_argument
+from adamrepro.cli.params import ScriptParser, check_counts, folder_argument
 from adamrepro.data import mnist
 from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError
@@ -97,7 +96,7 @@ def bench(hidden: int, n: int, warmup: int | None, steps: int, device: torch.dev
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ScriptParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hidden", type=int, default=256, help="width of both hidden layers")
     parser.add_argument("--subfunctions", type=int, default=23, help="N (minibatches of 128)")
     parser.add_argument("--warmup", type=int, default=None,

@@ -19,7 +19,6 @@ CIFAR-10 copy, re-encoded as JPEG, is read only with `--unverified-data`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gzip
 import shutil
@@ -29,11 +28,16 @@ import tempfile
 from pathlib import Path
 
 from adamrepro.cli import main as adamrepro
-from adamrepro.cli.params import folder_argument
+from adamrepro.cli.params import ScriptParser, folder_argument
 from adamrepro.data import cifar10, imdb, mnist
 from adamrepro.data.download import default_data_dir
 
 DATASETS = ("mnist", "imdb", "cifar10")
+
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python built without lzma: the `xz` command says its own errors
+    LZMAError = EOFError
 
 
 def fail(message: str) -> None:
@@ -56,9 +60,12 @@ def staged(source: Path, stage: Path) -> Path:
         elif entry not in recompressed:
             (stage / entry.name).symlink_to(entry.resolve())
     for xz in recompressed:
-        with xz_reader(xz) as src, \
-                gzip.open(stage / xz.name.replace(".tar.xz", ".tar.gz"), "wb", 1) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        try:
+            with xz_reader(xz) as src, \
+                    gzip.open(stage / xz.name.replace(".tar.xz", ".tar.gz"), "wb", 1) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except (EOFError, LZMAError) as err:  # cut short, or not xz at all
+            fail(f"{xz} is not a whole xz file ({err}); copy it again, or bundle the .tar.gz")
     return stage
 
 
@@ -124,7 +131,7 @@ def from_official_archives(source: Path, out: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ScriptParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--from", dest="source", type=folder_argument, required=True,
                         help="a folder with prepare.py, or with the official downloads")
     parser.add_argument("--only", choices=DATASETS, action="append",
@@ -144,15 +151,21 @@ def main() -> int:
     official = not (source / "prepare.py").is_file()
     if official:
         check_official_archives(source, out, only)
+    made = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a file above it, a read-only disk
         fail(f"cannot make {out} ({err.strerror}); pass --out (or set ADAMREPRO_DATA) to a "
              f"writable folder")
-    if official:
-        from_official_archives(source, out)
-    else:
-        from_prepare_script(source, out, only)
+    try:
+        if official:
+            from_official_archives(source, out)
+        else:
+            from_prepare_script(source, out, only)
+    except SystemExit:  # a mistake said: the folder it made for nothing goes
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
     # `adamrepro fetch` checks it all, and names in one line whatever is still missing.
     return adamrepro(["fetch", *only, "--data-dir", str(out)])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import typer
@@ -24,8 +25,6 @@ def folder(text: str | Path) -> Path:
 def folder_argument(text: str) -> Path:
     """`folder` for the scripts' argparse: `--out ""` wrote into the working folder (the
     repository), `--from ""` read it, without a word."""
-    import argparse
-
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty name; name a folder")
     return Path(text).expanduser()
@@ -37,3 +36,11 @@ def check_counts(counts: dict[str, int | None], minimum: int = 1) -> None:
     for flag, value in counts.items():
         if value is not None and value < minimum:
             raise UserError(f"{flag} must be at least {minimum}, got {value}")
+
+
+class ScriptParser(argparse.ArgumentParser):
+    """argparse for the tools under scripts/: a mistake is one line and exit code 2, as
+    `adamrepro`'s are (argparse put its usage block, 3 to 8 lines, before the error)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
