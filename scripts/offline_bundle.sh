@@ -16,6 +16,7 @@
 # script prints the bundle's size with the repo's and fails (exit 2) above --max-mib.
 # Needs pip with access to an index here; the GPU machine needs none.
 set -euo pipefail
+here="$PWD"  # --data as given is read from the folder the script is called from
 cd "$(dirname "$0")/.."
 
 DATA="" DATASETS="mnist imdb cifar10" PY="3.12" MAX_MIB=64
@@ -42,6 +43,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$DATA" ] || usage "--data is required"
+case "$DATA" in /*) ;; *) DATA="$here/$DATA" ;; esac
 [ -d "$DATA" ] || fail "--data $DATA is not a folder"
 [[ "$MAX_MIB" =~ ^[1-9][0-9]*$ ]] || fail "--max-mib $MAX_MIB is not a whole number of MiB"
 [[ "$PY" =~ ^3\.[0-9]+$ ]] || fail "--python $PY is not a Python version such as 3.12 (the" \

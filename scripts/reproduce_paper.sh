@@ -18,6 +18,11 @@
 # Data: the default folder ($ADAMREPRO_DATA, else ~/.cache/adamrepro/data); the datasets the
 # configs read are fetched if missing.
 set -euo pipefail
+# OUT and ADAMREPRO_DATA as given are read from the folder the script is called from, not
+# from the repo root it works in (OUT=afile there was not found a file, and the results
+# would have gone under the repo); CONFIGS name the repo's configs/, as the examples do
+if [ -n "${OUT:-}" ]; then OUT=$(realpath -m -- "$OUT"); fi
+if [ -n "${ADAMREPRO_DATA:-}" ]; then ADAMREPRO_DATA=$(realpath -m -- "$ADAMREPRO_DATA"); fi
 cd "$(dirname "$0")/.."
 refuse() {  # one line naming the variable and the fix, exit 2, before anything is fetched or run
     echo "reproduce_paper: $*" >&2

@@ -99,8 +99,11 @@ def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said
     (["--data", "@shared", "--max-mib", "abc"], "--max-mib abc is not a whole number of MiB"),
     (["--data", "@shared", "--python", "9.9"], "--python 9.9 is not a Python version such as"),
     (["--data", "@shared", "--datasets", " "], "--datasets names none; give some of: "),
+    # a --data relative to the folder it is called from (it was read from the repo root:
+    # "--data empty is not a folder" of a folder that is there)
+    (["--data", "empty", "--datasets", "mnist"], "@empty has no mnist files ("),
 ], ids=["no-value", "misspelt-flag", "unknown-dataset", "no-files", "max-mib", "python",
-        "no-dataset"])
+        "no-dataset", "relative-data"])
 def test_offline_bundle_refuses_before_it_touches_the_last_bundle(args, said, tmp_path):
     """Each was found after `rm -rf .bundle` and the wheels' download (a half-built bundle
     left that looked ready to carry), or was a bash error with exit 1."""
@@ -115,7 +118,7 @@ def test_offline_bundle_refuses_before_it_touches_the_last_bundle(args, said, tm
     places = {"@shared": str(shared), "@empty": str(tmp_path / "empty")}
     done = subprocess.run(["bash", str(repo / "scripts" / "offline_bundle.sh"),
                            *(places.get(arg, arg) for arg in args)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert said.replace("@empty", places["@empty"]) in done.stderr, done.stderr
     assert sorted(p.name for p in repo.iterdir()) == [".bundle", "scripts"]

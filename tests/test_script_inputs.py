@@ -170,6 +170,20 @@ def test_reproduce_paper_refuses_before_fetching_anything(tmp_path, stand_in, en
     assert not (tmp_path / "out").exists()
 
 
+def test_reproduce_paper_reads_out_from_the_folder_it_is_called_from(tmp_path, stand_in):
+    """OUT=afile, a file in the caller's folder: it was looked for under the repo root, not
+    found a file, and the results would have gone there."""
+    (tmp_path / "afile").write_text("")
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "reproduce_paper.sh")], capture_output=True,
+        text=True, timeout=60, cwd=tmp_path,
+        env=clean_env(SCALE="smoke", DEVICE="cpu", OUT="afile", ADAMREPRO=stand_in[0],
+                      CONFIGS="configs/logreg_mnist.yaml"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert one_line(done).startswith(f"reproduce_paper: OUT={tmp_path / 'afile'} is a file")
+    assert not stand_in[1].exists()
+
+
 KNOWN = "cnn_cifar10 extensions logreg_imdb logreg_mnist mlp mlp_sfo vae_bias_correction"
 
 
