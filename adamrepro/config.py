@@ -523,21 +523,26 @@ def _check_point_numbers(point: dict[str, Any], where: str) -> None:
                     f"number ({why}); write {float(number)!r}")
 
 
+def _taken(cls: type, point: dict[str, Any]):
+    """(name, value, the signature's parameter) of each of `point`'s hyperparameters that
+    `cls` names in its signature; none where it has no signature to read (the class decides
+    alone)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return []
+    return [(name, value, parameters[name]) for name, value in point.items()
+            if name in parameters]
+
+
 def _check_types_against_signature(cls: type, point: dict[str, Any], where: str) -> None:
     """A boolean where a class not ours takes a number, anything but a boolean where it takes
     a switch, and one number where it takes a list (its default, or its annotation, says
     which): torch's optimizers take `lr=True` as a step of 1.0 and `amsgrad="no"` as AMSGrad
     on, without a word, and `betas=0.9` as a TypeError that names neither."""
-    import inspect
-
-    try:
-        parameters = inspect.signature(cls).parameters
-    except (TypeError, ValueError):  # no signature to read: the class decides alone
-        return
-    for name, value in point.items():
-        taken = parameters.get(name)
-        if taken is None:
-            continue
+    for name, value, taken in _taken(cls, point):
         default, annotation = taken.default, taken.annotation
         shown = f" (its default is {default!r})" if default is not taken.empty else ""
         if isinstance(value, bool):
@@ -563,15 +568,8 @@ def _check_no_list_for_a_number(cls: type, point: dict[str, Any], grid: set[str]
     """A list where the optimizer takes one number (its default says so): `grid: {lr:
     [[0.1, 0.2]]}` is one point whose lr is a list, and reached our optimizers as a tuple of
     the batch's tensors, which their message then showed."""
-    import inspect
-
-    try:
-        parameters = inspect.signature(cls).parameters
-    except (TypeError, ValueError):  # no signature to read: the class decides alone
-        return
-    for name, value in point.items():
-        taken = parameters.get(name)
-        default = taken.default if taken is not None else None
+    for name, value, taken in _taken(cls, point):
+        default = taken.default
         if (isinstance(value, (list, tuple)) and isinstance(default, (int, float))
                 and not isinstance(default, bool)):
             fix = (f"a grid lists its numbers once: {name}: {list(value)!r}, not "
