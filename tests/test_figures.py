@@ -659,6 +659,10 @@ def test_the_sfo_figure_draws_cost_per_pass_and_per_training_second(tmp_path, mo
         per_pass = runs.loc[runs["epoch"] == last, "run_seconds"].mean() / last
         assert cells[r, 0].get_text().get_text() == row.name
         assert cells[r, 2].get_text().get_text() == f"{per_pass:.3g}"
+        assert cells[r, 4].get_text().get_text() == "-"  # trained on a CPU
+    # a column of '-' says why (it read as memory lost)
+    assert cells[0, 4].get_text().get_text() == "peak device memory of its group (MiB; a " \
+                                                "GPU's only)"
     final = curves[curves["method"].isin(sweep)].sort_values("epoch").groupby("run_id").tail(1)
     memory = final.groupby("num_subfunctions")["state_bytes"].mean() / 2**20
     np.testing.assert_allclose(ax_memory.lines[0].get_xydata(),

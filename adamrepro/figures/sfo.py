@@ -112,8 +112,11 @@ def draw(folder: Path, tables: Tables | None = None,
 
     ax_table = fig.add_subplot(grid[1, :])
     ax_table.axis("off")
-    labels = ("method", "trained", "seconds per pass (one run)", "optimizer state (MiB)",
-              "peak device memory of its group (MiB)")
+    # measured on a GPU alone (torch.cuda.max_memory_allocated): a column of '-' says why
+    peak = ("peak device memory of its group (MiB)"
+            if any(row[-1] != "-" for row in rows) else
+            "peak device memory of its group (MiB; a GPU's only)")
+    labels = ("method", "trained", "seconds per pass (one run)", "optimizer state (MiB)", peak)
     table = ax_table.table(cellText=rows, loc="center", cellLoc="center", colLabels=labels)
     # Matplotlib's table spreads its columns over the axes' width and shrinks its font to
     # fit them (about 6 points in cells of 2.9 inches): a readable font, in columns as wide
