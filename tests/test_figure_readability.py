@@ -229,3 +229,22 @@ def test_stars_selected_at_one_point_nest_and_a_star_alone_is_full_size():
     assert adam.get_markersize() == sgd.get_markersize() == STAR_SIZES[0]
     assert adagrad.get_markersize() == STAR_SIZES[1] < STAR_SIZES[0] - 4
     assert adagrad.get_markeredgecolor() == "white" and adagrad.get_zorder() > adam.get_zorder()
+
+
+@pytest.mark.parametrize("passes, ticks", [(20, [5, 10, 15, 20]), (8, list(range(1, 9))),
+                                           (160, list(range(0, 161, 20)))])
+def test_a_pass_axis_ticks_the_last_pass(passes, ticks):
+    """Fig. 4's 20 quick passes were ticked 3, 6, ..., 18: not the last, the one the
+    selection reads."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from adamrepro.figures.curves import whole_passes
+
+    fig = Figure(figsize=(5.2, 4.8))
+    ax = fig.subplots()
+    ax.plot([1, passes], [1.0, 0.5])
+    whole_passes(ax)
+    FigureCanvasAgg(fig).draw()
+    low, high = ax.get_xlim()
+    assert [int(t) for t in ax.get_xticks() if low <= t <= high] == ticks
