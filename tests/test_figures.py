@@ -629,6 +629,40 @@ def test_the_sensitivity_figure_draws_each_lrs_final_cost_mean_over_seeds(tmp_pa
         assert len(crosses.get_xdata()) == (method == "adam")
 
 
+def test_above_the_untrained_cost_is_judged_on_the_whole_set_objective(tmp_path,
+                                                                       monkeypatch):
+    """Fig. 2a's MLP selects on the pass's mean minibatch loss, with dropout: after a pass
+    that improved the whole-set cost it can sit above the untrained whole-set cost (at smoke
+    scale every point did, and every point of every method was a '^' as if blown up). Here
+    adam's final train_loss is raised above the untrained cost in a copy, its whole-set cost
+    left as trained: its line is drawn through them, no '^'; adagrad's whole-set cost raised
+    above it is a '^' though its train_loss is not."""
+    import numpy as np
+
+    state = {}
+
+    def edit(folder):
+        curves = pd.read_csv(folder / "curves.csv")
+        untrained = curves.loc[curves["epoch"] == 0, "train_loss_full"].max()
+        last = curves["epoch"] == curves["epoch"].max()
+        adam, adagrad = curves["method"] == "adam", curves["method"] == "adagrad"
+        curves.loc[last & adam, "train_loss"] = 1.5 * untrained
+        curves.loc[last & adagrad, "train_loss_full"] = 2.0 * untrained
+        curves.to_csv(folder / "curves.csv", index=False)
+        state["untrained"] = untrained
+
+    fig, curves, _, config = _drawn(monkeypatch, tmp_path, "quick-cpu/mlp", "sensitivity",
+                                    edit)
+    assert config["selection"]["metric"] == "train_loss"
+    (ax,) = fig.axes
+    (adam,) = [line for line in ax.lines if line.get_label() == "adam"]
+    assert len(adam.get_ydata()) == curves.loc[curves["method"] == "adam", "lr"].nunique()
+    np.testing.assert_allclose(adam.get_ydata(), 1.5 * state["untrained"])
+    marks = [line for line in ax.lines if line.get_marker() == "^" and len(line.get_xdata())]
+    assert sorted(x for line in marks for x in line.get_xdata()) == sorted(
+        curves.loc[curves["method"] == "adagrad", "lr"].unique())
+
+
 def test_the_sfo_figure_draws_cost_per_pass_and_per_training_second(tmp_path, monkeypatch):
     """Fig. 2b: each selected run but the num_subfunctions sweep's, mean over seeds, against
     passes and against a run's training seconds (train_seconds, a batched run's share of its

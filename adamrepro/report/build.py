@@ -242,7 +242,6 @@ def _seeds(curves) -> str:
 
 
 def experiment_blocks(found: Measured, out: Path) -> list[Block]:
-    from adamrepro.figures.curves import untrained_cost
     from adamrepro.figures.sensitivity import caption, sensitivity_table
 
     meta, config = found.meta, found.meta["config"]
@@ -289,8 +288,7 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
         blocks.append(Image(f"{found.name}/{name}", f"{found.name}: {alt}"))
         if name == "sensitivity.png":
             table, others = sensitivity_table(found.curves, meta)
-            above = bool((table["cost"] > untrained_cost(found.curves, meta)).any()) \
-                if len(table) else False
+            above = bool(table["above"].any()) if len(table) else False
             blocks.append(Paragraph(caption(meta, others, int(found.curves['seed'].nunique()),
                                             above)))
     blocks.append(results_table(found))
