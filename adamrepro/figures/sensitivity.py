@@ -41,8 +41,8 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
     """One row per (method, lr): the mean final cost of the best point over the method's
     other grid hyperparameters, best by the selection rule (`selection.rule`: the final cost,
     or the cost over passes 1-N, as best.csv chose; NaN where every point diverged), and per
-    method the names of those other hyperparameters. Methods without a learning rate are
-    left out."""
+    method the names of those other hyperparameters; None for a method without a learning
+    rate (`lr`), which is left out of the table and named in the caption."""
     metric = meta["config"]["selection"]["metric"]
     rule = meta["config"]["selection"].get("rule", "final")
     lower = column_of(meta, metric).lower_is_better
@@ -64,6 +64,7 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
     rows, others = [], {}
     for method, grid in points.groupby("method", sort=False):
         if "lr" not in grid or grid["lr"].isna().all():
+            others[method] = None  # a step size of another name: said, not dropped silently
             continue
         others[method] = [c for c in cols if c != "lr" and grid[c].nunique(dropna=True) > 1]
         for lr, at_lr in grid.groupby("lr"):
@@ -93,6 +94,10 @@ def caption(meta: dict, others: dict, seeds: int, above: bool = False) -> str:
             f"{' (in one seed or more)' if seeds > 1 else ''}. "
             + ("^ at the top edge: a final cost above the untrained one. " if above else "")
             + "Star: the selected grid point.")
+    left_out = [m for m, names in others.items() if names is None]
+    if left_out:
+        text += (f" Not drawn, without an lr hyperparameter to plot against: "
+                 f"{', '.join(left_out)}.")
     varied = {m: names for m, names in others.items() if names}
     if varied:
         by = (f" (by {metric} over passes 1-N, the selection rule)"
