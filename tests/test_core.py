@@ -132,6 +132,8 @@ def _race(tmp_path: Path, methods: dict, name: str = "faulty") -> Path:
     ("my_optimizers:Faulty", "params", "ValueError: a bug on real parameters (in __init__, "),
     # its step inherited from a class in another of the user's files: still theirs
     ("my_subclassed:FaultyChild", "step", "RuntimeError: a bug in step (in step, "),
+    # the fix it names is the config's `closure: true` (it said "fix the optimizer" alone)
+    ("my_optimizers:Faulty", "closure", "RuntimeError: Faulty requires a closure (in step, "),
 ])
 def test_a_user_optimizer_that_raises_in_training_is_one_line_and_keeps_what_finished(
         optimizer, fails, raised, tmp_path, data_dir, cli, monkeypatch):
@@ -151,6 +153,8 @@ def test_a_user_optimizer_that_raises_in_training_is_one_line_and_keeps_what_fin
     assert line.startswith(f"adamrepro: error: method 'faulty': optimizer {optimizer!r} "
                            f"raised {raised}"), line
     assert f"{OUTSIDE / 'my_optimizers.py'}:" in line and "Traceback" not in stderr
+    assert ("kept: give the method `closure: true` if its step needs a closure, or fix the "
+            "optimizer" in line) == (fails == "closure"), line
     assert not alone.exists()  # nothing recorded: nothing left
 
     out = tmp_path / "beside"
@@ -177,9 +181,10 @@ def test_a_step_that_ignores_the_closure_it_is_told_to_take_is_one_line(
                                    "smoke", "--quiet", "--data-dir", data_dir, "--workers",
                                    workers)
         assert code == 2 and stdout == "", stderr
-        assert stderr == ("adamrepro: error: CountedSGD.step did not call the closure it was "
-                          "given (`closure: true`), so no loss was evaluated; remove "
-                          "`closure: true`, or have step call it\n")
+        # the method named, as for every error of a user's optimizer
+        assert stderr == ("adamrepro: error: method 'counted': CountedSGD.step did not call "
+                          "the closure it was given (`closure: true`), so no loss was "
+                          "evaluated; remove `closure: true`, or have step call it\n")
         assert not out.exists()
 
 

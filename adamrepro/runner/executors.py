@@ -41,7 +41,7 @@ from adamrepro.errors import UserError
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import defining_files, outside_classes, resolve
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, TooSlow
-from adamrepro.runner.group import FAKE_MEMORY_LIMIT, RunCurve, train_group
+from adamrepro.runner.group import FAKE_MEMORY_LIMIT, ClosureIgnored, RunCurve, train_group
 from adamrepro.runner.host_memory import keep_freed_memory
 from adamrepro.runner.plan import Group, halves
 from adamrepro.runner.stopping import STOP
@@ -89,6 +89,8 @@ def attempt(exp: Experiment, group: Group, data: TensorDataset,
         return Outcome(stopped=stop.checkpointed[group.group_id][1])
     except TooSlow as slow:
         return Outcome(too_slow=str(slow))
+    except ClosureIgnored as ignored:
+        raise UserError(f"method {group.method!r}: {ignored}") from None
     except Exception as err:
         if not out_of_memory(err):
             blamed = blame_optimizer(exp, group, err)
@@ -402,10 +404,15 @@ def blame_optimizer(exp: Experiment, group: Group, err: BaseException) -> str | 
     if not where or any(file.is_relative_to(ours) for file in files[where[-1]:]):
         return None
     frame = frames[where[-1]]
+    # a step that wants a closure the config does not give says so in its own words (the
+    # validation's call found nothing: it raises only once it has state, say)
+    fix = ("give the method `closure: true` if its step needs a closure, or fix the "
+           "optimizer, and run the same command again"
+           if "closure" in str(err).lower() and not exp.methods[group.method].closure
+           else "fix the optimizer and run the same command again")
     return (f"method {group.method!r}: optimizer {name!r} raised {type(err).__name__}: {err} "
             f"(in {frame.name}, {frame.filename}:{frame.lineno}) while training {group.size} "
-            f"run(s); the runs that finished before are kept: fix the optimizer and run the "
-            f"same command again")
+            f"run(s); the runs that finished before are kept: {fix}")
 
 
 def user_code(cls: type) -> Callable[[Path], bool]:

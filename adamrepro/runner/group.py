@@ -264,10 +264,15 @@ class TrainStep:
 
         self.optimizer.step(closure)
         if not first:  # the step ignored it: nothing was evaluated, nothing trained
-            raise UserError(f"{type(self.optimizer).__name__}.step did not call the closure "
-                            f"it was given (`closure: true`), so no loss was evaluated; "
-                            f"remove `closure: true`, or have step call it")
+            raise ClosureIgnored(f"{type(self.optimizer).__name__}.step did not call the "
+                                 f"closure it was given (`closure: true`), so no loss was "
+                                 f"evaluated; remove `closure: true`, or have step call it")
         return first[0]
+
+
+class ClosureIgnored(UserError):
+    """A step given a closure (`closure: true`) that never called it; the runner names the
+    method, as it does for every error of a user's optimizer."""
 
 
 class GraphedStep:

@@ -31,7 +31,8 @@ class Faulty(SignSGD):
     """SignSGD with a bug where `fails` says, for the tests of how a user's optimizer that
     raises is reported (one line, exit code 2): `init` (a KeyError in __init__, at config
     validation), `params` (a ValueError on the model's parameters, after the validation's one
-    number passed) or `step` (a RuntimeError in its first step); `never` has no bug."""
+    number passed), `step` (a RuntimeError in its first step) or `closure` (its first step
+    asks for a closure in its own words); `never` has no bug."""
 
     def __init__(self, params, lr: float = 1e-3, fails: str = "step") -> None:
         params = list(params)
@@ -45,6 +46,8 @@ class Faulty(SignSGD):
     def step(self, closure=None):
         if self.fails == "step":
             raise RuntimeError("a bug in step")
+        if self.fails == "closure" and closure is None:
+            raise RuntimeError("Faulty requires a closure")
         return super().step(closure)
 
 
