@@ -613,6 +613,8 @@ def _check_optimizer_accepts(found, point: dict[str, Any], dtype_name: str,
     error may not name the value), at which of the grid's values (`searched`)."""
     import torch
 
+    from adamrepro.optim.base import UnknownKeyword
+
     dtype = getattr(torch, dtype_name)
     try:
         _build_optimizer(found, point, dtype)
@@ -621,7 +623,8 @@ def _check_optimizer_accepts(found, point: dict[str, Any], dtype_name: str,
                    and _accepted(found, point, torch.float64))
         raise UserError(
             f"{where}: "
-            + (str(err) if found.builtin else f"{type(err).__name__}: {err}"
+            + (str(err) if found.builtin or isinstance(err, UnknownKeyword)
+               else f"{type(err).__name__}: {err}"
                + (" (at " + ", ".join(f"{k}={v!r}" for k, v in searched.items()) + ")"
                   if searched else ""))
             + (f" once rounded to training.dtype {dtype_name} (unrounded "

@@ -192,6 +192,13 @@ CASES = [
      "unexpected keyword argument 'beta' (it takes lr, betas, eps, weight_decay, "
      "bias_correction, beta1_decay_rate, lr_decay, averaging, track_step_ratio); did you "
      "mean 'betas'?"),
+    # a class not ours: said alike, not as "ValueError: ... (at lr=0.001)", a grid point the
+    # name has nothing to do with
+    ("unknown-hparam-of-a-class-not-ours", setitem("methods.adam", {
+        "optimizer": "torch.optim.Adagrad", "hparams": {"momentum": 0.9},
+        "grid": {"lr": [1.0e-3]}}), [],
+     "methods.adam: torch.optim.Adagrad: got an unexpected keyword "
+     "argument 'momentum' (it takes lr, "),
     ("user-optimizer-init-raises", setitem("methods.adam", {
         "optimizer": "my_optimizers:Faulty", "hparams": {"fails": "init"}}), [],
      "methods.adam: my_optimizers:Faulty: KeyError: 'a bug'"),

@@ -140,6 +140,11 @@ def betas_like(group: dict, p: Tensor) -> tuple[HyperValue, HyperValue]:
     return broadcast(group["betas"][0], p), broadcast(group["betas"][1], p)
 
 
+class UnknownKeyword(ValueError):
+    """A hyperparameter the optimizer's signature does not take: a config's mistake, said
+    without a type name or a grid point (it is at every point)."""
+
+
 def check_keywords(cls: type, params, hparams: dict, prefix: str = "") -> None:
     """ValueError for a keyword `cls` does not take: a bad hyperparameter name, said before
     building it, where a TypeError raised inside its __init__ is a bug to show whole."""
@@ -155,7 +160,7 @@ def check_keywords(cls: type, params, hparams: dict, prefix: str = "") -> None:
         hint = did_you_mean(unknown[0], names) if unknown else ""
         hint = f"; {hint}" if hint else ""
         takes = f" (it takes {', '.join(names)})" if unknown and names else ""
-        raise ValueError(f"{prefix}{err}{takes}{hint}") from None
+        raise UnknownKeyword(f"{prefix}{err}{takes}{hint}") from None
 
 
 def check_lr_decay(lr_decay: str) -> None:
