@@ -33,7 +33,11 @@ def commit_of(root: Path) -> str:
                                 text=True, timeout=10, check=True).stdout.strip()
         # Code, not outputs: the committed results/ are rewritten by the very runs being
         # recorded, and a copy of the tree to another machine may lose executable bits.
-        dirty = subprocess.run(["git", "-c", "core.fileMode=false", "status", "--porcelain",
+        # --no-optional-locks: status reads, and writes no refreshed index (its index.lock
+        # stopped the user's own git commands meanwhile; a write a file-size limit cut off
+        # left the lock behind, and every git command after it failed).
+        dirty = subprocess.run(["git", "--no-optional-locks", "-c", "core.fileMode=false",
+                                "status", "--porcelain",
                                 "--untracked-files=no", "--", ".", ":(exclude)results"],
                                cwd=root, capture_output=True, text=True, timeout=10).stdout
         return commit + ("+dirty" if dirty.strip() else "")

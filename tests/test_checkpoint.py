@@ -744,6 +744,8 @@ def test_a_tensor_file_the_disk_refuses_is_one_line(tmp_path, data_dir, workers,
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # a record fits
 
     out = tmp_path / "out"
+    lock = Path(__file__).resolve().parent.parent / ".git" / "index.lock"
+    locked_before = lock.exists()
     done = subprocess.run([sys.executable, "-m", "adamrepro", "run",
                            str(_config(tmp_path, **saved)), "--scale", "smoke",
                            "--quiet", "--data-dir", str(data_dir), "--out", str(out),
@@ -755,3 +757,6 @@ def test_a_tensor_file_the_disk_refuses_is_one_line(tmp_path, data_dir, workers,
                         r"or the filesystem holds: raise the limit, or pass --out \(results\) "
                         r"or --data-dir \(data\) on another disk\n", done.stderr), done.stderr
     assert not list(out.rglob("*.tmp"))
+    # the provenance's `git status` under the limit wrote a refreshed index, cut off: its
+    # index.lock, left in the repository, failed every git command after it
+    assert locked_before or not lock.exists()
