@@ -642,6 +642,17 @@ class ResultStore:
         with atomic_file(self.root / OWNER) as f:
             f.write(json.dumps(owner) + "\n")
 
+    @contextlib.contextmanager
+    def cleaned_on_error(self):
+        """On an error, this command's temporary files removed before the lock is let go: a
+        worker killed while it wrote a checkpoint (the command stopping on another's error)
+        left its `.NAME.*.tmp` until the next command began."""
+        try:
+            yield
+        except BaseException:
+            self.remove_temporary_files()
+            raise
+
     def remove_temporary_files(self) -> int:
         """Remove the temporary files of writes a kill cut off (atomic_file's `.NAME.*.tmp`:
         tables, run records, parameters, checkpoints); only under the lock, which every

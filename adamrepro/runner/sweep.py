@@ -113,7 +113,7 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
     # The folder this command would create, removed (under the lock, so that a command
     # waiting for it finds the lock file gone and takes a new one) if it records nothing.
     created = store.first_missing()
-    with store.locked(), store.removed_if_left_empty(created):
+    with store.locked(), store.removed_if_left_empty(created), store.cleaned_on_error():
         store.prepare()
         checkpoints = CheckpointPolicy(store.runs_dir, exp.training.checkpoint_every,
                                        budget or Budget())
