@@ -10,11 +10,13 @@ error names the file and the key and says what is wrong.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
 import site
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -399,16 +401,23 @@ def _check_batch_fits_every_scale(exp: Experiment, where: str) -> None:
                 f"full batch; give a batch_size of at most {size}, or more examples")
 
 
-def _check_split_sizes(scaled: Experiment, scale: str, where: str) -> None:
-    """No train_size or test_size above the official split's (`SPLIT_SIZES`): known without
-    the data, so a dry run refuses it too, where it was found only once the data was read. A
-    copy read with `verify: false` may be another size: its load judges it."""
+def _official_sizes(scaled: Experiment) -> dict[str, int]:
+    """The official splits' sizes of the experiment's dataset (`SPLIT_SIZES`), or {} where
+    they say nothing of it: an unknown name (said by _dataset_feature_shape), or a copy read
+    with `verify: false`, which may be another size (its load judges it)."""
     from adamrepro.data import DATASETS
 
     name = scaled.dataset.get("name")
     if not isinstance(name, str) or name not in DATASETS or scaled.dataset.get("verify") is False:
-        return  # an unknown name is said by _dataset_feature_shape
-    for key, most in DATASETS[name].SPLIT_SIZES.items():
+        return {}
+    return DATASETS[name].SPLIT_SIZES
+
+
+def _check_split_sizes(scaled: Experiment, scale: str, where: str) -> None:
+    """No train_size or test_size above the official split's: known without the data, so a
+    dry run refuses it too, where it was found only once the data was read."""
+    name = scaled.dataset.get("name")
+    for key, most in _official_sizes(scaled).items():
         asked = scaled.dataset.get(key)
         if type(asked) is int and asked > most:
             raise UserError(
@@ -476,15 +485,11 @@ def _check_subfunctions_fit(exp: Experiment, label: str, where: str) -> None:
     of 100000 would otherwise build a state of 100,000 models and take the host's memory. A
     scale without a train_size has the official split's (a copy read with `verify: false`
     is judged once loaded, `runner/group.py`)."""
-    from adamrepro.data import DATASETS
-
     for scale in SCALES:
         scaled = exp.at_scale(scale)
         size, which = scaled.dataset.get("train_size"), "dataset.train_size"
-        name = scaled.dataset.get("name")
-        if (size is None and name in DATASETS
-                and scaled.dataset.get("verify") is not False):
-            size, which = DATASETS[name].SPLIT_SIZES["train_size"], "the whole training set"
+        if size is None and _official_sizes(scaled):
+            size, which = _official_sizes(scaled)["train_size"], "the whole training set"
         if type(size) is not int:
             continue
         for point in scaled.methods[label].points():
@@ -523,16 +528,23 @@ def _check_point_numbers(point: dict[str, Any], where: str) -> None:
                     f"number ({why}); write {float(number)!r}")
 
 
-def _taken(cls: type, point: dict[str, Any]):
-    """(name, value, the signature's parameter) of each of `point`'s hyperparameters that
-    `cls` names in its signature; none where it has no signature to read (the class decides
+@functools.cache
+def _parameters(cls: type) -> Mapping[str, Any]:
+    """`cls`'s signature's parameters, read once a class (every grid point of every scale is
+    checked against them twice); none where it has no signature to read (the class decides
     alone)."""
     import inspect
 
     try:
-        parameters = inspect.signature(cls).parameters
+        return inspect.signature(cls).parameters
     except (TypeError, ValueError):
-        return []
+        return {}
+
+
+def _taken(cls: type, point: dict[str, Any]):
+    """(name, value, the signature's parameter) of each of `point`'s hyperparameters that
+    `cls` names in its signature."""
+    parameters = _parameters(cls)
     return [(name, value, parameters[name]) for name, value in point.items()
             if name in parameters]
 
