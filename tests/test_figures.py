@@ -679,7 +679,8 @@ def test_a_method_without_an_lr_is_named_in_the_sensitivity_caption(tmp_path, mo
 def test_the_sfo_figure_draws_cost_per_pass_and_per_training_second(tmp_path, monkeypatch):
     """Fig. 2b: each selected run but the num_subfunctions sweep's, mean over seeds, against
     passes and against a run's training seconds (train_seconds, a batched run's share of its
-    group's), bands on both; the table's seconds per pass; the sweep's state memory."""
+    group's) on a log axis from the first pass (pass 0 a guide line at the mean untrained
+    cost), bands on both; the table's seconds per pass; the sweep's state memory."""
     import numpy as np
 
     fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/mlp_sfo", "sfo")
@@ -695,10 +696,18 @@ def test_the_sfo_figure_draws_cost_per_pass_and_per_training_second(tmp_path, mo
         runs = curves[curves["point_id"] == row["point_id"]]
         mean, low, high = _seeds(runs, y)
         seconds = runs.groupby("epoch")["run_seconds"].mean()
-        for ax, x in ((ax_pass, mean.index), (ax_time, seconds[mean.index])):
+        trained = mean.index[mean.index > 0]
+        for ax, at, x in ((ax_pass, mean.index, mean.index),
+                          (ax_time, trained, seconds[trained])):
             np.testing.assert_allclose(ax.lines[i].get_xydata(),
-                                       np.column_stack([x, mean.to_numpy()]), rtol=1e-9)
-            _assert_band(ax.collections[i], low.set_axis(x), high.set_axis(x))
+                                       np.column_stack([x, mean[at].to_numpy()]), rtol=1e-9)
+            _assert_band(ax.collections[i], low[at].set_axis(x), high[at].set_axis(x))
+    assert ax_time.get_xscale() == "log" and ax_pass.get_xscale() == "linear"
+    untrained = curves.loc[(curves["epoch"] == 0) & ~curves["method"].isin(sweep), y].mean()
+    guide = ax_time.lines[len(raced)]
+    assert set(guide.get_ydata()) == {untrained}, guide.get_ydata()
+    assert ax_time.get_legend().get_texts()[0].get_text() == \
+        f"pass 0, untrained: {untrained:.3g} (mean)"
     cells = ax_table.tables[0].get_celld()
     for r, row in enumerate(chosen, start=1):
         runs = curves[curves["point_id"] == row["point_id"]]

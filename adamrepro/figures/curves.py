@@ -256,11 +256,13 @@ class PlainLogFormatter(LogFormatterSciNotation):
         return f"{x:g}" if text and 1e-3 <= abs(x) < 1e4 else text
 
 
-def log_y(ax) -> None:
-    """A log y axis, labelled in plain numbers where they are short (PlainLogFormatter)."""
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(PlainLogFormatter())
-    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+def log_y(ax, which: str = "y") -> None:
+    """A log y axis (or x: `which`), labelled in plain numbers where they are short
+    (PlainLogFormatter)."""
+    getattr(ax, f"set_{which}scale")("log")
+    axis = getattr(ax, f"{which}axis")
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
 
 
 def whole_passes(ax) -> None:

@@ -34,7 +34,7 @@ from adamrepro.figures.curves import (
     seeds_of,
     whole_passes,
 )
-from adamrepro.figures.palette import BAND_ALPHA, GUIDE_LINE, style
+from adamrepro.figures.palette import BAND_ALPHA, GUIDE_LINE, REFERENCE, style
 from adamrepro.metrics import column_of
 from adamrepro.report.measures import (
     memory_by_subfunctions,
@@ -70,14 +70,16 @@ def draw(folder: Path, tables: Tables | None = None,
         costs = method_costs(curves, chosen, y.name)
         if chosen["method"] not in sweeps:
             ax_pass.plot(costs.index, costs[y.name], label=legend_label(chosen, meta), **line)
-            ax_time.plot(costs["run_seconds"], costs[y.name], label=as_written(chosen["method"]),
+            timed = costs[costs["run_seconds"] > 0]  # pass 0, at 0 s, is the guide line
+            ax_time.plot(timed["run_seconds"], timed[y.name], label=as_written(chosen["method"]),
                          **line)
             if chosen["n_seeds"] > 1:  # the band the line under the title names
                 runs = curves[curves["point_id"] == chosen["point_id"]]
                 spread = band(runs, y.name, meta["config"]["plot"]["band"], log=True).dropna()
-                for ax, x in ((ax_pass, spread.index),
-                              (ax_time, costs["run_seconds"].reindex(spread.index))):
-                    ax.fill_between(x, spread["low"], spread["high"], color=line["color"],
+                for ax, x, at in ((ax_pass, spread.index, spread.index),
+                                  (ax_time, timed["run_seconds"], timed.index)):
+                    kept = spread.reindex(at)
+                    ax.fill_between(x, kept["low"], kept["high"], color=line["color"],
                                     alpha=BAND_ALPHA, linewidth=0)
         last = costs.iloc[-1]
         passes = max(int(costs.index.max()), 1)
@@ -89,7 +91,16 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.set_ylabel(axis_label(y.label))
     ax_pass.set_xlabel("iterations over entire dataset")
     whole_passes(ax_pass)  # not 0.25, 0.50, ... at a few passes
-    ax_time.set_xlabel("training seconds of one run (evaluation excluded)")
+    # Seconds on a log axis: SFO's 5-10x per pass is a shift, and both curves keep their
+    # shape (on a linear one, Adam's was a near-vertical line beside SFO's). Pass 0, at 0 s,
+    # has no place on it: the untrained cost every run starts from is a guide line instead.
+    log_y(ax_time, "x")
+    start = curves.loc[(curves["epoch"] == 0) & ~curves["method"].isin(sweeps), y.name].mean()
+    if math.isfinite(start):
+        guide = ax_time.axhline(start, color=REFERENCE, **GUIDE_LINE)
+        ax_time.legend([guide], [f"pass 0, untrained: {start:.3g} (mean)"], frameon=False,
+                       fontsize=8)
+    ax_time.set_xlabel("training seconds of one run (log; evaluation excluded)")
     legend(ax_pass, *ax_pass.get_legend_handles_labels(), frameon=False, fontsize=8)
 
     for (method, optimizer, variant), points in memory.groupby(
