@@ -365,10 +365,25 @@ def _seeds(runs, column: str, x: str = "epoch", kind: str = "std", log: bool = T
     return mean, low, high
 
 
-def _assert_band(collection, low, high) -> None:
-    """A fill_between's polygon spans low to high at each x, and nothing else."""
+def _assert_band(collection, low, high) -> float | None:
+    """A fill_between's polygon spans low to high at each x, and nothing else; or, on a curve
+    of a few passes, a bar from low to high at each x, every bar moved aside by one offset
+    (returned: neighbouring curves' bars stand side by side)."""
     import numpy as np
+    from matplotlib.collections import LineCollection
 
+    from adamrepro.figures.curves import BAR_DODGE, BARS_UP_TO
+
+    if isinstance(collection, LineCollection):
+        assert low.index.max() <= BARS_UP_TO, "bars on a curve long enough for a band"
+        segments = np.array(collection.get_segments())
+        assert segments.shape == (len(low), 2, 2), segments.shape
+        offsets = segments[:, :, 0] - low.index.to_numpy(float)[:, None]
+        assert np.ptp(offsets) < 1e-9 and abs(offsets[0, 0]) < 3 * BAR_DODGE, offsets
+        np.testing.assert_allclose(segments[:, :, 1],
+                                   np.column_stack([low.to_numpy(), high.to_numpy()]),
+                                   rtol=1e-9)
+        return float(offsets[0, 0])
     vertices = np.concatenate([p.vertices for p in collection.get_paths()])
     for x in low.index:
         at = vertices[np.isclose(vertices[:, 0], x), 1]
@@ -418,6 +433,7 @@ def test_the_curves_figure_draws_the_mean_and_band_of_each_selected_run(
     assert legend == [_label(row) for row in chosen]
     for ax, column in zip(fig.axes, columns, strict=True):
         assert len(ax.lines) == len(chosen) and len(ax.collections) == len(chosen)
+        offsets = []  # bars' (Fig. 3's 4 passes): each method's beside the others'
         for line, collection, row in zip(ax.lines, ax.collections, chosen, strict=True):
             runs = curves[curves["point_id"] == row["point_id"]]
             assert runs["seed"].nunique() == row["n_seeds"] > 1
@@ -430,13 +446,19 @@ def test_the_curves_figure_draws_the_mean_and_band_of_each_selected_run(
             assert mean.index[-1] == curves["epoch"].max()
             np.testing.assert_allclose(line.get_xydata(), np.column_stack(
                 [mean.index, mean.to_numpy()]), rtol=1e-9)
-            _assert_band(collection, low, high)
+            offsets.append(_assert_band(collection, low, high))
             variant = row["variant"] if isinstance(row.get("variant"), str) else ""
             assert line.get_linestyle() == Line2D([], [], linestyle=LINESTYLES[variant]) \
                 .get_linestyle(), (row.name, variant)
+        bars = curves["epoch"].max() <= 5
+        assert offsets == [None] * len(chosen) if not bars else \
+            len(set(offsets)) == len(chosen) and abs(sum(offsets)) < 1e-9, offsets
     logy = config["plot"]["logy"]
     assert [ax.get_yscale() for ax in fig.axes] == (["log", "log", "linear"] if logy
                                                     else ["linear"] * 3)
+    said = " ".join(fig._suptitle.get_text().split())
+    assert ("drawn as bars side by side at each pass on per-pass curves of 5 passes or "
+            "fewer" in said) == bars, said
 
 
 def test_a_method_none_of_whose_points_was_selected_is_named_with_the_seeds_rule(
@@ -542,7 +564,9 @@ def test_the_early_panel_ends_at_max_epoch_and_the_other_shows_every_pass(
                 source[y].notna(), "x"].min())
             np.testing.assert_allclose(line.get_xydata(), np.column_stack(
                 [mean.index, mean.to_numpy()]), rtol=1e-9)
-            _assert_band(collection, low, high)
+            # bars on Fig. 3's 4 quick passes, steps.csv's many blocks a band
+            bars = ax is ax_all or y not in steps.columns
+            assert (_assert_band(collection, low, high) is not None) == bars, (ax, y)
             variant = row["variant"] if isinstance(row["variant"], str) else ""
             assert line.get_linestyle() == ("--" if variant == "dropout" else "-") and \
                 LINESTYLES[variant] == line.get_linestyle()

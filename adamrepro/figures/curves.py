@@ -26,6 +26,7 @@ from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator
 
 from adamrepro.figures.palette import (
     BAND_ALPHA,
+    BAR_ALPHA,
     Palette,
     moved_colors,
     palette_of,
@@ -80,6 +81,33 @@ def band(frame: pd.DataFrame, column: str, kind: str, log: bool = False) -> pd.D
             # clipped there too, it sat above the curve at half the passes of 3 seeds.
             low = low.clip(lower=by_epoch.min())
     return pd.DataFrame({"mean": mean, "low": low, "high": high})
+
+
+BARS_UP_TO = 5  # passes: a curve this short shows its spread as bars, not a band
+BAR_DODGE = 0.05  # passes between the bars of two neighbouring curves at one pass
+
+
+def short_curves(curves: pd.DataFrame) -> bool:
+    """Whether a figure's per-pass curves are short enough for bars (`spread`): at most
+    BARS_UP_TO passes. Linear bands between so few points are wide polygons, and six of them
+    (Fig. 3 at quick scale) overlapped into one muddy area; a band of a single pass draws
+    nothing at all."""
+    return int(curves["epoch"].max()) <= BARS_UP_TO
+
+
+def spread(ax, stats: pd.DataFrame, color: str, bars: tuple[int, int] | None = None):
+    """One curve's spread over seeds (`band`'s low and high): a band, or, with `bars` (the
+    curve's place among the figure's, and how many there are), a bar at each pass, the
+    curves' bars side by side (BAR_DODGE apart, centred on the pass) so that none hides
+    another's."""
+    if bars is None:
+        return ax.fill_between(stats.index, stats["low"], stats["high"], color=color,
+                               alpha=BAND_ALPHA, linewidth=0)
+    place, count = bars
+    x = stats.index.to_numpy(float) + (place - (count - 1) / 2) * BAR_DODGE
+    # beneath every line as a band is (Adam's, the reference, lies at 1.9: palette.py)
+    return ax.vlines(x, stats["low"], stats["high"], color=color, alpha=BAR_ALPHA,
+                     linewidth=2, zorder=1)
 
 
 # No date and no version in the files: re-drawing unchanged results gives the same bytes, so
@@ -207,11 +235,11 @@ def legend_label(chosen: pd.Series, meta: dict) -> str:
 
 
 def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None = None,
-               log: bool = False) -> str:
+               log: bool = False, bars: bool = False) -> str:
     """One line under a figure's title: which run of each method is drawn, the band (`log`:
-    a log axis shows it, band() with log), and the methods of `curves` not drawn because
-    every grid point of theirs diverged (else a reader could not tell them from methods not
-    run)."""
+    a log axis shows it, band() with log; `bars`: a panel drew it as bars, `spread`), and
+    the methods of `curves` not drawn because every grid point of theirs diverged (else a
+    reader could not tell them from methods not run)."""
     rules = sorted(set(best["selected_by"].dropna())) if "selected_by" in best else []
     seeds = seeds_of(best, curves)
     line = f"each method at its grid point of {rules[0]}" if len(rules) == 1 else \
@@ -221,6 +249,9 @@ def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None =
             f" over {seeds} seeds"
         if log and band_kind != "minmax":
             line += " (on a log axis, not below the lowest seed)"
+        if bars:
+            line += (f", drawn as bars side by side at each pass on per-pass curves of "
+                     f"{BARS_UP_TO} passes or fewer")
     gone = [] if curves is None else [m for m in dict.fromkeys(curves["method"])
                                       if m not in set(best["method"])]
     if gone:  # a point with a seed that diverged is never selected
@@ -418,9 +449,10 @@ def draw(folder: Path, tables: Tables | None = None,
     # like the better SFO here while sfo.png leaves it out.
     sweeps = subfunction_sweeps(curves)
     drawn: list[list] = [[] for _ in panels]  # each panel's (method, band) for cut_first_pass
-    for _, chosen in in_config_order(best, meta).iterrows():
-        if chosen["method"] in sweeps:
-            continue
+    raced = [chosen for _, chosen in in_config_order(best, meta).iterrows()
+             if chosen["method"] not in sweeps]
+    bars = short_curves(curves) and any(chosen["n_seeds"] > 1 for chosen in raced)
+    for place, chosen in enumerate(raced):
         runs = curves[curves["point_id"] == chosen["point_id"]]
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         for (ax, column), mine in zip(panels, drawn, strict=True):
@@ -433,8 +465,7 @@ def draw(folder: Path, tables: Tables | None = None,
             ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta),
                     **few_points(len(stats), line), **line)
             if chosen["n_seeds"] > 1:
-                ax.fill_between(stats.index, stats["low"], stats["high"],
-                                color=line["color"], alpha=BAND_ALPHA, linewidth=0)
+                spread(ax, stats, line["color"], (place, len(raced)) if bars else None)
     for ax, column in panels:
         whole_passes(ax)
         ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(column.label))
@@ -448,7 +479,7 @@ def draw(folder: Path, tables: Tables | None = None,
     legend_below(fig, ax_cost)
     seeds = seeds_of(best, curves)
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"])
+                 how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"], bars)
                  + (f"; not drawn, a sweep of SFO's subfunctions (sfo.png's memory panel): "
                     f"{', '.join(sorted(sweeps))}" if sweeps else "")
                  + "".join(f"; {cut}" for cut in cuts if cut))

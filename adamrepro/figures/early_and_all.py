@@ -26,9 +26,11 @@ from adamrepro.figures.curves import (
     run_tag,
     save_figure,
     seeds_of,
+    short_curves,
+    spread,
     whole_passes,
 )
-from adamrepro.figures.palette import BAND_ALPHA, style
+from adamrepro.figures.palette import style
 from adamrepro.metrics import column_of
 from adamrepro.results.store import Tables, read_results, read_steps, variant_of
 from adamrepro.wording import count
@@ -49,10 +51,13 @@ def draw(folder: Path, tables: Tables | None = None,
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_early, ax_all = fig.subplots(1, 2)
     early_drawn = []  # each method's (method, band) on the early panel, for cut_first_pass
-    for _, chosen in in_config_order(best, meta).iterrows():
+    chosen_runs = list(in_config_order(best, meta).iterrows())
+    bars = short_curves(curves) and any(chosen["n_seeds"] > 1 for _, chosen in chosen_runs)
+    for place, (_, chosen) in enumerate(chosen_runs):
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         runs = curves[curves["point_id"] == chosen["point_id"]].dropna(subset=[y.name])
-        if steps is not None and y.name in steps.columns:
+        within_passes = steps is not None and y.name in steps.columns
+        if within_passes:
             within = steps[(steps["point_id"] == chosen["point_id"])
                            & (steps["epoch_fraction"] <= early)]
             early_stats = band(within.rename(columns={"epoch_fraction": "epoch"}), y.name,
@@ -64,9 +69,10 @@ def draw(folder: Path, tables: Tables | None = None,
                           (ax_early, early_stats)):
             ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta), **line,
                     **few_points(len(stats), line, FEW_POINTS, 3))
-            if chosen["n_seeds"] > 1:
-                ax.fill_between(stats.index, stats["low"], stats["high"], color=line["color"],
-                                alpha=BAND_ALPHA, linewidth=0)
+            if chosen["n_seeds"] > 1:  # steps.csv's blocks on the early panel are many
+                per_pass = ax is ax_all or not within_passes
+                spread(ax, stats, line["color"],
+                       (place, len(chosen_runs)) if bars and per_pass else None)
     for ax in (ax_early, ax_all):
         ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(y.label))
     every = meta["config"]["training"].get("log_every")
@@ -84,6 +90,6 @@ def draw(folder: Path, tables: Tables | None = None,
     legend_below(fig, ax_early)
     seeds = seeds_of(best, curves)
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"])
+                 how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"], bars)
                  + (f"; {cut}" if cut else ""))
     return save_figure(fig, folder, "early_and_all")

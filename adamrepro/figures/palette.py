@@ -50,6 +50,9 @@ REFERENCE = "#555555"
 # Pictures of digits (the VAE's samples and reconstructions): ink on paper, as MNIST is.
 IMAGE_CMAP = "gray"
 BAND_ALPHA = 0.2
+# The spread over seeds of a curve of a few passes, as a bar at each pass: more opaque than a
+# band, being thin, yet lighter than the curve it belongs to.
+BAR_ALPHA = 0.55
 # Adam, the method every other is compared with, is drawn wider than the others and beneath
 # them (matplotlib's lines are 1.5 points wide, at zorder 2; bands at 1): a method whose curve
 # lies on Adam's shows over it with a black edge, where it was hidden under it (Fig. 1's
