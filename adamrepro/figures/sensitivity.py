@@ -83,7 +83,8 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
     table = pd.DataFrame(rows)
     if len(table):  # methods in the config's order, the order of every other figure's legend
         table = in_config_order(table, meta)
-    return table, others
+    order = list(in_config_order(pd.DataFrame({"method": list(others)}), meta)["method"])
+    return table, {method: others[method] for method in order}
 
 
 def caption(meta: dict, others: dict, seeds: int, above: bool = False) -> str:
