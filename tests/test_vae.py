@@ -184,6 +184,11 @@ def test_the_picture_s_title_tells_the_pictured_run_from_the_mean_over_seeds(
             f"pictured: seed {run['seed'].iloc[0]}, {run['train_neg_elbo'].iloc[-1]:.2f})"
             in titles[0]), titles
     assert f"α={chosen['lr']:g}" in titles[0] and "β1=" in titles[0], titles
+    # how long the pictured model trained: a smoke or quick model's blur is not the paper's
+    dataset, training = meta["config"]["dataset"], meta["config"]["training"]
+    steps = training["epochs"] * (dataset["train_size"] // training["batch_size"])
+    assert (f"after {training['epochs']} passes over {dataset['train_size']:,} images "
+            f"({steps:,} steps), not paper scale's training") in titles[0], titles
 
 
 def test_the_smoke_run_on_real_data(tmp_path, data_dir, cli, monkeypatch):

@@ -24,6 +24,7 @@ from adamrepro.figures.curves import SYMBOLS, figure_title, run_tag, save_figure
 from adamrepro.figures.palette import IMAGE_CMAP
 from adamrepro.metrics import column_of
 from adamrepro.results.store import Tables, read_results
+from adamrepro.wording import count
 
 if TYPE_CHECKING:  # torch is imported where used: `report` lists the figures, needs no torch
     from torch import Tensor
@@ -110,6 +111,24 @@ def test_images(meta: dict, n: int, data_dir: Path | None) -> Tensor | None:
     return data.test_x[:n].flatten(1).float()
 
 
+def trained_for(meta: dict) -> str:
+    """How long the pictured model trained, which its blur mostly reflects: the quick
+    scale's read as the paper's result ("after 20 passes over 2,000 digits (300 steps),
+    not paper scale's training")."""
+    from adamrepro.data import DATASETS
+
+    config = meta["config"]
+    dataset, training = config["dataset"], config["training"]
+    size = dataset.get("train_size") or getattr(DATASETS.get(dataset["name"]), "SPLIT_SIZES",
+                                                {}).get("train_size")
+    epochs, batch = training["epochs"], training["batch_size"]
+    text = f"after {count(epochs, 'pass', 'passes')}"
+    if size:
+        per_pass = size // batch if training.get("drop_last", True) else -(-size // batch)
+        text += f" over {size:,} images ({epochs * per_pass:,} steps)"
+    return text + ("" if meta["scale"] == "paper" else ", not paper scale's training")
+
+
 def draw(folder: Path, tables: Tables | None = None,
          data_dir: Path | None = None) -> list[Path]:
     """vae_samples.png/.pdf (nothing when no run has saved parameters)."""
@@ -159,6 +178,6 @@ def draw(folder: Path, tables: Tables | None = None,
         f"{pictured.sort_values('epoch')[metric].iloc[-1]:.2f}"
         if seeds > 1 and len(pictured) else "")
     figure_title(fig, f"{meta['config']['title']}: best run ({chosen['method']}, {hp}; "
-                 f"{mean})", run_tag(meta), fontsize=9)
+                 f"{mean})", f"{run_tag(meta)} {trained_for(meta)}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, folder, "vae_samples")
