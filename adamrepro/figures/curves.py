@@ -39,6 +39,7 @@ from adamrepro.results.store import (
     Tables,
     atomic_file,
     hparam_columns,
+    in_config_order,
     read_results,
     variant_of,
     variants,
@@ -180,14 +181,6 @@ def cut_first_pass(ax, drawn: list[tuple[str, pd.DataFrame]], panel: str) -> str
         said = ", ".join(f"{name} ({value:.3g})" for name, value in above.items())
     return (f"{panel}: axis cut at {top + margin:.3g}, above it in the first pass: "
             f"{said or 'bands only'}")
-
-
-def in_config_order(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
-    """A table's rows (best.csv's, a figure's) in the config's order of methods: every
-    figure's legend alike, not in whichever order selection found them."""
-    order = list(meta["config"].get("methods", {}))
-    rank = {m: order.index(m) if m in order else len(order) for m in table["method"]}
-    return table.sort_values("method", key=lambda m: m.map(rank), kind="stable")
 
 
 # How the hyperparameters a grid searches are named in a legend (the paper's symbols).

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from adamrepro.figures.curves import in_config_order
 from adamrepro.metrics import metric_set
 from adamrepro.report.claims import BEATS, CLAIMS, REVIEWER_CLAIMS, judge_rule
 from adamrepro.report.document import Block, Heading, Paragraph, Table
 from adamrepro.report.measures import Measured, Method
 from adamrepro.report.rules import NOT_RUN, Beats, Rule, Verdict, tally
-from adamrepro.results.store import variants
+from adamrepro.results.store import in_config_order, variants
 from adamrepro.wording import count
 
 # The algorithms the paper races (Figs. 1-4); every other optimizer is an extra row.

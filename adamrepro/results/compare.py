@@ -38,7 +38,7 @@ import pandas as pd
 from adamrepro.config import KERNEL_SWITCHES, recorded_config
 from adamrepro.errors import UserError, note
 from adamrepro.metrics import metric_set
-from adamrepro.results.store import read_results, variant_of
+from adamrepro.results.store import in_config_order, read_results, variant_of
 
 VERDICTS = ("within", "beyond")
 # Config keys that may differ between the two folders: what is being compared (the
@@ -136,7 +136,7 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
     other_series = _series(other_curves, metric)
     rows, regrouped = [], []
     sizes = [_group_sizes(curves) for curves in (base_curves, other_curves)]
-    for _, chosen in best.iterrows():
+    for _, chosen in in_config_order(best, base_meta).iterrows():  # as the figures' legends
         run_ids = str(chosen["run_ids"]).split(";")
         if len(run_ids) < 2:
             raise UserError(f"{base}/best.csv: method {chosen['method']}'s selected point has "

@@ -485,6 +485,15 @@ def variants(frame: pd.DataFrame) -> pd.Series:
     return frame["variant"].astype(object).where(frame["variant"].notna(), "")
 
 
+def in_config_order(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """A table's rows (best.csv's, a figure's, a comparison's) in the config's order of
+    methods: every figure's legend and table alike, not in whichever order selection found
+    them."""
+    order = list(meta["config"].get("methods", {}))
+    rank = {m: order.index(m) if m in order else len(order) for m in table["method"]}
+    return table.sort_values("method", key=lambda m: m.map(rank), kind="stable")
+
+
 def variant_of(row) -> str | None:
     """A table row's variant: the CSV keeps none as an empty cell (NaN once read)."""
     value = row.get("variant") if hasattr(row, "get") else None
