@@ -325,6 +325,31 @@ def test_whitening_is_cached_by_checksum_and_epsilon(train_images, tmp_path):
         assert cifar10.zca_fits == fits + 1, other[1]
 
 
+def test_the_whitening_cache_keeps_the_fits_used_last(train_images, tmp_path, monkeypatch):
+    """Each fit is a 75 MB matrix, one more for every other subset or ε: the cache keeps
+    the ZCA_CACHE_KEEP used last (a fit read from it counts as used), and removes the rest,
+    which are fitted again if asked for."""
+    import os
+
+    monkeypatch.setattr(cifar10, "ZCA_CACHE_KEEP", 2)  # the policy's size, not its code
+    sample = train_images[0][:100]
+    cifar10.zca(sample, 0.01, tmp_path)
+    [kept] = tmp_path.glob("zca-*.pt")
+    os.utime(kept, (1, 1))  # long unused, until it is read again below
+    cifar10.zca(sample, 0.1, tmp_path)
+    assert len(list(tmp_path.glob("zca-*.pt"))) == 2
+    fits = cifar10.zca_fits
+    cifar10.zca(sample, 0.01, tmp_path)  # read from the cache: now the most recent
+    assert cifar10.zca_fits == fits
+    cifar10.zca(sample, 1.0, tmp_path)  # a third: the one used least recently (ε 0.1) goes
+    assert len(list(tmp_path.glob("zca-*.pt"))) == 2 and kept.exists()
+    fits = cifar10.zca_fits
+    cifar10.zca(sample, 0.01, tmp_path)
+    assert cifar10.zca_fits == fits  # kept
+    cifar10.zca(sample, 0.1, tmp_path)
+    assert cifar10.zca_fits == fits + 1  # removed, so fitted again
+
+
 def test_the_whitening_is_fitted_on_the_training_images_alone(folder, tmp_path):
     """`load` at a small scale: the whitening's mean is that of the 200 training images
     trained on (scaled to [0, 1], in float64), not of the training and test images

@@ -29,9 +29,11 @@ which a GPU holds easily, and the small scales use subsets on a CPU.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,8 +255,24 @@ def fit_zca(images: Tensor, epsilon: float) -> Whitening:
     return Whitening(mean, (eigenvectors * scale) @ eigenvectors.T)
 
 
+# Fits kept in the cache, the most recently used: each is a 3072x3072 float64 matrix, 75 MB,
+# and every other subset or ε (a sweep over `zca_epsilon`, scales, a user's train_size)
+# added one for good. The three bundled scales' fits stay.
+ZCA_CACHE_KEEP = 4
+
+
+def _prune_zca_cache(cache_dir: Path, keep: int) -> None:
+    """Remove all but the `keep` most recently used fits (modification time: a fit read
+    from the cache is touched)."""
+    fits = sorted(cache_dir.glob("zca-*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in fits[keep:]:
+        with contextlib.suppress(OSError):  # another process's prune took it first
+            stale.unlink()
+
+
 def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
-    """The ZCA whitening of `images`, from the cache when fitted before."""
+    """The ZCA whitening of `images`, from the cache when fitted before (the cache keeps
+    the ZCA_CACHE_KEEP fits used last)."""
     checksum = hashlib.md5(images.numpy().tobytes()).hexdigest()
     key = json.dumps({"images_md5": checksum, "epsilon": epsilon,
                       "version": ZCA_CACHE_VERSION}, sort_keys=True)
@@ -263,6 +281,8 @@ def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
         try:
             saved = load_sealed(path)
             if saved.get("key") == key:
+                with contextlib.suppress(OSError):  # used now: the last to be pruned
+                    os.utime(path)
                 return Whitening(saved["mean"], saved["matrix"])
         except Exception as err:  # noqa: BLE001 - an unreadable cache is simply refitted
             note(f"CIFAR-10: ignoring the unreadable cache {path} ({err}); fitting it again")
@@ -273,6 +293,7 @@ def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
     try:
         with atomic_file(path, "wb") as f:
             f.write(buffer.getvalue())
+        _prune_zca_cache(cache_dir, ZCA_CACHE_KEEP)
     except OSError as err:
         note(f"CIFAR-10: could not cache the whitening in {path} ({err.strerror}); it will "
              f"be fitted again next time")
