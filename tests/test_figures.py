@@ -751,6 +751,30 @@ def test_the_sfo_figure_draws_cost_per_pass_and_per_training_second(tmp_path, mo
                                np.column_stack([memory.index, memory.to_numpy()]), rtol=1e-9)
 
 
+def test_the_sfo_figure_shows_a_few_passes_spread_as_bars_as_the_curves_figure_does(
+        tmp_path, monkeypatch):
+    """Cut to 4 passes, the cost-per-pass panel draws bars side by side, as curves.png
+    does; the seconds panel, where each method's points lie at its own times, keeps bands."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    def short(folder):
+        path = folder / "curves.csv"
+        table = pd.read_csv(path)
+        table[table["epoch"] <= 4].to_csv(path, index=False)
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/mlp_sfo", "sfo",
+                                       edit=short)
+    ax_pass, ax_time, *_ = fig.axes
+    assert curves["epoch"].max() == 4
+    assert ax_pass.collections and all(isinstance(c, LineCollection)
+                                       for c in ax_pass.collections)
+    assert len({c.get_segments()[0][0][0] for c in ax_pass.collections}) == \
+        len(ax_pass.collections)  # side by side at pass 0
+    assert ax_time.collections and all(isinstance(c, PolyCollection)
+                                       for c in ax_time.collections)
+    assert "drawn as bars side by side" in " ".join(fig._suptitle.get_text().split())
+
+
 def test_the_bias_correction_figure_draws_each_cells_mean_cost_at_its_pass(tmp_path,
                                                                            monkeypatch):
     """Fig. 4: a block after 10% of the passes and one after the last; in the panel of each

@@ -32,6 +32,8 @@ from adamrepro.figures.curves import (
     run_tag,
     save_figure,
     seeds_of,
+    short_curves,
+    spread,
     whole_passes,
 )
 from adamrepro.figures.palette import BAND_ALPHA, GUIDE_LINE, REFERENCE, style
@@ -65,7 +67,11 @@ def draw(folder: Path, tables: Tables | None = None,
     # A method sweeping N is the memory panel's: its best N among the curves would race
     # Adam with other minibatches than SFO's own (at small scales it wins by that alone).
     sweeps = subfunction_sweeps(curves)
-    for _, chosen in in_config_order(best, meta).iterrows():
+    chosen_rows = [chosen for _, chosen in in_config_order(best, meta).iterrows()]
+    raced = [chosen["method"] for chosen in chosen_rows if chosen["method"] not in sweeps]
+    # bars on a few passes, as curves.png has them; seconds differ per method: bands there
+    bars = short_curves(curves) and any(chosen["n_seeds"] > 1 for chosen in chosen_rows)
+    for chosen in chosen_rows:
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         costs = method_costs(curves, chosen, y.name)
         if chosen["method"] not in sweeps:
@@ -75,12 +81,12 @@ def draw(folder: Path, tables: Tables | None = None,
                          **line)
             if chosen["n_seeds"] > 1:  # the band the line under the title names
                 runs = curves[curves["point_id"] == chosen["point_id"]]
-                spread = band(runs, y.name, meta["config"]["plot"]["band"], log=True).dropna()
-                for ax, x, at in ((ax_pass, spread.index, spread.index),
-                                  (ax_time, timed["run_seconds"], timed.index)):
-                    kept = spread.reindex(at)
-                    ax.fill_between(x, kept["low"], kept["high"], color=line["color"],
-                                    alpha=BAND_ALPHA, linewidth=0)
+                over = band(runs, y.name, meta["config"]["plot"]["band"], log=True).dropna()
+                spread(ax_pass, over, line["color"],
+                       (raced.index(chosen["method"]), len(raced)) if bars else None)
+                kept = over.reindex(timed.index)
+                ax_time.fill_between(timed["run_seconds"], kept["low"], kept["high"],
+                                     color=line["color"], alpha=BAND_ALPHA, linewidth=0)
         last = costs.iloc[-1]
         passes = max(int(costs.index.max()), 1)
         rows.append((chosen["method"], "batched" if last["group_size"] > 1 else "alone",
@@ -138,6 +144,6 @@ def draw(folder: Path, tables: Tables | None = None,
     table.scale(1, 1.5)
     seeds = seeds_of(best, curves)
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, meta["config"]["plot"]["band"], curves, log=True))
+                 how_chosen(best, meta["config"]["plot"]["band"], curves, log=True, bars=bars))
     fig.tight_layout()
     return save_figure(fig, folder, "sfo")
