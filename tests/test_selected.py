@@ -46,6 +46,9 @@ def test_selected_points_are_rebuilt_exactly_in_and_beyond_the_grid(tmp_path):
     points = points_of(exp, best, "fp32", "test")
     assert points == {label: [point] for label, point in chosen.items()}
     assert type(points["sfo+memory"][0]["num_subfunctions"]) is int
+    # in the config's order, as a whole grid's plan (best.csv's rows came the other way)
+    assert list(best["method"]) == ["sfo+memory", "adam"] and list(points) == [
+        "adam", "sfo+memory"]
 
 
 def test_a_point_the_config_does_not_train_is_refused(tmp_path):

@@ -74,7 +74,9 @@ def points_of(exp: Experiment, best: pd.DataFrame, precision: str,
                             f"is not one this config trains (the config changed since?); run "
                             f"the whole grid instead")
         points[label] = [point]
-    return points
+    # in the config's order, as a whole grid's plan: the preview, the training and the
+    # tables list the methods as every figure does (best.csv's order is selection's)
+    return {label: points[label] for label in exp.methods if label in points}
 
 
 def _value(name: str, values: list[Any], row: pd.Series, where: str, limit: int) -> Any:
