@@ -48,6 +48,72 @@ def test_tokenizer_keeps_words_digits_and_inner_apostrophes():
                                    "roll", "10", "10", "café"]
 
 
+def test_the_dataset_s_tokenizer_makes_the_tokens_of_its_list():
+    """imdb.vocab holds `!`, `?`, emoticons and hyphenated words, and no "'s" (O'Sullivan is
+    `oullivan` there, it's is `it`) nor digits: vocabulary: imdb.vocab counts them so."""
+    text = "It's <br />GREAT, isn't it? Sci-Fi :) O'Sullivan's 10/10! (: rock_n_roll well;-)"
+    assert imdb.tokenize_like_the_dataset(text) == [
+        "it", "great", "isn't", "it", "?", "sci-fi", ":)", "oullivan", "!", "(:", "rock", "n",
+        "roll", "well", ";-)"]  # 10/10: no token with a digit, as the list has none
+
+
+@pytest.fixture(scope="session")
+def dataset_words(imdb_dir) -> list[str]:
+    return imdb.dataset_vocabulary(imdb_dir / "aclImdb", 10000)
+
+
+def test_the_dataset_s_vocabulary_is_its_list_counted_as_its_tokens(bow, imdb_dir,
+                                                                     dataset_words):
+    """`vocabulary: imdb.vocab`: column i is the i-th word of the dataset's own list (the
+    paper's features: labeledBow.feat's idx < 10000, files this copy lacks), counted in a
+    review as the dataset's tokenizer would. Every word of the list occurs in the training
+    reviews, and almost all of them are the 10,000 most frequent tokens by these counts
+    (the list was counted over more reviews); a row is the review counted by hand."""
+    data = imdb.load(imdb.Options(vocabulary="imdb.vocab"), imdb_dir)
+    assert data.train_x.shape == (25000, 10000) and data.test_x.shape == (25000, 10000)
+    assert dataset_words[:5] == ["the", "and", "a", "of", "to"]
+    assert dataset_words[27] == "!" and "sci-fi" in dataset_words and ":)" in dataset_words
+    assert (data.train_x.sum(0, dtype=torch.int64) > 0).all()  # no column of zeros
+    counted = imdb.bag_of_words(imdb_dir, vocabulary="imdb.vocab")
+    assert len(set(counted["tokens"][:10000]) & set(dataset_words)) >= 9900  # 9,941
+    # ours is another list: 9,570 of its 10,000 are the dataset's
+    assert len(set(bow["tokens"][:10000]) & set(dataset_words)) < 9700
+    split = counted["splits"]["test"]
+    row = 4321
+    label = "pos" if split["labels"][row] == 1 else "neg"
+    path = (imdb_dir / "aclImdb" / "test" / label /
+            f"{int(split['ids'][row])}_{int(split['ratings'][row])}.txt")
+    counts = Counter(imdb.tokenize_like_the_dataset(path.read_text(encoding="utf-8")))
+    expected = torch.tensor([min(counts[word], 255) for word in dataset_words],
+                            dtype=torch.uint8)
+    assert expected.sum() > 0 and torch.equal(data.test_x[row], expected)
+
+
+def test_the_dataset_s_vocabulary_needs_its_file_and_enough_words(tmp_path):
+    root = _tiny_imdb(tmp_path, {"train/pos/1_9.txt": "good good!", "train/neg/2_1.txt": "bad",
+                                 "test/pos/3_8.txt": "good", "test/neg/4_2.txt": "bad?"})
+    opts = imdb.Options(vocabulary="imdb.vocab", vocab_size=3, verify=False)
+    with pytest.raises(UserError) as err:
+        imdb.load(opts, root)
+    assert str(err.value) == (
+        f"IMDB: {root / 'aclImdb' / 'imdb.vocab'} is missing (dataset option vocabulary: "
+        f"imdb.vocab reads it); put the official aclImdb/imdb.vocab back, or use "
+        f"vocabulary: ours")
+    (root / "aclImdb" / "imdb.vocab").write_text("good\n!\nbad\n", encoding="utf-8")
+    data = imdb.load(opts, root)
+    assert data.train_x.tolist() == [[0, 0, 1], [2, 1, 0]]  # neg first; good, !, bad
+    with pytest.raises(UserError, match="vocab_size 4 exceeds the 3 words of"):
+        imdb.load(imdb.Options(vocabulary="imdb.vocab", vocab_size=4, verify=False), root)
+    # each tokenizer keeps its own cache, and neither prunes the other's
+    imdb.load(imdb.Options(vocab_size=2, verify=False), root)
+    builds = imdb.bow_builds
+    imdb.load(opts, root)
+    assert imdb.bow_builds == builds  # read back
+    cache = root / "aclImdb" / ".adamrepro-cache"
+    assert sorted(p.name.split("-")[0] for p in cache.glob("bow*.pt")) == ["bow",
+                                                                         "bow.imdb.vocab"]
+
+
 def test_shapes_labels_and_sparsity(data):
     for x, y in ((data.train_x, data.train_y), (data.test_x, data.test_y)):
         assert x.shape == (25000, 10000) and x.dtype == torch.uint8
@@ -161,13 +227,18 @@ def test_fetch_builds_the_cache_once_and_says_so(tmp_path, cli):
             f"--unverified-data, for a copy you trust)\n")
     code, out, err = cli("fetch", "imdb", "--data-dir", root)
     assert code == 0 and out == line, out
+    cache = root / "aclImdb" / ".adamrepro-cache"
     assert err == (f"adamrepro: note: IMDB: tokenizing 4 reviews once (about half a minute); "
-                   f"every run reads the cache in {root / 'aclImdb' / '.adamrepro-cache'}\n")
-    assert len(list((root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt"))) == 1
+                   f"every run reads the cache in {cache}\n"
+                   f"adamrepro: note: IMDB: tokenizing 4 reviews into imdb.vocab's tokens "
+                   f"once (about half a minute); every run reads the cache in {cache}\n")
+    assert sorted(p.name.split("-")[0] for p in cache.glob("bow*.pt")) == ["bow",
+                                                                         "bow.imdb.vocab"]
     builds = imdb.bow_builds
     code, out, err = cli("fetch", "imdb", "--data-dir", root)
     assert code == 0 and out == line and err == "", (out, err)
-    imdb.bag_of_words(root, verify=False)
+    for vocabulary in ("ours", "imdb.vocab"):  # what a config of either reads
+        imdb.bag_of_words(root, verify=False, vocabulary=vocabulary)
     assert imdb.bow_builds == builds  # the runs read what fetch built
 
 

@@ -7,16 +7,27 @@ reviews, or gained one, is no longer the paper's data) unless the caller opts ou
 false`, or `adamrepro run --unverified-data`, for a copy you trust; the runs then record
 `data_verified: false`).
 
-The dataset's own `labeledBow.feat` files are not used: the vocabulary is rebuilt from the text
-with our tokenizer (ours, the paper does not give one):
+The dataset's own bag-of-words (`labeledBow.feat`, `idx:count`, idx into `imdb.vocab`) is
+what the paper most likely fed its logistic regression, its features the words of idx < 10,000;
+the copies this project is given lack the `.feat` files, so the counts are rebuilt from the
+text, in one of two ways (dataset option `vocabulary`):
 
-1. lower-case the review and replace every `<br />` with a space;
-2. tokens are the matches of `[^\\W_]+(?:'[^\\W_]+)*`: runs of letters and digits (any script),
-   joined by inner apostrophes, so `it's` and `don't` are one token while quotes ('like this')
-   and all other punctuation are dropped.
-
-The vocabulary is the `vocab_size` (10,000 in the paper) tokens with the most occurrences in the
-TRAINING reviews, ties broken alphabetically; test reviews never influence it.
+- `imdb.vocab` (the bundled config's): the first `vocab_size` words of the dataset's own
+  frequency-ordered `aclImdb/imdb.vocab`, each counted in a review by a tokenizer that makes
+  that list's tokens (`tokenize_like_the_dataset`: lower case, `<br />` a space, every "'s"
+  removed, words joined by inner apostrophes or hyphens, `!`, `?` and emoticons kept, tokens
+  with a digit dropped). The authors' tokenizer is not published; this one makes every word
+  of the list's first 10,000 from the training reviews, its 30 most frequent tokens are the
+  list's first 30 in the list's order, and 9,941 of its 10,000 most frequent are the list's
+  (whose counts took in more reviews than the 25,000 training ones).
+- `ours` (the default, for configs written before the option): our tokenizer,
+  1. lower-case the review and replace every `<br />` with a space;
+  2. tokens are the matches of `[^\\W_]+(?:'[^\\W_]+)*`: runs of letters and digits (any
+     script), joined by inner apostrophes, so `it's` and `don't` are one token while quotes
+     ('like this') and all other punctuation are dropped;
+  and the vocabulary is the `vocab_size` tokens with the most occurrences in the TRAINING
+  reviews, ties broken alphabetically (test reviews never influence it). 9,570 of its 10,000
+  words are the list's.
 
 Features (`features`, ours): `counts` (default) is how often each word occurs in a review,
 clipped at 255; `binary` is 1 where it occurs at all. Counts are the default because they are
@@ -25,7 +36,8 @@ paper, feeds the logistic regression; `binary` is the common alternative for sen
 
 Tokenizing 50,000 reviews takes tens of seconds, so the per-review counts over the FULL token
 list are built once and cached (compressed-sparse rows, uint8 counts) as
-DATA/aclImdb/.adamrepro-cache/bow-<digest>.pt; `vocab_size` and `features` are applied when
+DATA/aclImdb/.adamrepro-cache/bow-<digest>.pt (`bow.imdb.vocab-<digest>.pt` for the dataset's
+tokens); `vocab_size`, `vocabulary`'s list and `features` are applied when
 loading, so changing them costs no re-tokenization. Features are returned dense as uint8 (N, V):
 the runner keeps them on the device and the model casts each minibatch.
 """
@@ -63,6 +75,14 @@ MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 SPLITS = ("train", "test")
 LABELS = {"neg": 0, "pos": 1}
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+# The tokens the dataset's own list, `imdb.vocab`, holds (vocabulary: imdb.vocab): words
+# joined by inner apostrophes or hyphens (`sci-fi`, `don't`), `!` and `?`, and emoticons
+# (`:)`, `;-)`, `(:`), with every "'s" removed first: the list has `oullivan` (from
+# O'Sullivan) and no `it's` (every word of it whose last letters are 's' was cut); and no
+# token with a digit (`10`, `80s`, `mst3k`: the list has none).
+DATASET_WORD = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*|[!?]"
+                          r"|[:;=][\-o]?[()\[\]dpo/\\|]|[()][\-o]?[:;=]")
+VOCAB_FILE = "imdb.vocab"
 # Bump when anything that changes the cached counts changes (tokenizer, file order, format).
 CACHE_VERSION = 3
 MAX_COUNT = 255  # uint8 storage; no review comes close (the most repeated word is "the")
@@ -80,6 +100,10 @@ class Options(Frozen):
     train_size: Count | None = None
     test_size: Count | None = None
     vocab_size: int = Field(10000, gt=0)
+    # ours: the vocab_size tokens of our tokenizer most frequent in the training reviews;
+    # imdb.vocab: the first vocab_size words of the dataset's own frequency-ordered list,
+    # counted by a tokenizer that makes its tokens (`tokenize_like_the_dataset`)
+    vocabulary: Literal["ours", "imdb.vocab"] = "ours"
     features: Literal["counts", "binary"] = "counts"
     # False reads a tree whose label folders do not hold the official 12,500 reviews each
     verify: bool = True
@@ -96,6 +120,20 @@ def feature_shape(opts: Options) -> tuple[int, ...]:
 def tokenize(text: str) -> list[str]:
     """Our tokenizer (see the module docstring): lower-case words, `<br />` as a space."""
     return WORD.findall(text.lower().replace("<br />", " "))
+
+
+def tokenize_like_the_dataset(text: str) -> list[str]:
+    """The tokens of `imdb.vocab` (`DATASET_WORD`): ours differ where the dataset's list
+    has `!`, `?`, emoticons and hyphenated words, and lacks "'s". The authors' tokenizer is
+    not published; this one makes every one of the list's first 10,000 words from the
+    training reviews, and 9,941 of them are its own 10,000 most frequent (the list was
+    counted over more reviews than the 25,000; tests/test_imdb.py)."""
+    return [token for token in
+            DATASET_WORD.findall(text.lower().replace("<br />", " ").replace("'s", ""))
+            if not any(character.isdigit() for character in token)]
+
+
+TOKENIZERS = {"ours": (tokenize, WORD), "imdb.vocab": (tokenize_like_the_dataset, DATASET_WORD)}
 
 
 def url() -> str:
@@ -232,7 +270,7 @@ def _check_counts(root: Path, files: dict[str, list]) -> None:
             f"(dataset option verify: false) for a copy you trust")
 
 
-def _cache_path(root: Path, files: dict[str, list]) -> Path:
+def _cache_path(root: Path, files: dict[str, list], vocabulary: str = "ours") -> Path:
     """The cache of these review files: keyed by every file's name, folder (its label),
     size, modification time and change time, so that a review replaced, moved or edited
     since is read anew, never from a stale cache (50,000 stats: about 0.3 s). The change
@@ -244,14 +282,23 @@ def _cache_path(root: Path, files: dict[str, list]) -> Path:
             stat = os.stat(path)
             listing.update(f"{os.path.relpath(path, root)}\0{stat.st_size}\0"
                            f"{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
-    settings = {"version": CACHE_VERSION, "pattern": WORD.pattern,
+    settings = {"version": CACHE_VERSION, "pattern": TOKENIZERS[vocabulary][1].pattern,
                 "reviews": {split: len(rows) for split, rows in files.items()},
                 "files": listing.hexdigest()}
+    if vocabulary != "ours":  # ours keeps its key (its cache is not rebuilt)
+        # what the pattern does not say: bump the number when the rules change
+        settings["tokenizer"] = f"{vocabulary}: 's removed, tokens with digits dropped (1)"
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    return root / ".adamrepro-cache" / f"bow-{digest}.pt"
+    return root / ".adamrepro-cache" / f"{_cache_stem(vocabulary)}{digest}.pt"
 
 
-def _build(files: dict[str, list]) -> dict:
+def _cache_stem(vocabulary: str) -> str:
+    """The start of a cache's name: each tokenizer's own, ours as it always was (its cache
+    and its key unchanged: not rebuilt), so that neither prunes the other's."""
+    return "bow-" if vocabulary == "ours" else f"bow.{vocabulary}-"
+
+
+def _build(files: dict[str, list], vocabulary: str = "ours") -> dict:
     """Tokenize every review: token counts over the full token list as compressed rows,
     with a progress bar (tens of seconds) on stderr where it is a terminal, but under
     `--quiet`."""
@@ -273,7 +320,7 @@ def _build(files: dict[str, list]) -> dict:
                 raise UserError(f"IMDB: {path} is not UTF-8 text, as every review of the "
                                 f"official aclImdb is; replace aclImdb with the official "
                                 f"one") from None
-            counts = Counter(tokenize(text))
+            counts = Counter(TOKENIZERS[vocabulary][0](text))
             ids = [token_id.setdefault(token, len(token_id)) for token in counts]
             indices.extend(ids)
             values.extend(counts.values())
@@ -323,37 +370,40 @@ def _save_atomically(bow: dict, path: Path) -> None:
              f"rebuilt next time")
 
 
-def _reviews_and_cache(data_dir: Path) -> tuple[dict[str, list], Path]:
+def _reviews_and_cache(data_dir: Path, vocabulary: str = "ours") -> tuple[dict[str, list], Path]:
     """The review files (fetched if missing) and where their bag-of-words is cached."""
     root = fetch(data_dir)
     files = _review_files(root)
-    path = _cache_path(root, files)
+    path = _cache_path(root, files, vocabulary)
     # A cache of another key is of review files since changed (or of an older adamrepro),
-    # which no load will read again: 38 MB each for the whole dataset.
-    for stale in path.parent.glob("bow-*.pt"):
+    # which no load will read again: 38 MB each for the whole dataset (per tokenizer).
+    for stale in path.parent.glob(f"{_cache_stem(vocabulary)}*.pt"):
         if stale != path:
             with contextlib.suppress(OSError):  # a read-only data folder keeps it
                 stale.unlink()
     return files, path
 
 
-def _build_and_cache(files: dict[str, list], path: Path, announce: bool = True) -> dict:
+def _build_and_cache(files: dict[str, list], path: Path, announce: bool = True,
+                     vocabulary: str = "ours") -> dict:
     """Tokenize every review and cache the counts. Said first (`announce`), in a note, as it
     takes half a minute on a laptop: a run whose data was not fetched pays it too."""
     if announce:
-        note(f"IMDB: tokenizing {sum(map(len, files.values())):,} reviews once (about half a "
-             f"minute); every run reads the cache in {path.parent}")
-    bow = _build(files)
+        tokens = "" if vocabulary == "ours" else f" into {vocabulary}'s tokens"
+        note(f"IMDB: tokenizing {sum(map(len, files.values())):,} reviews{tokens} once (about "
+             f"half a minute); every run reads the cache in {path.parent}")
+    bow = _build(files, vocabulary)
     _save_atomically(bow, path)
     return bow
 
 
-def bag_of_words(data_dir: Path, verify: bool = True) -> dict:
-    """Token counts of every review (cached): `tokens` ordered by training frequency,
-    `train_counts` (their training occurrences), `splits[split]` with CSR `indptr`, `indices`,
-    `values` (uint8 counts), and `labels`, `ids`, `ratings` per review. With `verify`, a
-    label folder that does not hold the official number of reviews is a UserError."""
-    files, path = _reviews_and_cache(data_dir)
+def bag_of_words(data_dir: Path, verify: bool = True, vocabulary: str = "ours") -> dict:
+    """Token counts of every review (cached), by the tokenizer of `vocabulary`
+    (`TOKENIZERS`): `tokens` ordered by training frequency, `train_counts` (their training
+    occurrences), `splits[split]` with CSR `indptr`, `indices`, `values` (uint8 counts), and
+    `labels`, `ids`, `ratings` per review. With `verify`, a label folder that does not hold
+    the official number of reviews is a UserError."""
+    files, path = _reviews_and_cache(data_dir, vocabulary)
     if verify:
         _check_counts(path.parent.parent, files)
     announce = True
@@ -363,40 +413,79 @@ def bag_of_words(data_dir: Path, verify: bool = True) -> dict:
         except Exception as err:  # noqa: BLE001 - any unreadable cache is simply rebuilt
             note(f"IMDB: ignoring the unreadable cache {path} ({err}); building it again")
             announce = False  # that note said so
-    return _build_and_cache(files, path, announce)
+    return _build_and_cache(files, path, announce, vocabulary)
 
 
 def prepare(data_dir: Path) -> None:
-    """Build the bag-of-words cache now if it is missing (`adamrepro fetch`); a cache that
-    is there is not read (a damaged one is rebuilt, with a note, by the run that reads it).
-    The build says so itself, in a note on stderr (stdout holds the command's product)."""
-    files, path = _reviews_and_cache(data_dir)
-    if not path.exists():
-        _build_and_cache(files, path)
+    """Build the bag-of-words caches now where missing (`adamrepro fetch`), one per
+    tokenizer (the bundled config reads the dataset's tokens, a config without `vocabulary`
+    ours); a cache that is there is not read (a damaged one is rebuilt, with a note, by the
+    run that reads it). Each build says so itself, in a note on stderr (stdout holds the
+    command's product)."""
+    for vocabulary in TOKENIZERS:
+        files, path = _reviews_and_cache(data_dir, vocabulary)
+        if not path.exists():
+            _build_and_cache(files, path, vocabulary=vocabulary)
 
 
-def dense(split: dict, vocab_size: int, binary: bool) -> torch.Tensor:
-    """(N, vocab_size) uint8 features from one split's compressed rows."""
+def dense(split: dict, vocab_size: int, binary: bool,
+          column: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, vocab_size) uint8 features from one split's compressed rows: token i counts in
+    column `column[i]` (-1: none), by default token i in column i, for i < vocab_size."""
     indptr, indices = split["indptr"], split["indices"].long()
     rows = torch.repeat_interleave(torch.arange(len(indptr) - 1), indptr.diff())
-    keep = indices < vocab_size
+    if column is None:
+        keep, columns = indices < vocab_size, indices
+    else:
+        columns = column[indices]
+        keep = columns >= 0
     out = torch.zeros(len(indptr) - 1, vocab_size, dtype=torch.uint8)
-    out[rows[keep], indices[keep]] = 1 if binary else split["values"][keep]
+    out[rows[keep], columns[keep]] = 1 if binary else split["values"][keep]
     return out
 
 
+def dataset_vocabulary(root: Path, vocab_size: int) -> list[str]:
+    """The first `vocab_size` words of the dataset's `imdb.vocab` (one per line, ordered by
+    frequency, 89,527 of them in the official archive)."""
+    path = root / VOCAB_FILE
+    try:
+        words = path.read_text(encoding="utf-8").split("\n")
+    except FileNotFoundError:
+        raise UserError(f"IMDB: {path} is missing (dataset option vocabulary: imdb.vocab "
+                        f"reads it); put the official aclImdb/{VOCAB_FILE} back, or use "
+                        f"vocabulary: ours") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"IMDB: {path} could not be read as UTF-8 text ({err}); put the "
+                        f"official aclImdb/{VOCAB_FILE} back") from None
+    words = [word for word in words if word]
+    if vocab_size > len(words):
+        raise UserError(f"IMDB: vocab_size {vocab_size} exceeds the {len(words):,} words of "
+                        f"{path}; choose at most {len(words)}")
+    return words[:vocab_size]
+
+
+def _columns(bow: dict, words: list[str]) -> torch.Tensor:
+    """Token id -> its column: its place in `words`, -1 where it is none of them."""
+    place = {word: i for i, word in enumerate(words)}
+    return torch.tensor([place.get(token, -1) for token in bow["tokens"]], dtype=torch.int64)
+
+
 def load(opts: Options, data_dir: Path) -> TensorDataset:
-    bow = bag_of_words(data_dir, opts.verify)
-    known = sum(1 for count in bow["train_counts"] if count > 0)
-    if opts.vocab_size > known:
-        raise UserError(f"IMDB: vocab_size {opts.vocab_size} exceeds the {known} distinct "
-                        f"tokens of the training reviews; choose at most {known}")
+    bow = bag_of_words(data_dir, opts.verify, opts.vocabulary)
+    column = None
+    if opts.vocabulary == "imdb.vocab":
+        column = _columns(bow, dataset_vocabulary(Path(data_dir) / "aclImdb", opts.vocab_size))
+    else:
+        known = sum(1 for count in bow["train_counts"] if count > 0)
+        if opts.vocab_size > known:
+            raise UserError(f"IMDB: vocab_size {opts.vocab_size} exceeds the {known} "
+                            f"distinct tokens of the training reviews; choose at most {known}")
     binary = opts.features == "binary"
     train, test = bow["splits"]["train"], bow["splits"]["test"]
     data = TensorDataset.labelled(
-        train_x=dense(train, opts.vocab_size, binary),
+        train_x=dense(train, opts.vocab_size, binary, column),
         train_y=train["labels"],
-        test_x=dense(test, opts.vocab_size, binary),
+        test_x=dense(test, opts.vocab_size, binary, column),
         test_y=test["labels"],
         num_classes=2,
     )
