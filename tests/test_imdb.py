@@ -57,6 +57,15 @@ def test_the_dataset_s_tokenizer_makes_the_tokens_of_its_list():
         "roll", "well", ";-)"]  # 10/10: no token with a digit, as the list has none
 
 
+def _review_text(bow: dict, imdb_dir: Path, row: int) -> str:
+    """The text of the test review in row `row` of `bow`'s test split, read from its file."""
+    split = bow["splits"]["test"]
+    label = "pos" if split["labels"][row] == 1 else "neg"
+    path = (imdb_dir / "aclImdb" / "test" / label /
+            f"{int(split['ids'][row])}_{int(split['ratings'][row])}.txt")
+    return path.read_text(encoding="utf-8")
+
+
 @pytest.fixture(scope="session")
 def dataset_words(imdb_dir) -> list[str]:
     return imdb.dataset_vocabulary(imdb_dir / "aclImdb", 10000)
@@ -78,12 +87,9 @@ def test_the_dataset_s_vocabulary_is_its_list_counted_as_its_tokens(bow, imdb_di
     assert len(set(counted["tokens"][:10000]) & set(dataset_words)) >= 9900  # 9,941
     # ours is another list: 9,570 of its 10,000 are the dataset's
     assert len(set(bow["tokens"][:10000]) & set(dataset_words)) < 9700
-    split = counted["splits"]["test"]
     row = 4321
-    label = "pos" if split["labels"][row] == 1 else "neg"
-    path = (imdb_dir / "aclImdb" / "test" / label /
-            f"{int(split['ids'][row])}_{int(split['ratings'][row])}.txt")
-    counts = Counter(imdb.tokenize_like_the_dataset(path.read_text(encoding="utf-8")))
+    text = _review_text(counted, imdb_dir, row)
+    counts = Counter(imdb.tokenize_like_the_dataset(text))
     expected = torch.tensor([min(counts[word], 255) for word in dataset_words],
                             dtype=torch.uint8)
     assert expected.sum() > 0 and torch.equal(data.test_x[row], expected)
@@ -134,12 +140,8 @@ def test_vocabulary_is_the_most_frequent_training_tokens(bow):
 
 
 def test_a_row_is_the_review_counted_by_hand(bow, data, imdb_dir):
-    split = bow["splits"]["test"]
     row = 12345
-    label = "pos" if split["labels"][row] == 1 else "neg"
-    path = (imdb_dir / "aclImdb" / "test" / label /
-            f"{int(split['ids'][row])}_{int(split['ratings'][row])}.txt")
-    counts = Counter(imdb.tokenize(path.read_text(encoding="utf-8")))
+    counts = Counter(imdb.tokenize(_review_text(bow, imdb_dir, row)))
     index = {token: i for i, token in enumerate(bow["tokens"][:10000])}
     expected = torch.zeros(10000, dtype=torch.uint8)
     for token, count in counts.items():
