@@ -530,6 +530,7 @@ def test_a_label_folder_that_lost_or_gained_a_review_is_refused_unless_trusted(
             (copy / split / label).mkdir(parents=True)
             for review in os.scandir(official / split / label):
                 (copy / split / label / review.name).symlink_to(review.path)
+    (copy / "imdb.vocab").symlink_to(official / "imdb.vocab")  # the config's word list
     lost = sorted((copy / "train" / "pos").iterdir())[0]
     lost.unlink()
     extra = next((copy / "test" / "neg").iterdir())
