@@ -85,6 +85,7 @@ def test_the_dataset_s_vocabulary_is_its_list_counted_as_its_tokens(bow, imdb_di
     assert (data.train_x.sum(0, dtype=torch.int64) > 0).all()  # no column of zeros
     counted = imdb.bag_of_words(imdb_dir, vocabulary="imdb.vocab")
     assert len(set(counted["tokens"][:10000]) & set(dataset_words)) >= 9900  # 9,941
+    assert counted["tokens"][:30] == dataset_words[:30]  # the same words, in the same order
     # ours is another list: 9,570 of its 10,000 are the dataset's
     assert len(set(bow["tokens"][:10000]) & set(dataset_words)) < 9700
     row = 4321
