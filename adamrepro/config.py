@@ -488,8 +488,9 @@ def _check_subfunctions_fit(exp: Experiment, label: str, where: str) -> None:
     for scale in SCALES:
         scaled = exp.at_scale(scale)
         size, which = scaled.dataset.get("train_size"), "dataset.train_size"
-        if size is None and _official_sizes(scaled):
-            size, which = _official_sizes(scaled)["train_size"], "the whole training set"
+        official = _official_sizes(scaled)
+        if size is None and official:
+            size, which = official["train_size"], "the whole training set"
         if type(size) is not int:
             continue
         for point in scaled.methods[label].points():

@@ -271,21 +271,26 @@ def _check_counts(root: Path, files: dict[str, list]) -> None:
             f"(dataset option verify: false) for a copy you trust")
 
 
-def _cache_path(root: Path, files: dict[str, list], vocabulary: str = "ours") -> Path:
-    """The cache of these review files: keyed by every file's name, folder (its label),
-    size, modification time and change time, so that a review replaced, moved or edited
-    since is read anew, never from a stale cache (50,000 stats: about 0.3 s). The change
-    time is the one no tool sets back: `cp -p`, `rsync -a` and `tar x` restore an edited
-    review's size-preserving modification time, but any write moves its change time."""
+def _listing(root: Path, files: dict[str, list]) -> str:
+    """A digest of every review file's name, folder (its label), size, modification time and
+    change time, so that a review replaced, moved or edited since is read anew, never from
+    a stale cache (50,000 stats: about 0.3 s). The change time is the one no tool sets back:
+    `cp -p`, `rsync -a` and `tar x` restore an edited review's size-preserving modification
+    time, but any write moves its change time."""
     listing = hashlib.sha1()
     for rows in files.values():
         for _, _, _, path in rows:
             stat = os.stat(path)
             listing.update(f"{os.path.relpath(path, root)}\0{stat.st_size}\0"
                            f"{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
+    return listing.hexdigest()
+
+
+def _cache_path(root: Path, files: dict[str, list], listing: str, vocabulary: str) -> Path:
+    """The cache of these review files (`listing`, their `_listing`) by one tokenizer."""
     settings = {"version": CACHE_VERSION, "pattern": TOKENIZERS[vocabulary][1].pattern,
                 "reviews": {split: len(rows) for split, rows in files.items()},
-                "files": listing.hexdigest()}
+                "files": listing}
     if vocabulary != "ours":  # ours keeps its key (its cache is not rebuilt)
         # what the pattern does not say: bump the number when the rules change
         settings["tokenizer"] = f"{vocabulary}: 's removed, tokens with digits dropped (1)"
@@ -371,18 +376,22 @@ def _save_atomically(bow: dict, path: Path) -> None:
              f"rebuilt next time")
 
 
-def _reviews_and_cache(data_dir: Path, vocabulary: str = "ours") -> tuple[dict[str, list], Path]:
-    """The review files (fetched if missing) and where their bag-of-words is cached."""
+def _reviews_and_caches(data_dir: Path, vocabularies) -> tuple[dict[str, list], dict[str, Path]]:
+    """The review files (fetched if missing, listed and stat'ed once) and where their
+    bag-of-words is cached by each tokenizer of `vocabularies`."""
     root = fetch(data_dir)
     files = _review_files(root)
-    path = _cache_path(root, files, vocabulary)
-    # A cache of another key is of review files since changed (or of an older adamrepro),
-    # which no load will read again: 38 MB each for the whole dataset (per tokenizer).
-    for stale in path.parent.glob(f"{_cache_stem(vocabulary)}*.pt"):
-        if stale != path:
-            with contextlib.suppress(OSError):  # a read-only data folder keeps it
-                stale.unlink()
-    return files, path
+    listing = _listing(root, files)
+    paths = {}
+    for vocabulary in vocabularies:
+        paths[vocabulary] = path = _cache_path(root, files, listing, vocabulary)
+        # A cache of another key is of review files since changed (or of an older
+        # adamrepro), which no load will read again: 38 MB each for the whole dataset.
+        for stale in path.parent.glob(f"{_cache_stem(vocabulary)}*.pt"):
+            if stale != path:
+                with contextlib.suppress(OSError):  # a read-only data folder keeps it
+                    stale.unlink()
+    return files, paths
 
 
 def _build_and_cache(files: dict[str, list], path: Path, announce: bool = True,
@@ -404,7 +413,8 @@ def bag_of_words(data_dir: Path, verify: bool = True, vocabulary: str = "ours") 
     occurrences), `splits[split]` with CSR `indptr`, `indices`, `values` (uint8 counts), and
     `labels`, `ids`, `ratings` per review. With `verify`, a label folder that does not hold
     the official number of reviews is a UserError."""
-    files, path = _reviews_and_cache(data_dir, vocabulary)
+    files, paths = _reviews_and_caches(data_dir, (vocabulary,))
+    path = paths[vocabulary]
     if verify:
         _check_counts(path.parent.parent, files)
     announce = True
@@ -423,8 +433,8 @@ def prepare(data_dir: Path) -> None:
     ours); a cache that is there is not read (a damaged one is rebuilt, with a note, by the
     run that reads it). Each build says so itself, in a note on stderr (stdout holds the
     command's product)."""
-    for vocabulary in TOKENIZERS:
-        files, path = _reviews_and_cache(data_dir, vocabulary)
+    files, paths = _reviews_and_caches(data_dir, TOKENIZERS)
+    for vocabulary, path in paths.items():
         if not path.exists():
             _build_and_cache(files, path, vocabulary=vocabulary)
 

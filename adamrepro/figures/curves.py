@@ -88,12 +88,14 @@ BARS_UP_TO = 5  # passes: a curve this short shows its spread as bars, not a ban
 BAR_DODGE = 0.05  # passes between the bars of two neighbouring curves at one pass
 
 
-def short_curves(curves: pd.DataFrame) -> bool:
-    """Whether a figure's per-pass curves are short enough for bars (`spread`): at most
-    BARS_UP_TO passes. Linear bands between so few points are wide polygons, and six of them
+def short_curves(curves: pd.DataFrame, chosen) -> bool:
+    """Whether a figure draws its per-pass spread as bars (`spread`): its curves are at
+    most BARS_UP_TO passes long and some method of `chosen` (best.csv rows) has seeds to
+    spread over. Linear bands between so few points are wide polygons, and six of them
     (Fig. 3 at quick scale) overlapped into one muddy area; a band of a single pass draws
     nothing at all."""
-    return int(curves["epoch"].max()) <= BARS_UP_TO
+    return (int(curves["epoch"].max()) <= BARS_UP_TO
+            and any(row["n_seeds"] > 1 for row in chosen))
 
 
 def spread(ax, stats: pd.DataFrame, color: str, bars: tuple[int, int] | None = None):
@@ -444,7 +446,7 @@ def draw(folder: Path, tables: Tables | None = None,
     drawn: list[list] = [[] for _ in panels]  # each panel's (method, band) for cut_first_pass
     raced = [chosen for _, chosen in in_config_order(best, meta).iterrows()
              if chosen["method"] not in sweeps]
-    bars = short_curves(curves) and any(chosen["n_seeds"] > 1 for chosen in raced)
+    bars = short_curves(curves, raced)
     for place, chosen in enumerate(raced):
         runs = curves[curves["point_id"] == chosen["point_id"]]
         line = style(chosen["optimizer"], variant_of(chosen), palette)

@@ -51,9 +51,9 @@ def draw(folder: Path, tables: Tables | None = None,
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     ax_early, ax_all = fig.subplots(1, 2)
     early_drawn = []  # each method's (method, band) on the early panel, for cut_first_pass
-    chosen_runs = list(in_config_order(best, meta).iterrows())
-    bars = short_curves(curves) and any(chosen["n_seeds"] > 1 for _, chosen in chosen_runs)
-    for place, (_, chosen) in enumerate(chosen_runs):
+    chosen_rows = [chosen for _, chosen in in_config_order(best, meta).iterrows()]
+    bars = short_curves(curves, chosen_rows)
+    for place, chosen in enumerate(chosen_rows):
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         runs = curves[curves["point_id"] == chosen["point_id"]].dropna(subset=[y.name])
         within_passes = steps is not None and y.name in steps.columns
@@ -72,7 +72,7 @@ def draw(folder: Path, tables: Tables | None = None,
             if chosen["n_seeds"] > 1:  # steps.csv's blocks on the early panel are many
                 per_pass = ax is ax_all or not within_passes
                 spread(ax, stats, line["color"],
-                       (place, len(chosen_runs)) if bars and per_pass else None)
+                       (place, len(chosen_rows)) if bars and per_pass else None)
     for ax in (ax_early, ax_all):
         ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(y.label))
     every = meta["config"]["training"].get("log_every")

@@ -70,7 +70,7 @@ def draw(folder: Path, tables: Tables | None = None,
     chosen_rows = [chosen for _, chosen in in_config_order(best, meta).iterrows()]
     raced = [chosen["method"] for chosen in chosen_rows if chosen["method"] not in sweeps]
     # bars on a few passes, as curves.png has them; seconds differ per method: bands there
-    bars = short_curves(curves) and any(chosen["n_seeds"] > 1 for chosen in chosen_rows)
+    bars = short_curves(curves, chosen_rows)
     for chosen in chosen_rows:
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         costs = method_costs(curves, chosen, y.name)

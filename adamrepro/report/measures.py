@@ -258,9 +258,10 @@ def seconds_per_pass(measured: Measured, method: MethodRef, after: int = 0) -> f
         return math.nan
     runs = runs.assign(run_seconds=run_seconds(runs)).sort_values("epoch")
     last = runs.groupby("run_id").tail(1)
-    start = runs[runs["epoch"] == after].set_index("run_id")["run_seconds"]
     last = last[last["epoch"] > after].set_index("run_id")
-    start = start.reindex(last.index).fillna(0.0) if after == 0 else start.reindex(last.index)
+    start = runs[runs["epoch"] == after].set_index("run_id")["run_seconds"].reindex(last.index)
+    if after == 0:
+        start = start.fillna(0.0)  # a table without pass 0's row: no time before pass 1
     return float(((last["run_seconds"] - start) / (last["epoch"] - after)).mean())
 
 
