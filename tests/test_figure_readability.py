@@ -248,3 +248,34 @@ def test_a_pass_axis_ticks_the_last_pass(passes, ticks):
     FigureCanvasAgg(fig).draw()
     low, high = ax.get_xlim()
     assert [int(t) for t in ax.get_xticks() if low <= t <= high] == ticks
+
+
+def _legend_texts(fig) -> list[str]:
+    legends = [ax.get_legend() for ax in fig.axes] + list(fig.legends)
+    return [text.get_text() for legend in legends if legend for text in legend.get_texts()]
+
+
+@pytest.mark.parametrize("figure", ["curves", "sfo", "sensitivity"])
+def test_a_curve_that_lies_on_another_says_whose_it_is(tmp_path, monkeypatch, figure):
+    """Fig. 2b's adam+batched trains as adam does and differs only in its seconds: its line
+    lay exactly on Adam's, a legend entry with no line to be seen. Its entry names the curve
+    it lies on, and no other does; moved by a hair, it is a curve of its own again."""
+    import pandas as pd
+
+    fig, curves, best, _ = _drawn(monkeypatch, tmp_path, "quick-cpu/mlp_sfo", figure)
+    chosen = best.set_index("method")["point_id"]
+    per_pass = {method: curves[curves["point_id"] == chosen[method]]
+                .groupby("epoch")["train_loss_full"].mean() for method in ("adam", "adam+batched")}
+    assert per_pass["adam"].equals(per_pass["adam+batched"])  # the committed runs agree
+    said = [text for text in _legend_texts(fig) if "the same curve as" in text]
+    assert len(said) == 1 and said[0].startswith("adam+batched ("), said
+    assert said[0].endswith("the same curve as adam)")
+
+    def nudged(folder):
+        table = pd.read_csv(folder / "curves.csv")
+        batched = table["method"] == "adam+batched"
+        table.loc[batched, "train_loss_full"] *= 1 + 1e-9
+        table.to_csv(folder / "curves.csv", index=False)
+
+    fig, *_ = _drawn(monkeypatch, tmp_path / "nudged", "quick-cpu/mlp_sfo", figure, nudged)
+    assert not [text for text in _legend_texts(fig) if "the same curve as" in text]

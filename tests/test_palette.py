@@ -165,6 +165,38 @@ def test_every_variant_of_the_bundled_configs_has_its_own_line_style():
     Line2D([], [], **style("adam", "a_variant_of_mine"))  # matplotlib accepts it
 
 
+def _shape(linestyle) -> tuple:
+    """What a reader sees of a dash pattern: each mark a dot, a dash or a long dash, each gap
+    tight or wide, as the smallest repeating unit, wherever the line happens to begin."""
+    import matplotlib as mpl
+
+    named = {"--": "dashed", ":": "dotted", "-.": "dashdot"}
+    dashes = (mpl.rcParams[f"lines.{named[linestyle]}_pattern"] if isinstance(linestyle, str)
+              else linestyle[1])
+    marks = tuple(("dot" if on <= 1.5 else "dash" if on <= 4.5 else "long",
+                   "tight" if off <= 2.5 else "wide")
+                  for on, off in zip(dashes[::2], dashes[1::2], strict=True))
+    size = next(k for k in range(1, len(marks) + 1)
+                if len(marks) % k == 0 and marks[:k] * (len(marks) // k) == marks)
+    unit = marks[:size]
+    return min(unit[i:] + unit[:i] for i in range(size))
+
+
+def test_no_two_line_styles_look_alike():
+    """Two patterns that differ only in where they begin, or by a point in a mark, look the
+    same on a page: dash-dot-dot (α/√t, Fig. 2a) was once dot-dot-dash (constant α, Fig. 1)
+    begun elsewhere. Every built-in and every style a user's variant may get has a shape of
+    its own."""
+    from adamrepro.figures.palette import EXTRA_LINESTYLES, LINESTYLES
+
+    styles = [s for s in (*LINESTYLES.values(), *EXTRA_LINESTYLES) if s != "-"]
+    shapes = [_shape(s) for s in styles]
+    alike = [(a, b) for i, a in enumerate(styles) for b in styles[i + 1:]
+             if _shape(a) == _shape(b)]
+    assert not alike, alike
+    assert len(set(shapes)) == len(styles)
+
+
 def test_two_variants_of_a_users_config_never_share_a_line_style():
     """Variants from elsewhere are styled by a hash of their name: two that land on the same
     style (`warmup` and another found here) get two, the same in every figure of the

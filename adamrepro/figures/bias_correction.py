@@ -19,6 +19,7 @@ import numpy as np
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MultipleLocator
 from matplotlib.transforms import blended_transform_factory
 
 from adamrepro.errors import UserError
@@ -92,6 +93,9 @@ def draw(folder: Path, tables: Tables | None = None,
                 ax = axes[r, c]
                 ax.set_title(f"β1={beta1:g}, β2={beta2:g}", fontsize=9)
                 ax.set_ylim(low - margin, top + margin)
+                # whole decades: half-decade ticks (-3.5) sat where a grid of 1e-4, 1e-3,
+                # 1e-2 has no point, and read as α values run
+                ax.xaxis.set_major_locator(MultipleLocator(1))
                 if r == len(beta1s) - 1:
                     ax.set_xlabel("log10(α)")
                 if (beta1, beta2) not in ran:  # a grid that leaves this pair out

@@ -148,7 +148,7 @@ def legend(where, handles, labels, **keywords):
 
 # A linear cost axis is cut to the range after the first pass where the first pass would
 # stretch it more than this factor: Fig. 1's SGD starts at 1.1 and pressed every method into
-# 0.26-0.4 of an axis to 1.35. The paper's own Fig. 1 is cut so.
+# 0.26-0.4 of an axis to 1.35.
 FIRST_PASS_STRETCH = 2.0
 CUT_MARGIN = 0.05  # of the range after the first pass, above and below it
 
@@ -206,11 +206,22 @@ def as_written(text: str) -> str:
     return "\u2060" + text if text.startswith("_") else text
 
 
-def legend_label(chosen: pd.Series, meta: dict) -> str:
+def same_curve(points: pd.Series, drawn: dict[str, pd.Series]) -> str | None:
+    """The first method of `drawn` whose curve this one is, point for point: a reader sees one
+    line where two lie (Fig. 2b's adam+batched trains as adam does and differs only in its
+    seconds), so the legend says it rather than show a line that is nowhere."""
+    return next((method for method, other in drawn.items()
+                 if other.index.equals(points.index)
+                 and np.array_equal(other.to_numpy(), points.to_numpy(), equal_nan=True)),
+                None)
+
+
+def legend_label(chosen: pd.Series, meta: dict, same_as: str | None = None) -> str:
     """A method's label with the grid point it was selected at, e.g. `adam (α=0.1/√t)`: a
     reader sees which step size each curve is, and that a decaying one decays; and which of
     them was selected at the end of its grid (`adam (α=0.003; grid edge: α)`), as the
-    report cautions, since a wider grid might select another."""
+    report cautions, since a wider grid might select another; `same_as` names the method
+    whose curve this one is, drawn over it (`same_curve`)."""
     values = []
     for name in searched(meta, chosen["method"]):
         value = chosen.get(name)
@@ -226,7 +237,9 @@ def legend_label(chosen: pd.Series, meta: dict) -> str:
     text = ", ".join(values)
     if edges:
         text += f"; grid edge: {', '.join(SYMBOLS.get(name, name) for name in edges)}"
-    return as_written(f"{chosen['method']} ({text})" if values else chosen["method"])
+    if same_as is not None:
+        text += f"{'; ' if text else ''}the same curve as {same_as}"
+    return as_written(f"{chosen['method']} ({text})" if text else chosen["method"])
 
 
 def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None = None,
@@ -447,9 +460,11 @@ def draw(folder: Path, tables: Tables | None = None,
     raced = [chosen for _, chosen in in_config_order(best, meta).iterrows()
              if chosen["method"] not in sweeps]
     bars = short_curves(curves, raced)
+    costs: dict[str, pd.Series] = {}  # each method's training cost as drawn, for same_curve
     for place, chosen in enumerate(raced):
         runs = curves[curves["point_id"] == chosen["point_id"]]
         line = style(chosen["optimizer"], variant_of(chosen), palette)
+        label = None
         for (ax, column), mine in zip(panels, drawn, strict=True):
             shown = runs.dropna(subset=[column.name])
             if ax is not ax_cost:  # the untrained epoch 0 (chance accuracy) squashes the axis
@@ -457,7 +472,10 @@ def draw(folder: Path, tables: Tables | None = None,
             stats = band(shown, column.name, plot_cfg["band"],
                          plot_cfg["logy"] and column.metric == y.metric)
             mine.append((chosen["method"], stats))
-            ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta),
+            if label is None:  # the cost panel's, first: its legend is the figure's
+                label = legend_label(chosen, meta, same_curve(stats["mean"], costs))
+                costs[chosen["method"]] = stats["mean"]
+            ax.plot(stats.index, stats["mean"], label=label,
                     **few_points(len(stats), line), **line)
             if chosen["n_seeds"] > 1:
                 spread(ax, stats, line["color"], (place, len(raced)) if bars else None)

@@ -73,8 +73,10 @@ LINESTYLES: dict[str, str | tuple] = {
     "nobias": ":",
     "avg": "-.",
     "constant_lr": (0, (1, 1, 1, 1, 4, 1)),  # dot-dot-dash
-    "dropout+constant_lr": (0, (5, 2, 1, 2, 1, 2)),  # dropout's dash, then dot-dot
-    "sqrt_decay": (0, (3, 1, 1, 1, 1, 1)),  # dash-dot-dot
+    "dropout+constant_lr": (0, (8, 2, 1, 2, 1, 2)),  # a long dash, then dot-dot
+    # Dash-dash-dot, not dash-dot-dot: that is dot-dot-dash begun elsewhere, and a reader
+    # took constant α (Fig. 1) and α/√t (Fig. 2a) for one style.
+    "sqrt_decay": (0, (4, 1.5, 4, 1.5, 1, 1.5)),  # dash-dash-dot
     "batched": (0, (8, 2)),  # long dashes
     "memory": (0, (1, 3)),  # sparse dots
 }
@@ -82,8 +84,8 @@ LINESTYLES: dict[str, str | tuple] = {
 # moved to the next free one where two of an experiment land on the same. No dash-dot among
 # them: that is "averaged" wherever it appears.
 EXTRA_LINESTYLES: tuple[tuple, ...] = (
-    (0, (3, 3)), (0, (2, 1)), (0, (10, 2, 2, 2)), (0, (1, 2, 1, 2, 6, 2)), (0, (6, 3, 2, 3)),
-    (0, (12, 2, 12, 6)),
+    (0, (3, 3)), (0, (1, 1, 1, 4)), (0, (10, 2, 2, 2)), (0, (1, 3, 1, 3, 6, 3)),
+    (0, (6, 3, 2, 3)), (0, (12, 2, 12, 6)),
 )
 
 

@@ -25,6 +25,7 @@ from adamrepro.figures.curves import (
     legend,
     log_y,
     run_tag,
+    same_curve,
     save_figure,
     seeds_of,
     untrained_cost,
@@ -124,6 +125,7 @@ def draw(folder: Path, tables: Tables | None = None,
     # at the top edge, as in Fig. 4: drawn, it stretched a log axis to 10^4 and pressed every
     # other method into its bottom (Sec. 7's two horizons at α = 1e-4).
     above_any = False
+    drawn: dict[str, pd.Series] = {}  # each method's line, for same_curve
     for rank, (method, rows) in enumerate(table.groupby("method", sort=False)):
         line = style(rows["optimizer"].iloc[0], rows["variant"].iloc[0], palette)
         rows = rows.sort_values("lr")
@@ -131,7 +133,11 @@ def draw(folder: Path, tables: Tables | None = None,
         above = ok[ok["above"]]
         ok = ok[~ok["above"]]
         above_any = above_any or len(above) > 0
-        ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=as_written(method), **line)
+        costs = ok.set_index("lr")["cost"]
+        twin = same_curve(costs, drawn)
+        drawn[method] = costs
+        label = as_written(method if twin is None else f"{method} (the same curve as {twin})")
+        ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=label, **line)
         ax.plot(above["lr"], np.ones(len(above)), linestyle="none", marker="^",
                 markersize=8, color=line["color"], transform=top_edge, clip_on=False)
         chosen = ok[ok["point_id"].isin(selected)]

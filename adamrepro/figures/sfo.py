@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 # The object-oriented API, not pyplot: no backend to choose (none is touched on import, a
 # user's MPLBACKEND included) and no global figure state.
@@ -30,6 +31,7 @@ from adamrepro.figures.curves import (
     legend_label,
     log_y,
     run_tag,
+    same_curve,
     save_figure,
     seeds_of,
     short_curves,
@@ -71,11 +73,14 @@ def draw(folder: Path, tables: Tables | None = None,
     raced = [chosen["method"] for chosen in chosen_rows if chosen["method"] not in sweeps]
     # bars on a few passes, as curves.png has them; seconds differ per method: bands there
     bars = short_curves(curves, chosen_rows)
+    drawn: dict[str, pd.Series] = {}  # each method's curve per pass, for same_curve
     for chosen in chosen_rows:
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         costs = method_costs(curves, chosen, y.name)
         if chosen["method"] not in sweeps:
-            ax_pass.plot(costs.index, costs[y.name], label=legend_label(chosen, meta), **line)
+            label = legend_label(chosen, meta, same_curve(costs[y.name], drawn))
+            drawn[chosen["method"]] = costs[y.name]
+            ax_pass.plot(costs.index, costs[y.name], label=label, **line)
             timed = costs[costs["run_seconds"] > 0]  # pass 0, at 0 s, is the guide line
             ax_time.plot(timed["run_seconds"], timed[y.name], label=as_written(chosen["method"]),
                          **line)
@@ -103,7 +108,8 @@ def draw(folder: Path, tables: Tables | None = None,
     log_y(ax_time, "x")
     start = curves.loc[(curves["epoch"] == 0) & ~curves["method"].isin(sweeps), y.name].mean()
     if math.isfinite(start):
-        guide = ax_time.axhline(start, color=REFERENCE, **GUIDE_LINE)
+        # beneath the curves: SFO with dropout stays at the untrained cost, on this line
+        guide = ax_time.axhline(start, color=REFERENCE, zorder=1.5, **GUIDE_LINE)
         ax_time.legend([guide], [f"pass 0, untrained: {start:.3g} (mean)"], frameon=False,
                        fontsize=8)
     ax_time.set_xlabel("training seconds of one run (log; evaluation excluded)")

@@ -50,6 +50,7 @@ def draw(folder: Path, tables: Tables | None = None,
     seeds = tracked["seed"].nunique()
     fig = Figure(figsize=(4.6 * len(order), 4.0), layout="constrained")
     axes = fig.subplots(1, len(order), squeeze=False, sharey=True)
+    highest = 0.0  # the highest bound drawn
     for ax, method in zip(axes[0], order, strict=True):
         runs = tracked[tracked["method"] == method]
         first = runs.iloc[0]
@@ -68,6 +69,7 @@ def draw(folder: Path, tables: Tables | None = None,
             if cell not in cells:
                 cells.append(cell)
         for printed, (bound, cells) in sorted(bounds.items(), key=lambda item: item[1][0]):
+            highest = max(highest, bound)
             ax.axhline(bound, color=REFERENCE, **GUIDE_LINE,
                        label=f"Sec. 2.1 bound: |Δθ| ≤ {printed}·α"
                        + (f" ({'; '.join(cells)})" if several else ""))
@@ -75,11 +77,13 @@ def draw(folder: Path, tables: Tables | None = None,
         if lost:
             ax.plot([], [], marker="x", linestyle="none", label=f"diverged: {'; '.join(lost)}",
                     **{key: value for key, value in line.items() if key == "color"})
-        ax.set(title=as_written(method), xlabel="iterations over entire dataset",
-               ylabel="largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))
-        ax.set_ylim(bottom=0)
+        ax.set(title=as_written(method), xlabel="iterations over entire dataset")
         whole_passes(ax)  # not 0.25, 0.50, ... at a few passes
         legend(ax, *ax.get_legend_handles_labels(), frameon=False, fontsize=8)
+    # The axis is shared: its label once, and room above the highest bound, which sat on the
+    # frame and read as a double border when no step came near it.
+    axes[0][0].set_ylabel("largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))
+    axes[0][0].set_ylim(0, max(axes[0][0].get_ylim()[1], 1.1 * highest))
     title = (f"{meta['config']['title']}: the largest step of each pass against the bound "
              f"of Sec. 2.1  {run_tag(meta, seeds)}")
     figure_title(fig, title)
