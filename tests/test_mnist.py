@@ -34,6 +34,17 @@ def test_reader_shapes_and_class_counts(data_dir):
     assert torch.bincount(data.test_y).tolist() == TEST_COUNTS
 
 
+def test_pixel_scale_divides_the_bytes(data_dir):
+    """[0, 1] is ours (`pixel_scale: 255`); `pixel_scale: 1` keeps the bytes 0-255, the
+    paper's "raw pixels" read literally."""
+    unit = mnist.load(mnist.Options(train_size=100, test_size=50), data_dir)
+    raw = mnist.load(mnist.Options(train_size=100, test_size=50, pixel_scale=1), data_dir)
+    assert raw.train_x.max() == 255 and torch.equal(raw.train_x, raw.train_x.round())
+    torch.testing.assert_close(raw.train_x / 255, unit.train_x, rtol=0, atol=0)
+    with pytest.raises(UserError, match="pixel_scale: Input should be greater than 0"):
+        mnist.options({"pixel_scale": 0}, "dataset")
+
+
 def test_idx_header_is_read_not_assumed(data_dir):
     images = mnist.read_idx(data_dir / "MNIST/raw/t10k-images-idx3-ubyte.gz")
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8

@@ -297,6 +297,36 @@ def test_sfo_refuses_the_vae_whose_objective_samples_noise():
     assert parse_experiment(raw, "test").methods["sfo"].optimizer == "sfo"
 
 
+@pytest.mark.parametrize(("dataset", "said"), [
+    ({"name": "mnist", "pixel_scale": 1}, "pixel_scale 1 leaves pixels up to 255; set "
+                                          "dataset.pixel_scale: 255"),
+    ({"name": "cifar10"}, "zca-whitened images are centred, not in [0, 1]; set "
+                          "dataset.whitening: none"),
+    ({"name": "imdb"}, "word counts run above 1; set dataset.features: binary"),
+])
+def test_the_vae_refuses_inputs_that_are_no_probabilities(dataset, said):
+    """Its likelihood reads each input as a probability: grey levels of 0-255 (MNIST with
+    `pixel_scale: 1`), whitened images or word counts gave a cross-entropy of no meaning,
+    and trained without a word. Refused at load, naming the fix; the fix is accepted."""
+    from adamrepro.errors import UserError
+
+    raw = {
+        "name": "vae-inputs", "title": "the VAE's inputs", "dataset": dataset,
+        "model": {"name": "vae", "hidden": 16, "latent": 4},
+        "training": {"batch_size": 128, "epochs": 1},
+        "methods": {"adam": {"optimizer": "adam", "grid": {}}},
+    }
+    with pytest.raises(UserError, match="model vae reads each input as a probability in "
+                                        r"\[0, 1\], and dataset") as caught:
+        parse_experiment(raw, "test")
+    assert str(caught.value).endswith(said)
+    fixed = dict(dataset, **dict([said.rsplit("set dataset.", 1)[1].split(": ")]))
+    fixed = {k: int(v) if v.isdigit() else v for k, v in fixed.items()}
+    assert parse_experiment({**raw, "dataset": fixed}, "test").dataset == fixed
+    # a model of other inputs takes them as they are
+    assert parse_experiment({**raw, "model": {"name": "logreg"}, "dataset": dataset}, "test")
+
+
 @pytest.mark.parametrize("rule", ["final", "mean"])
 def test_the_pictured_run_is_chosen_between_methods_by_the_selection_rule(rule):
     """vae_samples pictures the best of the methods' selected points, each chosen under

@@ -96,6 +96,14 @@ def feature_shape(opts: Options) -> tuple[int, ...]:
     return (3, 32, 32)
 
 
+def outside_unit_range(opts: Options) -> str | None:
+    """Why `load`'s features may leave [0, 1], with the fix, or None."""
+    if opts.whitening != "none":
+        return (f"{opts.whitening}-whitened images are centred, not in [0, 1]; set "
+                f"dataset.whitening: none")
+    return None
+
+
 class SafeUnpickler(pickle.Unpickler):
     """Rebuilds numpy arrays and plain containers only: any other global is refused, so even
     an unverified file cannot run code while it is read."""

@@ -118,6 +118,13 @@ def feature_shape(opts: Options) -> tuple[int, ...]:
     return (opts.vocab_size,)
 
 
+def outside_unit_range(opts: Options) -> str | None:
+    """Why `load`'s features may leave [0, 1], with the fix, or None."""
+    if opts.features == "counts":
+        return "word counts run above 1; set dataset.features: binary"
+    return None
+
+
 def tokenize(text: str) -> list[str]:
     """Our tokenizer (see the module docstring): lower-case words, `<br />` as a space."""
     return WORD.findall(text.lower().replace("<br />", " "))

@@ -1,16 +1,19 @@
 """MNIST from the four official IDX files in DATA/MNIST/raw/ (downloaded if missing).
 
-Pixels become float32 in [0, 1], flattened to 784 features (the paper's "raw pixels").
+Pixels become float32, each byte divided by `pixel_scale` (255: [0, 1], ours), flattened to
+784 features (the paper's "raw 784-pixel vectors": raw as opposed to features, we read, not
+bytes of 0-255; `pixel_scale: 1` keeps those, for a reader who reads it so).
 """
 
 from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from adamrepro.data.base import TensorDataset
 from adamrepro.data.download import MissingData, ensure_file, url_from_env
@@ -37,6 +40,9 @@ class Options(Frozen):
     test_size: Count | None = None
     # `flat`: (N, 784) for the logistic regression and the MLPs; `image`: (N, 1, 28, 28).
     layout: Literal["flat", "image"] = "flat"
+    # What each pixel byte is divided by (the paper does not say): 255 gives [0, 1], the
+    # scale the L2 coefficients and step-size grids of the bundled configs were set for.
+    pixel_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 255.0
 
 
 def options(values: dict, where: str) -> Options:
@@ -45,6 +51,14 @@ def options(values: dict, where: str) -> Options:
 
 def feature_shape(opts: Options) -> tuple[int, ...]:
     return (28 * 28,) if opts.layout == "flat" else (1, 28, 28)
+
+
+def outside_unit_range(opts: Options) -> str | None:
+    """Why `load`'s features may leave [0, 1], with the fix, or None."""
+    if opts.pixel_scale < 255:
+        return (f"pixel_scale {opts.pixel_scale:g} leaves pixels up to {255 / opts.pixel_scale:g}"
+                f"; set dataset.pixel_scale: 255")
+    return None
 
 
 def mirrors() -> list[str]:
@@ -91,7 +105,7 @@ def load(opts: Options, data_dir: Path) -> TensorDataset:
     arrays = {name.split(".")[0]: read_idx(folder / name) for name in FILES}
 
     def images(key: str) -> torch.Tensor:
-        x = torch.from_numpy(arrays[key].copy()).float().div_(255.0)
+        x = torch.from_numpy(arrays[key].copy()).float().div_(opts.pixel_scale)
         return x.reshape(len(x), -1) if opts.layout == "flat" else x.unsqueeze(1)
 
     data = TensorDataset.labelled(

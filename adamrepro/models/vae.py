@@ -57,6 +57,7 @@ class VAE(BatchedModel):
         Metric("recon", label="reconstruction −log p(x|z) (nats)"),
         Metric("kl", label="KL(q(z|x) ‖ p(z)) (nats)"),
     ), objective="neg_elbo")
+    UNIT_INPUTS = True  # each pixel a Bernoulli probability (or binarised at 0.5)
     options = staticmethod(options)
 
     def __init__(self, opts: Options, feature_shape: tuple[int, ...], num_classes: int | None,
