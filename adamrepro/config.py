@@ -380,8 +380,27 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                for label, method in exp.methods.items()}
     _check_distinct_runs(exp, where)
     _check_scale_overrides(exp, shape, where)
+    _check_input_range(exp, trained, where)
     _check_figures(exp, set(trained.values()), where)
     return _with_metric_defaults(exp, trained, where)
+
+
+def _check_input_range(exp: Experiment, trained: dict[str, str], where: str) -> None:
+    """A model that reads its inputs as probabilities (the VAE) gets features in [0, 1] at
+    every scale: grey levels of 0-255 gave it a cross-entropy of no meaning, and trained."""
+    from adamrepro.data import DATASETS
+    from adamrepro.models import MODELS
+
+    readers = sorted({model for model in trained.values() if MODELS[model].UNIT_INPUTS})
+    for scale in SCALES if readers else ():
+        dataset = exp.at_scale(scale).dataset
+        module = DATASETS[dataset["name"]]
+        problem = module.outside_unit_range(module.options(
+            {k: v for k, v in dataset.items() if k != "name"}, f"{where}: dataset"))
+        if problem is not None:
+            raise UserError(f"{where}: model {readers[0]} reads each input as a probability "
+                            f"in [0, 1], and dataset {dataset['name']} at scale {scale} gives "
+                            f"others: {problem}")
 
 
 def _check_batch_fits_every_scale(exp: Experiment, where: str) -> None:
@@ -471,6 +490,14 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
                                  {name: point[name] for name in method.grid if name in point})
     if found.capabilities.subfunctions:
         _check_subfunctions_fit(exp, label, f"{where}: {key}: {method.optimizer}")
+    if (found.capabilities.batchable and not found.builtin
+            and not found.capabilities.needs_closure and not found.capabilities.subfunctions):
+        from adamrepro.optim.batching import batching_problem
+
+        problem = batching_problem(found.cls, points)
+        if problem is not None:
+            raise UserError(f"{where}: {key}: {method.optimizer} trains a group of runs "
+                            f"batched, and they are not independent: {problem}")
     if label in OPTIMIZERS and found.cls is not OPTIMIZERS[label]:
         # the report names methods by label and the paper's claims by optimizer: a label
         # that is another optimizer's name makes "no runs of sgd_nesterov (it has
@@ -639,9 +666,25 @@ def _check_optimizer_accepts(found, point: dict[str, Any], dtype_name: str,
             + (str(err) if found.builtin or isinstance(err, UnknownKeyword)
                else f"{type(err).__name__}: {err}"
                + (" (at " + ", ".join(f"{k}={v!r}" for k, v in searched.items()) + ")"
-                  if searched else ""))
+                  if searched else "") + _raised_in_their_code(found, err))
             + (f" once rounded to training.dtype {dtype_name} (unrounded "
                f"it is accepted)" if rounded else "")) from None
+
+
+def _raised_in_their_code(found, err: BaseException) -> str:
+    """` (in __init__, file:line)`: where in a user's optimizer a refusal that is no
+    ValueError was raised (a KeyError or a TypeError is more likely a bug of theirs than a
+    refused value, and its place is the fix), as an error in training says it; "" else."""
+    import traceback
+
+    from adamrepro.optim.resolve import user_code
+
+    if isinstance(err, ValueError) or found.cls.__module__.split(".")[0] == "torch":
+        return ""  # a refused value; torch's code is no place to fix
+    theirs = user_code(found.cls)
+    frames = [frame for frame in traceback.extract_tb(err.__traceback__)
+              if theirs(Path(frame.filename).resolve())]
+    return f" (in {frames[-1].name}, {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def _check_scale_overrides(exp: Experiment, shape: tuple[int, ...], where: str) -> None:

@@ -201,7 +201,7 @@ CASES = [
      "argument 'momentum' (it takes lr, "),
     ("user-optimizer-init-raises", setitem("methods.adam", {
         "optimizer": "my_optimizers:Faulty", "hparams": {"fails": "init"}}), [],
-     "methods.adam: my_optimizers:Faulty: KeyError: 'a bug'"),
+     "methods.adam: my_optimizers:Faulty: KeyError: 'a bug' (in __init__, "),
     # a class not ours may not name the value it refused: the message names the grid's
     ("user-optimizer-refuses-a-grid-value", setitem("methods.adam", {
         "optimizer": "torch.optim.SGD", "grid": {"lr": [0.1, "fast"]}}), [],

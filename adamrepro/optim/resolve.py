@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -136,3 +138,18 @@ def defining_files(cls: type) -> list[Path]:
         if source is not None and Path(source).resolve() not in files:
             files.append(Path(source).resolve())
     return files
+
+
+def user_code(cls: type) -> Callable[[Path], bool]:
+    """Whether a file is the code of a user's optimizer class: the files that define it and
+    the classes it inherits from outside torch and adamrepro, and their packages, so that a
+    step inherited from another of their files, or a helper module of their package, is
+    theirs too."""
+    roots = set(defining_files(cls))
+    for klass in outside_classes(cls):
+        top = klass.__module__.partition(".")[0]
+        file = getattr(sys.modules.get(top), "__file__", None)  # None: a namespace package
+        if file is not None and Path(file).name == "__init__.py":
+            roots.add(Path(file).resolve().parent)
+    return lambda file: any(file == root or (root.is_dir() and file.is_relative_to(root))
+                            for root in roots)

@@ -39,7 +39,7 @@ from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
 from adamrepro.optim import OPTIMIZERS
-from adamrepro.optim.resolve import defining_files, outside_classes, resolve
+from adamrepro.optim.resolve import resolve, user_code
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, TooSlow
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, ClosureIgnored, RunCurve, train_group
 from adamrepro.runner.host_memory import keep_freed_memory
@@ -413,21 +413,6 @@ def blame_optimizer(exp: Experiment, group: Group, err: BaseException) -> str | 
     return (f"method {group.method!r}: optimizer {name!r} raised {type(err).__name__}: {err} "
             f"(in {frame.name}, {frame.filename}:{frame.lineno}) while training {group.size} "
             f"run(s); the runs that finished before are kept: {fix}")
-
-
-def user_code(cls: type) -> Callable[[Path], bool]:
-    """Whether a file is the code of a user's optimizer class: the files that define it and
-    the classes it inherits from outside torch and adamrepro, and their packages, so that a
-    step inherited from another of their files, or a helper module of their package, is
-    theirs too."""
-    roots = set(defining_files(cls))
-    for klass in outside_classes(cls):
-        top = klass.__module__.partition(".")[0]
-        file = getattr(sys.modules.get(top), "__file__", None)  # None: a namespace package
-        if file is not None and Path(file).name == "__init__.py":
-            roots.add(Path(file).resolve().parent)
-    return lambda file: any(file == root or (root.is_dir() and file.is_relative_to(root))
-                            for root in roots)
 
 
 def split_after_oom(group: Group, device: torch.device,

@@ -1,0 +1,53 @@
+"""A user's batchable optimizers (subclasses of adamrepro's GridOptimizer): one that updates
+each run of a group on its own, and the two mistakes such a class makes most, which batch
+without an error and give every run of a group another run's curve."""
+
+from __future__ import annotations
+
+from adamrepro.optim.base import GridOptimizer, broadcast, check_range, zeros_state
+from adamrepro.optim.capabilities import Capabilities
+
+
+class SignMomentum(GridOptimizer):
+    """Lion's update (Chen et al., 2023): θ ← θ − α·sign(β1·m + (1 − β1)·g), then
+    m ← β2·m + (1 − β2)·g; every hyperparameter broadcast per run."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99)):
+        check_range("betas[0]", betas[0], 0.0, 1.0)
+        check_range("betas[1]", betas[1], 0.0, 1.0)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas)))
+
+    def _init_state(self, p, state, group):
+        zeros_state(p, state, "exp_avg")
+
+    def _direction(self, p, grad, state, group):
+        beta1, beta2 = (broadcast(beta, p) for beta in group["betas"])
+        m = state["exp_avg"]
+        direction = (beta1 * m + (1 - beta1) * grad).sign()
+        m.mul_(beta2).add_((1 - beta2) * grad)
+        return direction
+
+    def _update(self, p, grad, state, group, lr_t):
+        p.sub_(lr_t * self._direction(p, grad, state, group))
+
+
+class RawLr(SignMomentum):
+    """The per-run step size as it comes, shape (G,): it broadcasts against a parameter's
+    last dimension (or fails where that is not G), never run by run."""
+
+    def _update(self, p, grad, state, group, lr_t):
+        p.sub_(group["lr"] * self._direction(p, grad, state, group))
+
+
+class WholeNorm(SignMomentum):
+    """The gradient normalised by its norm over the whole stacked parameter: every run's
+    step then depends on the other runs' gradients."""
+
+    def _update(self, p, grad, state, group, lr_t):
+        p.sub_(lr_t * grad / grad.norm().clamp_min(1e-12))
+
+
+class WholeNormAlone(WholeNorm):
+    """WholeNorm, declared as a class to train one run at a time: correct then."""
+
+    capabilities = Capabilities()
