@@ -178,8 +178,9 @@ def verdict_blocks(measured: dict[str, Measured]) -> list[Block]:
             "selected runs, mean ± std over seeds) and in test loss; whether Adam gains "
             "from the step-size decay α/√t over a constant α where both are run; and each "
             "Fig. 1 claim about AdaGrad again with AdaGrad at a constant α (Fig. 1 decays "
-            "every method's α as α/√t, as the paper says, AdaGrad's too, whose accumulator "
-            "already anneals its step); and each claim of Fig. 1 left (no dropout: a "
+            "every method's α as α/√t, AdaGrad's too, whose accumulator already anneals its "
+            "step: our reading of the paper's α_t = α/√t for the problem, README \"Fig. 1's "
+            "protocol\"); and each claim of Fig. 1 left (no dropout: a "
             "deterministic objective) again on the training cost over the whole training "
             "set after each pass (`train_loss_full`), which the figures' mean of a pass's "
             "minibatch costs lags, most in the first passes."),
