@@ -310,6 +310,73 @@ def test_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path, data_dir):
     assert not out.exists()  # stopped before any run finished: no folder left
 
 
+# A Ctrl-C that Python raises where it cannot be raised (a garbage-collector callback, as a
+# weakref callback or a __del__ may be): it was printed as "Exception ignored" with a
+# traceback and lost, and the command went on to exit 0 under a line saying "interrupted".
+INTERRUPTED_IN_A_CALLBACK = """
+import gc, os, signal, sys
+sent = []
+def callback(phase, info):
+    if not sent and "adamrepro.runner.group" in sys.modules:
+        sent.append(os.kill(os.getpid(), signal.SIGINT))
+        [i for i in range(100)]  # the handler runs here, inside the callback
+gc.callbacks.append(callback)
+from adamrepro.entry import main
+sys.argv[0] = "adamrepro"
+sys.exit(main())
+"""
+
+
+def test_a_ctrl_c_raised_where_python_drops_it_still_stops_the_command(tmp_path, data_dir):
+    out = tmp_path / "out"
+    code, stderr = _interrupted(
+        [sys.executable, "-c", INTERRUPTED_IN_A_CALLBACK, "run", str(_config(tmp_path, 30)),
+         "--scale", "smoke", "--quiet", "--data-dir", str(data_dir), "--out", str(out),
+         "--workers", "1"], None)
+    assert code == 130 and "Traceback" not in stderr and "ignored" not in stderr, stderr
+    assert stderr.startswith("adamrepro: interrupted; what finished is kept"), stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+# Ctrl-C twice, as `timeout` and impatient hands send it: the first as the first group
+# starts, the second as the stopped command removes the folder it created and that holds
+# nothing. The second cut the removal short: the folder stayed with its lock and owner files
+# alone, and refused the next run as holding another config's results.
+INTERRUPTED_TWICE = """
+import os, signal, sys, time
+import adamrepro.results.store as store
+import adamrepro.runner.group as group
+def stopped(train):
+    def first(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        return train(*args, **kwargs)
+    return first
+def twice(remove):
+    def second(self, created):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+        return remove(self, created)
+    return second
+group.train_group = stopped(group.train_group)
+store.ResultStore._remove_empty = twice(store.ResultStore._remove_empty)
+from adamrepro.entry import main
+sys.argv[0] = "adamrepro"
+sys.exit(main())
+"""
+
+
+def test_a_second_ctrl_c_does_not_leave_half_a_cleanup(tmp_path, data_dir):
+    out = tmp_path / "out"
+    code, stderr = _interrupted(
+        [sys.executable, "-c", INTERRUPTED_TWICE, "run", str(_config(tmp_path)), "--scale",
+         "smoke", "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers", "1"],
+        None)
+    assert code == 130 and "Traceback" not in stderr, stderr
+    assert stderr.startswith("adamrepro: interrupted; what finished is kept"), stderr
+    assert not out.exists(), sorted(p.name for p in out.rglob("*"))
+
+
 @pytest.mark.parametrize("signum, said, train_size", [
     (signal.SIGINT, "adamrepro: interrupted; what finished is kept", 4096),
     # what a preemptible machine, SLURM or Kubernetes sends: it ended the command without a

@@ -34,7 +34,7 @@ from adamrepro.cli import plot as plot_cmd
 from adamrepro.cli import report as report_cmd
 from adamrepro.cli import run as run_cmd
 from adamrepro.errors import UserError, note
-from adamrepro.runner.stopping import STOP
+from adamrepro.runner.stopping import STOP, held_back
 
 
 def _over(*_, **__) -> None:
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with interrupts_said(INTERRUPTED.get(args[0] if args else "", INTERRUPTED_ELSE)):
             code = app(args=argv, standalone_mode=False)
+        if _COMMAND["stopped_by"] is not None:  # typer's 130 for any stop, or a stop lost
+            return 128 + _COMMAND["stopped_by"]
         if isinstance(code, int):  # a command's `typer.Exit(code)` comes back as its value
-            if code == 130 and _COMMAND["stopped_by"] is not None:  # typer's for any stop
-                return 128 + _COMMAND["stopped_by"]
             return code
     except UserError as err:
         print(f"adamrepro: error: {err}", file=sys.stderr)
@@ -151,6 +151,8 @@ def interrupts_said(kept: str = INTERRUPTED["run"]):
     def on_stop(signum, frame):
         if not working or _COMMAND["over"]:  # after it, a Ctrl-C has nothing to stop
             return
+        if held_back(signum):  # a cleanup that must not stop halfway: stopped after it
+            return
         if signum == signal.SIGTERM and STOP.accepting and not STOP.requested:
             STOP.request()  # the groups save, then `run` ends with 143 itself
             note(STOP_ASKED)
@@ -158,11 +160,30 @@ def interrupts_said(kept: str = INTERRUPTED["run"]):
         _COMMAND["stopped_by"] = signum
         signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
 
+    def swallowed(unraisable) -> None:
+        """A stop raised where Python cannot raise it (a weakref callback, a __del__ run by
+        the garbage collector) was printed as "Exception ignored" with a traceback and
+        lost: the command went on and exited 0. Raise it again at the next call of a
+        function, by a trace function: raised in this hook it would be lost again, and one
+        that lands in another such callback comes back here and goes on to the next."""
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and working:
+            sys.settrace(stop_again)
+            return
+        hook(unraisable)
+
+    def stop_again(frame, event, arg):
+        sys.settrace(None)
+        if working and event == "call":
+            raise KeyboardInterrupt  # a trace function's exception is raised in the frame
+        return None
+
     previous = {signum: signal.signal(signum, on_stop) for signum in STOPPING}
+    hook, sys.unraisablehook = sys.unraisablehook, swallowed
     try:
         yield
     finally:
         working = False
+        sys.unraisablehook = hook
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if _COMMAND["stopped_by"] is not None:

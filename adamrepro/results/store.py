@@ -35,6 +35,7 @@ import pandas as pd
 
 from adamrepro.errors import UserError, note
 from adamrepro.metrics import metric_set
+from adamrepro.runner.stopping import signals_deferred
 
 HPARAM_COLUMNS = {"betas": ("beta1", "beta2")}
 Tables = tuple[pd.DataFrame, pd.DataFrame, dict]  # curves.csv, best.csv, config.json
@@ -715,7 +716,8 @@ class ResultStore:
             yield
         except BaseException:
             if created is not None:
-                self._remove_empty(created)
+                with signals_deferred():  # a second Ctrl-C: after the folder is gone
+                    self._remove_empty(created)
             raise
 
     def _remove_empty(self, created: Path) -> None:

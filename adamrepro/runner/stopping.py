@@ -19,6 +19,7 @@ its own thread holds. No torch here: the CLI imports this module before any comm
 from __future__ import annotations
 
 import contextlib
+import signal
 
 
 class StopRequest:
@@ -71,3 +72,34 @@ class StopRequest:
 
 
 STOP = StopRequest()  # this process's; a forked worker inherits it and `watch`es its driver
+
+
+# The deferred blocks entered and not yet left, and the signal one of them held back.
+_DEFERRING: dict = {"depth": 0, "held": None}
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """A stop (Ctrl-C, SIGTERM) that comes during the block is held back by the command's
+    handler (`held_back`) and delivered as the block ends: for a few file operations that
+    must not stop halfway, such as removing a folder a stopped command created (a second
+    Ctrl-C there, `timeout`'s own included, left a results folder holding only its lock and
+    owner files, which then refused the next run as another config's). At Python's level,
+    not by a signal mask: a signal sent to the process reaches whichever of its threads
+    (torch's among them) does not block it, and its handler runs in the main thread."""
+    _DEFERRING["depth"] += 1
+    try:
+        yield
+    finally:
+        _DEFERRING["depth"] -= 1
+        if _DEFERRING["depth"] == 0 and _DEFERRING["held"] is not None:
+            signum, _DEFERRING["held"] = _DEFERRING["held"], None
+            signal.raise_signal(signum)  # to the handler again, which now stops
+
+
+def held_back(signum: int) -> bool:
+    """For a signal handler: whether a deferred block runs, keeping `signum` for its end."""
+    if _DEFERRING["depth"]:
+        _DEFERRING["held"] = signum
+        return True
+    return False
