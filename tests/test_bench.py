@@ -22,7 +22,7 @@ from adamrepro.cli import main
 from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.base import TensorDataset
 from adamrepro.runner.history import RunCurve
-from adamrepro.runner.plan import plan
+from adamrepro.runner.plan import config_digest, plan, seeds_of
 
 
 def bench(tmp_path: Path, data_dir: Path, *options: str) -> dict:
@@ -69,12 +69,16 @@ def test_bench_smoke_writes_json_and_csv(tmp_path, data_dir):
     assert prefix["compared_values"] == grid_runs * 8  # 3 records x 3 losses, less pass 0's
     assert prefix["max_relative_difference"] < 1e-12
     assert "TFLOP" in result["flops_summary"] or "GFLOP" in result["flops_summary"]
+    # what was timed: the config at that scale, as a sweep's config.json records it
+    assert result["config_digest"] == config_digest(_smoke())
+    assert result["seeds"] == seeds_of(_smoke())
+    assert result["config"]["methods"].keys() == _smoke().methods.keys()
 
     table = pd.read_csv(tmp_path / "bench" / "logreg_mnist-cpu-smoke.csv")
     assert list(table["implementation"]) == ["batched", "reference"]
     for column in ("ratio", "run_passes_per_s", "samples_per_s", "flops_per_s",
                    "peak_flops_per_s", "peak_memory_bytes", "date", "commit", "hardware",
-                   "torch_version"):
+                   "torch_version", "config_digest", "seeds"):
         assert column in table.columns, column
 
 
@@ -289,21 +293,26 @@ def test_timed_curves_are_judged_only_when_every_group_trains_a_convex_model():
 
 
 def test_passes_beyond_the_scale_are_said_and_the_progress_is_on_stderr(tmp_path, data_dir,
-                                                                       cli):
+                                                                       cli, monkeypatch):
     """`--passes 50` at smoke scale (2 passes) timed 2 without a word, `--reference-runs 99`
     every run of groups of 7; the bars went to stdout, between the lines the bench prints as
-    its figures."""
+    its figures. On a terminal (rich's TTY_COMPATIBLE says stderr is one) each bar has an
+    ETA, as run's has; elsewhere none is drawn."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
     code, stdout, stderr = cli("bench", "logreg_mnist", "--device", "cpu", "--scale", "smoke",
                                "--out", tmp_path, "--data-dir", data_dir, "--threads", "1",
                                "--passes", "50", "--reference-passes", "7",
                                "--reference-runs", "99")
     assert code == 0, stderr
+    # the words, without the styles and cursor moves of a terminal
+    stdout, stderr = (re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text) for text in (stdout, stderr))
     largest = max(group.size for group in plan(_smoke()))
     assert (f"note: --reference-runs 99: the smoke scale's largest group has {largest} runs; "
             f"timing every run of each group") in stderr, stderr
     assert "note: --passes 50: the smoke scale has 2 passes; timing them" in stderr, stderr
     assert "note: --reference-passes 7: the smoke scale has 2 passes" in stderr, stderr
     assert re.search(r"\d+/\d+ run-passes", stderr), stderr
+    assert re.search(r"run-passes \d:\d\d:\d\d eta (\d:\d\d:\d\d|-:--:--)", stderr), stderr
     assert not re.search(r"\d+/\d+ run-passes", stdout), stdout
     assert "cores, 1 thread in use" in stdout and "1 threads" not in stdout, stdout
     result = json.loads((tmp_path / "bench" / "logreg_mnist-cpu-smoke.json").read_text())

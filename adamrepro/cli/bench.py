@@ -170,21 +170,33 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
            quiet: bool, workers: int | str) -> dict:
     import torch
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from adamrepro.bench.flops import experiment_flops, flops_sentence
     from adamrepro.bench.machine import hardware_name
     from adamrepro.bench.timing import run_bench
     from adamrepro.provenance import provenance
+    from adamrepro.runner.plan import config_digest, seeds_of
 
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()[0]
     console.print(f"bench {exp.name} --scale {scale} on {hardware_name(target)}, torch "
                   f"{torch.__version__}; load average {load_before:.1f} on {cores} cores")
+    stderr = Console(stderr=True)  # beside the notes, as run's (stdout: the figures)
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("run-passes"), TimeElapsedColumn(),
-                  console=Console(stderr=True),  # beside the notes, as run's (stdout: the figures)
-                  disable=quiet) as progress:
+                  TextColumn("run-passes"), TimeElapsedColumn(), TextColumn("eta"),
+                  TimeRemainingColumn(), console=stderr,
+                  disable=quiet or not stderr.is_terminal,
+                  # over the whole phase, not rich's last 30 s: a reference run's passes
+                  # take longer than that at quick scale on a CPU (runner/sweep.py's too)
+                  speed_estimate_period=3600) as progress:
         tasks = {}
 
         def on_progress(what: str, run_passes: int, total: int) -> None:
@@ -195,6 +207,10 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
         result = run_bench(exp, scale, data, target, reference_runs, reference_passes,
                            on_progress, workers)
     result["provenance"] = provenance(target)
+    # what was timed, as a sweep's config.json says it: the bench files name their grid
+    result["config_digest"] = config_digest(exp)
+    result["seeds"] = seeds_of(exp)
+    result["config"] = exp.model_dump(mode="json")
     result["hardware"] = hardware_name(target)
     result["machine_load"] = {"cpu_count": cores, "load_average_before": load_before,
                               "load_average_after": os.getloadavg()[0]}
@@ -283,6 +299,8 @@ def _csv(result: dict) -> str:
             "memory_kind": result["memory_kind"],
             "reference_extrapolated": result["reference_subset"]["extrapolated"],
             "curves_match": result["check"]["passed"],
+            "config_digest": result["config_digest"],
+            "seeds": ";".join(map(str, result["seeds"])),
             "date": result["provenance"]["date"], "commit": result["provenance"]["commit"],
             "torch_version": result["provenance"]["torch_version"]}
     return pd.DataFrame([{**meta, **row} for row in result["results"]]).to_csv(index=False)
