@@ -101,6 +101,9 @@ CASES = [
     # the value as written, not float32's -0.0010000000474974513
     ("negative-lr", setitem("methods.adagrad.grid", {"lr": [-1e-3]}), [],
      "lr must lie in (0.0, inf), got -0.001"),
+    # to float32's 7 digits, not 8: -0.0099999998
+    ("negative-lr-of-another-value", setitem("methods.adagrad.grid", {"lr": [-1e-2]}), [],
+     "lr must lie in (0.0, inf), got -0.01"),
     ("beta1-is-1", setitem("methods.adam.hparams.betas", [1.0, 0.999]), [], "betas[0]"),
     ("beta2-negative", setitem("methods.adam.hparams.betas", [0.9, -0.1]), [], "betas[1]"),
     ("betas-not-a-pair", setitem("methods.adam.hparams.betas", 0.9), [],
@@ -431,8 +434,8 @@ def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
     assert fragment in lines[0], lines[0]
     if name == "unknown-hparam":  # not a value that float32 rounding changed
         assert "rounded" not in lines[0], lines[0]
-    if name == "negative-lr":  # no float32 digits after it
-        assert lines[0].endswith("got -0.001"), lines[0]
+    if name.startswith("negative-lr"):  # no float32 digits after it
+        assert lines[0].endswith(fragment.rsplit(" ", 1)[1]), lines[0]
     assert stdout == ""
     after = snapshot(out), snapshot(data if data != data_dir else tmp_path / "none")
     assert after == before, "a failed command wrote files"
@@ -492,6 +495,18 @@ def test_a_bundled_name_is_the_bundled_config_beside_a_folder_of_that_name(cli, 
 def test_plot_without_results(cli, tmp_path):
     code, _, stderr = cli("plot", "--out", tmp_path)
     assert code == 2 and stderr.count("\n") == 1 and "no results under" in stderr
+
+
+@pytest.mark.parametrize("folder", ["bench", "compare"])
+def test_plot_of_another_command_s_folder_says_what_it_is(folder, cli, tmp_path):
+    """`plot bench` said to run 'adamrepro run' on the config of bench, which no experiment
+    may be named."""
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "logreg_mnist-cpu-smoke.json").write_text("{}")
+    code, stdout, stderr = cli("plot", folder, "--out", tmp_path)
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1, stderr
+    assert (f"{tmp_path / folder} holds what 'adamrepro {folder}' wrote, not an experiment's "
+            f"results: plot draws experiments") in stderr
 
 
 def test_plot_checks_every_name_before_it_draws_any(cli, tmp_path, used_out):

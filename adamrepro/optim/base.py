@@ -87,13 +87,15 @@ def check_range(
     values = value.detach().cpu().double().flatten().tolist() if isinstance(value, Tensor) else [
         value
     ]
-    # a reduced-precision tensor's number with the digits its dtype holds: the config's
-    # -1e-3 as float32 is -0.0010000000474974513 in full, which names no value anyone wrote
+    # a reduced-precision tensor's number with the digits its dtype resolves (7 for float32):
+    # the config's -1e-3 as float32 is -0.0010000000474974513 in full, and -1e-2 was shown
+    # to 8 digits as -0.0099999998, neither a value anyone wrote
     reduced = (isinstance(value, Tensor) and value.is_floating_point()
                and torch.finfo(value.dtype).bits < 64)
+    digits = round(-math.log10(torch.finfo(value.dtype).resolution)) + 1 if reduced else 0
 
     def shown(v) -> str:
-        return f"{v:.8g}" if reduced else f"{v}"
+        return f"{v:.{digits}g}" if reduced else f"{v}"
 
     for v in values:
         if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
