@@ -88,6 +88,12 @@ def test_fig_3s_early_panel_is_cut_as_fig_1s(tmp_path, monkeypatch):
                      _title(fig))
     assert ax_all.get_yscale() == "log"
     assert ax_all.get_ylim()[1] > _means(curves, best, config["plot"]["y"]).max().max()
+    # six bands over its blocks had run into one grey area: none there, and said so; the
+    # every-pass panel has the spread, and its markers are the legend's keys
+    assert not ax_early.collections and ax_all.collections or ax_all.containers
+    assert f"no band on the first {early:g} passes' blocks" in _title(fig)
+    keys = {handle.get_marker() for handle in fig.legends[0].legend_handles}
+    assert "None" not in keys and keys <= {line.get_marker() for line in ax_all.lines}
 
 
 def test_adams_line_lies_wider_and_beneath_every_other_curve(tmp_path, monkeypatch):

@@ -53,10 +53,11 @@ def draw(folder: Path, tables: Tables | None = None,
     early_drawn = []  # each method's (method, band) on the early panel, for cut_first_pass
     chosen_rows = [chosen for _, chosen in in_config_order(best, meta).iterrows()]
     bars = short_curves(curves, chosen_rows)
+    within_passes = steps is not None and y.name in steps.columns  # the early panel's blocks
+    seeds = seeds_of(best, curves)
     for place, chosen in enumerate(chosen_rows):
         line = style(chosen["optimizer"], variant_of(chosen), palette)
         runs = curves[curves["point_id"] == chosen["point_id"]].dropna(subset=[y.name])
-        within_passes = steps is not None and y.name in steps.columns
         if within_passes:
             within = steps[(steps["point_id"] == chosen["point_id"])
                            & (steps["epoch_fraction"] <= early)]
@@ -69,10 +70,11 @@ def draw(folder: Path, tables: Tables | None = None,
                           (ax_early, early_stats)):
             ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta), **line,
                     **few_points(len(stats), line, FEW_POINTS, 3))
-            if chosen["n_seeds"] > 1:  # steps.csv's blocks on the early panel are many
-                per_pass = ax is ax_all or not within_passes
-                spread(ax, stats, line["color"],
-                       (place, len(chosen_rows)) if bars and per_pass else None)
+            # steps.csv's blocks on the early panel: no band. Six of them, at every block,
+            # overlapped into one grey area that hid the curves; the every-pass panel
+            # beside it shows the spread over seeds.
+            if chosen["n_seeds"] > 1 and (ax is ax_all or not within_passes):
+                spread(ax, stats, line["color"], (place, len(chosen_rows)) if bars else None)
     for ax in (ax_early, ax_all):
         ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(y.label))
     every = meta["config"]["training"].get("log_every")
@@ -87,8 +89,13 @@ def draw(folder: Path, tables: Tables | None = None,
     if plot_cfg["logy"]:
         log_y(ax_all)
     cut = cut_first_pass(ax_early, early_drawn, f"first {early:g} passes")
-    legend_below(fig, ax_early)
-    seeds = seeds_of(best, curves)
+    if within_passes and seeds > 1:
+        cut = "; ".join(part for part in (f"no band on the first {early:g} passes' blocks "
+                                          f"(every pass shows the spread)", cut) if part)
+    # the legend of the panel whose lines have markers (a curve of few passes), so that its
+    # keys show them
+    marked = any(line.get_marker() not in (None, "", " ", "None") for line in ax_all.lines)
+    legend_below(fig, ax_all if marked else ax_early)
     figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
                  how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"], bars)
                  + (f"; {cut}" if cut else ""))

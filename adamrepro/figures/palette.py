@@ -47,7 +47,8 @@ EXTRA: tuple[str, ...] = (
 )
 # Not an algorithm: reference lines (a bound) and the generic markers of a legend.
 REFERENCE = "#555555"
-# Pictures of digits (the VAE's samples and reconstructions): ink on paper, as MNIST is.
+# Pictures of digits (the VAE's samples and reconstructions) as MNIST stores them: strokes
+# near 1 in white on a background of 0 in black.
 IMAGE_CMAP = "gray"
 BAND_ALPHA = 0.2
 # The spread over seeds of a curve of a few passes, as a bar at each pass: more opaque than a
