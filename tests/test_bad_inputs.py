@@ -260,8 +260,9 @@ CASES = [
         "optimizer": "torch.optim.Adam", "grid": {"lr": [1.0e-3]}}), [],
      "methods.adam: 'adam' is the name of a built-in optimizer, but this method trains "
      "torch.optim.Adam; give it another label"),
+    # the nearest first: two letters swapped is one edit ('adamax' came first)
     ("optimizer-typo", setitem("methods.adam.optimizer", "adma"), [],
-     "unknown optimizer 'adma'; did you mean "),
+     "unknown optimizer 'adma'; did you mean 'adam', "),
     ("name-not-a-folder", setitem("name", "../elsewhere"), [],
      "name: '../elsewhere' is not a folder name"),
     ("missing-title", delitem("title"), [], "title: Field required; add it"),
