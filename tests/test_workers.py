@@ -199,6 +199,22 @@ def _interrupted(command: list[str], mapped: str | None) -> tuple[int, str]:
     return driver.returncode, stderr
 
 
+def _stopped_sweep(script: str, tmp_path: Path, data_dir: Path, workers: str,
+                   epochs: int = 3) -> None:
+    """Run a smoke sweep under `script` (which sends the Ctrl-C) and check that it stopped as
+    a Ctrl-C stops one before any run finished: 130, its one line with no traceback nor an
+    exception Python ignored, and no folder left."""
+    out = tmp_path / "out"
+    code, stderr = _interrupted(
+        [sys.executable, "-c", script, "run", str(_config(tmp_path, epochs)), "--scale",
+         "smoke", "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers",
+         workers], None)
+    assert code == 130 and "Traceback" not in stderr and "ignored" not in stderr, stderr
+    assert stderr.startswith("adamrepro: interrupted; what finished is kept"), stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists(), sorted(p.name for p in out.rglob("*"))
+
+
 @pytest.mark.parametrize("stage, said", [
     ("cli", "adamrepro: interrupted while starting; nothing was written"),
     ("libtorch", "adamrepro: interrupted; what finished is kept")])
@@ -300,14 +316,7 @@ sys.exit(main())
 
 
 def test_ctrl_c_while_the_workers_start_stops_the_sweep(tmp_path, data_dir):
-    out = tmp_path / "out"
-    code, stderr = _interrupted(
-        [sys.executable, "-c", INTERRUPTED_FORK, "run", str(_config(tmp_path)), "--scale",
-         "smoke", "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers", "2"],
-        None)
-    assert code == 130 and "Traceback" not in stderr and "ignored" not in stderr, stderr
-    assert stderr.startswith("adamrepro: interrupted; what finished is kept"), stderr
-    assert not out.exists()  # stopped before any run finished: no folder left
+    _stopped_sweep(INTERRUPTED_FORK, tmp_path, data_dir, "2")
 
 
 # A Ctrl-C that Python raises where it cannot be raised (a garbage-collector callback, as a
@@ -328,14 +337,7 @@ sys.exit(main())
 
 
 def test_a_ctrl_c_raised_where_python_drops_it_still_stops_the_command(tmp_path, data_dir):
-    out = tmp_path / "out"
-    code, stderr = _interrupted(
-        [sys.executable, "-c", INTERRUPTED_IN_A_CALLBACK, "run", str(_config(tmp_path, 30)),
-         "--scale", "smoke", "--quiet", "--data-dir", str(data_dir), "--out", str(out),
-         "--workers", "1"], None)
-    assert code == 130 and "Traceback" not in stderr and "ignored" not in stderr, stderr
-    assert stderr.startswith("adamrepro: interrupted; what finished is kept"), stderr
-    assert len(stderr.strip().splitlines()) == 1, stderr
+    _stopped_sweep(INTERRUPTED_IN_A_CALLBACK, tmp_path, data_dir, "1", epochs=30)
 
 
 # Ctrl-C twice, as `timeout` and impatient hands send it: the first as the first group
@@ -367,14 +369,7 @@ sys.exit(main())
 
 
 def test_a_second_ctrl_c_does_not_leave_half_a_cleanup(tmp_path, data_dir):
-    out = tmp_path / "out"
-    code, stderr = _interrupted(
-        [sys.executable, "-c", INTERRUPTED_TWICE, "run", str(_config(tmp_path)), "--scale",
-         "smoke", "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers", "1"],
-        None)
-    assert code == 130 and "Traceback" not in stderr, stderr
-    assert stderr.startswith("adamrepro: interrupted; what finished is kept"), stderr
-    assert not out.exists(), sorted(p.name for p in out.rglob("*"))
+    _stopped_sweep(INTERRUPTED_TWICE, tmp_path, data_dir, "1")
 
 
 @pytest.mark.parametrize("signum, said, train_size", [

@@ -169,34 +169,19 @@ def _check_reference(exp) -> None:
 def _bench(exp, scale: str, data, target, reference_runs, reference_passes, console,
            quiet: bool, workers: int | str) -> dict:
     import torch
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from adamrepro.bench.flops import experiment_flops, flops_sentence
     from adamrepro.bench.machine import hardware_name
     from adamrepro.bench.timing import run_bench
     from adamrepro.provenance import provenance
     from adamrepro.runner.plan import config_digest, seeds_of
+    from adamrepro.runner.sweep import progress_bar
 
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()[0]
     console.print(f"bench {exp.name} --scale {scale} on {hardware_name(target)}, torch "
                   f"{torch.__version__}; load average {load_before:.1f} on {cores} cores")
-    stderr = Console(stderr=True)  # beside the notes, as run's (stdout: the figures)
-    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("run-passes"), TimeElapsedColumn(), TextColumn("eta"),
-                  TimeRemainingColumn(), console=stderr,
-                  disable=quiet or not stderr.is_terminal,
-                  # over the whole phase, not rich's last 30 s: a reference run's passes
-                  # take longer than that at quick scale on a CPU (runner/sweep.py's too)
-                  speed_estimate_period=3600) as progress:
+    with progress_bar(quiet, 10, "run-passes") as progress:  # on stderr, as run's
         tasks = {}
 
         def on_progress(what: str, run_passes: int, total: int) -> None:

@@ -68,15 +68,18 @@ def resolve_device(name: str) -> torch.device:
     return torch_device(name)
 
 
-def _progress(quiet: bool) -> Progress:
+def progress_bar(quiet: bool, width: int = 28, unit: str = "") -> Progress:
+    """The bars of a long command (`run`'s groups, `bench`'s phases): each task's count of
+    `unit`, elapsed time and ETA, descriptions `width` characters wide."""
     # On stderr, beside the notes: stdout holds what the command says it did, and a pipe or
     # a file gets that line alone, not the bar's last frame. Where stderr is no terminal the
     # bar is not drawn at all: its last frame stood there above a user error's one line.
     console = Console(stderr=True)
     return Progress(
-        TextColumn("{task.description:<28}"),
+        TextColumn(f"{{task.description:<{width}}}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *([TextColumn(unit)] if unit else []),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
@@ -306,7 +309,7 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
     """Train and store every group of `todo`; None when all are done, else (the time
     budget was spent) what was trained and what remains."""
     meta = _provenance(exp, executor.device, workers_of(executor, len(todo)))
-    with _progress(quiet) as progress:
+    with progress_bar(quiet) as progress:
         overall = progress.add_task(f"{exp.name} ({wording.count(len(todo), 'group')})",
                                     total=sum(g.size for g in todo) * exp.training.epochs)
         tasks = {g.group_id: progress.add_task(f"  {g.method} x{g.size}",
