@@ -285,3 +285,16 @@ def test_a_curve_that_lies_on_another_says_whose_it_is(tmp_path, monkeypatch, fi
 
     fig, *_ = _drawn(monkeypatch, tmp_path / "nudged", "quick-cpu/mlp_sfo", figure, nudged)
     assert not [text for text in _legend_texts(fig) if "the same curve as" in text]
+
+
+def test_an_accuracy_is_drawn_in_percent_as_the_report_gives_it(tmp_path, monkeypatch):
+    """The report says 92.54%; the figure's axis said 0.925. A rate's axis is in percent,
+    and a loss's is not."""
+    fig, *_ = _drawn(monkeypatch, tmp_path, "quick-cpu/mlp", "curves")
+    _, ax_loss, ax_accuracy = fig.axes
+    assert ax_accuracy.get_ylabel() == "test accuracy"
+    low, high = ax_accuracy.get_ylim()
+    assert 0.5 < low < high <= 1.0  # the values are rates: only their labels change
+    label = ax_accuracy.yaxis.get_major_formatter()(0.925, 0)
+    assert label.endswith("%") and float(label.rstrip("%")) == 92.5
+    assert not ax_loss.yaxis.get_major_formatter()(0.25, 0).endswith("%")

@@ -22,7 +22,7 @@ from matplotlib import rcParams
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator
+from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, PercentFormatter
 
 from adamrepro.figures.palette import (
     BAND_ALPHA,
@@ -482,6 +482,8 @@ def draw(folder: Path, tables: Tables | None = None,
     for ax, column in panels:
         whole_passes(ax)
         ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(column.label))
+        if column.percent:  # a rate, in percent as the report gives it (92.5%, not 0.925)
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     if plot_cfg["logy"]:  # the test objective too: it is on the training cost's scale
         for ax, column in panels:
             if column.metric == y.metric:
