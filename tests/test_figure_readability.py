@@ -298,3 +298,15 @@ def test_an_accuracy_is_drawn_in_percent_as_the_report_gives_it(tmp_path, monkey
     label = ax_accuracy.yaxis.get_major_formatter()(0.925, 0)
     assert label.endswith("%") and float(label.rstrip("%")) == 92.5
     assert not ax_loss.yaxis.get_major_formatter()(0.25, 0).endswith("%")
+
+
+def test_the_sensitivity_legend_names_a_method_selected_at_its_grid_edge(tmp_path,
+                                                                         monkeypatch):
+    """Fig. 2a's Adam and RMSProp were selected at the smallest α tried, which curves.png's
+    legend and the report say; the sensitivity figure, whose x-axis is that α, said nothing."""
+    fig, _, best, _ = _drawn(monkeypatch, tmp_path, "mlp_dropout", "sensitivity")
+    texts = {text.split(" (")[0]: text for text in _legend_texts(fig)}
+    edges = best.set_index("method")["at_grid_edge"].fillna("")
+    assert set(edges[edges == "lr"].index) == {"adam", "rmsprop"}  # the committed tables
+    for method, edge in edges.items():
+        assert texts[method].endswith("(grid edge: α)") == (edge == "lr"), texts[method]

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from adamrepro.figures.curves import (
+    SYMBOLS,
     as_written,
     experiment_palette,
     fitted,
@@ -126,6 +127,8 @@ def draw(folder: Path, tables: Tables | None = None,
     # other method into its bottom (Sec. 7's two horizons at α = 1e-4).
     above_any = False
     drawn: dict[str, pd.Series] = {}  # each method's line, for same_curve
+    edges_of = (best.set_index("method")["at_grid_edge"].to_dict()
+                if "at_grid_edge" in best.columns else {})
     for rank, (method, rows) in enumerate(table.groupby("method", sort=False)):
         line = style(rows["optimizer"].iloc[0], rows["variant"].iloc[0], palette)
         rows = rows.sort_values("lr")
@@ -136,7 +139,12 @@ def draw(folder: Path, tables: Tables | None = None,
         costs = ok.set_index("lr")["cost"]
         twin = same_curve(costs, drawn)
         drawn[method] = costs
-        label = as_written(method if twin is None else f"{method} (the same curve as {twin})")
+        said = [f"the same curve as {twin}"] if twin is not None else []
+        # selected at the end of what was tried, as curves.png's legend and the report say
+        edges = edges_of.get(method, "")
+        if isinstance(edges, str) and edges:
+            said.append(f"grid edge: {', '.join(SYMBOLS.get(e, e) for e in edges.split(';'))}")
+        label = as_written(f"{method} ({'; '.join(said)})" if said else method)
         ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=label, **line)
         ax.plot(above["lr"], np.ones(len(above)), linestyle="none", marker="^",
                 markersize=8, color=line["color"], transform=top_edge, clip_on=False)
