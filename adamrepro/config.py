@@ -380,27 +380,33 @@ def _check_registries(exp: Experiment, where: str) -> Experiment:
                for label, method in exp.methods.items()}
     _check_distinct_runs(exp, where)
     _check_scale_overrides(exp, shape, where)
-    _check_input_range(exp, trained, where)
+    _check_input_range(exp, shape, where)
     _check_figures(exp, set(trained.values()), where)
     return _with_metric_defaults(exp, trained, where)
 
 
-def _check_input_range(exp: Experiment, trained: dict[str, str], where: str) -> None:
-    """A model that reads its inputs as probabilities (the VAE) gets features in [0, 1] at
-    every scale: grey levels of 0-255 gave it a cross-entropy of no meaning, and trained."""
+def _check_input_range(exp: Experiment, shape: tuple[int, ...], where: str) -> None:
+    """A model that reads its inputs as probabilities (the VAE's Bernoulli likelihood) gets
+    features in [0, 1] at every scale: grey levels of 0-255 gave it a cross-entropy of no
+    meaning, and trained. Judged with the model's options at each scale (a binarising
+    likelihood takes any input)."""
     from adamrepro.data import DATASETS
     from adamrepro.models import MODELS
 
-    readers = sorted({model for model in trained.values() if MODELS[model].UNIT_INPUTS})
-    for scale in SCALES if readers else ():
-        dataset = exp.at_scale(scale).dataset
-        module = DATASETS[dataset["name"]]
+    for scale in SCALES:
+        scaled = exp.at_scale(scale)
+        readers = sorted({name for name, opts in (
+            _method_model(scaled.model, method.model, shape, f"{where}: model")
+            for method in scaled.methods.values()) if MODELS[name].unit_inputs(opts)})
+        if not readers:
+            continue
+        module = DATASETS[scaled.dataset["name"]]
         problem = module.outside_unit_range(module.options(
-            {k: v for k, v in dataset.items() if k != "name"}, f"{where}: dataset"))
+            {k: v for k, v in scaled.dataset.items() if k != "name"}, f"{where}: dataset"))
         if problem is not None:
             raise UserError(f"{where}: model {readers[0]} reads each input as a probability "
-                            f"in [0, 1], and dataset {dataset['name']} at scale {scale} gives "
-                            f"others: {problem}")
+                            f"in [0, 1], and dataset {scaled.dataset['name']} at scale {scale} "
+                            f"gives others: {problem}")
 
 
 def _check_batch_fits_every_scale(exp: Experiment, where: str) -> None:
@@ -490,11 +496,10 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
                                  {name: point[name] for name in method.grid if name in point})
     if found.capabilities.subfunctions:
         _check_subfunctions_fit(exp, label, f"{where}: {key}: {method.optimizer}")
-    if (found.capabilities.batchable and not found.builtin
-            and not found.capabilities.needs_closure and not found.capabilities.subfunctions):
+    if found.capabilities.batchable and not found.builtin and not found.capabilities.subfunctions:
         from adamrepro.optim.batching import batching_problem
 
-        problem = batching_problem(found.cls, points)
+        problem = batching_problem(found.cls, points, found.capabilities.needs_closure)
         if problem is not None:
             raise UserError(f"{where}: {key}: {method.optimizer} trains a group of runs "
                             f"batched, and they are not independent: {problem}")

@@ -23,6 +23,12 @@ def is_numeric(value: Any) -> bool:
     return _number(value)
 
 
+def kind(point: dict) -> dict:
+    """What the runs of one batched group share: every setting that is not a number (a
+    switch, a string, None); the numbers become per-run tensors (`stacked`)."""
+    return {name: value for name, value in point.items() if not is_numeric(value)}
+
+
 def stacked(points: Sequence[dict], dtype: torch.dtype, device: torch.device | str = "cpu"
             ) -> dict:
     """The hyperparameters of G runs that share every non-numeric value, as per-run tensors."""

@@ -310,3 +310,14 @@ def test_the_sensitivity_legend_names_a_method_selected_at_its_grid_edge(tmp_pat
     assert set(edges[edges == "lr"].index) == {"adam", "rmsprop"}  # the committed tables
     for method, edge in edges.items():
         assert texts[method].endswith("(grid edge: α)") == (edge == "lr"), texts[method]
+
+
+def test_two_methods_that_draw_no_line_do_not_share_one():
+    """Two methods whose every point diverged draw nothing on the sensitivity figure: the
+    second's legend said it was "the same curve as" the first."""
+    from adamrepro.figures.curves import same_curve
+
+    nothing = pd.Series([], dtype=float)
+    assert same_curve(nothing, {"adagrad": nothing}) is None
+    line = pd.Series([0.5, 0.25], index=[1e-3, 1e-2])
+    assert same_curve(line.copy(), {"adagrad": nothing, "adam": line}) == "adam"

@@ -29,25 +29,33 @@ def _race(tmp_path: Path, optimizer: str, **method) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("optimizer", "said"), [
+@pytest.mark.parametrize(("optimizer", "method", "said"), [
     # (G,) against the weight's last dimension: 10 classes, so it fails only in a group
-    ("my_grid_optimizers:RawLr", "in a group of 3 runs its step raises RuntimeError: "),
-    ("my_grid_optimizers:WholeNorm", "apart (relative) from that run trained alone, in a "
-                                     "parameter of shape (G, "),
+    ("my_grid_optimizers:RawLr", {}, "in a group of 3 runs its step raises RuntimeError: "),
+    ("my_grid_optimizers:WholeNorm", {}, "apart (relative) from that run trained alone, in a "
+                                         "parameter of shape (G, "),
+    # a step given a closure is batched all the same, and checked so
+    ("my_grid_optimizers:WholeNorm", {"closure": True}, "apart (relative) from that run "
+                                                        "trained alone"),
+    # the first three points of an lr x eps grid shared one eps: the probe varies each axis
+    ("my_grid_optimizers:FirstEps", {"grid": {"lr": [1.0e-3, 1.0e-2, 1.0e-1],
+                                              "eps": [0.1, 1.0, 10.0]}},
+     "apart (relative) from that run trained alone"),
 ])
-def test_an_optimizer_that_mixes_the_runs_of_a_group_is_refused(optimizer, said, tmp_path,
-                                                                cli, data_dir, monkeypatch):
+def test_an_optimizer_that_mixes_the_runs_of_a_group_is_refused(optimizer, method, said,
+                                                                tmp_path, cli, data_dir,
+                                                                monkeypatch):
     monkeypatch.syspath_prepend(str(OUTSIDE))
     out = tmp_path / "out"
-    code, stdout, stderr = cli("run", _race(tmp_path, optimizer), "--scale", "smoke", "--out",
-                               out, "--quiet", "--data-dir", data_dir)
+    code, stdout, stderr = cli("run", _race(tmp_path, optimizer, **method), "--scale", "smoke",
+                               "--out", out, "--quiet", "--data-dir", data_dir)
     assert code == 2 and stdout == ""
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert (f"methods.mine: {optimizer} trains a group of runs batched, and they are not "
             f"independent: ") in lines[0]
     assert said in lines[0], lines[0]
-    assert "or declare `capabilities = Capabilities()` on the class" in lines[0]
+    assert "declare `capabilities = Capabilities()` on the class" in lines[0]
     assert not out.exists()
 
 
@@ -76,3 +84,18 @@ def test_a_correct_one_trains_batched_as_each_run_alone(tmp_path, cli, data_dir,
                           "--scale", "smoke", "--out", tmp_path / "declared", "--quiet",
                           "--data-dir", data_dir, "--dry-run")
     assert code == 0, stderr
+
+
+@pytest.mark.parametrize("clips", [[1.0, None], [None, 1.0]])
+def test_points_of_another_kind_are_never_probed_as_one_group(clips, monkeypatch):
+    """`clip: null` is no number: its runs train in a group apart from `clip: 1.0`'s (the
+    runner groups by every setting that is not a number), and a probe that mixed them
+    refused a correct class when the grid listed 1.0 first."""
+    from adamrepro.optim.batching import batching_problem, probe_points
+
+    monkeypatch.syspath_prepend(str(OUTSIDE))
+    from my_grid_optimizers import Clipped
+
+    points = [{"lr": lr, "clip": clip} for lr in (0.1, 0.01) for clip in clips]
+    assert {point["clip"] for point in probe_points(points)} == {clips[0]}
+    assert batching_problem(Clipped, points) is None

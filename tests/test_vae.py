@@ -323,8 +323,11 @@ def test_the_vae_refuses_inputs_that_are_no_probabilities(dataset, said):
     fixed = dict(dataset, **dict([said.rsplit("set dataset.", 1)[1].split(": ")]))
     fixed = {k: int(v) if v.isdigit() else v for k, v in fixed.items()}
     assert parse_experiment({**raw, "dataset": fixed}, "test").dataset == fixed
-    # a model of other inputs takes them as they are
+    # a model of other inputs takes them as they are, and so does the VAE that binarises
+    # them at 0.5 first
     assert parse_experiment({**raw, "model": {"name": "logreg"}, "dataset": dataset}, "test")
+    binarising = {**raw["model"], "likelihood": "binarized"}
+    assert parse_experiment({**raw, "model": binarising, "dataset": dataset}, "test")
 
 
 @pytest.mark.parametrize("rule", ["final", "mean"])

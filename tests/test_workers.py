@@ -409,3 +409,31 @@ def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir, signum, s
     assert stderr.strip().splitlines()[-1].startswith(said), stderr
     assert not list(runs.glob("*.json")), "a run finished before Ctrl-C"
     assert not out.exists(), list(out.rglob("*"))
+
+
+def test_a_dropped_ctrl_c_raised_again_waits_for_a_cleanup_that_defers_it():
+    """A Ctrl-C dropped in a finalizer is raised again at the next function call; that call
+    was the entry to `signals_deferred` itself, and the cleanup it guards never ran."""
+    from adamrepro.cli import interrupts_said
+    from adamrepro.runner.stopping import signals_deferred
+
+    cleaned = []
+
+    class Finalised:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            [0 for _ in range(10)]  # the handler runs here, and its exception is dropped
+
+    def cleanup():
+        cleaned.append("removed")
+
+    with pytest.raises(KeyboardInterrupt), interrupts_said("kept"):
+        try:
+            raise RuntimeError("a command failing")
+        except RuntimeError:
+            item = Finalised()
+            del item
+            with signals_deferred():
+                cleanup()
+            raise
+    assert cleaned == ["removed"]

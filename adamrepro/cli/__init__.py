@@ -34,6 +34,7 @@ from adamrepro.cli import plot as plot_cmd
 from adamrepro.cli import report as report_cmd
 from adamrepro.cli import run as run_cmd
 from adamrepro.errors import UserError, note
+from adamrepro.runner import stopping
 from adamrepro.runner.stopping import STOP, held_back
 
 
@@ -133,6 +134,9 @@ INTERRUPTED_ELSE = ("each file it wrote is whole (written aside, then renamed): 
 # first SIGTERM stops its groups at a checkpoint instead (runner/stopping.py), and `run`
 # says what is left and exits 143 itself.
 STOPPING = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
+# The files whose calls enter a block that holds a stop back (`signals_deferred`, a
+# contextlib context manager): a dropped Ctrl-C raised again is not raised in them.
+ENTERING_A_DEFERRAL = {contextlib.__file__, stopping.__file__}
 STOP_ASKED = ("SIGTERM: each group training saves a checkpoint after its pass in progress, "
               "then the command stops (another SIGTERM or a Ctrl-C stops it at once)")
 
@@ -167,15 +171,27 @@ def interrupts_said(kept: str = INTERRUPTED["run"]):
         function, by a trace function: raised in this hook it would be lost again, and one
         that lands in another such callback comes back here and goes on to the next."""
         if isinstance(unraisable.exc_value, KeyboardInterrupt) and working:
+            if sys.gettrace() is not stop_again:  # a debugger's or coverage's, put back after
+                tracing["prior"] = sys.gettrace()
             sys.settrace(stop_again)
             return
         hook(unraisable)
 
+    tracing: dict = {"prior": None}
+
     def stop_again(frame, event, arg):
-        sys.settrace(None)
-        if working and event == "call":
-            raise KeyboardInterrupt  # a trace function's exception is raised in the frame
-        return None
+        if event != "call":
+            return None
+        prior = tracing["prior"]
+        if working and frame.f_code.co_filename in ENTERING_A_DEFERRAL:
+            return None  # still armed: raised here, it would skip the block's cleanup
+        sys.settrace(prior)
+        if working and not held_back(_COMMAND["stopped_by"] or signal.SIGINT):
+            # a trace function's exception is raised in the frame; Python then turns tracing
+            # off, a debugger's too: the command is ending
+            raise KeyboardInterrupt
+        # over, or held back until a cleanup's end (signals_deferred raises it again there)
+        return prior(frame, event, arg) if prior is not None else None
 
     previous = {signum: signal.signal(signum, on_stop) for signum in STOPPING}
     hook, sys.unraisablehook = sys.unraisablehook, swallowed

@@ -3,7 +3,7 @@
 `feature_shape(options)` (one example's shape as `load` gives it, known without the data, so
 a config whose model cannot take that input fails when it is loaded), `outside_unit_range(
 options)` (why its features may leave [0, 1], or None: a model of probabilities refuses
-them, models/base.py `UNIT_INPUTS`) and `SPLIT_SIZES` (the
+them, models/base.py `unit_inputs`) and `SPLIT_SIZES` (the
 official splits' sizes, so a train_size or test_size above them fails there too); one
 whose `fetch` checks the files' presence alone may add `unofficial(folder)`, what makes
 them not the official data, in words ("" where nothing does; `adamrepro fetch` says it),

@@ -210,6 +210,8 @@ def same_curve(points: pd.Series, drawn: dict[str, pd.Series]) -> str | None:
     """The first method of `drawn` whose curve this one is, point for point: a reader sees one
     line where two lie (Fig. 2b's adam+batched trains as adam does and differs only in its
     seconds), so the legend says it rather than show a line that is nowhere."""
+    if points.empty:  # no line drawn: nothing to lie on, nor to be lain on
+        return None
     return next((method for method, other in drawn.items()
                  if other.index.equals(points.index)
                  and np.array_equal(other.to_numpy(), points.to_numpy(), equal_nan=True)),

@@ -100,15 +100,18 @@ class BatchedModel(nn.Module):
     # 1.3e-5 after 15 passes); a network amplifies them (Fig. 3's CNN: 0.24 after 128 steps),
     # so `adamrepro bench` compares its whole float32 curves only for a convex model.
     CONVEX: ClassVar[bool] = False
-    # Whether the model reads its inputs as probabilities (the VAE's Bernoulli likelihood of
-    # each pixel): config validation then refuses a dataset whose features leave [0, 1]
-    # (data/<name>.py's `outside_unit_range`).
-    UNIT_INPUTS: ClassVar[bool] = False
 
     @staticmethod
     def stochastic(opts) -> bool:
         """Whether the training objective draws noise (dropout, sampling): an optimizer that
         assumes a deterministic objective (SFO) refuses such a model."""
+        return False
+
+    @staticmethod
+    def unit_inputs(opts) -> bool:
+        """Whether the model reads its inputs as probabilities (the VAE's Bernoulli
+        likelihood of each pixel): config validation then refuses a dataset whose features
+        leave [0, 1] (data/<name>.py's `outside_unit_range`)."""
         return False
 
     @staticmethod

@@ -57,7 +57,6 @@ class VAE(BatchedModel):
         Metric("recon", label="reconstruction −log p(x|z) (nats)"),
         Metric("kl", label="KL(q(z|x) ‖ p(z)) (nats)"),
     ), objective="neg_elbo")
-    UNIT_INPUTS = True  # each pixel a Bernoulli probability (or binarised at 0.5)
     options = staticmethod(options)
 
     def __init__(self, opts: Options, feature_shape: tuple[int, ...], num_classes: int | None,
@@ -75,6 +74,12 @@ class VAE(BatchedModel):
         # run g draws the noise of its seed: row index_of_run[g] of a (distinct seeds, ...) draw
         self.register_buffer("index_of_run", torch.tensor([unique.index(s) for s in seeds]),
                              persistent=False)
+
+    @staticmethod
+    def unit_inputs(opts) -> bool:
+        """The Bernoulli likelihood reads each grey level as a probability; binarised at 0.5
+        first (`likelihood: binarized`), any input is a 0 or a 1."""
+        return opts.likelihood != "binarized"
 
     @staticmethod
     def stochastic(opts) -> bool:

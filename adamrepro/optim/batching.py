@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from adamrepro.hparams import is_numeric, stacked
+from adamrepro.hparams import kind, stacked
 
 PROBE_RUNS = 3
 PROBE_STEPS = 3
@@ -31,38 +31,56 @@ PROBE_SHAPES = ((4, 5), (1, 5))
 # the run alone, up to the rounding of ops that take another path for another shape.
 TOLERANCE = 1e-9
 FIX = ("update each run from its own slice of the parameters and its own element of each "
-       "hyperparameter (shaped (G, 1, ...) by adamrepro.optim.base.broadcast), or declare "
-       "`capabilities = Capabilities()` on the class to train each run alone")
+       "hyperparameter (shaped (G, 1, ...) by adamrepro.optim.base.broadcast); an update "
+       "that draws noise cannot match its runs alone: declare `capabilities = "
+       "Capabilities()` on the class to train each run alone")
+BUILD_FIX = ("take each per-run hyperparameter as a tensor of length G (check it with "
+             "adamrepro.optim.base.check_range, element by element), or declare "
+             "`capabilities = Capabilities()` on the class to train each run alone")
 
 
 def probe_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """PROBE_RUNS grid points that one group could hold (the same non-numeric settings as
-    the first), distinct ones first, repeated where the grid has fewer."""
-    first = points[0]
-    same_kind = [p for p in points
-                 if all(p.get(k) == v for k, v in first.items() if not is_numeric(v))
-                 and p.keys() == first.keys()]
-    distinct = list({repr(sorted(p.items())): p for p in same_kind}.values())
-    return list(itertools.islice(itertools.cycle(distinct), PROBE_RUNS))
+    """PROBE_RUNS grid points that one group could hold (the first's kind), each next one
+    the one that differs from those chosen in the most settings, so that every axis of the
+    grid varies within the probe (the first three of an lr x eps grid shared one eps, and an
+    eps used as it comes passed); repeated where the grid has fewer."""
+    same = [p for p in points if kind(p) == kind(points[0]) and p.keys() == points[0].keys()]
+    left = list({repr(sorted(p.items())): p for p in same}.values())
+    chosen = [left.pop(0)]
+    while left and len(chosen) < PROBE_RUNS:
+        def new_values(point: dict[str, Any]) -> int:
+            return sum(all(point[k] != c[k] for c in chosen) for k in point)
+        chosen.append(left.pop(max(range(len(left)), key=lambda i: (new_values(left[i]), -i))))
+    return list(itertools.islice(itertools.cycle(chosen), PROBE_RUNS))
 
 
-def _train(cls: type, points: list[dict[str, Any]], grads: list[list[torch.Tensor]],
-           start: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The parameters after PROBE_STEPS steps of the group of `points`, from `start`, with the
-    gradients `grads[step][param]` (each the group's stack)."""
+def _zero() -> torch.Tensor:
+    """The closure of a probe's step: its gradients are set beforehand."""
+    return torch.zeros((), dtype=torch.float64)
+
+
+def _build(cls: type, points: list[dict[str, Any]], start: list[torch.Tensor]):
     params = [p.clone().requires_grad_(True) for p in start]
-    optimizer = cls(params, **stacked(points, torch.float64))
+    return params, cls(params, **stacked(points, torch.float64))
+
+
+def _train(params: list[torch.Tensor], optimizer, grads: list[list[torch.Tensor]],
+           closure: bool) -> list[torch.Tensor]:
+    """`params` after a step of `optimizer` for each of `grads` (`grads[step][param]`, each
+    the group's stack), given a closure where the method's step takes one."""
     for step_grads in grads:
         for p, g in zip(params, step_grads, strict=True):
             p.grad = g.clone()
-        optimizer.step()
+        optimizer.step(_zero) if closure else optimizer.step()
     return [p.detach() for p in params]
 
 
-def batching_problem(cls: type, points: list[dict[str, Any]]) -> str | None:
+def batching_problem(cls: type, points: list[dict[str, Any]], closure: bool = False
+                     ) -> str | None:
     """Why `cls` does not update each run of a group as it updates that run alone, or None.
     Each run's gradients are scaled by its own power of 10, so that an update that mixes the
-    runs (a norm over the whole tensor) moves every run, and not by a rounding."""
+    runs (a norm over the whole tensor) moves every run, and not by a rounding. `closure`:
+    the method's step is given one (`closure: true`, or a class that needs one)."""
     chosen = probe_points(points)
     generator = torch.Generator().manual_seed(0)
     scale = torch.tensor([10.0 ** g for g in range(PROBE_RUNS)], dtype=torch.float64)
@@ -74,13 +92,18 @@ def batching_problem(cls: type, points: list[dict[str, Any]]) -> str | None:
     start = [draw(shape, False) for shape in PROBE_SHAPES]
     grads = [[draw(shape, True) for shape in PROBE_SHAPES] for _ in range(PROBE_STEPS)]
     try:
-        alone = [_train(cls, [point], [[g[run : run + 1] for g in step] for step in grads],
-                        [p[run : run + 1] for p in start])
+        alone = [_train(*_build(cls, [point], [p[run : run + 1] for p in start]),
+                        [[g[run : run + 1] for g in step] for step in grads], closure)
                  for run, point in enumerate(chosen)]
     except Exception:  # noqa: BLE001 - trained alone it fails: training will say so, with its place
         return None
     try:
-        together = _train(cls, chosen, grads, start)
+        built = _build(cls, chosen, start)
+    except Exception as err:  # noqa: BLE001 - whatever it is, only a group's values raise it
+        return (f"built for a group of {PROBE_RUNS} runs it raises {type(err).__name__}: "
+                f"{err}, and not for one run alone: {BUILD_FIX}")
+    try:
+        together = _train(*built, grads, closure)
     except Exception as err:  # noqa: BLE001 - whatever it is, only a group raises it
         return (f"in a group of {PROBE_RUNS} runs its step raises {type(err).__name__}: "
                 f"{err}, and not for one run alone: {FIX}")

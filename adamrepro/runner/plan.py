@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from adamrepro.config import KERNEL_SWITCHES, Experiment
-from adamrepro.hparams import is_numeric
+from adamrepro.hparams import kind
 from adamrepro.models import MODELS
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import Resolved, defining_files, resolve
@@ -158,7 +158,7 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
                     **told, **code}
         point_id = _digest({**common, **settings})
         fp32_point_id = _digest({**at_fp32, **settings})
-        kind = _digest({k: v for k, v in point.items() if not is_numeric(v)})
+        same = _digest(kind(point))
         for seed in seeds_of(exp):
             run_id = _digest({"point": point_id, "seed": seed})
             run = RunSpec(exp.name, label, method.optimizer, point, model, seed, run_id,
@@ -167,7 +167,7 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
             # One seed a group: a group's noise (dropout masks, the VAE's ε) is seeded by its
             # identity, so a group of every seed would give a run other masks at `--seeds 3`
             # than at `--seeds 1`, and seeds added to a folder would train in halves of it.
-            by_kind.setdefault((kind, seed) if capabilities.batchable else run_id,
+            by_kind.setdefault((same, seed) if capabilities.batchable else run_id,
                                []).append(run)
     for kind_runs in by_kind.values():
         caps = [c for c in (method.max_group_size, exp.training.max_group_size) if c]

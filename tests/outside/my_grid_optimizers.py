@@ -4,6 +4,8 @@ without an error and give every run of a group another run's curve."""
 
 from __future__ import annotations
 
+import torch
+
 from adamrepro.optim.base import GridOptimizer, broadcast, check_range, zeros_state
 from adamrepro.optim.capabilities import Capabilities
 
@@ -51,3 +53,33 @@ class WholeNormAlone(WholeNorm):
     """WholeNorm, declared as a class to train one run at a time: correct then."""
 
     capabilities = Capabilities()
+
+
+class FirstEps(SignMomentum):
+    """A step of α·g/(|g| + ε) with the first run's ε for every run: caught only when the
+    probe's runs differ in ε, not in α alone."""
+
+    def __init__(self, params, lr=1e-2, eps=1e-1):
+        GridOptimizer.__init__(self, params, dict(lr=lr, eps=eps))
+
+    def _update(self, p, grad, state, group, lr_t):
+        eps = group["eps"].flatten()[0] if hasattr(group["eps"], "flatten") else group["eps"]
+        p.sub_(lr_t * grad / (grad.abs() + eps))
+
+
+class Clipped(SignMomentum):
+    """Sign momentum with an optional clip of the update (`clip: null`: none), correct: a
+    grid over `clip` holds runs that differ in kind (None is no number) and never share a
+    group."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), clip=None):
+        SignMomentum.__init__(self, params, lr, betas)
+        for group in self.param_groups:
+            group["clip"] = clip
+
+    def _update(self, p, grad, state, group, lr_t):
+        step = lr_t * self._direction(p, grad, state, group)
+        if group["clip"] is not None:
+            bound = broadcast(group["clip"], p)
+            step = torch.minimum(torch.maximum(step, -bound), bound)
+        p.sub_(step)
