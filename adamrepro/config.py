@@ -395,9 +395,9 @@ def _check_input_range(exp: Experiment, shape: tuple[int, ...], where: str) -> N
 
     for scale in SCALES:
         scaled = exp.at_scale(scale)
-        readers = sorted({name for name, opts in (
-            _method_model(scaled.model, method.model, shape, f"{where}: model")
-            for method in scaled.methods.values()) if MODELS[name].unit_inputs(opts)})
+        models = [_method_model(scaled.model, method.model, shape, f"{where}: model")
+                  for method in scaled.methods.values()]
+        readers = sorted({name for name, opts in models if MODELS[name].unit_inputs(opts)})
         if not readers:
             continue
         module = DATASETS[scaled.dataset["name"]]

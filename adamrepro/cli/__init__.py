@@ -170,19 +170,19 @@ def interrupts_said(kept: str = INTERRUPTED["run"]):
         lost: the command went on and exited 0. Raise it again at the next call of a
         function, by a trace function: raised in this hook it would be lost again, and one
         that lands in another such callback comes back here and goes on to the next."""
+        nonlocal prior
         if isinstance(unraisable.exc_value, KeyboardInterrupt) and working:
             if sys.gettrace() is not stop_again:  # a debugger's or coverage's, put back after
-                tracing["prior"] = sys.gettrace()
+                prior = sys.gettrace()
             sys.settrace(stop_again)
             return
         hook(unraisable)
 
-    tracing: dict = {"prior": None}
+    prior = None  # the trace function stop_again stands in for
 
     def stop_again(frame, event, arg):
         if event != "call":
             return None
-        prior = tracing["prior"]
         if working and frame.f_code.co_filename in ENTERING_A_DEFERRAL:
             return None  # still armed: raised here, it would skip the block's cleanup
         sys.settrace(prior)

@@ -234,14 +234,18 @@ def legend_label(chosen: pd.Series, meta: dict, same_as: str | None = None) -> s
         if name == "lr" and chosen.get("lr_decay") == "sqrt":
             text += "/√t"
         values.append(text)
-    edges = chosen.get("at_grid_edge")
-    edges = edges.split(";") if isinstance(edges, str) and edges else []
-    text = ", ".join(values)
-    if edges:
-        text += f"; grid edge: {', '.join(SYMBOLS.get(name, name) for name in edges)}"
-    if same_as is not None:
-        text += f"{'; ' if text else ''}the same curve as {same_as}"
+    text = "; ".join(filter(None, [", ".join(values),
+                                   *label_notes(chosen.get("at_grid_edge"), same_as)]))
     return as_written(f"{chosen['method']} ({text})" if text else chosen["method"])
+
+
+def label_notes(at_grid_edge, same_as: str | None = None) -> list[str]:
+    """What a legend entry says beyond the method's settings: the grid axes it was selected
+    at the edge of (best.csv's `at_grid_edge`, "lr;beta2", NaN or "" for none) and the
+    method whose curve it lies on (`same_curve`)."""
+    edges = at_grid_edge.split(";") if isinstance(at_grid_edge, str) and at_grid_edge else []
+    return ([f"grid edge: {', '.join(SYMBOLS.get(name, name) for name in edges)}"] if edges
+            else []) + ([f"the same curve as {same_as}"] if same_as is not None else [])
 
 
 def how_chosen(best: pd.DataFrame, band_kind: str, curves: pd.DataFrame | None = None,

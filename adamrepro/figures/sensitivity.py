@@ -18,11 +18,11 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from adamrepro.figures.curves import (
-    SYMBOLS,
     as_written,
     experiment_palette,
     fitted,
     in_config_order,
+    label_notes,
     legend,
     log_y,
     run_tag,
@@ -137,13 +137,9 @@ def draw(folder: Path, tables: Tables | None = None,
         ok = ok[~ok["above"]]
         above_any = above_any or len(above) > 0
         costs = ok.set_index("lr")["cost"]
-        twin = same_curve(costs, drawn)
-        drawn[method] = costs
-        said = [f"the same curve as {twin}"] if twin is not None else []
         # selected at the end of what was tried, as curves.png's legend and the report say
-        edges = edges_of.get(method, "")
-        if isinstance(edges, str) and edges:
-            said.append(f"grid edge: {', '.join(SYMBOLS.get(e, e) for e in edges.split(';'))}")
+        said = label_notes(edges_of.get(method), same_curve(costs, drawn))
+        drawn[method] = costs
         label = as_written(f"{method} ({'; '.join(said)})" if said else method)
         ax.plot(ok["lr"], ok["cost"], marker="o", markersize=4, label=label, **line)
         ax.plot(above["lr"], np.ones(len(above)), linestyle="none", marker="^",

@@ -47,9 +47,11 @@ def probe_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     same = [p for p in points if kind(p) == kind(points[0]) and p.keys() == points[0].keys()]
     left = list({repr(sorted(p.items())): p for p in same}.values())
     chosen = [left.pop(0)]
-    while left and len(chosen) < PROBE_RUNS:
-        def new_values(point: dict[str, Any]) -> int:
-            return sum(all(point[k] != c[k] for c in chosen) for k in point)
+
+    def new_values(point: dict[str, Any]) -> int:  # settings no chosen point has
+        return sum(all(point[k] != c[k] for c in chosen) for k in point)
+
+    while left and len(chosen) < PROBE_RUNS:  # the most new values; the earliest of equals
         chosen.append(left.pop(max(range(len(left)), key=lambda i: (new_values(left[i]), -i))))
     return list(itertools.islice(itertools.cycle(chosen), PROBE_RUNS))
 
