@@ -32,7 +32,14 @@ from pydantic import (
 
 from adamrepro import wording
 from adamrepro.errors import UserError
-from adamrepro.options import AutoOrBool, Frozen, location, message, number_as_text
+from adamrepro.options import (
+    AutoOrBool,
+    Frozen,
+    location,
+    message,
+    number_as_text,
+    text_not_number,
+)
 
 SCALES = ("smoke", "quick", "paper")
 # At most this many seeds per grid point, and runs in one experiment at one scale: plans
@@ -251,15 +258,17 @@ def _folder_name(name: str) -> str:
         raise ValueError(f"{name!r} is not a folder name: use letters, digits and _ - . +, "
                          f"starting with a letter or digit (e.g. my_experiment)")
     if name in OTHER_FOLDERS:
-        raise ValueError(f"{name!r} is the folder of {OTHER_FOLDERS[name]} in a results "
+        raise ValueError(f"{name!r} is what {OTHER_FOLDERS[name]} writes in a results "
                          f"folder; name the experiment otherwise")
     return name
 
 
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 MAX_NAME = 100  # a file name holds 255 bytes, the longest we make of a name ~30 more
-# Folders that the other commands write beside the experiments' in a results folder.
-OTHER_FOLDERS = {"bench": "adamrepro bench", "compare": "adamrepro compare"}
+# What the other commands write beside the experiments' folders in a results folder: an
+# experiment named so made a folder where `report` then could not write its file.
+OTHER_FOLDERS = {"bench": "adamrepro bench", "compare": "adamrepro compare",
+                 "report.md": "adamrepro report", "report.html": "adamrepro report"}
 
 
 def _grid_values_distinct(values: list[Any], key: str) -> None:
@@ -371,6 +380,24 @@ def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool 
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _refuse_base_60(construct):
+    """YAML 1.1 reads `1:30` as the base-60 number 90 (and `1:30.5` as 90.5): `epochs: 1:30`
+    trained 90 passes without a word. A number written so is refused, with its value."""
+    def constructor(loader: StrictLoader, node: yaml.ScalarNode):
+        value = construct(loader, node)
+        if ":" in str(node.value):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value} is a base-60 number to YAML 1.1 ({value!r}); write "
+                f"{value!r}, or quote it for text", node.start_mark)
+        return value
+    return constructor
+
+
+for _tag, _construct in (("int", yaml.SafeLoader.construct_yaml_int),
+                         ("float", yaml.SafeLoader.construct_yaml_float)):
+    StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_base_60(_construct))
+
+
 def _check_registries(exp: Experiment, where: str) -> Experiment:
     """Names and values that only the registries can judge: fail at load, not mid-sweep.
     Returns the experiment with the metric defaults filled in from the model's declaration."""
@@ -478,21 +505,20 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
     model, model_opts = _method_model(exp.model, method.model, shape,
                                       f"{where}: {key}.model" if method.model
                                       else f"{where}: model")
-    points = _points_at_every_scale(exp, label, method)
+    sourced = _points_at_every_scale(exp, label, method)
+    points = [point for _, point in sourced]
     try:
         found = resolve(method.optimizer, OPTIMIZERS, method.closure)
     except ValueError as err:
         raise UserError(f"{where}: {key}.optimizer: {err}") from None
-    for point in points:
-        _check_point_numbers(point, f"{where}: {key}")
+    for source, point in sourced:
+        _check_point_numbers(point, f"{where}: {key}{source}")
+        named = f"{where}: {key}{source}: {method.optimizer}"
         if not found.builtin:  # ours say so themselves ("lr must be a number, got True")
-            _check_types_against_signature(found.cls, point, f"{where}: {key}: {method.optimizer}")
-        _check_no_list_for_a_number(found.cls, point, set(method.grid),
-                                    f"{where}: {key}: {method.optimizer}")
-        _check_noise_allowed(found, MODELS[model], model_opts, point,
-                             f"{where}: {key}: {method.optimizer}")
-        _check_optimizer_accepts(found, point, exp.training.dtype,
-                                 f"{where}: {key}: {method.optimizer}",
+            _check_types_against_signature(found.cls, point, named)
+        _check_no_list_for_a_number(found.cls, point, set(method.grid), named)
+        _check_noise_allowed(found, MODELS[model], model_opts, point, named)
+        _check_optimizer_accepts(found, point, exp.training.dtype, named,
                                  {name: point[name] for name in method.grid if name in point})
     if found.capabilities.subfunctions:
         _check_subfunctions_fit(exp, label, f"{where}: {key}: {method.optimizer}")
@@ -533,10 +559,15 @@ def _check_subfunctions_fit(exp: Experiment, label: str, where: str) -> None:
                                 f"{size}")
 
 
-def _points_at_every_scale(exp: Experiment, label: str, method: MethodSpec) -> list[dict]:
-    """The method's grid points, then those of each scale that sets a grid of its own."""
-    return method.points() + [point for scale in exp.scales if exp.scales[scale].grid
-                              for point in exp.at_scale(scale).methods[label].points()]
+def _points_at_every_scale(exp: Experiment, label: str,
+                           method: MethodSpec) -> list[tuple[str, dict]]:
+    """The method's grid points, then those of each scale that sets a grid of its own, each
+    after where it comes from ("" for the method's own grid): a value of a scale's grid
+    refused under the method's name alone sent the user to a grid that did not hold it."""
+    return [("", point) for point in method.points()] + [
+        (f" at scale {scale} (scales.{scale}.grid)", point)
+        for scale in exp.scales if exp.scales[scale].grid
+        for point in exp.at_scale(scale).methods[label].points()]
 
 
 def _check_point_numbers(point: dict[str, Any], where: str) -> None:
@@ -554,11 +585,7 @@ def _check_point_numbers(point: dict[str, Any], where: str) -> None:
             if isinstance(number, (int, float)) and not _finite(number):
                 raise UserError(f"{where}: {name} must be finite, got {number!r:.30}")
             if isinstance(number, str) and number_as_text(number):
-                why = ("YAML 1.1 reads an exponent without a dot as text"
-                       if "e" in number.lower() else "it is quoted")
-                raise UserError(
-                    f"{where}: {name}: {number!r} is text to YAML, not a "
-                    f"number ({why}); write {float(number)!r}")
+                raise UserError(f"{where}: {name}: {text_not_number(number)}")
 
 
 @functools.cache
@@ -713,6 +740,10 @@ def _check_figures(exp: Experiment, trained: set[str], where: str) -> None:
     """Every figure asked for exists and can be drawn from the models trained."""
     from adamrepro.figures import FIGURES
 
+    if not exp.plot.figures:  # `plot` read an empty list as "the defaults"
+        raise UserError(f"{where}: plot.figures is empty; name the figures to draw (known: "
+                        f"{', '.join(FIGURES)}), or leave it out for "
+                        f"{', '.join(DEFAULT_FIGURES)}")
     unknown = [f for f in exp.plot.figures if f not in FIGURES]
     if unknown:
         raise UserError(f"{where}: plot.figures: unknown figure {unknown[0]!r}; known: "

@@ -1,7 +1,9 @@
 """The one exception type for user mistakes: the CLI prints its message on one line, exit 2;
-and `note`, the one line for what the user should know while the command goes on."""
+`note`, the one line for what the user should know while the command goes on; and
+`home_expanded`, the one place a path the user typed has its `~` expanded."""
 
 import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -19,3 +21,16 @@ def note(text: str) -> None:
     produces, and a Python warning would add its source line to what is the user's news."""
     text = str(text).replace("\r", "\\r").replace("\n", "\\n")
     print(f"adamrepro: note: {text}", file=sys.stderr)
+
+
+def home_expanded(text: str) -> Path:
+    """`text` as a path, a leading `~` or `~user` expanded as the shell would have. A user
+    the system does not know is a UserError: pathlib raised a RuntimeError, a traceback, for
+    a mistyped `--out ~results` that the shell had left as it was."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        user = text[1:].split("/", 1)[0]
+        raise UserError(f"{text!r}: no user {user!r} whose home ~{user} could stand for; "
+                        f"write the full path, or ~/{user} for a folder in your own "
+                        f"home") from None

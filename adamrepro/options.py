@@ -6,6 +6,7 @@ and models/ can all build on it without importing one another.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -115,8 +116,7 @@ def message(err: dict) -> str:
     given = err.get("input")
     if err["type"] == "float_type" and isinstance(given, str) and number_as_text(given) \
             and "e" in given.lower():
-        return (f"{given!r} is text to YAML, not a number (YAML 1.1 reads an exponent "
-                f"without a dot as text); write {float(given)!r}")
+        return text_not_number(given)
     if "[key]" in err["loc"]:
         if given is None or isinstance(given, bool):  # `yes:` as a method label
             return (f"YAML read this key as {given!r} (an unquoted yes, no, on, off, ~ or "
@@ -144,6 +144,18 @@ def number_as_text(text: str) -> bool:
     except ValueError:
         return False
     return any(c.isdigit() for c in text)  # not "nan" or "inf"
+
+
+def text_not_number(text: str) -> str:
+    """What to say of `text`, a number YAML read as text (`number_as_text`), and what to
+    write instead. PyYAML takes an exponent only after a dot and with a sign: `1.0e2` is text
+    as `1e-3` is (the message said "without a dot" of both), and `1.0e400` is no finite
+    number to write."""
+    why = ("YAML 1.1 reads an exponent as a number only after a dot and with a sign, as "
+           "1.0e-3" if "e" in text.lower() else "it is quoted")
+    value = float(text)
+    fix = f"write {value!r}" if math.isfinite(value) else "write a finite number"
+    return f"{text!r} is text to YAML, not a number ({why}); {fix}"
 
 
 def options_model(cls: type[BaseModel], values: dict[str, Any], where: str) -> BaseModel:

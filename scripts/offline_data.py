@@ -31,6 +31,7 @@ from adamrepro.cli import main as adamrepro
 from adamrepro.cli.params import ScriptParser, folder_argument
 from adamrepro.data import cifar10, imdb, mnist
 from adamrepro.data.download import default_data_dir
+from adamrepro.errors import UserError
 
 DATASETS = ("mnist", "imdb", "cifar10")
 
@@ -140,8 +141,11 @@ def main() -> int:
                         help="the data folder (default: $ADAMREPRO_DATA, else "
                              "~/.cache/adamrepro/data)")
     args = parser.parse_args()
-    out = (args.out or default_data_dir()).expanduser()
-    source = args.source.expanduser()
+    try:
+        out = args.out or default_data_dir()
+    except UserError as error:
+        fail(str(error))
+    source = args.source
     if not source.is_dir():
         parser.error(f"{source} is not a folder")
     if out.exists() and not out.is_dir():

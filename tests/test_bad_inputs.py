@@ -272,7 +272,10 @@ CASES = [
      "File name too long; the filesystem takes names of at most 255 bytes: pass a shorter "
      "--out"),
     ("name-of-another-folder", setitem("name", "bench"), [],
-     "'bench' is the folder of adamrepro bench in a results folder"),
+     "'bench' is what adamrepro bench writes in a results folder"),
+    # a folder so named stood where `report` writes its file, which it then could not
+    ("name-of-the-report", setitem("name", "report.md"), [],
+     "'report.md' is what adamrepro report writes in a results folder"),
     ("exponent-without-a-dot", setitem("methods.adam.grid.lr", ["1e-3", 1.0e-2]), [],
      "methods.adam: lr: '1e-3' is text to YAML, not a number"),
     ("grid-value-twice", setitem("methods.adam.grid.lr", [1e-3, 1e-2, 1e-3]), [],
@@ -314,8 +317,28 @@ CASES = [
      "curves.csv is a folder where a table goes; move it away"),
     # pydantic's lax mode took these for numbers and switches without a word
     ("exponent-in-an-option", setitem("model.l2", "1e-4"), [],
-     "model.l2: '1e-4' is text to YAML, not a number (YAML 1.1 reads an exponent without a "
-     "dot as text); write 0.0001"),
+     "model.l2: '1e-4' is text to YAML, not a number (YAML 1.1 reads an exponent as a number "
+     "only after a dot and with a sign, as 1.0e-3); write 0.0001"),
+    # a dot is not enough (the message said "without a dot" of this too), nor an overflow
+    ("exponent-without-a-sign", setitem("methods.adam.grid.lr", ["1.0e2"]), [],
+     "methods.adam: lr: '1.0e2' is text to YAML, not a number (YAML 1.1 reads an exponent as "
+     "a number only after a dot and with a sign, as 1.0e-3); write 100.0"),
+    ("exponent-beyond-floats", setitem("methods.adam.grid.lr", ["1.0e400"]), [],
+     "methods.adam: lr: '1.0e400' is text to YAML, not a number (YAML 1.1 reads an exponent "
+     "as a number only after a dot and with a sign, as 1.0e-3); write a finite number"),
+    # YAML 1.1's base 60: `epochs: 1:30` trained 90 passes without a word
+    ("base-60-number", lambda: CONFIG.read_text().replace(
+        "epochs: 45}", "epochs: 1:30}", 1), [],
+     "is a base-60 number to YAML 1.1 (90); write 90, or quote it for text"),
+    # `plot` read an empty list as its defaults
+    ("no-figures", setitem("plot.figures", []), [],
+     "plot.figures is empty; name the figures to draw (known: "),
+    # a value of a scale's grid is refused naming the scale, not the method's own grid
+    ("scale-grid-value-refused", setitem("scales.smoke.grid", {"lr": [-1.0]}), ["--dry-run"],
+     "at scale smoke (scales.smoke.grid): adagrad: lr must lie in (0.0, inf), got -1"),
+    # a number where a name goes is shown as written, not as the group's tensor
+    ("lr-decay-a-number", setitem("methods.adam.hparams.lr_decay", 1), ["--dry-run"],
+     "lr_decay must be one of none, sqrt, got 1"),
     ("l2-true", setitem("model.l2", True), [], "model.l2: Input should be a valid number"),
     ("init-scale-text", setitem("model.init_scale", "0.01"), [],
      "model.init_scale: Input should be a valid number"),
@@ -592,7 +615,7 @@ def test_bench_refuses_an_out_it_cannot_write_before_it_times(cli, tmp_path):
     code, stdout, stderr = cli("bench", "logreg_mnist", "--scale", "smoke", "--quiet",
                                "--out", tmp_path / "a-file")
     assert code == 2 and stderr.count("\n") == 1, stderr
-    assert "is not a writable folder" in stderr and stdout == ""
+    assert f"--out {tmp_path / 'a-file'} is a file, not a folder" in stderr and stdout == ""
 
 
 def test_a_config_or_data_folder_of_the_wrong_kind_is_named(cli, tmp_path):
@@ -608,7 +631,28 @@ def test_a_config_or_data_folder_of_the_wrong_kind_is_named(cli, tmp_path):
         code, _, stderr = cli(*command, "--out", tmp_path / "a-file")
         assert code == 2 and stderr.count("\n") == 1, stderr
         assert f"--out {tmp_path / 'a-file'} is a file, not a folder; pass a folder" in stderr
+    # a dry run planned on a data folder that was a file, which the run then refused
+    code, stdout, stderr = cli("run", CONFIG, "--scale", "smoke", "--dry-run", "--data-dir",
+                               tmp_path / "a-file", "--out", tmp_path / "out")
+    assert code == 2 and stdout == "" and f"data folder {tmp_path / 'a-file'} is a file" \
+        in stderr, stderr
     assert (tmp_path / "a-file").read_text() == ""
+
+
+NO_USER = "no_such_user_adamrepro"
+
+
+@pytest.mark.parametrize("value, said", [
+    (f"~{NO_USER}/data", f"$ADAMREPRO_DATA is '~{NO_USER}/data': no user '{NO_USER}'"),
+    # read as the folder " ": "put the official files in  /MNIST/raw" read as the root's
+    (" ", "$ADAMREPRO_DATA is blank; unset it, or set it to the data folder"),
+])
+def test_a_data_folder_variable_that_names_no_folder_is_one_line(value, said, cli,
+                                                                   monkeypatch, tmp_path):
+    monkeypatch.setenv("ADAMREPRO_DATA", value)
+    code, stdout, stderr = cli("run", CONFIG, "--scale", "smoke", "--out", tmp_path / "out")
+    assert code == 2 and stdout == "" and stderr.startswith(f"adamrepro: error: {said}"), stderr
+    assert stderr.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("command, said", [
@@ -643,9 +687,28 @@ def test_a_config_or_data_folder_of_the_wrong_kind_is_named(cli, tmp_path):
       "--out", "@tmp/out"), "--address: an empty address; give HOST:PORT, or drop --address"),
     (("bench", "logreg_mnist", "--scale", "smoke", "--threads", "100000", "--out",
       "@tmp/out"), "--threads 100000 is more than 4 per core of the"),
+    # a `~user` no system knows, which the shell leaves as typed: pathlib's RuntimeError
+    (("run", CONFIG, "--scale", "smoke", "--dry-run", "--out", f"~{NO_USER}/results"),
+     f"Invalid value for '--out': '~{NO_USER}/results': no user '{NO_USER}' whose home "
+     f"~{NO_USER} could stand for; write the full path, or ~/{NO_USER} for a folder in your "
+     f"own home"),
+    (("fetch", "mnist", "--data-dir", f"~{NO_USER}"), f"no user '{NO_USER}'"),
+    # bench/ and compare's table were written inside an experiment's folder
+    (("bench", "logreg_mnist", "--scale", "smoke", "--out", "@used/logreg_mnist"),
+     "--out @used/logreg_mnist is an experiment's own folder (it holds config.json); pass "
+     "the results folder above it: --out @used"),
+    (("compare", "@used", "@tmp/other", "--out", "@used/logreg_mnist"),
+     "--out @used/logreg_mnist is an experiment's own folder (it holds config.json); pass "
+     "another folder, or none for @tmp/other/compare"),
+    # "" and ".." named the results folder itself: "run ... on the config of used"
+    (("plot", "", "--out", "@used"), "'' is no experiment's name; name one under @used "
+                                     "(logreg_mnist), or none for every one"),
+    (("plot", "..", "--out", "@used"), "'..' is no experiment's name"),
 ], ids=["results-record", "empty-config", "missing-config-file", "only-selected-own-folder",
         "ray-address-no-port", "report-positional", "compare-unknown-metric",
-        "compare-not-a-metric", "compare-empty-metric", "ray-address-empty", "bench-threads"])
+        "compare-not-a-metric", "compare-empty-metric", "ray-address-empty", "bench-threads",
+        "out-unknown-user", "data-dir-unknown-user", "bench-out-own-folder",
+        "compare-out-own-folder", "plot-empty-name", "plot-parent-name"])
 def test_a_mistake_is_one_line_with_its_fix(command, said, cli, used_out, tmp_path):
     """Mistakes an audit found worded without their fix, or in Python's words."""
     places = {"@record": str(used_out / "logreg_mnist" / "config.json"),

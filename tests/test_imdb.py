@@ -109,8 +109,12 @@ def test_the_dataset_s_vocabulary_needs_its_file_and_enough_words(tmp_path):
     (root / "aclImdb" / "imdb.vocab").write_text("good\n!\nbad\n", encoding="utf-8")
     data = imdb.load(opts, root)
     assert data.train_x.tolist() == [[0, 0, 1], [2, 1, 0]]  # neg first; good, !, bad
-    with pytest.raises(UserError, match="vocab_size 4 exceeds the 3 words of"):
+    with pytest.raises(UserError) as err:
         imdb.load(imdb.Options(vocabulary="imdb.vocab", vocab_size=4, verify=False), root)
+    # a list shorter than the official one is named as the likelier mistake: a damaged copy
+    assert str(err.value) == (
+        f"IMDB: vocab_size 4 exceeds the 3 words of {root / 'aclImdb' / 'imdb.vocab'}; put "
+        f"the official aclImdb/imdb.vocab (89,527 words) back, or choose at most 3")
     # each tokenizer keeps its own cache, and neither prunes the other's
     imdb.load(imdb.Options(vocab_size=2, verify=False), root)
     builds = imdb.bow_builds
@@ -370,6 +374,25 @@ def test_a_review_changed_since_the_cache_was_built_is_read_anew(tmp_path):
     kept.write_text("nice")
     os.utime(kept, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert "nice" in imdb.bag_of_words(root, verify=False)["tokens"]
+
+
+def test_a_command_refused_for_a_stray_review_keeps_the_cache(tmp_path):
+    """A review file copied in by mistake changes the cache's key; the command is refused
+    for it (the official counts), and the cache of the reviews as they were stays: it was
+    deleted as stale before the refusal, and with the stray file removed the next command
+    paid the tokenizing again (half a minute)."""
+    root = _tiny_imdb(tmp_path, FOUR_REVIEWS)
+    imdb.bag_of_words(root, verify=False)
+    [cache] = (root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt")
+    stray = root / "aclImdb" / "train" / "pos" / "5_7.txt"
+    stray.write_text("fine")
+    with pytest.raises(UserError, match="where the official label folders hold 12,500"):
+        imdb.bag_of_words(root)
+    assert cache.exists()
+    stray.unlink()
+    builds = imdb.bow_builds
+    imdb.bag_of_words(root, verify=False)
+    assert imdb.bow_builds == builds  # read back, not built again
 
 
 def test_a_file_in_the_caches_place_that_no_run_wrote_is_one_short_note(tmp_path, capsys):

@@ -69,7 +69,7 @@ def bench(
 
     from adamrepro.bench.flops import experiment_flops, flops_sentence
     from adamrepro.data.download import default_data_dir, quiet_bars
-    from adamrepro.results.store import check_writable
+    from adamrepro.results.store import check_results_folder, check_writable
     from adamrepro.runner.executors import load_data, parse_workers, torch_threads
     from adamrepro.runner.host_memory import keep_freed_memory
     from adamrepro.runner.sweep import resolve_device
@@ -81,6 +81,7 @@ def bench(
     with torch_threads(threads):
         exp = load_experiment(resolve_config_arg(experiment))
         if not flops_only:  # before minutes of timing, not after
+            check_results_folder(Path(out))  # bench/ beside the experiments', not in one
             check_writable(Path(out) / "bench")
         exp = _experiment_to_time(exp, unverified_data, scale.value, precision, passes,
                                   reference_passes, data_dir or default_data_dir())

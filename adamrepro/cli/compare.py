@@ -48,9 +48,10 @@ def compare(
     from rich.table import Table
 
     from adamrepro.results.compare import compare_folders, comparison_frame
-    from adamrepro.results.store import atomic_write, check_writable
+    from adamrepro.results.store import atomic_write, check_results_folder, check_writable
 
     folder = out if out is not None else Path(other) / "compare"
+    check_results_folder(folder, f"pass another folder, or none for {Path(other) / 'compare'}")
     check_writable(folder)  # before a table is printed, not after
     comparisons, skipped = compare_folders(base, other, experiment, metric)
     if Path(base).resolve() == Path(other).resolve():  # a check of the comparison itself

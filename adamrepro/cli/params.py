@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, home_expanded
 
 
 def folder(text: str | Path) -> Path:
@@ -19,7 +19,10 @@ def folder(text: str | Path) -> Path:
         return text
     if not text.strip():
         raise typer.BadParameter("an empty name; name a folder")
-    return Path(text).expanduser()
+    try:
+        return home_expanded(text)
+    except UserError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 def folder_argument(text: str) -> Path:
@@ -27,7 +30,10 @@ def folder_argument(text: str) -> Path:
     repository), `--from ""` read it, without a word."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty name; name a folder")
-    return Path(text).expanduser()
+    try:
+        return home_expanded(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def check_counts(counts: dict[str, int | None], minimum: int = 1) -> None:

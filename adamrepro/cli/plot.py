@@ -25,7 +25,7 @@ def plot(
     """Draw the figures of each experiment (PNG and PDF).
 
     Into <out>/<experiment>/, from its results tables alone."""
-    from adamrepro.config import OTHER_FOLDERS
+    from adamrepro.config import FOLDER_NAME, OTHER_FOLDERS
     from adamrepro.figures import FIGURES, glyphs_noted
     from adamrepro.figures.curves import palette_notes, staged_figures
     from adamrepro.results.store import atomic_set, check_results_folder, read_results
@@ -36,6 +36,9 @@ def plot(
     if not names:
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
     for name in names:
+        if not FOLDER_NAME.fullmatch(name):  # "" and ".." named the results folder itself
+            raise UserError(f"{name!r} is no experiment's name; name one under {out} "
+                            f"({', '.join(found) or 'none yet'}), or none for every one")
         if name in OTHER_FOLDERS:  # no experiment is named so (config.py): its timings, say
             raise UserError(f"{out / name} holds what '{OTHER_FOLDERS[name]}' wrote, not an "
                             f"experiment's results: plot draws experiments; name one under "

@@ -148,6 +148,7 @@ def run(
     """Train a grid search per method; a re-run skips the finished runs."""
     started = time.time()  # the budget counts from here: loading the data takes part of it
     from adamrepro.data.download import (  # the data package imports torch
+        check_data_folder,
         default_data_dir,
         quiet_bars,
     )
@@ -158,6 +159,7 @@ def run(
     processes = _check_flags(out, workers, executor, address, split_to_fit, time_budget)
     base = _experiment_as_asked(config, unverified_data, precision,
                                 data_dir or default_data_dir())
+    check_data_folder(data_dir or default_data_dir())  # a dry run's plan, too, is refused
     if only_selected is not None:
         held = _seeds_selected(only_selected / base.name)
         if seeds is None:

@@ -27,7 +27,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, home_expanded
 
 # `--quiet` (run, bench) hides the data layer's bars too, not only the training's: a
 # download's, and IMDB's tokenizing. Set for the command's duration by `quiet_bars`.
@@ -81,8 +81,14 @@ def default_data_dir() -> Path:
     """$ADAMREPRO_DATA, else the user's cache folder. A `~` is the home folder, as the
     shell would make it had the value not been quoted (`scripts/offline_data.py` reads it
     so too: data laid out in ~/data was then looked for in ./~/data)."""
-    if os.environ.get("ADAMREPRO_DATA"):
-        return Path(os.environ["ADAMREPRO_DATA"]).expanduser()
+    value = os.environ.get("ADAMREPRO_DATA")
+    if value and not value.strip():  # read as the folder " ", which messages print as blank
+        raise UserError("$ADAMREPRO_DATA is blank; unset it, or set it to the data folder")
+    if value:
+        try:
+            return home_expanded(value)
+        except UserError as error:
+            raise UserError(f"$ADAMREPRO_DATA is {error}") from None
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "adamrepro" / "data"
 

@@ -84,6 +84,7 @@ WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 DATASET_WORD = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*|[!?]"
                           r"|[:;=][\-o]?[()\[\]dpo/\\|]|[()][\-o]?[:;=]")
 VOCAB_FILE = "imdb.vocab"
+OFFICIAL_VOCAB_WORDS = 89_527  # the words of the official archive's imdb.vocab
 # Bump when anything that changes the cached counts changes (tokenizer, file order, format).
 CACHE_VERSION = 3
 MAX_COUNT = 255  # uint8 storage; no review comes close (the most repeated word is "the")
@@ -389,16 +390,20 @@ def _reviews_and_caches(data_dir: Path, vocabularies) -> tuple[dict[str, list], 
     root = fetch(data_dir)
     files = _review_files(root)
     listing = _listing(root, files)
-    paths = {}
-    for vocabulary in vocabularies:
-        paths[vocabulary] = path = _cache_path(root, files, listing, vocabulary)
-        # A cache of another key is of review files since changed (or of an older
-        # adamrepro), which no load will read again: 38 MB each for the whole dataset.
-        for stale in path.parent.glob(f"{_cache_stem(vocabulary)}*.pt"):
-            if stale != path:
-                with contextlib.suppress(OSError):  # a read-only data folder keeps it
-                    stale.unlink()
+    paths = {vocabulary: _cache_path(root, files, listing, vocabulary)
+             for vocabulary in vocabularies}
     return files, paths
+
+
+def _prune_stale(path: Path, vocabulary: str) -> None:
+    """Remove the caches of `vocabulary` other than `path`: of review files since changed
+    (or of an older adamrepro), which no load will read again, 38 MB each for the whole
+    dataset. Only once `path` is read or written: a command refused for a review missing
+    deleted the valid cache, which the review put back would have read again."""
+    for stale in path.parent.glob(f"{_cache_stem(vocabulary)}*.pt"):
+        if stale != path:
+            with contextlib.suppress(OSError):  # a read-only data folder keeps it
+                stale.unlink()
 
 
 def _build_and_cache(files: dict[str, list], path: Path, announce: bool = True,
@@ -411,6 +416,7 @@ def _build_and_cache(files: dict[str, list], path: Path, announce: bool = True,
              f"half a minute); every run reads the cache in {path.parent}")
     bow = _build(files, vocabulary)
     _save_atomically(bow, path)
+    _prune_stale(path, vocabulary)
     return bow
 
 
@@ -427,10 +433,13 @@ def bag_of_words(data_dir: Path, verify: bool = True, vocabulary: str = "ours") 
     announce = True
     if path.exists():
         try:
-            return _from_file(load_sealed(path))
+            bow = _from_file(load_sealed(path))
         except Exception as err:  # noqa: BLE001 - any unreadable cache is simply rebuilt
             note(f"IMDB: ignoring the unreadable cache {path} ({err}); building it again")
             announce = False  # that note said so
+        else:
+            _prune_stale(path, vocabulary)
+            return bow
     return _build_and_cache(files, path, announce, vocabulary)
 
 
@@ -464,7 +473,7 @@ def dense(split: dict, vocab_size: int, binary: bool,
 
 def dataset_vocabulary(root: Path, vocab_size: int) -> list[str]:
     """The first `vocab_size` words of the dataset's `imdb.vocab` (one per line, ordered by
-    frequency, 89,527 of them in the official archive)."""
+    frequency, OFFICIAL_VOCAB_WORDS of them in the official archive)."""
     path = root / VOCAB_FILE
     try:
         words = path.read_text(encoding="utf-8").split("\n")
@@ -477,8 +486,12 @@ def dataset_vocabulary(root: Path, vocab_size: int) -> list[str]:
                         f"official aclImdb/{VOCAB_FILE} back") from None
     words = [word for word in words if word]
     if vocab_size > len(words):
+        # the official list is far longer than any vocab_size: a short one is a damaged copy
+        # more often than a config asking too much, so both fixes are named
+        damaged = (f"put the official aclImdb/{VOCAB_FILE} ({OFFICIAL_VOCAB_WORDS:,} words) "
+                   f"back, or " if len(words) < OFFICIAL_VOCAB_WORDS else "")
         raise UserError(f"IMDB: vocab_size {vocab_size} exceeds the {len(words):,} words of "
-                        f"{path}; choose at most {len(words)}")
+                        f"{path}; {damaged}choose at most {len(words)}")
     return words[:vocab_size]
 
 

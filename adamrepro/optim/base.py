@@ -166,6 +166,9 @@ def check_keywords(cls: type, params, hparams: dict, prefix: str = "") -> None:
 
 
 def check_lr_decay(lr_decay: str) -> None:
+    if isinstance(lr_decay, torch.Tensor):  # a number, made a per-run tensor for a group
+        values = lr_decay.flatten().tolist()
+        lr_decay = values[0] if len(set(values)) == 1 else values
     if lr_decay not in LR_DECAYS:
         raise ValueError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {lr_decay!r}")
 

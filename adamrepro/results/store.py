@@ -148,17 +148,18 @@ NEEDED_FILES = ("curves.csv", "best.csv", "config.json")
 OWNER = ".sweep-owner.json"
 
 
-def check_results_folder(out: Path) -> None:
+def check_results_folder(out: Path, fix: str | None = None) -> None:
     """`--out` names the folder that holds the experiments' folders. An experiment's own folder
     (it holds config.json) would nest a run's results one level down, and leave plot and
-    report finding none: refused, naming the folder above it. A file is named as one."""
+    report finding none: refused, naming the folder above it (or `fix`, for a command whose
+    --out is a folder of its own). A file is named as one."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder; pass a folder of results "
                         f"(where 'adamrepro run --out' writes them)")
     for name in ("config.json", OWNER):
         if (out / name).is_file():
             raise UserError(f"--out {out} is an experiment's own folder (it holds {name}); "
-                            f"pass the results folder above it: --out {out.parent}")
+                            + (fix or f"pass the results folder above it: --out {out.parent}"))
 
 
 def check_writable(folder: Path) -> None:
