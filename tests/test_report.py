@@ -1013,6 +1013,16 @@ def test_selection_does_not_depend_on_the_order_of_the_rows():
         assert best["epochs"].tolist() == [4, 4]
 
 
+def test_an_exact_tie_is_broken_by_the_point_id_whatever_the_row_order():
+    """Two points with the same costs to the last digit (a hyperparameter the method does not
+    read, say): the one whose id sorts first, in any order of the rows."""
+    curves = pd.DataFrame(runs("adam", scaled(1.0), lr=0.1) + runs("adam", scaled(1.0), lr=0.01))
+    for order in (curves, curves.iloc[::-1]):
+        for rule in ("final", "mean"):
+            best = select_best(order, "train_loss", ["lr"], CLASSIFIER.columns(), rule)
+            assert best["point_id"].tolist() == ["adam-0.01-0.9-0.999"], (rule, best)
+
+
 def test_selection_takes_the_mean_over_seeds_not_the_median():
     """PAPER.md: the best mean over seeds. lr=0.1 ends at 0.1 in two seeds and 1.0 in the
     third (mean 0.4); lr=0.01 at 0.3 in all three: the mean selects lr=0.01, though the

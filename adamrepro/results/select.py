@@ -74,7 +74,10 @@ def select_best(curves: pd.DataFrame, metric: str, hparam_cols: list[str],
     summary = point_summary(curves, hparam_cols, columns)
     lower = next(c.lower_is_better for c in columns if c.name == metric)
     value = f"{rule}_{metric}"
-    ok = summary[~summary["diverged"]].dropna(subset=[value])
+    # an exact tie goes to the point whose id sorts first, whatever the order of the rows
+    # (resumed groups append theirs as they finish)
+    ok = summary[~summary["diverged"]].dropna(subset=[value]).sort_values("point_id",
+                                                                          kind="stable")
     by_method = ok.groupby("method", sort=False)[value]
     best = ok.loc[by_method.idxmin() if lower else by_method.idxmax()]
     best = best.assign(selected_by=selected_by(metric, lower, rule), selection_rule=rule)
