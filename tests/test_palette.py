@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 
-from adamrepro.figures.palette import COLORS, EXTRA
+from adamrepro.figures.palette import COLORS, EXTRA, PAGE
 from adamrepro.optim import OPTIMIZERS
 
 MIN_PAIR = 15.0  # ΔE00 between any two built-in colors, in every vision (see the docstring)
@@ -127,7 +128,7 @@ def test_every_pair_is_distinguishable(vision):
 @pytest.mark.parametrize("vision", VISIONS)
 def test_adam_is_the_most_salient_and_every_line_shows(vision):
     """Salience = distance from the white page: Adam's line stands out most, for everyone."""
-    page = seen("#FFFFFF", vision)
+    page = seen(to_hex(PAGE).upper(), vision)
     contrast = {name: delta_e2000(seen(hex_color, vision), page)
                 for name, hex_color in COLORS.items()}
     assert max(contrast, key=contrast.get) == "adam"

@@ -47,6 +47,9 @@ EXTRA: tuple[str, ...] = (
 )
 # Not an algorithm: reference lines (a bound) and the generic markers of a legend.
 REFERENCE = "#555555"
+# The page every color is chosen against (tests/test_palette.py); a mark drawn over another
+# of its color takes it as its rim (the sensitivity figure's stacked stars).
+PAGE = "white"
 # Pictures of digits (the VAE's samples and reconstructions) as MNIST stores them: strokes
 # near 1 in white on a background of 0 in black.
 IMAGE_CMAP = "gray"

@@ -31,7 +31,7 @@ from adamrepro.figures.curves import (
     seeds_of,
     untrained_cost,
 )
-from adamrepro.figures.palette import style
+from adamrepro.figures.palette import PAGE, style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.results.select import point_summary
 from adamrepro.results.store import Tables, read_results, variant_of
@@ -193,6 +193,6 @@ def _draw_stars(ax, stars: list[tuple[str, float, float, str, int]]) -> None:
         placed.append(at)
         ax.plot([lr], [cost], linestyle="none", marker="*",
                 markersize=STAR_SIZES[min(beneath, len(STAR_SIZES) - 1)], color=color,
-                markeredgecolor=color if not beneath else "white",
+                markeredgecolor=color if not beneath else PAGE,
                 markeredgewidth=1.0 if not beneath else 0.8, zorder=3 + rank,
                 label=f"_{method} selected")  # '_': no legend entry

@@ -127,6 +127,14 @@ class SFO(torch.optim.Optimizer):
     loop over the subfunctions. Pᵀ is stored, one direction per row, so that the first `rank`
     directions are one contiguous block.
 
+    Host syncs: SFO decides on the host what each step does (which subfunction, whether a step
+    was bad, whether the subspace grows, collapses or the active set grows), from values its
+    step has just computed, as the reference does in NumPy. A step reads some tens of scalars
+    back from the device: unlike the grid optimizers' steps, an SFO step is not free of host
+    syncs and is never captured in a CUDA graph (`capabilities`: graphable False). Its
+    bookkeeping of the subfunctions (`host_state`) stays on the host, where reading it costs
+    no sync, a resumed run's included (`scripts/bench_sfo.py` times a whole step).
+
     Unlike the reference, which picks new active subfunctions and collapse padding at random,
     this one is deterministic: subfunctions join in index order, and the collapse pads the
     basis with the old basis directions.
@@ -137,6 +145,9 @@ class SFO(torch.optim.Optimizer):
 
     capabilities = Capabilities(batchable=False, needs_closure=True, graphable=False,
                                 subfunctions=True)
+    # the state read with int()/bool() at every step: on the host, that reading it costs no
+    # device sync (a checkpoint's loader keeps them there too, `runner/checkpoint.py`)
+    host_state = frozenset({"hist_len", "active", "eval_count", "last_eval_step"})
 
     def __init__(
         self,
@@ -262,14 +273,15 @@ class SFO(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         # torch casts floating state to the parameters' dtype (and flags to it too); SFO's
-        # state is float64, long and bool whatever the parameters are: keep it as saved
+        # state is float64, long and bool whatever the parameters are: keep it as saved,
+        # the host's bookkeeping on the host (`host_state`)
         saved = state_dict["state"].get(0, {})
         super().load_state_dict(state_dict)
         if saved:
             device = self._params[0].device
             self.state[self._params[0]] = {
-                key: value.to(device, copy=True) if isinstance(value, Tensor) else value
-                for key, value in saved.items()}
+                key: value.to("cpu" if key in self.host_state else device, copy=True)
+                if isinstance(value, Tensor) else value for key, value in saved.items()}
 
     def memory_bytes(self) -> int:
         """Bytes held by SFO's state tensors (0 before the first step)."""

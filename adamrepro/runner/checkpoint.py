@@ -222,13 +222,16 @@ def optimizer_state(optimizer) -> dict:
 
 def load_optimizer_state(optimizer, saved: dict, device: torch.device) -> None:
     """Put the saved state back, every tensor on `device` with its saved dtype (torch's
-    `load_state_dict` would cast floating state, and flags, to the parameters' dtype). A
+    `load_state_dict` would cast floating state, and flags, to the parameters' dtype), but
+    the state an optimizer keeps on the host (its `host_state` keys, SFO's). A
     group's tensor setting is copied into the tensor it holds (a per-run hyperparameter a
     CUDA graph may have captured), any other setting replaced."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    host = getattr(optimizer, "host_state", frozenset())  # SFO's bookkeeping: read per step
     for index, values in saved["state"].items():
-        optimizer.state[params[index]] = {key: to_device(value, device)
-                                          for key, value in values.items()}
+        optimizer.state[params[index]] = {
+            key: to_device(value, torch.device("cpu") if key in host else device)
+            for key, value in values.items()}
     for group, settings in zip(optimizer.param_groups, saved["param_groups"], strict=True):
         for key, value in settings.items():
             held = group.get(key)

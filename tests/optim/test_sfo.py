@@ -350,6 +350,37 @@ def test_state_dict_resumes_exactly_with_float32_parameters():
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
+def test_a_checkpoint_puts_sfo_s_bookkeeping_back_on_the_host():
+    """SFO reads its subfunctions' counts and flags with int()/bool() at every step: kept on
+    the host, that costs no device sync. A checkpoint loaded for a device put them on it,
+    and every step of a resumed run synced on each. Loaded for the meta device (no GPU
+    needed), the rest of the state goes there and the bookkeeping stays on the host."""
+    from adamrepro.runner.checkpoint import load_optimizer_state, optimizer_state
+
+    params = [torch.zeros(4, requires_grad=True)]
+    target = torch.arange(4.0)
+
+    def closure(index: int) -> torch.Tensor:
+        params[0].grad = None
+        loss = (index + 1) * (params[0] - target).square().sum()
+        loss.backward()
+        return loss
+
+    sfo = SFO(params, 3)
+    for _ in range(4):
+        sfo.step(closure)
+    saved = optimizer_state(sfo)
+    for load in (lambda o, d: load_optimizer_state(o, saved, d),
+                 lambda o, d: o.load_state_dict(sfo.state_dict())):
+        on_meta = [torch.zeros(4, device="meta", requires_grad=True)]
+        resumed = SFO(on_meta, 3)
+        load(resumed, torch.device("meta"))
+        state = resumed.state[on_meta[0]]
+        assert {key for key, value in state.items() if isinstance(value, torch.Tensor)
+                and value.device.type == "cpu"} == SFO.host_state
+        assert state["basis"].device.type == "meta"
+
+
 # ------------------------------------------------------------ white-box, on hand-built problems
 # Each test below builds a problem small enough to work out by hand (or by a dense numpy
 # computation independent of SFO's subspace algebra) and checks one decision of the algorithm
