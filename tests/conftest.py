@@ -73,15 +73,26 @@ def pytest_collection_modifyitems(config, items):
 def _refuse(report, what: str) -> None:
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
     report.outcome = "failed"
-    report.longrepr = (f"{what} skipped ({reason}), but only tests marked `cuda` may skip "
-                       f"(tests/conftest.py): fix what is missing instead")
+    report.longrepr = (f"{what} skipped ({reason}), but only tests marked `cuda` may skip, "
+                       f"and only for want of CUDA (tests/conftest.py): fix what is missing "
+                       f"instead")
+
+
+def _skip_reason(report) -> str:
+    return str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     report = (yield).get_result()
-    if (report.skipped and not hasattr(report, "wasxfail")
-            and item.get_closest_marker("cuda") is None):
+    if hasattr(report, "wasxfail"):  # an expected failure passes, or is one, for any reason
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} is marked xfail ({report.wasxfail}), which passes "
+                           f"a test whatever it does (tests/conftest.py): fix it or remove it")
+    elif report.skipped and not (item.get_closest_marker("cuda") is not None
+                                 and not torch.cuda.is_available()
+                                 and _skip_reason(report).endswith(NO_CUDA)):
+        # a `cuda` test skipping for another reason (data, say), or on a GPU, is refused too
         _refuse(report, item.nodeid)
 
 
@@ -132,17 +143,19 @@ def one_thread():
 @pytest.fixture
 def sigkill_once():
     """Start `command` (an `adamrepro run`), SIGKILL it as soon as a file matching `pattern`
-    appears in `folder`, and assert it was still running then."""
+    appears in `folder` (or, given `ready`, as soon as `ready()` is true), and assert it was
+    still running then."""
     import os
     import signal
     import subprocess
     import time
 
-    def run(command: list[str], folder: Path, pattern: str) -> None:
+    def run(command: list[str], folder: Path, pattern: str, ready=None) -> None:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
-        while not list(folder.glob(pattern)) and time.monotonic() < deadline:
+        ready = ready or (lambda: bool(list(folder.glob(pattern))))
+        while not ready() and time.monotonic() < deadline:
             time.sleep(0.005)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()

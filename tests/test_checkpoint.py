@@ -265,6 +265,23 @@ def _config(tmp_path: Path, **training) -> Path:
     return path
 
 
+def _saved_seconds(runs: Path) -> set[float]:
+    """The training seconds the checkpoints in `runs` hold for the passes they saved: a
+    rerun that went on from them records these very numbers for those passes, one that
+    trained the group again from its first pass measures others."""
+    seconds = set()
+    for path in runs.glob("*.ckpt.pt"):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        seconds |= {value for value in state["train_seconds"] if value > 0}
+    assert seconds, "no checkpoint with a timed pass"
+    return seconds
+
+
+def _went_on_from(saved: set[float], folder: Path) -> None:
+    recorded = set(pd.read_csv(folder / "curves.csv")["train_seconds"])
+    assert saved <= recorded, "the rerun trained the checkpointed passes again"
+
+
 def _comparable(folder: Path, drop=()) -> pd.DataFrame:
     curves = pd.read_csv(folder / "curves.csv").drop(columns=[*TIMING, "commit", "date", *drop])
     return curves.sort_values(["run_id", "epoch"]).reset_index(drop=True)
@@ -417,9 +434,11 @@ def test_sigkill_mid_group_then_rerun_equals_an_uninterrupted_sweep(tmp_path, da
     runs = out / "logreg_mnist" / "runs"
     sigkill_once(command + ["--out", str(out)], runs, "*.ckpt.pt")
     assert list(runs.glob("*.ckpt.pt")) and not list(runs.glob("*.json"))  # mid-group
+    saved = _saved_seconds(runs)
 
     subprocess.run(command + ["--out", str(out)], check=True, capture_output=True)
     assert not list(runs.glob("*.ckpt.pt"))
+    _went_on_from(saved, out / "logreg_mnist")
     pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
                                   _comparable(tmp_path / "whole" / "logreg_mnist"))
 
@@ -468,9 +487,11 @@ def test_sigterm_mid_group_saves_a_checkpoint_and_the_rerun_equals_an_uninterrup
     if workers == "1":
         assert len(saved) == 1 and "is checkpointed after pass" in last, stderr
     assert not (out / "logreg_mnist" / "curves.csv").exists()
+    saved = _saved_seconds(runs)
 
     subprocess.run(command + ["--out", str(out)], check=True, capture_output=True)
     assert not list(runs.glob("*.ckpt.pt"))
+    _went_on_from(saved, out / "logreg_mnist")
     pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
                                   _comparable(tmp_path / "whole" / "logreg_mnist"))
 

@@ -212,6 +212,12 @@ def _slow_config(tmp_path: Path) -> Path:
 
 
 def test_sigkill_then_rerun_equals_an_uninterrupted_sweep(tmp_path, data_dir, sigkill_once):
+    """Killed once a group's records are all written: the rerun reads that group's runs
+    back and trains the others (a group whose records were being written when the kill
+    came trains again whole, plan.py `unfinished`), to the tables of an uninterrupted sweep."""
+    from adamrepro.config import load_experiment
+    from adamrepro.runner.plan import plan
+
     config = _slow_config(tmp_path)
     command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
                "--quiet", "--data-dir", str(data_dir)]
@@ -220,11 +226,22 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_sweep(tmp_path, data_dir, si
 
     out = tmp_path / "killed"
     runs = out / "logreg_mnist" / "runs"
-    sigkill_once(command + ["--out", str(out)], runs, "*.json")
-    finished = len(list(runs.glob("*.json")))
+    groups = [[run.run_id for run in group.runs]
+              for group in plan(load_experiment(config).at_scale("smoke"))]
+
+    def whole_groups() -> list[list[str]]:
+        recorded = {path.stem for path in runs.glob("*.json")}
+        return [ids for ids in groups if recorded.issuperset(ids)]
+
+    sigkill_once(command + ["--out", str(out)], runs, "", ready=lambda: bool(whole_groups()))
+    finished = sum(map(len, whole_groups()))
     assert 0 < finished < RUNS and not (out / "logreg_mnist" / "curves.csv").exists()
 
-    subprocess.run(command + ["--out", str(out)], check=True, capture_output=True)
+    rerun = subprocess.run(command + ["--out", str(out)], check=True, capture_output=True,
+                           text=True)
+    # went on: the finished groups' runs were read back, not trained again
+    assert f"trained {RUNS - finished} runs, {finished} already finished" in rerun.stdout, \
+        rerun.stdout
     pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
                                   _comparable(tmp_path / "whole" / "logreg_mnist"))
 

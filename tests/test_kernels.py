@@ -379,6 +379,12 @@ def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):
                        "rounding_floor"):
             assert frame[column].notna().all(), column
     assert (logreg["method"] == "adam").all() and (logreg["group_size"] == 7).all()
+    # which runs were timed, and of which config: the group's seeds and the config's digest
+    from adamrepro.config import load_experiment
+
+    smoke = load_experiment(REPO / "configs" / "logreg_mnist.yaml").at_scale("smoke")
+    assert (logreg["config_digest"] == config_digest(smoke)).all()
+    assert (logreg["seeds"].astype(str) == ";".join([str(smoke.seed)] * 7)).all()  # 7 lrs
 
 
 def test_a_precision_variant_passes_only_where_its_float64_steps_are_the_plain_loops():

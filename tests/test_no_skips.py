@@ -1,5 +1,6 @@
 """The no-skip rule of conftest.py: only tests marked `cuda` may skip, and only without CUDA;
-every other skip (a call, a skipif, an importorskip at collection) fails the suite."""
+every other skip (a call, a skipif, an importorskip at collection) and every xfail fails the
+suite."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ def test_on_a_gpu():
 
 def test_plain():
     pass
+
+@pytest.mark.xfail(reason="an expected failure")
+def test_xfail():
+    assert False
+
+@pytest.mark.cuda
+def test_on_a_gpu_without_its_data():
+    pytest.skip("no data here")
 """,
         test_missing_module="""
 import pytest
@@ -43,8 +52,12 @@ def test_never_collected():
     result = pytester.runpytest_subprocess("-ra", "-p", "no:cacheprovider",
                                           "--continue-on-collection-errors")
     gpu = torch.cuda.is_available()
-    # a skip in a test fails it; a skip at set-up (skipif) or collection is an error
-    result.assert_outcomes(passed=2 if gpu else 1, failed=1, errors=2, skipped=0 if gpu else 1)
+    # a skip in a test fails it, as does an xfail, and a `cuda` test's skip for another
+    # reason than CUDA (on a GPU, where its body runs); a skip at set-up (skipif) or
+    # collection is an error
+    result.assert_outcomes(passed=2 if gpu else 1, failed=3 if gpu else 2, errors=2,
+                           skipped=0 if gpu else 2)
+    result.stdout.fnmatch_lines(["*is marked xfail (an expected failure)*"])
     result.stdout.fnmatch_lines(["*only tests marked `cuda` may skip*"])
     if not gpu:
         result.stdout.fnmatch_lines(["SKIPPED*needs a CUDA device*"])

@@ -57,7 +57,7 @@ from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
 from adamrepro.models import MODELS
 from adamrepro.runner.group import GraphedStep, build_model, minibatch_training, step_sizes
-from adamrepro.runner.plan import Group, plan
+from adamrepro.runner.plan import Group, config_digest, plan
 
 # name -> the switches it turns on, every other one off (the plain loop first);
 # "no_cuda_graphs" is the plain loop with CUDA graphs off (GPU only), to show what the graphs
@@ -291,6 +291,8 @@ def bench_kernels(exp: Experiment, data: TensorDataset, device: torch.device,
         rows[-1]["verdict"] = verdict(rows[-1])
     return {
         "experiment": exp.name, "method": group.method, "group_size": group.size,
+        # which runs were timed, and of which config: a speedup traced to its runs
+        "seeds": ";".join(map(str, group.seeds)), "config_digest": config_digest(exp),
         "device": device.type, "hardware": hardware_name(device),
         "torch_version": torch.__version__, "threads": torch.get_num_threads(),
         "dtype": exp.training.dtype, "batch_size": exp.training.batch_size,
