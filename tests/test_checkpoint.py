@@ -11,6 +11,7 @@ unsplit.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -204,20 +205,45 @@ def test_a_checkpoint_of_another_setting_is_not_trusted(tmp_path, data_dir, one_
     assert seen[0] == 1  # started over
 
 
-def test_a_damaged_checkpoint_is_trained_again_with_a_note(tmp_path, cli, data_dir):
-    """Cut short (a disk that filled): the group starts over, and says so rather than spend
-    the passes it held again without a word; the curves are an uninterrupted run's."""
+def _flip_signs(path: Path) -> str:
+    """Flip the sign bits of 100 float32s inside the checkpoint's first tensor, as bit rot
+    would, leaving the zip's structure whole; the name of the entry damaged."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entry = next(info for info in archive.infolist() if "/data/" in info.filename
+                     and info.file_size >= 1400)
+    data = bytearray(path.read_bytes())
+    name, extra = struct.unpack("<HH", data[entry.header_offset + 26:entry.header_offset + 30])
+    start = entry.header_offset + 30 + name + extra
+    for offset in range(0, 400, 4):
+        data[start + offset + 3] ^= 0x80
+    path.write_bytes(bytes(data))
+    return entry.filename
+
+
+@pytest.mark.parametrize("damage", ["cut", "flipped"])
+def test_a_damaged_checkpoint_is_trained_again_with_a_note(damage, tmp_path, cli, data_dir):
+    """Cut short (a disk that filled), or with bytes of a tensor changed (bit rot, which
+    torch.load reads without a word and which resumed to other curves): the group starts
+    over, and says so rather than spend the passes it held again without a word; the curves
+    are an uninterrupted run's."""
     config = _config(tmp_path)
     args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir)
     assert cli(*args, "--out", tmp_path / "whole", "--workers", "1")[0] == 0
     out = tmp_path / "cut"
     assert cli(*args, "--out", out, "--time-budget", "0")[0] == 3
     [saved] = (out / "logreg_mnist" / "runs").glob("*.ckpt.pt")
-    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    if damage == "cut":
+        saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+        why = "BadZipFile"
+    else:
+        why = f"ValueError: its entry {_flip_signs(saved)} is damaged (CRC-32 mismatch)"
     # no --time-budget now: a checkpoint left by one is resumed all the same (--workers 1:
     # the note of a forked worker goes to the terminal, not to this test's capture)
     code, _, err = cli(*args, "--out", out, "--workers", "1")
-    assert code == 0 and err == (f"adamrepro: note: {saved} could not be read (RuntimeError): "
+    assert code == 0 and err == (f"adamrepro: note: {saved} could not be read ({why}): "
                                  f"its group trains from its first pass again\n"), err
     pd.testing.assert_frame_equal(_comparable(out / "logreg_mnist"),
                                   _comparable(tmp_path / "whole" / "logreg_mnist"))
@@ -285,6 +311,32 @@ def _went_on_from(saved: set[float], folder: Path) -> None:
 def _comparable(folder: Path, drop=()) -> pd.DataFrame:
     curves = pd.read_csv(folder / "curves.csv").drop(columns=[*TIMING, "commit", "date", *drop])
     return curves.sort_values(["run_id", "epoch"]).reset_index(drop=True)
+
+
+def test_no_group_starts_once_one_stopped_for_the_budget(tmp_path):
+    """A group stops at its checkpoint when its next pass and a save would end past the
+    deadline, which has not passed yet: a group started then would build its model and
+    train a pass past it (the command overran a 21 s budget by 4 s at quick scale). The
+    scheduler's inputs are the outcomes a group's attempt hands back (plain data)."""
+    from adamrepro.runner.checkpoint import Budget, CheckpointPolicy
+    from adamrepro.runner.executors import Outcome, schedule
+
+    groups = plan(load_experiment(_config(tmp_path)).at_scale("smoke"))
+    assert len(groups) >= 3
+    budget = Budget.minutes(10.0)  # not spent while the test runs
+    started, done = [], []
+
+    def start(group, must_start: bool) -> None:
+        started.append(group.group_id)
+        # the first stops after pass 1 for the budget, as `GroupCheckpoint.stop` decides
+        done.append((group, Outcome(stopped=1) if len(started) == 1 else Outcome(curves=[])))
+
+    stopped = schedule(groups, 2, torch.device("cpu"),
+                       CheckpointPolicy(tmp_path, None, budget), start, done.pop, capacity=1)
+    with pytest.raises(BudgetSpent) as spent:
+        list(stopped)
+    assert started == [groups[0].group_id] and not budget.spent()
+    assert spent.value.checkpointed == {groups[0].group_id: (groups[0].size, 1)}
 
 
 def test_time_budget_carries_a_sweep_across_commands(tmp_path, cli, data_dir):
@@ -625,6 +677,39 @@ def test_a_split_group_partly_finished_trains_only_its_halves_left(tmp_path, cli
         assert {r: after[r]["group_id"] for r in after} == {
             r: before[r]["group_id"] for r in before}
         pd.testing.assert_frame_equal(_comparable(out / "mlp"), curves)
+
+
+def test_a_sweep_killed_before_it_trained_anything_owns_nothing(tmp_path, cli, data_dir,
+                                                                 sigkill_once):
+    """Killed as soon as it claimed its folder, before a record or a checkpoint: another
+    config or scale may write there (it was refused, "holds results of a different
+    logreg_mnist config", of a folder holding an empty runs/); what it trains is its own."""
+    config = _config(tmp_path)
+    folder = tmp_path / "out" / "logreg_mnist"
+    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
+               "--quiet", "--data-dir", str(data_dir), "--out", str(tmp_path / "out")]
+    sigkill_once(command, folder, ".sweep-owner.json")
+    assert not [*folder.joinpath("runs").glob("*.json"), *folder.joinpath("runs").glob("*.pt")]
+    changed = yaml.safe_load(config.read_text())
+    changed["model"]["l2"] = 1.0e-3
+    other = tmp_path / "other" / "logreg_mnist.yaml"
+    other.parent.mkdir()
+    other.write_text(yaml.safe_dump(changed))
+    code, _, err = cli("run", other, "--quiet", "--data-dir", data_dir, "--out",
+                       tmp_path / "out", "--scale", "smoke")
+    assert code == 0, err
+    assert json.loads((folder / "config.json").read_text())["config"]["model"]["l2"] == 1.0e-3
+
+
+def test_a_runs_folder_that_is_a_file_is_named(tmp_path, cli, data_dir):
+    folder = tmp_path / "out" / "logreg_mnist"
+    folder.mkdir(parents=True)
+    (folder / "runs").write_text("")
+    code, stdout, err = cli("run", _config(tmp_path), "--quiet", "--data-dir", data_dir,
+                            "--out", tmp_path / "out", "--scale", "smoke")
+    assert code == 2 and stdout == "" and err == (
+        f"adamrepro: error: {folder / 'runs'} is a file where the folder of run records goes; "
+        f"move it away, or pass --out to another folder\n"), err
 
 
 def test_a_sweep_cut_off_before_its_tables_still_owns_its_folder(tmp_path, cli, data_dir):

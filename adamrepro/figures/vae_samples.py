@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from adamrepro.errors import UserError, note
 from adamrepro.figures.curves import SYMBOLS, figure_title, run_tag, save_figure
 from adamrepro.figures.palette import IMAGE_CMAP
 from adamrepro.metrics import column_of
-from adamrepro.results.store import Tables, read_results
+from adamrepro.results.store import Tables, load_intact, read_results
 from adamrepro.wording import count
 
 if TYPE_CHECKING:  # torch is imported where used: `report` lists the figures, needs no torch
@@ -60,7 +61,6 @@ def best_run(best, meta) -> dict | None:
 def load_model(folder: Path, meta: dict, chosen: dict):
     """The chosen run's VAE (one run, G = 1) with its saved final parameters (None if the
     file is missing); UserError if the file is damaged."""
-    import torch
 
     from adamrepro.models import MODELS
 
@@ -72,12 +72,12 @@ def load_model(folder: Path, meta: dict, chosen: dict):
     if not path.exists():
         return None, path
     try:
-        params = torch.load(path, weights_only=True)
+        params = load_intact(path)
         pixels = params["dec_out.bias"].shape[-1]
         model = cls(cls.options(spec, "model"), (pixels,), None, [0])
         model.load_state_dict({name: value.unsqueeze(0) for name, value in params.items()})
     except (OSError, EOFError, RuntimeError, KeyError, IndexError, AttributeError, TypeError,
-            ValueError, pickle.UnpicklingError) as err:
+            ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         # torch's own text would suggest weights_only=False: never, for a file this damaged
         raise UserError(f"{path}: not the saved parameters of run {run_id} "
                         f"({type(err).__name__}); the file is damaged: remove it and "

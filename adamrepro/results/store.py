@@ -28,6 +28,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +50,20 @@ def atomic_file(path: Path, mode: str = "w"):
     with _renamed_later(path, renames, mode) as f:
         yield f
     _rename(renames)
+
+
+def load_intact(path: Path, **options):
+    """`torch.load(path, weights_only=True)` of a file `atomic_torch_save` wrote, once every
+    zip entry's CRC-32 is checked: torch reads a tensor's damaged bytes without a word (a
+    checkpoint with 100 flipped signs resumed to other curves, silently). A damaged entry is
+    a ValueError naming it."""
+    import torch
+
+    with zipfile.ZipFile(path) as archive:
+        damaged = archive.testzip()
+    if damaged is not None:
+        raise ValueError(f"its entry {damaged} is damaged (CRC-32 mismatch)")
+    return torch.load(path, weights_only=True, **options)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -563,6 +578,11 @@ class ResultStore:
         path = self.root / "config.json"
         if not path.exists():  # no sweep finished here: the one that started here, if any
             path = self.root / OWNER
+            if not self._anything_trained():
+                # cut off before its first record or checkpoint: nothing of it to protect
+                # (it was said to "hold results of a different config"), and this command's
+                # claim replaces it
+                return
         if not path.exists():
             # config.json deleted by hand: its run records still say their scale, and a run
             # of another scale would write its tables over theirs
@@ -675,6 +695,10 @@ class ResultStore:
             path.unlink(missing_ok=True)
         return len(stale)
 
+    def _anything_trained(self) -> bool:
+        """Whether `runs/` holds a run record or a checkpoint."""
+        return any(self.runs_dir.glob("*.json")) or any(self.runs_dir.glob("*.ckpt.pt"))
+
     def _runs_within(self, run_ids: set[str],
                      extensions: Callable[[pd.DataFrame], set[str]]) -> bool:
         """Whether every run in the folder's curves.csv is one of `run_ids` or of
@@ -695,6 +719,9 @@ class ResultStore:
     def prepare(self) -> None:
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where the folder of run records goes
+            raise UserError(f"{self.runs_dir} is a file where the folder of run records goes; "
+                            f"move it away, or pass --out to another folder") from None
         except OSError as err:
             raise UserError(
                 f"cannot write results to {self.root} ({err.strerror}); pass --out to a "

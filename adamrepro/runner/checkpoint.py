@@ -169,12 +169,17 @@ def checkpoint_key(group_id: str, device: torch.device, training) -> dict:
 def _matching(path: Path, key: dict, mmap: bool = False, say: bool = False) -> dict | None:
     if not path.exists():
         return None
+    from adamrepro.results.store import load_intact
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        # a memory-mapped read asks only the pass reached (a preview): the resume checks
+        state = (torch.load(path, map_location="cpu", weights_only=True, mmap=True) if mmap
+                 else load_intact(path, map_location="cpu"))
     except Exception as err:  # a checkpoint from another torch or a damaged file: start over
         if say:  # not silently: the passes it held are trained again
-            note(f"{path} could not be read ({type(err).__name__}): its group trains from "
-                 f"its first pass again")
+            note(f"{path} could not be read ({type(err).__name__}"
+                 + (f": {err}" if isinstance(err, ValueError) else "")
+                 + "): its group trains from its first pass again")
         return None
     if state.get("format") != FORMAT or state.get("key") != key:
         return None

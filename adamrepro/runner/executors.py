@@ -115,9 +115,10 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
     outcome; the curves of each group that finished are yielded. A group that did not fit in
     memory, or in time, is replaced by its halves (at the front of the queue); a single run
     that would not finish in time is left for the next command. Once the time budget is
-    spent no group starts, those running save a checkpoint and stop after their pass in
-    progress (or earlier, when the budget would run out within their next pass), and when
-    the last has returned `BudgetSpent` says which groups are checkpointed where. A command
+    spent, or a group stopped for it, no group starts; those running save a checkpoint and
+    stop after their pass in progress (or earlier, when the budget would run out within
+    their next pass), and when the last has returned `BudgetSpent` says which groups are
+    checkpointed where. A command
     always trains something (a budget too short must still advance the sweep): while no
     group has trained a pass, the next starts whatever the budget, and is told so
     (`must_start`). A stop a signal asked for (stopping.py) is a budget spent at once,
@@ -125,10 +126,14 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
     budget = checkpoints.budget if checkpoints is not None else Budget()
     queue, running = list(groups), 0
     trained, left_over = False, False  # a pass trained; a group stopped before its end
+    # a group stopped for the budget: too little was left for its next pass and a save, and
+    # a group started now would build its model, evaluate and train a pass past the deadline
+    # (one pass and a save over, minutes at paper scale)
+    time_out = False
     checkpointed: dict[str, tuple[int, int]] = {}
     while True:
         while queue and (capacity is None or running < capacity):
-            if STOP() or (budget.spent() and (trained or running)):
+            if STOP() or ((budget.spent() or time_out) and (trained or running)):
                 break
             start(queue.pop(0), not trained and not running)
             running += 1
@@ -148,6 +153,7 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
                       file=sys.stderr)
         elif outcome.curves is None:
             left_over = True
+            time_out = True
             if outcome.stopped:
                 trained = True
                 checkpointed[group.group_id] = (group.size, outcome.stopped)
