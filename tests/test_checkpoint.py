@@ -679,6 +679,19 @@ def test_a_split_group_partly_finished_trains_only_its_halves_left(tmp_path, cli
         pd.testing.assert_frame_equal(_comparable(out / "mlp"), curves)
 
 
+def _run_with_another_l2(config: Path, tmp_path: Path, cli, data_dir) -> tuple[int, str]:
+    """`config` with another L2 weight (another config, of other runs), run at smoke scale
+    into tmp_path/out: its exit code and stderr."""
+    changed = yaml.safe_load(config.read_text())
+    changed["model"]["l2"] = 1.0e-3
+    other = tmp_path / "other" / "logreg_mnist.yaml"
+    other.parent.mkdir()
+    other.write_text(yaml.safe_dump(changed))
+    code, _, err = cli("run", other, "--quiet", "--data-dir", data_dir, "--out",
+                       tmp_path / "out", "--scale", "smoke")
+    return code, err
+
+
 def test_a_sweep_killed_before_it_trained_anything_owns_nothing(tmp_path, cli, data_dir,
                                                                  sigkill_once):
     """Killed as soon as it claimed its folder, before a record or a checkpoint: another
@@ -690,13 +703,7 @@ def test_a_sweep_killed_before_it_trained_anything_owns_nothing(tmp_path, cli, d
                "--quiet", "--data-dir", str(data_dir), "--out", str(tmp_path / "out")]
     sigkill_once(command, folder, ".sweep-owner.json")
     assert not [*folder.joinpath("runs").glob("*.json"), *folder.joinpath("runs").glob("*.pt")]
-    changed = yaml.safe_load(config.read_text())
-    changed["model"]["l2"] = 1.0e-3
-    other = tmp_path / "other" / "logreg_mnist.yaml"
-    other.parent.mkdir()
-    other.write_text(yaml.safe_dump(changed))
-    code, _, err = cli("run", other, "--quiet", "--data-dir", data_dir, "--out",
-                       tmp_path / "out", "--scale", "smoke")
+    code, err = _run_with_another_l2(config, tmp_path, cli, data_dir)
     assert code == 0, err
     assert json.loads((folder / "config.json").read_text())["config"]["model"]["l2"] == 1.0e-3
 
@@ -726,13 +733,7 @@ def test_a_sweep_cut_off_before_its_tables_still_owns_its_folder(tmp_path, cli, 
     assert checkpoints and not (folder / "config.json").exists()
     code, _, err = cli(*args, "--scale", "quick")
     assert code == 2 and "holds an unfinished smoke-scale sweep (1 checkpoint)" in err, err
-    changed = yaml.safe_load(config.read_text())
-    changed["model"]["l2"] = 1.0e-3
-    other = tmp_path / "other" / "logreg_mnist.yaml"
-    other.parent.mkdir()
-    other.write_text(yaml.safe_dump(changed))
-    code, _, err = cli("run", other, "--quiet", "--data-dir", data_dir, "--out",
-                       tmp_path / "out", "--scale", "smoke")
+    code, err = _run_with_another_l2(config, tmp_path, cli, data_dir)
     assert code == 2 and "different logreg_mnist config" in err, err
     assert sorted(folder.joinpath("runs").glob("*.ckpt.pt")) == checkpoints
     left = [folder / ".curves.csv.x1y2z3.tmp", folder / "runs" / ".0123456789ab.json.q9.tmp",
