@@ -556,13 +556,18 @@ def test_a_folder_without_its_config_json_is_named_not_skipped(cli, tmp_path, us
 
 
 def test_a_damaged_owner_file_is_one_line_and_force_goes_on(cli, tmp_path, data_dir):
-    """A folder's `.sweep-owner.json` (a sweep cut off before its tables) that is not what
-    this package writes: one line naming it, not an AttributeError, nor "a different
-    config"; --force, as the line says, trains."""
+    """A folder's `.sweep-owner.json` (a sweep cut off before its tables, which left a
+    checkpoint) that is not what this package writes: one line naming it, not an
+    AttributeError, nor "a different config"; --force, as the line says, trains. With
+    nothing trained in the folder there is nothing to protect: the file is replaced."""
     folder = tmp_path / "out" / "logreg_mnist"
-    folder.mkdir(parents=True)
+    (folder / "runs").mkdir(parents=True)
     args = ("run", CONFIG, "--scale", "smoke", "--out", tmp_path / "out", "--quiet",
             "--data-dir", data_dir)
+    (folder / ".sweep-owner.json").write_text("[]")
+    code, _, stderr = cli(*args, "--dry-run")
+    assert code == 0, stderr
+    (folder / "runs" / "0123456789ab.ckpt.pt").write_bytes(b"a group's checkpoint")
     for damage in ("[]", "{\"base_dig"):
         (folder / ".sweep-owner.json").write_text(damage)
         code, _, stderr = cli(*args)

@@ -432,7 +432,9 @@ def test_compare_bad_inputs(case, results, cli, tmp_path):
         fragment = "no seed spread to measure against"
     elif case == "out-is-a-file":  # refused before a table is printed
         (tmp_path / "a-file").write_text("")
-        extra, fragment = ["--out", tmp_path / "a-file"], "a-file is not a writable folder"
+        extra, fragment = ["--out", tmp_path / "a-file"], (
+            f"--out {tmp_path / 'a-file'} is a file, not a folder; pass another folder, or "
+            f"none for {Path(other) / 'compare'}")
     else:
         extra, fragment = ["--metric", "train_lost"], "has no column 'train_lost'"
     code, out, err = cli("compare", base, other, *extra)

@@ -169,8 +169,8 @@ def check_results_folder(out: Path, fix: str | None = None) -> None:
     report finding none: refused, naming the folder above it (or `fix`, for a command whose
     --out is a folder of its own). A file is named as one."""
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder; pass a folder of results "
-                        f"(where 'adamrepro run --out' writes them)")
+        raise UserError(f"--out {out} is a file, not a folder; " + (
+            fix or "pass a folder of results (where 'adamrepro run --out' writes them)"))
     for name in ("config.json", OWNER):
         if (out / name).is_file():
             raise UserError(f"--out {out} is an experiment's own folder (it holds {name}); "
