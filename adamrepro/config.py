@@ -163,8 +163,8 @@ TABLE_COLUMNS = frozenset({
     "epoch", "seconds", "train_seconds", "diverged", "group_size", "state_bytes",
     "peak_memory_bytes", "max_step_ratio", "commit", "torch_version", "device", "precision",
     "date",
-    "step", "epoch_fraction", "n_seeds", "run_ids", "epochs", "selected_by", "selection_rule",
-    "at_grid_edge", "extended"})
+    "step", "epoch_fraction", "n_seeds", "run_ids", "seeds", "epochs", "selected_by",
+    "selection_rule", "at_grid_edge", "extended"})
 METRIC_PREFIXES = ("train_", "test_")  # metrics.py's columns
 
 

@@ -108,6 +108,14 @@ def test_provenance_is_recorded(smoke):
     assert meta["timing"]["groups"] == len(meta["config"]["methods"]) == len(per_group)
     assert meta["timing"]["seconds"] == pytest.approx(per_group.sum(), abs=0.01)
     assert meta["timing"]["seconds"] > 0
+    # best.csv, read alone, says it too: each selected point's seeds, and the commit, torch
+    # and device its runs recorded
+    best = pd.read_csv(smoke / "best.csv", dtype={"seeds": str})
+    for _, row in best.iterrows():
+        runs = curves[curves["run_id"].isin(row["run_ids"].split(";"))]
+        assert row["seeds"] == ";".join(map(str, sorted(runs["seed"].unique())))
+        for column in ("commit", "torch_version", "device"):
+            assert row[column] == runs[column].iloc[0] == provenance[column], column
 
 
 def test_plot_draws_each_optimizer_in_its_color(smoke):

@@ -82,7 +82,26 @@ def select_best(curves: pd.DataFrame, metric: str, hparam_cols: list[str],
     best = ok.loc[by_method.idxmin() if lower else by_method.idxmax()]
     best = best.assign(selected_by=selected_by(metric, lower, rule), selection_rule=rule)
     best["at_grid_edge"] = [_at_edge(summary, row, hparam_cols) for _, row in best.iterrows()]
-    return best.reset_index(drop=True)
+    return _with_provenance(best.reset_index(drop=True), curves)
+
+
+# Where a selected point's runs came from, beside them in best.csv: a result read alone still
+# says its seeds and the commit, torch and device that trained it (config.json says the last
+# command's, and a resumed sweep's runs may come from several).
+PROVENANCE = ("commit", "torch_version", "device")
+
+
+def _with_provenance(best: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """`best` with each point's `seeds` and its runs' PROVENANCE columns, the values its runs
+    recorded joined by ';' where they differ (columns the curves lack are left out)."""
+    runs = curves.drop_duplicates("run_id").set_index("run_id")
+    chosen = [runs.loc[str(ids).split(";")] for ids in best["run_ids"]]
+    for column in ("seed", *PROVENANCE):
+        if column in runs.columns:
+            best["seeds" if column == "seed" else column] = [
+                ";".join(str(v) for v in sorted(part[column].dropna().unique()))
+                for part in chosen]
+    return best
 
 
 def _at_edge(summary: pd.DataFrame, best: pd.Series, hparam_cols: list[str]) -> str:
