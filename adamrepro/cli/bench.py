@@ -83,12 +83,13 @@ def bench(
         if not flops_only:  # before minutes of timing, not after
             check_results_folder(Path(out))  # bench/ beside the experiments', not in one
             check_writable(Path(out) / "bench")
+        data_folder = data_dir or default_data_dir()
         exp = _experiment_to_time(exp, unverified_data, scale.value, precision, passes,
-                                  reference_passes, data_dir or default_data_dir())
+                                  reference_passes, data_folder)
         target = resolve_device(device.value)
         keep_freed_memory(target)  # for both sides alike: the batched runs and the loop
         with quiet_bars(quiet):
-            data = load_data(exp, data_dir or default_data_dir(), target)
+            data = load_data(exp, data_folder, target)
         console = Console(width=None if Console().is_terminal else 160)
         if flops_only:
             console.print(flops_sentence(experiment_flops(exp, data)))

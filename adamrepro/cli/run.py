@@ -157,9 +157,9 @@ def run(
     from adamrepro.runner.sweep import resolve_device, run_sweep, torch_device
 
     processes = _check_flags(out, workers, executor, address, split_to_fit, time_budget)
-    base = _experiment_as_asked(config, unverified_data, precision,
-                                data_dir or default_data_dir())
-    check_data_folder(data_dir or default_data_dir())  # a dry run's plan, too, is refused
+    data_folder = data_dir or default_data_dir()
+    base = _experiment_as_asked(config, unverified_data, precision, data_folder)
+    check_data_folder(data_folder)  # a dry run's plan, too, is refused
     if only_selected is not None:
         held = _seeds_selected(only_selected / base.name)
         if seeds is None:
@@ -174,8 +174,7 @@ def run(
     if dry_run:
         _say_what_would_run(base, scale.value, seeds, out, force, only_selected, target)
         return
-    runner = make_executor(executor.value, data_dir or default_data_dir(), target, address,
-                           processes)
+    runner = make_executor(executor.value, data_folder, target, address, processes)
     # the times said count from where the budget does (the config and flags read), so that
     # "in 21.3 s" of a 0.35-minute budget is not the training's time alone
     start = time.perf_counter() - (time.time() - started)

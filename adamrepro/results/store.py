@@ -56,7 +56,8 @@ def load_intact(path: Path, **options):
     """`torch.load(path, weights_only=True)` of a file `atomic_torch_save` wrote, once every
     zip entry's CRC-32 is checked: torch reads a tensor's damaged bytes without a word (a
     checkpoint with 100 flipped signs resumed to other curves, silently). A damaged entry is
-    a ValueError naming it."""
+    a ValueError naming it. The file is read twice, once for the check: a resume reads its
+    checkpoint once per command, and the check costs less than the passes it would lose."""
     import torch
 
     with zipfile.ZipFile(path) as archive:
