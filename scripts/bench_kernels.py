@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from adamrepro.atomic import atomic_write
 from adamrepro.bench.kernels import VARIANTS, bench_kernels, passed
 from adamrepro.cli.params import ScriptParser, check_counts, folder_argument
 from adamrepro.cli.run import without_data_check
@@ -30,7 +31,7 @@ from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError
 from adamrepro.provenance import provenance
-from adamrepro.results.store import atomic_write, check_writable
+from adamrepro.results.store import check_writable
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import GraphedStep
 from adamrepro.runner.host_memory import keep_freed_memory

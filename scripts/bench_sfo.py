@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adamrepro.atomic import atomic_write
 from adamrepro.bench.machine import synchronize
 from adamrepro.cli.params import ScriptParser, check_counts, folder_argument
 from adamrepro.data import mnist
@@ -33,7 +34,7 @@ from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError
 from adamrepro.optim.sfo import SFO, subspace_size
 from adamrepro.provenance import provenance
-from adamrepro.results.store import atomic_write, check_writable
+from adamrepro.results.store import check_writable
 from adamrepro.runner.sweep import resolve_device
 
 BATCH = 128

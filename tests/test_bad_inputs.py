@@ -776,8 +776,8 @@ def test_a_full_disk_names_the_file_not_our_temporary_one(tmp_path):
     mkstemp's names our temporary file: the line named neither the file nor its folder."""
     import errno
 
+    from adamrepro.atomic import atomic_file
     from adamrepro.cli import FOLDER_FLAGS, filesystem_problem
-    from adamrepro.results.store import atomic_file
 
     path = tmp_path / "report.md"
     with pytest.raises(OSError) as raised, atomic_file(path) as f:
@@ -833,7 +833,7 @@ def test_a_kill_between_the_renames_of_a_set_is_told_not_read(tmp_path, used_out
 def test_tables_are_replaced_as_one_set(tmp_path):
     """A failure while the set is written (here the third file cannot be made) leaves every
     old file as it was and no temporary file."""
-    from adamrepro.results.store import atomic_set
+    from adamrepro.atomic import atomic_set
 
     old = {tmp_path / "curves.csv": "old curves", tmp_path / "best.csv": "old best"}
     for path, text in old.items():

@@ -123,7 +123,7 @@ def test_a_signals_stop_saves_after_the_pass_unless_the_save_would_outlast_its_g
     and saves it; a save expected to outlast what the signal's sender grants before its kill
     (SFO's 20 GB) is skipped, and the group stops at once, said to be at no checkpoint."""
     from adamrepro.runner import group as group_module
-    from adamrepro.runner.stopping import STOP
+    from adamrepro.stopping import STOP
 
     exp = experiment(*CASES["mlp-dropout"])
     data = load_data(exp, data_dir, torch.device("cpu"))

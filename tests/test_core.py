@@ -24,8 +24,8 @@ from adamrepro.figures.palette import COLORS, colors
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.capabilities import Capabilities
 from adamrepro.optim.resolve import ambiguous, registered, resolve
-from adamrepro.report.measures import Measured, seconds_per_pass
 from adamrepro.report.rules import SlowerPerPass
+from adamrepro.results.measures import Measured, seconds_per_pass
 from adamrepro.runner.executors import LocalExecutor, load_data
 from adamrepro.runner.group import train_group
 from adamrepro.runner.plan import base_digest, config_digest, plan

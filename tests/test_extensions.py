@@ -13,7 +13,7 @@ import torch
 from adamrepro.config import parse_experiment
 from adamrepro.models import MODELS
 from adamrepro.optim import Adam
-from adamrepro.report.measures import step_bound
+from adamrepro.results.measures import step_bound
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import evaluate, train_group
 from adamrepro.runner.plan import plan

@@ -196,7 +196,7 @@ def test_a_log_axis_of_less_than_a_decade_is_labelled_in_plain_numbers():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from adamrepro.figures.curves import log_y
+    from adamrepro.figures.common import log_y
 
     def labels(low: float, high: float) -> list[str]:
         fig = Figure()
@@ -245,7 +245,7 @@ def test_a_pass_axis_ticks_the_last_pass(passes, ticks):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from adamrepro.figures.curves import whole_passes
+    from adamrepro.figures.common import whole_passes
 
     fig = Figure(figsize=(5.2, 4.8))
     ax = fig.subplots()
@@ -315,7 +315,7 @@ def test_the_sensitivity_legend_names_a_method_selected_at_its_grid_edge(tmp_pat
 def test_two_methods_that_draw_no_line_do_not_share_one():
     """Two methods whose every point diverged draw nothing on the sensitivity figure: the
     second's legend said it was "the same curve as" the first."""
-    from adamrepro.figures.curves import same_curve
+    from adamrepro.figures.common import same_curve
 
     nothing = pd.Series([], dtype=float)
     assert same_curve(nothing, {"adagrad": nothing}) is None

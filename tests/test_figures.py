@@ -59,7 +59,7 @@ def test_every_training_curve_has_the_test_loss_and_accuracy_beside_it():
     """PAPER.md, beyond the paper: test loss and test accuracy next to every training curve:
     a classifier's curves figure has the training cost, the test objective and the test
     accuracy; a model without accuracy (the VAE) its test objective and next metric."""
-    from adamrepro.figures.curves import test_columns
+    from adamrepro.figures.common import test_columns
     from adamrepro.metrics import metric_set
     from adamrepro.models import MODELS
     from adamrepro.results.store import read_results
@@ -74,7 +74,7 @@ def test_every_training_curve_has_the_test_loss_and_accuracy_beside_it():
 
 
 def test_every_figure_title_says_when_the_data_was_unverified():
-    from adamrepro.figures.curves import run_tag
+    from adamrepro.figures.common import run_tag
 
     meta = {"scale": "smoke", "provenance": {"device": "cpu", "data_verified": False}}
     assert run_tag(meta, 2) == "[smoke scale, 2 seed(s), cpu, data unverified]"
@@ -150,7 +150,7 @@ def test_what_the_figures_say_of_the_committed_quick_tables(tmp_path, cli):
 
     import numpy as np
 
-    from adamrepro.figures.curves import band, legend_label
+    from adamrepro.figures.common import band, legend_label
     from adamrepro.results.store import read_results
 
     curves, best, meta = read_results(RESULTS / "quick-cpu" / "vae_bias_correction")
@@ -319,7 +319,7 @@ def _drawn(monkeypatch, tmp_path, source: str, figure: str, edit=None):
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from adamrepro.figures import FIGURES
+    from adamrepro.figures import draw
 
     folder = tmp_path / Path(source).name
     shutil.copytree(RESULTS / source, folder,
@@ -334,7 +334,7 @@ def _drawn(monkeypatch, tmp_path, source: str, figure: str, edit=None):
             saved.append(fig)
 
     monkeypatch.setattr(Figure, "savefig", recording)
-    FIGURES[figure](folder)
+    draw(figure, folder)
     assert len(saved) == 1
     config = json.loads((folder / "config.json").read_text())["config"]
     return (saved[0], pd.read_csv(folder / "curves.csv"), pd.read_csv(folder / "best.csv"),
@@ -372,7 +372,7 @@ def _assert_band(collection, low, high) -> float | None:
     import numpy as np
     from matplotlib.collections import LineCollection
 
-    from adamrepro.figures.curves import BAR_DODGE, BARS_UP_TO
+    from adamrepro.figures.common import BAR_DODGE, BARS_UP_TO
 
     if isinstance(collection, LineCollection):
         assert low.index.max() <= BARS_UP_TO, "bars on a curve long enough for a band"
@@ -905,7 +905,7 @@ def test_under_the_mean_rule_the_sensitivity_figure_draws_and_stars_the_selected
     import yaml
     from matplotlib.figure import Figure
 
-    from adamrepro.figures import FIGURES
+    from adamrepro.figures import draw
 
     config = yaml.safe_load((Path(__file__).parent.parent / "configs" /
                              "logreg_mnist.yaml").read_text())
@@ -935,7 +935,7 @@ def test_under_the_mean_rule_the_sensitivity_figure_draws_and_stars_the_selected
     assert at_lr.loc[at_lr["train_loss"].idxmin(), "point_id"] != chosen["point_id"]
     saved = []
     monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
-    FIGURES["sensitivity"](folder)
+    draw("sensitivity", folder)
     (ax,) = saved[0].axes
     stars = [line for line in ax.lines if line.get_marker() == "*"]
     assert len(stars) == len(best), [line.get_label() for line in ax.lines]

@@ -284,7 +284,7 @@ def test_methods_drawn_alike_are_said():
     plot` says so, naming them and the fix. The committed tables have none such."""
     import pandas as pd
 
-    from adamrepro.figures.curves import palette_notes
+    from adamrepro.figures.common import palette_notes
 
     curves = pd.read_csv(Path(__file__).resolve().parent.parent / "results" / "quick-cpu"
                          / "mlp" / "curves.csv")
@@ -304,7 +304,7 @@ def test_a_curve_of_one_pass_tells_variants_apart_by_its_marker():
     """One pass draws each curve as a single marker, where no line style shows: adam and
     its variants were the same dot. Every line style has its own marker, and a figure of
     one pass draws each variant's."""
-    from adamrepro.figures.curves import few_points
+    from adamrepro.figures.common import few_points
     from adamrepro.figures.palette import EXTRA_LINESTYLES, LINESTYLES, point_marker, style
 
     styles = [*LINESTYLES.values(), *EXTRA_LINESTYLES]

@@ -27,7 +27,6 @@ from adamrepro.report.claims import (
     seed_note,
 )
 from adamrepro.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
-from adamrepro.report.measures import Measured, Method, checkpoint_passes
 from adamrepro.report.rules import (
     DEPENDS,
     FAILS,
@@ -48,6 +47,7 @@ from adamrepro.report.rules import (
     WithinStepBound,
     WorstEarly,
 )
+from adamrepro.results.measures import Measured, Method, checkpoint_passes
 from adamrepro.results.select import point_summary, select_best
 
 # The provenance columns every curves.csv row carries (results/store.py, curves_frame).
@@ -483,8 +483,8 @@ def test_a_grid_over_more_than_the_cell_pairs_each_cells_best_point():
     """Fig. 4's grid with an ε too: two points a cell. The figure drew both, one above the
     other, and the rules paired every point of one method with every point of the other in
     a cell; each cell is now its best point at that pass, for the figure and the rules."""
-    from adamrepro.report.measures import cell_costs
-    from adamrepro.report.rules import CELLS, paired_cells
+    from adamrepro.report.rules import paired_cells
+    from adamrepro.results.measures import CELLS, cell_costs
 
     def with_eps(rows, eps, factor):
         return [{**row, "eps": eps, "point_id": f"{row['point_id']}-{eps:g}",
@@ -568,7 +568,7 @@ def test_fig4_never_worse_allows_its_tolerance_and_no_more():
 def test_the_early_pass_is_the_pass_nearest_10_percent_of_the_run():
     """Fig. 4's early checkpoint: the paper's 10 of 100 epochs, i.e. the pass nearest 10%
     of the run, at least pass 1 (18 passes: pass 2, not 1)."""
-    from adamrepro.report.rules import early_pass
+    from adamrepro.results.measures import early_pass
 
     for passes in range(1, 201):
         early = early_pass(passes, 0.1)
@@ -647,7 +647,7 @@ def test_a_cell_costs_inf_from_the_pass_its_run_diverged_and_not_before():
     """cell_costs: the cost at a pass is +inf where a seed had diverged by then, whatever
     that row holds (a run is flagged diverged when any of its metrics is not finite, its
     cost may be finite); at an earlier pass it is the cost it had."""
-    from adamrepro.report.measures import cell_costs
+    from adamrepro.results.measures import cell_costs
 
     rows = runs("adam", scaled(1.0), diverge_at=3)
     for row in rows:  # the test loss went non-finite at pass 3, the training cost did not
@@ -1228,8 +1228,8 @@ def test_a_folder_of_a_former_name_stands_for_its_experiment(smoke, tmp_path):
 def test_memory_grows_linearly_reads_the_gpu_peak_where_one_was_measured():
     """State bytes linear in N hold the claim alone on a CPU (no peak measured); a GPU's peak
     memory that grows faster than linearly makes it fail, one that grows linearly keeps it."""
-    from adamrepro.report.measures import Method
     from adamrepro.report.rules import MemoryGrowsLinearly
+    from adamrepro.results.measures import Method
 
     def measured(peak) -> Measured:
         rows = [{"method": "sfo+memory", "optimizer": "sfo", "variant": "memory",

@@ -16,7 +16,7 @@ from adamrepro.data import DATASETS
 from adamrepro.figures.vae_samples import image_grid
 from adamrepro.models.vae import VAE, options
 from adamrepro.report.claims import CLAIMS, judge
-from adamrepro.report.measures import Measured
+from adamrepro.results.measures import Measured
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import train_group
 from adamrepro.runner.plan import plan
@@ -163,7 +163,7 @@ def test_the_picture_s_title_tells_the_pictured_run_from_the_mean_over_seeds(
     writes the hyperparameters as the other figures do (β1, β2, α)."""
     from matplotlib.figure import Figure
 
-    from adamrepro.figures import FIGURES
+    from adamrepro.figures import draw
     from adamrepro.figures.vae_samples import best_run
     from adamrepro.results.store import read_results
 
@@ -174,7 +174,7 @@ def test_the_picture_s_title_tells_the_pictured_run_from_the_mean_over_seeds(
     titles = []
     monkeypatch.setattr(Figure, "savefig",
                         lambda fig, *args, **kwargs: titles.append(fig._suptitle.get_text()))
-    FIGURES["vae_samples"](folder, data_dir=data_dir)
+    draw("vae_samples", folder, data_dir=data_dir)
     curves, best, meta = read_results(folder)
     chosen = best_run(best, meta)
     run = curves[curves["run_id"] == chosen["run_ids"].split(";")[0]].sort_values("epoch")

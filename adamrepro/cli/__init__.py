@@ -26,6 +26,7 @@ except ImportError:
     except ImportError:  # older click printed the help and raised a message-less UsageError
         NoArgsIsHelpError = ()
 
+from adamrepro import stopping
 from adamrepro.cli import bench as bench_cmd
 from adamrepro.cli import compare as compare_cmd
 from adamrepro.cli import fetch as fetch_cmd
@@ -34,8 +35,7 @@ from adamrepro.cli import plot as plot_cmd
 from adamrepro.cli import report as report_cmd
 from adamrepro.cli import run as run_cmd
 from adamrepro.errors import UserError, note
-from adamrepro.runner import stopping
-from adamrepro.runner.stopping import STOP, held_back
+from adamrepro.stopping import STOP, held_back
 
 
 def _over(*_, **__) -> None:
@@ -131,7 +131,7 @@ INTERRUPTED_ELSE = ("each file it wrote is whole (written aside, then renamed): 
 # The signals that stop a command as a Ctrl-C does: SIGTERM is what a preemptible machine,
 # SLURM or Kubernetes sends before its kill, and it ended the command without a word (exit
 # code 143, the lock and the sweep's owner file left behind). While a local sweep trains, a
-# first SIGTERM stops its groups at a checkpoint instead (runner/stopping.py), and `run`
+# first SIGTERM stops its groups at a checkpoint instead (adamrepro/stopping.py), and `run`
 # says what is left and exits 143 itself.
 STOPPING = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
 # The files whose calls enter a block that holds a stop back (`signals_deferred`, a

@@ -145,7 +145,7 @@ def _note_passes_beyond(epochs: int, scale: str, **asked: int | None) -> None:
 
 def _write(result: dict, out: Path, exp, target, scale: str, console) -> None:
     """<out>/bench/<experiment>-<device>-<scale>[-<precision>].json and .csv."""
-    from adamrepro.results.store import atomic_write
+    from adamrepro.atomic import atomic_write
 
     # a reduced precision gets files of its own beside the fp32 bench of the same grid
     reduced = "" if exp.training.precision == "fp32" else f"-{exp.training.precision}"

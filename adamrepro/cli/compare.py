@@ -47,8 +47,9 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
+    from adamrepro.atomic import atomic_write
     from adamrepro.results.compare import compare_folders, comparison_frame
-    from adamrepro.results.store import atomic_write, check_results_folder, check_writable
+    from adamrepro.results.store import check_results_folder, check_writable
 
     folder = out if out is not None else Path(other) / "compare"
     check_results_folder(folder, f"pass another folder, or none for {Path(other) / 'compare'}")

@@ -25,10 +25,11 @@ def plot(
     """Draw the figures of each experiment (PNG and PDF).
 
     Into <out>/<experiment>/, from its results tables alone."""
+    from adamrepro.atomic import atomic_set
     from adamrepro.config import FOLDER_NAME, OTHER_FOLDERS
-    from adamrepro.figures import FIGURES, glyphs_noted
-    from adamrepro.figures.curves import palette_notes, staged_figures
-    from adamrepro.results.store import atomic_set, check_results_folder, read_results
+    from adamrepro.figures import draw, glyphs_noted
+    from adamrepro.figures.common import palette_notes, staged_figures
+    from adamrepro.results.store import check_results_folder, read_results
 
     check_results_folder(out)
     found = sorted(p.parent.name for p in out.glob("*/curves.csv"))
@@ -52,12 +53,12 @@ def plot(
     for name, tables in read.items():
         for text in palette_notes(tables[0]):
             note(f"{name}: {text}")
-    # and every figure drawn before any file is replaced (figures/curves.py staged_figures)
+    # and every figure drawn before any file is replaced (figures/common.py staged_figures)
     with staged_figures() as staged, glyphs_noted():
         for name, tables in read.items():
             chosen = tables[2]["config"]["plot"].get("figures") or list(DEFAULT_FIGURES)
             for figure in chosen:
-                FIGURES[figure](out / name, tables, data_dir=data_dir)
+                draw(figure, out / name, tables, data_dir=data_dir)
     atomic_set(staged)
     for path in staged:
         typer.echo(f"wrote {path}")

@@ -22,7 +22,7 @@ from adamrepro.config import (
     with_precision,
 )
 from adamrepro.errors import UserError, note
-from adamrepro.runner.stopping import STOP
+from adamrepro.stopping import STOP
 from adamrepro.wording import count
 
 

@@ -44,11 +44,11 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from adamrepro.atomic import atomic_file
 from adamrepro.data.base import TensorDataset, load_sealed, sealed
 from adamrepro.data.download import MissingData, ensure_file, extract_tar, md5sum
 from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
-from adamrepro.results.store import atomic_file
 
 FOLDER = "cifar-10-batches-py"
 # The official splits' sizes: a config asking for more is refused at load (config.py).

@@ -56,6 +56,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from adamrepro.atomic import atomic_torch_save
 from adamrepro.data.base import TensorDataset, load_sealed, sealed
 from adamrepro.data.download import (
     MissingData,
@@ -67,7 +68,6 @@ from adamrepro.data.download import (
 )
 from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
-from adamrepro.results.store import atomic_torch_save
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 ARCHIVE = "aclImdb_v1.tar.gz"

@@ -23,7 +23,7 @@ from matplotlib.ticker import MultipleLocator
 from matplotlib.transforms import blended_transform_factory
 
 from adamrepro.errors import UserError
-from adamrepro.figures.curves import (
+from adamrepro.figures.common import (
     as_written,
     experiment_palette,
     figure_title,
@@ -34,8 +34,7 @@ from adamrepro.figures.curves import (
 )
 from adamrepro.figures.palette import REFERENCE, style
 from adamrepro.metrics import column_of, metric_set
-from adamrepro.report.measures import Measured, cell_costs
-from adamrepro.report.rules import CELLS, early_pass
+from adamrepro.results.measures import CELLS, Measured, cell_costs, early_pass
 from adamrepro.results.store import Tables, read_results, variant_of
 from adamrepro.wording import count
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from adamrepro.figures.curves import (
+from adamrepro.figures.common import (
     axis_label,
     band,
     cut_first_pass,
@@ -19,7 +19,6 @@ from adamrepro.figures.curves import (
     few_points,
     figure_title,
     how_chosen,
-    in_config_order,
     legend_below,
     legend_label,
     log_y,
@@ -32,7 +31,7 @@ from adamrepro.figures.curves import (
 )
 from adamrepro.figures.palette import style
 from adamrepro.metrics import column_of
-from adamrepro.results.store import Tables, read_results, read_steps, variant_of
+from adamrepro.results.store import Tables, in_config_order, read_results, read_steps, variant_of
 from adamrepro.wording import count
 
 DEFAULT_EARLY_PASSES = 3

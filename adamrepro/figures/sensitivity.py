@@ -17,11 +17,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from adamrepro.figures.curves import (
+from adamrepro.figures.common import (
     as_written,
     experiment_palette,
     fitted,
-    in_config_order,
     label_notes,
     legend,
     log_y,
@@ -34,7 +33,7 @@ from adamrepro.figures.curves import (
 from adamrepro.figures.palette import PAGE, style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.results.select import point_summary
-from adamrepro.results.store import Tables, read_results, variant_of
+from adamrepro.results.store import Tables, in_config_order, read_results, variant_of
 
 LOG_Y_SPAN = 10.0  # log y-axis once the finite costs span more than this factor
 

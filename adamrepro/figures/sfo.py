@@ -19,14 +19,13 @@ import pandas as pd
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 
-from adamrepro.figures.curves import (
+from adamrepro.figures.common import (
     as_written,
     axis_label,
     band,
     experiment_palette,
     figure_title,
     how_chosen,
-    in_config_order,
     legend,
     legend_label,
     log_y,
@@ -40,12 +39,12 @@ from adamrepro.figures.curves import (
 )
 from adamrepro.figures.palette import BAND_ALPHA, GUIDE_LINE, REFERENCE, style
 from adamrepro.metrics import column_of
-from adamrepro.report.measures import (
+from adamrepro.results.measures import (
     memory_by_subfunctions,
     method_costs,
     subfunction_sweeps,
 )
-from adamrepro.results.store import Tables, read_results, variant_of
+from adamrepro.results.store import Tables, in_config_order, read_results, variant_of
 
 MB = 2.0**20
 TABLE_FONTSIZE = 9  # the axes' tick labels are 10 points: a table of numbers a little less

@@ -18,7 +18,7 @@ import pandas as pd
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 
-from adamrepro.figures.curves import (
+from adamrepro.figures.common import (
     as_written,
     experiment_palette,
     figure_title,
@@ -28,8 +28,8 @@ from adamrepro.figures.curves import (
     whole_passes,
 )
 from adamrepro.figures.palette import GUIDE_LINE, REFERENCE, style
-from adamrepro.report.measures import STEP_RATIO as COLUMN
-from adamrepro.report.measures import step_bound
+from adamrepro.results.measures import STEP_RATIO as COLUMN
+from adamrepro.results.measures import step_bound
 from adamrepro.results.store import Tables, read_results, variant_of
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per step size within a panel

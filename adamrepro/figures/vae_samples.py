@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 
+from adamrepro.atomic import load_intact
 from adamrepro.errors import UserError, note
-from adamrepro.figures.curves import SYMBOLS, figure_title, run_tag, save_figure
+from adamrepro.figures.common import SYMBOLS, figure_title, run_tag, save_figure
 from adamrepro.figures.palette import IMAGE_CMAP
 from adamrepro.metrics import column_of
-from adamrepro.results.store import Tables, load_intact, read_results
+from adamrepro.results.store import Tables, read_results
 from adamrepro.wording import count
 
 if TYPE_CHECKING:  # torch is imported where used: `report` lists the figures, needs no torch

@@ -16,8 +16,8 @@ import pandas as pd
 from adamrepro.metrics import metric_set
 from adamrepro.report.claims import BEATS, CLAIMS, FORMER_NAMES, REVIEWER_CLAIMS, judge_rule
 from adamrepro.report.document import Block, Heading, Paragraph, Table
-from adamrepro.report.measures import Measured, Method
 from adamrepro.report.rules import NOT_RUN, Beats, Rule, Verdict, tally
+from adamrepro.results.measures import Measured, Method
 from adamrepro.results.store import in_config_order, variants
 from adamrepro.wording import count
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from adamrepro.atomic import atomic_write
 from adamrepro.config import recorded_config
 from adamrepro.errors import UserError
 from adamrepro.metrics import column_of, metric_set
@@ -23,7 +24,6 @@ from adamrepro.report.claims import (
     judge,
 )
 from adamrepro.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
-from adamrepro.report.measures import Measured
 from adamrepro.report.rules import (
     DEPENDS,
     FAILS,
@@ -33,23 +33,25 @@ from adamrepro.report.rules import (
     Verdict,
     tally,
 )
+from adamrepro.results.measures import Measured
 from adamrepro.results.store import (
     NEEDED_FILES,
     OWNER,
-    atomic_write,
     check_results_folder,
     hparam_columns,
 )
 from adamrepro.wording import count
 
 TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"
-# Every PNG in an experiment folder is shown; these first, in this order.
-FIGURES = {"curves.png": "training cost beside the test metrics",
-           "sensitivity.png": "learning-rate sensitivity",
-           "bias_correction.png": "loss after 10% and 100% of the passes per (beta1, beta2) "
-                                  "against log10 alpha, with and without bias correction",
-           "vae_samples.png": "samples and reconstructions of the best run",
-           "step_bound.png": "Adam's largest |Δθ|/α per pass against the bound of Sec. 2.1"}
+# Every PNG in an experiment folder is shown; these first, in this order, with their alt text.
+FIGURE_CAPTIONS = {
+    "curves.png": "training cost beside the test metrics",
+    "sensitivity.png": "learning-rate sensitivity",
+    "bias_correction.png": "loss after 10% and 100% of the passes per (beta1, beta2) against "
+                           "log10 alpha, with and without bias correction",
+    "vae_samples.png": "samples and reconstructions of the best run",
+    "step_bound.png": "Adam's largest |Δθ|/α per pass against the bound of Sec. 2.1",
+}
 
 
 def find_experiments(out: Path) -> dict[str, Measured]:
@@ -274,9 +276,9 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
                       f"{_short_commit(commit)} ({by_commit[commit]})" for commit in commits)
                      if len(commits) > 1 else "") + "."),
     ]
+    order = list(FIGURE_CAPTIONS)  # the captioned figures first, in this order
     figures = sorted((p.name for p in folder.glob("*.png") if not p.name.startswith(".")),
-                     key=lambda name: (list(FIGURES).index(name) if name in FIGURES
-                                       else len(FIGURES), name))
+                     key=lambda name: (order.index(name) if name in order else len(order), name))
     if not figures:
         blocks.append(Paragraph(f"No figure yet: run `adamrepro plot --out {out}`."))
     stale = _drawn_from_other_tables(folder, figures)
@@ -286,7 +288,7 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
             f"{', '.join(stale)}; run `adamrepro plot {found.name} --out {out}` to draw "
             f"them again, then the report."))
     for name in figures:
-        alt = FIGURES.get(name, Path(name).stem.replace("_", " "))
+        alt = FIGURE_CAPTIONS.get(name, Path(name).stem.replace("_", " "))
         blocks.append(Image(f"{found.name}/{name}", f"{found.name}: {alt}"))
         if name == "sensitivity.png":
             table, others = sensitivity_table(found.curves, meta)
@@ -298,9 +300,9 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
 
 
 def _drawn_from_other_tables(folder: Path, figures: list[str]) -> list[str]:
-    """The figures whose PNG records tables other than the folder's (figures/curves.py
+    """The figures whose PNG records tables other than the folder's (figures/common.py
     `drawn_from`); one that records none predates the record and is not judged."""
-    from adamrepro.figures.curves import drawn_from, tables_digest
+    from adamrepro.figures.common import drawn_from, tables_digest
 
     now = tables_digest(folder)
     return [name for name in figures

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from adamrepro.report.measures import Measured, Method
 from adamrepro.report.rules import (
     DEPENDS,
     FAILS,
@@ -37,6 +36,7 @@ from adamrepro.report.rules import (
     WorstEarly,
     signed_percent,
 )
+from adamrepro.results.measures import Measured, Method
 
 # Figure -> the experiment (config name) that reproduces it.
 EXPERIMENTS = {

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from adamrepro.report.measures import (
+from adamrepro.results.measures import (
+    CELLS,
     Measured,
     Method,
     MethodRef,
@@ -28,6 +29,7 @@ from adamrepro.report.measures import (
     checkpoint_passes,
     cost_at,
     cost_by_time,
+    early_pass,
     final_cost,
     final_values,
     mean_cost,
@@ -542,13 +544,6 @@ class WithinStepBound(Rule):
 
 # Fig. 4: Adam with bias correction (`corrected`) against without (`uncorrected`), compared
 # cell by cell over the grid (beta1, beta2, lr), after an early pass and at the end.
-
-CELLS = ("beta1", "beta2", "lr")
-
-
-def early_pass(passes: int, fraction: float) -> int:
-    return max(1, round(fraction * passes))
-
 
 def paired_cells(measured: Measured, epoch: int, corrected: MethodRef,
                  uncorrected: MethodRef) -> pd.DataFrame:

@@ -14,7 +14,7 @@ are written. A checkpoint of another group, another device type or another dtype
 (the group starts over) rather than trusted.
 
 A SIGTERM while a local sweep trains stops it as a spent budget does, at once: each group
-saves a checkpoint after its pass in progress and stops (stopping.py).
+saves a checkpoint after its pass in progress and stops (../stopping.py).
 
 With a deadline (`adamrepro run --time-budget`), a group saves a checkpoint and stops
 (`BudgetSpent`) after the first pass at which the deadline has passed, or would pass before
@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 
 from adamrepro.errors import note
-from adamrepro.runner.stopping import STOP
+from adamrepro.stopping import STOP
 from adamrepro.wording import count
 
 FORMAT = 2  # 2: the optimizer's param groups too (a checkpoint of format 1 starts over)
@@ -126,7 +126,7 @@ class GroupCheckpoint:
         pass as long as the last one and the save after it ended; unless the passes left,
         each as long as the last, end before the deadline (finishing then costs less than
         the save: SFO's is over a minute). Or a signal asked the command to stop
-        (stopping.py). Never after the last pass."""
+        (../stopping.py). Never after the last pass."""
         return epoch < epochs and (STOP() or (
             self.budget.spent(ahead=last_pass_seconds + save_seconds)
             and self.budget.spent(ahead=last_pass_seconds * (epochs - epoch))))
@@ -141,7 +141,7 @@ class GroupCheckpoint:
                 and self.budget.spent(ahead=pass_seconds * (epochs - epoch)))
 
     def save(self, state: dict) -> None:
-        from adamrepro.results.store import atomic_torch_save
+        from adamrepro.atomic import atomic_torch_save
 
         atomic_torch_save({"format": FORMAT, **state}, self.path)
 
@@ -169,7 +169,7 @@ def checkpoint_key(group_id: str, device: torch.device, training) -> dict:
 def _matching(path: Path, key: dict, mmap: bool = False, say: bool = False) -> dict | None:
     if not path.exists():
         return None
-    from adamrepro.results.store import load_intact
+    from adamrepro.atomic import load_intact
 
     try:
         # a memory-mapped read asks only the pass reached (a preview): the resume checks
@@ -284,7 +284,7 @@ class CheckpointPolicy:
     def for_group(self, group_id: str) -> GroupCheckpoint | None:
         # one a budgeted command left is resumed by a command without a budget too (it
         # saves none of its own): trained again from pass 0, its passes would be lost; and
-        # where a signal may ask for a stop (stopping.py), a group must be able to save one
+        # where a signal may ask for a stop (../stopping.py), a group must be able to save one
         if (self.every is None and self.budget.deadline is None and not STOP.accepting
                 and not self.path(group_id).exists()):
             return None

@@ -44,7 +44,7 @@ from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, T
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, ClosureIgnored, RunCurve, train_group
 from adamrepro.runner.host_memory import keep_freed_memory
 from adamrepro.runner.plan import Group, halves
-from adamrepro.runner.stopping import STOP
+from adamrepro.stopping import STOP
 
 OnPass = Callable[[Group, int], None]
 
@@ -121,7 +121,7 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
     checkpointed where. A command
     always trains something (a budget too short must still advance the sweep): while no
     group has trained a pass, the next starts whatever the budget, and is told so
-    (`must_start`). A stop a signal asked for (stopping.py) is a budget spent at once,
+    (`must_start`). A stop a signal asked for (../stopping.py) is a budget spent at once,
     without that exception."""
     budget = checkpoints.budget if checkpoints is not None else Budget()
     queue, running = list(groups), 0
@@ -252,7 +252,7 @@ class LocalExecutor:
         global _WORKER_DATA
         context = multiprocessing.get_context("fork")
         passes = context.SimpleQueue()
-        stop = context.Event()  # set with a signal's stop request (stopping.py)
+        stop = context.Event()  # set with a signal's stop request (../stopping.py)
         pending: dict[Future, Group] = {}
         known = {group.group_id: group for group in groups}
         _WORKER_DATA = self.data  # inherited by the forked workers, read-only there
@@ -330,7 +330,7 @@ def interrupts_held():
 
 def _start_worker(passes, stop) -> None:
     """A worker's set-up: one thread (see the module's docstring), the driver's queue and
-    stop request (stopping.py), and a kill signal when the driver dies (kill -9 included),
+    stop request (../stopping.py), and a kill signal when the driver dies (kill -9 included),
     so that no orphan trains on and writes checkpoints beside a resumed sweep."""
     global _WORKER_PASSES
     torch.set_num_threads(1)

@@ -53,7 +53,6 @@ from adamrepro.runner.checkpoint import (
 from adamrepro.runner.history import GroupHistory, RunCurve
 from adamrepro.runner.plan import Group
 from adamrepro.runner.precision import FP32, Precision, precision_of
-from adamrepro.runner.stopping import STOP
 from adamrepro.seeding import (
     EVAL_NOISE,
     ORDER_STREAM,
@@ -61,6 +60,7 @@ from adamrepro.seeding import (
     group_generator,
     seeded_generator,
 )
+from adamrepro.stopping import STOP
 
 
 def step_sizes(training: TrainingSpec, n: int) -> list[int]:
@@ -627,7 +627,7 @@ def train_group(
                 raise TooSlow(training.epochs - epoch, last_pass, checkpoint.budget.left())
             saving_takes = save_seconds(state.model_bytes + memory[0], saved_in)
             stop = checkpoint.stop(epoch, training.epochs, last_pass, saving_takes)
-            # a signal's stop (stopping.py) skips a save its kill would cut off (SFO's 20 GB
+            # a signal's stop (../stopping.py) skips a save its kill would cut off (SFO's 20 GB
             # at paper scale): the command ends at once, and the group's passes since its
             # last checkpoint are trained again
             unsaved = stop and STOP() and saving_takes > SIGNAL_SAVE_SECONDS

@@ -374,3 +374,13 @@ def cell_costs(measured: Measured, epoch: int, cells: tuple[str, ...]) -> pd.Dat
     points = points.reset_index().sort_values("cost", kind="stable")
     return points.drop_duplicates(["method", *cells]).sort_values(
         ["method", *cells]).reset_index(drop=True)
+
+
+# Fig. 4's grid cells: Adam with and without bias correction are compared cell by cell over
+# these hyperparameters (report/rules.py), and its figure draws them (figures/bias_correction.py).
+CELLS = ("beta1", "beta2", "lr")
+
+
+def early_pass(passes: int, fraction: float) -> int:
+    """The pass nearest `fraction` of `passes`, at least the first."""
+    return max(1, round(fraction * passes))
