@@ -13,6 +13,7 @@ import shutil
 import tarfile
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -92,9 +93,92 @@ def test_even_unverified_files_cannot_run_code(tmp_path):
         cifar10.read_batch(path, "0" * 32, verify=False)
 
 
-def _pixels(*shape, dtype="uint8"):
-    import numpy as np
+class _Reconstruct:
+    """Pickles as numpy's own arrays start, `_reconstruct(ndarray, shape, dtype)`, then
+    their `__setstate__(state)` where `state` is given: any shape, whatever the bytes."""
 
+    def __init__(self, shape, dtype, state=None):
+        self.shape, self.dtype, self.state = shape, dtype, state
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+
+        call = (_reconstruct, (np.ndarray, self.shape, np.dtype(self.dtype)))
+        return call if self.state is None else (*call, self.state)
+
+
+@pytest.mark.parametrize("array, said", [
+    # one byte more than a batch's pixels: numpy allocated it, and it was returned
+    (_Reconstruct((10_000, 3072 + 1), "uint8"), "an array of 30,730,000 bytes, more than "
+                                                "the 30,720,000 of the largest official one"),
+    (_Reconstruct((10**6, 10**6), "float64"), "an array of 8,000,000,000,000 bytes"),
+    # the size that counts is the state's, which __setstate__ gives the empty array
+    (_Reconstruct((0,), "uint8", (1, (10**5, 10**5), np.dtype("uint8"), False, b"")),
+     "an array of 10,000,000,000 bytes"),
+    (_Reconstruct((10**9,), "O"), "refusing an array of Python objects"),
+])
+def test_an_unverified_file_cannot_make_numpy_allocate_any_size(array, said, tmp_path):
+    """A pickle of a few hundred bytes names the size numpy allocates: more than the largest
+    official array (a batch's 10,000 x 3072 pixels) is refused before numpy makes it."""
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": array, b"labels": [0]}))
+    assert path.stat().st_size < 300
+    with pytest.raises(UserError) as err:
+        cifar10.read_batch(path, "0" * 32, verify=False)
+    message = str(err.value)
+    assert message.startswith(f"CIFAR-10: {path} is not a CIFAR-10 batch (UnpicklingError: ")
+    assert said in message and message.endswith("; replace it with the official one")
+
+
+def test_an_array_of_objects_shorter_than_its_shape_is_refused_not_a_crash(tmp_path):
+    """numpy's `__setstate__` for an array of Python objects reads a list of them, and one
+    shorter than the shape it names crashed the interpreter (a segmentation fault): no
+    official file holds such an array. Read in a child process, as the crash kills it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "data_batch_1"
+    crafted = _Reconstruct((0,), "uint8", (1, (10,), np.dtype("O"), False, [None]))
+    path.write_bytes(pickle.dumps({b"data": crafted, b"labels": [0]}))
+    code = ("import sys; from pathlib import Path; from adamrepro.data import cifar10\n"
+            "try: cifar10.read_batch(Path(sys.argv[1]), '', verify=False)\n"
+            "except Exception as err: print(err)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"CIFAR-10: {path} is not a CIFAR-10 batch (UnpicklingError: "
+                           f"refusing an array of Python objects); replace it with the "
+                           f"official one\n")
+
+
+def test_the_bytes_unpickled_are_the_bytes_checked(tmp_path):
+    """A file that changes between its MD5 check and its reading was checked once and read
+    again: what was unpickled was never checked. Here it changes when it is opened a second
+    time (an audit hook, Python's own event for every open(), swaps its bytes then)."""
+    import sys
+
+    checked = pickle.dumps({b"data": _pixels(1, 3072), b"labels": [1]})
+    other = pickle.dumps({b"data": _pixels(1, 3072), b"labels": [7]})
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(checked)
+    opened = {"watch": True, "count": 0}
+
+    def swap_on_the_second_open(event, args):
+        if opened["watch"] and event == "open" and str(args[0]) == str(path):
+            opened["count"] += 1
+            if opened["count"] == 2:
+                opened["watch"] = False  # (writing it opens it too)
+                path.write_bytes(other)
+
+    sys.addaudithook(swap_on_the_second_open)  # (cannot be removed: `watch` turns it off)
+    try:
+        batch = cifar10.read_batch(path, hashlib.md5(checked).hexdigest(), verify=True)
+    finally:
+        opened["watch"] = False
+    assert batch[b"labels"] == [1]
+
+
+def _pixels(*shape, dtype="uint8"):
     return np.zeros(shape, dtype=dtype)
 
 

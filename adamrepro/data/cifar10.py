@@ -7,7 +7,8 @@ only once its MD5 matches the official one (`FILES`). A copy whose pixels were r
 (e.g. ../shared/data, which went through JPEG q75 once) is real data with other bytes: it
 is refused unless the caller opts out (`verify: false`, or `adamrepro run --unverified-data`),
 and the results then say so (provenance `data_verified: false`). Even then the unpickler
-accepts nothing but numpy arrays, strings and numbers (`SafeUnpickler`).
+accepts nothing but numpy arrays, strings and numbers, no array larger than the official
+ones (`SafeUnpickler`).
 
 No per-item work: the (N, 3072) uint8 rows become one (N, 3, 32, 32) uint8 tensor, moved to the
 device as it is. There, `to(device)` turns the images into the model's float32 inputs in one
@@ -33,6 +34,8 @@ import contextlib
 import hashlib
 import io
 import json
+import math
+import operator
 import os
 import pickle
 from dataclasses import dataclass
@@ -104,19 +107,91 @@ def outside_unit_range(opts: Options) -> str | None:
     return None
 
 
+# The largest array an official file holds: a batch's (10,000, 3072) uint8 pixels. A pickle
+# names an array's size in a few bytes and numpy allocates it whole, so an unverified file of
+# a few hundred bytes could ask for terabytes; nothing larger is ever needed.
+LARGEST_ARRAY_BYTES = IMAGES_PER_BATCH * 3072
+
+
+def _array_bytes(shape, dtype) -> tuple[int, np.dtype]:
+    """(bytes, dtype) of an array of `shape` and `dtype` as a pickle names them; an
+    UnpicklingError for one larger than an official file's, or of Python objects (never in
+    an official file; numpy reads their pointers from the pickle's bytes, and a list shorter
+    than the shape crashed the interpreter)."""
+    try:
+        dtype = np.dtype(dtype)
+        dims = [operator.index(n) for n in (shape if isinstance(shape, (tuple, list))
+                                           else (shape,))]
+    except Exception as err:  # noqa: BLE001 (an unverified file may name anything)
+        raise pickle.UnpicklingError(f"not an array's shape and type: {err}") from None
+    if dtype.hasobject:
+        raise pickle.UnpicklingError("refusing an array of Python objects")
+    size = math.prod(max(n, 0) for n in dims) * dtype.itemsize
+    if size > LARGEST_ARRAY_BYTES:
+        raise pickle.UnpicklingError(f"refusing an array of {size:,} bytes, more than the "
+                                     f"{LARGEST_ARRAY_BYTES:,} of the largest official one")
+    return size, dtype
+
+
+class _CheckedArray(np.ndarray):
+    """What `_reconstruct` builds while a file is read: its `__setstate__`, which gives the
+    array its real shape, type and bytes, checks them first (`_array_bytes`)."""
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("not an array's state")
+        shape, dtype = state[-4], state[-3]
+        if not isinstance(dtype, np.dtype):
+            raise pickle.UnpicklingError("not an array's state")
+        _array_bytes(shape, dtype)
+        super().__setstate__(state)
+
+
+def _reconstruct(subtype, shape, dtype):
+    """numpy's pickled arrays start as `_reconstruct(ndarray, shape, dtype)`: the same, but
+    only for a plain array, checked, that `_plain` turns back into an ndarray once read."""
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError("refusing to rebuild an array of another class")
+    _, dtype = _array_bytes(shape, dtype)
+    return np.ndarray.__new__(_CheckedArray, shape, dtype)
+
+
+# `numpy.ndarray` is named by a pickle only as `_reconstruct`'s first argument: it is given
+# this stand-in, which cannot be called (ndarray itself would allocate any shape it is asked).
+_NDARRAY = object()
+
+
+def _plain(value):
+    """`value` as read, each _CheckedArray in it a plain ndarray (read_split checks types)."""
+    if isinstance(value, _CheckedArray):
+        return value.view(np.ndarray)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)) and any(isinstance(item, (_CheckedArray, dict, list,
+                                                                  tuple)) for item in value):
+        return type(value)(_plain(item) for item in value)
+    return value
+
+
 class SafeUnpickler(pickle.Unpickler):
     """Rebuilds numpy arrays and plain containers only: any other global is refused, so even
-    an unverified file cannot run code while it is read."""
+    an unverified file cannot run code while it is read, nor (`_array_bytes`) make numpy
+    allocate more than an official file needs. `load` returns plain ndarrays."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): np.dtype,
     }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
-        return super().find_class(module, name)
+        return self.ALLOWED[module, name]
+
+    def load(self):
+        return _plain(super().load())
 
 
 def fetch(data_dir: Path) -> Path:
@@ -164,19 +239,19 @@ def official(data_dir: Path) -> bool:
 
 
 def read_batch(path: Path, md5: str, verify: bool) -> dict:
-    """One pickled batch, its MD5 checked first (unless `verify` is off)."""
+    """One pickled batch, its MD5 checked first (unless `verify` is off). The file is read
+    once: the bytes unpickled are the bytes checked (a file replaced in between was read
+    unchecked)."""
+    raw = path.read_bytes()  # an OSError: the CLI names the file the filesystem refuses
     if verify:
-        found = md5sum(path)
+        found = hashlib.md5(raw).hexdigest()
         if found != md5:
             raise UserError(
                 f"CIFAR-10: {path} is not the official file (MD5 {found}, expected {md5}); "
                 f"not unpickling it. Replace it with the official one, or, for a copy you "
                 f"trust, pass --unverified-data (dataset option verify: false)")
     try:
-        with open(path, "rb") as f:
-            return SafeUnpickler(f, encoding="bytes").load()
-    except OSError:
-        raise  # a file the filesystem refuses: the CLI names it and the fix
+        return SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as err:  # noqa: BLE001 (an unverified file's bytes may raise anything)
         raise UserError(f"CIFAR-10: {path} is not a CIFAR-10 batch ({type(err).__name__}: "
                         f"{err}); replace it with the official one") from None
