@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -151,15 +152,46 @@ def not_writable(what: str, folder: Path, error: OSError) -> NotWritable:
     return NotWritable(f"{where}{problem}; {fix}")
 
 
-def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
-    """Stream `url` to `dest` through a temporary file, so a failure leaves nothing behind.
-    A local failure raises _WriteFailed; the network's errors pass as they are."""
+class _CutShort(Exception):
+    """A download whose connection dropped once the file had begun to come (a server killed
+    mid-file, a proxy's timeout): another mirror, or the same one again, may give it whole."""
+
+    def __init__(self, received: int, total: int | None, cause: str = ""):
+        of = f" of {total:,}" if total is not None else ""
+        because = f": {cause}" if cause else ""
+        super().__init__(f"cut short at {received:,}{of} bytes{because}")
+
+
+class _WrongMD5(Exception):
+    """A whole download whose MD5 is not the official one: the mirror serves another file."""
+
+
+# What a network failure may raise out of urllib and http.client: a connection refused or
+# reset (OSError, URLError), a malformed or truncated response (HTTPException, among them
+# IncompleteRead), a URL or header urllib cannot use (ValueError).
+NETWORK_ERRORS = (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException,
+                  ValueError)
+
+
+def _content_length(response) -> int | None:
+    """The size the server announced, or None where it did not (chunked) or named no size
+    (`Content-Length: abc` raised a ValueError through the whole command)."""
+    value = (response.headers.get("Content-Length") or "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _download(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
+    """Stream `url` to `dest` through a temporary file, renamed into place only once whole
+    and with the MD5 `md5`, so a failure leaves nothing behind. A local failure raises
+    _WriteFailed; a response cut short _CutShort, a whole one with another MD5 _WrongMD5;
+    the network's errors before any byte came pass as they are."""
     with _writing():
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
+            total = _content_length(response)
+            digest, received = hashlib.md5(), 0
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -171,13 +203,29 @@ def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
             with Progress(*columns, transient=True, console=console,
                           disable=hidden) as progress:
                 task = progress.add_task(f"download {dest.name}", total=total)
-                while block := response.read(1 << 16):
+                while True:
+                    try:
+                        block = response.read(1 << 16)
+                    except NETWORK_ERRORS as err:  # the file had begun: it was cut short
+                        # (an IncompleteRead's own words count one chunk's bytes, not ours)
+                        cause = ("" if isinstance(err, http.client.IncompleteRead)
+                                 else str(err) or type(err).__name__)
+                        raise _CutShort(received, total, cause) from None
+                    if not block:
+                        break
                     with _writing():
                         out.write(block)
+                    digest.update(block)
+                    received += len(block)
                     progress.advance(task, len(block))
+            # http.client ends a body that stops short of its Content-Length without an error
+            if total is not None and received != total:
+                raise _CutShort(received, total)
             # a full disk may refuse the last buffered bytes only now
             with _writing():
                 out.flush()
+        if digest.hexdigest() != md5:  # checked before it takes the official file's name
+            raise _WrongMD5(digest.hexdigest())
         with _writing():
             os.replace(tmp, dest)
     finally:
@@ -186,10 +234,12 @@ def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
 
 
 def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -> Path:
-    """Return folder/name with the right checksum, downloading it from the first working URL.
+    """Return folder/name with the right checksum, downloading it from the first URL that
+    gives it whole and with that checksum.
 
     `what` names the dataset in messages, e.g. "MNIST". Raises UserError when the file is
-    absent and cannot be fetched, or when what is there (or what came) has the wrong MD5.
+    absent and cannot be fetched, or when what is there (or what came) has the wrong MD5;
+    MissingData when no URL could be reached.
     """
     path = folder / name
     if path.exists():
@@ -199,27 +249,36 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
                 f"again to download it, or replace it with the official file"
             )
         return path
-    reasons = []
+    unreachable, cut_short, wrong = [], [], []  # each URL's failure, by kind
     created = [p for p in (folder, *folder.parents) if not p.exists()]
     for url in urls:
         try:
-            _download(url, path)
+            _download(url, path, md5)
         except _WriteFailed as failed:  # another mirror would fail the same way
             error = not_writable(what, folder, failed.error)  # naming the folders it made
             _remove_empty(created)
             raise error from None
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
-            reasons.append(f"{url}: {getattr(err, 'reason', err)}")
-            continue
-        if md5sum(path) != md5:
-            path.unlink()
-            raise UserError(
-                f"{what}: the download of {name} from {url} has the wrong MD5 (expected {md5}); "
-                f"put the official {name} in {folder}"
-            )
-        return path
+        except _CutShort as err:
+            cut_short.append(f"from {url} was {err}")
+        except _WrongMD5 as err:
+            wrong.append((url, str(err)))
+        except NETWORK_ERRORS as err:
+            unreachable.append(f"{url}: {getattr(err, 'reason', err)}")
+        else:
+            return path
     _remove_empty(created)
-    reason = reasons[-1] if reasons else "no URL"
+    # The failure that says most about the file is named: a mirror that serves another
+    # file, then one that dropped the connection, then none reached.
+    if wrong:
+        url, found = wrong[-1]
+        raise UserError(
+            f"{what}: the download of {name} from {url} has the wrong MD5 ({found}, expected "
+            f"{md5}); put the official {name} in {folder}"
+        )
+    if cut_short:
+        raise UserError(f"{what}: the download of {name} {cut_short[-1]} (the connection "
+                        f"dropped); run again to download it again")
+    reason = unreachable[-1] if unreachable else "no URL"
     raise MissingData(
         f"{what}: {path} is missing and could not be downloaded ({reason}); put the official "
         f"{name} in {folder} or pass --data-dir to where it is", {folder: [name]}, reason
