@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import os
 import re
+import stat
 import sys
 import threading
 
@@ -126,3 +127,10 @@ def test_a_file_with_the_wrong_md5_never_takes_the_official_name(server, tmp_pat
     finally:
         renamed.clear()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_downloaded_file_can_be_read_by_everyone(server, tmp_path):
+    """mkstemp makes its file private (0600), and the download kept that mode: another user
+    of a shared data folder could not read it (atomic.py's files are 0644 for that)."""
+    path = ensure_file(tmp_path, NAME, mnist.FILES[NAME], [f"{server}/whole/{NAME}"], "MNIST")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -227,6 +227,8 @@ def _download(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
         if digest.hexdigest() != md5:  # checked before it takes the official file's name
             raise _WrongMD5(digest.hexdigest())
         with _writing():
+            # mkstemp makes it private (0600): a data folder is shared, as atomic.py's files
+            os.chmod(tmp, 0o644)
             os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
