@@ -341,6 +341,69 @@ def test_download_checks_the_archive_and_unpacks_it(tmp_path, monkeypatch):
     assert sorted(p.name for p in found.iterdir()) == sorted(cifar10.FILES)
 
 
+@pytest.fixture(scope="module")
+def real_archive(folder, tmp_path_factory):
+    """An archive of the real cifar-10-batches-py, laid out as the official one (not
+    compressed, which tarfile reads alike: gzip would cost the suite seconds), and its MD5,
+    which tests give as the official one."""
+    archive = tmp_path_factory.mktemp("archive") / cifar10.ARCHIVE
+    with tarfile.open(archive, "w") as tar:
+        for name in cifar10.FILES:
+            tar.add(folder / name, f"{cifar10.FOLDER}/{name}")
+    digest = hashlib.md5()
+    with open(archive, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return archive, digest.hexdigest()
+
+
+def _folder_with_the_archive(folder, data_dir, archive, missing):
+    """`data_dir` holding the archive (linked) and a cifar-10-batches-py of the real files
+    (linked) but for `missing`."""
+    (data_dir / cifar10.ARCHIVE).symlink_to(archive)
+    copy = data_dir / cifar10.FOLDER
+    copy.mkdir()
+    for name in cifar10.FILES:
+        if name != missing:
+            (copy / name).symlink_to(folder / name)
+    return copy
+
+
+def test_a_folder_that_lost_a_file_gets_it_back_from_the_archive(folder, real_archive,
+                                                                  tmp_path, monkeypatch):
+    """Unpacking skipped a folder that was there, so the file stayed missing, and the line
+    said to delete the archive and run again: which downloaded it again, to the same end.
+    What is there is left as it is (here links to the real files)."""
+    archive, md5 = real_archive
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", md5)
+    monkeypatch.setattr(cifar10, "URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    copy = _folder_with_the_archive(folder, tmp_path, archive, "data_batch_3")
+    assert cifar10.fetch(tmp_path) == copy
+    put_back = copy / "data_batch_3"
+    assert not put_back.is_symlink()
+    assert cifar10.md5sum(put_back) == cifar10.md5sum(folder / "data_batch_3")
+    assert all((copy / name).is_symlink() for name in cifar10.FILES if name != "data_batch_3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([cifar10.ARCHIVE,
+                                                                 cifar10.FOLDER])
+
+
+def test_what_unpacking_cannot_mend_is_named_with_a_fix_that_works(folder, real_archive,
+                                                                    tmp_path, monkeypatch):
+    """A folder where a batch goes is never replaced: the line names it, and says to move
+    it away (not to delete the archive, which changed nothing); done so, the run mends."""
+    archive, md5 = real_archive
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", md5)
+    copy = _folder_with_the_archive(folder, tmp_path, archive, "test_batch")
+    (copy / "test_batch").mkdir()
+    with pytest.raises(UserError) as err:
+        cifar10.fetch(tmp_path)
+    assert str(err.value) == (f"CIFAR-10: {copy / 'test_batch'} is not a file; move it away "
+                              f"and run again to unpack it from {tmp_path / cifar10.ARCHIVE}")
+    (copy / "test_batch").rmdir()
+    assert cifar10.fetch(tmp_path) == copy
+    assert cifar10.md5sum(copy / "test_batch") == cifar10.md5sum(folder / "test_batch")
+
+
 def test_an_archive_that_cannot_be_unpacked_there_names_the_folder(tmp_path):
     """Unpacking into a folder that takes no files (read-only, full, or under a file: the
     one a test can make as root too) is the data's one line naming it and the fix, not a

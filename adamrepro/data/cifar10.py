@@ -212,8 +212,17 @@ def fetch(data_dir: Path) -> Path:
             f"{root / ARCHIVE} to unpack them from is missing and could not be downloaded "
             f"({err.reason}); put {'it' if len(missing) == 1 else 'them'} back in {folder}, "
             f"or the official {ARCHIVE} in {root}", {folder: missing}, err.reason) from None
-    extract_tar(archive, root, "CIFAR-10")
+    extract_tar(archive, root, "CIFAR-10")  # puts back what the folder lacks, no more
     missing = [name for name in FILES if not (folder / name).is_file()]
+    # What unpacking cannot mend: something else where the folder or a file goes (it is
+    # never replaced), or an archive without the file (not the official one, whose MD5 is)
+    if missing and not folder.is_dir():
+        raise UserError(f"CIFAR-10: {folder} is not a folder; move it away and run again to "
+                        f"unpack {archive} there")
+    blocked = [name for name in missing if os.path.lexists(folder / name)]
+    if blocked:
+        raise UserError(f"CIFAR-10: {folder / blocked[0]} is not a file; move it away and run "
+                        f"again to unpack it from {archive}")
     if missing:
         raise UserError(f"CIFAR-10: {archive} has no {FOLDER}/{missing[0]}; delete it and run "
                         f"again to download it")

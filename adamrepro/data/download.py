@@ -294,10 +294,24 @@ def _remove_empty(created: list[Path]) -> None:
             made.rmdir()
 
 
+def _move_missing(source: Path, target: Path) -> None:
+    """Move `source` (unpacked) to `target` where nothing is there; into a folder that is
+    there, what it lacks, file by file: a folder that lost some files gets them back from
+    the archive (it was skipped whole, and the archive downloaded again to no avail). What
+    is there is never replaced (it may be the user's own, or in use)."""
+    if not os.path.lexists(target):
+        os.replace(source, target)
+    elif source.is_dir() and not source.is_symlink() and target.is_dir() and not (
+            target.is_symlink()):
+        for child in source.iterdir():
+            _move_missing(child, target / child.name)
+
+
 def extract_tar(archive: Path, into: Path, what: str) -> None:
-    """Unpack a tar archive atomically enough: into a temporary folder, then moved in place.
-    `what` names the dataset in the one line for a folder that takes no files (an archive
-    put in a read-only folder by hand, or a disk that fills up while it is unpacked)."""
+    """Unpack a tar archive atomically enough: into a temporary folder, then each file moved
+    in place, where none is there (`_move_missing`). `what` names the dataset in the one line
+    for a folder that takes no files (an archive put in a read-only folder by hand, or a disk
+    that fills up while it is unpacked)."""
     import tarfile
 
     try:
@@ -308,9 +322,7 @@ def extract_tar(archive: Path, into: Path, what: str) -> None:
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
         for child in tmp.iterdir():
-            target = into / child.name
-            if not target.exists():
-                os.replace(child, target)
+            _move_missing(child, into / child.name)
     except OSError as err:  # its MD5 matched, so the archive reads: the writing failed
         raise not_writable(what, into, err) from None
     finally:
