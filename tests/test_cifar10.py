@@ -285,13 +285,44 @@ def test_the_flag_leaves_datasets_that_are_always_checked_or_pass_alone(data_dir
         assert without_data_check(imdb, where).dataset["verify"] is False
 
 
-def test_missing_files_offline_name_the_archive_and_where(tmp_path, monkeypatch):
-    monkeypatch.setattr(cifar10, "URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+def test_missing_files_offline_name_the_archive_the_folder_and_where(tmp_path, monkeypatch):
+    """The unpacked folder does as well as the archive (it is what ../shared/data has), and
+    scripts/offline_data.py lays it out: both are named, as for IMDB."""
+    url = "http://127.0.0.1:9/cifar-10-python.tar.gz"  # nothing listens
+    monkeypatch.setenv("ADAMREPRO_CIFAR10_URL", url)
     with pytest.raises(UserError) as err:
         cifar10.fetch(tmp_path)
-    message = str(err.value)
-    assert "\n" not in message
-    assert f"put the official cifar-10-python.tar.gz in {tmp_path}" in message
+    assert str(err.value) == (
+        f"CIFAR-10: {tmp_path / cifar10.ARCHIVE} is missing and could not be downloaded "
+        f"({url}: [Errno 111] Connection refused); put the official cifar-10-python.tar.gz "
+        f"in {tmp_path} or pass --data-dir to where it is; or put the unpacked official "
+        f"archive (cifar-10-batches-py/data_batch_1, ...) in {tmp_path} "
+        f"(scripts/offline_data.py lays out a local copy)")
+
+
+def _stand_in_archive() -> bytes:
+    """An archive of the official layout whose files are small stand-ins."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in cifar10.FILES:
+            payload = name.encode()
+            info = tarfile.TarInfo(f"{cifar10.FOLDER}/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def test_the_archive_comes_from_adamrepro_cifar10_url_when_set(tmp_path, monkeypatch):
+    """A mirror of one's own, as ADAMREPRO_IMDB_URL for IMDB (here a file:// URL; its
+    archive's MD5 stands in for the official one)."""
+    served = tmp_path / "mirror" / "any-name.tar.gz"
+    served.parent.mkdir()
+    served.write_bytes(_stand_in_archive())
+    monkeypatch.setenv("ADAMREPRO_CIFAR10_URL", served.as_uri())
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", hashlib.md5(served.read_bytes()).hexdigest())
+    found = cifar10.fetch(tmp_path / "data")
+    assert found == tmp_path / "data" / cifar10.FOLDER
+    assert sorted(p.name for p in found.iterdir()) == sorted(cifar10.FILES)
 
 
 def test_a_folder_that_lost_a_batch_names_it_offline(folder, tmp_path, monkeypatch):

@@ -105,6 +105,7 @@ def test_offline_says_what_is_missing_and_where(monkeypatch, tmp_path):
     ("ADAMREPRO_MNIST_MIRROR", "not a url", "mnist"),
     ("ADAMREPRO_MNIST_MIRROR", "mirror.example.org/mnist/", "mnist"),  # no scheme
     ("ADAMREPRO_IMDB_URL", "::::", "imdb"),
+    ("ADAMREPRO_CIFAR10_URL", "cifar-10-python.tar.gz", "cifar10"),
 ])
 def test_a_mirror_that_is_no_url_is_one_line(variable, value, dataset, cli, monkeypatch,
                                              tmp_path):

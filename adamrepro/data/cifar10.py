@@ -1,14 +1,14 @@
 """CIFAR-10 from the official python batches in DATA/cifar-10-batches-py/, for Fig. 3.
 
 Files: `data_batch_1` .. `data_batch_5` (50,000 training images), `test_batch` (10,000) and
-`batches.meta`, as `cifar-10-python.tar.gz` unpacks (downloaded, checked and unpacked when
-missing). Each batch is a pickle; a pickle can run code when loaded, so a file is unpickled
-only once its MD5 matches the official one (`FILES`). A copy whose pixels were re-encoded
-(e.g. ../shared/data, which went through JPEG q75 once) is real data with other bytes: it
-is refused unless the caller opts out (`verify: false`, or `adamrepro run --unverified-data`),
-and the results then say so (provenance `data_verified: false`). Even then the unpickler
-accepts nothing but numpy arrays, strings and numbers, no array larger than the official
-ones (`SafeUnpickler`).
+`batches.meta`, as `cifar-10-python.tar.gz` unpacks (downloaded, from $ADAMREPRO_CIFAR10_URL
+when set, checked and unpacked when missing). Each batch is a pickle; a pickle can run code
+when loaded, so a file is unpickled only once its MD5 matches the official one (`FILES`). A
+copy whose pixels were re-encoded (e.g. ../shared/data, which went through JPEG q75 once) is
+real data with other bytes: it is refused unless the caller opts out (`verify: false`, or
+`adamrepro run --unverified-data`), and the results then say so (provenance `data_verified:
+false`). Even then the unpickler accepts nothing but numpy arrays, strings and numbers, no
+array larger than the official ones (`SafeUnpickler`).
 
 No per-item work: the (N, 3072) uint8 rows become one (N, 3, 32, 32) uint8 tensor, moved to the
 device as it is. There, `to(device)` turns the images into the model's float32 inputs in one
@@ -49,7 +49,13 @@ from torch import Tensor
 
 from adamrepro.atomic import atomic_file
 from adamrepro.data.base import TensorDataset, load_sealed, sealed
-from adamrepro.data.download import MissingData, ensure_file, extract_tar, md5sum
+from adamrepro.data.download import (
+    MissingData,
+    ensure_file,
+    extract_tar,
+    md5sum,
+    url_from_env,
+)
 from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
 
@@ -194,6 +200,11 @@ class SafeUnpickler(pickle.Unpickler):
         return _plain(super().load())
 
 
+def url() -> str:
+    """$ADAMREPRO_CIFAR10_URL (a full URL of the archive) replaces the official one when set."""
+    return url_from_env("ADAMREPRO_CIFAR10_URL") or URL
+
+
 def fetch(data_dir: Path) -> Path:
     """DATA/cifar-10-batches-py, downloading and unpacking the archive if a file is missing."""
     root = Path(data_dir)
@@ -201,11 +212,15 @@ def fetch(data_dir: Path) -> Path:
     if all((folder / name).is_file() for name in FILES):
         return folder
     try:
-        archive = ensure_file(root, ARCHIVE, ARCHIVE_MD5, [URL], "CIFAR-10")
+        archive = ensure_file(root, ARCHIVE, ARCHIVE_MD5, [url()], "CIFAR-10")
     except MissingData as err:
         missing = [name for name in FILES if not (folder / name).is_file()]
         if len(missing) == len(FILES):
-            raise
+            # the unpacked folder does as well as the archive (../shared/data lays it out)
+            raise MissingData(
+                f"{err}; or put the unpacked official archive ({FOLDER}/data_batch_1, ...) in "
+                f"{root} (scripts/offline_data.py lays out a local copy)",
+                {root: [f"{ARCHIVE} (or its unpacked {FOLDER}/)"]}, err.reason) from None
         # a folder that lost some batches: name those, not only the archive
         raise MissingData(
             f"CIFAR-10: {folder} lacks {', '.join(missing)} (of its {len(FILES)} files), and "
