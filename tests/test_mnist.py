@@ -57,6 +57,46 @@ def test_subset_is_fixed_and_the_image_layout_works(data_dir):
     torch.testing.assert_close(a.train_x, b.train_x.reshape(100, 784))
 
 
+def _unpacked_copy(data_dir, folder):
+    """`folder` holding the real files gunzipped, named as torchvision leaves them."""
+    import gzip
+
+    folder.mkdir(parents=True)
+    for name in mnist.FILES:
+        with gzip.open(data_dir / "MNIST" / "raw" / name) as packed:
+            (folder / name.removesuffix(".gz")).write_bytes(packed.read())
+
+
+def test_the_official_files_unpacked_are_read_as_the_gzipped_ones(data_dir, tmp_path,
+                                                                   monkeypatch):
+    """torchvision leaves `train-images-idx3-ubyte` etc. unpacked: they were ignored, and the
+    line said the files were missing (here nothing could be downloaded)."""
+    monkeypatch.setenv("ADAMREPRO_MNIST_MIRROR", "http://127.0.0.1:9/")  # nothing listens
+    _unpacked_copy(data_dir, tmp_path / "MNIST" / "raw")
+    unpacked = mnist.load(mnist.Options(), tmp_path)
+    packed = mnist.load(mnist.Options(), data_dir)
+    for split in ("train", "test"):
+        for key in ("x", "y"):
+            assert torch.equal(getattr(unpacked, split)[key], getattr(packed, split)[key])
+    assert sorted(p.name for p in (tmp_path / "MNIST" / "raw").iterdir()) == sorted(
+        name.removesuffix(".gz") for name in mnist.FILES)  # nothing downloaded beside them
+
+
+def test_an_unpacked_file_that_is_not_the_official_one_is_named(data_dir, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setenv("ADAMREPRO_MNIST_MIRROR", "http://127.0.0.1:9/")  # nothing listens
+    folder = tmp_path / "MNIST" / "raw"
+    _unpacked_copy(data_dir, folder)
+    labels = folder / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:-1] + b"\x07")  # one label changed
+    with pytest.raises(UserError) as err:
+        mnist.fetch(tmp_path)
+    assert str(err.value) == (f"MNIST: {labels} is corrupt (MD5 mismatch, expected the "
+                              f"official unpacked file's 27ae3e4e09519cfbb04c329615203637); delete "
+                              f"it and run again to download t10k-labels-idx1-ubyte.gz, or "
+                              f"replace it with the official file")
+
+
 @pytest.fixture
 def http_mirror(tmp_path, monkeypatch):
     """A folder served over HTTP on 127.0.0.1, set as the MNIST mirror."""

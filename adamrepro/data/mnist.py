@@ -1,4 +1,5 @@
-"""MNIST from the four official IDX files in DATA/MNIST/raw/ (downloaded if missing).
+"""MNIST from the four official IDX files in DATA/MNIST/raw/ (downloaded if missing), gzipped
+as published or unpacked (`train-images-idx3-ubyte`, ..., as torchvision leaves them).
 
 Pixels become float32, each byte divided by `pixel_scale` (255: [0, 1], ours), flattened to
 784 features (the paper's "raw 784-pixel vectors": raw as opposed to features, we read, not
@@ -16,7 +17,7 @@ import torch
 from pydantic import Field
 
 from adamrepro.data.base import TensorDataset
-from adamrepro.data.download import MissingData, ensure_file, url_from_env
+from adamrepro.data.download import MissingData, ensure_file, md5sum, url_from_env
 from adamrepro.errors import UserError
 from adamrepro.options import Count, Frozen, options_model
 
@@ -27,6 +28,14 @@ FILES = {
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+# The same files unpacked (as torchvision leaves them beside the .gz): the MD5s of the
+# official files' gunzipped bytes. Read as they are when no .gz is there.
+UNPACKED = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -68,8 +77,9 @@ def mirrors() -> list[str]:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read one gzipped IDX file (magic: two zero bytes, a type code, the number of dims)."""
-    with gzip.open(path, "rb") as f:
+    """Read one IDX file, gzipped (`.gz`) or not (magic: two zero bytes, a type code, the
+    number of dims)."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
         raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise UserError(f"MNIST: {path} is not an IDX file of unsigned bytes; replace it")
@@ -81,12 +91,28 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
-def fetch(data_dir: Path) -> Path:
+def _unpacked(folder: Path, name: str) -> Path | None:
+    """The unpacked official file that stands for `name` (a .gz) when that is absent, or
+    None where there is none; a UserError for one that is not the official bytes."""
+    path = folder / name.removesuffix(".gz")
+    if (folder / name).exists() or not path.is_file():
+        return None
+    if md5sum(path) != UNPACKED[path.name]:
+        raise UserError(f"MNIST: {path} is corrupt (MD5 mismatch, expected the official "
+                        f"unpacked file's {UNPACKED[path.name]}); delete it and run again to "
+                        f"download {name}, or replace it with the official file")
+    return path
+
+
+def files(data_dir: Path) -> dict[str, Path]:
+    """Each official file's name (.gz) -> the file to read: it, or the same file unpacked,
+    downloading what neither stands for."""
     folder = Path(data_dir) / "MNIST" / "raw"
-    missing = []  # every missing file is named at once, not one per attempt
+    found, missing = {}, []  # every missing file is named at once, not one per attempt
     for name, md5 in FILES.items():
         try:
-            ensure_file(folder, name, md5, [m + name for m in mirrors()], "MNIST")
+            found[name] = _unpacked(folder, name) or ensure_file(
+                folder, name, md5, [m + name for m in mirrors()], "MNIST")
         except MissingData as err:
             missing.append(err)
     if len(missing) == 1:
@@ -97,12 +123,16 @@ def fetch(data_dir: Path) -> Path:
             f"MNIST: {', '.join(names)} are missing and could not be downloaded "
             f"({missing[-1].reason}); put the official files in {folder} or pass --data-dir "
             f"to where they are", {folder: names}, missing[-1].reason)
-    return folder
+    return found
+
+
+def fetch(data_dir: Path) -> Path:
+    files(data_dir)
+    return Path(data_dir) / "MNIST" / "raw"
 
 
 def load(opts: Options, data_dir: Path) -> TensorDataset:
-    folder = fetch(data_dir)
-    arrays = {name.split(".")[0]: read_idx(folder / name) for name in FILES}
+    arrays = {name.split(".")[0]: read_idx(path) for name, path in files(data_dir).items()}
 
     def images(key: str) -> torch.Tensor:
         x = torch.from_numpy(arrays[key].copy()).float().div_(opts.pixel_scale)
