@@ -3,6 +3,7 @@ the Fig. 1 (right) config end to end at smoke scale."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -94,6 +95,28 @@ def test_the_dataset_s_vocabulary_is_its_list_counted_as_its_tokens(bow, imdb_di
     expected = torch.tensor([min(counts[word], 255) for word in dataset_words],
                             dtype=torch.uint8)
     assert expected.sum() > 0 and torch.equal(data.test_x[row], expected)
+
+
+def test_an_imdb_vocab_that_is_not_the_official_file_is_refused_unless_trusted(imdb_dir,
+                                                                               tmp_path):
+    """A copy of the real list with two lines swapped swaps two feature columns, and was
+    read as the official one (runs recorded data_verified: true); its MD5 is checked, as the
+    label folders' counts are, and the opt-out reads it."""
+    lines = (imdb_dir / "aclImdb" / "imdb.vocab").read_bytes().split(b"\n")
+    lines[0], lines[1] = lines[1], lines[0]
+    root = tmp_path / "aclImdb"
+    root.mkdir()
+    (root / "imdb.vocab").write_bytes(b"\n".join(lines))
+    with pytest.raises(UserError) as err:
+        imdb.dataset_vocabulary(root, 10000)
+    found = hashlib.md5(b"\n".join(lines)).hexdigest()
+    assert str(err.value) == (
+        f"IMDB: {root / 'imdb.vocab'} is not the official imdb.vocab (MD5 {found}, expected "
+        f"23c86a0533c0151b6f12fa52b106dcc2); put the official aclImdb/imdb.vocab back, or "
+        f"pass --unverified-data (dataset option verify: false) for a copy you trust")
+    official = imdb.dataset_vocabulary(imdb_dir / "aclImdb", 10000)
+    trusted = imdb.dataset_vocabulary(root, 10000, verify=False)
+    assert trusted[:2] == official[1::-1] and trusted[2:] == official[2:]
 
 
 def test_the_dataset_s_vocabulary_needs_its_file_and_enough_words(tmp_path):

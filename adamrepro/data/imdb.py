@@ -64,6 +64,7 @@ from adamrepro.data.download import (
     bar_console,
     ensure_file,
     extract_tar,
+    md5sum,
     url_from_env,
 )
 from adamrepro.errors import UserError, note
@@ -85,6 +86,9 @@ DATASET_WORD = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*|[!?]"
                           r"|[:;=][\-o]?[()\[\]dpo/\\|]|[()][\-o]?[:;=]")
 VOCAB_FILE = "imdb.vocab"
 OFFICIAL_VOCAB_WORDS = 89_527  # the words of the official archive's imdb.vocab
+# Its MD5 (of ../shared/data's copy, the original file): a word list with two lines swapped
+# swaps two feature columns and reads as well as the official one, so it is checked.
+VOCAB_MD5 = "23c86a0533c0151b6f12fa52b106dcc2"
 # Bump when anything that changes the cached counts changes (tokenizer, file order, format).
 CACHE_VERSION = 3
 MAX_COUNT = 255  # uint8 storage; no review comes close (the most repeated word is "the")
@@ -249,13 +253,23 @@ def _miscounted(files: dict[str, list]) -> list[str]:
             if (held := sum(row[0] == label for row in rows)) != REVIEWS_PER_FOLDER]
 
 
+def _vocab_differs(root: Path) -> bool:
+    """Whether root/imdb.vocab is there and not the official file (absent, it is named by
+    the load that reads it)."""
+    path = root / VOCAB_FILE
+    return path.is_file() and md5sum(path) != VOCAB_MD5
+
+
 def unofficial(root: Path) -> str:
-    """What makes a fetched aclImdb/ not the official reviews, in words: its label folders
-    of another count than REVIEWS_PER_FOLDER; "" for none. Reading them needs the opt-out
-    (`verify: false`)."""
+    """What makes a fetched aclImdb/ not the official data, in words: its label folders
+    of another count than REVIEWS_PER_FOLDER, an imdb.vocab with another MD5; "" for none.
+    Reading them needs the opt-out (`verify: false`)."""
     wrong = _miscounted(_review_files(root))
-    return (f"{', '.join(wrong)} where the official folders hold {REVIEWS_PER_FOLDER:,} "
-            f"reviews each" if wrong else "")
+    said = [f"{', '.join(wrong)} where the official folders hold {REVIEWS_PER_FOLDER:,} "
+            f"reviews each"] if wrong else []
+    if _vocab_differs(root):
+        said.append(f"the MD5 of {VOCAB_FILE} differs")
+    return "; ".join(said)
 
 
 def official(data_dir: Path) -> bool:
@@ -471,17 +485,30 @@ def dense(split: dict, vocab_size: int, binary: bool,
     return out
 
 
-def dataset_vocabulary(root: Path, vocab_size: int) -> list[str]:
+def dataset_vocabulary(root: Path, vocab_size: int, verify: bool = True) -> list[str]:
     """The first `vocab_size` words of the dataset's `imdb.vocab` (one per line, ordered by
-    frequency, OFFICIAL_VOCAB_WORDS of them in the official archive)."""
+    frequency, OFFICIAL_VOCAB_WORDS of them in the official archive), its MD5 checked
+    first unless `verify` is off (the bytes checked are the bytes read)."""
     path = root / VOCAB_FILE
     try:
-        words = path.read_text(encoding="utf-8").split("\n")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"IMDB: {path} is missing (dataset option vocabulary: imdb.vocab "
                         f"reads it); put the official aclImdb/{VOCAB_FILE} back, or use "
                         f"vocabulary: ours") from None
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
+        raise UserError(f"IMDB: {path} could not be read ({err}); put the official "
+                        f"aclImdb/{VOCAB_FILE} back") from None
+    found = hashlib.md5(raw).hexdigest()
+    if verify and found != VOCAB_MD5:
+        raise UserError(f"IMDB: {path} is not the official {VOCAB_FILE} (MD5 {found}, expected "
+                        f"{VOCAB_MD5}); put the official aclImdb/{VOCAB_FILE} back, or pass "
+                        f"--unverified-data (dataset option verify: false) for a copy you "
+                        f"trust")
+    try:
+        # (newlines as read_text read them: \r\n and \r are line breaks too)
+        words = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    except UnicodeDecodeError as err:
         raise UserError(f"IMDB: {path} could not be read as UTF-8 text ({err}); put the "
                         f"official aclImdb/{VOCAB_FILE} back") from None
     words = [word for word in words if word]
@@ -505,7 +532,8 @@ def load(opts: Options, data_dir: Path) -> TensorDataset:
     bow = bag_of_words(data_dir, opts.verify, opts.vocabulary)
     column = None
     if opts.vocabulary == "imdb.vocab":
-        column = _columns(bow, dataset_vocabulary(Path(data_dir) / "aclImdb", opts.vocab_size))
+        column = _columns(bow, dataset_vocabulary(Path(data_dir) / "aclImdb", opts.vocab_size,
+                                                  opts.verify))
     else:
         known = sum(1 for count in bow["train_counts"] if count > 0)
         if opts.vocab_size > known:
