@@ -134,3 +134,37 @@ def test_a_downloaded_file_can_be_read_by_everyone(server, tmp_path):
     of a shared data folder could not read it (atomic.py's files are 0644 for that)."""
     path = ensure_file(tmp_path, NAME, mnist.FILES[NAME], [f"{server}/whole/{NAME}"], "MNIST")
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_leftovers_of_a_killed_download_or_extraction_are_removed_once_old(tmp_path):
+    """A process killed (kill -9) leaves its temporary `.NAME.*.part` or `.extract.*`: never
+    read, they stayed for good (170 MB each for CIFAR-10). One older than an hour is removed
+    when the next download or extraction starts; a younger one may be another process's."""
+    import io
+    import tarfile
+    import time
+
+    from adamrepro.data.download import MissingData, extract_tar
+
+    old, fresh = time.time() - 2 * 3600, time.time() - 60
+    leftovers = {}
+    for kind, made in (("part", f".{NAME}.abc123.part"), ("extract", ".extract.abc123")):
+        for age, when in (("old", old), ("fresh", fresh)):
+            path = tmp_path / made.replace("abc123", age)
+            if kind == "extract":
+                path.mkdir()
+                (path / "cifar-10-batches-py").mkdir()
+            else:
+                path.write_bytes(b"part of a download")
+            os.utime(path, (when, when))
+            leftovers[kind, age] = path
+    with pytest.raises(MissingData):  # nothing listens: the download fails, after the sweep
+        ensure_file(tmp_path, NAME, mnist.FILES[NAME], ["http://127.0.0.1:9/x"], "MNIST")
+    assert not leftovers["part", "old"].exists() and leftovers["part", "fresh"].exists()
+    assert leftovers["extract", "old"].exists()  # only a download's are a download's to remove
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.addfile(tarfile.TarInfo("unpacked"), io.BytesIO(b""))
+    extract_tar(archive, tmp_path, "CIFAR-10")
+    assert not leftovers["extract", "old"].exists() and leftovers["extract", "fresh"].exists()
+    assert (tmp_path / "unpacked").is_file() and leftovers["part", "fresh"].exists()

@@ -13,6 +13,7 @@ import http.client
 import os
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -235,6 +236,28 @@ def _download(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
             os.unlink(tmp)
 
 
+# A temporary file or folder older than this is a leftover: its process was killed (kill -9,
+# a power cut) before it could remove it. Younger ones may be another process's, at work.
+LEFTOVER_AGE_S = 3600
+
+
+def _remove_leftovers(folder: Path, pattern: str) -> None:
+    """Remove what matches `pattern` in `folder` and is older than LEFTOVER_AGE_S: never
+    read (each run makes its own), they stayed for good (170 MB each for CIFAR-10)."""
+    try:
+        found = list(folder.glob(pattern))
+    except OSError:
+        return
+    for leftover in found:
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            if time.time() - leftover.lstat().st_mtime < LEFTOVER_AGE_S:
+                continue
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+
+
 def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -> Path:
     """Return folder/name with the right checksum, downloading it from the first URL that
     gives it whole and with that checksum.
@@ -244,6 +267,7 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
     MissingData when no URL could be reached.
     """
     path = folder / name
+    _remove_leftovers(folder, f".{name}.*.part")  # _download's, of a process killed
     if path.exists():
         if md5sum(path) != md5:
             raise UserError(
@@ -314,6 +338,7 @@ def extract_tar(archive: Path, into: Path, what: str) -> None:
     that fills up while it is unpacked)."""
     import tarfile
 
+    _remove_leftovers(into, ".extract.*")  # of an extraction killed
     try:
         tmp = Path(tempfile.mkdtemp(dir=into, prefix=".extract."))
     except OSError as err:
