@@ -16,6 +16,7 @@ from adamrepro.optim.base import (
     adam_family_defaults,
     add_l2,
     betas_like,
+    bias_correction,
     broadcast,
     check_range,
     is_zero,
@@ -103,8 +104,8 @@ class Adam(TemporalAveraging, GridOptimizer):
         # m̂/(√v̂ + ε) with the corrections on the per-run vectors: √v̂ = √v / √(1 − β2^t)
         # and m̂ = m / (1 − β1^t) (bias_correction=False drops both)
         if group["bias_correction"]:
-            denom = v.sqrt().mul_((1 - beta2**step).rsqrt()).add_(eps)
-            correction1 = 1 - beta1**step
+            denom = v.sqrt().mul_(bias_correction(beta2, step).rsqrt()).add_(eps)
+            correction1 = bias_correction(beta1, step)
         else:
             denom, correction1 = v.sqrt().add_(eps), 1.0
         denom = self._nonzero(denom)

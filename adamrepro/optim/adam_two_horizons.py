@@ -10,6 +10,7 @@ from adamrepro.optim.base import (
     adam_family_defaults,
     add_l2,
     betas_like,
+    bias_correction,
     broadcast,
     zeros_state,
 )
@@ -53,7 +54,7 @@ class AdamTwoHorizons(GridOptimizer):
         m_fast, m_slow = state["exp_avg"], state["exp_avg_slow"]
         m_fast.mul_(beta1).add_((1 - beta1) * grad)
         m_slow.mul_(beta2).add_((1 - beta2) * grad)
-        m_fast_hat = m_fast / (1 - beta1**step)
-        m_slow_hat = m_slow / (1 - beta2**step)
+        m_fast_hat = m_fast / bias_correction(beta1, step)
+        m_slow_hat = m_slow / bias_correction(beta2, step)
         p.sub_(lr_t * m_fast_hat
                / self._nonzero(m_slow_hat.abs() + broadcast(group["eps"], p)))

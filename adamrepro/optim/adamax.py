@@ -13,6 +13,7 @@ from adamrepro.optim.base import (
     adam_family_defaults,
     add_l2,
     betas_like,
+    bias_correction,
     broadcast,
     zeros_state,
 )
@@ -58,6 +59,6 @@ class Adamax(TemporalAveraging, GridOptimizer):
         m, u = state["exp_avg"], state["exp_inf"]
         m.mul_(beta1).add_((1 - beta1) * grad)
         torch.maximum(u.mul_(beta2), grad.abs(), out=u)
-        step_size = lr_t / (1 - beta1 ** state["step"])
+        step_size = lr_t / bias_correction(beta1, state["step"])
         p.sub_(step_size * m / self._nonzero(u + broadcast(group["eps"], p)))
         self._update_average(p, state, group)

@@ -9,6 +9,7 @@ from adamrepro.optim.base import (
     GridOptimizer,
     adam_family_defaults,
     betas_like,
+    bias_correction,
     broadcast,
     zeros_state,
 )
@@ -47,6 +48,6 @@ class AdamW(GridOptimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.mul_(beta1).add_((1 - beta1) * grad)
         v.mul_(beta2).add_((1 - beta2) * grad * grad)
-        m_hat = m / (1 - beta1**step)
-        v_hat = v / (1 - beta2**step)
+        m_hat = m / bias_correction(beta1, step)
+        v_hat = v / bias_correction(beta2, step)
         p.sub_(lr_t * m_hat / self._nonzero(v_hat.sqrt() + broadcast(group["eps"], p)))

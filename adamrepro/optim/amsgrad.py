@@ -12,6 +12,7 @@ from adamrepro.optim.base import (
     adam_family_defaults,
     add_l2,
     betas_like,
+    bias_correction,
     broadcast,
     zeros_state,
 )
@@ -51,6 +52,6 @@ class AMSGrad(GridOptimizer):
         m.mul_(beta1).add_((1 - beta1) * grad)
         v.mul_(beta2).add_((1 - beta2) * grad * grad)
         torch.maximum(v_max, v, out=v_max)
-        m_hat = m / (1 - beta1**step)
-        v_hat = v_max / (1 - beta2**step)
+        m_hat = m / bias_correction(beta1, step)
+        v_hat = v_max / bias_correction(beta2, step)
         p.sub_(lr_t * m_hat / self._nonzero(v_hat.sqrt() + broadcast(group["eps"], p)))

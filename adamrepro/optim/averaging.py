@@ -20,7 +20,14 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from adamrepro.optim.base import HyperValue, broadcast, check_range, is_zero, zeros_state
+from adamrepro.optim.base import (
+    HyperValue,
+    bias_correction,
+    broadcast,
+    check_range,
+    is_zero,
+    zeros_state,
+)
 
 
 def check_averaging(averaging: HyperValue | None) -> None:
@@ -65,7 +72,7 @@ class TemporalAveraging:
                     averaged.append(p.detach().clone())
                     continue
                 beta = broadcast(group["averaging"], p)
-                averaged.append(state["param_avg"] / (1 - beta ** state["step"]))
+                averaged.append(state["param_avg"] / bias_correction(beta, state["step"]))
         return averaged
 
     @contextmanager

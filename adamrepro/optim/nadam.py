@@ -12,6 +12,7 @@ from adamrepro.optim.base import (
     adam_family_defaults,
     add_l2,
     betas_like,
+    bias_correction,
     broadcast,
     check_range,
     zeros_state,
@@ -66,6 +67,7 @@ class NAdam(GridOptimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.mul_(beta1).add_((1 - beta1) * grad)
         v.mul_(beta2).add_((1 - beta2) * grad * grad)
-        denom = self._nonzero((v / (1 - beta2**step)).sqrt() + broadcast(group["eps"], p))
+        v_hat = v / bias_correction(beta2, step)
+        denom = self._nonzero(v_hat.sqrt() + broadcast(group["eps"], p))
         p.sub_(lr_t * (1 - mu) / (1 - mu_product) * grad / denom)
         p.sub_(lr_t * mu_next / (1 - mu_product * mu_next) * m / denom)
