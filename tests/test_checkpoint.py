@@ -108,10 +108,18 @@ def test_a_group_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
         resumed = train_group(exp, group, data, on_pass=seen.append,
                               checkpoint=GroupCheckpoint(path, every=2))
         assert seen == [2, 3, 4], "the group did not go on from its checkpoint"
+        # a CPU replays the same kernels: the same bits; a GPU captures a new CUDA graph on
+        # resume, whose cuBLAS kernels may be chosen otherwise (test_cuda_graphs.py): float64
+        # rounding, far below what another mask or minibatch moves (>1e-4)
+        exact = device == "cpu"
         for run, (a, b) in enumerate(zip(resumed, whole, strict=True)):
             what = f"{case} {group.method} run {run}"
-            pd.testing.assert_frame_equal(rows(a), rows(b), check_exact=True, obj=what)
-            assert a.steps == b.steps and a.diverged == b.diverged, what
+            pd.testing.assert_frame_equal(rows(a), rows(b), check_exact=exact, rtol=1e-10,
+                                          atol=1e-12, obj=what)
+            assert a.diverged == b.diverged, what
+            assert a.steps == b.steps if exact else (
+                pd.DataFrame(a.steps).to_numpy() == pytest.approx(
+                    pd.DataFrame(b.steps).to_numpy(), rel=1e-10, abs=1e-12)), what
             # `seconds` and `train_seconds` go on from the checkpoint's
             assert [r["train_seconds"] for r in a.rows] == sorted(
                 r["train_seconds"] for r in a.rows), what
