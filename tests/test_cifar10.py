@@ -267,7 +267,7 @@ def test_the_flag_leaves_datasets_that_are_always_checked_or_pass_alone(data_dir
     """--unverified-data turns the check off (and the run ids with it) only for a dataset
     whose copy fails it: on this data folder the re-encoded CIFAR-10, not the intact IMDB,
     whose committed results it made "a different config" (`make all RUN_FLAGS=...`)."""
-    from adamrepro.cli.run import without_data_check
+    from adamrepro.cli.params import without_data_check
     from adamrepro.config import CONFIG_DIR, load_experiment
     from adamrepro.runner.plan import plan
 

@@ -414,7 +414,7 @@ def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir, signum, s
 def test_a_dropped_ctrl_c_raised_again_waits_for_a_cleanup_that_defers_it():
     """A Ctrl-C dropped in a finalizer is raised again at the next function call; that call
     was the entry to `signals_deferred` itself, and the cleanup it guards never ran."""
-    from adamrepro.cli import interrupts_said
+    from adamrepro.cli.interrupts import interrupts_said
     from adamrepro.stopping import signals_deferred
 
     cleaned = []

@@ -1,15 +1,14 @@
 """The `adamrepro` command: one module per subcommand, assembled here.
 
-Every user mistake surfaces as `UserError`; `main` prints it as one line and exits 2.
+Every user mistake surfaces as `UserError`; `main` prints it as one line and exits 2, as it
+does what the filesystem refuses. What a Ctrl-C or SIGTERM leaves is interrupts.py's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import signal
 import sys
-import threading
 
 import typer
 from typer import Abort, Exit
@@ -26,25 +25,15 @@ except ImportError:
     except ImportError:  # older click printed the help and raised a message-less UsageError
         NoArgsIsHelpError = ()
 
-from adamrepro import stopping
 from adamrepro.cli import bench as bench_cmd
 from adamrepro.cli import compare as compare_cmd
 from adamrepro.cli import fetch as fetch_cmd
+from adamrepro.cli import interrupts
 from adamrepro.cli import listing as list_cmd
 from adamrepro.cli import plot as plot_cmd
 from adamrepro.cli import report as report_cmd
 from adamrepro.cli import run as run_cmd
-from adamrepro.errors import UserError, note
-from adamrepro.stopping import STOP, held_back
-
-
-def _over(*_, **__) -> None:
-    """Called by typer as soon as a command has returned: a Ctrl-C from here on has
-    nothing left to stop (its files are written, its exit code decided)."""
-    _COMMAND["over"] = True
-
-
-_COMMAND: dict = {"over": False, "stopped_by": None}  # the signal that stopped it
+from adamrepro.errors import UserError
 
 app = typer.Typer(
     name="adamrepro",
@@ -55,7 +44,7 @@ app = typer.Typer(
     # click's plain help: rich's boxes cut option names and words off with "…" in a terminal
     # of 80 columns (--reference-pass…, training.checkpo…)
     rich_markup_mode=None,
-    result_callback=_over,
+    result_callback=interrupts.command_over,
 )
 app.command("run")(run_cmd.run)
 app.command("plot")(plot_cmd.plot)
@@ -73,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     COMMAND_ARGS.set(args)
     try:
-        with interrupts_said(INTERRUPTED.get(args[0] if args else "", INTERRUPTED_ELSE)):
+        kept = interrupts.INTERRUPTED.get(args[0] if args else "", interrupts.INTERRUPTED_ELSE)
+        with interrupts.interrupts_said(kept):
             code = app(args=argv, standalone_mode=False)
-        if _COMMAND["stopped_by"] is not None:  # typer's 130 for any stop, or a stop lost
-            return 128 + _COMMAND["stopped_by"]
+        stopped_by = interrupts.COMMAND["stopped_by"]
+        if stopped_by is not None:  # typer's 130 for any stop, or a stop lost
+            return 128 + stopped_by
         if isinstance(code, int):  # a command's `typer.Exit(code)` comes back as its value
             return code
     except UserError as err:
@@ -99,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adamrepro: error: {said}{hint}", file=sys.stderr)
         return 2
     except Abort:
-        if _COMMAND["stopped_by"] is None:
+        if interrupts.COMMAND["stopped_by"] is None:
             print("adamrepro: aborted", file=sys.stderr)
-        return 128 + (_COMMAND["stopped_by"] or signal.SIGINT)
+        return 128 + (interrupts.COMMAND["stopped_by"] or signal.SIGINT)
     except Exit as err:
         return err.exit_code
     except KeyboardInterrupt:  # raised outside typer's own handling, as a command ended
-        return 128 + (_COMMAND["stopped_by"] or signal.SIGINT)
+        return 128 + (interrupts.COMMAND["stopped_by"] or signal.SIGINT)
     except OSError as err:
         if err.errno not in FILESYSTEM_ERRORS:
             raise
@@ -114,96 +105,6 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     return 0
-
-
-# What a Ctrl-C leaves, by command: `run` keeps its finished runs and the checkpoints its
-# groups saved (`training.checkpoint_every`); a Ctrl-C saves none, and a group's passes since
-# its last one are trained again (`--time-budget`, and a single SIGTERM while groups train,
-# stop at a checkpoint instead). Every other command's files are written whole or not at all.
-INTERRUPTED = {"run": "what finished is kept (runs, and the checkpoints saved by "
-                      "training.checkpoint_every; a group's passes since its last are trained "
-                      "again, --time-budget or a single SIGTERM stops at one instead): run "
-                      "the same command again to go on"}
-INTERRUPTED_ELSE = ("each file it wrote is whole (written aside, then renamed): run the same "
-                    "command again to finish")
-
-
-# The signals that stop a command as a Ctrl-C does: SIGTERM is what a preemptible machine,
-# SLURM or Kubernetes sends before its kill, and it ended the command without a word (exit
-# code 143, the lock and the sweep's owner file left behind). While a local sweep trains, a
-# first SIGTERM stops its groups at a checkpoint instead (adamrepro/stopping.py), and `run`
-# says what is left and exits 143 itself.
-STOPPING = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}
-# The files whose calls enter a block that holds a stop back (`signals_deferred`, a
-# contextlib context manager): a dropped Ctrl-C raised again is not raised in them.
-ENTERING_A_DEFERRAL = {contextlib.__file__, stopping.__file__}
-STOP_ASKED = ("SIGTERM: each group training saves a checkpoint after its pass in progress, "
-              "then the command stops (another SIGTERM or a Ctrl-C stops it at once)")
-
-
-@contextlib.contextmanager
-def interrupts_said(kept: str = INTERRUPTED["run"]):
-    """Ctrl-C (or SIGTERM): typer turns it into exit code 130 without a word; say what is
-    kept (`kept`) and how to go on, and exit with 128 + the signal's number."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    working = True
-    _COMMAND["over"], _COMMAND["stopped_by"] = False, None
-    STOP.reset()
-
-    def on_stop(signum, frame):
-        if not working or _COMMAND["over"]:  # after it, a Ctrl-C has nothing to stop
-            return
-        if held_back(signum):  # a cleanup that must not stop halfway: stopped after it
-            return
-        if signum == signal.SIGTERM and STOP.accepting and not STOP.requested:
-            STOP.request()  # the groups save, then `run` ends with 143 itself
-            note(STOP_ASKED)
-            return
-        _COMMAND["stopped_by"] = signum
-        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt, as before
-
-    def swallowed(unraisable) -> None:
-        """A stop raised where Python cannot raise it (a weakref callback, a __del__ run by
-        the garbage collector) was printed as "Exception ignored" with a traceback and
-        lost: the command went on and exited 0. Raise it again at the next call of a
-        function, by a trace function: raised in this hook it would be lost again, and one
-        that lands in another such callback comes back here and goes on to the next."""
-        nonlocal prior
-        if isinstance(unraisable.exc_value, KeyboardInterrupt) and working:
-            if sys.gettrace() is not stop_again:  # a debugger's or coverage's, put back after
-                prior = sys.gettrace()
-            sys.settrace(stop_again)
-            return
-        hook(unraisable)
-
-    prior = None  # the trace function stop_again stands in for
-
-    def stop_again(frame, event, arg):
-        if event != "call":
-            return None
-        if working and frame.f_code.co_filename in ENTERING_A_DEFERRAL:
-            return None  # still armed: raised here, it would skip the block's cleanup
-        sys.settrace(prior)
-        if working and not held_back(_COMMAND["stopped_by"] or signal.SIGINT):
-            # a trace function's exception is raised in the frame; Python then turns tracing
-            # off, a debugger's too: the command is ending
-            raise KeyboardInterrupt
-        # over, or held back until a cleanup's end (signals_deferred raises it again there)
-        return prior(frame, event, arg) if prior is not None else None
-
-    previous = {signum: signal.signal(signum, on_stop) for signum in STOPPING}
-    hook, sys.unraisablehook = sys.unraisablehook, swallowed
-    try:
-        yield
-    finally:
-        working = False
-        sys.unraisablehook = hook
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if _COMMAND["stopped_by"] is not None:
-            print(f"adamrepro: {STOPPING[_COMMAND['stopped_by']]}; {kept}", file=sys.stderr)
 
 
 # What the filesystem refuses (permissions, a read-only or full disk, a file where a folder

@@ -108,7 +108,7 @@ def _experiment_to_time(exp, unverified_data: bool, scale: str,
                         reference_passes: int | None, data_dir: Path):
     """The experiment at `scale` as the flags ask, once every model of it is known to have a
     reference loop."""
-    from adamrepro.cli.run import without_data_check
+    from adamrepro.cli.params import without_data_check
 
     if unverified_data:
         exp = without_data_check(exp, data_dir)

@@ -27,12 +27,10 @@ from adamrepro.figures.common import (
     save_figure,
     whole_passes,
 )
-from adamrepro.figures.palette import GUIDE_LINE, REFERENCE, style
+from adamrepro.figures.palette import GUIDE_LINE, POINT_MARKERS, REFERENCE, style
 from adamrepro.results.measures import STEP_RATIO as COLUMN
 from adamrepro.results.measures import step_bound
 from adamrepro.results.store import Tables, read_results, variant_of
-
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per step size within a panel
 
 
 def draw(folder: Path, tables: Tables | None = None,
@@ -60,7 +58,7 @@ def draw(folder: Path, tables: Tables | None = None,
         for i, ((b1, b2, lr), run) in enumerate(runs.groupby(["beta1", "beta2", "lr"])):
             per_pass = run.groupby("epoch")[COLUMN].max()
             cell = f"β1={b1:g}, β2={b2:g}"
-            ax.plot(per_pass.index, per_pass.values, marker=MARKERS[i % len(MARKERS)],
+            ax.plot(per_pass.index, per_pass.values, marker=POINT_MARKERS[i % len(POINT_MARKERS)],
                     markersize=4, label=f"α={lr:g}" + (f", {cell}" if several else ""),
                     **line)
             bound = step_bound(b1, b2)

@@ -38,6 +38,7 @@ import pandas as pd
 from adamrepro.config import KERNEL_SWITCHES, recorded_config
 from adamrepro.errors import UserError, note
 from adamrepro.metrics import metric_set
+from adamrepro.results.select import ORIGIN
 from adamrepro.results.store import in_config_order, read_results, variant_of
 
 VERDICTS = ("within", "beyond")
@@ -173,13 +174,11 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
                                   **_provenance(other_curves, "other")})
 
 
-PROVENANCE_COLUMNS = ("commit", "torch_version", "device")
-
 
 def _provenance(curves: pd.DataFrame, side: str) -> dict[str, str]:
     """`<side>_commit` etc.: the values the side's runs recorded, joined when several."""
     return {f"{side}_{column}": ";".join(sorted(str(v) for v in curves[column].dropna().unique()))
-            for column in PROVENANCE_COLUMNS if column in curves.columns}
+            for column in ORIGIN if column in curves.columns}
 
 
 def _row(chosen: pd.Series, metric: str, pairs: list[tuple[int, pd.Series, pd.Series]],

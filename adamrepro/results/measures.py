@@ -83,9 +83,7 @@ class Measured:
         if rule == self.rule:
             return self
         if rule not in self._under:
-            metric = self.meta["config"]["selection"]["metric"]
-            best = select_best(self.curves, metric, list(self.meta.get("hparam_columns", [])),
-                               metric_set(self.meta).columns(), rule)
+            best = self._selected(self.meta["config"]["selection"]["metric"], rule, self.meta)
             self._under[rule] = Measured(self.name, self.curves, best, self.meta)
         return self._under[rule]
 
@@ -106,10 +104,14 @@ class Measured:
                 "selection": {**config["selection"], "metric": train}}}
             best = self.best
             if "selection.metric" in replaced:
-                best = select_best(self.curves, train, list(self.meta.get("hparam_columns", [])),
-                                   metric_set(meta).columns(), self.rule)
+                best = self._selected(train, self.rule, meta)
             self._under["training"] = Measured(self.name, self.curves, best, meta)
         return self._under["training"]
+
+    def _selected(self, metric: str, rule: str, meta: dict) -> pd.DataFrame:
+        """best.csv's frame re-selected from these curves by `metric` under `rule`."""
+        return select_best(self.curves, metric, list(self.meta.get("hparam_columns", [])),
+                           metric_set(meta).columns(), rule)
 
     def off_training_cost(self) -> dict[str, str]:
         """The config fields (`plot.y`, `selection.metric`) that name a test metric, with it."""

@@ -88,15 +88,15 @@ def select_best(curves: pd.DataFrame, metric: str, hparam_cols: list[str],
 # Where a selected point's runs came from, beside them in best.csv: a result read alone still
 # says its seeds and the commit, torch and device that trained it (config.json says the last
 # command's, and a resumed sweep's runs may come from several).
-PROVENANCE = ("commit", "torch_version", "device")
+ORIGIN = ("commit", "torch_version", "device")
 
 
 def _with_provenance(best: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """`best` with each point's `seeds` and its runs' PROVENANCE columns, the values its runs
+    """`best` with each point's `seeds` and its runs' ORIGIN columns, the values its runs
     recorded joined by ';' where they differ (columns the curves lack are left out)."""
     runs = curves.drop_duplicates("run_id").set_index("run_id")
     chosen = [runs.loc[str(ids).split(";")] for ids in best["run_ids"]]
-    for column in ("seed", *PROVENANCE):
+    for column in ("seed", *ORIGIN):
         if column in runs.columns:
             best["seeds" if column == "seed" else column] = [
                 ";".join(str(v) for v in sorted(part[column].dropna().unique()))

@@ -234,11 +234,20 @@ def remove_stale_checkpoints(folder: Path, planned: set[str]) -> int:
     return len(stale)
 
 
-def _select(exp: Experiment, records: list[dict]) -> pd.DataFrame:
+def _hparam_columns(records: list[dict]) -> list[str]:
+    return sorted({c for r in records for c in hparam_columns(r["hparams"])})
+
+
+def _curves_and_best(exp: Experiment, records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """curves.csv's frame of `records` and the grid point selected per method (select.py)."""
     columns = metrics_of(exp).columns()
     curves = curves_frame(records, [c.name for c in columns])
-    hparam_cols = sorted({c for r in records for c in hparam_columns(r["hparams"])})
-    return select_best(curves, exp.selection.metric, hparam_cols, columns, exp.selection.rule)
+    return curves, select_best(curves, exp.selection.metric, _hparam_columns(records), columns,
+                               exp.selection.rule)
+
+
+def _select(exp: Experiment, records: list[dict]) -> pd.DataFrame:
+    return _curves_and_best(exp, records)[1]
 
 
 def _extend_edges(exp: Experiment, scale: str, groups: list[Group], executor, store,
@@ -427,10 +436,7 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
                   only_selected: Path | None = None) -> pd.DataFrame:
     """Write the experiment's tables and config.json; return best.csv's frame."""
     metrics = metrics_of(exp)
-    columns = metrics.columns()
-    curves = curves_frame(records, [c.name for c in columns])
-    hparam_cols = sorted({c for r in records for c in hparam_columns(r["hparams"])})
-    best = select_best(curves, exp.selection.metric, hparam_cols, columns, exp.selection.rule)
+    curves, best = _curves_and_best(exp, records)
     if steps is not None:  # only with selection.extend_edges (older tables keep their columns)
         best["extended"] = [extended_text(steps, label) for label in best["method"]]
     tables = {"curves.csv": curves, "best.csv": best}
@@ -442,7 +448,7 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
         "base_digest": base_digest(base),
         "config": exp.model_dump(), "metrics": metrics.to_json(),
         "provenance": _provenance(exp, device, workers),
-        "hparam_columns": hparam_cols, "timing": training_time(records),
+        "hparam_columns": _hparam_columns(records), "timing": training_time(records),
         # the folder whose selected points alone were trained (`run --only-selected`)
         **({"points_selected_in": str(only_selected)} if only_selected is not None else {}),
     })
