@@ -18,15 +18,9 @@ from adamrepro.cli import main
 from adamrepro.figures.sensitivity import caption, sensitivity_table
 from adamrepro.metrics import CLASSIFIER
 from adamrepro.report.against_adam import blocks as against_adam_blocks
-from adamrepro.report.claims import (
-    CLAIMS,
-    EXPERIMENTS,
-    REVIEWER_CLAIMS,
-    Claim,
-    judge,
-    seed_note,
-)
+from adamrepro.report.claims import CLAIMS, EXPERIMENTS, REVIEWER_CLAIMS, Claim
 from adamrepro.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
+from adamrepro.report.judge import judge, seed_note
 from adamrepro.report.rules import (
     DEPENDS,
     FAILS,
@@ -298,7 +292,7 @@ def test_a_verdict_on_the_mean_that_every_seed_alone_contradicts_is_a_disagreeme
     0 alone is 30% below (too much) and seed 1 above. The seeds agree with each other, not
     with the mean: the row says so and the summary counts it (it read 'fails in every
     seed' beside 'holds', uncounted)."""
-    from adamrepro.report.claims import judge_rule
+    from adamrepro.report.judge import judge_rule
 
     found = measured(runs("a", scaled(0.7), seeds=(0,)), runs("a", scaled(1.1), seeds=(1,)),
                      runs("b", scaled(1.0), seeds=(0, 1)))
@@ -1440,7 +1434,7 @@ def test_a_tuned_adam_beside_the_baseline_is_not_taken_for_it():
     `adam`: the paper's claims and the other methods' rows meet `adam`, where they met
     whichever came first in the config without a word. With neither labelled `adam`, no
     guess: the verdict says what to write."""
-    from adamrepro.report.claims import judge_rule
+    from adamrepro.report.judge import judge_rule
 
     tuned = as_optimizer(runs("adam_tiny", scaled(3.0)), "adam")
     claim = Beats(Method("adam"), Method("adagrad"))

@@ -15,7 +15,8 @@ from adamrepro.config import load_experiment, parse_experiment
 from adamrepro.data import DATASETS
 from adamrepro.figures.vae_samples import image_grid
 from adamrepro.models.vae import VAE, options
-from adamrepro.report.claims import CLAIMS, judge
+from adamrepro.report.claims import CLAIMS
+from adamrepro.report.judge import judge
 from adamrepro.results.measures import Measured
 from adamrepro.runner.executors import load_data
 from adamrepro.runner.group import train_group

@@ -3,7 +3,7 @@
 An optimizer author's question ("does mine beat Adam here?") and PAPER.md's extra rows
 (AdaMax, NAdam, AMSGrad, AdamW) are not claims of the paper, yet a reader wants them judged
 as carefully: the same rules, thresholds, selection rules, seeds and grid-edge cautions as
-the claims (claims.judge_rule), on the same tables.
+the claims (judge.judge_rule), on the same tables.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from adamrepro.metrics import metric_set
-from adamrepro.report.claims import BEATS, CLAIMS, FORMER_NAMES, REVIEWER_CLAIMS, judge_rule
+from adamrepro.report.claims import BEATS, CLAIMS, FORMER_NAMES, REVIEWER_CLAIMS
 from adamrepro.report.document import Block, Heading, Paragraph, Table
+from adamrepro.report.judge import judge_rule
 from adamrepro.report.rules import NOT_RUN, Beats, Rule, Verdict, tally
 from adamrepro.results.measures import Measured, Method
 from adamrepro.results.store import in_config_order, variants

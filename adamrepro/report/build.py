@@ -15,15 +15,9 @@ from adamrepro.config import recorded_config
 from adamrepro.errors import UserError
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.report import against_adam
-from adamrepro.report.claims import (
-    CLAIMS,
-    EXPERIMENTS,
-    FORMER_NAMES,
-    REVIEWER_CLAIMS,
-    Claim,
-    judge,
-)
+from adamrepro.report.claims import CLAIMS, EXPERIMENTS, FORMER_NAMES, REVIEWER_CLAIMS, Claim
 from adamrepro.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
+from adamrepro.report.judge import judge
 from adamrepro.report.rules import (
     DEPENDS,
     FAILS,
