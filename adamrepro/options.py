@@ -1,6 +1,6 @@
 """The base of every validated, frozen options object (configs, datasets, models).
 
-A leaf module: it imports nothing of adamrepro but the error type, so that config.py, data/
+A leaf module: it imports nothing of adamrepro but the error type, so that config/, data/
 and models/ can all build on it without importing one another.
 """
 

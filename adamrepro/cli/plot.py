@@ -40,7 +40,7 @@ def plot(
         if not FOLDER_NAME.fullmatch(name):  # "" and ".." named the results folder itself
             raise UserError(f"{name!r} is no experiment's name; name one under {out} "
                             f"({', '.join(found) or 'none yet'}), or none for every one")
-        if name in OTHER_FOLDERS:  # no experiment is named so (config.py): its timings, say
+        if name in OTHER_FOLDERS:  # no experiment is named so (config/schema.py): its timings, say
             raise UserError(f"{out / name} holds what '{OTHER_FOLDERS[name]}' wrote, not an "
                             f"experiment's results: plot draws experiments; name one under "
                             f"{out}, or none for every one")

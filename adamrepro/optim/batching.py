@@ -8,7 +8,7 @@ parameter's last dimension when that happens to be G, and a norm or mean over a 
 parameter mixes the runs. Either gives every run of a group a wrong curve, and a different
 one when the group is split (resume, `max_group_size`, an out-of-memory halving) under the
 same run id. So config validation trains a few steps of a small probe group and of each of
-its runs alone, and refuses the class when they differ (`config._check_method`).
+its runs alone, and refuses the class when they differ (`config/checks.py` `_check_method`).
 adamrepro's own optimizers are held to the same by tests/test_batched_equivalence.py.
 """
 

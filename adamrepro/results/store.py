@@ -102,10 +102,9 @@ def read_table(path: Path | io.BytesIO) -> pd.DataFrame:
 
 
 # What plot, report and compare give read_results to judge the config a config.json records
-# (config.py `recorded_config`, which this module cannot import: the config imports the data,
-# which write through this module): the config and the folder's metric columns in (the
-# training objective's first), the validated config out, defaults filled in; ValueError
-# saying what is wrong.
+# (config/checks.py `recorded_config`; the runner's own reads need none): the config and the
+# folder's metric columns in (the training objective's first), the validated config out,
+# defaults filled in; ValueError saying what is wrong.
 ConfigCheck = Callable[[dict, list[str]], dict]
 
 

@@ -84,7 +84,7 @@ def build_model(exp: Experiment, group: Group, data: TensorDataset, device: torc
 
 def channels_last_on(training: TrainingSpec, device: torch.device) -> bool:
     """`training.channels_last` on this device: `auto` is on a CPU only, where NHWC pays
-    (config.py says by how much); a GPU keeps NCHW until measured there."""
+    (config/schema.py says by how much); a GPU keeps NCHW until measured there."""
     if training.channels_last == "auto":
         return device.type == "cpu"
     return training.channels_last
