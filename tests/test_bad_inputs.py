@@ -801,7 +801,8 @@ def test_a_kill_between_the_renames_of_a_set_is_told_not_read(tmp_path, used_out
     new tables beside an old config.json: the readers refuse the mix in one line (before,
     they drew and judged it as one experiment's: a best.csv of 2 seeds beside curves of 1)."""
     from adamrepro.errors import UserError
-    from adamrepro.results.store import ResultStore, read_results, read_table
+    from adamrepro.results.store import ResultStore
+    from adamrepro.results.tables import read_results, read_table
 
     shutil.copytree(used_out, tmp_path / "out")
     store = ResultStore(tmp_path / "out", "logreg_mnist")

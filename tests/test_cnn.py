@@ -209,7 +209,7 @@ def test_smoke_run_on_real_data(cli, tmp_path):
 
 def test_runs_stored_before_the_memory_columns_still_make_tables(tmp_path):
     """Resume reads runs stored by older code: columns they lack are left empty."""
-    from adamrepro.results.store import curves_frame
+    from adamrepro.results.tables import curves_frame
 
     record = {"experiment": "e", "scale": "smoke", "method": "adam", "optimizer": "adam",
               "variant": None, "run_id": "r", "point_id": "p", "seed": 0, "hparams": {},

@@ -169,7 +169,7 @@ def test_every_legend_line_shows_its_variants_whole_dash_pattern(tmp_path, monke
     Each handle is long enough for its whole pattern on each side of the marker in its
     middle, the pattern taken from the palette (matplotlib scales it with the width)."""
     from adamrepro.figures.palette import LINESTYLES
-    from adamrepro.results.store import variant_of
+    from adamrepro.results.tables import variant_of
 
     fig, curves, *_ = _drawn(monkeypatch, tmp_path, source, figure)
     variants = {method: variant_of(row) for method, row in

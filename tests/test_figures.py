@@ -62,7 +62,7 @@ def test_every_training_curve_has_the_test_loss_and_accuracy_beside_it():
     from adamrepro.figures.common import test_columns
     from adamrepro.metrics import metric_set
     from adamrepro.models import MODELS
-    from adamrepro.results.store import read_results
+    from adamrepro.results.tables import read_results
 
     meta = read_results(RESULTS / "logreg_mnist")[2]
     assert [c.name for c in test_columns(meta)] == ["test_loss", "test_acc"]
@@ -151,7 +151,7 @@ def test_what_the_figures_say_of_the_committed_quick_tables(tmp_path, cli):
     import numpy as np
 
     from adamrepro.figures.common import band, legend_label
-    from adamrepro.results.store import read_results
+    from adamrepro.results.tables import read_results
 
     curves, best, meta = read_results(RESULTS / "quick-cpu" / "vae_bias_correction")
     adam = best[best["method"] == "adam"].iloc[0]
@@ -246,7 +246,7 @@ def test_steps_csv_belongs_to_the_set_of_tables_it_was_written_with(tmp_path, cl
     assert not (folder / "steps.csv").exists()
     assert "steps.csv" not in json.loads((folder / "config.json").read_text())["tables"]
     (folder / "steps.csv").write_bytes(earlier)  # as a kill before its removal leaves it
-    from adamrepro.results.store import read_results, read_steps
+    from adamrepro.results.tables import read_results, read_steps
 
     assert read_steps(folder, read_results(folder)[2]) is None
     assert cli("plot", "steps", "--out", out)[0] == 0

@@ -11,7 +11,7 @@ import pytest
 
 from adamrepro.config import load_experiment
 from adamrepro.errors import UserError
-from adamrepro.results.store import hparam_columns
+from adamrepro.results.tables import hparam_columns
 from adamrepro.runner.only_selected import points_of
 from adamrepro.runner.plan import method_groups
 

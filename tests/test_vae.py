@@ -166,7 +166,7 @@ def test_the_picture_s_title_tells_the_pictured_run_from_the_mean_over_seeds(
 
     from adamrepro.figures import draw
     from adamrepro.figures.vae_samples import best_run
-    from adamrepro.results.store import read_results
+    from adamrepro.results.tables import read_results
 
     out = tmp_path / "results"
     assert cli("run", CONFIG, "--scale", "smoke", "--seeds", "2", "--out", out, "--quiet",
@@ -338,7 +338,7 @@ def test_the_pictured_run_is_chosen_between_methods_by_the_selection_rule(rule):
     cost even where the points were chosen by their mean over passes). The committed quick
     tables, with the two rules made to disagree."""
     from adamrepro.figures.vae_samples import best_run
-    from adamrepro.results.store import read_results
+    from adamrepro.results.tables import read_results
 
     _, best, meta = read_results(Path(__file__).resolve().parent.parent / "results"
                                  / "quick-cpu" / "vae_bias_correction")

@@ -69,7 +69,8 @@ def bench(
 
     from adamrepro.bench.flops import experiment_flops, flops_sentence
     from adamrepro.data.download import default_data_dir, quiet_bars
-    from adamrepro.results.store import check_results_folder, check_writable
+    from adamrepro.results.store import check_writable
+    from adamrepro.results.tables import check_results_folder
     from adamrepro.runner.executors import load_data, parse_workers, torch_threads
     from adamrepro.runner.host_memory import keep_freed_memory
     from adamrepro.runner.sweep import resolve_device

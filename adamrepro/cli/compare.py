@@ -49,7 +49,8 @@ def compare(
 
     from adamrepro.atomic import atomic_write
     from adamrepro.results.compare import compare_folders, comparison_frame
-    from adamrepro.results.store import check_results_folder, check_writable
+    from adamrepro.results.store import check_writable
+    from adamrepro.results.tables import check_results_folder
 
     folder = out if out is not None else Path(other) / "compare"
     check_results_folder(folder, f"pass another folder, or none for {Path(other) / 'compare'}")

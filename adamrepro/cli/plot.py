@@ -29,7 +29,7 @@ def plot(
     from adamrepro.config import FOLDER_NAME, OTHER_FOLDERS
     from adamrepro.figures import draw, glyphs_noted
     from adamrepro.figures.common import palette_notes, staged_figures
-    from adamrepro.results.store import check_results_folder, read_results
+    from adamrepro.results.tables import check_results_folder, read_results
 
     check_results_folder(out)
     found = sorted(p.parent.name for p in out.glob("*/curves.csv"))

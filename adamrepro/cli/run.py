@@ -30,7 +30,7 @@ def _seeds_selected(folder: Path) -> int | None:
     """The seeds per point of the sweep `run --only-selected` takes its points from: every
     one of them is trained again (the config's own count left `compare` without the others'
     twins). None where the folder says none: the selection's own check names the problem."""
-    from adamrepro.results.store import read_meta
+    from adamrepro.results.tables import read_meta
 
     try:
         seeds = read_meta(folder, recorded_config)["config"]["seeds"]
@@ -176,7 +176,7 @@ def _check_flags(out: Path, workers: str, executor: ExecutorChoice, address: str
                  split_to_fit: bool, time_budget: float | None) -> int:
     """The number of worker processes, once the flags that need no config are checked: a
     dry run refuses a bad one too."""
-    from adamrepro.results.store import check_results_folder
+    from adamrepro.results.tables import check_results_folder
     from adamrepro.runner.executors import check_executor_flags, parse_workers
 
     check_results_folder(out)

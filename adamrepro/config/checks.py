@@ -416,7 +416,7 @@ def recorded_config(config: dict, metrics: list[str]) -> dict:
     (strict types, defaults filled in), with figures that exist and a plotted and a selection
     metric among the folder's `metrics` (metrics.py's columns, the training objective's
     first: the metric of each that names none, as a config file's load fills it in): what
-    plot, report and compare read it through (results/store.py `ConfigCheck`). ValueError
+    plot, report and compare read it through (results/tables.py `ConfigCheck`). ValueError
     "<key>: <problem>" otherwise."""
     from adamrepro.figures import FIGURES
 

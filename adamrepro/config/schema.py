@@ -118,7 +118,7 @@ class PlotSpec(Frozen):
     max_epoch: float | None = Field(None, gt=0)
 
 
-# The columns of the results tables (results/store.py's curves and steps, results/select.py's
+# The columns of the results tables (results/tables.py's curves and steps, results/select.py's
 # best.csv) beside a run's hyperparameters, which are columns too: a hyperparameter named
 # like one would overwrite it without a word (a `seed` of 7 in place of the run's seed).
 TABLE_COLUMNS = frozenset({

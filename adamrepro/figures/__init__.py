@@ -33,7 +33,7 @@ FIGURES: dict[str, str] = {
 
 def draw(name: str, folder: Path, tables=None, data_dir: Path | None = None) -> list[Path]:
     """Draw the figure `name` (a key of FIGURES) from the results folder `folder`; `tables`
-    saves reading it again (results/store.py `read_results`)."""
+    saves reading it again (results/tables.py `read_results`)."""
     module = importlib.import_module(f"{__name__}.{FIGURES[name]}")
     return module.draw(folder, tables, data_dir=data_dir)
 

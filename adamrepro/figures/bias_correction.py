@@ -35,7 +35,7 @@ from adamrepro.figures.common import (
 from adamrepro.figures.palette import REFERENCE, style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.results.measures import CELLS, Measured, cell_costs, early_pass
-from adamrepro.results.store import Tables, read_results, variant_of
+from adamrepro.results.tables import Tables, read_results, variant_of
 from adamrepro.wording import count
 
 EARLY = 0.1  # the left block: 10% of the passes, the paper's 10 of 100 epochs

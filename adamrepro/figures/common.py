@@ -32,10 +32,7 @@ from adamrepro.figures.palette import (
     point_marker,
 )
 from adamrepro.metrics import Column, metric_set
-from adamrepro.results.store import (
-    hparam_columns,
-    variants,
-)
+from adamrepro.results.tables import hparam_columns, variants
 
 
 def test_columns(meta: dict) -> list[Column]:

@@ -34,7 +34,7 @@ from adamrepro.figures.common import (
 from adamrepro.figures.palette import style
 from adamrepro.metrics import column_of
 from adamrepro.results.measures import subfunction_sweeps
-from adamrepro.results.store import Tables, in_config_order, read_results, variant_of
+from adamrepro.results.tables import Tables, in_config_order, read_results, variant_of
 
 
 def draw(folder: Path, tables: Tables | None = None,

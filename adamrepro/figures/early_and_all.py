@@ -31,7 +31,7 @@ from adamrepro.figures.common import (
 )
 from adamrepro.figures.palette import style
 from adamrepro.metrics import column_of
-from adamrepro.results.store import Tables, in_config_order, read_results, read_steps, variant_of
+from adamrepro.results.tables import Tables, in_config_order, read_results, read_steps, variant_of
 from adamrepro.wording import count
 
 DEFAULT_EARLY_PASSES = 3

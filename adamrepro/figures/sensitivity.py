@@ -33,7 +33,7 @@ from adamrepro.figures.common import (
 from adamrepro.figures.palette import PAGE, style
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.results.select import point_summary
-from adamrepro.results.store import Tables, in_config_order, read_results, variant_of
+from adamrepro.results.tables import Tables, in_config_order, read_results, variant_of
 
 LOG_Y_SPAN = 10.0  # log y-axis once the finite costs span more than this factor
 

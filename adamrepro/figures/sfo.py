@@ -44,7 +44,7 @@ from adamrepro.results.measures import (
     method_costs,
     subfunction_sweeps,
 )
-from adamrepro.results.store import Tables, in_config_order, read_results, variant_of
+from adamrepro.results.tables import Tables, in_config_order, read_results, variant_of
 
 MB = 2.0**20
 TABLE_FONTSIZE = 9  # the axes' tick labels are 10 points: a table of numbers a little less

@@ -30,7 +30,7 @@ from adamrepro.figures.common import (
 from adamrepro.figures.palette import GUIDE_LINE, POINT_MARKERS, REFERENCE, style
 from adamrepro.results.measures import STEP_RATIO as COLUMN
 from adamrepro.results.measures import step_bound
-from adamrepro.results.store import Tables, read_results, variant_of
+from adamrepro.results.tables import Tables, read_results, variant_of
 
 
 def draw(folder: Path, tables: Tables | None = None,

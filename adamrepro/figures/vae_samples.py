@@ -25,7 +25,7 @@ from adamrepro.errors import UserError, note
 from adamrepro.figures.common import SYMBOLS, figure_title, run_tag, save_figure
 from adamrepro.figures.palette import IMAGE_CMAP
 from adamrepro.metrics import column_of
-from adamrepro.results.store import Tables, read_results
+from adamrepro.results.tables import Tables, read_results
 from adamrepro.wording import count
 
 if TYPE_CHECKING:  # torch is imported where used: `report` lists the figures, needs no torch

@@ -19,7 +19,7 @@ from adamrepro.report.document import Block, Heading, Paragraph, Table
 from adamrepro.report.judge import judge_rule
 from adamrepro.report.rules import NOT_RUN, Beats, Rule, Verdict, tally
 from adamrepro.results.measures import Measured, Method
-from adamrepro.results.store import in_config_order, variants
+from adamrepro.results.tables import in_config_order, variants
 from adamrepro.wording import count
 
 # The algorithms the paper races (Figs. 1-4); every other optimizer is an extra row.

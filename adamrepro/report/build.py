@@ -28,12 +28,7 @@ from adamrepro.report.rules import (
     tally,
 )
 from adamrepro.results.measures import Measured
-from adamrepro.results.store import (
-    NEEDED_FILES,
-    OWNER,
-    check_results_folder,
-    hparam_columns,
-)
+from adamrepro.results.tables import NEEDED_FILES, OWNER, check_results_folder, hparam_columns
 from adamrepro.wording import count
 
 TITLE = "Adam (Kingma & Ba, ICLR 2015): reproduction report"

@@ -39,7 +39,7 @@ from adamrepro.config import KERNEL_SWITCHES, recorded_config
 from adamrepro.errors import UserError, note
 from adamrepro.metrics import metric_set
 from adamrepro.results.select import ORIGIN
-from adamrepro.results.store import in_config_order, read_results, variant_of
+from adamrepro.results.tables import in_config_order, read_results, variant_of
 
 VERDICTS = ("within", "beyond")
 # Config keys that may differ between the two folders: what is being compared (the

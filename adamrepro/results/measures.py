@@ -20,7 +20,7 @@ import pandas as pd
 
 from adamrepro.metrics import CLASSIFIER, metric_set
 from adamrepro.results.select import RULES, select_best
-from adamrepro.results.store import ConfigCheck, read_results, variants
+from adamrepro.results.tables import ConfigCheck, read_results, variants
 
 # Fractions of the passes at which curves are compared ("as fast as"). 10% sees the early
 # passes (Fig. 4's early checkpoint too, the paper's 10 of 100 epochs): from 25% on, Fig. 1's

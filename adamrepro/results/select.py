@@ -14,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from adamrepro.metrics import Column
-from adamrepro.results.store import variants
+from adamrepro.results.tables import variants
 
 RULES = ("final", "mean")  # selection.rule: the metric at the last pass, or over all passes
 

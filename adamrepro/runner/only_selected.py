@@ -22,7 +22,7 @@ import pandas as pd
 
 from adamrepro.config import Experiment, recorded_config
 from adamrepro.errors import UserError
-from adamrepro.results.store import hparam_columns, read_meta, read_table, recorded_precision
+from adamrepro.results.tables import hparam_columns, read_meta, read_table, recorded_precision
 from adamrepro.runner.extend import beyond_edges
 from adamrepro.runner.plan import method_groups
 

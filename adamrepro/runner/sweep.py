@@ -31,7 +31,8 @@ from adamrepro.metrics import MetricSet
 from adamrepro.models import MODELS
 from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
-from adamrepro.results.store import ResultStore, curves_frame, hparam_columns, steps_frame
+from adamrepro.results.store import ResultStore
+from adamrepro.results.tables import curves_frame, hparam_columns, steps_frame
 from adamrepro.runner.checkpoint import (
     SUFFIX,
     Budget,
