@@ -60,7 +60,7 @@ from adamrepro.errors import UserError, note
 from adamrepro.options import Count, Frozen, options_model
 
 FOLDER = "cifar-10-batches-py"
-# The official splits' sizes: a config asking for more is refused at load (config.py).
+# The official splits' sizes: a config asking for more is refused at load (config/checks.py).
 SPLIT_SIZES = {"train_size": 50_000, "test_size": 10_000}
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"

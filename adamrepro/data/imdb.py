@@ -93,7 +93,7 @@ VOCAB_MD5 = "23c86a0533c0151b6f12fa52b106dcc2"
 CACHE_VERSION = 3
 MAX_COUNT = 255  # uint8 storage; no review comes close (the most repeated word is "the")
 REVIEWS_PER_FOLDER = 12_500  # in each of train/pos, train/neg, test/pos, test/neg
-# The official splits' sizes: a config asking for more is refused at load (config.py).
+# The official splits' sizes: a config asking for more is refused at load (config/checks.py).
 SPLIT_SIZES = {"train_size": 2 * REVIEWS_PER_FOLDER, "test_size": 2 * REVIEWS_PER_FOLDER}
 
 # How many times the bag-of-words was built from the text in this process (tests read it to

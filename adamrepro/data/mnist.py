@@ -21,7 +21,7 @@ from adamrepro.data.download import MissingData, ensure_file, md5sum, url_from_e
 from adamrepro.errors import UserError
 from adamrepro.options import Count, Frozen, options_model
 
-# The official splits' sizes: a config asking for more is refused at load (config.py).
+# The official splits' sizes: a config asking for more is refused at load (config/checks.py).
 SPLIT_SIZES = {"train_size": 60_000, "test_size": 10_000}
 FILES = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
