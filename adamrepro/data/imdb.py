@@ -489,11 +489,18 @@ def dataset_vocabulary(root: Path, vocab_size: int, verify: bool = True) -> list
     """The first `vocab_size` words of the dataset's `imdb.vocab` (one per line, ordered by
     frequency, OFFICIAL_VOCAB_WORDS of them in the official archive), its MD5 checked
     first unless `verify` is off (the bytes checked are the bytes read)."""
+    return _first_words(_vocabulary_words(root, verify, "imdb.vocab"), vocab_size,
+                        root / VOCAB_FILE)
+
+
+def _vocabulary_words(root: Path, verify: bool, reader: str) -> list[str]:
+    """Every word of root/imdb.vocab, in its order (`dataset_vocabulary`); `reader` is the
+    dataset option `vocabulary` that reads it, named where it is missing."""
     path = root / VOCAB_FILE
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"IMDB: {path} is missing (dataset option vocabulary: imdb.vocab "
+        raise UserError(f"IMDB: {path} is missing (dataset option vocabulary: {reader} "
                         f"reads it); put the official aclImdb/{VOCAB_FILE} back, or use "
                         f"vocabulary: ours") from None
     except OSError as err:
@@ -511,7 +518,10 @@ def dataset_vocabulary(root: Path, vocab_size: int, verify: bool = True) -> list
     except UnicodeDecodeError as err:
         raise UserError(f"IMDB: {path} could not be read as UTF-8 text ({err}); put the "
                         f"official aclImdb/{VOCAB_FILE} back") from None
-    words = [word for word in words if word]
+    return [word for word in words if word]
+
+
+def _first_words(words: list[str], vocab_size: int, path: Path) -> list[str]:
     if vocab_size > len(words):
         # the official list is far longer than any vocab_size: a short one is a damaged copy
         # more often than a config asking too much, so both fixes are named
