@@ -597,3 +597,165 @@ def test_a_label_folder_that_lost_or_gained_a_review_is_refused_unless_trusted(
     records = [json.loads(path.read_text())
                for path in (tmp_path / "out" / "logreg_imdb" / "runs").glob("*.json")]
     assert records and all(r["provenance"]["data_verified"] is False for r in records)
+
+
+# vocabulary: labeledBow.feat. The copies of aclImdb this project is given lack the official
+# .feat files, so the tests write them from the real reviews, each counted as `vocabulary:
+# imdb.vocab` counts it: the two vocabularies must then give the same tensors.
+FEAT = "labeledBow.feat"  # the file's name, spelled out: the fixtures work without the reader
+
+
+def _feat_line(rating: int, counts: Counter, index: dict[str, int]) -> str:
+    """A review's line in the official format: `rating idx:count ...`, idx increasing."""
+    pairs = sorted((index[word], count) for word, count in counts.items() if word in index)
+    return " ".join([str(rating), *(f"{idx}:{count}" for idx, count in pairs)]) + "\n"
+
+
+def _linked_imdb(data_dir: Path, root: Path) -> Path:
+    """A data folder whose aclImdb/ links the real review folders and imdb.vocab, with its
+    split folders its own (for the .feat files)."""
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            (root / "aclImdb" / split).mkdir(parents=True, exist_ok=True)
+            (root / "aclImdb" / split / label).symlink_to(data_dir / "aclImdb" / split / label)
+    (root / "aclImdb" / "imdb.vocab").symlink_to(data_dir / "aclImdb" / "imdb.vocab")
+    return root
+
+
+@pytest.fixture(scope="session")
+def feat_dir(data_dir, tmp_path_factory) -> Path:
+    """The real data with labeledBow.feat files made from all 50,000 reviews (about 15 s):
+    idx over the whole imdb.vocab, as the official ones, each split's positive reviews
+    first, then its negative ones, each by id (the official files' order)."""
+    root = _linked_imdb(data_dir, tmp_path_factory.mktemp("feat"))
+    words = imdb.dataset_vocabulary(root / "aclImdb", imdb.OFFICIAL_VOCAB_WORDS)
+    index = {word: idx for idx, word in enumerate(words)}
+    for split in ("train", "test"):
+        lines = []
+        for label in ("pos", "neg"):
+            folder = root / "aclImdb" / split / label
+            for review_id, rating in sorted(imdb._review_name(name)
+                                            for name in os.listdir(folder)):
+                text = (folder / f"{review_id}_{rating}.txt").read_text(encoding="utf-8")
+                lines.append(_feat_line(rating, Counter(imdb.tokenize_like_the_dataset(text)),
+                                        index))
+        (root / "aclImdb" / split / FEAT).write_text("".join(lines))
+    return root
+
+
+def test_labeled_bow_feat_gives_what_imdb_vocab_rebuilds_from_the_text(feat_dir, data_dir):
+    """The .feat counts, read, are the imdb.vocab path's tensors exactly: features (idx <
+    vocab_size, clipped, uint8), labels from the ratings, the same rows in the same order
+    (negative first), the same subsets, binary alike."""
+    def both(**options):
+        return (imdb.load(imdb.Options(vocabulary="labeledBow.feat", **options), feat_dir),
+                imdb.load(imdb.Options(vocabulary="imdb.vocab", **options), data_dir))
+
+    for options in ({}, {"features": "binary", "vocab_size": 5000, "train_size": 3000,
+                         "test_size": 1000}):
+        read, rebuilt = both(**options)
+        for split in ("train", "test"):
+            for key in ("x", "y"):
+                got, expected = getattr(read, split)[key], getattr(rebuilt, split)[key]
+                assert got.dtype == expected.dtype and torch.equal(got, expected), (options,
+                                                                                    split, key)
+        assert read.num_classes == rebuilt.num_classes == 2
+    assert read.train_x.shape == (3000, 5000) and read.train_x.max() == 1
+    full, _ = both()
+    assert full.train_x.shape == (25000, 10000) and full.train_x.dtype == torch.uint8
+    assert full.train_y[:12500].eq(0).all() and full.train_y[12500:].eq(1).all()
+
+
+def _feat_copy(feat_dir: Path, root: Path, train_lines: list[str] | None = None) -> Path:
+    """A data folder linking feat_dir's reviews, imdb.vocab and test/labeledBow.feat, with
+    train/labeledBow.feat's lines `train_lines` (by default the real ones)."""
+    _linked_imdb(feat_dir, root)
+    official = feat_dir / "aclImdb"
+    (root / "aclImdb" / "test" / FEAT).symlink_to(official / "test" / FEAT)
+    if train_lines is None:
+        train_lines = (official / "train" / FEAT).read_text().splitlines(True)
+    (root / "aclImdb" / "train" / FEAT).write_text("".join(train_lines))
+    return root
+
+
+def test_labeled_bow_feat_missing_is_one_line_naming_both_fixes(cli, data_dir, tmp_path):
+    """The copies here lack the .feat files: a config that asks for them is refused in one
+    line, exit 2, through the CLI: the official archive has them, or imdb.vocab rebuilds the
+    counts from the text."""
+    config = tmp_path / "feat.yaml"
+    config.write_text(CONFIG.read_text().replace("vocabulary: imdb.vocab",
+                                                 "vocabulary: labeledBow.feat"))
+    assert "vocabulary: labeledBow.feat" in config.read_text()
+    code, out, err = cli("run", config, "--scale", "smoke", "--out", tmp_path / "out",
+                         "--quiet", "--data-dir", data_dir)
+    root = data_dir / "aclImdb"
+    assert code == 2 and out == "", err
+    assert err == (f"adamrepro: error: IMDB: {root / 'train' / 'labeledBow.feat'}, "
+                   f"{root / 'test' / 'labeledBow.feat'} are missing (dataset option "
+                   f"vocabulary: labeledBow.feat reads them); the official aclImdb_v1.tar.gz "
+                   f"has them: put them in place from it, or use vocabulary: imdb.vocab to "
+                   f"rebuild the counts from the review texts\n")
+
+
+def test_a_config_reading_labeled_bow_feat_is_accepted(cli, tmp_path):
+    config = tmp_path / "feat.yaml"
+    config.write_text(CONFIG.read_text().replace("vocabulary: imdb.vocab",
+                                                 "vocabulary: labeledBow.feat"))
+    code, out, err = cli("run", config, "--scale", "smoke", "--dry-run", "--out", tmp_path)
+    assert code == 0 and err == "" and "total " in out, err
+
+
+@pytest.mark.parametrize("line, said", [
+    ("9 0:3 1:x\n", "line 2 is not `rating idx:count ...` ('9 0:3 1:x')"),
+    ("9 0:3 1:2:4\n", "line 2 is not `rating idx:count ...` ('9 0:3 1:2:4')"),
+    ("\n", "line 2 is not `rating idx:count ...` ('')"),
+    ("9 0:3 caf\xe9:1\n", "line 2 is not `rating idx:count ...` ('9 0:3 caf\xe9:1')"),
+    ("5 0:3 1:1\n", "line 2 has rating 5, neither negative (1-4) nor positive (7-10) as "
+                    "every review of the dataset is"),
+    ("11 0:3\n", "line 2 has rating 11, neither negative (1-4) nor positive (7-10)"),
+    ("0 0:3\n", "line 2 has rating 0, neither negative (1-4) nor positive (7-10)"),
+    ("9 0:3 89527:1\n", "line 2 has idx 89527, beyond the 89,527 words of "),
+    ("9 0:3 7:1 0:2\n", "line 2 has idx 0 twice"),
+])
+def test_a_damaged_labeled_bow_feat_line_is_named_with_its_file_and_line(
+        line, said, feat_dir, tmp_path):
+    """Each refusal names the file and the line, whatever `verify` says: such a file is not
+    the dataset's (an idx beyond imdb.vocab's 89,527 words counts from 0)."""
+    lines = (feat_dir / "aclImdb" / "train" / FEAT).read_text().splitlines(True)
+    lines[1] = line
+    root = _feat_copy(feat_dir, tmp_path, lines)
+    path = root / "aclImdb" / "train" / FEAT
+    if "\xe9" in line:
+        path.write_bytes("".join(lines).encode("latin-1"))
+    for verify in (True, False):
+        with pytest.raises(UserError) as err:
+            imdb.load(imdb.Options(vocabulary="labeledBow.feat", verify=verify), root)
+        message = str(err.value)
+        assert message.startswith(f"IMDB: {path} {said}"), message
+        assert message.endswith("put the official aclImdb/train/labeledBow.feat back" + (
+            ", with its imdb.vocab" if "idx 89527" in said else "")) and "\n" not in message
+
+
+def test_a_labeled_bow_feat_of_other_counts_is_refused_unless_trusted(feat_dir, tmp_path):
+    """Each file must hold the official 25,000 lines, 12,500 of each label, as the label
+    folders their 12,500 reviews; `verify: false` reads it, the lines as they are. A line
+    without counts is a review without one word of the vocabulary, no error."""
+    lines = (feat_dir / "aclImdb" / "train" / FEAT).read_text().splitlines(True)
+    # the first positive review gone, the last negative one twice, then one of no words
+    lines = [*lines[1:], lines[-1], "3\n"]
+    root = _feat_copy(feat_dir, tmp_path, lines)
+    with pytest.raises(UserError) as err:
+        imdb.load(imdb.Options(vocabulary="labeledBow.feat"), root)
+    assert str(err.value) == (
+        f"IMDB: train/labeledBow.feat (25,001 lines: 12,499 positive, 12,502 negative) in "
+        f"{root / 'aclImdb'}, where the official files hold 25,000 lines, 12,500 of each "
+        f"label; put the official files in their place, or pass --unverified-data (dataset "
+        f"option verify: false) for a copy you trust")
+    trusted = imdb.load(imdb.Options(vocabulary="labeledBow.feat", verify=False), root)
+    official = imdb.load(imdb.Options(vocabulary="labeledBow.feat"), feat_dir)
+    assert torch.bincount(trusted.train_y).tolist() == [12502, 12499]
+    assert torch.equal(trusted.train_x[:12500], official.train_x[:12500])  # negative first
+    assert torch.equal(trusted.train_x[12500], official.train_x[12499])  # the line twice
+    assert not trusted.train_x[12501].any()  # the review of no words
+    assert torch.equal(trusted.train_x[12502:], official.train_x[12501:])
+    assert torch.equal(trusted.test_x, official.test_x)

@@ -53,6 +53,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 
@@ -85,6 +86,14 @@ WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 DATASET_WORD = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*|[!?]"
                           r"|[:;=][\-o]?[()\[\]dpo/\\|]|[()][\-o]?[:;=]")
 VOCAB_FILE = "imdb.vocab"
+# The dataset's own bag-of-words, one per split (vocabulary: labeledBow.feat): a line per
+# review, `rating idx:count ...`, idx into imdb.vocab from 0. Only the official archive has
+# them; the copies this project is given do not.
+FEAT_FILE = "labeledBow.feat"
+# One line, validated whole in C before any number is converted: a rating, then idx:count
+# pairs, blanks around them. At most 18 digits, so that every number fits int64 (a longer
+# one is a damaged line, not a count).
+FEAT_LINE = re.compile(r"[ \t]*(\d{1,18})((?:[ \t]+\d{1,18}:\d{1,18})*)[ \t]*\r?", re.ASCII)
 OFFICIAL_VOCAB_WORDS = 89_527  # the words of the official archive's imdb.vocab
 # Its MD5 (of ../shared/data's copy, the original file): a word list with two lines swapped
 # swaps two feature columns and reads as well as the official one, so it is checked.
@@ -95,6 +104,7 @@ MAX_COUNT = 255  # uint8 storage; no review comes close (the most repeated word 
 REVIEWS_PER_FOLDER = 12_500  # in each of train/pos, train/neg, test/pos, test/neg
 # The official splits' sizes: a config asking for more is refused at load (config/checks.py).
 SPLIT_SIZES = {"train_size": 2 * REVIEWS_PER_FOLDER, "test_size": 2 * REVIEWS_PER_FOLDER}
+LINES_PER_FEAT = 2 * REVIEWS_PER_FOLDER  # a labeledBow.feat line per review of its split
 
 # How many times the bag-of-words was built from the text in this process (tests read it to
 # check that a second load comes from the cache).
@@ -109,7 +119,10 @@ class Options(Frozen):
     # ours: the vocab_size tokens of our tokenizer most frequent in the training reviews;
     # imdb.vocab: the first vocab_size words of the dataset's own frequency-ordered list,
     # counted by a tokenizer that makes its tokens (`tokenize_like_the_dataset`)
-    vocabulary: Literal["ours", "imdb.vocab"] = "ours"
+    # labeledBow.feat: the dataset's own counts (its .feat files, idx < vocab_size), read,
+    # not rebuilt; never chosen automatically where the files exist, as run ids derive from
+    # the config and the same config must always mean the same data
+    vocabulary: Literal["ours", "imdb.vocab", "labeledBow.feat"] = "ours"
     features: Literal["counts", "binary"] = "counts"
     # False reads a tree whose label folders do not hold the official 12,500 reviews each
     verify: bool = True
@@ -538,7 +551,138 @@ def _columns(bow: dict, words: list[str]) -> torch.Tensor:
     return torch.tensor([place.get(token, -1) for token in bow["tokens"]], dtype=torch.int64)
 
 
+def _feat_paths(root: Path) -> dict[str, Path]:
+    return {split: root / split / FEAT_FILE for split in SPLITS}
+
+
+def _label_of_rating(rating: int) -> int | None:
+    """1 for a positive rating (7-10), 0 for a negative one (1-4), None for any other: the
+    official data has no neutral reviews (5, 6)."""
+    return 1 if 7 <= rating <= 10 else 0 if 1 <= rating <= 4 else None
+
+
+def _feat_miscounted(tallies: dict[str, tuple[int, int, int]]) -> list[str]:
+    """The splits whose labeledBow.feat is not the official LINES_PER_FEAT lines,
+    REVIEWS_PER_FOLDER of each label: `train/labeledBow.feat (24,999 lines: 12,499 positive,
+    12,500 negative)`."""
+    return [f"{split}/{FEAT_FILE} ({lines:,} line{'' if lines == 1 else 's'}: {positive:,} "
+            f"positive, {negative:,} negative)"
+            for split, (lines, positive, negative) in tallies.items()
+            if (lines, positive, negative) != (LINES_PER_FEAT, REVIEWS_PER_FOLDER,
+                                               REVIEWS_PER_FOLDER)]
+
+
+def _read_feat(path: Path, words: int) -> dict:
+    """One split's labeledBow.feat as `dense` reads it: compressed rows `indptr`, `indices`
+    (idx into imdb.vocab, of its `words` words), `values` (counts clipped at MAX_COUNT, uint8
+    as the text path's), and `labels` and `ratings` per review. Rows are the text path's
+    order: negative reviews first, then positive, each label in the file's order (the
+    official files list the positive reviews first). A line that is not `rating idx:count
+    ...`, a rating of neither label, an idx beyond imdb.vocab or twice in a line is a
+    UserError naming the file and line: such a file is not the dataset's."""
+    split = path.parent.name
+    back = f"put the official aclImdb/{split}/{FEAT_FILE} back"
+    try:
+        # latin-1 maps every byte to one character: a byte that is not ASCII fails FEAT_LINE
+        # and is named with its line, rather than as a decoding error at some offset
+        text = path.read_bytes().decode("latin-1")
+    except OSError as err:
+        raise UserError(f"IMDB: {path} could not be read ({err}); {back}") from None
+    lines = text.split("\n")  # not splitlines(): it also breaks at \x0c, \x1c, \x85, ...
+    if lines[-1] == "":
+        lines.pop()  # what follows the last line's newline
+    labels, ratings, bodies = [], [], []
+    for number, line in enumerate(lines, 1):
+        match = FEAT_LINE.fullmatch(line)
+        if match is None:
+            shown = line if len(line) <= 60 else f"{line[:57]}..."
+            raise UserError(f"IMDB: {path} line {number} is not `rating idx:count ...` "
+                            f"({shown!r}); {back}")
+        rating = int(match[1])
+        label = _label_of_rating(rating)
+        if label is None:
+            raise UserError(f"IMDB: {path} line {number} has rating {rating}, neither "
+                            f"negative (1-4) nor positive (7-10) as every review of the "
+                            f"dataset is; {back}")
+        labels.append(label)
+        ratings.append(rating)
+        bodies.append(match[2])
+    order = sorted(range(len(lines)), key=labels.__getitem__)  # stable: file order kept
+    lengths = torch.tensor([bodies[i].count(":") for i in order], dtype=torch.int64)
+    # One conversion of every number in C: FEAT_LINE has checked each line's syntax, so
+    # fromstring reads exactly the idx, count pairs (int() over 7 million strings took 1 s).
+    pairs = torch.from_numpy(np.fromstring(" ".join(bodies[i] for i in order)
+                                           .replace(":", " "), dtype=np.int64, sep=" "))
+    indices, counts = pairs[0::2], pairs[1::2]
+    rows = torch.repeat_interleave(torch.arange(len(order)), lengths)
+    file_line = torch.tensor(order, dtype=torch.int64) + 1
+
+    def first_line(bad: torch.Tensor) -> int:
+        """The first line of the file holding one of the pairs `bad` marks."""
+        return int(file_line[rows[bad]].min())
+
+    if (beyond := indices >= words).any():
+        number = first_line(beyond)
+        idx = int(indices[beyond & (file_line[rows] == number)][0])
+        raise UserError(f"IMDB: {path} line {number} has idx {idx}, beyond the {words:,} "
+                        f"words of {path.parent.parent / VOCAB_FILE} (idx counts from 0); "
+                        f"{back}, with its {VOCAB_FILE}")
+    # An idx twice in a line would leave its column to whichever count `dense` wrote last.
+    # The official lines list idx in increasing order, which rules it out in one pass; only
+    # a file that does not is sorted (7 million pairs: a quarter of a second).
+    in_a_row = rows[1:] == rows[:-1]
+    keys = rows * words + indices  # unique unless a line names an idx twice
+    ordered, where = (keys.sort() if (indices[1:][in_a_row] <= indices[:-1][in_a_row]).any()
+                      else (keys[:0], keys[:0]))
+    if (twice := ordered[1:] == ordered[:-1]).any():
+        pair = where[1:][twice]
+        number = first_line(pair)
+        idx = int(indices[pair[file_line[rows[pair]] == number][0]])
+        raise UserError(f"IMDB: {path} line {number} has idx {idx} twice; {back}")
+    return {"indptr": torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]),
+            "indices": indices.to(torch.int32),
+            "values": counts.clamp(max=MAX_COUNT).to(torch.uint8),
+            "labels": torch.tensor([labels[i] for i in order], dtype=torch.int64),
+            "ratings": torch.tensor([ratings[i] for i in order], dtype=torch.uint8)}
+
+
+def _load_feat(opts: Options, data_dir: Path) -> TensorDataset:
+    """vocabulary: labeledBow.feat: the features are the dataset's own counts, idx <
+    vocab_size, read from its .feat files (about a second for both: no cache)."""
+    root = fetch(data_dir)
+    paths = _feat_paths(root)
+    missing = [path for path in paths.values() if not path.is_file()]
+    if missing:
+        them = "them" if len(missing) > 1 else "it"
+        raise UserError(
+            f"IMDB: {', '.join(map(str, missing))} {'are' if len(missing) > 1 else 'is'} "
+            f"missing (dataset option vocabulary: {FEAT_FILE} reads {them}); the official "
+            f"{ARCHIVE} has {them}: put {them} in place from it, or use vocabulary: "
+            f"imdb.vocab to rebuild the counts from the review texts")
+    words = _vocabulary_words(root, opts.verify, FEAT_FILE)
+    _first_words(words, opts.vocab_size, root / VOCAB_FILE)
+    splits = {split: _read_feat(path, len(words)) for split, path in paths.items()}
+    if opts.verify:
+        wrong = _feat_miscounted({
+            split: (len(rows["labels"]), int(rows["labels"].sum()),
+                    int((rows["labels"] == 0).sum())) for split, rows in splits.items()})
+        if wrong:
+            raise UserError(
+                f"IMDB: {', '.join(wrong)} in {root}, where the official files hold "
+                f"{LINES_PER_FEAT:,} lines, {REVIEWS_PER_FOLDER:,} of each label; put the "
+                f"official files in their place, or pass --unverified-data (dataset option "
+                f"verify: false) for a copy you trust")
+    binary = opts.features == "binary"
+    train, test = splits["train"], splits["test"]
+    data = TensorDataset.labelled(
+        train_x=dense(train, opts.vocab_size, binary), train_y=train["labels"],
+        test_x=dense(test, opts.vocab_size, binary), test_y=test["labels"], num_classes=2)
+    return data.subset(opts.train_size, opts.test_size)
+
+
 def load(opts: Options, data_dir: Path) -> TensorDataset:
+    if opts.vocabulary == FEAT_FILE:
+        return _load_feat(opts, Path(data_dir))
     bow = bag_of_words(data_dir, opts.verify, opts.vocabulary)
     column = None
     if opts.vocabulary == "imdb.vocab":
