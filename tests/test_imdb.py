@@ -759,3 +759,17 @@ def test_a_labeled_bow_feat_of_other_counts_is_refused_unless_trusted(feat_dir, 
     assert not trusted.train_x[12501].any()  # the review of no words
     assert torch.equal(trusted.train_x[12502:], official.train_x[12501:])
     assert torch.equal(trusted.test_x, official.test_x)
+
+
+def test_fetch_and_unverified_data_count_the_labeled_bow_feat_lines_too(feat_dir, tmp_path):
+    """Where the .feat files are there, one of other counts is not the official data:
+    `adamrepro fetch` says so (`unofficial`), and --unverified-data turns `verify` off
+    (`official`; it left the config alone for the intact review folders, and the run was
+    refused all the same). Not through `fetch` itself: it would tokenize the copy's 50,000
+    reviews twice for its caches."""
+    assert imdb.unofficial(feat_dir / "aclImdb") == "" and imdb.official(feat_dir)
+    lines = (feat_dir / "aclImdb" / "train" / FEAT).read_text().splitlines(True)
+    root = _feat_copy(feat_dir, tmp_path, lines[:-1])
+    said = ("train/labeledBow.feat (24,999 lines: 12,500 positive, 12,499 negative) where "
+            "the official files hold 25,000 lines, 12,500 of each label")
+    assert imdb.unofficial(root / "aclImdb") == said and not imdb.official(root)
