@@ -25,8 +25,7 @@ import torch
 
 from adamrepro.atomic import atomic_write
 from adamrepro.bench.kernels import VARIANTS, bench_kernels, passed
-from adamrepro.cli.params import ScriptParser, check_counts, folder_argument
-from adamrepro.cli.run import without_data_check
+from adamrepro.cli.params import ScriptParser, check_counts, folder_argument, without_data_check
 from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError

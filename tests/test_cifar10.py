@@ -151,6 +151,44 @@ def test_an_array_of_objects_shorter_than_its_shape_is_refused_not_a_crash(tmp_p
                            f"official one\n")
 
 
+class _GrowDtype:
+    """Pickles as `numpy.dtype(dtype)` followed by the state of `dtype` with another element
+    size: numpy honours that state for a string or void type, and an array built with that
+    dtype object, checked at its first size, then reaches past its memory."""
+
+    def __init__(self, dtype: np.dtype, itemsize: int):
+        self.dtype, self.itemsize = dtype, itemsize
+
+    def __reduce__(self):
+        state = self.dtype.__reduce__()[2]
+        return (np.dtype, (self.dtype,), state[:5] + (self.itemsize,) + state[6:])
+
+
+def test_a_dtype_grown_after_its_array_was_checked_is_refused_not_a_crash(tmp_path):
+    """An array of a string type passed the size check, then the pickle set its dtype's
+    element size to 1e9 (numpy.dtype of a dtype is that same object): reading its labels
+    read far past the array, and the interpreter died (segmentation fault). Only arrays of
+    numbers are read, and each dtype the pickle makes is a new one. In a child process."""
+    import subprocess
+    import sys
+
+    strings = np.dtype("S8")
+    labels = np.ndarray((2,), strings)
+    labels[:] = b"12345678"
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": _pixels(1, 3072), b"labels": labels,
+                                   b"grow": _GrowDtype(strings, 10**9)}, protocol=4))
+    code = ("import sys; from pathlib import Path; from adamrepro.data import cifar10\n"
+            "try: cifar10.read_split(Path(sys.argv[1]).parent, {'data_batch_1': ''}, False)\n"
+            "except Exception as err: print(err)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"CIFAR-10: {path} is not a CIFAR-10 batch (UnpicklingError: "
+                           f"refusing an array of |S8, not of numbers); replace it with the "
+                           f"official one\n")
+
+
 def test_the_bytes_unpickled_are_the_bytes_checked(tmp_path):
     """A file that changes between its MD5 check and its reading was checked once and read
     again: what was unpickled was never checked. Here it changes when it is opened a second

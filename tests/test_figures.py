@@ -109,7 +109,7 @@ def test_a_long_title_is_wrapped_inside_the_figure_not_cut_off(tmp_path):
 
 def unlisted(folder: Path) -> None:
     """Drop the table digests a copy's config.json lists, so that a test may edit its tables
-    by hand (a user's edit is refused: results/store.py `_check_one_set`)."""
+    by hand (a user's edit is refused: results/tables.py `_check_one_set`)."""
     import json
 
     meta = json.loads((folder / "config.json").read_text())

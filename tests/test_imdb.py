@@ -119,6 +119,29 @@ def test_an_imdb_vocab_that_is_not_the_official_file_is_refused_unless_trusted(i
     assert trusted[:2] == official[1::-1] and trusted[2:] == official[2:]
 
 
+def test_unverified_data_leaves_a_config_that_never_reads_imdb_vocab_alone(imdb_dir, tmp_path):
+    """Another imdb.vocab beside the official reviews: `--unverified-data` turns the check
+    off (other run ids) for a config that reads that list, and leaves one of our vocabulary,
+    which never reads it, as it is (its run ids those of its committed results)."""
+    from adamrepro.cli.params import without_data_check
+    from adamrepro.config import load_experiment
+
+    real, root = imdb_dir / "aclImdb", tmp_path / "aclImdb"
+    root.mkdir()
+    for split in ("train", "test"):
+        (root / split).symlink_to(real / split, target_is_directory=True)
+    lines = (real / "imdb.vocab").read_bytes().split(b"\n")
+    lines[0], lines[1] = lines[1], lines[0]
+    (root / "imdb.vocab").write_bytes(b"\n".join(lines))
+    assert not imdb.official(tmp_path, imdb.Options(vocabulary="imdb.vocab"))
+    assert imdb.official(tmp_path, imdb.Options(vocabulary="ours"))
+    bundled = load_experiment(Path(__file__).parent.parent / "configs" / "logreg_imdb.yaml")
+    assert bundled.dataset["vocabulary"] == "imdb.vocab"
+    assert without_data_check(bundled, tmp_path).dataset["verify"] is False
+    ours = bundled.model_copy(update={"dataset": {**bundled.dataset, "vocabulary": "ours"}})
+    assert without_data_check(ours, tmp_path) == ours
+
+
 def test_the_dataset_s_vocabulary_needs_its_file_and_enough_words(tmp_path):
     root = _tiny_imdb(tmp_path, {"train/pos/1_9.txt": "good good!", "train/neg/2_1.txt": "bad",
                                  "test/pos/3_8.txt": "good", "test/neg/4_2.txt": "bad?"})

@@ -44,7 +44,7 @@ from adamrepro.report.rules import (
 from adamrepro.results.measures import Measured, Method, checkpoint_passes
 from adamrepro.results.select import point_summary, select_best
 
-# The provenance columns every curves.csv row carries (results/store.py, curves_frame).
+# The provenance columns every curves.csv row carries (results/tables.py, curves_frame).
 PROVENANCE = {"commit": "0" * 40, "torch_version": torch.__version__, "device": "cpu"}
 
 

@@ -68,6 +68,7 @@ def without_data_check(base: Experiment, data_dir: Path | None = None) -> Experi
     module = DATASETS[base.dataset["name"]]
     if "verify" not in module.Options.model_fields:
         return base
-    if data_dir is not None and module.official(Path(data_dir)):
+    if data_dir is not None and module.official(Path(data_dir), module.options(
+            {k: v for k, v in base.dataset.items() if k != "name"}, "dataset")):
         return base
     return base.model_copy(update={"dataset": {**base.dataset, "verify": False}})

@@ -16,9 +16,16 @@ error names the file and the key and says what is wrong.
 The names below are the package's API: import them from `adamrepro.config`.
 """
 
-from adamrepro.config.checks import accepts, recorded_config, with_precision
+from adamrepro.config.checks import (
+    HORIZON_TOLERANCE,
+    accepts,
+    check_precision,
+    recorded_config,
+    with_precision,
+)
 from adamrepro.config.files import (
     CONFIG_DIR,
+    StrictLoader,
     bundled_config_dir,
     bundled_configs,
     bundled_names,
@@ -33,18 +40,27 @@ from adamrepro.config.schema import (
     MAX_NAME,
     MAX_RUNS,
     MAX_SEEDS,
+    METRIC_PREFIXES,
     OTHER_FOLDERS,
     PRECISIONS,
+    REQUIRED,
     SCALES,
+    TABLE_COLUMNS,
     Experiment,
+    Grid,
     MethodSpec,
+    PlotSpec,
+    ScaleSpec,
+    SelectionSpec,
     TrainingSpec,
 )
 
 __all__ = [
-    "CONFIG_DIR", "DEFAULT_FIGURES", "FOLDER_NAME", "KERNEL_SWITCHES", "MAX_NAME", "MAX_RUNS",
-    "MAX_SEEDS", "OTHER_FOLDERS", "PRECISIONS", "SCALES", "Experiment", "MethodSpec",
-    "TrainingSpec", "accepts", "bundled_config_dir", "bundled_configs", "bundled_names",
+    "CONFIG_DIR", "DEFAULT_FIGURES", "FOLDER_NAME", "HORIZON_TOLERANCE", "KERNEL_SWITCHES",
+    "MAX_NAME", "MAX_RUNS", "MAX_SEEDS", "METRIC_PREFIXES", "OTHER_FOLDERS", "PRECISIONS",
+    "REQUIRED", "SCALES", "TABLE_COLUMNS", "Experiment", "Grid", "MethodSpec", "PlotSpec",
+    "ScaleSpec", "SelectionSpec", "StrictLoader", "TrainingSpec", "accepts",
+    "bundled_config_dir", "bundled_configs", "bundled_names", "check_precision",
     "load_experiment", "parse_experiment", "recorded_config", "resolve_config_arg",
     "with_precision",
 ]

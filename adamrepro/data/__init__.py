@@ -7,8 +7,9 @@ them, models/base.py `unit_inputs`) and `SPLIT_SIZES` (the
 official splits' sizes, so a train_size or test_size above them fails there too); one
 whose `fetch` checks the files' presence alone may add `unofficial(folder)`, what makes
 them not the official data, in words ("" where nothing does; `adamrepro fetch` says it),
-and then has a `verify` option and `official(data_dir)`, whether the copy in the data
-folder passes that check (`--unverified-data` leaves such a dataset's config alone);
+and then has a `verify` option and `official(data_dir, options)`, whether the copy in the
+data folder passes that check for a load with those options (`--unverified-data` leaves
+such a dataset's config alone);
 one whose `load` builds a cache on first use may add `prepare(data_dir)`, which builds it
 now (`adamrepro fetch` calls it, so no run, and no test process, pays for it unannounced),
 saying so in a note on stderr (errors.note) as a run that builds it does."""

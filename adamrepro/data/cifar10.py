@@ -132,11 +132,31 @@ def _array_bytes(shape, dtype) -> tuple[int, np.dtype]:
         raise pickle.UnpicklingError(f"not an array's shape and type: {err}") from None
     if dtype.hasobject:
         raise pickle.UnpicklingError("refusing an array of Python objects")
+    if not _numeric(dtype):
+        raise pickle.UnpicklingError(f"refusing an array of {dtype}, not of numbers")
     size = math.prod(max(n, 0) for n in dims) * dtype.itemsize
     if size > LARGEST_ARRAY_BYTES:
         raise pickle.UnpicklingError(f"refusing an array of {size:,} bytes, more than the "
                                      f"{LARGEST_ARRAY_BYTES:,} of the largest official one")
     return size, dtype
+
+
+def _numeric(dtype: np.dtype) -> bool:
+    """Booleans, integers or floats, one number an element: the official files hold uint8
+    pixels (their labels and names are lists). A string or void type's size is state a pickle
+    may set again once an array of it was checked (numpy then reads past the array)."""
+    return dtype.kind in "biuf" and dtype.fields is None and dtype.subdtype is None
+
+
+def _dtype(spec, align=False, copy=True):
+    """`numpy.dtype` as a pickle calls it, always a new object (the state a pickle sets next
+    then changes no dtype already used, numpy's own uint8 included), and only of numbers."""
+    dtype = np.dtype(spec, bool(align), True)  # what it raises, read_batch words
+    if dtype.hasobject:
+        raise pickle.UnpicklingError("refusing an array of Python objects")
+    if not _numeric(dtype):
+        raise pickle.UnpicklingError(f"refusing an array of {dtype}, not of numbers")
+    return dtype
 
 
 class _CheckedArray(np.ndarray):
@@ -170,6 +190,7 @@ _NDARRAY = object()
 def _plain(value):
     """`value` as read, each _CheckedArray in it a plain ndarray (read_split checks types)."""
     if isinstance(value, _CheckedArray):
+        _array_bytes(value.shape, value.dtype)  # as it ends up, whatever state came after
         return value.view(np.ndarray)
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
@@ -188,7 +209,7 @@ class SafeUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy", "ndarray"): _NDARRAY,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy", "dtype"): _dtype,
     }
 
     def find_class(self, module: str, name: str):
@@ -252,9 +273,10 @@ def unofficial(folder: Path) -> str:
     return f"the MD5 of {', '.join(wrong)} differs" if wrong else ""
 
 
-def official(data_dir: Path) -> bool:
-    """Whether DATA holds every batch, each the official bytes: `--unverified-data` then
-    leaves the config alone (its runs are a verified run's, with its run ids)."""
+def official(data_dir: Path, opts: Options | None = None) -> bool:
+    """Whether DATA holds every batch, each the official bytes (whatever `opts` says: every
+    load reads them all): `--unverified-data` then leaves the config alone (its runs are a
+    verified run's, with its run ids)."""
     folder = Path(data_dir) / FOLDER
     try:
         return all((folder / name).is_file() for name in FILES) and not unofficial(folder)

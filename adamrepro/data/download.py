@@ -345,7 +345,12 @@ def extract_tar(archive: Path, into: Path, what: str) -> None:
         raise not_writable(what, into, err) from None
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+            for member in tar:
+                tar.extract(member, tmp, filter="data")
+                # the folder's own time marks it live for another process's leftover sweep
+                # (which takes one older than an hour for a killed extraction's): it would
+                # stop at its first child's, and a slow disk's extraction be swept mid-way
+                os.utime(tmp)
         for child in tmp.iterdir():
             _move_missing(child, into / child.name)
     except OSError as err:  # its MD5 matched, so the archive reads: the writing failed

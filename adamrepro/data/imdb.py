@@ -308,13 +308,18 @@ def unofficial(root: Path) -> str:
     return "; ".join(said)
 
 
-def official(data_dir: Path) -> bool:
-    """Whether DATA holds an aclImdb/ that passes the check `verify` turns off (its label
-    folders' counts): `--unverified-data` then leaves the config alone (its runs are a
-    verified run's, with its run ids)."""
+def official(data_dir: Path, opts: Options | None = None) -> bool:
+    """Whether DATA holds an aclImdb/ that passes the check `verify` turns off for a load
+    with `opts` (its label folders' counts, and imdb.vocab's MD5 where `opts` reads that
+    list; None: every check): `--unverified-data` then leaves the config alone (its runs are
+    a verified run's, with its run ids). A config of our vocabulary never reads imdb.vocab,
+    and another list there must not give it other run ids."""
     root = Path(data_dir) / "aclImdb"
+    reads_vocab = opts is None or opts.vocabulary == "imdb.vocab"
     try:
-        return not _lacking(root) and not unofficial(root)
+        if _lacking(root) or _miscounted(_review_files(root)):
+            return False
+        return not (reads_vocab and _vocab_differs(root))
     except (OSError, UserError):  # named by the load that follows
         return False
 

@@ -153,7 +153,7 @@ class Palette:
 
 def palette_of(optimizers: Iterable[str], variants: Iterable[str]) -> Palette:
     """The palette of these optimizers and variants; a figure passes all of its experiment's
-    (`figures.curves.experiment_palette`), drawn there or not."""
+    (`figures.common.experiment_palette`), drawn there or not."""
     return Palette(colors(optimizers), _spread(variants, LINESTYLES, EXTRA_LINESTYLES))
 
 

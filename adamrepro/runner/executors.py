@@ -316,7 +316,7 @@ def interrupts_held():
         yield
         return
     held: list[int] = []
-    stopping = (signal.SIGINT, signal.SIGTERM)  # cli.STOPPING's
+    stopping = (signal.SIGINT, signal.SIGTERM)  # cli/interrupts.py STOPPING's
     previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum))
                 for signum in stopping}
     try:

@@ -272,8 +272,9 @@ def test_averaged_params_follow_every_group_in_order(name):
 @pytest.mark.parametrize("dtype, beta, rtol", [
     # 1 − β^t cancels three digits at β = 0.999 in float64
     (torch.float64, 0.999, 1e-12),
-    # and in float32 at β = 0.9999, 1 − β^t taken as such was 5e-5 off at t = 2; two ulps
-    (torch.float32, 0.9999, 2.5e-7),
+    # and in float32 at β = 0.9999, 1 − β^t taken as such was 5e-5 off at t = 2; four ulps
+    # (1.9e-7 measured)
+    (torch.float32, 0.9999, 5e-7),
 ])
 def test_average_of_a_constant_is_that_constant_from_the_first_step(dtype, beta, rtol):
     """The bias correction makes θ̂ exact at once; θ̄ alone would be θ·(1 − β^t)."""
