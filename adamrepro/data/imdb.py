@@ -309,17 +309,23 @@ def unofficial(root: Path) -> str:
 
 
 def official(data_dir: Path, opts: Options | None = None) -> bool:
-    """Whether DATA holds an aclImdb/ that passes the check `verify` turns off for a load
-    with `opts` (its label folders' counts, and imdb.vocab's MD5 where `opts` reads that
-    list; None: every check): `--unverified-data` then leaves the config alone (its runs are
-    a verified run's, with its run ids). A config of our vocabulary never reads imdb.vocab,
-    and another list there must not give it other run ids."""
+    """Whether DATA holds an aclImdb/ that passes the checks `verify` turns off for a load
+    with `opts` (None: every check): its label folders' counts, imdb.vocab's MD5 where
+    `opts` reads that list, the labeledBow.feat files' counts where it reads those.
+    `--unverified-data` then leaves the config alone (its runs are a verified run's, with
+    its run ids): a config of our vocabulary never reads imdb.vocab, and another list there
+    must not give it other run ids."""
     root = Path(data_dir) / "aclImdb"
-    reads_vocab = opts is None or opts.vocabulary == "imdb.vocab"
+    vocabulary = None if opts is None else opts.vocabulary
     try:
         if _lacking(root) or _miscounted(_review_files(root)):
             return False
-        return not (reads_vocab and _vocab_differs(root))
+        if vocabulary in (None, "imdb.vocab", "labeledBow.feat") and _vocab_differs(root):
+            return False
+        feats = {split: path for split, path in _feat_paths(root).items()
+                 if path.is_file() or vocabulary == "labeledBow.feat"}
+        return not (vocabulary in (None, "labeledBow.feat") and _feat_miscounted(
+            {split: _feat_tally(path) for split, path in feats.items()}))
     except (OSError, UserError):  # named by the load that follows
         return False
 
