@@ -189,6 +189,53 @@ def test_a_dtype_grown_after_its_array_was_checked_is_refused_not_a_crash(tmp_pa
                            f"official one\n")
 
 
+def _opcodes_of_a_listed_array(flags: int, pixels: int, listed: int) -> bytes:
+    """A batch pickled as Python 2 pickled the official ones (protocol 2: `numpy.dtype('u1',
+    0, 1)` and its state, then `_reconstruct` and the array's state), but for a dtype state
+    with `flags` and the array's contents a list of `listed` numbers for its `pixels`."""
+    import struct
+
+    def text(raw: bytes) -> bytes:  # a Python 2 str
+        return b"U" + bytes([len(raw)]) + raw
+
+    def number(n: int) -> bytes:
+        return b"K" + bytes([n]) if 0 <= n < 256 else b"J" + struct.pack("<i", n)
+
+    def together(*items: bytes) -> bytes:
+        return b"(" + b"".join(items) + b"t"
+
+    dtype_state = together(number(3), text(b"|"), b"N", b"N", b"N", number(-1), number(-1),
+                           number(flags))
+    return (b"\x80\x02" + b"cnumpy\ndtype\n" + together(text(b"u1"), number(0), number(1))
+            + b"R" + dtype_state + b"b" + b"q\x01" + b"0" + b"}" + text(b"data")
+            + b"cnumpy.core.multiarray\n_reconstruct\n"
+            + together(b"cnumpy\nndarray\n", together(number(0)), text(b"b")) + b"R"
+            + together(number(1), together(number(pixels)), b"h\x01", b"\x89",
+                       b"](" + number(7) * listed + b"e") + b"b"
+            + b"s" + text(b"labels") + b"]" + b"s" + b".")
+
+
+def test_a_dtype_flag_that_reads_an_array_from_a_short_list_is_refused_not_a_crash(tmp_path):
+    """A dtype's state may carry numpy's flag that an array's contents come as a list (for
+    Python objects); on a uint8 dtype it passed every check, and a list shorter than the
+    array made numpy read past it: a segmentation fault, through `adamrepro run
+    --unverified-data`. Arrays now take numpy's own dtype of their type, never the
+    pickle's object. In a child process, as the crash kills it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(_opcodes_of_a_listed_array(flags=2, pixels=3000, listed=2))
+    code = ("import sys; from pathlib import Path; from adamrepro.data import cifar10\n"
+            "try: cifar10.read_batch(Path(sys.argv[1]), '', verify=False)\n"
+            "except Exception as err: print(err)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"CIFAR-10: {path} is not a CIFAR-10 batch (")
+    assert done.stdout.endswith("); replace it with the official one\n")
+
+
 def test_the_bytes_unpickled_are_the_bytes_checked(tmp_path):
     """A file that changes between its MD5 check and its reading was checked once and read
     again: what was unpickled was never checked. Here it changes when it is opened a second

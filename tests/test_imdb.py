@@ -739,6 +739,8 @@ def test_a_config_reading_labeled_bow_feat_is_accepted(cli, tmp_path):
     ("0 0:3\n", "line 2 has rating 0, neither negative (1-4) nor positive (7-10)"),
     ("9 0:3 89527:1\n", "line 2 has idx 89527, beyond the 89,527 words of "),
     ("9 0:3 7:1 0:2\n", "line 2 has idx 0 twice"),
+    # a count of 0 is no word of the review (`features: binary` read it as one)
+    ("9 0:3 7:0\n", "line 2 is not `rating idx:count ...` ('9 0:3 7:0')"),
 ])
 def test_a_damaged_labeled_bow_feat_line_is_named_with_its_file_and_line(
         line, said, feat_dir, tmp_path):
@@ -796,3 +798,41 @@ def test_fetch_and_unverified_data_count_the_labeled_bow_feat_lines_too(feat_dir
     said = ("train/labeledBow.feat (24,999 lines: 12,500 positive, 12,499 negative) where "
             "the official files hold 25,000 lines, 12,500 of each label")
     assert imdb.unofficial(root / "aclImdb") == said and not imdb.official(root)
+
+
+def test_a_labeled_bow_feat_without_a_label_is_refused_even_unverified(feat_dir, tmp_path):
+    """`verify: false` waives the counts, not a split without one of its labels (as an empty
+    label folder is refused whatever `verify` says): an empty train file gave a
+    ZeroDivisionError mid-run, an empty test file a KeyError."""
+    lines = (feat_dir / "aclImdb" / "train" / FEAT).read_text().splitlines(True)
+    for kept, missing in ((lines[:12500], "negative"), ([], "negative"),
+                          (lines[12500:], "positive")):
+        root = _feat_copy(feat_dir, tmp_path / f"{missing}{len(kept)}", kept)
+        with pytest.raises(UserError) as err:
+            imdb.load(imdb.Options(vocabulary="labeledBow.feat", verify=False), root)
+        assert str(err.value) == (
+            f"IMDB: {root / 'aclImdb' / 'train' / FEAT} holds no {missing} review; put the "
+            f"official aclImdb/train/labeledBow.feat back")
+
+
+def test_official_reads_for_a_labeled_bow_feat_load_only_what_it_reads(feat_dir, tmp_path):
+    """A .feat load never counts the review folders: one that lost a review leaves such a
+    config's `--unverified-data` alone (other run ids and `data_verified: false` before),
+    while the text paths count them. A first field too long for int() is no rating, not a
+    ValueError out of fetch and --unverified-data."""
+    root = _feat_copy(feat_dir, tmp_path / "lost")
+    pos = root / "aclImdb" / "train" / "pos"
+    pos.unlink()  # a link to the real folder: a folder of links, less one
+    pos.mkdir()
+    real = feat_dir / "aclImdb" / "train" / "pos"
+    for name in sorted(os.listdir(real))[1:]:
+        (pos / name).symlink_to(real / name)
+    assert imdb.official(root, imdb.Options(vocabulary="labeledBow.feat"))
+    for vocabulary in ("imdb.vocab", "ours"):
+        assert not imdb.official(root, imdb.Options(vocabulary=vocabulary))
+    lines = (feat_dir / "aclImdb" / "train" / FEAT).read_text().splitlines(True)
+    long = _feat_copy(feat_dir, tmp_path / "long", ["9" * 5000 + " 0:1\n", *lines[1:]])
+    assert not imdb.official(long, imdb.Options(vocabulary="labeledBow.feat"))
+    assert "train/labeledBow.feat (25,000 lines: 12,499 positive" in imdb.unofficial(
+        long / "aclImdb")
+

@@ -170,7 +170,10 @@ class _CheckedArray(np.ndarray):
         if not isinstance(dtype, np.dtype):
             raise pickle.UnpicklingError("not an array's state")
         _array_bytes(shape, dtype)
-        super().__setstate__(state)
+        # numpy's own dtype of that type, not the pickle's object: state a pickle may set on a
+        # dtype (a flag that reads the array's contents from a list, which a short list let
+        # read past its end) never reaches an array
+        super().__setstate__((*state[:-3], _canonical(dtype), *state[-2:]))
 
 
 def _reconstruct(subtype, shape, dtype):
@@ -179,7 +182,12 @@ def _reconstruct(subtype, shape, dtype):
     if subtype is not _NDARRAY:
         raise pickle.UnpicklingError("refusing to rebuild an array of another class")
     _, dtype = _array_bytes(shape, dtype)
-    return np.ndarray.__new__(_CheckedArray, shape, dtype)
+    return np.ndarray.__new__(_CheckedArray, shape, _canonical(dtype))
+
+
+def _canonical(dtype: np.dtype) -> np.dtype:
+    """numpy's own dtype of `dtype`'s type and byte order (checked numeric: `_array_bytes`)."""
+    return np.dtype(dtype.str)
 
 
 # `numpy.ndarray` is named by a pickle only as `_reconstruct`'s first argument: it is given

@@ -109,7 +109,10 @@ FEAT_FILE = "labeledBow.feat"
 # One line, validated whole in C before any number is converted: a rating, then idx:count
 # pairs, blanks around them. At most 18 digits, so that every number fits int64 (a longer
 # one is a damaged line, not a count).
-FEAT_LINE = re.compile(r"[ \t]*(\d{1,18})((?:[ \t]+\d{1,18}:\d{1,18})*)[ \t]*\r?", re.ASCII)
+# A count is at least 1 (a word a review lacks has no pair): a 0 would read as the word
+# present under `features: binary`.
+FEAT_LINE = re.compile(r"[ \t]*(\d{1,18})((?:[ \t]+\d{1,18}:0*[1-9]\d{0,17})*)[ \t]*\r?",
+                       re.ASCII)
 OFFICIAL_VOCAB_WORDS = 89_527  # the words of the official archive's imdb.vocab
 # Its MD5 (of ../shared/data's copy, the original file): a word list with two lines swapped
 # swaps two feature columns and reads as well as the official one, so it is checked.
@@ -318,8 +321,10 @@ def official(data_dir: Path, opts: Options | None = None) -> bool:
     root = Path(data_dir) / "aclImdb"
     vocabulary = None if opts is None else opts.vocabulary
     try:
-        if _lacking(root) or _miscounted(_review_files(root)):
+        if _lacking(root):
             return False
+        if vocabulary != "labeledBow.feat" and _miscounted(_review_files(root)):
+            return False  # a .feat load never counts the review folders
         if vocabulary in (None, "imdb.vocab", "labeledBow.feat") and _vocab_differs(root):
             return False
         feats = {split: path for split, path in _feat_paths(root).items()
@@ -603,7 +608,8 @@ def _feat_tally(path: Path) -> tuple[int, int, int]:
     if lines and not lines[-1].strip():
         lines.pop()  # what follows the last line's newline
     labels = Counter(_label_of_rating(int(first[0])) if (first := line.split(None, 1)[:1])
-                     and first[0].isdigit() else None for line in lines)
+                     and first[0].isdigit() and len(first[0]) <= 18 else None
+                     for line in lines)
     return len(lines), labels[1], labels[0]
 
 
@@ -653,6 +659,9 @@ def _read_feat(path: Path, words: int) -> dict:
         labels.append(label)
         ratings.append(rating)
         bodies.append(match[2])
+    for label, name in ((0, "negative"), (1, "positive")):
+        if label not in labels:  # verify: false waives the counts, not an empty label
+            raise UserError(f"IMDB: {path} holds no {name} review; {back}")
     order = sorted(range(len(lines)), key=labels.__getitem__)  # stable: file order kept
     lengths = torch.tensor([bodies[i].count(":") for i in order], dtype=torch.int64)
     # One conversion of every number in C: FEAT_LINE has checked each line's syntax, so
