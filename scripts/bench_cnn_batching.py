@@ -117,4 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # a Ctrl-C: one line, not a traceback; each file is whole
+        print("bench_cnn_batching: interrupted; run it again to measure again",
+              file=sys.stderr)
+        sys.exit(130)

@@ -137,4 +137,9 @@ def run(args: argparse.Namespace, device: torch.device, experiments: list) -> in
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # a Ctrl-C: one line, not a traceback; each file is whole
+        print("bench_kernels: interrupted; run it again to measure again",
+              file=sys.stderr)
+        sys.exit(130)

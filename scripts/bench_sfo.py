@@ -141,4 +141,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # a Ctrl-C: one line, not a traceback; each file is whole
+        print("bench_sfo: interrupted; run it again to measure again",
+              file=sys.stderr)
+        sys.exit(130)

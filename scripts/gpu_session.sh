@@ -54,6 +54,11 @@
 # paper stage's budget is at most what is left less the figures and report (90 s), so the
 # archive is always written before the job is killed.
 set -uo pipefail
+# A relative RESULTS, ARCHIVE, BUNDLE or ADAMREPRO_DATA names a path from where the job was
+# started, as reproduce_paper.sh and measure_precision.sh read theirs (not from the repo).
+for name in RESULTS ARCHIVE BUNDLE ADAMREPRO_DATA; do
+    if [ -n "${!name:-}" ]; then export "$name=$(realpath -m -- "${!name}")"; fi
+done
 cd "$(dirname "$0")/.." || exit 2
 # Every mistake in the command or the environment is refused here, in one line and exit 2,
 # before the setup or any stage runs and before anything is written: on a lent machine a
@@ -111,7 +116,7 @@ if [ -n "${BUNDLE_GIVEN:-}" ] && [ ! -d "$BUNDLE" ]; then
            "(default .bundle), or leave it unset"
 fi
 ARCHIVE="${ARCHIVE:-gpu-session.tar.gz}"
-export DEVICE="${DEVICE:-cuda}" SCALE="${SCALE:-paper}"
+export DEVICE="${DEVICE-cuda}" SCALE="${SCALE-paper}"  # set but empty: refused below
 one_of DEVICE "$DEVICE" auto cpu cuda
 one_of SCALE "$SCALE" smoke quick paper
 [ -z "${PRECISION_SCALE:-}" ] || one_of PRECISION_SCALE "$PRECISION_SCALE" smoke quick paper
@@ -357,6 +362,14 @@ print("torch", torch.__version__, "| cuda", torch.version.cuda, "|",
       torch.cuda.get_device_name() if torch.cuda.is_available() else "NO CUDA DEVICE",
       "| commit", git_commit())
 EOF
+# Without a usable GPU every CUDA test skips and the tests stage passed having run none.
+if [ "$DEVICE" = cuda ] && ! $PYTHON -c "import sys, torch; sys.exit(not torch.cuda.is_available())"
+then
+    echo "gpu_session: DEVICE=cuda, but torch sees no CUDA device here: the CUDA tests would" \
+         "all skip and each stage fail; run it on a GPU machine, or DEVICE=cpu SCALE=smoke to" \
+         "try the job on a CPU" >&2
+    exit 2
+fi
 
 datasets=$(cat "$BUNDLE/datasets" 2>/dev/null || echo "mnist imdb cifar10")
 # The bundle's copy when there is one (it skips what is already laid out: 5 s): a machine
@@ -408,13 +421,17 @@ limited() {
 # every stage process gets SIGTERM, and once they have ended (10 s at most) the results
 # are packed on the way out. Untrapped, the signal ended this script before its pack.
 descendants() {  # the processes below this script, less its log's tee and this listing
-    ps -e -o pid=,ppid= | awk -v top=$$ -v skip="$BASHPID $tee_pid" '
+    # this function's own shell ($(descendants) runs it in one): expanded in the pipeline
+    # below, $BASHPID was awk's, and the listing counted itself, so the wait for the stages
+    # to end always ran its whole 10 s
+    local self=$BASHPID
+    ps -e -o pid=,ppid= | awk -v top=$$ -v skip="$self $tee_pid" '
         BEGIN { n = split(skip, s, " "); for (i = 1; i <= n; i++) skipped[s[i]] = 1 }
         { parent[$1] = $2 }
         END { for (p in parent) {
                   q = p
                   while (q in parent && q != top && !(q in skipped)) q = parent[q]
-                  if (q == top && !(p in skipped)) print p } }'
+                  if (q == top && p != top && !(p in skipped)) print p } }'
 }
 stopping() {  # SIGNAL EXIT-CODE
     trap '' TERM INT

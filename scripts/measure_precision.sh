@@ -34,7 +34,7 @@ set -euo pipefail
 if [ -n "${OUT:-}" ]; then OUT=$(realpath -m -- "$OUT"); fi
 if [ -n "${BASE:-}" ]; then BASE=$(realpath -m -- "$BASE"); fi
 cd "$(dirname "$0")/.."
-SCALE="${SCALE:-paper}"
+SCALE="${SCALE-paper}"  # set but empty: refused below
 DEVICE="${DEVICE:-cuda}"
 OUT="${OUT:-results/precision-$SCALE}"
 ADAMREPRO="${ADAMREPRO:-python -m adamrepro}"

@@ -30,7 +30,7 @@ refuse() {  # one line naming the variable and the fix, exit 2, before anything 
 }
 DEVICE="${DEVICE:-cuda}"
 ADAMREPRO="${ADAMREPRO:-python -m adamrepro}"
-SCALE="${SCALE:-paper}"  # smoke or quick to try the script on a CPU
+SCALE="${SCALE-paper}"  # set but empty: refused below  # smoke or quick to try the script on a CPU
 # As the Makefile: results/ holds the committed paper-scale folders, so a smaller scale goes
 # to results/<scale> (run refuses to replace one scale's tables with another's).
 if [ "$SCALE" = paper ]; then OUT="${OUT:-results}"; else OUT="${OUT:-results/$SCALE}"; fi

@@ -42,6 +42,10 @@ def tool(script: str, *args: str) -> subprocess.CompletedProcess:
     ("bench_cnn_batching.py", ["--repeats", "0"], "--repeats must be at least 1, got 0"),
     ("offline_data.py", ["--from", "@empty", "--only", "mnist", "--out", "@tmp/data"],
      "offline_data: --from @empty has no mnist files (train-images-idx3-ubyte.gz, "),
+    # one MNIST file of four: a bundle of it failed on the lent machine, at its cost
+    ("offline_data.py", ["--from", "@one-mnist", "--only", "mnist", "--out", "@tmp/data"],
+     "offline_data: --from @one-mnist lacks train-labels-idx1-ubyte.gz, "
+     "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz of the mnist files, nor --out "),
     ("offline_data.py", ["--from", "@data", "--only", "mnist", "--out", "@file/data"],
      "offline_data: cannot make @file/data (Not a directory); pass --out"),
     # raised to the minimum without a word
@@ -58,7 +62,8 @@ def tool(script: str, *args: str) -> subprocess.CompletedProcess:
 ], ids=["kernels-steps", "kernels-repeats", "kernels-threads", "kernels-out-under-a-file",
         "sfo-out-under-a-file", "sfo-warmup", "kernels-empty-out", "sfo-empty-data-dir",
         "cnn-device", "cnn-groups", "cnn-batch",
-        "cnn-repeats", "offline-empty-from", "offline-out-under-a-file", "kernels-warmup",
+        "cnn-repeats", "offline-empty-from", "offline-one-mnist-file",
+        "offline-out-under-a-file", "kernels-warmup",
         "kernels-scale", "offline-no-from", "sfo-steps", "offline-broken-xz"])
 def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said, tmp_path,
                                                               data_dir):
@@ -68,7 +73,12 @@ def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said
     broken.mkdir()
     (broken / "prepare.py").write_text("raise SystemExit('never run')\n")
     (broken / "aclImdb_labelled_text.tar.xz").write_bytes(b"\xfd7zXZ\x00" + bytes(200))
+    one = tmp_path / "one-mnist"
+    one.mkdir()
+    shutil.copyfile(data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte.gz",
+                    one / "train-images-idx3-ubyte.gz")
     places = {"@file": str(tmp_path / "a-file"), "@empty": str(tmp_path / "empty"),
+              "@one-mnist": str(one),
               "@broken-xz": str(broken), "@tmp": str(tmp_path), "@data": str(data_dir)}
 
     def placed(text: str) -> str:

@@ -170,6 +170,37 @@ def test_gpu_session_s_tests_stage_runs_every_cuda_test_of_the_suite(tmp_path, d
         assert f"{cuda_tests} skipped" in tar.extractfile(log).read().decode()
 
 
+def test_gpu_session_refuses_a_cuda_job_where_torch_sees_no_gpu(tmp_path, data_dir):
+    """DEVICE=cuda (the default) on a machine whose torch sees no GPU: the tests stage
+    passed with every CUDA test skipped, and a lent machine's job said it had run them.
+    Refused in one line, exit 2, before any stage. (This machine has no GPU: the suite's
+    CUDA tests are its only skips.)"""
+    import torch
+
+    assert not torch.cuda.is_available()
+    done = gpu_session(tmp_path, data_dir, "tests", DEVICE="cuda", SESSION_MINUTES="")
+    assert done.returncode == 2, done.stdout + done.stderr
+    # the job's log (stdout and stderr together, as it travels back in the archive)
+    assert ("gpu_session: DEVICE=cuda, but torch sees no CUDA device here: the CUDA tests "
+            "would all skip and each stage fail; run it on a GPU machine, or DEVICE=cpu "
+            "SCALE=smoke to try the job on a CPU\n") in done.stdout, done.stdout
+    assert "== stage tests" not in done.stdout and "skipped" not in done.stdout
+
+
+def test_gpu_session_reads_relative_paths_from_where_it_was_started(tmp_path, data_dir):
+    """RESULTS=rel ARCHIVE=rel.tar.gz from another folder: both landed in the repository
+    (the script works from there), unlike reproduce_paper.sh's and measure_precision.sh's."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_session.sh"), "sfo"], cwd=tmp_path,
+        capture_output=True, text=True,
+        env={**os.environ, "DEVICE": "cpu", "SCALE": "smoke", "PYTHON": sys.executable,
+             "ADAMREPRO_DATA": str(data_dir), "RESULTS": "rel", "ARCHIVE": "rel.tar.gz",
+             "SESSION_MINUTES": "0.5", "PACK_SECONDS": "0"})
+    assert done.returncode == 1, done.stdout + done.stderr  # sfo skipped: no time left
+    assert (tmp_path / "rel.tar.gz").is_file() and (tmp_path / "rel").is_dir(), done.stdout
+    assert not (ROOT / "rel.tar.gz").exists() and not (ROOT / "rel").exists()
+
+
 def test_gpu_session_runs_stages_joined_by_plus_at_once_each_with_its_own_log(
         tmp_path, data_dir):
     """`tests+sfo=...`: the stages run side by side (correctness checks sharing a GPU with
@@ -379,6 +410,11 @@ def test_gpu_session_packs_when_its_process_group_is_sent_sigterm(tmp_path, data
     said = job.communicate(timeout=60)[0]
     assert job.returncode == 143, said
     assert "== SIGTERM at " in said and "packing" in said, said
+    # the stages end within a second of their SIGTERM; the wait for them is capped at 10 s,
+    # which it always ran out when its listing of them counted itself
+    stopped = int(said.split("== SIGTERM at ")[1].split(" s")[0])
+    packed = int(said.split(" s in all; packing")[0].rsplit("== ", 1)[1])
+    assert packed - stopped < 10, said
     with tarfile.open(tmp_path / "session.tar.gz") as tar:
         [packed] = [m for m in tar.getmembers() if m.name.endswith("gpu-session.log")]
         assert "stopping the stages, then packing" in tar.extractfile(packed).read().decode()
