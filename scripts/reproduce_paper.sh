@@ -72,7 +72,16 @@ status=0
 first=$(echo "$CONFIGS" | awk '{ print $1 }')
 # The datasets of these configs alone: a machine sent some datasets runs the experiments on them.
 # shellcheck disable=SC2086  # one word per config
-$ADAMREPRO fetch $CONFIGS
+fetched=$($ADAMREPRO fetch $CONFIGS)
+echo "$fetched"
+# A copy that is not the official data (../shared's CIFAR-10 went through JPEG) is read only
+# with --unverified-data: without it that experiment was refused when its turn came, which
+# at paper scale (the CNN last) was after hours of the others' training.
+if grep -q "(not the official data" <<< "$fetched" && [[ " $RUN_FLAGS " != *" --unverified-data "* ]]
+then
+    unofficial=$(grep "(not the official data" <<< "$fetched" | awk '{ print $1 }' | paste -sd, -)
+    refuse "the data folder's $unofficial is not the official data (fetch said why, above); pass RUN_FLAGS=--unverified-data for a copy you trust, or put the official files in place"
+fi
 for config in $CONFIGS; do
     budget=()
     if [ -n "$BUDGET_MINUTES" ]; then

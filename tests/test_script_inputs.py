@@ -158,6 +158,9 @@ def script(name: str, tmp_path: Path, stand_in: tuple[str, Path], *args: str,
     ({"CONFIGS": "\t \n"}, "CONFIGS names no config"),
     ({"DEVICE": "gpu"}, "DEVICE=gpu is not one of auto|cpu|cuda; e.g. DEVICE=cpu"),
     ({"SCALE": "huge"}, "SCALE=huge is not one of smoke|quick|paper"),
+    # set but empty (a variable of a script that forgot it): it was read as paper, and
+    # trained at paper scale into the committed results/
+    ({"SCALE": ""}, "SCALE= is not one of smoke|quick|paper"),
     ({"OUT": "@file"}, "OUT=@file is a file; give OUT a results folder"),
 ])
 def test_reproduce_paper_refuses_before_fetching_anything(tmp_path, stand_in, env, said):

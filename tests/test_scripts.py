@@ -46,6 +46,21 @@ def test_a_spent_budget_stops_cleanly_and_the_next_call_finishes(tmp_path, data_
         assert len(best) >= 4 and best["final_train_loss"].notna().all()
 
 
+def test_a_copy_that_is_not_the_official_data_is_refused_before_any_training(tmp_path,
+                                                                            data_dir):
+    """This project's CIFAR-10 went through JPEG: without RUN_FLAGS=--unverified-data its
+    experiment was refused when its turn came, at paper scale after hours of the others'
+    training (the CNN runs last). Fetch names it; the script refuses it before training."""
+    done = reproduce(tmp_path, data_dir,
+                     CONFIGS="configs/logreg_mnist.yaml configs/cnn_cifar10.yaml")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == (
+        "reproduce_paper: the data folder's cifar10 is not the official data (fetch said "
+        "why, above); pass RUN_FLAGS=--unverified-data for a copy you trust, or put the "
+        "official files in place\n")
+    assert "cifar10 " in done.stdout and not (tmp_path / "logreg_mnist").exists()
+
+
 def test_runs_left_by_split_to_fit_do_not_stop_the_next_experiment(tmp_path, data_dir):
     """An experiment that exits 3 with most of the budget left (`--split-to-fit` left every
     run of it, a million passes each, for the next command) does not end the script: the
