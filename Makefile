@@ -21,7 +21,12 @@ RUN_FLAGS ?=
 RUN_OPTIONS = --scale $(SCALE) --out "$(OUT)" --device $(DEVICE) $(DATA_FLAG) $(if $(PRECISION),--precision $(PRECISION)) $(RUN_FLAGS)
 RUN = $(PYTHON) -m adamrepro run configs/$@.yaml $(RUN_OPTIONS)
 
-.PHONY: install test lint data plan plot report bench bench-gpu bench-kernels clean all $(EXPERIMENTS)
+.PHONY: help install test lint data plan plot report bench bench-gpu bench-kernels clean all $(EXPERIMENTS)
+
+# The first target, so that a bare `make` says what there is (it ran `pip install`).
+help:  ## these targets, and what each does
+	@grep -E '^[a-z$$(][^:]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:[^#]*## /\t/' \
+		| sed 's/^$$(EXPERIMENTS)/<experiment>/' | expand -t 16
 
 install:  ## editable install with the dev extras into the active environment
 	$(PYTHON) -m pip install -e '.[dev]'
@@ -44,16 +49,19 @@ data:  ## download what is missing of every dataset into the data folder (checks
 $(EXPERIMENTS):  ## one target per config, e.g. make logreg_mnist SCALE=quick
 	$(RUN)
 
-all: $(EXPERIMENTS) plot report  ## every experiment, its figures and the report
+# plot and report after every experiment, also under make -j (as prerequisites of all they
+# could start beside the experiments and draw what was there)
+all: $(EXPERIMENTS)  ## every experiment, its figures and the report
+	$(MAKE) --no-print-directory plot report
 
 plan:  ## what `make all` would train, experiment by experiment (run --dry-run: nothing written)
 	@for name in $(EXPERIMENTS); do \
 		$(PYTHON) -m adamrepro run configs/$$name.yaml $(RUN_OPTIONS) --dry-run || exit $$?; done
 
-plot:
+plot:  ## the figures of every experiment in OUT, from its tables
 	$(PYTHON) -m adamrepro plot --out "$(OUT)"
 
-report:
+report:  ## OUT/report.md and report.html: a verdict on every claim of the paper
 	$(PYTHON) -m adamrepro report --out "$(OUT)"
 
 bench:  ## the README's CPU rows: the two latency-bound experiments at quick scale

@@ -250,3 +250,20 @@ def test_measure_precision_trains_the_selected_points_with_the_base_s_seeds(
     assert len(runs) == 2 and all("--only-selected" in call for call in runs), calls
     for call in runs:
         assert call.endswith(f"--quiet{flag} --only-selected {tmp_path / 'base'}"), call
+
+
+def test_a_bare_make_lists_the_targets_and_all_plots_after_every_experiment():
+    """`make` alone ran `pip install -e` into whatever environment was active; it lists the
+    targets now. `make all` draws the figures and the report after the experiments, as a
+    recipe (as prerequisites, `make -j all` started them beside the training)."""
+    done = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(ROOT)],
+                          capture_output=True, text=True, timeout=60, env=clean_env())
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    listed = [line.split()[0] for line in done.stdout.splitlines()]
+    assert listed[:2] == ["help", "install"] and {"all", "plot", "report", "<experiment>"} <= set(
+        listed), done.stdout
+    preview = make_preview("-j", "4", "all", "SCALE=smoke", "DEVICE=cpu", "OUT=/tmp/out").stdout
+    lines = preview.splitlines()
+    runs = [i for i, line in enumerate(lines) if " -m adamrepro run " in line]
+    plot = next(i for i, line in enumerate(lines) if " -m adamrepro plot " in line)
+    assert len(runs) == len(list((ROOT / "configs").glob("*.yaml"))) and max(runs) < plot
