@@ -34,3 +34,17 @@ def home_expanded(text: str) -> Path:
         raise UserError(f"{text!r}: no user {user!r} whose home ~{user} could stand for; "
                         f"write the full path, or ~/{user} for a folder in your own "
                         f"home") from None
+
+
+def script_exit(main, name: str, again: str) -> None:
+    """Run a script's `main` and exit with its code; a Ctrl-C is one line naming the script
+    and what running it again does (`again`), exit 130, not a traceback (each file a script
+    writes is whole: atomic.py)."""
+    import sys
+
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; run it again to {again}", file=sys.stderr)
+        sys.exit(130)
+

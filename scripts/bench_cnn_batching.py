@@ -22,7 +22,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from adamrepro.bench.reference import CNNReference
 from adamrepro.cli.params import ScriptParser, check_counts
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, script_exit
 from adamrepro.models.cnn import CNN, Options
 from adamrepro.runner.sweep import resolve_device
 
@@ -117,9 +117,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # a Ctrl-C: one line, not a traceback; each file is whole
-        print("bench_cnn_batching: interrupted; run it again to measure again",
-              file=sys.stderr)
-        sys.exit(130)
+    script_exit(main, "bench_cnn_batching", "measure again")

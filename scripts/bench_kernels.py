@@ -28,7 +28,7 @@ from adamrepro.bench.kernels import VARIANTS, bench_kernels, passed
 from adamrepro.cli.params import ScriptParser, check_counts, folder_argument, without_data_check
 from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.download import default_data_dir
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, script_exit
 from adamrepro.provenance import provenance
 from adamrepro.results.store import check_writable
 from adamrepro.runner.executors import load_data
@@ -137,9 +137,4 @@ def run(args: argparse.Namespace, device: torch.device, experiments: list) -> in
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # a Ctrl-C: one line, not a traceback; each file is whole
-        print("bench_kernels: interrupted; run it again to measure again",
-              file=sys.stderr)
-        sys.exit(130)
+    script_exit(main, "bench_kernels", "measure again")

@@ -31,7 +31,7 @@ from adamrepro.bench.machine import synchronize
 from adamrepro.cli.params import ScriptParser, check_counts, folder_argument
 from adamrepro.data import mnist
 from adamrepro.data.download import default_data_dir
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, script_exit
 from adamrepro.optim.sfo import SFO, subspace_size
 from adamrepro.provenance import provenance
 from adamrepro.results.store import check_writable
@@ -147,9 +147,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # a Ctrl-C: one line, not a traceback; each file is whole
-        print("bench_sfo: interrupted; run it again to measure again",
-              file=sys.stderr)
-        sys.exit(130)
+    script_exit(main, "bench_sfo", "measure again")

@@ -31,7 +31,7 @@ from adamrepro.cli import main as adamrepro
 from adamrepro.cli.params import ScriptParser, folder_argument
 from adamrepro.data import cifar10, imdb, mnist
 from adamrepro.data.download import default_data_dir
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, script_exit
 
 DATASETS = ("mnist", "imdb", "cifar10")
 
@@ -179,9 +179,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # a Ctrl-C: one line, not a traceback; each file is whole
-        print("offline_data: interrupted; run it again to finish",
-              file=sys.stderr)
-        sys.exit(130)
+    script_exit(main, "offline_data", "finish")

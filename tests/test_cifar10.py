@@ -10,8 +10,11 @@ import io
 import pickle
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,21 +133,26 @@ def test_an_unverified_file_cannot_make_numpy_allocate_any_size(array, said, tmp
     assert said in message and message.endswith("; replace it with the official one")
 
 
+def _read_in_a_child(path: Path, call: str) -> subprocess.CompletedProcess:
+    """`cifar10.<call>` on `path` in a child process, which prints what it raises: a file
+    that crashes the interpreter kills the child, not the test run."""
+    code = ("import sys; from pathlib import Path; from adamrepro.data import cifar10\n"
+            "path = Path(sys.argv[1])\n"
+            f"try: cifar10.{call}\n"
+            "except Exception as err: print(err)")
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=120)
+
+
 def test_an_array_of_objects_shorter_than_its_shape_is_refused_not_a_crash(tmp_path):
     """numpy's `__setstate__` for an array of Python objects reads a list of them, and one
     shorter than the shape it names crashed the interpreter (a segmentation fault): no
     official file holds such an array. Read in a child process, as the crash kills it."""
-    import subprocess
-    import sys
 
     path = tmp_path / "data_batch_1"
     crafted = _Reconstruct((0,), "uint8", (1, (10,), np.dtype("O"), False, [None]))
     path.write_bytes(pickle.dumps({b"data": crafted, b"labels": [0]}))
-    code = ("import sys; from pathlib import Path; from adamrepro.data import cifar10\n"
-            "try: cifar10.read_batch(Path(sys.argv[1]), '', verify=False)\n"
-            "except Exception as err: print(err)")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                          text=True, timeout=120)
+    done = _read_in_a_child(path, "read_batch(path, '', verify=False)")
     assert done.returncode == 0, done.stderr
     assert done.stdout == (f"CIFAR-10: {path} is not a CIFAR-10 batch (UnpicklingError: "
                            f"refusing an array of Python objects); replace it with the "
@@ -169,8 +177,6 @@ def test_a_dtype_grown_after_its_array_was_checked_is_refused_not_a_crash(tmp_pa
     element size to 1e9 (numpy.dtype of a dtype is that same object): reading its labels
     read far past the array, and the interpreter died (segmentation fault). Only arrays of
     numbers are read, and each dtype the pickle makes is a new one. In a child process."""
-    import subprocess
-    import sys
 
     strings = np.dtype("S8")
     labels = np.ndarray((2,), strings)
@@ -178,11 +184,8 @@ def test_a_dtype_grown_after_its_array_was_checked_is_refused_not_a_crash(tmp_pa
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({b"data": _pixels(1, 3072), b"labels": labels,
                                    b"grow": _GrowDtype(strings, 10**9)}, protocol=4))
-    code = ("import sys; from pathlib import Path; from adamrepro.data import cifar10\n"
-            "try: cifar10.read_split(Path(sys.argv[1]).parent, {'data_batch_1': ''}, False)\n"
-            "except Exception as err: print(err)")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                          text=True, timeout=120)
+    done = _read_in_a_child(
+        path, "read_split(path.parent, {'data_batch_1': ''}, False)")
     assert done.returncode == 0, done.stderr
     assert done.stdout == (f"CIFAR-10: {path} is not a CIFAR-10 batch (UnpicklingError: "
                            f"refusing an array of |S8, not of numbers); replace it with the "
@@ -221,16 +224,10 @@ def test_a_dtype_flag_that_reads_an_array_from_a_short_list_is_refused_not_a_cra
     array made numpy read past it: a segmentation fault, through `adamrepro run
     --unverified-data`. Arrays now take numpy's own dtype of their type, never the
     pickle's object. In a child process, as the crash kills it."""
-    import subprocess
-    import sys
 
     path = tmp_path / "data_batch_1"
     path.write_bytes(_opcodes_of_a_listed_array(flags=2, pixels=3000, listed=2))
-    code = ("import sys; from pathlib import Path; from adamrepro.data import cifar10\n"
-            "try: cifar10.read_batch(Path(sys.argv[1]), '', verify=False)\n"
-            "except Exception as err: print(err)")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                          text=True, timeout=120)
+    done = _read_in_a_child(path, "read_batch(path, '', verify=False)")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"CIFAR-10: {path} is not a CIFAR-10 batch (")
     assert done.stdout.endswith("); replace it with the official one\n")
@@ -240,8 +237,6 @@ def test_the_bytes_unpickled_are_the_bytes_checked(tmp_path):
     """A file that changes between its MD5 check and its reading was checked once and read
     again: what was unpickled was never checked. Here it changes when it is opened a second
     time (an audit hook, Python's own event for every open(), swaps its bytes then)."""
-    import sys
-
     checked = pickle.dumps({b"data": _pixels(1, 3072), b"labels": [1]})
     other = pickle.dumps({b"data": _pixels(1, 3072), b"labels": [7]})
     path = tmp_path / "data_batch_1"
