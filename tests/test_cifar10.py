@@ -424,14 +424,7 @@ def test_download_checks_the_archive_and_unpacks_it(tmp_path, monkeypatch):
     its MD5 stands in for the official one)."""
     served = tmp_path / "served"
     served.mkdir()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name in cifar10.FILES:
-            payload = name.encode()
-            info = tarfile.TarInfo(f"{cifar10.FOLDER}/{name}")
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    (served / cifar10.ARCHIVE).write_bytes(buffer.getvalue())
+    (served / cifar10.ARCHIVE).write_bytes(_stand_in_archive())
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -444,7 +437,7 @@ def test_download_checks_the_archive_and_unpacks_it(tmp_path, monkeypatch):
             cifar10.fetch(tmp_path / "a")
         assert not (tmp_path / "a" / cifar10.ARCHIVE).exists()
         monkeypatch.setattr(cifar10, "ARCHIVE_MD5",
-                            hashlib.md5(buffer.getvalue()).hexdigest())
+                            hashlib.md5((served / cifar10.ARCHIVE).read_bytes()).hexdigest())
         found = cifar10.fetch(tmp_path / "b")
     finally:
         server.shutdown()
