@@ -116,6 +116,15 @@ if [ -n "$BASE" ]; then
             | head -n 1 | sed 's/.*"\([a-z]*\)"$/\1/' || true)
         [ -z "$held" ] || [ "$held" = "$SCALE" ] \
             || refuse "BASE=$BASE holds $experiment at $held scale, and SCALE=$SCALE; give SCALE=$held, or a BASE of $SCALE-scale results"
+        # the fewest seeds of a selected point (best.csv's n_seeds): the comparison needs two
+        # on the fp32 side, BASE's own, or with SELECTED=1 its points trained again with SEEDS
+        # (else with BASE's seeds); `compare` said so only after the other precisions trained
+        fewest=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "n_seeds") c = i; next }
+                         c && (m == "" || $c + 0 < m) { m = $c + 0 } END { print m }' \
+                     "$BASE/$experiment/best.csv")
+        if [ -n "$fewest" ] && [ "$fewest" -lt 2 ] && ! { [ "$SELECTED" = 1 ] && [ -n "${SEEDS:-}" ]; }; then
+            refuse "BASE=$BASE holds $experiment with 1 seed a point: no seed spread to compare the precisions against; give a BASE run with --seeds 2 or more$([ "$SELECTED" = 1 ] && echo ", or SEEDS=2 to train its selected points again with two")"
+        fi
     done
 fi
 

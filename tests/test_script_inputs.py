@@ -217,6 +217,14 @@ KNOWN = "cnn_cifar10 extensions logreg_imdb logreg_mnist mlp mlp_sfo vae_bias_co
      "SCALE=paper"),
     # bash read 09 as octal: its raw error came before this line
     (["nope"], {"SEEDS": "09"}, "unknown experiment 'nope'"),
+    # found by `compare` at the end, after every other precision had trained
+    (["logreg_mnist"], {"BASE": "@tmp/one-seed"},
+     "BASE=@tmp/one-seed holds logreg_mnist with 1 seed a point: no seed spread to compare "
+     "the precisions against; give a BASE run with --seeds 2 or more, or SEEDS=2 to train "
+     "its selected points again with two"),
+    (["logreg_mnist"], {"BASE": "@tmp/one-seed", "SELECTED": "0", "SEEDS": "2"},
+     "BASE=@tmp/one-seed holds logreg_mnist with 1 seed a point: no seed spread to compare "
+     "the precisions against; give a BASE run with --seeds 2 or more\n"),
 ])
 def test_measure_precision_refuses_before_the_first_training(tmp_path, stand_in, args, env,
                                                              said):
@@ -226,9 +234,15 @@ def test_measure_precision_refuses_before_the_first_training(tmp_path, stand_in,
     (tmp_path / "paper-base" / "logreg_mnist" / "best.csv").write_text("")
     (tmp_path / "paper-base" / "logreg_mnist" / "config.json").write_text(
         json.dumps({"scale": "paper", "config": {"name": "logreg_mnist"}}, indent=1))
+    (tmp_path / "one-seed" / "logreg_mnist").mkdir(parents=True)
+    (tmp_path / "one-seed" / "logreg_mnist" / "best.csv").write_text(
+        "method,optimizer,n_seeds\nadam,adam,2\nsgd,sgd_nesterov,1\n")
     done = script("measure_precision.sh", tmp_path, stand_in, *args, **env)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert one_line(done).startswith("measure_precision: " + paths(tmp_path, said)), done.stderr
+    expected = "measure_precision: " + paths(tmp_path, said)
+    if said.endswith("\n"):  # the whole line
+        assert done.stderr == expected, done.stderr
+    assert one_line(done).startswith(expected.rstrip("\n")), done.stderr
     assert done.stdout == ""
     assert not stand_in[1].exists(), stand_in[1].read_text()  # nothing trained
     assert not (tmp_path / "out").exists()
@@ -267,3 +281,18 @@ def test_a_bare_make_lists_the_targets_and_all_plots_after_every_experiment():
     runs = [i for i, line in enumerate(lines) if " -m adamrepro run " in line]
     plot = next(i for i, line in enumerate(lines) if " -m adamrepro plot " in line)
     assert len(runs) == len(list((ROOT / "configs").glob("*.yaml"))) and max(runs) < plot
+
+
+def test_measure_precision_trains_a_one_seed_base_s_points_again_with_seeds(tmp_path,
+                                                                           stand_in):
+    """SEEDS=2 with SELECTED=1 trains the selected points of a one-seed BASE again with two
+    seeds: the comparison has its spread, and nothing is refused."""
+    (tmp_path / "one-seed" / "logreg_mnist").mkdir(parents=True)
+    (tmp_path / "one-seed" / "logreg_mnist" / "best.csv").write_text(
+        "method,optimizer,n_seeds\nsgd,sgd_nesterov,1\n")
+    done = script("measure_precision.sh", tmp_path, stand_in, "logreg_mnist",
+                  BASE="@tmp/one-seed", SEEDS="2")
+    assert done.returncode == 0, done.stderr
+    runs = [call for call in stand_in[1].read_text().splitlines() if call.startswith("run ")]
+    assert runs and all("--seeds 2 --only-selected" in call for call in runs), runs
+
