@@ -130,10 +130,7 @@ def _array_bytes(shape, dtype) -> tuple[int, np.dtype]:
                                            else (shape,))]
     except Exception as err:  # noqa: BLE001 (an unverified file may name anything)
         raise pickle.UnpicklingError(f"not an array's shape and type: {err}") from None
-    if dtype.hasobject:
-        raise pickle.UnpicklingError("refusing an array of Python objects")
-    if not _numeric(dtype):
-        raise pickle.UnpicklingError(f"refusing an array of {dtype}, not of numbers")
+    _check_numeric(dtype)
     size = math.prod(max(n, 0) for n in dims) * dtype.itemsize
     if size > LARGEST_ARRAY_BYTES:
         raise pickle.UnpicklingError(f"refusing an array of {size:,} bytes, more than the "
@@ -141,21 +138,22 @@ def _array_bytes(shape, dtype) -> tuple[int, np.dtype]:
     return size, dtype
 
 
-def _numeric(dtype: np.dtype) -> bool:
-    """Booleans, integers or floats, one number an element: the official files hold uint8
-    pixels (their labels and names are lists). A string or void type's size is state a pickle
-    may set again once an array of it was checked (numpy then reads past the array)."""
-    return dtype.kind in "biuf" and dtype.fields is None and dtype.subdtype is None
+def _check_numeric(dtype: np.dtype) -> None:
+    """An UnpicklingError unless `dtype` is of booleans, integers or floats, one number an
+    element: the official files hold uint8 pixels (their labels and names are lists). A
+    string or void type's size is state a pickle may set again once an array of it was
+    checked (numpy then reads past the array)."""
+    if dtype.hasobject:
+        raise pickle.UnpicklingError("refusing an array of Python objects")
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise pickle.UnpicklingError(f"refusing an array of {dtype}, not of numbers")
 
 
 def _dtype(spec, align=False, copy=True):
     """`numpy.dtype` as a pickle calls it, always a new object (the state a pickle sets next
     then changes no dtype already used, numpy's own uint8 included), and only of numbers."""
     dtype = np.dtype(spec, bool(align), True)  # what it raises, read_batch words
-    if dtype.hasobject:
-        raise pickle.UnpicklingError("refusing an array of Python objects")
-    if not _numeric(dtype):
-        raise pickle.UnpicklingError(f"refusing an array of {dtype}, not of numbers")
+    _check_numeric(dtype)
     return dtype
 
 

@@ -292,46 +292,41 @@ def _vocab_differs(root: Path) -> bool:
     return path.is_file() and md5sum(path) != VOCAB_MD5
 
 
-def unofficial(root: Path) -> str:
-    """What makes a fetched aclImdb/ not the official data, in words: its label folders
-    of another count than REVIEWS_PER_FOLDER, its labeledBow.feat files (where they are
-    there: vocabulary: labeledBow.feat reads them) of other counts than the official ones,
-    an imdb.vocab with another MD5; "" for none.
-    Reading them needs the opt-out (`verify: false`)."""
-    wrong = _miscounted(_review_files(root))
-    said = [f"{', '.join(wrong)} where the official folders hold {REVIEWS_PER_FOLDER:,} "
-            f"reviews each"] if wrong else []
-    feats = _feat_miscounted({split: _feat_tally(path)
-                              for split, path in _feat_paths(root).items() if path.is_file()})
-    if feats:
-        said.append(f"{', '.join(feats)} where the official files hold {LINES_PER_FEAT:,} "
-                    f"lines, {REVIEWS_PER_FOLDER:,} of each label")
-    if _vocab_differs(root):
+def unofficial(root: Path, opts: Options | None = None) -> str:
+    """What makes a fetched aclImdb/ not the official data for a load with `opts`, in words
+    ("" for none): its label folders of another count than REVIEWS_PER_FOLDER (a .feat load
+    never reads them), its labeledBow.feat files of other counts than the official ones
+    (where `opts` reads them; None: where they are there), an imdb.vocab with another MD5
+    (unless `opts` is of our vocabulary, which never reads it). Reading them needs the
+    opt-out (`verify: false`)."""
+    vocabulary = None if opts is None else opts.vocabulary
+    said = []
+    wrong = _miscounted(_review_files(root)) if vocabulary != FEAT_FILE else []
+    if wrong:
+        said.append(f"{', '.join(wrong)} where the official folders hold "
+                    f"{REVIEWS_PER_FOLDER:,} reviews each")
+    if vocabulary in (None, FEAT_FILE):
+        feats = _feat_miscounted({split: _feat_tally(path)
+                                  for split, path in _feat_paths(root).items()
+                                  if path.is_file() or vocabulary == FEAT_FILE})
+        if feats:
+            said.append(f"{', '.join(feats)} where the official files hold "
+                        f"{LINES_PER_FEAT:,} lines, {REVIEWS_PER_FOLDER:,} of each label")
+    if vocabulary != "ours" and _vocab_differs(root):
         said.append(f"the MD5 of {VOCAB_FILE} differs")
     return "; ".join(said)
 
 
 def official(data_dir: Path, opts: Options | None = None) -> bool:
     """Whether DATA holds an aclImdb/ that passes the checks `verify` turns off for a load
-    with `opts` (None: every check): its label folders' counts, imdb.vocab's MD5 where
-    `opts` reads that list, the labeledBow.feat files' counts where it reads those.
-    `--unverified-data` then leaves the config alone (its runs are a verified run's, with
-    its run ids): a config of our vocabulary never reads imdb.vocab, and another list there
-    must not give it other run ids."""
+    with `opts` (None: every check; `unofficial`). `--unverified-data` then leaves the
+    config alone (its runs are a verified run's, with its run ids): a config of our
+    vocabulary never reads imdb.vocab, and another list there must not give it other run
+    ids."""
     root = Path(data_dir) / "aclImdb"
-    vocabulary = None if opts is None else opts.vocabulary
     try:
-        if _lacking(root):
-            return False
-        if vocabulary != "labeledBow.feat" and _miscounted(_review_files(root)):
-            return False  # a .feat load never counts the review folders
-        if vocabulary in (None, "imdb.vocab", "labeledBow.feat") and _vocab_differs(root):
-            return False
-        feats = {split: path for split, path in _feat_paths(root).items()
-                 if path.is_file() or vocabulary == "labeledBow.feat"}
-        return not (vocabulary in (None, "labeledBow.feat") and _feat_miscounted(
-            {split: _feat_tally(path) for split, path in feats.items()}))
-    except (OSError, UserError):  # named by the load that follows
+        return not _lacking(root) and not unofficial(root, opts)
+    except (OSError, UserError):  # a .feat file missing, or the like: named by the load
         return False
 
 
