@@ -408,3 +408,38 @@ def test_the_progress_bar_is_on_stderr_and_stdout_says_what_was_done(cli, tmp_pa
     assert code == 0, stderr
     assert stdout.startswith(f"trained {RUNS} runs") and stdout.count("\n") == 1, stdout
     assert "logreg_mnist (" not in stderr and "━" not in stderr, stderr
+
+
+def test_a_log_gets_plain_progress_lines_with_an_eta(cli, tmp_path, data_dir, monkeypatch):
+    """Where stderr is a file (a batch job's log, `nohup`), a long sweep said nothing until
+    its end, hours at paper scale: it now says a plain line each $ADAMREPRO_PROGRESS_SECONDS
+    (0 here: each pass), counts rising to the total, an ETA but in the last, no escape code;
+    stdout keeps its one line."""
+    monkeypatch.setenv("ADAMREPRO_PROGRESS_SECONDS", "0")
+    code, stdout, stderr = cli("run", CONFIG, "--scale", "smoke", "--out", tmp_path,
+                               "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert stdout.startswith(f"trained {RUNS} runs") and stdout.count("\n") == 1, stdout
+    line = re.compile(r"adamrepro: logreg_mnist \(\d+ groups\): (\d+)/(\d+) \((\d+)%\), "
+                      r"\d+:\d\d:\d\d elapsed(, eta (\d+:\d\d:\d\d|\?))?")
+    said = [line.fullmatch(text) for text in stderr.splitlines()]
+    assert said and all(said), stderr
+    counts = [int(match[1]) for match in said]
+    passes = yaml.safe_load(CONFIG.read_text())["scales"]["smoke"]["epochs"]
+    assert {int(match[2]) for match in said} == {RUNS * passes}, stderr
+    assert counts == sorted(set(counts)) and counts[-1] == RUNS * passes, stderr
+    assert [bool(match[4]) for match in said] == [True] * (len(said) - 1) + [False], stderr
+    assert "\x1b" not in stderr
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+@pytest.mark.parametrize("value", ["often", "-1", "nan", "inf"])
+def test_a_bad_progress_interval_is_one_line_before_anything(cli, tmp_path, data_dir,
+                                                             monkeypatch, command, value):
+    monkeypatch.setenv("ADAMREPRO_PROGRESS_SECONDS", value)
+    code, stdout, stderr = cli(command, CONFIG, "--scale", "smoke", "--out", tmp_path / "out",
+                               "--data-dir", data_dir)
+    assert code == 2 and stdout == "", stderr
+    assert stderr.startswith("adamrepro: error: ADAMREPRO_PROGRESS_SECONDS=") and \
+        stderr.count("\n") == 1, stderr
+    assert not (tmp_path / "out").exists()

@@ -69,12 +69,14 @@ def bench(
 
     from adamrepro.bench.flops import experiment_flops, flops_sentence
     from adamrepro.data.download import default_data_dir, quiet_bars
+    from adamrepro.progress import log_every
     from adamrepro.results.store import check_writable
     from adamrepro.results.tables import check_results_folder
     from adamrepro.runner.executors import load_data, parse_workers, torch_threads
     from adamrepro.runner.host_memory import keep_freed_memory
     from adamrepro.runner.sweep import resolve_device
 
+    log_every()  # $ADAMREPRO_PROGRESS_SECONDS, before minutes of timing
     cores = os.cpu_count() or 1
     if threads is not None and threads > 4 * cores:  # 100,000 threads crashed the process
         raise UserError(f"--threads {threads} is more than 4 per core of the {cores} here; "
@@ -176,9 +178,9 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
     from adamrepro.bench.flops import experiment_flops, flops_sentence
     from adamrepro.bench.machine import hardware_name
     from adamrepro.bench.timing import run_bench
+    from adamrepro.progress import progress_bar
     from adamrepro.provenance import provenance
     from adamrepro.runner.plan import config_digest, seeds_of
-    from adamrepro.runner.sweep import progress_bar
 
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()[0]
@@ -189,7 +191,7 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
 
         def on_progress(what: str, run_passes: int, total: int) -> None:
             if what not in tasks:
-                tasks[what] = progress.add_task(what, total=total)
+                tasks[what] = progress.add_task(what, total=total, logged=True)
             progress.advance(tasks[what], run_passes)
 
         result = run_bench(exp, scale, data, target, reference_runs, reference_passes,

@@ -176,9 +176,11 @@ def _check_flags(out: Path, workers: str, executor: ExecutorChoice, address: str
                  split_to_fit: bool, time_budget: float | None) -> int:
     """The number of worker processes, once the flags that need no config are checked: a
     dry run refuses a bad one too."""
+    from adamrepro.progress import log_every
     from adamrepro.results.tables import check_results_folder
     from adamrepro.runner.executors import check_executor_flags, parse_workers
 
+    log_every()  # $ADAMREPRO_PROGRESS_SECONDS, which a log's lines would read at the end
     check_results_folder(out)
     processes = parse_workers(workers)
     check_executor_flags(executor.value, address, processes)

@@ -14,21 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from adamrepro import wording
 from adamrepro.config import Experiment
 from adamrepro.errors import UserError
 from adamrepro.metrics import MetricSet
 from adamrepro.models import MODELS
+from adamrepro.progress import progress_bar
 from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore
@@ -67,29 +59,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
     return torch_device(name)
-
-
-def progress_bar(quiet: bool, width: int = 28, unit: str = "") -> Progress:
-    """The bars of a long command (`run`'s groups, `bench`'s phases): each task's count of
-    `unit`, elapsed time and ETA, descriptions `width` characters wide."""
-    # On stderr, beside the notes: stdout holds what the command says it did, and a pipe or
-    # a file gets that line alone, not the bar's last frame. Where stderr is no terminal the
-    # bar is not drawn at all: its last frame stood there above a user error's one line.
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn(f"{{task.description:<{width}}}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        *([TextColumn(unit)] if unit else []),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet or not console.is_terminal,
-        # rich estimates the speed over the last 30 s by default: a group whose passes take
-        # longer (a paper-scale CNN's, a CPU's) had no ETA at all between them
-        speed_estimate_period=3600,
-    )
 
 
 def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, executor,
@@ -321,7 +290,8 @@ def _train_all(exp, scale, todo: list[Group], executor, store, quiet,
     meta = _provenance(exp, executor.device, workers_of(executor, len(todo)))
     with progress_bar(quiet) as progress:
         overall = progress.add_task(f"{exp.name} ({wording.count(len(todo), 'group')})",
-                                    total=sum(g.size for g in todo) * exp.training.epochs)
+                                    total=sum(g.size for g in todo) * exp.training.epochs,
+                                    logged=True)
         tasks = {g.group_id: progress.add_task(f"  {g.method} x{g.size}",
                                                total=exp.training.epochs, visible=False)
                  for g in todo}
