@@ -74,7 +74,9 @@ def run(
         help="Dataset folder (default: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data).")] = None,
     out: Annotated[Path, typer.Option(
         parser=folder, metavar="FOLDER", help="Results folder.")] = Path("results"),
-    device: Annotated[DeviceChoice, typer.Option(help="Where to train.")] = DeviceChoice.auto,
+    device: Annotated[DeviceChoice, typer.Option(
+        help="Where to train (auto: CUDA where there is one; cuda: the first GPU torch "
+             "sees, CUDA_VISIBLE_DEVICES picks another).")] = DeviceChoice.auto,
     seeds: Annotated[int | None, typer.Option(
         min=1, max=MAX_SEEDS, help="Seeds per grid point (default: the config's).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
