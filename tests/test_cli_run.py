@@ -432,6 +432,18 @@ def test_a_log_gets_plain_progress_lines_with_an_eta(cli, tmp_path, data_dir, mo
     assert "\x1b" not in stderr
 
 
+@pytest.mark.parametrize("scale", ["paper", None, "quick"])
+def test_the_paper_scale_on_a_cpu_is_said_to_be_a_gpu_s(cli, tmp_path, data_dir, scale):
+    """`run mlp` on a laptop trains at the default scale, the paper's: hours, with nothing
+    said; a note now names --scale quick (a budget of 0 minutes starts no group)."""
+    code, _, stderr = cli("run", CONFIG, *(["--scale", scale] if scale else []),
+                          "--device", "cpu", "--time-budget", "0", "--out", tmp_path,
+                          "--data-dir", data_dir)
+    assert code == 3, stderr
+    said = "note: --scale paper (the default) is sized for a GPU; on a CPU, --scale quick"
+    assert (said in stderr) == (scale != "quick"), stderr
+
+
 @pytest.mark.parametrize("command", ["run", "bench"])
 @pytest.mark.parametrize("value", ["often", "-1", "nan", "inf"])
 def test_a_bad_progress_interval_is_one_line_before_anything(cli, tmp_path, data_dir,

@@ -250,7 +250,7 @@ def _warn_of_methods_all_diverged(base: Experiment, done: dict) -> None:
 def _say_what_runs_otherwise(base: Experiment, target) -> None:
     """A note (stderr) for each setting that will not run as a reader of the config would
     think: a built-in shadowing an entry point, tf32 off a GPU, SFO under bf16, selection on
-    the test set."""
+    the test set (and, from run_sweep, the paper's scale on a CPU)."""
     from adamrepro.optim import OPTIMIZERS
     from adamrepro.optim.resolve import ENTRY_POINT_GROUP, shadowed
 
