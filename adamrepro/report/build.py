@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 
 from adamrepro.atomic import atomic_write
-from adamrepro.config import recorded_config
 from adamrepro.errors import UserError
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.report import against_adam
@@ -68,7 +67,7 @@ def find_experiments(out: Path) -> dict[str, Measured]:
     order = list(EXPERIMENTS.values())
     folders.sort(key=lambda p: (order.index(experiment(p)) if experiment(p) in order
                                 else len(order), p.name))
-    return {experiment(folder): Measured.load(folder, recorded_config) for folder in folders}
+    return {experiment(folder): Measured.load(folder) for folder in folders}
 
 
 def unfinished(out: Path) -> list[str]:

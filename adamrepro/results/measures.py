@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adamrepro.config import recorded_config
 from adamrepro.metrics import CLASSIFIER, metric_set
 from adamrepro.results.select import RULES, select_best
-from adamrepro.results.tables import ConfigCheck, read_results, variants
+from adamrepro.results.tables import read_results, variants
 
 # Fractions of the passes at which curves are compared ("as fast as"). 10% sees the early
 # passes (Fig. 4's early checkpoint too, the paper's 10 of 100 epochs): from 25% on, Fig. 1's
@@ -57,9 +58,10 @@ class Measured:
     _under: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def load(cls, folder: Path, check_config: ConfigCheck | None = None) -> Measured:
-        """The folder's tables (read_results; `check_config` as there)."""
-        curves, best, meta = read_results(folder, check_config)
+    def load(cls, folder: Path) -> Measured:
+        """The folder's tables (read_results), its config judged as plot and compare judge
+        it."""
+        curves, best, meta = read_results(folder, recorded_config)
         return cls(folder.name, curves, best, meta)
 
     @classmethod
