@@ -150,10 +150,12 @@ def test_what_the_figures_say_of_the_committed_quick_tables(tmp_path, cli):
 
     import numpy as np
 
+    from adamrepro.config import recorded_config
     from adamrepro.figures.common import band, legend_label
     from adamrepro.results.tables import read_results
 
-    curves, best, meta = read_results(RESULTS / "quick-cpu" / "vae_bias_correction")
+    curves, best, meta = read_results(RESULTS / "quick-cpu" / "vae_bias_correction",
+                                      recorded_config)
     adam = best[best["method"] == "adam"].iloc[0]
     symbols = {"beta1": "β1", "beta2": "β2", "lr": "α"}
     edges = [symbols[name] for name in str(adam["at_grid_edge"]).split(";") if name in symbols]

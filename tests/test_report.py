@@ -692,7 +692,7 @@ def test_sensitivity_marks_diverged_lrs_and_takes_the_best_other_hyperparameter(
         *runs("adam", scaled(1.0), lr=1.0, beta2=0.99, diverge_at=1),
         *runs("sgd", scaled(2.0), lr=0.1, beta2=0.99),
     ])
-    meta = {"config": {"selection": {"metric": "train_loss"}},
+    meta = {"config": Measured.from_curves(curves).meta["config"],  # selected by train_loss
             "hparam_columns": ["beta1", "beta2", "lr"]}
     table, others = sensitivity_table(curves, meta)
     adam = table[table["method"] == "adam"].set_index("lr")
@@ -1352,7 +1352,11 @@ def against_adam(*groups: list[dict], name: str = "race", models: dict | None = 
     test column."""
     found = Measured.from_curves(pd.DataFrame([row for group in groups for row in group]),
                                  name=name)
-    found.meta["config"]["methods"] = {m: {"model": model} for m, model in (models or {}).items()}
+    config = found.meta["config"]  # frozen: a copy with each method's `model:` keys
+    methods = {label: method.model_copy(update={"model": (models or {}).get(label, {})})
+               for label, method in config.methods.items()}
+    found = Measured(found.name, found.curves, found.best,
+                     {**found.meta, "config": config.model_copy(update={"methods": methods})})
     blocks = against_adam_blocks({name: found})
     if not blocks:
         return []

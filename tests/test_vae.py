@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from adamrepro.config import load_experiment, parse_experiment
+from adamrepro.config import load_experiment, parse_experiment, recorded_config
 from adamrepro.data import DATASETS
 from adamrepro.figures.vae_samples import image_grid
 from adamrepro.models.vae import VAE, options
@@ -176,7 +176,7 @@ def test_the_picture_s_title_tells_the_pictured_run_from_the_mean_over_seeds(
     monkeypatch.setattr(Figure, "savefig",
                         lambda fig, *args, **kwargs: titles.append(fig._suptitle.get_text()))
     draw("vae_samples", folder, data_dir=data_dir)
-    curves, best, meta = read_results(folder)
+    curves, best, meta = read_results(folder, recorded_config)
     chosen = best_run(best, meta)
     run = curves[curves["run_id"] == chosen["run_ids"].split(";")[0]].sort_values("epoch")
     assert chosen["n_seeds"] == 2
@@ -186,9 +186,9 @@ def test_the_picture_s_title_tells_the_pictured_run_from_the_mean_over_seeds(
             in titles[0]), titles
     assert f"α={chosen['lr']:g}" in titles[0] and "β1=" in titles[0], titles
     # how long the pictured model trained: a smoke or quick model's blur is not the paper's
-    dataset, training = meta["config"]["dataset"], meta["config"]["training"]
-    steps = training["epochs"] * (dataset["train_size"] // training["batch_size"])
-    assert (f"after {training['epochs']} passes over {dataset['train_size']:,} images "
+    dataset, training = meta["config"].dataset, meta["config"].training
+    steps = training.epochs * (dataset["train_size"] // training.batch_size)
+    assert (f"after {training.epochs} passes over {dataset['train_size']:,} images "
             f"({steps:,} steps), not paper scale's training") in titles[0], titles
 
 
@@ -341,13 +341,14 @@ def test_the_pictured_run_is_chosen_between_methods_by_the_selection_rule(rule):
     from adamrepro.results.tables import read_results
 
     _, best, meta = read_results(Path(__file__).resolve().parent.parent / "results"
-                                 / "quick-cpu" / "vae_bias_correction")
-    metric = meta["config"]["selection"]["metric"]
+                                 / "quick-cpu" / "vae_bias_correction", recorded_config)
+    config = meta["config"]
+    metric = config.selection.metric
     best = best.head(2).copy()
     assert len(best) == 2
     best[f"final_{metric}"] = [1.0, 2.0]  # the first is better by its final cost
     best[f"mean_{metric}"] = [2.0, 1.0]  # the second by its mean over passes
-    meta = {**meta, "config": {**meta["config"],
-                               "selection": {**meta["config"]["selection"], "rule": rule}}}
+    meta = {**meta, "config": config.model_copy(update={
+        "selection": config.selection.model_copy(update={"rule": rule})})}
     chosen = best_run(best, meta)
     assert chosen["method"] == best["method"].iloc[0 if rule == "final" else 1]

@@ -56,7 +56,7 @@ def plot(
     # and every figure drawn before any file is replaced (figures/common.py staged_figures)
     with staged_figures() as staged, glyphs_noted():
         for name, tables in read.items():
-            chosen = tables[2]["config"]["plot"].get("figures") or list(DEFAULT_FIGURES)
+            chosen = tables[2]["config"].plot.figures or list(DEFAULT_FIGURES)
             for figure in chosen:
                 draw(figure, out / name, tables, data_dir=data_dir)
     atomic_set(staged)

@@ -33,10 +33,9 @@ def _seeds_selected(folder: Path) -> int | None:
     from adamrepro.results.tables import read_meta
 
     try:
-        seeds = read_meta(folder, recorded_config)["config"]["seeds"]
+        return read_meta(folder, recorded_config)["config"].seeds
     except (UserError, OSError):
         return None
-    return seeds if isinstance(seeds, int) else None
 
 
 def _minutes(minutes: float | None) -> float | None:

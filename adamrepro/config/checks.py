@@ -411,13 +411,13 @@ def _with_metric_defaults(exp: Experiment, trained: dict[str, str], where: str) 
     })
 
 
-def recorded_config(config: dict, metrics: list[str]) -> dict:
+def recorded_config(config: dict, metrics: list[str]) -> Experiment:
     """The config a results folder's config.json records, validated as a config file is
     (strict types, defaults filled in), with figures that exist and a plotted and a selection
     metric among the folder's `metrics` (metrics.py's columns, the training objective's
     first: the metric of each that names none, as a config file's load fills it in): what
-    plot, report and compare read it through (results/tables.py `ConfigCheck`). ValueError
-    "<key>: <problem>" otherwise."""
+    plot, report and compare read it through (results/tables.py `ConfigCheck`), as the
+    frozen `Experiment` it is. ValueError "<key>: <problem>" otherwise."""
     from adamrepro.figures import FIGURES
 
     try:
@@ -431,11 +431,10 @@ def recorded_config(config: dict, metrics: list[str]) -> dict:
     for field, name in (("plot.y", exp.plot.y), ("selection.metric", exp.selection.metric)):
         if name is not None and name not in metrics:
             raise ValueError(f"{field}: {name!r} is not one of its metrics, {', '.join(metrics)}")
-    exp = exp.model_copy(update={  # a figure or the report would look for a column None
+    return exp.model_copy(update={  # a figure or the report would look for a column None
         "plot": exp.plot.model_copy(update={"y": exp.plot.y or metrics[0]}),
         "selection": exp.selection.model_copy(
             update={"metric": exp.selection.metric or metrics[0]})})
-    return exp.model_dump(mode="json")
 
 
 def _method_model(model: dict[str, Any], method_model: dict[str, Any],

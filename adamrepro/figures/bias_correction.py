@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MultipleLocator
 from matplotlib.transforms import blended_transform_factory
 
+from adamrepro.config import recorded_config
 from adamrepro.errors import UserError
 from adamrepro.figures.common import (
     as_written,
@@ -50,9 +51,9 @@ def checkpoints(passes: int) -> list[int]:
 def draw(folder: Path, tables: Tables | None = None,
          data_dir: Path | None = None) -> list[Path]:
     """bias_correction.png/.pdf; `tables` saves reading the folder again."""
-    curves, best, meta = tables or read_results(folder)
+    curves, best, meta = tables or read_results(folder, recorded_config)
     measured = Measured(folder.name, curves, best, meta)
-    y = column_of(meta, meta["config"]["plot"]["y"])
+    y = column_of(meta, meta["config"].plot.y)
     words = next(m.label or m.name for m in metric_set(meta).metrics if m.name == y.metric)
     untrained = untrained_cost(curves, meta)  # the same init for every run
     palette = experiment_palette(curves)
@@ -63,7 +64,7 @@ def draw(folder: Path, tables: Tables | None = None,
                         f"and no method here has betas; remove bias_correction from "
                         f"plot.figures")
     curves = curves.dropna(subset=["beta1", "beta2"])
-    order = list(meta["config"]["methods"])
+    order = list(meta["config"].methods)
     methods = curves.drop_duplicates("method").set_index("method")
     methods = methods.loc[[m for m in order if m in methods.index]]
     beta1s, beta2s = sorted(curves["beta1"].unique()), sorted(curves["beta2"].unique())
@@ -118,7 +119,7 @@ def draw(folder: Path, tables: Tables | None = None,
     # a grid over more than the cell: each cell is its best point (cell_costs), said so
     others = [c for c in meta.get("hparam_columns", []) if c not in CELLS and c in curves
               and curves.groupby(["method", *CELLS])[c].nunique().max() > 1]
-    figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
+    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds)}",
                  *([f"each (β1, β2, α) cell: its best point over {', '.join(others)} "
                     f"at that pass"] if others else []))
     return save_figure(fig, folder, "bias_correction")

@@ -181,7 +181,8 @@ SYMBOLS = {"lr": "α", "beta1": "β1", "beta2": "β2", "eps": "ε"}
 def searched(meta: dict, method: str) -> list[str]:
     """The table columns of the hyperparameters method `method`'s grid searched (config
     order; a pair such as `betas` is its two columns, beta1 and beta2)."""
-    grid = meta["config"].get("methods", {}).get(method, {}).get("grid", {})
+    spec = meta["config"].methods.get(method)
+    grid = spec.grid if spec is not None else {}
     return [column for key, values in grid.items()
             for column in hparam_columns({key: values[0]})]
 

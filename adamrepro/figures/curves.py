@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from adamrepro.config import recorded_config
 from adamrepro.figures.common import (
     axis_label,
     band,
@@ -40,9 +41,9 @@ from adamrepro.results.tables import Tables, in_config_order, read_results, vari
 def draw(folder: Path, tables: Tables | None = None,
          data_dir: Path | None = None) -> list[Path]:
     """curves.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
-    curves, best, meta = tables or read_results(folder)
-    plot_cfg = meta["config"]["plot"]
-    y, tests = column_of(meta, plot_cfg["y"]), test_columns(meta)
+    curves, best, meta = tables or read_results(folder, recorded_config)
+    plot_cfg = meta["config"].plot
+    y, tests = column_of(meta, plot_cfg.y), test_columns(meta)
     palette = experiment_palette(curves)
     fig = Figure(figsize=(5.2 * (1 + len(tests)), 4.8), layout="constrained")
     ax_cost, *ax_tests = fig.subplots(1, 1 + len(tests))
@@ -64,8 +65,8 @@ def draw(folder: Path, tables: Tables | None = None,
             shown = runs.dropna(subset=[column.name])
             if ax is not ax_cost:  # the untrained epoch 0 (chance accuracy) squashes the axis
                 shown = shown[shown["epoch"] > 0]
-            stats = band(shown, column.name, plot_cfg["band"],
-                         plot_cfg["logy"] and column.metric == y.metric)
+            stats = band(shown, column.name, plot_cfg.band,
+                         plot_cfg.logy and column.metric == y.metric)
             mine.append((chosen["method"], stats))
             if label is None:  # the cost panel's, first: its legend is the figure's
                 label = legend_label(chosen, meta, same_curve(stats["mean"], costs))
@@ -79,17 +80,17 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(column.label))
         if column.percent:  # a rate, in percent as the report gives it (92.5%, not 0.925)
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-    if plot_cfg["logy"]:  # the test objective too: it is on the training cost's scale
+    if plot_cfg.logy:  # the test objective too: it is on the training cost's scale
         for ax, column in panels:
             if column.metric == y.metric:
                 log_y(ax)
     cuts = [cut_first_pass(ax, mine, column.label.split(" (")[0])
             for (ax, column), mine in zip(panels, drawn, strict=True)
-            if column.metric == y.metric and not plot_cfg["logy"]]
+            if column.metric == y.metric and not plot_cfg.logy]
     legend_below(fig, ax_cost)
     seeds = seeds_of(best, curves)
-    figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"], bars)
+    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds)}",
+                 how_chosen(best, plot_cfg.band, curves, plot_cfg.logy, bars)
                  + (f"; not drawn, a sweep of SFO's subfunctions (sfo.png's memory panel): "
                     f"{', '.join(sorted(sweeps))}" if sweeps else "")
                  + "".join(f"; {cut}" for cut in cuts if cut))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from adamrepro.config import recorded_config
 from adamrepro.figures.common import (
     axis_label,
     band,
@@ -41,10 +42,10 @@ FEW_POINTS = 5  # curves this short (the small scales) get markers: one point dr
 def draw(folder: Path, tables: Tables | None = None,
          data_dir: Path | None = None) -> list[Path]:
     """early_and_all.png/.pdf; without steps.csv the left panel uses the per-pass means."""
-    curves, best, meta = tables or read_results(folder)
-    plot_cfg = meta["config"]["plot"]
-    y = column_of(meta, plot_cfg["y"])
-    early = plot_cfg.get("max_epoch") or DEFAULT_EARLY_PASSES
+    curves, best, meta = tables or read_results(folder, recorded_config)
+    plot_cfg = meta["config"].plot
+    y = column_of(meta, plot_cfg.y)
+    early = plot_cfg.max_epoch or DEFAULT_EARLY_PASSES
     steps = read_steps(Path(folder), meta)
     palette = experiment_palette(curves)
     fig = Figure(figsize=(11, 4.8), layout="constrained")
@@ -61,11 +62,11 @@ def draw(folder: Path, tables: Tables | None = None,
             within = steps[(steps["point_id"] == chosen["point_id"])
                            & (steps["epoch_fraction"] <= early)]
             early_stats = band(within.rename(columns={"epoch_fraction": "epoch"}), y.name,
-                               plot_cfg["band"])
+                               plot_cfg.band)
         else:
-            early_stats = band(runs[runs["epoch"] <= early], y.name, plot_cfg["band"])
+            early_stats = band(runs[runs["epoch"] <= early], y.name, plot_cfg.band)
         early_drawn.append((chosen["method"], early_stats))
-        for ax, stats in ((ax_all, band(runs, y.name, plot_cfg["band"], plot_cfg["logy"])),
+        for ax, stats in ((ax_all, band(runs, y.name, plot_cfg.band, plot_cfg.logy)),
                           (ax_early, early_stats)):
             ax.plot(stats.index, stats["mean"], label=legend_label(chosen, meta), **line,
                     **few_points(len(stats), line, FEW_POINTS, 3))
@@ -76,7 +77,7 @@ def draw(folder: Path, tables: Tables | None = None,
                 spread(ax, stats, line["color"], (place, len(chosen_rows)) if bars else None)
     for ax in (ax_early, ax_all):
         ax.set(xlabel="iterations over entire dataset", ylabel=axis_label(y.label))
-    every = meta["config"]["training"].get("log_every")
+    every = meta["config"].training.log_every
     if steps is not None and y.name in steps.columns and every:
         # steps.csv's blocks of `log_every` steps, not the passes the label names
         ax_early.set_ylabel(axis_label(y.label.replace(
@@ -85,7 +86,7 @@ def draw(folder: Path, tables: Tables | None = None,
     whole_passes(ax_all)
     ax_early.set_title(f"first {early:g} passes", fontsize=10)
     ax_all.set_title("every pass", fontsize=10)
-    if plot_cfg["logy"]:
+    if plot_cfg.logy:
         log_y(ax_all)
     cut = cut_first_pass(ax_early, early_drawn, f"first {early:g} passes")
     if within_passes and seeds > 1:
@@ -95,7 +96,7 @@ def draw(folder: Path, tables: Tables | None = None,
     # keys show them
     marked = any(line.get_marker() not in (None, "", " ", "None") for line in ax_all.lines)
     legend_below(fig, ax_all if marked else ax_early)
-    figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, plot_cfg["band"], curves, plot_cfg["logy"], bars)
+    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds)}",
+                 how_chosen(best, plot_cfg.band, curves, plot_cfg.logy, bars)
                  + (f"; {cut}" if cut else ""))
     return save_figure(fig, folder, "early_and_all")

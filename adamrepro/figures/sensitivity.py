@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
+from adamrepro.config import recorded_config
 from adamrepro.figures.common import (
     as_written,
     experiment_palette,
@@ -44,8 +45,7 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
     or the cost over passes 1-N, as best.csv chose; NaN where every point diverged), and per
     method the names of those other hyperparameters; None for a method without a learning
     rate (`lr`), which is left out of the table and named in the caption."""
-    metric = meta["config"]["selection"]["metric"]
-    rule = meta["config"]["selection"].get("rule", "final")
+    metric, rule = meta["config"].selection.metric, meta["config"].selection.rule
     lower = column_of(meta, metric).lower_is_better
     cols = list(meta["hparam_columns"])
     points = point_summary(curves, cols, metric_set(meta).columns())
@@ -89,7 +89,7 @@ def sensitivity_table(curves: pd.DataFrame, meta: dict) -> tuple[pd.DataFrame, d
 
 
 def caption(meta: dict, others: dict, seeds: int, above: bool = False) -> str:
-    metric = meta["config"]["selection"]["metric"]
+    metric = meta["config"].selection.metric
     over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
     text = (f"Final {metric}{over} against the learning rate, one line per method. "
             f"x at the top edge: every grid point at that learning rate diverged"
@@ -103,7 +103,7 @@ def caption(meta: dict, others: dict, seeds: int, above: bool = False) -> str:
     varied = {m: names for m, names in others.items() if names}
     if varied:
         by = (f" (by {metric} over passes 1-N, the selection rule)"
-              if meta["config"]["selection"].get("rule", "final") == "mean" else "")
+              if meta["config"].selection.rule == "mean" else "")
         text += f" Each point is the best{by} over " + "; ".join(
             f"{', '.join(names)} for {m}" for m, names in varied.items()) + "."
     return text
@@ -112,7 +112,7 @@ def caption(meta: dict, others: dict, seeds: int, above: bool = False) -> str:
 def draw(folder: Path, tables: Tables | None = None,
          data_dir: Path | None = None) -> list[Path]:
     """sensitivity.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
-    curves, best, meta = tables or read_results(folder)
+    curves, best, meta = tables or read_results(folder, recorded_config)
     table, others = sensitivity_table(curves, meta)
     fig = Figure(figsize=(8.5, 4.8))
     ax = fig.subplots()
@@ -153,10 +153,10 @@ def draw(folder: Path, tables: Tables | None = None,
     finite = (table.loc[~table["above"], "cost"].dropna() if len(table)
               else pd.Series(dtype=float))
     finite = finite[finite > 0]
-    if meta["config"]["plot"].get("logy") or (
+    if meta["config"].plot.logy or (
             len(finite) and finite.max() > LOG_Y_SPAN * finite.min()):
         log_y(ax)
-    metric = meta["config"]["selection"]["metric"]
+    metric = meta["config"].selection.metric
     seeds = seeds_of(best, curves)
     over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
     ax.set(xlabel="learning rate (alpha)", ylabel=f"final {metric}{over}")
@@ -164,7 +164,7 @@ def draw(folder: Path, tables: Tables | None = None,
     legend(ax, *ax.get_legend_handles_labels(), frameon=False, loc="upper left",
            bbox_to_anchor=(1.01, 1.0), fontsize=8)
     # over the axes alone, about 60% of the figure's width (the legend is to their right)
-    ax.set_title(fitted(0.6 * fig.get_figwidth(), f"{meta['config']['title']}: sensitivity",
+    ax.set_title(fitted(0.6 * fig.get_figwidth(), f"{meta['config'].title}: sensitivity",
                         run_tag(meta, seeds), fontsize=9), fontsize=9)
     fig.text(0.01, 0.01, as_written(textwrap.fill(caption(meta, others, seeds, above_any),
                                                   110)),

@@ -19,6 +19,7 @@ import pandas as pd
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 
+from adamrepro.config import recorded_config
 from adamrepro.figures.common import (
     as_written,
     axis_label,
@@ -57,8 +58,8 @@ def _mb(value: float) -> str:
 def draw(folder: Path, tables: Tables | None = None,
          data_dir: Path | None = None) -> list[Path]:
     """sfo.png/.pdf; `tables` saves reading the folder again (`read_results`)."""
-    curves, best, meta = tables or read_results(folder)
-    y = column_of(meta, meta["config"]["plot"]["y"])
+    curves, best, meta = tables or read_results(folder, recorded_config)
+    y = column_of(meta, meta["config"].plot.y)
     palette = experiment_palette(curves)
     fig = Figure(figsize=(15, 7.2))
     grid = fig.add_gridspec(2, 3, height_ratios=(3, 1.3))
@@ -85,7 +86,7 @@ def draw(folder: Path, tables: Tables | None = None,
                          **line)
             if chosen["n_seeds"] > 1:  # the band the line under the title names
                 runs = curves[curves["point_id"] == chosen["point_id"]]
-                over = band(runs, y.name, meta["config"]["plot"]["band"], log=True).dropna()
+                over = band(runs, y.name, meta["config"].plot.band, log=True).dropna()
                 spread(ax_pass, over, line["color"],
                        (raced.index(chosen["method"]), len(raced)) if bars else None)
                 kept = over.reindex(timed.index)
@@ -148,7 +149,7 @@ def draw(folder: Path, tables: Tables | None = None,
     table.auto_set_column_width(range(len(labels)))
     table.scale(1, 1.5)
     seeds = seeds_of(best, curves)
-    figure_title(fig, f"{meta['config']['title']}  {run_tag(meta, seeds)}",
-                 how_chosen(best, meta["config"]["plot"]["band"], curves, log=True, bars=bars))
+    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds)}",
+                 how_chosen(best, meta["config"].plot.band, curves, log=True, bars=bars))
     fig.tight_layout()
     return save_figure(fig, folder, "sfo")

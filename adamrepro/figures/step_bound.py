@@ -18,6 +18,7 @@ import pandas as pd
 # user's MPLBACKEND included) and no global figure state.
 from matplotlib.figure import Figure
 
+from adamrepro.config import recorded_config
 from adamrepro.figures.common import (
     as_written,
     experiment_palette,
@@ -36,11 +37,11 @@ from adamrepro.results.tables import Tables, read_results, variant_of
 def draw(folder: Path, tables: Tables | None = None,
          data_dir: Path | None = None) -> list[Path]:
     """step_bound.png/.pdf (nothing when no run recorded the ratio)."""
-    curves, _, meta = tables or read_results(folder)
+    curves, _, meta = tables or read_results(folder, recorded_config)
     if COLUMN not in curves.columns:
         return []
     tracked = curves[curves[COLUMN].notna() & (curves["epoch"] > 0)]
-    order = [m for m in meta["config"]["methods"] if m in set(tracked["method"])]
+    order = [m for m in meta["config"].methods if m in set(tracked["method"])]
     if not order:
         return []
     palette = experiment_palette(curves)
@@ -82,7 +83,7 @@ def draw(folder: Path, tables: Tables | None = None,
     # frame and read as a double border when no step came near it.
     axes[0][0].set_ylabel("largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))
     axes[0][0].set_ylim(0, max(axes[0][0].get_ylim()[1], 1.1 * highest))
-    title = (f"{meta['config']['title']}: the largest step of each pass against the bound "
+    title = (f"{meta['config'].title}: the largest step of each pass against the bound "
              f"of Sec. 2.1  {run_tag(meta, seeds)}")
     figure_title(fig, title)
     return save_figure(fig, folder, "step_bound")

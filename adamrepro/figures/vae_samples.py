@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from matplotlib.figure import Figure
 
 from adamrepro.atomic import load_intact
+from adamrepro.config import recorded_config
 from adamrepro.errors import UserError, note
 from adamrepro.figures.common import SYMBOLS, figure_title, run_tag, save_figure
 from adamrepro.figures.palette import IMAGE_CMAP
@@ -52,10 +53,9 @@ def best_run(best, meta) -> dict | None:
     chosen between methods as each method's point was chosen (`selection.rule`)."""
     if best.empty:
         return None
-    selection = meta["config"]["selection"]
-    metric = selection["metric"]
-    lower = column_of(meta, metric).lower_is_better
-    ordered = best.sort_values(f"{selection.get('rule', 'final')}_{metric}", ascending=lower)
+    selection = meta["config"].selection
+    lower = column_of(meta, selection.metric).lower_is_better
+    ordered = best.sort_values(f"{selection.rule}_{selection.metric}", ascending=lower)
     return ordered.iloc[0].to_dict()
 
 
@@ -66,7 +66,7 @@ def load_model(folder: Path, meta: dict, chosen: dict):
     from adamrepro.models import MODELS
 
     config = meta["config"]
-    spec = {**config["model"], **config["methods"][chosen["method"]].get("model", {})}
+    spec = {**config.model, **config.methods[chosen["method"]].model}
     cls = MODELS[spec["name"]]
     run_id = str(chosen["run_ids"]).split(";")[0]
     path = folder / "runs" / f"{run_id}.pt"
@@ -95,7 +95,7 @@ def test_images(meta: dict, n: int, data_dir: Path | None) -> Tensor | None:
     from adamrepro.data import DATASETS
     from adamrepro.data.download import default_data_dir
 
-    dataset = meta["config"]["dataset"]
+    dataset = meta["config"].dataset
     module = DATASETS[dataset["name"]]
     folder = data_dir or default_data_dir()
     try:
@@ -118,14 +118,13 @@ def trained_for(meta: dict) -> str:
     not paper scale's training")."""
     from adamrepro.data import DATASETS
 
-    config = meta["config"]
-    dataset, training = config["dataset"], config["training"]
+    dataset, training = meta["config"].dataset, meta["config"].training
     size = dataset.get("train_size") or getattr(DATASETS.get(dataset["name"]), "SPLIT_SIZES",
                                                 {}).get("train_size")
-    epochs, batch = training["epochs"], training["batch_size"]
+    epochs, batch = training.epochs, training.batch_size
     text = f"after {count(epochs, 'pass', 'passes')}"
     if size:
-        per_pass = size // batch if training.get("drop_last", True) else -(-size // batch)
+        per_pass = size // batch if training.drop_last else -(-size // batch)
         text += f" over {size:,} images ({epochs * per_pass:,} steps)"
     return text + ("" if meta["scale"] == "paper" else ", not paper scale's training")
 
@@ -135,10 +134,10 @@ def draw(folder: Path, tables: Tables | None = None,
     """vae_samples.png/.pdf (nothing when no run has saved parameters)."""
     import torch
 
-    curves, best, meta = tables or read_results(folder)
-    methods = meta["config"]["methods"].values()
-    models = {meta["config"]["model"]["name"],
-              *(method.get("model", {}).get("name") for method in methods)}
+    curves, best, meta = tables or read_results(folder, recorded_config)
+    methods = meta["config"].methods.values()
+    models = {meta["config"].model["name"],
+              *(method.model.get("name") for method in methods)}
     if models - {None} != {"vae"}:
         raise UserError(f"{folder}: vae_samples draws a VAE's samples, and this experiment "
                         f"trains {', '.join(sorted(models - {None}))}; remove vae_samples "
@@ -168,7 +167,7 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.imshow(picture.numpy(), cmap=IMAGE_CMAP, vmin=0.0, vmax=1.0)
         ax.set_title(title, fontsize=8)
         ax.axis("off")
-    metric = meta["config"]["selection"]["metric"]
+    metric = meta["config"].selection.metric
     hp = ", ".join(f"{SYMBOLS[k]}={chosen[k]:g}" for k in ("beta1", "beta2", "lr") if k in chosen)
     # the cost is the point's mean over its seeds; the picture is one run of it (load_model's)
     run_id = str(chosen["run_ids"]).split(";")[0]
@@ -178,7 +177,7 @@ def draw(folder: Path, tables: Tables | None = None,
         f", mean over {seeds} seeds; pictured: seed {int(pictured['seed'].iloc[0])}, "
         f"{pictured.sort_values('epoch')[metric].iloc[-1]:.2f}"
         if seeds > 1 and len(pictured) else "")
-    figure_title(fig, f"{meta['config']['title']}: best run ({chosen['method']}, {hp}; "
+    figure_title(fig, f"{meta['config'].title}: best run ({chosen['method']}, {hp}; "
                  f"{mean})", f"{run_tag(meta)} {trained_for(meta)}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, folder, "vae_samples")

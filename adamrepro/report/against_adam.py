@@ -55,9 +55,9 @@ def _identities(found: Measured) -> pd.DataFrame:
     its config entry sets (`model:`, e.g. dropout), in config order."""
     frame = found.curves.assign(variant=variants(found.curves))
     frame = frame[["method", "optimizer", "variant"]].drop_duplicates("method")
-    methods = found.meta["config"].get("methods", {})
+    methods = found.meta["config"].methods
     frame = frame.assign(model=frame["method"].map(
-        lambda m: _settings(methods.get(m, {}).get("model", {}))))
+        lambda m: _settings(methods[m].model if m in methods else {})))
     return in_config_order(frame, found.meta)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from adamrepro.atomic import atomic_write
+from adamrepro.config import Experiment
 from adamrepro.errors import UserError
 from adamrepro.metrics import column_of, metric_set
 from adamrepro.report import against_adam
@@ -199,15 +200,15 @@ def results_table(found: Measured) -> Table:
     """One row per method: its selected point, the selection metric and every test metric
     the model declares (metrics.py)."""
     config = found.meta["config"]
-    metric = config["selection"]["metric"]
+    metric = config.selection.metric
     shown = [column_of(found.meta, metric)] + [
         c for c in metric_set(found.meta).columns() if c.split == "test" and c.name != metric]
     rows = []
-    for method, spec in config["methods"].items():
-        searched_cols = [c for key, values in spec["grid"].items()
+    for method, spec in config.methods.items():
+        searched_cols = [c for key, values in spec.grid.items()
                          for c in hparam_columns({key: values[0]})]
-        fixed = {k: v for k, v in spec["hparams"].items() if k not in spec["grid"]}
-        fixed.update({f"model.{k}": v for k, v in spec.get("model", {}).items()})
+        fixed = {k: v for k, v in spec.hparams.items() if k not in spec.grid}
+        fixed.update({f"model.{k}": v for k, v in spec.model.items()})
         chosen = found.best[found.best["method"] == method]
         if chosen.empty:
             ran = method in found.methods
@@ -239,7 +240,7 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
     meta, config = found.meta, found.meta["config"]
     prov = meta["provenance"]
     folder = out / found.name
-    data = config["dataset"]
+    data = config.dataset
     sizes = ", ".join(f"{k}={v}" for k, v in data.items() if k != "name")
     commits = sorted(found.curves["commit"].astype(str).unique())
     # Which method's runs each commit trained: a figure that mixes code versions says where.
@@ -247,11 +248,11 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
         found.curves["commit"].astype(str) == commit, "method"]))
         for commit in commits}
     blocks: list[Block] = [
-        Heading(2, f"{config['title']} (`{found.name}`)"),
+        Heading(2, f"{config.title} (`{found.name}`)"),
         Paragraph(f"Scale: {meta['scale']}: {count(found.passes, 'pass', 'passes')} over "
                   f"{data['name']}"
                   f"{f' ({sizes})' if sizes else ''}, {_model_words(config)}, "
-                  f"minibatch {config['training']['batch_size']}"
+                  f"minibatch {config.training.batch_size}"
                   f", {_seeds(found.curves)} per grid point; best grid "
                   f"point by {found.best['selected_by'].iloc[0] if len(found.best) else '-'}."),
         *_training_cost_note(found),
@@ -297,18 +298,18 @@ def _drawn_from_other_tables(folder: Path, figures: list[str]) -> list[str]:
             if (then := drawn_from(folder / name)) is not None and then != now]
 
 
-def _model_words(config: dict) -> str:
+def _model_words(config: Experiment) -> str:
     """The model at this scale, as trained (a scale may narrow it: Fig. 2b's quick MLP is
     256-256, not the title's 1000-1000), without the options that change how it computes and
     not what (`IMPLEMENTATION_OPTIONS`)."""
     from adamrepro.models import MODELS
 
-    model = config["model"]
+    model = config.model
     name = model.get("name")
     how = getattr(MODELS.get(name), "IMPLEMENTATION_OPTIONS", ())
     what = ", ".join(f"{key}={value}" for key, value in model.items()
                      if key != "name" and key not in how)
-    own = any(method.get("model") for method in config["methods"].values())
+    own = any(method.model for method in config.methods.values())
     return (f"model {name}{f' ({what})' if what else ''}"
             + (", each method's own `model:` keys over it" if own else ""))
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adamrepro.config import KERNEL_SWITCHES, recorded_config
+from adamrepro.config import KERNEL_SWITCHES, Experiment, recorded_config
 from adamrepro.errors import UserError, note
 from adamrepro.metrics import metric_set
 from adamrepro.results.select import ORIGIN
@@ -119,7 +119,7 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
     _check_same_config(base, other, base_meta, other_meta)
     _check_same_groups(base, other, base_meta, other_meta)
     config = base_meta["config"]
-    metric = config["selection"]["metric"] if metric is None else metric
+    metric = config.selection.metric if metric is None else metric
     for folder, curves, meta in ((base, base_curves, base_meta),
                                  (other, other_curves, other_meta)):
         names = [c.name for c in metric_set(meta).columns() if c.name in curves.columns]
@@ -159,7 +159,7 @@ def compare_experiment(base: Path, other: Path, metric: str | None = None) -> Co
         note(f"{base.name}: {', '.join(regrouped)}: runs trained in groups of other sizes in "
              f"BASE and OTHER (a group halved to fit memory or time on one side): with "
              f"dropout or sampling their noise differs too, and the deviation includes it")
-    lost = [m for m in config["methods"] if m not in set(best["method"])]
+    lost = [m for m in config.methods if m not in set(best["method"])]
     if lost:
         note(f"{base.name}: {', '.join(lost)}: no point selected in BASE (every grid point "
              f"diverged in one seed or more): not compared")
@@ -282,10 +282,10 @@ def _point_text(key: tuple) -> str:
     return ", ".join(f"{name}={value}" for name, value in key[2]) or "(no hyperparameters)"
 
 
-def _precision(curves: pd.DataFrame, config: dict) -> str:
+def _precision(curves: pd.DataFrame, config: Experiment) -> str:
     """The config's precision, and what the runs recorded when that differs (`tf32 (as
-    fp32)` on a CPU); configs written before the setting existed ran fp32."""
-    configured = str(config.get("training", {}).get("precision", "fp32"))
+    fp32)` on a CPU); configs written before the setting existed ran fp32 (its default)."""
+    configured = config.training.precision
     recorded = (sorted(str(v) for v in curves["precision"].dropna().unique())
                 if "precision" in curves.columns else [])
     if recorded and recorded != [configured]:
@@ -293,16 +293,16 @@ def _precision(curves: pd.DataFrame, config: dict) -> str:
     return configured
 
 
-def _switches(base: dict, other: dict) -> tuple[str, str]:
+def _switches(base: Experiment, other: Experiment) -> tuple[str, str]:
     """The kernel switches the two configs set differently, as text for each side
     ("channels_last off"; `auto` as written, the device column says where it ran)."""
     def text(value) -> str:
         return {True: "on", False: "off"}.get(value, str(value))
 
-    training = base.get("training", {}), other.get("training", {})
+    training = base.training, other.training
     differ = [name for name in KERNEL_SWITCHES
-              if training[0].get(name, False) != training[1].get(name, False)]
-    return tuple(", ".join(f"{name} {text(side.get(name, False))}" for name in differ)
+              if getattr(training[0], name) != getattr(training[1], name)]
+    return tuple(", ".join(f"{name} {text(getattr(side, name))}" for name in differ)
                  for side in training)
 
 
@@ -310,7 +310,9 @@ def _check_same_config(base: Path, other: Path, base_meta: dict, other_meta: dic
     if base_meta.get("scale") != other_meta.get("scale"):
         raise UserError(f"{base} holds {base_meta.get('scale')}-scale results and {other} "
                         f"{other_meta.get('scale')}-scale ones; compare one scale")
-    differ = [key for key in _differences(base_meta["config"], other_meta["config"])
+    # every setting, by its place in config.json: the names said are the file's keys
+    differ = [key for key in _differences(base_meta["config"].model_dump(mode="json"),
+                                          other_meta["config"].model_dump(mode="json"))
               if not any(tuple(key.split("."))[:len(allowed)] == allowed
                          for allowed in MAY_DIFFER)]
     if differ:

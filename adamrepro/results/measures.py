@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adamrepro.config import recorded_config
+from adamrepro.config import (
+    Experiment,
+    MethodSpec,
+    PlotSpec,
+    SelectionSpec,
+    TrainingSpec,
+    recorded_config,
+)
 from adamrepro.metrics import CLASSIFIER, metric_set
 from adamrepro.results.select import RULES, select_best
 from adamrepro.results.tables import read_results, variants
@@ -48,7 +55,8 @@ MethodRef = Method | str  # a Method, or a method label as the config spells it
 
 @dataclass(frozen=True)
 class Measured:
-    """One experiment's tables: curves.csv, best.csv and config.json."""
+    """One experiment's tables: curves.csv, best.csv and config.json, whose config is the
+    checked `Experiment` (read_results)."""
 
     name: str
     curves: pd.DataFrame
@@ -67,25 +75,34 @@ class Measured:
     @classmethod
     def from_curves(cls, curves: pd.DataFrame, cost: str = CLASSIFIER.train_column,
                     name: str = "example", rule: str = "final") -> Measured:
-        """Select the best grid points the way `adamrepro run` does (for hand-made tables)."""
+        """Select the best grid points the way `adamrepro run` does (for hand-made tables),
+        under a config of the methods the tables hold; of what it trained (dataset, model,
+        training) it says no more than the passes, which the tables alone give."""
         hparam_cols = [c for c in ("lr", "beta1", "beta2") if c in curves.columns]
         best = select_best(curves, cost, hparam_cols, CLASSIFIER.columns(), rule)
-        meta = {"experiment": name, "config": {"plot": {"y": cost},
-                                               "selection": {"metric": cost, "rule": rule}},
-                "hparam_columns": hparam_cols}
+        first = curves.assign(variant=variants(curves)).drop_duplicates("method")
+        config = Experiment(
+            name=name, title=name, dataset={}, model={},
+            training=TrainingSpec(epochs=max(1, int(curves["epoch"].max()))),
+            methods={label: MethodSpec(optimizer=optimizer, variant=variant or None)
+                     for label, optimizer, variant in zip(
+                         first["method"], first["optimizer"], first["variant"], strict=True)},
+            plot=PlotSpec(y=cost), selection=SelectionSpec(metric=cost, rule=rule))
+        meta = {"experiment": name, "config": config, "hparam_columns": hparam_cols}
         return cls(name, curves, best, meta)
 
     @property
     def rule(self) -> str:
-        """The selection rule best.csv was written with (folders from before rules: final)."""
-        return self.meta["config"].get("selection", {}).get("rule", "final")
+        """The selection rule best.csv was written with (folders from before rules: final,
+        the config's default)."""
+        return self.meta["config"].selection.rule
 
     def under(self, rule: str) -> Measured:
         """These tables with each method's best grid point selected by `rule` (RULES)."""
         if rule == self.rule:
             return self
         if rule not in self._under:
-            best = self._selected(self.meta["config"]["selection"]["metric"], rule, self.meta)
+            best = self._selected(self.meta["config"].selection.metric, rule, self.meta)
             self._under[rule] = Measured(self.name, self.curves, best, self.meta)
         return self._under[rule]
 
@@ -101,9 +118,9 @@ class Measured:
         if "training" not in self._under:
             train = metric_set(self.meta).train_column
             config = self.meta["config"]
-            meta = {**self.meta, "config": {
-                **config, "plot": {**config["plot"], "y": train},
-                "selection": {**config["selection"], "metric": train}}}
+            meta = {**self.meta, "config": config.model_copy(update={
+                "plot": config.plot.model_copy(update={"y": train}),
+                "selection": config.selection.model_copy(update={"metric": train})})}
             best = self.best
             if "selection.metric" in replaced:
                 best = self._selected(train, self.rule, meta)
@@ -118,7 +135,7 @@ class Measured:
     def off_training_cost(self) -> dict[str, str]:
         """The config fields (`plot.y`, `selection.metric`) that name a test metric, with it."""
         config = self.meta["config"]
-        named = {"plot.y": config["plot"]["y"], "selection.metric": config["selection"]["metric"]}
+        named = {"plot.y": config.plot.y, "selection.metric": config.selection.metric}
         splits = {c.name: c.split for c in metric_set(self.meta).columns()}
         return {field: column for field, column in named.items()
                 if splits.get(column) == "test"}
@@ -126,7 +143,8 @@ class Measured:
     def on_column(self, column: str) -> Measured:
         """These tables with `column` (e.g. test_loss) as the cost the rules compare."""
         config = self.meta["config"]
-        meta = {**self.meta, "config": {**config, "plot": {**config["plot"], "y": column}}}
+        meta = {**self.meta, "config": config.model_copy(update={
+            "plot": config.plot.model_copy(update={"y": column})})}
         return Measured(self.name, self.curves, self.best, meta)
 
     @property
@@ -143,7 +161,7 @@ class Measured:
 
     @property
     def cost(self) -> str:
-        return self.meta["config"]["plot"]["y"]
+        return self.meta["config"].plot.y
 
     @property
     def methods(self) -> set[str]:

@@ -11,14 +11,20 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from adamrepro.errors import UserError
 from adamrepro.metrics import metric_set
 
+if TYPE_CHECKING:
+    from adamrepro.config.schema import Experiment
+
 HPARAM_COLUMNS = {"betas": ("beta1", "beta2")}
-Tables = tuple[pd.DataFrame, pd.DataFrame, dict]  # curves.csv, best.csv, config.json
+# curves.csv, best.csv, config.json: its "config" the frozen `Experiment` where read_results
+# was given a check (`ConfigCheck`), as every reader of the settings reads it; else the JSON
+Tables = tuple[pd.DataFrame, pd.DataFrame, dict]
 
 
 # The files of an experiment's folder that `write_tables` writes as one set, and those of
@@ -45,7 +51,8 @@ def check_results_folder(out: Path, fix: str | None = None) -> None:
 
 
 def recorded_precision(meta: dict) -> str:
-    """The training precision a config.json records (fp32 for tables older than it)."""
+    """The training precision a config.json (or OWNER) records, read as `config_in` reads
+    it (fp32 for tables older than it)."""
     training = config_in(meta).get("training")
     return training.get("precision", "fp32") if isinstance(training, dict) else "fp32"
 
@@ -65,15 +72,15 @@ def read_table(path: Path | io.BytesIO) -> pd.DataFrame:
 
 # What plot, report and compare give read_results to judge the config a config.json records
 # (config/checks.py `recorded_config`; the runner's own reads need none): the config and the
-# folder's metric columns in (the training objective's first), the validated config out,
-# defaults filled in; ValueError saying what is wrong.
-ConfigCheck = Callable[[dict, list[str]], dict]
+# folder's metric columns in (the training objective's first), the validated, frozen config
+# out, defaults filled in; ValueError saying what is wrong.
+ConfigCheck = Callable[[dict, list[str]], "Experiment"]
 
 
 def read_results(folder: Path, check_config: ConfigCheck | None = None) -> Tables:
     """The tables of one experiment folder; what figures and the report are drawn from.
-    With `check_config`, config.json's config is judged by it too (and replaced by what it
-    returns)."""
+    With `check_config`, config.json's config is judged by it too (and replaced by the
+    `Experiment` it returns)."""
     paths = [folder / name for name in NEEDED_FILES]
     if not any(p.exists() for p in paths) and (folder / OWNER).is_file():
         # a sweep cut off (a time budget, a kill) before it wrote any table: no table was
@@ -92,22 +99,26 @@ def read_results(folder: Path, check_config: ConfigCheck | None = None) -> Table
     contents = {path.name: path.read_bytes() for path in paths}
     fix = _rewrite_fix(folder, contents["config.json"])
     curves, best = (_parsed(path, contents[path.name], fix) for path in paths[:2])
-    meta = _checked_meta(paths[2], contents["config.json"], fix, check_config)
-    _check_tables(paths, curves, best, meta, fix)
+    meta, config = _checked_meta(paths[2], contents["config.json"], fix, check_config)
+    _check_tables(paths, curves, best, meta, config, fix)
     _check_one_set(folder, meta, contents)
-    return curves, best, meta
+    return curves, best, meta if config is None else {**meta, "config": config}
 
 
 def read_meta(folder: Path, check_config: ConfigCheck | None = None) -> dict:
     """An experiment folder's config.json alone, checked as read_results checks it."""
     data = (folder / "config.json").read_bytes()
-    return _checked_meta(folder / "config.json", data, _rewrite_fix(folder, data), check_config)
+    meta, config = _checked_meta(folder / "config.json", data, _rewrite_fix(folder, data),
+                                 check_config)
+    return meta if config is None else {**meta, "config": config}
 
 
-def _checked_meta(path: Path, data: bytes, fix: str, check_config: ConfigCheck | None) -> dict:
-    """config.json (the bytes `data` of `path`): an object with a config, provenance and
-    metrics, the config judged by `check_config` where given (a hand edit that broke it is
-    one line here, not a traceback in a figure)."""
+def _checked_meta(path: Path, data: bytes, fix: str,
+                  check_config: ConfigCheck | None) -> tuple[dict, Experiment | None]:
+    """config.json (the bytes `data` of `path`) as read: an object with a config,
+    provenance and metrics; and the `Experiment` that `check_config`, where given, judges
+    its config to be (a hand edit that broke it is one line here, not a traceback in a
+    figure), else None."""
     def damaged(what: str) -> UserError:
         return UserError(f"{path} is damaged ({what}); {fix}")
 
@@ -129,9 +140,9 @@ def _checked_meta(path: Path, data: bytes, fix: str, check_config: ConfigCheck |
     except (KeyError, TypeError, ValueError):
         raise damaged("its 'metrics' declares no metrics") from None
     if check_config is None:
-        return meta
+        return meta, None
     try:
-        return {**meta, "config": check_config(meta["config"], metrics)}
+        return meta, check_config(meta["config"], metrics)
     except ValueError as err:
         raise damaged(f"config.{err}") from None
 
@@ -230,12 +241,13 @@ def _check_one_set(folder: Path, meta: dict, contents: dict[str, bytes]) -> None
 
 
 def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, meta: dict,
-                  fix: str) -> None:
+                  config: Experiment | None, fix: str) -> None:
     """What the figures, the report and `compare` compute with, so that a damaged table is
     one line here, not a traceback or a wrong number later: the columns this package writes
     for the folder's metrics and hyperparameters, numbers where numbers go, and tables that
     agree (every run complete up to the last pass or its divergence, with its cost at every
-    pass; every selected point among the runs)."""
+    pass; every selected point among the runs). `meta` is config.json as read, `config` its
+    checked config (None without a check)."""
     curves_path, best_path, meta_path = paths
 
     def damaged(path: Path, what: str) -> UserError:
@@ -245,9 +257,8 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
     hparams = meta.get("hparam_columns", [])
     if not (isinstance(hparams, list) and all(isinstance(c, str) for c in hparams)):
         raise damaged(meta_path, "its 'hparam_columns' is not a list of column names")
-    config = meta["config"]  # an object (_checked_meta); a config if a check judged it
-    named = [c for c in (_setting(config, "plot", "y"), _setting(config, "selection", "metric"))
-             if isinstance(c, str)]
+    named = [c for c in (_setting(meta, config, "plot", "y"),
+                         _setting(meta, config, "selection", "metric")) if isinstance(c, str)]
     for path, table, needed in (
             (curves_path, curves, (*CURVES_NEEDED, *metrics, *named, *hparams)),
             (best_path, best, (*BEST_NEEDED, *(f"final_{m}" for m in metrics), *hparams))):
@@ -276,7 +287,7 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
     # names every verdict; the rule decides which point best.csv holds)
     for path, table, column, said in (
             (curves_path, curves, "scale", meta.get("scale")),
-            (best_path, best, "selection_rule", _setting(config, "selection", "rule"))):
+            (best_path, best, "selection_rule", _setting(meta, config, "selection", "rule"))):
         found = set(table[column].astype(str)) if column in table and len(table) else set()
         if said is not None and found and found != {str(said)}:
             what = f"it says {column} {said!r}, and {path.name} {', '.join(sorted(found))}"
@@ -292,9 +303,12 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
                                      f"curves.csv")
 
 
-def _setting(config: dict, section: str, key: str):
-    """config[section][key], or None where a config.json no config check judged lacks it."""
-    part = config.get(section)
+def _setting(meta: dict, config: Experiment | None, section: str, key: str):
+    """`section.key` of the checked `config` (defaults filled in); without a check, of
+    config.json's config as read, which a hand edit may have left without it: None then."""
+    if config is not None:
+        return getattr(getattr(config, section), key)
+    part = meta["config"].get(section)
     return part.get(key) if isinstance(part, dict) else None
 
 
@@ -351,10 +365,10 @@ def variants(frame: pd.DataFrame) -> pd.Series:
 
 
 def in_config_order(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
-    """A table's rows (best.csv's, a figure's, a comparison's) in the config's order of
-    methods: every figure's legend and table alike, not in whichever order selection found
-    them."""
-    order = list(meta["config"].get("methods", {}))
+    """A table's rows (best.csv's, a figure's, a comparison's) in the order of the methods of
+    the checked config (read_results): every figure's legend and table alike, not in
+    whichever order selection found them."""
+    order = list(meta["config"].methods)
     rank = {m: order.index(m) if m in order else len(order) for m in table["method"]}
     return table.sort_values("method", key=lambda m: m.map(rank), kind="stable")
 

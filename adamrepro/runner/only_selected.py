@@ -22,7 +22,7 @@ import pandas as pd
 
 from adamrepro.config import Experiment, recorded_config
 from adamrepro.errors import UserError
-from adamrepro.results.tables import hparam_columns, read_meta, read_table, recorded_precision
+from adamrepro.results.tables import hparam_columns, read_meta, read_table
 from adamrepro.runner.extend import beyond_edges
 from adamrepro.runner.plan import method_groups
 
@@ -48,7 +48,7 @@ def selected_points(exp: Experiment, scale: str, folder: Path) -> dict[str, list
         raise UserError(f"--only-selected {folder}: its {exp.name} results are at "
                         f"{meta.get('scale')} scale, this run at {scale}; give --scale "
                         f"{meta.get('scale')} or another folder")
-    return points_of(exp, best, recorded_precision(meta), f"--only-selected {folder}")
+    return points_of(exp, best, meta["config"].training.precision, f"--only-selected {folder}")
 
 
 def points_of(exp: Experiment, best: pd.DataFrame, precision: str,
