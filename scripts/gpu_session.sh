@@ -54,6 +54,8 @@
 # paper stage's budget is at most what is left less the figures and report (90 s), so the
 # archive is always written before the job is killed.
 set -uo pipefail
+# -h, --help: the comment above (what the script does, the variables it reads), nothing run
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 # A relative RESULTS, ARCHIVE, BUNDLE or ADAMREPRO_DATA names a path from where the job was
 # started, as reproduce_paper.sh and measure_precision.sh read theirs (not from the repo).
 for name in RESULTS ARCHIVE BUNDLE ADAMREPRO_DATA; do

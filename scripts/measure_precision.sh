@@ -29,6 +29,8 @@
 # work in chunks).
 # Resumable like `adamrepro run`: run it again to finish what an interruption left.
 set -euo pipefail
+# -h, --help: the comment above (what the script does, the variables it reads), nothing run
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 # OUT and BASE as given are read from the folder the script is called from, not from the
 # repo root it works in (BASE=mybase, a folder there, was "not a folder")
 if [ -n "${OUT:-}" ]; then OUT=$(realpath -m -- "$OUT"); fi

@@ -16,6 +16,8 @@
 # script prints the bundle's size with the repo's and fails (exit 2) above --max-mib.
 # Needs pip with access to an index here; the GPU machine needs none.
 set -euo pipefail
+# -h, --help: the comment above (what the script does, the variables it reads), nothing run
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 here="$PWD"  # --data as given is read from the folder the script is called from
 cd "$(dirname "$0")/.."
 

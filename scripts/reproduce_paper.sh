@@ -18,6 +18,8 @@
 # Data: the default folder ($ADAMREPRO_DATA, else ~/.cache/adamrepro/data); the datasets the
 # configs read are fetched if missing.
 set -euo pipefail
+# -h, --help: the comment above (what the script does, the variables it reads), nothing run
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 # OUT and ADAMREPRO_DATA as given are read from the folder the script is called from, not
 # from the repo root it works in (OUT=afile there was not found a file, and the results
 # would have gone under the repo); CONFIGS name the repo's configs/, as the examples do
@@ -28,6 +30,12 @@ refuse() {  # one line naming the variable and the fix, exit 2, before anything 
     echo "reproduce_paper: $*" >&2
     exit 2
 }
+# Its settings are variables: an argument (a config's path, a flag) was ignored, and the
+# whole paper began to train
+if [ "$#" -gt 0 ]; then
+    refuse "takes no arguments (got '$1'); its settings are variables, e.g." \
+        "CONFIGS=configs/mlp.yaml $0 (--help lists them)"
+fi
 DEVICE="${DEVICE:-cuda}"
 ADAMREPRO="${ADAMREPRO:-python -m adamrepro}"
 SCALE="${SCALE-paper}"  # set but empty: refused below  # smoke or quick to try the script on a CPU

@@ -173,6 +173,30 @@ def test_reproduce_paper_refuses_before_fetching_anything(tmp_path, stand_in, en
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("name", ["reproduce_paper.sh", "measure_precision.sh",
+                                  "gpu_session.sh", "offline_bundle.sh"])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_a_script_s_help_is_its_header_and_runs_nothing(tmp_path, stand_in, name, flag):
+    """`reproduce_paper.sh --help` ignored its argument and began to train the whole paper;
+    the others read it as a stage, an experiment or a flag they refuse."""
+    done = script(name, tmp_path, stand_in, flag)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    lines = (ROOT / "scripts" / name).read_text().splitlines()[1:]
+    header = lines[:next(i for i, line in enumerate(lines) if not line.startswith("#"))]
+    assert len(header) > 10 and done.stdout.splitlines() == [
+        line.removeprefix("#").removeprefix(" ") for line in header], done.stdout
+    assert not stand_in[1].exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args", [["configs/mlp.yaml"], ["--scale", "quick"]])
+def test_reproduce_paper_refuses_an_argument(tmp_path, stand_in, args):
+    done = script("reproduce_paper.sh", tmp_path, stand_in, *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert one_line(done).startswith(f"reproduce_paper: takes no arguments (got '{args[0]}'); "
+                                     f"its settings are variables, e.g. CONFIGS="), done.stderr
+    assert not stand_in[1].exists() and not (tmp_path / "out").exists()
+
+
 def test_reproduce_paper_reads_out_from_the_folder_it_is_called_from(tmp_path, stand_in):
     """OUT=afile, a file in the caller's folder: it was looked for under the repo root, not
     found a file, and the results would have gone there."""
