@@ -491,7 +491,7 @@ run_stage() {
             local experiments="${arg:-${PRECISION_EXPERIMENTS:-mlp cnn_cifar10}}"
             # shellcheck disable=SC2086  # one word per experiment
             SCALE="$PRECISION_SCALE" OUT="$RESULTS/precision-$PRECISION_SCALE" \
-                BASE="${PRECISION_BASE:-}" RUN_FLAGS="$RUN_FLAGS --quiet" ADAMREPRO="$ADAMREPRO" \
+                BASE="${PRECISION_BASE:-}" RUN_FLAGS="$RUN_FLAGS" ADAMREPRO="$ADAMREPRO" \
                 limited bash scripts/measure_precision.sh ${experiments//,/ } || rc=1 ;;
         kernels)
             # ARG: the experiments (default logreg_mnist,mlp,cnn_cifar10), one command each
@@ -528,7 +528,8 @@ run_stage() {
             local configs="${CONFIGS:-}"
             # shellcheck disable=SC2086  # one word per config
             if [ -n "$arg" ]; then configs=$(printf "configs/%s.yaml " ${arg//,/ }); fi
-            OUT="$RESULTS" RUN_FLAGS="$RUN_FLAGS --quiet $split" ADAMREPRO="$ADAMREPRO" \
+            # no --quiet: the stage's log gets a progress line a minute, where the time went
+            OUT="$RESULTS" RUN_FLAGS="$RUN_FLAGS $split" ADAMREPRO="$ADAMREPRO" \
                 CONFIGS="$configs" BUDGET_MINUTES="$budget" \
                 limited bash scripts/reproduce_paper.sh || rc=$? ;;
     esac

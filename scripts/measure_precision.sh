@@ -131,9 +131,10 @@ if [ -n "$BASE" ]; then
 fi
 
 train() {  # EXPERIMENT PRECISION OUT-FOLDER [more run flags]
+    # no --quiet: a terminal shows the bars, a log a line a minute (adamrepro/progress.py)
     # shellcheck disable=SC2086  # SEED_FLAG and RUN_FLAGS hold separate words
     $ADAMREPRO run "$1" --scale "$SCALE" --device "$DEVICE" --precision "$2" --out "$3" \
-        --quiet $SEED_FLAG $RUN_FLAGS "${@:4}"
+        $SEED_FLAG $RUN_FLAGS "${@:4}"
 }
 cat /proc/loadavg  # the load averages (uptime is missing from some bare images)
 for experiment in "${EXPERIMENTS[@]}"; do
