@@ -123,6 +123,8 @@ def test_a_group_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
             # `seconds` and `train_seconds` go on from the checkpoint's
             assert [r["train_seconds"] for r in a.rows] == sorted(
                 r["train_seconds"] for r in a.rows), what
+            assert [r["seconds"] for r in a.rows] == sorted(r["seconds"] for r in a.rows), what
+            assert all(r["train_seconds"] <= r["seconds"] for r in a.rows), what
 
 
 def test_a_signals_stop_saves_after_the_pass_unless_the_save_would_outlast_its_grace(

@@ -542,6 +542,34 @@ def test_whitening_makes_the_covariance_the_identity(train_images):
     assert eigenvalues[1:].min() > 0.99 and eigenvalues.max() < 1 + 1e-4
 
 
+# 600 images: the thin-SVD branch of fit_zca (fewer images than 3,072 pixels); 4,096, the
+# quick scale's training set, and every larger one (the paper's 50,000): the eigenvalue
+# branch, which no test ran (a covariance not divided by n, or V and its transpose swapped,
+# passed the suite and would have changed Fig. 3 at both scales that train it)
+@pytest.mark.parametrize("n", [600, 4096])
+def test_zca_is_the_symmetric_inverse_square_root_of_the_regularised_covariance(
+        train_images, n):
+    eps = 0.01
+    images = train_images[0][:n]
+    fit = cifar10.fit_zca(images, epsilon=eps)
+    x = images.reshape(n, -1).double() / 255.0
+    torch.testing.assert_close(fit.mean, x.mean(0), rtol=0, atol=1e-12)
+    x = x - x.mean(0)
+    w = fit.matrix
+    torch.testing.assert_close(w, w.T, rtol=0, atol=1e-9)  # ZCA, not another whitening
+    identity = w @ (x.T @ x / n + eps * torch.eye(3072, dtype=torch.float64)) @ w
+    torch.testing.assert_close(identity, torch.eye(3072, dtype=torch.float64), rtol=0,
+                               atol=1e-6)
+
+
+def test_whitened_training_images_are_centred(train_images):
+    """The test above re-centres what it whitens: images applied without their mean
+    subtracted passed it but for float rounding."""
+    images = train_images[0][:600]
+    whitened = cifar10.fit_zca(images, epsilon=0.01).apply(images).reshape(600, -1).double()
+    assert whitened.mean(0).abs().max() < 1e-4 * whitened.std(0).mean()
+
+
 def test_whitening_decorrelates_held_out_pixels(train_images):
     """At the config's ε, pixels of images the fit never saw are nearly uncorrelated."""
     images = train_images[0]

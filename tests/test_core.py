@@ -547,3 +547,24 @@ def test_a_scale_s_model_is_checked_against_the_model_each_method_trains():
     raw["scales"]["smoke"]["model"] = {"hidden": [0]}
     with pytest.raises(UserError, match=r"methods\.\w+ at scale smoke: scales\.smoke\.model"):
         parse_experiment(raw, "test")
+
+
+def test_a_closure_steps_recorded_loss_is_the_loss_before_the_step(data_dir):
+    """A closure optimizer's (LBFGS's) training loss is its closure's first evaluation, at
+    the weights before the step, as every other method's: one step a pass over the whole
+    (small) training set makes it pass 0's cost on the training set. A later evaluation,
+    after its inner iterations, was lower and passed the suite: it would flatter such a
+    method in a race."""
+    exp = parse_experiment({
+        "name": "closure_loss", "title": "t",
+        "dataset": {"name": "mnist", "train_size": 256, "test_size": 64},
+        "model": {"name": "logreg"},
+        "training": {"epochs": 1, "batch_size": 256, "dtype": "float64"},
+        "seeds": 1, "methods": {"lbfgs": {"optimizer": "torch.optim.LBFGS",
+                                          "hparams": {"max_iter": 5}, "grid": {"lr": [0.5]}}},
+    }, "test")
+    (group,) = plan(exp)
+    (curve,) = train_group(exp, group, load_data(exp, data_dir, torch.device("cpu")))
+    before, after = curve.rows[0], curve.rows[1]
+    assert after["train_loss"] == pytest.approx(before["train_loss_full"], rel=1e-9)
+    assert after["train_loss_full"] < 0.9 * before["train_loss_full"]  # it trained

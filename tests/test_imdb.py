@@ -736,6 +736,7 @@ def test_a_config_reading_labeled_bow_feat_is_accepted(cli, tmp_path):
     ("5 0:3 1:1\n", "line 2 has rating 5, neither negative (1-4) nor positive (7-10) as "
                     "every review of the dataset is"),
     ("11 0:3\n", "line 2 has rating 11, neither negative (1-4) nor positive (7-10)"),
+    ("6 0:3\n", "line 2 has rating 6, neither negative (1-4) nor positive (7-10)"),
     ("0 0:3\n", "line 2 has rating 0, neither negative (1-4) nor positive (7-10)"),
     ("9 0:3 89527:1\n", "line 2 has idx 89527, beyond the 89,527 words of "),
     ("9 0:3 7:1 0:2\n", "line 2 has idx 0 twice"),
