@@ -250,3 +250,52 @@ def test_graphed_cnn_with_dropout_and_step_records_equals_eager(data_dir):
         assert len(a.steps) == len(b.steps) == 2 * 4
         for sa, sb in zip(a.steps, b.steps, strict=True):
             assert sa["train_loss"] == pytest.approx(sb["train_loss"], rel=1e-6)
+
+
+def test_dropout_applies_to_the_input_pixels_and_the_fully_connected_relus(data):
+    """PAPER.md, Fig. 3: "dropout noise applied to the input layer and fully connected
+    layer". On 128 real whitened CIFAR-10 images shared by two runs (one seed, two step
+    sizes: the group the planner makes), in training, observed with forward hooks:
+    - what enters the first convolution is each run's images with a fraction
+      `input_dropout` (0.2) of the pixels zeroed, each run its own mask, the rest scaled by
+      1/0.8 (786,432 pixels: the fraction is within 0.01, over 20 standard deviations);
+    - what enters the fully connected layer is the convolution stages' features, undropped,
+      and what enters the output layer is its ReLUs with a fraction `hidden_dropout` (0.5)
+      of the positive ones zeroed, the rest scaled by 1/0.5 (~35,000 positive: within 0.02,
+      over 7 standard deviations). The masks come from a fixed generator (measured: 0.2008
+      and 0.4989)."""
+    images = data.train_x[:128].double()
+    assert (images != 0).double().mean() > 0.99  # whitened pixels are not 0
+    x = images.expand(2, *images.shape)  # a stride-0 view, as the runner shares a minibatch
+    rate = 0.2
+    model = CNN(Options(conv_channels=[4, 4, 8], hidden=256, input_dropout=rate), (3, 32, 32),
+                10, seeds=[0, 0]).double()
+    model.generator = torch.Generator().manual_seed(0)
+    entering = []
+    model.convs[0].register_forward_pre_hook(lambda _, args: entering.append(args[0].detach()))
+    model(x, train=True)
+    (first,) = entering
+    assert first.shape == (128, 2 * 3, 32, 32)  # each run its own input
+    per_run = first.view(128, 2, 3, 32, 32).transpose(0, 1)
+    kept = per_run != 0
+    assert abs(1 - kept.double().mean().item() - rate) < 0.01
+    assert not torch.equal(kept[0], kept[1])
+    torch.testing.assert_close(per_run[kept], x[kept] / (1 - rate), rtol=1e-12, atol=0)
+
+    rate = 0.5
+    model = CNN(Options(conv_channels=[4, 4, 8], hidden=256, hidden_dropout=rate),
+                (3, 32, 32), 10, seeds=[0, 0]).double()
+    model.generator = torch.Generator().manual_seed(0)
+    entering = {}
+    for name in ("fc", "out"):
+        getattr(model, name).register_forward_pre_hook(
+            lambda _, args, name=name: entering.__setitem__(name, args[0].detach()))
+    model(x, train=True)
+    features = model.features(x, train=False).detach()
+    torch.testing.assert_close(entering["fc"], features, rtol=0, atol=0)
+    relu = model.fc(features).relu().detach()
+    positive, kept = relu > 0, entering["out"] != 0
+    assert positive.sum() > 10_000 and not (kept & ~positive).any()
+    assert abs(1 - kept[positive].double().mean().item() - rate) < 0.02
+    torch.testing.assert_close(entering["out"][kept], relu[kept] / (1 - rate), rtol=1e-12,
+                               atol=0)

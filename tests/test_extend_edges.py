@@ -84,6 +84,32 @@ def test_a_point_the_optimizer_refuses_is_never_added():
     assert extended_text(steps, "rmsprop") == "lr-1"
 
 
+
+def test_stored_runs_beyond_either_edge_are_known_as_the_extensions_runs():
+    """A results folder's runs beyond its grid, below the smallest lr (an extension at the
+    low edge) as above the largest, are the runs this config's extension trains, by the ids
+    it gives them; a run inside the grid's range off its values, or of a method the config
+    lacks, is none: a config whose digest changed since (an option added to the schema) may
+    write into a folder only while every run of its tables is the grid's or the
+    extension's (store.check_owner)."""
+    from adamrepro.runner.extend import stored_extensions
+    from adamrepro.runner.plan import method_groups
+
+    exp = experiment({"adam": {"grid": {"lr": [1e-3, 3e-3, 1e-2]}}}, extend=2)
+    fixed = exp.methods["adam"].hparams
+
+    def ids(lr: float) -> set[str]:
+        return {run.run_id for group in method_groups(exp, "adam", [{**fixed, "lr": lr}])
+                for run in group.runs}
+
+    below, further_below, above = 3.33333e-4, 1.11111e-4, 3.33333e-2
+    curves = pd.DataFrame(
+        [{"method": "adam", "lr": lr, "run_id": f"stored-{lr:g}"}
+         for lr in (further_below, below, 1e-3, 3e-3, 5e-3, 1e-2, above)]
+        + [{"method": "sgd", "lr": 1e-5, "run_id": "stored-sgd"}])
+    assert stored_extensions(exp, curves) == ids(further_below) | ids(below) | ids(above)
+
+
 # --- real sweeps on a small MNIST subset ----------------------------------------------------
 
 def wrong_edge(extend: int):

@@ -463,6 +463,29 @@ def test_the_curves_figure_draws_the_mean_and_band_of_each_selected_run(
             "fewer" in said) == bars, said
 
 
+@pytest.mark.parametrize(("figure", "band", "said"), [
+    ("curves", "std", "band: ±1 std over 3 seeds"),
+    ("curves", "minmax", "band: min to max over 3 seeds"),
+    ("early_and_all", "minmax", "band: min to max over 3 seeds")])
+def test_the_line_under_the_title_names_the_band_drawn(tmp_path, monkeypatch, figure, band,
+                                                      said):
+    """`plot.band` draws ±1 std or the min-to-max range over seeds, and the line under the
+    title is what tells a reader which: on the committed quick-scale Fig. 2a tables (3
+    seeds), it names the band the config asks for and never the other."""
+    import json
+
+    def banded(folder):
+        meta = json.loads((folder / "config.json").read_text())
+        meta["config"]["plot"]["band"] = band
+        (folder / "config.json").write_text(json.dumps(meta))
+
+    fig, curves, _, _ = _drawn(monkeypatch, tmp_path, "quick-cpu/mlp", figure, banded)
+    assert curves["seed"].nunique() == 3
+    title = " ".join(fig._suptitle.get_text().split())
+    other = "min to max" if band == "std" else "±1 std"
+    assert said in title and other not in title, title
+
+
 def test_a_method_none_of_whose_points_was_selected_is_named_with_the_seeds_rule(
         tmp_path, monkeypatch):
     """A point with a seed that diverged is never selected: with several seeds the line
@@ -657,6 +680,38 @@ def test_the_sensitivity_figure_draws_each_lrs_final_cost_mean_over_seeds(tmp_pa
         (crosses,) = [line for line in lines if line.get_marker() == "x"]
         assert list(crosses.get_xdata()) == sorted(mine.loc[mine["diverged"], "lr"])
         assert len(crosses.get_xdata()) == (method == "adam")
+
+
+@pytest.mark.parametrize(("source", "logy", "yscale"), [("quick-cpu/mlp", False, "log"),
+                                                       ("quick-cpu/cnn_cifar10", True, "log"),
+                                                       ("quick-cpu/cnn_cifar10", False, "linear")])
+def test_the_sensitivity_figure_puts_the_learning_rate_on_a_log_axis(tmp_path, monkeypatch,
+                                                                    source, logy, yscale):
+    """A grid of step sizes spans decades, evenly spaced in log α: the x axis is
+    logarithmic, whatever the cost axis. The cost axis is logarithmic where `plot.logy` says
+    so, or else where the finite costs drawn span more than a factor of 10 (Fig. 2a's quick
+    grid: 20), and linear otherwise (Fig. 3's: 1.7); on the committed quick-scale tables,
+    with `plot.logy` as given."""
+    import json
+
+    import numpy as np
+
+    def with_logy(folder):
+        meta = json.loads((folder / "config.json").read_text())
+        meta["config"]["plot"]["logy"] = logy
+        (folder / "config.json").write_text(json.dumps(meta))
+
+    fig, curves, _, _ = _drawn(monkeypatch, tmp_path, source, "sensitivity", with_logy)
+    (ax,) = fig.axes
+    lrs = curves["lr"].dropna()
+    assert lrs.max() / lrs.min() >= 100
+    assert ax.get_xscale() == "log"
+    drawn = np.concatenate([line.get_ydata() for line in ax.lines
+                            if line.get_marker() == "o" and not line.get_label().startswith("_")])
+    finite = drawn[np.isfinite(drawn) & (drawn > 0)]
+    wide = finite.max() > 10 * finite.min()
+    assert yscale == ("log" if logy or wide else "linear"), (logy, wide)  # the case's premise
+    assert ax.get_yscale() == yscale
 
 
 def test_above_the_untrained_cost_is_judged_on_the_whole_set_objective(tmp_path,

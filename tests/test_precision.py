@@ -534,3 +534,30 @@ def test_the_seed_spread_leaves_out_a_pass_where_a_seed_has_no_finite_value():
                           2: [1.0, 2.5, 1.0]}, index=[0, 1, 2])
     assert seed_spread(table) == (0.5, 1)
     assert math.isnan(seed_spread(table.loc[[0, 2]])[0])
+
+
+def test_compare_measures_the_selection_metric_not_what_the_figures_plot(cli, tmp_path):
+    """By default `compare` measures the experiment's selection metric, the cost by which
+    BASE selected the runs it compares (results/compare.py), whatever `plot.y` draws. On
+    copies of the committed quick-scale Fig. 2a tables whose config selects by train_loss
+    and plots train_loss_full, OTHER's train_loss is scaled by 1 + 1e-3 and its
+    train_loss_full left as it is: every method's deviation is 1e-3, on train_loss."""
+    for side in ("base", "other"):
+        folder = tmp_path / side / "mlp"
+        shutil.copytree(REPO / "results" / "quick-cpu" / "mlp", folder,
+                        ignore=shutil.ignore_patterns("*.png", "*.pdf"))
+        meta = json.loads((folder / "config.json").read_text())
+        assert meta["config"]["selection"]["metric"] == "train_loss"
+        meta["config"]["plot"]["y"] = "train_loss_full"
+        meta.pop("tables", None)  # a test's edit, which the digests would refuse
+        (folder / "config.json").write_text(json.dumps(meta))
+    path = tmp_path / "other" / "mlp" / "curves.csv"
+    curves = pd.read_csv(path)
+    curves["train_loss"] *= 1 + 1e-3
+    curves.to_csv(path, index=False)
+    code, _, err = cli("compare", tmp_path / "base", tmp_path / "other", "--out",
+                       tmp_path / "compare")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "compare" / "mlp.csv")
+    assert len(table) == 6 and set(table["metric"]) == {"train_loss"}
+    assert table["deviation"].tolist() == pytest.approx([1e-3] * 6, rel=1e-9)

@@ -16,7 +16,7 @@ from adamrepro.metrics import CLASSIFIER, Metric, MetricSet
 from adamrepro.runner.checkpoint import Budget, GroupCheckpoint
 from adamrepro.runner.group import MinibatchOrder, block_means
 from adamrepro.runner.history import GroupHistory
-from adamrepro.runner.plan import group_id_of, halves, plan
+from adamrepro.runner.plan import group_id_of, halves, plan, unfinished
 from adamrepro.seeding import ORDER_STREAM, seeded_generator
 
 
@@ -177,3 +177,32 @@ def test_a_group_s_halves_put_the_extra_run_first_and_have_their_own_ids():
     assert (first.runs, second.runs) == (group.runs[:3], group.runs[3:])
     assert first.group_id == group_id_of(group.runs[:3]) != group.group_id
     assert second.group_id == group_id_of(group.runs[3:]) != first.group_id
+
+
+def test_what_is_left_of_a_group_follows_the_group_each_finished_run_was_trained_in():
+    """plan.py `unfinished`, on a group of four runs (a, b, c, d), from which runs are
+    finished and the group each one's record names:
+    - none finished, or a finished run trained in this very group (a command killed while
+      it wrote the group's records), even beside runs trained elsewhere: the whole group,
+      which retraces the same curves (its noise is seeded by its identity);
+    - every run finished: nothing;
+    - otherwise (it was split to fit, and part of it finished): the same of each half, with
+      that half's own identity, down to single runs."""
+    (group,) = plan(_sweep(lrs=4))
+    a, b, c, d = (run.run_id for run in group.runs)
+    first, second = halves(group)
+
+    def left(trained_in: dict[str, str]) -> list[tuple]:
+        return [tuple(run.run_id for run in part.runs) for part in
+                unfinished(group, lambda run_id: run_id in trained_in, trained_in.__getitem__)]
+
+    whole = [(a, b, c, d)]
+    assert left({}) == whole
+    assert left({a: group.group_id}) == whole
+    assert left({a: group.group_id, b: first.group_id, c: "elsewhere"}) == whole
+    assert left(dict.fromkeys((a, b, c, d), "elsewhere")) == []
+    assert left({a: first.group_id, b: first.group_id}) == [(c, d)]
+    assert left({a: first.group_id, c: second.group_id}) == [(a, b), (c, d)]
+    assert left({a: "elsewhere"}) == [(b,), (c, d)]
+    parts = unfinished(group, {a, b}.__contains__, lambda run_id: first.group_id)
+    assert [part.group_id for part in parts] == [second.group_id]

@@ -238,3 +238,27 @@ def test_auto_takes_the_sparse_path_on_a_cpu_and_no_option_changes_a_run_id(data
               for sparse, (_, run_curves) in curves.items()}
     assert losses["auto"] == losses[True]  # the same path, the same draws
     assert losses["auto"] != losses[False]  # other draws: the dense path's masks
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_evaluation_with_input_dropout_is_the_undropped_affine_map(data, shared):
+    """Fig. 1 right's dropout is training noise only: in evaluation (the test metrics and the
+    whole-set objective) LogReg with input_dropout 0.5 is x·w + b on every input, computed
+    here by hand on real IMDB bags of words, whichever path training takes; and evaluating
+    draws nothing from the training generator."""
+    G, B = 2, 128
+    opts = logreg_options({"binary": True, "input_dropout": RATE, "init": "normal",
+                           "init_scale": 1.0}, "model")
+    model = LogReg(opts, (data.train_x.shape[-1],), 2, seeds=[0, 1]).double()
+    model.generator = torch.Generator().manual_seed(0)
+    if shared:
+        x = data.train_x[:B].flatten(1).unsqueeze(0).expand(G, B, -1)
+    else:
+        x = torch.stack([data.train_x[g * B : (g + 1) * B].flatten(1) for g in range(G)])
+    state = model.generator.get_state()
+    out = model(x, train=False)
+    expected = torch.stack([x[g].double() @ model.linear.weight[g] + model.linear.bias[g]
+                            for g in range(G)])
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    assert torch.equal(model.generator.get_state(), state)
+    assert not torch.allclose(model(x, train=True), expected)  # training does drop inputs
