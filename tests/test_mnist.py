@@ -287,3 +287,34 @@ def test_a_quoted_tilde_is_the_home_folder(data_dir, tmp_path, monkeypatch, cli)
     assert code == 0, stderr
     assert stdout.startswith(f"mnist      {home / 'data'}")
     assert not (tmp_path / "~").exists()
+
+
+def test_labels_go_with_their_images(data_dir):
+    """Each label belongs to its own image, from what the digits are: a 1 is a single stroke
+    and carries about half the ink of a 0 (mean pixel ~0.08 against ~0.17 on [0, 1]); labels
+    or images shifted against each other mix the classes and bring the two means together.
+    And the official files' first labels, as every MNIST reader prints them."""
+    data = mnist.load(mnist.Options(), data_dir)
+    for x, y in ((data.train_x, data.train_y), (data.test_x, data.test_y)):
+        ink = x.double().mean(1)
+        assert ink[y == 1].mean() < 0.6 * ink[y == 0].mean()
+    assert data.train_y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert data.test_y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
+def test_a_train_size_subset_is_drawn_from_the_whole_split_with_its_labels(data_dir):
+    """The small scales' subset is random over the split, not its first examples: each
+    picked image is one of the split's, with that image's label, and about half come from
+    the split's second half."""
+    full = mnist.load(mnist.Options(pixel_scale=1), data_dir)
+    small = mnist.load(mnist.Options(train_size=1000, test_size=500, pixel_scale=1), data_dir)
+    for whole_x, whole_y, x, y in ((full.train_x, full.train_y, small.train_x, small.train_y),
+                                   (full.test_x, full.test_y, small.test_x, small.test_y)):
+        where: dict[bytes, list[int]] = {}
+        for i, row in enumerate(whole_x.to(torch.uint8).numpy()):
+            where.setdefault(row.tobytes(), []).append(i)
+        found = [where[row.tobytes()] for row in x.to(torch.uint8).numpy()]
+        assert all(int(label) in {int(whole_y[i]) for i in at}
+                   for at, label in zip(found, y, strict=True))
+        second_half = sum(at[0] >= len(whole_x) // 2 for at in found) / len(found)
+        assert 0.4 < second_half < 0.6, second_half
