@@ -52,7 +52,8 @@ def progress_bar(quiet: bool, width: int = 28, unit: str = "") -> Progress:
     command says it did, so a pipe or a file gets that line alone): each task's count of
     `unit`, elapsed time and ETA, descriptions `width` characters wide. Where stderr is no
     terminal, the tasks added with `logged=True` are said in plain lines instead (LogLines),
-    at most one each $ADAMREPRO_PROGRESS_SECONDS and at each one's end; `quiet`: nothing."""
+    at most one each $ADAMREPRO_PROGRESS_SECONDS and one at the end of a task said before;
+    `quiet`: nothing."""
     console = Console(stderr=True)
     if not quiet and not console.is_terminal:
         return LogLines(log_every(), unit, speed_estimate_period=SPEED_PERIOD)
@@ -65,7 +66,7 @@ def progress_bar(quiet: bool, width: int = 28, unit: str = "") -> Progress:
         TextColumn("eta"),
         TimeRemainingColumn(),
         console=console,
-        disable=True if quiet else not console.is_terminal,
+        disable=quiet,  # not quiet and no terminal: LogLines, above
         speed_estimate_period=SPEED_PERIOD,
     )
 

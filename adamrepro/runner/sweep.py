@@ -81,13 +81,13 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
                                                    only_selected)
     todo = left_to_train(groups, store)
     prepared = bool(todo)
-    if todo and scale == "paper" and executor.device.type == "cpu":
-        # the default scale: a first `run mlp` on a laptop trained for hours, saying nothing
-        # (said once the folder is known to take the runs, not above a refusal's one line)
-        note("--scale paper (the default) is sized for a GPU; on a CPU, --scale quick trains "
-             "each experiment in minutes (adamrepro list experiments: each scale's runs and "
-             "passes)")
     if todo:
+        if scale == "paper" and executor.device.type == "cpu":
+            # the default scale: a first `run mlp` on a laptop trained for hours, saying
+            # nothing (said once the folder is known to take the runs, not above a refusal)
+            note("--scale paper (the default) is sized for a GPU; on a CPU, --scale quick "
+                 "trains each experiment in minutes (adamrepro list experiments: each "
+                 "scale's runs and passes)")
         executor.prepare(exp)
     # The folder this command would create, removed (under the lock, so that a command
     # waiting for it finds the lock file gone and takes a new one) if it records nothing.
