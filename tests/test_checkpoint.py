@@ -746,8 +746,10 @@ def test_a_sweep_cut_off_before_its_tables_still_owns_its_folder(tmp_path, cli, 
     code, err = _run_with_another_l2(config, tmp_path, cli, data_dir)
     assert code == 2 and "different logreg_mnist config" in err, err
     assert sorted(folder.joinpath("runs").glob("*.ckpt.pt")) == checkpoints
+    # the last: a kill as a command claimed the folder (atomic_file's dot before the
+    # owner file's own)
     left = [folder / ".curves.csv.x1y2z3.tmp", folder / "runs" / ".0123456789ab.json.q9.tmp",
-            folder / "runs" / ".0123456789ab.ckpt.pt.k7.tmp"]
+            folder / "runs" / ".0123456789ab.ckpt.pt.k7.tmp", folder / "..sweep-owner.json.o8.tmp"]
     # `plot` writes its figures without the lock: its temporary file may be work in progress
     drawing = folder / ".curves.png.p4q5r6.tmp"
     for path in (*left, drawing):
