@@ -857,6 +857,38 @@ def test_tables_are_replaced_as_one_set(tmp_path):
     assert [p.read_text() for p in old] == ["new", "new"]
 
 
+def test_every_file_a_run_writes_is_synced_beside_its_place_before_it_is_renamed(
+        tmp_path, cli, data_dir, monkeypatch):
+    """The rename makes a file whole to a reader, not to a power cut: each file (a record,
+    a table, config.json) is flushed and synced whole before it is renamed into place. Its
+    temporary file is beside it (a rename across disks is a copy, no longer atomic), under
+    the hidden name that a later command's cleanup looks for (`remove_temporary_files`)."""
+    fsync, replace = os.fsync, os.replace
+    synced, renamed = {}, []
+
+    def recording_fsync(fd):
+        synced[os.readlink(f"/proc/self/fd/{fd}")] = os.fstat(fd).st_size
+        fsync(fd)
+
+    def recording_replace(source, destination):
+        renamed.append((Path(source), Path(destination), os.stat(source).st_size))
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    code, _, err = cli("run", CONFIG, "--scale", "smoke", "--quiet", "--data-dir", data_dir,
+                       "--out", tmp_path)
+    monkeypatch.undo()
+    assert code == 0, err
+    folder = tmp_path / "logreg_mnist"
+    assert {"curves.csv", "best.csv", "config.json"} <= {d.name for _, d, _ in renamed}
+    assert {d for _, d, _ in renamed} >= set(folder.joinpath("runs").glob("*.json"))
+    for source, destination, size in renamed:
+        assert source.parent == destination.parent, destination
+        assert source.match(f".{destination.name}.*.tmp"), source
+        assert size > 0 and synced.get(str(source)) == size, destination
+
+
 # config.json edited by hand into JSON the readers once took and then failed on (a
 # traceback in a figure, or a figure drawn before the failing one)
 CONFIG_EDITS = {
