@@ -118,6 +118,27 @@ def test_provenance_is_recorded(smoke):
             assert row[column] == runs[column].iloc[0] == provenance[column], column
 
 
+def test_each_row_says_its_runs_settings_and_provenance_as_its_record_does(smoke):
+    """curves.csv is made from the run records: each run's rows are its passes in order (a
+    reader of a run's last row reads its last pass), with the hyperparameters it trained
+    with (Adam's betas as beta1 and beta2, by which the figures and the step-bound claim
+    read them) and all of its provenance, the arithmetic and the date included."""
+    curves = pd.read_csv(smoke / "curves.csv")
+    records = [json.loads(path.read_text()) for path in (smoke / "runs").glob("*.json")]
+    assert any("betas" in record["hparams"] for record in records)
+    for record in records:
+        rows = curves[curves["run_id"] == record["run_id"]]
+        assert rows["epoch"].tolist() == [row["epoch"] for row in record["rows"]]
+        hparams = record["hparams"]
+        betas = hparams.get("betas", ())
+        settings = {"lr": hparams["lr"], **dict(zip(("beta1", "beta2")[:len(betas)], betas,
+                                                      strict=True))}
+        for column, value in settings.items():
+            assert set(rows[column]) == {value}, (record["run_id"], column)
+        for column in ("commit", "torch_version", "device", "precision", "date"):
+            assert set(rows[column]) == {record["provenance"][column]}, column
+
+
 def test_plot_draws_each_optimizer_in_its_color(smoke):
     image = mpimg.imread(smoke / "curves.png")[..., :3]
     assert (smoke / "curves.pdf").stat().st_size > 0
