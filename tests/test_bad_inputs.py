@@ -887,6 +887,30 @@ def test_every_file_a_run_writes_is_synced_beside_its_place_before_it_is_renamed
         assert source.parent == destination.parent, destination
         assert source.match(f".{destination.name}.*.tmp"), source
         assert size > 0 and synced.get(str(source)) == size, destination
+    # shared results: readable by everyone, not private as mkstemp makes its files
+    assert {os.stat(d).st_mode & 0o777 for _, d, _ in renamed if d.exists()} == {0o644}
+
+
+def test_a_set_whose_first_file_the_disk_refuses_last_leaves_no_temporary_file(
+        tmp_path, monkeypatch):
+    """The files of a set are synced last first: a full disk refusing the first (curves.csv,
+    the largest) comes after the others are complete, whose temporary files must go too."""
+    import errno
+
+    from adamrepro.atomic import atomic_set
+
+    fsync = os.fsync
+
+    def full_on_curves(fd):
+        if ".curves.csv." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_on_curves)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_set({tmp_path / "curves.csv": "new", tmp_path / "best.csv": "new",
+                    tmp_path / "config.json": "new"})
+    assert list(tmp_path.iterdir()) == []
 
 
 # config.json edited by hand into JSON the readers once took and then failed on (a
