@@ -761,6 +761,42 @@ def test_a_sweep_cut_off_before_its_tables_still_owns_its_folder(tmp_path, cli, 
     assert not (folder / ".sweep-owner.json").exists()  # config.json says it now
 
 
+def test_a_sweep_cut_off_between_groups_takes_a_wider_grid_not_another(tmp_path, cli,
+                                                                        data_dir):
+    """Cut off after a group's last pass (its records written, no checkpoint, no table yet),
+    the folder takes a config whose grid holds every run recorded (a grid widened: the runs
+    are keyed by their settings), and refuses one that shares only some of them: its tables
+    would hold runs of a grid no config names."""
+    config = _config(tmp_path)
+    args = ("--quiet", "--data-dir", data_dir, "--out", tmp_path / "out", "--scale", "smoke")
+    runs = tmp_path / "out" / "logreg_mnist" / "runs"
+    for _ in range(3):  # a pass per command: the first group's 3 passes
+        code, text, _ = cli("run", config, *args, "--time-budget", "0")
+        assert code == 3, text
+    records = [json.loads(path.read_text()) for path in runs.glob("*.json")]
+    assert records and not any(runs.glob("*.ckpt.pt"))
+    assert not (runs.parent / "config.json").exists()
+    method = records[0]["method"]
+    assert {record["method"] for record in records} == {method}
+    raw = yaml.safe_load(config.read_text())
+    grid = raw["methods"][method]["grid"]["lr"]
+
+    def run_with_grid(lrs: list[float], name: str) -> tuple[int, str]:
+        changed = {**raw, "methods": {**raw["methods"],
+                                      method: {**raw["methods"][method], "grid": {"lr": lrs}}}}
+        path = tmp_path / name / "logreg_mnist.yaml"
+        path.parent.mkdir()
+        path.write_text(yaml.safe_dump(changed))
+        code, _, err = cli("run", path, *args, "--time-budget", "0")
+        return code, err
+
+    code, err = run_with_grid([*grid[1:], 1.0e4], "overlapping")
+    assert code == 2 and "different logreg_mnist config" in err, err
+    assert len(list(runs.glob("*.json"))) == len(records)
+    code, err = run_with_grid([*grid, 1.0e4], "wider")
+    assert code in (0, 3), err
+
+
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*"))}
