@@ -435,6 +435,13 @@ def test_an_allocation_failure_behind_another_error_still_splits_the_group():
     assert out_of_memory(RuntimeError(
         "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
     assert out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    # a failed cudaMalloc checked by C10_CUDA_CHECK (a plain RuntimeError, not an
+    # OutOfMemoryError), and the host allocator's own failure on a CPU
+    assert out_of_memory(RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be "
+                                      "asynchronously reported at some other API call"))
+    assert out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. "
+                                      "DefaultCPUAllocator: can't allocate memory: you tried "
+                                      "to allocate 68719476736 bytes. Error code 12"))
     assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied "
                                           "(128x10 and 784x10)"))
     assert not out_of_memory(during(ValueError("lr must be positive"),
