@@ -93,6 +93,27 @@ def test_an_optimizer_statistic_that_is_not_finite_is_no_divergence():
     assert curve.rows[1]["max_step_ratio"] == inf and math.isnan(curve.rows[2]["max_step_ratio"])
 
 
+def test_a_run_diverged_before_a_checkpoint_stays_diverged_after_the_resume():
+    """Run 0 diverges at pass 2, the group saves a checkpoint and stops, and the next command
+    restores it for pass 3 (where run 0, its weights NaN, is NaN again): its curve still ends
+    at pass 2 with that row marked, as in a group never stopped; run 1 goes on."""
+    nan = math.nan
+    passes = [_row([nan, nan], [2.0, 2.0]), _row([1.0, 1.0], [1.5, 1.4]),
+              _row([nan, 0.9], [nan, 1.2]), _row([nan, 0.8], [nan, 1.1])]
+    whole = _history(passes)
+    saved = _history(passes[:3]).state()
+    resumed = GroupHistory(2, ["train_loss", "test_loss"], 2)
+    resumed.restore(saved, torch.device("cpu"))
+    assert resumed.end_pass(3, passes[3], None, (0, math.nan), lambda: 1.0)
+    for a, b in zip(resumed.curves([1], None, "train_loss"),
+                    whole.curves([1], None, "train_loss"), strict=True):
+        assert a.diverged == b.diverged
+        assert [(r["epoch"], r["diverged"]) for r in a.rows] == [
+            (r["epoch"], r["diverged"]) for r in b.rows]
+    gone = resumed.curves([1], None, "train_loss")[0]
+    assert gone.diverged and [r["epoch"] for r in gone.rows] == [0, 1, 2]
+
+
 def test_train_seconds_add_up_the_passes_training_times():
     """`train_seconds` of pass k is the training time of passes 1..k (pass 0: none), what the
     wall-clock rules divide by; here each pass says how long it took."""
