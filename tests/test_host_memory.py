@@ -18,14 +18,11 @@ from adamrepro.runner.host_memory import OPT_OUT
 REPO = Path(__file__).resolve().parent.parent
 
 # Allocates, writes and frees a 64 MiB tensor 24 times, as a training step its activations;
-# prints whether memory is kept and the minor page faults a round over the last 8. Kept, the
-# heap settles within a few rounds (measured: 7) into reusing the same blocks: a block freed
-# is a little smaller than the next 64-byte-aligned request, which takes fresh heap until
-# two freed neighbours merge.
-ROUNDS = """
-import resource, torch
-from adamrepro.runner.host_memory import keep_freed_memory
-kept = keep_freed_memory(torch.device("cpu"))
+# prints whether memory is kept (`kept`, set before) and the minor page faults a round over
+# the last 8. Kept, the heap settles within a few rounds (measured: 7) into reusing the same
+# blocks: a block freed is a little smaller than the next 64-byte-aligned request, which
+# takes fresh heap until two freed neighbours merge.
+MEASURE = """
 for _ in range(16):
     torch.empty(16 << 20).fill_(1.0)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -33,6 +30,26 @@ for _ in range(8):
     torch.empty(16 << 20).fill_(1.0)
 print(kept, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 8)
 """
+ROUNDS = """
+import resource, torch
+from adamrepro.runner.host_memory import keep_freed_memory
+kept = keep_freed_memory(torch.device("cpu"))
+""" + MEASURE
+# The same rounds after the local executor is prepared as `adamrepro run` prepares it (data
+# loaded from argv[1]), without a call of our own: the setting is the executor's to make.
+PREPARED = """
+import resource, sys, torch
+from pathlib import Path
+from adamrepro.config import parse_experiment
+from adamrepro.runner.executors import LocalExecutor
+exp = parse_experiment({"name": "kept", "title": "kept", "model": {"name": "logreg"},
+                        "dataset": {"name": "mnist", "train_size": 512, "test_size": 256},
+                        "training": {"batch_size": 128, "epochs": 1},
+                        "methods": {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3]}}}},
+                       "test")
+LocalExecutor(Path(sys.argv[1]), torch.device("cpu")).prepare(exp)
+kept = True
+""" + MEASURE
 
 
 def environment(keep: bool) -> dict[str, str]:
@@ -53,6 +70,15 @@ def test_a_freed_block_is_kept_and_maps_no_new_pages():
     # each round; kept, the block is the same heap memory every round
     assert int(faults[False]) > 10_000, faults
     assert int(faults[True]) < 100, faults
+
+
+def test_the_local_executor_keeps_freed_memory_for_the_groups_it_trains(data_dir):
+    """The setting measured above is of no use unless the runner makes it: a sweep's
+    executor, as it loads the data, before any group (or forked worker) allocates."""
+    done = subprocess.run([sys.executable, "-c", PREPARED, str(data_dir)],
+                          env=environment(True), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[1]) < 100, done.stdout
 
 
 def test_kept_memory_trains_bitwise_the_same_curves(tmp_path, data_dir):
