@@ -190,6 +190,18 @@ def test_the_smaller_of_the_method_s_and_the_training_s_group_caps_applies():
     assert [g.size for g in plan(_sweep(method_cap=4, training_cap=2))] == [2, 2, 2]
 
 
+def test_a_method_s_own_cap_makes_other_runs_and_the_training_s_cap_does_not():
+    """A method capped to train its runs apart records other times (its own, not a share of
+    a batched group's), which the per-pass comparisons read: its runs are other runs, not
+    ones a folder of the uncapped method already holds. The training section's cap is a
+    memory setting: the same runs."""
+    def ids(exp) -> set[str]:
+        return {run.run_id for group in plan(exp) for run in group.runs}
+
+    assert ids(_sweep(method_cap=1)).isdisjoint(ids(_sweep()))
+    assert ids(_sweep(training_cap=1)) == ids(_sweep())
+
+
 def test_a_group_s_halves_put_the_extra_run_first_and_have_their_own_ids():
     """Five runs halve into the first three and the last two, in order, each half named by
     its own runs (as a group planned with just those runs would be)."""
