@@ -349,6 +349,29 @@ def test_no_group_starts_once_one_stopped_for_the_budget(tmp_path):
     assert spent.value.checkpointed == {groups[0].group_id: (groups[0].size, 1)}
 
 
+def test_groups_taken_up_after_the_budget_are_not_said_checkpointed(tmp_path):
+    """Ray submits every group at once; those a worker takes up once the budget is spent
+    train nothing (`Outcome(stopped=0)`) and leave no checkpoint: only the group that
+    trained a pass is said checkpointed, or the next command's count names files that are
+    not there."""
+    from adamrepro.runner.checkpoint import Budget, CheckpointPolicy
+    from adamrepro.runner.executors import Outcome, schedule
+
+    groups = plan(load_experiment(_config(tmp_path)).at_scale("smoke"))
+    outcomes = [Outcome(stopped=1), *(Outcome(stopped=0) for _ in groups[1:])]
+    done = []
+
+    def start(group, must_start: bool) -> None:
+        done.insert(0, (group, outcomes[len(done)]))
+
+    stopped = schedule(groups, 3, torch.device("cpu"),
+                       CheckpointPolicy(tmp_path, None, Budget.minutes(10.0)), start, done.pop,
+                       capacity=None)
+    with pytest.raises(BudgetSpent) as spent:
+        list(stopped)
+    assert spent.value.checkpointed == {groups[0].group_id: (groups[0].size, 1)}
+
+
 def test_time_budget_carries_a_sweep_across_commands(tmp_path, cli, data_dir):
     config = _config(tmp_path)
     args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir)
