@@ -146,6 +146,22 @@ def test_run_says_that_tf32_runs_as_fp32_off_a_gpu(cli, tmp_path):
     assert code == 0 and "tf32" not in err, err
 
 
+def test_a_float64_sweep_records_fp64_whatever_its_precision_says(cli, tmp_path, data_dir):
+    """The arithmetic recorded is the one the runs had: float64 parameters are fp64 (the
+    precision setting, fp32 by default, switches float32 kernels only), or a float64 proof
+    run would read as an fp32 one beside it in `compare`."""
+    raw = yaml.safe_load((CONFIGS / "logreg_mnist.yaml").read_text())
+    raw["training"]["dtype"] = "float64"
+    raw["methods"] = {"adam": raw["methods"]["adam"]}
+    config = tmp_path / "logreg_mnist.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    code, _, err = cli("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir,
+                       "--out", tmp_path / "out")
+    assert code == 0, err
+    curves = pd.read_csv(tmp_path / "out" / "logreg_mnist" / "curves.csv")
+    assert set(curves["precision"]) == {"fp64"}
+
+
 def test_tf32_on_a_cpu_is_fp32_to_the_last_bit(data_dir, one_thread):
     model = {"name": "mlp", "hidden": [32], "input_dropout": 0.2, "hidden_dropout": 0.5}
     methods = {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 1e-2]}}}
