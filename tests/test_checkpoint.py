@@ -440,6 +440,24 @@ def test_a_group_that_does_not_fit_is_halved(tmp_path, cli, data_dir, monkeypatc
         pd.testing.assert_frame_equal(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_a_checkpointed_group_that_no_longer_fits_leaves_no_checkpoint(tmp_path, cli,
+                                                                       data_dir, monkeypatch):
+    """A group checkpointed in one command (a larger GPU, say) that does not fit in the next
+    is trained as two other groups from their first pass: its checkpoint is dead, and must
+    not stay behind to be counted ("an unfinished sweep (N checkpoints)") or read."""
+    args = ("run", _config(tmp_path), "--scale", "smoke", "--quiet", "--data-dir", data_dir,
+            "--out", tmp_path / "out", "--time-budget", "0")
+    runs = tmp_path / "out" / "logreg_mnist" / "runs"
+    assert cli(*args)[0] == 3
+    whole = set(runs.glob("*.ckpt.pt"))
+    assert len(whole) == 1
+    monkeypatch.setenv(FAKE_MEMORY_LIMIT, "2")
+    code, _, err = cli(*args)
+    assert code == 3 and "does not fit" in err, err
+    halves = set(runs.glob("*.ckpt.pt"))
+    assert halves and halves.isdisjoint(whole), (whole, halves)
+
+
 def test_an_allocation_failure_behind_another_error_still_splits_the_group():
     """What a GPU raises when a group does not fit is not always torch's OutOfMemoryError:
     an allocation that fails while a CUDA graph is captured invalidates the capture, whose
