@@ -188,6 +188,12 @@ def test_vocabulary_is_the_most_frequent_training_tokens(bow):
     assert (counts[:-1] >= counts[1:]).all()  # ordered by training frequency
     assert counts[9999] > 0
     assert len(set(bow["tokens"])) == len(bow["tokens"])
+    # The 10,000th token ties with some 200 others (31 training occurrences each): the order
+    # within a tie decides which of them are features, so it is fixed, alphabetical.
+    assert counts[9999] == counts[10000]
+    tokens, every = bow["tokens"], bow["train_counts"]
+    assert all(tokens[i] < tokens[i + 1] for i in range(len(tokens) - 1)
+               if every[i] == every[i + 1])
 
 
 def test_a_row_is_the_review_counted_by_hand(bow, data, imdb_dir):
@@ -376,10 +382,17 @@ def test_run_quiet_draws_no_tokenizing_bar_yet_says_it_tokenizes(tmp_path):
     assert out.startswith("trained 1 run")
 
 
-def test_a_rating_impossible_for_its_label_is_a_user_error(tmp_path):
-    root = _tiny_imdb(tmp_path, {"train/pos/3_2.txt": "a", "train/neg/1_1.txt": "b",
-                                 "test/pos/2_8.txt": "c", "test/neg/4_3.txt": "d"})
-    with pytest.raises(UserError, match=r"3_2\.txt has rating 2, impossible in train/pos"):
+@pytest.mark.parametrize("name, rating", [
+    ("train/pos/3_2.txt", 2),
+    # the dataset has no neutral review (5, 6): one in a label folder is not of that label
+    ("train/pos/3_6.txt", 6),
+    ("test/neg/5_5.txt", 5),
+])
+def test_a_rating_impossible_for_its_label_is_a_user_error(name, rating, tmp_path):
+    root = _tiny_imdb(tmp_path, {**FOUR_REVIEWS, name: "a"})
+    folder, review = name.rsplit("/", 1)
+    with pytest.raises(UserError, match=f"{re.escape(review)} has rating {rating}, "
+                                        f"impossible in {folder};"):
         imdb.bag_of_words(root, verify=False)
 
 
@@ -480,8 +493,15 @@ def test_a_cache_whose_contents_were_damaged_is_rebuilt(tmp_path, capsys):
 
 
 def test_vocab_size_beyond_the_training_tokens_is_a_user_error(bow, imdb_dir):
-    with pytest.raises(UserError, match="vocab_size .* exceeds"):
+    """The bound is the tokens the training reviews hold: the test reviews' own tokens (no
+    training occurrence, the end of the list) are no vocabulary, and a vocab_size reaching
+    them would give features never trained on."""
+    distinct = bow["splits"]["train"]["indices"].unique().numel()
+    assert distinct < len(bow["tokens"])
+    with pytest.raises(UserError) as err:
         imdb.load(imdb.Options(vocab_size=10**7), imdb_dir)
+    assert str(err.value) == (f"IMDB: vocab_size {10**7} exceeds the {distinct} distinct "
+                              f"tokens of the training reviews; choose at most {distinct}")
 
 
 @pytest.mark.parametrize("removed, named", [
@@ -740,6 +760,7 @@ def test_a_config_reading_labeled_bow_feat_is_accepted(cli, tmp_path):
     ("0 0:3\n", "line 2 has rating 0, neither negative (1-4) nor positive (7-10)"),
     ("9 0:3 89527:1\n", "line 2 has idx 89527, beyond the 89,527 words of "),
     ("9 0:3 7:1 0:2\n", "line 2 has idx 0 twice"),
+    ("9 0:3 7:1 7:2\n", "line 2 has idx 7 twice"),  # in a row: no idx decreases
     # a count of 0 is no word of the review (`features: binary` read it as one)
     ("9 0:3 7:0\n", "line 2 is not `rating idx:count ...` ('9 0:3 7:0')"),
 ])
@@ -760,6 +781,21 @@ def test_a_damaged_labeled_bow_feat_line_is_named_with_its_file_and_line(
         assert message.startswith(f"IMDB: {path} {said}"), message
         assert message.endswith("put the official aclImdb/train/labeledBow.feat back" + (
             ", with its imdb.vocab" if "idx 89527" in said else "")) and "\n" not in message
+
+
+def test_of_several_damaged_labeled_bow_feat_lines_the_first_is_named(feat_dir, tmp_path):
+    """Rows are read negative reviews first, the file's positive ones first: a positive
+    line and a later negative one, both damaged, are named by the earlier in the file,
+    for an idx beyond imdb.vocab as for one twice in a line."""
+    lines = (feat_dir / "aclImdb" / "train" / FEAT).read_text().splitlines(True)
+    for damage, said in ((("9 0:3 89528:1\n", "1 0:3 89530:1\n"), "has idx 89528, beyond"),
+                         (("9 0:3 5:1 5:2\n", "1 0:3 8:1 8:2\n"), "has idx 5 twice")):
+        lines[1], lines[13000] = damage  # a positive line 2, a negative line 13,001
+        root = _feat_copy(feat_dir, tmp_path / said.split()[-1], lines)
+        with pytest.raises(UserError) as err:
+            imdb.load(imdb.Options(vocabulary="labeledBow.feat"), root)
+        assert str(err.value).startswith(
+            f"IMDB: {root / 'aclImdb' / 'train' / FEAT} line 2 {said}"), str(err.value)
 
 
 def test_a_labeled_bow_feat_of_other_counts_is_refused_unless_trusted(feat_dir, tmp_path):
