@@ -51,6 +51,17 @@ def test_labels_go_with_their_images(folder):
     assert min(mean["airplane"], mean["ship"]) - max(mean["frog"], mean["deer"]) > 20, mean
 
 
+def test_the_training_split_is_the_five_batches_in_their_order(folder, train_images):
+    """Row i of the training split is the same image whatever reads it: the small scales'
+    subsets are drawn by row, so batches read in another order train on other images."""
+    x, y = train_images
+    for i in range(5):
+        batch = cifar10.read_batch(folder / f"data_batch_{i + 1}", "", verify=False)
+        rows = slice(i * cifar10.IMAGES_PER_BATCH, (i + 1) * cifar10.IMAGES_PER_BATCH)
+        assert torch.equal(y[rows], torch.tensor(batch[b"labels"]))
+        assert torch.equal(x[rows].reshape(-1, 3072), torch.from_numpy(batch[b"data"]))
+
+
 def test_reader_shapes_labels_and_uint8(folder, train_images):
     x, y = train_images
     test_x, test_y = cifar10.read_split(folder, cifar10.TEST_FILES, verify=False)
@@ -268,6 +279,7 @@ def _pixels(*shape, dtype="uint8"):
     ({b"data": _pixels(1, 100), b"labels": [0]}, "not (N, 3072) with N labels"),
     ({b"data": _pixels(1, 3072), b"labels": ["cat"]}, "its labels are not a list of integers"),
     ({b"data": _pixels(2, 3072), b"labels": [3, 99]}, "a label outside 0-9"),
+    ({b"data": _pixels(2, 3072), b"labels": [3, 10]}, "a label outside 0-9"),  # the edge
     # a copy stored as other numbers was cast without a word: [0, 1] floats to 0, 300 to 44
     ({b"data": _pixels(1, 3072, dtype="float64"), b"labels": [0]},
      "its data is an array of float64, not the official uint8 pixels"),
@@ -645,6 +657,25 @@ def test_the_whitening_is_fitted_on_the_training_images_alone(folder, tmp_path):
     torch.testing.assert_close(images.whitening.mean, mean(images.train_x), rtol=0, atol=1e-12)
     both = mean(torch.cat([images.train_x, images.test_x]))
     assert (images.whitening.mean - both).abs().max() > 0.01
+
+
+def test_both_splits_are_whitened_whole_across_the_chunks(folder, tmp_path):
+    """What `to` gives the model: every image of both splits whitened, (x/255 - mean) @ W
+    (the test images are evaluated on: left scaled alone, the test loss was of other
+    inputs), a split of more than WHITEN_CHUNK images too, at each chunk's edges."""
+    chunk = cifar10.WHITEN_CHUNK
+    data_dir = _copy_with(folder, tmp_path)  # its whitening cache goes under tmp_path
+    images = cifar10.load(cifar10.Options(verify=False, whitening="zca", train_size=200,
+                                          test_size=chunk + 100), data_dir)
+    placed = images.to(torch.device("cpu"))
+    whitening = images.whitening
+    for raw, inputs, rows in ((images.train_x, placed.train_x, list(range(200))),
+                              (images.test_x, placed.test_x, [0, chunk - 1, chunk, chunk + 99])):
+        expected = (raw[rows].reshape(len(rows), -1).double() / 255 - whitening.mean) @ (
+            whitening.matrix)
+        assert inputs.dtype == torch.float32
+        torch.testing.assert_close(inputs[rows].reshape(len(rows), -1).double(), expected,
+                                   rtol=0, atol=1e-3)
 
 
 def test_a_whitening_cache_whose_contents_were_damaged_is_fitted_again(train_images, tmp_path,
