@@ -101,6 +101,17 @@ def test_a_mirror_that_gives_a_broken_or_other_file_is_followed_by_the_next(firs
     assert sorted(os.listdir(tmp_path)) == [NAME]  # no temporary file left
 
 
+def test_a_mirror_serving_another_file_is_named_over_one_that_dropped(server, tmp_path):
+    """Of the mirrors' failures the one that says most about the file is named: one that
+    serves another file needs the official file put in by hand, where running again (what
+    a dropped connection asks) would meet the same wrong file."""
+    other = f"{server}/other/{NAME}"
+    with pytest.raises(UserError, match=f"the download of {NAME} from {re.escape(other)} has "
+                                        f"the wrong MD5"):
+        ensure_file(tmp_path, NAME, mnist.FILES[NAME], [other, f"{server}/short/{NAME}"],
+                    "MNIST")
+
+
 def test_a_content_length_that_is_no_number_is_read_as_none(server, tmp_path):
     """`Content-Length: abc` raised a ValueError, a traceback; the body is read to its end."""
     path = ensure_file(tmp_path, NAME, mnist.FILES[NAME], [f"{server}/bad-length/{NAME}"],

@@ -45,6 +45,15 @@ def test_pixel_scale_divides_the_bytes(data_dir):
         mnist.options({"pixel_scale": 0}, "dataset")
 
 
+def test_a_size_of_the_whole_split_is_the_whole_split(data_dir):
+    """train_size spelled out as the split's own size is the split, as when left out: not
+    refused as more than it, and the test subset drawn after it is the one drawn without."""
+    whole = mnist.load(mnist.Options(test_size=500), data_dir)
+    spelled = mnist.load(mnist.Options(train_size=60000, test_size=500), data_dir)
+    for key in ("train_x", "train_y", "test_x", "test_y"):
+        assert torch.equal(getattr(spelled, key), getattr(whole, key)), key
+
+
 def test_idx_header_is_read_not_assumed(data_dir):
     images = mnist.read_idx(data_dir / "MNIST/raw/t10k-images-idx3-ubyte.gz")
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
@@ -145,6 +154,7 @@ def test_offline_says_what_is_missing_and_where(monkeypatch, tmp_path):
     ("ADAMREPRO_MNIST_MIRROR", "not a url", "mnist"),
     ("ADAMREPRO_MNIST_MIRROR", "mirror.example.org/mnist/", "mnist"),  # no scheme
     ("ADAMREPRO_IMDB_URL", "::::", "imdb"),
+    ("ADAMREPRO_IMDB_URL", "https:aclImdb_v1.tar.gz", "imdb"),  # a scheme, and no host
     ("ADAMREPRO_CIFAR10_URL", "cifar-10-python.tar.gz", "cifar10"),
 ])
 def test_a_mirror_that_is_no_url_is_one_line(variable, value, dataset, cli, monkeypatch,
