@@ -68,6 +68,49 @@ def test_workers_trace_the_curves_of_one_process(tmp_path, cli, data_dir):
     pd.testing.assert_frame_equal(two, one, rtol=1e-9, atol=1e-12)
 
 
+# A driver that has run torch.compile and a backward, then a sweep with two workers; first
+# whether a child it forks can run a backward, asked with nothing of ours.
+COMPILED_THEN_SWEEP = """
+import multiprocessing, sys, torch
+from adamrepro.cli import main
+
+def backward(_):
+    torch.ones(1, requires_grad=True).sum().backward()
+
+torch.compile(lambda x: (x * 2).sum())(torch.ones(3))
+torch.ones(3, requires_grad=True).sum().backward()
+with multiprocessing.get_context("fork").Pool(1) as pool:
+    try:
+        pool.map(backward, [0])
+        print("fork-ok")
+    except RuntimeError:
+        print("fork-refused")
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_driver_whose_forks_cannot_run_autograd_trains_the_groups_itself(tmp_path, cli,
+                                                                          data_dir):
+    """torch 2.14.1 refuses a backward in a process forked from one that ran torch.compile
+    and then a backward (each worker's group failed with a RuntimeError: a test suite, a
+    compiled group trained in the driver before the extension round's groups). The driver
+    asks a probe first; where forks cannot train, it trains the groups itself, one thread
+    as in a worker, with a note, to the same curves. torch 2.13.0's forks can: workers."""
+    config = _config(tmp_path, dtype="float64")
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir)
+    assert cli(*args, "--out", tmp_path / "one", "--workers", "1")[0] == 0
+    done = subprocess.run([sys.executable, "-c", COMPILED_THEN_SWEEP, *map(str, args),
+                           "--out", tmp_path / "two", "--workers", "2"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    refused = done.stdout.splitlines()[0] == "fork-refused"
+    note = "cannot run autograd in a process forked from this one"
+    assert (note in done.stderr) == refused, (done.stdout, done.stderr)
+    one, two = _curves(tmp_path / "one"), _curves(tmp_path / "two")
+    pd.testing.assert_frame_equal(two.drop(columns="device"), one.drop(columns="device"),
+                                  rtol=1e-9, atol=1e-12)
+
+
 def test_a_sweep_resumed_group_by_group_equals_one_trained_at_once(tmp_path, cli, data_dir):
     """With 2 workers, a sweep carried over many short commands (a time budget of 0: each
     trains about a pass) ends with only one group left, which trains in this process: with

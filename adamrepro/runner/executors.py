@@ -37,7 +37,7 @@ import torch
 
 from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
-from adamrepro.errors import UserError
+from adamrepro.errors import UserError, note
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import resolve, user_code
 from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, TooSlow
@@ -228,6 +228,12 @@ class LocalExecutor:
              checkpoints: CheckpointPolicy | None
              ) -> Iterator[tuple[Group, list[RunCurve]]]:
         processes = self.processes(len(groups))
+        if processes > 1 and not forked_autograd_works():
+            # the same curves (one thread, as in a worker), a width's times slower
+            note(f"torch {torch.__version__} cannot run autograd in a process forked from "
+                 f"this one (as once torch.compile has run here); training the {len(groups)} "
+                 f"groups in this process, one after another")
+            processes = 1
         if processes > 1:
             yield from self._run_in_workers(exp, groups, on_pass, checkpoints, processes)
             return
@@ -346,6 +352,30 @@ def _start_worker(passes, stop) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() == 1:  # the driver died before the signal was armed
         os._exit(1)
+
+
+def forked_autograd_works() -> bool:
+    """Whether a process forked from this one can run a backward pass. torch 2.14.1 refuses
+    ("Unable to handle autograd's threading in combination with fork-based multiprocessing",
+    at a worker's first backward) once this process has run torch.compile and then a
+    backward (a group trained here with `compile_model`, a test suite); 2.9.1 and 2.13.0 do
+    not. Asked of a forked probe, the one judge of every version, for a few milliseconds."""
+    probe = multiprocessing.get_context("fork").Process(target=_backward_then_exit)
+    with interrupts_held():
+        probe.start()
+    probe.join()
+    return probe.exitcode == 0
+
+
+def _backward_then_exit() -> None:
+    """The probe: one thread, as a worker (GNU OpenMP does not survive a fork), and an exit
+    that flushes none of the buffers it inherited from the driver."""
+    torch.set_num_threads(1)
+    try:
+        torch.ones(1, requires_grad=True).sum().backward()
+    except RuntimeError:
+        os._exit(1)
+    os._exit(0)
 
 
 def _started(index: int) -> int:
