@@ -796,13 +796,21 @@ def test_the_sfo_figure_draws_cost_per_pass_and_per_training_second(tmp_path, mo
     assert ax_time.get_legend().get_texts()[0].get_text() == \
         f"pass 0, untrained: {untrained:.3g} (mean)"
     cells = ax_table.tables[0].get_celld()
+    state = {}
     for r, row in enumerate(chosen, start=1):
         runs = curves[curves["point_id"] == row["point_id"]]
         last = runs["epoch"].max()
         per_pass = runs.loc[runs["epoch"] == last, "run_seconds"].mean() / last
         assert cells[r, 0].get_text().get_text() == row.name
         assert cells[r, 2].get_text().get_text() == f"{per_pass:.3g}"
+        state[row.name] = cells[r, 3].get_text().get_text()
         assert cells[r, 4].get_text().get_text() == "-"  # trained on a CPU
+    # a batched run's state is its share of its group's: the same Adam's as trained alone
+    # (its group of 4 holds 4 times as much), not the group's
+    batched = curves[curves["point_id"] == best.set_index("method").loc["adam+batched",
+                                                                          "point_id"]]
+    assert set(batched["group_size"]) == {4}
+    assert state["adam+batched"] == state["adam"] != "0.0", state
     # a column of '-' says why (it read as memory lost)
     assert cells[0, 4].get_text().get_text() == "peak device memory of its group (MiB; a " \
                                                 "GPU's only)"
