@@ -41,7 +41,7 @@ from adamrepro.report.rules import (
     WithinStepBound,
     WorstEarly,
 )
-from adamrepro.results.measures import Measured, Method, checkpoint_passes
+from adamrepro.results.measures import Measured, Method, checkpoint_passes, seconds_per_pass
 from adamrepro.results.select import point_summary, select_best
 
 # The provenance columns every curves.csv row carries (results/tables.py, curves_frame).
@@ -187,6 +187,9 @@ def test_seconds_per_pass_say_the_ratio_without_a_first_pass_of_another_cost():
     assert verdict.status == HOLDS, verdict
     assert "sfo 0.84 s, adam 0.1 s per pass: 8.40x (after the first pass: 10.00x)" \
         in verdict.numbers, verdict.numbers
+    # after the first pass, a pass's own seconds: not the same spread over every pass
+    assert seconds_per_pass(m, "sfo", after=1) == pytest.approx(1.0)
+    assert seconds_per_pass(m, "adam", after=1) == pytest.approx(0.1)
     two = measured(runs("adam", [1.0, 0.8]), runs("sfo", [1.0, 0.9]))
     assert "after the first pass" not in SlowerPerPass("sfo", "adam")(two).numbers
     # a first pass that puts the ratio on the other side of a bound is said in words
@@ -310,6 +313,18 @@ def test_slightly_higher_needs_a_to_be_higher_not_equal():
     m = measured(runs("sgd", scaled(1.0)), runs("adam", scaled(0.5)))  # test_acc 0.5 both
     verdict = SlightlyHigher("sgd", "adam")(m)
     assert verdict.status == FAILS and verdict.numbers.endswith("sgd − adam +0"), verdict
+
+
+def test_seconds_per_pass_of_tables_whose_runs_start_at_pass_1():
+    """read_results takes runs from their first pass; tables without pass 0's row (as hand-made
+    or older ones are) have no time before pass 1, and are timed, not "no timed pass"."""
+    m = measured(*([row for row in runs(method, DECAYING, seconds_per_pass=seconds)
+                    if row["epoch"] > 0] for method, seconds in (("sfo", 0.7), ("adam", 0.1))))
+    assert m.curves["epoch"].min() == 1
+    assert seconds_per_pass(m, "sfo") == pytest.approx(0.7)
+    verdict = SlowerPerPass("sfo", "adam")(m)
+    assert verdict.status == HOLDS and "sfo 0.7 s, adam 0.1 s per pass: 7.00x" \
+        in verdict.numbers, verdict.numbers
 
 
 def test_beats_per_second_against_a_method_that_diverged():
