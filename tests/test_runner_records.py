@@ -5,6 +5,7 @@ is due or a budget stops a group, and how runs are cut into groups and halves.""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from adamrepro.config import parse_experiment
-from adamrepro.metrics import CLASSIFIER, Metric, MetricSet
+from adamrepro.metrics import CLASSIFIER, Metric, MetricSet, metric_set
 from adamrepro.runner.checkpoint import Budget, GroupCheckpoint
 from adamrepro.runner.group import MinibatchOrder, block_means
 from adamrepro.runner.history import GroupHistory
@@ -31,6 +32,20 @@ def test_every_column_is_better_in_its_own_metric_s_direction():
     directions = {c.name: c.lower_is_better for c in rising.columns()}
     assert directions == {"train_reward": False, "train_reward_full": False,
                           "test_reward": False, "test_cost": True}
+
+
+def test_a_declaration_reads_back_from_config_json_as_declared():
+    """Every reader of the tables takes the model's declaration from config.json: read back,
+    the objective is the one declared wherever it stands among the metrics (a declaration
+    listing it second read as the first metric's would look for columns no run wrote), and
+    each metric keeps its direction and percent."""
+    cost_first = MetricSet((Metric("cost"), Metric("reward", lower_is_better=False,
+                                                   percent=True)), "reward")
+    for declared in (CLASSIFIER, cost_first):
+        meta = json.loads(json.dumps({"metrics": declared.to_json()}))
+        assert metric_set(meta) == declared
+    assert metric_set(meta).train_column == "train_reward"
+    assert metric_set({}) == CLASSIFIER  # a folder written before models declared metrics
 
 
 def _row(*columns: list[float]) -> torch.Tensor:
@@ -146,7 +161,6 @@ def test_every_pass_draws_a_new_permutation_from_the_seed_s_order_stream():
         assert torch.equal(second[row], torch.randperm(n, generator=stream))
         assert not torch.equal(first[row], second[row])
         assert sorted(second[row].tolist()) == list(range(n))
-
 
 
 def test_a_periodic_checkpoint_is_due_every_k_passes_but_never_after_the_last():
