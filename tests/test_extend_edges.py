@@ -84,7 +84,6 @@ def test_a_point_the_optimizer_refuses_is_never_added():
     assert extended_text(steps, "rmsprop") == "lr-1"
 
 
-
 def test_stored_runs_beyond_either_edge_are_known_as_the_extensions_runs():
     """A results folder's runs beyond its grid, below the smallest lr (an extension at the
     low edge) as above the largest, are the runs this config's extension trains, by the ids
@@ -194,6 +193,27 @@ def test_a_finished_extension_groups_checkpoint_is_removed(extended, tmp_path, d
     done = run_sweep(wrong_edge(3), "smoke", None, tmp_path / "out",
                      LocalExecutor(data_dir, torch.device("cpu")), quiet=True)
     assert done["trained"] == 0 and not leftover.exists()
+
+
+def test_an_extended_folder_takes_its_config_changed_where_no_run_changes(extended, tmp_path,
+                                                                          data_dir):
+    """A config whose digest changed since (its title here; an option added to the schema
+    does the same) may write into a folder its grid and extension trained: the extension's
+    runs, which the plan alone does not list, are its own, not another config's (it was
+    told to pass --force, which would have trained every run again)."""
+    import shutil
+
+    from adamrepro.runner.plan import base_digest
+
+    shutil.copytree(extended[0], tmp_path / "out")
+    retitled = wrong_edge(3).model_copy(update={"title": "Adam from the wrong edge"})
+    assert base_digest(retitled) != base_digest(wrong_edge(3))
+    done = run_sweep(retitled, "smoke", None, tmp_path / "out",
+                     LocalExecutor(data_dir, torch.device("cpu")), quiet=True)
+    assert done["trained"] == 0
+    for again, whole in zip(tables(tmp_path / "out" / "logreg_mnist"),
+                            tables(extended[0] / "logreg_mnist"), strict=True):
+        pd.testing.assert_frame_equal(again, whole)
 
 
 def test_bundled_configs_train_three_seeds_at_paper_scale_only_and_extend_where_tuned():
