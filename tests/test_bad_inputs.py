@@ -108,6 +108,13 @@ CASES = [
     ("beta2-negative", setitem("methods.adam.hparams.betas", [0.9, -0.1]), [], "betas[1]"),
     ("betas-not-a-pair", setitem("methods.adam.hparams.betas", 0.9), [],
      "betas must be a pair [beta1, beta2], got 0.9"),  # the number, not a tensor's repr
+    # a boolean or null in a pair makes no pair of numbers: it goes to the optimizer as
+    # written, to be refused there, never made a tensor of 0.0 (β2 = 0: Adam without its
+    # second moment's average) or a TypeError traceback
+    ("betas-with-a-boolean", setitem("methods.adam.hparams.betas", [0.9, False]), [],
+     "methods.adam: adam: betas[1] must be a number, got False"),
+    ("betas-with-null", setitem("methods.adam.hparams.betas", [0.9, None]), [],
+     "methods.adam: adam: betas[1] must be a number, got None"),
     ("nan-lr", setitem("methods.adam.grid", {"lr": [float("nan")]}), [], "lr must"),
     ("unknown-lr-decay", setitem("methods.adam.hparams.lr_decay", "cosine"), [], "lr_decay"),
     ("unknown-hparam", setitem("methods.sgd_nesterov.hparams.momentm", 0.9), [], "momentm"),
