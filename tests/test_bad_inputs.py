@@ -116,6 +116,11 @@ CASES = [
     ("betas-with-null", setitem("methods.adam.hparams.betas", [0.9, None]), [],
      "methods.adam: adam: betas[1] must be a number, got None"),
     ("nan-lr", setitem("methods.adam.grid", {"lr": [float("nan")]}), [], "lr must"),
+    # a class not ours may take NaN without a word (torch's SGD does): the sweep trained NaN
+    # curves and exited 0, every point said diverged
+    ("nan-lr-of-a-class-not-ours", setitem("methods.plain_sgd", {
+        "optimizer": "torch.optim.SGD", "grid": {"lr": [0.1, float("nan")]}}), [],
+     "methods.plain_sgd: lr must be finite, got nan"),
     ("unknown-lr-decay", setitem("methods.adam.hparams.lr_decay", "cosine"), [], "lr_decay"),
     ("unknown-hparam", setitem("methods.sgd_nesterov.hparams.momentm", 0.9), [], "momentm"),
     ("unknown-optimizer", setitem("methods.adam.optimizer", "adamm"), [], "unknown optimizer"),
