@@ -253,3 +253,40 @@ def test_what_is_left_of_a_group_follows_the_group_each_finished_run_was_trained
     assert left({a: "elsewhere"}) == [(b,), (c, d)]
     parts = unfinished(group, {a, b}.__contains__, lambda run_id: first.group_id)
     assert [part.group_id for part in parts] == [second.group_id]
+
+
+def test_a_grid_s_groups_do_not_depend_on_the_order_its_keys_are_written_in(data_dir,
+                                                                           one_thread):
+    """The same grid written `{eps, lr}` or `{lr, eps}` is the same runs in the same groups:
+    a group's dropout masks are seeded by its identity, which its runs' order makes, so
+    another order gave the same run ids other curves (and a folder trained with one order
+    retrained the other's unfinished groups from scratch)."""
+    import pandas as pd
+
+    from adamrepro.runner.executors import load_data
+    from adamrepro.runner.group import train_group
+
+    def sweep(grid: dict):
+        return parse_experiment({
+            "name": "order", "title": "grid key order",
+            "dataset": {"name": "mnist", "train_size": 512, "test_size": 256},
+            "model": {"name": "logreg", "input_dropout": 0.5},
+            "training": {"batch_size": 128, "epochs": 1, "dtype": "float64"},
+            "seeds": 1, "seed": 0, "methods": {"adam": {"optimizer": "adam", "grid": grid}}},
+            "test")
+
+    eps, lr = [1e-8, 1e-3], [1e-3, 1e-2]
+    written, swapped = sweep({"eps": eps, "lr": lr}), sweep({"lr": lr, "eps": eps})
+    (group,), (other,) = plan(written), plan(swapped)
+    assert other.group_id == group.group_id
+    assert [run.run_id for run in other.runs] == [run.run_id for run in group.runs]
+    data = load_data(written, data_dir, torch.device("cpu"))
+
+    def curves(exp, group) -> pd.DataFrame:
+        return pd.concat([pd.DataFrame(curve.rows).assign(run_id=run.run_id) for run, curve in
+                          zip(group.runs, train_group(exp, group, data), strict=True)]
+                         ).drop(columns=["seconds", "train_seconds"]).sort_values(
+                             ["run_id", "epoch"], ignore_index=True)
+
+    pd.testing.assert_frame_equal(curves(swapped, other), curves(written, group),
+                                  check_exact=True)
