@@ -147,6 +147,23 @@ def test_binary_logreg_batched_equals_reference_loop(setup):
     assert max(curve.rows[-1]["test_acc"] for curve in batched) > 0.95
 
 
+def test_runs_that_differ_in_a_setting_that_is_no_number_train_as_they_would_alone(setup):
+    """A grid over a switch (lr_decay: none or sqrt) beside lr: a switch cannot become a
+    per-run tensor, so each of its values trains in a group of its own, every run with its
+    own value (one group of all would give every run the first run's lr_decay)."""
+    exp = experiment(seeds=1).model_copy(update={"methods": {"adam": MethodSpec(
+        optimizer="adam", grid={"lr_decay": ["none", "sqrt"], "lr": [1e-2, 1e-1]})}})
+    data = setup[1]
+    groups = plan(exp)
+    for group in groups:
+        batched = train_group(exp, group, data)
+        for index, run in enumerate(group.runs):
+            assert_same_curve(batched[index], train_run(exp, run, data),
+                              f"lr_decay={run.hparams['lr_decay']} lr={run.hparams['lr']}")
+    assert sorted([run.hparams["lr_decay"] for run in group.runs] for group in groups) == [
+        ["none", "none"], ["sqrt", "sqrt"]]
+
+
 # Where RTOL cannot hold over both passes, and why:
 # torch.optim.NAdam keeps mu_product as a float32 number: 2e-9 relative after 2 passes.
 LOOSER_RTOL = {"nadam": 1e-7}
