@@ -117,6 +117,25 @@ def _command(config: Path, data_dir: Path, out: Path, *more: str) -> list[str]:
             "--quiet", "--data-dir", str(data_dir), "--out", str(out), *more]
 
 
+def test_a_group_that_ends_before_one_submitted_earlier_keeps_its_own_curves(
+        ray_head, tmp_path, data_dir):
+    """Ray's tasks end in any order: here the first group submitted trains a wide MLP and
+    the second a logistic regression, which ends seconds before it. Each group's curves are
+    its own runs' (the tables equal the local executor's), not given to whichever group was
+    submitted first."""
+    config = _small_config(tmp_path)
+    text = yaml.safe_load(config.read_text())
+    text["methods"]["adam"]["model"] = {"name": "mlp", "hidden": [2000, 2000]}
+    config.write_text(yaml.safe_dump(text))
+    subprocess.run(_command(config, data_dir, tmp_path / "local"), check=True,
+                   capture_output=True)
+    done = subprocess.run(_command(config, data_dir, tmp_path / "ray", "--executor", "ray",
+                                   "--address", ray_head),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pd.testing.assert_frame_equal(_table(tmp_path / "ray"), _table(tmp_path / "local"))
+
+
 def test_ray_halves_a_group_that_does_not_fit_as_locally(ray_head, tmp_path, data_dir):
     config = _small_config(tmp_path)
     limited = {**os.environ, FAKE_MEMORY_LIMIT: "2"}
