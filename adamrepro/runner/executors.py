@@ -208,8 +208,16 @@ class LocalExecutor:
 
     def processes(self, groups: int) -> int:
         """How many worker processes train `groups` groups: 1 means this process (with one
-        thread where the width is more than 1: see `width`)."""
-        return 1 if groups < 2 else min(self.width(), groups)
+        thread where the width is more than 1: see `width`), also where a forked child could
+        not run autograd (`forked_autograd_works`; `run` and `bench` alike), said in a note."""
+        processes = 1 if groups < 2 else min(self.width(), groups)
+        if processes > 1 and not forked_autograd_works():
+            # the same curves (one thread, as in a worker), a width's times slower
+            note(f"torch {torch.__version__} cannot run autograd in a process forked from "
+                 f"this one (as once torch.compile has run here); training the {groups} "
+                 f"groups in this process, one after another")
+            return 1
+        return processes
 
     def run(self, exp: Experiment, groups: list[Group], on_pass: OnPass,
             checkpoints: CheckpointPolicy | None = None
@@ -228,12 +236,6 @@ class LocalExecutor:
              checkpoints: CheckpointPolicy | None
              ) -> Iterator[tuple[Group, list[RunCurve]]]:
         processes = self.processes(len(groups))
-        if processes > 1 and not forked_autograd_works():
-            # the same curves (one thread, as in a worker), a width's times slower
-            note(f"torch {torch.__version__} cannot run autograd in a process forked from "
-                 f"this one (as once torch.compile has run here); training the {len(groups)} "
-                 f"groups in this process, one after another")
-            processes = 1
         if processes > 1:
             yield from self._run_in_workers(exp, groups, on_pass, checkpoints, processes)
             return
