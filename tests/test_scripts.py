@@ -140,11 +140,17 @@ def gpu_session(tmp_path: Path, data_dir: Path, *stages: str,
                 **env: str) -> subprocess.CompletedProcess:
     """scripts/gpu_session.sh on the CPU at smoke scale, its results in tmp_path/results and
     its archive at tmp_path/session.tar.gz unless `env` says otherwise, with no time left
-    for any stage (SESSION_MINUTES 0.5, nothing kept for packing)."""
+    for any stage (SESSION_MINUTES 0.5, nothing kept for packing). Its bundle is an empty
+    folder unless `env` names one: the checkout's own .bundle/, left by a developer who
+    packed two datasets for a GPU job, made five of these tests refuse every experiment on
+    the third (each such stage exits 2 before anything runs)."""
+    empty = tmp_path / "empty-bundle"
+    empty.mkdir(exist_ok=True)
     return subprocess.run(
         ["bash", str(ROOT / "scripts" / "gpu_session.sh"), *stages],
         capture_output=True, text=True,
         env={**os.environ, "DEVICE": "cpu", "SCALE": "smoke", "PYTHON": sys.executable,
+             "BUNDLE": str(empty),
              "ADAMREPRO_DATA": str(data_dir), "RESULTS": str(tmp_path / "results"),
              "ARCHIVE": str(tmp_path / "session.tar.gz"), "SESSION_MINUTES": "0.5",
              "PACK_SECONDS": "0", **env})
@@ -347,7 +353,8 @@ def test_gpu_session_refuses_a_mistake_in_one_line_before_any_setup(tmp_path, da
     assert named.replace("{tmp}", str(tmp_path)) in lines[0], done.stderr
     assert done.stdout == ""
     assert not (tmp_path / "results").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no archive, no probe
+    # no archive, no probe: nothing but the test's own file and gpu_session()'s empty bundle
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "empty-bundle"]
 
 
 @pytest.mark.parametrize(("stages", "env", "named"), [
