@@ -26,6 +26,7 @@ import yaml
 from dry_run import dry_run_total
 
 from adamrepro.config import load_experiment, parse_experiment
+from adamrepro.results.tables import read_table
 from adamrepro.runner.checkpoint import (
     Budget,
     BudgetSpent,
@@ -314,7 +315,7 @@ def _saved_seconds(runs: Path) -> set[float]:
 
 
 def _went_on_from(saved: set[float], folder: Path) -> None:
-    recorded = set(pd.read_csv(folder / "curves.csv")["train_seconds"])
+    recorded = set(read_table(folder / "curves.csv")["train_seconds"])
     assert saved <= recorded, "the rerun trained the checkpointed passes again"
 
 
