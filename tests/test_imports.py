@@ -96,7 +96,10 @@ def test_a_wheel_carries_the_bundled_configs_and_the_package_finds_them(tmp_path
     name: the wheel carries configs/*.yaml as data files (pyproject), installed under
     <prefix>/share/adamrepro/configs, which `bundled_config_dir` finds when no `configs/`
     lies beside the package; a checkout's own folder wins where there is one."""
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10, which pyproject admits: tomli is tomllib's source
+        import tomli as tomllib
 
     from adamrepro.config import bundled_config_dir
 
