@@ -204,8 +204,11 @@ def test_a_log_axis_of_less_than_a_decade_is_labelled_in_plain_numbers():
         ax.plot([1, 2], [low, high])
         log_y(ax)
         FigureCanvasAgg(fig).draw()
-        return [t.get_text() for t in [*ax.yaxis.get_majorticklabels(),
-                                       *ax.yaxis.get_minorticklabels()] if t.get_text()]
+        # the labels drawn: matplotlib before 3.11 keeps labels for ticks beyond the view too
+        low, high = ax.get_ylim()
+        return [t.label1.get_text() for t in [*ax.yaxis.get_major_ticks(),
+                                              *ax.yaxis.get_minor_ticks()]
+                if t.label1.get_text() and low <= t.get_loc() <= high]
 
     narrow = labels(0.22, 0.8)
     assert {"0.3", "0.4", "0.6"} <= set(narrow) and not any("10" in t for t in narrow), narrow
