@@ -363,6 +363,23 @@ from adamrepro.provenance import git_commit
 print("torch", torch.__version__, "| cuda", torch.version.cuda, "|",
       torch.cuda.get_device_name() if torch.cuda.is_available() else "NO CUDA DEVICE",
       "| commit", git_commit())
+# The machine's own releases: it runs the repo from PYTHONPATH, so pyproject's floors never
+# gate them, and a stage that fails there but passes on a CPU is compared against these.
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
+
+def release(name):
+    try:
+        return version(name)
+    except PackageNotFoundError:  # pytest, where neither the machine nor the bundle has it
+        return "absent"
+
+
+print("python", platform.python_version(), "|", " | ".join(
+    f"{name} {release(name)}" for name in
+    ("numpy", "pandas", "matplotlib", "pydantic", "typer", "click", "rich", "PyYAML",
+     "pytest")))
 EOF
 # Without a usable GPU every CUDA test skips and the tests stage passed having run none.
 if [ "$DEVICE" = cuda ] && ! $PYTHON -c "import sys, torch; sys.exit(not torch.cuda.is_available())"

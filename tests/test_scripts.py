@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import platform
 import shutil
 import stat
 import subprocess
@@ -170,6 +171,21 @@ def test_gpu_session_skips_what_its_time_limit_leaves_no_room_for_and_still_pack
     with tarfile.open(archive) as tar:
         assert any(name.endswith("gpu-session.log") for name in tar.getnames())
     assert not (tmp_path / "back").exists()
+
+
+def test_gpu_session_prints_the_release_of_every_package_it_runs_on(tmp_path, data_dir):
+    """A lent machine runs the repo from PYTHONPATH, so pyproject's floors never gate its own
+    packages: the job prints their releases, the first thing to compare when a stage fails
+    there and passes on a CPU."""
+    from importlib.metadata import version
+    done = gpu_session(tmp_path, data_dir, "sfo")
+    assert "Traceback" not in done.stderr, done.stderr
+    [line] = [row for row in done.stdout.splitlines() if row.startswith("python ")]
+    releases = dict(item.rsplit(" ", 1) for item in line.split(" | "))
+    assert releases.pop("python") == platform.python_version()
+    assert releases == {name: version(name) for name in
+                        ("numpy", "pandas", "matplotlib", "pydantic", "typer", "click", "rich",
+                         "PyYAML", "pytest")}
 
 
 def test_gpu_session_s_tests_stage_runs_every_cuda_test_of_the_suite(tmp_path, data_dir):
