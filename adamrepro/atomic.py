@@ -91,7 +91,10 @@ def _renamed_later(path: Path, renames: list[tuple[str, Path]], mode: str = "w")
     except OSError as err:
         raise _naming(err, path) from None
     try:
-        with os.fdopen(fd, mode) as f:
+        # UTF-8 whatever the locale: report.md's α once failed to encode where the locale
+        # was ASCII or Latin-1 (a cluster's LANG=en_US), and the same results read alike
+        # everywhere
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -128,6 +128,24 @@ def cli(capsys):
     return call
 
 
+@pytest.fixture(scope="session")
+def ascii_locale() -> dict[str, str]:
+    """The environment of a subprocess whose locale's encoding is ASCII, as where a cluster's
+    LANG is en_US (Latin-1) or C with Python's coercion to UTF-8 turned off: no α or ε can
+    be encoded by default there."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONUTF8": "0"}
+    encoding = subprocess.run(
+        [sys.executable, "-c", "import locale; print(locale.getpreferredencoding())"],
+        env=env, capture_output=True, text=True).stdout.strip()
+    assert encoding == "ANSI_X3.4-1968"  # else the tests given it would prove nothing
+    return env
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny float64 problems: one torch thread is faster on two shared cores (L-BFGS ran 20x

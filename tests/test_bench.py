@@ -194,6 +194,19 @@ def test_bench_times_the_vae_against_its_straightforward_loop(tmp_path, data_dir
     assert result["check"]["passed"] is None and "VAE's ε" in result["check"]["skipped"]
 
 
+def test_bench_says_the_vae_s_epsilon_whatever_the_locale(tmp_path, data_dir, ascii_locale):
+    """What bench prints says "a VAE's ε": where stdout's encoding was ASCII or Latin-1, that
+    line was a UnicodeEncodeError (a traceback, its tables already written). It is written
+    as a backslash escape there, and the command ends as anywhere else."""
+    done = subprocess.run(
+        [sys.executable, "-m", "adamrepro", "bench", "vae_bias_correction", "--device", "cpu",
+         "--scale", "smoke", "--out", str(tmp_path), "--data-dir", str(data_dir), "--quiet",
+         "--threads", "1", "--reference-runs", "1", "--passes", "1"],
+        env=ascii_locale, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "a VAE's \\u03b5" in done.stdout, done.stdout
+
+
 def test_the_reference_vae_starts_from_the_batched_weights_and_learns(data_dir):
     """Run `seed`'s slice of the batched VAE's initial weights, layer by layer, and a pass of
     the straightforward loop lowers the negative ELBO from the untrained ~543 nats."""

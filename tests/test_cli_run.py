@@ -479,3 +479,27 @@ def test_a_bad_progress_interval_is_one_line_before_anything(cli, tmp_path, data
     assert stderr.startswith("adamrepro: error: ADAMREPRO_PROGRESS_SECONDS=") and \
         stderr.count("\n") == 1, stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_report_is_the_same_utf_8_whatever_the_locale(smoke, tmp_path, ascii_locale):
+    """report.md says α: where the locale's encoding was ASCII or Latin-1, `report` was a
+    traceback (UnicodeEncodeError). It now writes the same UTF-8 bytes there as anywhere."""
+    from adamrepro.cli import main
+
+    out = tmp_path / "out"
+    shutil.copytree(smoke.parent, out)
+    assert main(["report", "--out", str(out)]) == 0
+    names = ("report.md", "report.html")
+
+    def written() -> dict[str, bytes]:  # but the time each was generated at
+        return {name: re.sub(rb"Generated \S+", b"Generated", (out / name).read_bytes())
+                for name in names}
+
+    before = written()
+    assert "α" in before["report.md"].decode("utf-8")
+    for name in names:
+        (out / name).unlink()
+    done = subprocess.run([sys.executable, "-m", "adamrepro", "report", "--out", str(out)],
+                          env=ascii_locale, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert written() == before

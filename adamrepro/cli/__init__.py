@@ -6,6 +6,7 @@ does what the filesystem refuses. What a Ctrl-C or SIGTERM leaves is interrupts.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import signal
 import sys
@@ -55,10 +56,23 @@ app.command("bench")(bench_cmd.bench)
 app.command("compare")(compare_cmd.compare)
 
 
+def speak_in_any_encoding() -> None:
+    """What the commands say holds α, ε and ×. Where stdout's encoding cannot write them (a
+    locale of ASCII or Latin-1, as a cluster's LANG=en_US), Python raised UnicodeEncodeError
+    mid-command, a traceback after its files were written. Such characters are written as
+    backslash escapes there instead, as Python's stderr already writes them."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None)
+        if (encoding and codecs.lookup(encoding).name != "utf-8"
+                and hasattr(stream, "reconfigure")):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns every user mistake into one line and exit code 2."""
     from adamrepro.provenance import COMMAND_ARGS
 
+    speak_in_any_encoding()
     args = list(sys.argv[1:] if argv is None else argv)
     COMMAND_ARGS.set(args)
     try:

@@ -90,7 +90,7 @@ class ResultStore:
         first = min(self.runs_dir.glob("*.json"), default=None) if self.runs_dir.is_dir() \
             else None
         try:
-            record = json.loads(first.read_text()) if first else None
+            record = json.loads(first.read_text(encoding="utf-8")) if first else None
         except (OSError, ValueError):
             return None
         return record.get("scale") if isinstance(record, dict) else None
@@ -127,7 +127,7 @@ class ResultStore:
                     f"its tables with them")
             return
         try:
-            previous = json.loads(path.read_text())
+            previous = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             previous = None
         if not isinstance(previous, dict):  # damaged since: written whole (atomic_file)
@@ -352,7 +352,7 @@ class ResultStore:
         path = self.run_path(run_id)
         fix = "delete it and run the same command again, which trains that run again"
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as err:  # written whole (atomic_file): damaged since
             raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
         problem = record_problem(record, run_id, epochs)
