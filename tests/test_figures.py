@@ -682,6 +682,45 @@ def test_the_sensitivity_figure_draws_each_lrs_final_cost_mean_over_seeds(tmp_pa
         assert len(crosses.get_xdata()) == (method == "adam")
 
 
+def test_a_sensitivity_figure_of_one_step_size_has_an_axis_around_it(tmp_path, monkeypatch):
+    """Every method at one α (Sec. 7's smoke scale) and a mark at the top edge there: the
+    mark's x, through the log axis and back, is a few ulps off α, and matplotlib took that
+    for the axis' range. The axis was a few ulps wide: a RuntimeWarning, and neither axes nor
+    points drawn. It spans a decade each side of α now, the mark and the points in view."""
+    import warnings
+
+    import numpy as np
+
+    lr = 0.001
+
+    def edit(folder):  # Sec. 7's quick tables at α = 0.001 alone; nadam's diverged there
+        curves = pd.read_csv(folder / "curves.csv")
+        curves = curves[curves["lr"] == lr].copy()
+        gone = curves["method"] == "nadam"
+        curves.loc[gone, "diverged"] = True
+        curves.loc[gone & (curves["epoch"] == curves["epoch"].max()), "train_loss_full"] = \
+            np.nan
+        curves.to_csv(folder / "curves.csv", index=False)
+        best = pd.read_csv(folder / "best.csv")
+        best = best[best["method"].isin(set(curves["method"]) - {"nadam"})].copy()
+        points = curves.drop_duplicates("method").set_index("method")["point_id"]
+        best["point_id"], best["lr"] = best["method"].map(points), lr
+        best.to_csv(folder / "best.csv", index=False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fig, curves, _, _ = _drawn(monkeypatch, tmp_path, "quick-cpu/extensions",
+                                   "sensitivity", edit)
+    assert set(curves["lr"]) == {lr} and curves["method"].nunique() == 5
+    (ax,) = fig.axes
+    assert ax.get_xlim() == pytest.approx((lr / 10, lr * 10))
+    (crosses,) = [line for line in ax.lines if line.get_marker() == "x" and
+                  len(line.get_xdata())]
+    assert list(crosses.get_xdata()) == [lr]
+    points = [line for line in ax.lines if line.get_marker() == "o" and len(line.get_xdata())]
+    assert len(points) == 4 and {x for line in points for x in line.get_xdata()} == {lr}
+
+
 @pytest.mark.parametrize(("source", "logy", "yscale"), [("quick-cpu/mlp", False, "log"),
                                                        ("quick-cpu/cnn_cifar10", True, "log"),
                                                        ("quick-cpu/cnn_cifar10", False, "linear")])

@@ -150,6 +150,12 @@ def draw(folder: Path, tables: Tables | None = None,
         ax.plot(failed["lr"], np.ones(len(failed)), linestyle="none", marker="x",
                 markersize=9, markeredgewidth=2, color=line["color"], transform=top_edge,
                 clip_on=False)
+    tried = table["lr"].unique()
+    if len(tried) == 1:
+        # One step size (every smoke scale of Sec. 7): the top edge's marks, their x taken
+        # through the log axis and back, widened its data a few ulps, and matplotlib took
+        # that for a range: an axis a few ulps wide (a warning, and no axes or points drawn).
+        ax.set_xlim(tried[0] / 10, tried[0] * 10)
     finite = (table.loc[~table["above"], "cost"].dropna() if len(table)
               else pd.Series(dtype=float))
     finite = finite[finite > 0]
