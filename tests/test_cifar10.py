@@ -453,6 +453,7 @@ def test_download_checks_the_archive_and_unpacks_it(tmp_path, monkeypatch):
         found = cifar10.fetch(tmp_path / "b")
     finally:
         server.shutdown()
+        server.server_close()
     assert found == tmp_path / "b" / cifar10.FOLDER
     assert sorted(p.name for p in found.iterdir()) == sorted(cifar10.FILES)
 

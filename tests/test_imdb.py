@@ -336,7 +336,8 @@ def _on_a_terminal(*args: str) -> tuple[int, str, bytes]:
             break
         terminal += chunk
     os.close(leader)
-    out = process.stdout.read().decode()
+    with process.stdout:
+        out = process.stdout.read().decode()
     return process.wait(timeout=300), out, terminal
 
 

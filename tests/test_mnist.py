@@ -119,6 +119,7 @@ def http_mirror(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAMREPRO_MNIST_MIRROR", f"http://127.0.0.1:{server.server_port}/")
     yield served
     server.shutdown()
+    server.server_close()
 
 
 def test_download_checksum_pass(http_mirror, data_dir, tmp_path):
