@@ -10,6 +10,11 @@ import sys
 
 
 def main() -> int:
+    if sys.platform == "win32":  # the CLI's import needs fcntl: an ImportError's traceback
+        print("adamrepro: error: Windows is not supported (results folders are locked with "
+              "fcntl, and the CPU workers fork); run it under WSL 2, or on Linux",
+              file=sys.stderr)
+        return 2
     try:
         from adamrepro.cli import main as cli_main
     except KeyboardInterrupt:

@@ -154,3 +154,19 @@ def test_every_help_fits_a_terminal_of_80_columns_uncut():
         for line in lines:
             assert len(line) <= 80 and "…" not in line, (command, line)
             assert line.startswith("Usage:") or not line.endswith("..."), (command, line)
+
+
+def test_windows_is_refused_in_one_line_before_anything_imports_fcntl():
+    """On Windows, which has no fcntl (results folders are locked with it) and no fork, every
+    command was an ImportError's traceback. Here Python is made to look like Windows so: its
+    platform, and an `import fcntl` that fails."""
+    probe = ("import sys\n"
+             "sys.platform = 'win32'\n"
+             "sys.modules['fcntl'] = None  # import fcntl: ImportError, as on Windows\n"
+             "from adamrepro.entry import main\n"
+             "sys.exit(main())\n")
+    done = subprocess.run([sys.executable, "-c", probe, "run", "logreg_mnist"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("adamrepro: error: Windows is not supported")
+    assert "WSL" in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
