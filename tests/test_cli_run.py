@@ -4,6 +4,7 @@ what is selected, what is drawn, and that a re-run or a killed run resumes exact
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -416,6 +417,30 @@ def test_a_second_command_on_a_folder_says_it_waits_then_goes_on(tmp_path, data_
     stdout, stderr = second.communicate(timeout=600)
     assert second.returncode == 0, stderr
     assert re.search(r"trained \d+ runs, 0 already finished", stdout), stdout
+
+
+@pytest.mark.parametrize("refusal", ["ENOSYS", "ENOLCK"])
+def test_a_folder_on_a_filesystem_without_file_locks_is_used_unlocked(
+        refusal, cli, tmp_path, data_dir, monkeypatch):
+    """A cluster's scratch space may take no file locks: Lustre mounted without `-o flock`
+    says ENOSYS to flock, NFS without its lock daemon ENOLCK. Every `run` there was a
+    traceback. It trains, having said once that the folder is unlocked. (flock is made to
+    refuse as such a filesystem does: this machine has none.)"""
+    import errno
+    import fcntl
+
+    def no_locks(handle, operation):
+        raise OSError(getattr(errno, refusal), os.strerror(getattr(errno, refusal)))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", CONFIG, "--scale", "smoke", "--quiet", "--data-dir",
+                               data_dir, "--out", out)
+    assert code == 0, stderr
+    assert stderr.count("takes no file locks") == 1, stderr
+    assert f"adamrepro: note: {out / 'logreg_mnist'}: its filesystem takes no file locks" in \
+        stderr, stderr
+    assert len(pd.read_csv(out / "logreg_mnist" / "best.csv")) > 0
 
 
 def test_the_progress_bar_is_on_stderr_and_stdout_says_what_was_done(cli, tmp_path,

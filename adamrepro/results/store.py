@@ -21,6 +21,7 @@ killed sweep resumes from the runs that finished.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -42,6 +43,12 @@ from adamrepro.results.tables import (
     recorded_precision,
 )
 from adamrepro.stopping import signals_deferred
+
+# What flock says on a filesystem without file locks (Lustre mounted without `-o flock`, NFS
+# without its lock daemon, some FUSE mounts): a cluster's scratch space, where every `run` was
+# a traceback. The lock only keeps two commands on one folder apart, so such a folder is used
+# unlocked, said once.
+NO_FILE_LOCKS = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP})
 
 
 def check_writable(folder: Path) -> None:
@@ -318,6 +325,13 @@ class ResultStore:
                              f"finish (its finished runs are then skipped)")
                         said = True
                     fcntl.flock(handle, fcntl.LOCK_EX)
+                except OSError as err:
+                    if err.errno not in NO_FILE_LOCKS:
+                        raise
+                    note(f"{self.root}: its filesystem takes no file locks ({err.strerror}); "
+                         f"going on unlocked: run one command at a time on this folder")
+                    yield
+                    return
                 if _same_file(handle, path):
                     try:
                         yield
