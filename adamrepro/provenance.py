@@ -28,15 +28,19 @@ def commit_of(root: Path) -> str:
     """The commit checked out at `root`, '+dirty' if any tracked file outside results/ has
     uncommitted changes (the README and tests too, not only code; untracked files and file
     modes do not count); 'unknown' outside a git checkout."""
+    # A checkout another user owns (a lab's shared one) is "dubious ownership" to git, which
+    # then reads nothing: every result recorded commit 'unknown'. Its code is running here
+    # already, so trusting the checkout's git config as well risks nothing more.
+    git = ["git", "-c", f"safe.directory={root}"]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
         # Code, not outputs: the committed results/ are rewritten by the very runs being
         # recorded, and a copy of the tree to another machine may lose executable bits.
         # --no-optional-locks: status reads, and writes no refreshed index (its index.lock
         # stopped the user's own git commands meanwhile; a write a file-size limit cut off
         # left the lock behind, and every git command after it failed).
-        dirty = subprocess.run(["git", "--no-optional-locks", "-c", "core.fileMode=false",
+        dirty = subprocess.run([*git, "--no-optional-locks", "-c", "core.fileMode=false",
                                 "status", "--porcelain",
                                 "--untracked-files=no", "--", ".", ":(exclude)results"],
                                cwd=root, capture_output=True, text=True, timeout=10).stdout

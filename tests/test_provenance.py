@@ -33,3 +33,22 @@ def test_only_code_changes_make_a_commit_dirty(tmp_path):
 
 def test_outside_a_checkout_the_commit_is_unknown(tmp_path):
     assert commit_of(tmp_path) == "unknown"
+
+
+def test_a_checkout_another_user_owns_still_gives_its_commit(tmp_path, monkeypatch):
+    """git reads nothing in a repository another user owns ("dubious ownership"), as a lab's
+    shared checkout is: every result recorded commit 'unknown'. git's own test switch
+    GIT_TEST_ASSUME_DIFFERENT_OWNER makes this checkout look so, for any user."""
+    (tmp_path / "adamrepro").mkdir()
+    (tmp_path / "adamrepro/core.py").write_text("1\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    head = git(tmp_path, "rev-parse", "HEAD")
+    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")
+    refused = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                             text=True)
+    assert refused.returncode != 0 and "dubious ownership" in refused.stderr
+    assert commit_of(tmp_path) == head
+    (tmp_path / "adamrepro/core.py").write_text("2\n")
+    assert commit_of(tmp_path) == head + "+dirty"
