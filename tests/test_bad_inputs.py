@@ -1253,3 +1253,31 @@ def test_each_limit_is_the_largest_value_accepted(tmp_path):
     assert len(exp.name) == MAX_NAME and scaled.seeds == MAX_SEEDS
     assert len(scaled.methods["adam"].points()) * scaled.seeds == MAX_RUNS
     assert scaled.dataset["train_size"] == scaled.training.batch_size
+
+
+@pytest.mark.parametrize("refusal", [
+    MemoryError("Unable to allocate 44.9 MiB for an array with shape (60000, 28, 28) and data "
+                "type uint8"),  # numpy's words, under `ulimit -v`
+    OSError(12, "Cannot allocate memory")])  # ENOMEM: an import or a fork refused
+def test_memory_the_machine_refuses_is_one_line_and_nothing_written(refusal, cli, tmp_path,
+                                                                     data_dir, monkeypatch):
+    """Under `ulimit -v` (or on a full machine), loading MNIST's 45 MiB of pixels was a
+    MemoryError's traceback. One line says what ran out and the fix, exit 2, and no results
+    folder is made. (The allocation is made to fail as such a limit makes it: tests/ cannot
+    set one that fails there alone.)"""
+    import torch
+
+    def refused(array):
+        raise refusal
+
+    monkeypatch.setattr(torch, "from_numpy", refused)
+    out = tmp_path / "out"
+    code, _, stderr = cli("run", CONFIG, "--scale", "smoke", "--out", out, "--data-dir",
+                          data_dir, "--quiet")
+    assert code == 2, stderr
+    said = f" ({refusal})" if isinstance(refusal, MemoryError) else ""
+    assert stderr.splitlines() == [
+        f"adamrepro: error: out of memory{said}; give the command more (a job's memory "
+        f"request, ulimit -v) or run less at once (run --workers 1, or "
+        f"training.max_group_size), then run it again (finished runs are kept)"], stderr
+    assert not out.exists()

@@ -112,13 +112,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # raised outside typer's own handling, as a command ended
         return 128 + (interrupts.COMMAND["stopped_by"] or signal.SIGINT)
     except OSError as err:
+        if err.errno == errno.ENOMEM:  # an import or a fork the memory limit refused
+            print(f"adamrepro: error: {OUT_OF_MEMORY}", file=sys.stderr)
+            return 2
         if err.errno not in FILESYSTEM_ERRORS:
             raise
         command = args[0] if args else ""
         print(f"adamrepro: error: {filesystem_problem(err, FOLDER_FLAGS.get(command))}",
               file=sys.stderr)
         return 2
+    except MemoryError as err:  # numpy's or Python's, under `ulimit -v` or on a full machine
+        # (torch's own, in training, halves the group instead: runner/executors.py)
+        said = f" ({err})" if str(err) else ""
+        print(f"adamrepro: error: {OUT_OF_MEMORY.replace(';', f'{said};', 1)}",
+              file=sys.stderr)
+        return 2
     return 0
+
+
+# Memory the machine or a limit refused: a traceback until 2026-12-06, where a data set's
+# array (numpy), an import or a fork asked for more than `ulimit -v` or a full machine gave.
+OUT_OF_MEMORY = ("out of memory; give the command more (a job's memory request, ulimit -v) "
+                 "or run less at once (run --workers 1, or training.max_group_size), then "
+                 "run it again (finished runs are kept)")
 
 
 # What the filesystem refuses (permissions, a read-only or full disk, a file where a folder
