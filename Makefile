@@ -6,8 +6,9 @@ SCALE ?= paper
 # paper-scale results live in results/ (committed); other scales in results/<scale>/
 OUT ?= $(if $(filter paper,$(SCALE)),results,results/$(SCALE))
 DEVICE ?= auto
-# Empty: the commands' own default, $ADAMREPRO_DATA else ~/.cache/adamrepro/data (one default
-# for commands, tests and make); DATA=DIR overrides it for every target, tests included.
+# Empty: the commands' own default, $ADAMREPRO_DATA else $XDG_CACHE_HOME/adamrepro/data or
+# ~/.cache/adamrepro/data (one default for commands, tests and make); DATA=DIR overrides it
+# for every target, tests included.
 DATA ?=
 DATA_FLAG = $(if $(DATA),--data-dir "$(DATA)")
 EXPERIMENTS := $(basename $(notdir $(wildcard configs/*.yaml)))

@@ -10,11 +10,12 @@ the data out, or a folder holding the official downloads: the four MNIST `*-ubyt
 `aclImdb_v1.tar.gz` and `cifar-10-python.tar.gz`. In a prepare.py folder an archive `X.tar.gz`
 may travel as `X.tar.xz` (scripts/offline_bundle.sh recompresses IMDB's text so that the whole
 paper fits a 64 MiB job); it is turned back into `X.tar.gz` in a staging folder for prepare.py,
-which is left as it is. The data goes to `--out` (default:
-$ADAMREPRO_DATA, else ~/.cache/adamrepro/data), and is then checked exactly as `adamrepro
-fetch` checks it (MD5 of every MNIST file and of the IMDB archive, the review folders, the
-CIFAR-10 batches' presence: their MD5s are checked when they are read, and ../shared/data's
-CIFAR-10 copy, re-encoded as JPEG, is read only with `--unverified-data`).
+which is left as it is. The data goes to `--out` (default: $ADAMREPRO_DATA, else
+$XDG_CACHE_HOME/adamrepro/data, ~/.cache/adamrepro/data when unset), and is then checked
+exactly as `adamrepro fetch` checks it (MD5 of every MNIST file and of the IMDB archive, the
+review folders, the CIFAR-10 batches' presence: their MD5s are checked when they are read,
+and ../shared/data's CIFAR-10 copy, re-encoded as JPEG, is read only with
+`--unverified-data`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from adamrepro.cli import main as adamrepro
-from adamrepro.cli.params import ScriptParser, folder_argument
+from adamrepro.cli.params import DEFAULT_DATA_DIR, ScriptParser, folder_argument
 from adamrepro.data import cifar10, imdb, mnist
 from adamrepro.data.download import default_data_dir
 from adamrepro.errors import UserError, script_exit
@@ -142,8 +143,7 @@ def main() -> int:
     parser.add_argument("--only", choices=DATASETS, action="append",
                         help="lay out and check only these datasets (repeatable; default: all)")
     parser.add_argument("--out", type=folder_argument, default=None,
-                        help="the data folder (default: $ADAMREPRO_DATA, else "
-                             "~/.cache/adamrepro/data)")
+                        help=f"the data folder (default: {DEFAULT_DATA_DIR})")
     args = parser.parse_args()
     try:
         out = args.out or default_data_dir()

@@ -15,8 +15,8 @@
 # (work left), as `adamrepro run` does. An experiment that exits 3 with a minute or more of
 # the budget left (`run --split-to-fit` left runs that would not finish) does not stop the
 # script: the next experiment gets what is left.
-# Data: the default folder ($ADAMREPRO_DATA, else ~/.cache/adamrepro/data); the datasets the
-# configs read are fetched if missing.
+# Data: the default folder ($ADAMREPRO_DATA, else $XDG_CACHE_HOME/adamrepro/data or
+# ~/.cache/adamrepro/data); the datasets the configs read are fetched if missing.
 set -euo pipefail
 # -h, --help: the comment above (what the script does, the variables it reads), nothing run
 case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac

@@ -105,7 +105,7 @@ def pytest_make_collect_report(collector):
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The real data, where every command looks: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data
+    """The real data, where every command looks: $ADAMREPRO_DATA, else the cache's folder
     (`adamrepro fetch` puts it there; `make test` runs it first)."""
     path = default_data_dir()
     missing = [name for name in needed() if not (path / name).exists()]

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from adamrepro.cli.params import folder
+from adamrepro.cli.params import DEFAULT_DATA_DIR, folder
 from adamrepro.cli.run import DeviceChoice, PrecisionChoice, Scale
 from adamrepro.config import load_experiment, resolve_config_arg, with_precision
 from adamrepro.errors import UserError, note
@@ -32,7 +32,7 @@ def bench(
     ] = Path("results"),
     data_dir: Annotated[Path | None, typer.Option(
         parser=folder, metavar="FOLDER",
-        help="Dataset folder (default: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data).")] = None,
+        help=f"Dataset folder (default: {DEFAULT_DATA_DIR}).")] = None,
     reference_runs: Annotated[int | None, typer.Option(
         min=1, help="Time the reference on the first N runs of each group (default: all).")
     ] = None,

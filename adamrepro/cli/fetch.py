@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from adamrepro.cli.params import folder
+from adamrepro.cli.params import DEFAULT_DATA_DIR, folder
 from adamrepro.errors import UserError
 
 
@@ -18,7 +18,7 @@ def fetch(
              "they read (default: every dataset).")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         parser=folder, metavar="FOLDER",
-        help="Dataset folder (default: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data).")] = None,
+        help=f"Dataset folder (default: {DEFAULT_DATA_DIR}).")] = None,
 ) -> None:
     """Download what is missing and verify what is there."""
     from adamrepro.data import DATASETS

@@ -10,6 +10,11 @@ import typer
 from adamrepro.config import Experiment
 from adamrepro.errors import UserError, home_expanded
 
+# Where every command looks for the data when --data-dir is not given (data/download.py
+# `default_data_dir`)
+DEFAULT_DATA_DIR = ("$ADAMREPRO_DATA, else $XDG_CACHE_HOME/adamrepro/data, "
+                    "~/.cache/adamrepro/data when unset")
+
 
 def folder(text: str | Path) -> Path:
     """A folder named on the command line (or an option's default, a Path). An empty name is

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from adamrepro.cli.params import folder
+from adamrepro.cli.params import DEFAULT_DATA_DIR, folder
 from adamrepro.config import DEFAULT_FIGURES, recorded_config
 from adamrepro.errors import UserError, note
 
@@ -19,8 +19,8 @@ def plot(
         parser=folder, metavar="FOLDER", help="Results folder.")] = Path("results"),
     data_dir: Annotated[Path | None, typer.Option(
         parser=folder, metavar="FOLDER",
-        help="Data folder, as for run (default: $ADAMREPRO_DATA, else "
-             "~/.cache/adamrepro/data): the VAE's figure shows test images.")] = None,
+        help=f"Data folder, as for run (default: {DEFAULT_DATA_DIR}): the VAE's figure "
+             f"shows test images.")] = None,
 ) -> None:
     """Draw the figures of each experiment (PNG and PDF).
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from adamrepro.cli.params import folder, without_data_check
+from adamrepro.cli.params import DEFAULT_DATA_DIR, folder, without_data_check
 from adamrepro.config import (
     MAX_SEEDS,
     PRECISIONS,
@@ -70,7 +70,7 @@ def run(
                                               "paper: the paper's settings.")] = Scale.paper,
     data_dir: Annotated[Path | None, typer.Option(
         parser=folder, metavar="FOLDER",
-        help="Dataset folder (default: $ADAMREPRO_DATA, else ~/.cache/adamrepro/data).")] = None,
+        help=f"Dataset folder (default: {DEFAULT_DATA_DIR}).")] = None,
     out: Annotated[Path, typer.Option(
         parser=folder, metavar="FOLDER", help="Results folder.")] = Path("results"),
     device: Annotated[DeviceChoice, typer.Option(
