@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + (interrupts.COMMAND["stopped_by"] or signal.SIGINT)
     except OSError as err:
         if err.errno == errno.ENOMEM:  # an import or a fork the memory limit refused
-            print(f"adamrepro: error: {OUT_OF_MEMORY}", file=sys.stderr)
+            print(f"adamrepro: error: {out_of_memory()}", file=sys.stderr)
             return 2
         if err.errno not in FILESYSTEM_ERRORS:
             raise
@@ -123,18 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except MemoryError as err:  # numpy's or Python's, under `ulimit -v` or on a full machine
         # (torch's own, in training, halves the group instead: runner/executors.py)
-        said = f" ({err})" if str(err) else ""
-        print(f"adamrepro: error: {OUT_OF_MEMORY.replace(';', f'{said};', 1)}",
-              file=sys.stderr)
+        print(f"adamrepro: error: {out_of_memory(str(err))}", file=sys.stderr)
         return 2
     return 0
 
 
-# Memory the machine or a limit refused: a traceback until 2026-12-06, where a data set's
-# array (numpy), an import or a fork asked for more than `ulimit -v` or a full machine gave.
-OUT_OF_MEMORY = ("out of memory; give the command more (a job's memory request, ulimit -v) "
-                 "or run less at once (run --workers 1, or training.max_group_size), then "
-                 "run it again (finished runs are kept)")
+def out_of_memory(said: str = "") -> str:
+    """Memory the machine or a limit refused, with what the refusal `said` (numpy names the
+    array): a traceback until 2026-12-06, where a data set's array, an import or a fork
+    asked for more than `ulimit -v` or a full machine gave."""
+    return (f"out of memory{f' ({said})' if said else ''}; give the command more (a job's "
+            f"memory request, ulimit -v) or run less at once (run --workers 1, or "
+            f"training.max_group_size), then run it again (finished runs are kept)")
 
 
 # What the filesystem refuses (permissions, a read-only or full disk, a file where a folder
