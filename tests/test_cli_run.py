@@ -528,3 +528,21 @@ def test_a_report_is_the_same_utf_8_whatever_the_locale(smoke, tmp_path, ascii_l
                           env=ascii_locale, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert written() == before
+
+
+def test_a_matplotlib_backend_the_environment_names_changes_no_figure(smoke, tmp_path):
+    """The figures need no backend, but matplotlib checks $MPLBACKEND when imported: a name
+    it does not know (a typo, another machine's setting) made `plot` and `report` tracebacks.
+    They draw the same figures as without it, and report."""
+    out = tmp_path / "out"
+    shutil.copytree(smoke.parent, out)
+    drawn = {path.name: path.read_bytes() for path in smoke.glob("*.png")}
+    assert drawn
+    for path in out.glob("*/*.png"):
+        path.unlink()
+    env = {**os.environ, "MPLBACKEND": "no-such-backend"}
+    for command in (["plot", "logreg_mnist"], ["report"]):
+        done = subprocess.run([sys.executable, "-m", "adamrepro", *command, "--out", str(out)],
+                              env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert {path.name: path.read_bytes() for path in (out / smoke.name).glob("*.png")} == drawn

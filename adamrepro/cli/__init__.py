@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import errno
+import os
 import signal
 import sys
 
@@ -68,11 +69,20 @@ def speak_in_any_encoding() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def draw_without_a_backend() -> None:
+    """The figures are drawn with matplotlib's object-oriented API, which needs no backend
+    (savefig picks each format's canvas). matplotlib still checks $MPLBACKEND when imported:
+    a name it does not know (a typo, another machine's setting) made `plot` and `report`
+    tracebacks. The variable is dropped, here and in the workers: it cannot change a figure."""
+    os.environ.pop("MPLBACKEND", None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns every user mistake into one line and exit code 2."""
     from adamrepro.provenance import COMMAND_ARGS
 
     speak_in_any_encoding()
+    draw_without_a_backend()
     args = list(sys.argv[1:] if argv is None else argv)
     COMMAND_ARGS.set(args)
     try:
