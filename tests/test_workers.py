@@ -383,6 +383,31 @@ def test_a_ctrl_c_raised_where_python_drops_it_still_stops_the_command(tmp_path,
     _stopped_sweep(INTERRUPTED_IN_A_CALLBACK, tmp_path, data_dir, "1", epochs=30)
 
 
+# A Ctrl-C that lands inside concurrent.futures' `wait`, between the locks it takes on each
+# future (here `_AcquireFutures` sends it after the first): the KeyboardInterrupt left that
+# lock held, and the pool's manager thread, which takes it to hand over a group's result,
+# blocked the command's shutdown of the pool for ever (a bench stopped by SIGTERM hung so
+# in CI).
+INTERRUPTED_IN_WAIT = """
+import os, signal, sys
+import concurrent.futures._base as base
+sent = []
+def enter(self):
+    for number, future in enumerate(self.futures):
+        future._condition.acquire()
+        if number == 0 and not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGINT))
+base._AcquireFutures.__enter__ = enter
+from adamrepro.entry import main
+sys.argv[0] = "adamrepro"
+sys.exit(main())
+"""
+
+
+def test_a_ctrl_c_inside_the_wait_for_the_workers_stops_the_sweep(tmp_path, data_dir):
+    _stopped_sweep(INTERRUPTED_IN_WAIT, tmp_path, data_dir, "2")
+
+
 # Ctrl-C twice, as `timeout` and impatient hands send it: the first as the first group
 # starts, the second as the stopped command removes the folder it created and that holds
 # nothing. The second cut the removal short: the folder stayed with its lock and owner files

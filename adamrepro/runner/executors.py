@@ -44,7 +44,7 @@ from adamrepro.runner.checkpoint import Budget, BudgetSpent, CheckpointPolicy, T
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, ClosureIgnored, RunCurve, train_group
 from adamrepro.runner.host_memory import keep_freed_memory
 from adamrepro.runner.plan import Group, halves
-from adamrepro.stopping import STOP
+from adamrepro.stopping import STOP, signals_deferred
 
 OnPass = Callable[[Group, int], None]
 
@@ -286,25 +286,34 @@ class LocalExecutor:
                 group_id, epoch = passes.get()
                 on_pass(known[group_id], epoch)
 
+        # A Ctrl-C or SIGTERM raised inside concurrent.futures' bookkeeping could leave a
+        # future's lock held (wait() takes them one by one), and the pool's manager thread,
+        # which needs it to hand a group's result over, then blocked the shutdown below
+        # for ever: a bench stopped by SIGTERM hung in CI. The stop is held back through
+        # those calls (signals_deferred) and raised between them, at most 0.2 s late.
         def start(group: Group, must_start: bool) -> None:
             known[group.group_id] = group  # a half of a group that did not fit
-            pending[pool.submit(_attempt_in_worker, exp, group, checkpoints,
-                                must_start)] = group
+            with signals_deferred():
+                pending[pool.submit(_attempt_in_worker, exp, group, checkpoints,
+                                    must_start)] = group
 
         def finished() -> tuple[Group, Outcome]:
             while True:
-                done, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
-                report()
+                with signals_deferred():
+                    done, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
+                    report()
                 if done:
                     future = done.pop()
                     return pending.pop(future), future.result()
 
+        ended = False
         try:
             with STOP.told(stop):
                 yield from schedule(groups, exp.training.epochs, self.device, checkpoints,
                                     start, finished, processes)
+            ended = True
         finally:  # an error or Ctrl-C: stop the workers rather than wait for their groups
-            if pending:
+            if not ended:
                 for process in list(pool._processes.values()):
                     process.kill()
             pool.shutdown(wait=True, cancel_futures=True)
