@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from adamrepro.optim.capabilities import Capabilities, capabilities_of
+from adamrepro.optim.dynamo_deferred import defer_dynamo_import
 from adamrepro.wording import did_you_mean
 
 ENTRY_POINT_GROUP = "adamrepro.optimizers"
@@ -92,6 +93,8 @@ def _import(path: str) -> object:
 
 
 def resolve(name: str, builtins: dict[str, type], closure: bool | None = None) -> Resolved:
+    # every optimizer a command builds is resolved first: none of them imports dynamo
+    defer_dynamo_import()
     if name in builtins:
         cls = builtins[name]
         return Resolved(name, cls, capabilities_of(cls, closure), True)
