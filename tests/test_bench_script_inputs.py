@@ -7,6 +7,7 @@ network with a flag the tool does not have."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,12 +60,16 @@ def tool(script: str, *args: str) -> subprocess.CompletedProcess:
     # a cut-short .tar.xz in a prepare.py folder: a traceback of lzma's, an empty --out left
     ("offline_data.py", ["--from", "@broken-xz", "--only", "imdb", "--out", "@tmp/data"],
      "offline_data: @broken-xz/aclImdb_labelled_text.tar.xz is not a whole xz file ("),
+    ("bench_startup.py", ["--repeat", "0"], "--repeat must be at least 1, got 0"),
+    ("bench_startup.py", ["--data-dir", "@tmp/nowhere"],
+     "bench_startup: error: --data-dir @tmp/nowhere is not a folder; pass the data folder"),
 ], ids=["kernels-steps", "kernels-repeats", "kernels-threads", "kernels-out-under-a-file",
         "sfo-out-under-a-file", "sfo-warmup", "kernels-empty-out", "sfo-empty-data-dir",
         "cnn-device", "cnn-groups", "cnn-batch",
         "cnn-repeats", "offline-empty-from", "offline-one-mnist-file",
         "offline-out-under-a-file", "kernels-warmup",
-        "kernels-scale", "offline-no-from", "sfo-steps", "offline-broken-xz"])
+        "kernels-scale", "offline-no-from", "sfo-steps", "offline-broken-xz",
+        "startup-repeat", "startup-no-data"])
 def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said, tmp_path,
                                                               data_dir):
     (tmp_path / "a-file").write_text("")
@@ -92,7 +97,7 @@ def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said
     if script == "bench_sfo.py":
         benches = ["--device", "cpu", "--hidden", "8", "--steps", "1", "--data-dir",
                    str(data_dir)]
-    if "--out" not in args and script.startswith("bench_") and script != "bench_cnn_batching.py":
+    if "--out" not in args and script in ("bench_kernels.py", "bench_sfo.py"):
         benches += ["--out", str(tmp_path / "out")]  # never the repository's results/
     done = tool(script, *benches, *(placed(arg) for arg in args))
     assert done.returncode == 2, done.stderr
@@ -133,3 +138,20 @@ def test_offline_bundle_refuses_before_it_touches_the_last_bundle(args, said, tm
     assert said.replace("@empty", places["@empty"]) in done.stderr, done.stderr
     assert sorted(p.name for p in repo.iterdir()) == [".bundle", "scripts"]
     assert (repo / ".bundle" / "datasets").read_text() == "mnist\n"
+
+
+def test_bench_startup_times_the_imports_the_exit_and_two_commands(data_dir):
+    done = tool("bench_startup.py", "--repeat", "1", "--data-dir", str(data_dir))
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("bench_startup on ") and "median of 1" in lines[0], lines
+    rows = {line[:46].strip(): line[46:] for line in lines[1:]}
+    assert list(rows) == ["import torch", "import torch._dynamo after torch",
+                          "exit after import torch", "exit after import torch, objects frozen",
+                          "adamrepro list optimizers",
+                          "adamrepro run logreg_mnist --scale smoke"], lines
+    for label, text in rows.items():
+        seconds = [float(s) for s in re.findall(r"(\d+\.\d\d) s", text)]
+        assert seconds and all(s > 0 for s in seconds), (label, text)
+        if "adamrepro" in label:  # the exit is part of the whole command
+            assert len(seconds) == 2 and seconds[1] < seconds[0], (label, text)
