@@ -199,9 +199,9 @@ def test_a_run_that_compiles_nothing_never_imports_dynamo(tmp_path, data_dir):
 
 def test_a_command_ends_without_the_interpreter_s_last_collections():
     """The garbage collections of Python's shutdown walked every object torch and pandas
-    made, 1.5 to 2 s of each command's end on a 2-core CPU (7.5 s of a smoke run's under a
-    loaded test suite): the objects are frozen when the command is over, after its files
-    are written and its exit code decided."""
+    made, 1.2 s of a smoke run's end on a 2-core CPU (7.5 s under a loaded test suite; 0.25
+    s frozen): the objects are frozen when the command is over, after its files are written
+    and its exit code decided."""
     probe = ("import atexit, gc, sys\n"
              "atexit.register(lambda: print(gc.get_freeze_count(), flush=True))\n"
              "from adamrepro.entry import main\n"
