@@ -123,6 +123,12 @@ def test_a_wheel_carries_the_bundled_configs_and_the_package_finds_them(tmp_path
     assert bundled_config_dir() == PACKAGE.parent / "configs"
 
 
+def probed(probe: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`probe`, Python source, run in a fresh interpreter with `args` after it."""
+    return subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
+                          env={**os.environ, **env})
+
+
 def test_help_and_usage_mistakes_answer_without_importing_torch():
     """`adamrepro --help`, a subcommand's help and a mistyped flag answer in under a second:
     torch (3 s to import here) is imported by the commands that use it, not by the CLI."""
@@ -131,7 +137,7 @@ def test_help_and_usage_mistakes_answer_without_importing_torch():
              "codes = [main(['--help']), main(['run', '--help']), main(['run', '--bogus'])]\n"
              "assert codes == [0, 0, 2], codes\n"
              "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    done = probed(probe)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-500:]
 
@@ -146,8 +152,7 @@ def test_every_help_fits_a_terminal_of_80_columns_uncut():
     probe = ("import sys\nfrom adamrepro.cli import main\nsys.argv[0] = 'adamrepro'\n"
              "sys.exit(main(sys.argv[1].split()))\n")
     for command in commands:
-        done = subprocess.run([sys.executable, "-c", probe, command], capture_output=True,
-                              text=True, env={**os.environ, "COLUMNS": "80"})
+        done = probed(probe, command, COLUMNS="80")
         assert done.returncode == 0 and done.stderr == "", (command, done.stderr)
         lines = done.stdout.splitlines()
         assert len(lines) > 3, (command, done.stdout)
@@ -165,8 +170,7 @@ def test_windows_is_refused_in_one_line_before_anything_imports_fcntl():
              "sys.modules['fcntl'] = None  # import fcntl: ImportError, as on Windows\n"
              "from adamrepro.entry import main\n"
              "sys.exit(main())\n")
-    done = subprocess.run([sys.executable, "-c", probe, "run", "logreg_mnist"],
-                          capture_output=True, text=True)
+    done = probed(probe, "run", "logreg_mnist")
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("adamrepro: error: Windows is not supported")
     assert "WSL" in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
@@ -190,8 +194,7 @@ def test_a_run_that_compiles_nothing_never_imports_dynamo(tmp_path, data_dir):
              "optimizer.zero_grad()\n"
              "kept = getattr(torch.optim.Optimizer.zero_grad.__wrapped__, '__dynamo_disable')\n"
              "print(getattr(kept, '_torchdynamo_disable', False))\n")
-    done = subprocess.run([sys.executable, "-c", probe, str(config), str(data_dir),
-                           str(tmp_path / "out")], capture_output=True, text=True)
+    done = probed(probe, str(config), str(data_dir), str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["False", "True"], done.stdout[-500:]
     assert (tmp_path / "out" / "logreg_mnist" / "curves.csv").exists()
@@ -207,6 +210,6 @@ def test_a_command_ends_without_the_interpreter_s_last_collections():
              "from adamrepro.entry import main\n"
              "sys.argv = ['adamrepro', 'list', 'optimizers']\n"
              "sys.exit(main())\n")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    done = probed(probe)
     assert done.returncode == 0, done.stderr
     assert "adam" in done.stdout and int(done.stdout.split()[-1]) > 100_000, done.stdout[-300:]
