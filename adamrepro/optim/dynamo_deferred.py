@@ -5,8 +5,9 @@ calls, `zero_grad`, `state_dict`, `load_state_dict`) so that dynamo never traces
 the wrapper imports `torch._dynamo` at its first call (torch/_compile.py) to build the
 disabled method it then keeps. That import takes as long as importing torch itself (1.4 s
 on this project's 2-core CPU, `scripts/bench_startup.py`), in every command and worker that
-builds an optimizer, where nothing compiles unless `training.compile` asks: a smoke run of
-logreg_mnist took 6.0 s with it and takes 3.8 s (with the exit of entry.py's `gc.freeze`).
+builds an optimizer, where nothing compiles unless `training.compile_optimizer` or
+`compile_model` asks: a smoke run of logreg_mnist took 6.0 s with it and takes 3.8 s (with
+the exit of entry.py's `gc.freeze`).
 
 `defer_dynamo_import` hands each wrapper a method that calls torch's plain one while
 `torch._dynamo` is not imported (nothing can be compiling then) and, once it is (the first
