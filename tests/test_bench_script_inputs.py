@@ -152,6 +152,7 @@ def test_bench_startup_times_the_imports_the_exit_and_two_commands(data_dir):
                           "adamrepro run logreg_mnist --scale smoke"], lines
     for label, text in rows.items():
         seconds = [float(s) for s in re.findall(r"(\d+\.\d\d) s", text)]
-        assert seconds and all(s > 0 for s in seconds), (label, text)
+        # an exit may round to 0.00 s on a fast machine; nothing else can
+        assert seconds and (seconds[0] > 0 or label.startswith("exit")), (label, text)
         if "adamrepro" in label:  # the exit is part of the whole command
-            assert len(seconds) == 2 and seconds[1] < seconds[0], (label, text)
+            assert len(seconds) == 2 and 0 <= seconds[1] < seconds[0], (label, text)
