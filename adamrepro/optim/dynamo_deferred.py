@@ -18,6 +18,7 @@ release), it is left alone and works as before.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 
@@ -28,8 +29,9 @@ METHODS = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
 KEPT = "__dynamo_disable"
 
 
+@functools.cache
 def defer_dynamo_import() -> None:
-    """Idempotent: each method is handed its stand-in once, at the first call."""
+    """Once a process (resolve() calls it for every optimizer it looks up)."""
     for name in METHODS:
         method = getattr(getattr(torch.optim.Optimizer, name), "__wrapped__", None)
         if method is not None and getattr(method, KEPT, None) is None:

@@ -306,16 +306,15 @@ class LocalExecutor:
                     future = done.pop()
                     return pending.pop(future), future.result()
 
-        ended = False
         try:
             with STOP.told(stop):
                 yield from schedule(groups, exp.training.epochs, self.device, checkpoints,
                                     start, finished, processes)
-            ended = True
-        finally:  # an error or Ctrl-C: stop the workers rather than wait for their groups
-            if not ended:
-                for process in list(pool._processes.values()):
-                    process.kill()
+        except BaseException:  # an error, a Ctrl-C, the generator closed early: stop the
+            for process in list(pool._processes.values()):  # workers, not wait for them
+                process.kill()
+            raise
+        finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
