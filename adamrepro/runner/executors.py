@@ -290,7 +290,8 @@ class LocalExecutor:
         # future's lock held (wait() takes them one by one), and the pool's manager thread,
         # which needs it to hand a group's result over, then blocked the shutdown below
         # for ever: a bench stopped by SIGTERM hung in CI. The stop is held back through
-        # those calls (signals_deferred) and raised between them, at most 0.2 s late.
+        # those calls (signals_deferred) and raised between them, at most 0.05 s late (the
+        # wait's timeout: a second SIGTERM must stop the workers before their pass ends).
         def start(group: Group, must_start: bool) -> None:
             known[group.group_id] = group  # a half of a group that did not fit
             with signals_deferred():
@@ -300,7 +301,7 @@ class LocalExecutor:
         def finished() -> tuple[Group, Outcome]:
             while True:
                 with signals_deferred():
-                    done, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
+                    done, _ = wait(list(pending), timeout=0.05, return_when=FIRST_COMPLETED)
                     report()
                 if done:
                     future = done.pop()
