@@ -15,6 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+import yaml
+
+from adamrepro.optim import OPTIMIZERS
+from adamrepro.optim.dynamo_deferred import steps_with_torch
+
 PACKAGE = Path(__file__).resolve().parent.parent / "adamrepro"
 
 
@@ -198,6 +204,60 @@ def test_a_run_that_compiles_nothing_never_imports_dynamo(tmp_path, data_dir):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["False", "True"], done.stdout[-500:]
     assert (tmp_path / "out" / "logreg_mnist" / "curves.csv").exists()
+
+
+# Where torch._dynamo is first imported in a run, told by an audit hook (Python's "import"
+# event, raised as an import begins): the file of each frame importing it.
+DYNAMO_IMPORTED_FROM = """
+import sys, traceback
+seen = []
+def hook(event, args):
+    if event == "import" and args[0] == "torch._dynamo" and not seen:
+        seen.append(traceback.extract_stack()[:-1])  # not the hook's own frame
+sys.addaudithook(hook)
+from adamrepro.cli import main
+code = main(sys.argv[1:])
+print(code, " ".join(f"{f.name}@{f.filename}" for f in seen[0]) if seen else "")
+"""
+
+
+def test_a_torch_optimizer_imports_dynamo_before_any_group_is_timed(tmp_path, data_dir):
+    """torch.optim.SGD's step imports torch._dynamo at its first call (1.4 s here): the
+    import happens while its method is resolved, before any group starts, so the first
+    group's recorded seconds do not hold it."""
+    race = yaml.safe_load((Path(__file__).parent / "configs" / "race.yaml").read_text())
+    race["methods"] = {"sgd": race["methods"]["sgd"]}
+    config = tmp_path / "race.yaml"
+    config.write_text(yaml.safe_dump(race))
+    done = subprocess.run(
+        [sys.executable, "-c", DYNAMO_IMPORTED_FROM, "run", str(config), "--scale", "smoke",
+         "--out", str(tmp_path / "out"), "--data-dir", str(data_dir), "--quiet",
+         "--workers", "1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    code, *frames = done.stdout.splitlines()[-1].split(" ")
+    assert code == "0" and frames, done.stdout[-500:]
+    files = [frame.split("@", 1)[1] for frame in frames]
+    assert any(file.endswith(os.path.join("optim", "resolve.py")) for file in files), frames
+    assert not any(os.path.join("adamrepro", "runner") in file for file in files), frames
+
+
+def test_only_optimizers_that_step_with_torch_import_dynamo_early():
+    """An optimizer whose step is its own (ours, a user's) never needs dynamo: importing it
+    for them would cost every command the 1.4 s dynamo_deferred.py saves."""
+    sys.path.insert(0, str(Path(__file__).parent / "outside"))
+    try:
+        from my_optimizers import SignSGD
+    finally:
+        sys.path.pop(0)
+
+    class Mine(torch.optim.Adam):  # a user's subclass: its step may call torch's
+        def step(self, closure=None):
+            return super().step(closure)
+
+    assert steps_with_torch(torch.optim.SGD) and steps_with_torch(torch.optim.LBFGS)
+    assert steps_with_torch(Mine)
+    assert not steps_with_torch(SignSGD)
+    assert not any(steps_with_torch(cls) for cls in OPTIMIZERS.values()), OPTIMIZERS
 
 
 def test_a_command_ends_without_the_interpreter_s_last_collections():

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from adamrepro.optim.capabilities import Capabilities, capabilities_of
-from adamrepro.optim.dynamo_deferred import defer_dynamo_import
+from adamrepro.optim.dynamo_deferred import defer_dynamo_import, import_dynamo_for
 from adamrepro.wording import did_you_mean
 
 ENTRY_POINT_GROUP = "adamrepro.optimizers"
@@ -120,6 +120,7 @@ def resolve(name: str, builtins: dict[str, type], closure: bool | None = None) -
     if not (isinstance(target, type) and issubclass(target, torch.optim.Optimizer)):
         raise ValueError(f"optimizer {name!r} names {target!r}, which is not a "
                          f"torch.optim.Optimizer subclass")
+    import_dynamo_for(target)
     return Resolved(name, target, capabilities_of(target, closure), False)
 
 
