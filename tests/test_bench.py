@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from dynamo_import import dynamo_imported_from
 
 from adamrepro.bench.flops import FlopCount, experiment_flops, flop_count, flops_sentence
 from adamrepro.cli import main
@@ -353,34 +354,16 @@ def test_sigterm_stops_the_bench_at_once_without_a_traceback(tmp_path, data_dir)
     assert not list(tmp_path.rglob("*.json")), list(tmp_path.rglob("*"))
 
 
-# Where torch._dynamo is first imported in a bench, told by an audit hook (Python's "import"
-# event, raised as an import begins): the function and file of each frame importing it.
-IMPORTED_FROM = """
-import sys, traceback
-seen = []
-def hook(event, args):
-    if event == "import" and args[0] == "torch._dynamo" and not seen:
-        seen.append(traceback.extract_stack()[:-1])  # not the hook's own frame
-sys.addaudithook(hook)
-from adamrepro.cli import main
-code = main(sys.argv[1:])
-print(code, " ".join(f"{f.name}@{f.filename}" for f in seen[0]))
-"""
-
-
 def test_the_bench_imports_dynamo_before_it_times_anything(tmp_path, data_dir):
     """torch.optim's step imports torch._dynamo at its first call (1.4 s here), which no
     later pass pays, and adamrepro's optimizers no longer do (optim/dynamo_deferred.py): the
     bench imports it itself before any timed phase (`_timed`), so the reference loop's first
     timed pass never pays it. Until then torch 2.13's FlopCounterMode imported it first, by
     chance of the order of run_bench's steps."""
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORTED_FROM, "bench", "logreg_mnist", "--device", "cpu",
-         "--scale", "smoke", "--out", str(tmp_path), "--data-dir", str(data_dir), "--quiet",
-         "--threads", "1"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    code, *frames = done.stdout.splitlines()[-1].split(" ")
-    assert code == "0" and frames, done.stdout[-500:]
+    code, frames = dynamo_imported_from(
+        "bench", "logreg_mnist", "--device", "cpu", "--scale", "smoke", "--out", str(tmp_path),
+        "--data-dir", str(data_dir), "--quiet", "--threads", "1")
+    assert code == 0 and frames, frames
     timing = os.path.join("adamrepro", "bench", "timing.py")
     ours = [frame for frame in frames if "adamrepro" in frame]
     assert ours[-1] == f"run_bench@{ours[-1].split('@')[1]}" and ours[-1].endswith(timing), ours

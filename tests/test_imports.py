@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from dynamo_import import dynamo_imported_from
 
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.dynamo_deferred import steps_with_torch
@@ -206,21 +207,6 @@ def test_a_run_that_compiles_nothing_never_imports_dynamo(tmp_path, data_dir):
     assert (tmp_path / "out" / "logreg_mnist" / "curves.csv").exists()
 
 
-# Where torch._dynamo is first imported in a run, told by an audit hook (Python's "import"
-# event, raised as an import begins): the file of each frame importing it.
-DYNAMO_IMPORTED_FROM = """
-import sys, traceback
-seen = []
-def hook(event, args):
-    if event == "import" and args[0] == "torch._dynamo" and not seen:
-        seen.append(traceback.extract_stack()[:-1])  # not the hook's own frame
-sys.addaudithook(hook)
-from adamrepro.cli import main
-code = main(sys.argv[1:])
-print(code, " ".join(f"{f.name}@{f.filename}" for f in seen[0]) if seen else "")
-"""
-
-
 def test_a_torch_optimizer_imports_dynamo_before_any_group_is_timed(tmp_path, data_dir):
     """torch.optim.SGD's step imports torch._dynamo at its first call (1.4 s here): the
     import happens while its method is resolved, before any group starts, so the first
@@ -229,13 +215,10 @@ def test_a_torch_optimizer_imports_dynamo_before_any_group_is_timed(tmp_path, da
     race["methods"] = {"sgd": race["methods"]["sgd"]}
     config = tmp_path / "race.yaml"
     config.write_text(yaml.safe_dump(race))
-    done = subprocess.run(
-        [sys.executable, "-c", DYNAMO_IMPORTED_FROM, "run", str(config), "--scale", "smoke",
-         "--out", str(tmp_path / "out"), "--data-dir", str(data_dir), "--quiet",
-         "--workers", "1"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    code, *frames = done.stdout.splitlines()[-1].split(" ")
-    assert code == "0" and frames, done.stdout[-500:]
+    code, frames = dynamo_imported_from(
+        "run", str(config), "--scale", "smoke", "--out", str(tmp_path / "out"), "--data-dir",
+        str(data_dir), "--quiet", "--workers", "1")
+    assert code == 0 and frames, frames
     files = [frame.split("@", 1)[1] for frame in frames]
     assert any(file.endswith(os.path.join("optim", "resolve.py")) for file in files), frames
     assert not any(os.path.join("adamrepro", "runner") in file for file in files), frames
