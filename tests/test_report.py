@@ -348,6 +348,22 @@ def test_beats_per_second_compares_the_span_both_runs_cover():
     assert verdict.numbers.startswith("first 4 s: a 0.5, b 1 (-50.0%)"), verdict.numbers
 
 
+def test_beats_per_second_is_not_measurable_without_a_common_span():
+    """a ends (0.3 s) before b's first recorded pass (1 s), as a fast batched run can before
+    a slow method's, on a cost without a pass-0 value: no time has both costs, and reading
+    either curve outside its seconds (its end, or its first pass, held) would compare a's
+    last cost with b's first."""
+    m = measured(runs("a", [1.0, 0.5, 0.4], seconds_per_pass=0.1),
+                 runs("b", [2.0, 1.5, 1.0], seconds_per_pass=1.0))
+    assert m.curves.loc[m.curves["epoch"] == 0, m.cost].isna().all()
+    spans = {"a": "a 0.1-0.3 s", "b": "b 1-3 s"}
+    for first, second in (("a", "b"), ("b", "a")):
+        verdict = BeatsPerSecond(first, second)(m)
+        assert verdict.status == NOT_MEASURABLE, verdict
+        assert verdict.numbers == (f"no training seconds both cover: {spans[first]}, "
+                                   f"{spans[second]}"), verdict.numbers
+
+
 def with_step_ratios(beta1: float, beta2: float, ratios: list[float]) -> list[dict]:
     """One adam run at (beta1, beta2) whose passes 1..N recorded the largest |Δθ|/α
     `ratios` (curves.csv `max_step_ratio`; pass 0 takes no step, so records none)."""

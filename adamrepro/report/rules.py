@@ -27,6 +27,7 @@ from adamrepro.results.measures import (
     batched,
     cell_costs,
     checkpoint_passes,
+    common_span,
     cost_at,
     cost_by_time,
     early_pass,
@@ -340,10 +341,15 @@ class BeatsPerSecond(_Pair):
             return judged(not a_missing,
                           f"{measured.called(self.a if a_missing else self.b)}: every grid "
                           f"point diverged")
-        va, vb = mean_cost_over_time(ca, cb)
-        span = min(ca.index.max(), cb.index.max())
+        span = common_span(ca, cb)
+        if span is None:  # interpolating outside a curve would read its end as its cost
+            return Verdict(NOT_MEASURABLE, (
+                f"no training seconds both cover: {measured.called(self.a)} "
+                f"{ca.index.min():.3g}-{ca.index.max():.3g} s, {measured.called(self.b)} "
+                f"{cb.index.min():.3g}-{cb.index.max():.3g} s"))
+        va, vb = mean_cost_over_time(ca, cb, span)
         return judged(va < (1 - self.margin) * vb,
-                      self._numbers(measured, f"first {span:.3g} s", va, vb)
+                      self._numbers(measured, f"first {span[1]:.3g} s", va, vb)
                       + timing_note(measured, self.methods))
 
 

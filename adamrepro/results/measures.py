@@ -346,11 +346,20 @@ def cost_by_time(measured: Measured, method: MethodRef) -> pd.Series | None:
     return per_pass.set_index("run_seconds")[measured.cost]
 
 
-def mean_cost_over_time(a: pd.Series, b: pd.Series, points: int = 20) -> tuple[float, float]:
-    """Mean cost of two curves over their common wall-clock span (linear interpolation at
-    `points` evenly spaced times, from the later first pass to the earlier last pass)."""
+def common_span(a: pd.Series, b: pd.Series) -> tuple[float, float] | None:
+    """The wall-clock span two curves (cost by seconds) both cover, from the later first
+    pass to the earlier last pass; None where they cover no common time (one run ended
+    before the other's first recorded pass, as a fast GPU run can against a slow method
+    whose cost has no pass-0 value)."""
     start, stop = max(a.index.min(), b.index.min()), min(a.index.max(), b.index.max())
-    times = np.linspace(start, stop, points)
+    return (float(start), float(stop)) if start < stop else None
+
+
+def mean_cost_over_time(a: pd.Series, b: pd.Series, span: tuple[float, float],
+                        points: int = 20) -> tuple[float, float]:
+    """Mean cost of two curves over `span` (their `common_span`), by linear interpolation at
+    `points` evenly spaced times."""
+    times = np.linspace(*span, points)
     return (float(np.interp(times, a.index, a.values).mean()),
             float(np.interp(times, b.index, b.values).mean()))
 
