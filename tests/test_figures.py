@@ -999,6 +999,28 @@ def test_the_step_bound_figure_draws_each_beta_cell_against_its_own_bound(tmp_pa
                                 f"β2={runs.loc[runs['lr'] == runs['lr'].min(), 'beta2'].iloc[0]:g}")
 
 
+def test_the_step_bound_figure_of_runs_left_at_their_default_betas(tmp_path, monkeypatch):
+    """A run records the hyperparameters its config writes: runs that left Adam's betas at
+    their defaults have no betas. The figure draws them against the
+    defaults' bound, (1 − 0.9)/√(1 − 0.999) = 3.16, where grouping by betas it had none
+    for drew no line at all (here another method set its betas, so adam's are NaN)."""
+    def edit(folder):
+        curves = pd.read_csv(folder / "curves.csv")
+        curves.loc[curves["method"] == "adam", ["beta1", "beta2"]] = float("nan")
+        curves.to_csv(folder / "curves.csv", index=False)
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/extensions",
+                                       "step_bound", edit)
+    assert curves.loc[curves["method"] == "adam", "beta1"].isna().all()
+    ax = fig.axes[[a.get_title() for a in fig.axes].index("adam")]
+    runs = curves[(curves["method"] == "adam") & curves["max_step_ratio"].notna()]
+    lines = [line for line in ax.lines if line.get_label().startswith("α=")]
+    assert [line.get_label() for line in lines] == [f"α={lr:g}" for lr in
+                                                    sorted(runs["lr"].unique())]
+    (guide,) = [line for line in ax.lines if "bound" in line.get_label()]
+    assert guide.get_label() == "Sec. 2.1 bound: |Δθ| ≤ 3.16·α"
+
+
 def test_under_the_mean_rule_the_sensitivity_figure_draws_and_stars_the_selected_point(
         tmp_path, data_dir, monkeypatch):
     """`selection.rule: mean` with a grid over betas too: at each α the figure drew the point

@@ -348,20 +348,27 @@ def test_beats_per_second_compares_the_span_both_runs_cover():
     assert verdict.numbers.startswith("first 4 s: a 0.5, b 1 (-50.0%)"), verdict.numbers
 
 
-def test_beats_per_second_is_not_measurable_without_a_common_span():
+def test_beats_per_second_where_one_run_ended_before_the_other_began():
     """a ends (0.3 s) before b's first recorded pass (1 s), as a fast batched run can before
-    a slow method's, on a cost without a pass-0 value: no time has both costs, and reading
-    either curve outside its seconds (its end, or its first pass, held) would compare a's
-    last cost with b's first."""
+    a slow method's, on a cost without a pass-0 value: no time has both costs measured. They
+    are compared at b's first pass, a held at its last cost, as a finished run stays (the
+    span from b's first pass back to a's end, read outside both curves, was said "first 0.3
+    s": a time at which b had no cost)."""
     m = measured(runs("a", [1.0, 0.5, 0.4], seconds_per_pass=0.1),
                  runs("b", [2.0, 1.5, 1.0], seconds_per_pass=1.0))
     assert m.curves.loc[m.curves["epoch"] == 0, m.cost].isna().all()
-    spans = {"a": "a 0.1-0.3 s", "b": "b 1-3 s"}
-    for first, second in (("a", "b"), ("b", "a")):
-        verdict = BeatsPerSecond(first, second)(m)
-        assert verdict.status == NOT_MEASURABLE, verdict
-        assert verdict.numbers == (f"no training seconds both cover: {spans[first]}, "
-                                   f"{spans[second]}"), verdict.numbers
+    when = "at 1 s, the first pass of b (a ended at 0.3 s, its last cost held)"
+    verdict = BeatsPerSecond("a", "b")(m)
+    assert verdict.status == HOLDS and verdict.numbers.startswith(f"{when}: a 0.4, b 2 "), \
+        verdict.numbers
+    verdict = BeatsPerSecond("b", "a")(m)
+    assert verdict.status == FAILS and verdict.numbers.startswith(f"{when}: b 2, a 0.4 "), \
+        verdict.numbers
+    # b's first pass below a's end: b leads from the only time both have a cost
+    m = measured(runs("a", [1.0, 0.5, 0.4], seconds_per_pass=0.1),
+                 runs("b", [0.3, 0.2, 0.1], seconds_per_pass=1.0))
+    assert BeatsPerSecond("a", "b")(m).status == FAILS
+    assert BeatsPerSecond("b", "a")(m).status == HOLDS
 
 
 def with_step_ratios(beta1: float, beta2: float, ratios: list[float]) -> list[dict]:
@@ -400,6 +407,33 @@ def test_step_bound_rule_fails_just_above_the_bound_and_holds_just_below(beta1, 
     assert verdict.numbers.startswith(f"{int(over)} of 2 runs exceeded it, in {int(over)} of "
                                       f"6 passes; largest |Δθ|/α {factor * bound:.4g} against "
                                       f"a bound of {bound:.4g}"), verdict.numbers
+
+
+@pytest.mark.parametrize("others_set_betas", [True, False])
+def test_step_bound_of_an_adam_left_at_its_default_betas(others_set_betas):
+    """A run records the hyperparameters its config writes: an Adam left at its default
+    betas (0.9, 0.999) has none, NaN where another method set them, no column where none
+    did. Its bound is the defaults' (3.162), not 1 (NaN compared false in the bound's test)
+    nor a KeyError; the figure draws it at those betas too."""
+    bound = sec21_bound(0.9, 0.999)
+    rows = with_step_ratios(0.9, 0.999, [0.5 * bound, 0.9 * bound, 2.0])
+    others = with_step_ratios(0.99, 0.999, [0.5] * 3)
+    for row in rows + ([] if others_set_betas else others):
+        del row["beta1"], row["beta2"]
+    for row in others:
+        row["method"] = row["optimizer"] = "adamax"
+        row["run_id"], row["point_id"] = row["run_id"] + "-max", row["point_id"] + "-max"
+    m = measured(rows, others)
+    assert ("beta1" in m.curves.columns) == others_set_betas
+    verdict = WithinStepBound()(m)
+    assert verdict.status == HOLDS, verdict
+    assert verdict.numbers.startswith(f"0 of 1 runs exceeded it, in 0 of 3 passes; largest "
+                                      f"|Δθ|/α {0.9 * bound:.4g} against a bound of "
+                                      f"{bound:.4g}"), verdict.numbers
+    over = with_step_ratios(0.9, 0.999, [1.01 * bound] * 3)
+    for row in over:
+        del row["beta1"], row["beta2"]
+    assert WithinStepBound()(measured(over)).status == FAILS
 
 
 def test_does_not_converge():

@@ -30,7 +30,7 @@ from adamrepro.figures.common import (
 )
 from adamrepro.figures.palette import GUIDE_LINE, POINT_MARKERS, REFERENCE, style
 from adamrepro.results.measures import STEP_RATIO as COLUMN
-from adamrepro.results.measures import step_bound
+from adamrepro.results.measures import step_bound, with_betas
 from adamrepro.results.tables import Tables, read_results, variant_of
 
 
@@ -40,7 +40,7 @@ def draw(folder: Path, tables: Tables | None = None,
     curves, _, meta = tables or read_results(folder, recorded_config)
     if COLUMN not in curves.columns:
         return []
-    tracked = curves[curves[COLUMN].notna() & (curves["epoch"] > 0)]
+    tracked = with_betas(curves[curves[COLUMN].notna() & (curves["epoch"] > 0)])
     order = [m for m in meta["config"].methods if m in set(tracked["method"])]
     if not order:
         return []

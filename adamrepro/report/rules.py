@@ -332,7 +332,8 @@ class BeatsPerSecond(_Pair):
     def describe(self) -> str:
         return (f"mean cost over the training seconds both cover (20 times, linear "
                 f"interpolation; evaluation excluded; a batched run's time = group time / group "
-                f"size): {self.a} < {1 - self.margin:g} × {self.b}")
+                f"size; where one run ended before the other's first pass: at that pass, the "
+                f"one that ended at its last cost): {self.a} < {1 - self.margin:g} × {self.b}")
 
     def __call__(self, measured: Measured) -> Verdict:
         ca, cb = cost_by_time(measured, self.a), cost_by_time(measured, self.b)
@@ -341,15 +342,21 @@ class BeatsPerSecond(_Pair):
             return judged(not a_missing,
                           f"{measured.called(self.a if a_missing else self.b)}: every grid "
                           f"point diverged")
-        span = common_span(ca, cb)
-        if span is None:  # interpolating outside a curve would read its end as its cost
-            return Verdict(NOT_MEASURABLE, (
-                f"no training seconds both cover: {measured.called(self.a)} "
-                f"{ca.index.min():.3g}-{ca.index.max():.3g} s, {measured.called(self.b)} "
-                f"{cb.index.min():.3g}-{cb.index.max():.3g} s"))
-        va, vb = mean_cost_over_time(ca, cb, span)
+        start, stop = common_span(ca, cb)
+        if start > stop:
+            # one run ended before the other's first recorded pass: compare them then, the
+            # one that ended held at its last cost (a finished run stays where it ended);
+            # interpolating over the reversed span read both outside their seconds
+            ended = self.a if ca.index.max() < start else self.b
+            va, vb = (float(np.interp(start, c.index, c.values)) for c in (ca, cb))
+            label = (f"at {start:.3g} s, the first pass of "
+                     f"{measured.called(self.b if ended == self.a else self.a)} "
+                     f"({measured.called(ended)} ended at {stop:.3g} s, its last cost held)")
+        else:
+            va, vb = mean_cost_over_time(ca, cb, (start, stop))
+            label = f"first {stop:.3g} s"
         return judged(va < (1 - self.margin) * vb,
-                      self._numbers(measured, f"first {span[1]:.3g} s", va, vb)
+                      self._numbers(measured, label, va, vb)
                       + timing_note(measured, self.methods))
 
 

@@ -11,6 +11,7 @@ tables' `optimizer` and `variant` columns; a plain string is a method label.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from adamrepro.config import (
     recorded_config,
 )
 from adamrepro.metrics import CLASSIFIER, metric_set
+from adamrepro.optim import OPTIMIZERS
 from adamrepro.results.select import RULES, select_best
 from adamrepro.results.tables import read_results, variants
 
@@ -346,19 +348,18 @@ def cost_by_time(measured: Measured, method: MethodRef) -> pd.Series | None:
     return per_pass.set_index("run_seconds")[measured.cost]
 
 
-def common_span(a: pd.Series, b: pd.Series) -> tuple[float, float] | None:
+def common_span(a: pd.Series, b: pd.Series) -> tuple[float, float]:
     """The wall-clock span two curves (cost by seconds) both cover, from the later first
-    pass to the earlier last pass; None where they cover no common time (one run ended
-    before the other's first recorded pass, as a fast GPU run can against a slow method
-    whose cost has no pass-0 value)."""
-    start, stop = max(a.index.min(), b.index.min()), min(a.index.max(), b.index.max())
-    return (float(start), float(stop)) if start < stop else None
+    pass to the earlier last pass; start > stop where one run ended before the other's first
+    recorded pass (a fast batched run against a slow method, on a cost without a pass-0
+    value)."""
+    return (float(max(a.index.min(), b.index.min())), float(min(a.index.max(), b.index.max())))
 
 
 def mean_cost_over_time(a: pd.Series, b: pd.Series, span: tuple[float, float],
                         points: int = 20) -> tuple[float, float]:
-    """Mean cost of two curves over `span` (their `common_span`), by linear interpolation at
-    `points` evenly spaced times."""
+    """Mean cost of two curves over `span` (their `common_span`, start <= stop), by linear
+    interpolation at `points` evenly spaced times."""
     times = np.linspace(*span, points)
     return (float(np.interp(times, a.index, a.values).mean()),
             float(np.interp(times, b.index, b.values).mean()))
@@ -369,8 +370,28 @@ STEP_RATIO = "max_step_ratio"  # curves.csv: the largest |Δθ|/α_t of a pass (
 
 def step_bound(beta1: float, beta2: float) -> float:
     """Sec. 2.1's bound on Adam's |Δθ|/α (ε = 0): (1 − β1)/√(1 − β2) when (1 − β1) >
-    √(1 − β2), else 1."""
+    √(1 − β2), else 1; NaN where a beta is unknown (not 1: the comparison is false)."""
+    if math.isnan(beta1) or math.isnan(beta2):
+        return math.nan
     return (1 - beta1) / math.sqrt(1 - beta2) if (1 - beta1) > math.sqrt(1 - beta2) else 1.0
+
+
+def with_betas(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with `beta1` and `beta2` for every run of a built-in optimizer: a run records
+    the hyperparameters its config writes, so one that left Adam's betas at their defaults
+    has none (NaN where another method set them, no column where none did); its optimizer's
+    defaults, read from its signature, fill them in."""
+    rows = rows.assign(**{c: rows[c] if c in rows.columns else math.nan
+                          for c in ("beta1", "beta2")})
+    for optimizer in rows["optimizer"].unique():
+        cls = OPTIMIZERS.get(optimizer)
+        betas = inspect.signature(cls).parameters.get("betas") if cls is not None else None
+        if betas is None or betas.default is inspect.Parameter.empty:
+            continue
+        ours = rows["optimizer"] == optimizer
+        for column, default in zip(("beta1", "beta2"), betas.default, strict=True):
+            rows.loc[ours & rows[column].isna(), column] = default
+    return rows
 
 
 def step_ratios(measured: Measured, optimizer: str) -> pd.DataFrame | None:
@@ -381,6 +402,9 @@ def step_ratios(measured: Measured, optimizer: str) -> pd.DataFrame | None:
     curves = measured.curves
     rows = curves[(curves["optimizer"] == optimizer) & (curves["epoch"] > 0)
                   & curves[STEP_RATIO].notna()]
+    if rows.empty:
+        return None
+    rows = with_betas(rows).dropna(subset=["beta1", "beta2"])  # no bound to judge them by
     if rows.empty:
         return None
     bound = [step_bound(b1, b2) for b1, b2 in zip(rows["beta1"], rows["beta2"], strict=True)]
