@@ -640,49 +640,57 @@ class UnstableWithoutCorrection(_BiasCorrectionRule):
 
 @dataclass(frozen=True)
 class WorstEarly(_BiasCorrectionRule):
-    """At the largest beta2, the cost ratio uncorrected / corrected (median over the cells
-    where neither diverged) is above 1 + `margin` after the early pass (worse without
-    correction: no instability, nothing to be worst early) and larger than at the end."""
+    """At the largest beta2, the (beta1, lr) cells where the run without correction is worse
+    (cost above 1 + `margin` × the corrected one's, or diverged) after the early pass or at
+    the end are each worst early or late, and more are worst early. Worst early: diverged by
+    the early pass (a blow-up there is the instability the claim is about, and a diverged run
+    stays so), or a larger cost ratio early than at the end; worst late: diverged after the
+    early pass, or a larger ratio at the end. A cell where both runs diverged by the end is
+    left out; one where only the corrected run diverged has ratio 0 there (not worse). None
+    worse: no instability to be worst early."""
 
     margin: float = 0.05
 
     def describe(self) -> str:
-        return (f"largest beta2: median over (beta1, lr) cells of cost {self.uncorrected} / "
-                f"{self.corrected} (above 1: worse without correction) after {self.early:.0%} "
-                f"of passes > {1 + self.margin:g} and > at the final pass (cells where "
-                f"neither diverged)")
+        return (f"largest beta2: of the (beta1, lr) cells where {self.uncorrected} is worse "
+                f"than {self.corrected} (cost above {1 + self.margin:g} ×, or diverged) after "
+                f"{self.early:.0%} of passes or at the end, more are worst early (diverged by "
+                f"then, or a larger cost ratio {self.uncorrected} / {self.corrected} then "
+                f"than at the end) than worst late (diverged later, or a larger ratio at the "
+                f"end); cells where both diverged left out")
 
     def __call__(self, measured: Measured) -> Verdict:
         first, last = early_pass(measured.passes, self.early), measured.passes
         if first >= last:
             return Verdict(NOT_MEASURABLE, f"only {last} pass(es): no early pass to compare")
-        ratios, tops = [], {}
+        ratios, top = {}, math.nan
         for epoch in (first, last):
             cells = paired_cells(measured, epoch, self.corrected, self.uncorrected)
-            tops[epoch] = top = cells[cells["beta2"] == cells["beta2"].max()]
-            ratios.append((top["cost_uncorrected"] / top["cost_corrected"]).rename(epoch))
-        both = pd.concat(ratios, axis=1).replace(np.inf, np.nan).dropna()
-        left_out = self._diverged_cells(measured, tops, first, last)
+            top = cells["beta2"].max()
+            at = cells[cells["beta2"] == top].set_index(["beta1", "lr"])
+            a, b = at["cost_corrected"], at["cost_uncorrected"]
+            # ∞ where only the run without correction diverged, 0 where only the corrected
+            # one did, NaN where both did (left out)
+            ratios[epoch] = (b / a).where(np.isfinite(a), np.where(np.isinf(b), np.nan, 0.0))
+        both = pd.concat(ratios, axis=1, join="inner")
         if both.empty:
-            return Verdict(NOT_MEASURABLE, "no cell where neither method diverged" + left_out)
-        early_ratio, final_ratio = both[first].median(), both[last].median()
-        return judged(early_ratio > max(final_ratio, 1 + self.margin),
-                      f"median ratio after pass {first}: {early_ratio:.3g}, after pass {last}: "
-                      f"{final_ratio:.3g} ({len(both)} cells){left_out}")
-
-    def _diverged_cells(self, measured: Measured, tops: dict[int, pd.DataFrame], first: int,
-                        last: int) -> str:
-        """The cells the median leaves out, and how many of them had diverged by the early
-        pass: a run without correction that blows up in its first pass is the instability
-        this claim is about, which the ratio cannot weigh."""
-        parts = []
-        for side, method in (("uncorrected", self.uncorrected), ("corrected", self.corrected)):
-            by_end = int(np.isinf(tops[last][f"cost_{side}"]).sum())
-            if by_end:
-                early = int(np.isinf(tops[first][f"cost_{side}"]).sum())
-                parts.append(f"{count(by_end, 'cell')} where {measured.called(method)} "
-                             f"diverged ({early} of them by pass {first})")
-        return f"; left out: {', '.join(parts)}" if parts else ""
+            return Verdict(NOT_MEASURABLE, "no grid cell run by both methods")
+        gone = both[last].isna()  # both diverged by the end (by then, if by the early pass)
+        early, late = both.loc[~gone, first], both.loc[~gone, last]
+        worse = (early > 1 + self.margin) | (late > 1 + self.margin)
+        blown_early = np.isinf(early)  # and so still at the end
+        blown_late = np.isinf(late) & ~blown_early
+        worst_early = int((blown_early | (worse & (early > late))).sum())
+        worst_late = int((worse & (late > early)).sum())
+        numbers = (f"beta2={top:g}: {count(int(worse.sum()), 'cell')} worse without bias "
+                   f"correction: {worst_early} worst at pass {first} "
+                   f"({int(blown_early.sum())} diverged by then), {worst_late} worst at pass "
+                   f"{last} ({int(blown_late.sum())} diverged after pass {first})")
+        if gone.any():
+            numbers += f"; {count(int(gone.sum()), 'cell')} left out, both diverged"
+        if not worse.any():
+            return judged(False, f"{numbers}: no instability to be worst early")
+        return judged(worst_early > worst_late, numbers)
 
 
 @dataclass(frozen=True)
