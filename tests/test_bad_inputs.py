@@ -613,6 +613,16 @@ def test_only_selected_trains_every_seed_of_the_selecting_sweep(cli, tmp_path, d
     assert err.startswith(f"adamrepro: note: --seeds 1: {tmp_path / 'a'} holds 2 seeds of "
                           f"each selected point"), err
     assert set(pd.read_csv(tmp_path / "c" / "logreg_mnist" / "curves.csv")["seed"]) == {0}
+    # B's report judges one point a method: every verdict says so, where A's do not
+    for folder in ("a", "b"):
+        assert cli("report", "--out", tmp_path / folder)[0] == 0
+    rows = {folder: [line for line in (tmp_path / folder / "report.md").read_text().splitlines()
+                     if line.startswith("| fig1-left-")] for folder in ("a", "b")}
+    caution = f"caution: trained only the points selected in {tmp_path / 'a'}"
+    assert rows["b"] and all(caution in row for row in rows["b"]
+                             if "| holds |" in row or "| does not hold |" in row), rows["b"]
+    assert any("| holds |" in row or "| does not hold |" in row for row in rows["b"])
+    assert not any(caution in row for row in rows["a"]), rows["a"]
 
 
 def test_another_scale_is_named_before_fewer_seeds(cli, tmp_path, data_dir):

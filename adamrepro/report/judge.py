@@ -52,7 +52,21 @@ def judge_rule(rule: Rule, found: Measured, experiment: str) -> Verdict:
         parts = [f"selected by {name} {SELECTED_BY[name]}: {v.status}: {v.numbers}"
                  for name, v in ((found.rule, verdict), *others.items())]
         return Verdict(DEPENDS, " | ".join(parts))
-    return _with_other_rules_at_edges(verdict, others, rule, found)
+    return _only_selected_caveat(_with_other_rules_at_edges(verdict, others, rule, found),
+                                 found)
+
+
+def _only_selected_caveat(verdict: Verdict, found: Measured) -> Verdict:
+    """Results of `run --only-selected` hold one grid point a method (another run's
+    selection): no other selection rule can disagree and no grid edge show, and a rule over
+    the whole grid (Fig. 4's cells) sees those points alone. The verdict says so rather than
+    read as firm as one on a grid search."""
+    source = found.meta.get("points_selected_in")
+    if not source or verdict.status not in (HOLDS, FAILS):
+        return verdict
+    return Verdict(verdict.status, f"{verdict.numbers}; caution: trained only the points "
+                                   f"selected in {source} (run --only-selected): no grid here "
+                                   f"to select from, nor edges", verdict.seeds_disagree)
 
 
 def _with_other_rules_at_edges(verdict: Verdict, others: dict[str, Verdict], rule: Rule,
