@@ -698,10 +698,16 @@ class BestWithCorrection(_BiasCorrectionRule):
     """The lowest cost of the whole grid is a bias-corrected run with beta2 >= min_beta2, or
     within `tol` (relative) of it, both after the early pass and at the end. `tol` gives
     "best" the meaning the other words have: a lead under it is no lead a reader of the
-    figure would see."""
+    figure would see. The gap (for the spread over seeds) is the claimed corner's largest
+    shortfall from the best of the grid over the two passes, 0 where it is the best: a lead
+    under `tol` that every seed shows is said so."""
 
     min_beta2: float = 0.999
     tol: float = 0.0
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        return (self.tol,)
 
     def describe(self) -> str:
         within = f" or within {self.tol:.0%} of it" if self.tol else ""
@@ -709,27 +715,47 @@ class BestWithCorrection(_BiasCorrectionRule):
                 f"of both methods is one of {self.corrected} with beta2 ≥ {self.min_beta2:g}"
                 f"{within}")
 
+    def _bests(self, measured: Measured, epoch: int) -> tuple[pd.Series, pd.Series] | None:
+        """At `epoch`: the cell of lowest cost of the grid, and the claimed corner's (None
+        where it has no finite cost); None where no cell has a finite cost."""
+        cells = paired_cells(measured, epoch, self.corrected, self.uncorrected)
+        long = pd.concat([
+            cells.assign(method=measured.called(self.corrected), cost=cells["cost_corrected"]),
+            cells.assign(method=measured.called(self.uncorrected),
+                         cost=cells["cost_uncorrected"]),
+        ], ignore_index=True)
+        if not np.isfinite(long["cost"]).any():
+            return None
+        claimed = long[(long["method"] == measured.called(self.corrected))
+                       & (long["beta2"] >= self.min_beta2)]
+        near = (claimed.loc[claimed["cost"].idxmin()] if np.isfinite(claimed["cost"]).any()
+                else None)
+        return long.loc[long["cost"].idxmin()], near
+
+    def gap(self, measured: Measured) -> float | None:
+        gaps = []
+        for epoch in self.checkpoints(measured):
+            found = self._bests(measured, epoch)
+            if found is None or found[1] is None:
+                return None
+            best, near = found
+            gaps.append(near["cost"] / best["cost"] - 1 if best["cost"] else math.nan)
+        return max(gaps) if gaps and all(math.isfinite(g) for g in gaps) else None
+
     def __call__(self, measured: Measured) -> Verdict:
         ok, parts = True, []
         for epoch in self.checkpoints(measured):
-            cells = paired_cells(measured, epoch, self.corrected, self.uncorrected)
-            if cells.empty:
+            if paired_cells(measured, epoch, self.corrected, self.uncorrected).empty:
                 return Verdict(NOT_MEASURABLE, "no grid cell run by both methods")
-            long = pd.concat([
-                cells.assign(method=measured.called(self.corrected), cost=cells["cost_corrected"]),
-                cells.assign(method=measured.called(self.uncorrected),
-                             cost=cells["cost_uncorrected"]),
-            ], ignore_index=True)
-            best = long.loc[long["cost"].idxmin()] if np.isfinite(long["cost"]).any() else None
-            if best is None:
+            found = self._bests(measured, epoch)
+            if found is None:
                 return judged(False, f"pass {epoch}: every cell diverged")
+            best, near = found
             corrected = measured.called(self.corrected)
             won = best["method"] == corrected and best["beta2"] >= self.min_beta2
             parts.append(f"pass {epoch}: best {best['method']} beta1={best['beta1']:g} "
                          f"beta2={best['beta2']:g} lr={best['lr']:g}: {num(best['cost'])}")
-            claimed = long[(long["method"] == corrected) & (long["beta2"] >= self.min_beta2)]
-            if not won and np.isfinite(claimed["cost"]).any():  # how near the claim came
-                near = claimed.loc[claimed["cost"].idxmin()]
+            if not won and near is not None:  # how near the claim came
                 won = near["cost"] <= (1 + self.tol) * best["cost"]
                 parts[-1] += (f" (best {corrected} with beta2 ≥ {self.min_beta2:g}: "
                               f"beta1={near['beta1']:g} beta2={near['beta2']:g} "
