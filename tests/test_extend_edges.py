@@ -84,6 +84,26 @@ def test_a_point_the_optimizer_refuses_is_never_added():
     assert extended_text(steps, "rmsprop") == "lr-1"
 
 
+def test_a_point_another_method_trains_is_never_added():
+    """Two methods alike but for their grids (Adam over lr 1e-4, 1e-3 and over 1e-2, 1e-1):
+    the point beyond the first's high edge, 1e-2, is one of the second's, whose runs, and
+    run ids, it would share (the report and figures would read one run as both methods'):
+    that edge closes instead, and so does the second's low edge."""
+    exp = experiment({"low": {"grid": {"lr": [1e-4, 1e-3]}},
+                      "high": {"grid": {"lr": [1e-2, 1e-1]}}}, extend=2)
+    points = {label: exp.methods[label].points() for label in ("low", "high")}
+    fixed = exp.methods["low"].hparams
+    best = pd.DataFrame([{"method": "low", "point_id": "a"}, {"method": "high", "point_id": "b"}])
+    hparams_of = {"a": {**fixed, "lr": 1e-3}, "b": {**fixed, "lr": 1e-2}}
+    steps, closed = Counter(), set()
+    assert next_points(exp, best, hparams_of, points, steps, closed) == {}
+    assert closed == {("low", "lr", "+"), ("high", "lr", "-")} and not steps
+    # a point no other method trains still extends: the low edge of "low"
+    hparams_of["a"] = {**fixed, "lr": 1e-4}
+    new = next_points(exp, best, hparams_of, points, Counter(), set())
+    assert new == {"low": [{**fixed, "lr": 1e-5}]}
+
+
 def test_stored_runs_beyond_either_edge_are_known_as_the_extensions_runs():
     """A results folder's runs beyond its grid, below the smallest lr (an extension at the
     low edge) as above the largest, are the runs this config's extension trains, by the ids

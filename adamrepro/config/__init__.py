@@ -21,6 +21,7 @@ from adamrepro.config.checks import (
     accepts,
     check_precision,
     recorded_config,
+    run_key,
     with_precision,
 )
 from adamrepro.config.files import (
@@ -62,5 +63,5 @@ __all__ = [
     "ScaleSpec", "SelectionSpec", "StrictLoader", "TrainingSpec", "accepts",
     "bundled_config_dir", "bundled_configs", "bundled_names", "check_precision",
     "load_experiment", "parse_experiment", "recorded_config", "resolve_config_arg",
-    "with_precision",
+    "run_key", "with_precision",
 ]

@@ -550,18 +550,23 @@ def accepts(exp: Experiment, label: str, point: dict[str, Any]) -> bool:
     return _accepted(found, point, getattr(torch, exp.training.dtype))
 
 
+def run_key(exp: Experiment, label: str, point: dict[str, Any]) -> str:
+    """What makes method `label`'s runs at `point` the runs they are (optimizer, model, grid
+    point, grouping): two methods with the same key would share their run ids."""
+    import json
+
+    method = exp.methods[label]
+    return json.dumps([method.optimizer, {**exp.model, **method.model}, point,
+                       method.max_group_size, method.closure], sort_keys=True, default=str)
+
+
 def _check_distinct_runs(exp: Experiment, where: str) -> None:
     """Two methods that train the same runs (same optimizer, model and grid point, grouped
     alike) would share their run ids, and so their records: refuse them."""
-    import json
-
     seen: dict[str, str] = {}
     for label, method in exp.methods.items():
-        model = {**exp.model, **method.model}
         for point in method.points():
-            key = json.dumps([method.optimizer, model, point, method.max_group_size,
-                              method.closure], sort_keys=True, default=str)
-            other = seen.setdefault(key, label)
+            other = seen.setdefault(run_key(exp, label, point), label)
             if other != label:
                 raise UserError(f"{where}: methods {other!r} and {label!r} train identical "
                                 f"runs (same optimizer, hyperparameters and model): make them "

@@ -7,7 +7,8 @@ further out, the step being the grid's own log step at that edge (lr 1e-4, 3e-4,
 low edge adds 1e-4 / 3). It trains the added points, selects again, and repeats, at most K
 points per edge. An edge stops when the selection moves inside, when K points were added, or
 when the next point is one the optimizer refuses (config validation's check, `accepts`:
-e.g. a beta2 of 1 or more); it is then not tried again.
+e.g. a beta2 of 1 or more) or another method's (two methods alike but for their grids, whose
+runs, and run ids, it would share); it is then not tried again.
 
 Only positive, real-valued axes with two or more values extend (a step size, an epsilon);
 switches, integers, pairs (betas) and one-value axes never do. Extension points are runs like
@@ -23,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from adamrepro.config import Experiment, accepts
+from adamrepro.config import Experiment, accepts, run_key
 
 LOW, HIGH = "-", "+"
 
@@ -75,6 +76,9 @@ def next_points(exp: Experiment, best: pd.DataFrame, hparams_of: dict[str, dict]
     closed = set() if closed is None else closed
     limit = exp.selection.extend_edges
     new: dict[str, list[dict]] = {}
+    # the runs every method trains: a point beyond one method's edge may be another's
+    # (two methods alike but for their grids), whose run ids, and records, it would share
+    owners = {run_key(exp, label, point): label for label, ps in points.items() for point in ps}
     for _, row in best.iterrows():
         label = row["method"]
         chosen = hparams_of[row["point_id"]]
@@ -88,8 +92,9 @@ def next_points(exp: Experiment, best: pd.DataFrame, hparams_of: dict[str, dict]
                 point = {**chosen, axis: _rounded(edge * factor)}
                 if point in points[label] or point in new.get(label, []):
                     continue
-                if not accepts(exp, label, point):
-                    closed.add(key)
+                owner = owners.setdefault(run_key(exp, label, point), label)
+                if owner != label or not accepts(exp, label, point):
+                    closed.add(key)  # another method's runs, or refused: never tried
                     continue
                 steps[key] += 1
                 new.setdefault(label, []).append(point)
