@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -240,3 +242,30 @@ def test_a_user_optimizer_that_raises_in_a_ray_task_is_one_line(module, ray_head
                 "cannot import module 'only_on_the_driver'")
     assert ours[0].startswith(f"adamrepro: error: method 'faulty': optimizer '{module}:Faulty'"
                               ) and expected in ours[0], ours
+
+
+def test_sigterm_under_ray_says_what_is_kept_and_exits_143(ray_head, tmp_path, data_dir):
+    """ray.init puts its own SIGTERM handler in the driver: a SIGTERM while Ray's tasks
+    trained ended the command with exit code 134 and the core worker's crash report ("***
+    SIGTERM received at time=..."), not a word of ours. Ours is put back: exit 143, one
+    line saying what is kept, as for the local executor."""
+    config = _small_config(tmp_path)
+    text = yaml.safe_load(config.read_text())
+    text["scales"]["smoke"].update(epochs=40, train_size=20000)  # passes to stop among
+    config.write_text(yaml.safe_dump(text))
+    out = tmp_path / "out"
+    driver = subprocess.Popen(_command(config, data_dir, out, "--executor", "ray",
+                                       "--address", ray_head),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs = out / "logreg_mnist" / "runs"
+    deadline = time.monotonic() + 120
+    while not runs.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2.0)  # Ray's tasks training
+    assert driver.poll() is None, "the sweep ended before SIGTERM"
+    driver.send_signal(signal.SIGTERM)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 143, stderr[-2000:]
+    assert "SIGTERM received" not in stderr and "Traceback" not in stderr, stderr[-2000:]
+    ours = [line for line in stderr.strip().splitlines() if not RAY_CORE_LOG.match(line)]
+    assert ours[-1].startswith("adamrepro: terminated (SIGTERM); what finished is kept"), ours

@@ -520,6 +520,10 @@ class RayExecutor:
             # The simulated out-of-memory limit (a test hook, group.py) reaches the workers.
             limit = os.environ.get(FAKE_MEMORY_LIMIT)
             runtime_env = {"env_vars": {FAKE_MEMORY_LIMIT: limit}} if limit else None
+            # ray.init puts its own SIGTERM handler in the driver, which ended the command
+            # with its core worker's crash report (exit 134), not ours (what is kept, 143)
+            ours = {signum: signal.getsignal(signum) for signum in (signal.SIGINT,
+                                                                   signal.SIGTERM)}
             try:
                 self.ray.init(address=self.address, include_dashboard=False,
                               log_to_driver=False, logging_level="ERROR",
@@ -527,6 +531,10 @@ class RayExecutor:
             except ConnectionError as err:
                 raise UserError(f"--address {self.address}: no Ray cluster there ({err}); "
                                 f"start one with 'ray start --head' or drop --address") from None
+            finally:
+                for signum, handler in ours.items():
+                    if handler is not None:  # None: not set from Python; nothing to restore
+                        signal.signal(signum, handler)
 
     def run(self, exp: Experiment, groups: list[Group], on_pass: OnPass,
             checkpoints: CheckpointPolicy | None = None
