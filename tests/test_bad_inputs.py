@@ -179,6 +179,11 @@ CASES = [
     ("missing-data", GOOD, ["@empty-data"], "missing and could not be downloaded"),
     ("corrupt-data", GOOD, ["@corrupt-data"], "is corrupt (MD5 mismatch"),
     ("unwritable-out", GOOD, ["@out-under-a-file"], "is not a writable folder"),
+    # a link to nothing, or to itself: mkdir said "File exists", or raised (a traceback)
+    ("out-dangling-link", GOOD, ["@out-dangling-link"],
+     "is a symbolic link to nowhere, which does not exist; correct or remove the link"),
+    ("out-link-loop", GOOD, ["@out-link-loop"],
+     "/loop is a symbolic link to loop, which leads back to itself"),
     # Path("") is the working directory: `--out "$UNSET"` wrote results there without a word
     ("out-empty", GOOD, ["--out", ""],
      "Invalid value for '--out': an empty name; name a folder"),
@@ -448,6 +453,12 @@ def test_bad_input(case, tmp_path, cli, data_dir, used_out, monkeypatch):
             out = tmp_path / "a-file" / "results"
         elif flag == "@used-out":
             out = used_out
+        elif flag == "@out-dangling-link":
+            out = tmp_path / "dangling"
+            out.symlink_to("nowhere")
+        elif flag == "@out-link-loop":
+            (tmp_path / "loop").symlink_to("loop")
+            out = tmp_path / "loop" / "results"
         elif flag == "@fake-memory-limit-text":
             monkeypatch.setenv("ADAMREPRO_FAKE_MEMORY_LIMIT_RUNS", "abc")
         elif flag == "@needs-a-package":
@@ -754,6 +765,19 @@ def test_a_mistake_is_one_line_with_its_fix(command, said, cli, used_out, tmp_pa
     assert code == 2 and stderr.count("\n") == 1 and stdout == "", stderr
     assert placed(said) in stderr, stderr
     assert (snapshot(used_out), snapshot(tmp_path)) == before
+
+
+def test_bench_refuses_a_link_loop_before_it_times_anything(cli, tmp_path):
+    """An --out under a symbolic link to itself passed bench's check (Path.exists() says
+    False, so the check went up to the link's folder) and was found only when the timings,
+    minutes at paper scale, were written: a traceback, the measurement lost."""
+    (tmp_path / "loop").symlink_to("loop")
+    code, stdout, stderr = cli("bench", "logreg_mnist", "--scale", "smoke", "--device", "cpu",
+                               "--quiet", "--out", tmp_path / "loop" / "results")
+    assert code == 2 and stdout == "" and stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"adamrepro: error: cannot write results to {tmp_path}/loop/"
+                             f"results/bench: {tmp_path}/loop is a symbolic link to loop, "
+                             f"which leads back to itself"), stderr
 
 
 def test_an_unknown_choice_is_said_without_a_validators_words(cli):

@@ -151,7 +151,7 @@ def out_of_memory(said: str = "") -> str:
 # should be): the user's to fix, named in one line; other OSErrors are bugs and show.
 FILESYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
                      errno.EFBIG, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
-                     errno.ENAMETOOLONG}
+                     errno.ENAMETOOLONG, errno.ELOOP}
 
 
 # The folders each command's flags name: a fix offers only flags the command has.
@@ -177,6 +177,12 @@ def filesystem_problem(err: OSError, flags: str | None = BOTH_FOLDERS) -> str:
     elif err.errno == errno.ENAMETOOLONG:
         shorter = f"pass a shorter {flags}" if flags else "give a shorter name"
         fix = f"the filesystem takes names of at most 255 bytes: {shorter}"
+    elif err.errno == errno.ELOOP:
+        fix = f"a symbolic link on that path leads back to itself: remove or correct it{other}"
+    elif err.errno == errno.EEXIST and path and os.path.islink(path) and not os.path.exists(path):
+        # mkdir on a link to nothing: "File exists", though nothing is there
+        fix = (f"it is a symbolic link to {os.readlink(path)}, which does not exist: create "
+               f"that folder, or remove the link{other}")
     elif err.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):  # read or written alike
         fix = (f"a folder stands where a file goes, or a file where a folder goes: move it "
                f"away{other}")

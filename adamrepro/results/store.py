@@ -55,6 +55,10 @@ def check_writable(folder: Path) -> None:
     """Fail before any work is done if `folder` (given by --out) cannot be made or written."""
     path = folder
     while not path.exists():
+        if path.is_symlink():  # exists() says False of a link to nothing, or in a loop
+            raise UserError(f"cannot write results to {folder}: {path} is a symbolic link to "
+                            f"{os.readlink(path)}, {_broken_link(path)}; correct or remove "
+                            f"the link, or pass --out to another folder")
         path = path.parent
     if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
         raise UserError(
@@ -67,6 +71,16 @@ def check_writable(folder: Path) -> None:
         except OSError as err:
             raise UserError(f"cannot write results to {folder}: {path} takes no new folder "
                             f"({err.strerror}); pass --out to a writable folder") from None
+
+
+def _broken_link(path: Path) -> str:
+    """Why the symbolic link `path` leads nowhere, in words."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "which leads back to itself"
+    return "which does not exist"
 
 
 def _same_file(handle, path: Path) -> bool:
