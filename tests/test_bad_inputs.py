@@ -780,6 +780,31 @@ def test_bench_refuses_a_link_loop_before_it_times_anything(cli, tmp_path):
                              f"which leads back to itself"), stderr
 
 
+def test_a_bench_the_disk_refuses_leaves_no_folder_or_half_a_pair(cli, tmp_path, monkeypatch):
+    """A full disk as bench writes its timings: one line naming the file, and neither the
+    json written without its csv nor the bench/ folder it made left behind (run removes
+    what it made; bench left an empty bench/)."""
+    import errno
+
+    fsync = os.fsync
+
+    def full_on_csv(fd):  # the other file of the pair may be complete by then
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if "/bench/." in name and ".csv." in name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_on_csv)
+    out = tmp_path / "results"
+    code, stdout, stderr = cli("bench", "logreg_mnist", "--scale", "smoke", "--device", "cpu",
+                               "--quiet", "--passes", "1", "--reference-runs", "1",
+                               "--out", out)
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"adamrepro: error: {out}/bench/logreg_mnist-cpu-smoke.") and \
+        "No space left on device; free some space" in stderr, stderr
+    assert not out.exists(), list(out.rglob("*"))
+
+
 def test_an_unknown_choice_is_said_without_a_validators_words(cli):
     """typer's check of a flag's choices said "Value error, 'hugh' is not one of ...", as a
     pydantic validator words it."""
