@@ -568,16 +568,21 @@ def test_plot_checks_every_name_before_it_draws_any(cli, tmp_path, used_out):
     assert snapshot(out) == before
 
 
-def test_a_folder_without_its_config_json_is_named_not_skipped(cli, tmp_path, used_out):
-    """The report finds an experiment by any of its tables: one whose config.json is gone
-    is named, not left out of the report as 'not run yet' (nor 'no results')."""
+@pytest.mark.parametrize("table", ["config.json", "curves.csv"])
+@pytest.mark.parametrize("command", ["report", "plot"])
+def test_a_folder_without_one_of_its_tables_is_named_not_skipped(command, table, cli, tmp_path,
+                                                                 used_out):
+    """The report and plot find an experiment by any of its tables: one whose config.json
+    or curves.csv is gone is named, not left out of the report as 'not run yet' (nor 'no
+    results': plot looked for curves.csv alone, and said so of a folder without one)."""
     out = tmp_path / "results"
     shutil.copytree(used_out, out)
-    (out / "logreg_mnist" / "config.json").unlink()
-    code, _, stderr = cli("report", "--out", out)
+    (out / "logreg_mnist" / table).unlink()
+    before = snapshot(out)
+    code, _, stderr = cli(command, "--out", out)
     assert code == 2 and stderr.count("\n") == 1, stderr
-    assert f"{out / 'logreg_mnist' / 'config.json'} is missing" in stderr
-    assert not (out / "report.md").exists()
+    assert f"{out / 'logreg_mnist' / table} is missing" in stderr
+    assert snapshot(out) == before
 
 
 def test_a_damaged_owner_file_is_one_line_and_force_goes_on(cli, tmp_path, data_dir):

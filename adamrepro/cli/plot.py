@@ -29,10 +29,12 @@ def plot(
     from adamrepro.config import FOLDER_NAME, OTHER_FOLDERS
     from adamrepro.figures import draw, glyphs_noted
     from adamrepro.figures.common import palette_notes, staged_figures
-    from adamrepro.results.tables import check_results_folder, read_results
+    from adamrepro.results.tables import NEEDED_FILES, check_results_folder, read_results
 
     check_results_folder(out)
-    found = sorted(p.parent.name for p in out.glob("*/curves.csv"))
+    # a folder with any of an experiment's tables is one, as for report: read_results names
+    # what is missing (a lost curves.csv read "no results under" the folder)
+    found = sorted({p.parent.name for table in NEEDED_FILES for p in out.glob(f"*/{table}")})
     names = experiments or found
     if not names:
         raise UserError(f"no results under {out}; run 'adamrepro run CONFIG' first or pass --out")
