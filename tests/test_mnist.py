@@ -300,6 +300,27 @@ def test_a_quoted_tilde_is_the_home_folder(data_dir, tmp_path, monkeypatch, cli)
     assert not (tmp_path / "~").exists()
 
 
+def test_a_relative_xdg_cache_home_is_ignored(cli, tmp_path, monkeypatch, data_dir):
+    """The XDG spec: a relative $XDG_CACHE_HOME is invalid and ignored. It read as a folder
+    of the working directory (relxdg/adamrepro/data), another one wherever a command ran."""
+    home = tmp_path / "home"
+    (home / ".cache" / "adamrepro").mkdir(parents=True)
+    (home / ".cache" / "adamrepro" / "data").symlink_to(data_dir)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ADAMREPRO_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "relxdg")
+    code, stdout, stderr = cli("fetch", "mnist")
+    assert code == 0, stderr
+    assert stdout.startswith(f"mnist      {home / '.cache' / 'adamrepro' / 'data'}"), stdout
+    assert not (tmp_path / "relxdg").exists()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "abs"))  # an absolute one is used
+    (tmp_path / "abs" / "adamrepro").mkdir(parents=True)
+    (tmp_path / "abs" / "adamrepro" / "data").symlink_to(data_dir)
+    code, stdout, stderr = cli("fetch", "mnist")
+    assert code == 0 and stdout.startswith(f"mnist      {tmp_path / 'abs'}"), stderr + stdout
+
+
 def test_labels_go_with_their_images(data_dir):
     """Each label belongs to its own image, from what the digits are: a 1 is a single stroke
     and carries about half the ink of a 0 (mean pixel ~0.08 against ~0.17 on [0, 1]); labels

@@ -91,7 +91,11 @@ def default_data_dir() -> Path:
             return home_expanded(value)
         except UserError as error:
             raise UserError(f"$ADAMREPRO_DATA is {error}") from None
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    # the XDG spec: a relative path is invalid and ignored (it read as a folder of the
+    # working directory, another one in every folder a command ran from)
+    if not os.path.isabs(cache):
+        cache = Path.home() / ".cache"
     return Path(cache) / "adamrepro" / "data"
 
 
