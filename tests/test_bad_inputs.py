@@ -749,11 +749,20 @@ def test_a_data_folder_variable_that_names_no_folder_is_one_line(value, said, cl
     (("plot", "", "--out", "@used"), "'' is no experiment's name; name one under @used "
                                      "(logreg_mnist), or none for every one"),
     (("plot", "..", "--out", "@used"), "'..' is no experiment's name"),
+    # a bundled config's name in capitals, misspelt, or with .yaml where no such file is
+    (("run", "LOGREG_MNIST", "--dry-run"), "LOGREG_MNIST.yaml does not exist; did you mean "
+                                           "the bundled config 'logreg_mnist'? (bundled "
+                                           "configs: cnn_cifar10, extensions"),
+    (("run", "@tmp/logreg_mnst.yaml", "--dry-run"), "did you mean the bundled config "
+                                                    "'logreg_mnist'?"),
+    (("run", "@tmp/nothing_like_it.yaml", "--dry-run"), "nothing_like_it.yaml does not exist; "
+                                                        "bundled configs: cnn_cifar10"),
 ], ids=["results-record", "empty-config", "missing-config-file", "only-selected-own-folder",
         "ray-address-no-port", "report-positional", "compare-unknown-metric",
         "compare-not-a-metric", "compare-empty-metric", "ray-address-empty", "bench-threads",
         "out-unknown-user", "data-dir-unknown-user", "bench-out-own-folder",
-        "compare-out-own-folder", "plot-empty-name", "plot-parent-name"])
+        "compare-out-own-folder", "plot-empty-name", "plot-parent-name", "config-capitals",
+        "config-misspelt", "config-unlike-any"])
 def test_a_mistake_is_one_line_with_its_fix(command, said, cli, used_out, tmp_path):
     """Mistakes an audit found worded without their fix, or in Python's words."""
     places = {"@record": str(used_out / "logreg_mnist" / "config.json"),

@@ -153,6 +153,11 @@ def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_file():
         hint = f"; bundled configs: {bundled_names()}"
+        if not path.exists():  # `LOGREG_MNIST`, `logreg_mnst`, `logreg_mnist.yaml` here
+            near = wording.did_you_mean(path.stem.lower(), [p.stem for p in bundled_configs()])
+            if near:
+                near = near.replace("did you mean ", "did you mean the bundled config ")
+                hint = f"; {near} (bundled configs: {bundled_names()})"
         what = ("is a folder, not a config file" if path.is_dir() else
                 "is not a regular file (a device, a pipe, a socket)" if path.exists()
                 else "does not exist")
