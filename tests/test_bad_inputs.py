@@ -399,6 +399,12 @@ CASES = [
     # larger seed failed mid-sweep in a worker, with a traceback
     ("seed-beyond-the-limit", setitem("seed", 2**63 - 1), [],
      "seed: Input should be less than 4294967296"),
+    # the first seed a seed, the last not: seed 2^32 - 1 with 2 seeds trained a seed 2^32
+    ("last-seed-beyond-the-limit", edit(lambda c: c.update(seed=2**32 - 1, seeds=2)), [],
+     "seed 4294967295 with 2 seeds at scale smoke runs seeds up to 4,294,967,296, beyond the "
+     "largest, 2^32 - 1 = 4,294,967,295; give a seed of at most 4,294,967,294"),
+    ("last-seed-beyond-the-limit-by-flag", setitem("seed", 2**32 - 3), ["--seeds", "4"],
+     "seed 4294967293 with 4 seeds at scale smoke runs seeds up to 4,294,967,296"),
     ("seed-negative", setitem("seed", -1), [], "seed: Input should be greater than or equal to 0"),
     # more fixed minibatches than examples: 100,000 subfunctions took the host's memory
     ("subfunctions-beyond-the-examples", edit(lambda c: c["methods"].update(

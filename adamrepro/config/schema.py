@@ -293,7 +293,18 @@ class Experiment(Frozen):
                 update={"extend_edges": over.extend_edges})
         scaled = self.model_copy(update=update)
         scaled.check_size(scale)
+        scaled.check_last_seed(scale)
         return scaled
+
+    def check_last_seed(self, scale: str) -> None:
+        """The seeds run from `seed` to seed + seeds - 1, and the last must be a seed too
+        (below 2^32, as `seed`): seed 4294967295 with 2 seeds trained a seed 2^32."""
+        last = self.seed + self.seeds - 1
+        if last >= 2**32:
+            raise UserError(
+                f"seed {self.seed} with {self.seeds:,} seeds at scale {scale} runs seeds up to "
+                f"{last:,}, beyond the largest, 2^32 - 1 = {2**32 - 1:,}; give a seed of at "
+                f"most {2**32 - self.seeds:,}, or fewer seeds (seeds:, --seeds)")
 
     def check_size(self, scale: str) -> None:
         """Raise UserError where the plan would hold more than MAX_RUNS runs (counted, not
