@@ -94,6 +94,24 @@ def test_unreachable_cluster_is_one_line(cli, tmp_path, data_dir):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_dry_run_under_ray_says_where_ray_is_missing(cli, tmp_path, data_dir, monkeypatch):
+    """A plan may be made here for another machine (exit 0), but where Ray is not installed
+    the run itself would refuse: the dry run says so, in a note, where it said nothing."""
+    argv = ("run", CONFIG, "--scale", "smoke", "--out", tmp_path / "out", "--data-dir",
+            data_dir, "--executor", "ray", "--dry-run")
+    code, stdout, stderr = cli(*argv)
+    assert code == 0 and "Ray is not installed" not in stderr, stderr
+    monkeypatch.setitem(sys.modules, "ray", None)  # as where it is not installed
+    code, stdout, stderr = cli(*argv)
+    assert code == 0 and "total" in stdout, stderr
+    assert stderr.startswith("adamrepro: note: --executor ray: Ray is not installed here, and "
+                             "the run itself would refuse; pip install 'adamrepro[ray]'"), stderr
+    code, _, stderr = cli(*argv[:-1])
+    assert code == 2 and stderr == ("adamrepro: error: --executor ray needs Ray: pip install "
+                                    "'adamrepro[ray]'\n"), stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_address_needs_the_ray_executor(cli, tmp_path, data_dir):
     code, _, stderr = cli("run", CONFIG, "--scale", "smoke", "--out", tmp_path,
                           "--data-dir", data_dir, "--address", "127.0.0.1:6379")

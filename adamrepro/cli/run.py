@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import time
 from enum import Enum
@@ -153,6 +154,10 @@ def run(
     target = torch_device(device.value) if dry_run else resolve_device(device.value)
     _say_what_runs_otherwise(base, target)
     if dry_run:
+        if executor.value == "ray" and importlib.util.find_spec("ray") is None:
+            # a plan may be made here for another machine, but say what this one lacks
+            note("--executor ray: Ray is not installed here, and the run itself would refuse; "
+                 "pip install 'adamrepro[ray]'")
         _say_what_would_run(base, scale.value, seeds, out, force, only_selected, target)
         return
     runner = make_executor(executor.value, data_folder, target, address, processes)
