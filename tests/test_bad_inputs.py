@@ -755,6 +755,13 @@ def test_a_data_folder_variable_that_names_no_folder_is_one_line(value, said, cl
     (("plot", "", "--out", "@used"), "'' is no experiment's name; name one under @used "
                                      "(logreg_mnist), or none for every one"),
     (("plot", "..", "--out", "@used"), "'..' is no experiment's name"),
+    # inside an experiment's folder (its runs/): a copy or removal of that folder carried
+    # another sweep's results with it
+    (("run", CONFIG, "--scale", "smoke", "--dry-run", "--out", "@used/logreg_mnist/runs"),
+     "--out @used/logreg_mnist/runs is inside the experiment folder @used/logreg_mnist; pass a "
+     "results folder outside it, such as --out @used"),
+    (("report", "--out", "@used/logreg_mnist/runs/x"),
+     "--out @used/logreg_mnist/runs/x is inside the experiment folder @used/logreg_mnist"),
     # a bundled config's name in capitals, misspelt, or with .yaml where no such file is
     (("run", "LOGREG_MNIST", "--dry-run"), "LOGREG_MNIST.yaml does not exist; did you mean "
                                            "the bundled config 'logreg_mnist'? (bundled "
@@ -767,7 +774,8 @@ def test_a_data_folder_variable_that_names_no_folder_is_one_line(value, said, cl
         "ray-address-no-port", "report-positional", "compare-unknown-metric",
         "compare-not-a-metric", "compare-empty-metric", "ray-address-empty", "bench-threads",
         "out-unknown-user", "data-dir-unknown-user", "bench-out-own-folder",
-        "compare-out-own-folder", "plot-empty-name", "plot-parent-name", "config-capitals",
+        "compare-out-own-folder", "plot-empty-name", "plot-parent-name", "run-out-in-runs",
+        "report-out-in-runs", "config-capitals",
         "config-misspelt", "config-unlike-any"])
 def test_a_mistake_is_one_line_with_its_fix(command, said, cli, used_out, tmp_path):
     """Mistakes an audit found worded without their fix, or in Python's words."""

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +49,14 @@ def check_results_folder(out: Path, fix: str | None = None) -> None:
         if (out / name).is_file():
             raise UserError(f"--out {out} is an experiment's own folder (it holds {name}); "
                             + (fix or f"pass the results folder above it: --out {out.parent}"))
+    # nor inside one (its runs/, say): the experiment's own files, and a copy or removal of
+    # its folder, would carry another sweep's results with them
+    for above in Path(os.path.abspath(out)).parents:
+        if (above / OWNER).is_file() or ((above / "config.json").is_file()
+                                         and (above / "runs").is_dir()):
+            raise UserError(f"--out {out} is inside the experiment folder {above}; "
+                            + (fix or f"pass a results folder outside it, such as --out "
+                                      f"{above.parent}"))
 
 
 def recorded_precision(meta: dict) -> str:
