@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from adamrepro.errors import UserError
+from adamrepro.wording import did_you_mean
 
 
 def _auto_or_bool(value: Any) -> Any:
@@ -164,4 +165,12 @@ def options_model(cls: type[BaseModel], values: dict[str, Any], where: str) -> B
         return cls.model_validate(values)
     except ValidationError as err:
         first = err.errors()[0]
-        raise UserError(f"{where}.{location(first)}: {message(first)}") from None
+        fix = ""
+        if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
+            # what this dataset or model takes (MNIST takes no `verify`: its files are
+            # always checked), nearest first: "Extra inputs are not permitted" said neither
+            known = [name for name in cls.model_fields if name != "name"]
+            near = did_you_mean(str(first["loc"][0]), known)
+            takes = ", ".join(known) or "no option"
+            fix = f"; {near + ' ' if near else ''}it takes: {takes}"
+        raise UserError(f"{where}.{location(first)}: {message(first)}{fix}") from None

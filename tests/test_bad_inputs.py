@@ -167,6 +167,13 @@ CASES = [
     ("bad-model-option", setitem("model.l2", -1.0), [], "yaml: model.l2"),  # not methods.*
     ("unknown-model-option", setitem("model.depth", 3), [], "yaml: model.depth"),
     ("bad-dataset-option", setitem("dataset.layout", "cube"), [], "dataset.layout"),
+    # a key the dataset does not take (MNIST's files are always checked: no `verify`), or a
+    # misspelt one: what it takes, where "Extra inputs are not permitted" said nothing more
+    ("mnist-verify", setitem("dataset.verify", False), [],
+     "dataset.verify: Extra inputs are not permitted; it takes: train_size, test_size, "),
+    ("dataset-option-misspelt", setitem("dataset.pixel_scal", 255), [],
+     "dataset.pixel_scal: Extra inputs are not permitted; did you mean 'pixel_scale'? it "
+     "takes: "),
     ("bad-scale-key", setitem("scales.smoke.passes", 1), [], "scales.smoke.passes"),
     ("bad-flag", GOOD, ["--bogus"], "No such option: --bogus"),
     ("bad-scale-flag", GOOD, ["--scale", "huge"], "--scale"),
