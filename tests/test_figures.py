@@ -141,6 +141,30 @@ def test_the_curves_figure_shows_every_pass_where_the_early_panel_shows_the_firs
     assert drawn["all"] != drawn["cut"], "the curves figure stops at plot.max_epoch"
 
 
+def test_the_early_panel_of_a_run_of_fewer_passes_shows_those_passes(tmp_path, monkeypatch):
+    """A run shorter than `plot.max_epoch` (a smoke run of 1 pass against Fig. 3's 3): the
+    early panel is that pass, titled so, not an axis to 3 that is empty beyond 1; and blocks
+    of one step read "of each step", not "of each 1 step"."""
+    import json
+
+    def one_pass(folder):
+        curves = pd.read_csv(folder / "curves.csv")
+        curves[curves["epoch"] <= 1].to_csv(folder / "curves.csv", index=False)
+        steps = pd.read_csv(folder / "steps.csv")
+        steps[steps["epoch_fraction"] <= 1].to_csv(folder / "steps.csv", index=False)
+        meta = json.loads((folder / "config.json").read_text())
+        meta["config"]["training"]["log_every"] = 1
+        (folder / "config.json").write_text(json.dumps(meta))
+
+    fig, curves, best, config = _drawn(monkeypatch, tmp_path, "quick-cpu/cnn_cifar10",
+                                       "early_and_all", one_pass)
+    assert config["plot"]["max_epoch"] == 3 and curves["epoch"].max() == 1
+    ax_early, ax_all = fig.axes
+    assert ax_early.get_xlim() == (0, 1) and ax_early.get_title() == "first pass"
+    assert ax_early.get_ylabel().replace("\n", " ").endswith("objective of each step)"), \
+        ax_early.get_ylabel()
+
+
 def test_what_the_figures_say_of_the_committed_quick_tables(tmp_path, cli):
     """Fig. 4's legend names the β1, β2 each method was selected at (its grid searches the
     pair `betas`, which the tables hold as two columns); a ±1 std band never reaches below

@@ -46,6 +46,10 @@ def draw(folder: Path, tables: Tables | None = None,
     plot_cfg = meta["config"].plot
     y = column_of(meta, plot_cfg.y)
     early = plot_cfg.max_epoch or DEFAULT_EARLY_PASSES
+    passes = curves["epoch"].max()
+    if passes > 0:  # a run of fewer passes (smoke): its passes, not an empty axis beyond them
+        early = min(early, int(passes))
+    first = "first pass" if early == 1 else f"first {early:g} passes"
     steps = read_steps(Path(folder), meta)
     palette = experiment_palette(curves)
     fig = Figure(figsize=(11, 4.8), layout="constrained")
@@ -80,17 +84,18 @@ def draw(folder: Path, tables: Tables | None = None,
     every = meta["config"].training.log_every
     if steps is not None and y.name in steps.columns and every:
         # steps.csv's blocks of `log_every` steps, not the passes the label names
-        ax_early.set_ylabel(axis_label(y.label.replace(
-            "of the pass)", f"of each {count(every, 'step')})")))
+        blocks = "each step" if every == 1 else f"each {count(every, 'step')}"
+        ax_early.set_ylabel(axis_label(y.label.replace("of the pass)", f"of {blocks})")))
     ax_early.set_xlim(0, early)
     whole_passes(ax_all)
-    ax_early.set_title(f"first {early:g} passes", fontsize=10)
+    ax_early.set_title(first, fontsize=10)
     ax_all.set_title("every pass", fontsize=10)
     if plot_cfg.logy:
         log_y(ax_all)
-    cut = cut_first_pass(ax_early, early_drawn, f"first {early:g} passes")
+    cut = cut_first_pass(ax_early, early_drawn, first)
     if within_passes and seeds > 1:
-        cut = "; ".join(part for part in (f"no band on the first {early:g} passes' blocks "
+        whose = f"{first}'s" if early == 1 else f"{first}'"
+        cut = "; ".join(part for part in (f"no band on the {whose} blocks "
                                           f"(every pass shows the spread)", cut) if part)
     # the legend of the panel whose lines have markers (a curve of few passes), so that its
     # keys show them
