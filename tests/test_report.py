@@ -1412,6 +1412,26 @@ def test_claims_are_judged_on_the_training_cost_whatever_the_config_plots_or_sel
     assert "note:" not in stdout  # stdout is what the command produces, its plan here
 
 
+def test_only_the_field_that_names_a_test_metric_is_replaced_for_the_claims():
+    """A config that plots a training cost (`train_loss_full`) and selects by test accuracy:
+    the claims select by the training objective, and still read the plotted training cost,
+    which was replaced by the minibatch mean too. A test metric plotted is replaced alone."""
+    curves = pd.DataFrame(runs("adam", scaled(0.5), lr=0.1) + runs("adam", scaled(2.0), lr=0.01)
+                          + runs("adagrad", scaled(1.0), lr=0.1))
+    by_test = Measured.from_curves(curves, cost="test_acc", name="logreg_mnist")
+    config = by_test.meta["config"]
+    for y, selection, read in (("train_loss_full", "test_acc", "train_loss_full"),
+                               ("test_loss", "train_loss_full", "train_loss"),
+                               ("test_acc", "test_acc", "train_loss")):
+        meta = {**by_test.meta, "config": config.model_copy(update={
+            "plot": config.plot.model_copy(update={"y": y}),
+            "selection": config.selection.model_copy(update={"metric": selection})})}
+        judged = Measured("logreg_mnist", curves, by_test.best, meta).on_training_cost()
+        assert judged.meta["config"].plot.y == read, (y, selection)
+        assert judged.meta["config"].selection.metric == (
+            "train_loss" if selection == "test_acc" else selection), (y, selection)
+
+
 def test_a_folder_of_runs_from_several_commits_says_which_method_each_trained(tmp_path):
     """The committed Fig. 1 left mixes runs of two commits (runs whose settings did not change
     were reused): the provenance names each commit with the methods it trained."""

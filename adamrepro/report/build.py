@@ -321,10 +321,13 @@ def _training_cost_note(found: Measured) -> list[Block]:
         return []
     train = metric_set(found.meta).train_column
     named = ", ".join(f"`{field}: {column}`" for field, column in replaced.items())
+    how = " and ".join(part for field, part in (
+        ("plot.y", f"on the training cost `{train}`"),
+        ("selection.metric", f"with each method's grid point selected by `{train}`"))
+        if field in replaced)
     return [Paragraph(
-        f"This config names a test metric ({named}). The claims above are judged on the "
-        f"training cost `{train}`, with each method's grid point selected by it, as the "
-        f"paper's protocol has it (no choice made on the test set); the figures and the "
+        f"This config names a test metric ({named}). The claims above are judged {how}, as "
+        f"the paper's protocol has it (no choice made on the test set); the figures and the "
         f"table below show this config's own choice.")]
 
 

@@ -118,11 +118,16 @@ class Measured:
         if not replaced:
             return self
         if "training" not in self._under:
+            # only the fields that name a test metric: a `plot.y: train_loss_full` beside a
+            # `selection.metric: test_acc` is still the cost the claims read
             train = metric_set(self.meta).train_column
             config = self.meta["config"]
-            meta = {**self.meta, "config": config.model_copy(update={
-                "plot": config.plot.model_copy(update={"y": train}),
-                "selection": config.selection.model_copy(update={"metric": train})})}
+            update = {}
+            if "plot.y" in replaced:
+                update["plot"] = config.plot.model_copy(update={"y": train})
+            if "selection.metric" in replaced:
+                update["selection"] = config.selection.model_copy(update={"metric": train})
+            meta = {**self.meta, "config": config.model_copy(update=update)}
             best = self.best
             if "selection.metric" in replaced:
                 best = self._selected(train, self.rule, meta)
