@@ -469,7 +469,8 @@ class MemoryGrowsLinearly(Rule):
         points = points[points["method"] == measured.label(self.method)]
         if points["num_subfunctions"].nunique() < 3:
             return Verdict(NOT_MEASURABLE, f"{measured.called(self.method)}: needs runs at 3 or "
-                                           f"more values of num_subfunctions, has {len(points)}")
+                                           f"more values of num_subfunctions, has "
+                                           f"{points['num_subfunctions'].nunique()}")
         x = points["num_subfunctions"].to_numpy(float)
         fits = [("state", points["state_bytes"].to_numpy(float))]
         peak = points["peak_memory_bytes"].to_numpy(float)
