@@ -161,6 +161,12 @@ CASES = [
      "sfo assumes a deterministic objective, but this model draws noise"),
     ("identical-methods", edit(lambda c: c["methods"].update(adam2=c["methods"]["adam"])),
      [], "methods 'adam' and 'adam2' train identical runs"),
+    # an implementation option is in no run id: the two shared their runs, and one of them
+    # vanished from best.csv with a note that all its points diverged
+    ("identical-but-an-implementation-option", edit(lambda c: c["methods"].update(
+        adam2={**c["methods"]["adam"], "model": {"sparse_input": True}})), [],
+     "methods 'adam' and 'adam2' train identical runs (same optimizer, hyperparameters and "
+     "model; a model's implementation options, such as sparse_input, change no curve"),
     ("bad-scale-model", setitem("scales.smoke.model", {"l2": -1}), [], "scales.smoke.model.l2"),
     ("unknown-dataset", setitem("dataset.name", "mnist2"), [], "unknown dataset 'mnist2'"),
     ("unknown-model", setitem("model.name", "resnet"), [], "unknown model 'resnet'"),

@@ -552,12 +552,19 @@ def accepts(exp: Experiment, label: str, point: dict[str, Any]) -> bool:
 
 def run_key(exp: Experiment, label: str, point: dict[str, Any]) -> str:
     """What makes method `label`'s runs at `point` the runs they are (optimizer, model, grid
-    point, grouping): two methods with the same key would share their run ids."""
+    point, grouping), as their run ids have it (runner/plan.py): two methods with the same
+    key would share their run ids. A model's implementation options (logreg's sparse_input)
+    change how a run computes, not its curves, and no run id holds them."""
     import json
 
+    from adamrepro.models import MODELS
+
     method = exp.methods[label]
-    return json.dumps([method.optimizer, {**exp.model, **method.model}, point,
-                       method.max_group_size, method.closure], sort_keys=True, default=str)
+    model = {**exp.model, **method.model}
+    how = getattr(MODELS.get(model.get("name")), "IMPLEMENTATION_OPTIONS", {})
+    what = {key: value for key, value in model.items() if key not in how}
+    return json.dumps([method.optimizer, what, point, method.max_group_size, method.closure],
+                      sort_keys=True, default=str)
 
 
 def _check_distinct_runs(exp: Experiment, where: str) -> None:
@@ -569,8 +576,9 @@ def _check_distinct_runs(exp: Experiment, where: str) -> None:
             other = seen.setdefault(run_key(exp, label, point), label)
             if other != label:
                 raise UserError(f"{where}: methods {other!r} and {label!r} train identical "
-                                f"runs (same optimizer, hyperparameters and model): make them "
-                                f"differ or drop one")
+                                f"runs (same optimizer, hyperparameters and model; a model's "
+                                f"implementation options, such as sparse_input, change no "
+                                f"curve and do not count): make them differ or drop one")
 
 
 def _finite(value: float) -> bool:
