@@ -479,6 +479,36 @@ def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir, signum, s
     assert not out.exists(), list(out.rglob("*"))
 
 
+def test_a_worker_killed_outright_is_one_line_and_the_next_command_goes_on(tmp_path,
+                                                                           data_dir):
+    """A worker killed by SIGKILL (what the kernel's out-of-memory killer sends) broke the
+    pool, and the command ended with BrokenProcessPool's traceback: one line instead, exit
+    code 2, what is kept; the same command then trains what is left."""
+    config = _config(tmp_path, epochs=40, train_size=30000)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
+               "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers", "2"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    runs = out / "logreg_mnist" / "runs"
+    deadline = time.monotonic() + 120
+    while not runs.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1.0)  # into the first groups
+    assert driver.poll() is None, "the sweep ended before the kill"
+    workers = Path(f"/proc/{driver.pid}/task/{driver.pid}/children").read_text().split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[0]), signal.SIGKILL)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 2, stderr[-2000:]
+    assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr[-2000:]
+    assert stderr.startswith("adamrepro: error: a worker process died while group "), stderr
+    assert "finished runs and saved checkpoints are kept" in stderr, stderr
+    again = subprocess.run([*command[:-2], "--workers", "1", "--time-budget", "0"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 3, again.stderr[-2000:]  # it goes on: one pass, then stops
+
+
 def test_a_dropped_ctrl_c_raised_again_waits_for_a_cleanup_that_defers_it():
     """A Ctrl-C dropped in a finalizer is raised again at the next function call; that call
     was the entry to `signals_deferred` itself, and the cleanup it guards never ran."""

@@ -29,6 +29,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -294,7 +295,7 @@ class LocalExecutor:
         # wait's timeout: a second SIGTERM must stop the workers before their pass ends).
         def start(group: Group, must_start: bool) -> None:
             known[group.group_id] = group  # a half of a group that did not fit
-            with signals_deferred():
+            with signals_deferred(), _worker_deaths_said(group):
                 pending[pool.submit(_attempt_in_worker, exp, group, checkpoints,
                                     must_start)] = group
 
@@ -305,7 +306,9 @@ class LocalExecutor:
                     report()
                 if done:
                     future = done.pop()
-                    return pending.pop(future), future.result()
+                    group = pending.pop(future)
+                    with _worker_deaths_said(group):
+                        return group, future.result()
 
         try:
             with STOP.told(stop):
@@ -317,6 +320,21 @@ class LocalExecutor:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _worker_deaths_said(group: Group):
+    """A worker process killed outright (SIGKILL: the kernel's out-of-memory killer, most
+    likely, since workers leave Ctrl-C and SIGTERM to the driver) breaks the pool, whose
+    BrokenProcessPool was a traceback: one line, what is kept and what to do."""
+    try:
+        yield
+    except BrokenProcessPool:
+        raise UserError(
+            f"a worker process died while group {group.group_id} ({group.method}) trained, "
+            f"killed outright (most likely by the kernel for want of memory: see dmesg); "
+            f"finished runs and saved checkpoints are kept: run the same command again, with "
+            f"--workers 1 or a smaller training.max_group_size if memory is short") from None
 
 
 _WORKER_DATA: TensorDataset | None = None  # the data a forked worker trains on
