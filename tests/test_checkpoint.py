@@ -11,6 +11,7 @@ unsplit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -197,9 +198,16 @@ def test_split_to_fit_stops_a_group_whose_passes_left_would_overrun_the_budget(t
     assert fits.too_slow(2, 10, pass_seconds=10.0, attempt_passes=2)  # 80 s > 60 s
     assert not fits.too_slow(1, 10, pass_seconds=10.0, attempt_passes=1)  # the warm-up
     assert not fits.too_slow(10, 10, pass_seconds=10.0, attempt_passes=10)  # done
-    assert fits.too_slow(7, 10, pass_seconds=30.0, attempt_passes=2)  # resumed: 90 s left
+    assert fits.too_slow(7, 10, pass_seconds=30.0, attempt_passes=2)  # 90 s left
     unasked = GroupCheckpoint(tmp_path / "g.ckpt.pt", None, Budget(time.time() + 60))
     assert not unasked.too_slow(2, 10, pass_seconds=10.0, attempt_passes=2)
+    # a group resumed from its checkpoint: that checkpoint outlived a command, and halves
+    # would start over; a budget stop saves it instead
+    assert not fits.too_slow(7, 10, pass_seconds=30.0, attempt_passes=2, resumed=True)
+    # a half of 10 passes at about half of 10 s a pass, 50 s, could finish in 60 s; at 20 s,
+    # 100 s, it could not, and halving would only throw the passes trained away
+    assert fits.half_could_finish(10, pass_seconds=10.0)
+    assert not fits.half_could_finish(10, pass_seconds=20.0)
 
 
 def test_a_checkpoint_of_another_setting_is_not_trusted(tmp_path, data_dir, one_thread):
@@ -641,27 +649,79 @@ def test_a_finished_sweep_removes_the_checkpoints_of_groups_not_in_its_plan(
         f"sweep's plan)"]
 
 
-def test_split_to_fit_trains_groups_that_finish_within_the_budget(tmp_path, cli, data_dir):
-    """With passes far beyond any budget (a million), `--split-to-fit` halves each group
-    from its second pass on down to single runs, and leaves each of those for the next
-    command once it shows it would not finish: every split and every run left is said, no
+def test_split_to_fit_leaves_groups_that_would_not_finish_for_the_next_command(
+        tmp_path, cli, data_dir):
+    """With passes far beyond any budget (a million), no group, nor any half of one, would
+    finish: `--split-to-fit` leaves each for the next command once its second pass shows it,
+    whole (halving it down to single runs threw away two passes at every size, to no run
+    that could finish), so that the groups after it get the time: each is said, no
     checkpoint is written (on the machines it is for, none would survive), and the command
-    ends when nothing is left to try (every run said left), not when its budget is spent."""
+    ends when nothing is left to try, not when its budget is spent."""
     config = _config(tmp_path)
     text = yaml.safe_load(config.read_text())
     text["scales"]["smoke"]["epochs"] = 1_000_000
     config.write_text(yaml.safe_dump(text))
-    runs = sum(g.size for g in plan(load_experiment(config).at_scale("smoke")))
+    groups = plan(load_experiment(config).at_scale("smoke"))
     code, out, err = cli("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir,
                          "--out", tmp_path / "out", "--time-budget", "10", "--split-to-fit")
     assert code == 3, err
-    splits = [line for line in err.splitlines() if "would not finish within the time" in line]
-    left = [line for line in splits if line.endswith("left for the next command")]
-    assert all("passes of" in line for line in splits)
-    assert any(line.endswith("training it as 1 + 1") for line in splits), err
-    assert len(left) == runs, err
+    said = [line for line in err.splitlines() if "would not finish within the time" in line]
+    assert all("passes of" in line and line.endswith("left for the next command")
+               for line in said), err
+    assert sorted(line.split(": ")[2].split(" would")[0] for line in said) == sorted(
+        "a run" if g.size == 1 else f"a group of {g.size} runs, nor a half of it,"
+        for g in groups), err
+    assert "training it as" not in err
     assert not list((tmp_path / "out" / "logreg_mnist" / "runs").glob("*.ckpt.pt"))
+    runs = sum(g.size for g in groups)
     assert "trained 0 runs" in out and f"{runs} runs in" in out, out
+
+
+def test_split_to_fit_never_halves_a_group_resumed_from_its_checkpoint(tmp_path, cli,
+                                                                        data_dir):
+    """A group checkpointed by one command (a disk that outlived it) and resumed by the next
+    with `--split-to-fit`: halving it threw its checkpoint away and started its halves over,
+    so that the command left less done than it found. It trains on and saves instead."""
+    config = _config(tmp_path)
+    text = yaml.safe_load(config.read_text())
+    text["scales"]["smoke"]["epochs"] = 1_000_000
+    config.write_text(yaml.safe_dump(text))
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir, "--out",
+            tmp_path / "out")
+    code, out, err = cli(*args, "--time-budget", "0")
+    assert code == 3 and "is checkpointed after pass 1 of" in out, out + err
+    code, out, err = cli(*args, "--time-budget", "0.05", "--split-to-fit")
+    assert code == 3, err
+    assert "would not finish" not in err and "training it as" not in err, err
+    passes = re.search(r"is checkpointed after pass ([\d,]+) of", out)
+    assert passes and int(passes.group(1).replace(",", "")) > 1, out
+
+
+def test_split_to_fit_halves_a_group_where_a_half_could_finish_and_leaves_one_where_none():
+    """The executor's side of the decision, on what a group's attempt says (`Outcome`):
+    halves queued first where a half could finish, the group left (and the next one started)
+    where none could."""
+    from adamrepro.runner.executors import Outcome, schedule
+
+    model, methods = CASES["logreg-dropout"]
+    adam = {**methods["adam"], "grid": {"lr": [1e-4, 1e-3, 1e-2, 1e-1]}}
+    group = next(g for g in plan(experiment(model, {"adam": adam})) if g.size == 4)
+    for halve, started in ((True, [4, 2, 2]), (False, [4])):
+        sizes, pending = [], []
+
+        def start(g, must_start, sizes=sizes, pending=pending):
+            sizes.append(g.size)
+            pending.append(g)
+
+        def finished(pending=pending, halve=halve):
+            g = pending.pop(0)
+            if g.size == 4:
+                return g, Outcome(too_slow="1,000 passes of 1.00 s left, 9 s", halve=halve)
+            return g, Outcome(curves=[])
+
+        with pytest.raises(BudgetSpent) if not halve else contextlib.nullcontext():
+            list(schedule([group], 5, torch.device("cpu"), None, start, finished, 1))
+        assert sizes == started, (halve, sizes)
 
 
 def test_the_overall_count_takes_back_the_passes_of_a_group_its_halves_replace():

@@ -114,7 +114,9 @@ def run(
         help="With --time-budget, on a machine whose disk (and checkpoints) are lost when "
              "the command ends (a lent or preemptible one): from its second pass on, a "
              "group that would not finish within the budget is halved and its halves "
-             "trained instead, so that the time is spent on runs that finish.")] = False,
+             "trained instead where a half could finish, else left for the next command, "
+             "so that the time is spent on runs that finish (a group resumed from its "
+             "checkpoint is not: it saves and stops).")] = False,
     only_selected: Annotated[Path | None, typer.Option(
         parser=folder, metavar="FOLDER",
         help="Train only each method's point that FOLDER's results of this config (same "

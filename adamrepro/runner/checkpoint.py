@@ -35,10 +35,14 @@ its start by the next job, and every pass it trained was spent for nothing. With
 before the deadline raises `TooSlow` instead, from its second pass on (the first holds the
 warm-up: a CUDA graph's capture, a compilation), and the executor trains its halves in its
 place, as it does with a group that does not fit in memory: on a GPU a group of 12 CNN runs
-is arithmetic-bound, so a half finishes in about half the time. A single run that would
-not finish is left for the next command (whose budget starts afresh), and this one goes on
-with the groups after it, which may fit: an SFO run of Fig. 2b (25 passes of ~10 s) started
-with two minutes left would otherwise hold the job to its end for nothing.
+is arithmetic-bound, so a half finishes in about half the time. Only where a half could
+finish, all its passes at half the group's pass time: else halving throws away the passes
+trained at every size on the way down, to no run that finishes. A group that no half of
+would finish, or a single run that would not, is left for the next command (whose budget
+starts afresh), and this one goes on with the groups after it, which may fit: an SFO run of
+Fig. 2b (25 passes of ~10 s) started with two minutes left would otherwise hold the job to
+its end for nothing. A group resumed from its checkpoint is never stopped so: that
+checkpoint outlived a command, as the next may, and its halves would start over.
 """
 
 from __future__ import annotations
@@ -72,12 +76,15 @@ class BudgetSpent(Exception):  # noqa: N818 (a stop, not an error)
 
 class TooSlow(Exception):  # noqa: N818 (a decision, not an error)
     """A group that would not finish before the deadline (`split_to_fit`): `passes` left of
-    `pass_seconds` each, `left` seconds to go. The executor trains its halves instead, or
-    leaves a single run for the next command; the message says why."""
+    `pass_seconds` each, `left` seconds to go. The executor trains its halves instead where
+    `halve` (a half could finish), or leaves the group for the next command, so that the
+    groups after it may use the time; the message says why."""
 
-    def __init__(self, passes: int, pass_seconds: float, left: float) -> None:
+    def __init__(self, passes: int, pass_seconds: float, left: float,
+                 halve: bool = True) -> None:
         super().__init__(f"{count(passes, 'pass', 'passes')} of {pass_seconds:.2f} s left, "
                          f"{max(left, 0.0):.0f} s of the time budget")
+        self.halve = halve
 
 
 @dataclass(frozen=True)
@@ -132,13 +139,21 @@ class GroupCheckpoint:
             and self.budget.spent(ahead=last_pass_seconds * (epochs - epoch))))
 
     def too_slow(self, epoch: int, epochs: int, pass_seconds: float,
-                 attempt_passes: int) -> bool:
-        """Stop the group to halve it, or to leave a single run for the next command
+                 attempt_passes: int, resumed: bool = False) -> bool:
+        """Stop the group to halve it, or to leave it for the next command
         (`Budget.split_to_fit`): it has trained `attempt_passes` >= 2 passes in this attempt
         (the first holds the warm-up), and the passes left, each as long as `pass_seconds`,
-        would end after the deadline."""
-        return (self.budget.split_to_fit and attempt_passes >= 2 and epoch < epochs
-                and self.budget.spent(ahead=pass_seconds * (epochs - epoch)))
+        would end after the deadline. Never a group `resumed` from its checkpoint: that
+        checkpoint outlived a command, as the next will, and its halves would start over
+        (a budget stop saves it instead)."""
+        return (self.budget.split_to_fit and not resumed and attempt_passes >= 2
+                and epoch < epochs and self.budget.spent(ahead=pass_seconds * (epochs - epoch)))
+
+    def half_could_finish(self, epochs: int, pass_seconds: float) -> bool:
+        """Whether a half of a group whose passes take `pass_seconds` could train all
+        `epochs` from its first before the deadline, its passes taken as half as long (a
+        batched half takes longer than that: an upper bound on what halving gains)."""
+        return not self.budget.spent(ahead=pass_seconds / 2 * epochs)
 
     def save(self, state: dict) -> None:
         from adamrepro.atomic import atomic_torch_save

@@ -72,6 +72,7 @@ class Outcome:
     curves: list[RunCurve] | None = None
     stopped: int | None = None
     too_slow: str | None = None
+    halve: bool = False  # with too_slow: a half could finish (else the group is left)
 
     @property
     def out_of_memory(self) -> bool:
@@ -89,7 +90,7 @@ def attempt(exp: Experiment, group: Group, data: TensorDataset,
     except BudgetSpent as stop:
         return Outcome(stopped=stop.checkpointed[group.group_id][1])
     except TooSlow as slow:
-        return Outcome(too_slow=str(slow))
+        return Outcome(too_slow=str(slow), halve=slow.halve)
     except ClosureIgnored as ignored:
         raise UserError(f"method {group.method!r}: {ignored}") from None
     except Exception as err:
@@ -146,11 +147,13 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
             queue[:0] = split_after_oom(group, device, checkpoints)
         elif outcome.too_slow is not None:
             why = f"would not finish within the time budget ({outcome.too_slow})"
-            if group.size > 1:
+            if outcome.halve:
                 queue[:0] = split(group, checkpoints, why)
             else:  # the groups after it may fit; the next command's budget starts afresh
                 left_over = True
-                print(f"adamrepro: {group.method}: a run {why}; left for the next command",
+                what = ("a run" if group.size == 1 else
+                        f"a group of {group.size} runs, nor a half of it,")
+                print(f"adamrepro: {group.method}: {what} {why}; left for the next command",
                       file=sys.stderr)
         elif outcome.curves is None:
             left_over = True

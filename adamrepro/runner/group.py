@@ -623,8 +623,13 @@ def train_group(
         if checkpoint is not None:
             last_pass = history.last_pass_seconds()
             # first: a group to be halved (or left) needs no checkpoint, its halves are others
-            if checkpoint.too_slow(epoch, training.epochs, last_pass, epoch - first + 1):
-                raise TooSlow(training.epochs - epoch, last_pass, checkpoint.budget.left())
+            if checkpoint.too_slow(epoch, training.epochs, last_pass, epoch - first + 1,
+                                   resumed=first > 1):
+                # halves start over: only where one could finish, else the whole group is
+                # left to the next command and the time to the groups after it
+                raise TooSlow(training.epochs - epoch, last_pass, checkpoint.budget.left(),
+                              halve=G > 1 and checkpoint.half_could_finish(training.epochs,
+                                                                          last_pass))
             saving_takes = save_seconds(state.model_bytes + memory[0], saved_in)
             stop = checkpoint.stop(epoch, training.epochs, last_pass, saving_takes)
             # a signal's stop (../stopping.py) skips a save its kill would cut off (SFO's 20 GB
