@@ -677,6 +677,30 @@ def test_split_to_fit_leaves_groups_that_would_not_finish_for_the_next_command(
     assert "trained 0 runs" in out and f"{runs} runs in" in out, out
 
 
+def test_no_group_starts_past_the_deadline_after_one_that_would_not_finish(tmp_path):
+    """A group found too slow trained passes: once the deadline has passed, the group after
+    it does not start on the account of a command that has trained nothing yet (it would
+    evaluate, train and save a pass past the deadline, on a disk that is lost)."""
+    from adamrepro.runner.executors import Outcome, schedule
+
+    model, methods = CASES["logreg-dropout"]
+    groups = plan(experiment(model, methods))[:2]
+    assert len(groups) == 2
+    policy = CheckpointPolicy(tmp_path, None, Budget(time.time() - 1, True))  # spent
+    started, pending = [], []
+
+    def start(g, must_start):
+        started.append((g.method, must_start))
+        pending.append(g)
+
+    def finished():
+        return pending.pop(0), Outcome(too_slow="10 passes of 9.00 s left, 0 s", halve=False)
+
+    with pytest.raises(BudgetSpent):
+        list(schedule(groups, 5, torch.device("cpu"), policy, start, finished, 1))
+    assert started == [(groups[0].method, True)], started
+
+
 def test_split_to_fit_never_halves_a_group_resumed_from_its_checkpoint(tmp_path, cli,
                                                                         data_dir):
     """A group checkpointed by one command (a disk that outlived it) and resumed by the next

@@ -146,6 +146,9 @@ def schedule(groups: list[Group], epochs: int, device: torch.device,
         if outcome.out_of_memory:
             queue[:0] = split_after_oom(group, device, checkpoints)
         elif outcome.too_slow is not None:
+            # it trained passes: past the deadline no group starts on must_start's account,
+            # which would evaluate, train and save a pass after it, for a disk that is lost
+            trained = True
             why = f"would not finish within the time budget ({outcome.too_slow})"
             if outcome.halve:
                 queue[:0] = split(group, checkpoints, why)
