@@ -118,6 +118,11 @@ if [ -n "$BASE" ]; then
             | head -n 1 | sed 's/.*"\([a-z]*\)"$/\1/' || true)
         [ -z "$held" ] || [ "$held" = "$SCALE" ] \
             || refuse "BASE=$BASE holds $experiment at $held scale, and SCALE=$SCALE; give SCALE=$held, or a BASE of $SCALE-scale results"
+        # the reference is fp32: a bf16 BASE measured bf16 against itself ("identical")
+        trained_at=$(grep -o '"precision": *"[a-z0-9]*"' "$BASE/$experiment/config.json" \
+            2>/dev/null | head -n 1 | sed 's/.*"\([a-z0-9]*\)"$/\1/' || true)
+        [ -z "$trained_at" ] || [ "$trained_at" = fp32 ] \
+            || refuse "BASE=$BASE holds $experiment trained at $trained_at precision; give BASE the --out folder of fp32 results (the reference the other precisions are measured against), or leave it unset to train them"
         # the fewest seeds of a selected point (best.csv's n_seeds): the comparison needs two
         # on the fp32 side, BASE's own, or with SELECTED=1 its points trained again with SEEDS
         # (else with BASE's seeds); `compare` said so only after the other precisions trained

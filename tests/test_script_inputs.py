@@ -239,6 +239,10 @@ KNOWN = "cnn_cifar10 extensions logreg_imdb logreg_mnist mlp mlp_sfo vae_bias_co
     (["logreg_mnist"], {"BASE": "@tmp/paper-base"},
      "BASE=@tmp/paper-base holds logreg_mnist at paper scale, and SCALE=smoke; give "
      "SCALE=paper"),
+    # a bf16 BASE: bf16 was measured against itself, "identical, bit for bit"
+    (["logreg_mnist"], {"BASE": "@tmp/bf16-base"},
+     "BASE=@tmp/bf16-base holds logreg_mnist trained at bf16 precision; give BASE the --out "
+     "folder of fp32 results"),
     # bash read 09 as octal: its raw error came before this line
     (["nope"], {"SEEDS": "09"}, "unknown experiment 'nope'"),
     # found by `compare` at the end, after every other precision had trained
@@ -258,6 +262,11 @@ def test_measure_precision_refuses_before_the_first_training(tmp_path, stand_in,
     (tmp_path / "paper-base" / "logreg_mnist" / "best.csv").write_text("")
     (tmp_path / "paper-base" / "logreg_mnist" / "config.json").write_text(
         json.dumps({"scale": "paper", "config": {"name": "logreg_mnist"}}, indent=1))
+    (tmp_path / "bf16-base" / "logreg_mnist").mkdir(parents=True)
+    (tmp_path / "bf16-base" / "logreg_mnist" / "best.csv").write_text("")
+    (tmp_path / "bf16-base" / "logreg_mnist" / "config.json").write_text(json.dumps(
+        {"scale": "smoke", "config": {"name": "logreg_mnist", "training": {
+            "epochs": 2, "precision": "bf16"}}}, indent=1))
     (tmp_path / "one-seed" / "logreg_mnist").mkdir(parents=True)
     (tmp_path / "one-seed" / "logreg_mnist" / "best.csv").write_text(
         "method,optimizer,n_seeds\nadam,adam,2\nsgd,sgd_nesterov,1\n")
@@ -312,6 +321,11 @@ def test_measure_precision_trains_a_one_seed_base_s_points_again_with_seeds(tmp_
                                                                            stand_in):
     """SEEDS=2 with SELECTED=1 trains the selected points of a one-seed BASE again with two
     seeds: the comparison has its spread, and nothing is refused."""
+    (tmp_path / "bf16-base" / "logreg_mnist").mkdir(parents=True)
+    (tmp_path / "bf16-base" / "logreg_mnist" / "best.csv").write_text("")
+    (tmp_path / "bf16-base" / "logreg_mnist" / "config.json").write_text(json.dumps(
+        {"scale": "smoke", "config": {"name": "logreg_mnist", "training": {
+            "epochs": 2, "precision": "bf16"}}}, indent=1))
     (tmp_path / "one-seed" / "logreg_mnist").mkdir(parents=True)
     (tmp_path / "one-seed" / "logreg_mnist" / "best.csv").write_text(
         "method,optimizer,n_seeds\nsgd,sgd_nesterov,1\n")
