@@ -40,8 +40,11 @@ def script_exit(main, name: str, again: str) -> None:
     """Run a script's `main` and exit with its code; a Ctrl-C is one line naming the script
     and what running it again does (`again`), exit 130, not a traceback (each file a script
     writes is whole: atomic.py)."""
+    import signal
     import sys
 
+    # a Ctrl-C during the script's imports was script_start.py's to say
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         sys.exit(main())
     except KeyboardInterrupt:

@@ -11,6 +11,10 @@
 
 from __future__ import annotations
 
+import adamrepro.script_start  # noqa: F401  (first: a Ctrl-C while the rest import is one line)
+
+# isort: split
+
 import argparse
 import copy
 import sys

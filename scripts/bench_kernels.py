@@ -16,6 +16,10 @@ fails (its error is printed; the others are still timed).
 
 from __future__ import annotations
 
+import adamrepro.script_start  # noqa: F401  (first: a Ctrl-C while the rest import is one line)
+
+# isort: split
+
 import argparse
 import sys
 from pathlib import Path

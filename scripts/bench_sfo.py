@@ -17,6 +17,10 @@ the optimizer, not the runner.
 
 from __future__ import annotations
 
+import adamrepro.script_start  # noqa: F401  (first: a Ctrl-C while the rest import is one line)
+
+# isort: split
+
 import json
 import sys
 import time

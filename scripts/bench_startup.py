@@ -13,6 +13,10 @@ Each row is the median of `--repeat` fresh interpreters, timed from the outside:
 
 from __future__ import annotations
 
+import adamrepro.script_start  # noqa: F401  (first: a Ctrl-C while the rest import is one line)
+
+# isort: split
+
 import os
 import platform
 import shutil

@@ -20,6 +20,10 @@ and ../shared/data's CIFAR-10 copy, re-encoded as JPEG, is read only with
 
 from __future__ import annotations
 
+import adamrepro.script_start  # noqa: F401  (first: a Ctrl-C while the rest import is one line)
+
+# isort: split
+
 import contextlib
 import gzip
 import shutil

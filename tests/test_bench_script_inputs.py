@@ -156,3 +156,30 @@ def test_bench_startup_times_the_imports_the_exit_and_two_commands(data_dir):
         assert seconds and (seconds[0] > 0 or label.startswith("exit")), (label, text)
         if "adamrepro" in label:  # the exit is part of the whole command
             assert len(seconds) == 2 and 0 <= seconds[1] < seconds[0], (label, text)
+
+
+@pytest.mark.parametrize("script", ["bench_cnn_batching", "bench_kernels", "bench_sfo",
+                                    "offline_data"])  # bench_startup imports no torch
+def test_a_ctrl_c_while_a_script_imports_is_one_line(script):
+    """Each script imports torch (seconds) before its main runs: a Ctrl-C then was a
+    KeyboardInterrupt traceback. Sent once torch's library is mapped (script_start.py is
+    imported before), it is one line, exit 130."""
+    import signal
+    import time
+
+    started = subprocess.Popen([sys.executable, str(ROOT / "scripts" / f"{script}.py"),
+                                "--help"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and started.poll() is None:
+        try:
+            if "libtorch" in Path(f"/proc/{started.pid}/maps").read_text():
+                break
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.002)
+    if started.poll() is None:
+        started.send_signal(signal.SIGINT)
+    _, stderr = started.communicate(timeout=60)
+    assert started.returncode == 130, stderr[-2000:]
+    assert stderr == f"{script}: interrupted while starting; nothing was written\n", stderr
