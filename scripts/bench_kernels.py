@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         experiments = [load_experiment(resolve_config_arg(name)) for name in args.experiments]
         return run(args, device, experiments)
     except UserError as err:
-        print(f"adamrepro: error: {err}", file=sys.stderr)
+        print(f"bench_kernels: error: {err}", file=sys.stderr)
         return 2
 
 

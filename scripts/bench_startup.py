@@ -58,6 +58,22 @@ def wall(command: list[str]) -> tuple[float, float]:
     return end - start, end - last
 
 
+def check_mnist(data_dir: Path | None) -> None:
+    """The smoke run this times reads MNIST: found missing at the end, after the timings,
+    it also tried the network from inside a benchmark. Each official file, gzipped or
+    unpacked, is looked for here (their bytes the run checks)."""
+    from adamrepro.data.download import default_data_dir
+    from adamrepro.data.mnist import FILES
+
+    folder = Path(data_dir or default_data_dir()) / "MNIST" / "raw"
+    missing = [name for name in FILES
+               if not (folder / name).is_file() and not (folder / name[:-3]).is_file()]
+    if missing:
+        raise UserError(f"the smoke run it times reads MNIST, and {folder} lacks "
+                        f"{', '.join(missing)}; run 'adamrepro fetch mnist' (offline: "
+                        f"scripts/offline_data.py) first, or pass --data-dir to where it is")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ScriptParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -69,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.data_dir is not None and not args.data_dir.is_dir():
             raise UserError(f"--data-dir {args.data_dir} is not a folder; pass the data "
                             f"folder of `adamrepro run`, or leave it out for its default")
+        check_mnist(args.data_dir)
     except UserError as err:
         print(f"bench_startup: error: {err}", file=sys.stderr)
         return 2

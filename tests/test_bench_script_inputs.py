@@ -63,13 +63,18 @@ def tool(script: str, *args: str) -> subprocess.CompletedProcess:
     ("bench_startup.py", ["--repeat", "0"], "--repeat must be at least 1, got 0"),
     ("bench_startup.py", ["--data-dir", "@tmp/nowhere"],
      "bench_startup: error: --data-dir @tmp/nowhere is not a folder; pass the data folder"),
+    # found after every timing, exit 1, and after trying the network from inside the bench
+    ("bench_startup.py", ["--data-dir", "@empty"],
+     "bench_startup: error: the smoke run it times reads MNIST, and @empty/MNIST/raw lacks "
+     "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+     "t10k-labels-idx1-ubyte.gz; run 'adamrepro fetch mnist'"),
 ], ids=["kernels-steps", "kernels-repeats", "kernels-threads", "kernels-out-under-a-file",
         "sfo-out-under-a-file", "sfo-warmup", "kernels-empty-out", "sfo-empty-data-dir",
         "cnn-device", "cnn-groups", "cnn-batch",
         "cnn-repeats", "offline-empty-from", "offline-one-mnist-file",
         "offline-out-under-a-file", "kernels-warmup",
         "kernels-scale", "offline-no-from", "sfo-steps", "offline-broken-xz",
-        "startup-repeat", "startup-no-data"])
+        "startup-repeat", "startup-no-data", "startup-no-mnist"])
 def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said, tmp_path,
                                                               data_dir):
     (tmp_path / "a-file").write_text("")
@@ -103,6 +108,10 @@ def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert placed(said) in done.stderr and done.stdout == "", (done.stdout, done.stderr)
+    # each script's line names it (argparse's by its file name; bench_kernels said
+    # "adamrepro")
+    assert done.stderr.startswith((f"{script.removesuffix('.py')}: ", f"{script}: ")), \
+        done.stderr
     assert sorted(tmp_path.rglob("*")) == before  # nothing measured into, or made
 
 
@@ -159,7 +168,7 @@ def test_bench_startup_times_the_imports_the_exit_and_two_commands(data_dir):
 
 
 @pytest.mark.parametrize("script", ["bench_cnn_batching", "bench_kernels", "bench_sfo",
-                                    "offline_data"])  # bench_startup imports no torch
+                                    "offline_data"])  # bench_startup: torch in its main
 def test_a_ctrl_c_while_a_script_imports_is_one_line(script):
     """Each script imports torch (seconds) before its main runs: a Ctrl-C then was a
     KeyboardInterrupt traceback. Sent once torch's library is mapped (script_start.py is
