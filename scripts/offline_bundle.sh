@@ -50,7 +50,10 @@ case "$DATA" in /*) ;; *) DATA="$here/$DATA" ;; esac
 [[ "$MAX_MIB" =~ ^[1-9][0-9]*$ ]] || fail "--max-mib $MAX_MIB is not a whole number of MiB"
 [[ "$PY" =~ ^3\.[0-9]+$ ]] || fail "--python $PY is not a Python version such as 3.12 (the" \
                                    "GPU machine's python3 --version)"
-[ -n "${DATASETS// /}" ] || fail "--datasets names none; give some of: mnist imdb cifar10"
+# its words, split on any blank (a tab, a newline) and never globbed ("*" named the repo's files)
+read -r -d '' -a NAMES <<< "$DATASETS" || true
+[ "${#NAMES[@]}" -gt 0 ] || fail "--datasets names none; give some of: mnist imdb cifar10"
+DATASETS="${NAMES[*]}"
 
 # What each dataset needs of a prepare.py folder (../shared/data's names) or of the official
 # downloads; prepare.py itself goes along when there is one.
@@ -60,7 +63,7 @@ declare -A FILES=(
     [cifar10]="cifar10_jpeg_q75.tar.gz cifar-10-python.tar.gz"
 )
 # Every mistake is found before the last bundle is touched or a wheel downloaded.
-for name in $DATASETS; do
+for name in "${NAMES[@]}"; do
     [ -n "${FILES[$name]:-}" ] || fail "unknown dataset $name; known: ${!FILES[*]}"
     found=0
     for file in ${FILES[$name]}; do
@@ -113,7 +116,7 @@ if not cached.exists():
 shutil.copyfile(cached, dest)
 PY
 }
-for name in $DATASETS; do
+for name in "${NAMES[@]}"; do
     for file in ${FILES[$name]}; do
         [ -e "$DATA/$file" ] || continue
         if [ -f "$DATA/prepare.py" ] && [ "$file" = "$RECOMPRESS" ]; then

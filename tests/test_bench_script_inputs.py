@@ -126,8 +126,12 @@ def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said
     # a --data relative to the folder it is called from (it was read from the repo root:
     # "--data empty is not a folder" of a folder that is there)
     (["--data", "empty", "--datasets", "mnist"], "@empty has no mnist files ("),
+    # blanks other than spaces passed the check, and a bundle with no data was built; a
+    # `*` named the repo's files ("unknown dataset Makefile")
+    (["--data", "@shared", "--datasets", "\t\n"], "--datasets names none; give some of: "),
+    (["--data", "@shared", "--datasets", "*"], "unknown dataset *; known: "),
 ], ids=["no-value", "misspelt-flag", "unknown-dataset", "no-files", "max-mib", "python",
-        "no-dataset", "relative-data"])
+        "no-dataset", "relative-data", "blank-datasets", "glob-datasets"])
 def test_offline_bundle_refuses_before_it_touches_the_last_bundle(args, said, tmp_path):
     """Each was found after `rm -rf .bundle` and the wheels' download (a half-built bundle
     left that looked ready to carry), or was a bash error with exit 1."""
