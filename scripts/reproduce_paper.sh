@@ -48,6 +48,14 @@ esac
 case "$DEVICE" in auto | cpu | cuda) ;; *)
     refuse "DEVICE=$DEVICE is not one of auto|cpu|cuda; e.g. DEVICE=cpu" ;;
 esac
+# `run`'s own refusal named its flag (--device cpu), which this script's user cannot pass
+if [ "$DEVICE" = cuda ]; then
+    cuda=0
+    python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 3)" 2>/dev/null \
+        || cuda=$?
+    [ "$cuda" != 3 ] || refuse "DEVICE=cuda (the default): no CUDA device is available here;" \
+        "set DEVICE=cpu (or DEVICE=auto) to run on this machine's CPU"
+fi
 if [ -e "$OUT" ] && [ ! -d "$OUT" ]; then
     refuse "OUT=$OUT is a file; give OUT a results folder (new or holding results), or leave it unset"
 fi
