@@ -372,7 +372,7 @@ def test_compare_measures_deviation_and_seed_spread(results, cli):
     assert code == 0, err
     itself = pd.read_csv(results / "self" / "logreg_mnist.csv")
     assert (itself["deviation"] == 0).all() and (itself["verdict"] == "within").all()
-    assert f"identical, bit for bit, for {len(itself)};" in out
+    assert f"train_loss identical, bit for bit, for {len(itself)};" in out
     # and says why: a zero by construction measures nothing
     assert err.startswith("adamrepro: note: BASE and OTHER are the same folder"), err
 
@@ -397,7 +397,8 @@ def test_compare_on_the_cpu_names_tf32_as_it_ran(results, cli):
     assert set(table["other_precision"]) == {"tf32 (as fp32)"}
     assert (table["deviation"] == 0).all()
     methods = len(table)
-    assert f"for {methods} of {methods} methods; identical, bit for bit, for {methods};" in out
+    assert (f"for {methods} of {methods} methods; train_loss identical, bit for bit, for "
+            f"{methods};") in out
 
 
 def test_compare_accepts_other_kernel_switches_and_names_them(results, cli, tmp_path):

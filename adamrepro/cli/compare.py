@@ -83,7 +83,10 @@ def compare(
         # A deviation of exactly 0 is worth its own words: re-running committed results to
         # check them should say "bit for bit", not only "within the seed spread".
         identical = int((rows["deviation"] == 0).sum())
-        same = (f"; identical, bit for bit, for {identical}" if identical else "")
+        # of the metric compared alone: an accuracy is the same for runs that differ (a few
+        # answers the same), and "bit for bit" said the runs were
+        same = (f"; {comparison.metric} identical, bit for bit, for {identical}"
+                if identical else "")
         path = folder / f"{comparison.experiment}.csv"
         atomic_write(path, comparison_frame(comparison).to_csv(index=False))
         typer.echo(f"{comparison.experiment}: {other} within the seed "
