@@ -618,6 +618,29 @@ def test_sigterm_mid_group_saves_a_checkpoint_and_the_rerun_equals_an_uninterrup
                                   _comparable(tmp_path / "whole" / "logreg_mnist"))
 
 
+def test_fewer_seeds_than_an_unfinished_sweep_s_are_refused(tmp_path, cli, data_dir):
+    """A sweep of 2 seeds cut off by its budget, then a command of 1 seed on the folder: it
+    finished, and removed the other seed's checkpoint as stale without a word of the
+    progress it threw away. The unfinished sweep's owner file records its seeds now: the
+    command is refused, the checkpoint kept; --force discards it as asked."""
+    config = _config(tmp_path)
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir,
+            "--out", tmp_path / "out")
+    runs = tmp_path / "out" / "logreg_mnist" / "runs"
+    code, text, err = cli(*args, "--seeds", "2", "--time-budget", "0")
+    assert code == 3, err
+    [checkpoint] = runs.glob("*.ckpt.pt")
+    code, _, err = cli(*args, "--seeds", "1")
+    assert code == 2 and err == (
+        f"adamrepro: error: {tmp_path / 'out' / 'logreg_mnist'} holds an unfinished sweep of 2 "
+        f"seeds per grid point, and this run trains 1: the checkpoints of the others would "
+        f"be removed as stale when it ends; pass --seeds 2, --out to another folder, or "
+        f"--force to discard them\n"), err
+    assert checkpoint.exists()
+    code, _, err = cli(*args, "--seeds", "1", "--force")
+    assert code == 0, err
+
+
 def test_a_finished_sweep_removes_the_checkpoints_of_groups_not_in_its_plan(
         tmp_path, cli, data_dir, monkeypatch):
     """With a group too large for memory and a spent budget, each command trains a pass of

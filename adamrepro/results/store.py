@@ -206,23 +206,32 @@ class ResultStore:
             )
         # last: another config or scale is the mistake to name first, whose fix is not
         # --seeds
-        held = config_in(previous).get("seeds") if path.name == "config.json" else None
-        if seeds is not None and isinstance(held, int) and held > seeds and not within():
-            raise UserError(
-                f"{self.root} holds {held} seeds per grid point, and this run trains {seeds}: "
-                f"its tables would drop the others; pass --seeds {held}, or --out to another "
-                f"folder")
+        held = config_in(previous).get("seeds")
+        if seeds is not None and isinstance(held, int) and held > seeds:
+            if path.name == OWNER:  # no tables yet: the others' checkpoints would go as stale
+                raise UserError(
+                    f"{self.root} holds an unfinished sweep of {held} seeds per grid point, "
+                    f"and this run trains {seeds}: the checkpoints of the others would be "
+                    f"removed as stale when it ends; pass --seeds {held}, --out to another "
+                    f"folder, or --force to discard them")
+            if not within():
+                raise UserError(
+                    f"{self.root} holds {held} seeds per grid point, and this run trains "
+                    f"{seeds}: its tables would drop the others; pass --seeds {held}, or --out "
+                    f"to another folder")
 
     def claim(self, digest: str, scale: str, precision: str,
-              only_selected: Path | None = None) -> None:
+              only_selected: Path | None = None, seeds: int | None = None) -> None:
         """Say which config and scale this folder's runs belong to before its first table
         exists (`OWNER`): a sweep cut off before it wrote config.json (a kill, a time budget)
         still refuses a command of another scale or config, which would otherwise find no
         config.json and take its checkpoints for stale."""
         if (self.root / "config.json").exists():
             return
+        # the seeds too: a command of fewer took the others' checkpoints for stale
         owner = {"base_digest": digest, "scale": scale,
-                 "config": {"training": {"precision": precision}},
+                 "config": {"training": {"precision": precision},
+                            **({"seeds": seeds} if seeds is not None else {})},
                  **({"points_selected_in": str(only_selected)} if only_selected else {})}
         with atomic_file(self.root / OWNER) as f:
             f.write(json.dumps(owner) + "\n")

@@ -99,7 +99,8 @@ def run_sweep(base: Experiment, scale: str, seeds: int | None, out: Path, execut
         # Another command may have written here while this one waited for the lock: its
         # scale or config decides again, and it may have finished some groups.
         check_owner()
-        store.claim(base_digest(base), scale, exp.training.precision, only_selected)
+        store.claim(base_digest(base), scale, exp.training.precision, only_selected,
+                    exp.seeds)
         store.remove_temporary_files()
         todo = left_to_train(groups, store)
         remove_finished_checkpoints(store, groups, checkpoints)
