@@ -467,6 +467,33 @@ def test_a_checkpointed_group_that_no_longer_fits_leaves_no_checkpoint(tmp_path,
     assert halves and halves.isdisjoint(whole), (whole, halves)
 
 
+def test_a_checkpointed_run_that_does_not_fit_keeps_its_checkpoint(tmp_path, cli, data_dir,
+                                                                   monkeypatch):
+    """A single run checkpointed by one command that does not fit in the next (another
+    process held the memory a while): its checkpoint was deleted with the error, and its
+    passes with it. It is kept, and the next command, with the memory back, goes on from it."""
+    config = _config(tmp_path)
+    text = yaml.safe_load(config.read_text())
+    text["methods"] = {"adam": {**text["methods"]["adam"], "grid": {"lr": [1e-3]}}}
+    config.write_text(yaml.safe_dump(text))
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir, "--seeds",
+            "1", "--out", tmp_path / "out")
+    runs = tmp_path / "out" / "logreg_mnist" / "runs"
+    code, text_out, err = cli(*args, "--time-budget", "0")
+    assert code == 3 and "checkpointed after pass 1 of 3" in text_out, text_out + err
+    [checkpoint] = runs.glob("*.ckpt.pt")
+    monkeypatch.setenv(FAKE_MEMORY_LIMIT, "0")
+    code, _, err = cli(*args)
+    assert code == 2 and err.startswith("adamrepro: error: one run of adam does not fit in cpu "
+                                        "memory (its checkpoint is kept); "), err
+    assert checkpoint.exists()
+    saved = _saved_seconds(runs)
+    monkeypatch.delenv(FAKE_MEMORY_LIMIT)
+    code, _, err = cli(*args)
+    assert code == 0, err
+    _went_on_from(saved, tmp_path / "out" / "logreg_mnist")
+
+
 def test_an_allocation_failure_behind_another_error_still_splits_the_group():
     """What a GPU raises when a group does not fit is not always torch's OutOfMemoryError:
     an allocation that fails while a CUDA graph is captured invalidates the capture, whose

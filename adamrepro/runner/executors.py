@@ -492,10 +492,14 @@ def split_after_oom(group: Group, device: torch.device,
     """The two halves of a group that did not fit; a single run that does not fit is a
     user error (a smaller model, batch or device setting is needed), not a crash."""
     if group.size == 1:
-        if checkpoints is not None:
-            checkpoints.path(group.group_id).unlink(missing_ok=True)
-        raise UserError(f"one run of {group.method} does not fit in {device} memory; use a "
-                        f"smaller model or eval_batch_size, or a larger device")
+        # its checkpoint is kept: the memory may have been another process's for a while
+        # (a shared GPU), and the next command resumes it where it fits (SFO's run at paper
+        # scale saves minutes of passes); the finished sweep removes it if it is stale
+        saved = checkpoints is not None and checkpoints.path(group.group_id).exists()
+        raise UserError(f"one run of {group.method} does not fit in {device} memory"
+                        + (" (its checkpoint is kept)" if saved else "")
+                        + "; use a smaller model or eval_batch_size, or a larger device, or "
+                          "run again once the memory is free")
     return split(group, checkpoints, f"does not fit in {device} memory")
 
 
