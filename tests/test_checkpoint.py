@@ -494,6 +494,35 @@ def test_a_checkpointed_run_that_does_not_fit_keeps_its_checkpoint(tmp_path, cli
     _went_on_from(saved, tmp_path / "out" / "logreg_mnist")
 
 
+def test_save_params_turned_on_after_the_runs_finished_trains_them_again(tmp_path, cli,
+                                                                         data_dir):
+    """`training.save_params` is in no run id (it changes no curve), so runs finished
+    without it were done for good: turned on afterwards, no parameters ever came (and the
+    VAE's picture asked for the option already set). A run is done once its parameters are
+    kept too: the same command trains those runs again, to the same curves."""
+    config = _config(tmp_path)
+    text = yaml.safe_load(config.read_text())
+    text["methods"] = {"adam": text["methods"]["adam"]}
+    config.write_text(yaml.safe_dump(text))
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir, "--out",
+            tmp_path / "out")
+    folder = tmp_path / "out" / "logreg_mnist"
+    assert cli(*args)[0] == 0
+    before = _comparable(folder)
+    assert not list((folder / "runs").glob("*.pt"))
+    text["training"]["save_params"] = True
+    config.write_text(yaml.safe_dump(text))
+    code, out, err = cli(*args, "--dry-run")
+    runs = len(list((folder / "runs").glob("*.json")))
+    assert code == 0 and dry_run_total(out)["left"] == runs, out + err
+    code, out, err = cli(*args)
+    assert code == 0 and out.startswith(f"trained {runs} runs, 0 already finished"), out + err
+    assert len(list((folder / "runs").glob("*.pt"))) == runs
+    pd.testing.assert_frame_equal(_comparable(folder), before)
+    code, out, _ = cli(*args)
+    assert code == 0 and out.startswith(f"trained 0 runs, {runs} already finished"), out
+
+
 def test_an_allocation_failure_behind_another_error_still_splits_the_group():
     """What a GPU raises when a group does not fit is not always torch's OutOfMemoryError:
     an allocation that fails while a CUDA graph is captured invalidates the capture, whose

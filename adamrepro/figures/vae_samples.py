@@ -147,8 +147,9 @@ def draw(folder: Path, tables: Tables | None = None,
         return []
     model, path = load_model(folder, meta, chosen)
     if model is None:
-        note(f"vae_samples: no picture drawn: {path} is missing (the run saves its "
-             f"parameters with training.save_params: true)")
+        note(f"vae_samples: no picture drawn: {path} is missing (a run keeps its "
+             f"parameters with training.save_params: true; set, the same 'adamrepro run' "
+             f"trains again the runs that have none)")
         return []
     samples = model.sample(SAMPLES, torch.Generator().manual_seed(PICTURE_SEED))[0]
     originals = test_images(meta, RECONSTRUCTED, data_dir)

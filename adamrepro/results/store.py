@@ -92,9 +92,12 @@ def _same_file(handle, path: Path) -> bool:
 
 
 class ResultStore:
-    def __init__(self, out: Path, experiment: str) -> None:
+    def __init__(self, out: Path, experiment: str, params: bool = False) -> None:
         self.root = Path(out) / experiment
         self.runs_dir = self.root / "runs"
+        # training.save_params: a run is done once its parameters are kept too (a config
+        # that turned it on after its runs finished got none, and no figure that needs them)
+        self.params = params
 
     def check_writable(self) -> None:
         """Fail before anything is written (or trained) if the folder, or one of its tables,
@@ -368,7 +371,8 @@ class ResultStore:
         return self.runs_dir / f"{run_id}.json"
 
     def is_done(self, run_id: str) -> bool:
-        return self.run_path(run_id).exists()
+        return self.run_path(run_id).exists() and (not self.params
+                                                   or self.params_path(run_id).exists())
 
     def save_run(self, record: dict) -> None:
         atomic_write(self.run_path(record["run_id"]),

@@ -139,7 +139,7 @@ def checked_plan(base: Experiment, scale: str, seeds: int | None, out: Path, for
     the points `only_selected` selected), and the check that the folder may take them (its
     config and scale; UserError if not), made once here. Reads, writes nothing."""
     exp = base.at_scale(scale, seeds)
-    store = ResultStore(out, exp.name)
+    store = ResultStore(out, exp.name, exp.training.save_params)
     store.check_writable()
     if only_selected is None:
         groups = plan(exp)
