@@ -440,6 +440,25 @@ def test_a_second_ctrl_c_does_not_leave_half_a_cleanup(tmp_path, data_dir):
     _stopped_sweep(INTERRUPTED_TWICE, tmp_path, data_dir, "1")
 
 
+def _sweep_in_two_workers(tmp_path: Path, data_dir: Path, train_size: int
+                          ) -> tuple[subprocess.Popen, list[str], Path]:
+    """A sweep of 40 passes a group in two worker processes, started in a session of its
+    own and into its first groups: (the driver, its command, its --out)."""
+    config = _config(tmp_path, epochs=40, train_size=train_size)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
+               "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers", "2"]
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    runs = out / "logreg_mnist" / "runs"
+    deadline = time.monotonic() + 120
+    while not runs.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1.0)  # into the first groups
+    assert driver.poll() is None, "the sweep ended before it was stopped"
+    return driver, command, out
+
+
 @pytest.mark.parametrize("signum, said, train_size", [
     (signal.SIGINT, "adamrepro: interrupted; what finished is kept", 4096),
     # what a preemptible machine, SLURM or Kubernetes sends: it ended the command without a
@@ -453,18 +472,8 @@ def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir, signum, s
     SIGTERM twice, in the first groups: exit code 128 + the signal, one line saying what is
     kept and how to go on, and no folder left holding nothing (no run had finished, no
     checkpoint is kept)."""
-    config = _config(tmp_path, epochs=40, train_size=train_size)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
-               "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers", "2"]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, start_new_session=True)
+    driver, _, out = _sweep_in_two_workers(tmp_path, data_dir, train_size)
     runs = out / "logreg_mnist" / "runs"
-    deadline = time.monotonic() + 120
-    while not runs.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(1.0)  # into the first groups
-    assert driver.poll() is None, "the sweep ended before Ctrl-C"
     os.killpg(driver.pid, signum)
     said_first = []
     if signum == signal.SIGTERM:  # the second once the first is handled (signals merge)
@@ -484,18 +493,7 @@ def test_a_worker_killed_outright_is_one_line_and_the_next_command_goes_on(tmp_p
     """A worker killed by SIGKILL (what the kernel's out-of-memory killer sends) broke the
     pool, and the command ended with BrokenProcessPool's traceback: one line instead, exit
     code 2, what is kept; the same command then trains what is left."""
-    config = _config(tmp_path, epochs=40, train_size=30000)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "adamrepro", "run", str(config), "--scale", "smoke",
-               "--quiet", "--data-dir", str(data_dir), "--out", str(out), "--workers", "2"]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, start_new_session=True)
-    runs = out / "logreg_mnist" / "runs"
-    deadline = time.monotonic() + 120
-    while not runs.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(1.0)  # into the first groups
-    assert driver.poll() is None, "the sweep ended before the kill"
+    driver, command, _ = _sweep_in_two_workers(tmp_path, data_dir, 30000)
     workers = Path(f"/proc/{driver.pid}/task/{driver.pid}/children").read_text().split()
     assert len(workers) == 2, workers
     os.kill(int(workers[0]), signal.SIGKILL)
