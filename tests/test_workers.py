@@ -470,8 +470,8 @@ def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir, signum, s
                                                    train_size):
     """Ctrl-C (SIGINT to the terminal's process group: the driver and its workers), or
     SIGTERM twice, in the first groups: exit code 128 + the signal, one line saying what is
-    kept and how to go on, and no folder left holding nothing (no run had finished, no
-    checkpoint is kept)."""
+    kept and how to go on, and no folder left holding nothing (no run had finished; no
+    checkpoint is kept but one a pass ended between the two SIGTERMs saved)."""
     driver, _, out = _sweep_in_two_workers(tmp_path, data_dir, train_size)
     runs = out / "logreg_mnist" / "runs"
     os.killpg(driver.pid, signum)
@@ -485,7 +485,11 @@ def test_ctrl_c_says_so_and_leaves_no_empty_folder(tmp_path, data_dir, signum, s
     assert "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1].startswith(said), stderr
     assert not list(runs.glob("*.json")), "a run finished before Ctrl-C"
-    assert not out.exists(), list(out.rglob("*"))
+    if signum == signal.SIGINT:
+        assert not out.exists(), list(out.rglob("*"))
+    else:  # the first SIGTERM asks each group to save after its pass in progress, which may
+        # end before the second comes (in 4 runs of 8 here): a folder then holds that
+        assert not out.exists() or list(runs.glob("*.ckpt.pt")), list(out.rglob("*"))
 
 
 def test_a_worker_killed_outright_is_one_line_and_the_next_command_goes_on(tmp_path,
