@@ -119,6 +119,27 @@ def test_fp32_keeps_every_run_id_and_tf32_bf16_have_their_own():
         assert set(curves["run_id"]) <= planned | stored_extensions(exp, curves), name
 
 
+def test_the_reference_loop_trains_in_full_float32_whatever_torch_s_defaults(data_dir):
+    """torch's default lets cuDNN run convolutions in TF32 (`cudnn.allow_tf32` is True): the
+    bench's reference loop, said to be fp32, ran its CNN faster than float32 on a GPU, and
+    the ratio came out smaller than it is. It trains with both flags off, as a group does,
+    and leaves them as they were."""
+    from adamrepro.bench.reference import train_run
+
+    exp = experiment({"name": "logreg"}, {"adam": {"optimizer": "adam",
+                                                   "grid": {"lr": [1e-3]}}}, epochs=1)
+    data = load_data(exp, data_dir, CPU)
+    run = plan(exp)[0].runs[0]
+    saved = flags()
+    seen = []
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        train_run(exp, run, data, on_pass=lambda epoch: seen.append(flags()))
+        assert seen == [(False, False)] and flags() == (True, True), seen
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def test_float32_math_sets_the_cuda_flags_and_restores_them():
     before = flags()
     for tf32 in (True, False):

@@ -44,6 +44,7 @@ from adamrepro.models.vae import VAE
 from adamrepro.optim import OPTIMIZERS, build
 from adamrepro.runner.group import MinibatchOrder, RunCurve
 from adamrepro.runner.plan import RunSpec
+from adamrepro.runner.precision import float32_math
 from adamrepro.seeding import INIT_STREAM, REFERENCE_NOISE_STREAM, seeded_generator
 
 # ---------------------------------------------------------------------------------------------
@@ -351,8 +352,17 @@ def train_run(exp: Experiment, run: RunSpec, data: TensorDataset, epochs: int | 
     """Train one run for `epochs` passes (default: the config's) the straightforward way.
 
     `data` is on the training device (evaluation reads it there); the DataLoader reads
-    `host_data`, the same data in host memory (default: `data` moved to the CPU).
+    `host_data`, the same data in host memory (default: `data` moved to the CPU). In full
+    float32: torch's default lets cuDNN run convolutions in TF32, which made the reference
+    CNN faster than the float32 it is said to be (the batched runner pins the flags in its
+    groups: runner/precision.py), and the GPU ratio smaller than it is.
     """
+    with float32_math(False):
+        return _train_run(exp, run, data, epochs, on_pass, host_data)
+
+
+def _train_run(exp: Experiment, run: RunSpec, data: TensorDataset, epochs: int | None,
+               on_pass: Callable[[int], None], host_data: TensorDataset | None) -> RunCurve:
     training = exp.training
     epochs = training.epochs if epochs is None else epochs
     device, dtype = data.train_x.device, getattr(torch, training.dtype)
