@@ -99,3 +99,26 @@ def test_points_of_another_kind_are_never_probed_as_one_group(clips, monkeypatch
     points = [{"lr": lr, "clip": clip} for lr in (0.1, 0.01) for clip in clips]
     assert {point["clip"] for point in probe_points(points)} == {clips[0]}
     assert batching_problem(Clipped, points) is None
+
+
+def test_a_user_s_grid_optimizer_is_batched_but_not_graphed_unless_it_says_so(monkeypatch):
+    """A GridOptimizer subclass from elsewhere inherited our `graphable`: its step, its own
+    code, would be captured in a CUDA graph on a GPU (and compiled by compile_optimizer),
+    where a host sync or a branch on values freezes at capture and trains wrong curves on a
+    GPU alone. Its batching is checked at load; graphs, as the README's table says, only
+    where the class declares them itself."""
+    from adamrepro.optim import OPTIMIZERS
+    from adamrepro.optim.capabilities import Capabilities, capabilities_of
+
+    monkeypatch.syspath_prepend(str(OUTSIDE))
+    import my_grid_optimizers as mine
+
+    inherited = capabilities_of(mine.SignMomentum)
+    assert inherited.batchable and not inherited.graphable
+
+    class Declared(mine.SignMomentum):
+        capabilities = Capabilities(batchable=True, graphable=True)
+
+    assert capabilities_of(Declared).graphable
+    assert capabilities_of(OPTIMIZERS["adam"]).graphable  # ours keep theirs
+    assert not capabilities_of(OPTIMIZERS["sfo"]).graphable

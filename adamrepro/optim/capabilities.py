@@ -16,13 +16,15 @@
   `allow_stochastic` hyperparameter is true.
 
 adamrepro's own optimizers declare theirs as a class attribute (`GridOptimizer`). A class
-from elsewhere may declare `capabilities` the same way; torch's classes are described in
+from elsewhere may declare `capabilities` the same way (a `GridOptimizer` subclass that
+does not inherits ours, but not `graphable`); torch's classes are described in
 `DECLARED` below; anything else is taken as a plain, non-batched optimizer that needs no
 closure, which a config can change with `closure: true`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 
@@ -56,6 +58,13 @@ def capabilities_of(cls: type, closure: bool | None = None) -> Capabilities:
     declared = getattr(cls, "capabilities", None)
     if not isinstance(declared, Capabilities):
         declared = DECLARED.get(cls, PLAIN)
+    declaring = next((klass for klass in cls.__mro__ if "capabilities" in vars(klass)), cls)
+    if (declared.graphable and _ours(declaring) and not _ours(cls)):
+        # a class from elsewhere that inherits our declaration (a GridOptimizer subclass):
+        # its update is its own code, which may sync or branch on values, and a CUDA graph
+        # would freeze that at capture, wrong on a GPU alone. Its batching is checked at load;
+        # graphs, only where it declares them itself
+        declared = dataclasses.replace(declared, graphable=False)
     if closure is False and declared.needs_closure:
         raise ValueError(f"{cls.__name__} declares that its step needs a closure; remove "
                          f"`closure: false`")
@@ -64,6 +73,10 @@ def capabilities_of(cls: type, closure: bool | None = None) -> Capabilities:
                                 declared.subfunctions)
     _check_step(cls, declared.needs_closure)
     return declared
+
+
+def _ours(cls: type) -> bool:
+    return cls.__module__.partition(".")[0] == "adamrepro"
 
 
 def _check_step(cls: type, needs_closure: bool) -> None:
