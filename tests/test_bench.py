@@ -368,3 +368,26 @@ def test_the_bench_imports_dynamo_before_it_times_anything(tmp_path, data_dir):
     ours = [frame for frame in frames if "adamrepro" in frame]
     assert ours[-1] == f"run_bench@{ours[-1].split('@')[1]}" and ours[-1].endswith(timing), ours
     assert not any(frame.startswith("_timed@") for frame in frames), frames
+
+
+def test_a_user_s_batchable_optimizer_is_said_not_timed(tmp_path, data_dir, monkeypatch,
+                                                         capsys):
+    """A user's GridOptimizer subclass is batchable, but the reference loop has no twin of
+    it: the bench raised KeyError once the batched side had been timed, and wrote nothing.
+    Its method is named as not timed, and the others are benched."""
+    import yaml
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "outside"))
+    config = yaml.safe_load((Path(__file__).parent.parent / "configs" / "logreg_mnist.yaml")
+                            .read_text())
+    config["methods"] = {"adam": config["methods"]["adam"],
+                         "mine": {"optimizer": "my_grid_optimizers:SignMomentum",
+                                  "grid": {"lr": [1.0e-3, 1.0e-2]}}}
+    path = tmp_path / "logreg_mnist.yaml"
+    path.write_text(yaml.safe_dump(config))
+    argv = ["bench", str(path), "--device", "cpu", "--scale", "smoke", "--out",
+            str(tmp_path / "out"), "--data-dir", str(data_dir), "--quiet", "--threads", "1"]
+    assert main(argv) == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "out" / "bench" / "logreg_mnist-cpu-smoke.json").read_text())
+    assert result["not_timed"] == ["mine"]
+    assert "batchable from outside adamrepro" in capsys.readouterr().out

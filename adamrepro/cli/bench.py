@@ -226,8 +226,9 @@ def _report(result: dict, console) -> None:
     console.print(f"ratio batched/reference: {result['ratio']:.1f}x run-passes per second")
     console.print(result["reference_subset"]["note"])
     if result.get("not_timed"):
-        console.print(f"not timed (not batchable: they train one run at a time either way): "
-                      f"{', '.join(result['not_timed'])}")
+        console.print(f"not timed (not batchable: they train one run at a time either way; "
+                      f"or batchable from outside adamrepro: the reference loop has no twin "
+                      f"of them): {', '.join(result['not_timed'])}")
     graphs = result.get("cuda_graphs")
     if graphs:
         check = graphs["check"]
