@@ -34,6 +34,7 @@ from adamrepro.runner.checkpoint import (
     CheckpointPolicy,
     GroupCheckpoint,
     save_seconds,
+    unreadable_part,
 )
 from adamrepro.runner.executors import load_data, out_of_memory
 from adamrepro.runner.group import FAKE_MEMORY_LIMIT, train_group
@@ -521,6 +522,30 @@ def test_save_params_turned_on_after_the_runs_finished_trains_them_again(tmp_pat
     pd.testing.assert_frame_equal(_comparable(folder), before)
     code, out, _ = cli(*args)
     assert code == 0 and out.startswith(f"trained 0 runs, {runs} already finished"), out
+
+
+def test_an_optimizer_state_no_checkpoint_can_hold_is_one_line(tmp_path, cli, data_dir,
+                                                               monkeypatch):
+    """A user's optimizer that keeps a NumPy number in its state: torch.save took it, the
+    resume's torch.load(weights_only=True) did not, so every command threw the checkpoint
+    away as unreadable and a budgeted sweep never got past its first pass. The first save
+    says so in one line naming the method and where in its state; nothing unreadable is
+    written."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "outside"))
+    config = _config(tmp_path)
+    text = yaml.safe_load(config.read_text())
+    text["methods"] = {"mine": {"optimizer": "my_optimizers:NumpyCounted",
+                                "grid": {"lr": [1e-2]}}}
+    config.write_text(yaml.safe_dump(text))
+    args = ("run", config, "--scale", "smoke", "--quiet", "--data-dir", data_dir, "--out",
+            tmp_path / "out", "--seeds", "1")
+    code, _, err = cli(*args, "--time-budget", "0")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("adamrepro: error: method 'mine': a checkpoint cannot hold what its "
+                          "optimizer keeps at optimizer.state.0.t (numpy.float64): "), err
+    assert not list((tmp_path / "out").rglob("*.ckpt.pt"))
+    assert cli(*args)[0] == 0  # without checkpoints it trains
+    assert unreadable_part({"optimizer": {"state": {0: {"t": 1.5, "m": torch.ones(2)}}}}) is None
 
 
 def test_an_allocation_failure_behind_another_error_still_splits_the_group():

@@ -166,6 +166,56 @@ class GroupCheckpoint:
         return _matching(self.path, key, say=True)
 
 
+def unreadable_part(state: dict) -> str | None:
+    """Where `state` holds what `torch.load(weights_only=True)` refuses to read back (a NumPy
+    number, a deque in an optimizer's state), as `optimizer.state.0.t (numpy.float64)`; None
+    where every part reads back. Its tensors left out, the rest is tried as a checkpoint is
+    read: a user's optimizer that kept such a thing saved checkpoints that every resume
+    found unreadable and threw away, and a budgeted sweep never got past its first pass."""
+    import io
+
+    def skeleton(value):
+        if isinstance(value, torch.Tensor):
+            return None
+        if isinstance(value, dict):
+            return {key: skeleton(item) for key, item in value.items()}
+        if type(value) in (list, tuple):
+            return type(value)(skeleton(item) for item in value)
+        return value
+
+    def reads_back(value) -> bool:
+        buffer = io.BytesIO()
+        try:
+            torch.save(value, buffer)
+            buffer.seek(0)
+            torch.load(buffer, weights_only=True)
+        except Exception:  # noqa: BLE001 (whatever the unpickler or the pickler refuse)
+            return False
+        return True
+
+    def first_refused(value, where: str) -> str | None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not reads_back(key):
+                    return f"{where} (a key of {type(key).__module__}.{type(key).__qualname__})"
+                found = first_refused(item, f"{where}.{key}")
+                if found:
+                    return found
+            return None
+        if type(value) in (list, tuple):
+            return next((found for index, item in enumerate(value)
+                         if (found := first_refused(item, f"{where}.{index}"))), None)
+        if reads_back(value):
+            return None
+        return f"{where} ({type(value).__module__}.{type(value).__qualname__})"
+
+    kept = skeleton(state)
+    if reads_back(kept):
+        return None
+    found = first_refused(kept, "")
+    return found.lstrip(".") if found else "the state as a whole"
+
+
 SUFFIX = ".ckpt.pt"
 
 

@@ -49,6 +49,7 @@ from adamrepro.runner.checkpoint import (
     optimizer_state,
     save_seconds,
     set_generator_state,
+    unreadable_part,
 )
 from adamrepro.runner.history import GroupHistory, RunCurve
 from adamrepro.runner.plan import Group
@@ -638,8 +639,17 @@ def train_group(
             unsaved = stop and STOP() and saving_takes > SIGNAL_SAVE_SECONDS
             if (stop or checkpoint.due(epoch, training.epochs)) and not unsaved:
                 began = time.perf_counter()
-                checkpoint.save({"key": key, "epoch": epoch, **state.state(),
-                                 **history.state()})
+                saved = {"key": key, "epoch": epoch, **state.state(), **history.state()}
+                refused = unreadable_part(saved)
+                if refused is not None:
+                    raise UserError(
+                        f"method {group.method!r}: a checkpoint cannot hold what its "
+                        f"optimizer keeps at {refused}: checkpoints are read back with "
+                        f"torch.load(weights_only=True), which takes tensors, Python numbers "
+                        f"and strings, and lists, tuples and dicts of them; keep its state in "
+                        f"those (a float, not a NumPy number), or train it without checkpoints "
+                        f"(no --time-budget, no training.checkpoint_every)")
+                checkpoint.save(saved)
                 saved_in = time.perf_counter() - began
             if stop:  # pass 0: stopped with no checkpoint of this command's
                 raise BudgetSpent(training.epochs, {group.group_id: (G, 0 if unsaved else epoch)})

@@ -75,3 +75,19 @@ class ClosureOnly(SignSGD):
 
     def step(self, closure):
         return super().step(closure)
+
+
+class NumpyCounted(SignSGD):
+    """SGD whose step size decays as lr/√t with t kept in its state as a NumPy number:
+    torch.save takes it, torch.load(weights_only=True) does not read it back."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        import numpy as np
+
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    state = self.state[p]
+                    state["t"] = state.get("t", np.float64(0.0)) + 1
+                    p.add_(p.grad, alpha=-group["lr"] / float(np.sqrt(state["t"])))
