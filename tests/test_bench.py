@@ -391,3 +391,11 @@ def test_a_user_s_batchable_optimizer_is_said_not_timed(tmp_path, data_dir, monk
     result = json.loads((tmp_path / "out" / "bench" / "logreg_mnist-cpu-smoke.json").read_text())
     assert result["not_timed"] == ["mine"]
     assert "batchable from outside adamrepro" in capsys.readouterr().out
+
+
+def test_a_bench_in_workers_says_so_in_its_provenance(tmp_path, data_dir):
+    """The batched side trained in 2 worker processes of 1 thread; the provenance said
+    "x2 threads", the one-process layout, as `run`'s records say the layout they trained in."""
+    result = bench(tmp_path, data_dir, "--workers", "2")
+    assert result["batched_workers"] == 2
+    assert result["provenance"]["device"].endswith(" x2 worker processes of 1 thread"), result

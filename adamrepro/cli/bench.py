@@ -204,7 +204,8 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
 
         result = run_bench(exp, scale, data, target, reference_runs, reference_passes,
                            on_progress, workers)
-    result["provenance"] = provenance(target)
+    # how the batched side trained: "x2 threads" was said of 2 worker processes of 1 thread
+    result["provenance"] = provenance(target, result["batched_workers"])
     # what was timed, as a sweep's config.json says it: the bench files name their grid
     result["config_digest"] = config_digest(exp)
     result["seeds"] = seeds_of(exp)
