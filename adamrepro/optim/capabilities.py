@@ -17,7 +17,7 @@
 
 adamrepro's own optimizers declare theirs as a class attribute (`GridOptimizer`). A class
 from elsewhere may declare `capabilities` the same way (a `GridOptimizer` subclass that
-does not inherits ours, but not `graphable`); torch's classes are described in
+declares none inherits ours, but for `graphable`); torch's classes are described in
 `DECLARED` below; anything else is taken as a plain, non-batched optimizer that needs no
 closure, which a config can change with `closure: true`.
 """
@@ -59,7 +59,7 @@ def capabilities_of(cls: type, closure: bool | None = None) -> Capabilities:
     if not isinstance(declared, Capabilities):
         declared = DECLARED.get(cls, PLAIN)
     declaring = next((klass for klass in cls.__mro__ if "capabilities" in vars(klass)), cls)
-    if (declared.graphable and _ours(declaring) and not _ours(cls)):
+    if declared.graphable and _ours(declaring) and not _ours(cls):
         # a class from elsewhere that inherits our declaration (a GridOptimizer subclass):
         # its update is its own code, which may sync or branch on values, and a CUDA graph
         # would freeze that at capture, wrong on a GPU alone. Its batching is checked at load;
