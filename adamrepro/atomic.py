@@ -81,6 +81,20 @@ def atomic_set(texts: dict[Path, str | bytes]) -> None:
     _rename(sorted(renames, key=lambda rename: order.index(rename[1])))
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those above it that do not exist yet, deepest first: those a write into
+    it makes."""
+    return [path for path in (folder, *folder.parents) if not path.exists()]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove each of `folders` (deepest first) that is left empty: a write that failed
+    leaves none of the folders it made behind."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 @contextlib.contextmanager
 def _renamed_later(path: Path, renames: list[tuple[str, Path]], mode: str = "w"):
     """A temporary file beside `path` (its folder made if missing), written, synced and

@@ -8,7 +8,6 @@ a speed-up on different curves means nothing.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -149,19 +148,17 @@ def _note_passes_beyond(epochs: int, scale: str, **asked: int | None) -> None:
 
 def _write(result: dict, out: Path, exp, target, scale: str, console) -> None:
     """<out>/bench/<experiment>-<device>-<scale>[-<precision>].json and .csv."""
-    from adamrepro.atomic import atomic_set
+    from adamrepro.atomic import atomic_set, missing_folders, remove_empty
 
     # a reduced precision gets files of its own beside the fp32 bench of the same grid
     reduced = "" if exp.training.precision == "fp32" else f"-{exp.training.precision}"
     stem = Path(out) / "bench" / f"{exp.name}-{target.type}-{scale}{reduced}"
-    made = [folder for folder in (stem.parent, *stem.parent.parents) if not folder.exists()]
+    made = missing_folders(stem.parent)
     try:  # both files or neither, and no folder made for them left empty
         atomic_set({stem.with_suffix(".json"): json.dumps(result, indent=2) + "\n",
                     stem.with_suffix(".csv"): _csv(result)})
     except BaseException:
-        for folder in made:  # deepest first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        remove_empty(made)
         raise
     console.print(f"wrote {stem}.json, {stem}.csv")
 

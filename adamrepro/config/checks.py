@@ -557,12 +557,10 @@ def run_key(exp: Experiment, label: str, point: dict[str, Any]) -> str:
     change how a run computes, not its curves, and no run id holds them."""
     import json
 
-    from adamrepro.models import MODELS
+    from adamrepro.models import what_it_computes
 
     method = exp.methods[label]
-    model = {**exp.model, **method.model}
-    how = getattr(MODELS.get(model.get("name")), "IMPLEMENTATION_OPTIONS", {})
-    what = {key: value for key, value in model.items() if key not in how}
+    what = what_it_computes({**exp.model, **method.model})
     return json.dumps([method.optimizer, what, point, method.max_group_size, method.closure],
                       sort_keys=True, default=str)
 

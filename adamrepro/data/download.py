@@ -29,6 +29,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from adamrepro.atomic import missing_folders, remove_empty
 from adamrepro.errors import UserError, home_expanded
 
 # `--quiet` (run, bench) hides the data layer's bars too, not only the training's: a
@@ -280,13 +281,13 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
             )
         return path
     unreachable, cut_short, wrong = [], [], []  # each URL's failure, by kind
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    created = missing_folders(folder)
     for url in urls:
         try:
             _download(url, path, md5)
         except _WriteFailed as failed:  # another mirror would fail the same way
             error = not_writable(what, folder, failed.error)  # naming the folders it made
-            _remove_empty(created)
+            remove_empty(created)
             raise error from None
         except _CutShort as err:
             cut_short.append(f"from {url} was {err}")
@@ -296,7 +297,7 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
             unreachable.append(f"{url}: {getattr(err, 'reason', err)}")
         else:
             return path
-    _remove_empty(created)
+    remove_empty(created)
     # The failure that says most about the file is named: a mirror that serves another
     # file, then one that dropped the connection, then none reached.
     if wrong:
@@ -313,13 +314,6 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
         f"{what}: {path} is missing and could not be downloaded ({reason}); put the official "
         f"{name} in {folder} or pass --data-dir to where it is", {folder: [name]}, reason
     )
-
-
-def _remove_empty(created: list[Path]) -> None:
-    """Leave no empty folders behind a failed download (`created`: deepest first)."""
-    for made in created:
-        with contextlib.suppress(OSError):
-            made.rmdir()
 
 
 def _move_missing(source: Path, target: Path) -> None:

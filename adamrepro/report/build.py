@@ -302,13 +302,12 @@ def _model_words(config: Experiment) -> str:
     """The model at this scale, as trained (a scale may narrow it: Fig. 2b's quick MLP is
     256-256, not the title's 1000-1000), without the options that change how it computes and
     not what (`IMPLEMENTATION_OPTIONS`)."""
-    from adamrepro.models import MODELS
+    from adamrepro.models import what_it_computes
 
     model = config.model
     name = model.get("name")
-    how = getattr(MODELS.get(name), "IMPLEMENTATION_OPTIONS", ())
-    what = ", ".join(f"{key}={value}" for key, value in model.items()
-                     if key != "name" and key not in how)
+    what = ", ".join(f"{key}={value}" for key, value in what_it_computes(model).items()
+                     if key != "name")
     own = any(method.model for method in config.methods.values())
     return (f"model {name}{f' ({what})' if what else ''}"
             + (", each method's own `model:` keys over it" if own else ""))

@@ -19,7 +19,7 @@ from typing import Any
 
 from adamrepro.config import KERNEL_SWITCHES, Experiment
 from adamrepro.hparams import kind
-from adamrepro.models import MODELS
+from adamrepro.models import what_it_computes
 from adamrepro.optim import OPTIMIZERS
 from adamrepro.optim.resolve import Resolved, defining_files, resolve
 
@@ -141,8 +141,7 @@ def method_groups(exp: Experiment, label: str, points: list[dict[str, Any]]) -> 
                                       if k != "precision"}}
     groups = []
     model = {**exp.model, **method.model}
-    how = MODELS[model["name"]].IMPLEMENTATION_OPTIONS  # the name was checked at load
-    what = {key: value for key, value in model.items() if key not in how}
+    what = what_it_computes(model)
     found = resolve(method.optimizer, OPTIMIZERS, method.closure)
     capabilities = found.capabilities
     code = code_identity(found)
