@@ -19,7 +19,9 @@ import torch
 from dynamo_import import dynamo_imported_from
 
 from adamrepro.bench.flops import FlopCount, experiment_flops, flop_count, flops_sentence
+from adamrepro.bench.machine import cpu_seconds, other_cores
 from adamrepro.cli import main
+from adamrepro.cli.bench import _note_busy
 from adamrepro.config import load_experiment, resolve_config_arg
 from adamrepro.data.base import TensorDataset
 from adamrepro.runner.history import RunCurve
@@ -399,3 +401,108 @@ def test_a_bench_in_workers_says_so_in_its_provenance(tmp_path, data_dir):
     result = bench(tmp_path, data_dir, "--workers", "2")
     assert result["batched_workers"] == 2
     assert result["provenance"]["device"].endswith(" x2 worker processes of 1 thread"), result
+
+
+def test_in_workers_the_reference_loop_trains_as_parallel_as_the_batched_side(tmp_path,
+                                                                             data_dir):
+    """With 2 workers the batched side trained in 2 processes of 1 thread and the reference
+    loop in one process, so the ratio credited the batched runner with a parallelism the loop
+    could have had too (1.8-2.8x here), and rose with the machine's load. The reference's
+    runs (the first one of each group, here) now train in as many workers, each its own
+    curve: the same as the batched one's."""
+    result = bench(tmp_path, data_dir, "--workers", "2", "--reference-runs", "1")
+    assert result["reference_workers"] == result["batched_workers"] == 2
+    assert result["reference_worker_peak_memory_bytes"] > 0  # set by the workers alone
+    groups = plan(_smoke())
+    rows = {row["implementation"]: row for row in result["results"]}
+    assert rows["reference"]["runs"] == len(groups)
+    assert rows["reference"]["run_passes"] == len(groups) * result["grid"]["passes"]
+    check = result["check"]
+    assert check["passed"] is True and check["float64_prefix"]["runs"] == len(groups)
+    # every run the reference trained in a worker, compared with its batched twin
+    assert check["timed_curves"]["compared_values"] == len(groups) * 8
+    for row in rows.values():  # what other processes took meanwhile: measured, not assumed
+        assert row["other_processes_cores"] >= 0.0
+    table = pd.read_csv(tmp_path / "bench" / "logreg_mnist-cpu-smoke.csv")
+    assert set(table["workers"]) == {2} and "other_processes_cores" in table.columns
+
+
+def test_sigterm_while_the_reference_trains_in_workers_stops_at_once(tmp_path, data_dir):
+    """The reference loop's workers are stopped as the batched side's are: a SIGTERM while
+    they train ends the command at once, in one line, with nothing written and no worker
+    left behind."""
+    command = [sys.executable, "-m", "adamrepro", "bench", "logreg_mnist", "--device", "cpu",
+               "--scale", "quick", "--passes", "2", "--out", str(tmp_path), "--data-dir",
+               str(data_dir), "--threads", "1", "--workers", "2"]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True,
+                           env={**os.environ, "ADAMREPRO_PROGRESS_SECONDS": "0"})
+    seen = []
+    for line in job.stderr:  # the batched side's passes, then the reference's first
+        seen.append(line)
+        if line.startswith("adamrepro: reference: "):
+            break
+    assert job.poll() is None, "".join(seen)
+    os.killpg(job.pid, signal.SIGTERM)
+    stderr = job.stderr.read()
+    job.wait(timeout=60)
+    assert job.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith("adamrepro: terminated (SIGTERM)"), stderr
+    assert not list(tmp_path.rglob("*.json")), list(tmp_path.rglob("*"))
+    assert _group_gone(job.pid), "a worker of the reference loop outlived the command"
+
+
+def _group_gone(group: int, seconds: float = 10.0) -> bool:
+    """Whether no process of the process group is left within `seconds` (workers die with
+    their driver, and a process that just died may not be reaped yet)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_cores_other_processes_take_are_told_from_ours():
+    """A phase's "other processes" are the machine's busy time less this process's and its
+    reaped children's (a phase's workers are reaped before it ends). A child that spins
+    through the phase, reaped only after it, counts as another process; the same child
+    reaped within it counts as ours."""
+    spin = [sys.executable, "-c",
+            "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass"]
+
+    def phase(reaped_within: bool) -> float:
+        before, start = cpu_seconds(), time.perf_counter()
+        child = subprocess.Popen(spin)
+        time.sleep(1.0)
+        if reaped_within:
+            child.wait()
+        seconds = time.perf_counter() - start
+        cores = other_cores(before, cpu_seconds(), seconds)
+        child.wait()
+        return cores
+
+    ours, theirs = phase(reaped_within=True), phase(reaped_within=False)
+    # about 1 core apart, whatever else the machine does meanwhile
+    assert theirs - ours > 0.4, (ours, theirs)
+    assert math.isnan(other_cores(None, cpu_seconds(), 1.0))
+
+
+def test_a_busy_machine_is_said_from_what_others_took_while_each_side_ran(capsys):
+    """The note read the load average once, before the start: a machine that became busy
+    while the reference ran went unsaid. It now reads what other processes took during each
+    side, and falls back on the load average where that is unknown (not Linux)."""
+    def said(batched: float, reference: float, load: float) -> str:
+        _note_busy({"machine_load": {"cpu_count": 2, "load_average_before": load},
+                    "results": [{"implementation": "batched", "other_processes_cores": batched},
+                                {"implementation": "reference",
+                                 "other_processes_cores": reference}]})
+        return capsys.readouterr().err
+
+    assert "0.90 while the reference side ran" in said(0.0, 0.9, 0.0)
+    assert said(0.1, 0.2, 1.9) == ""  # the load average of earlier jobs: not this bench's
+    assert "load average 1.9" in said(math.nan, math.nan, 1.9)
+    assert said(math.nan, math.nan, 0.5) == ""

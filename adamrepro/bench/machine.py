@@ -1,4 +1,5 @@
-"""The machine a bench runs on: its measured matmul peak, its peak memory, its name."""
+"""The machine a bench runs on: its measured matmul peak, its peak memory, its name, and
+how much of it other processes took while a phase was timed."""
 
 from __future__ import annotations
 
@@ -67,11 +68,47 @@ class PeakMemory:
         """The peak since `reset` (bytes); right after `reset`, the level it starts from."""
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
-        scale = 1 if platform.system() == "Darwin" else 1024  # bytes on macOS, KiB on Linux
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+        return own_peak_rss()
+
+
+def own_peak_rss() -> int:
+    """This process's peak resident set (bytes)."""
+    return _peak_rss(resource.RUSAGE_SELF)
 
 
 def children_peak_rss() -> int:
     """The largest peak resident set of this process's finished children (bytes)."""
-    scale = 1 if platform.system() == "Darwin" else 1024
-    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale)
+    return _peak_rss(resource.RUSAGE_CHILDREN)
+
+
+def _peak_rss(who: int) -> int:
+    scale = 1 if platform.system() == "Darwin" else 1024  # bytes on macOS, KiB on Linux
+    return int(resource.getrusage(who).ru_maxrss * scale)
+
+
+def cpu_seconds() -> tuple[float, float] | None:
+    """(the seconds of CPU time this machine's cores have been busy, this process's and its
+    finished children's): the difference over a phase, less ours, is what other processes
+    took, and `steal` (time the hypervisor gave this VM's cores to another) counts as
+    theirs. None where /proc/stat cannot be read (not Linux). A phase's worker processes
+    count as ours once reaped, which `worker_pool` does before the phase ends."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal (guest time is within user's)
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    ours = os.times()
+    return busy, ours.user + ours.system + ours.children_user + ours.children_system
+
+
+def other_cores(before: tuple[float, float] | None, after: tuple[float, float] | None,
+                seconds: float) -> float:
+    """How many cores other processes took on average over `seconds` between two
+    `cpu_seconds`; NaN where they could not be read. Never below 0: /proc/stat counts in
+    ticks (10 ms), os.times more finely."""
+    if before is None or after is None or seconds <= 0:
+        return math.nan
+    return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / seconds)

@@ -1,13 +1,19 @@
 """Time the batched runner and the straightforward loop on the same grid.
 
-Both train the same runs on the same data, in the same process, one group at a time and
-interleaved (a group batched, then the same group's runs one by one), so that a change in the
-machine's load hits both. On a CPU the batched runner trains as `adamrepro run` does: with
-more than one worker (runner/executors.py; `workers`, auto by default) its groups train at
-once in worker processes of one thread, all timed together before the reference runs. Both
-are timed end to end as a user would wait for them: model and optimizer set-up, every step,
-and the evaluation after every pass (the full training objective and the test set). On a
-GPU every timing ends after `torch.cuda.synchronize()`.
+Both train the same runs on the same data. In one process (a GPU, or `workers` 1) they
+train one group at a time and interleaved (a group batched, then the same group's runs one
+by one), so that a change in the machine's load hits both. On a CPU with more than one
+worker (runner/executors.py; `workers`, auto by default) the batched runner trains as
+`adamrepro run` does, its groups at once in worker processes of one thread, all timed
+together; then the reference loop's runs are timed the same way, at once in as many worker
+processes of one thread: N copies of a training script, as a user with N cores would run
+them. Until 2026-12-06 the loop ran in one process of every thread, which a small model's
+ops barely use: it was 1.8-2.8x slower than the parallel loop on 2 cores, and it stalled
+whenever another process took a core, so the ratio rose with the machine's load. Each phase
+records how many cores other processes took meanwhile (machine.py's `cpu_seconds`). Both are
+timed end to end as a user would wait for them: model and optimizer set-up, every step, and
+the evaluation after every pass (the full training objective and the test set). On a GPU
+every timing ends after `torch.cuda.synchronize()`.
 
 The reference may be timed on a subset: the first `reference_runs` runs of every group and
 the first `reference_passes` passes of each; its speed is then per run-pass, which is what the
@@ -20,21 +26,37 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from adamrepro.bench.flops import FlopCount, flop_count
-from adamrepro.bench.machine import PeakMemory, children_peak_rss, measure_peak_flops, synchronize
+from adamrepro.bench.machine import (
+    PeakMemory,
+    children_peak_rss,
+    cpu_seconds,
+    measure_peak_flops,
+    other_cores,
+    own_peak_rss,
+    synchronize,
+)
 from adamrepro.bench.reference import train_run
 from adamrepro.bench.same_curves import clean_runs, compare_curves, curves_check
 from adamrepro.config import Experiment
 from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
-from adamrepro.runner.executors import LocalExecutor
+from adamrepro.runner.executors import (
+    LocalExecutor,
+    next_finished,
+    report_pass,
+    worker_data,
+    worker_pool,
+)
 from adamrepro.runner.group import RunCurve, step_sizes, train_group
 from adamrepro.runner.plan import Group, RunSpec, plan
+from adamrepro.stopping import signals_deferred
 
 # Every pass of every run at the small scales; at paper scale the reference (the slow thing
 # being measured) would take far longer than the batched runs, so it gets the first passes.
@@ -53,20 +75,27 @@ class Phase:
     samples: int = 0
     peak_memory_bytes: int = 0
     added_memory_bytes: int = 0  # the peak above what was in use before (data, libraries)
+    other_core_seconds: float = 0.0  # what other processes took of the cores meanwhile
     curves: dict[str, RunCurve] = field(default_factory=dict, repr=False)
 
-    def add(self, runs: list[RunSpec], curves: list[RunCurve], seconds: float,
-            passes_computed: list[int], count: FlopCount | None, samples_per_pass: int,
-            memory: tuple[int, int]) -> None:
+    def add(self, runs: list[RunSpec], curves: list[RunCurve], passes_computed: list[int],
+            count: FlopCount | None, samples_per_pass: int) -> None:
+        """The work of some runs (a group's, or a group's first runs)."""
         self.runs += len(runs)
         self.run_passes += sum(passes_computed)
-        self.seconds += seconds
         self.flops += (sum(count.run(p) for p in passes_computed) if count is not None
                        else math.nan)
         self.samples += sum(passes_computed) * samples_per_pass
-        self.peak_memory_bytes = max(self.peak_memory_bytes, memory[0])
-        self.added_memory_bytes = max(self.added_memory_bytes, memory[0] - memory[1])
         self.curves.update({run.run_id: curve for run, curve in zip(runs, curves, strict=True)})
+
+    def took(self, timing: Timing) -> None:
+        """The time and memory of work added (of one group, or of every group trained at
+        once in worker processes)."""
+        self.seconds += timing.seconds
+        self.other_core_seconds += timing.other_cores * timing.seconds
+        peak, before = timing.memory
+        self.peak_memory_bytes = max(self.peak_memory_bytes, peak)
+        self.added_memory_bytes = max(self.added_memory_bytes, peak - before)
 
     @property
     def run_passes_per_s(self) -> float:
@@ -89,18 +118,34 @@ class Phase:
             "peak_memory_bytes": self.peak_memory_bytes,
             "added_memory_bytes": self.added_memory_bytes,
             "runs_per_s": self.run_passes_per_s / epochs,
+            # the cores other processes took, on average, while this phase ran
+            "other_processes_cores": (self.other_core_seconds / self.seconds if self.seconds
+                                      else math.nan),
         }
 
 
-def _timed(device: torch.device, memory: PeakMemory, work: Callable[[], list[RunCurve]]):
-    """(curves, seconds, (peak bytes, bytes already in use when the phase began))."""
+@dataclass(frozen=True)
+class Timing:
+    """One timed stretch: its seconds, (peak bytes, bytes in use when it began), and the
+    cores other processes took on average meanwhile (NaN where unknown)."""
+
+    seconds: float
+    memory: tuple[int, int]
+    other_cores: float
+
+
+def _timed(device: torch.device, memory: PeakMemory, work: Callable[[], list[RunCurve]]
+           ) -> tuple[list[RunCurve], Timing]:
     memory.reset()
     baseline = memory.read()
     synchronize(device)
+    before = cpu_seconds()
     start = time.perf_counter()
     curves = work()
     synchronize(device)
-    return curves, time.perf_counter() - start, (memory.read(), baseline)
+    seconds = time.perf_counter() - start
+    return curves, Timing(seconds, (memory.read(), baseline),
+                          other_cores(before, cpu_seconds(), seconds))
 
 
 def batched_passes(curves: list[RunCurve]) -> list[int]:
@@ -136,13 +181,68 @@ def time_in_workers(exp: Experiment, groups: list[Group], executor: LocalExecuto
         on_run_passes(group.size * (epoch - reported.get(group.group_id, 0)))
         reported[group.group_id] = epoch
 
-    finished, seconds, peak_bytes = _timed(executor.device, memory, lambda: list(
+    finished, timing = _timed(executor.device, memory, lambda: list(
         executor.run(exp, groups, worker_pass)))
     for group, curves in finished:
-        batched.add(list(group.runs), curves, 0.0, batched_passes(curves),
-                    counts[group.group_id], samples_per_pass, peak_bytes)
-    batched.seconds = seconds
+        batched.add(list(group.runs), curves, batched_passes(curves), counts[group.group_id],
+                    samples_per_pass)
+    batched.took(timing)
     return children_peak_rss()
+
+
+def time_reference_in_workers(bench: _Bench, groups: list[Group],
+                              counts: dict[str, FlopCount | None], processes: int) -> int:
+    """The reference loop's runs of every group at once in `processes` worker processes of
+    one thread, as the batched side trained its groups (time_in_workers), timed together
+    into `bench.reference`; returns the largest worker's peak resident memory."""
+    chosen = {group.group_id: list(group.runs[: bench.reference_runs or group.size])
+              for group in groups}
+    runs = [run for group in groups for run in chosen[group.group_id]]
+    peaks: list[int] = []
+
+    def work() -> list[RunCurve]:
+        curves: dict[str, RunCurve] = {}
+        with worker_pool(processes, bench.data) as workers:
+            with signals_deferred():  # as the executor submits (next_finished says why)
+                pending = {workers.pool.submit(_reference_run_in_worker, bench.exp, run,
+                                               bench.reference_passes): run for run in runs}
+            while pending:
+                run, future = next_finished(pending, workers, lambda key, epoch: (
+                    bench.on_progress("reference", 1, bench.totals["reference"])))
+                try:
+                    curves[run.run_id], peak = future.result()
+                except BrokenProcessPool:
+                    raise UserError(
+                        f"a worker process died while the reference loop trained run "
+                        f"{run.run_id}, killed outright (most likely by the kernel for want "
+                        f"of memory: see dmesg); nothing was written: try --workers 1"
+                    ) from None
+                peaks.append(peak)
+        return [curves[run.run_id] for run in runs]
+
+    every, timing = _timed(bench.device, bench.memory, work)
+    trained = dict(zip((run.run_id for run in runs), every, strict=True))
+    for group in groups:
+        curves = [trained[run.run_id] for run in chosen[group.group_id]]
+        bench.reference.add(chosen[group.group_id], curves, _passes_trained(curves),
+                            counts[group.group_id], bench.samples_per_pass)
+    bench.reference.took(timing)
+    return max(peaks)
+
+
+def _reference_run_in_worker(exp: Experiment, run: RunSpec, passes: int
+                             ) -> tuple[RunCurve, int]:
+    """One run of the reference loop in a worker of `worker_pool`, and the worker's peak
+    resident memory so far."""
+    data = worker_data()
+    curve = train_run(exp, run, data, passes, lambda epoch: report_pass(run.run_id, epoch),
+                      data)
+    return curve, own_peak_rss()
+
+
+def _passes_trained(curves: list[RunCurve]) -> list[int]:
+    """The passes each run of the reference loop computed: a diverged run stops there."""
+    return [len(c.rows) - 1 for c in curves]
 
 
 def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.device,
@@ -171,13 +271,15 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     executor = LocalExecutor(Path(), device, workers)
     executor.data = data
     processes = executor.processes(len(groups))
-    worker_memory = None
+    worker_memory = reference_memory = None
     if processes > 1:
         worker_memory = time_in_workers(
             exp, groups, executor, bench.memory, bench.batched, counts, bench.samples_per_pass,
             lambda n: on_progress("batched", n, bench.totals["batched"]))
-    for group in groups:
-        _time_group(bench, group, counts[group.group_id], batched_here=processes == 1)
+        reference_memory = time_reference_in_workers(bench, groups, counts, processes)
+    else:
+        for group in groups:
+            _time_group(bench, group, counts[group.group_id])
     check = curves_check(exp, groups, data, bench.host, reference_runs, bench.batched.curves,
                          bench.reference.curves)
     graphs = _cuda_graphs(exp, groups, bench, check)
@@ -188,10 +290,12 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
         "dtype": exp.training.dtype,
         "precision": exp.training.precision,  # the reference loop is always fp32
         "threads": torch.get_num_threads(),
-        # the batched runner's processes (1: this one, with `threads` threads; more: that
-        # many workers of one thread each, and the largest one's peak resident memory)
+        # the processes of each side (1: this one, with `threads` threads; more: that many
+        # workers of one thread each, and the largest one's peak resident memory)
         "batched_workers": processes,
+        "reference_workers": processes,
         "worker_peak_memory_bytes": worker_memory,
+        "reference_worker_peak_memory_bytes": reference_memory,
         "grid": _grid(exp, groups, bench.batched, len(sizes), data),
         "reference_subset": reference_subset(bench.batched, bench.reference, ref_passes, epochs),
         "ratio": bench.batched.run_passes_per_s / bench.reference.run_passes_per_s,
@@ -259,24 +363,22 @@ class _Bench:
     def time(self, phase: Phase, runs: list[RunSpec], count: FlopCount | None,
              work: Callable[[], list[RunCurve]],
              passes_computed: Callable[[list[RunCurve]], list[int]]) -> None:
-        curves, seconds, peak_bytes = _timed(self.device, self.memory, work)
-        phase.add(runs, curves, seconds, passes_computed(curves), count,
-                  self.samples_per_pass, peak_bytes)
+        curves, timing = _timed(self.device, self.memory, work)
+        phase.add(runs, curves, passes_computed(curves), count, self.samples_per_pass)
+        phase.took(timing)
 
     def progress(self, what: str, size: int) -> Callable[[int], None]:
         """A per-pass callback that reports `size` run-passes of `what` each pass."""
         return lambda epoch: self.on_progress(what, size, self.totals[what])
 
 
-def _time_group(bench: _Bench, group: Group, count: FlopCount | None,
-                batched_here: bool) -> None:
-    """One group batched (unless worker processes timed it already), then the same loop
-    without CUDA graphs on a GPU, then its runs one by one in the reference loop."""
+def _time_group(bench: _Bench, group: Group, count: FlopCount | None) -> None:
+    """One group batched, then the same loop without CUDA graphs on a GPU, then its runs one
+    by one in the reference loop, all in this process."""
     exp, data = bench.exp, bench.data
-    if batched_here:
-        bench.time(bench.batched, list(group.runs), count,
-                   lambda: train_group(exp, group, data, bench.progress("batched", group.size)),
-                   batched_passes)
+    bench.time(bench.batched, list(group.runs), count,
+               lambda: train_group(exp, group, data, bench.progress("batched", group.size)),
+               batched_passes)
     if bench.eager is not None:  # the same batched loop without CUDA graphs: what graphs buy
         bench.time(bench.eager, list(group.runs), count,
                    lambda: train_group(bench.eager_exp, group, data,
@@ -287,7 +389,7 @@ def _time_group(bench: _Bench, group: Group, count: FlopCount | None,
                lambda: [train_run(exp, run, data, bench.reference_passes,
                                   bench.progress("reference", 1), bench.host)
                         for run in chosen],
-               lambda curves: [len(c.rows) - 1 for c in curves])  # a diverged run stops here
+               _passes_trained)
 
 
 def _grid(exp: Experiment, groups: list[Group], batched: Phase, steps_per_pass: int,

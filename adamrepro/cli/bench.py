@@ -9,6 +9,7 @@ a speed-up on different curves means nothing.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -43,9 +44,9 @@ def bench(
         min=1, help="Time only the first N passes of every run, batched included (default: "
                     "the scale's all).")] = None,
     workers: Annotated[str, typer.Option(
-        help="The batched runner's worker processes on a CPU, as `run --workers` (auto: "
-             "one per thread; 1: this process with every thread). The reference is always "
-             "one process.")] = "auto",
+        help="Worker processes on a CPU, as `run --workers` (auto: one per thread; 1: "
+             "this process with every thread), for both sides: the batched runner's groups, "
+             "then the reference loop's runs.")] = "auto",
     threads: Annotated[int | None, typer.Option(
         min=1, help="torch.set_num_threads for both (default: torch's).")] = None,
     flops_only: Annotated[bool, typer.Option(
@@ -218,9 +219,9 @@ def _bench(exp, scale: str, data, target, reference_runs, reference_passes, cons
 def _report(result: dict, console) -> None:
     console.print(_table(result))
     if result["batched_workers"] > 1:
-        threads = count(result["threads"], "thread")
-        console.print(f"batched: {result['batched_workers']} worker processes of 1 thread "
-                      f"(--workers); reference: one process of {threads}")
+        console.print(f"each side in {result['batched_workers']} worker processes of 1 "
+                      f"thread (--workers): the batched runner's groups, then the reference "
+                      f"loop's runs")
     console.print(f"ratio batched/reference: {result['ratio']:.1f}x run-passes per second")
     console.print(result["reference_subset"]["note"])
     if result.get("not_timed"):
@@ -249,13 +250,32 @@ def _report(result: dict, console) -> None:
         for part in (prefix, timed) if timed["judged"] else (prefix,):
             for line in part["mismatches"]:
                 console.print(f"    {line}")
-    load = result["machine_load"]
-    if load["load_average_before"] > load["cpu_count"] / 2:
-        # Other processes held cores: with several threads, every parallel op then waits for
-        # a descheduled thread, which slows both loops (and not by the same factor).
-        note(f"the machine was busy (load average {load['load_average_before']:.1f} on "
-             f"{load['cpu_count']} cores); timings are noisy, --threads 1 suffers less from it")
+    _note_busy(result)
     console.print(result["flops_summary"])
+
+
+# Other processes taking more than this many cores on average while a side ran: said.
+BUSY_CORES = 0.25
+
+
+def _note_busy(result: dict) -> None:
+    """Other processes held cores: a descheduled thread or worker slows its side, and the two
+    sides not by the same factor, so the ratio moves with them. Said from what they took
+    while each side ran (/proc/stat), or, where that is unknown, from the load average."""
+    load = result["machine_load"]
+    took = {row["implementation"]: row.get("other_processes_cores", math.nan)
+            for row in result["results"]}
+    if all(math.isnan(cores) for cores in took.values()):
+        if load["load_average_before"] > load["cpu_count"] / 2:
+            note(f"the machine was busy (load average {load['load_average_before']:.1f} on "
+                 f"{load['cpu_count']} cores); timings are noisy, --threads 1 suffers less "
+                 f"from it")
+        return
+    if max(took.values()) > BUSY_CORES:
+        said = ", ".join(f"{cores:.2f} while the {side} side ran" for side, cores in
+                         took.items())
+        note(f"other processes took cores of the {load['cpu_count']} here ({said}, on "
+             f"average): the ratio moves with them; time again on a quiet machine")
 
 
 def _compared(part: dict) -> str:
@@ -291,7 +311,8 @@ def _csv(result: dict) -> str:
     meta = {"experiment": result["experiment"], "scale": result["scale"],
             "device": result["device"], "hardware": result["hardware"],
             "dtype": result["dtype"], "precision": result["precision"],
-            "threads": result["threads"], "ratio": result["ratio"],
+            "threads": result["threads"], "workers": result["batched_workers"],
+            "ratio": result["ratio"],
             "peak_flops_per_s": result["peak"]["flops_per_s"],
             "memory_kind": result["memory_kind"],
             "reference_extrapolated": result["reference_subset"]["extrapolated"],

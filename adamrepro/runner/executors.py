@@ -33,6 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -48,6 +49,7 @@ from adamrepro.runner.plan import Group, halves
 from adamrepro.stopping import STOP, signals_deferred
 
 OnPass = Callable[[Group, int], None]
+T = TypeVar("T")
 
 
 def load_data(exp: Experiment, data_dir: Path, device: torch.device) -> TensorDataset:
@@ -264,68 +266,91 @@ class LocalExecutor:
                         ) -> Iterator[tuple[Group, list[RunCurve]]]:
         """`processes` groups at a time, each in a worker process; every pass a worker
         trains comes back through a queue, so progress is reported as it happens."""
-        global _WORKER_DATA
-        context = multiprocessing.get_context("fork")
-        passes = context.SimpleQueue()
-        stop = context.Event()  # set with a signal's stop request (../stopping.py)
         pending: dict[Future, Group] = {}
         known = {group.group_id: group for group in groups}
-        _WORKER_DATA = self.data  # inherited by the forked workers, read-only there
-        pool = None
-        try:
-            with interrupts_held():
-                pool = ProcessPoolExecutor(processes, mp_context=context,
-                                           initializer=_start_worker, initargs=(passes, stop))
-                # Start every worker now, while the data is in _WORKER_DATA to inherit.
-                list(pool.map(_started, range(processes)))
-        except BaseException:
-            # the Ctrl-C held back while the workers forked: shut the pool down here, or the
-            # interpreter's exit wakes its manager through a pipe already closed ("Exception
-            # ignored ... Bad file descriptor")
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        finally:
-            _WORKER_DATA = None
+        with worker_pool(processes, self.data) as workers:
+            def start(group: Group, must_start: bool) -> None:
+                known[group.group_id] = group  # a half of a group that did not fit
+                with signals_deferred(), _worker_deaths_said(group):
+                    pending[workers.pool.submit(_attempt_in_worker, exp, group, checkpoints,
+                                                must_start)] = group
 
-        def report() -> None:
-            while not passes.empty():
-                group_id, epoch = passes.get()
-                on_pass(known[group_id], epoch)
+            def finished() -> tuple[Group, Outcome]:
+                group, future = next_finished(
+                    pending, workers, lambda group_id, epoch: on_pass(known[group_id], epoch))
+                with _worker_deaths_said(group):
+                    return group, future.result()
 
-        # A Ctrl-C or SIGTERM raised inside concurrent.futures' bookkeeping could leave a
-        # future's lock held (wait() takes them one by one), and the pool's manager thread,
-        # which needs it to hand a group's result over, then blocked the shutdown below
-        # for ever: a bench stopped by SIGTERM hung in CI. The stop is held back through
-        # those calls (signals_deferred) and raised between them, at most 0.05 s late (the
-        # wait's timeout: a second SIGTERM must stop the workers before their pass ends).
-        def start(group: Group, must_start: bool) -> None:
-            known[group.group_id] = group  # a half of a group that did not fit
-            with signals_deferred(), _worker_deaths_said(group):
-                pending[pool.submit(_attempt_in_worker, exp, group, checkpoints,
-                                    must_start)] = group
-
-        def finished() -> tuple[Group, Outcome]:
-            while True:
-                with signals_deferred():
-                    done, _ = wait(list(pending), timeout=0.05, return_when=FIRST_COMPLETED)
-                    report()
-                if done:
-                    future = done.pop()
-                    group = pending.pop(future)
-                    with _worker_deaths_said(group):
-                        return group, future.result()
-
-        try:
-            with STOP.told(stop):
+            with STOP.told(workers.stop):
                 yield from schedule(groups, exp.training.epochs, self.device, checkpoints,
                                     start, finished, processes)
-        except BaseException:  # an error, a Ctrl-C, the generator closed early: stop the
-            for process in list(pool._processes.values()):  # workers, not wait for them
-                process.kill()
-            raise
-        finally:
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Forked worker processes of one thread (`pool`), the queue they report their passes
+    on (`passes`: (key, pass) pairs), and the driver's stop request they watch (`stop`)."""
+
+    pool: ProcessPoolExecutor
+    passes: object
+    stop: object
+
+
+@contextmanager
+def worker_pool(processes: int, data: TensorDataset) -> Iterator[Workers]:
+    """`processes` workers forked at once, while `data` is there for them to inherit (read
+    only: they share its memory); on the way out they are shut down, and killed first after
+    an error, a Ctrl-C or a generator closed early, rather than waited for. `run`'s groups
+    and the bench's reference loop train in them alike."""
+    global _WORKER_DATA
+    context = multiprocessing.get_context("fork")
+    passes, stop = context.SimpleQueue(), context.Event()
+    _WORKER_DATA = data
+    pool = None
+    try:
+        with interrupts_held():
+            pool = ProcessPoolExecutor(processes, mp_context=context,
+                                       initializer=_start_worker, initargs=(passes, stop))
+            # Start every worker now, while the data is in _WORKER_DATA to inherit.
+            list(pool.map(_started, range(processes)))
+    except BaseException:
+        # the Ctrl-C held back while the workers forked: shut the pool down here, or the
+        # interpreter's exit wakes its manager through a pipe already closed ("Exception
+        # ignored ... Bad file descriptor")
+        if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        _WORKER_DATA = None
+    try:
+        yield Workers(pool, passes, stop)
+    except BaseException:
+        for process in list(pool._processes.values()):
+            process.kill()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def next_finished(pending: dict[Future, T], workers: Workers,
+                  on_pass: Callable[[object, int], None]) -> tuple[T, Future]:
+    """Wait for one of `pending`'s futures (removed from it, with what it was submitted
+    for), handing every pass reported meanwhile to `on_pass(key, pass)`.
+
+    A Ctrl-C or SIGTERM raised inside concurrent.futures' bookkeeping could leave a future's
+    lock held (wait() takes them one by one), and the pool's manager thread, which needs it
+    to hand a result over, then blocked the pool's shutdown for ever: a bench stopped by
+    SIGTERM hung in CI. The stop is held back through those calls (signals_deferred) and
+    raised between them, at most 0.05 s late (the wait's timeout: a second SIGTERM must stop
+    the workers before their pass ends)."""
+    while True:
+        with signals_deferred():
+            done, _ = wait(list(pending), timeout=0.05, return_when=FIRST_COMPLETED)
+            while not workers.passes.empty():
+                on_pass(*workers.passes.get())
+        if done:
+            future = done.pop()
+            return pending.pop(future), future
 
 
 @contextmanager
@@ -345,6 +370,16 @@ def _worker_deaths_said(group: Group):
 
 _WORKER_DATA: TensorDataset | None = None  # the data a forked worker trains on
 _WORKER_PASSES = None  # the queue a worker reports its passes on
+
+
+def worker_data() -> TensorDataset:
+    """In a worker of `worker_pool`: the data it inherited from the driver."""
+    return _WORKER_DATA
+
+
+def report_pass(key: object, epoch: int) -> None:
+    """In a worker of `worker_pool`: tell the driver that `key` trained pass `epoch`."""
+    _WORKER_PASSES.put((key, epoch))
 
 
 @contextmanager
@@ -424,7 +459,7 @@ def _attempt_in_worker(exp: Experiment, group: Group, checkpoints: CheckpointPol
     if budget_spent_before_start(checkpoints, must_start):
         return Outcome(stopped=0)
     return attempt(exp, group, _WORKER_DATA, checkpoints,
-                   lambda epoch: _WORKER_PASSES.put((group.group_id, epoch)))
+                   lambda epoch: report_pass(group.group_id, epoch))
 
 
 def budget_spent_before_start(checkpoints: CheckpointPolicy | None, must_start: bool) -> bool:
