@@ -188,6 +188,27 @@ def test_a_step_that_ignores_the_closure_it_is_told_to_take_is_one_line(
         assert not out.exists()
 
 
+@pytest.mark.parametrize("optimizer", ["my_optimizers:KeywordClosure",
+                                       "my_grid_optimizers:KeywordSignMomentum"])
+def test_a_step_that_takes_its_closure_by_keyword_alone_trains(optimizer, tmp_path, data_dir,
+                                                                cli, monkeypatch):
+    """`def step(self, *, closure=None)` is a legitimate step: under `closure: true` it was
+    refused at validation ("takes no closure"), though the runner can hand it over as
+    step(closure=...). Plain and batched (a GridOptimizer subclass, probed at load), each
+    run's objective falls, so its step was given the closure (it raises without one)."""
+    monkeypatch.syspath_prepend(str(OUTSIDE))
+    race = {"keyword": {"optimizer": optimizer, "closure": True,
+                        "grid": {"lr": [1.0e-3, 1.0e-2]}}}
+    out = tmp_path / "out"
+    code, _, stderr = cli("run", _race(tmp_path, race), "--out", out, "--scale", "smoke",
+                          "--quiet", "--data-dir", data_dir, "--workers", "1")
+    assert code == 0, stderr
+    curves = pd.read_csv(out / "faulty" / "curves.csv")
+    assert curves["run_id"].nunique() == 2
+    for _, run in curves.sort_values("epoch").groupby("run_id"):
+        assert run["train_loss_full"].iloc[-1] < run["train_loss_full"].iloc[0]
+
+
 def test_every_point_diverged_is_said(tmp_path, data_dir, cli):
     race = {"adam": {"optimizer": "adam", "grid": {"lr": [1.0e-3]}},
             "sgd": {"optimizer": "sgd_nesterov", "grid": {"lr": [1.0e12, 1.0e14]}}}
@@ -320,6 +341,8 @@ def test_capabilities_are_declared_not_guessed(monkeypatch):
     assert resolve("my_optimizers:SignSGD", OPTIMIZERS, closure=True).capabilities.needs_closure
     assert resolve("my_optimizers:ClosureOnly", OPTIMIZERS,
                    closure=True).capabilities.needs_closure
+    assert resolve("my_optimizers:KeywordClosureOnly", OPTIMIZERS,
+                   closure=True).capabilities.needs_closure
     # where the config and the class's step disagree, before anything trains
     for name, closure, said in (
             ("torch.optim.LBFGS", False, "LBFGS declares that its step needs a closure; "
@@ -328,7 +351,11 @@ def test_capabilities_are_declared_not_guessed(monkeypatch):
                                                 "optimizer that needs no closure is called as "
                                                 "step(); if it is a closure, add `closure: "
                                                 "true`"),
-            ("my_optimizers:ClosureOnly", False, "add `closure: true`")):
+            ("my_optimizers:ClosureOnly", False, "add `closure: true`"),
+            # a closure by keyword alone, required: step() cannot be called either
+            ("my_optimizers:KeywordClosureOnly", None, "KeywordClosureOnly.step requires "
+                                                       "'closure', and an optimizer that "
+                                                       "needs no closure is called as step()")):
         with pytest.raises(ValueError, match=re.escape(said)):
             resolve(name, OPTIMIZERS, closure=closure)
 

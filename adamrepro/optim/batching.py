@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from adamrepro.hparams import kind, stacked
+from adamrepro.optim.capabilities import closure_by_keyword, step_with_closure
 
 PROBE_RUNS = 3
 PROBE_STEPS = 3
@@ -70,10 +71,11 @@ def _train(params: list[torch.Tensor], optimizer, grads: list[list[torch.Tensor]
            closure: bool) -> list[torch.Tensor]:
     """`params` after a step of `optimizer` for each of `grads` (`grads[step][param]`, each
     the group's stack), given a closure where the method's step takes one."""
+    by_keyword = closure and closure_by_keyword(type(optimizer))
     for step_grads in grads:
         for p, g in zip(params, step_grads, strict=True):
             p.grad = g.clone()
-        optimizer.step(_zero) if closure else optimizer.step()
+        step_with_closure(optimizer, _zero, by_keyword) if closure else optimizer.step()
     return [p.detach() for p in params]
 
 

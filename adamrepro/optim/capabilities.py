@@ -54,7 +54,8 @@ def capabilities_of(cls: type, closure: bool | None = None) -> Capabilities:
     class that declares it needs one. Raises ValueError, saying what
     to write, where the config and the class's `step` disagree: `closure: false` for a class
     that declares it needs one, or a `step` that cannot be called as the runner will call it
-    (`step()`, or `step(closure)` with a closure)."""
+    (`step()`, or with a closure `step(closure)`, `step(closure=...)` where step takes it
+    by keyword alone)."""
     declared = getattr(cls, "capabilities", None)
     if not isinstance(declared, Capabilities):
         declared = DECLARED.get(cls, PLAIN)
@@ -79,15 +80,44 @@ def _ours(cls: type) -> bool:
     return cls.__module__.partition(".")[0] == "adamrepro"
 
 
+def closure_by_keyword(cls: type) -> bool:
+    """Whether the runner hands `cls.step` its closure as `step(closure=...)`: where step
+    takes no positional argument for it, only a keyword-only `closure` (or `**kwargs`).
+    Positionally otherwise, as torch calls `step(closure)`, so a step that names its one
+    argument otherwise is still given it."""
+    parameters = _step_parameters(cls)
+    if parameters is None or any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                            p.VAR_POSITIONAL) for p in parameters):
+        return False
+    return any(p.kind == p.VAR_KEYWORD or (p.kind == p.KEYWORD_ONLY and p.name == "closure")
+               for p in parameters)
+
+
+def step_with_closure(optimizer, closure, by_keyword: bool):
+    """`optimizer.step` given `closure` as `closure_by_keyword` says (decided once, not at
+    every step: reading a signature is slow next to a small model's step)."""
+    return optimizer.step(closure=closure) if by_keyword else optimizer.step(closure)
+
+
+def _step_parameters(cls: type) -> list[inspect.Parameter] | None:
+    """The parameters of `cls.step` after self, or None where they cannot be read."""
+    try:
+        return list(inspect.signature(cls.step).parameters.values())[1:]  # after self
+    except (TypeError, ValueError):
+        return None
+
+
 def _check_step(cls: type, needs_closure: bool) -> None:
     """Whether `cls.step` can be called as the runner calls it, before any run trains."""
-    try:
-        parameters = list(inspect.signature(cls.step).parameters.values())[1:]  # after self
-    except (TypeError, ValueError):  # a step whose signature cannot be read: trusted
+    parameters = _step_parameters(cls)
+    if parameters is None:  # a step whose signature cannot be read: trusted
         return
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    required = [p.name for p in positional if p.default is p.empty]
-    takes_one = bool(positional) or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+    keyword_only = [p for p in parameters if p.kind == p.KEYWORD_ONLY]
+    required = [p.name for p in positional + keyword_only if p.default is p.empty]
+    # `def step(self, *, closure=None)` is as legitimate as torch's `step(closure=None)`
+    takes_one = (bool(positional) or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+                 or closure_by_keyword(cls))
     if needs_closure and not takes_one:
         raise ValueError(f"{cls.__name__}.step takes no closure, which the method is to be "
                          f"given (`closure: true`); remove `closure: true`")

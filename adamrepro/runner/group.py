@@ -39,6 +39,7 @@ from adamrepro.data.base import TensorDataset
 from adamrepro.errors import UserError
 from adamrepro.metrics import MetricSet
 from adamrepro.models import MODELS
+from adamrepro.optim.capabilities import closure_by_keyword, step_with_closure
 from adamrepro.runner.checkpoint import (
     BudgetSpent,
     GroupCheckpoint,
@@ -208,6 +209,7 @@ class TrainStep:
         self.model, self.optimizer, self.order, self.data, self.G = (
             model, optimizer, order, data, G)
         self.closure, self.precision = closure, precision
+        self.closure_by_keyword = closure and closure_by_keyword(type(optimizer))
         self.distinct = model.distinct_inputs(device)
         # Not `self.loss = self._loss`: a bound method kept on its own object is a reference
         # cycle, which would leave the group's model, optimizer state and (on a GPU) a CUDA
@@ -263,7 +265,7 @@ class TrainStep:
                 first.append(loss.detach())
             return loss.sum().detach()
 
-        self.optimizer.step(closure)
+        step_with_closure(self.optimizer, closure, self.closure_by_keyword)
         if not first:  # the step ignored it: nothing was evaluated, nothing trained
             raise ClosureIgnored(f"{type(self.optimizer).__name__}.step did not call the "
                                  f"closure it was given (`closure: true`), so no loss was "
@@ -402,6 +404,7 @@ class SubfunctionPass:
         self.model, self.optimizer, self.data, self.split = model, optimizer, data, split
         self.precision = precision
         self.evaluations = 0
+        self.closure_by_keyword = closure_by_keyword(type(optimizer))
 
     def closure(self, index: int) -> Tensor:
         rows = self.split[index]
@@ -416,7 +419,8 @@ class SubfunctionPass:
     def __call__(self) -> Tensor:
         start, losses = self.evaluations, []
         while self.evaluations - start < len(self.split):
-            losses.append(torch.as_tensor(self.optimizer.step(self.closure)).double())
+            loss = step_with_closure(self.optimizer, self.closure, self.closure_by_keyword)
+            losses.append(torch.as_tensor(loss).double())
         return torch.stack(losses).mean().reshape(1).to(self.data.train_x.device)
 
     def blocks(self) -> Tensor | None:

@@ -83,3 +83,13 @@ class Clipped(SignMomentum):
             bound = broadcast(group["clip"], p)
             step = torch.minimum(torch.maximum(step, -bound), bound)
         p.sub_(step)
+
+
+class KeywordSignMomentum(SignMomentum):
+    """SignMomentum whose step takes its closure by keyword alone, and requires one: under
+    `closure: true` the load-time batching probe and the runner must pass it by keyword."""
+
+    def step(self, *, closure=None):
+        if closure is None:
+            raise RuntimeError("KeywordSignMomentum requires a closure")
+        return super().step(closure)

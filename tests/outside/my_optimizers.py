@@ -91,3 +91,21 @@ class NumpyCounted(SignSGD):
                     state = self.state[p]
                     state["t"] = state.get("t", np.float64(0.0)) + 1
                     p.add_(p.grad, alpha=-group["lr"] / float(np.sqrt(state["t"])))
+
+
+class KeywordClosure(SignSGD):
+    """SignSGD whose step takes its closure by keyword alone, and requires one: under
+    `closure: true` the runner must hand it over as step(closure=...)."""
+
+    def step(self, *, closure=None):
+        if closure is None:
+            raise RuntimeError("KeywordClosure requires a closure")
+        return super().step(closure)
+
+
+class KeywordClosureOnly(SignSGD):
+    """SignSGD whose step requires its closure, by keyword alone (no default), declaring
+    nothing: a config must say `closure: true` for it, or be told to."""
+
+    def step(self, *, closure):
+        return super().step(closure)
