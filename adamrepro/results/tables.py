@@ -408,6 +408,26 @@ def hparam_columns(hparams: dict) -> dict:
     return out
 
 
+def integer_columns(records: list[dict]) -> list[str]:
+    """The hyperparameter columns of `records` whose every value, in the runs that have
+    one, is an int (a bool is no int here) that a float holds exactly: pandas holds such a
+    column as floats where another method lacks it (an empty cell)."""
+    kinds: dict[str, bool] = {}
+    for record in records:
+        for column, value in hparam_columns(record["hparams"]).items():
+            whole = type(value) is int and abs(value) < 2**53
+            kinds[column] = kinds.get(column, True) and whole
+    return sorted(column for column, whole in kinds.items() if whole)
+
+
+def with_integers(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`frame` to write, with `columns` (integer_columns) as nullable integers: `max_iter: 3`
+    is written 3, not 3.0, and a run without it an empty cell. Read back (read_table), such
+    a column with an empty cell is floats again, as every reader has always taken it; a
+    float given as one (`lr: 1.0`) keeps its column floats."""
+    return frame.astype({column: "Int64" for column in columns if column in frame.columns})
+
+
 PROVENANCE = ("commit", "torch_version", "device", "precision", "date")
 
 

@@ -24,7 +24,13 @@ from adamrepro.progress import progress_bar
 from adamrepro.provenance import provenance
 from adamrepro.results.select import select_best
 from adamrepro.results.store import ResultStore
-from adamrepro.results.tables import curves_frame, hparam_columns, steps_frame
+from adamrepro.results.tables import (
+    curves_frame,
+    hparam_columns,
+    integer_columns,
+    steps_frame,
+    with_integers,
+)
 from adamrepro.runner.checkpoint import (
     SUFFIX,
     Budget,
@@ -417,7 +423,10 @@ def _write_tables(base: Experiment, exp: Experiment, scale: str, records: list[d
     curves, best = _curves_and_best(exp, records)
     if steps is not None:  # only with selection.extend_edges (older tables keep their columns)
         best["extended"] = [extended_text(steps, label) for label in best["method"]]
-    tables = {"curves.csv": curves, "best.csv": best}
+    # best is returned as selection made it; the tables are written with whole numbers as such
+    integers = integer_columns(records)
+    tables = {"curves.csv": with_integers(curves, integers),
+              "best.csv": with_integers(best, integers)}
     steps = steps_frame(records, metrics.train_column)
     if steps is not None:
         tables["steps.csv"] = steps
