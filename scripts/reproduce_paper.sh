@@ -59,6 +59,17 @@ fi
 if [ -e "$OUT" ] && [ ! -d "$OUT" ]; then
     refuse "OUT=$OUT is a file; give OUT a results folder (new or holding results), or leave it unset"
 fi
+# A data folder that is a file, or under one: fetch's own refusal named its --data-dir flag,
+# which this script does not take (it passes fetch none; its user sets ADAMREPRO_DATA)
+if [ -n "${ADAMREPRO_DATA:-}" ]; then
+    above="$ADAMREPRO_DATA"
+    while [ ! -e "$above" ] && [ "$above" != / ]; do above=$(dirname -- "$above"); done
+    if [ -e "$above" ] && [ ! -d "$above" ]; then
+        what="is a file"
+        [ "$above" = "$ADAMREPRO_DATA" ] || what="is under a file ($above)"
+        refuse "ADAMREPRO_DATA=$ADAMREPRO_DATA $what; give ADAMREPRO_DATA a data folder (new or holding the datasets), or leave it unset"
+    fi
+fi
 # Empty or unset: every config. Set to blanks alone it names none: a mistake, not "every".
 if [ -n "${CONFIGS:-}" ] && [ -z "${CONFIGS//[[:space:]]/}" ]; then
     refuse "CONFIGS names no config; e.g. CONFIGS=\"configs/logreg_mnist.yaml configs/mlp.yaml\", or leave it unset for every config"

@@ -162,6 +162,12 @@ REPRODUCE_PAPER_MISTAKES = [
     # trained at paper scale into the committed results/
     ({"SCALE": ""}, "SCALE= is not one of smoke|quick|paper"),
     ({"OUT": "@file"}, "OUT=@file is a file; give OUT a results folder"),
+    # fetch refused it naming its --data-dir flag, which the script's user does not pass
+    ({"ADAMREPRO_DATA": "@file"}, "ADAMREPRO_DATA=@file is a file; give ADAMREPRO_DATA a "
+                                  "data folder (new or holding the datasets), or leave it "
+                                  "unset"),
+    ({"ADAMREPRO_DATA": "@file/data"}, "ADAMREPRO_DATA=@file/data is under a file (@file); "
+                                       "give ADAMREPRO_DATA a data folder"),
 ]
 if not __import__("torch").cuda.is_available():  # the default DEVICE where there is no GPU:
     # `run` refused it naming its own flag (--device cpu), which the script's user cannot pass

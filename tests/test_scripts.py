@@ -62,6 +62,19 @@ def test_a_copy_that_is_not_the_official_data_is_refused_before_any_training(tmp
     assert "cifar10 " in done.stdout and not (tmp_path / "logreg_mnist").exists()
 
 
+def test_a_data_folder_that_is_a_file_is_named_by_the_variable_its_user_sets(tmp_path,
+                                                                          data_dir):
+    """The script takes its data folder from ADAMREPRO_DATA and passes fetch no flag, yet
+    fetch's refusal told its user to give --data-dir, which the script does not take."""
+    (tmp_path / "a-file").write_text("")
+    done = reproduce(tmp_path / "out", data_dir, ADAMREPRO_DATA=str(tmp_path / "a-file"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == (
+        f"reproduce_paper: ADAMREPRO_DATA={tmp_path / 'a-file'} is a file; give "
+        f"ADAMREPRO_DATA a data folder (new or holding the datasets), or leave it unset\n")
+    assert done.stdout == "" and not (tmp_path / "out").exists()
+
+
 def test_runs_left_by_split_to_fit_do_not_stop_the_next_experiment(tmp_path, data_dir):
     """An experiment that exits 3 with most of the budget left (`--split-to-fit` left every
     run of it, a million passes each, for the next command) does not end the script: the
