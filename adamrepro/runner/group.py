@@ -55,6 +55,7 @@ from adamrepro.runner.checkpoint import (
 from adamrepro.runner.history import GroupHistory, RunCurve
 from adamrepro.runner.plan import Group
 from adamrepro.runner.precision import FP32, Precision, precision_of
+from adamrepro.runner.subnormals import subnormals_flushed
 from adamrepro.seeding import (
     EVAL_NOISE,
     ORDER_STREAM,
@@ -552,7 +553,15 @@ def train_group(
     every `checkpoint.every` passes, and raises `BudgetSpent` after saving one once its
     time budget is spent, or `TooSlow` when the budget splits groups to fit and this one
     would not finish in time; a checkpoint serves with any kernel switches (the state is
-    the same)."""
+    the same). On a CPU in one thread, subnormal floats are flushed to zero meanwhile
+    (subnormals.py)."""
+    with subnormals_flushed(data.train_x.device):
+        return _train_group(exp, group, data, on_pass, cuda_graphs, checkpoint)
+
+
+def _train_group(exp: Experiment, group: Group, data: TensorDataset,
+                 on_pass: Callable[[int], None], cuda_graphs: bool | None,
+                 checkpoint: GroupCheckpoint | None) -> list[RunCurve]:
     device = data.train_x.device
     G, training = group.size, exp.training
     precision = precision_of(training, device)
