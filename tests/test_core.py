@@ -189,7 +189,9 @@ def test_a_step_that_ignores_the_closure_it_is_told_to_take_is_one_line(
 
 
 @pytest.mark.parametrize("optimizer", ["my_optimizers:KeywordClosure",
-                                       "my_grid_optimizers:KeywordSignMomentum"])
+                                       "my_grid_optimizers:KeywordSignMomentum",
+                                       # beside *args: step(closure) filled args instead
+                                       "my_optimizers:StarArgsKeywordClosure"])
 def test_a_step_that_takes_its_closure_by_keyword_alone_trains(optimizer, tmp_path, data_dir,
                                                                 cli, monkeypatch):
     """`def step(self, *, closure=None)` is a legitimate step: under `closure: true` it was
@@ -207,6 +209,25 @@ def test_a_step_that_takes_its_closure_by_keyword_alone_trains(optimizer, tmp_pa
     assert curves["run_id"].nunique() == 2
     for _, run in curves.sort_values("epoch").groupby("run_id"):
         assert run["train_loss_full"].iloc[-1] < run["train_loss_full"].iloc[0]
+
+
+def test_a_keyword_only_closure_is_handed_by_keyword_whatever_else_step_takes():
+    """A positional argument never reaches a keyword-only `closure`: `step(self, *args,
+    closure=None)` and `step(self, scaler=None, *, closure=None)` got the closure in `args`
+    or `scaler`, and their own `closure` stayed None."""
+    from adamrepro.optim.capabilities import closure_by_keyword
+
+    def by_keyword(step) -> bool:
+        return closure_by_keyword(type("Opt", (torch.optim.SGD,), {"step": step}))
+
+    assert by_keyword(lambda self, *, closure=None: None)
+    assert by_keyword(lambda self, *args, closure=None: None)
+    assert by_keyword(lambda self, scaler=None, *, closure=None: None)
+    assert by_keyword(lambda self, **kwargs: None)
+    # torch's convention, and a step whose one argument has another name: positionally
+    assert not by_keyword(lambda self, closure=None: None)
+    assert not by_keyword(lambda self, fn=None: None)
+    assert not by_keyword(lambda self, *args, **kwargs: None)
 
 
 def test_every_point_diverged_is_said(tmp_path, data_dir, cli):

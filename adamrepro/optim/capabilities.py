@@ -82,15 +82,19 @@ def _ours(cls: type) -> bool:
 
 def closure_by_keyword(cls: type) -> bool:
     """Whether the runner hands `cls.step` its closure as `step(closure=...)`: where step
-    takes no positional argument for it, only a keyword-only `closure` (or `**kwargs`).
-    Positionally otherwise, as torch calls `step(closure)`, so a step that names its one
-    argument otherwise is still given it."""
+    has a keyword-only `closure`, which no positional argument can reach, whatever else it
+    takes (`def step(self, *args, closure=None)` put the closure in `args`), or takes no
+    positional argument at all, only `**kwargs`. Positionally otherwise, as torch calls
+    `step(closure)`, so a step that names its one argument otherwise is still given it."""
     parameters = _step_parameters(cls)
-    if parameters is None or any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
-                                            p.VAR_POSITIONAL) for p in parameters):
+    if parameters is None:
         return False
-    return any(p.kind == p.VAR_KEYWORD or (p.kind == p.KEYWORD_ONLY and p.name == "closure")
-               for p in parameters)
+    if any(p.kind == p.KEYWORD_ONLY and p.name == "closure" for p in parameters):
+        return True
+    if any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+           for p in parameters):
+        return False
+    return any(p.kind == p.VAR_KEYWORD for p in parameters)
 
 
 def step_with_closure(optimizer, closure, by_keyword: bool):

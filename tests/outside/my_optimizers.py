@@ -109,3 +109,13 @@ class KeywordClosureOnly(SignSGD):
 
     def step(self, *, closure):
         return super().step(closure)
+
+
+class StarArgsKeywordClosure(SignSGD):
+    """SignSGD whose step takes extra positional arguments and its closure by keyword alone,
+    and requires one: handed positionally, the closure would land in `args`."""
+
+    def step(self, *args, closure=None):
+        if closure is None:
+            raise RuntimeError("StarArgsKeywordClosure requires a closure")
+        return super().step(closure)
