@@ -491,6 +491,26 @@ def test_the_cores_other_processes_take_are_told_from_ours():
     assert math.isnan(other_cores(None, cpu_seconds(), 1.0))
 
 
+def test_a_proc_stat_of_fewer_fields_is_read_or_left_unknown(tmp_path, monkeypatch):
+    """A first line of /proc/stat without steal time (a kernel before 2.6.11, an emulated
+    /proc) raised ValueError from the first timed phase, and the bench ended in a traceback:
+    the missing fields count as 0, and a line that cannot be read is unknown (NaN cores)."""
+    import adamrepro.bench.machine as machine
+
+    stat = tmp_path / "stat"
+    monkeypatch.setattr(machine, "open", lambda path: stat.open() if path == "/proc/stat"
+                        else open(path), raising=False)  # the module's open, not builtins'
+    tick = os.sysconf("SC_CLK_TCK")
+    stat.write_text("cpu  100 20 50 1000 10 3 2\ncpu0 100 20 50 1000 10 3 2\n")
+    assert machine.cpu_seconds()[0] == pytest.approx((100 + 20 + 50 + 3 + 2) / tick)
+    stat.write_text("cpu  100 20 50 1000\n")
+    assert machine.cpu_seconds()[0] == pytest.approx(170 / tick)
+    for unreadable in ("cpu  100 20\n", "cpu  a b c d e f g h\n", ""):
+        stat.write_text(unreadable)
+        assert machine.cpu_seconds() is None, unreadable
+    assert math.isnan(other_cores(machine.cpu_seconds(), machine.cpu_seconds(), 1.0))
+
+
 def test_a_busy_machine_is_said_from_what_others_took_while_each_side_ran(capsys):
     """The note read the load average once, before the start: a machine that became busy
     while the reference ran went unsaid. It now reads what other processes took during each

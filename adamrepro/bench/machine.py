@@ -90,15 +90,19 @@ def cpu_seconds() -> tuple[float, float] | None:
     """(the seconds of CPU time this machine's cores have been busy, this process's and its
     finished children's): the difference over a phase, less ours, is what other processes
     took, and `steal` (time the hypervisor gave this VM's cores to another) counts as
-    theirs. None where /proc/stat cannot be read (not Linux). A phase's worker processes
-    count as ours once reaped, which `worker_pool` does before the phase ends."""
+    theirs. None where /proc/stat cannot be read or parsed (not Linux). A phase's worker
+    processes count as ours once reaped, which `worker_pool` does before the phase ends."""
     try:
         with open("/proc/stat") as stat:
             fields = stat.readline().split()
-    except OSError:
+        # cpu user nice system idle iowait irq softirq steal (guest time is within user's);
+        # a kernel or an emulated /proc may stop before steal, or before iowait: 0 then
+        numbers = [int(field) for field in fields[1:9]]
+    except (OSError, ValueError):
         return None
-    # cpu user nice system idle iowait irq softirq steal (guest time is within user's)
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+    if fields[:1] != ["cpu"] or len(numbers) < 4:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = numbers + [0] * (8 - len(numbers))
     busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
     ours = os.times()
     return busy, ours.user + ours.system + ours.children_user + ours.children_system
