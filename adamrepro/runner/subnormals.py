@@ -9,11 +9,12 @@ on this project's 2-core Intel Xeon (2026-12-06, torch 2.13, 1 thread, the first
 the quick sweep's Adam group of 7 runs): the matmul of the weights' gradient took 741 µs a
 step with them and 183 µs flushed; a pass of the five groups 6.5 s and 5.2 s.
 
-Flushing changes a result only where every value an operation meets is subnormal: one
-added to a normal number is below its rounding. The curves of every experiment were the
-same, bit for bit, with and without it (the quick scale's groups, 1 to 3 passes each,
-measured 2026-12-06; a test trains groups both ways), so it is an implementation choice
-that no run id or record names, like host_memory.py's.
+A subnormal added to a normal number is below its rounding, but one multiplied or divided
+can make a normal number (a subnormal first moment over Adam's ε is 1e-31, and 0 flushed),
+so flushing can move a parameter that tiny, far below a normal weight's rounding. The
+curves of every experiment were the same, bit for bit, with and without it (the quick
+scale's groups, 1 to 3 passes each, measured 2026-12-06; a test trains groups both ways),
+so it is an implementation choice that no run id or record names, like host_memory.py's.
 
 It is a per-thread setting of the core (MXCSR's FTZ and DAZ bits): torch's
 `set_flush_denormal` sets the calling thread's alone, and torch's other threads keep the
