@@ -453,6 +453,36 @@ def test_sigterm_while_the_reference_trains_in_workers_stops_at_once(tmp_path, d
     assert _group_gone(job.pid), "a worker of the reference loop outlived the command"
 
 
+@pytest.mark.parametrize("side", ["batched", "reference"])
+def test_a_worker_killed_outright_is_one_line_of_what_the_bench_keeps(tmp_path, data_dir,
+                                                                      side):
+    """A worker killed by SIGKILL (the kernel's out-of-memory killer) on either side: one
+    line, exit 2, nothing written. The batched side's line was `run`'s, "finished runs and
+    saved checkpoints are kept: run the same command again", which would time it all again,
+    beside the reference's "nothing was written" for the same death."""
+    command = [sys.executable, "-m", "adamrepro", "bench", "logreg_mnist", "--device", "cpu",
+               "--scale", "quick", "--passes", "2", "--out", str(tmp_path), "--data-dir",
+               str(data_dir), "--threads", "1", "--workers", "2"]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True,
+                           env={**os.environ, "ADAMREPRO_PROGRESS_SECONDS": "0"})
+    for line in job.stderr:  # the side's first pass: its workers train
+        if line.startswith(f"adamrepro: {side}: "):
+            break
+    workers = Path(f"/proc/{job.pid}/task/{job.pid}/children").read_text().split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[0]), signal.SIGKILL)
+    stderr = job.stderr.read()
+    job.wait(timeout=120)
+    assert job.returncode == 2, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if not line.startswith(f"adamrepro: {side}: ")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-2000:]
+    assert lines[0].startswith("adamrepro: error: a worker process died while "), lines
+    assert "nothing was written: with --workers 1" in lines[0], lines
+    assert not list(tmp_path.rglob("*.json")), list(tmp_path.rglob("*"))
+    assert _group_gone(job.pid)
+
+
 def _group_gone(group: int, seconds: float = 10.0) -> bool:
     """Whether no process of the process group is left within `seconds` (workers die with
     their driver, and a process that just died may not be reaped yet)."""

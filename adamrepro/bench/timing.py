@@ -52,6 +52,7 @@ from adamrepro.runner.executors import (
     next_finished,
     report_pass,
     worker_data,
+    worker_death_advice,
     worker_pool,
 )
 from adamrepro.runner.group import RunCurve, step_sizes, train_group
@@ -215,8 +216,7 @@ def time_reference_in_workers(bench: _Bench, groups: list[Group],
                     raise UserError(
                         f"a worker process died while the reference loop trained run "
                         f"{run.run_id}, killed outright (most likely by the kernel for want "
-                        f"of memory: see dmesg); nothing was written: try --workers 1"
-                    ) from None
+                        f"of memory: see dmesg); {worker_death_advice()}") from None
                 peaks.append(peak)
         return [curves[run.run_id] for run in runs]
 

@@ -271,14 +271,14 @@ class LocalExecutor:
         with worker_pool(processes, self.data) as workers:
             def start(group: Group, must_start: bool) -> None:
                 known[group.group_id] = group  # a half of a group that did not fit
-                with signals_deferred(), _worker_deaths_said(group):
+                with signals_deferred(), _worker_deaths_said(group, checkpoints):
                     pending[workers.pool.submit(_attempt_in_worker, exp, group, checkpoints,
                                                 must_start)] = group
 
             def finished() -> tuple[Group, Outcome]:
                 group, future = next_finished(
                     pending, workers, lambda group_id, epoch: on_pass(known[group_id], epoch))
-                with _worker_deaths_said(group):
+                with _worker_deaths_said(group, checkpoints):
                     return group, future.result()
 
             with STOP.told(workers.stop):
@@ -354,18 +354,30 @@ def next_finished(pending: dict[Future, T], workers: Workers,
 
 
 @contextmanager
-def _worker_deaths_said(group: Group):
+def _worker_deaths_said(group: Group, checkpoints: CheckpointPolicy | None):
     """A worker process killed outright (SIGKILL: the kernel's out-of-memory killer, most
     likely, since workers leave Ctrl-C and SIGTERM to the driver) breaks the pool, whose
-    BrokenProcessPool was a traceback: one line, what is kept and what to do."""
+    BrokenProcessPool was a traceback: one line, what is kept and what to do. Without
+    `checkpoints` (`adamrepro bench`) nothing is kept: it said "run the same command again",
+    which would time everything again, where the bench's reference loop said "try
+    --workers 1" of the same death."""
     try:
         yield
     except BrokenProcessPool:
+        died = (f"a worker process died while group {group.group_id} ({group.method}) "
+                f"trained, killed outright (most likely by the kernel for want of memory: see "
+                f"dmesg); ")
+        if checkpoints is None:
+            raise UserError(died + worker_death_advice()) from None
         raise UserError(
-            f"a worker process died while group {group.group_id} ({group.method}) trained, "
-            f"killed outright (most likely by the kernel for want of memory: see dmesg); "
-            f"finished runs and saved checkpoints are kept: run the same command again, with "
-            f"--workers 1 or a smaller training.max_group_size if memory is short") from None
+            died + "finished runs and saved checkpoints are kept: run the same command "
+            "again, with --workers 1 or a smaller training.max_group_size if memory is "
+            "short") from None
+
+
+def worker_death_advice() -> str:
+    """What to do when a worker died where nothing is kept (the bench's two sides)."""
+    return "nothing was written: with --workers 1 one process trains, in less memory"
 
 
 _WORKER_DATA: TensorDataset | None = None  # the data a forked worker trains on
