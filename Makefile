@@ -42,7 +42,7 @@ test: data  ## the test suite, on the real data (fetched first; offline: one lin
 lint:  ## ruff on the Python, shellcheck (from the dev extras, beside PYTHON) on the shell scripts
 	$(PYTHON) -m ruff check adamrepro tests $(wildcard scripts)
 	"$$($(PYTHON) -c 'import os, sys; print(os.path.join(os.path.dirname(sys.executable), "shellcheck"))')" \
-		-S warning scripts/*.sh .ci/run
+		-S warning scripts/*.sh scripts/lib/*.sh .ci/run
 
 data:  ## download what is missing of every dataset into the data folder (checksummed)
 	@$(PYTHON) -m adamrepro fetch $(DATA_FLAG)

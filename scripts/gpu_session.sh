@@ -58,9 +58,9 @@ set -uo pipefail
 case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 # A relative RESULTS, ARCHIVE, BUNDLE or ADAMREPRO_DATA names a path from where the job was
 # started, as reproduce_paper.sh and measure_precision.sh read theirs (not from the repo).
-for name in RESULTS ARCHIVE BUNDLE ADAMREPRO_DATA; do
-    if [ -n "${!name:-}" ]; then export "$name=$(realpath -m -- "${!name}")"; fi
-done
+# shellcheck source=scripts/lib/paths.sh
+. "$(dirname "$0")/lib/paths.sh" || exit 2
+from_caller gpu_session RESULTS ARCHIVE BUNDLE ADAMREPRO_DATA
 cd "$(dirname "$0")/.." || exit 2
 # Every mistake in the command or the environment is refused here, in one line and exit 2,
 # before the setup or any stage runs and before anything is written: on a lent machine a

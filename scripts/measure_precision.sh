@@ -31,10 +31,12 @@
 set -euo pipefail
 # -h, --help: the comment above (what the script does, the variables it reads), nothing run
 case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
-# OUT and BASE as given are read from the folder the script is called from, not from the
-# repo root it works in (BASE=mybase, a folder there, was "not a folder")
-if [ -n "${OUT:-}" ]; then OUT=$(realpath -m -- "$OUT"); fi
-if [ -n "${BASE:-}" ]; then BASE=$(realpath -m -- "$BASE"); fi
+# OUT, BASE and ADAMREPRO_DATA as given are read from the folder the script is called from,
+# not from the repo root it works in (BASE=mybase, a folder there, was "not a folder"; a
+# relative ADAMREPRO_DATA was the repo's folder of that name)
+# shellcheck source=scripts/lib/paths.sh
+. "$(dirname "$0")/lib/paths.sh"
+from_caller measure_precision OUT BASE ADAMREPRO_DATA
 cd "$(dirname "$0")/.."
 SCALE="${SCALE-paper}"  # set but empty: refused below
 DEVICE="${DEVICE:-cuda}"

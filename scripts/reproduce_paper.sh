@@ -23,8 +23,9 @@ case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; 
 # OUT and ADAMREPRO_DATA as given are read from the folder the script is called from, not
 # from the repo root it works in (OUT=afile there was not found a file, and the results
 # would have gone under the repo); CONFIGS name the repo's configs/, as the examples do
-if [ -n "${OUT:-}" ]; then OUT=$(realpath -m -- "$OUT"); fi
-if [ -n "${ADAMREPRO_DATA:-}" ]; then ADAMREPRO_DATA=$(realpath -m -- "$ADAMREPRO_DATA"); fi
+# shellcheck source=scripts/lib/paths.sh
+. "$(dirname "$0")/lib/paths.sh"
+from_caller reproduce_paper OUT ADAMREPRO_DATA
 cd "$(dirname "$0")/.."
 refuse() {  # one line naming the variable and the fix, exit 2, before anything is fetched or run
     echo "reproduce_paper: $*" >&2
@@ -86,6 +87,10 @@ fi
 # Extra `run` flags, e.g. RUN_FLAGS=--unverified-data where CIFAR-10 is ../shared/data's
 # re-encoded copy (the readers that always check their files ignore it).
 RUN_FLAGS="${RUN_FLAGS:-}"
+# --data-dir reached `run` and not `fetch`, which fetched into the default folder meanwhile
+if [[ " $RUN_FLAGS " == *" --data-dir"* ]]; then
+    refuse "RUN_FLAGS passes --data-dir, which fetch would not get; set ADAMREPRO_DATA=DIR instead"
+fi
 BUDGET_MINUTES="${BUDGET_MINUTES:-}"
 # A number of minutes above 0 (awk would read abc or -1 as 0: one pass, then "budget spent").
 if [ -n "$BUDGET_MINUTES" ] && ! { [[ "$BUDGET_MINUTES" =~ ^([0-9]+[.]?[0-9]*|[.][0-9]+)$ ]] \

@@ -168,6 +168,12 @@ REPRODUCE_PAPER_MISTAKES = [
                                   "unset"),
     ({"ADAMREPRO_DATA": "@file/data"}, "ADAMREPRO_DATA=@file/data is under a file (@file); "
                                        "give ADAMREPRO_DATA a data folder"),
+    # realpath made a blank one a folder named " " in the caller's folder, fetched into
+    ({"ADAMREPRO_DATA": " "}, "ADAMREPRO_DATA is blank; unset it, or set it to a folder"),
+    ({"OUT": "\t"}, "OUT is blank; unset it, or set it to a folder"),
+    # it reached `run` and not `fetch`, which fetched into the default folder meanwhile
+    ({"RUN_FLAGS": "--unverified-data --data-dir @tmp/data"},
+     "RUN_FLAGS passes --data-dir, which fetch would not get; set ADAMREPRO_DATA=DIR instead"),
 ]
 if not __import__("torch").cuda.is_available():  # the default DEVICE where there is no GPU:
     # `run` refused it naming its own flag (--device cpu), which the script's user cannot pass
@@ -246,6 +252,7 @@ KNOWN = "cnn_cifar10 extensions logreg_imdb logreg_mnist mlp mlp_sfo vae_bias_co
     (["logreg_mnist"], {"SCALE": "huge"}, "SCALE=huge is not one of smoke|quick|paper"),
     (["logreg_mnist"], {"DEVICE": "gpu"}, "DEVICE=gpu is not one of auto|cpu|cuda"),
     (["logreg_mnist"], {"OUT": "@file"}, "OUT=@file is a file"),
+    (["logreg_mnist"], {"ADAMREPRO_DATA": " "}, "ADAMREPRO_DATA is blank; unset it"),
     (["logreg_mnist"], {"BASE": "@tmp/nobase"}, "BASE=@tmp/nobase is not a folder"),
     (["logreg_mnist", "mlp"], {"BASE": "@tmp/base"},
      "BASE=@tmp/base has no results of mlp (@tmp/base/mlp/best.csv is missing)"),
@@ -349,3 +356,25 @@ def test_measure_precision_trains_a_one_seed_base_s_points_again_with_seeds(tmp_
     runs = [call for call in stand_in[1].read_text().splitlines() if call.startswith("run ")]
     assert runs and all("--seeds 2 --only-selected" in call for call in runs), runs
 
+
+
+@pytest.mark.parametrize("name, args", [("reproduce_paper.sh", []),
+                                        ("measure_precision.sh", ["logreg_mnist"])])
+@pytest.mark.parametrize("given, meant", [("data", "caller/data"), ("~/data", "home/data"),
+                                          ("~", "home")])
+def test_a_data_folder_is_the_one_its_user_meant(tmp_path, name, args, given, meant):
+    """A relative ADAMREPRO_DATA named a folder of the repo (measure_precision.sh works from
+    its root), and a quoted ~ a folder named ~ in the caller's folder, where adamrepro reads a
+    ~ as the home folder. What adamrepro is handed is checked by a stand-in that records it."""
+    log = tmp_path / "data.log"
+    stand_in = tmp_path / "adamrepro-stand-in.sh"
+    stand_in.write_text(f'#!/bin/sh\necho "$ADAMREPRO_DATA" >> "{log}"\n')
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    env = clean_env(SCALE="smoke", DEVICE="cpu", OUT=str(tmp_path / "out"),
+                    ADAMREPRO=f"sh {stand_in}", CONFIGS="configs/logreg_mnist.yaml",
+                    ADAMREPRO_DATA=given, HOME=str(tmp_path / "home"))
+    subprocess.run(["bash", str(ROOT / "scripts" / name), *args], cwd=caller, env=env,
+                   capture_output=True, text=True, timeout=60)
+    seen = set(log.read_text().splitlines())
+    assert seen == {str(tmp_path / meant)}, seen

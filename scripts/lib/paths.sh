@@ -1,0 +1,27 @@
+# shellcheck shell=bash
+# Sourced by the scripts that work from the repo root (reproduce_paper.sh,
+# measure_precision.sh, gpu_session.sh), before they go there.
+#
+# from_caller SCRIPT VAR...: each VAR that is set and not empty becomes an absolute path, as
+# its user meant it: a relative one from the folder the script was called from (not the repo
+# root it works in), a leading ~ the home folder (as adamrepro reads $ADAMREPRO_DATA: a
+# quoted ~ reaches the script as it is, and realpath made it a folder named ~ there). A value
+# of blanks alone is refused in one line naming VAR, exit 2: realpath made it a folder named
+# " " in the caller's folder, where adamrepro refuses a blank $ADAMREPRO_DATA.
+from_caller() {
+    local script=$1 name value
+    shift
+    for name in "$@"; do
+        value=${!name:-}
+        [ -n "$value" ] || continue
+        if [ -z "${value//[[:space:]]/}" ]; then
+            echo "$script: $name is blank; unset it, or set it to a folder" >&2
+            exit 2
+        fi
+        # shellcheck disable=SC2088  # the ~ as typed, quoted, is what is matched
+        case "$value" in "~" | "~/"*) value="$HOME${value#\~}" ;; esac
+        # printf -v keeps the variable's export attribute as it was (set in the environment:
+        # exported; set in the script: not)
+        printf -v "$name" '%s' "$(realpath -m -- "$value")"
+    done
+}
