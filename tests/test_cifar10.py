@@ -387,8 +387,8 @@ def test_missing_files_offline_name_the_archive_the_folder_and_where(tmp_path, m
     assert str(err.value) == (
         f"CIFAR-10: {tmp_path / cifar10.ARCHIVE} is missing and could not be downloaded "
         f"({url}: [Errno 111] Connection refused); put the official cifar-10-python.tar.gz "
-        f"in {tmp_path} or pass --data-dir to where it is; or put the unpacked official "
-        f"archive (cifar-10-batches-py/data_batch_1, ...) in {tmp_path} "
+        f"in {tmp_path} or pass --data-dir (or set $ADAMREPRO_DATA) to where it is; or put "
+        f"the unpacked official archive (cifar-10-batches-py/data_batch_1, ...) in {tmp_path} "
         f"(scripts/offline_data.py lays out a local copy)")
 
 
@@ -534,7 +534,8 @@ def test_an_archive_that_cannot_be_unpacked_there_names_the_folder(tmp_path):
     with pytest.raises(UserError) as err:
         extract_tar(archive, into, "CIFAR-10")
     assert str(err.value) == (f"CIFAR-10: cannot make {into}: {tmp_path / 'afile'} is a file, "
-                              f"not a folder; pass --data-dir to a writable folder")
+                              f"not a folder; pass --data-dir (or set $ADAMREPRO_DATA) to a "
+                              f"writable folder")
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:

@@ -234,8 +234,8 @@ def test_a_data_folder_that_cannot_be_made_is_not_blamed_on_the_network(
     code, out, err = cli("fetch", dataset, "--data-dir", data)
     assert code == 2 and out == "", err
     assert err == (f"adamrepro: error: {what}: cannot make {data / layout}: "
-                   f"{tmp_path / 'afile'} is a file, not a folder; pass --data-dir to a "
-                   f"writable folder\n")
+                   f"{tmp_path / 'afile'} is a file, not a folder; pass --data-dir (or set "
+                   f"$ADAMREPRO_DATA) to a writable folder\n")
 
 
 def test_a_write_that_fails_midway_is_not_blamed_on_the_network(data_dir, tmp_path):
@@ -257,17 +257,18 @@ def test_a_write_that_fails_midway_is_not_blamed_on_the_network(data_dir, tmp_pa
                           preexec_fn=limit_file_size, timeout=120)
     assert done.returncode == 2 and done.stdout == "", done.stderr
     assert done.stderr == (f"adamrepro: error: MNIST: writing in {target / 'MNIST' / 'raw'} "
-                           f"failed (File too large); pass --data-dir to another folder\n")
+                           f"failed (File too large); pass --data-dir (or set "
+                           f"$ADAMREPRO_DATA) to another folder\n")
     assert not target.exists()  # no partial file, no folder made for it
 
 
 @pytest.mark.parametrize("code, said", [
-    (errno.EROFS, "{there} is not writable (Read-only file system); pass --data-dir to a "
-                  "writable folder"),
-    (errno.EACCES, "{there} is not writable (Permission denied); pass --data-dir to a "
-                   "writable folder"),
+    (errno.EROFS, "{there} is not writable (Read-only file system); pass --data-dir (or set "
+                  "$ADAMREPRO_DATA) to a writable folder"),
+    (errno.EACCES, "{there} is not writable (Permission denied); pass --data-dir (or set "
+                   "$ADAMREPRO_DATA) to a writable folder"),
     (errno.ENOSPC, "{there} is full (No space left on device); free some space there, or "
-                   "pass --data-dir to a folder on another disk"),
+                   "pass --data-dir (or set $ADAMREPRO_DATA) to a folder on another disk"),
 ])
 def test_what_the_filesystem_refused_is_worded_by_its_errno(code, said, tmp_path):
     """The errors a test cannot cause as root (which no permission stops) nor without root

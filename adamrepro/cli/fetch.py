@@ -22,7 +22,12 @@ def fetch(
 ) -> None:
     """Download what is missing and verify what is there."""
     from adamrepro.data import DATASETS
-    from adamrepro.data.download import MissingData, check_data_folder, default_data_dir
+    from adamrepro.data.download import (
+        MissingData,
+        check_data_folder,
+        data_dir_to,
+        default_data_dir,
+    )
 
     # Checked before any download: a typo must not wait for the others.
     names = (list(dict.fromkeys(_dataset_of(name) for name in datasets)) if datasets
@@ -54,7 +59,7 @@ def fetch(
                            for err in missing for where, files in err.places.items())
         raise UserError(f"datasets missing and could not be downloaded ({missing[-1].reason}); "
                         f"put {places} (scripts/offline_data.py lays out a local copy), or "
-                        f"pass --data-dir to where they are")
+                        f"{data_dir_to('where they are')}")
 
 
 def _dataset_of(name: str) -> str:

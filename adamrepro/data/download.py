@@ -131,6 +131,12 @@ def _writing():
         raise _WriteFailed(err) from err
 
 
+def data_dir_to(where: str) -> str:
+    """The fix that names another data folder: the flag of `adamrepro`, and the variable of
+    a script around it, whose user passes no flag (scripts/reproduce_paper.sh)."""
+    return f"pass --data-dir (or set $ADAMREPRO_DATA) to {where}"
+
+
 class NotWritable(UserError):
     """A data folder that takes no file: the fix is another --data-dir, whatever else the
     dataset's own message would suggest."""
@@ -144,16 +150,16 @@ def not_writable(what: str, folder: Path, error: OSError) -> NotWritable:
     while not os.path.exists(there) and there != there.parent:  # (false on any OSError)
         there = there.parent
     if os.path.exists(there) and not os.path.isdir(there):
-        problem, fix = f"{there} is a file, not a folder", "pass --data-dir to a writable folder"
+        problem, fix = f"{there} is a file, not a folder", data_dir_to("a writable folder")
     elif error.errno in (errno.ENOSPC, errno.EDQUOT):
         problem = f"{there} is full ({error.strerror})"
-        fix = "free some space there, or pass --data-dir to a folder on another disk"
+        fix = f"free some space there, or {data_dir_to('a folder on another disk')}"
     elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         problem = f"{there} is not writable ({error.strerror})"
-        fix = "pass --data-dir to a writable folder"
+        fix = data_dir_to("a writable folder")
     else:  # a name too long, an I/O error: the folder may be fine, the error says
         problem = f"writing in {there} failed ({error.strerror or error})"
-        fix = "pass --data-dir to another folder"
+        fix = data_dir_to("another folder")
     where = f"{what}: " if there == folder else f"{what}: cannot make {folder}: "
     return NotWritable(f"{where}{problem}; {fix}")
 
@@ -312,7 +318,7 @@ def ensure_file(folder: Path, name: str, md5: str, urls: list[str], what: str) -
     reason = unreachable[-1] if unreachable else "no URL"
     raise MissingData(
         f"{what}: {path} is missing and could not be downloaded ({reason}); put the official "
-        f"{name} in {folder} or pass --data-dir to where it is", {folder: [name]}, reason
+        f"{name} in {folder} or {data_dir_to('where it is')}", {folder: [name]}, reason
     )
 
 

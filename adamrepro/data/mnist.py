@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 
 from adamrepro.data.base import TensorDataset
-from adamrepro.data.download import MissingData, ensure_file, md5sum, url_from_env
+from adamrepro.data.download import MissingData, data_dir_to, ensure_file, md5sum, url_from_env
 from adamrepro.errors import UserError
 from adamrepro.options import Count, Frozen, options_model
 
@@ -121,8 +121,8 @@ def files(data_dir: Path) -> dict[str, Path]:
         names = [name for err in missing for name in err.places[folder]]
         raise MissingData(
             f"MNIST: {', '.join(names)} are missing and could not be downloaded "
-            f"({missing[-1].reason}); put the official files in {folder} or pass --data-dir "
-            f"to where they are", {folder: names}, missing[-1].reason)
+            f"({missing[-1].reason}); put the official files in {folder} or "
+            f"{data_dir_to('where they are')}", {folder: names}, missing[-1].reason)
     return found
 
 
