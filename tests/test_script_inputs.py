@@ -174,6 +174,12 @@ REPRODUCE_PAPER_MISTAKES = [
     # it reached `run` and not `fetch`, which fetched into the default folder meanwhile
     ({"RUN_FLAGS": "--unverified-data --data-dir @tmp/data"},
      "RUN_FLAGS passes --data-dir, which fetch would not get; set ADAMREPRO_DATA=DIR instead"),
+    # the shell splits RUN_FLAGS at a tab or a newline too: --data-dir reached `run` unrefused
+    ({"RUN_FLAGS": "--unverified-data\t--data-dir @tmp/data"}, "RUN_FLAGS passes --data-dir"),
+    ({"RUN_FLAGS": "\n--data-dir=@tmp/data"}, "RUN_FLAGS passes --data-dir"),
+    # adamrepro refuses a ~user of no known user; realpath made it a folder named ~user
+    ({"ADAMREPRO_DATA": "~no-such-user-here/data"},
+     "ADAMREPRO_DATA=~no-such-user-here/data: no user 'no-such-user-here' whose home"),
 ]
 if not __import__("torch").cuda.is_available():  # the default DEVICE where there is no GPU:
     # `run` refused it naming its own flag (--device cpu), which the script's user cannot pass
@@ -378,3 +384,22 @@ def test_a_data_folder_is_the_one_its_user_meant(tmp_path, name, args, given, me
                    capture_output=True, text=True, timeout=60)
     seen = set(log.read_text().splitlines())
     assert seen == {str(tmp_path / meant)}, seen
+
+
+def test_a_data_folder_under_a_user_s_home_is_there(tmp_path, stand_in):
+    """A quoted ~user/data, which adamrepro reads as that user's home (Path.expanduser), was
+    made a folder named ~user in the caller's folder."""
+    import pwd
+    me = pwd.getpwuid(os.getuid())
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    log = tmp_path / "data.log"
+    record = tmp_path / "record.sh"
+    record.write_text(f'#!/bin/sh\necho "$ADAMREPRO_DATA" >> "{log}"\n')
+    env = clean_env(SCALE="smoke", DEVICE="cpu", OUT=str(tmp_path / "out"),
+                    ADAMREPRO=f"sh {record}", CONFIGS="configs/logreg_mnist.yaml",
+                    ADAMREPRO_DATA=f"~{me.pw_name}/data")
+    subprocess.run(["bash", str(ROOT / "scripts" / "reproduce_paper.sh")], cwd=caller, env=env,
+                   capture_output=True, text=True, timeout=60)
+    expected = os.path.realpath(os.path.join(me.pw_dir, "data"))
+    assert set(log.read_text().splitlines()) == {expected}

@@ -9,7 +9,7 @@
 # of blanks alone is refused in one line naming VAR, exit 2: realpath made it a folder named
 # " " in the caller's folder, where adamrepro refuses a blank $ADAMREPRO_DATA.
 from_caller() {
-    local script=$1 name value
+    local script=$1 name value user home
     shift
     for name in "$@"; do
         value=${!name:-}
@@ -18,8 +18,25 @@ from_caller() {
             echo "$script: $name is blank; unset it, or set it to a folder" >&2
             exit 2
         fi
-        # shellcheck disable=SC2088  # the ~ as typed, quoted, is what is matched
-        case "$value" in "~" | "~/"*) value="$HOME${value#\~}" ;; esac
+        # ~ and ~user as Python's expanduser reads them (bash's own tilde expansion: $HOME,
+        # or where it is unset the user's home); a ~user of no known user adamrepro refuses,
+        # where realpath made it a folder named ~user
+        if [ "${value:0:1}" = "~" ]; then
+            user=${value%%/*}
+            user=${user:1}
+            home=""
+            if [ -z "$user" ]; then
+                home=~
+            elif [[ "$user" =~ ^[A-Za-z0-9._][A-Za-z0-9._-]*$ ]]; then
+                eval "home=~$user"  # a name of these characters alone: nothing else runs
+            fi
+            if [ -z "$home" ] || [ "$home" = "~$user" ]; then
+                echo "$script: $name=$value: no user '$user' whose home ~$user could stand" \
+                     "for; write the full path, or ~/$user for a folder in your own home" >&2
+                exit 2
+            fi
+            value=$home${value:${#user}+1}
+        fi
         # printf -v keeps the variable's export attribute as it was (set in the environment:
         # exported; set in the script: not)
         printf -v "$name" '%s' "$(realpath -m -- "$value")"
