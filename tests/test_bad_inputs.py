@@ -865,7 +865,8 @@ def test_unknown_command(cli):
 
 
 @pytest.mark.parametrize("command, blocked, flags", [
-    (("plot", "logreg_mnist"), "logreg_mnist/curves.png", "--out (results) or --data-dir (data)"),
+    (("plot", "logreg_mnist"), "logreg_mnist/curves.png",
+     "--out (results) or --data-dir (data; or $ADAMREPRO_DATA)"),
     (("report",), "report.md", "--out"),  # report has no --data-dir to offer
 ])
 def test_a_figure_or_report_it_cannot_write_is_one_line(command, blocked, flags, cli, tmp_path,
@@ -908,7 +909,7 @@ def test_a_full_disk_names_the_file_not_our_temporary_one(tmp_path):
     read_only = OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
     assert filesystem_problem(read_only, FOLDER_FLAGS["fetch"]) == (
         f"{path}: Read-only file system; the disk is mounted read-only: pass another "
-        f"--data-dir")
+        f"--data-dir (or $ADAMREPRO_DATA)")
 
 
 def test_a_kill_between_the_renames_of_a_set_is_told_not_read(tmp_path, used_out,

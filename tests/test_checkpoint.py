@@ -1155,7 +1155,8 @@ def test_a_tensor_file_the_disk_refuses_is_one_line(tmp_path, data_dir, workers,
     assert re.fullmatch(r"adamrepro: error: \S+/logreg_mnist/runs/" + file + r": File too "
                         r"large; the file is larger than this process may write \(ulimit -f\) "
                         r"or the filesystem holds: raise the limit, or pass --out \(results\) "
-                        r"or --data-dir \(data\) on another disk\n", done.stderr), done.stderr
+                        r"or --data-dir \(data; or \$ADAMREPRO_DATA\) on another disk\n",
+                        done.stderr), done.stderr
     assert not list(out.rglob("*.tmp"))
     # the provenance's `git status` under the limit wrote a refreshed index, cut off: its
     # index.lock, left in the repository, failed every git command after it

@@ -155,9 +155,12 @@ FILESYSTEM_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno
 
 
 # The folders each command's flags name: a fix offers only flags the command has.
-BOTH_FOLDERS = "--out (results) or --data-dir (data)"
+# The data folder is also $ADAMREPRO_DATA's: a script around adamrepro (reproduce_paper.sh)
+# passes no --data-dir, and its user sets the variable
+DATA_FOLDER = "--data-dir (or $ADAMREPRO_DATA)"
+BOTH_FOLDERS = "--out (results) or --data-dir (data; or $ADAMREPRO_DATA)"
 FOLDER_FLAGS = {"run": BOTH_FOLDERS, "plot": BOTH_FOLDERS, "bench": BOTH_FOLDERS,
-                "report": "--out", "compare": "--out", "fetch": "--data-dir"}
+                "report": "--out", "compare": "--out", "fetch": DATA_FOLDER}
 
 
 def filesystem_problem(err: OSError, flags: str | None = BOTH_FOLDERS) -> str:
