@@ -129,6 +129,11 @@ PRECISION_SCALE="${PRECISION_SCALE:-quick}"
 # results/ holds the committed paper-scale folders: a smaller SCALE writes results/<scale>.
 if [ "$SCALE" = paper ]; then RESULTS="${RESULTS:-results}"; else RESULTS="${RESULTS:-results/$SCALE}"; fi
 export ADAMREPRO_DATA="${ADAMREPRO_DATA:-$PWD/data}"
+# the bundle's data is unpacked into ADAMREPRO_DATA: a --data-dir in RUN_FLAGS reached the
+# precision stage's `run`, reading another folder, and was refused by the paper stage alone
+if passes_data_dir "${RUN_FLAGS:-}"; then
+    refuse "RUN_FLAGS passes --data-dir, which the setup would not fill; set ADAMREPRO_DATA=DIR instead"
+fi
 export PYTHONUNBUFFERED=1
 minutes SESSION_MINUTES
 minutes BUDGET_MINUTES

@@ -88,9 +88,7 @@ fi
 # re-encoded copy (the readers that always check their files ignore it).
 RUN_FLAGS="${RUN_FLAGS:-}"
 # --data-dir reached `run` and not `fetch`, which fetched into the default folder meanwhile
-# (as a word of its own, or --data-dir=DIR, after any blank the shell splits RUN_FLAGS at)
-data_dir_flag='(^|[[:space:]])--data-dir(=|[[:space:]]|$)'
-if [[ "$RUN_FLAGS" =~ $data_dir_flag ]]; then
+if passes_data_dir "$RUN_FLAGS"; then
     refuse "RUN_FLAGS passes --data-dir, which fetch would not get; set ADAMREPRO_DATA=DIR instead"
 fi
 BUDGET_MINUTES="${BUDGET_MINUTES:-}"

@@ -363,6 +363,12 @@ GPU_SESSION_MISTAKES = [
     # the typo was ignored
     pytest.param(["sfo"], {"BUNDLE": "{tmp}/nobundle"}, "BUNDLE={tmp}/nobundle is not a folder",
                  id="bundle"),
+    # the precision stage's `run` read that folder, not the one the setup filled; the paper
+    # stage (reproduce_paper.sh) refused it, after the stages before it
+    pytest.param(["sfo"], {"RUN_FLAGS": "--unverified-data --data-dir={tmp}/data"},
+                 "RUN_FLAGS passes --data-dir, which the setup would not fill; set "
+                 "ADAMREPRO_DATA=DIR instead", id="run-flags-data-dir"),
+    pytest.param(["sfo"], {"ADAMREPRO_DATA": " "}, "ADAMREPRO_DATA is blank", id="data-blank"),
 ]
 
 

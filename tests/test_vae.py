@@ -243,7 +243,9 @@ def test_the_smoke_run_on_real_data(tmp_path, data_dir, cli, monkeypatch):
     code, _, said = cli("plot", "vae_bias_correction", "--out", out)
     assert code == 0 and said.startswith("adamrepro: note: vae_samples: no reconstructions "
                                          "drawn: the mnist test images could not be read "
-                                         f"from {tmp_path / 'empty'}; pass plot --data-dir")
+                                         f"from {tmp_path / 'empty'}; to draw them, give "
+                                         f"plot --data-dir (or set $ADAMREPRO_DATA to) the "
+                                         f"data folder of the run")
     monkeypatch.setenv("ADAMREPRO_DATA", str(data_dir))
     assert cli("report", "--out", out)[0] == 0
     report = (out / "report.md").read_text()

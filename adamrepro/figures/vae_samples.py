@@ -106,8 +106,11 @@ def test_images(meta: dict, n: int, data_dir: Path | None) -> Tensor | None:
                             f"{dataset['name']} test images; pass --data-dir with the data "
                             f"folder of the run, or leave it out to draw the samples "
                             f"without reconstructions") from None
+        # the default folder: $ADAMREPRO_DATA's where set (a script around plot passes no
+        # flag, and its user sets the variable), else the cache's
         note(f"vae_samples: no reconstructions drawn: the {dataset['name']} test images could "
-             f"not be read from {folder}; pass plot --data-dir with the data folder of the run")
+             f"not be read from {folder}; to draw them, give plot --data-dir (or set "
+             f"$ADAMREPRO_DATA to) the data folder of the run")
         return None
     return data.test_x[:n].flatten(1).float()
 

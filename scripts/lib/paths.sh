@@ -42,3 +42,12 @@ from_caller() {
         printf -v "$name" '%s' "$(realpath -m -- "$value")"
     done
 }
+
+# passes_data_dir FLAGS: whether FLAGS (a RUN_FLAGS) passes --data-dir, as a word of its own
+# or as --data-dir=DIR, after any blank the shell splits it at. The scripts fetch, and unpack
+# a bundle, into $ADAMREPRO_DATA: a --data-dir reached `run` alone, which then read another
+# folder than the one filled.
+passes_data_dir() {
+    local pattern='(^|[[:space:]])--data-dir(=|[[:space:]]|$)'
+    [[ "$1" =~ $pattern ]]
+}
