@@ -431,18 +431,7 @@ def test_sigterm_while_the_reference_trains_in_workers_stops_at_once(tmp_path, d
     """The reference loop's workers are stopped as the batched side's are: a SIGTERM while
     they train ends the command at once, in one line, with nothing written and no worker
     left behind."""
-    command = [sys.executable, "-m", "adamrepro", "bench", "logreg_mnist", "--device", "cpu",
-               "--scale", "quick", "--passes", "2", "--out", str(tmp_path), "--data-dir",
-               str(data_dir), "--threads", "1", "--workers", "2"]
-    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True, start_new_session=True,
-                           env={**os.environ, "ADAMREPRO_PROGRESS_SECONDS": "0"})
-    seen = []
-    for line in job.stderr:  # the batched side's passes, then the reference's first
-        seen.append(line)
-        if line.startswith("adamrepro: reference: "):
-            break
-    assert job.poll() is None, "".join(seen)
+    job = _bench_in_workers_until(tmp_path, data_dir, "reference")
     os.killpg(job.pid, signal.SIGTERM)
     stderr = job.stderr.read()
     job.wait(timeout=60)
@@ -460,15 +449,7 @@ def test_a_worker_killed_outright_is_one_line_of_what_the_bench_keeps(tmp_path, 
     line, exit 2, nothing written. The batched side's line was `run`'s, "finished runs and
     saved checkpoints are kept: run the same command again", which would time it all again,
     beside the reference's "nothing was written" for the same death."""
-    command = [sys.executable, "-m", "adamrepro", "bench", "logreg_mnist", "--device", "cpu",
-               "--scale", "quick", "--passes", "2", "--out", str(tmp_path), "--data-dir",
-               str(data_dir), "--threads", "1", "--workers", "2"]
-    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True, start_new_session=True,
-                           env={**os.environ, "ADAMREPRO_PROGRESS_SECONDS": "0"})
-    for line in job.stderr:  # the side's first pass: its workers train
-        if line.startswith(f"adamrepro: {side}: "):
-            break
+    job = _bench_in_workers_until(tmp_path, data_dir, side)
     workers = Path(f"/proc/{job.pid}/task/{job.pid}/children").read_text().split()
     assert len(workers) == 2, workers
     os.kill(int(workers[0]), signal.SIGKILL)
@@ -481,6 +462,25 @@ def test_a_worker_killed_outright_is_one_line_of_what_the_bench_keeps(tmp_path, 
     assert "nothing was written: with --workers 1" in lines[0], lines
     assert not list(tmp_path.rglob("*.json")), list(tmp_path.rglob("*"))
     assert _group_gone(job.pid)
+
+
+def _bench_in_workers_until(tmp_path: Path, data_dir: Path, side: str) -> subprocess.Popen:
+    """A quick bench of 2 passes in 2 workers, in a session of its own, once `side`
+    ("batched" or "reference") has trained its first pass: its workers train (the quick
+    scale's 32 runs take seconds a side)."""
+    command = [sys.executable, "-m", "adamrepro", "bench", "logreg_mnist", "--device", "cpu",
+               "--scale", "quick", "--passes", "2", "--out", str(tmp_path), "--data-dir",
+               str(data_dir), "--threads", "1", "--workers", "2"]
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True,
+                           env={**os.environ, "ADAMREPRO_PROGRESS_SECONDS": "0"})
+    seen = []
+    for line in job.stderr:
+        seen.append(line)
+        if line.startswith(f"adamrepro: {side}: "):
+            break
+    assert job.poll() is None, "".join(seen)
+    return job
 
 
 def _group_gone(group: int, seconds: float = 10.0) -> bool:
