@@ -171,23 +171,24 @@ def timed_groups(exp: Experiment) -> tuple[list[Group], list[str]]:
     return groups, not_timed
 
 
-def time_in_workers(exp: Experiment, groups: list[Group], executor: LocalExecutor,
-                    memory: PeakMemory, batched: Phase, counts: dict[str, FlopCount | None],
-                    samples_per_pass: int, on_run_passes: Callable[[int], None]) -> int:
+def time_in_workers(bench: _Bench, groups: list[Group], executor: LocalExecutor,
+                    counts: dict[str, FlopCount | None]) -> int:
     """Every group at once in the executor's worker processes, as `adamrepro run` trains
-    them, timed together into `batched`; returns the largest worker's peak resident memory."""
+    them, timed together into `bench.batched`; returns the largest worker's peak resident
+    memory."""
     reported: dict[str, int] = {}
 
     def worker_pass(group: Group, epoch: int) -> None:
-        on_run_passes(group.size * (epoch - reported.get(group.group_id, 0)))
+        bench.on_progress("batched", group.size * (epoch - reported.get(group.group_id, 0)),
+                          bench.totals["batched"])
         reported[group.group_id] = epoch
 
-    finished, timing = _timed(executor.device, memory, lambda: list(
-        executor.run(exp, groups, worker_pass)))
+    finished, timing = _timed(bench.device, bench.memory, lambda: list(
+        executor.run(bench.exp, groups, worker_pass)))
     for group, curves in finished:
-        batched.add(list(group.runs), curves, batched_passes(curves), counts[group.group_id],
-                    samples_per_pass)
-    batched.took(timing)
+        bench.batched.add(list(group.runs), curves, batched_passes(curves),
+                          counts[group.group_id], bench.samples_per_pass)
+    bench.batched.took(timing)
     return children_peak_rss()
 
 
@@ -196,8 +197,7 @@ def time_reference_in_workers(bench: _Bench, groups: list[Group],
     """The reference loop's runs of every group at once in `processes` worker processes of
     one thread, as the batched side trained its groups (time_in_workers), timed together
     into `bench.reference`; returns the largest worker's peak resident memory."""
-    chosen = {group.group_id: list(group.runs[: bench.reference_runs or group.size])
-              for group in groups}
+    chosen = {group.group_id: bench.chosen(group) for group in groups}
     runs = [run for group in groups for run in chosen[group.group_id]]
     peaks: list[int] = []
 
@@ -273,9 +273,7 @@ def run_bench(exp: Experiment, scale: str, data: TensorDataset, device: torch.de
     processes = executor.processes(len(groups))
     worker_memory = reference_memory = None
     if processes > 1:
-        worker_memory = time_in_workers(
-            exp, groups, executor, bench.memory, bench.batched, counts, bench.samples_per_pass,
-            lambda n: on_progress("batched", n, bench.totals["batched"]))
+        worker_memory = time_in_workers(bench, groups, executor, counts)
         reference_memory = time_reference_in_workers(bench, groups, counts, processes)
     else:
         for group in groups:
@@ -367,6 +365,10 @@ class _Bench:
         phase.add(runs, curves, passes_computed(curves), count, self.samples_per_pass)
         phase.took(timing)
 
+    def chosen(self, group: Group) -> list[RunSpec]:
+        """The runs of `group` the reference loop trains: its first `reference_runs`."""
+        return list(group.runs[: self.reference_runs or group.size])
+
     def progress(self, what: str, size: int) -> Callable[[int], None]:
         """A per-pass callback that reports `size` run-passes of `what` each pass."""
         return lambda epoch: self.on_progress(what, size, self.totals[what])
@@ -384,7 +386,7 @@ def _time_group(bench: _Bench, group: Group, count: FlopCount | None) -> None:
                    lambda: train_group(bench.eager_exp, group, data,
                                        bench.progress("eager", group.size), cuda_graphs=False),
                    batched_passes)
-    chosen = list(group.runs[: bench.reference_runs or group.size])
+    chosen = bench.chosen(group)
     bench.time(bench.reference, chosen, count,
                lambda: [train_run(exp, run, data, bench.reference_passes,
                                   bench.progress("reference", 1), bench.host)

@@ -87,8 +87,11 @@ def closure_by_keyword(cls: type) -> bool:
     positional argument at all, only `**kwargs`. Positionally otherwise, as torch calls
     `step(closure)`, so a step that names its one argument otherwise is still given it."""
     parameters = _step_parameters(cls)
-    if parameters is None:
-        return False
+    return parameters is not None and _by_keyword(parameters)
+
+
+def _by_keyword(parameters: list[inspect.Parameter]) -> bool:
+    """`closure_by_keyword` of a step with these parameters (after self)."""
     if any(p.kind == p.KEYWORD_ONLY and p.name == "closure" for p in parameters):
         return True
     if any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
@@ -121,7 +124,7 @@ def _check_step(cls: type, needs_closure: bool) -> None:
     required = [p.name for p in positional + keyword_only if p.default is p.empty]
     # `def step(self, *, closure=None)` is as legitimate as torch's `step(closure=None)`
     takes_one = (bool(positional) or any(p.kind == p.VAR_POSITIONAL for p in parameters)
-                 or closure_by_keyword(cls))
+                 or _by_keyword(parameters))
     if needs_closure and not takes_one:
         raise ValueError(f"{cls.__name__}.step takes no closure, which the method is to be "
                          f"given (`closure: true`); remove `closure: true`")
