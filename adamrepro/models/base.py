@@ -83,6 +83,12 @@ def shared_input(x: Tensor) -> bool:
     return x.shape[0] > 1 and x.stride(0) == 0
 
 
+def one_input(x: Tensor) -> bool:
+    """True when every run reads the same input: one run, or a stride-0 view
+    (`shared_input`)."""
+    return x.shape[0] == 1 or x.stride(0) == 0
+
+
 class BatchedModel(nn.Module):
     """The interface the runner relies on; subclasses set layers in `__init__`, declare
     `METRICS`, and implement `objective` and `evaluate`."""
@@ -131,6 +137,11 @@ class BatchedModel(nn.Module):
         """The data term of the training objective, in training mode: mean over the batch
         per run, shape (G,). The runner adds `penalty()`."""
         raise NotImplementedError
+
+    def regularized_objective(self, batch: Batch) -> Tensor:
+        """What a training step minimizes, per run (G,): `objective` plus `penalty`. A model
+        may compute the two together (logreg's `fused_objective`)."""
+        return self.objective(batch) + self.penalty()
 
     def evaluate(self, batch: Batch, generator: torch.Generator | None) -> dict[str, Tensor]:
         """Every declared metric, in evaluation mode: mean over the batch per run, (G,)."""

@@ -181,7 +181,7 @@ def training_objective(model, batch: dict[str, Tensor], precision) -> Tensor:
     """The training objective of a minibatch, per run, at the training precision: what every
     step minimizes (the L2 penalty included), with or without a closure."""
     with precision.forward():
-        return model.objective(batch) + model.penalty()
+        return model.regularized_objective(batch)
 
 
 class TrainStep:
