@@ -144,3 +144,36 @@ def test_a_whole_group_trains_the_same_curves_both_ways(data):
                 torch.testing.assert_close(torch.tensor([row[column] for row in a.rows[1:]]),
                                            torch.tensor([row[column] for row in b.rows[1:]]),
                                            rtol=rtol, atol=0)
+
+
+def test_out_major_weights_change_no_arithmetic_of_the_autograd_path(data):
+    """For adamrepro's own optimizers the runner stores the weights out-major
+    (`lay_out_for`), which the fused matmuls read without a copy; the autograd path copies
+    them into its own matrix, so in float32 it trains bit for bit as on contiguous weights.
+    A torch optimizer (which may `view` a parameter) gets contiguous ones."""
+    from adamrepro.optim import build
+
+    G = 4
+    models = []
+    for elementwise in (True, False):
+        model = LogReg(logreg_options({"l2": 1e-3, "fused_objective": "auto"}, "model"),
+                       (28, 28), 10, seeds=list(range(G)))
+        model.lay_out_for(elementwise)
+        models.append(model)
+    laid_out, plain = (model.linear.weight for model in models)
+    assert not laid_out.is_contiguous() and plain.is_contiguous()
+    assert torch.equal(laid_out, plain)
+    D, C = laid_out.shape[1:]
+    assert laid_out.transpose(1, 2).reshape(G * C, D).data_ptr() == laid_out.data_ptr()
+    optimizers = [build("adam", list(model.parameters()), lr=torch.full((G,), 1e-2))
+                  for model in models]
+    for step in range(6):
+        for model, optimizer in zip(models, optimizers, strict=True):
+            model.opts = model.opts.model_copy(update={"fused_objective": False})
+            batch = shared_batch(data, G, 128 * step, 128)
+            optimizer.zero_grad()
+            model.regularized_objective(batch).sum().backward()
+            optimizer.step()
+    assert torch.equal(laid_out, plain) and not laid_out.is_contiguous()
+    assert not torch.equal(plain, LogReg(models[1].opts, (28, 28), 10,
+                                         seeds=list(range(G))).linear.weight)  # it trained

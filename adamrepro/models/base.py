@@ -48,6 +48,15 @@ class StackedLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+def out_major(weight: Tensor) -> Tensor:
+    """The (G, in, out) weights of G runs, the same values, with each run's block stored
+    (out, in) as nn.Linear stores it: the weights of all runs are then a (G·out, in) matrix
+    without a copy, `weight.transpose(1, 2).reshape(G·out, in)`, while each run's block
+    stays whole in memory, so an update with per-run factors still runs over each run's
+    weights as one flat loop."""
+    return weight.transpose(1, 2).contiguous().transpose(1, 2)
+
+
 def init_weight(fan_in: int, fan_out: int, init: str, scale: float,
                 generator: torch.Generator) -> Tensor:
     """`zeros`; `normal`: N(0, scale²); `glorot`: U(±scale·√(6/(fan_in+fan_out)));
@@ -137,6 +146,13 @@ class BatchedModel(nn.Module):
         """The data term of the training objective, in training mode: mean over the batch
         per run, shape (G,). The runner adds `penalty()`."""
         raise NotImplementedError
+
+    def lay_out_for(self, elementwise_optimizer: bool) -> None:
+        """Called by the runner on a model just built, before its optimizer is: a model may
+        store a parameter with other strides (the same shape and values) where the group's
+        optimizer is adamrepro's own batchable one, which updates every element alike
+        whatever the layout (tests/optim/test_layouts.py); another optimizer may `view` a
+        parameter (torch.optim.LBFGS does) and gets contiguous ones. Default: nothing."""
 
     def regularized_objective(self, batch: Batch) -> Tensor:
         """What a training step minimizes, per run (G,): `objective` plus `penalty`. A model

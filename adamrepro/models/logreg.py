@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import Tensor
+from torch import Tensor, nn
 
 from adamrepro.errors import UserError
 from adamrepro.models.base import (
@@ -24,9 +24,13 @@ from adamrepro.models.base import (
     dropout,
     l2_penalty,
     one_input,
+    out_major,
     shared_input,
 )
-from adamrepro.models.fused_softmax import softmax_regression_objective
+from adamrepro.models.fused_softmax import (
+    softmax_regression_metrics,
+    softmax_regression_objective,
+)
 from adamrepro.options import AutoOrBool, Frozen, options_model
 
 
@@ -132,6 +136,15 @@ class LogReg(Classifier):
         self.linear = StackedLinear(seeds, in_features, outputs, opts.init,
                                     opts.init_scale, layer_index=0)
 
+    def lay_out_for(self, elementwise_optimizer: bool) -> None:
+        # out-major where the fused objective may run, for its (G·classes, D) matmuls
+        # (fused_softmax.py): no copy of the weights into it, nor of their gradient out of
+        # it, each step (~7% of a step of Fig. 1 (left)'s groups). The shared-input autograd
+        # path copies the weights into its (D, G·classes) matrix either way, so its
+        # arithmetic is the same whatever the storage.
+        if elementwise_optimizer and self._may_fuse(self.opts):
+            self.linear.weight = nn.Parameter(out_major(self.linear.weight.detach()))
+
     def forward(self, x, train):
         if train and self.opts.input_dropout > 0 and self._sparse_on(x.device):
             return self._sparse_forward(x, None)
@@ -174,13 +187,23 @@ class LogReg(Classifier):
                 self.opts.l2)
         return super().regularized_objective(batch)
 
+    def evaluate(self, batch, generator):
+        x, y = batch["x"], batch["y"]
+        if self._fused_on(x.device) and one_input(x) and one_input(y):
+            loss, correct = softmax_regression_metrics(
+                self.cast(x[:1].flatten(2))[0], self.linear.weight, self.linear.bias, y[0])
+            return {"loss": loss, "acc": correct.double() / y.shape[1]}
+        return super().evaluate(batch, generator)
+
+    @staticmethod
+    def _may_fuse(opts: Options) -> bool:
+        return not opts.binary and opts.input_dropout == 0 and opts.fused_objective is not False
+
     def _fused_on(self, device: torch.device) -> bool:
         """Whether `fused_objective` applies to this model on `device` (the minibatch must
         also be one for every run, outside bfloat16 autocast)."""
-        if self.opts.binary or self.opts.input_dropout > 0:
-            return False
-        return self.opts.fused_objective is True or (
-            self.opts.fused_objective == "auto" and device.type == "cpu")
+        return self._may_fuse(self.opts) and (
+            self.opts.fused_objective is True or device.type == "cpu")
 
     def objective(self, batch):
         if "run_input" in batch:

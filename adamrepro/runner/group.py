@@ -79,6 +79,8 @@ def build_model(exp: Experiment, group: Group, data: TensorDataset, device: torc
     opts = cls.options(dict(group.model), "model")
     dtype = getattr(torch, exp.training.dtype)
     model = cls(opts, data.feature_shape, data.num_classes, group.seeds).to(device, dtype)
+    found = group.resolved
+    model.lay_out_for(found.builtin and found.capabilities.batchable)
     model.generator = group_generator(model.noise_identity(group.noise_id), device,
                                       TRAIN_NOISE)
     model.channels_last = channels_last_on(exp.training, device)
