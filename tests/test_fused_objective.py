@@ -177,3 +177,34 @@ def test_out_major_weights_change_no_arithmetic_of_the_autograd_path(data):
     assert torch.equal(laid_out, plain) and not laid_out.is_contiguous()
     assert not torch.equal(plain, LogReg(models[1].opts, (28, 28), 10,
                                          seeds=list(range(G))).linear.weight)  # it trained
+
+
+def test_the_evaluation_is_the_generic_one_ties_infinities_and_nans_included():
+    """`softmax_regression_metrics` against the generic loss and argmax: small integer
+    logits tie often (argmax takes the first largest), and some runs get NaN, +inf and
+    -inf logits (argmax takes the first NaN for the largest)."""
+    from adamrepro.models.base import softmax_cross_entropy
+    from adamrepro.models.fused_softmax import softmax_regression_metrics
+
+    generator = torch.Generator().manual_seed(0)
+    G, B, D, C = 3, 50, 4, 5
+    ties = 0
+    for trial in range(60):
+        def draw(*shape, low=-2, high=3):
+            return torch.randint(low, high, shape, generator=generator).double()
+        x, weight, bias = draw(B, D), draw(G, D, C), draw(G, 1, C, low=-1, high=2)
+        if trial % 3 == 0:
+            weight[0, 0, 1] = float("nan")
+        if trial % 5 == 0:
+            bias[1, 0, 2] = float("inf")
+        if trial % 7 == 0:
+            bias[2, 0, :] = -float("inf")
+        y = torch.randint(0, C, (B,), generator=generator)
+        loss, correct = softmax_regression_metrics(x, weight, bias, y)
+        z = torch.baddbmm(bias, x.expand(G, B, D), weight)
+        top = z.amax(-1, keepdim=True)
+        ties += int(((z == top).sum(-1) > 1).sum())
+        assert torch.equal(correct, (z.argmax(-1) == y).sum(1)), trial
+        torch.testing.assert_close(loss, softmax_cross_entropy(z, y.expand(G, B)).mean(1),
+                                   rtol=1e-12, atol=0, equal_nan=True)
+    assert ties > 100
