@@ -182,16 +182,17 @@ class LogReg(Classifier):
         x, y = batch["x"], batch["y"]
         if self._fused_on(x.device) and one_input(x) and one_input(y) and \
                 not torch.is_autocast_enabled(x.device.type):
-            return softmax_regression_objective(
-                self.cast(x[:1].flatten(2))[0], self.linear.weight, self.linear.bias, y[0],
-                self.opts.l2)
+            weight = self.linear.weight
+            return softmax_regression_objective(x[0].flatten(1).to(weight.dtype), weight,
+                                                self.linear.bias, y[0], self.opts.l2)
         return super().regularized_objective(batch)
 
     def evaluate(self, batch, generator):
         x, y = batch["x"], batch["y"]
         if self._fused_on(x.device) and one_input(x) and one_input(y):
-            loss, correct = softmax_regression_metrics(
-                self.cast(x[:1].flatten(2))[0], self.linear.weight, self.linear.bias, y[0])
+            weight = self.linear.weight
+            loss, correct = softmax_regression_metrics(x[0].flatten(1).to(weight.dtype),
+                                                       weight, self.linear.bias, y[0])
             return {"loss": loss, "acc": correct.double() / y.shape[1]}
         return super().evaluate(batch, generator)
 

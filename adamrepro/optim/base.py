@@ -273,6 +273,17 @@ class GridOptimizer(torch.optim.Optimizer):
         so one graph is compiled, not two (the state-creating step's would be another)."""
         self._compiled_updates = compile_method(self._updates, **options)
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch's, without the profiler range and the dynamo wrapper around it, which cost
+        ~55 µs a call on a CPU: 4% of a step of Fig. 1 (left)'s groups, whose forward,
+        backward and update take ~1.4 ms. Zeroing in place (`set_to_none=False`) is torch's."""
+        if not set_to_none:
+            super().zero_grad(set_to_none=False)
+            return
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None

@@ -93,6 +93,30 @@ def test_step_without_gradients_changes_nothing(case):
         assert all(torch.equal(before[1][i][k], after[1][i][k]) for k in before[1][i])
 
 
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad_is_torchs(set_to_none):
+    """GridOptimizer's own zero_grad (without torch's profiler range and dynamo wrapper):
+    every gradient None, or zeroed in place, as torch.optim.Optimizer's leaves them; a
+    parameter without one keeps none, in every param group."""
+    ours = [torch.ones(3, requires_grad=True) for _ in range(3)]
+    theirs = [p.detach().clone().requires_grad_(True) for p in ours]
+    optimizers = [build("adam", [{"params": params[:2]}, {"params": params[2:], "lr": 1e-2}])
+                  for params in (ours, theirs)]
+    torch.optim.Optimizer.zero_grad(optimizers[1], set_to_none=set_to_none)
+    for params in (ours, theirs):
+        params[0].grad = torch.full((3,), 2.0)
+        params[2].grad = torch.full((3,), 3.0)
+    kept = ours[0].grad
+    optimizers[0].zero_grad(set_to_none=set_to_none)
+    torch.optim.Optimizer.zero_grad(optimizers[1], set_to_none=set_to_none)
+    for a, b in zip(ours, theirs, strict=True):
+        assert (a.grad is None) == (b.grad is None)
+        assert a.grad is None or torch.equal(a.grad, b.grad)
+    assert ours[1].grad is None
+    assert (ours[0].grad is None) if set_to_none else (ours[0].grad is kept and
+                                                       not kept.any())
+
+
 # ---------------------------------------------------------------- resuming
 
 @pytest.mark.parametrize("case", CASES, **ids)
