@@ -25,10 +25,12 @@ import yaml
 from same_curves import seeds_together
 
 from adamrepro.bench.kernels import (
+    applicable,
     bench_kernels,
     compare,
     float64_check,
     passed,
+    pick_group,
     variant_experiment,
     verdict,
 )
@@ -385,6 +387,39 @@ def test_bench_kernels_script_times_every_switch(tmp_path, data_dir):
     smoke = load_experiment(REPO / "configs" / "logreg_mnist.yaml").at_scale("smoke")
     assert (logreg["config_digest"] == config_digest(smoke)).all()
     assert (logreg["seeds"].astype(str) == ";".join([str(smoke.seed)] * 7)).all()  # 7 lrs
+
+
+def test_the_fused_objective_variant_times_it_where_the_plain_loop_does_not_fuse(data_dir):
+    """`fused_objective` times logreg's fused objective against the plain loop where that
+    one trains through autograd: a GPU's `auto`, or here a CPU told `fused_objective:
+    false`. Its float64 steps are autograd's and its float32 losses within rounding (same);
+    where the plain loop fuses already (a CPU's `auto`), or a model has none (the MLP), it
+    is left out."""
+    def logreg(fused):
+        return parse_experiment({
+            "name": "kernels", "title": "fused == autograd",
+            "dataset": {"name": "mnist", "train_size": 1024, "test_size": 256},
+            "model": {"name": "logreg", "l2": 1e-3, "fused_objective": fused},
+            "training": {"batch_size": 128, "epochs": 1},
+            "seeds": 1, "seed": 0,
+            "methods": {"adam": {"optimizer": "adam", "grid": {"lr": [1e-3, 1e-1]}}},
+        }, "test")
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    auto = pick_group(logreg("auto"), None)
+    assert applicable(["fused_objective"], auto, cpu) == []
+    assert applicable(["fused_objective"], auto, cuda) == ["fused_objective"]
+    assert applicable(["fused_objective"], pick_group(mlp_experiment(), None), cuda) == []
+    exp = logreg(False)
+    data = load_data(exp, data_dir, cpu)
+    result = bench_kernels(exp, data, cpu, ["fused_objective"], steps=4, repeats=1)
+    rows = {row["variant"]: row for row in result["rows"]}
+    assert list(rows) == ["plain", "fused_objective"], result["failed"]
+    fused = rows["fused_objective"]
+    assert fused["verdict"] == "same" and fused["float64_same"]
+    # another summation order, not the plain loop itself
+    assert 0 < fused["float64_max_relative_difference"] < 1e-12
+    assert 0 < fused["max_relative_difference"] < 1e-4
 
 
 def test_a_precision_variant_passes_only_where_its_float64_steps_are_the_plain_loops():

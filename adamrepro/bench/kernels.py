@@ -45,7 +45,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -78,7 +78,13 @@ VARIANTS: dict[str, dict] = {
     # scripts/measure_precision.sh judges over whole runs against the seed spread.
     "tf32": {"precision": "tf32"},
     "bf16": {"precision": "bf16"},
+    # A model's implementation option where its `auto` leaves it off (logreg's fused
+    # objective on a GPU; a CPU's plain loop already takes it): MODEL_VARIANTS says which.
+    "fused_objective": {},
 }
+# name -> the model options the variant sets over the group's (the plain loop keeps the
+# config's, `auto` included)
+MODEL_VARIANTS: dict[str, dict] = {"fused_objective": {"fused_objective": True}}
 # The variants that round more coarsely by design: their verdict is `other precision`
 PRECISION_VARIANTS = frozenset(name for name, update in VARIANTS.items() if "precision" in update)
 
@@ -94,6 +100,8 @@ def applicable(names: list[str], group: Group, device: torch.device) -> list[str
             continue
         if name == "tf32" and device.type != "cuda":
             continue  # no TF32 units: the same float32 arithmetic as the plain loop
+        if name == "fused_objective" and not _fuses_only_in_variant(group, device):
+            continue  # a CPU's `auto` fuses already; a model without it has nothing to fuse
         keep.append(name)
     return keep
 
@@ -110,6 +118,25 @@ NUDGE_FACTOR = 10.0
 # gradient show in the losses (it moves them from the second step), few enough to cost little
 # beside the timed float32 steps.
 FLOAT64_STEPS = 8
+
+
+def _fuses_only_in_variant(group: Group, device: torch.device) -> bool:
+    """Whether the `fused_objective` variant fuses the group's model on `device` where the
+    plain loop (the config's options, `auto` included) does not."""
+    cls = MODELS[group.model["name"]]
+    fuses_on = getattr(cls, "fuses_on", None)
+    if fuses_on is None:
+        return False
+    variant = variant_group(group, "fused_objective")
+    return (fuses_on(cls.options(dict(variant.model), "model"), device)
+            and not fuses_on(cls.options(dict(group.model), "model"), device))
+
+
+def variant_group(group: Group, name: str) -> Group:
+    """`group` with the variant's model options (MODEL_VARIANTS) over its own: the same
+    runs, identity and noise, since such options change how a model computes, not what."""
+    update = MODEL_VARIANTS.get(name)
+    return replace(group, model={**group.model, **update}) if update else group
 
 
 def variant_experiment(exp: Experiment, name: str) -> Experiment:
@@ -254,8 +281,8 @@ def bench_kernels(exp: Experiment, data: TensorDataset, device: torch.device,
     for name in names:
         on_variant(name)
         try:
-            stepper = Stepper(variant_experiment(exp, name), group, data,
-                              cuda_graphs=name != "no_cuda_graphs")
+            stepper = Stepper(variant_experiment(exp, name), variant_group(group, name),
+                              data, cuda_graphs=name != "no_cuda_graphs")
             warmup_seconds[name] = timed(device, lambda s=stepper: s.run(warmup))
         except Exception as err:  # a switch that fails here: say so and time the others
             if name == "plain":
@@ -312,7 +339,7 @@ def float64_check(variants: dict[str, Experiment], group: Group,
     rtol, atol = CHECK_RTOL["float64"], CHECK_ATOL["float64"]
     for name, exp in variants.items():
         try:
-            stepper = Stepper(in_float64(exp), group, data,
+            stepper = Stepper(in_float64(exp), variant_group(group, name), data,
                               cuda_graphs=name != "no_cuda_graphs")
             stepper.run(FLOAT64_STEPS)
         except Exception as err:  # a switch that cannot train in float64: say so, go on

@@ -143,7 +143,7 @@ class LogReg(Classifier):
         # it, each step (~7% of a step of Fig. 1 (left)'s groups). The shared-input autograd
         # path copies the weights into its (D, G·classes) matrix either way, so its
         # arithmetic is the same whatever the storage.
-        if elementwise_optimizer and self._may_fuse(self.opts):
+        if elementwise_optimizer and self.may_fuse(self.opts):
             self.linear.weight = nn.Parameter(out_major(self.linear.weight.detach()))
 
     def forward(self, x, train):
@@ -198,14 +198,19 @@ class LogReg(Classifier):
         return super().evaluate(batch, generator)
 
     @staticmethod
-    def _may_fuse(opts: Options) -> bool:
+    def may_fuse(opts: Options) -> bool:
+        """Whether `fused_objective` can apply to a model of these options, on some device."""
         return not opts.binary and opts.input_dropout == 0 and opts.fused_objective is not False
 
+    @classmethod
+    def fuses_on(cls, opts: Options, device: torch.device) -> bool:
+        """Whether `fused_objective` applies to a model of these options on `device` (the
+        minibatch must also be one for every run, outside bfloat16 autocast); the kernel
+        bench asks, to time it where `auto` leaves it off."""
+        return cls.may_fuse(opts) and (opts.fused_objective is True or device.type == "cpu")
+
     def _fused_on(self, device: torch.device) -> bool:
-        """Whether `fused_objective` applies to this model on `device` (the minibatch must
-        also be one for every run, outside bfloat16 autocast)."""
-        return self._may_fuse(self.opts) and (
-            self.opts.fused_objective is True or device.type == "cpu")
+        return self.fuses_on(self.opts, device)
 
     def objective(self, batch):
         if "run_input" in batch:
