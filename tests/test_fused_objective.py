@@ -179,6 +179,19 @@ def test_out_major_weights_change_no_arithmetic_of_the_autograd_path(data):
                                          seeds=list(range(G))).linear.weight)  # it trained
 
 
+@pytest.mark.parametrize(("fused", "out_major"), [("auto", False), (True, True),
+                                                   (False, False)])
+def test_weights_are_out_major_only_where_the_fused_objective_runs(fused, out_major):
+    """Off a CPU (`meta` here, as a GPU) `auto` trains through autograd, whose group of one
+    run reads the weights in `baddbmm`: they stay contiguous there, as they were before the
+    fused objective; `true` fuses on any device, and lays them out for it."""
+    G = 1
+    model = LogReg(logreg_options({"fused_objective": fused}, "model"), (28, 28), 10,
+                   seeds=list(range(G))).to("meta")
+    model.lay_out_for(True)
+    assert model.linear.weight.is_contiguous() != out_major
+
+
 def test_the_evaluation_is_the_generic_one_ties_infinities_and_nans_included():
     """`softmax_regression_metrics` against the generic loss and argmax: small integer
     logits tie often (argmax takes the first largest), and some runs get NaN, +inf and

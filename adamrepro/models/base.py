@@ -148,11 +148,12 @@ class BatchedModel(nn.Module):
         raise NotImplementedError
 
     def lay_out_for(self, elementwise_optimizer: bool) -> None:
-        """Called by the runner on a model just built, before its optimizer is: a model may
-        store a parameter with other strides (the same shape and values) where the group's
-        optimizer is adamrepro's own batchable one, which updates every element alike
-        whatever the layout (tests/optim/test_layouts.py); another optimizer may `view` a
-        parameter (torch.optim.LBFGS does) and gets contiguous ones. Default: nothing."""
+        """Called by the runner on a model just built on its device, before its optimizer
+        is: a model may store a parameter with other strides (the same shape and values)
+        where the group's optimizer is adamrepro's own batchable one, which updates every
+        element alike whatever the layout (tests/optim/test_layouts.py); another optimizer
+        may `view` a parameter (torch.optim.LBFGS does) and gets contiguous ones. Default:
+        nothing."""
 
     def regularized_objective(self, batch: Batch) -> Tensor:
         """What a training step minimizes, per run (G,): `objective` plus `penalty`. A model

@@ -138,12 +138,14 @@ class LogReg(Classifier):
                                     opts.init_scale, layer_index=0)
 
     def lay_out_for(self, elementwise_optimizer: bool) -> None:
-        # out-major where the fused objective may run, for its (G·classes, D) matmuls
-        # (fused_softmax.py): no copy of the weights into it, nor of their gradient out of
-        # it, each step (~7% of a step of Fig. 1 (left)'s groups). The shared-input autograd
-        # path copies the weights into its (D, G·classes) matrix either way, so its
-        # arithmetic is the same whatever the storage.
-        if elementwise_optimizer and self.may_fuse(self.opts):
+        # out-major where the fused objective may run on the model's device, for its
+        # (G·classes, D) matmuls (fused_softmax.py): no copy of the weights into it, nor of
+        # their gradient out of it, each step (~7% of a step of Fig. 1 (left)'s groups).
+        # Nowhere else (a GPU's `auto`): a group of one run trains through `baddbmm`, which
+        # would read out-major weights as another matmul operand and copy its gradient into
+        # them every step. Where the autograd path still meets them (bfloat16 autocast), the
+        # shared-input path copies the weights into its (D, G·classes) matrix either way.
+        if elementwise_optimizer and self._fused_on(self.linear.weight.device):
             self.linear.weight = nn.Parameter(out_major(self.linear.weight.detach()))
 
     def forward(self, x, train):
