@@ -192,6 +192,19 @@ def test_weights_are_out_major_only_where_the_fused_objective_runs(fused, out_ma
     assert model.linear.weight.is_contiguous() != out_major
 
 
+def test_saved_parameters_are_contiguous_whatever_layout_they_trained_in(data):
+    """`training.save_params` keeps each run's final parameters: the fused objective trains
+    out-major weights (`lay_out_for`), and its runs' files hold them in the same contiguous
+    layout as autograd's, so `view` and other readers take either."""
+    exp = experiment(True, "float32", epochs=1)
+    exp = exp.model_copy(update={"training": exp.training.model_copy(
+        update={"save_params": True})})
+    group = plan(exp)[0]
+    curves = train_group(exp, group, data)
+    assert all(p.is_contiguous() for curve in curves for p in curve.params.values())
+    assert curves[0].params["linear.weight"].shape == (28 * 28, 10)
+
+
 def test_the_evaluation_is_the_generic_one_ties_infinities_and_nans_included():
     """`softmax_regression_metrics` against the generic loss and argmax: small integer
     logits tie often (argmax takes the first largest), and some runs get NaN, +inf and

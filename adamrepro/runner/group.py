@@ -673,6 +673,9 @@ def _train_group(exp: Experiment, group: Group, data: TensorDataset,
     if training.save_params:
         with evaluated_params(optimizer), torch.no_grad():
             for g, curve in enumerate(curves):
-                curve.params = {name: p[g].detach().cpu().clone()
+                # contiguous whatever layout the parameter trained in (`lay_out_for`): a
+                # run's file does not depend on how it was computed
+                curve.params = {name: p[g].detach().cpu().clone(
+                                    memory_format=torch.contiguous_format)
                                 for name, p in model.named_parameters()}
     return curves
