@@ -2,7 +2,8 @@
 
 Every variant trains the same group (one method's first group at the chosen scale) on the
 same data from the same initial weights, minibatch order and dropout draws, with one set
-of switches (`VARIANTS`) on and the others off; the first, `plain`, has every switch off
+of switches (`VARIANTS`; for `fused_objective` a model option, `MODEL_VARIANTS`) on and the
+others off; the first, `plain`, has every switch off
 (CUDA graphs on a GPU, as `adamrepro run` trains; on a CPU `run` also takes channels_last
 for a CNN, `training.channels_last: auto`). Each variant first takes `warmup` steps, timed
 apart: they hold torch.compile's compilation, the CUDA graph's capture and the allocator's

@@ -144,7 +144,8 @@ class BatchedModel(nn.Module):
 
     def objective(self, batch: Batch) -> Tensor:
         """The data term of the training objective, in training mode: mean over the batch
-        per run, shape (G,). The runner adds `penalty()`."""
+        per run, shape (G,). `regularized_objective`, what the runner trains, adds
+        `penalty()` to it."""
         raise NotImplementedError
 
     def lay_out_for(self, elementwise_optimizer: bool) -> None:
