@@ -442,6 +442,30 @@ def test_compare_accepts_other_kernel_switches_and_names_them(results, cli, tmp_
     assert (table["deviation"] == 0).all()  # the same curves, copied
 
 
+def test_compare_accepts_another_model_implementation_and_names_it(results, cli, tmp_path):
+    """A folder trained with a model's implementation option set otherwise (logreg's
+    `fused_objective: false`: autograd on a CPU) computes the same runs up to rounding:
+    compare measures them and says which option differs; another model option is another
+    config."""
+    other = tmp_path / "autograd"
+    shutil.copytree(results / "fp32" / "logreg_mnist", other / "logreg_mnist")
+    path = other / "logreg_mnist" / "config.json"
+    meta = json.loads(path.read_text())
+    assert "fused_objective" not in meta["config"]["model"]
+    meta["config"]["model"]["fused_objective"] = False
+    path.write_text(json.dumps(meta))
+    code, out, err = cli("compare", results / "fp32", other)
+    assert code == 0, err
+    assert "fp32, fused_objective off within the seed spread" in out
+    table = pd.read_csv(other / "compare" / "logreg_mnist.csv")
+    assert set(table["base_switches"]) == {"fused_objective auto"}
+    assert set(table["other_switches"]) == {"fused_objective off"}
+    meta["config"]["model"]["l2"] = 1.0
+    path.write_text(json.dumps(meta))
+    code, out, err = cli("compare", results / "fp32", other)
+    assert code == 2 and "model.l2" in err and "differ" in err, err
+
+
 @pytest.mark.parametrize("case", ["missing-base", "empty-other", "unknown-experiment",
                                   "one-seed", "unmatched-seed", "other-config",
                                   "unknown-metric", "out-is-a-file", "same-folder-one-seed"])

@@ -38,15 +38,21 @@ import pandas as pd
 from adamrepro.config import KERNEL_SWITCHES, Experiment, recorded_config
 from adamrepro.errors import UserError, note
 from adamrepro.metrics import metric_set
+from adamrepro.models import MODELS
 from adamrepro.results.select import ORIGIN
 from adamrepro.results.tables import in_config_order, read_results, variant_of
 
 VERDICTS = ("within", "beyond")
+# A model's options that choose how it computes, not what (`IMPLEMENTATION_OPTIONS`: logreg's
+# sparse_input and fused_objective), as a kernel switch does
+MODEL_SWITCHES = tuple(sorted({name for model in MODELS.values()
+                               for name in model.IMPLEMENTATION_OPTIONS}))
 # Config keys that may differ between the two folders: what is being compared (the
-# precision, or a kernel switch, which moves the curves by rounding alone: README,
-# "Kernels"), the number of seeds (OTHER may hold more), and the title.
+# precision, a kernel switch or a model's implementation option, which move the curves by
+# rounding alone: README, "Kernels"), the number of seeds (OTHER may hold more), and the
+# title.
 MAY_DIFFER = (("training", "precision"), *(("training", name) for name in KERNEL_SWITCHES),
-              ("seeds",), ("title",))
+              *(("model", name) for name in MODEL_SWITCHES), ("seeds",), ("title",))
 
 
 @dataclass
@@ -294,16 +300,26 @@ def _precision(curves: pd.DataFrame, config: Experiment) -> str:
 
 
 def _switches(base: Experiment, other: Experiment) -> tuple[str, str]:
-    """The kernel switches the two configs set differently, as text for each side
-    ("channels_last off"; `auto` as written, the device column says where it ran)."""
+    """The kernel switches and model implementation options the two configs set
+    differently, as text for each side ("channels_last off"; `auto` as written, the device
+    column says where it ran)."""
     def text(value) -> str:
         return {True: "on", False: "off"}.get(value, str(value))
 
-    training = base.training, other.training
-    differ = [name for name in KERNEL_SWITCHES
-              if getattr(training[0], name) != getattr(training[1], name)]
-    return tuple(", ".join(f"{name} {text(getattr(side, name))}" for name in differ)
-                 for side in training)
+    sides = [{**{name: getattr(exp.training, name) for name in KERNEL_SWITCHES},
+              **_model_switches(exp)} for exp in (base, other)]
+    differ = [name for name in sides[0] if sides[0][name] != sides[1].get(name)]
+    return tuple(", ".join(f"{name} {text(side.get(name))}" for name in differ)
+                 for side in sides)
+
+
+def _model_switches(exp: Experiment) -> dict:
+    """The experiment's model's implementation options, defaults included."""
+    cls = MODELS.get(exp.model.get("name"))
+    if cls is None or not cls.IMPLEMENTATION_OPTIONS:
+        return {}
+    opts = cls.options(dict(exp.model), "model")
+    return {name: getattr(opts, name) for name in cls.IMPLEMENTATION_OPTIONS}
 
 
 def _check_same_config(base: Path, other: Path, base_meta: dict, other_meta: dict) -> None:
