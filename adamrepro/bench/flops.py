@@ -62,7 +62,7 @@ def flop_count(exp: Experiment, group: Group, data: TensorDataset) -> FlopCount 
         model = build_model(exp, single, data, torch.device("cpu"))
         # the data may be on a GPU; the model built here is on the CPU
         batch = {k: v[: max(sizes)].unsqueeze(0).cpu() for k, v in data.train.items()}
-        step = _counted(lambda: (model.objective(batch) + model.penalty()).sum().backward())
+        step = _counted(lambda: model.regularized_objective(batch).sum().backward())
         chunk = min(exp.training.eval_batch_size, len(data.train_x))
         evaluation = {k: v[:chunk].unsqueeze(0).cpu() for k, v in data.train.items()}
         with torch.no_grad():

@@ -44,15 +44,8 @@ class SoftmaxRegressionObjective(torch.autograd.Function):
         G, D, C = weight.shape
         B = x.shape[0]
         z = logits(x, weight, bias)
-        top = z.amax(1, keepdim=True)
-        # an infinite maximum, made finite, still gives an infinite logsumexp, where z − ∞
-        # would give NaN (torch.logsumexp zeroes it instead, in two more operations)
-        largest = torch.finfo(z.dtype).max
-        top.clamp_(-largest, largest)
-        exps = (z - top).exp_()
-        sums = exps.sum(1, keepdim=True)
         labels = y.view(1, 1, B).expand(G, 1, B)
-        losses = sums.log().add_(top).sub_(z.gather(1, labels))
+        losses, exps, sums = cross_entropy(z, labels, z.amax(1, keepdim=True))
         objective = losses.view(G, B).mean(1)
         if l2 != 0.0:
             objective = objective + 0.5 * l2 * weight.square().flatten(1).sum(1)
@@ -88,6 +81,18 @@ def logits(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return z
 
 
+def cross_entropy(z: Tensor, labels: Tensor, top: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(G, 1, B) losses logsumexp(z) − z_y over the classes of (G, C, B) logits, given their
+    maximum `top` (G, 1, B), with the softmax's parts: the shifted exponentials and their
+    sums. An infinite maximum, made finite, still gives an infinite logsumexp, where z − ∞
+    would give NaN (torch.logsumexp zeroes it instead, in two more operations)."""
+    largest = torch.finfo(z.dtype).max
+    shift = top.clamp(-largest, largest)
+    exps = (z - shift).exp_()
+    sums = exps.sum(1, keepdim=True)
+    return sums.log().add_(shift).sub_(z.gather(1, labels)), exps, sums
+
+
 def softmax_regression_objective(x: Tensor, weight: Tensor, bias: Tensor, y: Tensor,
                                  l2: float) -> Tensor:
     """Per run (G,): mean softmax cross-entropy of x·W_g + b_g against y, plus (l2/2)·‖W_g‖²;
@@ -113,10 +118,7 @@ def softmax_regression_metrics(x: Tensor, weight: Tensor, bias: Tensor,
     z = logits(x, weight, bias)
     top = z.amax(1, keepdim=True)  # NaN where a logit is
     labels = y.view(1, 1, B).expand(G, 1, B)
-    largest = torch.finfo(z.dtype).max
-    shift = top.clamp(-largest, largest)
-    losses = (z - shift).exp_().sum(1, keepdim=True).log_().add_(shift).sub_(
-        z.gather(1, labels))
+    losses, _, _ = cross_entropy(z, labels, top)
     picked = (z == top).logical_or_(z.isnan())
     rank = torch.arange(C, 0, -1, device=z.device, dtype=torch.uint8 if C < 256 else
                         torch.int32).view(1, C, 1)

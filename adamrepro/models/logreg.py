@@ -182,22 +182,29 @@ class LogReg(Classifier):
         return ()
 
     def regularized_objective(self, batch):
-        x, y = batch["x"], batch["y"]
-        if self._fused_on(x.device) and one_input(x) and one_input(y) and \
-                not torch.is_autocast_enabled(x.device.type):
-            weight = self.linear.weight
-            return softmax_regression_objective(x[0].flatten(1).to(weight.dtype), weight,
-                                                self.linear.bias, y[0], self.opts.l2)
+        one = self._fused_inputs(batch)
+        if one is not None and not torch.is_autocast_enabled(one[0].device.type):
+            x, y = one
+            return softmax_regression_objective(x, self.linear.weight, self.linear.bias, y,
+                                                self.opts.l2)
         return super().regularized_objective(batch)
 
     def evaluate(self, batch, generator):
-        x, y = batch["x"], batch["y"]
-        if self._fused_on(x.device) and one_input(x) and one_input(y):
-            weight = self.linear.weight
-            loss, correct = softmax_regression_metrics(x[0].flatten(1).to(weight.dtype),
-                                                       weight, self.linear.bias, y[0])
-            return {"loss": loss, "acc": correct.double() / y.shape[1]}
+        one = self._fused_inputs(batch)
+        if one is not None:
+            x, y = one
+            loss, correct = softmax_regression_metrics(x, self.linear.weight,
+                                                       self.linear.bias, y)
+            return {"loss": loss, "acc": correct.double() / len(y)}
         return super().evaluate(batch, generator)
+
+    def _fused_inputs(self, batch) -> tuple[Tensor, Tensor] | None:
+        """Where the fused path applies: the one minibatch every run reads, (B, D) in the
+        weights' dtype, and its labels (B,); else None."""
+        x, y = batch["x"], batch["y"]
+        if not (self._fused_on(x.device) and one_input(x) and one_input(y)):
+            return None
+        return x[0].flatten(1).to(self.linear.weight.dtype), y[0]
 
     @staticmethod
     def may_fuse(opts: Options) -> bool:
