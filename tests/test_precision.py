@@ -422,44 +422,29 @@ def test_compare_on_the_cpu_names_tf32_as_it_ran(results, cli):
             f"{methods};") in out
 
 
-def test_compare_accepts_other_kernel_switches_and_names_them(results, cli, tmp_path):
-    """A folder written with a kernel switch set otherwise (the committed results, made
-    before `channels_last: auto`, say false) computes the same runs up to rounding: compare
-    measures them, and says which switch differs."""
-    other = tmp_path / "nchw"
+@pytest.mark.parametrize(("section", "key", "written"), [("training", "channels_last", "auto"),
+                                                         ("model", "fused_objective", None)])
+def test_compare_accepts_another_switch_and_names_it(results, cli, tmp_path, section, key,
+                                                     written):
+    """A folder written with a kernel switch or a model's implementation option set
+    otherwise (the committed results, made before `channels_last: auto`, say false; logreg's
+    `fused_objective: false` trains through autograd on a CPU) computes the same runs up to
+    rounding: compare measures them, and says which setting differs. Any other model
+    setting makes another config."""
+    other = tmp_path / "other"
     shutil.copytree(results / "fp32" / "logreg_mnist", other / "logreg_mnist")
     path = other / "logreg_mnist" / "config.json"
     meta = json.loads(path.read_text())
-    assert meta["config"]["training"]["channels_last"] == "auto"
-    meta["config"]["training"]["channels_last"] = False
+    assert meta["config"][section].get(key) == written
+    meta["config"][section][key] = False
     path.write_text(json.dumps(meta))
     code, out, err = cli("compare", results / "fp32", other)
     assert code == 0, err
-    assert "fp32, channels_last off within the seed spread" in out
+    assert f"fp32, {key} off within the seed spread" in out
     table = pd.read_csv(other / "compare" / "logreg_mnist.csv")
-    assert set(table["base_switches"]) == {"channels_last auto"}
-    assert set(table["other_switches"]) == {"channels_last off"}
+    assert set(table["base_switches"]) == {f"{key} auto"}
+    assert set(table["other_switches"]) == {f"{key} off"}
     assert (table["deviation"] == 0).all()  # the same curves, copied
-
-
-def test_compare_accepts_another_model_implementation_and_names_it(results, cli, tmp_path):
-    """A folder trained with a model's implementation option set otherwise (logreg's
-    `fused_objective: false`: autograd on a CPU) computes the same runs up to rounding:
-    compare measures them and says which option differs; another model option is another
-    config."""
-    other = tmp_path / "autograd"
-    shutil.copytree(results / "fp32" / "logreg_mnist", other / "logreg_mnist")
-    path = other / "logreg_mnist" / "config.json"
-    meta = json.loads(path.read_text())
-    assert "fused_objective" not in meta["config"]["model"]
-    meta["config"]["model"]["fused_objective"] = False
-    path.write_text(json.dumps(meta))
-    code, out, err = cli("compare", results / "fp32", other)
-    assert code == 0, err
-    assert "fp32, fused_objective off within the seed spread" in out
-    table = pd.read_csv(other / "compare" / "logreg_mnist.csv")
-    assert set(table["base_switches"]) == {"fused_objective auto"}
-    assert set(table["other_switches"]) == {"fused_objective off"}
     meta["config"]["model"]["l2"] = 1.0
     path.write_text(json.dumps(meta))
     code, out, err = cli("compare", results / "fp32", other)
