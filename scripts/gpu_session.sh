@@ -56,12 +56,14 @@
 set -uo pipefail
 # -h, --help: the comment above (what the script does, the variables it reads), nothing run
 case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+# this script's own folder, through a symlink too (one in ~/bin was not the repo's scripts/)
+scripts_dir=$(dirname -- "$(readlink -f -- "$0" 2>/dev/null || printf '%s\n' "$0")")
 # A relative RESULTS, ARCHIVE, BUNDLE or ADAMREPRO_DATA names a path from where the job was
 # started, as reproduce_paper.sh and measure_precision.sh read theirs (not from the repo).
 # shellcheck source=scripts/lib/paths.sh
-. "$(dirname "$0")/lib/paths.sh" || exit 2
+. "$scripts_dir/lib/paths.sh" || exit 2
 from_caller gpu_session RESULTS ARCHIVE BUNDLE ADAMREPRO_DATA
-cd "$(dirname "$0")/.." || exit 2
+cd "$scripts_dir/.." || exit 2
 # Every mistake in the command or the environment is refused here, in one line and exit 2,
 # before the setup or any stage runs and before anything is written: on a lent machine a
 # mistake found later costs the device time of the setup and of every stage before it.

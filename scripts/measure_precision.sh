@@ -31,13 +31,15 @@
 set -euo pipefail
 # -h, --help: the comment above (what the script does, the variables it reads), nothing run
 case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+# this script's own folder, through a symlink too (one in ~/bin was not the repo's scripts/)
+scripts_dir=$(dirname -- "$(readlink -f -- "$0" 2>/dev/null || printf '%s\n' "$0")")
 # OUT, BASE and ADAMREPRO_DATA as given are read from the folder the script is called from,
 # not from the repo root it works in (BASE=mybase, a folder there, was "not a folder"; a
 # relative ADAMREPRO_DATA was the repo's folder of that name)
 # shellcheck source=scripts/lib/paths.sh
-. "$(dirname "$0")/lib/paths.sh"
+. "$scripts_dir/lib/paths.sh"
 from_caller measure_precision OUT BASE ADAMREPRO_DATA
-cd "$(dirname "$0")/.."
+cd "$scripts_dir/.."
 SCALE="${SCALE-paper}"  # set but empty: refused below
 DEVICE="${DEVICE:-cuda}"
 OUT="${OUT:-results/precision-$SCALE}"

@@ -19,7 +19,9 @@ set -euo pipefail
 # -h, --help: the comment above (what the script does, the variables it reads), nothing run
 case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 here="$PWD"  # --data as given is read from the folder the script is called from
-cd "$(dirname "$0")/.."
+# this script's own folder, through a symlink too (one in ~/bin was not the repo's scripts/)
+scripts_dir=$(dirname -- "$(readlink -f -- "$0" 2>/dev/null || printf '%s\n' "$0")")
+cd "$scripts_dir/.."
 
 DATA="" DATASETS="mnist imdb cifar10" PY="3.12" MAX_MIB=64
 # pydantic and its needs. The GPU machine lent here has pytest (the device tool's KINDS.md), so

@@ -20,13 +20,15 @@
 set -euo pipefail
 # -h, --help: the comment above (what the script does, the variables it reads), nothing run
 case "${1:-}" in -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+# this script's own folder, through a symlink too (one in ~/bin was not the repo's scripts/)
+scripts_dir=$(dirname -- "$(readlink -f -- "$0" 2>/dev/null || printf '%s\n' "$0")")
 # OUT and ADAMREPRO_DATA as given are read from the folder the script is called from, not
 # from the repo root it works in (OUT=afile there was not found a file, and the results
 # would have gone under the repo); CONFIGS name the repo's configs/, as the examples do
 # shellcheck source=scripts/lib/paths.sh
-. "$(dirname "$0")/lib/paths.sh"
+. "$scripts_dir/lib/paths.sh"
 from_caller reproduce_paper OUT ADAMREPRO_DATA
-cd "$(dirname "$0")/.."
+cd "$scripts_dir/.."
 refuse() {  # one line naming the variable and the fix, exit 2, before anything is fetched or run
     echo "reproduce_paper: $*" >&2
     exit 2

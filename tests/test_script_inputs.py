@@ -214,6 +214,29 @@ def test_a_script_s_help_is_its_header_and_runs_nothing(tmp_path, stand_in, name
     assert not stand_in[1].exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("name", "args", "env", "said"), [
+    ("reproduce_paper.sh", [], {"DEVICE": "gpu"}, "reproduce_paper: DEVICE=gpu is not one of"),
+    ("measure_precision.sh", ["logreg_mnist"], {"SCALE": "huge"},
+     "measure_precision: SCALE=huge is not one of"),
+    ("gpu_session.sh", ["sfoo"], {}, "gpu_session: unknown stage sfoo")])
+def test_a_script_called_through_a_symlink_finds_the_repo(tmp_path, stand_in, name, args,
+                                                          env, said):
+    """A script linked from elsewhere (~/bin) looked for its lib/ and the repo beside the
+    link ("lib/paths.sh: No such file or directory"): it follows the link, and refuses a
+    mistake as it does when called where it lies."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / name).symlink_to(ROOT / "scripts" / name)
+    done = subprocess.run(
+        ["bash", str(bin_dir / name), *args], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, env=clean_env(**{"SCALE": "smoke", "DEVICE": "cpu",
+                                       "OUT": str(tmp_path / "out"), "ADAMREPRO": stand_in[0],
+                                       **env}))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert said in done.stderr and "No such file" not in done.stderr, done.stderr
+    assert not stand_in[1].exists() and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("args", [["configs/mlp.yaml"], ["--scale", "quick"]])
 def test_reproduce_paper_refuses_an_argument(tmp_path, stand_in, args):
     done = script("reproduce_paper.sh", tmp_path, stand_in, *args)
