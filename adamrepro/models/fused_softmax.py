@@ -41,8 +41,7 @@ class SoftmaxRegressionObjective(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, y: Tensor,
                 l2: float) -> Tensor:
-        G, D, C = weight.shape
-        B = x.shape[0]
+        G, B = weight.shape[0], x.shape[0]
         z = logits(x, weight, bias)
         labels = y.view(1, 1, B).expand(G, 1, B)
         losses, exps, sums = cross_entropy(z, labels, z.amax(1, keepdim=True))
@@ -113,7 +112,7 @@ def softmax_regression_metrics(x: Tensor, weight: Tensor, bias: Tensor,
     slow. `argmax` over a middle dimension is slower still, so the first largest logit is
     found as the one of largest weight C − c among the largest: torch's argmax, NaN
     included (it takes a NaN for the largest, the first one if there are several)."""
-    G, D, C = weight.shape
+    G, C = weight.shape[0], weight.shape[2]
     B = x.shape[0]
     z = logits(x, weight, bias)
     top = z.amax(1, keepdim=True)  # NaN where a logit is

@@ -207,16 +207,13 @@ class LogReg(Classifier):
         return x[0].flatten(1).to(self.linear.weight.dtype), y[0]
 
     @staticmethod
-    def may_fuse(opts: Options) -> bool:
-        """Whether `fused_objective` can apply to a model of these options, on some device."""
-        return not opts.binary and opts.input_dropout == 0 and opts.fused_objective is not False
-
-    @classmethod
-    def fuses_on(cls, opts: Options, device: torch.device) -> bool:
+    def fuses_on(opts: Options, device: torch.device) -> bool:
         """Whether `fused_objective` applies to a model of these options on `device` (the
         minibatch must also be one for every run, outside bfloat16 autocast); the kernel
         bench asks, to time it where `auto` leaves it off."""
-        return cls.may_fuse(opts) and (opts.fused_objective is True or device.type == "cpu")
+        if opts.binary or opts.input_dropout > 0 or opts.fused_objective is False:
+            return False
+        return opts.fused_objective is True or device.type == "cpu"
 
     def _fused_on(self, device: torch.device) -> bool:
         return self.fuses_on(self.opts, device)
