@@ -556,3 +556,7 @@ def test_a_busy_machine_is_said_from_what_others_took_while_each_side_ran(capsys
     assert said(0.1, 0.2, 1.9) == ""  # the load average of earlier jobs: not this bench's
     assert "load average 1.9" in said(math.nan, math.nan, 1.9)
     assert said(math.nan, math.nan, 0.5) == ""
+    # one side unknown: the other still said, whichever it is
+    assert "0.90 while the reference side ran" in said(math.nan, 0.9, 0.0)
+    assert "0.90 while the batched side ran" in said(0.9, math.nan, 0.0)
+    assert said(math.nan, 0.1, 1.9) == ""

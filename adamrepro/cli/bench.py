@@ -271,7 +271,9 @@ def _note_busy(result: dict) -> None:
                  f"{load['cpu_count']} cores); timings are noisy, --threads 1 suffers less "
                  f"from it")
         return
-    if max(took.values()) > BUSY_CORES:
+    # One side unknown (its /proc/stat read failed) must not hide the other: max() over a
+    # NaN answers by the order of its arguments.
+    if max(cores for cores in took.values() if not math.isnan(cores)) > BUSY_CORES:
         said = ", ".join(f"{cores:.2f} while the {side} side ran" for side, cores in
                          took.items())
         note(f"other processes took cores of the {load['cpu_count']} here ({said}, on "
