@@ -1449,6 +1449,41 @@ def test_a_folder_of_runs_from_several_commits_says_which_method_each_trained(tm
         assert f"{commit[:12]} ({', '.join(methods)})" in report, commit
 
 
+def test_a_folder_of_runs_from_several_devices_says_which_method_each_trained_on(tmp_path):
+    """The committed Fig. 1 left mixes runs trained in two ways on its CPU (threads, worker
+    processes), and a sweep cut off on a GPU and resumed on a CPU mixes more (the device is
+    not in a run's id): the provenance names each device and torch version with the methods
+    it trained, not the last command's alone as every run's."""
+    import shutil
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parent.parent / "results" / "logreg_mnist"
+    shutil.copytree(source, tmp_path / "logreg_mnist", ignore=shutil.ignore_patterns("runs"))
+    assert main(["report", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    curves = pd.read_csv(tmp_path / "logreg_mnist" / "curves.csv")
+    devices = curves.groupby("device")["method"].unique()
+    assert len(devices) > 1
+    assert "The runs' devices: " + "; ".join(
+        f"{device} ({', '.join(methods)})" for device, methods in devices.items()) in report
+    assert "The runs' torch versions" not in report  # one torch version: nothing to say
+
+
+def test_a_per_second_comparison_of_runs_on_different_devices_says_so():
+    """Seconds measured on a GPU against seconds on a CPU measure the devices: Fig. 2b's
+    per-second and per-pass claims name each method's device where they differ."""
+    gpu = [{**row, "device": "cuda: NVIDIA H100"}
+           for row in runs("adam", scaled(1.0), seconds_per_pass=0.1)]
+    m = measured(gpu, runs("sfo", scaled(0.9), seconds_per_pass=0.7))
+    for verdict in (SlowerPerPass("sfo", "adam")(m), BeatsPerSecond("adam", "sfo")(m)):
+        said = verdict.numbers.partition("on different devices: ")[2]
+        assert {"adam on cuda: NVIDIA H100", "sfo on cpu"} <= set(said.rstrip("]").split("; ")), \
+            verdict.numbers
+    same = measured(runs("adam", scaled(1.0), seconds_per_pass=0.1),
+                    runs("sfo", scaled(0.9), seconds_per_pass=0.7))
+    assert "devices" not in SlowerPerPass("sfo", "adam")(same).numbers
+
+
 def test_a_reading_on_a_column_the_tables_lack_is_not_measurable_and_makes_no_note():
     """Fig. 1 left's full-set rereadings on tables whose train_loss_full is empty (an older
     model's): not measurable, not 'diverged', and no note in the paper's rows."""

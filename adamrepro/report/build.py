@@ -234,6 +234,25 @@ def _seeds(curves) -> str:
     return f"{count(len(seeds), 'seed')} ({', '.join(map(str, seeds))})"
 
 
+# Provenance columns besides the commit that a resumed or reused sweep may mix (device is not
+# in a run's id: a sweep cut off on a GPU and finished on a CPU keeps both): the line above
+# named config.json's alone, the last command's, for runs it did not train.
+MIXED_PROVENANCE = (("torch_version", "torch versions"), ("device", "devices"))
+
+
+def _mixed(curves, column: str, words: str) -> str:
+    """'. The runs' devices: A (adam, adagrad); B (sgd_nesterov)' where the runs of `curves`
+    differ in `column`, else ''."""
+    if column not in curves.columns:
+        return ""
+    values = curves[column].astype(str)
+    if values.nunique() < 2:
+        return ""
+    return f". The runs' {words}: " + "; ".join(
+        f"{value} ({', '.join(dict.fromkeys(curves.loc[values == value, 'method']))})"
+        for value in sorted(values.unique()))
+
+
 def experiment_blocks(found: Measured, out: Path) -> list[Block]:
     from adamrepro.figures.sensitivity import caption, sensitivity_table
 
@@ -263,7 +282,9 @@ def experiment_blocks(found: Measured, out: Path) -> list[Block]:
                      "not match the official download's checksums)")
                   + ("; the runs come from commits " + "; ".join(
                       f"{_short_commit(commit)} ({by_commit[commit]})" for commit in commits)
-                     if len(commits) > 1 else "") + "."),
+                     if len(commits) > 1 else "")
+                  + "".join(_mixed(found.curves, column, words)
+                            for column, words in MIXED_PROVENANCE) + "."),
     ]
     order = list(FIGURE_CAPTIONS)  # the captioned figures first, in this order
     figures = sorted((p.name for p in folder.glob("*.png") if not p.name.startswith(".")),

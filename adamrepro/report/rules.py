@@ -97,10 +97,19 @@ def relative(a: float, b: float, thresholds: tuple[float, ...] = ()) -> str:
 
 
 def timing_note(measured: Measured, methods) -> str:
-    """Whether the runs a per-second comparison reads trained batched or alone."""
+    """Whether the runs a per-second comparison reads trained batched or alone, and, where
+    they trained on different devices (a sweep resumed on another machine: the device is
+    not in a run's id), which device each did: their seconds then measure the devices as
+    much as the methods."""
     parts = [f"{measured.called(m)} {'batched' if batched(measured, m) else 'trained alone'}"
              for m in methods
              if batched(measured, m) is not None]
+    devices = {measured.called(m): ", ".join(sorted(runs["device"].astype(str).unique()))
+               for m in methods
+               if (runs := measured.best_runs(m)) is not None and "device" in runs.columns}
+    if len(set(devices.values())) > 1:
+        parts.append("on different devices: " + "; ".join(
+            f"{name} on {device}" for name, device in devices.items()))
     return f" [{', '.join(parts)}]" if parts else ""
 
 
