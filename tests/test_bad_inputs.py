@@ -1159,6 +1159,32 @@ def test_damaged_tables_are_one_line_and_run_force_writes_them_again(name, damag
     assert cli("plot", "logreg_mnist", "--out", out)[0] == 0
 
 
+@pytest.mark.parametrize("name", ["curves.csv", "best.csv"])
+def test_text_in_a_numeric_hyperparameter_of_tables_without_digests_is_one_line(name, cli,
+                                                                              tmp_path):
+    """The committed Fig. 1 left predates config.json's digests of its tables, so a hand edit
+    there is judged by the tables' own checks alone: text in `lr` (a number in every method's
+    config) was a ValueError traceback in the sensitivity figure, and an 'α=abc' in the
+    report."""
+    source = Path(__file__).resolve().parent.parent / "results" / "logreg_mnist"
+    out = tmp_path / "results"
+    shutil.copytree(source, out / "logreg_mnist", ignore=shutil.ignore_patterns("runs"))
+    assert "tables" not in json.loads((out / "logreg_mnist" / "config.json").read_text())
+    path = out / "logreg_mnist" / name
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    table["lr"] = table["lr"].astype(object)
+    table.loc[table["method"] == "sgd_nesterov", "lr"] = "abc"
+    path.write_text(table.to_csv(index=False))
+    for command in (("plot", "logreg_mnist"), ("report",)):
+        code, _, stderr = cli(*command, "--out", out)
+        assert code == 2 and stderr.count("\n") == 1, (command, stderr)
+        assert f"{path} is damaged (text in 'lr', a column of numbers)" in stderr, stderr
+    # a hyperparameter the config gives as text is text: not judged as a number
+    shutil.copytree(source, tmp_path / "clean" / "logreg_mnist",
+                    ignore=shutil.ignore_patterns("runs"))
+    assert cli("report", "--out", tmp_path / "clean")[0] == 0  # lr_decay holds "sqrt"
+
+
 def _edit_a_cost(folder: Path) -> None:
     table = pd.read_csv(folder / "curves.csv")
     table.loc[table.index[table["epoch"] == 1][0], "train_loss"] *= 2  # a well-formed table

@@ -286,10 +286,13 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
         raise damaged(curves_path, "no runs, only its header")
     measured = [c for c in curves.columns
                 if c.startswith(("train_", "test_")) or c in MEASURED_COLUMNS]
+    # the hyperparameters the config gives as numbers: the figures read them so (α on the
+    # sensitivity figure's axis), and text there was a traceback in `plot`
+    numeric = _numeric_hparams(meta, hparams)
     for path, table, numbers, integers in (
-            (curves_path, curves, measured, ("seed", "epoch")),
-            (best_path, best, [c for c in best.columns if c.startswith(("final_", "mean_"))],
-             ("n_seeds", "epochs"))):
+            (curves_path, curves, [*measured, *numeric], ("seed", "epoch")),
+            (best_path, best, [c for c in best.columns if c.startswith(("final_", "mean_"))]
+             + numeric, ("n_seeds", "epochs"))):
         if table.empty:  # best.csv when every grid point diverged: a header, no types
             continue
         text = _text_in_numbers(table, numbers)
@@ -318,6 +321,30 @@ def _check_tables(paths: list[Path], curves: pd.DataFrame, best: pd.DataFrame, m
         if (method, point) not in ran:
             raise damaged(best_path, f"{method}'s selected point {point} has no runs in "
                                      f"curves.csv")
+
+
+def _numeric_hparams(meta: dict, columns: list[str]) -> list[str]:
+    """The hyperparameter `columns` whose every value in config.json's config (the methods'
+    `hparams` and `grid`) is a number (a bool is none), as the tables then hold them."""
+    methods = config_in(meta).get("methods")
+    given: dict[str, bool] = {}
+    for spec in (methods.values() if isinstance(methods, dict) else ()):
+        if not isinstance(spec, dict):
+            continue
+        fixed = spec.get("hparams") if isinstance(spec.get("hparams"), dict) else {}
+        grid = spec.get("grid") if isinstance(spec.get("grid"), dict) else {}
+        settings = [{key: value} for key, value in fixed.items()] + [
+            {key: value} for key, values in grid.items()
+            for value in (values if isinstance(values, list) else [values])]
+        for setting in settings:
+            try:
+                flat = hparam_columns(setting)
+            except ValueError:  # a pair of another length than its names: not ours to judge
+                continue
+            for column, value in flat.items():
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                given[column] = given.get(column, True) and number
+    return [column for column in columns if given.get(column)]
 
 
 def _setting(meta: dict, config: Experiment | None, section: str, key: str):
