@@ -411,6 +411,21 @@ def test_a_label_folder_without_reviews_or_a_review_not_utf8_is_a_user_error(tmp
         imdb.bag_of_words(root, verify=False)
 
 
+def test_a_review_that_links_to_nothing_is_one_line_naming_it(cli, tmp_path):
+    """A copy made of links (cp -s) whose target moved: a review listed, yet not there, was a
+    FileNotFoundError traceback out of `fetch` and `run`."""
+    root = _tiny_imdb(tmp_path, FOUR_REVIEWS)
+    review = root / "aclImdb" / "test" / "neg" / "4_3.txt"
+    review.unlink()
+    review.symlink_to(tmp_path / "moved" / "4_3.txt")
+    code, out, err = cli("fetch", "imdb", "--data-dir", root)
+    assert code == 2 and out == "", (out, err)
+    assert err == (f"adamrepro: error: IMDB: {review} is a link to {tmp_path / 'moved' / '4_3.txt'}"
+                   f", which does not exist; put the official review there, or replace aclImdb "
+                   f"with the official one\n")
+    assert not (root / "aclImdb" / ".adamrepro-cache").exists()
+
+
 def test_a_review_changed_since_the_cache_was_built_is_read_anew(tmp_path):
     """The cache is keyed by every review file's name, folder, size and time: a review
     replaced, or moved to the other label, is not read back stale from it."""

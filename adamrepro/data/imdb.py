@@ -349,7 +349,15 @@ def _listing(root: Path, files: dict[str, list]) -> str:
     listing = hashlib.sha1()
     for rows in files.values():
         for _, _, _, path in rows:
-            stat = os.stat(path)
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:  # listed, yet not there: a link to nothing (a copy
+                # made of links, cp -s, whose target moved) was a FileNotFoundError traceback
+                raise UserError(
+                    f"IMDB: {path} is a link to {os.readlink(path)}, which does not exist; "
+                    f"put the official review there, or replace aclImdb with the official one"
+                    if os.path.islink(path) else
+                    f"IMDB: {path} was removed while it was read; run again") from None
             listing.update(f"{os.path.relpath(path, root)}\0{stat.st_size}\0"
                            f"{stat.st_mtime_ns}\0{stat.st_ctime_ns}\n".encode())
     return listing.hexdigest()
