@@ -392,6 +392,24 @@ def test_missing_files_offline_name_the_archive_the_folder_and_where(tmp_path, m
         f"(scripts/offline_data.py lays out a local copy)")
 
 
+def test_a_file_where_the_folder_goes_is_named_before_any_download(cli, tmp_path, monkeypatch):
+    """cifar-10-batches-py a file: offline, the line said the archive was missing and to put
+    the unpacked folder in the data folder, where the user saw it already (online, the
+    archive was downloaded first, and never unpacked over it)."""
+    monkeypatch.setenv("ADAMREPRO_CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    (tmp_path / cifar10.FOLDER).write_text("")
+    code, out, err = cli("fetch", "cifar10", "--data-dir", tmp_path)
+    assert code == 2 and out == "", (out, err)
+    assert err == (f"adamrepro: error: CIFAR-10: {tmp_path / cifar10.FOLDER} is not a folder; "
+                   f"move it away and run again to download and unpack cifar-10-python.tar.gz "
+                   f"there\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [cifar10.FOLDER]
+    (tmp_path / cifar10.ARCHIVE).write_bytes(_stand_in_archive())  # there: it is unpacked
+    with pytest.raises(UserError, match=f"run again to unpack "
+                                        f"{re.escape(str(tmp_path / cifar10.ARCHIVE))} there$"):
+        cifar10.fetch(tmp_path)
+
+
 def _stand_in_archive() -> bytes:
     """An archive of the official layout whose files are small stand-ins."""
     buffer = io.BytesIO()

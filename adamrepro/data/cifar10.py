@@ -238,6 +238,14 @@ def fetch(data_dir: Path) -> Path:
     folder = root / FOLDER
     if all((folder / name).is_file() for name in FILES):
         return folder
+    if os.path.lexists(folder) and not folder.is_dir():
+        # Said before any download: offline, the line said to put the unpacked folder (or
+        # the archive) in the data folder, where the user saw it already; online, the 170 MB
+        # came first, to no avail (the archive is never unpacked over what is there)
+        there = root / ARCHIVE
+        again = f"unpack {there}" if there.is_file() else f"download and unpack {ARCHIVE}"
+        raise UserError(f"CIFAR-10: {folder} is not a folder; move it away and run again to "
+                        f"{again} there")
     try:
         archive = ensure_file(root, ARCHIVE, ARCHIVE_MD5, [url()], "CIFAR-10")
     except MissingData as err:
