@@ -7,7 +7,8 @@ without network access:
 
 `--from DIR` is either a folder holding `prepare.py` (like ../shared/data), which is run to lay
 the data out, or a folder holding the official downloads: the four MNIST `*-ubyte.gz` files,
-`aclImdb_v1.tar.gz` and `cifar-10-python.tar.gz`. In a prepare.py folder an archive `X.tar.gz`
+`aclImdb_v1.tar.gz` and `cifar-10-python.tar.gz` (each copied only with its official MD5,
+checked before anything is copied). In a prepare.py folder an archive `X.tar.gz`
 may travel as `X.tar.xz` (scripts/offline_bundle.sh recompresses IMDB's text so that the whole
 paper fits a 64 MiB job); it is turned back into `X.tar.gz` in a staging folder for prepare.py,
 which is left as it is. The data goes to `--out` (default: $ADAMREPRO_DATA, else
@@ -26,6 +27,7 @@ import adamrepro.script_start  # noqa: F401  (first: a Ctrl-C while the rest imp
 
 import contextlib
 import gzip
+import os
 import shutil
 import subprocess
 import sys
@@ -35,7 +37,7 @@ from pathlib import Path
 from adamrepro.cli import main as adamrepro
 from adamrepro.cli.params import DEFAULT_DATA_DIR, ScriptParser, folder_argument
 from adamrepro.data import cifar10, imdb, mnist
-from adamrepro.data.download import default_data_dir
+from adamrepro.data.download import default_data_dir, md5sum
 from adamrepro.errors import UserError, script_exit
 
 DATASETS = ("mnist", "imdb", "cifar10")
@@ -124,20 +126,58 @@ def check_official_archives(source: Path, out: Path, only: list[str]) -> None:
                  f"official downloads or prepare.py, or leave {name} out (--only)")
 
 
-def from_official_archives(source: Path, out: Path) -> None:
-    """Copy what is there into the layout `adamrepro fetch` would have downloaded into."""
-    mnist_dir = out / "MNIST" / "raw"
-    mnist_dir.mkdir(parents=True, exist_ok=True)
-    for name in mnist.FILES:
-        found = next(iter(sorted(source.rglob(name))), None)
-        if found and not (mnist_dir / name).exists():
-            shutil.copyfile(found, mnist_dir / name)
-    archive = next(iter(sorted(source.rglob(imdb.ARCHIVE))), None)
-    if archive and not (out / imdb.ARCHIVE).exists() and not (out / "aclImdb").is_dir():
-        shutil.copyfile(archive, out / imdb.ARCHIVE)  # fetch checks and unpacks it
-    archive = next(iter(sorted(source.rglob(cifar10.ARCHIVE))), None)
-    if archive and not (out / cifar10.ARCHIVE).exists() and not (out / cifar10.FOLDER).is_dir():
-        shutil.copyfile(archive, out / cifar10.ARCHIVE)  # fetch checks and unpacks it
+# The MD5 of each official download, as `fetch` checks it once in --out.
+OFFICIAL_MD5 = {**mnist.FILES, imdb.ARCHIVE: imdb.MD5, cifar10.ARCHIVE: cifar10.ARCHIVE_MD5}
+
+
+def official_file(source: Path, name: str) -> Path | None:
+    """The first file named `name` under `source` with the official MD5; None where none is
+    named so. One of another MD5 alone (a download cut short, a damaged copy) is refused: it
+    was copied into --out, where `fetch` called it corrupt and said to download it again, on
+    a machine without network, and a run of this tool with the source mended kept it (a file
+    there is not copied again)."""
+    found = [path for path in sorted(source.rglob(name)) if path.is_file()]
+    for path in found:
+        if md5sum(path) == OFFICIAL_MD5[name]:
+            return path
+    if found:
+        fail(f"{found[0]} is not the official {name} (MD5 {md5sum(found[0])}, expected "
+             f"{OFFICIAL_MD5[name]}): cut short or damaged; copy it again from the official "
+             f"download, or leave its dataset out (--only)")
+    return None
+
+
+def official_copies(source: Path, out: Path, only: list[str]) -> list[tuple[Path, Path]]:
+    """(file in `source`, where in `out`) for each official download of `only` that `out`
+    lacks, in the layout `adamrepro fetch` would have downloaded into; each checked before
+    anything is made."""
+    wanted = []
+    if "mnist" in only:
+        wanted += [(name, out / "MNIST" / "raw" / name) for name in mnist.FILES]
+    for name, archive, unpacked in (("imdb", imdb.ARCHIVE, "aclImdb"),
+                                    ("cifar10", cifar10.ARCHIVE, cifar10.FOLDER)):
+        if name in only and not (out / unpacked).is_dir():
+            wanted.append((archive, out / archive))  # fetch checks and unpacks it
+    return [(found, dest) for name, dest in wanted
+            if not dest.exists() and (found := official_file(source, name)) is not None]
+
+
+def copy_whole(source: Path, dest: Path) -> None:
+    """`source` to `dest` through a temporary file beside it, renamed once whole: a copy cut
+    short (Ctrl-C, a full disk) left part of a file under the official name, which a run of
+    this tool again kept ("run it again to finish" did not). A leftover of a copy killed
+    outright is removed by `fetch` (`.NAME.*.part`, as a download's)."""
+    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, part)
+        os.replace(part, dest)
+    except OSError as err:  # a file where a folder goes, a full or read-only disk
+        fail(f"cannot copy {source} to {dest} ({err.strerror}); move away what is in the way, "
+             f"or pass --out (or set ADAMREPRO_DATA) to a writable folder")
+    finally:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
 
 
 def main() -> int:
@@ -163,6 +203,7 @@ def main() -> int:
     official = not (source / "prepare.py").is_file()
     if official:
         check_official_archives(source, out, only)
+        copies = official_copies(source, out, only)
     made = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +212,8 @@ def main() -> int:
              f"writable folder")
     try:
         if official:
-            from_official_archives(source, out)
+            for found, dest in copies:
+                copy_whole(found, dest)
         else:
             from_prepare_script(source, out, only)
     except SystemExit:  # a mistake said: the folder it made for nothing goes

@@ -49,6 +49,11 @@ def tool(script: str, *args: str) -> subprocess.CompletedProcess:
      "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz of the mnist files, nor --out "),
     ("offline_data.py", ["--from", "@data", "--only", "mnist", "--out", "@file/data"],
      "offline_data: cannot make @file/data (Not a directory); pass --out"),
+    # a download cut short: copied into --out, where fetch said to download it again
+    # (offline), and a run with the source mended kept the copy
+    ("offline_data.py", ["--from", "@cut-mnist", "--only", "mnist", "--out", "@tmp/data"],
+     "offline_data: @cut-mnist/train-labels-idx1-ubyte.gz is not the official "
+     "train-labels-idx1-ubyte.gz (MD5 "),
     # raised to the minimum without a word
     ("bench_kernels.py", ["--warmup", "-1"], "--warmup must be at least 4, got -1"),
     # argparse's own refusals: one line, where its usage block came first (3 to 8 lines)
@@ -72,7 +77,7 @@ def tool(script: str, *args: str) -> subprocess.CompletedProcess:
         "sfo-out-under-a-file", "sfo-warmup", "kernels-empty-out", "sfo-empty-data-dir",
         "cnn-device", "cnn-groups", "cnn-batch",
         "cnn-repeats", "offline-empty-from", "offline-one-mnist-file",
-        "offline-out-under-a-file", "kernels-warmup",
+        "offline-out-under-a-file", "offline-cut-mnist-file", "kernels-warmup",
         "kernels-scale", "offline-no-from", "sfo-steps", "offline-broken-xz",
         "startup-repeat", "startup-no-data", "startup-no-mnist"])
 def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said, tmp_path,
@@ -87,8 +92,14 @@ def test_a_tool_refuses_a_mistake_in_one_line_before_any_work(script, args, said
     one.mkdir()
     shutil.copyfile(data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte.gz",
                     one / "train-images-idx3-ubyte.gz")
+    cut = tmp_path / "cut-mnist"
+    cut.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        whole = (data_dir / "MNIST" / "raw" / name).read_bytes()
+        (cut / name).write_bytes(whole[:len(whole) // 2] if "train-labels" in name else whole)
     places = {"@file": str(tmp_path / "a-file"), "@empty": str(tmp_path / "empty"),
-              "@one-mnist": str(one),
+              "@one-mnist": str(one), "@cut-mnist": str(cut),
               "@broken-xz": str(broken), "@tmp": str(tmp_path), "@data": str(data_dir)}
 
     def placed(text: str) -> str:

@@ -122,6 +122,33 @@ def test_offline_data_into_a_file_is_one_line(tmp_path):
     assert "a-file is a file, not a data folder" in done.stderr
 
 
+def test_offline_data_copies_the_official_downloads_whole_and_checked(tmp_path, data_dir):
+    """A folder of official downloads (~/Downloads) laid out for --only mnist: each file is
+    the official one, never a damaged copy found first (a download cut short, kept in a
+    subfolder), and no temporary file is left. The first of them was copied whatever its
+    MD5: `fetch` then called it corrupt and said to download it, offline."""
+    raw = data_dir / "MNIST" / "raw"
+    source = tmp_path / "downloads"
+    (source / "a-cut-short").mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copyfile(raw / name, source / name)
+    whole = (raw / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (source / "a-cut-short" / "t10k-labels-idx1-ubyte.gz").write_bytes(whole[:1000])
+    out = tmp_path / "data"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "offline_data.py"), "--from", str(source),
+         "--only", "mnist", "--out", str(out)], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"mnist      {out / 'MNIST' / 'raw'}\n"
+    copied = sorted(p.name for p in (out / "MNIST" / "raw").iterdir())
+    assert copied == sorted(p.name for p in source.iterdir() if p.is_file())
+    for name in copied:
+        assert (out / "MNIST" / "raw" / name).read_bytes() == (raw / name).read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["MNIST"]
+
+
 def test_offline_data_reads_a_prepare_folder_whose_archive_travels_as_xz(tmp_path, data_dir):
     root = data_dir / "aclImdb"
     reviews = [path for split in ("train", "test") for label in ("pos", "neg")
