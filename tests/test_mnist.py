@@ -281,6 +281,33 @@ def test_what_the_filesystem_refused_is_worded_by_its_errno(code, said, tmp_path
         there=tmp_path)
 
 
+@pytest.mark.parametrize("dataset, what, inside", [
+    ("mnist", "MNIST", "MNIST/raw"), ("mnist", "MNIST", "MNIST"),
+    ("imdb", "IMDB", "aclImdb"), ("cifar10", "CIFAR-10", "cifar-10-batches-py"),
+])
+def test_a_data_folder_that_is_the_dataset_s_own_folder_names_the_one_to_pass(
+        dataset, what, inside, data_dir, tmp_path, monkeypatch, cli):
+    """ADAMREPRO_DATA=~/data/MNIST (the folder the files are in): the line said they were
+    missing and to put them in .../MNIST/MNIST/raw (online, they were downloaded again
+    there)."""
+    for variable in ("ADAMREPRO_MNIST_MIRROR", "ADAMREPRO_IMDB_URL", "ADAMREPRO_CIFAR10_URL"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9/")  # nothing listens
+    top = inside.split("/")[0]  # its folders made here, its files linked: none written to
+    for path in (data_dir / top).rglob("*"):
+        if path.is_file() and ".adamrepro-cache" not in path.parts:
+            link = tmp_path / "data" / path.relative_to(data_dir)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(path)
+    given = tmp_path / "data" / inside
+    before = sorted(p.name for p in given.iterdir())
+    code, out, err = cli("fetch", dataset, "--data-dir", given)
+    assert code == 2 and out == "", (out, err)
+    assert err == (f"adamrepro: error: {what}: {given} is the dataset's own folder, not the "
+                   f"data folder holding it; pass --data-dir (or set $ADAMREPRO_DATA) to "
+                   f"{tmp_path / 'data'}\n")
+    assert sorted(p.name for p in given.iterdir()) == before  # nothing made in it
+
+
 def test_a_quoted_tilde_is_the_home_folder(data_dir, tmp_path, monkeypatch, cli):
     """`ADAMREPRO_DATA='~/data'` and `--data-dir=~/data` (no shell expands either):
     `scripts/offline_data.py` laid the data out in the home folder, and the runs looked in

@@ -51,6 +51,7 @@ from adamrepro.atomic import atomic_file
 from adamrepro.data.base import TensorDataset, load_sealed, sealed
 from adamrepro.data.download import (
     MissingData,
+    check_not_inside,
     ensure_file,
     extract_tar,
     md5sum,
@@ -238,6 +239,7 @@ def fetch(data_dir: Path) -> Path:
     folder = root / FOLDER
     if all((folder / name).is_file() for name in FILES):
         return folder
+    check_not_inside(root, (FOLDER,), FILES, "CIFAR-10")
     if os.path.lexists(folder) and not folder.is_dir():
         # Said before any download: offline, the line said to put the unpacked folder (or
         # the archive) in the data folder, where the user saw it already; online, the 170 MB

@@ -137,6 +137,25 @@ def data_dir_to(where: str) -> str:
     return f"pass --data-dir (or set $ADAMREPRO_DATA) to {where}"
 
 
+def check_not_inside(data_dir: Path, layout: tuple[str, ...], markers, what: str) -> None:
+    """A UserError where `data_dir` is the dataset's own folder (or one in it) rather than
+    the data folder holding it (ADAMREPRO_DATA=~/data/MNIST): `layout` is the folders from
+    the data folder down to the one holding any of `markers`. The line said the files were
+    missing, and to put them in .../MNIST/MNIST/raw, beside the ones there (online, they
+    were downloaded again there)."""
+    data_dir = Path(data_dir)
+    if any(data_dir.joinpath(*layout, marker).exists() for marker in markers):
+        return
+    for depth in range(1, len(layout) + 1):
+        inside = data_dir.joinpath(*layout[depth:])
+        named = Path(os.path.abspath(data_dir))  # a relative `raw` is MNIST/raw too
+        if tuple(named.parts[-depth:]) == layout[:depth] and any(
+                (inside / marker).exists() for marker in markers):
+            holding = named.parents[depth - 1]
+            raise UserError(f"{what}: {data_dir} is the dataset's own folder, not the data "
+                            f"folder holding it; {data_dir_to(str(holding))}")
+
+
 class NotWritable(UserError):
     """A data folder that takes no file: the fix is another --data-dir, whatever else the
     dataset's own message would suggest."""

@@ -79,6 +79,7 @@ from adamrepro.data.download import (
     MissingData,
     NotWritable,
     bar_console,
+    check_not_inside,
     ensure_file,
     extract_tar,
     md5sum,
@@ -221,6 +222,7 @@ def fetch(data_dir: Path) -> Path:
     lacking = _lacking(root)
     if not lacking:
         return root
+    check_not_inside(data_dir, ("aclImdb",), SPLITS, "IMDB")
     if root.exists():  # named, not downloaded over (it may hold our token cache alone)
         raise _incomplete(data_dir, lacking)
     hint = (f"; or put the extracted official archive (aclImdb/train/pos/*.txt, ...) in "

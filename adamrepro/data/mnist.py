@@ -17,7 +17,14 @@ import torch
 from pydantic import Field
 
 from adamrepro.data.base import TensorDataset
-from adamrepro.data.download import MissingData, data_dir_to, ensure_file, md5sum, url_from_env
+from adamrepro.data.download import (
+    MissingData,
+    check_not_inside,
+    data_dir_to,
+    ensure_file,
+    md5sum,
+    url_from_env,
+)
 from adamrepro.errors import UserError
 from adamrepro.options import Count, Frozen, options_model
 
@@ -108,6 +115,7 @@ def files(data_dir: Path) -> dict[str, Path]:
     """Each official file's name (.gz) -> the file to read: it, or the same file unpacked,
     downloading what neither stands for."""
     folder = Path(data_dir) / "MNIST" / "raw"
+    check_not_inside(data_dir, ("MNIST", "raw"), (*FILES, *UNPACKED), "MNIST")
     found, missing = {}, []  # every missing file is named at once, not one per attempt
     for name, md5 in FILES.items():
         try:
