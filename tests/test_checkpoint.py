@@ -548,6 +548,34 @@ def test_an_optimizer_state_no_checkpoint_can_hold_is_one_line(tmp_path, cli, da
     assert unreadable_part({"optimizer": {"state": {0: {"t": 1.5, "m": torch.ones(2)}}}}) is None
 
 
+@pytest.mark.parametrize("optimizer", ["AttributeCounted", "OwnMomentum"])
+def test_an_optimizer_state_no_checkpoint_saves_is_refused_at_load(optimizer, tmp_path, cli,
+                                                                   data_dir, monkeypatch):
+    """A user's optimizer that keeps what it carries between steps outside torch's
+    state_dict (a step count as an attribute, momentum in a dict of its own): a resumed run
+    started that over and went on along another curve under the same run id, without a
+    word. The config is refused at load, in one line naming the method and the fix; nothing
+    is written. One that keeps its counter in its param group (CountedSGD) is accepted."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "outside"))
+    config = _config(tmp_path)
+    text = yaml.safe_load(config.read_text())
+    text["methods"] = {"mine": {"optimizer": f"my_optimizers:{optimizer}",
+                                "grid": {"lr": [1e-2, 1e-1]}}}
+    config.write_text(yaml.safe_dump(text))
+    out = tmp_path / "out"
+    code, stdout, err = cli("run", config, "--scale", "smoke", "--quiet", "--data-dir",
+                            data_dir, "--out", out)
+    assert code == 2 and stdout == "" and err.count("\n") == 1, err
+    assert err.startswith(f"adamrepro: error: {config}: methods.mine: my_optimizers:"
+                          f"{optimizer} does not resume from a checkpoint as it trains: "
+                          f"resumed from its state_dict after 2 steps"), err
+    assert "(lr=0.01)" in err and "not in attributes of the optimizer" in err, err
+    assert "Traceback" not in err and not out.exists()
+    text["methods"]["mine"]["optimizer"] = "my_optimizers:CountedSGD"
+    config.write_text(yaml.safe_dump(text))
+    assert load_experiment(config).methods["mine"].optimizer == "my_optimizers:CountedSGD"
+
+
 def test_an_allocation_failure_behind_another_error_still_splits_the_group():
     """What a GPU raises when a group does not fit is not always torch's OutOfMemoryError:
     an allocation that fails while a CUDA graph is captured invalidates the capture, whose

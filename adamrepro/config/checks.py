@@ -131,7 +131,7 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
     the optimizer accepts every grid point of every scale."""
     from adamrepro.models import MODELS
     from adamrepro.optim import OPTIMIZERS
-    from adamrepro.optim.resolve import resolve
+    from adamrepro.optim.resolve import outside_classes, resolve
 
     key = f"methods.{label}"
     # a method without model keys of its own trains the top-level `model`: name that
@@ -162,6 +162,16 @@ def _check_method(exp: Experiment, label: str, method: MethodSpec, shape: tuple[
         if problem is not None:
             raise UserError(f"{where}: {key}: {method.optimizer} trains a group of runs "
                             f"batched, and they are not independent: {problem}")
+    if not found.builtin and not found.capabilities.subfunctions and outside_classes(found.cls):
+        # a user's class (torch's keep their state in state_dict): one that keeps some
+        # elsewhere trained a resumed run along another curve under the same run id
+        from adamrepro.optim.resuming import resume_problem
+
+        problem = resume_problem(found.cls, points[0], found.capabilities.batchable,
+                                 found.capabilities.needs_closure)
+        if problem is not None:
+            raise UserError(f"{where}: {key}: {method.optimizer} does not resume from a "
+                            f"checkpoint as it trains: {problem}")
     if label in OPTIMIZERS and found.cls is not OPTIMIZERS[label]:
         # the report names methods by label and the paper's claims by optimizer: a label
         # that is another optimizer's name makes "no runs of sgd_nesterov (it has

@@ -119,3 +119,37 @@ class StarArgsKeywordClosure(SignSGD):
         if closure is None:
             raise RuntimeError("StarArgsKeywordClosure requires a closure")
         return super().step(closure)
+
+
+class AttributeCounted(SignSGD):
+    """CountedSGD with its step count k an attribute of the optimizer: no checkpoint saves
+    it, so a resumed run would start over at k = 1, on another curve under the same run id."""
+
+    def __init__(self, params, lr: float = 1e-1) -> None:
+        super().__init__(params, lr)
+        self.k = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.k += 1
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"] / self.k ** 0.5)
+
+
+class OwnMomentum(SignSGD):
+    """Heavy-ball SGD whose momentum buffers are in a dict of its own, keyed by parameter,
+    not in `self.state`: a resumed run would start with no momentum."""
+
+    def __init__(self, params, lr: float = 1e-1) -> None:
+        super().__init__(params, lr)
+        self.buffers = {}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    buffer = self.buffers.setdefault(p, torch.zeros_like(p))
+                    p.add_(buffer.mul_(0.9).add_(p.grad), alpha=-group["lr"])
