@@ -145,6 +145,12 @@ CASES = [
     # the nearest Optimizer class of the module, for a user's misspelt class too
     ("user-optimizer-class-misspelt", setitem("methods.adam.optimizer", "my_optimizers:SignSDG"),
      [], "module 'my_optimizers' has no attribute 'SignSDG'; did you mean 'SignSGD'?"),
+    # a step misspelt or forgotten: torch's own raised NotImplementedError in torch's code,
+    # a traceback once the first group trained
+    ("user-optimizer-without-a-step", setitem("methods.adam", {
+        "optimizer": "my_optimizers:MisspeltStep", "grid": {"lr": [0.1]}}), [],
+     "methods.adam.optimizer: MisspeltStep defines no step of its own (torch.optim."
+     "Optimizer's raises NotImplementedError); define `def step(self, closure=None)`"),
     ("optimizer-not-an-optimizer", setitem("methods.adam.optimizer", "torch.nn.Linear"), [],
      "not a torch.optim.Optimizer subclass"),
     ("import-path-bad-hparam", setitem("methods.adam.optimizer", "torch.optim.SGD"), [],

@@ -116,6 +116,13 @@ def _step_parameters(cls: type) -> list[inspect.Parameter] | None:
 
 def _check_step(cls: type, needs_closure: bool) -> None:
     """Whether `cls.step` can be called as the runner calls it, before any run trains."""
+    # torch wraps a class's step in a profiling hook once it builds one: the function below
+    if inspect.unwrap(getattr(cls, "step", None)) is inspect.unwrap(torch.optim.Optimizer.step):
+        # torch's own raises NotImplementedError at the first step, inside torch: a
+        # traceback mid-sweep for a step misspelt or forgotten
+        raise ValueError(f"{cls.__name__} defines no step of its own (torch.optim.Optimizer's "
+                         f"raises NotImplementedError); define `def step(self, closure=None)` "
+                         f"on the class")
     parameters = _step_parameters(cls)
     if parameters is None:  # a step whose signature cannot be read: trusted
         return

@@ -153,3 +153,13 @@ class OwnMomentum(SignSGD):
                 if p.grad is not None:
                     buffer = self.buffers.setdefault(p, torch.zeros_like(p))
                     p.add_(buffer.mul_(0.9).add_(p.grad), alpha=-group["lr"])
+
+
+class MisspeltStep(SignSGD):
+    """SignSGD whose step is misspelt: it inherits torch.optim.Optimizer's, which raises
+    NotImplementedError (inside torch) at the first step."""
+
+    step = torch.optim.Optimizer.step
+
+    def stpe(self, closure=None):
+        return SignSGD.step(self, closure)
