@@ -140,6 +140,12 @@ CASES = [
         "optimizer": "torch.optim.SparseAdam", "grid": {"lr": [0.1]}}), [],
      "methods.adam: torch.optim.SparseAdam: RuntimeError: SparseAdam does not support dense "
      "gradients"),
+    # a user's subclass that keeps torch's step refuses there too, in torch's code alone:
+    # it was a traceback after the first group trained
+    ("user-subclass-of-torch-refuses-at-first-step", setitem("methods.adam", {
+        "optimizer": "my_optimizers:MySparseAdam", "grid": {"lr": [0.1]}}), [],
+     "methods.adam: my_optimizers:MySparseAdam: RuntimeError: SparseAdam does not support "
+     "dense gradients"),
     ("optimizer-class-missing", setitem("methods.adam.optimizer", "torch.optim.Adamm"), [],
      "module 'torch.optim' has no attribute 'Adamm'; did you mean 'Adam'?"),
     # the nearest Optimizer class of the module, for a user's misspelt class too

@@ -469,6 +469,8 @@ def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
     """Build the optimizer of one grid point on a one-number parameter, as the runner will
     build it: a batched optimizer gets its numbers as one-run tensors of the training dtype
     (in float32, beta2 = 0.99999999 is 1.0). Raises what the optimizer raises."""
+    import inspect
+
     import torch
 
     from adamrepro.hparams import plain, stacked
@@ -484,9 +486,12 @@ def _build_optimizer(found, point: dict[str, Any], dtype) -> None:
         values.setdefault("num_subfunctions", 1)
     check_keywords(found.cls, [param], values)  # a config mistake, not a TypeError inside
     optimizer = found.cls([param], **values)
-    if found.cls.__module__.startswith("torch.optim"):
+    # torch wraps a class's step in a profiling hook once it builds one: the function below
+    step_module = getattr(inspect.unwrap(found.cls.step), "__module__", None) or ""
+    if found.cls.__module__.startswith("torch.optim") or step_module.startswith("torch.optim"):
         # some refuse only at their first step (SparseAdam's dense gradients, Adam's
-        # differentiable=True on a leaf): one step here, not a traceback mid-sweep
+        # differentiable=True on a leaf): one step here, not a traceback mid-sweep; for a
+        # user's subclass that keeps torch's step too, which raises in torch's code alone
         def closure():
             optimizer.zero_grad()
             loss = (param * param).sum()

@@ -163,3 +163,8 @@ class MisspeltStep(SignSGD):
 
     def stpe(self, closure=None):
         return SignSGD.step(self, closure)
+
+
+class MySparseAdam(torch.optim.SparseAdam):
+    """torch's SparseAdam under a user's name, its step torch's: it refuses dense gradients
+    only at its first step, inside torch's code."""
