@@ -80,6 +80,11 @@ CASES = {
     "counter-in-group": ({"name": "logreg"},
                          {"counted": {"optimizer": "my_optimizers:CountedSGD",
                                       "grid": {"lr": [0.5]}}}),
+    # one that keeps it in `state` under a key of its own, no parameter's: it was a
+    # traceback at the first pass (the state's size read every value as a parameter's dict)
+    "counter-under-its-own-key": ({"name": "logreg"},
+                                  {"counted": {"optimizer": "my_optimizers:KeyedCounted",
+                                               "grid": {"lr": [0.5]}}}),
 }
 
 

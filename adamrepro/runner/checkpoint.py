@@ -299,6 +299,11 @@ def load_optimizer_state(optimizer, saved: dict, device: torch.device) -> None:
     params = [p for group in optimizer.param_groups for p in group["params"]]
     host = getattr(optimizer, "host_state", frozenset())  # SFO's bookkeeping: read per step
     for index, values in saved["state"].items():
+        if not isinstance(index, int):
+            # a user's optimizer kept it under a key of its own (`self.state["t"]`), which
+            # torch's state_dict keeps as it is, not as a parameter's index
+            optimizer.state[index] = to_device(values, device)
+            continue
         optimizer.state[params[index]] = {
             key: to_device(value, torch.device("cpu") if key in host else device)
             for key, value in values.items()}

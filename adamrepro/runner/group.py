@@ -134,9 +134,12 @@ def subfunction_split(seed: int, n: int, count: int, device: torch.device) -> li
 
 def state_bytes(optimizer) -> int:
     """Bytes of the optimizer's state tensors (moments, accumulators, SFO's subspace): the
-    memory that differs between optimizers. Metadata only: no host sync."""
+    memory that differs between optimizers. Metadata only: no host sync. A value a user's
+    optimizer keeps in `state` under a key of its own (`self.state["t"]`, not a parameter's
+    dict; torch's state_dict keeps it so) counts as itself."""
     return sum(value.numel() * value.element_size() for state in optimizer.state.values()
-               for value in state.values() if isinstance(value, Tensor))
+               for value in (state.values() if isinstance(state, dict) else [state])
+               if isinstance(value, Tensor))
 
 
 class MinibatchOrder:

@@ -168,3 +168,16 @@ class MisspeltStep(SignSGD):
 class MySparseAdam(torch.optim.SparseAdam):
     """torch's SparseAdam under a user's name, its step torch's: it refuses dense gradients
     only at its first step, inside torch's code."""
+
+
+class KeyedCounted(SignSGD):
+    """CountedSGD with its step count k in `self.state` under a key of its own (`"k"`, not a
+    parameter), which torch's state_dict keeps as it is: a checkpoint must restore it too."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.state["k"] = self.state.get("k", 0) + 1
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"] / self.state["k"] ** 0.5)
