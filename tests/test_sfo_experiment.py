@@ -102,6 +102,30 @@ def test_a_pass_is_n_subfunction_evaluations_rejected_ones_included():
     assert float(model.theta.detach()) == pytest.approx(4 / 729, rel=1e-12)
 
 
+def test_an_evaluation_past_a_pass_s_end_counts_in_the_next_pass():
+    """Pass k ends at k·N evaluations, not N after the last pass ended: a rejected step that
+    straddles the end of a pass (its second evaluation is the (N+1)-th) is paid for by the
+    next pass, so the x-axis is evaluations / N, as the reference counts passes. On
+    f_i = ½(θ - x_i)², x = (1, -1), from 0 with hessian_init 0.01: step 0 evaluates f_0
+    at 0 (½), step 1 is rejected (f_0 at 100, then at 0 again): 3 evaluations in the first
+    pass. The second owes one: f_1 at 0 (½), ending at 4 = 2N, not 5."""
+    centres = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    data = TensorDataset({"x": centres}, {"x": centres})
+    model = Quadratics()
+    optimizer = SFO(list(model.parameters()), 2, hessian_init=0.01)
+    train_pass = SubfunctionPass(model, optimizer, data, [torch.tensor([i]) for i in range(2)])
+
+    train_pass()
+    assert (model.calls, train_pass.evaluations) == (3, 3)
+    assert optimizer.state[model.theta]["rejected_steps"] == 1
+    second = train_pass()
+    assert (model.calls, train_pass.evaluations) == (4, 4)
+    assert float(second) == pytest.approx(0.5, rel=1e-12)
+    for passes in (3, 4, 5):
+        train_pass()
+        assert train_pass.evaluations - passes * 2 in (0, 1), passes
+
+
 def test_bench_times_the_batchable_methods_and_names_the_others(data_dir):
     from adamrepro.bench.timing import run_bench
     from adamrepro.config import load_experiment

@@ -402,14 +402,19 @@ class MinibatchPass:
 class SubfunctionPass:
     """A pass of an optimizer over subfunctions (SFO): steps until it has evaluated as many
     subfunctions as there are, each step evaluating the one it picks through the closure
-    (twice when it rejects a step). Returns the mean over steps of the loss each step
-    reports. One run (G = 1), host-side by nature: not batched, not graphed."""
+    (twice when it rejects a step). Pass k ends at the first step that reaches k·N
+    evaluations in all: a rejected step whose second evaluation falls past a pass's end is
+    paid for by the next pass, so that passes are evaluations / N, as the reference counts
+    them (counting N from wherever the last pass ended put every pass after such a step an
+    evaluation late). Returns the mean over steps of the loss each step reports. One run
+    (G = 1), host-side by nature: not batched, not graphed."""
 
     def __init__(self, model, optimizer, data: TensorDataset, split: list[Tensor],
                  precision: Precision = FP32) -> None:
         self.model, self.optimizer, self.data, self.split = model, optimizer, data, split
         self.precision = precision
         self.evaluations = 0
+        self.passes = 0  # passes done: the next one ends at (passes + 1)·N evaluations
         self.closure_by_keyword = closure_by_keyword(type(optimizer))
 
     def closure(self, index: int) -> Tensor:
@@ -423,8 +428,10 @@ class SubfunctionPass:
         return loss.detach()
 
     def __call__(self) -> Tensor:
-        start, losses = self.evaluations, []
-        while self.evaluations - start < len(self.split):
+        self.passes += 1
+        losses = []
+        # at least one step: with N = 1, a rejected step has already evaluated the next pass
+        while not losses or self.evaluations < self.passes * len(self.split):
             loss = step_with_closure(self.optimizer, self.closure, self.closure_by_keyword)
             losses.append(torch.as_tensor(loss).double())
         return torch.stack(losses).mean().reshape(1).to(self.data.train_x.device)
@@ -538,6 +545,7 @@ class TrainingState:
         set_generator_state(self.eval_noise, saved["eval_noise"])
         if isinstance(self.train_pass, SubfunctionPass):
             self.train_pass.evaluations = saved["evaluations"]
+            self.train_pass.passes = saved["epoch"]
 
 
 def train_group(
