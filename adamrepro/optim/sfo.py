@@ -17,6 +17,13 @@ github.com/Sohl-Dickstein/Sum-of-Functions-Optimizer), besides being determinist
   of the other evaluated subfunctions. The reference takes the median eigenvalue of the whole
   summed Hessian divided by the active count, in which both starting subfunctions carry
   hessian_init from the start, evaluated or not.
+- A subfunction takes part in the summed model once it has been evaluated. In the reference
+  the `init_active` starting subfunctions take part from the first step, an unevaluated one
+  as a model centred at the initial point with zero gradient and Hessian hessian_init·I: a
+  pull back to the initial point, which makes its first step half as long as this one's and
+  keeps its second one about as short, until both starting subfunctions have been evaluated
+  (the third step); here the second step is already the Newton step of the first
+  subfunction's own model.
 - The subspace collapses to 2N+3 directions (the reference: 2N+2): it also keeps the previous
   point, where a rejected step goes back to.
 - Small safeguards: the outlier test on a subfunction's first evaluation uses the unbiased
