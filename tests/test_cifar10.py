@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cut_off import cut_off_write
 
 from adamrepro.data import cifar10
 from adamrepro.data.download import extract_tar
@@ -659,6 +660,18 @@ def test_the_whitening_cache_keeps_the_fits_used_last(train_images, tmp_path, mo
     assert cifar10.zca_fits == fits  # kept
     cifar10.zca(sample, 0.1, tmp_path)
     assert cifar10.zca_fits == fits + 1  # removed, so fitted again
+
+
+def test_a_whitening_write_a_kill_cut_off_leaves_no_temporary_file(train_images, tmp_path):
+    """A kill while a fit was written (75 MB, the first command at a scale) left its
+    temporary file in the cache for good, hidden: the next fit's command removes one that no
+    write has touched for ABANDONED_SECONDS, and leaves a younger one, which may be another
+    command's write in progress."""
+    abandoned = cut_off_write(tmp_path / "zca-000000000000.pt")
+    writing = cut_off_write(tmp_path / "zca-111111111111.pt", abandoned=False)
+    cifar10.zca(train_images[0][:100], 0.01, tmp_path)
+    assert not abandoned.exists() and writing.exists()
+    assert len(list(tmp_path.glob("zca-*.pt"))) == 1  # the fit itself, cached
 
 
 def test_the_whitening_is_fitted_on_the_training_images_alone(folder, tmp_path):

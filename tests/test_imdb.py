@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from cut_off import cut_off_write
 
 from adamrepro.data import imdb
 from adamrepro.errors import UserError
@@ -468,6 +469,20 @@ def test_a_command_refused_for_a_stray_review_keeps_the_cache(tmp_path):
     builds = imdb.bow_builds
     imdb.bag_of_words(root, verify=False)
     assert imdb.bow_builds == builds  # read back, not built again
+
+
+def test_a_cache_write_a_kill_cut_off_leaves_no_temporary_file(tmp_path):
+    """A kill while the bag-of-words was written (38 MB for the whole dataset) left its
+    temporary file beside the cache for good, hidden: the next command that reads or writes
+    the cache removes one that no write has touched for ABANDONED_SECONDS, and leaves a
+    younger one, which may be another command's write in progress."""
+    root = _tiny_imdb(tmp_path, FOUR_REVIEWS)
+    imdb.bag_of_words(root, verify=False)
+    [cache] = (root / "aclImdb" / ".adamrepro-cache").glob("bow-*.pt")
+    abandoned = cut_off_write(cache)
+    writing = cut_off_write(cache, abandoned=False)
+    imdb.bag_of_words(root, verify=False)
+    assert not abandoned.exists() and writing.exists() and cache.exists()
 
 
 def test_a_file_in_the_caches_place_that_no_run_wrote_is_one_short_note(tmp_path, capsys):

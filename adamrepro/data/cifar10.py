@@ -47,7 +47,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from adamrepro.atomic import atomic_file
+from adamrepro.atomic import atomic_file, remove_abandoned
 from adamrepro.data.base import TensorDataset, load_sealed, sealed
 from adamrepro.data.download import (
     MissingData,
@@ -422,6 +422,7 @@ def zca(images: Tensor, epsilon: float, cache_dir: Path) -> Whitening:
     key = json.dumps({"images_md5": checksum, "epsilon": epsilon,
                       "version": ZCA_CACHE_VERSION}, sort_keys=True)
     path = cache_dir / f"zca-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    remove_abandoned(cache_dir, "zca-*.pt")  # what a kill during a fit's write left
     if path.exists():
         try:
             saved = load_sealed(path)

@@ -73,7 +73,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from adamrepro.atomic import atomic_torch_save
+from adamrepro.atomic import atomic_torch_save, remove_abandoned
 from adamrepro.data.base import TensorDataset, load_sealed, sealed
 from adamrepro.data.download import (
     MissingData,
@@ -470,7 +470,9 @@ def _prune_stale(path: Path, vocabulary: str) -> None:
     """Remove the caches of `vocabulary` other than `path`: of review files since changed
     (or of an older adamrepro), which no load will read again, 38 MB each for the whole
     dataset. Only once `path` is read or written: a command refused for a review missing
-    deleted the valid cache, which the review put back would have read again."""
+    deleted the valid cache, which the review put back would have read again. The temporary
+    files of writes a kill cut off go too, once no write can be in progress in them."""
+    remove_abandoned(path.parent, f"{_cache_stem(vocabulary)}*.pt")
     for stale in path.parent.glob(f"{_cache_stem(vocabulary)}*.pt"):
         if stale != path:
             with contextlib.suppress(OSError):  # a read-only data folder keeps it
