@@ -42,8 +42,11 @@ def load_intact(path: Path, **options):
 
 def atomic_torch_save(obj, path: Path) -> None:
     """torch.save `obj` to `path` through `atomic_file`. A write the disk refuses (full,
-    over a size limit) is the OSError it raised, naming the file: torch's zip writer puts a
-    RuntimeError ("unexpected pos ...") in its place, which was a traceback."""
+    over a size limit) is the OSError it raised, naming the file, and a Ctrl-C mid-write the
+    KeyboardInterrupt: torch's zip writer, closing after the write it cut short, puts a
+    RuntimeError ("unexpected pos ...") in their place, which was a traceback (exit code 1
+    where a Ctrl-C during a checkpoint's or a run's parameters' save says what is kept and
+    exits 130)."""
     import torch
 
     try:
@@ -51,6 +54,8 @@ def atomic_torch_save(obj, path: Path) -> None:
             torch.save(obj, f)
     except RuntimeError as err:
         refused = err.__cause__ or err.__context__
+        if isinstance(refused, KeyboardInterrupt):
+            raise refused from None
         if not isinstance(refused, OSError):
             raise
         raise OSError(refused.errno, refused.strerror, str(path)) from None
