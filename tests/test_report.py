@@ -1432,17 +1432,22 @@ def test_only_the_field_that_names_a_test_metric_is_replaced_for_the_claims():
             "train_loss" if selection == "test_acc" else selection), (y, selection)
 
 
-def test_a_folder_of_runs_from_several_commits_says_which_method_each_trained(tmp_path):
-    """The committed Fig. 1 left mixes runs of two commits (runs whose settings did not change
-    were reused): the provenance names each commit with the methods it trained."""
+def _committed_fig1_left_report(tmp_path) -> tuple[str, pd.DataFrame]:
+    """The report on a copy of the committed Fig. 1 left, and its curves table."""
     import shutil
     from pathlib import Path
 
     source = Path(__file__).resolve().parent.parent / "results" / "logreg_mnist"
     shutil.copytree(source, tmp_path / "logreg_mnist", ignore=shutil.ignore_patterns("runs"))
     assert main(["report", "--out", str(tmp_path)]) == 0
-    report = (tmp_path / "report.md").read_text()
-    curves = pd.read_csv(tmp_path / "logreg_mnist" / "curves.csv")
+    return ((tmp_path / "report.md").read_text(),
+            pd.read_csv(tmp_path / "logreg_mnist" / "curves.csv"))
+
+
+def test_a_folder_of_runs_from_several_commits_says_which_method_each_trained(tmp_path):
+    """The committed Fig. 1 left mixes runs of two commits (runs whose settings did not change
+    were reused): the provenance names each commit with the methods it trained."""
+    report, curves = _committed_fig1_left_report(tmp_path)
     commits = curves.groupby("commit")["method"].unique()
     assert len(commits) > 1
     for commit, methods in commits.items():
@@ -1454,14 +1459,7 @@ def test_a_folder_of_runs_from_several_devices_says_which_method_each_trained_on
     processes), and a sweep cut off on a GPU and resumed on a CPU mixes more (the device is
     not in a run's id): the provenance names each device and torch version with the methods
     it trained, not the last command's alone as every run's."""
-    import shutil
-    from pathlib import Path
-
-    source = Path(__file__).resolve().parent.parent / "results" / "logreg_mnist"
-    shutil.copytree(source, tmp_path / "logreg_mnist", ignore=shutil.ignore_patterns("runs"))
-    assert main(["report", "--out", str(tmp_path)]) == 0
-    report = (tmp_path / "report.md").read_text()
-    curves = pd.read_csv(tmp_path / "logreg_mnist" / "curves.csv")
+    report, curves = _committed_fig1_left_report(tmp_path)
     devices = curves.groupby("device")["method"].unique()
     assert len(devices) > 1
     assert "The runs' devices: " + "; ".join(
