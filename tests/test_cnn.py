@@ -52,6 +52,33 @@ def test_output_shape_of_every_stage():
     assert CNN(without_padding, (3, 32, 32), 10, [0]).flat_features == 128 * 3 * 3
 
 
+def test_the_bundled_config_at_paper_scale_is_the_paper_s_network():
+    """PAPER.md's Fig. 3: c64-c64-c128-1000, three stages of 5x5 convolution and 3x3 max-pool
+    with stride 2, a 1000-unit ReLU layer, a softmax over CIFAR-10's 10 classes, for every
+    method. The shape test above builds Options()'s defaults: an edit of the config (3x3
+    kernels, another width) went unseen. Dropout only on the methods named +dropout."""
+    from adamrepro.config import resolve_config_arg
+
+    exp = load_experiment(resolve_config_arg("cnn_cifar10")).at_scale("paper")
+    for label, method in exp.methods.items():
+        opts = CNN.options({**exp.model, **method.model}, "model")
+        assert (opts.conv_channels, opts.kernel_size, opts.pool_size, opts.pool_stride,
+                opts.hidden) == ([64, 64, 128], 5, 3, 2, 1000), label
+        dropout = (opts.input_dropout, opts.hidden_dropout)
+        assert (dropout != (0.0, 0.0)) == label.endswith("+dropout"), (label, dropout)
+        model = CNN(opts, (3, 32, 32), 10, seeds=[0])
+        # 32 -> 16 -> 8 -> 4 pixels a side after the three pools; parameters by the paper's
+        # layer sizes: three convolutions, the 1000-unit layer, the softmax (with biases)
+        side = 32
+        for _ in opts.conv_channels:
+            side = (side + 2 * opts.pool_padding - opts.pool_size) // opts.pool_stride + 1
+        assert side == 4 and model.flat_features == 128 * side * side
+        convs = sum(c_out * (c_in * 5 * 5 + 1)
+                    for c_in, c_out in zip([3, 64, 64], [64, 64, 128], strict=True))
+        dense = (128 * 4 * 4 + 1) * 1000 + (1000 + 1) * 10
+        assert sum(p.numel() for p in model.parameters()) == convs + dense, label
+
+
 def _cnn_config(**model) -> dict:
     import yaml
 
