@@ -65,9 +65,11 @@ plot:  ## the figures of every experiment in OUT, from its tables
 report:  ## OUT/report.md and report.html: a verdict on every claim of the paper
 	$(PYTHON) -m adamrepro report --out "$(OUT)"
 
+# The benches write OUT/bench/ (results/bench/, the committed rows, by default): without
+# --out, `make bench OUT=DIR` rewrote the committed rows all the same
 bench:  ## the README's CPU rows: the two latency-bound experiments at quick scale
-	$(PYTHON) -m adamrepro bench logreg_mnist --scale quick --device $(DEVICE) $(DATA_FLAG)
-	$(PYTHON) -m adamrepro bench logreg_imdb --scale quick --device $(DEVICE) $(DATA_FLAG)
+	$(PYTHON) -m adamrepro bench logreg_mnist --scale quick --device $(DEVICE) --out "$(OUT)" $(DATA_FLAG)
+	$(PYTHON) -m adamrepro bench logreg_imdb --scale quick --device $(DEVICE) --out "$(OUT)" $(DATA_FLAG)
 
 # Passes each GPU bench times (a paper-scale reference loop over every pass would take hours),
 # and more `adamrepro bench` flags, e.g. BENCH_FLAGS=--unverified-data for a re-encoded CIFAR-10
@@ -75,8 +77,8 @@ BENCH_PASSES ?= 3
 BENCH_FLAGS ?=
 bench-gpu:  ## the README's GPU table: every experiment at paper scale, BENCH_PASSES passes each
 	@for name in $(EXPERIMENTS); do \
-		$(PYTHON) -m adamrepro bench configs/$$name.yaml --scale paper --device cuda $(DATA_FLAG) \
-			--passes $(BENCH_PASSES) --reference-passes 1 $(BENCH_FLAGS) || exit $$?; done
+		$(PYTHON) -m adamrepro bench configs/$$name.yaml --scale paper --device cuda \
+			--out "$(OUT)" $(DATA_FLAG) --passes $(BENCH_PASSES) --reference-passes 1 $(BENCH_FLAGS) || exit $$?; done
 
 bench-kernels:  ## the README's "Kernels" tables: each kernel switch against the default loop
 	$(PYTHON) scripts/bench_kernels.py logreg_mnist mlp --scale $(SCALE) --device $(DEVICE) \
@@ -121,7 +123,7 @@ count = $(call word_of,$(1),$(2))$(if $(or $(call digits_out,$($(1))),$(if $(sub
 EXPERIMENT_GOALS := $(EXPERIMENTS) all plan
 OUT_FIX := give the results folder (e.g. OUT=/tmp/adamrepro-out)$(comma) or leave OUT unset for results (results/SCALE at another scale)
 $(if $(call uses,install test lint data $(EXPERIMENT_GOALS) plot report bench bench-gpu bench-kernels),$(call word_of,PYTHON,give the Python to run (e.g. PYTHON=python3) or leave PYTHON unset))
-$(if $(call uses,$(EXPERIMENT_GOALS) plot report bench-kernels clean),$(call folder,OUT,$(OUT_FIX)))
+$(if $(call uses,$(EXPERIMENT_GOALS) plot report bench bench-gpu bench-kernels clean),$(call folder,OUT,$(OUT_FIX)))
 $(if $(call uses,$(EXPERIMENT_GOALS) plot report clean bench-kernels),$(call one_of,SCALE,smoke quick paper,quick))
 $(if $(call uses,$(EXPERIMENT_GOALS) bench bench-kernels),$(call one_of,DEVICE,auto cpu cuda,cpu))
 $(if $(and $(strip $(DATA)),$(call uses,test data $(EXPERIMENT_GOALS) bench bench-gpu bench-kernels)),$(call folder,DATA,give the data folder (e.g. DATA=~/.cache/adamrepro/data) or leave DATA unset for the default))

@@ -61,6 +61,8 @@ OUT_EMPTY = "OUT is empty; give the results folder (e.g. OUT="
     (["plot", "OUT="], OUT_EMPTY),  # was "Option '--out' requires an argument"
     (["report", "OUT="], OUT_EMPTY),
     (["bench-kernels", "OUT="], OUT_EMPTY),
+    (["bench", "OUT="], OUT_EMPTY),
+    (["bench-gpu", "OUT="], OUT_EMPTY),
     (["clean", "OUT="], OUT_EMPTY),  # was rm -rf /*/runs /*/.lock
     (["clean", "OUT=/"], "OUT=/ is the root folder"),
     (["clean", "OUT=//"], "OUT=// is the root folder"),
@@ -100,6 +102,17 @@ def test_make_clean_quotes_out_and_deletes_only_under_it(tmp_path):
     done = make_preview("clean", f"OUT={tmp_path}")
     assert done.returncode == 0, done.stderr
     assert f'for runs in "{tmp_path}"/*/runs' in done.stdout
+
+
+@pytest.mark.parametrize("target", ["bench", "bench-gpu"])
+def test_make_bench_writes_into_out(tmp_path, target):
+    """`make bench OUT=DIR` ran `adamrepro bench` without --out, so it rewrote the committed
+    rows in results/bench/ whatever OUT said; every bench command now writes OUT/bench/."""
+    done = make_preview(target, f"OUT={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    benches = done.stdout.count("-m adamrepro bench ")
+    assert benches == (2 if target == "bench" else 1), done.stdout
+    assert done.stdout.count(f'--out "{tmp_path}"') == benches, done.stdout
 
 
 def test_make_clean_removes_the_runs_of_experiment_folders_alone(tmp_path):
