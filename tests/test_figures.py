@@ -82,6 +82,29 @@ def test_every_figure_title_says_when_the_data_was_unverified():
     assert run_tag(meta) == "[smoke scale, cpu]"
 
 
+def test_a_figure_of_runs_from_several_devices_names_each_in_its_title(tmp_path):
+    """The committed Fig. 1 left mixes runs trained in two ways on its CPU (threads, worker
+    processes): config.json names the last command's device alone, which every figure's
+    title gave as all its runs'. The report names each device with its methods; the title
+    now names each device."""
+    import shutil
+
+    from adamrepro.figures.common import run_tag
+    from adamrepro.results.tables import read_results
+
+    source = Path(__file__).resolve().parent.parent / "results" / "logreg_mnist"
+    shutil.copytree(source, tmp_path / "logreg_mnist", ignore=shutil.ignore_patterns("runs"))
+    curves, _, meta = read_results(tmp_path / "logreg_mnist")
+    devices = sorted(curves["device"].unique())
+    assert len(devices) == 2
+    tag = run_tag(meta, 3, curves)
+    assert f"2 devices: {devices[0]}; {devices[1]}" in tag, tag
+    for device in devices:  # the runs of one device: that one, whichever command was last
+        assert run_tag(meta, 3, curves[curves["device"] == device]) == (
+            f"[paper scale, 3 seed(s), {device}]")
+    assert meta["provenance"]["device"] in devices
+
+
 def test_a_long_title_is_wrapped_inside_the_figure_not_cut_off(tmp_path):
     """A figure's title names the network, the scale, the device and whether the data was
     verified: at a CPU scale of Fig. 3 with a long device name it ran off both edges of the

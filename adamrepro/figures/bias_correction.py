@@ -119,7 +119,7 @@ def draw(folder: Path, tables: Tables | None = None,
     # a grid over more than the cell: each cell is its best point (cell_costs), said so
     others = [c for c in meta.get("hparam_columns", []) if c not in CELLS and c in curves
               and curves.groupby(["method", *CELLS])[c].nunique().max() > 1]
-    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds)}",
+    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds, curves)}",
                  *([f"each (β1, β2, α) cell: its best point over {', '.join(others)} "
                     f"at that pass"] if others else []))
     return save_figure(fig, folder, "bias_correction")

@@ -272,12 +272,19 @@ def seeds_of(best: pd.DataFrame, curves: pd.DataFrame | None) -> int:
     return 0 if curves is None else int(curves["seed"].nunique())
 
 
-def run_tag(meta: dict, seeds: int | None = None) -> str:
+def run_tag(meta: dict, seeds: int | None = None, curves: pd.DataFrame | None = None) -> str:
     """What every figure's title says of its runs: the scale, the seeds, the device, and
-    whether the data was read unverified (`run --unverified-data`)."""
+    whether the data was read unverified (`run --unverified-data`). The device is each one
+    the runs of `curves` trained on (a sweep resumed on another machine, runs reused from
+    another command: the device is not in a run's id); config.json's is the last command's
+    alone, which the title gave as every run's."""
     prov = meta["provenance"]
+    devices = ([] if curves is None or "device" not in curves.columns
+               else sorted(curves["device"].dropna().astype(str).unique()))
+    device = (f"{len(devices)} devices: {'; '.join(devices)}" if len(devices) > 1
+              else devices[0] if devices else prov["device"])
     parts = [f"{meta['scale']} scale", *([f"{seeds} seed(s)"] if seeds is not None else []),
-             prov["device"], *([] if prov.get("data_verified", True) else ["data unverified"])]
+             device, *([] if prov.get("data_verified", True) else ["data unverified"])]
     return f"[{', '.join(parts)}]"
 
 

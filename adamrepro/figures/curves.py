@@ -89,7 +89,7 @@ def draw(folder: Path, tables: Tables | None = None,
             if column.metric == y.metric and not plot_cfg.logy]
     legend_below(fig, ax_cost)
     seeds = seeds_of(best, curves)
-    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds)}",
+    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds, curves)}",
                  how_chosen(best, plot_cfg.band, curves, plot_cfg.logy, bars)
                  + (f"; not drawn, a sweep of SFO's subfunctions (sfo.png's memory panel): "
                     f"{', '.join(sorted(sweeps))}" if sweeps else "")

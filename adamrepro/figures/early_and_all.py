@@ -101,7 +101,7 @@ def draw(folder: Path, tables: Tables | None = None,
     # keys show them
     marked = any(line.get_marker() not in (None, "", " ", "None") for line in ax_all.lines)
     legend_below(fig, ax_all if marked else ax_early)
-    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds)}",
+    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds, curves)}",
                  how_chosen(best, plot_cfg.band, curves, plot_cfg.logy, bars)
                  + (f"; {cut}" if cut else ""))
     return save_figure(fig, folder, "early_and_all")

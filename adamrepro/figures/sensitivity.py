@@ -171,7 +171,7 @@ def draw(folder: Path, tables: Tables | None = None,
            bbox_to_anchor=(1.01, 1.0), fontsize=8)
     # over the axes alone, about 60% of the figure's width (the legend is to their right)
     ax.set_title(fitted(0.6 * fig.get_figwidth(), f"{meta['config'].title}: sensitivity",
-                        run_tag(meta, seeds), fontsize=9), fontsize=9)
+                        run_tag(meta, seeds, curves), fontsize=9), fontsize=9)
     fig.text(0.01, 0.01, as_written(textwrap.fill(caption(meta, others, seeds, above_any),
                                                   110)),
              fontsize=7, va="bottom")

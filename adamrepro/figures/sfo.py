@@ -149,7 +149,7 @@ def draw(folder: Path, tables: Tables | None = None,
     table.auto_set_column_width(range(len(labels)))
     table.scale(1, 1.5)
     seeds = seeds_of(best, curves)
-    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds)}",
+    figure_title(fig, f"{meta['config'].title}  {run_tag(meta, seeds, curves)}",
                  how_chosen(best, meta["config"].plot.band, curves, log=True, bars=bars))
     fig.tight_layout()
     return save_figure(fig, folder, "sfo")

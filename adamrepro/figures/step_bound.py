@@ -84,7 +84,7 @@ def draw(folder: Path, tables: Tables | None = None,
     axes[0][0].set_ylabel("largest |Δθ| / α in the pass" + (" and seeds" if seeds > 1 else ""))
     axes[0][0].set_ylim(0, max(axes[0][0].get_ylim()[1], 1.1 * highest))
     title = (f"{meta['config'].title}: the largest step of each pass against the bound "
-             f"of Sec. 2.1  {run_tag(meta, seeds)}")
+             f"of Sec. 2.1  {run_tag(meta, seeds, curves)}")
     figure_title(fig, title)
     return save_figure(fig, folder, "step_bound")
 

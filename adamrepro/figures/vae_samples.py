@@ -182,6 +182,6 @@ def draw(folder: Path, tables: Tables | None = None,
         f"{pictured.sort_values('epoch')[metric].iloc[-1]:.2f}"
         if seeds > 1 and len(pictured) else "")
     figure_title(fig, f"{meta['config'].title}: best run ({chosen['method']}, {hp}; "
-                 f"{mean})", f"{run_tag(meta)} {trained_for(meta)}", fontsize=9)
+                 f"{mean})", f"{run_tag(meta, curves=curves)} {trained_for(meta)}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, folder, "vae_samples")
