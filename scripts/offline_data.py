@@ -136,12 +136,16 @@ def official_file(source: Path, name: str) -> Path | None:
     was copied into --out, where `fetch` called it corrupt and said to download it again, on
     a machine without network, and a run of this tool with the source mended kept it (a file
     there is not copied again)."""
-    found = [path for path in sorted(source.rglob(name)) if path.is_file()]
-    for path in found:
-        if md5sum(path) == OFFICIAL_MD5[name]:
+    first_seen = None  # (path, MD5) of the first found: the one the refusal names
+    for path in sorted(source.rglob(name)):
+        if not path.is_file():
+            continue
+        digest = md5sum(path)  # each file read once
+        if digest == OFFICIAL_MD5[name]:
             return path
-    if found:
-        fail(f"{found[0]} is not the official {name} (MD5 {md5sum(found[0])}, expected "
+        first_seen = first_seen or (path, digest)
+    if first_seen is not None:
+        fail(f"{first_seen[0]} is not the official {name} (MD5 {first_seen[1]}, expected "
              f"{OFFICIAL_MD5[name]}): cut short or damaged; copy it again from the official "
              f"download, or leave its dataset out (--only)")
     return None

@@ -57,7 +57,7 @@ def probe_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(itertools.islice(itertools.cycle(chosen), PROBE_RUNS))
 
 
-def _zero() -> torch.Tensor:
+def zero_closure() -> torch.Tensor:
     """The closure of a probe's step: its gradients are set beforehand."""
     return torch.zeros((), dtype=torch.float64)
 
@@ -67,16 +67,26 @@ def _build(cls: type, points: list[dict[str, Any]], start: list[torch.Tensor]):
     return params, cls(params, **stacked(points, torch.float64))
 
 
-def _train(params: list[torch.Tensor], optimizer, grads: list[list[torch.Tensor]],
-           closure: bool) -> list[torch.Tensor]:
+def train_probe(params: list[torch.Tensor], optimizer, grads: list[list[torch.Tensor]],
+                closure: bool) -> list[torch.Tensor]:
     """`params` after a step of `optimizer` for each of `grads` (`grads[step][param]`, each
-    the group's stack), given a closure where the method's step takes one."""
+    the group's stack), given a closure where the method's step takes one. Also the resume
+    probe's (optim/resuming.py)."""
     by_keyword = closure and closure_by_keyword(type(optimizer))
     for step_grads in grads:
         for p, g in zip(params, step_grads, strict=True):
             p.grad = g.clone()
-        step_with_closure(optimizer, _zero, by_keyword) if closure else optimizer.step()
+        step_with_closure(optimizer, zero_closure, by_keyword) if closure else optimizer.step()
     return [p.detach() for p in params]
+
+
+def relative_gap(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """The largest relative difference of `got` from `expected`; inf where they are NaN in
+    other places (a NaN on both sides is equal)."""
+    if not torch.equal(got.isnan(), expected.isnan()):
+        return float("inf")
+    return ((got - expected).abs() / expected.abs().clamp_min(1e-300)).nan_to_num(
+        nan=0.0, posinf=float("inf")).max().item()
 
 
 def batching_problem(cls: type, points: list[dict[str, Any]], closure: bool = False
@@ -96,7 +106,7 @@ def batching_problem(cls: type, points: list[dict[str, Any]], closure: bool = Fa
     start = [draw(shape, False) for shape in PROBE_SHAPES]
     grads = [[draw(shape, True) for shape in PROBE_SHAPES] for _ in range(PROBE_STEPS)]
     try:
-        alone = [_train(*_build(cls, [point], [p[run : run + 1] for p in start]),
+        alone = [train_probe(*_build(cls, [point], [p[run : run + 1] for p in start]),
                         [[g[run : run + 1] for g in step] for step in grads], closure)
                  for run, point in enumerate(chosen)]
     except Exception:  # noqa: BLE001 - trained alone it fails: training will say so, with its place
@@ -107,17 +117,13 @@ def batching_problem(cls: type, points: list[dict[str, Any]], closure: bool = Fa
         return (f"built for a group of {PROBE_RUNS} runs it raises {type(err).__name__}: "
                 f"{err}, and not for one run alone: {BUILD_FIX}")
     try:
-        together = _train(*built, grads, closure)
+        together = train_probe(*built, grads, closure)
     except Exception as err:  # noqa: BLE001 - whatever it is, only a group raises it
         return (f"in a group of {PROBE_RUNS} runs its step raises {type(err).__name__}: "
                 f"{err}, and not for one run alone: {FIX}")
     for run, mine in enumerate(alone):
         for index, (grouped, single) in enumerate(zip(together, mine, strict=True)):
-            got = grouped[run : run + 1]
-            gap = ((got - single).abs() / single.abs().clamp_min(1e-300)).nan_to_num(
-                nan=0.0, posinf=float("inf")).max().item()
-            if not torch.equal(got.isnan(), single.isnan()):
-                gap = float("inf")
+            gap = relative_gap(grouped[run : run + 1], single)
             if gap > TOLERANCE:
                 settings = ", ".join(f"{k}={v}" for k, v in chosen[run].items())
                 return (f"after {PROBE_STEPS} steps, run {run + 1} of a group of "

@@ -20,8 +20,7 @@ from typing import Any
 import torch
 
 from adamrepro.hparams import plain, stacked
-from adamrepro.optim.batching import TOLERANCE
-from adamrepro.optim.capabilities import closure_by_keyword, step_with_closure
+from adamrepro.optim.batching import TOLERANCE, relative_gap, train_probe
 
 # Steps before the checkpoint, and after it: a state whose loss shows from the second step
 # on (a counter that starts over at 1) moves the resumed steps off the uninterrupted ones.
@@ -31,11 +30,6 @@ SHAPES = ((1, 4, 5), (1, 1, 5))
 FIX = ("keep what it carries from step to step in self.state[p] or in its param groups, "
        "which torch's state_dict holds and a checkpoint restores, not in attributes of the "
        "optimizer, which start over on resume")
-
-
-def _zero() -> torch.Tensor:
-    """The closure of a probe's step: its gradients are set beforehand."""
-    return torch.zeros((), dtype=torch.float64)
 
 
 def _random_state() -> tuple:
@@ -63,7 +57,6 @@ def resume_problem(cls: type, point: dict[str, Any], batchable: bool,
     start = [torch.randn(shape, generator=generator, dtype=torch.float64) for shape in SHAPES]
     grads = [[torch.randn(shape, generator=generator, dtype=torch.float64) for shape in SHAPES]
              for _ in range(BEFORE + AFTER)]
-    by_keyword = closure and closure_by_keyword(cls)
     saved_random = _random_state()
 
     def build(values: list[torch.Tensor]):
@@ -71,33 +64,23 @@ def resume_problem(cls: type, point: dict[str, Any], batchable: bool,
         hparams = stacked([point], torch.float64) if batchable else plain(point)
         return params, cls(params, **hparams)
 
-    def train(params, optimizer, steps) -> list[torch.Tensor]:
-        for step_grads in steps:
-            for p, g in zip(params, step_grads, strict=True):
-                p.grad = g.clone()
-            step_with_closure(optimizer, _zero, by_keyword) if closure else optimizer.step()
-        return [p.detach().clone() for p in params]
-
     try:
         _set_random_state(saved_random)
-        whole = train(*build(start), grads)
+        whole = train_probe(*build(start), grads, closure)
         _set_random_state(saved_random)
         params, optimizer = build(start)
-        midway = train(params, optimizer, grads[:BEFORE])
+        midway = train_probe(params, optimizer, grads[:BEFORE], closure)
         state, random_state = optimizer_state(optimizer), _random_state()
         params, resumed = build(midway)
         load_optimizer_state(resumed, state, torch.device("cpu"))
         _set_random_state(random_state)
-        after = train(params, resumed, grads[BEFORE:])
+        after = train_probe(params, resumed, grads[BEFORE:], closure)
     except Exception:  # noqa: BLE001 - it fails on its own: training will say so, with its place
         return None
     finally:
         _set_random_state(saved_random)
     for index, (a, b) in enumerate(zip(after, whole, strict=True)):
-        gap = ((a - b).abs() / b.abs().clamp_min(1e-300)).nan_to_num(
-            nan=0.0, posinf=float("inf")).max().item()
-        if not torch.equal(a.isnan(), b.isnan()):
-            gap = float("inf")
+        gap = relative_gap(a, b)
         if gap > TOLERANCE:
             settings = ", ".join(f"{k}={v}" for k, v in point.items())
             return (f"resumed from its state_dict after {BEFORE} steps, as a checkpoint "
